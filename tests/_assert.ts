@@ -1,0 +1,111 @@
+/**
+ * Small assertion helpers shared by the test suite (on top of `node:assert/strict`).
+ * @module
+ */
+import assert from "node:assert/strict";
+
+export { assert };
+
+/** Repository root (absolute, no trailing slash), derived from this file's URL. */
+export const ROOT: string = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
+
+/** The `../shared` folder beside the checkout (test fixtures and datasets). */
+export const SHARED: string = Deno.env.get("FLEDGE_SHARED") ?? `${ROOT}/../shared`;
+
+/** True when slow end-to-end tests are requested (`deno task test:slow`). */
+export const SLOW: boolean = Deno.env.get("FLEDGE_SLOW") === "1";
+
+/** Assert `|actual - expected| <= atol + rtol * |expected|` for two numbers. */
+export function assertClose(actual: number, expected: number, opts: { atol?: number; rtol?: number; msg?: string } = {}): void {
+  const atol = opts.atol ?? 0;
+  const rtol = opts.rtol ?? 0;
+  const tol = atol + rtol * Math.abs(expected);
+  if (!(Math.abs(actual - expected) <= tol) && !(Number.isNaN(actual) && Number.isNaN(expected))) {
+    throw new assert.AssertionError({
+      message: `${opts.msg ? opts.msg + ": " : ""}expected ${expected}, got ${actual} (|diff| ${Math.abs(actual - expected)} > tol ${tol})`,
+      actual,
+      expected,
+    });
+  }
+}
+
+/** Result of {@linkcode compareArrays}: the worst element and the error norms. */
+export interface Comparison {
+  maxAbs: number;
+  maxRel: number;
+  worstIndex: number;
+  worstActual: number;
+  worstExpected: number;
+}
+
+/**
+ * Compare two numeric arrays elementwise with `|a - e| <= atol + rtol * |e|` and throw with the
+ * worst element (index, both values, absolute and relative error) when any element fails.
+ * Returns the error summary so callers can report it.
+ */
+export function assertAllClose(
+  actual: ArrayLike<number>,
+  expected: ArrayLike<number>,
+  opts: { atol?: number; rtol?: number; msg?: string } = {},
+): Comparison {
+  const atol = opts.atol ?? 1e-5;
+  const rtol = opts.rtol ?? 1e-5;
+  const label = opts.msg ? opts.msg + ": " : "";
+  if (actual.length !== expected.length) {
+    throw new assert.AssertionError({ message: `${label}length ${actual.length} != expected length ${expected.length}` });
+  }
+  let worst = -1, worstExcess = -Infinity, maxAbs = 0, maxRel = 0, scale = 0;
+  for (let i = 0; i < expected.length; i++) scale = Math.max(scale, Math.abs(expected[i]));
+  for (let i = 0; i < expected.length; i++) {
+    const a = actual[i], e = expected[i];
+    const d = Math.abs(a - e);
+    const bad = !(d <= atol + rtol * Math.abs(e)) && !(Number.isNaN(a) && Number.isNaN(e)) && a !== e;
+    if (Number.isFinite(d)) {
+      maxAbs = Math.max(maxAbs, d);
+      maxRel = Math.max(maxRel, d / Math.max(Math.abs(e), 1e-30));
+    }
+    const excess = bad ? (Number.isFinite(d) ? d - (atol + rtol * Math.abs(e)) : Infinity) : -1;
+    if (excess > worstExcess) {
+      worstExcess = excess;
+      worst = i;
+    }
+  }
+  const cmp: Comparison = {
+    maxAbs,
+    maxRel,
+    worstIndex: worst,
+    worstActual: worst >= 0 ? actual[worst] : NaN,
+    worstExpected: worst >= 0 ? expected[worst] : NaN,
+  };
+  if (worstExcess > 0 || worstExcess === Infinity) {
+    throw new assert.AssertionError({
+      message: `${label}mismatch at index ${worst}: got ${cmp.worstActual}, expected ${cmp.worstExpected} ` +
+        `(max abs err ${maxAbs.toExponential(2)}, max |ref| ${scale.toExponential(2)}, atol ${atol}, rtol ${rtol})`,
+    });
+  }
+  return cmp;
+}
+
+/** A tiny seeded PRNG (mulberry32) for reproducible test inputs. */
+export function rng(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** `n` uniform values in [-scale, scale), never exactly zero. */
+export function randomArray(n: number, seed: number, scale = 1): Float32Array {
+  const r = rng(seed);
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    let v = (r() * 2 - 1) * scale;
+    if (v === 0) v = scale * 1e-3;
+    out[i] = v;
+  }
+  return out;
+}
