@@ -16,13 +16,19 @@ export const SHARED: string = Deno.env.get("FLEDGE_SHARED") ?? `${ROOT}/../share
 export const SLOW: boolean = Deno.env.get("FLEDGE_SLOW") === "1";
 
 /** Assert `|actual - expected| <= atol + rtol * |expected|` for two numbers. */
-export function assertClose(actual: number, expected: number, opts: { atol?: number; rtol?: number; msg?: string } = {}): void {
+export function assertClose(
+  actual: number,
+  expected: number,
+  opts: { atol?: number; rtol?: number; msg?: string } = {},
+): void {
   const atol = opts.atol ?? 0;
   const rtol = opts.rtol ?? 0;
   const tol = atol + rtol * Math.abs(expected);
   if (!(Math.abs(actual - expected) <= tol) && !(Number.isNaN(actual) && Number.isNaN(expected))) {
     throw new assert.AssertionError({
-      message: `${opts.msg ? opts.msg + ": " : ""}expected ${expected}, got ${actual} (|diff| ${Math.abs(actual - expected)} > tol ${tol})`,
+      message: `${opts.msg ? opts.msg + ": " : ""}expected ${expected}, got ${actual} (|diff| ${
+        Math.abs(actual - expected)
+      } > tol ${tol})`,
       actual,
       expected,
     });
@@ -52,7 +58,9 @@ export function assertAllClose(
   const rtol = opts.rtol ?? 1e-5;
   const label = opts.msg ? opts.msg + ": " : "";
   if (actual.length !== expected.length) {
-    throw new assert.AssertionError({ message: `${label}length ${actual.length} != expected length ${expected.length}` });
+    throw new assert.AssertionError({
+      message: `${label}length ${actual.length} != expected length ${expected.length}`,
+    });
   }
   let worst = -1, worstExcess = -Infinity, maxAbs = 0, maxRel = 0, scale = 0;
   for (let i = 0; i < expected.length; i++) scale = Math.max(scale, Math.abs(expected[i]));
@@ -80,7 +88,9 @@ export function assertAllClose(
   if (worstExcess > 0 || worstExcess === Infinity) {
     throw new assert.AssertionError({
       message: `${label}mismatch at index ${worst}: got ${cmp.worstActual}, expected ${cmp.worstExpected} ` +
-        `(max abs err ${maxAbs.toExponential(2)}, max |ref| ${scale.toExponential(2)}, atol ${atol}, rtol ${rtol})`,
+        `(max abs err ${maxAbs.toExponential(2)}, max |ref| ${
+          scale.toExponential(2)
+        }, atol ${atol}, rtol ${rtol})`,
     });
   }
   return cmp;

@@ -1,0 +1,342 @@
+/**
+ * Elementwise ops with NumPy broadcasting: `add`, `sub`, `mul`, `div` of two tensors, `affine`
+ * (`alpha * x + beta`), in-place `accumulate` (`dst += alpha * src`), and `transpose` of the last
+ * two dims.
+ *
+ * Math: out[i] = a[bcast_a(i)] op b[bcast_b(i)], shapes right-aligned, rank <= 4.
+ * Bindings: params, out (rw), a, b. Grid: one invocation per output element, WG = 256, folded 2-D.
+ * Gradients of broadcast inputs are summed back to their shape with `sumTo` (reduce.ts).
+ *
+ * @module
+ */
+import { gridFor, type KernelSpec, launch, LINEAR_INDEX, MAIN_ARGS, memo, wgslHeader } from "./_kernel.ts";
+import { needsGrad, record } from "./autograd.ts";
+import { sumTo } from "./reduce.ts";
+import { expectDtype, expectSameBackend, shapeText, type Tensor } from "./tensor.ts";
+
+/** Binary elementwise operators. */
+export type BinaryOp = "add" | "sub" | "mul" | "div";
+
+const WG = 256;
+const MAX_RANK = 4;
+
+/** The broadcast result shape of two shapes. @throws {TypeError} when they are incompatible */
+export function broadcastShape(op: string, a: readonly number[], b: readonly number[]): number[] {
+  const r = Math.max(a.length, b.length);
+  const out: number[] = [];
+  for (let i = 0; i < r; i++) {
+    const da = a[a.length - r + i] ?? 1, db = b[b.length - r + i] ?? 1;
+    if (da !== db && da !== 1 && db !== 1) {
+      throw new TypeError(`Cannot run ${op}: shapes ${shapeText(a)} and ${shapeText(b)} do not broadcast`);
+    }
+    out.push(da === 1 ? db : da);
+  }
+  return out;
+}
+
+/** Strides (in elements) of `shape` read as `outShape` with broadcasting (0 on broadcast dims), padded to rank 4. */
+function bcastStrides(shape: readonly number[], outShape: readonly number[]): number[] {
+  const s = new Array(MAX_RANK).fill(0);
+  let stride = 1;
+  for (let i = shape.length - 1, j = MAX_RANK - 1; i >= 0; i--, j--) {
+    s[j] = shape[i] === 1 && outShape[outShape.length - shape.length + i] !== 1 ? 0 : stride;
+    stride *= shape[i];
+  }
+  return s;
+}
+
+function pad4(shape: readonly number[]): number[] {
+  return [...new Array(MAX_RANK - shape.length).fill(1), ...shape];
+}
+
+/** Reference: out = a op b with broadcasting (the spec for the WGSL kernel). */
+export function binaryReference(
+  op: BinaryOp,
+  out: { [i: number]: number; length: number },
+  a: ArrayLike<number>,
+  aShape: readonly number[],
+  b: ArrayLike<number>,
+  bShape: readonly number[],
+): void {
+  const os = broadcastShape(op, aShape, bShape);
+  const [d0, d1, d2, d3] = pad4(os);
+  const sa = bcastStrides(aShape, os), sb = bcastStrides(bShape, os);
+  let i = 0;
+  for (let i0 = 0; i0 < d0; i0++) {
+    for (let i1 = 0; i1 < d1; i1++) {
+      for (let i2 = 0; i2 < d2; i2++) {
+        for (let i3 = 0; i3 < d3; i3++, i++) {
+          const x = a[i0 * sa[0] + i1 * sa[1] + i2 * sa[2] + i3 * sa[3]];
+          const y = b[i0 * sb[0] + i1 * sb[1] + i2 * sb[2] + i3 * sb[3]];
+          out[i] = op === "add" ? x + y : op === "sub" ? x - y : op === "mul" ? x * y : x / y;
+        }
+      }
+    }
+  }
+}
+
+const BIN_PARAMS = {
+  n: "u32",
+  d1: "u32",
+  d2: "u32",
+  d3: "u32",
+  sa0: "u32",
+  sa1: "u32",
+  sa2: "u32",
+  sa3: "u32",
+  sb0: "u32",
+  sb1: "u32",
+  sb2: "u32",
+  sb3: "u32",
+} as const;
+
+const binSpec = (op: BinaryOp): KernelSpec => ({
+  label: `elementwise.${op}`,
+  params: BIN_PARAMS,
+  bindings: [
+    { name: "out", type: "f32", access: "read_write" },
+    { name: "a", type: "f32", access: "read" },
+    { name: "b", type: "f32", access: "read" },
+  ],
+  workgroupSize: [WG, 1, 1],
+});
+
+const WGSL_OP: Record<BinaryOp, string> = { add: "x + y", sub: "x - y", mul: "x * y", div: "x / y" };
+
+const binCode = memo((op: BinaryOp) =>
+  `const WG = ${WG}u;\n${wgslHeader(binSpec(op))}fn main(${MAIN_ARGS}) {
+  ${LINEAR_INDEX}
+  if (gid >= p.n) { return; }
+  let i3 = gid % p.d3;
+  let r2 = gid / p.d3;
+  let i2 = r2 % p.d2;
+  let r1 = r2 / p.d2;
+  let i1 = r1 % p.d1;
+  let i0 = r1 / p.d1;
+  let x = a[i0 * p.sa0 + i1 * p.sa1 + i2 * p.sa2 + i3 * p.sa3];
+  let y = b[i0 * p.sb0 + i1 * p.sb1 + i2 * p.sb2 + i3 * p.sb3];
+  out[gid] = ${WGSL_OP[op]};
+}
+`
+);
+
+/**
+ * Launcher: `out = a op b` with broadcasting, on the tensors' backend.
+ * @throws {TypeError} on incompatible shapes, dtypes or backends (before anything is dispatched)
+ */
+export function binaryForward(op: BinaryOp, out: Tensor, a: Tensor, b: Tensor): void {
+  const label = `elementwise.${op}`;
+  expectSameBackend(label, out, a, b);
+  for (const [w, t] of [["out", out], ["a", a], ["b", b]] as const) expectDtype(label, w, t, "f32");
+  if (a.rank > MAX_RANK || b.rank > MAX_RANK) {
+    throw new TypeError(
+      `Cannot run ${label}: rank over ${MAX_RANK} (${shapeText(a.shape)}, ${shapeText(b.shape)})`,
+    );
+  }
+  const os = broadcastShape(label, a.shape, b.shape);
+  if (os.join() !== out.shape.join()) {
+    throw new TypeError(
+      `Cannot run ${label}: out has shape ${shapeText(out.shape)}, expected ${shapeText(os)}`,
+    );
+  }
+  if (out.backend.name === "cpu") return binaryReference(op, out.data, a.data, a.shape, b.data, b.shape);
+  const [, d1, d2, d3] = pad4(os);
+  const sa = bcastStrides(a.shape, os), sb = bcastStrides(b.shape, os);
+  launch(binSpec(op), binCode(op), [out, a, b], {
+    n: out.size,
+    d1,
+    d2,
+    d3,
+    sa0: sa[0],
+    sa1: sa[1],
+    sa2: sa[2],
+    sa3: sa[3],
+    sb0: sb[0],
+    sb1: sb[1],
+    sb2: sb[2],
+    sb3: sb[3],
+  }, gridFor(out.size, WG));
+}
+
+function binary(op: BinaryOp, a: Tensor, b: Tensor): Tensor {
+  const out = a.backend.empty(broadcastShape(`elementwise.${op}`, a.shape, b.shape));
+  binaryForward(op, out, a, b);
+  if (!needsGrad(a, b)) return out;
+  return record(out, op, [a, b], (g) => {
+    const be = g.backend;
+    switch (op) {
+      case "add":
+        return [sumTo(g, a.shape), sumTo(g, b.shape)];
+      case "sub":
+        return [sumTo(g, a.shape), sumTo(affine(g, -1, 0), b.shape, true)];
+      case "mul": {
+        const ga = be.empty(g.shape), gb = be.empty(g.shape);
+        binaryForward("mul", ga, g, b);
+        binaryForward("mul", gb, g, a);
+        return [sumTo(ga, a.shape, true), sumTo(gb, b.shape, true)];
+      }
+      case "div": {
+        // d(a/b)/da = 1/b; d(a/b)/db = -a/b^2 = -(a/b)/b
+        const ga = be.empty(g.shape), q = be.empty(g.shape), gb = be.empty(g.shape);
+        binaryForward("div", ga, g, b);
+        binaryForward("div", q, a, b);
+        binaryForward("mul", gb, ga, q);
+        q.dispose();
+        return [sumTo(ga, a.shape, true), sumTo(affine(gb, -1, 0, true), b.shape, true)];
+      }
+    }
+  });
+}
+
+/**
+ * `a + b` with broadcasting (differentiable).
+ *
+ * @example
+ * ```ts
+ * import { createBackend } from "./backend.ts";
+ * import { add } from "./elementwise.ts";
+ * const cpu = await createBackend("cpu");
+ * const y = add(cpu.fromArray([1, 2, 3, 4], [2, 2]), cpu.fromArray([10, 20], [2]));
+ * if ((await y.toArray()).join() !== "11,22,13,24") throw new Error("add");
+ * ```
+ */
+export function add(a: Tensor, b: Tensor): Tensor {
+  return binary("add", a, b);
+}
+
+/** `a - b` with broadcasting (differentiable). */
+export function sub(a: Tensor, b: Tensor): Tensor {
+  return binary("sub", a, b);
+}
+
+/** `a * b` with broadcasting (differentiable). */
+export function mul(a: Tensor, b: Tensor): Tensor {
+  return binary("mul", a, b);
+}
+
+/** `a / b` with broadcasting (differentiable). */
+export function div(a: Tensor, b: Tensor): Tensor {
+  return binary("div", a, b);
+}
+
+// ---- affine: out = alpha * x + beta; accumulate: dst += alpha * src ----
+
+const AFF_SPEC: KernelSpec = {
+  label: "elementwise.affine",
+  params: { n: "u32", alpha: "f32", beta: "f32", acc: "u32" },
+  bindings: [
+    { name: "out", type: "f32", access: "read_write" },
+    { name: "x", type: "f32", access: "read" },
+  ],
+  workgroupSize: [WG, 1, 1],
+};
+const AFF_CODE = `const WG = ${WG}u;\n${wgslHeader(AFF_SPEC)}fn main(${MAIN_ARGS}) {
+  ${LINEAR_INDEX}
+  if (gid >= p.n) { return; }
+  let v = p.alpha * x[gid] + p.beta;
+  if (p.acc == 1u) { out[gid] = out[gid] + v; } else { out[gid] = v; }
+}
+`;
+
+/** Reference: `out = alpha * x + beta`, or `out += alpha * x + beta` when `acc`. */
+export function affineReference(
+  out: { [i: number]: number; length: number },
+  x: ArrayLike<number>,
+  alpha: number,
+  beta: number,
+  acc: boolean,
+): void {
+  for (let i = 0; i < out.length; i++) out[i] = (acc ? out[i] : 0) + alpha * x[i] + beta;
+}
+
+/** Launcher for {@linkcode affineReference}. */
+export function affineForward(out: Tensor, x: Tensor, alpha: number, beta: number, acc = false): void {
+  const label = "elementwise.affine";
+  expectSameBackend(label, out, x);
+  expectDtype(label, "out", out, "f32");
+  expectDtype(label, "x", x, "f32");
+  if (out.size !== x.size) {
+    throw new TypeError(
+      `Cannot run ${label}: out ${shapeText(out.shape)} and x ${shapeText(x.shape)} differ in size`,
+    );
+  }
+  if (out.backend.name === "cpu") {
+    // f32 rounding of the constants as the kernel sees them
+    return affineReference(out.data, x.data, Math.fround(alpha), Math.fround(beta), acc);
+  }
+  launch(AFF_SPEC, AFF_CODE, [out, x], { n: out.size, alpha, beta, acc: acc ? 1 : 0 }, gridFor(out.size, WG));
+}
+
+/**
+ * `alpha * x + beta` (differentiable in x). With `consume`, `x` is disposed (for temporaries).
+ */
+export function affine(x: Tensor, alpha: number, beta = 0, consume = false): Tensor {
+  const out = x.backend.empty(x.shape);
+  affineForward(out, x, alpha, beta);
+  if (consume) x.dispose();
+  if (consume || !needsGrad(x)) return out;
+  return record(out, "affine", [x], (g) => [affine(g, alpha, 0)]);
+}
+
+/** `dst += alpha * src` in place (not recorded; used for gradient accumulation). */
+export function accumulate(dst: Tensor, src: Tensor, alpha = 1): void {
+  affineForward(dst, src, alpha, 0, true);
+}
+
+/** A copy of `x` (not recorded). */
+export function copy(x: Tensor): Tensor {
+  const out = x.backend.empty(x.shape, x.dtype);
+  if (x.backend.name === "cpu") out.data.set(x.data as never);
+  else x.backend.device.copy(x.buffer, 0, out.buffer, 0, Math.ceil(x.bytes / 4) * 4);
+  return out;
+}
+
+// ---- transpose of the last two dims: (..., R, C) -> (..., C, R) ----
+
+const TR_SPEC: KernelSpec = {
+  label: "elementwise.transpose",
+  params: { n: "u32", rows: "u32", cols: "u32" },
+  bindings: [
+    { name: "out", type: "f32", access: "read_write" },
+    { name: "x", type: "f32", access: "read" },
+  ],
+  workgroupSize: [WG, 1, 1],
+};
+const TR_CODE = `const WG = ${WG}u;\n${wgslHeader(TR_SPEC)}fn main(${MAIN_ARGS}) {
+  ${LINEAR_INDEX}
+  if (gid >= p.n) { return; }
+  let mat = p.rows * p.cols;
+  let bi = gid / mat;
+  let r = gid % mat;
+  let c = r / p.rows; // out is (cols, rows)
+  let rr = r % p.rows;
+  out[gid] = x[bi * mat + rr * p.cols + c];
+}
+`;
+
+/** Reference: batched transpose of the last two dims. */
+export function transposeReference(
+  out: { [i: number]: number; length: number },
+  x: ArrayLike<number>,
+  rows: number,
+  cols: number,
+): void {
+  const mat = rows * cols;
+  for (let b = 0; b * mat < x.length; b++) {
+    for (let r = 0; r < rows; r++) {
+      for (let c = 0; c < cols; c++) out[b * mat + c * rows + r] = x[b * mat + r * cols + c];
+    }
+  }
+}
+
+/** Transpose of the last two dims as a new contiguous tensor (differentiable). */
+export function transpose(x: Tensor): Tensor {
+  if (x.rank < 2) throw new TypeError(`Cannot transpose ${shapeText(x.shape)}: need rank >= 2`);
+  expectDtype("elementwise.transpose", "x", x, "f32");
+  const rows = x.shape[x.rank - 2], cols = x.shape[x.rank - 1];
+  const out = x.backend.empty([...x.shape.slice(0, -2), cols, rows]);
+  if (x.backend.name === "cpu") transposeReference(out.data, x.data, rows, cols);
+  else launch(TR_SPEC, TR_CODE, [out, x], { n: x.size, rows, cols }, gridFor(x.size, WG));
+  if (!needsGrad(x)) return out;
+  return record(out, "transpose", [x], (g) => [transpose(g)]);
+}

@@ -1,0 +1,449 @@
+/**
+ * The one place that touches `navigator.gpu`: adapter and device acquisition, a buffer pool keyed by
+ * size class, pipeline and bind-group caches, batching of every dispatch of a step into one compute
+ * pass and one submit, a per-batch uniform arena for kernel parameters, and pooled readback.
+ *
+ * Ordering rules this file guarantees (so kernels never think about hazards):
+ * - dispatches run in record order; a dispatch sees every earlier dispatch's writes;
+ * - a buffer released while the batch is open may be handed out again for a *kernel output* in the
+ *   same batch (later dispatches overwrite it after earlier ones read it), but never for an *upload*
+ *   (`queue.writeBuffer` would run before the batch): uploads only get buffers freed before the last
+ *   submit.
+ *
+ * @module
+ */
+
+/** Thrown when no WebGPU adapter can be had; `createBackend("auto")` falls back to cpu on it. */
+export class NoAdapterError extends Error {
+  /** @param message what failed and the fix */
+  constructor(message: string) {
+    super(message);
+    this.name = "NoAdapterError";
+  }
+}
+
+/** Options for {@linkcode Gpu.create}. */
+export interface GpuOptions {
+  /** Pick the adapter whose description/vendor contains this text (case-insensitive). Env: `FLEDGE_ADAPTER`. */
+  adapter?: string;
+  /** Forwarded to `requestAdapter`. */
+  powerPreference?: GPUPowerPreference;
+}
+
+/** A buffer binding: a whole buffer or a window of it. */
+export interface BufferRange {
+  buffer: GPUBuffer;
+  offset: number;
+  size: number;
+}
+
+/** Printable facts about the adapter and the device limits we requested. */
+export interface GpuInfo {
+  description: string;
+  vendor: string;
+  architecture: string;
+  isFallbackAdapter: boolean;
+  features: string[];
+  limits: {
+    maxStorageBufferBindingSize: number;
+    maxBufferSize: number;
+    maxComputeWorkgroupStorageSize: number;
+    maxComputeInvocationsPerWorkgroup: number;
+    maxComputeWorkgroupSizeX: number;
+    maxComputeWorkgroupsPerDimension: number;
+    maxStorageBuffersPerShaderStage: number;
+    minStorageBufferOffsetAlignment: number;
+    minUniformBufferOffsetAlignment: number;
+  };
+}
+
+const STORAGE_USAGE = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
+const ARENA_BYTES = 64 * 1024;
+
+/** Round a byte size up to its pool size class: 4 classes per power of two (at most 25% waste). */
+export function sizeClass(bytes: number): number {
+  const b = Math.max(16, Math.ceil(bytes / 4) * 4);
+  if (b <= 256) return Math.ceil(b / 16) * 16;
+  const p = 2 ** Math.floor(Math.log2(b));
+  const step = p / 4;
+  return Math.ceil(b / step) * step;
+}
+
+let nextId = 1;
+const bufferIds = new WeakMap<GPUBuffer, number>();
+function idOf(b: GPUBuffer): number {
+  let id = bufferIds.get(b);
+  if (id === undefined) bufferIds.set(b, id = nextId++);
+  return id;
+}
+
+/**
+ * Owner of the WebGPU device and everything allocated on it. One per backend.
+ *
+ * @example
+ * ```ts ignore
+ * const gpu = await Gpu.create();
+ * console.log(gpu.info.description);
+ * ```
+ */
+export class Gpu {
+  /** The adapter's facts and the limits the device was created with. */
+  readonly info: GpuInfo;
+  /** Optional features the device has (`shader-f16`, `subgroups`, `timestamp-query`). */
+  readonly features: ReadonlySet<string>;
+  /** Counters for benchmarks and tests. */
+  readonly stats = {
+    dispatches: 0,
+    submits: 0,
+    readbacks: 0,
+    buffersCreated: 0,
+    pipelines: 0,
+    bytesAllocated: 0,
+  };
+
+  #free = new Map<number, GPUBuffer[]>(); // size class -> buffers free since before the last submit
+  #pendingFree: GPUBuffer[] = []; // released in the open batch
+  #pendingFreeByClass = new Map<number, GPUBuffer[]>();
+  #pipelines = new Map<string, GPUComputePipeline>();
+  #bindGroups = new Map<string, GPUBindGroup>();
+  #encoder: GPUCommandEncoder | null = null;
+  #pass: GPUComputePassEncoder | null = null;
+  #arenas: GPUBuffer[] = [];
+  #arenaData = new Uint8Array(ARENA_BYTES);
+  #arenaIndex = 0;
+  #arenaOffset = 0;
+  #staging: GPUBuffer[] = [];
+  #errors: Promise<string | null>[] = [];
+  #lost = false;
+
+  private constructor(readonly adapter: GPUAdapter, readonly device: GPUDevice, info: GpuInfo) {
+    this.info = info;
+    this.features = new Set(info.features);
+    device.lost.then((l) => {
+      this.#lost = true;
+      if (l.reason !== "destroyed") console.error(`fledge: GPU device lost: ${l.message}`);
+    });
+  }
+
+  /**
+   * Acquire an adapter and a device with the adapter's real storage limits and the optional
+   * features we use when offered.
+   * @throws {NoAdapterError} when WebGPU or an adapter is missing (the message says how to get one)
+   */
+  static async create(opts: GpuOptions = {}): Promise<Gpu> {
+    if (typeof navigator === "undefined" || !("gpu" in navigator) || !navigator.gpu) {
+      throw new NoAdapterError(
+        'Cannot use WebGPU: navigator.gpu is missing in this runtime; run with Deno 2 (`deno run -A`), or use createBackend("cpu")',
+      );
+    }
+    const want = (opts.adapter ?? Deno.env.get("FLEDGE_ADAPTER") ?? "").toLowerCase();
+    const candidates: GPUAdapter[] = [];
+    for (const pref of [opts.powerPreference, "high-performance", "low-power"] as const) {
+      const a = await navigator.gpu.requestAdapter(pref ? { powerPreference: pref } : {});
+      if (a && !candidates.some((c) => c.info.description === a.info.description)) candidates.push(a);
+    }
+    const adapter = want
+      ? candidates.find((a) => `${a.info.description} ${a.info.vendor}`.toLowerCase().includes(want))
+      : candidates[0];
+    if (!adapter) {
+      const seen = candidates.map((a) => a.info.description || a.info.vendor).join(", ") || "none";
+      throw new NoAdapterError(
+        want
+          ? `Cannot find a WebGPU adapter matching FLEDGE_ADAPTER=${want}: available: ${seen}`
+          : 'Cannot find a WebGPU adapter: no GPU driver answered; install a Vulkan driver (Debian: `apt-get install mesa-vulkan-drivers`) or use createBackend("cpu")',
+      );
+    }
+    const features: GPUFeatureName[] = [];
+    for (const f of ["shader-f16", "subgroups", "timestamp-query"] as GPUFeatureName[]) {
+      if (adapter.features.has(f)) features.push(f);
+    }
+    const l = adapter.limits;
+    const device = await adapter.requestDevice({
+      requiredFeatures: features,
+      requiredLimits: {
+        maxStorageBufferBindingSize: l.maxStorageBufferBindingSize,
+        maxBufferSize: l.maxBufferSize,
+        maxComputeWorkgroupStorageSize: l.maxComputeWorkgroupStorageSize,
+        maxComputeInvocationsPerWorkgroup: l.maxComputeInvocationsPerWorkgroup,
+        maxComputeWorkgroupSizeX: l.maxComputeWorkgroupSizeX,
+        maxComputeWorkgroupSizeY: l.maxComputeWorkgroupSizeY,
+        maxStorageBuffersPerShaderStage: l.maxStorageBuffersPerShaderStage,
+      },
+    });
+    const dl = device.limits;
+    const info: GpuInfo = {
+      description: adapter.info.description || adapter.info.vendor || "unknown adapter",
+      vendor: adapter.info.vendor,
+      architecture: adapter.info.architecture,
+      isFallbackAdapter:
+        (adapter.info as GPUAdapterInfo & { isFallbackAdapter?: boolean }).isFallbackAdapter ?? false,
+      features,
+      limits: {
+        maxStorageBufferBindingSize: dl.maxStorageBufferBindingSize,
+        maxBufferSize: dl.maxBufferSize,
+        maxComputeWorkgroupStorageSize: dl.maxComputeWorkgroupStorageSize,
+        maxComputeInvocationsPerWorkgroup: dl.maxComputeInvocationsPerWorkgroup,
+        maxComputeWorkgroupSizeX: dl.maxComputeWorkgroupSizeX,
+        maxComputeWorkgroupsPerDimension: dl.maxComputeWorkgroupsPerDimension,
+        maxStorageBuffersPerShaderStage: dl.maxStorageBuffersPerShaderStage,
+        minStorageBufferOffsetAlignment: dl.minStorageBufferOffsetAlignment,
+        minUniformBufferOffsetAlignment: dl.minUniformBufferOffsetAlignment,
+      },
+    };
+    return new Gpu(adapter, device, info);
+  }
+
+  /** Largest byte size one storage binding may cover. */
+  get maxBinding(): number {
+    return this.info.limits.maxStorageBufferBindingSize;
+  }
+
+  /**
+   * A storage buffer of at least `bytes` from the pool.
+   * @param forUpload true when the caller will `write()` into it before the next submit
+   * @throws {RangeError} when `bytes` exceeds the device's maxBufferSize
+   */
+  acquire(bytes: number, forUpload = false): GPUBuffer {
+    const cls = sizeClass(bytes);
+    if (cls > this.info.limits.maxBufferSize) {
+      throw new RangeError(
+        `Cannot allocate a GPU buffer of ${bytes} bytes: over the device's maxBufferSize ${this.info.limits.maxBufferSize}`,
+      );
+    }
+    const free = this.#free.get(cls);
+    if (free?.length) return free.pop()!;
+    if (!forUpload) {
+      const pend = this.#pendingFreeByClass.get(cls);
+      if (pend?.length) {
+        const b = pend.pop()!;
+        this.#pendingFree.splice(this.#pendingFree.indexOf(b), 1);
+        return b;
+      }
+    }
+    this.stats.buffersCreated++;
+    this.stats.bytesAllocated += cls;
+    return this.device.createBuffer({ size: cls, usage: STORAGE_USAGE });
+  }
+
+  /** Give a buffer back to the pool (reusable for kernel outputs now, for uploads after the next submit). */
+  release(buffer: GPUBuffer): void {
+    this.#pendingFree.push(buffer);
+    const cls = buffer.size;
+    let list = this.#pendingFreeByClass.get(cls);
+    if (!list) this.#pendingFreeByClass.set(cls, list = []);
+    list.push(buffer);
+  }
+
+  /** Destroy every pooled (free) buffer, e.g. between benchmark cases. */
+  trim(): void {
+    for (const list of this.#free.values()) for (const b of list) b.destroy();
+    this.#free.clear();
+  }
+
+  /** Upload bytes into a buffer (ordered before any work recorded after the next submit). */
+  write(buffer: GPUBuffer, data: ArrayBufferView, byteOffset = 0): void {
+    const bytes = new Uint8Array(data.buffer as ArrayBuffer, data.byteOffset, data.byteLength);
+    if (bytes.byteLength % 4 === 0) {
+      this.device.queue.writeBuffer(buffer, byteOffset, bytes);
+    } else {
+      const padded = new Uint8Array(Math.ceil(bytes.byteLength / 4) * 4);
+      padded.set(bytes);
+      this.device.queue.writeBuffer(buffer, byteOffset, padded);
+    }
+  }
+
+  /**
+   * The compute pipeline for a WGSL source (cached by source + constants). Compilation errors are
+   * collected and rethrown, with `label`, at the next `sync()`/`read()`.
+   */
+  pipeline(label: string, code: string, constants?: Record<string, number>): GPUComputePipeline {
+    const key = constants ? `${code}\u0000${JSON.stringify(constants)}` : code;
+    let p = this.#pipelines.get(key);
+    if (p) return p;
+    this.device.pushErrorScope("validation");
+    const module = this.device.createShaderModule({ label, code });
+    p = this.device.createComputePipeline({
+      label,
+      layout: "auto",
+      compute: { module, entryPoint: "main", constants },
+    });
+    this.#errors.push(this.device.popErrorScope().then((e) => e ? `${label}: ${e.message}` : null));
+    this.#pipelines.set(key, p);
+    this.stats.pipelines++;
+    return p;
+  }
+
+  /**
+   * Record one dispatch into the open batch. Bindings: `@binding(0)` is the params uniform when
+   * `params` is given, then the buffers in order.
+   */
+  dispatch(
+    pipeline: GPUComputePipeline,
+    buffers: BufferRange[],
+    params: ArrayBuffer | null,
+    grid: readonly [number, number, number],
+  ): void {
+    if (this.#lost) throw new Error("Cannot dispatch: the GPU device was lost; create a new backend");
+    const maxWg = this.info.limits.maxComputeWorkgroupsPerDimension;
+    if (grid[0] > maxWg || grid[1] > maxWg || grid[2] > maxWg) {
+      throw new RangeError(
+        `Cannot dispatch ${pipeline.label}: grid ${grid.join("x")} exceeds ${maxWg} per dimension`,
+      );
+    }
+    if (grid[0] === 0 || grid[1] === 0 || grid[2] === 0) return;
+    const entries: GPUBindGroupEntry[] = [];
+    let key = `${pipeline.label}#${idOfPipeline(pipeline)}`;
+    let binding = 0;
+    if (params) {
+      const r = this.#arenaAlloc(params);
+      entries.push({ binding: binding++, resource: r });
+      key += `|p${idOf(r.buffer)}:${r.offset}:${r.size}`;
+    }
+    for (const b of buffers) {
+      entries.push({ binding: binding++, resource: b });
+      key += `|${idOf(b.buffer)}:${b.offset}:${b.size}`;
+    }
+    let bg = this.#bindGroups.get(key);
+    if (!bg) {
+      if (this.#bindGroups.size > 8192) this.#bindGroups.clear();
+      bg = this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
+      this.#bindGroups.set(key, bg);
+    }
+    const pass = this.#openPass();
+    pass.setPipeline(pipeline);
+    pass.setBindGroup(0, bg);
+    pass.dispatchWorkgroups(grid[0], grid[1], grid[2]);
+    this.stats.dispatches++;
+  }
+
+  /** Record a buffer-to-buffer copy into the open batch. */
+  copy(src: GPUBuffer, srcOffset: number, dst: GPUBuffer, dstOffset: number, bytes: number): void {
+    this.#closePass();
+    this.#openEncoder().copyBufferToBuffer(src, srcOffset, dst, dstOffset, bytes);
+  }
+
+  /** Record zero-filling of a byte range (multiple of 4) into the open batch. */
+  clear(buffer: GPUBuffer, offset: number, bytes: number): void {
+    this.#closePass();
+    this.#openEncoder().clearBuffer(buffer, offset, bytes);
+  }
+
+  /** Submit the open batch (one command buffer): everything recorded so far starts running. */
+  flush(): void {
+    this.#closePass();
+    // Earlier arenas of this batch were uploaded when they filled up; upload the current one.
+    if (this.#arenaOffset > 0) {
+      this.device.queue.writeBuffer(this.#arenas[this.#arenaIndex], 0, this.#arenaData, 0, this.#arenaOffset);
+    }
+    if (this.#encoder) {
+      this.device.queue.submit([this.#encoder.finish()]);
+      this.#encoder = null;
+      this.stats.submits++;
+    }
+    this.#arenaIndex = 0;
+    this.#arenaOffset = 0;
+    for (const b of this.#pendingFree) {
+      let list = this.#free.get(b.size);
+      if (!list) this.#free.set(b.size, list = []);
+      list.push(b);
+    }
+    this.#pendingFree = [];
+    this.#pendingFreeByClass.clear();
+  }
+
+  /** Submit and wait until the GPU has finished; rethrows any recorded validation error. */
+  async sync(): Promise<void> {
+    this.flush();
+    await this.device.queue.onSubmittedWorkDone();
+    await this.#checkErrors();
+  }
+
+  /** Copy `bytes` at `offset` of a buffer back to the host (submits the open batch). */
+  async read(buffer: GPUBuffer, offset: number, bytes: number): Promise<ArrayBuffer> {
+    const size = Math.ceil(bytes / 4) * 4;
+    const idx = this.#staging.findIndex((s) => s.size >= size && s.size <= size * 4 + 4096);
+    const staging = idx >= 0 ? this.#staging.splice(idx, 1)[0] : this.device.createBuffer({
+      size: sizeClass(size),
+      usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+    });
+    this.copy(buffer, offset, staging, 0, size);
+    this.flush();
+    this.stats.readbacks++;
+    await staging.mapAsync(GPUMapMode.READ, 0, size);
+    const out = staging.getMappedRange(0, size).slice(0, bytes);
+    staging.unmap();
+    if (this.#staging.length < 16) this.#staging.push(staging);
+    else staging.destroy();
+    await this.#checkErrors();
+    return out;
+  }
+
+  /** Release the device and every buffer. */
+  destroy(): void {
+    this.flush();
+    this.trim();
+    for (const a of this.#arenas) a.destroy();
+    for (const s of this.#staging) s.destroy();
+    this.device.destroy();
+  }
+
+  async #checkErrors(): Promise<void> {
+    if (!this.#errors.length) return;
+    const errs = (await Promise.all(this.#errors.splice(0))).filter((e): e is string => e !== null);
+    if (errs.length) throw new Error(`GPU validation failed in ${errs.join("; ")}`);
+  }
+
+  #arenaAlloc(params: ArrayBuffer): BufferRange {
+    const align = this.info.limits.minUniformBufferOffsetAlignment;
+    const size = Math.max(16, Math.ceil(params.byteLength / 16) * 16);
+    if (this.#arenaOffset + size > ARENA_BYTES) {
+      // This arena is full: upload it now (ordered before the batch's submit) and move on.
+      this.device.queue.writeBuffer(this.#arenas[this.#arenaIndex], 0, this.#arenaData, 0, this.#arenaOffset);
+      this.#arenaIndex++;
+      this.#arenaOffset = 0;
+    }
+    while (this.#arenas.length <= this.#arenaIndex) {
+      this.#arenas.push(this.device.createBuffer({
+        size: ARENA_BYTES,
+        usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
+      }));
+    }
+    const offset = this.#arenaOffset;
+    this.#arenaData.fill(0, offset, offset + size);
+    this.#arenaData.set(new Uint8Array(params), offset);
+    this.#arenaOffset = Math.ceil((offset + size) / align) * align;
+    return { buffer: this.#arenas[this.#arenaIndex], offset, size };
+  }
+
+  #openEncoder(): GPUCommandEncoder {
+    return this.#encoder ??= this.device.createCommandEncoder();
+  }
+
+  #openPass(): GPUComputePassEncoder {
+    return this.#pass ??= this.#openEncoder().beginComputePass();
+  }
+
+  #closePass(): void {
+    if (this.#pass) {
+      this.#pass.end();
+      this.#pass = null;
+    }
+  }
+}
+
+const pipelineIds = new WeakMap<GPUComputePipeline, number>();
+function idOfPipeline(p: GPUComputePipeline): number {
+  let id = pipelineIds.get(p);
+  if (id === undefined) pipelineIds.set(p, id = nextId++);
+  return id;
+}
+
+/**
+ * Spread `n` workgroups over a 2-D grid that respects the per-dimension limit. Shaders recover the
+ * linear index as `wid.x + wid.y * nwg.x` and must bounds-check against their element count.
+ */
+export function grid1d(n: number, maxPerDim = 65535): [number, number, number] {
+  if (n <= maxPerDim) return [Math.max(n, 1), 1, 1];
+  const y = Math.ceil(n / maxPerDim);
+  return [Math.ceil(n / y), y, 1];
+}
