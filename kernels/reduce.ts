@@ -206,7 +206,7 @@ export function sumTo(x: Tensor, shape: readonly number[], consume = false): Ten
     if (consume) return x;
     return x.reshape(shape);
   }
-  const keep = x.shape.map((d, i) => {
+  const keep = x.shape.map((_d, i) => {
     const j = shape.length - x.rank + i;
     return j < 0 ? 1 : shape[j];
   });
