@@ -1,0 +1,386 @@
+/**
+ * The Hugging Face hub file layer, shared by models and datasets: a repo id (or a local folder)
+ * plus a revision and a file name become a local path. Order: a local folder; then the cache in
+ * the huggingface_hub layout (so Python and fledge share one cache); then a download with resume,
+ * size and sha256 checks. Honours `HF_HUB_CACHE`, `HF_HOME`, `HF_ENDPOINT`, `HF_HUB_OFFLINE`,
+ * `HF_TOKEN` and `HF_HUB_DISABLE_PROGRESS_BARS`; options override each of them.
+ * @module
+ */
+import { dirname, join } from "node:path";
+import { HubError } from "./_hub_error.ts";
+import {
+  checkRelativePath,
+  checkRepoId,
+  checkRevision,
+  defaultCacheDir,
+  envFlag,
+  envGet,
+  exists,
+  globMatcher,
+  isCommitHash,
+  isDirSync,
+  linkBlob,
+  listFiles,
+  readRef,
+  repoFolderName,
+  type RepoType,
+  writeRef,
+} from "./_hub_cache.ts";
+import { describe, fileMeta, hubFetch, type HubTarget, statusError, transfer } from "./_hub_http.ts";
+import { verifySnapshot } from "./_hub_verify.ts";
+
+export { HubError, type HubErrorKind } from "./_hub_error.ts";
+export type { RepoType } from "./_hub_cache.ts";
+
+/** Options shared by every hub call; each overrides the matching environment variable. */
+export interface HubOptions {
+  /** Branch, tag or commit hash. Default `"main"`. */
+  revision?: string;
+  /** `"model"` (default) or `"dataset"`. */
+  repo_type?: RepoType;
+  /** Cache folder; default from `HF_HUB_CACHE`, `HF_HOME/hub` or `~/.cache/huggingface/hub`. */
+  cache_dir?: string;
+  /** Access token; default `HF_TOKEN`. `false` sends none even when `HF_TOKEN` is set. */
+  token?: string | false;
+  /** Hub URL; default `HF_ENDPOINT` or `https://huggingface.co`. */
+  endpoint?: string;
+  /** Use only the cache, never the network (like huggingface_hub's `local_files_only`). */
+  local_files_only?: boolean;
+  /** Override `HF_HUB_OFFLINE` (true: cache only; false: network allowed even if the env says offline). */
+  offline?: boolean;
+  /** Download again even when the file is cached. */
+  force_download?: boolean;
+  /** Retries (with resume) after a dropped connection; default 3. */
+  max_retries?: number;
+  /** Progress on stderr; default true unless `HF_HUB_DISABLE_PROGRESS_BARS` is set. */
+  progress?: boolean;
+}
+
+/** Options of {@linkcode hubDownload}: which file of which repo. */
+export interface HubDownloadOptions extends HubOptions {
+  /** `org/name` on the hub, or a local folder. */
+  repo_id: string;
+  /** Path of the file inside the repo, `/`-separated (e.g. `"3.0.0/train-00000-of-00003.parquet"`). */
+  filename: string;
+}
+
+interface Resolved {
+  cacheDir: string;
+  storage: string;
+  target: HubTarget;
+  cacheOnly: boolean;
+  maxRetries: number;
+  progress: boolean;
+}
+
+/**
+ * The hub cache folder that calls without `cache_dir` use.
+ *
+ * @param opts `cache_dir` wins when given
+ * @returns `HF_HUB_CACHE`, else `HF_HOME/hub`, else `~/.cache/huggingface/hub`
+ * @example
+ * ```ts
+ * import { hubCacheDir } from "./hub.ts";
+ * if (hubCacheDir({ cache_dir: "/tmp/c" }) !== "/tmp/c") throw new Error("cache_dir ignored");
+ * ```
+ */
+export function hubCacheDir(opts: { cache_dir?: string } = {}): string {
+  return opts.cache_dir ?? defaultCacheDir();
+}
+
+function resolve(repo_id: string, opts: HubOptions, filename?: string): Resolved {
+  checkRepoId(repo_id);
+  const revision = opts.revision ?? "main";
+  checkRevision(revision);
+  const repo_type = opts.repo_type ?? "model";
+  if (repo_type !== "model" && repo_type !== "dataset") {
+    throw new TypeError(`Cannot use repo_type: ${JSON.stringify(repo_type)}; use "model" or "dataset"`);
+  }
+  const cacheDir = hubCacheDir(opts);
+  const token = opts.token === false ? undefined : (opts.token ?? envGet("HF_TOKEN"));
+  const endpoint = (opts.endpoint ?? envGet("HF_ENDPOINT") ?? "https://huggingface.co").replace(/\/+$/, "");
+  return {
+    cacheDir,
+    storage: join(cacheDir, repoFolderName(repo_id, repo_type)),
+    target: { repo_id, repo_type, revision, filename, endpoint, token },
+    cacheOnly: opts.local_files_only === true || (opts.offline ?? envFlag("HF_HUB_OFFLINE")),
+    maxRetries: opts.max_retries ?? 3,
+    progress: opts.progress ?? !envFlag("HF_HUB_DISABLE_PROGRESS_BARS"),
+  };
+}
+
+/** Run `fn`, and make sure no error that escapes carries the token's text. */
+async function redacting<T>(token: string | undefined, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (e) {
+    for (
+      let err: unknown = e, depth = 0;
+      token && err instanceof Error && depth < 8;
+      err = err.cause, depth++
+    ) {
+      err.message = err.message.replaceAll(token, "***");
+      if (err.stack) err.stack = err.stack.replaceAll(token, "***");
+    }
+    throw e;
+  }
+}
+
+function offlineError(r: Resolved, what: string): HubError {
+  return new HubError(
+    "offline",
+    `Cannot get ${describe(r.target)}: offline mode (HF_HUB_OFFLINE or local_files_only) and ${what} ` +
+      `is not in the cache ${r.storage}; run once with network access, or unset HF_HUB_OFFLINE`,
+  );
+}
+
+function resolveUrl(t: HubTarget, filename: string): string {
+  const prefix = t.repo_type === "dataset" ? "datasets/" : "";
+  const file = filename.split("/").map(encodeURIComponent).join("/");
+  return `${t.endpoint}/${prefix}${t.repo_id}/resolve/${encodeURIComponent(t.revision)}/${file}`;
+}
+
+/**
+ * Resolve one file of a hub repo to a local path: a local folder given as `repo_id` is used as is;
+ * else a cached copy is returned without any request; else the file is downloaded into the cache
+ * (blob + snapshot link + ref, like huggingface_hub), resuming a partial download.
+ *
+ * @param opts the repo, the file, and {@linkcode HubOptions}
+ * @returns the absolute or cache path of the file (a symlink into `blobs/` in the cache)
+ * @throws {HubError} `unauthorized`, `not_found`, `offline`, `connection`, `truncated`, `checksum`, `http`
+ * @throws {RangeError} a `filename` or `revision` that would leave the repo folder
+ * @throws {TypeError} a malformed `repo_id`
+ * @example
+ * ```ts
+ * import { hubDownload } from "./hub.ts";
+ * const dir = await Deno.makeTempDir();
+ * await Deno.writeTextFile(`${dir}/config.json`, "{}");
+ * const path = await hubDownload({ repo_id: dir, filename: "config.json" });
+ * if (path !== `${dir}/config.json`) throw new Error(path);
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ */
+export async function hubDownload(opts: HubDownloadOptions): Promise<string> {
+  checkRelativePath(opts.filename, "filename");
+  if (isDirSync(opts.repo_id)) {
+    const path = join(opts.repo_id, opts.filename);
+    if (!(await exists(path))) {
+      throw new HubError(
+        "not_found",
+        `Cannot get file "${opts.filename}" from the local folder ${opts.repo_id}: ${path} does not exist; ` +
+          `check the file name or the folder`,
+      );
+    }
+    return path;
+  }
+  const r = resolve(opts.repo_id, opts, opts.filename);
+  return await redacting(
+    r.target.token,
+    () => downloadResolved(r, opts.filename, opts.force_download === true),
+  );
+}
+
+async function downloadResolved(r: Resolved, filename: string, force: boolean): Promise<string> {
+  const t = r.target;
+  const cachedCommit = await readRef(r.storage, t.revision);
+  if (cachedCommit && !force) {
+    const path = join(r.storage, "snapshots", cachedCommit, filename);
+    if (await exists(path)) return path;
+  }
+  if (r.cacheOnly) throw offlineError(r, `this file`);
+  const meta = await fileMeta(resolveUrl(t, filename), t);
+  const commit = meta.commit ?? (isCommitHash(t.revision) ? t.revision : undefined);
+  if (!commit || !meta.etag) {
+    throw new HubError(
+      "http",
+      `Cannot get ${describe(t)}: the answer from ${t.endpoint} has no ${
+        commit ? "ETag" : "X-Repo-Commit"
+      } ` +
+        `header, so it is not a Hugging Face hub; check HF_ENDPOINT or any proxy in between`,
+    );
+  }
+  // The blob name comes from the server: it must stay a single plain file name.
+  if (!/^[\w.-]+$/.test(meta.etag) || /^\.+$/.test(meta.etag)) {
+    throw new HubError(
+      "http",
+      `Cannot get ${describe(t)}: the hub announced the unusable ETag ${JSON.stringify(meta.etag)}`,
+    );
+  }
+  const blob = join(r.storage, "blobs", meta.etag);
+  const snapshot = join(r.storage, "snapshots", commit, filename);
+  if (force || !(await exists(blob))) {
+    await Deno.mkdir(dirname(blob), { recursive: true });
+    const partial = `${blob}.incomplete`;
+    await transfer(meta.location, partial, t, {
+      size: meta.size,
+      etag: meta.etag,
+      max_retries: r.maxRetries,
+      progress: r.progress,
+    });
+    await Deno.rename(partial, blob);
+  }
+  await linkBlob(blob, snapshot);
+  await writeRef(r.storage, t.revision, commit);
+  return snapshot;
+}
+
+/** A repo's file list at one commit, as returned by {@linkcode listRepoFiles}. */
+export interface RepoFiles {
+  /** The commit the revision resolved to. */
+  commit: string;
+  /** Repo-relative file paths, `/`-separated, sorted. */
+  files: string[];
+}
+
+/**
+ * List the files of a hub repo at a revision through the hub API
+ * (`GET /api/models/{id}/revision/{rev}` or `/api/datasets/...`, field `siblings[].rfilename`).
+ *
+ * @param repo_id `org/name`
+ * @param opts {@linkcode HubOptions}
+ * @returns the commit and the file paths
+ * @throws {HubError} as {@linkcode hubDownload}; `offline` in offline mode (the API is network only)
+ * @throws {RangeError} when the hub lists a file name that would leave the repo folder
+ */
+export async function listRepoFiles(repo_id: string, opts: HubOptions = {}): Promise<RepoFiles> {
+  const r = resolve(repo_id, opts);
+  return await redacting(r.target.token, () => listResolved(r));
+}
+
+async function listResolved(r: Resolved): Promise<RepoFiles> {
+  const t = r.target;
+  if (r.cacheOnly) throw offlineError(r, "the file list (the hub API)");
+  const url = `${t.endpoint}/api/${t.repo_type}s/${t.repo_id}/revision/${encodeURIComponent(t.revision)}`;
+  const { res, url: last } = await hubFetch(url, t, { method: "GET", follow: "relative" });
+  if (!res.ok) throw await statusError(res, t, last);
+  let info: { sha?: unknown; siblings?: { rfilename?: unknown }[] };
+  try {
+    info = await res.json();
+  } catch (e) {
+    throw new HubError(
+      "http",
+      `Cannot list ${describe(t)}: ${last} did not answer JSON (${e}); check HF_ENDPOINT`,
+    );
+  }
+  const commit = typeof info.sha === "string" && isCommitHash(info.sha)
+    ? info.sha
+    : isCommitHash(t.revision)
+    ? t.revision
+    : undefined;
+  if (!commit || !Array.isArray(info.siblings)) {
+    throw new HubError(
+      "http",
+      `Cannot list ${describe(t)}: ${last} answered without "sha" or "siblings"; check HF_ENDPOINT`,
+    );
+  }
+  const files = info.siblings.map((s) => String(s.rfilename));
+  for (const f of files) checkRelativePath(f, `a file name listed by ${last}`);
+  return { commit, files: files.sort() };
+}
+
+/** Options of {@linkcode snapshotDownload}. */
+export interface SnapshotOptions extends HubOptions {
+  /** fnmatch-style patterns (`*.safetensors`, `3.0.0/train-*`); only matching files are fetched. */
+  allow_patterns?: string[];
+  /** fnmatch-style patterns of files to skip. */
+  ignore_patterns?: string[];
+}
+
+/**
+ * Download the files of a repo (those matching `allow_patterns` and not `ignore_patterns`) into
+ * the cache and return the snapshot folder. One API request lists the files; cached files are not
+ * fetched again. When the hub cannot be reached, a previously cached snapshot of the revision is
+ * used (with a note on stderr). A local folder as `repo_id` is returned as is.
+ *
+ * @param repo_id `org/name` or a local folder
+ * @param opts patterns and {@linkcode HubOptions}
+ * @returns `<cache>/<type>s--org--name/snapshots/<commit>` (or the local folder)
+ * @throws {HubError} as {@linkcode hubDownload}
+ */
+export async function snapshotDownload(repo_id: string, opts: SnapshotOptions = {}): Promise<string> {
+  if (isDirSync(repo_id)) return repo_id;
+  const r = resolve(repo_id, opts);
+  return await redacting(r.target.token, async () => {
+    const t = r.target;
+    const cachedCommit = await readRef(r.storage, t.revision);
+    const cached = cachedCommit ? join(r.storage, "snapshots", cachedCommit) : undefined;
+    if (r.cacheOnly) {
+      if (cached && await exists(cached)) return cached;
+      throw offlineError(r, "a snapshot of this revision");
+    }
+    let listing: RepoFiles;
+    try {
+      listing = await listResolved(r);
+    } catch (e) {
+      if (e instanceof HubError && e.kind === "connection" && cached && await exists(cached)) {
+        console.error(`${e.message}\nUsing the cached snapshot ${cached} instead.`);
+        return cached;
+      }
+      throw e;
+    }
+    const allow = opts.allow_patterns ? globMatcher(opts.allow_patterns) : () => true;
+    const ignore = opts.ignore_patterns ? globMatcher(opts.ignore_patterns) : () => false;
+    const wanted = listing.files.filter((f) => allow(f) && !ignore(f));
+    const pinned: Resolved = { ...r, target: { ...t, revision: listing.commit } };
+    for (const f of wanted) {
+      await downloadResolved(
+        { ...pinned, target: { ...pinned.target, filename: f } },
+        f,
+        opts.force_download === true,
+      );
+    }
+    const folder = join(r.storage, "snapshots", listing.commit);
+    await Deno.mkdir(folder, { recursive: true });
+    await writeRef(r.storage, t.revision, listing.commit);
+    return folder;
+  });
+}
+
+/** The files a model needs: config, generation config, tokenizer files and safetensors weights. */
+export const MODEL_FILE_PATTERNS: readonly string[] = Object.freeze([
+  "config.json",
+  "generation_config.json",
+  "tokenizer.json",
+  "tokenizer_config.json",
+  "special_tokens_map.json",
+  "added_tokens.json",
+  "tokenizer.model",
+  "vocab.json",
+  "merges.txt",
+  "*.safetensors",
+  "model.safetensors.index.json",
+]);
+
+/** Options of {@linkcode downloadModel}. */
+export interface DownloadModelOptions extends HubOptions {
+  /** Copy the files (not links) into this folder and return it. */
+  output?: string;
+  /** Re-hash every file against its blob name (sha256 for LFS files, git sha1 otherwise). */
+  verify?: boolean;
+  /** Which files; default {@linkcode MODEL_FILE_PATTERNS}. */
+  allow_patterns?: string[];
+}
+
+/**
+ * Fetch a model's config, tokenizer and safetensors files (a snapshot of the repo restricted to
+ * {@linkcode MODEL_FILE_PATTERNS}), optionally re-hash them and copy them into `output`.
+ *
+ * @param id `org/name` on the hub, or a local folder
+ * @param opts `output`, `verify`, and {@linkcode HubOptions}
+ * @returns the folder holding the files (`output` when given, else the cache snapshot)
+ * @throws {HubError} as {@linkcode hubDownload}; `checksum` when `verify` finds a corrupt file
+ */
+export async function downloadModel(id: string, opts: DownloadModelOptions = {}): Promise<string> {
+  const patterns = opts.allow_patterns ?? [...MODEL_FILE_PATTERNS];
+  const folder = await snapshotDownload(id, { ...opts, allow_patterns: patterns });
+  const match = globMatcher(patterns);
+  const files = (await listFiles(folder)).filter(match);
+  if (opts.verify) await verifySnapshot(folder, files);
+  if (opts.output === undefined) return folder;
+  for (const f of files) {
+    const dst = join(opts.output, f);
+    await Deno.mkdir(dirname(dst), { recursive: true });
+    await Deno.copyFile(join(folder, f), dst);
+  }
+  return opts.output;
+}

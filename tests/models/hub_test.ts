@@ -1,0 +1,354 @@
+import { assert, SHARED } from "../_assert.ts";
+import { readFolder, startHubServer } from "../_hub_server.ts";
+import {
+  downloadModel,
+  hubCacheDir,
+  hubDownload,
+  HubError,
+  listRepoFiles,
+  snapshotDownload,
+} from "../../models/hub.ts";
+
+const GPT2 = `${SHARED}/fixtures/hf-reference/gpt2`;
+const ID = "fledge-test/tiny-gpt2";
+const TOKEN = "hf_SecretTestToken123";
+const files = await readFolder(GPT2);
+
+async function withHub(
+  opts: Parameters<typeof startHubServer>[0],
+  fn: (hub: ReturnType<typeof startHubServer>, cache: string) => Promise<void>,
+): Promise<void> {
+  const hub = startHubServer(opts);
+  const cache = await Deno.makeTempDir({ prefix: "fledge-hub-" });
+  try {
+    await fn(hub, cache);
+  } finally {
+    await hub.close();
+    await Deno.remove(cache, { recursive: true });
+  }
+}
+
+const base = (hub: { url: string }, cache: string) => ({
+  repo_id: ID,
+  endpoint: hub.url,
+  cache_dir: cache,
+  token: false as const,
+  offline: false,
+  progress: false,
+});
+
+async function rejects(p: Promise<unknown>, check: (e: unknown) => boolean): Promise<Error> {
+  try {
+    await p;
+  } catch (e) {
+    assert.ok(check(e), `unexpected error: ${e instanceof Error ? e.stack : e}`);
+    return e as Error;
+  }
+  throw new assert.AssertionError({ message: "expected a rejection" });
+}
+
+const isHub = (kind: string) => (e: unknown) => e instanceof HubError && e.kind === kind;
+
+Deno.test("hubDownload() fetches cold into the huggingface_hub cache layout", async () => {
+  await withHub({ models: { [ID]: files } }, async (hub, cache) => {
+    const cfg = await hubDownload({ ...base(hub, cache), filename: "config.json" });
+    const st = await hubDownload({ ...base(hub, cache), filename: "model.safetensors" });
+    const lora = await hubDownload({ ...base(hub, cache), filename: "lora/adapter_config.json" });
+    const commit = hub.commitOf(ID);
+    const storage = `${cache}/models--fledge-test--tiny-gpt2`;
+    assert.equal(cfg, `${storage}/snapshots/${commit}/config.json`);
+    assert.equal(lora, `${storage}/snapshots/${commit}/lora/adapter_config.json`);
+    assert.equal((await Deno.readTextFile(`${storage}/refs/main`)).trim(), commit);
+    assert.deepEqual(await Deno.readFile(cfg), files["config.json"]);
+    assert.deepEqual(await Deno.readFile(st), files["model.safetensors"]);
+    assert.deepEqual(await Deno.readFile(lora), files["lora/adapter_config.json"]);
+    // Relative symlinks into blobs/, named by the ETag (sha256 for the LFS file).
+    const link = await Deno.readLink(st);
+    assert.match(link, /^\.\.\/\.\.\/blobs\/[0-9a-f]{64}$/);
+    assert.match(await Deno.readLink(lora), /^\.\.\/\.\.\/\.\.\/blobs\/[0-9a-f]{40}$/);
+    const blobs = [...Deno.readDirSync(`${storage}/blobs`)].map((e) => e.name);
+    assert.equal(blobs.length, 3);
+    assert.ok(!blobs.some((b) => b.endsWith(".incomplete")));
+    // The LFS file went through the CDN redirect.
+    assert.ok(hub.requests.some((r) => r.server === "cdn" && r.method === "GET"));
+  });
+});
+
+Deno.test("hubDownload() serves a warm cache without any request", async () => {
+  await withHub({ models: { [ID]: files } }, async (hub, cache) => {
+    const first = await hubDownload({ ...base(hub, cache), filename: "model.safetensors" });
+    const n = hub.requests.length;
+    assert.ok(n >= 2);
+    const second = await hubDownload({ ...base(hub, cache), filename: "model.safetensors" });
+    assert.equal(second, first);
+    assert.equal(hub.requests.length, n, "a cached file must not cause a request");
+    // A pinned commit works from the cache too.
+    await hubDownload({ ...base(hub, cache), filename: "model.safetensors", revision: hub.commitOf(ID) });
+    assert.equal(hub.requests.length, n);
+  });
+});
+
+Deno.test("hubDownload() resumes a cut download with a Range request", async () => {
+  const cut = { file: "model.safetensors", after: 5000, times: 1 };
+  await withHub({ models: { [ID]: files }, cut }, async (hub, cache) => {
+    const path = await hubDownload({ ...base(hub, cache), filename: "model.safetensors" });
+    assert.deepEqual(await Deno.readFile(path), files["model.safetensors"]);
+    const gets = hub.requests.filter((r) => r.server === "cdn" && r.method === "GET");
+    assert.deepEqual(gets.map((r) => r.range), [null, "bytes=5000-"]);
+  });
+});
+
+Deno.test("hubDownload() keeps the partial file when retries run out, and the next call resumes it", async () => {
+  const cut = { file: "model.safetensors", after: 4096, times: 1 };
+  await withHub({ models: { [ID]: files }, cut }, async (hub, cache) => {
+    const opts = { ...base(hub, cache), filename: "model.safetensors", max_retries: 0 };
+    const e = await rejects(hubDownload(opts), isHub("connection"));
+    assert.match(e.message, /4096 of \d+ bytes/);
+    assert.match(e.message, /resumes/);
+    const storage = `${cache}/models--fledge-test--tiny-gpt2`;
+    const partial = [...Deno.readDirSync(`${storage}/blobs`)].map((x) => x.name);
+    assert.equal(partial.length, 1);
+    assert.match(partial[0], /^[0-9a-f]{64}\.incomplete$/);
+    assert.equal(Deno.statSync(`${storage}/blobs/${partial[0]}`).size, 4096);
+    assert.ok(!(await exists(`${storage}/snapshots/${hub.commitOf(ID)}/model.safetensors`)));
+    const path = await hubDownload(opts);
+    assert.deepEqual(await Deno.readFile(path), files["model.safetensors"]);
+    assert.equal(hub.requests.filter((r) => r.server === "cdn").at(-1)?.range, "bytes=4096-");
+  });
+});
+
+Deno.test("hubDownload() explains 401 and 403 without ever showing the token", async () => {
+  await withHub({ models: { [ID]: files }, token: TOKEN }, async (hub, cache) => {
+    const e401 = await rejects(
+      hubDownload({ ...base(hub, cache), filename: "config.json" }),
+      isHub("unauthorized"),
+    );
+    assert.equal((e401 as HubError).status, 401);
+    assert.match(e401.message, /no token was sent/);
+    assert.match(e401.message, /HF_TOKEN/);
+    const wrong = "hf_WrongTokenValue999";
+    const e403 = await rejects(
+      hubDownload({ ...base(hub, cache), filename: "config.json", token: wrong }),
+      isHub("unauthorized"),
+    );
+    assert.equal((e403 as HubError).status, 403);
+    assert.match(e403.message, /lacks access/);
+    assert.ok(!JSON.stringify([e403.message, e403.stack]).includes(wrong));
+    const ok = await hubDownload({ ...base(hub, cache), filename: "model.safetensors", token: TOKEN });
+    assert.ok(!ok.includes(TOKEN));
+    // The token goes to the hub, never to the CDN (another origin).
+    assert.ok(hub.requests.filter((r) => r.server === "hub").at(-1)?.authorization);
+    assert.ok(hub.requests.filter((r) => r.server === "cdn").every((r) => !r.authorization));
+  });
+});
+
+Deno.test("hubDownload() errors never contain HF_TOKEN", async () => {
+  await withHub({ models: { [ID]: files } }, async (hub, cache) => {
+    const all: unknown[] = [];
+    const calls = [
+      () => hubDownload({ ...base(hub, cache), filename: "missing.json", token: TOKEN }),
+      () =>
+        hubDownload({
+          ...base(hub, cache),
+          repo_id: "nobody/nothing",
+          filename: "config.json",
+          token: TOKEN,
+        }),
+      () =>
+        hubDownload({
+          ...base(hub, cache),
+          endpoint: `${hub.url}/${TOKEN}`,
+          filename: "config.json",
+          token: TOKEN,
+        }),
+      () => hubDownload({ ...base(hub, cache), filename: "x.json", token: TOKEN, offline: true }),
+      () => listRepoFiles("nobody/nothing", { ...base(hub, cache), token: TOKEN }),
+    ];
+    for (const c of calls) await c().catch((e) => all.push(e));
+    assert.equal(all.length, calls.length);
+    for (const e of all) {
+      const text = JSON.stringify([(e as Error).message, (e as Error).stack, e]);
+      assert.ok(!text.includes(TOKEN), text);
+    }
+  });
+});
+
+Deno.test("hubDownload() names the repo and the file on 404", async () => {
+  await withHub({ models: { [ID]: files } }, async (hub, cache) => {
+    const e = await rejects(hubDownload({ ...base(hub, cache), filename: "nope.json" }), isHub("not_found"));
+    assert.match(e.message, /file "nope\.json" does not exist in model fledge-test\/tiny-gpt2/);
+    const r = await rejects(
+      hubDownload({ ...base(hub, cache), repo_id: "nobody/nothing", filename: "config.json" }),
+      isHub("not_found"),
+    );
+    assert.match(r.message, /nobody\/nothing/);
+    assert.match(r.message, /config\.json/);
+    const v = await rejects(
+      hubDownload({ ...base(hub, cache), filename: "config.json", revision: "v9" }),
+      isHub("not_found"),
+    );
+    assert.match(v.message, /revision "v9" does not exist/);
+  });
+});
+
+Deno.test("hubDownload() refuses a truncated file and keeps only the partial blob", async () => {
+  const announce = { "model.safetensors": files["model.safetensors"].length + 100 };
+  await withHub({ models: { [ID]: files }, announce }, async (hub, cache) => {
+    const e = await rejects(
+      hubDownload({ ...base(hub, cache), filename: "model.safetensors", max_retries: 1 }),
+      isHub("truncated"),
+    );
+    assert.match(e.message, /announced \d+/);
+    const storage = `${cache}/models--fledge-test--tiny-gpt2`;
+    assert.ok(!(await exists(`${storage}/snapshots/${hub.commitOf(ID)}/model.safetensors`)));
+    const blobs = [...Deno.readDirSync(`${storage}/blobs`)].map((x) => x.name);
+    assert.ok(blobs.every((b) => b.endsWith(".incomplete")), blobs.join());
+  });
+});
+
+Deno.test("hubDownload() deletes a blob whose sha256 does not match", async () => {
+  await withHub({ models: { [ID]: files }, corrupt: ["model.safetensors"] }, async (hub, cache) => {
+    const e = await rejects(
+      hubDownload({ ...base(hub, cache), filename: "model.safetensors" }),
+      isHub("checksum"),
+    );
+    assert.match(e.message, /sha256/);
+    const storage = `${cache}/models--fledge-test--tiny-gpt2`;
+    assert.deepEqual([...Deno.readDirSync(`${storage}/blobs`)], []);
+    assert.ok(!(await exists(`${storage}/snapshots`)));
+  });
+});
+
+Deno.test("hubDownload() offline: a hit needs no network, a miss says what is missing", async () => {
+  await withHub({ models: { [ID]: files } }, async (hub, cache) => {
+    await hubDownload({ ...base(hub, cache), filename: "config.json" });
+    const n = hub.requests.length;
+    const hit = await hubDownload({ ...base(hub, cache), filename: "config.json", offline: true });
+    assert.deepEqual(await Deno.readFile(hit), files["config.json"]);
+    const miss = await rejects(
+      hubDownload({ ...base(hub, cache), filename: "model.safetensors", local_files_only: true }),
+      isHub("offline"),
+    );
+    assert.match(miss.message, /model\.safetensors/);
+    assert.match(miss.message, /HF_HUB_OFFLINE/);
+    assert.equal(hub.requests.length, n);
+    await rejects(snapshotDownload("other/repo", { ...base(hub, cache), offline: true }), isHub("offline"));
+  });
+});
+
+Deno.test("hubDownload() refuses file names that leave the repo folder", async () => {
+  await withHub({ models: { [ID]: { ...files, "../evil.json": new Uint8Array(1) } } }, async (hub, cache) => {
+    for (
+      const filename of [
+        "../evil.json",
+        "/etc/passwd",
+        "a\\..\\b",
+        "lora/../../x",
+        "C:evil",
+        "./config.json",
+        "",
+      ]
+    ) {
+      await rejects(hubDownload({ ...base(hub, cache), filename }), (e) => e instanceof RangeError);
+    }
+    assert.equal(hub.requests.length, 0);
+    // A hostile listing is refused too.
+    const e = await rejects(snapshotDownload(ID, base(hub, cache)), (e) => e instanceof RangeError);
+    assert.match(e.message, /\.\.\/evil\.json/);
+    await rejects(
+      hubDownload({ ...base(hub, cache), filename: "x", revision: "../main" }),
+      (e) => e instanceof RangeError,
+    );
+  });
+});
+
+Deno.test("hubDownload() reports an unreachable hub and mentions offline mode", async () => {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  listener.close();
+  const cache = await Deno.makeTempDir();
+  try {
+    const e = await rejects(
+      hubDownload({
+        repo_id: ID,
+        filename: "config.json",
+        endpoint: `http://127.0.0.1:${port}`,
+        cache_dir: cache,
+        offline: false,
+        max_retries: 0,
+      }),
+      isHub("connection"),
+    );
+    assert.match(e.message, /HF_HUB_OFFLINE=1/);
+  } finally {
+    await Deno.remove(cache, { recursive: true });
+  }
+});
+
+Deno.test("hubDownload() uses a local folder given as repo_id", async () => {
+  const path = await hubDownload({ repo_id: GPT2, filename: "lora/adapter_config.json" });
+  assert.equal(Deno.realPathSync(path), Deno.realPathSync(`${GPT2}/lora/adapter_config.json`));
+  await rejects(hubDownload({ repo_id: GPT2, filename: "nope.json" }), isHub("not_found"));
+  assert.equal(hubCacheDir({ cache_dir: "/x" }), "/x");
+});
+
+Deno.test("snapshotDownload() lists through the API and fetches matching files once", async () => {
+  await withHub({
+    datasets: {
+      "org/data": {
+        "cfg/train-00000-of-00001.parquet": files["model.safetensors"],
+        "README.md": new Uint8Array([35]),
+      },
+    },
+  }, async (hub, cache) => {
+    const opts = { ...base(hub, cache), repo_type: "dataset" as const, allow_patterns: ["cfg/*"] };
+    const dir = await snapshotDownload("org/data", opts);
+    assert.equal(dir, `${cache}/datasets--org--data/snapshots/${hub.commitOf("org/data")}`);
+    assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name), ["cfg"]);
+    assert.ok(hub.requests.some((r) => r.path === "/api/datasets/org/data/revision/main"));
+    assert.ok(hub.requests.some((r) => r.path.startsWith("/datasets/org/data/resolve/")));
+    const n = hub.requests.length;
+    assert.equal(await snapshotDownload("org/data", opts), dir);
+    assert.equal(hub.requests.length, n + 1, "only the listing is requested again");
+    assert.equal(await snapshotDownload("org/data", { ...opts, offline: true }), dir);
+    const listing = await listRepoFiles("org/data", opts);
+    assert.deepEqual(listing.files, ["README.md", "cfg/train-00000-of-00001.parquet"]);
+  });
+});
+
+Deno.test("downloadModel() copies the model files to output and verify catches a corrupt blob", async () => {
+  await withHub({ models: { [ID]: files } }, async (hub, cache) => {
+    const out = await Deno.makeTempDir();
+    try {
+      const dir = await downloadModel(ID, { ...base(hub, cache), output: out, verify: true });
+      assert.equal(dir, out);
+      const names = [...Deno.readDirSync(out)].map((e) => e.name).sort();
+      // Top-level model files only: lora/ adapters and cases.* test data match no pattern except *.safetensors.
+      assert.deepEqual(
+        names,
+        ["cases.safetensors", "config.json", "generation_config.json", "lora", "dora", "model.safetensors"]
+          .sort(),
+      );
+      assert.ok(!(await Deno.lstat(`${out}/model.safetensors`)).isSymlink);
+      const snap = await downloadModel(ID, base(hub, cache));
+      const blob = await Deno.realPath(`${snap}/config.json`);
+      await Deno.writeTextFile(blob, "{}");
+      const e = await rejects(downloadModel(ID, { ...base(hub, cache), verify: true }), isHub("checksum"));
+      assert.match(e.message, /config\.json/);
+      // The bad blob is gone, so the next download fetches it again.
+      await downloadModel(ID, { ...base(hub, cache), verify: true });
+      assert.deepEqual(await Deno.readFile(`${snap}/config.json`), files["config.json"]);
+    } finally {
+      await Deno.remove(out, { recursive: true });
+    }
+  });
+});
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.lstat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
