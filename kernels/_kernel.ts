@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { type BufferRange, grid1d } from "./gpu.ts";
+import { type BufferRange, type Gpu, grid1d } from "./gpu.ts";
 import type { Tensor } from "./tensor.ts";
 
 /** Scalar kinds allowed in a params struct. */
@@ -129,4 +129,68 @@ export function memo<K extends string | number, V>(build: (key: K) => V): (key: 
     if (v === undefined) cache.set(key, v = build(key));
     return v;
   };
+}
+
+/**
+ * Split `rows` rows of `rowBytes` bytes each into windows that fit one storage binding
+ * (`maxBytes`, default the device's `maxBinding`) and start at offsets the device accepts (a
+ * multiple of `minStorageBufferOffsetAlignment`). Returns `[firstRow, rowCount]` pairs covering
+ * every row in order (one pair when everything fits; none when `rows` is 0).
+ * @throws {RangeError} when a single aligned group of rows is larger than one binding
+ */
+export function rowWindows(
+  gpu: Gpu,
+  label: string,
+  rows: number,
+  rowBytes: number,
+  maxBytes: number = gpu.maxBinding,
+): [number, number][] {
+  if (rows * rowBytes <= maxBytes) return rows > 0 ? [[0, rows]] : [];
+  const align = gpu.info.limits.minStorageBufferOffsetAlignment;
+  const gcd = (a: number, b: number): number => (b === 0 ? a : gcd(b, a % b));
+  const quantum = align / gcd(rowBytes, align); // rows per aligned step
+  const per = Math.floor(maxBytes / rowBytes / quantum) * quantum;
+  if (per < 1) {
+    throw new RangeError(
+      `Cannot run ${label}: ${quantum} row(s) of ${rowBytes} bytes exceed the device's ` +
+        `maxStorageBufferBindingSize ${maxBytes}`,
+    );
+  }
+  const out: [number, number][] = [];
+  for (let r = 0; r < rows; r += per) out.push([r, Math.min(per, rows - r)]);
+  return out;
+}
+
+/**
+ * WGSL snippet for kernels that run one workgroup of `wg` (a power of two) invocations per row:
+ * `wg_sum(v, lid)`, `wg_sum2(v2, lid)` and `wg_max(v, lid)` return the reduction over the
+ * workgroup to every invocation (tree order, deterministic). Call them from uniform control flow.
+ */
+export function wgslWorkgroupReduce(wg: number): string {
+  if (wg < 1 || (wg & (wg - 1)) !== 0) throw new RangeError(`Cannot reduce over workgroup size ${wg}`);
+  return `var<workgroup> wg_buf: array<vec2<f32>, ${wg}>;
+fn wg_sum2(v: vec2<f32>, l: u32) -> vec2<f32> {
+  wg_buf[l] = v;
+  workgroupBarrier();
+  for (var s = ${wg >> 1}u; s > 0u; s = s >> 1u) {
+    if (l < s) { wg_buf[l] = wg_buf[l] + wg_buf[l + s]; }
+    workgroupBarrier();
+  }
+  let r = wg_buf[0];
+  workgroupBarrier();
+  return r;
+}
+fn wg_sum(v: f32, l: u32) -> f32 { return wg_sum2(vec2<f32>(v, 0.0), l).x; }
+fn wg_max(v: f32, l: u32) -> f32 {
+  wg_buf[l] = vec2<f32>(v, 0.0);
+  workgroupBarrier();
+  for (var s = ${wg >> 1}u; s > 0u; s = s >> 1u) {
+    if (l < s) { wg_buf[l].x = max(wg_buf[l].x, wg_buf[l + s].x); }
+    workgroupBarrier();
+  }
+  let r = wg_buf[0].x;
+  workgroupBarrier();
+  return r;
+}
+`;
 }
