@@ -72,18 +72,12 @@ export function guessLanguage(text: string, minScore: number): LanguageGuess {
   const letters = text.match(/\p{L}/gu) ?? [];
   const scores: Record<string, number> = {};
   if (letters.length === 0) return { language: "und", score: 0, scores };
-  let latin = 0;
+  const latin = text.match(/\p{Script=Latin}/gu)?.length ?? 0;
   const perScript = new Map<LanguageCode, number>();
-  for (const ch of letters) {
-    if (/\p{Script=Latin}/u.test(ch)) {
-      latin++;
-      continue;
-    }
+  if (latin < letters.length) {
     for (const [re, lang] of SCRIPTS) {
-      if (re.test(ch)) {
-        perScript.set(lang, (perScript.get(lang) ?? 0) + 1);
-        break;
-      }
+      const n = text.match(new RegExp(re.source, "gu"))?.length ?? 0;
+      if (n > 0) perScript.set(lang, n);
     }
   }
   // Japanese text mixes kana with Han; any kana share of a CJK text makes it Japanese.

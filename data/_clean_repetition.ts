@@ -41,33 +41,54 @@ function findDuplicates(xs: string[]): { elements: number; chars: number } {
 }
 
 /**
+ * Word n-grams as numbers: words are interned to ids and each n-gram hashed to a 53-bit key
+ * (collisions ~ n-grams^2 / 2^53: none in practice), avoiding one string per n-gram.
+ */
+function ngramKeys(ids: Int32Array, n: number): Float64Array {
+  const keys = new Float64Array(Math.max(0, ids.length - n + 1));
+  for (let i = 0; i < keys.length; i++) {
+    let h1 = 0x9e3779b9 ^ n, h2 = 0x85ebca6b;
+    for (let k = i; k < i + n; k++) {
+      h1 = Math.imul(h1 ^ ids[k], 0xcc9e2d51);
+      h1 = (h1 << 13) | (h1 >>> 19);
+      h2 = Math.imul(h2 ^ ids[k], 0x1b873593) + 0x6b43a9b5;
+    }
+    keys[i] = (h1 >>> 0) * 2097152 + ((h2 >>> 0) & 0x1fffff);
+  }
+  return keys;
+}
+
+/** Characters of words[i..i+n), without separators, from prefix sums of word lengths. */
+const spanChars = (prefix: Int32Array, i: number, n: number): number => prefix[i + n] - prefix[i];
+
+/**
  * Characters covered by the most frequent word n-gram (joined by spaces) times its count; 0 when
  * no n-gram occurs twice (a unique n-gram is not a repetition: datatrove would flag very short
  * texts here, Gopher's definition concerns repeated n-grams).
  */
-function topNgramChars(words: string[], n: number): number {
-  const counts = new Map<string, number>();
+function topNgramChars(ids: Int32Array, prefix: Int32Array, n: number): number {
+  const counts = new Map<number, number>();
   let best = 0;
-  for (let i = 0; i + n <= words.length; i++) {
-    const g = words.slice(i, i + n).join(" ");
-    const c = (counts.get(g) ?? 0) + 1;
-    counts.set(g, c);
-    if (c > 1) best = Math.max(best, g.length * c);
+  const keys = ngramKeys(ids, n);
+  for (let i = 0; i < keys.length; i++) {
+    const c = (counts.get(keys[i]) ?? 0) + 1;
+    counts.set(keys[i], c);
+    if (c > 1) best = Math.max(best, (spanChars(prefix, i, n) + n - 1) * c);
   }
   return best;
 }
 
 /** Characters in duplicated n-grams, skipping past each duplicate so no character counts twice. */
-function duplicatedNgramChars(words: string[], n: number): number {
-  const seen = new Set<string>();
+function duplicatedNgramChars(ids: Int32Array, prefix: Int32Array, n: number): number {
+  const seen = new Set<number>();
+  const keys = ngramKeys(ids, n);
   let chars = 0, i = 0;
-  while (i + n <= words.length) {
-    const g = words.slice(i, i + n).join("");
-    if (seen.has(g)) {
-      chars += g.length;
+  while (i < keys.length) {
+    if (seen.has(keys[i])) {
+      chars += spanChars(prefix, i, n);
       i += n;
     } else {
-      seen.add(g);
+      seen.add(keys[i]);
       i++;
     }
   }
@@ -92,11 +113,15 @@ export function repetitionReason(text: string, t: RepetitionThresholds): string 
   if (lines.length > 0 && line.elements / lines.length > t.dup_line_frac) return "dup_line_frac";
   if (line.chars / len > t.dup_line_char_frac) return "dup_line_char_frac";
   const words = trimmed.split(/\s+/);
+  const vocab = new Map<string, number>();
+  const ids = Int32Array.from(words, (w) => vocab.get(w) ?? (vocab.set(w, vocab.size), vocab.size - 1));
+  const prefix = new Int32Array(words.length + 1);
+  words.forEach((w, i) => prefix[i + 1] = prefix[i] + w.length);
   for (const [n, frac] of Object.entries(t.top_n_grams)) {
-    if (topNgramChars(words, Number(n)) / len > frac) return `top_${n}_gram`;
+    if (topNgramChars(ids, prefix, Number(n)) / len > frac) return `top_${n}_gram`;
   }
   for (const [n, frac] of Object.entries(t.dup_n_grams)) {
-    if (duplicatedNgramChars(words, Number(n)) / len > frac) return `duplicated_${n}_n_grams`;
+    if (duplicatedNgramChars(ids, prefix, Number(n)) / len > frac) return `duplicated_${n}_n_grams`;
   }
   return undefined;
 }

@@ -296,15 +296,17 @@ export function exactDedup<R extends object>(records: R[], options: CleanOptions
 
 /**
  * Near dedup with MinHash + banded LSH over word shingles (see `minhash.ts`). Records are taken in
- * order; a record is dropped as `near_duplicate` when it is a duplicate of an earlier kept record,
- * so the first of each cluster is kept and chains (A~B, B~C, A!~C) do not drop C.
+ * order; a record is dropped as `near_duplicate` when its shingle Jaccard with any earlier record
+ * (kept or dropped) reaches `threshold`, so the first of each cluster is kept; `duplicate_of` names
+ * that first (kept) record. A chain A~B, B~C drops B and C even when A and C are less similar,
+ * as datasketch's query-then-insert loop and text-dedup's union-find do.
  *
  * Bands x rows come from datasketch's `_optimal_param` for `threshold` and `num_perm`. Because
  * candidates are confirmed with the exact Jaccard of the shingle sets (`verify`, default), false
  * positives cost only time, so the default weights favour recall (0.05 / 0.95; for 0.8 and 128
  * permutations: 16 bands x 8 rows, P(candidate) 0.95 at J = 0.8, 0.99 at 0.85). With
  * `verify: false` any band collision counts (datasketch's behaviour); then weigh 0.5 / 0.5.
- * Memory: the shingle sets of kept records are held (8 bytes per shingle).
+ * Memory: the shingle sets of all records are held while it runs (8 bytes per shingle).
  * @param records Records with a text field.
  * @param options {@linkcode NearDedupOptions} plus {@linkcode CleanOptions}.
  * @returns Kept records and drop counts.
@@ -332,18 +334,16 @@ export function nearDedup<R extends object>(
   const family = minhashFamily(num_perm, seed);
   const index = new LshIndex(params);
   const sets = new Map<number, Float64Array>();
+  const root = new Map<number, number>(); // record index -> the kept record of its cluster
   return filterRecords(records, options, (text, record, i) => {
     const set = shingleSet(text, { shingle_size });
     if (set.length === 0) return { keep: record };
     const sig = minhashSignature(set, family);
-    for (const j of index.query(sig)) {
-      if (!verify || jaccard(set, sets.get(j)!) >= threshold) {
-        return { reason: "near_duplicate", duplicate_of: j };
-      }
-    }
+    const match = index.query(sig).find((j) => !verify || jaccard(set, sets.get(j)!) >= threshold);
     index.insert(i, sig);
     if (verify) sets.set(i, set);
-    return { keep: record };
+    root.set(i, match === undefined ? i : root.get(match)!);
+    return match === undefined ? { keep: record } : { reason: "near_duplicate", duplicate_of: root.get(i)! };
   }, "nearDedup");
 }
 
