@@ -1,0 +1,115 @@
+/**
+ * The fledge command line: `deno task cli <command> [options]`.
+ *
+ * Thin by design: each command parses its flags, calls the library and prints. Bad input exits
+ * with code 2 and a one-line message naming the flag or file and the fix.
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { createBackend } from "./kernels/backend.ts";
+
+/** A CLI usage error: printed as one line, exit code 2. */
+export class UsageError extends Error {
+  /** @param message what is wrong and the fix */
+  constructor(message: string) {
+    super(message);
+    this.name = "UsageError";
+  }
+}
+
+interface Command {
+  summary: string;
+  usage: string;
+  run(args: string[]): Promise<void>;
+}
+
+function parse<T extends Record<string, { type: "string" | "boolean"; short?: string }>>(
+  cmd: string,
+  args: string[],
+  options: T,
+) {
+  try {
+    return parseArgs({
+      args,
+      options: { ...options, help: { type: "boolean", short: "h" } },
+      allowPositionals: false,
+    })
+      .values;
+  } catch (e) {
+    throw new UsageError(`${cmd}: ${(e as Error).message} (see \`deno task cli ${cmd} --help\`)`);
+  }
+}
+
+const COMMANDS: Record<string, Command> = {
+  info: {
+    summary: "show the WebGPU adapter, its features and the limits fledge requested",
+    usage: "deno task cli info [--json] [--backend webgpu|cpu|auto]",
+    async run(args) {
+      const v = parse("info", args, { json: { type: "boolean" }, backend: { type: "string" } });
+      if (v.help) return help("info");
+      const name = (v.backend ?? "auto") as string;
+      if (!["webgpu", "cpu", "auto"].includes(name)) {
+        throw new UsageError(`info: --backend ${name} is not one of webgpu, cpu, auto`);
+      }
+      const be = await createBackend(name as "webgpu" | "cpu" | "auto");
+      const info = { backend: be.name, adapter: be.adapter, ...(be.info ?? {}) };
+      if (v.json) console.log(JSON.stringify(info));
+      else {
+        console.log(`backend  ${info.backend}`);
+        console.log(`adapter  ${info.adapter}`);
+        if (be.info) {
+          console.log(`vendor   ${be.info.vendor || "-"}  architecture ${be.info.architecture || "-"}`);
+          console.log(
+            `features ${be.info.features.join(", ") || "(none of shader-f16, subgroups, timestamp-query)"}`,
+          );
+          for (const [k, val] of Object.entries(be.info.limits)) console.log(`  ${k.padEnd(36)} ${val}`);
+        }
+      }
+      be.destroy();
+    },
+  },
+};
+
+function help(cmd?: string): void {
+  if (cmd && COMMANDS[cmd]) {
+    console.log(`${COMMANDS[cmd].summary}\n\nusage: ${COMMANDS[cmd].usage}`);
+    return;
+  }
+  console.log(
+    "fledge: train and fine-tune transformer language models on WebGPU\n\nusage: deno task cli <command> [options]\n",
+  );
+  for (const [name, c] of Object.entries(COMMANDS)) console.log(`  ${name.padEnd(10)} ${c.summary}`);
+  console.log("\nRun `deno task cli <command> --help` for a command's options.");
+}
+
+/** Run the CLI with `args`; returns the process exit code. */
+export async function main(args: string[]): Promise<number> {
+  const [cmd, ...rest] = args;
+  if (!cmd || cmd === "--help" || cmd === "-h" || cmd === "help") {
+    help(rest[0]);
+    return 0;
+  }
+  const c = COMMANDS[cmd];
+  try {
+    if (!c) {
+      throw new UsageError(`unknown command "${cmd}": expected one of ${Object.keys(COMMANDS).join(", ")}`);
+    }
+    await c.run(rest);
+    return 0;
+  } catch (e) {
+    if (
+      e instanceof UsageError || e instanceof TypeError || e instanceof RangeError || e instanceof SyntaxError
+    ) {
+      console.error(`fledge: ${(e as Error).message}`);
+      return 2;
+    }
+    if (e instanceof Deno.errors.NotFound || e instanceof Deno.errors.PermissionDenied) {
+      console.error(`fledge: ${(e as Error).message}`);
+      return 2;
+    }
+    throw e;
+  }
+}
+
+if (import.meta.main) Deno.exit(await main(Deno.args));
