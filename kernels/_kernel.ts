@@ -88,7 +88,22 @@ export function launch(
 ): void {
   const first = bindings.find((b): b is Tensor => "backend" in b);
   if (!first) throw new TypeError(`Cannot launch ${spec.label}: no tensor bindings`);
-  const gpu = first.backend.device;
+  launchOn(first.backend.device, spec, code, bindings, params, grid, constants);
+}
+
+/**
+ * {@linkcode launch} on an explicit GPU, for dispatches whose bindings are all windows
+ * (`BufferRange`s) of tensors too large for one binding.
+ */
+export function launchOn(
+  gpu: Gpu,
+  spec: KernelSpec,
+  code: string,
+  bindings: readonly (Tensor | BufferRange)[],
+  params: Readonly<Record<string, number>> | null,
+  grid: readonly [number, number, number],
+  constants?: Record<string, number>,
+): void {
   if (bindings.length !== spec.bindings.length) {
     throw new TypeError(
       `Cannot launch ${spec.label}: ${bindings.length} bindings given, kernel declares ${spec.bindings.length}`,
