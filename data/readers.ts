@@ -1,0 +1,237 @@
+/**
+ * One entry point over the record formats: `readDataset` / `streamDataset` pick the reader from
+ * the file extension (jsonl, json, csv, tsv, txt, parquet), or read a folder of split files
+ * (`train.jsonl`, `validation.csv`, `train-00000-of-00002.parquet`, also under `data/`), then apply
+ * the split, the seeded shuffle and `max_samples`.
+ * @module
+ */
+import { basename, join } from "node:path";
+import { streamCsv } from "./csv.ts";
+import { readJson, streamJsonl } from "./jsonl.ts";
+import { streamParquet } from "./parquet.ts";
+import { hashFraction, pickSplit, shuffleRecords, type SplitOptions, splitRecords } from "./split.ts";
+import { streamText } from "./text.ts";
+import { checkSelectOptions, type SelectOptions } from "./_select.ts";
+
+/** One record: column name to value. */
+export type DataRecord = Record<string, unknown>;
+
+/** The file formats the readers understand. */
+export type DataFormat = "jsonl" | "json" | "csv" | "tsv" | "text" | "parquet";
+
+/** Options of {@linkcode readDataset} and {@linkcode streamDataset}. */
+export interface ReadOptions extends SelectOptions, SplitOptions {
+  /** Force a format instead of guessing from the extension. */
+  format?: DataFormat;
+  /** Which split: a split file of a folder, or `train` / `validation` cut from one file. */
+  split?: string;
+  /** Shuffle with `seed` (default 42) before `max_samples` is applied. */
+  shuffle?: boolean;
+  /** CSV/TSV field separator. */
+  delimiter?: string;
+  /** Text files: `"line"`, `"paragraph"` or `"document"` per record. */
+  sample_by?: "line" | "paragraph" | "document";
+  /** JSON files: the key holding the record array (default `"data"`). */
+  field?: string;
+}
+
+const EXTENSIONS: Record<string, DataFormat> = {
+  jsonl: "jsonl",
+  ndjson: "jsonl",
+  json: "json",
+  csv: "csv",
+  tsv: "tsv",
+  txt: "text",
+  text: "text",
+  md: "text",
+  parquet: "parquet",
+};
+
+/**
+ * The format of a data file from its extension.
+ *
+ * @param path a file name
+ * @returns the format
+ * @throws {TypeError} an unknown extension (listing the known ones)
+ * @example
+ * ```ts
+ * import { detectFormat } from "./readers.ts";
+ * if (detectFormat("a/train-00000-of-00001.parquet") !== "parquet") throw new Error("format");
+ * ```
+ */
+export function detectFormat(path: string): DataFormat {
+  const ext = basename(path).split(".").pop()?.toLowerCase() ?? "";
+  const f = EXTENSIONS[ext];
+  if (!f) {
+    throw new TypeError(
+      `Cannot guess the format of ${path}: extension ".${ext}" is not one of ` +
+        `${Object.keys(EXTENSIONS).map((e) => "." + e).join(", ")}; rename the file or pass format`,
+    );
+  }
+  return f;
+}
+
+function isDir(path: string): boolean {
+  try {
+    return Deno.statSync(path).isDirectory;
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) {
+      throw new Deno.errors.NotFound(`Cannot read data: ${path} does not exist; check the path`);
+    }
+    throw e;
+  }
+}
+
+/**
+ * The split files of a folder, by split name: `train.jsonl`, `validation.csv`,
+ * `test-00000-of-00002.parquet`... (the name up to the first `.`, `-` or `_`). Looks in `data/`
+ * when the folder itself has none, like the Hugging Face datasets layout.
+ *
+ * @param dir the folder
+ * @returns split name to sorted file paths
+ */
+export function findSplitFiles(dir: string): Record<string, string[]> {
+  for (const sub of [dir, join(dir, "data")]) {
+    const splits: Record<string, string[]> = {};
+    let entries: Deno.DirEntry[];
+    try {
+      entries = [...Deno.readDirSync(sub)];
+    } catch {
+      continue;
+    }
+    for (const e of entries) {
+      const m = e.name.match(/^([A-Za-z0-9]+)(?:[-_.].*)?\.([a-z]+)$/i);
+      if (!e.isFile || !m || !EXTENSIONS[m[2].toLowerCase()]) continue;
+      (splits[m[1]] ??= []).push(join(sub, e.name));
+    }
+    if (Object.keys(splits).length) {
+      return Object.fromEntries(Object.keys(splits).sort().map((k) => [k, splits[k].sort()]));
+    }
+  }
+  return {};
+}
+
+function streamFile(path: string, opts: ReadOptions, max?: number): AsyncIterable<DataRecord> {
+  const o = { columns: opts.columns, rename: opts.rename, max_samples: max === Infinity ? undefined : max };
+  switch (opts.format ?? detectFormat(path)) {
+    case "jsonl":
+      return streamJsonl(path, o);
+    case "json":
+      return (async function* () {
+        yield* await readJson(path, { ...o, field: opts.field });
+      })();
+    case "csv":
+    case "tsv":
+      return streamCsv(path, {
+        ...o,
+        delimiter: opts.delimiter ?? (opts.format === "tsv" ? "\t" : undefined),
+      });
+    case "text":
+      return streamText(path, { ...o, sample_by: opts.sample_by });
+    case "parquet":
+      return streamParquet(path, o);
+  }
+}
+
+/**
+ * Stream the records of a file, or of one split of a folder of split files, in order. A split of
+ * a single file is possible here only by hash (`split_key`); a shuffled split needs
+ * {@linkcode readDataset}.
+ *
+ * @param path a data file or a folder of split files
+ * @param opts {@linkcode ReadOptions} (without `shuffle`)
+ * @returns the records
+ * @throws {RangeError} a split that does not exist (listing those that do)
+ * @throws {TypeError} `shuffle`, or a fraction split of one file, which cannot stream
+ */
+export async function* streamDataset(path: string, opts: ReadOptions = {}): AsyncGenerator<DataRecord> {
+  checkSelectOptions(opts, path);
+  const max = opts.max_samples ?? Infinity;
+  let n = 0;
+  if (isDir(path)) {
+    const files = pickSplit(findSplitFiles(path), opts.split ?? "train", path);
+    for (const f of files) {
+      for await (const r of streamFile(f, opts, max - n)) {
+        yield r;
+        if (++n >= max) return;
+      }
+    }
+    return;
+  }
+  if (opts.shuffle || (opts.split !== undefined && opts.split_key === undefined)) {
+    throw new TypeError(
+      `Cannot stream ${path} with ${
+        opts.shuffle ? "shuffle" : `split "${opts.split}"`
+      }: it needs every record in ` +
+        `memory; use readDataset, or split by hash with split_key`,
+    );
+  }
+  if (opts.split === undefined) {
+    yield* streamFile(path, opts, opts.max_samples);
+    return;
+  }
+  const name = pickSplit({ train: "train", validation: "validation" }, opts.split, path);
+  const frac = opts.train_split ?? 0.9;
+  if (!(frac > 0 && frac < 1)) {
+    throw new RangeError(`Cannot split ${path}: train_split ${frac} is not in (0, 1); use e.g. 0.9`);
+  }
+  const key = opts.split_key!;
+  for await (const r of streamFile(path, opts)) {
+    if (!Object.hasOwn(r, key)) {
+      throw new TypeError(
+        `Cannot split ${path} by split_key "${key}": a record has columns ${Object.keys(r).join(", ")}`,
+      );
+    }
+    const v = r[key];
+    const side = hashFraction(typeof v === "string" ? v : JSON.stringify(v)) < frac ? "train" : "validation";
+    if (side !== name) continue;
+    yield r;
+    if (++n >= max) return;
+  }
+}
+
+/**
+ * Read a data file, or one split of a folder of split files, into memory. With `split` on a single
+ * file, records are cut into `train` / `validation` by `train_split` (after a seeded shuffle) or by
+ * the hash of `split_key`. Then `shuffle` (seeded) and `max_samples` apply.
+ *
+ * @param path a data file or a folder of split files
+ * @param opts {@linkcode ReadOptions}
+ * @returns the records
+ * @throws {RangeError} a split that does not exist (listing those that do), a bad `train_split`
+ * @throws {SyntaxError} a malformed file (naming file and line)
+ * @throws {TypeError} a missing column (listing those that exist), an unknown extension
+ * @example
+ * ```ts
+ * import { readDataset } from "./readers.ts";
+ * import { writeJsonl } from "./jsonl.ts";
+ * const path = await Deno.makeTempFile({ suffix: ".jsonl" });
+ * await writeJsonl(path, Array.from({ length: 10 }, (_, i) => ({ text: `t${i}`, label: i % 2 })));
+ * const val = await readDataset(path, { split: "validation", train_split: 0.8, seed: 1 });
+ * if (val.length !== 2) throw new Error(`${val.length}`);
+ * await Deno.remove(path);
+ * ```
+ */
+export async function readDataset(path: string, opts: ReadOptions = {}): Promise<DataRecord[]> {
+  const direct = !opts.shuffle && (opts.split === undefined || isDir(path) || opts.split_key !== undefined);
+  let records: DataRecord[] = [];
+  if (direct) {
+    for await (const r of streamDataset(path, opts)) records.push(r);
+    return records;
+  }
+  for await (
+    const r of streamDataset(path, {
+      ...opts,
+      split: isDir(path) ? opts.split : undefined,
+      max_samples: undefined,
+      shuffle: false,
+    })
+  ) {
+    records.push(r);
+  }
+  if (opts.split !== undefined && !isDir(path)) {
+    records = pickSplit(splitRecords(records, opts), opts.split, path);
+  }
+  if (opts.shuffle) records = shuffleRecords(records, { seed: opts.seed });
+  return opts.max_samples === undefined ? records : records.slice(0, opts.max_samples);
+}

@@ -1,0 +1,131 @@
+/**
+ * Seeded shuffles and deterministic train/validation splits. A split is either by fraction (a
+ * seeded shuffle, then a cut) or by hash (SHA-256 of a key column, stable when records are added
+ * or reordered, and keeping records that share a key on one side).
+ * @module
+ */
+import { createHash } from "node:crypto";
+
+/** mulberry32: a small, fast, seeded PRNG returning values in [0, 1). */
+function prng(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/**
+ * A shuffled copy of `items` (Fisher-Yates); the same seed always gives the same order.
+ *
+ * @param items the records
+ * @param opts `seed` (default 42)
+ * @returns a new array
+ * @example
+ * ```ts
+ * import { shuffleRecords } from "./split.ts";
+ * const a = shuffleRecords([1, 2, 3, 4, 5], { seed: 7 });
+ * const b = shuffleRecords([1, 2, 3, 4, 5], { seed: 7 });
+ * if (a.join() !== b.join() || [...a].sort().join() !== "1,2,3,4,5") throw new Error("not a seeded permutation");
+ * ```
+ */
+export function shuffleRecords<T>(items: readonly T[], opts: { seed?: number } = {}): T[] {
+  const out = items.slice();
+  const rand = prng(opts.seed ?? 42);
+  for (let i = out.length - 1; i > 0; i--) {
+    const j = Math.floor(rand() * (i + 1));
+    [out[i], out[j]] = [out[j], out[i]];
+  }
+  return out;
+}
+
+/**
+ * The position of `key` in [0, 1) from its SHA-256: the basis of hash splits.
+ *
+ * @param key any string (e.g. a document id)
+ * @returns a number in [0, 1), the same on every run and machine
+ */
+export function hashFraction(key: string): number {
+  return createHash("sha256").update(key).digest().readUInt32BE(0) / 4294967296;
+}
+
+/** Options of {@linkcode splitRecords}. */
+export interface SplitOptions {
+  /** Fraction of the records that go to `train` (0 < train_split < 1); default 0.9. */
+  train_split?: number;
+  /** Seed of the shuffle before a fraction split; default 42. */
+  seed?: number;
+  /** Split by the SHA-256 of this column's value instead of by a shuffle. */
+  split_key?: string;
+}
+
+/**
+ * Split records into `train` and `validation`, deterministically.
+ *
+ * @param items the records
+ * @param opts `train_split`, `seed`, or `split_key` for a hash split
+ * @returns `{ train, validation }`
+ * @throws {RangeError} `train_split` outside (0, 1)
+ * @throws {TypeError} a record without the `split_key` column
+ * @example
+ * ```ts
+ * import { splitRecords } from "./split.ts";
+ * const rows = Array.from({ length: 100 }, (_, i) => ({ id: `doc${i}` }));
+ * const { train, validation } = splitRecords(rows, { train_split: 0.8 });
+ * if (train.length !== 80 || validation.length !== 20) throw new Error("sizes");
+ * const byHash = splitRecords(rows, { train_split: 0.8, split_key: "id" });
+ * if (byHash.train.length + byHash.validation.length !== 100) throw new Error("lost records");
+ * ```
+ */
+export function splitRecords<T extends Record<string, unknown>>(
+  items: readonly T[],
+  opts: SplitOptions = {},
+): { train: T[]; validation: T[] } {
+  const frac = opts.train_split ?? 0.9;
+  if (!(frac > 0 && frac < 1)) {
+    throw new RangeError(`Cannot split records: train_split ${frac} is not in (0, 1); use e.g. 0.9`);
+  }
+  const key = opts.split_key;
+  if (key === undefined) {
+    const shuffled = shuffleRecords(items, { seed: opts.seed });
+    const cut = Math.round(shuffled.length * frac);
+    return { train: shuffled.slice(0, cut), validation: shuffled.slice(cut) };
+  }
+  const train: T[] = [];
+  const validation: T[] = [];
+  items.forEach((r, i) => {
+    if (!Object.hasOwn(r, key)) {
+      throw new TypeError(
+        `Cannot split records by split_key "${key}": record ${i} has columns ${Object.keys(r).join(", ")}; ` +
+          `name one of them`,
+      );
+    }
+    const v = r[key];
+    (hashFraction(typeof v === "string" ? v : JSON.stringify(v)) < frac ? train : validation).push(r);
+  });
+  return { train, validation };
+}
+
+/**
+ * Pick one split by name, or throw naming the splits that exist.
+ *
+ * @param splits the available splits
+ * @param name the requested one
+ * @param source what the splits belong to (a file or dataset), for the message
+ * @returns the records of that split
+ * @throws {RangeError} a split that does not exist
+ */
+export function pickSplit<T>(splits: Record<string, T>, name: string, source: string): T {
+  if (!Object.hasOwn(splits, name)) {
+    throw new RangeError(
+      `Cannot find split "${name}" in ${source}: the splits are ${
+        Object.keys(splits).join(", ") || "(none)"
+      }; ` +
+        `use one of these`,
+    );
+  }
+  return splits[name];
+}

@@ -1,0 +1,80 @@
+import { assert } from "../_assert.ts";
+// deno-lint-ignore no-import-prefix
+import { parquetWriteBuffer } from "npm:hyparquet-writer@^0.17";
+import { parquetInfo, readParquet, streamParquet } from "../../data/parquet.ts";
+
+const dir = await Deno.makeTempDir({ prefix: "fledge-parquet-" });
+addEventListener("unload", () => Deno.removeSync(dir, { recursive: true }));
+
+const n = 250;
+const path = `${dir}/t.parquet`;
+await Deno.writeFile(
+  path,
+  new Uint8Array(parquetWriteBuffer({
+    columnData: [
+      { name: "sentence", data: Array.from({ length: n }, (_, i) => `sentence ${i} é`) },
+      { name: "label", data: BigInt64Array.from({ length: n }, (_, i) => BigInt(i % 2)) },
+      {
+        name: "translation",
+        data: Array.from({ length: n }, (_, i) => ({ de: `Satz ${i}`, en: `sentence ${i}` })),
+      },
+    ],
+    schema: [
+      { name: "root", num_children: 3 },
+      { name: "sentence", type: "BYTE_ARRAY", converted_type: "UTF8", repetition_type: "REQUIRED" },
+      { name: "label", type: "INT64", repetition_type: "REQUIRED" },
+      { name: "translation", num_children: 2, repetition_type: "OPTIONAL" },
+      { name: "de", type: "BYTE_ARRAY", converted_type: "UTF8", repetition_type: "OPTIONAL" },
+      { name: "en", type: "BYTE_ARRAY", converted_type: "UTF8", repetition_type: "OPTIONAL" },
+    ],
+    rowGroupSize: 100,
+  })),
+);
+
+Deno.test("readParquet() reads strings, int64 as numbers and structs, across row groups", async () => {
+  const rows = await readParquet(path);
+  assert.equal(rows.length, n);
+  assert.deepEqual(rows[201], {
+    sentence: "sentence 201 é",
+    label: 1,
+    translation: { de: "Satz 201", en: "sentence 201" },
+  });
+  assert.deepEqual(await parquetInfo(path), { columns: ["sentence", "label", "translation"], num_rows: n });
+});
+
+Deno.test("readParquet() selects, renames and limits", async () => {
+  const rows = await readParquet(path, {
+    columns: ["label", "sentence"],
+    rename: { sentence: "text" },
+    max_samples: 150,
+  });
+  assert.equal(rows.length, 150);
+  assert.deepEqual(rows[149], { label: 1, text: "sentence 149 é" });
+  const seen = [];
+  for await (const r of streamParquet(path, { max_samples: 3, columns: ["label"] })) seen.push(r.label);
+  assert.deepEqual(seen, [0, 1, 0]);
+});
+
+Deno.test("readParquet() names a missing column and lists the file's columns", async () => {
+  await assert.rejects(readParquet(path, { columns: ["text"] }), {
+    name: "TypeError",
+    message: /column "text" in .*t\.parquet: the file has columns sentence, label, translation/,
+  });
+});
+
+Deno.test("readParquet() names a corrupt or truncated file", async () => {
+  const bytes = await Deno.readFile(path);
+  const bad = `${dir}/bad.parquet`;
+  await Deno.writeFile(bad, bytes.subarray(0, bytes.length >> 1));
+  await assert.rejects(readParquet(bad), {
+    name: "SyntaxError",
+    message: /bad\.parquet: not a valid parquet file/,
+  });
+  await Deno.writeTextFile(bad, "not parquet at all");
+  await assert.rejects(readParquet(bad), { name: "SyntaxError", message: /bad\.parquet/ });
+  // Intact footer, damaged data pages.
+  const mangled = bytes.slice();
+  mangled.fill(0xff, 4, bytes.length >> 1);
+  await Deno.writeFile(bad, mangled);
+  await assert.rejects(readParquet(bad), { name: "SyntaxError", message: /bad\.parquet/ });
+});

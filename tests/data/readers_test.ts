@@ -1,0 +1,88 @@
+import { assert } from "../_assert.ts";
+// deno-lint-ignore no-import-prefix
+import { parquetWriteBuffer } from "npm:hyparquet-writer@^0.17";
+import { detectFormat, findSplitFiles, readDataset, streamDataset } from "../../data/readers.ts";
+import { writeJsonl } from "../../data/jsonl.ts";
+import { writeCsv } from "../../data/csv.ts";
+
+const dir = await Deno.makeTempDir({ prefix: "fledge-readers-" });
+addEventListener("unload", () => Deno.removeSync(dir, { recursive: true }));
+
+const rows = Array.from({ length: 50 }, (_, i) => ({ id: `r${i}`, text: `text ${i}`, label: String(i % 3) }));
+
+Deno.test("readDataset() reads every format by extension with the same options", async () => {
+  await writeJsonl(`${dir}/a.jsonl`, rows);
+  await Deno.writeTextFile(`${dir}/a.json`, JSON.stringify({ data: rows }));
+  await writeCsv(`${dir}/a.csv`, rows);
+  await writeCsv(`${dir}/a.tsv`, rows);
+  await Deno.writeFile(
+    `${dir}/a.parquet`,
+    new Uint8Array(parquetWriteBuffer({
+      columnData: ["id", "text", "label"].map((name) => ({ name, data: rows.map((r) => r[name as "id"]) })),
+    })),
+  );
+  const want = rows.slice(0, 5).map((r) => ({ body: r.text, label: r.label }));
+  for (const ext of ["jsonl", "json", "csv", "tsv", "parquet"]) {
+    const got = await readDataset(`${dir}/a.${ext}`, {
+      columns: ["text", "label"],
+      rename: { text: "body" },
+      max_samples: 5,
+    });
+    assert.deepEqual(got, want, ext);
+  }
+  await Deno.writeTextFile(`${dir}/a.txt`, "x\ny\n");
+  assert.deepEqual(await readDataset(`${dir}/a.txt`), [{ text: "x" }, { text: "y" }]);
+  assert.throws(() => detectFormat("data.xlsx"), { name: "TypeError", message: /\.xlsx" is not one of/ });
+  assert.deepEqual((await readDataset(`${dir}/a.csv`, { format: "csv", max_samples: 1 })).length, 1);
+});
+
+Deno.test("readDataset() cuts train/validation from one file, deterministically", async () => {
+  const path = `${dir}/s.jsonl`;
+  await writeJsonl(path, rows);
+  const train = await readDataset(path, { split: "train", train_split: 0.8, seed: 5 });
+  const val = await readDataset(path, { split: "validation", train_split: 0.8, seed: 5 });
+  assert.equal(train.length, 40);
+  assert.equal(val.length, 10);
+  assert.deepEqual(new Set([...train, ...val].map((r) => r.id)).size, 50);
+  assert.deepEqual(await readDataset(path, { split: "validation", train_split: 0.8, seed: 5 }), val);
+  const h1 = await readDataset(path, { split: "validation", split_key: "id", train_split: 0.8 });
+  const h2 = [];
+  for await (const r of streamDataset(path, { split: "validation", split_key: "id", train_split: 0.8 })) {
+    h2.push(r);
+  }
+  assert.deepEqual(h1, h2);
+  assert.ok(h1.length > 0 && h1.length < 50);
+  await assert.rejects(readDataset(path, { split: "test" }), {
+    name: "RangeError",
+    message: /split "test" .* the splits are train, validation/,
+  });
+  await assert.rejects(async () => {
+    for await (const _ of streamDataset(path, { shuffle: true }));
+  }, { name: "TypeError", message: /use readDataset/ });
+});
+
+Deno.test("readDataset() shuffles with a seed before max_samples", async () => {
+  const path = `${dir}/sh.jsonl`;
+  await writeJsonl(path, rows);
+  const a = await readDataset(path, { shuffle: true, seed: 1, max_samples: 10 });
+  assert.deepEqual(await readDataset(path, { shuffle: true, seed: 1, max_samples: 10 }), a);
+  assert.notDeepEqual(a, rows.slice(0, 10));
+  assert.equal(a.length, 10);
+});
+
+Deno.test("readDataset() reads one split of a folder of split files and lists the splits on a miss", async () => {
+  const folder = `${dir}/folder`;
+  await Deno.mkdir(`${folder}/data`, { recursive: true });
+  await writeJsonl(`${folder}/data/train-00000-of-00002.jsonl`, rows.slice(0, 20));
+  await writeJsonl(`${folder}/data/train-00001-of-00002.jsonl`, rows.slice(20, 40));
+  await writeCsv(`${folder}/data/validation.csv`, rows.slice(40));
+  assert.deepEqual(Object.keys(findSplitFiles(folder)).sort(), ["train", "validation"]);
+  assert.deepEqual(await readDataset(folder), rows.slice(0, 40));
+  assert.deepEqual(await readDataset(folder, { split: "validation" }), rows.slice(40));
+  assert.deepEqual(await readDataset(folder, { split: "train", max_samples: 25 }), rows.slice(0, 25));
+  await assert.rejects(readDataset(folder, { split: "test" }), {
+    name: "RangeError",
+    message: /split "test" in .*folder: the splits are train, validation/,
+  });
+  await assert.rejects(readDataset(`${dir}/nope`), { name: "NotFound", message: /nope does not exist/ });
+});

@@ -1,0 +1,48 @@
+import { assert } from "../_assert.ts";
+import { hashFraction, pickSplit, shuffleRecords, splitRecords } from "../../data/split.ts";
+
+const rows = Array.from({ length: 1000 }, (_, i) => ({ id: `doc-${i}`, group: `g${i % 37}` }));
+
+Deno.test("shuffleRecords() is a seeded permutation", () => {
+  const a = shuffleRecords(rows, { seed: 3 });
+  assert.deepEqual(shuffleRecords(rows, { seed: 3 }), a);
+  assert.notDeepEqual(shuffleRecords(rows, { seed: 4 }), a);
+  assert.notDeepEqual(a, rows);
+  assert.deepEqual(
+    [...a].sort((x, y) => x.id.localeCompare(y.id)),
+    [...rows].sort((x, y) => x.id.localeCompare(y.id)),
+  );
+});
+
+Deno.test("splitRecords() by fraction is deterministic and disjoint", () => {
+  const s = splitRecords(rows, { train_split: 0.8, seed: 1 });
+  assert.equal(s.train.length, 800);
+  assert.equal(s.validation.length, 200);
+  assert.deepEqual(splitRecords(rows, { train_split: 0.8, seed: 1 }), s);
+  const ids = new Set(s.train.map((r) => r.id));
+  assert.ok(s.validation.every((r) => !ids.has(r.id)));
+  assert.throws(() => splitRecords(rows, { train_split: 1 }), {
+    name: "RangeError",
+    message: /train_split 1/,
+  });
+});
+
+Deno.test("splitRecords() by hash keeps a key on one side and is stable under reordering", () => {
+  const s = splitRecords(rows, { train_split: 0.7, split_key: "group" });
+  const trainGroups = new Set(s.train.map((r) => r.group));
+  assert.ok(s.validation.every((r) => !trainGroups.has(r.group)));
+  const again = splitRecords(shuffleRecords(rows, { seed: 9 }), { train_split: 0.7, split_key: "group" });
+  assert.deepEqual(new Set(again.validation.map((r) => r.id)), new Set(s.validation.map((r) => r.id)));
+  assert.equal(hashFraction("abc"), hashFraction("abc"));
+  assert.throws(() => splitRecords(rows, { split_key: "nope" }), {
+    name: "TypeError",
+    message: /split_key "nope": record 0 has columns id, group/,
+  });
+});
+
+Deno.test("pickSplit() lists the splits that exist", () => {
+  assert.throws(() => pickSplit({ train: 1, validation: 2 }, "test", "my.jsonl"), {
+    name: "RangeError",
+    message: /split "test" in my\.jsonl: the splits are train, validation/,
+  });
+});
