@@ -120,8 +120,9 @@ Deno.test("exactDedup() matches case- and whitespace-insensitively and keeps the
 });
 
 Deno.test("lshParams() reproduces datasketch's optimal bands x rows", () => {
-  // datasketch MinHashLSH(threshold=0.8, num_perm=128) uses b=9, r=13; (0.5, 128) uses b=20, r=5? check
-  // only what follows from the definition: b * r <= num_perm and the S-curve crosses near threshold.
+  // datasketch MinHashLSH(threshold=0.8, num_perm=128) has 9 bands of 13 rows (its hashranges, as
+  // printed in ekzhu/datasketch issue #209). For other thresholds check
+  // what follows from the definition: b * r <= num_perm and the S-curve crosses near the threshold.
   const p = lshParams(0.8, 128);
   assert.deepEqual(p, { bands: 9, rows: 13 });
   for (const t of [0.5, 0.7, 0.9]) {
