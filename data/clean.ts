@@ -410,6 +410,7 @@ export function languageFilter<R extends object>(
  * @returns The validated steps.
  * @throws {SyntaxError} for bad YAML, a non-list, unknown step names or keys (naming the step
  * index, the key and the allowed ones). {TypeError} / {RangeError} for bad option values.
+ * Deno's NotCapable without `--allow-env`: `npm:yaml` reads the env var `LOG_TOKENS`.
  * @example
  * ```ts
  * import { cleanPipelineFromYaml, runCleanPipeline } from "./clean.ts";
@@ -424,7 +425,10 @@ export function cleanPipelineFromYaml(text: string, options: { file?: string } =
   try {
     doc = parseYaml(text);
   } catch (e) {
-    throw new SyntaxError(`Cannot parse cleaning pipeline ${where}: ${(e as Error).message}`);
+    // Only YAML errors are the file's fault; others (e.g. Deno's permission error: the yaml
+    // package reads the env var LOG_TOKENS, so run with --allow-env) pass through unchanged.
+    if (!(e instanceof Error && e.name.startsWith("YAML"))) throw e;
+    throw new SyntaxError(`Cannot parse cleaning pipeline ${where}: ${e.message}`);
   }
   return validateCleanSteps(doc, { file: where });
 }
