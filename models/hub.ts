@@ -88,6 +88,22 @@ export function hubCacheDir(opts: { cache_dir?: string } = {}): string {
   return opts.cache_dir ?? defaultCacheDir();
 }
 
+/**
+ * Whether hub calls with these options may use only the cache: `local_files_only`, else
+ * `offline`, else `HF_HUB_OFFLINE`.
+ *
+ * @param opts the options a hub call would get
+ * @returns true when no network request may be made
+ * @example
+ * ```ts
+ * import { isOfflineMode } from "./hub.ts";
+ * if (!isOfflineMode({ local_files_only: true }) || isOfflineMode({ offline: false })) throw new Error("offline");
+ * ```
+ */
+export function isOfflineMode(opts: { local_files_only?: boolean; offline?: boolean } = {}): boolean {
+  return opts.local_files_only === true || (opts.offline ?? envFlag("HF_HUB_OFFLINE"));
+}
+
 function resolve(repo_id: string, opts: HubOptions, filename?: string): Resolved {
   checkRepoId(repo_id);
   const revision = opts.revision ?? "main";
@@ -103,7 +119,7 @@ function resolve(repo_id: string, opts: HubOptions, filename?: string): Resolved
     cacheDir,
     storage: join(cacheDir, repoFolderName(repo_id, repo_type)),
     target: { repo_id, repo_type, revision, filename, endpoint, token },
-    cacheOnly: opts.local_files_only === true || (opts.offline ?? envFlag("HF_HUB_OFFLINE")),
+    cacheOnly: isOfflineMode(opts),
     maxRetries: opts.max_retries ?? 3,
     progress: opts.progress ?? !envFlag("HF_HUB_DISABLE_PROGRESS_BARS"),
   };

@@ -1,0 +1,246 @@
+/**
+ * Datasets from the Hugging Face hub in their parquet layout (`<config>/<split>-00000-of-00003.parquet`,
+ * also `<config>/<split>/*.parquet`): CNN/DailyMail, WMT14 and GLUE SST-2, plus the generic
+ * {@linkcode loadHubDataset}. Files go through the hub cache of `models/hub.ts` (repo_type
+ * `dataset`): a complete cached split is read without any request; a missing one is listed through
+ * the hub API and downloaded with resume. `path` reads the same layout from a local folder.
+ * @module
+ */
+import { join } from "node:path";
+import {
+  hubDownload,
+  HubError,
+  type HubOptions,
+  isOfflineMode,
+  listRepoFiles,
+  snapshotDownload,
+} from "../models/hub.ts";
+import { streamParquet } from "./parquet.ts";
+import { shuffleRecords } from "./split.ts";
+import { checkSelectOptions, type SelectOptions, selector } from "./_select.ts";
+
+/** Options of the hub dataset loaders: the hub options (cache, token, offline...) and the record options. */
+export interface HubDatasetOptions extends Omit<HubOptions, "repo_type">, SelectOptions {
+  /** `"train"` (default), `"validation"` or `"test"`. */
+  split?: string;
+  /** Read the parquet files from this local folder (the repo's layout) instead of the hub. */
+  path?: string;
+  /** Shuffle with `seed` (default 42) before `max_samples`. */
+  shuffle?: boolean;
+  /** Seed of the shuffle. */
+  seed?: number;
+}
+
+/** Options of {@linkcode loadHubDataset}. */
+export interface LoadHubDatasetOptions extends HubDatasetOptions {
+  /** The dataset config (the folder in the repo), e.g. `"3.0.0"`, `"sst2"`, `"de-en"`. */
+  config: string;
+  /** Columns to read from the parquet files (default all). */
+  parquet_columns?: string[];
+  /** Turn a raw row into the returned record (default: as is). */
+  map?: (row: Record<string, unknown>) => Record<string, unknown>;
+}
+
+const SHARD = /^(.+?)-(\d+)-of-(\d+)\.parquet$/;
+
+/** Paths `config/x.parquet` and `config/sub/x.parquet` under `root`, relative to it. */
+function listConfigFiles(root: string, config: string): string[] {
+  const out: string[] = [];
+  const read = (rel: string) => {
+    try {
+      return [...Deno.readDirSync(join(root, rel))];
+    } catch (e) {
+      if (e instanceof Deno.errors.NotFound) return [];
+      throw e;
+    }
+  };
+  for (const e of read(config)) {
+    if (e.isDirectory) {
+      for (const f of read(`${config}/${e.name}`)) {
+        if (!f.isDirectory) out.push(`${config}/${e.name}/${f.name}`);
+      }
+    } else out.push(`${config}/${e.name}`);
+  }
+  return out.sort();
+}
+
+function splitOf(file: string, config: string): string | undefined {
+  const rest = file.slice(config.length + 1);
+  if (!file.startsWith(config + "/") || !rest.endsWith(".parquet")) return undefined;
+  if (rest.includes("/")) return rest.split("/")[0];
+  return rest.match(SHARD)?.[1] ?? rest.slice(0, -".parquet".length);
+}
+
+/** The shards of one split, and whether all `-of-N` shards are there. */
+function shardsOf(files: string[], config: string, split: string): { shards: string[]; complete: boolean } {
+  const shards = files.filter((f) => splitOf(f, config) === split).sort();
+  const counts = shards.map((f) => f.split("/").pop()!.match(SHARD)?.[3]);
+  const complete = shards.length > 0 && counts.every((c) => c !== undefined && Number(c) === shards.length);
+  return { shards, complete };
+}
+
+function noSplit(
+  what: string,
+  config: string,
+  split: string,
+  files: string[],
+  configs: string[],
+): RangeError {
+  const splits = [...new Set(files.map((f) => splitOf(f, config)).filter((s) => s !== undefined))].sort();
+  const hint = splits.length
+    ? `the splits of config "${config}" are ${splits.join(", ")}`
+    : `config "${config}" has no parquet files; the configs are ${configs.join(", ") || "(none)"}`;
+  return new RangeError(`Cannot find split "${split}" of ${what}: ${hint}; use one of these`);
+}
+
+async function splitFiles(repo_id: string, opts: LoadHubDatasetOptions, split: string): Promise<string[]> {
+  const { config } = opts;
+  if (opts.path !== undefined) {
+    const files = listConfigFiles(opts.path, config);
+    const { shards } = shardsOf(files, config, split);
+    if (!shards.length) {
+      const configs = [...Deno.readDirSync(opts.path)].filter((e) => e.isDirectory).map((e) => e.name).sort();
+      throw noSplit(opts.path, config, split, files, configs);
+    }
+    return shards.map((f) => join(opts.path!, f));
+  }
+  const hub = { ...opts, repo_type: "dataset" as const };
+  // A complete split in the cache needs no request at all.
+  let cached: string | undefined;
+  try {
+    cached = await snapshotDownload(repo_id, { ...hub, offline: true });
+  } catch (e) {
+    if (!(e instanceof HubError && e.kind === "offline")) throw e;
+  }
+  if (cached) {
+    const { shards, complete } = shardsOf(listConfigFiles(cached, config), config, split);
+    if (complete) return shards.map((f) => join(cached!, f));
+  }
+  if (isOfflineMode(opts)) {
+    throw new HubError(
+      "offline",
+      `Cannot load dataset ${repo_id} config "${config}" split "${split}": offline mode (HF_HUB_OFFLINE or ` +
+        `local_files_only) and the split is not (fully) in the cache; run once with network access, or pass path`,
+    );
+  }
+  const listing = await listRepoFiles(repo_id, hub);
+  const { shards } = shardsOf(listing.files, config, split);
+  if (!shards.length) {
+    const configs = [
+      ...new Set(listing.files.filter((f) => /\/.*\.parquet$/.test(f)).map((f) => f.split("/")[0])),
+    ];
+    throw noSplit(`dataset ${repo_id}`, config, split, listing.files, configs.sort());
+  }
+  const out: string[] = [];
+  for (const filename of shards) out.push(await hubDownload({ ...hub, repo_id, filename }));
+  return out;
+}
+
+/**
+ * Load one split of a hub dataset stored as parquet (`<config>/<split>-*.parquet`).
+ *
+ * @param repo_id the dataset id, e.g. `"abisee/cnn_dailymail"`
+ * @param opts `config`, `split`, `parquet_columns`, `map`, `path`, record options, hub options
+ * @returns the records, in shard order (or shuffled with `seed`)
+ * @throws {RangeError} a split or config that does not exist (listing those that do)
+ * @throws {HubError} download failures, offline mode with the split not cached
+ * @throws {SyntaxError} a corrupt parquet file (naming it)
+ * @throws {TypeError} a missing column
+ */
+export async function loadHubDataset(
+  repo_id: string,
+  opts: LoadHubDatasetOptions,
+): Promise<Record<string, unknown>[]> {
+  checkSelectOptions(opts, repo_id);
+  const split = opts.split ?? "train";
+  const files = await splitFiles(repo_id, opts, split);
+  const select = selector(opts);
+  const map = opts.map ?? ((r) => r);
+  const max = opts.shuffle ? Infinity : (opts.max_samples ?? Infinity);
+  let out: Record<string, unknown>[] = [];
+  for (const file of files) {
+    if (out.length >= max) break;
+    const rows = streamParquet(file, {
+      columns: opts.parquet_columns,
+      max_samples: max === Infinity ? undefined : max - out.length,
+    });
+    let i = 0;
+    for await (const row of rows) out.push(select(map(row), `${file} row ${i++}`));
+  }
+  if (opts.shuffle) {
+    out = shuffleRecords(out, { seed: opts.seed });
+    if (opts.max_samples !== undefined) out = out.slice(0, opts.max_samples);
+  }
+  return out;
+}
+
+/**
+ * CNN/DailyMail summarization (`abisee/cnn_dailymail`, config `3.0.0`): `{ article, highlights, id }`.
+ *
+ * @param opts `split` (train/validation/test), `max_samples`, `config` (default `"3.0.0"`), hub options
+ * @returns the records
+ * @throws {RangeError} an unknown split; {@linkcode HubError} download failures
+ */
+export async function loadCnnDailymail(
+  opts: HubDatasetOptions & { config?: "1.0.0" | "2.0.0" | "3.0.0" } = {},
+): Promise<Record<string, unknown>[]> {
+  return await loadHubDataset("abisee/cnn_dailymail", {
+    ...opts,
+    config: opts.config ?? "3.0.0",
+    parquet_columns: ["article", "highlights", "id"],
+  });
+}
+
+/** The WMT14 language pairs (the configs of `wmt/wmt14`). */
+export type Wmt14Pair = "cs-en" | "de-en" | "fr-en" | "hi-en" | "ru-en";
+
+/**
+ * WMT14 translation (`wmt/wmt14`): the `translation` column `{de, en}` flattened into
+ * `{ de, en }` (or the two languages of `language_pair`).
+ *
+ * @param opts `language_pair` (default `"de-en"`), `split`, `max_samples`, hub options
+ * @returns the records
+ * @throws {TypeError} an unknown language pair; {@linkcode HubError} download failures
+ */
+export async function loadWmt14(
+  opts: HubDatasetOptions & { language_pair?: Wmt14Pair } = {},
+): Promise<Record<string, unknown>[]> {
+  const pair = opts.language_pair ?? "de-en";
+  const pairs = ["cs-en", "de-en", "fr-en", "hi-en", "ru-en"];
+  if (!pairs.includes(pair)) {
+    throw new TypeError(`Cannot load wmt/wmt14: language_pair "${pair}" is not one of ${pairs.join(", ")}`);
+  }
+  const [a, b] = pair.split("-");
+  return await loadHubDataset("wmt/wmt14", {
+    ...opts,
+    config: pair,
+    parquet_columns: ["translation"],
+    map: (row) => {
+      const t = row.translation as Record<string, unknown> | null;
+      if (!t || typeof t[a] !== "string" || typeof t[b] !== "string") {
+        throw new TypeError(
+          `Cannot read wmt/wmt14 ${pair}: a translation is ${
+            JSON.stringify(t)
+          }, expected {"${a}": "...", "${b}": "..."}`,
+        );
+      }
+      return { [a]: t[a], [b]: t[b] };
+    },
+  });
+}
+
+/**
+ * GLUE SST-2 sentiment (`nyu-mll/glue`, config `sst2`): `{ sentence, label, idx }` with label 0
+ * (negative) or 1 (positive); the test split has label -1 (hidden), as on the hub.
+ *
+ * @param opts `split`, `max_samples`, hub options
+ * @returns the records
+ * @throws {RangeError} an unknown split; {@linkcode HubError} download failures
+ */
+export async function loadSst2(opts: HubDatasetOptions = {}): Promise<Record<string, unknown>[]> {
+  return await loadHubDataset("nyu-mll/glue", {
+    ...opts,
+    config: "sst2",
+    parquet_columns: ["sentence", "label", "idx"],
+  });
+}
