@@ -1,0 +1,75 @@
+/**
+ * Private helpers of `config.ts`: a problem list that collects every validation failure before
+ * one error is thrown, and small typed readers for untrusted JSON values.
+ * @module
+ */
+
+/** One validation failure: `type` problems (wrong kind of value) win over `range` ones. */
+export interface Problem {
+  kind: "type" | "range";
+  /** Key path, e.g. `rope_scaling.factor`. */
+  key: string;
+  /** What is wrong and how to fix it. */
+  message: string;
+}
+
+/** Collects problems; {@linkcode Problems.throwIfAny} raises one error listing all of them. */
+export class Problems {
+  readonly list: Problem[] = [];
+
+  type(key: string, message: string): void {
+    this.list.push({ kind: "type", key, message });
+  }
+
+  range(key: string, message: string): void {
+    this.list.push({ kind: "range", key, message });
+  }
+
+  /** Throw a TypeError (any type problem) or RangeError naming `what`, `where` and each problem. */
+  throwIfAny(what: string, where: string): void {
+    if (this.list.length === 0) return;
+    const n = this.list.length;
+    const lines = this.list.map((p) => `  - ${p.key}: ${p.message}`).join("\n");
+    const msg = `${what} in ${where}: ${n} problem${n === 1 ? "" : "s"}:\n${lines}`;
+    throw this.list.some((p) => p.kind === "type") ? new TypeError(msg) : new RangeError(msg);
+  }
+}
+
+/** `JSON.stringify` for messages, with `undefined` spelled out. */
+export function show(v: unknown): string {
+  if (v === undefined) return "undefined";
+  if (typeof v === "number" || typeof v === "boolean" || v === null) return String(v);
+  try {
+    const s = JSON.stringify(v);
+    return s.length > 80 ? s.slice(0, 77) + "..." : s;
+  } catch {
+    return String(v);
+  }
+}
+
+/** True for a plain (non-array, non-null) object. */
+export function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+/** Closest candidate by edit distance (for "did you mean" hints), or undefined when none is close. */
+export function closest(word: string, candidates: Iterable<string>): string | undefined {
+  let best: string | undefined, bestD = Infinity;
+  for (const c of candidates) {
+    const d = editDistance(word.toLowerCase(), c.toLowerCase());
+    if (d < bestD) [best, bestD] = [c, d];
+  }
+  return bestD <= Math.max(2, Math.floor(word.length / 4)) ? best : undefined;
+}
+
+function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) {
+      cur[j] = Math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    prev = cur;
+  }
+  return prev[b.length];
+}

@@ -1,0 +1,837 @@
+/**
+ * `ModelConfig`: every architectural choice of the one decoder-only transformer, as plain data.
+ * Field names follow Hugging Face `config.json` where HF has one. This file holds the interface,
+ * the frozen defaults, {@linkcode validateModelConfig}, the presets, parameter and FLOP counts and
+ * the rope frequencies; the Hugging Face mappers and the checkpoint key map are exported here too
+ * (their tables live in `_hf_config.ts` and `_key_map.ts`).
+ * @module
+ */
+import { ropeInvFreq } from "../kernels/rope.ts";
+import { closest, isObject, Problems, show } from "./_config_check.ts";
+import { hfToModelConfig, modelConfigToHf } from "./_hf_config.ts";
+import { buildKeyMap } from "./_key_map.ts";
+
+/** Checkpoint family: picks the Hugging Face class, `model_type` and parameter names. */
+export type ModelArch = "llama" | "mistral" | "qwen2" | "phi3" | "gpt2";
+/** Normalization: LayerNorm (weight and bias) or RMSNorm (weight only). */
+export type NormKind = "layernorm" | "rmsnorm";
+/** Position encoding: a learned table added to the embeddings, or rotary embeddings in attention. */
+export type PositionKind = "learned" | "rope";
+/** MLP: `gelu` = up, act, down; `swiglu` = act(gate) * up, down. */
+export type MlpKind = "gelu" | "swiglu";
+/** Activation, by its Hugging Face `ACT2FN` name (`gelu_new` = `gelu_pytorch_tanh`, the tanh form). */
+export type HiddenAct = "gelu_new" | "gelu_pytorch_tanh" | "gelu" | "relu" | "silu";
+/** How q, k and v are stored in the checkpoint: three matrices, phi3's fused rows, or GPT-2's fused Conv1D. */
+export type QkvLayout = "separate" | "fused_phi3" | "fused_gpt2_conv1d";
+/** How the gated MLP's gate and up are stored: two matrices or phi3's fused `gate_up_proj`. */
+export type MlpLayout = "separate" | "fused_gate_up";
+
+/** Llama 3 rope scaling (HF `_compute_llama3_parameters`): long wavelengths divided by `factor`, smooth between. */
+export interface Llama3RopeScaling {
+  rope_type: "llama3";
+  factor: number;
+  low_freq_factor: number;
+  high_freq_factor: number;
+  original_max_position_embeddings: number;
+}
+
+/** Linear rope scaling (position interpolation): every inverse frequency divided by `factor`. */
+export interface LinearRopeScaling {
+  rope_type: "linear";
+  factor: number;
+}
+
+/** The supported rope scalings. Others (yarn, dynamic, longrope) are refused at the boundary. */
+export type RopeScaling = Llama3RopeScaling | LinearRopeScaling;
+
+/** Every architectural choice of a decoder-only transformer. */
+export interface ModelConfig {
+  /** Checkpoint family (HF class and parameter names). */
+  arch: ModelArch;
+  vocab_size: number;
+  hidden_size: number;
+  num_hidden_layers: number;
+  num_attention_heads: number;
+  /** Key/value heads (GQA); equal to `num_attention_heads` for plain multi-head attention. */
+  num_key_value_heads: number;
+  /** Per-head width; `hidden_size / num_attention_heads` unless the family allows another. */
+  head_dim: number;
+  /** MLP inner width (GPT-2's `n_inner`). */
+  intermediate_size: number;
+  /** Longest sequence (GPT-2's `n_positions`). */
+  max_position_embeddings: number;
+  norm: NormKind;
+  /** `rms_norm_eps` / `layer_norm_epsilon`. */
+  norm_eps: number;
+  position: PositionKind;
+  rope_theta: number;
+  rope_scaling: RopeScaling | null;
+  /** Fraction of `head_dim` that is rotated (the rest passes through). */
+  partial_rotary_factor: number;
+  /** Rotate adjacent pairs (GPT-J / Meta layout) instead of halves (HF `rotate_half`). */
+  rope_interleaved: boolean;
+  /** phi3's `original_max_position_embeddings` (kept for the round trip); null for other families. */
+  original_max_position_embeddings: number | null;
+  mlp: MlpKind;
+  hidden_act: HiddenAct;
+  /** Bias on the q, k, v projections. */
+  qkv_bias: boolean;
+  /** Bias on the attention output projection. */
+  o_bias: boolean;
+  /** Biases on the MLP projections. */
+  mlp_bias: boolean;
+  lm_head_bias: boolean;
+  /** The LM head reuses the token embedding matrix. */
+  tie_word_embeddings: boolean;
+  /** Attend to at most this many previous positions; null = full causal attention. */
+  sliding_window: number | null;
+  /** Dropout on attention probabilities (GPT-2's `attn_pdrop`). */
+  attention_dropout: number;
+  /** Dropout on each residual branch output. */
+  resid_pdrop: number;
+  /** Dropout on the embedding output. */
+  embd_pdrop: number;
+  /** Std of the normal init of weight matrices. */
+  initializer_range: number;
+  bos_token_id: number | null;
+  /** One id or several (Llama 3 instruct lists three). */
+  eos_token_id: number | number[] | null;
+  pad_token_id: number | null;
+  qkv_layout: QkvLayout;
+  mlp_layout: MlpLayout;
+}
+
+/**
+ * Defaults for keys missing from a config given to {@linkcode validateModelConfig}: a tiny Llama-style
+ * model (RMSNorm, rope, SwiGLU). `head_dim` and `num_key_value_heads`, when missing, are derived
+ * from the given sizes instead (as HF does).
+ */
+export const DEFAULT_MODEL_CONFIG: Readonly<ModelConfig> = Object.freeze(
+  {
+    arch: "llama",
+    vocab_size: 512,
+    hidden_size: 128,
+    num_hidden_layers: 2,
+    num_attention_heads: 4,
+    num_key_value_heads: 4,
+    head_dim: 32,
+    intermediate_size: 384,
+    max_position_embeddings: 128,
+    norm: "rmsnorm",
+    norm_eps: 1e-5,
+    position: "rope",
+    rope_theta: 10000,
+    rope_scaling: null,
+    partial_rotary_factor: 1,
+    rope_interleaved: false,
+    original_max_position_embeddings: null,
+    mlp: "swiglu",
+    hidden_act: "silu",
+    qkv_bias: false,
+    o_bias: false,
+    mlp_bias: false,
+    lm_head_bias: false,
+    tie_word_embeddings: true,
+    sliding_window: null,
+    attention_dropout: 0,
+    resid_pdrop: 0,
+    embd_pdrop: 0,
+    initializer_range: 0.02,
+    bos_token_id: 1,
+    eos_token_id: 2,
+    pad_token_id: 0,
+    qkv_layout: "separate",
+    mlp_layout: "separate",
+  } as const,
+);
+
+type Spec =
+  | { t: "int"; min: number; nullable?: boolean }
+  | { t: "num"; min: number; max?: number; open?: "min" | "max"; nullable?: boolean }
+  | { t: "bool" }
+  | { t: "enum"; values: readonly string[] }
+  | { t: "rope_scaling" }
+  | { t: "token"; list?: boolean };
+
+const ACTS: readonly HiddenAct[] = ["gelu_new", "gelu_pytorch_tanh", "gelu", "relu", "silu"];
+const SPECS: Record<keyof ModelConfig, Spec> = {
+  arch: { t: "enum", values: ["llama", "mistral", "qwen2", "phi3", "gpt2"] },
+  vocab_size: { t: "int", min: 1 },
+  hidden_size: { t: "int", min: 1 },
+  num_hidden_layers: { t: "int", min: 1 },
+  num_attention_heads: { t: "int", min: 1 },
+  num_key_value_heads: { t: "int", min: 1 },
+  head_dim: { t: "int", min: 1 },
+  intermediate_size: { t: "int", min: 1 },
+  max_position_embeddings: { t: "int", min: 1 },
+  norm: { t: "enum", values: ["layernorm", "rmsnorm"] },
+  norm_eps: { t: "num", min: 0, open: "min" },
+  position: { t: "enum", values: ["learned", "rope"] },
+  rope_theta: { t: "num", min: 0, open: "min" },
+  rope_scaling: { t: "rope_scaling" },
+  partial_rotary_factor: { t: "num", min: 0, max: 1, open: "min" },
+  rope_interleaved: { t: "bool" },
+  original_max_position_embeddings: { t: "int", min: 1, nullable: true },
+  mlp: { t: "enum", values: ["gelu", "swiglu"] },
+  hidden_act: { t: "enum", values: ACTS },
+  qkv_bias: { t: "bool" },
+  o_bias: { t: "bool" },
+  mlp_bias: { t: "bool" },
+  lm_head_bias: { t: "bool" },
+  tie_word_embeddings: { t: "bool" },
+  sliding_window: { t: "int", min: 1, nullable: true },
+  attention_dropout: { t: "num", min: 0, max: 1, open: "max" },
+  resid_pdrop: { t: "num", min: 0, max: 1, open: "max" },
+  embd_pdrop: { t: "num", min: 0, max: 1, open: "max" },
+  initializer_range: { t: "num", min: 0 },
+  bos_token_id: { t: "token" },
+  eos_token_id: { t: "token", list: true },
+  pad_token_id: { t: "token" },
+  qkv_layout: { t: "enum", values: ["separate", "fused_phi3", "fused_gpt2_conv1d"] },
+  mlp_layout: { t: "enum", values: ["separate", "fused_gate_up"] },
+};
+
+/** The keys of {@linkcode ModelConfig}, in declaration order. */
+export const MODEL_CONFIG_KEYS: readonly (keyof ModelConfig)[] = Object.freeze(
+  Object.keys(SPECS) as (keyof ModelConfig)[],
+);
+
+/**
+ * What each family's Hugging Face class can express. A config outside these rules could not be
+ * saved as that family's `config.json` + weights, so it is refused (set `arch` or the field).
+ */
+const ARCH_RULES: Record<ModelArch, {
+  norm: NormKind;
+  position: PositionKind;
+  mlp: MlpKind;
+  qkv_layout: QkvLayout;
+  mlp_layout: MlpLayout;
+  /** Fixed bias flags; absent = free. */
+  bias: Partial<Record<"qkv_bias" | "o_bias" | "mlp_bias", boolean>>;
+  /** `head_dim` may differ from hidden_size / num_attention_heads. */
+  free_head_dim: boolean;
+  sliding_window: boolean;
+  rope_scaling: boolean;
+}> = {
+  llama: {
+    norm: "rmsnorm",
+    position: "rope",
+    mlp: "swiglu",
+    qkv_layout: "separate",
+    mlp_layout: "separate",
+    bias: {},
+    free_head_dim: true,
+    sliding_window: false,
+    rope_scaling: true,
+  },
+  mistral: {
+    norm: "rmsnorm",
+    position: "rope",
+    mlp: "swiglu",
+    qkv_layout: "separate",
+    mlp_layout: "separate",
+    bias: { qkv_bias: false, o_bias: false, mlp_bias: false },
+    free_head_dim: true,
+    sliding_window: true,
+    rope_scaling: true,
+  },
+  qwen2: {
+    norm: "rmsnorm",
+    position: "rope",
+    mlp: "swiglu",
+    qkv_layout: "separate",
+    mlp_layout: "separate",
+    bias: { qkv_bias: true, o_bias: false, mlp_bias: false },
+    free_head_dim: false,
+    sliding_window: true,
+    rope_scaling: true,
+  },
+  phi3: {
+    norm: "rmsnorm",
+    position: "rope",
+    mlp: "swiglu",
+    qkv_layout: "fused_phi3",
+    mlp_layout: "fused_gate_up",
+    bias: { qkv_bias: false, o_bias: false, mlp_bias: false },
+    free_head_dim: false,
+    sliding_window: true,
+    rope_scaling: false,
+  },
+  gpt2: {
+    norm: "layernorm",
+    position: "learned",
+    mlp: "gelu",
+    qkv_layout: "fused_gpt2_conv1d",
+    mlp_layout: "separate",
+    bias: { qkv_bias: true, o_bias: true, mlp_bias: true },
+    free_head_dim: false,
+    sliding_window: false,
+    rope_scaling: false,
+  },
+};
+
+function checkField(p: Problems, key: string, v: unknown, spec: Spec): void {
+  const isInt = (x: unknown) => typeof x === "number" && Number.isSafeInteger(x);
+  switch (spec.t) {
+    case "int":
+      if (v === null && spec.nullable) return;
+      if (!isInt(v)) {
+        p.type(key, `expected an integer${spec.nullable ? " or null" : ""}, got ${show(v)}`);
+      } else if ((v as number) < spec.min) p.range(key, `must be >= ${spec.min}, got ${v}`);
+      return;
+    case "num": {
+      if (v === null && spec.nullable) return;
+      if (typeof v !== "number" || !Number.isFinite(v)) {
+        p.type(key, `expected a finite number, got ${show(v)}`);
+        return;
+      }
+      const lo = spec.open === "min" ? v > spec.min : v >= spec.min;
+      const hi = spec.max === undefined || (spec.open === "max" ? v < spec.max : v <= spec.max);
+      if (!lo || !hi) {
+        const l = `${spec.open === "min" ? "(" : "["}${spec.min}`;
+        const h = `${spec.max ?? "inf"}${spec.open === "max" || spec.max === undefined ? ")" : "]"}`;
+        p.range(key, `must be in ${l}, ${h}, got ${v}`);
+      }
+      return;
+    }
+    case "bool":
+      if (typeof v !== "boolean") p.type(key, `expected true or false, got ${show(v)}`);
+      return;
+    case "enum":
+      if (typeof v !== "string" || !spec.values.includes(v)) {
+        p.type(key, `expected one of ${spec.values.map((s) => `"${s}"`).join(", ")}, got ${show(v)}`);
+      }
+      return;
+    case "token":
+      if (v === null) return;
+      if (spec.list && Array.isArray(v) && v.length > 0 && v.every(isInt)) return;
+      if (!isInt(v)) {
+        p.type(
+          key,
+          `expected a token id${spec.list ? ", a non-empty list of ids" : ""} or null, got ${show(v)}`,
+        );
+      }
+      return;
+    case "rope_scaling":
+      checkRopeScaling(p, key, v);
+      return;
+  }
+}
+
+const SCALING_KEYS = {
+  llama3: ["rope_type", "factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"],
+  linear: ["rope_type", "factor"],
+} as const;
+
+function checkRopeScaling(p: Problems, key: string, v: unknown): void {
+  if (v === null) return;
+  if (!isObject(v)) {
+    p.type(key, `expected null or an object with rope_type "llama3" or "linear", got ${show(v)}`);
+    return;
+  }
+  const kind = v.rope_type;
+  if (kind !== "llama3" && kind !== "linear") {
+    p.type(`${key}.rope_type`, `expected "llama3" or "linear", got ${show(kind)}`);
+    return;
+  }
+  const allowed: readonly string[] = SCALING_KEYS[kind];
+  for (const k of Object.keys(v)) {
+    if (!allowed.includes(k)) p.type(`${key}.${k}`, `unknown key for rope_type "${kind}"; remove it`);
+  }
+  for (const k of allowed.slice(1)) {
+    const x = v[k];
+    if (typeof x !== "number" || !Number.isFinite(x)) {
+      p.type(`${key}.${k}`, `expected a number, got ${show(x)}`);
+    }
+  }
+  if (typeof v.factor === "number" && !(v.factor >= 1)) {
+    p.range(`${key}.factor`, `must be >= 1 (HF rope validation), got ${v.factor}`);
+  }
+  if (kind === "llama3") {
+    const { low_freq_factor: lo, high_freq_factor: hi, original_max_position_embeddings: o } = v;
+    if (typeof lo === "number" && typeof hi === "number" && !(hi > lo && lo > 0)) {
+      p.range(`${key}.high_freq_factor`, `must exceed low_freq_factor > 0, got low ${lo}, high ${hi}`);
+    }
+    if (typeof o === "number" && !(Number.isSafeInteger(o) && o > 0)) {
+      p.range(`${key}.original_max_position_embeddings`, `must be a positive integer, got ${o}`);
+    }
+  }
+}
+
+/**
+ * Check an untrusted object (parsed YAML/JSON, CLI overrides) and return a complete
+ * {@linkcode ModelConfig}. Missing keys take {@linkcode DEFAULT_MODEL_CONFIG} (`head_dim` =
+ * hidden_size / num_attention_heads and `num_key_value_heads` = num_attention_heads when missing).
+ * Every problem is listed in one error: unknown keys, wrong types, sizes that do not divide, GQA
+ * groups, token ids outside the vocabulary, choices the `arch`'s Hugging Face class cannot express.
+ *
+ * @param obj the candidate config
+ * @param opts `source`: where it came from, named in the error (file or "presetConfig(tiny)")
+ * @returns a fresh, complete config
+ * @throws {TypeError} when a key is unknown or a value has the wrong type (with any range problems)
+ * @throws {RangeError} when values have the right types but are out of range or inconsistent
+ *
+ * @example
+ * ```ts
+ * import { validateModelConfig } from "./config.ts";
+ * const c = validateModelConfig({ hidden_size: 256, num_attention_heads: 8 }, { source: "example" });
+ * if (c.head_dim !== 32 || c.num_key_value_heads !== 8) throw new Error("derived sizes");
+ * try {
+ *   validateModelConfig({ hiden_size: 1, num_attention_heads: "4" }, { source: "my.yaml" });
+ *   throw new Error("unreachable");
+ * } catch (e) {
+ *   if (!(e instanceof TypeError) || !/2 problems/.test(e.message)) throw e;
+ * }
+ * ```
+ */
+export function validateModelConfig(obj: unknown, opts: { source: string }): ModelConfig {
+  const p = new Problems();
+  const what = "Invalid model config";
+  if (!isObject(obj)) {
+    p.type("(root)", `expected an object of ModelConfig fields, got ${show(obj)}`);
+    p.throwIfAny(what, opts.source);
+  }
+  const o = obj as Record<string, unknown>;
+  for (const k of Object.keys(o)) {
+    if (!(k in SPECS)) {
+      const hint = closest(k, MODEL_CONFIG_KEYS);
+      p.type(
+        k,
+        `unknown key${hint ? `; did you mean "${hint}"?` : ""} (remove it or use a ModelConfig field)`,
+      );
+    }
+  }
+  const c = { ...DEFAULT_MODEL_CONFIG } as Record<string, unknown>;
+  for (const k of MODEL_CONFIG_KEYS) if (o[k] !== undefined) c[k] = o[k];
+  const ints = (...ks: string[]) => ks.every((k) => Number.isSafeInteger(c[k]) && (c[k] as number) > 0);
+  if (o.head_dim === undefined && ints("hidden_size", "num_attention_heads")) {
+    c.head_dim = (c.hidden_size as number) / (c.num_attention_heads as number);
+    if (!Number.isInteger(c.head_dim)) {
+      p.range(
+        "hidden_size",
+        `${c.hidden_size} is not divisible by num_attention_heads ${c.num_attention_heads}; ` +
+          `change one or set head_dim`,
+      );
+      c.head_dim = DEFAULT_MODEL_CONFIG.head_dim;
+    }
+  }
+  if (o.num_key_value_heads === undefined && ints("num_attention_heads")) {
+    c.num_key_value_heads = c.num_attention_heads;
+  }
+  for (const k of MODEL_CONFIG_KEYS) checkField(p, k, c[k], SPECS[k]);
+  if (p.list.length === 0) checkConsistency(p, c as unknown as ModelConfig);
+  p.throwIfAny(what, opts.source);
+  const out = c as unknown as ModelConfig;
+  if (out.rope_scaling) out.rope_scaling = { ...out.rope_scaling };
+  if (Array.isArray(out.eos_token_id)) out.eos_token_id = [...out.eos_token_id];
+  return out;
+}
+
+function checkConsistency(p: Problems, c: ModelConfig): void {
+  const H = c.num_attention_heads;
+  if (H % c.num_key_value_heads !== 0) {
+    p.range(
+      "num_key_value_heads",
+      `num_attention_heads ${H} is not a multiple of num_key_value_heads ${c.num_key_value_heads}`,
+    );
+  }
+  const rules = ARCH_RULES[c.arch];
+  if (!rules.free_head_dim) {
+    if (c.hidden_size % H !== 0) {
+      p.range("hidden_size", `${c.hidden_size} is not divisible by num_attention_heads ${H}`);
+    } else if (c.head_dim !== c.hidden_size / H) {
+      p.range(
+        "head_dim",
+        `arch "${c.arch}" needs head_dim = hidden_size / num_attention_heads = ${c.hidden_size / H}, ` +
+          `got ${c.head_dim}`,
+      );
+    }
+  }
+  for (const k of ["norm", "position", "mlp", "qkv_layout", "mlp_layout"] as const) {
+    if (c[k] !== rules[k]) {
+      p.range(k, `arch "${c.arch}" needs ${k} "${rules[k]}", got "${c[k]}" (change ${k} or arch)`);
+    }
+  }
+  for (const [k, want] of Object.entries(rules.bias) as ["qkv_bias" | "o_bias" | "mlp_bias", boolean][]) {
+    if (c[k] !== want) p.range(k, `arch "${c.arch}" needs ${k} ${want}, got ${c[k]}`);
+  }
+  if (c.arch === "llama" && c.qkv_bias !== c.o_bias) {
+    p.range("o_bias", `arch "llama" has one attention_bias for q, k, v and o: qkv_bias ${c.qkv_bias}`);
+  }
+  if (c.lm_head_bias) p.range("lm_head_bias", `arch "${c.arch}" has no LM head bias; set it to false`);
+  if (c.sliding_window !== null && !rules.sliding_window) {
+    p.range("sliding_window", `arch "${c.arch}" has no sliding window; set it to null or use "mistral"`);
+  }
+  if (c.rope_scaling !== null && (!rules.rope_scaling || c.position !== "rope")) {
+    p.range("rope_scaling", `arch "${c.arch}" supports no rope_scaling here; set it to null`);
+  }
+  if (
+    c.rope_scaling?.rope_type === "llama3" &&
+    c.rope_scaling.original_max_position_embeddings > c.max_position_embeddings
+  ) {
+    p.range(
+      "rope_scaling.original_max_position_embeddings",
+      `${c.rope_scaling.original_max_position_embeddings} exceeds max_position_embeddings ${c.max_position_embeddings}`,
+    );
+  }
+  if (c.position === "rope") {
+    const rot = c.head_dim * c.partial_rotary_factor;
+    if (!Number.isInteger(rot) || rot % 2 !== 0 || rot < 2) {
+      p.range(
+        "partial_rotary_factor",
+        `head_dim ${c.head_dim} * partial_rotary_factor ${c.partial_rotary_factor} = ${rot} must be an even integer >= 2`,
+      );
+    }
+  }
+  if ((c.original_max_position_embeddings !== null) !== (c.arch === "phi3")) {
+    p.range(
+      "original_max_position_embeddings",
+      c.arch === "phi3" ? "arch phi3 needs a number (HF default 4096)" : `only phi3 uses it; set it to null`,
+    );
+  }
+  if (c.mlp === "swiglu" && c.hidden_act !== "silu") {
+    p.range("hidden_act", `mlp "swiglu" needs hidden_act "silu", got "${c.hidden_act}"`);
+  }
+  if (c.mlp === "gelu" && c.hidden_act === "silu") {
+    p.range("hidden_act", `mlp "gelu" needs a gelu or relu hidden_act, got "silu"`);
+  }
+  for (const k of ["bos_token_id", "eos_token_id", "pad_token_id"] as const) {
+    const ids = c[k] === null ? [] : ([] as number[]).concat(c[k] as number | number[]);
+    for (const id of ids) {
+      if (id < 0 || id >= c.vocab_size) {
+        p.range(k, `token id ${id} is outside the vocabulary [0, ${c.vocab_size})`);
+      }
+    }
+  }
+}
+
+/** Names accepted by {@linkcode presetConfig}. */
+export type PresetName = "tiny" | "small" | "gpt2-124m" | "llama-1b-shape";
+
+/** The presets: frozen, complete configs. */
+export const PRESETS: Readonly<Record<PresetName, Readonly<ModelConfig>>> = Object.freeze(
+  {
+    // Trains in minutes on a CPU WebGPU adapter (about 0.46M parameters).
+    tiny: Object.freeze({ ...DEFAULT_MODEL_CONFIG }),
+    // About 13.8M parameters: 6 layers of width 384, a byte-level BPE vocabulary of 8192.
+    small: Object.freeze({
+      ...DEFAULT_MODEL_CONFIG,
+      vocab_size: 8192,
+      hidden_size: 384,
+      num_hidden_layers: 6,
+      num_attention_heads: 6,
+      num_key_value_heads: 6,
+      head_dim: 64,
+      intermediate_size: 1024,
+      max_position_embeddings: 512,
+    }),
+    // openai-community/gpt2 exactly (124,439,808 parameters).
+    "gpt2-124m": Object.freeze({
+      ...DEFAULT_MODEL_CONFIG,
+      arch: "gpt2",
+      vocab_size: 50257,
+      hidden_size: 768,
+      num_hidden_layers: 12,
+      num_attention_heads: 12,
+      num_key_value_heads: 12,
+      head_dim: 64,
+      intermediate_size: 3072,
+      max_position_embeddings: 1024,
+      norm: "layernorm",
+      norm_eps: 1e-5,
+      position: "learned",
+      mlp: "gelu",
+      hidden_act: "gelu_new",
+      qkv_bias: true,
+      o_bias: true,
+      mlp_bias: true,
+      attention_dropout: 0.1,
+      resid_pdrop: 0.1,
+      embd_pdrop: 0.1,
+      bos_token_id: 50256,
+      eos_token_id: 50256,
+      pad_token_id: null,
+      qkv_layout: "fused_gpt2_conv1d",
+    }),
+    // meta-llama/Llama-3.2-1B shapes (1,235,814,400 parameters).
+    "llama-1b-shape": Object.freeze({
+      ...DEFAULT_MODEL_CONFIG,
+      vocab_size: 128256,
+      hidden_size: 2048,
+      num_hidden_layers: 16,
+      num_attention_heads: 32,
+      num_key_value_heads: 8,
+      head_dim: 64,
+      intermediate_size: 8192,
+      max_position_embeddings: 131072,
+      norm_eps: 1e-5,
+      rope_theta: 500000,
+      rope_scaling: Object.freeze({
+        rope_type: "llama3",
+        factor: 32,
+        low_freq_factor: 1,
+        high_freq_factor: 4,
+        original_max_position_embeddings: 8192,
+      }) as Llama3RopeScaling,
+      bos_token_id: 128000,
+      eos_token_id: 128001,
+      pad_token_id: null,
+    }),
+  } as const,
+);
+
+/**
+ * A preset with overrides, validated. When the overrides change `hidden_size` or
+ * `num_attention_heads` without giving `head_dim` (or `num_key_value_heads`), those follow
+ * (`head_dim` = hidden_size / heads; kv heads = heads when the preset had no GQA).
+ *
+ * @param name one of {@linkcode PresetName}
+ * @param overrides fields to replace (unknown keys are errors)
+ * @returns a fresh, complete config
+ * @throws {RangeError} for an unknown preset name; the errors of {@linkcode validateModelConfig}
+ *
+ * @example
+ * ```ts
+ * import { countParameters, presetConfig } from "./config.ts";
+ * if (countParameters(presetConfig("gpt2-124m")) !== 124_439_808) throw new Error("gpt2");
+ * const c = presetConfig("tiny", { hidden_size: 256, num_hidden_layers: 4 });
+ * if (c.head_dim !== 64) throw new Error("head_dim follows");
+ * ```
+ */
+export function presetConfig(name: PresetName, overrides: Partial<ModelConfig> = {}): ModelConfig {
+  const base = (PRESETS as Record<string, Readonly<ModelConfig>>)[name];
+  if (!base || !Object.hasOwn(PRESETS, name)) {
+    const hint = closest(String(name), Object.keys(PRESETS));
+    throw new RangeError(
+      `Unknown model preset: ${show(name)}; use one of ${Object.keys(PRESETS).join(", ")}` +
+        (hint ? ` (did you mean "${hint}"?)` : ""),
+    );
+  }
+  const merged: Record<string, unknown> = { ...base, ...overrides };
+  const resized = overrides.hidden_size !== undefined || overrides.num_attention_heads !== undefined;
+  if (resized && overrides.head_dim === undefined) delete merged.head_dim;
+  if (
+    overrides.num_attention_heads !== undefined && overrides.num_key_value_heads === undefined &&
+    base.num_key_value_heads === base.num_attention_heads
+  ) delete merged.num_key_value_heads;
+  return validateModelConfig(merged, { source: `presetConfig("${name}")` });
+}
+
+/**
+ * The exact number of parameters, counting a tied embedding once. Equals the element total of
+ * the family's Hugging Face checkpoint (GPT-2 small: 124,439,808; Llama 3.2 1B: 1,235,814,400).
+ *
+ * @param config a validated config
+ * @returns the parameter count
+ *
+ * @example
+ * ```ts
+ * import { countParameters, presetConfig } from "./config.ts";
+ * if (countParameters(presetConfig("llama-1b-shape")) !== 1_235_814_400) throw new Error("count");
+ * ```
+ */
+export function countParameters(config: ModelConfig): number {
+  const c = config, C = c.hidden_size, I = c.intermediate_size, V = c.vocab_size;
+  const qDim = c.num_attention_heads * c.head_dim, kvDim = c.num_key_value_heads * c.head_dim;
+  const norm = c.norm === "layernorm" ? 2 * C : C;
+  const attn = C * (qDim + 2 * kvDim) + (c.qkv_bias ? qDim + 2 * kvDim : 0) + qDim * C +
+    (c.o_bias ? C : 0);
+  const mlp = c.mlp === "swiglu"
+    ? 3 * C * I + (c.mlp_bias ? 2 * I + C : 0)
+    : 2 * C * I + (c.mlp_bias ? I + C : 0);
+  const layer = 2 * norm + attn + mlp;
+  const embed = V * C + (c.position === "learned" ? c.max_position_embeddings * C : 0);
+  const head = (c.tie_word_embeddings ? 0 : V * C) + (c.lm_head_bias ? V : 0);
+  return embed + c.num_hidden_layers * layer + norm + head;
+}
+
+/**
+ * Training FLOPs per token (forward + backward) for a sequence of `seq_len` tokens, as in the
+ * PaLM paper (appendix B) and nanoGPT's `estimate_mfu`:
+ *
+ *   flops = 6 * N + 12 * L * n_heads * head_dim * T
+ *
+ * `N` counts the parameters that take part in a matmul per token: all of them except the
+ * position table and, when untied, the input embedding (a lookup); the LM head is counted once.
+ * The second term is the attention scores and the weighted sum (`QK^T` and `AV`, 2 matmuls x
+ * 2 FLOPs x 3 for forward + backward), with `T = min(seq_len, sliding_window)` and no causal
+ * halving (as PaLM and nanoGPT). Inference is a third of this.
+ *
+ * @param config a validated config
+ * @param seq_len tokens per sequence
+ * @returns FLOPs per token
+ * @throws {RangeError} when seq_len is not a positive integer
+ *
+ * @example
+ * ```ts
+ * import { flopsPerToken, presetConfig } from "./config.ts";
+ * const f = flopsPerToken(presetConfig("gpt2-124m"), 1024);
+ * // 6 * (124,439,808 - 786,432 position params) + 12 * 12 * 12 * 64 * 1024
+ * if (f !== 855_166_464) throw new Error(String(f));
+ * ```
+ */
+export function flopsPerToken(config: ModelConfig, seq_len: number): number {
+  if (!Number.isSafeInteger(seq_len) || seq_len < 1) {
+    throw new RangeError(`Cannot estimate FLOPs per token: seq_len must be a positive integer: ${seq_len}`);
+  }
+  const c = config;
+  const lookups = (c.position === "learned" ? c.max_position_embeddings * c.hidden_size : 0) +
+    (c.tie_word_embeddings ? 0 : c.vocab_size * c.hidden_size);
+  const N = countParameters(c) - lookups;
+  const T = c.sliding_window === null ? seq_len : Math.min(seq_len, c.sliding_window);
+  return 6 * N + 12 * c.num_hidden_layers * c.num_attention_heads * c.head_dim * T;
+}
+
+/**
+ * Rotary inverse frequencies for a config, in float32 exactly as Hugging Face's
+ * `ROPE_INIT_FUNCTIONS` compute them (`modeling_rope_utils.py`): the default
+ * `1 / theta ** (arange(0, dim, 2) / dim)` with `dim = head_dim * partial_rotary_factor`, then
+ * `linear` (divide by factor) or `llama3` (`_compute_llama3_parameters`: wavelengths above
+ * `original / low_freq_factor` divided by factor, below `original / high_freq_factor` kept, a
+ * smooth blend between), each step rounded to f32 as torch does. The attention scaling of both
+ * is 1. (Named apart from the kernel's `ropeInvFreq(dim, theta)`, which this builds on.)
+ *
+ * @param config a validated config with `position: "rope"`
+ * @returns f32 `[dim / 2]`
+ * @throws {RangeError} when the config has no rotary embeddings
+ *
+ * @example
+ * ```ts
+ * import { modelRopeInvFreq, presetConfig } from "./config.ts";
+ * const f = modelRopeInvFreq(presetConfig("llama-1b-shape"));
+ * if (f.length !== 32 || f[0] !== 1) throw new Error("inv_freq");
+ * if (Math.abs(f[31] / (1 / 500000 ** (62 / 64) / 32) - 1) > 1e-6) throw new Error("scaled");
+ * ```
+ */
+export function modelRopeInvFreq(config: ModelConfig): Float32Array {
+  if (config.position !== "rope") {
+    throw new RangeError(`Cannot compute rope inv_freq: position is "${config.position}", not "rope"`);
+  }
+  const f = Math.fround;
+  const dim = Math.trunc(config.head_dim * config.partial_rotary_factor);
+  const inv = ropeInvFreq(dim, config.rope_theta);
+  const s = config.rope_scaling;
+  if (s === null) return inv;
+  const factor = f(s.factor);
+  if (s.rope_type === "linear") return inv.map((x) => f(x / factor));
+  // torch: `2 * math.pi / inv_freq` is `inv_freq.reciprocal() * 2pi` with the scalar in f32.
+  const lowWavelen = f(s.original_max_position_embeddings / s.low_freq_factor);
+  const highWavelen = f(s.original_max_position_embeddings / s.high_freq_factor);
+  const twoPi = f(2 * Math.PI), old = f(s.original_max_position_embeddings);
+  const lo = f(s.low_freq_factor), span = f(s.high_freq_factor - s.low_freq_factor);
+  return inv.map((x) => {
+    const wavelen = f(f(1 / x) * twoPi);
+    const scaled = wavelen > lowWavelen ? f(x / factor) : x;
+    if (wavelen < highWavelen || wavelen > lowWavelen) return scaled;
+    const smooth = f(f(f(f(1 / wavelen) * old) - lo) / span);
+    return f(f(f(f(1 - smooth) * scaled) / factor) + f(smooth * scaled));
+  });
+}
+
+/**
+ * Map a Hugging Face `config.json` (llama, mistral, qwen2, phi3, gpt2) to a {@linkcode ModelConfig}.
+ * HF defaults fill missing keys (per family class, transformers 4.47). Keys that only steer
+ * generation or bookkeeping (`use_cache`, `torch_dtype`, ...) are accepted and dropped; any other
+ * unknown key, an unknown `model_type`, or an unsupported option (rope_scaling yarn/dynamic/
+ * longrope, Qwen2 mixed sliding layers, GPT-2 attention scaling variants, quantized weights) is an
+ * error naming the file, key and value.
+ *
+ * @param json the parsed `config.json`
+ * @param opts `file`: its path, named in errors
+ * @returns a validated config
+ * @throws {TypeError} for wrong types or unknown keys; {@linkcode validateModelConfig}'s errors
+ * @throws {RangeError} for an unsupported `model_type` or option value
+ *
+ * @example
+ * ```ts
+ * import { fromHfConfig } from "./config.ts";
+ * const c = fromHfConfig({ model_type: "gpt2", n_embd: 64, n_head: 4, n_layer: 2 }, { file: "config.json" });
+ * if (c.intermediate_size !== 256 || !c.tie_word_embeddings || c.hidden_act !== "gelu_new") throw new Error();
+ * ```
+ */
+export function fromHfConfig(json: unknown, opts: { file: string }): ModelConfig {
+  return validateModelConfig(hfToModelConfig(json, opts.file), { source: opts.file });
+}
+
+/**
+ * The Hugging Face `config.json` object for a config, as `save_pretrained` writes it
+ * (`architectures`, `model_type`, `torch_dtype`, `transformers_version`), so HF loads it unchanged
+ * and {@linkcode fromHfConfig} returns the same config. Dropouts the HF class lacks (llama has no
+ * residual or embedding dropout) are left out: they only matter while training.
+ *
+ * @param config a validated config
+ * @param opts `torch_dtype` of the weights (default `"float32"`)
+ * @returns a JSON-ready object
+ * @throws {RangeError} for `rope_interleaved: true` (HF rotates halves; permute q/k rows first)
+ *
+ * @example
+ * ```ts
+ * import { fromHfConfig, presetConfig, toHfConfig } from "./config.ts";
+ * const hf = toHfConfig(presetConfig("gpt2-124m"));
+ * if (hf.model_type !== "gpt2" || hf.n_embd !== 768) throw new Error("gpt2");
+ * const back = fromHfConfig(hf, { file: "config.json" });
+ * if (back.vocab_size !== 50257) throw new Error("round trip");
+ * ```
+ */
+export function toHfConfig(
+  config: ModelConfig,
+  opts: { torch_dtype?: "float32" | "float16" | "bfloat16" } = {},
+): Record<string, unknown> {
+  return modelConfigToHf(config, opts.torch_dtype ?? "float32");
+}
+
+/** One row of {@linkcode checkpointKeyMap}: a Hugging Face tensor and the canonical tensor(s) it holds. */
+export interface KeyMapEntry {
+  /** HF parameter name; `{i}` stands for the layer index when `per_layer`. */
+  hf: string;
+  /** Canonical name(s); several when the HF tensor is a fused one that is split by rows. */
+  ours: string[];
+  /** Repeated for each layer (names contain `{i}`). */
+  per_layer: boolean;
+  /** Shape of the HF tensor, e.g. `[out, in]` for `nn.Linear`, `[in, out]` for GPT-2's Conv1D. */
+  hf_shape: number[];
+  /** The HF tensor is stored `[in, out]` (Conv1D): transpose to `[out, in]` before splitting. */
+  transpose: boolean;
+  /** Row counts of each piece in `ours` (after transposing), or null when not fused. */
+  split_rows: number[] | null;
+}
+
+/** How a family's Hugging Face checkpoint names map to fledge's canonical parameter names. */
+export interface CheckpointKeyMap {
+  /** The family the names belong to. */
+  arch: ModelArch;
+  /** HF's `base_model_prefix` (`model` / `transformer`): some checkpoints omit it. */
+  base_model_prefix: string;
+  /** Every parameter, in module order. Canonical layout of matrices: `[out, in]`. */
+  entries: KeyMapEntry[];
+  /** HF buffers that may be present and carry no parameters (e.g. GPT-2's `attn.bias` mask). */
+  ignored: string[];
+  /** The canonical name the LM head shares with, when tied (`embed.weight`), else null. */
+  tied_lm_head: string | null;
+}
+
+/**
+ * The checkpoint key map for a config: one data table per family (HF names for embeddings, norms,
+ * attention, MLP, head), with rows present according to the config's biases, layouts, position
+ * kind and tying. Canonical names: `embed.weight`, `pos_embed.weight`,
+ * `layers.{i}.attn_norm.{weight,bias}`, `layers.{i}.attn.{q,k,v,o}.{weight,bias}`,
+ * `layers.{i}.mlp_norm.*`, `layers.{i}.mlp.{gate,up,down}.{weight,bias}`, `final_norm.*`,
+ * `lm_head.{weight,bias}`.
+ *
+ * @param config a validated config
+ * @returns plain data (JSON-serializable)
+ *
+ * @example
+ * ```ts
+ * import { checkpointKeyMap, presetConfig } from "./config.ts";
+ * const m = checkpointKeyMap(presetConfig("gpt2-124m"));
+ * const qkv = m.entries.find((e) => e.hf === "transformer.h.{i}.attn.c_attn.weight")!;
+ * if (!qkv.transpose || qkv.split_rows?.join() !== "768,768,768") throw new Error("c_attn");
+ * ```
+ */
+export function checkpointKeyMap(config: ModelConfig): CheckpointKeyMap {
+  return buildKeyMap(config);
+}
+
+/** @internal Shared with `_hf_config.ts`: the family rules, for messages. */
+export const _ARCH_RULES = ARCH_RULES;
