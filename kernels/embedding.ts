@@ -1,0 +1,254 @@
+/**
+ * Token embedding: a gather of weight rows by id, and its backward, a scatter-add of the output
+ * gradient into a `(V, C)` weight gradient.
+ *
+ * Math: out[n, c] = W[ids[n], c];  dW[v, c] = sum over n with ids[n] = v of dy[n, c]
+ * (duplicate ids in a batch add up; the sum runs in token order, so it is deterministic).
+ * Shapes: ids (B, T) or any, i32 or u32; W (V, C); out, dy (B, T, C) = (..., C).
+ *
+ * Out-of-range ids (negative, or >= V): the cpu backend throws a RangeError naming the first bad
+ * id and its position; the webgpu kernel cannot report without a readback, so it writes a row of
+ * zeros for them (and their gradient goes nowhere). Validate ids at the data boundary.
+ *
+ * Kernels and grids:
+ * - forward: one invocation per output element (WG 256, folded 2-D).
+ * - backward: no atomics: invocation (c, s) owns column c of a slice s of the vocabulary rows and
+ *   loops over all N tokens in order, adding dy[n, c] where ids[n] falls in its slice; so no two
+ *   invocations ever write the same element. Grid (ceil(C/64), S), S slices chosen so that
+ *   C * S >= 16384 invocations (at most 64 slices).
+ * Limits: a weight larger than one storage binding (128k x 4096 f32 is 2 GiB) is processed in
+ * aligned windows of rows, one dispatch per window, for the forward and the backward; ids, out
+ * and dy must each fit one binding.
+ *
+ * @module
+ */
+import {
+  gridFor,
+  type KernelSpec,
+  launch,
+  LINEAR_INDEX,
+  MAIN_ARGS,
+  range,
+  rowWindows,
+  wgslHeader,
+} from "./_kernel.ts";
+import { record } from "./autograd.ts";
+import { expectDtype, expectSameBackend, shapeText, type Tensor } from "./tensor.ts";
+
+/** Writable numeric array (Float32Array, Float64Array, number[]). */
+type Out = { [i: number]: number; length: number };
+
+const WG = 256;
+const COL_WG = 64;
+const MAX_SLICES = 64;
+
+// ---- references ----
+
+/**
+ * Throw a RangeError for the first id outside `[0, V)`.
+ * @throws {RangeError} `Cannot run embedding: id 50300 at position 17 is out of range [0, 50257)`
+ */
+export function checkIds(ids: ArrayLike<number>, V: number): void {
+  for (let n = 0; n < ids.length; n++) {
+    const id = ids[n];
+    if (!(id >= 0 && id < V)) {
+      throw new RangeError(`Cannot run embedding: id ${id} at position ${n} is out of range [0, ${V})`);
+    }
+  }
+}
+
+/** Reference forward: `out[n, c] = weight[ids[n], c]`. @throws {RangeError} on an out-of-range id */
+export function embeddingReference(
+  out: Out,
+  ids: ArrayLike<number>,
+  weight: ArrayLike<number>,
+  C: number,
+): void {
+  checkIds(ids, weight.length / C);
+  for (let n = 0; n < ids.length; n++) {
+    for (let c = 0; c < C; c++) out[n * C + c] = weight[ids[n] * C + c];
+  }
+}
+
+/**
+ * Reference backward: `dweight` (overwritten) = scatter-add of `dy` rows by id, in token order.
+ * @throws {RangeError} on an out-of-range id
+ */
+export function embeddingBackwardReference(
+  dweight: Out,
+  dy: ArrayLike<number>,
+  ids: ArrayLike<number>,
+  C: number,
+): void {
+  checkIds(ids, dweight.length / C);
+  for (let i = 0; i < dweight.length; i++) dweight[i] = 0;
+  for (let n = 0; n < ids.length; n++) {
+    for (let c = 0; c < C; c++) dweight[ids[n] * C + c] += dy[n * C + c];
+  }
+}
+
+// ---- WGSL ----
+
+const PARAMS = {
+  N: "u32",
+  C: "u32",
+  V: "u32",
+  v0: "u32",
+  vcount: "u32",
+  first: "u32",
+  slice: "u32",
+} as const;
+
+const FWD_SPEC: KernelSpec = {
+  label: "embedding.forward",
+  params: PARAMS,
+  bindings: [
+    { name: "out", type: "f32", access: "read_write" },
+    { name: "ids", type: "u32", access: "read" },
+    { name: "w", type: "f32", access: "read" },
+  ],
+  workgroupSize: [WG, 1, 1],
+};
+
+// ids are read as u32 for both dtypes: a negative i32 becomes >= 2^31 > V, i.e. out of range.
+const FWD_CODE = `const WG = ${WG}u;\n${wgslHeader(FWD_SPEC)}fn main(${MAIN_ARGS}) {
+  ${LINEAR_INDEX}
+  if (gid >= p.N * p.C) { return; }
+  let n = gid / p.C;
+  let c = gid % p.C;
+  let id = ids[n];
+  if (id >= p.v0 && id - p.v0 < p.vcount) {
+    out[gid] = w[(id - p.v0) * p.C + c];
+  } else if (p.first == 1u && id >= p.V) {
+    out[gid] = 0.0; // out-of-range id: defined result, see the module header
+  }
+}
+`;
+
+const BWD_SPEC: KernelSpec = {
+  label: "embedding.backward",
+  params: PARAMS,
+  bindings: [
+    { name: "dw", type: "f32", access: "read_write" },
+    { name: "dy", type: "f32", access: "read" },
+    { name: "ids", type: "u32", access: "read" },
+  ],
+  workgroupSize: [COL_WG, 1, 1],
+};
+
+const BWD_CODE = `${wgslHeader(BWD_SPEC)}fn main(@builtin(global_invocation_id) g: vec3<u32>) {
+  let c = g.x;
+  if (c >= p.C) { return; }
+  // This invocation owns column c of window rows [lo, hi): no other invocation writes them.
+  let lo = p.v0 + g.y * p.slice;
+  let hi = p.v0 + min(p.vcount, (g.y + 1u) * p.slice);
+  for (var n = 0u; n < p.N; n++) {
+    let id = ids[n];
+    if (id >= lo && id < hi) {
+      let k = (id - p.v0) * p.C + c;
+      dw[k] = dw[k] + dy[n * p.C + c];
+    }
+  }
+}
+`;
+
+// ---- launchers ----
+
+function check(
+  op: string,
+  out: Tensor,
+  ids: Tensor,
+  weight: Tensor,
+  outName: string,
+): { N: number; V: number; C: number } {
+  expectSameBackend(op, out, ids, weight);
+  expectDtype(op, "ids", ids, "i32", "u32");
+  expectDtype(op, "weight", weight, "f32");
+  expectDtype(op, outName, out, "f32");
+  if (weight.rank !== 2 || weight.size === 0) {
+    throw new TypeError(
+      `Cannot run ${op}: weight has shape ${shapeText(weight.shape)}, expected (V, C) with V, C > 0`,
+    );
+  }
+  const [V, C] = weight.shape;
+  const want = [...ids.shape, C];
+  if (out.shape.join() !== want.join()) {
+    throw new TypeError(
+      `Cannot run ${op}: ${outName} has shape ${shapeText(out.shape)}, expected ${shapeText(want)}`,
+    );
+  }
+  return { N: ids.size, V, C };
+}
+
+/**
+ * Launcher: `out = weight[ids]`.
+ * @throws {TypeError} on dtype, shape or backend mismatch (before dispatch)
+ * @throws {RangeError} on the cpu backend when an id is out of range
+ */
+export function embeddingForward(out: Tensor, ids: Tensor, weight: Tensor): void {
+  const { N, V, C } = check("embedding.forward", out, ids, weight, "out");
+  if (out.backend.name === "cpu") return embeddingReference(out.data, ids.data, weight.data, C);
+  if (N === 0) return;
+  const gpu = out.backend.device;
+  const wins = rowWindows(gpu, "embedding.forward", V, C * 4);
+  wins.forEach(([v0, vcount], i) => {
+    const w = wins.length === 1 ? weight : range(weight, v0 * C, vcount * C);
+    const params = { N, C, V, v0, vcount, first: i === 0 ? 1 : 0, slice: 0 };
+    launch(FWD_SPEC, FWD_CODE, [out, ids, w], params, gridFor(N * C, WG));
+  });
+}
+
+/**
+ * Launcher: `dweight` (overwritten, `(V, C)`) = scatter-add of `dy` by `ids`; duplicates add up in
+ * token order (deterministic, no atomics).
+ * @throws {TypeError} on dtype, shape or backend mismatch (before dispatch)
+ * @throws {RangeError} on the cpu backend when an id is out of range
+ */
+export function embeddingBackward(dweight: Tensor, dy: Tensor, ids: Tensor): void {
+  const { N, V, C } = check("embedding.backward", dy, ids, dweight, "dy");
+  if (dy.backend.name === "cpu") return embeddingBackwardReference(dweight.data, dy.data, ids.data, C);
+  const gpu = dy.backend.device;
+  gpu.clear(dweight.buffer, 0, V * C * 4);
+  if (N === 0) return;
+  const wins = rowWindows(gpu, "embedding.backward", V, C * 4);
+  for (const [v0, vcount] of wins) {
+    const dw = wins.length === 1 ? dweight : range(dweight, v0 * C, vcount * C);
+    const slices = Math.max(1, Math.min(MAX_SLICES, vcount, Math.ceil(16384 / C)));
+    const slice = Math.ceil(vcount / slices);
+    const params = { N, C, V, v0, vcount, first: 0, slice };
+    launch(BWD_SPEC, BWD_CODE, [dw, dy, ids], params, [Math.ceil(C / COL_WG), Math.ceil(vcount / slice), 1]);
+  }
+}
+
+/**
+ * Look up rows of `weight` `(V, C)` by `ids` (i32 or u32, any shape); returns `(...ids.shape, C)`.
+ * Differentiable in `weight` (duplicate ids accumulate). Out-of-range ids throw on cpu and give
+ * zero rows on webgpu (see the module header).
+ *
+ * @example
+ * ```ts
+ * import { createBackend } from "./backend.ts";
+ * import { embedding } from "./embedding.ts";
+ * const cpu = await createBackend("cpu");
+ * const w = cpu.fromArray([1, 2, 3, 4, 5, 6], [3, 2]);
+ * const y = embedding(cpu.fromArray([2, 0], [2], "i32"), w);
+ * if ((await y.toArray()).join() !== "5,6,1,2") throw new Error("embedding");
+ * ```
+ */
+export function embedding(ids: Tensor, weight: Tensor): Tensor {
+  const C = weight.rank === 2 ? weight.shape[1] : 0;
+  const out = weight.backend.empty([...ids.shape, C]);
+  try {
+    embeddingForward(out, ids, weight);
+  } catch (e) {
+    out.dispose();
+    throw e;
+  }
+  // A view of ids for the backward (the caller may dispose its own handle after the forward).
+  const saved = ids.reshape(ids.shape);
+  return record(out, "embedding", [weight], (g) => {
+    const dw = weight.backend.empty(weight.shape);
+    embeddingBackward(dw, g, saved);
+    return [dw];
+  }, [saved]);
+}
