@@ -1,0 +1,502 @@
+/**
+ * WGSL of the attention kernels (private to `attention.ts`; the math, shapes and grids are
+ * documented there). Every kernel shares one params struct and one `visible(b, qpos, j)` predicate,
+ * so the masking rules exist once in WGSL and once in the reference.
+ *
+ * Layouts (contiguous, f32): q, out, dout `[B, Tq, H, D]`; k, v `[B, Tk, Hkv, D]`; lse, di
+ * `[B, H, Tq]`; mask `[B, mask_stride]`.
+ *
+ * @module
+ */
+import type { BindingSpec, KernelSpec } from "./_kernel.ts";
+import { memo, wgslHeader } from "./_kernel.ts";
+
+/** Uniform params shared by every attention kernel. */
+export const ATTN_PARAMS = {
+  B: "u32",
+  Tq: "u32",
+  Tk: "u32",
+  H: "u32",
+  Hkv: "u32",
+  G: "u32",
+  kv_len: "u32",
+  q_offset: "i32",
+  causal: "u32",
+  window: "u32",
+  mask_stride: "u32",
+  nsplit: "u32",
+  scale: "f32",
+} as const;
+
+/** Mask element type of a kernel variant (`none`: no mask binding). */
+export type MaskKind = "none" | "f32" | "i32" | "u32";
+
+/** Threads per workgroup: query rows (forward, dQ), keys (dK/dV, split-K). */
+export const WG = 64;
+/** Keys per split of the split-K decode kernel (one per thread). */
+export const SPLIT = WG;
+/** Bytes of workgroup memory a kernel may use (the WebGPU default limit, so any adapter works). */
+const SHARED_BYTES = 16384;
+/** -FLT_MAX: the "minus infinity" of scores and of the logsumexp of fully masked rows. */
+export const NEG = -3.4028234663852886e38;
+
+/** Keys per shared-memory tile of the forward and dQ kernels (K and V tiles). */
+export function keyTile(D: number): number {
+  return Math.max(1, Math.min(32, Math.floor(SHARED_BYTES / (8 * D))));
+}
+
+/** Queries per shared-memory tile of the dK/dV kernel (Q and dO tiles plus lse and di). */
+export function queryTile(D: number): number {
+  return Math.max(1, Math.min(32, Math.floor(SHARED_BYTES / (8 * D + 8))));
+}
+
+/** Largest rows (query heads of a group times queries) the split-K kernel holds for head dim D. */
+export function splitRows(D: number): number {
+  return Math.max(1, Math.min(16, Math.floor(2048 / D)));
+}
+
+const ro = (name: string, type = "f32"): BindingSpec => ({ name, type, access: "read" });
+const rw = (name: string): BindingSpec => ({ name, type: "f32", access: "read_write" });
+const maskBinding = (m: MaskKind): BindingSpec[] => (m === "none" ? [] : [ro("mask", m)]);
+
+const ZERO: Record<Exclude<MaskKind, "none">, string> = { f32: "0.0", i32: "0i", u32: "0u" };
+
+function visibleFn(m: MaskKind): string {
+  return `
+fn visible(b: u32, qpos: i32, j: u32) -> bool {
+  if (j >= p.kv_len) { return false; }
+  if (p.causal == 1u && i32(j) > qpos) { return false; }
+  if (p.window > 0u && i32(j) <= qpos - i32(p.window)) { return false; }
+  ${m === "none" ? "" : `if (mask[b * p.mask_stride + j] == ${ZERO[m]}) { return false; }`}
+  return true;
+}
+`;
+}
+
+/** Key range [lo, hi) any query of positions [qlo, qhi] may see (causal and window bounds). */
+const KEY_RANGE = `
+fn key_range(qlo: i32, qhi: i32) -> vec2<u32> {
+  var hi = i32(p.kv_len);
+  if (p.causal == 1u) { hi = min(hi, qhi + 1); }
+  var lo = 0i;
+  if (p.window > 0u) { lo = max(0i, qlo - i32(p.window) + 1); }
+  hi = max(hi, lo);
+  return vec2<u32>(u32(lo), u32(hi));
+}
+`;
+
+const prelude = (D: number) => `const WG = ${WG}u;\nconst D = ${D}u;\nconst NEG = ${NEG};\n`;
+
+/** A kernel's spec and code, keyed by `kind|D|mask|extra`. */
+export interface Built {
+  spec: KernelSpec;
+  code: string;
+}
+
+function build(spec: KernelSpec, head: string, body: string): Built {
+  return { spec, code: `${head}${wgslHeader(spec)}${body}` };
+}
+
+/** Forward, flash style: one workgroup per (query tile, head, batch), one thread per query row. */
+export const flashForward = memo((key: `${number}|${MaskKind}`): Built => {
+  const [d, m] = key.split("|") as [string, MaskKind];
+  const D = Number(d), BK = keyTile(D);
+  const spec: KernelSpec = {
+    label: "attention.forward",
+    params: ATTN_PARAMS,
+    bindings: [rw("out"), rw("lse"), ro("q"), ro("k"), ro("v"), ...maskBinding(m)],
+    workgroupSize: [WG, 1, 1],
+  };
+  const head = `${prelude(D)}const BK = ${BK}u;
+var<workgroup> ks: array<f32, ${BK * D}>;
+var<workgroup> vs: array<f32, ${BK * D}>;
+${visibleFn(m)}${KEY_RANGE}`;
+  return build(
+    spec,
+    head,
+    `fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let b = wid.z;
+  let h = wid.y;
+  let hk = h / p.G;
+  let i = wid.x * WG + lid.x;
+  let valid = i < p.Tq;
+  let qpos = p.q_offset + i32(i);
+  let qrow = ((b * p.Tq + i) * p.H + h) * D;
+  var qr: array<f32, D>;
+  var acc: array<f32, D>;
+  if (valid) {
+    for (var d = 0u; d < D; d++) { qr[d] = q[qrow + d] * p.scale; acc[d] = 0.0; }
+  }
+  var mx = NEG;
+  var l = 0.0;
+  let last = min(wid.x * WG + WG, p.Tq) - 1u;
+  let kr = key_range(p.q_offset + i32(wid.x * WG), p.q_offset + i32(last));
+  for (var j0 = kr.x; j0 < kr.y; j0 += BK) {
+    for (var e = lid.x; e < BK * D; e += WG) {
+      let j = j0 + e / D;
+      if (j < kr.y) {
+        let src = ((b * p.Tk + j) * p.Hkv + hk) * D + e % D;
+        ks[e] = k[src];
+        vs[e] = v[src];
+      }
+    }
+    workgroupBarrier();
+    if (valid) {
+      var s: array<f32, BK>;
+      var tmax = mx;
+      for (var jj = 0u; jj < BK; jj++) {
+        let j = j0 + jj;
+        s[jj] = NEG;
+        if (j < kr.y && visible(b, qpos, j)) {
+          var dot = 0.0;
+          for (var d = 0u; d < D; d++) { dot += qr[d] * ks[jj * D + d]; }
+          s[jj] = dot;
+          tmax = max(tmax, dot);
+        }
+      }
+      if (tmax > mx) {
+        let corr = exp(mx - tmax);
+        l *= corr;
+        for (var d = 0u; d < D; d++) { acc[d] *= corr; }
+        mx = tmax;
+      }
+      for (var jj = 0u; jj < BK; jj++) {
+        if (s[jj] > NEG) {
+          let pj = exp(s[jj] - mx);
+          l += pj;
+          for (var d = 0u; d < D; d++) { acc[d] += pj * vs[jj * D + d]; }
+        }
+      }
+    }
+    workgroupBarrier();
+  }
+  if (valid) {
+    let inv = select(0.0, 1.0 / l, l > 0.0);
+    for (var d = 0u; d < D; d++) { out[qrow + d] = acc[d] * inv; }
+    lse[(b * p.H + h) * p.Tq + i] = select(NEG, mx + log(l), l > 0.0);
+  }
+}
+`,
+  );
+});
+
+/**
+ * Decode, split-K: one workgroup per (key split of SPLIT keys, kv head, batch) serves the R = G * Tq
+ * query rows of the group: scores (one key per thread), the split's softmax max and sum, and the
+ * unnormalized P·V (threads over rows x dims); `combine` merges the splits.
+ */
+export const splitForward = memo((key: `${number}|${MaskKind}|${number}`): Built => {
+  const [d, m, r] = key.split("|") as [string, MaskKind, string];
+  const D = Number(d), R = Number(r);
+  const spec: KernelSpec = {
+    label: "attention.decode",
+    params: ATTN_PARAMS,
+    bindings: [rw("pacc"), rw("pml"), ro("q"), ro("k"), ro("v"), ...maskBinding(m)],
+    workgroupSize: [WG, 1, 1],
+  };
+  const head = `${prelude(D)}const R = ${R}u;
+var<workgroup> qs: array<f32, ${R * D}>;
+var<workgroup> sc: array<f32, ${R * WG}>;
+var<workgroup> mrow: array<f32, R>;
+${visibleFn(m)}`;
+  return build(
+    spec,
+    head,
+    `fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let split = wid.x;
+  let hk = wid.y;
+  let b = wid.z;
+  let t = lid.x;
+  for (var e = t; e < R * D; e += WG) {
+    let r = e / D;
+    let h = hk * p.G + r / p.Tq;
+    qs[e] = q[((b * p.Tq + r % p.Tq) * p.H + h) * D + e % D] * p.scale;
+  }
+  workgroupBarrier();
+  let j = split * WG + t;
+  var kr: array<f32, D>;
+  if (j < p.kv_len) {
+    let src = ((b * p.Tk + j) * p.Hkv + hk) * D;
+    for (var d = 0u; d < D; d++) { kr[d] = k[src + d]; }
+  }
+  for (var r = 0u; r < R; r++) {
+    var s = NEG;
+    if (visible(b, p.q_offset + i32(r % p.Tq), j)) {
+      s = 0.0;
+      for (var d = 0u; d < D; d++) { s += qs[r * D + d] * kr[d]; }
+    }
+    sc[r * WG + t] = s;
+  }
+  workgroupBarrier();
+  let base = ((b * p.Hkv + hk) * p.nsplit + split) * R;
+  if (t < R) {
+    var mx = NEG;
+    for (var jj = 0u; jj < WG; jj++) { mx = max(mx, sc[t * WG + jj]); }
+    var l = 0.0;
+    for (var jj = 0u; jj < WG; jj++) {
+      let s = sc[t * WG + jj];
+      if (s > NEG) { l += exp(s - mx); }
+    }
+    mrow[t] = mx;
+    pml[(base + t) * 2u] = mx;
+    pml[(base + t) * 2u + 1u] = l;
+  }
+  workgroupBarrier();
+  for (var e = t; e < R * WG; e += WG) {
+    let s = sc[e];
+    sc[e] = select(0.0, exp(s - mrow[e / WG]), s > NEG);
+  }
+  workgroupBarrier();
+  let nk = min(WG, p.kv_len - min(p.kv_len, split * WG));
+  for (var e = t; e < R * D; e += WG) {
+    let r = e / D;
+    let dd = e % D;
+    var a = 0.0;
+    for (var jj = 0u; jj < nk; jj++) {
+      a += sc[r * WG + jj] * v[((b * p.Tk + split * WG + jj) * p.Hkv + hk) * D + dd];
+    }
+    pacc[base * D + e] = a;
+  }
+}
+`,
+  );
+});
+
+/** Merge the split-K partials: one thread per output element (b, i, h, d); d = 0 writes lse. */
+export const combine = memo((key: `${number}|${number}`): Built => {
+  const [d, r] = key.split("|");
+  const D = Number(d), R = Number(r);
+  const spec: KernelSpec = {
+    label: "attention.combine",
+    params: ATTN_PARAMS,
+    bindings: [rw("out"), rw("lse"), ro("pacc"), ro("pml")],
+    workgroupSize: [WG, 1, 1],
+  };
+  return build(
+    spec,
+    `${prelude(D)}const R = ${R}u;\n`,
+    `fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let gid = wid.x * WG + lid.x + wid.y * nwg.x * WG;
+  if (gid >= p.B * p.Tq * p.H * D) { return; }
+  let dd = gid % D;
+  let h = (gid / D) % p.H;
+  let i = (gid / (D * p.H)) % p.Tq;
+  let b = gid / (D * p.H * p.Tq);
+  let hk = h / p.G;
+  let r = (h % p.G) * p.Tq + i;
+  let base = (b * p.Hkv + hk) * p.nsplit;
+  var mx = NEG;
+  for (var s = 0u; s < p.nsplit; s++) { mx = max(mx, pml[((base + s) * R + r) * 2u]); }
+  var l = 0.0;
+  var a = 0.0;
+  for (var s = 0u; s < p.nsplit; s++) {
+    let row = (base + s) * R + r;
+    let w = exp(pml[row * 2u] - mx);
+    l += w * pml[row * 2u + 1u];
+    a += w * pacc[row * D + dd];
+  }
+  out[gid] = select(0.0, a / l, l > 0.0);
+  if (dd == 0u) { lse[(b * p.H + h) * p.Tq + i] = select(NEG, mx + log(l), l > 0.0); }
+}
+`,
+  );
+});
+
+/** Backward preprocessing: di[b, h, i] = rowsum(dout ∘ out), one thread per row. */
+export const rowDot = memo((D: number): Built => {
+  const spec: KernelSpec = {
+    label: "attention.backward_di",
+    params: ATTN_PARAMS,
+    bindings: [rw("di"), ro("dout"), ro("o")],
+    workgroupSize: [WG, 1, 1],
+  };
+  return build(
+    spec,
+    prelude(D),
+    `fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let gid = wid.x * WG + lid.x + wid.y * nwg.x * WG;
+  if (gid >= p.B * p.Tq * p.H) { return; }
+  let h = gid % p.H;
+  let i = (gid / p.H) % p.Tq;
+  let b = gid / (p.H * p.Tq);
+  var s = 0.0;
+  for (var d = 0u; d < D; d++) { s += dout[gid * D + d] * o[gid * D + d]; }
+  di[(b * p.H + h) * p.Tq + i] = s;
+}
+`,
+  );
+});
+
+/** dQ: one workgroup per (query tile, head, batch), one thread per query row, loop over key tiles. */
+export const backwardQ = memo((key: `${number}|${MaskKind}`): Built => {
+  const [d, m] = key.split("|") as [string, MaskKind];
+  const D = Number(d), BK = keyTile(D);
+  const spec: KernelSpec = {
+    label: "attention.backward_dq",
+    params: ATTN_PARAMS,
+    bindings: [rw("dq"), ro("dout"), ro("q"), ro("k"), ro("v"), ro("lse"), ro("di"), ...maskBinding(m)],
+    workgroupSize: [WG, 1, 1],
+  };
+  const head = `${prelude(D)}const BK = ${BK}u;
+var<workgroup> ks: array<f32, ${BK * D}>;
+var<workgroup> vs: array<f32, ${BK * D}>;
+${visibleFn(m)}${KEY_RANGE}`;
+  return build(
+    spec,
+    head,
+    `fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let b = wid.z;
+  let h = wid.y;
+  let hk = h / p.G;
+  let i = wid.x * WG + lid.x;
+  let valid = i < p.Tq;
+  let qpos = p.q_offset + i32(i);
+  let qrow = ((b * p.Tq + i) * p.H + h) * D;
+  var qr: array<f32, D>;
+  var dor: array<f32, D>;
+  var dqr: array<f32, D>;
+  var lrow = 0.0;
+  var drow = 0.0;
+  if (valid) {
+    for (var d = 0u; d < D; d++) { qr[d] = q[qrow + d] * p.scale; dor[d] = dout[qrow + d]; dqr[d] = 0.0; }
+    lrow = lse[(b * p.H + h) * p.Tq + i];
+    drow = di[(b * p.H + h) * p.Tq + i];
+  }
+  let last = min(wid.x * WG + WG, p.Tq) - 1u;
+  let kr = key_range(p.q_offset + i32(wid.x * WG), p.q_offset + i32(last));
+  for (var j0 = kr.x; j0 < kr.y; j0 += BK) {
+    for (var e = lid.x; e < BK * D; e += WG) {
+      let j = j0 + e / D;
+      if (j < kr.y) {
+        let src = ((b * p.Tk + j) * p.Hkv + hk) * D + e % D;
+        ks[e] = k[src];
+        vs[e] = v[src];
+      }
+    }
+    workgroupBarrier();
+    if (valid) {
+      for (var jj = 0u; jj < BK; jj++) {
+        let j = j0 + jj;
+        if (j < kr.y && visible(b, qpos, j)) {
+          var s = 0.0;
+          var dp = 0.0;
+          for (var d = 0u; d < D; d++) {
+            s += qr[d] * ks[jj * D + d];
+            dp += dor[d] * vs[jj * D + d];
+          }
+          let ds = exp(s - lrow) * (dp - drow);
+          for (var d = 0u; d < D; d++) { dqr[d] += ds * ks[jj * D + d]; }
+        }
+      }
+    }
+    workgroupBarrier();
+  }
+  if (valid) {
+    for (var d = 0u; d < D; d++) { dq[qrow + d] = dqr[d] * p.scale; }
+  }
+}
+`,
+  );
+});
+
+/**
+ * dK, dV: one workgroup per (key tile, kv head, batch), one thread per key row, looping over the
+ * group's query heads and their query tiles (no atomics: each thread owns its rows of dK and dV).
+ */
+export const backwardKV = memo((key: `${number}|${MaskKind}`): Built => {
+  const [d, m] = key.split("|") as [string, MaskKind];
+  const D = Number(d), BQ = queryTile(D);
+  const spec: KernelSpec = {
+    label: "attention.backward_dkv",
+    params: ATTN_PARAMS,
+    bindings: [
+      rw("dk"),
+      rw("dv"),
+      ro("dout"),
+      ro("q"),
+      ro("k"),
+      ro("v"),
+      ro("lse"),
+      ro("di"),
+      ...maskBinding(m),
+    ],
+    workgroupSize: [WG, 1, 1],
+  };
+  const head = `${prelude(D)}const BQ = ${BQ}u;
+var<workgroup> qs: array<f32, ${BQ * D}>;
+var<workgroup> dos: array<f32, ${BQ * D}>;
+var<workgroup> ls: array<f32, BQ>;
+var<workgroup> dis: array<f32, BQ>;
+${visibleFn(m)}`;
+  return build(
+    spec,
+    head,
+    `fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let b = wid.z;
+  let hk = wid.y;
+  let j = wid.x * WG + lid.x;
+  let valid = j < p.Tk;
+  let krow = ((b * p.Tk + j) * p.Hkv + hk) * D;
+  var kr: array<f32, D>;
+  var vr: array<f32, D>;
+  var dka: array<f32, D>;
+  var dva: array<f32, D>;
+  if (valid) {
+    for (var d = 0u; d < D; d++) { kr[d] = k[krow + d]; vr[d] = v[krow + d]; dka[d] = 0.0; dva[d] = 0.0; }
+  }
+  // Queries that may see keys [jlo, jhi]: position >= jlo (causal), position < jhi + window.
+  let jlo = i32(wid.x * WG);
+  let jhi = i32(min(wid.x * WG + WG, p.Tk)) - 1;
+  var ilo = 0i;
+  if (p.causal == 1u) { ilo = max(0i, jlo - p.q_offset); }
+  var ihi = i32(p.Tq);
+  if (p.window > 0u) { ihi = min(ihi, jhi + i32(p.window) - p.q_offset); }
+  if (u32(jlo) >= p.kv_len) { ihi = ilo; }
+  for (var g = 0u; g < p.G; g++) {
+    let h = hk * p.G + g;
+    for (var i0 = ilo; i0 < ihi; i0 += i32(BQ)) {
+      for (var e = lid.x; e < BQ * D; e += WG) {
+        let i = u32(i0) + e / D;
+        if (i < u32(ihi)) {
+          let src = ((b * p.Tq + i) * p.H + h) * D + e % D;
+          qs[e] = q[src] * p.scale;
+          dos[e] = dout[src];
+        }
+      }
+      for (var e = lid.x; e < BQ; e += WG) {
+        let i = u32(i0) + e;
+        if (i < u32(ihi)) {
+          ls[e] = lse[(b * p.H + h) * p.Tq + i];
+          dis[e] = di[(b * p.H + h) * p.Tq + i];
+        }
+      }
+      workgroupBarrier();
+      if (valid) {
+        for (var ii = 0u; ii < BQ; ii++) {
+          let i = u32(i0) + ii;
+          if (i < u32(ihi) && visible(b, p.q_offset + i32(i), j)) {
+            var s = 0.0;
+            var dp = 0.0;
+            for (var d = 0u; d < D; d++) {
+              s += qs[ii * D + d] * kr[d];
+              dp += dos[ii * D + d] * vr[d];
+            }
+            let pj = exp(s - ls[ii]);
+            let ds = pj * (dp - dis[ii]);
+            for (var d = 0u; d < D; d++) {
+              dva[d] += pj * dos[ii * D + d];
+              dka[d] += ds * qs[ii * D + d];
+            }
+          }
+        }
+      }
+      workgroupBarrier();
+    }
+  }
+  if (valid) {
+    for (var d = 0u; d < D; d++) { dk[krow + d] = dka[d]; dv[krow + d] = dva[d]; }
+  }
+}
+`,
+  );
+});

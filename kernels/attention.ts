@@ -1,0 +1,470 @@
+/**
+ * Scaled dot-product attention, flash style, with causal / sliding-window / key-padding masks and
+ * grouped-query attention; a split-K decode path; a FlashAttention-2 backward.
+ *
+ * Shapes (contiguous f32): q `(B, Tq, H, D)`, k and v `(B, Tk, Hkv, D)` (Tk may be a preallocated
+ * KV cache of which the first `kv_len` rows are valid), out `(B, Tq, H, D)`, lse `(B, H, Tq)`.
+ * Query head h reads kv head `floor(h / G)`, G = H / Hkv (Hugging Face `repeat_kv`).
+ *
+ * Math, per (b, h, i) with absolute query position pos = q_offset + i (q_offset defaults to
+ * kv_len - Tq, the KV-cache convention):
+ *   key j is visible iff j < kv_len, mask[b, j] != 0, (!causal or j <= pos) and
+ *     (!sliding_window or j > pos - sliding_window)   (HF `sliding_window_overlay`: keys in (pos - W, pos])
+ *   s_j = scale * q_i · k_j, P = softmax over visible j, out_i = Σ_j P_j v_j, lse_i = log Σ_j exp(s_j)
+ *   a row with no visible key gives out = 0 and lse = -FLT_MAX (finite, never NaN).
+ * Backward (Dao 2023, FlashAttention-2): D_i = dout_i · out_i, P_ij = exp(s_ij - lse_i),
+ *   dv_j = Σ_i P_ij dout_i,  dS_ij = P_ij (dout_i · v_j - D_i),  dq_i = scale Σ_j dS_ij k_j,
+ *   dk_j = scale Σ_{i, heads of the group} dS_ij q_i.
+ *
+ * Kernels (WGSL in `_attention_wgsl.ts`; params struct shared; WG = 64):
+ * - forward: grid (ceil(Tq/64), H, B); a thread per query row keeps q and the output accumulator in
+ *   registers and streams K/V tiles of BK = min(32, 2048/D) keys through workgroup memory with an
+ *   online softmax (running max and sum); keys outside the tile's causal/window range are skipped.
+ *   Memory is O(T) (no T x T scores). Bindings: params, out, lse, q, k, v[, mask].
+ * - decode (split-K, when G * Tq <= min(16, 2048/D), e.g. Tq = 1): grid (ceil(kv_len/64), Hkv, B);
+ *   a thread per key computes the group's scores, the workgroup its split's max, sum and P·V;
+ *   `combine` (a thread per output element) merges the splits. Cost per token: O(kv_len) reads
+ *   spread over many workgroups. Bindings: params, pacc, pml, q, k, v[, mask]; params, out, lse,
+ *   pacc, pml.
+ * - backward: `di` (a thread per row), `dq` (grid as forward, streams K/V tiles), `dkv` (grid
+ *   (ceil(Tk/64), Hkv, B), a thread per key row loops over the group's heads and Q/dout tiles of
+ *   min(32, 16384/(8D+8)) rows): deterministic, no atomics.
+ * Limits: D <= 256 on webgpu; each tensor within the device's storage binding size.
+ *
+ * @module
+ */
+import { gridFor, launch } from "./_kernel.ts";
+import {
+  backwardKV,
+  backwardQ,
+  type Built,
+  combine,
+  flashForward,
+  type MaskKind,
+  NEG,
+  rowDot,
+  splitForward,
+  splitRows,
+  WG,
+} from "./_attention_wgsl.ts";
+import { needsGrad, record } from "./autograd.ts";
+import { expectDtype, expectSameBackend, expectShape, shapeText, type Tensor } from "./tensor.ts";
+
+/** Options of {@linkcode attention} and its launchers. */
+export interface AttentionOptions {
+  /** Causal masking (query at position q_offset + i sees keys <= its position). Default false. */
+  causal?: boolean;
+  /** Absolute position of query 0. Default `kv_len - Tq` (decode convention). */
+  q_offset?: number;
+  /** Key padding mask `[B, S]` (S >= kv_len; columns past kv_len ignored), 1 = real, 0 = pad; f32, i32 or u32. */
+  attention_mask?: Tensor | null;
+  /** Mistral sliding window W: a query at position p sees keys in (p - W, p]. Default none. */
+  sliding_window?: number | null;
+  /** Score scale. Default `1 / sqrt(D)`. */
+  scale?: number;
+  /** Valid rows of k and v (a preallocated KV cache). Default `k.shape[1]`. */
+  kv_len?: number;
+  /** Kernel choice (webgpu): `"auto"` (split-K for few queries per kv head), `"flash"`, `"split_k"`. */
+  path?: "auto" | "flash" | "split_k";
+}
+
+/** Dimensions of an attention problem. */
+export interface AttentionDims {
+  B: number;
+  Tq: number;
+  Tk: number;
+  H: number;
+  Hkv: number;
+  D: number;
+}
+
+/** Options of the references: the mask as plain numbers. */
+export interface AttentionReferenceOptions {
+  causal?: boolean;
+  q_offset?: number;
+  attention_mask?: ArrayLike<number> | null;
+  /** Row stride of attention_mask. Default Tk. */
+  mask_stride?: number;
+  sliding_window?: number | null;
+  scale?: number;
+  kv_len?: number;
+}
+
+type Writable = { [i: number]: number; length: number };
+const OP = "attention";
+
+/** The visibility predicate of the references (the same rules as WGSL's `visible`). */
+function visibility(dims: AttentionDims, o: AttentionReferenceOptions) {
+  const kvLen = o.kv_len ?? dims.Tk;
+  const qOff = o.q_offset ?? kvLen - dims.Tq;
+  const W = o.sliding_window ?? 0, stride = o.mask_stride ?? dims.Tk, mask = o.attention_mask;
+  return (b: number, i: number, j: number): boolean => {
+    const pos = qOff + i;
+    if (j >= kvLen) return false;
+    if (o.causal && j > pos) return false;
+    if (W > 0 && j <= pos - W) return false;
+    return !mask || mask[b * stride + j] !== 0;
+  };
+}
+
+/**
+ * Reference forward: naive softmax(q kᵀ · scale + mask) v with f64 accumulation, and the
+ * logsumexp of each row (`-FLT_MAX` for rows with no visible key, whose output is 0).
+ */
+export function attentionReference(
+  out: Writable,
+  lse: Writable,
+  q: ArrayLike<number>,
+  k: ArrayLike<number>,
+  v: ArrayLike<number>,
+  dims: AttentionDims,
+  opts: AttentionReferenceOptions = {},
+): void {
+  const { B, Tq, Tk, H, Hkv, D } = dims;
+  const G = H / Hkv, scale = opts.scale ?? 1 / Math.sqrt(D), vis = visibility(dims, opts);
+  const s = new Float64Array(Tk), acc = new Float64Array(D);
+  for (let b = 0; b < B; b++) {
+    for (let h = 0; h < H; h++) {
+      const hk = Math.floor(h / G);
+      for (let i = 0; i < Tq; i++) {
+        const qo = ((b * Tq + i) * H + h) * D;
+        let mx = -Infinity;
+        for (let j = 0; j < Tk; j++) {
+          s[j] = -Infinity;
+          if (!vis(b, i, j)) continue;
+          const ko = ((b * Tk + j) * Hkv + hk) * D;
+          let dot = 0;
+          for (let d = 0; d < D; d++) dot += q[qo + d] * k[ko + d];
+          s[j] = dot * scale;
+          mx = Math.max(mx, s[j]);
+        }
+        acc.fill(0);
+        let sum = 0;
+        for (let j = 0; j < Tk; j++) {
+          if (s[j] === -Infinity) continue;
+          const pj = Math.exp(s[j] - mx);
+          sum += pj;
+          const vo = ((b * Tk + j) * Hkv + hk) * D;
+          for (let d = 0; d < D; d++) acc[d] += pj * v[vo + d];
+        }
+        for (let d = 0; d < D; d++) out[qo + d] = sum > 0 ? acc[d] / sum : 0;
+        lse[(b * H + h) * Tq + i] = sum > 0 ? mx + Math.log(sum) : NEG;
+      }
+    }
+  }
+}
+
+/**
+ * Reference backward: recomputes P in f64 from q and k (no saved state) and returns the gradients
+ * of q, k, v for the output gradient `dout`. dk and dv rows past kv_len are 0.
+ */
+export function attentionBackwardReference(
+  dq: Writable,
+  dk: Writable,
+  dv: Writable,
+  dout: ArrayLike<number>,
+  q: ArrayLike<number>,
+  k: ArrayLike<number>,
+  v: ArrayLike<number>,
+  dims: AttentionDims,
+  opts: AttentionReferenceOptions = {},
+): void {
+  const { B, Tq, Tk, H, Hkv, D } = dims;
+  const G = H / Hkv, scale = opts.scale ?? 1 / Math.sqrt(D), vis = visibility(dims, opts);
+  const dk64 = new Float64Array(B * Tk * Hkv * D), dv64 = new Float64Array(B * Tk * Hkv * D);
+  const P = new Float64Array(Tk), dP = new Float64Array(Tk), dqr = new Float64Array(D);
+  for (let b = 0; b < B; b++) {
+    for (let h = 0; h < H; h++) {
+      const hk = Math.floor(h / G);
+      for (let i = 0; i < Tq; i++) {
+        const qo = ((b * Tq + i) * H + h) * D;
+        let mx = -Infinity;
+        for (let j = 0; j < Tk; j++) {
+          P[j] = -Infinity;
+          if (!vis(b, i, j)) continue;
+          const ko = ((b * Tk + j) * Hkv + hk) * D;
+          let dot = 0, dp = 0;
+          for (let d = 0; d < D; d++) {
+            dot += q[qo + d] * k[ko + d];
+            dp += dout[qo + d] * v[ko + d];
+          }
+          P[j] = dot * scale;
+          dP[j] = dp;
+          mx = Math.max(mx, P[j]);
+        }
+        let sum = 0;
+        for (let j = 0; j < Tk; j++) if (P[j] !== -Infinity) sum += Math.exp(P[j] - mx);
+        let Di = 0;
+        for (let j = 0; j < Tk; j++) {
+          P[j] = P[j] === -Infinity ? 0 : Math.exp(P[j] - mx) / sum;
+          Di += P[j] * dP[j];
+        }
+        dqr.fill(0);
+        for (let j = 0; j < Tk; j++) {
+          if (P[j] === 0) continue;
+          const ko = ((b * Tk + j) * Hkv + hk) * D;
+          const ds = P[j] * (dP[j] - Di) * scale;
+          for (let d = 0; d < D; d++) {
+            dqr[d] += ds * k[ko + d];
+            dk64[ko + d] += ds * q[qo + d];
+            dv64[ko + d] += P[j] * dout[qo + d];
+          }
+        }
+        for (let d = 0; d < D; d++) dq[qo + d] = dqr[d];
+      }
+    }
+  }
+  for (let n = 0; n < dk64.length; n++) {
+    dk[n] = dk64[n];
+    dv[n] = dv64[n];
+  }
+}
+
+interface Resolved {
+  dims: AttentionDims;
+  kvLen: number;
+  qOffset: number;
+  window: number;
+  scale: number;
+  mask: Tensor | null;
+  maskStride: number;
+}
+
+function resolve(where: string, q: Tensor, k: Tensor, v: Tensor, o: AttentionOptions): Resolved {
+  const label = `${OP}${where}`;
+  expectSameBackend(label, q, k, v);
+  for (const [n, t] of [["q", q], ["k", k], ["v", v]] as const) {
+    expectDtype(label, n, t, "f32");
+    if (t.rank !== 4) {
+      throw new TypeError(`Cannot run ${label}: ${n} must be (B, T, heads, D), got ${shapeText(t.shape)}`);
+    }
+  }
+  const [B, Tq, H, D] = q.shape;
+  const [, Tk, Hkv] = k.shape;
+  expectShape(label, "k", k, [B, -1, -1, D]);
+  expectShape(label, "v", v, k.shape);
+  if (Hkv === 0 || H % Hkv) {
+    throw new TypeError(`Cannot run ${label}: query heads ${H} are not a multiple of kv heads ${Hkv}`);
+  }
+  if (q.backend.name === "webgpu" && (D > 256 || D < 1)) {
+    throw new RangeError(`Cannot run ${label}: head dim must be in [1, 256] on webgpu: ${D}`);
+  }
+  const kvLen = o.kv_len ?? Tk;
+  if (!Number.isInteger(kvLen) || kvLen < 0 || kvLen > Tk) {
+    throw new RangeError(`Cannot run ${label}: kv_len must be an integer in [0, ${Tk}]: ${kvLen}`);
+  }
+  const qOffset = o.q_offset ?? kvLen - Tq;
+  if (!Number.isInteger(qOffset) || Math.abs(qOffset) >= 2 ** 30) {
+    throw new RangeError(`Cannot run ${label}: q_offset must be an integer: ${qOffset}`);
+  }
+  const window = o.sliding_window ?? 0;
+  if (!Number.isInteger(window) || window < 0 || window >= 2 ** 31) {
+    throw new RangeError(`Cannot run ${label}: sliding_window must be a positive integer: ${window}`);
+  }
+  const scale = o.scale ?? 1 / Math.sqrt(D);
+  if (!Number.isFinite(scale)) throw new RangeError(`Cannot run ${label}: scale must be finite: ${scale}`);
+  const mask = o.attention_mask ?? null;
+  if (mask) {
+    expectSameBackend(label, q, mask);
+    expectDtype(label, "attention_mask", mask, "f32", "i32", "u32");
+    if (mask.rank !== 2 || mask.shape[0] !== B || mask.shape[1] < kvLen) {
+      throw new TypeError(
+        `Cannot run ${label}: attention_mask has shape ${
+          shapeText(mask.shape)
+        }, expected [${B}, >= ${kvLen}]`,
+      );
+    }
+  }
+  return {
+    dims: { B, Tq, Tk, H, Hkv, D },
+    kvLen,
+    qOffset,
+    window,
+    scale,
+    mask,
+    maskStride: mask ? mask.shape[1] : Tk,
+  };
+}
+
+function refOpts(r: Resolved, o: AttentionOptions): AttentionReferenceOptions {
+  return {
+    causal: o.causal ?? false,
+    q_offset: r.qOffset,
+    attention_mask: r.mask ? r.mask.data : null,
+    mask_stride: r.maskStride,
+    sliding_window: r.window,
+    scale: Math.fround(r.scale),
+    kv_len: r.kvLen,
+  };
+}
+
+function params(r: Resolved, o: AttentionOptions, nsplit = 0): Record<string, number> {
+  const { B, Tq, Tk, H, Hkv } = r.dims;
+  return {
+    B,
+    Tq,
+    Tk,
+    H,
+    Hkv,
+    G: H / Hkv,
+    kv_len: r.kvLen,
+    q_offset: r.qOffset,
+    causal: o.causal ? 1 : 0,
+    window: r.window,
+    mask_stride: r.maskStride,
+    nsplit,
+    scale: r.scale,
+  };
+}
+
+const maskKind = (r: Resolved): MaskKind => (r.mask ? r.mask.dtype as MaskKind : "none");
+
+function dispatch(k: Built, tensors: Tensor[], r: Resolved, p: Record<string, number>, grid: number[]) {
+  launch(k.spec, k.code, r.mask ? [...tensors, r.mask] : tensors, p, grid as [number, number, number]);
+}
+
+/**
+ * Launcher: attention forward into `out` `(B, Tq, H, D)` and `lse` `(B, H, Tq)`.
+ * @throws {TypeError} on shape, dtype or backend mismatches (before dispatch)
+ * @throws {RangeError} on bad kv_len, q_offset, sliding_window, scale, or D > 256 on webgpu
+ */
+export function attentionForward(
+  out: Tensor,
+  lse: Tensor,
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  opts: AttentionOptions = {},
+): void {
+  const r = resolve(".forward", q, k, v, opts);
+  const { B, Tq, H, Hkv, D } = r.dims;
+  expectSameBackend(`${OP}.forward`, q, out, lse);
+  expectShape(`${OP}.forward`, "out", out, q.shape);
+  expectShape(`${OP}.forward`, "lse", lse, [B, H, Tq]);
+  expectDtype(`${OP}.forward`, "out", out, "f32");
+  expectDtype(`${OP}.forward`, "lse", lse, "f32");
+  if (out.backend.name === "cpu") {
+    return attentionReference(out.data, lse.data, q.data, k.data, v.data, r.dims, refOpts(r, opts));
+  }
+  if (out.size === 0) return;
+  const G = H / Hkv, R = G * Tq, m = maskKind(r);
+  const path = opts.path ?? "auto";
+  const split = path === "split_k" || (path === "auto" && R <= splitRows(D));
+  if (split && R > splitRows(D)) {
+    throw new RangeError(
+      `Cannot run ${OP}.forward: split_k holds at most ${
+        splitRows(D)
+      } rows per kv head for D ${D}: G * Tq = ${R}`,
+    );
+  }
+  if (!split) {
+    const kern = flashForward(`${D}|${m}`);
+    return dispatch(kern, [out, lse, q, k, v], r, params(r, opts), [Math.ceil(Tq / WG), H, B]);
+  }
+  const nsplit = Math.max(1, Math.ceil(r.kvLen / WG));
+  const be = q.backend;
+  const pacc = be.empty([B, Hkv, nsplit, R, D]), pml = be.empty([B, Hkv, nsplit, R, 2]);
+  const p = params(r, opts, nsplit);
+  dispatch(splitForward(`${D}|${m}|${R}`), [pacc, pml, q, k, v], r, p, [nsplit, Hkv, B]);
+  const c = combine(`${D}|${R}`);
+  launch(c.spec, c.code, [out, lse, pacc, pml], p, gridFor(B * Tq * H * D, WG));
+  pacc.dispose();
+  pml.dispose();
+}
+
+/**
+ * Launcher: attention backward. Writes dq `(B, Tq, H, D)`, dk and dv `(B, Tk, Hkv, D)` (rows past
+ * kv_len are 0) from `dout`, the inputs, and the forward's `out` and `lse` (the cpu reference
+ * recomputes instead of reading them).
+ * @throws {TypeError} on shape, dtype or backend mismatches (before dispatch)
+ */
+export function attentionBackward(
+  dq: Tensor,
+  dk: Tensor,
+  dv: Tensor,
+  dout: Tensor,
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  out: Tensor,
+  lse: Tensor,
+  opts: AttentionOptions = {},
+): void {
+  const r = resolve(".backward", q, k, v, opts);
+  const { B, Tq, Tk, H, Hkv, D } = r.dims;
+  const label = `${OP}.backward`;
+  expectSameBackend(label, q, dq, dk, dv, dout, out, lse);
+  for (const [n, t, s] of [["dq", dq, q.shape], ["dout", dout, q.shape], ["out", out, q.shape]] as const) {
+    expectShape(label, n, t, s);
+    expectDtype(label, n, t, "f32");
+  }
+  expectShape(label, "dk", dk, k.shape);
+  expectShape(label, "dv", dv, k.shape);
+  expectShape(label, "lse", lse, [B, H, Tq]);
+  if (q.backend.name === "cpu") {
+    const ro = refOpts(r, opts);
+    return attentionBackwardReference(
+      dq.data,
+      dk.data,
+      dv.data,
+      dout.data,
+      q.data,
+      k.data,
+      v.data,
+      r.dims,
+      ro,
+    );
+  }
+  const m = maskKind(r), p = params(r, opts);
+  const di = q.backend.empty([B, H, Tq]);
+  const rd = rowDot(D);
+  launch(rd.spec, rd.code, [di, dout, out], p, gridFor(B * Tq * H, WG));
+  dispatch(backwardQ(`${D}|${m}`), [dq, dout, q, k, v, lse, di], r, p, [Math.ceil(Tq / WG), H, B]);
+  dispatch(backwardKV(`${D}|${m}`), [dk, dv, dout, q, k, v, lse, di], r, p, [Math.ceil(Tk / WG), Hkv, B]);
+  di.dispose();
+}
+
+/**
+ * Scaled dot-product attention (differentiable in q, k, v): `softmax(q kᵀ · scale + mask) v` with
+ * causal, sliding-window and key-padding masks, grouped-query heads and a KV cache (`kv_len`).
+ * The logsumexp is saved for backward; `attention_mask` must stay alive until backward has run.
+ *
+ * @param q queries `(B, Tq, H, D)`
+ * @param k keys `(B, Tk, Hkv, D)`; v values, same shape
+ * @returns out `(B, Tq, H, D)`
+ * @throws {TypeError} on shape, dtype or backend mismatches; {RangeError} on bad options
+ *
+ * @example
+ * ```ts
+ * import { createBackend } from "./backend.ts";
+ * import { attention } from "./attention.ts";
+ * const cpu = await createBackend("cpu");
+ * // B=1, T=2, H=1, D=1, causal: query 0 sees only key 0, so out[0] = v[0]
+ * const q = cpu.fromArray([1, 1], [1, 2, 1, 1]);
+ * const kv = cpu.fromArray([3, 5], [1, 2, 1, 1]);
+ * const out = await attention(q, kv, kv, { causal: true }).toArray();
+ * if (out[0] !== 3 || !(out[1] > 3 && out[1] < 5)) throw new Error("attention");
+ * ```
+ */
+export function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions = {}): Tensor {
+  const be = q.backend;
+  const [B, Tq, H] = q.shape;
+  const out = be.empty(q.shape);
+  const lse = be.empty([B ?? 0, H ?? 0, Tq ?? 0]);
+  try {
+    attentionForward(out, lse, q, k, v, opts);
+  } catch (e) {
+    out.dispose();
+    lse.dispose();
+    throw e;
+  }
+  if (!needsGrad(q, k, v)) {
+    lse.dispose();
+    return out;
+  }
+  return record(out, OP, [q, k, v], (g) => {
+    const dq = be.empty(q.shape), dk = be.empty(k.shape), dv = be.empty(v.shape);
+    attentionBackward(dq, dk, dv, g, q, k, v, out, lse, opts);
+    return [dq, dk, dv];
+  }, [lse]);
+}

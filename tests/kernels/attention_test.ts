@@ -1,0 +1,310 @@
+import {
+  attention,
+  attentionBackward,
+  attentionBackwardReference,
+  attentionForward,
+  type AttentionOptions,
+  attentionReference,
+  type AttentionReferenceOptions,
+} from "../../kernels/attention.ts";
+import { backward } from "../../kernels/autograd.ts";
+import type { Backend } from "../../kernels/backend.ts";
+import { assert, assertAllClose, randomArray } from "../_assert.ts";
+import { backends, compareBackends, dot, gradcheck, rand64, webgpu } from "./_check.ts";
+
+interface Case {
+  B: number;
+  Tq: number;
+  Tk: number;
+  H: number;
+  Hkv: number;
+  D: number;
+  opts?: Omit<AttentionOptions, "attention_mask">;
+  /** Per-batch count of padded key positions (negative: left padding). */
+  pad?: number[];
+  maskDtype?: "f32" | "i32" | "u32";
+}
+
+const TOL = { atol: 1e-5, rtol: 1e-4 };
+const worst = { fwd: 0, bwd: 0 };
+
+function maskData(c: Case): number[] | null {
+  if (!c.pad) return null;
+  const m: number[] = [];
+  for (let b = 0; b < c.B; b++) {
+    const p = c.pad[b % c.pad.length];
+    for (let j = 0; j < c.Tk; j++) m.push(p >= 0 ? (j < c.Tk - p ? 1 : 0) : (j < -p ? 0 : 1));
+  }
+  return m;
+}
+
+function inputs(c: Case, seed: number) {
+  const nq = c.B * c.Tq * c.H * c.D, nk = c.B * c.Tk * c.Hkv * c.D;
+  return {
+    q: randomArray(nq, seed, 2),
+    k: randomArray(nk, seed + 1, 2),
+    v: randomArray(nk, seed + 2),
+    dout: randomArray(nq, seed + 3),
+    mask: maskData(c),
+  };
+}
+
+function upload(be: Backend, c: Case, x: ReturnType<typeof inputs>) {
+  const q = be.fromArray(x.q, [c.B, c.Tq, c.H, c.D]);
+  const k = be.fromArray(x.k, [c.B, c.Tk, c.Hkv, c.D]);
+  const v = be.fromArray(x.v, [c.B, c.Tk, c.Hkv, c.D]);
+  const mask = x.mask ? be.fromArray(x.mask, [c.B, c.Tk], c.maskDtype ?? "f32") : null;
+  return { q, k, v, mask, opts: { ...c.opts, attention_mask: mask } as AttentionOptions };
+}
+
+function forward(be: Backend, c: Case, x: ReturnType<typeof inputs>, path?: AttentionOptions["path"]) {
+  const t = upload(be, c, x);
+  const out = be.empty(t.q.shape), lse = be.empty([c.B, c.H, c.Tq]);
+  attentionForward(out, lse, t.q, t.k, t.v, { ...t.opts, path });
+  return [out, lse];
+}
+
+async function checkForward(c: Case, seed: number, path?: AttentionOptions["path"]) {
+  const x = inputs(c, seed);
+  const label = `forward ${JSON.stringify({ ...c, path })}`;
+  const cmp = await compareBackends(label, (be) => forward(be, c, x, path), TOL);
+  for (const r of cmp) worst.fwd = Math.max(worst.fwd, r.maxAbs);
+}
+
+function cases(): Case[] {
+  const heads = [[2, 2], [4, 2], [8, 1]] as const;
+  const out: Case[] = [];
+  let n = 0;
+  for (const T of [1, 5, 17, 64, 130]) {
+    for (const D of [16, 24, 64]) {
+      const [H, Hkv] = heads[n % 3];
+      const B = n % 2 ? 3 : 1;
+      out.push({ B, Tq: T, Tk: T, H, Hkv, D, opts: { causal: n % 2 === 0 } });
+      n++;
+    }
+  }
+  return out;
+}
+
+Deno.test("attention() forward matches the reference over T, D, GQA, B, causal and not", async () => {
+  for (const [i, c] of cases().entries()) await checkForward(c, 100 + i);
+});
+
+Deno.test("attention() flash and split-K paths both match the reference for few queries", async () => {
+  const list: Case[] = [
+    { B: 2, Tq: 1, Tk: 130, H: 4, Hkv: 2, D: 24, opts: { causal: true } },
+    { B: 1, Tq: 3, Tk: 70, H: 8, Hkv: 2, D: 16, opts: { causal: true } },
+    { B: 3, Tq: 2, Tk: 9, H: 2, Hkv: 2, D: 64 },
+  ];
+  for (const [i, c] of list.entries()) {
+    await checkForward(c, 200 + i, "flash");
+    await checkForward(c, 200 + i, "split_k");
+  }
+});
+
+Deno.test("attention() key padding masks: right, left, fully masked rows, f32/i32/u32 masks", async () => {
+  const list: Case[] = [
+    { B: 3, Tq: 17, Tk: 17, H: 2, Hkv: 1, D: 16, opts: { causal: true }, pad: [0, 3, -4], maskDtype: "f32" },
+    { B: 2, Tq: 17, Tk: 17, H: 4, Hkv: 2, D: 24, opts: {}, pad: [-5, 2], maskDtype: "i32" },
+    { B: 2, Tq: 1, Tk: 40, H: 4, Hkv: 4, D: 16, opts: { causal: true }, pad: [-7, 0], maskDtype: "u32" },
+    // every key of batch 1 padded: all its rows are fully masked
+    { B: 2, Tq: 5, Tk: 5, H: 2, Hkv: 2, D: 16, opts: {}, pad: [1, 5], maskDtype: "f32" },
+  ];
+  for (const [i, c] of list.entries()) {
+    await checkForward(c, 300 + i, "flash");
+    if (c.Tq * c.H / c.Hkv <= 16) await checkForward(c, 300 + i, "split_k");
+  }
+  // Left-padded causal batch: pad queries see nothing -> exactly 0, lse finite, no NaN anywhere.
+  const c = list[0];
+  for (const be of await backends()) {
+    const [out, lse] = forward(be, c, inputs(c, 300));
+    const o = await out.toArray(), l = await lse.toArray();
+    assert.ok(o.every(Number.isFinite) && l.every(Number.isFinite), `${be.name}: non-finite values`);
+    // batch 2 has 4 left pads: query rows 0..3 see only pad keys
+    const row = ((2 * c.Tq + 0) * c.H + 1) * c.D;
+    assert.deepEqual([...o.slice(row, row + c.D)], new Array(c.D).fill(0));
+  }
+});
+
+Deno.test("attention() sliding window follows HF: keys in (pos - W, pos]", async () => {
+  const list: Case[] = [
+    { B: 1, Tq: 17, Tk: 17, H: 2, Hkv: 2, D: 16, opts: { causal: true, sliding_window: 5 } },
+    { B: 2, Tq: 130, Tk: 130, H: 4, Hkv: 1, D: 24, opts: { causal: true, sliding_window: 33 } },
+    { B: 1, Tq: 1, Tk: 80, H: 4, Hkv: 2, D: 16, opts: { causal: true, sliding_window: 16 } },
+  ];
+  for (const [i, c] of list.entries()) await checkForward(c, 400 + i);
+  // HF mask pattern for W = 3, T = 5 (masking_utils.sliding_window_causal_mask_function)
+  const c: Case = { B: 1, Tq: 5, Tk: 5, H: 1, Hkv: 1, D: 1, opts: { causal: true, sliding_window: 3 } };
+  const want = ["10000", "11000", "11100", "01110", "00111"];
+  for (let i = 0; i < 5; i++) {
+    const row: string[] = [];
+    for (let j = 0; j < 5; j++) {
+      // one-hot values: out_i = sum of P over visible keys with v = e_j
+      const v = new Float64Array(5);
+      v[j] = 1;
+      const out = new Float64Array(5), lse = new Float64Array(5);
+      attentionReference(out, lse, [1, 1, 1, 1, 1], [0, 0, 0, 0, 0], v, { ...c, D: 1 }, c.opts);
+      row.push(out[i] > 0 ? "1" : "0");
+    }
+    assert.equal(row.join(""), want[i], `row ${i}`);
+  }
+});
+
+Deno.test("attention() decode against a KV cache with kv_len < Tmax equals the last row of full causal attention", async () => {
+  const B = 2, H = 8, Hkv = 2, D = 64, Tmax = 96;
+  for (const be of await backends()) {
+    for (const L of [1, 33, 70]) {
+      const full = inputs({ B, Tq: L, Tk: L, H, Hkv, D }, 500 + L);
+      const q = be.fromArray(full.q, [B, L, H, D]);
+      const k = be.fromArray(full.k, [B, L, Hkv, D]), v = be.fromArray(full.v, [B, L, Hkv, D]);
+      const ref = await attention(q, k, v, { causal: true }).toArray();
+      // cache: rows [0, L) valid, the rest garbage (NaN) that must never be read
+      const kc = new Float32Array(B * Tmax * Hkv * D).fill(NaN), vc = kc.slice();
+      for (let b = 0; b < B; b++) {
+        kc.set(full.k.subarray(b * L * Hkv * D, (b + 1) * L * Hkv * D), b * Tmax * Hkv * D);
+        vc.set(full.v.subarray(b * L * Hkv * D, (b + 1) * L * Hkv * D), b * Tmax * Hkv * D);
+      }
+      const qLast = new Float32Array(B * H * D);
+      for (let b = 0; b < B; b++) {
+        qLast.set(full.q.subarray(((b * L + L - 1) * H) * D, ((b * L + L) * H) * D), b * H * D);
+      }
+      const want = new Float32Array(B * H * D);
+      for (let b = 0; b < B; b++) {
+        want.set(ref.subarray(((b * L + L - 1) * H) * D, ((b * L + L) * H) * D) as Float32Array, b * H * D);
+      }
+      for (const path of ["split_k", "flash"] as const) {
+        const got = await attention(
+          be.fromArray(qLast, [B, 1, H, D]),
+          be.fromArray(kc, [B, Tmax, Hkv, D]),
+          be.fromArray(vc, [B, Tmax, Hkv, D]),
+          { causal: true, kv_len: L, path },
+        ).toArray();
+        const cmp = assertAllClose(got, want, { ...TOL, msg: `${be.name} decode L=${L} ${path}` });
+        worst.fwd = Math.max(worst.fwd, cmp.maxAbs);
+      }
+    }
+  }
+});
+
+function refGrad(c: Case, mask: number[] | null) {
+  const dims = { B: c.B, Tq: c.Tq, Tk: c.Tk, H: c.H, Hkv: c.Hkv, D: c.D };
+  const o: AttentionReferenceOptions = { ...c.opts, attention_mask: mask } as AttentionReferenceOptions;
+  return { dims, o };
+}
+
+Deno.test("attention reference backward matches f64 finite differences (causal, GQA, mask, window, cache)", () => {
+  const list: Case[] = [
+    { B: 1, Tq: 4, Tk: 4, H: 2, Hkv: 2, D: 3, opts: { causal: true } },
+    { B: 2, Tq: 5, Tk: 5, H: 4, Hkv: 2, D: 4, opts: { causal: true, sliding_window: 2 }, pad: [0, -2] },
+    { B: 1, Tq: 2, Tk: 7, H: 2, Hkv: 1, D: 3, opts: { causal: true, kv_len: 5 } },
+    { B: 1, Tq: 3, Tk: 3, H: 1, Hkv: 1, D: 2, opts: {}, pad: [3] },
+  ];
+  for (const c of list) {
+    const mask = maskData(c);
+    const { dims, o } = refGrad(c, mask);
+    const nq = c.B * c.Tq * c.H * c.D, nk = c.B * c.Tk * c.Hkv * c.D;
+    const w = rand64(nq, 17);
+    const f = (xs: Float64Array[]) => {
+      const out = new Float64Array(nq), lse = new Float64Array(c.B * c.H * c.Tq);
+      attentionReference(out, lse, xs[0], xs[1], xs[2], dims, o);
+      return dot(w, out);
+    };
+    const g = (xs: Float64Array[]) => {
+      const dq = new Float64Array(nq), dk = new Float64Array(nk), dv = new Float64Array(nk);
+      attentionBackwardReference(dq, dk, dv, w, xs[0], xs[1], xs[2], dims, o);
+      return [dq, dk, dv];
+    };
+    gradcheck(`attention ${JSON.stringify(c)}`, f, g, [rand64(nq, 1, 2), rand64(nk, 2, 2), rand64(nk, 3)], {
+      count: 40,
+    });
+  }
+});
+
+async function checkBackward(c: Case, seed: number) {
+  const x = inputs(c, seed);
+  const cmp = await compareBackends(`backward ${JSON.stringify(c)}`, (be) => {
+    const t = upload(be, c, x);
+    const [out, lse] = forward(be, c, x, "flash");
+    const dq = be.empty(t.q.shape), dk = be.empty(t.k.shape), dv = be.empty(t.v.shape);
+    attentionBackward(dq, dk, dv, be.fromArray(x.dout, t.q.shape), t.q, t.k, t.v, out, lse, t.opts);
+    return [dq, dk, dv];
+  }, TOL);
+  for (const r of cmp) worst.bwd = Math.max(worst.bwd, r.maxAbs);
+}
+
+Deno.test("attention() webgpu backward equals the cpu backward (GQA, causal, masks, window, cache)", async () => {
+  const list: Case[] = [
+    { B: 1, Tq: 1, Tk: 1, H: 2, Hkv: 2, D: 16 },
+    { B: 3, Tq: 17, Tk: 17, H: 4, Hkv: 2, D: 24, opts: { causal: true } },
+    { B: 1, Tq: 130, Tk: 130, H: 8, Hkv: 1, D: 16, opts: { causal: true } },
+    { B: 2, Tq: 64, Tk: 64, H: 2, Hkv: 2, D: 64, opts: {} },
+    { B: 2, Tq: 33, Tk: 33, H: 4, Hkv: 2, D: 16, opts: { causal: true, sliding_window: 7 }, pad: [-5, 3] },
+    { B: 2, Tq: 5, Tk: 80, H: 4, Hkv: 2, D: 24, opts: { causal: true, kv_len: 70 }, pad: [0, 2] },
+  ];
+  for (const [i, c] of list.entries()) await checkBackward(c, 600 + i);
+});
+
+Deno.test("attention() records backward for q, k, v and frees the saved logsumexp", async () => {
+  const c: Case = { B: 2, Tq: 5, Tk: 5, H: 4, Hkv: 2, D: 16, opts: { causal: true } };
+  const x = inputs(c, 700);
+  const grads: Float32Array[][] = [];
+  for (const be of await backends()) {
+    const t = upload(be, c, x);
+    for (const p of [t.q, t.k, t.v]) p.requiresGrad = true;
+    const y = attention(t.q, t.k, t.v, t.opts);
+    assert.equal(y.node?.saved.length, 1);
+    const saved = y.node!.saved[0];
+    backward(y, be.fromArray(x.dout, t.q.shape));
+    assert.ok(saved.disposed);
+    grads.push(await Promise.all([t.q, t.k, t.v].map((p) => p.grad!.toArray() as Promise<Float32Array>)));
+  }
+  const dims = { B: c.B, Tq: c.Tq, Tk: c.Tk, H: c.H, Hkv: c.Hkv, D: c.D };
+  const want = [new Float64Array(x.q.length), new Float64Array(x.k.length), new Float64Array(x.k.length)];
+  attentionBackwardReference(want[0], want[1], want[2], x.dout, x.q, x.k, x.v, dims, {
+    causal: true,
+    scale: Math.fround(1 / 4),
+  });
+  for (const g of grads) g.forEach((a, i) => assertAllClose(a, want[i], { ...TOL, msg: `grad ${i}` }));
+});
+
+Deno.test("attention() rejects bad shapes and options before dispatch", async () => {
+  for (const be of await backends()) {
+    const q = be.zeros([1, 4, 3, 8]), k = be.zeros([1, 4, 2, 8]), v = be.zeros([1, 4, 2, 8]);
+    const q4 = be.zeros([1, 4, 4, 8]);
+    assert.throws(() => attention(q, k, v), /query heads 3 are not a multiple of kv heads 2/);
+    assert.throws(
+      () => attention(q4, k, be.zeros([1, 5, 2, 8])),
+      /v has shape \[1, 5, 2, 8\], expected \[1, 4, 2, 8\]/,
+    );
+    assert.throws(() => attention(q4, be.zeros([1, 4, 2, 4]), v), /k has shape/);
+    assert.throws(() => attention(q4, k, v, { kv_len: 5 }), /kv_len must be an integer in \[0, 4\]: 5/);
+    assert.throws(
+      () => attention(q4, k, v, { attention_mask: be.zeros([1, 3]) }),
+      /attention_mask has shape \[1, 3\], expected \[1, >= 4\]/,
+    );
+    assert.throws(() => attention(q4, k, v, { sliding_window: 1.5 }), /sliding_window/);
+    assert.throws(() => attention(be.zeros([4, 4, 8]), k, v), /q must be \(B, T, heads, D\)/);
+    if (be.name === "webgpu") {
+      const big = be.zeros([1, 1, 1, 300]);
+      assert.throws(() => attention(big, big, big), /head dim must be in \[1, 256\] on webgpu: 300/);
+      assert.throws(
+        () =>
+          attention(be.zeros([1, 20, 8, 64]), be.zeros([1, 20, 1, 64]), be.zeros([1, 20, 1, 64]), {
+            path: "split_k",
+          }),
+        /split_k holds at most 16 rows/,
+      );
+    }
+  }
+});
+
+Deno.test("attention() error summary", async () => {
+  // Not a check: prints the worst WGSL-vs-reference errors seen above (for the record).
+  if (await webgpu()) {
+    console.log(
+      `attention: max |webgpu - cpu| forward ${worst.fwd.toExponential(2)}, backward ${
+        worst.bwd.toExponential(2)
+      }`,
+    );
+  }
+});
