@@ -236,6 +236,24 @@ export async function loadWmt14(
  * @param opts `split`, `max_samples`, hub options
  * @returns the records
  * @throws {RangeError} an unknown split; {@linkcode HubError} download failures
+ * @example
+ * ```ts
+ * import { parquetWriteBuffer } from "npm:hyparquet-writer@^0.17";
+ * import { loadSst2 } from "./hub_datasets.ts";
+ * // A local copy of the repo layout; without `path` the files come from the hub cache.
+ * const dir = await Deno.makeTempDir();
+ * await Deno.mkdir(`${dir}/sst2`);
+ * await Deno.writeFile(`${dir}/sst2/validation-00000-of-00001.parquet`, new Uint8Array(parquetWriteBuffer({
+ *   columnData: [
+ *     { name: "sentence", data: ["a gorgeous film", "dull"] },
+ *     { name: "label", data: [1, 0] },
+ *     { name: "idx", data: [0, 1] },
+ *   ],
+ * })));
+ * const rows = await loadSst2({ path: dir, split: "validation" });
+ * if (rows.length !== 2 || rows[0].label !== 1) throw new Error(JSON.stringify(rows));
+ * await Deno.remove(dir, { recursive: true });
+ * ```
  */
 export async function loadSst2(opts: HubDatasetOptions = {}): Promise<Record<string, unknown>[]> {
   return await loadHubDataset("nyu-mll/glue", {

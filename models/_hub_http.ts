@@ -31,6 +31,7 @@ export interface FileMeta {
 
 const TIMEOUT_MS = 10_000;
 const MAX_REDIRECTS = 10;
+const USER_AGENT = `fledge/0.1; deno/${Deno.version.deno}`;
 
 /** `model org/name file config.json at revision main`: the subject of error messages. */
 export function describe(t: HubTarget): string {
@@ -115,7 +116,11 @@ export async function hubFetch(
 ): Promise<{ res: Response; url: string }> {
   const origin = new URL(t.endpoint).origin;
   for (let hop = 0; hop <= MAX_REDIRECTS; hop++) {
-    const headers: Record<string, string> = { "accept-encoding": "identity", ...opts.headers };
+    const headers: Record<string, string> = {
+      "accept-encoding": "identity",
+      "user-agent": USER_AGENT,
+      ...opts.headers,
+    };
     if (t.token && new URL(url).origin === origin) headers.authorization = `Bearer ${t.token}`;
     const res = await fetchOnce(url, { method: opts.method, headers }, t);
     const loc = res.headers.get("location");

@@ -385,6 +385,19 @@ export interface DownloadModelOptions extends HubOptions {
  * @param opts `output`, `verify`, and {@linkcode HubOptions}
  * @returns the folder holding the files (`output` when given, else the cache snapshot)
  * @throws {HubError} as {@linkcode hubDownload}; `checksum` when `verify` finds a corrupt file
+ * @example
+ * ```ts
+ * import { downloadModel } from "./hub.ts";
+ * const src = await Deno.makeTempDir(); // a local folder works like a hub repo
+ * await Deno.writeTextFile(`${src}/config.json`, "{}");
+ * await Deno.writeTextFile(`${src}/notes.txt`, "not a model file");
+ * const out = await Deno.makeTempDir();
+ * await downloadModel(src, { output: out });
+ * const names = [...Deno.readDirSync(out)].map((e) => e.name);
+ * if (names.join() !== "config.json") throw new Error(names.join());
+ * await Deno.remove(src, { recursive: true });
+ * await Deno.remove(out, { recursive: true });
+ * ```
  */
 export async function downloadModel(id: string, opts: DownloadModelOptions = {}): Promise<string> {
   const patterns = opts.allow_patterns ?? [...MODEL_FILE_PATTERNS];

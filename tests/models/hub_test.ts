@@ -352,3 +352,74 @@ async function exists(path: string): Promise<boolean> {
     return false;
   }
 }
+
+Deno.test("download progress prints one line per update with bytes, rate and ETA when not a TTY", async () => {
+  const code = `
+    import { createProgress } from "${new URL("../../models/_hub_progress.ts", import.meta.url).href}";
+    const p = createProgress("Downloading org/x/model.safetensors", { total: 2_000_000, start: 500_000, enabled: true });
+    p.add(1000);
+    p.add(1_499_000);
+    p.done();
+    createProgress("silent", { enabled: false }).done();`;
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["eval", code],
+    stderr: "piped",
+    stdout: "piped",
+  }).output();
+  const lines = new TextDecoder().decode(out.stderr).trim().split("\n");
+  assert.equal(out.code, 0, lines.join("\n"));
+  assert.equal(lines.length, 2, lines.join("\n"));
+  assert.match(
+    lines[0],
+    /^Downloading org\/x\/model\.safetensors: 501\.0 kB \/ 2\.0 MB \(25%\), .*\/s, ETA /,
+  );
+  assert.match(lines[1], /2\.0 MB \/ 2\.0 MB \(100%\), .*\/s, in /);
+  assert.ok(!lines.some((l) => l.includes("\r")));
+});
+
+Deno.test("hub calls honour HF_HUB_CACHE, HF_HOME, HF_HUB_OFFLINE and HF_TOKEN from the environment", async () => {
+  const hubUrl = new URL("../../models/hub.ts", import.meta.url).href;
+  const code = `
+    import { hubCacheDir, hubDownload, isOfflineMode } from "${hubUrl}";
+    console.log(JSON.stringify({ cache: hubCacheDir(), offline: isOfflineMode() }));
+    try {
+      await hubDownload({ repo_id: "org/private", filename: "config.json" });
+    } catch (e) {
+      console.log(e.kind, e.message, e.stack);
+    }`;
+  const run = async (env: Record<string, string>) => {
+    const out = await new Deno.Command(Deno.execPath(), { args: ["eval", code], env, clearEnv: true })
+      .output();
+    return new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
+  };
+  const a = await run({
+    HF_HUB_CACHE: "/tmp/fledge-env-cache",
+    HF_HUB_OFFLINE: "1",
+    HF_TOKEN: TOKEN,
+    HOME: "/nonexistent",
+  });
+  assert.match(a, /"cache":"\/tmp\/fledge-env-cache","offline":true/);
+  assert.match(a, /^offline Cannot get model org\/private file "config\.json"/m);
+  assert.ok(!a.includes(TOKEN), a);
+  const b = await run({ HF_HOME: "/tmp/fledge-env-home", HF_HUB_OFFLINE: "0", HOME: "/nonexistent" });
+  assert.match(b, /"cache":"\/tmp\/fledge-env-home\/hub","offline":false/);
+  const c = await run({ HOME: "/home/someone", HF_HUB_OFFLINE: "true" });
+  assert.match(c, /"cache":"\/home\/someone\/\.cache\/huggingface\/hub","offline":true/);
+  // HF_ENDPOINT and HF_TOKEN reach a hub that requires the token.
+  await withHub({ models: { "org/private": files }, token: TOKEN }, async (hub, cache) => {
+    const d = await run({
+      HF_ENDPOINT: hub.url,
+      HF_TOKEN: TOKEN,
+      HF_HUB_CACHE: cache,
+      HF_HUB_DISABLE_PROGRESS_BARS: "1",
+    });
+    assert.ok(!d.includes("Cannot"), d);
+    assert.deepEqual(
+      await Deno.readFile(
+        `${cache}/models--org--private/snapshots/${hub.commitOf("org/private")}/config.json`,
+      ),
+      files["config.json"],
+    );
+    assert.ok(hub.requests.every((r) => r.authorization));
+  });
+});
