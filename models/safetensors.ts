@@ -1,0 +1,593 @@
+/**
+ * Read and write safetensors checkpoints (the Hugging Face format): an 8-byte little-endian header
+ * length, a JSON header (`dtype`, `shape`, `data_offsets`, optional `__metadata__`), then raw
+ * little-endian data. Reads are lazy: {@linkcode SafetensorsFile} reads the header once and each
+ * tensor's bytes on demand (seek + read), so a checkpoint larger than memory streams tensor by
+ * tensor; sharded checkpoints go through `model.safetensors.index.json`. Writes pad the header to
+ * 8 bytes with spaces, order tensors by name and land atomically (temp file + rename).
+ * Hostile files (bad lengths, offsets, dtypes, names, index paths) are refused with a SyntaxError
+ * naming the file.
+ * @module
+ */
+import { basename, dirname, join } from "node:path";
+import { headerLength, parseHeader } from "./_safetensors_header.ts";
+import * as cv from "./_safetensors_convert.ts";
+
+/** Element types of the safetensors format that fledge reads and writes. */
+export type SafetensorsDtype = "F64" | "F32" | "F16" | "BF16" | "I64" | "I32" | "I16" | "I8" | "U8" | "BOOL";
+
+/** Bytes per element of each dtype. */
+export const DTYPE_BYTES: Readonly<Record<SafetensorsDtype, number>> = Object.freeze({
+  F64: 8,
+  F32: 4,
+  F16: 2,
+  BF16: 2,
+  I64: 8,
+  I32: 4,
+  I16: 2,
+  I8: 1,
+  U8: 1,
+  BOOL: 1,
+});
+
+/** One tensor's header entry; `data_offsets` are relative to the start of the data section. */
+export interface TensorInfo {
+  dtype: SafetensorsDtype;
+  shape: number[];
+  data_offsets: [number, number];
+}
+
+/** A parsed, checked header. */
+export interface SafetensorsHeader {
+  /** Tensors by name, in the order of their data. */
+  tensors: Map<string, TensorInfo>;
+  /** `__metadata__` (string to string), or null when absent. */
+  metadata: Record<string, string> | null;
+  /** Absolute file offset of the data section (8 + header length). */
+  data_start: number;
+}
+
+/**
+ * Tensor data as stored ("raw"): F64 `Float64Array`, F32 `Float32Array`, F16 and BF16 `Uint16Array`
+ * (the bits), I64 `BigInt64Array`, I32 `Int32Array`, I16 `Int16Array`, I8 `Int8Array`, U8 and BOOL
+ * `Uint8Array`.
+ */
+export type TensorData =
+  | Float64Array
+  | Float32Array
+  | Uint16Array
+  | BigInt64Array
+  | Int32Array
+  | Int16Array
+  | Int8Array
+  | Uint8Array;
+
+/** A tensor read from (or to be written to) a safetensors file. */
+export interface SafeTensor {
+  dtype: SafetensorsDtype;
+  shape: number[];
+  data: TensorData;
+}
+
+/**
+ * A tensor to write. `data` is the raw array of {@linkcode TensorData} for `dtype`, or numbers
+ * that are converted: to F16/BF16 with round-to-nearest-even (so a `Float32Array` can be written
+ * as `BF16`), to integer dtypes after a range check. A `Uint16Array` for F16/BF16 is taken as bits.
+ */
+export interface TensorInput {
+  dtype: SafetensorsDtype;
+  shape: number[];
+  data: TensorData | ArrayLike<number>;
+}
+
+/**
+ * How {@linkcode SafetensorsFile.read} returns data: `raw` (default) as stored; `f32` converts
+ * F64/F16/BF16 to `Float32Array` (F32 as is); `i32` converts I64 (checking each value fits), I16,
+ * I8, U8, BOOL to `Int32Array`.
+ */
+export interface ReadOptions {
+  as?: "raw" | "f32" | "i32";
+}
+
+/** What both single files and sharded checkpoints offer. */
+export interface SafetensorsReader {
+  /** `__metadata__` of the file, or the index's `metadata` (stringified values). */
+  readonly metadata: Record<string, string> | null;
+  /** Tensor names, sorted. */
+  names(): string[];
+  /** Header entry of a tensor. */
+  info(name: string): TensorInfo;
+  /** Read one tensor's data from disk. */
+  read(name: string, opts?: ReadOptions): Promise<SafeTensor>;
+  /** Close the file handle(s). */
+  close(): void;
+}
+
+/** f32 -> IEEE binary16 bits, round to nearest even (overflow to inf, NaN kept quiet). */
+export const f32ToF16Bits: (x: number) => number = cv.f32ToF16Bits;
+/** IEEE binary16 bits -> number (exact). */
+export const f16BitsToF32: (bits: number) => number = cv.f16BitsToF32;
+/** f32 -> bfloat16 bits, round to nearest even (NaN kept quiet). */
+export const f32ToBf16Bits: (x: number) => number = cv.f32ToBf16Bits;
+/** bfloat16 bits -> number (exact). */
+export const bf16BitsToF32: (bits: number) => number = cv.bf16BitsToF32;
+
+/**
+ * Parse and check the header of safetensors bytes (a whole file, or its first 8 + N bytes with
+ * the true `file_size`).
+ *
+ * @param bytes the file's first bytes
+ * @param opts `file`: named in errors; `file_size`: default `bytes.length`
+ * @returns the checked header
+ * @throws {SyntaxError} for any malformed or hostile header
+ *
+ * @example
+ * ```ts
+ * import { parseSafetensorsHeader } from "./safetensors.ts";
+ * const json = new TextEncoder().encode('{"x":{"dtype":"U8","shape":[2],"data_offsets":[0,2]}}');
+ * const bytes = new Uint8Array(8 + json.length + 2);
+ * new DataView(bytes.buffer).setUint32(0, json.length, true);
+ * bytes.set(json, 8);
+ * const h = parseSafetensorsHeader(bytes, { file: "x.safetensors" });
+ * if (h.tensors.get("x")?.shape[0] !== 2) throw new Error("shape");
+ * ```
+ */
+export function parseSafetensorsHeader(
+  bytes: Uint8Array,
+  opts: { file: string; file_size?: number },
+): SafetensorsHeader {
+  const size = opts.file_size ?? bytes.length;
+  const n = headerLength(bytes.subarray(0, 8), size, opts.file);
+  if (bytes.length < 8 + n) {
+    throw new RangeError(
+      `Cannot parse safetensors header of ${opts.file}: need ${8 + n} bytes, got ${bytes.length}`,
+    );
+  }
+  return parseHeader(bytes.subarray(8, 8 + n), size, opts.file);
+}
+
+async function readExact(file: Deno.FsFile, pos: number, buf: Uint8Array, path: string): Promise<void> {
+  await file.seek(pos, Deno.SeekMode.Start);
+  let off = 0;
+  while (off < buf.length) {
+    const got = await file.read(buf.subarray(off));
+    if (got === null) {
+      throw new SyntaxError(
+        `Cannot read safetensors file ${path}: file ended at ${
+          pos + off
+        } while reading ${buf.length} bytes at ${pos}; ` +
+          `the file is truncated (re-download it)`,
+      );
+    }
+    off += got;
+  }
+}
+
+/**
+ * One open `.safetensors` file: the header is read and checked at open; tensor bytes are read on
+ * demand (reads are serialized on the handle). Close it (or `using`) when done.
+ *
+ * @example
+ * ```ts
+ * import { SafetensorsFile, writeSafetensors } from "./safetensors.ts";
+ * const path = await Deno.makeTempFile({ suffix: ".safetensors" });
+ * await writeSafetensors(path, { w: { dtype: "BF16", shape: [2], data: new Float32Array([1, -2.5]) } });
+ * using f = await SafetensorsFile.open(path);
+ * const w = await f.read("w", { as: "f32" });
+ * if (w.data[1] !== -2.5 || f.metadata?.format !== "pt") throw new Error("round trip");
+ * await Deno.remove(path);
+ * ```
+ */
+export class SafetensorsFile implements SafetensorsReader {
+  /** The file path. */
+  readonly path: string;
+  /** `__metadata__`, or null. */
+  readonly metadata: Record<string, string> | null;
+  /** The checked header. */
+  readonly header: SafetensorsHeader;
+  #file: Deno.FsFile;
+  #queue: Promise<unknown> = Promise.resolve();
+  #closed = false;
+
+  private constructor(path: string, file: Deno.FsFile, header: SafetensorsHeader) {
+    this.path = path;
+    this.#file = file;
+    this.header = header;
+    this.metadata = header.metadata;
+  }
+
+  /**
+   * Open a file and read its header.
+   * @param path a `.safetensors` file
+   * @returns the open file
+   * @throws {SyntaxError} for a malformed or hostile header; Deno's `NotFound` when missing
+   */
+  static async open(path: string): Promise<SafetensorsFile> {
+    const file = await Deno.open(path, { read: true });
+    try {
+      const size = (await file.stat()).size;
+      const first = new Uint8Array(Math.min(8, size));
+      await readExact(file, 0, first, path);
+      const n = headerLength(first, size, path);
+      const json = new Uint8Array(n);
+      await readExact(file, 8, json, path);
+      return new SafetensorsFile(path, file, parseHeader(json, size, path));
+    } catch (e) {
+      file.close();
+      throw e;
+    }
+  }
+
+  /** Tensor names, sorted. */
+  names(): string[] {
+    return [...this.header.tensors.keys()].sort();
+  }
+
+  /**
+   * Header entry of a tensor.
+   * @throws {RangeError} when the file has no tensor of that name
+   */
+  info(name: string): TensorInfo {
+    const t = this.header.tensors.get(name);
+    if (!t) {
+      throw new RangeError(
+        `Cannot find tensor ${JSON.stringify(name)} in ${this.path}: it holds ${this.header.tensors.size} ` +
+          `tensors (${this.names().slice(0, 5).join(", ")}${this.header.tensors.size > 5 ? ", ..." : ""})`,
+      );
+    }
+    return t;
+  }
+
+  /** The stored bytes of one tensor (a fresh, aligned buffer). */
+  readBytes(name: string): Promise<Uint8Array> {
+    const info = this.info(name);
+    if (this.#closed) {
+      throw new TypeError(`Cannot read tensor ${JSON.stringify(name)}: ${this.path} is closed`);
+    }
+    const [begin, end] = info.data_offsets;
+    const buf = new Uint8Array(end - begin);
+    const job = this.#queue.then(() => readExact(this.#file, this.header.data_start + begin, buf, this.path));
+    this.#queue = job.catch(() => {});
+    return job.then(() => buf);
+  }
+
+  /**
+   * Read one tensor.
+   * @param name tensor name
+   * @param opts `as`: `raw` (default), `f32` or `i32` (see {@linkcode ReadOptions})
+   * @returns dtype, shape and data
+   * @throws {RangeError} for an unknown name or an I64 value outside int32 with `as: "i32"`
+   * @throws {TypeError} when the conversion does not apply to the dtype
+   */
+  async read(name: string, opts: ReadOptions = {}): Promise<SafeTensor> {
+    const info = this.info(name);
+    const bytes = await this.readBytes(name);
+    const data = cv.decode(
+      bytes,
+      info.dtype,
+      opts.as ?? "raw",
+      `tensor ${JSON.stringify(name)} of ${this.path}`,
+    );
+    return { dtype: info.dtype, shape: [...info.shape], data };
+  }
+
+  /** Close the handle (idempotent). */
+  close(): void {
+    if (!this.#closed) this.#file.close();
+    this.#closed = true;
+  }
+
+  /** Same as {@linkcode SafetensorsFile.close}, for `using`. */
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}
+
+/** A parsed `model.safetensors.index.json`. */
+export interface SafetensorsIndex {
+  /** The index's `metadata` (e.g. `total_size`), or null. */
+  metadata: Record<string, unknown> | null;
+  /** Tensor name -> shard file name (relative to the index's folder). */
+  weight_map: Record<string, string>;
+}
+
+const badIndex = (file: string, what: string) =>
+  new SyntaxError(`Cannot read safetensors index ${file}: ${what}; fix or re-download the index`);
+
+/** Refuse shard names that leave the model folder. */
+function checkShardName(name: unknown, key: string, file: string): string {
+  const where = `weight_map[${JSON.stringify(key)}]`;
+  if (typeof name !== "string" || name.length === 0) {
+    throw badIndex(file, `${where} is ${JSON.stringify(name)}, not a file name`);
+  }
+  const reason = name.includes("\0")
+    ? "contains NUL"
+    : name.includes("\\")
+    ? "contains a backslash"
+    : name.startsWith("/") || /^[A-Za-z]:/.test(name)
+    ? "is an absolute path"
+    : name.includes(":")
+    ? "contains ':'"
+    : name.split("/").some((s) => s === ".." || s === "." || s === "")
+    ? "leaves or escapes the model folder"
+    : null;
+  if (reason) throw badIndex(file, `${where} = ${JSON.stringify(name)} ${reason}`);
+  return name;
+}
+
+/**
+ * Read and check a sharded checkpoint's index.
+ * @param path the `*.safetensors.index.json` file
+ * @returns metadata and weight map
+ * @throws {SyntaxError} for bad JSON, a missing `weight_map`, unknown keys, or shard names that
+ *   leave the folder (`../`, absolute, backslash, NUL)
+ */
+export async function readSafetensorsIndex(path: string): Promise<SafetensorsIndex> {
+  let json: unknown;
+  try {
+    json = JSON.parse(await Deno.readTextFile(path));
+  } catch (e) {
+    if (!(e instanceof SyntaxError)) throw e;
+    throw badIndex(path, `not JSON (${e.message})`);
+  }
+  if (typeof json !== "object" || json === null || Array.isArray(json)) {
+    throw badIndex(path, "not a JSON object");
+  }
+  const o = json as Record<string, unknown>;
+  for (const k of Object.keys(o)) {
+    if (k !== "metadata" && k !== "weight_map") throw badIndex(path, `unknown key ${JSON.stringify(k)}`);
+  }
+  const wm = o.weight_map;
+  if (typeof wm !== "object" || wm === null || Array.isArray(wm)) {
+    throw badIndex(path, "weight_map is missing or not an object");
+  }
+  const meta = o.metadata ?? null;
+  if (meta !== null && (typeof meta !== "object" || Array.isArray(meta))) {
+    throw badIndex(path, "metadata is not an object");
+  }
+  const weight_map: Record<string, string> = {};
+  for (const [k, v] of Object.entries(wm)) weight_map[k] = checkShardName(v, k, path);
+  return { metadata: meta as Record<string, unknown> | null, weight_map };
+}
+
+/** A sharded checkpoint: every shard's header is read and checked at open. */
+class ShardedSafetensors implements SafetensorsReader {
+  readonly metadata: Record<string, string> | null;
+  constructor(
+    readonly path: string,
+    index: SafetensorsIndex,
+    readonly shards: Map<string, SafetensorsFile>,
+    readonly owner: Map<string, SafetensorsFile>,
+  ) {
+    this.metadata = index.metadata &&
+      Object.fromEntries(
+        Object.entries(index.metadata).map(([k, v]) => [k, typeof v === "string" ? v : JSON.stringify(v)]),
+      );
+  }
+  names(): string[] {
+    return [...this.owner.keys()].sort();
+  }
+  #shard(name: string): SafetensorsFile {
+    const f = this.owner.get(name);
+    if (!f) {
+      throw new RangeError(`Cannot find tensor ${JSON.stringify(name)} in the weight_map of ${this.path}`);
+    }
+    return f;
+  }
+  info(name: string): TensorInfo {
+    return this.#shard(name).info(name);
+  }
+  read(name: string, opts?: ReadOptions): Promise<SafeTensor> {
+    return this.#shard(name).read(name, opts);
+  }
+  close(): void {
+    for (const f of this.shards.values()) f.close();
+  }
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}
+
+/**
+ * Open a checkpoint lazily: a `.safetensors` file, a `*.safetensors.index.json`, or a folder
+ * (its `model.safetensors.index.json`, else `model.safetensors`).
+ *
+ * @param path file, index or folder
+ * @returns a reader; call `close()` when done
+ * @throws {SyntaxError} for a hostile file or index; {@linkcode readSafetensorsIndex}'s errors;
+ *   a RangeError when a tensor of the weight_map is missing from its shard
+ *
+ * @example
+ * ```ts
+ * import { openSafetensors, writeSafetensorsSharded } from "./safetensors.ts";
+ * const dir = await Deno.makeTempDir();
+ * const t = (v: number) => ({ dtype: "F32" as const, shape: [4], data: new Float32Array(4).fill(v) });
+ * await writeSafetensorsSharded(dir, { a: t(1), b: t(2) }, { max_shard_size: 16 });
+ * const ck = await openSafetensors(dir);
+ * if ((await ck.read("b")).data[0] !== 2 || ck.names().length !== 2) throw new Error("shards");
+ * ck.close();
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ */
+export async function openSafetensors(path: string): Promise<SafetensorsReader> {
+  let indexPath: string | null = null;
+  if ((await Deno.stat(path)).isDirectory) {
+    const idx = join(path, "model.safetensors.index.json");
+    const exists = await Deno.stat(idx).then(() => true, () => false);
+    if (!exists) return await SafetensorsFile.open(join(path, "model.safetensors"));
+    indexPath = idx;
+  } else if (path.endsWith(".index.json")) {
+    indexPath = path;
+  } else {
+    return await SafetensorsFile.open(path);
+  }
+  const index = await readSafetensorsIndex(indexPath);
+  const dir = dirname(indexPath);
+  const shards = new Map<string, SafetensorsFile>();
+  const owner = new Map<string, SafetensorsFile>();
+  try {
+    for (const [name, shard] of Object.entries(index.weight_map)) {
+      let f = shards.get(shard);
+      if (!f) shards.set(shard, f = await SafetensorsFile.open(join(dir, shard)));
+      if (!f.header.tensors.has(name)) {
+        throw new RangeError(
+          `Cannot open sharded checkpoint ${indexPath}: weight_map puts ${
+            JSON.stringify(name)
+          } in ${shard}, ` +
+            `which has no such tensor; re-download the checkpoint`,
+        );
+      }
+      owner.set(name, f);
+    }
+  } catch (e) {
+    for (const f of shards.values()) f.close();
+    throw e;
+  }
+  return new ShardedSafetensors(indexPath, index, shards, owner);
+}
+
+/**
+ * Read every tensor of a checkpoint (file, index or folder) into memory.
+ * @param path as {@linkcode openSafetensors}
+ * @param opts conversion, as {@linkcode ReadOptions} (applied to every tensor)
+ * @returns metadata and tensors by name (sorted)
+ */
+export async function readSafetensors(
+  path: string,
+  opts: ReadOptions = {},
+): Promise<{ metadata: Record<string, string> | null; tensors: Map<string, SafeTensor> }> {
+  const r = await openSafetensors(path);
+  try {
+    const tensors = new Map<string, SafeTensor>();
+    for (const name of r.names()) tensors.set(name, await r.read(name, opts));
+    return { metadata: r.metadata, tensors };
+  } finally {
+    r.close();
+  }
+}
+
+type Tensors = Record<string, TensorInput> | Map<string, TensorInput>;
+const entriesOf = (t: Tensors) => (t instanceof Map ? [...t.entries()] : Object.entries(t));
+
+/** Write `chunks()` to `path` atomically: a temp file in the same folder, synced, then renamed. */
+async function atomicWrite(
+  path: string,
+  chunks: () => AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
+): Promise<void> {
+  const tmp = join(dirname(path), `.${basename(path)}.${crypto.randomUUID().slice(0, 8)}.tmp`);
+  const file = await Deno.open(tmp, { write: true, createNew: true });
+  try {
+    for await (const c of chunks()) {
+      let off = 0;
+      while (off < c.length) off += await file.write(c.subarray(off));
+    }
+    await file.syncData();
+    file.close();
+    await Deno.rename(tmp, path);
+  } catch (e) {
+    try {
+      file.close();
+    } catch { /* already closed */ }
+    await Deno.remove(tmp).catch(() => {});
+    throw e;
+  }
+}
+
+/**
+ * Write tensors to a `.safetensors` file as the Hugging Face writer does: `__metadata__` first,
+ * tensors in sorted-name order and contiguous, header padded with spaces to a multiple of 8.
+ * Data is converted one tensor at a time while streaming to a temp file, which is then renamed
+ * over `path` (readers never see a partial file).
+ *
+ * @param path destination
+ * @param tensors by name (see {@linkcode TensorInput} for accepted data)
+ * @param opts `metadata`: string map (default `{format: "pt"}`, which `transformers` requires; null for none)
+ * @throws {TypeError} when data does not match the dtype or shape, or a metadata value is not a string
+ * @throws {RangeError} when a value does not fit an integer dtype
+ */
+export async function writeSafetensors(
+  path: string,
+  tensors: Tensors,
+  opts: { metadata?: Record<string, string> | null } = {},
+): Promise<void> {
+  const metadata = opts.metadata === undefined ? { format: "pt" } : opts.metadata;
+  const list = entriesOf(tensors).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  const header: Record<string, unknown> = {};
+  if (metadata) {
+    for (const [k, v] of Object.entries(metadata)) {
+      if (typeof v !== "string") {
+        throw new TypeError(`Cannot write ${path}: metadata.${k} must be a string: ${JSON.stringify(v)}`);
+      }
+    }
+    header.__metadata__ = metadata;
+  }
+  let at = 0;
+  for (const [name, t] of list) {
+    const nbytes = cv.checkInput(t, `tensor ${JSON.stringify(name)} for ${path}`) * DTYPE_BYTES[t.dtype];
+    header[name] = { dtype: t.dtype, shape: [...t.shape], data_offsets: [at, at + nbytes] };
+    at += nbytes;
+  }
+  let json = JSON.stringify(header);
+  let hb = new TextEncoder().encode(json);
+  if (hb.length % 8) {
+    json += " ".repeat(8 - (hb.length % 8));
+    hb = new TextEncoder().encode(json);
+  }
+  const len = new Uint8Array(8);
+  new DataView(len.buffer).setBigUint64(0, BigInt(hb.length), true);
+  await atomicWrite(path, function* () {
+    yield len;
+    yield hb;
+    for (const [name, t] of list) yield cv.encode(t, `tensor ${JSON.stringify(name)} for ${path}`);
+  });
+}
+
+/**
+ * Write a sharded checkpoint as `save_pretrained` does: tensors in sorted-name order packed into
+ * `model-0000k-of-0000n.safetensors` of at most `max_shard_size` bytes each (a larger tensor gets
+ * a shard of its own) and `model.safetensors.index.json` (`metadata.total_size`, `weight_map`).
+ * With a single shard it writes only `model.safetensors`, as HF does.
+ *
+ * @param dir destination folder (created if missing)
+ * @param tensors by name
+ * @param opts `max_shard_size` in bytes (default 5 GB); `metadata` of each shard as {@linkcode writeSafetensors}
+ * @returns the file names written (index last when sharded)
+ */
+export async function writeSafetensorsSharded(
+  dir: string,
+  tensors: Tensors,
+  opts: { max_shard_size?: number; metadata?: Record<string, string> | null } = {},
+): Promise<string[]> {
+  const max = opts.max_shard_size ?? 5_000_000_000;
+  if (!(max > 0)) {
+    throw new RangeError(`Cannot write shards to ${dir}: max_shard_size must be positive: ${max}`);
+  }
+  await Deno.mkdir(dir, { recursive: true });
+  const list = entriesOf(tensors).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  const shards: [string, TensorInput][][] = [];
+  let size = 0, total = 0;
+  for (const e of list) {
+    const bytes = cv.checkInput(e[1], `tensor ${JSON.stringify(e[0])}`) * DTYPE_BYTES[e[1].dtype];
+    if (shards.length === 0 || (size + bytes > max && size > 0)) {
+      shards.push([]);
+      size = 0;
+    }
+    shards[shards.length - 1].push(e);
+    size += bytes;
+    total += bytes;
+  }
+  if (shards.length <= 1) {
+    await writeSafetensors(join(dir, "model.safetensors"), new Map(shards[0] ?? []), opts);
+    return ["model.safetensors"];
+  }
+  const pad = (k: number) => String(k).padStart(5, "0");
+  const names = shards.map((_, k) => `model-${pad(k + 1)}-of-${pad(shards.length)}.safetensors`);
+  const weight_map: Record<string, string> = {};
+  for (let k = 0; k < shards.length; k++) {
+    await writeSafetensors(join(dir, names[k]), new Map(shards[k]), opts);
+    for (const [name] of shards[k]) weight_map[name] = names[k];
+  }
+  const index = JSON.stringify({ metadata: { total_size: total }, weight_map }, null, 2) + "\n";
+  await atomicWrite(join(dir, "model.safetensors.index.json"), () => [new TextEncoder().encode(index)]);
+  return [...names, "model.safetensors.index.json"];
+}
