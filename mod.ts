@@ -6,3 +6,4 @@
  * @module
  */
 export * from "./evaluation/mod.ts";
+export * from "./data/mod.ts";

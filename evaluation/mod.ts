@@ -10,3 +10,4 @@ export * from "./bleu.ts";
 export * from "./chrf.ts";
 export * from "./classification.ts";
 export * from "./perplexity.ts";
+export * from "./plot.ts";

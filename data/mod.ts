@@ -1,0 +1,17 @@
+/**
+ * Data: readers (jsonl, json, csv/tsv, text, parquet) with streaming, splits, Hugging Face hub
+ * datasets, the bundled Debian datasets, and cleaning (length, repetition, exact and MinHash
+ * near-dedup, language).
+ *
+ * @module
+ */
+export * from "./jsonl.ts";
+export * from "./csv.ts";
+export * from "./text.ts";
+export * from "./parquet.ts";
+export * from "./split.ts";
+export * from "./readers.ts";
+export * from "./hub_datasets.ts";
+export * from "./debian.ts";
+export * from "./clean.ts";
+export * from "./minhash.ts";
