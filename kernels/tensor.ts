@@ -8,7 +8,7 @@
  * @module
  */
 import type { Backend } from "./backend.ts";
-import type { GradNode } from "./autograd.ts";
+import { type GradNode, needsGrad, record } from "./autograd.ts";
 
 /** Element types a tensor can hold. */
 export type DType = "f32" | "f16" | "i32" | "u32";
@@ -127,7 +127,8 @@ export class Tensor {
   }
 
   /**
-   * A view with another shape and the same elements (one dimension may be -1).
+   * A view with another shape and the same elements (one dimension may be -1). Differentiable:
+   * a view of a tensor on the autograd graph passes its gradient back reshaped.
    * @throws {TypeError} when the element counts differ
    */
   reshape(shape: readonly number[]): Tensor {
@@ -143,6 +144,11 @@ export class Tensor {
     this.storage.refs++;
     const v = new Tensor(this.backend, s, this.dtype, this.storage);
     v.name = this.name;
+    // A view of a graph tensor is itself on the graph: its gradient flows back reshaped.
+    if (needsGrad(this)) {
+      const from = this.shape;
+      record(v, "reshape", [this], (g) => [g.reshape(from)]);
+    }
     return v;
   }
 
