@@ -306,7 +306,12 @@ export class Gpu {
     let bg = this.#bindGroups.get(key);
     if (!bg) {
       if (this.#bindGroups.size > 8192) this.#bindGroups.clear();
+      // Validation errors here (e.g. a binding the shader never reads, dropped by layout "auto")
+      // would otherwise skip the dispatch silently: collect them and rethrow at sync()/read().
+      this.device.pushErrorScope("validation");
       bg = this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
+      const label = pipeline.label;
+      this.#errors.push(this.device.popErrorScope().then((e) => e ? `${label} bind group: ${e.message}` : null));
       this.#bindGroups.set(key, bg);
     }
     const pass = this.#openPass();
