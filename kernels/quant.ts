@@ -24,8 +24,10 @@
  *   dequantize:  one invocation per packed word: 8 outputs. Bindings: out (rw), codes, scales.
  *   matmulQ4:    out (M, N) = x (M, K) · Wᵀ (+ bias); one invocation per RM x RN output tile
  *                (RM = 4, or 1 when M < 4: the decode path; RN = 4); per block it accumulates
- *                sum_k x * value(code) in registers and multiplies by the block scale once.
- *                Bindings: out (rw), x, codes, scales, [bias].
+ *                sum_k x * value(code) in registers and multiplies by the block scale once;
+ *                x is read as vec4 when K % 4 == 0. Measured on llvmpipe (2 shared cores,
+ *                N = 512, K = 2048): ~0.6 GFLOP/s at M = 1, 0.8-1.4 at M = 32 (vec4 a few % over
+ *                scalar loads).
  *   backward:    dX (M, K) = dOut (M, N) · W; one invocation per RM rows x one packed word (8
  *                columns of K), looping over N. Bindings: dx (rw), dout, codes, scales.
  * Limits: f32 activations; N * Kp / 8 words and M * K floats must fit one storage binding.
@@ -498,15 +500,27 @@ interface MmKey {
   kind: QuantKind;
   rm: number;
   bias: boolean;
+  /** K % 4 == 0: x is read as vec4 (two loads per packed word and row). */
+  v4: boolean;
 }
 const RN = 4;
 
 const mmSpec = (k: MmKey): KernelSpec => ({
   label: `quant.matmul_${k.kind}_m${k.rm}${k.bias ? "_bias" : ""}`,
-  params: { M: "u32", N: "u32", K: "u32", words: "u32", wpb: "u32", blocks: "u32", nbn: "u32", total: "u32" },
+  params: {
+    M: "u32",
+    N: "u32",
+    K: "u32",
+    words: "u32",
+    wpb: "u32",
+    blocks: "u32",
+    nbn: "u32",
+    total: "u32",
+    xlast: "u32",
+  },
   bindings: [
     { name: "out", type: "f32", access: "read_write" },
-    { name: "x", type: "f32", access: "read" },
+    { name: "x", type: k.v4 ? "vec4<f32>" : "f32", access: "read" },
     { name: "codes", type: "u32", access: "read" },
     { name: "scales", type: "f32", access: "read" },
     ...(k.bias ? [{ name: "bias", type: "f32", access: "read" } as const] : []),
@@ -520,14 +534,34 @@ const mmCode = memo((key: string) => {
   const k = JSON.parse(key) as MmKey;
   const I = range(k.rm), J = range(RN), E = range(8);
   const each = (f: (i: number, j: number) => string) => I.flatMap((i) => J.map((j) => f(i, j))).join("\n");
+  // x loads of one packed word (8 columns from k) for every row of the tile; guarded in the last
+  // word of a row when K is not a multiple of 8.
   const xLoads = (guard: boolean) =>
-    I.flatMap((i) =>
-      E.map((e) =>
-        guard
-          ? `x${i}_${e} = select(0.0, x[xr${i} + min(k + ${e}u, p.K - 1u)], k + ${e}u < p.K);`
-          : `x${i}_${e} = x[xr${i} + k + ${e}u];`
-      )
-    ).join("\n        ");
+    k.v4
+      ? I.map((i) =>
+        `xa${i} = x[(xr${i} + k) / 4u]; ` +
+        (guard
+          ? `xb${i} = select(vec4<f32>(0.0), x[min((xr${i} + k) / 4u + 1u, p.xlast)], k + 4u < p.K);`
+          : `xb${i} = x[(xr${i} + k) / 4u + 1u];`)
+      ).join("\n        ")
+      : I.flatMap((i) =>
+        E.map((e) =>
+          guard
+            ? `x${i}_${e} = select(0.0, x[xr${i} + min(k + ${e}u, p.K - 1u)], k + ${e}u < p.K);`
+            : `x${i}_${e} = x[xr${i} + k + ${e}u];`
+        )
+      ).join("\n        ");
+  const xDecl = k.v4
+    ? I.map((i) => `var xa${i} = vec4<f32>(0.0); var xb${i} = vec4<f32>(0.0);`).join(" ")
+    : I.flatMap((i) => E.map((e) => `var x${i}_${e} = 0.0;`)).join(" ");
+  const fma = (i: number, j: number) =>
+    k.v4
+      ? `t${i}_${j} += dot(xa${i}, da) + dot(xb${i}, db);`
+      : `t${i}_${j} += ${E.map((e) => `x${i}_${e} * d${e}`).join(" + ")};`;
+  const decodeWord = k.v4
+    ? `let da = vec4<f32>(${E.slice(0, 4).map((e) => `decode((cw >> ${4 * e}u) & 15u)`).join(", ")});
+        let db = vec4<f32>(${E.slice(4).map((e) => `decode((cw >> ${4 * e}u) & 15u)`).join(", ")});`
+    : E.map((e) => `let d${e} = decode((cw >> ${4 * e}u) & 15u);`).join(" ");
   return `const WG = ${WG}u;\n${codecWgsl(k.kind)}${wgslHeader(mmSpec(k))}fn main(${MAIN_ARGS}) {
   ${LINEAR_INDEX}
   if (gid >= p.total) { return; }
@@ -536,7 +570,7 @@ const mmCode = memo((key: string) => {
   ${I.map((i) => `let xr${i} = min(m0 + ${i}u, p.M - 1u) * p.K;`).join("\n  ")}
   ${J.map((j) => `let cr${j} = min(n0 + ${j}u, p.N - 1u);`).join("\n  ")}
   ${each((i, j) => `var a${i}_${j} = 0.0;`)}
-  ${I.flatMap((i) => E.map((e) => `var x${i}_${e} = 0.0;`)).join(" ")}
+  ${xDecl}
   for (var b = 0u; b < p.blocks; b++) {
     ${each((i, j) => `var t${i}_${j} = 0.0;`)}
     for (var w = b * p.wpb; w < (b + 1u) * p.wpb; w++) {
@@ -550,8 +584,8 @@ const mmCode = memo((key: string) => {
     J.map((j) =>
       `{
         let cw = codes[cr${j} * p.words + w];
-        ${E.map((e) => `let d${e} = decode((cw >> ${4 * e}u) & 15u);`).join(" ")}
-        ${I.map((i) => `t${i}_${j} += ${E.map((e) => `x${i}_${e} * d${e}`).join(" + ")};`).join("\n        ")}
+        ${decodeWord}
+        ${I.map((i) => fma(i, j)).join("\n        ")}
       }`
     ).join("\n      ")
   }
@@ -615,12 +649,22 @@ export function matmulQ4(
   const rm = M < 4 ? 1 : 4;
   const nbn = Math.ceil(N / RN);
   const total = nbn * Math.ceil(M / rm);
-  const key: MmKey = { kind: l.kind, rm, bias: !!bias };
+  const key: MmKey = { kind: l.kind, rm, bias: !!bias, v4: K % 4 === 0 };
   launch(
     mmSpec(key),
     mmCode(JSON.stringify(key)),
     bias ? [out, x, q.codes, q.scales, bias] : [out, x, q.codes, q.scales],
-    { M, N, K, words, wpb: l.blockSize / 8, blocks, nbn, total },
+    {
+      M,
+      N,
+      K,
+      words,
+      wpb: l.blockSize / 8,
+      blocks,
+      nbn,
+      total,
+      xlast: Math.max(0, Math.ceil(M * K / 4) - 1),
+    },
     gridFor(total, WG),
   );
 }
