@@ -22,66 +22,24 @@ const TRANSFORMERS_VERSION = "4.47.0";
  * `PretrainedConfig` attributes that steer generation, heads for other tasks or bookkeeping, never
  * the decoder's weights or math: accepted and dropped.
  */
+// deno-fmt-ignore
 const BOOKKEEPING = new Set([
-  "architectures",
-  "model_type",
-  "torch_dtype",
-  "transformers_version",
-  "use_cache",
-  "_name_or_path",
-  "auto_map",
-  "return_dict",
-  "output_hidden_states",
-  "output_attentions",
-  "torchscript",
-  "use_bfloat16",
-  "tf_legacy_loss",
-  "pruned_heads",
-  "chunk_size_feed_forward",
-  "is_encoder_decoder",
-  "is_decoder",
-  "cross_attention_hidden_size",
-  "tie_encoder_decoder",
-  "finetuning_task",
-  "id2label",
-  "label2id",
-  "tokenizer_class",
-  "prefix",
-  "sep_token_id",
-  "decoder_start_token_id",
-  "task_specific_params",
-  "problem_type",
-  "max_length",
-  "min_length",
-  "do_sample",
-  "early_stopping",
-  "num_beams",
-  "num_beam_groups",
-  "diversity_penalty",
-  "temperature",
-  "top_k",
-  "top_p",
-  "typical_p",
-  "repetition_penalty",
-  "length_penalty",
-  "no_repeat_ngram_size",
-  "encoder_no_repeat_ngram_size",
-  "bad_words_ids",
-  "num_return_sequences",
-  "output_scores",
-  "return_dict_in_generate",
-  "forced_bos_token_id",
-  "forced_eos_token_id",
-  "remove_invalid_values",
-  "exponential_decay_length_penalty",
-  "suppress_tokens",
-  "begin_suppress_tokens",
-  "_attn_implementation_autoset",
-  "attn_implementation",
-  "gradient_checkpointing",
-]); // deno-fmt-ignore
+  "architectures", "model_type", "torch_dtype", "transformers_version", "use_cache", "_name_or_path",
+  "auto_map", "return_dict", "output_hidden_states", "output_attentions", "torchscript",
+  "use_bfloat16", "tf_legacy_loss", "pruned_heads", "chunk_size_feed_forward", "is_encoder_decoder",
+  "is_decoder", "cross_attention_hidden_size", "tie_encoder_decoder", "finetuning_task", "id2label",
+  "label2id", "tokenizer_class", "prefix", "sep_token_id", "decoder_start_token_id",
+  "task_specific_params", "problem_type", "max_length", "min_length", "do_sample", "early_stopping",
+  "num_beams", "num_beam_groups", "diversity_penalty", "temperature", "top_k", "top_p", "typical_p",
+  "repetition_penalty", "length_penalty", "no_repeat_ngram_size", "encoder_no_repeat_ngram_size",
+  "bad_words_ids", "num_return_sequences", "output_scores", "return_dict_in_generate",
+  "forced_bos_token_id", "forced_eos_token_id", "remove_invalid_values",
+  "exponential_decay_length_penalty", "suppress_tokens", "begin_suppress_tokens",
+  "_attn_implementation_autoset", "attn_implementation", "gradient_checkpointing",
+]);
 
 /** Per-family keys that carry no architecture (accepted and dropped). */
+// deno-fmt-ignore
 const FAMILY_BOOKKEEPING: Record<ModelArch, string[]> = {
   // pretraining_tp > 1 only slices the matmuls differently (same math up to rounding).
   llama: ["pretraining_tp"],
@@ -93,7 +51,7 @@ const FAMILY_BOOKKEEPING: Record<ModelArch, string[]> = {
     "summary_type", "summary_use_proj", "summary_activation", "summary_proj_to_labels",
     "summary_first_dropout", "n_ctx", "reorder_and_upcast_attn",
   ],
-}; // deno-fmt-ignore
+};
 
 /** Reads typed values from the JSON, remembering which keys were used and every problem. */
 class Reader {
@@ -215,6 +173,7 @@ function ropeScaling(r: Reader, arch: ModelArch): RopeScaling | null {
 }
 
 /** The llama-style families' shared keys and their HF class defaults. */
+// deno-fmt-ignore
 const LLAMA_LIKE_DEFAULTS: Record<Exclude<ModelArch, "gpt2">, Record<string, number | null>> = {
   llama: {
     vocab_size: 32000,
@@ -266,7 +225,7 @@ const LLAMA_LIKE_DEFAULTS: Record<Exclude<ModelArch, "gpt2">, Record<string, num
     eos: 32000,
     pad: 32000,
   },
-}; // deno-fmt-ignore
+};
 
 function llamaLike(r: Reader, arch: Exclude<ModelArch, "gpt2">): Partial<ModelConfig> {
   const d = LLAMA_LIKE_DEFAULTS[arch];
