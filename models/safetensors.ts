@@ -4,7 +4,8 @@
  * little-endian data. Reads are lazy: {@linkcode SafetensorsFile} reads the header once and each
  * tensor's bytes on demand (seek + read), so a checkpoint larger than memory streams tensor by
  * tensor; sharded checkpoints go through `model.safetensors.index.json`. Writes pad the header to
- * 8 bytes with spaces, order tensors by name and land atomically (temp file + rename).
+ * 8 bytes with spaces, order tensors as the reference writer does (widest dtype first, then by
+ * name) and land atomically (temp file + rename).
  * Hostile files (bad lengths, offsets, dtypes, names, index paths) are refused with a SyntaxError
  * naming the file.
  * @module
@@ -467,7 +468,31 @@ export async function readSafetensors(
 }
 
 type Tensors = Record<string, TensorInput> | Map<string, TensorInput>;
-const entriesOf = (t: Tensors) => (t instanceof Map ? [...t.entries()] : Object.entries(t));
+
+/**
+ * The reference writer's order (`safetensors` `serialize`): dtype descending in its `Dtype` enum
+ * (`BOOL < U8 < I8 < I16 < F16 < BF16 < I32 < F32 < F64 < I64`), then name. Wider types come
+ * first, so every tensor starts aligned to its element size.
+ */
+const DTYPE_RANK: Record<SafetensorsDtype, number> = {
+  BOOL: 0,
+  U8: 1,
+  I8: 2,
+  I16: 3,
+  F16: 4,
+  BF16: 5,
+  I32: 6,
+  F32: 7,
+  F64: 8,
+  I64: 9,
+};
+
+/** Entries in the writer's order (see {@linkcode DTYPE_RANK}). */
+function ordered(t: Tensors): [string, TensorInput][] {
+  const list = t instanceof Map ? [...t.entries()] : Object.entries(t);
+  const rank = (x: TensorInput) => DTYPE_RANK[x.dtype] ?? -1;
+  return list.sort(([a, x], [b, y]) => rank(y) - rank(x) || (a < b ? -1 : a > b ? 1 : 0));
+}
 
 /** Write `chunks()` to `path` atomically: a temp file in the same folder, synced, then renamed. */
 async function atomicWrite(
@@ -495,7 +520,9 @@ async function atomicWrite(
 
 /**
  * Write tensors to a `.safetensors` file as the Hugging Face writer does: `__metadata__` first,
- * tensors in sorted-name order and contiguous, header padded with spaces to a multiple of 8.
+ * tensors contiguous in the reference writer's order (by name within each dtype, widest dtype
+ * first so every tensor is aligned; all-f32 checkpoints are simply name-sorted), header padded
+ * with spaces to a multiple of 8 (the shared fixture files are reproduced byte for byte).
  * Data is converted one tensor at a time while streaming to a temp file, which is then renamed
  * over `path` (readers never see a partial file).
  *
@@ -511,7 +538,7 @@ export async function writeSafetensors(
   opts: { metadata?: Record<string, string> | null } = {},
 ): Promise<void> {
   const metadata = opts.metadata === undefined ? { format: "pt" } : opts.metadata;
-  const list = entriesOf(tensors).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  const list = ordered(tensors);
   const header: Record<string, unknown> = {};
   if (metadata) {
     for (const [k, v] of Object.entries(metadata)) {
@@ -543,7 +570,7 @@ export async function writeSafetensors(
 }
 
 /**
- * Write a sharded checkpoint as `save_pretrained` does: tensors in sorted-name order packed into
+ * Write a sharded checkpoint as `save_pretrained` does: tensors in the writer's order packed into
  * `model-0000k-of-0000n.safetensors` of at most `max_shard_size` bytes each (a larger tensor gets
  * a shard of its own) and `model.safetensors.index.json` (`metadata.total_size`, `weight_map`).
  * With a single shard it writes only `model.safetensors`, as HF does.
@@ -563,7 +590,7 @@ export async function writeSafetensorsSharded(
     throw new RangeError(`Cannot write shards to ${dir}: max_shard_size must be positive: ${max}`);
   }
   await Deno.mkdir(dir, { recursive: true });
-  const list = entriesOf(tensors).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  const list = ordered(tensors);
   const shards: [string, TensorInput][][] = [];
   let size = 0, total = 0;
   for (const e of list) {
