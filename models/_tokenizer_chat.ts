@@ -1,0 +1,57 @@
+/**
+ * Chat-template rendering shared by the tokenizers in `tokenizer.ts` and `bpe.ts`: the Jinja
+ * engine of `@huggingface/jinja` (the one `@huggingface/transformers` uses), fed the same context
+ * as `PreTrainedTokenizer.apply_chat_template` in transformers.js v4 (`messages`,
+ * `add_generation_prompt`, the special token strings, then extra variables).
+ * @module
+ */
+import { Template } from "npm:@huggingface/jinja@^0.5";
+
+/** The special token strings a template may use, as in transformers' `SPECIAL_TOKEN_ATTRIBUTES`. */
+export const SPECIAL_TOKEN_KEYS = [
+  "bos_token",
+  "eos_token",
+  "unk_token",
+  "sep_token",
+  "pad_token",
+  "cls_token",
+  "mask_token",
+] as const;
+
+/** Compiles templates once per tokenizer (held by the tokenizer, no module-level cache). */
+export class ChatTemplateRenderer {
+  readonly #compiled = new Map<string, Template>();
+
+  /**
+   * Render `template` with the transformers.js context.
+   * @throws {SyntaxError} when the template does not parse, naming `where`.
+   */
+  render(
+    template: string,
+    where: string,
+    context: Record<string, unknown>,
+  ): string {
+    let compiled = this.#compiled.get(template);
+    if (!compiled) {
+      try {
+        compiled = new Template(template);
+      } catch (e) {
+        throw new SyntaxError(
+          `Cannot parse chat template from ${where}: ${(e as Error).message}; fix the Jinja syntax`,
+          { cause: e },
+        );
+      }
+      this.#compiled.set(template, compiled);
+    }
+    return compiled.render(context);
+  }
+}
+
+/** The token string of a `tokenizer_config.json` entry: a string, or `{content}` (AddedToken). */
+export function tokenContent(value: unknown): string | null {
+  if (typeof value === "string") return value;
+  if (value && typeof value === "object" && typeof (value as { content?: unknown }).content === "string") {
+    return (value as { content: string }).content;
+  }
+  return null;
+}

@@ -1,0 +1,147 @@
+/**
+ * Reading and writing the Hugging Face tokenizer files: `tokenizer.json` (the `tokenizers` format),
+ * `tokenizer_config.json`, `special_tokens_map.json` and `chat_template.jinja`. Errors name the file,
+ * what is wrong and how to fix it.
+ * @module
+ */
+import { join } from "node:path";
+import { SPECIAL_TOKEN_KEYS, tokenContent } from "./_tokenizer_chat.ts";
+
+/** The parsed files of one tokenizer folder. */
+export interface TokenizerFiles {
+  /** `tokenizer.json`, parsed; `model` is checked to be an object with a string `type`. */
+  tokenizer: Record<string, unknown>;
+  /** `tokenizer.json` exactly as read (written back unchanged by `save`). */
+  tokenizerText: string;
+  /** `tokenizer_config.json` merged with `special_tokens_map.json` and `chat_template.jinja`. */
+  config: Record<string, unknown>;
+  /** Where `config.chat_template` came from (a file path), or null when there is none. */
+  chatTemplateSource: string | null;
+}
+
+async function readOptional(path: string): Promise<string | null> {
+  try {
+    return await Deno.readTextFile(path);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return null;
+    throw e;
+  }
+}
+
+function parseObject(text: string, path: string): Record<string, unknown> {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (e) {
+    throw new SyntaxError(
+      `Cannot parse ${path}: ${(e as Error).message}; the file must be JSON as written by save_pretrained()`,
+      { cause: e },
+    );
+  }
+  if (!value || typeof value !== "object" || Array.isArray(value)) {
+    throw new SyntaxError(`Cannot read ${path}: the top level is not a JSON object`);
+  }
+  return value as Record<string, unknown>;
+}
+
+/**
+ * Read a tokenizer folder. `tokenizer.json` is required; the other files are optional. As in
+ * transformers (Python), `chat_template.jinja` overrides a `chat_template` in the config, and
+ * `special_tokens_map.json` fills special tokens the config lacks.
+ * @throws {Deno.errors.NotFound} when `tokenizer.json` is missing.
+ * @throws {SyntaxError} when a file is not valid JSON or `tokenizer.json` has no usable `model`.
+ */
+export async function readTokenizerFiles(dir: string): Promise<TokenizerFiles> {
+  const tokenizerPath = join(dir, "tokenizer.json");
+  const tokenizerText = await readOptional(tokenizerPath);
+  if (tokenizerText === null) {
+    throw new Deno.errors.NotFound(
+      `Cannot load tokenizer: ${tokenizerPath} not found; fledge needs the "fast" tokenizer.json ` +
+        `(write one in Python with AutoTokenizer.from_pretrained(...).save_pretrained(dir), ` +
+        `or train one with trainBpeTokenizer())`,
+    );
+  }
+  const tokenizer = parseObject(tokenizerText, tokenizerPath);
+  const model = tokenizer.model as Record<string, unknown> | undefined;
+  if (!model || typeof model !== "object" || typeof model.type !== "string") {
+    throw new SyntaxError(
+      `Cannot load tokenizer from ${tokenizerPath}: key "model" must be an object with a string "type" ` +
+        `(BPE, WordPiece, Unigram, WordLevel); got ${JSON.stringify(model)?.slice(0, 80)}`,
+    );
+  }
+  const configPath = join(dir, "tokenizer_config.json");
+  const configText = await readOptional(configPath);
+  const config = configText === null ? {} : parseObject(configText, configPath);
+
+  const mapPath = join(dir, "special_tokens_map.json");
+  const mapText = await readOptional(mapPath);
+  if (mapText !== null) {
+    const map = parseObject(mapText, mapPath);
+    for (const key of [...SPECIAL_TOKEN_KEYS, "additional_special_tokens"]) {
+      if (config[key] == null && map[key] != null) config[key] = map[key];
+    }
+  }
+
+  let chatTemplateSource: string | null = config.chat_template != null ? configPath : null;
+  const jinjaPath = join(dir, "chat_template.jinja");
+  const jinja = await readOptional(jinjaPath);
+  if (jinja !== null) {
+    config.chat_template = jinja;
+    chatTemplateSource = jinjaPath;
+  } else {
+    const legacyPath = join(dir, "chat_template.json");
+    const legacy = await readOptional(legacyPath);
+    if (legacy !== null) {
+      const parsed = parseObject(legacy, legacyPath);
+      if (typeof parsed.chat_template !== "string") {
+        throw new SyntaxError(`Cannot read ${legacyPath}: key "chat_template" must be a string`);
+      }
+      config.chat_template = parsed.chat_template;
+      chatTemplateSource = legacyPath;
+    }
+  }
+  if (config.chat_template != null && typeof config.chat_template !== "string") {
+    if (!Array.isArray(config.chat_template)) {
+      throw new SyntaxError(
+        `Cannot read ${chatTemplateSource}: "chat_template" must be a string or a list of {name, template}`,
+      );
+    }
+  }
+  return { tokenizer, tokenizerText, config, chatTemplateSource };
+}
+
+/** `special_tokens_map.json` content for a config: the special token keys it sets. */
+export function specialTokensMap(config: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const key of SPECIAL_TOKEN_KEYS) {
+    const content = tokenContent(config[key]);
+    if (content !== null) out[key] = content;
+  }
+  if (Array.isArray(config.additional_special_tokens) && config.additional_special_tokens.length > 0) {
+    out.additional_special_tokens = config.additional_special_tokens;
+  }
+  return out;
+}
+
+/**
+ * Write `tokenizer.json` (text as given), `tokenizer_config.json` and `special_tokens_map.json` into
+ * `dir` (created when missing). Each file is written to a temporary name and renamed into place.
+ */
+export async function writeTokenizerFiles(
+  dir: string,
+  tokenizerText: string,
+  config: Record<string, unknown>,
+): Promise<void> {
+  await Deno.mkdir(dir, { recursive: true });
+  const files: [string, string][] = [
+    ["tokenizer.json", tokenizerText],
+    ["tokenizer_config.json", JSON.stringify(config, null, 2) + "\n"],
+    ["special_tokens_map.json", JSON.stringify(specialTokensMap(config), null, 2) + "\n"],
+  ];
+  for (const [name, text] of files) {
+    const path = join(dir, name);
+    const tmp = `${path}.tmp-${crypto.randomUUID().slice(0, 8)}`;
+    await Deno.writeTextFile(tmp, text);
+    await Deno.rename(tmp, path);
+  }
+}

@@ -1,0 +1,236 @@
+/**
+ * Tokenizers for fledge: the {@link Tokenizer} interface the rest of the kit uses, and
+ * {@link loadTokenizer}, which loads any Hugging Face tokenizer folder (`tokenizer.json`,
+ * `tokenizer_config.json`, `special_tokens_map.json`, `chat_template.jinja`) through
+ * `@huggingface/transformers` v4 (its `PreTrainedTokenizer`, built from the parsed files, so nothing
+ * is ever downloaded). Byte-level BPE training for from-scratch models lives in `bpe.ts`.
+ * @module
+ */
+import type { PreTrainedTokenizer } from "npm:@huggingface/transformers@^4";
+import { ChatTemplateRenderer, SPECIAL_TOKEN_KEYS, tokenContent } from "./_tokenizer_chat.ts";
+import { readTokenizerFiles, writeTokenizerFiles } from "./_tokenizer_files.ts";
+
+/** Options of {@link Tokenizer.encode}. */
+export interface EncodeOptions {
+  /** Add the tokens the tokenizer's post-processor adds (e.g. BOS); default true, as in HF. */
+  add_special_tokens?: boolean;
+}
+
+/** Options of {@link Tokenizer.decode}. */
+export interface DecodeOptions {
+  /** Drop special tokens (BOS, EOS, pad, ...) from the text; default false. */
+  skip_special_tokens?: boolean;
+  /**
+   * Remove spaces before punctuation (`" ."` -> `"."`); default: the tokenizer config's
+   * `clean_up_tokenization_spaces` (tokenizers trained by fledge set it false so that decoding is exact).
+   */
+  clean_up_tokenization_spaces?: boolean;
+}
+
+/** One chat message; `role` is usually `system`, `user` or `assistant`. */
+export interface ChatMessage {
+  role: string;
+  content: string;
+  [key: string]: unknown;
+}
+
+/** Options of {@link Tokenizer.applyChatTemplate}. */
+export interface ChatTemplateOptions {
+  /** End with the text that opens an assistant turn (the template decides what); default false. */
+  add_generation_prompt?: boolean;
+  /** A Jinja template to use instead of the tokenizer's, or the name of one of its templates. */
+  chat_template?: string;
+  /** Extra template variables (e.g. `tools`, `documents`, `enable_thinking`). */
+  template_kwargs?: Record<string, unknown>;
+}
+
+/** The rendered prompt and its ids (encoded without adding special tokens, as in HF). */
+export interface ChatTemplateResult {
+  text: string;
+  ids: number[];
+}
+
+/** A text tokenizer: the contract between fledge and any tokenizer implementation. */
+export interface Tokenizer {
+  /** Number of ids: the largest id (vocabulary or added token) + 1; the embedding needs this many rows. */
+  readonly vocab_size: number;
+  /** Id of `bos_token`, or null when the tokenizer has none. */
+  readonly bos_token_id: number | null;
+  /** Id of `eos_token`, or null when the tokenizer has none. */
+  readonly eos_token_id: number | null;
+  /** Id of `pad_token`, or null when the tokenizer has none (callers then usually pad with EOS). */
+  readonly pad_token_id: number | null;
+  /** Ids of all special tokens (skipped by `decode` with `skip_special_tokens`). */
+  readonly special_token_ids: readonly number[];
+  /** The Jinja chat template, or null when there is none (then `applyChatTemplate` throws). */
+  readonly chat_template: string | null;
+  /** Text -> ids. */
+  encode(text: string, options?: EncodeOptions): number[];
+  /** Ids -> text. An empty list gives "". */
+  decode(ids: ArrayLike<number>, options?: DecodeOptions): string;
+  /** The id of a token string (vocabulary or added token), or null. */
+  tokenToId(token: string): number | null;
+  /** The token string of an id, or null when out of range. */
+  idToToken(id: number): string | null;
+  /** Render messages with the chat template, then encode the text without adding special tokens. */
+  applyChatTemplate(messages: ChatMessage[], options?: ChatTemplateOptions): ChatTemplateResult;
+  /** Write `tokenizer.json`, `tokenizer_config.json` and `special_tokens_map.json` into `dir`. */
+  save(dir: string): Promise<void>;
+}
+
+/** Throw a RangeError unless every id is an integer in `[0, vocabSize)`. */
+export function checkIds(ids: ArrayLike<number>, vocabSize: number): void {
+  for (let i = 0; i < ids.length; i++) {
+    const id = ids[i];
+    if (!Number.isInteger(id) || id < 0 || id >= vocabSize) {
+      throw new RangeError(
+        `Cannot decode: ids[${i}] = ${id} is not a token id in [0, ${vocabSize}); ` +
+          `check that the model's vocab_size matches the tokenizer`,
+      );
+    }
+  }
+}
+
+/** A tokenizer loaded from Hugging Face files, backed by transformers.js `PreTrainedTokenizer`. */
+class HfTokenizer implements Tokenizer {
+  readonly vocab_size: number;
+  readonly bos_token_id: number | null;
+  readonly eos_token_id: number | null;
+  readonly pad_token_id: number | null;
+  readonly special_token_ids: readonly number[];
+  readonly chat_template: string | null;
+  readonly #hf: PreTrainedTokenizer;
+  readonly #tokenizerText: string;
+  readonly #config: Record<string, unknown>;
+  readonly #where: string;
+  readonly #renderer = new ChatTemplateRenderer();
+  readonly #idToToken: (string | undefined)[] = [];
+
+  constructor(
+    hf: PreTrainedTokenizer,
+    tokenizerText: string,
+    config: Record<string, unknown>,
+    where: string,
+  ) {
+    this.#hf = hf;
+    this.#tokenizerText = tokenizerText;
+    this.#config = config;
+    this.#where = where;
+    for (const [token, id] of hf.get_vocab() as Map<string, number>) this.#idToToken[id] = token;
+    this.vocab_size = this.#idToToken.length;
+    const idOf = (key: string) => {
+      const content = tokenContent(config[key]);
+      return content === null ? null : this.tokenToId(content);
+    };
+    this.bos_token_id = idOf("bos_token");
+    this.eos_token_id = idOf("eos_token");
+    this.pad_token_id = idOf("pad_token");
+    this.special_token_ids = [...(hf.all_special_ids as number[])];
+    const template = config.chat_template;
+    this.chat_template = typeof template === "string"
+      ? template
+      : Array.isArray(template)
+      ? (template.find((t) => t?.name === "default")?.template ?? null)
+      : null;
+  }
+
+  encode(text: string, options: EncodeOptions = {}): number[] {
+    return this.#hf.encode(text, { add_special_tokens: options.add_special_tokens ?? true });
+  }
+
+  decode(ids: ArrayLike<number>, options: DecodeOptions = {}): string {
+    if (ids.length === 0) return "";
+    checkIds(ids, this.vocab_size);
+    return this.#hf.decode(Array.from(ids), {
+      skip_special_tokens: options.skip_special_tokens ?? false,
+      clean_up_tokenization_spaces: options.clean_up_tokenization_spaces ?? null,
+    } as { skip_special_tokens: boolean; clean_up_tokenization_spaces: boolean });
+  }
+
+  tokenToId(token: string): number | null {
+    return (this.#hf.convert_tokens_to_ids(token) as number | undefined) ?? null;
+  }
+
+  idToToken(id: number): string | null {
+    return this.#idToToken[id] ?? null;
+  }
+
+  applyChatTemplate(messages: ChatMessage[], options: ChatTemplateOptions = {}): ChatTemplateResult {
+    let template: unknown = this.#config.chat_template;
+    if (options.chat_template !== undefined) {
+      const named = Array.isArray(template)
+        ? template.find((t) => t?.name === options.chat_template)?.template
+        : undefined;
+      template = named ?? options.chat_template;
+    } else if (Array.isArray(template)) {
+      template = this.chat_template;
+    }
+    if (typeof template !== "string") {
+      throw new TypeError(
+        `Cannot apply chat template: ${this.#where} has no chat_template; add one to ` +
+          `tokenizer_config.json (key "chat_template") or a chat_template.jinja file, or pass options.chat_template`,
+      );
+    }
+    const specials: Record<string, string> = {};
+    for (const key of SPECIAL_TOKEN_KEYS) {
+      const content = tokenContent(this.#config[key]);
+      if (content !== null) specials[key] = content;
+    }
+    const text = this.#renderer.render(template, this.#where, {
+      messages,
+      add_generation_prompt: options.add_generation_prompt ?? false,
+      tools: null,
+      documents: null,
+      ...specials,
+      ...options.template_kwargs,
+    });
+    return { text, ids: this.encode(text, { add_special_tokens: false }) };
+  }
+
+  async save(dir: string): Promise<void> {
+    await writeTokenizerFiles(dir, this.#tokenizerText, this.#config);
+  }
+}
+
+/**
+ * Load a Hugging Face tokenizer folder through `@huggingface/transformers` v4, offline. The tokenizer
+ * is built from the parsed files (no hub lookup, no cache, no download).
+ *
+ * @param dir a folder with `tokenizer.json` (+ optional `tokenizer_config.json`,
+ *   `special_tokens_map.json`, `chat_template.jinja`); use `models/hub.ts` to fetch a hub repo first.
+ * @returns the tokenizer.
+ * @throws {Deno.errors.NotFound} when `tokenizer.json` is missing.
+ * @throws {SyntaxError} when a file is not valid JSON or transformers.js rejects its content.
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { trainBpeTokenizer } from "./bpe.ts";
+ * import { loadTokenizer } from "./tokenizer.ts";
+ * const dir = await Deno.makeTempDir();
+ * const trained = await trainBpeTokenizer(["low lower lowest ".repeat(20)], { vocab_size: 270 });
+ * await trained.save(dir);
+ * const tok = await loadTokenizer(dir);
+ * assert.deepEqual(tok.encode("lowest low"), trained.encode("lowest low"));
+ * assert.equal(tok.decode(tok.encode("lower, lowest!")), "lower, lowest!");
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ */
+export async function loadTokenizer(dir: string): Promise<Tokenizer> {
+  const files = await readTokenizerFiles(dir);
+  const tokenizer = { ...files.tokenizer };
+  // tokenizers.js requires these keys; older tokenizer.json files may omit the null ones.
+  for (const key of ["normalizer", "pre_tokenizer", "post_processor", "decoder"]) tokenizer[key] ??= null;
+  tokenizer.added_tokens ??= [];
+  const { PreTrainedTokenizer } = await import("npm:@huggingface/transformers@^4");
+  let hf: PreTrainedTokenizer;
+  try {
+    hf = new PreTrainedTokenizer(tokenizer, files.config);
+  } catch (e) {
+    throw new SyntaxError(
+      `Cannot load tokenizer from ${dir}/tokenizer.json: ${(e as Error).message}; ` +
+        `the file must be in the Hugging Face tokenizers format that transformers.js v4 supports`,
+      { cause: e },
+    );
+  }
+  return new HfTokenizer(hf, files.tokenizerText, files.config, files.chatTemplateSource ?? `${dir}`);
+}

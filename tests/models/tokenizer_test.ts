@@ -1,0 +1,400 @@
+import { assert, SHARED } from "../_assert.ts";
+import { type BpeTokenizer, trainBpeTokenizer } from "../../models/bpe.ts";
+import { loadTokenizer, type Tokenizer } from "../../models/tokenizer.ts";
+
+const DEBIAN = `${SHARED}/datasets/debian`;
+const FIELDS = ["text", "document", "summary", "en", "de"];
+
+/** Every text field of one Debian train.jsonl (read in place, never copied). */
+async function debianTexts(task: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const line of (await Deno.readTextFile(`${DEBIAN}/${task}/train.jsonl`)).split("\n")) {
+    if (!line) continue;
+    const record = JSON.parse(line);
+    for (const key of FIELDS) if (typeof record[key] === "string") out.push(record[key]);
+  }
+  return out;
+}
+
+const HARD: string[] = [
+  "",
+  " ",
+  "   leading and trailing   ",
+  "tabs\tand\r\nCRLF\n\n\nlines\u000b\u000c",
+  "control \u0000\u0001\u001f\u007f\u0080\u009f chars",
+  "emoji 🐈‍⬛ 👩🏽‍💻 🇩🇪 ❤️ 😀😀😀",
+  "CJK 日本語のテキスト、中文文本，한국어 텍스트",
+  "combining e\u0301 a\u0308 n\u0303\u0323 Z\u0351\u0352\u0353\u0354",
+  "zero\u200bwidth\u200d joiner \ufeffBOM \u00a0nbsp \u2028\u2029 separators",
+  "RTL: مرحبا بالعالم שלום עולם",
+  "astral 𝔘𝔫𝔦𝔠𝔬𝔡𝔢 𓀀 𠜎",
+  "contractions: it's we'll they've I'm you'd don't 'S 'LL",
+  "numbers 1234567890 3.14159 1e-9 ½ ² ٣ 四",
+  "code: for (let i = 0; i < n; i++) { x += y[i] ** 2; } // done",
+  "<|endoftext|>starts and ends<|endoftext|>",
+  "half a special <|endoftext| and <|endof",
+  " ".repeat(300) + "x" + "\n".repeat(200),
+  "a".repeat(2000),
+  "ab".repeat(700) + " " + "0123456789".repeat(80),
+  "Ünïcödé Größe straße ÆØÅ æøå İı ǅ ﬁ",
+];
+
+/** Strings of random code points (no lone surrogates), seeded. */
+function randomStrings(count: number, seed: number): string[] {
+  let s = seed >>> 0;
+  const rand = () => (s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32;
+  const ranges = [[0x20, 0x7e], [0, 0x20], [0xa0, 0x2ff], [0x300, 0x36f], [0x4e00, 0x4fff], [
+    0x1f300,
+    0x1f64f,
+  ], [
+    0x10000,
+    0x10ffff,
+  ]];
+  const out: string[] = [];
+  for (let k = 0; k < count; k++) {
+    let str = "";
+    const len = 1 + Math.floor(rand() * 40);
+    for (let i = 0; i < len; i++) {
+      const [lo, hi] = ranges[Math.floor(rand() * ranges.length)];
+      let cp = lo + Math.floor(rand() * (hi - lo + 1));
+      if (cp >= 0xd800 && cp <= 0xdfff) cp = 0x41;
+      str += String.fromCodePoint(cp);
+    }
+    out.push(str);
+  }
+  return out;
+}
+
+function assertSameIds(a: Tokenizer, b: Tokenizer, texts: string[], label: string): number {
+  let checked = 0;
+  for (const text of texts) {
+    const x = a.encode(text), y = b.encode(text);
+    if (x.length !== y.length || x.some((id, i) => id !== y[i])) {
+      assert.fail(`${label}: ids differ for ${JSON.stringify(text.slice(0, 120))}\n ours ${x}\n hf   ${y}`);
+    }
+    checked++;
+  }
+  return checked;
+}
+
+// One trained tokenizer shared by the tests below: 4096 ids on a 2 MB subset of the Debian text.
+let trained: BpeTokenizer | undefined;
+let trainSeconds = 0;
+async function getTrained(): Promise<BpeTokenizer> {
+  if (!trained) {
+    const texts = (await debianTexts("summarization")).slice(0, 6000);
+    const t0 = performance.now();
+    trained = await trainBpeTokenizer(texts, {
+      vocab_size: 4096,
+      special_tokens: ["<|endoftext|>", "<|pad|>"],
+      pad_token: "<|pad|>",
+    });
+    trainSeconds = (performance.now() - t0) / 1000;
+  }
+  return trained;
+}
+
+Deno.test("trainBpeTokenizer() learns a 4096-id byte-level vocab on Debian text, fast and deterministic", async () => {
+  const tok = await getTrained();
+  const texts = (await debianTexts("summarization")).slice(0, 6000);
+  const chars = texts.reduce((n, t) => n + t.length, 0);
+  console.log(`trained 4096 ids on ${(chars / 1e6).toFixed(2)} M chars in ${trainSeconds.toFixed(2)} s`);
+  assert.ok(trainSeconds < 20, `training took ${trainSeconds} s`);
+  assert.equal(tok.vocab_size, 4096);
+  assert.equal(tok.idToToken(0), "<|endoftext|>");
+  assert.equal(tok.idToToken(1), "<|pad|>");
+  assert.equal(tok.idToToken(2 + 0x41), "A");
+  assert.equal(tok.idToToken(2 + 0x20), "Ġ");
+  assert.deepEqual([tok.bos_token_id, tok.eos_token_id, tok.pad_token_id], [0, 0, 1]);
+  assert.deepEqual(tok.special_token_ids, [0, 1]);
+  // Frequent English words become single tokens.
+  for (const word of ["Ġthe", "Ġand", "Ġpackage", "Ġlibrary"]) {
+    assert.notEqual(tok.tokenToId(word), null, word);
+  }
+  // Same input, same merges.
+  const again = await trainBpeTokenizer(texts.slice(0, 1000), { vocab_size: 600 });
+  const again2 = await trainBpeTokenizer(texts.slice(0, 1000), { vocab_size: 600 });
+  assert.deepEqual(again.spec.merges, again2.spec.merges);
+  assert.equal(again.spec.merges.length, 600 - 257);
+});
+
+Deno.test("trainBpeTokenizer() accepts async iterables and stops at min_frequency", async () => {
+  async function* gen() {
+    yield "aaa bbb aaa bbb";
+    yield "ccc";
+  }
+  const tok = await trainBpeTokenizer(gen(), { vocab_size: 1000, min_frequency: 2 });
+  // Pairs seen at least twice: (a,a) (b,b) (Ġ,a)... ; nowhere near 1000 ids.
+  assert.ok(tok.vocab_size < 270, `vocab_size ${tok.vocab_size}`);
+  assert.equal(tok.decode(tok.encode("aaa bbb ccc")), "aaa bbb ccc");
+  assert.deepEqual(tok.encode("aaa").map((id) => tok.idToToken(id)), ["aaa"]);
+});
+
+Deno.test("trainBpeTokenizer() lists every invalid option at once", async () => {
+  await assert.rejects(
+    () => trainBpeTokenizer(["x"], { vocab_size: 100, special_tokens: ["<a>", "<a>"], bos_token: "<s>" }),
+    (e: Error) =>
+      e instanceof RangeError && /vocab_size must be an integer >= 258/.test(e.message) &&
+      /duplicates/.test(e.message) && /bos_token "<s>" must be one of special_tokens/.test(e.message),
+  );
+  await assert.rejects(
+    () => trainBpeTokenizer([42 as unknown as string], { vocab_size: 300 }),
+    (e: Error) => e instanceof TypeError && /text 0 is number/.test(e.message),
+  );
+});
+
+Deno.test("BpeTokenizer round-trips every Debian text and hard strings exactly", async () => {
+  const tok = await getTrained();
+  let count = 0, chars = 0, tokens = 0;
+  const t0 = performance.now();
+  for (const task of ["summarization", "translation", "classification", "classification-binary"]) {
+    for (const text of await debianTexts(task)) {
+      const ids = tok.encode(text);
+      const back = tok.decode(ids);
+      if (back !== text) assert.fail(`round trip failed in ${task}: ${JSON.stringify(text.slice(0, 200))}`);
+      count++;
+      chars += text.length;
+      tokens += ids.length;
+    }
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  console.log(
+    `round trip: ${count} Debian texts, ${(chars / 1e6).toFixed(1)} M chars, ${tokens} tokens ` +
+      `(${(chars / tokens).toFixed(2)} chars/token) in ${seconds.toFixed(1)} s`,
+  );
+  for (const text of [...HARD, ...randomStrings(2000, 7)]) {
+    assert.equal(tok.decode(tok.encode(text)), text, JSON.stringify(text));
+  }
+});
+
+Deno.test("a saved BpeTokenizer loaded by @huggingface/transformers gives identical ids and text", async () => {
+  const tok = await getTrained();
+  const dir = await Deno.makeTempDir();
+  try {
+    await tok.save(dir);
+    const hf = await loadTokenizer(dir);
+    assert.equal(hf.vocab_size, tok.vocab_size);
+    assert.deepEqual([hf.bos_token_id, hf.eos_token_id, hf.pad_token_id], [0, 0, 1]);
+    assert.deepEqual(hf.special_token_ids, [0, 1]);
+    const debian = [
+      ...(await debianTexts("translation")).filter((_, i) => i % 10 === 0),
+      ...(await debianTexts("classification")).filter((_, i) => i % 25 === 0),
+    ];
+    const random = randomStrings(500, 11);
+    const n = assertSameIds(tok, hf, [...debian, ...HARD, ...random], "Debian + hard + random");
+    console.log(`HF == ours on ${n} texts (${debian.length} Debian)`);
+    for (const text of [...HARD, ...debian.slice(0, 200)]) {
+      const ids = tok.encode(text);
+      assert.equal(hf.decode(ids), tok.decode(ids));
+      assert.equal(
+        hf.decode(ids, { skip_special_tokens: true }),
+        tok.decode(ids, { skip_special_tokens: true }),
+      );
+    }
+    // Partial UTF-8 sequences decode to U+FFFD in both.
+    const firstByte = tok.tokenToId("ð");
+    assert.notEqual(firstByte, null);
+    assert.equal(tok.decode([firstByte!]), hf.decode([firstByte!]));
+    assert.equal(tok.decode([firstByte!]), "\ufffd");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("BpeTokenizer.save() writes the Hugging Face files", async () => {
+  const tok = await getTrained();
+  const dir = await Deno.makeTempDir();
+  try {
+    await tok.save(dir);
+    const json = JSON.parse(await Deno.readTextFile(`${dir}/tokenizer.json`));
+    assert.equal(json.model.type, "BPE");
+    assert.equal(json.model.merges.length, tok.spec.merges.length);
+    assert.equal(typeof json.model.merges[0], "string");
+    assert.deepEqual(json.pre_tokenizer, {
+      type: "ByteLevel",
+      add_prefix_space: false,
+      trim_offsets: true,
+      use_regex: true,
+    });
+    assert.equal(json.decoder.type, "ByteLevel");
+    assert.equal(json.post_processor.type, "ByteLevel");
+    assert.deepEqual(json.added_tokens.map((t: { content: string }) => t.content), [
+      "<|endoftext|>",
+      "<|pad|>",
+    ]);
+    assert.ok(
+      json.added_tokens.every((t: { special: boolean; normalized: boolean }) => t.special && !t.normalized),
+    );
+    assert.equal(Object.keys(json.model.vocab).length, 4096);
+    // Written in id order (JSON.parse would reorder integer-like keys, so look at the text).
+    const text = await Deno.readTextFile(`${dir}/tokenizer.json`);
+    assert.ok(text.includes('"vocab": {\n      "<|endoftext|>": 0,\n      "<|pad|>": 1,\n      "Ā": 2,'));
+    const config = JSON.parse(await Deno.readTextFile(`${dir}/tokenizer_config.json`));
+    assert.equal(config.tokenizer_class, "PreTrainedTokenizerFast");
+    assert.equal(config.clean_up_tokenization_spaces, false);
+    assert.equal(config.added_tokens_decoder["1"].content, "<|pad|>");
+    const map = JSON.parse(await Deno.readTextFile(`${dir}/special_tokens_map.json`));
+    assert.deepEqual(map, {
+      bos_token: "<|endoftext|>",
+      eos_token: "<|endoftext|>",
+      unk_token: "<|endoftext|>",
+      pad_token: "<|pad|>",
+    });
+    // A loaded tokenizer saves the same files back.
+    const hf = await loadTokenizer(dir);
+    const dir2 = `${dir}/again`;
+    await hf.save(dir2);
+    assert.equal(
+      await Deno.readTextFile(`${dir2}/tokenizer.json`),
+      await Deno.readTextFile(`${dir}/tokenizer.json`),
+    );
+    const hf2 = await loadTokenizer(dir2);
+    assert.deepEqual(hf2.encode("Debian packages"), tok.encode("Debian packages"));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("add_bos_token / add_eos_token write a TemplateProcessing post-processor HF agrees with", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const tok = await trainBpeTokenizer((await debianTexts("summarization")).slice(0, 300), {
+      vocab_size: 400,
+      special_tokens: ["<s>", "</s>", "<pad>"],
+      bos_token: "<s>",
+      eos_token: "</s>",
+      pad_token: "<pad>",
+      add_bos_token: true,
+      add_eos_token: true,
+    });
+    const ids = tok.encode("hello world");
+    assert.equal(ids[0], 0);
+    assert.equal(ids.at(-1), 1);
+    assert.deepEqual(tok.encode("hello world", { add_special_tokens: false }), ids.slice(1, -1));
+    assert.equal(tok.decode(ids, { skip_special_tokens: true }), "hello world");
+    assert.equal(tok.decode(ids), "<s>hello world</s>");
+    await tok.save(dir);
+    const hf = await loadTokenizer(dir);
+    for (const text of ["hello world", "", " x ", ...HARD.slice(0, 8)]) {
+      assert.deepEqual(hf.encode(text), tok.encode(text), JSON.stringify(text));
+      assert.deepEqual(
+        hf.encode(text, { add_special_tokens: false }),
+        tok.encode(text, { add_special_tokens: false }),
+      );
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+const CHATML =
+  "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + " +
+  "'<|im_end|>' + '\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
+
+Deno.test("applyChatTemplate() renders a ChatML template to the expected text and ids (ours and HF)", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const tok = await trainBpeTokenizer((await debianTexts("summarization")).slice(0, 500), {
+      vocab_size: 500,
+      special_tokens: ["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+      chat_template: CHATML,
+    });
+    const messages = [
+      { role: "system", content: "You summarize Debian packages." },
+      { role: "user", content: "What is 0ad?" },
+    ];
+    const expected = "<|im_start|>system\nYou summarize Debian packages.<|im_end|>\n" +
+      "<|im_start|>user\nWhat is 0ad?<|im_end|>\n<|im_start|>assistant\n";
+    const out = tok.applyChatTemplate(messages, { add_generation_prompt: true });
+    assert.equal(out.text, expected);
+    assert.deepEqual(out.ids, tok.encode(expected, { add_special_tokens: false }));
+    assert.equal(out.ids.filter((id) => id === 1).length, 3); // <|im_start|>
+    assert.equal(out.ids.filter((id) => id === 2).length, 2); // <|im_end|>
+    assert.equal(out.ids[0], 1);
+    assert.equal(tok.decode(out.ids), expected);
+    const noPrompt = tok.applyChatTemplate(messages);
+    assert.ok(!noPrompt.text.endsWith("assistant\n"));
+
+    await tok.save(dir);
+    const hf = await loadTokenizer(dir);
+    assert.equal(hf.chat_template, CHATML);
+    const hfOut = hf.applyChatTemplate(messages, { add_generation_prompt: true });
+    assert.deepEqual(hfOut, out);
+
+    // chat_template.jinja overrides the config's template (as in transformers).
+    await Deno.writeTextFile(
+      `${dir}/chat_template.jinja`,
+      "{{ bos_token }}{{ messages[0]['content'] }}{{ eos_token }}",
+    );
+    const jinja = await loadTokenizer(dir);
+    assert.equal(
+      jinja.applyChatTemplate(messages).text,
+      "<|endoftext|>You summarize Debian packages.<|endoftext|>",
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("applyChatTemplate() without a template and with bad Jinja throws with the fix", async () => {
+  const tok = await trainBpeTokenizer(["abc"], { vocab_size: 260 });
+  assert.throws(() => tok.applyChatTemplate([{ role: "user", content: "hi" }]), TypeError);
+  assert.throws(
+    () => tok.applyChatTemplate([{ role: "user", content: "hi" }], { chat_template: "{% for %}" }),
+    (e: Error) => e instanceof SyntaxError && /Cannot parse chat template/.test(e.message),
+  );
+  const dir = await Deno.makeTempDir();
+  try {
+    await tok.save(dir);
+    const hf = await loadTokenizer(dir);
+    assert.equal(hf.chat_template, null);
+    assert.throws(
+      () => hf.applyChatTemplate([{ role: "user", content: "hi" }]),
+      (e: Error) => e instanceof TypeError && /chat_template\.jinja/.test(e.message),
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("loadTokenizer() names the missing or broken file", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await assert.rejects(
+      () => loadTokenizer(dir),
+      (e: Error) =>
+        e instanceof Deno.errors.NotFound && e.message.includes(`${dir}/tokenizer.json not found`),
+    );
+    await Deno.writeTextFile(`${dir}/tokenizer.json`, "{ not json");
+    await assert.rejects(
+      () => loadTokenizer(dir),
+      (e: Error) => e instanceof SyntaxError && e.message.includes(`Cannot parse ${dir}/tokenizer.json`),
+    );
+    await Deno.writeTextFile(`${dir}/tokenizer.json`, JSON.stringify({ version: "1.0", added_tokens: [] }));
+    await assert.rejects(
+      () => loadTokenizer(dir),
+      (e: Error) => e instanceof SyntaxError && /key "model" must be an object/.test(e.message),
+    );
+    const tok = await trainBpeTokenizer(["abc abc"], { vocab_size: 260 });
+    await tok.save(dir);
+    await Deno.writeTextFile(`${dir}/tokenizer_config.json`, "[1, 2]");
+    await assert.rejects(
+      () => loadTokenizer(dir),
+      (e: Error) =>
+        e instanceof SyntaxError && e.message.includes("tokenizer_config.json: the top level is not"),
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("decode() rejects ids outside the vocabulary and accepts typed arrays", async () => {
+  const tok = await getTrained();
+  assert.throws(
+    () => tok.decode([5, 4096]),
+    (e: Error) => e instanceof RangeError && /ids\[1\] = 4096/.test(e.message),
+  );
+  assert.throws(() => tok.decode([1.5]), RangeError);
+  assert.equal(tok.decode([]), "");
+  assert.equal(tok.decode(Int32Array.from(tok.encode("hello there"))), "hello there");
+});
