@@ -42,12 +42,12 @@ export const NEG = -3.4028234663852886e38;
 
 /** Keys per shared-memory tile of the forward and dQ kernels (K and V tiles). */
 export function keyTile(D: number): number {
-  return Math.max(1, Math.min(32, Math.floor(SHARED_BYTES / (8 * D))));
+  return Math.max(1, Math.min(32, Math.floor(SHARED_BYTES / (32 * Math.ceil(D / 4)))));
 }
 
 /** Queries per shared-memory tile of the dK/dV kernel (Q and dO tiles plus lse and di). */
 export function queryTile(D: number): number {
-  return Math.max(1, Math.min(32, Math.floor(SHARED_BYTES / (8 * D + 8))));
+  return Math.max(1, Math.min(32, Math.floor(SHARED_BYTES / (32 * Math.ceil(D / 4) + 8))));
 }
 
 /** Largest rows (query heads of a group times queries) the split-K kernel holds for head dim D. */
@@ -97,10 +97,30 @@ function build(spec: KernelSpec, head: string, body: string): Built {
   return { spec, code: `${head}${wgslHeader(spec)}${body}` };
 }
 
+/** Number of vec4 chunks of a head row (D padded to a multiple of 4 with zeros in registers). */
+export const chunks = (D: number): number => Math.ceil(D / 4);
+
+/** WGSL `fn ld4_<name>(e: u32, d: u32) -> vec4<f32>`: elements [e, e + 4) of a row, zeros past D. */
+function load4(name: string, D: number): string {
+  const body = D % 4 === 0
+    ? `return vec4<f32>(${name}[e], ${name}[e + 1u], ${name}[e + 2u], ${name}[e + 3u]);`
+    : `var r = vec4<f32>(0.0);
+  for (var c = 0u; c < 4u; c++) { if (d + c < D) { r[c] = ${name}[e + c]; } }
+  return r;`;
+  return `fn ld4_${name}(e: u32, d: u32) -> vec4<f32> {\n  ${body}\n}\n`;
+}
+
+/** WGSL statements storing vec4 `val` at row offset `e` (dim `d`) of `name`, dropping dims past D. */
+function store4(name: string, D: number, e: string, d: string, val: string): string {
+  return D % 4 === 0
+    ? `${name}[${e}] = ${val}.x; ${name}[${e} + 1u] = ${val}.y; ${name}[${e} + 2u] = ${val}.z; ${name}[${e} + 3u] = ${val}.w;`
+    : `for (var c = 0u; c < 4u; c++) { if (${d} + c < D) { ${name}[${e} + c] = ${val}[c]; } }`;
+}
+
 /** Forward, flash style: one workgroup per (query tile, head, batch), one thread per query row. */
 export const flashForward = memo((key: `${number}|${MaskKind}`): Built => {
   const [d, m] = key.split("|") as [string, MaskKind];
-  const D = Number(d), BK = keyTile(D);
+  const D = Number(d), BK = keyTile(D), D4 = chunks(D);
   const spec: KernelSpec = {
     label: "attention.forward",
     params: ATTN_PARAMS,
@@ -108,9 +128,10 @@ export const flashForward = memo((key: `${number}|${MaskKind}`): Built => {
     workgroupSize: [WG, 1, 1],
   };
   const head = `${prelude(D)}const BK = ${BK}u;
-var<workgroup> ks: array<f32, ${BK * D}>;
-var<workgroup> vs: array<f32, ${BK * D}>;
-${visibleFn(m)}${KEY_RANGE}`;
+const D4 = ${D4}u;
+var<workgroup> ks: array<vec4<f32>, ${BK * D4}>;
+var<workgroup> vs: array<vec4<f32>, ${BK * D4}>;
+${visibleFn(m)}${KEY_RANGE}${load4("q", D)}${load4("k", D)}${load4("v", D)}`;
   return build(
     spec,
     head,
@@ -122,22 +143,23 @@ ${visibleFn(m)}${KEY_RANGE}`;
   let valid = i < p.Tq;
   let qpos = p.q_offset + i32(i);
   let qrow = ((b * p.Tq + i) * p.H + h) * D;
-  var qr: array<f32, D>;
-  var acc: array<f32, D>;
+  var qr: array<vec4<f32>, D4>;
+  var acc: array<vec4<f32>, D4>;
   if (valid) {
-    for (var d = 0u; d < D; d++) { qr[d] = q[qrow + d] * p.scale; acc[d] = 0.0; }
+    for (var c = 0u; c < D4; c++) { qr[c] = ld4_q(qrow + 4u * c, 4u * c) * p.scale; }
   }
   var mx = NEG;
   var l = 0.0;
   let last = min(wid.x * WG + WG, p.Tq) - 1u;
   let kr = key_range(p.q_offset + i32(wid.x * WG), p.q_offset + i32(last));
   for (var j0 = kr.x; j0 < kr.y; j0 += BK) {
-    for (var e = lid.x; e < BK * D; e += WG) {
-      let j = j0 + e / D;
+    for (var e = lid.x; e < BK * D4; e += WG) {
+      let j = j0 + e / D4;
       if (j < kr.y) {
-        let src = ((b * p.Tk + j) * p.Hkv + hk) * D + e % D;
-        ks[e] = k[src];
-        vs[e] = v[src];
+        let c = e % D4;
+        let src = ((b * p.Tk + j) * p.Hkv + hk) * D + 4u * c;
+        ks[e] = ld4_k(src, 4u * c);
+        vs[e] = ld4_v(src, 4u * c);
       }
     }
     workgroupBarrier();
@@ -148,23 +170,23 @@ ${visibleFn(m)}${KEY_RANGE}`;
         let j = j0 + jj;
         s[jj] = NEG;
         if (j < kr.y && visible(b, qpos, j)) {
-          var dot = 0.0;
-          for (var d = 0u; d < D; d++) { dot += qr[d] * ks[jj * D + d]; }
-          s[jj] = dot;
-          tmax = max(tmax, dot);
+          var sd = 0.0;
+          for (var c = 0u; c < D4; c++) { sd += dot(qr[c], ks[jj * D4 + c]); }
+          s[jj] = sd;
+          tmax = max(tmax, sd);
         }
       }
       if (tmax > mx) {
         let corr = exp(mx - tmax);
         l *= corr;
-        for (var d = 0u; d < D; d++) { acc[d] *= corr; }
+        for (var c = 0u; c < D4; c++) { acc[c] *= corr; }
         mx = tmax;
       }
       for (var jj = 0u; jj < BK; jj++) {
         if (s[jj] > NEG) {
           let pj = exp(s[jj] - mx);
           l += pj;
-          for (var d = 0u; d < D; d++) { acc[d] += pj * vs[jj * D + d]; }
+          for (var c = 0u; c < D4; c++) { acc[c] += pj * vs[jj * D4 + c]; }
         }
       }
     }
@@ -172,7 +194,11 @@ ${visibleFn(m)}${KEY_RANGE}`;
   }
   if (valid) {
     let inv = select(0.0, 1.0 / l, l > 0.0);
-    for (var d = 0u; d < D; d++) { out[qrow + d] = acc[d] * inv; }
+    for (var c = 0u; c < D4; c++) {
+      let o4 = acc[c] * inv;
+      let dd = 4u * c;
+      ${store4("out", D, "qrow + dd", "dd", "o4")}
+    }
     lse[(b * p.H + h) * p.Tq + i] = select(NEG, mx + log(l), l > 0.0);
   }
 }
@@ -330,7 +356,7 @@ export const rowDot = memo((D: number): Built => {
 /** dQ: one workgroup per (query tile, head, batch), one thread per query row, loop over key tiles. */
 export const backwardQ = memo((key: `${number}|${MaskKind}`): Built => {
   const [d, m] = key.split("|") as [string, MaskKind];
-  const D = Number(d), BK = keyTile(D);
+  const D = Number(d), BK = keyTile(D), D4 = chunks(D);
   const spec: KernelSpec = {
     label: "attention.backward_dq",
     params: ATTN_PARAMS,
@@ -338,9 +364,10 @@ export const backwardQ = memo((key: `${number}|${MaskKind}`): Built => {
     workgroupSize: [WG, 1, 1],
   };
   const head = `${prelude(D)}const BK = ${BK}u;
-var<workgroup> ks: array<f32, ${BK * D}>;
-var<workgroup> vs: array<f32, ${BK * D}>;
-${visibleFn(m)}${KEY_RANGE}`;
+const D4 = ${D4}u;
+var<workgroup> ks: array<vec4<f32>, ${BK * D4}>;
+var<workgroup> vs: array<vec4<f32>, ${BK * D4}>;
+${visibleFn(m)}${KEY_RANGE}${load4("q", D)}${load4("dout", D)}${load4("k", D)}${load4("v", D)}`;
   return build(
     spec,
     head,
@@ -352,25 +379,29 @@ ${visibleFn(m)}${KEY_RANGE}`;
   let valid = i < p.Tq;
   let qpos = p.q_offset + i32(i);
   let qrow = ((b * p.Tq + i) * p.H + h) * D;
-  var qr: array<f32, D>;
-  var dor: array<f32, D>;
-  var dqr: array<f32, D>;
+  var qr: array<vec4<f32>, D4>;
+  var dor: array<vec4<f32>, D4>;
+  var dqr: array<vec4<f32>, D4>;
   var lrow = 0.0;
   var drow = 0.0;
   if (valid) {
-    for (var d = 0u; d < D; d++) { qr[d] = q[qrow + d] * p.scale; dor[d] = dout[qrow + d]; dqr[d] = 0.0; }
+    for (var c = 0u; c < D4; c++) {
+      qr[c] = ld4_q(qrow + 4u * c, 4u * c) * p.scale;
+      dor[c] = ld4_dout(qrow + 4u * c, 4u * c);
+    }
     lrow = lse[(b * p.H + h) * p.Tq + i];
     drow = di[(b * p.H + h) * p.Tq + i];
   }
   let last = min(wid.x * WG + WG, p.Tq) - 1u;
   let kr = key_range(p.q_offset + i32(wid.x * WG), p.q_offset + i32(last));
   for (var j0 = kr.x; j0 < kr.y; j0 += BK) {
-    for (var e = lid.x; e < BK * D; e += WG) {
-      let j = j0 + e / D;
+    for (var e = lid.x; e < BK * D4; e += WG) {
+      let j = j0 + e / D4;
       if (j < kr.y) {
-        let src = ((b * p.Tk + j) * p.Hkv + hk) * D + e % D;
-        ks[e] = k[src];
-        vs[e] = v[src];
+        let c = e % D4;
+        let src = ((b * p.Tk + j) * p.Hkv + hk) * D + 4u * c;
+        ks[e] = ld4_k(src, 4u * c);
+        vs[e] = ld4_v(src, 4u * c);
       }
     }
     workgroupBarrier();
@@ -380,19 +411,23 @@ ${visibleFn(m)}${KEY_RANGE}`;
         if (j < kr.y && visible(b, qpos, j)) {
           var s = 0.0;
           var dp = 0.0;
-          for (var d = 0u; d < D; d++) {
-            s += qr[d] * ks[jj * D + d];
-            dp += dor[d] * vs[jj * D + d];
+          for (var c = 0u; c < D4; c++) {
+            s += dot(qr[c], ks[jj * D4 + c]);
+            dp += dot(dor[c], vs[jj * D4 + c]);
           }
           let ds = exp(s - lrow) * (dp - drow);
-          for (var d = 0u; d < D; d++) { dqr[d] += ds * ks[jj * D + d]; }
+          for (var c = 0u; c < D4; c++) { dqr[c] += ds * ks[jj * D4 + c]; }
         }
       }
     }
     workgroupBarrier();
   }
   if (valid) {
-    for (var d = 0u; d < D; d++) { dq[qrow + d] = dqr[d] * p.scale; }
+    for (var c = 0u; c < D4; c++) {
+      let g4 = dqr[c] * p.scale;
+      let dd = 4u * c;
+      ${store4("dq", D, "qrow + dd", "dd", "g4")}
+    }
   }
 }
 `,
@@ -405,7 +440,7 @@ ${visibleFn(m)}${KEY_RANGE}`;
  */
 export const backwardKV = memo((key: `${number}|${MaskKind}`): Built => {
   const [d, m] = key.split("|") as [string, MaskKind];
-  const D = Number(d), BQ = queryTile(D);
+  const D = Number(d), BQ = queryTile(D), D4 = chunks(D);
   const spec: KernelSpec = {
     label: "attention.backward_dkv",
     params: ATTN_PARAMS,
@@ -423,11 +458,12 @@ export const backwardKV = memo((key: `${number}|${MaskKind}`): Built => {
     workgroupSize: [WG, 1, 1],
   };
   const head = `${prelude(D)}const BQ = ${BQ}u;
-var<workgroup> qs: array<f32, ${BQ * D}>;
-var<workgroup> dos: array<f32, ${BQ * D}>;
+const D4 = ${D4}u;
+var<workgroup> qs: array<vec4<f32>, ${BQ * D4}>;
+var<workgroup> dos: array<vec4<f32>, ${BQ * D4}>;
 var<workgroup> ls: array<f32, BQ>;
 var<workgroup> dis: array<f32, BQ>;
-${visibleFn(m)}`;
+${visibleFn(m)}${load4("q", D)}${load4("dout", D)}${load4("k", D)}${load4("v", D)}`;
   return build(
     spec,
     head,
@@ -437,12 +473,15 @@ ${visibleFn(m)}`;
   let j = wid.x * WG + lid.x;
   let valid = j < p.Tk;
   let krow = ((b * p.Tk + j) * p.Hkv + hk) * D;
-  var kr: array<f32, D>;
-  var vr: array<f32, D>;
-  var dka: array<f32, D>;
-  var dva: array<f32, D>;
-  if (valid) {
-    for (var d = 0u; d < D; d++) { kr[d] = k[krow + d]; vr[d] = v[krow + d]; dka[d] = 0.0; dva[d] = 0.0; }
+  var kr: array<vec4<f32>, D4>;
+  var vr: array<vec4<f32>, D4>;
+  var dka: array<vec4<f32>, D4>;
+  var dva: array<vec4<f32>, D4>;
+  if (valid && j < p.kv_len) {
+    for (var c = 0u; c < D4; c++) {
+      kr[c] = ld4_k(krow + 4u * c, 4u * c);
+      vr[c] = ld4_v(krow + 4u * c, 4u * c);
+    }
   }
   // Queries that may see keys [jlo, jhi]: position >= jlo (causal), position < jhi + window.
   let jlo = i32(wid.x * WG);
@@ -455,12 +494,13 @@ ${visibleFn(m)}`;
   for (var g = 0u; g < p.G; g++) {
     let h = hk * p.G + g;
     for (var i0 = ilo; i0 < ihi; i0 += i32(BQ)) {
-      for (var e = lid.x; e < BQ * D; e += WG) {
-        let i = u32(i0) + e / D;
+      for (var e = lid.x; e < BQ * D4; e += WG) {
+        let i = u32(i0) + e / D4;
         if (i < u32(ihi)) {
-          let src = ((b * p.Tq + i) * p.H + h) * D + e % D;
-          qs[e] = q[src] * p.scale;
-          dos[e] = dout[src];
+          let c = e % D4;
+          let src = ((b * p.Tq + i) * p.H + h) * D + 4u * c;
+          qs[e] = ld4_q(src, 4u * c) * p.scale;
+          dos[e] = ld4_dout(src, 4u * c);
         }
       }
       for (var e = lid.x; e < BQ; e += WG) {
@@ -477,15 +517,15 @@ ${visibleFn(m)}`;
           if (i < u32(ihi) && visible(b, p.q_offset + i32(i), j)) {
             var s = 0.0;
             var dp = 0.0;
-            for (var d = 0u; d < D; d++) {
-              s += qs[ii * D + d] * kr[d];
-              dp += dos[ii * D + d] * vr[d];
+            for (var c = 0u; c < D4; c++) {
+              s += dot(qs[ii * D4 + c], kr[c]);
+              dp += dot(dos[ii * D4 + c], vr[c]);
             }
             let pj = exp(s - ls[ii]);
             let ds = pj * (dp - dis[ii]);
-            for (var d = 0u; d < D; d++) {
-              dva[d] += pj * dos[ii * D + d];
-              dka[d] += ds * qs[ii * D + d];
+            for (var c = 0u; c < D4; c++) {
+              dva[c] += pj * dos[ii * D4 + c];
+              dka[c] += ds * qs[ii * D4 + c];
             }
           }
         }
@@ -494,7 +534,13 @@ ${visibleFn(m)}`;
     }
   }
   if (valid) {
-    for (var d = 0u; d < D; d++) { dk[krow + d] = dka[d]; dv[krow + d] = dva[d]; }
+    for (var c = 0u; c < D4; c++) {
+      let dd = 4u * c;
+      let k4 = dka[c];
+      let v4 = dva[c];
+      ${store4("dk", D, "krow + dd", "dd", "k4")}
+      ${store4("dv", D, "krow + dd", "dd", "v4")}
+    }
   }
 }
 `,

@@ -95,6 +95,9 @@ Deno.test("attention() flash and split-K paths both match the reference for few 
     { B: 2, Tq: 1, Tk: 130, H: 4, Hkv: 2, D: 24, opts: { causal: true } },
     { B: 1, Tq: 3, Tk: 70, H: 8, Hkv: 2, D: 16, opts: { causal: true } },
     { B: 3, Tq: 2, Tk: 9, H: 2, Hkv: 2, D: 64 },
+    // D not a multiple of 4: the vec4 kernels pad the row with zeros
+    { B: 2, Tq: 3, Tk: 21, H: 4, Hkv: 2, D: 10, opts: { causal: true } },
+    { B: 1, Tq: 1, Tk: 5, H: 1, Hkv: 1, D: 1 },
   ];
   for (const [i, c] of list.entries()) {
     await checkForward(c, 200 + i, "flash");
@@ -240,6 +243,7 @@ Deno.test("attention() webgpu backward equals the cpu backward (GQA, causal, mas
     { B: 2, Tq: 64, Tk: 64, H: 2, Hkv: 2, D: 64, opts: {} },
     { B: 2, Tq: 33, Tk: 33, H: 4, Hkv: 2, D: 16, opts: { causal: true, sliding_window: 7 }, pad: [-5, 3] },
     { B: 2, Tq: 5, Tk: 80, H: 4, Hkv: 2, D: 24, opts: { causal: true, kv_len: 70 }, pad: [0, 2] },
+    { B: 2, Tq: 19, Tk: 19, H: 2, Hkv: 1, D: 10, opts: { causal: true } },
   ];
   for (const [i, c] of list.entries()) await checkBackward(c, 600 + i);
 });
