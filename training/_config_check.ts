@@ -1,0 +1,222 @@
+/**
+ * Private helpers of `config.ts` and `schedule.ts`: a problem list that collects every validation
+ * failure before one error is thrown, small typed field specs, and "did you mean" hints.
+ * @module
+ */
+
+/** One validation failure. Type problems (unknown key, wrong kind of value) win over range ones. */
+export interface Problem {
+  kind: "type" | "range";
+  /** Key path, e.g. `lora.lora_alpha`. */
+  key: string;
+  /** What is wrong, the value, and the fix. */
+  message: string;
+}
+
+/** Collects problems; {@linkcode Problems.throwIfAny} raises one error listing all of them. */
+export class Problems {
+  readonly list: Problem[] = [];
+
+  type(key: string, message: string): void {
+    this.list.push({ kind: "type", key, message });
+  }
+
+  range(key: string, message: string): void {
+    this.list.push({ kind: "range", key, message });
+  }
+
+  /**
+   * Throw a TypeError (any type problem) or RangeError naming `what`, `where` and each problem;
+   * `line(key)` may give the 1-based line of a key path in the file, printed as `file:line`.
+   */
+  throwIfAny(what: string, where: string, line?: (key: string) => number | undefined): void {
+    if (this.list.length === 0) return;
+    const n = this.list.length;
+    const at = (key: string) => {
+      const l = line?.(key);
+      return l === undefined ? where : `${where}:${l}`;
+    };
+    const lines = this.list.map((p) => `  - ${at(p.key)}: ${p.key}: ${p.message}`).join("\n");
+    const msg = `${what} in ${where}: ${n} problem${n === 1 ? "" : "s"}:\n${lines}`;
+    throw this.list.some((p) => p.kind === "type") ? new TypeError(msg) : new RangeError(msg);
+  }
+}
+
+/** `JSON.stringify` for messages, with `undefined` spelled out and long values cut. */
+export function show(v: unknown): string {
+  if (v === undefined) return "undefined";
+  if (typeof v === "number" || typeof v === "boolean" || v === null) return String(v);
+  try {
+    const s = JSON.stringify(v);
+    return s.length > 80 ? s.slice(0, 77) + "..." : s;
+  } catch {
+    return String(v);
+  }
+}
+
+/** True for a plain (non-array, non-null) object. */
+export function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+/** Closest candidate by edit distance (for "did you mean" hints), or undefined when none is close. */
+export function closest(word: string, candidates: Iterable<string>): string | undefined {
+  let best: string | undefined, bestD = Infinity;
+  for (const c of candidates) {
+    const d = editDistance(word.toLowerCase(), c.toLowerCase());
+    if (d < bestD) [best, bestD] = [c, d];
+  }
+  return bestD <= Math.max(2, Math.floor(word.length / 4)) ? best : undefined;
+}
+
+function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) {
+      cur[j] = Math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    prev = cur;
+  }
+  return prev[b.length];
+}
+
+/** What a field accepts. `nullable` adds `null`; bounds are inclusive unless `*Exclusive`. */
+export type Spec =
+  | { kind: "int"; min?: number; max?: number; nullable?: boolean; also?: readonly number[] }
+  | {
+    kind: "number";
+    min?: number;
+    max?: number;
+    minExclusive?: boolean;
+    maxExclusive?: boolean;
+    nullable?: boolean;
+  }
+  | { kind: "bool" }
+  | { kind: "string"; nullable?: boolean }
+  | { kind: "enum"; values: readonly string[]; nullable?: boolean }
+  | { kind: "strings"; nullable?: boolean; also?: readonly string[] };
+
+/** A short phrase for the expected value of `spec`, used in type messages. */
+export function describe(spec: Spec): string {
+  const orNull = "nullable" in spec && spec.nullable ? " or null" : "";
+  switch (spec.kind) {
+    case "int":
+      return `an integer${orNull}`;
+    case "number":
+      return `a number${orNull}`;
+    case "bool":
+      return "true or false";
+    case "string":
+      return `a string${orNull}`;
+    case "enum":
+      return `one of ${spec.values.map((v) => `"${v}"`).join(", ")}${orNull}`;
+    case "strings":
+      return `a list of strings${
+        spec.also ? ` or ${spec.also.map((v) => `"${v}"`).join(", ")}` : ""
+      }${orNull}`;
+  }
+}
+
+/**
+ * Check one value against its spec, pushing at most one problem. Returns true when the value is
+ * well typed (range problems may still have been pushed), so callers can skip dependent checks.
+ */
+export function checkValue(p: Problems, key: string, v: unknown, spec: Spec): boolean {
+  if (v === null && "nullable" in spec && spec.nullable) return true;
+  const quotedNumber = typeof v === "string" && v.trim() !== "" && Number.isFinite(Number(v));
+  const numberHint = quotedNumber ? ` (write ${v.trim()} without quotes so it reads as a number)` : "";
+  switch (spec.kind) {
+    case "int": {
+      if (typeof v !== "number" || !Number.isFinite(v)) {
+        p.type(key, `expected ${describe(spec)}, got ${show(v)}${numberHint}`);
+        return false;
+      }
+      if (!Number.isSafeInteger(v)) {
+        p.type(key, `expected ${describe(spec)}, got ${v} (round it to a whole number)`);
+        return false;
+      }
+      if (spec.also?.includes(v)) return true;
+      rangeCheck(p, key, v, spec.min, spec.max, false, false, spec.also);
+      return true;
+    }
+    case "number": {
+      if (typeof v !== "number" || !Number.isFinite(v)) {
+        p.type(key, `expected ${describe(spec)}, got ${show(v)}${numberHint}`);
+        return false;
+      }
+      rangeCheck(p, key, v, spec.min, spec.max, spec.minExclusive, spec.maxExclusive);
+      return true;
+    }
+    case "bool":
+      if (typeof v !== "boolean") {
+        const hint = v === "true" || v === "false" ? ` (write ${v} without quotes)` : "";
+        p.type(key, `expected true or false, got ${show(v)}${hint}`);
+        return false;
+      }
+      return true;
+    case "string":
+      if (typeof v !== "string" || v.trim() === "") {
+        p.type(key, `expected a non-empty ${describe(spec).replace(/^a /, "")}, got ${show(v)}`);
+        return false;
+      }
+      return true;
+    case "enum":
+      if (typeof v !== "string" || !spec.values.includes(v)) {
+        const hint = typeof v === "string" ? closest(v, spec.values) : undefined;
+        const mean = hint ? `; did you mean "${hint}"?` : "";
+        (typeof v === "string" ? p.range : p.type).call(
+          p,
+          key,
+          `expected ${describe(spec)}, got ${show(v)}${mean}`,
+        );
+        return false;
+      }
+      return true;
+    case "strings":
+      if (typeof v === "string" && spec.also?.includes(v)) return true;
+      if (!Array.isArray(v) || v.length === 0 || !v.every((s) => typeof s === "string" && s !== "")) {
+        p.type(key, `expected ${describe(spec).replace("a list", "a non-empty list")}, got ${show(v)}`);
+        return false;
+      }
+      return true;
+  }
+}
+
+function rangeCheck(
+  p: Problems,
+  key: string,
+  v: number,
+  min: number | undefined,
+  max: number | undefined,
+  minEx = false,
+  maxEx = false,
+  also?: readonly number[],
+): void {
+  const lowOk = min === undefined || (minEx ? v > min : v >= min);
+  const highOk = max === undefined || (maxEx ? v < max : v <= max);
+  if (lowOk && highOk) return;
+  const lo = min === undefined ? "" : `${minEx ? ">" : ">="} ${min}`;
+  const hi = max === undefined ? "" : `${maxEx ? "<" : "<="} ${max}`;
+  const extra = also?.length ? ` (or ${also.join(", ")})` : "";
+  p.range(key, `must be ${[lo, hi].filter((s) => s).join(" and ")}${extra}, got ${v}`);
+}
+
+/**
+ * Report keys of `obj` that are not in `known`: an explicit hint (a name from another tool) wins,
+ * then the closest known key by edit distance.
+ */
+export function checkUnknownKeys(
+  p: Problems,
+  obj: Record<string, unknown>,
+  known: readonly string[],
+  opts: { prefix: string; hints?: Readonly<Record<string, string>>; what: string },
+): void {
+  for (const k of Object.keys(obj)) {
+    if (known.includes(k)) continue;
+    const hint = (opts.hints && Object.hasOwn(opts.hints, k) ? opts.hints[k] : undefined) ??
+      closest(k, known);
+    const mean = hint ? `; did you mean ${hint}?` : "";
+    p.type(`${opts.prefix}${k}`, `unknown key${mean} (rename or remove it; ${opts.what})`);
+  }
+}

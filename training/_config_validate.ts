@@ -1,0 +1,356 @@
+/**
+ * Private to `config.ts`: the body of `validateTrainingConfig`. Field checks come from the specs
+ * in `_config_schema.ts`; the rules at the end check fields against each other (HF's
+ * `TrainingArguments.__post_init__` rules, plus what fledge cannot do, said plainly).
+ * @module
+ */
+import type { LoraConfig, QuantizationConfig, TrainingConfig } from "./config.ts";
+import { checkUnknownKeys, checkValue, closest, isObject, Problems, show } from "./_config_check.ts";
+import {
+  ADAMW_ALIASES,
+  ALIAS_KEYS,
+  HF_INTEGRATIONS,
+  LEGACY_KEYS,
+  LORA_HINTS,
+  LORA_SPECS,
+  QUANT_HINTS,
+  QUANT_SPECS,
+  TOP_HINTS,
+  TOP_SPECS,
+} from "./_config_schema.ts";
+import { checkSchedulerKwargs, SCHEDULER_TYPES, type SchedulerType } from "./_schedule_kwargs.ts";
+
+/** What the validator needs besides the object. */
+export interface ValidateContext {
+  file: string;
+  warn: (line: string) => void;
+  /** 1-based line of a key path in the source file, when known. */
+  line?: (key: string) => number | undefined;
+  defaults: Readonly<TrainingConfig>;
+  loraDefaults: Readonly<LoraConfig>;
+  quantDefaults: Readonly<QuantizationConfig>;
+}
+
+const TOP_KEYS = Object.keys(TOP_SPECS);
+const WHAT = "see TrainingConfig in training/config.ts for the fields";
+
+/** Validate and resolve; throws one error listing every problem. */
+export function validateConfig(obj: unknown, ctx: ValidateContext): TrainingConfig {
+  const p = new Problems();
+  const what = "Invalid training config";
+  if (!isObject(obj)) {
+    const empty = obj === null || obj === undefined ? " (is the file empty?)" : "";
+    p.type("(root)", `expected a mapping of TrainingConfig fields, got ${show(obj)}${empty}`);
+    p.throwIfAny(what, ctx.file);
+  }
+  const src = migrate(p, obj as Record<string, unknown>, ctx);
+  checkUnknownKeys(p, src, TOP_KEYS, { prefix: "", hints: TOP_HINTS, what: WHAT });
+  const c: Record<string, unknown> = structuredClone(ctx.defaults);
+  for (const k of TOP_KEYS) if (src[k] !== undefined) c[k] = src[k];
+  const bad = new Set<string>();
+  for (const [k, spec] of Object.entries(TOP_SPECS)) {
+    if (spec.kind !== "custom" && !checkValue(p, k, c[k], spec)) bad.add(k);
+  }
+  checkCustom(p, c, bad, ctx);
+  checkRules(p, c as unknown as TrainingConfig, bad);
+  p.throwIfAny(what, ctx.file, ctx.line);
+  const out = c as unknown as TrainingConfig;
+  const wantsMetric = out.load_best_model_at_end || out.early_stopping_patience !== null ||
+    out.save_strategy === "best";
+  if (out.metric_for_best_model === null && wantsMetric) out.metric_for_best_model = "loss";
+  if (out.greater_is_better === null && out.metric_for_best_model !== null) {
+    // HF: higher is better unless the metric's name ends with "loss".
+    out.greater_is_better = !out.metric_for_best_model.endsWith("loss");
+  }
+  return out;
+}
+
+/** Rename legacy and alias keys (one warning line each); both names at once is a problem. */
+function migrate(p: Problems, o: Record<string, unknown>, ctx: ValidateContext): Record<string, unknown> {
+  const out = { ...o };
+  for (const [table, kind] of [[LEGACY_KEYS, "deprecated"], [ALIAS_KEYS, "an alias"]] as const) {
+    for (const [old, { to, note }] of Object.entries(table)) {
+      if (!Object.hasOwn(o, old) || o[old] === undefined) continue;
+      if (out[to] !== undefined) {
+        p.type(old, `both "${old}" and "${to}" are set; keep only "${to}"`);
+        continue;
+      }
+      const where = ctx.line?.(old) !== undefined ? `${ctx.file}:${ctx.line(old)}` : ctx.file;
+      ctx.warn(
+        `Warning: ${where}: "${old}" is ${kind} (${note}); read as "${to}". Rename it to ${to} in the config.`,
+      );
+      out[to] = o[old];
+      delete out[old];
+    }
+  }
+  return out;
+}
+
+function checkCustom(p: Problems, c: Record<string, unknown>, bad: Set<string>, ctx: ValidateContext): void {
+  const rfc = c.resume_from_checkpoint;
+  if (!(rfc === null || typeof rfc === "boolean" || (typeof rfc === "string" && rfc.trim() !== ""))) {
+    p.type(
+      "resume_from_checkpoint",
+      `expected a checkpoint folder, true (the latest in output_dir) or null, got ${show(rfc)}`,
+    );
+    bad.add("resume_from_checkpoint");
+  }
+  checkOptim(p, c, bad, ctx);
+  checkScheduler(p, c, bad);
+  const ws = c.warmup_steps;
+  if (!checkValue(p, "warmup_steps", ws, { kind: "number", min: 0 })) bad.add("warmup_steps");
+  else if ((ws as number) > 1 && !Number.isInteger(ws)) {
+    p.range("warmup_steps", `must be a whole number of steps or a ratio in (0, 1), got ${ws}`);
+  }
+  c.report_to = checkReportTo(p, c.report_to, bad);
+  if (!(c.greater_is_better === null || typeof c.greater_is_better === "boolean")) {
+    p.type(
+      "greater_is_better",
+      `expected true, false or null (derived from metric_for_best_model), got ${show(c.greater_is_better)}`,
+    );
+    bad.add("greater_is_better");
+  }
+  c.lora = checkLora(p, c.lora, bad, ctx);
+  c.quantization = checkQuant(p, c.quantization, bad, ctx);
+}
+
+function checkOptim(p: Problems, c: Record<string, unknown>, bad: Set<string>, ctx: ValidateContext): void {
+  const v = c.optim;
+  if (v === "adamw" || v === "sgd") return;
+  if (typeof v === "string" && ADAMW_ALIASES.includes(v)) {
+    ctx.warn(
+      `Warning: ${ctx.file}: optim "${v}" is HF's name for fledge's "adamw" (torch AdamW); read as "adamw".`,
+    );
+    c.optim = "adamw";
+    return;
+  }
+  bad.add("optim");
+  if (typeof v !== "string") {
+    p.type("optim", `expected "adamw" or "sgd", got ${show(v)}`);
+    return;
+  }
+  const hint = closest(v, ["adamw", "sgd"]);
+  p.range(
+    "optim",
+    `fledge implements "adamw" and "sgd", got "${v}"${hint ? `; did you mean "${hint}"?` : ""}` +
+      (/8bit|paged|adafactor|lion|galore|apollo|lomo/.test(v)
+        ? " (use adamw, with LoRA to save memory)"
+        : ""),
+  );
+}
+
+function checkScheduler(p: Problems, c: Record<string, unknown>, bad: Set<string>): void {
+  const t = c.lr_scheduler_type;
+  if (t === "reduce_lr_on_plateau") {
+    p.range(
+      "lr_scheduler_type",
+      `"reduce_lr_on_plateau" is not offered (it needs eval metrics inside the schedule); use "cosine" or "linear"`,
+    );
+    bad.add("lr_scheduler_type");
+  } else if (!checkValue(p, "lr_scheduler_type", t, { kind: "enum", values: SCHEDULER_TYPES })) {
+    bad.add("lr_scheduler_type");
+  }
+  if (c.lr_scheduler_kwargs === null) c.lr_scheduler_kwargs = {};
+  if (!isObject(c.lr_scheduler_kwargs)) {
+    p.type(
+      "lr_scheduler_kwargs",
+      `expected a mapping (e.g. {num_cycles: 0.5}) or null, got ${show(c.lr_scheduler_kwargs)}`,
+    );
+    bad.add("lr_scheduler_kwargs");
+    return;
+  }
+  c.lr_scheduler_kwargs = { ...c.lr_scheduler_kwargs };
+  if (bad.has("lr_scheduler_type")) return;
+  const lr = bad.has("learning_rate") ? undefined : c.learning_rate as number;
+  const before = p.list.length;
+  checkSchedulerKwargs(p, t as SchedulerType, c.lr_scheduler_kwargs, {
+    learningRate: lr,
+    prefix: "lr_scheduler_kwargs.",
+  });
+  if (p.list.length > before) bad.add("lr_scheduler_kwargs");
+}
+
+function checkReportTo(p: Problems, v: unknown, bad: Set<string>): unknown {
+  const list = typeof v === "string" ? [v] : v;
+  if (!Array.isArray(list) || !list.every((s) => typeof s === "string")) {
+    p.type("report_to", `expected "jsonl", "stdout", "all", "none" or a list of them, got ${show(v)}`);
+    bad.add("report_to");
+    return v;
+  }
+  const out = new Set<string>();
+  for (const s of list) {
+    if (s === "none") continue;
+    if (s === "all") ["jsonl", "stdout"].forEach((x) => out.add(x));
+    else if (s === "jsonl" || s === "stdout") out.add(s);
+    else {
+      bad.add("report_to");
+      const hf = HF_INTEGRATIONS.includes(s);
+      p.range(
+        "report_to",
+        hf
+          ? `fledge has no "${s}" integration; metrics go to output_dir/metrics.jsonl ("jsonl") and stderr ("stdout"); use those, "all" or "none"`
+          : `unknown target "${s}"; use "jsonl", "stdout", "all" or "none"`,
+      );
+    }
+  }
+  if (list.includes("none") && out.size > 0) {
+    p.range("report_to", `"none" cannot be combined with other targets, got ${show(v)}`);
+  }
+  return ["jsonl", "stdout"].filter((x) => out.has(x));
+}
+
+function checkLora(p: Problems, v: unknown, bad: Set<string>, ctx: ValidateContext): unknown {
+  if (v === null) return null;
+  if (!isObject(v)) {
+    p.type(
+      "lora",
+      `expected a mapping of PEFT LoraConfig fields ({} for PEFT's defaults) or null, got ${show(v)}`,
+    );
+    bad.add("lora");
+    return v;
+  }
+  const keys = Object.keys(LORA_SPECS);
+  checkUnknownKeys(p, v, keys, {
+    prefix: "lora.",
+    hints: LORA_HINTS,
+    what: `LoraConfig fields: ${keys.join(", ")}`,
+  });
+  const out: Record<string, unknown> = structuredClone(ctx.loraDefaults);
+  for (const k of keys) if (v[k] !== undefined) out[k] = structuredClone(v[k]);
+  for (const [k, spec] of Object.entries(LORA_SPECS)) {
+    if (spec.kind !== "custom" && !checkValue(p, `lora.${k}`, out[k], spec)) bad.add("lora");
+  }
+  const init = out.init_lora_weights;
+  if (!(typeof init === "boolean" || init === "gaussian")) {
+    bad.add("lora");
+    const peft = typeof init === "string" && /^(pissa|olora|loftq|eva|corda|orthogonal)/.test(init);
+    (peft ? p.range : p.type).call(
+      p,
+      "lora.init_lora_weights",
+      peft
+        ? `PEFT's "${init}" initialization is not implemented; use true (B = 0, A Kaiming-uniform), "gaussian" or false`
+        : `expected true, false or "gaussian", got ${show(init)}`,
+    );
+  }
+  return out;
+}
+
+function checkQuant(p: Problems, v: unknown, bad: Set<string>, ctx: ValidateContext): unknown {
+  if (v === null) return null;
+  if (!isObject(v)) {
+    p.type(
+      "quantization",
+      `expected a mapping such as {load_in_4bit: true, bnb_4bit_quant_type: nf4} or null, got ${show(v)}`,
+    );
+    bad.add("quantization");
+    return v;
+  }
+  const keys = Object.keys(QUANT_SPECS);
+  checkUnknownKeys(p, v, keys, {
+    prefix: "quantization.",
+    hints: QUANT_HINTS,
+    what: `fields: ${keys.join(", ")}`,
+  });
+  const out: Record<string, unknown> = { ...ctx.quantDefaults };
+  for (const k of keys) if (v[k] !== undefined) out[k] = v[k];
+  for (const [k, spec] of Object.entries(QUANT_SPECS)) {
+    if (spec.kind !== "custom" && !checkValue(p, `quantization.${k}`, out[k], spec)) bad.add("quantization");
+  }
+  const dt = out.bnb_4bit_compute_dtype;
+  if (dt !== "float32" && dt !== "float16") {
+    bad.add("quantization");
+    const key = "quantization.bnb_4bit_compute_dtype";
+    if (dt === "bfloat16" || dt === "torch.bfloat16") {
+      p.range(key, `WebGPU has no bfloat16; use "float16" (needs shader-f16) or "float32"`);
+    } else if (dt === "torch.float16" || dt === "torch.float32") {
+      p.range(key, `write "${dt.slice(6)}" (a dtype name, without "torch.")`);
+    } else p.type(key, `expected "float32" or "float16", got ${show(dt)}`);
+  }
+  return out;
+}
+
+/** Cross-field rules; each runs only when the fields it reads are well typed. */
+function checkRules(p: Problems, c: TrainingConfig, bad: Set<string>): void {
+  const ok = (...ks: string[]) => ks.every((k) => !bad.has(k));
+  if (ok("bf16") && c.bf16) {
+    p.range(
+      "bf16",
+      `WebGPU has no bfloat16; set bf16: false (fp16: true computes in float16 where the adapter has shader-f16)`,
+    );
+  } else if (ok("fp16", "backend") && c.fp16 && c.backend === "cpu") {
+    p.range("fp16", `the cpu backend computes in float32; set fp16: false or backend: webgpu`);
+  }
+  if (ok("warmup_steps", "warmup_ratio") && c.warmup_steps > 0 && c.warmup_ratio > 0) {
+    p.range(
+      "warmup_ratio",
+      `both warmup_steps (${c.warmup_steps}) and warmup_ratio (${c.warmup_ratio}) are set (HF lets warmup_steps win silently); keep one`,
+    );
+  }
+  if (ok("lr_scheduler_type", "warmup_steps", "warmup_ratio") && c.lr_scheduler_type === "constant") {
+    if (c.warmup_steps > 0 || c.warmup_ratio > 0) {
+      p.range(
+        "lr_scheduler_type",
+        `"constant" has no warmup (HF ignores it); use "constant_with_warmup" or drop the warmup`,
+      );
+    }
+  }
+  if (ok("max_steps", "num_train_epochs") && c.max_steps === -1 && c.num_train_epochs === 0) {
+    p.range("num_train_epochs", `is 0 and max_steps is -1, so nothing would be trained; set one of them`);
+  }
+  const evalOk = ok("eval_strategy", "eval_steps", "logging_steps");
+  if (evalOk && c.eval_strategy === "steps" && c.eval_steps === null) {
+    p.range(
+      "eval_steps",
+      `eval_strategy "steps" needs eval_steps; set it (HF would reuse logging_steps: eval_steps: ${c.logging_steps})`,
+    );
+  }
+  const saveOk = evalOk && ok("save_strategy", "save_steps", "load_best_model_at_end");
+  if (saveOk && c.load_best_model_at_end) {
+    if (c.eval_strategy === "no") {
+      p.range("load_best_model_at_end", `needs evaluations; set eval_strategy to "steps" or "epoch"`);
+    } else if (c.save_strategy !== "best" && c.save_strategy !== c.eval_strategy) {
+      p.range(
+        "save_strategy",
+        `load_best_model_at_end needs save_strategy to match eval_strategy "${c.eval_strategy}" (or be "best"), got "${c.save_strategy}"`,
+      );
+    } else if (c.save_strategy === "steps" && c.eval_steps !== null && c.save_steps % c.eval_steps !== 0) {
+      const up = Math.ceil(c.save_steps / c.eval_steps) * c.eval_steps;
+      p.range(
+        "save_steps",
+        `load_best_model_at_end needs save_steps to be a multiple of eval_steps ${c.eval_steps}, got ${c.save_steps}; ` +
+          `set save_steps: ${up}`,
+      );
+    }
+  }
+  if (ok("save_strategy", "eval_strategy") && c.save_strategy === "best" && c.eval_strategy === "no") {
+    p.range("save_strategy", `"best" compares evaluations; set eval_strategy to "steps" or "epoch"`);
+  }
+  if (
+    ok("early_stopping_patience", "eval_strategy") && c.early_stopping_patience !== null &&
+    c.eval_strategy === "no"
+  ) {
+    p.range("early_stopping_patience", `needs evaluations; set eval_strategy to "steps" or "epoch"`);
+  }
+  if (
+    ok("resume_from_checkpoint", "overwrite_output_dir") && c.resume_from_checkpoint === true &&
+    c.overwrite_output_dir
+  ) {
+    p.range(
+      "overwrite_output_dir",
+      `is true while resume_from_checkpoint: true resumes from output_dir's checkpoints; set one of them to false`,
+    );
+  }
+  if (ok("quantization", "lora") && c.quantization !== null) {
+    if (!c.quantization.load_in_4bit) {
+      p.range(
+        "quantization.load_in_4bit",
+        `is false, so the section quantizes nothing; set it to true or remove quantization`,
+      );
+    } else if (c.lora === null) {
+      p.range(
+        "quantization",
+        `4-bit base weights are frozen, so training needs adapters (QLoRA); add a lora section, e.g. lora: {r: 16}`,
+      );
+    }
+  }
+}

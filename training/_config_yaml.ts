@@ -1,0 +1,90 @@
+/**
+ * Private to `config.ts`: YAML/JSON text in (with every syntax error as `file:line:col` and a map
+ * from key paths to lines for validation messages) and YAML text out in a fixed key order.
+ * @module
+ */
+import { isMap, isScalar, LineCounter, parseDocument, stringify } from "npm:yaml@^2.9";
+import { LORA_SPECS, QUANT_SPECS, TOP_SPECS } from "./_config_schema.ts";
+import { KWARG_SPECS } from "./_schedule_kwargs.ts";
+
+/** Parsed file: the value and the 1-based line of each key path (`lora.r`) when known. */
+export interface Parsed {
+  value: unknown;
+  line: (key: string) => number | undefined;
+}
+
+/**
+ * Parse YAML (`.yaml`, `.yml`) or JSON (`.json`) text.
+ * @throws {SyntaxError} listing every syntax error as `file:line:col: message`.
+ */
+export function parseConfigText(text: string, file: string): Parsed {
+  const json = /\.json$/i.test(file);
+  if (json) {
+    try {
+      return { value: JSON.parse(text), line: () => undefined };
+    } catch (e) {
+      if (!(e instanceof SyntaxError)) throw e;
+      throw new SyntaxError(`Cannot parse training config ${file}${jsonPos(text, e.message)}: ${e.message}`);
+    }
+  }
+  const lineCounter = new LineCounter();
+  // npm:yaml reads the env var LOG_TOKENS: without --allow-env, Deno's NotCapable passes through.
+  const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
+  if (doc.errors.length > 0) {
+    const lines = doc.errors.map((err) => {
+      const { line, col } = lineCounter.linePos(err.pos[0]);
+      return `  - ${file}:${line}:${col}: ${err.message.split("\n")[0]}`;
+    });
+    const n = doc.errors.length;
+    throw new SyntaxError(
+      `Cannot parse training config ${file}: ${n} YAML error${n === 1 ? "" : "s"}:\n${lines.join("\n")}`,
+    );
+  }
+  const where = new Map<string, number>();
+  const walk = (node: unknown, prefix: string, depth: number) => {
+    if (!isMap(node) || depth > 2) return;
+    for (const pair of node.items) {
+      const key = isScalar(pair.key) ? String(pair.key.value) : undefined;
+      if (key === undefined) continue;
+      const range = (pair.key as { range?: [number, number, number] }).range;
+      if (range) where.set(prefix + key, lineCounter.linePos(range[0]).line);
+      walk(pair.value, `${prefix}${key}.`, depth + 1);
+    }
+  };
+  walk(doc.contents, "", 0);
+  return { value: doc.toJS(), line: (key) => where.get(key) ?? where.get(key.split(".")[0]) };
+}
+
+/** " (line L, col C)" style position of a JSON.parse error, when the engine reports one. */
+function jsonPos(text: string, message: string): string {
+  const lc = /line (\d+) column (\d+)/.exec(message);
+  if (lc) return `:${lc[1]}:${lc[2]}`;
+  const pos = /position (\d+)/.exec(message);
+  if (!pos) return "";
+  const before = text.slice(0, Number(pos[1])).split("\n");
+  return `:${before.length}:${before[before.length - 1].length + 1}`;
+}
+
+/** Copy `obj` with keys in `order` first (those present), then the rest in their own order. */
+function ordered(obj: Record<string, unknown>, order: readonly string[]): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const k of order) if (k in obj) out[k] = obj[k];
+  for (const k of Object.keys(obj)) if (!(k in out)) out[k] = obj[k];
+  return out;
+}
+
+/** YAML text of a validated config: top-level, `lora`, `quantization` and kwargs in schema order. */
+export function configToYaml(config: Record<string, unknown>): string {
+  const top = ordered(config, Object.keys(TOP_SPECS));
+  if (top.lora) top.lora = ordered(top.lora as Record<string, unknown>, Object.keys(LORA_SPECS));
+  if (top.quantization) {
+    top.quantization = ordered(top.quantization as Record<string, unknown>, Object.keys(QUANT_SPECS));
+  }
+  top.lr_scheduler_kwargs = ordered(
+    top.lr_scheduler_kwargs as Record<string, unknown>,
+    Object.keys(KWARG_SPECS),
+  );
+  const header =
+    "# fledge TrainingConfig (resolved: every field, defaults included). Fields: training/config.ts\n";
+  return header + stringify(top, { lineWidth: 0 });
+}

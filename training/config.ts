@@ -1,0 +1,674 @@
+/**
+ * `TrainingConfig`: every knob of a training run, with the names of Hugging Face
+ * `TrainingArguments`, TRL `SFTConfig`, PEFT `LoraConfig` and `BitsAndBytesConfig`, so a config
+ * written for those tools reads here unchanged where fledge can honour it, and fails with the
+ * reason and the fix where it cannot. Frozen defaults equal transformers' defaults (noted where
+ * fledge differs); {@linkcode validateTrainingConfig} lists every problem at once; YAML and JSON
+ * files load with {@linkcode loadTrainingConfig} and save with {@linkcode saveTrainingConfig};
+ * presets, task recommendations and a memory planner build configs for you.
+ *
+ * ```yaml
+ * model: gpt2-124m
+ * dataset: data/train.jsonl
+ * learning_rate: 2.0e-4
+ * lr_scheduler_type: cosine
+ * warmup_ratio: 0.03
+ * per_device_train_batch_size: 4
+ * gradient_accumulation_steps: 4
+ * lora: {r: 16, lora_alpha: 32, target_modules: all-linear}
+ * ```
+ * @module
+ */
+import { closest } from "./_config_check.ts";
+import { type Estimate, estimate, guessShape, plan } from "./_config_memory.ts";
+import {
+  MODEL_SIZES,
+  PRESET_NAMES,
+  PRESET_PARTIALS,
+  recommend,
+  sizeClassOf,
+  TASKS,
+} from "./_config_recipes.ts";
+import { validateConfig } from "./_config_validate.ts";
+import { configToYaml, parseConfigText } from "./_config_yaml.ts";
+import type { LrSchedulerKwargs, LrSchedulerType } from "./schedule.ts";
+
+export type { LrSchedulerKwargs, LrSchedulerType };
+
+/** Where tensors live: `auto` picks WebGPU when an adapter exists, else fails with how to get one. */
+export type Backend = "auto" | "webgpu" | "cpu";
+/** HF `IntervalStrategy`: when to log or evaluate. */
+export type IntervalStrategy = "no" | "steps" | "epoch";
+/** HF `SaveStrategy`: `best` saves whenever `metric_for_best_model` improves. */
+export type SaveStrategy = "no" | "steps" | "epoch" | "best";
+/**
+ * Optimizers fledge implements: torch `AdamW` and plain `SGD`. HF's `adamw_torch`,
+ * `adamw_torch_fused` and `adamw_hf` are read as `adamw` (with a note on stderr).
+ */
+export type OptimizerName = "adamw" | "sgd";
+/** Where metrics go: `jsonl` is `output_dir/metrics.jsonl`, `stdout` one line per log on stderr. */
+export type ReportTarget = "jsonl" | "stdout";
+
+/** PEFT `LoraConfig` fields fledge implements; defaults are PEFT's. */
+export interface LoraConfig {
+  /** Rank of the update `B A` (PEFT default 8). */
+  r: number;
+  /** Scale numerator: the update is `(lora_alpha / r) B A`, or `/ sqrt(r)` with `use_rslora` (default 8). */
+  lora_alpha: number;
+  /** Dropout on the adapter input, in [0, 1) (default 0). */
+  lora_dropout: number;
+  /** Module names to adapt (`q_proj`, `c_attn`, ...), `"all-linear"`, or null for the architecture's default. */
+  target_modules: string[] | "all-linear" | null;
+  /** Which biases train: `none`, `all`, or `lora_only`. */
+  bias: "none" | "all" | "lora_only";
+  /** Weight-decomposed LoRA (Liu et al. 2024). */
+  use_dora: boolean;
+  /** Rank-stabilized scale `lora_alpha / sqrt(r)` (Kalajdzievski 2023). */
+  use_rslora: boolean;
+  /** Modules trained in full and saved with the adapter (e.g. `lm_head`), or null. */
+  modules_to_save: string[] | null;
+  /** `true`: B = 0, A Kaiming-uniform (PEFT's default); `"gaussian"`: A ~ N(0, 1/r); `false`: random B too. */
+  init_lora_weights: boolean | "gaussian";
+  /** PEFT's task type, written into `adapter_config.json`; fledge trains causal LMs only. */
+  task_type: "CAUSAL_LM" | null;
+}
+
+/** transformers `BitsAndBytesConfig` fields for 4-bit base weights (QLoRA). */
+export interface QuantizationConfig {
+  /** Quantize the frozen base weights to 4 bits; needs a `lora` section. */
+  load_in_4bit: boolean;
+  /**
+   * 4-bit code. Default `nf4`, unlike bitsandbytes' `fp4`: QLoRA recipes use NF4 and it is
+   * fledge's packed 4-bit format.
+   */
+  bnb_4bit_quant_type: "nf4" | "fp4";
+  /** Dtype of the dequantized matmuls: `float32`, or `float16` where the adapter has shader-f16. */
+  bnb_4bit_compute_dtype: "float32" | "float16";
+  /** Quantize the per-block absmax constants too (about 0.37 bits per parameter saved). */
+  bnb_4bit_use_double_quant: boolean;
+}
+
+/**
+ * A training run. Field names and meanings are transformers `TrainingArguments` (and TRL
+ * `SFTConfig` for `max_seq_length`, `packing`, `dataset_text_field`) unless noted.
+ */
+export interface TrainingConfig {
+  /** fledge: model preset name (`tiny`, `gpt2-124m`, ...), local folder or hub id; null until set. */
+  model: string | null;
+  /** fledge: tokenizer folder or hub id; null uses the model's. */
+  tokenizer: string | null;
+  /** fledge: dataset file, folder or hub id; null until set. */
+  dataset: string | null;
+  /** TRL: the text column of the dataset (default `text`). */
+  dataset_text_field: string;
+  /** fledge: `auto` (default), `webgpu` or `cpu`. */
+  backend: Backend;
+  /** Run folder: config.yaml, metrics.jsonl, checkpoints/, adapter/ or model/ (default `trainer_output`). */
+  output_dir: string;
+  /** Replace a non-empty `output_dir` instead of refusing (default false). */
+  overwrite_output_dir: boolean;
+  /** A checkpoint folder, `true` for the latest in `output_dir`, or null (default). */
+  resume_from_checkpoint: string | boolean | null;
+  /** Seed of initialization, dropout and (unless `data_seed`) data order (default 42). */
+  seed: number;
+  /** Seed of the data order only; null follows `seed`. */
+  data_seed: number | null;
+  /** Epochs when `max_steps` is -1; may be fractional (default 3). */
+  num_train_epochs: number;
+  /** Optimizer steps to run, overriding epochs; -1 (default) uses `num_train_epochs`. */
+  max_steps: number;
+  /** Sequences per micro-batch (default 8). */
+  per_device_train_batch_size: number;
+  /** Sequences per evaluation batch (default 8). */
+  per_device_eval_batch_size: number;
+  /** Micro-batches per optimizer step; the effective batch is their product with the micro-batch (default 1). */
+  gradient_accumulation_steps: number;
+  /** TRL `max_length` (`max_seq_length` before TRL 0.20, `block_size` in run_clm): tokens per sequence (default 1024). */
+  max_seq_length: number;
+  /** TRL: pack several examples into each sequence (default false). */
+  packing: boolean;
+  /** `adamw` (default) or `sgd`. */
+  optim: OptimizerName;
+  /** Peak learning rate (default 5e-5). */
+  learning_rate: number;
+  /** Decoupled weight decay of AdamW (default 0). */
+  weight_decay: number;
+  /** AdamW beta1 (default 0.9). */
+  adam_beta1: number;
+  /** AdamW beta2 (default 0.999). */
+  adam_beta2: number;
+  /** AdamW epsilon (default 1e-8). */
+  adam_epsilon: number;
+  /** Clip the global gradient norm to this; 0 disables (default 1). */
+  max_grad_norm: number;
+  /** Schedule shape, computed by `schedule.ts` as HF's `get_scheduler` does (default `linear`). */
+  lr_scheduler_type: LrSchedulerType;
+  /** Scheduler arguments, e.g. `{min_lr_rate: 0.1}` for `cosine_with_min_lr` (default `{}`). */
+  lr_scheduler_kwargs: LrSchedulerKwargs;
+  /** Warmup steps, or a ratio of the training steps when in (0, 1) as in transformers >= 4.57 (default 0). */
+  warmup_steps: number;
+  /** Warmup as a ratio of the training steps, rounded up (default 0); exclusive with `warmup_steps`. */
+  warmup_ratio: number;
+  /** `steps` (default), `epoch` or `no`. */
+  logging_strategy: IntervalStrategy;
+  /** Steps between logs (default 500). */
+  logging_steps: number;
+  /** Also log after the first step (default false). */
+  logging_first_step: boolean;
+  /**
+   * Metric sinks; YAML may give one string, `all` or `none`. Default `["jsonl"]`: fledge has no
+   * third-party integrations (HF's default is `none` of those).
+   */
+  report_to: ReportTarget[];
+  /** `no` (default), `steps` or `epoch`. (`evaluation_strategy` is read as this, with a warning.) */
+  eval_strategy: IntervalStrategy;
+  /** Steps between evaluations; required with `eval_strategy: steps` (default null). */
+  eval_steps: number | null;
+  /** `steps` (default), `epoch`, `best` or `no`. */
+  save_strategy: SaveStrategy;
+  /** Steps between checkpoints (default 500). */
+  save_steps: number;
+  /** Checkpoints kept (the best one is always kept); null keeps all (default). */
+  save_total_limit: number | null;
+  /** Restore the best checkpoint at the end (default false). */
+  load_best_model_at_end: boolean;
+  /** Metric compared for the best checkpoint and early stopping; `loss` when needed and unset. */
+  metric_for_best_model: string | null;
+  /** Whether higher is better; derived from the metric name (`...loss` is lower-better) when null. */
+  greater_is_better: boolean | null;
+  /** HF `EarlyStoppingCallback`: evaluations without improvement before stopping; null disables. */
+  early_stopping_patience: number | null;
+  /** HF `EarlyStoppingCallback`: the least change that counts as improvement (default 0). */
+  early_stopping_threshold: number;
+  /** Recompute activations in backward instead of keeping them (default false). */
+  gradient_checkpointing: boolean;
+  /** Rejected when true: WebGPU has no bfloat16 (default false). */
+  bf16: boolean;
+  /** float16 compute where the adapter has shader-f16 (default false). */
+  fp16: boolean;
+  /** LoRA adapters instead of full fine-tuning; null (default) trains every weight. */
+  lora: LoraConfig | null;
+  /** 4-bit base weights (QLoRA); null (default) keeps them in float32. */
+  quantization: QuantizationConfig | null;
+}
+
+/** Every `TrainingConfig` key, in the order files are written. */
+export const TRAINING_CONFIG_KEYS: readonly (keyof TrainingConfig)[] = Object.freeze(
+  [
+    "model",
+    "tokenizer",
+    "dataset",
+    "dataset_text_field",
+    "backend",
+    "output_dir",
+    "overwrite_output_dir",
+    "resume_from_checkpoint",
+    "seed",
+    "data_seed",
+    "num_train_epochs",
+    "max_steps",
+    "per_device_train_batch_size",
+    "per_device_eval_batch_size",
+    "gradient_accumulation_steps",
+    "max_seq_length",
+    "packing",
+    "optim",
+    "learning_rate",
+    "weight_decay",
+    "adam_beta1",
+    "adam_beta2",
+    "adam_epsilon",
+    "max_grad_norm",
+    "lr_scheduler_type",
+    "lr_scheduler_kwargs",
+    "warmup_steps",
+    "warmup_ratio",
+    "logging_strategy",
+    "logging_steps",
+    "logging_first_step",
+    "report_to",
+    "eval_strategy",
+    "eval_steps",
+    "save_strategy",
+    "save_steps",
+    "save_total_limit",
+    "load_best_model_at_end",
+    "metric_for_best_model",
+    "greater_is_better",
+    "early_stopping_patience",
+    "early_stopping_threshold",
+    "gradient_checkpointing",
+    "bf16",
+    "fp16",
+    "lora",
+    "quantization",
+  ] as const,
+);
+
+function deepFreeze<T>(o: T): T {
+  if (o && typeof o === "object") {
+    for (const v of Object.values(o)) deepFreeze(v);
+    Object.freeze(o);
+  }
+  return o;
+}
+
+/** PEFT `LoraConfig` defaults (used for the keys a `lora` section leaves out). */
+export const DEFAULT_LORA_CONFIG: Readonly<LoraConfig> = deepFreeze({
+  r: 8,
+  lora_alpha: 8,
+  lora_dropout: 0.0,
+  target_modules: null,
+  bias: "none",
+  use_dora: false,
+  use_rslora: false,
+  modules_to_save: null,
+  init_lora_weights: true,
+  task_type: null,
+});
+
+/** 4-bit defaults (used for the keys a `quantization` section leaves out); see {@linkcode QuantizationConfig}. */
+export const DEFAULT_QUANTIZATION_CONFIG: Readonly<QuantizationConfig> = deepFreeze({
+  load_in_4bit: false,
+  bnb_4bit_quant_type: "nf4",
+  bnb_4bit_compute_dtype: "float32",
+  bnb_4bit_use_double_quant: false,
+});
+
+/** The defaults: transformers `TrainingArguments` / TRL `SFTConfig` values where they have one. */
+export const DEFAULT_TRAINING_CONFIG: Readonly<TrainingConfig> = deepFreeze({
+  model: null,
+  tokenizer: null,
+  dataset: null,
+  dataset_text_field: "text",
+  backend: "auto",
+  output_dir: "trainer_output",
+  overwrite_output_dir: false,
+  resume_from_checkpoint: null,
+  seed: 42,
+  data_seed: null,
+  num_train_epochs: 3.0,
+  max_steps: -1,
+  per_device_train_batch_size: 8,
+  per_device_eval_batch_size: 8,
+  gradient_accumulation_steps: 1,
+  max_seq_length: 1024,
+  packing: false,
+  optim: "adamw",
+  learning_rate: 5e-5,
+  weight_decay: 0.0,
+  adam_beta1: 0.9,
+  adam_beta2: 0.999,
+  adam_epsilon: 1e-8,
+  max_grad_norm: 1.0,
+  lr_scheduler_type: "linear",
+  lr_scheduler_kwargs: {},
+  warmup_steps: 0,
+  warmup_ratio: 0.0,
+  logging_strategy: "steps",
+  logging_steps: 500,
+  logging_first_step: false,
+  report_to: ["jsonl"],
+  eval_strategy: "no",
+  eval_steps: null,
+  save_strategy: "steps",
+  save_steps: 500,
+  save_total_limit: null,
+  load_best_model_at_end: false,
+  metric_for_best_model: null,
+  greater_is_better: null,
+  early_stopping_patience: null,
+  early_stopping_threshold: 0.0,
+  gradient_checkpointing: false,
+  bf16: false,
+  fp16: false,
+  lora: null,
+  quantization: null,
+});
+
+/** Options of {@linkcode validateTrainingConfig} and {@linkcode loadTrainingConfig}. */
+export interface ValidateOptions {
+  /** Where the object came from, named in every message (a file path, "cli", ...). */
+  file?: string;
+  /** Receives one line per deprecation or alias note (default: `console.warn`, i.e. stderr). */
+  warn?: (line: string) => void;
+}
+
+function resolve(
+  obj: unknown,
+  file: string,
+  warn?: (line: string) => void,
+  line?: (k: string) => number | undefined,
+) {
+  return validateConfig(obj, {
+    file,
+    warn: warn ?? ((l) => console.warn(l)),
+    line,
+    defaults: DEFAULT_TRAINING_CONFIG,
+    loraDefaults: DEFAULT_LORA_CONFIG,
+    quantDefaults: DEFAULT_QUANTIZATION_CONFIG,
+  });
+}
+
+/**
+ * Check an untrusted object (parsed YAML/JSON, CLI flags, code) and return a complete, fresh
+ * {@linkcode TrainingConfig}: missing keys take the defaults (a `lora: {}` section takes PEFT's),
+ * `metric_for_best_model` becomes `loss` when something needs a metric, `greater_is_better`
+ * follows the metric name, `report_to` becomes a list. Legacy names (`evaluation_strategy`,
+ * `max_seq_len`, `per_gpu_*_batch_size`) and aliases (`max_length`, `block_size`) are renamed with
+ * one warning line each. Every problem is listed in one error, each with the file, key path and fix:
+ * unknown keys (with "did you mean"; names from MLX-LM such as `lr` or `iters` are never taken
+ * silently), wrong types, out-of-range values, scheduler kwargs the scheduler does not take, and
+ * cross-field rules (eval_steps for `eval_strategy: steps`, save_steps a multiple of eval_steps
+ * with `load_best_model_at_end`, bf16 on WebGPU, 4-bit without LoRA, ...).
+ * @param obj the candidate config
+ * @param opts `file`: named in messages (default `<config>`); `warn`: sink for deprecation lines
+ * @returns a complete config
+ * @throws {TypeError} when a key is unknown or a value has the wrong type (the message lists range problems too)
+ * @throws {RangeError} when values are well typed but out of range or inconsistent
+ * @example
+ * ```ts
+ * import { validateTrainingConfig } from "./config.ts";
+ * const c = validateTrainingConfig({ learning_rate: 1e-4, lora: { r: 16 } }, { file: "train.yaml" });
+ * if (c.lora?.lora_alpha !== 8 || c.seed !== 42) throw new Error("defaults");
+ * try {
+ *   validateTrainingConfig({ lr: 1e-4, warmup_ratio: 2 }, { file: "train.yaml" });
+ *   throw new Error("unreachable");
+ * } catch (e) {
+ *   if (!(e instanceof TypeError) || !/2 problems/.test(e.message)) throw e;
+ *   if (!e.message.includes("did you mean learning_rate?")) throw e;
+ * }
+ * ```
+ */
+export function validateTrainingConfig(obj: unknown, opts: ValidateOptions = {}): TrainingConfig {
+  return resolve(obj, opts.file ?? "<config>", opts.warn);
+}
+
+/**
+ * Read and validate a config file: YAML (`.yaml`, `.yml`) or JSON (`.json`), chosen by extension.
+ * Validation messages carry `file:line` for YAML keys.
+ * @param path the file
+ * @param opts `warn`: sink for deprecation lines (default stderr)
+ * @returns the validated config
+ * @throws {SyntaxError} for an unknown extension or bad YAML/JSON (every YAML error as `file:line:col`)
+ * @throws {Deno.errors.NotFound} when there is no file at `path`
+ * @throws {TypeError} / {RangeError} as {@linkcode validateTrainingConfig}
+ * @example
+ * ```ts
+ * import { loadTrainingConfig } from "./config.ts";
+ * const path = await Deno.makeTempFile({ suffix: ".yaml" });
+ * await Deno.writeTextFile(path, "learning_rate: 3.0e-4\nlora: {r: 4}\n");
+ * const c = await loadTrainingConfig(path);
+ * if (c.learning_rate !== 3e-4 || c.lora?.r !== 4) throw new Error("read");
+ * await Deno.remove(path);
+ * ```
+ */
+export async function loadTrainingConfig(
+  path: string,
+  opts: { warn?: (line: string) => void } = {},
+): Promise<TrainingConfig> {
+  if (!/\.(ya?ml|json)$/i.test(path)) {
+    throw new SyntaxError(`Cannot load training config ${path}: unknown extension; use .yaml, .yml or .json`);
+  }
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) {
+      throw new Deno.errors.NotFound(`Cannot load training config: no file at ${path}`);
+    }
+    throw e;
+  }
+  const parsed = parseConfigText(text, path);
+  return resolve(parsed.value, path, opts.warn, parsed.line);
+}
+
+/**
+ * The YAML text {@linkcode saveTrainingConfig} writes: every field, in
+ * {@linkcode TRAINING_CONFIG_KEYS} order, after validation.
+ * @param config a config (validated again here)
+ * @returns YAML text starting with a one-line comment
+ * @throws {TypeError} / {RangeError} as {@linkcode validateTrainingConfig}
+ * @example
+ * ```ts
+ * import { getTrainingArgs, trainingConfigToYaml } from "./config.ts";
+ * const text = trainingConfigToYaml(getTrainingArgs({ learning_rate: 1e-4 }));
+ * if (!text.includes("learning_rate: 0.0001\n") || text.indexOf("model:") > text.indexOf("seed:")) throw new Error();
+ * ```
+ */
+export function trainingConfigToYaml(config: TrainingConfig): string {
+  const c = resolve(config, "trainingConfigToYaml(config)");
+  return configToYaml(c as unknown as Record<string, unknown>);
+}
+
+/**
+ * Write a config as YAML atomically (a temporary file in the same folder, then a rename), so a
+ * reader never sees half a file. The folder must exist.
+ * @param config the config (validated first: a bad one is never written)
+ * @param path destination, e.g. `runs/x/config.yaml`
+ * @throws {TypeError} / {RangeError} as {@linkcode validateTrainingConfig}; file system errors as they come
+ * @example
+ * ```ts
+ * import { getTrainingArgs, loadTrainingConfig, saveTrainingConfig } from "./config.ts";
+ * const dir = await Deno.makeTempDir();
+ * const c = getTrainingArgs({ lora: { r: 16, target_modules: ["q_proj", "v_proj"] } });
+ * await saveTrainingConfig(c, `${dir}/config.yaml`);
+ * const back = await loadTrainingConfig(`${dir}/config.yaml`);
+ * if (JSON.stringify(back) !== JSON.stringify(c)) throw new Error("round trip");
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ */
+export async function saveTrainingConfig(config: TrainingConfig, path: string): Promise<void> {
+  const text = trainingConfigToYaml(config);
+  const slash = path.lastIndexOf("/");
+  const dir = slash >= 0 ? path.slice(0, slash) || "/" : ".";
+  const tmp = `${dir}/.${path.slice(slash + 1)}.${Deno.pid}.${crypto.randomUUID().slice(0, 8)}.tmp`;
+  try {
+    await Deno.writeTextFile(tmp, text);
+    await Deno.rename(tmp, path);
+  } catch (e) {
+    await Deno.remove(tmp).catch(() => {});
+    throw e;
+  }
+}
+
+/**
+ * The defaults with `overrides` applied, validated (the TypeScript spelling of building
+ * `TrainingArguments(**overrides)`). A `lora` or `quantization` override may be partial.
+ * @param overrides fields to change (unknown keys are errors)
+ * @param opts `file`: named in messages (default `getTrainingArgs(overrides)`); `warn` as {@linkcode validateTrainingConfig}
+ * @returns a complete config
+ * @throws {TypeError} / {RangeError} as {@linkcode validateTrainingConfig}
+ * @example
+ * ```ts
+ * import { getTrainingArgs } from "./config.ts";
+ * const c = getTrainingArgs({ max_steps: 100, eval_strategy: "steps", eval_steps: 20 });
+ * if (c.max_steps !== 100 || c.learning_rate !== 5e-5 || c.eval_steps !== 20) throw new Error();
+ * ```
+ */
+export function getTrainingArgs(
+  overrides: Partial<TrainingConfig> | Record<string, unknown> = {},
+  opts: ValidateOptions = {},
+): TrainingConfig {
+  return resolve({ ...overrides }, opts.file ?? "getTrainingArgs(overrides)", opts.warn);
+}
+
+/** Names of {@linkcode TRAINING_PRESETS}. */
+export type TrainingPresetName = typeof PRESET_NAMES[number];
+
+/**
+ * Ready configs: `debug` (tiny model, 20 steps), `sft-full` (TRL-style full fine-tuning),
+ * `sft-lora` (LoRA r 16 on all linear layers, lr 2e-4), `qlora` (that plus NF4 base weights with
+ * double quantization, grad clip 0.3 as in the QLoRA paper), `pretrain` (cosine to lr / 10, AdamW
+ * beta2 0.95, weight decay 0.1, packing). Frozen; {@linkcode getTrainingPreset} gives a mutable copy.
+ */
+export const TRAINING_PRESETS: Readonly<Record<TrainingPresetName, Readonly<TrainingConfig>>> = deepFreeze(
+  Object.fromEntries(
+    PRESET_NAMES.map((n) => [n, resolve(PRESET_PARTIALS[n], `TRAINING_PRESETS.${n}`)]),
+  ) as Record<TrainingPresetName, TrainingConfig>,
+);
+
+/**
+ * A preset with overrides, validated. Overrides of `lora`, `quantization` and
+ * `lr_scheduler_kwargs` merge into the preset's section (null removes it).
+ * @param name a {@linkcode TrainingPresetName}
+ * @param overrides fields to change
+ * @returns a fresh config
+ * @throws {RangeError} for an unknown preset name (with the closest one); the errors of {@linkcode validateTrainingConfig}
+ * @example
+ * ```ts
+ * import { getTrainingPreset } from "./config.ts";
+ * const c = getTrainingPreset("qlora", { lora: { r: 64 }, dataset: "data/chat.jsonl" });
+ * if (c.lora?.r !== 64 || c.lora.lora_alpha !== 32 || !c.quantization?.load_in_4bit) throw new Error();
+ * ```
+ */
+export function getTrainingPreset(
+  name: TrainingPresetName,
+  overrides: Partial<TrainingConfig> | Record<string, unknown> = {},
+): TrainingConfig {
+  if (!(PRESET_NAMES as readonly string[]).includes(name)) {
+    const hint = closest(String(name), PRESET_NAMES);
+    throw new RangeError(
+      `Unknown training preset: ${JSON.stringify(name)}${hint ? `; did you mean "${hint}"?` : ""} ` +
+        `(presets: ${PRESET_NAMES.join(", ")})`,
+    );
+  }
+  const base = structuredClone(TRAINING_PRESETS[name]) as unknown as Record<string, unknown>;
+  const o = overrides as Record<string, unknown>;
+  const merged: Record<string, unknown> = { ...base, ...o };
+  for (const k of ["lora", "quantization", "lr_scheduler_kwargs"]) {
+    const b = base[k], v = o[k];
+    if (b && typeof b === "object" && v && typeof v === "object" && !Array.isArray(v)) {
+      merged[k] = { ...b, ...v };
+    }
+  }
+  return resolve(merged, `getTrainingPreset("${name}")`);
+}
+
+/** Tasks of {@linkcode getRecommendedConfig}. */
+export type RecommendedTask = typeof TASKS[number];
+/** Size classes: `tiny` (~0.5M parameters), `small` (~14M), `medium` (~124M), `large` (~1.2B). */
+export type ModelSize = keyof typeof MODEL_SIZES;
+
+/**
+ * A config recommended for a task and model size: SFT-style fine-tuning for summarization (1024
+ * tokens), translation (256) and classification (128, linear decay, 10% warmup, best by
+ * accuracy, early stopping), or pretraining (cosine to lr / 10, packing). Large models get LoRA.
+ * With `memory_gb`, {@linkcode getMemoryOptimizedConfig} then fits it to that memory.
+ * @param task the task
+ * @param opts `model_size`: a size class or a parameter count (default `small`); `memory_gb`: memory to fit
+ * @returns a validated config whose `model` is the size's model preset (replace it with your checkpoint)
+ * @throws {RangeError} for an unknown task or size, or a non-positive parameter count / memory
+ * @example
+ * ```ts
+ * import { getRecommendedConfig } from "./config.ts";
+ * const c = getRecommendedConfig("classification", { model_size: "medium" });
+ * if (c.metric_for_best_model !== "accuracy" || c.greater_is_better !== true) throw new Error();
+ * const big = getRecommendedConfig("summarization", { model_size: 1.2e9, memory_gb: 8 });
+ * if (!big.lora || !big.gradient_checkpointing) throw new Error("LoRA and checkpointing for 1.2B in 8 GiB");
+ * ```
+ */
+export function getRecommendedConfig(
+  task: RecommendedTask,
+  opts: { model_size?: ModelSize | number; memory_gb?: number } = {},
+): TrainingConfig {
+  if (!(TASKS as readonly string[]).includes(task)) {
+    const hint = closest(String(task), TASKS);
+    throw new RangeError(
+      `Cannot recommend a config: unknown task ${JSON.stringify(task)}${
+        hint ? `; did you mean "${hint}"?` : ""
+      } ` +
+        `(tasks: ${TASKS.join(", ")})`,
+    );
+  }
+  const size = opts.model_size ?? "small";
+  let params: number;
+  if (typeof size === "number") {
+    if (!(Number.isFinite(size) && size > 0)) {
+      throw new RangeError(
+        `Cannot recommend a config: model_size must be a positive parameter count, got ${size}`,
+      );
+    }
+    params = size;
+  } else if (Object.hasOwn(MODEL_SIZES, size)) {
+    params = MODEL_SIZES[size].params;
+  } else {
+    throw new RangeError(
+      `Cannot recommend a config: unknown model_size ${JSON.stringify(size)}; use ${
+        Object.keys(MODEL_SIZES).join(", ")
+      } or a parameter count`,
+    );
+  }
+  const cls = typeof size === "number" ? sizeClassOf(size) : size;
+  const config = resolve(recommend(task, cls), `getRecommendedConfig("${task}")`);
+  if (opts.memory_gb === undefined) return config;
+  return getMemoryOptimizedConfig(config, { memory_gb: opts.memory_gb, params }).config;
+}
+
+/** Estimated memory of a config, in GiB (2^30 bytes); see {@linkcode getMemoryOptimizedConfig}. */
+export type MemoryEstimate = Estimate;
+
+/** The result of {@linkcode getMemoryOptimizedConfig}. */
+export interface MemoryPlan {
+  /** The adjusted, validated config. */
+  config: TrainingConfig;
+  /** One sentence per decision, with the numbers behind it, in the order taken. */
+  rationale: string[];
+  /** The estimate for `config`; `fits` is false when no change could make it fit. */
+  estimate: MemoryEstimate;
+}
+
+/**
+ * Fit a config into `memory_gb` (90% of it, leaving room for the allocator and kernels' scratch),
+ * trying in order: LoRA instead of full fine-tuning (r 16, alpha 32, all linear layers; lr raised
+ * to 2e-4 when it was at full-fine-tuning levels), 4-bit NF4 base weights (QLoRA), gradient
+ * checkpointing, then a smaller micro-batch with more accumulation steps keeping the effective
+ * batch exactly. Each step is taken only when still needed. The memory model is first order
+ * (weights, gradients, AdamW moments, activations after Korthikanti et al. 2022 with fused
+ * attention, logits); pass the model's shape for a better estimate than the one guessed from `params`.
+ * @param config the config to adjust (not modified)
+ * @param opts `memory_gb`: device memory; `params`: model parameters; `seq_len`: tokens per
+ *   sequence (default `max_seq_length`); `hidden_size`, `num_hidden_layers`, `vocab_size` (default 50257)
+ * @returns the adjusted config, the rationale and the estimate
+ * @throws {RangeError} for a non-positive `memory_gb`, `params` or `seq_len`; the errors of {@linkcode validateTrainingConfig}
+ * @example
+ * ```ts
+ * import { getMemoryOptimizedConfig, getTrainingArgs } from "./config.ts";
+ * const c = getTrainingArgs({ per_device_train_batch_size: 32, gradient_accumulation_steps: 1 });
+ * const p = getMemoryOptimizedConfig(c, { memory_gb: 4, params: 124e6, seq_len: 1024 });
+ * const { per_device_train_batch_size: b, gradient_accumulation_steps: g } = p.config;
+ * if (b * g !== 32 || b >= 32 || !p.config.gradient_checkpointing || !p.estimate.fits) throw new Error();
+ * ```
+ */
+export function getMemoryOptimizedConfig(
+  config: TrainingConfig,
+  opts: {
+    memory_gb: number;
+    params: number;
+    seq_len?: number;
+    hidden_size?: number;
+    num_hidden_layers?: number;
+    vocab_size?: number;
+  },
+): MemoryPlan {
+  const c = resolve(config, "getMemoryOptimizedConfig(config)");
+  const seq = opts.seq_len ?? c.max_seq_length;
+  const positive: [string, number | undefined][] = [
+    ["memory_gb", opts.memory_gb],
+    ["params", opts.params],
+    ["seq_len", seq],
+    ["hidden_size", opts.hidden_size],
+    ["num_hidden_layers", opts.num_hidden_layers],
+    ["vocab_size", opts.vocab_size],
+  ];
+  const badOpts = positive.filter(([, v]) => v !== undefined && !(Number.isFinite(v) && v > 0));
+  if (badOpts.length > 0) {
+    throw new RangeError(
+      `Cannot plan memory: ${badOpts.map(([k, v]) => `${k} must be a positive number, got ${v}`).join("; ")}`,
+    );
+  }
+  const shape = guessShape(opts.params, opts);
+  const rationale = plan(c, shape, opts.memory_gb, seq);
+  const out = resolve(c, "getMemoryOptimizedConfig(config)");
+  return { config: out, rationale, estimate: estimate(out, shape, opts.memory_gb, seq) };
+}
