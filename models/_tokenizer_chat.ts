@@ -23,14 +23,10 @@ export class ChatTemplateRenderer {
   readonly #compiled = new Map<string, Template>();
 
   /**
-   * Render `template` with the transformers.js context.
+   * Parse `template` once (cached).
    * @throws {SyntaxError} when the template does not parse, naming `where`.
    */
-  render(
-    template: string,
-    where: string,
-    context: Record<string, unknown>,
-  ): string {
+  compile(template: string, where: string): Template {
     let compiled = this.#compiled.get(template);
     if (!compiled) {
       try {
@@ -43,7 +39,30 @@ export class ChatTemplateRenderer {
       }
       this.#compiled.set(template, compiled);
     }
-    return compiled.render(context);
+    return compiled;
+  }
+
+  /**
+   * Render `template` with the transformers.js context.
+   * @throws {SyntaxError} when the template does not parse, naming `where`.
+   * @throws {TypeError} when rendering fails (e.g. the template's `raise_exception`).
+   */
+  render(template: string, where: string, context: Record<string, unknown>): string {
+    const compiled = this.compile(template, where);
+    return renderGuarded(where, () => compiled.render(context));
+  }
+}
+
+/** Run a template render; a failure becomes a TypeError that names the template's origin. */
+export function renderGuarded(where: string, render: () => string): string {
+  try {
+    return render();
+  } catch (e) {
+    throw new TypeError(
+      `Cannot apply chat template from ${where}: ${(e as Error).message}; check the messages ` +
+        `(roles, order, content) against what the template expects`,
+      { cause: e },
+    );
   }
 }
 

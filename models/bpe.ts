@@ -402,6 +402,7 @@ export async function trainBpeTokenizer(
   }
 
   // 3. Merges.
+  const tMerge = performance.now();
   const { merges } = learnMerges({
     words,
     freqs,
@@ -409,7 +410,16 @@ export async function trainBpeTokenizer(
     vocabSize: options.vocab_size,
     minFrequency: options.min_frequency ?? 2,
     tokens,
-    onProgress: progress ? (done, total) => progress(`${done}/${total} ids (${elapsed(t0)})`) : undefined,
+    onProgress: progress
+      ? (done, total) => {
+        const seconds = (performance.now() - tMerge) / 1000, made = done - base - 256;
+        const rate = made / Math.max(seconds, 1e-9);
+        progress(
+          `merges: ${done}/${total} ids, ${rate.toFixed(0)} merges/s, ` +
+            `elapsed ${elapsed(t0)}`,
+        );
+      }
+      : undefined,
   });
   progress?.(`${merges.length} merges, ${tokens.length} ids (${elapsed(t0)})`);
 

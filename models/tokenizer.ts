@@ -7,7 +7,7 @@
  * @module
  */
 import type { PreTrainedTokenizer } from "npm:@huggingface/transformers@^4";
-import { ChatTemplateRenderer, SPECIAL_TOKEN_KEYS, tokenContent } from "./_tokenizer_chat.ts";
+import { ChatTemplateRenderer, renderGuarded, tokenContent } from "./_tokenizer_chat.ts";
 import { readTokenizerFiles, writeTokenizerFiles } from "./_tokenizer_files.ts";
 
 /** Options of {@link Tokenizer.encode}. */
@@ -171,19 +171,16 @@ class HfTokenizer implements Tokenizer {
           `tokenizer_config.json (key "chat_template") or a chat_template.jinja file, or pass options.chat_template`,
       );
     }
-    const specials: Record<string, string> = {};
-    for (const key of SPECIAL_TOKEN_KEYS) {
-      const content = tokenContent(this.#config[key]);
-      if (content !== null) specials[key] = content;
-    }
-    const text = this.#renderer.render(template, this.#where, {
-      messages,
-      add_generation_prompt: options.add_generation_prompt ?? false,
-      tools: null,
-      documents: null,
-      ...specials,
-      ...options.template_kwargs,
-    });
+    // Parse errors are ours (SyntaxError naming the file); rendering is transformers.js's own.
+    this.#renderer.compile(template, this.#where);
+    const chatTemplate = template;
+    const text = renderGuarded(this.#where, () =>
+      this.#hf.apply_chat_template(messages, {
+        ...options.template_kwargs,
+        chat_template: chatTemplate,
+        add_generation_prompt: options.add_generation_prompt ?? false,
+        tokenize: false,
+      }) as unknown as string);
     return { text, ids: this.encode(text, { add_special_tokens: false }) };
   }
 

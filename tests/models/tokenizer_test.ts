@@ -398,3 +398,134 @@ Deno.test("decode() rejects ids outside the vocabulary and accepts typed arrays"
   assert.equal(tok.decode([]), "");
   assert.equal(tok.decode(Int32Array.from(tok.encode("hello there"))), "hello there");
 });
+
+Deno.test("loadTokenizer() loads a BERT-style WordPiece tokenizer and fills specials from special_tokens_map.json", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const vocab = {
+      "[PAD]": 0,
+      "[UNK]": 1,
+      "[CLS]": 2,
+      "[SEP]": 3,
+      "hello": 4,
+      "world": 5,
+      "##s": 6,
+      "!": 7,
+    };
+    const added = Object.entries(vocab).slice(0, 4).map(([content, id]) => ({
+      id,
+      content,
+      single_word: false,
+      lstrip: false,
+      rstrip: false,
+      normalized: false,
+      special: true,
+    }));
+    const tokenizer = {
+      version: "1.0",
+      added_tokens: added,
+      normalizer: {
+        type: "BertNormalizer",
+        clean_text: true,
+        handle_chinese_chars: true,
+        strip_accents: null,
+        lowercase: true,
+      },
+      pre_tokenizer: { type: "BertPreTokenizer" },
+      post_processor: {
+        type: "TemplateProcessing",
+        single: [{ SpecialToken: { id: "[CLS]", type_id: 0 } }, { Sequence: { id: "A", type_id: 0 } }, {
+          SpecialToken: { id: "[SEP]", type_id: 0 },
+        }],
+        pair: [],
+        special_tokens: {
+          "[CLS]": { id: "[CLS]", ids: [2], tokens: ["[CLS]"] },
+          "[SEP]": { id: "[SEP]", ids: [3], tokens: ["[SEP]"] },
+        },
+      },
+      decoder: { type: "WordPiece", prefix: "##", cleanup: true },
+      model: {
+        type: "WordPiece",
+        unk_token: "[UNK]",
+        continuing_subword_prefix: "##",
+        max_input_chars_per_word: 100,
+        vocab,
+      },
+    };
+    await Deno.writeTextFile(`${dir}/tokenizer.json`, JSON.stringify(tokenizer));
+    await Deno.writeTextFile(
+      `${dir}/tokenizer_config.json`,
+      JSON.stringify({ tokenizer_class: "BertTokenizer" }),
+    );
+    await Deno.writeTextFile(
+      `${dir}/special_tokens_map.json`,
+      JSON.stringify({ pad_token: "[PAD]", unk_token: "[UNK]", cls_token: "[CLS]", sep_token: "[SEP]" }),
+    );
+    const tok = await loadTokenizer(dir);
+    assert.equal(tok.vocab_size, 8);
+    assert.deepEqual(tok.encode("Hello worlds!"), [2, 4, 5, 6, 7, 3]);
+    assert.deepEqual(tok.encode("Hello zzz", { add_special_tokens: false }), [4, 1]);
+    assert.equal(tok.decode([2, 4, 5, 6, 7, 3], { skip_special_tokens: true }), "hello worlds!");
+    assert.deepEqual([tok.pad_token_id, tok.bos_token_id, tok.eos_token_id], [0, null, null]);
+    assert.equal(tok.idToToken(6), "##s");
+    assert.equal(tok.tokenToId("world"), 5);
+    assert.equal(tok.tokenToId("nope"), null);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("BpeTokenizer matches HF on long pre-tokens (the heap path of the encoder)", async () => {
+  const tok = await getTrained();
+  const dir = await Deno.makeTempDir();
+  try {
+    await tok.save(dir);
+    const hf = await loadTokenizer(dir);
+    // Debian sentences with the spaces removed: long letter runs, realistic merges.
+    const long = (await debianTexts("summarization")).slice(0, 300)
+      .map((t) => t.replace(/[\s\p{P}\d]/gu, ""))
+      .filter((t) => new TextEncoder().encode(t).length > 64);
+    assert.ok(long.length >= 100, `${long.length} long texts`);
+    assertSameIds(tok, hf, long, "long runs");
+    for (const t of long) assert.equal(tok.decode(tok.encode(t)), t);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+const STRICT = "{{ bos_token }}{% for message in messages %}" +
+  "{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}" +
+  "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}" +
+  "{% if message['role'] == 'user' %}{{ '[INST] ' + message['content'] | trim + ' [/INST]' }}" +
+  "{% else %}{{ ' ' + message['content'] | trim + eos_token }}{% endif %}{% endfor %}";
+
+Deno.test("applyChatTemplate() passes special tokens to the template and reports raise_exception", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const tok = await trainBpeTokenizer(["[INST] hi [/INST] hello"], {
+      vocab_size: 270,
+      special_tokens: ["<s>", "</s>"],
+      bos_token: "<s>",
+      eos_token: "</s>",
+      chat_template: STRICT,
+    });
+    await tok.save(dir);
+    const hf = await loadTokenizer(dir);
+    const chat = [{ role: "user", content: " hi " }, { role: "assistant", content: "hello" }, {
+      role: "user",
+      content: "bye",
+    }];
+    for (const t of [tok, hf]) {
+      const out = t.applyChatTemplate(chat);
+      assert.equal(out.text, "<s>[INST] hi [/INST] hello</s>[INST] bye [/INST]");
+      assert.equal(out.ids[0], 0);
+      assert.equal(out.ids.filter((id) => id === 1).length, 1);
+      assert.throws(
+        () => t.applyChatTemplate([{ role: "assistant", content: "x" }]),
+        (e: Error) => e instanceof TypeError && /roles must alternate/.test(e.message),
+      );
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
