@@ -423,8 +423,8 @@ export async function trainBpeTokenizer(
   });
   progress?.(`${merges.length} merges, ${tokens.length} ids (${elapsed(t0)})`);
 
-  const vocab: Record<string, number> = {};
-  tokens.forEach((t, id) => vocab[t] = id);
+  // fromEntries defines own properties, so a token such as "__proto__" stays a plain key.
+  const vocab: Record<string, number> = Object.fromEntries(tokens.map((t, id) => [t, id]));
   const first = specials[0] ?? null;
   const pick = (value: string | null | undefined) => (value === undefined ? first : value);
   return new BpeTokenizer({

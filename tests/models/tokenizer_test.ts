@@ -529,3 +529,22 @@ Deno.test("applyChatTemplate() passes special tokens to the template and reports
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("trainBpeTokenizer() handles tokens named like Object.prototype members", async () => {
+  const text = "__proto__ constructor toString hasOwnProperty __proto__ constructor ".repeat(30);
+  const tok = await trainBpeTokenizer([text], { vocab_size: 320 });
+  // ("__proto__" itself is never one pre-token: the GPT-2 regex splits "_" from letters.)
+  for (const t of ["Ġconstructor", "ĠtoString", "ĠhasOwnProperty", "Ġ__"]) {
+    assert.notEqual(tok.tokenToId(t), null, t);
+  }
+  assert.equal(tok.tokenToId("valueOf"), null);
+  const dir = await Deno.makeTempDir();
+  try {
+    await tok.save(dir);
+    const hf = await loadTokenizer(dir);
+    assertSameIds(tok, hf, [text, "__proto__", "a.constructor.prototype"], "prototype names");
+    assert.equal(tok.decode(tok.encode(text)), text);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
