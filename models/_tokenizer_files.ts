@@ -145,3 +145,16 @@ export async function writeTokenizerFiles(
     await Deno.rename(tmp, path);
   }
 }
+
+/** Throw a RangeError unless every id is an integer in `[0, vocabSize)`. */
+export function checkIds(ids: ArrayLike<number>, vocabSize: number): void {
+  for (let i = 0; i < ids.length; i++) {
+    const id = ids[i];
+    if (!Number.isInteger(id) || id < 0 || id >= vocabSize) {
+      throw new RangeError(
+        `Cannot decode: ids[${i}] = ${id} is not a token id in [0, ${vocabSize}); ` +
+          `check that the model's vocab_size matches the tokenizer`,
+      );
+    }
+  }
+}

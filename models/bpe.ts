@@ -14,18 +14,17 @@
  */
 import { BYTE_TO_CHAR, preTokenize, SpecialSplitter, tokenToBytes } from "./_tokenizer_bytes.ts";
 import { ChatTemplateRenderer } from "./_tokenizer_chat.ts";
-import { writeTokenizerFiles } from "./_tokenizer_files.ts";
+import { checkIds, writeTokenizerFiles } from "./_tokenizer_files.ts";
 import { tokenizerConfig, tokenizerJson } from "./_tokenizer_json.ts";
 import { learnMerges } from "./_tokenizer_merge.ts";
 import { applyMerges, type MergeTable } from "./_tokenizer_apply.ts";
-import {
-  type ChatMessage,
-  type ChatTemplateOptions,
-  type ChatTemplateResult,
-  checkIds,
-  type DecodeOptions,
-  type EncodeOptions,
-  type Tokenizer,
+import type {
+  ChatMessage,
+  ChatTemplateOptions,
+  ChatTemplateResult,
+  DecodeOptions,
+  EncodeOptions,
+  Tokenizer,
 } from "./tokenizer.ts";
 
 /** Everything that defines a byte-level BPE tokenizer (what `tokenizer.json` + config store). */

@@ -8,7 +8,7 @@
  */
 import type { PreTrainedTokenizer } from "npm:@huggingface/transformers@^4";
 import { ChatTemplateRenderer, renderGuarded, tokenContent } from "./_tokenizer_chat.ts";
-import { readTokenizerFiles, writeTokenizerFiles } from "./_tokenizer_files.ts";
+import { checkIds, readTokenizerFiles, writeTokenizerFiles } from "./_tokenizer_files.ts";
 
 /** Options of {@link Tokenizer.encode}. */
 export interface EncodeOptions {
@@ -76,19 +76,6 @@ export interface Tokenizer {
   applyChatTemplate(messages: ChatMessage[], options?: ChatTemplateOptions): ChatTemplateResult;
   /** Write `tokenizer.json`, `tokenizer_config.json` and `special_tokens_map.json` into `dir`. */
   save(dir: string): Promise<void>;
-}
-
-/** Throw a RangeError unless every id is an integer in `[0, vocabSize)`. */
-export function checkIds(ids: ArrayLike<number>, vocabSize: number): void {
-  for (let i = 0; i < ids.length; i++) {
-    const id = ids[i];
-    if (!Number.isInteger(id) || id < 0 || id >= vocabSize) {
-      throw new RangeError(
-        `Cannot decode: ids[${i}] = ${id} is not a token id in [0, ${vocabSize}); ` +
-          `check that the model's vocab_size matches the tokenizer`,
-      );
-    }
-  }
 }
 
 /** A tokenizer loaded from Hugging Face files, backed by transformers.js `PreTrainedTokenizer`. */
