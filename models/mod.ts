@@ -1,0 +1,14 @@
+/**
+ * Models: `ModelConfig` and Hugging Face config mappers, the decoder, safetensors, the hub file
+ * layer and cache, `loadModel` / `saveModel`, and tokenizers (Hugging Face `tokenizer.json` and a
+ * byte-level BPE trainer).
+ *
+ * @module
+ */
+export * from "./config.ts";
+export * from "./transformer.ts";
+export * from "./safetensors.ts";
+export * from "./hub.ts";
+export * from "./pretrained.ts";
+export * from "./tokenizer.ts";
+export * from "./bpe.ts";

@@ -1,0 +1,390 @@
+/**
+ * The one decoder-only transformer, driven by {@linkcode ModelConfig}: GPT-2 style (LayerNorm,
+ * learned positions, GELU MLP, tied embeddings, biases), Llama style (RMSNorm, RoPE, SwiGLU, GQA,
+ * no biases) and every mix in between. No per-family copies: a family differs only in its config
+ * and its checkpoint key map (`config.ts`).
+ *
+ * Layout: activations are rows `[B*T, C]`; q is `[B, T, H, D]`, k and v `[B, T, Hkv, D]`, so the
+ * projections need no transposes. Parameters use canonical names (`layers.{i}.attn.q.weight`, ...)
+ * with matrices in the `nn.Linear` layout `[out, in]`.
+ *
+ * @module
+ */
+import { attention } from "../kernels/attention.ts";
+import { release } from "../kernels/autograd.ts";
+import type { Backend } from "../kernels/backend.ts";
+import { add } from "../kernels/elementwise.ts";
+import { embedding } from "../kernels/embedding.ts";
+import { crossEntropy, shiftLabels } from "../kernels/loss.ts";
+import { matmul } from "../kernels/matmul.ts";
+import { layerNorm, rmsNorm } from "../kernels/norm.ts";
+import { rope } from "../kernels/rope.ts";
+import { gelu, swiglu } from "../kernels/activation.ts";
+import type { Tensor } from "../kernels/tensor.ts";
+import { type ModelConfig, modelRopeInvFreq } from "./config.ts";
+
+/** Canonical parameter name -> tensor. */
+export type ParamMap = Map<string, Tensor>;
+
+/** Per-layer key/value cache for decoding: `[B, max_len, Hkv, D]` per layer, `length` valid rows. */
+export interface KVCache {
+  k: Tensor[];
+  v: Tensor[];
+  /** Rows filled so far (the position of the next token). */
+  length: number;
+  /** Capacity in positions. */
+  max_len: number;
+  batch: number;
+}
+
+/** Options of {@linkcode Transformer.forward}. */
+export interface ForwardOptions {
+  /** `[B, T]` 1 = real token, 0 = pad (i32/f32); with a cache: `[B, cache.max_len]`. */
+  attention_mask?: Tensor | null;
+  /** `[B, T]` i32 explicit positions (left padding); default `offset + t`. */
+  position_ids?: Tensor | null;
+  /** Decode with (and append to) this cache. */
+  cache?: KVCache | null;
+}
+
+/** The shape of every canonical parameter of a config (tied LM head omitted). */
+export function parameterShapes(c: ModelConfig): Map<string, number[]> {
+  const C = c.hidden_size, I = c.intermediate_size, D = c.head_dim;
+  const q = c.num_attention_heads * D, kv = c.num_key_value_heads * D;
+  const s = new Map<string, number[]>();
+  s.set("embed.weight", [c.vocab_size, C]);
+  if (c.position === "learned") s.set("pos_embed.weight", [c.max_position_embeddings, C]);
+  const norm = (n: string) => {
+    s.set(`${n}.weight`, [C]);
+    if (c.norm === "layernorm") s.set(`${n}.bias`, [C]);
+  };
+  const lin = (n: string, out: number, inp: number, bias: boolean) => {
+    s.set(`${n}.weight`, [out, inp]);
+    if (bias) s.set(`${n}.bias`, [out]);
+  };
+  for (let i = 0; i < c.num_hidden_layers; i++) {
+    const l = `layers.${i}`;
+    norm(`${l}.attn_norm`);
+    lin(`${l}.attn.q`, q, C, c.qkv_bias);
+    lin(`${l}.attn.k`, kv, C, c.qkv_bias);
+    lin(`${l}.attn.v`, kv, C, c.qkv_bias);
+    lin(`${l}.attn.o`, C, q, c.o_bias);
+    norm(`${l}.mlp_norm`);
+    if (c.mlp === "swiglu") lin(`${l}.mlp.gate`, I, C, c.mlp_bias);
+    lin(`${l}.mlp.up`, I, C, c.mlp_bias);
+    lin(`${l}.mlp.down`, C, I, c.mlp_bias);
+  }
+  norm("final_norm");
+  if (!c.tie_word_embeddings) s.set("lm_head.weight", [c.vocab_size, C]);
+  if (c.lm_head_bias) s.set("lm_head.bias", [c.vocab_size]);
+  return s;
+}
+
+/** A seeded standard normal generator (mulberry32 + Box-Muller). */
+export function normalRng(seed: number): () => number {
+  let s = seed >>> 0;
+  const u = () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return (((t ^ (t >>> 14)) >>> 0) + 0.5) / 4294967296;
+  };
+  return () => Math.sqrt(-2 * Math.log(u())) * Math.cos(2 * Math.PI * u());
+}
+
+/**
+ * GPT-2 initialisation: weights N(0, initializer_range), residual output projections
+ * (`attn.o`, `mlp.down`) scaled by 1/sqrt(2 * layers), biases 0, norm weights 1 (nanoGPT).
+ */
+export function initParameters(c: ModelConfig, backend: Backend, opts: { seed?: number } = {}): ParamMap {
+  const rnd = normalRng(opts.seed ?? 1337);
+  const params: ParamMap = new Map();
+  const std = c.initializer_range;
+  const resid = std / Math.sqrt(2 * c.num_hidden_layers);
+  for (const [name, shape] of parameterShapes(c)) {
+    const n = shape.reduce((a, b) => a * b, 1);
+    const host = new Float32Array(n);
+    if (name.endsWith(".bias")) host.fill(0);
+    else if (/norm\.weight$/.test(name)) host.fill(1);
+    else {
+      const sd = /(attn\.o|mlp\.down)\.weight$/.test(name) ? resid : std;
+      for (let i = 0; i < n; i++) host[i] = rnd() * sd;
+    }
+    const t = backend.fromArray(host, shape);
+    t.name = name;
+    params.set(name, t);
+  }
+  return params;
+}
+
+/**
+ * The decoder. Owns its parameters (GPU resources), so it is a class.
+ *
+ * @example
+ * ```ts
+ * import { createBackend } from "../kernels/backend.ts";
+ * import { presetConfig } from "./config.ts";
+ * import { Transformer } from "./transformer.ts";
+ * const be = await createBackend("cpu");
+ * const model = Transformer.init(presetConfig("tiny", { num_hidden_layers: 1, vocab_size: 32 }), be);
+ * const logits = model.forward(be.fromArray([1, 2, 3], [1, 3], "i32"));
+ * if (logits.shape.join() !== "1,3,32") throw new Error("shape");
+ * ```
+ */
+export class Transformer {
+  readonly invFreq: Float32Array | null;
+
+  /** @param params canonical parameters (see {@linkcode parameterShapes}) */
+  constructor(readonly config: ModelConfig, readonly params: ParamMap, readonly backend: Backend) {
+    for (const [name, shape] of parameterShapes(config)) {
+      const t = params.get(name);
+      if (!t) throw new TypeError(`Cannot build the model: parameter ${name} is missing`);
+      if (t.shape.join() !== shape.join()) {
+        throw new TypeError(
+          `Cannot build the model: parameter ${name} has shape [${t.shape}], expected [${shape}]`,
+        );
+      }
+    }
+    this.invFreq = config.position === "rope" ? modelRopeInvFreq(config) : null;
+  }
+
+  /** A freshly initialised model (GPT-2 init). */
+  static init(config: ModelConfig, backend: Backend, opts: { seed?: number } = {}): Transformer {
+    return new Transformer(config, initParameters(config, backend, opts), backend);
+  }
+
+  /** The parameters in a stable order (canonical names), for optimizers. */
+  parameters(): Tensor[] {
+    return [...parameterShapes(this.config).keys()].map((n) => this.params.get(n)!);
+  }
+
+  /** Mark every parameter as trainable (or frozen). */
+  setTrainable(on: boolean): void {
+    for (const p of this.parameters()) p.requiresGrad = on;
+  }
+
+  /** An empty KV cache for `batch` sequences of up to `max_len` positions. */
+  createCache(batch: number, max_len: number): KVCache {
+    const c = this.config;
+    if (max_len > c.max_position_embeddings && c.position === "learned") {
+      throw new RangeError(
+        `Cannot create a KV cache of ${max_len} positions: over max_position_embeddings ${c.max_position_embeddings}`,
+      );
+    }
+    const shape = [batch, max_len, c.num_key_value_heads, c.head_dim];
+    const k: Tensor[] = [], v: Tensor[] = [];
+    for (let i = 0; i < c.num_hidden_layers; i++) {
+      k.push(this.backend.zeros(shape));
+      v.push(this.backend.zeros(shape));
+    }
+    return { k, v, length: 0, max_len, batch };
+  }
+
+  /**
+   * Logits `[B, T, vocab]` for token ids `[B, T]` (i32). With a cache, the new keys and values are
+   * appended at `cache.length` and attention covers the cached prefix.
+   * @throws {RangeError} when the sequence is longer than the model's positions or the cache
+   */
+  forward(ids: Tensor, opts: ForwardOptions = {}): Tensor {
+    const h = this.hidden(ids, opts);
+    const [B, T] = ids.shape;
+    const c = this.config;
+    const head = c.tie_word_embeddings ? this.p("embed.weight") : this.p("lm_head.weight");
+    const logits = matmul(h, head, {
+      transB: true,
+      bias: c.lm_head_bias ? this.p("lm_head.bias") : undefined,
+    });
+    release(h);
+    return view(logits, [B, T, c.vocab_size]);
+  }
+
+  /**
+   * Mean causal-LM cross-entropy (Hugging Face convention: logits at t predict labels at t + 1;
+   * label -100 is ignored), as a `[1]` tensor on the device.
+   */
+  loss(ids: Tensor, labels: Tensor, opts: ForwardOptions = {}): Tensor {
+    const logits = this.forward(ids, opts);
+    const [B, T] = ids.shape;
+    const flat = view(logits, [B * T, this.config.vocab_size]);
+    const shifted = shiftLabels(labels);
+    const flatLabels = shifted.reshape([B * T]);
+    shifted.dispose();
+    const loss = crossEntropy(flat, flatLabels);
+    flatLabels.dispose();
+    release(flat);
+    return loss;
+  }
+
+  /** Final hidden states `[B*T, C]` (after the final norm). */
+  hidden(ids: Tensor, opts: ForwardOptions = {}): Tensor {
+    const c = this.config;
+    if (ids.rank !== 2 || ids.dtype !== "i32") {
+      throw new TypeError(`Cannot run the model: ids must be i32 [B, T], got ${ids.dtype} [${ids.shape}]`);
+    }
+    const [B, T] = ids.shape;
+    const cache = opts.cache ?? null;
+    const offset = cache ? cache.length : 0;
+    if (cache && (offset + T > cache.max_len || cache.batch !== B)) {
+      throw new RangeError(
+        `Cannot run the model: ${T} new tokens at position ${offset} exceed the cache (${cache.max_len} positions, batch ${cache.batch})`,
+      );
+    }
+    if (offset + T > c.max_position_embeddings && c.position === "learned") {
+      throw new RangeError(
+        `Cannot run the model: sequence length ${
+          offset + T
+        } exceeds max_position_embeddings ${c.max_position_embeddings}`,
+      );
+    }
+    const flatIds = ids.reshape([B * T]);
+    let h = embedding(flatIds, this.p("embed.weight"));
+    flatIds.dispose();
+    if (c.position === "learned") {
+      const pos = opts.position_ids
+        ? opts.position_ids.reshape([B * T])
+        : this.backend.fromArray(Array.from({ length: B * T }, (_, i) => offset + (i % T)), [B * T], "i32");
+      const pe = embedding(pos, this.p("pos_embed.weight"));
+      pos.dispose();
+      const h2 = add(h, pe);
+      release(h);
+      release(pe);
+      h = h2;
+    }
+    for (let i = 0; i < c.num_hidden_layers; i++) h = this.#block(i, h, B, T, offset, opts);
+    if (cache) cache.length = offset + T;
+    const out = this.#norm("final_norm", h);
+    release(h);
+    return out;
+  }
+
+  /** A parameter by canonical name. */
+  p(name: string): Tensor {
+    const t = this.params.get(name);
+    if (!t) throw new TypeError(`Cannot find parameter ${name}`);
+    return t;
+  }
+
+  #opt(name: string): Tensor | undefined {
+    return this.params.get(name);
+  }
+
+  #norm(prefix: string, x: Tensor): Tensor {
+    const c = this.config;
+    return c.norm === "rmsnorm"
+      ? rmsNorm(x, this.p(`${prefix}.weight`), { eps: c.norm_eps })
+      : layerNorm(x, this.p(`${prefix}.weight`), this.#opt(`${prefix}.bias`) ?? null, { eps: c.norm_eps });
+  }
+
+  #linear(prefix: string, x: Tensor, activation?: "gelu_tanh" | "gelu_erf"): Tensor {
+    return matmul(x, this.p(`${prefix}.weight`), {
+      transB: true,
+      bias: this.#opt(`${prefix}.bias`),
+      activation,
+    });
+  }
+
+  #block(i: number, h: Tensor, B: number, T: number, offset: number, opts: ForwardOptions): Tensor {
+    const c = this.config, l = `layers.${i}`;
+    const H = c.num_attention_heads, Hkv = c.num_key_value_heads, D = c.head_dim;
+    const x = this.#norm(`${l}.attn_norm`, h);
+    let q = view(this.#linear(`${l}.attn.q`, x), [B, T, H, D]);
+    let k = view(this.#linear(`${l}.attn.k`, x), [B, T, Hkv, D]);
+    const v = view(this.#linear(`${l}.attn.v`, x), [B, T, Hkv, D]);
+    release(x);
+    if (this.invFreq) {
+      const ro = {
+        inv_freq: this.invFreq,
+        position_offset: offset,
+        position_ids: opts.position_ids ?? undefined,
+        style: c.rope_interleaved ? "interleaved" as const : "rotate_half" as const,
+      };
+      const q2 = rope(q, ro), k2 = rope(k, ro);
+      release(q);
+      release(k);
+      q = q2;
+      k = k2;
+    }
+    let a: Tensor;
+    const cache = opts.cache;
+    if (cache) {
+      writeCache(cache.k[i], k, offset);
+      writeCache(cache.v[i], v, offset);
+      a = attention(q, cache.k[i], cache.v[i], {
+        causal: true,
+        q_offset: offset,
+        kv_len: offset + T,
+        attention_mask: opts.attention_mask ?? null,
+        sliding_window: c.sliding_window,
+      });
+    } else {
+      a = attention(q, k, v, {
+        causal: true,
+        attention_mask: opts.attention_mask ?? null,
+        sliding_window: c.sliding_window,
+      });
+    }
+    release(q);
+    release(k);
+    release(v);
+    const a2 = view(a, [B * T, H * D]);
+    const o = this.#linear(`${l}.attn.o`, a2);
+    release(a2);
+    const h1 = add(h, o);
+    release(h);
+    release(o);
+    const y = this.#norm(`${l}.mlp_norm`, h1);
+    let m: Tensor;
+    if (c.mlp === "swiglu") {
+      const g = this.#linear(`${l}.mlp.gate`, y), u = this.#linear(`${l}.mlp.up`, y);
+      m = swiglu(g, u);
+      release(g);
+      release(u);
+    } else {
+      const act = c.hidden_act === "gelu" ? "gelu_erf" : "gelu_tanh";
+      if (c.hidden_act === "relu" || c.hidden_act === "silu") {
+        throw new TypeError(
+          `Cannot run the model: hidden_act ${c.hidden_act} with a plain MLP is not supported`,
+        );
+      }
+      const u = this.#linear(`${l}.mlp.up`, y);
+      m = gelu(u, { approximate: act === "gelu_tanh" ? "tanh" : "none" });
+      release(u);
+    }
+    release(y);
+    const d = this.#linear(`${l}.mlp.down`, m);
+    release(m);
+    const h2 = add(h1, d);
+    release(h1);
+    release(d);
+    return h2;
+  }
+
+  /** Release every parameter. */
+  dispose(): void {
+    for (const t of this.params.values()) t.dispose();
+  }
+}
+
+/** A reshaped view that takes over `t` (released when off the graph). */
+function view(t: Tensor, shape: readonly number[]): Tensor {
+  const v = t.reshape(shape);
+  release(t);
+  return v;
+}
+
+/** Copy `kv [B, T, Hkv, D]` into `cache [B, max, Hkv, D]` at row `offset` (not recorded). */
+function writeCache(cache: Tensor, kv: Tensor, offset: number): void {
+  const [B, T, Hkv, D] = kv.shape, max = cache.shape[1];
+  const row = Hkv * D;
+  if (cache.backend.name === "cpu") {
+    for (let b = 0; b < B; b++) {
+      cache.data.set(kv.data.subarray(b * T * row, (b + 1) * T * row) as never, (b * max + offset) * row);
+    }
+    return;
+  }
+  const gpu = cache.backend.device;
+  for (let b = 0; b < B; b++) {
+    gpu.copy(kv.buffer, b * T * row * 4, cache.buffer, (b * max + offset) * row * 4, T * row * 4);
+  }
+}
