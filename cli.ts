@@ -8,6 +8,7 @@
  */
 import { parseArgs } from "node:util";
 import { createBackend } from "./kernels/backend.ts";
+import { runDemo } from "./tasks/demo.ts";
 
 /** A CLI usage error: printed as one line, exit code 2. */
 export class UsageError extends Error {
@@ -42,6 +43,45 @@ function parse<T extends Record<string, { type: "string" | "boolean"; short?: st
 }
 
 const COMMANDS: Record<string, Command> = {
+  demo: {
+    summary: "pre-train the tiny model on the bundled Debian text, sample from it, write the run folder",
+    usage:
+      "deno task demo [--output_dir runs/demo] [--max_steps 200] [--per_device_train_batch_size 8] [--block_size 64] [--learning_rate 3e-3] [--backend auto|webgpu|cpu]",
+    async run(args) {
+      const v = parse("demo", args, {
+        output_dir: { type: "string" },
+        max_steps: { type: "string" },
+        per_device_train_batch_size: { type: "string" },
+        block_size: { type: "string" },
+        learning_rate: { type: "string" },
+        backend: { type: "string" },
+      });
+      if (v.help) return help("demo");
+      const num = (flag: string, s: string | undefined, int: boolean) => {
+        if (s === undefined) return undefined;
+        const n = Number(s);
+        if (!Number.isFinite(n) || n <= 0 || (int && !Number.isInteger(n))) {
+          throw new UsageError(`demo: --${flag} ${s} is not a positive ${int ? "integer" : "number"}`);
+        }
+        return n;
+      };
+      if (v.backend && !["webgpu", "cpu", "auto"].includes(v.backend as string)) {
+        throw new UsageError(`demo: --backend ${v.backend} is not one of webgpu, cpu, auto`);
+      }
+      await runDemo({
+        output_dir: v.output_dir as string | undefined,
+        max_steps: num("max_steps", v.max_steps as string | undefined, true),
+        per_device_train_batch_size: num(
+          "per_device_train_batch_size",
+          v.per_device_train_batch_size as string | undefined,
+          true,
+        ),
+        block_size: num("block_size", v.block_size as string | undefined, true),
+        learning_rate: num("learning_rate", v.learning_rate as string | undefined, false),
+        backend: v.backend as "webgpu" | "cpu" | "auto" | undefined,
+      });
+    },
+  },
   info: {
     summary: "show the WebGPU adapter, its features and the limits fledge requested",
     usage: "deno task cli info [--json] [--backend webgpu|cpu|auto]",

@@ -10,6 +10,7 @@ export * from "./models/mod.ts";
 export * from "./data/mod.ts";
 export * from "./training/mod.ts";
 export * from "./evaluation/mod.ts";
+export * from "./tasks/mod.ts";
 
 // Names two layers both export: the root picks one and aliases the other.
 export { Backend } from "./kernels/mod.ts";

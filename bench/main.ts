@@ -1,0 +1,78 @@
+/**
+ * `deno task bench`: every benchmark on the current adapter, as JSON lines on stdout (also written
+ * to `bench/out/results.jsonl`), then a table. Never asserted in tests.
+ *
+ * Flags: `--quick` (smaller sizes), `--only matmul,attention,block`.
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { createBackend } from "../kernels/backend.ts";
+import { benchAttention } from "./attention.ts";
+import { benchBlock } from "./block.ts";
+
+type Record = {
+  op: string;
+  shape: string;
+  ms: number;
+  backend: string;
+  adapter: string;
+  [k: string]: unknown;
+};
+
+const { values } = parseArgs({
+  args: Deno.args,
+  options: { quick: { type: "boolean" }, only: { type: "string" } },
+});
+const only = values.only ? new Set(values.only.split(",")) : null;
+const quick = values.quick ?? false;
+const be = await createBackend("auto");
+const records: Record[] = [];
+const emit = (rs: Record[]) => {
+  for (const r of rs) {
+    console.log(JSON.stringify(r));
+    records.push(r);
+  }
+};
+
+if (!only || only.has("matmul")) {
+  const { benchMatmul } = await import("./matmul.ts");
+  emit(await benchMatmul({ backend: be, quick }) as unknown as Record[]);
+}
+if (!only || only.has("attention")) {
+  emit(
+    await benchAttention({
+      backend: be,
+      T: quick ? [128, 256] : [128, 256, 512, 1024],
+    }) as unknown as Record[],
+  );
+}
+if (!only || only.has("block")) {
+  emit(
+    await benchBlock({ backend: be, presets: quick ? ["tiny"] : ["tiny", "small"] }) as unknown as Record[],
+  );
+}
+
+await Deno.mkdir(new URL("./out/", import.meta.url), { recursive: true });
+await Deno.writeTextFile(
+  new URL("./out/results.jsonl", import.meta.url),
+  records.map((r) => JSON.stringify(r)).join("\n") + "\n",
+);
+
+const rate = (r: Record) =>
+  r.gflops !== undefined
+    ? `${r.gflops} GFLOP/s`
+    : r.tokens_per_s !== undefined
+    ? `${r.tokens_per_s} tok/s`
+    : "";
+console.error(
+  `\n${"op".padEnd(16)} ${"shape".padEnd(44)} ${"backend".padEnd(14)} ${"ms".padStart(10)}  rate`,
+);
+for (const r of records) {
+  const op = String(r.op) + (r.pass ? ` ${r.pass === "forward" ? "fwd" : "fwd+bwd"}` : "");
+  console.error(
+    `${op.padEnd(16)} ${r.shape.padEnd(44)} ${r.backend.padEnd(14)} ${r.ms.toFixed(2).padStart(10)}  ${
+      rate(r)
+    }`,
+  );
+}
+console.error(`adapter: ${be.adapter}`);
