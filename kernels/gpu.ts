@@ -311,7 +311,9 @@ export class Gpu {
       this.device.pushErrorScope("validation");
       bg = this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
       const label = pipeline.label;
-      this.#errors.push(this.device.popErrorScope().then((e) => e ? `${label} bind group: ${e.message}` : null));
+      this.#errors.push(
+        this.device.popErrorScope().then((e) => e ? `${label} bind group: ${e.message}` : null),
+      );
       this.#bindGroups.set(key, bg);
     }
     const pass = this.#openPass();
