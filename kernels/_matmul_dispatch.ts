@@ -1,0 +1,224 @@
+/**
+ * Private: recording the dispatches of one matmul on raw buffers, including the batch chunks and
+ * the windows that keep every binding under the storage-binding limit (see `matmul.ts`).
+ *
+ * @module
+ */
+import { type KernelSpec, launchOn, memo } from "./_kernel.ts";
+import { type BufferRange, type Gpu, grid1d } from "./gpu.ts";
+import {
+  blockShape,
+  type MatmulActivation,
+  type MatmulConfig,
+  matmulKernel,
+  matmulSpec,
+  type MatmulVariant,
+} from "./_matmul_wgsl.ts";
+
+/** Shapes of a matmul: batch dims, M, N, K and whether b has the batch. */
+export interface MatmulDims {
+  batchShape: number[];
+  batch: number;
+  M: number;
+  N: number;
+  K: number;
+  bBatched: boolean;
+}
+
+/** What {@linkcode dispatchMatmul} needs besides the buffers. */
+export interface MatmulPlan extends MatmulDims {
+  transA: boolean;
+  transB: boolean;
+  act: MatmulActivation;
+  alpha: number;
+  accumulate: boolean;
+  config: MatmulConfig;
+  maxBinding: number;
+}
+
+const kernelCode = memo((key: string) => matmulKernel(JSON.parse(key) as MatmulVariant));
+
+/** The buffers of one matmul. */
+export interface MatmulBuffers {
+  out: GPUBuffer;
+  pre: GPUBuffer | null;
+  a: GPUBuffer;
+  b: GPUBuffer;
+  bias: GPUBuffer | null;
+  /** Bytes of each tensor (bindings never reach past them). */
+  bytes: { out: number; a: number; b: number; bias: number };
+}
+
+/** Split [0, n) into windows of at most `per` (a multiple of 4 unless it covers everything). */
+function windows(n: number, per: number): [number, number][] {
+  if (per >= n) return [[0, n]];
+  const out: [number, number][] = [];
+  for (let s = 0; s < n; s += per) out.push([s, Math.min(n, s + per)]);
+  return out;
+}
+
+/** Rows per window so that `rowBytes`-byte rows fit `max` bytes with room for offset rounding. */
+function rowsPerWindow(label: string, rowBytes: number, max: number, align: number): number {
+  const per = Math.floor(Math.floor((max - 2 * align - 16) / rowBytes) / 4) * 4;
+  if (per < 4) {
+    throw new RangeError(
+      `Cannot run ${label}: 4 rows of ${rowBytes} bytes exceed the storage binding limit ${max}`,
+    );
+  }
+  return per;
+}
+
+/**
+ * Record the dispatches of one matmul on raw buffers (f32, contiguous, layouts as in the module
+ * header). Windows and batch chunks are handled here.
+ */
+export function dispatchMatmul(gpu: Gpu, bufs: MatmulBuffers, plan: MatmulPlan): void {
+  const { M, N, K, batch, transA, transB, config } = plan;
+  if (M === 0 || N === 0 || batch === 0) return;
+  const align = gpu.info.limits.minStorageBufferOffsetAlignment;
+  const max = Math.min(plan.maxBinding, gpu.maxBinding);
+  const label = `matmul ${M}x${K}x${N}`;
+  const bA = M * K * 4 * batch, bB = K * N * 4 * (plan.bBatched ? batch : 1), bO = M * N * 4 * batch;
+  const fits = bA <= max && bB <= max && bO <= max;
+  // Windows along M (A rows when not transposed, out rows), N (rows of a transposed B) and K.
+  let perM = M, perN = N, perK = K;
+  if (!fits) {
+    // Windowed dispatches run one batch at a time: what must fit is one matrix of each operand.
+    const a1 = M * K * 4, b1 = K * N * 4, o1 = M * N * 4;
+    if (o1 > max || (!transA && a1 > max)) {
+      perM = Math.min(M, rowsPerWindow(label, Math.max(N * 4, transA ? 0 : K * 4), max, align));
+    }
+    if (transB && b1 > max) perN = Math.min(N, rowsPerWindow(label, K * 4, max, align));
+    if (!transB && b1 > max) perK = Math.min(K, rowsPerWindow(label, N * 4, max, align));
+    if (transA && a1 > max) perK = Math.min(perK, rowsPerWindow(label, M * 4, max, align));
+  }
+  const kWins = windows(K, perK);
+  if (kWins.length > 1 && plan.act !== "none") {
+    throw new RangeError(
+      `Cannot run ${label}: ${transA ? "a" : "b"} exceeds one storage binding along K and a fused ` +
+        `activation needs the full sum; pass the weight transposed (transB) or apply the activation separately`,
+    );
+  }
+  const baseVariant = {
+    config,
+    transA,
+    transB,
+    vecA: config.family === "reg" && (transA ? M % 4 === 0 && config.tm % 4 === 0 : K % 4 === 0),
+    vecB: config.family === "reg" && (transB ? K % 4 === 0 : N % 4 === 0 && config.tn % 4 === 0),
+    vecO: N % 4 === 0,
+    act: plan.act,
+    savePre: bufs.pre !== null,
+    kTail: K % 4 !== 0,
+  };
+  const { bm, bn } = blockShape(config);
+  const maxWg = gpu.info.limits.maxComputeWorkgroupsPerDimension;
+  const run = (
+    ranges: BufferRange[],
+    withBias: boolean,
+    dims: { M: number; N: number; K: number },
+    offs: { offA: number; offB: number; offO: number; offBias: number },
+    strides: { sA: number; sB: number; sO: number },
+    batch0: number,
+    nb: number,
+    acc: boolean,
+  ) => {
+    const v: MatmulVariant = { ...baseVariant, bias: withBias, acc };
+    const spec: KernelSpec = matmulSpec(v);
+    const code = kernelCode(JSON.stringify(v));
+    const tilesN = Math.ceil(dims.N / bn), tilesM = Math.ceil(dims.M / bm);
+    let grid: [number, number, number];
+    if (config.family === "reg") {
+      const g = grid1d(Math.ceil(tilesN * tilesM / config.wg), maxWg);
+      grid = [g[0], g[1], nb];
+    } else grid = [tilesN, tilesM, nb];
+    const params = {
+      ...dims,
+      lda: transA ? M : K,
+      ldb: transB ? K : N,
+      ldo: N,
+      ...offs,
+      ...strides,
+      tilesN,
+      tiles: tilesN * tilesM,
+      batch0,
+      alpha: plan.alpha,
+    };
+    const bindings = [
+      ranges[0],
+      ...(v.savePre ? [ranges[1]] : []),
+      ranges[2],
+      ranges[3],
+      ...(withBias ? [ranges[4]] : []),
+    ];
+    launchOn(gpu, spec, code, bindings, params, grid);
+  };
+  const whole = (buf: GPUBuffer, bytes: number): BufferRange => ({
+    buffer: buf,
+    offset: 0,
+    size: Math.max(16, Math.ceil(bytes / 16) * 16),
+  });
+  if (fits) {
+    const ranges = [
+      whole(bufs.out, bufs.bytes.out),
+      whole(bufs.pre ?? bufs.out, bufs.bytes.out),
+      whole(bufs.a, bufs.bytes.a),
+      whole(bufs.b, bufs.bytes.b),
+      whole(bufs.bias ?? bufs.out, bufs.bytes.bias),
+    ];
+    const strides = { sA: M * K, sB: plan.bBatched ? K * N : 0, sO: M * N };
+    for (let z0 = 0; z0 < batch; z0 += maxWg) {
+      run(
+        ranges,
+        bufs.bias !== null,
+        { M, N, K },
+        { offA: 0, offB: 0, offO: 0, offBias: 0 },
+        strides,
+        z0,
+        Math.min(maxWg, batch - z0),
+        plan.accumulate,
+      );
+    }
+    return;
+  }
+  // Windowed: one dispatch per (batch, M window, N window, K window).
+  const win = (buf: GPUBuffer, total: number, first: number, end: number) => {
+    const off = Math.floor(first * 4 / align) * align;
+    const size = Math.min(Math.ceil((end * 4 - off) / 16) * 16, Math.ceil(total / 16) * 16 - off);
+    return { range: { buffer: buf, offset: off, size: Math.max(size, 16) }, elem: first - off / 4 };
+  };
+  const aIdx = (z: number, m: number, k: number) => z * M * K + (transA ? k * M + m : m * K + k);
+  const bIdx = (z: number, k: number, n: number) =>
+    (plan.bBatched ? z * K * N : 0) + (transB ? n * K + k : k * N + n);
+  for (let z = 0; z < batch; z++) {
+    for (const [m0, m1] of windows(M, perM)) {
+      for (const [n0, n1] of windows(N, perN)) {
+        kWins.forEach(([k0, k1], ki) => {
+          // A: rows m0..m1 of (M, K), or rows k0..k1 of (K, M); B: rows n0..n1 of (N, K), or k0..k1 of (K, N).
+          const ra = transA
+            ? win(bufs.a, bufs.bytes.a, aIdx(z, 0, k0), aIdx(z, 0, k1))
+            : win(bufs.a, bufs.bytes.a, aIdx(z, m0, 0), aIdx(z, m1, 0));
+          const rb = transB
+            ? win(bufs.b, bufs.bytes.b, bIdx(z, 0, n0), bIdx(z, 0, n1))
+            : win(bufs.b, bufs.bytes.b, bIdx(z, k0, 0), bIdx(z, k1, 0));
+          const firstO = z * M * N + m0 * N;
+          const ro = win(bufs.out, bufs.bytes.out, firstO, z * M * N + m1 * N);
+          const rp = win(bufs.pre ?? bufs.out, bufs.bytes.out, firstO, z * M * N + m1 * N);
+          const rbias = whole(bufs.bias ?? bufs.out, bufs.bytes.bias);
+          // Element offsets inside each window: A at (m0, k0), B at (k0, n0), out at (m0, n0).
+          const offA = ra.elem + (transA ? m0 : k0);
+          const offB = rb.elem + (transB ? k0 : n0);
+          run(
+            [ro.range, rp.range, ra.range, rb.range, rbias],
+            bufs.bias !== null && ki === 0,
+            { M: m1 - m0, N: n1 - n0, K: k1 - k0 },
+            { offA, offB, offO: ro.elem + n0, offBias: n0 },
+            { sA: 0, sB: 0, sO: 0 },
+            0,
+            1,
+            ki === 0 ? plan.accumulate : true,
+          );
+        });
+      }
+    }
+  }
+}

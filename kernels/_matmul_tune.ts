@@ -1,0 +1,291 @@
+/**
+ * Private: the per-adapter choice of matmul tile configuration. A short autotune times a few
+ * candidates of both kernel families on two representative shapes (a square GEMM and an M = 1
+ * decode GEMV, both in the Linear layout `x W^T`) and keeps the fastest of each. Results are cached
+ * in memory per {@linkcode Gpu} and on disk as JSON (`$XDG_CACHE_HOME/fledge/matmul.json`, else
+ * `~/.cache/fledge/matmul.json`) keyed by the adapter description; a failing read or write of
+ * that file is ignored. Without a tuned result the adapter kind picks a default.
+ *
+ * @module
+ */
+import type { Gpu } from "./gpu.ts";
+import { configKey, type MatmulConfig, parseConfigKey } from "./_matmul_wgsl.ts";
+import { dispatchMatmul } from "./_matmul_dispatch.ts";
+
+/** Shape classes tuned separately. */
+export type ShapeClass = "gemm" | "gemv" | "small";
+
+/** What {@linkcode autotuneMatmul} found. */
+export interface AutotuneResult {
+  adapter: string;
+  /** Config per shape class (`small` is never timed: it keeps compile time low for tiny products). */
+  configs: Record<ShapeClass, MatmulConfig>;
+  /** Every timing taken (empty when the result came from a cache). */
+  timings: { class: ShapeClass; shape: string; config: string; ms: number; gflops: number }[];
+  /** `memory`, `disk`, `measured` or `default`. */
+  source: "memory" | "disk" | "measured" | "default";
+}
+
+/** Options of {@linkcode autotuneMatmul}. */
+export interface AutotuneOptions {
+  /** Measure again even when a cached result exists. */
+  force?: boolean;
+  /** Timed repetitions per candidate (the minimum counts); default 3. */
+  reps?: number;
+  /** Candidates to time (default: per adapter kind). */
+  candidates?: Partial<Record<"gemm" | "gemv", MatmulConfig[]>>;
+  /** Shapes `[M, K, N]` to time (default gemm 512x512x512, gemv 1x2048x2048). */
+  shapes?: Partial<Record<"gemm" | "gemv", [number, number, number]>>;
+  /** Write the result to the disk cache (default true). */
+  save?: boolean;
+  /** Progress lines (default: none). */
+  log?: (line: string) => void;
+}
+
+const reg = (tm: number, tn: number, wg: number): MatmulConfig => ({ family: "reg", tm, tn, wg });
+const tile = (tm: number, tn: number, wx: number, wy: number, bk: number): MatmulConfig => ({
+  family: "tile",
+  tm,
+  tn,
+  wx,
+  wy,
+  bk,
+});
+
+/** True for CPU rasterizers (llvmpipe, lavapipe, SwiftShader, WARP) and fallback adapters. */
+export function isCpuAdapter(gpu: Gpu): boolean {
+  const i = gpu.info;
+  return i.isFallbackAdapter ||
+    /llvmpipe|lavapipe|swiftshader|software|warp|cpu/i.test(`${i.description} ${i.vendor} ${i.architecture}`);
+}
+
+function defaults(gpu: Gpu): Record<ShapeClass, MatmulConfig> {
+  return isCpuAdapter(gpu)
+    ? { gemm: reg(16, 32, 16), gemv: reg(1, 32, 8), small: reg(4, 8, 16) }
+    : { gemm: tile(4, 4, 16, 16, 16), gemv: reg(1, 4, 64), small: tile(2, 4, 8, 8, 16) };
+}
+
+function candidates(gpu: Gpu): Record<"gemm" | "gemv", MatmulConfig[]> {
+  if (isCpuAdapter(gpu)) {
+    return {
+      gemm: [reg(16, 16, 16), reg(16, 32, 16), reg(32, 16, 16), reg(32, 32, 8), tile(8, 8, 8, 8, 32)],
+      gemv: [reg(1, 16, 8), reg(1, 32, 8), reg(2, 32, 8), reg(4, 16, 8)],
+    };
+  }
+  return {
+    gemm: [
+      tile(4, 4, 16, 16, 16),
+      tile(8, 4, 16, 16, 16),
+      tile(4, 8, 16, 8, 16),
+      tile(8, 8, 16, 16, 8),
+      tile(4, 4, 8, 8, 32),
+      reg(4, 4, 64),
+    ],
+    gemv: [reg(1, 4, 64), reg(1, 4, 256), reg(1, 8, 64), reg(2, 4, 128)],
+  };
+}
+
+/** Drop configs the device cannot run (workgroup size, workgroup memory). */
+function feasible(gpu: Gpu, c: MatmulConfig): boolean {
+  const l = gpu.info.limits;
+  if (c.family === "reg") {
+    return c.wg <= l.maxComputeInvocationsPerWorkgroup && c.wg <= l.maxComputeWorkgroupSizeX;
+  }
+  const bytes = 4 * c.bk * (c.tm * c.wy + c.tn * c.wx);
+  return c.wx * c.wy <= l.maxComputeInvocationsPerWorkgroup && bytes <= l.maxComputeWorkgroupStorageSize;
+}
+
+const memory = new WeakMap<Gpu, AutotuneResult>();
+
+function cachePath(): string | null {
+  try {
+    const xdg = Deno.env.get("XDG_CACHE_HOME");
+    const home = Deno.env.get("HOME");
+    const dir = xdg ? `${xdg}/fledge` : home ? `${home}/.cache/fledge` : null;
+    return dir ? `${dir}/matmul.json` : null;
+  } catch {
+    return null; // no env permission
+  }
+}
+
+type DiskCache = { version: 1; adapters: Record<string, Record<string, string>> };
+
+function readDisk(): DiskCache | null {
+  const path = cachePath();
+  if (!path) return null;
+  try {
+    const j = JSON.parse(Deno.readTextFileSync(path));
+    return j && j.version === 1 && typeof j.adapters === "object" ? j as DiskCache : null;
+  } catch {
+    return null;
+  }
+}
+
+function writeDisk(adapter: string, configs: Record<ShapeClass, MatmulConfig>): void {
+  const path = cachePath();
+  if (!path) return;
+  try {
+    const cache = readDisk() ?? { version: 1, adapters: {} };
+    cache.adapters[adapter] = {
+      gemm: configKey(configs.gemm),
+      gemv: configKey(configs.gemv),
+      small: configKey(configs.small),
+    };
+    Deno.mkdirSync(path.slice(0, path.lastIndexOf("/")), { recursive: true });
+    const tmp = `${path}.${Deno.pid}.tmp`;
+    Deno.writeTextFileSync(tmp, JSON.stringify(cache, null, 2) + "\n");
+    Deno.renameSync(tmp, path);
+  } catch {
+    // A read-only or missing cache directory only costs a re-tune next time.
+  }
+}
+
+/** The cached (memory, then disk) or default configs of a GPU, without measuring. */
+function lookup(gpu: Gpu): AutotuneResult {
+  const hit = memory.get(gpu);
+  if (hit) return hit;
+  const adapter = gpu.info.description;
+  const base = defaults(gpu);
+  const disk = readDisk()?.adapters[adapter];
+  let result: AutotuneResult = { adapter, configs: base, timings: [], source: "default" };
+  if (disk) {
+    const configs = { ...base };
+    let ok = true;
+    for (const k of ["gemm", "gemv", "small"] as const) {
+      const c = disk[k] ? parseConfigKey(disk[k]) : null;
+      if (c && feasible(gpu, c)) configs[k] = c;
+      else if (disk[k]) ok = false;
+    }
+    if (ok) result = { adapter, configs, timings: [], source: "disk" };
+  }
+  memory.set(gpu, result);
+  return result;
+}
+
+/** Shape class of a product: tiny products use the `small` config (cheap to compile). */
+export function shapeClass(M: number, N: number, K: number): ShapeClass {
+  if (M <= 4) return N * K >= 1 << 16 ? "gemv" : "small";
+  return M * N * K >= 1 << 21 ? "gemm" : "small";
+}
+
+/**
+ * The tile configuration a matmul of `M x K x N` uses on `gpu` (tuned, cached or default).
+ */
+export function matmulConfigFor(gpu: Gpu, M: number, N: number, K: number): MatmulConfig {
+  return lookup(gpu).configs[shapeClass(M, N, K)];
+}
+
+/**
+ * One line per shape class naming the config in use and where it came from (for `info`).
+ *
+ * @example
+ * ```ts ignore
+ * console.log(describeMatmulConfig(gpu)); // "matmul on llvmpipe ...: gemm reg:32x32:8, ..."
+ * ```
+ */
+export function describeMatmulConfig(gpu: Gpu): string {
+  const r = lookup(gpu);
+  return `matmul on ${r.adapter} (${r.source}): gemm ${configKey(r.configs.gemm)}, gemv ${
+    configKey(r.configs.gemv)
+  }, small ${configKey(r.configs.small)}`;
+}
+
+/** Time one config on one shape (transB layout); min over `reps` after a warm-up (compile). */
+async function timeConfig(gpu: Gpu, c: MatmulConfig, [M, K, N]: [number, number, number], reps: number) {
+  const bufs = {
+    out: gpu.acquire(M * N * 4),
+    pre: null,
+    a: gpu.acquire(M * K * 4),
+    b: gpu.acquire(N * K * 4),
+    bias: null,
+    bytes: { out: M * N * 4, a: M * K * 4, b: N * K * 4, bias: 0 },
+  };
+  const plan = {
+    batchShape: [],
+    batch: 1,
+    M,
+    N,
+    K,
+    bBatched: false,
+    transA: false,
+    transB: true,
+    act: "none" as const,
+    alpha: 1,
+    accumulate: false,
+    config: c,
+    maxBinding: gpu.maxBinding,
+  };
+  try {
+    dispatchMatmul(gpu, bufs, plan);
+    await gpu.sync();
+    let best = Infinity;
+    for (let r = 0; r < reps; r++) {
+      const t0 = performance.now();
+      dispatchMatmul(gpu, bufs, plan);
+      await gpu.sync();
+      best = Math.min(best, performance.now() - t0);
+    }
+    return best;
+  } finally {
+    gpu.release(bufs.out);
+    gpu.release(bufs.a);
+    gpu.release(bufs.b);
+  }
+}
+
+/**
+ * Pick the fastest tile configuration per shape class for this adapter by timing a few
+ * candidates of both kernel families (a few seconds to a minute on a CPU rasterizer; compiles
+ * dominate). The result is cached in memory and on disk; later calls return the cached one
+ * unless `force`.
+ *
+ * @example
+ * ```ts ignore
+ * import { Gpu } from "./gpu.ts";
+ * const gpu = await Gpu.create();
+ * const r = await autotuneMatmul(gpu, { log: console.error });
+ * console.log(r.configs.gemm);
+ * ```
+ */
+export async function autotuneMatmul(gpu: Gpu, opts: AutotuneOptions = {}): Promise<AutotuneResult> {
+  const have = lookup(gpu);
+  if (!opts.force && (have.source === "disk" || have.source === "measured")) {
+    const r = { ...have, source: have.source === "measured" ? "memory" as const : have.source };
+    return r;
+  }
+  const reps = opts.reps ?? 3;
+  const cands = candidates(gpu);
+  const shapes = {
+    gemm: [512, 512, 512] as [number, number, number],
+    gemv: [1, 2048, 2048] as [number, number, number],
+  };
+  const configs = { ...defaults(gpu) };
+  const timings: AutotuneResult["timings"] = [];
+  for (const cls of ["gemm", "gemv"] as const) {
+    const shape = opts.shapes?.[cls] ?? shapes[cls];
+    const flop = 2 * shape[0] * shape[1] * shape[2];
+    let best = Infinity;
+    for (const c of (opts.candidates?.[cls] ?? cands[cls]).filter((c) => feasible(gpu, c))) {
+      let ms: number;
+      try {
+        ms = await timeConfig(gpu, c, shape, reps);
+      } catch (e) {
+        opts.log?.(`matmul autotune: ${configKey(c)} failed: ${(e as Error).message}`);
+        continue;
+      }
+      const t = { class: cls, shape: shape.join("x"), config: configKey(c), ms, gflops: flop / ms / 1e6 };
+      timings.push(t);
+      opts.log?.(
+        `matmul autotune ${cls} ${t.shape}: ${t.config} ${ms.toFixed(2)} ms ${t.gflops.toFixed(2)} GFLOP/s`,
+      );
+      if (ms < best) {
+        best = ms;
+        configs[cls] = c;
+      }
+    }
+  }
+  const result: AutotuneResult = { adapter: gpu.info.description, configs, timings, source: "measured" };
+  memory.set(gpu, result);
+  if (opts.save ?? true) writeDisk(result.adapter, configs);
+  return result;
+}
