@@ -70,8 +70,8 @@ export function sizeClass(bytes: number): number {
 }
 
 let nextId = 1;
-const bufferIds = new WeakMap<GPUBuffer, number>();
-function idOf(b: GPUBuffer): number {
+const bufferIds = new WeakMap<GPUBuffer | GPUTextureView, number>();
+function idOf(b: GPUBuffer | GPUTextureView): number {
   let id = bufferIds.get(b);
   if (id === undefined) bufferIds.set(b, id = nextId++);
   return id;
@@ -275,11 +275,11 @@ export class Gpu {
 
   /**
    * Record one dispatch into the open batch. Bindings: `@binding(0)` is the params uniform when
-   * `params` is given, then the buffers in order.
+   * `params` is given, then the buffers (or texture views) in order.
    */
   dispatch(
     pipeline: GPUComputePipeline,
-    buffers: BufferRange[],
+    buffers: (BufferRange | GPUTextureView)[],
     params: ArrayBuffer | null,
     grid: readonly [number, number, number],
   ): void {
@@ -301,7 +301,7 @@ export class Gpu {
     }
     for (const b of buffers) {
       entries.push({ binding: binding++, resource: b });
-      key += `|${idOf(b.buffer)}:${b.offset}:${b.size}`;
+      key += "buffer" in b ? `|${idOf(b.buffer)}:${b.offset}:${b.size}` : `|t${idOf(b)}`;
     }
     let bg = this.#bindGroups.get(key);
     if (!bg) {
