@@ -4,15 +4,18 @@
  *
  * @module
  */
-import { type KernelSpec, launchOn, memo } from "./_kernel.ts";
+import { memo, packParams } from "./_kernel.ts";
 import { type BufferRange, type Gpu, grid1d } from "./gpu.ts";
 import {
   blockShape,
+  MATMUL_PARAMS,
   type MatmulActivation,
   type MatmulConfig,
   matmulKernel,
   matmulSpec,
   type MatmulVariant,
+  STAGE_PARAMS,
+  stageKernel,
 } from "./_matmul_wgsl.ts";
 
 /** Shapes of a matmul: batch dims, M, N, K and whether b has the batch. */
@@ -73,13 +76,22 @@ function rowsPerWindow(label: string, rowBytes: number, max: number, align: numb
  * header). Windows and batch chunks are handled here.
  */
 export function dispatchMatmul(gpu: Gpu, bufs: MatmulBuffers, plan: MatmulPlan): void {
-  const { M, N, K, batch, transA, transB, config } = plan;
+  const { M, N, K, batch, transA, transB } = plan;
+  let config = plan.config;
   if (M === 0 || N === 0 || batch === 0) return;
   const align = gpu.info.limits.minStorageBufferOffsetAlignment;
   const max = Math.min(plan.maxBinding, gpu.maxBinding);
   const label = `matmul ${M}x${K}x${N}`;
   const bA = M * K * 4 * batch, bB = K * N * 4 * (plan.bBatched ? batch : 1), bO = M * N * 4 * batch;
   const fits = bA <= max && bB <= max && bO <= max;
+  if (config.family === "tex") {
+    const stA = fits && K > 0 ? stagedShape(gpu, !transA, transA ? M : K, transA ? K : M, batch) : null;
+    const stB = stA
+      ? stagedShape(gpu, transB, transB ? K : N, transB ? N : K, plan.bBatched ? batch : 1)
+      : null;
+    if (stA && stB) return dispatchStaged(gpu, bufs, plan, config, stA, stB);
+    config = { family: "reg", tm: config.tm, tn: config.tn, wg: config.wg }; // over texture limits
+  }
   // Windows along M (A rows when not transposed, out rows), N (rows of a transposed B) and K.
   let perM = M, perN = N, perK = K;
   if (!fits) {
@@ -123,11 +135,11 @@ export function dispatchMatmul(gpu: Gpu, bufs: MatmulBuffers, plan: MatmulPlan):
     acc: boolean,
   ) => {
     const v: MatmulVariant = { ...baseVariant, bias: withBias, acc };
-    const spec: KernelSpec = matmulSpec(v);
+    const spec = matmulSpec(v);
     const code = kernelCode(JSON.stringify(v));
     const tilesN = Math.ceil(dims.N / bn), tilesM = Math.ceil(dims.M / bm);
     let grid: [number, number, number];
-    if (config.family === "reg") {
+    if (config.family !== "tile") {
       const g = grid1d(Math.ceil(tilesN * tilesM / config.wg), maxWg);
       grid = [g[0], g[1], nb];
     } else grid = [tilesN, tilesM, nb];
@@ -150,7 +162,7 @@ export function dispatchMatmul(gpu: Gpu, bufs: MatmulBuffers, plan: MatmulPlan):
       ranges[3],
       ...(withBias ? [ranges[4]] : []),
     ];
-    launchOn(gpu, spec, code, bindings, params, grid);
+    gpu.dispatch(gpu.pipeline(spec.label, code), bindings, packParams(MATMUL_PARAMS, params), grid);
   };
   const whole = (buf: GPUBuffer, bytes: number): BufferRange => ({
     buffer: buf,
@@ -221,4 +233,154 @@ export function dispatchMatmul(gpu: Gpu, bufs: MatmulBuffers, plan: MatmulPlan):
       }
     }
   }
+}
+
+// ---- the texture-staged path (`tex` family) ----
+
+/** A texture-staged operand: texels of 4 along the contiguous dim, K rows padded to 4. */
+interface Staged {
+  width: number;
+  height: number;
+  layers: number;
+  rows: number;
+  cols: number;
+}
+
+/**
+ * Texture shape of an operand stored `(layers, rows, cols)`; `kc`: cols run along k (else rows
+ * do, and are padded to a multiple of 4). Null when over the device's texture limits.
+ */
+function stagedShape(gpu: Gpu, kc: boolean, cols: number, rows: number, layers: number): Staged | null {
+  const l = gpu.device.limits;
+  const width = Math.ceil(cols / 4), height = kc ? rows : Math.ceil(rows / 4) * 4;
+  if (width > l.maxTextureDimension2D || height > l.maxTextureDimension2D) return null;
+  if (layers > l.maxTextureArrayLayers || width === 0 || height === 0) return null;
+  return { width, height, layers, rows, cols };
+}
+
+interface PooledTexture {
+  texture: GPUTexture;
+  view: GPUTextureView;
+}
+
+const texturePools = new WeakMap<Gpu, Map<string, PooledTexture[]>>();
+
+function acquireTexture(gpu: Gpu, s: Staged): PooledTexture {
+  let pools = texturePools.get(gpu);
+  if (!pools) texturePools.set(gpu, pools = new Map());
+  const key = `${s.width}x${s.height}x${s.layers}`;
+  const hit = pools.get(key)?.pop();
+  if (hit) return hit;
+  const texture = gpu.device.createTexture({
+    size: [s.width, s.height, s.layers],
+    format: "rgba32float",
+    usage: GPUTextureUsage.TEXTURE_BINDING | GPUTextureUsage.STORAGE_BINDING,
+  });
+  return { texture, view: texture.createView({ dimension: "2d-array" }) };
+}
+
+/**
+ * Give a staging texture back. Reusing it for the next matmul of the same batch is safe:
+ * dispatches run in order, so its staging runs after this matmul has read it.
+ */
+function releaseTexture(gpu: Gpu, s: Staged, t: PooledTexture): void {
+  const pools = texturePools.get(gpu)!;
+  const key = `${s.width}x${s.height}x${s.layers}`;
+  let list = pools.get(key);
+  if (!list) pools.set(key, list = []);
+  list.push(t);
+}
+
+const stageCode = memo((vec: number) => stageKernel(vec === 1));
+
+function stage(gpu: Gpu, t: PooledTexture, src: GPUBuffer, bytes: number, s: Staged): void {
+  const vec = s.cols % 4 === 0;
+  const pipe = gpu.pipeline("matmul.stage", stageCode(vec ? 1 : 0));
+  const params = {
+    rows: s.rows,
+    cols: s.cols,
+    width: s.width,
+    height: s.height,
+    layerStride: s.rows * s.cols,
+  };
+  const range = { buffer: src, offset: 0, size: Math.max(16, Math.ceil(bytes / 16) * 16) };
+  gpu.dispatch(pipe, [t.view, range], packParams(STAGE_PARAMS, params), [
+    Math.ceil(s.width / 8),
+    Math.ceil(s.height / 8),
+    s.layers,
+  ]);
+}
+
+/** The `tex` family: stage A and B into textures, then one dispatch (batch chunks on z). */
+function dispatchStaged(
+  gpu: Gpu,
+  bufs: MatmulBuffers,
+  plan: MatmulPlan,
+  config: MatmulConfig,
+  stA: Staged,
+  stB: Staged,
+): void {
+  const { M, N, K, batch, transA, transB } = plan;
+  if (config.family === "tile") throw new TypeError("dispatchStaged: not a tex config");
+  const ta = acquireTexture(gpu, stA), tb = acquireTexture(gpu, stB);
+  stage(gpu, ta, bufs.a, bufs.bytes.a, stA);
+  stage(gpu, tb, bufs.b, bufs.bytes.b, stB);
+  const v: MatmulVariant = {
+    config,
+    transA,
+    transB,
+    vecA: false,
+    vecB: false,
+    vecO: N % 4 === 0,
+    act: plan.act,
+    savePre: bufs.pre !== null,
+    kTail: false,
+    bias: bufs.bias !== null,
+    acc: plan.accumulate,
+  };
+  const spec = matmulSpec(v);
+  const pipe = gpu.pipeline(spec.label, kernelCode(JSON.stringify(v)));
+  const whole = (buf: GPUBuffer, bytes: number): BufferRange => ({
+    buffer: buf,
+    offset: 0,
+    size: Math.max(16, Math.ceil(bytes / 16) * 16),
+  });
+  const bindings: (BufferRange | GPUTextureView)[] = [
+    whole(bufs.out, bufs.bytes.out),
+    ...(bufs.pre ? [whole(bufs.pre, bufs.bytes.out)] : []),
+    ta.view,
+    tb.view,
+    ...(bufs.bias ? [whole(bufs.bias, bufs.bytes.bias)] : []),
+  ];
+  const tilesN = Math.ceil(N / config.tn), tilesM = Math.ceil(M / config.tm);
+  const maxWg = gpu.info.limits.maxComputeWorkgroupsPerDimension;
+  const g = grid1d(Math.ceil(tilesN * tilesM / config.wg), maxWg);
+  for (let z0 = 0; z0 < batch; z0 += maxWg) {
+    const params = {
+      M,
+      N,
+      K,
+      lda: 0,
+      ldb: 0,
+      ldo: N,
+      offA: 0,
+      offB: 0,
+      offO: 0,
+      offBias: 0,
+      sA: 1,
+      sB: plan.bBatched ? 1 : 0,
+      sO: M * N,
+      tilesN,
+      tiles: tilesN * tilesM,
+      batch0: z0,
+      alpha: plan.alpha,
+    };
+    gpu.dispatch(pipe, bindings, packParams(MATMUL_PARAMS, params), [
+      g[0],
+      g[1],
+      Math.min(maxWg, batch - z0),
+    ]);
+  }
+  releaseTexture(gpu, stA, ta);
+  releaseTexture(gpu, stB, tb);
 }

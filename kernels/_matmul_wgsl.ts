@@ -6,6 +6,9 @@
  *   contiguous dimension (rows along k, or 4 k-rows of `TM/4` vec4 along m / n). Fast on CPU
  *   rasterizers (llvmpipe / lavapipe run a storage load as a loop over the SIMD lanes, so loads
  *   per FMA is what counts, and barriers are coroutine switches).
+ * - `tex`: `reg` with both operands read by `textureLoad` from rgba32float texture arrays that
+ *   `stageKernel` filled (texels of 4 along the contiguous dim, zero padded along k, so there is
+ *   no K tail). llvmpipe turns texel fetches into vectorized gathers.
  * - `tile`: the classic GPU kernel: a `(WX, WY)` workgroup stages `BK x BM` of A and `BK x BN` of B
  *   in workgroup memory per step, each invocation accumulates a `TM x TN` block from it.
  *
@@ -28,7 +31,7 @@ export type MatmulActivation = "none" | "relu" | "gelu_tanh" | "gelu_erf" | "sil
 
 /** A tile configuration (what the autotune chooses). */
 export type MatmulConfig =
-  | { family: "reg"; tm: number; tn: number; wg: number }
+  | { family: "reg" | "tex"; tm: number; tn: number; wg: number }
   | { family: "tile"; tm: number; tn: number; wx: number; wy: number; bk: number };
 
 /** Everything that changes the generated WGSL of one matmul pipeline. */
@@ -73,13 +76,15 @@ export const MATMUL_PARAMS: ParamSpec = {
 
 /** Text key of a config (`reg:32x32:8`, `tile:4x4:16x16:16`). */
 export function configKey(c: MatmulConfig): string {
-  return c.family === "reg" ? `reg:${c.tm}x${c.tn}:${c.wg}` : `tile:${c.tm}x${c.tn}:${c.wx}x${c.wy}:${c.bk}`;
+  return c.family === "tile"
+    ? `tile:${c.tm}x${c.tn}:${c.wx}x${c.wy}:${c.bk}`
+    : `${c.family}:${c.tm}x${c.tn}:${c.wg}`;
 }
 
 /** Parse {@linkcode configKey} text back (null when malformed). */
 export function parseConfigKey(s: string): MatmulConfig | null {
-  let m = /^reg:(\d+)x(\d+):(\d+)$/.exec(s);
-  if (m) return { family: "reg", tm: +m[1], tn: +m[2], wg: +m[3] };
+  let m = /^(reg|tex):(\d+)x(\d+):(\d+)$/.exec(s);
+  if (m) return { family: m[1] as "reg" | "tex", tm: +m[2], tn: +m[3], wg: +m[4] };
   m = /^tile:(\d+)x(\d+):(\d+)x(\d+):(\d+)$/.exec(s);
   if (m) return { family: "tile", tm: +m[1], tn: +m[2], wx: +m[3], wy: +m[4], bk: +m[5] };
   return null;
@@ -87,17 +92,18 @@ export function parseConfigKey(s: string): MatmulConfig | null {
 
 /** Output rows and columns covered by one workgroup / one invocation tile. */
 export function blockShape(c: MatmulConfig): { bm: number; bn: number } {
-  return c.family === "reg" ? { bm: c.tm, bn: c.tn } : { bm: c.tm * c.wy, bn: c.tn * c.wx };
+  return c.family === "tile" ? { bm: c.tm * c.wy, bn: c.tn * c.wx } : { bm: c.tm, bn: c.tn };
 }
 
 /** Kernel spec (bindings in order) of a variant. */
 export function matmulSpec(v: MatmulVariant): KernelSpec {
   const t = (vec: boolean) => (vec ? "vec4<f32>" : "f32");
+  const c0 = v.config;
   const bindings = [
     { name: "o", type: t(v.vecO), access: "read_write" as const },
     ...(v.savePre ? [{ name: "pre", type: t(v.vecO), access: "read_write" as const }] : []),
-    { name: "a", type: t(v.vecA), access: "read" as const },
-    { name: "b", type: t(v.vecB), access: "read" as const },
+    { name: "a", type: c0.family === "tex" ? TEXTURE : t(v.vecA), access: "read" as const },
+    { name: "b", type: c0.family === "tex" ? TEXTURE : t(v.vecB), access: "read" as const },
     ...(v.bias ? [{ name: "bias", type: "f32", access: "read" as const }] : []),
   ];
   const c = v.config;
@@ -105,11 +111,14 @@ export function matmulSpec(v: MatmulVariant): KernelSpec {
     label: `matmul.${c.family}`,
     params: MATMUL_PARAMS,
     bindings,
-    workgroupSize: c.family === "reg" ? [c.wg, 1, 1] : [c.wx, c.wy, 1],
+    workgroupSize: c.family === "tile" ? [c.wx, c.wy, 1] : [c.wg, 1, 1],
   };
 }
 
 const SQRT_2_OVER_PI = Math.sqrt(2 / Math.PI);
+
+/** Binding type marker of a texture-staged operand (`tex` family). */
+export const TEXTURE = "texture_2d_array<f32>";
 
 /** WGSL `act4(v: vec4<f32>) -> vec4<f32>` for an activation (erf: Juffa's single-precision minimax). */
 function actWgsl(act: MatmulActivation): string {
@@ -166,7 +175,9 @@ function header(v: MatmulVariant): string {
   }\n}\n`;
   s += `@group(0) @binding(${b++}) var<uniform> p: Params;\n`;
   for (const x of spec.bindings) {
-    s += `@group(0) @binding(${b++}) var<storage, ${x.access}> ${x.name}: array<${x.type}>;\n`;
+    s += x.type === TEXTURE
+      ? `@group(0) @binding(${b++}) var ${x.name}: texture_2d_array<f32>;\n`
+      : `@group(0) @binding(${b++}) var<storage, ${x.access}> ${x.name}: array<${x.type}>;\n`;
   }
   return s + actWgsl(v.act);
 }
@@ -248,12 +259,25 @@ interface Operand {
   ld: string;
   /** First tile row (u32 expression). */
   x0: string;
+  /** Read from a texture staged by `stageKernel` (texels of 4 along the contiguous dim, zero padded). */
+  tex: boolean;
 }
 
 /** Per-invocation setup lines (hoisted row/column offsets). */
 function opSetup(o: Operand, ind: string): string {
   let s = "";
   const x = o.name;
+  if (o.tex) {
+    s += `${ind}let ${x}lay = bz * p.s${x === "a" ? "A" : "B"};\n`;
+    if (o.kc) {
+      for (let t = 0; t < o.t; t++) s += `${ind}let ${x}r${t} = min(${o.x0} + ${t}u, ${o.ext} - 1u);\n`;
+    } else {
+      for (let q = 0; q < o.t / 4; q++) {
+        s += `${ind}let ${x}c${q} = min(${o.x0} / 4u + ${q}u, (${o.ext} + 3u) / 4u - 1u);\n`;
+      }
+    }
+    return s;
+  }
   if (o.kc) {
     for (let t = 0; t < o.t; t++) {
       const row = `(${x}base + min(${o.x0} + ${t}u, ${o.ext} - 1u) * ${o.ld})`;
@@ -279,6 +303,21 @@ function opSetup(o: Operand, ind: string): string {
 function opLoad4(o: Operand, ind: string): string {
   let s = "";
   const x = o.name;
+  if (o.tex) {
+    if (o.kc) {
+      for (let t = 0; t < o.t; t++) {
+        s += `${ind}let ${x}v${t} = textureLoad(${x}, vec2<u32>(k / 4u, ${x}r${t}), ${x}lay, 0);\n`;
+      }
+    } else {
+      for (let kk = 0; kk < 4; kk++) {
+        for (let q = 0; q < o.t / 4; q++) {
+          s +=
+            `${ind}let ${x}v${kk}_${q} = textureLoad(${x}, vec2<u32>(${x}c${q}, k + ${kk}u), ${x}lay, 0);\n`;
+        }
+      }
+    }
+    return s;
+  }
   if (o.kc) {
     for (let t = 0; t < o.t; t++) {
       s += o.vec
@@ -319,12 +358,12 @@ function opLoad1(o: Operand, ind: string): string {
 function val(o: Operand, t: number, kk: number, tail: boolean): string {
   const x = o.name;
   if (o.kc) return tail ? `${x}v${t}` : `${x}v${t}[${kk}]`;
-  return o.vec ? `${x}v${kk}_${t >> 2}[${t & 3}]` : `${x}v${kk}_${t}`;
+  return o.vec || o.tex ? `${x}v${kk}_${t >> 2}[${t & 3}]` : `${x}v${kk}_${t}`;
 }
 
 /** vec4 of B tile columns 4q..4q+3 at step kk. */
 function bQuad(o: Operand, q: number, kk: number, tail: boolean): string {
-  if (!o.kc && o.vec) return `bv${kk}_${q}`;
+  if (!o.kc && (o.vec || o.tex)) return `bv${kk}_${q}`;
   return `vec4<f32>(${[0, 1, 2, 3].map((r) => val(o, 4 * q + r, kk, tail)).join(", ")})`;
 }
 
@@ -350,10 +389,11 @@ function fmas(
 /** WGSL of a `reg`-family variant. */
 export function regKernel(v: MatmulVariant): string {
   const c = v.config;
-  if (c.family !== "reg") throw new TypeError("regKernel: not a reg config");
+  if (c.family === "tile") throw new TypeError("regKernel: not a reg / tex config");
   const { tm, tn, wg } = c;
-  const A: Operand = { name: "a", t: tm, kc: !v.transA, vec: v.vecA, ext: "p.M", ld: "p.lda", x0: "m0" };
-  const B: Operand = { name: "b", t: tn, kc: v.transB, vec: v.vecB, ext: "p.N", ld: "p.ldb", x0: "n0" };
+  const tex = c.family === "tex";
+  const A: Operand = { name: "a", t: tm, kc: !v.transA, vec: v.vecA, ext: "p.M", ld: "p.lda", x0: "m0", tex };
+  const B: Operand = { name: "b", t: tn, kc: v.transB, vec: v.vecB, ext: "p.N", ld: "p.ldb", x0: "n0", tex };
   const tn4 = tn / 4;
   let s = header(v);
   s += `@compute @workgroup_size(${wg}, 1, 1)
@@ -369,11 +409,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 `;
   s += opSetup(A, "  ") + opSetup(B, "  ");
   for (let i = 0; i < tm; i++) for (let q = 0; q < tn4; q++) s += `  var c${i}_${q} = vec4<f32>(0.0);\n`;
-  s += `  let k4 = p.K & ~3u;\n  for (var k = 0u; k < k4; k += 4u) {\n`;
+  // Textures are zero padded to a multiple of 4 along k: no tail loop.
+  s += tex ? "  let k4 = (p.K + 3u) & ~3u;\n" : "  let k4 = p.K & ~3u;\n";
+  s += "  for (var k = 0u; k < k4; k += 4u) {\n";
   s += opLoad4(A, "    ") + opLoad4(B, "    ");
   for (let kk = 0; kk < 4; kk++) s += fmas(A, B, tm, tn4, kk, false, "    ");
   s += "  }\n";
-  if (v.kTail) {
+  if (v.kTail && !tex) {
     s += "  for (var k = k4; k < p.K; k++) {\n";
     s += opLoad1(A, "    ") + opLoad1(B, "    ") + fmas(A, B, tm, tn4, 0, true, "    ");
     s += "  }\n";
@@ -453,5 +495,42 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 
 /** WGSL of any variant. */
 export function matmulKernel(v: MatmulVariant): string {
-  return v.config.family === "reg" ? regKernel(v) : tileKernel(v);
+  return v.config.family === "tile" ? tileKernel(v) : regKernel(v);
+}
+
+/** Params of {@linkcode stageKernel}. */
+export const STAGE_PARAMS: ParamSpec = {
+  rows: "u32",
+  cols: "u32",
+  width: "u32",
+  height: "u32",
+  layerStride: "u32",
+};
+
+/**
+ * WGSL that copies a row-major `(layers, rows, cols)` f32 tensor into an rgba32float texture
+ * array: texel (x, y, l) = elements 4x..4x+3 of row y of layer l, zero past `cols` and for rows
+ * `rows..height` (K padding). Grid: (ceil(width / 8), ceil(height / 8), layers), WG 8x8.
+ */
+export function stageKernel(vec: boolean): string {
+  const fields = Object.entries(STAGE_PARAMS).map(([k, t]) => `  ${k}: ${t},`).join("\n");
+  const load = vec ? "v = src[base / 4u];" : `let last = p.layerStride * (gid.z + 1u) - 1u;
+    let c = gid.x * 4u;
+    v = vec4<f32>(src[base], select(0.0, src[min(base + 1u, last)], c + 1u < p.cols),
+      select(0.0, src[min(base + 2u, last)], c + 2u < p.cols), select(0.0, src[min(base + 3u, last)], c + 3u < p.cols));`;
+  return `struct Params {\n${fields}\n}
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var dst: texture_storage_2d_array<rgba32float, write>;
+@group(0) @binding(2) var<storage, read> src: array<${vec ? "vec4<f32>" : "f32"}>;
+@compute @workgroup_size(8, 8, 1)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  if (gid.x >= p.width || gid.y >= p.height) { return; }
+  var v = vec4<f32>(0.0);
+  if (gid.y < p.rows) {
+    let base = gid.z * p.layerStride + gid.y * p.cols + gid.x * 4u;
+    ${load}
+  }
+  textureStore(dst, vec2<u32>(gid.x, gid.y), gid.z, v);
+}
+`;
 }

@@ -1,0 +1,380 @@
+import {
+  autotuneMatmul,
+  describeMatmulConfig,
+  matmul,
+  type MatmulActivation,
+  matmulBackwardReference,
+  type MatmulConfig,
+  matmulForward,
+  type MatmulOptions,
+  matmulReference,
+} from "../../kernels/matmul.ts";
+import { backward } from "../../kernels/autograd.ts";
+import type { Backend } from "../../kernels/backend.ts";
+import { mul } from "../../kernels/elementwise.ts";
+import { sum } from "../../kernels/reduce.ts";
+import type { Tensor } from "../../kernels/tensor.ts";
+import { assert, assertAllClose, randomArray } from "../_assert.ts";
+import { backends, compareBackends, cpu, dot, gradcheck, rand64, webgpu } from "./_check.ts";
+
+/** One case: batch dims, M, K, N and the options (bias given as a flag). */
+interface Case {
+  batch?: number[];
+  M: number;
+  K: number;
+  N: number;
+  bBatched?: boolean;
+  opts?: Omit<MatmulOptions, "bias" | "pre"> & { bias?: boolean };
+}
+
+const prod = (s: number[]) => s.reduce((p, d) => p * d, 1);
+
+function shapes(c: Case) {
+  const batch = c.batch ?? [];
+  const { M, K, N } = c;
+  const aShape = [...batch, ...(c.opts?.transA ? [K, M] : [M, K])];
+  const bShape = [...(c.bBatched ? batch : []), ...(c.opts?.transB ? [N, K] : [K, N])];
+  return { aShape, bShape, oShape: [...batch, M, N] };
+}
+
+/** Run a case on both backends; returns the max relative error (webgpu vs the f64 reference). */
+async function check(label: string, c: Case, seed = 1): Promise<number> {
+  const { aShape, bShape, oShape } = shapes(c);
+  const a = randomArray(prod(aShape), seed), b = randomArray(prod(bShape), seed + 1);
+  const bias = randomArray(c.N, seed + 2), init = randomArray(prod(oShape), seed + 3);
+  const cmp = await compareBackends(label, (be: Backend) => {
+    const out = be.fromArray(init, oShape);
+    matmulForward(out, be.fromArray(a, aShape), be.fromArray(b, bShape), {
+      ...c.opts,
+      bias: c.opts?.bias ? be.fromArray(bias, [c.N]) : null,
+    });
+    return [out];
+  }, { atol: 2e-5 * Math.sqrt(c.K + 1), rtol: 1e-4 });
+  return cmp[0]?.maxAbs ?? 0;
+}
+
+const ODD: Case[] = [
+  { M: 1, K: 1, N: 1 },
+  { M: 1, K: 64, N: 48 },
+  { M: 1, K: 300, N: 257, opts: { transB: true } },
+  { M: 7, K: 13, N: 5 },
+  { M: 33, K: 65, N: 17 },
+  { M: 64, K: 64, N: 64 },
+  { M: 100, K: 300, N: 50 },
+];
+
+Deno.test("matmul() matches the reference on odd shapes, M = 1 decode included", async () => {
+  const errs: string[] = [];
+  for (const c of ODD) {
+    errs.push(`${c.M}x${c.K}x${c.N}: ${(await check(`${c.M}x${c.K}x${c.N}`, c)).toExponential(1)}`);
+  }
+  console.log(`max abs error vs reference: ${errs.join(", ")}`);
+});
+
+Deno.test("matmul() handles all four transpose combinations", async () => {
+  for (const [M, K, N] of [[33, 65, 17], [16, 32, 12]]) {
+    for (const transA of [false, true]) {
+      for (const transB of [false, true]) {
+        await check(`${M}x${K}x${N} tA=${transA} tB=${transB}`, { M, K, N, opts: { transA, transB } });
+      }
+    }
+  }
+});
+
+Deno.test("matmul() handles batches and a b shared by every batch", async () => {
+  await check("batched 3x17x9x11", { batch: [3], M: 17, K: 9, N: 11, bBatched: true });
+  await check("batched 2x3 dims", {
+    batch: [2, 3],
+    M: 5,
+    K: 8,
+    N: 4,
+    bBatched: true,
+    opts: { transB: true },
+  });
+  await check("shared b", { batch: [3], M: 17, K: 9, N: 11 });
+  await check("shared b transposed", {
+    batch: [2, 2],
+    M: 6,
+    K: 12,
+    N: 20,
+    opts: { transA: true, transB: true },
+  });
+});
+
+Deno.test("matmul() fuses bias, every activation, alpha and accumulate", async () => {
+  const acts: MatmulActivation[] = ["none", "relu", "gelu_tanh", "gelu_erf", "silu"];
+  for (const [M, K, N] of [[13, 20, 9], [8, 16, 12]]) {
+    for (const activation of acts) {
+      await check(`${activation} ${M}x${K}x${N}`, {
+        M,
+        K,
+        N,
+        opts: { bias: true, activation, transB: true },
+      });
+    }
+    await check(`alpha ${M}x${K}x${N}`, { M, K, N, opts: { alpha: -0.375, bias: true } });
+    await check(`accumulate ${M}x${K}x${N}`, { M, K, N, opts: { accumulate: true } });
+    await check(`accumulate+act ${M}x${K}x${N}`, {
+      M,
+      K,
+      N,
+      opts: { accumulate: true, bias: true, activation: "silu", alpha: 2 },
+    });
+  }
+});
+
+const FAMILIES: MatmulConfig[] = [
+  { family: "tex", tm: 12, tn: 16, wg: 32 },
+  { family: "tex", tm: 8, tn: 4, wg: 16 },
+  { family: "reg", tm: 8, tn: 8, wg: 16 },
+  { family: "tile", tm: 2, tn: 4, wx: 8, wy: 8, bk: 16 },
+];
+
+Deno.test("matmul() runs every kernel family on odd and aligned shapes", async () => {
+  for (const config of FAMILIES) {
+    for (const [M, K, N, transA, transB] of [[33, 65, 17, 0, 1], [32, 64, 48, 1, 0]] as const) {
+      {
+        await check(`${JSON.stringify(config)} ${M}x${K}x${N} tA=${transA} tB=${transB}`, {
+          batch: [2],
+          M,
+          K,
+          N,
+          opts: {
+            config,
+            transA: !!transA,
+            transB: !!transB,
+            bias: true,
+            activation: "gelu_erf",
+            alpha: 0.5,
+          },
+        });
+      }
+    }
+  }
+});
+
+Deno.test("matmul() handles K not a multiple of the tile", async () => {
+  for (const config of [FAMILIES[0], FAMILIES[2], FAMILIES[3]]) {
+    for (const K of [1, 3, 67]) await check(`K=${K} ${config.family}`, { M: 9, K, N: 10, opts: { config } });
+    await check(`K=5 ${config.family} tB`, { M: 9, K: 5, N: 12, opts: { config, transB: true } });
+  }
+});
+
+Deno.test("matmul() splits operands over the storage-binding limit into aligned windows", async () => {
+  const config: MatmulConfig = { family: "reg", tm: 4, tn: 8, wg: 16 };
+  // LM-head like: b (N, K) transposed over the limit -> N windows; out over the limit -> M windows.
+  await check("lm head windows", {
+    M: 50,
+    K: 64,
+    N: 300,
+    opts: { transB: true, bias: true, maxBinding: 16384, config },
+  });
+  await check("lm head odd windows", {
+    M: 21,
+    K: 37,
+    N: 301,
+    opts: { transB: true, bias: true, activation: "gelu_tanh", maxBinding: 8192, config },
+  });
+  // b (K, N) over the limit -> K windows accumulating (bias added once).
+  await check("k windows", { M: 20, K: 96, N: 80, opts: { bias: true, maxBinding: 8192, config } });
+  await check("k windows accumulate", {
+    M: 20,
+    K: 96,
+    N: 80,
+    opts: { accumulate: true, maxBinding: 8192, config },
+  });
+  await check("transA k windows", { M: 40, K: 90, N: 8, opts: { transA: true, maxBinding: 8192, config } });
+  await check("batched windows", {
+    batch: [2],
+    M: 30,
+    K: 40,
+    N: 70,
+    bBatched: true,
+    opts: { maxBinding: 8192, config },
+  });
+  // The texture family falls back to buffers when windows are needed.
+  await check("tex fallback", {
+    M: 50,
+    K: 64,
+    N: 300,
+    opts: { transB: true, maxBinding: 16384, config: FAMILIES[0] },
+  });
+  const g = await webgpu();
+  if (g) {
+    const be = g;
+    assert.throws(
+      () =>
+        matmulForward(be.zeros([4, 8]), be.zeros([4, 64]), be.zeros([64, 8]), {
+          activation: "relu",
+          maxBinding: 1024,
+          config,
+        }),
+      /exceeds one storage binding along K/,
+    );
+  }
+});
+
+Deno.test("matmul() rejects mismatched shapes and dtypes before dispatch", async () => {
+  for (const be of await backends()) {
+    const before = be.gpu?.stats.dispatches ?? 0;
+    const a = be.zeros([4, 8]), b = be.zeros([7, 5]);
+    assert.throws(() => matmul(a, b), /Cannot run matmul: contracted dims differ/);
+    assert.throws(() => matmul(a, be.zeros([5, 8]), { transB: false }), /contracted dims differ/);
+    assert.throws(() => matmul(be.zeros([8]), be.zeros([8, 2])), /rank >= 2/);
+    assert.throws(() => matmul(be.zeros([2, 4, 8]), be.zeros([3, 8, 5])), /batch dims differ/);
+    assert.throws(() => matmul(a, be.zeros([8, 5], "i32")), /b has dtype i32, expected f32/);
+    assert.throws(
+      () => matmul(a, be.zeros([8, 5]), { bias: be.zeros([4]) }),
+      /bias has shape \[4\], expected \[5\]/,
+    );
+    assert.throws(
+      () => matmulForward(be.zeros([4, 6]), a, be.zeros([8, 5])),
+      /out has shape \[4, 6\], expected \[4, 5\]/,
+    );
+    assert.throws(() => matmul(a, be.zeros([8, 5]), { alpha: NaN }), /alpha NaN is not finite/);
+    assert.equal(be.gpu?.stats.dispatches ?? 0, before);
+  }
+});
+
+// ---- gradients ----
+
+function refForward(c: Case, xs: Float64Array[], pre: Float64Array | null): Float64Array {
+  const { M, N, K } = c;
+  const batch = prod(c.batch ?? []);
+  const out = new Float64Array(batch * M * N);
+  matmulReference(out, xs[0], xs[1], {
+    batch,
+    M,
+    N,
+    K,
+    transA: c.opts?.transA,
+    transB: c.opts?.transB,
+    bBatched: c.bBatched,
+    bias: c.opts?.bias ? xs[2] : null,
+    activation: c.opts?.activation,
+    alpha: c.opts?.alpha,
+    pre,
+  });
+  return out;
+}
+
+const GRAD_CASES: Case[] = [
+  { M: 5, K: 7, N: 3, opts: { bias: true, activation: "gelu_tanh", transB: true } },
+  { M: 4, K: 6, N: 5, opts: { activation: "gelu_erf", transA: true, alpha: 0.7 } },
+  { batch: [2], M: 3, K: 4, N: 5, opts: { bias: true, activation: "silu" } },
+  { batch: [2], M: 3, K: 4, N: 5, bBatched: true, opts: { transA: true, transB: true, activation: "relu" } },
+];
+
+Deno.test("matmul reference backward matches finite differences in f64", () => {
+  for (const c of GRAD_CASES) {
+    const { aShape, bShape, oShape } = shapes(c);
+    const w = rand64(prod(oShape), 11);
+    const inputs = [
+      rand64(prod(aShape), 1),
+      rand64(prod(bShape), 2),
+      ...(c.opts?.bias ? [rand64(c.N, 3)] : []),
+    ];
+    gradcheck(
+      `matmul ${JSON.stringify(c)}`,
+      (xs) => dot(w, refForward(c, xs, null)),
+      (xs) => {
+        const pre = new Float64Array(prod(oShape));
+        refForward(c, xs, pre);
+        const dA = new Float64Array(xs[0].length), dB = new Float64Array(xs[1].length);
+        const dBias = c.opts?.bias ? new Float64Array(c.N) : null;
+        matmulBackwardReference(dA, dB, dBias, w, xs[0], xs[1], {
+          batch: prod(c.batch ?? []),
+          M: c.M,
+          N: c.N,
+          K: c.K,
+          transA: c.opts?.transA,
+          transB: c.opts?.transB,
+          bBatched: c.bBatched,
+          activation: c.opts?.activation,
+          alpha: c.opts?.alpha,
+          pre,
+        });
+        return dBias ? [dA, dB, dBias] : [dA, dB];
+      },
+      inputs,
+      { atol: 1e-7, rtol: 1e-6 },
+    );
+  }
+});
+
+Deno.test("matmul() autograd gives the reference gradients on both backends", async () => {
+  const cases: Case[] = [
+    ...GRAD_CASES,
+    { batch: [3], M: 6, K: 9, N: 10, opts: { transA: true, bias: true, activation: "silu" } },
+    { batch: [2], M: 33, K: 20, N: 17, opts: { transB: true, bias: true, activation: "gelu_tanh" } },
+  ];
+  for (const c of cases) {
+    const { aShape, bShape, oShape } = shapes(c);
+    const a = randomArray(prod(aShape), 1), b = randomArray(prod(bShape), 2), bias = randomArray(c.N, 3);
+    const w = randomArray(prod(oShape), 4);
+    // f64 reference gradients of sum(w * out)
+    const pre = new Float64Array(prod(oShape));
+    const xs = [Float64Array.from(a), Float64Array.from(b), Float64Array.from(bias)];
+    refForward(c, xs, pre);
+    const want = [new Float64Array(a.length), new Float64Array(b.length), new Float64Array(c.N)];
+    matmulBackwardReference(want[0], want[1], c.opts?.bias ? want[2] : null, w, xs[0], xs[1], {
+      ...c,
+      ...c.opts,
+      batch: prod(c.batch ?? []),
+      bias: undefined,
+      pre,
+    });
+    for (const be of await backends()) {
+      const ta = be.fromArray(a, aShape), tb = be.fromArray(b, bShape);
+      const tbias = c.opts?.bias ? be.fromArray(bias, [c.N]) : null;
+      for (const t of [ta, tb, tbias]) if (t) t.requiresGrad = true;
+      const y = matmul(ta, tb, { ...c.opts, bias: tbias });
+      let loss: Tensor = mul(y, be.fromArray(w, oShape));
+      while (loss.rank > 0 && loss.size > 1) loss = sum(loss, 0);
+      backward(loss);
+      const got = [ta.grad!, tb.grad!, ...(tbias ? [tbias.grad!] : [])];
+      for (let i = 0; i < got.length; i++) {
+        assertAllClose(await got[i].toArray(), want[i], {
+          atol: 1e-4,
+          rtol: 1e-3,
+          msg: `${be.name} ${JSON.stringify(c)} grad ${"abc"[i]}`,
+        });
+      }
+    }
+  }
+});
+
+Deno.test("autotuneMatmul() measures, caches on disk and describes the chosen config", async () => {
+  const g = await webgpu();
+  if (!g) return;
+  const gpu = g.device;
+  const dir = await Deno.makeTempDir();
+  const prev = Deno.env.get("XDG_CACHE_HOME");
+  Deno.env.set("XDG_CACHE_HOME", dir);
+  try {
+    const r = await autotuneMatmul(gpu, {
+      force: true,
+      reps: 1,
+      candidates: {
+        gemm: [{ family: "reg", tm: 4, tn: 8, wg: 16 }],
+        gemv: [{ family: "reg", tm: 1, tn: 8, wg: 16 }],
+      },
+      shapes: { gemm: [64, 64, 64], gemv: [1, 64, 64] },
+    });
+    assert.equal(r.source, "measured");
+    assert.equal(r.timings.length, 2);
+    assert.equal(r.configs.gemm.family, "reg");
+    const disk = JSON.parse(await Deno.readTextFile(`${dir}/fledge/matmul.json`));
+    assert.equal(disk.adapters[gpu.info.description].gemm, "reg:4x8:16");
+    assert.match(describeMatmulConfig(gpu), /gemm reg:4x8:16/);
+    const again = await autotuneMatmul(gpu);
+    assert.equal(again.source, "memory");
+    // products still match the reference with the tuned config
+    await check("after autotune", { M: 70, K: 64, N: 40, opts: { transB: true } });
+  } finally {
+    if (prev === undefined) Deno.env.delete("XDG_CACHE_HOME");
+    else Deno.env.set("XDG_CACHE_HOME", prev);
+    await Deno.remove(dir, { recursive: true });
+  }
+  void cpu;
+});
