@@ -270,7 +270,10 @@ function acquireTexture(gpu: Gpu, s: Staged): PooledTexture {
   if (!pools) texturePools.set(gpu, pools = new Map());
   const key = `${s.width}x${s.height}x${s.layers}`;
   const hit = pools.get(key)?.pop();
-  if (hit) return hit;
+  if (hit) {
+    pooledBytes.set(gpu, (pooledBytes.get(gpu) ?? 0) - s.width * s.height * s.layers * 16);
+    return hit;
+  }
   const texture = gpu.device.createTexture({
     size: [s.width, s.height, s.layers],
     format: "rgba32float",
@@ -279,12 +282,26 @@ function acquireTexture(gpu: Gpu, s: Staged): PooledTexture {
   return { texture, view: texture.createView({ dimension: "2d-array" }) };
 }
 
+/** Bytes of free staging textures kept per GPU; past it a released texture is destroyed. */
+const TEXTURE_POOL_BYTES = 256 * 1024 * 1024;
+const pooledBytes = new WeakMap<Gpu, number>();
+
 /**
  * Give a staging texture back. Reusing it for the next matmul of the same batch is safe:
- * dispatches run in order, so its staging runs after this matmul has read it.
+ * dispatches run in order, so its staging runs after this matmul has read it. Past the pool
+ * budget it is destroyed instead, after submitting the batch that uses it (destroy waits for
+ * submitted work).
  */
 function releaseTexture(gpu: Gpu, s: Staged, t: PooledTexture): void {
   const pools = texturePools.get(gpu)!;
+  const bytes = s.width * s.height * s.layers * 16;
+  const have = pooledBytes.get(gpu) ?? 0;
+  if (have + bytes > TEXTURE_POOL_BYTES) {
+    gpu.flush();
+    t.texture.destroy();
+    return;
+  }
+  pooledBytes.set(gpu, have + bytes);
   const key = `${s.width}x${s.height}x${s.layers}`;
   let list = pools.get(key);
   if (!list) pools.set(key, list = []);
