@@ -36,7 +36,10 @@ const emit = (rs: Record[]) => {
 
 if (!only || only.has("matmul")) {
   const { benchMatmul } = await import("./matmul.ts");
-  emit(await benchMatmul({ backend: be, quick }) as unknown as Record[]);
+  const shapes: [number, number, number][] | undefined = quick
+    ? [[256, 256, 256], [512, 512, 512], [1024, 1024, 1024]]
+    : undefined;
+  emit(await benchMatmul({ shapes }) as unknown as Record[]);
 }
 if (!only || only.has("attention")) {
   emit(
