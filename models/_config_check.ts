@@ -1,6 +1,7 @@
 /**
- * Private helpers of `config.ts`: a problem list that collects every validation failure before
- * one error is thrown, and small typed readers for untrusted JSON values.
+ * Private helpers of `config.ts` (and of `training/`'s configs): a problem list that collects every
+ * validation failure before one error is thrown, small typed readers for untrusted JSON values, and
+ * "did you mean" hints.
  * @module
  */
 
@@ -25,17 +26,30 @@ export class Problems {
     this.list.push({ kind: "range", key, message });
   }
 
-  /** Throw a TypeError (any type problem) or RangeError naming `what`, `where` and each problem. */
-  throwIfAny(what: string, where: string): void {
+  /**
+   * Throw a TypeError (any type problem) or RangeError naming `what`, `where` and each problem.
+   * With `locate`, each problem line also starts with `where` (or `where:line` when `line(key)`
+   * gives the 1-based line of a key path in the file).
+   */
+  throwIfAny(
+    what: string,
+    where: string,
+    opts: { locate?: boolean; line?: (key: string) => number | undefined } = {},
+  ): void {
     if (this.list.length === 0) return;
     const n = this.list.length;
-    const lines = this.list.map((p) => `  - ${p.key}: ${p.message}`).join("\n");
+    const at = (key: string) => {
+      if (!opts.locate) return "";
+      const l = opts.line?.(key);
+      return `${l === undefined ? where : `${where}:${l}`}: `;
+    };
+    const lines = this.list.map((p) => `  - ${at(p.key)}${p.key}: ${p.message}`).join("\n");
     const msg = `${what} in ${where}: ${n} problem${n === 1 ? "" : "s"}:\n${lines}`;
     throw this.list.some((p) => p.kind === "type") ? new TypeError(msg) : new RangeError(msg);
   }
 }
 
-/** `JSON.stringify` for messages, with `undefined` spelled out. */
+/** `JSON.stringify` for messages, with `undefined` spelled out and long values cut. */
 export function show(v: unknown): string {
   if (v === undefined) return "undefined";
   if (typeof v === "number" || typeof v === "boolean" || v === null) return String(v);

@@ -4,82 +4,9 @@
  * @module
  */
 
-/** One validation failure. Type problems (unknown key, wrong kind of value) win over range ones. */
-export interface Problem {
-  kind: "type" | "range";
-  /** Key path, e.g. `lora.lora_alpha`. */
-  key: string;
-  /** What is wrong, the value, and the fix. */
-  message: string;
-}
-
-/** Collects problems; {@linkcode Problems.throwIfAny} raises one error listing all of them. */
-export class Problems {
-  readonly list: Problem[] = [];
-
-  type(key: string, message: string): void {
-    this.list.push({ kind: "type", key, message });
-  }
-
-  range(key: string, message: string): void {
-    this.list.push({ kind: "range", key, message });
-  }
-
-  /**
-   * Throw a TypeError (any type problem) or RangeError naming `what`, `where` and each problem;
-   * `line(key)` may give the 1-based line of a key path in the file, printed as `file:line`.
-   */
-  throwIfAny(what: string, where: string, line?: (key: string) => number | undefined): void {
-    if (this.list.length === 0) return;
-    const n = this.list.length;
-    const at = (key: string) => {
-      const l = line?.(key);
-      return l === undefined ? where : `${where}:${l}`;
-    };
-    const lines = this.list.map((p) => `  - ${at(p.key)}: ${p.key}: ${p.message}`).join("\n");
-    const msg = `${what} in ${where}: ${n} problem${n === 1 ? "" : "s"}:\n${lines}`;
-    throw this.list.some((p) => p.kind === "type") ? new TypeError(msg) : new RangeError(msg);
-  }
-}
-
-/** `JSON.stringify` for messages, with `undefined` spelled out and long values cut. */
-export function show(v: unknown): string {
-  if (v === undefined) return "undefined";
-  if (typeof v === "number" || typeof v === "boolean" || v === null) return String(v);
-  try {
-    const s = JSON.stringify(v);
-    return s.length > 80 ? s.slice(0, 77) + "..." : s;
-  } catch {
-    return String(v);
-  }
-}
-
-/** True for a plain (non-array, non-null) object. */
-export function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === "object" && v !== null && !Array.isArray(v);
-}
-
-/** Closest candidate by edit distance (for "did you mean" hints), or undefined when none is close. */
-export function closest(word: string, candidates: Iterable<string>): string | undefined {
-  let best: string | undefined, bestD = Infinity;
-  for (const c of candidates) {
-    const d = editDistance(word.toLowerCase(), c.toLowerCase());
-    if (d < bestD) [best, bestD] = [c, d];
-  }
-  return bestD <= Math.max(2, Math.floor(word.length / 4)) ? best : undefined;
-}
-
-function editDistance(a: string, b: string): number {
-  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    const cur = [i];
-    for (let j = 1; j <= b.length; j++) {
-      cur[j] = Math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
-    }
-    prev = cur;
-  }
-  return prev[b.length];
-}
+// The problem list and message helpers are the models layer's: one implementation for every config.
+import { closest, isObject, type Problem, Problems, show } from "../models/_config_check.ts";
+export { closest, isObject, type Problem, Problems, show };
 
 /** What a field accepts. `nullable` adds `null`; bounds are inclusive unless `*Exclusive`. */
 export type Spec =

@@ -41,7 +41,7 @@ export function validateConfig(obj: unknown, ctx: ValidateContext): TrainingConf
   if (!isObject(obj)) {
     const empty = obj === null || obj === undefined ? " (is the file empty?)" : "";
     p.type("(root)", `expected a mapping of TrainingConfig fields, got ${show(obj)}${empty}`);
-    p.throwIfAny(what, ctx.file);
+    p.throwIfAny(what, ctx.file, { locate: true });
   }
   const src = migrate(p, obj as Record<string, unknown>, ctx);
   checkUnknownKeys(p, src, TOP_KEYS, { prefix: "", hints: TOP_HINTS, what: WHAT });
@@ -53,7 +53,7 @@ export function validateConfig(obj: unknown, ctx: ValidateContext): TrainingConf
   }
   checkCustom(p, c, bad, ctx);
   checkRules(p, c as unknown as TrainingConfig, bad);
-  p.throwIfAny(what, ctx.file, ctx.line);
+  p.throwIfAny(what, ctx.file, { locate: true, line: ctx.line });
   const out = c as unknown as TrainingConfig;
   const wantsMetric = out.load_best_model_at_end || out.early_stopping_patience !== null ||
     out.save_strategy === "best";

@@ -138,7 +138,7 @@ export function createLrSchedule(config: LrScheduleConfig, numTrainingSteps: num
   const p = new Problems();
   if (!isObject(config)) {
     p.type("(root)", `expected an object with lr_scheduler_type and learning_rate, got ${show(config)}`);
-    p.throwIfAny("Cannot create a learning-rate schedule", "createLrSchedule");
+    p.throwIfAny("Cannot create a learning-rate schedule", "createLrSchedule", { locate: true });
   }
   const typeOk = checkValue(p, "lr_scheduler_type", config.lr_scheduler_type, {
     kind: "enum",
@@ -164,7 +164,7 @@ export function createLrSchedule(config: LrScheduleConfig, numTrainingSteps: num
       );
     }
   }
-  p.throwIfAny("Cannot create a learning-rate schedule", "createLrSchedule");
+  p.throwIfAny("Cannot create a learning-rate schedule", "createLrSchedule", { locate: true });
   const type = config.lr_scheduler_type;
   const lr = config.learning_rate;
   const N = numTrainingSteps;
