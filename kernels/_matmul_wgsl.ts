@@ -25,6 +25,7 @@
  * @module
  */
 import type { KernelSpec, ParamSpec } from "./_kernel.ts";
+import { WGSL_ERF } from "./activation.ts";
 
 /** Activation fused into the matmul epilogue. */
 export type MatmulActivation = "none" | "relu" | "gelu_tanh" | "gelu_erf" | "silu";
@@ -138,30 +139,9 @@ function actWgsl(act: MatmulActivation): string {
 }
 `;
     case "gelu_erf":
-      return `fn erf1(a: f32) -> f32 {
-  let t = abs(a);
-  let s = a * a;
-  if (t > 0.927734375) {
-    var r = fma(-1.72853470e-5, t, 3.83197126e-4);
-    let u = fma(-3.88396438e-3, t, 2.42546219e-2);
-    r = fma(r, s, u);
-    r = fma(r, t, -1.06777877e-1);
-    r = fma(r, t, -6.34846687e-1);
-    r = fma(r, t, -1.28717512e-1);
-    r = fma(r, t, -t);
-    return select(1.0 - exp(r), exp(r) - 1.0, a < 0.0);
-  }
-  var r = -5.96761703e-4;
-  r = fma(r, s, 4.99119423e-3);
-  r = fma(r, s, -2.67681349e-2);
-  r = fma(r, s, 1.12819925e-1);
-  r = fma(r, s, -3.76125336e-1);
-  r = fma(r, s, 1.28379166e-1);
-  return fma(r, a, a);
-}
-fn act4(v: vec4<f32>) -> vec4<f32> {
+      return `${WGSL_ERF}fn act4(v: vec4<f32>) -> vec4<f32> {
   let z = v * 0.70710678118654752;
-  return 0.5 * v * (vec4<f32>(1.0) + vec4<f32>(erf1(z.x), erf1(z.y), erf1(z.z), erf1(z.w)));
+  return 0.5 * v * (vec4<f32>(1.0) + vec4<f32>(erf_f32(z.x), erf_f32(z.y), erf_f32(z.z), erf_f32(z.w)));
 }
 `;
   }

@@ -159,7 +159,8 @@ function fusedIndex(i: number, inner: number): [number, number] {
 
 // ---- WGSL ----
 
-const WGSL_FUNCS = `fn erf_f32(a: f32) -> f32 {
+/** WGSL `fn erf_f32(a: f32) -> f32`: N. Juffa's single-precision erff (shared with matmul's epilogue). */
+export const WGSL_ERF = `fn erf_f32(a: f32) -> f32 {
   // N. Juffa's erff (max error about 1 ulp); see the module header.
   let t = abs(a);
   let s = a * a;
@@ -181,7 +182,9 @@ const WGSL_FUNCS = `fn erf_f32(a: f32) -> f32 {
   r = fma(r, s, 1.28379166e-1);
   return fma(r, a, a);
 }
-fn tanh_f32(u: f32) -> f32 {
+`;
+
+const WGSL_FUNCS = `${WGSL_ERF}fn tanh_f32(u: f32) -> f32 {
   let e = exp(-2.0 * abs(u));
   let t = (1.0 - e) / (1.0 + e);
   return select(t, -t, u < 0.0);
