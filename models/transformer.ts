@@ -17,6 +17,7 @@ import { add } from "../kernels/elementwise.ts";
 import { embedding } from "../kernels/embedding.ts";
 import { crossEntropy, shiftLabels } from "../kernels/loss.ts";
 import { matmul } from "../kernels/matmul.ts";
+import { linearQ4, type QuantizedTensor } from "../kernels/quant.ts";
 import { layerNorm, rmsNorm } from "../kernels/norm.ts";
 import { rope } from "../kernels/rope.ts";
 import { gelu, swiglu } from "../kernels/activation.ts";
@@ -45,6 +46,21 @@ export interface ForwardOptions {
   position_ids?: Tensor | null;
   /** Decode with (and append to) this cache. */
   cache?: KVCache | null;
+}
+
+/**
+ * A hook on one linear layer (LoRA, DoRA; see `training/peft.ts`): given the layer's input
+ * `x [M, in]` and its base output `base = x·Wᵀ + bias [M, out]`, return the adapted output. Declared
+ * here so that models/ does not import training/.
+ */
+export interface LinearAdapter {
+  /**
+   * @param weight the base weight `[out, in]`, f32 or 4-bit (QLoRA)
+   * @param bias the base bias `[out]`, if the layer has one
+   */
+  apply(x: Tensor, base: Tensor, weight: Tensor | QuantizedTensor, bias: Tensor | undefined): Tensor;
+  /** Release the adapter's tensors (called by `Transformer.dispose`; must be idempotent). */
+  dispose?(): void;
 }
 
 /** The shape of every canonical parameter of a config (tied LM head omitted). */
@@ -134,6 +150,13 @@ export function initParameters(c: ModelConfig, backend: Backend, opts: { seed?: 
  */
 export class Transformer {
   readonly invFreq: Float32Array | null;
+  /** Adapters by canonical linear name (`layers.0.attn.q`), applied in every forward. */
+  readonly adapters: Map<string, LinearAdapter> = new Map();
+  /**
+   * 4-bit base weights by canonical linear name (QLoRA); such a linear's f32 `.weight` is no
+   * longer in `params`.
+   */
+  readonly quantized: Map<string, QuantizedTensor> = new Map();
 
   /** @param params canonical parameters (see {@linkcode parameterShapes}) */
   constructor(readonly config: ModelConfig, readonly params: ParamMap, readonly backend: Backend) {
@@ -156,7 +179,9 @@ export class Transformer {
 
   /** The parameters in a stable order (canonical names), for optimizers. */
   parameters(): Tensor[] {
-    return [...parameterShapes(this.config).keys()].map((n) => this.params.get(n)!);
+    return [...parameterShapes(this.config).keys()].filter((n) => this.params.has(n)).map((n) =>
+      this.params.get(n)!
+    );
   }
 
   /** Mark every parameter as trainable (or frozen). */
@@ -277,11 +302,25 @@ export class Transformer {
   }
 
   #linear(prefix: string, x: Tensor, activation?: "gelu_tanh" | "gelu_erf"): Tensor {
-    return matmul(x, this.p(`${prefix}.weight`), {
-      transB: true,
-      bias: this.#opt(`${prefix}.bias`),
-      activation,
-    });
+    const q = this.quantized.get(prefix), adapter = this.adapters.get(prefix);
+    if (!q && !adapter) {
+      return matmul(x, this.p(`${prefix}.weight`), {
+        transB: true,
+        bias: this.#opt(`${prefix}.bias`),
+        activation,
+      });
+    }
+    const bias = this.#opt(`${prefix}.bias`), w = q ?? this.p(`${prefix}.weight`);
+    let y = q ? linearQ4(x, q, bias) : matmul(x, w as Tensor, { transB: true, bias });
+    if (adapter) {
+      const base = y;
+      y = adapter.apply(x, base, w, bias);
+      if (y !== base) release(base);
+    }
+    if (!activation) return y;
+    const a = gelu(y, { approximate: activation === "gelu_tanh" ? "tanh" : "none" });
+    release(y);
+    return a;
   }
 
   #block(i: number, h: Tensor, B: number, T: number, offset: number, opts: ForwardOptions): Tensor {
@@ -363,6 +402,8 @@ export class Transformer {
   /** Release every parameter. */
   dispose(): void {
     for (const t of this.params.values()) t.dispose();
+    for (const q of this.quantized.values()) q.dispose();
+    for (const a of this.adapters.values()) a.dispose?.();
   }
 }
 
