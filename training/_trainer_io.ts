@@ -1,0 +1,144 @@
+/**
+ * Private to `trainer.ts`: the run folder (checked writable before training, previous runs
+ * refused or replaced), `metrics.jsonl`, the progress line and `report.md`.
+ * @module
+ */
+import { join } from "node:path";
+import type { TrainerState } from "./checkpoint.ts";
+import type { TrainingConfig } from "./config.ts";
+
+/** Files and folders a run writes into `output_dir`. */
+export const RUN_ARTIFACTS = [
+  "checkpoints",
+  "model",
+  "metrics.jsonl",
+  "report.md",
+  "curves.svg",
+  "config.yaml",
+];
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.lstat(path);
+    return true;
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return false;
+    throw e;
+  }
+}
+
+/**
+ * Make sure `out` can hold a run: create it, write and remove a probe file. A previous run there is
+ * an error unless `overwrite_output_dir` (its artifacts are removed) or a resume is asked for.
+ * On failure nothing created here is left behind.
+ */
+export async function prepareOutputDir(out: string, config: TrainingConfig): Promise<void> {
+  const existed = await exists(out);
+  const fix = "choose a writable output_dir";
+  try {
+    await Deno.mkdir(out, { recursive: true });
+    const probe = join(out, `.fledge-write-test-${crypto.randomUUID()}`);
+    await Deno.writeTextFile(probe, "");
+    await Deno.remove(probe);
+  } catch (e) {
+    if (!existed) await Deno.remove(out).catch(() => {});
+    const msg = `Cannot train: output_dir ${out} is not writable (${(e as Error).message}); ${fix}`;
+    if (e instanceof Deno.errors.PermissionDenied) throw new Deno.errors.PermissionDenied(msg);
+    throw new TypeError(msg);
+  }
+  const found: string[] = [];
+  for (const a of RUN_ARTIFACTS) if (await exists(join(out, a))) found.push(a);
+  if (!found.length || config.resume_from_checkpoint) return;
+  if (!config.overwrite_output_dir) {
+    throw new RangeError(
+      `Cannot train: output_dir ${out} already holds a run (${found.join(", ")}); ` +
+        `set overwrite_output_dir: true, resume_from_checkpoint: true, or choose another output_dir`,
+    );
+  }
+  for (const a of found) await Deno.remove(join(out, a), { recursive: true });
+}
+
+/** Append records to `metrics.jsonl` (rewritten from `history` first, as after a resume). */
+export class MetricsFile {
+  readonly path: string;
+  readonly #on: boolean;
+  constructor(out: string, on: boolean) {
+    this.path = join(out, "metrics.jsonl");
+    this.#on = on;
+  }
+  async reset(history: readonly Record<string, number>[]): Promise<void> {
+    if (!this.#on) return;
+    await Deno.writeTextFile(this.path, history.map((r) => JSON.stringify(r) + "\n").join(""));
+  }
+  async append(record: Record<string, number>): Promise<void> {
+    if (this.#on) await Deno.writeTextFile(this.path, JSON.stringify(record) + "\n", { append: true });
+  }
+}
+
+const enc = new TextEncoder();
+
+/** The progress line on stderr: rewritten in place on a TTY, one line per update otherwise. */
+export function progressLine(on: boolean): (line: string) => void {
+  if (!on) return () => {};
+  const tty = Deno.stderr.isTerminal();
+  return (line) => Deno.stderr.writeSync(enc.encode(tty ? `\r\x1b[2K${line}` : `${line}\n`));
+}
+
+/** `1h02m`, `3m05s`, `12s`. */
+export function formatSeconds(s: number): string {
+  if (!Number.isFinite(s)) return "?";
+  s = Math.max(0, Math.round(s));
+  if (s >= 3600) return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, "0")}m`;
+  if (s >= 60) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, "0")}s`;
+  return `${s}s`;
+}
+
+const num = (v: unknown) =>
+  typeof v === "number"
+    ? (Number.isInteger(v) ? String(v) : Math.abs(v) < 1e-3 ? v.toExponential(3) : v.toFixed(4))
+    : "";
+
+/** The text of `report.md`: settings, results and the last log records. */
+export function reportMarkdown(
+  config: TrainingConfig,
+  state: TrainerState,
+  summary: Record<string, number | null>,
+  extra: { model: string; dataset: string; curves: boolean },
+): string {
+  const L: string[] = [`# Training report`, ``, `## Settings`, ``, `| field | value |`, `| --- | --- |`];
+  L.push(`| model | ${extra.model} |`, `| dataset | ${extra.dataset} |`);
+  for (
+    const k of [
+      "max_steps",
+      "num_train_epochs",
+      "per_device_train_batch_size",
+      "gradient_accumulation_steps",
+      "max_seq_length",
+      "learning_rate",
+      "lr_scheduler_type",
+      "warmup_steps",
+      "warmup_ratio",
+      "weight_decay",
+      "max_grad_norm",
+      "seed",
+      "backend",
+    ] as const
+  ) L.push(`| ${k} | ${JSON.stringify(config[k])} |`);
+  L.push(``, `## Results`, ``, `| metric | value |`, `| --- | --- |`);
+  for (const [k, v] of Object.entries(summary)) L.push(`| ${k} | ${v === null ? "-" : num(v)} |`);
+  if (state.best_metric !== null) {
+    L.push(
+      ``,
+      `Best ${config.metric_for_best_model} ${num(state.best_metric)} at step ${state.best_step} ` +
+        `(epoch ${num(state.best_epoch)}), checkpoint \`${state.best_model_checkpoint ?? "-"}\`.`,
+    );
+  }
+  if (extra.curves) L.push(``, `![training curves](curves.svg)`);
+  const keys = ["step", "epoch", "loss", "learning_rate", "grad_norm", "eval_loss"];
+  const rows = state.log_history.filter((r) => "loss" in r || "eval_loss" in r).slice(-20);
+  if (rows.length) {
+    L.push(``, `## Last log records`, ``, `| ${keys.join(" | ")} |`, `|${" --- |".repeat(keys.length)}`);
+    for (const r of rows) L.push(`| ${keys.map((k) => num(r[k])).join(" | ")} |`);
+  }
+  return L.join("\n") + "\n";
+}

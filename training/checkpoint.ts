@@ -1,0 +1,250 @@
+/**
+ * Training checkpoints: one folder `checkpoints/step-N/` holding everything an exact resume needs,
+ * written atomically (into `step-N.tmp-<uuid>/`, then one rename, so a crash never leaves a
+ * half-written `step-N/`):
+ *
+ * - `model.safetensors` + `config.json`: the weights in the Hugging Face layout (`saveModel`);
+ * - `optimizer.safetensors`: AdamW `exp_avg` / `exp_avg_sq` per parameter (named
+ *   `<param>.exp_avg`), the per-parameter step counts and the order in the metadata;
+ * - `trainer_state.json`: {@linkcode TrainerState} (global step, epoch, data position, seeds,
+ *   scheduler step, best metric, early-stopping counter, log history);
+ * - `config.yaml`: the resolved {@linkcode TrainingConfig}.
+ *
+ * @module
+ */
+import { basename, join } from "node:path";
+import type { AdamW, AdamWState } from "../kernels/optim.ts";
+import { loadWeights, saveModel } from "../models/pretrained.ts";
+import { openSafetensors, type TensorInput, writeSafetensors } from "../models/safetensors.ts";
+import type { Transformer } from "../models/transformer.ts";
+import type { DataPosition } from "../data/text_dataset.ts";
+import { loadTrainingConfig, saveTrainingConfig, type TrainingConfig } from "./config.ts";
+
+/** What `trainer_state.json` holds (Hugging Face `TrainerState` names where they exist). */
+export interface TrainerState {
+  /** Optimizer updates done. */
+  global_step: number;
+  /** Fractional epoch: `data_position.epoch + data_position.index / blocks per epoch`. */
+  epoch: number;
+  /** Where the next batch starts. */
+  data_position: DataPosition;
+  /** Steps of the run (`max_steps`, or derived from `num_train_epochs`). */
+  max_steps: number;
+  /** The seeds behind every random choice: init (`seed`) and block order (`data_seed`). */
+  rng: { seed: number; data_seed: number };
+  /** Schedule position: the learning rate of the next update is `lrAt(scheduler_step)`. */
+  scheduler_step: number;
+  /** Best value of `metric_for_best_model` so far, or null. */
+  best_metric: number | null;
+  /** Checkpoint folder of the best metric, or null. */
+  best_model_checkpoint: string | null;
+  /** Step and epoch of the best metric, or null. */
+  best_step: number | null;
+  best_epoch: number | null;
+  /** Evaluations in a row without improvement (HF `EarlyStoppingCallback`). */
+  early_stopping_patience_counter: number;
+  /** Tokens trained on so far. */
+  num_input_tokens_seen: number;
+  /** Every log and eval record so far (`metrics.jsonl` lines). */
+  log_history: Record<string, number>[];
+}
+
+/** A checkpoint read back by {@linkcode loadCheckpoint}. */
+export interface Checkpoint {
+  /** The folder. */
+  path: string;
+  state: TrainerState;
+  config: TrainingConfig;
+  /** The optimizer state on the host (entries in save order, named by parameter). */
+  optimizer: AdamWState;
+}
+
+/** What {@linkcode saveCheckpoint} writes. */
+export interface SaveCheckpointOptions {
+  model: Transformer;
+  /** The optimizer (null for optimizers without state, e.g. plain SGD). */
+  optimizer: Pick<AdamW, "state"> | null;
+  state: TrainerState;
+  config: TrainingConfig;
+}
+
+const STEP_DIR = /^step-(\d+)$/;
+
+/**
+ * Write `root/step-<global_step>/` atomically. An existing folder of that name is replaced.
+ * @param root the checkpoints folder (created when missing), e.g. `runs/x/checkpoints`
+ * @param opts model, optimizer, trainer state and config
+ * @returns the checkpoint folder
+ * @throws what the writes throw; the temporary folder is removed first
+ */
+export async function saveCheckpoint(root: string, opts: SaveCheckpointOptions): Promise<string> {
+  await Deno.mkdir(root, { recursive: true });
+  const name = `step-${opts.state.global_step}`;
+  const final = join(root, name);
+  const tmp = join(root, `${name}.tmp-${crypto.randomUUID()}`);
+  try {
+    await Deno.mkdir(tmp);
+    await saveModel(opts.model, tmp);
+    const st = opts.optimizer ? await opts.optimizer.state() : { entries: [] };
+    await writeOptimizerState(join(tmp, "optimizer.safetensors"), st);
+    await Deno.writeTextFile(join(tmp, "trainer_state.json"), JSON.stringify(opts.state, null, 2) + "\n");
+    await saveTrainingConfig(opts.config, join(tmp, "config.yaml"));
+    let trash: string | null = null;
+    try {
+      await Deno.stat(final);
+      trash = join(root, `${name}.old-${crypto.randomUUID()}`);
+      await Deno.rename(final, trash);
+    } catch (e) {
+      if (!(e instanceof Deno.errors.NotFound)) throw e;
+    }
+    await Deno.rename(tmp, final);
+    if (trash) await Deno.remove(trash, { recursive: true });
+  } catch (e) {
+    await Deno.remove(tmp, { recursive: true }).catch(() => {});
+    throw e;
+  }
+  return final;
+}
+
+/** Write an optimizer state as safetensors (`<name>.exp_avg`, `<name>.exp_avg_sq`, steps in metadata). */
+export async function writeOptimizerState(path: string, st: AdamWState): Promise<void> {
+  const tensors: Record<string, TensorInput> = {};
+  st.entries.forEach((e, i) => {
+    const key = e.name || `param_${i}`;
+    tensors[`${key}.exp_avg`] = { dtype: "F32", shape: e.shape, data: e.m };
+    tensors[`${key}.exp_avg_sq`] = { dtype: "F32", shape: e.shape, data: e.v };
+  });
+  const order = st.entries.map((e, i) => e.name || `param_${i}`);
+  const steps = st.entries.map((e) => e.step);
+  await writeSafetensors(path, tensors, {
+    metadata: { format: "pt", order: JSON.stringify(order), steps: JSON.stringify(steps) },
+  });
+}
+
+/** Read what {@linkcode writeOptimizerState} wrote. */
+export async function readOptimizerState(path: string): Promise<AdamWState> {
+  const r = await openSafetensors(path);
+  try {
+    const meta = r.metadata ?? {};
+    let order: string[], steps: number[];
+    try {
+      order = JSON.parse(meta.order ?? "[]");
+      steps = JSON.parse(meta.steps ?? "[]");
+    } catch (e) {
+      throw new SyntaxError(`Cannot read ${path}: bad optimizer metadata (${(e as Error).message})`);
+    }
+    const entries = [];
+    for (let i = 0; i < order.length; i++) {
+      const m = await r.read(`${order[i]}.exp_avg`, { as: "f32" });
+      const v = await r.read(`${order[i]}.exp_avg_sq`, { as: "f32" });
+      entries.push({
+        name: order[i],
+        shape: m.shape,
+        step: steps[i],
+        m: m.data as Float32Array,
+        v: v.data as Float32Array,
+      });
+    }
+    return { entries };
+  } finally {
+    r.close();
+  }
+}
+
+/** Options of {@linkcode loadCheckpoint}. */
+export interface LoadCheckpointOptions {
+  /** Load the weights into this model (its parameter tensors are replaced, trainability kept). */
+  model?: Transformer;
+  /** Load the moments into this optimizer, matched to `model`'s parameters by name. */
+  optimizer?: AdamW;
+}
+
+/**
+ * Read a checkpoint folder; with `model` / `optimizer`, restore them too.
+ * @param dir a `step-N` folder
+ * @param opts `model`, `optimizer`
+ * @returns state, config and optimizer state
+ * @throws {Deno.errors.NotFound} when a file is missing (named)
+ * @throws {TypeError} when the optimizer state names a parameter the model lacks, or shapes differ
+ */
+export async function loadCheckpoint(dir: string, opts: LoadCheckpointOptions = {}): Promise<Checkpoint> {
+  for (const f of ["trainer_state.json", "config.yaml", "optimizer.safetensors", "model.safetensors"]) {
+    try {
+      await Deno.stat(join(dir, f));
+    } catch (e) {
+      if (e instanceof Deno.errors.NotFound) {
+        throw new Deno.errors.NotFound(
+          `Cannot resume from checkpoint ${dir}: ${f} is missing; pick a complete checkpoints/step-N folder`,
+        );
+      }
+      throw e;
+    }
+  }
+  const state = JSON.parse(await Deno.readTextFile(join(dir, "trainer_state.json"))) as TrainerState;
+  const config = await loadTrainingConfig(join(dir, "config.yaml"), { warn: () => {} });
+  const optimizer = await readOptimizerState(join(dir, "optimizer.safetensors"));
+  const model = opts.model;
+  if (model) {
+    const params = await loadWeights(dir, model.config, model.backend);
+    for (const [name, t] of params) {
+      const old = model.params.get(name);
+      t.requiresGrad = old?.requiresGrad ?? false;
+      model.params.set(name, t);
+      old?.dispose();
+    }
+  }
+  if (opts.optimizer) {
+    if (!model) throw new TypeError("Cannot load optimizer state without the model: pass model too");
+    const ps = optimizer.entries.map((e) => {
+      const p = model.params.get(e.name);
+      if (!p) {
+        throw new TypeError(`Cannot load optimizer state of ${dir}: the model has no parameter ${e.name}`);
+      }
+      return p;
+    });
+    opts.optimizer.loadState(ps, optimizer);
+  }
+  return { path: dir, state, config, optimizer };
+}
+
+/**
+ * The complete `step-N` folders of a checkpoints folder, oldest first (temporary folders of an
+ * interrupted write are skipped).
+ * @param root e.g. `runs/x/checkpoints`
+ * @returns folder paths sorted by step; empty when `root` does not exist
+ */
+export async function listCheckpoints(root: string): Promise<string[]> {
+  const found: [number, string][] = [];
+  try {
+    for await (const e of Deno.readDir(root)) {
+      const m = e.isDirectory ? STEP_DIR.exec(e.name) : null;
+      if (m) found.push([Number(m[1]), join(root, e.name)]);
+    }
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return [];
+    throw e;
+  }
+  return found.sort((a, b) => a[0] - b[0]).map((f) => f[1]);
+}
+
+/**
+ * Delete the oldest checkpoints beyond `save_total_limit`, never the one named `keep` (the best).
+ * @param root the checkpoints folder
+ * @param opts `save_total_limit` (null keeps all), `keep`
+ * @returns the deleted folders
+ */
+export async function rotateCheckpoints(
+  root: string,
+  opts: { save_total_limit: number | null; keep?: string | null },
+): Promise<string[]> {
+  const limit = opts.save_total_limit;
+  if (limit === null || limit <= 0) return [];
+  const all = await listCheckpoints(root);
+  const keep = opts.keep ? basename(opts.keep) : null;
+  // Never the best nor the newest (HF keeps both even with save_total_limit 1).
+  const newest = all[all.length - 1];
+  const removable = all.filter((p) => basename(p) !== keep && p !== newest);
+  const gone = removable.slice(0, Math.max(0, all.length - limit));
+  for (const p of gone) await Deno.remove(p, { recursive: true });
+  return gone;
+}

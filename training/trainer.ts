@@ -1,0 +1,562 @@
+/**
+ * The Trainer: causal-LM training of a {@linkcode Transformer} on a {@linkcode TextDataset}, with
+ * the semantics of Hugging Face `Trainer` driven by a {@linkcode TrainingConfig}: AdamW (no weight
+ * decay for biases and norm weights, as HF's `get_decay_parameter_names`) or SGD, the HF learning
+ * rate schedules with warmup, gradient accumulation (each micro-batch's loss scaled by 1 / the
+ * micro-batches of the update), global-norm clipping on the device, `max_steps` or
+ * `num_train_epochs`, logging / evaluation / saving by steps or epochs, early stopping, best-model
+ * tracking, checkpoints with an exact resume, hooks, a progress line on stderr and one run folder:
+ * `config.yaml`, `metrics.jsonl`, `checkpoints/step-N/`, `model/`, `report.md`, `curves.svg`.
+ *
+ * Per update nothing is read back from the device; the loss (summed on the device over the logging
+ * interval) and the gradient norm are read once per log record.
+ *
+ * Data order: each epoch visits every block once in the order `train_dataset.order(epoch,
+ * data_seed ?? seed)`, in batches of `per_device_train_batch_size` (the last may be smaller); an
+ * update takes `gradient_accumulation_steps` batches but never crosses an epoch's end. Steps with
+ * `max_steps: -1` are `ceil(num_train_epochs * updates per epoch)`.
+ *
+ * @module
+ */
+import { join } from "node:path";
+import { backward, noGrad } from "../kernels/autograd.ts";
+import { accumulate } from "../kernels/elementwise.ts";
+import { AdamW, gradClip, gradNormSquared, sgdStep } from "../kernels/optim.ts";
+import type { Tensor } from "../kernels/tensor.ts";
+import { saveModel } from "../models/pretrained.ts";
+import type { Tokenizer } from "../models/tokenizer.ts";
+import type { Transformer } from "../models/transformer.ts";
+import type { DataPosition, TextDataset } from "../data/text_dataset.ts";
+import { plotTrainingCurves } from "../evaluation/plot.ts";
+import {
+  listCheckpoints,
+  loadCheckpoint,
+  rotateCheckpoints,
+  saveCheckpoint,
+  type TrainerState,
+} from "./checkpoint.ts";
+import { saveTrainingConfig, type TrainingConfig, validateTrainingConfig } from "./config.ts";
+import { callHook, type HookContext, type TrainerHooks } from "./hooks.ts";
+import { createLrSchedule, type LrSchedule } from "./schedule.ts";
+import { formatSeconds, MetricsFile, prepareOutputDir, progressLine, reportMarkdown } from "./_trainer_io.ts";
+
+/** Options of {@linkcode createTrainer}. */
+export interface CreateTrainerOptions {
+  /** The model to train (its parameters are updated in place). */
+  model: Transformer;
+  /** The run's settings (validated here). */
+  config: TrainingConfig;
+  /** Training blocks. */
+  train_dataset: TextDataset;
+  /** Evaluation blocks (needed when `eval_strategy` is not `no`). */
+  eval_dataset?: TextDataset | null;
+  /** Saved beside the final model when given. */
+  tokenizer?: Tokenizer | null;
+  /** Callbacks; see {@linkcode TrainerHooks}. */
+  hooks?: TrainerHooks;
+  /** Print the progress line on stderr (default true). */
+  progress?: boolean;
+}
+
+/** What {@linkcode Trainer.train} returns (the names of the project's design). */
+export interface TrainResult {
+  /** The logged training losses, in order (each the mean over its logging interval). */
+  loss_history: number[];
+  /** The last logged training loss. */
+  final_loss: number;
+  /** `exp` of the last eval loss, or of `final_loss` when there was no evaluation. */
+  final_perplexity: number;
+  /** Seconds spent in `train()`. */
+  training_time: number;
+  /** Epoch of the best evaluation, or null. */
+  best_epoch: number | null;
+  /** The logged global gradient norms (before clipping), in order. */
+  grad_norm_history: number[];
+  /** Final numbers: train_loss, eval_loss, eval_perplexity, global_step, epoch, rates. */
+  metrics_summary: Record<string, number | null>;
+  /** The best checkpoint with `load_best_model_at_end`, else the last one saved, or null. */
+  checkpoint_path: string | null;
+}
+
+/** Parameter names HF leaves out of weight decay: biases and norm weights. */
+export function isNoDecay(name: string): boolean {
+  return name.endsWith(".bias") || /norm\.weight$/.test(name);
+}
+
+const UNSUPPORTED: [keyof TrainingConfig, (c: TrainingConfig) => boolean, string][] = [
+  ["lora", (c) => c.lora !== null, "LoRA training is not in the Trainer yet; remove the lora section"],
+  ["quantization", (c) => c.quantization !== null, "4-bit training needs LoRA; remove quantization"],
+  ["fp16", (c) => c.fp16, "the Trainer computes in float32; set fp16: false"],
+  [
+    "gradient_checkpointing",
+    (c) => c.gradient_checkpointing,
+    "the model has no recompute scopes yet; set false",
+  ],
+];
+
+/**
+ * Build a {@linkcode Trainer}: validates the config and checks it against the model and data.
+ * @param opts model, config, datasets, tokenizer, hooks
+ * @returns the trainer (call `train()`)
+ * @throws {RangeError} when the dataset's `block_size` exceeds the model's `max_position_embeddings`
+ *   (naming both), a token id is outside the vocabulary, evaluation is asked for without
+ *   `eval_dataset`, or a setting the Trainer cannot honour is on
+ * @throws {TypeError} / {RangeError} as `validateTrainingConfig`
+ * @example
+ * ```ts
+ * import { createBackend } from "../kernels/backend.ts";
+ * import { presetConfig } from "../models/config.ts";
+ * import { Transformer } from "../models/transformer.ts";
+ * import { TextDataset } from "../data/text_dataset.ts";
+ * import { getTrainingArgs } from "./config.ts";
+ * import { createTrainer } from "./trainer.ts";
+ * const be = await createBackend("cpu");
+ * const model = Transformer.init(presetConfig("tiny", { vocab_size: 16, hidden_size: 16, num_hidden_layers: 1,
+ *   num_attention_heads: 2, intermediate_size: 32, max_position_embeddings: 8 }), be);
+ * const ids = Int32Array.from({ length: 64 }, (_, i) => (i * 7) % 16);
+ * const config = getTrainingArgs({ output_dir: await Deno.makeTempDir(), max_steps: 3, learning_rate: 1e-2,
+ *   per_device_train_batch_size: 2, logging_steps: 1, save_strategy: "no" });
+ * const trainer = createTrainer({ model, config, train_dataset: new TextDataset(ids, { block_size: 8 }),
+ *   progress: false });
+ * const result = await trainer.train();
+ * if (result.loss_history.length !== 3 || !(result.final_loss > 0)) throw new Error("train");
+ * await Deno.remove(config.output_dir, { recursive: true });
+ * ```
+ */
+export function createTrainer(opts: CreateTrainerOptions): Trainer {
+  const config = validateTrainingConfig(opts.config, { file: "createTrainer(config)", warn: () => {} });
+  const problems = UNSUPPORTED.filter(([, bad]) => bad(config)).map(([k, , fix]) => `${k}: ${fix}`);
+  const mc = opts.model.config, ds = opts.train_dataset;
+  for (const [what, d] of [["train_dataset", ds], ["eval_dataset", opts.eval_dataset]] as const) {
+    if (!d) continue;
+    if (d.block_size > mc.max_position_embeddings) {
+      problems.push(
+        `${what}: block_size ${d.block_size} exceeds the model's max_position_embeddings ${mc.max_position_embeddings}; ` +
+          `set block_size (max_seq_length) <= ${mc.max_position_embeddings}`,
+      );
+    }
+    let max = -1, min = 0;
+    for (const id of d.ids) {
+      if (id > max) max = id;
+      if (id < min) min = id;
+    }
+    if (max >= mc.vocab_size || min < 0) {
+      problems.push(
+        `${what}: token id ${
+          max >= mc.vocab_size ? max : min
+        } of ${d.source} is outside the model's vocabulary ` +
+          `[0, ${mc.vocab_size}); use the model's tokenizer`,
+      );
+    }
+  }
+  const wantsEval = config.eval_strategy !== "no";
+  if (wantsEval && !opts.eval_dataset) {
+    problems.push(
+      `eval_strategy: "${config.eval_strategy}" needs an eval_dataset; pass one or set eval_strategy: no`,
+    );
+  }
+  const metric = config.metric_for_best_model;
+  if (metric !== null && !["loss", "eval_loss", "perplexity", "eval_perplexity"].includes(metric)) {
+    problems.push(`metric_for_best_model: the Trainer computes eval_loss and eval_perplexity, not ${metric}`);
+  }
+  if (problems.length) throw new RangeError(`Cannot train: ${problems.join("; ")}`);
+  return new Trainer(opts, config);
+}
+
+/**
+ * Runs training (owns the optimizer state, so it is a class). Build it with
+ * {@linkcode createTrainer}.
+ */
+export class Trainer {
+  /** The model being trained. */
+  readonly model: Transformer;
+  /** The validated config. */
+  readonly config: TrainingConfig;
+  readonly train_dataset: TextDataset;
+  readonly eval_dataset: TextDataset | null;
+  readonly tokenizer: Tokenizer | null;
+  readonly hooks: TrainerHooks;
+  /** The live state (what `trainer_state.json` holds). */
+  state: TrainerState;
+  /** The optimizer (null for SGD without momentum). */
+  readonly optimizer: AdamW | null;
+  readonly #progress: boolean;
+  #orders = new Map<number, Uint32Array>();
+  #lastCheckpoint: string | null = null;
+
+  /** @internal use createTrainer() */
+  constructor(opts: CreateTrainerOptions, config: TrainingConfig) {
+    this.model = opts.model;
+    this.config = config;
+    this.train_dataset = opts.train_dataset;
+    this.eval_dataset = opts.eval_dataset ?? null;
+    this.tokenizer = opts.tokenizer ?? null;
+    this.hooks = opts.hooks ?? {};
+    this.#progress = opts.progress ?? true;
+    this.optimizer = config.optim === "adamw"
+      ? new AdamW({
+        lr: config.learning_rate,
+        betas: [config.adam_beta1, config.adam_beta2],
+        eps: config.adam_epsilon,
+        weight_decay: config.weight_decay,
+      })
+      : null;
+    this.state = {
+      global_step: 0,
+      epoch: 0,
+      data_position: { epoch: 0, index: 0 },
+      max_steps: this.maxSteps(),
+      rng: { seed: config.seed, data_seed: config.data_seed ?? config.seed },
+      scheduler_step: 0,
+      best_metric: null,
+      best_model_checkpoint: null,
+      best_step: null,
+      best_epoch: null,
+      early_stopping_patience_counter: 0,
+      num_input_tokens_seen: 0,
+      log_history: [],
+    };
+  }
+
+  /** Optimizer updates in one epoch. */
+  updatesPerEpoch(): number {
+    const batches = Math.ceil(this.train_dataset.num_blocks / this.config.per_device_train_batch_size);
+    return Math.ceil(batches / this.config.gradient_accumulation_steps);
+  }
+
+  /** Updates of the whole run: `max_steps`, or `ceil(num_train_epochs * updates per epoch)`. */
+  maxSteps(): number {
+    const c = this.config;
+    return c.max_steps > 0
+      ? c.max_steps
+      : Math.max(1, Math.ceil(c.num_train_epochs * this.updatesPerEpoch()));
+  }
+
+  #order(epoch: number): Uint32Array {
+    let o = this.#orders.get(epoch);
+    if (!o) {
+      this.#orders.clear();
+      o = this.train_dataset.order(epoch, this.state.rng.data_seed);
+      this.#orders.set(epoch, o);
+    }
+    return o;
+  }
+
+  /** The micro-batches (block indices) of the next update and the position after it. */
+  #nextUpdate(pos: DataPosition): { batches: Uint32Array[]; next: DataPosition; epochEnd: boolean } {
+    const nb = this.train_dataset.num_blocks, B = this.config.per_device_train_batch_size;
+    const order = this.#order(pos.epoch);
+    const batches: Uint32Array[] = [];
+    let i = pos.index;
+    while (batches.length < this.config.gradient_accumulation_steps && i < nb) {
+      batches.push(order.subarray(i, Math.min(i + B, nb)));
+      i = Math.min(i + B, nb);
+    }
+    const epochEnd = i >= nb;
+    return {
+      batches,
+      next: epochEnd ? { epoch: pos.epoch + 1, index: 0 } : { epoch: pos.epoch, index: i },
+      epochEnd,
+    };
+  }
+
+  /**
+   * Mean loss over every block of `eval_dataset` (batches of `per_device_eval_batch_size`), with
+   * one readback.
+   * @returns `eval_loss` and `eval_perplexity`
+   * @throws {RangeError} when there is no eval dataset
+   */
+  async evaluate(): Promise<{ eval_loss: number; eval_perplexity: number }> {
+    const ds = this.eval_dataset;
+    if (!ds) throw new RangeError("Cannot evaluate: the trainer has no eval_dataset");
+    const be = this.model.backend, B = this.config.per_device_eval_batch_size;
+    const sum = be.zeros([1]);
+    for (let i = 0; i < ds.num_blocks; i += B) {
+      const idx = Array.from({ length: Math.min(B, ds.num_blocks - i) }, (_, k) => i + k);
+      const ids = be.fromArray(ds.batch(idx), [idx.length, ds.block_size], "i32");
+      noGrad(() => {
+        const l = this.model.loss(ids, ids);
+        accumulate(sum, l, idx.length);
+        l.dispose();
+      });
+      ids.dispose();
+    }
+    const total = (await sum.toArray())[0];
+    sum.dispose();
+    const eval_loss = total / ds.num_blocks;
+    return { eval_loss, eval_perplexity: Math.exp(eval_loss) };
+  }
+
+  /**
+   * Train: resume when asked, run the updates, log, evaluate, save, then write `model/`,
+   * `report.md` and `curves.svg`.
+   * @returns the {@linkcode TrainResult}
+   * @throws {RangeError} when `output_dir` already holds a run (see `overwrite_output_dir`), or a
+   *   resume finds no checkpoint
+   * @throws {TypeError} / {Deno.errors.PermissionDenied} when `output_dir` is not writable (before any step)
+   */
+  async train(): Promise<TrainResult> {
+    const c = this.config, out = c.output_dir, model = this.model, be = model.backend;
+    await prepareOutputDir(out, c);
+    const t0 = performance.now();
+    const ckRoot = join(out, "checkpoints");
+    const metrics = new MetricsFile(out, c.report_to.includes("jsonl"));
+    const params = model.parameters();
+    if (!params.some((p) => p.requiresGrad)) model.setTrainable(true);
+    const live = () => model.parameters().filter((p) => p.requiresGrad);
+
+    if (c.resume_from_checkpoint) {
+      let dir = c.resume_from_checkpoint === true ? null : c.resume_from_checkpoint;
+      if (dir === null) {
+        const all = await listCheckpoints(ckRoot);
+        if (!all.length) {
+          throw new RangeError(
+            `Cannot resume: no checkpoint in ${ckRoot}; train without resume_from_checkpoint first`,
+          );
+        }
+        dir = all[all.length - 1];
+      }
+      const ck = await loadCheckpoint(dir, { model, optimizer: this.optimizer ?? undefined });
+      this.state = { ...ck.state, max_steps: this.maxSteps() };
+      this.#lastCheckpoint = dir;
+    }
+    await saveTrainingConfig(c, join(out, "config.yaml"));
+    await metrics.reset(this.state.log_history);
+
+    const st = this.state, maxSteps = st.max_steps;
+    const schedule: LrSchedule = createLrSchedule(c, maxSteps);
+    const ctx = (): HookContext => ({ state: this.state, config: c });
+    const show = progressLine(this.#progress);
+    let stop = await callHook(this.hooks, "on_train_begin", [ctx()]);
+
+    const scales = new Map<number, Tensor>();
+    const scaleOf = (n: number) => {
+      let t = scales.get(n);
+      if (!t) scales.set(n, t = be.full([1], 1 / n));
+      return t;
+    };
+    let logSum = be.zeros([1]), sinceLog = 0, normSq: Tensor | null = null;
+    const lossHistory: number[] = [], normHistory: number[] = [];
+    let lastEval: number | null = null, trainLossTotal = 0, trainSteps = 0;
+    let tokensRun = 0;
+    const T = this.train_dataset.block_size, startStep = st.global_step;
+    const nb = this.train_dataset.num_blocks;
+    const epochOf = (p: DataPosition) => p.epoch + p.index / nb;
+
+    try {
+      while (!stop && st.global_step < maxSteps) {
+        // ---- one update: accumulate gradients over the micro-batches ----
+        const { batches, next, epochEnd } = this.#nextUpdate(st.data_position);
+        for (const idx of batches) {
+          const ids = be.fromArray(this.train_dataset.batch(idx), [idx.length, T], "i32");
+          const loss = model.loss(ids, ids);
+          backward(loss, scaleOf(batches.length));
+          accumulate(logSum, loss, 1 / batches.length);
+          loss.dispose();
+          ids.dispose();
+          tokensRun += idx.length * T;
+        }
+        const ps = live();
+        const grads = ps.filter((p) => p.grad).map((p) => p.grad!);
+        let coef: Tensor | null = null;
+        normSq?.dispose();
+        if (c.max_grad_norm > 0) {
+          const clip = gradClip(grads, c.max_grad_norm, be);
+          normSq = clip.normSquared;
+          coef = clip.coef;
+        } else {
+          normSq = be.empty([1]);
+          gradNormSquared(normSq, grads);
+        }
+        const lr = schedule.lrAt(st.global_step);
+        const decay = ps.filter((p) => !isNoDecay(p.name)), keep = ps.filter((p) => isNoDecay(p.name));
+        if (this.optimizer) {
+          this.optimizer.step(decay, { lr, weight_decay: c.weight_decay, scale: coef, max_grad_norm: 0 });
+          this.optimizer.step(keep, { lr, weight_decay: 0, scale: coef, max_grad_norm: 0 });
+        } else {
+          for (const [group, wd] of [[decay, c.weight_decay], [keep, 0]] as const) {
+            const g = group.filter((p) => p.grad);
+            if (g.length) {
+              sgdStep(g, g.map((p) => p.grad!), null, {
+                lr,
+                weight_decay: wd,
+                step: st.global_step + 1,
+                scale: coef,
+              });
+            }
+          }
+        }
+        coef?.dispose();
+        for (const p of ps) {
+          p.grad?.dispose();
+          p.grad = null;
+        }
+        st.global_step++;
+        st.scheduler_step = st.global_step;
+        st.data_position = next;
+        st.epoch = epochOf(next);
+        st.num_input_tokens_seen += batches.reduce((a, b) => a + b.length * T, 0);
+        sinceLog++;
+        stop = (await callHook(this.hooks, "on_step_end", [ctx()])) || stop;
+        const step = st.global_step, last = step >= maxSteps;
+
+        // ---- log ----
+        const logNow = last || (c.logging_strategy === "steps" && step % c.logging_steps === 0) ||
+          (c.logging_strategy === "epoch" && epochEnd) || (c.logging_first_step && step === 1);
+        if (logNow || stop) {
+          const loss = (await logSum.toArray())[0] / sinceLog;
+          const gn = Math.sqrt((await normSq.toArray())[0]);
+          trainLossTotal += loss * sinceLog;
+          trainSteps += sinceLog;
+          logSum.dispose();
+          logSum = be.zeros([1]);
+          sinceLog = 0;
+          const rec = { loss, grad_norm: gn, learning_rate: schedule.lrAt(step), epoch: st.epoch, step };
+          lossHistory.push(loss);
+          normHistory.push(gn);
+          st.log_history.push(rec);
+          await metrics.append(rec);
+          const secs = (performance.now() - t0) / 1000, done = step - startStep;
+          show(
+            `step ${step}/${maxSteps} loss ${loss.toFixed(4)} lr ${rec.learning_rate.toExponential(2)} ` +
+              `${(tokensRun / secs).toFixed(0)} tok/s eta ${
+                formatSeconds((secs / done) * (maxSteps - step))
+              }`,
+          );
+          stop = (await callHook(this.hooks, "on_log", [ctx(), rec])) || stop;
+        }
+
+        // ---- evaluate, best metric, early stopping ----
+        let improved = false;
+        const evalNow = (c.eval_strategy === "steps" && step % c.eval_steps! === 0) ||
+          (c.eval_strategy === "epoch" && epochEnd);
+        if (evalNow) {
+          const t1 = performance.now();
+          const m = await this.evaluate();
+          lastEval = m.eval_loss;
+          const rec = { ...m, eval_runtime: (performance.now() - t1) / 1000, epoch: st.epoch, step };
+          st.log_history.push(rec);
+          await metrics.append(rec);
+          show(
+            `step ${step}/${maxSteps} eval_loss ${m.eval_loss.toFixed(4)} ppl ${
+              m.eval_perplexity.toFixed(2)
+            }`,
+          );
+          const name = c.metric_for_best_model ?? "loss";
+          const value = m[(name.startsWith("eval_") ? name : `eval_${name}`) as keyof typeof m];
+          const better = (a: number, b: number) => c.greater_is_better ? a > b : a < b;
+          const prev = st.best_metric;
+          if (c.early_stopping_patience !== null) {
+            const gain = prev === null ||
+              (better(value, prev) && Math.abs(value - prev) > c.early_stopping_threshold);
+            st.early_stopping_patience_counter = gain ? 0 : st.early_stopping_patience_counter + 1;
+            if (st.early_stopping_patience_counter >= c.early_stopping_patience) stop = true;
+          }
+          if (prev === null || better(value, prev)) {
+            improved = true;
+            st.best_metric = value;
+            st.best_step = step;
+            st.best_epoch = st.epoch;
+          }
+          stop = (await callHook(this.hooks, "on_evaluate", [ctx(), rec])) || stop;
+        }
+
+        // ---- save ----
+        const saveNow = (c.save_strategy === "steps" && step % c.save_steps === 0) ||
+          (c.save_strategy === "epoch" && epochEnd) || (c.save_strategy === "best" && improved);
+        if (saveNow) {
+          const path = join(ckRoot, `step-${step}`);
+          if (improved) st.best_model_checkpoint = path;
+          await saveCheckpoint(ckRoot, { model, optimizer: this.optimizer, state: st, config: c });
+          this.#lastCheckpoint = path;
+          await rotateCheckpoints(ckRoot, {
+            save_total_limit: c.save_total_limit,
+            keep: c.load_best_model_at_end ? st.best_model_checkpoint : null,
+          });
+          stop = (await callHook(this.hooks, "on_save", [ctx(), path])) || stop;
+        } else if (improved) st.best_model_checkpoint = null;
+      }
+    } finally {
+      logSum.dispose();
+      normSq?.dispose();
+      for (const t of scales.values()) t.dispose();
+    }
+
+    // ---- the end: best model, final folder, report ----
+    let checkpoint_path = this.#lastCheckpoint;
+    if (c.load_best_model_at_end && st.best_model_checkpoint) {
+      await loadCheckpoint(st.best_model_checkpoint, { model });
+      checkpoint_path = st.best_model_checkpoint;
+    }
+    const training_time = (performance.now() - t0) / 1000;
+    const done = st.global_step - startStep;
+    const final_loss = lossHistory.length ? lossHistory[lossHistory.length - 1] : NaN;
+    const summary: Record<string, number | null> = {
+      train_loss: trainSteps ? trainLossTotal / trainSteps : null,
+      eval_loss: lastEval,
+      eval_perplexity: lastEval === null ? null : Math.exp(lastEval),
+      global_step: st.global_step,
+      epoch: st.epoch,
+      train_runtime: training_time,
+      train_steps_per_second: done / training_time,
+      train_tokens_per_second: tokensRun / training_time,
+      num_input_tokens_seen: st.num_input_tokens_seen,
+    };
+    const endRec: Record<string, number> = {
+      train_runtime: training_time,
+      train_steps_per_second: summary.train_steps_per_second!,
+      train_loss: summary.train_loss ?? NaN,
+      epoch: st.epoch,
+      step: st.global_step,
+    };
+    st.log_history.push(endRec);
+    await metrics.append(endRec);
+    await this.#saveFinalModel(join(out, "model"));
+    let curves = false;
+    try {
+      plotTrainingCurves(st.log_history.filter((r) => !("train_runtime" in r)), join(out, "curves.svg"));
+      curves = true;
+    } catch (e) {
+      if (!(e instanceof RangeError)) throw e;
+    }
+    await Deno.writeTextFile(
+      join(out, "report.md"),
+      reportMarkdown(c, st, summary, {
+        model: c.model ?? "(given)",
+        dataset: this.train_dataset.source,
+        curves,
+      }),
+    );
+    await callHook(this.hooks, "on_train_end", [ctx()]);
+    return {
+      loss_history: lossHistory,
+      final_loss,
+      final_perplexity: Math.exp(lastEval ?? final_loss),
+      training_time,
+      best_epoch: st.best_epoch,
+      grad_norm_history: normHistory,
+      metrics_summary: summary,
+      checkpoint_path,
+    };
+  }
+
+  async #saveFinalModel(dir: string): Promise<void> {
+    const tmp = `${dir}.tmp-${crypto.randomUUID()}`;
+    try {
+      await saveModel(this.model, tmp);
+      if (this.tokenizer) await this.tokenizer.save(tmp);
+      await Deno.remove(dir, { recursive: true }).catch((e) => {
+        if (!(e instanceof Deno.errors.NotFound)) throw e;
+      });
+      await Deno.rename(tmp, dir);
+    } catch (e) {
+      await Deno.remove(tmp, { recursive: true }).catch(() => {});
+      throw e;
+    }
+  }
+
+  /** Release the optimizer state (the model stays the caller's). */
+  dispose(): void {
+    this.optimizer?.dispose();
+  }
+}
