@@ -1,0 +1,314 @@
+/**
+ * Generation settings with Hugging Face `GenerationConfig` names: the typed options, HF's defaults,
+ * `generation_config.json` reading (every key mapped explicitly) and the validation that turns
+ * options + file + model config into the settings the decode loop runs with.
+ *
+ * @module
+ */
+import { join } from "node:path";
+import { closest, isObject, Problems, show } from "./_config_check.ts";
+import type { ModelConfig } from "./config.ts";
+
+/** The subset of Hugging Face `GenerationConfig` that `generate()` honours (same names, same meaning). */
+export interface GenerationConfig {
+  /** New tokens to generate (wins over `max_length`). */
+  max_new_tokens?: number;
+  /** Prompt + new tokens, used only when `max_new_tokens` is unset; HF default 20. */
+  max_length?: number;
+  /** Sample (true) or take the argmax (false, HF default). */
+  do_sample?: boolean;
+  /** > 0; divides the logits when sampling. HF default 1. */
+  temperature?: number;
+  /** Keep the k most likely tokens when sampling; 0 = off. HF default 50. */
+  top_k?: number;
+  /** Nucleus sampling in (0, 1]; 1 = off (HF default). */
+  top_p?: number;
+  /** > 0; 1 = off (HF default). HF's CTRL penalty on every id already in the sequence. */
+  repetition_penalty?: number;
+  /** Stop a row when it emits one of these ids. */
+  eos_token_id?: number | number[] | null;
+  /** Id used for left padding and for rows that already stopped. */
+  pad_token_id?: number | null;
+  bos_token_id?: number | null;
+  /** Stop a row when its decoded continuation contains one of these (needs a tokenizer). */
+  stop_strings?: string | string[] | null;
+}
+
+/** Settings after defaults and validation (what the decode loop uses). */
+export interface ResolvedGeneration {
+  max_new_tokens: number;
+  do_sample: boolean;
+  temperature: number;
+  top_k: number;
+  top_p: number;
+  repetition_penalty: number;
+  eos_token_id: number[];
+  pad_token_id: number;
+  stop_strings: string[];
+  seed: number;
+}
+
+/** Hugging Face `GenerationConfig()` defaults for the keys we honour. */
+export const HF_GENERATION_DEFAULTS = Object.freeze({
+  max_length: 20,
+  do_sample: false,
+  temperature: 1,
+  top_k: 50,
+  top_p: 1,
+  repetition_penalty: 1,
+});
+
+const SUPPORTED = new Set([
+  "max_new_tokens",
+  "max_length",
+  "do_sample",
+  "temperature",
+  "top_k",
+  "top_p",
+  "repetition_penalty",
+  "eos_token_id",
+  "pad_token_id",
+  "bos_token_id",
+  "stop_strings",
+]);
+
+/** Keys without effect on single-sequence decoding (metadata, outputs, beam-search-only, caches). */
+const NO_EFFECT = new Set([
+  "transformers_version",
+  "_from_model_config",
+  "use_cache",
+  "output_attentions",
+  "output_hidden_states",
+  "output_scores",
+  "output_logits",
+  "return_dict_in_generate",
+  "early_stopping",
+  "length_penalty",
+  "num_assistant_tokens",
+  "num_assistant_tokens_schedule",
+  "assistant_confidence_threshold",
+  "cache_implementation",
+  "cache_config",
+  "low_memory",
+  "decoder_start_token_id",
+  "is_assistant",
+]);
+
+/** HF features we do not implement: accepted only at their HF default (which turns them off). */
+const OFF_AT_DEFAULT: Record<string, unknown[]> = {
+  num_beams: [1],
+  num_beam_groups: [1],
+  num_return_sequences: [1],
+  penalty_alpha: [null],
+  typical_p: [1],
+  epsilon_cutoff: [0],
+  eta_cutoff: [0],
+  diversity_penalty: [0],
+  encoder_repetition_penalty: [1],
+  no_repeat_ngram_size: [0],
+  encoder_no_repeat_ngram_size: [0],
+  bad_words_ids: [null],
+  force_words_ids: [null],
+  renormalize_logits: [false],
+  forced_bos_token_id: [null],
+  forced_eos_token_id: [null],
+  remove_invalid_values: [false],
+  exponential_decay_length_penalty: [null],
+  suppress_tokens: [null],
+  begin_suppress_tokens: [null],
+  forced_decoder_ids: [null],
+  sequence_bias: [null],
+  guidance_scale: [null, 1],
+  min_p: [null, 0],
+  min_length: [0],
+  min_new_tokens: [null, 0],
+  max_time: [null],
+  watermarking_config: [null],
+  dola_layers: [null],
+  prompt_lookup_num_tokens: [null],
+  max_matching_ngram_size: [null],
+  token_healing: [false],
+  constraints: [null],
+};
+
+/** Check the honoured keys of a generation config (types and ranges), adding to `p`. */
+function checkValues(cfg: Record<string, unknown>, p: Problems, vocab: number | null): void {
+  const int = (k: string, min: number) => {
+    const v = cfg[k];
+    if (v === undefined || v === null) return;
+    if (typeof v !== "number" || !Number.isInteger(v)) p.type(k, `must be an integer, got ${show(v)}`);
+    else if (v < min) p.range(k, `must be >= ${min}, got ${v}`);
+  };
+  const num = (k: string, ok: (x: number) => boolean, rule: string) => {
+    const v = cfg[k];
+    if (v === undefined || v === null) return;
+    if (typeof v !== "number" || Number.isNaN(v)) p.type(k, `must be a number, got ${show(v)}`);
+    else if (!ok(v)) p.range(k, `${rule}, got ${v}`);
+  };
+  int("max_new_tokens", 1);
+  int("max_length", 1);
+  int("top_k", 0);
+  num("temperature", (x) => x >= 0 && Number.isFinite(x), "must be >= 0 (and > 0 when sampling)");
+  num("top_p", (x) => x > 0 && x <= 1, "must be in (0, 1]");
+  num("repetition_penalty", (x) => x > 0 && Number.isFinite(x), "must be > 0 (1 = off)");
+  if (cfg.do_sample !== undefined && typeof cfg.do_sample !== "boolean") {
+    p.type("do_sample", `must be true or false, got ${show(cfg.do_sample)}`);
+  }
+  const id = (k: string, v: unknown) => {
+    if (typeof v !== "number" || !Number.isInteger(v)) {
+      p.type(k, `must be an integer token id, got ${show(v)}`);
+    } else if (v < 0 || (vocab !== null && v >= vocab)) {
+      p.range(k, `must be in [0, ${vocab ?? "vocab_size"}), got ${v}`);
+    }
+  };
+  for (const k of ["pad_token_id", "bos_token_id"]) {
+    if (cfg[k] !== undefined && cfg[k] !== null) id(k, cfg[k]);
+  }
+  const eos = cfg.eos_token_id;
+  if (Array.isArray(eos)) eos.forEach((v, i) => id(`eos_token_id[${i}]`, v));
+  else if (eos !== undefined && eos !== null) id("eos_token_id", eos);
+  const stop = cfg.stop_strings;
+  const stops = typeof stop === "string" ? [stop] : stop;
+  if (stops !== undefined && stops !== null) {
+    if (!Array.isArray(stops) || stops.some((s) => typeof s !== "string")) {
+      p.type("stop_strings", `must be a string or a list of strings, got ${show(stop)}`);
+    } else if (stops.some((s) => s === "")) p.range("stop_strings", "must not contain the empty string");
+  }
+}
+
+/**
+ * Read `generation_config.json` from a model folder into a {@linkcode GenerationConfig} (the keys
+ * `generate()` honours). Metadata and keys without effect on sampling one sequence are skipped; a
+ * feature we do not implement (e.g. `num_beams: 4`) or an unknown key is an error, never silently
+ * dropped. A folder without the file gives `{}` (HF then derives the config from `config.json`).
+ *
+ * @param dir the model folder
+ * @throws {SyntaxError} when the file is not JSON; {@linkcode TypeError} / {@linkcode RangeError}
+ *   listing every bad key (with the file and the fix)
+ * @example
+ * ```ts
+ * import { loadGenerationConfig } from "./_generate_config.ts";
+ * const dir = await Deno.makeTempDir();
+ * await Deno.writeTextFile(`${dir}/generation_config.json`, '{"eos_token_id": [2, 7], "top_p": 0.9, "transformers_version": "4.47.0"}');
+ * const gc = await loadGenerationConfig(dir);
+ * if (JSON.stringify(gc) !== '{"eos_token_id":[2,7],"top_p":0.9}') throw new Error(JSON.stringify(gc));
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ */
+export async function loadGenerationConfig(dir: string): Promise<GenerationConfig> {
+  const file = join(dir, "generation_config.json");
+  let text: string;
+  try {
+    text = await Deno.readTextFile(file);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return {};
+    throw e;
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (e) {
+    throw new SyntaxError(`Cannot read ${file}: ${(e as Error).message}; fix the JSON or delete the file`);
+  }
+  if (!isObject(json)) {
+    throw new SyntaxError(`Cannot read ${file}: expected a JSON object, got ${show(json)}`);
+  }
+  const p = new Problems();
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(json)) {
+    if (SUPPORTED.has(k)) out[k] = v;
+    else if (NO_EFFECT.has(k)) continue;
+    else if (k in OFF_AT_DEFAULT) {
+      if (!OFF_AT_DEFAULT[k].some((d) => JSON.stringify(d) === JSON.stringify(v))) {
+        p.range(
+          k,
+          `${show(v)} is not supported by fledge's generate(); remove the key or set it to ${
+            show(OFF_AT_DEFAULT[k][0])
+          }`,
+        );
+      }
+    } else {
+      const near = closest(k, [...SUPPORTED, ...Object.keys(OFF_AT_DEFAULT)]);
+      p.range(k, `unknown generation key${near ? ` (did you mean ${near}?)` : ""}; remove it`);
+    }
+  }
+  checkValues(out, p, null);
+  p.throwIfAny("Cannot load the generation config", file);
+  return out as GenerationConfig;
+}
+
+/**
+ * Merge options over the generation config over the model config over HF's defaults, and
+ * validate the result for a batch whose longest prompt has `promptLen` tokens.
+ * @throws {TypeError} / {@linkcode RangeError} listing every problem
+ */
+export function resolveGeneration(
+  opts: GenerationConfig & { seed?: number; generation_config?: GenerationConfig },
+  model: ModelConfig,
+  ctx: { promptLen: number; hasTokenizer: boolean },
+): ResolvedGeneration {
+  const defined = (o: object) => Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined));
+  const fromModel = {
+    eos_token_id: model.eos_token_id,
+    pad_token_id: model.pad_token_id,
+    bos_token_id: model.bos_token_id,
+  };
+  const own: Record<string, unknown> = {};
+  for (const k of SUPPORTED) own[k] = (opts as Record<string, unknown>)[k];
+  const cfg: Record<string, unknown> = {
+    ...HF_GENERATION_DEFAULTS,
+    ...defined(fromModel),
+    ...defined(opts.generation_config ?? {}),
+    ...defined(own),
+  };
+  const p = new Problems();
+  checkValues(cfg, p, model.vocab_size);
+  if (opts.seed !== undefined && (!Number.isInteger(opts.seed) || (opts.seed as number) < 0)) {
+    p.range("seed", `must be a non-negative integer, got ${show(opts.seed)}`);
+  }
+  if (cfg.do_sample === true && cfg.temperature === 0) {
+    p.range("temperature", "must be > 0 when do_sample is true; for greedy decoding set do_sample false");
+  }
+  const stops = cfg.stop_strings === null || cfg.stop_strings === undefined
+    ? []
+    : typeof cfg.stop_strings === "string"
+    ? [cfg.stop_strings]
+    : cfg.stop_strings as string[];
+  if (stops.length && !ctx.hasTokenizer) {
+    p.type("stop_strings", "need a tokenizer to decode the continuation; pass the tokenizer option");
+  }
+  const max_new = (cfg.max_new_tokens as number | undefined) ??
+    (cfg.max_length as number) - ctx.promptLen;
+  const limit = model.max_position_embeddings;
+  if (cfg.max_new_tokens === undefined && Number.isInteger(max_new) && max_new < 1) {
+    p.range(
+      "max_new_tokens",
+      `max_length ${cfg.max_length} leaves no room after the ${ctx.promptLen}-token prompt; set max_new_tokens`,
+    );
+  } else if (Number.isInteger(max_new) && max_new >= 1 && ctx.promptLen + max_new > limit) {
+    p.range(
+      "max_new_tokens",
+      `prompt ${ctx.promptLen} + max_new_tokens ${max_new} exceeds the model's max_position_embeddings ${limit}; ` +
+        `use at most ${Math.max(0, limit - ctx.promptLen)} new tokens or a shorter prompt`,
+    );
+  }
+  p.throwIfAny("Cannot generate", "generate() options");
+  const eos = cfg.eos_token_id;
+  const eosList = eos === null || eos === undefined
+    ? []
+    : Array.isArray(eos)
+    ? eos as number[]
+    : [eos as number];
+  return {
+    max_new_tokens: max_new,
+    do_sample: cfg.do_sample as boolean,
+    temperature: cfg.temperature as number,
+    top_k: cfg.top_k as number,
+    top_p: cfg.top_p as number,
+    repetition_penalty: cfg.repetition_penalty as number,
+    eos_token_id: eosList,
+    pad_token_id: (cfg.pad_token_id as number | null | undefined) ?? eosList[0] ?? 0,
+    stop_strings: stops,
+    seed: opts.seed ?? Math.floor(Math.random() * 2 ** 32),
+  };
+}

@@ -1,0 +1,213 @@
+/**
+ * Logits processors and the sampler of `generate.ts`: small pure functions on one row of logits
+ * (`Float32Array [V]`), each returning a new row. Semantics follow Hugging Face
+ * `transformers/generation/logits_process.py` (v4.47): `RepetitionPenaltyLogitsProcessor`,
+ * `TemperatureLogitsWarper`, `TopKLogitsWarper`, `TopPLogitsWarper` (filter value `-Infinity`,
+ * `min_tokens_to_keep = 1`), then softmax and a multinomial draw.
+ *
+ * @module
+ */
+
+/**
+ * Hugging Face repetition penalty (CTRL, Keskar et al. 2019): for every token id present in
+ * `seen`, a positive logit is divided by `penalty` and a negative one multiplied by it.
+ *
+ * @param logits one row `[V]`
+ * @param seen the ids already in the sequence (prompt and generated; duplicates count once)
+ * @param penalty > 0; 1 leaves the row unchanged
+ * @returns a new row
+ * @example
+ * ```ts
+ * import { applyRepetitionPenalty } from "./_generate_processors.ts";
+ * const out = applyRepetitionPenalty(Float32Array.of(2, -2, 3), [0, 1, 1], 2);
+ * if (out.join() !== "1,-4,3") throw new Error(out.join());
+ * ```
+ */
+export function applyRepetitionPenalty(
+  logits: Float32Array,
+  seen: ArrayLike<number>,
+  penalty: number,
+): Float32Array {
+  const out = logits.slice();
+  if (penalty === 1) return out;
+  const done = new Set<number>();
+  for (let i = 0; i < seen.length; i++) {
+    const id = seen[i];
+    if (done.has(id) || id < 0 || id >= out.length) continue;
+    done.add(id);
+    const x = logits[id];
+    out[id] = x < 0 ? x * penalty : x / penalty;
+  }
+  return out;
+}
+
+/**
+ * Divide every logit by `temperature` (> 0; HF's `TemperatureLogitsWarper`).
+ * @example
+ * ```ts
+ * import { applyTemperature } from "./_generate_processors.ts";
+ * if (applyTemperature(Float32Array.of(1, -3), 0.5).join() !== "2,-6") throw new Error();
+ * ```
+ */
+export function applyTemperature(logits: Float32Array, temperature: number): Float32Array {
+  const out = logits.slice();
+  if (temperature === 1) return out;
+  for (let i = 0; i < out.length; i++) out[i] = logits[i] / temperature;
+  return out;
+}
+
+/**
+ * Keep the `k` largest logits (ties with the k-th value are kept, as in HF) and set the rest to
+ * `-Infinity`. `k = 0` or `k >= V` keeps everything.
+ * @example
+ * ```ts
+ * import { topKFilter } from "./_generate_processors.ts";
+ * const out = topKFilter(Float32Array.of(1, 4, 2, 3), 2);
+ * if (out.join() !== "-Infinity,4,-Infinity,3") throw new Error(out.join());
+ * ```
+ */
+export function topKFilter(logits: Float32Array, k: number): Float32Array {
+  const out = logits.slice();
+  if (k <= 0 || k >= logits.length) return out;
+  const kth = logits.slice().sort((a, b) => b - a)[k - 1];
+  for (let i = 0; i < out.length; i++) if (out[i] < kth) out[i] = -Infinity;
+  return out;
+}
+
+/**
+ * Nucleus filter (Holtzman et al. 2019, HF's `TopPLogitsWarper`): keep the smallest set of the
+ * most likely tokens whose cumulative probability reaches `top_p`, always at least one; the rest
+ * become `-Infinity`. A token is kept when the probability of the tokens ranked above it is
+ * below `top_p`. `top_p >= 1` keeps everything.
+ * @example
+ * ```ts
+ * import { topPFilter } from "./_generate_processors.ts";
+ * // probabilities 0.5, 0.3, 0.2: 0.5 < 0.6 so the second token is kept too
+ * const out = topPFilter(Float32Array.of(Math.log(0.5), Math.log(0.3), Math.log(0.2)), 0.6);
+ * if (out[2] !== -Infinity || out[1] === -Infinity) throw new Error(String(out));
+ * ```
+ */
+export function topPFilter(logits: Float32Array, top_p: number): Float32Array {
+  const out = logits.slice();
+  if (top_p >= 1) return out;
+  const probs = softmax(logits);
+  const order = Array.from(logits.keys()).sort((a, b) => logits[b] - logits[a]);
+  let above = 0;
+  for (let r = 0; r < order.length; r++) {
+    const i = order[r];
+    if (r > 0 && above >= top_p) out[i] = -Infinity;
+    above += probs[i];
+  }
+  return out;
+}
+
+/**
+ * Softmax of a row in float64 (`-Infinity` gives probability 0).
+ * @example
+ * ```ts
+ * import { softmax } from "./_generate_processors.ts";
+ * const p = softmax(Float32Array.of(0, 0, -Infinity));
+ * if (p.join() !== "0.5,0.5,0") throw new Error(p.join());
+ * ```
+ */
+export function softmax(logits: Float32Array): Float64Array {
+  let m = -Infinity;
+  for (const x of logits) if (x > m) m = x;
+  const p = new Float64Array(logits.length);
+  let s = 0;
+  for (let i = 0; i < logits.length; i++) s += p[i] = logits[i] === -Infinity ? 0 : Math.exp(logits[i] - m);
+  for (let i = 0; i < p.length; i++) p[i] /= s;
+  return p;
+}
+
+/**
+ * The index of the largest logit (the first one on ties, as `torch.argmax`).
+ * @example
+ * ```ts
+ * import { argmax } from "./_generate_processors.ts";
+ * if (argmax(Float32Array.of(1, 5, 5, 2)) !== 1) throw new Error();
+ * ```
+ */
+export function argmax(logits: ArrayLike<number>): number {
+  let best = 0;
+  for (let i = 1; i < logits.length; i++) if (logits[i] > logits[best]) best = i;
+  return best;
+}
+
+/**
+ * Draw an index from `probs` (which sum to 1) with one uniform number `rng()` in [0, 1): the first
+ * index whose cumulative probability exceeds it. Zero-probability entries are never drawn.
+ * @example
+ * ```ts
+ * import { sample } from "./_generate_processors.ts";
+ * const p = Float64Array.of(0.25, 0, 0.75);
+ * if (sample(p, () => 0.1) !== 0 || sample(p, () => 0.3) !== 2) throw new Error();
+ * ```
+ */
+export function sample(probs: ArrayLike<number>, rng: () => number): number {
+  const u = rng();
+  let acc = 0, last = -1;
+  for (let i = 0; i < probs.length; i++) {
+    if (probs[i] <= 0) continue;
+    acc += probs[i];
+    last = i;
+    if (u < acc) return i;
+  }
+  return last < 0 ? 0 : last; // rounding: u just under 1 and a sum just under 1
+}
+
+/**
+ * A seeded uniform generator in [0, 1) (mulberry32): the same seed gives the same sequence.
+ * @example
+ * ```ts
+ * import { seededRandom } from "./_generate_processors.ts";
+ * const a = seededRandom(7), b = seededRandom(7);
+ * if (a() !== b() || a() >= 1) throw new Error();
+ * ```
+ */
+export function seededRandom(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** The settings {@linkcode nextToken} needs (resolved, validated). */
+export interface TokenChoice {
+  do_sample: boolean;
+  temperature: number;
+  top_k: number;
+  top_p: number;
+  repetition_penalty: number;
+}
+
+/**
+ * One decoding decision for one row, in HF's order: repetition penalty, then (sampling only)
+ * temperature, top-k, top-p, softmax and a draw; greedy takes the argmax after the penalty.
+ *
+ * @param logits the row's last-position logits `[V]`
+ * @param seen the row's ids so far (prompt without pads, then generated)
+ * @example
+ * ```ts
+ * import { nextToken } from "./_generate_processors.ts";
+ * const s = { do_sample: false, temperature: 1, top_k: 50, top_p: 1, repetition_penalty: 4 };
+ * if (nextToken(Float32Array.of(3, 1), [0], s, Math.random) !== 1) throw new Error();
+ * ```
+ */
+export function nextToken(
+  logits: Float32Array,
+  seen: ArrayLike<number>,
+  s: TokenChoice,
+  rng: () => number,
+): number {
+  let row = applyRepetitionPenalty(logits, seen, s.repetition_penalty);
+  if (!s.do_sample) return argmax(row);
+  row = applyTemperature(row, s.temperature);
+  row = topKFilter(row, s.top_k);
+  row = topPFilter(row, s.top_p);
+  return sample(softmax(row), rng);
+}

@@ -1,0 +1,249 @@
+/**
+ * Text generation with the KV cache: `generate(model, prompts, options)` with Hugging Face
+ * `GenerationConfig` names (greedy, temperature / top-k / top-p sampling, repetition penalty, EOS
+ * ids, stop strings, seeded sampling, streaming).
+ *
+ * A batch of prompts is left padded as HF's `generate()` does: pads of `pad_token_id` (else the
+ * first EOS id, else 0) on the left, `attention_mask` 0 there, and `position_ids = cumsum(mask) - 1`
+ * with pads set to 1. The prompt is prefilled once; every later step feeds one token per row at
+ * the row's next position, so a step costs the same whatever the prompt length apart from the
+ * attention reads over the cache. Only the last position's logits `[B, V]` are computed and read
+ * back (the last rows of the hidden states are gathered on the device before the LM head).
+ *
+ * @module
+ */
+import { noGrad } from "../kernels/autograd.ts";
+import { embedding } from "../kernels/embedding.ts";
+import { matmul } from "../kernels/matmul.ts";
+import type { Tensor } from "../kernels/tensor.ts";
+import { Problems, show } from "./_config_check.ts";
+import { type GenerationConfig, resolveGeneration } from "./_generate_config.ts";
+import { nextToken, seededRandom } from "./_generate_processors.ts";
+import type { Tokenizer } from "./tokenizer.ts";
+import type { ForwardOptions, Transformer } from "./transformer.ts";
+
+export { type GenerationConfig, HF_GENERATION_DEFAULTS, loadGenerationConfig } from "./_generate_config.ts";
+export {
+  applyRepetitionPenalty,
+  applyTemperature,
+  argmax,
+  sample,
+  seededRandom,
+  softmax,
+  topKFilter,
+  topPFilter,
+} from "./_generate_processors.ts";
+
+/** Why a row stopped (the names of Hugging Face text-generation-inference). */
+export type FinishReason = "length" | "eos_token" | "stop_sequence";
+
+/** Hugging Face's `BaseStreamer` shape: `put` once per step, `end` once at the end. */
+export interface GenerationStreamer {
+  /** The new token of each row (null for a row that had already stopped). */
+  put(tokens: (number | null)[]): void;
+  end(): void;
+}
+
+/** Options of {@linkcode generate}: HF `GenerationConfig` fields plus the run's extras. */
+export interface GenerateOptions extends GenerationConfig {
+  /** Defaults below the options (e.g. from {@linkcode loadGenerationConfig}); above the model config. */
+  generation_config?: GenerationConfig;
+  /** Seed of the sampler: the same seed gives the same tokens. Default: random. */
+  seed?: number;
+  /** Decodes the continuation: needed for `stop_strings`; adds `text` to the result. */
+  tokenizer?: Tokenizer;
+  /** Called after every step with the new token of each row (null once a row has stopped). */
+  onToken?: (tokens: (number | null)[], step: number) => void | Promise<void>;
+  /** HF-style streamer, called like `onToken`, then `end()`. */
+  streamer?: GenerationStreamer;
+}
+
+/** What {@linkcode generate} returns, one entry per prompt. */
+export interface GenerateResult {
+  /** The new tokens only (no prompt, no padding), including the EOS or stop-string token that ended the row. */
+  tokens: number[][];
+  /** With a tokenizer: the decoded new tokens (special tokens skipped), cut before a stop string. */
+  text?: string[];
+  finish_reason: FinishReason[];
+}
+
+/**
+ * Generate a continuation of each prompt with the model's KV cache, under `noGrad`.
+ *
+ * Processing follows HF (`transformers` v4.47): repetition penalty, then when sampling
+ * temperature, top-k, top-p, softmax and a draw (one seeded generator, rows drawn in order);
+ * greedy takes the argmax. The penalty counts the prompt's real tokens (pads excluded) and the
+ * generated ones. A row that stops is fed `pad_token_id` until every row has stopped or
+ * `max_new_tokens` is reached; its returned tokens end at the stop (HF's rectangular output is
+ * these rows right-padded with `pad_token_id`).
+ *
+ * @param model the decoder (any backend)
+ * @param input one prompt of token ids per row (lengths may differ), e.g. `[[1, 5, 9]]`
+ * @param opts {@linkcode GenerateOptions}
+ * @throws {TypeError} for malformed prompts or option types; {@linkcode RangeError} for values out
+ *   of range (empty prompt, ids outside the vocabulary, `temperature` < 0, `top_p` outside (0, 1],
+ *   prompt + `max_new_tokens` over `max_position_embeddings`); every problem is listed
+ * @example
+ * ```ts
+ * import { createBackend } from "../kernels/backend.ts";
+ * import { presetConfig } from "./config.ts";
+ * import { generate } from "./generate.ts";
+ * import { Transformer } from "./transformer.ts";
+ * const be = await createBackend("cpu");
+ * const model = Transformer.init(presetConfig("tiny", { num_hidden_layers: 1, vocab_size: 32 }), be);
+ * const out = await generate(model, [[1, 2, 3], [4]], { max_new_tokens: 4, eos_token_id: null });
+ * if (out.tokens[0].length !== 4 || out.finish_reason[1] !== "length") throw new Error(JSON.stringify(out));
+ * const a = await generate(model, [[1, 2, 3]], { max_new_tokens: 4, do_sample: true, seed: 7 });
+ * const b = await generate(model, [[1, 2, 3]], { max_new_tokens: 4, do_sample: true, seed: 7 });
+ * if (a.tokens.join() !== b.tokens.join()) throw new Error("seeded sampling");
+ * ```
+ */
+export async function generate(
+  model: Transformer,
+  input: number[][],
+  opts: GenerateOptions = {},
+): Promise<GenerateResult> {
+  checkPrompts(input, model.config.vocab_size);
+  const P = Math.max(...input.map((r) => r.length));
+  const s = resolveGeneration(opts, model.config, { promptLen: P, hasTokenizer: !!opts.tokenizer });
+  const be = model.backend, V = model.config.vocab_size, B = input.length;
+  const L = P + s.max_new_tokens;
+  const pad = s.pad_token_id;
+
+  // Left padding, HF generate() convention: mask 0 on pads, positions cumsum(mask) - 1, pads at 1.
+  // The mask covers the whole cache [B, L]: columns past the prompt are 1 (causality and kv_len
+  // hide the unwritten ones), so it is uploaded once.
+  const ids = new Int32Array(B * P), pos = new Int32Array(B * P), mask = new Int32Array(B * L).fill(1);
+  input.forEach((row, b) => {
+    const padN = P - row.length;
+    for (let t = 0; t < P; t++) {
+      const real = t >= padN;
+      ids[b * P + t] = real ? row[t - padN] : pad;
+      pos[b * P + t] = real ? t - padN : 1;
+      mask[b * L + t] = real ? 1 : 0;
+    }
+  });
+  const nextPos = input.map((r) => r.length);
+  const seen = input.map((r) => [...r]);
+  const out: number[][] = input.map(() => []);
+  const reason: (FinishReason | null)[] = input.map(() => null);
+  const cut: (string | null)[] = input.map(() => null);
+  const rng = seededRandom(s.seed);
+
+  const cache = model.createCache(B, L);
+  const maskT = be.fromArray(mask, [B, L], "i32");
+  let idsT: Tensor | null = be.fromArray(ids, [B, P], "i32");
+  let posT: Tensor | null = be.fromArray(pos, [B, P], "i32");
+  try {
+    for (let step = 0; step < s.max_new_tokens; step++) {
+      const fwd: ForwardOptions = { attention_mask: maskT, position_ids: posT, cache };
+      const logitsT = noGrad(() => lastLogits(model, idsT!, fwd));
+      idsT!.dispose();
+      posT!.dispose();
+      idsT = posT = null;
+      const logits = await logitsT.toArray() as Float32Array; // [B, V]
+      logitsT.dispose();
+      const emitted: (number | null)[] = [];
+      for (let b = 0; b < B; b++) {
+        if (reason[b]) {
+          emitted.push(null);
+          continue;
+        }
+        const tok = nextToken(logits.subarray(b * V, (b + 1) * V), seen[b], s, rng);
+        emitted.push(tok);
+        seen[b].push(tok);
+        out[b].push(tok);
+        if (s.eos_token_id.includes(tok)) reason[b] = "eos_token";
+        else if (s.stop_strings.length) {
+          const text = decode(opts.tokenizer!, out[b]);
+          const at = firstStop(text, s.stop_strings);
+          if (at >= 0) {
+            reason[b] = "stop_sequence";
+            cut[b] = text.slice(0, at);
+          }
+        }
+        if (!reason[b] && out[b].length === s.max_new_tokens) reason[b] = "length";
+      }
+      await opts.onToken?.(emitted, step);
+      opts.streamer?.put(emitted);
+      if (reason.every((r) => r !== null)) break;
+      idsT = be.fromArray(emitted.map((t) => t ?? pad), [B, 1], "i32");
+      posT = be.fromArray(nextPos.map((p) => p), [B, 1], "i32");
+      for (let b = 0; b < B; b++) nextPos[b]++;
+    }
+  } finally {
+    idsT?.dispose();
+    posT?.dispose();
+    maskT.dispose();
+    for (const t of [...cache.k, ...cache.v]) t.dispose();
+  }
+  opts.streamer?.end();
+  const result: GenerateResult = { tokens: out, finish_reason: reason as FinishReason[] };
+  if (opts.tokenizer) result.text = out.map((r, b) => cut[b] ?? decode(opts.tokenizer!, r));
+  return result;
+}
+
+/**
+ * Logits `[B, V]` at the last position of `ids [B, T]`: the final hidden rows `b*T + T-1` are
+ * gathered on the device (an embedding lookup into the `[B*T, C]` hidden states) before the LM
+ * head, so neither the head's matmul nor the readback touches `[B, T, V]`.
+ */
+function lastLogits(model: Transformer, ids: Tensor, opts: ForwardOptions): Tensor {
+  const [B, T] = ids.shape;
+  const c = model.config;
+  let h = model.hidden(ids, opts); // [B*T, C]
+  if (T > 1) {
+    const rows = model.backend.fromArray(Array.from({ length: B }, (_, b) => b * T + T - 1), [B], "i32");
+    const last = embedding(rows, h); // [B, C]
+    rows.dispose();
+    h.dispose();
+    h = last;
+  }
+  const head = c.tie_word_embeddings ? model.p("embed.weight") : model.p("lm_head.weight");
+  const logits = matmul(h, head, {
+    transB: true,
+    bias: c.lm_head_bias ? model.p("lm_head.bias") : undefined,
+  });
+  h.dispose();
+  return logits;
+}
+
+function decode(tok: Tokenizer, ids: number[]): string {
+  return tok.decode(ids, { skip_special_tokens: true });
+}
+
+/** Index of the earliest occurrence of any stop string in `text`, or -1. */
+function firstStop(text: string, stops: string[]): number {
+  let at = -1;
+  for (const st of stops) {
+    const i = text.indexOf(st);
+    if (i >= 0 && (at < 0 || i < at)) at = i;
+  }
+  return at;
+}
+
+/** Validate the prompt batch at the boundary, listing every problem. */
+function checkPrompts(input: unknown, V: number): void {
+  if (!Array.isArray(input) || input.length === 0 || !input.every(Array.isArray)) {
+    const hint = Array.isArray(input) && input.length && typeof input[0] === "number"
+      ? "; wrap a single prompt as [ids]"
+      : "";
+    throw new TypeError(
+      `Cannot generate: input must be a non-empty list of prompts (number[][]), got ${show(input)}${hint}`,
+    );
+  }
+  const p = new Problems();
+  (input as unknown[][]).forEach((row, b) => {
+    if (row.length === 0) {
+      p.range(`input[${b}]`, "is an empty prompt; give at least one token id (e.g. the BOS id)");
+    }
+    const bad = row.findIndex((x) => typeof x !== "number" || !Number.isInteger(x) || x < 0 || x >= V);
+    if (bad >= 0) {
+      const x = row[bad];
+      if (typeof x !== "number" || !Number.isInteger(x)) {
+        p.type(`input[${b}][${bad}]`, `${show(x)} is not an integer id`);
+      } else p.range(`input[${b}][${bad}]`, `id ${x} is outside the vocabulary [0, ${V})`);
+    }
+  });
+  p.throwIfAny("Cannot generate", "the prompts");
+}

@@ -1,0 +1,341 @@
+/**
+ * generate(): fixture greedy tokens on every backend, KV-cache decode == full recompute (greedy and
+ * seeded sampling), left-padded batches == single prompts, stops, streaming, seeds, processors
+ * against hand-computed values, generation_config.json, and input errors.
+ */
+import { noGrad } from "../../kernels/autograd.ts";
+import type { Backend } from "../../kernels/backend.ts";
+import {
+  applyRepetitionPenalty,
+  applyTemperature,
+  argmax,
+  generate,
+  type GenerateOptions,
+  loadGenerationConfig,
+  sample,
+  seededRandom,
+  softmax,
+  topKFilter,
+  topPFilter,
+} from "../../models/generate.ts";
+import { loadModel } from "../../models/pretrained.ts";
+import { readSafetensors } from "../../models/safetensors.ts";
+import type { Tokenizer } from "../../models/tokenizer.ts";
+import type { Transformer } from "../../models/transformer.ts";
+import { assert, assertAllClose, SHARED } from "../_assert.ts";
+import { backends } from "../kernels/_check.ts";
+
+const ARCHES = ["llama", "qwen2", "phi3", "gpt2"] as const;
+const dir = (arch: string) => `${SHARED}/fixtures/hf-reference/${arch}`;
+
+async function cases(arch: string) {
+  const { tensors } = await readSafetensors(`${dir(arch)}/cases.safetensors`);
+  const geti = (n: string) => Array.from(tensors.get(n)!.data as BigInt64Array, (x) => Number(x));
+  const ids = geti("input_ids"), mask = geti("attention_mask");
+  const row1 = ids.slice(16, 32).filter((_, t) => mask[16 + t] === 1);
+  return { prompt: geti("greedy_prompt"), greedy: geti("greedy_tokens"), row0: ids.slice(0, 16), row1 };
+}
+
+/** Assert that `fn` rejects with an instance of `cls` whose message matches `re`. */
+async function fails(
+  fn: () => Promise<unknown>,
+  cls: ErrorConstructor | ((e: Error) => boolean),
+  re?: RegExp,
+) {
+  await assert.rejects(fn, (e: Error) => {
+    if (!re) return (cls as (e: Error) => boolean)(e);
+    assert.ok(e instanceof (cls as ErrorConstructor), `${e.name}: ${e.message}`);
+    assert.match(e.message, re);
+    return true;
+  });
+}
+
+/** A character-per-id tokenizer (A..Z cycling) for stop-string tests. */
+const letters = {
+  decode: (ids: ArrayLike<number>) => Array.from(ids, (i) => String.fromCharCode(65 + (i % 26))).join(""),
+} as unknown as Tokenizer;
+
+/** The decode loop without a cache: the whole sequence is recomputed at every step. */
+async function noCacheLoop(model: Transformer, prompt: number[], n: number, o: GenerateOptions) {
+  const V = model.config.vocab_size, be = model.backend;
+  const rng = seededRandom(o.seed ?? 0);
+  const seq = [...prompt], out: number[] = [];
+  for (let s = 0; s < n; s++) {
+    const ids = be.fromArray(seq, [1, seq.length], "i32");
+    const logits = noGrad(() => model.forward(ids));
+    const all = await logits.toArray() as Float32Array;
+    ids.dispose();
+    logits.dispose();
+    let row = applyRepetitionPenalty(all.slice((seq.length - 1) * V), seq, o.repetition_penalty ?? 1);
+    let tok: number;
+    if (!o.do_sample) tok = argmax(row);
+    else {
+      row = topPFilter(topKFilter(applyTemperature(row, o.temperature ?? 1), o.top_k ?? 50), o.top_p ?? 1);
+      tok = sample(softmax(row), rng);
+    }
+    seq.push(tok);
+    out.push(tok);
+  }
+  return out;
+}
+
+for (const arch of ARCHES) {
+  Deno.test(`generate() reproduces the ${arch} fixture's greedy tokens on every backend`, async () => {
+    const { prompt, greedy } = await cases(arch);
+    for (const be of await backends()) {
+      const model = await loadModel(dir(arch), { backend: be });
+      const r = await generate(model, [prompt], { max_new_tokens: 8 });
+      assert.deepEqual(r.tokens, [greedy], `${arch} ${be.name}`);
+      assert.deepEqual(r.finish_reason, ["length"]);
+      model.dispose();
+    }
+  });
+
+  Deno.test(`generate() with the KV cache equals full recompute on ${arch} (greedy and seeded sampling)`, async () => {
+    const { prompt } = await cases(arch);
+    for (const be of await backends()) {
+      const model = await loadModel(dir(arch), { backend: be });
+      const settings: GenerateOptions[] = [
+        { repetition_penalty: 1.3 },
+        { do_sample: true, seed: 11, temperature: 1.5, top_k: 40, top_p: 0.9, repetition_penalty: 1.1 },
+      ];
+      for (const o of settings) {
+        const want = await noCacheLoop(model, prompt, 6, o);
+        const got = await generate(model, [prompt], { ...o, max_new_tokens: 6, eos_token_id: null });
+        assert.deepEqual(got.tokens[0], want, `${arch} ${be.name} ${JSON.stringify(o)}`);
+      }
+      model.dispose();
+    }
+  });
+
+  Deno.test(`generate() on a left-padded batch equals each ${arch} prompt alone`, async () => {
+    const { row0, row1 } = await cases(arch);
+    for (const be of await backends()) {
+      const model = await loadModel(dir(arch), { backend: be });
+      const o = { max_new_tokens: 6, eos_token_id: null };
+      const both = await generate(model, [row1, row0], o);
+      const a = await generate(model, [row1], o), b = await generate(model, [row0], o);
+      assert.deepEqual(both.tokens, [a.tokens[0], b.tokens[0]], `${arch} ${be.name}`);
+      model.dispose();
+    }
+  });
+}
+
+Deno.test("generate() reads only the last position's logits [B, V] back from the device", async () => {
+  const { row0, row1 } = await cases("llama");
+  for (const be of await backends()) {
+    const model = await loadModel(dir("llama"), { backend: be });
+    const sizes: number[] = [];
+    const spy = be as Backend & { read: Backend["read"] };
+    const read = spy.read.bind(be);
+    spy.read = (t) => (sizes.push(t.size), read(t));
+    try {
+      await generate(model, [row0, row1], { max_new_tokens: 3 });
+    } finally {
+      spy.read = read;
+    }
+    assert.deepEqual(sizes, [2 * 256, 2 * 256, 2 * 256], be.name);
+    model.dispose();
+  }
+});
+
+Deno.test("generate() stops a row at an EOS id, pads it and keeps the other row going", async () => {
+  const { prompt, greedy, row1 } = await cases("llama"); // greedy = 89, 234, 234, 234, 242, ...
+  for (const be of await backends()) {
+    const model = await loadModel(dir("llama"), { backend: be });
+    const alone = await generate(model, [row1], { max_new_tokens: 5, eos_token_id: null });
+    assert.deepEqual(alone.tokens, [[147, 147, 147, 147, 147]]);
+    const steps: (number | null)[][] = [];
+    const r = await generate(model, [prompt, row1], {
+      max_new_tokens: 5,
+      eos_token_id: [7, 234], // a list, as Llama 3 configs have
+      onToken: (t, step) => void steps.push([step, ...t]),
+    });
+    assert.deepEqual(r.tokens, [greedy.slice(0, 2), alone.tokens[0]]);
+    assert.deepEqual(r.finish_reason, ["eos_token", "length"]);
+    assert.deepEqual(steps.map((s) => s[0]), [0, 1, 2, 3, 4]);
+    assert.deepEqual(steps.map((s) => s[1]), [89, 234, null, null, null]);
+    assert.deepEqual(steps.map((s) => s[2]), alone.tokens[0]);
+    // all rows stopped: the loop ends early
+    const early = await generate(model, [prompt], { max_new_tokens: 8, eos_token_id: 234 });
+    assert.deepEqual(early.tokens, [[89, 234]]);
+    model.dispose();
+  }
+});
+
+Deno.test("generate() stop_strings end a row and are trimmed from the text", async () => {
+  const { prompt } = await cases("llama");
+  const be = (await backends())[0];
+  const model = await loadModel(dir("llama"), { backend: be });
+  // greedy 89 234 234 234 242 16 194 220 decodes to "LAAAIQMM" with the letters tokenizer
+  const r = await generate(model, [prompt], {
+    max_new_tokens: 8,
+    tokenizer: letters,
+    stop_strings: ["AI", "QM"],
+  });
+  assert.deepEqual(r.tokens, [[89, 234, 234, 234, 242]]);
+  assert.deepEqual(r.text, ["LAA"]);
+  assert.deepEqual(r.finish_reason, ["stop_sequence"]);
+  const full = await generate(model, [prompt], { max_new_tokens: 8, tokenizer: letters, stop_strings: "Z" });
+  assert.deepEqual(full.text, ["LAAAIQMM"]);
+  assert.deepEqual(full.finish_reason, ["length"]);
+  model.dispose();
+});
+
+Deno.test("generate() streams tokens in step order and ends the streamer once", async () => {
+  const { prompt, greedy } = await cases("gpt2");
+  const be = (await backends())[0];
+  const model = await loadModel(dir("gpt2"), { backend: be });
+  const log: string[] = [];
+  await generate(model, [prompt], {
+    max_new_tokens: 4,
+    onToken: (t, step) => void log.push(`token ${step} ${t}`),
+    streamer: { put: (t) => void log.push(`put ${t}`), end: () => void log.push("end") },
+  });
+  const want = greedy.slice(0, 4).flatMap((t, i) => [`token ${i} ${t}`, `put ${t}`]);
+  assert.deepEqual(log, [...want, "end"]);
+  model.dispose();
+});
+
+Deno.test("generate() with a seed is reproducible; another seed samples another sequence", async () => {
+  const { prompt } = await cases("qwen2");
+  const be = (await backends())[0];
+  const model = await loadModel(dir("qwen2"), { backend: be });
+  const o = { max_new_tokens: 12, do_sample: true, temperature: 2, top_k: 0, eos_token_id: null };
+  const a = await generate(model, [prompt], { ...o, seed: 1 });
+  const b = await generate(model, [prompt], { ...o, seed: 1 });
+  const c = await generate(model, [prompt], { ...o, seed: 2 });
+  assert.deepEqual(a.tokens, b.tokens);
+  assert.notDeepEqual(a.tokens, c.tokens);
+  model.dispose();
+});
+
+Deno.test("generate() honours generation_config under the options and HF's max_length default", async () => {
+  const { prompt, greedy } = await cases("llama");
+  const be = (await backends())[0];
+  const model = await loadModel(dir("llama"), { backend: be });
+  const gc = await loadGenerationConfig(dir("llama"));
+  assert.deepEqual(gc, { bos_token_id: 1, eos_token_id: 2, pad_token_id: 0 });
+  // no max_new_tokens: HF's max_length 20 leaves 4 new tokens after the 16-token prompt
+  assert.deepEqual((await generate(model, [prompt], { generation_config: gc })).tokens, [greedy.slice(0, 4)]);
+  const stop = { eos_token_id: 234, max_new_tokens: 8 };
+  assert.deepEqual((await generate(model, [prompt], { generation_config: stop })).tokens, [[89, 234]]);
+  const over = await generate(model, [prompt], { generation_config: stop, eos_token_id: null });
+  assert.deepEqual(over.tokens, [greedy]);
+  model.dispose();
+});
+
+Deno.test("generate() rejects bad input with errors that list every problem", async () => {
+  const be = (await backends())[0];
+  const model = await loadModel(dir("llama"), { backend: be });
+  const p = [[5, 6, 7]];
+  await fails(() => generate(model, [[]]), RangeError, /input\[0\]: is an empty prompt/);
+  await fails(() => generate(model, []), TypeError, /non-empty list of prompts/);
+  await fails(() => generate(model, [5, 6] as never), TypeError, /wrap a single prompt as \[ids\]/);
+  await fails(
+    () => generate(model, [[5, 300]]),
+    RangeError,
+    /id 300 is outside the vocabulary \[0, 256\)/,
+  );
+  await fails(
+    () => generate(model, p, { max_new_tokens: 126 }),
+    RangeError,
+    /prompt 3 \+ max_new_tokens 126 exceeds the model's max_position_embeddings 128; use at most 125/,
+  );
+  await fails(
+    () => generate(model, p, { do_sample: true, temperature: -1, top_p: 1.5, max_new_tokens: 0 }),
+    (e: Error) =>
+      e instanceof RangeError && /3 problems/.test(e.message) &&
+      /temperature: must be >= 0/.test(e.message) &&
+      /top_p: must be in \(0, 1\]/.test(e.message) && /max_new_tokens: must be >= 1/.test(e.message),
+  );
+  await fails(
+    () => generate(model, p, { do_sample: true, temperature: 0 }),
+    RangeError,
+    /temperature: must be > 0 when do_sample is true; for greedy decoding set do_sample false/,
+  );
+  await fails(
+    () => generate(model, p, { stop_strings: ["x"] }),
+    TypeError,
+    /stop_strings: need a tokenizer/,
+  );
+  await fails(
+    () => generate(model, p, { seed: -1 }),
+    RangeError,
+    /seed: must be a non-negative integer/,
+  );
+  await fails(() => generate(model, p, { eos_token_id: [2, 999] }), RangeError, /eos_token_id\[1\]/);
+  model.dispose();
+});
+
+Deno.test("loadGenerationConfig() maps HF keys explicitly and rejects what it cannot honour", async () => {
+  const tmp = await Deno.makeTempDir();
+  const write = (o: unknown) => Deno.writeTextFile(`${tmp}/generation_config.json`, JSON.stringify(o));
+  try {
+    assert.deepEqual(await loadGenerationConfig(tmp), {}); // no file: nothing to add
+    await write({
+      do_sample: true,
+      temperature: 0.7,
+      top_p: 0.8,
+      top_k: 20,
+      repetition_penalty: 1.05,
+      eos_token_id: [151645, 151643],
+      num_beams: 1,
+      use_cache: true,
+      transformers_version: "4.37.0",
+    });
+    assert.deepEqual(await loadGenerationConfig(tmp), {
+      do_sample: true,
+      temperature: 0.7,
+      top_p: 0.8,
+      top_k: 20,
+      repetition_penalty: 1.05,
+      eos_token_id: [151645, 151643],
+    });
+    await write({ num_beams: 4, top_kk: 3, top_p: 2 });
+    await fails(() => loadGenerationConfig(tmp), (e: Error) => {
+      const m = e.message;
+      return e instanceof RangeError && m.includes(`${tmp}/generation_config.json: 3 problems`) &&
+        /num_beams: 4 is not supported by fledge's generate\(\); remove the key or set it to 1/.test(m) &&
+        /top_kk: unknown generation key \(did you mean top_k\?\)/.test(m) &&
+        /top_p: must be in \(0, 1\]/.test(m);
+    });
+    await Deno.writeTextFile(`${tmp}/generation_config.json`, "{ nope");
+    await fails(() => loadGenerationConfig(tmp), SyntaxError, /generation_config\.json/);
+  } finally {
+    await Deno.remove(tmp, { recursive: true });
+  }
+});
+
+Deno.test("logits processors match hand-computed values (HF semantics)", () => {
+  // repetition penalty: positive / 2, negative * 2, unseen untouched, duplicates once
+  assert.deepEqual([...applyRepetitionPenalty(Float32Array.of(4, -1, 3, 0.5), [0, 1, 0], 2)], [
+    2,
+    -2,
+    3,
+    0.5,
+  ]);
+  assert.deepEqual([...applyTemperature(Float32Array.of(1, -2, 0), 0.5)], [2, -4, 0]);
+  // top-k keeps ties with the k-th value; 0 is off
+  assert.deepEqual([...topKFilter(Float32Array.of(1, 3, 3, 2), 2)], [-Infinity, 3, 3, -Infinity]);
+  assert.deepEqual([...topKFilter(Float32Array.of(1, 3, 3, 2), 0)], [1, 3, 3, 2]);
+  // top-p over probabilities 0.5, 0.25, 0.125, 0.125 (logits ln p): smallest set with mass >= top_p
+  const lp = Float32Array.from([0.5, 0.25, 0.125, 0.125], Math.log);
+  const kept = (p: number) => [...topPFilter(lp, p)].map((x) => x !== -Infinity);
+  assert.deepEqual(kept(0.5), [true, false, false, false]);
+  assert.deepEqual(kept(0.6), [true, true, false, false]);
+  assert.deepEqual(kept(0.75), [true, true, false, false]);
+  assert.deepEqual(kept(0.8), [true, true, true, false]);
+  assert.deepEqual(kept(0.01), [true, false, false, false]); // at least one
+  assert.deepEqual(kept(1), [true, true, true, true]);
+  assertAllClose(softmax(Float32Array.of(0, Math.log(3), -Infinity)), [0.25, 0.75, 0], { atol: 1e-7 });
+  assert.equal(argmax(Float32Array.of(-1, 2, 2)), 1);
+  // sample: first index whose cumulative probability exceeds u; zeros never drawn
+  const pr = [0.2, 0, 0.5, 0.3];
+  assert.deepEqual([0, 0.19, 0.2, 0.69, 0.7, 0.999999].map((u) => sample(pr, () => u)), [0, 0, 2, 2, 3, 3]);
+  assert.equal(sample([0.5, 0.4999, 0], () => 0.99999), 1); // rounding gap falls on the last non-zero
+  const r1 = seededRandom(42), r2 = seededRandom(42);
+  const xs = Array.from({ length: 5 }, r1);
+  assert.deepEqual(xs, Array.from({ length: 5 }, r2));
+  assert.ok(xs.every((x) => x >= 0 && x < 1) && new Set(xs).size === 5);
+});
