@@ -1,0 +1,350 @@
+import { join } from "node:path";
+import type { Backend } from "../../kernels/backend.ts";
+import { presetConfig } from "../../models/config.ts";
+import { Transformer } from "../../models/transformer.ts";
+import { TextDataset } from "../../data/text_dataset.ts";
+import { getTrainingArgs, type TrainingConfig } from "../../training/config.ts";
+import { createTrainer, type TrainResult } from "../../training/trainer.ts";
+import type { TrainerHooks } from "../../training/hooks.ts";
+import { assert, assertAllClose, SHARED } from "../_assert.ts";
+import { backends, cpu as cpuBackend } from "../kernels/_check.ts";
+
+const mc = presetConfig("tiny", {
+  vocab_size: 32,
+  hidden_size: 16,
+  num_hidden_layers: 1,
+  num_attention_heads: 2,
+  intermediate_size: 32,
+  max_position_embeddings: 16,
+});
+
+/** Byte-level ids (& 31) of real Debian text. */
+const text = (await Deno.readTextFile(`${SHARED}/datasets/debian/summarization/validation.jsonl`)).slice(
+  0,
+  6000,
+);
+const bytes = Int32Array.from(new TextEncoder().encode(text), (b) => b & 31);
+const train = new TextDataset(bytes.subarray(0, 4000), { block_size: 8, source: "train" });
+const evalSet = new TextDataset(bytes.subarray(4000, 4128), { block_size: 8, source: "eval" });
+
+async function run(
+  be: Backend,
+  overrides: Partial<TrainingConfig>,
+  opts: { hooks?: TrainerHooks; seed?: number; eval?: boolean } = {},
+): Promise<{ result: TrainResult; model: Transformer }> {
+  const config = getTrainingArgs({
+    max_steps: 8,
+    per_device_train_batch_size: 2,
+    gradient_accumulation_steps: 2,
+    learning_rate: 1e-2,
+    lr_scheduler_type: "cosine",
+    warmup_steps: 2,
+    weight_decay: 0.1,
+    logging_steps: 1,
+    save_strategy: "no",
+    seed: 3,
+    ...overrides,
+  });
+  const model = Transformer.init(mc, be, { seed: opts.seed ?? 3 });
+  const trainer = createTrainer({
+    model,
+    config,
+    train_dataset: train,
+    eval_dataset: opts.eval ? evalSet : null,
+    hooks: opts.hooks,
+    progress: false,
+  });
+  const result = await trainer.train();
+  trainer.dispose();
+  return { result, model };
+}
+
+const f32 = (xs: number[]) => Array.from(Float32Array.from(xs));
+
+for (const be of await backends()) {
+  Deno.test(`resume_from_checkpoint continues bit-identically (${be.name}, accumulation 2, warmup + cosine)`, async () => {
+    const base = { max_steps: 8, save_strategy: "steps" as const, save_steps: 4 };
+    const straightDir = await Deno.makeTempDir(), splitDir = await Deno.makeTempDir();
+    const straight = await run(be, { ...base, output_dir: straightDir });
+    const first = await run(be, { ...base, output_dir: splitDir }, {
+      hooks: {
+        on_step_end: ({ state }) => state.global_step === 4 ? { should_training_stop: true } : undefined,
+      },
+    });
+    assert.equal(first.result.loss_history.length, 4);
+    // A fresh model with other weights: everything must come from the checkpoint.
+    const second = await run(be, { ...base, output_dir: splitDir, resume_from_checkpoint: true }, {
+      seed: 99,
+    });
+    const a = f32(straight.result.loss_history),
+      b = f32([...first.result.loss_history, ...second.result.loss_history]);
+    console.log(`${be.name}: straight ${a.map((x) => x.toFixed(6)).join(" ")}`);
+    assert.equal(a.length, 8);
+    for (let i = 0; i < 8; i++) {
+      assert.ok(a[i] === b[i], `step ${i + 1}: straight ${a[i]} vs resumed ${b[i]}`);
+    }
+    assert.deepEqual(f32(second.result.grad_norm_history), f32(straight.result.grad_norm_history.slice(4)));
+    for (const [name, t] of straight.model.params) {
+      const x = await t.toArray(), y = await second.model.params.get(name)!.toArray();
+      assert.ok(x.every((v, i) => v === y[i]), `final ${name} differs`);
+    }
+    // metrics.jsonl of the resumed run holds all 8 steps, in order
+    const lines = (await Deno.readTextFile(join(splitDir, "metrics.jsonl"))).trim().split("\n").map((l) =>
+      JSON.parse(l)
+    );
+    assert.deepEqual(lines.filter((r) => "loss" in r).map((r) => r.step), [1, 2, 3, 4, 5, 6, 7, 8]);
+    straight.model.dispose();
+    first.model.dispose();
+    second.model.dispose();
+    await Deno.remove(straightDir, { recursive: true });
+    await Deno.remove(splitDir, { recursive: true });
+  });
+}
+
+Deno.test("gradient accumulation 2 x batch 2 equals batch 4 up to f32 noise (cpu)", async () => {
+  const be = await cpuBackend();
+  const dirs = [await Deno.makeTempDir(), await Deno.makeTempDir()];
+  const acc = await run(be, { output_dir: dirs[0], max_steps: 6 });
+  const big = await run(be, {
+    output_dir: dirs[1],
+    max_steps: 6,
+    per_device_train_batch_size: 4,
+    gradient_accumulation_steps: 1,
+  });
+  const cmp = assertAllClose(acc.result.loss_history, big.result.loss_history, { rtol: 1e-5, atol: 0 });
+  console.log(`accumulation vs one batch: max relative loss difference ${cmp.maxRel.toExponential(2)}`);
+  assertAllClose(acc.result.grad_norm_history, big.result.grad_norm_history, { rtol: 1e-4, atol: 0 });
+  for (const [name, t] of acc.model.params) {
+    assertAllClose(t.data, big.model.params.get(name)!.data, { atol: 1e-5, rtol: 1e-4, msg: name });
+  }
+  for (const d of dirs) await Deno.remove(d, { recursive: true });
+});
+
+Deno.test("early stopping ends training after early_stopping_patience evaluations without improvement", async () => {
+  const be = await cpuBackend();
+  const dir = await Deno.makeTempDir();
+  const { result } = await run(be, {
+    output_dir: dir,
+    max_steps: 20,
+    learning_rate: 0, // the eval loss never improves after the first evaluation
+    lr_scheduler_type: "constant",
+    warmup_steps: 0,
+    eval_strategy: "steps",
+    eval_steps: 1,
+    early_stopping_patience: 2,
+  }, { eval: true });
+  assert.equal(result.metrics_summary.global_step, 3);
+  assert.equal(result.loss_history.length, 3);
+  assert.equal(result.best_epoch, 4 / 500); // the first evaluation, after 4 of 500 blocks
+  assert.ok(Math.abs(result.final_perplexity - Math.exp(result.metrics_summary.eval_loss!)) < 1e-9);
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("hooks run in HF callback order and can stop training", async () => {
+  const be = await cpuBackend();
+  const dir = await Deno.makeTempDir();
+  const events: string[] = [];
+  const { result } = await run(be, {
+    output_dir: dir,
+    max_steps: 3,
+    eval_strategy: "steps",
+    eval_steps: 1,
+    save_strategy: "steps",
+    save_steps: 2,
+  }, {
+    eval: true,
+    hooks: {
+      on_train_begin: ({ state }) => void events.push(`begin@${state.global_step}`),
+      on_step_end: ({ state }) => void events.push(`step@${state.global_step}`),
+      on_log: (_, r) => void events.push(`log@${r.step}`),
+      on_evaluate: (_, m) => void events.push(`evaluate@${m.step}`),
+      on_save: ({ state }, path) => {
+        events.push(`save@${state.global_step}:${path.slice(dir.length + 1)}`);
+        return { should_training_stop: true };
+      },
+      on_train_end: ({ state }) => void events.push(`end@${state.global_step}`),
+    },
+  });
+  assert.deepEqual(events, [
+    "begin@0",
+    "step@1",
+    "log@1",
+    "evaluate@1",
+    "step@2",
+    "log@2",
+    "evaluate@2",
+    "save@2:checkpoints/step-2",
+    "end@2",
+  ]);
+  assert.equal(result.checkpoint_path, join(dir, "checkpoints", "step-2"));
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("a run writes config.yaml, metrics.jsonl (HF log_history keys), model/, report.md, curves.svg", async () => {
+  const be = await cpuBackend();
+  const dir = await Deno.makeTempDir();
+  const { result } = await run(be, {
+    output_dir: dir,
+    max_steps: 4,
+    logging_steps: 2,
+    eval_strategy: "steps",
+    eval_steps: 2,
+  }, { eval: true });
+  const names = [...Deno.readDirSync(dir)].map((e) => e.name).sort();
+  assert.deepEqual(names, ["config.yaml", "curves.svg", "metrics.jsonl", "model", "report.md"]);
+  assert.ok(Deno.statSync(join(dir, "model", "model.safetensors")).isFile);
+  const recs = (await Deno.readTextFile(join(dir, "metrics.jsonl"))).trim().split("\n").map((l) =>
+    JSON.parse(l)
+  );
+  assert.deepEqual(recs.map((r) => Object.keys(r).sort().join()), [
+    "epoch,grad_norm,learning_rate,loss,step",
+    "epoch,eval_loss,eval_perplexity,eval_runtime,step",
+    "epoch,grad_norm,learning_rate,loss,step",
+    "epoch,eval_loss,eval_perplexity,eval_runtime,step",
+    "epoch,step,train_loss,train_runtime,train_steps_per_second",
+  ]);
+  assert.deepEqual(recs.map((r) => r.step), [2, 2, 4, 4, 4]);
+  assert.deepEqual(result.loss_history, [recs[0].loss, recs[2].loss]);
+  assert.equal(recs[4].train_loss, (recs[0].loss + recs[2].loss) / 2);
+  assert.equal(recs[2].learning_rate, 0); // HF logs the rate after the scheduler step: cosine ends at 0
+  const report = await Deno.readTextFile(join(dir, "report.md"));
+  assert.match(report, /\| eval_loss \| \d\.\d{4} \|/);
+  assert.match(await Deno.readTextFile(join(dir, "curves.svg")), /<svg/);
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("num_train_epochs sets the steps: ceil(epochs * updates per epoch), updates never cross an epoch", async () => {
+  const be = await cpuBackend();
+  const dir = await Deno.makeTempDir();
+  const small = new TextDataset(bytes.subarray(0, 80), { block_size: 8 }); // 10 blocks: 3 updates of 4, 4, 2 blocks
+  const config = getTrainingArgs({
+    output_dir: dir,
+    num_train_epochs: 1.5,
+    per_device_train_batch_size: 2,
+    gradient_accumulation_steps: 2,
+    logging_strategy: "epoch",
+    save_strategy: "no",
+  });
+  const seen: number[] = [];
+  const trainer = createTrainer({
+    model: Transformer.init(mc, be),
+    config,
+    train_dataset: small,
+    progress: false,
+    hooks: { on_step_end: ({ state }) => void seen.push(state.num_input_tokens_seen) },
+  });
+  assert.equal(trainer.updatesPerEpoch(), 3);
+  const r = await trainer.train();
+  assert.equal(r.metrics_summary.global_step, 5);
+  assert.deepEqual(seen, [32, 64, 80, 112, 144]);
+  assert.equal(r.loss_history.length, 2); // end of epoch 1, and the last step
+  assert.equal(trainer.state.data_position.epoch, 1);
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("createTrainer() rejects block_size over max_position_embeddings, naming both", async () => {
+  const be = await cpuBackend();
+  const long = new TextDataset(bytes.subarray(0, 200), { block_size: 32, source: "long.jsonl" });
+  assert.throws(
+    () =>
+      createTrainer({
+        model: Transformer.init(mc, be),
+        config: getTrainingArgs({ output_dir: "unused" }),
+        train_dataset: long,
+      }),
+    (e: Error) =>
+      e instanceof RangeError &&
+      /block_size 32 exceeds the model's max_position_embeddings 16/.test(e.message),
+  );
+  const wide = new TextDataset(Int32Array.from({ length: 64 }, (_, i) => i), {
+    block_size: 8,
+    source: "wide.jsonl",
+  });
+  assert.throws(
+    () => createTrainer({ model: Transformer.init(mc, be), config: getTrainingArgs(), train_dataset: wide }),
+    /token id 63 of wide\.jsonl is outside the model's vocabulary \[0, 32\)/,
+  );
+});
+
+Deno.test("an unwritable output_dir fails before training and leaves nothing behind", async () => {
+  const be = await cpuBackend();
+  const dir = await Deno.makeTempDir();
+  await Deno.writeTextFile(join(dir, "file"), "");
+  let steps = 0;
+  const trainer = createTrainer({
+    model: Transformer.init(mc, be),
+    config: getTrainingArgs({ output_dir: join(dir, "file", "run"), max_steps: 2 }),
+    train_dataset: train,
+    progress: false,
+    hooks: { on_step_end: () => void steps++ },
+  });
+  await assert.rejects(() => trainer.train(), /Cannot train: output_dir .*file\/run is not writable/);
+  assert.equal(steps, 0);
+  if (Deno.uid() !== 0) {
+    await Deno.mkdir(join(dir, "locked"), { mode: 0o500 });
+    const t2 = createTrainer({
+      model: Transformer.init(mc, be),
+      config: getTrainingArgs({ output_dir: join(dir, "locked", "run"), max_steps: 2 }),
+      train_dataset: train,
+      progress: false,
+    });
+    await assert.rejects(() => t2.train(), /is not writable/);
+    assert.deepEqual([...Deno.readDirSync(join(dir, "locked"))], []);
+    await Deno.chmod(join(dir, "locked"), 0o700);
+  }
+  assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name).sort(), [
+    "file",
+    ...(Deno.uid() !== 0 ? ["locked"] : []),
+  ]);
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("an output_dir holding a run is refused unless overwrite_output_dir or a resume", async () => {
+  const be = await cpuBackend();
+  const dir = await Deno.makeTempDir();
+  await run(be, { output_dir: dir, max_steps: 1 });
+  await assert.rejects(
+    () => run(be, { output_dir: dir, max_steps: 1 }),
+    /already holds a run \(model, metrics\.jsonl, report\.md, curves\.svg, config\.yaml\); set overwrite_output_dir: true/,
+  );
+  const again = await run(be, { output_dir: dir, max_steps: 2, overwrite_output_dir: true });
+  assert.equal(again.result.loss_history.length, 2);
+  await assert.rejects(
+    () => run(be, { output_dir: dir, max_steps: 3, resume_from_checkpoint: true }),
+    /Cannot resume: no checkpoint in .*checkpoints/,
+  );
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("load_best_model_at_end restores the best checkpoint, which save_total_limit never deletes", async () => {
+  const be = await cpuBackend();
+  const dir = await Deno.makeTempDir();
+  const { result, model } = await run(be, {
+    output_dir: dir,
+    max_steps: 6,
+    learning_rate: 0.3, // large enough that the eval loss gets worse after improving
+    eval_strategy: "steps",
+    eval_steps: 1,
+    save_strategy: "steps",
+    save_steps: 1,
+    save_total_limit: 1,
+    load_best_model_at_end: true,
+  }, { eval: true });
+  const recs = (await Deno.readTextFile(join(dir, "metrics.jsonl"))).trim().split("\n").map((l) =>
+    JSON.parse(l)
+  )
+    .filter((r) => "eval_loss" in r);
+  const best = recs.reduce((a, b) => (b.eval_loss < a.eval_loss ? b : a));
+  assert.equal(result.checkpoint_path, join(dir, "checkpoints", `step-${best.step}`));
+  const kept = [...Deno.readDirSync(join(dir, "checkpoints"))].map((e) => e.name).sort();
+  assert.ok(kept.includes(`step-${best.step}`) && kept.includes("step-6") && kept.length <= 2, `${kept}`);
+  // the model now holds the best weights: evaluating it gives the best eval loss again
+  const t = createTrainer({
+    model,
+    config: getTrainingArgs({ output_dir: dir }),
+    train_dataset: train,
+    eval_dataset: evalSet,
+  });
+  assert.equal(Math.fround((await t.evaluate()).eval_loss), Math.fround(best.eval_loss));
+  await Deno.remove(dir, { recursive: true });
+});
