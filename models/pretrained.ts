@@ -6,44 +6,152 @@
  *
  * @module
  */
-import { join } from "node:path";
-import type { Backend } from "../kernels/backend.ts";
+import { basename, join } from "node:path";
+import { Backend } from "../kernels/backend.ts";
 import type { Tensor } from "../kernels/tensor.ts";
-import { checkpointKeyMap, fromHfConfig, type ModelConfig, toHfConfig } from "./config.ts";
+import { isObject, Problems, show } from "./_config_check.ts";
+import { checkpointKeyMap, fromHfConfig, type KeyMapEntry, type ModelConfig, toHfConfig } from "./config.ts";
 import { type HubOptions, snapshotDownload } from "./hub.ts";
-import { openSafetensors, writeSafetensors } from "./safetensors.ts";
+import {
+  f16BitsToF32,
+  readSafetensorsIndex,
+  SafetensorsFile,
+  type TensorInfo,
+  writeSafetensors,
+} from "./safetensors.ts";
 import { type ParamMap, Transformer } from "./transformer.ts";
+
+/** Weight dtypes {@linkcode loadModel} knows of (only `f32` is supported today). */
+export type LoadDtype = "f32" | "f16" | "nf4";
 
 /** Options of {@linkcode loadModel}. */
 export interface LoadModelOptions extends HubOptions {
   /** Where the parameters live. */
   backend: Backend;
+  /**
+   * dtype of the weights on the device; default `"f32"` (checkpoints in f16/bf16/f64 are converted).
+   * `"f16"` and `"nf4"` are recognised but rejected until the kernels that read them exist.
+   */
+  dtype?: LoadDtype;
 }
 
-/** Transpose a row-major `[rows, cols]` matrix. */
-function transpose2d(a: Float32Array, rows: number, cols: number): Float32Array {
-  const out = new Float32Array(a.length);
-  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = a[r * cols + c];
-  return out;
+/** Options of {@linkcode saveModel}. */
+export interface SaveModelOptions {
+  /**
+   * Folder whose `generation_config.json` and tokenizer files are copied beside the weights;
+   * default: the folder {@linkcode loadModel} read the model from (see {@linkcode modelSource}).
+   */
+  source?: string;
+  /** Written as `generation_config.json` (wins over the one in `source`). */
+  generation_config?: Record<string, unknown>;
+}
+
+/** Files of the hub's model file list that belong to the tokenizer (copied by {@linkcode saveModel}). */
+export const TOKENIZER_FILES: readonly string[] = Object.freeze([
+  "tokenizer.json",
+  "tokenizer_config.json",
+  "special_tokens_map.json",
+  "added_tokens.json",
+  "tokenizer.model",
+  "vocab.json",
+  "merges.txt",
+]);
+
+const LOAD_KEYS = new Set([
+  "backend",
+  "dtype",
+  "revision",
+  "repo_type",
+  "cache_dir",
+  "token",
+  "endpoint",
+  "local_files_only",
+  "offline",
+  "force_download",
+  "max_retries",
+  "progress",
+]);
+
+/** The folder each loaded model came from, for {@linkcode saveModel}'s tokenizer copy. */
+const SOURCES = new WeakMap<Transformer, string>();
+
+/**
+ * The local folder (a checkout or a hub cache snapshot) {@linkcode loadModel} read `model` from, or
+ * undefined for a model built in memory.
+ *
+ * @param model a model
+ * @returns the folder, or undefined
+ */
+export function modelSource(model: Transformer): string | undefined {
+  return SOURCES.get(model);
+}
+
+/** Check loadModel's options, listing every problem; f16 and nf4 are refused with the reason. */
+function checkLoadOptions(opts: unknown): asserts opts is LoadModelOptions {
+  const p = new Problems();
+  if (!isObject(opts)) {
+    p.type("options", `must be an object with a backend, got ${show(opts)}`);
+  } else {
+    if (!(opts.backend instanceof Backend)) {
+      p.type("backend", `must be a Backend from createBackend(), got ${show(opts.backend)}`);
+    }
+    const dtype = opts.dtype ?? "f32";
+    if (dtype === "f16") {
+      const be = opts.backend instanceof Backend ? opts.backend : null;
+      const f16 = be?.info?.features.includes("shader-f16");
+      p.range(
+        "dtype",
+        `"f16" is not supported yet: it needs the device's shader-f16 feature (${
+          be ? `${f16 ? "offered" : "not offered"} by ${be.adapter}` : "no backend given"
+        }) and kernels that read f16 weights, which fledge does not have; use dtype "f32"`,
+      );
+    } else if (dtype === "nf4") {
+      p.range(
+        "dtype",
+        `"nf4" is not supported yet: the model's linear layers have no 4-bit (QLoRA) path; use dtype "f32"`,
+      );
+    } else if (dtype !== "f32") {
+      p.range("dtype", `must be "f32" (or, later, "f16" / "nf4"), got ${show(dtype)}`);
+    }
+    for (const k of Object.keys(opts)) {
+      if (!LOAD_KEYS.has(k)) p.type(k, `is not an option of loadModel (${[...LOAD_KEYS].join(", ")})`);
+    }
+  }
+  p.throwIfAny("Cannot load the model", "the options of loadModel");
 }
 
 /**
  * Load a Hugging Face causal-LM checkpoint (llama, mistral, qwen2, phi3, gpt2) as a
- * {@linkcode Transformer}.
+ * {@linkcode Transformer}. Options are checked before any file is read or downloaded.
  *
  * @param idOrPath a local folder with `config.json` + `model.safetensors` (or a sharded index), or a hub id
- * @throws {SyntaxError} for a bad config or safetensors file; {@linkcode TypeError} for a missing
- *   or misshapen tensor (named with the file)
+ * @param opts `backend`, `dtype` and {@linkcode HubOptions}
+ * @returns the model, its parameters on `opts.backend`
+ * @throws {TypeError} for bad options, a missing `config.json` or weights file, or tensors that are
+ *   missing, misshapen or unexpected (each named with its file)
+ * @throws {RangeError} for an unsupported `model_type` or option (e.g. dtype `"f16"`, `"nf4"`)
+ * @throws {SyntaxError} for a bad config, index or safetensors file
+ * @throws {HubError} when a hub id cannot be fetched (never showing the token)
  *
  * @example
- * ```ts ignore
- * const be = await createBackend("auto");
- * const model = await loadModel("../shared/fixtures/hf-reference/llama", { backend: be });
+ * ```ts
+ * import { createBackend } from "../kernels/backend.ts";
+ * import { loadModel, saveModel } from "./pretrained.ts";
+ * import { presetConfig } from "./config.ts";
+ * import { Transformer } from "./transformer.ts";
+ * const be = await createBackend("cpu");
+ * const dir = await Deno.makeTempDir();
+ * await saveModel(Transformer.init(presetConfig("tiny", { num_hidden_layers: 1, vocab_size: 32 }), be), dir);
+ * const model = await loadModel(dir, { backend: be });
+ * if (model.config.num_hidden_layers !== 1) throw new Error("round trip");
+ * await Deno.remove(dir, { recursive: true });
  * ```
  */
 export async function loadModel(idOrPath: string, opts: LoadModelOptions): Promise<Transformer> {
+  checkLoadOptions(opts);
+  const { backend: _b, dtype: _d, ...hub } = opts;
   const dir = await snapshotDownload(idOrPath, {
-    ...opts,
+    ...hub,
     allow_patterns: [
       "config.json",
       "generation_config.json",
@@ -51,85 +159,382 @@ export async function loadModel(idOrPath: string, opts: LoadModelOptions): Promi
       "*.safetensors.index.json",
       "tokenizer*",
       "special_tokens_map.json",
+      "added_tokens.json",
+      "vocab.json",
+      "merges.txt",
     ],
   });
   const configPath = join(dir, "config.json");
+  let text: string;
+  try {
+    text = await Deno.readTextFile(configPath);
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+    throw new TypeError(
+      `Cannot load ${idOrPath}: ${configPath} is missing; a model folder needs the config.json that ` +
+        `save_pretrained writes beside model.safetensors`,
+    );
+  }
   let json: unknown;
   try {
-    json = JSON.parse(await Deno.readTextFile(configPath));
+    json = JSON.parse(text);
   } catch (e) {
-    if (e instanceof Deno.errors.NotFound) {
-      throw new TypeError(`Cannot load ${idOrPath}: ${configPath} is missing`);
-    }
-    throw new SyntaxError(`Cannot load ${configPath}: ${(e as Error).message}`);
+    throw new SyntaxError(
+      `Cannot load ${configPath}: not JSON (${(e as Error).message}); fix or re-download it`,
+    );
   }
   const config = fromHfConfig(json, { file: configPath });
   const params = await loadWeights(dir, config, opts.backend);
-  return new Transformer(config, params, opts.backend);
+  const model = new Transformer(config, params, opts.backend);
+  SOURCES.set(model, dir);
+  return model;
 }
 
 /**
+ * Transpose a row-major `[rows, cols]` matrix in place (cycle-following with a visited bitset of
+ * n / 8 bytes): element `p = r * cols + c` moves to `c * rows + r = p * rows mod (n - 1)`.
+ * Used for GPT-2's Conv1D weights so loading and saving need no second copy of the matrix.
+ */
+function transposeInPlace(a: Float32Array, rows: number, cols: number): void {
+  const n = rows * cols;
+  if (rows === 1 || cols === 1) return;
+  if (rows === cols) {
+    for (let r = 0; r < rows; r++) {
+      for (let c = r + 1; c < cols; c++) {
+        const t = a[r * cols + c];
+        a[r * cols + c] = a[c * cols + r];
+        a[c * cols + r] = t;
+      }
+    }
+    return;
+  }
+  const seen = new Uint8Array((n + 7) >> 3);
+  for (let s = 1; s < n - 1; s++) {
+    if (seen[s >> 3] & (1 << (s & 7))) continue;
+    let p = s, v = a[s];
+    do {
+      const q = (p * rows) % (n - 1);
+      const t = a[q];
+      a[q] = v;
+      v = t;
+      seen[p >> 3] |= 1 << (p & 7);
+      p = q;
+    } while (p !== s);
+  }
+}
+
+/** A checkpoint's checked headers, and reads of one tensor into a caller's buffer. */
+interface Weights {
+  /** Tensor names (every file of a sharded checkpoint). */
+  names: Set<string>;
+  info(name: string): TensorInfo;
+  /** The file that holds (or, for a missing tensor, should list) `name`. */
+  file(name: string): string;
+  /** Read `name` as f32 into `out` (its length is the tensor's size); `raw` is scratch for F16/BF16/F64. */
+  read(name: string, out: Float32Array, raw: () => Uint8Array): Promise<void>;
+  close(): void;
+}
+
+async function readAt(f: Deno.FsFile, pos: number, buf: Uint8Array, path: string): Promise<void> {
+  await f.seek(pos, Deno.SeekMode.Start);
+  for (let off = 0; off < buf.length;) {
+    const got = await f.read(buf.subarray(off));
+    if (got === null) {
+      throw new SyntaxError(
+        `Cannot read ${path}: the file ends at ${pos + off}; it is truncated (re-download it)`,
+      );
+    }
+    off += got;
+  }
+}
+
+/** Decode little-endian F16/BF16/F64 bytes into f32 (F32 is read in place). */
+function decodeInto(out: Float32Array, raw: Uint8Array, dtype: string): void {
+  const n = out.length;
+  if (dtype === "F64") out.set(new Float64Array(raw.buffer, raw.byteOffset, n));
+  else if (dtype === "BF16") {
+    const src = new Uint16Array(raw.buffer, raw.byteOffset, n);
+    const dst = new Uint32Array(out.buffer, out.byteOffset, n);
+    for (let i = 0; i < n; i++) dst[i] = src[i] << 16;
+  } else {
+    const src = new Uint16Array(raw.buffer, raw.byteOffset, n);
+    for (let i = 0; i < n; i++) out[i] = f16BitsToF32(src[i]);
+  }
+}
+
+/**
+ * Open the checkpoint of `dir`: `model.safetensors.index.json` and its shards, else
+ * `model.safetensors`. Headers are parsed and checked by `SafetensorsFile` (hostile offsets,
+ * shard names leaving the folder); data is read with our own handles into reusable buffers.
+ */
+async function openWeights(dir: string): Promise<Weights> {
+  const indexPath = join(dir, "model.safetensors.index.json");
+  const single = join(dir, "model.safetensors");
+  const isFile = (p: string) => Deno.stat(p).then((s) => s.isFile, () => false);
+  const owner = new Map<string, { path: string; start: number; info: TensorInfo }>();
+  const handles = new Map<string, Deno.FsFile>();
+  const close = () => {
+    for (const h of handles.values()) h.close();
+  };
+  const add = async (path: string, only: Set<string> | null, where: string) => {
+    let f: SafetensorsFile;
+    try {
+      f = await SafetensorsFile.open(path);
+    } catch (e) {
+      if (!(e instanceof Deno.errors.NotFound)) throw e;
+      throw new TypeError(`Cannot load ${where}: ${path} is missing; download the complete model`);
+    }
+    try {
+      handles.set(path, await Deno.open(path, { read: true }));
+      for (const [name, info] of f.header.tensors) {
+        if (!only || only.has(name)) owner.set(name, { path, start: f.header.data_start, info });
+      }
+    } finally {
+      f.close();
+    }
+  };
+  let file: (name: string) => string = () => single;
+  try {
+    if (await isFile(indexPath)) {
+      const { weight_map } = await readSafetensorsIndex(indexPath);
+      const byShard = new Map<string, Set<string>>();
+      for (const [name, shard] of Object.entries(weight_map)) {
+        if (!byShard.has(shard)) byShard.set(shard, new Set());
+        byShard.get(shard)!.add(name);
+      }
+      for (const [shard, names] of byShard) {
+        await add(join(dir, shard), names, indexPath);
+        for (const name of names) {
+          if (!owner.has(name)) {
+            throw new TypeError(
+              `Cannot load ${indexPath}: weight_map puts tensor ${name} in ${shard}, which has no such ` +
+                `tensor; download the model again`,
+            );
+          }
+        }
+      }
+      file = (name) => name in weight_map ? join(dir, weight_map[name]) : indexPath;
+    } else if (await isFile(single)) {
+      await add(single, null, dir);
+    } else {
+      const bins = [...Deno.readDirSync(dir)].some((e) => /\.(bin|pt|pth|ckpt)$/.test(e.name));
+      throw new TypeError(
+        `Cannot load the weights of ${dir}: neither model.safetensors nor model.safetensors.index.json exists` +
+          (bins
+            ? `; fledge reads safetensors only: convert the PyTorch weights (transformers: ` +
+              `model.save_pretrained(dir, safe_serialization=True))`
+            : "; download the complete model"),
+      );
+    }
+  } catch (e) {
+    close();
+    throw e;
+  }
+  return {
+    names: new Set(owner.keys()),
+    info: (name) => owner.get(name)!.info,
+    file,
+    async read(name, out, raw) {
+      const { path, start, info } = owner.get(name)!;
+      const [begin, end] = info.data_offsets;
+      const h = handles.get(path)!;
+      if (info.dtype === "F32") {
+        return await readAt(h, start + begin, new Uint8Array(out.buffer, out.byteOffset, end - begin), path);
+      }
+      const bytes = raw().subarray(0, end - begin);
+      await readAt(h, start + begin, bytes, path);
+      decodeInto(out, bytes, info.dtype);
+    },
+    close,
+  };
+}
+
+const FLOAT_DTYPES = new Set(["F32", "F16", "BF16", "F64"]);
+
+/**
  * Read the safetensors weights of `dir` into canonical parameters for `config` (fused tensors
- * split, Conv1D weights transposed, tensors without the base-model prefix accepted).
+ * split, Conv1D weights transposed in place, tensors without the base-model prefix accepted,
+ * F16/BF16/F64 converted to f32). Every header is checked before any data is read: a missing,
+ * misshapen, non-float or unexpected tensor is reported (all of them at once) with its file.
+ * Tensors are then read one at a time into one reusable host buffer (the size of the largest
+ * tensor) and uploaded from it, so beyond the parameters only that one buffer is alive (plus, on
+ * webgpu, the driver's staging copy of the tensor in flight: each upload is submitted and waited
+ * for before the next tensor is read).
+ *
+ * @param dir folder with `model.safetensors` or `model.safetensors.index.json` and its shards
+ * @param config the model's config (picks the key map)
+ * @param backend where the parameters go
+ * @returns the canonical parameters
+ * @throws {TypeError} naming each problem tensor and its file
+ * @throws {SyntaxError} for a malformed or hostile safetensors file or index
  */
 export async function loadWeights(dir: string, config: ModelConfig, backend: Backend): Promise<ParamMap> {
-  const reader = await openSafetensors(dir);
+  const w = await openWeights(dir);
   const map = checkpointKeyMap(config);
-  const names = new Set(reader.names());
-  const params: ParamMap = new Map();
-  const file = join(dir, names.size ? "model.safetensors" : "");
-  try {
-    const layers = config.num_hidden_layers;
-    for (const e of map.entries) {
-      for (let i = 0; i < (e.per_layer ? layers : 1); i++) {
-        const hf = e.hf.replaceAll("{i}", String(i));
-        const bare = hf.startsWith(map.base_model_prefix + ".")
-          ? hf.slice(map.base_model_prefix.length + 1)
-          : hf;
-        const key = names.has(hf) ? hf : names.has(bare) ? bare : null;
-        if (!key) throw new TypeError(`Cannot load ${file}: tensor ${hf} is missing`);
-        const t = await reader.read(key, { as: "f32" });
-        if (t.shape.join() !== e.hf_shape.join()) {
-          throw new TypeError(
-            `Cannot load ${file}: tensor ${hf} has shape [${t.shape}], expected [${e.hf_shape}]`,
-          );
-        }
-        let data = t.data as Float32Array;
-        let shape = e.hf_shape;
-        if (e.transpose) {
-          data = transpose2d(data, shape[0], shape[1]);
-          shape = [shape[1], shape[0]];
-        }
-        const rows = e.split_rows ?? [shape[0]];
-        const cols = shape.length > 1 ? shape[1] : 1;
-        let r0 = 0;
-        e.ours.forEach((name, j) => {
-          const ours = name.replaceAll("{i}", String(i));
-          const n = rows[j];
-          const piece = data.subarray(r0 * cols, (r0 + n) * cols);
-          const tensor = backend.fromArray(piece, shape.length > 1 ? [n, cols] : [n]);
-          tensor.name = ours;
-          params.set(ours, tensor);
-          r0 += n;
-        });
+  const used = new Set<string>();
+  const problems: string[] = [];
+  const plan: { key: string; entry: KeyMapEntry; layer: number }[] = [];
+  const prefix = map.base_model_prefix + ".";
+  const strip = (hf: string) => hf.startsWith(prefix) ? hf.slice(prefix.length) : hf;
+  for (const e of map.entries) {
+    for (let i = 0; i < (e.per_layer ? config.num_hidden_layers : 1); i++) {
+      const hf = e.hf.replaceAll("{i}", String(i));
+      const key = w.names.has(hf) ? hf : w.names.has(strip(hf)) ? strip(hf) : null;
+      if (!key) {
+        problems.push(`${w.file(hf)}: tensor ${hf} [${e.hf_shape}] is missing`);
+        continue;
       }
+      used.add(key);
+      const info = w.info(key);
+      if (info.shape.join() !== e.hf_shape.join()) {
+        problems.push(`${w.file(key)}: tensor ${key} has shape [${info.shape}], expected [${e.hf_shape}]`);
+      } else if (!FLOAT_DTYPES.has(info.dtype)) {
+        problems.push(
+          `${w.file(key)}: tensor ${key} has dtype ${info.dtype}, expected F32, F16, BF16 or F64`,
+        );
+      } else plan.push({ key, entry: e, layer: i });
+    }
+  }
+  const pattern = (s: string) => s.replaceAll(".", "\\.").replaceAll("{i}", "\\d+");
+  const ignored = map.ignored.map((s) => new RegExp(`^(?:${pattern(s)}|${pattern(strip(s))})$`));
+  for (const n of w.names) {
+    if (used.has(n) || ignored.some((re) => re.test(n))) continue;
+    problems.push(
+      `${w.file(n)}: tensor ${n} is not a parameter of ${config.arch} with this config.json ` +
+        `(a bias or layer the config does not declare?)`,
+    );
+  }
+  if (problems.length) {
+    w.close();
+    const fix = "check that config.json belongs to these weights, or download the model again";
+    throw new TypeError(
+      problems.length === 1
+        ? `Cannot load ${problems[0]}; ${fix}`
+        : `Cannot load the weights of ${dir}: ${problems.length} problems (${fix}):\n  - ${
+          problems.slice(0, 20).join("\n  - ")
+        }${problems.length > 20 ? `\n  - ... and ${problems.length - 20} more` : ""}`,
+    );
+  }
+
+  // One host buffer for every tensor (and one scratch buffer for converting F16/BF16/F64).
+  const size = (k: string) => w.info(k).shape.reduce((a, b) => a * b, 1);
+  const buf = new Float32Array(Math.max(1, ...plan.map((p) => size(p.key))));
+  let scratch: Uint8Array | null = null;
+  const raw = () => {
+    const bytes = Math.max(...plan.map((p) => w.info(p.key).data_offsets[1] - w.info(p.key).data_offsets[0]));
+    return scratch ??= new Uint8Array(bytes);
+  };
+  const params: ParamMap = new Map();
+  // After a flush no buffer released in an open batch can be handed out, so `empty()` + `write()`
+  // is a safe upload; `write()` copies the bytes, so `buf` can be refilled right away.
+  const gpu = backend.gpu;
+  gpu?.flush();
+  const drain = async () => {
+    // wgpu stages each write in host memory until a submit completes: without this the staging
+    // copies pile up to the size of the model (measured with bench/load_model.ts).
+    gpu!.device.queue.submit([]);
+    await gpu!.device.queue.onSubmittedWorkDone();
+  };
+  try {
+    for (const { key, entry: e, layer } of plan) {
+      const data = buf.subarray(0, size(key));
+      await w.read(key, data, raw);
+      let shape = e.hf_shape;
+      if (e.transpose) {
+        transposeInPlace(data, shape[0], shape[1]);
+        shape = [shape[1], shape[0]];
+      }
+      const rows = e.split_rows ?? [shape[0]];
+      const cols = shape.length > 1 ? shape[1] : 1;
+      let r0 = 0;
+      for (let j = 0; j < e.ours.length; j++) {
+        const ours = e.ours[j].replaceAll("{i}", String(layer));
+        const n = rows[j];
+        const piece = data.subarray(r0 * cols, (r0 + n) * cols);
+        const pieceShape = shape.length > 1 ? [n, cols] : [n];
+        let t: Tensor;
+        if (gpu) {
+          t = backend.empty(pieceShape);
+          gpu.write(t.buffer, piece);
+        } else t = backend.fromArray(piece, pieceShape);
+        t.name = ours;
+        params.set(ours, t);
+        r0 += n;
+      }
+      if (gpu) await drain();
     }
   } catch (e) {
     for (const t of params.values()) t.dispose();
     throw e;
   } finally {
-    reader.close();
+    w.close();
   }
   return params;
 }
 
+/** Write bytes to `path` atomically: a temp file in the same folder, synced, then renamed. */
+async function writeAtomic(path: string, bytes: Uint8Array): Promise<void> {
+  const tmp = join(path, "..", `.${basename(path)}.${crypto.randomUUID().slice(0, 8)}.tmp`);
+  try {
+    const f = await Deno.open(tmp, { write: true, createNew: true });
+    try {
+      let off = 0;
+      while (off < bytes.length) off += await f.write(bytes.subarray(off));
+      await f.syncData();
+    } finally {
+      f.close();
+    }
+    await Deno.rename(tmp, path);
+  } catch (e) {
+    await Deno.remove(tmp).catch(() => {});
+    throw e;
+  }
+}
+
+const jsonBytes = (o: unknown) => new TextEncoder().encode(JSON.stringify(o, null, 2) + "\n");
+
+/** `GenerationConfig.from_model_config`: the decoding ids of the config, when any is set. */
+function generationConfigOf(c: ModelConfig): Record<string, unknown> | null {
+  const out: Record<string, unknown> = { _from_model_config: true };
+  if (c.bos_token_id !== null) out.bos_token_id = c.bos_token_id;
+  if (c.eos_token_id !== null) out.eos_token_id = c.eos_token_id;
+  if (c.pad_token_id !== null) out.pad_token_id = c.pad_token_id;
+  if (Object.keys(out).length === 1) return null;
+  out.transformers_version = toHfConfig(c).transformers_version;
+  return out;
+}
+
 /**
- * Write `config.json` and `model.safetensors` in the Hugging Face layout of the model's family
- * (fused tensors re-joined, Conv1D transposed back), atomically per file.
+ * Write the model in the Hugging Face layout of its family, each file atomically (temp file, then
+ * rename: a failed save never leaves a partial file and keeps an earlier complete one):
+ * `model.safetensors` (F32; fused tensors re-joined, Conv1D transposed back, no `lm_head.weight`
+ * when tied), `config.json` ({@linkcode toHfConfig}), `generation_config.json` (copied from the
+ * source folder, else from `opts.generation_config`, else built from the config's token ids as
+ * transformers does) and the tokenizer files of the source folder.
+ *
+ * @param model the model
+ * @param dir destination folder (created if missing)
+ * @param opts `source` folder and `generation_config`
+ * @throws {RangeError} from {@linkcode toHfConfig} for configs HF cannot express
+ *
+ * @example
+ * ```ts
+ * import { createBackend } from "../kernels/backend.ts";
+ * import { saveModel } from "./pretrained.ts";
+ * import { presetConfig } from "./config.ts";
+ * import { Transformer } from "./transformer.ts";
+ * const be = await createBackend("cpu");
+ * const dir = await Deno.makeTempDir();
+ * await saveModel(Transformer.init(presetConfig("tiny", { num_hidden_layers: 1, vocab_size: 32 }), be), dir);
+ * const files = [...Deno.readDirSync(dir)].map((e) => e.name).sort();
+ * if (files.join() !== "config.json,generation_config.json,model.safetensors") throw new Error(files.join());
+ * await Deno.remove(dir, { recursive: true });
+ * ```
  */
-export async function saveModel(model: Transformer, dir: string): Promise<void> {
-  await Deno.mkdir(dir, { recursive: true });
+export async function saveModel(model: Transformer, dir: string, opts: SaveModelOptions = {}): Promise<void> {
   const c = model.config;
+  const hfConfig = toHfConfig(c); // before any write: throws for configs HF cannot load
+  await Deno.mkdir(dir, { recursive: true });
   const map = checkpointKeyMap(c);
   const tensors: Record<string, { dtype: "F32"; shape: number[]; data: Float32Array }> = {};
   for (const e of map.entries) {
@@ -138,21 +543,43 @@ export async function saveModel(model: Transformer, dir: string): Promise<void> 
       for (const name of e.ours) {
         pieces.push(await model.p(name.replaceAll("{i}", String(i))).toArray() as Float32Array);
       }
-      const total = pieces.reduce((a, p) => a + p.length, 0);
-      let data: Float32Array = new Float32Array(total);
-      let off = 0;
-      for (const p of pieces) {
-        data.set(p, off);
-        off += p.length;
+      let data = pieces[0];
+      if (pieces.length > 1) {
+        data = new Float32Array(pieces.reduce((a, p) => a + p.length, 0));
+        let off = 0;
+        for (const p of pieces) {
+          data.set(p, off);
+          off += p.length;
+        }
       }
-      if (e.transpose) data = transpose2d(data, e.hf_shape[1], e.hf_shape[0]);
+      // Canonical [out, in] back to Conv1D's [in, out].
+      if (e.transpose) transposeInPlace(data, e.hf_shape[1], e.hf_shape[0]);
       tensors[e.hf.replaceAll("{i}", String(i))] = { dtype: "F32", shape: e.hf_shape, data };
     }
   }
   await writeSafetensors(join(dir, "model.safetensors"), tensors);
-  const tmp = join(dir, `.config.json.${crypto.randomUUID()}.tmp`);
-  await Deno.writeTextFile(tmp, JSON.stringify(toHfConfig(c), null, 2) + "\n");
-  await Deno.rename(tmp, join(dir, "config.json"));
+  await writeAtomic(join(dir, "config.json"), jsonBytes(hfConfig));
+
+  const source = opts.source ?? modelSource(model);
+  const same = async (a: string, b: string) => {
+    const [ra, rb] = await Promise.all([Deno.realPath(a), Deno.realPath(b).catch(() => null)]);
+    return ra === rb;
+  };
+  const copy = async (name: string) => {
+    if (!source) return false;
+    const from = join(source, name), to = join(dir, name);
+    const ok = await Deno.stat(from).then((s) => s.isFile, () => false);
+    if (!ok) return false;
+    if (!(await same(from, to))) await writeAtomic(to, await Deno.readFile(from));
+    return true;
+  };
+  if (opts.generation_config) {
+    await writeAtomic(join(dir, "generation_config.json"), jsonBytes(opts.generation_config));
+  } else if (!(await copy("generation_config.json"))) {
+    const g = generationConfigOf(c);
+    if (g) await writeAtomic(join(dir, "generation_config.json"), jsonBytes(g));
+  }
+  for (const f of TOKENIZER_FILES) await copy(f);
 }
 
 /** A parameter's values on the host (convenience for tests and export). */

@@ -1,0 +1,453 @@
+/**
+ * loadModel / saveModel: the round trip reproduces the hf-reference checkpoints bit for bit, writes
+ * are atomic, and the load path names every bad file, tensor and option.
+ */
+import { join } from "node:path";
+import { createBackend } from "../../kernels/backend.ts";
+import { checkpointKeyMap, fromHfConfig } from "../../models/config.ts";
+import { HubError } from "../../models/hub.ts";
+import { loadModel, loadWeights, modelSource, saveModel } from "../../models/pretrained.ts";
+import { readSafetensors, type SafeTensor, writeSafetensors } from "../../models/safetensors.ts";
+import { Transformer } from "../../models/transformer.ts";
+import { assert, ROOT, SHARED } from "../_assert.ts";
+import { readFolder, startHubServer } from "../_hub_server.ts";
+import { backends, cpu } from "../kernels/_check.ts";
+
+const ARCHES = ["llama", "qwen2", "phi3", "gpt2"] as const;
+const fixture = (arch: string) => `${SHARED}/fixtures/hf-reference/${arch}`;
+
+/**
+ * Keys of a fixture `config.json` that `saveModel` writes differently, and why that does not change
+ * what transformers builds. Every other key must be equal.
+ */
+const CONFIG_DIFFS: Record<string, string> = {
+  transformers_version:
+    "bookkeeping only: we write the release (4.47.0) the mapping follows, HF wrote 4.47.0.dev0",
+  // GPT-2 keys save_pretrained writes because GPT2Config sets them; each value is the class default,
+  // and the summary_* keys only configure GPT2DoubleHeadsModel's classification head.
+  scale_attn_weights: "GPT2Config default true (the only value fromHfConfig accepts)",
+  scale_attn_by_inverse_layer_idx: "GPT2Config default false (the only value fromHfConfig accepts)",
+  reorder_and_upcast_attn: "GPT2Config default false (the only value fromHfConfig accepts)",
+  summary_type: "GPT2DoubleHeadsModel head only; default cls_index",
+  summary_use_proj: "GPT2DoubleHeadsModel head only; default true",
+  summary_activation: "GPT2DoubleHeadsModel head only; default null",
+  summary_proj_to_labels: "GPT2DoubleHeadsModel head only; default true",
+  summary_first_dropout: "GPT2DoubleHeadsModel head only; default 0.1",
+};
+
+async function tempDir(prefix: string): Promise<string> {
+  return await Deno.makeTempDir({ prefix: `fledge-${prefix}-` });
+}
+
+/** Copy a fixture's model files (no cases) into a fresh folder. */
+async function copyFixture(arch: string): Promise<string> {
+  const dir = await tempDir(arch);
+  for (const f of ["config.json", "generation_config.json", "model.safetensors"]) {
+    await Deno.copyFile(join(fixture(arch), f), join(dir, f));
+  }
+  return dir;
+}
+
+async function rejects(p: Promise<unknown>, check: (e: Error) => boolean): Promise<Error> {
+  try {
+    await p;
+  } catch (e) {
+    assert.ok(e instanceof Error && check(e), `unexpected error: ${e instanceof Error ? e.stack : e}`);
+    return e as Error;
+  }
+  throw new assert.AssertionError({ message: "expected a rejection" });
+}
+
+const bits = (t: SafeTensor) => new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
+
+for (const arch of ARCHES) {
+  Deno.test(`saveModel(loadModel(${arch})) writes the fixture's tensors bit for bit and its config`, async () => {
+    for (const be of await backends()) {
+      const out = await tempDir(`save-${arch}`);
+      try {
+        const model = await loadModel(fixture(arch), { backend: be });
+        assert.equal(modelSource(model), fixture(arch));
+        await saveModel(model, out);
+        const want = await readSafetensors(join(fixture(arch), "model.safetensors"));
+        const got = await readSafetensors(join(out, "model.safetensors"));
+        assert.deepEqual([...got.tensors.keys()], [...want.tensors.keys()], `${arch} ${be.name} names`);
+        for (const [name, w] of want.tensors) {
+          const g = got.tensors.get(name)!;
+          assert.equal(g.dtype, w.dtype, `${arch} ${name} dtype`);
+          assert.deepEqual(g.shape, w.shape, `${arch} ${name} shape`);
+          assert.ok(bits(g).every((b, i) => b === bits(w)[i]), `${arch} ${be.name} ${name}: values differ`);
+        }
+        assert.deepEqual(got.metadata, want.metadata);
+        if (arch === "gpt2") assert.ok(!got.tensors.has("lm_head.weight"), "tied gpt2 has no lm_head");
+        // The writer follows the reference layout, so the whole file is the fixture byte for byte.
+        assert.deepEqual(
+          await Deno.readFile(join(out, "model.safetensors")),
+          await Deno.readFile(join(fixture(arch), "model.safetensors")),
+        );
+
+        const cfgPath = join(fixture(arch), "config.json");
+        const wantCfg = JSON.parse(await Deno.readTextFile(cfgPath));
+        const gotCfg = JSON.parse(await Deno.readTextFile(join(out, "config.json")));
+        const differing = [...new Set([...Object.keys(wantCfg), ...Object.keys(gotCfg)])]
+          .filter((k) => JSON.stringify(wantCfg[k]) !== JSON.stringify(gotCfg[k])).sort();
+        for (const k of differing) {
+          assert.ok(k in CONFIG_DIFFS, `${arch} config.json ${k}: fixture ${wantCfg[k]}, saved ${gotCfg[k]}`);
+        }
+        if (arch === "gpt2") {
+          assert.ok(!("tie_word_embeddings" in gotCfg) || gotCfg.tie_word_embeddings === true);
+        }
+        // Both ways through fromHfConfig give the same model config.
+        assert.deepEqual(
+          fromHfConfig(gotCfg, { file: "saved" }),
+          fromHfConfig(wantCfg, { file: cfgPath }),
+        );
+        // generation_config.json is copied from the source folder.
+        assert.equal(
+          await Deno.readTextFile(join(out, "generation_config.json")),
+          await Deno.readTextFile(join(fixture(arch), "generation_config.json")),
+        );
+        const files = [...Deno.readDirSync(out)].map((e) => e.name).sort();
+        assert.deepEqual(files, ["config.json", "generation_config.json", "model.safetensors"]);
+        // And the saved folder loads again.
+        const again = await loadModel(out, { backend: be });
+        assert.deepEqual(again.config, model.config);
+      } finally {
+        await Deno.remove(out, { recursive: true });
+      }
+    }
+  });
+}
+
+Deno.test("saveModel() copies the tokenizer files of the source folder and writes a generation config", async () => {
+  const be = await cpu();
+  const src = await copyFixture("llama");
+  const out = await tempDir("save-tok"), out2 = await tempDir("save-gen");
+  try {
+    const tok = {
+      "tokenizer.json": '{"version":"1.0","model":{"type":"BPE"}}\n',
+      "tokenizer_config.json": '{"model_max_length":128}\n',
+      "special_tokens_map.json": '{"bos_token":"<s>"}\n',
+    };
+    for (const [f, text] of Object.entries(tok)) await Deno.writeTextFile(join(src, f), text);
+    await Deno.remove(join(src, "generation_config.json"));
+    const model = await loadModel(src, { backend: be });
+    await saveModel(model, out);
+    for (const [f, text] of Object.entries(tok)) assert.equal(await Deno.readTextFile(join(out, f)), text, f);
+    // No generation_config.json in the source: written from the config's ids, as transformers does.
+    const gen = JSON.parse(await Deno.readTextFile(join(out, "generation_config.json")));
+    assert.deepEqual(
+      { ...gen, transformers_version: undefined },
+      {
+        _from_model_config: true,
+        bos_token_id: 1,
+        eos_token_id: 2,
+        pad_token_id: 0,
+        transformers_version: undefined,
+      },
+    );
+    // An explicit generation config wins; an explicit source without tokenizer files copies none.
+    await saveModel(model, out2, { source: fixture("llama"), generation_config: { max_new_tokens: 7 } });
+    assert.deepEqual(JSON.parse(await Deno.readTextFile(join(out2, "generation_config.json"))), {
+      max_new_tokens: 7,
+    });
+    assert.ok(![...Deno.readDirSync(out2)].some((e) => e.name.startsWith("tokenizer")));
+    // Saving over the folder the model came from keeps its files intact.
+    await saveModel(model, src);
+    assert.equal(await Deno.readTextFile(join(src, "tokenizer.json")), tok["tokenizer.json"]);
+    assert.ok(![...Deno.readDirSync(src)].some((e) => e.name.endsWith(".tmp")));
+  } finally {
+    for (const d of [src, out, out2]) await Deno.remove(d, { recursive: true });
+  }
+});
+
+Deno.test("saveModel() is atomic: a failed save leaves no partial or temp file and keeps the old one", async () => {
+  const be = await createBackend("cpu");
+  const out = await tempDir("atomic");
+  try {
+    const model = await loadModel(fixture("gpt2"), { backend: be });
+    await saveModel(model, out);
+    const before = await Deno.readFile(join(out, "model.safetensors"));
+    const cfgBefore = await Deno.readTextFile(join(out, "config.json"));
+    // A parameter that cannot be read makes the second save fail while gathering tensors.
+    const broken = new Transformer(model.config, new Map(model.params), be);
+    const w = broken.params.get("layers.1.mlp.down.weight")!;
+    broken.params.set("layers.1.mlp.down.weight", w.reshape(w.shape));
+    broken.params.get("layers.1.mlp.down.weight")!.dispose();
+    await rejects(saveModel(broken, out), (e) => /disposed/.test(e.message));
+    assert.deepEqual(await Deno.readFile(join(out, "model.safetensors")), before);
+    assert.equal(await Deno.readTextFile(join(out, "config.json")), cfgBefore);
+    // A rename that fails (a folder sits where config.json goes) removes its temp file.
+    const blocked = await tempDir("atomic-blocked");
+    await Deno.mkdir(join(blocked, "config.json", "x"), { recursive: true });
+    await rejects(saveModel(model, blocked), (e) => e instanceof Error);
+    const names = [...Deno.readDirSync(blocked)].map((e) => e.name).sort();
+    assert.deepEqual(names, ["config.json", "model.safetensors"], `left behind: ${names}`);
+    assert.ok((await Deno.stat(join(blocked, "config.json"))).isDirectory);
+    // Same for the weights file.
+    const blocked2 = await tempDir("atomic-blocked2");
+    await Deno.mkdir(join(blocked2, "model.safetensors", "x"), { recursive: true });
+    await rejects(saveModel(model, blocked2), (e) => e instanceof Error);
+    assert.deepEqual([...Deno.readDirSync(blocked2)].map((e) => e.name), ["model.safetensors"]);
+    await Deno.remove(blocked, { recursive: true });
+    await Deno.remove(blocked2, { recursive: true });
+    assert.ok(![...Deno.readDirSync(out)].some((e) => e.name.endsWith(".tmp")));
+  } finally {
+    await Deno.remove(out, { recursive: true });
+  }
+});
+
+// ---- load-path errors ----
+
+Deno.test("loadModel() names the missing config.json", async () => {
+  const dir = await copyFixture("llama");
+  try {
+    await Deno.remove(join(dir, "config.json"));
+    const e = await rejects(loadModel(dir, { backend: await cpu() }), (e) => e instanceof TypeError);
+    assert.match(e.message, /config\.json is missing/);
+    assert.ok(e.message.includes(join(dir, "config.json")), e.message);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("loadModel() names the missing weights file and suggests converting .bin weights", async () => {
+  const dir = await copyFixture("llama");
+  try {
+    await Deno.rename(join(dir, "model.safetensors"), join(dir, "pytorch_model.bin"));
+    const e = await rejects(loadModel(dir, { backend: await cpu() }), (e) => e instanceof TypeError);
+    assert.match(e.message, /neither model\.safetensors nor model\.safetensors\.index\.json/);
+    assert.match(e.message, /safe_serialization=True/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+/** Rewrite a fixture's weights through `edit` into a fresh folder. */
+async function editedWeights(arch: string, edit: (t: Map<string, SafeTensor>) => void): Promise<string> {
+  const dir = await copyFixture(arch);
+  const { tensors } = await readSafetensors(join(dir, "model.safetensors"));
+  edit(tensors);
+  await writeSafetensors(join(dir, "model.safetensors"), tensors);
+  return dir;
+}
+
+Deno.test("loadModel() names the file and tensor that is missing, misshapen or unexpected", async () => {
+  const be = await cpu();
+  const missing = await editedWeights("llama", (t) => t.delete("model.layers.1.mlp.up_proj.weight"));
+  const misshapen = await editedWeights("phi3", (t) => {
+    const w = t.get("model.layers.0.self_attn.qkv_proj.weight")!;
+    t.set("model.layers.0.self_attn.qkv_proj.weight", { ...w, shape: [64, 128] });
+  });
+  const extra = await editedWeights("llama", (t) => {
+    t.set("model.layers.0.self_attn.q_proj.bias", { dtype: "F32", shape: [64], data: new Float32Array(64) });
+    t.set("model.layers.0.self_attn.rotary_emb.inv_freq", {
+      dtype: "F32",
+      shape: [8],
+      data: new Float32Array(8),
+    });
+  });
+  const several = await editedWeights("gpt2", (t) => {
+    t.delete("transformer.ln_f.bias");
+    t.delete("transformer.h.0.mlp.c_fc.bias");
+    // A stored tied head is skipped (some writers keep it).
+    t.set("lm_head.weight", t.get("transformer.wte.weight")!);
+  });
+  try {
+    let e = await rejects(loadModel(missing, { backend: be }), (e) => e instanceof TypeError);
+    assert.ok(e.message.startsWith(`Cannot load ${join(missing, "model.safetensors")}: `), e.message);
+    assert.match(e.message, /tensor model\.layers\.1\.mlp\.up_proj\.weight \[128,64\] is missing/);
+    e = await rejects(loadModel(misshapen, { backend: be }), (e) => e instanceof TypeError);
+    assert.match(
+      e.message,
+      /model\.safetensors: tensor model\.layers\.0\.self_attn\.qkv_proj\.weight has shape \[64,128\], expected \[128,64\]/,
+    );
+    e = await rejects(loadModel(extra, { backend: be }), (e) => e instanceof TypeError);
+    assert.match(e.message, /tensor model\.layers\.0\.self_attn\.q_proj\.bias is not a parameter of llama/);
+    assert.ok(!e.message.includes("inv_freq"), "inv_freq is a known buffer");
+    e = await rejects(loadModel(several, { backend: be }), (e) => e instanceof TypeError);
+    assert.match(e.message, /2 problems/);
+    assert.match(e.message, /transformer\.ln_f\.bias \[64\] is missing/);
+    assert.match(e.message, /transformer\.h\.0\.mlp\.c_fc\.bias \[128\] is missing/);
+    assert.ok(!e.message.includes("lm_head"), e.message);
+  } finally {
+    for (const d of [missing, misshapen, extra, several]) await Deno.remove(d, { recursive: true });
+  }
+});
+
+Deno.test("loadModel() reads a sharded checkpoint and names the shard of a misshapen tensor", async () => {
+  const be = await cpu();
+  const dir = await copyFixture("qwen2");
+  try {
+    const { tensors } = await readSafetensors(join(dir, "model.safetensors"));
+    await Deno.remove(join(dir, "model.safetensors"));
+    const names = [...tensors.keys()];
+    const half = Math.floor(names.length / 2);
+    const weight_map: Record<string, string> = {};
+    const shards = [names.slice(0, half), names.slice(half)];
+    for (let k = 0; k < 2; k++) {
+      const file = `model-0000${k + 1}-of-00002.safetensors`;
+      await writeSafetensors(join(dir, file), new Map(shards[k].map((n) => [n, tensors.get(n)!])));
+      for (const n of shards[k]) weight_map[n] = file;
+    }
+    const index = join(dir, "model.safetensors.index.json");
+    await Deno.writeTextFile(index, JSON.stringify({ metadata: { total_size: 0 }, weight_map }));
+    const model = await loadModel(dir, { backend: be });
+    const ref = await loadModel(fixture("qwen2"), { backend: be });
+    for (const [n, t] of ref.params) assert.deepEqual(await model.p(n).toArray(), await t.toArray(), n);
+    // Misshapen in shard 2: the message names that shard.
+    const last = names[names.length - 1];
+    const w = tensors.get(last)!;
+    await writeSafetensors(
+      join(dir, "model-00002-of-00002.safetensors"),
+      new Map(shards[1].map((n) => [n, n === last ? { ...w, shape: [1, ...w.shape] } : tensors.get(n)!])),
+    );
+    const e = await rejects(loadModel(dir, { backend: be }), (e) => e instanceof TypeError);
+    assert.ok(
+      e.message.includes(`${join(dir, "model-00002-of-00002.safetensors")}: tensor ${last}`),
+      e.message,
+    );
+    // A name missing from the weight map names the index.
+    delete weight_map[names[0]];
+    await Deno.writeTextFile(index, JSON.stringify({ weight_map }));
+    const e2 = await rejects(loadModel(dir, { backend: be }), (e) => e instanceof TypeError);
+    assert.ok(e2.message.includes(`${index}: tensor ${names[0]}`), e2.message);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("loadModel() refuses a sharded index whose shard names leave the folder", async () => {
+  const be = await cpu();
+  const root = await tempDir("escape");
+  const dir = join(root, "model");
+  try {
+    await Deno.mkdir(dir);
+    for (const f of ["config.json", "model.safetensors"]) {
+      await Deno.copyFile(join(fixture("llama"), f), join(root, f)); // bait outside the folder
+      if (f === "config.json") await Deno.copyFile(join(fixture("llama"), f), join(dir, f));
+    }
+    const { tensors } = await readSafetensors(join(fixture("llama"), "model.safetensors"));
+    for (const bad of ["../model.safetensors", "/etc/passwd", "sub/../../model.safetensors", "a\\b"]) {
+      const weight_map = Object.fromEntries([...tensors.keys()].map((n) => [n, bad]));
+      await Deno.writeTextFile(join(dir, "model.safetensors.index.json"), JSON.stringify({ weight_map }));
+      const e = await rejects(loadModel(dir, { backend: be }), (e) => e instanceof SyntaxError);
+      assert.ok(e.message.includes(join(dir, "model.safetensors.index.json")), e.message);
+      assert.ok(e.message.includes(JSON.stringify(bad)), e.message);
+    }
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("loadModel() names an unsupported model_type and a bad config.json", async () => {
+  const be = await cpu();
+  const dir = await copyFixture("llama");
+  try {
+    const cfg = JSON.parse(await Deno.readTextFile(join(dir, "config.json")));
+    await Deno.writeTextFile(join(dir, "config.json"), JSON.stringify({ ...cfg, model_type: "mamba" }));
+    const e = await rejects(loadModel(dir, { backend: be }), (e) => e instanceof RangeError);
+    assert.match(e.message, /mamba/);
+    assert.ok(e.message.includes(join(dir, "config.json")), e.message);
+    await Deno.writeTextFile(join(dir, "config.json"), "{ not json");
+    const e2 = await rejects(loadModel(dir, { backend: be }), (e) => e instanceof SyntaxError);
+    assert.ok(e2.message.startsWith(`Cannot load ${join(dir, "config.json")}: not JSON`), e2.message);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("loadModel() from the hub never shows the token in errors", async () => {
+  const TOKEN = "hf_LoadModelSecret987";
+  const files = await readFolder(fixture("gpt2"));
+  const hub = startHubServer({ models: { "org/tiny": files }, token: "hf_TheRightOne" });
+  const cache = await tempDir("hub-cache");
+  const base = { backend: await cpu(), endpoint: hub.url, cache_dir: cache, offline: false, progress: false };
+  try {
+    for (const id of ["org/tiny", "org/missing"]) {
+      const e = await rejects(loadModel(id, { ...base, token: TOKEN }), (e) => e instanceof HubError);
+      assert.ok(!e.message.includes(TOKEN) && !String(e.stack).includes(TOKEN), e.message);
+    }
+    // With the right token the model loads from the mock hub (and lands in the cache).
+    const model = await loadModel("org/tiny", { ...base, token: "hf_TheRightOne" });
+    assert.equal(model.config.arch, "gpt2");
+    assert.ok(modelSource(model)!.startsWith(cache));
+  } finally {
+    await hub.close();
+    await Deno.remove(cache, { recursive: true });
+  }
+});
+
+// ---- dtype and options ----
+
+Deno.test("loadModel() refuses dtype f16 and nf4 with the reason, and bad options, before reading", async () => {
+  const be = await cpu();
+  const nowhere = join(ROOT, "no-such-model-folder");
+  let e = await rejects(loadModel(nowhere, { backend: be, dtype: "f16" }), (e) => e instanceof RangeError);
+  assert.match(e.message, /dtype: "f16" is not supported yet: it needs the device's shader-f16 feature/);
+  assert.match(e.message, /use dtype "f32"/);
+  e = await rejects(loadModel(nowhere, { backend: be, dtype: "nf4" }), (e) => e instanceof RangeError);
+  assert.match(e.message, /dtype: "nf4" is not supported yet/);
+  e = await rejects(
+    loadModel(nowhere, { backend: be, dtype: "bf16" as "f32" }),
+    (e) => e instanceof RangeError,
+  );
+  assert.match(e.message, /dtype: must be "f32".*got "bf16"/);
+  // Every problem at once; a wrong type wins over a range problem.
+  e = await rejects(
+    loadModel(nowhere, { backend: {} as never, dtype: "f64" as "f32", revison: "x" } as never),
+    (e) => e instanceof TypeError,
+  );
+  assert.match(e.message, /3 problems/);
+  assert.match(e.message, /backend: must be a Backend/);
+  assert.match(e.message, /revison: is not an option of loadModel/);
+  // dtype "f32" is the default and loads.
+  const m = await loadModel(fixture("llama"), { backend: be, dtype: "f32" });
+  assert.equal(m.p("embed.weight").dtype, "f32");
+});
+
+Deno.test("loadWeights() converts F16, BF16 and F64 checkpoints to f32 exactly as the reader does", async () => {
+  const be = await cpu();
+  const dir = await copyFixture("llama");
+  try {
+    const { tensors } = await readSafetensors(join(dir, "model.safetensors"));
+    const dtypes = ["F16", "BF16", "F64", "F32"] as const;
+    const mixed = new Map([...tensors].map(([n, t], k) => [n, { ...t, dtype: dtypes[k % 4] }]));
+    await writeSafetensors(join(dir, "model.safetensors"), mixed);
+    const want = (await readSafetensors(join(dir, "model.safetensors"), { as: "f32" })).tensors;
+    const config = fromHfConfig(JSON.parse(await Deno.readTextFile(join(dir, "config.json"))), { file: "c" });
+    const params = await loadWeights(dir, config, be);
+    const seen = new Set<string>();
+    for (const e of checkpointKeyMap(config).entries) {
+      for (let i = 0; i < (e.per_layer ? config.num_hidden_layers : 1); i++) {
+        const hf = e.hf.replaceAll("{i}", String(i));
+        const got = await params.get(e.ours[0].replaceAll("{i}", String(i)))!.toArray();
+        assert.deepEqual(got, want.get(hf)!.data, hf);
+        seen.add(mixed.get(hf)!.dtype);
+      }
+    }
+    assert.equal(seen.size, 4);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("bench/load_model.ts measures a 20 MB load in a fresh process (sanity check, no timing)", async () => {
+  // The 1 GB run is `deno run -A bench/load_model.ts`; this runs the same measurement small, in
+  // its own process so other tests do not move the RSS.
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", `${ROOT}/bench/load_model.ts`, "--target_bytes", "2e7", "--backend", "cpu"],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const stderr = new TextDecoder().decode(out.stderr);
+  assert.equal(out.code, 0, stderr);
+  const r = JSON.parse(new TextDecoder().decode(out.stdout).trim());
+  assert.equal(r.bench, "load_model");
+  assert.ok(r.bytes > 15e6 && r.bytes < 30e6, `bytes ${r.bytes}`);
+  assert.ok(r.tensor_bytes <= r.bytes && r.largest_tensor_bytes < r.tensor_bytes);
+  assert.ok(r.peak_rss_mb >= r.baseline_rss_mb && r.ms >= 0 && r.backend === "cpu");
+  // cpu: the parameters are host memory, plus one reusable tensor buffer; three copies of the
+  // model would mean the loader keeps whole extra copies.
+  const mb = r.tensor_bytes / 2 ** 20;
+  assert.ok(r.peak_rss_mb - r.baseline_rss_mb < 3 * mb + 48, JSON.stringify(r));
+});
