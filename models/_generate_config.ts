@@ -29,6 +29,7 @@ export interface GenerationConfig {
   eos_token_id?: number | number[] | null;
   /** Id used for left padding and for rows that already stopped. */
   pad_token_id?: number | null;
+  /** Beginning-of-sequence id (read from the file; prompts are used as given). */
   bos_token_id?: number | null;
   /** Stop a row when its decoded continuation contains one of these (needs a tokenizer). */
   stop_strings?: string | string[] | null;
@@ -49,7 +50,14 @@ export interface ResolvedGeneration {
 }
 
 /** Hugging Face `GenerationConfig()` defaults for the keys we honour. */
-export const HF_GENERATION_DEFAULTS = Object.freeze({
+export const HF_GENERATION_DEFAULTS: Readonly<{
+  max_length: number;
+  do_sample: boolean;
+  temperature: number;
+  top_k: number;
+  top_p: number;
+  repetition_penalty: number;
+}> = Object.freeze({
   max_length: 20,
   do_sample: false,
   temperature: 1,

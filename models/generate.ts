@@ -41,6 +41,7 @@ export type FinishReason = "length" | "eos_token" | "stop_sequence";
 export interface GenerationStreamer {
   /** The new token of each row (null for a row that had already stopped). */
   put(tokens: (number | null)[]): void;
+  /** Called once after the last step. */
   end(): void;
 }
 
@@ -64,6 +65,7 @@ export interface GenerateResult {
   tokens: number[][];
   /** With a tokenizer: the decoded new tokens (special tokens skipped), cut before a stop string. */
   text?: string[];
+  /** Why each row stopped. */
   finish_reason: FinishReason[];
 }
 

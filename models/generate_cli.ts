@@ -38,7 +38,9 @@ Without --json the continuation streams to stdout (text with a tokenizer, else i
 
 /** Where {@linkcode generateCli} writes (stdout and stderr by default; tests capture them). */
 export interface GenerateCliOptions {
+  /** Receives the continuation or the JSON line. */
   stdout?: (text: string) => void;
+  /** Receives the summary line (tokens, time, finish reason). */
   stderr?: (text: string) => void;
 }
 
