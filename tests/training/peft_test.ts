@@ -1,0 +1,364 @@
+/**
+ * LoRA / DoRA / QLoRA against PEFT: the hf-reference adapters (logits, loss, every adapter
+ * gradient, right and left padding) on cpu and webgpu; the PEFT file format round trip; merge;
+ * training moves only the adapters; NF4 base weights.
+ */
+import { backward, noGrad } from "../../kernels/autograd.ts";
+import type { Backend } from "../../kernels/backend.ts";
+import { AdamW } from "../../kernels/optim.ts";
+import { dequantize } from "../../kernels/quant.ts";
+import { loadModel } from "../../models/pretrained.ts";
+import { readSafetensors, type SafeTensor } from "../../models/safetensors.ts";
+import type { Transformer } from "../../models/transformer.ts";
+import {
+  adapterConfig,
+  adapterParameters,
+  adapterTensors,
+  applyLora,
+  loadAdapter,
+  mergeAdapter,
+  mergeCli,
+  quantizeModel,
+  removeAdapter,
+  saveAdapter,
+} from "../../training/peft.ts";
+import { assert, assertAllClose, SHARED } from "../_assert.ts";
+import { backends, cpu, webgpu } from "../kernels/_check.ts";
+
+const ARCHES = ["llama", "qwen2", "phi3", "gpt2"] as const;
+const dir = (arch: string) => `${SHARED}/fixtures/hf-reference/${arch}`;
+
+async function cases(path: string) {
+  const { tensors } = await readSafetensors(`${path}/cases.safetensors`);
+  const get = (n: string): SafeTensor => {
+    const t = tensors.get(n);
+    if (!t) throw new Error(`fixture ${path} has no ${n}`);
+    return t;
+  };
+  const geti = (n: string) => Int32Array.from(get(n).data as BigInt64Array, (x) => Number(x));
+  const getf = (n: string) => get(n).data as Float32Array;
+  return { tensors, get, geti, getf };
+}
+
+type Cases = Awaited<ReturnType<typeof cases>>;
+
+/** Logits at real positions only. */
+function masked(a: ArrayLike<number>, mask: Int32Array, V: number): number[] {
+  const out: number[] = [];
+  for (let r = 0; r < mask.length; r++) if (mask[r]) { for (let j = 0; j < V; j++) out.push(a[r * V + j]); }
+  return out;
+}
+
+function maxAbs(a: ArrayLike<number>): number {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]));
+  return m;
+}
+
+async function logitsOf(model: Transformer, be: Backend, c: Cases, left = false): Promise<Float32Array> {
+  const s = left ? "_leftpad" : "";
+  const ids = be.fromArray(c.geti(`input_ids${s}`), [2, 16], "i32");
+  const mask = be.fromArray(c.geti(`attention_mask${s}`), [2, 16], "i32");
+  const pos = left ? be.fromArray(c.geti("position_ids_leftpad"), [2, 16], "i32") : null;
+  const logits = noGrad(() => model.forward(ids, { attention_mask: mask, position_ids: pos }));
+  const out = await logits.toArray() as Float32Array;
+  for (const t of [logits, ids, mask, pos]) t?.dispose();
+  return out;
+}
+
+async function lossOf(model: Transformer, be: Backend, c: Cases, opts: { backward?: boolean } = {}) {
+  const ids = be.fromArray(c.geti("input_ids"), [2, 16], "i32");
+  const mask = be.fromArray(c.geti("attention_mask"), [2, 16], "i32");
+  const labels = be.fromArray(c.geti("labels"), [2, 16], "i32");
+  const loss = model.loss(ids, labels, { attention_mask: mask });
+  if (opts.backward) backward(loss);
+  const v = (await loss.toArray())[0];
+  for (const t of [loss, ids, mask, labels]) t.dispose();
+  return v;
+}
+
+for (const arch of ARCHES) {
+  for (const kind of ["lora", "dora"] as const) {
+    Deno.test(`loadAdapter(${arch}/${kind}) matches PEFT logits, loss and every adapter gradient on every backend`, async () => {
+      const c = await cases(`${dir(arch)}/${kind}`);
+      for (const be of await backends()) {
+        const model = await loadModel(dir(arch), { backend: be });
+        const config = await loadAdapter(model, `${dir(arch)}/${kind}`, { is_trainable: true });
+        assert.equal(config.use_dora, kind === "dora");
+        assert.equal(config.fan_in_fan_out, arch === "gpt2");
+        const V = model.config.vocab_size, tag = `${arch}/${kind} ${be.name}`;
+        for (const left of [false, true]) {
+          const mask = c.geti(left ? "attention_mask_leftpad" : "attention_mask");
+          const got = await logitsOf(model, be, c, left);
+          const want = c.getf(left ? "logits_leftpad" : "logits");
+          assertAllClose(masked(got, mask, V), masked(want, mask, V), {
+            atol: 1e-4,
+            rtol: 0,
+            msg: `${tag} logits${left ? " (left padding)" : ""}`,
+          });
+        }
+        const loss = await lossOf(model, be, c, { backward: true });
+        assert.ok(Math.abs(loss - c.getf("loss")[0]) <= 1e-5, `${tag} loss ${loss} vs ${c.getf("loss")[0]}`);
+        const grads = await adapterTensors(model, { grad: true });
+        const want = [...c.tensors.keys()].filter((k) => k.startsWith("grad."));
+        assert.equal(grads.size, want.length, `${tag}: one gradient per adapter tensor`);
+        for (const [key, g] of grads) {
+          const ref = key.endsWith("lora_magnitude_vector")
+            ? c.getf(`grad.${key}.weight`)
+            : c.getf(`grad.${key}`);
+          assertAllClose(g.data, ref, { atol: 1e-4 * maxAbs(ref), rtol: 0, msg: `${tag} grad ${key}` });
+        }
+        for (const p of model.parameters()) {
+          assert.equal(p.grad, null, `${tag}: base weight ${p.name} got a gradient`);
+        }
+        model.dispose();
+      }
+    });
+  }
+}
+
+Deno.test("saveAdapter writes PEFT's files: same key names, tensors and adapter_config.json as the fixture", async () => {
+  const be = await cpu();
+  for (const [arch, kind] of [["phi3", "dora"], ["gpt2", "dora"], ["llama", "lora"]] as const) {
+    const src = `${dir(arch)}/${kind}`;
+    const model = await loadModel(dir(arch), { backend: be });
+    await loadAdapter(model, src);
+    const out = await Deno.makeTempDir({ prefix: "fledge_peft_" });
+    try {
+      await saveAdapter(model, out);
+      const want = (await readSafetensors(`${src}/adapter_model.safetensors`)).tensors;
+      const got = await readSafetensors(`${out}/adapter_model.safetensors`);
+      assert.deepEqual([...got.tensors.keys()], [...want.keys()], `${arch}/${kind} key names`);
+      for (const [k, t] of want) {
+        assert.deepEqual(got.tensors.get(k)!.shape, t.shape, k);
+        assert.deepEqual(got.tensors.get(k)!.data, t.data, `${arch}/${kind} ${k} bit for bit`);
+      }
+      assert.deepEqual(got.metadata, { format: "pt" });
+      const cfg = JSON.parse(await Deno.readTextFile(`${out}/adapter_config.json`));
+      const ref = JSON.parse(await Deno.readTextFile(`${src}/adapter_config.json`));
+      assert.deepEqual(cfg, ref, `${arch}/${kind} adapter_config.json`);
+      // byte-identical apart from Python's set order of target_modules
+      assert.equal(
+        (await Deno.readTextFile(`${out}/adapter_config.json`)).length,
+        (await Deno.readTextFile(`${src}/adapter_config.json`)).length,
+      );
+    } finally {
+      await Deno.remove(out, { recursive: true });
+      model.dispose();
+    }
+  }
+});
+
+Deno.test("mergeAdapter (merge_and_unload) gives the unmerged logits; removeAdapter gives the base", async () => {
+  const be = await cpu();
+  for (const [arch, kind] of [["phi3", "lora"], ["gpt2", "dora"], ["qwen2", "dora"]] as const) {
+    const c = await cases(`${dir(arch)}/${kind}`);
+    const mask = c.geti("attention_mask");
+    const model = await loadModel(dir(arch), { backend: be });
+    const base = await logitsOf(model, be, c);
+    await loadAdapter(model, `${dir(arch)}/${kind}`);
+    const unmerged = await logitsOf(model, be, c);
+    mergeAdapter(model);
+    assert.equal(model.adapters.size, 0);
+    const merged = await logitsOf(model, be, c);
+    const V = model.config.vocab_size;
+    const cmp = assertAllClose(masked(merged, mask, V), masked(unmerged, mask, V), {
+      atol: 2e-5,
+      rtol: 0,
+      msg: `${arch}/${kind} merged vs unmerged`,
+    });
+    assertAllClose(masked(merged, mask, V), masked(c.getf("logits"), mask, V), { atol: 1e-4, rtol: 0 });
+    console.log(`${arch}/${kind}: merged vs unmerged max |diff| ${cmp.maxAbs.toExponential(2)}`);
+    model.dispose();
+    const again = await loadModel(dir(arch), { backend: be });
+    await loadAdapter(again, `${dir(arch)}/${kind}`);
+    removeAdapter(again);
+    assertAllClose(await logitsOf(again, be, c), base, { atol: 0, rtol: 0 });
+    again.dispose();
+  }
+});
+
+/** A few optimizer steps on the fixture batch; returns the losses. */
+async function train(model: Transformer, be: Backend, steps: number, lr: number): Promise<number[]> {
+  const c = await cases(dir("llama"));
+  const params = adapterParameters(model);
+  const opt = new AdamW({ lr, weight_decay: 0 });
+  const losses: number[] = [];
+  for (let s = 0; s < steps; s++) {
+    losses.push(await lossOf(model, be, c, { backward: true }));
+    opt.step(params);
+    for (const p of params) {
+      p.grad?.dispose();
+      p.grad = null;
+    }
+  }
+  return losses;
+}
+
+Deno.test("a LoRA run on webgpu lowers the loss and changes only the adapter tensors", async () => {
+  const be = (await webgpu()) ?? (await cpu());
+  const model = await loadModel(dir("llama"), { backend: be });
+  const before = await Promise.all(model.parameters().map((p) => p.toArray()));
+  applyLora(model, { r: 4, lora_alpha: 8, target_modules: "all-linear", use_dora: true }, { seed: 1 });
+  const A0 = await adapterParameters(model)[0].toArray();
+  const losses = await train(model, be, 12, 1e-2);
+  console.log(`${be.name} DoRA all-linear loss ${losses[0].toFixed(4)} -> ${losses.at(-1)!.toFixed(4)}`);
+  assert.ok(losses.at(-1)! < losses[0] - 0.2, `loss should fall: ${losses.join(", ")}`);
+  const after = await Promise.all(model.parameters().map((p) => p.toArray()));
+  after.forEach((a, i) =>
+    assert.deepEqual(a, before[i], `base weight ${model.parameters()[i].name} changed`)
+  );
+  assert.notDeepEqual(await adapterParameters(model)[0].toArray(), A0);
+  model.dispose();
+});
+
+Deno.test("QLoRA: NF4 base + the PEFT LoRA equals LoRA on the dequantized base, is close to f32, and trains", async () => {
+  for (const be of await backends()) {
+    const c = await cases(`${dir("llama")}/lora`);
+    const mask = c.geti("attention_mask");
+    const model = await loadModel(dir("llama"), { backend: be });
+    // The same model with every linear weight replaced by its NF4 round trip, in f32.
+    const ref = await loadModel(dir("llama"), { backend: be });
+    const q = quantizeModel(model, { kind: "nf4" });
+    assert.equal(q.weights, 2 * 7);
+    assert.ok(
+      q.bytes_after < q.bytes_before / 5,
+      `4-bit weights: ${q.bytes_before} -> ${q.bytes_after} bytes`,
+    );
+    for (const [linear, qt] of model.quantized) {
+      ref.params.get(`${linear}.weight`)!.dispose();
+      ref.params.set(`${linear}.weight`, dequantize(qt));
+    }
+    await loadAdapter(model, `${dir("llama")}/lora`, { is_trainable: true });
+    await loadAdapter(ref, `${dir("llama")}/lora`);
+    const V = model.config.vocab_size;
+    const got = masked(await logitsOf(model, be, c), mask, V);
+    assertAllClose(got, masked(await logitsOf(ref, be, c), mask, V), {
+      atol: 1e-4,
+      rtol: 0,
+      msg: `${be.name} QLoRA vs LoRA on the dequantized base`,
+    });
+    const want = masked(c.getf("logits"), mask, V);
+    let diff = 0, se = 0, ss = 0;
+    for (let i = 0; i < got.length; i++) {
+      diff = Math.max(diff, Math.abs(got[i] - want[i]));
+      se += (got[i] - want[i]) ** 2;
+      ss += want[i] ** 2;
+    }
+    const rel = Math.sqrt(se / ss);
+    console.log(
+      `${be.name} QLoRA nf4 vs f32 base + LoRA: max |logit diff| ${diff.toFixed(3)} (max |logit| ${
+        maxAbs(want).toFixed(2)
+      }), relative RMS ${rel.toFixed(3)}`,
+    );
+    assert.ok(rel < 0.3, `NF4 logits too far from f32: relative RMS ${rel}`);
+    const losses = await train(model, be, 8, 1e-2);
+    assert.ok(losses.at(-1)! < losses[0] - 0.1, `QLoRA loss should fall: ${losses.join(", ")}`);
+    assert.equal(model.parameters().filter((p) => p.grad).length, 0);
+    model.dispose();
+    ref.dispose();
+  }
+});
+
+Deno.test("applyLora initialises as PEFT: A Kaiming-uniform, B zero, DoRA magnitude = row norms of W", async () => {
+  const be = await cpu();
+  const model = await loadModel(dir("phi3"), { backend: be });
+  const c = applyLora(model, { r: 8, lora_alpha: 16, use_dora: true, use_rslora: true }, { seed: 3 });
+  assert.deepEqual(c.target_modules, ["qkv_proj"]); // PEFT's default for phi3
+  const t = await adapterTensors(model);
+  const A = t.get("base_model.model.model.layers.0.self_attn.qkv_proj.lora_A.weight")!;
+  const B = t.get("base_model.model.model.layers.0.self_attn.qkv_proj.lora_B.weight")!;
+  const m = t.get("base_model.model.model.layers.0.self_attn.qkv_proj.lora_magnitude_vector")!;
+  assert.deepEqual([A.shape, B.shape, m.shape], [[8, 64], [128, 8], [128]]);
+  assert.ok(maxAbs(A.data) <= 1 / 8 && maxAbs(A.data) > 0.1, "A ~ U(-1/sqrt(64), 1/sqrt(64))");
+  assert.equal(maxAbs(B.data), 0);
+  const W = Float32Array.from([
+    ...await model.p("layers.0.attn.q.weight").toArray(),
+    ...await model.p("layers.0.attn.k.weight").toArray(),
+    ...await model.p("layers.0.attn.v.weight").toArray(),
+  ]);
+  const norms = Array.from({ length: 128 }, (_, o) => Math.hypot(...W.subarray(o * 64, (o + 1) * 64)));
+  assertAllClose(m.data, norms, { atol: 0, rtol: 1e-6 });
+  // B = 0: the adapted model is the base model
+  const cs = await cases(dir("phi3"));
+  const mask = cs.geti("attention_mask");
+  assertAllClose(masked(await logitsOf(model, be, cs), mask, 256), masked(cs.getf("logits"), mask, 256), {
+    atol: 1e-4,
+    rtol: 0,
+  });
+  assert.equal(adapterConfig(model)?.r, 8);
+  assert.throws(() => applyLora(model, {}), /already has one/);
+  model.dispose();
+});
+
+Deno.test("applyLora and loadAdapter list every bad field and unknown target with hints", async () => {
+  const be = await cpu();
+  const model = await loadModel(dir("gpt2"), { backend: be });
+  assert.throws(
+    () => applyLora(model, { r: 0, lora_dropout: 1, bias: "all" as "none", target_modules: ["c_atn"] }),
+    (e: Error) =>
+      e instanceof RangeError && /3 problems/.test(e.message) &&
+      /r: must be a positive integer/.test(e.message) &&
+      /lora_dropout/.test(e.message) && /bias/.test(e.message),
+  );
+  assert.throws(() => applyLora(model, { target_modules: ["c_atn"] }), /"c_atn" \(did you mean "c_attn"\?\)/);
+  assert.throws(
+    () => applyLora(model, { lora_alpa: 8 } as never),
+    /lora_alpa: unknown LoraConfig key; did you mean lora_alpha/,
+  );
+  const c = applyLora(model, { target_modules: "transformer\\.h\\.1\\.mlp\\..*" });
+  assert.deepEqual([...model.adapters.keys()], ["layers.1.mlp.up", "layers.1.mlp.down"]);
+  assert.equal(c.fan_in_fan_out, true);
+  removeAdapter(model);
+  const tmp = await Deno.makeTempDir({ prefix: "fledge_peft_" });
+  try {
+    const ref = JSON.parse(await Deno.readTextFile(`${dir("gpt2")}/lora/adapter_config.json`));
+    await Deno.writeTextFile(
+      `${tmp}/adapter_config.json`,
+      JSON.stringify({ ...ref, layers_to_transform: [0] }),
+    );
+    await assert.rejects(
+      () => loadAdapter(model, tmp),
+      /adapter_config.json: 1 problem[\s\S]*layers_to_transform/,
+    );
+    await Deno.writeTextFile(`${tmp}/adapter_config.json`, JSON.stringify({ ...ref, r: 8 }));
+    await Deno.copyFile(`${dir("gpt2")}/lora/adapter_model.safetensors`, `${tmp}/adapter_model.safetensors`);
+    await assert.rejects(
+      () => loadAdapter(model, tmp),
+      /lora_A.weight has shape \[4,64\], expected \[8,64\]/,
+    );
+    assert.equal(model.adapters.size, 0);
+  } finally {
+    await Deno.remove(tmp, { recursive: true });
+    model.dispose();
+  }
+});
+
+Deno.test("mergeCli merges a PEFT adapter into a checkpoint that reproduces the adapter's logits", async () => {
+  await assert.rejects(() => mergeCli(["--model"]), RangeError);
+  await assert.rejects(() => mergeCli(["--model", "x"]), /missing --adapter, --output/);
+  const out = await Deno.makeTempDir({ prefix: "fledge_merge_" });
+  try {
+    await mergeCli([
+      "--model",
+      dir("gpt2"),
+      "--adapter",
+      `${dir("gpt2")}/dora`,
+      "--output",
+      out,
+      "--backend",
+      "cpu",
+    ]);
+    const be = await cpu();
+    const model = await loadModel(out, { backend: be });
+    const c = await cases(`${dir("gpt2")}/dora`);
+    const mask = c.geti("attention_mask");
+    assertAllClose(masked(await logitsOf(model, be, c), mask, 256), masked(c.getf("logits"), mask, 256), {
+      atol: 1e-4,
+      rtol: 0,
+    });
+    model.dispose();
+  } finally {
+    await Deno.remove(out, { recursive: true });
+  }
+});

@@ -1,0 +1,238 @@
+/**
+ * Private: LoRA / DoRA adapter state and its forward, as PEFT's `lora.Linear.forward` and
+ * `DoraLinearLayer.forward` (peft 0.14, `tuners/lora/layer.py`, `tuners/lora/dora.py`):
+ *
+ *   LoRA:  y = base + s · B (A · drop(x))                       s = lora_alpha / r (or / sqrt(r))
+ *   DoRA:  y = base + (m / n − 1) ⊙ (x·Wᵀ) + (m / n) ⊙ s · B (A · x),   n = ||W + s B A||₂ per row,
+ *          detached; written as bias + (m / n) ⊙ (x·Wᵀ + s B A x). With dropout active PEFT
+ *          recomputes the base part from the dropped input: y = base + (m/n − 1) ⊙ (x̃·Wᵀ) + ...
+ *
+ * One HF module (`qkv_proj`, `c_attn`) is one {@linkcode LoraModule}: one `lora_A` `[r, in]` shared
+ * by its canonical linears, and per linear a block of rows of `lora_B` `[out, r]` and of the DoRA
+ * magnitude `[out]`. The row norm is per output row, so the split is exact; the gradient of the
+ * fused `lora_B` is the concatenation of the blocks' gradients, and `lora_A` accumulates the
+ * gradients of every block.
+ * @module
+ */
+import { isGradEnabled, needsGrad, noGrad, release } from "../kernels/autograd.ts";
+import type { Backend } from "../kernels/backend.ts";
+import { add, mul, sub } from "../kernels/elementwise.ts";
+import { doraNormForward, doraScale, dropout } from "../kernels/lora.ts";
+import { matmul } from "../kernels/matmul.ts";
+import { dequantize, linearQ4, QuantizedTensor } from "../kernels/quant.ts";
+import type { Tensor } from "../kernels/tensor.ts";
+import type { LinearAdapter } from "../models/transformer.ts";
+import type { PeftConfig } from "./_peft_config.ts";
+import type { TargetModule } from "./_peft_targets.ts";
+
+/** One canonical linear's share of a module: rows of lora_B and of the magnitude. */
+export interface LoraPart {
+  linear: string;
+  rows: number;
+  /** `[rows, r]`. */
+  lora_B: Tensor;
+  /** DoRA `[rows]`, else null. */
+  magnitude: Tensor | null;
+}
+
+/** The adapter of one HF module. */
+export interface LoraModule {
+  target: TargetModule;
+  config: PeftConfig;
+  scaling: number;
+  /** `[r, in]`, shared by every part. */
+  lora_A: Tensor;
+  parts: LoraPart[];
+  /** Dropout masks: seed and the number of forwards so far. */
+  seed: number;
+  calls: number;
+}
+
+/** The hook installed on a canonical linear. */
+export interface PeftAdapter extends LinearAdapter {
+  readonly module: LoraModule;
+  readonly part: number;
+}
+
+/** True for the adapters this module installs. */
+export function isPeftAdapter(a: LinearAdapter): a is PeftAdapter {
+  return "module" in a && "part" in a;
+}
+
+/** PEFT's LoRA scaling: `lora_alpha / r`, or `lora_alpha / sqrt(r)` with rsLoRA. */
+export function loraScaling(c: PeftConfig): number {
+  return c.use_rslora ? c.lora_alpha / Math.sqrt(c.r) : c.lora_alpha / c.r;
+}
+
+/** A seeded uniform [0, 1) generator (mulberry32). */
+function uniformRng(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/**
+ * PEFT's initial `lora_A` / `lora_B` (host arrays): `true` → A ~ kaiming_uniform(a=√5), i.e.
+ * U(±1/√in), B = 0; `"gaussian"` → A ~ N(0, 1/r), B = 0; `false` → both kaiming-uniform (nn.Linear's
+ * default init, B's bound 1/√r).
+ */
+export function initialWeights(
+  target: TargetModule,
+  c: PeftConfig,
+  seed: number,
+): { A: Float32Array; B: Float32Array } {
+  const u = uniformRng(seed);
+  const A = new Float32Array(c.r * target.in_features), B = new Float32Array(target.out_features * c.r);
+  if (c.init_lora_weights === "gaussian") {
+    for (let i = 0; i < A.length; i++) {
+      A[i] = Math.sqrt(-2 * Math.log(1 - u())) * Math.cos(2 * Math.PI * u()) / c.r;
+    }
+  } else {
+    const bound = 1 / Math.sqrt(target.in_features);
+    for (let i = 0; i < A.length; i++) A[i] = (2 * u() - 1) * bound;
+  }
+  if (c.init_lora_weights === false) {
+    const bound = 1 / Math.sqrt(c.r);
+    for (let i = 0; i < B.length; i++) B[i] = (2 * u() - 1) * bound;
+  }
+  return { A, B };
+}
+
+/**
+ * Upload a module's tensors (B and the magnitude split by rows). Without a magnitude, DoRA's is
+ * initialised to the row norms of `W + s B A` (PEFT's `update_layer` with `use_dora`).
+ */
+export function buildModule(
+  be: Backend,
+  target: TargetModule,
+  c: PeftConfig,
+  host: { A: Float32Array; B: Float32Array; magnitude: Float32Array | null },
+  weightOf: (linear: string) => Tensor | QuantizedTensor,
+  seed: number,
+): LoraModule {
+  const prefix = `base_model.model.${target.hf}`;
+  const lora_A = be.fromArray(host.A, [c.r, target.in_features]);
+  lora_A.name = `${prefix}.lora_A.weight`;
+  const parts: LoraPart[] = [];
+  let r0 = 0;
+  for (const p of target.parts) {
+    const lora_B = be.fromArray(host.B.subarray(r0 * c.r, (r0 + p.rows) * c.r), [p.rows, c.r]);
+    lora_B.name = `${p.linear}.lora_B`;
+    let magnitude: Tensor | null = null;
+    if (c.use_dora) {
+      if (host.magnitude) magnitude = be.fromArray(host.magnitude.subarray(r0, r0 + p.rows), [p.rows]);
+      else {
+        magnitude = be.empty([p.rows]);
+        const w = weightOf(p.linear);
+        const wf = w instanceof QuantizedTensor ? dequantize(w) : w;
+        noGrad(() => doraNormForward(magnitude!, wf, lora_A, lora_B, loraScaling(c)));
+        if (wf !== w) wf.dispose();
+      }
+      magnitude.name = `${p.linear}.lora_magnitude_vector`;
+    }
+    parts.push({ linear: p.linear, rows: p.rows, lora_B, magnitude });
+    r0 += p.rows;
+  }
+  return { target, config: c, scaling: loraScaling(c), lora_A, parts, seed, calls: 0 };
+}
+
+/** The hook for part `part` of `m`. */
+export function peftAdapter(m: LoraModule, part: number): PeftAdapter {
+  return {
+    module: m,
+    part,
+    apply: (x, base, weight, bias) => applyPart(m, part, x, base, weight, bias),
+    dispose: () => {
+      m.lora_A.dispose();
+      m.parts[part].lora_B.dispose();
+      m.parts[part].magnitude?.dispose();
+    },
+  };
+}
+
+/**
+ * `x` for a product whose backward needs it (dA = dXAᵀ · x). On a frozen base the layer input is
+ * off the graph, and the model frees it as soon as the layer is done; a view owned by the product's
+ * node keeps its storage until that node's backward has run.
+ */
+function held(x: Tensor, a: Tensor): Tensor {
+  if (!needsGrad(a) || x.node || x.requiresGrad) return x;
+  return x.reshape(x.shape);
+}
+
+/** Hand the view from {@linkcode held} to the node of `y` (or drop it when nothing recorded). */
+function handOver(x: Tensor, view: Tensor, y: Tensor): void {
+  if (view === x) return;
+  if (y.node) y.node.saved.push(view);
+  else view.dispose();
+}
+
+/** `x · Wᵀ` without bias, for an f32 or 4-bit weight. */
+function linearNoBias(x: Tensor, w: Tensor | QuantizedTensor): Tensor {
+  return w instanceof QuantizedTensor ? linearQ4(x, w) : matmul(x, w, { transB: true });
+}
+
+function applyPart(
+  m: LoraModule,
+  part: number,
+  x: Tensor,
+  base: Tensor,
+  weight: Tensor | QuantizedTensor,
+  bias: Tensor | undefined,
+): Tensor {
+  const p = m.parts[part];
+  // Dropout is active while autograd records (training) and off under noGrad (evaluation). The
+  // parts of one fused module share one mask per forward, as PEFT drops the fused module's input.
+  if (part === 0) m.calls++;
+  const rate = m.config.lora_dropout;
+  const drop = rate > 0 && isGradEnabled();
+  const xd = drop ? dropout(x, rate, (m.seed + Math.imul(m.calls, 0x9e3779b1)) >>> 0) : x;
+  const xin = held(xd, m.lora_A);
+  const xa = matmul(xin, m.lora_A, { transB: true }); // [M, r]
+  handOver(xd, xin, xa);
+  const lora = matmul(xa, p.lora_B, { transB: true, alpha: m.scaling }); // [M, rows]
+  release(xa);
+  if (!p.magnitude) {
+    if (xd !== x) release(xd);
+    const y = add(base, lora);
+    release(lora);
+    return y;
+  }
+  const wf = weight instanceof QuantizedTensor ? dequantize(weight) : weight;
+  const scale = doraScale(p.magnitude, wf, m.lora_A, p.lora_B, m.scaling); // [rows]
+  if (wf !== weight) wf.dispose();
+  let y: Tensor;
+  if (!drop) {
+    // bias + scale ⊙ (x·Wᵀ + s B A x)
+    const nb = bias ? sub(base, bias) : base;
+    const t = add(nb, lora);
+    if (nb !== base) release(nb);
+    const y0 = mul(t, scale);
+    release(t);
+    if (bias) {
+      y = add(y0, bias);
+      release(y0);
+    } else y = y0;
+  } else {
+    // base + (scale − 1) ⊙ (x̃·Wᵀ) + scale ⊙ s B A x̃  =  base + scale ⊙ (x̃·Wᵀ + lora) − x̃·Wᵀ
+    const bd = linearNoBias(xd, weight);
+    release(xd);
+    const t = add(bd, lora);
+    const st = mul(t, scale);
+    release(t);
+    const d = sub(st, bd);
+    release(st);
+    release(bd);
+    y = add(base, d);
+    release(d);
+  }
+  release(lora);
+  // `scale` is a graph input of the products above when they record; a constant otherwise.
+  if (!needsGrad(y)) release(scale);
+  return y;
+}

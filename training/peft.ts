@@ -1,0 +1,421 @@
+/**
+ * LoRA, DoRA and QLoRA on the one decoder, in PEFT's file format (`adapter_config.json` +
+ * `adapter_model.safetensors` with `base_model.model.<module>.lora_A.weight` keys), matching PEFT
+ * 0.14's forward and gradients (see `_peft_layer.ts` for the math).
+ *
+ * Adapters attach to Hugging Face module names (`q_proj`, `c_attn`, `qkv_proj`, `all-linear`);
+ * a fused HF module maps onto fledge's split linears as row blocks sharing one `lora_A`.
+ * QLoRA = {@linkcode quantizeModel} (NF4 base weights read by `linearQ4`) + {@linkcode applyLora}.
+ *
+ * @example
+ * ```ts
+ * import { createBackend } from "../kernels/backend.ts";
+ * import { noGrad } from "../kernels/autograd.ts";
+ * import { presetConfig } from "../models/config.ts";
+ * import { Transformer } from "../models/transformer.ts";
+ * import { adapterParameters, applyLora, mergeAdapter } from "./peft.ts";
+ * const be = await createBackend("cpu");
+ * const model = Transformer.init(presetConfig("tiny", { num_hidden_layers: 1, vocab_size: 32 }), be);
+ * const config = applyLora(model, { r: 4, lora_alpha: 8, target_modules: ["q_proj", "v_proj"] });
+ * if (config.target_modules.length !== 2 || adapterParameters(model).length !== 4) throw new Error("lora");
+ * mergeAdapter(model); // B = 0 at init: the merged model equals the base
+ * const logits = noGrad(() => model.forward(be.fromArray([1, 2], [1, 2], "i32")));
+ * if (logits.shape[2] !== 32 || model.adapters.size !== 0) throw new Error("merge");
+ * ```
+ * @module
+ */
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { noGrad } from "../kernels/autograd.ts";
+import { type BackendName, createBackend } from "../kernels/backend.ts";
+import { add, mul } from "../kernels/elementwise.ts";
+import { doraNormForward } from "../kernels/lora.ts";
+import { matmul } from "../kernels/matmul.ts";
+import { dequantize, quantize, type QuantizedTensor, type QuantKind } from "../kernels/quant.ts";
+import type { Tensor } from "../kernels/tensor.ts";
+import { loadModel, saveModel } from "../models/pretrained.ts";
+import { openSafetensors, writeSafetensors } from "../models/safetensors.ts";
+import type { Transformer } from "../models/transformer.ts";
+import { adapterConfigJson, type PeftConfig, validatePeftConfig } from "./_peft_config.ts";
+import { buildModule, initialWeights, isPeftAdapter, type LoraModule, peftAdapter } from "./_peft_layer.ts";
+import { linearModules, selectTargets, type TargetModule } from "./_peft_targets.ts";
+
+export type { PeftConfig };
+
+/** The LoRA settings {@linkcode applyLora} takes: PEFT `LoraConfig` fields, any subset. */
+export interface LoraOptions extends Partial<Omit<PeftConfig, "target_modules">> {
+  /** Module names, `"all-linear"`, a regular expression over module paths, or null for the family's default. */
+  target_modules?: string[] | string | null;
+}
+
+/** Options of {@linkcode applyLora}. */
+export interface ApplyLoraOptions {
+  /** Seed of the initial `lora_A` (and dropout masks); default 0. */
+  seed?: number;
+}
+
+function weightOf(model: Transformer, linear: string): Tensor | QuantizedTensor {
+  return model.quantized.get(linear) ?? model.p(`${linear}.weight`);
+}
+
+/** The adapter modules attached to `model`, in module order. */
+function modules(model: Transformer): LoraModule[] {
+  const seen = new Set<LoraModule>();
+  for (const a of model.adapters.values()) if (isPeftAdapter(a)) seen.add(a.module);
+  return [...seen];
+}
+
+function install(model: Transformer, m: LoraModule, trainable: boolean): void {
+  m.lora_A.requiresGrad = trainable;
+  m.parts.forEach((p, i) => {
+    p.lora_B.requiresGrad = trainable;
+    if (p.magnitude) p.magnitude.requiresGrad = trainable;
+    model.adapters.set(p.linear, peftAdapter(m, i));
+  });
+}
+
+function resolve(
+  model: Transformer,
+  config: unknown,
+  file: string | null,
+): { c: PeftConfig; targets: TargetModule[] } {
+  if (model.adapters.size) {
+    throw new TypeError(
+      `Cannot attach an adapter: the model already has one on ${model.adapters.size} linears; call mergeAdapter() or removeAdapter() first`,
+    );
+  }
+  const c = validatePeftConfig(config, model.config.arch, file ?? "the LoRA config");
+  const targets = selectTargets(model.config, c.target_modules, file ? `${file}: ` : "");
+  // PEFT sets fan_in_fan_out for Conv1D targets (GPT-2) and clears it for nn.Linear ones.
+  c.fan_in_fan_out = targets.some((t) => t.conv1d);
+  return { c, targets };
+}
+
+/**
+ * Attach fresh LoRA (or DoRA with `use_dora`) adapters to the targeted linears and freeze every
+ * base weight; only the adapters' tensors then require gradients ({@linkcode adapterParameters}).
+ * Initialisation as PEFT: `lora_A` Kaiming-uniform, `lora_B` zeros, DoRA magnitude = row norms of W.
+ *
+ * @param config PEFT `LoraConfig` fields; missing ones take PEFT's defaults (targets per architecture)
+ * @returns the resolved config (saved by {@linkcode saveAdapter})
+ * @throws {TypeError} or {@linkcode RangeError} listing every bad field, or for targets the model lacks
+ */
+export function applyLora(
+  model: Transformer,
+  config: LoraOptions = {},
+  opts: ApplyLoraOptions = {},
+): PeftConfig {
+  const { c, targets } = resolve(model, config, null);
+  model.setTrainable(false);
+  const seed = opts.seed ?? 0;
+  targets.forEach((t, j) => {
+    const s = (seed + Math.imul(j + 1, 0x9e3779b1)) >>> 0;
+    const host = { ...initialWeights(t, c, s), magnitude: null };
+    install(model, buildModule(model.backend, t, c, host, (l) => weightOf(model, l), s), true);
+  });
+  return c;
+}
+
+/** The adapter's config, or null when the model has none. */
+export function adapterConfig(model: Transformer): PeftConfig | null {
+  return modules(model)[0]?.config ?? null;
+}
+
+/** The adapter tensors that train (`lora_A`, the `lora_B` blocks, DoRA magnitudes), in a stable order. */
+export function adapterParameters(model: Transformer): Tensor[] {
+  return modules(model).flatMap((m) => [
+    m.lora_A,
+    ...m.parts.flatMap((p) => (p.magnitude ? [p.lora_B, p.magnitude] : [p.lora_B])),
+  ]);
+}
+
+/** A host tensor in PEFT's layout. */
+export interface AdapterTensor {
+  shape: number[];
+  data: Float32Array;
+}
+
+/**
+ * The adapter in PEFT's key names and layout (fused modules re-joined): `lora_A.weight`,
+ * `lora_B.weight`, `lora_magnitude_vector`. With `grad`, their gradients instead (zeros where none
+ * was accumulated), e.g. to compare with PEFT's.
+ */
+export async function adapterTensors(
+  model: Transformer,
+  opts: { grad?: boolean } = {},
+): Promise<Map<string, AdapterTensor>> {
+  const read = async (t: Tensor) =>
+    opts.grad
+      ? (t.grad ? await t.grad.toArray() as Float32Array : new Float32Array(t.size))
+      : await t.toArray() as Float32Array;
+  const out = new Map<string, AdapterTensor>();
+  for (const m of modules(model)) {
+    const prefix = `base_model.model.${m.target.hf}`, r = m.config.r;
+    out.set(`${prefix}.lora_A.weight`, { shape: [r, m.target.in_features], data: await read(m.lora_A) });
+    const B = new Float32Array(m.target.out_features * r);
+    const mag = m.config.use_dora ? new Float32Array(m.target.out_features) : null;
+    let r0 = 0;
+    for (const p of m.parts) {
+      B.set(await read(p.lora_B), r0 * r);
+      if (mag && p.magnitude) mag.set(await read(p.magnitude), r0);
+      r0 += p.rows;
+    }
+    out.set(`${prefix}.lora_B.weight`, { shape: [m.target.out_features, r], data: B });
+    if (mag) out.set(`${prefix}.lora_magnitude_vector`, { shape: [m.target.out_features], data: mag });
+  }
+  return out;
+}
+
+/**
+ * Write the adapter as PEFT's `save_pretrained` does: `adapter_config.json` (sorted keys) and
+ * `adapter_model.safetensors` (f32, `{format: "pt"}`), each atomically. Loadable by
+ * `PeftModel.from_pretrained`.
+ * @throws {TypeError} when the model has no adapter
+ */
+export async function saveAdapter(model: Transformer, dir: string): Promise<void> {
+  const c = adapterConfig(model);
+  if (!c) {
+    throw new TypeError(
+      `Cannot save an adapter to ${dir}: the model has none (applyLora or loadAdapter first)`,
+    );
+  }
+  await Deno.mkdir(dir, { recursive: true });
+  const tensors = new Map<string, { dtype: "F32"; shape: number[]; data: Float32Array }>();
+  for (const [k, t] of await adapterTensors(model)) tensors.set(k, { dtype: "F32", ...t });
+  await writeSafetensors(join(dir, "adapter_model.safetensors"), tensors);
+  const tmp = join(dir, `.adapter_config.json.${crypto.randomUUID().slice(0, 8)}.tmp`);
+  await Deno.writeTextFile(tmp, adapterConfigJson(c));
+  await Deno.rename(tmp, join(dir, "adapter_config.json"));
+}
+
+/** Options of {@linkcode loadAdapter}. */
+export interface LoadAdapterOptions {
+  /** PEFT's `is_trainable`: the adapter tensors require gradients (default false: inference). */
+  is_trainable?: boolean;
+}
+
+/**
+ * Attach a PEFT adapter folder (`adapter_config.json` + `adapter_model.safetensors`) to `model`,
+ * freezing the base weights. Fused HF modules are split onto the canonical linears.
+ *
+ * @returns the adapter's config
+ * @throws {SyntaxError} for unreadable JSON; {@linkcode TypeError} / {@linkcode RangeError} for bad or
+ *   unsupported config fields, and missing, misshapen or unexpected tensors (named with the file)
+ */
+export async function loadAdapter(
+  model: Transformer,
+  dir: string,
+  opts: LoadAdapterOptions = {},
+): Promise<PeftConfig> {
+  const cfgPath = join(dir, "adapter_config.json"), file = join(dir, "adapter_model.safetensors");
+  let json: unknown;
+  try {
+    json = JSON.parse(await Deno.readTextFile(cfgPath));
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) {
+      throw new TypeError(
+        `Cannot load the adapter in ${dir}: ${cfgPath} is missing (a PEFT adapter folder has adapter_config.json)`,
+      );
+    }
+    throw new SyntaxError(`Cannot load ${cfgPath}: ${(e as Error).message}`);
+  }
+  const { c, targets } = resolve(model, json, cfgPath);
+  const reader = await openSafetensors(file);
+  const built: LoraModule[] = [];
+  try {
+    const names = new Set(reader.names());
+    const take = async (key: string, shape: number[], alt?: string): Promise<Float32Array> => {
+      const k = names.has(key) ? key : alt && names.has(alt) ? alt : null;
+      if (!k) {
+        throw new TypeError(
+          `Cannot load ${file}: tensor ${key} is missing (target_modules in ${cfgPath} names it)`,
+        );
+      }
+      names.delete(k);
+      const t = await reader.read(k, { as: "f32" });
+      if (t.shape.join() !== shape.join()) {
+        throw new TypeError(
+          `Cannot load ${file}: tensor ${k} has shape [${t.shape}], expected [${shape}] (r = ${c.r})`,
+        );
+      }
+      return t.data as Float32Array;
+    };
+    for (const t of targets) {
+      const prefix = `base_model.model.${t.hf}`;
+      const A = await take(`${prefix}.lora_A.weight`, [c.r, t.in_features]);
+      const B = await take(`${prefix}.lora_B.weight`, [t.out_features, c.r]);
+      const magnitude = c.use_dora
+        ? await take(
+          `${prefix}.lora_magnitude_vector`,
+          [t.out_features],
+          `${prefix}.lora_magnitude_vector.weight`,
+        )
+        : null;
+      built.push(buildModule(model.backend, t, c, { A, B, magnitude }, (l) => weightOf(model, l), 0));
+    }
+    if (names.size) {
+      throw new TypeError(
+        `Cannot load ${file}: unexpected tensors ${[...names].slice(0, 5).join(", ")}${
+          names.size > 5 ? ` and ${names.size - 5} more` : ""
+        } (fledge loads lora_A, lora_B and lora_magnitude_vector of the target_modules only)`,
+      );
+    }
+  } catch (e) {
+    for (const m of built) {
+      m.lora_A.dispose();
+      for (const p of m.parts) [p.lora_B, p.magnitude].forEach((t) => t?.dispose());
+    }
+    throw e;
+  } finally {
+    reader.close();
+  }
+  model.setTrainable(false);
+  for (const m of built) install(model, m, opts.is_trainable ?? false);
+  return c;
+}
+
+/** Detach and release the adapter without merging it (PEFT `unload()`). */
+export function removeAdapter(model: Transformer): void {
+  for (const a of model.adapters.values()) a.dispose?.();
+  model.adapters.clear();
+}
+
+/**
+ * Fold the adapter into the base weights and detach it (PEFT `merge_and_unload()`):
+ * `W ← W + s B A`, and for DoRA `W ← (m / ||W + s B A||) ⊙ (W + s B A)` per row. A 4-bit base
+ * weight is dequantized, merged and quantized again (as PEFT does for bitsandbytes layers).
+ * @throws {TypeError} when the model has no adapter
+ */
+export function mergeAdapter(model: Transformer): void {
+  const ms = modules(model);
+  if (!ms.length) throw new TypeError("Cannot merge an adapter: the model has none");
+  noGrad(() => {
+    for (const m of ms) {
+      for (const p of m.parts) {
+        const q = model.quantized.get(p.linear);
+        const w = q ? dequantize(q) : model.p(`${p.linear}.weight`);
+        const delta = matmul(p.lora_B, m.lora_A, { alpha: m.scaling }); // [rows, in]
+        let merged = add(w, delta);
+        delta.dispose();
+        if (p.magnitude) {
+          const inv = model.backend.empty([p.rows]);
+          doraNormForward(inv, w, m.lora_A, p.lora_B, m.scaling, { inverse: true });
+          const scale = mul(p.magnitude, inv);
+          inv.dispose();
+          const col = scale.reshape([p.rows, 1]);
+          const scaled = mul(merged, col);
+          for (const t of [scale, col, merged]) t.dispose();
+          merged = scaled;
+        }
+        if (q) {
+          const q2 = quantize(merged, { kind: q.kind, blockSize: q.blockSize });
+          q2.name = q.name;
+          merged.dispose();
+          w.dispose();
+          q.dispose();
+          model.quantized.set(p.linear, q2);
+        } else {
+          merged.name = w.name;
+          merged.requiresGrad = w.requiresGrad;
+          model.params.set(`${p.linear}.weight`, merged);
+          w.dispose();
+        }
+      }
+    }
+  });
+  removeAdapter(model);
+}
+
+/** Options of {@linkcode quantizeModel} (bitsandbytes `BitsAndBytesConfig` in spirit). */
+export interface QuantizeModelOptions {
+  /** 4-bit code: `nf4` (QLoRA, default) or `q4` (symmetric int4). */
+  kind?: QuantKind;
+  /** Elements per scale (a multiple of 8); default 64, QLoRA's. */
+  blockSize?: number;
+}
+
+/**
+ * Replace every linear layer's f32 weight (attention and MLP projections; not embeddings, norms
+ * or the LM head) by a frozen 4-bit copy that `linearQ4` reads directly, as `load_in_4bit` does.
+ * Biases stay f32. With {@linkcode applyLora} this is QLoRA.
+ *
+ * @returns how many weights were quantized and their bytes before and after
+ * @throws {RangeError} for a bad block size; {@linkcode TypeError} when the model is already quantized
+ */
+export function quantizeModel(
+  model: Transformer,
+  opts: QuantizeModelOptions = {},
+): { weights: number; bytes_before: number; bytes_after: number } {
+  if (model.quantized.size) {
+    throw new TypeError(`Cannot quantize the model: ${model.quantized.size} weights already are 4-bit`);
+  }
+  let weights = 0, before = 0, after = 0;
+  for (const t of linearModules(model.config)) {
+    for (const p of t.parts) {
+      const name = `${p.linear}.weight`;
+      const w = model.p(name);
+      const q = quantize(w, { kind: opts.kind ?? "nf4", blockSize: opts.blockSize ?? 64 });
+      q.name = name;
+      model.quantized.set(p.linear, q);
+      model.params.delete(name);
+      before += w.bytes;
+      after += q.bytes;
+      weights++;
+      w.dispose();
+    }
+  }
+  return { weights, bytes_before: before, bytes_after: after };
+}
+
+const MERGE_USAGE =
+  `Usage: fledge merge --model <dir|id> --adapter <dir> --output <dir> [--backend auto|webgpu|cpu]
+
+Load a base model and a PEFT adapter (LoRA or DoRA), fold the adapter into the weights
+(merge_and_unload) and write a plain Hugging Face checkpoint (config.json, model.safetensors).`;
+
+/**
+ * CLI entry: `fledge merge --model <base> --adapter <dir> --output <dir>`.
+ * @throws {RangeError} for bad or missing flags (the CLI maps it to exit code 2)
+ */
+export async function mergeCli(args: string[]): Promise<void> {
+  let v: Record<string, string | boolean | undefined>;
+  try {
+    v = parseArgs({
+      args,
+      options: {
+        model: { type: "string" },
+        adapter: { type: "string" },
+        output: { type: "string" },
+        backend: { type: "string", default: "auto" },
+        help: { type: "boolean", short: "h" },
+      },
+      strict: true,
+      allowPositionals: false,
+    }).values;
+  } catch (e) {
+    throw new RangeError(`Cannot run merge: ${(e as Error).message}; see fledge merge --help`);
+  }
+  if (v.help) return console.log(MERGE_USAGE);
+  const missing = ["model", "adapter", "output"].filter((k) => !v[k]);
+  if (missing.length) {
+    throw new RangeError(`Cannot run merge: missing ${missing.map((k) => `--${k}`).join(", ")}`);
+  }
+  const backend = String(v.backend);
+  if (!["auto", "webgpu", "cpu"].includes(backend)) {
+    throw new RangeError(`Cannot run merge: --backend must be auto, webgpu or cpu: ${backend}`);
+  }
+  const be = await createBackend(backend as BackendName);
+  const model = await loadModel(String(v.model), { backend: be });
+  try {
+    const c = await loadAdapter(model, String(v.adapter));
+    mergeAdapter(model);
+    await saveModel(model, String(v.output));
+    console.error(
+      `fledge: merged ${c.use_dora ? "DoRA" : "LoRA"} r=${c.r} (${
+        [c.target_modules].flat().join(", ")
+      }) into ${v.output}`,
+    );
+  } finally {
+    model.dispose();
+  }
+}
