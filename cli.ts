@@ -9,6 +9,7 @@
 import { parseArgs } from "node:util";
 import { createBackend } from "./kernels/backend.ts";
 import { runDemo } from "./tasks/demo.ts";
+import { GENERATE_USAGE, generateCli } from "./models/generate_cli.ts";
 
 /** A CLI usage error: printed as one line, exit code 2. */
 export class UsageError extends Error {
@@ -43,6 +44,11 @@ function parse<T extends Record<string, { type: "string" | "boolean"; short?: st
 }
 
 const COMMANDS: Record<string, Command> = {
+  generate: {
+    summary: "generate text or token ids with a model folder or hub id (KV cache, HF sampling options)",
+    usage: GENERATE_USAGE,
+    run: (args) => generateCli(args),
+  },
   demo: {
     summary: "pre-train the tiny model on the bundled Debian text, sample from it, write the run folder",
     usage:

@@ -10,5 +10,25 @@ export * from "./transformer.ts";
 export * from "./safetensors.ts";
 export * from "./hub.ts";
 export * from "./pretrained.ts";
+export {
+  applyRepetitionPenalty,
+  applyTemperature,
+  argmax,
+  generate,
+  HF_GENERATION_DEFAULTS,
+  loadGenerationConfig,
+  sample,
+  seededRandom,
+  softmax as softmaxRow,
+  topKFilter,
+  topPFilter,
+} from "./generate.ts";
+export type {
+  FinishReason,
+  GenerateOptions,
+  GenerateResult,
+  GenerationConfig,
+  GenerationStreamer,
+} from "./generate.ts";
 export * from "./tokenizer.ts";
 export * from "./bpe.ts";
