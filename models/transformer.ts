@@ -363,9 +363,7 @@ export class Transformer {
         sliding_window: c.sliding_window,
       });
     }
-    release(q);
-    release(k);
-    release(v);
+    releaseAfter(a, q, k, v);
     const a2 = view(a, [B * T, H * D]);
     const o = this.#linear(`${l}.attn.o`, a2);
     release(a2);
@@ -377,8 +375,7 @@ export class Transformer {
     if (c.mlp === "swiglu") {
       const g = this.#linear(`${l}.mlp.gate`, y), u = this.#linear(`${l}.mlp.up`, y);
       m = swiglu(g, u);
-      release(g);
-      release(u);
+      releaseAfter(m, g, u);
     } else {
       const act = c.hidden_act === "gelu" ? "gelu_erf" : "gelu_tanh";
       if (c.hidden_act === "relu" || c.hidden_act === "silu") {
@@ -412,6 +409,18 @@ function view(t: Tensor, shape: readonly number[]): Tensor {
   const v = t.reshape(shape);
   release(t);
   return v;
+}
+
+/**
+ * Release inputs of `y` once it no longer needs them. With part of the model frozen (LoRA), an
+ * input may be off the graph while `y` is on it and its backward still reads that input: the
+ * node of `y` then owns it (disposed after its backward) instead of it being freed now.
+ */
+function releaseAfter(y: Tensor, ...inputs: Tensor[]): void {
+  for (const t of inputs) {
+    if (y.node && !t.node && !t.requiresGrad) y.node.saved.push(t);
+    else release(t);
+  }
 }
 
 /** Copy `kv [B, T, Hkv, D]` into `cache [B, max, Hkv, D]` at row `offset` (not recorded). */
