@@ -178,8 +178,12 @@ Deno.test("mergeAdapter (merge_and_unload) gives the unmerged logits; removeAdap
   }
 });
 
+/** GPU buffers created so far, per step of the last {@linkcode train} (a leak keeps creating them). */
+let created: number[] = [];
+
 /** A few optimizer steps on the fixture batch; returns the losses. */
 async function train(model: Transformer, be: Backend, steps: number, lr: number): Promise<number[]> {
+  created = [];
   const c = await cases(dir("llama"));
   const params = adapterParameters(model);
   const opt = new AdamW({ lr, weight_decay: 0 });
@@ -191,6 +195,7 @@ async function train(model: Transformer, be: Backend, steps: number, lr: number)
       p.grad?.dispose();
       p.grad = null;
     }
+    created.push(be.gpu?.stats.buffersCreated ?? 0);
   }
   return losses;
 }
@@ -204,6 +209,7 @@ Deno.test("a LoRA run on webgpu lowers the loss and changes only the adapter ten
   const losses = await train(model, be, 12, 1e-2);
   console.log(`${be.name} DoRA all-linear loss ${losses[0].toFixed(4)} -> ${losses.at(-1)!.toFixed(4)}`);
   assert.ok(losses.at(-1)! < losses[0] - 0.2, `loss should fall: ${losses.join(", ")}`);
+  assert.equal(created.at(-1), created[2], `no buffers leak per step after warm-up: ${created.join(" ")}`);
   const after = await Promise.all(model.parameters().map((p) => p.toArray()));
   after.forEach((a, i) =>
     assert.deepEqual(a, before[i], `base weight ${model.parameters()[i].name} changed`)
@@ -361,4 +367,54 @@ Deno.test("mergeCli merges a PEFT adapter into a checkpoint that reproduces the 
   } finally {
     await Deno.remove(out, { recursive: true });
   }
+});
+
+Deno.test("use_rslora scales by lora_alpha / sqrt(r): the merged delta is s B A", async () => {
+  const be = await cpu();
+  const model = await loadModel(dir("llama"), { backend: be });
+  const w0 = await model.p("layers.1.mlp.down.weight").toArray();
+  applyLora(model, {
+    r: 4,
+    lora_alpha: 6,
+    use_rslora: true,
+    init_lora_weights: false,
+    target_modules: ["down_proj"],
+  });
+  const t = await adapterTensors(model);
+  const A = t.get("base_model.model.model.layers.1.mlp.down_proj.lora_A.weight")!.data;
+  const B = t.get("base_model.model.model.layers.1.mlp.down_proj.lora_B.weight")!.data;
+  assert.ok(maxAbs(B) > 0.1, "init_lora_weights: false draws B too");
+  mergeAdapter(model);
+  const w1 = await model.p("layers.1.mlp.down.weight").toArray();
+  const [N, K] = [64, 128];
+  const want = new Float32Array(N * K);
+  for (let o = 0; o < N; o++) {
+    for (let k = 0; k < K; k++) {
+      let d = 0;
+      for (let r = 0; r < 4; r++) d += B[o * 4 + r] * A[r * K + k];
+      want[o * K + k] = w0[o * K + k] + (6 / 2) * d;
+    }
+  }
+  assertAllClose(w1, want, { atol: 1e-6, rtol: 1e-6 });
+  model.dispose();
+});
+
+Deno.test("lora_dropout is active while training (grad recording) and off under noGrad; DoRA + dropout trains", async () => {
+  const be = await cpu();
+  const c = await cases(dir("llama"));
+  const model = await loadModel(dir("llama"), { backend: be });
+  applyLora(model, { r: 4, lora_alpha: 8, lora_dropout: 0.5, use_dora: true, init_lora_weights: false }, {
+    seed: 2,
+  });
+  const evalA = await logitsOf(model, be, c), evalB = await logitsOf(model, be, c);
+  assert.deepEqual(evalA, evalB, "no dropout under noGrad");
+  const ids = be.fromArray(c.geti("input_ids"), [2, 16], "i32");
+  const train1 = await model.forward(ids).toArray(), train2 = await model.forward(ids).toArray();
+  assert.notDeepEqual(train1, train2, "a fresh mask per training forward");
+  const losses = await train(model, be, 10, 1e-2);
+  assert.ok(
+    losses.every(Number.isFinite) && losses.at(-1)! < losses[0],
+    `loss should fall: ${losses.join(", ")}`,
+  );
+  model.dispose();
 });
