@@ -8,6 +8,7 @@
  */
 import { basename, join } from "node:path";
 import { Backend } from "../kernels/backend.ts";
+import { dequantize, quantize } from "../kernels/quant.ts";
 import type { Tensor } from "../kernels/tensor.ts";
 import { isObject, Problems, show } from "./_config_check.ts";
 import { checkpointKeyMap, fromHfConfig, type KeyMapEntry, type ModelConfig, toHfConfig } from "./config.ts";
@@ -21,7 +22,7 @@ import {
 } from "./safetensors.ts";
 import { type ParamMap, Transformer } from "./transformer.ts";
 
-/** Weight dtypes {@linkcode loadModel} knows of (only `f32` is supported today). */
+/** Weight dtypes {@linkcode loadModel} knows of (`f16` is refused until kernels read f16 weights). */
 export type LoadDtype = "f32" | "f16" | "nf4";
 
 /** Options of {@linkcode loadModel}. */
@@ -30,7 +31,10 @@ export interface LoadModelOptions extends HubOptions {
   backend: Backend;
   /**
    * dtype of the weights on the device; default `"f32"` (checkpoints in f16/bf16/f64 are converted).
-   * `"f16"` and `"nf4"` are recognised but rejected until the kernels that read them exist.
+   * `"nf4"`: the attention and MLP projection weights become 4-bit NF4 (block 64, as bitsandbytes'
+   * `load_in_4bit`; read by `linearQ4`), embeddings, norms, biases and the LM head stay f32. They are
+   * quantized right after loading, so the device briefly holds the f32 model. `"f16"` is refused:
+   * no kernel reads f16 weights yet.
    */
   dtype?: LoadDtype;
 }
@@ -86,7 +90,7 @@ export function modelSource(model: Transformer): string | undefined {
   return SOURCES.get(model);
 }
 
-/** Check loadModel's options, listing every problem; f16 and nf4 are refused with the reason. */
+/** Check loadModel's options, listing every problem; f16 is refused with the reason. */
 function checkLoadOptions(opts: unknown): asserts opts is LoadModelOptions {
   const p = new Problems();
   if (!isObject(opts)) {
@@ -105,13 +109,8 @@ function checkLoadOptions(opts: unknown): asserts opts is LoadModelOptions {
           be ? `${f16 ? "offered" : "not offered"} by ${be.adapter}` : "no backend given"
         }) and kernels that read f16 weights, which fledge does not have; use dtype "f32"`,
       );
-    } else if (dtype === "nf4") {
-      p.range(
-        "dtype",
-        `"nf4" is not supported yet: the model's linear layers have no 4-bit (QLoRA) path; use dtype "f32"`,
-      );
-    } else if (dtype !== "f32") {
-      p.range("dtype", `must be "f32" (or, later, "f16" / "nf4"), got ${show(dtype)}`);
+    } else if (dtype !== "f32" && dtype !== "nf4") {
+      p.range("dtype", `must be "f32" or "nf4" ("f16" is not supported yet), got ${show(dtype)}`);
     }
     for (const k of Object.keys(opts)) {
       if (!LOAD_KEYS.has(k)) p.type(k, `is not an option of loadModel (${[...LOAD_KEYS].join(", ")})`);
@@ -129,7 +128,7 @@ function checkLoadOptions(opts: unknown): asserts opts is LoadModelOptions {
  * @returns the model, its parameters on `opts.backend`
  * @throws {TypeError} for bad options, a missing `config.json` or weights file, or tensors that are
  *   missing, misshapen or unexpected (each named with its file)
- * @throws {RangeError} for an unsupported `model_type` or option (e.g. dtype `"f16"`, `"nf4"`)
+ * @throws {RangeError} for an unsupported `model_type` or option (e.g. dtype `"f16"`)
  * @throws {SyntaxError} for a bad config, index or safetensors file
  * @throws {HubError} when a hub id cannot be fetched (never showing the token)
  *
@@ -186,8 +185,24 @@ export async function loadModel(idOrPath: string, opts: LoadModelOptions): Promi
   const config = fromHfConfig(json, { file: configPath });
   const params = await loadWeights(dir, config, opts.backend);
   const model = new Transformer(config, params, opts.backend);
+  if (opts.dtype === "nf4") quantizeLinears(model);
   SOURCES.set(model, dir);
   return model;
+}
+
+/** Canonical names of the projection weights `dtype: "nf4"` quantizes. */
+const LINEAR_WEIGHT = /^layers\.\d+\.(attn|mlp)\.[a-z]+\.weight$/;
+
+/** Replace the attention and MLP projection weights by NF4 copies (the model's QLoRA hook). */
+function quantizeLinears(model: Transformer): void {
+  for (const [name, w] of [...model.params]) {
+    if (!LINEAR_WEIGHT.test(name)) continue;
+    const q = quantize(w, { kind: "nf4", blockSize: 64 });
+    q.name = name;
+    model.quantized.set(name.slice(0, -".weight".length), q);
+    model.params.delete(name);
+    w.dispose();
+  }
 }
 
 /**
@@ -491,6 +506,18 @@ async function writeAtomic(path: string, bytes: Uint8Array): Promise<void> {
   }
 }
 
+/** A parameter's values on the host; a 4-bit weight is dequantized (what the model computes with). */
+async function hostCopy(model: Transformer, name: string): Promise<Float32Array> {
+  const q = name.endsWith(".weight") ? model.quantized.get(name.slice(0, -".weight".length)) : undefined;
+  if (!q) return await model.p(name).toArray() as Float32Array;
+  const t = dequantize(q);
+  try {
+    return await t.toArray() as Float32Array;
+  } finally {
+    t.dispose();
+  }
+}
+
 const jsonBytes = (o: unknown) => new TextEncoder().encode(JSON.stringify(o, null, 2) + "\n");
 
 /** `GenerationConfig.from_model_config`: the decoding ids of the config, when any is set. */
@@ -508,7 +535,7 @@ function generationConfigOf(c: ModelConfig): Record<string, unknown> | null {
  * Write the model in the Hugging Face layout of its family, each file atomically (temp file, then
  * rename: a failed save never leaves a partial file and keeps an earlier complete one):
  * `model.safetensors` (F32; fused tensors re-joined, Conv1D transposed back, no `lm_head.weight`
- * when tied), `config.json` ({@linkcode toHfConfig}), `generation_config.json` (copied from the
+ * when tied, 4-bit weights dequantized), `config.json` ({@linkcode toHfConfig}), `generation_config.json` (copied from the
  * source folder, else from `opts.generation_config`, else built from the config's token ids as
  * transformers does) and the tokenizer files of the source folder.
  *
@@ -540,9 +567,7 @@ export async function saveModel(model: Transformer, dir: string, opts: SaveModel
   for (const e of map.entries) {
     for (let i = 0; i < (e.per_layer ? c.num_hidden_layers : 1); i++) {
       const pieces: Float32Array[] = [];
-      for (const name of e.ours) {
-        pieces.push(await model.p(name.replaceAll("{i}", String(i))).toArray() as Float32Array);
-      }
+      for (const name of e.ours) pieces.push(await hostCopy(model, name.replaceAll("{i}", String(i))));
       let data = pieces[0];
       if (pieces.length > 1) {
         data = new Float32Array(pieces.reduce((a, p) => a + p.length, 0));

@@ -4,12 +4,13 @@
  */
 import { join } from "node:path";
 import { createBackend } from "../../kernels/backend.ts";
+import { dequantize, quantize } from "../../kernels/quant.ts";
 import { checkpointKeyMap, fromHfConfig } from "../../models/config.ts";
 import { HubError } from "../../models/hub.ts";
 import { loadModel, loadWeights, modelSource, saveModel } from "../../models/pretrained.ts";
 import { readSafetensors, type SafeTensor, writeSafetensors } from "../../models/safetensors.ts";
 import { Transformer } from "../../models/transformer.ts";
-import { assert, ROOT, SHARED } from "../_assert.ts";
+import { assert, assertAllClose, ROOT, SHARED } from "../_assert.ts";
 import { readFolder, startHubServer } from "../_hub_server.ts";
 import { backends, cpu } from "../kernels/_check.ts";
 
@@ -379,19 +380,17 @@ Deno.test("loadModel() from the hub never shows the token in errors", async () =
 
 // ---- dtype and options ----
 
-Deno.test("loadModel() refuses dtype f16 and nf4 with the reason, and bad options, before reading", async () => {
+Deno.test("loadModel() refuses dtype f16 with the reason, and bad options, before reading", async () => {
   const be = await cpu();
   const nowhere = join(ROOT, "no-such-model-folder");
   let e = await rejects(loadModel(nowhere, { backend: be, dtype: "f16" }), (e) => e instanceof RangeError);
   assert.match(e.message, /dtype: "f16" is not supported yet: it needs the device's shader-f16 feature/);
   assert.match(e.message, /use dtype "f32"/);
-  e = await rejects(loadModel(nowhere, { backend: be, dtype: "nf4" }), (e) => e instanceof RangeError);
-  assert.match(e.message, /dtype: "nf4" is not supported yet/);
   e = await rejects(
     loadModel(nowhere, { backend: be, dtype: "bf16" as "f32" }),
     (e) => e instanceof RangeError,
   );
-  assert.match(e.message, /dtype: must be "f32".*got "bf16"/);
+  assert.match(e.message, /dtype: must be "f32" or "nf4" \("f16" is not supported yet\), got "bf16"/);
   // Every problem at once; a wrong type wins over a range problem.
   e = await rejects(
     loadModel(nowhere, { backend: {} as never, dtype: "f64" as "f32", revison: "x" } as never),
@@ -403,6 +402,60 @@ Deno.test("loadModel() refuses dtype f16 and nf4 with the reason, and bad option
   // dtype "f32" is the default and loads.
   const m = await loadModel(fixture("llama"), { backend: be, dtype: "f32" });
   assert.equal(m.p("embed.weight").dtype, "f32");
+});
+
+Deno.test("loadModel(dtype nf4) quantizes the projection weights only, and saveModel dequantizes them", async () => {
+  for (const arch of ["llama", "gpt2"] as const) {
+    for (const be of await backends()) {
+      const f32 = await loadModel(fixture(arch), { backend: be });
+      const q4 = await loadModel(fixture(arch), { backend: be, dtype: "nf4" });
+      const linears = [...f32.params.keys()].filter((n) => /^layers\.\d\.(attn|mlp)\.\w+\.weight$/.test(n));
+      assert.equal(linears.length, arch === "llama" ? 14 : 12, `${arch} linears`);
+      assert.deepEqual([...q4.quantized.keys()].sort(), linears.map((n) => n.slice(0, -7)).sort());
+      for (const n of linears) assert.ok(!q4.params.has(n), n);
+      // Embeddings, norms, biases and the LM head stay f32 and unchanged.
+      for (const [n, t] of q4.params) {
+        assert.equal(t.dtype, "f32");
+        assert.deepEqual(await t.toArray(), await f32.p(n).toArray(), n);
+      }
+      for (const [lin, q] of q4.quantized) {
+        assert.equal(q.kind, "nf4");
+        assert.equal(q.blockSize, 64);
+        const ref = quantize(f32.p(`${lin}.weight`), { kind: "nf4", blockSize: 64 });
+        assert.deepEqual(
+          await q.codes.toArray(),
+          await ref.codes.toArray(),
+          `${arch} ${be.name} ${lin} codes`,
+        );
+        ref.dispose();
+      }
+      // The 4-bit model (linearQ4) computes what an f32 model with the dequantized weights does.
+      const deq = new Map(q4.params);
+      for (const [lin, q] of q4.quantized) deq.set(`${lin}.weight`, dequantize(q));
+      const ref = new Transformer(q4.config, deq, be);
+      const { tensors } = await readSafetensors(join(fixture(arch), "cases.safetensors"));
+      const ids = Int32Array.from(tensors.get("input_ids")!.data as BigInt64Array, Number).slice(0, 16);
+      const x = be.fromArray(ids, [1, 16], "i32");
+      assertAllClose(await q4.forward(x).toArray(), await ref.forward(x).toArray(), {
+        atol: 2e-4,
+        rtol: 1e-4,
+        msg: `${arch} ${be.name} nf4 logits`,
+      });
+      // saveModel writes the dequantized weights (what the model computes with), F32, HF names.
+      const out = await tempDir(`nf4-${arch}`);
+      try {
+        await saveModel(q4, out);
+        const again = await loadModel(out, { backend: be });
+        for (const [lin, q] of q4.quantized) {
+          const d = dequantize(q);
+          assert.deepEqual(await again.p(`${lin}.weight`).toArray(), await d.toArray(), lin);
+          d.dispose();
+        }
+      } finally {
+        await Deno.remove(out, { recursive: true });
+      }
+    }
+  }
 });
 
 Deno.test("loadWeights() converts F16, BF16 and F64 checkpoints to f32 exactly as the reader does", async () => {
