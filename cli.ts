@@ -10,6 +10,7 @@ import { parseArgs } from "node:util";
 import { createBackend } from "./kernels/backend.ts";
 import { runDemo } from "./tasks/demo.ts";
 import { GENERATE_USAGE, generateCli } from "./models/generate_cli.ts";
+import { mergeCli } from "./training/peft.ts";
 
 /** A CLI usage error: printed as one line, exit code 2. */
 export class UsageError extends Error {
@@ -44,6 +45,11 @@ function parse<T extends Record<string, { type: "string" | "boolean"; short?: st
 }
 
 const COMMANDS: Record<string, Command> = {
+  merge: {
+    summary: "merge a PEFT LoRA/DoRA adapter into its base model and save a Hugging Face checkpoint",
+    usage: "deno task cli merge --model <dir|id> --adapter <dir> --output <dir> [--backend auto|webgpu|cpu]",
+    run: (args) => mergeCli(args),
+  },
   generate: {
     summary: "generate text or token ids with a model folder or hub id (KV cache, HF sampling options)",
     usage: GENERATE_USAGE,

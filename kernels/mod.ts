@@ -20,3 +20,4 @@ export * from "./rope.ts";
 export * from "./attention.ts";
 export * from "./optim.ts";
 export * from "./quant.ts";
+export * from "./lora.ts";

@@ -6,3 +6,4 @@
  */
 export * from "./config.ts";
 export * from "./schedule.ts";
+export * from "./peft.ts";
