@@ -14,7 +14,6 @@
  */
 import { noGrad } from "../kernels/autograd.ts";
 import { embedding } from "../kernels/embedding.ts";
-import { matmul } from "../kernels/matmul.ts";
 import type { Tensor } from "../kernels/tensor.ts";
 import { Problems, show } from "./_config_check.ts";
 import { type GenerationConfig, resolveGeneration } from "./_generate_config.ts";
@@ -192,22 +191,15 @@ export async function generate(
  */
 function lastLogits(model: Transformer, ids: Tensor, opts: ForwardOptions): Tensor {
   const [B, T] = ids.shape;
-  const c = model.config;
   let h = model.hidden(ids, opts); // [B*T, C]
   if (T > 1) {
     const rows = model.backend.fromArray(Array.from({ length: B }, (_, b) => b * T + T - 1), [B], "i32");
-    const last = embedding(rows, h); // [B, C]
+    const last = embedding(rows, h); // [B, C]: only the last position of each row goes through the head
     rows.dispose();
     h.dispose();
     h = last;
   }
-  const head = c.tie_word_embeddings ? model.p("embed.weight") : model.p("lm_head.weight");
-  const logits = matmul(h, head, {
-    transB: true,
-    bias: c.lm_head_bias ? model.p("lm_head.bias") : undefined,
-  });
-  h.dispose();
-  return logits;
+  return model.head(h);
 }
 
 function decode(tok: Tokenizer, ids: number[]): string {

@@ -212,16 +212,17 @@ export class Transformer {
    * @throws {RangeError} when the sequence is longer than the model's positions or the cache
    */
   forward(ids: Tensor, opts: ForwardOptions = {}): Tensor {
-    const h = this.hidden(ids, opts);
     const [B, T] = ids.shape;
+    return view(this.head(this.hidden(ids, opts)), [B, T, this.config.vocab_size]);
+  }
+
+  /** The LM head: logits `[N, vocab]` for hidden rows `[N, C]` (takes over `h`). */
+  head(h: Tensor): Tensor {
     const c = this.config;
-    const head = c.tie_word_embeddings ? this.p("embed.weight") : this.p("lm_head.weight");
-    const logits = matmul(h, head, {
-      transB: true,
-      bias: c.lm_head_bias ? this.p("lm_head.bias") : undefined,
-    });
+    const w = c.tie_word_embeddings ? this.p("embed.weight") : this.p("lm_head.weight");
+    const logits = matmul(h, w, { transB: true, bias: c.lm_head_bias ? this.p("lm_head.bias") : undefined });
     release(h);
-    return view(logits, [B, T, c.vocab_size]);
+    return logits;
   }
 
   /**
