@@ -11,6 +11,8 @@ import { createBackend } from "./kernels/backend.ts";
 import { runDemo } from "./tasks/demo.ts";
 import { GENERATE_USAGE, generateCli } from "./models/generate_cli.ts";
 import { mergeCli } from "./training/peft.ts";
+import { DOWNLOAD_USAGE, downloadCli } from "./models/download_cli.ts";
+import { HubError } from "./models/hub.ts";
 
 /** A CLI usage error: printed as one line, exit code 2. */
 export class UsageError extends Error {
@@ -45,6 +47,11 @@ function parse<T extends Record<string, { type: "string" | "boolean"; short?: st
 }
 
 const COMMANDS: Record<string, Command> = {
+  download: {
+    summary: "fetch a model's config, tokenizer and safetensors files (hub cache layout, resume, --verify)",
+    usage: DOWNLOAD_USAGE,
+    run: (args) => downloadCli(args),
+  },
   merge: {
     summary: "merge a PEFT LoRA/DoRA adapter into its base model and save a Hugging Face checkpoint",
     usage: "deno task cli merge --model <dir|id> --adapter <dir> --output <dir> [--backend auto|webgpu|cpu]",
@@ -155,6 +162,10 @@ export async function main(args: string[]): Promise<number> {
     ) {
       console.error(`fledge: ${(e as Error).message}`);
       return 2;
+    }
+    if (e instanceof HubError) {
+      console.error(`fledge: ${e.message}`);
+      return 1;
     }
     if (e instanceof Deno.errors.NotFound || e instanceof Deno.errors.PermissionDenied) {
       console.error(`fledge: ${(e as Error).message}`);

@@ -10,6 +10,8 @@ export * from "./transformer.ts";
 export * from "./safetensors.ts";
 export * from "./hub.ts";
 export * from "./pretrained.ts";
+export * from "./download_cli.ts";
+export * from "./generate_cli.ts";
 export {
   applyRepetitionPenalty,
   applyTemperature,
