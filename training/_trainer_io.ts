@@ -4,6 +4,10 @@
  * @module
  */
 import { join } from "node:path";
+import { saveModel } from "../models/pretrained.ts";
+import { plotTrainingCurves } from "../evaluation/plot.ts";
+import type { Tokenizer } from "../models/tokenizer.ts";
+import type { Transformer } from "../models/transformer.ts";
 import type { TrainerState } from "./checkpoint.ts";
 import type { TrainingConfig } from "./config.ts";
 
@@ -142,4 +146,89 @@ export function reportMarkdown(
     for (const r of rows) L.push(`| ${keys.map((k) => num(r[k])).join(" | ")} |`);
   }
   return L.join("\n") + "\n";
+}
+
+/**
+ * After an evaluation: track the best `metric_for_best_model` (HF `_determine_best_metric`) and
+ * count evaluations without improvement (HF `EarlyStoppingCallback`: an improvement must beat the
+ * previous best by more than `early_stopping_threshold`).
+ */
+export function updateBest(
+  st: TrainerState,
+  c: TrainingConfig,
+  m: { eval_loss: number; eval_perplexity: number },
+): { improved: boolean; stop: boolean } {
+  const name = c.metric_for_best_model ?? "loss";
+  const value = m[(name.startsWith("eval_") ? name : `eval_${name}`) as keyof typeof m];
+  const better = (a: number, b: number) => c.greater_is_better ? a > b : a < b;
+  const prev = st.best_metric;
+  let stop = false;
+  if (c.early_stopping_patience !== null) {
+    const gain = prev === null ||
+      (better(value, prev) && Math.abs(value - prev) > c.early_stopping_threshold);
+    st.early_stopping_patience_counter = gain ? 0 : st.early_stopping_patience_counter + 1;
+    stop = st.early_stopping_patience_counter >= c.early_stopping_patience;
+  }
+  const improved = prev === null || better(value, prev);
+  if (improved) {
+    st.best_metric = value;
+    st.best_step = st.global_step;
+    st.best_epoch = st.epoch;
+  }
+  return { improved, stop };
+}
+
+/** Write the final `model/` folder (weights, config, tokenizer) atomically: a temporary folder, then a rename. */
+export async function saveFinalModel(
+  model: Transformer,
+  tokenizer: Tokenizer | null,
+  dir: string,
+): Promise<void> {
+  const tmp = `${dir}.tmp-${crypto.randomUUID()}`;
+  try {
+    await saveModel(model, tmp);
+    if (tokenizer) await tokenizer.save(tmp);
+    await Deno.remove(dir, { recursive: true }).catch((e) => {
+      if (!(e instanceof Deno.errors.NotFound)) throw e;
+    });
+    await Deno.rename(tmp, dir);
+  } catch (e) {
+    await Deno.remove(tmp, { recursive: true }).catch(() => {});
+    throw e;
+  }
+}
+
+/**
+ * The end of a run: the summary record in `metrics.jsonl` (HF's `train_runtime`, `train_loss`, ...),
+ * the final `model/` folder, `curves.svg` and `report.md`.
+ */
+export async function writeRunEnd(out: string, r: {
+  config: TrainingConfig;
+  state: TrainerState;
+  summary: Record<string, number | null>;
+  metrics: MetricsFile;
+  model: Transformer;
+  tokenizer: Tokenizer | null;
+  dataset: string;
+}): Promise<void> {
+  const st = r.state;
+  const endRec: Record<string, number> = {
+    train_runtime: r.summary.train_runtime ?? NaN,
+    train_steps_per_second: r.summary.train_steps_per_second ?? NaN,
+    train_loss: r.summary.train_loss ?? NaN,
+    epoch: st.epoch,
+    step: st.global_step,
+  };
+  st.log_history.push(endRec);
+  await r.metrics.append(endRec);
+  await saveFinalModel(r.model, r.tokenizer, join(out, "model"));
+  let curves = false;
+  try {
+    plotTrainingCurves(st.log_history.filter((x) => !("train_runtime" in x)), join(out, "curves.svg"));
+    curves = true;
+  } catch (e) {
+    if (!(e instanceof RangeError)) throw e; // nothing logged: no curves
+  }
+  const extra = { model: r.config.model ?? "(given)", dataset: r.dataset, curves };
+  await Deno.writeTextFile(join(out, "report.md"), reportMarkdown(r.config, st, r.summary, extra));
 }

@@ -212,6 +212,15 @@ export async function loadCheckpoint(dir: string, opts: LoadCheckpointOptions = 
  * interrupted write are skipped).
  * @param root e.g. `runs/x/checkpoints`
  * @returns folder paths sorted by step; empty when `root` does not exist
+ * @example
+ * ```ts
+ * import { listCheckpoints } from "./checkpoint.ts";
+ * const root = await Deno.makeTempDir();
+ * for (const d of ["step-10", "step-9", "step-11.tmp-1f2e"]) await Deno.mkdir(`${root}/${d}`);
+ * const found = (await listCheckpoints(root)).map((p) => p.slice(root.length + 1));
+ * if (found.join() !== "step-9,step-10") throw new Error(found.join());
+ * await Deno.remove(root, { recursive: true });
+ * ```
  */
 export async function listCheckpoints(root: string): Promise<string[]> {
   const found: [number, string][] = [];

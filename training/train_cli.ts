@@ -107,6 +107,18 @@ function parseFlags(args: string[]): { help: boolean; config?: string; overrides
  * @param args command-line arguments after `train`
  * @returns the config, or null for `--help`
  * @throws {TypeError} / {RangeError} / {SyntaxError} with a one-line message
+ * @example
+ * ```ts
+ * import { trainConfigFromArgs } from "./train_cli.ts";
+ * const c = await trainConfigFromArgs(["--model", "tiny", "--block_size", "64", "--learning_rate", "3e-4"]);
+ * if (c?.max_seq_length !== 64 || c.learning_rate !== 3e-4) throw new Error("flags");
+ * try {
+ *   await trainConfigFromArgs(["--learning_rate", "-1"]);
+ *   throw new Error("unreachable");
+ * } catch (e) {
+ *   if (!(e instanceof RangeError) || e.message.includes("\n")) throw e;
+ * }
+ * ```
  */
 export async function trainConfigFromArgs(args: string[]): Promise<TrainingConfig | null> {
   try {

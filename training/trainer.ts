@@ -23,11 +23,9 @@ import { backward, noGrad } from "../kernels/autograd.ts";
 import { accumulate } from "../kernels/elementwise.ts";
 import { AdamW, gradClip, gradNormSquared, sgdStep } from "../kernels/optim.ts";
 import type { Tensor } from "../kernels/tensor.ts";
-import { saveModel } from "../models/pretrained.ts";
 import type { Tokenizer } from "../models/tokenizer.ts";
 import type { Transformer } from "../models/transformer.ts";
 import type { DataPosition, TextDataset } from "../data/text_dataset.ts";
-import { plotTrainingCurves } from "../evaluation/plot.ts";
 import {
   listCheckpoints,
   loadCheckpoint,
@@ -36,9 +34,17 @@ import {
   type TrainerState,
 } from "./checkpoint.ts";
 import { saveTrainingConfig, type TrainingConfig, validateTrainingConfig } from "./config.ts";
+import { trainerProblems } from "./_trainer_check.ts";
 import { callHook, type HookContext, type TrainerHooks } from "./hooks.ts";
 import { createLrSchedule, type LrSchedule } from "./schedule.ts";
-import { formatSeconds, MetricsFile, prepareOutputDir, progressLine, reportMarkdown } from "./_trainer_io.ts";
+import {
+  formatSeconds,
+  MetricsFile,
+  prepareOutputDir,
+  progressLine,
+  updateBest,
+  writeRunEnd,
+} from "./_trainer_io.ts";
 
 /** Options of {@linkcode createTrainer}. */
 export interface CreateTrainerOptions {
@@ -83,17 +89,6 @@ export function isNoDecay(name: string): boolean {
   return name.endsWith(".bias") || /norm\.weight$/.test(name);
 }
 
-const UNSUPPORTED: [keyof TrainingConfig, (c: TrainingConfig) => boolean, string][] = [
-  ["lora", (c) => c.lora !== null, "LoRA training is not in the Trainer yet; remove the lora section"],
-  ["quantization", (c) => c.quantization !== null, "4-bit training needs LoRA; remove quantization"],
-  ["fp16", (c) => c.fp16, "the Trainer computes in float32; set fp16: false"],
-  [
-    "gradient_checkpointing",
-    (c) => c.gradient_checkpointing,
-    "the model has no recompute scopes yet; set false",
-  ],
-];
-
 /**
  * Build a {@linkcode Trainer}: validates the config and checks it against the model and data.
  * @param opts model, config, datasets, tokenizer, hooks
@@ -125,40 +120,7 @@ const UNSUPPORTED: [keyof TrainingConfig, (c: TrainingConfig) => boolean, string
  */
 export function createTrainer(opts: CreateTrainerOptions): Trainer {
   const config = validateTrainingConfig(opts.config, { file: "createTrainer(config)", warn: () => {} });
-  const problems = UNSUPPORTED.filter(([, bad]) => bad(config)).map(([k, , fix]) => `${k}: ${fix}`);
-  const mc = opts.model.config, ds = opts.train_dataset;
-  for (const [what, d] of [["train_dataset", ds], ["eval_dataset", opts.eval_dataset]] as const) {
-    if (!d) continue;
-    if (d.block_size > mc.max_position_embeddings) {
-      problems.push(
-        `${what}: block_size ${d.block_size} exceeds the model's max_position_embeddings ${mc.max_position_embeddings}; ` +
-          `set block_size (max_seq_length) <= ${mc.max_position_embeddings}`,
-      );
-    }
-    let max = -1, min = 0;
-    for (const id of d.ids) {
-      if (id > max) max = id;
-      if (id < min) min = id;
-    }
-    if (max >= mc.vocab_size || min < 0) {
-      problems.push(
-        `${what}: token id ${
-          max >= mc.vocab_size ? max : min
-        } of ${d.source} is outside the model's vocabulary ` +
-          `[0, ${mc.vocab_size}); use the model's tokenizer`,
-      );
-    }
-  }
-  const wantsEval = config.eval_strategy !== "no";
-  if (wantsEval && !opts.eval_dataset) {
-    problems.push(
-      `eval_strategy: "${config.eval_strategy}" needs an eval_dataset; pass one or set eval_strategy: no`,
-    );
-  }
-  const metric = config.metric_for_best_model;
-  if (metric !== null && !["loss", "eval_loss", "perplexity", "eval_perplexity"].includes(metric)) {
-    problems.push(`metric_for_best_model: the Trainer computes eval_loss and eval_perplexity, not ${metric}`);
-  }
+  const problems = trainerProblems(opts, config);
   if (problems.length) throw new RangeError(`Cannot train: ${problems.join("; ")}`);
   return new Trainer(opts, config);
 }
@@ -442,22 +404,9 @@ export class Trainer {
               m.eval_perplexity.toFixed(2)
             }`,
           );
-          const name = c.metric_for_best_model ?? "loss";
-          const value = m[(name.startsWith("eval_") ? name : `eval_${name}`) as keyof typeof m];
-          const better = (a: number, b: number) => c.greater_is_better ? a > b : a < b;
-          const prev = st.best_metric;
-          if (c.early_stopping_patience !== null) {
-            const gain = prev === null ||
-              (better(value, prev) && Math.abs(value - prev) > c.early_stopping_threshold);
-            st.early_stopping_patience_counter = gain ? 0 : st.early_stopping_patience_counter + 1;
-            if (st.early_stopping_patience_counter >= c.early_stopping_patience) stop = true;
-          }
-          if (prev === null || better(value, prev)) {
-            improved = true;
-            st.best_metric = value;
-            st.best_step = step;
-            st.best_epoch = st.epoch;
-          }
+          const best = updateBest(st, c, m);
+          improved = best.improved;
+          stop = best.stop || stop;
           stop = (await callHook(this.hooks, "on_evaluate", [ctx(), rec])) || stop;
         }
 
@@ -502,31 +451,15 @@ export class Trainer {
       train_tokens_per_second: tokensRun / training_time,
       num_input_tokens_seen: st.num_input_tokens_seen,
     };
-    const endRec: Record<string, number> = {
-      train_runtime: training_time,
-      train_steps_per_second: summary.train_steps_per_second!,
-      train_loss: summary.train_loss ?? NaN,
-      epoch: st.epoch,
-      step: st.global_step,
-    };
-    st.log_history.push(endRec);
-    await metrics.append(endRec);
-    await this.#saveFinalModel(join(out, "model"));
-    let curves = false;
-    try {
-      plotTrainingCurves(st.log_history.filter((r) => !("train_runtime" in r)), join(out, "curves.svg"));
-      curves = true;
-    } catch (e) {
-      if (!(e instanceof RangeError)) throw e;
-    }
-    await Deno.writeTextFile(
-      join(out, "report.md"),
-      reportMarkdown(c, st, summary, {
-        model: c.model ?? "(given)",
-        dataset: this.train_dataset.source,
-        curves,
-      }),
-    );
+    await writeRunEnd(out, {
+      config: c,
+      state: st,
+      summary,
+      metrics,
+      model,
+      tokenizer: this.tokenizer,
+      dataset: this.train_dataset.source,
+    });
     await callHook(this.hooks, "on_train_end", [ctx()]);
     return {
       loss_history: lossHistory,
@@ -538,21 +471,6 @@ export class Trainer {
       metrics_summary: summary,
       checkpoint_path,
     };
-  }
-
-  async #saveFinalModel(dir: string): Promise<void> {
-    const tmp = `${dir}.tmp-${crypto.randomUUID()}`;
-    try {
-      await saveModel(this.model, tmp);
-      if (this.tokenizer) await this.tokenizer.save(tmp);
-      await Deno.remove(dir, { recursive: true }).catch((e) => {
-        if (!(e instanceof Deno.errors.NotFound)) throw e;
-      });
-      await Deno.rename(tmp, dir);
-    } catch (e) {
-      await Deno.remove(tmp, { recursive: true }).catch(() => {});
-      throw e;
-    }
   }
 
   /** Release the optimizer state (the model stays the caller's). */

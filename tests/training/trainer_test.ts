@@ -1,12 +1,14 @@
 import { join } from "node:path";
-import type { Backend } from "../../kernels/backend.ts";
+import { type Backend, createBackend } from "../../kernels/backend.ts";
+import { trainBpeTokenizer } from "../../models/bpe.ts";
 import { presetConfig } from "../../models/config.ts";
 import { Transformer } from "../../models/transformer.ts";
-import { TextDataset } from "../../data/text_dataset.ts";
+import { readJsonl } from "../../data/jsonl.ts";
+import { buildTextDatasets, TextDataset } from "../../data/text_dataset.ts";
 import { getTrainingArgs, type TrainingConfig } from "../../training/config.ts";
 import { createTrainer, type TrainResult } from "../../training/trainer.ts";
 import type { TrainerHooks } from "../../training/hooks.ts";
-import { assert, assertAllClose, SHARED } from "../_assert.ts";
+import { assert, assertAllClose, SHARED, SLOW } from "../_assert.ts";
 import { backends, cpu as cpuBackend } from "../kernels/_check.ts";
 
 const mc = presetConfig("tiny", {
@@ -347,4 +349,64 @@ Deno.test("load_best_model_at_end restores the best checkpoint, which save_total
   });
   assert.equal(Math.fround((await t.evaluate()).eval_loss), Math.fround(best.eval_loss));
   await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test({
+  name:
+    "SLOW: the tiny preset trains on Debian documents to a validation loss clearly below the unigram entropy",
+  ignore: !SLOW,
+  async fn() {
+    const be = await createBackend("auto");
+    const docs = async (split: string, n: number) =>
+      (await readJsonl(`${SHARED}/datasets/debian/summarization/${split}.jsonl`, { max_samples: n }))
+        .map((r) => r.document as string);
+    const trainDocs = await docs("train", 6000), validDocs = await docs("validation", 150);
+    const tokenizer = await trainBpeTokenizer(trainDocs.slice(0, 4000), {
+      vocab_size: 512,
+      special_tokens: ["<|endoftext|>"],
+    });
+    const T = 64;
+    const trainSet = buildTextDatasets(trainDocs, { tokenizer, block_size: T, source: "debian train" }).train;
+    const validSet =
+      buildTextDatasets(validDocs, { tokenizer, block_size: T, source: "debian validation" }).train;
+    const counts = new Float64Array(512);
+    for (const id of trainSet.ids) counts[id]++;
+    const n = trainSet.ids.length;
+    const unigram = -counts.reduce((s, c) => (c ? s + (c / n) * Math.log(c / n) : s), 0);
+    const dir = await Deno.makeTempDir();
+    const trainer = createTrainer({
+      model: Transformer.init(presetConfig("tiny", { vocab_size: 512 }), be, { seed: 1337 }),
+      config: getTrainingArgs({
+        output_dir: dir,
+        max_steps: 300,
+        per_device_train_batch_size: 8,
+        learning_rate: 3e-3,
+        lr_scheduler_type: "cosine",
+        warmup_steps: 10,
+        weight_decay: 0.1,
+        adam_beta2: 0.95,
+        logging_steps: 50,
+        eval_strategy: "steps",
+        eval_steps: 150,
+        save_strategy: "no",
+      }),
+      train_dataset: trainSet,
+      eval_dataset: validSet,
+      tokenizer,
+    });
+    const r = await trainer.train();
+    const ev = r.metrics_summary.eval_loss!;
+    console.log(
+      `${be.name} (${be.adapter}): validation loss ${ev.toFixed(4)} nats vs unigram entropy ${
+        unigram.toFixed(4)
+      } ` +
+        `nats after ${r.metrics_summary.global_step} steps in ${r.training_time.toFixed(0)}s`,
+    );
+    assert.ok(
+      ev < unigram - 0.5,
+      `validation loss ${ev} is not clearly below the unigram entropy ${unigram}`,
+    );
+    trainer.dispose();
+    await Deno.remove(dir, { recursive: true });
+  },
 });
