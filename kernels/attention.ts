@@ -33,8 +33,9 @@
  *
  * @module
  */
-import { gridFor, launch } from "./_kernel.ts";
+import { gridFor, launch, packParams, range } from "./_kernel.ts";
 import {
+  ATTN_PARAMS,
   backwardKV,
   backwardQ,
   type Built,
@@ -42,11 +43,19 @@ import {
   flashForward,
   type MaskKind,
   NEG,
+  regBackwardKV,
+  regBackwardQ,
+  regForward,
+  regKey,
   rowDot,
   splitForward,
   splitRows,
+  STAGE_PARAMS,
+  stageRows,
   WG,
 } from "./_attention_wgsl.ts";
+import { type AttentionConfig, attentionConfigFor, type AttentionKernelConfig } from "./_attention_tune.ts";
+import type { BufferRange, Gpu } from "./gpu.ts";
 import { needsGrad, record } from "./autograd.ts";
 import { expectDtype, expectSameBackend, expectShape, shapeText, type Tensor } from "./tensor.ts";
 
@@ -66,6 +75,11 @@ export interface AttentionOptions {
   kv_len?: number;
   /** Kernel choice (webgpu): `"auto"` (split-K for few queries per kv head), `"flash"`, `"split_k"`. */
   path?: "auto" | "flash" | "split_k";
+  /**
+   * Kernel configurations overriding the adapter's (webgpu, flash path): `tile` (workgroup-memory
+   * tiles) or register-blocked `reg` / `tex` with rows per invocation, keys per step and workgroup size.
+   */
+  kernels?: Partial<AttentionConfig>;
 }
 
 /** Dimensions of an attention problem. */
@@ -323,6 +337,132 @@ function dispatch(k: Built, tensors: Tensor[], r: Resolved, p: Record<string, nu
   launch(k.spec, k.code, r.mask ? [...tensors, r.mask] : tensors, p, grid as [number, number, number]);
 }
 
+/** The configuration of one kernel: the options' override, else the adapter's. */
+function kernelConfig(q: Tensor, o: AttentionOptions, which: keyof AttentionConfig): AttentionKernelConfig {
+  return o.kernels?.[which] ?? attentionConfigFor(q.backend.device)[which];
+}
+
+type RegCfg = Exclude<AttentionKernelConfig, { family: "tile" }>;
+
+/**
+ * Rows per invocation of a register kernel for head dim D: the configured count up to D = 64,
+ * scaled down above it so the registers per invocation (rows x D) stay bounded.
+ */
+export function regRows(rows: number, D: number): number {
+  return Math.max(1, Math.min(rows, Math.floor(rows * 64 / D)));
+}
+
+/**
+ * Dispatch a register-blocked kernel with one invocation per (row block of `T` rows, head of
+ * `heads`, batch). `staged` tensors `(B, T, heads, D)` are read from textures (tex family, when
+ * they fit the texture limits) or bound as buffers after the `plain` ones; the mask comes last.
+ */
+function dispatchReg(
+  build: (key: string) => Built,
+  cfg: RegCfg,
+  plain: Tensor[],
+  staged: Tensor[],
+  r: Resolved,
+  p: Record<string, number>,
+  T: number,
+  heads: number,
+): void {
+  const gpu = plain[0].backend.device;
+  const useTex = cfg.family === "tex" && staged.every((t) => fitsTexture(gpu, t));
+  const rows = regRows(cfg.rows, r.dims.D);
+  const kern = build(
+    regKey({ D: r.dims.D, mask: maskKind(r), rows, bk: cfg.bk, wg: cfg.wg, tex: useTex }),
+  );
+  const texs = useTex ? staged.map((t) => stage(gpu, t)) : [];
+  const bindings: (BufferRange | GPUTextureView)[] = [
+    ...plain.map((t) => range(t)),
+    ...(useTex ? texs.map((t) => t.view) : staged.map((t) => range(t))),
+    ...(r.mask ? [range(r.mask)] : []),
+  ];
+  for (const [i, b] of bindings.entries()) {
+    if ("size" in b && b.size > gpu.maxBinding) {
+      throw new RangeError(
+        `Cannot run ${kern.spec.label}: binding ${
+          kern.spec.bindings[i].name
+        } is ${b.size} bytes, over the device's maxStorageBufferBindingSize ${gpu.maxBinding}`,
+      );
+    }
+  }
+  const n = r.dims.B * heads * Math.ceil(T / rows);
+  const pipe = gpu.pipeline(kern.spec.label, kern.code);
+  gpu.dispatch(pipe, bindings, packParams(ATTN_PARAMS, p), gridFor(n, cfg.wg));
+  for (const t of texs) releaseTexture(gpu, t);
+}
+
+// ---- staging textures (tex family): (B, T, heads, D) as texels (heads * D4, T, layer B) ----
+
+interface Staged {
+  key: string;
+  bytes: number;
+  texture: GPUTexture;
+  view: GPUTextureView;
+}
+
+const texPools = new WeakMap<Gpu, { free: Map<string, Staged[]>; bytes: number }>();
+/** Bytes of free staging textures kept per GPU; past it a released texture is destroyed. */
+const TEX_POOL_BYTES = 64 * 1024 * 1024;
+
+function fitsTexture(gpu: Gpu, t: Tensor): boolean {
+  const [B, T, heads, D] = t.shape, l = gpu.device.limits;
+  const w = heads * Math.ceil(D / 4);
+  return B > 0 && T > 0 && w <= l.maxTextureDimension2D && T <= l.maxTextureDimension2D &&
+    B <= l.maxTextureArrayLayers;
+}
+
+/** Stage `t` into a pooled texture (a dispatch recorded in the open batch). */
+function stage(gpu: Gpu, t: Tensor): Staged {
+  const [B, T, heads, D] = t.shape;
+  const width = heads * Math.ceil(D / 4);
+  const key = `${width}x${T}x${B}`;
+  let pool = texPools.get(gpu);
+  if (!pool) texPools.set(gpu, pool = { free: new Map(), bytes: 0 });
+  let s = pool.free.get(key)?.pop();
+  if (s) pool.bytes -= s.bytes;
+  else {
+    const texture = gpu.device.createTexture({
+      size: [width, T, B],
+      format: "rgba32float",
+      usage: GPUTextureUsage.TEXTURE_BINDING | GPUTextureUsage.STORAGE_BINDING,
+    });
+    s = { key, bytes: width * T * B * 16, texture, view: texture.createView({ dimension: "2d-array" }) };
+  }
+  const k = stageRows(D);
+  gpu.dispatch(
+    gpu.pipeline(k.spec.label, k.code),
+    [s.view, range(t)],
+    packParams(STAGE_PARAMS, {
+      T,
+      heads,
+      width,
+    }),
+    [Math.ceil(width / 8), Math.ceil(T / 8), B],
+  );
+  return s;
+}
+
+/**
+ * Give a staging texture back. Reusing it in the same batch is safe: dispatches run in order, so
+ * its next staging runs after this kernel has read it. Past the pool budget it is destroyed, after
+ * submitting the batch that uses it.
+ */
+function releaseTexture(gpu: Gpu, s: Staged): void {
+  const pool = texPools.get(gpu)!;
+  if (pool.bytes + s.bytes > TEX_POOL_BYTES) {
+    gpu.flush();
+    s.texture.destroy();
+    return;
+  }
+  pool.bytes += s.bytes;
+  let list = pool.free.get(s.key);
+  if (!list) pool.free.set(s.key, list = []);
+  list.push(s);
+}
+
 /**
  * Launcher: attention forward into `out` `(B, Tq, H, D)` and `lse` `(B, H, Tq)`.
  * @throws {TypeError} on shape, dtype or backend mismatches (before dispatch)
@@ -358,6 +498,19 @@ export function attentionForward(
     );
   }
   if (!split) {
+    const cfg = kernelConfig(q, opts, "forward");
+    if (cfg.family !== "tile") {
+      return dispatchReg(
+        regForward,
+        cfg,
+        [out, lse, q],
+        [k, v],
+        r,
+        params(r, opts),
+        Tq,
+        H,
+      );
+    }
     const kern = flashForward(`${D}|${m}`);
     return dispatch(kern, [out, lse, q, k, v], r, params(r, opts), [Math.ceil(Tq / WG), H, B]);
   }
@@ -417,10 +570,29 @@ export function attentionBackward(
   }
   const m = maskKind(r), p = params(r, opts);
   const di = q.backend.empty([B, H, Tq]);
-  const rd = rowDot(D);
-  launch(rd.spec, rd.code, [di, dout, out], p, gridFor(B * Tq * H, WG));
-  dispatch(backwardQ(`${D}|${m}`), [dq, dout, q, k, v, lse, di], r, p, [Math.ceil(Tq / WG), H, B]);
-  dispatch(backwardKV(`${D}|${m}`), [dk, dv, dout, q, k, v, lse, di], r, p, [Math.ceil(Tk / WG), Hkv, B]);
+  const cq = kernelConfig(q, opts, "dq"), ckv = kernelConfig(q, opts, "dkv");
+  if (cq.family === "tile") {
+    const rd = rowDot(D);
+    launch(rd.spec, rd.code, [di, dout, out], p, gridFor(B * Tq * H, WG));
+    dispatch(backwardQ(`${D}|${m}`), [dq, dout, q, k, v, lse, di], r, p, [Math.ceil(Tq / WG), H, B]);
+  } else {
+    // also writes di (dout · out per row) for the dK/dV kernel
+    dispatchReg(regBackwardQ, cq, [dq, di, dout, out, q, lse], [k, v], r, p, Tq, H);
+  }
+  if (ckv.family === "tile") {
+    dispatch(backwardKV(`${D}|${m}`), [dk, dv, dout, q, k, v, lse, di], r, p, [Math.ceil(Tk / WG), Hkv, B]);
+  } else {
+    dispatchReg(
+      regBackwardKV,
+      ckv,
+      [dk, dv, k, v, lse, di],
+      [q, dout],
+      r,
+      p,
+      Tk,
+      Hkv,
+    );
+  }
   di.dispose();
 }
 

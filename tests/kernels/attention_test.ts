@@ -248,6 +248,49 @@ Deno.test("attention() webgpu backward equals the cpu backward (GQA, causal, mas
   for (const [i, c] of list.entries()) await checkBackward(c, 600 + i);
 });
 
+Deno.test("attention() kernel families tile, reg and tex agree with the reference (odd rows per invocation and keys per step)", async () => {
+  const fams: AttentionOptions["kernels"][] = [
+    { forward: { family: "tile" }, dq: { family: "tile" }, dkv: { family: "tile" } },
+    {
+      forward: { family: "reg", rows: 3, bk: 3, wg: 8 },
+      dq: { family: "reg", rows: 3, bk: 2, wg: 8 },
+      dkv: { family: "reg", rows: 3, bk: 1, wg: 8 },
+    },
+    {
+      forward: { family: "tex", rows: 3, bk: 3, wg: 8 },
+      dq: { family: "tex", rows: 2, bk: 3, wg: 16 },
+      dkv: { family: "tex", rows: 3, bk: 1, wg: 8 },
+    },
+    // mixed: the dK/dV kernel reads di written by the tile path's row-dot kernel, and vice versa
+    {
+      forward: { family: "tex", rows: 5, bk: 1, wg: 8 },
+      dq: { family: "tile" },
+      dkv: { family: "tex", rows: 2, bk: 1, wg: 8 },
+    },
+    { dq: { family: "tex", rows: 2, bk: 1, wg: 8 }, dkv: { family: "tile" } },
+  ];
+  const list: Case[] = [
+    { B: 2, Tq: 19, Tk: 19, H: 4, Hkv: 2, D: 24, opts: { causal: true }, pad: [-3, 2], maskDtype: "f32" },
+    { B: 1, Tq: 5, Tk: 23, H: 2, Hkv: 1, D: 10, opts: { causal: true, kv_len: 20, sliding_window: 7 } },
+    { B: 1, Tq: 9, Tk: 9, H: 2, Hkv: 2, D: 16, opts: {} },
+  ];
+  for (const kernels of fams) {
+    for (const [i, c] of list.entries()) {
+      const x = inputs(c, 800 + i);
+      const cmp = await compareBackends(`kernels ${JSON.stringify(kernels)} ${JSON.stringify(c)}`, (be) => {
+        const t = upload(be, c, x);
+        const o = { ...t.opts, kernels, path: "flash" as const };
+        const out = be.empty(t.q.shape), lse = be.empty([c.B, c.H, c.Tq]);
+        attentionForward(out, lse, t.q, t.k, t.v, o);
+        const dq = be.empty(t.q.shape), dk = be.empty(t.k.shape), dv = be.empty(t.v.shape);
+        attentionBackward(dq, dk, dv, be.fromArray(x.dout, t.q.shape), t.q, t.k, t.v, out, lse, o);
+        return [out, lse, dq, dk, dv];
+      }, TOL);
+      for (const r of cmp) worst.bwd = Math.max(worst.bwd, r.maxAbs);
+    }
+  }
+});
+
 Deno.test("attention() records backward for q, k, v and frees the saved logsumexp", async () => {
   const c: Case = { B: 2, Tq: 5, Tk: 5, H: 4, Hkv: 2, D: 16, opts: { causal: true } };
   const x = inputs(c, 700);
