@@ -11,6 +11,7 @@ import { createBackend } from "./kernels/backend.ts";
 import { runDemo } from "./tasks/demo.ts";
 import { GENERATE_USAGE, generateCli } from "./models/generate_cli.ts";
 import { mergeCli } from "./training/peft.ts";
+import { TRAIN_USAGE, trainCli } from "./training/train_cli.ts";
 import { DOWNLOAD_USAGE, downloadCli } from "./models/download_cli.ts";
 import { HubError } from "./models/hub.ts";
 
@@ -47,6 +48,11 @@ function parse<T extends Record<string, { type: "string" | "boolean"; short?: st
 }
 
 const COMMANDS: Record<string, Command> = {
+  train: {
+    summary: "train or fine-tune from a YAML/JSON TrainingConfig (+ --<field> value overrides)",
+    usage: TRAIN_USAGE,
+    run: (args) => trainCli(args),
+  },
   download: {
     summary: "fetch a model's config, tokenizer and safetensors files (hub cache layout, resume, --verify)",
     usage: DOWNLOAD_USAGE,

@@ -15,3 +15,4 @@ export * from "./hub_datasets.ts";
 export * from "./debian.ts";
 export * from "./clean.ts";
 export * from "./minhash.ts";
+export * from "./text_dataset.ts";

@@ -7,3 +7,7 @@
 export * from "./config.ts";
 export * from "./schedule.ts";
 export * from "./peft.ts";
+export * from "./trainer.ts";
+export * from "./checkpoint.ts";
+export * from "./hooks.ts";
+export * from "./train_cli.ts";
