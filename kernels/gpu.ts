@@ -136,6 +136,7 @@ export class Gpu {
         'Cannot use WebGPU: navigator.gpu is missing in this runtime; run with Deno 2 (`deno run -A`), or use createBackend("cpu")',
       );
     }
+    quietRuntimeDir();
     const want = (opts.adapter ?? Deno.env.get("FLEDGE_ADAPTER") ?? "").toLowerCase();
     const candidates: GPUAdapter[] = [];
     for (const pref of [opts.powerPreference, "high-performance", "low-power"] as const) {
@@ -435,6 +436,23 @@ export class Gpu {
       this.#pass.end();
       this.#pass = null;
     }
+  }
+}
+
+/**
+ * Mesa's drivers print "XDG_RUNTIME_DIR is invalid or not set" on every adapter request when the
+ * variable is unset or not a private (0700) directory. When it is unset on Linux, point it at a
+ * private per-user directory under the temp dir; an existing setting is left alone.
+ */
+function quietRuntimeDir(): void {
+  if (Deno.build.os !== "linux") return;
+  try {
+    if (Deno.env.get("XDG_RUNTIME_DIR")) return;
+    const dir = `${Deno.env.get("TMPDIR") ?? "/tmp"}/fledge-runtime-${Deno.uid() ?? 0}`;
+    Deno.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    Deno.env.set("XDG_RUNTIME_DIR", dir);
+  } catch {
+    // no env/write permission: the warning stays, nothing else depends on it
   }
 }
 
