@@ -50,6 +50,7 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
     model: "tiny",
     dataset: join(debianRoot(), "summarization"), // train.jsonl + validation.jsonl
     dataset_text_field: "document",
+    max_eval_samples: 200, // the whole validation split costs more than the training
     backend: opts.backend ?? "auto",
     seed: opts.seed ?? 1337,
     max_steps: steps,

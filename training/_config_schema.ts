@@ -17,6 +17,8 @@ export const TOP_SPECS = {
   tokenizer: { kind: "string", nullable: true },
   dataset: { kind: "string", nullable: true },
   dataset_text_field: { kind: "string" },
+  max_train_samples: { kind: "int", min: 1, nullable: true },
+  max_eval_samples: { kind: "int", min: 1, nullable: true },
   backend: { kind: "enum", values: ["auto", "webgpu", "cpu"] },
   output_dir: { kind: "string" },
   overwrite_output_dir: { kind: "bool" },

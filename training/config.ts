@@ -101,6 +101,10 @@ export interface TrainingConfig {
   dataset: string | null;
   /** TRL: the text column of the dataset (default `text`). */
   dataset_text_field: string;
+  /** run_clm.py: use at most this many training documents (first ones); null = all. */
+  max_train_samples: number | null;
+  /** run_clm.py: use at most this many documents of the dataset's validation split file (first ones); null = all. */
+  max_eval_samples: number | null;
   /** fledge: `auto` (default), `webgpu` or `cpu`. */
   backend: Backend;
   /** Run folder: config.yaml, metrics.jsonl, checkpoints/, adapter/ or model/ (default `trainer_output`). */
@@ -199,6 +203,8 @@ export const TRAINING_CONFIG_KEYS: readonly (keyof TrainingConfig)[] = Object.fr
     "tokenizer",
     "dataset",
     "dataset_text_field",
+    "max_train_samples",
+    "max_eval_samples",
     "backend",
     "output_dir",
     "overwrite_output_dir",
@@ -281,6 +287,8 @@ export const DEFAULT_TRAINING_CONFIG: Readonly<TrainingConfig> = deepFreeze({
   tokenizer: null,
   dataset: null,
   dataset_text_field: "text",
+  max_train_samples: null,
+  max_eval_samples: null,
   backend: "auto",
   output_dir: "trainer_output",
   overwrite_output_dir: false,

@@ -199,11 +199,18 @@ export async function runTraining(
   }
   const wantsEval = config.eval_strategy !== "no";
   const field = config.dataset_text_field;
-  const trainDocs = await readTextDocuments(data, { dataset_text_field: field });
+  const cap = (docs: string[], n: number | null) => (n === null ? docs : docs.slice(0, n));
+  const trainDocs = cap(
+    await readTextDocuments(data, { dataset_text_field: field }),
+    config.max_train_samples,
+  );
   let validDocs: string[] | null = null;
   try {
     if (wantsEval && (await Deno.stat(data)).isDirectory && findSplitFiles(data).validation) {
-      validDocs = await readTextDocuments(data, { dataset_text_field: field, split: "validation" });
+      validDocs = cap(
+        await readTextDocuments(data, { dataset_text_field: field, split: "validation" }),
+        config.max_eval_samples,
+      );
     }
   } catch (e) {
     if (!(e instanceof Deno.errors.NotFound)) throw e;
@@ -230,6 +237,12 @@ export async function runTraining(
     evalSet =
       buildTextDatasets(validDocs, { tokenizer, block_size: T, source: `${data} (validation)` }).train;
   } else {
+    if (wantsEval && config.max_eval_samples !== null) {
+      throw new RangeError(
+        `Cannot train: max_eval_samples needs a dataset folder with a validation split file; ${data} has none ` +
+          `(evaluation then uses a 10% hash split of the training documents): remove max_eval_samples or add validation.jsonl`,
+      );
+    }
     const sets = build(trainDocs, wantsEval ? 0.9 : 1);
     train = sets.train;
     evalSet = sets.validation;

@@ -509,3 +509,13 @@ Deno.test("getMemoryOptimizedConfig() suggests LoRA, then QLoRA, with reasons", 
       RangeError,
   );
 });
+
+Deno.test("validateTrainingConfig() accepts max_train_samples / max_eval_samples and rejects non-positive ones", () => {
+  const c = validateTrainingConfig({ max_train_samples: 100, max_eval_samples: 20 }, { file: "run.yaml" });
+  assert.equal(c.max_train_samples, 100);
+  assert.equal(c.max_eval_samples, 20);
+  assert.throws(
+    () => validateTrainingConfig({ max_eval_samples: 0 }, { file: "run.yaml" }),
+    /run\.yaml.*max_eval_samples/s,
+  );
+});
