@@ -43,7 +43,8 @@ function parse<T extends Record<string, { type: "string" | "boolean"; short?: st
     })
       .values;
   } catch (e) {
-    throw new UsageError(`${cmd}: ${(e as Error).message} (see \`deno task cli ${cmd} --help\`)`);
+    const msg = (e as Error).message.replace(/\s*\n\s*/g, " ");
+    throw new UsageError(`${cmd}: ${msg} (see \`deno task cli ${cmd} --help\`)`);
   }
 }
 
