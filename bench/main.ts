@@ -2,7 +2,8 @@
  * `deno task bench`: every benchmark on the current adapter, as JSON lines on stdout (also written
  * to `bench/out/results.jsonl`), then a table. Never asserted in tests.
  *
- * Flags: `--quick` (smaller sizes), `--only matmul,attention,block`.
+ * Flags: `--quick` (smaller sizes), `--only matmul,attention,block,load_model` (load_model, a 1 GB
+ * checkpoint's peak RSS, runs only when named).
  * @module
  */
 import { parseArgs } from "node:util";
@@ -53,6 +54,14 @@ if (!only || only.has("block")) {
   emit(
     await benchBlock({ backend: be, presets: quick ? ["tiny"] : ["tiny", "small"] }) as unknown as Record[],
   );
+}
+
+if (only?.has("load_model")) {
+  const { benchLoadModel } = await import("./load_model.ts");
+  const r = await benchLoadModel({ backend: be, target_bytes: quick ? 1e8 : 1e9 });
+  emit([
+    { ...r, op: "load_model", shape: `${r.shape} (${(r.bytes / 1e6).toFixed(0)} MB)` } as unknown as Record,
+  ]);
 }
 
 await Deno.mkdir(new URL("./out/", import.meta.url), { recursive: true });
