@@ -5,10 +5,21 @@
  *
  * FLOPs count only the visible (causal) score pairs: forward 4·D per pair (QKᵀ and PV), backward
  * 2.5x the forward (the FlashAttention-2 convention; our dQ and dK/dV kernels each recompute S).
+ * Timing: the minimum over the repetitions after one warm-up (the machine may be shared).
+ *
+ * Run: `deno run -A bench/attention.ts [--T 128,256] [--reps 5] [--kernels tile|reg|tex]` (`--kernels`
+ * forces one kernel family for the three training kernels; default: the adapter's choice).
  *
  * @module
  */
-import { attentionBackward, attentionForward } from "../kernels/attention.ts";
+import { parseArgs } from "node:util";
+import {
+  attentionBackward,
+  attentionConfigFor,
+  attentionForward,
+  type AttentionOptions,
+  kernelConfigKey,
+} from "../kernels/attention.ts";
 import { type Backend, createBackend } from "../kernels/backend.ts";
 
 /** One benchmark record. */
@@ -21,6 +32,8 @@ export interface AttentionBenchRecord {
   gflops: number;
   backend: string;
   adapter: string;
+  /** Kernel configs used (forward, dq, dkv). */
+  config: string;
 }
 
 /** Options of {@linkcode benchAttention}. */
@@ -33,8 +46,10 @@ export interface AttentionBenchOptions {
   H?: number;
   D?: number;
   causal?: boolean;
-  /** Timed repetitions after one warm-up (the median is reported). Default 3. */
+  /** Timed repetitions after one warm-up (the minimum is reported). Default 3. */
   reps?: number;
+  /** Kernel configurations (default: the adapter's). */
+  kernels?: AttentionOptions["kernels"];
 }
 
 function rand(n: number, seed: number): Float32Array {
@@ -50,15 +65,14 @@ function rand(n: number, seed: number): Float32Array {
 async function time(be: Backend, reps: number, fn: () => void): Promise<number> {
   fn();
   await be.sync();
-  const ms: number[] = [];
+  let best = Infinity;
   for (let r = 0; r < reps; r++) {
     const t0 = performance.now();
     fn();
     await be.sync();
-    ms.push(performance.now() - t0);
+    best = Math.min(best, performance.now() - t0);
   }
-  ms.sort((a, b) => a - b);
-  return ms[Math.floor(ms.length / 2)];
+  return best;
 }
 
 /**
@@ -80,6 +94,12 @@ export async function benchAttention(opts: AttentionBenchOptions = {}): Promise<
   const B = opts.B ?? 1, H = opts.H ?? 8, D = opts.D ?? 64, causal = opts.causal ?? true;
   const reps = opts.reps ?? 3;
   const out: AttentionBenchRecord[] = [];
+  const cfg = be.name === "webgpu" ? { ...attentionConfigFor(be.device), ...opts.kernels } : null;
+  const config = cfg
+    ? `forward ${kernelConfigKey(cfg.forward)}, dq ${kernelConfigKey(cfg.dq)}, dkv ${
+      kernelConfigKey(cfg.dkv)
+    }`
+    : "reference";
   for (const T of opts.T ?? [128, 256, 512, 1024]) {
     const shape = [B, T, H, D];
     const q = be.fromArray(rand(B * T * H * D, 1), shape);
@@ -90,7 +110,7 @@ export async function benchAttention(opts: AttentionBenchOptions = {}): Promise<
     const dq = be.empty(shape), dk = be.empty(shape), dv = be.empty(shape);
     const pairs = causal ? T * (T + 1) / 2 : T * T;
     const fwdFlops = 4 * B * H * pairs * D;
-    const opt = { causal };
+    const opt = { causal, kernels: opts.kernels };
     const fwd = () => attentionForward(o, lse, q, k, v, opt);
     const msF = await time(be, reps, fwd);
     const msFB = await time(be, reps, () => {
@@ -103,6 +123,7 @@ export async function benchAttention(opts: AttentionBenchOptions = {}): Promise<
       causal,
       backend: be.name,
       adapter: be.adapter,
+      config,
     };
     out.push({ ...base, pass: "forward", ms: msF, gflops: fwdFlops / msF / 1e6 });
     out.push({ ...base, pass: "forward+backward", ms: msFB, gflops: 3.5 * fwdFlops / msFB / 1e6 });
@@ -112,8 +133,32 @@ export async function benchAttention(opts: AttentionBenchOptions = {}): Promise<
 }
 
 if (import.meta.main) {
-  const recs = await benchAttention();
+  const { values } = parseArgs({
+    args: Deno.args,
+    options: { T: { type: "string" }, reps: { type: "string" }, kernels: { type: "string" } },
+  });
+  const fam = values.kernels;
+  if (fam !== undefined && !["tile", "reg", "tex"].includes(fam)) {
+    throw new RangeError(`Cannot run bench/attention.ts: --kernels must be tile, reg or tex: ${fam}`);
+  }
+  let kernels: AttentionOptions["kernels"];
+  if (fam === "tile") {
+    kernels = { forward: { family: "tile" }, dq: { family: "tile" }, dkv: { family: "tile" } };
+  } else if (fam) {
+    const be0 = await createBackend("webgpu");
+    const base = attentionConfigFor(be0.device);
+    const as = (c: typeof base.forward) =>
+      c.family === "tile" ? { family: fam as "reg", rows: 4, bk: 1, wg: 32 } : { ...c, family: fam as "reg" };
+    kernels = { forward: as(base.forward), dq: as(base.dq), dkv: as(base.dkv) };
+    be0.destroy();
+  }
+  const recs = await benchAttention({
+    T: values.T?.split(",").map(Number),
+    reps: values.reps ? +values.reps : undefined,
+    kernels,
+  });
   for (const r of recs) console.log(JSON.stringify(r));
+  console.error(`${recs[0]?.adapter}: ${recs[0]?.config}`);
   console.error(
     recs.map((r) =>
       `${r.pass.padEnd(17)} ${r.shape.padEnd(24)} ${r.ms.toFixed(1).padStart(9)} ms ${

@@ -1,7 +1,10 @@
 /**
  * Private: the per-adapter choice of attention kernels (see `attention.ts`). CPU rasterizers
  * (llvmpipe, lavapipe, SwiftShader, WARP) get the register-blocked kernels that read K/V (or Q/dO)
- * from staged textures; real GPUs keep the workgroup-memory `tile` kernels.
+ * from staged textures; real GPUs keep the workgroup-memory `tile` kernels. {@linkcode tuneAttention}
+ * times candidates with a caller-given timer and keeps the fastest per kernel, cached in memory and
+ * on disk (`$XDG_CACHE_HOME/fledge/attention.json`, else `~/.cache/fledge/attention.json`) keyed by
+ * the adapter description; a failing read or write of that file is ignored.
  *
  * @module
  */
@@ -41,10 +44,22 @@ export function defaultAttentionConfig(gpu: Gpu): AttentionConfig {
 
 const chosen = new WeakMap<Gpu, AttentionConfig>();
 
-/** The configuration in use on `gpu` (set by {@linkcode setAttentionConfig}, else the default). */
+/**
+ * The configuration in use on `gpu`: set by {@linkcode setAttentionConfig} or a tune, else the
+ * disk cache's for this adapter, else the default.
+ */
 export function attentionConfigFor(gpu: Gpu): AttentionConfig {
   let c = chosen.get(gpu);
-  if (!c) chosen.set(gpu, c = defaultAttentionConfig(gpu));
+  if (!c) {
+    const base = defaultAttentionConfig(gpu);
+    const disk = readDisk()?.[gpu.info.description];
+    c = { ...base };
+    for (const k of KERNELS) {
+      const v = disk?.[k] ? parseKernelConfig(disk[k]) : null;
+      if (v) c[k] = v;
+    }
+    chosen.set(gpu, c);
+  }
   return c;
 }
 
@@ -58,4 +73,115 @@ export function setAttentionConfig(gpu: Gpu, c: Partial<AttentionConfig>): Atten
 /** Text key of a kernel config (`tile`, `tex:4x4:8`). */
 export function kernelConfigKey(c: AttentionKernelConfig): string {
   return c.family === "tile" ? "tile" : `${c.family}:${c.rows}x${c.bk}:${c.wg}`;
+}
+
+/** Parse {@linkcode kernelConfigKey} text back (null when malformed). */
+export function parseKernelConfig(s: string): AttentionKernelConfig | null {
+  if (s === "tile") return TILE;
+  const m = /^(reg|tex):(\d+)x(\d+):(\d+)$/.exec(s);
+  if (!m || +m[2] < 1 || +m[2] > 16 || +m[3] < 1 || +m[3] > 16 || +m[4] < 1 || +m[4] > 256) return null;
+  return { family: m[1] as "reg" | "tex", rows: +m[2], bk: +m[3], wg: +m[4] };
+}
+
+const KERNELS = ["forward", "dq", "dkv"] as const;
+
+function cachePath(): string | null {
+  try {
+    const xdg = Deno.env.get("XDG_CACHE_HOME"), home = Deno.env.get("HOME");
+    const dir = xdg ? `${xdg}/fledge` : home ? `${home}/.cache/fledge` : null;
+    return dir ? `${dir}/attention.json` : null;
+  } catch {
+    return null; // no env permission
+  }
+}
+
+type Disk = Record<string, Record<string, string>>;
+
+function readDisk(): Disk | null {
+  const path = cachePath();
+  if (!path) return null;
+  try {
+    const j = JSON.parse(Deno.readTextFileSync(path));
+    return j && j.version === 1 && typeof j.adapters === "object" ? j.adapters as Disk : null;
+  } catch {
+    return null;
+  }
+}
+
+function writeDisk(adapter: string, c: AttentionConfig): void {
+  const path = cachePath();
+  if (!path) return;
+  try {
+    const adapters = readDisk() ?? {};
+    adapters[adapter] = Object.fromEntries(KERNELS.map((k) => [k, kernelConfigKey(c[k])]));
+    Deno.mkdirSync(path.slice(0, path.lastIndexOf("/")), { recursive: true });
+    const tmp = `${path}.${Deno.pid}.tmp`;
+    Deno.writeTextFileSync(tmp, JSON.stringify({ version: 1, adapters }, null, 2) + "\n");
+    Deno.renameSync(tmp, path);
+  } catch {
+    // A read-only or missing cache directory only costs a re-tune next time.
+  }
+}
+
+/** Candidates per kernel for an adapter kind. */
+export function attentionCandidates(gpu: Gpu): Record<keyof AttentionConfig, AttentionKernelConfig[]> {
+  if (isCpuAdapter(gpu)) {
+    return {
+      forward: [tex(8, 2, 32), tex(4, 2, 32), tex(8, 1, 32), tex(4, 4, 32)],
+      dq: [tex(4, 1, 32), tex(2, 1, 32), tex(4, 2, 32)],
+      dkv: [tex(4, 1, 32), tex(2, 1, 32)],
+    };
+  }
+  return {
+    forward: [TILE, tex(2, 4, 64), { family: "reg", rows: 2, bk: 4, wg: 64 }],
+    dq: [TILE, tex(2, 1, 64)],
+    dkv: [TILE, tex(2, 1, 64)],
+  };
+}
+
+/** One timing taken by {@linkcode tuneAttention}. */
+export interface AttentionTiming {
+  kernel: keyof AttentionConfig;
+  config: string;
+  ms: number;
+}
+
+/**
+ * Time every candidate of each kernel with `time` (ms, lower is better; a throw skips the
+ * candidate), keep the fastest per kernel on `gpu`, and save it to the disk cache unless
+ * `save === false`.
+ */
+export async function tuneAttention(
+  gpu: Gpu,
+  time: (kernel: keyof AttentionConfig, c: AttentionKernelConfig) => Promise<number>,
+  opts: {
+    save?: boolean;
+    log?: (line: string) => void;
+    candidates?: Partial<ReturnType<typeof attentionCandidates>>;
+  } = {},
+): Promise<{ config: AttentionConfig; timings: AttentionTiming[] }> {
+  const config = { ...attentionConfigFor(gpu) };
+  const timings: AttentionTiming[] = [];
+  const all = { ...attentionCandidates(gpu), ...opts.candidates };
+  for (const k of KERNELS) {
+    let best = Infinity;
+    for (const c of all[k]) {
+      let ms: number;
+      try {
+        ms = await time(k, c);
+      } catch (e) {
+        opts.log?.(`attention autotune: ${k} ${kernelConfigKey(c)} failed: ${(e as Error).message}`);
+        continue;
+      }
+      timings.push({ kernel: k, config: kernelConfigKey(c), ms });
+      opts.log?.(`attention autotune ${k}: ${kernelConfigKey(c)} ${ms.toFixed(2)} ms`);
+      if (ms < best) {
+        best = ms;
+        config[k] = c;
+      }
+    }
+  }
+  chosen.set(gpu, config);
+  if (opts.save ?? true) writeDisk(gpu.info.description, config);
+  return { config, timings };
 }

@@ -6,6 +6,11 @@
  * Layouts (contiguous, f32): q, out, dout `[B, Tq, H, D]`; k, v `[B, Tk, Hkv, D]`; lse, di
  * `[B, H, Tq]`; mask `[B, mask_stride]`.
  *
+ * Two families: `tile` (workgroup-memory tiles, one row per thread: flashForward, backwardQ,
+ * backwardKV) and the register-blocked `reg` / `tex` kernels (regForward, regBackwardQ,
+ * regBackwardKV; generated unrolled over rows, keys per step and vec4 chunks of D, as
+ * `_matmul_wgsl.ts` does), plus the split-K decode pair and the texture staging kernel.
+ *
  * @module
  */
 import type { BindingSpec, KernelSpec } from "./_kernel.ts";
@@ -657,6 +662,8 @@ function parseRegKey(key: string): RegVariant {
  * (causal: the longest first). Per step of BK keys: scores of R x BK (fma chains over D with q in
  * registers), one online-softmax rescale per row when the block raises its max, then P·V into the
  * R x D accumulators. Each K/V vec4 load feeds R rows.
+ * Bindings: params, out, lse, q, k, v[, mask] (k, v textures when `tex`). Grid: `gridFor(B * H *
+ * ceil(Tq / R), wg)`. Keys past a row's range are clamped loads masked by `visible`.
  */
 export const regForward = memo((key: string): Built => {
   const v = parseRegKey(key);
@@ -780,7 +787,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
  * dQ, register-blocked (grid and order as {@linkcode regForward}): R query rows per invocation keep
  * q, dO and the dQ accumulators in registers and stream keys BK at a time; each K/V vec4 load feeds
  * R rows. Also computes D_i = dO_i · O_i for its rows and writes it to `di` for the dK/dV kernel
- * (which runs after it).
+ * (which runs after it). dS_ij = exp(s_ij - lse_i) (dO_i · v_j - D_i), dq_i = scale Σ_j dS_ij k_j.
+ * Bindings: params, dq, di, dout, o, q, lse, k, v[, mask]. Grid: `gridFor(B * H * ceil(Tq / R), wg)`.
  */
 export const regBackwardQ = memo((key: string): Built => {
   const v = parseRegKey(key);
@@ -865,6 +873,9 @@ export const regBackwardQ = memo((key: string): Built => {
  * dK, dV, register-blocked: one invocation per (R key rows, kv head, batch), kv head fastest, keeps
  * k, v and the dK/dV accumulators in registers and loops over the group's query heads and the
  * queries that may see its keys; each Q/dO vec4 load feeds R keys. No atomics.
+ * dv_j = Σ_i P_ij dO_i, dk_j = scale Σ_i dS_ij q_i (rows past kv_len are 0).
+ * Bindings: params, dk, dv, k, v, lse, di, q, dout[, mask] (q, dout textures when `tex`).
+ * Grid: `gridFor(B * Hkv * ceil(Tk / R), wg)`.
  */
 export const regBackwardKV = memo((key: string): Built => {
   const v = parseRegKey(key);

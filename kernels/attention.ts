@@ -16,19 +16,31 @@
  *   dv_j = Σ_i P_ij dout_i,  dS_ij = P_ij (dout_i · v_j - D_i),  dq_i = scale Σ_j dS_ij k_j,
  *   dk_j = scale Σ_{i, heads of the group} dS_ij q_i.
  *
- * Kernels (WGSL in `_attention_wgsl.ts`; params struct shared; WG = 64):
- * - forward: grid (ceil(Tq/64), H, B); a thread per query row keeps q and the output accumulator in
- *   registers and streams K/V tiles of BK = min(32, 2048/D) keys through workgroup memory with an
- *   online softmax (running max and sum); keys outside the tile's causal/window range are skipped.
- *   Memory is O(T) (no T x T scores). Bindings: params, out, lse, q, k, v[, mask].
+ * Kernels (WGSL in `_attention_wgsl.ts`; params struct shared). Two families, chosen per adapter
+ * (`_attention_tune.ts`: CPU rasterizers get `tex`, real GPUs `tile`; `autotuneAttention` times
+ * candidates; `opts.kernels` overrides per call):
+ * - `reg` / `tex` (register-blocked, no workgroup memory, no barriers): one invocation per (R rows,
+ *   head, batch), heads fastest, latest row blocks first; q / dO rows and the accumulators live in
+ *   registers and each K/V row load feeds R rows (vec4 everywhere, fma chains for the dots). `tex`
+ *   first stages the streamed operand (K and V; for dK/dV: Q and dO) as rgba32float texture arrays
+ *   (texel (h * D4 + c, t, layer b)): on llvmpipe a storage load is a per-lane loop with a bounds
+ *   check, a texel fetch a vectorized gather. Over the texture limits (T > 8192, B > 256) `tex`
+ *   reads buffers (`reg`). Forward: BK keys per step, scores R x BK, one online-softmax rescale per
+ *   row and step (only when the step raises the row max), then P·V. dQ: also writes D_i = dO_i · O_i
+ *   for dK/dV (no separate pass). dK/dV: R keys per invocation loop over the group's heads and the
+ *   queries that may see them. Rows per invocation shrink above D = 64 (`regRows`).
+ *   Measured on llvmpipe (2 cores, B=1, H=8, D=64, causal): see `bench/attention.ts`.
+ * - `tile` (workgroup memory, WG = 64, the GPU path): forward grid (ceil(Tq/64), H, B); a thread per
+ *   query row keeps q and the output accumulator in registers and streams K/V tiles of
+ *   BK = min(32, 2048/D) keys through workgroup memory with an online softmax. Backward: `di` (a
+ *   thread per row), `dq` (grid as forward), `dkv` (grid (ceil(Tk/64), Hkv, B), a thread per key row
+ *   loops over the group's heads and Q/dout tiles of min(32, 16384/(8D+8)) rows).
+ * Both are deterministic (no atomics) with O(T) memory (no T x T scores).
  * - decode (split-K, when G * Tq <= min(16, 2048/D), e.g. Tq = 1): grid (ceil(kv_len/64), Hkv, B);
  *   a thread per key computes the group's scores, the workgroup its split's max, sum and P·V;
  *   `combine` (a thread per output element) merges the splits. Cost per token: O(kv_len) reads
  *   spread over many workgroups. Bindings: params, pacc, pml, q, k, v[, mask]; params, out, lse,
  *   pacc, pml.
- * - backward: `di` (a thread per row), `dq` (grid as forward, streams K/V tiles), `dkv` (grid
- *   (ceil(Tk/64), Hkv, B), a thread per key row loops over the group's heads and Q/dout tiles of
- *   min(32, 16384/(8D+8)) rows): deterministic, no atomics.
  * Limits: D <= 256 on webgpu; each tensor within the device's storage binding size.
  *
  * @module
@@ -54,7 +66,16 @@ import {
   stageRows,
   WG,
 } from "./_attention_wgsl.ts";
-import { type AttentionConfig, attentionConfigFor, type AttentionKernelConfig } from "./_attention_tune.ts";
+import {
+  type AttentionConfig,
+  attentionConfigFor,
+  type AttentionKernelConfig,
+  type AttentionTiming,
+  kernelConfigKey,
+  setAttentionConfig,
+  tuneAttention,
+} from "./_attention_tune.ts";
+import type { Backend } from "./backend.ts";
 import type { BufferRange, Gpu } from "./gpu.ts";
 import { needsGrad, record } from "./autograd.ts";
 import { expectDtype, expectSameBackend, expectShape, shapeText, type Tensor } from "./tensor.ts";
@@ -275,6 +296,11 @@ function resolve(where: string, q: Tensor, k: Tensor, v: Tensor, o: AttentionOpt
   if (!Number.isInteger(window) || window < 0 || window >= 2 ** 31) {
     throw new RangeError(`Cannot run ${label}: sliding_window must be a positive integer: ${window}`);
   }
+  const maxWg = q.backend.name === "webgpu"
+    ? q.backend.device.info.limits.maxComputeInvocationsPerWorkgroup
+    : 1024;
+  const kp = kernelProblems(o, maxWg);
+  if (kp.length) throw new RangeError(`Cannot run ${label}: ${kp.join("; ")}`);
   const scale = o.scale ?? 1 / Math.sqrt(D);
   if (!Number.isFinite(scale)) throw new RangeError(`Cannot run ${label}: scale must be finite: ${scale}`);
   const mask = o.attention_mask ?? null;
@@ -337,9 +363,92 @@ function dispatch(k: Built, tensors: Tensor[], r: Resolved, p: Record<string, nu
   launch(k.spec, k.code, r.mask ? [...tensors, r.mask] : tensors, p, grid as [number, number, number]);
 }
 
-/** The configuration of one kernel: the options' override, else the adapter's. */
+export { attentionConfigFor, kernelConfigKey, setAttentionConfig };
+export type { AttentionConfig, AttentionKernelConfig, AttentionTiming };
+
+/** The configuration of one kernel: the options' override (checked by `resolve`), else the adapter's. */
 function kernelConfig(q: Tensor, o: AttentionOptions, which: keyof AttentionConfig): AttentionKernelConfig {
   return o.kernels?.[which] ?? attentionConfigFor(q.backend.device)[which];
+}
+
+/** Problems of `opts.kernels` (every entry, whatever path runs). */
+function kernelProblems(o: AttentionOptions, maxWg: number): string[] {
+  const out: string[] = [];
+  for (const [which, c] of Object.entries(o.kernels ?? {})) {
+    if (!["forward", "dq", "dkv"].includes(which)) {
+      out.push(`kernels.${which}: unknown kernel (forward, dq, dkv)`);
+      continue;
+    }
+    if (!c || c.family === "tile") continue;
+    if (!["reg", "tex"].includes(c.family)) {
+      out.push(`kernels.${which}: family must be tile, reg or tex: ${c.family}`);
+      continue;
+    }
+    for (const [n, v, hi] of [["rows", c.rows, 16], ["bk", c.bk, 16], ["wg", c.wg, maxWg]] as const) {
+      if (!Number.isInteger(v) || v < 1 || v > hi) {
+        out.push(`kernels.${which}: ${n} must be an integer in [1, ${hi}]: ${v}`);
+      }
+    }
+  }
+  return out;
+}
+
+/** Options of {@linkcode autotuneAttention}. */
+export interface AttentionAutotuneOptions {
+  /** Timed repetitions per candidate after a warm-up (the minimum counts). Default 2. */
+  reps?: number;
+  /** Problem timed: sequence length (default 256; B = 1, H = 8, D = 64, causal). */
+  T?: number;
+  /** Save the result to the disk cache (default true). */
+  save?: boolean;
+  /** Progress lines (default: none). */
+  log?: (line: string) => void;
+}
+
+/**
+ * Pick the fastest kernel configuration of the forward, dQ and dK/dV kernels for this adapter by
+ * timing the candidates (a minute or so on a CPU rasterizer, compiles dominate). The result is used
+ * by every later attention call on this GPU and cached on disk for the adapter.
+ *
+ * @example
+ * ```ts ignore
+ * const be = await createBackend("webgpu");
+ * const { config } = await autotuneAttention(be, { log: console.error });
+ * ```
+ */
+export async function autotuneAttention(
+  be: Backend,
+  opts: AttentionAutotuneOptions = {},
+): Promise<{ config: AttentionConfig; timings: AttentionTiming[] }> {
+  if (be.name !== "webgpu") throw new TypeError(`Cannot autotune ${OP}: backend ${be.name} is not webgpu`);
+  const T = opts.T ?? 256, shape = [1, T, 8, 64], reps = opts.reps ?? 2;
+  const n = T * 8 * 64;
+  const rnd = (seed: number) => Float32Array.from({ length: n }, (_, i) => Math.sin(i * 0.37 + seed));
+  const [q, k, v, dout] = [1, 2, 3, 4].map((s) => be.fromArray(rnd(s), shape));
+  const out = be.empty(shape), lse = be.empty([1, 8, T]);
+  const dq = be.empty(shape), dk = be.empty(shape), dv = be.empty(shape);
+  attentionForward(out, lse, q, k, v, { causal: true });
+  try {
+    return await tuneAttention(be.device, async (which, c) => {
+      const o: AttentionOptions = { causal: true, kernels: { [which]: c } };
+      const run = () =>
+        which === "forward"
+          ? attentionForward(out, lse, q, k, v, o)
+          : attentionBackward(dq, dk, dv, dout, q, k, v, out, lse, o);
+      run();
+      await be.sync();
+      let best = Infinity;
+      for (let r = 0; r < reps; r++) {
+        const t0 = performance.now();
+        run();
+        await be.sync();
+        best = Math.min(best, performance.now() - t0);
+      }
+      return best;
+    }, opts);
+  } finally {
+    for (const t of [q, k, v, dout, out, lse, dq, dk, dv]) t.dispose();
+  }
 }
 
 type RegCfg = Exclude<AttentionKernelConfig, { family: "tile" }>;

@@ -2,11 +2,15 @@ import {
   attention,
   attentionBackward,
   attentionBackwardReference,
+  attentionConfigFor,
   attentionForward,
   type AttentionOptions,
   attentionReference,
   type AttentionReferenceOptions,
+  kernelConfigKey,
+  regRows,
 } from "../../kernels/attention.ts";
+import { parseKernelConfig } from "../../kernels/_attention_tune.ts";
 import { backward } from "../../kernels/autograd.ts";
 import type { Backend } from "../../kernels/backend.ts";
 import { assert, assertAllClose, randomArray } from "../_assert.ts";
@@ -343,6 +347,31 @@ Deno.test("attention() rejects bad shapes and options before dispatch", async ()
       );
     }
   }
+});
+
+Deno.test("attention() kernels option: bad configs rejected before dispatch; config keys round-trip", async () => {
+  for (const be of await backends()) {
+    const q = be.zeros([1, 4, 2, 8]);
+    assert.throws(
+      () => attention(q, q, q, { kernels: { forward: { family: "tex", rows: 0, bk: 1.5, wg: 8 } } }),
+      /Cannot run attention.forward: kernels.forward: rows must be an integer in \[1, 16\]: 0; kernels.forward: bk must be an integer in \[1, 16\]: 1.5/,
+    );
+    assert.throws(
+      () => attention(q, q, q, { kernels: { forward: { family: "simd", rows: 1, bk: 1, wg: 8 } as never } }),
+      /family must be tile, reg or tex: simd/,
+    );
+  }
+  const g = await webgpu();
+  if (g) {
+    const cfg = attentionConfigFor(g.device);
+    for (const k of ["forward", "dq", "dkv"] as const) {
+      assert.deepEqual(parseKernelConfig(kernelConfigKey(cfg[k])), cfg[k]);
+    }
+  }
+  assert.equal(parseKernelConfig("tex:8x2:32")?.family, "tex");
+  assert.equal(parseKernelConfig("tex:0x2:32"), null);
+  assert.equal(parseKernelConfig("warp:1x1:1"), null);
+  assert.deepEqual([16, 64, 128, 256].map((D) => regRows(8, D)), [8, 8, 4, 2]);
 });
 
 Deno.test("attention() error summary", async () => {
