@@ -37,6 +37,8 @@ export interface MatmulPlan extends MatmulDims {
   accumulate: boolean;
   config: MatmulConfig;
   maxBinding: number;
+  /** b holds f16 elements (2 bytes each; read as f32). */
+  f16B?: boolean;
 }
 
 const kernelCode = memo((key: string) => matmulKernel(JSON.parse(key) as MatmulVariant));
@@ -72,8 +74,8 @@ function rowsPerWindow(label: string, rowBytes: number, max: number, align: numb
 }
 
 /**
- * Record the dispatches of one matmul on raw buffers (f32, contiguous, layouts as in the module
- * header). Windows and batch chunks are handled here.
+ * Record the dispatches of one matmul on raw buffers (f32, b f32 or f16 with `plan.f16B`;
+ * contiguous, layouts as in the module header). Windows and batch chunks are handled here.
  */
 export function dispatchMatmul(gpu: Gpu, bufs: MatmulBuffers, plan: MatmulPlan): void {
   const { M, N, K, batch, transA, transB } = plan;
@@ -82,26 +84,27 @@ export function dispatchMatmul(gpu: Gpu, bufs: MatmulBuffers, plan: MatmulPlan):
   const align = gpu.info.limits.minStorageBufferOffsetAlignment;
   const max = Math.min(plan.maxBinding, gpu.maxBinding);
   const label = `matmul ${M}x${K}x${N}`;
-  const bA = M * K * 4 * batch, bB = K * N * 4 * (plan.bBatched ? batch : 1), bO = M * N * 4 * batch;
+  const f16B = !!plan.f16B, eb = f16B ? 2 : 4; // bytes per element of b
+  const bA = M * K * 4 * batch, bB = K * N * eb * (plan.bBatched ? batch : 1), bO = M * N * 4 * batch;
   const fits = bA <= max && bB <= max && bO <= max;
   if (config.family === "tex") {
     const stA = fits && K > 0 ? stagedShape(gpu, !transA, transA ? M : K, transA ? K : M, batch) : null;
     const stB = stA
       ? stagedShape(gpu, transB, transB ? K : N, transB ? N : K, plan.bBatched ? batch : 1)
       : null;
-    if (stA && stB) return dispatchStaged(gpu, bufs, plan, config, stA, stB);
+    if (stA && stB) return dispatchStaged(gpu, bufs, plan, config, stA, stB, f16B);
     config = { family: "reg", tm: config.tm, tn: config.tn, wg: config.wg }; // over texture limits
   }
   // Windows along M (A rows when not transposed, out rows), N (rows of a transposed B) and K.
   let perM = M, perN = N, perK = K;
   if (!fits) {
     // Windowed dispatches run one batch at a time: what must fit is one matrix of each operand.
-    const a1 = M * K * 4, b1 = K * N * 4, o1 = M * N * 4;
+    const a1 = M * K * 4, b1 = K * N * eb, o1 = M * N * 4;
     if (o1 > max || (!transA && a1 > max)) {
       perM = Math.min(M, rowsPerWindow(label, Math.max(N * 4, transA ? 0 : K * 4), max, align));
     }
-    if (transB && b1 > max) perN = Math.min(N, rowsPerWindow(label, K * 4, max, align));
-    if (!transB && b1 > max) perK = Math.min(K, rowsPerWindow(label, N * 4, max, align));
+    if (transB && b1 > max) perN = Math.min(N, rowsPerWindow(label, K * eb, max, align));
+    if (!transB && b1 > max) perK = Math.min(K, rowsPerWindow(label, N * eb, max, align));
     if (transA && a1 > max) perK = Math.min(perK, rowsPerWindow(label, M * 4, max, align));
   }
   const kWins = windows(K, perK);
@@ -121,6 +124,7 @@ export function dispatchMatmul(gpu: Gpu, bufs: MatmulBuffers, plan: MatmulPlan):
     act: plan.act,
     savePre: bufs.pre !== null,
     kTail: K % 4 !== 0,
+    ...(f16B ? { f16B } : {}),
   };
   const { bm, bn } = blockShape(config);
   const maxWg = gpu.info.limits.maxComputeWorkgroupsPerDimension;
@@ -193,10 +197,11 @@ export function dispatchMatmul(gpu: Gpu, bufs: MatmulBuffers, plan: MatmulPlan):
     return;
   }
   // Windowed: one dispatch per (batch, M window, N window, K window).
-  const win = (buf: GPUBuffer, total: number, first: number, end: number) => {
-    const off = Math.floor(first * 4 / align) * align;
-    const size = Math.min(Math.ceil((end * 4 - off) / 16) * 16, Math.ceil(total / 16) * 16 - off);
-    return { range: { buffer: buf, offset: off, size: Math.max(size, 16) }, elem: first - off / 4 };
+  // Elements [first, end) of a buffer of `total` bytes, `e` bytes per element.
+  const win = (buf: GPUBuffer, total: number, first: number, end: number, e = 4) => {
+    const off = Math.floor(first * e / align) * align;
+    const size = Math.min(Math.ceil((end * e - off) / 16) * 16, Math.ceil(total / 16) * 16 - off);
+    return { range: { buffer: buf, offset: off, size: Math.max(size, 16) }, elem: first - off / e };
   };
   const aIdx = (z: number, m: number, k: number) => z * M * K + (transA ? k * M + m : m * K + k);
   const bIdx = (z: number, k: number, n: number) =>
@@ -210,8 +215,8 @@ export function dispatchMatmul(gpu: Gpu, bufs: MatmulBuffers, plan: MatmulPlan):
             ? win(bufs.a, bufs.bytes.a, aIdx(z, 0, k0), aIdx(z, 0, k1))
             : win(bufs.a, bufs.bytes.a, aIdx(z, m0, 0), aIdx(z, m1, 0));
           const rb = transB
-            ? win(bufs.b, bufs.bytes.b, bIdx(z, 0, n0), bIdx(z, 0, n1))
-            : win(bufs.b, bufs.bytes.b, bIdx(z, k0, 0), bIdx(z, k1, 0));
+            ? win(bufs.b, bufs.bytes.b, bIdx(z, 0, n0), bIdx(z, 0, n1), eb)
+            : win(bufs.b, bufs.bytes.b, bIdx(z, k0, 0), bIdx(z, k1, 0), eb);
           const firstO = z * M * N + m0 * N;
           const ro = win(bufs.out, bufs.bytes.out, firstO, z * M * N + m1 * N);
           const rp = win(bufs.pre ?? bufs.out, bufs.bytes.out, firstO, z * M * N + m1 * N);
@@ -308,11 +313,15 @@ function releaseTexture(gpu: Gpu, s: Staged, t: PooledTexture): void {
   list.push(t);
 }
 
-const stageCode = memo((vec: number) => stageKernel(vec === 1));
+/** Key: bit 0 = vec4 loads, bit 1 = f16 source. */
+const stageCode = memo((key: number) => stageKernel((key & 1) === 1, (key & 2) === 2));
 
-function stage(gpu: Gpu, t: PooledTexture, src: GPUBuffer, bytes: number, s: Staged): void {
+function stage(gpu: Gpu, t: PooledTexture, src: GPUBuffer, bytes: number, s: Staged, f16 = false): void {
   const vec = s.cols % 4 === 0;
-  const pipe = gpu.pipeline("matmul.stage", stageCode(vec ? 1 : 0));
+  const pipe = gpu.pipeline(
+    f16 ? "matmul.stage.f16" : "matmul.stage",
+    stageCode((vec ? 1 : 0) | (f16 ? 2 : 0)),
+  );
   const params = {
     rows: s.rows,
     cols: s.cols,
@@ -336,12 +345,13 @@ function dispatchStaged(
   config: MatmulConfig,
   stA: Staged,
   stB: Staged,
+  f16B: boolean,
 ): void {
   const { M, N, K, batch, transA, transB } = plan;
   if (config.family === "tile") throw new TypeError("dispatchStaged: not a tex config");
   const ta = acquireTexture(gpu, stA), tb = acquireTexture(gpu, stB);
   stage(gpu, ta, bufs.a, bufs.bytes.a, stA);
-  stage(gpu, tb, bufs.b, bufs.bytes.b, stB);
+  stage(gpu, tb, bufs.b, bufs.bytes.b, stB, f16B);
   const v: MatmulVariant = {
     config,
     transA,

@@ -22,6 +22,11 @@
  * at `offO + batch * sO + m * ldo + n`. All offsets and strides are in elements; when a binding is
  * vec4 the launcher guarantees they are multiples of 4.
  *
+ * f16 weights (`f16B`): B is bound as `array<f16>` / `array<vec4<f16>>` (`enable f16;`, the device
+ * needs `shader-f16`) and every load converts to f32 in registers, so accumulation, the epilogue and
+ * the output stay f32; indices are in elements as above. The `tex` family instead stages an f16 B
+ * into the same rgba32float texture (`stageKernel` with `f16`), so its inner loop is unchanged.
+ *
  * @module
  */
 import type { KernelSpec, ParamSpec } from "./_kernel.ts";
@@ -52,6 +57,8 @@ export interface MatmulVariant {
   acc: boolean;
   /** K % 4 != 0: generate the scalar tail loop. */
   kTail: boolean;
+  /** B is stored as f16 (converted to f32 on load); `reg` and `tile` only (`tex` stages it). */
+  f16B?: boolean;
 }
 
 /** Params struct of every matmul pipeline. */
@@ -100,19 +107,22 @@ export function blockShape(c: MatmulConfig): { bm: number; bn: number } {
 export function matmulSpec(v: MatmulVariant): KernelSpec {
   const t = (vec: boolean) => (vec ? "vec4<f32>" : "f32");
   const c0 = v.config;
+  const f16B = !!v.f16B && c0.family !== "tex";
+  const tb = f16B ? (v.vecB ? "vec4<f16>" : "f16") : t(v.vecB);
   const bindings = [
     { name: "o", type: t(v.vecO), access: "read_write" as const },
     ...(v.savePre ? [{ name: "pre", type: t(v.vecO), access: "read_write" as const }] : []),
     { name: "a", type: c0.family === "tex" ? TEXTURE : t(v.vecA), access: "read" as const },
-    { name: "b", type: c0.family === "tex" ? TEXTURE : t(v.vecB), access: "read" as const },
+    { name: "b", type: c0.family === "tex" ? TEXTURE : tb, access: "read" as const },
     ...(v.bias ? [{ name: "bias", type: "f32", access: "read" as const }] : []),
   ];
   const c = v.config;
   return {
-    label: `matmul.${c.family}`,
+    label: `matmul.${c.family}${f16B ? ".f16" : ""}`,
     params: MATMUL_PARAMS,
     bindings,
     workgroupSize: c.family === "tile" ? [c.wx, c.wy, 1] : [c.wg, 1, 1],
+    ...(f16B ? { f16: true } : {}),
   };
 }
 
@@ -150,7 +160,7 @@ function actWgsl(act: MatmulActivation): string {
 function header(v: MatmulVariant): string {
   const spec = matmulSpec(v);
   let b = 0;
-  let s = `struct Params {\n${
+  let s = `${spec.f16 ? "enable f16;\n" : ""}struct Params {\n${
     Object.entries(MATMUL_PARAMS).map(([k, t]) => `  ${k}: ${t},`).join("\n")
   }\n}\n`;
   s += `@group(0) @binding(${b++}) var<uniform> p: Params;\n`;
@@ -241,6 +251,18 @@ interface Operand {
   x0: string;
   /** Read from a texture staged by `stageKernel` (texels of 4 along the contiguous dim, zero padded). */
   tex: boolean;
+  /** Stored as f16: loads convert to f32. */
+  f16: boolean;
+}
+
+/** WGSL of a scalar load `x[idx]` as f32. */
+function rd1(o: Operand, idx: string): string {
+  return o.f16 ? `f32(${o.name}[${idx}])` : `${o.name}[${idx}]`;
+}
+
+/** WGSL of a vec4 load `x[idx]` (vec4 binding) as vec4<f32>. */
+function rd4(o: Operand, idx: string): string {
+  return o.f16 ? `vec4<f32>(${o.name}[${idx}])` : `${o.name}[${idx}]`;
 }
 
 /** Per-invocation setup lines (hoisted row/column offsets). */
@@ -301,17 +323,23 @@ function opLoad4(o: Operand, ind: string): string {
   if (o.kc) {
     for (let t = 0; t < o.t; t++) {
       s += o.vec
-        ? `${ind}let ${x}v${t} = ${x}[${x}r${t} + k / 4u];\n`
-        : `${ind}let ${x}v${t} = vec4<f32>(${x}[${x}r${t} + k], ${x}[${x}r${t} + k + 1u], ${x}[${x}r${t} + k + 2u], ${x}[${x}r${t} + k + 3u]);\n`;
+        ? `${ind}let ${x}v${t} = ${rd4(o, `${x}r${t} + k / 4u`)};\n`
+        : `${ind}let ${x}v${t} = vec4<f32>(${rd1(o, `${x}r${t} + k`)}, ${rd1(o, `${x}r${t} + k + 1u`)}, ${
+          rd1(o, `${x}r${t} + k + 2u`)
+        }, ${rd1(o, `${x}r${t} + k + 3u`)});\n`;
     }
   } else {
     for (let kk = 0; kk < 4; kk++) {
       if (o.vec) {
         s += `${ind}let ${x}k${kk} = (k + ${kk}u) * ${x}ld4;\n`;
-        for (let q = 0; q < o.t / 4; q++) s += `${ind}let ${x}v${kk}_${q} = ${x}[${x}c${q} + ${x}k${kk}];\n`;
+        for (let q = 0; q < o.t / 4; q++) {
+          s += `${ind}let ${x}v${kk}_${q} = ${rd4(o, `${x}c${q} + ${x}k${kk}`)};\n`;
+        }
       } else {
         s += `${ind}let ${x}k${kk} = (k + ${kk}u) * ${o.ld};\n`;
-        for (let t = 0; t < o.t; t++) s += `${ind}let ${x}v${kk}_${t} = ${x}[${x}c${t} + ${x}k${kk}];\n`;
+        for (let t = 0; t < o.t; t++) {
+          s += `${ind}let ${x}v${kk}_${t} = ${rd1(o, `${x}c${t} + ${x}k${kk}`)};\n`;
+        }
       }
     }
   }
@@ -323,13 +351,13 @@ function opLoad1(o: Operand, ind: string): string {
   let s = "";
   const x = o.name;
   if (o.kc) {
-    for (let t = 0; t < o.t; t++) s += `${ind}let ${x}v${t} = ${x}[${x}r${t} + k];\n`;
+    for (let t = 0; t < o.t; t++) s += `${ind}let ${x}v${t} = ${rd1(o, `${x}r${t} + k`)};\n`;
   } else if (o.vec) {
     s += `${ind}let ${x}k0 = k * ${x}ld4;\n`;
-    for (let q = 0; q < o.t / 4; q++) s += `${ind}let ${x}v0_${q} = ${x}[${x}c${q} + ${x}k0];\n`;
+    for (let q = 0; q < o.t / 4; q++) s += `${ind}let ${x}v0_${q} = ${rd4(o, `${x}c${q} + ${x}k0`)};\n`;
   } else {
     s += `${ind}let ${x}k0 = k * ${o.ld};\n`;
-    for (let t = 0; t < o.t; t++) s += `${ind}let ${x}v0_${t} = ${x}[${x}c${t} + ${x}k0];\n`;
+    for (let t = 0; t < o.t; t++) s += `${ind}let ${x}v0_${t} = ${rd1(o, `${x}c${t} + ${x}k0`)};\n`;
   }
   return s;
 }
@@ -372,8 +400,28 @@ export function regKernel(v: MatmulVariant): string {
   if (c.family === "tile") throw new TypeError("regKernel: not a reg / tex config");
   const { tm, tn, wg } = c;
   const tex = c.family === "tex";
-  const A: Operand = { name: "a", t: tm, kc: !v.transA, vec: v.vecA, ext: "p.M", ld: "p.lda", x0: "m0", tex };
-  const B: Operand = { name: "b", t: tn, kc: v.transB, vec: v.vecB, ext: "p.N", ld: "p.ldb", x0: "n0", tex };
+  const A: Operand = {
+    name: "a",
+    t: tm,
+    kc: !v.transA,
+    vec: v.vecA,
+    ext: "p.M",
+    ld: "p.lda",
+    x0: "m0",
+    tex,
+    f16: false,
+  };
+  const B: Operand = {
+    name: "b",
+    t: tn,
+    kc: v.transB,
+    vec: v.vecB,
+    ext: "p.N",
+    ld: "p.ldb",
+    x0: "n0",
+    tex,
+    f16: !!v.f16B && !tex,
+  };
   const tn4 = tn / 4;
   let s = header(v);
   s += `@compute @workgroup_size(${wg}, 1, 1)
@@ -410,11 +458,10 @@ export function tileKernel(v: MatmulVariant): string {
   const { tm, tn, wx, wy, bk } = c;
   const bm = tm * wy, bn = tn * wx, nthr = wx * wy, tn4 = tn / 4;
   // Global scalar reads of A(m, k) and B(k, n) (bindings may be vec4: pick the component).
-  const rd = (
-    x: "a" | "b",
-    vec: boolean,
-    idx: string,
-  ) => (vec ? `${x}[(${idx}) / 4u][(${idx}) % 4u]` : `${x}[${idx}]`);
+  const rd = (x: "a" | "b", vec: boolean, idx: string) => {
+    const e = vec ? `${x}[(${idx}) / 4u][(${idx}) % 4u]` : `${x}[${idx}]`;
+    return x === "b" && v.f16B ? `f32(${e})` : e;
+  };
   const aIdx = v.transA ? "abase + gk * p.lda + gm" : "abase + gm * p.lda + gk";
   const bIdx = v.transB ? "bbase + gn * p.ldb + gk" : "bbase + gk * p.ldb + gn";
   let s = header(v);
@@ -488,20 +535,28 @@ export const STAGE_PARAMS: ParamSpec = {
 };
 
 /**
- * WGSL that copies a row-major `(layers, rows, cols)` f32 tensor into an rgba32float texture
- * array: texel (x, y, l) = elements 4x..4x+3 of row y of layer l, zero past `cols` and for rows
- * `rows..height` (K padding). Grid: (ceil(width / 8), ceil(height / 8), layers), WG 8x8.
+ * WGSL that copies a row-major `(layers, rows, cols)` f32 (or, with `f16`, f16) tensor into an
+ * rgba32float texture array: texel (x, y, l) = elements 4x..4x+3 of row y of layer l, zero past
+ * `cols` and for rows `rows..height` (K padding). Grid: (ceil(width / 8), ceil(height / 8),
+ * layers), WG 8x8. f16 values are exact in f32, so a staged f16 weight computes exactly as the
+ * f32 copy of its values would.
  */
-export function stageKernel(vec: boolean): string {
+export function stageKernel(vec: boolean, f16 = false): string {
   const fields = Object.entries(STAGE_PARAMS).map(([k, t]) => `  ${k}: ${t},`).join("\n");
-  const load = vec ? "v = src[base / 4u];" : `let last = p.layerStride * (gid.z + 1u) - 1u;
+  const s1 = (i: string) => (f16 ? `f32(src[${i}])` : `src[${i}]`);
+  const load = vec
+    ? `v = ${f16 ? "vec4<f32>(src[base / 4u])" : "src[base / 4u]"};`
+    : `let last = p.layerStride * (gid.z + 1u) - 1u;
     let c = gid.x * 4u;
-    v = vec4<f32>(src[base], select(0.0, src[min(base + 1u, last)], c + 1u < p.cols),
-      select(0.0, src[min(base + 2u, last)], c + 2u < p.cols), select(0.0, src[min(base + 3u, last)], c + 3u < p.cols));`;
-  return `struct Params {\n${fields}\n}
+    v = vec4<f32>(${s1("base")}, select(0.0, ${s1("min(base + 1u, last)")}, c + 1u < p.cols),
+      select(0.0, ${s1("min(base + 2u, last)")}, c + 2u < p.cols), select(0.0, ${
+      s1("min(base + 3u, last)")
+    }, c + 3u < p.cols));`;
+  const el = f16 ? "f16" : "f32";
+  return `${f16 ? "enable f16;\n" : ""}struct Params {\n${fields}\n}
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var dst: texture_storage_2d_array<rgba32float, write>;
-@group(0) @binding(2) var<storage, read> src: array<${vec ? "vec4<f32>" : "f32"}>;
+@group(0) @binding(2) var<storage, read> src: array<${vec ? `vec4<${el}>` : el}>;
 @compute @workgroup_size(8, 8, 1)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   if (gid.x >= p.width || gid.y >= p.height) { return; }

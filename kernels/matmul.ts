@@ -30,7 +30,14 @@
  * non-transposed B or a transposed A; binding offsets are aligned to
  * `minStorageBufferOffsetAlignment` and the rest goes in the params as element offsets. `tex`
  * falls back to `reg` when windows are needed or a staged operand exceeds the texture limits.
- * Not done: f16 storage of b, split-K for tall-skinny products.
+ *
+ * f16 weights: b may be f16 (a frozen weight loaded with `dtype: "f16"`; needs the device's
+ * `shader-f16` on webgpu). The `reg` and `tile` kernels read it as `f16` / `vec4<f16>` and convert
+ * to f32 in registers; `tex` stages it into its f32 texture. Accumulation, bias, activation and out
+ * stay f32, so the product equals the f32 product of the f16-rounded weight. On cpu the reference
+ * reads the Float16Array. Backward: dA works (dZ B^T reads the f16 b); dB of an f16 b is refused
+ * (no f16 gradient or optimizer state: train in f32, or train LoRA adapters on the f16 base).
+ * Not done: split-K for tall-skinny products.
  *
  * @module
  */
@@ -73,7 +80,7 @@ export interface MatmulOptions {
   maxBinding?: number;
 }
 
-/** Dimensions and flags of the reference (plain arrays instead of tensors). */
+/** Dimensions and flags of the reference (plain arrays instead of tensors; b may be a Float16Array). */
 export interface MatmulReferenceOptions {
   batch: number;
   M: number;
@@ -201,13 +208,24 @@ export function matmulDims(a: readonly number[], b: readonly number[], opts: Mat
   return { batchShape, batch: batchShape.reduce((p, d) => p * d, 1), M, N, K, bBatched };
 }
 
+/** An f16 b on webgpu needs the device's `shader-f16` feature. */
+function expectF16(b: Tensor): void {
+  if (b.backend.name !== "webgpu" || b.backend.device.features.has("shader-f16")) return;
+  throw new TypeError(
+    `Cannot run matmul: b${b.name ? ` (${b.name})` : ""} ${shapeText(b.shape)} is f16 but the device ` +
+      `(${b.backend.device.info.description}) lacks the shader-f16 feature; upload the weight as f32 ` +
+      `(loadModel dtype "f32") or use an adapter that offers shader-f16`,
+  );
+}
+
 function validate(out: Tensor, a: Tensor, b: Tensor, opts: MatmulOptions): MatmulDims {
   const op = "matmul";
   const ts = [out, a, b, ...(opts.bias ? [opts.bias] : []), ...(opts.pre ? [opts.pre] : [])];
   expectSameBackend(op, ...ts);
   expectDtype(op, "out", out, "f32");
   expectDtype(op, "a", a, "f32");
-  expectDtype(op, "b", b, "f32");
+  expectDtype(op, "b", b, "f32", "f16");
+  if (b.dtype === "f16") expectF16(b);
   const d = matmulDims(a.shape, b.shape, opts);
   const os = [...d.batchShape, d.M, d.N];
   if (out.shape.join() !== os.join()) {
@@ -275,6 +293,7 @@ export function matmulForward(out: Tensor, a: Tensor, b: Tensor, opts: MatmulOpt
     accumulate: !!opts.accumulate,
     config,
     maxBinding: opts.maxBinding ?? gpu.maxBinding,
+    ...(b.dtype === "f16" ? { f16B: true } : {}),
   });
 }
 
@@ -287,8 +306,8 @@ export type MatmulBackwardOptions = Pick<
 /**
  * Backward launcher: given dZ (the gradient of the pre-activation, `(..., M, N)`), write
  * `dA = alpha dZ B^T` (layout of a) and `dB = alpha A^T dZ` (layout of b, summed over the batch
- * when b is shared). Either output may be null.
- * @throws {TypeError} on shape, dtype or backend mismatch
+ * when b is shared). Either output may be null. An f16 b gives dA (f32) but no dB.
+ * @throws {TypeError} on shape, dtype or backend mismatch, or dB of an f16 b
  */
 export function matmulBackward(
   dA: Tensor | null,
@@ -302,6 +321,15 @@ export function matmulBackward(
   const tA = !!opts.transA, tB = !!opts.transB;
   const common = { alpha: opts.alpha ?? 1, config: opts.config, maxBinding: opts.maxBinding };
   const os = [...d.batchShape, d.M, d.N];
+  const f16 = b.dtype === "f16";
+  if (dB && f16) throw f16GradError(b);
+  if (dA && f16 && tA && d.bBatched) {
+    throw new TypeError(
+      `Cannot run matmul backward: dA of a transposed a ${shapeText(a.shape)} with a batched f16 b ${
+        shapeText(b.shape)
+      } is not supported; use an f32 b`,
+    );
+  }
   if (dZ.shape.join() !== os.join()) {
     throw new TypeError(
       `Cannot run matmul backward: dZ has shape ${shapeText(dZ.shape)}, expected ${shapeText(os)}`,
@@ -316,13 +344,14 @@ export function matmulBackward(
     if (!tA) {
       // dA (M, K) = dZ B^T
       matmulForward(dA, dZ, b, { ...common, transB: !tB });
-    } else if (d.bBatched || d.batch === 1) {
-      // dA stored (K, M) = B dZ^T (b: (K, N), or (N, K) read transposed)
+    } else if (d.bBatched || (d.batch === 1 && !f16)) {
+      // dA stored (K, M) = B dZ^T (b: (K, N), or (N, K) read transposed); b is the a operand here,
+      // which is always f32, so an f16 b takes the branch below.
       const b2 = d.bBatched ? b : b.reshape([...d.batchShape.map(() => 1), ...b.shape]);
       matmulForward(dA, b2, dZ, { ...common, transA: tB, transB: true });
       if (b2 !== b) b2.dispose();
     } else {
-      // shared b, batched transposed a: (dZ B^T) per batch, then transposed into dA.
+      // shared b (or an f16 b), transposed a: (dZ B^T) per batch, then transposed into dA.
       const t = dZ.backend.empty([...d.batchShape, d.M, d.K]);
       matmulForward(t, dZ, b, { ...common, transB: !tB });
       const tt = transpose(t);
@@ -362,6 +391,15 @@ export function matmulBackward(
   }
 }
 
+/** The error for a gradient of an f16 b (frozen weights only). */
+function f16GradError(b: Tensor): TypeError {
+  return new TypeError(
+    `Cannot run matmul backward: b${b.name ? ` (${b.name})` : ""} ${shapeText(b.shape)} is f16 and needs ` +
+      `a gradient; f16 weights are frozen (no f16 gradients or optimizer state): load the model with ` +
+      `dtype "f32" to train it, or train LoRA adapters on the f16 base (requiresGrad = false on the weight)`,
+  );
+}
+
 /** Copy the elements of `src` into `dst` (same size). */
 function copyInto(dst: Tensor, src: Tensor): void {
   if (dst.backend.name === "cpu") dst.data.set(src.data as never);
@@ -398,6 +436,10 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
   const bias = opts.bias ?? null;
   const out = a.backend.empty([...d.batchShape, d.M, d.N]);
   const grad = needsGrad(a, b, bias);
+  if (grad && b.dtype === "f16" && (b.requiresGrad || b.node)) {
+    out.dispose();
+    throw f16GradError(b);
+  }
   const pre = grad && act !== "none" ? a.backend.empty(out.shape) : null;
   try {
     matmulForward(out, a, b, { ...opts, accumulate: false, pre });

@@ -3,6 +3,7 @@ import {
   describeMatmulConfig,
   matmul,
   type MatmulActivation,
+  matmulBackward,
   matmulBackwardReference,
   type MatmulConfig,
   matmulForward,
@@ -377,4 +378,189 @@ Deno.test("autotuneMatmul() measures, caches on disk and describes the chosen co
     await Deno.remove(dir, { recursive: true });
   }
   void cpu;
+});
+
+// ---- f16 weights (b stored as f16, read as f32) ----
+
+/**
+ * Run a case with an f16 b on both backends against the f64 reference on the f16-rounded b;
+ * returns the max abs error over the backends.
+ */
+async function checkF16(label: string, c: Case, seed = 5): Promise<number> {
+  const { aShape, bShape, oShape } = shapes(c);
+  const a = randomArray(prod(aShape), seed), b = randomArray(prod(bShape), seed + 1);
+  const bias = randomArray(c.N, seed + 2), init = randomArray(prod(oShape), seed + 3);
+  const b16 = Float16Array.from(b);
+  const want = Float64Array.from(init);
+  matmulReference(want, Float64Array.from(a), Float64Array.from(b16), {
+    batch: prod(c.batch ?? []),
+    M: c.M,
+    N: c.N,
+    K: c.K,
+    transA: c.opts?.transA,
+    transB: c.opts?.transB,
+    bBatched: c.bBatched,
+    bias: c.opts?.bias ? Float64Array.from(bias) : null,
+    activation: c.opts?.activation,
+    alpha: c.opts?.alpha,
+    accumulate: c.opts?.accumulate,
+  });
+  let worst = 0;
+  for (const be of await backends()) {
+    const out = be.fromArray(init, oShape);
+    const tb = be.fromArray(b, bShape, "f16");
+    assert.equal(tb.dtype, "f16");
+    matmulForward(out, be.fromArray(a, aShape), tb, {
+      ...c.opts,
+      bias: c.opts?.bias ? be.fromArray(bias, [c.N]) : null,
+    });
+    const cmp = assertAllClose(await out.toArray(), want, {
+      atol: 2e-5 * Math.sqrt(c.K + 1),
+      rtol: 1e-4,
+      msg: `f16 b ${label} ${be.name}`,
+    });
+    worst = Math.max(worst, cmp.maxAbs);
+  }
+  return worst;
+}
+
+Deno.test("matmul() reads an f16 b on odd shapes, M = 1 decode included, transB and not", async () => {
+  const errs: string[] = [];
+  for (const c of ODD) {
+    for (const transB of [false, true]) {
+      const e = await checkF16(`${c.M}x${c.K}x${c.N} tB=${transB}`, { ...c, opts: { transB } });
+      errs.push(`${c.M}x${c.K}x${c.N}${transB ? "T" : ""}: ${e.toExponential(1)}`);
+    }
+  }
+  console.log(`f16 b, max abs error vs the f64 reference of the rounded b: ${errs.join(", ")}`);
+  // The rounding is all there is: an f16 b is not the f32 b.
+  const be = await cpu();
+  const x = be.fromArray([1], [1, 1]);
+  const w = 1 + 2 ** -12;
+  assert.equal((await matmul(x, be.fromArray([w], [1, 1])).toArray())[0], w);
+  assert.equal((await matmul(x, be.fromArray([w], [1, 1], "f16")).toArray())[0], 1);
+});
+
+Deno.test("matmul() with an f16 b fuses bias, activations, alpha and accumulate on every family", async () => {
+  const acts: MatmulActivation[] = ["none", "relu", "gelu_tanh", "gelu_erf", "silu"];
+  for (const activation of acts) {
+    await checkF16(`${activation}`, { M: 13, K: 20, N: 9, opts: { bias: true, activation, transB: true } });
+  }
+  await checkF16("alpha+accumulate", { M: 8, K: 16, N: 12, opts: { alpha: -0.375, accumulate: true } });
+  for (const config of FAMILIES) {
+    for (
+      const [M, K, N, transA, transB] of [[33, 65, 17, 0, 1], [32, 64, 48, 1, 0], [9, 5, 12, 0, 1]] as const
+    ) {
+      await checkF16(`${JSON.stringify(config)} ${M}x${K}x${N} tA=${transA} tB=${transB}`, {
+        batch: [2],
+        M,
+        K,
+        N,
+        opts: { config, transA: !!transA, transB: !!transB, bias: true, activation: "gelu_erf", alpha: 0.5 },
+      });
+    }
+  }
+  // M = 1 decode on the tuned gemv config (vec4<f16> rows) and a batched f16 b.
+  await checkF16("decode 1x256x96", { M: 1, K: 256, N: 96, opts: { transB: true, bias: true } });
+  await checkF16("batched f16 b", { batch: [3], M: 5, K: 8, N: 7, bBatched: true, opts: { transB: true } });
+});
+
+Deno.test("matmul() splits an f16 b over the storage-binding limit into windows", async () => {
+  const config: MatmulConfig = { family: "reg", tm: 4, tn: 8, wg: 16 };
+  await checkF16("N windows", {
+    M: 50,
+    K: 64,
+    N: 300,
+    opts: { transB: true, bias: true, maxBinding: 8192, config },
+  });
+  await checkF16("odd N windows", {
+    M: 21,
+    K: 37,
+    N: 301,
+    opts: { transB: true, activation: "gelu_tanh", maxBinding: 8192, config },
+  });
+  await checkF16("K windows", { M: 20, K: 96, N: 80, opts: { bias: true, maxBinding: 8192, config } });
+  await checkF16("tex fallback", {
+    M: 50,
+    K: 64,
+    N: 300,
+    opts: { transB: true, maxBinding: 16384, config: FAMILIES[0] },
+  });
+});
+
+Deno.test("matmul() gives dA through a frozen f16 b and refuses its gradient", async () => {
+  const cases: Case[] = [
+    { M: 5, K: 7, N: 3, opts: { bias: true, activation: "gelu_tanh", transB: true } },
+    { batch: [2], M: 33, K: 20, N: 17, opts: { transB: true, bias: true, activation: "silu" } },
+    { M: 4, K: 6, N: 5, opts: { activation: "gelu_erf", transA: true, alpha: 0.7 } },
+    { batch: [3], M: 6, K: 9, N: 10, opts: { transA: true, transB: true } },
+  ];
+  for (const c of cases) {
+    const { aShape, bShape, oShape } = shapes(c);
+    const a = randomArray(prod(aShape), 1), b = randomArray(prod(bShape), 2), bias = randomArray(c.N, 3);
+    const w = randomArray(prod(oShape), 4);
+    const pre = new Float64Array(prod(oShape));
+    const xs = [Float64Array.from(a), Float64Array.from(Float16Array.from(b)), Float64Array.from(bias)];
+    refForward(c, xs, pre);
+    const wantA = new Float64Array(a.length), wantBias = new Float64Array(c.N);
+    matmulBackwardReference(wantA, null, c.opts?.bias ? wantBias : null, w, xs[0], xs[1], {
+      ...c,
+      ...c.opts,
+      batch: prod(c.batch ?? []),
+      bias: undefined,
+      pre,
+    });
+    for (const be of await backends()) {
+      const ta = be.fromArray(a, aShape), tb = be.fromArray(b, bShape, "f16");
+      const tbias = c.opts?.bias ? be.fromArray(bias, [c.N]) : null;
+      ta.requiresGrad = true;
+      if (tbias) tbias.requiresGrad = true;
+      const y = matmul(ta, tb, { ...c.opts, bias: tbias });
+      let loss: Tensor = mul(y, be.fromArray(w, oShape));
+      while (loss.rank > 0 && loss.size > 1) loss = sum(loss, 0);
+      backward(loss);
+      assert.equal(tb.grad, null);
+      const msg = `${be.name} f16 b ${JSON.stringify(c)}`;
+      assertAllClose(await ta.grad!.toArray(), wantA, { atol: 1e-4, rtol: 1e-3, msg: `${msg} dA` });
+      if (tbias) assertAllClose(await tbias.grad!.toArray(), wantBias, { atol: 1e-4, rtol: 1e-3, msg });
+    }
+  }
+  for (const be of await backends()) {
+    const before = be.gpu?.stats.dispatches ?? 0;
+    const a = be.zeros([4, 8]), b = be.zeros([5, 8], "f16");
+    b.name = "layers.0.attn.q.weight";
+    b.requiresGrad = true;
+    assert.throws(
+      () => matmul(a, b, { transB: true }),
+      /Cannot run matmul backward: b \(layers\.0\.attn\.q\.weight\) \[5, 8\] is f16 and needs a gradient; .*dtype "f32".*LoRA/,
+    );
+    assert.throws(
+      () => matmulBackward(null, be.zeros([5, 8]), be.zeros([4, 5]), a, b, { transB: true }),
+      /is f16 and needs a gradient/,
+    );
+    assert.throws(() => matmul(a, be.zeros([8, 5], "i32")), /b has dtype i32, expected f32 or f16/);
+    assert.throws(() => matmul(be.zeros([4, 8], "f16"), be.zeros([8, 5])), /a has dtype f16, expected f32/);
+    assert.equal(be.gpu?.stats.dispatches ?? 0, before);
+  }
+});
+
+Deno.test("matmul() with an f16 b names the missing shader-f16 feature", async () => {
+  const be = await webgpu();
+  if (!be) return;
+  const features = be.device.features as Set<string>;
+  const had = features.has("shader-f16");
+  features.delete("shader-f16"); // pretend the adapter does not offer it
+  try {
+    const before = be.device.stats.dispatches;
+    assert.throws(
+      () => matmul(be.zeros([2, 8]), be.zeros([3, 8], "f16"), { transB: true }),
+      (e: Error) =>
+        e instanceof TypeError &&
+        /Cannot run matmul: b \[3, 8\] is f16 but the device \(.*\) lacks the shader-f16 feature; upload the weight as f32/
+          .test(e.message),
+    );
+    assert.equal(be.device.stats.dispatches, before);
+  } finally {
+    if (had) features.add("shader-f16");
+  }
 });
