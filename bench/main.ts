@@ -2,8 +2,9 @@
  * `deno task bench`: every benchmark on the current adapter, as JSON lines on stdout (also written
  * to `bench/out/results.jsonl`), then a table. Never asserted in tests.
  *
- * Flags: `--quick` (smaller sizes), `--only matmul,attention,block,load_model` (load_model, a 1 GB
- * checkpoint's peak RSS, runs only when named).
+ * Flags: `--quick` (smaller sizes), `--only matmul,attention,block,train_tfjs,load_model` (train_tfjs,
+ * fledge vs tfjs-webgpu training tokens/s, and load_model, a 1 GB checkpoint's peak RSS, run only
+ * when named).
  * @module
  */
 import { parseArgs } from "node:util";
@@ -56,6 +57,11 @@ if (!only || only.has("block")) {
   );
 }
 
+if (only?.has("train_tfjs")) {
+  // fledge vs tfjs-webgpu training tokens/s; ~10 min with both models, so only when named
+  const { benchTrainTfjs } = await import("./train_tfjs.ts");
+  emit(await benchTrainTfjs({ models: quick ? ["tiny"] : ["tiny", "small"] }) as unknown as Record[]);
+}
 if (only?.has("load_model")) {
   const { benchLoadModel } = await import("./load_model.ts");
   const r = await benchLoadModel({ backend: be, target_bytes: quick ? 1e8 : 1e9 });
