@@ -4,12 +4,19 @@
  * family's key map onto the canonical parameters, one tensor at a time (only one host copy is alive
  * beyond the GPU copies); `saveModel(model, dir)` writes the reverse, loadable by transformers.
  *
+ * Weight dtypes: `f32` (default), `f16` (the attention and MLP projection weights are stored as
+ * f16 tensors, half their bytes, read by matmul with f32 accumulation; on webgpu this needs the
+ * device's `shader-f16`) and `nf4` (those weights 4-bit, see `quant.ts`). In both reduced modes the
+ * embeddings, norms, biases and the LM head stay f32, as bitsandbytes keeps them out of 4-bit:
+ * they are a small share of a real model's bytes (the tied GPT-2 head excepted), the embedding
+ * gather and its gradient are f32 kernels, and the head's logits are what greedy decoding compares.
+ *
  * @module
  */
 import { basename, join } from "node:path";
 import { Backend } from "../kernels/backend.ts";
 import { dequantize, quantize } from "../kernels/quant.ts";
-import type { Tensor } from "../kernels/tensor.ts";
+import type { HostArray, Tensor } from "../kernels/tensor.ts";
 import { isObject, Problems, show } from "./_config_check.ts";
 import { checkpointKeyMap, fromHfConfig, type KeyMapEntry, type ModelConfig, toHfConfig } from "./config.ts";
 import { type HubOptions, snapshotDownload } from "./hub.ts";
@@ -18,11 +25,12 @@ import {
   readSafetensorsIndex,
   SafetensorsFile,
   type TensorInfo,
+  type TensorInput,
   writeSafetensors,
 } from "./safetensors.ts";
 import { type ParamMap, Transformer } from "./transformer.ts";
 
-/** Weight dtypes {@linkcode loadModel} knows of (`f16` is refused until kernels read f16 weights). */
+/** Weight dtypes {@linkcode loadModel} knows of. */
 export type LoadDtype = "f32" | "f16" | "nf4";
 
 /** Options of {@linkcode loadModel}. */
@@ -33,8 +41,12 @@ export interface LoadModelOptions extends HubOptions {
    * dtype of the weights on the device; default `"f32"` (checkpoints in f16/bf16/f64 are converted).
    * `"nf4"`: the attention and MLP projection weights become 4-bit NF4 (block 64, as bitsandbytes'
    * `load_in_4bit`; read by `linearQ4`), embeddings, norms, biases and the LM head stay f32. They are
-   * quantized right after loading, so the device briefly holds the f32 model. `"f16"` is refused:
-   * no kernel reads f16 weights yet.
+   * quantized right after loading, so the device briefly holds the f32 model.
+   * `"f16"`: the same projection weights are converted to f16 on the host, one tensor at a time, and
+   * uploaded as f16 tensors (half their bytes; matmul reads them with f32 accumulation). Needs the
+   * device's `shader-f16` on webgpu (always fine on cpu). They are frozen: `requiresGrad` stays
+   * false and `Transformer.parameters()` leaves them out (as 4-bit weights), so an optimizer never
+   * sees them; train LoRA adapters on them, or load in f32 to train them.
    */
   dtype?: LoadDtype;
 }
@@ -90,7 +102,7 @@ export function modelSource(model: Transformer): string | undefined {
   return SOURCES.get(model);
 }
 
-/** Check loadModel's options, listing every problem; f16 is refused with the reason. */
+/** Check loadModel's options, listing every problem; f16 needs shader-f16 on webgpu. */
 function checkLoadOptions(opts: unknown): asserts opts is LoadModelOptions {
   const p = new Problems();
   if (!isObject(opts)) {
@@ -102,15 +114,15 @@ function checkLoadOptions(opts: unknown): asserts opts is LoadModelOptions {
     const dtype = opts.dtype ?? "f32";
     if (dtype === "f16") {
       const be = opts.backend instanceof Backend ? opts.backend : null;
-      const f16 = be?.info?.features.includes("shader-f16");
-      p.range(
-        "dtype",
-        `"f16" is not supported yet: it needs the device's shader-f16 feature (${
-          be ? `${f16 ? "offered" : "not offered"} by ${be.adapter}` : "no backend given"
-        }) and kernels that read f16 weights, which fledge does not have; use dtype "f32"`,
-      );
+      if (be?.gpu && !be.gpu.features.has("shader-f16")) {
+        p.range(
+          "dtype",
+          `"f16" needs the device's shader-f16 feature, which ${be.adapter} does not offer; use dtype ` +
+            `"f32" (or "nf4" for 4-bit weights), or pick an adapter with shader-f16 (FLEDGE_ADAPTER)`,
+        );
+      }
     } else if (dtype !== "f32" && dtype !== "nf4") {
-      p.range("dtype", `must be "f32" or "nf4" ("f16" is not supported yet), got ${show(dtype)}`);
+      p.range("dtype", `must be "f32", "f16" or "nf4", got ${show(dtype)}`);
     }
     for (const k of Object.keys(opts)) {
       if (!LOAD_KEYS.has(k)) p.type(k, `is not an option of loadModel (${[...LOAD_KEYS].join(", ")})`);
@@ -128,7 +140,8 @@ function checkLoadOptions(opts: unknown): asserts opts is LoadModelOptions {
  * @returns the model, its parameters on `opts.backend`
  * @throws {TypeError} for bad options, a missing `config.json` or weights file, or tensors that are
  *   missing, misshapen or unexpected (each named with its file)
- * @throws {RangeError} for an unsupported `model_type` or option (e.g. dtype `"f16"`)
+ * @throws {RangeError} for an unsupported `model_type` or option (e.g. dtype `"f16"` on a device
+ *   without shader-f16), or an f16 load of a weight beyond f16's range
  * @throws {SyntaxError} for a bad config, index or safetensors file
  * @throws {HubError} when a hub id cannot be fetched (never showing the token)
  *
@@ -183,14 +196,16 @@ export async function loadModel(idOrPath: string, opts: LoadModelOptions): Promi
     );
   }
   const config = fromHfConfig(json, { file: configPath });
-  const params = await loadWeights(dir, config, opts.backend);
+  const params = await loadWeights(dir, config, opts.backend, {
+    dtype: opts.dtype === "f16" ? "f16" : "f32",
+  });
   const model = new Transformer(config, params, opts.backend);
   if (opts.dtype === "nf4") quantizeLinears(model);
   SOURCES.set(model, dir);
   return model;
 }
 
-/** Canonical names of the projection weights `dtype: "nf4"` quantizes. */
+/** Canonical names of the projection weights `dtype: "nf4"` quantizes and `"f16"` stores as f16. */
 const LINEAR_WEIGHT = /^layers\.\d+\.(attn|mlp)\.[a-z]+\.weight$/;
 
 /** Replace the attention and MLP projection weights by NF4 copies (the model's QLoRA hook). */
@@ -210,7 +225,7 @@ function quantizeLinears(model: Transformer): void {
  * n / 8 bytes): element `p = r * cols + c` moves to `c * rows + r = p * rows mod (n - 1)`.
  * Used for GPT-2's Conv1D weights so loading and saving need no second copy of the matrix.
  */
-function transposeInPlace(a: Float32Array, rows: number, cols: number): void {
+function transposeInPlace(a: Float32Array | Float16Array, rows: number, cols: number): void {
   const n = rows * cols;
   if (rows === 1 || cols === 1) return;
   if (rows === cols) {
@@ -366,10 +381,23 @@ async function openWeights(dir: string): Promise<Weights> {
 
 const FLOAT_DTYPES = new Set(["F32", "F16", "BF16", "F64"]);
 
+/** Options of {@linkcode loadWeights}. */
+export interface LoadWeightsOptions {
+  /**
+   * `"f16"`: the attention and MLP projection weights become f16 tensors (converted on the host;
+   * the caller checks the device's shader-f16); everything else stays f32. Default `"f32"`.
+   */
+  dtype?: "f32" | "f16";
+}
+
+/** Largest finite f16 value; anything of magnitude >= 65520 rounds to infinity. */
+const F16_MAX = 65504;
+
 /**
  * Read the safetensors weights of `dir` into canonical parameters for `config` (fused tensors
  * split, Conv1D weights transposed in place, tensors without the base-model prefix accepted,
- * F16/BF16/F64 converted to f32). Every header is checked before any data is read: a missing,
+ * F16/BF16/F64 converted to f32, or with `dtype: "f16"` the projection weights to f16). Every
+ * header is checked before any data is read: a missing,
  * misshapen, non-float or unexpected tensor is reported (all of them at once) with its file.
  * Tensors are then read one at a time into one reusable host buffer (the size of the largest
  * tensor) and uploaded from it, so beyond the parameters only that one buffer is alive (plus, on
@@ -379,11 +407,19 @@ const FLOAT_DTYPES = new Set(["F32", "F16", "BF16", "F64"]);
  * @param dir folder with `model.safetensors` or `model.safetensors.index.json` and its shards
  * @param config the model's config (picks the key map)
  * @param backend where the parameters go
+ * @param opts `dtype` of the projection weights
  * @returns the canonical parameters
  * @throws {TypeError} naming each problem tensor and its file
+ * @throws {RangeError} when a weight to store as f16 holds a value beyond f16's range (±65504)
  * @throws {SyntaxError} for a malformed or hostile safetensors file or index
  */
-export async function loadWeights(dir: string, config: ModelConfig, backend: Backend): Promise<ParamMap> {
+export async function loadWeights(
+  dir: string,
+  config: ModelConfig,
+  backend: Backend,
+  opts: LoadWeightsOptions = {},
+): Promise<ParamMap> {
+  const half = opts.dtype === "f16";
   const w = await openWeights(dir);
   const map = checkpointKeyMap(config);
   const used = new Set<string>();
@@ -439,6 +475,22 @@ export async function loadWeights(dir: string, config: ModelConfig, backend: Bac
     const bytes = Math.max(...plan.map((p) => w.info(p.key).data_offsets[1] - w.info(p.key).data_offsets[0]));
     return scratch ??= new Uint8Array(bytes);
   };
+  // f16 pieces are converted into one reusable host buffer too (webgpu; cpu converts in fromArray).
+  let buf16: Float16Array | null = null;
+  const toF16 = (piece: Float32Array, key: string, ours: string): Float16Array => {
+    for (let i = 0; i < piece.length; i++) {
+      if (Math.abs(piece[i]) > F16_MAX + 15) {
+        throw new RangeError(
+          `Cannot load ${w.file(key)}: tensor ${key} (${ours}) holds ${piece[i]} at element ${i}, ` +
+            `beyond f16's range ±${F16_MAX}; load it with dtype "f32" (or "nf4")`,
+        );
+      }
+    }
+    buf16 ??= new Float16Array(buf.length);
+    const h = buf16.subarray(0, piece.length);
+    h.set(piece);
+    return h;
+  };
   const params: ParamMap = new Map();
   // After a flush no buffer released in an open batch can be handed out, so `empty()` + `write()`
   // is a safe upload; `write()` copies the bytes, so `buf` can be refilled right away.
@@ -468,10 +520,12 @@ export async function loadWeights(dir: string, config: ModelConfig, backend: Bac
         const piece = data.subarray(r0 * cols, (r0 + n) * cols);
         const pieceShape = shape.length > 1 ? [n, cols] : [n];
         let t: Tensor;
+        const f16 = half && LINEAR_WEIGHT.test(ours);
+        const host = f16 ? toF16(piece, key, ours) : piece;
         if (gpu) {
-          t = backend.empty(pieceShape);
-          gpu.write(t.buffer, piece);
-        } else t = backend.fromArray(piece, pieceShape);
+          t = backend.empty(pieceShape, f16 ? "f16" : "f32");
+          gpu.write(t.buffer, host);
+        } else t = backend.fromArray(host, pieceShape, f16 ? "f16" : "f32");
         t.name = ours;
         params.set(ours, t);
         r0 += n;
@@ -506,10 +560,13 @@ async function writeAtomic(path: string, bytes: Uint8Array): Promise<void> {
   }
 }
 
-/** A parameter's values on the host; a 4-bit weight is dequantized (what the model computes with). */
-async function hostCopy(model: Transformer, name: string): Promise<Float32Array> {
+/**
+ * A parameter's values on the host: a Float32Array, a Float16Array for an f16 weight, and a 4-bit
+ * weight dequantized (what the model computes with).
+ */
+async function hostCopy(model: Transformer, name: string): Promise<Float32Array | Float16Array> {
   const q = name.endsWith(".weight") ? model.quantized.get(name.slice(0, -".weight".length)) : undefined;
-  if (!q) return await model.p(name).toArray() as Float32Array;
+  if (!q) return await model.p(name).toArray() as Float32Array | Float16Array;
   const t = dequantize(q);
   try {
     return await t.toArray() as Float32Array;
@@ -534,8 +591,9 @@ function generationConfigOf(c: ModelConfig): Record<string, unknown> | null {
 /**
  * Write the model in the Hugging Face layout of its family, each file atomically (temp file, then
  * rename: a failed save never leaves a partial file and keeps an earlier complete one):
- * `model.safetensors` (F32; fused tensors re-joined, Conv1D transposed back, no `lm_head.weight`
- * when tied, 4-bit weights dequantized), `config.json` ({@linkcode toHfConfig}), `generation_config.json` (copied from the
+ * `model.safetensors` (F32, and F16 for f16 weights, bit for bit what the model holds; fused
+ * tensors re-joined, Conv1D transposed back, no `lm_head.weight` when tied, 4-bit weights
+ * dequantized to F32), `config.json` ({@linkcode toHfConfig}), `generation_config.json` (copied from the
  * source folder, else from `opts.generation_config`, else built from the config's token ids as
  * transformers does) and the tokenizer files of the source folder.
  *
@@ -563,14 +621,17 @@ export async function saveModel(model: Transformer, dir: string, opts: SaveModel
   const hfConfig = toHfConfig(c); // before any write: throws for configs HF cannot load
   await Deno.mkdir(dir, { recursive: true });
   const map = checkpointKeyMap(c);
-  const tensors: Record<string, { dtype: "F32"; shape: number[]; data: Float32Array }> = {};
+  const tensors: Record<string, TensorInput> = {};
   for (const e of map.entries) {
     for (let i = 0; i < (e.per_layer ? c.num_hidden_layers : 1); i++) {
-      const pieces: Float32Array[] = [];
+      const pieces: (Float32Array | Float16Array)[] = [];
       for (const name of e.ours) pieces.push(await hostCopy(model, name.replaceAll("{i}", String(i))));
-      let data = pieces[0];
-      if (pieces.length > 1) {
-        data = new Float32Array(pieces.reduce((a, p) => a + p.length, 0));
+      // F16 only when every piece of a fused tensor is f16 (f16 values are exact in f32 otherwise).
+      const f16 = pieces.every((p) => p instanceof Float16Array);
+      let data: Float32Array | Float16Array = pieces[0];
+      if (pieces.length > 1 || (!f16 && !(data instanceof Float32Array))) {
+        const n = pieces.reduce((a, p) => a + p.length, 0);
+        data = f16 ? new Float16Array(n) : new Float32Array(n);
         let off = 0;
         for (const p of pieces) {
           data.set(p, off);
@@ -579,7 +640,13 @@ export async function saveModel(model: Transformer, dir: string, opts: SaveModel
       }
       // Canonical [out, in] back to Conv1D's [in, out].
       if (e.transpose) transposeInPlace(data, e.hf_shape[1], e.hf_shape[0]);
-      tensors[e.hf.replaceAll("{i}", String(i))] = { dtype: "F32", shape: e.hf_shape, data };
+      tensors[e.hf.replaceAll("{i}", String(i))] = data instanceof Float16Array
+        ? {
+          dtype: "F16",
+          shape: e.hf_shape,
+          data: new Uint16Array(data.buffer, data.byteOffset, data.length),
+        }
+        : { dtype: "F32", shape: e.hf_shape, data };
     }
   }
   await writeSafetensors(join(dir, "model.safetensors"), tensors);
@@ -607,7 +674,8 @@ export async function saveModel(model: Transformer, dir: string, opts: SaveModel
   for (const f of TOKENIZER_FILES) await copy(f);
 }
 
-/** A parameter's values on the host (convenience for tests and export). */
+/** A parameter's values on the host as f32 (convenience for tests and export; f16 widened exactly). */
 export async function parameterArray(t: Tensor): Promise<Float32Array> {
-  return await t.toArray() as Float32Array;
+  const a: HostArray = await t.toArray();
+  return a instanceof Float32Array ? a : Float32Array.from(a as Float16Array);
 }

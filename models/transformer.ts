@@ -177,11 +177,14 @@ export class Transformer {
     return new Transformer(config, initParameters(config, backend, opts), backend);
   }
 
-  /** The parameters in a stable order (canonical names), for optimizers. */
+  /**
+   * The parameters in a stable order (canonical names), for optimizers. Frozen f16 weights
+   * (`loadModel` dtype `"f16"`) are left out, as 4-bit ones are: matmul has no f16 gradient.
+   */
   parameters(): Tensor[] {
     return [...parameterShapes(this.config).keys()].filter((n) => this.params.has(n)).map((n) =>
       this.params.get(n)!
-    );
+    ).filter((t) => t.dtype !== "f16");
   }
 
   /** Mark every parameter as trainable (or frozen). */

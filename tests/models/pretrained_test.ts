@@ -3,8 +3,11 @@
  * are atomic, and the load path names every bad file, tensor and option.
  */
 import { join } from "node:path";
+import { backward, noGrad } from "../../kernels/autograd.ts";
 import { createBackend } from "../../kernels/backend.ts";
+import { AdamW } from "../../kernels/optim.ts";
 import { dequantize, quantize } from "../../kernels/quant.ts";
+import type { Tensor } from "../../kernels/tensor.ts";
 import { checkpointKeyMap, fromHfConfig } from "../../models/config.ts";
 import { HubError } from "../../models/hub.ts";
 import { loadModel, loadWeights, modelSource, saveModel } from "../../models/pretrained.ts";
@@ -12,7 +15,8 @@ import { readSafetensors, type SafeTensor, writeSafetensors } from "../../models
 import { Transformer } from "../../models/transformer.ts";
 import { assert, assertAllClose, ROOT, SHARED } from "../_assert.ts";
 import { readFolder, startHubServer } from "../_hub_server.ts";
-import { backends, cpu } from "../kernels/_check.ts";
+import { adapterParameters, applyLora, removeAdapter } from "../../training/peft.ts";
+import { backends, cpu, webgpu } from "../kernels/_check.ts";
 
 const ARCHES = ["llama", "qwen2", "phi3", "gpt2"] as const;
 const fixture = (arch: string) => `${SHARED}/fixtures/hf-reference/${arch}`;
@@ -380,17 +384,17 @@ Deno.test("loadModel() from the hub never shows the token in errors", async () =
 
 // ---- dtype and options ----
 
-Deno.test("loadModel() refuses dtype f16 with the reason, and bad options, before reading", async () => {
+Deno.test("loadModel() refuses bad dtypes and bad options before reading", async () => {
   const be = await cpu();
   const nowhere = join(ROOT, "no-such-model-folder");
-  let e = await rejects(loadModel(nowhere, { backend: be, dtype: "f16" }), (e) => e instanceof RangeError);
-  assert.match(e.message, /dtype: "f16" is not supported yet: it needs the device's shader-f16 feature/);
-  assert.match(e.message, /use dtype "f32"/);
+  // dtype "f16" passes the option check on cpu (see the f16 tests below): the folder is what fails.
+  let e = await rejects(loadModel(nowhere, { backend: be, dtype: "f16" }), (e) => e instanceof TypeError);
+  assert.match(e.message, /no-such-model-folder/);
   e = await rejects(
     loadModel(nowhere, { backend: be, dtype: "bf16" as "f32" }),
     (e) => e instanceof RangeError,
   );
-  assert.match(e.message, /dtype: must be "f32" or "nf4" \("f16" is not supported yet\), got "bf16"/);
+  assert.match(e.message, /dtype: must be "f32", "f16" or "nf4", got "bf16"/);
   // Every problem at once; a wrong type wins over a range problem.
   e = await rejects(
     loadModel(nowhere, { backend: {} as never, dtype: "f64" as "f32", revison: "x" } as never),
@@ -503,4 +507,211 @@ Deno.test("bench/load_model.ts measures a 20 MB load in a fresh process (sanity 
   // model would mean the loader keeps whole extra copies.
   const mb = r.tensor_bytes / 2 ** 20;
   assert.ok(r.peak_rss_mb - r.baseline_rss_mb < 3 * mb + 48, JSON.stringify(r));
+});
+
+// ---- dtype f16 ----
+
+const F16_LINEAR = /^layers\.\d\.(attn|mlp)\.\w+\.weight$/;
+
+/** Greedy tokens and step logits of the fixture's prompt, with the KV cache (as hf_parity_test). */
+async function greedy(
+  model: Transformer,
+  prompt: Int32Array,
+): Promise<{ tokens: number[]; logits: number[] }> {
+  const be = model.backend, V = model.config.vocab_size;
+  const cache = model.createCache(1, 24);
+  const tokens: number[] = [], logits: number[] = [];
+  let input = be.fromArray(prompt, [1, prompt.length], "i32");
+  for (let s = 0; s < 8; s++) {
+    const out = noGrad(() => model.forward(input, { cache }));
+    const arr = await out.toArray();
+    const T = input.shape[1];
+    const last = arr.subarray((T - 1) * V, T * V);
+    let best = 0;
+    for (let j = 1; j < V; j++) if (last[j] > last[best]) best = j;
+    tokens.push(best);
+    logits.push(...last);
+    out.dispose();
+    input.dispose();
+    input = be.fromArray([best], [1, 1], "i32");
+  }
+  input.dispose();
+  for (const t of [...cache.k, ...cache.v]) t.dispose();
+  return { tokens, logits };
+}
+
+/** Max |a - b| over the rows whose mask is 1 (rows of V logits). */
+function maskedMaxDiff(
+  a: ArrayLike<number>,
+  b: ArrayLike<number>,
+  mask: ArrayLike<number>,
+  V: number,
+): number {
+  let worst = 0;
+  for (let r = 0; r < mask.length; r++) {
+    if (!mask[r]) continue;
+    for (let j = 0; j < V; j++) worst = Math.max(worst, Math.abs(a[r * V + j] - b[r * V + j]));
+  }
+  return worst;
+}
+
+Deno.test("loadModel(dtype f16) keeps every fixture's logits within 2e-2 and its 8 greedy tokens", async () => {
+  const report: string[] = [];
+  for (const arch of ARCHES) {
+    const { tensors } = await readSafetensors(join(fixture(arch), "cases.safetensors"));
+    const geti = (n: string) => Int32Array.from(tensors.get(n)!.data as BigInt64Array, Number);
+    const wantLogits = tensors.get("logits")!.data as Float32Array;
+    const wantTokens = [...geti("greedy_tokens")];
+    const maskHost = geti("attention_mask");
+    for (const be of await backends()) {
+      const m16 = await loadModel(fixture(arch), { backend: be, dtype: "f16" });
+      // Projection weights f16, the rest f32; parameters() leaves the frozen f16 weights out.
+      const names = [...m16.params.keys()];
+      const f16 = names.filter((n) => m16.p(n).dtype === "f16");
+      assert.deepEqual(f16, names.filter((n) => F16_LINEAR.test(n)), `${arch} f16 weights`);
+      assert.equal(f16.length, arch === "gpt2" ? 12 : 14);
+      for (const n of names) if (!f16.includes(n)) assert.equal(m16.p(n).dtype, "f32", n);
+      assert.equal(m16.parameters().length, names.length - f16.length);
+      assert.ok(f16.every((n) => !m16.p(n).requiresGrad));
+      // The f16 model computes exactly what an f32 model with the f16-rounded weights does.
+      const rounded = new Map<string, Tensor>();
+      for (const n of names) {
+        rounded.set(n, f16.includes(n) ? be.fromArray(await m16.p(n).toArray(), m16.p(n).shape) : m16.p(n));
+      }
+      const m32 = new Transformer(m16.config, rounded, be);
+      const ids = be.fromArray(geti("input_ids"), [2, 16], "i32");
+      const mask = be.fromArray(maskHost, [2, 16], "i32");
+      const got = await noGrad(() => m16.forward(ids, { attention_mask: mask })).toArray();
+      const ref = await noGrad(() => m32.forward(ids, { attention_mask: mask })).toArray();
+      const V = m16.config.vocab_size;
+      const exact = maskedMaxDiff(got, ref, maskHost, V);
+      assert.ok(exact <= 1e-4, `${arch} ${be.name}: f16 model vs f32 on rounded weights ${exact}`);
+      const diff = maskedMaxDiff(got, wantLogits, maskHost, V);
+      assert.ok(diff <= 2e-2, `${arch} ${be.name}: f16 logits differ from the fixture by ${diff}`);
+      const g = await greedy(m16, geti("greedy_prompt"));
+      assert.deepEqual(g.tokens, wantTokens, `${arch} ${be.name} f16 greedy tokens`);
+      const stepDiff = maskedMaxDiff(g.logits, tensors.get("greedy_step_logits")!.data as Float32Array, [
+        1,
+        1,
+        1,
+        1,
+        1,
+        1,
+        1,
+        1,
+      ], V);
+      report.push(`${arch} ${be.name} ${diff.toExponential(1)} (steps ${stepDiff.toExponential(1)})`);
+      for (const n of f16) rounded.get(n)!.dispose();
+      m16.dispose();
+    }
+  }
+  console.log(`f16 weights, max |logit - fixture|: ${report.join(", ")}`);
+});
+
+Deno.test("saveModel() of an f16 model writes its projection weights as F16 bit for bit", async () => {
+  for (const arch of ["phi3", "gpt2"] as const) {
+    const be = await cpu();
+    const m16 = await loadModel(fixture(arch), { backend: be, dtype: "f16" });
+    const out = await tempDir(`f16-${arch}`);
+    try {
+      await saveModel(m16, out);
+      const want = await readSafetensors(join(fixture(arch), "model.safetensors"));
+      const got = await readSafetensors(join(out, "model.safetensors"));
+      assert.deepEqual([...got.tensors.keys()].sort(), [...want.tensors.keys()].sort());
+      let nF16 = 0;
+      for (const [name, w] of want.tensors) {
+        const t = got.tensors.get(name)!;
+        assert.deepEqual(t.shape, w.shape, name);
+        // Fused (phi3 qkv_proj, gate_up_proj) and Conv1D (gpt2, transposed back) weights included.
+        const linear =
+          /(self_attn|mlp|attn)\.(q_proj|k_proj|v_proj|o_proj|qkv_proj|gate_up_proj|gate_proj|up_proj|down_proj|c_attn|c_proj|c_fc)\.weight$/
+            .test(name);
+        assert.equal(t.dtype, linear ? "F16" : "F32", name);
+        if (!linear) continue;
+        nF16++;
+        const rounded = new Uint16Array(Float16Array.from(w.data as Float32Array).buffer);
+        assert.deepEqual(t.data, rounded, name);
+      }
+      assert.equal(nF16, 8);
+      const again = await loadModel(out, { backend: be, dtype: "f16" });
+      for (const [n, t] of m16.params) assert.deepEqual(await again.p(n).toArray(), await t.toArray(), n);
+    } finally {
+      await Deno.remove(out, { recursive: true });
+    }
+  }
+});
+
+Deno.test("loadModel(dtype f16) needs shader-f16 on webgpu and refuses weights beyond f16's range", async () => {
+  const gpu = await webgpu();
+  if (gpu) {
+    const features = gpu.device.features as Set<string>;
+    const had = features.has("shader-f16");
+    features.delete("shader-f16"); // pretend the adapter does not offer it
+    try {
+      const e = await rejects(
+        loadModel(join(ROOT, "no-such-model-folder"), { backend: gpu, dtype: "f16" }),
+        (e) => e instanceof RangeError,
+      );
+      assert.match(e.message, /dtype: "f16" needs the device's shader-f16 feature, which .* does not offer/);
+      assert.match(e.message, /use dtype "f32"/);
+    } finally {
+      if (had) features.add("shader-f16");
+    }
+  }
+  const dir = await copyFixture("llama");
+  try {
+    const { tensors } = await readSafetensors(join(dir, "model.safetensors"));
+    const w = tensors.get("model.layers.1.mlp.up_proj.weight")!;
+    (w.data as Float32Array)[5] = 70000;
+    await writeSafetensors(join(dir, "model.safetensors"), tensors);
+    const e = await rejects(
+      loadModel(dir, { backend: await cpu(), dtype: "f16" }),
+      (e) => e instanceof RangeError,
+    );
+    assert.match(
+      e.message,
+      /tensor model\.layers\.1\.mlp\.up_proj\.weight \(layers\.1\.mlp\.up\.weight\) holds 70000/,
+    );
+    assert.match(e.message, /beyond f16's range ±65504; load it with dtype "f32"/);
+    // f32 still loads it.
+    await loadModel(dir, { backend: await cpu() });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("LoRA trains on an f16 base: the loss falls, the f16 weights stay as loaded", async () => {
+  const be = (await webgpu()) ?? (await cpu());
+  const model = await loadModel(fixture("llama"), { backend: be, dtype: "f16" });
+  const before = await model.p("layers.0.attn.q.weight").toArray();
+  applyLora(model, { r: 4, lora_alpha: 8, target_modules: ["q_proj", "v_proj", "down_proj"] }, { seed: 1 });
+  const { tensors } = await readSafetensors(join(fixture("llama"), "cases.safetensors"));
+  const geti = (n: string) => Int32Array.from(tensors.get(n)!.data as BigInt64Array, Number);
+  const ids = be.fromArray(geti("input_ids"), [2, 16], "i32");
+  const mask = be.fromArray(geti("attention_mask"), [2, 16], "i32");
+  const labels = be.fromArray(geti("labels"), [2, 16], "i32");
+  const params = adapterParameters(model);
+  const opt = new AdamW({ lr: 1e-2, weight_decay: 0 });
+  const losses: number[] = [];
+  for (let s = 0; s < 5; s++) {
+    const loss = model.loss(ids, labels, { attention_mask: mask });
+    losses.push((await loss.toArray())[0]);
+    backward(loss);
+    loss.dispose();
+    opt.step(params);
+    for (const p of params) {
+      p.grad?.dispose();
+      p.grad = null;
+    }
+  }
+  assert.ok(losses[4] < losses[0] - 0.05, `losses ${losses.map((l) => l.toFixed(4)).join(" ")}`);
+  const w = model.p("layers.0.attn.q.weight");
+  assert.equal(w.dtype, "f16");
+  assert.equal(w.grad, null);
+  assert.deepEqual(await w.toArray(), before);
+  // Full fine-tuning of the f16 weights is refused with the fix.
+  removeAdapter(model);
+  model.p("layers.0.attn.q.weight").requiresGrad = true;
+  assert.throws(() => model.loss(ids, labels), /is f16 and needs a gradient; .*dtype "f32"/);
+  model.dispose();
 });
