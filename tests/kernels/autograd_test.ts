@@ -11,7 +11,7 @@ import { backends } from "./_check.ts";
 
 const total = (t: Tensor) => sum(sum(t, 1), 0);
 
-function mlp(be: Backend, x: Tensor, w1: Tensor, w2: Tensor): Tensor {
+function mlp(x: Tensor, w1: Tensor, w2: Tensor): Tensor {
   return matmul(gelu(matmul(x, w1, { transB: true }), { approximate: "tanh" }), w2, { transB: true });
 }
 
@@ -41,10 +41,10 @@ Deno.test("gradients accumulate across micro-batches: two halves equal the full 
   for (const be of await backends()) {
     const x = randomArray(6 * 8, 3);
     const [a1, a2] = params(be);
-    backward(total(mlp(be, be.fromArray(x, [6, 8]), a1, a2)));
+    backward(total(mlp(be.fromArray(x, [6, 8]), a1, a2)));
     const [b1, b2] = params(be);
-    backward(total(mlp(be, be.fromArray(x.subarray(0, 24), [3, 8]), b1, b2)));
-    backward(total(mlp(be, be.fromArray(x.subarray(24), [3, 8]), b1, b2)));
+    backward(total(mlp(be.fromArray(x.subarray(0, 24), [3, 8]), b1, b2)));
+    backward(total(mlp(be.fromArray(x.subarray(24), [3, 8]), b1, b2)));
     assertAllClose(await b1.grad!.toArray(), await a1.grad!.toArray(), {
       atol: 1e-5,
       rtol: 1e-5,
@@ -80,11 +80,11 @@ Deno.test("checkpoint() gives the same gradients as the plain graph and keeps no
   for (const be of await backends()) {
     const x = randomArray(5 * 8, 5);
     const [a1, a2] = params(be);
-    backward(total(mul(mlp(be, be.fromArray(x, [5, 8]), a1, a2), be.fromArray(randomArray(20, 6), [5, 4]))));
+    backward(total(mul(mlp(be.fromArray(x, [5, 8]), a1, a2), be.fromArray(randomArray(20, 6), [5, 4]))));
     const [b1, b2] = params(be);
     const xt = be.fromArray(x, [5, 8]);
     xt.requiresGrad = true;
-    const y = checkpoint((xi) => mlp(be, xi, b1, b2), [xt]);
+    const y = checkpoint((xi) => mlp(xi, b1, b2), [xt]);
     assert.ok(y.node && y.node.saved.length === 0 && y.node.inputs.length === 1, "only the input is kept");
     backward(total(mul(y, be.fromArray(randomArray(20, 6), [5, 4]))));
     assertAllClose(await b1.grad!.toArray(), await a1.grad!.toArray(), {
