@@ -125,6 +125,7 @@ export function dispatchMatmul(gpu: Gpu, bufs: MatmulBuffers, plan: MatmulPlan):
     savePre: bufs.pre !== null,
     kTail: K % 4 !== 0,
     ...(f16B ? { f16B } : {}),
+    ...(f16B && transB && K % 8 === 0 && config.family === "reg" ? { b8: true } : {}),
   };
   const { bm, bn } = blockShape(config);
   const maxWg = gpu.info.limits.maxComputeWorkgroupsPerDimension;

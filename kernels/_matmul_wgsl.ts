@@ -59,6 +59,12 @@ export interface MatmulVariant {
   kTail: boolean;
   /** B is stored as f16 (converted to f32 on load); `reg` and `tile` only (`tex` stages it). */
   f16B?: boolean;
+  /**
+   * With `f16B`, `transB` and K % 8 == 0 (`reg` only): B is bound as `vec4<u32>`, 8 halves per load
+   * (`unpack2x16float`), and K is walked 8 at a time: half the loads of `vec4<f16>`, which is what
+   * counts on CPU rasterizers (decode GEMV is load-bound there).
+   */
+  b8?: boolean;
 }
 
 /** Params struct of every matmul pipeline. */
@@ -108,7 +114,7 @@ export function matmulSpec(v: MatmulVariant): KernelSpec {
   const t = (vec: boolean) => (vec ? "vec4<f32>" : "f32");
   const c0 = v.config;
   const f16B = !!v.f16B && c0.family !== "tex";
-  const tb = f16B ? (v.vecB ? "vec4<f16>" : "f16") : t(v.vecB);
+  const tb = f16B ? (v.b8 ? "vec4<u32>" : v.vecB ? "vec4<f16>" : "f16") : t(v.vecB);
   const bindings = [
     { name: "o", type: t(v.vecO), access: "read_write" as const },
     ...(v.savePre ? [{ name: "pre", type: t(v.vecO), access: "read_write" as const }] : []),
@@ -253,6 +259,8 @@ interface Operand {
   tex: boolean;
   /** Stored as f16: loads convert to f32. */
   f16: boolean;
+  /** Packed 8 halves per `vec4<u32>` element (kc && vec only). */
+  pack8?: boolean;
 }
 
 /** WGSL of a scalar load `x[idx]` as f32. */
@@ -283,7 +291,7 @@ function opSetup(o: Operand, ind: string): string {
   if (o.kc) {
     for (let t = 0; t < o.t; t++) {
       const row = `(${x}base + min(${o.x0} + ${t}u, ${o.ext} - 1u) * ${o.ld})`;
-      s += `${ind}let ${x}r${t} = ${o.vec ? `${row} / 4u` : row};\n`;
+      s += `${ind}let ${x}r${t} = ${o.vec ? `${row} / ${o.pack8 ? 8 : 4}u` : row};\n`;
     }
   } else if (o.vec) {
     for (let q = 0; q < o.t / 4; q++) {
@@ -421,6 +429,7 @@ export function regKernel(v: MatmulVariant): string {
     x0: "n0",
     tex,
     f16: !!v.f16B && !tex,
+    pack8: !!v.b8 && !tex,
   };
   const tn4 = tn / 4;
   let s = header(v);
@@ -439,6 +448,21 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   for (let i = 0; i < tm; i++) for (let q = 0; q < tn4; q++) s += `  var c${i}_${q} = vec4<f32>(0.0);\n`;
   // Textures are zero padded to a multiple of 4 along k: no tail loop.
   s += tex ? "  let k4 = (p.K + 3u) & ~3u;\n" : "  let k4 = p.K & ~3u;\n";
+  if (B.pack8) {
+    // 8 k per step: one vec4<u32> (8 halves) per B row, unpacked into two vec4<f32> halves.
+    s += "  for (var k8 = 0u; k8 < k4; k8 += 8u) {\n";
+    for (let t = 0; t < tn; t++) s += `    let bw${t} = b[br${t} + k8 / 8u];\n`;
+    for (const [half, lo, hi] of [[0, "x", "y"], [4, "z", "w"]] as const) {
+      s += `    {\n      let k = k8 + ${half}u;\n` + opLoad4(A, "      ");
+      for (let t = 0; t < tn; t++) {
+        s += `      let bv${t} = vec4<f32>(unpack2x16float(bw${t}.${lo}), unpack2x16float(bw${t}.${hi}));\n`;
+      }
+      for (let kk = 0; kk < 4; kk++) s += fmas(A, B, tm, tn4, kk, false, "      ");
+      s += "    }\n";
+    }
+    s += "  }\n";
+    return s + epilogue(v, tm, tn4) + "}\n";
+  }
   s += "  for (var k = 0u; k < k4; k += 4u) {\n";
   s += opLoad4(A, "    ") + opLoad4(B, "    ");
   for (let kk = 0; kk < 4; kk++) s += fmas(A, B, tm, tn4, kk, false, "    ");

@@ -465,6 +465,22 @@ Deno.test("matmul() with an f16 b fuses bias, activations, alpha and accumulate 
   await checkF16("batched f16 b", { batch: [3], M: 5, K: 8, N: 7, bBatched: true, opts: { transB: true } });
 });
 
+Deno.test("matmul() reads a transposed f16 b 8 halves per load when K % 8 == 0", async () => {
+  const gemv: MatmulConfig = { family: "reg", tm: 1, tn: 32, wg: 8 };
+  for (const K of [8, 24, 136]) {
+    for (const config of [gemv, FAMILIES[2]]) {
+      await checkF16(`packed K=${K} ${JSON.stringify(config)}`, {
+        batch: [2],
+        M: 3,
+        K,
+        N: 37,
+        opts: { transB: true, bias: true, activation: "gelu_tanh", config },
+      });
+    }
+  }
+  await checkF16("packed, K % 8 == 4", { M: 1, K: 36, N: 40, opts: { transB: true, config: gemv } });
+});
+
 Deno.test("matmul() splits an f16 b over the storage-binding limit into windows", async () => {
   const config: MatmulConfig = { family: "reg", tm: 4, tn: 8, wg: 16 };
   await checkF16("N windows", {
