@@ -22,6 +22,22 @@ const UNSUPPORTED: [keyof TrainingConfig, (c: TrainingConfig) => boolean, string
 export function trainerProblems(opts: CreateTrainerOptions, config: TrainingConfig): string[] {
   const problems: string[] = UNSUPPORTED.filter(([, bad]) => bad(config)).map(([k, , fix]) => `${k}: ${fix}`);
   const mc = opts.model.config, ds = opts.train_dataset;
+  // Weights the optimizer cannot update must not be skipped silently (full fine-tuning would
+  // quietly train only embeddings, norms and the head), and adapters are not trained here yet.
+  const frozen = [...opts.model.params.values()].filter((t) => t.dtype === "f16").length +
+    opts.model.quantized.size;
+  if (frozen) {
+    problems.push(
+      `model: ${frozen} projection weights are stored as f16 or 4-bit and cannot be trained; ` +
+        `load the model with dtype "f32" for full fine-tuning`,
+    );
+  }
+  if (opts.model.adapters.size) {
+    problems.push(
+      `model: ${opts.model.adapters.size} LoRA adapters are attached, and the Trainer does not train adapters yet; ` +
+        `train them with training/peft.ts and AdamW directly, or remove them (removeAdapter)`,
+    );
+  }
   for (const [what, d] of [["train_dataset", ds], ["eval_dataset", opts.eval_dataset]] as const) {
     if (!d) continue;
     if (d.block_size > mc.max_position_embeddings) {

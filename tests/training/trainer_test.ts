@@ -410,3 +410,23 @@ Deno.test({
     await Deno.remove(dir, { recursive: true });
   },
 });
+
+Deno.test("createTrainer() refuses weights it cannot update (f16 / 4-bit) and attached adapters", async () => {
+  const be = await cpuBackend();
+  const half = Transformer.init(mc, be);
+  const w = half.params.get("layers.0.attn.q.weight")!;
+  const h = be.fromArray(await w.toArray(), w.shape, "f16");
+  h.name = w.name;
+  half.params.set(w.name, h);
+  w.dispose();
+  assert.throws(
+    () => createTrainer({ model: half, config: getTrainingArgs(), train_dataset: train }),
+    /1 projection weights are stored as f16 or 4-bit and cannot be trained; load the model with dtype "f32"/,
+  );
+  const adapted = Transformer.init(mc, be);
+  adapted.adapters.set("layers.0.attn.q", { apply: (_x, base) => base });
+  assert.throws(
+    () => createTrainer({ model: adapted, config: getTrainingArgs(), train_dataset: train }),
+    /LoRA adapters are attached, and the Trainer does not train adapters yet/,
+  );
+});
