@@ -5,18 +5,9 @@
  * @module
  */
 import { createHash } from "node:crypto";
+import { mulberry32 } from "../kernels/random.ts";
 
-/** mulberry32: a small, fast, seeded PRNG returning values in [0, 1). */
-function prng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const prng = mulberry32;
 
 /**
  * A shuffled copy of `items` (Fisher-Yates); the same seed always gives the same order.

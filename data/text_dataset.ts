@@ -16,6 +16,7 @@ import { join } from "node:path";
 import type { Tokenizer } from "../models/tokenizer.ts";
 import { detectFormat, findSplitFiles, streamDataset } from "./readers.ts";
 import { hashFraction } from "./split.ts";
+import { mulberry32 } from "../kernels/random.ts";
 
 /** Where training stands in the data: `index` blocks of epoch `epoch` (0-based) are consumed. */
 export interface DataPosition {
@@ -35,14 +36,7 @@ export interface TextDatasetOptions {
 
 /** A mulberry32 stream seeded from `(seed, epoch)`: the shuffle of one epoch. */
 function epochRng(seed: number, epoch: number): () => number {
-  let s = (Math.imul(seed >>> 0, 0x9e3779b1) ^ Math.imul(epoch + 1, 0x85ebca6b)) >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  return mulberry32(Math.imul(seed >>> 0, 0x9e3779b1) ^ Math.imul(epoch + 1, 0x85ebca6b));
 }
 
 /**

@@ -21,3 +21,4 @@ export * from "./attention.ts";
 export * from "./optim.ts";
 export * from "./quant.ts";
 export * from "./lora.ts";
+export * from "./random.ts";

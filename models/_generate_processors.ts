@@ -7,6 +7,7 @@
  *
  * @module
  */
+import { mulberry32 } from "../kernels/random.ts";
 
 /**
  * Hugging Face repetition penalty (CTRL, Keskar et al. 2019): for every token id present in
@@ -166,14 +167,7 @@ export function sample(probs: ArrayLike<number>, rng: () => number): number {
  * ```
  */
 export function seededRandom(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  return mulberry32(seed);
 }
 
 /** The settings {@linkcode nextToken} needs (resolved, validated). */

@@ -23,6 +23,7 @@ import { rope } from "../kernels/rope.ts";
 import { gelu, swiglu } from "../kernels/activation.ts";
 import type { Tensor } from "../kernels/tensor.ts";
 import { type ModelConfig, modelRopeInvFreq } from "./config.ts";
+import { mulberry32 } from "../kernels/random.ts";
 
 /** Canonical parameter name -> tensor. */
 export type ParamMap = Map<string, Tensor>;
@@ -98,14 +99,9 @@ export function parameterShapes(c: ModelConfig): Map<string, number[]> {
 
 /** A seeded standard normal generator (mulberry32 + Box-Muller). */
 export function normalRng(seed: number): () => number {
-  let s = seed >>> 0;
-  const u = () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (((t ^ (t >>> 14)) >>> 0) + 0.5) / 4294967296;
-  };
+  const uniform = mulberry32(seed);
+  // + 2^-33 keeps u in (0, 1) so log(0) never happens (exact: mulberry32 yields k / 2^32)
+  const u = () => uniform() + 2 ** -33;
   return () => Math.sqrt(-2 * Math.log(u())) * Math.cos(2 * Math.PI * u());
 }
 

@@ -3,6 +3,7 @@
  * @module
  */
 import assert from "node:assert/strict";
+import { mulberry32 } from "../kernels/random.ts";
 
 export { assert };
 
@@ -98,14 +99,7 @@ export function assertAllClose(
 
 /** A tiny seeded PRNG (mulberry32) for reproducible test inputs. */
 export function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  return mulberry32(seed);
 }
 
 /** `n` uniform values in [-scale, scale), never exactly zero. */

@@ -24,6 +24,7 @@ import type { Tensor } from "../kernels/tensor.ts";
 import type { LinearAdapter } from "../models/transformer.ts";
 import type { PeftConfig } from "./_peft_config.ts";
 import type { TargetModule } from "./_peft_targets.ts";
+import { mulberry32 } from "../kernels/random.ts";
 
 /** One canonical linear's share of a module: rows of lora_B and of the magnitude. */
 export interface LoraPart {
@@ -64,18 +65,6 @@ export function loraScaling(c: PeftConfig): number {
   return c.use_rslora ? c.lora_alpha / Math.sqrt(c.r) : c.lora_alpha / c.r;
 }
 
-/** A seeded uniform [0, 1) generator (mulberry32). */
-function uniformRng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /**
  * PEFT's initial `lora_A` / `lora_B` (host arrays): `true` → A ~ kaiming_uniform(a=√5), i.e.
  * U(±1/√in), B = 0; `"gaussian"` → A ~ N(0, 1/r), B = 0; `false` → both kaiming-uniform (nn.Linear's
@@ -86,7 +75,7 @@ export function initialWeights(
   c: PeftConfig,
   seed: number,
 ): { A: Float32Array; B: Float32Array } {
-  const u = uniformRng(seed);
+  const u = mulberry32(seed);
   const A = new Float32Array(c.r * target.in_features), B = new Float32Array(target.out_features * c.r);
   if (c.init_lora_weights === "gaussian") {
     for (let i = 0; i < A.length; i++) {
