@@ -6,7 +6,7 @@
  * @module
  */
 import { join } from "node:path";
-import { parseArgs } from "node:util";
+import { parseFlags, writeErr, writeOut } from "./_cli_flags.ts";
 import { globMatcher, listFiles } from "./_hub_cache.ts";
 import { downloadModel, HubError, type HubOptions, MODEL_FILE_PATTERNS } from "./hub.ts";
 
@@ -48,18 +48,6 @@ const FLAGS = {
   help: { type: "boolean", short: "h" },
 } as const;
 
-const enc = new TextEncoder();
-const writeOut = (s: string) => void Deno.stdout.writeSync(enc.encode(s));
-const writeErr = (s: string) => void Deno.stderr.writeSync(enc.encode(s));
-
-/** `--allow_patterns=x` -> `--allow-patterns=x` (HF field names use underscores). */
-function hyphenate(arg: string): string {
-  if (!arg.startsWith("--")) return arg;
-  const eq = arg.indexOf("=");
-  const name = eq < 0 ? arg : arg.slice(0, eq);
-  return name.replaceAll("_", "-") + (eq < 0 ? "" : arg.slice(eq));
-}
-
 /**
  * Run `fledge download` with command-line `args`. Bad flags, an unknown repo, revision or file
  * (404), a refused token (401/403) and offline mode without a cached copy throw a one-line
@@ -82,13 +70,7 @@ function hyphenate(arg: string): string {
  */
 export async function downloadCli(args: string[], opts: DownloadCliOptions = {}): Promise<void> {
   const out = opts.stdout ?? writeOut, err = opts.stderr ?? writeErr;
-  let v;
-  try {
-    v = parseArgs({ args: args.map(hyphenate), options: FLAGS, allowPositionals: false }).values;
-  } catch (e) {
-    const msg = (e as Error).message.replace(/\s*\n\s*/g, " ");
-    throw new RangeError(`download: ${msg} (see \`fledge download --help\`)`);
-  }
+  const v = parseFlags("download", args, FLAGS);
   if (v.help) return out(DOWNLOAD_USAGE + "\n");
   if (!v.model) throw new TypeError("download: --model is required: a hub id (org/name) or a model folder");
   const patterns = v["allow-patterns"]?.flatMap((p) => p.split(",")).map((p) => p.trim());

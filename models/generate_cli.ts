@@ -6,7 +6,7 @@
  */
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { parseArgs } from "node:util";
+import { parseFlags, writeErr, writeOut } from "./_cli_flags.ts";
 import { type BackendName, createBackend } from "../kernels/backend.ts";
 import { generate, type GenerateOptions, loadGenerationConfig } from "./generate.ts";
 import { downloadModel } from "./hub.ts";
@@ -62,10 +62,6 @@ const FLAGS = {
   help: { type: "boolean", short: "h" },
 } as const;
 
-const enc = new TextEncoder();
-const writeOut = (s: string) => void Deno.stdout.writeSync(enc.encode(s));
-const writeErr = (s: string) => void Deno.stderr.writeSync(enc.encode(s));
-
 /**
  * Run `fledge generate` with command-line `args`. Bad flags throw a one-line {@linkcode RangeError}
  * or {@linkcode TypeError} (the CLI maps them to exit code 2).
@@ -84,13 +80,7 @@ const writeErr = (s: string) => void Deno.stderr.writeSync(enc.encode(s));
  */
 export async function generateCli(args: string[], opts: GenerateCliOptions = {}): Promise<void> {
   const out = opts.stdout ?? writeOut, err = opts.stderr ?? writeErr;
-  let v;
-  try {
-    v = parseArgs({ args: args.map(hyphenate), options: FLAGS, allowPositionals: false }).values;
-  } catch (e) {
-    const msg = (e as Error).message.replace(/\s*\n\s*/g, " ");
-    throw new RangeError(`generate: ${msg} (see \`fledge generate --help\`)`);
-  }
+  const v = parseFlags("generate", args, FLAGS);
   if (v.help) return out(GENERATE_USAGE + "\n");
   if (!v.model) throw new TypeError("generate: --model is required: a model folder or a hub id (org/name)");
   if ((v.prompt === undefined) === (v["input-ids"] === undefined)) {
@@ -157,12 +147,6 @@ export async function generateCli(args: string[], opts: GenerateCliOptions = {})
 }
 
 /** `--max_new_tokens=8` -> `--max-new-tokens=8` (HF field names are accepted as flags). */
-function hyphenate(arg: string): string {
-  if (!arg.startsWith("--")) return arg;
-  const eq = arg.indexOf("=");
-  const name = eq < 0 ? arg : arg.slice(0, eq);
-  return name.replaceAll("_", "-") + (eq < 0 ? "" : arg.slice(eq));
-}
 
 function int(v: Record<string, unknown>, flag: string, min: number): number | undefined {
   const s = v[flag] as string | undefined;
