@@ -131,6 +131,21 @@ function checkLoadOptions(opts: unknown): asserts opts is LoadModelOptions {
   p.throwIfAny("Cannot load the model", "the options of loadModel");
 }
 
+/** Remove a cached snapshot's weight files (`model*.safetensors`) and the blobs they link to. */
+async function evictWeights(snapshot: string): Promise<void> {
+  for await (const f of Deno.readDir(snapshot)) {
+    if (!/^model.*\.safetensors$/.test(f.name)) continue; // the weights loadWeights reads
+    const path = join(snapshot, f.name);
+    try {
+      const target = await Deno.realPath(path);
+      await Deno.remove(path);
+      if (target !== path) await Deno.remove(target);
+    } catch (e) {
+      if (!(e instanceof Deno.errors.NotFound)) throw e;
+    }
+  }
+}
+
 /**
  * Load a Hugging Face causal-LM checkpoint (llama, mistral, qwen2, phi3, gpt2) as a
  * {@linkcode Transformer}. Options are checked before any file is read or downloaded.
@@ -196,9 +211,15 @@ export async function loadModel(idOrPath: string, opts: LoadModelOptions): Promi
     );
   }
   const config = fromHfConfig(json, { file: configPath });
-  const params = await loadWeights(dir, config, opts.backend, {
-    dtype: opts.dtype === "f16" ? "f16" : "f32",
-  });
+  let params: ParamMap;
+  try {
+    params = await loadWeights(dir, config, opts.backend, { dtype: opts.dtype === "f16" ? "f16" : "f32" });
+  } catch (e) {
+    // A corrupt weights file that came from the hub must not stay in the cache: the next call
+    // would load the same broken bytes without asking the server again.
+    if (e instanceof SyntaxError && dir !== idOrPath) await evictWeights(dir);
+    throw e;
+  }
   const model = new Transformer(config, params, opts.backend);
   if (opts.dtype === "nf4") quantizeLinears(model);
   SOURCES.set(model, dir);
