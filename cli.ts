@@ -9,11 +9,11 @@
 import { parseArgs } from "node:util";
 import { createBackend } from "./kernels/backend.ts";
 import { runDemo } from "./tasks/demo.ts";
-import { GENERATE_USAGE, generateCli } from "./models/generate_cli.ts";
+import { GENERATE_USAGE, generateCli } from "./cli/generate.ts";
 import { mergeCli } from "./training/peft.ts";
-import { TRAIN_USAGE, trainCli } from "./training/train_cli.ts";
-import { DOWNLOAD_USAGE, downloadCli } from "./models/download_cli.ts";
-import { HubError } from "./models/hub.ts";
+import { TRAIN_USAGE, trainCli } from "./cli/train.ts";
+import { DOWNLOAD_USAGE, downloadCli } from "./cli/download.ts";
+import { HubError } from "./models/hub/hub.ts";
 
 /** A CLI usage error: printed as one line, exit code 2. */
 export class UsageError extends Error {

@@ -14,7 +14,7 @@ import {
   isOfflineMode,
   listRepoFiles,
   snapshotDownload,
-} from "../models/hub.ts";
+} from "../models/hub/hub.ts";
 import { streamParquet } from "./parquet.ts";
 import { shuffleRecords } from "./split.ts";
 import { checkSelectOptions, type SelectOptions, selector } from "./_select.ts";

@@ -5,7 +5,7 @@
  * @module
  */
 import { createHash } from "node:crypto";
-import { mulberry32 } from "../kernels/random.ts";
+import { mulberry32 } from "../util/random.ts";
 
 const prng = mulberry32;
 

@@ -13,10 +13,10 @@
  * @module
  */
 import { join } from "node:path";
-import type { Tokenizer } from "../models/tokenizer.ts";
+import type { Tokenizer } from "../models/tokenizer/tokenizer.ts";
 import { detectFormat, findSplitFiles, streamDataset } from "./readers.ts";
 import { hashFraction } from "./split.ts";
-import { mulberry32 } from "../kernels/random.ts";
+import { mulberry32 } from "../util/random.ts";
 
 /** Where training stands in the data: `index` blocks of epoch `epoch` (0-based) are consumed. */
 export interface DataPosition {

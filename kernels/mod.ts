@@ -21,4 +21,3 @@ export * from "./attention.ts";
 export * from "./optim.ts";
 export * from "./quant.ts";
 export * from "./lora.ts";
-export * from "./random.ts";

@@ -13,7 +13,7 @@ import type {
   PositionKind,
   QkvLayout,
 } from "./config.ts";
-import { isObject, type Problems, show } from "./_config_check.ts";
+import { isObject, type Problems, show } from "../util/problems.ts";
 
 type Spec =
   | { t: "int"; min: number; nullable?: boolean }

@@ -4,7 +4,7 @@
  * @module
  */
 import type { HiddenAct, ModelArch, ModelConfig, RopeScaling } from "./config.ts";
-import { closest, isObject, Problems, show } from "./_config_check.ts";
+import { closest, isObject, Problems, show } from "../util/problems.ts";
 
 /** The HF class each family saves as (`architectures[0]`). */
 const HF_CLASS: Record<ModelArch, string> = {

@@ -7,7 +7,7 @@
  * @module
  */
 import { ropeInvFreq } from "../kernels/rope.ts";
-import { closest, isObject, Problems, show } from "./_config_check.ts";
+import { closest, isObject, Problems, show } from "../util/problems.ts";
 import { checkConsistency, checkField, SPECS } from "./_config_rules.ts";
 import { hfToModelConfig, modelConfigToHf } from "./_hf_config.ts";
 import { buildKeyMap } from "./_key_map.ts";

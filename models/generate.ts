@@ -15,13 +15,13 @@
 import { noGrad } from "../kernels/autograd.ts";
 import { embedding } from "../kernels/embedding.ts";
 import type { Tensor } from "../kernels/tensor.ts";
-import { Problems, show } from "./_config_check.ts";
-import { type GenerationConfig, resolveGeneration } from "./_generate_config.ts";
-import { nextToken, seededRandom } from "./_generate_processors.ts";
-import type { Tokenizer } from "./tokenizer.ts";
+import { Problems, show } from "../util/problems.ts";
+import { type GenerationConfig, resolveGeneration } from "./generation_config.ts";
+import { nextToken, seededRandom } from "./logits_process.ts";
+import type { Tokenizer } from "./tokenizer/tokenizer.ts";
 import type { ForwardOptions, Transformer } from "./transformer.ts";
 
-export { type GenerationConfig, HF_GENERATION_DEFAULTS, loadGenerationConfig } from "./_generate_config.ts";
+export { type GenerationConfig, HF_GENERATION_DEFAULTS, loadGenerationConfig } from "./generation_config.ts";
 export {
   applyRepetitionPenalty,
   applyTemperature,
@@ -31,7 +31,7 @@ export {
   softmax,
   topKFilter,
   topPFilter,
-} from "./_generate_processors.ts";
+} from "./logits_process.ts";
 
 /** Why a row stopped (the names of Hugging Face text-generation-inference). */
 export type FinishReason = "length" | "eos_token" | "stop_sequence";

@@ -7,11 +7,11 @@
  */
 export * from "./config.ts";
 export * from "./transformer.ts";
-export * from "./safetensors.ts";
-export * from "./hub.ts";
+export * from "./formats/safetensors.ts";
+export * from "./hub/hub.ts";
 export * from "./pretrained.ts";
-export * from "./download_cli.ts";
-export * from "./generate_cli.ts";
+export * from "../cli/download.ts";
+export * from "../cli/generate.ts";
 export {
   applyRepetitionPenalty,
   applyTemperature,
@@ -32,5 +32,5 @@ export type {
   GenerationConfig,
   GenerationStreamer,
 } from "./generate.ts";
-export * from "./tokenizer.ts";
-export * from "./bpe.ts";
+export * from "./tokenizer/tokenizer.ts";
+export * from "./tokenizer/bpe.ts";

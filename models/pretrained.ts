@@ -17,9 +17,9 @@ import { basename, join } from "node:path";
 import { Backend } from "../kernels/backend.ts";
 import { dequantize, quantize } from "../kernels/quant.ts";
 import type { HostArray, Tensor } from "../kernels/tensor.ts";
-import { isObject, Problems, show } from "./_config_check.ts";
+import { isObject, Problems, show } from "../util/problems.ts";
 import { checkpointKeyMap, fromHfConfig, type KeyMapEntry, type ModelConfig, toHfConfig } from "./config.ts";
-import { type HubOptions, snapshotDownload } from "./hub.ts";
+import { type HubOptions, snapshotDownload } from "./hub/hub.ts";
 import {
   f16BitsToF32,
   readSafetensorsIndex,
@@ -27,7 +27,7 @@ import {
   type TensorInfo,
   type TensorInput,
   writeSafetensors,
-} from "./safetensors.ts";
+} from "./formats/safetensors.ts";
 import { type ParamMap, Transformer } from "./transformer.ts";
 
 /** Weight dtypes {@linkcode loadModel} knows of. */

@@ -23,7 +23,7 @@ import { rope } from "../kernels/rope.ts";
 import { gelu, swiglu } from "../kernels/activation.ts";
 import type { Tensor } from "../kernels/tensor.ts";
 import { type ModelConfig, modelRopeInvFreq } from "./config.ts";
-import { mulberry32 } from "../kernels/random.ts";
+import { mulberry32 } from "../util/random.ts";
 
 /** Canonical parameter name -> tensor. */
 export type ParamMap = Map<string, Tensor>;

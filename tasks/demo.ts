@@ -13,9 +13,9 @@ import { createBackend } from "../kernels/backend.ts";
 import { debianRoot } from "../data/debian.ts";
 import { generate } from "../models/generate.ts";
 import { loadModel } from "../models/pretrained.ts";
-import { loadTokenizer } from "../models/tokenizer.ts";
+import { loadTokenizer } from "../models/tokenizer/tokenizer.ts";
 import { getTrainingArgs } from "../training/config.ts";
-import { runTraining } from "../training/train_cli.ts";
+import { runTraining } from "../cli/train.ts";
 
 /** Options of {@linkcode runDemo} (Hugging Face names). */
 export interface DemoOptions {

@@ -3,7 +3,7 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { mulberry32 } from "../kernels/random.ts";
+import { mulberry32 } from "../util/random.ts";
 
 export { assert };
 

@@ -5,7 +5,7 @@
  */
 
 // The problem list and message helpers are the models layer's: one implementation for every config.
-import { closest, isObject, type Problem, Problems, show } from "../models/_config_check.ts";
+import { closest, isObject, type Problem, Problems, show } from "../util/problems.ts";
 export { closest, isObject, type Problem, Problems, show };
 
 /** What a field accepts. `nullable` adds `null`; bounds are inclusive unless `*Exclusive`. */

@@ -3,7 +3,7 @@
  * (every problem at once, with the file and key) and the `adapter_config.json` PEFT writes.
  * @module
  */
-import { closest, isObject, Problems, show } from "../models/_config_check.ts";
+import { closest, isObject, Problems, show } from "../util/problems.ts";
 import type { ModelArch } from "../models/config.ts";
 import type { LoraConfig } from "./config.ts";
 

@@ -24,7 +24,7 @@ import type { Tensor } from "../kernels/tensor.ts";
 import type { LinearAdapter } from "../models/transformer.ts";
 import type { PeftConfig } from "./_peft_config.ts";
 import type { TargetModule } from "./_peft_targets.ts";
-import { mulberry32 } from "../kernels/random.ts";
+import { mulberry32 } from "../util/random.ts";
 
 /** One canonical linear's share of a module: rows of lora_B and of the magnitude. */
 export interface LoraPart {

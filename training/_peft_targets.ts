@@ -4,7 +4,7 @@
  * `c_attn`, phi3 `gate_up_proj`) maps to several canonical linears, each a block of its output rows.
  * @module
  */
-import { closest } from "../models/_config_check.ts";
+import { closest } from "../util/problems.ts";
 import { checkpointKeyMap, type ModelConfig } from "../models/config.ts";
 
 /** One canonical linear inside an HF module: its name (`layers.0.attn.k`) and its output rows. */

@@ -6,7 +6,7 @@
 import { join } from "node:path";
 import { saveModel } from "../models/pretrained.ts";
 import { plotTrainingCurves } from "../evaluation/plot.ts";
-import type { Tokenizer } from "../models/tokenizer.ts";
+import type { Tokenizer } from "../models/tokenizer/tokenizer.ts";
 import type { Transformer } from "../models/transformer.ts";
 import type { TrainerState } from "./checkpoint.ts";
 import type { TrainingConfig } from "./config.ts";

@@ -15,7 +15,7 @@
 import { basename, join } from "node:path";
 import type { AdamW, AdamWState } from "../kernels/optim.ts";
 import { loadWeights, saveModel } from "../models/pretrained.ts";
-import { openSafetensors, type TensorInput, writeSafetensors } from "../models/safetensors.ts";
+import { openSafetensors, type TensorInput, writeSafetensors } from "../models/formats/safetensors.ts";
 import type { Transformer } from "../models/transformer.ts";
 import type { DataPosition } from "../data/text_dataset.ts";
 import { loadTrainingConfig, saveTrainingConfig, type TrainingConfig } from "./config.ts";

@@ -26,6 +26,7 @@
  */
 import { join } from "node:path";
 import { parseArgs } from "node:util";
+import { writeFileAtomic } from "../util/atomic.ts";
 import { noGrad } from "../kernels/autograd.ts";
 import { type BackendName, createBackend } from "../kernels/backend.ts";
 import { add, mul } from "../kernels/elementwise.ts";
@@ -34,7 +35,7 @@ import { matmul } from "../kernels/matmul.ts";
 import { dequantize, quantize, type QuantizedTensor, type QuantKind } from "../kernels/quant.ts";
 import type { Tensor } from "../kernels/tensor.ts";
 import { loadModel, saveModel } from "../models/pretrained.ts";
-import { openSafetensors, writeSafetensors } from "../models/safetensors.ts";
+import { openSafetensors, writeSafetensors } from "../models/formats/safetensors.ts";
 import type { Transformer } from "../models/transformer.ts";
 import { adapterConfigJson, type PeftConfig, validatePeftConfig } from "./_peft_config.ts";
 import { buildModule, initialWeights, isPeftAdapter, type LoraModule, peftAdapter } from "./_peft_layer.ts";
@@ -183,9 +184,7 @@ export async function saveAdapter(model: Transformer, dir: string): Promise<void
   const tensors = new Map<string, { dtype: "F32"; shape: number[]; data: Float32Array }>();
   for (const [k, t] of await adapterTensors(model)) tensors.set(k, { dtype: "F32", ...t });
   await writeSafetensors(join(dir, "adapter_model.safetensors"), tensors);
-  const tmp = join(dir, `.adapter_config.json.${crypto.randomUUID().slice(0, 8)}.tmp`);
-  await Deno.writeTextFile(tmp, adapterConfigJson(c));
-  await Deno.rename(tmp, join(dir, "adapter_config.json"));
+  await writeFileAtomic(join(dir, "adapter_config.json"), adapterConfigJson(c));
 }
 
 /** Options of {@linkcode loadAdapter}. */

@@ -23,7 +23,7 @@ import { backward, noGrad } from "../kernels/autograd.ts";
 import { accumulate } from "../kernels/elementwise.ts";
 import { AdamW, gradClip, gradNormSquared, sgdStep } from "../kernels/optim.ts";
 import type { Tensor } from "../kernels/tensor.ts";
-import type { Tokenizer } from "../models/tokenizer.ts";
+import type { Tokenizer } from "../models/tokenizer/tokenizer.ts";
 import type { Transformer } from "../models/transformer.ts";
 import type { DataPosition, TextDataset } from "../data/text_dataset.ts";
 import {

@@ -3,7 +3,7 @@ import { assert } from "../_assert.ts";
 import { parquetWriteBuffer } from "npm:hyparquet-writer@^0.17";
 import { type MockFiles, startHubServer } from "../_hub_server.ts";
 import { loadCnnDailymail, loadHubDataset, loadSst2, loadWmt14 } from "../../data/hub_datasets.ts";
-import { HubError } from "../../models/hub.ts";
+import { HubError } from "../../models/hub/hub.ts";
 
 const text = (name: string, data: string[]) => ({ name, data, type: "STRING" as const });
 const bytes = (b: ArrayBuffer) => new Uint8Array(b);

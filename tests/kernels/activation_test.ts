@@ -15,7 +15,7 @@ import { backward } from "../../kernels/autograd.ts";
 import type { Backend } from "../../kernels/backend.ts";
 import type { Tensor } from "../../kernels/tensor.ts";
 import { assert, assertAllClose, randomArray } from "../_assert.ts";
-import { backends, compareBackends, cpu, dot, gradcheck, rand64, webgpu } from "./_check.ts";
+import { backends, compareBackends, cpu, dot, gradcheck, rand64, webgpu } from "../_check.ts";
 
 const KINDS: Activation[] = ["gelu_erf", "gelu_tanh", "silu", "relu"];
 const SHAPES = [[1], [3], [7, 33], [130, 64], [2, 5, 257]];

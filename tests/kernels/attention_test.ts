@@ -14,7 +14,7 @@ import { parseKernelConfig } from "../../kernels/_attention_tune.ts";
 import { backward } from "../../kernels/autograd.ts";
 import type { Backend } from "../../kernels/backend.ts";
 import { assert, assertAllClose, randomArray } from "../_assert.ts";
-import { backends, compareBackends, dot, gradcheck, rand64, webgpu } from "./_check.ts";
+import { backends, compareBackends, dot, gradcheck, rand64, webgpu } from "../_check.ts";
 
 interface Case {
   B: number;

@@ -7,7 +7,7 @@ import { gelu } from "../../kernels/activation.ts";
 import type { Backend } from "../../kernels/backend.ts";
 import type { Tensor } from "../../kernels/tensor.ts";
 import { assert, assertAllClose, randomArray } from "../_assert.ts";
-import { backends } from "./_check.ts";
+import { backends } from "../_check.ts";
 
 const total = (t: Tensor) => sum(sum(t, 1), 0);
 

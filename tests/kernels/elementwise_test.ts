@@ -3,7 +3,7 @@ import { add, affine, div, mul, sub } from "../../kernels/elementwise.ts";
 import { backward } from "../../kernels/autograd.ts";
 import { sum } from "../../kernels/reduce.ts";
 import { assert, assertAllClose, randomArray } from "../_assert.ts";
-import { backends, compareBackends, cpu, dot, gradcheck, rand64 } from "./_check.ts";
+import { backends, compareBackends, cpu, dot, gradcheck, rand64 } from "../_check.ts";
 
 const SHAPES: [number[], number[]][] = [
   [[1], [1]],

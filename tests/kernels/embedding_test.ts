@@ -8,7 +8,7 @@ import { backward } from "../../kernels/autograd.ts";
 import type { Backend } from "../../kernels/backend.ts";
 import type { DType, Tensor } from "../../kernels/tensor.ts";
 import { assert, assertAllClose, randomArray, rng } from "../_assert.ts";
-import { backends, compareBackends, cpu, dot, gradcheck, rand64, webgpu } from "./_check.ts";
+import { backends, compareBackends, cpu, dot, gradcheck, rand64, webgpu } from "../_check.ts";
 
 /** Random ids in [0, V) with many duplicates (a small vocabulary slice is hit repeatedly). */
 function ids(n: number, V: number, seed: number): Int32Array {

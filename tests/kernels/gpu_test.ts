@@ -4,7 +4,7 @@ import { add } from "../../kernels/elementwise.ts";
 import { matmul } from "../../kernels/matmul.ts";
 import { sizeClass } from "../../kernels/gpu.ts";
 import { assert } from "../_assert.ts";
-import { webgpu } from "./_check.ts";
+import { webgpu } from "../_check.ts";
 
 Deno.test("createBackend('webgpu') names the fix when no adapter matches; 'auto' falls back to cpu", async () => {
   await assert.rejects(

@@ -10,7 +10,7 @@ import {
   dropoutReference,
 } from "../../kernels/lora.ts";
 import { assert, assertAllClose, randomArray } from "../_assert.ts";
-import { compareBackends, cpu } from "./_check.ts";
+import { compareBackends, cpu } from "../_check.ts";
 
 const SHAPES = [[1, 1, 1], [3, 5, 2], [70, 33, 4], [129, 64, 8]] as const;
 

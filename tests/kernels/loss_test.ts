@@ -9,7 +9,7 @@ import { backward } from "../../kernels/autograd.ts";
 import type { Backend } from "../../kernels/backend.ts";
 import type { Tensor } from "../../kernels/tensor.ts";
 import { assert, assertAllClose, assertClose, randomArray, rng } from "../_assert.ts";
-import { backends, compareBackends, cpu, gradcheck, rand64, webgpu } from "./_check.ts";
+import { backends, compareBackends, cpu, gradcheck, rand64, webgpu } from "../_check.ts";
 
 /** Labels in [0, V) with every 4th one ignored (-100). */
 function labels(n: number, V: number, seed: number, ignoreEvery = 4): Int32Array {

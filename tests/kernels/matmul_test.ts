@@ -16,7 +16,7 @@ import { mul } from "../../kernels/elementwise.ts";
 import { sum } from "../../kernels/reduce.ts";
 import type { Tensor } from "../../kernels/tensor.ts";
 import { assert, assertAllClose, randomArray } from "../_assert.ts";
-import { backends, compareBackends, cpu, dot, gradcheck, rand64, webgpu } from "./_check.ts";
+import { backends, compareBackends, cpu, dot, gradcheck, rand64, webgpu } from "../_check.ts";
 
 /** One case: batch dims, M, K, N and the options (bias given as a flag). */
 interface Case {

@@ -10,7 +10,7 @@ import { backward } from "../../kernels/autograd.ts";
 import type { Backend } from "../../kernels/backend.ts";
 import type { Tensor } from "../../kernels/tensor.ts";
 import { assert, assertAllClose, randomArray } from "../_assert.ts";
-import { backends, compareBackends, cpu, dot, gradcheck, rand64 } from "./_check.ts";
+import { backends, compareBackends, cpu, dot, gradcheck, rand64 } from "../_check.ts";
 
 const SHAPES = [[1, 1], [7, 3], [130, 1], [130, 33], [7, 64], [2, 3, 64], [130, 257], [1, 4096], [7, 4096]];
 

@@ -10,7 +10,7 @@ import {
 import type { Backend } from "../../kernels/backend.ts";
 import type { Tensor } from "../../kernels/tensor.ts";
 import { assert, assertAllClose, assertClose, randomArray, rng } from "../_assert.ts";
-import { backends, cpu, webgpu } from "./_check.ts";
+import { backends, cpu, webgpu } from "../_check.ts";
 
 const SIZES = [1, 7, 1000, 70001];
 

@@ -17,7 +17,7 @@ import {
 } from "../../kernels/quant.ts";
 import { backward } from "../../kernels/autograd.ts";
 import { assert, assertAllClose, assertClose, randomArray, rng } from "../_assert.ts";
-import { backends, cpu, dot, gradcheck, rand64, webgpu } from "./_check.ts";
+import { backends, cpu, dot, gradcheck, rand64, webgpu } from "../_check.ts";
 
 const KINDS: QuantKind[] = ["nf4", "q4"];
 

@@ -9,7 +9,7 @@ import {
 } from "../../kernels/rope.ts";
 import type { Backend } from "../../kernels/backend.ts";
 import { assert, assertAllClose, randomArray } from "../_assert.ts";
-import { backends, compareBackends, dot, gradcheck, rand64 } from "./_check.ts";
+import { backends, compareBackends, dot, gradcheck, rand64 } from "../_check.ts";
 
 type Shape4 = [number, number, number, number];
 

@@ -10,7 +10,7 @@ import { backward } from "../../kernels/autograd.ts";
 import type { Backend } from "../../kernels/backend.ts";
 import type { Tensor } from "../../kernels/tensor.ts";
 import { assert, assertAllClose, randomArray } from "../_assert.ts";
-import { backends, compareBackends, cpu, dot, gradcheck, rand64, webgpu } from "./_check.ts";
+import { backends, compareBackends, cpu, dot, gradcheck, rand64, webgpu } from "../_check.ts";
 
 const SHAPES = [[1, 1], [7, 3], [130, 33], [7, 64], [2, 5, 257], [7, 4096], [3, 256], [2, 1000], [2, 50257]];
 

@@ -12,7 +12,7 @@ import {
   toHfConfig,
   validateModelConfig,
 } from "../../models/config.ts";
-import { SafetensorsFile } from "../../models/safetensors.ts";
+import { SafetensorsFile } from "../../models/formats/safetensors.ts";
 
 const REF = `${SHARED}/fixtures/hf-reference`;
 const ARCHS = ["llama", "qwen2", "phi3", "gpt2"] as const;

@@ -19,11 +19,11 @@ import {
   topPFilter,
 } from "../../models/generate.ts";
 import { loadModel } from "../../models/pretrained.ts";
-import { readSafetensors } from "../../models/safetensors.ts";
-import type { Tokenizer } from "../../models/tokenizer.ts";
+import { readSafetensors } from "../../models/formats/safetensors.ts";
+import type { Tokenizer } from "../../models/tokenizer/tokenizer.ts";
 import type { Transformer } from "../../models/transformer.ts";
 import { assert, assertAllClose, SHARED } from "../_assert.ts";
-import { backends } from "../kernels/_check.ts";
+import { backends } from "../_check.ts";
 
 const ARCHES = ["llama", "qwen2", "phi3", "gpt2"] as const;
 const dir = (arch: string) => `${SHARED}/fixtures/hf-reference/${arch}`;

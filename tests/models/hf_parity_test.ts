@@ -5,9 +5,9 @@
 import { backward, noGrad } from "../../kernels/autograd.ts";
 import type { Backend } from "../../kernels/backend.ts";
 import { loadModel } from "../../models/pretrained.ts";
-import { readSafetensors, type SafeTensor } from "../../models/safetensors.ts";
+import { readSafetensors, type SafeTensor } from "../../models/formats/safetensors.ts";
 import { assert, assertAllClose, SHARED } from "../_assert.ts";
-import { backends } from "../kernels/_check.ts";
+import { backends } from "../_check.ts";
 
 const ARCHES = ["llama", "qwen2", "phi3", "gpt2"] as const;
 const dir = (arch: string) => `${SHARED}/fixtures/hf-reference/${arch}`;

@@ -5,7 +5,7 @@
 import { loadModel } from "../../models/pretrained.ts";
 import { readFolder, startHubServer } from "../_hub_server.ts";
 import { assert, SHARED } from "../_assert.ts";
-import { cpu } from "../kernels/_check.ts";
+import { cpu } from "../_check.ts";
 
 const ID = "fledge-test/tiny-llama";
 

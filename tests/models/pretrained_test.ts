@@ -9,14 +9,14 @@ import { AdamW } from "../../kernels/optim.ts";
 import { dequantize, quantize } from "../../kernels/quant.ts";
 import type { Tensor } from "../../kernels/tensor.ts";
 import { checkpointKeyMap, fromHfConfig } from "../../models/config.ts";
-import { HubError } from "../../models/hub.ts";
+import { HubError } from "../../models/hub/hub.ts";
 import { loadModel, loadWeights, modelSource, saveModel } from "../../models/pretrained.ts";
-import { readSafetensors, type SafeTensor, writeSafetensors } from "../../models/safetensors.ts";
+import { readSafetensors, type SafeTensor, writeSafetensors } from "../../models/formats/safetensors.ts";
 import { Transformer } from "../../models/transformer.ts";
 import { assert, assertAllClose, ROOT, SHARED } from "../_assert.ts";
 import { readFolder, startHubServer } from "../_hub_server.ts";
 import { adapterParameters, applyLora, removeAdapter } from "../../training/peft.ts";
-import { backends, cpu, webgpu } from "../kernels/_check.ts";
+import { backends, cpu, webgpu } from "../_check.ts";
 
 const ARCHES = ["llama", "qwen2", "phi3", "gpt2"] as const;
 const fixture = (arch: string) => `${SHARED}/fixtures/hf-reference/${arch}`;

@@ -8,7 +8,7 @@ import { AdamW } from "../../kernels/optim.ts";
 import { presetConfig } from "../../models/config.ts";
 import { Transformer } from "../../models/transformer.ts";
 import { assert, SHARED } from "../_assert.ts";
-import { backends, webgpu } from "../kernels/_check.ts";
+import { backends, webgpu } from "../_check.ts";
 
 const STEPS = 200;
 const B = 2, T = 16;

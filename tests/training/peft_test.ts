@@ -8,7 +8,7 @@ import type { Backend } from "../../kernels/backend.ts";
 import { AdamW } from "../../kernels/optim.ts";
 import { dequantize } from "../../kernels/quant.ts";
 import { loadModel } from "../../models/pretrained.ts";
-import { readSafetensors, type SafeTensor } from "../../models/safetensors.ts";
+import { readSafetensors, type SafeTensor } from "../../models/formats/safetensors.ts";
 import type { Transformer } from "../../models/transformer.ts";
 import {
   adapterConfig,
@@ -23,7 +23,7 @@ import {
   saveAdapter,
 } from "../../training/peft.ts";
 import { assert, assertAllClose, SHARED } from "../_assert.ts";
-import { backends, cpu, webgpu } from "../kernels/_check.ts";
+import { backends, cpu, webgpu } from "../_check.ts";
 
 const ARCHES = ["llama", "qwen2", "phi3", "gpt2"] as const;
 const dir = (arch: string) => `${SHARED}/fixtures/hf-reference/${arch}`;

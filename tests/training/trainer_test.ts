@@ -1,6 +1,6 @@
 import { join } from "node:path";
 import { type Backend, createBackend } from "../../kernels/backend.ts";
-import { trainBpeTokenizer } from "../../models/bpe.ts";
+import { trainBpeTokenizer } from "../../models/tokenizer/bpe.ts";
 import { presetConfig } from "../../models/config.ts";
 import { Transformer } from "../../models/transformer.ts";
 import { readJsonl } from "../../data/jsonl.ts";
@@ -9,7 +9,7 @@ import { getTrainingArgs, type TrainingConfig } from "../../training/config.ts";
 import { createTrainer, type TrainResult } from "../../training/trainer.ts";
 import type { TrainerHooks } from "../../training/hooks.ts";
 import { assert, assertAllClose, SHARED, SLOW } from "../_assert.ts";
-import { backends, cpu as cpuBackend } from "../kernels/_check.ts";
+import { backends, cpu as cpuBackend } from "../_check.ts";
 
 const mc = presetConfig("tiny", {
   vocab_size: 32,

@@ -6,7 +6,7 @@
  * @module
  */
 import { join } from "node:path";
-import { closest, isObject, Problems, show } from "./_config_check.ts";
+import { closest, isObject, Problems, show } from "../util/problems.ts";
 import type { ModelConfig } from "./config.ts";
 
 /** The subset of Hugging Face `GenerationConfig` that `generate()` honours (same names, same meaning). */
@@ -195,7 +195,7 @@ function checkValues(cfg: Record<string, unknown>, p: Problems, vocab: number | 
  *   listing every bad key (with the file and the fix)
  * @example
  * ```ts
- * import { loadGenerationConfig } from "./_generate_config.ts";
+ * import { loadGenerationConfig } from "./generation_config.ts";
  * const dir = await Deno.makeTempDir();
  * await Deno.writeTextFile(`${dir}/generation_config.json`, '{"eos_token_id": [2, 7], "top_p": 0.9, "transformers_version": "4.47.0"}');
  * const gc = await loadGenerationConfig(dir);

@@ -6,12 +6,12 @@
  */
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { parseFlags, writeErr, writeOut } from "./_cli_flags.ts";
+import { parseFlags, writeErr, writeOut } from "../util/flags.ts";
 import { type BackendName, createBackend } from "../kernels/backend.ts";
-import { generate, type GenerateOptions, loadGenerationConfig } from "./generate.ts";
-import { downloadModel } from "./hub.ts";
-import { loadModel } from "./pretrained.ts";
-import { loadTokenizer, type Tokenizer } from "./tokenizer.ts";
+import { generate, type GenerateOptions, loadGenerationConfig } from "../models/generate.ts";
+import { downloadModel } from "../models/hub/hub.ts";
+import { loadModel } from "../models/pretrained.ts";
+import { loadTokenizer, type Tokenizer } from "../models/tokenizer/tokenizer.ts";
 
 /** Usage text of {@linkcode generateCli}. */
 export const GENERATE_USAGE =
@@ -72,7 +72,7 @@ const FLAGS = {
  *   folder, a missing prompt, or `--prompt` / `--stop` without a tokenizer
  * @example
  * ```ts
- * import { generateCli } from "./generate_cli.ts";
+ * import { generateCli } from "./generate.ts";
  * let out = "";
  * await generateCli(["--help"], { stdout: (s) => out += s });
  * if (!out.includes("--max-new-tokens")) throw new Error(out);

@@ -3,11 +3,11 @@
  * stop strings with a tokenizer in the folder, streaming output, and bad flags / folders.
  */
 import { join } from "node:path";
-import { trainBpeTokenizer } from "../../models/bpe.ts";
-import { generateCli } from "../../models/generate_cli.ts";
-import { readSafetensors } from "../../models/safetensors.ts";
+import { trainBpeTokenizer } from "../../models/tokenizer/bpe.ts";
+import { generateCli } from "../../cli/generate.ts";
+import { readSafetensors } from "../../models/formats/safetensors.ts";
 import { assert, SHARED } from "../_assert.ts";
-import { backends } from "../kernels/_check.ts";
+import { backends } from "../_check.ts";
 
 const ARCHES = ["llama", "qwen2", "phi3", "gpt2"] as const;
 const dir = (arch: string) => `${SHARED}/fixtures/hf-reference/${arch}`;

@@ -1,7 +1,7 @@
 /** `fledge download` against the mock hub: cold download, patterns, revision, --verify, errors. */
 import { join } from "node:path";
-import { downloadCli } from "../../models/download_cli.ts";
-import { HubError } from "../../models/hub.ts";
+import { downloadCli } from "../../cli/download.ts";
+import { HubError } from "../../models/hub/hub.ts";
 import { assert, SHARED } from "../_assert.ts";
 import { type MockFiles, startHubServer } from "../_hub_server.ts";
 

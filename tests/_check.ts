@@ -3,9 +3,9 @@
  * finite-difference gradient checks in f64.
  * @module
  */
-import { type Backend, createBackend } from "../../kernels/backend.ts";
-import type { Tensor } from "../../kernels/tensor.ts";
-import { assertAllClose, type Comparison, rng } from "../_assert.ts";
+import { type Backend, createBackend } from "../kernels/backend.ts";
+import type { Tensor } from "../kernels/tensor.ts";
+import { assertAllClose, type Comparison, rng } from "./_assert.ts";
 
 let cpuP: Promise<Backend> | null = null;
 let gpuP: Promise<Backend | null> | null = null;

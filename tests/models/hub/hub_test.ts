@@ -1,5 +1,5 @@
-import { assert, SHARED } from "../_assert.ts";
-import { readFolder, startHubServer } from "../_hub_server.ts";
+import { assert, SHARED } from "../../_assert.ts";
+import { readFolder, startHubServer } from "../../_hub_server.ts";
 import {
   downloadModel,
   hubCacheDir,
@@ -7,7 +7,7 @@ import {
   HubError,
   listRepoFiles,
   snapshotDownload,
-} from "../../models/hub.ts";
+} from "../../../models/hub/hub.ts";
 
 const GPT2 = `${SHARED}/fixtures/hf-reference/gpt2`;
 const ID = "fledge-test/tiny-gpt2";
@@ -378,7 +378,7 @@ Deno.test("download progress prints one line per update with bytes, rate and ETA
 });
 
 Deno.test("hub calls honour HF_HUB_CACHE, HF_HOME, HF_HUB_OFFLINE and HF_TOKEN from the environment", async () => {
-  const hubUrl = new URL("../../models/hub.ts", import.meta.url).href;
+  const hubUrl = new URL("../../../models/hub/hub.ts", import.meta.url).href;
   const code = `
     import { hubCacheDir, hubDownload, isOfflineMode } from "${hubUrl}";
     console.log(JSON.stringify({ cache: hubCacheDir(), offline: isOfflineMode() }));

@@ -1,6 +1,6 @@
-import { assert, SHARED } from "../_assert.ts";
-import { type BpeTokenizer, trainBpeTokenizer } from "../../models/bpe.ts";
-import { loadTokenizer, type Tokenizer } from "../../models/tokenizer.ts";
+import { assert, SHARED } from "../../_assert.ts";
+import { type BpeTokenizer, trainBpeTokenizer } from "../../../models/tokenizer/bpe.ts";
+import { loadTokenizer, type Tokenizer } from "../../../models/tokenizer/tokenizer.ts";
 
 const DEBIAN = `${SHARED}/datasets/debian`;
 const FIELDS = ["text", "document", "summary", "en", "de"];

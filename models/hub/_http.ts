@@ -6,9 +6,9 @@
  * @module
  */
 import { createHash } from "node:crypto";
-import { HubError } from "./_hub_error.ts";
-import { createProgress } from "./_hub_progress.ts";
-import { isSha256, type RepoType } from "./_hub_cache.ts";
+import { HubError } from "./types.ts";
+import { createProgress } from "./_progress.ts";
+import { isSha256, type RepoType } from "./_cache.ts";
 
 /** Who is asking for what: used in requests and in every error message (never holds the token's value in text). */
 export interface HubTarget {

@@ -1,5 +1,5 @@
 import { join } from "node:path";
-import { assert, assertAllClose, randomArray, SHARED } from "../_assert.ts";
+import { assert, assertAllClose, randomArray, SHARED } from "../../_assert.ts";
 import {
   bf16BitsToF32,
   f16BitsToF32,
@@ -15,7 +15,7 @@ import {
   type TensorInput,
   writeSafetensors,
   writeSafetensorsSharded,
-} from "../../models/safetensors.ts";
+} from "../../../models/formats/safetensors.ts";
 
 const REF = `${SHARED}/fixtures/hf-reference`;
 const nums = (d: TensorData): number[] => Array.from(d as ArrayLike<number>);

@@ -1,5 +1,5 @@
 import { join } from "node:path";
-import { trainCli, trainConfigFromArgs } from "../../training/train_cli.ts";
+import { trainCli, trainConfigFromArgs } from "../../cli/train.ts";
 import { assert, ROOT } from "../_assert.ts";
 
 const dir = await Deno.makeTempDir();

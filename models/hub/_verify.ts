@@ -4,9 +4,9 @@
  * @module
  */
 import { basename, join } from "node:path";
-import { HubError } from "./_hub_error.ts";
-import { isSha256 } from "./_hub_cache.ts";
-import { gitBlobSha1, sha256File } from "./_hub_http.ts";
+import { HubError } from "./types.ts";
+import { isSha256 } from "./_cache.ts";
+import { gitBlobSha1, sha256File } from "./_http.ts";
 
 /**
  * Check every file of `files` under `folder`. Files that are not links into `blobs/` (a local

@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { mulberry32 } from "../kernels/random.ts";
+import { mulberry32 } from "../util/random.ts";
 
 /**
  * Hugging Face repetition penalty (CTRL, Keskar et al. 2019): for every token id present in
@@ -19,7 +19,7 @@ import { mulberry32 } from "../kernels/random.ts";
  * @returns a new row
  * @example
  * ```ts
- * import { applyRepetitionPenalty } from "./_generate_processors.ts";
+ * import { applyRepetitionPenalty } from "./logits_process.ts";
  * const out = applyRepetitionPenalty(Float32Array.of(2, -2, 3), [0, 1, 1], 2);
  * if (out.join() !== "1,-4,3") throw new Error(out.join());
  * ```
@@ -46,7 +46,7 @@ export function applyRepetitionPenalty(
  * Divide every logit by `temperature` (> 0; HF's `TemperatureLogitsWarper`).
  * @example
  * ```ts
- * import { applyTemperature } from "./_generate_processors.ts";
+ * import { applyTemperature } from "./logits_process.ts";
  * if (applyTemperature(Float32Array.of(1, -3), 0.5).join() !== "2,-6") throw new Error();
  * ```
  */
@@ -62,7 +62,7 @@ export function applyTemperature(logits: Float32Array, temperature: number): Flo
  * `-Infinity`. `k = 0` or `k >= V` keeps everything.
  * @example
  * ```ts
- * import { topKFilter } from "./_generate_processors.ts";
+ * import { topKFilter } from "./logits_process.ts";
  * const out = topKFilter(Float32Array.of(1, 4, 2, 3), 2);
  * if (out.join() !== "-Infinity,4,-Infinity,3") throw new Error(out.join());
  * ```
@@ -82,7 +82,7 @@ export function topKFilter(logits: Float32Array, k: number): Float32Array {
  * below `top_p`. `top_p >= 1` keeps everything.
  * @example
  * ```ts
- * import { topPFilter } from "./_generate_processors.ts";
+ * import { topPFilter } from "./logits_process.ts";
  * // probabilities 0.5, 0.3, 0.2: 0.5 < 0.6 so the second token is kept too
  * const out = topPFilter(Float32Array.of(Math.log(0.5), Math.log(0.3), Math.log(0.2)), 0.6);
  * if (out[2] !== -Infinity || out[1] === -Infinity) throw new Error(String(out));
@@ -106,7 +106,7 @@ export function topPFilter(logits: Float32Array, top_p: number): Float32Array {
  * Softmax of a row in float64 (`-Infinity` gives probability 0).
  * @example
  * ```ts
- * import { softmax } from "./_generate_processors.ts";
+ * import { softmax } from "./logits_process.ts";
  * const p = softmax(Float32Array.of(0, 0, -Infinity));
  * if (p.join() !== "0.5,0.5,0") throw new Error(p.join());
  * ```
@@ -125,7 +125,7 @@ export function softmax(logits: Float32Array): Float64Array {
  * The index of the largest logit (the first one on ties, as `torch.argmax`).
  * @example
  * ```ts
- * import { argmax } from "./_generate_processors.ts";
+ * import { argmax } from "./logits_process.ts";
  * if (argmax(Float32Array.of(1, 5, 5, 2)) !== 1) throw new Error();
  * ```
  */
@@ -140,7 +140,7 @@ export function argmax(logits: ArrayLike<number>): number {
  * index whose cumulative probability exceeds it. Zero-probability entries are never drawn.
  * @example
  * ```ts
- * import { sample } from "./_generate_processors.ts";
+ * import { sample } from "./logits_process.ts";
  * const p = Float64Array.of(0.25, 0, 0.75);
  * if (sample(p, () => 0.1) !== 0 || sample(p, () => 0.3) !== 2) throw new Error();
  * ```
@@ -161,7 +161,7 @@ export function sample(probs: ArrayLike<number>, rng: () => number): number {
  * A seeded uniform generator in [0, 1) (mulberry32): the same seed gives the same sequence.
  * @example
  * ```ts
- * import { seededRandom } from "./_generate_processors.ts";
+ * import { seededRandom } from "./logits_process.ts";
  * const a = seededRandom(7), b = seededRandom(7);
  * if (a() !== b() || a() >= 1) throw new Error();
  * ```
@@ -187,7 +187,7 @@ export interface TokenChoice {
  * @param seen the row's ids so far (prompt without pads, then generated)
  * @example
  * ```ts
- * import { nextToken } from "./_generate_processors.ts";
+ * import { nextToken } from "./logits_process.ts";
  * const s = { do_sample: false, temperature: 1, top_k: 50, top_p: 1, repetition_penalty: 4 };
  * if (nextToken(Float32Array.of(3, 1), [0], s, Math.random) !== 1) throw new Error();
  * ```

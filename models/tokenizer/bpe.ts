@@ -12,12 +12,12 @@
  * 256 bytes in byte order (k + byte), then one id per merge that made a new string.
  * @module
  */
-import { BYTE_TO_CHAR, preTokenize, SpecialSplitter, tokenToBytes } from "./_tokenizer_bytes.ts";
-import { ChatTemplateRenderer } from "./_tokenizer_chat.ts";
-import { checkIds, writeTokenizerFiles } from "./_tokenizer_files.ts";
-import { tokenizerConfig, tokenizerJson } from "./_tokenizer_json.ts";
-import { learnMerges } from "./_tokenizer_merge.ts";
-import { applyMerges, type MergeTable } from "./_tokenizer_apply.ts";
+import { BYTE_TO_CHAR, preTokenize, SpecialSplitter, tokenToBytes } from "./_bytes.ts";
+import { ChatTemplateRenderer } from "./_chat.ts";
+import { checkIds, writeTokenizerFiles } from "./_files.ts";
+import { tokenizerConfig, tokenizerJson } from "./_json.ts";
+import { learnMerges } from "./_merge.ts";
+import { applyMerges, type MergeTable } from "./_apply.ts";
 import type {
   ChatMessage,
   ChatTemplateOptions,

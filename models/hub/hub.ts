@@ -7,7 +7,7 @@
  * @module
  */
 import { dirname, join } from "node:path";
-import { HubError } from "./_hub_error.ts";
+import { HubError } from "./types.ts";
 import {
   checkRelativePath,
   checkRepoId,
@@ -25,12 +25,12 @@ import {
   repoFolderName,
   type RepoType,
   writeRef,
-} from "./_hub_cache.ts";
-import { describe, fileMeta, hubFetch, type HubTarget, statusError, transfer } from "./_hub_http.ts";
-import { verifySnapshot } from "./_hub_verify.ts";
+} from "./_cache.ts";
+import { describe, fileMeta, hubFetch, type HubTarget, statusError, transfer } from "./_http.ts";
+import { verifySnapshot } from "./_verify.ts";
 
-export { HubError, type HubErrorKind } from "./_hub_error.ts";
-export type { RepoType } from "./_hub_cache.ts";
+export { HubError, type HubErrorKind } from "./types.ts";
+export type { RepoType } from "./_cache.ts";
 
 /** Options shared by every hub call; each overrides the matching environment variable. */
 export interface HubOptions {

@@ -6,9 +6,9 @@
  * @module
  */
 import { join } from "node:path";
-import { parseFlags, writeErr, writeOut } from "./_cli_flags.ts";
-import { globMatcher, listFiles } from "./_hub_cache.ts";
-import { downloadModel, HubError, type HubOptions, MODEL_FILE_PATTERNS } from "./hub.ts";
+import { parseFlags, writeErr, writeOut } from "../util/flags.ts";
+import { globMatcher, listFiles } from "../models/hub/_cache.ts";
+import { downloadModel, HubError, type HubOptions, MODEL_FILE_PATTERNS } from "../models/hub/hub.ts";
 
 /** Usage text of {@linkcode downloadCli}. */
 export const DOWNLOAD_USAGE = `usage: fledge download --model ID [options]
@@ -62,7 +62,7 @@ const FLAGS = {
  * @throws {HubError} for connection, truncation and checksum failures
  * @example
  * ```ts
- * import { downloadCli } from "./download_cli.ts";
+ * import { downloadCli } from "./download.ts";
  * let out = "";
  * await downloadCli(["--help"], { stdout: (s) => out += s });
  * if (!out.includes("--allow-patterns")) throw new Error(out);

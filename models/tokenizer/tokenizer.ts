@@ -7,8 +7,8 @@
  * @module
  */
 import type { PreTrainedTokenizer } from "npm:@huggingface/transformers@^4";
-import { ChatTemplateRenderer, renderGuarded, tokenContent } from "./_tokenizer_chat.ts";
-import { checkIds, readTokenizerFiles, writeTokenizerFiles } from "./_tokenizer_files.ts";
+import { ChatTemplateRenderer, renderGuarded, tokenContent } from "./_chat.ts";
+import { checkIds, readTokenizerFiles, writeTokenizerFiles } from "./_files.ts";
 
 /** Options of {@link Tokenizer.encode}. */
 export interface EncodeOptions {

@@ -14,22 +14,22 @@
  */
 import { parseArgs } from "node:util";
 import { createBackend } from "../kernels/backend.ts";
-import { trainBpeTokenizer } from "../models/bpe.ts";
+import { trainBpeTokenizer } from "../models/tokenizer/bpe.ts";
 import { fromHfConfig, type ModelConfig, type PresetName, PRESETS } from "../models/config.ts";
-import { snapshotDownload } from "../models/hub.ts";
+import { snapshotDownload } from "../models/hub/hub.ts";
 import { loadModel } from "../models/pretrained.ts";
-import { loadTokenizer, type Tokenizer } from "../models/tokenizer.ts";
+import { loadTokenizer, type Tokenizer } from "../models/tokenizer/tokenizer.ts";
 import { Transformer } from "../models/transformer.ts";
 import { findSplitFiles } from "../data/readers.ts";
 import { buildTextDatasets, readTextDocuments, type TextDataset } from "../data/text_dataset.ts";
-import { closest } from "./_config_check.ts";
+import { closest } from "../training/_config_check.ts";
 import {
   loadTrainingConfig,
   TRAINING_CONFIG_KEYS,
   type TrainingConfig,
   validateTrainingConfig,
-} from "./config.ts";
-import { createTrainer, type TrainResult } from "./trainer.ts";
+} from "../training/config.ts";
+import { createTrainer, type TrainResult } from "../training/trainer.ts";
 
 /** Usage text of `train`. */
 export const TRAIN_USAGE = `deno task cli train --config run.yaml [--<field> value ...]
@@ -109,7 +109,7 @@ function parseFlags(args: string[]): { help: boolean; config?: string; overrides
  * @throws {TypeError} / {RangeError} / {SyntaxError} with a one-line message
  * @example
  * ```ts
- * import { trainConfigFromArgs } from "./train_cli.ts";
+ * import { trainConfigFromArgs } from "./train.ts";
  * const c = await trainConfigFromArgs(["--model", "tiny", "--block_size", "64", "--learning_rate", "3e-4"]);
  * if (c?.max_seq_length !== 64 || c.learning_rate !== 3e-4) throw new Error("flags");
  * try {

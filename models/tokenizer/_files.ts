@@ -5,7 +5,7 @@
  * @module
  */
 import { join } from "node:path";
-import { SPECIAL_TOKEN_KEYS, tokenContent } from "./_tokenizer_chat.ts";
+import { SPECIAL_TOKEN_KEYS, tokenContent } from "./_chat.ts";
 
 /** The parsed files of one tokenizer folder. */
 export interface TokenizerFiles {

@@ -1,0 +1,205 @@
+/**
+ * The one atomic write of fledge: a temp file in the same folder, written and fsynced, then renamed
+ * over the destination, so a reader (or a run killed half way) sees the old file or the new one,
+ * never half of either. Folders are replaced the same way: written under a temp name beside the
+ * destination, then moved into place with the old one set aside first and removed last.
+ *
+ * Temp names are `<name>.tmp-<random>` beside the destination, so a crashed writer's leftovers
+ * are easy to find (`isTempName`) and never collide with real files.
+ *
+ * @module
+ */
+import { basename, dirname, join } from "node:path";
+
+/** What {@linkcode writeFileAtomic} writes: text, bytes, or a function that writes into the open file. */
+export type AtomicData = string | Uint8Array | ((file: Deno.FsFile) => Promise<void>);
+
+const enc = new TextEncoder();
+
+/**
+ * A fresh temp path beside `path` (same folder, so the final rename never crosses file systems).
+ * @param path the destination file or folder
+ * @returns `<folder>/<name>.tmp-<random>`
+ * @example
+ * ```ts
+ * import { isTempName, tempPath } from "./atomic.ts";
+ * const t = tempPath("runs/x/config.yaml");
+ * if (!t.startsWith("runs/x/config.yaml.tmp-") || !isTempName(t)) throw new Error(t);
+ * ```
+ */
+export function tempPath(path: string): string {
+  return `${path}.tmp-${crypto.randomUUID().slice(0, 13)}`;
+}
+
+/**
+ * True for a name made by {@linkcode tempPath}: a leftover of an interrupted write.
+ * @param name a file or folder name or path
+ * @returns whether it ends in `.tmp-<random>`
+ */
+export function isTempName(name: string): boolean {
+  return /\.tmp-[0-9a-f-]{8,}$/.test(basename(name));
+}
+
+async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
+  let off = 0;
+  while (off < bytes.length) off += await file.write(bytes.subarray(off));
+}
+
+/**
+ * Write a file atomically: a temp file in the same folder, fsynced, then renamed over `path`.
+ * Parent folders are made. On any error the temp file is removed and `path` is left as it was.
+ * @param path destination
+ * @param data text, bytes, or `async (file) => {...}` writing into the open temp file
+ * @throws the file system's error (e.g. {@linkcode Deno.errors.PermissionDenied}), unchanged
+ * @example
+ * ```ts
+ * import { writeFileAtomic } from "./atomic.ts";
+ * const dir = await Deno.makeTempDir();
+ * await writeFileAtomic(`${dir}/a/b.txt`, "hello\n");
+ * if (await Deno.readTextFile(`${dir}/a/b.txt`) !== "hello\n") throw new Error("write");
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ */
+export async function writeFileAtomic(path: string, data: AtomicData): Promise<void> {
+  await Deno.mkdir(dirname(path), { recursive: true });
+  const tmp = tempPath(path);
+  try {
+    const file = await Deno.open(tmp, { write: true, createNew: true });
+    try {
+      if (typeof data === "function") await data(file);
+      else await writeAll(file, typeof data === "string" ? enc.encode(data) : data);
+      await file.sync();
+    } finally {
+      file.close();
+    }
+    await Deno.rename(tmp, path);
+  } catch (e) {
+    await Deno.remove(tmp).catch(() => {});
+    throw e;
+  }
+}
+
+/**
+ * {@linkcode writeFileAtomic} for synchronous callers (small files: caches, plots).
+ * @param path destination
+ * @param data text or bytes
+ * @throws the file system's error, unchanged
+ */
+export function writeFileAtomicSync(path: string, data: string | Uint8Array): void {
+  Deno.mkdirSync(dirname(path), { recursive: true });
+  const tmp = tempPath(path);
+  try {
+    const file = Deno.openSync(tmp, { write: true, createNew: true });
+    try {
+      const bytes = typeof data === "string" ? enc.encode(data) : data;
+      let off = 0;
+      while (off < bytes.length) off += file.writeSync(bytes.subarray(off));
+      file.syncSync();
+    } finally {
+      file.close();
+    }
+    Deno.renameSync(tmp, path);
+  } catch (e) {
+    try {
+      Deno.removeSync(tmp);
+    } catch { /* never made */ }
+    throw e;
+  }
+}
+
+/**
+ * Move a finished file into place (e.g. a completed download): fsync it, then rename over `dest`.
+ * @param src a complete file in the same file system as `dest`
+ * @param dest destination
+ */
+export async function moveFileAtomic(src: string, dest: string): Promise<void> {
+  const f = await Deno.open(src, { read: true, write: true });
+  try {
+    await f.sync();
+  } finally {
+    f.close();
+  }
+  await Deno.rename(src, dest);
+}
+
+/**
+ * Copy a file atomically: `dest` is the old file or the whole copy, never a partial one.
+ * @param src source file
+ * @param dest destination
+ */
+export async function copyFileAtomic(src: string, dest: string): Promise<void> {
+  await Deno.mkdir(dirname(dest), { recursive: true });
+  const tmp = tempPath(dest);
+  try {
+    await Deno.copyFile(src, tmp);
+    await moveFileAtomic(tmp, dest);
+  } catch (e) {
+    await Deno.remove(tmp).catch(() => {});
+    throw e;
+  }
+}
+
+/**
+ * Write a folder atomically: `fill` writes into a temp folder beside `dir`, which then replaces
+ * `dir` (an existing one is set aside first and removed last, so `dir` is always whole: old or new).
+ * On any error the temp folder is removed and `dir` is left as it was.
+ * @param dir destination folder
+ * @param fill writes the folder's content into the temp folder it is given
+ * @returns `dir`
+ * @example
+ * ```ts
+ * import { writeDirAtomic } from "./atomic.ts";
+ * const root = await Deno.makeTempDir();
+ * await writeDirAtomic(`${root}/m`, (tmp) => Deno.writeTextFile(`${tmp}/a.txt`, "1"));
+ * await writeDirAtomic(`${root}/m`, (tmp) => Deno.writeTextFile(`${tmp}/b.txt`, "2"));
+ * const names = [...Deno.readDirSync(`${root}/m`)].map((e) => e.name);
+ * if (names.join() !== "b.txt") throw new Error(names.join());
+ * await Deno.remove(root, { recursive: true });
+ * ```
+ */
+export async function writeDirAtomic(dir: string, fill: (tmp: string) => Promise<unknown>): Promise<string> {
+  await Deno.mkdir(dirname(dir), { recursive: true });
+  const tmp = tempPath(dir);
+  try {
+    await Deno.mkdir(tmp);
+    await fill(tmp);
+    await replaceDir(tmp, dir);
+  } catch (e) {
+    await Deno.remove(tmp, { recursive: true }).catch(() => {});
+    throw e;
+  }
+  return dir;
+}
+
+/** Rename the finished folder `src` to `dir`, setting an existing `dir` aside first. */
+async function replaceDir(src: string, dir: string): Promise<void> {
+  let old: string | null = tempPath(dir);
+  try {
+    await Deno.rename(dir, old);
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+    old = null;
+  }
+  try {
+    await Deno.rename(src, dir);
+  } catch (e) {
+    if (old) await Deno.rename(old, dir).catch(() => {});
+    throw e;
+  }
+  if (old) await Deno.remove(old, { recursive: true });
+}
+
+/**
+ * The temp leftovers of interrupted atomic writes directly inside `dir` (see {@linkcode isTempName}).
+ * @param dir a folder (missing: none)
+ * @returns their paths
+ */
+export async function findTempLeftovers(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  try {
+    for await (const e of Deno.readDir(dir)) if (isTempName(e.name)) out.push(join(dir, e.name));
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  }
+  return out.sort();
+}
