@@ -13,7 +13,7 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
+import { parseFlags } from "../util/flags.ts";
 import {
   attentionBackward,
   attentionConfigFor,
@@ -137,14 +137,12 @@ export async function benchAttention(opts: AttentionBenchOptions = {}): Promise<
 }
 
 if (import.meta.main) {
-  const { values } = parseArgs({
-    args: Deno.args,
-    options: { T: { type: "string" }, reps: { type: "string" }, kernels: { type: "string" } },
+  const values = parseFlags("bench", Deno.args, {
+    T: { type: "string" },
+    reps: { type: "int", min: 1 },
+    kernels: { type: "string", choices: ["tile", "reg", "tex"] },
   });
   const fam = values.kernels;
-  if (fam !== undefined && !["tile", "reg", "tex"].includes(fam)) {
-    throw new RangeError(`Cannot run bench/attention.ts: --kernels must be tile, reg or tex: ${fam}`);
-  }
   let kernels: AttentionOptions["kernels"];
   if (fam === "tile") {
     kernels = { forward: { family: "tile" }, dq: { family: "tile" }, dkv: { family: "tile" } };
@@ -158,7 +156,7 @@ if (import.meta.main) {
   }
   const recs = await benchAttention({
     T: values.T?.split(",").map(Number),
-    reps: values.reps ? +values.reps : undefined,
+    reps: values.reps,
     kernels,
   });
   for (const r of recs) console.log(JSON.stringify(r));

@@ -14,7 +14,7 @@
  * Run: `deno run -A bench/load_model.ts [--target_bytes 1e9] [--backend auto|webgpu|cpu]`.
  * @module
  */
-import { parseArgs } from "node:util";
+import { parseFlags } from "../util/flags.ts";
 import { join } from "node:path";
 import { type Backend, createBackend } from "../kernels/backend.ts";
 import { checkpointKeyMap, presetConfig, toHfConfig } from "../models/config.ts";
@@ -178,13 +178,13 @@ export async function benchLoadModel(
 }
 
 if (import.meta.main) {
-  const { values } = parseArgs({
-    args: Deno.args,
-    options: { target_bytes: { type: "string" }, backend: { type: "string" } },
+  const values = parseFlags("bench", Deno.args, {
+    target_bytes: { type: "int", min: 1 },
+    backend: { type: "string", choices: ["auto", "webgpu", "cpu"], default: "auto" },
   });
-  const name = (values.backend ?? "auto") as "auto" | "webgpu" | "cpu";
+  const name = values.backend;
   const r = await benchLoadModel({
-    target_bytes: values.target_bytes ? Number(values.target_bytes) : undefined,
+    target_bytes: values.target_bytes,
     backend: await createBackend(name),
   });
   console.log(JSON.stringify(r));

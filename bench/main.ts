@@ -7,7 +7,7 @@
  * when named).
  * @module
  */
-import { parseArgs } from "node:util";
+import { parseFlags } from "../util/flags.ts";
 import { createBackend } from "../kernels/backend.ts";
 import { benchAttention } from "./attention.ts";
 import { benchBlock } from "./block.ts";
@@ -21,10 +21,7 @@ type Record = {
   [k: string]: unknown;
 };
 
-const { values } = parseArgs({
-  args: Deno.args,
-  options: { quick: { type: "boolean" }, only: { type: "string" } },
-});
+const values = parseFlags("bench", Deno.args, { quick: { type: "boolean" }, only: { type: "string" } });
 const only = values.only ? new Set(values.only.split(",")) : null;
 const quick = values.quick ?? false;
 const be = await createBackend("auto");

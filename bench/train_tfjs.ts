@@ -19,7 +19,7 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
+import { parseFlags } from "../util/flags.ts";
 import { backward } from "../kernels/autograd.ts";
 import { type Backend, createBackend } from "../kernels/backend.ts";
 import { AdamW } from "../kernels/optim.ts";
@@ -372,24 +372,21 @@ export function trainTable(records: TrainTfjsRecord[]): string {
 }
 
 if (import.meta.main) {
-  const { values } = parseArgs({
-    args: Deno.args,
-    options: {
-      models: { type: "string" },
-      B: { type: "string" },
-      T: { type: "string" },
-      reps: { type: "string" },
-      "no-tfjs": { type: "boolean" },
-      "no-ours": { type: "boolean" },
-    },
+  const values = parseFlags("bench", Deno.args, {
+    models: { type: "string" },
+    B: { type: "int", min: 1 },
+    T: { type: "int", min: 1 },
+    reps: { type: "int", min: 1 },
+    no_tfjs: { type: "boolean" },
+    no_ours: { type: "boolean" },
   });
   const recs = await benchTrainTfjs({
     models: values.models?.split(",") as TrainBenchModel[] | undefined,
-    B: values.B ? +values.B : undefined,
-    T: values.T ? +values.T : undefined,
-    reps: values.reps ? +values.reps : undefined,
-    tfjs: !values["no-tfjs"],
-    ours: !values["no-ours"],
+    B: values.B,
+    T: values.T,
+    reps: values.reps,
+    tfjs: !values.no_tfjs,
+    ours: !values.no_ours,
   });
   console.error("\n" + trainTable(recs));
 }

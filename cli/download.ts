@@ -1,92 +1,72 @@
 /**
- * `fledge download`: fetch a model's config, tokenizer and safetensors files from the Hugging Face
- * hub into the cache (the huggingface_hub layout), optionally re-hash them and copy them into a
- * folder. A thin wrapper over {@linkcode downloadModel}.
+ * `deno task cli download`: fetch a model's config, tokenizer and safetensors files from the
+ * Hugging Face hub into the cache (the huggingface_hub layout), optionally re-hash them and copy
+ * them into a folder. A thin wrapper over {@linkcode downloadModel}.
+ *
+ * A repo, revision or file the hub refuses (404, 401/403) and offline mode without a cached copy
+ * are bad input (a one-line RangeError, exit code 2; the {@linkcode HubError} is its `cause`); a
+ * dropped connection, a truncated download or a checksum mismatch under `--verify` stay a
+ * HubError (exit code 1).
  *
  * @module
  */
 import { join } from "node:path";
-import { parseFlags, writeErr, writeOut } from "../util/flags.ts";
-import { globMatcher, listFiles } from "../models/hub/_cache.ts";
-import { downloadModel, HubError, type HubOptions, MODEL_FILE_PATTERNS } from "../models/hub/hub.ts";
+import { parseFlags } from "../util/flags.ts";
+import { downloadModel, HubError, listSnapshotFiles, MODEL_FILE_PATTERNS } from "../models/hub/hub.ts";
+import type { CliIO, Command } from "./command.ts";
 
-/** Usage text of {@linkcode downloadCli}. */
-export const DOWNLOAD_USAGE = `usage: fledge download --model ID [options]
+const USAGE = `usage: deno task cli download --model ID [options]
 
+Fetches a model's files from the Hugging Face hub into the cache (resuming partial downloads) and
+prints the folder that holds them on stdout.
+
+options:
   --model ID                 hub repo id (org/name), or a local model folder
   --output DIR               copy the files (not links) into DIR; default: print the cache snapshot
   --revision REV             branch, tag or commit (default main)
   --verify                   re-hash every file against the hub's sha256 / git sha1
-  --allow-patterns GLOB      files to fetch (repeatable or comma-separated; default the model files:
+  --allow_patterns GLOB      files to fetch (repeatable or comma-separated; default the model files:
                              ${MODEL_FILE_PATTERNS.join(", ")})
-  --cache-dir DIR            hub cache (default HF_HUB_CACHE, HF_HOME/hub, ~/.cache/huggingface/hub)
+  --cache_dir DIR            hub cache (default HF_HUB_CACHE, HF_HOME/hub, ~/.cache/huggingface/hub)
   --quiet                    no progress and no summary on stderr
   -h, --help                 this text
 
-Flags may also be spelled with underscores (--allow_patterns), as the Hugging Face names.
-The token comes from HF_TOKEN, the hub from HF_ENDPOINT; HF_HUB_OFFLINE=1 uses only the cache.
-Prints the folder that holds the files on stdout.`;
-
-/** Where {@linkcode downloadCli} writes and which hub it talks to (tests point it at a mock hub). */
-export interface DownloadCliOptions {
-  /** Receives the folder path (one line). */
-  stdout?: (text: string) => void;
-  /** Receives the summary line. */
-  stderr?: (text: string) => void;
-  /** Defaults for the hub calls (`endpoint`, `token`, ...); flags win. */
-  hub?: HubOptions;
-}
+Flags may also be spelled with hyphens (--allow-patterns). The token comes from HF_TOKEN, the hub
+from HF_ENDPOINT; HF_HUB_OFFLINE=1 uses only the cache.`;
 
 const FLAGS = {
-  model: { type: "string" },
+  model: { type: "string", required: true },
   output: { type: "string" },
   revision: { type: "string" },
   verify: { type: "boolean" },
-  "allow-patterns": { type: "string", multiple: true },
-  "cache-dir": { type: "string" },
+  allow_patterns: { type: "list" },
+  cache_dir: { type: "string" },
   quiet: { type: "boolean" },
-  help: { type: "boolean", short: "h" },
 } as const;
 
-/**
- * Run `fledge download` with command-line `args`. Bad flags, an unknown repo, revision or file
- * (404), a refused token (401/403) and offline mode without a cached copy throw a one-line
- * {@linkcode RangeError} or {@linkcode TypeError} (the CLI maps them to exit code 2; the
- * {@linkcode HubError} is its `cause`). A dropped connection, a truncated download or a checksum
- * mismatch under `--verify` stay a {@linkcode HubError} with a one-line message (exit 1).
- *
- * @param args the arguments after `download`
- * @param opts writers for stdout / stderr, hub defaults
- * @throws {TypeError} when `--model` is missing or is not a repo id / folder
- * @throws {RangeError} for unknown flags, an empty pattern, or a repo / revision / file the hub refuses
- * @throws {HubError} for connection, truncation and checksum failures
- * @example
- * ```ts
- * import { downloadCli } from "./download.ts";
- * let out = "";
- * await downloadCli(["--help"], { stdout: (s) => out += s });
- * if (!out.includes("--allow-patterns")) throw new Error(out);
- * ```
- */
-export async function downloadCli(args: string[], opts: DownloadCliOptions = {}): Promise<void> {
-  const out = opts.stdout ?? writeOut, err = opts.stderr ?? writeErr;
+/** The `download` command. */
+export const command: Command = {
+  summary: "fetch a model's config, tokenizer and safetensors files (hub cache layout, resume, --verify)",
+  usage: USAGE,
+  run: downloadRun,
+};
+
+async function downloadRun(args: string[], io: CliIO): Promise<void> {
   const v = parseFlags("download", args, FLAGS);
-  if (v.help) return out(DOWNLOAD_USAGE + "\n");
-  if (!v.model) throw new TypeError("download: --model is required: a hub id (org/name) or a model folder");
-  const patterns = v["allow-patterns"]?.flatMap((p) => p.split(",")).map((p) => p.trim());
+  if (v.help) return io.stdout(USAGE + "\n");
+  const patterns = v.allow_patterns?.flatMap((p) => p.split(",")).map((p) => p.trim());
   if (patterns?.some((p) => p === "")) {
-    throw new RangeError(`download: --allow-patterns has an empty pattern: ${JSON.stringify(patterns)}`);
+    throw new RangeError(`download: --allow_patterns has an empty pattern: ${JSON.stringify(patterns)}`);
   }
   const t0 = performance.now();
   let folder: string;
   try {
     folder = await downloadModel(v.model, {
-      ...opts.hub,
       ...(v.revision !== undefined ? { revision: v.revision } : {}),
-      ...(v["cache-dir"] !== undefined ? { cache_dir: v["cache-dir"] } : {}),
+      ...(v.cache_dir !== undefined ? { cache_dir: v.cache_dir } : {}),
       ...(v.quiet ? { progress: false } : {}),
       output: v.output,
-      verify: v.verify === true,
+      verify: v.verify,
       allow_patterns: patterns,
     });
   } catch (e) {
@@ -96,16 +76,16 @@ export async function downloadCli(args: string[], opts: DownloadCliOptions = {})
     throw e;
   }
   if (!v.quiet) {
-    const files = (await listFiles(folder)).filter(globMatcher(patterns ?? MODEL_FILE_PATTERNS));
+    const files = await listSnapshotFiles(folder, patterns);
     let bytes = 0;
     for (const f of files) bytes += (await Deno.stat(join(folder, f))).size;
     const secs = (performance.now() - t0) / 1000;
-    err(
+    io.stderr(
       `download: ${files.length} file${files.length === 1 ? "" : "s"} (${(bytes / 2 ** 20).toFixed(1)} MB) ` +
         `of ${v.model}${v.revision ? `@${v.revision}` : ""} in ${secs.toFixed(1)} s${
           v.verify ? ", verified" : ""
         }\n`,
     );
   }
-  out(folder + "\n");
+  io.stdout(folder + "\n");
 }

@@ -144,19 +144,3 @@ export function scale(domain: [number, number], range: [number, number], log = f
   const k = d1 === d0 ? 0 : (range[1] - range[0]) / (d1 - d0);
   return (v) => range[0] + (f(v) - d0) * k;
 }
-
-/** Write text to a file atomically: a temp file beside it, then rename; parent folders are made. */
-export function writeAtomic(path: string, content: string): void {
-  const slash = path.lastIndexOf("/");
-  if (slash > 0) Deno.mkdirSync(path.slice(0, slash), { recursive: true });
-  const tmp = `${path}.tmp-${Deno.pid}-${Math.random().toString(36).slice(2)}`;
-  try {
-    Deno.writeTextFileSync(tmp, content);
-    Deno.renameSync(tmp, path);
-  } catch (e) {
-    try {
-      Deno.removeSync(tmp);
-    } catch { /* the temp file was never made */ }
-    throw e;
-  }
-}

@@ -5,19 +5,8 @@
  * browser or viewer; {@linkcode svgToPng} rasterizes with resvg compiled to WebAssembly.
  * @module
  */
-import {
-  el,
-  esc,
-  FONT,
-  formatValue,
-  logTicks,
-  niceTicks,
-  PALETTE,
-  scale,
-  text,
-  tickLabels,
-  writeAtomic,
-} from "./_svg.ts";
+import { el, esc, FONT, formatValue, logTicks, niceTicks, PALETTE, scale, text, tickLabels } from "./_svg.ts";
+import { writeFileAtomicSync } from "../util/atomic.ts";
 
 /** One log record: `step` plus any numeric metrics (`loss`, `eval_loss`, `learning_rate`, ...). */
 export type LogRecord = Record<string, unknown>;
@@ -276,7 +265,7 @@ export function plotTrainingCurves(
     title,
     panels.join("\n"),
   );
-  if (path !== undefined) writeAtomic(path, svg);
+  if (path !== undefined) writeFileAtomicSync(path, svg);
   return svg;
 }
 
@@ -360,7 +349,7 @@ export function plotMetricsBar(
     options.title ?? "Metrics",
     el("g", { class: "panel" }, body),
   );
-  if (path !== undefined) writeAtomic(path, svg);
+  if (path !== undefined) writeFileAtomicSync(path, svg);
   return svg;
 }
 

@@ -8,6 +8,7 @@
  *
  * @module
  */
+import { writeFileAtomicSync } from "../util/atomic.ts";
 import type { Gpu } from "./gpu.ts";
 import { isCpuAdapter } from "./_matmul_tune.ts";
 
@@ -114,10 +115,7 @@ function writeDisk(adapter: string, c: AttentionConfig): void {
   try {
     const adapters = readDisk() ?? {};
     adapters[adapter] = Object.fromEntries(KERNELS.map((k) => [k, kernelConfigKey(c[k])]));
-    Deno.mkdirSync(path.slice(0, path.lastIndexOf("/")), { recursive: true });
-    const tmp = `${path}.${Deno.pid}.tmp`;
-    Deno.writeTextFileSync(tmp, JSON.stringify({ version: 1, adapters }, null, 2) + "\n");
-    Deno.renameSync(tmp, path);
+    writeFileAtomicSync(path, JSON.stringify({ version: 1, adapters }, null, 2) + "\n");
   } catch {
     // A read-only or missing cache directory only costs a re-tune next time.
   }

@@ -8,6 +8,7 @@
  *
  * @module
  */
+import { writeFileAtomicSync } from "../util/atomic.ts";
 import type { Gpu } from "./gpu.ts";
 import { configKey, type MatmulConfig, parseConfigKey } from "./_matmul_wgsl.ts";
 import { dispatchMatmul } from "./_matmul_dispatch.ts";
@@ -137,10 +138,7 @@ function writeDisk(adapter: string, configs: Record<ShapeClass, MatmulConfig>): 
       gemv: configKey(configs.gemv),
       small: configKey(configs.small),
     };
-    Deno.mkdirSync(path.slice(0, path.lastIndexOf("/")), { recursive: true });
-    const tmp = `${path}.${Deno.pid}.tmp`;
-    Deno.writeTextFileSync(tmp, JSON.stringify(cache, null, 2) + "\n");
-    Deno.renameSync(tmp, path);
+    writeFileAtomicSync(path, JSON.stringify(cache, null, 2) + "\n");
   } catch {
     // A read-only or missing cache directory only costs a re-tune next time.
   }

@@ -16,9 +16,9 @@
  *   dv_j = Σ_i P_ij dout_i,  dS_ij = P_ij (dout_i · v_j - D_i),  dq_i = scale Σ_j dS_ij k_j,
  *   dk_j = scale Σ_{i, heads of the group} dS_ij q_i.
  *
- * Kernels (WGSL in `_attention_wgsl.ts`; params struct shared). Two families, chosen per adapter
- * (`_attention_tune.ts`: CPU rasterizers get `tex`, real GPUs `tile`; `autotuneAttention` times
- * candidates; `opts.kernels` overrides per call):
+ * Kernels (WGSL in `_attention_wgsl.ts` and `_attention_wgsl_reg.ts`; params struct shared). Two
+ * families, chosen per adapter (`_attention_tune.ts`: CPU rasterizers get `tex`, real GPUs `tile`;
+ * `autotuneAttention` times candidates; `opts.kernels` overrides per call):
  * - `reg` / `tex` (register-blocked, no workgroup memory, no barriers): one invocation per (R rows,
  *   head, batch), heads fastest, latest row blocks first; q / dO rows and the accumulators live in
  *   registers and each K/V row load feeds R rows (vec4 everywhere, fma chains for the dots). `tex`
@@ -55,17 +55,19 @@ import {
   flashForward,
   type MaskKind,
   NEG,
+  rowDot,
+  splitForward,
+  splitRows,
+  WG,
+} from "./_attention_wgsl.ts";
+import {
   regBackwardKV,
   regBackwardQ,
   regForward,
   regKey,
-  rowDot,
-  splitForward,
-  splitRows,
   STAGE_PARAMS,
   stageRows,
-  WG,
-} from "./_attention_wgsl.ts";
+} from "./_attention_wgsl_reg.ts";
 import {
   type AttentionConfig,
   attentionConfigFor,

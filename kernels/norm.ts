@@ -38,7 +38,7 @@ import { grid1d } from "./gpu.ts";
 import { expectDtype, expectSameBackend, shapeText, type Tensor } from "./tensor.ts";
 
 /** Norm kinds. */
-export type NormKind = "layer" | "rms";
+export type NormOpKind = "layer" | "rms";
 
 /** Writable numeric array (Float32Array, Float64Array, number[]). */
 type Out = { [i: number]: number; length: number };
@@ -102,7 +102,7 @@ export function rmsNormReference(
  * `dweight`/`dbias` are overwritten with the sums over rows.
  */
 export function normBackwardReference(
-  kind: NormKind,
+  kind: NormOpKind,
   dx: Out,
   dweight: Out,
   dbias: Out | null,
@@ -141,14 +141,14 @@ export function normBackwardReference(
 // ---- WGSL ----
 
 /** Kernel key: kind, bias present, workgroup size. */
-type Key = `${NormKind}:${boolean}:${number}`;
+type Key = `${NormOpKind}:${boolean}:${number}`;
 
 const f32rw = (name: string) => ({ name, type: "f32", access: "read_write" as const });
 const f32r = (name: string) => ({ name, type: "f32", access: "read" as const });
 
 const ROW_PARAMS = { rows: "u32", C: "u32", eps: "f32", offset: "f32" } as const;
 
-function fwdSpec(kind: NormKind, bias: boolean, wg: number): KernelSpec {
+function fwdSpec(kind: NormOpKind, bias: boolean, wg: number): KernelSpec {
   return {
     label: `norm.${kind}_forward`,
     params: ROW_PARAMS,
@@ -172,7 +172,7 @@ const ROW_PRELUDE = `let row = wid.x + wid.y * nwg.x;
 const fwdCode = memo((key: Key) => {
   const [kind, b, w] = key.split(":");
   const wg = Number(w), bias = b === "true";
-  const spec = fwdSpec(kind as NormKind, bias, wg);
+  const spec = fwdSpec(kind as NormOpKind, bias, wg);
   const body = kind === "layer"
     ? `var s = 0.0;
   for (var c = l; c < p.C; c += ${wg}u) { s += x[o + c]; }
@@ -194,7 +194,7 @@ const fwdCode = memo((key: Key) => {
 `;
 });
 
-function dxSpec(kind: NormKind, wg: number): KernelSpec {
+function dxSpec(kind: NormOpKind, wg: number): KernelSpec {
   return {
     label: `norm.${kind}_backward_dx`,
     params: ROW_PARAMS,
@@ -215,7 +215,7 @@ const dxCode = memo((key: Key) => {
   const wg = Number(w), layer = kind === "layer";
   const m = layer ? "mean[row]" : "0.0";
   const wv = layer ? "w[c]" : "(p.offset + w[c])";
-  return `${wgslWorkgroupReduce(wg)}${wgslHeader(dxSpec(kind as NormKind, wg))}fn main(${MAIN_ARGS}) {
+  return `${wgslWorkgroupReduce(wg)}${wgslHeader(dxSpec(kind as NormOpKind, wg))}fn main(${MAIN_ARGS}) {
   ${ROW_PRELUDE}
   let m = ${m};
   let rs = rstd[row];
@@ -235,7 +235,7 @@ const dxCode = memo((key: Key) => {
 
 const DW_PARAMS = { rows: "u32", C: "u32", chunk: "u32", nchunks: "u32" } as const;
 
-function dwSpec(kind: NormKind, bias: boolean): KernelSpec {
+function dwSpec(kind: NormOpKind, bias: boolean): KernelSpec {
   return {
     label: `norm.${kind}_backward_dw`,
     params: DW_PARAMS,
@@ -255,7 +255,7 @@ const dwCode = memo((key: Key) => {
   const [kind, b] = key.split(":");
   const bias = b === "true";
   return `${
-    wgslHeader(dwSpec(kind as NormKind, bias))
+    wgslHeader(dwSpec(kind as NormOpKind, bias))
   }fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let c = gid.x;
   let s = gid.y;
@@ -428,7 +428,7 @@ export function rmsNormForward(
  * @throws {TypeError} on dtype, shape or backend mismatch (before dispatch)
  */
 export function normBackward(
-  kind: NormKind,
+  kind: NormOpKind,
   dx: Tensor,
   dweight: Tensor,
   dbias: Tensor | null,

@@ -12,7 +12,7 @@ import type {
   NormKind,
   PositionKind,
   QkvLayout,
-} from "./config.ts";
+} from "./config_types.ts";
 import { isObject, type Problems, show } from "../util/problems.ts";
 
 type Spec =

@@ -3,7 +3,7 @@
  * Defaults are those of the transformers 4.47 config classes (`configuration_<family>.py`).
  * @module
  */
-import type { HiddenAct, ModelArch, ModelConfig, RopeScaling } from "./config.ts";
+import type { HiddenAct, ModelArch, ModelConfig, RopeScaling } from "./config_types.ts";
 import { closest, isObject, Problems, show } from "../util/problems.ts";
 
 /** The HF class each family saves as (`architectures[0]`). */

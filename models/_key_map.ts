@@ -3,7 +3,7 @@
  * family; `buildKeyMap` only picks rows by the config's flags (biases, layouts, position, tying).
  * @module
  */
-import type { CheckpointKeyMap, KeyMapEntry, ModelArch, ModelConfig } from "./config.ts";
+import type { CheckpointKeyMap, KeyMapEntry, ModelArch, ModelConfig } from "./config_types.ts";
 
 interface FamilyNames {
   base_model_prefix: string;
@@ -158,4 +158,37 @@ export function buildKeyMap(c: ModelConfig): CheckpointKeyMap {
     ignored,
     tied_lm_head: c.tie_word_embeddings ? "embed.weight" : null,
   };
+}
+
+/**
+ * Transpose a row-major `[rows, cols]` matrix in place (cycle-following with a visited bitset of
+ * n / 8 bytes): element `p = r * cols + c` moves to `c * rows + r = p * rows mod (n - 1)`.
+ * Applies the key map's `transpose` (GPT-2's Conv1D weights) so loading and saving need no second copy of the matrix.
+ */
+export function transposeInPlace(a: Float32Array | Float16Array, rows: number, cols: number): void {
+  const n = rows * cols;
+  if (rows === 1 || cols === 1) return;
+  if (rows === cols) {
+    for (let r = 0; r < rows; r++) {
+      for (let c = r + 1; c < cols; c++) {
+        const t = a[r * cols + c];
+        a[r * cols + c] = a[c * cols + r];
+        a[c * cols + r] = t;
+      }
+    }
+    return;
+  }
+  const seen = new Uint8Array((n + 7) >> 3);
+  for (let s = 1; s < n - 1; s++) {
+    if (seen[s >> 3] & (1 << (s & 7))) continue;
+    let p = s, v = a[s];
+    do {
+      const q = (p * rows) % (n - 1);
+      const t = a[q];
+      a[q] = v;
+      v = t;
+      seen[p >> 3] |= 1 << (p & 7);
+      p = q;
+    } while (p !== s);
+  }
 }

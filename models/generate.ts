@@ -17,21 +17,10 @@ import { embedding } from "../kernels/embedding.ts";
 import type { Tensor } from "../kernels/tensor.ts";
 import { Problems, show } from "../util/problems.ts";
 import { type GenerationConfig, resolveGeneration } from "./generation_config.ts";
-import { nextToken, seededRandom } from "./logits_process.ts";
+import { nextToken } from "./logits_process.ts";
+import { mulberry32 } from "../util/random.ts";
 import type { Tokenizer } from "./tokenizer/tokenizer.ts";
 import type { ForwardOptions, Transformer } from "./transformer.ts";
-
-export { type GenerationConfig, HF_GENERATION_DEFAULTS, loadGenerationConfig } from "./generation_config.ts";
-export {
-  applyRepetitionPenalty,
-  applyTemperature,
-  argmax,
-  sample,
-  seededRandom,
-  softmax,
-  topKFilter,
-  topPFilter,
-} from "./logits_process.ts";
 
 /** Why a row stopped (the names of Hugging Face text-generation-inference). */
 export type FinishReason = "length" | "eos_token" | "stop_sequence";
@@ -129,7 +118,7 @@ export async function generate(
   const out: number[][] = input.map(() => []);
   const reason: (FinishReason | null)[] = input.map(() => null);
   const cut: (string | null)[] = input.map(() => null);
-  const rng = seededRandom(s.seed);
+  const rng = mulberry32(s.seed);
 
   const cache = model.createCache(B, L);
   const maskT = be.fromArray(mask, [B, L], "i32");

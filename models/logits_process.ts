@@ -7,7 +7,6 @@
  *
  * @module
  */
-import { mulberry32 } from "../util/random.ts";
 
 /**
  * Hugging Face repetition penalty (CTRL, Keskar et al. 2019): for every token id present in
@@ -91,7 +90,7 @@ export function topKFilter(logits: Float32Array, k: number): Float32Array {
 export function topPFilter(logits: Float32Array, top_p: number): Float32Array {
   const out = logits.slice();
   if (top_p >= 1) return out;
-  const probs = softmax(logits);
+  const probs = softmaxRow(logits);
   const order = Array.from(logits.keys()).sort((a, b) => logits[b] - logits[a]);
   let above = 0;
   for (let r = 0; r < order.length; r++) {
@@ -106,12 +105,12 @@ export function topPFilter(logits: Float32Array, top_p: number): Float32Array {
  * Softmax of a row in float64 (`-Infinity` gives probability 0).
  * @example
  * ```ts
- * import { softmax } from "./logits_process.ts";
- * const p = softmax(Float32Array.of(0, 0, -Infinity));
+ * import { softmaxRow } from "./logits_process.ts";
+ * const p = softmaxRow(Float32Array.of(0, 0, -Infinity));
  * if (p.join() !== "0.5,0.5,0") throw new Error(p.join());
  * ```
  */
-export function softmax(logits: Float32Array): Float64Array {
+export function softmaxRow(logits: Float32Array): Float64Array {
   let m = -Infinity;
   for (const x of logits) if (x > m) m = x;
   const p = new Float64Array(logits.length);
@@ -157,19 +156,6 @@ export function sample(probs: ArrayLike<number>, rng: () => number): number {
   return last < 0 ? 0 : last; // rounding: u just under 1 and a sum just under 1
 }
 
-/**
- * A seeded uniform generator in [0, 1) (mulberry32): the same seed gives the same sequence.
- * @example
- * ```ts
- * import { seededRandom } from "./logits_process.ts";
- * const a = seededRandom(7), b = seededRandom(7);
- * if (a() !== b() || a() >= 1) throw new Error();
- * ```
- */
-export function seededRandom(seed: number): () => number {
-  return mulberry32(seed);
-}
-
 /** The settings {@linkcode nextToken} needs (resolved, validated). */
 export interface TokenChoice {
   do_sample: boolean;
@@ -203,5 +189,5 @@ export function nextToken(
   row = applyTemperature(row, s.temperature);
   row = topKFilter(row, s.top_k);
   row = topPFilter(row, s.top_p);
-  return sample(softmax(row), rng);
+  return sample(softmaxRow(row), rng);
 }

@@ -10,27 +10,18 @@ export * from "./transformer.ts";
 export * from "./formats/safetensors.ts";
 export * from "./hub/hub.ts";
 export * from "./pretrained.ts";
-export * from "../cli/download.ts";
-export * from "../cli/generate.ts";
+export * from "./save.ts";
+export { generate } from "./generate.ts";
+export type { FinishReason, GenerateOptions, GenerateResult, GenerationStreamer } from "./generate.ts";
+export { type GenerationConfig, HF_GENERATION_DEFAULTS, loadGenerationConfig } from "./generation_config.ts";
 export {
   applyRepetitionPenalty,
   applyTemperature,
   argmax,
-  generate,
-  HF_GENERATION_DEFAULTS,
-  loadGenerationConfig,
   sample,
-  seededRandom,
-  softmax as softmaxRow,
+  softmaxRow,
   topKFilter,
   topPFilter,
-} from "./generate.ts";
-export type {
-  FinishReason,
-  GenerateOptions,
-  GenerateResult,
-  GenerationConfig,
-  GenerationStreamer,
-} from "./generate.ts";
+} from "./logits_process.ts";
 export * from "./tokenizer/tokenizer.ts";
 export * from "./tokenizer/bpe.ts";

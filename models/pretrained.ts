@@ -1,8 +1,9 @@
 /**
- * Hugging Face checkpoints in and out: `loadModel(idOrPath)` (a local folder, else the hub cache,
- * else a download through `hub.ts`) maps `config.json` and the safetensors weights through the
- * family's key map onto the canonical parameters, one tensor at a time (only one host copy is alive
- * beyond the GPU copies); `saveModel(model, dir)` writes the reverse, loadable by transformers.
+ * Hugging Face checkpoints in: `loadModel(idOrPath)` (a local folder, else the hub cache, else a
+ * download through `hub.ts`) maps `config.json` and the safetensors weights (read through the one
+ * reader of `formats/safetensors.ts`) through the family's key map onto the canonical parameters,
+ * one tensor at a time (only one host copy is alive beyond the GPU copies). The reverse,
+ * `saveModel`, is in `save.ts`.
  *
  * Weight dtypes: `f32` (default), `f16` (the attention and MLP projection weights are stored as
  * f16 tensors, half their bytes, read by matmul with f32 accumulation; on webgpu this needs the
@@ -13,21 +14,15 @@
  *
  * @module
  */
-import { basename, join } from "node:path";
+import { join } from "node:path";
 import { Backend } from "../kernels/backend.ts";
-import { dequantize, quantize } from "../kernels/quant.ts";
+import { quantize } from "../kernels/quant.ts";
 import type { HostArray, Tensor } from "../kernels/tensor.ts";
 import { isObject, Problems, show } from "../util/problems.ts";
-import { checkpointKeyMap, fromHfConfig, type KeyMapEntry, type ModelConfig, toHfConfig } from "./config.ts";
+import { checkpointKeyMap, fromHfConfig, type KeyMapEntry, type ModelConfig } from "./config.ts";
 import { type HubOptions, snapshotDownload } from "./hub/hub.ts";
-import {
-  f16BitsToF32,
-  readSafetensorsIndex,
-  SafetensorsFile,
-  type TensorInfo,
-  type TensorInput,
-  writeSafetensors,
-} from "./formats/safetensors.ts";
+import { openSafetensors, type SafetensorsReader } from "./formats/safetensors.ts";
+import { transposeInPlace } from "./_key_map.ts";
 import { type ParamMap, Transformer } from "./transformer.ts";
 
 /** Weight dtypes {@linkcode loadModel} knows of. */
@@ -51,28 +46,6 @@ export interface LoadModelOptions extends HubOptions {
   dtype?: LoadDtype;
 }
 
-/** Options of {@linkcode saveModel}. */
-export interface SaveModelOptions {
-  /**
-   * Folder whose `generation_config.json` and tokenizer files are copied beside the weights;
-   * default: the folder {@linkcode loadModel} read the model from (see {@linkcode modelSource}).
-   */
-  source?: string;
-  /** Written as `generation_config.json` (wins over the one in `source`). */
-  generation_config?: Record<string, unknown>;
-}
-
-/** Files of the hub's model file list that belong to the tokenizer (copied by {@linkcode saveModel}). */
-export const TOKENIZER_FILES: readonly string[] = Object.freeze([
-  "tokenizer.json",
-  "tokenizer_config.json",
-  "special_tokens_map.json",
-  "added_tokens.json",
-  "tokenizer.model",
-  "vocab.json",
-  "merges.txt",
-]);
-
 const LOAD_KEYS = new Set([
   "backend",
   "dtype",
@@ -88,7 +61,7 @@ const LOAD_KEYS = new Set([
   "progress",
 ]);
 
-/** The folder each loaded model came from, for {@linkcode saveModel}'s tokenizer copy. */
+/** The folder each loaded model came from, for `saveModel`'s tokenizer copy (`save.ts`). */
 const SOURCES = new WeakMap<Transformer, string>();
 
 /**
@@ -163,7 +136,8 @@ async function evictWeights(snapshot: string): Promise<void> {
  * @example
  * ```ts
  * import { createBackend } from "../kernels/backend.ts";
- * import { loadModel, saveModel } from "./pretrained.ts";
+ * import { loadModel } from "./pretrained.ts";
+ * import { saveModel } from "./save.ts";
  * import { presetConfig } from "./config.ts";
  * import { Transformer } from "./transformer.ts";
  * const be = await createBackend("cpu");
@@ -241,163 +215,45 @@ function quantizeLinears(model: Transformer): void {
   }
 }
 
-/**
- * Transpose a row-major `[rows, cols]` matrix in place (cycle-following with a visited bitset of
- * n / 8 bytes): element `p = r * cols + c` moves to `c * rows + r = p * rows mod (n - 1)`.
- * Used for GPT-2's Conv1D weights so loading and saving need no second copy of the matrix.
- */
-function transposeInPlace(a: Float32Array | Float16Array, rows: number, cols: number): void {
-  const n = rows * cols;
-  if (rows === 1 || cols === 1) return;
-  if (rows === cols) {
-    for (let r = 0; r < rows; r++) {
-      for (let c = r + 1; c < cols; c++) {
-        const t = a[r * cols + c];
-        a[r * cols + c] = a[c * cols + r];
-        a[c * cols + r] = t;
-      }
-    }
-    return;
-  }
-  const seen = new Uint8Array((n + 7) >> 3);
-  for (let s = 1; s < n - 1; s++) {
-    if (seen[s >> 3] & (1 << (s & 7))) continue;
-    let p = s, v = a[s];
-    do {
-      const q = (p * rows) % (n - 1);
-      const t = a[q];
-      a[q] = v;
-      v = t;
-      seen[p >> 3] |= 1 << (p & 7);
-      p = q;
-    } while (p !== s);
-  }
-}
-
-/** A checkpoint's checked headers, and reads of one tensor into a caller's buffer. */
+/** A checkpoint open through the safetensors reader, and the file each tensor is reported in. */
 interface Weights {
+  reader: SafetensorsReader;
   /** Tensor names (every file of a sharded checkpoint). */
   names: Set<string>;
-  info(name: string): TensorInfo;
   /** The file that holds (or, for a missing tensor, should list) `name`. */
   file(name: string): string;
-  /** Read `name` as f32 into `out` (its length is the tensor's size); `raw` is scratch for F16/BF16/F64. */
-  read(name: string, out: Float32Array, raw: () => Uint8Array): Promise<void>;
-  close(): void;
-}
-
-async function readAt(f: Deno.FsFile, pos: number, buf: Uint8Array, path: string): Promise<void> {
-  await f.seek(pos, Deno.SeekMode.Start);
-  for (let off = 0; off < buf.length;) {
-    const got = await f.read(buf.subarray(off));
-    if (got === null) {
-      throw new SyntaxError(
-        `Cannot read ${path}: the file ends at ${pos + off}; it is truncated (re-download it)`,
-      );
-    }
-    off += got;
-  }
-}
-
-/** Decode little-endian F16/BF16/F64 bytes into f32 (F32 is read in place). */
-function decodeInto(out: Float32Array, raw: Uint8Array, dtype: string): void {
-  const n = out.length;
-  if (dtype === "F64") out.set(new Float64Array(raw.buffer, raw.byteOffset, n));
-  else if (dtype === "BF16") {
-    const src = new Uint16Array(raw.buffer, raw.byteOffset, n);
-    const dst = new Uint32Array(out.buffer, out.byteOffset, n);
-    for (let i = 0; i < n; i++) dst[i] = src[i] << 16;
-  } else {
-    const src = new Uint16Array(raw.buffer, raw.byteOffset, n);
-    for (let i = 0; i < n; i++) out[i] = f16BitsToF32(src[i]);
-  }
 }
 
 /**
- * Open the checkpoint of `dir`: `model.safetensors.index.json` and its shards, else
- * `model.safetensors`. Headers are parsed and checked by `SafetensorsFile` (hostile offsets,
- * shard names leaving the folder); data is read with our own handles into reusable buffers.
+ * Open the checkpoint of `dir` with {@linkcode openSafetensors}: `model.safetensors.index.json`
+ * and its shards, else `model.safetensors`. Headers, the index and its shard names (hostile
+ * offsets, names leaving the folder) are checked there; a missing shard or a weight_map entry its
+ * shard lacks (an incomplete download) becomes a TypeError.
  */
 async function openWeights(dir: string): Promise<Weights> {
   const indexPath = join(dir, "model.safetensors.index.json");
   const single = join(dir, "model.safetensors");
   const isFile = (p: string) => Deno.stat(p).then((s) => s.isFile, () => false);
-  const owner = new Map<string, { path: string; start: number; info: TensorInfo }>();
-  const handles = new Map<string, Deno.FsFile>();
-  const close = () => {
-    for (const h of handles.values()) h.close();
-  };
-  const add = async (path: string, only: Set<string> | null, where: string) => {
-    let f: SafetensorsFile;
-    try {
-      f = await SafetensorsFile.open(path);
-    } catch (e) {
-      if (!(e instanceof Deno.errors.NotFound)) throw e;
-      throw new TypeError(`Cannot load ${where}: ${path} is missing; download the complete model`);
-    }
-    try {
-      handles.set(path, await Deno.open(path, { read: true }));
-      for (const [name, info] of f.header.tensors) {
-        if (!only || only.has(name)) owner.set(name, { path, start: f.header.data_start, info });
-      }
-    } finally {
-      f.close();
-    }
-  };
-  let file: (name: string) => string = () => single;
-  try {
-    if (await isFile(indexPath)) {
-      const { weight_map } = await readSafetensorsIndex(indexPath);
-      const byShard = new Map<string, Set<string>>();
-      for (const [name, shard] of Object.entries(weight_map)) {
-        if (!byShard.has(shard)) byShard.set(shard, new Set());
-        byShard.get(shard)!.add(name);
-      }
-      for (const [shard, names] of byShard) {
-        await add(join(dir, shard), names, indexPath);
-        for (const name of names) {
-          if (!owner.has(name)) {
-            throw new TypeError(
-              `Cannot load ${indexPath}: weight_map puts tensor ${name} in ${shard}, which has no such ` +
-                `tensor; download the model again`,
-            );
-          }
-        }
-      }
-      file = (name) => name in weight_map ? join(dir, weight_map[name]) : indexPath;
-    } else if (await isFile(single)) {
-      await add(single, null, dir);
-    } else {
-      const bins = [...Deno.readDirSync(dir)].some((e) => /\.(bin|pt|pth|ckpt)$/.test(e.name));
-      throw new TypeError(
-        `Cannot load the weights of ${dir}: neither model.safetensors nor model.safetensors.index.json exists` +
-          (bins
-            ? `; fledge reads safetensors only: convert the PyTorch weights (transformers: ` +
-              `model.save_pretrained(dir, safe_serialization=True))`
-            : "; download the complete model"),
-      );
-    }
-  } catch (e) {
-    close();
-    throw e;
+  const path = (await isFile(indexPath)) ? indexPath : (await isFile(single)) ? single : null;
+  if (!path) {
+    const bins = [...Deno.readDirSync(dir)].some((e) => /\.(bin|pt|pth|ckpt)$/.test(e.name));
+    throw new TypeError(
+      `Cannot load the weights of ${dir}: neither model.safetensors nor model.safetensors.index.json exists` +
+        (bins
+          ? `; fledge reads safetensors only: convert the PyTorch weights (transformers: ` +
+            `model.save_pretrained(dir, safe_serialization=True))`
+          : "; download the complete model"),
+    );
   }
-  return {
-    names: new Set(owner.keys()),
-    info: (name) => owner.get(name)!.info,
-    file,
-    async read(name, out, raw) {
-      const { path, start, info } = owner.get(name)!;
-      const [begin, end] = info.data_offsets;
-      const h = handles.get(path)!;
-      if (info.dtype === "F32") {
-        return await readAt(h, start + begin, new Uint8Array(out.buffer, out.byteOffset, end - begin), path);
-      }
-      const bytes = raw().subarray(0, end - begin);
-      await readAt(h, start + begin, bytes, path);
-      decodeInto(out, bytes, info.dtype);
-    },
-    close,
-  };
+  let reader: SafetensorsReader;
+  try {
+    reader = await openSafetensors(path);
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound || e instanceof RangeError)) throw e;
+    throw new TypeError(e.message, { cause: e });
+  }
+  const names = new Set(reader.names());
+  return { reader, names, file: (name) => names.has(name) ? reader.fileOf(name) : path };
 }
 
 const FLOAT_DTYPES = new Set(["F32", "F16", "BF16", "F64"]);
@@ -420,8 +276,8 @@ const F16_MAX = 65504;
  * F16/BF16/F64 converted to f32, or with `dtype: "f16"` the projection weights to f16). Every
  * header is checked before any data is read: a missing,
  * misshapen, non-float or unexpected tensor is reported (all of them at once) with its file.
- * Tensors are then read one at a time into one reusable host buffer (the size of the largest
- * tensor) and uploaded from it, so beyond the parameters only that one buffer is alive (plus, on
+ * Tensors are then read one at a time ({@linkcode SafetensorsReader.readInto}, converting in
+ * place) into one reusable host buffer (the size of the largest tensor) and uploaded from it, so beyond the parameters only that one buffer is alive (plus, on
  * webgpu, the driver's staging copy of the tensor in flight: each upload is submitted and waited
  * for before the next tensor is read).
  *
@@ -441,7 +297,7 @@ export async function loadWeights(
   opts: LoadWeightsOptions = {},
 ): Promise<ParamMap> {
   const half = opts.dtype === "f16";
-  const w = await openWeights(dir);
+  const w = await openWeights(dir), r = w.reader;
   const map = checkpointKeyMap(config);
   const used = new Set<string>();
   const problems: string[] = [];
@@ -457,7 +313,7 @@ export async function loadWeights(
         continue;
       }
       used.add(key);
-      const info = w.info(key);
+      const info = r.info(key);
       if (info.shape.join() !== e.hf_shape.join()) {
         problems.push(`${w.file(key)}: tensor ${key} has shape [${info.shape}], expected [${e.hf_shape}]`);
       } else if (!FLOAT_DTYPES.has(info.dtype)) {
@@ -477,7 +333,7 @@ export async function loadWeights(
     );
   }
   if (problems.length) {
-    w.close();
+    r.close();
     const fix = "check that config.json belongs to these weights, or download the model again";
     throw new TypeError(
       problems.length === 1
@@ -488,14 +344,9 @@ export async function loadWeights(
     );
   }
 
-  // One host buffer for every tensor (and one scratch buffer for converting F16/BF16/F64).
-  const size = (k: string) => w.info(k).shape.reduce((a, b) => a * b, 1);
+  // One host buffer for every tensor (F16/BF16 are widened in it, F64 through a small chunk).
+  const size = (k: string) => r.info(k).shape.reduce((a, b) => a * b, 1);
   const buf = new Float32Array(Math.max(1, ...plan.map((p) => size(p.key))));
-  let scratch: Uint8Array | null = null;
-  const raw = () => {
-    const bytes = Math.max(...plan.map((p) => w.info(p.key).data_offsets[1] - w.info(p.key).data_offsets[0]));
-    return scratch ??= new Uint8Array(bytes);
-  };
   // f16 pieces are converted into one reusable host buffer too (webgpu; cpu converts in fromArray).
   let buf16: Float16Array | null = null;
   const toF16 = (piece: Float32Array, key: string, ours: string): Float16Array => {
@@ -526,7 +377,7 @@ export async function loadWeights(
   try {
     for (const { key, entry: e, layer } of plan) {
       const data = buf.subarray(0, size(key));
-      await w.read(key, data, raw);
+      await r.readInto(key, data);
       let shape = e.hf_shape;
       if (e.transpose) {
         transposeInPlace(data, shape[0], shape[1]);
@@ -557,142 +408,9 @@ export async function loadWeights(
     for (const t of params.values()) t.dispose();
     throw e;
   } finally {
-    w.close();
+    r.close();
   }
   return params;
-}
-
-/** Write bytes to `path` atomically: a temp file in the same folder, synced, then renamed. */
-async function writeAtomic(path: string, bytes: Uint8Array): Promise<void> {
-  const tmp = join(path, "..", `.${basename(path)}.${crypto.randomUUID().slice(0, 8)}.tmp`);
-  try {
-    const f = await Deno.open(tmp, { write: true, createNew: true });
-    try {
-      let off = 0;
-      while (off < bytes.length) off += await f.write(bytes.subarray(off));
-      await f.syncData();
-    } finally {
-      f.close();
-    }
-    await Deno.rename(tmp, path);
-  } catch (e) {
-    await Deno.remove(tmp).catch(() => {});
-    throw e;
-  }
-}
-
-/**
- * A parameter's values on the host: a Float32Array, a Float16Array for an f16 weight, and a 4-bit
- * weight dequantized (what the model computes with).
- */
-async function hostCopy(model: Transformer, name: string): Promise<Float32Array | Float16Array> {
-  const q = name.endsWith(".weight") ? model.quantized.get(name.slice(0, -".weight".length)) : undefined;
-  if (!q) return await model.p(name).toArray() as Float32Array | Float16Array;
-  const t = dequantize(q);
-  try {
-    return await t.toArray() as Float32Array;
-  } finally {
-    t.dispose();
-  }
-}
-
-const jsonBytes = (o: unknown) => new TextEncoder().encode(JSON.stringify(o, null, 2) + "\n");
-
-/** `GenerationConfig.from_model_config`: the decoding ids of the config, when any is set. */
-function generationConfigOf(c: ModelConfig): Record<string, unknown> | null {
-  const out: Record<string, unknown> = { _from_model_config: true };
-  if (c.bos_token_id !== null) out.bos_token_id = c.bos_token_id;
-  if (c.eos_token_id !== null) out.eos_token_id = c.eos_token_id;
-  if (c.pad_token_id !== null) out.pad_token_id = c.pad_token_id;
-  if (Object.keys(out).length === 1) return null;
-  out.transformers_version = toHfConfig(c).transformers_version;
-  return out;
-}
-
-/**
- * Write the model in the Hugging Face layout of its family, each file atomically (temp file, then
- * rename: a failed save never leaves a partial file and keeps an earlier complete one):
- * `model.safetensors` (F32, and F16 for f16 weights, bit for bit what the model holds; fused
- * tensors re-joined, Conv1D transposed back, no `lm_head.weight` when tied, 4-bit weights
- * dequantized to F32), `config.json` ({@linkcode toHfConfig}), `generation_config.json` (copied from the
- * source folder, else from `opts.generation_config`, else built from the config's token ids as
- * transformers does) and the tokenizer files of the source folder.
- *
- * @param model the model
- * @param dir destination folder (created if missing)
- * @param opts `source` folder and `generation_config`
- * @throws {RangeError} from {@linkcode toHfConfig} for configs HF cannot express
- *
- * @example
- * ```ts
- * import { createBackend } from "../kernels/backend.ts";
- * import { saveModel } from "./pretrained.ts";
- * import { presetConfig } from "./config.ts";
- * import { Transformer } from "./transformer.ts";
- * const be = await createBackend("cpu");
- * const dir = await Deno.makeTempDir();
- * await saveModel(Transformer.init(presetConfig("tiny", { num_hidden_layers: 1, vocab_size: 32 }), be), dir);
- * const files = [...Deno.readDirSync(dir)].map((e) => e.name).sort();
- * if (files.join() !== "config.json,generation_config.json,model.safetensors") throw new Error(files.join());
- * await Deno.remove(dir, { recursive: true });
- * ```
- */
-export async function saveModel(model: Transformer, dir: string, opts: SaveModelOptions = {}): Promise<void> {
-  const c = model.config;
-  const hfConfig = toHfConfig(c); // before any write: throws for configs HF cannot load
-  await Deno.mkdir(dir, { recursive: true });
-  const map = checkpointKeyMap(c);
-  const tensors: Record<string, TensorInput> = {};
-  for (const e of map.entries) {
-    for (let i = 0; i < (e.per_layer ? c.num_hidden_layers : 1); i++) {
-      const pieces: (Float32Array | Float16Array)[] = [];
-      for (const name of e.ours) pieces.push(await hostCopy(model, name.replaceAll("{i}", String(i))));
-      // F16 only when every piece of a fused tensor is f16 (f16 values are exact in f32 otherwise).
-      const f16 = pieces.every((p) => p instanceof Float16Array);
-      let data: Float32Array | Float16Array = pieces[0];
-      if (pieces.length > 1 || (!f16 && !(data instanceof Float32Array))) {
-        const n = pieces.reduce((a, p) => a + p.length, 0);
-        data = f16 ? new Float16Array(n) : new Float32Array(n);
-        let off = 0;
-        for (const p of pieces) {
-          data.set(p, off);
-          off += p.length;
-        }
-      }
-      // Canonical [out, in] back to Conv1D's [in, out].
-      if (e.transpose) transposeInPlace(data, e.hf_shape[1], e.hf_shape[0]);
-      tensors[e.hf.replaceAll("{i}", String(i))] = data instanceof Float16Array
-        ? {
-          dtype: "F16",
-          shape: e.hf_shape,
-          data: new Uint16Array(data.buffer, data.byteOffset, data.length),
-        }
-        : { dtype: "F32", shape: e.hf_shape, data };
-    }
-  }
-  await writeSafetensors(join(dir, "model.safetensors"), tensors);
-  await writeAtomic(join(dir, "config.json"), jsonBytes(hfConfig));
-
-  const source = opts.source ?? modelSource(model);
-  const same = async (a: string, b: string) => {
-    const [ra, rb] = await Promise.all([Deno.realPath(a), Deno.realPath(b).catch(() => null)]);
-    return ra === rb;
-  };
-  const copy = async (name: string) => {
-    if (!source) return false;
-    const from = join(source, name), to = join(dir, name);
-    const ok = await Deno.stat(from).then((s) => s.isFile, () => false);
-    if (!ok) return false;
-    if (!(await same(from, to))) await writeAtomic(to, await Deno.readFile(from));
-    return true;
-  };
-  if (opts.generation_config) {
-    await writeAtomic(join(dir, "generation_config.json"), jsonBytes(opts.generation_config));
-  } else if (!(await copy("generation_config.json"))) {
-    const g = generationConfigOf(c);
-    if (g) await writeAtomic(join(dir, "generation_config.json"), jsonBytes(g));
-  }
-  for (const f of TOKENIZER_FILES) await copy(f);
 }
 
 /** A parameter's values on the host as f32 (convenience for tests and export; f16 widened exactly). */

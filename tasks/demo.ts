@@ -15,7 +15,7 @@ import { generate } from "../models/generate.ts";
 import { loadModel } from "../models/pretrained.ts";
 import { loadTokenizer } from "../models/tokenizer/tokenizer.ts";
 import { getTrainingArgs } from "../training/config.ts";
-import { runTraining } from "../cli/train.ts";
+import { runTraining } from "../training/run.ts";
 
 /** Options of {@linkcode runDemo} (Hugging Face names). */
 export interface DemoOptions {

@@ -17,11 +17,15 @@ export function cpu(): Promise<Backend> {
 
 /**
  * The webgpu backend, or null when no adapter exists (tests then say so and check cpu only).
- * `FLEDGE_TEST_WEBGPU=0` skips it.
+ * `FLEDGE_TEST_WEBGPU=0` skips it; `FLEDGE_REQUIRE_WEBGPU=1` (set by CI) makes a missing adapter
+ * fail the test instead, so the GPU comparisons can never pass as no-ops.
  */
 export function webgpu(): Promise<Backend | null> {
   if (Deno.env.get("FLEDGE_TEST_WEBGPU") === "0") return Promise.resolve(null);
   return gpuP ??= createBackend("webgpu").catch((e) => {
+    if (Deno.env.get("FLEDGE_REQUIRE_WEBGPU") === "1") {
+      throw new Error(`FLEDGE_REQUIRE_WEBGPU=1 but no WebGPU adapter: ${(e as Error).message}`);
+    }
     console.error(`webgpu backend unavailable: ${(e as Error).message}`);
     return null;
   });

@@ -1,12 +1,9 @@
 /**
- * Private helpers of `config.ts` and `schedule.ts`: a problem list that collects every validation
- * failure before one error is thrown, small typed field specs, and "did you mean" hints.
+ * Private helpers of `config.ts` and `schedule.ts`: small typed field specs checked into the
+ * problem list of `util/problems.ts`, and unknown-key checks with "did you mean" hints.
  * @module
  */
-
-// The problem list and message helpers are the models layer's: one implementation for every config.
-import { closest, isObject, type Problem, Problems, show } from "../util/problems.ts";
-export { closest, isObject, type Problem, Problems, show };
+import { closest, type Problems, show } from "../util/problems.ts";
 
 /** What a field accepts. `nullable` adds `null`; bounds are inclusive unless `*Exclusive`. */
 export type Spec =

@@ -12,7 +12,7 @@
  * their gradient add 8 V bytes per token (f32).
  * @module
  */
-import type { TrainingConfig } from "./config.ts";
+import type { TrainingConfig } from "./config_types.ts";
 
 const GIB = 2 ** 30;
 /** Share of `memory_gb` the plan may use; the rest is left for the allocator, kernels' scratch and the OS. */

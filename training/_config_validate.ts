@@ -4,8 +4,9 @@
  * `TrainingArguments.__post_init__` rules, plus what fledge cannot do, said plainly).
  * @module
  */
-import type { LoraConfig, QuantizationConfig, TrainingConfig } from "./config.ts";
-import { checkUnknownKeys, checkValue, closest, isObject, Problems, show } from "./_config_check.ts";
+import type { LoraConfig, QuantizationConfig, TrainingConfig } from "./config_types.ts";
+import { checkUnknownKeys, checkValue } from "./_config_check.ts";
+import { closest, isObject, Problems, show } from "../util/problems.ts";
 import {
   ADAMW_ALIASES,
   ALIAS_KEYS,

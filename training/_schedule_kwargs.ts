@@ -4,7 +4,8 @@
  * transformers `optimization.py`), and one checker both boundaries share.
  * @module
  */
-import { checkUnknownKeys, checkValue, isObject, type Problems, show, type Spec } from "./_config_check.ts";
+import { checkUnknownKeys, checkValue, type Spec } from "./_config_check.ts";
+import { isObject, type Problems, show } from "../util/problems.ts";
 
 /** Scheduler names, spelled as transformers `SchedulerType` values. */
 export const SCHEDULER_TYPES = [

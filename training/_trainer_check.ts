@@ -4,8 +4,16 @@
  * ids outside its vocabulary, evaluation without data, an unknown best-model metric).
  * @module
  */
-import type { TrainingConfig } from "./config.ts";
-import type { CreateTrainerOptions } from "./trainer.ts";
+import type { TextDataset } from "../data/text_dataset.ts";
+import type { Transformer } from "../models/transformer.ts";
+import type { TrainingConfig } from "./config_types.ts";
+
+/** The parts of `CreateTrainerOptions` that are checked. */
+export interface TrainerInputs {
+  model: Transformer;
+  train_dataset: TextDataset;
+  eval_dataset?: TextDataset | null;
+}
 
 const UNSUPPORTED: [keyof TrainingConfig, (c: TrainingConfig) => boolean, string][] = [
   ["lora", (c) => c.lora !== null, "LoRA training is not in the Trainer yet; remove the lora section"],
@@ -19,7 +27,7 @@ const UNSUPPORTED: [keyof TrainingConfig, (c: TrainingConfig) => boolean, string
 ];
 
 /** Every problem of a trainer's inputs, one phrase each (empty when all is well). */
-export function trainerProblems(opts: CreateTrainerOptions, config: TrainingConfig): string[] {
+export function trainerProblems(opts: TrainerInputs, config: TrainingConfig): string[] {
   const problems: string[] = UNSUPPORTED.filter(([, bad]) => bad(config)).map(([k, , fix]) => `${k}: ${fix}`);
   const mc = opts.model.config, ds = opts.train_dataset;
   // Weights the optimizer cannot update must not be skipped silently (full fine-tuning would

@@ -4,12 +4,14 @@
  * @module
  */
 import { join } from "node:path";
-import { saveModel } from "../models/pretrained.ts";
+import { saveModel } from "../models/save.ts";
 import { plotTrainingCurves } from "../evaluation/plot.ts";
 import type { Tokenizer } from "../models/tokenizer/tokenizer.ts";
 import type { Transformer } from "../models/transformer.ts";
 import type { TrainerState } from "./checkpoint.ts";
 import type { TrainingConfig } from "./config.ts";
+import { writeDirAtomic, writeFileAtomic } from "../util/atomic.ts";
+import { formatMetric } from "../util/format.ts";
 
 /** Files and folders a run writes into `output_dir`. */
 export const RUN_ARTIFACTS = [
@@ -80,29 +82,6 @@ export class MetricsFile {
   }
 }
 
-const enc = new TextEncoder();
-
-/** The progress line on stderr: rewritten in place on a TTY, one line per update otherwise. */
-export function progressLine(on: boolean): (line: string) => void {
-  if (!on) return () => {};
-  const tty = Deno.stderr.isTerminal();
-  return (line) => Deno.stderr.writeSync(enc.encode(tty ? `\r\x1b[2K${line}` : `${line}\n`));
-}
-
-/** `1h02m`, `3m05s`, `12s`. */
-export function formatSeconds(s: number): string {
-  if (!Number.isFinite(s)) return "?";
-  s = Math.max(0, Math.round(s));
-  if (s >= 3600) return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, "0")}m`;
-  if (s >= 60) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, "0")}s`;
-  return `${s}s`;
-}
-
-const num = (v: unknown) =>
-  typeof v === "number"
-    ? (Number.isInteger(v) ? String(v) : Math.abs(v) < 1e-3 ? v.toExponential(3) : v.toFixed(4))
-    : "";
-
 /** The text of `report.md`: settings, results and the last log records. */
 export function reportMarkdown(
   config: TrainingConfig,
@@ -130,12 +109,12 @@ export function reportMarkdown(
     ] as const
   ) L.push(`| ${k} | ${JSON.stringify(config[k])} |`);
   L.push(``, `## Results`, ``, `| metric | value |`, `| --- | --- |`);
-  for (const [k, v] of Object.entries(summary)) L.push(`| ${k} | ${v === null ? "-" : num(v)} |`);
+  for (const [k, v] of Object.entries(summary)) L.push(`| ${k} | ${v === null ? "-" : formatMetric(v)} |`);
   if (state.best_metric !== null) {
     L.push(
       ``,
-      `Best ${config.metric_for_best_model} ${num(state.best_metric)} at step ${state.best_step} ` +
-        `(epoch ${num(state.best_epoch)}), checkpoint \`${state.best_model_checkpoint ?? "-"}\`.`,
+      `Best ${config.metric_for_best_model} ${formatMetric(state.best_metric)} at step ${state.best_step} ` +
+        `(epoch ${formatMetric(state.best_epoch)}), checkpoint \`${state.best_model_checkpoint ?? "-"}\`.`,
     );
   }
   if (extra.curves) L.push(``, `![training curves](curves.svg)`);
@@ -143,7 +122,7 @@ export function reportMarkdown(
   const rows = state.log_history.filter((r) => "loss" in r || "eval_loss" in r).slice(-20);
   if (rows.length) {
     L.push(``, `## Last log records`, ``, `| ${keys.join(" | ")} |`, `|${" --- |".repeat(keys.length)}`);
-    for (const r of rows) L.push(`| ${keys.map((k) => num(r[k])).join(" | ")} |`);
+    for (const r of rows) L.push(`| ${keys.map((k) => formatMetric(r[k])).join(" | ")} |`);
   }
   return L.join("\n") + "\n";
 }
@@ -184,18 +163,10 @@ export async function saveFinalModel(
   tokenizer: Tokenizer | null,
   dir: string,
 ): Promise<void> {
-  const tmp = `${dir}.tmp-${crypto.randomUUID()}`;
-  try {
+  await writeDirAtomic(dir, async (tmp) => {
     await saveModel(model, tmp);
     if (tokenizer) await tokenizer.save(tmp);
-    await Deno.remove(dir, { recursive: true }).catch((e) => {
-      if (!(e instanceof Deno.errors.NotFound)) throw e;
-    });
-    await Deno.rename(tmp, dir);
-  } catch (e) {
-    await Deno.remove(tmp, { recursive: true }).catch(() => {});
-    throw e;
-  }
+  });
 }
 
 /**
@@ -230,5 +201,5 @@ export async function writeRunEnd(out: string, r: {
     if (!(e instanceof RangeError)) throw e; // nothing logged: no curves
   }
   const extra = { model: r.config.model ?? "(given)", dataset: r.dataset, curves };
-  await Deno.writeTextFile(join(out, "report.md"), reportMarkdown(r.config, st, r.summary, extra));
+  await writeFileAtomic(join(out, "report.md"), reportMarkdown(r.config, st, r.summary, extra));
 }

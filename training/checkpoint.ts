@@ -14,11 +14,13 @@
  */
 import { basename, join } from "node:path";
 import type { AdamW, AdamWState } from "../kernels/optim.ts";
-import { loadWeights, saveModel } from "../models/pretrained.ts";
+import { loadWeights } from "../models/pretrained.ts";
+import { saveModel } from "../models/save.ts";
 import { openSafetensors, type TensorInput, writeSafetensors } from "../models/formats/safetensors.ts";
 import type { Transformer } from "../models/transformer.ts";
 import type { DataPosition } from "../data/text_dataset.ts";
 import { loadTrainingConfig, saveTrainingConfig, type TrainingConfig } from "./config.ts";
+import { writeDirAtomic, writeFileAtomic } from "../util/atomic.ts";
 
 /** What `trainer_state.json` holds (Hugging Face `TrainerState` names where they exist). */
 export interface TrainerState {
@@ -78,32 +80,13 @@ const STEP_DIR = /^step-(\d+)$/;
  * @throws what the writes throw; the temporary folder is removed first
  */
 export async function saveCheckpoint(root: string, opts: SaveCheckpointOptions): Promise<string> {
-  await Deno.mkdir(root, { recursive: true });
-  const name = `step-${opts.state.global_step}`;
-  const final = join(root, name);
-  const tmp = join(root, `${name}.tmp-${crypto.randomUUID()}`);
-  try {
-    await Deno.mkdir(tmp);
+  return await writeDirAtomic(join(root, `step-${opts.state.global_step}`), async (tmp) => {
     await saveModel(opts.model, tmp);
     const st = opts.optimizer ? await opts.optimizer.state() : { entries: [] };
     await writeOptimizerState(join(tmp, "optimizer.safetensors"), st);
-    await Deno.writeTextFile(join(tmp, "trainer_state.json"), JSON.stringify(opts.state, null, 2) + "\n");
+    await writeFileAtomic(join(tmp, "trainer_state.json"), JSON.stringify(opts.state, null, 2) + "\n");
     await saveTrainingConfig(opts.config, join(tmp, "config.yaml"));
-    let trash: string | null = null;
-    try {
-      await Deno.stat(final);
-      trash = join(root, `${name}.old-${crypto.randomUUID()}`);
-      await Deno.rename(final, trash);
-    } catch (e) {
-      if (!(e instanceof Deno.errors.NotFound)) throw e;
-    }
-    await Deno.rename(tmp, final);
-    if (trash) await Deno.remove(trash, { recursive: true });
-  } catch (e) {
-    await Deno.remove(tmp, { recursive: true }).catch(() => {});
-    throw e;
-  }
-  return final;
+  });
 }
 
 /** Write an optimizer state as safetensors (`<name>.exp_avg`, `<name>.exp_avg_sq`, steps in metadata). */

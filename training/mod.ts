@@ -10,4 +10,4 @@ export * from "./peft.ts";
 export * from "./trainer.ts";
 export * from "./checkpoint.ts";
 export * from "./hooks.ts";
-export * from "../cli/train.ts";
+export * from "./run.ts";

@@ -25,16 +25,13 @@
  * @module
  */
 import { join } from "node:path";
-import { parseArgs } from "node:util";
 import { writeFileAtomic } from "../util/atomic.ts";
 import { noGrad } from "../kernels/autograd.ts";
-import { type BackendName, createBackend } from "../kernels/backend.ts";
 import { add, mul } from "../kernels/elementwise.ts";
 import { doraNormForward } from "../kernels/lora.ts";
 import { matmul } from "../kernels/matmul.ts";
 import { dequantize, quantize, type QuantizedTensor, type QuantKind } from "../kernels/quant.ts";
 import type { Tensor } from "../kernels/tensor.ts";
-import { loadModel, saveModel } from "../models/pretrained.ts";
 import { openSafetensors, writeSafetensors } from "../models/formats/safetensors.ts";
 import type { Transformer } from "../models/transformer.ts";
 import { adapterConfigJson, type PeftConfig, validatePeftConfig } from "./_peft_config.ts";
@@ -364,57 +361,4 @@ export function quantizeModel(
     }
   }
   return { weights, bytes_before: before, bytes_after: after };
-}
-
-const MERGE_USAGE =
-  `Usage: fledge merge --model <dir|id> --adapter <dir> --output <dir> [--backend auto|webgpu|cpu]
-
-Load a base model and a PEFT adapter (LoRA or DoRA), fold the adapter into the weights
-(merge_and_unload) and write a plain Hugging Face checkpoint (config.json, model.safetensors).`;
-
-/**
- * CLI entry: `fledge merge --model <base> --adapter <dir> --output <dir>`.
- * @throws {RangeError} for bad or missing flags (the CLI maps it to exit code 2)
- */
-export async function mergeCli(args: string[]): Promise<void> {
-  let v: Record<string, string | boolean | undefined>;
-  try {
-    v = parseArgs({
-      args,
-      options: {
-        model: { type: "string" },
-        adapter: { type: "string" },
-        output: { type: "string" },
-        backend: { type: "string", default: "auto" },
-        help: { type: "boolean", short: "h" },
-      },
-      strict: true,
-      allowPositionals: false,
-    }).values;
-  } catch (e) {
-    throw new RangeError(`Cannot run merge: ${(e as Error).message}; see fledge merge --help`);
-  }
-  if (v.help) return console.log(MERGE_USAGE);
-  const missing = ["model", "adapter", "output"].filter((k) => !v[k]);
-  if (missing.length) {
-    throw new RangeError(`Cannot run merge: missing ${missing.map((k) => `--${k}`).join(", ")}`);
-  }
-  const backend = String(v.backend);
-  if (!["auto", "webgpu", "cpu"].includes(backend)) {
-    throw new RangeError(`Cannot run merge: --backend must be auto, webgpu or cpu: ${backend}`);
-  }
-  const be = await createBackend(backend as BackendName);
-  const model = await loadModel(String(v.model), { backend: be });
-  try {
-    const c = await loadAdapter(model, String(v.adapter));
-    mergeAdapter(model);
-    await saveModel(model, String(v.output));
-    console.error(
-      `fledge: merged ${c.use_dora ? "DoRA" : "LoRA"} r=${c.r} (${
-        [c.target_modules].flat().join(", ")
-      }) into ${v.output}`,
-    );
-  } finally {
-    model.dispose();
-  }
 }

@@ -18,7 +18,8 @@
  * - `warmup_stable_decay`: warmup, `1` for `num_stable_steps`, decay over `num_decay_steps`, then `min_lr_ratio`
  * @module
  */
-import { checkValue, isObject, Problems, show } from "./_config_check.ts";
+import { checkValue } from "./_config_check.ts";
+import { isObject, Problems, show } from "../util/problems.ts";
 import {
   checkSchedulerKwargs,
   SCHEDULER_TYPES,

@@ -37,14 +37,8 @@ import { saveTrainingConfig, type TrainingConfig, validateTrainingConfig } from 
 import { trainerProblems } from "./_trainer_check.ts";
 import { callHook, type HookContext, type TrainerHooks } from "./hooks.ts";
 import { createLrSchedule, type LrSchedule } from "./schedule.ts";
-import {
-  formatSeconds,
-  MetricsFile,
-  prepareOutputDir,
-  progressLine,
-  updateBest,
-  writeRunEnd,
-} from "./_trainer_io.ts";
+import { MetricsFile, prepareOutputDir, updateBest, writeRunEnd } from "./_trainer_io.ts";
+import { createProgress } from "../util/progress.ts";
 
 /** Options of {@linkcode createTrainer}. */
 export interface CreateTrainerOptions {
@@ -288,7 +282,6 @@ export class Trainer {
     const st = this.state, maxSteps = st.max_steps;
     const schedule: LrSchedule = createLrSchedule(c, maxSteps);
     const ctx = (): HookContext => ({ state: this.state, config: c });
-    const show = progressLine(this.#progress);
     let stop = await callHook(this.hooks, "on_train_begin", [ctx()]);
 
     const scales = new Map<number, Tensor>();
@@ -302,6 +295,14 @@ export class Trainer {
     let lastEval: number | null = null, trainLossTotal = 0, trainSteps = 0;
     let tokensRun = 0;
     const T = this.train_dataset.block_size, startStep = st.global_step;
+    // One update per log and per evaluation (already spaced by logging_steps / eval_steps).
+    const progress = createProgress("train", {
+      total: maxSteps,
+      start: startStep,
+      unit: "steps",
+      enabled: this.#progress,
+      interval_ms: 0,
+    });
     const nb = this.train_dataset.num_blocks;
     const epochOf = (p: DataPosition) => p.epoch + p.index / nb;
 
@@ -378,12 +379,12 @@ export class Trainer {
           normHistory.push(gn);
           st.log_history.push(rec);
           await metrics.append(rec);
-          const secs = (performance.now() - t0) / 1000, done = step - startStep;
-          show(
-            `step ${step}/${maxSteps} loss ${loss.toFixed(4)} lr ${rec.learning_rate.toExponential(2)} ` +
-              `${(tokensRun / secs).toFixed(0)} tok/s eta ${
-                formatSeconds((secs / done) * (maxSteps - step))
-              }`,
+          const secs = (performance.now() - t0) / 1000;
+          progress.update(
+            step,
+            `loss ${loss.toFixed(4)} lr ${rec.learning_rate.toExponential(2)} ${
+              (tokensRun / secs).toFixed(0)
+            } tok/s`,
           );
           stop = (await callHook(this.hooks, "on_log", [ctx(), rec])) || stop;
         }
@@ -399,11 +400,7 @@ export class Trainer {
           const rec = { ...m, eval_runtime: (performance.now() - t1) / 1000, epoch: st.epoch, step };
           st.log_history.push(rec);
           await metrics.append(rec);
-          show(
-            `step ${step}/${maxSteps} eval_loss ${m.eval_loss.toFixed(4)} ppl ${
-              m.eval_perplexity.toFixed(2)
-            }`,
-          );
+          progress.update(step, `eval_loss ${m.eval_loss.toFixed(4)} ppl ${m.eval_perplexity.toFixed(2)}`);
           const best = updateBest(st, c, m);
           improved = best.improved;
           stop = best.stop || stop;
@@ -425,6 +422,7 @@ export class Trainer {
           stop = (await callHook(this.hooks, "on_save", [ctx(), path])) || stop;
         } else if (improved) st.best_model_checkpoint = null;
       }
+      progress.done();
     } finally {
       logSum.dispose();
       normSq?.dispose();

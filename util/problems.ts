@@ -1,7 +1,8 @@
 /**
- * Private helpers of `config.ts` (and of `training/`'s configs): a problem list that collects every
- * validation failure before one error is thrown, small typed readers for untrusted JSON values, and
- * "did you mean" hints.
+ * Validation at the boundary: a problem list that collects every failure of a config or file
+ * before one error is thrown (so a user fixes them all in one go), message helpers for untrusted
+ * values, and "did you mean" hints. Every config of fledge (model, training, PEFT, generation)
+ * validates through it.
  * @module
  */
 
@@ -14,14 +15,32 @@ export interface Problem {
   message: string;
 }
 
-/** Collects problems; {@linkcode Problems.throwIfAny} raises one error listing all of them. */
+/**
+ * Collects problems; {@linkcode Problems.throwIfAny} raises one error listing all of them.
+ * @example
+ * ```ts
+ * import { Problems } from "./problems.ts";
+ * const p = new Problems();
+ * p.range("learning_rate", "must be > 0, got -1");
+ * p.type("seed", "expected an integer, got \"x\"");
+ * try {
+ *   p.throwIfAny("Cannot load the config", "run.yaml");
+ *   throw new Error("unreachable");
+ * } catch (e) {
+ *   if (!(e instanceof TypeError) || !e.message.includes("2 problems")) throw e;
+ * }
+ * ```
+ */
 export class Problems {
+  /** The problems so far, in the order found. */
   readonly list: Problem[] = [];
 
+  /** Record a problem with the kind of a value (thrown as a TypeError). */
   type(key: string, message: string): void {
     this.list.push({ kind: "type", key, message });
   }
 
+  /** Record a value out of range (thrown as a RangeError unless a type problem exists). */
   range(key: string, message: string): void {
     this.list.push({ kind: "range", key, message });
   }

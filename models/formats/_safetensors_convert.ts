@@ -1,10 +1,12 @@
 /**
  * Private: dtype conversions of `safetensors.ts`: f32 <-> f16 / bf16 bits (round to nearest
- * even), stored bytes -> typed arrays (raw or converted), and tensors to write -> bytes.
+ * even), stored bytes -> typed arrays (raw or converted, or widened in place in a caller's buffer),
+ * tensors to write -> bytes; and the in-place transpose of GPT-2's Conv1D weights that loading and
+ * saving (`pretrained.ts`, `save.ts`) apply on the way between checkpoint and model layouts.
  * Assumes a little-endian host, as every WebGPU platform is.
  * @module
  */
-import type { SafetensorsDtype, TensorData, TensorInput } from "./safetensors.ts";
+import type { SafetensorsDtype, TensorData, TensorInfo, TensorInput } from "./types.ts";
 
 const f32 = new Float32Array(1);
 const u32 = new Uint32Array(f32.buffer);
@@ -117,6 +119,51 @@ export function decode(
   throw new TypeError(
     `Cannot read ${where} as i32: dtype ${dtype} is not an integer type; read it with as "f32" or "raw"`,
   );
+}
+
+const FLOATS: ReadonlySet<SafetensorsDtype> = new Set(["F32", "F16", "BF16", "F64"]);
+
+/**
+ * Check that a tensor can be read into `out` (`SafetensorsFile.readInto`): a `Float32Array` for
+ * float dtypes, a `Uint16Array` for F16/BF16 bits, of exactly the tensor's element count.
+ * @returns the element count
+ */
+export function checkInto(info: TensorInfo, out: Float32Array | Uint16Array, where: string): number {
+  const { dtype, shape } = info;
+  if (!(out instanceof Float32Array || out instanceof Uint16Array)) {
+    throw new TypeError(`Cannot read ${where}: out must be a Float32Array or a Uint16Array`);
+  }
+  const f32 = out instanceof Float32Array;
+  if (f32 ? !FLOATS.has(dtype) : dtype !== "F16" && dtype !== "BF16") {
+    throw new TypeError(
+      `Cannot read ${where} into a ${out.constructor.name}: dtype ${dtype} is not ` +
+        (f32 ? "a float type" : "F16 or BF16") + `; read it with read() (as "raw", "f32" or "i32")`,
+    );
+  }
+  const n = shape.reduce((a, b) => a * b, 1);
+  if (out.length !== n) {
+    throw new RangeError(
+      `Cannot read ${where} into ${out.length} elements: shape [${shape}] holds ${n}; pass a buffer ` +
+        `of exactly that length (a subarray of a larger one will do)`,
+    );
+  }
+  return n;
+}
+
+/**
+ * Widen F16 or BF16 bits held in the upper half of `out`'s bytes to f32, in place. Front to back,
+ * element `i` is written over bytes `[4i, 4i + 4)`, where no unread element lies (element `j` sits
+ * at `2n + 2j`), so a tensor is read and converted in its destination with no second buffer.
+ */
+export function widenInPlace(out: Float32Array, dtype: "F16" | "BF16"): void {
+  const n = out.length;
+  const src = new Uint16Array(out.buffer, out.byteOffset + 2 * n, n);
+  if (dtype === "BF16") {
+    const dst = new Uint32Array(out.buffer, out.byteOffset, n);
+    for (let i = 0; i < n; i++) dst[i] = src[i] << 16;
+  } else {
+    for (let i = 0; i < n; i++) out[i] = f16BitsToF32(src[i]);
+  }
 }
 
 /** Check shape and data length; returns the element count. */

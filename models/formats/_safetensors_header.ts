@@ -6,8 +6,7 @@
  * @module
  */
 
-import type { SafetensorsDtype, SafetensorsHeader, TensorInfo } from "./safetensors.ts";
-import { DTYPE_BYTES } from "./safetensors.ts";
+import { DTYPE_BYTES, type SafetensorsDtype, type SafetensorsHeader, type TensorInfo } from "./types.ts";
 
 /** Largest header accepted (the Rust reader's `MAX_HEADER_SIZE`). */
 export const MAX_HEADER_BYTES = 100_000_000;

@@ -5,104 +5,39 @@
  * tensor's bytes on demand (seek + read), so a checkpoint larger than memory streams tensor by
  * tensor; sharded checkpoints go through `model.safetensors.index.json`. Writes pad the header to
  * 8 bytes with spaces, order tensors as the reference writer does (widest dtype first, then by
- * name) and land atomically (temp file + rename).
+ * name) and land atomically (`util/atomic.ts`: temp file, then rename).
  * Hostile files (bad lengths, offsets, dtypes, names, index paths) are refused with a SyntaxError
  * naming the file.
  * @module
  */
-import { basename, dirname, join } from "node:path";
+import { dirname, join } from "node:path";
+import { writeFileAtomic } from "../../util/atomic.ts";
 import { headerLength, parseHeader } from "./_safetensors_header.ts";
 import * as cv from "./_safetensors_convert.ts";
+import {
+  DTYPE_BYTES,
+  type SafeTensor,
+  type SafetensorsDtype,
+  type SafetensorsHeader,
+  type SafetensorsIndex,
+  type SafetensorsReader,
+  type SafetensorsReadOptions,
+  type TensorInfo,
+  type TensorInput,
+} from "./types.ts";
 
-/** Element types of the safetensors format that fledge reads and writes. */
-export type SafetensorsDtype = "F64" | "F32" | "F16" | "BF16" | "I64" | "I32" | "I16" | "I8" | "U8" | "BOOL";
-
-/** Bytes per element of each dtype. */
-export const DTYPE_BYTES: Readonly<Record<SafetensorsDtype, number>> = Object.freeze({
-  F64: 8,
-  F32: 4,
-  F16: 2,
-  BF16: 2,
-  I64: 8,
-  I32: 4,
-  I16: 2,
-  I8: 1,
-  U8: 1,
-  BOOL: 1,
-});
-
-/** One tensor's header entry; `data_offsets` are relative to the start of the data section. */
-export interface TensorInfo {
-  dtype: SafetensorsDtype;
-  shape: number[];
-  data_offsets: [number, number];
-}
-
-/** A parsed, checked header. */
-export interface SafetensorsHeader {
-  /** Tensors by name, in the order of their data. */
-  tensors: Map<string, TensorInfo>;
-  /** `__metadata__` (string to string), or null when absent. */
-  metadata: Record<string, string> | null;
-  /** Absolute file offset of the data section (8 + header length). */
-  data_start: number;
-}
-
-/**
- * Tensor data as stored ("raw"): F64 `Float64Array`, F32 `Float32Array`, F16 and BF16 `Uint16Array`
- * (the bits), I64 `BigInt64Array`, I32 `Int32Array`, I16 `Int16Array`, I8 `Int8Array`, U8 and BOOL
- * `Uint8Array`.
- */
-export type TensorData =
-  | Float64Array
-  | Float32Array
-  | Uint16Array
-  | BigInt64Array
-  | Int32Array
-  | Int16Array
-  | Int8Array
-  | Uint8Array;
-
-/** A tensor read from (or to be written to) a safetensors file. */
-export interface SafeTensor {
-  dtype: SafetensorsDtype;
-  shape: number[];
-  data: TensorData;
-}
-
-/**
- * A tensor to write. `data` is the raw array of {@linkcode TensorData} for `dtype`, or numbers
- * that are converted: to F16/BF16 with round-to-nearest-even (so a `Float32Array` can be written
- * as `BF16`), to integer dtypes after a range check. A `Uint16Array` for F16/BF16 is taken as bits.
- */
-export interface TensorInput {
-  dtype: SafetensorsDtype;
-  shape: number[];
-  data: TensorData | ArrayLike<number>;
-}
-
-/**
- * How {@linkcode SafetensorsFile.read} returns data: `raw` (default) as stored; `f32` converts
- * F64/F16/BF16 to `Float32Array` (F32 as is); `i32` converts I64 (checking each value fits), I16,
- * I8, U8, BOOL to `Int32Array`.
- */
-export interface ReadOptions {
-  as?: "raw" | "f32" | "i32";
-}
-
-/** What both single files and sharded checkpoints offer. */
-export interface SafetensorsReader {
-  /** `__metadata__` of the file, or the index's `metadata` (stringified values). */
-  readonly metadata: Record<string, string> | null;
-  /** Tensor names, sorted. */
-  names(): string[];
-  /** Header entry of a tensor. */
-  info(name: string): TensorInfo;
-  /** Read one tensor's data from disk. */
-  read(name: string, opts?: ReadOptions): Promise<SafeTensor>;
-  /** Close the file handle(s). */
-  close(): void;
-}
+export type {
+  SafeTensor,
+  SafetensorsDtype,
+  SafetensorsHeader,
+  SafetensorsIndex,
+  SafetensorsReader,
+  SafetensorsReadOptions,
+  TensorData,
+  TensorInfo,
+  TensorInput,
+} from "./types.ts";
+export { DTYPE_BYTES } from "./types.ts";
 
 /** f32 -> IEEE binary16 bits, round to nearest even (overflow to inf, NaN kept quiet). */
 export const f32ToF16Bits: (x: number) => number = cv.f32ToF16Bits;
@@ -255,12 +190,12 @@ export class SafetensorsFile implements SafetensorsReader {
   /**
    * Read one tensor.
    * @param name tensor name
-   * @param opts `as`: `raw` (default), `f32` or `i32` (see {@linkcode ReadOptions})
+   * @param opts `as`: `raw` (default), `f32` or `i32` (see {@linkcode SafetensorsReadOptions})
    * @returns dtype, shape and data
    * @throws {RangeError} for an unknown name or an I64 value outside int32 with `as: "i32"`
    * @throws {TypeError} when the conversion does not apply to the dtype
    */
-  async read(name: string, opts: ReadOptions = {}): Promise<SafeTensor> {
+  async read(name: string, opts: SafetensorsReadOptions = {}): Promise<SafeTensor> {
     const info = this.info(name);
     const bytes = await this.readBytes(name);
     const data = cv.decode(
@@ -270,6 +205,71 @@ export class SafetensorsFile implements SafetensorsReader {
       `tensor ${JSON.stringify(name)} of ${this.path}`,
     );
     return { dtype: info.dtype, shape: [...info.shape], data };
+  }
+
+  /**
+   * Read one tensor into a caller's buffer, with no allocation the size of the tensor (for loading
+   * a checkpoint larger than memory through one reusable buffer): a `Float32Array` receives an
+   * F32, F16, BF16 (exactly) or F64 (rounded) tensor as f32, F16/BF16 widened in place; a
+   * `Uint16Array` receives the bits of an F16 or BF16 tensor as stored. Reads are serialized with
+   * the other reads of the handle.
+   *
+   * @param name tensor name
+   * @param out destination, exactly the tensor's element count (e.g. a subarray of a larger buffer)
+   * @throws {RangeError} for an unknown name, or an `out` of another length than the tensor's
+   * @throws {TypeError} when the tensor's dtype does not go into `out`'s type, or the file is closed
+   * @throws {SyntaxError} when the file ends before the tensor's data (truncated since it was opened)
+   *
+   * @example
+   * ```ts
+   * import { SafetensorsFile, writeSafetensors } from "./safetensors.ts";
+   * const path = await Deno.makeTempFile({ suffix: ".safetensors" });
+   * await writeSafetensors(path, { w: { dtype: "F16", shape: [2, 2], data: [1, -2, 0.5, 3] } });
+   * using f = await SafetensorsFile.open(path);
+   * const buf = new Float32Array(16); // one buffer for every tensor
+   * await f.readInto("w", buf.subarray(0, 4));
+   * if (buf[1] !== -2 || buf[3] !== 3) throw new Error("readInto");
+   * await Deno.remove(path);
+   * ```
+   */
+  async readInto(name: string, out: Float32Array | Uint16Array): Promise<void> {
+    const info = this.info(name), dtype = info.dtype;
+    const n = cv.checkInto(info, out, `tensor ${JSON.stringify(name)} of ${this.path}`);
+    const f32 = out instanceof Float32Array;
+    if (this.#closed) {
+      throw new TypeError(`Cannot read tensor ${JSON.stringify(name)}: ${this.path} is closed`);
+    }
+    const start = this.header.data_start + info.data_offsets[0];
+    const bytes = (a: ArrayBufferView, off: number, len: number) =>
+      new Uint8Array(a.buffer, a.byteOffset + off, len);
+    const job = this.#queue.then(async () => {
+      if (!f32 || dtype === "F32") {
+        await readExact(this.#file, start, bytes(out, 0, out.byteLength), this.path);
+      } else if (dtype === "F16" || dtype === "BF16") {
+        // The 2-byte halves go into the upper half of `out`, then widen front to back.
+        await readExact(this.#file, start, bytes(out, 2 * n, 2 * n), this.path);
+        cv.widenInPlace(out, dtype);
+      } else {
+        // F64 is wider than its destination: read it in chunks of at most 512 KiB.
+        const chunk = new Float64Array(Math.min(n, 1 << 16));
+        for (let i = 0; i < n; i += chunk.length) {
+          const m = Math.min(chunk.length, n - i);
+          await readExact(this.#file, start + 8 * i, bytes(chunk, 0, 8 * m), this.path);
+          out.set(chunk.subarray(0, m), i);
+        }
+      }
+    });
+    this.#queue = job.catch(() => {});
+    await job;
+  }
+
+  /**
+   * Path of the file that holds a tensor: this file.
+   * @throws {RangeError} when the file has no tensor of that name
+   */
+  fileOf(name: string): string {
+    this.info(name);
+    return this.path;
   }
 
   /** Close the handle (idempotent). */
@@ -282,14 +282,6 @@ export class SafetensorsFile implements SafetensorsReader {
   [Symbol.dispose](): void {
     this.close();
   }
-}
-
-/** A parsed `model.safetensors.index.json`. */
-export interface SafetensorsIndex {
-  /** The index's `metadata` (e.g. `total_size`), or null. */
-  metadata: Record<string, unknown> | null;
-  /** Tensor name -> shard file name (relative to the index's folder). */
-  weight_map: Record<string, string>;
 }
 
 const badIndex = (file: string, what: string) =>
@@ -378,14 +370,32 @@ class ShardedSafetensors implements SafetensorsReader {
   info(name: string): TensorInfo {
     return this.#shard(name).info(name);
   }
-  read(name: string, opts?: ReadOptions): Promise<SafeTensor> {
+  read(name: string, opts?: SafetensorsReadOptions): Promise<SafeTensor> {
     return this.#shard(name).read(name, opts);
+  }
+  async readInto(name: string, out: Float32Array | Uint16Array): Promise<void> {
+    await this.#shard(name).readInto(name, out);
+  }
+  fileOf(name: string): string {
+    return this.#shard(name).path;
   }
   close(): void {
     for (const f of this.shards.values()) f.close();
   }
   [Symbol.dispose](): void {
     this.close();
+  }
+}
+
+/** Open one shard of `index`; a missing one is a NotFound naming the shard and the index. */
+async function openShard(index: string, path: string): Promise<SafetensorsFile> {
+  try {
+    return await SafetensorsFile.open(path);
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+    throw new Deno.errors.NotFound(
+      `Cannot open sharded checkpoint ${index}: its shard ${path} is missing; download the complete checkpoint`,
+    );
   }
 }
 
@@ -396,7 +406,8 @@ class ShardedSafetensors implements SafetensorsReader {
  * @param path file, index or folder
  * @returns a reader; call `close()` when done
  * @throws {SyntaxError} for a hostile file or index; {@linkcode readSafetensorsIndex}'s errors;
- *   a RangeError when a tensor of the weight_map is missing from its shard
+ *   a RangeError when a tensor of the weight_map is missing from its shard; Deno's `NotFound` for
+ *   a missing file or shard (naming the shard and the index)
  *
  * @example
  * ```ts
@@ -429,7 +440,7 @@ export async function openSafetensors(path: string): Promise<SafetensorsReader> 
   try {
     for (const [name, shard] of Object.entries(index.weight_map)) {
       let f = shards.get(shard);
-      if (!f) shards.set(shard, f = await SafetensorsFile.open(join(dir, shard)));
+      if (!f) shards.set(shard, f = await openShard(indexPath, join(dir, shard)));
       if (!f.header.tensors.has(name)) {
         throw new RangeError(
           `Cannot open sharded checkpoint ${indexPath}: weight_map puts ${
@@ -450,12 +461,12 @@ export async function openSafetensors(path: string): Promise<SafetensorsReader> 
 /**
  * Read every tensor of a checkpoint (file, index or folder) into memory.
  * @param path as {@linkcode openSafetensors}
- * @param opts conversion, as {@linkcode ReadOptions} (applied to every tensor)
+ * @param opts conversion, as {@linkcode SafetensorsReadOptions} (applied to every tensor)
  * @returns metadata and tensors by name (sorted)
  */
 export async function readSafetensors(
   path: string,
-  opts: ReadOptions = {},
+  opts: SafetensorsReadOptions = {},
 ): Promise<{ metadata: Record<string, string> | null; tensors: Map<string, SafeTensor> }> {
   const r = await openSafetensors(path);
   try {
@@ -494,37 +505,13 @@ function ordered(t: Tensors): [string, TensorInput][] {
   return list.sort(([a, x], [b, y]) => rank(y) - rank(x) || (a < b ? -1 : a > b ? 1 : 0));
 }
 
-/** Write `chunks()` to `path` atomically: a temp file in the same folder, synced, then renamed. */
-async function atomicWrite(
-  path: string,
-  chunks: () => AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
-): Promise<void> {
-  const tmp = join(dirname(path), `.${basename(path)}.${crypto.randomUUID().slice(0, 8)}.tmp`);
-  const file = await Deno.open(tmp, { write: true, createNew: true });
-  try {
-    for await (const c of chunks()) {
-      let off = 0;
-      while (off < c.length) off += await file.write(c.subarray(off));
-    }
-    await file.syncData();
-    file.close();
-    await Deno.rename(tmp, path);
-  } catch (e) {
-    try {
-      file.close();
-    } catch { /* already closed */ }
-    await Deno.remove(tmp).catch(() => {});
-    throw e;
-  }
-}
-
 /**
  * Write tensors to a `.safetensors` file as the Hugging Face writer does: `__metadata__` first,
  * tensors contiguous in the reference writer's order (by name within each dtype, widest dtype
  * first so every tensor is aligned; all-f32 checkpoints are simply name-sorted), header padded
  * with spaces to a multiple of 8 (the shared fixture files are reproduced byte for byte).
  * Data is converted one tensor at a time while streaming to a temp file, which is then renamed
- * over `path` (readers never see a partial file).
+ * over `path` ({@linkcode writeFileAtomic}: readers never see a partial file).
  *
  * @param path destination
  * @param tensors by name (see {@linkcode TensorInput} for accepted data)
@@ -562,10 +549,13 @@ export async function writeSafetensors(
   }
   const len = new Uint8Array(8);
   new DataView(len.buffer).setBigUint64(0, BigInt(hb.length), true);
-  await atomicWrite(path, function* () {
-    yield len;
-    yield hb;
-    for (const [name, t] of list) yield cv.encode(t, `tensor ${JSON.stringify(name)} for ${path}`);
+  await writeFileAtomic(path, async (file) => {
+    const write = async (c: Uint8Array) => {
+      for (let off = 0; off < c.length;) off += await file.write(c.subarray(off));
+    };
+    await write(len);
+    await write(hb);
+    for (const [name, t] of list) await write(cv.encode(t, `tensor ${JSON.stringify(name)} for ${path}`));
   });
 }
 
@@ -615,6 +605,6 @@ export async function writeSafetensorsSharded(
     for (const [name] of shards[k]) weight_map[name] = names[k];
   }
   const index = JSON.stringify({ metadata: { total_size: total }, weight_map }, null, 2) + "\n";
-  await atomicWrite(join(dir, "model.safetensors.index.json"), () => [new TextEncoder().encode(index)]);
+  await writeFileAtomic(join(dir, "model.safetensors.index.json"), index);
   return [...names, "model.safetensors.index.json"];
 }

@@ -12,6 +12,7 @@
  * @module
  */
 import { dirname, join, relative } from "node:path";
+import { copyFileAtomic, writeFileAtomic } from "../../util/atomic.ts";
 
 /** Which kind of hub repository a name refers to (models and datasets live in separate spaces). */
 export type RepoType = "model" | "dataset";
@@ -146,11 +147,7 @@ export async function readRef(storage: string, revision: string): Promise<string
 /** Record that `revision` points at `commit` (atomic write; no-op when revision is the commit). */
 export async function writeRef(storage: string, revision: string, commit: string): Promise<void> {
   if (revision === commit) return;
-  const path = join(storage, "refs", revision);
-  await Deno.mkdir(dirname(path), { recursive: true });
-  const tmp = `${path}.${crypto.randomUUID()}.tmp`;
-  await Deno.writeTextFile(tmp, commit);
-  await Deno.rename(tmp, path);
+  await writeFileAtomic(join(storage, "refs", revision), commit);
 }
 
 /**
@@ -167,9 +164,7 @@ export async function linkBlob(blob: string, snapshot: string): Promise<void> {
   try {
     await Deno.symlink(relative(dirname(snapshot), blob), snapshot);
   } catch {
-    const tmp = `${snapshot}.${crypto.randomUUID()}.tmp`;
-    await Deno.copyFile(blob, tmp);
-    await Deno.rename(tmp, snapshot);
+    await copyFileAtomic(blob, snapshot);
   }
 }
 

@@ -7,7 +7,7 @@
  */
 import { createHash } from "node:crypto";
 import { HubError } from "./types.ts";
-import { createProgress } from "./_progress.ts";
+import { createProgress } from "../../util/progress.ts";
 import { isSha256, type RepoType } from "./_cache.ts";
 
 /** Who is asking for what: used in requests and in every error message (never holds the token's value in text). */
@@ -237,7 +237,12 @@ export async function transfer(
         (append ? null : res.headers.get("content-length"));
       if (total) expected = Number(total);
     }
-    const progress = createProgress(label, { total: expected, start: have, enabled: opts.progress });
+    const progress = createProgress(label, {
+      total: expected,
+      start: have,
+      unit: "bytes",
+      enabled: opts.progress,
+    });
     let failure: unknown;
     {
       using file = await Deno.open(partial, { write: true, create: true, append, truncate: !append });

@@ -28,6 +28,7 @@ import {
 } from "./_cache.ts";
 import { describe, fileMeta, hubFetch, type HubTarget, statusError, transfer } from "./_http.ts";
 import { verifySnapshot } from "./_verify.ts";
+import { copyFileAtomic, moveFileAtomic } from "../../util/atomic.ts";
 
 export { HubError, type HubErrorKind } from "./types.ts";
 export type { RepoType } from "./_cache.ts";
@@ -233,7 +234,7 @@ async function downloadResolved(r: Resolved, filename: string, force: boolean): 
       max_retries: r.maxRetries,
       progress: r.progress,
     });
-    await Deno.rename(partial, blob);
+    await moveFileAtomic(partial, blob);
   }
   await linkBlob(blob, snapshot);
   await writeRef(r.storage, t.revision, commit);
@@ -367,6 +368,29 @@ export const MODEL_FILE_PATTERNS: readonly string[] = Object.freeze([
   "model.safetensors.index.json",
 ]);
 
+/**
+ * The files under `folder` (a snapshot, a local model folder) that match fnmatch-style `patterns`
+ * as `allow_patterns` does: `/`-separated paths relative to `folder`, sorted.
+ * @param folder the folder to list
+ * @param patterns default {@linkcode MODEL_FILE_PATTERNS}
+ * @returns the matching relative paths
+ * @example
+ * ```ts
+ * import { listSnapshotFiles } from "./hub.ts";
+ * const dir = await Deno.makeTempDir();
+ * await Deno.writeTextFile(`${dir}/config.json`, "{}");
+ * await Deno.writeTextFile(`${dir}/notes.txt`, "");
+ * if ((await listSnapshotFiles(dir)).join() !== "config.json") throw new Error();
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ */
+export async function listSnapshotFiles(
+  folder: string,
+  patterns: readonly string[] = MODEL_FILE_PATTERNS,
+): Promise<string[]> {
+  return (await listFiles(folder)).filter(globMatcher(patterns));
+}
+
 /** Options of {@linkcode downloadModel}. */
 export interface DownloadModelOptions extends HubOptions {
   /** Copy the files (not links) into this folder and return it. */
@@ -407,9 +431,7 @@ export async function downloadModel(id: string, opts: DownloadModelOptions = {})
   if (opts.verify) await verifySnapshot(folder, files);
   if (opts.output === undefined) return folder;
   for (const f of files) {
-    const dst = join(opts.output, f);
-    await Deno.mkdir(dirname(dst), { recursive: true });
-    await Deno.copyFile(join(folder, f), dst);
+    await copyFileAtomic(join(folder, f), join(opts.output, f));
   }
   return opts.output;
 }

@@ -6,6 +6,7 @@
  */
 import { join } from "node:path";
 import { SPECIAL_TOKEN_KEYS, tokenContent } from "./_chat.ts";
+import { writeFileAtomic } from "../../util/atomic.ts";
 
 /** The parsed files of one tokenizer folder. */
 export interface TokenizerFiles {
@@ -139,10 +140,7 @@ export async function writeTokenizerFiles(
     ["special_tokens_map.json", JSON.stringify(specialTokensMap(config), null, 2) + "\n"],
   ];
   for (const [name, text] of files) {
-    const path = join(dir, name);
-    const tmp = `${path}.tmp-${crypto.randomUUID().slice(0, 8)}`;
-    await Deno.writeTextFile(tmp, text);
-    await Deno.rename(tmp, path);
+    await writeFileAtomic(join(dir, name), text);
   }
 }
 

@@ -6,7 +6,7 @@
  * and `tokenizer_config.json` with `tokenizer_class` `PreTrainedTokenizerFast`.
  * @module
  */
-import type { BpeTokenizerSpec } from "./bpe.ts";
+import type { BpeTokenizerSpec } from "./types.ts";
 
 function byteLevel(addPrefixSpace: boolean, trimOffsets: boolean) {
   return { type: "ByteLevel", add_prefix_space: addPrefixSpace, trim_offsets: trimOffsets, use_regex: true };

@@ -12,6 +12,8 @@
  * 256 bytes in byte order (k + byte), then one id per merge that made a new string.
  * @module
  */
+import { formatDuration } from "../../util/format.ts";
+import { createProgress } from "../../util/progress.ts";
 import { BYTE_TO_CHAR, preTokenize, SpecialSplitter, tokenToBytes } from "./_bytes.ts";
 import { ChatTemplateRenderer } from "./_chat.ts";
 import { checkIds, writeTokenizerFiles } from "./_files.ts";
@@ -19,33 +21,16 @@ import { tokenizerConfig, tokenizerJson } from "./_json.ts";
 import { learnMerges } from "./_merge.ts";
 import { applyMerges, type MergeTable } from "./_apply.ts";
 import type {
+  BpeTokenizerSpec,
   ChatMessage,
   ChatTemplateOptions,
   ChatTemplateResult,
   DecodeOptions,
   EncodeOptions,
   Tokenizer,
-} from "./tokenizer.ts";
+} from "./types.ts";
 
-/** Everything that defines a byte-level BPE tokenizer (what `tokenizer.json` + config store). */
-export interface BpeTokenizerSpec {
-  /** Token string (GPT-2 byte alphabet) -> id; must hold all 256 single bytes. */
-  vocab: Record<string, number>;
-  /** Merges in rank order, as pairs of token strings. */
-  merges: [string, string][];
-  /** Special (added) tokens and their ids, e.g. `[{id: 0, content: "<|endoftext|>"}]`. */
-  special_tokens: { id: number; content: string }[];
-  bos_token?: string | null;
-  eos_token?: string | null;
-  pad_token?: string | null;
-  unk_token?: string | null;
-  /** Prepend `bos_token` when encoding with `add_special_tokens` (a TemplateProcessing post-processor). */
-  add_bos_token?: boolean;
-  /** Append `eos_token` when encoding with `add_special_tokens`. */
-  add_eos_token?: boolean;
-  chat_template?: string | null;
-  model_max_length?: number;
-}
+export type { BpeTokenizerSpec } from "./types.ts";
 
 /** Options of {@link trainBpeTokenizer}. */
 export interface BpeTrainOptions {
@@ -364,8 +349,8 @@ export async function trainBpeTokenizer(
 ): Promise<BpeTokenizer> {
   const { special_tokens: specials } = validateTrainOptions(options);
   const t0 = performance.now();
-  const progress = options.progress
-    ? (line: string) => Deno.stderr.writeSync(encoder.encode(`[bpe] ${line}\n`))
+  const log = options.progress
+    ? (line: string) => Deno.stderr.writeSync(encoder.encode(`bpe: ${line}\n`))
     : null;
 
   // 1. Count distinct pre-tokens (raw text pieces; bytes are taken only once per distinct piece).
@@ -384,7 +369,7 @@ export async function trainBpeTokenizer(
     }
   }
   const pieces = Object.keys(counts);
-  progress?.(`${docs} texts, ${chars} chars, ${pieces.length} distinct pre-tokens (${elapsed(t0)})`);
+  log?.(`${docs} texts, ${chars} chars, ${pieces.length} distinct pre-tokens (${elapsed(t0)})`);
 
   // 2. Initial alphabet: specials, then all 256 bytes in byte order.
   const tokens: string[] = [...specials, ...BYTE_TO_CHAR];
@@ -401,26 +386,23 @@ export async function trainBpeTokenizer(
   }
 
   // 3. Merges.
-  const tMerge = performance.now();
+  const firstNewId = base + 256;
+  const progress = createProgress("bpe merges", {
+    total: options.vocab_size,
+    start: firstNewId,
+    unit: "ids",
+    enabled: options.progress === true,
+  });
   const { merges } = learnMerges({
     words,
     freqs,
-    firstNewId: base + 256,
+    firstNewId,
     vocabSize: options.vocab_size,
     minFrequency: options.min_frequency ?? 2,
     tokens,
-    onProgress: progress
-      ? (done, total) => {
-        const seconds = (performance.now() - tMerge) / 1000, made = done - base - 256;
-        const rate = made / Math.max(seconds, 1e-9);
-        progress(
-          `merges: ${done}/${total} ids, ${rate.toFixed(0)} merges/s, ` +
-            `elapsed ${elapsed(t0)}`,
-        );
-      }
-      : undefined,
+    onProgress: options.progress ? (done) => progress.update(done) : undefined,
   });
-  progress?.(`${merges.length} merges, ${tokens.length} ids (${elapsed(t0)})`);
+  progress.done(`${merges.length} merges`);
 
   // fromEntries defines own properties, so a token such as "__proto__" stays a plain key.
   const vocab: Record<string, number> = Object.fromEntries(tokens.map((t, id) => [t, id]));
@@ -442,5 +424,5 @@ export async function trainBpeTokenizer(
 }
 
 function elapsed(t0: number): string {
-  return `${((performance.now() - t0) / 1000).toFixed(1)} s`;
+  return formatDuration((performance.now() - t0) / 1000);
 }

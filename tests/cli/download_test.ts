@@ -1,9 +1,11 @@
-/** `fledge download` against the mock hub: cold download, patterns, revision, --verify, errors. */
+/**
+ * `deno task cli download` through `main()` against the mock hub (named by HF_ENDPOINT, set for
+ * the duration of each test): cold download, patterns, revision, --verify, errors.
+ */
 import { join } from "node:path";
-import { downloadCli } from "../../cli/download.ts";
-import { HubError } from "../../models/hub/hub.ts";
 import { assert, SHARED } from "../_assert.ts";
 import { type MockFiles, startHubServer } from "../_hub_server.ts";
+import { assertFails, cli, type CliRun } from "./_cli.ts";
 
 const ID = "fledge-test/tiny-llama";
 const LLAMA = `${SHARED}/fixtures/hf-reference/llama`;
@@ -18,51 +20,60 @@ async function repoFiles(): Promise<MockFiles> {
   return files;
 }
 
+/** Set environment variables for the duration of `fn` (undefined: unset), then restore them. */
+async function withEnv(vars: Record<string, string | undefined>, fn: () => Promise<void>): Promise<void> {
+  const before = Object.fromEntries(Object.keys(vars).map((k) => [k, Deno.env.get(k)]));
+  const set = (k: string, v: string | undefined) => v === undefined ? Deno.env.delete(k) : Deno.env.set(k, v);
+  for (const [k, v] of Object.entries(vars)) set(k, v);
+  try {
+    await fn();
+  } finally {
+    for (const [k, v] of Object.entries(before)) set(k, v);
+  }
+}
+
 async function withHub(
   hubOpts: Parameters<typeof startHubServer>[0],
   fn: (
-    run: (args: string[]) => Promise<{ out: string; err: string }>,
+    run: (args: string[]) => Promise<CliRun>,
     cache: string,
     hub: ReturnType<typeof startHubServer>,
   ) => Promise<void>,
 ): Promise<void> {
   const hub = startHubServer(hubOpts);
   const cache = await Deno.makeTempDir({ prefix: "fledge-dl-cache-" });
-  const run = async (args: string[]) => {
-    let out = "", err = "";
-    await downloadCli([...args, "--cache-dir", cache], {
-      stdout: (s) => out += s,
-      stderr: (s) => err += s,
-      hub: { endpoint: hub.url, token: false, offline: false, progress: false },
-    });
-    return { out, err };
-  };
+  const run = (args: string[]) => cli(["download", ...args, "--cache_dir", cache]);
   try {
-    await fn(run, cache, hub);
+    await withEnv(
+      {
+        HF_ENDPOINT: hub.url,
+        HF_TOKEN: undefined,
+        HF_HUB_OFFLINE: undefined,
+        HF_HUB_DISABLE_PROGRESS_BARS: "1",
+      },
+      () => fn(run, cache, hub),
+    );
   } finally {
     await hub.close();
     await Deno.remove(cache, { recursive: true });
   }
 }
 
-async function rejects(p: Promise<unknown>, check: (e: Error) => boolean): Promise<Error> {
-  try {
-    await p;
-  } catch (e) {
-    assert.ok(e instanceof Error && check(e), `unexpected error: ${e instanceof Error ? e.stack : e}`);
-    return e as Error;
-  }
-  throw new assert.AssertionError({ message: "expected a rejection" });
+/** Run and assert exit code 0. */
+async function ok(run: (args: string[]) => Promise<CliRun>, args: string[]): Promise<CliRun> {
+  const r = await run(args);
+  assert.equal(r.code, 0, r.err);
+  return r;
 }
 
 const names = (dir: string) => [...Deno.readDirSync(dir)].map((e) => e.name).sort();
 
-Deno.test("downloadCli() downloads cold into --output: the model files only, byte for byte", async () => {
+Deno.test("download downloads cold into --output: the model files only, byte for byte", async () => {
   const files = await repoFiles();
   await withHub({ models: { [ID]: files } }, async (run) => {
     const output = await Deno.makeTempDir({ prefix: "fledge-dl-out-" });
     try {
-      const { out, err } = await run(["--model", ID, "--output", output]);
+      const { out, err } = await ok(run, ["--model", ID, "--output", output]);
       assert.equal(out, output + "\n");
       assert.match(err, /^download: 4 files \(0\.\d MB\) of fledge-test\/tiny-llama in [\d.]+ s\n$/);
       assert.deepEqual(names(output), [
@@ -81,17 +92,24 @@ Deno.test("downloadCli() downloads cold into --output: the model files only, byt
   });
 });
 
-Deno.test("downloadCli() honours --allow-patterns (repeated and comma-separated), --revision and underscores", async () => {
+Deno.test("download honours --allow-patterns (repeated and comma-separated), --revision and underscores", async () => {
   const files = await repoFiles();
   await withHub({ models: { [ID]: files } }, async (run, cache, hub) => {
-    const { out } = await run(["--model", ID, "--allow_patterns", "config.json,README.md", "--quiet"]);
+    const { out, err } = await ok(run, [
+      "--model",
+      ID,
+      "--allow_patterns",
+      "config.json,README.md",
+      "--quiet",
+    ]);
+    assert.equal(err, "");
     const snapshot = out.trim();
     assert.ok(snapshot.startsWith(join(cache, "models--fledge-test--tiny-llama", "snapshots")), snapshot);
     assert.deepEqual(names(snapshot), ["README.md", "config.json"]);
     const output = await Deno.makeTempDir({ prefix: "fledge-dl-out-" });
     try {
       const commit = hub.commitOf(ID);
-      const r = await run([
+      const r = await ok(run, [
         "--model",
         ID,
         "--revision",
@@ -110,10 +128,10 @@ Deno.test("downloadCli() honours --allow-patterns (repeated and comma-separated)
   });
 });
 
-Deno.test("downloadCli() --verify catches a file tampered with in the cache", async () => {
+Deno.test("download --verify catches a file tampered with in the cache", async () => {
   const files = await repoFiles();
   await withHub({ models: { [ID]: files } }, async (run) => {
-    const snapshot = (await run(["--model", ID, "--quiet"])).out.trim();
+    const snapshot = (await ok(run, ["--model", ID, "--quiet"])).out.trim();
     const blob = await Deno.realPath(join(snapshot, "model.safetensors"));
     const bytes = await Deno.readFile(blob);
     bytes[bytes.length - 1] ^= 0x55;
@@ -121,16 +139,15 @@ Deno.test("downloadCli() --verify catches a file tampered with in the cache", as
     // Without --verify the cached (tampered) copy is served as is...
     const output = await Deno.makeTempDir({ prefix: "fledge-dl-out-" });
     try {
-      await run(["--model", ID, "--output", output, "--quiet"]);
+      await ok(run, ["--model", ID, "--output", output, "--quiet"]);
       assert.notDeepEqual(await Deno.readFile(join(output, "model.safetensors")), files["model.safetensors"]);
       // ...with --verify it is caught, named, and deleted so the next run fetches it again.
-      const e = await rejects(
-        run(["--model", ID, "--output", output, "--verify"]),
-        (e) => e instanceof HubError && e.kind === "checksum",
+      assertFails(
+        await run(["--model", ID, "--output", output, "--verify"]),
+        1,
+        /model\.safetensors: its sha256 is [0-9a-f]{64} but the hub announced/,
       );
-      assert.ok(!e.message.includes("\n"), e.message);
-      assert.match(e.message, /model\.safetensors: its sha256 is [0-9a-f]{64} but the hub announced/);
-      const again = await run(["--model", ID, "--output", output, "--verify"]);
+      const again = await ok(run, ["--model", ID, "--output", output, "--verify"]);
       assert.match(again.err, /, verified\n$/);
       assert.deepEqual(await Deno.readFile(join(output, "model.safetensors")), files["model.safetensors"]);
     } finally {
@@ -139,36 +156,36 @@ Deno.test("downloadCli() --verify catches a file tampered with in the cache", as
   });
 });
 
-Deno.test("downloadCli() turns a 404 into a one-line RangeError naming the repo", async () => {
+Deno.test("download turns a 404 into one line naming the repo, exit code 2", async () => {
   const files = await repoFiles();
   await withHub({ models: { [ID]: files } }, async (run) => {
-    const e = await rejects(run(["--model", "fledge-test/no-such-model"]), (e) => e instanceof RangeError);
-    assert.ok(!e.message.includes("\n"), e.message);
-    assert.ok(e.message.startsWith("download: "), e.message);
-    assert.match(e.message, /fledge-test\/no-such-model/);
-    assert.ok(e.cause instanceof HubError && e.cause.kind === "not_found");
-    const r = await rejects(run(["--model", ID, "--revision", "v9"]), (e) => e instanceof RangeError);
-    assert.ok(!r.message.includes("\n") && /v9/.test(r.message), r.message);
+    assertFails(
+      await run(["--model", "fledge-test/no-such-model"]),
+      2,
+      /^fledge: download: .*fledge-test\/no-such-model/,
+    );
+    assertFails(await run(["--model", ID, "--revision", "v9"]), 2, /v9/);
   });
 });
 
-Deno.test("downloadCli() rejects bad flags in one line and prints usage with --help", async () => {
-  let out = "";
-  await downloadCli(["--help"], { stdout: (s) => out += s });
-  for (const f of ["--model", "--output", "--revision", "--verify", "--allow-patterns"]) {
+Deno.test("download rejects bad flags in one line and prints usage with --help", async () => {
+  const { out } = await cli(["download", "--help"]);
+  assert.match(out, /^usage: deno task cli download --model ID/);
+  for (
+    const f of ["--model", "--output", "--revision", "--verify", "--allow_patterns", "--cache_dir", "--quiet"]
+  ) {
     assert.ok(out.includes(f), f);
   }
   for (
-    const [args, cls, re] of [
-      [["--model"], RangeError, /download: .*--model/],
-      [["--model", "a/b", "--bogus"], RangeError, /bogus/],
-      [["--output", "x"], TypeError, /--model is required/],
-      [["--model", "a/b", "--allow-patterns", "x,,y"], RangeError, /empty pattern/],
-      [["--model", "not a valid id"], TypeError, /neither an existing local folder nor a hub id/],
+    const [args, re] of [
+      [["--model"], /download: --model needs a value/],
+      [["--model", "a/b", "--bogus"], /unknown flag --bogus/],
+      [["--model", "a/b", "--verify=yes"], /--verify takes no value/],
+      [["--output", "x"], /download: missing --model/],
+      [["--model", "a/b", "--allow-patterns", "x,,y"], /empty pattern/],
+      [["--model", "not a valid id"], /neither an existing local folder nor a hub id/],
     ] as const
   ) {
-    const e = await rejects(downloadCli([...args]), (e) => e instanceof cls);
-    assert.match(e.message, re);
-    assert.ok(!e.message.includes("\n"), e.message);
+    assertFails(await cli(["download", ...args]), 2, re);
   }
 });

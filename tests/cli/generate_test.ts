@@ -1,13 +1,13 @@
 /**
- * generateCli(): the issue's check (`--json` greedy tokens of every fixture arch), text prompts and
+ * `deno task cli generate` through `main()`: the issue's check (`--json` greedy tokens of every fixture arch), text prompts and
  * stop strings with a tokenizer in the folder, streaming output, and bad flags / folders.
  */
 import { join } from "node:path";
 import { trainBpeTokenizer } from "../../models/tokenizer/bpe.ts";
-import { generateCli } from "../../cli/generate.ts";
 import { readSafetensors } from "../../models/formats/safetensors.ts";
 import { assert, SHARED } from "../_assert.ts";
 import { backends } from "../_check.ts";
+import { assertFails, cli } from "./_cli.ts";
 
 const ARCHES = ["llama", "qwen2", "phi3", "gpt2"] as const;
 const dir = (arch: string) => `${SHARED}/fixtures/hf-reference/${arch}`;
@@ -18,11 +18,12 @@ async function fixture(arch: string) {
   return { prompt: geti("greedy_prompt"), greedy: geti("greedy_tokens") };
 }
 
-/** Run the CLI, returning what it wrote to stdout. */
+/** Run `generate ...args`, asserting exit code 0 and the summary line; returns stdout. */
 async function run(args: string[]): Promise<string> {
-  let out = "";
-  await generateCli(args, { stdout: (s) => out += s, stderr: () => {} });
-  return out;
+  const r = await cli(["generate", ...args]);
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.err, /^generate: \d+ tokens in [\d.]+ s .* finish_reason \w+\n$/);
+  return r.out;
 }
 
 /** The llama fixture plus a byte-level tokenizer (ids 0..255 = bytes) in a temporary folder. */
@@ -41,11 +42,11 @@ async function withTokenizer(fn: (d: string) => Promise<void>) {
   }
 }
 
-Deno.test("generateCli --json prints the issue's llama tokens exactly", async () => {
+Deno.test("generate --json prints the issue's llama tokens exactly", async () => {
   const out = await run([
     "--model",
     dir("llama"),
-    "--input-ids",
+    "--input_ids",
     "52,188,165,120,168,103,235,201,84,174,165,161,36,211,103,208",
     "--max-new-tokens",
     "8",
@@ -57,7 +58,7 @@ Deno.test("generateCli --json prints the issue's llama tokens exactly", async ()
   assert.equal(out, '{"tokens":[89,234,234,234,242,16,194,220]}\n');
 });
 
-Deno.test("generateCli --json prints every fixture arch's greedy tokens on every backend", async () => {
+Deno.test("generate --json prints every fixture arch's greedy tokens on every backend", async () => {
   for (const be of await backends()) {
     for (const arch of ARCHES) {
       const { prompt, greedy } = await fixture(arch);
@@ -68,13 +69,13 @@ Deno.test("generateCli --json prints every fixture arch's greedy tokens on every
   }
 });
 
-Deno.test("generateCli streams ids without a tokenizer", async () => {
+Deno.test("generate streams ids without a tokenizer", async () => {
   const { prompt, greedy } = await fixture("gpt2");
   const out = await run(["--model", dir("gpt2"), "--input-ids", prompt.join(","), "--max-new-tokens", "5"]);
   assert.equal(out, greedy.slice(0, 5).join(" ") + "\n");
 });
 
-Deno.test("generateCli --prompt uses the folder's tokenizer; --stop trims the text", async () => {
+Deno.test("generate --prompt uses the folder's tokenizer; --stop trims the text", async () => {
   await withTokenizer(async (d) => {
     // the bytes of the issue's prompt ids, so the tokenizer gives the same ids back
     const ids = [52, 188, 165, 120, 168, 103, 235, 201, 84, 174, 165, 161, 36, 211, 103, 208];
@@ -96,43 +97,32 @@ Deno.test("generateCli --prompt uses the folder's tokenizer; --stop trims the te
   });
 });
 
-Deno.test("generateCli rejects bad flags, a missing folder and a prompt without a tokenizer", async () => {
-  const fails = async (args: string[], cls: ErrorConstructor, re: RegExp) => {
-    await assert.rejects(() => run(args), (e: Error) => {
-      assert.ok(e instanceof cls, `${e.name}: ${e.message}`);
-      assert.match(e.message, re);
-      assert.ok(!e.message.includes("\n") || /problem/.test(e.message), e.message);
-      return true;
-    });
-  };
+Deno.test("generate rejects bad flags, a missing folder and a prompt without a tokenizer in one line, code 2", async () => {
+  const fails = async (args: string[], re: RegExp) => assertFails(await cli(["generate", ...args]), 2, re);
   const m = ["--model", dir("llama")];
-  await fails([...m, "--input-ids", "1", "--bogus"], RangeError, /generate: Unknown option '--bogus'/);
-  await fails([...m, "--input-ids", "1", "--top-p", "-1"], RangeError, /ambiguous\. Did you forget/);
   await fails(
-    [...m, "--input-ids", "1", "--max-new-tokens", "x"],
-    RangeError,
-    /--max-new-tokens x is not an integer >= 1/,
+    [...m, "--input_ids", "1", "--bogus"],
+    /generate: unknown flag --bogus \(see `deno task cli generate --help`\)/,
   );
-  await fails([...m, "--input-ids", "1,a"], RangeError, /--input-ids 1,a: "a" is not a token id/);
-  await fails([...m, "--input-ids", "1", "--backend", "tpu"], RangeError, /--backend tpu is not one of/);
-  await fails([...m, "--input-ids", "1", "--greedy", "--do-sample"], RangeError, /exclude each other/);
-  await fails([...m], TypeError, /exactly one of --prompt TEXT or --input-ids/);
-  await fails(["--input-ids", "1"], TypeError, /--model is required/);
+  await fails([...m, "--input_ids", "1", "--top-k", "-1"], /--top_k -1 is out of range: must be >= 0/);
+  await fails([...m, "--input-ids", "1", "--max-new-tokens", "x"], /--max_new_tokens x is not an integer/);
+  await fails([...m, "--input_ids", "1,a"], /--input_ids 1,a: "a" is not a token id/);
   await fails(
-    ["--model", "./no/such/model", "--input-ids", "1"],
-    TypeError,
+    [...m, "--input_ids", "1", "--backend", "tpu"],
+    /--backend tpu is not one of webgpu, cpu, auto/,
+  );
+  await fails([...m, "--input_ids", "1", "--greedy", "--do_sample"], /exclude each other/);
+  await fails([...m], /exactly one of --prompt TEXT or --input_ids/);
+  await fails(["--input_ids", "1"], /generate: missing --model/);
+  await fails(
+    ["--model", "./no/such/model", "--input_ids", "1"],
     /--model \.\/no\/such\/model: no such folder; give a folder with config\.json/,
   );
+  await fails([...m, "--prompt", "hi"], /--prompt needs a tokenizer, but .*llama has no tokenizer\.json/);
   await fails(
-    [...m, "--prompt", "hi"],
-    TypeError,
-    /--prompt needs a tokenizer, but .*llama has no tokenizer\.json/,
-  );
-  await fails(
-    [...m, "--input-ids", "1", "--temperature=-1", "--backend", "cpu"],
-    RangeError,
+    [...m, "--input_ids", "1", "--temperature", "-1", "--backend", "cpu"],
     /temperature: must be >= 0/,
   );
-  const help = await run(["--help"]);
-  assert.match(help, /usage: fledge generate --model DIR_OR_ID/);
+  const help = await cli(["generate", "--help"]);
+  assert.match(help.out, /^usage: deno task cli generate --model DIR_OR_ID/);
 });

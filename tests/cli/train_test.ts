@@ -1,8 +1,10 @@
+/** `deno task cli train` through `main()`: one-line errors with exit code 2, flag overrides, a tiny run. */
 import { join } from "node:path";
-import { trainCli, trainConfigFromArgs } from "../../cli/train.ts";
-import { assert, ROOT } from "../_assert.ts";
+import { loadTrainingConfig } from "../../training/config.ts";
+import { assert } from "../_assert.ts";
+import { assertFails, cli } from "./_cli.ts";
 
-const dir = await Deno.makeTempDir();
+const dir = await Deno.makeTempDir({ prefix: "fledge-train-cli-" });
 const docs = Array.from(
   { length: 60 },
   (_, i) =>
@@ -22,70 +24,40 @@ const base = (out: string) =>
   `model: tiny\ndataset: ${join(dir, "train.jsonl")}\noutput_dir: ${out}\nbackend: cpu\n` +
   `max_seq_length: 32\nper_device_train_batch_size: 2\nmax_steps: 2\nlogging_steps: 1\nsave_strategy: "no"\n`;
 
-/** Assert `trainCli(args)` throws `cls` with a one-line message matching `re`. */
-async function rejects(args: string[], cls: ErrorConstructor | typeof Deno.errors.NotFound, re: RegExp) {
-  await assert.rejects(() => trainCli(args), (e: Error) => {
-    assert.ok(e instanceof cls, `${e.constructor.name}: ${e.message}`);
-    assert.match(e.message, re);
-    assert.ok(!e.message.includes("\n"), `one line: ${e.message}`);
-    return true;
-  });
+/** Assert `train ...args` exits 2 with one stderr line matching `re`. */
+async function rejects(args: string[], re: RegExp) {
+  assertFails(await cli(["train", ...args]), 2, re);
 }
 
 Deno.test("train --help prints the usage", async () => {
-  const log = console.log, lines: string[] = [];
-  console.log = (s: string) => lines.push(s);
-  try {
-    await trainCli(["--help"]);
-  } finally {
-    console.log = log;
-  }
-  assert.match(lines.join("\n"), /--config run\.yaml/);
+  const r = await cli(["train", "--help"]);
+  assert.equal(r.code, 0);
+  assert.match(r.out, /^usage: deno task cli train --config run\.yaml/);
+  assert.match(r.out, /--block_size/);
 });
 
 Deno.test("train: bad YAML, unknown fields and flags, negative learning rate are one-line errors", async () => {
-  await rejects(["--config", await yaml("bad.yaml", "learning_rate: [1,\n")], SyntaxError, /bad\.yaml/);
+  await rejects([], /train: give --config run\.yaml and\/or --<field> value flags/);
+  await rejects(["--config", await yaml("bad.yaml", "learning_rate: [1,\n")], /bad\.yaml/);
   await rejects(
     ["--config", await yaml("unknown.yaml", "lr: 1.0e-4\n")],
-    TypeError,
     /unknown\.yaml.*lr: unknown key.*did you mean learning_rate\?/,
   );
   await rejects(
     ["--config", await yaml("neg.yaml", "learning_rate: -1\n")],
-    RangeError,
     /learning_rate: must be >= 0, got -1/,
   );
   await rejects(
     ["--learnin_rate", "1"],
-    TypeError,
-    /Unknown option '--learnin_rate'.*did you mean --learning_rate\?/,
+    /^fledge: train: unknown flag --learnin_rate; did you mean --learning_rate\? \(see `deno task cli train --help`\)$/,
   );
-  await rejects(["--config", join(dir, "missing.yaml")], Deno.errors.NotFound, /no file at .*missing\.yaml/);
+  await rejects(["--learning-rat=1"], /unknown flag --learning-rat; did you mean --learning_rate\?/);
+  await rejects(["--config", join(dir, "missing.yaml")], /no file at .*missing\.yaml/);
   await rejects(
     ["--config", await yaml("ok.yaml", "learning_rate: 1.0e-4\n"), "--learning_rate", "-2"],
-    RangeError,
     /ok\.yaml \+ command-line flags.*learning_rate: must be >= 0, got -2/,
   );
-});
-
-Deno.test("train: flags override the file with HF names and aliases", async () => {
-  const c = await trainConfigFromArgs([
-    "--config",
-    await yaml("o.yaml", base("x")),
-    "--max_steps",
-    "7",
-    "--block_size",
-    "64",
-    "--resume_from_checkpoint",
-    "true",
-    "--output_dir",
-    "runs/y",
-  ]);
-  assert.equal(c?.max_steps, 7);
-  assert.equal(c?.max_seq_length, 64);
-  assert.equal(c?.resume_from_checkpoint, true);
-  assert.equal(c?.output_dir, "runs/y");
-  assert.equal(c?.learning_rate, 5e-5);
+  await rejects(["--config"], /train: --config needs a value/);
 });
 
 Deno.test("train: block_size over max_position_embeddings, empty dataset, unwritable output_dir", async () => {
@@ -93,33 +65,35 @@ Deno.test("train: block_size over max_position_embeddings, empty dataset, unwrit
   const cfg = await yaml("run.yaml", base(out));
   await rejects(
     ["--config", cfg, "--block_size", "256"],
-    RangeError,
     /block_size \(max_seq_length\) 256 exceeds the model's max_position_embeddings 128/,
   );
-  await rejects(
-    ["--config", cfg, "--dataset", join(dir, "empty.jsonl")],
-    RangeError,
-    /dataset .*empty\.jsonl is empty/,
-  );
+  await rejects(["--config", cfg, "--dataset", join(dir, "empty.jsonl")], /dataset .*empty\.jsonl is empty/);
   await Deno.writeTextFile(join(dir, "a-file"), "");
   await rejects(
     ["--config", cfg, "--output_dir", join(dir, "a-file", "run")],
-    TypeError,
     /output_dir .* is not writable/,
   );
   assert.throws(() => Deno.statSync(out), Deno.errors.NotFound);
 });
 
-Deno.test("train: a tiny preset trains from a YAML file and writes the run folder", async () => {
+Deno.test("train: a tiny preset trains from YAML + flag overrides (HF names, hyphens, aliases) and writes the run folder", async () => {
   const out = join(dir, "run-ok");
-  const log = console.log, lines: string[] = [];
-  console.log = (s: string) => lines.push(s);
-  try {
-    await trainCli(["--config", await yaml("good.yaml", base(out))]);
-  } finally {
-    console.log = log;
-  }
-  assert.match(lines.join("\n"), /trained 2 steps in .*: loss \d+\.\d{4}, perplexity/);
+  const r = await cli([
+    "train",
+    "-c",
+    await yaml("good.yaml", base(join(dir, "overridden"))),
+    "--max_steps",
+    "3",
+    "--block-size",
+    "16",
+    "--learning-rate=1e-3",
+    "--seed",
+    "7",
+    "--output_dir",
+    out,
+  ]);
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.out, /^trained 3 steps in .*: loss \d+\.\d{4}, perplexity [\d.]+ -> .*run-ok\n$/);
   for (
     const f of [
       "config.yaml",
@@ -132,29 +106,16 @@ Deno.test("train: a tiny preset trains from a YAML file and writes the run folde
   ) {
     assert.ok(Deno.statSync(join(out, f)).isFile, f);
   }
-});
-
-const wired = /\btrainCli\b|["']?train["']?\s*:\s*\{/.test(await Deno.readTextFile(join(ROOT, "cli.ts")));
-
-Deno.test({
-  name: "deno run -A cli.ts train --config <bad.yaml> exits with code 2 and one line",
-  ignore: !wired,
-  async fn() {
-    const bad = await yaml("cli-bad.yaml", "model: tiny\nlearning_rate: -1\n");
-    const out = await new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", join(ROOT, "cli.ts"), "train", "--config", bad],
-      stdout: "piped",
-      stderr: "piped",
-      env: { XDG_RUNTIME_DIR: Deno.env.get("XDG_RUNTIME_DIR") ?? "/tmp" },
-    }).output();
-    const err = new TextDecoder().decode(out.stderr).trim();
-    assert.equal(out.code, 2, err);
-    assert.equal(err.split("\n").length, 1, err);
-    assert.match(err, /cli-bad\.yaml.*learning_rate: must be >= 0/);
-  },
+  const saved = await loadTrainingConfig(join(out, "config.yaml"));
+  assert.equal(saved.max_steps, 3);
+  assert.equal(saved.max_seq_length, 16);
+  assert.equal(saved.learning_rate, 1e-3);
+  assert.equal(saved.seed, 7);
+  assert.equal(saved.per_device_train_batch_size, 2, "from the file");
+  assert.throws(() => Deno.statSync(join(dir, "overridden")), Deno.errors.NotFound);
 });
 
 Deno.test({
-  name: "train_cli tests: clean up",
+  name: "train tests: clean up",
   fn: () => Deno.remove(dir, { recursive: true }),
 });

@@ -5,19 +5,18 @@
  */
 import { noGrad } from "../../kernels/autograd.ts";
 import type { Backend } from "../../kernels/backend.ts";
+import { generate, type GenerateOptions } from "../../models/generate.ts";
+import { loadGenerationConfig } from "../../models/generation_config.ts";
 import {
   applyRepetitionPenalty,
   applyTemperature,
   argmax,
-  generate,
-  type GenerateOptions,
-  loadGenerationConfig,
   sample,
-  seededRandom,
-  softmax,
+  softmaxRow,
   topKFilter,
   topPFilter,
-} from "../../models/generate.ts";
+} from "../../models/logits_process.ts";
+import { mulberry32 } from "../../util/random.ts";
 import { loadModel } from "../../models/pretrained.ts";
 import { readSafetensors } from "../../models/formats/safetensors.ts";
 import type { Tokenizer } from "../../models/tokenizer/tokenizer.ts";
@@ -58,7 +57,7 @@ const letters = {
 /** The decode loop without a cache: the whole sequence is recomputed at every step. */
 async function noCacheLoop(model: Transformer, prompt: number[], n: number, o: GenerateOptions) {
   const V = model.config.vocab_size, be = model.backend;
-  const rng = seededRandom(o.seed ?? 0);
+  const rng = mulberry32(o.seed ?? 0);
   const seq = [...prompt], out: number[] = [];
   for (let s = 0; s < n; s++) {
     const ids = be.fromArray(seq, [1, seq.length], "i32");
@@ -71,7 +70,7 @@ async function noCacheLoop(model: Transformer, prompt: number[], n: number, o: G
     if (!o.do_sample) tok = argmax(row);
     else {
       row = topPFilter(topKFilter(applyTemperature(row, o.temperature ?? 1), o.top_k ?? 50), o.top_p ?? 1);
-      tok = sample(softmax(row), rng);
+      tok = sample(softmaxRow(row), rng);
     }
     seq.push(tok);
     out.push(tok);
@@ -328,13 +327,13 @@ Deno.test("logits processors match hand-computed values (HF semantics)", () => {
   assert.deepEqual(kept(0.8), [true, true, true, false]);
   assert.deepEqual(kept(0.01), [true, false, false, false]); // at least one
   assert.deepEqual(kept(1), [true, true, true, true]);
-  assertAllClose(softmax(Float32Array.of(0, Math.log(3), -Infinity)), [0.25, 0.75, 0], { atol: 1e-7 });
+  assertAllClose(softmaxRow(Float32Array.of(0, Math.log(3), -Infinity)), [0.25, 0.75, 0], { atol: 1e-7 });
   assert.equal(argmax(Float32Array.of(-1, 2, 2)), 1);
   // sample: first index whose cumulative probability exceeds u; zeros never drawn
   const pr = [0.2, 0, 0.5, 0.3];
   assert.deepEqual([0, 0.19, 0.2, 0.69, 0.7, 0.999999].map((u) => sample(pr, () => u)), [0, 0, 2, 2, 3, 3]);
   assert.equal(sample([0.5, 0.4999, 0], () => 0.99999), 1); // rounding gap falls on the last non-zero
-  const r1 = seededRandom(42), r2 = seededRandom(42);
+  const r1 = mulberry32(42), r2 = mulberry32(42);
   const xs = Array.from({ length: 5 }, r1);
   assert.deepEqual(xs, Array.from({ length: 5 }, r2));
   assert.ok(xs.every((x) => x >= 0 && x < 1) && new Set(xs).size === 5);

@@ -10,7 +10,8 @@ import { dequantize, quantize } from "../../kernels/quant.ts";
 import type { Tensor } from "../../kernels/tensor.ts";
 import { checkpointKeyMap, fromHfConfig } from "../../models/config.ts";
 import { HubError } from "../../models/hub/hub.ts";
-import { loadModel, loadWeights, modelSource, saveModel } from "../../models/pretrained.ts";
+import { loadModel, loadWeights, modelSource } from "../../models/pretrained.ts";
+import { saveModel } from "../../models/save.ts";
 import { readSafetensors, type SafeTensor, writeSafetensors } from "../../models/formats/safetensors.ts";
 import { Transformer } from "../../models/transformer.ts";
 import { assert, assertAllClose, ROOT, SHARED } from "../_assert.ts";
@@ -218,7 +219,9 @@ Deno.test("loadModel() names the missing config.json", async () => {
 Deno.test("loadModel() names the missing weights file and suggests converting .bin weights", async () => {
   const dir = await copyFixture("llama");
   try {
-    await Deno.rename(join(dir, "model.safetensors"), join(dir, "pytorch_model.bin"));
+    // PyTorch-only weights: a .bin where the safetensors file was
+    await Deno.copyFile(join(dir, "model.safetensors"), join(dir, "pytorch_model.bin"));
+    await Deno.remove(join(dir, "model.safetensors"));
     const e = await rejects(loadModel(dir, { backend: await cpu() }), (e) => e instanceof TypeError);
     assert.match(e.message, /neither model\.safetensors nor model\.safetensors\.index\.json/);
     assert.match(e.message, /safe_serialization=True/);
@@ -316,6 +319,11 @@ Deno.test("loadModel() reads a sharded checkpoint and names the shard of a missh
     await Deno.writeTextFile(index, JSON.stringify({ weight_map }));
     const e2 = await rejects(loadModel(dir, { backend: be }), (e) => e instanceof TypeError);
     assert.ok(e2.message.includes(`${index}: tensor ${names[0]}`), e2.message);
+    // A shard that is gone (an incomplete download) names the shard and the index.
+    await Deno.remove(join(dir, "model-00002-of-00002.safetensors"));
+    const e3 = await rejects(loadModel(dir, { backend: be }), (e) => e instanceof TypeError);
+    assert.ok(e3.message.includes(`${join(dir, "model-00002-of-00002.safetensors")} is missing`), e3.message);
+    assert.ok(e3.message.includes(index), e3.message);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

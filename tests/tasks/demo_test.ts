@@ -1,5 +1,16 @@
-/** End to end: `cli.ts demo` as a subprocess on a tiny budget writes the whole run folder. */
+/**
+ * End to end: `deno run -A cli.ts demo` (what `deno task demo` runs) as a subprocess on a tiny
+ * budget writes the whole run folder; bad flags through `main()`.
+ */
+import { main } from "../../cli.ts";
 import { assert, ROOT } from "../_assert.ts";
+
+/** `main(["demo", ...args])` in-process, capturing stdout and stderr. */
+async function demo(args: string[]): Promise<{ code: number; out: string; err: string }> {
+  let out = "", err = "";
+  const code = await main(["demo", ...args], { stdout: (s) => out += s, stderr: (s) => err += s });
+  return { code, out, err };
+}
 
 Deno.test("cli.ts demo trains, samples and writes the run folder", async () => {
   const out = await Deno.makeTempDir({ prefix: "fledge-demo-" });
@@ -39,22 +50,24 @@ Deno.test("cli.ts demo trains, samples and writes the run folder", async () => {
   }
 });
 
-Deno.test("cli.ts demo rejects bad flags with exit code 2 and one line", async () => {
+Deno.test("demo rejects bad flags with exit code 2 and one line", async () => {
   const cases: [string[], RegExp][] = [
-    [["--max_steps=-4"], /--max_steps -4 is not a positive integer/],
-    [["--max_steps", "-4"], /--max_steps.*ambiguous/],
-    [["--bogus", "1"], /Unknown option '--bogus'/],
+    [["--max_steps=-4"], /demo: --max_steps -4 is out of range: must be >= 1/],
+    [["--max_steps", "-4"], /demo: --max_steps -4 is out of range: must be >= 1/],
+    [["--max-steps", "2.5"], /demo: --max_steps 2\.5 is not an integer/],
+    [["--learning_rate", "0"], /demo: --learning_rate 0 is out of range: must be > 0/],
+    [["--backend", "tpu"], /demo: --backend tpu is not one of webgpu, cpu, auto/],
+    [["--bogus", "1"], /demo: unknown flag --bogus/],
+    [["--output_dir"], /demo: --output_dir needs a value/],
   ];
   for (const [flags, want] of cases) {
-    const r = await new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", `${ROOT}/cli.ts`, "demo", ...flags],
-      cwd: ROOT,
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    const err = new TextDecoder().decode(r.stderr).trim();
-    assert.equal(r.code, 2, err);
-    assert.match(err, want);
-    assert.equal(err.split("\n").length, 1, err);
+    const r = await demo(flags);
+    assert.equal(r.code, 2, r.err);
+    assert.match(r.err, /^fledge: /);
+    assert.match(r.err, want);
+    assert.equal(r.err.trimEnd().split("\n").length, 1, r.err);
   }
+  const help = await demo(["--help"]);
+  assert.match(help.out, /^usage: deno task cli demo /);
+  assert.match(help.out, /deno task demo/);
 });

@@ -17,7 +17,6 @@ import {
   applyLora,
   loadAdapter,
   mergeAdapter,
-  mergeCli,
   quantizeModel,
   removeAdapter,
   saveAdapter,
@@ -337,35 +336,6 @@ Deno.test("applyLora and loadAdapter list every bad field and unknown target wit
   } finally {
     await Deno.remove(tmp, { recursive: true });
     model.dispose();
-  }
-});
-
-Deno.test("mergeCli merges a PEFT adapter into a checkpoint that reproduces the adapter's logits", async () => {
-  await assert.rejects(() => mergeCli(["--model"]), RangeError);
-  await assert.rejects(() => mergeCli(["--model", "x"]), /missing --adapter, --output/);
-  const out = await Deno.makeTempDir({ prefix: "fledge_merge_" });
-  try {
-    await mergeCli([
-      "--model",
-      dir("gpt2"),
-      "--adapter",
-      `${dir("gpt2")}/dora`,
-      "--output",
-      out,
-      "--backend",
-      "cpu",
-    ]);
-    const be = await cpu();
-    const model = await loadModel(out, { backend: be });
-    const c = await cases(`${dir("gpt2")}/dora`);
-    const mask = c.geti("attention_mask");
-    assertAllClose(masked(await logitsOf(model, be, c), mask, 256), masked(c.getf("logits"), mask, 256), {
-      atol: 1e-4,
-      rtol: 0,
-    });
-    model.dispose();
-  } finally {
-    await Deno.remove(out, { recursive: true });
   }
 });
 

@@ -431,3 +431,98 @@ Deno.test("hostile index files are refused: shard names that leave the folder", 
     }
   });
 });
+
+Deno.test("readInto() fills a caller's buffer from F32, F16, BF16 and F64 as read(as f32) does", async () => {
+  await withTmp(async (dir) => {
+    const path = join(dir, "into.safetensors");
+    const vals = randomArray(10_001, 3, 8);
+    const big = new Float64Array(70_000).map((_, i) => Math.sin(i) * 1e3); // > one 64K-element F64 chunk
+    await writeSafetensors(path, {
+      f32: { dtype: "F32", shape: [3, 4], data: vals.subarray(0, 12) },
+      f16: { dtype: "F16", shape: [10_001], data: vals },
+      bf16: { dtype: "BF16", shape: [73, 137], data: vals },
+      f64: { dtype: "F64", shape: [70_000], data: big },
+      one: { dtype: "F16", shape: [], data: [-0.5] },
+      empty: { dtype: "BF16", shape: [0, 3], data: [] },
+      i64: { dtype: "I64", shape: [2], data: [1, 2] },
+    });
+    using f = await SafetensorsFile.open(path);
+    // One reusable buffer for every tensor, read at an offset; nothing outside `out` is touched.
+    const buf = new Float32Array(70_010).fill(7);
+    for (const name of ["f32", "f16", "bf16", "f64", "one", "empty"]) {
+      const want = (await f.read(name, { as: "f32" })).data as Float32Array;
+      const out = buf.subarray(3, 3 + want.length);
+      await f.readInto(name, out);
+      assert.deepEqual(out, want, name);
+      assert.equal(buf[2], 7, `${name}: before out`);
+      assert.equal(buf[3 + want.length], 7, `${name}: after out`);
+      buf.fill(7);
+    }
+    // A Uint16Array receives the stored bits of an F16 or BF16 tensor.
+    for (const name of ["f16", "bf16"]) {
+      const bits = new Uint16Array(10_001);
+      await f.readInto(name, bits);
+      assert.deepEqual(bits, (await f.read(name)).data, name);
+    }
+    assert.equal(f.fileOf("f16"), path);
+    await rejects(f.readInto("nope", new Float32Array(1)), RangeError, /Cannot find tensor "nope"/);
+    await rejects(
+      f.readInto("f32", new Float32Array(13)),
+      RangeError,
+      /tensor "f32" of .*into\.safetensors into 13 elements: shape \[3,4\] holds 12/,
+    );
+    await rejects(f.readInto("f16", new Float32Array(10_000)), RangeError, /holds 10001/);
+    await rejects(f.readInto("i64", new Float32Array(2)), TypeError, /dtype I64 is not a float type/);
+    await rejects(f.readInto("f32", new Uint16Array(12)), TypeError, /dtype F32 is not F16 or BF16/);
+    await rejects(
+      f.readInto("f32", new Float64Array(12) as never),
+      TypeError,
+      /Float32Array or a Uint16Array/,
+    );
+    f.close();
+    await rejects(f.readInto("f32", new Float32Array(12)), TypeError, /is closed/);
+  });
+});
+
+Deno.test("readInto() and fileOf() go through the shard that holds each tensor", async () => {
+  await withTmp(async (dir) => {
+    const t = (dtype: SafetensorsDtype, v: number): TensorInput => ({
+      dtype,
+      shape: [2, 3],
+      data: new Float32Array(6).map((_, i) => v + i / 4),
+    });
+    const tensors = { a: t("F32", 1), b: t("F16", 2), c: t("BF16", 3) };
+    const files = await writeSafetensorsSharded(dir, tensors, { max_shard_size: 24 });
+    assert.equal(files.length, 3, String(files));
+    const ck = await openSafetensors(dir);
+    try {
+      const out = new Float32Array(6);
+      for (const [name, src] of Object.entries(tensors)) {
+        await ck.readInto(name, out);
+        assert.deepEqual([...out], [...(src.data as Float32Array)], name);
+        const index = await readSafetensorsIndex(join(dir, "model.safetensors.index.json"));
+        assert.equal(ck.fileOf(name), join(dir, index.weight_map[name]), name);
+      }
+      const bits = new Uint16Array(6);
+      await ck.readInto("c", bits);
+      assert.deepEqual(bits, (await ck.read("c")).data);
+      await rejects(ck.readInto("nope", out), RangeError, /Cannot find tensor "nope" in the weight_map/);
+      assert.throws(() => ck.fileOf("nope"), RangeError);
+      await rejects(
+        ck.readInto("a", new Float32Array(5)),
+        RangeError,
+        /into 5 elements: shape \[2,3\] holds 6/,
+      );
+    } finally {
+      ck.close();
+    }
+    // A shard that is gone is a NotFound naming the shard and the index.
+    await Deno.remove(join(dir, files[1]));
+    await rejects(
+      openSafetensors(dir),
+      Deno.errors.NotFound as unknown as ErrorConstructor,
+      new RegExp(`shard ${join(dir, files[1]).replaceAll(".", "\\.")} is missing`),
+      /model\.safetensors\.index\.json/,
+    );
+  });
+});

@@ -353,30 +353,6 @@ async function exists(path: string): Promise<boolean> {
   }
 }
 
-Deno.test("download progress prints one line per update with bytes, rate and ETA when not a TTY", async () => {
-  const code = `
-    import { createProgress } from "${new URL("../../models/_hub_progress.ts", import.meta.url).href}";
-    const p = createProgress("Downloading org/x/model.safetensors", { total: 2_000_000, start: 500_000, enabled: true });
-    p.add(1000);
-    p.add(1_499_000);
-    p.done();
-    createProgress("silent", { enabled: false }).done();`;
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["eval", code],
-    stderr: "piped",
-    stdout: "piped",
-  }).output();
-  const lines = new TextDecoder().decode(out.stderr).trim().split("\n");
-  assert.equal(out.code, 0, lines.join("\n"));
-  assert.equal(lines.length, 2, lines.join("\n"));
-  assert.match(
-    lines[0],
-    /^Downloading org\/x\/model\.safetensors: 501\.0 kB \/ 2\.0 MB \(25%\), .*\/s, ETA /,
-  );
-  assert.match(lines[1], /2\.0 MB \/ 2\.0 MB \(100%\), .*\/s, in /);
-  assert.ok(!lines.some((l) => l.includes("\r")));
-});
-
 Deno.test("hub calls honour HF_HUB_CACHE, HF_HOME, HF_HUB_OFFLINE and HF_TOKEN from the environment", async () => {
   const hubUrl = new URL("../../../models/hub/hub.ts", import.meta.url).href;
   const code = `

@@ -1,0 +1,32 @@
+/**
+ * The shape every command file in `cli/` exports (`export const command: Command`) and the
+ * writers it prints through, so tests run commands in-process and capture their output.
+ *
+ * @module
+ */
+import { writeErr, writeOut } from "../util/flags.ts";
+
+/** Where a command writes: its result on `stdout`, summaries and progress notes on `stderr`. */
+export interface CliIO {
+  /** Write `text` (no newline added) to standard output. */
+  stdout(text: string): void;
+  /** Write `text` (no newline added) to standard error. */
+  stderr(text: string): void;
+}
+
+/** One `deno task cli <name>` command. */
+export interface Command {
+  /** One line for the command list of `deno task cli --help`. */
+  summary: string;
+  /** The `--help` text; its first line is `usage: deno task cli <name> ...`. */
+  usage: string;
+  /**
+   * Parse `args` (after the command name), call the library and print through `io`. Bad input is
+   * thrown as a one-line TypeError / RangeError / SyntaxError (exit code 2), other failures as
+   * they are (exit code 1).
+   */
+  run(args: string[], io: CliIO): Promise<void>;
+}
+
+/** The process's standard output and error. */
+export const STDIO: CliIO = Object.freeze({ stdout: writeOut, stderr: writeErr });

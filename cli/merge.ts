@@ -1,0 +1,61 @@
+/**
+ * `deno task cli merge`: fold a PEFT adapter (LoRA or DoRA) into its base model
+ * (`merge_and_unload`) and write a plain Hugging Face checkpoint.
+ *
+ * @module
+ */
+import { parseFlags } from "../util/flags.ts";
+import { createBackend } from "../kernels/backend.ts";
+import { loadModel } from "../models/pretrained.ts";
+import { saveModel } from "../models/save.ts";
+import { loadAdapter, mergeAdapter } from "../training/peft.ts";
+import type { CliIO, Command } from "./command.ts";
+
+const USAGE = `usage: deno task cli merge --model DIR_OR_ID --adapter DIR --output DIR [options]
+
+Loads a base model and a PEFT adapter (LoRA or DoRA), folds the adapter into the weights
+(merge_and_unload) and writes a plain Hugging Face checkpoint (config.json, model.safetensors).
+
+options:
+  --model DIR_OR_ID          the base model: a folder or a hub id (org/name)
+  --adapter DIR              a PEFT adapter folder (adapter_config.json + adapter_model.safetensors)
+  --output DIR               where the merged checkpoint goes
+  --backend webgpu|cpu|auto  default auto
+  -h, --help                 this text`;
+
+const FLAGS = {
+  model: { type: "string", required: true },
+  adapter: { type: "string", required: true },
+  output: { type: "string", required: true },
+  backend: { type: "string", choices: ["webgpu", "cpu", "auto"], default: "auto" },
+} as const;
+
+/** The `merge` command. */
+export const command: Command = {
+  summary: "merge a PEFT LoRA/DoRA adapter into its base model and save a Hugging Face checkpoint",
+  usage: USAGE,
+  run: mergeRun,
+};
+
+async function mergeRun(args: string[], io: CliIO): Promise<void> {
+  const v = parseFlags("merge", args, FLAGS);
+  if (v.help) return io.stdout(USAGE + "\n");
+  const be = await createBackend(v.backend);
+  try {
+    const model = await loadModel(v.model, { backend: be });
+    try {
+      const c = await loadAdapter(model, v.adapter);
+      mergeAdapter(model);
+      await saveModel(model, v.output);
+      io.stderr(
+        `merge: merged ${c.use_dora ? "DoRA" : "LoRA"} r=${c.r} (${
+          [c.target_modules].flat().join(", ")
+        }) into ${v.output}\n`,
+      );
+    } finally {
+      model.dispose();
+    }
+  } finally {
+    be.destroy();
+  }
+}

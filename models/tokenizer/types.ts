@@ -1,0 +1,94 @@
+/**
+ * The tokenizer types shared by `tokenizer.ts` (Hugging Face files through transformers.js),
+ * `bpe.ts` (byte-level BPE training) and their helpers: plain types with no imports, so neither
+ * file imports the other.
+ * @module
+ */
+
+/** Options of {@link Tokenizer.encode}. */
+export interface EncodeOptions {
+  /** Add the tokens the tokenizer's post-processor adds (e.g. BOS); default true, as in HF. */
+  add_special_tokens?: boolean;
+}
+
+/** Options of {@link Tokenizer.decode}. */
+export interface DecodeOptions {
+  /** Drop special tokens (BOS, EOS, pad, ...) from the text; default false. */
+  skip_special_tokens?: boolean;
+  /**
+   * Remove spaces before punctuation (`" ."` -> `"."`); default: the tokenizer config's
+   * `clean_up_tokenization_spaces` (tokenizers trained by fledge set it false so that decoding is exact).
+   */
+  clean_up_tokenization_spaces?: boolean;
+}
+
+/** One chat message; `role` is usually `system`, `user` or `assistant`. */
+export interface ChatMessage {
+  role: string;
+  content: string;
+  [key: string]: unknown;
+}
+
+/** Options of {@link Tokenizer.applyChatTemplate}. */
+export interface ChatTemplateOptions {
+  /** End with the text that opens an assistant turn (the template decides what); default false. */
+  add_generation_prompt?: boolean;
+  /** A Jinja template to use instead of the tokenizer's, or the name of one of its templates. */
+  chat_template?: string;
+  /** Extra template variables (e.g. `tools`, `documents`, `enable_thinking`). */
+  template_kwargs?: Record<string, unknown>;
+}
+
+/** The rendered prompt and its ids (encoded without adding special tokens, as in HF). */
+export interface ChatTemplateResult {
+  text: string;
+  ids: number[];
+}
+
+/** A text tokenizer: the contract between fledge and any tokenizer implementation. */
+export interface Tokenizer {
+  /** Number of ids: the largest id (vocabulary or added token) + 1; the embedding needs this many rows. */
+  readonly vocab_size: number;
+  /** Id of `bos_token`, or null when the tokenizer has none. */
+  readonly bos_token_id: number | null;
+  /** Id of `eos_token`, or null when the tokenizer has none. */
+  readonly eos_token_id: number | null;
+  /** Id of `pad_token`, or null when the tokenizer has none (callers then usually pad with EOS). */
+  readonly pad_token_id: number | null;
+  /** Ids of all special tokens (skipped by `decode` with `skip_special_tokens`). */
+  readonly special_token_ids: readonly number[];
+  /** The Jinja chat template, or null when there is none (then `applyChatTemplate` throws). */
+  readonly chat_template: string | null;
+  /** Text -> ids. */
+  encode(text: string, options?: EncodeOptions): number[];
+  /** Ids -> text. An empty list gives "". */
+  decode(ids: ArrayLike<number>, options?: DecodeOptions): string;
+  /** The id of a token string (vocabulary or added token), or null. */
+  tokenToId(token: string): number | null;
+  /** The token string of an id, or null when out of range. */
+  idToToken(id: number): string | null;
+  /** Render messages with the chat template, then encode the text without adding special tokens. */
+  applyChatTemplate(messages: ChatMessage[], options?: ChatTemplateOptions): ChatTemplateResult;
+  /** Write `tokenizer.json`, `tokenizer_config.json` and `special_tokens_map.json` into `dir`. */
+  save(dir: string): Promise<void>;
+}
+
+/** Everything that defines a byte-level BPE tokenizer (what `tokenizer.json` + config store). */
+export interface BpeTokenizerSpec {
+  /** Token string (GPT-2 byte alphabet) -> id; must hold all 256 single bytes. */
+  vocab: Record<string, number>;
+  /** Merges in rank order, as pairs of token strings. */
+  merges: [string, string][];
+  /** Special (added) tokens and their ids, e.g. `[{id: 0, content: "<|endoftext|>"}]`. */
+  special_tokens: { id: number; content: string }[];
+  bos_token?: string | null;
+  eos_token?: string | null;
+  pad_token?: string | null;
+  unk_token?: string | null;
+  /** Prepend `bos_token` when encoding with `add_special_tokens` (a TemplateProcessing post-processor). */
+  add_bos_token?: boolean;
+  /** Append `eos_token` when encoding with `add_special_tokens`. */
+  add_eos_token?: boolean;
+  chat_template?: string | null;
+  model_max_length?: number;
+}

@@ -1,0 +1,59 @@
+/**
+ * `deno task cli merge` through `main()`: the merged checkpoint of the hf-reference gpt2 DoRA
+ * adapter reproduces PEFT's adapter logits; missing flags are one line, exit code 2.
+ */
+import { noGrad } from "../../kernels/autograd.ts";
+import { readSafetensors } from "../../models/formats/safetensors.ts";
+import { loadModel } from "../../models/pretrained.ts";
+import { assert, assertAllClose, SHARED } from "../_assert.ts";
+import { cpu } from "../_check.ts";
+import { assertFails, cli } from "./_cli.ts";
+
+const GPT2 = `${SHARED}/fixtures/hf-reference/gpt2`;
+
+Deno.test("merge writes a checkpoint that reproduces the DoRA adapter's logits", async () => {
+  const out = await Deno.makeTempDir({ prefix: "fledge-merge-" });
+  try {
+    const r = await cli([
+      "merge",
+      "--model",
+      GPT2,
+      "--adapter",
+      `${GPT2}/dora`,
+      "--output",
+      out,
+      "--backend",
+      "cpu",
+    ]);
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.err, /^merge: merged DoRA r=\d+ \(.*\) into /);
+    const be = await cpu();
+    const model = await loadModel(out, { backend: be });
+    const { tensors } = await readSafetensors(`${GPT2}/dora/cases.safetensors`);
+    const geti = (n: string) => Int32Array.from(tensors.get(n)!.data as BigInt64Array, (x) => Number(x));
+    const want = tensors.get("logits")!.data as Float32Array;
+    const ids = be.fromArray(geti("input_ids"), [2, 16], "i32");
+    const mask = be.fromArray(geti("attention_mask"), [2, 16], "i32");
+    const logits = noGrad(() => model.forward(ids, { attention_mask: mask }));
+    const got = await logits.toArray() as Float32Array;
+    for (const t of [logits, ids, mask]) t.dispose();
+    model.dispose();
+    // compare the rows the mask keeps (V = 256)
+    const keep = geti("attention_mask");
+    const rows = (a: Float32Array) =>
+      [...keep].flatMap((m, i) => m ? [...a.subarray(i * 256, (i + 1) * 256)] : []);
+    assertAllClose(rows(got), rows(want), { atol: 1e-4, rtol: 0 });
+  } finally {
+    await Deno.remove(out, { recursive: true });
+  }
+});
+
+Deno.test("merge names every missing flag in one line, exit code 2", async () => {
+  assertFails(await cli(["merge", "--model"]), 2, /merge: --model needs a value/);
+  assertFails(await cli(["merge", "--model", "x"]), 2, /^fledge: merge: missing --adapter, --output \(see/);
+  assertFails(
+    await cli(["merge", "--model", "x", "--adapter", "y", "--output", "z", "--backend", "gpu"]),
+    2,
+    /--backend gpu is not one of webgpu, cpu, auto/,
+  );
+});

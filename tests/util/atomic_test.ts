@@ -1,0 +1,104 @@
+import { assert } from "../_assert.ts";
+import {
+  copyFileAtomic,
+  findTempLeftovers,
+  isTempName,
+  moveFileAtomic,
+  tempPath,
+  writeDirAtomic,
+  writeFileAtomic,
+  writeFileAtomicSync,
+} from "../../util/atomic.ts";
+
+const names = (dir: string) => [...Deno.readDirSync(dir)].map((e) => e.name).sort();
+
+Deno.test("writeFileAtomic() writes text, bytes and streamed content and leaves no temp file", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await writeFileAtomic(`${dir}/a.txt`, "one");
+    await writeFileAtomic(`${dir}/a.txt`, "two");
+    await writeFileAtomic(`${dir}/b.bin`, new Uint8Array([1, 2, 3]));
+    await writeFileAtomic(`${dir}/sub/c.bin`, async (f) => {
+      await f.write(new Uint8Array([9]));
+      await f.write(new Uint8Array([8]));
+    });
+    writeFileAtomicSync(`${dir}/d.txt`, "sync");
+    assert.equal(await Deno.readTextFile(`${dir}/a.txt`), "two");
+    assert.deepEqual([...await Deno.readFile(`${dir}/b.bin`)], [1, 2, 3]);
+    assert.deepEqual([...await Deno.readFile(`${dir}/sub/c.bin`)], [9, 8]);
+    assert.equal(await Deno.readTextFile(`${dir}/d.txt`), "sync");
+    assert.deepEqual(names(dir), ["a.txt", "b.bin", "d.txt", "sub"]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("writeFileAtomic() keeps the old file and removes its temp file when the writer fails", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await writeFileAtomic(`${dir}/a.txt`, "old");
+    await assert.rejects(
+      writeFileAtomic(`${dir}/a.txt`, async (f) => {
+        await f.write(new TextEncoder().encode("half"));
+        throw new Error("disk full");
+      }),
+      /disk full/,
+    );
+    assert.equal(await Deno.readTextFile(`${dir}/a.txt`), "old");
+    assert.deepEqual(names(dir), ["a.txt"]);
+    assert.deepEqual(await findTempLeftovers(dir), []);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("writeDirAtomic() replaces a folder whole and keeps the old one when filling fails", async () => {
+  const root = await Deno.makeTempDir();
+  try {
+    await writeDirAtomic(`${root}/m`, (t) => Deno.writeTextFile(`${t}/old.txt`, "1"));
+    await assert.rejects(
+      writeDirAtomic(`${root}/m`, async (t) => {
+        await Deno.writeTextFile(`${t}/new.txt`, "2");
+        throw new RangeError("NaN weights");
+      }),
+      RangeError,
+    );
+    assert.deepEqual(names(`${root}/m`), ["old.txt"]);
+    assert.deepEqual(names(root), ["m"]);
+    await writeDirAtomic(`${root}/m`, (t) => Deno.writeTextFile(`${t}/new.txt`, "2"));
+    assert.deepEqual(names(`${root}/m`), ["new.txt"]);
+    assert.deepEqual(names(root), ["m"]);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("copyFileAtomic() and moveFileAtomic() put whole files in place; leftovers are found by name", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeTextFile(`${dir}/src`, "data");
+    await copyFileAtomic(`${dir}/src`, `${dir}/out/copy`);
+    assert.equal(await Deno.readTextFile(`${dir}/out/copy`), "data");
+    await moveFileAtomic(`${dir}/src`, `${dir}/moved`);
+    assert.equal(await Deno.readTextFile(`${dir}/moved`), "data");
+    const stale = tempPath(`${dir}/step-3`);
+    await Deno.mkdir(stale);
+    assert.ok(isTempName(stale) && !isTempName(`${dir}/step-3`) && !isTempName("x.tmp"));
+    assert.deepEqual(await findTempLeftovers(dir), [stale]);
+    assert.deepEqual(await findTempLeftovers(`${dir}/missing`), []);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("writeFileAtomic() passes a file system error through unchanged and leaves nothing behind", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeTextFile(`${dir}/file`, "");
+    // a parent that is a file: the error comes from the file system, not from a temp-file mix-up
+    await assert.rejects(writeFileAtomic(`${dir}/file/x.txt`, "a"), Deno.errors.AlreadyExists);
+    assert.deepEqual(names(dir), ["file"]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

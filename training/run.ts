@@ -1,0 +1,177 @@
+/**
+ * A training run from its config: {@linkcode runTraining} builds what a {@linkcode TrainingConfig}
+ * names (backend, model, tokenizer, datasets) and trains it into one run folder.
+ *
+ * @module
+ */
+import { createBackend } from "../kernels/backend.ts";
+import { trainBpeTokenizer } from "../models/tokenizer/bpe.ts";
+import { fromHfConfig, type ModelConfig, type PresetName, PRESETS } from "../models/config.ts";
+import { snapshotDownload } from "../models/hub/hub.ts";
+import { loadModel } from "../models/pretrained.ts";
+import { loadTokenizer, type Tokenizer } from "../models/tokenizer/tokenizer.ts";
+import { Transformer } from "../models/transformer.ts";
+import { findSplitFiles } from "../data/readers.ts";
+import { buildTextDatasets, readTextDocuments, type TextDataset } from "../data/text_dataset.ts";
+import type { TrainingConfig } from "./config.ts";
+import { createTrainer, type TrainResult } from "./trainer.ts";
+
+function isPreset(name: string): name is PresetName {
+  return Object.hasOwn(PRESETS, name);
+}
+
+async function modelDir(id: string): Promise<string> {
+  return await snapshotDownload(id, {
+    allow_patterns: [
+      "config.json",
+      "*.safetensors",
+      "*.safetensors.index.json",
+      "tokenizer*",
+      "special_tokens_map.json",
+    ],
+  });
+}
+
+/** Options of {@linkcode runTraining}. */
+export interface RunTrainingOptions {
+  /** Progress line on stderr (default true). */
+  progress?: boolean;
+}
+
+/**
+ * Build everything a config names and train: the backend, the model (a preset such as `tiny`
+ * starts from scratch, seeded by `seed`; a folder or hub id loads the checkpoint), the tokenizer
+ * (`tokenizer`, else the model folder's, else a byte-level BPE trained on the training documents)
+ * and the datasets (a file or folder read by {@linkcode readTextDocuments}; with evaluation on, a
+ * folder's `validation` split or else 10% of the documents by hash), then run the Trainer, which
+ * writes `output_dir`. This is what `deno task cli train` and the recipes call.
+ *
+ * @param config a validated config with `model` and `dataset` set
+ * @param opts `progress`
+ * @returns the train result
+ * @throws {RangeError} when `model` or `dataset` is unset, `max_seq_length` exceeds the model's
+ *   `max_position_embeddings` (naming both), or the dataset is empty or shorter than one block (naming the file)
+ * @throws {Deno.errors.NotFound} for a dataset path that does not exist
+ * @example
+ * ```ts
+ * import { getTrainingArgs } from "./config.ts";
+ * import { runTraining } from "./run.ts";
+ * const dir = await Deno.makeTempDir();
+ * const docs = Array.from({ length: 20 }, (_, i) => JSON.stringify({ text: `package ${i} does a small thing` }));
+ * await Deno.writeTextFile(`${dir}/train.jsonl`, docs.join("\n") + "\n");
+ * const config = getTrainingArgs({
+ *   model: "tiny",
+ *   dataset: `${dir}/train.jsonl`,
+ *   output_dir: `${dir}/run`,
+ *   backend: "cpu",
+ *   max_steps: 2,
+ *   max_seq_length: 16,
+ *   per_device_train_batch_size: 2,
+ *   save_strategy: "no",
+ * });
+ * const r = await runTraining(config, { progress: false });
+ * if (r.metrics_summary.global_step !== 2 || !(r.final_loss > 0)) throw new Error("trained");
+ * await Deno.stat(`${dir}/run/model/model.safetensors`);
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ */
+export async function runTraining(
+  config: TrainingConfig,
+  opts: RunTrainingOptions = {},
+): Promise<TrainResult> {
+  const missing = (["model", "dataset"] as const).filter((k) => !config[k]);
+  if (missing.length) {
+    throw new RangeError(
+      `Cannot train: ${
+        missing.join(" and ")
+      } not set; set model (a preset such as tiny, a folder or a hub id) ` +
+        `and dataset (a file or folder) in the config or as --model / --dataset`,
+    );
+  }
+  const name = config.model!, data = config.dataset!;
+  // The model's shape first: a too-long block is an error before any data or weights are read.
+  let mc: ModelConfig, dir: string | null = null;
+  if (isPreset(name)) mc = { ...PRESETS[name] };
+  else {
+    dir = await modelDir(name);
+    mc = fromHfConfig(JSON.parse(await Deno.readTextFile(`${dir}/config.json`)), {
+      file: `${dir}/config.json`,
+    });
+  }
+  const T = config.max_seq_length;
+  if (T > mc.max_position_embeddings) {
+    throw new RangeError(
+      `Cannot train ${name}: block_size (max_seq_length) ${T} exceeds the model's max_position_embeddings ` +
+        `${mc.max_position_embeddings}; set block_size <= ${mc.max_position_embeddings}`,
+    );
+  }
+  const wantsEval = config.eval_strategy !== "no";
+  const field = config.dataset_text_field;
+  const cap = (docs: string[], n: number | null) => (n === null ? docs : docs.slice(0, n));
+  const trainDocs = cap(
+    await readTextDocuments(data, { dataset_text_field: field }),
+    config.max_train_samples,
+  );
+  let validDocs: string[] | null = null;
+  try {
+    if (wantsEval && (await Deno.stat(data)).isDirectory && findSplitFiles(data).validation) {
+      validDocs = cap(
+        await readTextDocuments(data, { dataset_text_field: field, split: "validation" }),
+        config.max_eval_samples,
+      );
+    }
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  }
+  if (!trainDocs.length) {
+    throw new RangeError(`Cannot train: dataset ${data} is empty (no "${field}" text); add documents`);
+  }
+
+  let tokenizer: Tokenizer;
+  if (config.tokenizer) tokenizer = await loadTokenizer(await modelDir(config.tokenizer));
+  else if (dir) tokenizer = await loadTokenizer(dir);
+  else {
+    tokenizer = await trainBpeTokenizer(trainDocs, {
+      vocab_size: mc.vocab_size,
+      special_tokens: ["<|endoftext|>"],
+      model_max_length: mc.max_position_embeddings,
+    });
+  }
+  const build = (docs: string[], split: number) =>
+    buildTextDatasets(docs, { tokenizer, block_size: T, train_split: split, source: data });
+  let train: TextDataset, evalSet: TextDataset | null = null;
+  if (validDocs) {
+    train = build(trainDocs, 1).train;
+    evalSet =
+      buildTextDatasets(validDocs, { tokenizer, block_size: T, source: `${data} (validation)` }).train;
+  } else {
+    if (wantsEval && config.max_eval_samples !== null) {
+      throw new RangeError(
+        `Cannot train: max_eval_samples needs a dataset folder with a validation split file; ${data} has none ` +
+          `(evaluation then uses a 10% hash split of the training documents): remove max_eval_samples or add validation.jsonl`,
+      );
+    }
+    const sets = build(trainDocs, wantsEval ? 0.9 : 1);
+    train = sets.train;
+    evalSet = sets.validation;
+  }
+
+  const backend = await createBackend(config.backend);
+  const model = dir
+    ? await loadModel(dir, { backend })
+    : Transformer.init(mc, backend, { seed: config.seed });
+  const trainer = createTrainer({
+    model,
+    config,
+    train_dataset: train,
+    eval_dataset: evalSet,
+    tokenizer,
+    progress: opts.progress,
+  });
+  try {
+    return await trainer.train();
+  } finally {
+    trainer.dispose();
+    model.dispose();
+  }
+}
