@@ -143,7 +143,14 @@ async function modelFolder(model: string): Promise<string> {
   try {
     isDir = Deno.statSync(model).isDirectory;
   } catch { /* not a local path */ }
-  if (isDir) return model;
+  if (isDir) {
+    if (!existsSync(join(model, "config.json"))) {
+      throw new TypeError(
+        `generate: --model ${model} has no config.json; give a model folder (config.json and model.safetensors) or a hub id like org/name`,
+      );
+    }
+    return model;
+  }
   const pathLike = /^[.~/\\]/.test(model) || model.split("/").length > 2 || /\\/.test(model);
   if (pathLike || existsSync(model)) {
     throw new TypeError(

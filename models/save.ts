@@ -12,6 +12,7 @@ import { writeFileAtomic } from "../util/atomic.ts";
 import { checkpointKeyMap, type ModelConfig, toHfConfig } from "./config.ts";
 import { type TensorInput, writeSafetensors } from "./formats/safetensors.ts";
 import { transposeInPlace } from "./_key_map.ts";
+import { TOKENIZER_FILES } from "./hub/hub.ts";
 import { modelSource } from "./pretrained.ts";
 import type { Transformer } from "./transformer.ts";
 
@@ -25,17 +26,6 @@ export interface SaveModelOptions {
   /** Written as `generation_config.json` (wins over the one in `source`). */
   generation_config?: Record<string, unknown>;
 }
-
-/** Files of the hub's model file list that belong to the tokenizer (copied by {@linkcode saveModel}). */
-export const TOKENIZER_FILES: readonly string[] = Object.freeze([
-  "tokenizer.json",
-  "tokenizer_config.json",
-  "special_tokens_map.json",
-  "added_tokens.json",
-  "tokenizer.model",
-  "vocab.json",
-  "merges.txt",
-]);
 
 /**
  * A parameter's values on the host: a Float32Array, a Float16Array for an f16 weight, and a 4-bit

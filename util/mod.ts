@@ -1,6 +1,7 @@
 /**
  * The ground floor, importing nothing of fledge: atomic file writes, the progress line, the
- * seeded PRNG, the validation problem list, the command-line flag parser and formatting.
+ * seeded PRNG and formatting. (`problems.ts`, the validation problem list, and `flags.ts`, the
+ * command-line flag parser, serve fledge's own configs and commands and are imported directly.)
  *
  * @module
  */

@@ -353,10 +353,8 @@ export async function snapshotDownload(repo_id: string, opts: SnapshotOptions = 
   });
 }
 
-/** The files a model needs: config, generation config, tokenizer files and safetensors weights. */
-export const MODEL_FILE_PATTERNS: readonly string[] = Object.freeze([
-  "config.json",
-  "generation_config.json",
+/** The files of a model folder that belong to its tokenizer (`saveModel` copies them along). */
+export const TOKENIZER_FILES: readonly string[] = Object.freeze([
   "tokenizer.json",
   "tokenizer_config.json",
   "special_tokens_map.json",
@@ -364,6 +362,13 @@ export const MODEL_FILE_PATTERNS: readonly string[] = Object.freeze([
   "tokenizer.model",
   "vocab.json",
   "merges.txt",
+]);
+
+/** The files a model needs: config, generation config, tokenizer files and safetensors weights. */
+export const MODEL_FILE_PATTERNS: readonly string[] = Object.freeze([
+  "config.json",
+  "generation_config.json",
+  ...TOKENIZER_FILES,
   "*.safetensors",
   "model.safetensors.index.json",
 ]);
