@@ -13,6 +13,24 @@ export const ROOT: string = new URL("..", import.meta.url).pathname.replace(/\/$
 /** The `../shared` folder beside the checkout (test fixtures and datasets). */
 export const SHARED: string = Deno.env.get("FLEDGE_SHARED") ?? `${ROOT}/../shared`;
 
+/**
+ * The architectures of `../shared/fixtures/hf-reference`: every folder there with a `config.json`,
+ * sorted, so a fixture dropped beside the others is tested with no code change.
+ */
+export const FIXTURE_ARCHES: readonly string[] = (() => {
+  const root = `${SHARED}/fixtures/hf-reference`;
+  try {
+    return [...Deno.readDirSync(root)]
+      .filter((e) =>
+        e.isDirectory && [...Deno.readDirSync(`${root}/${e.name}`)].some((f) => f.name === "config.json")
+      )
+      .map((e) => e.name)
+      .sort();
+  } catch {
+    return [];
+  }
+})();
+
 /** True when slow end-to-end tests are requested (`deno task test:slow`). */
 export const SLOW: boolean = Deno.env.get("FLEDGE_SLOW") === "1";
 

@@ -5,11 +5,10 @@
 import { join } from "node:path";
 import { trainBpeTokenizer } from "../../models/tokenizer/bpe.ts";
 import { readSafetensors } from "../../models/formats/safetensors.ts";
-import { assert, SHARED } from "../_assert.ts";
+import { assert, FIXTURE_ARCHES, SHARED } from "../_assert.ts";
 import { backends } from "../_check.ts";
 import { assertFails, cli } from "./_cli.ts";
 
-const ARCHES = ["llama", "qwen2", "phi3", "gpt2"] as const;
 const dir = (arch: string) => `${SHARED}/fixtures/hf-reference/${arch}`;
 
 async function fixture(arch: string) {
@@ -60,7 +59,7 @@ Deno.test("generate --json prints the issue's llama tokens exactly", async () =>
 
 Deno.test("generate --json prints every fixture arch's greedy tokens on every backend", async () => {
   for (const be of await backends()) {
-    for (const arch of ARCHES) {
+    for (const arch of FIXTURE_ARCHES) {
       const { prompt, greedy } = await fixture(arch);
       const args = ["--model", dir(arch), "--input-ids", prompt.join(","), "--max_new_tokens=8", "--greedy"];
       const out = await run([...args, "--json", "--backend", be.name]);

@@ -1,4 +1,4 @@
-import { assert, assertAllClose, SHARED } from "../_assert.ts";
+import { assert, assertAllClose, FIXTURE_ARCHES, SHARED } from "../_assert.ts";
 import {
   checkpointKeyMap,
   countParameters,
@@ -15,7 +15,6 @@ import {
 import { SafetensorsFile } from "../../models/formats/safetensors.ts";
 
 const REF = `${SHARED}/fixtures/hf-reference`;
-const ARCHS = ["llama", "qwen2", "phi3", "gpt2"] as const;
 const hfJson = async (arch: string) =>
   JSON.parse(await Deno.readTextFile(`${REF}/${arch}/config.json`)) as Record<string, unknown>;
 const load = async (arch: string) => fromHfConfig(await hfJson(arch), { file: `${arch}/config.json` });
@@ -32,7 +31,7 @@ function throwsWith(fn: () => unknown, cls: ErrorConstructor, ...patterns: RegEx
 }
 
 Deno.test("fromHfConfig() maps the shared fields of every fixture config.json", async () => {
-  for (const arch of ARCHS) {
+  for (const arch of FIXTURE_ARCHES) {
     const c = await load(arch);
     assert.equal(c.arch, arch);
     assert.equal(c.vocab_size, 256);
@@ -161,7 +160,7 @@ Deno.test("fromHfConfig() maps Llama 3.2 1B's config (llama3 rope_scaling, tied,
 });
 
 Deno.test("countParameters() equals the element total of every fixture checkpoint", async () => {
-  for (const arch of ARCHS) {
+  for (const arch of FIXTURE_ARCHES) {
     const c = await load(arch);
     using f = await SafetensorsFile.open(`${REF}/${arch}/model.safetensors`);
     const total = f.names().reduce((s, n) => s + f.info(n).shape.reduce((a, b) => a * b, 1), 0);
@@ -175,7 +174,7 @@ Deno.test("countParameters() equals the element total of every fixture checkpoin
 });
 
 Deno.test("checkpointKeyMap() covers exactly the tensors of every fixture checkpoint", async () => {
-  for (const arch of ARCHS) {
+  for (const arch of FIXTURE_ARCHES) {
     const c = await load(arch);
     const map = checkpointKeyMap(c);
     assert.deepEqual(JSON.parse(JSON.stringify(map)), map, "plain data");
@@ -225,7 +224,7 @@ Deno.test("checkpointKeyMap() covers exactly the tensors of every fixture checkp
 });
 
 Deno.test("toHfConfig() reproduces each fixture config.json's architectural keys", async () => {
-  for (const arch of ARCHS) {
+  for (const arch of FIXTURE_ARCHES) {
     const json = await hfJson(arch);
     const out = toHfConfig(await load(arch));
     const skip = new Set([
@@ -248,7 +247,7 @@ Deno.test("toHfConfig() reproduces each fixture config.json's architectural keys
 
 Deno.test("toHfConfig() -> fromHfConfig() round-trips fixtures and presets", async () => {
   const configs: ModelConfig[] = [];
-  for (const arch of ARCHS) configs.push(await load(arch));
+  for (const arch of FIXTURE_ARCHES) configs.push(await load(arch));
   for (const name of Object.keys(PRESETS) as (keyof typeof PRESETS)[]) configs.push(presetConfig(name));
   configs.push(presetConfig("tiny", { arch: "mistral", sliding_window: 64, num_key_value_heads: 2 }));
   configs.push(presetConfig("tiny", { arch: "qwen2", qkv_bias: true, sliding_window: 32 }));

@@ -21,10 +21,9 @@ import { loadModel } from "../../models/pretrained.ts";
 import { readSafetensors } from "../../models/formats/safetensors.ts";
 import type { Tokenizer } from "../../models/tokenizer/tokenizer.ts";
 import type { Transformer } from "../../models/transformer.ts";
-import { assert, assertAllClose, SHARED } from "../_assert.ts";
+import { assert, assertAllClose, FIXTURE_ARCHES, SHARED } from "../_assert.ts";
 import { backends } from "../_check.ts";
 
-const ARCHES = ["llama", "qwen2", "phi3", "gpt2"] as const;
 const dir = (arch: string) => `${SHARED}/fixtures/hf-reference/${arch}`;
 
 async function cases(arch: string) {
@@ -78,7 +77,7 @@ async function noCacheLoop(model: Transformer, prompt: number[], n: number, o: G
   return out;
 }
 
-for (const arch of ARCHES) {
+for (const arch of FIXTURE_ARCHES) {
   Deno.test(`generate() reproduces the ${arch} fixture's greedy tokens on every backend`, async () => {
     const { prompt, greedy } = await cases(arch);
     for (const be of await backends()) {

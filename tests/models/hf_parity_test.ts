@@ -6,10 +6,9 @@ import { backward, noGrad } from "../../kernels/autograd.ts";
 import type { Backend } from "../../kernels/backend.ts";
 import { loadModel } from "../../models/pretrained.ts";
 import { readSafetensors, type SafeTensor } from "../../models/formats/safetensors.ts";
-import { assert, assertAllClose, SHARED } from "../_assert.ts";
+import { assert, assertAllClose, FIXTURE_ARCHES, SHARED } from "../_assert.ts";
 import { backends } from "../_check.ts";
 
-const ARCHES = ["llama", "qwen2", "phi3", "gpt2"] as const;
 const dir = (arch: string) => `${SHARED}/fixtures/hf-reference/${arch}`;
 
 async function cases(arch: string) {
@@ -38,7 +37,7 @@ function maskedLogits(
   return assertAllClose(g, w, { atol: 1e-4, rtol: 0, msg });
 }
 
-for (const arch of ARCHES) {
+for (const arch of FIXTURE_ARCHES) {
   Deno.test(`loadModel(${arch}) matches Hugging Face logits, loss and gradients on every backend`, async () => {
     const { get, geti } = await cases(arch);
     for (const be of await backends()) {
