@@ -4,7 +4,8 @@
  *
  * Exit codes: 0 done; 2 bad usage or input (an unknown command or flag, a bad value, config or
  * file, a missing or unwritable path); 1 any other failure (the hub unreachable, a checksum
- * mismatch, ...). A failure is always one line `fledge: <message>` on stderr, never a stack trace.
+ * mismatch, a full disk, a diverged run, ...); 130 / 143 a run stopped by SIGINT / SIGTERM after
+ * saving a checkpoint. A failure is always one line `fledge: <message>` on stderr, never a stack trace.
  *
  * @example
  * ```ts
@@ -88,8 +89,8 @@ export async function main(args: string[], io: CliIO = STDIO): Promise<number> {
           `(commands: ${Object.keys(COMMANDS).join(", ")}; see \`deno task cli --help\`)`,
       );
     }
-    await c.run(rest, io);
-    return 0;
+    const code = await c.run(rest, io);
+    return typeof code === "number" ? code : 0;
   } catch (e) {
     io.stderr(`fledge: ${oneLine(e)}\n`);
     return exitCode(e);

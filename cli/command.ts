@@ -23,9 +23,10 @@ export interface Command {
   /**
    * Parse `args` (after the command name), call the library and print through `io`. Bad input is
    * thrown as a one-line TypeError / RangeError / SyntaxError (exit code 2), other failures as
-   * they are (exit code 1).
+   * they are (exit code 1). Resolves to an exit code other than 0 when the command stopped early
+   * on its own terms (130 / 143: interrupted by SIGINT / SIGTERM after saving a checkpoint).
    */
-  run(args: string[], io: CliIO): Promise<void>;
+  run(args: string[], io: CliIO): Promise<number | void>;
 }
 
 /** The process's standard output and error. */

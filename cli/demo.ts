@@ -15,7 +15,8 @@ from it and writes the run folder: config.yaml, metrics.jsonl, checkpoints/, mod
 report.md, samples.txt. \`deno task demo\` is short for \`deno task cli demo\`.
 
 options:
-  --output_dir DIR                  default runs/demo
+  --output_dir DIR                  default runs/demo (or runs/demo-N when taken: never overwritten)
+  --overwrite_output_dir            replace the run in a given --output_dir
   --max_steps N                     default 200
   --per_device_train_batch_size N   default 8
   --block_size N                    tokens per sequence (max_seq_length), default 64
@@ -27,6 +28,7 @@ Flags may also be spelled with hyphens (--max-steps).`;
 
 const FLAGS = {
   output_dir: { type: "string" },
+  overwrite_output_dir: { type: "boolean" },
   max_steps: { type: "int", min: 1 },
   per_device_train_batch_size: { type: "int", min: 1 },
   block_size: { type: "int", min: 1 },
@@ -41,9 +43,16 @@ export const command: Command = {
   run: demoRun,
 };
 
-async function demoRun(args: string[], io: CliIO): Promise<void> {
+async function demoRun(args: string[], io: CliIO): Promise<number | void> {
   const v = parseFlags("demo", args, FLAGS);
   if (v.help) return io.stdout(USAGE + "\n");
   const { help: _, ...opts } = v;
-  await runDemo(opts);
+  const r = await runDemo({ ...opts, handle_signals: true });
+  if (r.interrupted) {
+    io.stderr(
+      `fledge: ${r.interrupted}: the demo stopped after saving ${r.checkpoint_path}; resume with: ` +
+        `deno task cli train --config ${r.output_dir}/config.yaml --resume_from_checkpoint true\n`,
+    );
+    return r.interrupted === "SIGINT" ? 130 : 143;
+  }
 }

@@ -8,6 +8,7 @@ import { parseFlags } from "../util/flags.ts";
 import { createBackend } from "../kernels/backend.ts";
 import { loadModel } from "../models/pretrained.ts";
 import { saveModel } from "../models/save.ts";
+import { writeDirAtomic } from "../util/atomic.ts";
 import { loadAdapter, mergeAdapter } from "../training/peft.ts";
 import type { CliIO, Command } from "./command.ts";
 
@@ -19,7 +20,8 @@ Loads a base model and a PEFT adapter (LoRA or DoRA), folds the adapter into the
 options:
   --model DIR_OR_ID          the base model: a folder or a hub id (org/name)
   --adapter DIR              a PEFT adapter folder (adapter_config.json + adapter_model.safetensors)
-  --output DIR               where the merged checkpoint goes
+  --output DIR               where the merged checkpoint goes (a new folder)
+  --overwrite_output_dir     replace an existing --output folder (atomically: old or new, never a mix)
   --backend webgpu|cpu|auto  default auto
   -h, --help                 this text`;
 
@@ -27,8 +29,20 @@ const FLAGS = {
   model: { type: "string", required: true },
   adapter: { type: "string", required: true },
   output: { type: "string", required: true },
+  overwrite_output_dir: { type: "boolean" },
   backend: { type: "string", choices: ["webgpu", "cpu", "auto"], default: "auto" },
 } as const;
+
+/** The names in `dir` (empty when it does not exist). */
+async function contents(dir: string): Promise<string[]> {
+  try {
+    return (await Array.fromAsync(Deno.readDir(dir))).map((e) => e.name).sort();
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return [];
+    if (e instanceof Deno.errors.NotADirectory) return [dir];
+    throw e;
+  }
+}
 
 /** The `merge` command. */
 export const command: Command = {
@@ -40,13 +54,23 @@ export const command: Command = {
 async function mergeRun(args: string[], io: CliIO): Promise<void> {
   const v = parseFlags("merge", args, FLAGS);
   if (v.help) return io.stdout(USAGE + "\n");
+  const taken = await contents(v.output);
+  if (taken.length && !v.overwrite_output_dir) {
+    throw new RangeError(
+      `merge: --output ${v.output} already exists (${taken.slice(0, 4).join(", ")}${
+        taken.length > 4 ? ", ..." : ""
+      }); ` +
+        `pass --overwrite_output_dir to replace it, or choose a new folder`,
+    );
+  }
   const be = await createBackend(v.backend);
   try {
     const model = await loadModel(v.model, { backend: be });
     try {
       const c = await loadAdapter(model, v.adapter);
       mergeAdapter(model);
-      await saveModel(model, v.output);
+      // The whole folder at once: an old tokenizer.json can never sit beside new weights.
+      await writeDirAtomic(v.output, (tmp) => saveModel(model, tmp));
       io.stderr(
         `merge: merged ${c.use_dora ? "DoRA" : "LoRA"} r=${c.r} (${
           [c.target_modules].flat().join(", ")

@@ -77,6 +77,11 @@ async function trainConfigFromArgs(args: string[]): Promise<TrainingConfig | nul
   });
 }
 
+/** `arg` quoted for a POSIX shell when it needs it. */
+function shellQuote(arg: string): string {
+  return /^[\w@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replaceAll("'", `'\\''`)}'`;
+}
+
 /** The `train` command. */
 export const command: Command = {
   summary: "train or fine-tune from a YAML/JSON TrainingConfig (+ --<field> value overrides)",
@@ -84,7 +89,21 @@ export const command: Command = {
   async run(args, io) {
     const config = await trainConfigFromArgs(args);
     if (!config) return io.stdout(USAGE + "\n");
-    const r = await runTraining(config);
+    const r = await runTraining(config, { handle_signals: true });
+    if (r.interrupted) {
+      // The same command, resuming from the newest checkpoint (whatever it resumed from before).
+      const again: string[] = [];
+      for (let i = 0; i < args.length; i++) {
+        if (/^--resume[-_]from[-_]checkpoint$/.test(args[i])) i++;
+        else if (!/^--resume[-_]from[-_]checkpoint=/.test(args[i])) again.push(args[i]);
+      }
+      again.push("--resume_from_checkpoint", "true");
+      io.stderr(
+        `fledge: ${r.interrupted} at step ${r.metrics_summary.global_step}: saved ${r.checkpoint_path}; ` +
+          `resume with: deno task cli train ${again.map(shellQuote).join(" ")}\n`,
+      );
+      return r.interrupted === "SIGINT" ? 130 : 143;
+    }
     const ev = r.metrics_summary.eval_loss;
     io.stdout(
       `trained ${r.metrics_summary.global_step} steps in ${r.training_time.toFixed(1)}s: ` +

@@ -3,6 +3,7 @@
  * holding an array of objects or `{ "data": [...] }` (Hugging Face `datasets`' `field`).
  * @module
  */
+import { readJsonFile } from "../util/json.ts";
 import { readLines, writeTextPieces } from "./_lines.ts";
 import { checkSelectOptions, collect, type SelectOptions, selector } from "./_select.ts";
 
@@ -102,13 +103,7 @@ export interface JsonOptions extends SelectOptions {
  */
 export async function readJson(path: string, opts: JsonOptions = {}): Promise<Record<string, unknown>[]> {
   checkSelectOptions(opts, path);
-  let value: unknown;
-  try {
-    value = JSON.parse(await Deno.readTextFile(path));
-  } catch (e) {
-    if (!(e instanceof SyntaxError)) throw e;
-    throw new SyntaxError(`Cannot parse ${path}: invalid JSON (${e.message}); fix the file`);
-  }
+  const value = await readJsonFile(path);
   const field = opts.field ?? "data";
   const list = Array.isArray(value) ? value : (value as Record<string, unknown> | null)?.[field];
   if (!Array.isArray(list)) {

@@ -12,6 +12,7 @@
  *
  * @module
  */
+import { createHash } from "node:crypto";
 import { join } from "node:path";
 import type { Tokenizer } from "../models/tokenizer/tokenizer.ts";
 import { detectFormat, findSplitFiles, streamDataset } from "./readers.ts";
@@ -100,6 +101,19 @@ export class TextDataset {
   /** Total tokens. */
   get num_tokens(): number {
     return this.ids.length;
+  }
+
+  /**
+   * What the blocks hold, as a short hash (sha256 of the ids, block size and stride; like the
+   * fingerprint of a Hugging Face `Dataset`): equal for the same tokens cut the same way. Checkpoints
+   * record it so a resume notices changed data.
+   * @returns `sha256:<hex>`
+   */
+  fingerprint(): string {
+    const h = createHash("sha256");
+    h.update(`${this.block_size}:${this.stride}:${this.ids.length}:`);
+    h.update(new Uint8Array(this.ids.buffer, this.ids.byteOffset, this.ids.byteLength));
+    return `sha256:${h.digest("hex")}`;
   }
 
   /** Block `i` (a view of `block_size` ids). */

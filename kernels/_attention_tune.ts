@@ -9,6 +9,7 @@
  * @module
  */
 import { writeFileAtomicSync } from "../util/atomic.ts";
+import { parseJson } from "../util/json.ts";
 import type { Gpu } from "./gpu.ts";
 import { isCpuAdapter } from "./_matmul_tune.ts";
 
@@ -102,7 +103,8 @@ function readDisk(): Disk | null {
   const path = cachePath();
   if (!path) return null;
   try {
-    const j = JSON.parse(Deno.readTextFileSync(path));
+    // A missing or corrupt cache only costs a re-tune: any error reads as no cache.
+    const j = parseJson(Deno.readTextFileSync(path), path) as { version?: unknown; adapters?: Disk } | null;
     return j && j.version === 1 && typeof j.adapters === "object" ? j.adapters as Disk : null;
   } catch {
     return null;

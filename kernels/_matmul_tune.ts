@@ -9,6 +9,7 @@
  * @module
  */
 import { writeFileAtomicSync } from "../util/atomic.ts";
+import { parseJson } from "../util/json.ts";
 import type { Gpu } from "./gpu.ts";
 import { configKey, type MatmulConfig, parseConfigKey } from "./_matmul_wgsl.ts";
 import { dispatchMatmul } from "./_matmul_dispatch.ts";
@@ -121,7 +122,8 @@ function readDisk(): DiskCache | null {
   const path = cachePath();
   if (!path) return null;
   try {
-    const j = JSON.parse(Deno.readTextFileSync(path));
+    // A missing or corrupt cache only costs a re-tune: any error reads as no cache.
+    const j = parseJson(Deno.readTextFileSync(path), path) as Partial<DiskCache> | null;
     return j && j.version === 1 && typeof j.adapters === "object" ? j as DiskCache : null;
   } catch {
     return null;

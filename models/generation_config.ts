@@ -6,6 +6,7 @@
  * @module
  */
 import { join } from "node:path";
+import { parseJson } from "../util/json.ts";
 import { closest, isObject, Problems, show } from "../util/problems.ts";
 import type { ModelConfig } from "./config.ts";
 
@@ -212,12 +213,7 @@ export async function loadGenerationConfig(dir: string): Promise<GenerationConfi
     if (e instanceof Deno.errors.NotFound) return {};
     throw e;
   }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (e) {
-    throw new SyntaxError(`Cannot read ${file}: ${(e as Error).message}; fix the JSON or delete the file`);
-  }
+  const json = parseJson(text, file);
   if (!isObject(json)) {
     throw new SyntaxError(`Cannot read ${file}: expected a JSON object, got ${show(json)}`);
   }

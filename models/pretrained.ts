@@ -18,6 +18,7 @@ import { join } from "node:path";
 import { Backend } from "../kernels/backend.ts";
 import { quantize } from "../kernels/quant.ts";
 import type { HostArray, Tensor } from "../kernels/tensor.ts";
+import { parseJson } from "../util/json.ts";
 import { isObject, Problems, show } from "../util/problems.ts";
 import { checkpointKeyMap, fromHfConfig, type KeyMapEntry, type ModelConfig } from "./config.ts";
 import { type HubOptions, snapshotDownload } from "./hub/hub.ts";
@@ -176,15 +177,7 @@ export async function loadModel(idOrPath: string, opts: LoadModelOptions): Promi
         `save_pretrained writes beside model.safetensors`,
     );
   }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (e) {
-    throw new SyntaxError(
-      `Cannot load ${configPath}: not JSON (${(e as Error).message}); fix or re-download it`,
-    );
-  }
-  const config = fromHfConfig(json, { file: configPath });
+  const config = fromHfConfig(parseJson(text, configPath), { file: configPath });
   let params: ParamMap;
   try {
     params = await loadWeights(dir, config, opts.backend, { dtype: opts.dtype === "f16" ? "f16" : "f32" });

@@ -16,10 +16,20 @@ import { loadModel } from "../models/pretrained.ts";
 import { loadTokenizer } from "../models/tokenizer/tokenizer.ts";
 import { getTrainingArgs } from "../training/config.ts";
 import { runTraining } from "../training/run.ts";
+import { writeFileAtomic } from "../util/atomic.ts";
 
 /** Options of {@linkcode runDemo} (Hugging Face names). */
 export interface DemoOptions {
+  /**
+   * The run folder. Default `runs/demo`, or the first free `runs/demo-N` when that one is taken: the
+   * demo never overwrites a run unasked. A given folder that holds a run is refused unless
+   * `overwrite_output_dir`.
+   */
   output_dir?: string;
+  /** Replace the run in `output_dir` (default false). */
+  overwrite_output_dir?: boolean;
+  /** Checkpoint and return on SIGINT / SIGTERM (default false; the command line sets it). */
+  handle_signals?: boolean;
   max_steps?: number;
   per_device_train_batch_size?: number;
   block_size?: number;
@@ -34,7 +44,24 @@ export interface DemoResult {
   final_loss: number;
   final_eval_loss: number | null;
   checkpoint_path: string | null;
+  /** The continuation of the prompt (empty when interrupted). */
   sample: string;
+  /** The signal that stopped training early (a checkpoint was saved, no sample drawn), else null. */
+  interrupted: "SIGINT" | "SIGTERM" | null;
+}
+
+/** `runs/demo`, or the first `runs/demo-N` that does not exist or is empty. */
+async function freeRunDir(base: string): Promise<string> {
+  for (let n = 1;; n++) {
+    const dir = n === 1 ? base : `${base}-${n}`;
+    try {
+      const it = Deno.readDir(dir)[Symbol.asyncIterator]();
+      if ((await it.next()).done) return dir;
+    } catch (e) {
+      if (e instanceof Deno.errors.NotFound) return dir;
+      throw e;
+    }
+  }
 }
 
 /**
@@ -45,8 +72,8 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
   // ---- config ----
   const steps = opts.max_steps ?? 200;
   const config = getTrainingArgs({
-    output_dir: opts.output_dir ?? "runs/demo",
-    overwrite_output_dir: true,
+    output_dir: opts.output_dir ?? await freeRunDir("runs/demo"),
+    overwrite_output_dir: opts.overwrite_output_dir ?? false,
     model: "tiny",
     dataset: join(debianRoot(), "summarization"), // train.jsonl + validation.jsonl
     dataset_text_field: "document",
@@ -70,7 +97,17 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
   });
 
   // ---- data, model, train ----
-  const result = await runTraining(config);
+  const result = await runTraining(config, { handle_signals: opts.handle_signals });
+  if (result.interrupted) {
+    return {
+      output_dir: config.output_dir,
+      final_loss: result.final_loss,
+      final_eval_loss: result.metrics_summary.eval_loss ?? null,
+      checkpoint_path: result.checkpoint_path,
+      sample: "",
+      interrupted: result.interrupted,
+    };
+  }
 
   // ---- evaluate: sample from the saved model ----
   const modelDir = join(config.output_dir, "model");
@@ -90,7 +127,7 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
   model.dispose();
 
   // ---- report ----
-  await Deno.writeTextFile(join(config.output_dir, "samples.txt"), sample + "\n");
+  await writeFileAtomic(join(config.output_dir, "samples.txt"), sample + "\n");
   const evalLoss = result.metrics_summary.eval_loss ?? null;
   console.error(
     `demo: loss ${result.final_loss.toFixed(4)}` +
@@ -104,5 +141,6 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
     final_eval_loss: evalLoss,
     checkpoint_path: result.checkpoint_path,
     sample,
+    interrupted: null,
   };
 }

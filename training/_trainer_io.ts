@@ -8,9 +8,9 @@ import { saveModel } from "../models/save.ts";
 import { plotTrainingCurves } from "../evaluation/plot.ts";
 import type { Tokenizer } from "../models/tokenizer/tokenizer.ts";
 import type { Transformer } from "../models/transformer.ts";
-import type { TrainerState } from "./checkpoint.ts";
+import { removeStaleTemps, type TrainerState } from "./checkpoint.ts";
 import type { TrainingConfig } from "./config.ts";
-import { writeDirAtomic, writeFileAtomic } from "../util/atomic.ts";
+import { removeAtomic, writeDirAtomic, writeFileAtomic } from "../util/atomic.ts";
 import { formatMetric } from "../util/format.ts";
 
 /** Files and folders a run writes into `output_dir`. */
@@ -36,10 +36,11 @@ async function exists(path: string): Promise<boolean> {
 
 /**
  * Make sure `out` can hold a run: create it, write and remove a probe file. A previous run there is
- * an error unless `overwrite_output_dir` (its artifacts are removed) or a resume is asked for.
- * On failure nothing created here is left behind.
+ * an error unless `overwrite_output_dir` or a resume is asked for. Nothing is deleted here (see
+ * {@linkcode clearOutputDir}); on failure nothing created here is left behind.
+ * @returns whether `out` was created by this call (so a failed start can remove it again)
  */
-export async function prepareOutputDir(out: string, config: TrainingConfig): Promise<void> {
+export async function prepareOutputDir(out: string, config: TrainingConfig): Promise<boolean> {
   const existed = await exists(out);
   const fix = "choose a writable output_dir";
   try {
@@ -53,16 +54,59 @@ export async function prepareOutputDir(out: string, config: TrainingConfig): Pro
     if (e instanceof Deno.errors.PermissionDenied) throw new Deno.errors.PermissionDenied(msg);
     throw new TypeError(msg);
   }
-  const found: string[] = [];
+  await refuseExistingRun(config);
+  return !existed;
+}
+
+/**
+ * Refuse an `output_dir` that already holds a run, unless `overwrite_output_dir` or a resume is asked
+ * for (cheap: callers check before reading data or weights).
+ * @throws {RangeError} naming the folder, what it holds and the fix
+ */
+export async function refuseExistingRun(config: TrainingConfig): Promise<void> {
+  const out = config.output_dir, found: string[] = [];
   for (const a of RUN_ARTIFACTS) if (await exists(join(out, a))) found.push(a);
-  if (!found.length || config.resume_from_checkpoint) return;
-  if (!config.overwrite_output_dir) {
+  if (found.length && !config.resume_from_checkpoint && !config.overwrite_output_dir) {
     throw new RangeError(
       `Cannot train: output_dir ${out} already holds a run (${found.join(", ")}); ` +
         `set overwrite_output_dir: true, resume_from_checkpoint: true, or choose another output_dir`,
     );
   }
-  for (const a of found) await Deno.remove(join(out, a), { recursive: true });
+}
+
+/**
+ * Once the run holds the folder's lock: remove the temp leftovers of interrupted writes (a killed
+ * run can leave a model-sized `checkpoints/step-N.tmp-*`) and, with `overwrite_output_dir` on a
+ * fresh start, the previous run's artifacts (each removed whole, never half).
+ */
+export async function clearOutputDir(
+  out: string,
+  config: TrainingConfig,
+  log: (line: string) => void,
+): Promise<void> {
+  for (const p of await removeStaleTemps(out)) log(`removed ${p}, left by an interrupted write`);
+  if (!config.overwrite_output_dir || config.resume_from_checkpoint) return;
+  for (const a of RUN_ARTIFACTS) {
+    if (await removeAtomic(join(out, a))) log(`overwrite_output_dir: removed ${join(out, a)}`);
+  }
+}
+
+/**
+ * Run a write of the run folder; a failure (disk full, permission lost) becomes one error naming
+ * the path and the last complete checkpoint, so nothing is lost without a word.
+ */
+export async function guardWrite<T>(path: string, last: string | null, write: () => Promise<T>): Promise<T> {
+  try {
+    return await write();
+  } catch (e) {
+    if (e instanceof RangeError || e instanceof TypeError || e instanceof SyntaxError) throw e;
+    throw new Error(
+      `Cannot write ${path}: ${(e as Error).message.replace(/\s*\n\s*/g, " ")}; ` +
+        (last ? `the last complete checkpoint is ${last}; ` : "no checkpoint was completed; ") +
+        `free disk space or restore write access, then resume with resume_from_checkpoint: true`,
+      { cause: e },
+    );
+  }
 }
 
 /** Append records to `metrics.jsonl` (rewritten from `history` first, as after a resume). */
@@ -202,4 +246,63 @@ export async function writeRunEnd(out: string, r: {
   }
   const extra = { model: r.config.model ?? "(given)", dataset: r.dataset, curves };
   await writeFileAtomic(join(out, "report.md"), reportMarkdown(r.config, st, r.summary, extra));
+}
+
+/** The numbers of a result, from this session's logs or, when it trained nothing, from the state's history. */
+export function summaryOf(st: TrainerState, s: {
+  lossHistory: number[];
+  normHistory: number[];
+  lastEval: number | null;
+  trainLoss: number | null;
+}): {
+  loss_history: number[];
+  final_loss: number;
+  final_perplexity: number;
+  best_epoch: number | null;
+  grad_norm_history: number[];
+  metrics_summary: Record<string, number | null>;
+} {
+  const lastOf = (key: string) => st.log_history.findLast((r) => Number.isFinite(r[key]))?.[key] ?? null;
+  const final_loss = s.lossHistory.at(-1) ?? lastOf("loss") ?? NaN;
+  const evalLoss = s.lastEval ?? lastOf("eval_loss");
+  return {
+    loss_history: s.lossHistory,
+    final_loss,
+    final_perplexity: Math.exp(evalLoss ?? final_loss),
+    best_epoch: st.best_epoch,
+    grad_norm_history: s.normHistory,
+    metrics_summary: {
+      train_loss: s.trainLoss ?? lastOf("train_loss"),
+      eval_loss: evalLoss,
+      eval_perplexity: evalLoss === null ? null : Math.exp(evalLoss),
+      global_step: st.global_step,
+      epoch: st.epoch,
+      train_runtime: 0,
+      train_steps_per_second: 0,
+      train_tokens_per_second: 0,
+      num_input_tokens_seen: st.num_input_tokens_seen,
+      nonfinite_steps: st.nonfinite_steps ?? 0,
+    },
+  };
+}
+
+/**
+ * Listen for SIGINT / SIGTERM: the first calls `onFirst`, a second exits at once (130 / 143).
+ * SIGTERM cannot be listened for on Windows; there only SIGINT is.
+ */
+export function listenForSignals(onFirst: (sig: "SIGINT" | "SIGTERM") => void): { remove(): void } {
+  let seen = false;
+  const handlers: [Deno.Signal, () => void][] = [];
+  for (const sig of ["SIGINT", "SIGTERM"] as const) {
+    const h = () => {
+      if (seen) Deno.exit(sig === "SIGINT" ? 130 : 143);
+      seen = true;
+      onFirst(sig);
+    };
+    try {
+      Deno.addSignalListener(sig, h);
+      handlers.push([sig, h]);
+    } catch { /* not supported on this platform */ }
+  }
+  return { remove: () => handlers.forEach(([s, h]) => Deno.removeSignalListener(s, h)) };
 }

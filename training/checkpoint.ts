@@ -7,8 +7,11 @@
  * - `optimizer.safetensors`: AdamW `exp_avg` / `exp_avg_sq` per parameter (named
  *   `<param>.exp_avg`), the per-parameter step counts and the order in the metadata;
  * - `trainer_state.json`: {@linkcode TrainerState} (global step, epoch, data position, seeds,
- *   scheduler step, best metric, early-stopping counter, log history);
- * - `config.yaml`: the resolved {@linkcode TrainingConfig}.
+ *   scheduler step, best metric, early-stopping counter, log history, and the fingerprints of the
+ *   data and tokenizer it was trained on);
+ * - `config.yaml`: the resolved {@linkcode TrainingConfig};
+ * - the tokenizer files (`tokenizer.json`, ...), when the run has a tokenizer: a checkpoint is
+ *   self-contained, a resume never rebuilds the tokenizer.
  *
  * @module
  */
@@ -20,7 +23,9 @@ import { openSafetensors, type TensorInput, writeSafetensors } from "../models/f
 import type { Transformer } from "../models/transformer.ts";
 import type { DataPosition } from "../data/text_dataset.ts";
 import { loadTrainingConfig, saveTrainingConfig, type TrainingConfig } from "./config.ts";
-import { writeDirAtomic, writeFileAtomic } from "../util/atomic.ts";
+import type { Tokenizer } from "../models/tokenizer/tokenizer.ts";
+import { findTempLeftovers, writeDirAtomic, writeFileAtomic } from "../util/atomic.ts";
+import { readJsonFile } from "../util/json.ts";
 
 /** What `trainer_state.json` holds (Hugging Face `TrainerState` names where they exist). */
 export interface TrainerState {
@@ -49,6 +54,12 @@ export interface TrainerState {
   num_input_tokens_seen: number;
   /** Every log and eval record so far (`metrics.jsonl` lines). */
   log_history: Record<string, number>[];
+  /** `TextDataset.fingerprint()` of the training data (absent in checkpoints of older versions). */
+  data_fingerprint?: string;
+  /** A hash of the tokenizer's vocabulary and special tokens (absent without a tokenizer). */
+  tokenizer_fingerprint?: string;
+  /** Updates skipped for a non-finite loss or gradient norm (`skip_nonfinite_steps`). */
+  nonfinite_steps?: number;
 }
 
 /** A checkpoint read back by {@linkcode loadCheckpoint}. */
@@ -68,9 +79,12 @@ export interface SaveCheckpointOptions {
   optimizer: Pick<AdamW, "state"> | null;
   state: TrainerState;
   config: TrainingConfig;
+  /** The tokenizer, saved beside the weights (null: none). */
+  tokenizer?: Tokenizer | null;
 }
 
 const STEP_DIR = /^step-(\d+)$/;
+const CHECKPOINT_FILES = ["trainer_state.json", "config.yaml", "optimizer.safetensors", "model.safetensors"];
 
 /**
  * Write `root/step-<global_step>/` atomically. An existing folder of that name is replaced.
@@ -86,6 +100,7 @@ export async function saveCheckpoint(root: string, opts: SaveCheckpointOptions):
     await writeOptimizerState(join(tmp, "optimizer.safetensors"), st);
     await writeFileAtomic(join(tmp, "trainer_state.json"), JSON.stringify(opts.state, null, 2) + "\n");
     await saveTrainingConfig(opts.config, join(tmp, "config.yaml"));
+    if (opts.tokenizer) await opts.tokenizer.save(tmp);
   });
 }
 
@@ -151,7 +166,7 @@ export interface LoadCheckpointOptions {
  * @throws {TypeError} when the optimizer state names a parameter the model lacks, or shapes differ
  */
 export async function loadCheckpoint(dir: string, opts: LoadCheckpointOptions = {}): Promise<Checkpoint> {
-  for (const f of ["trainer_state.json", "config.yaml", "optimizer.safetensors", "model.safetensors"]) {
+  for (const f of CHECKPOINT_FILES) {
     try {
       await Deno.stat(join(dir, f));
     } catch (e) {
@@ -163,7 +178,7 @@ export async function loadCheckpoint(dir: string, opts: LoadCheckpointOptions = 
       throw e;
     }
   }
-  const state = JSON.parse(await Deno.readTextFile(join(dir, "trainer_state.json"))) as TrainerState;
+  const state = await readTrainerState(dir);
   const config = await loadTrainingConfig(join(dir, "config.yaml"), { warn: () => {} });
   const optimizer = await readOptimizerState(join(dir, "optimizer.safetensors"));
   const model = opts.model;
@@ -188,6 +203,87 @@ export async function loadCheckpoint(dir: string, opts: LoadCheckpointOptions = 
     opts.optimizer.loadState(ps, optimizer);
   }
   return { path: dir, state, config, optimizer };
+}
+
+/**
+ * Read a checkpoint's `trainer_state.json` (named in every error).
+ * @param dir a `step-N` folder
+ * @returns the state
+ * @throws {SyntaxError} naming the file, line and column when it is not a trainer state
+ */
+export async function readTrainerState(dir: string): Promise<TrainerState> {
+  const path = join(dir, "trainer_state.json");
+  const s = await readJsonFile(path) as TrainerState;
+  const ok = s !== null && typeof s === "object" && Number.isSafeInteger(s.global_step) &&
+    s.global_step >= 0 &&
+    typeof s.data_position === "object" && s.data_position !== null && Array.isArray(s.log_history);
+  if (!ok) {
+    throw new SyntaxError(
+      `Cannot parse ${path}: it lacks global_step, data_position or log_history; it is not a trainer state`,
+    );
+  }
+  return s;
+}
+
+/**
+ * Check that a checkpoint folder is complete and readable without loading it: every file present,
+ * `trainer_state.json` and `config.yaml` parse, and the safetensors headers fit their files (a
+ * truncated or corrupt write is caught).
+ * @param dir a `step-N` folder
+ * @returns null when it verifies, else what is wrong (naming the file)
+ */
+export async function verifyCheckpoint(dir: string): Promise<string | null> {
+  for (const f of CHECKPOINT_FILES) {
+    try {
+      await Deno.stat(join(dir, f));
+    } catch (e) {
+      if (e instanceof Deno.errors.NotFound) return `${f} is missing`;
+      throw e;
+    }
+  }
+  try {
+    await readTrainerState(dir);
+    await loadTrainingConfig(join(dir, "config.yaml"), { warn: () => {} });
+    for (const f of ["model.safetensors", "optimizer.safetensors"]) {
+      (await openSafetensors(join(dir, f))).close();
+    }
+    return null;
+  } catch (e) {
+    // The readers' own fixes ("re-download it") do not fit a checkpoint: say what is wrong only.
+    return (e as Error).message.replace(/\s*\n\s*/g, " ").replace(/;? *\(?re-(download|export)[^;]*$/, "");
+  }
+}
+
+/**
+ * The newest checkpoint of `root` that verifies ({@linkcode verifyCheckpoint}); newer ones that do
+ * not are reported through `onSkip` and left in place.
+ * @param root e.g. `runs/x/checkpoints`
+ * @param opts `onSkip(dir, reason)`
+ * @returns the folder, or null when none verifies
+ */
+export async function latestCheckpoint(
+  root: string,
+  opts: { onSkip?: (dir: string, reason: string) => void } = {},
+): Promise<string | null> {
+  const all = await listCheckpoints(root);
+  for (let i = all.length - 1; i >= 0; i--) {
+    const problem = await verifyCheckpoint(all[i]);
+    if (problem === null) return all[i];
+    opts.onSkip?.(all[i], problem);
+  }
+  return null;
+}
+
+/**
+ * Remove what interrupted atomic writes left in a run folder: `checkpoints/step-N.tmp-*` and
+ * `model.tmp-*` folders (a killed run can leave one the size of the model).
+ * @param out the run folder
+ * @returns the removed paths
+ */
+export async function removeStaleTemps(out: string): Promise<string[]> {
+  const stale = [...await findTempLeftovers(out), ...await findTempLeftovers(join(out, "checkpoints"))];
+  for (const p of stale) await Deno.remove(p, { recursive: true });
+  return stale;
 }
 
 /**

@@ -83,6 +83,12 @@ export interface TrainingConfig {
   overwrite_output_dir: boolean;
   /** A checkpoint folder, `true` for the latest in `output_dir`, or null (default). */
   resume_from_checkpoint: string | boolean | null;
+  /**
+   * Resume although the data or the data-order settings (batch size, accumulation, block size, seeds)
+   * differ from the checkpoint's (default false: a resume refuses and lists the differences). The
+   * tokenizer always comes from the checkpoint.
+   */
+  allow_changed_data: boolean;
   /** Seed of initialization, dropout and (unless `data_seed`) data order (default 42). */
   seed: number;
   /** Seed of the data order only; null follows `seed`. */
@@ -115,6 +121,11 @@ export interface TrainingConfig {
   adam_epsilon: number;
   /** Clip the global gradient norm to this; 0 disables (default 1). */
   max_grad_norm: number;
+  /**
+   * On a non-finite loss or gradient norm, skip that update and count it (`nonfinite_steps`) instead of
+   * stopping with an error naming the step (default false). Costs one readback per step.
+   */
+  skip_nonfinite_steps: boolean;
   /** Schedule shape, computed by `schedule.ts` as HF's `get_scheduler` does (default `linear`). */
   lr_scheduler_type: LrSchedulerType;
   /** Scheduler arguments, e.g. `{min_lr_rate: 0.1}` for `cosine_with_min_lr` (default `{}`). */

@@ -26,6 +26,7 @@
  */
 import { join } from "node:path";
 import { writeFileAtomic } from "../util/atomic.ts";
+import { readJsonFile } from "../util/json.ts";
 import { noGrad } from "../kernels/autograd.ts";
 import { add, mul } from "../kernels/elementwise.ts";
 import { doraNormForward } from "../kernels/lora.ts";
@@ -206,14 +207,12 @@ export async function loadAdapter(
   const cfgPath = join(dir, "adapter_config.json"), file = join(dir, "adapter_model.safetensors");
   let json: unknown;
   try {
-    json = JSON.parse(await Deno.readTextFile(cfgPath));
+    json = await readJsonFile(cfgPath);
   } catch (e) {
-    if (e instanceof Deno.errors.NotFound) {
-      throw new TypeError(
-        `Cannot load the adapter in ${dir}: ${cfgPath} is missing (a PEFT adapter folder has adapter_config.json)`,
-      );
-    }
-    throw new SyntaxError(`Cannot load ${cfgPath}: ${(e as Error).message}`);
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+    throw new TypeError(
+      `Cannot load the adapter in ${dir}: ${cfgPath} is missing (a PEFT adapter folder has adapter_config.json)`,
+    );
   }
   const { c, targets } = resolve(model, json, cfgPath);
   const reader = await openSafetensors(file);

@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { join } from "node:path";
 import { createBackend } from "../kernels/backend.ts";
 import { trainBpeTokenizer } from "../models/tokenizer/bpe.ts";
 import { fromHfConfig, type ModelConfig, type PresetName, PRESETS } from "../models/config.ts";
@@ -13,6 +14,9 @@ import { loadTokenizer, type Tokenizer } from "../models/tokenizer/tokenizer.ts"
 import { Transformer } from "../models/transformer.ts";
 import { findSplitFiles } from "../data/readers.ts";
 import { buildTextDatasets, readTextDocuments, type TextDataset } from "../data/text_dataset.ts";
+import { readJsonFile } from "../util/json.ts";
+import { latestCheckpoint } from "./checkpoint.ts";
+import { refuseExistingRun } from "./_trainer_io.ts";
 import type { TrainingConfig } from "./config.ts";
 import { createTrainer, type TrainResult } from "./trainer.ts";
 
@@ -36,6 +40,14 @@ async function modelDir(id: string): Promise<string> {
 export interface RunTrainingOptions {
   /** Progress line on stderr (default true). */
   progress?: boolean;
+  /** Notes for the user, one line each (default stderr); see `CreateTrainerOptions.log`. */
+  log?: (line: string) => void;
+  /** Checkpoint and return on SIGINT / SIGTERM (default false); see `CreateTrainerOptions.handle_signals`. */
+  handle_signals?: boolean;
+}
+
+async function exists(path: string): Promise<boolean> {
+  return await Deno.stat(path).then(() => true, () => false);
 }
 
 /**
@@ -89,14 +101,13 @@ export async function runTraining(
     );
   }
   const name = config.model!, data = config.dataset!;
+  await refuseExistingRun(config); // before any data or weights are read
   // The model's shape first: a too-long block is an error before any data or weights are read.
   let mc: ModelConfig, dir: string | null = null;
   if (isPreset(name)) mc = { ...PRESETS[name] };
   else {
     dir = await modelDir(name);
-    mc = fromHfConfig(JSON.parse(await Deno.readTextFile(`${dir}/config.json`)), {
-      file: `${dir}/config.json`,
-    });
+    mc = fromHfConfig(await readJsonFile(join(dir, "config.json")), { file: join(dir, "config.json") });
   }
   const T = config.max_seq_length;
   if (T > mc.max_position_embeddings) {
@@ -127,8 +138,14 @@ export async function runTraining(
     throw new RangeError(`Cannot train: dataset ${data} is empty (no "${field}" text); add documents`);
   }
 
+  // A resume takes the tokenizer saved in its checkpoint: never one rebuilt from (changed) data.
+  const resumeDir = config.resume_from_checkpoint === true
+    ? await latestCheckpoint(join(config.output_dir, "checkpoints"))
+    : config.resume_from_checkpoint || null;
   let tokenizer: Tokenizer;
-  if (config.tokenizer) tokenizer = await loadTokenizer(await modelDir(config.tokenizer));
+  if (resumeDir && await exists(join(resumeDir, "tokenizer.json"))) {
+    tokenizer = await loadTokenizer(resumeDir);
+  } else if (config.tokenizer) tokenizer = await loadTokenizer(await modelDir(config.tokenizer));
   else if (dir) tokenizer = await loadTokenizer(dir);
   else {
     tokenizer = await trainBpeTokenizer(trainDocs, {
@@ -167,6 +184,8 @@ export async function runTraining(
     eval_dataset: evalSet,
     tokenizer,
     progress: opts.progress,
+    log: opts.log,
+    handle_signals: opts.handle_signals,
   });
   try {
     return await trainer.train();

@@ -26,18 +26,23 @@ import type { Tensor } from "../kernels/tensor.ts";
 import type { Tokenizer } from "../models/tokenizer/tokenizer.ts";
 import type { Transformer } from "../models/transformer.ts";
 import type { DataPosition, TextDataset } from "../data/text_dataset.ts";
-import {
-  listCheckpoints,
-  loadCheckpoint,
-  rotateCheckpoints,
-  saveCheckpoint,
-  type TrainerState,
-} from "./checkpoint.ts";
+import { loadCheckpoint, rotateCheckpoints, saveCheckpoint, type TrainerState } from "./checkpoint.ts";
 import { saveTrainingConfig, type TrainingConfig, validateTrainingConfig } from "./config.ts";
 import { trainerProblems } from "./_trainer_check.ts";
 import { callHook, type HookContext, type TrainerHooks } from "./hooks.ts";
 import { createLrSchedule, type LrSchedule } from "./schedule.ts";
-import { MetricsFile, prepareOutputDir, updateBest, writeRunEnd } from "./_trainer_io.ts";
+import {
+  clearOutputDir,
+  guardWrite,
+  listenForSignals,
+  MetricsFile,
+  prepareOutputDir,
+  summaryOf,
+  updateBest,
+  writeRunEnd,
+} from "./_trainer_io.ts";
+import { resumeFrom, tokenizerFingerprint } from "./_trainer_resume.ts";
+import { acquireLock } from "../util/lock.ts";
 import { createProgress } from "../util/progress.ts";
 
 /** Options of {@linkcode createTrainer}. */
@@ -56,6 +61,34 @@ export interface CreateTrainerOptions {
   hooks?: TrainerHooks;
   /** Print the progress line on stderr (default true). */
   progress?: boolean;
+  /**
+   * Notes for the user (a stale lock taken over, checkpoints skipped on resume, leftovers removed,
+   * signals): one line each; default stderr.
+   */
+  log?: (line: string) => void;
+  /**
+   * On SIGINT / SIGTERM finish the current step, save a checkpoint and return with `interrupted`
+   * set (a second signal exits at once). For command lines; default false.
+   */
+  handle_signals?: boolean;
+}
+
+/**
+ * Training stopped on a non-finite loss, gradient norm or weights: a state callers catch (a
+ * hyperparameter search prunes the trial). Nothing non-finite was saved.
+ */
+export class NonFiniteError extends Error {
+  /** The step at which it was found. */
+  readonly step: number;
+  /**
+   * @param step where it was found
+   * @param message what, where and the fix
+   */
+  constructor(step: number, message: string) {
+    super(message);
+    this.name = "NonFiniteError";
+    this.step = step;
+  }
 }
 
 /** What {@linkcode Trainer.train} returns (the names of the project's design). */
@@ -76,6 +109,27 @@ export interface TrainResult {
   metrics_summary: Record<string, number | null>;
   /** The best checkpoint with `load_best_model_at_end`, else the last one saved, or null. */
   checkpoint_path: string | null;
+  /** The signal that stopped the run early (a checkpoint was saved; resume to go on), else null. */
+  interrupted: "SIGINT" | "SIGTERM" | null;
+}
+
+/** The error for a non-finite value found at `step` (the last finite log was at `since`). */
+function nonFinite(
+  step: number,
+  since: number,
+  what: string,
+  value: number,
+  last: string | null,
+): NonFiniteError {
+  const where = step - since > 1
+    ? `between steps ${since + 1} and ${step} (logged every few steps; logging_steps: 1 pinpoints it)`
+    : `at step ${step}`;
+  return new NonFiniteError(
+    step,
+    `Cannot continue training: the ${what} became ${value} ${where}; nothing non-finite was saved` +
+      `${last ? ` (last checkpoint ${last})` : ""}; lower learning_rate, set max_grad_norm, ` +
+      `or set skip_nonfinite_steps: true to skip such updates`,
+  );
 }
 
 /** Parameter names HF leaves out of weight decay: biases and norm weights. */
@@ -137,6 +191,8 @@ export class Trainer {
   /** The optimizer (null for SGD without momentum). */
   readonly optimizer: AdamW | null;
   readonly #progress: boolean;
+  readonly #log: (line: string) => void;
+  readonly #handleSignals: boolean;
   #orders = new Map<number, Uint32Array>();
   #lastCheckpoint: string | null = null;
 
@@ -149,6 +205,8 @@ export class Trainer {
     this.tokenizer = opts.tokenizer ?? null;
     this.hooks = opts.hooks ?? {};
     this.#progress = opts.progress ?? true;
+    this.#log = opts.log ?? ((line) => console.error(`fledge: ${line}`));
+    this.#handleSignals = opts.handle_signals ?? false;
     this.optimizer = config.optim === "adamw"
       ? new AdamW({
         lr: config.learning_rate,
@@ -244,16 +302,44 @@ export class Trainer {
   }
 
   /**
-   * Train: resume when asked, run the updates, log, evaluate, save, then write `model/`,
-   * `report.md` and `curves.svg`.
+   * Train: take the run folder's lock, resume when asked, run the updates, log, evaluate, save,
+   * then write `model/`, `report.md` and `curves.svg`.
    * @returns the {@linkcode TrainResult}
-   * @throws {RangeError} when `output_dir` already holds a run (see `overwrite_output_dir`), or a
-   *   resume finds no checkpoint
+   * @throws {RangeError} when `output_dir` already holds a run (see `overwrite_output_dir`), a resume
+   *   finds no checkpoint or one that differs from this run (listing the differences)
    * @throws {TypeError} / {Deno.errors.PermissionDenied} when `output_dir` is not writable (before any step)
+   * @throws {Deno.errors.Busy} when another live run holds `output_dir`
+   * @throws {NonFiniteError} when the loss, gradient norm or weights become non-finite (naming the step)
+   * @throws {Error} naming the path when a write fails mid-run (disk full, permission lost); the last
+   *   checkpoint stays intact
    */
   async train(): Promise<TrainResult> {
+    const c = this.config, out = c.output_dir;
+    const created = await prepareOutputDir(out, c);
+    let lock;
+    try {
+      lock = await acquireLock(out, {
+        command: "train",
+        onTakeover: (s, path) =>
+          this.#log(
+            s.pid
+              ? `took over ${path} of pid ${s.pid} (started ${s.started}), no longer running`
+              : `took over the unreadable ${path} (written ${s.started}, by a run that died while writing it)`,
+          ),
+      });
+    } catch (e) {
+      if (created) await Deno.remove(out, { recursive: true }).catch(() => {});
+      throw e;
+    }
+    try {
+      return await this.#run(created);
+    } finally {
+      await lock.release();
+    }
+  }
+
+  async #run(created: boolean): Promise<TrainResult> {
     const c = this.config, out = c.output_dir, model = this.model, be = model.backend;
-    await prepareOutputDir(out, c);
     const t0 = performance.now();
     const ckRoot = join(out, "checkpoints");
     const metrics = new MetricsFile(out, c.report_to.includes("jsonl"));
@@ -261,28 +347,59 @@ export class Trainer {
     if (!params.some((p) => p.requiresGrad)) model.setTrainable(true);
     const live = () => model.parameters().filter((p) => p.requiresGrad);
 
-    if (c.resume_from_checkpoint) {
-      let dir = c.resume_from_checkpoint === true ? null : c.resume_from_checkpoint;
-      if (dir === null) {
-        const all = await listCheckpoints(ckRoot);
-        if (!all.length) {
-          throw new RangeError(
-            `Cannot resume: no checkpoint in ${ckRoot}; train without resume_from_checkpoint first`,
-          );
-        }
-        dir = all[all.length - 1];
+    try {
+      await clearOutputDir(out, c, this.#log);
+      if (c.resume_from_checkpoint) {
+        const r = await resumeFrom({
+          config: c,
+          model,
+          optimizer: this.optimizer,
+          train_dataset: this.train_dataset,
+          tokenizer: this.tokenizer,
+          root: ckRoot,
+          log: this.#log,
+        });
+        this.state = { ...r.state, max_steps: this.maxSteps() };
+        this.#lastCheckpoint = r.dir;
+      } else {
+        this.state.data_fingerprint = this.train_dataset.fingerprint();
+        if (this.tokenizer) this.state.tokenizer_fingerprint = tokenizerFingerprint(this.tokenizer);
       }
-      const ck = await loadCheckpoint(dir, { model, optimizer: this.optimizer ?? undefined });
-      this.state = { ...ck.state, max_steps: this.maxSteps() };
-      this.#lastCheckpoint = dir;
+    } catch (e) {
+      // A start that failed leaves no empty run folder behind.
+      if (created) await Deno.remove(out, { recursive: true }).catch(() => {});
+      throw e;
     }
-    await saveTrainingConfig(c, join(out, "config.yaml"));
-    await metrics.reset(this.state.log_history);
-
     const st = this.state, maxSteps = st.max_steps;
+    const finished = st.global_step >= maxSteps;
+    if (finished && await Deno.stat(join(out, "model")).then(() => true, () => false)) {
+      this.#log(`nothing to train: ${out} finished at step ${st.global_step} (max_steps ${maxSteps})`);
+      return {
+        ...summaryOf(st, { lossHistory: [], normHistory: [], lastEval: null, trainLoss: null }),
+        training_time: 0,
+        checkpoint_path: this.#lastCheckpoint,
+        interrupted: null,
+      };
+    }
+    await guardWrite(
+      join(out, "config.yaml"),
+      this.#lastCheckpoint,
+      () => saveTrainingConfig(c, join(out, "config.yaml")),
+    );
+    await guardWrite(metrics.path, this.#lastCheckpoint, () => metrics.reset(st.log_history));
+
     const schedule: LrSchedule = createLrSchedule(c, maxSteps);
     const ctx = (): HookContext => ({ state: this.state, config: c });
     let stop = await callHook(this.hooks, "on_train_begin", [ctx()]);
+    let interrupted: "SIGINT" | "SIGTERM" | null = null;
+    const signals = this.#handleSignals
+      ? listenForSignals((sig) => {
+        interrupted = sig;
+        this.#log(
+          `${sig}: stopping after the current step to save a checkpoint (${sig} again quits at once)`,
+        );
+      })
+      : null;
 
     const scales = new Map<number, Tensor>();
     const scaleOf = (n: number) => {
@@ -292,7 +409,7 @@ export class Trainer {
     };
     let logSum = be.zeros([1]), sinceLog = 0, normSq: Tensor | null = null;
     const lossHistory: number[] = [], normHistory: number[] = [];
-    let lastEval: number | null = null, trainLossTotal = 0, trainSteps = 0;
+    let lastEval: number | null = null, trainLossTotal = 0, trainSteps = 0, lastLogStep = st.global_step;
     let tokensRun = 0;
     const T = this.train_dataset.block_size, startStep = st.global_step;
     // One update per log and per evaluation (already spaced by logging_steps / eval_steps).
@@ -305,16 +422,41 @@ export class Trainer {
     });
     const nb = this.train_dataset.num_blocks;
     const epochOf = (p: DataPosition) => p.epoch + p.index / nb;
+    const skipBad = c.skip_nonfinite_steps;
+    // Never a non-finite checkpoint or model: one readback of the weights' sum of squares per save.
+    const checkWeights = async (step: number) => {
+      const sq = be.empty([1]);
+      gradNormSquared(sq, live());
+      const w = (await sq.toArray())[0];
+      sq.dispose();
+      if (!Number.isFinite(w)) throw nonFinite(step, lastLogStep, "weights", w, this.#lastCheckpoint);
+    };
+    const save = async (step: number) => {
+      await checkWeights(step);
+      const path = join(ckRoot, `step-${step}`);
+      await guardWrite(path, this.#lastCheckpoint, () =>
+        saveCheckpoint(ckRoot, {
+          model,
+          optimizer: this.optimizer,
+          state: st,
+          config: c,
+          tokenizer: this.tokenizer,
+        }));
+      this.#lastCheckpoint = path;
+      return path;
+    };
 
     try {
-      while (!stop && st.global_step < maxSteps) {
+      while (!stop && !interrupted && st.global_step < maxSteps) {
         // ---- one update: accumulate gradients over the micro-batches ----
         const { batches, next, epochEnd } = this.#nextUpdate(st.data_position);
+        // With skip_nonfinite_steps the update's loss waits in stepSum until its norm is known.
+        const stepSum = skipBad ? be.zeros([1]) : logSum;
         for (const idx of batches) {
           const ids = be.fromArray(this.train_dataset.batch(idx), [idx.length, T], "i32");
           const loss = model.loss(ids, ids);
           backward(loss, scaleOf(batches.length));
-          accumulate(logSum, loss, 1 / batches.length);
+          accumulate(stepSum, loss, 1 / batches.length);
           loss.dispose();
           ids.dispose();
           tokensRun += idx.length * T;
@@ -331,9 +473,18 @@ export class Trainer {
           normSq = be.empty([1]);
           gradNormSquared(normSq, grads);
         }
+        // One readback per step, only when asked: a non-finite loss makes the norm non-finite too.
+        const skip = skipBad && !Number.isFinite((await normSq.toArray())[0]);
         const lr = schedule.lrAt(st.global_step);
         const decay = ps.filter((p) => !isNoDecay(p.name)), keep = ps.filter((p) => isNoDecay(p.name));
-        if (this.optimizer) {
+        if (skip) {
+          st.nonfinite_steps = (st.nonfinite_steps ?? 0) + 1;
+          this.#log(
+            `step ${
+              st.global_step + 1
+            }: non-finite loss or gradient norm; update skipped (skip_nonfinite_steps)`,
+          );
+        } else if (this.optimizer) {
           this.optimizer.step(decay, { lr, weight_decay: c.weight_decay, scale: coef, max_grad_norm: 0 });
           this.optimizer.step(keep, { lr, weight_decay: 0, scale: coef, max_grad_norm: 0 });
         } else {
@@ -349,6 +500,10 @@ export class Trainer {
             }
           }
         }
+        if (skipBad) {
+          if (!skip) accumulate(logSum, stepSum, 1);
+          stepSum.dispose();
+        }
         coef?.dispose();
         for (const p of ps) {
           p.grad?.dispose();
@@ -359,26 +514,43 @@ export class Trainer {
         st.data_position = next;
         st.epoch = epochOf(next);
         st.num_input_tokens_seen += batches.reduce((a, b) => a + b.length * T, 0);
-        sinceLog++;
+        if (!skip) sinceLog++;
         stop = (await callHook(this.hooks, "on_step_end", [ctx()])) || stop;
         const step = st.global_step, last = step >= maxSteps;
 
         // ---- log ----
         const logNow = last || (c.logging_strategy === "steps" && step % c.logging_steps === 0) ||
           (c.logging_strategy === "epoch" && epochEnd) || (c.logging_first_step && step === 1);
-        if (logNow || stop) {
+        if ((logNow || stop) && sinceLog > 0) {
           const loss = (await logSum.toArray())[0] / sinceLog;
           const gn = Math.sqrt((await normSq.toArray())[0]);
+          if (!Number.isFinite(loss) || (!skipBad && !Number.isFinite(gn))) {
+            throw nonFinite(
+              step,
+              lastLogStep,
+              Number.isFinite(loss) ? "gradient norm" : "loss",
+              Number.isFinite(loss) ? gn : loss,
+              this.#lastCheckpoint,
+            );
+          }
           trainLossTotal += loss * sinceLog;
           trainSteps += sinceLog;
           logSum.dispose();
           logSum = be.zeros([1]);
           sinceLog = 0;
-          const rec = { loss, grad_norm: gn, learning_rate: schedule.lrAt(step), epoch: st.epoch, step };
+          lastLogStep = step;
+          const rec: Record<string, number> = {
+            loss,
+            grad_norm: gn,
+            learning_rate: schedule.lrAt(step),
+            epoch: st.epoch,
+            step,
+          };
+          if (st.nonfinite_steps) rec.nonfinite_steps = st.nonfinite_steps;
           lossHistory.push(loss);
           normHistory.push(gn);
           st.log_history.push(rec);
-          await metrics.append(rec);
+          await guardWrite(metrics.path, this.#lastCheckpoint, () => metrics.append(rec));
           const secs = (performance.now() - t0) / 1000;
           progress.update(
             step,
@@ -396,10 +568,13 @@ export class Trainer {
         if (evalNow) {
           const t1 = performance.now();
           const m = await this.evaluate();
+          if (!Number.isFinite(m.eval_loss)) {
+            throw nonFinite(step, lastLogStep, "eval_loss", m.eval_loss, this.#lastCheckpoint);
+          }
           lastEval = m.eval_loss;
           const rec = { ...m, eval_runtime: (performance.now() - t1) / 1000, epoch: st.epoch, step };
           st.log_history.push(rec);
-          await metrics.append(rec);
+          await guardWrite(metrics.path, this.#lastCheckpoint, () => metrics.append(rec));
           progress.update(step, `eval_loss ${m.eval_loss.toFixed(4)} ppl ${m.eval_perplexity.toFixed(2)}`);
           const best = updateBest(st, c, m);
           improved = best.improved;
@@ -411,22 +586,41 @@ export class Trainer {
         const saveNow = (c.save_strategy === "steps" && step % c.save_steps === 0) ||
           (c.save_strategy === "epoch" && epochEnd) || (c.save_strategy === "best" && improved);
         if (saveNow) {
-          const path = join(ckRoot, `step-${step}`);
-          if (improved) st.best_model_checkpoint = path;
-          await saveCheckpoint(ckRoot, { model, optimizer: this.optimizer, state: st, config: c });
-          this.#lastCheckpoint = path;
+          if (improved) st.best_model_checkpoint = join(ckRoot, `step-${step}`);
+          const path = await save(step);
           await rotateCheckpoints(ckRoot, {
             save_total_limit: c.save_total_limit,
             keep: c.load_best_model_at_end ? st.best_model_checkpoint : null,
           });
           stop = (await callHook(this.hooks, "on_save", [ctx(), path])) || stop;
         } else if (improved) st.best_model_checkpoint = null;
+        // Let a pending signal in: the loop above may never leave the microtask queue.
+        if (signals) await new Promise((r) => setTimeout(r, 0));
       }
       progress.done();
+      if (interrupted && this.#lastCheckpoint !== join(ckRoot, `step-${st.global_step}`)) {
+        await save(st.global_step);
+      }
     } finally {
+      signals?.remove();
       logSum.dispose();
       normSq?.dispose();
       for (const t of scales.values()) t.dispose();
+    }
+
+    const training_time = (performance.now() - t0) / 1000;
+    const done = st.global_step - startStep;
+    const summary = summaryOf(st, {
+      lossHistory,
+      normHistory,
+      lastEval,
+      trainLoss: trainSteps ? trainLossTotal / trainSteps : null,
+    });
+    summary.metrics_summary.train_runtime = training_time;
+    summary.metrics_summary.train_steps_per_second = done / training_time;
+    summary.metrics_summary.train_tokens_per_second = tokensRun / training_time;
+    if (interrupted) {
+      return { ...summary, training_time, checkpoint_path: this.#lastCheckpoint, interrupted };
     }
 
     // ---- the end: best model, final folder, report ----
@@ -435,40 +629,19 @@ export class Trainer {
       await loadCheckpoint(st.best_model_checkpoint, { model });
       checkpoint_path = st.best_model_checkpoint;
     }
-    const training_time = (performance.now() - t0) / 1000;
-    const done = st.global_step - startStep;
-    const final_loss = lossHistory.length ? lossHistory[lossHistory.length - 1] : NaN;
-    const summary: Record<string, number | null> = {
-      train_loss: trainSteps ? trainLossTotal / trainSteps : null,
-      eval_loss: lastEval,
-      eval_perplexity: lastEval === null ? null : Math.exp(lastEval),
-      global_step: st.global_step,
-      epoch: st.epoch,
-      train_runtime: training_time,
-      train_steps_per_second: done / training_time,
-      train_tokens_per_second: tokensRun / training_time,
-      num_input_tokens_seen: st.num_input_tokens_seen,
-    };
-    await writeRunEnd(out, {
-      config: c,
-      state: st,
-      summary,
-      metrics,
-      model,
-      tokenizer: this.tokenizer,
-      dataset: this.train_dataset.source,
-    });
+    await checkWeights(st.global_step);
+    await guardWrite(join(out, "model"), this.#lastCheckpoint, () =>
+      writeRunEnd(out, {
+        config: c,
+        state: st,
+        summary: summary.metrics_summary,
+        metrics,
+        model,
+        tokenizer: this.tokenizer,
+        dataset: this.train_dataset.source,
+      }));
     await callHook(this.hooks, "on_train_end", [ctx()]);
-    return {
-      loss_history: lossHistory,
-      final_loss,
-      final_perplexity: Math.exp(lastEval ?? final_loss),
-      training_time,
-      best_epoch: st.best_epoch,
-      grad_norm_history: normHistory,
-      metrics_summary: summary,
-      checkpoint_path,
-    };
+    return { ...summary, training_time, checkpoint_path, interrupted: null };
   }
 
   /** Release the optimizer state (the model stays the caller's). */

@@ -190,6 +190,24 @@ async function replaceDir(src: string, dir: string): Promise<void> {
 }
 
 /**
+ * Remove a file or folder so that it is never seen half removed: it is renamed to a temp name first
+ * (found and removed later by {@linkcode findTempLeftovers} if the process dies mid-way).
+ * @param path what to remove (missing: nothing happens)
+ * @returns whether something was removed
+ */
+export async function removeAtomic(path: string): Promise<boolean> {
+  const tmp = tempPath(path);
+  try {
+    await Deno.rename(path, tmp);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return false;
+    throw e;
+  }
+  await Deno.remove(tmp, { recursive: true });
+  return true;
+}
+
+/**
  * The temp leftovers of interrupted atomic writes directly inside `dir` (see {@linkcode isTempName}).
  * @param dir a folder (missing: none)
  * @returns their paths

@@ -12,6 +12,7 @@
  */
 import { dirname, join } from "node:path";
 import { writeFileAtomic } from "../../util/atomic.ts";
+import { readJsonFile } from "../../util/json.ts";
 import { headerLength, parseHeader } from "./_safetensors_header.ts";
 import * as cv from "./_safetensors_convert.ts";
 import {
@@ -316,13 +317,7 @@ function checkShardName(name: unknown, key: string, file: string): string {
  *   leave the folder (`../`, absolute, backslash, NUL)
  */
 export async function readSafetensorsIndex(path: string): Promise<SafetensorsIndex> {
-  let json: unknown;
-  try {
-    json = JSON.parse(await Deno.readTextFile(path));
-  } catch (e) {
-    if (!(e instanceof SyntaxError)) throw e;
-    throw badIndex(path, `not JSON (${e.message})`);
-  }
+  const json = await readJsonFile(path);
   if (typeof json !== "object" || json === null || Array.isArray(json)) {
     throw badIndex(path, "not a JSON object");
   }

@@ -7,6 +7,7 @@
 import { join } from "node:path";
 import { SPECIAL_TOKEN_KEYS, tokenContent } from "./_chat.ts";
 import { writeFileAtomic } from "../../util/atomic.ts";
+import { parseJson } from "../../util/json.ts";
 
 /** The parsed files of one tokenizer folder. */
 export interface TokenizerFiles {
@@ -30,15 +31,7 @@ async function readOptional(path: string): Promise<string | null> {
 }
 
 function parseObject(text: string, path: string): Record<string, unknown> {
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch (e) {
-    throw new SyntaxError(
-      `Cannot parse ${path}: ${(e as Error).message}; the file must be JSON as written by save_pretrained()`,
-      { cause: e },
-    );
-  }
+  const value = parseJson(text, path);
   if (!value || typeof value !== "object" || Array.isArray(value)) {
     throw new SyntaxError(`Cannot read ${path}: the top level is not a JSON object`);
   }

@@ -6,7 +6,8 @@ import { Transformer } from "../../models/transformer.ts";
 import { readJsonl } from "../../data/jsonl.ts";
 import { buildTextDatasets, TextDataset } from "../../data/text_dataset.ts";
 import { getTrainingArgs, type TrainingConfig } from "../../training/config.ts";
-import { createTrainer, type TrainResult } from "../../training/trainer.ts";
+import { createTrainer, NonFiniteError, type TrainResult } from "../../training/trainer.ts";
+import { mul } from "../../kernels/elementwise.ts";
 import type { TrainerHooks } from "../../training/hooks.ts";
 import { assert, assertAllClose, SHARED, SLOW } from "../_assert.ts";
 import { backends, cpu as cpuBackend } from "../_check.ts";
@@ -313,7 +314,7 @@ Deno.test("an output_dir holding a run is refused unless overwrite_output_dir or
   assert.equal(again.result.loss_history.length, 2);
   await assert.rejects(
     () => run(be, { output_dir: dir, max_steps: 3, resume_from_checkpoint: true }),
-    /Cannot resume: no checkpoint in .*checkpoints/,
+    /Cannot resume: no complete checkpoint in .*checkpoints/,
   );
   await Deno.remove(dir, { recursive: true });
 });
@@ -430,3 +431,96 @@ Deno.test("createTrainer() refuses weights it cannot update (f16 / 4-bit) and at
     /LoRA adapters are attached, and the Trainer does not train adapters yet/,
   );
 });
+
+/** A model whose loss is NaN on its `bad`-th call (one micro-batch), as a transient overflow. */
+function poisoned(be: Backend, bad: number): Transformer {
+  const model = Transformer.init(mc, be, { seed: 3 });
+  const loss = model.loss.bind(model);
+  let calls = 0;
+  model.loss = (ids, labels, opts) => {
+    const l = loss(ids, labels, opts);
+    if (++calls !== bad) return l;
+    // NaN forward and NaN gradients for this update (the factor lives on for the backward)
+    return mul(l, be.full([1], NaN));
+  };
+  return model;
+}
+
+for (const be of await backends()) {
+  Deno.test(`skip_nonfinite_steps skips a NaN update, counts it and trains on (${be.name})`, async () => {
+    const dir = await Deno.makeTempDir();
+    const lines: string[] = [];
+    try {
+      const model = poisoned(be, 5); // accumulation 2: the 5th micro-batch is in update 3
+      const trainer = createTrainer({
+        model,
+        config: getTrainingArgs({
+          output_dir: dir,
+          max_steps: 6,
+          per_device_train_batch_size: 2,
+          gradient_accumulation_steps: 2,
+          learning_rate: 1e-2,
+          logging_steps: 1,
+          save_strategy: "steps",
+          save_steps: 3,
+          skip_nonfinite_steps: true,
+        }),
+        train_dataset: train,
+        progress: false,
+        log: (l) => lines.push(l),
+      });
+      const r = await trainer.train();
+      trainer.dispose();
+      assert.equal(r.metrics_summary.nonfinite_steps, 1);
+      assert.ok(r.loss_history.every(Number.isFinite), r.loss_history.join());
+      assert.equal(r.loss_history.length, 5, "the skipped update logs no loss");
+      assert.ok(
+        lines.some((l) => /^step 3: non-finite loss or gradient norm; update skipped/.test(l)),
+        lines.join("\n"),
+      );
+      const params = await Promise.all(model.parameters().map((p) => p.toArray()));
+      assert.ok(params.every((a) => a.every(Number.isFinite)), "the weights stayed finite");
+      const st = JSON.parse(await Deno.readTextFile(join(dir, "checkpoints/step-6/trainer_state.json")));
+      assert.equal(st.nonfinite_steps, 1);
+      model.dispose();
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  });
+
+  Deno.test(`a NaN loss stops training with NonFiniteError naming the step (${be.name})`, async () => {
+    const dir = await Deno.makeTempDir();
+    try {
+      const model = poisoned(be, 5);
+      const trainer = createTrainer({
+        model,
+        config: getTrainingArgs({
+          output_dir: dir,
+          max_steps: 6,
+          per_device_train_batch_size: 2,
+          gradient_accumulation_steps: 2,
+          logging_steps: 1,
+          save_strategy: "steps",
+          save_steps: 1,
+        }),
+        train_dataset: train,
+        progress: false,
+        log: () => {},
+      });
+      const e = await trainer.train().then(() => null, (e) => e);
+      trainer.dispose();
+      model.dispose();
+      assert.ok(e instanceof NonFiniteError, String(e));
+      assert.equal(e.step, 3);
+      assert.match(
+        e.message,
+        /the loss became NaN at step 3; nothing non-finite was saved \(last checkpoint .*step-2\)/,
+      );
+      const saved = [...Deno.readDirSync(join(dir, "checkpoints"))].map((d) => d.name).sort();
+      assert.deepEqual(saved, ["step-1", "step-2"]);
+      await assert.rejects(Deno.stat(join(dir, "model")), Deno.errors.NotFound);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  });
+}
