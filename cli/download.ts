@@ -22,7 +22,9 @@ prints the folder that holds them on stdout.
 
 options:
   --model ID                 hub repo id (org/name), or a local model folder
-  --output DIR               copy the files (not links) into DIR; default: print the cache snapshot
+  --output DIR               copy the files (not links) into the new folder DIR; default: print the
+                             cache snapshot
+  --overwrite_output_dir     replace an existing --output folder (whole: never old and new mixed)
   --revision REV             branch, tag or commit (default main)
   --verify                   re-hash every file against the hub's sha256 / git sha1
   --allow_patterns GLOB      files to fetch (repeatable or comma-separated; default the model files:
@@ -37,6 +39,7 @@ from HF_ENDPOINT; HF_HUB_OFFLINE=1 uses only the cache.`;
 const FLAGS = {
   model: { type: "string", required: true },
   output: { type: "string" },
+  overwrite_output_dir: { type: "boolean" },
   revision: { type: "string" },
   verify: { type: "boolean" },
   allow_patterns: { type: "list" },
@@ -66,6 +69,7 @@ async function downloadRun(args: string[], io: CliIO): Promise<void> {
       ...(v.cache_dir !== undefined ? { cache_dir: v.cache_dir } : {}),
       ...(v.quiet ? { progress: false } : {}),
       output: v.output,
+      overwrite_output_dir: v.overwrite_output_dir,
       verify: v.verify,
       allow_patterns: patterns,
     });

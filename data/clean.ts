@@ -428,7 +428,10 @@ export function cleanPipelineFromYaml(text: string, options: { file?: string } =
     // Only YAML errors are the file's fault; others (e.g. Deno's permission error: the yaml
     // package reads the env var LOG_TOKENS, so run with --allow-env) pass through unchanged.
     if (!(e instanceof Error && e.name.startsWith("YAML"))) throw e;
-    throw new SyntaxError(`Cannot parse cleaning pipeline ${where}: ${e.message}`);
+    // The first line holds the message and "at line L, column C"; the rest is a code frame.
+    throw new SyntaxError(
+      `Cannot parse cleaning pipeline ${where}: ${e.message.split("\n")[0].replace(/:$/, "")}`,
+    );
   }
   return validateCleanSteps(doc, { file: where });
 }

@@ -14,8 +14,10 @@ import { debianRoot } from "../data/debian.ts";
 import { generate } from "../models/generate.ts";
 import { loadModel } from "../models/pretrained.ts";
 import { loadTokenizer } from "../models/tokenizer/tokenizer.ts";
-import { getTrainingArgs } from "../training/config.ts";
+import { getTrainingArgs, type TrainingConfig } from "../training/config.ts";
 import { runTraining } from "../training/run.ts";
+import type { TrainResult } from "../training/trainer.ts";
+import { acquireLock } from "../util/lock.ts";
 import { writeFileAtomic } from "../util/atomic.ts";
 
 /** Options of {@linkcode runDemo} (Hugging Face names). */
@@ -109,7 +111,16 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
     };
   }
 
-  // ---- evaluate: sample from the saved model ----
+  // ---- evaluate: sample from the saved model (the run folder locked again while written) ----
+  const lock = await acquireLock(config.output_dir, { command: "demo" });
+  try {
+    return await sampleAndReport(config, result);
+  } finally {
+    await lock.release();
+  }
+}
+
+async function sampleAndReport(config: TrainingConfig, result: TrainResult): Promise<DemoResult> {
   const modelDir = join(config.output_dir, "model");
   const be = await createBackend(config.backend);
   const model = await loadModel(modelDir, { backend: be });

@@ -3,6 +3,7 @@
  * from key paths to lines for validation messages) and YAML text out in a fixed key order.
  * @module
  */
+import { parseJson } from "../util/json.ts";
 import { isMap, isScalar, LineCounter, parseDocument, stringify } from "npm:yaml@^2.9";
 import { LORA_SPECS, QUANT_SPECS, TOP_SPECS } from "./_config_schema.ts";
 import { KWARG_SPECS } from "./_schedule_kwargs.ts";
@@ -19,14 +20,7 @@ export interface Parsed {
  */
 export function parseConfigText(text: string, file: string): Parsed {
   const json = /\.json$/i.test(file);
-  if (json) {
-    try {
-      return { value: JSON.parse(text), line: () => undefined };
-    } catch (e) {
-      if (!(e instanceof SyntaxError)) throw e;
-      throw new SyntaxError(`Cannot parse training config ${file}${jsonPos(text, e.message)}: ${e.message}`);
-    }
-  }
+  if (json) return { value: parseJson(text, `training config ${file}`), line: () => undefined };
   const lineCounter = new LineCounter();
   // npm:yaml reads the env var LOG_TOKENS: without --allow-env, Deno's NotCapable passes through.
   const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
@@ -53,16 +47,6 @@ export function parseConfigText(text: string, file: string): Parsed {
   };
   walk(doc.contents, "", 0);
   return { value: doc.toJS(), line: (key) => where.get(key) ?? where.get(key.split(".")[0]) };
-}
-
-/** " (line L, col C)" style position of a JSON.parse error, when the engine reports one. */
-function jsonPos(text: string, message: string): string {
-  const lc = /line (\d+) column (\d+)/.exec(message);
-  if (lc) return `:${lc[1]}:${lc[2]}`;
-  const pos = /position (\d+)/.exec(message);
-  if (!pos) return "";
-  const before = text.slice(0, Number(pos[1])).split("\n");
-  return `:${before.length}:${before[before.length - 1].length + 1}`;
 }
 
 /** Copy `obj` with keys in `order` first (those present), then the rest in their own order. */

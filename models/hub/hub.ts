@@ -28,7 +28,7 @@ import {
 } from "./_cache.ts";
 import { describe, fileMeta, hubFetch, type HubTarget, statusError, transfer } from "./_http.ts";
 import { verifySnapshot } from "./_verify.ts";
-import { copyFileAtomic, moveFileAtomic } from "../../util/atomic.ts";
+import { copyFileAtomic, moveFileAtomic, writeDirAtomic } from "../../util/atomic.ts";
 
 export { HubError, type HubErrorKind } from "./types.ts";
 export type { RepoType } from "./_cache.ts";
@@ -398,8 +398,13 @@ export async function listSnapshotFiles(
 
 /** Options of {@linkcode downloadModel}. */
 export interface DownloadModelOptions extends HubOptions {
-  /** Copy the files (not links) into this folder and return it. */
+  /**
+   * Copy the files (not links) into this new folder and return it. An existing non-empty folder is
+   * refused unless `overwrite_output_dir`, which replaces it whole (never old and new files mixed).
+   */
   output?: string;
+  /** Replace an existing `output` folder (default false). */
+  overwrite_output_dir?: boolean;
   /** Re-hash every file against its blob name (sha256 for LFS files, git sha1 otherwise). */
   verify?: boolean;
   /** Which files; default {@linkcode MODEL_FILE_PATTERNS}. */
@@ -414,6 +419,7 @@ export interface DownloadModelOptions extends HubOptions {
  * @param opts `output`, `verify`, and {@linkcode HubOptions}
  * @returns the folder holding the files (`output` when given, else the cache snapshot)
  * @throws {HubError} as {@linkcode hubDownload}; `checksum` when `verify` finds a corrupt file
+ * @throws {RangeError} when `output` exists with files in it and `overwrite_output_dir` is not set
  * @example
  * ```ts
  * import { downloadModel } from "./hub.ts";
@@ -430,13 +436,29 @@ export interface DownloadModelOptions extends HubOptions {
  */
 export async function downloadModel(id: string, opts: DownloadModelOptions = {}): Promise<string> {
   const patterns = opts.allow_patterns ?? [...MODEL_FILE_PATTERNS];
+  if (opts.output !== undefined && !opts.overwrite_output_dir) {
+    const there = await Array.fromAsync(Deno.readDir(opts.output)).catch((e) => {
+      if (e instanceof Deno.errors.NotFound) return [];
+      throw e;
+    });
+    if (there.length) {
+      throw new RangeError(
+        `Cannot download ${id} into ${opts.output}: it already holds ${
+          there.map((e) => e.name).sort().slice(0, 4).join(", ")
+        }${
+          there.length > 4 ? ", ..." : ""
+        }; pass overwrite_output_dir (--overwrite_output_dir) to replace it, or choose a new folder`,
+      );
+    }
+  }
   const folder = await snapshotDownload(id, { ...opts, allow_patterns: patterns });
   const match = globMatcher(patterns);
   const files = (await listFiles(folder)).filter(match);
   if (opts.verify) await verifySnapshot(folder, files);
   if (opts.output === undefined) return folder;
-  for (const f of files) {
-    await copyFileAtomic(join(folder, f), join(opts.output, f));
-  }
+  // The whole folder at once: never old and new files mixed.
+  await writeDirAtomic(opts.output, async (tmp) => {
+    for (const f of files) await copyFileAtomic(join(folder, f), join(tmp, f));
+  });
   return opts.output;
 }

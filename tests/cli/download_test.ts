@@ -141,13 +141,19 @@ Deno.test("download --verify catches a file tampered with in the cache", async (
     try {
       await ok(run, ["--model", ID, "--output", output, "--quiet"]);
       assert.notDeepEqual(await Deno.readFile(join(output, "model.safetensors")), files["model.safetensors"]);
-      // ...with --verify it is caught, named, and deleted so the next run fetches it again.
+      // An existing --output is never overwritten unasked.
       assertFails(
         await run(["--model", ID, "--output", output, "--verify"]),
+        2,
+        /already holds config\.json, .*model\.safetensors.*--overwrite_output_dir/,
+      );
+      // ...with --verify it is caught, named, and deleted so the next run fetches it again.
+      assertFails(
+        await run(["--model", ID, "--output", output, "--verify", "--overwrite_output_dir"]),
         1,
         /model\.safetensors: its sha256 is [0-9a-f]{64} but the hub announced/,
       );
-      const again = await ok(run, ["--model", ID, "--output", output, "--verify"]);
+      const again = await ok(run, ["--model", ID, "--output", output, "--verify", "--overwrite_output_dir"]);
       assert.match(again.err, /, verified\n$/);
       assert.deepEqual(await Deno.readFile(join(output, "model.safetensors")), files["model.safetensors"]);
     } finally {

@@ -399,7 +399,7 @@ Deno.test("loadTrainingConfig() reports YAML and JSON syntax errors as SyntaxErr
     assert.ok(d instanceof SyntaxError && d.message.includes("dup.yaml:2:1:"), d.message);
     await Deno.writeTextFile(`${dir}/b.json`, '{\n  "seed": 1,\n  "lr" 2\n}');
     const j = await caughtAsync(() => loadTrainingConfig(`${dir}/b.json`));
-    assert.ok(j instanceof SyntaxError && j.message.includes("b.json:3:"), j.message);
+    assert.ok(j instanceof SyntaxError && /b\.json: .* at line 3, column \d+/.test(j.message), j.message);
     const x = await caughtAsync(() => loadTrainingConfig(`${dir}/c.toml`));
     assert.ok(x instanceof SyntaxError && x.message.includes("use .yaml, .yml or .json"));
     const n = await caughtAsync(() => loadTrainingConfig(`${dir}/missing.yaml`));
