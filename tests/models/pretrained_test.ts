@@ -14,12 +14,11 @@ import { loadModel, loadWeights, modelSource } from "../../models/pretrained.ts"
 import { saveModel } from "../../models/save.ts";
 import { readSafetensors, type SafeTensor, writeSafetensors } from "../../models/formats/safetensors.ts";
 import { Transformer } from "../../models/transformer.ts";
-import { assert, assertAllClose, ROOT, SHARED } from "../_assert.ts";
+import { assert, assertAllClose, FIXTURE_ARCHES, ROOT, SHARED } from "../_assert.ts";
 import { readFolder, startHubServer } from "../_hub_server.ts";
 import { adapterParameters, applyLora, removeAdapter } from "../../training/peft.ts";
 import { backends, cpu, webgpu } from "../_check.ts";
 
-const ARCHES = ["llama", "qwen2", "phi3", "gpt2"] as const;
 const fixture = (arch: string) => `${SHARED}/fixtures/hf-reference/${arch}`;
 
 /**
@@ -66,7 +65,7 @@ async function rejects(p: Promise<unknown>, check: (e: Error) => boolean): Promi
 
 const bits = (t: SafeTensor) => new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
 
-for (const arch of ARCHES) {
+for (const arch of FIXTURE_ARCHES) {
   Deno.test(`saveModel(loadModel(${arch})) writes the fixture's tensors bit for bit and its config`, async () => {
     for (const be of await backends()) {
       const out = await tempDir(`save-${arch}`);
@@ -566,7 +565,7 @@ function maskedMaxDiff(
 
 Deno.test("loadModel(dtype f16) keeps every fixture's logits within 2e-2 and its 8 greedy tokens", async () => {
   const report: string[] = [];
-  for (const arch of ARCHES) {
+  for (const arch of FIXTURE_ARCHES) {
     const { tensors } = await readSafetensors(join(fixture(arch), "cases.safetensors"));
     const geti = (n: string) => Int32Array.from(tensors.get(n)!.data as BigInt64Array, Number);
     const wantLogits = tensors.get("logits")!.data as Float32Array;

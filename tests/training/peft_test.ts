@@ -21,10 +21,9 @@ import {
   removeAdapter,
   saveAdapter,
 } from "../../training/peft.ts";
-import { assert, assertAllClose, SHARED } from "../_assert.ts";
+import { assert, assertAllClose, FIXTURE_ARCHES, SHARED } from "../_assert.ts";
 import { backends, cpu, webgpu } from "../_check.ts";
 
-const ARCHES = ["llama", "qwen2", "phi3", "gpt2"] as const;
 const dir = (arch: string) => `${SHARED}/fixtures/hf-reference/${arch}`;
 
 async function cases(path: string) {
@@ -76,15 +75,26 @@ async function lossOf(model: Transformer, be: Backend, c: Cases, opts: { backwar
   return v;
 }
 
-for (const arch of ARCHES) {
-  for (const kind of ["lora", "dora"] as const) {
+/** The PEFT cases of a fixture: its subfolders with an adapter_config.json (lora, dora, ...). */
+const adapterCases = (arch: string) =>
+  [...Deno.readDirSync(dir(arch))]
+    .filter((e) =>
+      e.isDirectory &&
+      [...Deno.readDirSync(`${dir(arch)}/${e.name}`)].some((f) => f.name === "adapter_config.json")
+    )
+    .map((e) => e.name)
+    .sort();
+
+for (const arch of FIXTURE_ARCHES) {
+  for (const kind of adapterCases(arch)) {
     Deno.test(`loadAdapter(${arch}/${kind}) matches PEFT logits, loss and every adapter gradient on every backend`, async () => {
       const c = await cases(`${dir(arch)}/${kind}`);
       for (const be of await backends()) {
         const model = await loadModel(dir(arch), { backend: be });
         const config = await loadAdapter(model, `${dir(arch)}/${kind}`, { is_trainable: true });
-        assert.equal(config.use_dora, kind === "dora");
-        assert.equal(config.fan_in_fan_out, arch === "gpt2");
+        const file = JSON.parse(await Deno.readTextFile(`${dir(arch)}/${kind}/adapter_config.json`));
+        assert.equal(config.use_dora, file.use_dora === true);
+        assert.equal(config.fan_in_fan_out, file.fan_in_fan_out === true);
         const V = model.config.vocab_size, tag = `${arch}/${kind} ${be.name}`;
         for (const left of [false, true]) {
           const mask = c.geti(left ? "attention_mask_leftpad" : "attention_mask");
