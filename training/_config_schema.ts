@@ -64,6 +64,7 @@ export const TOP_SPECS = {
   fp16: { kind: "bool" },
   lora: { kind: "custom" },
   quantization: { kind: "custom" },
+  merge_adapter: { kind: "bool" },
 } as const satisfies Record<string, FieldSpec>;
 
 /** PEFT `LoraConfig` fields fledge implements, in save order. */

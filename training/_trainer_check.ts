@@ -1,12 +1,14 @@
 /**
  * Private to `trainer.ts`: what `createTrainer` checks before anything runs, as a list of
- * problems (settings the Trainer cannot honour, blocks longer than the model's positions, token
- * ids outside its vocabulary, evaluation without data, an unknown best-model metric).
+ * problems (settings the Trainer cannot honour, weights nothing would train, blocks longer than
+ * the model's positions, token ids outside its vocabulary, evaluation without data, an unknown
+ * best-model metric), and the adapters it attaches (`quantization` then `lora`: QLoRA).
  * @module
  */
 import type { TextDataset } from "../data/text_dataset.ts";
 import type { Transformer } from "../models/transformer.ts";
 import type { TrainingConfig } from "./config_types.ts";
+import { adapterParameters, applyLora, quantizeModel } from "./peft.ts";
 
 /** The parts of `CreateTrainerOptions` that are checked. */
 export interface TrainerInputs {
@@ -15,10 +17,23 @@ export interface TrainerInputs {
   eval_dataset?: TextDataset | null;
 }
 
-const UNSUPPORTED: [keyof TrainingConfig, (c: TrainingConfig) => boolean, string][] = [
-  ["lora", (c) => c.lora !== null, "LoRA training is not in the Trainer yet; remove the lora section"],
-  ["quantization", (c) => c.quantization !== null, "4-bit training needs LoRA; remove quantization"],
+const UNSUPPORTED: [string, (c: TrainingConfig) => boolean, string][] = [
   ["fp16", (c) => c.fp16, "the Trainer computes in float32; set fp16: false"],
+  [
+    "quantization.bnb_4bit_quant_type",
+    (c) => c.quantization?.bnb_4bit_quant_type === "fp4",
+    "fledge's 4-bit kernels have NF4 codes, not bitsandbytes' FP4; set nf4",
+  ],
+  [
+    "quantization.bnb_4bit_compute_dtype",
+    (c) => c.quantization?.bnb_4bit_compute_dtype === "float16",
+    "the Trainer computes in float32; set float32",
+  ],
+  [
+    "quantization.bnb_4bit_use_double_quant",
+    (c) => c.quantization?.bnb_4bit_use_double_quant === true,
+    "double quantization of the scales is not in the 4-bit kernels yet; set false",
+  ],
   [
     "gradient_checkpointing",
     (c) => c.gradient_checkpointing,
@@ -30,20 +45,37 @@ const UNSUPPORTED: [keyof TrainingConfig, (c: TrainingConfig) => boolean, string
 export function trainerProblems(opts: TrainerInputs, config: TrainingConfig): string[] {
   const problems: string[] = UNSUPPORTED.filter(([, bad]) => bad(config)).map(([k, , fix]) => `${k}: ${fix}`);
   const mc = opts.model.config, ds = opts.train_dataset;
-  // Weights the optimizer cannot update must not be skipped silently (full fine-tuning would
-  // quietly train only embeddings, norms and the head), and adapters are not trained here yet.
-  const frozen = [...opts.model.params.values()].filter((t) => t.dtype === "f16").length +
-    opts.model.quantized.size;
-  if (frozen) {
+  // Weights the optimizer cannot update must not be skipped silently: full fine-tuning would
+  // quietly train only embeddings, norms and the head. Frozen f16 / 4-bit bases train through adapters.
+  const m = opts.model, adapter = m.adapters.size > 0 || config.lora !== null;
+  const f16 = [...m.params.values()].filter((t) => t.dtype === "f16").length;
+  if ((f16 || m.quantized.size) && !adapter) {
     problems.push(
-      `model: ${frozen} projection weights are stored as f16 or 4-bit and cannot be trained; ` +
-        `load the model with dtype "f32" for full fine-tuning`,
+      `model: ${
+        f16 + m.quantized.size
+      } projection weights are stored as f16 or 4-bit and cannot be trained; ` +
+        `add a lora section to train adapters on them, or load the model with dtype "f32" for full fine-tuning`,
     );
   }
-  if (opts.model.adapters.size) {
+  if (m.adapters.size && config.lora !== null) {
     problems.push(
-      `model: ${opts.model.adapters.size} LoRA adapters are attached, and the Trainer does not train adapters yet; ` +
-        `train them with training/peft.ts and AdamW directly, or remove them (removeAdapter)`,
+      `lora: the model already has an adapter (loadAdapter); remove the lora section to train that one, ` +
+        `or removeAdapter() to start a new one`,
+    );
+  } else if (m.adapters.size && !adapterParameters(m).some((t) => t.requiresGrad)) {
+    problems.push(
+      `model: its adapter is frozen; load it with loadAdapter(model, dir, { is_trainable: true })`,
+    );
+  }
+  if (config.merge_adapter && !adapter) {
+    problems.push(
+      `merge_adapter: there is no adapter to merge; add a lora section or set merge_adapter: false`,
+    );
+  }
+  if (config.quantization?.load_in_4bit && (m.quantized.size || f16)) {
+    problems.push(
+      `quantization: the model's weights are already ${m.quantized.size ? "4-bit" : "f16"}; ` +
+        `load it in f32 (dtype "f32") or remove the quantization section`,
     );
   }
   for (const [what, d] of [["train_dataset", ds], ["eval_dataset", opts.eval_dataset]] as const) {
@@ -79,4 +111,16 @@ export function trainerProblems(opts: TrainerInputs, config: TrainingConfig): st
     problems.push(`metric_for_best_model: the Trainer computes eval_loss and eval_perplexity, not ${metric}`);
   }
   return problems;
+}
+
+/**
+ * Attach what the config asks for, as PEFT's `get_peft_model` after bitsandbytes' `load_in_4bit`:
+ * 4-bit base weights (`quantization`), then fresh adapters (`lora`, seeded by `seed`). An adapter
+ * already attached (`loadAdapter(..., { is_trainable: true })`) is left as it is and trained.
+ */
+export function attachAdapters(model: Transformer, config: TrainingConfig): void {
+  if (config.quantization?.load_in_4bit) quantizeModel(model, { kind: "nf4" });
+  if (config.lora) {
+    applyLora(model, config.lora, { seed: config.seed, source: "the training config's lora section" });
+  }
 }

@@ -9,6 +9,7 @@ import { plotTrainingCurves } from "../evaluation/plot.ts";
 import type { Tokenizer } from "../models/tokenizer/tokenizer.ts";
 import type { Transformer } from "../models/transformer.ts";
 import { removeStaleTemps, type TrainerState } from "./checkpoint.ts";
+import { mergeAdapter, saveAdapter } from "./peft.ts";
 import type { TrainingConfig } from "./config.ts";
 import { removeAtomic, writeDirAtomic, writeFileAtomic } from "../util/atomic.ts";
 import { formatMetric } from "../util/format.ts";
@@ -17,6 +18,7 @@ import { formatMetric } from "../util/format.ts";
 export const RUN_ARTIFACTS = [
   "checkpoints",
   "model",
+  "adapter",
   "metrics.jsonl",
   "report.md",
   "curves.svg",
@@ -236,7 +238,18 @@ export async function writeRunEnd(out: string, r: {
   };
   st.log_history.push(endRec);
   await r.metrics.append(endRec);
-  await saveFinalModel(r.model, r.tokenizer, join(out, "model"));
+  if (r.model.adapters.size) {
+    // An adapter run: adapter/ in PEFT's layout (with the tokenizer), and with merge_adapter the
+    // merged model/ too (PEFT merge_and_unload: the adapter is folded into the model in memory).
+    await writeDirAtomic(join(out, "adapter"), async (tmp) => {
+      await saveAdapter(r.model, tmp);
+      if (r.tokenizer) await r.tokenizer.save(tmp);
+    });
+    if (r.config.merge_adapter) {
+      mergeAdapter(r.model);
+      await saveFinalModel(r.model, r.tokenizer, join(out, "model"));
+    }
+  } else await saveFinalModel(r.model, r.tokenizer, join(out, "model"));
   let curves = false;
   try {
     plotTrainingCurves(st.log_history.filter((x) => !("train_runtime" in x)), join(out, "curves.svg"));

@@ -3,7 +3,9 @@
  * written atomically (into `step-N.tmp-<uuid>/`, then one rename, so a crash never leaves a
  * half-written `step-N/`):
  *
- * - `model.safetensors` + `config.json`: the weights in the Hugging Face layout (`saveModel`);
+ * - `model.safetensors` + `config.json`: the weights in the Hugging Face layout (`saveModel`); for
+ *   an adapter run (LoRA, DoRA, QLoRA) the adapter instead, in PEFT's files
+ *   (`adapter_config.json`, `adapter_model.safetensors`), beside the base's `config.json`;
  * - `optimizer.safetensors`: AdamW `exp_avg` / `exp_avg_sq` per parameter (named
  *   `<param>.exp_avg`), the per-parameter step counts and the order in the metadata;
  * - `trainer_state.json`: {@linkcode TrainerState} (global step, epoch, data position, seeds,
@@ -17,12 +19,14 @@
  */
 import { basename, join } from "node:path";
 import type { AdamW, AdamWState } from "../kernels/optim.ts";
+import { toHfConfig } from "../models/config.ts";
 import { loadWeights } from "../models/pretrained.ts";
 import { saveModel } from "../models/save.ts";
 import { openSafetensors, type TensorInput, writeSafetensors } from "../models/formats/safetensors.ts";
 import type { Transformer } from "../models/transformer.ts";
 import type { DataPosition } from "../data/text_dataset.ts";
 import { loadTrainingConfig, saveTrainingConfig, type TrainingConfig } from "./config.ts";
+import { loadAdapter, removeAdapter, saveAdapter, trainableParameters } from "./peft.ts";
 import type { Tokenizer } from "../models/tokenizer/tokenizer.ts";
 import { findTempLeftovers, writeDirAtomic, writeFileAtomic } from "../util/atomic.ts";
 import { readJsonFile } from "../util/json.ts";
@@ -84,7 +88,17 @@ export interface SaveCheckpointOptions {
 }
 
 const STEP_DIR = /^step-(\d+)$/;
-const CHECKPOINT_FILES = ["trainer_state.json", "config.yaml", "optimizer.safetensors", "model.safetensors"];
+const CHECKPOINT_FILES = ["trainer_state.json", "config.yaml", "optimizer.safetensors", "config.json"];
+/** The weights: the whole model, or the adapter of a LoRA / DoRA / QLoRA run (PEFT files). */
+const WEIGHT_FILES = [["model.safetensors"], ["adapter_model.safetensors", "adapter_config.json"]];
+
+/** Which weight files `dir` holds (the adapter's when both), or null. */
+async function weightFiles(dir: string): Promise<string[] | null> {
+  for (const files of [...WEIGHT_FILES].reverse()) {
+    if (await Deno.stat(join(dir, files[0])).then(() => true, () => false)) return files;
+  }
+  return null;
+}
 
 /**
  * Write `root/step-<global_step>/` atomically. An existing folder of that name is replaced.
@@ -95,7 +109,14 @@ const CHECKPOINT_FILES = ["trainer_state.json", "config.yaml", "optimizer.safete
  */
 export async function saveCheckpoint(root: string, opts: SaveCheckpointOptions): Promise<string> {
   return await writeDirAtomic(join(root, `step-${opts.state.global_step}`), async (tmp) => {
-    await saveModel(opts.model, tmp);
+    if (opts.model.adapters.size) {
+      // An adapter run saves the adapter (PEFT files) and the base's config, not the frozen base.
+      await saveAdapter(opts.model, tmp);
+      await writeFileAtomic(
+        join(tmp, "config.json"),
+        JSON.stringify(toHfConfig(opts.model.config), null, 2) + "\n",
+      );
+    } else await saveModel(opts.model, tmp);
     const st = opts.optimizer ? await opts.optimizer.state() : { entries: [] };
     await writeOptimizerState(join(tmp, "optimizer.safetensors"), st);
     await writeFileAtomic(join(tmp, "trainer_state.json"), JSON.stringify(opts.state, null, 2) + "\n");
@@ -166,23 +187,21 @@ export interface LoadCheckpointOptions {
  * @throws {TypeError} when the optimizer state names a parameter the model lacks, or shapes differ
  */
 export async function loadCheckpoint(dir: string, opts: LoadCheckpointOptions = {}): Promise<Checkpoint> {
-  for (const f of CHECKPOINT_FILES) {
-    try {
-      await Deno.stat(join(dir, f));
-    } catch (e) {
-      if (e instanceof Deno.errors.NotFound) {
-        throw new Deno.errors.NotFound(
-          `Cannot resume from checkpoint ${dir}: ${f} is missing; pick a complete checkpoints/step-N folder`,
-        );
-      }
-      throw e;
-    }
+  const problem = await missingFile(dir);
+  if (problem) {
+    throw new Deno.errors.NotFound(
+      `Cannot resume from checkpoint ${dir}: ${problem}; pick a complete checkpoints/step-N folder`,
+    );
   }
   const state = await readTrainerState(dir);
   const config = await loadTrainingConfig(join(dir, "config.yaml"), { warn: () => {} });
   const optimizer = await readOptimizerState(join(dir, "optimizer.safetensors"));
   const model = opts.model;
-  if (model) {
+  if (model && await Deno.stat(join(dir, "adapter_model.safetensors")).then(() => true, () => false)) {
+    // An adapter run: the base stays as it is; the adapter is replaced by the checkpoint's.
+    removeAdapter(model);
+    await loadAdapter(model, dir, { is_trainable: true });
+  } else if (model) {
     const params = await loadWeights(dir, model.config, model.backend);
     for (const [name, t] of params) {
       const old = model.params.get(name);
@@ -193,8 +212,9 @@ export async function loadCheckpoint(dir: string, opts: LoadCheckpointOptions = 
   }
   if (opts.optimizer) {
     if (!model) throw new TypeError("Cannot load optimizer state without the model: pass model too");
+    const byName = new Map(trainableParameters(model).map((p) => [p.name, p]));
     const ps = optimizer.entries.map((e) => {
-      const p = model.params.get(e.name);
+      const p = byName.get(e.name) ?? model.params.get(e.name);
       if (!p) {
         throw new TypeError(`Cannot load optimizer state of ${dir}: the model has no parameter ${e.name}`);
       }
@@ -203,6 +223,19 @@ export async function loadCheckpoint(dir: string, opts: LoadCheckpointOptions = 
     opts.optimizer.loadState(ps, optimizer);
   }
   return { path: dir, state, config, optimizer };
+}
+
+/** What makes `dir` incomplete (a missing file), or null. */
+async function missingFile(dir: string): Promise<string | null> {
+  for (const f of CHECKPOINT_FILES) {
+    if (!(await Deno.stat(join(dir, f)).then(() => true, () => false))) return `${f} is missing`;
+  }
+  const weights = await weightFiles(dir);
+  if (!weights) return "model.safetensors (or an adapter's adapter_model.safetensors) is missing";
+  for (const f of weights) {
+    if (!(await Deno.stat(join(dir, f)).then(() => true, () => false))) return `${f} is missing`;
+  }
+  return null;
 }
 
 /**
@@ -233,20 +266,13 @@ export async function readTrainerState(dir: string): Promise<TrainerState> {
  * @returns null when it verifies, else what is wrong (naming the file)
  */
 export async function verifyCheckpoint(dir: string): Promise<string | null> {
-  for (const f of CHECKPOINT_FILES) {
-    try {
-      await Deno.stat(join(dir, f));
-    } catch (e) {
-      if (e instanceof Deno.errors.NotFound) return `${f} is missing`;
-      throw e;
-    }
-  }
+  const problem = await missingFile(dir);
+  if (problem) return problem;
   try {
     await readTrainerState(dir);
     await loadTrainingConfig(join(dir, "config.yaml"), { warn: () => {} });
-    for (const f of ["model.safetensors", "optimizer.safetensors"]) {
-      (await openSafetensors(join(dir, f))).close();
-    }
+    const weights = (await weightFiles(dir))![0];
+    for (const f of [weights, "optimizer.safetensors"]) (await openSafetensors(join(dir, f))).close();
     return null;
   } catch (e) {
     // The readers' own fixes ("re-download it") do not fit a checkpoint: say what is wrong only.

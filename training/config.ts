@@ -100,6 +100,7 @@ export const TRAINING_CONFIG_KEYS: readonly (keyof TrainingConfig)[] = Object.fr
     "fp16",
     "lora",
     "quantization",
+    "merge_adapter",
   ] as const,
 );
 
@@ -186,6 +187,7 @@ export const DEFAULT_TRAINING_CONFIG: Readonly<TrainingConfig> = deepFreeze({
   fp16: false,
   lora: null,
   quantization: null,
+  merge_adapter: false,
 });
 
 /** Options of {@linkcode validateTrainingConfig} and {@linkcode loadTrainingConfig}. */

@@ -175,4 +175,9 @@ export interface TrainingConfig {
   lora: LoraConfig | null;
   /** 4-bit base weights (QLoRA); null (default) keeps them in float32. */
   quantization: QuantizationConfig | null;
+  /**
+   * fledge: at the end of an adapter run, also write `model/`, the base with the adapter merged in
+   * (PEFT `merge_and_unload`; Axolotl's `merge_lora`, MLX-LM's `fuse`); default false (`adapter/` only).
+   */
+  merge_adapter: boolean;
 }

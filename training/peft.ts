@@ -51,6 +51,8 @@ export interface LoraOptions extends Partial<Omit<PeftConfig, "target_modules">>
 export interface ApplyLoraOptions {
   /** Seed of the initial `lora_A` (and dropout masks); default 0. */
   seed?: number;
+  /** Where the config came from, for messages (e.g. `run.yaml: lora`); default "the LoRA config". */
+  source?: string;
 }
 
 function weightOf(model: Transformer, linear: string): Tensor | QuantizedTensor {
@@ -104,7 +106,7 @@ export function applyLora(
   config: LoraOptions = {},
   opts: ApplyLoraOptions = {},
 ): PeftConfig {
-  const { c, targets } = resolve(model, config, null);
+  const { c, targets } = resolve(model, config, opts.source ?? null);
   model.setTrainable(false);
   const seed = opts.seed ?? 0;
   targets.forEach((t, j) => {
@@ -126,6 +128,16 @@ export function adapterParameters(model: Transformer): Tensor[] {
     m.lora_A,
     ...m.parts.flatMap((p) => (p.magnitude ? [p.lora_B, p.magnitude] : [p.lora_B])),
   ]);
+}
+
+/**
+ * The tensors an optimizer steps: the model's parameters that require gradients (all of them in
+ * full fine-tuning) and the adapter's (LoRA / DoRA), in a stable order.
+ * @param model a model, with or without an adapter
+ * @returns the trainable tensors
+ */
+export function trainableParameters(model: Transformer): Tensor[] {
+  return [...model.parameters(), ...adapterParameters(model)].filter((p) => p.requiresGrad);
 }
 
 /** A host tensor in PEFT's layout. */

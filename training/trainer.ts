@@ -42,6 +42,8 @@ import {
   writeRunEnd,
 } from "./_trainer_io.ts";
 import { resumeFrom, tokenizerFingerprint } from "./_trainer_resume.ts";
+import { attachAdapters } from "./_trainer_check.ts";
+import { trainableParameters } from "./peft.ts";
 import { acquireLock } from "../util/lock.ts";
 import { createProgress } from "../util/progress.ts";
 
@@ -170,6 +172,7 @@ export function createTrainer(opts: CreateTrainerOptions): Trainer {
   const config = validateTrainingConfig(opts.config, { file: "createTrainer(config)", warn: () => {} });
   const problems = trainerProblems(opts, config);
   if (problems.length) throw new RangeError(`Cannot train: ${problems.join("; ")}`);
+  attachAdapters(opts.model, config);
   return new Trainer(opts, config);
 }
 
@@ -343,9 +346,9 @@ export class Trainer {
     const t0 = performance.now();
     const ckRoot = join(out, "checkpoints");
     const metrics = new MetricsFile(out, c.report_to.includes("jsonl"));
-    const params = model.parameters();
-    if (!params.some((p) => p.requiresGrad)) model.setTrainable(true);
-    const live = () => model.parameters().filter((p) => p.requiresGrad);
+    // Full fine-tuning trains every parameter unless some were chosen; an adapter run, the adapter.
+    if (!model.adapters.size && !model.parameters().some((p) => p.requiresGrad)) model.setTrainable(true);
+    const live = () => trainableParameters(model);
 
     try {
       await clearOutputDir(out, c, this.#log);

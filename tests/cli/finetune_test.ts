@@ -1,0 +1,180 @@
+/**
+ * Adapters through the Trainer, as users run them: `deno task cli train --config lora.yaml` on a
+ * model pre-trained on Debian text writes a PEFT adapter; stopped at a checkpoint and resumed, every
+ * step's loss equals the uninterrupted run's (LoRA, DoRA, QLoRA); `merge_adapter` writes the merged
+ * model; bad adapter settings are one line before any step.
+ */
+import { join } from "node:path";
+import { stringify } from "npm:yaml@^2.9";
+import { noGrad } from "../../kernels/autograd.ts";
+import { openSafetensors } from "../../models/formats/safetensors.ts";
+import { loadModel } from "../../models/pretrained.ts";
+import { loadAdapter } from "../../training/peft.ts";
+import { assert, assertAllClose, ROOT, SHARED } from "../_assert.ts";
+import { cpu } from "../_check.ts";
+import { assertFails, type CliRun } from "./_cli.ts";
+
+const dec = new TextDecoder();
+
+async function run(cwd: string, args: string[]): Promise<CliRun> {
+  const r = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", `${ROOT}/cli.ts`, ...args],
+    cwd,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  return { code: r.code, out: dec.decode(r.stdout), err: dec.decode(r.stderr) };
+}
+
+const ok = async (cwd: string, args: string[]) => {
+  const r = await run(cwd, args);
+  assert.equal(r.code, 0, r.err);
+  return r;
+};
+
+/** A folder with Debian text and a tiny model pre-trained on it for a few steps (`base/model`). */
+async function setup(): Promise<string> {
+  const dir = await Deno.makeTempDir({ prefix: "fledge-ft-" });
+  const lines = (await Deno.readTextFile(`${SHARED}/datasets/debian/summarization/validation.jsonl`))
+    .split("\n").filter(Boolean).slice(0, 120);
+  await Deno.writeTextFile(join(dir, "data.jsonl"), lines.join("\n") + "\n");
+  await ok(dir, [
+    "train",
+    "--model",
+    "tiny",
+    "--dataset",
+    "data.jsonl",
+    "--dataset_text_field",
+    "document",
+    "--backend",
+    "cpu",
+    "--max_steps",
+    "6",
+    "--per_device_train_batch_size",
+    "4",
+    "--block_size",
+    "32",
+    "--eval_strategy",
+    "no",
+    "--save_strategy",
+    "no",
+    "--output_dir",
+    "base",
+  ]);
+  return dir;
+}
+
+/** A run config in YAML: the pre-trained base, 8 steps, a checkpoint every 4. */
+function config(out: string, extra: Record<string, unknown>): string {
+  return stringify({
+    model: "base/model",
+    dataset: "data.jsonl",
+    dataset_text_field: "document",
+    backend: "cpu",
+    output_dir: out,
+    max_steps: 8,
+    per_device_train_batch_size: 2,
+    max_seq_length: 32,
+    learning_rate: 1e-2,
+    logging_steps: 1,
+    save_steps: 4,
+    eval_strategy: "no",
+    ...extra,
+  });
+}
+
+const losses = async (file: string) =>
+  (await Deno.readTextFile(file)).trim().split("\n").map((l) => JSON.parse(l))
+    .filter((r) => "loss" in r).map((r) => [r.step, r.loss]);
+
+const KINDS = {
+  lora: { lora: { r: 4, lora_alpha: 8 } },
+  dora: { lora: { r: 4, lora_alpha: 8, use_dora: true } },
+  qlora: { lora: { r: 4, lora_alpha: 8 }, quantization: { load_in_4bit: true } },
+};
+
+const dir = await setup();
+
+for (const [kind, extra] of Object.entries(KINDS)) {
+  Deno.test(`train --config ${kind}.yaml writes a PEFT adapter, and a resume from a checkpoint repeats every step's loss`, async () => {
+    await Deno.writeTextFile(join(dir, `${kind}.yaml`), config(`${kind}-a`, extra));
+    await ok(dir, ["train", "--config", `${kind}.yaml`]);
+    const out = join(dir, `${kind}-a`);
+    // PEFT's files and key names
+    const cfg = JSON.parse(await Deno.readTextFile(join(out, "adapter/adapter_config.json")));
+    assert.equal(cfg.peft_type, "LORA");
+    assert.equal(cfg.r, 4);
+    assert.equal(cfg.use_dora, kind === "dora");
+    const r = await openSafetensors(join(out, "adapter/adapter_model.safetensors"));
+    const names = r.names();
+    r.close();
+    assert.ok(names.length > 0);
+    for (const n of names) {
+      assert.match(
+        n,
+        /^base_model\.model\.model\.layers\.\d+\.(self_attn|mlp)\.\w+_proj\.(lora_[AB]\.weight|lora_magnitude_vector)$/,
+      );
+    }
+    assert.equal(names.some((n) => n.endsWith("lora_magnitude_vector")), kind === "dora");
+    assert.ok(
+      !(await Deno.stat(join(out, "model")).catch(() => null)),
+      "no merged model without merge_adapter",
+    );
+    // the checkpoint holds the adapter, not the base
+    const ck = [...Deno.readDirSync(join(out, "checkpoints/step-4"))].map((e) => e.name);
+    assert.ok(ck.includes("adapter_model.safetensors") && !ck.includes("model.safetensors"), ck.join());
+
+    // resumed from step 4 into another folder: the same losses at steps 5..8, the same adapter bytes
+    await Deno.writeTextFile(
+      join(dir, `${kind}-b.yaml`),
+      config(`${kind}-b`, { ...extra, resume_from_checkpoint: `${kind}-a/checkpoints/step-4` }),
+    );
+    await ok(dir, ["train", "--config", `${kind}-b.yaml`]);
+    assert.deepEqual(
+      await losses(join(dir, `${kind}-b/metrics.jsonl`)),
+      await losses(join(out, "metrics.jsonl")),
+    );
+    assert.deepEqual(
+      await Deno.readFile(join(dir, `${kind}-b/adapter/adapter_model.safetensors`)),
+      await Deno.readFile(join(out, "adapter/adapter_model.safetensors")),
+    );
+  });
+}
+
+Deno.test("merge_adapter also writes model/, the base with the adapter merged: the same logits as base + adapter", async () => {
+  await Deno.writeTextFile(join(dir, "merge.yaml"), config("merged", { ...KINDS.dora, merge_adapter: true }));
+  await ok(dir, ["train", "--config", "merge.yaml"]);
+  const be = await cpu();
+  const merged = await loadModel(join(dir, "merged/model"), { backend: be });
+  const base = await loadModel(join(dir, "base/model"), { backend: be });
+  await loadAdapter(base, join(dir, "merged/adapter"));
+  const ids = be.fromArray(Int32Array.from({ length: 32 }, (_, i) => (i * 37) % 500), [2, 16], "i32");
+  const [a, b] = noGrad(() => [merged.forward(ids), base.forward(ids)]);
+  assertAllClose(await a.toArray(), await b.toArray(), { atol: 1e-4, rtol: 1e-4 });
+  for (const t of [a, b, ids]) t.dispose();
+  merged.dispose();
+  base.dispose();
+  assert.ok((await Deno.stat(join(dir, "merged/model/tokenizer.json"))).isFile);
+});
+
+Deno.test("bad adapter settings are one line naming the field, exit 2, before any training step", async () => {
+  const bad = async (extra: Record<string, unknown>, re: RegExp) => {
+    await Deno.writeTextFile(join(dir, "bad.yaml"), config("bad", extra));
+    const r = await run(dir, ["train", "--config", "bad.yaml"]);
+    assertFails(r, 2, re);
+    assert.ok(!(await Deno.stat(join(dir, "bad")).catch(() => null)), "nothing written");
+  };
+  await bad(
+    { lora: { r: 4, target_modules: ["qq_proj"] } },
+    /target_modules "qq_proj" \(did you mean "q_proj"\?\) not found.*its linear modules are: q_proj, k_proj/,
+  );
+  await bad({ lora: { r: 0 } }, /bad\.yaml.*lora\.r: must be >= 1, got 0/);
+  await bad({ lora: { r: 4, lora_dropout: 1 } }, /lora\.lora_dropout: must be >= 0 and < 1, got 1/);
+  await bad(
+    { quantization: { load_in_4bit: true } },
+    /quantization: 4-bit base weights are frozen, so training needs adapters/,
+  );
+  await bad({ merge_adapter: true }, /merge_adapter: there is no adapter to merge/);
+});
+
+globalThis.addEventListener("unload", () => Deno.removeSync(dir, { recursive: true }));
