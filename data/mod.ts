@@ -1,7 +1,8 @@
 /**
  * Data: readers (jsonl, json, csv/tsv, text, parquet) with streaming, splits, Hugging Face hub
  * datasets, the bundled Debian datasets, and cleaning (length, repetition, exact and MinHash
- * near-dedup, language).
+ * near-dedup, language), and supervised fine-tuning data: SFT examples with label masks (TRL
+ * formats) and their packing into rows (TRL `packing_strategy`).
  *
  * @module
  */
@@ -16,3 +17,6 @@ export * from "./debian.ts";
 export * from "./clean.ts";
 export * from "./minhash.ts";
 export * from "./text_dataset.ts";
+export * from "./sft.ts";
+export * from "./packing.ts";
+export * from "./row_dataset.ts";

@@ -136,17 +136,29 @@ export class TextDataset {
    * every run and machine.
    */
   order(epoch: number, seed: number): Uint32Array {
-    const o = new Uint32Array(this.num_blocks);
-    for (let i = 0; i < o.length; i++) o[i] = i;
-    const rand = epochRng(seed, epoch);
-    for (let i = o.length - 1; i > 0; i--) {
-      const j = Math.floor(rand() * (i + 1));
-      const t = o[i];
-      o[i] = o[j];
-      o[j] = t;
-    }
-    return o;
+    return blockOrder(this.num_blocks, epoch, seed);
   }
+}
+
+/**
+ * The visiting order of `n` blocks (or rows) in `epoch`: a Fisher-Yates permutation seeded by
+ * `(seed, epoch)`, the same on every run and machine.
+ * @param n how many
+ * @param epoch the epoch
+ * @param seed `data_seed ?? seed`
+ * @returns a permutation of `0..n-1`
+ */
+export function blockOrder(n: number, epoch: number, seed: number): Uint32Array {
+  const o = new Uint32Array(n);
+  for (let i = 0; i < o.length; i++) o[i] = i;
+  const rand = epochRng(seed, epoch);
+  for (let i = o.length - 1; i > 0; i--) {
+    const j = Math.floor(rand() * (i + 1));
+    const t = o[i];
+    o[i] = o[j];
+    o[j] = t;
+  }
+  return o;
 }
 
 /** Options of {@linkcode readTextDocuments}. */

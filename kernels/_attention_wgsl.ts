@@ -10,10 +10,16 @@
  * backwardKV), here with the split-K decode pair and the helpers every kernel shares, and the
  * register-blocked `reg` / `tex` kernels in `_attention_wgsl_reg.ts`.
  *
+ * Dropout on the probabilities (training kernels only, a `drop` variant so the undropped kernels
+ * stay the same code): `drop_z(b, h, i, j)` is 0 or `drop_scale` = 1 / (1 - p) from the hash of the
+ * flat index ((b * H + h) * Tq + i) * Tk + j (u32, wrapping) and `drop_seed`; the forward multiplies
+ * the normalised P by it, the backward recomputes it (no mask in memory).
+ *
  * @module
  */
 import type { BindingSpec, KernelSpec } from "./_kernel.ts";
 import { memo, wgslHeader } from "./_kernel.ts";
+import { DROPOUT_HASH_WGSL } from "./elementwise.ts";
 
 /** Uniform params shared by every attention kernel. */
 export const ATTN_PARAMS = {
@@ -30,6 +36,9 @@ export const ATTN_PARAMS = {
   mask_stride: "u32",
   nsplit: "u32",
   scale: "f32",
+  drop_seed: "u32",
+  drop_thr: "u32",
+  drop_scale: "f32",
 } as const;
 
 /** Mask element type of a kernel variant (`none`: no mask binding). */
@@ -89,6 +98,24 @@ fn key_range(qlo: i32, qhi: i32) -> vec2<u32> {
 }
 `;
 
+/**
+ * WGSL `fn drop_z(b, h, i, j) -> f32`: the attention-dropout factor of P_ij, 0 (dropped) or
+ * `p.drop_scale`, from the hash of the flat (B, H, Tq, Tk) index (see the module header).
+ */
+export const DROP_FN = `${DROPOUT_HASH_WGSL}fn drop_z(b: u32, h: u32, i: u32, j: u32) -> f32 {
+  let idx = ((b * p.H + h) * p.Tq + i) * p.Tk + j;
+  return select(0.0, p.drop_scale, dropout_hash(p.drop_seed, idx) >= p.drop_thr);
+}
+`;
+
+/** Memo key of a tile kernel: head dim, mask kind, dropout (1) or not (0). */
+export type TileKey = `${number}|${MaskKind}|${0 | 1}`;
+
+function parseTileKey(key: TileKey): { D: number; m: MaskKind; drop: boolean } {
+  const [d, m, dr] = key.split("|");
+  return { D: Number(d), m: m as MaskKind, drop: dr === "1" };
+}
+
 export const prelude = (D: number) => `const WG = ${WG}u;\nconst D = ${D}u;\nconst NEG = ${NEG};\n`;
 
 /** A kernel's spec and code, keyed by `kind|D|mask|extra`. */
@@ -122,9 +149,9 @@ function store4(name: string, D: number, e: string, d: string, val: string): str
 }
 
 /** Forward, flash style: one workgroup per (query tile, head, batch), one thread per query row. */
-export const flashForward = memo((key: `${number}|${MaskKind}`): Built => {
-  const [d, m] = key.split("|") as [string, MaskKind];
-  const D = Number(d), BK = keyTile(D), D4 = chunks(D);
+export const flashForward = memo((key: TileKey): Built => {
+  const { D, m, drop } = parseTileKey(key);
+  const BK = keyTile(D), D4 = chunks(D);
   const spec: KernelSpec = {
     label: "attention.forward",
     params: ATTN_PARAMS,
@@ -135,7 +162,7 @@ export const flashForward = memo((key: `${number}|${MaskKind}`): Built => {
 const D4 = ${D4}u;
 var<workgroup> ks: array<vec4<f32>, ${BK * D4}>;
 var<workgroup> vs: array<vec4<f32>, ${BK * D4}>;
-${visibleFn(m)}${KEY_RANGE}${load4("q", D)}${load4("k", D)}${load4("v", D)}`;
+${visibleFn(m)}${KEY_RANGE}${drop ? DROP_FN : ""}${load4("q", D)}${load4("k", D)}${load4("v", D)}`;
   return build(
     spec,
     head,
@@ -190,7 +217,11 @@ ${visibleFn(m)}${KEY_RANGE}${load4("q", D)}${load4("k", D)}${load4("v", D)}`;
         if (s[jj] > NEG) {
           let pj = exp(s[jj] - mx);
           l += pj;
-          for (var c = 0u; c < D4; c++) { acc[c] += pj * vs[jj * D4 + c]; }
+          ${
+      drop
+        ? "let pz = pj * drop_z(b, h, i, j0 + jj);\n          for (var c = 0u; c < D4; c++) { acc[c] += pz * vs[jj * D4 + c]; }"
+        : "for (var c = 0u; c < D4; c++) { acc[c] += pj * vs[jj * D4 + c]; }"
+    }
         }
       }
     }
@@ -358,9 +389,9 @@ export const rowDot = memo((D: number): Built => {
 });
 
 /** dQ: one workgroup per (query tile, head, batch), one thread per query row, loop over key tiles. */
-export const backwardQ = memo((key: `${number}|${MaskKind}`): Built => {
-  const [d, m] = key.split("|") as [string, MaskKind];
-  const D = Number(d), BK = keyTile(D), D4 = chunks(D);
+export const backwardQ = memo((key: TileKey): Built => {
+  const { D, m, drop } = parseTileKey(key);
+  const BK = keyTile(D), D4 = chunks(D);
   const spec: KernelSpec = {
     label: "attention.backward_dq",
     params: ATTN_PARAMS,
@@ -371,7 +402,9 @@ export const backwardQ = memo((key: `${number}|${MaskKind}`): Built => {
 const D4 = ${D4}u;
 var<workgroup> ks: array<vec4<f32>, ${BK * D4}>;
 var<workgroup> vs: array<vec4<f32>, ${BK * D4}>;
-${visibleFn(m)}${KEY_RANGE}${load4("q", D)}${load4("dout", D)}${load4("k", D)}${load4("v", D)}`;
+${visibleFn(m)}${KEY_RANGE}${drop ? DROP_FN : ""}${load4("q", D)}${load4("dout", D)}${load4("k", D)}${
+    load4("v", D)
+  }`;
   return build(
     spec,
     head,
@@ -419,7 +452,7 @@ ${visibleFn(m)}${KEY_RANGE}${load4("q", D)}${load4("dout", D)}${load4("k", D)}${
             s += dot(qr[c], ks[jj * D4 + c]);
             dp += dot(dor[c], vs[jj * D4 + c]);
           }
-          let ds = exp(s - lrow) * (dp - drow);
+          let ds = exp(s - lrow) * (${drop ? "dp * drop_z(b, h, i, j)" : "dp"} - drow);
           for (var c = 0u; c < D4; c++) { dqr[c] += ds * ks[jj * D4 + c]; }
         }
       }
@@ -442,9 +475,9 @@ ${visibleFn(m)}${KEY_RANGE}${load4("q", D)}${load4("dout", D)}${load4("k", D)}${
  * dK, dV: one workgroup per (key tile, kv head, batch), one thread per key row, looping over the
  * group's query heads and their query tiles (no atomics: each thread owns its rows of dK and dV).
  */
-export const backwardKV = memo((key: `${number}|${MaskKind}`): Built => {
-  const [d, m] = key.split("|") as [string, MaskKind];
-  const D = Number(d), BQ = queryTile(D), D4 = chunks(D);
+export const backwardKV = memo((key: TileKey): Built => {
+  const { D, m, drop } = parseTileKey(key);
+  const BQ = queryTile(D), D4 = chunks(D);
   const spec: KernelSpec = {
     label: "attention.backward_dkv",
     params: ATTN_PARAMS,
@@ -467,7 +500,7 @@ var<workgroup> qs: array<vec4<f32>, ${BQ * D4}>;
 var<workgroup> dos: array<vec4<f32>, ${BQ * D4}>;
 var<workgroup> ls: array<f32, BQ>;
 var<workgroup> dis: array<f32, BQ>;
-${visibleFn(m)}${load4("q", D)}${load4("dout", D)}${load4("k", D)}${load4("v", D)}`;
+${visibleFn(m)}${drop ? DROP_FN : ""}${load4("q", D)}${load4("dout", D)}${load4("k", D)}${load4("v", D)}`;
   return build(
     spec,
     head,
@@ -526,9 +559,13 @@ ${visibleFn(m)}${load4("q", D)}${load4("dout", D)}${load4("k", D)}${load4("v", D
               dp += dot(dos[ii * D4 + c], vr[c]);
             }
             let pj = exp(s - ls[ii]);
-            let ds = pj * (dp - dis[ii]);
+            ${
+      drop
+        ? "let z = drop_z(b, h, i, j);\n            let ds = pj * (dp * z - dis[ii]);\n            let pz = pj * z;"
+        : "let ds = pj * (dp - dis[ii]);"
+    }
             for (var c = 0u; c < D4; c++) {
-              dva[c] += pj * dos[ii * D4 + c];
+              dva[c] += ${drop ? "pz" : "pj"} * dos[ii * D4 + c];
               dka[c] += ds * qs[ii * D4 + c];
             }
           }

@@ -13,6 +13,7 @@ import {
   ATTN_PARAMS,
   type Built,
   chunks,
+  DROP_FN,
   KEY_RANGE,
   maskBinding,
   type MaskKind,
@@ -31,7 +32,8 @@ type Src = "tex" | "vec" | "f32";
 /**
  * A register-blocked kernel variant: `rows` rows per invocation (query rows for the forward and
  * dQ, key rows for dK/dV), `bk` keys unrolled per step (forward, dQ), `wg` invocations per
- * workgroup, and `tex`: K/V (forward, dQ) or Q/dO (dK/dV) read from staged textures.
+ * workgroup, `tex`: K/V (forward, dQ) or Q/dO (dK/dV) read from staged textures, and `drop`:
+ * dropout on the probabilities (`drop_z`, see `_attention_wgsl.ts`).
  */
 export interface RegVariant {
   D: number;
@@ -40,6 +42,7 @@ export interface RegVariant {
   bk: number;
   wg: number;
   tex: boolean;
+  drop: boolean;
 }
 
 /** Header with the params struct, storage and texture bindings, and the workgroup size. */
@@ -118,10 +121,10 @@ const REG_MAIN =
 
 /** Memo key of a register kernel variant. */
 export const regKey = (v: RegVariant): string =>
-  `${v.D}|${v.mask}|${v.rows}|${v.bk}|${v.wg}|${v.tex ? 1 : 0}`;
+  `${v.D}|${v.mask}|${v.rows}|${v.bk}|${v.wg}|${v.tex ? 1 : 0}|${v.drop ? 1 : 0}`;
 function parseRegKey(key: string): RegVariant {
-  const [d, m, r, bk, wg, t] = key.split("|");
-  return { D: +d, mask: m as MaskKind, rows: +r, bk: +bk, wg: +wg, tex: t === "1" };
+  const [d, m, r, bk, wg, t, dr] = key.split("|");
+  return { D: +d, mask: m as MaskKind, rows: +r, bk: +bk, wg: +wg, tex: t === "1", drop: dr === "1" };
 }
 
 /**
@@ -151,6 +154,7 @@ export const regForward = memo((key: string): Built => {
     workgroupSize: [wg, 1, 1],
   };
   let s = `${prelude(D)}const WGR = ${wg}u;\n${regHeader(spec)}${visibleFn(v.mask)}${KEY_RANGE}${HSUM}`;
+  if (v.drop) s += DROP_FN;
   s += rowLoad("q", vec ? "vec" : "f32", "p.Tq", "p.H", D);
   s += rowLoad("k", kvSrc, "p.Tk", "p.Hkv", D) + rowLoad("v", kvSrc, "p.Tk", "p.Hkv", D);
   s += rowStore("out", vec ? "vec" : "f32", "p.Tq", "p.H", D);
@@ -195,12 +199,17 @@ export const regForward = memo((key: string): Built => {
       s += `    let p${r}_${jj} = select(0.0, exp(s${r}_${jj} - m${r}), s${r}_${jj} > NEG);\n`;
     }
     s += `    l${r} += ${all.map((_, jj) => `p${r}_${jj}`).join(" + ")};\n`;
+    // dropout scales what reaches V, not the normaliser l (the softmax is of the undropped scores)
+    for (let jj = 0; v.drop && jj < BK; jj++) {
+      s += `    let pd${r}_${jj} = p${r}_${jj} * drop_z(b, h, i0 + ${r}u, j${jj});\n`;
+    }
   }
+  const pv = v.drop ? "pd" : "p";
   for (let jj = 0; jj < BK; jj++) {
     s += `    let vh${jj} = v_row(b, min(j${jj}, klast), hk);\n`;
     for (let c = 0; c < D4; c++) {
       s += `    { let x = v_ld(vh${jj}, ${c}u);`;
-      for (let r = 0; r < R; r++) s += ` a${r}_${c} = fma(vec4<f32>(p${r}_${jj}), x, a${r}_${c});`;
+      for (let r = 0; r < R; r++) s += ` a${r}_${c} = fma(vec4<f32>(${pv}${r}_${jj}), x, a${r}_${c});`;
       s += " }\n";
     }
   }
@@ -280,6 +289,7 @@ export const regBackwardQ = memo((key: string): Built => {
     workgroupSize: [wg, 1, 1],
   };
   let s = `${prelude(D)}const WGR = ${wg}u;\n${regHeader(spec)}${visibleFn(v.mask)}${KEY_RANGE}${HSUM}`;
+  if (v.drop) s += DROP_FN;
   for (const x of ["q", "dout", "o"]) s += rowLoad(x, rowSrc, "p.Tq", "p.H", D);
   s += rowLoad("k", kvSrc, "p.Tk", "p.Hkv", D) + rowLoad("v", kvSrc, "p.Tk", "p.Hkv", D);
   s += rowStore("dq", vec ? "vec" : "f32", "p.Tq", "p.H", D);
@@ -319,8 +329,9 @@ export const regBackwardQ = memo((key: string): Built => {
     for (let r = 0; r < R; r++) {
       s += `    let s${r}_${jj} = ${dotChain((c) => `q${r}_${c}`, (c) => `k${jj}_${c}`, D4)};\n`;
       s += `    let dp${r}_${jj} = ${dotChain((c) => `g${r}_${c}`, (c) => `v${jj}_${c}`, D4)};\n`;
+      const dp = v.drop ? `dp${r}_${jj} * drop_z(b, h, i0 + ${r}u, j${jj})` : `dp${r}_${jj}`;
       s +=
-        `    let ds${r}_${jj} = select(0.0, exp(s${r}_${jj} - lse${r}) * (dp${r}_${jj} - di${r}), visible(b, qpos${r}, j${jj}));\n`;
+        `    let ds${r}_${jj} = select(0.0, exp(s${r}_${jj} - lse${r}) * (${dp} - di${r}), visible(b, qpos${r}, j${jj}));\n`;
     }
     for (let c = 0; c < D4; c++) {
       s += "   ";
@@ -367,6 +378,7 @@ export const regBackwardKV = memo((key: string): Built => {
     workgroupSize: [wg, 1, 1],
   };
   let s = `${prelude(D)}const WGR = ${wg}u;\n${regHeader(spec)}${visibleFn(v.mask)}${HSUM}`;
+  if (v.drop) s += DROP_FN;
   s += rowLoad("k", rowSrc, "p.Tk", "p.Hkv", D) + rowLoad("v", rowSrc, "p.Tk", "p.Hkv", D);
   s += rowLoad("q", qSrc, "p.Tq", "p.H", D) + rowLoad("dout", qSrc, "p.Tq", "p.H", D);
   s += rowStore("dk", vec ? "vec" : "f32", "p.Tk", "p.Hkv", D);
@@ -410,13 +422,18 @@ export const regBackwardKV = memo((key: string): Built => {
     s += `      let dp${r} = ${dotChain((c) => `g${c}`, (c) => `v${r}_${c}`, D4)};\n`;
     s += `      let vis${r} = visible(b, qpos, j${r});\n`;
     s += `      let p${r} = select(0.0, exp(s${r} - li), vis${r});\n`;
-    s += `      let ds${r} = select(0.0, p${r} * (dp${r} - dii), vis${r});\n`;
+    if (v.drop) {
+      s += `      let z${r} = drop_z(b, h, u32(i), j${r});\n`;
+      s += `      let ds${r} = select(0.0, p${r} * (dp${r} * z${r} - dii), vis${r});\n`;
+      s += `      let pd${r} = p${r} * z${r};\n`;
+    } else s += `      let ds${r} = select(0.0, p${r} * (dp${r} - dii), vis${r});\n`;
   }
+  const pv = v.drop ? "pd" : "p";
   for (let c = 0; c < D4; c++) {
     s += "     ";
     for (let r = 0; r < R; r++) {
       s +=
-        ` dv${r}_${c} = fma(vec4<f32>(p${r}), g${c}, dv${r}_${c}); dk${r}_${c} = fma(vec4<f32>(ds${r}), q${c}, dk${r}_${c});`;
+        ` dv${r}_${c} = fma(vec4<f32>(${pv}${r}), g${c}, dv${r}_${c}); dk${r}_${c} = fma(vec4<f32>(ds${r}), q${c}, dk${r}_${c});`;
     }
     s += "\n";
   }

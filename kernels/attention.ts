@@ -15,6 +15,13 @@
  * Backward (Dao 2023, FlashAttention-2): D_i = dout_i · out_i, P_ij = exp(s_ij - lse_i),
  *   dv_j = Σ_i P_ij dout_i,  dS_ij = P_ij (dout_i · v_j - D_i),  dq_i = scale Σ_j dS_ij k_j,
  *   dk_j = scale Σ_{i, heads of the group} dS_ij q_i.
+ * Dropout on the probabilities (`opts.dropout`, training; HF `attn_dropout` after the softmax,
+ *   FlashAttention-2's `dropout_p`): Z_ij = keep(b, h, i, j) / (1 - p), out_i = Σ_j P_ij Z_ij v_j;
+ *   lse stays that of the undropped scores. keep(b, h, i, j) = dropoutHash(seed, idx) >=
+ *   dropoutThreshold(p) (`elementwise.ts`) with idx = ((b * H + h) * Tq + i) * Tk + j in u32
+ *   (wrapping), so the backward regenerates the mask; no mask lives in memory. Backward:
+ *   dv_j = Σ_i P_ij Z_ij dout_i, dS_ij = P_ij (Z_ij dout_i · v_j - D_i) (D_i = dout_i · out_i still).
+ *   Training kernels only (tile, reg, tex); the split-K decode path refuses dropout.
  *
  * Kernels (WGSL in `_attention_wgsl.ts` and `_attention_wgsl_reg.ts`; params struct shared). Two
  * families, chosen per adapter (`_attention_tune.ts`: CPU rasterizers get `tex`, real GPUs `tile`;
@@ -58,6 +65,7 @@ import {
   rowDot,
   splitForward,
   splitRows,
+  type TileKey,
   WG,
 } from "./_attention_wgsl.ts";
 import {
@@ -80,6 +88,7 @@ import {
 import type { Backend } from "./backend.ts";
 import type { BufferRange, Gpu } from "./gpu.ts";
 import { needsGrad, record } from "./autograd.ts";
+import { dropoutHash, dropoutThreshold } from "./elementwise.ts";
 import { expectDtype, expectSameBackend, expectShape, shapeText, type Tensor } from "./tensor.ts";
 
 /** Options of {@linkcode attention} and its launchers. */
@@ -103,6 +112,18 @@ export interface AttentionOptions {
    * tiles) or register-blocked `reg` / `tex` with rows per invocation, keys per step and workgroup size.
    */
   kernels?: Partial<AttentionConfig>;
+  /**
+   * Dropout on the attention probabilities (training): P_ij is scaled by keep(b, h, i, j) / (1 - p)
+   * after the softmax, the mask a pure function of `seed` and the flat index (b, h, i, j) (see the
+   * module header), recomputed by the backward. null or `p = 0`: none. Not on the split-K path.
+   */
+  dropout?: AttentionDropout | null;
+}
+
+/** Dropout on the attention probabilities: drop probability `p` in [0, 1), mask seed (u32). */
+export interface AttentionDropout {
+  p: number;
+  seed: number;
 }
 
 /** Dimensions of an attention problem. */
@@ -125,6 +146,8 @@ export interface AttentionReferenceOptions {
   sliding_window?: number | null;
   scale?: number;
   kv_len?: number;
+  /** Dropout on the probabilities (as {@linkcode AttentionOptions.dropout}). */
+  dropout?: AttentionDropout | null;
 }
 
 type Writable = { [i: number]: number; length: number };
@@ -145,8 +168,23 @@ function visibility(dims: AttentionDims, o: AttentionReferenceOptions) {
 }
 
 /**
+ * The dropout factor Z(b, h, i, j) of the references: 0 or f32(1 / (1 - p)); null without dropout.
+ */
+function dropFactor(dims: AttentionDims, o: AttentionReferenceOptions) {
+  const d = o.dropout;
+  if (!d || d.p === 0) return null;
+  const { H, Tq, Tk } = dims;
+  const thr = dropoutThreshold(d.p), scale = Math.fround(1 / (1 - d.p)), seed = d.seed >>> 0;
+  return (b: number, h: number, i: number, j: number): number => {
+    const idx = (Math.imul(Math.imul(Math.imul(b, H) + h, Tq) + i, Tk) + j) >>> 0;
+    return dropoutHash(seed, idx) >= thr ? scale : 0;
+  };
+}
+
+/**
  * Reference forward: naive softmax(q kᵀ · scale + mask) v with f64 accumulation, and the
- * logsumexp of each row (`-FLT_MAX` for rows with no visible key, whose output is 0).
+ * logsumexp of each row (`-FLT_MAX` for rows with no visible key, whose output is 0). With
+ * `dropout`, P is scaled by the mask factor after normalisation (lse unchanged).
  */
 export function attentionReference(
   out: Writable,
@@ -159,6 +197,7 @@ export function attentionReference(
 ): void {
   const { B, Tq, Tk, H, Hkv, D } = dims;
   const G = H / Hkv, scale = opts.scale ?? 1 / Math.sqrt(D), vis = visibility(dims, opts);
+  const z = dropFactor(dims, opts);
   const s = new Float64Array(Tk), acc = new Float64Array(D);
   for (let b = 0; b < B; b++) {
     for (let h = 0; h < H; h++) {
@@ -181,8 +220,9 @@ export function attentionReference(
           if (s[j] === -Infinity) continue;
           const pj = Math.exp(s[j] - mx);
           sum += pj;
+          const pz = z ? pj * z(b, h, i, j) : pj;
           const vo = ((b * Tk + j) * Hkv + hk) * D;
-          for (let d = 0; d < D; d++) acc[d] += pj * v[vo + d];
+          for (let d = 0; d < D; d++) acc[d] += pz * v[vo + d];
         }
         for (let d = 0; d < D; d++) out[qo + d] = sum > 0 ? acc[d] / sum : 0;
         lse[(b * H + h) * Tq + i] = sum > 0 ? mx + Math.log(sum) : NEG;
@@ -192,8 +232,8 @@ export function attentionReference(
 }
 
 /**
- * Reference backward: recomputes P in f64 from q and k (no saved state) and returns the gradients
- * of q, k, v for the output gradient `dout`. dk and dv rows past kv_len are 0.
+ * Reference backward: recomputes P (and the dropout mask) in f64 from q and k (no saved state) and
+ * returns the gradients of q, k, v for the output gradient `dout`. dk and dv rows past kv_len are 0.
  */
 export function attentionBackwardReference(
   dq: Writable,
@@ -208,8 +248,10 @@ export function attentionBackwardReference(
 ): void {
   const { B, Tq, Tk, H, Hkv, D } = dims;
   const G = H / Hkv, scale = opts.scale ?? 1 / Math.sqrt(D), vis = visibility(dims, opts);
+  const z = dropFactor(dims, opts);
   const dk64 = new Float64Array(B * Tk * Hkv * D), dv64 = new Float64Array(B * Tk * Hkv * D);
   const P = new Float64Array(Tk), dP = new Float64Array(Tk), dqr = new Float64Array(D);
+  const Z = new Float64Array(Tk).fill(1);
   for (let b = 0; b < B; b++) {
     for (let h = 0; h < H; h++) {
       const hk = Math.floor(h / G);
@@ -234,17 +276,19 @@ export function attentionBackwardReference(
         let Di = 0;
         for (let j = 0; j < Tk; j++) {
           P[j] = P[j] === -Infinity ? 0 : Math.exp(P[j] - mx) / sum;
-          Di += P[j] * dP[j];
+          if (z) Z[j] = z(b, h, i, j);
+          // with dropout, d out / d P_j = Z_j dout · v_j, and D_i = Σ_j P_j Z_j dout · v_j = dout · out
+          Di += P[j] * (Z[j] * dP[j]);
         }
         dqr.fill(0);
         for (let j = 0; j < Tk; j++) {
           if (P[j] === 0) continue;
           const ko = ((b * Tk + j) * Hkv + hk) * D;
-          const ds = P[j] * (dP[j] - Di) * scale;
+          const ds = P[j] * (Z[j] * dP[j] - Di) * scale, pz = P[j] * Z[j];
           for (let d = 0; d < D; d++) {
             dqr[d] += ds * k[ko + d];
             dk64[ko + d] += ds * q[qo + d];
-            dv64[ko + d] += P[j] * dout[qo + d];
+            dv64[ko + d] += pz * dout[qo + d];
           }
         }
         for (let d = 0; d < D; d++) dq[qo + d] = dqr[d];
@@ -265,6 +309,8 @@ interface Resolved {
   scale: number;
   mask: Tensor | null;
   maskStride: number;
+  /** Dropout on the probabilities (p > 0), else null. */
+  drop: AttentionDropout | null;
 }
 
 function resolve(where: string, q: Tensor, k: Tensor, v: Tensor, o: AttentionOptions): Resolved {
@@ -305,6 +351,16 @@ function resolve(where: string, q: Tensor, k: Tensor, v: Tensor, o: AttentionOpt
   if (kp.length) throw new RangeError(`Cannot run ${label}: ${kp.join("; ")}`);
   const scale = o.scale ?? 1 / Math.sqrt(D);
   if (!Number.isFinite(scale)) throw new RangeError(`Cannot run ${label}: scale must be finite: ${scale}`);
+  const drop = o.dropout ?? null;
+  if (drop && !(drop.p >= 0 && drop.p < 1)) {
+    throw new RangeError(`Cannot run ${label}: dropout.p must be in [0, 1): ${drop.p}`);
+  }
+  if (drop && !Number.isFinite(drop.seed)) {
+    throw new RangeError(`Cannot run ${label}: dropout.seed must be a finite number: ${drop.seed}`);
+  }
+  if (drop && drop.p > 0 && o.path === "split_k") {
+    throw new RangeError(`Cannot run ${label}: the split_k decode path has no dropout; use path "flash"`);
+  }
   const mask = o.attention_mask ?? null;
   if (mask) {
     expectSameBackend(label, q, mask);
@@ -325,6 +381,7 @@ function resolve(where: string, q: Tensor, k: Tensor, v: Tensor, o: AttentionOpt
     scale,
     mask,
     maskStride: mask ? mask.shape[1] : Tk,
+    drop: drop && drop.p > 0 ? { p: drop.p, seed: drop.seed >>> 0 } : null,
   };
 }
 
@@ -337,6 +394,7 @@ function refOpts(r: Resolved, o: AttentionOptions): AttentionReferenceOptions {
     sliding_window: r.window,
     scale: Math.fround(r.scale),
     kv_len: r.kvLen,
+    dropout: r.drop,
   };
 }
 
@@ -356,10 +414,15 @@ function params(r: Resolved, o: AttentionOptions, nsplit = 0): Record<string, nu
     mask_stride: r.maskStride,
     nsplit,
     scale: r.scale,
+    drop_seed: r.drop ? r.drop.seed : 0,
+    drop_thr: r.drop ? dropoutThreshold(r.drop.p) : 0,
+    drop_scale: r.drop ? 1 / (1 - r.drop.p) : 1,
   };
 }
 
 const maskKind = (r: Resolved): MaskKind => (r.mask ? r.mask.dtype as MaskKind : "none");
+/** Memo key of a tile kernel (`_attention_wgsl.ts`): head dim, mask kind, dropout. */
+const tileKey = (r: Resolved): TileKey => `${r.dims.D}|${maskKind(r)}|${r.drop ? 1 : 0}`;
 
 function dispatch(k: Built, tensors: Tensor[], r: Resolved, p: Record<string, number>, grid: number[]) {
   launch(k.spec, k.code, r.mask ? [...tensors, r.mask] : tensors, p, grid as [number, number, number]);
@@ -482,7 +545,15 @@ function dispatchReg(
   const useTex = cfg.family === "tex" && staged.every((t) => fitsTexture(gpu, t));
   const rows = regRows(cfg.rows, r.dims.D);
   const kern = build(
-    regKey({ D: r.dims.D, mask: maskKind(r), rows, bk: cfg.bk, wg: cfg.wg, tex: useTex }),
+    regKey({
+      D: r.dims.D,
+      mask: maskKind(r),
+      rows,
+      bk: cfg.bk,
+      wg: cfg.wg,
+      tex: useTex,
+      drop: r.drop !== null,
+    }),
   );
   const texs = useTex ? staged.map((t) => stage(gpu, t)) : [];
   const bindings: (BufferRange | GPUTextureView)[] = [
@@ -546,11 +617,7 @@ function stage(gpu: Gpu, t: Tensor): Staged {
   gpu.dispatch(
     gpu.pipeline(k.spec.label, k.code),
     [s.view, range(t)],
-    packParams(STAGE_PARAMS, {
-      T,
-      heads,
-      width,
-    }),
+    packParams(STAGE_PARAMS, { T, heads, width }),
     [Math.ceil(width / 8), Math.ceil(T / 8), B],
   );
   return s;
@@ -600,7 +667,7 @@ export function attentionForward(
   if (out.size === 0) return;
   const G = H / Hkv, R = G * Tq, m = maskKind(r);
   const path = opts.path ?? "auto";
-  const split = path === "split_k" || (path === "auto" && R <= splitRows(D));
+  const split = path === "split_k" || (path === "auto" && R <= splitRows(D) && !r.drop);
   if (split && R > splitRows(D)) {
     throw new RangeError(
       `Cannot run ${OP}.forward: split_k holds at most ${
@@ -611,18 +678,9 @@ export function attentionForward(
   if (!split) {
     const cfg = kernelConfig(q, opts, "forward");
     if (cfg.family !== "tile") {
-      return dispatchReg(
-        regForward,
-        cfg,
-        [out, lse, q],
-        [k, v],
-        r,
-        params(r, opts),
-        Tq,
-        H,
-      );
+      return dispatchReg(regForward, cfg, [out, lse, q], [k, v], r, params(r, opts), Tq, H);
     }
-    const kern = flashForward(`${D}|${m}`);
+    const kern = flashForward(tileKey(r));
     return dispatch(kern, [out, lse, q, k, v], r, params(r, opts), [Math.ceil(Tq / WG), H, B]);
   }
   const nsplit = Math.max(1, Math.ceil(r.kvLen / WG));
@@ -666,43 +724,24 @@ export function attentionBackward(
   expectShape(label, "dv", dv, k.shape);
   expectShape(label, "lse", lse, [B, H, Tq]);
   if (q.backend.name === "cpu") {
-    const ro = refOpts(r, opts);
-    return attentionBackwardReference(
-      dq.data,
-      dk.data,
-      dv.data,
-      dout.data,
-      q.data,
-      k.data,
-      v.data,
-      r.dims,
-      ro,
-    );
+    const [ro, x] = [refOpts(r, opts), [dout, q, k, v].map((t) => t.data)];
+    return attentionBackwardReference(dq.data, dk.data, dv.data, x[0], x[1], x[2], x[3], r.dims, ro);
   }
-  const m = maskKind(r), p = params(r, opts);
+  const p = params(r, opts);
   const di = q.backend.empty([B, H, Tq]);
   const cq = kernelConfig(q, opts, "dq"), ckv = kernelConfig(q, opts, "dkv");
   if (cq.family === "tile") {
     const rd = rowDot(D);
     launch(rd.spec, rd.code, [di, dout, out], p, gridFor(B * Tq * H, WG));
-    dispatch(backwardQ(`${D}|${m}`), [dq, dout, q, k, v, lse, di], r, p, [Math.ceil(Tq / WG), H, B]);
+    dispatch(backwardQ(tileKey(r)), [dq, dout, q, k, v, lse, di], r, p, [Math.ceil(Tq / WG), H, B]);
   } else {
     // also writes di (dout · out per row) for the dK/dV kernel
     dispatchReg(regBackwardQ, cq, [dq, di, dout, out, q, lse], [k, v], r, p, Tq, H);
   }
   if (ckv.family === "tile") {
-    dispatch(backwardKV(`${D}|${m}`), [dk, dv, dout, q, k, v, lse, di], r, p, [Math.ceil(Tk / WG), Hkv, B]);
+    dispatch(backwardKV(tileKey(r)), [dk, dv, dout, q, k, v, lse, di], r, p, [Math.ceil(Tk / WG), Hkv, B]);
   } else {
-    dispatchReg(
-      regBackwardKV,
-      ckv,
-      [dk, dv, k, v, lse, di],
-      [q, dout],
-      r,
-      p,
-      Tk,
-      Hkv,
-    );
+    dispatchReg(regBackwardKV, ckv, [dk, dv, k, v, lse, di], [q, dout], r, p, Tk, Hkv);
   }
   di.dispose();
 }

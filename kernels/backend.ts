@@ -34,6 +34,8 @@ export class Backend {
   readonly name: "cpu" | "webgpu";
   /** The WebGPU device owner (webgpu only). */
   readonly gpu: Gpu | null;
+  #live = 0;
+  #peak = 0;
 
   /** @internal use createBackend() */
   constructor(name: "cpu" | "webgpu", gpu: Gpu | null) {
@@ -57,15 +59,34 @@ export class Backend {
     return this.gpu;
   }
 
+  /**
+   * Bytes of tensor storage alive now (created and not yet disposed; webgpu counts each buffer's
+   * pool size class). For memory measurements, with {@linkcode peakBytes}.
+   */
+  get liveBytes(): number {
+    return this.#live;
+  }
+
+  /** The most {@linkcode liveBytes} seen since the backend was created or {@linkcode resetPeak} ran. */
+  get peakBytes(): number {
+    return this.#peak;
+  }
+
+  /** Start a new peak measurement from the bytes alive now. */
+  resetPeak(): void {
+    this.#peak = this.#live;
+  }
+
   /** A tensor with unspecified contents (zeros on cpu). */
   empty(shape: readonly number[], dtype: DType = "f32"): Tensor {
     const n = numel(shape);
     if (this.gpu) {
       const bytes = n * dtypeBytes(dtype);
       this.#checkBytes(bytes, shape);
-      return new Tensor(this, shape, dtype, { buffer: this.gpu.acquire(Math.max(bytes, 4)), refs: 1 });
+      const buffer = this.gpu.acquire(Math.max(bytes, 4));
+      return new Tensor(this, shape, dtype, this.#track({ buffer, refs: 1 }));
     }
-    return new Tensor(this, shape, dtype, { data: hostArray(dtype, n), refs: 1 });
+    return new Tensor(this, shape, dtype, this.#track({ data: hostArray(dtype, n), refs: 1 }));
   }
 
   /** A tensor of zeros. */
@@ -95,15 +116,20 @@ export class Backend {
     }
     const host = hostArray(dtype, n);
     host.set(data as ArrayLike<number> & ArrayLike<bigint> as never);
-    if (!this.gpu) return new Tensor(this, shape, dtype, { data: host, refs: 1 });
+    if (!this.gpu) return new Tensor(this, shape, dtype, this.#track({ data: host, refs: 1 }));
     const bytes = host.byteLength;
     this.#checkBytes(bytes, shape);
     const buffer = this.gpu.acquire(Math.max(bytes, 4), true);
     if (bytes > 0) this.gpu.write(buffer, host);
-    return new Tensor(this, shape, dtype, { buffer, refs: 1 });
+    return new Tensor(this, shape, dtype, this.#track({ buffer, refs: 1 }));
   }
 
-  /** Copy a tensor to the host. */
+  /**
+   * Copy a tensor to the host.
+   * @throws {RangeError} on webgpu, when a kernel recorded since the last readback met a bad input
+   * (a token id or label outside the vocabulary: see `Gpu.read`); the cpu backend throws those in
+   * the op itself
+   */
   async read(t: Tensor): Promise<HostArray> {
     if (!this.gpu) return t.data.slice();
     const out = hostArray(t.dtype, t.size);
@@ -118,21 +144,34 @@ export class Backend {
     this.gpu?.flush();
   }
 
-  /** Wait for every recorded kernel to finish (no-op on cpu). */
+  /**
+   * Wait for every recorded kernel to finish (no-op on cpu).
+   * @throws {RangeError} on webgpu, as {@linkcode Backend.read} does, for a bad input met on the device
+   */
   async sync(): Promise<void> {
     await this.gpu?.sync();
   }
 
   /** @internal called by Tensor.dispose when the last view goes */
   releaseStorage(s: Storage): void {
+    this.#live -= storageBytes(s);
     if (s.buffer && this.gpu) this.gpu.release(s.buffer);
     s.buffer = undefined;
     s.data = undefined;
   }
 
-  /** Release the GPU device. */
+  /**
+   * Release the GPU device. It reads nothing back: a bad input met on the device that no read or
+   * `sync()` has reported yet is dropped with it; `await sync()` first to surface it.
+   */
   destroy(): void {
     this.gpu?.destroy();
+  }
+
+  #track(s: Storage): Storage {
+    this.#live += storageBytes(s);
+    if (this.#live > this.#peak) this.#peak = this.#live;
+    return s;
   }
 
   #checkBytes(bytes: number, shape: readonly number[]): void {
@@ -145,6 +184,10 @@ export class Backend {
       );
     }
   }
+}
+
+function storageBytes(s: Storage): number {
+  return s.buffer ? s.buffer.size : s.data ? s.data.byteLength : 0;
 }
 
 /**

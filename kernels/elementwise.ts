@@ -1,11 +1,18 @@
 /**
  * Elementwise ops with NumPy broadcasting: `add`, `sub`, `mul`, `div` of two tensors, `affine`
- * (`alpha * x + beta`), in-place `accumulate` (`dst += alpha * src`), and `transpose` of the last
- * two dims.
+ * (`alpha * x + beta`), in-place `accumulate` (`dst += alpha * src`), `transpose` of the last
+ * two dims, and inverted `dropout` with a counter-based mask.
  *
  * Math: out[i] = a[bcast_a(i)] op b[bcast_b(i)], shapes right-aligned, rank <= 4.
  * Bindings: params, out (rw), a, b. Grid: one invocation per output element, WG = 256, folded 2-D.
  * Gradients of broadcast inputs are summed back to their shape with `sumTo` (reduce.ts).
+ *
+ * dropout (`nn.Dropout` in training mode): out[i] = keep(i) ? x[i] / (1 - p) : 0, where
+ *   keep(i) = pcg_hash(i · 747796405 + seed · 2891336453 + 1) >= floor(p · 2³²) (u32 arithmetic,
+ *   O'Neill's PCG RXS-M-XS output), so the mask is a pure function of (seed, i): the backward (and
+ *   a recompute under gradient checkpointing) regenerates it instead of storing it. The same hash
+ *   (`DROPOUT_HASH_WGSL`) drives the attention-probability dropout inside the attention kernels.
+ *   Bindings: params, out (rw), x. Grid: one invocation per element, WG = 256, folded 2-D.
  *
  * @module
  */
@@ -16,6 +23,8 @@ import { expectDtype, expectSameBackend, shapeText, type Tensor } from "./tensor
 
 /** Binary elementwise operators. */
 export type BinaryOp = "add" | "sub" | "mul" | "div";
+
+type Out = { [i: number]: number; length: number };
 
 const WG = 256;
 const MAX_RANK = 4;
@@ -339,4 +348,122 @@ export function transpose(x: Tensor): Tensor {
   else launch(TR_SPEC, TR_CODE, [out, x], { n: x.size, rows, cols }, gridFor(x.size, WG));
   if (!needsGrad(x)) return out;
   return record(out, "transpose", [x], (g) => [transpose(g)]);
+}
+
+// ---- dropout: out[i] = keep(i) ? x[i] / (1 - p) : 0 ----
+
+/** The keep threshold of {@linkcode dropoutReference}: `floor(p · 2³²)`, capped at `2³² - 1`. */
+export function dropoutThreshold(p: number): number {
+  return Math.min(Math.floor(p * 4294967296), 4294967295);
+}
+
+/** pcg_hash of `i · 747796405 + seed · 2891336453 + 1` (u32), the dropout mask's random bits. */
+export function dropoutHash(seed: number, i: number): number {
+  const state = (Math.imul(i, 747796405) + Math.imul(seed, 2891336453) + 1) >>> 0;
+  const word = Math.imul(((state >>> (((state >>> 28) + 4) >>> 0)) ^ state) >>> 0, 277803737) >>> 0;
+  return ((word >>> 22) ^ word) >>> 0;
+}
+
+/**
+ * WGSL `fn dropout_hash(seed: u32, i: u32) -> u32`: {@linkcode dropoutHash} (the one WGSL copy,
+ * shared by the dropout kernel and the attention kernels).
+ */
+export const DROPOUT_HASH_WGSL = `fn dropout_hash(seed: u32, i: u32) -> u32 {
+  let state = i * 747796405u + seed * 2891336453u + 1u;
+  let word = ((state >> ((state >> 28u) + 4u)) ^ state) * 277803737u;
+  return (word >> 22u) ^ word;
+}
+`;
+
+/**
+ * A seed for one dropout site derived from a base seed: {@linkcode dropoutHash} chained over
+ * `parts` (e.g. `[site, layer]`), so every (seed, parts) gets its own mask stream.
+ *
+ * @example
+ * ```ts
+ * import { dropoutSeed } from "./elementwise.ts";
+ * const a = dropoutSeed(42, [1, 0]), b = dropoutSeed(42, [1, 1]);
+ * if (a === b || a !== dropoutSeed(42, [1, 0])) throw new Error("dropoutSeed");
+ * ```
+ */
+export function dropoutSeed(seed: number, parts: readonly number[]): number {
+  let s = seed >>> 0;
+  for (const p of parts) s = dropoutHash(s, p >>> 0);
+  return s;
+}
+
+/** Reference: `out[i] = keep(i) ? x[i] / (1 - p) : 0` (see the module header for `keep`). */
+export function dropoutReference(out: Out, x: ArrayLike<number>, p: number, seed: number): void {
+  const thr = dropoutThreshold(p), scale = Math.fround(1 / (1 - p));
+  for (let i = 0; i < out.length; i++) out[i] = dropoutHash(seed, i) >= thr ? x[i] * scale : 0;
+}
+
+const DROP_SPEC: KernelSpec = {
+  label: "elementwise.dropout",
+  params: { n: "u32", seed: "u32", thr: "u32", scale: "f32" },
+  bindings: [
+    { name: "out", type: "f32", access: "read_write" },
+    { name: "x", type: "f32", access: "read" },
+  ],
+  workgroupSize: [WG, 1, 1],
+};
+const DROP_CODE = `const WG = ${WG}u;\n${DROPOUT_HASH_WGSL}${wgslHeader(DROP_SPEC)}fn main(${MAIN_ARGS}) {
+  ${LINEAR_INDEX}
+  if (gid >= p.n) { return; }
+  if (dropout_hash(p.seed, gid) >= p.thr) { out[gid] = x[gid] * p.scale; } else { out[gid] = 0.0; }
+}
+`;
+
+/** Launcher for {@linkcode dropoutReference}. @throws {TypeError} on mismatched sizes or dtypes */
+export function dropoutForward(out: Tensor, x: Tensor, p: number, seed: number): void {
+  const op = "elementwise.dropout";
+  expectDtype(op, "x", x, "f32");
+  expectDtype(op, "out", out, "f32");
+  expectSameBackend(op, out, x);
+  if (out.size !== x.size) {
+    throw new TypeError(
+      `Cannot run ${op}: out ${shapeText(out.shape)} and x ${shapeText(x.shape)} differ in size`,
+    );
+  }
+  if (out.backend.name === "cpu") return dropoutReference(out.data, x.data, p, seed >>> 0);
+  if (out.size === 0) return;
+  launch(DROP_SPEC, DROP_CODE, [out, x], {
+    n: out.size,
+    seed: seed >>> 0,
+    thr: dropoutThreshold(p),
+    scale: 1 / (1 - p),
+  }, gridFor(out.size, WG));
+}
+
+/**
+ * Inverted dropout with a seeded, position-hashed mask (differentiable: the backward applies the
+ * same mask and scale). `p = 0` returns a view of `x`.
+ *
+ * @param x any f32 tensor
+ * @param p drop probability in [0, 1)
+ * @param seed the mask's seed (u32); element i is kept iff `dropoutHash(seed, i) >= dropoutThreshold(p)`
+ * @returns `x ⊙ keep / (1 - p)`, same shape
+ * @throws {RangeError} when `p` is not in [0, 1)
+ *
+ * @example
+ * ```ts
+ * import { createBackend } from "./backend.ts";
+ * import { dropout } from "./elementwise.ts";
+ * const cpu = await createBackend("cpu");
+ * const y = await dropout(cpu.full([1000], 1), 0.25, 7).toArray();
+ * const kept = y.filter((v) => v !== 0);
+ * if (Math.abs(kept.length - 750) > 60 || kept.some((v) => Math.abs(v - 4 / 3) > 1e-6)) throw new Error("dropout");
+ * ```
+ */
+export function dropout(x: Tensor, p: number, seed: number): Tensor {
+  if (!(p >= 0 && p < 1)) throw new RangeError(`Cannot run dropout: p must be in [0, 1): ${p}`);
+  if (p === 0) return x.reshape(x.shape);
+  const out = x.backend.empty(x.shape);
+  dropoutForward(out, x, p, seed);
+  if (!needsGrad(x)) return out;
+  return record(out, "dropout", [x], (g) => {
+    const gx = g.backend.empty(g.shape);
+    dropoutForward(gx, g, p, seed);
+    return [gx];
+  });
 }

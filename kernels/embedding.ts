@@ -6,15 +6,20 @@
  * (duplicate ids in a batch add up; the sum runs in token order, so it is deterministic).
  * Shapes: ids (B, T) or any, i32 or u32; W (V, C); out, dy (B, T, C) = (..., C).
  *
- * Out-of-range ids (negative, or >= V): the cpu backend throws a RangeError naming the first bad
- * id and its position; the webgpu kernel cannot report without a readback, so it writes a row of
- * zeros for them (and their gradient goes nowhere). Validate ids at the data boundary.
+ * Out-of-range ids (negative, or >= V) are an error on both backends, with one message:
+ * `Cannot run embedding: token id 600 at position 17 is outside the vocabulary [0, 512); use the
+ * model's tokenizer` (position: the flat index into ids). The cpu backend throws it at once, naming
+ * the first bad id. A kernel cannot throw and a readback per call would cost a submit, so the webgpu
+ * kernels record the failure in the device's fault record (`Gpu.fault`, one more storage binding)
+ * and the next readback (the loss read, any `toArray()`, `sync()`) throws it; with several bad ids
+ * it names one of them. Until then the forward writes zero rows for bad ids and the backward drops
+ * their gradient (a defined result, never used: the step's readback throws).
  *
  * Kernels and grids:
  * - forward: one invocation per output element (WG 256, folded 2-D).
- * - backward: no atomics: invocation (c, s) owns column c of a slice s of the vocabulary rows and
- *   loops over all N tokens in order, adding dy[n, c] where ids[n] falls in its slice; so no two
- *   invocations ever write the same element. Grid (ceil(C/64), S), S slices chosen so that
+ * - backward: no atomics in the sum: invocation (c, s) owns column c of a slice s of the vocabulary
+ *   rows and loops over all N tokens in order, adding dy[n, c] where ids[n] falls in its slice; so
+ *   no two invocations ever write the same element. Grid (ceil(C/64), S), S slices chosen so that
  *   C * S >= 16384 invocations (at most 64 slices).
  * Limits: a weight larger than one storage binding (128k x 4096 f32 is 2 GiB) is processed in
  * aligned windows of rows, one dispatch per window, for the forward and the backward; ids, out
@@ -33,6 +38,7 @@ import {
   wgslHeader,
 } from "./_kernel.ts";
 import { record } from "./autograd.ts";
+import { type FaultMessage, WGSL_REPORT_FAULT } from "./gpu.ts";
 import { expectDtype, expectSameBackend, shapeText, type Tensor } from "./tensor.ts";
 
 /** Writable numeric array (Float32Array, Float64Array, number[]). */
@@ -44,16 +50,23 @@ const MAX_SLICES = 64;
 
 // ---- references ----
 
+/** The one message for a bad id, thrown by the cpu reference and by the webgpu device check. */
+function idMessage(id: number, n: number, V: number): string {
+  return `Cannot run embedding: token id ${id} at position ${n} is outside the vocabulary [0, ${V}); use the model's tokenizer`;
+}
+
+/** The device check's message; `extra` is 1 for i32 ids (the u32 word is shown signed). */
+const ID_FAULT: FaultMessage = (f) => idMessage(f.extra === 1 ? f.value | 0 : f.value, f.index, f.bound);
+
 /**
  * Throw a RangeError for the first id outside `[0, V)`.
- * @throws {RangeError} `Cannot run embedding: id 50300 at position 17 is out of range [0, 50257)`
+ * @throws {RangeError} `Cannot run embedding: token id 50300 at position 17 is outside the
+ * vocabulary [0, 50257); use the model's tokenizer`
  */
 export function checkIds(ids: ArrayLike<number>, V: number): void {
   for (let n = 0; n < ids.length; n++) {
     const id = ids[n];
-    if (!(id >= 0 && id < V)) {
-      throw new RangeError(`Cannot run embedding: id ${id} at position ${n} is out of range [0, ${V})`);
-    }
+    if (!(id >= 0 && id < V)) throw new RangeError(idMessage(id, n, V));
   }
 }
 
@@ -97,7 +110,12 @@ const PARAMS = {
   vcount: "u32",
   first: "u32",
   slice: "u32",
+  code: "u32",
+  signed: "u32",
 } as const;
+
+/** The device's fault record (see gpu.ts): where the window-0 dispatch reports a bad id. */
+const FAULT = { name: "fault", type: "atomic<u32>", access: "read_write" } as const;
 
 const FWD_SPEC: KernelSpec = {
   label: "embedding.forward",
@@ -106,12 +124,13 @@ const FWD_SPEC: KernelSpec = {
     { name: "out", type: "f32", access: "read_write" },
     { name: "ids", type: "u32", access: "read" },
     { name: "w", type: "f32", access: "read" },
+    FAULT,
   ],
   workgroupSize: [WG, 1, 1],
 };
 
 // ids are read as u32 for both dtypes: a negative i32 becomes >= 2^31 > V, i.e. out of range.
-const FWD_CODE = `const WG = ${WG}u;\n${wgslHeader(FWD_SPEC)}fn main(${MAIN_ARGS}) {
+const FWD_CODE = `const WG = ${WG}u;\n${WGSL_REPORT_FAULT}${wgslHeader(FWD_SPEC)}fn main(${MAIN_ARGS}) {
   ${LINEAR_INDEX}
   if (gid >= p.N * p.C) { return; }
   let n = gid / p.C;
@@ -120,7 +139,8 @@ const FWD_CODE = `const WG = ${WG}u;\n${wgslHeader(FWD_SPEC)}fn main(${MAIN_ARGS
   if (id >= p.v0 && id - p.v0 < p.vcount) {
     out[gid] = w[(id - p.v0) * p.C + c];
   } else if (p.first == 1u && id >= p.V) {
-    out[gid] = 0.0; // out-of-range id: defined result, see the module header
+    out[gid] = 0.0; // out-of-range id: defined result, and a fault the next readback throws
+    if (c == 0u) { report_fault(p.code, id, n, p.V, p.signed); }
   }
 }
 `;
@@ -132,21 +152,28 @@ const BWD_SPEC: KernelSpec = {
     { name: "dw", type: "f32", access: "read_write" },
     { name: "dy", type: "f32", access: "read" },
     { name: "ids", type: "u32", access: "read" },
+    FAULT,
   ],
   workgroupSize: [COL_WG, 1, 1],
 };
 
-const BWD_CODE = `${wgslHeader(BWD_SPEC)}fn main(@builtin(global_invocation_id) g: vec3<u32>) {
+const BWD_CODE = `${WGSL_REPORT_FAULT}${
+  wgslHeader(BWD_SPEC)
+}fn main(@builtin(global_invocation_id) g: vec3<u32>) {
   let c = g.x;
   if (c >= p.C) { return; }
   // This invocation owns column c of window rows [lo, hi): no other invocation writes them.
   let lo = p.v0 + g.y * p.slice;
   let hi = p.v0 + min(p.vcount, (g.y + 1u) * p.slice);
+  // One invocation checks the ids, in token order: it reports the first bad one.
+  let check = p.first == 1u && c == 0u && g.y == 0u;
   for (var n = 0u; n < p.N; n++) {
     let id = ids[n];
     if (id >= lo && id < hi) {
       let k = (id - p.v0) * p.C + c;
       dw[k] = dw[k] + dy[n * p.C + c];
+    } else if (check && id >= p.V) {
+      report_fault(p.code, id, n, p.V, p.signed);
     }
   }
 }
@@ -183,7 +210,8 @@ function check(
 /**
  * Launcher: `out = weight[ids]`.
  * @throws {TypeError} on dtype, shape or backend mismatch (before dispatch)
- * @throws {RangeError} on the cpu backend when an id is out of range
+ * @throws {RangeError} when an id is outside `[0, V)`: at once on cpu, at the next readback on
+ * webgpu (see the module header)
  */
 export function embeddingForward(out: Tensor, ids: Tensor, weight: Tensor): void {
   const { N, V, C } = check("embedding.forward", out, ids, weight, "out");
@@ -191,10 +219,12 @@ export function embeddingForward(out: Tensor, ids: Tensor, weight: Tensor): void
   if (N === 0) return;
   const gpu = out.backend.device;
   const wins = rowWindows(gpu, "embedding.forward", V, C * 4);
+  const fault = gpu.fault(ID_FAULT);
+  const signed = ids.dtype === "i32" ? 1 : 0;
   wins.forEach(([v0, vcount], i) => {
     const w = wins.length === 1 ? weight : range(weight, v0 * C, vcount * C);
-    const params = { N, C, V, v0, vcount, first: i === 0 ? 1 : 0, slice: 0 };
-    launch(FWD_SPEC, FWD_CODE, [out, ids, w], params, gridFor(N * C, WG));
+    const params = { N, C, V, v0, vcount, first: i === 0 ? 1 : 0, slice: 0, code: fault.code, signed };
+    launch(FWD_SPEC, FWD_CODE, [out, ids, w, fault.binding], params, gridFor(N * C, WG));
   });
 }
 
@@ -202,7 +232,8 @@ export function embeddingForward(out: Tensor, ids: Tensor, weight: Tensor): void
  * Launcher: `dweight` (overwritten, `(V, C)`) = scatter-add of `dy` by `ids`; duplicates add up in
  * token order (deterministic, no atomics).
  * @throws {TypeError} on dtype, shape or backend mismatch (before dispatch)
- * @throws {RangeError} on the cpu backend when an id is out of range
+ * @throws {RangeError} when an id is outside `[0, V)`: at once on cpu, at the next readback on
+ * webgpu (see the module header)
  */
 export function embeddingBackward(dweight: Tensor, dy: Tensor, ids: Tensor): void {
   const { N, V, C } = check("embedding.backward", dy, ids, dweight, "dy");
@@ -211,19 +242,25 @@ export function embeddingBackward(dweight: Tensor, dy: Tensor, ids: Tensor): voi
   gpu.clear(dweight.buffer, 0, V * C * 4);
   if (N === 0) return;
   const wins = rowWindows(gpu, "embedding.backward", V, C * 4);
-  for (const [v0, vcount] of wins) {
+  const fault = gpu.fault(ID_FAULT);
+  const signed = ids.dtype === "i32" ? 1 : 0;
+  wins.forEach(([v0, vcount], i) => {
     const dw = wins.length === 1 ? dweight : range(dweight, v0 * C, vcount * C);
     const slices = Math.max(1, Math.min(MAX_SLICES, vcount, Math.ceil(16384 / C)));
     const slice = Math.ceil(vcount / slices);
-    const params = { N, C, V, v0, vcount, first: 0, slice };
-    launch(BWD_SPEC, BWD_CODE, [dw, dy, ids], params, [Math.ceil(C / COL_WG), Math.ceil(vcount / slice), 1]);
-  }
+    const params = { N, C, V, v0, vcount, first: i === 0 ? 1 : 0, slice, code: fault.code, signed };
+    launch(BWD_SPEC, BWD_CODE, [dw, dy, ids, fault.binding], params, [
+      Math.ceil(C / COL_WG),
+      Math.ceil(vcount / slice),
+      1,
+    ]);
+  });
 }
 
 /**
  * Look up rows of `weight` `(V, C)` by `ids` (i32 or u32, any shape); returns `(...ids.shape, C)`.
- * Differentiable in `weight` (duplicate ids accumulate). Out-of-range ids throw on cpu and give
- * zero rows on webgpu (see the module header).
+ * Differentiable in `weight` (duplicate ids accumulate). An id outside `[0, V)` is a RangeError:
+ * thrown at once on cpu, and on webgpu by the next readback (`toArray()`, the loss read, `sync()`).
  *
  * @example
  * ```ts
@@ -233,6 +270,13 @@ export function embeddingBackward(dweight: Tensor, dy: Tensor, ids: Tensor): voi
  * const w = cpu.fromArray([1, 2, 3, 4, 5, 6], [3, 2]);
  * const y = embedding(cpu.fromArray([2, 0], [2], "i32"), w);
  * if ((await y.toArray()).join() !== "5,6,1,2") throw new Error("embedding");
+ * let err = "";
+ * try {
+ *   embedding(cpu.fromArray([3], [1], "i32"), w);
+ * } catch (e) {
+ *   err = (e as RangeError).message;
+ * }
+ * if (!err.includes("token id 3 at position 0 is outside the vocabulary [0, 3)")) throw new Error(err);
  * ```
  */
 export function embedding(ids: Tensor, weight: Tensor): Tensor {

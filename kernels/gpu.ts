@@ -10,6 +10,15 @@
  *   (`queue.writeBuffer` would run before the batch): uploads only get buffers freed before the last
  *   submit.
  *
+ * Device checks (token ids and labels outside the vocabulary): a kernel cannot throw, and a readback
+ * per op would cost a submit and a wait (~12 ms), so kernels that validate their input on the device
+ * record the first failure of a batch in a 32-byte fault record ({@linkcode Gpu.fault},
+ * {@linkcode WGSL_REPORT_FAULT}). The next readback (`read()`, so any `toArray()`) and `sync()` copy
+ * the record in the same command buffer as their own work (no extra submit), clear it, and throw a
+ * `RangeError` naming the op, the bad value, its position and the valid range. A fault is never
+ * silently lost: every way to observe a result goes through `read()`; only `destroy()` (synchronous,
+ * no readback) drops a record nobody read: `await sync()` first to surface it.
+ *
  * @module
  */
 
@@ -36,6 +45,41 @@ export interface BufferRange {
   offset: number;
   size: number;
 }
+
+/** A failed device check as the kernel recorded it: raw u32 words (reinterpret signed values with `| 0`). */
+export interface DeviceFault {
+  /** The offending value (a token id, a label). */
+  value: number;
+  /** Its position in the checked tensor (flat index). */
+  index: number;
+  /** The exclusive upper bound it failed (the vocabulary size). */
+  bound: number;
+  /** One more word for the message (e.g. ignore_index, or whether ids are signed). */
+  extra: number;
+}
+
+/** Builds the `RangeError` message of a failed device check (the same text the cpu reference throws). */
+export type FaultMessage = (fault: DeviceFault) => string;
+
+/** Bytes of the fault record: claim flag, code, value, index, bound, extra, 2 spare words. */
+const FAULT_BYTES = 32;
+
+/**
+ * WGSL for kernels that check their input on the device: `report_fault(code, value, index, bound,
+ * extra)` keeps the first report of the batch in the storage binding named `fault`, declared as
+ * `array<atomic<u32>>`, read_write, and bound to {@linkcode Gpu.fault}'s binding. Later reports
+ * (other invocations, later dispatches) are dropped, so the earliest failing op is the one named.
+ */
+export const WGSL_REPORT_FAULT = `fn report_fault(code: u32, value: u32, index: u32, bound: u32, extra: u32) {
+  if (atomicOr(&fault[0], 1u) == 0u) {
+    atomicStore(&fault[1], code);
+    atomicStore(&fault[2], value);
+    atomicStore(&fault[3], index);
+    atomicStore(&fault[4], bound);
+    atomicStore(&fault[5], extra);
+  }
+}
+`;
 
 /** Printable facts about the adapter and the device limits we requested. */
 export interface GpuInfo {
@@ -115,6 +159,10 @@ export class Gpu {
   #staging: GPUBuffer[] = [];
   #errors: Promise<string | null>[] = [];
   #lost = false;
+  #faultBuffer: GPUBuffer | null = null;
+  #faultArmed = false; // a dispatch bound the fault record since the last copy of it
+  #faultCodes = new Map<FaultMessage, number>();
+  #faultMessages: FaultMessage[] = [];
 
   private constructor(readonly adapter: GPUAdapter, readonly device: GPUDevice, info: GpuInfo) {
     this.info = info;
@@ -226,6 +274,24 @@ export class Gpu {
     return this.device.createBuffer({ size: cls, usage: STORAGE_USAGE });
   }
 
+  /**
+   * What a kernel needs to report a failed input check on the device: the fault record's binding
+   * and the code of `message` (a kernel param; codes are per device, cached by the function).
+   * Binding the record marks the batch, so the next `read()`/`sync()` copies it in its own submit;
+   * a batch that binds no record copies nothing.
+   */
+  fault(message: FaultMessage): { binding: BufferRange; code: number } {
+    let code = this.#faultCodes.get(message);
+    if (code === undefined) {
+      code = this.#faultMessages.push(message);
+      this.#faultCodes.set(message, code);
+    }
+    // Created zeroed; cleared after every copy of it.
+    this.#faultBuffer ??= this.device.createBuffer({ size: FAULT_BYTES, usage: STORAGE_USAGE });
+    this.#faultArmed = true;
+    return { binding: { buffer: this.#faultBuffer, offset: 0, size: FAULT_BYTES }, code };
+  }
+
   /** Give a buffer back to the pool (reusable for kernel outputs now, for uploads after the next submit). */
   release(buffer: GPUBuffer): void {
     this.#pendingFree.push(buffer);
@@ -289,6 +355,14 @@ export class Gpu {
     if (grid[0] > maxWg || grid[1] > maxWg || grid[2] > maxWg) {
       throw new RangeError(
         `Cannot dispatch ${pipeline.label}: grid ${grid.join("x")} exceeds ${maxWg} per dimension`,
+      );
+    }
+    const maxStorage = this.info.limits.maxStorageBuffersPerShaderStage;
+    let storage = 0;
+    for (const b of buffers) if ("buffer" in b) storage++;
+    if (storage > maxStorage) {
+      throw new RangeError(
+        `Cannot dispatch ${pipeline.label}: ${storage} storage buffers exceed the device's maxStorageBuffersPerShaderStage ${maxStorage}`,
       );
     }
     if (grid[0] === 0 || grid[1] === 0 || grid[2] === 0) return;
@@ -359,40 +433,83 @@ export class Gpu {
     this.#pendingFreeByClass.clear();
   }
 
-  /** Submit and wait until the GPU has finished; rethrows any recorded validation error. */
+  /**
+   * Submit and wait until the GPU has finished; rethrows any recorded validation error. When the
+   * batch bound the fault record, waits by mapping that record instead (same single submit) and
+   * throws its failed check, as {@linkcode Gpu.read} does (not counted in `stats.readbacks`).
+   * @throws {RangeError} when a kernel's device check failed (an id outside the vocabulary)
+   */
   async sync(): Promise<void> {
+    if (this.#faultArmed) {
+      await this.#readBack(null, 0, 0);
+      return;
+    }
     this.flush();
     await this.device.queue.onSubmittedWorkDone();
     await this.#checkErrors();
   }
 
-  /** Copy `bytes` at `offset` of a buffer back to the host (submits the open batch). */
+  /**
+   * Copy `bytes` at `offset` of a buffer back to the host (submits the open batch). When the batch
+   * bound the fault record, the record rides along in the same submit, copy target and map.
+   * @throws {RangeError} when a kernel's device check failed since the last readback, e.g.
+   * `Cannot run embedding: token id 600 at position 17 is outside the vocabulary [0, 512); use the
+   * model's tokenizer` (the record is cleared: each failure throws once)
+   */
   async read(buffer: GPUBuffer, offset: number, bytes: number): Promise<ArrayBuffer> {
-    const size = Math.ceil(bytes / 4) * 4;
-    const idx = this.#staging.findIndex((s) => s.size >= size && s.size <= size * 4 + 4096);
-    const staging = idx >= 0 ? this.#staging.splice(idx, 1)[0] : this.device.createBuffer({
-      size: sizeClass(size),
-      usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
-    });
-    this.copy(buffer, offset, staging, 0, size);
-    this.flush();
-    this.stats.readbacks++;
-    await staging.mapAsync(GPUMapMode.READ, 0, size);
-    const out = staging.getMappedRange(0, size).slice(0, bytes);
-    staging.unmap();
-    if (this.#staging.length < 16) this.#staging.push(staging);
-    else staging.destroy();
-    await this.#checkErrors();
-    return out;
+    return await this.#readBack(buffer, offset, bytes);
   }
 
-  /** Release the device and every buffer. */
+  /**
+   * Release the device and every buffer. Synchronous, so it reads nothing back: a fault record
+   * that no `read()`/`sync()` has seen (no result of that work was ever observed) is dropped;
+   * `await sync()` first to surface it.
+   */
   destroy(): void {
     this.flush();
     this.trim();
     for (const a of this.#arenas) a.destroy();
     for (const s of this.#staging) s.destroy();
+    this.#faultBuffer?.destroy();
     this.device.destroy();
+  }
+
+  /** One submit, one map: `bytes` of `buffer` (nothing when null) plus the fault record when armed. */
+  async #readBack(buffer: GPUBuffer | null, offset: number, bytes: number): Promise<ArrayBuffer> {
+    const size = Math.ceil(bytes / 4) * 4;
+    const fault = this.#faultArmed ? this.#faultBuffer : null;
+    const total = size + (fault ? FAULT_BYTES : 0);
+    const idx = this.#staging.findIndex((s) => s.size >= total && s.size <= total * 4 + 4096);
+    const staging = idx >= 0 ? this.#staging.splice(idx, 1)[0] : this.device.createBuffer({
+      size: sizeClass(total),
+      usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+    });
+    if (buffer && size > 0) this.copy(buffer, offset, staging, 0, size);
+    if (fault) {
+      // Recorded into the same encoder as the data copy (no extra submit), then cleared so each
+      // failure throws once; dispatches recorded after this point mark the next batch again.
+      this.copy(fault, 0, staging, size, FAULT_BYTES);
+      this.clear(fault, 0, FAULT_BYTES);
+      this.#faultArmed = false;
+    }
+    this.flush();
+    if (buffer) this.stats.readbacks++;
+    await staging.mapAsync(GPUMapMode.READ, 0, total);
+    const mapped = staging.getMappedRange(0, total);
+    const out = mapped.slice(0, bytes);
+    const words = fault ? new Uint32Array(mapped.slice(size, total)) : null;
+    staging.unmap();
+    if (this.#staging.length < 16) this.#staging.push(staging);
+    else staging.destroy();
+    await this.#checkErrors();
+    if (words && words[0] !== 0) {
+      const message = this.#faultMessages[words[1] - 1];
+      const f: DeviceFault = { value: words[2], index: words[3], bound: words[4], extra: words[5] };
+      throw new RangeError(
+        message ? message(f) : `Cannot run a kernel: device check ${words[1]} failed: ${JSON.stringify(f)}`,
+      );
+    }
+    return out;
   }
 
   async #checkErrors(): Promise<void> {

@@ -1,6 +1,7 @@
 /**
  * LoRA helpers that the composed ops (matmul, add, mul) do not cover: DoRA's row norm of the
- * adapted weight and LoRA's input dropout. The LoRA update itself is two matmuls (`training/peft.ts`).
+ * adapted weight, and (re-exported) LoRA's input dropout. The LoRA update itself is two
+ * matmuls (`training/peft.ts`).
  *
  * doraNorm (PEFT `DoraLinearLayer.get_weight_norm`, Liu et al. 2024, eq. 5):
  *   out[o] = ||W[o, :] + s · (B A)[o, :]||₂, or its reciprocal with `inverse`
@@ -9,10 +10,8 @@
  *   Bindings: params, out (rw, N), w, a, b. Grid: N invocations, WG = 64, folded 2-D.
  * doraScale: `magnitude / doraNorm` with the norm treated as a constant (PEFT detaches it, DoRA
  *   paper section 4.3), so only the magnitude receives a gradient: d/dm = g / norm.
- * dropout (PEFT `lora_dropout`, `nn.Dropout`): out[i] = keep(i) ? x[i] / (1 - p) : 0, where
- *   keep(i) = pcg_hash(i · 747796405 + seed · 2891336453 + 1) >= floor(p · 2³²) (u32 arithmetic),
- *   so the mask is a pure function of (seed, i): backward recomputes it instead of storing it.
- *   Bindings: params, out (rw), x. Grid: one invocation per element, WG = 256, folded 2-D.
+ * dropout (PEFT `lora_dropout`, `nn.Dropout`): re-exported from `elementwise.ts`, where the
+ *   generic op lives (the model's embedding and residual dropout use it too).
  * Limits: f32; each operand must fit one storage binding.
  *
  * @module
@@ -25,7 +24,6 @@ import { expectDtype, expectSameBackend, expectShape, shapeText, type Tensor } f
 type Out = { [i: number]: number; length: number };
 
 const WG_NORM = 64;
-const WG_DROP = 256;
 
 // ---- DoRA row norm ----
 
@@ -170,90 +168,6 @@ export function doraScale(magnitude: Tensor, weight: Tensor, a: Tensor, b: Tenso
   }, [inv]);
 }
 
-// ---- dropout ----
+// ---- dropout: the generic op lives in elementwise.ts (also used by the model's dropout sites) ----
 
-/** The keep threshold of {@linkcode dropoutReference}: `floor(p · 2³²)`, capped at `2³² - 1`. */
-export function dropoutThreshold(p: number): number {
-  return Math.min(Math.floor(p * 4294967296), 4294967295);
-}
-
-/** pcg_hash of `i · 747796405 + seed · 2891336453 + 1` (u32), the dropout mask's random bits. */
-export function dropoutHash(seed: number, i: number): number {
-  const state = (Math.imul(i, 747796405) + Math.imul(seed, 2891336453) + 1) >>> 0;
-  const word = Math.imul(((state >>> (((state >>> 28) + 4) >>> 0)) ^ state) >>> 0, 277803737) >>> 0;
-  return ((word >>> 22) ^ word) >>> 0;
-}
-
-/** Reference: `out[i] = keep(i) ? x[i] / (1 - p) : 0` (see the module header for `keep`). */
-export function dropoutReference(out: Out, x: ArrayLike<number>, p: number, seed: number): void {
-  const thr = dropoutThreshold(p), scale = Math.fround(1 / (1 - p));
-  for (let i = 0; i < out.length; i++) out[i] = dropoutHash(seed, i) >= thr ? x[i] * scale : 0;
-}
-
-const DROP_SPEC: KernelSpec = {
-  label: "lora.dropout",
-  params: { n: "u32", seed: "u32", thr: "u32", scale: "f32" },
-  bindings: [
-    { name: "out", type: "f32", access: "read_write" },
-    { name: "x", type: "f32", access: "read" },
-  ],
-  workgroupSize: [WG_DROP, 1, 1],
-};
-const DROP_CODE = `const WG = ${WG_DROP}u;\n${wgslHeader(DROP_SPEC)}fn main(${MAIN_ARGS}) {
-  ${LINEAR_INDEX}
-  if (gid >= p.n) { return; }
-  let state = gid * 747796405u + p.seed * 2891336453u + 1u;
-  let word = ((state >> ((state >> 28u) + 4u)) ^ state) * 277803737u;
-  let h = (word >> 22u) ^ word;
-  if (h >= p.thr) { out[gid] = x[gid] * p.scale; } else { out[gid] = 0.0; }
-}
-`;
-
-/** Launcher for {@linkcode dropoutReference}. @throws {TypeError} on mismatched sizes or dtypes */
-export function dropoutForward(out: Tensor, x: Tensor, p: number, seed: number): void {
-  const op = "lora.dropout";
-  expectDtype(op, "x", x, "f32");
-  expectDtype(op, "out", out, "f32");
-  expectSameBackend(op, out, x);
-  if (out.size !== x.size) {
-    throw new TypeError(
-      `Cannot run ${op}: out ${shapeText(out.shape)} and x ${shapeText(x.shape)} differ in size`,
-    );
-  }
-  if (out.backend.name === "cpu") return dropoutReference(out.data, x.data, p, seed >>> 0);
-  if (out.size === 0) return;
-  launch(DROP_SPEC, DROP_CODE, [out, x], {
-    n: out.size,
-    seed: seed >>> 0,
-    thr: dropoutThreshold(p),
-    scale: 1 / (1 - p),
-  }, gridFor(out.size, WG_DROP));
-}
-
-/**
- * Inverted dropout with a seeded, position-hashed mask (differentiable: the backward applies the
- * same mask). `p = 0` returns a view of `x`.
- *
- * @example
- * ```ts
- * import { createBackend } from "./backend.ts";
- * import { dropout } from "./lora.ts";
- * const cpu = await createBackend("cpu");
- * const y = await dropout(cpu.full([1000], 1), 0.25, 7).toArray();
- * const kept = y.filter((v) => v !== 0);
- * if (Math.abs(kept.length - 750) > 60 || kept.some((v) => Math.abs(v - 4 / 3) > 1e-6)) throw new Error("dropout");
- * ```
- * @throws {RangeError} when `p` is not in [0, 1)
- */
-export function dropout(x: Tensor, p: number, seed: number): Tensor {
-  if (!(p >= 0 && p < 1)) throw new RangeError(`Cannot run lora.dropout: p must be in [0, 1): ${p}`);
-  if (p === 0) return x.reshape(x.shape);
-  const out = x.backend.empty(x.shape);
-  dropoutForward(out, x, p, seed);
-  if (!needsGrad(x)) return out;
-  return record(out, "dropout", [x], (g) => {
-    const gx = g.backend.empty(g.shape);
-    dropoutForward(gx, g, p, seed);
-    return [gx];
-  });
-}
+export { dropout, dropoutForward, dropoutHash, dropoutReference, dropoutThreshold } from "./elementwise.ts";

@@ -14,14 +14,20 @@
  * loss (1); dlogits like logits.
  *
  * Kernels and grids, per forward (3 dispatches plus one per extra window):
- * 1. count: one workgroup (256) counts valid labels -> stats = [count, scale].
+ * 1. count: one workgroup (256) counts valid labels -> stats = [count, scale], and checks them
+ *    (bindings: stats, labels, the device's fault record).
  * 2. rows: one workgroup per row (WG 64, or 256 when V >= 1024): a max pass, a sum-exp pass and
  *    a write pass of dlogits; rowLoss[n]. Grid N workgroups, folded 2-D.
  * 3. total: one workgroup sums rowLoss in a fixed tree order -> loss[0] (deterministic).
  * Backward: one invocation per element (WG 256, folded 2-D).
  *
- * Labels outside [0, V) that are not ignore_index: the cpu backend throws a RangeError; the
- * webgpu kernels treat them like ignore_index (no loss, no gradient, not counted).
+ * Labels outside [0, V) that are not ignore_index are an error on both backends, with one message:
+ * `Cannot run cross_entropy: label 600 at position 3 is outside the vocabulary [0, 512) and is not
+ * ignore_index -100; ...` (position: the flat index into labels, i.e. after `shiftLabels`). The cpu
+ * backend throws it at once; a kernel cannot throw and a readback per call would cost a submit, so
+ * the webgpu count kernel records the first bad label in the device's fault record (`Gpu.fault`)
+ * and the next readback (the loss read, any `toArray()`, `sync()`) throws it. Until then the rows
+ * kernel treats such labels like ignore_index (a defined result, never used).
  * Limits: logits (and dlogits) larger than one storage binding (N V 4 bytes > maxBinding) are
  * processed in aligned row windows; one row must fit one binding.
  *
@@ -41,7 +47,7 @@ import {
   wgslWorkgroupReduce,
 } from "./_kernel.ts";
 import { needsGrad, record } from "./autograd.ts";
-import { grid1d } from "./gpu.ts";
+import { type FaultMessage, grid1d, WGSL_REPORT_FAULT } from "./gpu.ts";
 import { expectDtype, expectSameBackend, shapeText, type Tensor } from "./tensor.ts";
 
 /** Options for {@linkcode crossEntropy} (names as in torch / Hugging Face). */
@@ -78,6 +84,15 @@ function resolve(op: string, opts: CrossEntropyOptions) {
 
 // ---- references (f64) ----
 
+/** The one message for a bad label, thrown by the cpu reference and by the webgpu device check. */
+function labelMessage(y: number, n: number, V: number, ignore: number): string {
+  return `Cannot run cross_entropy: label ${y} at position ${n} is outside the vocabulary [0, ${V}) ` +
+    `and is not ignore_index ${ignore}; use the model's tokenizer, or ${ignore} for positions without a target`;
+}
+
+/** The device check's message (labels and ignore_index are i32: the u32 words are shown signed). */
+const LABEL_FAULT: FaultMessage = (f) => labelMessage(f.value | 0, f.index, f.bound, f.extra | 0);
+
 /**
  * Reference: `loss[0]` and (when given) `dlogits` (already divided by the count for "mean").
  * @throws {RangeError} on a label outside [0, V) that is not ignore_index
@@ -95,11 +110,7 @@ export function crossEntropyReference(
   for (let n = 0; n < labels.length; n++) {
     const y = labels[n];
     if (y === ignore) continue;
-    if (!(y >= 0 && y < V)) {
-      throw new RangeError(
-        `Cannot run cross_entropy: label ${y} at position ${n} is out of range [0, ${V}) and is not ignore_index ${ignore}`,
-      );
-    }
+    if (!(y >= 0 && y < V)) throw new RangeError(labelMessage(y, n, V, ignore));
     count++;
   }
   const scale = reduction === "sum" ? 1 : count > 0 ? 1 / count : 0;
@@ -135,26 +146,39 @@ export function shiftLabelsReference(out: Out, labels: ArrayLike<number>, T: num
 
 const COUNT_SPEC: KernelSpec = {
   label: "loss.cross_entropy_count",
-  params: { N: "u32", V: "u32", ignore: "i32", mean: "u32" },
+  params: { N: "u32", V: "u32", ignore: "i32", mean: "u32", code: "u32" },
   bindings: [
     { name: "stats", type: "f32", access: "read_write" },
     { name: "labels", type: "i32", access: "read" },
+    { name: "fault", type: "atomic<u32>", access: "read_write" },
   ],
   workgroupSize: [WG, 1, 1],
 };
 
 const VALID = "(y != p.ignore && y >= 0 && u32(y) < p.V)";
 
-const COUNT_CODE = `${wgslWorkgroupReduce(WG)}${
-  wgslHeader(COUNT_SPEC)
-}fn main(@builtin(local_invocation_id) lid: vec3<u32>) {
+// The first bad label (lowest position) is reported, as the cpu reference does: each invocation
+// scans its positions in increasing order, the workgroup takes the minimum.
+const COUNT_CODE = `${wgslWorkgroupReduce(WG)}${WGSL_REPORT_FAULT}var<workgroup> first_bad: atomic<u32>;
+${wgslHeader(COUNT_SPEC)}fn main(@builtin(local_invocation_id) lid: vec3<u32>) {
   let l = lid.x;
+  if (l == 0u) { atomicStore(&first_bad, 0xffffffffu); }
+  workgroupBarrier();
   var k = 0u;
+  var bad = 0xffffffffu;
   for (var n = l; n < p.N; n += ${WG}u) {
     let y = labels[n];
-    if ${VALID} { k += 1u; }
+    if ${VALID} {
+      k += 1u;
+    } else if (y != p.ignore && bad == 0xffffffffu) {
+      bad = n;
+    }
   }
-  let count = wg_sum(f32(k), l); // exact: integers below 2^24
+  if (bad != 0xffffffffu) { atomicMin(&first_bad, bad); }
+  let count = wg_sum(f32(k), l); // exact: integers below 2^24; its barriers settle first_bad
+  if (bad != 0xffffffffu && bad == atomicLoad(&first_bad)) {
+    report_fault(p.code, bitcast<u32>(labels[bad]), bad, p.V, bitcast<u32>(p.ignore));
+  }
   if (l == 0u) {
     stats[0] = count;
     stats[1] = select(1.0, select(0.0, 1.0 / count, count > 0.0), p.mean == 1u);
@@ -306,7 +330,8 @@ function checkCE(op: string, logits: Tensor, labels: Tensor): { N: number; V: nu
  * Launcher: `loss` (1) and, when `dlogits` is given, the gradient of the loss w.r.t. `logits`
  * (already divided by the count for "mean"), in one pass over the logits; no readback.
  * @throws {TypeError} on dtype, shape or backend mismatch (before dispatch)
- * @throws {RangeError} on bad options, and on the cpu backend for an out-of-range label
+ * @throws {RangeError} on bad options (before dispatch); for a label outside `[0, V)` that is not
+ * ignore_index: at once on cpu, at the next readback on webgpu (see the module header)
  */
 export function crossEntropyForward(
   loss: Tensor,
@@ -346,11 +371,9 @@ export function crossEntropyForward(
   const rs = rowSpec(grad, wg);
   const wins = rowWindows(gpu, rs.label, N, V * 4); // before any dispatch: throws on a too-long row
   const stats = be.empty([2]), rowloss = be.empty([Math.max(N, 1)]);
-  launch(COUNT_SPEC, COUNT_CODE, [stats, labels], { N, V, ignore, mean: reduction === "mean" ? 1 : 0 }, [
-    1,
-    1,
-    1,
-  ]);
+  const fault = gpu.fault(LABEL_FAULT);
+  const countParams = { N, V, ignore, mean: reduction === "mean" ? 1 : 0, code: fault.code };
+  launch(COUNT_SPEC, COUNT_CODE, [stats, labels, fault.binding], countParams, [1, 1, 1]);
   const code = rowCode(`${grad}:${wg}`);
   for (const [r0, rows] of wins) {
     const win = (t: Tensor) => (wins.length === 1 ? t : range(t, r0 * V, rows * V));
@@ -396,7 +419,8 @@ export function crossEntropyBackward(dlogits: Tensor, grad: Tensor): void {
 /**
  * Cross-entropy of `logits` (N, V) against integer `labels` (N), fused with its gradient; returns
  * the loss as a `[1]` tensor on the device (no readback). Differentiable in `logits`. Every label
- * ignored gives a 0 loss and 0 gradients.
+ * ignored gives a 0 loss and 0 gradients. A label outside `[0, V)` that is not `ignore_index` is a
+ * RangeError: thrown at once on cpu, and on webgpu by the next readback (the loss read).
  *
  * For a causal LM (Hugging Face's loss), logits at position t predict the token at t + 1: pass
  * `shiftLabels(labels)` (or labels that are already shifted).

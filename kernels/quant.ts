@@ -1,7 +1,8 @@
 /**
- * 4-bit weights: `QuantizedTensor` (NF4 or symmetric int4 with per-block scales), quantize and
- * dequantize kernels, and `matmulQ4` = x · dequant(W)ᵀ reading the packed codes directly (the f32
- * weight is never materialized), with its backward to x for QLoRA (the base weight is frozen).
+ * 4-bit weights: `QuantizedTensor` (NF4 or symmetric int4 with per-block scales, optionally
+ * double-quantized as in QLoRA), quantize and dequantize kernels, and `matmulQ4` = x · dequant(W)ᵀ
+ * reading the packed codes directly (the f32 weight is never materialized), with its backward to x
+ * for QLoRA (the base weight is frozen).
  *
  * Layout of a logical `[N, K]` weight with block size `bs` (a multiple of 8, default 64):
  *   each row is padded with zeros to `Kp = ceil(K / bs) * bs` columns;
@@ -15,30 +16,66 @@
  * q4 (symmetric int4): scale = absmax / 7; q = clamp(round_half_even(x / scale), -8, 7);
  *   code = q + 8; value = (code - 8) * scale.
  * An all-zero block has scale 0 and the zero code (NF4 7, q4 8); padding uses the zero code, so it
- * dequantizes to exactly 0. (bitsandbytes turns an all-zero block into code 0 via 0 * inf = NaN;
- * both dequantize to 0.)
+ * dequantizes to exactly 0 (whatever its scale decodes to). (bitsandbytes turns an all-zero block
+ * into code 0 via 0 * inf = NaN; both dequantize to 0.)
+ * Double quantization (QLoRA section 3; bitsandbytes `quantize_4bit(compress_statistics=True)`,
+ * `bnb_4bit_use_double_quant`): the S = N * Kp / bs scales, flattened row-major, are stored as
+ *   offset `[1]` f32: their mean;
+ *   scale codes `[ceil(S / 4)]` u32: byte i (low byte first) is the code of scale i in
+ *          bitsandbytes' signed dynamic 8-bit map ({@linkcode DYNAMIC_MAP}), quantized blockwise
+ *          over 256 consecutive scales (`quantize_blockwise(scales - offset, blocksize=256)`);
+ *   scale absmax `[ceil(S / 256)]` f32: the absmax of (scale - offset) per 256-block;
+ *   scale i = DYNAMIC_MAP[code_i] * absmax[i / 256] + offset (f32, two roundings).
+ * That is 4 + 8 / bs + 32 / (256 bs) bits per weight (4.127 at bs = 64, against 4.5 single).
  *
- * Kernels (WG = 64, one-dimensional grids folded 2-D past 65535 workgroups):
+ * Kernels (WG = 64, one-dimensional grids folded 2-D past 65535 workgroups; WGSL in
+ * `_quant_wgsl.ts`). Every kernel that reads scales decodes them in place (`scale(i)`), so the
+ * f32 scales of a double-quantized weight never exist on the device after `quantize`:
  *   quantize:    one invocation per (row, block): absmax, scale, then bs/8 packed words.
  *                Bindings: params, codes (rw u32), scales (rw f32), w (read f32 [N, K]).
- *   dequantize:  one invocation per packed word: 8 outputs. Bindings: out (rw), codes, scales.
+ *                Double quantization adds two dispatches over those (transient) f32 scales:
+ *                scale_mean (one workgroup of 256 lanes, fixed summation order, see
+ *                {@linkcode scaleMeanReference}) and scale_quantize (one invocation per 256
+ *                scales: absmax, then 64 words of 8-bit codes by binary search over the map's
+ *                midpoints); then the f32 scales are released.
+ *   dequantize:  one invocation per packed word: 8 outputs. Bindings: out (rw), codes, scales
+ *                (or scale codes, scale absmax, offset: likewise below).
  *   matmulQ4:    out (M, N) = x (M, K) · Wᵀ (+ bias); one invocation per RM x RN output tile
  *                (RM = 4, or 1 when M < 4: the decode path; RN = 4); per block it accumulates
  *                sum_k x * value(code) in registers and multiplies by the block scale once;
  *                x is read as vec4 when K % 4 == 0. Measured on llvmpipe (2 shared cores,
  *                N = 512, K = 2048): ~0.6 GFLOP/s at M = 1, 0.8-1.4 at M = 32 (vec4 a few % over
- *                scalar loads).
+ *                scalar loads); double-quantized scales cost one more u32 load and a table
+ *                lookup per block and column (bench/quant.ts measures both).
  *   backward:    dX (M, K) = dOut (M, N) · W; one invocation per RM rows x one packed word (8
  *                columns of K), looping over N. Bindings: dx (rw), dout, codes, scales.
  * Limits: f32 activations; N * Kp / 8 words and M * K floats must fit one storage binding.
  *
  * @module
  */
-import { gridFor, type KernelSpec, launch, LINEAR_INDEX, MAIN_ARGS, memo, wgslHeader } from "./_kernel.ts";
+import { gridFor, launch } from "./_kernel.ts";
+import {
+  backwardSpec,
+  BW_RM,
+  createDynamicMap,
+  dequantizeSpec,
+  DYN_ZERO,
+  matmulSpec,
+  MEAN_WG,
+  type MmKey,
+  quantizeSpec,
+  quantPrograms,
+  RN,
+  SCALE_BLOCK,
+  scaleMeanSpec,
+  scaleMeanWgsl,
+  scaleQuantizeSpec,
+  WG,
+} from "./_quant_wgsl.ts";
 import { needsGrad, record } from "./autograd.ts";
 import type { Backend } from "./backend.ts";
 import { sumTo } from "./reduce.ts";
-import { expectDtype, expectSameBackend, expectShape, shapeText, type Tensor } from "./tensor.ts";
+import { expectDtype, expectSameBackend, expectShape, shapeText, Tensor } from "./tensor.ts";
 
 /** 4-bit formats: `nf4` (QLoRA NormalFloat) or `q4` (symmetric int4 with an absmax/7 scale). */
 export type QuantKind = "nf4" | "q4";
@@ -90,6 +127,24 @@ export function zeroCode(kind: QuantKind): number {
   return kind === "nf4" ? 7 : 8;
 }
 
+/** Scales per second-level block of the double quantization (bitsandbytes' `blocksize=256`). */
+export const DOUBLE_QUANT_BLOCK: number = SCALE_BLOCK;
+
+/**
+ * The 256 values (float32, ascending) of bitsandbytes' signed dynamic 8-bit map, the code of the
+ * double-quantized scales: 127 negative values from -0.99296875 to -5.5e-7, 0 (code 127), 127
+ * positive ones and 1 (code 255). Dense near 0, as `create_dynamic_map()` builds it.
+ */
+export const DYNAMIC_MAP: readonly number[] = Object.freeze(createDynamicMap());
+
+/**
+ * The decision thresholds of the 8-bit code (`(map[c] + map[c + 1]) / 2` in float32, as
+ * bitsandbytes' `quantize_blockwise` builds them): code = number of thresholds t with `y > t`.
+ */
+export const DYNAMIC_THRESHOLDS: readonly number[] = Object.freeze(
+  DYNAMIC_MAP.slice(1).map((v, i) => Math.fround(Math.fround(DYNAMIC_MAP[i] + v) / 2)),
+);
+
 /** Shape and format of a quantized `[N, K]` matrix. */
 export interface QuantLayout {
   /** Rows (output features). */
@@ -101,10 +156,43 @@ export interface QuantLayout {
   blockSize: number;
 }
 
-/** Derived sizes of a layout: padded row length, packed words and blocks per row. */
-export function layoutSizes(l: QuantLayout): { kPadded: number; words: number; blocks: number } {
+/**
+ * Derived sizes of a layout: padded row length, packed words and blocks per row, and for double
+ * quantization of the `N * blocks` scales the u32 words of their 8-bit codes and their 256-blocks.
+ */
+export function layoutSizes(
+  l: QuantLayout,
+): { kPadded: number; words: number; blocks: number; scaleWords: number; scaleBlocks: number } {
   const blocks = Math.ceil(l.K / l.blockSize);
-  return { kPadded: blocks * l.blockSize, words: (blocks * l.blockSize) / 8, blocks };
+  const S = l.N * blocks;
+  return {
+    kPadded: blocks * l.blockSize,
+    words: (blocks * l.blockSize) / 8,
+    blocks,
+    scaleWords: Math.ceil(S / 4),
+    scaleBlocks: Math.ceil(S / SCALE_BLOCK),
+  };
+}
+
+/**
+ * Device bytes of a quantized `[N, K]` weight, from its layout alone (nothing is allocated): the
+ * packed codes plus f32 scales, or plus the double-quantized scales (u8 codes packed in u32 words,
+ * one f32 absmax per 256 scales, one f32 offset). Equals {@linkcode QuantizedTensor.bytes} of a
+ * tensor with that layout.
+ *
+ * @example
+ * ```ts
+ * import { quantizedBytes } from "./quant.ts";
+ * const l = { N: 4096, K: 4096, kind: "nf4" as const, blockSize: 64 };
+ * const f32 = 4096 * 4096 * 4;
+ * const dq = quantizedBytes(l, { doubleQuant: true }); // 4.127 bits per weight
+ * if (quantizedBytes(l) / f32 !== 4.5 / 32 || Math.abs(dq / f32 - 4.127 / 32) > 1e-4) throw new Error("bytes");
+ * ```
+ */
+export function quantizedBytes(l: QuantLayout, opts: { doubleQuant?: boolean } = {}): number {
+  const { words, blocks, scaleWords, scaleBlocks } = layoutSizes(l);
+  const scales = opts.doubleQuant ? 4 * (scaleWords + scaleBlocks + 1) : 4 * l.N * blocks;
+  return 4 * l.N * words + scales;
 }
 
 function checkLayout(op: string, l: QuantLayout): void {
@@ -118,8 +206,21 @@ function checkLayout(op: string, l: QuantLayout): void {
 }
 
 /**
- * A 4-bit `[N, K]` weight: packed codes and per-block scales on one backend. Owner of both
- * tensors (`dispose()` releases them).
+ * Double-quantized scales (QLoRA; bitsandbytes' nested `QuantState`: `absmax` u8, `state2.absmax`,
+ * `offset`): scale i = `DYNAMIC_MAP[byte i of codes] * absmax[i / 256] + offset[0]`, i = n * blocks + b.
+ */
+export interface QuantizedScales {
+  /** `[ceil(S / 4)]` u32: 4 codes per word, low byte first (S = N * blocks scales). */
+  codes: Tensor;
+  /** `[ceil(S / 256)]` f32: absmax of (scale - offset) per 256 consecutive scales. */
+  absmax: Tensor;
+  /** `[1]` f32: the mean of the scales. */
+  offset: Tensor;
+}
+
+/**
+ * A 4-bit `[N, K]` weight: packed codes and per-block scales (f32, or double-quantized) on one
+ * backend. Owner of its tensors (`dispose()` releases them).
  */
 export class QuantizedTensor {
   /** Logical shape `[N, K]`. */
@@ -129,34 +230,48 @@ export class QuantizedTensor {
   readonly blockSize: number;
   /** `[N, Kp / 8]` u32, 8 codes per word, low nibble first. */
   readonly codes: Tensor;
-  /** `[N, Kp / blockSize]` f32 (absmax for nf4, absmax / 7 for q4). */
-  readonly scales: Tensor;
+  /** `[N, Kp / blockSize]` f32 (absmax for nf4, absmax / 7 for q4); null when double-quantized. */
+  readonly scales: Tensor | null;
+  /** The scales double-quantized (see {@linkcode QuantizedScales}); null for f32 scales. */
+  readonly scaleCodes: QuantizedScales | null;
   /** Optional name for messages. */
   name = "";
 
   /**
-   * Wrap packed codes and scales (e.g. loaded from a checkpoint).
+   * Wrap packed codes and scales (e.g. loaded from a checkpoint): f32 scales or double-quantized ones.
    * @throws {TypeError} when the tensors' shapes or dtypes do not match the layout
    */
   constructor(
     codes: Tensor,
-    scales: Tensor,
+    scales: Tensor | QuantizedScales,
     shape: readonly [number, number],
     opts: { kind: QuantKind; blockSize?: number },
   ) {
+    const op = "QuantizedTensor";
     const l: QuantLayout = { N: shape[0], K: shape[1], kind: opts.kind, blockSize: opts.blockSize ?? 64 };
-    checkLayout("QuantizedTensor", l);
-    const { words, blocks } = layoutSizes(l);
-    expectDtype("QuantizedTensor", "codes", codes, "u32");
-    expectDtype("QuantizedTensor", "scales", scales, "f32");
-    expectShape("QuantizedTensor", "codes", codes, [l.N, words]);
-    expectShape("QuantizedTensor", "scales", scales, [l.N, blocks]);
-    expectSameBackend("QuantizedTensor", codes, scales);
+    checkLayout(op, l);
+    const { words, blocks, scaleWords, scaleBlocks } = layoutSizes(l);
+    expectDtype(op, "codes", codes, "u32");
+    expectShape(op, "codes", codes, [l.N, words]);
+    if (scales instanceof Tensor) {
+      expectDtype(op, "scales", scales, "f32");
+      expectShape(op, "scales", scales, [l.N, blocks]);
+      expectSameBackend(op, codes, scales);
+    } else {
+      expectDtype(op, "scale codes", scales.codes, "u32");
+      expectShape(op, "scale codes", scales.codes, [scaleWords]);
+      expectDtype(op, "scale absmax", scales.absmax, "f32");
+      expectShape(op, "scale absmax", scales.absmax, [scaleBlocks]);
+      expectDtype(op, "scale offset", scales.offset, "f32");
+      expectShape(op, "scale offset", scales.offset, [1]);
+      expectSameBackend(op, codes, scales.codes, scales.absmax, scales.offset);
+    }
     this.shape = Object.freeze([l.N, l.K]) as readonly [number, number];
     this.kind = l.kind;
     this.blockSize = l.blockSize;
     this.codes = codes;
-    this.scales = scales;
+    this.scales = scales instanceof Tensor ? scales : null;
+    this.scaleCodes = scales instanceof Tensor ? null : scales;
   }
 
   /** The backend holding the codes and scales. */
@@ -169,22 +284,33 @@ export class QuantizedTensor {
     return { N: this.shape[0], K: this.shape[1], kind: this.kind, blockSize: this.blockSize };
   }
 
-  /** Bytes of codes and scales together. */
+  /** True when the scales are double-quantized (pass it back as `quantize`'s `doubleQuant`). */
+  get doubleQuant(): boolean {
+    return this.scaleCodes !== null;
+  }
+
+  /** The tensors holding the scales, in kernel binding order. */
+  get scaleTensors(): Tensor[] {
+    const s = this.scaleCodes;
+    return s ? [s.codes, s.absmax, s.offset] : [this.scales!];
+  }
+
+  /** Device bytes of codes and scales together (see {@linkcode quantizedBytes}). */
   get bytes(): number {
-    return this.codes.bytes + this.scales.bytes;
+    return this.codes.bytes + this.scaleTensors.reduce((a, t) => a + t.bytes, 0);
   }
 
   /** Release codes and scales. */
   dispose(): void {
     this.codes.dispose();
-    this.scales.dispose();
+    for (const t of this.scaleTensors) t.dispose();
   }
 
   /** Text for messages. */
   toString(): string {
     return `QuantizedTensor(${this.name ? this.name + ", " : ""}[${
       this.shape.join(", ")
-    }], ${this.kind}/${this.blockSize}, ${this.backend.name})`;
+    }], ${this.kind}/${this.blockSize}${this.doubleQuant ? "+dq" : ""}, ${this.backend.name})`;
   }
 }
 
@@ -263,6 +389,19 @@ export function dequantizeReference(
   }
 }
 
+/** Row n of the dequantized weight into `row` (`[K]`). */
+function dequantizeRow(
+  row: Float64Array,
+  codes: ArrayLike<number>,
+  scales: ArrayLike<number>,
+  l: QuantLayout,
+  n: number,
+) {
+  const { words, blocks } = layoutSizes(l);
+  const slice = (a: ArrayLike<number>, w: number) => Array.prototype.slice.call(a, n * w, (n + 1) * w);
+  dequantizeReference(row, slice(codes, words), slice(scales, blocks), { ...l, N: 1 });
+}
+
 /**
  * Reference: `out` (`[M, N]`) = x (`[M, K]`) · dequant(W)ᵀ (+ bias), accumulated in f64 over the
  * f32 dequantized values, one row of W at a time (never the whole f32 matrix).
@@ -276,15 +415,8 @@ export function matmulQ4Reference(
   l: QuantLayout & { M: number },
 ): void {
   const row = new Float64Array(l.K);
-  const one: QuantLayout = { ...l, N: 1 };
-  const { words, blocks } = layoutSizes(l);
   for (let n = 0; n < l.N; n++) {
-    dequantizeReference(
-      row,
-      Array.prototype.slice.call(codes, n * words, (n + 1) * words),
-      Array.prototype.slice.call(scales, n * blocks, (n + 1) * blocks),
-      one,
-    );
+    dequantizeRow(row, codes, scales, l, n);
     for (let m = 0; m < l.M; m++) {
       let acc = bias ? bias[n] : 0;
       for (let k = 0; k < l.K; k++) acc += x[m * l.K + k] * row[k];
@@ -301,17 +433,10 @@ export function matmulQ4BackwardReference(
   scales: ArrayLike<number>,
   l: QuantLayout & { M: number },
 ): void {
-  const { words, blocks } = layoutSizes(l);
   const acc = new Float64Array(l.M * l.K);
   const row = new Float64Array(l.K);
-  const one: QuantLayout = { ...l, N: 1 };
   for (let n = 0; n < l.N; n++) {
-    dequantizeReference(
-      row,
-      Array.prototype.slice.call(codes, n * words, (n + 1) * words),
-      Array.prototype.slice.call(scales, n * blocks, (n + 1) * blocks),
-      one,
-    );
+    dequantizeRow(row, codes, scales, l, n);
     for (let m = 0; m < l.M; m++) {
       const g = dOut[m * l.N + n];
       for (let k = 0; k < l.K; k++) acc[m * l.K + k] += g * row[k];
@@ -320,97 +445,98 @@ export function matmulQ4BackwardReference(
   for (let i = 0; i < acc.length; i++) dx[i] = acc[i];
 }
 
-// ---- WGSL ----
+// ---- references of the double quantization ----
 
-const WG = 64;
-
-/** An f32 WGSL literal of a value that is exactly representable in f32. */
-function lit(v: number): string {
-  const s = String(Math.fround(v));
-  return s.includes(".") || s.includes("e") ? `${s}f` : `${s}.0f`;
+/**
+ * Reference: the mean of the scales (the offset), in f32 in the kernel's fixed order: lane l of
+ * 256 sums scales l, l + 256, ...; the 256 partial sums are added pairwise (stride 128, ..., 1);
+ * the total is divided by S. (bitsandbytes uses `absmax.mean()`, whose order is torch's: the
+ * offset may differ in the last bits, and it is stored, so either dequantizes consistently.)
+ */
+export function scaleMeanReference(scales: ArrayLike<number>): number {
+  const f = Math.fround, acc = new Float64Array(MEAN_WG);
+  for (let l = 0; l < MEAN_WG; l++) {
+    let s = 0;
+    for (let i = l; i < scales.length; i += MEAN_WG) s = f(s + scales[i]);
+    acc[l] = s;
+  }
+  for (let st = MEAN_WG / 2; st > 0; st >>= 1) for (let l = 0; l < st; l++) acc[l] = f(acc[l] + acc[l + st]);
+  return f(acc[0] / f(scales.length));
 }
 
-/** WGSL: `decode(c) -> f32` (the code's value before scaling) and `encode(y) -> u32`. */
-const codecWgsl = memo((kind: QuantKind) =>
-  kind === "nf4"
-    ? `var<private> NF4: array<f32, 16> = array<f32, 16>(${NF4_VALUES.map(lit).join(", ")});
-fn decode(c: u32) -> f32 { return NF4[c]; }
-fn encode(y: f32) -> u32 {
-  var c = 0u;
-${NF4_THRESHOLDS.map((t) => `  c += select(0u, 1u, y > ${lit(t)});`).join("\n")}
-  return c;
+/** Reference: the 8-bit code of a normalized value (`torch.bucketize` over the midpoints). */
+export function encodeDynamicReference(y: number): number {
+  let lo = 0, hi = 255;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (y > DYNAMIC_THRESHOLDS[mid]) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }
-`
-    : `fn decode(c: u32) -> f32 { return f32(i32(c) - 8); }
-fn encode(y: f32) -> u32 { return u32(i32(clamp(round(y), -8.0, 7.0)) + 8); }
-`
-);
 
-const Q_SPEC = (kind: QuantKind): KernelSpec => ({
-  label: `quant.quantize_${kind}`,
-  params: { total: "u32", K: "u32", blocks: "u32", bs: "u32" },
-  bindings: [
-    { name: "codes", type: "u32", access: "read_write" },
-    { name: "scales", type: "f32", access: "read_write" },
-    { name: "w", type: "f32", access: "read" },
-  ],
-  workgroupSize: [WG, 1, 1],
-});
-
-const quantizeCode = memo((kind: QuantKind) =>
-  `const WG = ${WG}u;\n${codecWgsl(kind)}${wgslHeader(Q_SPEC(kind))}fn main(${MAIN_ARGS}) {
-  ${LINEAR_INDEX}
-  if (gid >= p.total) { return; }
-  let n = gid / p.blocks;
-  let b = gid % p.blocks;
-  let k0 = b * p.bs;
-  let kend = min(k0 + p.bs, p.K);
-  let base = n * p.K;
-  var amax = 0.0;
-  for (var k = k0; k < kend; k++) { amax = max(amax, abs(w[base + k])); }
-  let s = ${kind === "nf4" ? "amax" : "amax / 7.0"};
-  scales[gid] = s;
-  let wpb = p.bs / 8u;
-  for (var wi = 0u; wi < wpb; wi++) {
-    var word = 0u;
-    for (var j = 0u; j < 8u; j++) {
-      let k = k0 + wi * 8u + j;
-      var c = ${zeroCode(kind)}u;
-      if (k < p.K && s > 0.0) { c = encode(w[base + k] / s); }
-      word = word | (c << (4u * j));
+/**
+ * Reference double quantization of `scales` (S values) around `offset` (bitsandbytes
+ * `quantize_blockwise(scales - offset, blocksize=256)`, default backend): per 256-block
+ * a = max |s - offset| into `absmax` (`ceil(S / 256)`), y = clamp((s - offset) * f32(1 / a), -1, 1),
+ * the code of y into byte i of `codes` (`ceil(S / 4)` words; bytes past S are the zero code 127).
+ * A block with a = 0 gets code 127 (bitsandbytes clamps a to 1e-38 first: the same codes).
+ */
+export function quantizeScalesReference(
+  codes: { [i: number]: number; length: number },
+  absmax: { [i: number]: number; length: number },
+  scales: ArrayLike<number>,
+  offset: number,
+): void {
+  const f = Math.fround, S = scales.length;
+  for (let w = 0; w < Math.ceil(S / 4); w++) codes[w] = 0;
+  for (let b = 0; b * SCALE_BLOCK < S; b++) {
+    const i0 = b * SCALE_BLOCK, iend = Math.min(i0 + SCALE_BLOCK, S);
+    let a = 0;
+    for (let i = i0; i < iend; i++) a = Math.max(a, Math.abs(f(scales[i] - offset)));
+    absmax[b] = a;
+    const inv = a > 0 ? f(1 / a) : 0;
+    for (let i = i0; i < Math.min(i0 + SCALE_BLOCK, 4 * Math.ceil(S / 4)); i++) {
+      const c = i < S
+        ? encodeDynamicReference(Math.min(1, Math.max(-1, f(f(scales[i] - offset) * inv))))
+        : DYN_ZERO;
+      codes[i >> 2] = (codes[i >> 2] | (c << (8 * (i & 3)))) >>> 0;
     }
-    codes[gid * wpb + wi] = word;
   }
 }
-`
-);
 
-const DQ_SPEC = (kind: QuantKind): KernelSpec => ({
-  label: `quant.dequantize_${kind}`,
-  params: { total: "u32", K: "u32", words: "u32", wpb: "u32", blocks: "u32" },
-  bindings: [
-    { name: "out", type: "f32", access: "read_write" },
-    { name: "codes", type: "u32", access: "read" },
-    { name: "scales", type: "f32", access: "read" },
-  ],
-  workgroupSize: [WG, 1, 1],
+/** Reference: `out` (S values) = the scales that double-quantized `codes`, `absmax`, `offset` stand for. */
+export function dequantizeScalesReference(
+  out: { [i: number]: number; length: number },
+  codes: ArrayLike<number>,
+  absmax: ArrayLike<number>,
+  offset: number,
+): void {
+  const f = Math.fround;
+  for (let i = 0; i < out.length; i++) {
+    const c = (codes[i >> 2] >>> (8 * (i & 3))) & 255;
+    out[i] = f(f(DYNAMIC_MAP[c] * absmax[Math.floor(i / SCALE_BLOCK)]) + offset);
+  }
+}
+
+/** The f32 scales of a tensor on the cpu backend (decoded when double-quantized). */
+function hostScales(q: QuantizedTensor): ArrayLike<number> {
+  const s = q.scaleCodes;
+  if (!s) return q.scales!.data;
+  const out = new Float32Array(q.shape[0] * layoutSizes(q.layout).blocks);
+  dequantizeScalesReference(out, s.codes.data, s.absmax.data, s.offset.data[0]);
+  return out;
+}
+
+/** The WGSL sources of the kernels, with the tables above as literals. */
+const programs = quantPrograms({
+  nf4Values: NF4_VALUES,
+  nf4Thresholds: NF4_THRESHOLDS,
+  dynamicMap: DYNAMIC_MAP,
+  zeroCode,
 });
 
-const dequantizeCode = memo((kind: QuantKind) =>
-  `const WG = ${WG}u;\n${codecWgsl(kind)}${wgslHeader(DQ_SPEC(kind))}fn main(${MAIN_ARGS}) {
-  ${LINEAR_INDEX}
-  if (gid >= p.total) { return; }
-  let n = gid / p.words;
-  let wi = gid % p.words;
-  let cw = codes[gid];
-  let s = scales[n * p.blocks + wi / p.wpb];
-  for (var j = 0u; j < 8u; j++) {
-    let k = wi * 8u + j;
-    if (k < p.K) { out[n * p.K + k] = decode((cw >> (4u * j)) & 15u) * s; }
-  }
-}
-`
-);
+// ---- launchers ----
 
 /** Options of {@linkcode quantize}. */
 export interface QuantizeOptions {
@@ -418,11 +544,17 @@ export interface QuantizeOptions {
   kind?: QuantKind;
   /** Elements per scale (a multiple of 8); default 64 (QLoRA's). */
   blockSize?: number;
+  /**
+   * Quantize the scales again (QLoRA double quantization; bitsandbytes `compress_statistics`,
+   * `bnb_4bit_use_double_quant`): 8-bit codes of (scale - mean) in blocks of 256 scales, one f32
+   * absmax per block and the f32 mean. Default false.
+   */
+  doubleQuant?: boolean;
 }
 
 /**
- * Quantize an f32 `[N, K]` weight to 4 bits on its backend (WGSL on webgpu, the reference on cpu).
- * The caller still owns (and may dispose) `weight`.
+ * Quantize an f32 `[N, K]` weight to 4 bits on its backend (WGSL on webgpu, the reference on cpu),
+ * optionally double-quantizing the scales. The caller still owns (and may dispose) `weight`.
  *
  * @example
  * ```ts
@@ -432,6 +564,9 @@ export interface QuantizeOptions {
  * const q = quantize(cpu.fromArray([1, -0.4, 0, 0.25], [1, 4]), { kind: "q4", blockSize: 8 });
  * const w = await dequantize(q).toArray(); // scale = 1/7; q = round(x * 7) = [7, -3, 0, 2]
  * if (Math.abs(w[1] + 3 / 7) > 1e-6 || Math.abs(w[3] - 2 / 7) > 1e-6) throw new Error("q4");
+ * // QLoRA: NF4 with double-quantized scales (one scale here: it is the offset, and exact)
+ * const d = quantize(cpu.fromArray([0.5, -1, 0, 0.25], [1, 4]), { blockSize: 8, doubleQuant: true });
+ * if (!d.doubleQuant || (await dequantize(d).toArray())[1] !== -1) throw new Error("nf4 + dq");
  * ```
  * @throws {TypeError} when `weight` is not an f32 matrix or the kind is unknown
  * @throws {RangeError} when blockSize is not a positive multiple of 8
@@ -455,14 +590,40 @@ export function quantize(weight: Tensor, opts: QuantizeOptions = {}): QuantizedT
   if (be.name === "cpu") quantizeReference(codes.data, scales.data, weight.data, l);
   else {
     const total = l.N * blocks;
-    launch(Q_SPEC(l.kind), quantizeCode(l.kind), [codes, scales, weight], {
-      total,
-      K: l.K,
-      blocks,
-      bs: l.blockSize,
-    }, gridFor(total, WG));
+    const params = { total, K: l.K, blocks, bs: l.blockSize };
+    launch(
+      quantizeSpec(l.kind),
+      programs.quantize(l.kind),
+      [codes, scales, weight],
+      params,
+      gridFor(total, WG),
+    );
   }
-  return new QuantizedTensor(codes, scales, [l.N, l.K], l);
+  if (!opts.doubleQuant) return new QuantizedTensor(codes, scales, [l.N, l.K], l);
+  const sq = quantizeScales(scales, l);
+  scales.dispose(); // on webgpu the dispatches above still read it: the pool orders that
+  return new QuantizedTensor(codes, sq, [l.N, l.K], l);
+}
+
+/** Double-quantize the `[N, blocks]` f32 scales of a layout into new tensors. */
+function quantizeScales(scales: Tensor, l: QuantLayout): QuantizedScales {
+  const { scaleWords, scaleBlocks } = layoutSizes(l);
+  const be = scales.backend, S = scales.size;
+  const sq: QuantizedScales = {
+    codes: be.empty([scaleWords], "u32"),
+    absmax: be.empty([scaleBlocks]),
+    offset: be.empty([1]),
+  };
+  if (be.name === "cpu") {
+    sq.offset.data[0] = scaleMeanReference(scales.data);
+    quantizeScalesReference(sq.codes.data, sq.absmax.data, scales.data, sq.offset.data[0]);
+    return sq;
+  }
+  launch(scaleMeanSpec, scaleMeanWgsl, [sq.offset, scales], { total: S }, [1, 1, 1]);
+  const params = { total: S, nb: scaleBlocks, words: scaleWords };
+  const bindings = [sq.codes, sq.absmax, sq.offset, scales];
+  launch(scaleQuantizeSpec, programs.scaleQuantize(0), bindings, params, gridFor(scaleBlocks, WG));
+  return sq;
 }
 
 /**
@@ -475,16 +636,13 @@ export function dequantizeForward(out: Tensor, q: QuantizedTensor): void {
   expectDtype(op, "out", out, "f32");
   expectSameBackend(op, out, q.codes);
   const l = q.layout;
-  if (out.backend.name === "cpu") return dequantizeReference(out.data, q.codes.data, q.scales.data, l);
+  if (out.backend.name === "cpu") return dequantizeReference(out.data, q.codes.data, hostScales(q), l);
   const { words, blocks } = layoutSizes(l);
   const total = l.N * words;
-  launch(DQ_SPEC(l.kind), dequantizeCode(l.kind), [out, q.codes, q.scales], {
-    total,
-    K: l.K,
-    words,
-    wpb: l.blockSize / 8,
-    blocks,
-  }, gridFor(total, WG));
+  const dq = q.doubleQuant;
+  const params = { total, K: l.K, words, wpb: l.blockSize / 8, blocks };
+  const code = programs.dequantize(JSON.stringify([l.kind, dq]));
+  launch(dequantizeSpec(l.kind, dq), code, [out, q.codes, ...q.scaleTensors], params, gridFor(total, WG));
 }
 
 /** The dequantized f32 `[N, K]` weight as a new tensor (for export and tests; matmulQ4 never needs it). */
@@ -495,114 +653,6 @@ export function dequantize(q: QuantizedTensor): Tensor {
 }
 
 // ---- matmul with packed weights ----
-
-interface MmKey {
-  kind: QuantKind;
-  rm: number;
-  bias: boolean;
-  /** K % 4 == 0: x is read as vec4 (two loads per packed word and row). */
-  v4: boolean;
-}
-const RN = 4;
-
-const mmSpec = (k: MmKey): KernelSpec => ({
-  label: `quant.matmul_${k.kind}_m${k.rm}${k.bias ? "_bias" : ""}`,
-  params: {
-    M: "u32",
-    N: "u32",
-    K: "u32",
-    words: "u32",
-    wpb: "u32",
-    blocks: "u32",
-    nbn: "u32",
-    total: "u32",
-    xlast: "u32",
-  },
-  bindings: [
-    { name: "out", type: "f32", access: "read_write" },
-    { name: "x", type: k.v4 ? "vec4<f32>" : "f32", access: "read" },
-    { name: "codes", type: "u32", access: "read" },
-    { name: "scales", type: "f32", access: "read" },
-    ...(k.bias ? [{ name: "bias", type: "f32", access: "read" } as const] : []),
-  ],
-  workgroupSize: [WG, 1, 1],
-});
-
-const range = (n: number) => [...Array(n).keys()];
-
-const mmCode = memo((key: string) => {
-  const k = JSON.parse(key) as MmKey;
-  const I = range(k.rm), J = range(RN), E = range(8);
-  const each = (f: (i: number, j: number) => string) => I.flatMap((i) => J.map((j) => f(i, j))).join("\n");
-  // x loads of one packed word (8 columns from k) for every row of the tile; guarded in the last
-  // word of a row when K is not a multiple of 8.
-  const xLoads = (guard: boolean) =>
-    k.v4
-      ? I.map((i) =>
-        `xa${i} = x[(xr${i} + k) / 4u]; ` +
-        (guard
-          ? `xb${i} = select(vec4<f32>(0.0), x[min((xr${i} + k) / 4u + 1u, p.xlast)], k + 4u < p.K);`
-          : `xb${i} = x[(xr${i} + k) / 4u + 1u];`)
-      ).join("\n        ")
-      : I.flatMap((i) =>
-        E.map((e) =>
-          guard
-            ? `x${i}_${e} = select(0.0, x[xr${i} + min(k + ${e}u, p.K - 1u)], k + ${e}u < p.K);`
-            : `x${i}_${e} = x[xr${i} + k + ${e}u];`
-        )
-      ).join("\n        ");
-  const xDecl = k.v4
-    ? I.map((i) => `var xa${i} = vec4<f32>(0.0); var xb${i} = vec4<f32>(0.0);`).join(" ")
-    : I.flatMap((i) => E.map((e) => `var x${i}_${e} = 0.0;`)).join(" ");
-  const fma = (i: number, j: number) =>
-    k.v4
-      ? `t${i}_${j} += dot(xa${i}, da) + dot(xb${i}, db);`
-      : `t${i}_${j} += ${E.map((e) => `x${i}_${e} * d${e}`).join(" + ")};`;
-  const decodeWord = k.v4
-    ? `let da = vec4<f32>(${E.slice(0, 4).map((e) => `decode((cw >> ${4 * e}u) & 15u)`).join(", ")});
-        let db = vec4<f32>(${E.slice(4).map((e) => `decode((cw >> ${4 * e}u) & 15u)`).join(", ")});`
-    : E.map((e) => `let d${e} = decode((cw >> ${4 * e}u) & 15u);`).join(" ");
-  return `const WG = ${WG}u;\n${codecWgsl(k.kind)}${wgslHeader(mmSpec(k))}fn main(${MAIN_ARGS}) {
-  ${LINEAR_INDEX}
-  if (gid >= p.total) { return; }
-  let n0 = (gid % p.nbn) * ${RN}u;
-  let m0 = (gid / p.nbn) * ${k.rm}u;
-  ${I.map((i) => `let xr${i} = min(m0 + ${i}u, p.M - 1u) * p.K;`).join("\n  ")}
-  ${J.map((j) => `let cr${j} = min(n0 + ${j}u, p.N - 1u);`).join("\n  ")}
-  ${each((i, j) => `var a${i}_${j} = 0.0;`)}
-  ${xDecl}
-  for (var b = 0u; b < p.blocks; b++) {
-    ${each((i, j) => `var t${i}_${j} = 0.0;`)}
-    for (var w = b * p.wpb; w < (b + 1u) * p.wpb; w++) {
-      let k = w * 8u;
-      if (k + 8u <= p.K) {
-        ${xLoads(false)}
-      } else {
-        ${xLoads(true)}
-      }
-      ${
-    J.map((j) =>
-      `{
-        let cw = codes[cr${j} * p.words + w];
-        ${decodeWord}
-        ${I.map((i) => fma(i, j)).join("\n        ")}
-      }`
-    ).join("\n      ")
-  }
-    }
-    ${J.map((j) => `let s${j} = scales[cr${j} * p.blocks + b];`).join(" ")}
-    ${each((i, j) => `a${i}_${j} += t${i}_${j} * s${j};`)}
-  }
-  ${
-    each((i, j) =>
-      `if (m0 + ${i}u < p.M && n0 + ${j}u < p.N) { out[(m0 + ${i}u) * p.N + n0 + ${j}u] = a${i}_${j}${
-        k.bias ? ` + bias[n0 + ${j}u]` : ""
-      }; }`
-    )
-  }
-}
-`;
-});
 
 function checkMatmul(op: string, x: Tensor, q: QuantizedTensor, M: number): void {
   expectDtype(op, "x", x, "f32");
@@ -616,7 +666,8 @@ function checkMatmul(op: string, x: Tensor, q: QuantizedTensor, M: number): void
 
 /**
  * Launcher: `out` (`[M, N]`) = x (`[M, K]`) · dequant(q)ᵀ (+ bias `[N]`), reading the packed
- * codes directly. `x` and `out` may have any leading shape with the last dims K and N.
+ * codes (and double-quantized scales) directly. `x` and `out` may have any leading shape with the
+ * last dims K and N.
  * @throws {TypeError} on mismatched shapes, dtypes or backends (before anything is dispatched)
  */
 export function matmulQ4(
@@ -642,18 +693,18 @@ export function matmulQ4(
   }
   const l = { ...q.layout, M };
   if (out.backend.name === "cpu") {
-    return matmulQ4Reference(out.data, x.data, q.codes.data, q.scales.data, bias ? bias.data : null, l);
+    return matmulQ4Reference(out.data, x.data, q.codes.data, hostScales(q), bias ? bias.data : null, l);
   }
   if (M === 0) return;
   const { words, blocks } = layoutSizes(l);
   const rm = M < 4 ? 1 : 4;
   const nbn = Math.ceil(N / RN);
   const total = nbn * Math.ceil(M / rm);
-  const key: MmKey = { kind: l.kind, rm, bias: !!bias, v4: K % 4 === 0 };
+  const key: MmKey = { kind: l.kind, rm, bias: !!bias, v4: K % 4 === 0, dq: q.doubleQuant };
   launch(
-    mmSpec(key),
-    mmCode(JSON.stringify(key)),
-    bias ? [out, x, q.codes, q.scales, bias] : [out, x, q.codes, q.scales],
+    matmulSpec(key),
+    programs.matmul(JSON.stringify(key)),
+    [out, x, q.codes, ...q.scaleTensors, ...(bias ? [bias] : [])],
     {
       M,
       N,
@@ -668,54 +719,6 @@ export function matmulQ4(
     gridFor(total, WG),
   );
 }
-
-const BW_RM = 4;
-const bwSpec = (kind: QuantKind): KernelSpec => ({
-  label: `quant.matmul_backward_${kind}`,
-  params: { M: "u32", N: "u32", K: "u32", words: "u32", wpb: "u32", blocks: "u32", total: "u32" },
-  bindings: [
-    { name: "dx", type: "f32", access: "read_write" },
-    { name: "dout", type: "f32", access: "read" },
-    { name: "codes", type: "u32", access: "read" },
-    { name: "scales", type: "f32", access: "read" },
-  ],
-  workgroupSize: [WG, 1, 1],
-});
-
-const bwCode = memo((kind: QuantKind) => {
-  const I = range(BW_RM), E = range(8);
-  return `const WG = ${WG}u;\n${codecWgsl(kind)}${wgslHeader(bwSpec(kind))}fn main(${MAIN_ARGS}) {
-  ${LINEAR_INDEX}
-  if (gid >= p.total) { return; }
-  let w = gid % p.words;
-  let m0 = (gid / p.words) * ${BW_RM}u;
-  let b = w / p.wpb;
-  ${I.map((i) => `let gr${i} = min(m0 + ${i}u, p.M - 1u) * p.N;`).join("\n  ")}
-  ${I.flatMap((i) => E.map((e) => `var a${i}_${e} = 0.0;`)).join(" ")}
-  for (var n = 0u; n < p.N; n++) {
-    let cw = codes[n * p.words + w];
-    let s = scales[n * p.blocks + b];
-    ${E.map((e) => `let d${e} = decode((cw >> ${4 * e}u) & 15u);`).join(" ")}
-    ${
-    I.map((i) =>
-      `{
-      let g = dout[gr${i} + n] * s;
-      ${E.map((e) => `a${i}_${e} += g * d${e};`).join(" ")}
-    }`
-    ).join("\n    ")
-  }
-  }
-  let k0 = w * 8u;
-  ${
-    I.flatMap((i) =>
-      E.map((e) =>
-        `if (m0 + ${i}u < p.M && k0 + ${e}u < p.K) { dx[(m0 + ${i}u) * p.K + k0 + ${e}u] = a${i}_${e}; }`
-      )
-    ).join("\n  ")
-  }
-}
-`;
-});
 
 /**
  * Launcher: dX (`[M, K]`) = dOut (`[M, N]`) · dequant(q), reading the packed codes directly (the
@@ -737,20 +740,15 @@ export function matmulQ4Backward(dx: Tensor, dOut: Tensor, q: QuantizedTensor): 
   }
   const l = { ...q.layout, M };
   if (dx.backend.name === "cpu") {
-    return matmulQ4BackwardReference(dx.data, dOut.data, q.codes.data, q.scales.data, l);
+    return matmulQ4BackwardReference(dx.data, dOut.data, q.codes.data, hostScales(q), l);
   }
   if (M === 0) return;
   const { words, blocks } = layoutSizes(l);
   const total = words * Math.ceil(M / BW_RM);
-  launch(bwSpec(l.kind), bwCode(l.kind), [dx, dOut, q.codes, q.scales], {
-    M,
-    N,
-    K,
-    words,
-    wpb: l.blockSize / 8,
-    blocks,
-    total,
-  }, gridFor(total, WG));
+  const dq = q.doubleQuant;
+  const params = { M, N, K, words, wpb: l.blockSize / 8, blocks, total };
+  const code = programs.backward(JSON.stringify([l.kind, dq]));
+  launch(backwardSpec(l.kind, dq), code, [dx, dOut, q.codes, ...q.scaleTensors], params, gridFor(total, WG));
 }
 
 /**

@@ -8,12 +8,18 @@
  * projections need no transposes. Parameters use canonical names (`layers.{i}.attn.q.weight`, ...)
  * with matrices in the `nn.Linear` layout `[out, in]`.
  *
+ * Training mode (`ForwardOptions.dropout`) applies the config's dropouts where Hugging Face's
+ * GPT-2 and Llama do (`modeling_gpt2.py`, `modeling_llama.py`): `embd_pdrop` on the embedding sum,
+ * `attention_dropout` on the attention probabilities (inside the attention kernels), `resid_pdrop`
+ * on the attention output projection and on the MLP output before each residual add.
+ * `ForwardOptions.gradient_checkpointing` recomputes each decoder block in the backward.
+ *
  * @module
  */
-import { attention } from "../kernels/attention.ts";
-import { release } from "../kernels/autograd.ts";
+import { attention, type AttentionDropout } from "../kernels/attention.ts";
+import { checkpoint, isGradEnabled, release } from "../kernels/autograd.ts";
 import type { Backend } from "../kernels/backend.ts";
-import { add } from "../kernels/elementwise.ts";
+import { add, dropout, dropoutSeed } from "../kernels/elementwise.ts";
 import { embedding } from "../kernels/embedding.ts";
 import { crossEntropy, shiftLabels } from "../kernels/loss.ts";
 import { matmul } from "../kernels/matmul.ts";
@@ -47,6 +53,56 @@ export interface ForwardOptions {
   position_ids?: Tensor | null;
   /** Decode with (and append to) this cache. */
   cache?: KVCache | null;
+  /**
+   * Training mode, dropout on (HF `model.train()`): the config's `embd_pdrop`, `attention_dropout`
+   * and `resid_pdrop` apply at their sites (see the module doc). Absent or null: no dropout at all
+   * (evaluation, generation), the same result bit for bit as before dropout existed.
+   *
+   * Contract: every mask is a pure function of (`seed`, site, layer, element index) — site seeds
+   * as {@linkcode DROPOUT_SITES} says, elements hashed by `dropoutHash` (kernels/elementwise.ts) —
+   * so the same seed gives the same masks on every call and the backward and a checkpointed
+   * recompute regenerate them. Give each micro-batch of each optimizer step its own seed, derived
+   * from (run seed, global step, micro-batch), and a resumed run draws the same masks.
+   */
+  dropout?: { seed: number } | null;
+  /**
+   * Gradient checkpointing (HF `gradient_checkpointing_enable()`): keep only each decoder block's
+   * input while recording and recompute the block's activations in the backward, trading a second
+   * forward per block for activation memory. Gradients are the same (the recompute runs the same
+   * kernels on the same inputs with the same dropout masks). Only while recording for autograd and
+   * without a KV cache; otherwise ignored. Default false.
+   */
+  gradient_checkpointing?: boolean;
+}
+
+/**
+ * Dropout sites of the decoder. The mask seed of a site in layer i (layer 0 for the embeddings) is
+ * `dropoutSeed(seed, [site, i])` (kernels/elementwise.ts), so sites and layers draw unrelated masks.
+ *
+ * @example
+ * ```ts
+ * import { dropoutSeed } from "../kernels/elementwise.ts";
+ * import { DROPOUT_SITES } from "./transformer.ts";
+ * const l0 = dropoutSeed(7, [DROPOUT_SITES.mlp_resid, 0]), l1 = dropoutSeed(7, [DROPOUT_SITES.mlp_resid, 1]);
+ * if (l0 === l1) throw new Error("one mask stream per layer");
+ * ```
+ */
+export const DROPOUT_SITES = {
+  /** after the token (+ position) embedding sum, `embd_pdrop` */
+  embed: 0,
+  /** attention probabilities, `attention_dropout` */
+  attn_probs: 1,
+  /** attention output projection before the residual add, `resid_pdrop` */
+  attn_resid: 2,
+  /** MLP output before the residual add, `resid_pdrop` */
+  mlp_resid: 3,
+  /** a {@linkcode LinearAdapter}'s own dropout (LoRA `lora_dropout`), see {@linkcode LinearAdapterContext} */
+  adapter: 4,
+} as const;
+
+/** The mask seed of one dropout site of one layer (see {@linkcode DROPOUT_SITES}). */
+function siteSeed(seed: number, site: number, layer: number): number {
+  return dropoutSeed(seed, [site, layer]);
 }
 
 /**
@@ -58,10 +114,35 @@ export interface LinearAdapter {
   /**
    * @param weight the base weight `[out, in]`, f32 or 4-bit (QLoRA)
    * @param bias the base bias `[out]`, if the layer has one
+   * @param ctx the forward's mode: the dropout seed of this linear (training) or null
    */
-  apply(x: Tensor, base: Tensor, weight: Tensor | QuantizedTensor, bias: Tensor | undefined): Tensor;
+  apply(
+    x: Tensor,
+    base: Tensor,
+    weight: Tensor | QuantizedTensor,
+    bias: Tensor | undefined,
+    ctx?: LinearAdapterContext,
+  ): Tensor;
   /** Release the adapter's tensors (called by `Transformer.dispose`; must be idempotent). */
   dispose?(): void;
+}
+
+/**
+ * What a {@linkcode LinearAdapter} learns of the forward it runs in. `dropout_seed` is this linear's
+ * mask seed when the forward is in training mode (`ForwardOptions.dropout`), else null (no adapter
+ * dropout): `dropoutSeed(seed, [DROPOUT_SITES.adapter, fnv1a(name)])` with the canonical linear
+ * name (`layers.0.attn.q`), a pure function of the forward's seed, so a checkpointed recompute and a
+ * resumed run draw the same adapter masks.
+ */
+export interface LinearAdapterContext {
+  dropout_seed: number | null;
+}
+
+/** 32-bit FNV-1a of a string's UTF-16 code units (the adapter dropout part of a linear's name). */
+function fnv1a(s: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193) >>> 0;
+  return h;
 }
 
 /** The shape of every canonical parameter of a config (tied LM head omitted). */
@@ -276,7 +357,19 @@ export class Transformer {
       release(pe);
       h = h2;
     }
-    for (let i = 0; i < c.num_hidden_layers; i++) h = this.#block(i, h, B, T, offset, opts);
+    h = drop(h, c.embd_pdrop, opts, DROPOUT_SITES.embed, 0);
+    // Checkpointing only pays while recording: under noGrad nothing is kept anyway.
+    const ckpt = !!opts.gradient_checkpointing && !cache && isGradEnabled();
+    for (let i = 0; i < c.num_hidden_layers; i++) {
+      if (!ckpt) {
+        h = this.#block(i, h, B, T, offset, opts);
+        continue;
+      }
+      // The scope keeps its input for the recompute; `#block` must not free it (keepInput).
+      const x = h;
+      h = checkpoint((xi) => this.#block(i, xi, B, T, offset, opts, true), [x]);
+      releaseAfter(h, x);
+    }
     if (cache) cache.length = offset + T;
     const out = this.#norm("final_norm", h);
     release(h);
@@ -301,7 +394,7 @@ export class Transformer {
       : layerNorm(x, this.p(`${prefix}.weight`), this.#opt(`${prefix}.bias`) ?? null, { eps: c.norm_eps });
   }
 
-  #linear(prefix: string, x: Tensor, activation?: "gelu_tanh" | "gelu_erf"): Tensor {
+  #linear(prefix: string, x: Tensor, opts: ForwardOptions, activation?: "gelu_tanh" | "gelu_erf"): Tensor {
     const q = this.quantized.get(prefix), adapter = this.adapters.get(prefix);
     if (!q && !adapter) {
       return matmul(x, this.p(`${prefix}.weight`), {
@@ -314,7 +407,8 @@ export class Transformer {
     let y = q ? linearQ4(x, q, bias) : matmul(x, w as Tensor, { transB: true, bias });
     if (adapter) {
       const base = y;
-      y = adapter.apply(x, base, w, bias);
+      const seed = opts.dropout ? siteSeed(opts.dropout.seed, DROPOUT_SITES.adapter, fnv1a(prefix)) : null;
+      y = adapter.apply(x, base, w, bias, { dropout_seed: seed });
       if (y !== base) release(base);
     }
     if (!activation) return y;
@@ -323,13 +417,27 @@ export class Transformer {
     return a;
   }
 
-  #block(i: number, h: Tensor, B: number, T: number, offset: number, opts: ForwardOptions): Tensor {
+  /**
+   * Decoder block `i` over `h [B*T, C]`; takes over `h` (frees it once used) unless `keepInput`
+   * (a checkpoint scope's input, kept for the recompute).
+   */
+  #block(
+    i: number,
+    h: Tensor,
+    B: number,
+    T: number,
+    offset: number,
+    opts: ForwardOptions,
+    keepInput = false,
+  ): Tensor {
     const c = this.config, l = `layers.${i}`;
     const H = c.num_attention_heads, Hkv = c.num_key_value_heads, D = c.head_dim;
     const x = this.#norm(`${l}.attn_norm`, h);
-    let q = view(this.#linear(`${l}.attn.q`, x), [B, T, H, D]);
-    let k = view(this.#linear(`${l}.attn.k`, x), [B, T, Hkv, D]);
-    const v = view(this.#linear(`${l}.attn.v`, x), [B, T, Hkv, D]);
+    // The norm's backward reads h: when h is off the graph (frozen embeddings) its node owns h.
+    const normNode = x.node;
+    let q = view(this.#linear(`${l}.attn.q`, x, opts), [B, T, H, D]);
+    let k = view(this.#linear(`${l}.attn.k`, x, opts), [B, T, Hkv, D]);
+    const v = view(this.#linear(`${l}.attn.v`, x, opts), [B, T, Hkv, D]);
     release(x);
     if (this.invFreq) {
       const ro = {
@@ -346,6 +454,9 @@ export class Transformer {
     }
     let a: Tensor;
     const cache = opts.cache;
+    const attnDrop: AttentionDropout | null = opts.dropout && c.attention_dropout > 0
+      ? { p: c.attention_dropout, seed: siteSeed(opts.dropout.seed, DROPOUT_SITES.attn_probs, i) }
+      : null;
     if (cache) {
       writeCache(cache.k[i], k, offset);
       writeCache(cache.v[i], v, offset);
@@ -355,25 +466,29 @@ export class Transformer {
         kv_len: offset + T,
         attention_mask: opts.attention_mask ?? null,
         sliding_window: c.sliding_window,
+        dropout: attnDrop,
       });
     } else {
       a = attention(q, k, v, {
         causal: true,
         attention_mask: opts.attention_mask ?? null,
         sliding_window: c.sliding_window,
+        dropout: attnDrop,
       });
     }
     releaseAfter(a, q, k, v);
     const a2 = view(a, [B * T, H * D]);
-    const o = this.#linear(`${l}.attn.o`, a2);
+    const o = drop(this.#linear(`${l}.attn.o`, a2, opts), c.resid_pdrop, opts, DROPOUT_SITES.attn_resid, i);
     release(a2);
     const h1 = add(h, o);
-    release(h);
+    // A checkpoint scope's input (keepInput) is freed by the scope.
+    if (!keepInput && normNode && !h.node && !h.requiresGrad) normNode.saved.push(h);
+    else if (!keepInput) release(h);
     release(o);
     const y = this.#norm(`${l}.mlp_norm`, h1);
     let m: Tensor;
     if (c.mlp === "swiglu") {
-      const g = this.#linear(`${l}.mlp.gate`, y), u = this.#linear(`${l}.mlp.up`, y);
+      const g = this.#linear(`${l}.mlp.gate`, y, opts), u = this.#linear(`${l}.mlp.up`, y, opts);
       m = swiglu(g, u);
       releaseAfter(m, g, u);
     } else {
@@ -383,12 +498,12 @@ export class Transformer {
           `Cannot run the model: hidden_act ${c.hidden_act} with a plain MLP is not supported`,
         );
       }
-      const u = this.#linear(`${l}.mlp.up`, y);
+      const u = this.#linear(`${l}.mlp.up`, y, opts);
       m = gelu(u, { approximate: act === "gelu_tanh" ? "tanh" : "none" });
       release(u);
     }
     release(y);
-    const d = this.#linear(`${l}.mlp.down`, m);
+    const d = drop(this.#linear(`${l}.mlp.down`, m, opts), c.resid_pdrop, opts, DROPOUT_SITES.mlp_resid, i);
     release(m);
     const h2 = add(h1, d);
     release(h1);
@@ -402,6 +517,17 @@ export class Transformer {
     for (const q of this.quantized.values()) q.dispose();
     for (const a of this.adapters.values()) a.dispose?.();
   }
+}
+
+/**
+ * Dropout at one site in training mode (takes over `x`); `x` itself without the option or at p = 0,
+ * so evaluation runs exactly the ops it ran before dropout existed.
+ */
+function drop(x: Tensor, p: number, opts: ForwardOptions, site: number, layer: number): Tensor {
+  if (!opts.dropout || !(p > 0)) return x;
+  const y = dropout(x, p, siteSeed(opts.dropout.seed, site, layer));
+  release(x);
+  return y;
 }
 
 /** A reshaped view that takes over `t` (released when off the graph). */

@@ -86,6 +86,8 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
     per_device_train_batch_size: opts.per_device_train_batch_size ?? 8,
     per_device_eval_batch_size: 64,
     max_seq_length: opts.block_size ?? 64,
+    packing: true, // pre-training: documents concatenated and cut into blocks
+    packing_strategy: "wrapped",
     learning_rate: opts.learning_rate ?? 3e-3,
     lr_scheduler_type: "cosine",
     warmup_steps: 10,

@@ -16,7 +16,7 @@ export type Spec =
     maxExclusive?: boolean;
     nullable?: boolean;
   }
-  | { kind: "bool" }
+  | { kind: "bool"; nullable?: boolean }
   | { kind: "string"; nullable?: boolean }
   | { kind: "enum"; values: readonly string[]; nullable?: boolean }
   | { kind: "strings"; nullable?: boolean; also?: readonly string[] };
@@ -30,7 +30,7 @@ export function describe(spec: Spec): string {
     case "number":
       return `a number${orNull}`;
     case "bool":
-      return "true or false";
+      return `true or false${orNull}`;
     case "string":
       return `a string${orNull}`;
     case "enum":

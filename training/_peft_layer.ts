@@ -14,7 +14,7 @@
  * gradients of every block.
  * @module
  */
-import { isGradEnabled, needsGrad, noGrad, release } from "../kernels/autograd.ts";
+import { needsGrad, noGrad, release } from "../kernels/autograd.ts";
 import type { Backend } from "../kernels/backend.ts";
 import { add, mul, sub } from "../kernels/elementwise.ts";
 import { doraNormForward, doraScale, dropout } from "../kernels/lora.ts";
@@ -44,9 +44,13 @@ export interface LoraModule {
   /** `[r, in]`, shared by every part. */
   lora_A: Tensor;
   parts: LoraPart[];
-  /** Dropout masks: seed and the number of forwards so far. */
+  /** The seed of `lora_A`'s initialisation. */
   seed: number;
-  calls: number;
+  /**
+   * The dropout seed of the forward in progress (set by part 0, shared by the other parts of a
+   * fused module, as PEFT drops the fused module's input once); null outside training.
+   */
+  dropSeed: number | null;
 }
 
 /** The hook installed on a canonical linear. */
@@ -127,7 +131,7 @@ export function buildModule(
     parts.push({ linear: p.linear, rows: p.rows, lora_B, magnitude });
     r0 += p.rows;
   }
-  return { target, config: c, scaling: loraScaling(c), lora_A, parts, seed, calls: 0 };
+  return { target, config: c, scaling: loraScaling(c), lora_A, parts, seed, dropSeed: null };
 }
 
 /** The hook for part `part` of `m`. */
@@ -135,7 +139,8 @@ export function peftAdapter(m: LoraModule, part: number): PeftAdapter {
   return {
     module: m,
     part,
-    apply: (x, base, weight, bias) => applyPart(m, part, x, base, weight, bias),
+    apply: (x, base, weight, bias, ctx) =>
+      applyPart(m, part, x, base, weight, bias, ctx?.dropout_seed ?? null),
     dispose: () => {
       m.lora_A.dispose();
       m.parts[part].lora_B.dispose();
@@ -173,14 +178,16 @@ function applyPart(
   base: Tensor,
   weight: Tensor | QuantizedTensor,
   bias: Tensor | undefined,
+  dropSeed: number | null,
 ): Tensor {
   const p = m.parts[part];
-  // Dropout is active while autograd records (training) and off under noGrad (evaluation). The
-  // parts of one fused module share one mask per forward, as PEFT drops the fused module's input.
-  if (part === 0) m.calls++;
+  // Dropout is on in training forwards only (the model passes the forward's seed; evaluation and
+  // generation pass none), and the mask is a pure function of that seed, so a checkpointed
+  // recompute and a resumed run draw the same one. The parts of one fused module share one mask.
+  if (part === 0) m.dropSeed = dropSeed;
   const rate = m.config.lora_dropout;
-  const drop = rate > 0 && isGradEnabled();
-  const xd = drop ? dropout(x, rate, (m.seed + Math.imul(m.calls, 0x9e3779b1)) >>> 0) : x;
+  const drop = rate > 0 && m.dropSeed !== null;
+  const xd = drop ? dropout(x, rate, m.dropSeed!) : x;
   const xin = held(xd, m.lora_A);
   const xa = matmul(xin, m.lora_A, { transB: true }); // [M, r]
   handOver(xd, xin, xa);

@@ -5,7 +5,8 @@
  * best-model metric), and the adapters it attaches (`quantization` then `lora`: QLoRA).
  * @module
  */
-import type { TextDataset } from "../data/text_dataset.ts";
+import { RowDataset } from "../data/row_dataset.ts";
+import type { TrainDataset } from "./_trainer_batch.ts";
 import type { Transformer } from "../models/transformer.ts";
 import type { TrainingConfig } from "./config_types.ts";
 import { adapterParameters, applyLora, quantizeModel } from "./peft.ts";
@@ -13,8 +14,8 @@ import { adapterParameters, applyLora, quantizeModel } from "./peft.ts";
 /** The parts of `CreateTrainerOptions` that are checked. */
 export interface TrainerInputs {
   model: Transformer;
-  train_dataset: TextDataset;
-  eval_dataset?: TextDataset | null;
+  train_dataset: TrainDataset;
+  eval_dataset?: TrainDataset | null;
 }
 
 const UNSUPPORTED: [string, (c: TrainingConfig) => boolean, string][] = [
@@ -28,16 +29,6 @@ const UNSUPPORTED: [string, (c: TrainingConfig) => boolean, string][] = [
     "quantization.bnb_4bit_compute_dtype",
     (c) => c.quantization?.bnb_4bit_compute_dtype === "float16",
     "the Trainer computes in float32; set float32",
-  ],
-  [
-    "quantization.bnb_4bit_use_double_quant",
-    (c) => c.quantization?.bnb_4bit_use_double_quant === true,
-    "double quantization of the scales is not in the 4-bit kernels yet; set false",
-  ],
-  [
-    "gradient_checkpointing",
-    (c) => c.gradient_checkpointing,
-    "the model has no recompute scopes yet; set false",
   ],
 ];
 
@@ -80,6 +71,12 @@ export function trainerProblems(opts: TrainerInputs, config: TrainingConfig): st
   }
   for (const [what, d] of [["train_dataset", ds], ["eval_dataset", opts.eval_dataset]] as const) {
     if (!d) continue;
+    if (d instanceof RowDataset && d.packed) {
+      problems.push(
+        `${what}: rows of ${d.source} pack several examples, and attention that stays within each example ` +
+          `is not in the kernels yet; set packing: false, or packing_strategy: wrapped`,
+      );
+    }
     if (d.block_size > mc.max_position_embeddings) {
       problems.push(
         `${what}: block_size ${d.block_size} exceeds the model's max_position_embeddings ${mc.max_position_embeddings}; ` +
@@ -119,7 +116,8 @@ export function trainerProblems(opts: TrainerInputs, config: TrainingConfig): st
  * already attached (`loadAdapter(..., { is_trainable: true })`) is left as it is and trained.
  */
 export function attachAdapters(model: Transformer, config: TrainingConfig): void {
-  if (config.quantization?.load_in_4bit) quantizeModel(model, { kind: "nf4" });
+  const q = config.quantization;
+  if (q?.load_in_4bit) quantizeModel(model, { kind: "nf4", doubleQuant: q.bnb_4bit_use_double_quant });
   if (config.lora) {
     applyLora(model, config.lora, { seed: config.seed, source: "the training config's lora section" });
   }

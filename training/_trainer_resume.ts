@@ -10,7 +10,7 @@ import type { AdamW } from "../kernels/optim.ts";
 import { fromHfConfig, toHfConfig } from "../models/config.ts";
 import type { Tokenizer } from "../models/tokenizer/tokenizer.ts";
 import type { Transformer } from "../models/transformer.ts";
-import type { TextDataset } from "../data/text_dataset.ts";
+import type { TrainDataset } from "./_trainer_batch.ts";
 import { readJsonFile } from "../util/json.ts";
 import {
   latestCheckpoint,
@@ -47,7 +47,7 @@ export interface ResumeInputs {
   config: TrainingConfig;
   model: Transformer;
   optimizer: AdamW | null;
-  train_dataset: TextDataset;
+  train_dataset: TrainDataset;
   tokenizer: Tokenizer | null;
   /** `output_dir/checkpoints`. */
   root: string;

@@ -105,8 +105,21 @@ export interface TrainingConfig {
   gradient_accumulation_steps: number;
   /** TRL `max_length` (`max_seq_length` before TRL 0.20, `block_size` in run_clm): tokens per sequence (default 1024). */
   max_seq_length: number;
-  /** TRL: pack several examples into each sequence (default false). */
+  /**
+   * TRL: pack several examples into each sequence (default false: one example per row, padding
+   * masked out of attention and loss).
+   */
   packing: boolean;
+  /**
+   * TRL: how to pack (default `bfd`: best-fit-decreasing of whole examples, positions restarting per
+   * example; `bfd_split` splits examples longer than a row; `wrapped`: concatenate and cut, the
+   * classic pre-training layout).
+   */
+  packing_strategy: "bfd" | "bfd_split" | "wrapped";
+  /** TRL: train only the completion of prompt-completion rows (default null: true for those rows). */
+  completion_only_loss: boolean | null;
+  /** TRL: train only the assistant turns of conversational rows (default false). */
+  assistant_only_loss: boolean;
   /** `adamw` (default) or `sgd`. */
   optim: OptimizerName;
   /** Peak learning rate (default 5e-5). */

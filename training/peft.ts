@@ -315,7 +315,7 @@ export function mergeAdapter(model: Transformer): void {
           merged = scaled;
         }
         if (q) {
-          const q2 = quantize(merged, { kind: q.kind, blockSize: q.blockSize });
+          const q2 = quantize(merged, { kind: q.kind, blockSize: q.blockSize, doubleQuant: q.doubleQuant });
           q2.name = q.name;
           merged.dispose();
           w.dispose();
@@ -339,6 +339,11 @@ export interface QuantizeModelOptions {
   kind?: QuantKind;
   /** Elements per scale (a multiple of 8); default 64, QLoRA's. */
   blockSize?: number;
+  /**
+   * Quantize the per-block scales again to 8 bits (bitsandbytes' `bnb_4bit_use_double_quant`):
+   * about 0.37 bits per weight less; default false.
+   */
+  doubleQuant?: boolean;
 }
 
 /**
@@ -361,7 +366,11 @@ export function quantizeModel(
     for (const p of t.parts) {
       const name = `${p.linear}.weight`;
       const w = model.p(name);
-      const q = quantize(w, { kind: opts.kind ?? "nf4", blockSize: opts.blockSize ?? 64 });
+      const q = quantize(w, {
+        kind: opts.kind ?? "nf4",
+        blockSize: opts.blockSize ?? 64,
+        doubleQuant: opts.doubleQuant ?? false,
+      });
       q.name = name;
       model.quantized.set(p.linear, q);
       model.params.delete(name);

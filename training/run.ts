@@ -12,11 +12,10 @@ import { snapshotDownload } from "../models/hub/hub.ts";
 import { loadModel } from "../models/pretrained.ts";
 import { loadTokenizer, type Tokenizer } from "../models/tokenizer/tokenizer.ts";
 import { Transformer } from "../models/transformer.ts";
-import { findSplitFiles } from "../data/readers.ts";
-import { buildTextDatasets, readTextDocuments, type TextDataset } from "../data/text_dataset.ts";
 import { readJsonFile } from "../util/json.ts";
 import { latestCheckpoint } from "./checkpoint.ts";
 import { refuseExistingRun } from "./_trainer_io.ts";
+import { buildRunDatasets, readDocuments } from "./_run_data.ts";
 import type { TrainingConfig } from "./config.ts";
 import { createTrainer, type TrainResult } from "./trainer.ts";
 
@@ -116,62 +115,44 @@ export async function runTraining(
         `${mc.max_position_embeddings}; set block_size <= ${mc.max_position_embeddings}`,
     );
   }
-  const wantsEval = config.eval_strategy !== "no";
-  const field = config.dataset_text_field;
-  const cap = (docs: string[], n: number | null) => (n === null ? docs : docs.slice(0, n));
-  const trainDocs = cap(
-    await readTextDocuments(data, { dataset_text_field: field }),
-    config.max_train_samples,
-  );
-  let validDocs: string[] | null = null;
-  try {
-    if (wantsEval && (await Deno.stat(data)).isDirectory && findSplitFiles(data).validation) {
-      validDocs = cap(
-        await readTextDocuments(data, { dataset_text_field: field, split: "validation" }),
-        config.max_eval_samples,
-      );
-    }
-  } catch (e) {
-    if (!(e instanceof Deno.errors.NotFound)) throw e;
-  }
-  if (!trainDocs.length) {
-    throw new RangeError(`Cannot train: dataset ${data} is empty (no "${field}" text); add documents`);
-  }
-
   // A resume takes the tokenizer saved in its checkpoint: never one rebuilt from (changed) data.
   const resumeDir = config.resume_from_checkpoint === true
     ? await latestCheckpoint(join(config.output_dir, "checkpoints"))
     : config.resume_from_checkpoint || null;
+  const resumeTokenizer = resumeDir !== null && await exists(join(resumeDir, "tokenizer.json"));
+  const wrapped = config.packing && config.packing_strategy === "wrapped";
+  // Text documents: the wrapped layout cuts them into blocks; a preset model trains its tokenizer on them.
+  const needsBpe = !resumeTokenizer && !config.tokenizer && !dir;
+  let docs: string[] | null = null;
+  if (wrapped || needsBpe) {
+    try {
+      docs = await readDocuments(config);
+    } catch (e) {
+      if (!needsBpe || !(e instanceof TypeError)) throw e;
+      throw new TypeError(
+        `Cannot train ${name} from scratch on ${data}: its tokenizer is trained on text, and ${
+          (e as Error).message.replace(/^Cannot read documents from [^:]+: /, "")
+        }; give a pretrained model (folder or hub id) or a tokenizer for prompt/completion or chat data`,
+      );
+    }
+    if (!docs.length) {
+      throw new RangeError(
+        `Cannot train: dataset ${data} is empty (no "${config.dataset_text_field}" text); add documents`,
+      );
+    }
+  }
   let tokenizer: Tokenizer;
-  if (resumeDir && await exists(join(resumeDir, "tokenizer.json"))) {
-    tokenizer = await loadTokenizer(resumeDir);
-  } else if (config.tokenizer) tokenizer = await loadTokenizer(await modelDir(config.tokenizer));
+  if (resumeTokenizer) tokenizer = await loadTokenizer(resumeDir!);
+  else if (config.tokenizer) tokenizer = await loadTokenizer(await modelDir(config.tokenizer));
   else if (dir) tokenizer = await loadTokenizer(dir);
   else {
-    tokenizer = await trainBpeTokenizer(trainDocs, {
+    tokenizer = await trainBpeTokenizer(docs!, {
       vocab_size: mc.vocab_size,
       special_tokens: ["<|endoftext|>"],
       model_max_length: mc.max_position_embeddings,
     });
   }
-  const build = (docs: string[], split: number) =>
-    buildTextDatasets(docs, { tokenizer, block_size: T, train_split: split, source: data });
-  let train: TextDataset, evalSet: TextDataset | null = null;
-  if (validDocs) {
-    train = build(trainDocs, 1).train;
-    evalSet =
-      buildTextDatasets(validDocs, { tokenizer, block_size: T, source: `${data} (validation)` }).train;
-  } else {
-    if (wantsEval && config.max_eval_samples !== null) {
-      throw new RangeError(
-        `Cannot train: max_eval_samples needs a dataset folder with a validation split file; ${data} has none ` +
-          `(evaluation then uses a 10% hash split of the training documents): remove max_eval_samples or add validation.jsonl`,
-      );
-    }
-    const sets = build(trainDocs, wantsEval ? 0.9 : 1);
-    train = sets.train;
-    evalSet = sets.validation;
-  }
+  const { train, eval: evalSet } = await buildRunDatasets(config, tokenizer, wrapped ? docs : null);
 
   const backend = await createBackend(config.backend);
   const model = dir

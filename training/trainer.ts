@@ -20,12 +20,13 @@
  */
 import { join } from "node:path";
 import { backward, noGrad } from "../kernels/autograd.ts";
-import { accumulate } from "../kernels/elementwise.ts";
+import { accumulate, dropoutSeed } from "../kernels/elementwise.ts";
 import { AdamW, gradClip, gradNormSquared, sgdStep } from "../kernels/optim.ts";
 import type { Tensor } from "../kernels/tensor.ts";
 import type { Tokenizer } from "../models/tokenizer/tokenizer.ts";
 import type { Transformer } from "../models/transformer.ts";
-import type { DataPosition, TextDataset } from "../data/text_dataset.ts";
+import type { DataPosition } from "../data/text_dataset.ts";
+import { deviceBatch, type TrainDataset, weightOf } from "./_trainer_batch.ts";
 import { loadCheckpoint, rotateCheckpoints, saveCheckpoint, type TrainerState } from "./checkpoint.ts";
 import { saveTrainingConfig, type TrainingConfig, validateTrainingConfig } from "./config.ts";
 import { trainerProblems } from "./_trainer_check.ts";
@@ -54,9 +55,9 @@ export interface CreateTrainerOptions {
   /** The run's settings (validated here). */
   config: TrainingConfig;
   /** Training blocks. */
-  train_dataset: TextDataset;
+  train_dataset: TrainDataset;
   /** Evaluation blocks (needed when `eval_strategy` is not `no`). */
-  eval_dataset?: TextDataset | null;
+  eval_dataset?: TrainDataset | null;
   /** Saved beside the final model when given. */
   tokenizer?: Tokenizer | null;
   /** Callbacks; see {@linkcode TrainerHooks}. */
@@ -185,8 +186,8 @@ export class Trainer {
   readonly model: Transformer;
   /** The validated config. */
   readonly config: TrainingConfig;
-  readonly train_dataset: TextDataset;
-  readonly eval_dataset: TextDataset | null;
+  readonly train_dataset: TrainDataset;
+  readonly eval_dataset: TrainDataset | null;
   readonly tokenizer: Tokenizer | null;
   readonly hooks: TrainerHooks;
   /** The live state (what `trainer_state.json` holds). */
@@ -288,19 +289,23 @@ export class Trainer {
     if (!ds) throw new RangeError("Cannot evaluate: the trainer has no eval_dataset");
     const be = this.model.backend, B = this.config.per_device_eval_batch_size;
     const sum = be.zeros([1]);
+    let weight = 0;
     for (let i = 0; i < ds.num_blocks; i += B) {
       const idx = Array.from({ length: Math.min(B, ds.num_blocks - i) }, (_, k) => i + k);
-      const ids = be.fromArray(ds.batch(idx), [idx.length, ds.block_size], "i32");
+      const w = weightOf(ds, idx);
+      if (!w) continue;
+      weight += w;
+      const b = deviceBatch(ds, idx, be);
       noGrad(() => {
-        const l = this.model.loss(ids, ids);
-        accumulate(sum, l, idx.length);
+        const l = this.model.loss(b.ids, b.labels, b.opts);
+        accumulate(sum, l, w);
         l.dispose();
       });
-      ids.dispose();
+      b.dispose();
     }
     const total = (await sum.toArray())[0];
     sum.dispose();
-    const eval_loss = total / ds.num_blocks;
+    const eval_loss = total / weight;
     return { eval_loss, eval_perplexity: Math.exp(eval_loss) };
   }
 
@@ -404,10 +409,17 @@ export class Trainer {
       })
       : null;
 
+    // Device constants of the micro-batch weights (a few distinct values per run for text blocks).
     const scales = new Map<number, Tensor>();
-    const scaleOf = (n: number) => {
-      let t = scales.get(n);
-      if (!t) scales.set(n, t = be.full([1], 1 / n));
+    const scaleOf = (w: number) => {
+      let t = scales.get(w);
+      if (!t) {
+        if (scales.size >= 64) {
+          for (const s of scales.values()) s.dispose();
+          scales.clear();
+        }
+        scales.set(w, t = be.full([1], w));
+      }
       return t;
     };
     let logSum = be.zeros([1]), sinceLog = 0, normSq: Tensor | null = null;
@@ -455,15 +467,23 @@ export class Trainer {
         const { batches, next, epochEnd } = this.#nextUpdate(st.data_position);
         // With skip_nonfinite_steps the update's loss waits in stepSum until its norm is known.
         const stepSum = skipBad ? be.zeros([1]) : logSum;
-        for (const idx of batches) {
-          const ids = be.fromArray(this.train_dataset.batch(idx), [idx.length, T], "i32");
-          const loss = model.loss(ids, ids);
-          backward(loss, scaleOf(batches.length));
-          accumulate(stepSum, loss, 1 / batches.length);
-          loss.dispose();
-          ids.dispose();
+        const weights = batches.map((idx) => weightOf(this.train_dataset, idx));
+        const total = weights.reduce((a, b) => a + b, 0);
+        batches.forEach((idx, i) => {
           tokensRun += idx.length * T;
-        }
+          if (!weights[i]) return; // nothing trained in these rows
+          const b = deviceBatch(this.train_dataset, idx, be);
+          // Dropout masks are a pure function of (seed, step, micro-batch): a resume redraws them.
+          const loss = model.loss(b.ids, b.labels, {
+            ...b.opts,
+            dropout: { seed: dropoutSeed(c.seed, [st.global_step, i]) },
+            gradient_checkpointing: c.gradient_checkpointing,
+          });
+          backward(loss, scaleOf(weights[i] / total));
+          accumulate(stepSum, loss, weights[i] / total);
+          loss.dispose();
+          b.dispose();
+        });
         const ps = live();
         const grads = ps.filter((p) => p.grad).map((p) => p.grad!);
         let coef: Tensor | null = null;

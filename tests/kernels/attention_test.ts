@@ -374,6 +374,154 @@ Deno.test("attention() kernels option: bad configs rejected before dispatch; con
   assert.deepEqual([16, 64, 128, 256].map((D) => regRows(8, D)), [8, 8, 4, 2]);
 });
 
+Deno.test("attention() dropout on P: every kernel family matches the reference, forward and backward, on awkward shapes", async () => {
+  const fams: AttentionOptions["kernels"][] = [
+    { forward: { family: "tile" }, dq: { family: "tile" }, dkv: { family: "tile" } },
+    {
+      forward: { family: "reg", rows: 3, bk: 3, wg: 8 },
+      dq: { family: "reg", rows: 3, bk: 2, wg: 8 },
+      dkv: { family: "reg", rows: 3, bk: 1, wg: 8 },
+    },
+    {
+      forward: { family: "tex", rows: 3, bk: 2, wg: 8 },
+      dq: { family: "tex", rows: 2, bk: 3, wg: 16 },
+      dkv: { family: "tex", rows: 2, bk: 1, wg: 8 },
+    },
+    // mixed: tile dQ (row-dot di) feeding a register dK/dV
+    { forward: { family: "tile" }, dq: { family: "tile" }, dkv: { family: "tex", rows: 3, bk: 1, wg: 8 } },
+  ];
+  const list: Case[] = [
+    {
+      B: 2,
+      Tq: 19,
+      Tk: 19,
+      H: 4,
+      Hkv: 2,
+      D: 10,
+      opts: { causal: true, dropout: { p: 0.3, seed: 11 } },
+      pad: [-3, 2],
+      maskDtype: "i32",
+    },
+    {
+      B: 1,
+      Tq: 5,
+      Tk: 23,
+      H: 2,
+      Hkv: 1,
+      D: 16,
+      opts: { causal: true, kv_len: 20, dropout: { p: 0.5, seed: 7 } },
+    },
+    {
+      B: 3,
+      Tq: 9,
+      Tk: 9,
+      H: 2,
+      Hkv: 2,
+      D: 8,
+      opts: { sliding_window: 4, causal: true, dropout: { p: 0.1, seed: 3 } },
+    },
+    // Tq = 1 and G * Tq small: auto would pick split-K, dropout keeps it on the flash kernels
+    { B: 2, Tq: 1, Tk: 1, H: 2, Hkv: 1, D: 4, opts: { dropout: { p: 0.4, seed: 1 } } },
+  ];
+  for (const kernels of fams) {
+    for (const [i, c] of list.entries()) {
+      const x = inputs(c, 900 + i);
+      const cmp = await compareBackends(`dropout ${JSON.stringify(kernels)} ${JSON.stringify(c)}`, (be) => {
+        const t = upload(be, c, x);
+        const o = { ...t.opts, kernels };
+        const out = be.empty(t.q.shape), lse = be.empty([c.B, c.H, c.Tq]);
+        attentionForward(out, lse, t.q, t.k, t.v, o);
+        const dq = be.empty(t.q.shape), dk = be.empty(t.k.shape), dv = be.empty(t.v.shape);
+        attentionBackward(dq, dk, dv, be.fromArray(x.dout, t.q.shape), t.q, t.k, t.v, out, lse, o);
+        return [out, lse, dq, dk, dv];
+      }, TOL);
+      for (const r of cmp) worst.bwd = Math.max(worst.bwd, r.maxAbs);
+    }
+  }
+});
+
+Deno.test("attention reference backward with dropout on P matches f64 finite differences (mask fixed by the seed)", () => {
+  const list: Case[] = [
+    { B: 1, Tq: 4, Tk: 4, H: 2, Hkv: 2, D: 3, opts: { causal: true, dropout: { p: 0.4, seed: 5 } } },
+    {
+      B: 2,
+      Tq: 5,
+      Tk: 5,
+      H: 4,
+      Hkv: 2,
+      D: 4,
+      opts: { causal: true, sliding_window: 3, dropout: { p: 0.25, seed: 9 } },
+      pad: [0, -2],
+    },
+    { B: 1, Tq: 3, Tk: 6, H: 2, Hkv: 1, D: 2, opts: { kv_len: 5, dropout: { p: 0.6, seed: 1 } } },
+  ];
+  for (const c of list) {
+    const { dims, o } = refGrad(c, maskData(c));
+    const nq = c.B * c.Tq * c.H * c.D, nk = c.B * c.Tk * c.Hkv * c.D;
+    const w = rand64(nq, 18);
+    const f = (xs: Float64Array[]) => {
+      const out = new Float64Array(nq), lse = new Float64Array(c.B * c.H * c.Tq);
+      attentionReference(out, lse, xs[0], xs[1], xs[2], dims, o);
+      return dot(w, out);
+    };
+    const g = (xs: Float64Array[]) => {
+      const dq = new Float64Array(nq), dk = new Float64Array(nk), dv = new Float64Array(nk);
+      attentionBackwardReference(dq, dk, dv, w, xs[0], xs[1], xs[2], dims, o);
+      return [dq, dk, dv];
+    };
+    gradcheck(`attention dropout ${JSON.stringify(c)}`, f, g, [
+      rand64(nq, 4, 2),
+      rand64(nk, 5, 2),
+      rand64(nk, 6),
+    ], {
+      count: 40,
+    });
+  }
+});
+
+Deno.test("attention() dropout: p = 0 is bit-identical to none, lse is the undropped one, the kept fraction is 1 - p", async () => {
+  const c: Case = { B: 2, Tq: 13, Tk: 13, H: 2, Hkv: 1, D: 8, opts: { causal: true } };
+  const x = inputs(c, 950);
+  for (const be of await backends()) {
+    const run = (dropout: AttentionOptions["dropout"]) => {
+      const t = upload(be, c, x);
+      const o = { ...t.opts, dropout };
+      const out = be.empty(t.q.shape), lse = be.empty([c.B, c.H, c.Tq]);
+      attentionForward(out, lse, t.q, t.k, t.v, o);
+      const dq = be.empty(t.q.shape), dk = be.empty(t.k.shape), dv = be.empty(t.v.shape);
+      attentionBackward(dq, dk, dv, be.fromArray(x.dout, t.q.shape), t.q, t.k, t.v, out, lse, o);
+      return Promise.all([out, lse, dq, dk, dv].map((t) => t.toArray()));
+    };
+    const none = await run(undefined),
+      zero = await run({ p: 0, seed: 123 }),
+      on = await run({ p: 0.3, seed: 4 });
+    none.forEach((a, i) => assert.deepEqual(zero[i], a, `${be.name}: p = 0 output ${i}`));
+    assert.deepEqual(on[1], none[1], `${be.name}: lse with dropout is the undropped logsumexp`);
+    assert.notDeepEqual(on[0], none[0]);
+    // q = k = 0 and v = 1 (D = 1, not causal): P = 1 / Tk, so out_i = kept_i / (Tk (1 - p)) and the
+    // mean of out is the kept fraction over (1 - p), over B * H * Tq * Tk = 65536 probabilities.
+    const B = 1, H = 4, T = 128, p = 0.3;
+    const out = be.empty([B, T, H, 1]), lse = be.empty([B, H, T]);
+    const zeros = be.zeros([B, T, H, 1]);
+    attentionForward(out, lse, zeros, zeros, be.full([B, T, H, 1], 1), { dropout: { p, seed: 77 } });
+    const o = await out.toArray() as Float32Array;
+    const kept = o.reduce((a: number, b: number) => a + b, 0) / o.length * (1 - p);
+    assert.ok(
+      Math.abs(kept - (1 - p)) < 0.01 * (1 - p),
+      `${be.name}: kept fraction ${kept}, want ${1 - p} ± 1%`,
+    );
+    const q = be.zeros([1, 1, 2, 4]);
+    assert.throws(
+      () => attention(q, q, q, { path: "split_k", dropout: { p: 0.1, seed: 1 } }),
+      /split_k decode path has no dropout/,
+    );
+    assert.throws(
+      () => attention(q, q, q, { dropout: { p: 1, seed: 1 } }),
+      /dropout.p must be in \[0, 1\): 1/,
+    );
+  }
+});
+
 Deno.test("attention() error summary", async () => {
   // Not a check: prints the worst WGSL-vs-reference errors seen above (for the record).
   if (await webgpu()) {

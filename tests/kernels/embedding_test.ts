@@ -4,7 +4,9 @@ import {
   embeddingBackwardReference,
   embeddingReference,
 } from "../../kernels/embedding.ts";
-import { backward } from "../../kernels/autograd.ts";
+import { backward, noGrad } from "../../kernels/autograd.ts";
+import { presetConfig } from "../../models/config.ts";
+import { Transformer } from "../../models/transformer.ts";
 import type { Backend } from "../../kernels/backend.ts";
 import type { DType, Tensor } from "../../kernels/tensor.ts";
 import { assert, assertAllClose, randomArray, rng } from "../_assert.ts";
@@ -97,21 +99,77 @@ Deno.test("embedding reference has the f64 finite-difference gradient", () => {
   }, [rand64(V * C, 1)]);
 });
 
-Deno.test("embedding() rejects out-of-range ids on cpu and gives zero rows on webgpu", async () => {
-  const c = await cpu();
-  const w = randomArray(4 * 3, 1);
-  assert.throws(
-    () => embedding(c.fromArray([0, 4], [2], "i32"), c.fromArray(w, [4, 3])),
-    /Cannot run embedding: id 4 at position 1 is out of range \[0, 4\)/,
-  );
-  assert.throws(
-    () => embedding(c.fromArray([-1], [1], "i32"), c.fromArray(w, [4, 3])),
-    /id -1 at position 0/,
-  );
-  const g = await webgpu();
-  if (!g) return;
-  const y = await embedding(g.fromArray([3, 4, -1, 0], [4], "i32"), g.fromArray(w, [4, 3])).toArray();
-  assertAllClose(y, [...w.slice(9, 12), 0, 0, 0, 0, 0, 0, ...w.slice(0, 3)], { atol: 0, rtol: 0 });
+/** The message both backends give for a bad id (compared exactly). */
+function idError(id: number, pos: number, V: number): string {
+  return `Cannot run embedding: token id ${id} at position ${pos} is outside the vocabulary [0, ${V}); use the model's tokenizer`;
+}
+
+/** `run()` throws the RangeError `msg` at once on cpu; on webgpu it returns and `read()` throws it. */
+async function expectIdError(
+  be: Backend,
+  msg: string,
+  run: () => Tensor,
+  read: (t: Tensor) => Promise<unknown> = (t) => t.toArray(),
+): Promise<void> {
+  const want = { name: "RangeError", message: msg };
+  if (be.name === "cpu") {
+    assert.throws(run, want);
+    return;
+  }
+  const t = run(); // no readback yet: nothing can throw
+  await assert.rejects(() => read(t), want);
+}
+
+Deno.test("embedding() with an id outside the vocabulary is a RangeError on both backends (webgpu: at the next readback)", async () => {
+  const V = 4, C = 3, w = randomArray(V * C, 1);
+  for (const be of await backends()) {
+    const weight = be.fromArray(w, [V, C]);
+    const ids = (v: number[], dtype: DType = "i32") => be.fromArray(v, [v.length], dtype);
+    await expectIdError(be, idError(4, 1, V), () => embedding(ids([0, 4]), weight));
+    await expectIdError(be, idError(-1, 0, V), () => embedding(ids([-1, 2]), weight));
+    await expectIdError(be, idError(2 ** 32 - 1, 0, V), () => embedding(ids([-1], "u32"), weight));
+    // the position is the flat index into ids, whatever their shape
+    const many = Array.from({ length: 20 }, (_, i) => i % V);
+    many[17] = 600;
+    await expectIdError(
+      be,
+      idError(600, 17, V),
+      () => embedding(be.fromArray(many, [4, 5], "i32"), weight),
+    );
+    // the backward as an op: its own check (one invocation, in token order: the first bad id)
+    await expectIdError(be, idError(4, 2, V), () => {
+      const dw = be.empty([V, C]);
+      embeddingBackward(dw, be.fromArray(randomArray(4 * C, 2), [4, C]), ids([1, 3, 4, 5]));
+      return dw;
+    });
+    // nothing sticks: valid ids afterwards give exactly the weight rows, bit for bit
+    const y = await embedding(ids([3, 0, 3]), weight).toArray();
+    assert.deepEqual([...y], [...w.slice(9, 12), ...w.slice(0, 3), ...w.slice(9, 12)], be.name);
+  }
+});
+
+Deno.test("Transformer.forward() with a token id >= vocab_size throws at the readback (webgpu) or at once (cpu)", async () => {
+  const mc = presetConfig("tiny", {
+    vocab_size: 32,
+    hidden_size: 16,
+    num_hidden_layers: 1,
+    num_attention_heads: 2,
+    intermediate_size: 32,
+    max_position_embeddings: 16,
+  });
+  const good = [1, 2, 3, 4, 5, 6, 7, 8], bad = [...good];
+  bad[6] = 32; // position [0, 6] of a (1, 8) batch: flat index 6
+  const out: Float32Array[] = [];
+  for (const be of await backends()) {
+    const model = Transformer.init(mc, be, { seed: 7 });
+    const forward = (v: number[]) => noGrad(() => model.forward(be.fromArray(v, [1, 8], "i32")));
+    const before = await forward(good).toArray();
+    await expectIdError(be, idError(32, 6, 32), () => forward(bad));
+    const after = await forward(good).toArray();
+    assert.deepEqual([...after], [...before], `${be.name}: valid ids unchanged bit for bit`);
+    out.push(after as Float32Array);
+  }
+  if (out.length === 2) assertAllClose(out[1], out[0], { atol: 1e-4, rtol: 1e-4 });
 });
 
 Deno.test("embedding() handles a weight larger than one binding in row windows", async () => {
@@ -128,14 +186,16 @@ Deno.test("embedding() handles a weight larger than one binding in row windows",
     for (let i = 0; i < 2; i++) {
       assertAllClose(await got[i].toArray(), want[i].data, { atol: 1e-6, rtol: 1e-6 });
     }
-    // out-of-range ids still give zeros when windowed
-    const y = await embedding(
-      g.fromArray([1000, 999], [2], "i32"),
-      g.fromArray(randomArray(V * C, 2), [V, C]),
-    )
-      .toArray();
-    assert.deepEqual([...y.slice(0, C)], new Array(C).fill(0));
-    assert.equal(y[C], randomArray(V * C, 2)[999 * C]);
+    // out-of-range ids are still reported when windowed (only the first window checks)
+    const w = g.fromArray(randomArray(V * C, 2), [V, C]);
+    await expectIdError(g, idError(1000, 1, V), () => embedding(g.fromArray([999, 1000], [2], "i32"), w));
+    await expectIdError(g, idError(1000, 1, V), () => {
+      const dw = g.empty([V, C]);
+      embeddingBackward(dw, g.fromArray(randomArray(2 * C, 3), [2, C]), g.fromArray([999, 1000], [2], "i32"));
+      return dw;
+    });
+    const y = await embedding(g.fromArray([999], [1], "i32"), w).toArray();
+    assert.deepEqual([...y], [...randomArray(V * C, 2).slice(999 * C, 1000 * C)]);
   } finally {
     limits.maxStorageBufferBindingSize = saved;
   }

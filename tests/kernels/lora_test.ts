@@ -9,6 +9,7 @@ import {
   dropout,
   dropoutReference,
 } from "../../kernels/lora.ts";
+import * as elementwise from "../../kernels/elementwise.ts";
 import { assert, assertAllClose, randomArray } from "../_assert.ts";
 import { compareBackends, cpu } from "../_check.ts";
 
@@ -91,4 +92,7 @@ Deno.test("dropout() masks identically on webgpu and cpu, scales by 1/(1-p), and
   assert.deepEqual(gx, want);
   for (let i = 0; i < 4000; i++) assert.equal(gx[i] === 0, yv[i] === 0);
   assert.throws(() => dropout(x, 1, 0), RangeError);
+  // the generic op lives in elementwise.ts (the model's dropout sites use it); lora.ts re-exports it
+  assert.equal(dropout, elementwise.dropout);
+  assert.equal(dropoutReference, elementwise.dropoutReference);
 });

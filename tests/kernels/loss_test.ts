@@ -6,6 +6,9 @@ import {
   shiftLabels,
 } from "../../kernels/loss.ts";
 import { backward } from "../../kernels/autograd.ts";
+import { embedding } from "../../kernels/embedding.ts";
+import { presetConfig } from "../../models/config.ts";
+import { Transformer } from "../../models/transformer.ts";
 import type { Backend } from "../../kernels/backend.ts";
 import type { Tensor } from "../../kernels/tensor.ts";
 import { assert, assertAllClose, assertClose, randomArray, rng } from "../_assert.ts";
@@ -93,6 +96,93 @@ Deno.test("crossEntropy() gives 0 loss and 0 gradients when every label is ignor
   }
 });
 
+/** The message both backends give for a bad label (compared exactly). */
+function labelError(y: number, pos: number, V: number, ignore = -100): string {
+  return `Cannot run cross_entropy: label ${y} at position ${pos} is outside the vocabulary [0, ${V}) ` +
+    `and is not ignore_index ${ignore}; use the model's tokenizer, or ${ignore} for positions without a target`;
+}
+
+/** `run()` throws the RangeError `msg` at once on cpu; on webgpu reading the loss it returns throws it. */
+async function expectLabelError(be: Backend, msg: string, run: () => Tensor): Promise<void> {
+  const want = { name: "RangeError", message: msg };
+  if (be.name === "cpu") {
+    assert.throws(run, want);
+    return;
+  }
+  const loss = run(); // no readback yet: nothing can throw
+  await assert.rejects(() => loss.toArray(), want);
+}
+
+Deno.test("crossEntropy() with a label outside the vocabulary is a RangeError on both backends; -100 is still ignored", async () => {
+  const N = 9, V = 5, x = randomArray(N * V, 3, 4);
+  const ok = Int32Array.from([2, -100, 0, 4, -100, 1, 3, 3, -100]);
+  for (const be of await backends()) {
+    const logits = be.fromArray(x, [N, V]);
+    const ce = (lab: number[], opts: CrossEntropyOptions = {}) =>
+      crossEntropy(logits, be.fromArray(lab, [N], "i32"), opts);
+    const before = await ce([...ok]).toArray();
+    const withBad = (pos: number, y: number) => ok.map((v, i) => (i === pos ? y : v));
+    await expectLabelError(be, labelError(5, 3, V), () => ce([...withBad(3, 5)]));
+    await expectLabelError(be, labelError(-1, 0, V), () => ce([...withBad(0, -1)]));
+    // several bad labels: the first one is named, on both backends (the count kernel takes the min)
+    const many = [...ok];
+    many[7] = 9;
+    many[2] = 600;
+    many[8] = -7;
+    await expectLabelError(be, labelError(600, 2, V), () => ce(many));
+    // a custom ignore_index: -100 is then an ordinary (bad) label
+    await expectLabelError(be, labelError(-100, 1, V, 7), () => ce([...ok], { ignore_index: 7 }));
+    // through the autograd path: forward + backward, the error comes with the loss read
+    await expectLabelError(be, labelError(5, 3, V), () => run(be, N, V, 3, {}, withBad(3, 5))[0]);
+    // nothing sticks: the valid loss is unchanged bit for bit
+    assert.deepEqual([...await ce([...ok]).toArray()], [...before], be.name);
+  }
+});
+
+Deno.test("the first failing op of a batch is the one named: an embedding id before a loss label", async () => {
+  const g = await webgpu();
+  if (!g) return;
+  const h = embedding(g.fromArray([0, 9], [2], "i32"), g.fromArray(randomArray(12, 1), [4, 3]));
+  const loss = crossEntropy(h, g.fromArray([0, 3], [2], "i32"));
+  await assert.rejects(() => loss.toArray(), /Cannot run embedding: token id 9 at position 1/);
+  h.dispose();
+});
+
+Deno.test("Transformer.loss() with a label >= vocab_size throws at the loss read (webgpu) or at once (cpu)", async () => {
+  const mc = presetConfig("tiny", {
+    vocab_size: 32,
+    hidden_size: 16,
+    num_hidden_layers: 1,
+    num_attention_heads: 2,
+    intermediate_size: 32,
+    max_position_embeddings: 16,
+  });
+  const ids = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12];
+  const good = [-100, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12];
+  const bad = [...good];
+  bad[9] = 40; // label of (1, 3): paired with the logits at (1, 2) after shifting, flat position 8
+  const losses: number[] = [];
+  for (const be of await backends()) {
+    const model = Transformer.init(mc, be, { seed: 3 });
+    model.setTrainable(true);
+    const step = (lab: number[]) => {
+      const loss = model.loss(be.fromArray(ids, [2, 6], "i32"), be.fromArray(lab, [2, 6], "i32"));
+      backward(loss);
+      return loss;
+    };
+    const before = await step(good).toArray();
+    await expectLabelError(be, labelError(40, 8, 32), () => step(bad));
+    for (const p of model.parameters()) {
+      p.grad?.dispose();
+      p.grad = null;
+    }
+    const after = await step(good).toArray();
+    assert.deepEqual([...after], [...before], `${be.name}: valid labels unchanged bit for bit`);
+    losses.push(after[0]);
+  }
+  if (losses.length === 2) assertClose(losses[1], losses[0], { atol: 1e-5, rtol: 1e-5 });
+});
+
 Deno.test("crossEntropy() keeps the loss on the device: no readback in forward and backward", async () => {
   const g = await webgpu();
   if (!g) return;
@@ -153,7 +243,7 @@ Deno.test("crossEntropy() rejects bad shapes, dtypes, labels and options before 
   const c = await cpu();
   assert.throws(
     () => crossEntropy(c.fromArray([0, 0, 0, 0], [2, 2]), c.fromArray([0, 2], [2], "i32")),
-    /Cannot run cross_entropy: label 2 at position 1 is out of range \[0, 2\) and is not ignore_index -100/,
+    { name: "RangeError", message: labelError(2, 1, 2) },
   );
   for (const be of await backends()) {
     const before = be.gpu?.stats.dispatches ?? 0;

@@ -4,6 +4,7 @@
  */
 import { backward, noGrad } from "../../kernels/autograd.ts";
 import type { Backend } from "../../kernels/backend.ts";
+import { checkpointKeyMap } from "../../models/config.ts";
 import { loadModel } from "../../models/pretrained.ts";
 import { readSafetensors, type SafeTensor } from "../../models/formats/safetensors.ts";
 import { assert, assertAllClose, FIXTURE_ARCHES, SHARED } from "../_assert.ts";
@@ -39,7 +40,7 @@ function maskedLogits(
 
 for (const arch of FIXTURE_ARCHES) {
   Deno.test(`loadModel(${arch}) matches Hugging Face logits, loss and gradients on every backend`, async () => {
-    const { get, geti } = await cases(arch);
+    const { tensors, get, geti } = await cases(arch);
     for (const be of await backends()) {
       const model = await loadModel(dir(arch), { backend: be });
       const V = model.config.vocab_size;
@@ -66,7 +67,7 @@ for (const arch of FIXTURE_ARCHES) {
       );
       backward(loss);
       loss.dispose();
-      await checkGrads(arch, be, model, get);
+      await checkGrads(arch, be, model, tensors);
       model.dispose();
     }
   });
@@ -124,46 +125,51 @@ for (const arch of FIXTURE_ARCHES) {
   });
 }
 
+/**
+ * Our gradient of the Hugging Face tensor `hf` (a checkpoint name), assembled in HF's layout from
+ * the canonical parameters the checkpoint key map names: fused pieces stacked by rows, Conv1D
+ * weights transposed to `[in, out]`, a tied LM head's gradient already summed into the embedding.
+ */
+async function hfGrad(model: Awaited<ReturnType<typeof loadModel>>, hf: string): Promise<Float32Array> {
+  const km = checkpointKeyMap(model.config);
+  for (const e of km.entries) {
+    const re = new RegExp(
+      `^(${km.base_model_prefix}\\.)?${e.hf.replace(/\./g, "\\.").replace("{i}", "(\\d+)")}$`,
+    );
+    const m = re.exec(hf) ?? re.exec(`${km.base_model_prefix}.${hf}`);
+    if (!m) continue;
+    const layer = e.per_layer ? m[m.length - 1] : "";
+    const parts = await Promise.all(e.ours.map(async (n) => {
+      const g = model.p(n.replace("{i}", layer)).grad;
+      if (!g) throw new Error(`no gradient for ${n} (${hf})`);
+      return await g.toArray() as Float32Array;
+    }));
+    const rows = Float32Array.from(parts.flatMap((x) => [...x]));
+    if (!e.transpose) return rows;
+    const [inF, outF] = e.hf_shape; // Conv1D [in, out]; ours stacked [out, in]
+    const t = new Float32Array(rows.length);
+    for (let o = 0; o < outF; o++) for (let i = 0; i < inF; i++) t[i * outF + o] = rows[o * inF + i];
+    return t;
+  }
+  throw new Error(`the fixture's ${hf} matches no entry of the ${model.config.arch} key map`);
+}
+
+/** Every `grad.*` tensor of the fixture against ours (scaled tolerance, as the fixture README says). */
 async function checkGrads(
   arch: string,
   be: Backend,
   model: Awaited<ReturnType<typeof loadModel>>,
-  get: (n: string) => SafeTensor,
+  tensors: Map<string, SafeTensor>,
 ) {
-  const C = model.config.hidden_size;
-  const q = await model.p("layers.0.attn.q.weight").grad!.toArray();
-  const emb = await model.p("embed.weight").grad!.toArray();
-  let wantQ: Float32Array, gotQ: ArrayLike<number>;
-  if (arch === "phi3") {
-    const k = await model.p("layers.0.attn.k.weight").grad!.toArray();
-    const v = await model.p("layers.0.attn.v.weight").grad!.toArray();
-    gotQ = Float32Array.from([...q, ...k, ...v]);
-    wantQ = get("grad.model.layers.0.self_attn.qkv_proj.weight").data as Float32Array;
-  } else if (arch === "gpt2") {
-    // c_attn is Conv1D [in, out]: ours are [out, in] pieces q, k, v.
-    const k = await model.p("layers.0.attn.k.weight").grad!.toArray();
-    const v = await model.p("layers.0.attn.v.weight").grad!.toArray();
-    const fused = Float32Array.from([...q, ...k, ...v]); // [3C, C]
-    gotQ = new Float32Array(fused.length);
-    for (let o = 0; o < 3 * C; o++) {
-      for (let i = 0; i < C; i++) (gotQ as Float32Array)[i * 3 * C + o] = fused[o * C + i];
-    }
-    wantQ = get("grad.transformer.h.0.attn.c_attn.weight").data as Float32Array;
-  } else {
-    gotQ = q;
-    wantQ = get("grad.model.layers.0.self_attn.q_proj.weight").data as Float32Array;
-  }
-  const embName = arch === "gpt2" ? "grad.transformer.wte.weight" : "grad.model.embed_tokens.weight";
-  const wantE = get(embName).data as Float32Array;
+  const names = [...tensors.keys()].filter((n) => n.startsWith("grad.")).sort();
+  assert.ok(names.length > 0, `${arch}: the fixture holds no grad.* tensors`);
   const scale = (a: Float32Array) => a.reduce((m, x) => Math.max(m, Math.abs(x)), 0);
-  assertAllClose(gotQ, wantQ, {
-    atol: 1e-4 * scale(wantQ),
-    rtol: 0,
-    msg: `${arch} ${be.name} query-projection grad`,
-  });
-  assertAllClose(emb, wantE, {
-    atol: 1e-4 * scale(wantE),
-    rtol: 0,
-    msg: `${arch} ${be.name} embedding grad`,
-  });
+  for (const n of names) {
+    const want = tensors.get(n)!.data as Float32Array;
+    assertAllClose(await hfGrad(model, n.slice(5)), want, {
+      atol: 1e-4 * scale(want),
+      rtol: 0,
+      msg: `${arch} ${be.name} ${n}`,
+    });
+  }
 }

@@ -1,12 +1,13 @@
 /**
  * End to end on the engine room: a tiny transformer trained with autograd + AdamW on WebGPU follows
- * the same loss curve as on the cpu backend (the TypeScript references), and the loss falls.
+ * the same loss curve as on the cpu backend (the TypeScript references), and the loss falls; also
+ * in training mode (dropout, per-step seeds) with gradient checkpointing.
  */
 import { backward } from "../../kernels/autograd.ts";
 import type { Backend } from "../../kernels/backend.ts";
 import { AdamW } from "../../kernels/optim.ts";
-import { presetConfig } from "../../models/config.ts";
-import { Transformer } from "../../models/transformer.ts";
+import { type ModelConfig, presetConfig } from "../../models/config.ts";
+import { type ForwardOptions, Transformer } from "../../models/transformer.ts";
 import { assert, SHARED } from "../_assert.ts";
 import { backends, webgpu } from "../_check.ts";
 
@@ -31,17 +32,23 @@ async function batches(n: number): Promise<Int32Array[]> {
   return out;
 }
 
-async function train(be: Backend, data: Int32Array[]): Promise<number[]> {
-  const config = presetConfig("tiny", {
-    vocab_size: 64,
-    hidden_size: 32,
-    num_hidden_layers: 1,
-    num_attention_heads: 2,
-    num_key_value_heads: 1,
-    head_dim: 16,
-    intermediate_size: 64,
-    max_position_embeddings: 32,
-  });
+const TINY: Partial<ModelConfig> = {
+  vocab_size: 64,
+  hidden_size: 32,
+  num_hidden_layers: 1,
+  num_attention_heads: 2,
+  num_key_value_heads: 1,
+  head_dim: 16,
+  intermediate_size: 64,
+  max_position_embeddings: 32,
+};
+
+async function train(
+  be: Backend,
+  data: Int32Array[],
+  config: ModelConfig = presetConfig("tiny", TINY),
+  opts: (step: number) => ForwardOptions = () => ({}),
+): Promise<number[]> {
   const model = Transformer.init(config, be, { seed: 5 });
   model.setTrainable(true);
   // eps 1e-5 (not 1e-8): Adam divides by sqrt(v), so with a tiny eps the last-bit differences
@@ -50,9 +57,9 @@ async function train(be: Backend, data: Int32Array[]): Promise<number[]> {
   // This test measures kernel parity, so it keeps that amplifier out.
   const opt = new AdamW({ lr: 1e-3, eps: 1e-5, weight_decay: 0.01, max_grad_norm: 1.0 });
   const losses: number[] = [];
-  for (const batch of data) {
+  for (const [step, batch] of data.entries()) {
     const ids = be.fromArray(batch, [B, T], "i32");
-    const loss = model.loss(ids, ids);
+    const loss = model.loss(ids, ids, opts(step));
     backward(loss);
     opt.step(model.parameters());
     for (const p of model.parameters()) {
@@ -85,5 +92,35 @@ Deno.test("a tiny transformer trains to the same loss curve on webgpu as on the 
     worst = Math.max(worst, Math.abs(gpuCurve[i] - cpuCurve[i]) / Math.abs(cpuCurve[i]));
   }
   console.log(`webgpu vs cpu: max relative loss difference ${worst.toExponential(2)} over ${STEPS} steps`);
+  assert.ok(worst <= 1e-4, `loss curves diverge: max relative difference ${worst}`);
+});
+
+Deno.test("a tiny GPT-2-style transformer trains with dropout and gradient checkpointing, the same on webgpu as on cpu", async () => {
+  const steps = 60;
+  const data = await batches(steps);
+  const config = presetConfig("gpt2-124m", {
+    ...TINY,
+    num_hidden_layers: 2,
+    num_key_value_heads: 2,
+    bos_token_id: 1,
+    eos_token_id: 2,
+    attention_dropout: 0.1,
+    resid_pdrop: 0.1,
+    embd_pdrop: 0.1,
+  });
+  const curves: number[][] = [];
+  for (const be of await backends()) {
+    curves.push(
+      await train(be, data, config, (step) => ({ dropout: { seed: step }, gradient_checkpointing: true })),
+    );
+  }
+  const [cpuCurve, gpuCurve] = curves;
+  const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+  const head = mean(cpuCurve.slice(0, 5)), tail = mean(cpuCurve.slice(-5));
+  console.log(`cpu loss with dropout ${head.toFixed(4)} -> ${tail.toFixed(4)} over ${steps} steps`);
+  assert.ok(tail < head - 0.3, `loss should fall: ${head} -> ${tail}`);
+  if (!gpuCurve) return;
+  const worst = Math.max(...cpuCurve.map((c, i) => Math.abs(gpuCurve[i] - c) / Math.abs(c)));
+  console.log(`webgpu vs cpu with dropout: max relative loss difference ${worst.toExponential(2)}`);
   assert.ok(worst <= 1e-4, `loss curves diverge: max relative difference ${worst}`);
 });

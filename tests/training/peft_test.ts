@@ -379,7 +379,7 @@ Deno.test("use_rslora scales by lora_alpha / sqrt(r): the merged delta is s B A"
   model.dispose();
 });
 
-Deno.test("lora_dropout is active while training (grad recording) and off under noGrad; DoRA + dropout trains", async () => {
+Deno.test("lora_dropout is on in training forwards (a dropout seed), off otherwise, the same mask for the same seed; DoRA + dropout trains", async () => {
   const be = await cpu();
   const c = await cases(dir("llama"));
   const model = await loadModel(dir("llama"), { backend: be });
@@ -389,8 +389,15 @@ Deno.test("lora_dropout is active while training (grad recording) and off under 
   const evalA = await logitsOf(model, be, c), evalB = await logitsOf(model, be, c);
   assert.deepEqual(evalA, evalB, "no dropout under noGrad");
   const ids = be.fromArray(c.geti("input_ids"), [2, 16], "i32");
-  const train1 = await model.forward(ids).toArray(), train2 = await model.forward(ids).toArray();
-  assert.notDeepEqual(train1, train2, "a fresh mask per training forward");
+  const plain = await model.forward(ids).toArray();
+  const plainEval = await noGrad(() => model.forward(ids)).toArray();
+  assert.deepEqual(plain, plainEval, "no dropout without a seed, even while autograd records");
+  const train1 = await model.forward(ids, { dropout: { seed: 1 } }).toArray();
+  const again = await model.forward(ids, { dropout: { seed: 1 } }).toArray();
+  const train2 = await model.forward(ids, { dropout: { seed: 2 } }).toArray();
+  assert.deepEqual(train1, again, "the same seed, the same masks");
+  assert.notDeepEqual(train1, train2, "another seed, other masks");
+  assert.notDeepEqual(train1, plain, "dropout changes the training forward");
   const losses = await train(model, be, 10, 1e-2);
   assert.ok(
     losses.every(Number.isFinite) && losses.at(-1)! < losses[0],

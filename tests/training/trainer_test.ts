@@ -8,6 +8,8 @@ import { buildTextDatasets, TextDataset } from "../../data/text_dataset.ts";
 import { getTrainingArgs, type TrainingConfig } from "../../training/config.ts";
 import { createTrainer, NonFiniteError, type TrainResult } from "../../training/trainer.ts";
 import { mul } from "../../kernels/elementwise.ts";
+import { noGrad } from "../../kernels/autograd.ts";
+import { loadAdapter } from "../../training/peft.ts";
 import type { TrainerHooks } from "../../training/hooks.ts";
 import { assert, assertAllClose, SHARED, SLOW } from "../_assert.ts";
 import { backends, cpu as cpuBackend } from "../_check.ts";
@@ -412,7 +414,7 @@ Deno.test({
   },
 });
 
-Deno.test("createTrainer() refuses weights it cannot update (f16 / 4-bit) and attached adapters", async () => {
+Deno.test("createTrainer() refuses weights it cannot update (f16 / 4-bit) and an adapter with nothing to train", async () => {
   const be = await cpuBackend();
   const half = Transformer.init(mc, be);
   const w = half.params.get("layers.0.attn.q.weight")!;
@@ -422,13 +424,13 @@ Deno.test("createTrainer() refuses weights it cannot update (f16 / 4-bit) and at
   w.dispose();
   assert.throws(
     () => createTrainer({ model: half, config: getTrainingArgs(), train_dataset: train }),
-    /1 projection weights are stored as f16 or 4-bit and cannot be trained; load the model with dtype "f32"/,
+    /1 projection weights are stored as f16 or 4-bit and cannot be trained; add a lora section to train adapters on them, or load the model with dtype "f32"/,
   );
   const adapted = Transformer.init(mc, be);
   adapted.adapters.set("layers.0.attn.q", { apply: (_x, base) => base });
   assert.throws(
     () => createTrainer({ model: adapted, config: getTrainingArgs(), train_dataset: train }),
-    /LoRA adapters are attached, and the Trainer does not train adapters yet/,
+    /model: its adapter is frozen; load it with loadAdapter\(model, dir, \{ is_trainable: true \}\)/,
   );
 });
 
@@ -519,6 +521,49 @@ for (const be of await backends()) {
       const saved = [...Deno.readDirSync(join(dir, "checkpoints"))].map((d) => d.name).sort();
       assert.deepEqual(saved, ["step-1", "step-2"]);
       await assert.rejects(Deno.stat(join(dir, "model")), Deno.errors.NotFound);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  });
+}
+
+for (const be of await backends()) {
+  Deno.test(`a lora section trains only the adapter; adapter/ reloads to identical logits (${be.name})`, async () => {
+    const dir = await Deno.makeTempDir();
+    try {
+      const model = Transformer.init(mc, be, { seed: 3 });
+      const before = new Map(
+        await Promise.all([...model.params].map(async ([k, t]) => [k, await t.toArray()] as const)),
+      );
+      const trainer = createTrainer({
+        model,
+        config: getTrainingArgs({
+          output_dir: dir,
+          max_steps: 4,
+          per_device_train_batch_size: 2,
+          learning_rate: 1e-2,
+          logging_steps: 1,
+          save_strategy: "no",
+          lora: { r: 4, lora_alpha: 8, target_modules: "all-linear" },
+        }),
+        train_dataset: train,
+        progress: false,
+      });
+      const r = await trainer.train();
+      trainer.dispose();
+      assert.ok(r.loss_history.every(Number.isFinite));
+      for (const [k, t] of model.params) {
+        assert.deepEqual(await t.toArray(), before.get(k), `${k} stayed frozen`);
+      }
+      const ids = be.fromArray(train.batch([0, 1]), [2, 8], "i32");
+      const want = await noGrad(() => model.forward(ids)).toArray();
+      const again = Transformer.init(mc, be, { seed: 3 }); // the same base
+      await loadAdapter(again, join(dir, "adapter"));
+      const got = await noGrad(() => again.forward(ids)).toArray();
+      assert.deepEqual(got, want);
+      ids.dispose();
+      model.dispose();
+      again.dispose();
     } finally {
       await Deno.remove(dir, { recursive: true });
     }

@@ -1,0 +1,143 @@
+/**
+ * Private helpers of `sft.ts`: the four TRL dataset formats, detected and checked per row, and the
+ * rows of a file with where each came from.
+ * @module
+ */
+import type { ChatMessage } from "../models/tokenizer/tokenizer.ts";
+import { readLines } from "./_lines.ts";
+import { type DataRecord, detectFormat, streamDataset } from "./readers.ts";
+
+/** Roles a chat message may have. */
+export const CHAT_ROLES: readonly string[] = ["system", "developer", "user", "assistant", "tool", "ipython"];
+
+/** One row, checked: its format and the fields that format uses. */
+export type SftRow =
+  | { format: "language_modeling"; text: string }
+  | { format: "prompt_completion"; prompt: string; completion: string }
+  | { format: "conversational"; messages: ChatMessage[] }
+  | { format: "conversational_prompt_completion"; prompt: ChatMessage[]; completion: ChatMessage[] };
+
+/** A row that cannot become an example: the message names the field; the caller adds where. */
+export class RowError extends TypeError {}
+
+function checkMessages(value: unknown, field: string): ChatMessage[] {
+  if (!Array.isArray(value) || value.length === 0) {
+    throw new RowError(`field "${field}" must be a non-empty list of {role, content} messages`);
+  }
+  return value.map((m, i) => {
+    const at = `${field}[${i}]`;
+    if (m === null || typeof m !== "object" || Array.isArray(m)) {
+      throw new RowError(`field "${at}" must be a {role, content} object, got ${JSON.stringify(m)}`);
+    }
+    const { role, content } = m as Record<string, unknown>;
+    if (typeof role !== "string") throw new RowError(`field "${at}.role" is missing or not a string`);
+    if (!CHAT_ROLES.includes(role)) {
+      throw new RowError(`field "${at}.role" is "${role}", not one of ${CHAT_ROLES.join(", ")}`);
+    }
+    const toolCall = role === "assistant" && (m as Record<string, unknown>).tool_calls !== undefined;
+    if (typeof content !== "string" && !(toolCall && content == null)) {
+      throw new RowError(`field "${at}.content" is ${content === undefined ? "missing" : "not a string"}`);
+    }
+    return m as ChatMessage;
+  });
+}
+
+function has(row: DataRecord, key: string): boolean {
+  return Object.hasOwn(row, key) && row[key] !== null && row[key] !== undefined;
+}
+
+/**
+ * The format of a row, as TRL decides it: `prompt` (with `completion`) first, then `messages`,
+ * then the text field; prompt and completion are both strings or both message lists.
+ * @throws {RowError} a missing or mistyped field, or a message with an unknown role
+ */
+export function parseRow(row: DataRecord, textField: string): SftRow {
+  if (has(row, "prompt") || has(row, "completion")) {
+    if (!has(row, "prompt")) throw new RowError(`field "prompt" is missing (the row has "completion")`);
+    if (!has(row, "completion")) throw new RowError(`field "completion" is missing (the row has "prompt")`);
+    const { prompt, completion } = row;
+    if (typeof prompt === "string" && typeof completion === "string") {
+      return { format: "prompt_completion", prompt, completion };
+    }
+    if (Array.isArray(prompt) && Array.isArray(completion)) {
+      return {
+        format: "conversational_prompt_completion",
+        prompt: checkMessages(prompt, "prompt"),
+        completion: checkMessages(completion, "completion"),
+      };
+    }
+    throw new RowError(
+      `fields "prompt" and "completion" must both be strings or both be message lists, got ` +
+        `${Array.isArray(prompt) ? "a list" : typeof prompt} and ${
+          Array.isArray(completion) ? "a list" : typeof completion
+        }`,
+    );
+  }
+  if (has(row, "messages")) {
+    return { format: "conversational", messages: checkMessages(row.messages, "messages") };
+  }
+  const text = row[textField];
+  if (typeof text === "string") return { format: "language_modeling", text };
+  throw new RowError(
+    text === undefined || text === null
+      ? `field "${textField}" is missing (columns: ${Object.keys(row).join(", ") || "none"}); ` +
+        `give "${textField}", "prompt" + "completion" or "messages", or set dataset_text_field`
+      : `field "${textField}" is ${Array.isArray(text) ? "a list" : typeof text}, not text`,
+  );
+}
+
+/** The extra template variables of a row: `tools` (a list or its JSON) and `chat_template_kwargs`. */
+export function rowTemplateKwargs(row: DataRecord): Record<string, unknown> {
+  const kwargs: Record<string, unknown> = {};
+  if (has(row, "tools")) {
+    let tools = row.tools;
+    if (typeof tools === "string") {
+      try {
+        tools = JSON.parse(tools);
+      } catch {
+        throw new RowError(`field "tools" is a string but not JSON`);
+      }
+    }
+    kwargs.tools = tools;
+  }
+  if (has(row, "chat_template_kwargs")) {
+    const extra = row.chat_template_kwargs;
+    if (typeof extra !== "object" || Array.isArray(extra)) {
+      throw new RowError(`field "chat_template_kwargs" must be an object`);
+    }
+    Object.assign(kwargs, extra);
+  }
+  return kwargs;
+}
+
+/**
+ * The records of a data file, each with where it came from: `file:line` for JSON Lines, `file#n`
+ * (the n-th record, from 1) for the other formats.
+ */
+export async function readSourcedRows(path: string): Promise<{ rows: DataRecord[]; sources: string[] }> {
+  const rows: DataRecord[] = [], sources: string[] = [];
+  if (detectFormat(path) === "jsonl") {
+    for await (const { text, line } of readLines(path)) {
+      if (!text.trim()) continue;
+      let value: unknown;
+      try {
+        value = JSON.parse(text);
+      } catch (e) {
+        throw new SyntaxError(
+          `Cannot parse ${path}:${line}: invalid JSON (${(e as Error).message}); fix or remove that line`,
+        );
+      }
+      if (value === null || typeof value !== "object" || Array.isArray(value)) {
+        throw new SyntaxError(`Cannot read the record at ${path}:${line}: expected a JSON object {...}`);
+      }
+      rows.push(value as DataRecord);
+      sources.push(`${path}:${line}`);
+    }
+    return { rows, sources };
+  }
+  for await (const r of streamDataset(path)) {
+    rows.push(r);
+    sources.push(`${path}#${rows.length}`);
+  }
+  return { rows, sources };
+}

@@ -1,0 +1,129 @@
+/**
+ * Private to `run.ts`: the training and evaluation rows a config names, as TRL's SFTTrainer makes
+ * them. Every dataset format of TRL (text, prompt/completion, conversational `messages`) becomes
+ * tokenized examples with label masks (`data/sft.ts`), then rows:
+ * - `packing: false` (TRL's default): one example per row, padding masked out of attention and loss;
+ * - `packing: true` with `packing_strategy: bfd` / `bfd_split`: examples packed into rows (positions
+ *   restarting per example);
+ * - `packing: true` with `packing_strategy: wrapped`: text concatenated and cut into blocks, the
+ *   classic pre-training layout (`TextDataset`).
+ * Evaluation uses the folder's validation split, else a 10% hash split of the training examples.
+ * @module
+ */
+import { detectFormat, findSplitFiles } from "../data/readers.ts";
+import { packExamples, padExamples } from "../data/packing.ts";
+import { RowDataset } from "../data/row_dataset.ts";
+import { buildSftExamples, loadSftExamples, type SftExample } from "../data/sft.ts";
+import { hashFraction } from "../data/split.ts";
+import { buildTextDatasets, readTextDocuments } from "../data/text_dataset.ts";
+import type { Tokenizer } from "../models/tokenizer/tokenizer.ts";
+import type { TrainDataset } from "./_trainer_batch.ts";
+import type { TrainingConfig } from "./config.ts";
+
+/** Text documents of a dataset (for the wrapped layout and for training a preset's tokenizer). */
+export async function readDocuments(config: TrainingConfig, split = "train"): Promise<string[]> {
+  const docs = await readTextDocuments(config.dataset!, {
+    dataset_text_field: config.dataset_text_field,
+    split,
+  });
+  const cap = split === "train" ? config.max_train_samples : config.max_eval_samples;
+  return cap === null ? docs : docs.slice(0, cap);
+}
+
+/** The validation file of a dataset folder, or null. */
+async function validationFile(data: string): Promise<string | null> {
+  const isDir = await Deno.stat(data).then((s) => s.isDirectory, () => false);
+  return isDir ? (findSplitFiles(data).validation?.[0] ?? null) : null;
+}
+
+async function examplesOf(file: string, tokenizer: Tokenizer, config: TrainingConfig): Promise<SftExample[]> {
+  const opts = {
+    dataset_text_field: config.dataset_text_field,
+    max_length: config.max_seq_length,
+    completion_only_loss: config.completion_only_loss ?? true,
+    assistant_only_loss: config.assistant_only_loss,
+  };
+  if (detectFormat(file) === "text") {
+    const docs = await readTextDocuments(file, { dataset_text_field: config.dataset_text_field });
+    return buildSftExamples(docs.map((text) => ({ text })), tokenizer, {
+      ...opts,
+      dataset_text_field: "text",
+      source: file,
+    })
+      .examples;
+  }
+  return (await loadSftExamples(file, tokenizer, opts)).examples;
+}
+
+/** The train file of a dataset: the file itself, or a folder's train split. */
+function trainFile(data: string): string {
+  let isDir = false;
+  try {
+    isDir = Deno.statSync(data).isDirectory;
+  } catch { /* a file path; reading it names what is missing */ }
+  if (!isDir) return data;
+  const f = findSplitFiles(data).train?.[0];
+  if (!f) {
+    throw new RangeError(`Cannot train: dataset folder ${data} has no train split file (train.jsonl, ...)`);
+  }
+  return f;
+}
+
+/**
+ * The training and evaluation datasets of `config` (evaluation: null when `eval_strategy` is `no`).
+ * @param docs the training documents when already read (the wrapped layout reuses them)
+ */
+export async function buildRunDatasets(
+  config: TrainingConfig,
+  tokenizer: Tokenizer,
+  docs: string[] | null,
+): Promise<{ train: TrainDataset; eval: TrainDataset | null }> {
+  const data = config.dataset!, T = config.max_seq_length, wantsEval = config.eval_strategy !== "no";
+  const valid = wantsEval ? await validationFile(data) : null;
+  if (wantsEval && !valid && config.max_eval_samples !== null) {
+    throw new RangeError(
+      `Cannot train: max_eval_samples needs a dataset folder with a validation split file; ${data} has none ` +
+        `(evaluation then uses a 10% hash split of the training documents): remove max_eval_samples or add validation.jsonl`,
+    );
+  }
+  if (config.packing && config.packing_strategy === "wrapped") {
+    const trainDocs = docs ?? await readDocuments(config);
+    if (!trainDocs.length) {
+      throw new RangeError(
+        `Cannot train: dataset ${data} is empty (no "${config.dataset_text_field}" text); add documents`,
+      );
+    }
+    const build = (d: string[], split: number, source: string) =>
+      buildTextDatasets(d, { tokenizer, block_size: T, train_split: split, source });
+    if (valid) {
+      return {
+        train: build(trainDocs, 1, data).train,
+        eval: build(await readDocuments(config, "validation"), 1, `${data} (validation)`).train,
+      };
+    }
+    const sets = build(trainDocs, wantsEval ? 0.9 : 1, data);
+    return { train: sets.train, eval: sets.validation };
+  }
+  const cap = (ex: SftExample[], n: number | null) => (n === null ? ex : ex.slice(0, n));
+  let train = cap(await examplesOf(trainFile(data), tokenizer, config), config.max_train_samples);
+  let evalEx: SftExample[] | null = null;
+  if (valid) evalEx = cap(await examplesOf(valid, tokenizer, config), config.max_eval_samples);
+  else if (wantsEval) {
+    // A stable 10% of the examples by a hash of where they came from.
+    evalEx = train.filter((e) => hashFraction(e.source) >= 0.9);
+    train = train.filter((e) => hashFraction(e.source) < 0.9);
+  }
+  if (!train.length) throw new RangeError(`Cannot train: dataset ${data} has no training examples; add rows`);
+  const pad_token_id = tokenizer.pad_token_id ?? tokenizer.eos_token_id ?? 0;
+  const rows = (ex: SftExample[], source: string) =>
+    new RowDataset(
+      config.packing
+        ? packExamples(ex, { max_length: T, strategy: config.packing_strategy, pad_token_id }).rows
+        : padExamples(ex, { max_length: T, pad_token_id }).rows,
+      { source },
+    );
+  return {
+    train: rows(train, data),
+    eval: evalEx && evalEx.length ? rows(evalEx, valid ?? `${data} (10% held out)`) : null,
+  };
+}

@@ -1,0 +1,51 @@
+/**
+ * Private to `trainer.ts`: a micro-batch of a training dataset on the device. A `TextDataset`'s
+ * blocks train every token (labels = ids); a `RowDataset`'s rows carry their own labels (-100: not
+ * trained), attention masks (padded rows) and position ids (packed rows).
+ *
+ * Each micro-batch's loss is weighted by its share of the trained targets of the whole update
+ * (Hugging Face's `num_items_in_batch`), so uneven lengths under gradient accumulation give the
+ * loss of one big batch. For text blocks every row has the same targets, so rows are counted.
+ * @module
+ */
+import type { Backend } from "../kernels/backend.ts";
+import type { Tensor } from "../kernels/tensor.ts";
+import type { ForwardOptions } from "../models/transformer.ts";
+import { RowDataset } from "../data/row_dataset.ts";
+import type { TextDataset } from "../data/text_dataset.ts";
+
+/** What the Trainer trains and evaluates on. */
+export type TrainDataset = TextDataset | RowDataset;
+
+/**
+ * The weight of rows `idx` in a loss average: trained targets (labels after the shift that are not
+ * -100) for rows with labels, else the row count.
+ */
+export function weightOf(ds: TrainDataset, idx: ArrayLike<number>): number {
+  if (!(ds instanceof RowDataset)) return idx.length;
+  const labels = ds.labels(idx), T = ds.block_size;
+  let n = 0;
+  for (let i = 0; i < labels.length; i++) if (i % T !== 0 && labels[i] !== -100) n++;
+  return n;
+}
+
+/** Rows `idx` as device tensors: ids, labels and the forward options; `dispose()` frees them. */
+export function deviceBatch(
+  ds: TrainDataset,
+  idx: ArrayLike<number>,
+  be: Backend,
+): { ids: Tensor; labels: Tensor; opts: ForwardOptions; dispose(): void } {
+  const shape = [idx.length, ds.block_size];
+  const ids = be.fromArray(ds.batch(idx), shape, "i32");
+  if (!(ds instanceof RowDataset)) return { ids, labels: ids, opts: {}, dispose: () => ids.dispose() };
+  const labels = be.fromArray(ds.labels(idx), shape, "i32");
+  const mask = ds.attention_mask(idx);
+  const attention_mask = mask ? be.fromArray(mask, shape, "i32") : null;
+  const position_ids = ds.packed ? be.fromArray(ds.position_ids(idx), shape, "i32") : null;
+  return {
+    ids,
+    labels,
+    opts: { attention_mask, position_ids },
+    dispose: () => [ids, labels, attention_mask, position_ids].forEach((t) => t?.dispose()),
+  };
+}
