@@ -14,8 +14,21 @@ import type { ForwardOptions } from "../models/transformer.ts";
 import { RowDataset } from "../data/row_dataset.ts";
 import type { TextDataset } from "../data/text_dataset.ts";
 
+/**
+ * Rows of another kind (e.g. DPO's preference pairs), trained through a custom `compute_loss`: the
+ * Trainer only orders, counts and fingerprints them (`ids`: every token, for the vocabulary check).
+ */
+export interface CustomRows {
+  readonly ids: Int32Array;
+  readonly block_size: number;
+  readonly num_blocks: number;
+  readonly source: string;
+  order(epoch: number, seed: number): Uint32Array;
+  fingerprint(): string;
+}
+
 /** What the Trainer trains and evaluates on. */
-export type TrainDataset = TextDataset | RowDataset;
+export type TrainDataset = TextDataset | RowDataset | CustomRows;
 
 /**
  * The weight of rows `idx` in a loss average: trained targets (labels after the shift that are not
@@ -31,7 +44,7 @@ export function weightOf(ds: TrainDataset, idx: ArrayLike<number>): number {
 
 /** Rows `idx` as device tensors: ids, labels and the forward options; `dispose()` frees them. */
 export function deviceBatch(
-  ds: TrainDataset,
+  ds: TextDataset | RowDataset,
   idx: ArrayLike<number>,
   be: Backend,
 ): { ids: Tensor; labels: Tensor; opts: ForwardOptions; dispose(): void } {

@@ -24,9 +24,11 @@ import { accumulate, dropoutSeed } from "../kernels/elementwise.ts";
 import { AdamW, gradClip, gradNormSquared, sgdStep } from "../kernels/optim.ts";
 import type { Tensor } from "../kernels/tensor.ts";
 import type { Tokenizer } from "../models/tokenizer/tokenizer.ts";
-import type { Transformer } from "../models/transformer.ts";
+import type { ForwardOptions, Transformer } from "../models/transformer.ts";
 import type { DataPosition } from "../data/text_dataset.ts";
 import { deviceBatch, type TrainDataset, weightOf } from "./_trainer_batch.ts";
+import type { RowDataset } from "../data/row_dataset.ts";
+import type { TextDataset } from "../data/text_dataset.ts";
 import { loadCheckpoint, rotateCheckpoints, saveCheckpoint, type TrainerState } from "./checkpoint.ts";
 import { saveTrainingConfig, type TrainingConfig, validateTrainingConfig } from "./config.ts";
 import { trainerProblems } from "./_trainer_check.ts";
@@ -74,7 +76,31 @@ export interface CreateTrainerOptions {
    * set (a second signal exits at once). For command lines; default false.
    */
   handle_signals?: boolean;
+  /**
+   * The loss of one micro-batch, as TRL's trainers override `compute_loss` (DPO, ...): given rows
+   * `idx` of the dataset, a `[1]` loss tensor (recorded for the backward while training) and device
+   * scalars to log under their names (means over each logging interval; `eval_` + name in
+   * evaluations). Default: the causal-LM loss of the rows. Micro-batches are weighted by rows.
+   */
+  compute_loss?: ComputeLoss;
 }
+
+/** What a {@linkcode ComputeLoss} is told about the micro-batch. */
+export interface LossContext {
+  /** The dataset the rows come from (`train_dataset` or `eval_dataset`). */
+  dataset: TrainDataset;
+  /** Training (dropout on, gradients recorded) or evaluation. */
+  training: boolean;
+  /** Forward options of a training micro-batch: the dropout seed and gradient checkpointing. */
+  forward: ForwardOptions;
+}
+
+/** A custom loss of one micro-batch; see `CreateTrainerOptions.compute_loss`. */
+export type ComputeLoss = (
+  model: Transformer,
+  idx: Uint32Array,
+  ctx: LossContext,
+) => { loss: Tensor; metrics?: Record<string, Tensor> };
 
 /**
  * Training stopped on a non-finite loss, gradient norm or weights: a state callers catch (a
@@ -114,6 +140,21 @@ export interface TrainResult {
   checkpoint_path: string | null;
   /** The signal that stopped the run early (a checkpoint was saved; resume to go on), else null. */
   interrupted: "SIGINT" | "SIGTERM" | null;
+}
+
+/** Add each of a custom loss's scalars, times `w`, into `sums` (created on first use). */
+function addMetrics(
+  sums: Map<string, Tensor>,
+  ms: Record<string, Tensor> | Map<string, Tensor> | undefined,
+  w: number,
+): void {
+  if (!ms) return;
+  for (const [k, t] of ms instanceof Map ? ms : Object.entries(ms)) {
+    let s = sums.get(k);
+    if (!s) sums.set(k, s = t.backend.zeros([1]));
+    accumulate(s, t, w);
+    if (!(ms instanceof Map)) t.dispose();
+  }
 }
 
 /** The error for a non-finite value found at `step` (the last finite log was at `since`). */
@@ -172,6 +213,15 @@ export function isNoDecay(name: string): boolean {
 export function createTrainer(opts: CreateTrainerOptions): Trainer {
   const config = validateTrainingConfig(opts.config, { file: "createTrainer(config)", warn: () => {} });
   const problems = trainerProblems(opts, config);
+  for (
+    const [what, d] of [["train_dataset", opts.train_dataset], ["eval_dataset", opts.eval_dataset]] as const
+  ) {
+    if (d && !opts.compute_loss && !("batch" in d)) {
+      problems.push(
+        `${what}: rows of ${d.source} have no token batches of their own; pass their compute_loss`,
+      );
+    }
+  }
   if (problems.length) throw new RangeError(`Cannot train: ${problems.join("; ")}`);
   attachAdapters(opts.model, config);
   return new Trainer(opts, config);
@@ -197,6 +247,7 @@ export class Trainer {
   readonly #progress: boolean;
   readonly #log: (line: string) => void;
   readonly #handleSignals: boolean;
+  readonly #computeLoss: ComputeLoss | null;
   #orders = new Map<number, Uint32Array>();
   #lastCheckpoint: string | null = null;
 
@@ -211,6 +262,7 @@ export class Trainer {
     this.#progress = opts.progress ?? true;
     this.#log = opts.log ?? ((line) => console.error(`fledge: ${line}`));
     this.#handleSignals = opts.handle_signals ?? false;
+    this.#computeLoss = opts.compute_loss ?? null;
     this.optimizer = config.optim === "adamw"
       ? new AdamW({
         lr: config.learning_rate,
@@ -284,29 +336,57 @@ export class Trainer {
    * @returns `eval_loss` and `eval_perplexity`
    * @throws {RangeError} when there is no eval dataset
    */
-  async evaluate(): Promise<{ eval_loss: number; eval_perplexity: number }> {
+  async evaluate(): Promise<{ eval_loss: number; eval_perplexity: number; [metric: string]: number }> {
     const ds = this.eval_dataset;
     if (!ds) throw new RangeError("Cannot evaluate: the trainer has no eval_dataset");
     const be = this.model.backend, B = this.config.per_device_eval_batch_size;
-    const sum = be.zeros([1]);
+    const sum = be.zeros([1]), metricSums = new Map<string, Tensor>();
     let weight = 0;
     for (let i = 0; i < ds.num_blocks; i += B) {
-      const idx = Array.from({ length: Math.min(B, ds.num_blocks - i) }, (_, k) => i + k);
+      const idx = Uint32Array.from({ length: Math.min(B, ds.num_blocks - i) }, (_, k) => i + k);
       const w = weightOf(ds, idx);
       if (!w) continue;
       weight += w;
-      const b = deviceBatch(ds, idx, be);
       noGrad(() => {
-        const l = this.model.loss(b.ids, b.labels, b.opts);
-        accumulate(sum, l, w);
-        l.dispose();
+        const { loss, metrics } = this.#loss(idx, ds, null);
+        accumulate(sum, loss, w);
+        loss.dispose();
+        addMetrics(metricSums, metrics, w);
       });
-      b.dispose();
     }
     const total = (await sum.toArray())[0];
     sum.dispose();
     const eval_loss = total / weight;
-    return { eval_loss, eval_perplexity: Math.exp(eval_loss) };
+    const out: { eval_loss: number; eval_perplexity: number; [metric: string]: number } = {
+      eval_loss,
+      eval_perplexity: Math.exp(eval_loss),
+    };
+    for (const [k, t] of metricSums) {
+      out[`eval_${k}`] = (await t.toArray())[0] / weight;
+      t.dispose();
+    }
+    return out;
+  }
+
+  /** The loss of rows `idx` (training when `forward` is given: dropout seed, checkpointing). */
+  #loss(
+    idx: Uint32Array,
+    ds: TrainDataset,
+    forward: ForwardOptions | null,
+  ): { loss: Tensor; metrics?: Record<string, Tensor> } {
+    if (this.#computeLoss) {
+      return this.#computeLoss(this.model, idx, {
+        dataset: ds,
+        training: forward !== null,
+        forward: forward ?? {},
+      });
+    }
+    const b = deviceBatch(ds as TextDataset | RowDataset, idx, this.model.backend);
+    try {
+      return { loss: this.model.loss(b.ids, b.labels, { ...b.opts, ...forward }) };
+    } finally {
+      b.dispose();
+    }
   }
 
   /**
@@ -423,6 +503,7 @@ export class Trainer {
       return t;
     };
     let logSum = be.zeros([1]), sinceLog = 0, normSq: Tensor | null = null;
+    const logMetrics = new Map<string, Tensor>(); // a custom loss's scalars, summed like the loss
     const lossHistory: number[] = [], normHistory: number[] = [];
     let lastEval: number | null = null, trainLossTotal = 0, trainSteps = 0, lastLogStep = st.global_step;
     let tokensRun = 0;
@@ -469,20 +550,19 @@ export class Trainer {
         const stepSum = skipBad ? be.zeros([1]) : logSum;
         const weights = batches.map((idx) => weightOf(this.train_dataset, idx));
         const total = weights.reduce((a, b) => a + b, 0);
+        const stepMetrics = skipBad ? new Map<string, Tensor>() : logMetrics;
         batches.forEach((idx, i) => {
           tokensRun += idx.length * T;
           if (!weights[i]) return; // nothing trained in these rows
-          const b = deviceBatch(this.train_dataset, idx, be);
           // Dropout masks are a pure function of (seed, step, micro-batch): a resume redraws them.
-          const loss = model.loss(b.ids, b.labels, {
-            ...b.opts,
+          const { loss, metrics: ms } = this.#loss(idx, this.train_dataset, {
             dropout: { seed: dropoutSeed(c.seed, [st.global_step, i]) },
             gradient_checkpointing: c.gradient_checkpointing,
           });
           backward(loss, scaleOf(weights[i] / total));
           accumulate(stepSum, loss, weights[i] / total);
           loss.dispose();
-          b.dispose();
+          addMetrics(stepMetrics, ms, weights[i] / total);
         });
         const ps = live();
         const grads = ps.filter((p) => p.grad).map((p) => p.grad!);
@@ -526,6 +606,8 @@ export class Trainer {
         if (skipBad) {
           if (!skip) accumulate(logSum, stepSum, 1);
           stepSum.dispose();
+          if (!skip) addMetrics(logMetrics, stepMetrics, 1);
+          for (const t of stepMetrics.values()) t.dispose();
         }
         coef?.dispose();
         for (const p of ps) {
@@ -560,6 +642,7 @@ export class Trainer {
           trainSteps += sinceLog;
           logSum.dispose();
           logSum = be.zeros([1]);
+          const sinceLogMetrics = sinceLog;
           sinceLog = 0;
           lastLogStep = step;
           const rec: Record<string, number> = {
@@ -570,6 +653,11 @@ export class Trainer {
             step,
           };
           if (st.nonfinite_steps) rec.nonfinite_steps = st.nonfinite_steps;
+          for (const [k, t] of logMetrics) {
+            rec[k] = (await t.toArray())[0] / (sinceLogMetrics || 1);
+            t.dispose();
+          }
+          logMetrics.clear();
           lossHistory.push(loss);
           normHistory.push(gn);
           st.log_history.push(rec);
@@ -627,6 +715,7 @@ export class Trainer {
     } finally {
       signals?.remove();
       logSum.dispose();
+      for (const t of logMetrics.values()) t.dispose();
       normSq?.dispose();
       for (const t of scales.values()) t.dispose();
     }

@@ -35,7 +35,7 @@ const evalSet = new TextDataset(bytes.subarray(4000, 4128), { block_size: 8, sou
 async function run(
   be: Backend,
   overrides: Partial<TrainingConfig>,
-  opts: { hooks?: TrainerHooks; seed?: number; eval?: boolean } = {},
+  opts: { hooks?: TrainerHooks; seed?: number; eval?: boolean; config?: typeof mc } = {},
 ): Promise<{ result: TrainResult; model: Transformer }> {
   const config = getTrainingArgs({
     max_steps: 8,
@@ -50,7 +50,7 @@ async function run(
     seed: 3,
     ...overrides,
   });
-  const model = Transformer.init(mc, be, { seed: opts.seed ?? 3 });
+  const model = Transformer.init(opts.config ?? mc, be, { seed: opts.seed ?? 3 });
   const trainer = createTrainer({
     model,
     config,
@@ -566,6 +566,72 @@ for (const be of await backends()) {
       again.dispose();
     } finally {
       await Deno.remove(dir, { recursive: true });
+    }
+  });
+}
+
+for (const be of await backends()) {
+  Deno.test(`dropout in the Trainer: the loss changes, eval does not, resume and gradient checkpointing repeat it (${be.name})`, async () => {
+    const dropMc = { ...mc, embd_pdrop: 0.1, attention_dropout: 0.1, resid_pdrop: 0.1 };
+    const base = {
+      max_steps: 6,
+      save_strategy: "steps" as const,
+      save_steps: 3,
+      eval_strategy: "steps" as const,
+      eval_steps: 6,
+    };
+    const dirs = await Promise.all([0, 1, 2, 3].map(() => Deno.makeTempDir()));
+    try {
+      const plain = await run(be, { ...base, output_dir: dirs[0] }, { eval: true });
+      const drop = await run(be, { ...base, output_dir: dirs[1] }, { eval: true, config: dropMc });
+      assert.notDeepEqual(
+        drop.result.loss_history,
+        plain.result.loss_history,
+        "dropout changes the training loss",
+      );
+      // evaluation runs without dropout: the same weights evaluate the same with or without the rates
+      const t = createTrainer({
+        model: drop.model,
+        config: getTrainingArgs({
+          output_dir: dirs[3],
+          eval_strategy: "steps",
+          eval_steps: 1,
+          save_strategy: "no",
+        }),
+        train_dataset: train,
+        eval_dataset: evalSet,
+        progress: false,
+      });
+      const e1 = await t.evaluate(), e2 = await t.evaluate();
+      assert.equal(e1.eval_loss, e2.eval_loss);
+      t.dispose();
+      // stopped at the checkpoint and resumed: the same losses bit for bit
+      const first = await run(be, { ...base, output_dir: dirs[2] }, {
+        eval: true,
+        config: dropMc,
+        hooks: {
+          on_step_end: ({ state }) => state.global_step === 3 ? { should_training_stop: true } : undefined,
+        },
+      });
+      const second = await run(be, { ...base, output_dir: dirs[2], resume_from_checkpoint: true }, {
+        eval: true,
+        config: dropMc,
+        seed: 99,
+      });
+      assert.deepEqual(
+        f32([...first.result.loss_history, ...second.result.loss_history]),
+        f32(drop.result.loss_history),
+      );
+      // gradient checkpointing recomputes the blocks with the same masks: the same curve
+      await Deno.remove(dirs[0], { recursive: true });
+      const ck = await run(be, { ...base, output_dir: dirs[0], gradient_checkpointing: true }, {
+        eval: true,
+        config: dropMc,
+      });
+      assertAllClose(ck.result.loss_history, drop.result.loss_history, { rtol: 1e-5, atol: 0 });
+      for (const r of [plain, drop, first, second, ck]) r.model.dispose();
+    } finally {
+      for (const d of dirs) await Deno.remove(d, { recursive: true }).catch(() => {});
     }
   });
 }
