@@ -21,6 +21,7 @@
 import { closest } from "./util/problems.ts";
 import { type CliIO, type Command, STDIO } from "./cli/command.ts";
 import { command as train } from "./cli/train.ts";
+import { command as sft } from "./cli/sft.ts";
 import { command as generate } from "./cli/generate.ts";
 import { command as download } from "./cli/download.ts";
 import { command as merge } from "./cli/merge.ts";
@@ -31,6 +32,7 @@ export type { CliIO, Command };
 
 const COMMANDS: Readonly<Record<string, Command>> = Object.freeze({
   train,
+  sft,
   generate,
   download,
   merge,

@@ -54,11 +54,15 @@ function parseValue(s: string): unknown {
 }
 
 /**
- * The config of a `train` invocation: the file (when given) with the flag overrides applied,
- * validated; null for `--help`.
+ * The config of a `train` (or `sft`) invocation: the file (when given) with the flag overrides
+ * applied over `defaults`, validated; null for `--help`.
  */
-async function trainConfigFromArgs(args: string[]): Promise<TrainingConfig | null> {
-  const v = parseFlags("train", args, FLAGS);
+async function configFromArgs(
+  cmd: string,
+  args: string[],
+  defaults?: Partial<TrainingConfig>,
+): Promise<TrainingConfig | null> {
+  const v = parseFlags(cmd, args, FLAGS);
   if (v.help) return null;
   const overrides: Record<string, unknown> = {};
   for (const [k, s] of Object.entries(v)) {
@@ -67,13 +71,14 @@ async function trainConfigFromArgs(args: string[]): Promise<TrainingConfig | nul
   const file = v.config as string | undefined;
   if (!file && !Object.keys(overrides).length) {
     throw new TypeError(
-      "train: give --config run.yaml and/or --<field> value flags (see `deno task cli train --help`)",
+      `${cmd}: give --config run.yaml and/or --<field> value flags (see \`deno task cli ${cmd} --help\`)`,
     );
   }
-  const base = file ? await loadTrainingConfig(file) : {};
+  const base = file ? await loadTrainingConfig(file, { defaults }) : {};
   if (!Object.keys(overrides).length) return base as TrainingConfig;
   return validateTrainingConfig({ ...base, ...overrides }, {
     file: file ? `${file} + command-line flags` : "command-line flags",
+    defaults,
   });
 }
 
@@ -82,33 +87,50 @@ function shellQuote(arg: string): string {
   return /^[\w@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replaceAll("'", `'\\''`)}'`;
 }
 
+/**
+ * A training command (`train`, `sft`): parse the config and flags, run {@linkcode runTraining} with
+ * signal handling, print the summary, or on SIGINT / SIGTERM the command that resumes.
+ * @param spec the command's name, summary, usage and config defaults
+ * @returns the command
+ */
+export function trainingCommand(
+  spec: { name: string; summary: string; usage: string; defaults?: Partial<TrainingConfig> },
+): Command {
+  const { name, usage } = spec;
+  return {
+    summary: spec.summary,
+    usage,
+    async run(args, io) {
+      const config = await configFromArgs(name, args, spec.defaults);
+      if (!config) return io.stdout(usage + "\n");
+      const r = await runTraining(config, { handle_signals: true });
+      if (r.interrupted) {
+        // The same command, resuming from the newest checkpoint (whatever it resumed from before).
+        const again: string[] = [];
+        for (let i = 0; i < args.length; i++) {
+          if (/^--resume[-_]from[-_]checkpoint$/.test(args[i])) i++;
+          else if (!/^--resume[-_]from[-_]checkpoint=/.test(args[i])) again.push(args[i]);
+        }
+        again.push("--resume_from_checkpoint", "true");
+        io.stderr(
+          `fledge: ${r.interrupted} at step ${r.metrics_summary.global_step}: saved ${r.checkpoint_path}; ` +
+            `resume with: deno task cli ${name} ${again.map(shellQuote).join(" ")}\n`,
+        );
+        return r.interrupted === "SIGINT" ? 130 : 143;
+      }
+      const ev = r.metrics_summary.eval_loss;
+      io.stdout(
+        `trained ${r.metrics_summary.global_step} steps in ${r.training_time.toFixed(1)}s: ` +
+          `loss ${r.final_loss.toFixed(4)}` + (ev === null ? "" : `, eval_loss ${ev.toFixed(4)}`) +
+          `, perplexity ${r.final_perplexity.toFixed(2)} -> ${config.output_dir}\n`,
+      );
+    },
+  };
+}
+
 /** The `train` command. */
-export const command: Command = {
+export const command: Command = trainingCommand({
+  name: "train",
   summary: "train or fine-tune from a YAML/JSON TrainingConfig (+ --<field> value overrides)",
   usage: USAGE,
-  async run(args, io) {
-    const config = await trainConfigFromArgs(args);
-    if (!config) return io.stdout(USAGE + "\n");
-    const r = await runTraining(config, { handle_signals: true });
-    if (r.interrupted) {
-      // The same command, resuming from the newest checkpoint (whatever it resumed from before).
-      const again: string[] = [];
-      for (let i = 0; i < args.length; i++) {
-        if (/^--resume[-_]from[-_]checkpoint$/.test(args[i])) i++;
-        else if (!/^--resume[-_]from[-_]checkpoint=/.test(args[i])) again.push(args[i]);
-      }
-      again.push("--resume_from_checkpoint", "true");
-      io.stderr(
-        `fledge: ${r.interrupted} at step ${r.metrics_summary.global_step}: saved ${r.checkpoint_path}; ` +
-          `resume with: deno task cli train ${again.map(shellQuote).join(" ")}\n`,
-      );
-      return r.interrupted === "SIGINT" ? 130 : 143;
-    }
-    const ev = r.metrics_summary.eval_loss;
-    io.stdout(
-      `trained ${r.metrics_summary.global_step} steps in ${r.training_time.toFixed(1)}s: ` +
-        `loss ${r.final_loss.toFixed(4)}` + (ev === null ? "" : `, eval_loss ${ev.toFixed(4)}`) +
-        `, perplexity ${r.final_perplexity.toFixed(2)} -> ${config.output_dir}\n`,
-    );
-  },
-};
+});

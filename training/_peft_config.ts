@@ -126,15 +126,19 @@ export function validatePeftConfig(obj: unknown, arch: ModelArch, where: string)
     );
   }
   const bias = o.bias ?? "none";
-  if (bias !== "none") {
-    p.range("bias", `only "none" is supported (biases stay frozen), got ${show(bias)}`);
+  if (bias !== "none" && bias !== "all" && bias !== "lora_only") {
+    p.range("bias", `expected "none", "all" or "lora_only", got ${show(bias)}`);
   }
   const use_dora = bool("use_dora", false), use_rslora = bool("use_rslora", false);
   const fan_in_fan_out = bool("fan_in_fan_out", false);
-  if (o.modules_to_save !== undefined && o.modules_to_save !== null) {
-    p.range(
+  const save = o.modules_to_save ?? null;
+  if (
+    save !== null &&
+    !(Array.isArray(save) && save.length > 0 && save.every((x) => typeof x === "string" && x.trim() !== ""))
+  ) {
+    p.type(
       "modules_to_save",
-      `is not supported by fledge (adapters only), got ${show(o.modules_to_save)}; use null`,
+      `expected a list of module names such as ["lm_head"], or null, got ${show(save)}`,
     );
   }
   const init = o.init_lora_weights ?? true;
@@ -158,10 +162,10 @@ export function validatePeftConfig(obj: unknown, arch: ModelArch, where: string)
     lora_alpha,
     lora_dropout,
     target_modules,
-    bias: "none",
+    bias,
     use_dora,
     use_rslora,
-    modules_to_save: null,
+    modules_to_save: save === null ? null : [...save as string[]],
     init_lora_weights: init as boolean | "gaussian",
     task_type: task_type as "CAUSAL_LM" | null,
     fan_in_fan_out,
@@ -180,7 +184,7 @@ export function adapterConfigJson(c: PeftConfig): string {
     init_lora_weights: c.init_lora_weights,
     lora_alpha: c.lora_alpha,
     lora_dropout: c.lora_dropout,
-    modules_to_save: null,
+    modules_to_save: c.modules_to_save,
     peft_type: "LORA",
     r: c.r,
     target_modules: c.target_modules,

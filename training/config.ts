@@ -20,13 +20,14 @@
  * @module
  */
 import { closest } from "../util/problems.ts";
-import { type Estimate, estimate, guessShape, plan } from "./_config_memory.ts";
+import { type Estimate, estimate, guessShape, plan, type PlanOptions } from "./_config_memory.ts";
 import {
   MODEL_SIZES,
   PRESET_NAMES,
   PRESET_PARTIALS,
   recommend,
   sizeClassOf,
+  sizeShape,
   TASKS,
 } from "./_config_recipes.ts";
 import { validateConfig } from "./_config_validate.ts";
@@ -202,6 +203,11 @@ export interface ValidateOptions {
   file?: string;
   /** Receives one line per deprecation or alias note (default: `console.warn`, i.e. stderr). */
   warn?: (line: string) => void;
+  /**
+   * Defaults for the keys the object leaves out, over {@linkcode DEFAULT_TRAINING_CONFIG} (e.g.
+   * TRL's `SFTConfig` defaults for `cli sft`); what the object sets always wins.
+   */
+  defaults?: Partial<TrainingConfig>;
 }
 
 function resolve(
@@ -209,12 +215,13 @@ function resolve(
   file: string,
   warn?: (line: string) => void,
   line?: (k: string) => number | undefined,
+  defaults?: Partial<TrainingConfig>,
 ) {
   return validateConfig(obj, {
     file,
     warn: warn ?? ((l) => console.warn(l)),
     line,
-    defaults: DEFAULT_TRAINING_CONFIG,
+    defaults: defaults ? { ...DEFAULT_TRAINING_CONFIG, ...defaults } : DEFAULT_TRAINING_CONFIG,
     loraDefaults: DEFAULT_LORA_CONFIG,
     quantDefaults: DEFAULT_QUANTIZATION_CONFIG,
   });
@@ -251,7 +258,7 @@ function resolve(
  * ```
  */
 export function validateTrainingConfig(obj: unknown, opts: ValidateOptions = {}): TrainingConfig {
-  return resolve(obj, opts.file ?? "<config>", opts.warn);
+  return resolve(obj, opts.file ?? "<config>", opts.warn, undefined, opts.defaults);
 }
 
 /**
@@ -275,7 +282,7 @@ export function validateTrainingConfig(obj: unknown, opts: ValidateOptions = {})
  */
 export async function loadTrainingConfig(
   path: string,
-  opts: { warn?: (line: string) => void } = {},
+  opts: { warn?: (line: string) => void; defaults?: Partial<TrainingConfig> } = {},
 ): Promise<TrainingConfig> {
   if (!/\.(ya?ml|json)$/i.test(path)) {
     throw new SyntaxError(`Cannot load training config ${path}: unknown extension; use .yaml, .yml or .json`);
@@ -290,7 +297,7 @@ export async function loadTrainingConfig(
     throw e;
   }
   const parsed = parseConfigText(text, path);
-  return resolve(parsed.value, path, opts.warn, parsed.line);
+  return resolve(parsed.value, path, opts.warn, parsed.line, opts.defaults);
 }
 
 /**
@@ -412,9 +419,14 @@ export type ModelSize = keyof typeof MODEL_SIZES;
 
 /**
  * A config recommended for a task and model size: SFT-style fine-tuning for summarization (1024
- * tokens), translation (256) and classification (128, linear decay, 10% warmup, best by
- * accuracy, early stopping), or pretraining (cosine to lr / 10, packing). Large models get LoRA.
- * With `memory_gb`, {@linkcode getMemoryOptimizedConfig} then fits it to that memory.
+ * tokens), translation (256) and classification (128, linear decay, 10% warmup, best checkpoint
+ * and early stopping by eval_loss), or pretraining (cosine to lr / 10, `wrapped` packing). Large
+ * models get LoRA; sequence lengths are capped at the size's model preset's positions (128 for
+ * `tiny`). With `memory_gb`, {@linkcode getMemoryOptimizedConfig} then fits it to that memory
+ * (for pretraining without switching to adapters: every weight trains).
+ *
+ * The result runs as it is: `createTrainer` accepts it (no fp16, fp4 or float16 compute, a
+ * best-model metric the Trainer computes); evaluation and epoch checkpoints need an eval dataset.
  * @param task the task
  * @param opts `model_size`: a size class or a parameter count (default `small`); `memory_gb`: memory to fit
  * @returns a validated config whose `model` is the size's model preset (replace it with your checkpoint)
@@ -423,9 +435,10 @@ export type ModelSize = keyof typeof MODEL_SIZES;
  * ```ts
  * import { getRecommendedConfig } from "./config.ts";
  * const c = getRecommendedConfig("classification", { model_size: "medium" });
- * if (c.metric_for_best_model !== "accuracy" || c.greater_is_better !== true) throw new Error();
+ * if (c.metric_for_best_model !== "eval_loss" || c.greater_is_better !== false) throw new Error();
+ * if (getRecommendedConfig("summarization", { model_size: "tiny" }).max_seq_length !== 128) throw new Error();
  * const big = getRecommendedConfig("summarization", { model_size: 1.2e9, memory_gb: 8 });
- * if (!big.lora || !big.gradient_checkpointing) throw new Error("LoRA and checkpointing for 1.2B in 8 GiB");
+ * if (!big.lora || !big.gradient_checkpointing || big.fp16) throw new Error("LoRA and checkpointing for 1.2B in 8 GiB");
  * ```
  */
 export function getRecommendedConfig(
@@ -462,7 +475,10 @@ export function getRecommendedConfig(
   const cls = typeof size === "number" ? sizeClassOf(size) : size;
   const config = resolve(recommend(task, cls), `getRecommendedConfig("${task}")`);
   if (opts.memory_gb === undefined) return config;
-  return getMemoryOptimizedConfig(config, { memory_gb: opts.memory_gb, params }).config;
+  // A size class names a model preset: plan with its shape; a parameter count has its shape guessed.
+  const shape = typeof size === "number" ? {} : sizeShape(size);
+  const planOpts = { adapters: task !== "pretraining" };
+  return optimize(config, { memory_gb: opts.memory_gb, params, ...shape }, planOpts).config;
 }
 
 /** Estimated memory of a config, in GiB (2^30 bytes); see {@linkcode getMemoryOptimizedConfig}. */
@@ -478,14 +494,33 @@ export interface MemoryPlan {
   estimate: MemoryEstimate;
 }
 
+/** Options of {@linkcode getMemoryOptimizedConfig}. */
+export interface MemoryPlanOptions {
+  /** Device memory in GiB. */
+  memory_gb: number;
+  /** Model parameters. */
+  params: number;
+  /** Tokens per sequence (default the config's `max_seq_length`). */
+  seq_len?: number;
+  /** Model width (default guessed from `params`). */
+  hidden_size?: number;
+  /** Decoder blocks (default guessed from `params`). */
+  num_hidden_layers?: number;
+  /** Vocabulary (default 50257). */
+  vocab_size?: number;
+}
+
 /**
- * Fit a config into `memory_gb` (90% of it, leaving room for the allocator and kernels' scratch),
- * trying in order: LoRA instead of full fine-tuning (r 16, alpha 32, all linear layers; lr raised
+ * Fit a config into `memory_gb` (90% of it, leaving room for the allocator and kernels' scratch).
+ * First, settings the Trainer refuses are replaced by what it runs (fp16 -> false, fp4 -> nf4,
+ * float16 compute -> float32), each with a reason, so the plan always runs as it is. Then it tries
+ * in order: LoRA instead of full fine-tuning (r 16, alpha 32, all linear layers; lr raised
  * to 2e-4 when it was at full-fine-tuning levels), 4-bit NF4 base weights (QLoRA), gradient
  * checkpointing, then a smaller micro-batch with more accumulation steps keeping the effective
  * batch exactly. Each step is taken only when still needed. The memory model is first order
  * (weights, gradients, AdamW moments, activations after Korthikanti et al. 2022 with fused
  * attention, logits); pass the model's shape for a better estimate than the one guessed from `params`.
+ * To measure a run rather than estimate it, see `memoryReport` (`training/memory.ts`).
  * @param config the config to adjust (not modified)
  * @param opts `memory_gb`: device memory; `params`: model parameters; `seq_len`: tokens per
  *   sequence (default `max_seq_length`); `hidden_size`, `num_hidden_layers`, `vocab_size` (default 50257)
@@ -498,19 +533,15 @@ export interface MemoryPlan {
  * const p = getMemoryOptimizedConfig(c, { memory_gb: 4, params: 124e6, seq_len: 1024 });
  * const { per_device_train_batch_size: b, gradient_accumulation_steps: g } = p.config;
  * if (b * g !== 32 || b >= 32 || !p.config.gradient_checkpointing || !p.estimate.fits) throw new Error();
+ * const f = getMemoryOptimizedConfig(getTrainingArgs({ fp16: true }), { memory_gb: 80, params: 14e6 });
+ * if (f.config.fp16 || !f.rationale[0].startsWith("fp16 -> false")) throw new Error("the Trainer refuses fp16");
  * ```
  */
-export function getMemoryOptimizedConfig(
-  config: TrainingConfig,
-  opts: {
-    memory_gb: number;
-    params: number;
-    seq_len?: number;
-    hidden_size?: number;
-    num_hidden_layers?: number;
-    vocab_size?: number;
-  },
-): MemoryPlan {
+export function getMemoryOptimizedConfig(config: TrainingConfig, opts: MemoryPlanOptions): MemoryPlan {
+  return optimize(config, opts, {});
+}
+
+function optimize(config: TrainingConfig, opts: MemoryPlanOptions, planOpts: PlanOptions): MemoryPlan {
   const c = resolve(config, "getMemoryOptimizedConfig(config)");
   const seq = opts.seq_len ?? c.max_seq_length;
   const positive: [string, number | undefined][] = [
@@ -528,7 +559,7 @@ export function getMemoryOptimizedConfig(
     );
   }
   const shape = guessShape(opts.params, opts);
-  const rationale = plan(c, shape, opts.memory_gb, seq);
+  const rationale = plan(c, shape, opts.memory_gb, seq, planOpts);
   const out = resolve(c, "getMemoryOptimizedConfig(config)");
   return { config: out, rationale, estimate: estimate(out, shape, opts.memory_gb, seq) };
 }

@@ -38,6 +38,7 @@ import type { Transformer } from "../models/transformer.ts";
 import { adapterConfigJson, type PeftConfig, validatePeftConfig } from "./_peft_config.ts";
 import { buildModule, initialWeights, isPeftAdapter, type LoraModule, peftAdapter } from "./_peft_layer.ts";
 import { linearModules, selectTargets, type TargetModule } from "./_peft_targets.ts";
+import { type ExtraTensor, extraTensors, fromHf, toHf } from "./_peft_extras.ts";
 
 export type { PeftConfig };
 
@@ -109,12 +110,24 @@ export function applyLora(
   const { c, targets } = resolve(model, config, opts.source ?? null);
   model.setTrainable(false);
   const seed = opts.seed ?? 0;
+  const extras = extraTensors(model.config, c, targets); // before anything is attached: errors leave no trace
   targets.forEach((t, j) => {
     const s = (seed + Math.imul(j + 1, 0x9e3779b1)) >>> 0;
     const host = { ...initialWeights(t, c, s), magnitude: null };
     install(model, buildModule(model.backend, t, c, host, (l) => weightOf(model, l), s), true);
   });
+  setExtrasTrainable(model, extras, true);
   return c;
+}
+
+/** The biases and `modules_to_save` weights the adapter trains and saves (none by default). */
+function extrasOf(model: Transformer): ExtraTensor[] {
+  const ms = modules(model);
+  return ms.length ? extraTensors(model.config, ms[0].config, ms.map((m) => m.target)) : [];
+}
+
+function setExtrasTrainable(model: Transformer, extras: ExtraTensor[], on: boolean): void {
+  for (const e of extras) for (const n of e.ours) model.p(n).requiresGrad = on;
 }
 
 /** The adapter's config, or null when the model has none. */
@@ -174,6 +187,10 @@ export async function adapterTensors(
     out.set(`${prefix}.lora_B.weight`, { shape: [m.target.out_features, r], data: B });
     if (mag) out.set(`${prefix}.lora_magnitude_vector`, { shape: [m.target.out_features], data: mag });
   }
+  for (const e of extrasOf(model)) {
+    const pieces = await Promise.all(e.ours.map((n) => read(model.p(n))));
+    out.set(e.key, { shape: e.hf_shape, data: toHf(e, pieces) });
+  }
   return out;
 }
 
@@ -229,6 +246,7 @@ export async function loadAdapter(
   const { c, targets } = resolve(model, json, cfgPath);
   const reader = await openSafetensors(file);
   const built: LoraModule[] = [];
+  const extras: [ExtraTensor, Float32Array[]][] = [];
   try {
     const names = new Set(reader.names());
     const take = async (key: string, shape: number[], alt?: string): Promise<Float32Array> => {
@@ -260,11 +278,15 @@ export async function loadAdapter(
         : null;
       built.push(buildModule(model.backend, t, c, { A, B, magnitude }, (l) => weightOf(model, l), 0));
     }
+    for (const e of extraTensors(model.config, c, targets)) {
+      const data = await take(e.key, e.hf_shape);
+      extras.push([e, fromHf(e, data, e.ours.map((n) => model.p(n).shape))]);
+    }
     if (names.size) {
       throw new TypeError(
         `Cannot load ${file}: unexpected tensors ${[...names].slice(0, 5).join(", ")}${
           names.size > 5 ? ` and ${names.size - 5} more` : ""
-        } (fledge loads lora_A, lora_B and lora_magnitude_vector of the target_modules only)`,
+        } (the config's target_modules, bias and modules_to_save name no such tensors)`,
       );
     }
   } catch (e) {
@@ -278,6 +300,17 @@ export async function loadAdapter(
   }
   model.setTrainable(false);
   for (const m of built) install(model, m, opts.is_trainable ?? false);
+  // The adapter's biases and modules_to_save replace the base's (PEFT loads them over the model).
+  for (const [e, pieces] of extras) {
+    e.ours.forEach((n, j) => {
+      const old = model.p(n);
+      const t = model.backend.fromArray(pieces[j], old.shape, old.dtype);
+      t.name = old.name;
+      t.requiresGrad = opts.is_trainable ?? false;
+      model.params.set(n, t);
+      old.dispose();
+    });
+  }
   return c;
 }
 

@@ -348,7 +348,8 @@ export class Trainer {
       if (!w) continue;
       weight += w;
       noGrad(() => {
-        const { loss, metrics } = this.#loss(idx, ds, null);
+        const { loss, metrics, release } = this.#loss(idx, ds, null);
+        release();
         accumulate(sum, loss, w);
         loss.dispose();
         addMetrics(metricSums, metrics, w);
@@ -373,19 +374,25 @@ export class Trainer {
     idx: Uint32Array,
     ds: TrainDataset,
     forward: ForwardOptions | null,
-  ): { loss: Tensor; metrics?: Record<string, Tensor> } {
+  ): { loss: Tensor; metrics?: Record<string, Tensor>; release(): void } {
     if (this.#computeLoss) {
-      return this.#computeLoss(this.model, idx, {
+      const r = this.#computeLoss(this.model, idx, {
         dataset: ds,
         training: forward !== null,
         forward: forward ?? {},
       });
+      return { ...r, release: () => {} };
     }
+    // The inputs live until release(): a checkpointed block recomputes from them in the backward.
     const b = deviceBatch(ds as TextDataset | RowDataset, idx, this.model.backend);
     try {
-      return { loss: this.model.loss(b.ids, b.labels, { ...b.opts, ...forward }) };
-    } finally {
+      return {
+        loss: this.model.loss(b.ids, b.labels, { ...b.opts, ...forward }),
+        release: () => b.dispose(),
+      };
+    } catch (e) {
       b.dispose();
+      throw e;
     }
   }
 
@@ -555,11 +562,12 @@ export class Trainer {
           tokensRun += idx.length * T;
           if (!weights[i]) return; // nothing trained in these rows
           // Dropout masks are a pure function of (seed, step, micro-batch): a resume redraws them.
-          const { loss, metrics: ms } = this.#loss(idx, this.train_dataset, {
+          const { loss, metrics: ms, release } = this.#loss(idx, this.train_dataset, {
             dropout: { seed: dropoutSeed(c.seed, [st.global_step, i]) },
             gradient_checkpointing: c.gradient_checkpointing,
           });
           backward(loss, scaleOf(weights[i] / total));
+          release();
           accumulate(stepSum, loss, weights[i] / total);
           loss.dispose();
           addMetrics(stepMetrics, ms, weights[i] / total);

@@ -178,3 +178,36 @@ Deno.test("bad adapter settings are one line naming the field, exit 2, before an
 });
 
 globalThis.addEventListener("unload", () => Deno.removeSync(dir, { recursive: true }));
+
+Deno.test("sft trains the completion of prompt/completion rows with TRL's SFT defaults under the config", async () => {
+  const rows = (await Deno.readTextFile(`${SHARED}/datasets/debian/classification-binary/train.jsonl`))
+    .split("\n").filter(Boolean).slice(0, 40).map((l) => JSON.parse(l));
+  await Deno.writeTextFile(
+    join(dir, "pc.jsonl"),
+    rows.map((r) =>
+      JSON.stringify({ prompt: `${r.text.slice(0, 60)}\nA game? `, completion: r.label ? "yes" : "no" })
+    ).join("\n") + "\n",
+  );
+  await Deno.writeTextFile(
+    join(dir, "sft.yaml"),
+    stringify({
+      model: "base/model",
+      dataset: "pc.jsonl",
+      backend: "cpu",
+      output_dir: "sft",
+      max_steps: 3,
+      per_device_train_batch_size: 4,
+      max_seq_length: 64,
+      eval_strategy: "no",
+      save_strategy: "no",
+      lora: { r: 4 },
+    }),
+  );
+  await ok(dir, ["sft", "--config", "sft.yaml", "--logging_steps", "1"]);
+  const saved = await Deno.readTextFile(join(dir, "sft/config.yaml"));
+  assert.match(saved, /learning_rate: 2e-5/, "TRL's SFT learning rate where the config sets none");
+  assert.match(saved, /gradient_checkpointing: true/);
+  assert.match(saved, /logging_steps: 1\n/, "a flag still wins");
+  assert.equal((await losses(join(dir, "sft/metrics.jsonl"))).length, 3);
+  assert.ok((await Deno.stat(join(dir, "sft/adapter/adapter_model.safetensors"))).isFile);
+});

@@ -3,12 +3,16 @@
  * gradient, right and left padding) on cpu and webgpu; the PEFT file format round trip; merge;
  * training moves only the adapters; NF4 base weights.
  */
+import { join } from "node:path";
 import { backward, noGrad } from "../../kernels/autograd.ts";
 import type { Backend } from "../../kernels/backend.ts";
 import { AdamW } from "../../kernels/optim.ts";
 import { dequantize } from "../../kernels/quant.ts";
 import { loadModel } from "../../models/pretrained.ts";
-import { readSafetensors, type SafeTensor } from "../../models/formats/safetensors.ts";
+import { openSafetensors, readSafetensors, type SafeTensor } from "../../models/formats/safetensors.ts";
+import { TextDataset } from "../../data/text_dataset.ts";
+import { getTrainingArgs } from "../../training/config.ts";
+import { createTrainer } from "../../training/trainer.ts";
 import type { Transformer } from "../../models/transformer.ts";
 import {
   adapterConfig,
@@ -310,7 +314,7 @@ Deno.test("applyLora and loadAdapter list every bad field and unknown target wit
   const be = await cpu();
   const model = await loadModel(dir("gpt2"), { backend: be });
   assert.throws(
-    () => applyLora(model, { r: 0, lora_dropout: 1, bias: "all" as "none", target_modules: ["c_atn"] }),
+    () => applyLora(model, { r: 0, lora_dropout: 1, bias: "some" as "none", target_modules: ["c_atn"] }),
     (e: Error) =>
       e instanceof RangeError && /3 problems/.test(e.message) &&
       /r: must be a positive integer/.test(e.message) &&
@@ -403,5 +407,67 @@ Deno.test("lora_dropout is on in training forwards (a dropout seed), off otherwi
     losses.every(Number.isFinite) && losses.at(-1)! < losses[0],
     `loss should fall: ${losses.join(", ")}`,
   );
+  model.dispose();
+});
+
+Deno.test("bias: lora_only and modules_to_save train through the Trainer, save with PEFT's keys and reload to identical logits", async () => {
+  const be = await cpu();
+  const out = await Deno.makeTempDir();
+  try {
+    const model = await loadModel(dir("qwen2"), { backend: be }); // q/k/v biases, an untied LM head
+    const ids = Int32Array.from({ length: 64 * 8 }, (_, i) => (i * 31 + 7) % 256);
+    const trainer = createTrainer({
+      model,
+      config: getTrainingArgs({
+        output_dir: out,
+        max_steps: 3,
+        per_device_train_batch_size: 2,
+        learning_rate: 1e-2,
+        save_strategy: "no",
+        lora: { r: 4, target_modules: ["q_proj", "v_proj"], bias: "lora_only", modules_to_save: ["lm_head"] },
+      }),
+      train_dataset: new TextDataset(ids, { block_size: 16 }),
+      progress: false,
+    });
+    const head0 = await model.p("lm_head.weight").toArray();
+    const kBias0 = await model.p("layers.0.attn.k.bias").toArray();
+    await trainer.train();
+    trainer.dispose();
+    assert.notDeepEqual(await model.p("lm_head.weight").toArray(), head0, "lm_head trained");
+    assert.deepEqual(
+      await model.p("layers.0.attn.k.bias").toArray(),
+      kBias0,
+      "k is not adapted: its bias stays",
+    );
+    const cfg = JSON.parse(await Deno.readTextFile(join(out, "adapter/adapter_config.json")));
+    assert.equal(cfg.bias, "lora_only");
+    assert.deepEqual(cfg.modules_to_save, ["lm_head"]);
+    const r = await openSafetensors(join(out, "adapter/adapter_model.safetensors"));
+    const names = r.names();
+    r.close();
+    assert.ok(names.includes("base_model.model.lm_head.weight"), names.join());
+    assert.ok(names.includes("base_model.model.model.layers.0.self_attn.q_proj.bias"), names.join());
+    assert.ok(names.includes("base_model.model.model.layers.1.self_attn.v_proj.bias"), names.join());
+    assert.ok(!names.some((n) => n.includes("k_proj")), names.join());
+    const x = be.fromArray(ids.subarray(0, 32), [2, 16], "i32");
+    const want = await noGrad(() => model.forward(x)).toArray();
+    const again = await loadModel(dir("qwen2"), { backend: be });
+    await loadAdapter(again, join(out, "adapter"));
+    assert.deepEqual(await noGrad(() => again.forward(x)).toArray(), want);
+    x.dispose();
+    model.dispose();
+    again.dispose();
+  } finally {
+    await Deno.remove(out, { recursive: true });
+  }
+});
+
+Deno.test("modules_to_save naming nothing (GPT-2's tied LM head) is one line listing the modules", async () => {
+  const model = await loadModel(dir("gpt2"), { backend: await cpu() });
+  assert.throws(
+    () => applyLora(model, { r: 4, modules_to_save: ["lm_head"] }),
+    /modules_to_save "lm_head" matches no module of this gpt2 model \(its LM head is tied to the embeddings\); its modules are: transformer\.wte/,
+  );
+  assert.equal(model.adapters.size, 0, "nothing attached");
   model.dispose();
 });

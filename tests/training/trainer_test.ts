@@ -5,6 +5,8 @@ import { presetConfig } from "../../models/config.ts";
 import { Transformer } from "../../models/transformer.ts";
 import { readJsonl } from "../../data/jsonl.ts";
 import { buildTextDatasets, TextDataset } from "../../data/text_dataset.ts";
+import { padExamples } from "../../data/packing.ts";
+import { RowDataset } from "../../data/row_dataset.ts";
 import { getTrainingArgs, type TrainingConfig } from "../../training/config.ts";
 import { createTrainer, NonFiniteError, type TrainResult } from "../../training/trainer.ts";
 import { mul } from "../../kernels/elementwise.ts";
@@ -635,3 +637,40 @@ for (const be of await backends()) {
     }
   });
 }
+
+Deno.test("padded example rows train with their masks; gradient checkpointing keeps the batch's inputs for the recompute", async () => {
+  const be = await cpuBackend();
+  const examples = Array.from({ length: 12 }, (_, i) => {
+    const ids = bytes.slice(i * 9, i * 9 + 3 + (i % 5));
+    return { input_ids: ids, labels: ids };
+  });
+  const rows = new RowDataset(padExamples(examples, { max_length: 8 }).rows, { source: "examples" });
+  const losses: number[][] = [];
+  for (const gradient_checkpointing of [false, true]) {
+    const dir = await Deno.makeTempDir();
+    try {
+      const model = Transformer.init(mc, be, { seed: 3 });
+      const t = createTrainer({
+        model,
+        config: getTrainingArgs({
+          output_dir: dir,
+          max_steps: 4,
+          per_device_train_batch_size: 3,
+          gradient_accumulation_steps: 2,
+          logging_steps: 1,
+          save_strategy: "no",
+          gradient_checkpointing,
+        }),
+        train_dataset: rows,
+        progress: false,
+      });
+      losses.push((await t.train()).loss_history);
+      t.dispose();
+      model.dispose();
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  }
+  assert.ok(losses[0].every(Number.isFinite));
+  assertAllClose(losses[1], losses[0], { rtol: 1e-6, atol: 0 });
+});
