@@ -205,7 +205,7 @@ Deno.test("sft trains the completion of prompt/completion rows with TRL's SFT de
   );
   await ok(dir, ["sft", "--config", "sft.yaml", "--logging_steps", "1"]);
   const saved = await Deno.readTextFile(join(dir, "sft/config.yaml"));
-  assert.match(saved, /learning_rate: 2e-5/, "TRL's SFT learning rate where the config sets none");
+  assert.match(saved, /learning_rate: 0\.00002\n/, "TRL's SFT learning rate where the config sets none");
   assert.match(saved, /gradient_checkpointing: true/);
   assert.match(saved, /logging_steps: 1\n/, "a flag still wins");
   assert.equal((await losses(join(dir, "sft/metrics.jsonl"))).length, 3);
