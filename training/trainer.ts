@@ -24,10 +24,11 @@ import { accumulate, dropoutSeed } from "../kernels/elementwise.ts";
 import { AdamW, gradClip, gradNormSquared, sgdStep } from "../kernels/optim.ts";
 import type { Tensor } from "../kernels/tensor.ts";
 import type { Tokenizer } from "../models/tokenizer/tokenizer.ts";
-import type { ForwardOptions, Transformer } from "../models/transformer.ts";
+import { type ForwardOptions, Transformer } from "../models/transformer.ts";
 import type { DataPosition } from "../data/text_dataset.ts";
 import { deviceBatch, type TrainDataset, weightOf } from "./_trainer_batch.ts";
 import type { RowDataset } from "../data/row_dataset.ts";
+import { addMetrics, rowsDataset } from "./_trainer_rows.ts";
 import type { TextDataset } from "../data/text_dataset.ts";
 import { loadCheckpoint, rotateCheckpoints, saveCheckpoint, type TrainerState } from "./checkpoint.ts";
 import { saveTrainingConfig, type TrainingConfig, validateTrainingConfig } from "./config.ts";
@@ -142,21 +143,6 @@ export interface TrainResult {
   interrupted: "SIGINT" | "SIGTERM" | null;
 }
 
-/** Add each of a custom loss's scalars, times `w`, into `sums` (created on first use). */
-function addMetrics(
-  sums: Map<string, Tensor>,
-  ms: Record<string, Tensor> | Map<string, Tensor> | undefined,
-  w: number,
-): void {
-  if (!ms) return;
-  for (const [k, t] of ms instanceof Map ? ms : Object.entries(ms)) {
-    let s = sums.get(k);
-    if (!s) sums.set(k, s = t.backend.zeros([1]));
-    accumulate(s, t, w);
-    if (!(ms instanceof Map)) t.dispose();
-  }
-}
-
 /** The error for a non-finite value found at `step` (the last finite log was at `since`). */
 function nonFinite(
   step: number,
@@ -210,7 +196,40 @@ export function isNoDecay(name: string): boolean {
  * await Deno.remove(config.output_dir, { recursive: true });
  * ```
  */
-export function createTrainer(opts: CreateTrainerOptions): Trainer {
+export function createTrainer(opts: CreateTrainerOptions): Trainer;
+/**
+ * The positional form the seed's notebooks use, as TRL's `SFTTrainer(model, args, train_dataset,
+ * processing_class)`: `train_dataset` may be a dataset or rows in any SFT format (`{text}`,
+ * `{prompt, completion}`, `{messages}`), tokenized with `tokenizer`, then padded or packed as
+ * `args.packing` says.
+ * @param model the model
+ * @param tokenizer encodes the rows and is saved with the model
+ * @param args the config (validated)
+ * @param train_dataset a dataset, or rows
+ */
+export function createTrainer(
+  model: Transformer,
+  tokenizer: Tokenizer,
+  args: Partial<TrainingConfig>,
+  train_dataset: TrainDataset | readonly Record<string, unknown>[],
+): Trainer;
+export function createTrainer(
+  first: CreateTrainerOptions | Transformer,
+  tokenizer?: Tokenizer,
+  args?: Partial<TrainingConfig>,
+  rows?: TrainDataset | readonly Record<string, unknown>[],
+): Trainer {
+  if (first instanceof Transformer) {
+    const config = validateTrainingConfig(args ?? {}, { file: "createTrainer(args)", warn: () => {} });
+    if (!tokenizer || !rows) {
+      throw new TypeError(
+        "Cannot create a trainer: call createTrainer(model, tokenizer, args, train_dataset)",
+      );
+    }
+    const train_dataset = Array.isArray(rows) ? rowsDataset(rows, tokenizer, config) : rows as TrainDataset;
+    return createTrainer({ model: first, tokenizer, config, train_dataset });
+  }
+  const opts = first;
   const config = validateTrainingConfig(opts.config, { file: "createTrainer(config)", warn: () => {} });
   const problems = trainerProblems(opts, config);
   for (

@@ -674,3 +674,33 @@ Deno.test("padded example rows train with their masks; gradient checkpointing ke
   assert.ok(losses[0].every(Number.isFinite));
   assertAllClose(losses[1], losses[0], { rtol: 1e-6, atol: 0 });
 });
+
+Deno.test("createTrainer(model, tokenizer, args, rows) takes SFT rows as the seed's notebooks pass them", async () => {
+  const be = await cpuBackend();
+  const docs = Array.from({ length: 30 }, (_, i) => `package ${i} does ${i % 2 ? "games" : "tools"} well`);
+  const tokenizer = await trainBpeTokenizer(docs, { vocab_size: 300, special_tokens: ["<|endoftext|>"] });
+  const model = Transformer.init(
+    presetConfig("tiny", { ...mc, vocab_size: 300, max_position_embeddings: 32 }),
+    be,
+  );
+  const dir = await Deno.makeTempDir();
+  try {
+    const rows = docs.map((d, i) => ({ prompt: `${d}. A game? `, completion: i % 2 ? "yes" : "no" }));
+    const t = createTrainer(model, tokenizer, {
+      output_dir: dir,
+      max_steps: 2,
+      per_device_train_batch_size: 4,
+      max_seq_length: 32,
+      save_strategy: "no",
+      logging_steps: 1,
+    }, rows);
+    const r = await t.train();
+    t.dispose();
+    assert.equal(r.loss_history.length, 2);
+    assert.ok(r.loss_history.every(Number.isFinite));
+    assert.ok((await Deno.stat(join(dir, "model/tokenizer.json"))).isFile);
+  } finally {
+    model.dispose();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
