@@ -22,6 +22,7 @@ import { closest } from "./util/problems.ts";
 import { type CliIO, type Command, STDIO } from "./cli/command.ts";
 import { command as train } from "./cli/train.ts";
 import { command as sft } from "./cli/sft.ts";
+import { command as dpo } from "./cli/dpo.ts";
 import { command as generate } from "./cli/generate.ts";
 import { command as download } from "./cli/download.ts";
 import { command as merge } from "./cli/merge.ts";
@@ -33,6 +34,7 @@ export type { CliIO, Command };
 const COMMANDS: Readonly<Record<string, Command>> = Object.freeze({
   train,
   sft,
+  dpo,
   generate,
   download,
   merge,

@@ -2,9 +2,11 @@
  * `deno task bench`: every benchmark on the current adapter, as JSON lines on stdout (also written
  * to `bench/out/results.jsonl`), then a table. Never asserted in tests.
  *
- * Flags: `--quick` (smaller sizes), `--only matmul,attention,block,train_tfjs,load_model` (train_tfjs,
- * fledge vs tfjs-webgpu training tokens/s, and load_model, a 1 GB checkpoint's peak RSS, run only
- * when named).
+ * Flags: `--quick` (smaller sizes),
+ * `--only matmul,attention,block,train_tfjs,load_model,finetune,packing` (train_tfjs, fledge vs
+ * tfjs-webgpu training tokens/s; load_model, a 1 GB checkpoint's peak RSS; finetune, full / LoRA /
+ * DoRA / QLoRA step time and peak memory of the `small` preset through the Trainer; and packing,
+ * training tokens/s of packed vs padded rows of the same Debian documents, run only when named).
  * @module
  */
 import { parseFlags } from "../util/flags.ts";
@@ -67,6 +69,21 @@ if (only?.has("load_model")) {
   ]);
 }
 
+let finetuneTable = "";
+if (only?.has("finetune")) {
+  // full fine-tuning vs LoRA, DoRA, QLoRA through createTrainer + train(); minutes on a CPU adapter
+  const { benchFinetune, finetuneTable: table } = await import("./finetune.ts");
+  const rs = await benchFinetune({ backend: be, ...(quick ? { B: 2, T: 64, steps: 2 } : {}) });
+  emit(rs as unknown as Record[]);
+  finetuneTable = table(rs);
+}
+
+if (only?.has("packing")) {
+  // packed rows (bfd, segment ids) vs the same documents padded one per row: the same real tokens
+  const { benchPacking } = await import("./packing.ts");
+  emit(await benchPacking({ backend: be, examples: quick ? 16 : 48 }) as unknown as Record[]);
+}
+
 await Deno.mkdir(new URL("./out/", import.meta.url), { recursive: true });
 await Deno.writeTextFile(
   new URL("./out/results.jsonl", import.meta.url),
@@ -78,16 +95,20 @@ const rate = (r: Record) =>
     ? `${r.gflops} GFLOP/s`
     : r.tokens_per_s !== undefined
     ? `${r.tokens_per_s} tok/s`
+    : r.speedup !== undefined
+    ? `${r.speedup}x`
     : "";
 console.error(
   `\n${"op".padEnd(16)} ${"shape".padEnd(44)} ${"backend".padEnd(14)} ${"ms".padStart(10)}  rate`,
 );
 for (const r of records) {
-  const op = String(r.op) + (r.pass ? ` ${r.pass === "forward" ? "fwd" : "fwd+bwd"}` : "");
+  const op = String(r.op) + (r.pass ? ` ${r.pass === "forward" ? "fwd" : "fwd+bwd"}` : "") +
+    (r.method ? ` ${r.method}` : "") + (r.layout ? ` ${r.layout}` : "");
   console.error(
     `${op.padEnd(16)} ${r.shape.padEnd(44)} ${r.backend.padEnd(14)} ${r.ms.toFixed(2).padStart(10)}  ${
       rate(r)
     }`,
   );
 }
+if (finetuneTable) console.error(`\n${finetuneTable}`);
 console.error(`adapter: ${be.adapter}`);

@@ -20,3 +20,4 @@ export * from "./text_dataset.ts";
 export * from "./sft.ts";
 export * from "./packing.ts";
 export * from "./row_dataset.ts";
+export * from "./preference.ts";

@@ -4,11 +4,16 @@
  * so the masking rules exist once in WGSL and once in the reference.
  *
  * Layouts (contiguous, f32): q, out, dout `[B, Tq, H, D]`; k, v `[B, Tk, Hkv, D]`; lse, di
- * `[B, H, Tq]`; mask `[B, mask_stride]`.
+ * `[B, H, Tq]`; mask `[B, mask_stride]`; seg `[B, seg_stride]` (i32). Bindings end with
+ * `[mask][, seg]` when the variant has them.
  *
  * Two families: `tile` (workgroup-memory tiles, one row per thread: flashForward, backwardQ,
  * backwardKV), here with the split-K decode pair and the helpers every kernel shares, and the
  * register-blocked `reg` / `tex` kernels in `_attention_wgsl_reg.ts`.
+ *
+ * Segments (packed rows, a `seg` variant so kernels without them stay the same code): `seg`
+ * `[B, seg_stride]` i32 per absolute position; key j is visible to the query at qpos only when
+ * seg[b, j] == seg[b, qpos] and seg[b, j] != 0 (padding keys never), in the shared `visible`.
  *
  * Dropout on the probabilities (training kernels only, a `drop` variant so the undropped kernels
  * stay the same code): `drop_z(b, h, i, j)` is 0 or `drop_scale` = 1 / (1 - p) from the hash of the
@@ -39,6 +44,7 @@ export const ATTN_PARAMS = {
   drop_seed: "u32",
   drop_thr: "u32",
   drop_scale: "f32",
+  seg_stride: "u32",
 } as const;
 
 /** Mask element type of a kernel variant (`none`: no mask binding). */
@@ -71,17 +77,30 @@ export function splitRows(D: number): number {
 export const ro = (name: string, type = "f32"): BindingSpec => ({ name, type, access: "read" });
 export const rw = (name: string): BindingSpec => ({ name, type: "f32", access: "read_write" });
 export const maskBinding = (m: MaskKind): BindingSpec[] => (m === "none" ? [] : [ro("mask", m)]);
+/** The trailing bindings of a variant: the key mask (when any), then the segment ids (when `seg`). */
+export const maskBindings = (m: MaskKind, seg: boolean): BindingSpec[] => [
+  ...maskBinding(m),
+  ...(seg ? [ro("seg", "i32")] : []),
+];
 
 const ZERO: Record<Exclude<MaskKind, "none">, string> = { f32: "0.0", i32: "0i", u32: "0u" };
 
-export function visibleFn(m: MaskKind): string {
+/**
+ * WGSL `fn visible(b, qpos, j) -> bool`: the masking rules (kv_len, causal, window, key mask,
+ * segments), the one copy every kernel shares. `qpos` of rows past Tq (register kernels compute
+ * them, never store them) is clamped into the segment row.
+ */
+export function visibleFn(m: MaskKind, seg: boolean): string {
+  const segTest = `  let sk = seg[b * p.seg_stride + j];
+  if (sk == 0i || sk != seg[b * p.seg_stride + min(u32(max(qpos, 0i)), p.seg_stride - 1u)]) { return false; }
+`;
   return `
 fn visible(b: u32, qpos: i32, j: u32) -> bool {
   if (j >= p.kv_len) { return false; }
   if (p.causal == 1u && i32(j) > qpos) { return false; }
   if (p.window > 0u && i32(j) <= qpos - i32(p.window)) { return false; }
   ${m === "none" ? "" : `if (mask[b * p.mask_stride + j] == ${ZERO[m]}) { return false; }`}
-  return true;
+${seg ? segTest : ""}  return true;
 }
 `;
 }
@@ -108,12 +127,12 @@ export const DROP_FN = `${DROPOUT_HASH_WGSL}fn drop_z(b: u32, h: u32, i: u32, j:
 }
 `;
 
-/** Memo key of a tile kernel: head dim, mask kind, dropout (1) or not (0). */
-export type TileKey = `${number}|${MaskKind}|${0 | 1}`;
+/** Memo key of a tile kernel: head dim, mask kind, dropout (1) or not (0), segments (1) or not (0). */
+export type TileKey = `${number}|${MaskKind}|${0 | 1}|${0 | 1}`;
 
-function parseTileKey(key: TileKey): { D: number; m: MaskKind; drop: boolean } {
-  const [d, m, dr] = key.split("|");
-  return { D: Number(d), m: m as MaskKind, drop: dr === "1" };
+function parseTileKey(key: TileKey): { D: number; m: MaskKind; drop: boolean; seg: boolean } {
+  const [d, m, dr, sg] = key.split("|");
+  return { D: Number(d), m: m as MaskKind, drop: dr === "1", seg: sg === "1" };
 }
 
 export const prelude = (D: number) => `const WG = ${WG}u;\nconst D = ${D}u;\nconst NEG = ${NEG};\n`;
@@ -150,19 +169,19 @@ function store4(name: string, D: number, e: string, d: string, val: string): str
 
 /** Forward, flash style: one workgroup per (query tile, head, batch), one thread per query row. */
 export const flashForward = memo((key: TileKey): Built => {
-  const { D, m, drop } = parseTileKey(key);
+  const { D, m, drop, seg } = parseTileKey(key);
   const BK = keyTile(D), D4 = chunks(D);
   const spec: KernelSpec = {
     label: "attention.forward",
     params: ATTN_PARAMS,
-    bindings: [rw("out"), rw("lse"), ro("q"), ro("k"), ro("v"), ...maskBinding(m)],
+    bindings: [rw("out"), rw("lse"), ro("q"), ro("k"), ro("v"), ...maskBindings(m, seg)],
     workgroupSize: [WG, 1, 1],
   };
   const head = `${prelude(D)}const BK = ${BK}u;
 const D4 = ${D4}u;
 var<workgroup> ks: array<vec4<f32>, ${BK * D4}>;
 var<workgroup> vs: array<vec4<f32>, ${BK * D4}>;
-${visibleFn(m)}${KEY_RANGE}${drop ? DROP_FN : ""}${load4("q", D)}${load4("k", D)}${load4("v", D)}`;
+${visibleFn(m, seg)}${KEY_RANGE}${drop ? DROP_FN : ""}${load4("q", D)}${load4("k", D)}${load4("v", D)}`;
   return build(
     spec,
     head,
@@ -246,20 +265,20 @@ ${visibleFn(m)}${KEY_RANGE}${drop ? DROP_FN : ""}${load4("q", D)}${load4("k", D)
  * query rows of the group: scores (one key per thread), the split's softmax max and sum, and the
  * unnormalized P·V (threads over rows x dims); `combine` merges the splits.
  */
-export const splitForward = memo((key: `${number}|${MaskKind}|${number}`): Built => {
-  const [d, m, r] = key.split("|") as [string, MaskKind, string];
-  const D = Number(d), R = Number(r);
+export const splitForward = memo((key: `${number}|${MaskKind}|${number}|${0 | 1}`): Built => {
+  const [d, m, r, sg] = key.split("|") as [string, MaskKind, string, string];
+  const D = Number(d), R = Number(r), seg = sg === "1";
   const spec: KernelSpec = {
     label: "attention.decode",
     params: ATTN_PARAMS,
-    bindings: [rw("pacc"), rw("pml"), ro("q"), ro("k"), ro("v"), ...maskBinding(m)],
+    bindings: [rw("pacc"), rw("pml"), ro("q"), ro("k"), ro("v"), ...maskBindings(m, seg)],
     workgroupSize: [WG, 1, 1],
   };
   const head = `${prelude(D)}const R = ${R}u;
 var<workgroup> qs: array<f32, ${R * D}>;
 var<workgroup> sc: array<f32, ${R * WG}>;
 var<workgroup> mrow: array<f32, R>;
-${visibleFn(m)}`;
+${visibleFn(m, seg)}`;
   return build(
     spec,
     head,
@@ -390,19 +409,28 @@ export const rowDot = memo((D: number): Built => {
 
 /** dQ: one workgroup per (query tile, head, batch), one thread per query row, loop over key tiles. */
 export const backwardQ = memo((key: TileKey): Built => {
-  const { D, m, drop } = parseTileKey(key);
+  const { D, m, drop, seg } = parseTileKey(key);
   const BK = keyTile(D), D4 = chunks(D);
   const spec: KernelSpec = {
     label: "attention.backward_dq",
     params: ATTN_PARAMS,
-    bindings: [rw("dq"), ro("dout"), ro("q"), ro("k"), ro("v"), ro("lse"), ro("di"), ...maskBinding(m)],
+    bindings: [
+      rw("dq"),
+      ro("dout"),
+      ro("q"),
+      ro("k"),
+      ro("v"),
+      ro("lse"),
+      ro("di"),
+      ...maskBindings(m, seg),
+    ],
     workgroupSize: [WG, 1, 1],
   };
   const head = `${prelude(D)}const BK = ${BK}u;
 const D4 = ${D4}u;
 var<workgroup> ks: array<vec4<f32>, ${BK * D4}>;
 var<workgroup> vs: array<vec4<f32>, ${BK * D4}>;
-${visibleFn(m)}${KEY_RANGE}${drop ? DROP_FN : ""}${load4("q", D)}${load4("dout", D)}${load4("k", D)}${
+${visibleFn(m, seg)}${KEY_RANGE}${drop ? DROP_FN : ""}${load4("q", D)}${load4("dout", D)}${load4("k", D)}${
     load4("v", D)
   }`;
   return build(
@@ -476,7 +504,7 @@ ${visibleFn(m)}${KEY_RANGE}${drop ? DROP_FN : ""}${load4("q", D)}${load4("dout",
  * group's query heads and their query tiles (no atomics: each thread owns its rows of dK and dV).
  */
 export const backwardKV = memo((key: TileKey): Built => {
-  const { D, m, drop } = parseTileKey(key);
+  const { D, m, drop, seg } = parseTileKey(key);
   const BQ = queryTile(D), D4 = chunks(D);
   const spec: KernelSpec = {
     label: "attention.backward_dkv",
@@ -490,7 +518,7 @@ export const backwardKV = memo((key: TileKey): Built => {
       ro("v"),
       ro("lse"),
       ro("di"),
-      ...maskBinding(m),
+      ...maskBindings(m, seg),
     ],
     workgroupSize: [WG, 1, 1],
   };
@@ -500,7 +528,9 @@ var<workgroup> qs: array<vec4<f32>, ${BQ * D4}>;
 var<workgroup> dos: array<vec4<f32>, ${BQ * D4}>;
 var<workgroup> ls: array<f32, BQ>;
 var<workgroup> dis: array<f32, BQ>;
-${visibleFn(m)}${drop ? DROP_FN : ""}${load4("q", D)}${load4("dout", D)}${load4("k", D)}${load4("v", D)}`;
+${visibleFn(m, seg)}${drop ? DROP_FN : ""}${load4("q", D)}${load4("dout", D)}${load4("k", D)}${
+    load4("v", D)
+  }`;
   return build(
     spec,
     head,

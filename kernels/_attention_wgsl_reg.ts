@@ -2,20 +2,23 @@
  * WGSL of the register-blocked attention kernels, the `reg` / `tex` families (private to
  * `attention.ts`, which documents the math, shapes and grids): regForward, regBackwardQ and
  * regBackwardKV, generated unrolled over rows, keys per step and vec4 chunks of D as
- * `_matmul_wgsl.ts` does, plus the texture staging kernel. No workgroup memory, no barriers. The
+ * `_matmul_wgsl.ts` does, plus the texture staging kernel and the pool of staging textures it
+ * writes (`stage`, `releaseTexture`). No workgroup memory, no barriers. The
  * params struct, masking predicate and key range are the shared ones of `_attention_wgsl.ts`.
  *
  * @module
  */
 import type { BindingSpec, KernelSpec } from "./_kernel.ts";
-import { memo } from "./_kernel.ts";
+import { memo, packParams, range } from "./_kernel.ts";
+import type { Gpu } from "./gpu.ts";
+import type { Tensor } from "./tensor.ts";
 import {
   ATTN_PARAMS,
   type Built,
   chunks,
   DROP_FN,
   KEY_RANGE,
-  maskBinding,
+  maskBindings,
   type MaskKind,
   prelude,
   ro,
@@ -32,8 +35,9 @@ type Src = "tex" | "vec" | "f32";
 /**
  * A register-blocked kernel variant: `rows` rows per invocation (query rows for the forward and
  * dQ, key rows for dK/dV), `bk` keys unrolled per step (forward, dQ), `wg` invocations per
- * workgroup, `tex`: K/V (forward, dQ) or Q/dO (dK/dV) read from staged textures, and `drop`:
- * dropout on the probabilities (`drop_z`, see `_attention_wgsl.ts`).
+ * workgroup, `tex`: K/V (forward, dQ) or Q/dO (dK/dV) read from staged textures, `drop`:
+ * dropout on the probabilities (`drop_z`, see `_attention_wgsl.ts`), and `seg`: segment ids
+ * (attention within each packed example, in `visible`).
  */
 export interface RegVariant {
   D: number;
@@ -43,6 +47,7 @@ export interface RegVariant {
   wg: number;
   tex: boolean;
   drop: boolean;
+  seg: boolean;
 }
 
 /** Header with the params struct, storage and texture bindings, and the workgroup size. */
@@ -121,10 +126,19 @@ const REG_MAIN =
 
 /** Memo key of a register kernel variant. */
 export const regKey = (v: RegVariant): string =>
-  `${v.D}|${v.mask}|${v.rows}|${v.bk}|${v.wg}|${v.tex ? 1 : 0}|${v.drop ? 1 : 0}`;
+  `${v.D}|${v.mask}|${v.rows}|${v.bk}|${v.wg}|${v.tex ? 1 : 0}|${v.drop ? 1 : 0}|${v.seg ? 1 : 0}`;
 function parseRegKey(key: string): RegVariant {
-  const [d, m, r, bk, wg, t, dr] = key.split("|");
-  return { D: +d, mask: m as MaskKind, rows: +r, bk: +bk, wg: +wg, tex: t === "1", drop: dr === "1" };
+  const [d, m, r, bk, wg, t, dr, sg] = key.split("|");
+  return {
+    D: +d,
+    mask: m as MaskKind,
+    rows: +r,
+    bk: +bk,
+    wg: +wg,
+    tex: t === "1",
+    drop: dr === "1",
+    seg: sg === "1",
+  };
 }
 
 /**
@@ -133,7 +147,7 @@ function parseRegKey(key: string): RegVariant {
  * (causal: the longest first). Per step of BK keys: scores of R x BK (fma chains over D with q in
  * registers), one online-softmax rescale per row when the block raises its max, then P·V into the
  * R x D accumulators. Each K/V vec4 load feeds R rows.
- * Bindings: params, out, lse, q, k, v[, mask] (k, v textures when `tex`). Grid: `gridFor(B * H *
+ * Bindings: params, out, lse, q, k, v[, mask][, seg] (k, v textures when `tex`). Grid: `gridFor(B * H *
  * ceil(Tq / R), wg)`. Keys past a row's range are clamped loads masked by `visible`.
  */
 export const regForward = memo((key: string): Built => {
@@ -149,11 +163,13 @@ export const regForward = memo((key: string): Built => {
       bindOf("q", vec ? "vec" : "f32"),
       bindOf("k", kvSrc),
       bindOf("v", kvSrc),
-      ...maskBinding(v.mask),
+      ...maskBindings(v.mask, v.seg),
     ],
     workgroupSize: [wg, 1, 1],
   };
-  let s = `${prelude(D)}const WGR = ${wg}u;\n${regHeader(spec)}${visibleFn(v.mask)}${KEY_RANGE}${HSUM}`;
+  let s = `${prelude(D)}const WGR = ${wg}u;\n${regHeader(spec)}${
+    visibleFn(v.mask, v.seg)
+  }${KEY_RANGE}${HSUM}`;
   if (v.drop) s += DROP_FN;
   s += rowLoad("q", vec ? "vec" : "f32", "p.Tq", "p.H", D);
   s += rowLoad("k", kvSrc, "p.Tk", "p.Hkv", D) + rowLoad("v", kvSrc, "p.Tk", "p.Hkv", D);
@@ -265,7 +281,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
  * q, dO and the dQ accumulators in registers and stream keys BK at a time; each K/V vec4 load feeds
  * R rows. Also computes D_i = dO_i · O_i for its rows and writes it to `di` for the dK/dV kernel
  * (which runs after it). dS_ij = exp(s_ij - lse_i) (dO_i · v_j - D_i), dq_i = scale Σ_j dS_ij k_j.
- * Bindings: params, dq, di, dout, o, q, lse, k, v[, mask]. Grid: `gridFor(B * H * ceil(Tq / R), wg)`.
+ * Bindings: params, dq, di, dout, o, q, lse, k, v[, mask][, seg]. Grid: `gridFor(B * H * ceil(Tq / R), wg)`.
  */
 export const regBackwardQ = memo((key: string): Built => {
   const v = parseRegKey(key);
@@ -284,11 +300,13 @@ export const regBackwardQ = memo((key: string): Built => {
       ro("lse"),
       bindOf("k", kvSrc),
       bindOf("v", kvSrc),
-      ...maskBinding(v.mask),
+      ...maskBindings(v.mask, v.seg),
     ],
     workgroupSize: [wg, 1, 1],
   };
-  let s = `${prelude(D)}const WGR = ${wg}u;\n${regHeader(spec)}${visibleFn(v.mask)}${KEY_RANGE}${HSUM}`;
+  let s = `${prelude(D)}const WGR = ${wg}u;\n${regHeader(spec)}${
+    visibleFn(v.mask, v.seg)
+  }${KEY_RANGE}${HSUM}`;
   if (v.drop) s += DROP_FN;
   for (const x of ["q", "dout", "o"]) s += rowLoad(x, rowSrc, "p.Tq", "p.H", D);
   s += rowLoad("k", kvSrc, "p.Tk", "p.Hkv", D) + rowLoad("v", kvSrc, "p.Tk", "p.Hkv", D);
@@ -353,7 +371,7 @@ export const regBackwardQ = memo((key: string): Built => {
  * k, v and the dK/dV accumulators in registers and loops over the group's query heads and the
  * queries that may see its keys; each Q/dO vec4 load feeds R keys. No atomics.
  * dv_j = Σ_i P_ij dO_i, dk_j = scale Σ_i dS_ij q_i (rows past kv_len are 0).
- * Bindings: params, dk, dv, k, v, lse, di, q, dout[, mask] (q, dout textures when `tex`).
+ * Bindings: params, dk, dv, k, v, lse, di, q, dout[, mask][, seg] (q, dout textures when `tex`).
  * Grid: `gridFor(B * Hkv * ceil(Tk / R), wg)`.
  */
 export const regBackwardKV = memo((key: string): Built => {
@@ -373,11 +391,11 @@ export const regBackwardKV = memo((key: string): Built => {
       ro("di"),
       bindOf("q", qSrc),
       bindOf("dout", qSrc),
-      ...maskBinding(v.mask),
+      ...maskBindings(v.mask, v.seg),
     ],
     workgroupSize: [wg, 1, 1],
   };
-  let s = `${prelude(D)}const WGR = ${wg}u;\n${regHeader(spec)}${visibleFn(v.mask)}${HSUM}`;
+  let s = `${prelude(D)}const WGR = ${wg}u;\n${regHeader(spec)}${visibleFn(v.mask, v.seg)}${HSUM}`;
   if (v.drop) s += DROP_FN;
   s += rowLoad("k", rowSrc, "p.Tk", "p.Hkv", D) + rowLoad("v", rowSrc, "p.Tk", "p.Hkv", D);
   s += rowLoad("q", qSrc, "p.Tq", "p.H", D) + rowLoad("dout", qSrc, "p.Tq", "p.H", D);
@@ -447,3 +465,68 @@ export const regBackwardKV = memo((key: string): Built => {
   }
   return { spec, code: s + "}\n" };
 });
+
+// ---- staging textures (tex family): (B, T, heads, D) as texels (heads * D4, T, layer B) ----
+
+export interface Staged {
+  key: string;
+  bytes: number;
+  texture: GPUTexture;
+  view: GPUTextureView;
+}
+
+const texPools = new WeakMap<Gpu, { free: Map<string, Staged[]>; bytes: number }>();
+/** Bytes of free staging textures kept per GPU; past it a released texture is destroyed. */
+const TEX_POOL_BYTES = 64 * 1024 * 1024;
+
+export function fitsTexture(gpu: Gpu, t: Tensor): boolean {
+  const [B, T, heads, D] = t.shape, l = gpu.device.limits;
+  const w = heads * Math.ceil(D / 4);
+  return B > 0 && T > 0 && w <= l.maxTextureDimension2D && T <= l.maxTextureDimension2D &&
+    B <= l.maxTextureArrayLayers;
+}
+
+/** Stage `t` into a pooled texture (a dispatch recorded in the open batch). */
+export function stage(gpu: Gpu, t: Tensor): Staged {
+  const [B, T, heads, D] = t.shape;
+  const width = heads * Math.ceil(D / 4);
+  const key = `${width}x${T}x${B}`;
+  let pool = texPools.get(gpu);
+  if (!pool) texPools.set(gpu, pool = { free: new Map(), bytes: 0 });
+  let s = pool.free.get(key)?.pop();
+  if (s) pool.bytes -= s.bytes;
+  else {
+    const texture = gpu.device.createTexture({
+      size: [width, T, B],
+      format: "rgba32float",
+      usage: GPUTextureUsage.TEXTURE_BINDING | GPUTextureUsage.STORAGE_BINDING,
+    });
+    s = { key, bytes: width * T * B * 16, texture, view: texture.createView({ dimension: "2d-array" }) };
+  }
+  const k = stageRows(D);
+  gpu.dispatch(
+    gpu.pipeline(k.spec.label, k.code),
+    [s.view, range(t)],
+    packParams(STAGE_PARAMS, { T, heads, width }),
+    [Math.ceil(width / 8), Math.ceil(T / 8), B],
+  );
+  return s;
+}
+
+/**
+ * Give a staging texture back. Reusing it in the same batch is safe: dispatches run in order, so
+ * its next staging runs after this kernel has read it. Past the pool budget it is destroyed, after
+ * submitting the batch that uses it.
+ */
+export function releaseTexture(gpu: Gpu, s: Staged): void {
+  const pool = texPools.get(gpu)!;
+  if (pool.bytes + s.bytes > TEX_POOL_BYTES) {
+    gpu.flush();
+    s.texture.destroy();
+    return;
+  }
+  pool.bytes += s.bytes;
+  let list = pool.free.get(s.key);
+  if (!list) pool.free.set(s.key, list = []);
+  list.push(s);
+}

@@ -10,6 +10,8 @@
  * kv_len - Tq, the KV-cache convention):
  *   key j is visible iff j < kv_len, mask[b, j] != 0, (!causal or j <= pos) and
  *     (!sliding_window or j > pos - sliding_window)   (HF `sliding_window_overlay`: keys in (pos - W, pos])
+ *     and, with segment ids (packed rows), seg[b, j] == seg[b, pos] and seg[b, j] != 0: a query sees
+ *     only keys of its own example, never padding (flash-attn varlen / HF padding-free packing)
  *   s_j = scale * q_i · k_j, P = softmax over visible j, out_i = Σ_j P_j v_j, lse_i = log Σ_j exp(s_j)
  *   a row with no visible key gives out = 0 and lse = -FLT_MAX (finite, never NaN).
  * Backward (Dao 2023, FlashAttention-2): D_i = dout_i · out_i, P_ij = exp(s_ij - lse_i),
@@ -46,8 +48,12 @@
  * - decode (split-K, when G * Tq <= min(16, 2048/D), e.g. Tq = 1): grid (ceil(kv_len/64), Hkv, B);
  *   a thread per key computes the group's scores, the workgroup its split's max, sum and P·V;
  *   `combine` (a thread per output element) merges the splits. Cost per token: O(kv_len) reads
- *   spread over many workgroups. Bindings: params, pacc, pml, q, k, v[, mask]; params, out, lse,
- *   pacc, pml.
+ *   spread over many workgroups. Bindings: params, pacc, pml, q, k, v[, mask][, seg]; params, out,
+ *   lse, pacc, pml.
+ * Segments (`opts.segment_ids`, packed rows): one more clause of the shared predicate, compiled in
+ * a `seg` variant of every kernel (forward, both backwards, split-K), so kernels without segments
+ * are the same code as before. The key ranges are not narrowed by segments: a packed row costs the
+ * attention of one row of its length.
  * Limits: D <= 256 on webgpu; each tensor within the device's storage binding size.
  *
  * @module
@@ -69,12 +75,13 @@ import {
   WG,
 } from "./_attention_wgsl.ts";
 import {
+  fitsTexture,
   regBackwardKV,
   regBackwardQ,
   regForward,
   regKey,
-  STAGE_PARAMS,
-  stageRows,
+  releaseTexture,
+  stage,
 } from "./_attention_wgsl_reg.ts";
 import {
   type AttentionConfig,
@@ -86,7 +93,7 @@ import {
   tuneAttention,
 } from "./_attention_tune.ts";
 import type { Backend } from "./backend.ts";
-import type { BufferRange, Gpu } from "./gpu.ts";
+import type { BufferRange } from "./gpu.ts";
 import { needsGrad, record } from "./autograd.ts";
 import { dropoutHash, dropoutThreshold } from "./elementwise.ts";
 import { expectDtype, expectSameBackend, expectShape, shapeText, type Tensor } from "./tensor.ts";
@@ -99,6 +106,12 @@ export interface AttentionOptions {
   q_offset?: number;
   /** Key padding mask `[B, S]` (S >= kv_len; columns past kv_len ignored), 1 = real, 0 = pad; f32, i32 or u32. */
   attention_mask?: Tensor | null;
+  /**
+   * Segment ids `[B, S]` i32 by absolute position (S >= kv_len and >= q_offset + Tq): 0 = padding,
+   * k >= 1 = the k-th example of a packed row. A query sees only keys of its own segment, and
+   * padding keys never; a padding query sees nothing (its output is 0). Requires q_offset >= 0.
+   */
+  segment_ids?: Tensor | null;
   /** Mistral sliding window W: a query at position p sees keys in (p - W, p]. Default none. */
   sliding_window?: number | null;
   /** Score scale. Default `1 / sqrt(D)`. */
@@ -143,6 +156,10 @@ export interface AttentionReferenceOptions {
   attention_mask?: ArrayLike<number> | null;
   /** Row stride of attention_mask. Default Tk. */
   mask_stride?: number;
+  /** Segment ids by absolute position, `[B, segment_stride]` (as {@linkcode AttentionOptions.segment_ids}). */
+  segment_ids?: ArrayLike<number> | null;
+  /** Row stride of segment_ids. Default Tk. */
+  segment_stride?: number;
   sliding_window?: number | null;
   scale?: number;
   kv_len?: number;
@@ -158,12 +175,16 @@ function visibility(dims: AttentionDims, o: AttentionReferenceOptions) {
   const kvLen = o.kv_len ?? dims.Tk;
   const qOff = o.q_offset ?? kvLen - dims.Tq;
   const W = o.sliding_window ?? 0, stride = o.mask_stride ?? dims.Tk, mask = o.attention_mask;
+  const seg = o.segment_ids, sstride = o.segment_stride ?? dims.Tk;
   return (b: number, i: number, j: number): boolean => {
     const pos = qOff + i;
     if (j >= kvLen) return false;
     if (o.causal && j > pos) return false;
     if (W > 0 && j <= pos - W) return false;
-    return !mask || mask[b * stride + j] !== 0;
+    if (mask && mask[b * stride + j] === 0) return false;
+    if (!seg) return true;
+    const sk = seg[b * sstride + j];
+    return sk !== 0 && sk === seg[b * sstride + pos];
   };
 }
 
@@ -309,6 +330,9 @@ interface Resolved {
   scale: number;
   mask: Tensor | null;
   maskStride: number;
+  /** Segment ids `[B, segStride]` (i32), or null. */
+  seg: Tensor | null;
+  segStride: number;
   /** Dropout on the probabilities (p > 0), else null. */
   drop: AttentionDropout | null;
 }
@@ -373,6 +397,20 @@ function resolve(where: string, q: Tensor, k: Tensor, v: Tensor, o: AttentionOpt
       );
     }
   }
+  const seg = o.segment_ids ?? null;
+  if (seg) {
+    expectSameBackend(label, q, seg);
+    expectDtype(label, "segment_ids", seg, "i32");
+    const need = Math.max(kvLen, qOffset + Tq);
+    if (seg.rank !== 2 || seg.shape[0] !== B || seg.shape[1] < need) {
+      throw new TypeError(
+        `Cannot run ${label}: segment_ids has shape ${shapeText(seg.shape)}, expected [${B}, >= ${need}]`,
+      );
+    }
+    if (qOffset < 0) {
+      throw new RangeError(`Cannot run ${label}: segment_ids need q_offset >= 0: ${qOffset}`);
+    }
+  }
   return {
     dims: { B, Tq, Tk, H, Hkv, D },
     kvLen,
@@ -381,6 +419,8 @@ function resolve(where: string, q: Tensor, k: Tensor, v: Tensor, o: AttentionOpt
     scale,
     mask,
     maskStride: mask ? mask.shape[1] : Tk,
+    seg,
+    segStride: seg ? seg.shape[1] : Tk,
     drop: drop && drop.p > 0 ? { p: drop.p, seed: drop.seed >>> 0 } : null,
   };
 }
@@ -391,6 +431,8 @@ function refOpts(r: Resolved, o: AttentionOptions): AttentionReferenceOptions {
     q_offset: r.qOffset,
     attention_mask: r.mask ? r.mask.data : null,
     mask_stride: r.maskStride,
+    segment_ids: r.seg ? r.seg.data : null,
+    segment_stride: r.segStride,
     sliding_window: r.window,
     scale: Math.fround(r.scale),
     kv_len: r.kvLen,
@@ -417,15 +459,19 @@ function params(r: Resolved, o: AttentionOptions, nsplit = 0): Record<string, nu
     drop_seed: r.drop ? r.drop.seed : 0,
     drop_thr: r.drop ? dropoutThreshold(r.drop.p) : 0,
     drop_scale: r.drop ? 1 / (1 - r.drop.p) : 1,
+    seg_stride: r.segStride,
   };
 }
 
 const maskKind = (r: Resolved): MaskKind => (r.mask ? r.mask.dtype as MaskKind : "none");
-/** Memo key of a tile kernel (`_attention_wgsl.ts`): head dim, mask kind, dropout. */
-const tileKey = (r: Resolved): TileKey => `${r.dims.D}|${maskKind(r)}|${r.drop ? 1 : 0}`;
+/** Memo key of a tile kernel (`_attention_wgsl.ts`): head dim, mask kind, dropout, segments. */
+const tileKey = (r: Resolved): TileKey => `${r.dims.D}|${maskKind(r)}|${r.drop ? 1 : 0}|${r.seg ? 1 : 0}`;
+
+/** The trailing bindings of every kernel variant: the key mask, then the segment ids (when given). */
+const maskTensors = (r: Resolved): Tensor[] => [...(r.mask ? [r.mask] : []), ...(r.seg ? [r.seg] : [])];
 
 function dispatch(k: Built, tensors: Tensor[], r: Resolved, p: Record<string, number>, grid: number[]) {
-  launch(k.spec, k.code, r.mask ? [...tensors, r.mask] : tensors, p, grid as [number, number, number]);
+  launch(k.spec, k.code, [...tensors, ...maskTensors(r)], p, grid as [number, number, number]);
 }
 
 export { attentionConfigFor, kernelConfigKey, setAttentionConfig };
@@ -529,7 +575,7 @@ export function regRows(rows: number, D: number): number {
 /**
  * Dispatch a register-blocked kernel with one invocation per (row block of `T` rows, head of
  * `heads`, batch). `staged` tensors `(B, T, heads, D)` are read from textures (tex family, when
- * they fit the texture limits) or bound as buffers after the `plain` ones; the mask comes last.
+ * they fit the texture limits) or bound as buffers after the `plain` ones; the mask and segment ids come last.
  */
 function dispatchReg(
   build: (key: string) => Built,
@@ -553,13 +599,14 @@ function dispatchReg(
       wg: cfg.wg,
       tex: useTex,
       drop: r.drop !== null,
+      seg: r.seg !== null,
     }),
   );
   const texs = useTex ? staged.map((t) => stage(gpu, t)) : [];
   const bindings: (BufferRange | GPUTextureView)[] = [
     ...plain.map((t) => range(t)),
     ...(useTex ? texs.map((t) => t.view) : staged.map((t) => range(t))),
-    ...(r.mask ? [range(r.mask)] : []),
+    ...maskTensors(r).map((t) => range(t)),
   ];
   for (const [i, b] of bindings.entries()) {
     if ("size" in b && b.size > gpu.maxBinding) {
@@ -574,71 +621,6 @@ function dispatchReg(
   const pipe = gpu.pipeline(kern.spec.label, kern.code);
   gpu.dispatch(pipe, bindings, packParams(ATTN_PARAMS, p), gridFor(n, cfg.wg));
   for (const t of texs) releaseTexture(gpu, t);
-}
-
-// ---- staging textures (tex family): (B, T, heads, D) as texels (heads * D4, T, layer B) ----
-
-interface Staged {
-  key: string;
-  bytes: number;
-  texture: GPUTexture;
-  view: GPUTextureView;
-}
-
-const texPools = new WeakMap<Gpu, { free: Map<string, Staged[]>; bytes: number }>();
-/** Bytes of free staging textures kept per GPU; past it a released texture is destroyed. */
-const TEX_POOL_BYTES = 64 * 1024 * 1024;
-
-function fitsTexture(gpu: Gpu, t: Tensor): boolean {
-  const [B, T, heads, D] = t.shape, l = gpu.device.limits;
-  const w = heads * Math.ceil(D / 4);
-  return B > 0 && T > 0 && w <= l.maxTextureDimension2D && T <= l.maxTextureDimension2D &&
-    B <= l.maxTextureArrayLayers;
-}
-
-/** Stage `t` into a pooled texture (a dispatch recorded in the open batch). */
-function stage(gpu: Gpu, t: Tensor): Staged {
-  const [B, T, heads, D] = t.shape;
-  const width = heads * Math.ceil(D / 4);
-  const key = `${width}x${T}x${B}`;
-  let pool = texPools.get(gpu);
-  if (!pool) texPools.set(gpu, pool = { free: new Map(), bytes: 0 });
-  let s = pool.free.get(key)?.pop();
-  if (s) pool.bytes -= s.bytes;
-  else {
-    const texture = gpu.device.createTexture({
-      size: [width, T, B],
-      format: "rgba32float",
-      usage: GPUTextureUsage.TEXTURE_BINDING | GPUTextureUsage.STORAGE_BINDING,
-    });
-    s = { key, bytes: width * T * B * 16, texture, view: texture.createView({ dimension: "2d-array" }) };
-  }
-  const k = stageRows(D);
-  gpu.dispatch(
-    gpu.pipeline(k.spec.label, k.code),
-    [s.view, range(t)],
-    packParams(STAGE_PARAMS, { T, heads, width }),
-    [Math.ceil(width / 8), Math.ceil(T / 8), B],
-  );
-  return s;
-}
-
-/**
- * Give a staging texture back. Reusing it in the same batch is safe: dispatches run in order, so
- * its next staging runs after this kernel has read it. Past the pool budget it is destroyed, after
- * submitting the batch that uses it.
- */
-function releaseTexture(gpu: Gpu, s: Staged): void {
-  const pool = texPools.get(gpu)!;
-  if (pool.bytes + s.bytes > TEX_POOL_BYTES) {
-    gpu.flush();
-    s.texture.destroy();
-    return;
-  }
-  pool.bytes += s.bytes;
-  let list = pool.free.get(s.key);
-  if (!list) pool.free.set(s.key, list = []);
-  list.push(s);
 }
 
 /**
@@ -687,7 +669,7 @@ export function attentionForward(
   const be = q.backend;
   const pacc = be.empty([B, Hkv, nsplit, R, D]), pml = be.empty([B, Hkv, nsplit, R, 2]);
   const p = params(r, opts, nsplit);
-  dispatch(splitForward(`${D}|${m}|${R}`), [pacc, pml, q, k, v], r, p, [nsplit, Hkv, B]);
+  dispatch(splitForward(`${D}|${m}|${R}|${r.seg ? 1 : 0}`), [pacc, pml, q, k, v], r, p, [nsplit, Hkv, B]);
   const c = combine(`${D}|${R}`);
   launch(c.spec, c.code, [out, lse, pacc, pml], p, gridFor(B * Tq * H * D, WG));
   pacc.dispose();
@@ -748,8 +730,9 @@ export function attentionBackward(
 
 /**
  * Scaled dot-product attention (differentiable in q, k, v): `softmax(q kᵀ · scale + mask) v` with
- * causal, sliding-window and key-padding masks, grouped-query heads and a KV cache (`kv_len`).
- * The logsumexp is saved for backward; `attention_mask` must stay alive until backward has run.
+ * causal, sliding-window and key-padding masks, segments (packed rows), grouped-query heads and a
+ * KV cache (`kv_len`). The logsumexp and views of `attention_mask` and `segment_ids` are saved for
+ * backward (the caller's tensors may be disposed once this returns).
  *
  * @param q queries `(B, Tq, H, D)`
  * @param k keys `(B, Tk, Hkv, D)`; v values, same shape
@@ -784,9 +767,14 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOption
     lse.dispose();
     return out;
   }
+  // The backward reads the mask and segment ids: the node holds views of them (freed after it),
+  // so the caller may dispose its tensors once the forward has run.
+  const hold = (t: Tensor | null | undefined) => (t ? t.reshape(t.shape) : null);
+  const mask = hold(opts.attention_mask), seg = hold(opts.segment_ids);
+  const bo: AttentionOptions = { ...opts, attention_mask: mask, segment_ids: seg };
   return record(out, OP, [q, k, v], (g) => {
     const dq = be.empty(q.shape), dk = be.empty(k.shape), dv = be.empty(v.shape);
-    attentionBackward(dq, dk, dv, g, q, k, v, out, lse, opts);
+    attentionBackward(dq, dk, dv, g, q, k, v, out, lse, bo);
     return [dq, dk, dv];
-  }, [lse]);
+  }, [lse, ...[mask, seg].filter((t) => t !== null)]);
 }

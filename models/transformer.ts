@@ -14,6 +14,13 @@
  * on the attention output projection and on the MLP output before each residual add.
  * `ForwardOptions.gradient_checkpointing` recomputes each decoder block in the backward.
  *
+ * Packed rows (several examples in one row, `data/packing.ts`): `ForwardOptions.segment_ids` keeps
+ * attention within each example and `position_ids` restart at 0 for each, so every example gets
+ * the logits and gradients it would get alone in a padded row (TRL / HF padding-free packing,
+ * flash-attn varlen). Masks, positions and segments given as options may be disposed by the caller
+ * once the forward has returned: what a backward or a checkpointed recompute reads is held as
+ * views by the graph.
+ *
  * @module
  */
 import { attention, type AttentionDropout } from "../kernels/attention.ts";
@@ -49,8 +56,22 @@ export interface KVCache {
 export interface ForwardOptions {
   /** `[B, T]` 1 = real token, 0 = pad (i32/f32); with a cache: `[B, cache.max_len]`. */
   attention_mask?: Tensor | null;
-  /** `[B, T]` i32 explicit positions (left padding); default `offset + t`. */
+  /** `[B, T]` i32 explicit positions (left padding, packed rows); default `offset + t`. */
   position_ids?: Tensor | null;
+  /**
+   * `[B, T]` i32 segment ids of packed rows (with a cache: `[B, cache.max_len]`, by position):
+   * 0 = padding, k >= 1 = the k-th example of the row. A token attends only to earlier tokens of
+   * its own segment; padding tokens attend to nothing. Give `position_ids` restarting at 0 for each
+   * segment with them (as `packExamples` writes them).
+   */
+  segment_ids?: Tensor | null;
+  /**
+   * When given, filled with HF's `output_hidden_states` (`modeling_llama.py`, `modeling_gpt2.py`):
+   * L + 1 tensors `[B, T, C]`, entry 0 the embedding output (after the position embedding and the
+   * embedding dropout), entry i the output of block i - 1, and entry L the output of the last block
+   * after the final norm. Views the caller owns (dispose them); under autograd they stay on the graph.
+   */
+  output_hidden_states?: Tensor[];
   /** Decode with (and append to) this cache. */
   cache?: KVCache | null;
   /**
@@ -358,21 +379,31 @@ export class Transformer {
       h = h2;
     }
     h = drop(h, c.embd_pdrop, opts, DROPOUT_SITES.embed, 0);
+    const states = opts.output_hidden_states;
     // Checkpointing only pays while recording: under noGrad nothing is kept anyway.
     const ckpt = !!opts.gradient_checkpointing && !cache && isGradEnabled();
     for (let i = 0; i < c.num_hidden_layers; i++) {
+      states?.push(h.reshape([B, T, c.hidden_size]));
       if (!ckpt) {
         h = this.#block(i, h, B, T, offset, opts);
         continue;
       }
-      // The scope keeps its input for the recompute; `#block` must not free it (keepInput).
+      // The scope keeps its input for the recompute; `#block` must not free it (keepInput). Its
+      // node holds views of the masks and positions the recompute reads.
       const x = h;
-      h = checkpoint((xi) => this.#block(i, xi, B, T, offset, opts, true), [x]);
+      const held = [opts.attention_mask, opts.position_ids, opts.segment_ids];
+      h = withViews(held, ([attention_mask, position_ids, segment_ids]) =>
+        checkpoint(
+          (xi) =>
+            this.#block(i, xi, B, T, offset, { ...opts, attention_mask, position_ids, segment_ids }, true),
+          [x],
+        ));
       releaseAfter(h, x);
     }
     if (cache) cache.length = offset + T;
     const out = this.#norm("final_norm", h);
     release(h);
+    states?.push(out.reshape([B, T, c.hidden_size]));
     return out;
   }
 
@@ -443,10 +474,11 @@ export class Transformer {
       const ro = {
         inv_freq: this.invFreq,
         position_offset: offset,
-        position_ids: opts.position_ids ?? undefined,
         style: c.rope_interleaved ? "interleaved" as const : "rotate_half" as const,
       };
-      const q2 = rope(q, ro), k2 = rope(k, ro);
+      // rope's backward reads the positions: each node holds its own view of them
+      const q2 = withViews([opts.position_ids], ([pos]) => rope(q, { ...ro, position_ids: pos }));
+      const k2 = withViews([opts.position_ids], ([pos]) => rope(k, { ...ro, position_ids: pos }));
       release(q);
       release(k);
       q = q2;
@@ -465,6 +497,7 @@ export class Transformer {
         q_offset: offset,
         kv_len: offset + T,
         attention_mask: opts.attention_mask ?? null,
+        segment_ids: opts.segment_ids ?? null,
         sliding_window: c.sliding_window,
         dropout: attnDrop,
       });
@@ -472,6 +505,7 @@ export class Transformer {
       a = attention(q, k, v, {
         causal: true,
         attention_mask: opts.attention_mask ?? null,
+        segment_ids: opts.segment_ids ?? null,
         sliding_window: c.sliding_window,
         dropout: attnDrop,
       });
@@ -527,6 +561,26 @@ function drop(x: Tensor, p: number, opts: ForwardOptions, site: number, layer: n
   if (!opts.dropout || !(p > 0)) return x;
   const y = dropout(x, p, siteSeed(opts.dropout.seed, site, layer));
   release(x);
+  return y;
+}
+
+/**
+ * `f` run with views of the tensors `ts` while recording: the views belong to the node of `f`'s
+ * result (disposed after its backward), so its backward, or a checkpointed recompute, may read them
+ * after the caller has disposed its own tensors (the Trainer frees a batch once the forward ran).
+ */
+function withViews(
+  ts: readonly (Tensor | null | undefined)[],
+  f: (views: (Tensor | undefined)[]) => Tensor,
+): Tensor {
+  if (!isGradEnabled() || ts.every((t) => !t)) return f(ts.map((t) => t ?? undefined));
+  const views = ts.map((t) => t?.reshape(t.shape));
+  const y = f(views);
+  for (const v of views) {
+    if (!v) continue;
+    if (y.node) y.node.saved.push(v);
+    else v.dispose();
+  }
   return y;
 }
 

@@ -102,22 +102,67 @@ export function estimate(c: TrainingConfig, s: Shape, memoryGb: number, seq: num
 const gb = (x: number) => `${x < 0.1 ? x.toFixed(3) : x.toFixed(2)} GiB`;
 
 /**
- * Change `c` (a validated, mutable copy) until it fits: LoRA, then 4-bit base weights, then
- * gradient checkpointing, then a smaller micro-batch with more accumulation steps keeping
- * per_device_train_batch_size x gradient_accumulation_steps. Returns the reasons, in order.
+ * Settings the Trainer refuses (`training/_trainer_check.ts`), each with what it runs instead and
+ * why: a planned config must run as it is. Kept beside the plan (not imported from the Trainer's
+ * private check, which needs the model); the config tests train every recommendation, so a new
+ * refusal there shows up as a failing test here.
  */
-export function plan(c: TrainingConfig, s: Shape, memoryGb: number, seq: number): string[] {
+const REFUSED: readonly ((c: TrainingConfig) => string | null)[] = [
+  (c) => {
+    if (!c.fp16) return null;
+    c.fp16 = false;
+    return "fp16 -> false: the Trainer computes in float32.";
+  },
+  (c) => {
+    if (c.quantization?.bnb_4bit_quant_type !== "fp4") return null;
+    c.quantization.bnb_4bit_quant_type = "nf4";
+    return "quantization.bnb_4bit_quant_type fp4 -> nf4: fledge's 4-bit kernels have NF4 codes (also 4 bits per weight).";
+  },
+  (c) => {
+    if (c.quantization?.bnb_4bit_compute_dtype !== "float16") return null;
+    c.quantization.bnb_4bit_compute_dtype = "float32";
+    return "quantization.bnb_4bit_compute_dtype float16 -> float32: the Trainer computes in float32.";
+  },
+];
+
+/** Options of {@linkcode plan}. */
+export interface PlanOptions {
+  /**
+   * May the plan switch to LoRA / QLoRA (default true)? False for pretraining, where the weights
+   * start random and adapters on a frozen random base would learn nothing useful.
+   */
+  adapters?: boolean;
+}
+
+/**
+ * Change `c` (a validated, mutable copy) until it fits: first settings the Trainer refuses are
+ * replaced by ones it runs, then LoRA, 4-bit base weights, gradient checkpointing, and a smaller
+ * micro-batch with more accumulation steps keeping per_device_train_batch_size x
+ * gradient_accumulation_steps. Returns the reasons, in order.
+ */
+export function plan(
+  c: TrainingConfig,
+  s: Shape,
+  memoryGb: number,
+  seq: number,
+  opts: PlanOptions = {},
+): string[] {
   const why: string[] = [];
+  for (const fix of REFUSED) {
+    const line = fix(c);
+    if (line) why.push(line);
+  }
+  const adapters = opts.adapters ?? true;
   const statics = (e: Estimate) => e.weights_gb + e.gradients_gb + e.optimizer_gb;
   let e = estimate(c, s, memoryGb, seq);
   why.push(
-    `Budget ${gb(e.budget_gb)} (${HEADROOM * 100}% of ${memoryGb} GiB); the config as given needs ${
-      gb(e.total_gb)
-    }: ` +
+    `Budget ${gb(e.budget_gb)} (${HEADROOM * 100}% of ${memoryGb} GiB); the config ${
+      why.length ? "with that" : "as given"
+    } needs ${gb(e.total_gb)}: ` +
       `weights ${gb(e.weights_gb)}, gradients ${gb(e.gradients_gb)}, optimizer ${gb(e.optimizer_gb)}, ` +
       `activations ${gb(e.activations_gb)} (${c.per_device_train_batch_size} x ${seq} tokens).`,
   );
-  if (statics(e) > e.budget_gb && c.lora === null) {
+  if (statics(e) > e.budget_gb && c.lora === null && adapters) {
     const before = statics(e);
     c.lora = {
       r: 16,
@@ -144,7 +189,7 @@ export function plan(c: TrainingConfig, s: Shape, memoryGb: number, seq: number)
       c.learning_rate = 2e-4;
     }
   }
-  if (statics(e) > e.budget_gb && c.quantization === null && c.lora !== null) {
+  if (statics(e) > e.budget_gb && c.quantization === null && c.lora !== null && adapters) {
     const before = e.weights_gb;
     c.quantization = {
       load_in_4bit: true,
@@ -164,7 +209,7 @@ export function plan(c: TrainingConfig, s: Shape, memoryGb: number, seq: number)
       `Does not fit: weights, gradients and optimizer state alone need ${gb(statics(e))} of ${
         gb(e.budget_gb)
       }; ` +
-        `use a smaller model or more memory.`,
+        `use a smaller model or more memory${adapters ? "" : " (pretraining trains every weight)"}.`,
     );
     return why;
   }

@@ -4,8 +4,13 @@
  * Sources: TRL `SFTConfig` (learning_rate 2e-5, logging_steps 10, gradient checkpointing on),
  * the QLoRA paper (Dettmers et al. 2023: NF4, double quantization, r 16-64, lr 2e-4, all linear
  * layers), nanoGPT / GPT-3 pretraining (AdamW beta2 0.95, weight decay 0.1, cosine to lr / 10).
+ *
+ * Every recommendation runs as it is: nothing the Trainer refuses (fp16, fp4, float16 compute, a
+ * best-model metric it does not compute) and no sequence longer than the named model's positions;
+ * `tests/training/config_test.ts` trains one step of each.
  * @module
  */
+import { PRESETS } from "../models/config.ts";
 
 /** Preset names. */
 export const PRESET_NAMES = ["debug", "sft-full", "sft-lora", "qlora", "pretrain"] as const;
@@ -23,6 +28,14 @@ export const MODEL_SIZES = {
 
 /** A size class. */
 export type SizeClass = keyof typeof MODEL_SIZES;
+
+/** The shape of a size class's model preset, for the memory estimate. */
+export function sizeShape(
+  size: SizeClass,
+): { hidden_size: number; num_hidden_layers: number; vocab_size: number } {
+  const m = PRESETS[MODEL_SIZES[size].model];
+  return { hidden_size: m.hidden_size, num_hidden_layers: m.num_hidden_layers, vocab_size: m.vocab_size };
+}
 
 /** The size class of a parameter count: the largest class whose count it reaches (half-way up). */
 export function sizeClassOf(params: number): SizeClass {
@@ -99,6 +112,8 @@ export const PRESET_PARTIALS: Readonly<Record<typeof PRESET_NAMES[number], Recor
       bnb_4bit_use_double_quant: true,
     },
   },
+  // Packing by concatenating and cutting (`wrapped`): the classic pre-training layout, every
+  // position trains and none is padding.
   pretrain: {
     model: "small",
     output_dir: "runs/pretrain",
@@ -107,6 +122,7 @@ export const PRESET_PARTIALS: Readonly<Record<typeof PRESET_NAMES[number], Recor
     gradient_accumulation_steps: 4,
     max_seq_length: 512,
     packing: true,
+    packing_strategy: "wrapped",
     learning_rate: 6e-4,
     weight_decay: 0.1,
     adam_beta2: 0.95,
@@ -125,7 +141,9 @@ const TASK_PARTIALS: Readonly<Record<typeof TASKS[number], Record<string, unknow
   summarization: { max_seq_length: 1024, per_device_train_batch_size: 4, gradient_accumulation_steps: 8 },
   // Sentence pairs are short: 256 tokens, larger micro-batches.
   translation: { max_seq_length: 256, per_device_train_batch_size: 16, gradient_accumulation_steps: 2 },
-  // Sentence + label: 128 tokens; BERT-style recipe (linear decay, 10% warmup, decay 0.01).
+  // Sentence + label: 128 tokens; BERT-style recipe (linear decay, 10% warmup, decay 0.01). The
+  // best checkpoint and early stopping follow eval_loss, the metric the Trainer computes (accuracy
+  // comes from the classification recipe's label-likelihood evaluation afterwards).
   classification: {
     max_seq_length: 128,
     per_device_train_batch_size: 32,
@@ -133,7 +151,7 @@ const TASK_PARTIALS: Readonly<Record<typeof TASKS[number], Record<string, unknow
     lr_scheduler_type: "linear",
     warmup_ratio: 0.1,
     weight_decay: 0.01,
-    metric_for_best_model: "accuracy",
+    metric_for_best_model: "eval_loss",
     early_stopping_patience: 2,
   },
   pretraining: {},
@@ -148,15 +166,19 @@ const PRETRAIN_LR: Readonly<Record<SizeClass, number>> = {
   large: 3e-4,
 };
 
-/** The partial config `getRecommendedConfig` validates, before any memory plan. */
+/**
+ * The partial config `getRecommendedConfig` validates, before any memory plan. Sequence lengths
+ * are capped at the named model preset's `max_position_embeddings` (the tiny model has 128).
+ */
 export function recommend(task: typeof TASKS[number], size: SizeClass): Record<string, unknown> {
   const meta = MODEL_SIZES[size];
+  const positions = PRESETS[meta.model].max_position_embeddings;
   if (task === "pretraining") {
     return {
       ...PRESET_PARTIALS.pretrain,
       model: meta.model,
       output_dir: `runs/pretraining-${size}`,
-      max_seq_length: meta.pretrain_seq,
+      max_seq_length: Math.min(meta.pretrain_seq, positions),
       learning_rate: PRETRAIN_LR[size],
       gradient_accumulation_steps: size === "tiny" ? 1 : 4,
       gradient_checkpointing: size === "large",
@@ -167,6 +189,7 @@ export function recommend(task: typeof TASKS[number], size: SizeClass): Record<s
   return {
     ...SFT,
     ...TASK_PARTIALS[task],
+    max_seq_length: Math.min(TASK_PARTIALS[task].max_seq_length as number, positions),
     model: meta.model,
     output_dir: `runs/${task}-${size}`,
     learning_rate: lora ? 2e-4 : FULL_LR[size],

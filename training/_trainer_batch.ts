@@ -1,7 +1,9 @@
 /**
  * Private to `trainer.ts`: a micro-batch of a training dataset on the device. A `TextDataset`'s
  * blocks train every token (labels = ids); a `RowDataset`'s rows carry their own labels (-100: not
- * trained), attention masks (padded rows) and position ids (packed rows).
+ * trained), attention masks (padded rows), and segment ids and position ids (packed rows: attention
+ * stays within each example and positions restart at 0 for each, so a packed example trains as it
+ * would alone in a padded row).
  *
  * Each micro-batch's loss is weighted by its share of the trained targets of the whole update
  * (Hugging Face's `num_items_in_batch`), so uneven lengths under gradient accumulation give the
@@ -42,7 +44,10 @@ export function weightOf(ds: TrainDataset, idx: ArrayLike<number>): number {
   return n;
 }
 
-/** Rows `idx` as device tensors: ids, labels and the forward options; `dispose()` frees them. */
+/**
+ * Rows `idx` as device tensors: ids, labels and the forward options; `dispose()` frees them (any
+ * time after the forward: the graph holds what its backward reads).
+ */
 export function deviceBatch(
   ds: TextDataset | RowDataset,
   idx: ArrayLike<number>,
@@ -55,10 +60,11 @@ export function deviceBatch(
   const mask = ds.attention_mask(idx);
   const attention_mask = mask ? be.fromArray(mask, shape, "i32") : null;
   const position_ids = ds.packed ? be.fromArray(ds.position_ids(idx), shape, "i32") : null;
+  const segment_ids = ds.packed ? be.fromArray(ds.segment_ids(idx), shape, "i32") : null;
   return {
     ids,
     labels,
-    opts: { attention_mask, position_ids },
-    dispose: () => [ids, labels, attention_mask, position_ids].forEach((t) => t?.dispose()),
+    opts: { attention_mask, position_ids, segment_ids },
+    dispose: () => [ids, labels, attention_mask, position_ids, segment_ids].forEach((t) => t?.dispose()),
   };
 }

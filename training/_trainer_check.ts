@@ -5,7 +5,6 @@
  * best-model metric), and the adapters it attaches (`quantization` then `lora`: QLoRA).
  * @module
  */
-import { RowDataset } from "../data/row_dataset.ts";
 import type { TrainDataset } from "./_trainer_batch.ts";
 import type { Transformer } from "../models/transformer.ts";
 import type { TrainingConfig } from "./config_types.ts";
@@ -71,12 +70,6 @@ export function trainerProblems(opts: TrainerInputs, config: TrainingConfig): st
   }
   for (const [what, d] of [["train_dataset", ds], ["eval_dataset", opts.eval_dataset]] as const) {
     if (!d) continue;
-    if (d instanceof RowDataset && d.packed) {
-      problems.push(
-        `${what}: rows of ${d.source} pack several examples, and attention that stays within each example ` +
-          `is not in the kernels yet; set packing: false, or packing_strategy: wrapped`,
-      );
-    }
     if (d.block_size > mc.max_position_embeddings) {
       problems.push(
         `${what}: block_size ${d.block_size} exceeds the model's max_position_embeddings ${mc.max_position_embeddings}; ` +

@@ -133,7 +133,7 @@ export function reportMarkdown(
   config: TrainingConfig,
   state: TrainerState,
   summary: Record<string, number | null>,
-  extra: { model: string; dataset: string; curves: boolean },
+  extra: { model: string; dataset: string; curves: boolean; memory?: string },
 ): string {
   const L: string[] = [`# Training report`, ``, `## Settings`, ``, `| field | value |`, `| --- | --- |`];
   L.push(`| model | ${extra.model} |`, `| dataset | ${extra.dataset} |`);
@@ -163,6 +163,7 @@ export function reportMarkdown(
         `(epoch ${formatMetric(state.best_epoch)}), checkpoint \`${state.best_model_checkpoint ?? "-"}\`.`,
     );
   }
+  if (extra.memory) L.push(``, `## Memory`, ``, extra.memory);
   if (extra.curves) L.push(``, `![training curves](curves.svg)`);
   const keys = ["step", "epoch", "loss", "learning_rate", "grad_norm", "eval_loss"];
   const rows = state.log_history.filter((r) => "loss" in r || "eval_loss" in r).slice(-20);
@@ -227,6 +228,8 @@ export async function writeRunEnd(out: string, r: {
   model: Transformer;
   tokenizer: Tokenizer | null;
   dataset: string;
+  /** The memory report of the run (report.md). */
+  memory?: string;
 }): Promise<void> {
   const st = r.state;
   const endRec: Record<string, number> = {
@@ -257,7 +260,7 @@ export async function writeRunEnd(out: string, r: {
   } catch (e) {
     if (!(e instanceof RangeError)) throw e; // nothing logged: no curves
   }
-  const extra = { model: r.config.model ?? "(given)", dataset: r.dataset, curves };
+  const extra = { model: r.config.model ?? "(given)", dataset: r.dataset, curves, memory: r.memory };
   await writeFileAtomic(join(out, "report.md"), reportMarkdown(r.config, st, r.summary, extra));
 }
 

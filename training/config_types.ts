@@ -120,6 +120,29 @@ export interface TrainingConfig {
   completion_only_loss: boolean | null;
   /** TRL: train only the assistant turns of conversational rows (default false). */
   assistant_only_loss: boolean;
+  /**
+   * TRL `DPOConfig` (DPO only): keep the last `max_prompt_length` tokens of longer prompts, counted
+   * (default 512, TRL's value before 1.0); null: none. The sequence is then cut to `max_seq_length`
+   * (TRL `max_length`), keeping its start.
+   */
+  max_prompt_length: number | null;
+  /** TRL `DPOConfig` (DPO only): deviation from the reference model; IPO's tau (default 0.1). */
+  beta: number;
+  /**
+   * TRL `DPOConfig` (DPO only): `sigmoid` (DPO, default), `hinge` (SLiC) or `ipo` (IPO on
+   * length-averaged log-ratios, as TRL).
+   */
+  loss_type: "sigmoid" | "hinge" | "ipo";
+  /** TRL `DPOConfig` (DPO only): cDPO's label-flip probability in [0, 0.5), `sigmoid` only (default 0). */
+  label_smoothing: number;
+  /**
+   * TRL `DPOConfig` (DPO only): compute the reference log-probs of every pair once before training
+   * (default false: a reference forward per batch, the adapters switched off). Needed for DPO
+   * without an adapter, which has no frozen copy of the weights.
+   */
+  precompute_ref_log_probs: boolean;
+  /** TRL `DPOConfig` (DPO only): run the policy without dropout, `lora_dropout` included (default true). */
+  disable_dropout: boolean;
   /** `adamw` (default) or `sgd`. */
   optim: OptimizerName;
   /** Peak learning rate (default 5e-5). */

@@ -29,6 +29,7 @@ import type { DataPosition } from "../data/text_dataset.ts";
 import { deviceBatch, type TrainDataset, weightOf } from "./_trainer_batch.ts";
 import type { RowDataset } from "../data/row_dataset.ts";
 import { addMetrics, rowsDataset } from "./_trainer_rows.ts";
+import { formatMemoryReport, memoryReport } from "./memory.ts";
 import type { TextDataset } from "../data/text_dataset.ts";
 import { loadCheckpoint, rotateCheckpoints, saveCheckpoint, type TrainerState } from "./checkpoint.ts";
 import { saveTrainingConfig, type TrainingConfig, validateTrainingConfig } from "./config.ts";
@@ -542,6 +543,10 @@ export class Trainer {
       enabled: this.#progress,
       interval_ms: 0,
     });
+    // What the run holds on the device before its first step (the peak is measured from here).
+    const before = formatMemoryReport(memoryReport(model, { optimizer: this.optimizer, gradients: "step" }));
+    this.#log(before.replace(/; measured peak .*$/, " before the first step."));
+    be.resetPeak();
     const nb = this.train_dataset.num_blocks;
     const epochOf = (p: DataPosition) => p.epoch + p.index / nb;
     const skipBad = c.skip_nonfinite_steps;
@@ -778,6 +783,7 @@ export class Trainer {
         model,
         tokenizer: this.tokenizer,
         dataset: this.train_dataset.source,
+        memory: formatMemoryReport(memoryReport(model, { optimizer: this.optimizer, gradients: "step" })),
       }));
     await callHook(this.hooks, "on_train_end", [ctx()]);
     return { ...summary, training_time, checkpoint_path, interrupted: null };

@@ -68,7 +68,9 @@ async function run(cwd: string, args: string[]): Promise<CliRun> {
 }
 
 /** stderr without the progress lines. */
-const notes = (r: CliRun) => r.err.split("\n").filter((l) => l && !l.startsWith("train: ")).join("\n");
+const notes = (r: CliRun) =>
+  r.err.split("\n").filter((l) => l && !l.startsWith("train: ") && !l.startsWith("fledge: Device memory"))
+    .join("\n");
 
 /** {@linkcode assertFails} on a training run: its progress lines come before the one error line. */
 function assertRunFails(r: CliRun, code: 1 | 2, re: RegExp): void {

@@ -13,7 +13,7 @@ import {
 import { parseKernelConfig } from "../../kernels/_attention_tune.ts";
 import { backward } from "../../kernels/autograd.ts";
 import type { Backend } from "../../kernels/backend.ts";
-import { assert, assertAllClose, randomArray } from "../_assert.ts";
+import { assert, assertAllClose, randomArray, rng } from "../_assert.ts";
 import { backends, compareBackends, dot, gradcheck, rand64, webgpu } from "../_check.ts";
 
 interface Case {
@@ -23,10 +23,15 @@ interface Case {
   H: number;
   Hkv: number;
   D: number;
-  opts?: Omit<AttentionOptions, "attention_mask">;
+  opts?: Omit<AttentionOptions, "attention_mask" | "segment_ids">;
   /** Per-batch count of padded key positions (negative: left padding). */
   pad?: number[];
   maskDtype?: "f32" | "i32" | "u32";
+  /**
+   * Segment ids `[B, Tk]`: `packed` (runs of 1..7 tokens numbered 1, 2, ..., odd rows ending in 3
+   * padding positions) or `scattered` (ids 0..3 in any order: padding and segments interleaved).
+   */
+  seg?: "packed" | "scattered";
 }
 
 const TOL = { atol: 1e-5, rtol: 1e-4 };
@@ -42,6 +47,29 @@ function maskData(c: Case): number[] | null {
   return m;
 }
 
+function segData(c: Case, seed = 1): number[] | null {
+  if (!c.seg) return null;
+  const r = rng(seed), out: number[] = [];
+  for (let b = 0; b < c.B; b++) {
+    if (c.seg === "scattered") {
+      for (let j = 0; j < c.Tk; j++) out.push(Math.floor(r() * 4));
+      continue;
+    }
+    const real = b % 2 ? Math.max(0, c.Tk - 3) : c.Tk;
+    let id = 0, left = 0;
+    for (let j = 0; j < c.Tk; j++) {
+      if (j >= real) {
+        out.push(0);
+        continue;
+      }
+      if (left === 0) [id, left] = [id + 1, 1 + Math.floor(r() * 7)];
+      out.push(id);
+      left--;
+    }
+  }
+  return out;
+}
+
 function inputs(c: Case, seed: number) {
   const nq = c.B * c.Tq * c.H * c.D, nk = c.B * c.Tk * c.Hkv * c.D;
   return {
@@ -50,6 +78,7 @@ function inputs(c: Case, seed: number) {
     v: randomArray(nk, seed + 2),
     dout: randomArray(nq, seed + 3),
     mask: maskData(c),
+    seg: segData(c, seed),
   };
 }
 
@@ -58,7 +87,8 @@ function upload(be: Backend, c: Case, x: ReturnType<typeof inputs>) {
   const k = be.fromArray(x.k, [c.B, c.Tk, c.Hkv, c.D]);
   const v = be.fromArray(x.v, [c.B, c.Tk, c.Hkv, c.D]);
   const mask = x.mask ? be.fromArray(x.mask, [c.B, c.Tk], c.maskDtype ?? "f32") : null;
-  return { q, k, v, mask, opts: { ...c.opts, attention_mask: mask } as AttentionOptions };
+  const seg = x.seg ? be.fromArray(x.seg, [c.B, c.Tk], "i32") : null;
+  return { q, k, v, mask, opts: { ...c.opts, attention_mask: mask, segment_ids: seg } as AttentionOptions };
 }
 
 function forward(be: Backend, c: Case, x: ReturnType<typeof inputs>, path?: AttentionOptions["path"]) {
@@ -193,9 +223,9 @@ Deno.test("attention() decode against a KV cache with kv_len < Tmax equals the l
   }
 });
 
-function refGrad(c: Case, mask: number[] | null) {
+function refGrad(c: Case, mask: number[] | null, seg: number[] | null = null) {
   const dims = { B: c.B, Tq: c.Tq, Tk: c.Tk, H: c.H, Hkv: c.Hkv, D: c.D };
-  const o: AttentionReferenceOptions = { ...c.opts, attention_mask: mask } as AttentionReferenceOptions;
+  const o = { ...c.opts, attention_mask: mask, segment_ids: seg } as AttentionReferenceOptions;
   return { dims, o };
 }
 
@@ -519,6 +549,228 @@ Deno.test("attention() dropout: p = 0 is bit-identical to none, lse is the undro
       () => attention(q, q, q, { dropout: { p: 1, seed: 1 } }),
       /dropout.p must be in \[0, 1\): 1/,
     );
+  }
+});
+
+/** Forward and backward of every output on `be` (the flash kernels unless `path` says otherwise). */
+function fwdBwd(be: Backend, c: Case, x: ReturnType<typeof inputs>, extra: AttentionOptions = {}) {
+  const t = upload(be, c, x);
+  const o = { ...t.opts, ...extra };
+  const out = be.empty(t.q.shape), lse = be.empty([c.B, c.H, c.Tq]);
+  attentionForward(out, lse, t.q, t.k, t.v, o);
+  const dq = be.empty(t.q.shape), dk = be.empty(t.k.shape), dv = be.empty(t.v.shape);
+  attentionBackward(dq, dk, dv, be.fromArray(x.dout, t.q.shape), t.q, t.k, t.v, out, lse, o);
+  return [out, lse, dq, dk, dv];
+}
+
+Deno.test("attention() segment ids: every kernel family matches the reference, forward and backward, with GQA, masks, windows and dropout", async () => {
+  const fams: AttentionOptions["kernels"][] = [
+    { forward: { family: "tile" }, dq: { family: "tile" }, dkv: { family: "tile" } },
+    {
+      forward: { family: "reg", rows: 3, bk: 3, wg: 8 },
+      dq: { family: "reg", rows: 3, bk: 2, wg: 8 },
+      dkv: { family: "reg", rows: 3, bk: 1, wg: 8 },
+    },
+    {
+      forward: { family: "tex", rows: 5, bk: 2, wg: 8 },
+      dq: { family: "tex", rows: 2, bk: 3, wg: 16 },
+      dkv: { family: "tex", rows: 3, bk: 1, wg: 8 },
+    },
+    { forward: { family: "tile" }, dq: { family: "tile" }, dkv: { family: "tex", rows: 2, bk: 1, wg: 8 } },
+  ];
+  const list: Case[] = [
+    { B: 2, Tq: 19, Tk: 19, H: 4, Hkv: 2, D: 10, opts: { causal: true }, seg: "packed" },
+    {
+      B: 3,
+      Tq: 23,
+      Tk: 23,
+      H: 4,
+      Hkv: 1,
+      D: 16,
+      opts: { causal: true, dropout: { p: 0.3, seed: 5 } },
+      seg: "packed",
+    },
+    // segments and padding interleaved, not causal, with a key mask too
+    { B: 2, Tq: 13, Tk: 13, H: 2, Hkv: 2, D: 8, opts: {}, seg: "scattered", pad: [2, -3], maskDtype: "u32" },
+    {
+      B: 1,
+      Tq: 17,
+      Tk: 17,
+      H: 6,
+      Hkv: 2,
+      D: 12,
+      opts: { causal: true, sliding_window: 4, dropout: { p: 0.2, seed: 9 } },
+      seg: "scattered",
+    },
+    // a KV cache: queries at positions kv_len - Tq.., segments by absolute position
+    { B: 2, Tq: 5, Tk: 24, H: 4, Hkv: 2, D: 16, opts: { causal: true, kv_len: 21 }, seg: "packed" },
+  ];
+  for (const kernels of fams) {
+    for (const [i, c] of list.entries()) {
+      const x = inputs(c, 1000 + i);
+      const cmp = await compareBackends(
+        `segments ${JSON.stringify(kernels)} ${JSON.stringify(c)}`,
+        (be) => fwdBwd(be, c, x, { kernels, path: "flash" }),
+        TOL,
+      );
+      for (const r of cmp) worst.bwd = Math.max(worst.bwd, r.maxAbs);
+    }
+  }
+});
+
+Deno.test("attention() segment ids on the split-K decode path match the reference", async () => {
+  const list: Case[] = [
+    { B: 2, Tq: 1, Tk: 70, H: 4, Hkv: 2, D: 16, opts: { causal: true }, seg: "packed" },
+    { B: 3, Tq: 3, Tk: 9, H: 2, Hkv: 1, D: 10, opts: { causal: true }, seg: "scattered" },
+    { B: 1, Tq: 2, Tk: 40, H: 8, Hkv: 2, D: 24, opts: { causal: true, kv_len: 33 }, seg: "packed", pad: [4] },
+  ];
+  for (const [i, c] of list.entries()) {
+    await checkForward(c, 1100 + i, "split_k");
+    await checkForward(c, 1100 + i, "flash");
+  }
+});
+
+Deno.test("attention() over a packed row equals attention over each example alone", async () => {
+  // Three examples of 5, 9 and 4 tokens and 3 padding positions in one row of 21.
+  const lens = [5, 9, 4], T = 21, H = 4, Hkv = 2, D = 8;
+  const seg = lens.flatMap((n, s) => new Array(n).fill(s + 1)).concat([0, 0, 0]);
+  const c: Case = { B: 1, Tq: T, Tk: T, H, Hkv, D };
+  const x = inputs(c, 1200);
+  for (const be of await backends()) {
+    const packed = await attention(
+      be.fromArray(x.q, [1, T, H, D]),
+      be.fromArray(x.k, [1, T, Hkv, D]),
+      be.fromArray(x.v, [1, T, Hkv, D]),
+      { causal: true, segment_ids: be.fromArray(seg, [1, T], "i32") },
+    ).toArray();
+    let at = 0;
+    for (const n of lens) {
+      const part = (a: Float32Array, h: number) => a.slice(at * h * D, (at + n) * h * D);
+      const alone = await attention(
+        be.fromArray(part(x.q, H), [1, n, H, D]),
+        be.fromArray(part(x.k, Hkv), [1, n, Hkv, D]),
+        be.fromArray(part(x.v, Hkv), [1, n, Hkv, D]),
+        { causal: true },
+      ).toArray();
+      assertAllClose(packed.slice(at * H * D, (at + n) * H * D), alone, {
+        ...TOL,
+        msg: `${be.name}: example at ${at}`,
+      });
+      at += n;
+    }
+    // padding queries see nothing: exactly 0
+    assert.ok(packed.slice(at * H * D).every((v: number) => v === 0), `${be.name}: padding rows are 0`);
+  }
+});
+
+Deno.test("attention() one segment over every key is bit-identical to no segment ids", async () => {
+  const c: Case = {
+    B: 2,
+    Tq: 13,
+    Tk: 13,
+    H: 4,
+    Hkv: 2,
+    D: 8,
+    opts: { causal: true, dropout: { p: 0.2, seed: 3 } },
+  };
+  const x = inputs(c, 1300);
+  const ones = new Int32Array(c.B * c.Tk).fill(1);
+  for (const be of await backends()) {
+    const none = await Promise.all(fwdBwd(be, c, x).map((t) => t.toArray()));
+    const one = await Promise.all(
+      fwdBwd(be, c, x, { segment_ids: be.fromArray(ones, [c.B, c.Tk], "i32") }).map((t) => t.toArray()),
+    );
+    none.forEach((a, i) => assert.deepEqual(one[i], a, `${be.name}: output ${i}`));
+  }
+});
+
+Deno.test("attention reference backward with segment ids matches f64 finite differences", () => {
+  const list: Case[] = [
+    { B: 1, Tq: 6, Tk: 6, H: 2, Hkv: 1, D: 3, opts: { causal: true }, seg: "packed" },
+    { B: 2, Tq: 5, Tk: 5, H: 2, Hkv: 2, D: 2, opts: {}, seg: "scattered" },
+    {
+      B: 2,
+      Tq: 7,
+      Tk: 7,
+      H: 4,
+      Hkv: 2,
+      D: 3,
+      opts: { causal: true, dropout: { p: 0.3, seed: 2 } },
+      seg: "packed",
+      pad: [0, -1],
+    },
+    { B: 1, Tq: 2, Tk: 8, H: 2, Hkv: 1, D: 2, opts: { causal: true, kv_len: 7 }, seg: "scattered" },
+  ];
+  for (const [n, c] of list.entries()) {
+    const { dims, o } = refGrad(c, maskData(c), segData(c, 40 + n));
+    const nq = c.B * c.Tq * c.H * c.D, nk = c.B * c.Tk * c.Hkv * c.D;
+    const w = rand64(nq, 19);
+    const f = (xs: Float64Array[]) => {
+      const out = new Float64Array(nq), lse = new Float64Array(c.B * c.H * c.Tq);
+      attentionReference(out, lse, xs[0], xs[1], xs[2], dims, o);
+      return dot(w, out);
+    };
+    const g = (xs: Float64Array[]) => {
+      const dq = new Float64Array(nq), dk = new Float64Array(nk), dv = new Float64Array(nk);
+      attentionBackwardReference(dq, dk, dv, w, xs[0], xs[1], xs[2], dims, o);
+      return [dq, dk, dv];
+    };
+    gradcheck(`attention segments ${JSON.stringify(c)}`, f, g, [
+      rand64(nq, 7, 2),
+      rand64(nk, 8, 2),
+      rand64(nk, 9),
+    ], { count: 40 });
+  }
+});
+
+Deno.test("attention() segment ids: bad shape, dtype or q_offset rejected; the backward holds its own view", async () => {
+  for (const be of await backends()) {
+    const q = be.zeros([2, 4, 2, 8]), k = be.zeros([2, 4, 1, 8]);
+    assert.throws(
+      () => attention(q, k, k, { segment_ids: be.zeros([2, 3], "i32") }),
+      /segment_ids has shape \[2, 3\], expected \[2, >= 4\]/,
+    );
+    assert.throws(() => attention(q, k, k, { segment_ids: be.zeros([2, 4]) }), /segment_ids/);
+    assert.throws(
+      () => attention(q, k, k, { segment_ids: be.zeros([2, 8], "i32"), q_offset: -1 }),
+      /segment_ids need q_offset >= 0: -1/,
+    );
+    // the caller may dispose its segment ids and mask right after the forward
+    const c: Case = {
+      B: 2,
+      Tq: 7,
+      Tk: 7,
+      H: 2,
+      Hkv: 1,
+      D: 4,
+      opts: { causal: true },
+      seg: "packed",
+      pad: [1],
+    };
+    const x = inputs(c, 1400);
+    const t = upload(be, c, x);
+    t.q.requiresGrad = true;
+    const y = attention(t.q, t.k, t.v, t.opts);
+    t.opts.segment_ids!.dispose();
+    t.mask!.dispose();
+    backward(y, be.fromArray(x.dout, t.q.shape));
+    const want = new Float64Array(x.q.length);
+    const { dims, o } = refGrad(c, x.mask, x.seg);
+    attentionBackwardReference(
+      want,
+      new Float64Array(x.k.length),
+      new Float64Array(x.k.length),
+      x.dout,
+      x.q,
+      x.k,
+      x.v,
+      dims,
+      {
+        ...o,
+        scale: Math.fround(1 / 2),
+      },
+    );
+    assertAllClose(await t.q.grad!.toArray(), want, { ...TOL, msg: `${be.name} dq` });
   }
 });
 

@@ -4,6 +4,7 @@
  */
 import { backward, noGrad } from "../../kernels/autograd.ts";
 import type { Backend } from "../../kernels/backend.ts";
+import type { Tensor } from "../../kernels/tensor.ts";
 import { checkpointKeyMap } from "../../models/config.ts";
 import { loadModel } from "../../models/pretrained.ts";
 import { readSafetensors, type SafeTensor } from "../../models/formats/safetensors.ts";
@@ -47,8 +48,9 @@ for (const arch of FIXTURE_ARCHES) {
       const ids = be.fromArray(geti("input_ids"), [2, 16], "i32");
       const mask = be.fromArray(geti("attention_mask"), [2, 16], "i32");
       const labels = be.fromArray(geti("labels"), [2, 16], "i32");
-      // logits, right padding
-      const logits = noGrad(() => model.forward(ids, { attention_mask: mask }));
+      // logits and hidden states, right padding
+      const states: Tensor[] = [];
+      const logits = noGrad(() => model.forward(ids, { attention_mask: mask, output_hidden_states: states }));
       maskedLogits(
         await logits.toArray(),
         get("logits").data as Float32Array,
@@ -57,6 +59,7 @@ for (const arch of FIXTURE_ARCHES) {
         `${arch} ${be.name} logits`,
       );
       logits.dispose();
+      await checkHiddenStates(arch, be, states, tensors);
       // loss and gradients
       model.setTrainable(true);
       const loss = model.loss(ids, labels, { attention_mask: mask });
@@ -152,6 +155,34 @@ async function hfGrad(model: Awaited<ReturnType<typeof loadModel>>, hf: string):
     return t;
   }
   throw new Error(`the fixture's ${hf} matches no entry of the ${model.config.arch} key map`);
+}
+
+/**
+ * Every `hidden_states.<i>` tensor of the fixture (HF `output_hidden_states`: 0 = embeddings,
+ * i = after block i - 1, L = after the last block and the final norm) against ours with the
+ * logits' tolerance, atol 1e-4, at every position: HF's eager attention lets a padding query see
+ * the real keys before it, as ours does, so the padding rows agree too.
+ */
+async function checkHiddenStates(
+  arch: string,
+  be: Backend,
+  states: Tensor[],
+  tensors: Map<string, SafeTensor>,
+) {
+  const names = [...tensors.keys()].filter((n) => /^hidden_states\.\d+$/.test(n));
+  assert.ok(names.length > 0, `${arch}: the fixture holds no hidden_states.* tensors`);
+  assert.equal(states.length, names.length, `${arch} ${be.name}: number of hidden states`);
+  for (const n of names) {
+    const i = Number(n.slice("hidden_states.".length));
+    const want = tensors.get(n)!;
+    assert.deepEqual(states[i].shape, want.shape, `${arch} ${be.name} ${n} shape`);
+    assertAllClose(await states[i].toArray(), want.data as Float32Array, {
+      atol: 1e-4,
+      rtol: 0,
+      msg: `${arch} ${be.name} ${n}`,
+    });
+  }
+  for (const t of states) t.dispose();
 }
 
 /** Every `grad.*` tensor of the fixture against ours (scaled tolerance, as the fixture README says). */

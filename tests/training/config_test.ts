@@ -1,6 +1,7 @@
 /**
  * TrainingConfig: defaults, validation (every problem at once, with file, key path and fix),
- * suggestions, legacy migration, YAML/JSON load and save, presets, recommendations, memory plans.
+ * suggestions, legacy migration, YAML/JSON load and save, presets, recommendations, memory plans
+ * (which the Trainer runs as they are: one step each).
  */
 import { assert } from "../_assert.ts";
 import {
@@ -20,6 +21,11 @@ import {
   trainingConfigToYaml,
   validateTrainingConfig,
 } from "../../training/config.ts";
+import { createBackend } from "../../kernels/backend.ts";
+import { presetConfig, type PresetName, PRESETS } from "../../models/config.ts";
+import { Transformer } from "../../models/transformer.ts";
+import { TextDataset } from "../../data/text_dataset.ts";
+import { createTrainer } from "../../training/trainer.ts";
 
 /** The error `f` throws (fails when it returns). */
 function caught(f: () => unknown): Error {
@@ -508,6 +514,116 @@ Deno.test("getMemoryOptimizedConfig() suggests LoRA, then QLoRA, with reasons", 
     caught(() => getMemoryOptimizedConfig(getTrainingArgs(), { memory_gb: 0, params: 1 })) instanceof
       RangeError,
   );
+});
+
+/**
+ * Train one step with `config` exactly as given (only `max_steps` and `output_dir` changed) on a
+ * tiny model of the architecture the config names, with evaluation data when it evaluates.
+ * Four blocks fit in one update of every recommendation, so the step ends the epoch and runs the
+ * epoch's evaluation, checkpoint and best-model bookkeeping too.
+ */
+async function trainsOneStep(config: TrainingConfig, what: string): Promise<void> {
+  const be = await createBackend("cpu");
+  const name = config.model as PresetName;
+  assert.ok(Object.hasOwn(PRESETS, name), `${what}: model ${name} is a preset`);
+  assert.ok(
+    config.max_seq_length <= PRESETS[name].max_position_embeddings,
+    `${what}: max_seq_length ${config.max_seq_length} over ${name}'s positions`,
+  );
+  const model = Transformer.init(
+    presetConfig(name, {
+      vocab_size: 32,
+      hidden_size: 32,
+      num_hidden_layers: 1,
+      num_attention_heads: 2,
+      num_key_value_heads: 2,
+      head_dim: 16,
+      intermediate_size: 64,
+      max_position_embeddings: 16,
+      rope_scaling: null,
+      bos_token_id: 1,
+      eos_token_id: 2,
+      pad_token_id: null,
+    }),
+    be,
+  );
+  const ids = Int32Array.from({ length: 6 * 8 }, (_, i) => (i * 7 + 3) % 32);
+  const output_dir = await Deno.makeTempDir();
+  try {
+    const trainer = createTrainer({
+      model,
+      config: { ...config, max_steps: 1, output_dir, overwrite_output_dir: true },
+      train_dataset: new TextDataset(ids.subarray(0, 32), { block_size: 8, source: "train" }),
+      eval_dataset: new TextDataset(ids.subarray(32), { block_size: 8, source: "eval" }),
+      progress: false,
+      log: () => {},
+    });
+    const result = await trainer.train();
+    assert.ok(Number.isFinite(result.final_loss), `${what}: loss ${result.final_loss}`);
+    trainer.dispose();
+  } catch (e) {
+    throw new Error(`${what}: ${(e as Error).message}\n${JSON.stringify(config)}`);
+  } finally {
+    model.dispose();
+    await Deno.remove(output_dir, { recursive: true });
+  }
+}
+
+Deno.test("getRecommendedConfig() configs train as they are, for every task, size and memory budget", async () => {
+  const tasks: RecommendedTask[] = ["summarization", "translation", "classification", "pretraining"];
+  const cases: [ModelSize | number, number | undefined][] = [
+    ["tiny", undefined],
+    ["small", undefined],
+    ["small", 0.5],
+    ["medium", undefined],
+    ["medium", 2],
+    ["large", undefined],
+    ["large", 4],
+    [7e9, 16],
+  ];
+  const seen = { lora: 0, qlora: 0, checkpointing: 0, micro: 0 };
+  for (const task of tasks) {
+    for (const [model_size, memory_gb] of cases) {
+      const c = getRecommendedConfig(task, { model_size, memory_gb });
+      assert.deepEqual(validateTrainingConfig(c), c);
+      assert.ok(!c.fp16 && !c.bf16, `${task}/${model_size}: float32`);
+      if (c.lora) seen.lora++;
+      if (c.quantization) seen.qlora++;
+      if (c.gradient_checkpointing) seen.checkpointing++;
+      if (c.per_device_train_batch_size === 1) seen.micro++;
+      // pretraining packs the classic way: text concatenated and cut into blocks
+      assert.ok(!c.packing || c.packing_strategy === "wrapped", `${task}/${model_size}: packing`);
+      if (task === "pretraining") {
+        assert.equal(c.lora, null, `${model_size}/${memory_gb}: pretraining trains every weight`);
+      }
+      await trainsOneStep(c, `getRecommendedConfig("${task}", ${JSON.stringify({ model_size, memory_gb })})`);
+    }
+  }
+  // the budgets above exercise every kind of change the memory plan makes
+  assert.ok(seen.lora && seen.qlora && seen.checkpointing && seen.micro, JSON.stringify(seen));
+});
+
+Deno.test("getMemoryOptimizedConfig() replaces settings the Trainer refuses, and its plans train", async () => {
+  const refused = getTrainingArgs({
+    max_seq_length: 128,
+    fp16: true,
+    lora: { r: 4, target_modules: ["q_proj", "v_proj"] },
+    quantization: { load_in_4bit: true, bnb_4bit_quant_type: "fp4", bnb_4bit_compute_dtype: "float16" },
+  }, quiet);
+  const p = getMemoryOptimizedConfig(refused, { memory_gb: 80, params: 0.5e6 });
+  assert.equal(p.config.fp16, false);
+  assert.equal(p.config.quantization?.bnb_4bit_quant_type, "nf4");
+  assert.equal(p.config.quantization?.bnb_4bit_compute_dtype, "float32");
+  includesAll(p.rationale.slice(0, 3).join("\n"), ["fp16 -> false", "fp4 -> nf4", "float16 -> float32"]);
+  assert.ok(p.estimate.fits && p.rationale.at(-1)!.startsWith("Fits"), p.rationale.join("\n"));
+  await trainsOneStep({ ...p.config, model: "tiny" }, "getMemoryOptimizedConfig(fp16, fp4, float16)");
+  for (const memory_gb of [0.05, 0.2, 1]) {
+    const q = getMemoryOptimizedConfig(
+      getTrainingArgs({ model: "small", per_device_train_batch_size: 16, max_seq_length: 512 }),
+      { memory_gb, params: 14e6, hidden_size: 384, num_hidden_layers: 6, vocab_size: 8192 },
+    );
+    await trainsOneStep(q.config, `getMemoryOptimizedConfig(small, ${memory_gb} GiB)`);
+  }
 });
 
 Deno.test("validateTrainingConfig() accepts max_train_samples / max_eval_samples and rejects non-positive ones", () => {

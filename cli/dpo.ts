@@ -1,0 +1,130 @@
+/**
+ * `deno task cli dpo`: preference tuning (TRL `trl dpo`) from a YAML/JSON {@linkcode TrainingConfig}
+ * with the DPO fields (`beta`, `loss_type`, `label_smoothing`, `max_prompt_length`,
+ * `precompute_ref_log_probs`, `disable_dropout`) plus `--<field> value` overrides, through
+ * {@linkcode runDpo}. Unset fields take TRL `DPOConfig`'s defaults where they differ from
+ * `TrainingArguments` (`learning_rate` 1e-6, `logging_steps` 10, `gradient_checkpointing` true).
+ *
+ * Every input error is a one-line `TypeError` / `RangeError` / `SyntaxError` (or
+ * `Deno.errors.NotFound` / `PermissionDenied` for paths) before training starts: exit code 2.
+ *
+ * @module
+ */
+import { type FlagSpec, parseFlags } from "../util/flags.ts";
+import {
+  loadTrainingConfig,
+  TRAINING_CONFIG_KEYS,
+  type TrainingConfig,
+  validateTrainingConfig,
+} from "../training/config.ts";
+import { DPO_CONFIG_DEFAULTS, runDpo } from "../training/dpo.ts";
+import type { Command } from "./command.ts";
+
+const USAGE = `usage: deno task cli dpo --config dpo.yaml [--<field> value ...]
+
+Direct Preference Optimization (TRL's DPOTrainer) of the config's \`model\` (a folder or hub id of
+a trained model) on its \`dataset\`: rows {prompt, chosen, rejected} (text or message lists) in a
+.jsonl/.json/.csv/.parquet file or a folder with train (and validation) splits. With a lora section
+the reference model is the same model with the adapter switched off; without one, set
+precompute_ref_log_probs: true. Writes output_dir: config.yaml, metrics.jsonl (loss,
+rewards/chosen, rewards/rejected, rewards/accuracies, rewards/margins, logps/*, logits/*),
+checkpoints/step-N/, adapter/ or model/, report.md, curves.svg.
+
+options:
+  -c, --config FILE          a TrainingConfig in YAML (.yaml, .yml) or JSON (.json)
+  --<field> VALUE            any TrainingConfig field, by its Hugging Face / TRL name; the value is
+                             read as JSON when it parses (numbers, true/false, null, {...}), else text
+  --beta B                   deviation from the reference (default 0.1)
+  --loss_type T              sigmoid (default), hinge or ipo
+  --max_length N             tokens per sequence (alias of --max_seq_length; default 1024)
+  --max_prompt_length N      keep the last N prompt tokens (default 512)
+  -h, --help                 this text
+
+examples:
+  --config dpo.yaml --beta 0.05 --loss_type ipo --output_dir runs/dpo
+  --lora '{"r": 16, "lora_alpha": 32}' --learning_rate 5e-6
+  --precompute_ref_log_probs true     full fine-tuning (no lora section)
+  --resume_from_checkpoint true       resume from the latest checkpoint in output_dir
+
+Flags may also be spelled with hyphens (--max-prompt-length).`;
+
+const ALIASES: Record<string, keyof TrainingConfig> = {
+  block_size: "max_seq_length",
+  max_length: "max_seq_length",
+};
+
+const FLAGS: Record<string, FlagSpec> = { config: { type: "string", short: "c" } };
+for (const k of [...TRAINING_CONFIG_KEYS, ...Object.keys(ALIASES)]) FLAGS[k] = { type: "string" };
+
+function parseValue(s: string): unknown {
+  try {
+    return JSON.parse(s);
+  } catch {
+    return s;
+  }
+}
+
+/** The config of a `dpo` invocation: the file with the flag overrides, over DPO's defaults; null for --help. */
+async function configFromArgs(args: string[]): Promise<TrainingConfig | null> {
+  const v = parseFlags("dpo", args, FLAGS);
+  if (v.help) return null;
+  const overrides: Record<string, unknown> = {};
+  for (const [k, s] of Object.entries(v)) {
+    if (k !== "config" && k !== "help" && typeof s === "string") overrides[ALIASES[k] ?? k] = parseValue(s);
+  }
+  const file = v.config as string | undefined;
+  if (!file && !Object.keys(overrides).length) {
+    throw new TypeError(
+      "dpo: give --config dpo.yaml and/or --<field> value flags (see `deno task cli dpo --help`)",
+    );
+  }
+  const defaults = DPO_CONFIG_DEFAULTS;
+  const base = file ? await loadTrainingConfig(file, { defaults }) : {};
+  if (!Object.keys(overrides).length) return base as TrainingConfig;
+  return validateTrainingConfig({ ...base, ...overrides }, {
+    file: file ? `${file} + command-line flags` : "command-line flags",
+    defaults,
+  });
+}
+
+/** `arg` quoted for a POSIX shell when it needs it. */
+function shellQuote(arg: string): string {
+  return /^[\w@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replaceAll("'", `'\\''`)}'`;
+}
+
+const fixed = (x: number | null | undefined, d = 4) => (typeof x === "number" ? x.toFixed(d) : "n/a");
+
+/** The `dpo` command. */
+export const command: Command = {
+  summary: "preference-tune a model with DPO (TRL names: beta, loss_type, ...) from a YAML/JSON config",
+  usage: USAGE,
+  async run(args, io) {
+    const config = await configFromArgs(args);
+    if (!config) return io.stdout(USAGE + "\n");
+    const r = await runDpo(config, { handle_signals: true });
+    if (r.interrupted) {
+      const again: string[] = [];
+      for (let i = 0; i < args.length; i++) {
+        if (/^--resume[-_]from[-_]checkpoint$/.test(args[i])) i++;
+        else if (!/^--resume[-_]from[-_]checkpoint=/.test(args[i])) again.push(args[i]);
+      }
+      again.push("--resume_from_checkpoint", "true");
+      io.stderr(
+        `fledge: ${r.interrupted} at step ${r.metrics_summary.global_step}: saved ${r.checkpoint_path}; ` +
+          `resume with: deno task cli dpo ${again.map(shellQuote).join(" ")}\n`,
+      );
+      return r.interrupted === "SIGINT" ? 130 : 143;
+    }
+    const m = r.metrics_summary, acc = m["eval_rewards/accuracies"] ?? m["rewards/accuracies"];
+    io.stdout(
+      `trained ${m.global_step} DPO steps in ${r.training_time.toFixed(1)}s: loss ${fixed(r.final_loss)}` +
+        (m.eval_loss === null ? "" : `, eval_loss ${fixed(m.eval_loss)}`) +
+        (typeof acc === "number"
+          ? `, ${m["eval_rewards/accuracies"] === undefined ? "" : "eval "}rewards/accuracies ${
+            fixed(acc, 3)
+          }`
+          : "") +
+        ` -> ${config.output_dir}\n`,
+    );
+  },
+};

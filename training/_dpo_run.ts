@@ -1,0 +1,160 @@
+/**
+ * Private to `dpo.ts`: what a DPO config names, built as `run.ts` builds a training run's inputs:
+ * the model (folder or hub id; a preset needs `tokenizer`), the tokenizer (the resumed checkpoint's,
+ * `tokenizer`, else the model's) and the preference pairs of the dataset (a file, or a folder's
+ * `train` split; evaluation on its `validation` split, else a stable 10% of the rows by hash).
+ * @module
+ */
+import { join } from "node:path";
+import { createBackend } from "../kernels/backend.ts";
+import { fromHfConfig, type ModelConfig, type PresetName, PRESETS } from "../models/config.ts";
+import { snapshotDownload } from "../models/hub/hub.ts";
+import { loadModel } from "../models/pretrained.ts";
+import { loadTokenizer, type Tokenizer } from "../models/tokenizer/tokenizer.ts";
+import { Transformer } from "../models/transformer.ts";
+import { loadPreferenceExamples, PreferenceDataset, type PreferenceExample } from "../data/preference.ts";
+import { findSplitFiles } from "../data/readers.ts";
+import { hashFraction } from "../data/split.ts";
+import { readJsonFile } from "../util/json.ts";
+import { latestCheckpoint } from "./checkpoint.ts";
+import type { TrainingConfig } from "./config.ts";
+import { refuseExistingRun } from "./_trainer_io.ts";
+
+/** What a DPO run trains: the model, its tokenizer and the pairs. */
+export interface DpoRunInputs {
+  model: Transformer;
+  tokenizer: Tokenizer;
+  train: PreferenceDataset;
+  eval: PreferenceDataset | null;
+}
+
+async function modelDir(id: string): Promise<string> {
+  return await snapshotDownload(id, {
+    allow_patterns: [
+      "config.json",
+      "*.safetensors",
+      "*.safetensors.index.json",
+      "tokenizer*",
+      "special_tokens_map.json",
+    ],
+  });
+}
+
+async function isDir(path: string): Promise<boolean> {
+  return await Deno.stat(path).then((s) => s.isDirectory, () => false);
+}
+
+/** The train and validation files of a dataset path (a file is its own train split). */
+async function splitFiles(data: string): Promise<{ train: string; validation: string | null }> {
+  if (!(await isDir(data))) return { train: data, validation: null };
+  const splits = findSplitFiles(data);
+  const train = splits.train?.[0];
+  if (!train) {
+    throw new RangeError(`Cannot train: dataset folder ${data} has no train split file (train.jsonl, ...)`);
+  }
+  return { train, validation: splits.validation?.[0] ?? null };
+}
+
+async function pairsOf(
+  file: string,
+  tokenizer: Tokenizer,
+  config: TrainingConfig,
+  log: (line: string) => void,
+  progress: boolean,
+): Promise<PreferenceExample[]> {
+  const r = await loadPreferenceExamples(file, tokenizer, {
+    max_length: config.max_seq_length,
+    max_prompt_length: config.max_prompt_length,
+    progress,
+  });
+  const notes = [
+    r.truncated_prompts &&
+    `${r.truncated_prompts} prompts cut to max_prompt_length ${config.max_prompt_length}`,
+    r.truncated && `${r.truncated} pairs cut to max_length ${config.max_seq_length}`,
+    r.dropped && `${r.dropped} pairs dropped (the prompt fills max_length ${config.max_seq_length})`,
+  ].filter(Boolean);
+  if (notes.length) log(`${file}: ${r.examples.length} preference pairs; ${notes.join(", ")}`);
+  return r.examples;
+}
+
+/**
+ * Build the inputs of a DPO run: checks first (output_dir, model shape), then the tokenizer, the
+ * pairs, and last the weights.
+ * @throws {RangeError} / {TypeError} naming what is missing or wrong and the fix
+ */
+export async function dpoRunInputs(
+  config: TrainingConfig,
+  opts: { log: (line: string) => void; progress: boolean },
+): Promise<DpoRunInputs> {
+  const missing = (["model", "dataset"] as const).filter((k) => !config[k]);
+  if (missing.length) {
+    throw new RangeError(
+      `Cannot train with DPO: ${missing.join(" and ")} not set; set model (a folder or hub id of a trained ` +
+        `model) and dataset (a file or folder of prompt/chosen/rejected rows) in the config or as --model / --dataset`,
+    );
+  }
+  const name = config.model!, data = config.dataset!;
+  await refuseExistingRun(config);
+  const preset = Object.hasOwn(PRESETS, name);
+  if (preset && !config.tokenizer) {
+    throw new RangeError(
+      `Cannot train ${name} with DPO: a preset starts from random weights and has no tokenizer, and DPO ` +
+        `fine-tunes a trained model; set model to a model folder or hub id (or set tokenizer)`,
+    );
+  }
+  let mc: ModelConfig, dir: string | null = null;
+  if (preset) mc = { ...PRESETS[name as PresetName] };
+  else {
+    dir = await modelDir(name);
+    mc = fromHfConfig(await readJsonFile(join(dir, "config.json")), { file: join(dir, "config.json") });
+  }
+  if (config.max_seq_length > mc.max_position_embeddings) {
+    throw new RangeError(
+      `Cannot train ${name}: max_length (max_seq_length) ${config.max_seq_length} exceeds the model's ` +
+        `max_position_embeddings ${mc.max_position_embeddings}; set max_length <= ${mc.max_position_embeddings}`,
+    );
+  }
+  const resumeDir = config.resume_from_checkpoint === true
+    ? await latestCheckpoint(join(config.output_dir, "checkpoints"))
+    : config.resume_from_checkpoint || null;
+  const resumeTok = resumeDir !== null &&
+    await Deno.stat(join(resumeDir, "tokenizer.json")).then(() => true, () => false);
+  const tokenizer = resumeTok
+    ? await loadTokenizer(resumeDir!)
+    : await loadTokenizer(config.tokenizer ? await modelDir(config.tokenizer) : dir!);
+
+  const files = await splitFiles(data), wantsEval = config.eval_strategy !== "no";
+  if (wantsEval && !files.validation && config.max_eval_samples !== null) {
+    throw new RangeError(
+      `Cannot train: max_eval_samples needs a dataset folder with a validation split file; ${data} has none ` +
+        `(evaluation then uses a 10% hash split of the training rows): remove max_eval_samples or add validation.jsonl`,
+    );
+  }
+  const cap = (ex: PreferenceExample[], n: number | null) => (n === null ? ex : ex.slice(0, n));
+  let train = cap(
+    await pairsOf(files.train, tokenizer, config, opts.log, opts.progress),
+    config.max_train_samples,
+  );
+  let evalPairs: PreferenceExample[] | null = null;
+  if (wantsEval && files.validation) {
+    evalPairs = cap(
+      await pairsOf(files.validation, tokenizer, config, opts.log, opts.progress),
+      config.max_eval_samples,
+    );
+  } else if (wantsEval) {
+    evalPairs = train.filter((e) => hashFraction(e.source) >= 0.9);
+    train = train.filter((e) => hashFraction(e.source) < 0.9);
+  }
+  if (!train.length) throw new RangeError(`Cannot train: dataset ${data} has no preference pairs; add rows`);
+  const pad_token_id = tokenizer.pad_token_id ?? tokenizer.eos_token_id ?? 0;
+  const trainSet = new PreferenceDataset(train, { pad_token_id, source: files.train });
+  const evalSet = evalPairs?.length
+    ? new PreferenceDataset(evalPairs, { pad_token_id, source: files.validation ?? `${data} (10% held out)` })
+    : null;
+
+  const backend = await createBackend(config.backend);
+  const model = dir
+    ? await loadModel(dir, { backend })
+    : Transformer.init(mc, backend, { seed: config.seed });
+  return { model, tokenizer, train: trainSet, eval: evalSet };
+}
