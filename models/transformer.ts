@@ -311,6 +311,20 @@ export class Transformer {
    * Logits `[B, T, vocab]` for token ids `[B, T]` (i32). With a cache, the new keys and values are
    * appended at `cache.length` and attention covers the cached prefix.
    * @throws {RangeError} when the sequence is longer than the model's positions or the cache
+   *
+   * @example Hidden states (HF `output_hidden_states`): the embeddings, then each block's output,
+   * the last one after the final norm
+   * ```ts
+   * import { createBackend } from "../kernels/backend.ts";
+   * import type { Tensor } from "../kernels/tensor.ts";
+   * import { presetConfig } from "./config.ts";
+   * import { Transformer } from "./transformer.ts";
+   * const be = await createBackend("cpu");
+   * const model = Transformer.init(presetConfig("tiny", { num_hidden_layers: 2, vocab_size: 32 }), be);
+   * const states: Tensor[] = [];
+   * model.forward(be.fromArray([1, 2, 3], [1, 3], "i32"), { output_hidden_states: states });
+   * if (states.length !== 3 || states[2].shape.join() !== "1,3,128") throw new Error("hidden states");
+   * ```
    */
   forward(ids: Tensor, opts: ForwardOptions = {}): Tensor {
     const [B, T] = ids.shape;

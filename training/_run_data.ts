@@ -4,7 +4,7 @@
  * tokenized examples with label masks (`data/sft.ts`), then rows:
  * - `packing: false` (TRL's default): one example per row, padding masked out of attention and loss;
  * - `packing: true` with `packing_strategy: bfd` / `bfd_split`: examples packed into rows (positions
- *   restarting per example);
+ *   restarting per example, attention kept within each example by segment ids);
  * - `packing: true` with `packing_strategy: wrapped`: text concatenated and cut into blocks, the
  *   classic pre-training layout (`TextDataset`).
  * Evaluation uses the folder's validation split, else a 10% hash split of the training examples.
