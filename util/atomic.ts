@@ -208,6 +208,23 @@ export async function removeAtomic(path: string): Promise<boolean> {
 }
 
 /**
+ * Take a file out of the way under a fresh temp name beside it (an atomic rename: of several
+ * processes claiming the same file, one gets it).
+ * @param path the file
+ * @returns its temp path, or null when it was not there (someone else claimed it)
+ */
+export async function claimFile(path: string): Promise<string | null> {
+  const tmp = tempPath(path);
+  try {
+    await Deno.rename(path, tmp);
+    return tmp;
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return null;
+    throw e;
+  }
+}
+
+/**
  * The temp leftovers of interrupted atomic writes directly inside `dir` (see {@linkcode isTempName}).
  * @param dir a folder (missing: none)
  * @returns their paths

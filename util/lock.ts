@@ -12,7 +12,7 @@
  * @module
  */
 import { basename, dirname, join } from "node:path";
-import { writeFileAtomic } from "./atomic.ts";
+import { claimFile, moveFileAtomic, writeFileAtomic } from "./atomic.ts";
 import { parseJson } from "./json.ts";
 
 /** The lock file's name inside the run folder. */
@@ -215,10 +215,25 @@ async function createExclusive(path: string, text: string): Promise<boolean> {
  */
 async function takeOver(path: string, seen: string, text: string): Promise<boolean> {
   const guard = `${path}.takeover`;
+  const mine = JSON.stringify({ pid: Deno.pid, host: Deno.hostname() });
   try {
-    (await Deno.open(guard, { write: true, createNew: true })).close();
+    const f = await Deno.open(guard, { write: true, createNew: true });
+    await f.write(new TextEncoder().encode(mine));
+    f.close();
   } catch (e) {
     if (!(e instanceof Deno.errors.AlreadyExists)) throw e;
+    // A takeover file of a process that died (killed mid-takeover) is cleared: claimed by one
+    // atomic rename, and put back if what was claimed turns out to be a live process's.
+    const held = await readText(guard);
+    const owner = held ? asOwner(held) : null;
+    if (owner && owner.host === Deno.hostname() && owner.pid !== Deno.pid && !(await isAlive(owner.pid))) {
+      const claimed = await claimFile(guard);
+      if (claimed) {
+        if (await readText(claimed) === held) await Deno.remove(claimed).catch(() => {});
+        else await moveFileAtomic(claimed, guard).catch(() => {});
+      }
+      return false; // look again
+    }
     const since = await mtime(guard);
     if (since && Date.now() - since.getTime() > STUCK_MS) {
       // Removing it here could let two processes in (each removing the other's fresh one): ask.
@@ -235,6 +250,16 @@ async function takeOver(path: string, seen: string, text: string): Promise<boole
     return true;
   } finally {
     await Deno.remove(guard).catch(() => {});
+  }
+}
+
+/** The pid and host written into a takeover file, or null for an older or partly written one. */
+function asOwner(text: string): { pid: number; host: string } | null {
+  try {
+    const v = JSON.parse(text);
+    return Number.isSafeInteger(v?.pid) && typeof v?.host === "string" ? v : null;
+  } catch {
+    return null;
   }
 }
 

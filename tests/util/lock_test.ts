@@ -254,3 +254,18 @@ Deno.test("acquireLock() lets exactly one of three processes take over the same 
     assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name), []);
   });
 });
+
+Deno.test("acquireLock() clears a takeover file left by a process killed mid-takeover", async () => {
+  await withDir(async (dir) => {
+    const pid = await deadPid();
+    await Deno.writeTextFile(join(dir, LOCK_FILE), lockOf({ pid }));
+    await Deno.writeTextFile(
+      join(dir, `${LOCK_FILE}.takeover`),
+      JSON.stringify({ pid, host: Deno.hostname() }),
+    );
+    const lock = await acquireLock(dir);
+    assert.equal((await readLock(dir))?.pid, Deno.pid);
+    await lock.release();
+    assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name), []);
+  });
+});
