@@ -21,3 +21,5 @@ export * from "./attention.ts";
 export * from "./optim.ts";
 export * from "./quant.ts";
 export * from "./lora.ts";
+export * from "./logprob.ts";
+export * from "./preference.ts";

@@ -144,6 +144,12 @@ export async function dpoRunInputs(
   } else if (wantsEval) {
     evalPairs = train.filter((e) => hashFraction(e.source) >= 0.9);
     train = train.filter((e) => hashFraction(e.source) < 0.9);
+    if (!evalPairs.length) {
+      throw new RangeError(
+        `Cannot evaluate: the 10% hash split of the ${train.length} pairs of ${data} holds none; ` +
+          `add a validation split file (a dataset folder with validation.jsonl) or more rows, or set eval_strategy: no`,
+      );
+    }
   }
   if (!train.length) throw new RangeError(`Cannot train: dataset ${data} has no preference pairs; add rows`);
   const pad_token_id = tokenizer.pad_token_id ?? tokenizer.eos_token_id ?? 0;

@@ -261,9 +261,25 @@ export interface CreateDpoTrainerOptions {
  */
 export async function createDpoTrainer(opts: CreateDpoTrainerOptions): Promise<Trainer> {
   const config = validateTrainingConfig(opts.config, { file: "createDpoTrainer(config)", warn: () => {} });
+  const model = opts.model, lora = config.lora;
+  // Weights of the model itself that train would change the reference: refused before anything is attached.
+  const full = lora === null && model.adapters.size === 0;
+  const extras = lora !== null
+    ? lora.bias !== "none" || (lora.modules_to_save?.length ?? 0) > 0
+    : model.adapters.size > 0 && model.parameters().some((p) => p.requiresGrad);
+  if (!config.precompute_ref_log_probs && (full || extras)) {
+    throw new RangeError(
+      `Cannot train DPO: ${
+        full
+          ? "without an adapter (no lora section) the policy is the whole model"
+          : "the adapter trains model weights (lora bias or modules_to_save)"
+      }, and the reference model would need a frozen copy of them; add a lora section (bias: none, ` +
+        `no modules_to_save) or set precompute_ref_log_probs: true`,
+    );
+  }
   const refs = new Map<TrainDataset, Float32Array>();
   const trainer = createTrainer({
-    model: opts.model,
+    model,
     config,
     train_dataset: opts.train_dataset,
     eval_dataset: opts.eval_dataset,
@@ -274,20 +290,6 @@ export async function createDpoTrainer(opts: CreateDpoTrainerOptions): Promise<T
     handle_signals: opts.handle_signals,
     compute_loss: dpoLoss(config, { ref_log_probs: refs }),
   });
-  const model = opts.model;
-  // Adapters are attached now; weights of the model itself that train would change the reference.
-  const full = model.adapters.size === 0;
-  if (!config.precompute_ref_log_probs && (full || model.parameters().some((p) => p.requiresGrad))) {
-    trainer.dispose();
-    throw new RangeError(
-      `Cannot train DPO: ${
-        full
-          ? "without an adapter (no lora section) the policy is the whole model"
-          : "the adapter trains model weights (lora bias or modules_to_save)"
-      }, and the reference model would need a frozen copy of them; add a lora section (bias: none, no modules_to_save) ` +
-        `or set precompute_ref_log_probs: true`,
-    );
-  }
   if (config.precompute_ref_log_probs) {
     const sets: [PreferenceDataset, number][] = [[opts.train_dataset, config.per_device_train_batch_size]];
     if (opts.eval_dataset) sets.push([opts.eval_dataset, config.per_device_eval_batch_size]);

@@ -1,0 +1,147 @@
+/** `deno task cli dpo` through `main()` and as a subprocess: usage, one-line errors (exit 2), a tiny run, SIGINT. */
+import { join } from "node:path";
+import { createBackend } from "../../kernels/backend.ts";
+import { presetConfig } from "../../models/config.ts";
+import { Transformer } from "../../models/transformer.ts";
+import { saveModel } from "../../models/save.ts";
+import { trainBpeTokenizer } from "../../models/tokenizer/bpe.ts";
+import { assert, ROOT } from "../_assert.ts";
+import { assertFails, cli } from "./_cli.ts";
+
+const dir = await Deno.makeTempDir({ prefix: "fledge-dpo-cli-" });
+const modelDir = join(dir, "base");
+{
+  const texts = ["Summarize: a tool to count words.", "Counts words.", "Plays music."];
+  const tok = await trainBpeTokenizer(Array(10).fill(texts.join(" ")), { vocab_size: 280 });
+  const mc = presetConfig("tiny", {
+    vocab_size: 280,
+    hidden_size: 16,
+    num_hidden_layers: 1,
+    num_attention_heads: 2,
+    intermediate_size: 32,
+    max_position_embeddings: 64,
+  });
+  await saveModel(Transformer.init(mc, await createBackend("cpu")), modelDir);
+  await tok.save(modelDir);
+}
+const row = (i: number) =>
+  JSON.stringify({
+    prompt: `Summarize: a tool to count words ${i}.`,
+    chosen: "Counts words.",
+    rejected: "Plays music.",
+  });
+await Deno.writeTextFile(
+  join(dir, "pairs.jsonl"),
+  Array.from({ length: 8 }, (_, i) => row(i)).join("\n") + "\n",
+);
+await Deno.mkdir(join(dir, "folder"));
+await Deno.writeTextFile(
+  join(dir, "folder", "train.jsonl"),
+  Array.from({ length: 8 }, (_, i) => row(i)).join("\n") + "\n",
+);
+await Deno.writeTextFile(join(dir, "folder", "validation.jsonl"), row(8) + "\n" + row(9) + "\n");
+await Deno.writeTextFile(
+  join(dir, "bad.jsonl"),
+  row(0) + "\n\n" + JSON.stringify({ prompt: "p", chosen: "c" }) + "\n",
+);
+
+async function yaml(name: string, text: string): Promise<string> {
+  const p = join(dir, name);
+  await Deno.writeTextFile(p, text);
+  return p;
+}
+
+const base = (out: string) =>
+  `model: ${modelDir}\ndataset: ${join(dir, "pairs.jsonl")}\noutput_dir: ${out}\nbackend: cpu\n` +
+  `max_length: 48\nper_device_train_batch_size: 2\nmax_steps: 2\nlogging_steps: 1\nsave_strategy: "no"\n` +
+  `lora: {r: 4}\n`;
+
+Deno.test("dpo --help prints the usage, and the command list names dpo", async () => {
+  const r = await cli(["dpo", "--help"]);
+  assert.equal(r.code, 0);
+  assert.match(r.out, /^usage: deno task cli dpo --config dpo\.yaml/);
+  assert.match(r.out, /--beta/);
+  assert.match((await cli(["--help"])).out, /^ {2}dpo {8}/m);
+});
+
+Deno.test("dpo: bad flags, values, rows and full fine-tuning without precomputed references are one-line errors (exit 2)", async () => {
+  const rejects = async (args: string[], re: RegExp) => assertFails(await cli(["dpo", ...args]), 2, re);
+  await rejects([], /dpo: give --config dpo\.yaml and\/or --<field> value flags/);
+  await rejects(["--bta", "0.1"], /unknown flag --bta; did you mean --beta\?/);
+  const cfg = await yaml("dpo.yaml", base(join(dir, "run-errors")));
+  await rejects(["--config", cfg, "--loss_type", "kto"], /loss_type: .*"kto"/);
+  await rejects(["--config", cfg, "--beta", "0"], /beta: must be > 0, got 0/);
+  await rejects(["--config", cfg, "--label_smoothing", "0.5"], /label_smoothing/);
+  await rejects(
+    ["--config", cfg, "--dataset", join(dir, "bad.jsonl")],
+    /Cannot build a preference pair from .*bad\.jsonl:3: field "rejected" is missing/,
+  );
+  await rejects(
+    ["--config", cfg, "--lora", "null"],
+    /Cannot train DPO: without an adapter .* set precompute_ref_log_probs: true/,
+  );
+  await rejects(
+    ["--config", cfg, "--max_length", "256"],
+    /max_length \(max_seq_length\) 256 exceeds the model's max_position_embeddings 64/,
+  );
+});
+
+Deno.test("dpo: a tiny LoRA run from YAML + flags writes the run folder and prints the rewards accuracy", async () => {
+  const out = join(dir, "run-ok");
+  const r = await cli([
+    "dpo",
+    "--config",
+    await yaml("ok.yaml", base(out)),
+    "--beta",
+    "0.2",
+    "--loss-type",
+    "ipo",
+    "--dataset",
+    join(dir, "folder"),
+    "--eval_strategy",
+    "steps",
+    "--eval_steps",
+    "2",
+  ]);
+  assert.equal(r.code, 0, r.err);
+  assert.match(
+    r.out,
+    /^trained 2 DPO steps in [\d.]+s: loss [\d.]+, eval_loss [\d.]+, eval rewards\/accuracies [\d.]+ -> /,
+  );
+  const saved = await Deno.readTextFile(join(out, "config.yaml"));
+  assert.match(saved, /^beta: 0\.2$/m);
+  assert.match(saved, /^loss_type: ipo$/m);
+  assert.match(saved, /^logging_steps: 1$/m, "the file wins over DPO's defaults");
+  assert.match(saved, /^learning_rate: 0\.000001$/m, "TRL DPOConfig's default learning rate");
+  assert.match(saved, /^gradient_checkpointing: true$/m, "TRL DPOConfig's default");
+  await Deno.stat(join(out, "adapter", "adapter_model.safetensors"));
+});
+
+Deno.test("dpo: SIGINT saves a checkpoint, prints the resume command and exits 130", async () => {
+  const out = join(dir, "run-sigint");
+  const cfg = await yaml("long.yaml", base(out).replace("max_steps: 2", "max_steps: 100000"));
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", `${ROOT}/cli.ts`, "dpo", "--config", cfg],
+    cwd: ROOT,
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const metrics = join(out, "metrics.jsonl");
+  for (let i = 0; i < 3000; i++) {
+    const text = await Deno.readTextFile(metrics).catch(() => "");
+    if (text.split("\n").length > 3) break;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  child.kill("SIGINT");
+  const r = await child.output();
+  const err = new TextDecoder().decode(r.stderr);
+  assert.equal(r.code, 130, err);
+  assert.match(
+    err,
+    /SIGINT at step \d+: saved \S+checkpoints\/step-\d+; resume with: deno task cli dpo --config \S+ --resume_from_checkpoint true/,
+  );
+});
+
+Deno.test("dpo: cleanup", async () => {
+  await Deno.remove(dir, { recursive: true });
+});

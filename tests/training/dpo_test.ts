@@ -1,0 +1,518 @@
+import { join } from "node:path";
+import { type Backend, createBackend } from "../../kernels/backend.ts";
+import { noGrad } from "../../kernels/autograd.ts";
+import { presetConfig } from "../../models/config.ts";
+import { Transformer } from "../../models/transformer.ts";
+import { saveModel } from "../../models/save.ts";
+import { trainBpeTokenizer } from "../../models/tokenizer/bpe.ts";
+import { buildPreferenceExamples, PreferenceDataset, type PreferenceExample } from "../../data/preference.ts";
+import { readJsonl } from "../../data/jsonl.ts";
+import { buildSftExamples } from "../../data/sft.ts";
+import { padExamples } from "../../data/packing.ts";
+import { RowDataset } from "../../data/row_dataset.ts";
+import type { DataRecord } from "../../data/readers.ts";
+import { createTrainer } from "../../training/trainer.ts";
+import { getTrainingArgs } from "../../training/config.ts";
+import { createDpoTrainer, dpoLoss, precomputeRefLogProbs, runDpo } from "../../training/dpo.ts";
+import type { TrainDataset } from "../../training/_trainer_batch.ts";
+import { assert, assertClose, SHARED, SLOW } from "../_assert.ts";
+import { backends, cpu } from "../_check.ts";
+
+const mc = presetConfig("tiny", {
+  vocab_size: 32,
+  hidden_size: 16,
+  num_hidden_layers: 2,
+  num_attention_heads: 2,
+  intermediate_size: 32,
+  max_position_embeddings: 16,
+});
+
+/** A pair from token lists: prompt p, chosen c, rejected r. */
+function pair(p: number[], c: number[], r: number[], source = "p"): PreferenceExample {
+  const seq = (x: number[]) => Int32Array.from([...p, ...x]);
+  const lab = (x: number[]) => Int32Array.from([...p.map(() => -100), ...x]);
+  return {
+    chosen_input_ids: seq(c),
+    chosen_labels: lab(c),
+    rejected_input_ids: seq(r),
+    rejected_labels: lab(r),
+    source,
+  };
+}
+
+/** Pairs of different prompt and completion lengths (padding in every batch). */
+const PAIRS = [
+  pair([1, 2, 3], [4, 5], [6]),
+  pair([7], [8, 9, 10, 11], [12, 13]),
+  pair([14, 15, 16, 17], [18], [19, 20, 21]),
+  pair([22, 23], [24, 25, 26], [27, 28, 29, 30]),
+];
+const dataset = () => new PreferenceDataset(PAIRS, { pad_token_id: 0, source: "pairs" });
+
+async function dpoRun(
+  be: Backend,
+  overrides: Record<string, unknown>,
+  opts: { model?: Transformer; eval?: boolean } = {},
+) {
+  const dir = await Deno.makeTempDir();
+  const model = opts.model ?? Transformer.init(mc, be, { seed: 5 });
+  const logs: Record<string, number>[] = [];
+  const trainer = await createDpoTrainer({
+    model,
+    config: getTrainingArgs({
+      output_dir: dir,
+      max_steps: 2,
+      per_device_train_batch_size: 2,
+      learning_rate: 1e-2,
+      logging_steps: 1,
+      save_strategy: "no",
+      ...(opts.eval ? { eval_strategy: "steps" as const, eval_steps: 1 } : {}),
+      ...overrides,
+    }),
+    train_dataset: dataset(),
+    eval_dataset: opts.eval ? dataset() : null,
+    progress: false,
+    log: () => {},
+    hooks: { on_log: (_c, rec) => void logs.push(rec), on_evaluate: (_c, rec) => void logs.push(rec) },
+  });
+  const result = await trainer.train();
+  trainer.dispose();
+  await Deno.remove(dir, { recursive: true });
+  return { result, logs, model };
+}
+
+const REWARDS = ["rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins"];
+const LOGGED = [...REWARDS, "logps/chosen", "logps/rejected", "logits/chosen", "logits/rejected"];
+
+for (const be of await backends()) {
+  Deno.test(`DPO with a zero-initialised LoRA starts at loss ln 2 with every reward 0, then learns (${be.name})`, async () => {
+    const { logs } = await dpoRun(be, { lora: { r: 4, lora_alpha: 8, lora_dropout: 0.1 }, max_steps: 3 }, {
+      eval: true,
+    });
+    const first = logs[0];
+    assert.equal(first.step, 1);
+    assertClose(first.loss, Math.LN2, { atol: 1e-6, msg: "first loss" });
+    for (const k of REWARDS) assert.equal(first[k], 0, k);
+    for (const k of LOGGED) assert.ok(Number.isFinite(first[k]), `${k} logged`);
+    assert.ok(first["logps/chosen"] < 0 && first["logps/rejected"] < 0);
+    const evals = logs.filter((r) => "eval_loss" in r), trains = logs.filter((r) => "loss" in r);
+    for (const k of LOGGED) assert.ok(Number.isFinite(evals[0][`eval_${k}`]), `eval_${k} logged`);
+    assert.ok(trains.at(-1)!.loss < Math.LN2, `the loss falls: ${trains.map((r) => r.loss)}`);
+    assert.ok(evals.at(-1)!["eval_rewards/margins"] > 0, "chosen rewards rise above rejected");
+  });
+}
+
+Deno.test("DPO's first loss is the value of each loss type at zero log-ratios (hinge 1, ipo 1/(4 beta^2))", async () => {
+  const be = await cpu();
+  for (const [type, want] of [["hinge", 1], ["ipo", 1 / (4 * 0.5 ** 2)], ["sigmoid", Math.LN2]] as const) {
+    const { logs } = await dpoRun(be, { lora: { r: 2 }, loss_type: type, beta: 0.5, max_steps: 1 });
+    assertClose(logs[0].loss, want, { atol: 1e-5, msg: type });
+  }
+});
+
+/** Host log-probs of one sequence's completion under `model` (its own forward, no padding). */
+async function hostLogProbs(model: Transformer, ids: Int32Array, labels: Int32Array): Promise<number> {
+  const be = model.backend, T = ids.length, V = mc.vocab_size;
+  const logits = await noGrad(() => model.forward(be.fromArray(ids, [1, T], "i32"))).toArray();
+  let s = 0;
+  for (let t = 1; t < T; t++) {
+    if (labels[t] === -100) continue;
+    const row = Array.from(logits.subarray((t - 1) * V, t * V));
+    const m = Math.max(...row), lse = m + Math.log(row.reduce((a, x) => a + Math.exp(x - m), 0));
+    s += row[ids[t]] - lse;
+  }
+  return s;
+}
+
+Deno.test("dpoLoss() equals hand-computed sigmoid / hinge / ipo losses and statistics on a padded batch of two pairs", async () => {
+  for (const be of await backends()) {
+    const model = Transformer.init(mc, be, { seed: 9 });
+    const ds = dataset();
+    const idx = Uint32Array.of(1, 2);
+    const lp: number[] = [];
+    for (const side of ["chosen", "rejected"] as const) {
+      for (const i of idx) {
+        lp.push(await hostLogProbs(model, PAIRS[i][`${side}_input_ids`], PAIRS[i][`${side}_labels`]));
+      }
+    }
+    // References chosen so that the log-ratios are pair 0: dc = 1, dr = -1; pair 1: dc = -0.5, dr = 0.5.
+    const d = [1, -0.5, -1, 0.5];
+    const ref = new Float32Array(8);
+    [...idx].forEach((i, r) => {
+      ref[2 * i] = lp[r] - d[r];
+      ref[2 * i + 1] = lp[2 + r] - d[2 + r];
+    });
+    const refs = new Map<TrainDataset, Float32Array>([[ds, ref]]);
+    const run = (config: Parameters<typeof dpoLoss>[0]) =>
+      noGrad(() =>
+        dpoLoss(config, { ref_log_probs: refs })(model, idx, { dataset: ds, training: false, forward: {} })
+      );
+    const read = async (
+      t: { loss: unknown; metrics?: Record<string, { toArray(): Promise<ArrayLike<number>> }> },
+    ) => {
+      const out: Record<string, number> = {
+        loss: (await (t.loss as { toArray(): Promise<ArrayLike<number>> }).toArray())[0],
+      };
+      for (const [k, v] of Object.entries(t.metrics ?? {})) out[k] = (await v.toArray())[0];
+      return out;
+    };
+    const base = { label_smoothing: 0, disable_dropout: true };
+    // hinge, beta 0.25: z = 0.5 -> 0.5; z = -0.25 -> 1.25.
+    const hinge = await read(run({ ...base, loss_type: "hinge", beta: 0.25 }));
+    assertClose(hinge.loss, 0.875, { atol: 1e-5, msg: `${be.name} hinge` });
+    // ipo, beta 0.5, completion lengths: pair 1 (chosen 4, rejected 2), pair 2 (1, 3):
+    // u = 1/4 + 1/2 - 1 = -0.25 -> 0.0625; u = -0.5 - 0.5/3 - 1 -> (5/3)^2.
+    const ipo = await read(run({ ...base, loss_type: "ipo", beta: 0.5 }));
+    assertClose(ipo.loss, (0.0625 + (5 / 3) ** 2) / 2, { atol: 1e-5, msg: `${be.name} ipo` });
+    // sigmoid with cDPO smoothing 0.1, beta 0.5: z = 1, z = -0.5.
+    const sp = (x: number) => Math.log1p(Math.exp(x));
+    const sig = await read(run({ ...base, loss_type: "sigmoid", beta: 0.5, label_smoothing: 0.1 }));
+    const want = (0.9 * sp(-1) + 0.1 * sp(1) + 0.9 * sp(0.5) + 0.1 * sp(-0.5)) / 2;
+    assertClose(sig.loss, want, { atol: 1e-5, msg: `${be.name} sigmoid` });
+    const stats: Record<string, number> = {
+      "rewards/chosen": 0.125,
+      "rewards/rejected": -0.125,
+      "rewards/accuracies": 0.5,
+      "rewards/margins": 0.25,
+      "logps/chosen": (lp[0] + lp[1]) / 2,
+      "logps/rejected": (lp[2] + lp[3]) / 2,
+    };
+    for (const [k, v] of Object.entries(stats)) {
+      assertClose(sig[k], v, { atol: 2e-5, msg: `${be.name} ${k}` });
+    }
+    assert.ok(Number.isFinite(sig["logits/chosen"]) && sig["logits/chosen"] !== sig["logits/rejected"]);
+    model.dispose();
+  }
+});
+
+Deno.test("precompute_ref_log_probs gives the per-batch reference's numbers, and full fine-tuning needs it", async () => {
+  const be = await cpu();
+  const lora = { lora: { r: 4 } };
+  const live = await dpoRun(be, { ...lora, max_steps: 3 }, { eval: true });
+  const pre = await dpoRun(be, { ...lora, max_steps: 3, precompute_ref_log_probs: true }, { eval: true });
+  for (let i = 0; i < live.logs.length; i++) {
+    for (const k of ["loss", "eval_loss", "rewards/margins", "eval_rewards/margins"]) {
+      if (k in live.logs[i]) {
+        assertClose(pre.logs[i][k], live.logs[i][k], { atol: 1e-5, rtol: 1e-4, msg: `${k} @${i}` });
+      }
+    }
+  }
+  // Full fine-tuning: refused without precomputed references, one line naming both fixes.
+  await assert.rejects(() => dpoRun(be, {}), (e: Error) => {
+    assert.ok(e instanceof RangeError);
+    assert.match(
+      e.message,
+      /^Cannot train DPO: without an adapter .* add a lora section .* or set precompute_ref_log_probs: true$/,
+    );
+    assert.ok(!e.message.includes("\n"));
+    return true;
+  });
+  const withBias = Transformer.init(presetConfig("tiny", { ...mc, qkv_bias: true, o_bias: true }), be, {
+    seed: 5,
+  });
+  await assert.rejects(
+    () => dpoRun(be, { lora: { r: 4, bias: "all" } }, { model: withBias }),
+    /adapter trains model weights \(lora bias or modules_to_save\)/,
+  );
+  const full = await dpoRun(be, { precompute_ref_log_probs: true, learning_rate: 1e-3, max_steps: 3 });
+  assertClose(full.logs[0].loss, Math.LN2, { atol: 1e-6, msg: "full fine-tuning starts at the reference" });
+  assert.ok(full.logs.at(-1)!["rewards/margins"] > 0);
+  // The reference of a full fine-tuning run is the model before training, computed once.
+  const m = Transformer.init(mc, be, { seed: 5 });
+  const ref = await precomputeRefLogProbs(m, dataset(), { batch_size: 3 });
+  assert.equal(ref.length, 8);
+  assertClose(ref[2], await hostLogProbs(m, PAIRS[1].chosen_input_ids, PAIRS[1].chosen_labels), {
+    atol: 1e-4,
+  });
+});
+
+Deno.test("DPO resumes from a checkpoint bit-identically (LoRA, accumulation 2)", async () => {
+  const be = await cpu();
+  const base = {
+    lora: { r: 4 },
+    max_steps: 4,
+    per_device_train_batch_size: 1,
+    gradient_accumulation_steps: 2,
+    save_strategy: "steps" as const,
+    save_steps: 2,
+  };
+  const run = async (dir: string, extra: Record<string, unknown>, stopAt = 0) => {
+    const trainer = await createDpoTrainer({
+      model: Transformer.init(mc, be, { seed: 5 }),
+      config: getTrainingArgs({ output_dir: dir, learning_rate: 1e-2, logging_steps: 1, ...base, ...extra }),
+      train_dataset: dataset(),
+      progress: false,
+      log: () => {},
+      hooks: stopAt
+        ? {
+          on_step_end: (
+            { state },
+          ) => (state.global_step === stopAt ? { should_training_stop: true } : undefined),
+        }
+        : {},
+    });
+    const r = await trainer.train();
+    trainer.dispose();
+    return r;
+  };
+  const a = await Deno.makeTempDir(), b = await Deno.makeTempDir();
+  const straight = await run(a, {});
+  await run(b, {}, 2);
+  const resumed = await run(b, { resume_from_checkpoint: true });
+  assert.deepEqual(resumed.loss_history, straight.loss_history.slice(2));
+  for (const d of [a, b]) await Deno.remove(d, { recursive: true });
+});
+
+Deno.test("runDpo() trains a saved model on a dataset folder and names a bad row's file, line and field", async () => {
+  const dir = await Deno.makeTempDir();
+  const texts = ["The quick brown fox.", "A slow green turtle.", "Summarize: it is a fox."];
+  const tokenizer = await trainBpeTokenizer(Array(10).fill(texts.join(" ")), { vocab_size: 280 });
+  const modelDir = join(dir, "base");
+  const be = await createBackend("cpu");
+  await saveModel(
+    Transformer.init(presetConfig("tiny", { ...mc, vocab_size: 280, max_position_embeddings: 64 }), be),
+    modelDir,
+  );
+  await tokenizer.save(modelDir);
+  const data = join(dir, "data");
+  await Deno.mkdir(data);
+  const row = (i: number) =>
+    JSON.stringify({
+      prompt: `Summarize: it is a fox ${i}.`,
+      chosen: "The quick brown fox.",
+      rejected: "A slow green turtle.",
+    });
+  await Deno.writeTextFile(
+    join(data, "train.jsonl"),
+    Array.from({ length: 6 }, (_, i) => row(i)).join("\n") + "\n",
+  );
+  await Deno.writeTextFile(join(data, "validation.jsonl"), row(9) + "\n" + row(10) + "\n");
+  const config = (over: Record<string, unknown>) =>
+    getTrainingArgs({
+      model: modelDir,
+      dataset: data,
+      output_dir: join(dir, "run"),
+      backend: "cpu",
+      max_steps: 2,
+      per_device_train_batch_size: 2,
+      max_seq_length: 48,
+      logging_steps: 1,
+      eval_strategy: "steps",
+      eval_steps: 2,
+      save_strategy: "no",
+      learning_rate: 1e-2,
+      lora: { r: 4 },
+      ...over,
+    });
+  const r = await runDpo(config({}), { progress: false, log: () => {} });
+  assert.equal(r.metrics_summary.global_step, 2);
+  assert.ok(Number.isFinite(r.metrics_summary["eval_rewards/accuracies"]));
+  assert.ok(Number.isFinite(r.metrics_summary["rewards/margins"]));
+  const records = (await Deno.readTextFile(join(dir, "run", "metrics.jsonl"))).trim().split("\n").map((l) =>
+    JSON.parse(l)
+  );
+  assert.ok(records.some((x) => "rewards/accuracies" in x && "logits/rejected" in x));
+  assert.ok(records.some((x) => "eval_rewards/margins" in x));
+  await Deno.stat(join(dir, "run", "adapter", "adapter_model.safetensors"));
+  // A row without "rejected": one line naming file:line and the field, before anything trains.
+  await Deno.writeTextFile(
+    join(data, "train.jsonl"),
+    row(0) + "\n" + JSON.stringify({ prompt: "p", chosen: "c" }) + "\n",
+  );
+  await assert.rejects(
+    () => runDpo(config({ output_dir: join(dir, "run2") }), { progress: false, log: () => {} }),
+    (e: Error) => {
+      assert.ok(e instanceof TypeError);
+      assert.match(
+        e.message,
+        /^Cannot build a preference pair from .*train\.jsonl:2: field "rejected" is missing/,
+      );
+      assert.ok(!e.message.includes("\n"));
+      return true;
+    },
+  );
+  await Deno.remove(dir, { recursive: true });
+});
+
+// ---- Debian summarization pairs ----
+
+/** Lower-case words of 4+ letters. */
+const words = (s: string) => new Set(s.toLowerCase().match(/[a-z]{4,}/g) ?? []);
+
+/**
+ * Preference rows from Debian packages: prompt "Summarize: " + the first `chars` characters of the
+ * document, chosen the package's summary, rejected the summary of another package that shares no
+ * word with the prompt (a sibling package's, libfoo1 against libfoo-dev, would be a coin flip).
+ * Each summary is rejected once, so what DPO can learn without reading the prompt cancels out.
+ */
+function debianRows(records: DataRecord[], chars: number): DataRecord[] {
+  const prompt = (r: DataRecord) => `Summarize: ${(r.document as string).slice(0, chars)}\n`;
+  const n = records.length,
+    order = Array.from({ length: n }, (_, i) => (i * 7919 + 17) % n),
+    used = new Set<number>();
+  return records.map((r, i) => {
+    const p = words(prompt(r));
+    const free = (k: number) => k !== i && !used.has(k);
+    const j = order.find((k) => free(k) && ![...words(records[k].summary as string)].some((w) => p.has(w))) ??
+      order.find(free)!;
+    used.add(j);
+    return { prompt: prompt(r), chosen: r.summary, rejected: records[j].summary };
+  });
+}
+
+interface DebianOptions {
+  train: number;
+  validation: number;
+  /** Characters of each document in the prompt. */
+  chars: number;
+  vocab_size: number;
+  max_length: number;
+  max_prompt_length: number;
+  pretrain_steps: number;
+  dpo_steps: number;
+  dpo_batch: number;
+}
+
+/**
+ * Pre-train a tiny model briefly, then DPO it (LoRA) on Debian pairs; returns the validation
+ * preference accuracy (TRL `rewards/accuracies`) before and after, and the training pairs' after.
+ *
+ * The pre-training teaches what a pretrained LM brings to DPO, copying from its prompt, in a
+ * budget a test can afford: lead extractive summaries (the document's first 4-10 words after the
+ * prompt). From random weights that skill takes thousands of steps on abstractive summaries.
+ */
+async function trainOnDebian(o: DebianOptions) {
+  const t0 = performance.now();
+  const be = await createBackend("auto");
+  const dir = `${SHARED}/datasets/debian/summarization`;
+  const train = await readJsonl(`${dir}/train.jsonl`, { max_samples: o.train });
+  const valid = await readJsonl(`${dir}/validation.jsonl`, { max_samples: o.validation });
+  const trainRows = debianRows(train, o.chars), validRows = debianRows(valid, o.chars);
+  const tokenizer = await trainBpeTokenizer(trainRows.slice(0, 1500).map((r) => `${r.prompt}${r.chosen}`), {
+    vocab_size: o.vocab_size,
+  });
+  const model = Transformer.init(
+    presetConfig("tiny", {
+      vocab_size: o.vocab_size,
+      hidden_size: 64,
+      num_hidden_layers: 2,
+      num_attention_heads: 4,
+      intermediate_size: 192,
+      max_position_embeddings: 128,
+    }),
+    be,
+    { seed: 1 },
+  );
+  const lead = trainRows.map((r, i) => ({
+    prompt: r.prompt,
+    completion: (r.prompt as string).slice(11).split(/\s+/).filter(Boolean).slice(0, 4 + (i % 7)).join(" "),
+  }));
+  const leadEx = buildSftExamples(lead, tokenizer, { max_length: null }).examples
+    .filter((e) => e.input_ids.length <= o.max_length);
+  const work = await Deno.makeTempDir();
+  const pre = createTrainer({
+    model,
+    config: getTrainingArgs({
+      output_dir: join(work, "pre"),
+      max_steps: o.pretrain_steps,
+      per_device_train_batch_size: 32,
+      learning_rate: 3e-3,
+      lr_scheduler_type: "constant_with_warmup",
+      warmup_steps: 20,
+      logging_steps: o.pretrain_steps,
+      save_strategy: "no",
+    }),
+    train_dataset: new RowDataset(padExamples(leadEx, { max_length: o.max_length, pad_token_id: 0 }).rows),
+    progress: false,
+    log: () => {},
+  });
+  await pre.train();
+  pre.dispose();
+  const pairs = (rows: DataRecord[], source: string) =>
+    new PreferenceDataset(
+      buildPreferenceExamples(rows, tokenizer, {
+        max_length: o.max_length,
+        max_prompt_length: o.max_prompt_length,
+      })
+        .examples,
+      { pad_token_id: 0, source },
+    );
+  const trainSet = pairs(trainRows, "debian train"), validSet = pairs(validRows, "debian validation");
+  const dpo = await createDpoTrainer({
+    model,
+    config: getTrainingArgs({
+      output_dir: join(work, "dpo"),
+      max_steps: o.dpo_steps,
+      per_device_train_batch_size: o.dpo_batch,
+      per_device_eval_batch_size: 40,
+      learning_rate: 3e-3,
+      lr_scheduler_type: "constant",
+      beta: 0.1,
+      logging_steps: o.dpo_steps,
+      save_strategy: "no",
+      lora: { r: 8, lora_alpha: 16, target_modules: "all-linear" },
+    }),
+    train_dataset: trainSet,
+    eval_dataset: validSet,
+    progress: false,
+    log: () => {},
+  });
+  const before = (await dpo.evaluate())["eval_rewards/accuracies"];
+  const result = await dpo.train();
+  const after = (await dpo.evaluate())["eval_rewards/accuracies"];
+  dpo.dispose();
+  model.dispose();
+  await Deno.remove(work, { recursive: true });
+  return { before, after, result, backend: be.name, seconds: (performance.now() - t0) / 1000 };
+}
+
+Deno.test("DPO on Debian summarization pairs lifts validation preference accuracy above chance (fast)", async () => {
+  const r = await trainOnDebian({
+    train: 3000,
+    validation: 200,
+    chars: 100,
+    vocab_size: 1024,
+    max_length: 56,
+    max_prompt_length: 40,
+    pretrain_steps: 300,
+    dpo_steps: 60,
+    dpo_batch: 32,
+  });
+  console.log(
+    `  ${r.backend}: validation rewards/accuracies ${r.before} -> ${r.after.toFixed(3)} in ${
+      r.seconds.toFixed(0)
+    }s`,
+  );
+  assert.equal(r.before, 0, "no reward before training: the policy is the reference");
+  assert.ok(r.after >= 0.55, `validation preference accuracy ${r.after}`);
+});
+
+// 0.9 is out of reach for this tiny model in a test's budget: DPO sharpens the copying the
+// pre-training gave it (the reference model alone prefers a summary under its own document to the
+// same summary under another's for about 0.77 of validation pairs after 300 lead steps, 0.87 after
+// 800), and 60-100 DPO steps turn that into validation rewards/accuracies of 0.635 (fast test, 108 s)
+// and 0.713 (this one, 7 min), webgpu on llvmpipe, 2 cores.
+Deno.test({
+  name: "SLOW: DPO on Debian summarization pairs after a longer pre-training: validation preference accuracy",
+  ignore: !SLOW,
+  async fn() {
+    const r = await trainOnDebian({
+      train: 6000,
+      validation: 400,
+      chars: 120,
+      vocab_size: 2048,
+      max_length: 72,
+      max_prompt_length: 48,
+      pretrain_steps: 800,
+      dpo_steps: 100,
+      dpo_batch: 64,
+    });
+    console.log(
+      `  ${r.backend}: validation rewards/accuracies ${r.before} -> ${r.after.toFixed(3)} in ${
+        r.seconds.toFixed(0)
+      }s`,
+    );
+    assert.equal(r.before, 0, "no reward before training: the policy is the reference");
+    assert.ok(r.after >= 0.65, `validation preference accuracy ${r.after}`);
+  },
+});
