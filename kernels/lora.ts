@@ -1,7 +1,14 @@
 /**
- * LoRA helpers that the composed ops (matmul, add, mul) do not cover: DoRA's row norm of the
- * adapted weight, and (re-exported) LoRA's input dropout. The LoRA update itself is two
- * matmuls (`training/peft.ts`).
+ * LoRA helpers that the composed ops (matmul, add, mul) do not cover: the adapted linear as one
+ * op, DoRA's row norm of the adapted weight, and (re-exported) LoRA's input dropout.
+ *
+ * loraLinear (PEFT `lora.Linear.forward` without DoRA): y = x·Wᵀ + bias + s · xa·Bᵀ
+ *   x (M, K), W (N, K) f32 / f16 / 4-bit and frozen, bias (N), xa = drop(x)·Aᵀ (M, R) computed by
+ *   the caller as an ordinary product (it carries dA and the dropout), B (N, R), s the scaling.
+ *   Forward: the base product writes y, the rank-R product is accumulated into it (two dispatches,
+ *   no [M, N] temporaries). Backward: dX = dY·W, dbias = Σ dY, dxa = s·dY·B, dB = s·dYᵀ·xa: no
+ *   weight gradient and no copies of dY for the two branches an `add` would make. Unfused, LoRA
+ *   kept three [M, N] tensors per linear alive until backward (base, update, sum) against one.
  *
  * doraNorm (PEFT `DoraLinearLayer.get_weight_norm`, Liu et al. 2024, eq. 5):
  *   out[o] = ||W[o, :] + s · (B A)[o, :]||₂, or its reciprocal with `inverse`
@@ -19,6 +26,9 @@
 import { gridFor, type KernelSpec, launch, LINEAR_INDEX, MAIN_ARGS, wgslHeader } from "./_kernel.ts";
 import { needsGrad, record } from "./autograd.ts";
 import { binaryForward } from "./elementwise.ts";
+import { matmulForward } from "./matmul.ts";
+import { matmulQ4, matmulQ4Backward, QuantizedTensor } from "./quant.ts";
+import { sumTo } from "./reduce.ts";
 import { expectDtype, expectSameBackend, expectShape, shapeText, type Tensor } from "./tensor.ts";
 
 type Out = { [i: number]: number; length: number };
@@ -166,6 +176,111 @@ export function doraScale(magnitude: Tensor, weight: Tensor, a: Tensor, b: Tenso
     binaryForward("mul", gm, g, inv);
     return [gm];
   }, [inv]);
+}
+
+// ---- the adapted linear ----
+
+/** Options of {@linkcode loraLinear}. */
+export interface LoraLinearOptions {
+  /** `drop(x)·Aᵀ`, `[M, R]`. */
+  xa: Tensor;
+  /** `lora_B`, `[N, R]`. */
+  lora_B: Tensor;
+  /** LoRA's `s` (`lora_alpha / r`, or `/ sqrt(r)` with rsLoRA). */
+  scaling: number;
+  /** The base layer's bias `[N]`. */
+  bias?: Tensor | null;
+}
+
+/**
+ * Reference of {@linkcode loraLinear} (f64 accumulation): `y = x·Wᵀ + bias + s · xa·Bᵀ` with the
+ * weight given as f32 `[N, K]` values.
+ */
+export function loraLinearReference(
+  out: Out,
+  x: ArrayLike<number>,
+  w: ArrayLike<number>,
+  opts: {
+    xa: ArrayLike<number>;
+    lora_B: ArrayLike<number>;
+    scaling: number;
+    bias?: ArrayLike<number> | null;
+  },
+  dims: { M: number; N: number; K: number; R: number },
+): void {
+  const { M, N, K, R } = dims;
+  for (let m = 0; m < M; m++) {
+    for (let n = 0; n < N; n++) {
+      let base = opts.bias ? opts.bias[n] : 0, up = 0;
+      for (let k = 0; k < K; k++) base += x[m * K + k] * w[n * K + k];
+      for (let r = 0; r < R; r++) up += opts.xa[m * R + r] * opts.lora_B[n * R + r];
+      out[m * N + n] = base + opts.scaling * up;
+    }
+  }
+}
+
+/**
+ * LoRA's adapted linear as one differentiable op: `y = x·Wᵀ + bias + s · xa·Bᵀ` for a frozen base
+ * weight (f32, f16 or 4-bit), differentiable in `x`, `bias`, `xa` and `lora_B` (see the module
+ * header). `x` is `[M, K]`.
+ *
+ * @example
+ * ```ts
+ * import { createBackend } from "./backend.ts";
+ * import { loraLinear } from "./lora.ts";
+ * const cpu = await createBackend("cpu");
+ * const x = cpu.fromArray([1, 2], [1, 2]), w = cpu.fromArray([1, 0, 0, 1], [2, 2]);
+ * const xa = cpu.fromArray([3], [1, 1]), b = cpu.fromArray([1, -1], [2, 1]);
+ * const y = await loraLinear(x, w, { xa, lora_B: b, scaling: 2 }).toArray();
+ * if (y[0] !== 7 || y[1] !== -4) throw new Error("loraLinear"); // [1, 2] + 2 * 3 * [1, -1]
+ * ```
+ * @throws {TypeError} on mismatched shapes, dtypes or backends, or a weight that wants a gradient
+ */
+export function loraLinear(x: Tensor, weight: Tensor | QuantizedTensor, opts: LoraLinearOptions): Tensor {
+  const op = "lora.linear";
+  const { xa, lora_B, scaling } = opts, bias = opts.bias ?? null;
+  const [N, K] = weight.shape, R = lora_B.shape[1];
+  if (x.rank !== 2 || x.shape[1] !== K) {
+    throw new TypeError(`Cannot run ${op}: x has shape ${shapeText(x.shape)}, expected [M, ${K}]`);
+  }
+  const M = x.shape[0];
+  expectShape(op, "xa", xa, [M, R]);
+  expectShape(op, "lora_B", lora_B, [N, R]);
+  if (bias) expectShape(op, "bias", bias, [N]);
+  if (!(weight instanceof QuantizedTensor) && (weight.requiresGrad || weight.node)) {
+    throw new TypeError(
+      `Cannot run ${op}: the base weight ${weight.name || shapeText(weight.shape)} wants a gradient`,
+    );
+  }
+  const y = x.backend.empty([M, N]);
+  try {
+    if (weight instanceof QuantizedTensor) matmulQ4(y, x, weight, { bias });
+    else matmulForward(y, x, weight, { transB: true, bias });
+    matmulForward(y, xa, lora_B, { transB: true, alpha: scaling, accumulate: true });
+  } catch (e) {
+    y.dispose();
+    throw e;
+  }
+  if (!needsGrad(x, bias, xa, lora_B)) return y;
+  const wants = (t: Tensor | null) => !!t && (t.requiresGrad || t.node !== null);
+  return record(y, "lora_linear", [x, bias, xa, lora_B], (g) => {
+    const be = g.backend;
+    let dx: Tensor | null = null, dxa: Tensor | null = null, dB: Tensor | null = null;
+    if (wants(x)) {
+      dx = be.empty([M, K]);
+      if (weight instanceof QuantizedTensor) matmulQ4Backward(dx, g, weight);
+      else matmulForward(dx, g, weight);
+    }
+    if (wants(xa)) {
+      dxa = be.empty([M, R]);
+      matmulForward(dxa, g, lora_B, { alpha: scaling });
+    }
+    if (wants(lora_B)) {
+      dB = be.empty([N, R]);
+      matmulForward(dB, g, xa, { transA: true, alpha: scaling });
+    }
+    return [dx, wants(bias) ? sumTo(g, [N]) : null, dxa, dB];
+  });
 }
 
 // ---- dropout: the generic op lives in elementwise.ts (also used by the model's dropout sites) ----

@@ -144,6 +144,16 @@ export interface LinearAdapter {
     bias: Tensor | undefined,
     ctx?: LinearAdapterContext,
   ): Tensor;
+  /**
+   * The whole adapted linear, base product included, when the adapter can compute it in fewer
+   * ops than `base` + {@linkcode apply} (LoRA: one fused op); null to take the `apply` path.
+   */
+  linear?(
+    x: Tensor,
+    weight: Tensor | QuantizedTensor,
+    bias: Tensor | undefined,
+    ctx?: LinearAdapterContext,
+  ): Tensor | null;
   /** Release the adapter's tensors (called by `Transformer.dispose`; must be idempotent). */
   dispose?(): void;
 }
@@ -449,12 +459,19 @@ export class Transformer {
       });
     }
     const bias = this.#opt(`${prefix}.bias`), w = q ?? this.p(`${prefix}.weight`);
-    let y = q ? linearQ4(x, q, bias) : matmul(x, w as Tensor, { transB: true, bias });
-    if (adapter) {
-      const base = y;
-      const seed = opts.dropout ? siteSeed(opts.dropout.seed, DROPOUT_SITES.adapter, fnv1a(prefix)) : null;
-      y = adapter.apply(x, base, w, bias, { dropout_seed: seed });
-      if (y !== base) release(base);
+    const ctx = {
+      dropout_seed: adapter && opts.dropout
+        ? siteSeed(opts.dropout.seed, DROPOUT_SITES.adapter, fnv1a(prefix))
+        : null,
+    };
+    let y = adapter?.linear?.(x, w, bias, ctx) ?? null;
+    if (!y) {
+      y = q ? linearQ4(x, q, bias) : matmul(x, w as Tensor, { transB: true, bias });
+      if (adapter) {
+        const base = y;
+        y = adapter.apply(x, base, w, bias, ctx);
+        if (y !== base) release(base);
+      }
     }
     if (!activation) return y;
     const a = gelu(y, { approximate: activation === "gelu_tanh" ? "tanh" : "none" });

@@ -17,7 +17,7 @@
 import { needsGrad, noGrad, release } from "../kernels/autograd.ts";
 import type { Backend } from "../kernels/backend.ts";
 import { add, mul, sub } from "../kernels/elementwise.ts";
-import { doraNormForward, doraScale, dropout } from "../kernels/lora.ts";
+import { doraNormForward, doraScale, dropout, loraLinear } from "../kernels/lora.ts";
 import { matmul } from "../kernels/matmul.ts";
 import { dequantize, linearQ4, QuantizedTensor } from "../kernels/quant.ts";
 import type { Tensor } from "../kernels/tensor.ts";
@@ -141,6 +141,7 @@ export function peftAdapter(m: LoraModule, part: number): PeftAdapter {
     part,
     apply: (x, base, weight, bias, ctx) =>
       applyPart(m, part, x, base, weight, bias, ctx?.dropout_seed ?? null),
+    linear: (x, weight, bias, ctx) => fusedPart(m, part, x, weight, bias, ctx?.dropout_seed ?? null),
     dispose: () => {
       m.lora_A.dispose();
       m.parts[part].lora_B.dispose();
@@ -169,6 +170,34 @@ function handOver(x: Tensor, view: Tensor, y: Tensor): void {
 /** `x · Wᵀ` without bias, for an f32 or 4-bit weight. */
 function linearNoBias(x: Tensor, w: Tensor | QuantizedTensor): Tensor {
   return w instanceof QuantizedTensor ? linearQ4(x, w) : matmul(x, w, { transB: true });
+}
+
+/**
+ * LoRA (not DoRA) as one fused op over the base product (`kernels/lora.ts` `loraLinear`): the
+ * same values as `base + s·B(A·drop(x))` without the [M, out] temporaries. Null (the `apply` path)
+ * for DoRA, a base weight that trains, or an input that is not `[M, in]`.
+ */
+function fusedPart(
+  m: LoraModule,
+  part: number,
+  x: Tensor,
+  weight: Tensor | QuantizedTensor,
+  bias: Tensor | undefined,
+  dropSeed: number | null,
+): Tensor | null {
+  const p = m.parts[part];
+  if (p.magnitude || x.rank !== 2) return null;
+  if (!(weight instanceof QuantizedTensor) && (weight.requiresGrad || weight.node)) return null;
+  if (part === 0) m.dropSeed = dropSeed;
+  const rate = m.config.lora_dropout;
+  const xd = rate > 0 && m.dropSeed !== null ? dropout(x, rate, m.dropSeed) : x;
+  const xin = held(xd, m.lora_A);
+  const xa = matmul(xin, m.lora_A, { transB: true }); // [M, r]
+  handOver(xd, xin, xa);
+  if (xd !== x) release(xd);
+  const y = loraLinear(x, weight, { xa, lora_B: p.lora_B, scaling: m.scaling, bias });
+  release(xa);
+  return y;
 }
 
 function applyPart(

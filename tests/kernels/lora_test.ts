@@ -1,19 +1,97 @@
 /**
- * kernels/lora.ts: DoRA's row norm and LoRA dropout, WGSL vs the references, and their gradients.
+ * kernels/lora.ts: the fused LoRA linear, DoRA's row norm and LoRA dropout, WGSL vs the
+ * references, and their gradients.
  */
 import { backward } from "../../kernels/autograd.ts";
+import type { Backend } from "../../kernels/backend.ts";
+import { add, mul } from "../../kernels/elementwise.ts";
+import { matmul } from "../../kernels/matmul.ts";
+import { dequantize, quantize } from "../../kernels/quant.ts";
+import { sum } from "../../kernels/reduce.ts";
+import type { Tensor } from "../../kernels/tensor.ts";
 import {
   doraNormForward,
   doraNormReference,
   doraScale,
   dropout,
   dropoutReference,
+  loraLinear,
+  loraLinearReference,
 } from "../../kernels/lora.ts";
 import * as elementwise from "../../kernels/elementwise.ts";
 import { assert, assertAllClose, randomArray } from "../_assert.ts";
 import { compareBackends, cpu } from "../_check.ts";
 
 const SHAPES = [[1, 1, 1], [3, 5, 2], [70, 33, 4], [129, 64, 8]] as const;
+
+/** [M, K, N, R]: tiny, odd, and one past the thin-product threshold with r = 16. */
+const LINEAR_SHAPES = [[1, 8, 3, 1], [7, 24, 5, 2], [33, 64, 40, 4], [520, 256, 24, 16]] as const;
+
+/**
+ * loraLinear and the composed ops it replaces (matmul, add) on one backend: y and the gradients
+ * of x, bias, xa and B under a fixed random upstream gradient.
+ */
+function loraCase(be: Backend, [M, K, N, R]: readonly number[], fused: boolean, q4: boolean): Tensor[] {
+  const x = be.fromArray(randomArray(M * K, 11), [M, K]);
+  const w0 = be.fromArray(randomArray(N * K, 12), [N, K]);
+  const weight = q4 ? quantize(w0, { blockSize: 8 }) : w0;
+  const xa = be.fromArray(randomArray(M * R, 13), [M, R]),
+    lora_B = be.fromArray(randomArray(N * R, 14), [N, R]);
+  const bias = be.fromArray(randomArray(N, 15), [N]);
+  for (const t of [x, xa, lora_B, bias]) t.requiresGrad = true;
+  let y: Tensor;
+  if (fused) y = loraLinear(x, weight, { xa, lora_B, scaling: 1.5, bias });
+  else {
+    const wf = q4 ? dequantize(weight as ReturnType<typeof quantize>) : w0;
+    y = add(matmul(x, wf, { transB: true, bias }), matmul(xa, lora_B, { transB: true, alpha: 1.5 }));
+  }
+  const yv = y.reshape(y.shape);
+  backward(sum(sum(mul(y, be.fromArray(randomArray(M * N, 16), [M, N])), 1), 0));
+  return [yv, x.grad!, bias.grad!, xa.grad!, lora_B.grad!];
+}
+
+Deno.test("loraLinear() equals base + s·xa·Bᵀ and its gradients, f32 and 4-bit base, on both backends", async () => {
+  for (const shape of LINEAR_SHAPES) {
+    const [M, K, N, R] = shape;
+    // the reference against the plain formula
+    const x = randomArray(M * K, 1), w = randomArray(N * K, 2), xa = randomArray(M * R, 3);
+    const b = randomArray(N * R, 4), bias = randomArray(N, 5), out = new Float64Array(M * N);
+    loraLinearReference(out, x, w, { xa, lora_B: b, scaling: 0.5, bias }, { M, N, K, R });
+    const m = M - 1, n = N - 1;
+    let want = bias[n];
+    for (let k = 0; k < K; k++) want += x[m * K + k] * w[n * K + k];
+    for (let r = 0; r < R; r++) want += 0.5 * xa[m * R + r] * b[n * R + r];
+    assert.ok(Math.abs(out[m * N + n] - want) < 1e-9, `reference ${shape}`);
+    for (const q4 of [false, true]) {
+      if (q4 && K % 8) continue;
+      const tol = { atol: 2e-5 * Math.sqrt(K + N), rtol: 1e-4 };
+      // the fused op against the composition it replaces, on each backend
+      const c = await cpu();
+      const [f, u] = [loraCase(c, shape, true, q4), loraCase(c, shape, false, q4)];
+      for (let i = 0; i < f.length; i++) {
+        assertAllClose(await f[i].toArray(), await u[i].toArray(), {
+          ...tol,
+          msg: `cpu ${shape} q4=${q4} ${i}`,
+        });
+      }
+      await compareBackends(`loraLinear ${shape} q4=${q4}`, (be) => loraCase(be, shape, true, q4), tol);
+    }
+  }
+});
+
+Deno.test("loraLinear() refuses a base weight that wants a gradient and mismatched shapes", async () => {
+  const c = await cpu();
+  const w = c.fromArray(randomArray(12, 1), [3, 4]);
+  w.requiresGrad = true;
+  const x = c.fromArray(randomArray(8, 2), [2, 4]), xa = c.fromArray([1, 2], [2, 1]);
+  const lora_B = c.fromArray([1, 2, 3], [3, 1]);
+  assert.throws(() => loraLinear(x, w, { xa, lora_B, scaling: 1 }), /base weight .* wants a gradient/);
+  w.requiresGrad = false;
+  assert.throws(
+    () => loraLinear(x, w, { xa: c.fromArray([1, 2, 3, 4], [2, 2]), lora_B, scaling: 1 }),
+    /Cannot run lora\.linear: xa/,
+  );
+});
 
 Deno.test("doraNorm() matches the reference on awkward shapes, norm and inverse", async () => {
   for (const [N, K, R] of SHAPES) {

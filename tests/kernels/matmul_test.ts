@@ -82,6 +82,17 @@ Deno.test("matmul() handles all four transpose combinations", async () => {
   }
 });
 
+Deno.test("matmul() runs thin products (LoRA rank 16, odd rank 5) on the thin config in every layout", async () => {
+  // M * N * K >= 2^21 with M or N <= 32: the `thin` shape class (no staging, a narrow tile)
+  for (const [M, K, N] of [[520, 300, 16], [16, 300, 520], [700, 600, 5]]) {
+    for (const transA of [false, true]) {
+      for (const transB of [false, true]) {
+        await check(`${M}x${K}x${N} tA=${transA} tB=${transB}`, { M, K, N, opts: { transA, transB } });
+      }
+    }
+  }
+});
+
 Deno.test("matmul() handles batches and a b shared by every batch", async () => {
   await check("batched 3x17x9x11", { batch: [3], M: 17, K: 9, N: 11, bBatched: true });
   await check("batched 2x3 dims", {
@@ -358,16 +369,18 @@ Deno.test("autotuneMatmul() measures, caches on disk and describes the chosen co
       reps: 1,
       candidates: {
         gemm: [{ family: "reg", tm: 4, tn: 8, wg: 16 }],
+        thin: [{ family: "reg", tm: 8, tn: 4, wg: 16 }],
         gemv: [{ family: "reg", tm: 1, tn: 8, wg: 16 }],
       },
-      shapes: { gemm: [64, 64, 64], gemv: [1, 64, 64] },
+      shapes: { gemm: [64, 64, 64], thin: [64, 64, 8], gemv: [1, 64, 64] },
     });
     assert.equal(r.source, "measured");
-    assert.equal(r.timings.length, 2);
+    assert.equal(r.timings.length, 3);
     assert.equal(r.configs.gemm.family, "reg");
     const disk = JSON.parse(await Deno.readTextFile(`${dir}/fledge/matmul.json`));
     assert.equal(disk.adapters[gpu.info.description].gemm, "reg:4x8:16");
-    assert.match(describeMatmulConfig(gpu), /gemm reg:4x8:16/);
+    assert.equal(disk.adapters[gpu.info.description].thin, "reg:8x4:16");
+    assert.match(describeMatmulConfig(gpu), /gemm reg:4x8:16, thin reg:8x4:16/);
     const again = await autotuneMatmul(gpu);
     assert.equal(again.source, "memory");
     // products still match the reference with the tuned config
