@@ -31,6 +31,9 @@ options:
   --top_k K                  keep the K most likely tokens (0 = off)
   --top_p P                  nucleus sampling, in (0, 1]
   --repetition_penalty R     > 0 (1 = off)
+  --num_beams K              beam search with K beams (HF's algorithm; printed when done, not streamed)
+  --length_penalty L         beam score = sum of log-probs / length ** L (default 1)
+  --no_repeat_ngram_size N   never repeat an n-gram of this size (0 = off)
   --seed S                   sampler seed (same seed, same tokens)
   --stop TEXT                stop string (repeatable; needs the tokenizer)
   --backend webgpu|cpu|auto  default auto
@@ -51,6 +54,9 @@ const FLAGS = {
   top_k: { type: "int", min: 0 },
   top_p: { type: "number" },
   repetition_penalty: { type: "number" },
+  num_beams: { type: "int", min: 1 },
+  length_penalty: { type: "number" },
+  no_repeat_ngram_size: { type: "int", min: 0 },
   seed: { type: "int", min: 0 },
   stop: { type: "list" },
   backend: { type: "string", choices: ["webgpu", "cpu", "auto"], default: "auto" },
@@ -79,6 +85,9 @@ async function generateRun(args: string[], io: CliIO): Promise<void> {
     top_k: v.top_k,
     top_p: v.top_p,
     repetition_penalty: v.repetition_penalty,
+    num_beams: v.num_beams,
+    length_penalty: v.length_penalty,
+    no_repeat_ngram_size: v.no_repeat_ngram_size,
     seed: v.seed,
     stop_strings: v.stop,
   };
@@ -104,7 +113,9 @@ async function generateRun(args: string[], io: CliIO): Promise<void> {
     try {
       gen.generation_config = await loadGenerationConfig(dir);
       gen.tokenizer = tokenizer;
-      const stream = v.json ? null : streamer(io.stdout, tokenizer, v.stop ?? []);
+      // Beam search picks its best hypothesis at the end: nothing to stream (HF refuses it too).
+      const beams = (gen.num_beams ?? gen.generation_config.num_beams ?? 1) > 1;
+      const stream = v.json || beams ? null : streamer(io.stdout, tokenizer, v.stop ?? []);
       const t0 = performance.now();
       const r = await generate(model, [prompt], { ...gen, onToken: stream?.onToken });
       const secs = (performance.now() - t0) / 1000;
@@ -112,7 +123,8 @@ async function generateRun(args: string[], io: CliIO): Promise<void> {
         const json: { tokens: number[]; text?: string } = { tokens: r.tokens[0] };
         if (r.text) json.text = r.text[0];
         io.stdout(JSON.stringify(json) + "\n");
-      } else stream!.end(r.text?.[0]);
+      } else if (stream) stream.end(r.text?.[0]);
+      else io.stdout((r.text?.[0] ?? r.tokens[0].join(" ")) + "\n");
       const n = r.tokens[0].length;
       io.stderr(
         `generate: ${n} tokens in ${secs.toFixed(2)} s (${(n / secs).toFixed(1)} tokens/s) on ${be.name}, ` +

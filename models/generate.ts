@@ -1,7 +1,8 @@
 /**
  * Text generation with the KV cache: `generate(model, prompts, options)` with Hugging Face
- * `GenerationConfig` names (greedy, temperature / top-k / top-p sampling, repetition penalty, EOS
- * ids, stop strings, seeded sampling, streaming).
+ * `GenerationConfig` names (greedy, temperature / top-k / top-p sampling, repetition penalty,
+ * no-repeat n-grams, EOS ids, stop strings, seeded sampling, streaming; beam search with
+ * `num_beams > 1`, in `beam_search.ts`).
  *
  * A batch of prompts is left padded as HF's `generate()` does: pads of `pad_token_id` (else the
  * first EOS id, else 0) on the left, `attention_mask` 0 there, and `position_ids = cumsum(mask) - 1`
@@ -13,9 +14,9 @@
  * @module
  */
 import { noGrad } from "../kernels/autograd.ts";
-import { embedding } from "../kernels/embedding.ts";
 import type { Tensor } from "../kernels/tensor.ts";
-import { Problems, show } from "../util/problems.ts";
+import { checkPrompts, decodeText as decode, lastLogits, leftPad } from "./_decode.ts";
+import { beamSearch } from "./beam_search.ts";
 import { type GenerationConfig, resolveGeneration } from "./generation_config.ts";
 import { nextToken } from "./logits_process.ts";
 import { mulberry32 } from "../util/random.ts";
@@ -55,17 +56,24 @@ export interface GenerateResult {
   text?: string[];
   /** Why each row stopped. */
   finish_reason: FinishReason[];
+  /**
+   * Beam search only (HF `sequences_scores`): each returned hypothesis's score, `sum of token
+   * log-probs / generated_len ** length_penalty`. Rows are then prompt-major,
+   * `num_return_sequences` per prompt, best first.
+   */
+  sequences_scores?: number[];
 }
 
 /**
  * Generate a continuation of each prompt with the model's KV cache, under `noGrad`.
  *
- * Processing follows HF (`transformers` v4.47): repetition penalty, then when sampling
- * temperature, top-k, top-p, softmax and a draw (one seeded generator, rows drawn in order);
- * greedy takes the argmax. The penalty counts the prompt's real tokens (pads excluded) and the
- * generated ones. A row that stops is fed `pad_token_id` until every row has stopped or
+ * Processing follows HF (`transformers` v4.47): repetition penalty, no-repeat n-grams, then when
+ * sampling temperature, top-k, top-p, softmax and a draw (one seeded generator, rows drawn in
+ * order); greedy takes the argmax. The penalties count the prompt's real tokens (pads excluded)
+ * and the generated ones. A row that stops is fed `pad_token_id` until every row has stopped or
  * `max_new_tokens` is reached; its returned tokens end at the stop (HF's rectangular output is
- * these rows right-padded with `pad_token_id`).
+ * these rows right-padded with `pad_token_id`). With `num_beams > 1` it runs
+ * {@linkcode beamSearch} (no streaming, no stop strings, `num_return_sequences` rows per prompt).
  *
  * @param model the decoder (any backend)
  * @param input one prompt of token ids per row (lengths may differ), e.g. `[[1, 5, 9]]`
@@ -100,19 +108,8 @@ export async function generate(
   const L = P + s.max_new_tokens;
   const pad = s.pad_token_id;
 
-  // Left padding, HF generate() convention: mask 0 on pads, positions cumsum(mask) - 1, pads at 1.
-  // The mask covers the whole cache [B, L]: columns past the prompt are 1 (causality and kv_len
-  // hide the unwritten ones), so it is uploaded once.
-  const ids = new Int32Array(B * P), pos = new Int32Array(B * P), mask = new Int32Array(B * L).fill(1);
-  input.forEach((row, b) => {
-    const padN = P - row.length;
-    for (let t = 0; t < P; t++) {
-      const real = t >= padN;
-      ids[b * P + t] = real ? row[t - padN] : pad;
-      pos[b * P + t] = real ? t - padN : 1;
-      mask[b * L + t] = real ? 1 : 0;
-    }
-  });
+  if (s.num_beams > 1) return beamSearch(model, input, opts);
+  const { ids, pos, mask } = leftPad(input, P, L, pad);
   const nextPos = input.map((r) => r.length);
   const seen = input.map((r) => [...r]);
   const out: number[][] = input.map(() => []);
@@ -173,28 +170,6 @@ export async function generate(
   return result;
 }
 
-/**
- * Logits `[B, V]` at the last position of `ids [B, T]`: the final hidden rows `b*T + T-1` are
- * gathered on the device (an embedding lookup into the `[B*T, C]` hidden states) before the LM
- * head, so neither the head's matmul nor the readback touches `[B, T, V]`.
- */
-function lastLogits(model: Transformer, ids: Tensor, opts: ForwardOptions): Tensor {
-  const [B, T] = ids.shape;
-  let h = model.hidden(ids, opts); // [B*T, C]
-  if (T > 1) {
-    const rows = model.backend.fromArray(Array.from({ length: B }, (_, b) => b * T + T - 1), [B], "i32");
-    const last = embedding(rows, h); // [B, C]: only the last position of each row goes through the head
-    rows.dispose();
-    h.dispose();
-    h = last;
-  }
-  return model.head(h);
-}
-
-function decode(tok: Tokenizer, ids: number[]): string {
-  return tok.decode(ids, { skip_special_tokens: true });
-}
-
 /** Index of the earliest occurrence of any stop string in `text`, or -1. */
 function firstStop(text: string, stops: string[]): number {
   let at = -1;
@@ -203,30 +178,4 @@ function firstStop(text: string, stops: string[]): number {
     if (i >= 0 && (at < 0 || i < at)) at = i;
   }
   return at;
-}
-
-/** Validate the prompt batch at the boundary, listing every problem. */
-function checkPrompts(input: unknown, V: number): void {
-  if (!Array.isArray(input) || input.length === 0 || !input.every(Array.isArray)) {
-    const hint = Array.isArray(input) && input.length && typeof input[0] === "number"
-      ? "; wrap a single prompt as [ids]"
-      : "";
-    throw new TypeError(
-      `Cannot generate: input must be a non-empty list of prompts (number[][]), got ${show(input)}${hint}`,
-    );
-  }
-  const p = new Problems();
-  (input as unknown[][]).forEach((row, b) => {
-    if (row.length === 0) {
-      p.range(`input[${b}]`, "is an empty prompt; give at least one token id (e.g. the BOS id)");
-    }
-    const bad = row.findIndex((x) => typeof x !== "number" || !Number.isInteger(x) || x < 0 || x >= V);
-    if (bad >= 0) {
-      const x = row[bad];
-      if (typeof x !== "number" || !Number.isInteger(x)) {
-        p.type(`input[${b}][${bad}]`, `${show(x)} is not an integer id`);
-      } else p.range(`input[${b}][${bad}]`, `id ${x} is outside the vocabulary [0, ${V})`);
-    }
-  });
-  p.throwIfAny("Cannot generate", "the prompts");
 }

@@ -34,6 +34,23 @@ export interface GenerationConfig {
   bos_token_id?: number | null;
   /** Stop a row when its decoded continuation contains one of these (needs a tokenizer). */
   stop_strings?: string | string[] | null;
+  /** Beams of beam search; 1 (HF default) = greedy or sampling. Beam search needs `do_sample` false. */
+  num_beams?: number;
+  /**
+   * Beam search: a finished hypothesis scores `sum_logprobs / generated_len ** length_penalty`; > 0
+   * favours longer sequences, < 0 shorter ones. HF default 1.
+   */
+  length_penalty?: number;
+  /**
+   * Beam search stop rule: `true` once `num_beams` hypotheses finished; `false` (HF default) when
+   * HF's heuristic says no running beam can beat the worst finished one; `"never"` only when that
+   * is certain (the canonical algorithm).
+   */
+  early_stopping?: boolean | "never";
+  /** Ban any token that would repeat an n-gram of this size already in the sequence; 0 = off (HF default). */
+  no_repeat_ngram_size?: number;
+  /** Hypotheses returned per prompt (beam search; at most `num_beams`). HF default 1. */
+  num_return_sequences?: number;
 }
 
 /** Settings after defaults and validation (what the decode loop uses). */
@@ -48,6 +65,11 @@ export interface ResolvedGeneration {
   pad_token_id: number;
   stop_strings: string[];
   seed: number;
+  num_beams: number;
+  length_penalty: number;
+  early_stopping: boolean | "never";
+  no_repeat_ngram_size: number;
+  num_return_sequences: number;
 }
 
 /** Hugging Face `GenerationConfig()` defaults for the keys we honour. */
@@ -58,6 +80,11 @@ export const HF_GENERATION_DEFAULTS: Readonly<{
   top_k: number;
   top_p: number;
   repetition_penalty: number;
+  num_beams: number;
+  length_penalty: number;
+  early_stopping: boolean | "never";
+  no_repeat_ngram_size: number;
+  num_return_sequences: number;
 }> = Object.freeze({
   max_length: 20,
   do_sample: false,
@@ -65,6 +92,11 @@ export const HF_GENERATION_DEFAULTS: Readonly<{
   top_k: 50,
   top_p: 1,
   repetition_penalty: 1,
+  num_beams: 1,
+  length_penalty: 1,
+  early_stopping: false,
+  no_repeat_ngram_size: 0,
+  num_return_sequences: 1,
 });
 
 const SUPPORTED = new Set([
@@ -79,9 +111,14 @@ const SUPPORTED = new Set([
   "pad_token_id",
   "bos_token_id",
   "stop_strings",
+  "num_beams",
+  "length_penalty",
+  "early_stopping",
+  "no_repeat_ngram_size",
+  "num_return_sequences",
 ]);
 
-/** Keys without effect on single-sequence decoding (metadata, outputs, beam-search-only, caches). */
+/** Keys without effect on decoding (metadata, outputs, caches, assistant models). */
 const NO_EFFECT = new Set([
   "transformers_version",
   "_from_model_config",
@@ -91,8 +128,6 @@ const NO_EFFECT = new Set([
   "output_scores",
   "output_logits",
   "return_dict_in_generate",
-  "early_stopping",
-  "length_penalty",
   "num_assistant_tokens",
   "num_assistant_tokens_schedule",
   "assistant_confidence_threshold",
@@ -105,16 +140,13 @@ const NO_EFFECT = new Set([
 
 /** HF features we do not implement: accepted only at their HF default (which turns them off). */
 const OFF_AT_DEFAULT: Record<string, unknown[]> = {
-  num_beams: [1],
   num_beam_groups: [1],
-  num_return_sequences: [1],
   penalty_alpha: [null],
   typical_p: [1],
   epsilon_cutoff: [0],
   eta_cutoff: [0],
   diversity_penalty: [0],
   encoder_repetition_penalty: [1],
-  no_repeat_ngram_size: [0],
   encoder_no_repeat_ngram_size: [0],
   bad_words_ids: [null],
   force_words_ids: [null],
@@ -157,6 +189,14 @@ function checkValues(cfg: Record<string, unknown>, p: Problems, vocab: number | 
   int("max_new_tokens", 1);
   int("max_length", 1);
   int("top_k", 0);
+  int("num_beams", 1);
+  int("num_return_sequences", 1);
+  int("no_repeat_ngram_size", 0);
+  num("length_penalty", Number.isFinite, "must be a finite number (1 = plain average log-probability)");
+  const es = cfg.early_stopping;
+  if (es !== undefined && es !== null && es !== true && es !== false && es !== "never") {
+    p.type("early_stopping", `must be true, false or "never", got ${show(es)}`);
+  }
   num("temperature", (x) => x >= 0 && Number.isFinite(x), "must be >= 0 (and > 0 when sampling)");
   num("top_p", (x) => x > 0 && x <= 1, "must be in (0, 1]");
   num("repetition_penalty", (x) => x > 0 && Number.isFinite(x), "must be > 0 (1 = off)");
@@ -188,7 +228,7 @@ function checkValues(cfg: Record<string, unknown>, p: Problems, vocab: number | 
 /**
  * Read `generation_config.json` from a model folder into a {@linkcode GenerationConfig} (the keys
  * `generate()` honours). Metadata and keys without effect on sampling one sequence are skipped; a
- * feature we do not implement (e.g. `num_beams: 4`) or an unknown key is an error, never silently
+ * feature we do not implement (e.g. `num_beam_groups: 2`) or an unknown key is an error, never silently
  * dropped. A folder without the file gives `{}` (HF then derives the config from `config.json`).
  *
  * @param dir the model folder
@@ -273,6 +313,7 @@ export function resolveGeneration(
   if (cfg.do_sample === true && cfg.temperature === 0) {
     p.range("temperature", "must be > 0 when do_sample is true; for greedy decoding set do_sample false");
   }
+  checkBeams(cfg, p);
   const stops = cfg.stop_strings === null || cfg.stop_strings === undefined
     ? []
     : typeof cfg.stop_strings === "string"
@@ -314,5 +355,36 @@ export function resolveGeneration(
     pad_token_id: (cfg.pad_token_id as number | null | undefined) ?? eosList[0] ?? 0,
     stop_strings: stops,
     seed: opts.seed ?? Math.floor(Math.random() * 2 ** 32),
+    num_beams: (cfg.num_beams as number | null) ?? 1,
+    length_penalty: (cfg.length_penalty as number | null) ?? 1,
+    early_stopping: (cfg.early_stopping as boolean | "never" | null) ?? false,
+    no_repeat_ngram_size: (cfg.no_repeat_ngram_size as number | null) ?? 0,
+    num_return_sequences: (cfg.num_return_sequences as number | null) ?? 1,
   };
+}
+
+/** The combinations of beam options that `generate()` cannot run (values already type-checked). */
+function checkBeams(cfg: Record<string, unknown>, p: Problems): void {
+  const K = cfg.num_beams, n = cfg.num_return_sequences;
+  if (!Number.isInteger(K) || !Number.isInteger(n) || (K as number) < 1) return;
+  if (K === 1 && (n as number) > 1) {
+    p.range(
+      "num_return_sequences",
+      `${n} needs beam search: set num_beams >= ${n} (greedy and sampling return one sequence per prompt; ` +
+        "repeat the prompt to sample several)",
+    );
+  } else if ((n as number) > (K as number)) {
+    p.range("num_return_sequences", `${n} exceeds num_beams ${K}; use at most ${K} or more beams`);
+  }
+  if ((K as number) > 1 && cfg.do_sample === true) {
+    p.range(
+      "num_beams",
+      `${K} with do_sample true (beam sampling) is not implemented; set do_sample false for beam search ` +
+        "or num_beams 1 for sampling",
+    );
+  }
+  const ss = cfg.stop_strings;
+  if ((K as number) > 1 && (typeof ss === "string" || (Array.isArray(ss) && ss.length > 0))) {
+    p.range("stop_strings", `are not supported with num_beams ${K}; use eos_token_id or num_beams 1`);
+  }
 }

@@ -2,8 +2,8 @@
  * Logits processors and the sampler of `generate.ts`: small pure functions on one row of logits
  * (`Float32Array [V]`), each returning a new row. Semantics follow Hugging Face
  * `transformers/generation/logits_process.py` (v4.47): `RepetitionPenaltyLogitsProcessor`,
- * `TemperatureLogitsWarper`, `TopKLogitsWarper`, `TopPLogitsWarper` (filter value `-Infinity`,
- * `min_tokens_to_keep = 1`), then softmax and a multinomial draw.
+ * `NoRepeatNGramLogitsProcessor`, `TemperatureLogitsWarper`, `TopKLogitsWarper`, `TopPLogitsWarper`
+ * (filter value `-Infinity`, `min_tokens_to_keep = 1`), then softmax and a multinomial draw.
  *
  * @module
  */
@@ -38,6 +38,50 @@ export function applyRepetitionPenalty(
     const x = logits[id];
     out[id] = x < 0 ? x * penalty : x / penalty;
   }
+  return out;
+}
+
+/**
+ * The ids that would repeat an n-gram of `seq` (HF `NoRepeatNGramLogitsProcessor`, `_get_ngrams` /
+ * `_calc_banned_ngram_tokens`): every `t` such that the last `n - 1` ids of `seq` followed by `t`
+ * already occur as an n-gram in `seq`. `n = 1` bans every id present; `n = 0` or a sequence shorter
+ * than `n - 1` bans nothing.
+ *
+ * @param seq the sequence so far (prompt without pads, then generated)
+ * @param n the n-gram size (>= 0)
+ * @returns the banned ids, in first-occurrence order
+ * @example
+ * ```ts
+ * import { bannedNgramTokens } from "./logits_process.ts";
+ * // bigrams of 3 5 3: (3,5) and (5,3); the sequence ends in 3, so 5 would repeat (3,5)
+ * if (bannedNgramTokens([3, 5, 3], 2).join() !== "5") throw new Error();
+ * ```
+ */
+export function bannedNgramTokens(seq: ArrayLike<number>, n: number): number[] {
+  const L = seq.length;
+  if (n <= 0 || L + 1 < n) return [];
+  const out: number[] = [];
+  for (let i = 0; i + n <= L; i++) {
+    let same = true; // does seq[i, i + n - 1) equal the last n - 1 ids?
+    for (let j = 0; j < n - 1 && same; j++) same = seq[i + j] === seq[L - n + 1 + j];
+    if (same && !out.includes(seq[i + n - 1])) out.push(seq[i + n - 1]);
+  }
+  return out;
+}
+
+/**
+ * Set the logits of {@linkcode bannedNgramTokens} to `-Infinity` (HF `NoRepeatNGramLogitsProcessor`).
+ * @returns a new row
+ * @example
+ * ```ts
+ * import { applyNoRepeatNgram } from "./logits_process.ts";
+ * const out = applyNoRepeatNgram(Float32Array.of(1, 2, 3), [1, 2, 1], 2);
+ * if (out.join() !== "1,2,-Infinity") throw new Error(out.join()); // 1 then 2 would repeat (1, 2)
+ * ```
+ */
+export function applyNoRepeatNgram(logits: Float32Array, seq: ArrayLike<number>, n: number): Float32Array {
+  const out = logits.slice();
+  for (const id of bannedNgramTokens(seq, n)) if (id >= 0 && id < out.length) out[id] = -Infinity;
   return out;
 }
 
@@ -163,11 +207,14 @@ export interface TokenChoice {
   top_k: number;
   top_p: number;
   repetition_penalty: number;
+  /** HF `no_repeat_ngram_size`; absent or 0 = off. */
+  no_repeat_ngram_size?: number;
 }
 
 /**
- * One decoding decision for one row, in HF's order: repetition penalty, then (sampling only)
- * temperature, top-k, top-p, softmax and a draw; greedy takes the argmax after the penalty.
+ * One decoding decision for one row, in HF's order: repetition penalty, no-repeat n-grams, then
+ * (sampling only) temperature, top-k, top-p, softmax and a draw; greedy takes the argmax after the
+ * penalties.
  *
  * @param logits the row's last-position logits `[V]`
  * @param seen the row's ids so far (prompt without pads, then generated)
@@ -185,6 +232,7 @@ export function nextToken(
   rng: () => number,
 ): number {
   let row = applyRepetitionPenalty(logits, seen, s.repetition_penalty);
+  if (s.no_repeat_ngram_size) row = applyNoRepeatNgram(row, seen, s.no_repeat_ngram_size);
   if (!s.do_sample) return argmax(row);
   row = applyTemperature(row, s.temperature);
   row = topKFilter(row, s.top_k);

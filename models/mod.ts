@@ -12,12 +12,15 @@ export * from "./hub/hub.ts";
 export * from "./pretrained.ts";
 export * from "./save.ts";
 export { generate } from "./generate.ts";
+export { beamSearch, reorderCache } from "./beam_search.ts";
 export type { FinishReason, GenerateOptions, GenerateResult, GenerationStreamer } from "./generate.ts";
 export { type GenerationConfig, HF_GENERATION_DEFAULTS, loadGenerationConfig } from "./generation_config.ts";
 export {
+  applyNoRepeatNgram,
   applyRepetitionPenalty,
   applyTemperature,
   argmax,
+  bannedNgramTokens,
   sample,
   softmaxRow,
   topKFilter,

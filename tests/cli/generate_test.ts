@@ -68,6 +68,30 @@ Deno.test("generate --json prints every fixture arch's greedy tokens on every ba
   }
 });
 
+Deno.test("generate --num_beams prints the best beam, the same as beamSearch(), not streamed", async () => {
+  const { prompt } = await fixture("llama");
+  const args = [
+    "--model",
+    dir("llama"),
+    "--input-ids",
+    prompt.join(","),
+    "--max-new-tokens",
+    "6",
+    "--backend",
+    "cpu",
+  ];
+  const one = await run([...args, "--num_beams", "1", "--json"]);
+  const greedy = await run([...args, "--greedy", "--json"]);
+  assert.equal(one, greedy, "one beam is greedy");
+  const json = JSON.parse(await run([...args, "--num_beams", "3", "--no_repeat_ngram_size", "2", "--json"]));
+  const plain = await run([...args, "--num_beams", "3", "--no_repeat_ngram_size", "2"]);
+  assert.equal(plain, json.tokens.join(" ") + "\n");
+  for (let i = 2; i < json.tokens.length; i++) {
+    const pair = `${json.tokens[i - 1]},${json.tokens[i]}`;
+    for (let j = 1; j < i - 1; j++) assert.notEqual(`${json.tokens[j - 1]},${json.tokens[j]}`, pair);
+  }
+});
+
 Deno.test("generate streams ids without a tokenizer", async () => {
   const { prompt, greedy } = await fixture("gpt2");
   const out = await run(["--model", dir("gpt2"), "--input-ids", prompt.join(","), "--max-new-tokens", "5"]);

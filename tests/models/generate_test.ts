@@ -289,12 +289,15 @@ Deno.test("loadGenerationConfig() maps HF keys explicitly and rejects what it ca
       top_k: 20,
       repetition_penalty: 1.05,
       eos_token_id: [151645, 151643],
+      num_beams: 1,
     });
-    await write({ num_beams: 4, top_kk: 3, top_p: 2 });
+    await write({ num_beam_groups: 2, top_kk: 3, top_p: 2 });
     await fails(() => loadGenerationConfig(tmp), (e: Error) => {
       const m = e.message;
       return e instanceof RangeError && m.includes(`${tmp}/generation_config.json: 3 problems`) &&
-        /num_beams: 4 is not supported by fledge's generate\(\); remove the key or set it to 1/.test(m) &&
+        /num_beam_groups: 2 is not supported by fledge's generate\(\); remove the key or set it to 1/.test(
+          m,
+        ) &&
         /top_kk: unknown generation key \(did you mean top_k\?\)/.test(m) &&
         /top_p: must be in \(0, 1\]/.test(m);
     });
