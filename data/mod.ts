@@ -2,7 +2,9 @@
  * Data: readers (jsonl, json, csv/tsv, text, parquet) with streaming, splits, Hugging Face hub
  * datasets, the bundled Debian datasets, and cleaning (length, repetition, exact and MinHash
  * near-dedup, language), and supervised fine-tuning data: SFT examples with label masks (TRL
- * formats) and their packing into rows (TRL `packing_strategy`).
+ * formats) and their packing into rows (TRL `packing_strategy`); the recipes' task data
+ * (`loadTaskData`: summarization, translation and classification examples from Debian, the hub or
+ * local files).
  *
  * @module
  */
@@ -21,3 +23,4 @@ export * from "./sft.ts";
 export * from "./packing.ts";
 export * from "./row_dataset.ts";
 export * from "./preference.ts";
+export * from "./task_data.ts";
