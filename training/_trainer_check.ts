@@ -15,6 +15,9 @@ export interface TrainerInputs {
   model: Transformer;
   train_dataset: TrainDataset;
   eval_dataset?: TrainDataset | null;
+  /** Metrics beyond the loss come from these: their names are known only once they run. */
+  compute_metrics?: unknown;
+  compute_loss?: unknown;
 }
 
 const UNSUPPORTED: [string, (c: TrainingConfig) => boolean, string][] = [
@@ -97,8 +100,14 @@ export function trainerProblems(opts: TrainerInputs, config: TrainingConfig): st
     );
   }
   const metric = config.metric_for_best_model;
-  if (metric !== null && !["loss", "eval_loss", "perplexity", "eval_perplexity"].includes(metric)) {
-    problems.push(`metric_for_best_model: the Trainer computes eval_loss and eval_perplexity, not ${metric}`);
+  const custom = opts.compute_metrics || opts.compute_loss;
+  if (
+    metric !== null && !custom && !["loss", "eval_loss", "perplexity", "eval_perplexity"].includes(metric)
+  ) {
+    problems.push(
+      `metric_for_best_model: the Trainer computes eval_loss and eval_perplexity, not ${metric}; ` +
+        `pass compute_metrics that returns it`,
+    );
   }
   return problems;
 }

@@ -185,7 +185,15 @@ export function updateBest(
   m: { eval_loss: number; eval_perplexity: number },
 ): { improved: boolean; stop: boolean } {
   const name = c.metric_for_best_model ?? "loss";
-  const value = m[(name.startsWith("eval_") ? name : `eval_${name}`) as keyof typeof m];
+  const key = name.startsWith("eval_") ? name : `eval_${name}`;
+  const value = (m as Record<string, number>)[key];
+  if (typeof value !== "number") {
+    throw new RangeError(
+      `Cannot track metric_for_best_model "${name}": the evaluation gave ${
+        Object.keys(m).join(", ")
+      }; use one of those, or pass compute_metrics that returns "${name.replace(/^eval_/, "")}"`,
+    );
+  }
   const better = (a: number, b: number) => c.greater_is_better ? a > b : a < b;
   const prev = st.best_metric;
   let stop = false;

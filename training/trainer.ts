@@ -35,6 +35,9 @@ import { loadCheckpoint, rotateCheckpoints, saveCheckpoint, type TrainerState } 
 import { saveTrainingConfig, type TrainingConfig, validateTrainingConfig } from "./config.ts";
 import { trainerProblems } from "./_trainer_check.ts";
 import { callHook, type HookContext, type TrainerHooks } from "./hooks.ts";
+import { nonFinite, NonFiniteError } from "./_nonfinite.ts";
+
+export { NonFiniteError };
 import { createLrSchedule, type LrSchedule } from "./schedule.ts";
 import {
   clearOutputDir,
@@ -85,6 +88,12 @@ export interface CreateTrainerOptions {
    * evaluations). Default: the causal-LM loss of the rows. Micro-batches are weighted by rows.
    */
   compute_loss?: ComputeLoss;
+  /**
+   * Metrics beyond the loss, computed at every evaluation (HF `compute_metrics`, given the model
+   * rather than logits: generation-based metrics such as ROUGE or BLEU need to decode). Returned
+   * names are logged with `eval_` in front and may be `metric_for_best_model`.
+   */
+  compute_metrics?: (model: Transformer) => Promise<Record<string, number>>;
 }
 
 /** What a {@linkcode ComputeLoss} is told about the micro-batch. */
@@ -103,24 +112,6 @@ export type ComputeLoss = (
   idx: Uint32Array,
   ctx: LossContext,
 ) => { loss: Tensor; metrics?: Record<string, Tensor> };
-
-/**
- * Training stopped on a non-finite loss, gradient norm or weights: a state callers catch (a
- * hyperparameter search prunes the trial). Nothing non-finite was saved.
- */
-export class NonFiniteError extends Error {
-  /** The step at which it was found. */
-  readonly step: number;
-  /**
-   * @param step where it was found
-   * @param message what, where and the fix
-   */
-  constructor(step: number, message: string) {
-    super(message);
-    this.name = "NonFiniteError";
-    this.step = step;
-  }
-}
 
 /** What {@linkcode Trainer.train} returns (the names of the project's design). */
 export interface TrainResult {
@@ -142,25 +133,6 @@ export interface TrainResult {
   checkpoint_path: string | null;
   /** The signal that stopped the run early (a checkpoint was saved; resume to go on), else null. */
   interrupted: "SIGINT" | "SIGTERM" | null;
-}
-
-/** The error for a non-finite value found at `step` (the last finite log was at `since`). */
-function nonFinite(
-  step: number,
-  since: number,
-  what: string,
-  value: number,
-  last: string | null,
-): NonFiniteError {
-  const where = step - since > 1
-    ? `between steps ${since + 1} and ${step} (logged every few steps; logging_steps: 1 pinpoints it)`
-    : `at step ${step}`;
-  return new NonFiniteError(
-    step,
-    `Cannot continue training: the ${what} became ${value} ${where}; nothing non-finite was saved` +
-      `${last ? ` (last checkpoint ${last})` : ""}; lower learning_rate, set max_grad_norm, ` +
-      `or set skip_nonfinite_steps: true to skip such updates`,
-  );
 }
 
 /** Parameter names HF leaves out of weight decay: biases and norm weights. */
@@ -268,6 +240,7 @@ export class Trainer {
   readonly #log: (line: string) => void;
   readonly #handleSignals: boolean;
   readonly #computeLoss: ComputeLoss | null;
+  readonly #computeMetrics: ((model: Transformer) => Promise<Record<string, number>>) | null;
   #orders = new Map<number, Uint32Array>();
   #lastCheckpoint: string | null = null;
 
@@ -283,6 +256,7 @@ export class Trainer {
     this.#log = opts.log ?? ((line) => console.error(`fledge: ${line}`));
     this.#handleSignals = opts.handle_signals ?? false;
     this.#computeLoss = opts.compute_loss ?? null;
+    this.#computeMetrics = opts.compute_metrics ?? null;
     this.optimizer = config.optim === "adamw"
       ? new AdamW({
         lr: config.learning_rate,
@@ -385,6 +359,11 @@ export class Trainer {
     for (const [k, t] of metricSums) {
       out[`eval_${k}`] = (await t.toArray())[0] / weight;
       t.dispose();
+    }
+    if (this.#computeMetrics) {
+      for (const [k, v] of Object.entries(await this.#computeMetrics(this.model))) {
+        out[k.startsWith("eval_") ? k : `eval_${k}`] = v;
+      }
     }
     return out;
   }

@@ -147,6 +147,67 @@ Deno.test("early stopping ends training after early_stopping_patience evaluation
   await Deno.remove(dir, { recursive: true });
 });
 
+Deno.test("compute_metrics adds eval_ metrics that metric_for_best_model and early stopping track", async () => {
+  const be = await cpuBackend();
+  const dir = await Deno.makeTempDir();
+  const scores = [50, 70, 60, 65, 40];
+  let calls = 0;
+  const config = getTrainingArgs({
+    output_dir: dir,
+    max_steps: 20,
+    per_device_train_batch_size: 2,
+    logging_steps: 1,
+    save_strategy: "no",
+    eval_strategy: "steps",
+    eval_steps: 1,
+    metric_for_best_model: "rougeL",
+    early_stopping_patience: 3,
+  });
+  assert.equal(config.greater_is_better, true, "HF: higher is better unless the name ends with loss");
+  const model = Transformer.init(mc, be, { seed: 3 });
+  const evals: Record<string, number>[] = [];
+  const trainer = createTrainer({
+    model,
+    config,
+    train_dataset: train,
+    eval_dataset: evalSet,
+    progress: false,
+    compute_metrics: (m) => {
+      assert.equal(m, model);
+      return Promise.resolve({ rougeL: scores[calls++] });
+    },
+    hooks: { on_evaluate: (_ctx, m) => void evals.push(m) },
+  });
+  await trainer.train();
+  // best 70 at the second evaluation; three without improvement (60, 65, 40) stop the run
+  assert.equal(calls, 5);
+  assert.deepEqual(evals.map((m) => m.eval_rougeL), scores);
+  assert.ok(evals.every((m) => typeof m.eval_loss === "number"));
+  assert.equal(trainer.state.best_metric, 70);
+  assert.equal(trainer.state.best_step, 2);
+  trainer.dispose();
+  // a metric nothing computes is refused up front; one compute_metrics does not return, at the evaluation
+  assert.throws(
+    () => createTrainer({ model, config, train_dataset: train, eval_dataset: evalSet, progress: false }),
+    /not rougeL; pass compute_metrics that returns it/,
+  );
+  const bad = createTrainer({
+    model,
+    config: { ...config, output_dir: `${dir}/b` },
+    train_dataset: train,
+    eval_dataset: evalSet,
+    progress: false,
+    compute_metrics: () => Promise.resolve({ bleu: 1 }),
+  });
+  await assert.rejects(
+    () => bad.train(),
+    /metric_for_best_model "rougeL": the evaluation gave eval_loss, eval_perplexity, eval_bleu; .*compute_metrics/,
+  );
+  bad.dispose();
+  model.dispose();
+  await Deno.remove(dir, { recursive: true });
+});
+
 Deno.test("hooks run in HF callback order and can stop training", async () => {
   const be = await cpuBackend();
   const dir = await Deno.makeTempDir();
