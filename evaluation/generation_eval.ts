@@ -1,0 +1,74 @@
+/**
+ * The generation-based evaluation loop: prompts (token ids) in, one decoded answer per prompt out,
+ * batched with the KV cache (`generate`: greedy, sampling or beam search with Hugging Face's
+ * options). Prompts are sorted by length so that a batch pads little; answers come back in input
+ * order. One-line answers (synopses, sentences) are cut at the first newline.
+ *
+ * @module
+ */
+import { generate, type GenerateOptions } from "../models/generate.ts";
+import type { Tokenizer } from "../models/tokenizer/tokenizer.ts";
+import type { Transformer } from "../models/transformer.ts";
+
+/** Options of {@linkcode generatePredictions}: HF generation options plus the loop's own. */
+export interface PredictOptions
+  extends Omit<GenerateOptions, "tokenizer" | "onToken" | "streamer" | "stop_strings"> {
+  /** Prompts per `generate` call (default 32; beam search runs `batch_size * num_beams` rows). */
+  batch_size?: number;
+  /** Keep only the first line of each answer (default true). */
+  first_line?: boolean;
+  /** Called after each batch with (prompts done, total). */
+  onProgress?: (done: number, total: number) => void;
+}
+
+/**
+ * Generate an answer for every prompt.
+ *
+ * @param model the decoder
+ * @param tokenizer decodes the answers (special tokens skipped); its EOS ends a row unless
+ *   `eos_token_id` is given
+ * @param prompts token ids per prompt
+ * @param opts generation and batching options
+ * @returns the answers, trimmed, in input order
+ * @example
+ * ```ts
+ * import { createBackend } from "../kernels/backend.ts";
+ * import { presetConfig } from "../models/config.ts";
+ * import { trainBpeTokenizer } from "../models/tokenizer/bpe.ts";
+ * import { Transformer } from "../models/transformer.ts";
+ * import { generatePredictions } from "./generation_eval.ts";
+ * const tok = await trainBpeTokenizer(["hello world ".repeat(20)], { vocab_size: 280 });
+ * const model = Transformer.init(presetConfig("tiny", { vocab_size: 280 }), await createBackend("cpu"), { seed: 1 });
+ * const out = await generatePredictions(model, tok, [tok.encode("hello"), tok.encode("hello world")], { max_new_tokens: 3 });
+ * if (out.length !== 2 || typeof out[0] !== "string") throw new Error("predictions");
+ * ```
+ */
+export async function generatePredictions(
+  model: Transformer,
+  tokenizer: Tokenizer,
+  prompts: readonly (readonly number[])[],
+  opts: PredictOptions = {},
+): Promise<string[]> {
+  const { batch_size = 32, first_line = true, onProgress, ...gen } = opts;
+  const out = new Array<string>(prompts.length).fill("");
+  const order = prompts.map((p, i) => [p.length, i]).sort((a, b) => a[0] - b[0] || a[1] - b[1]).map((x) =>
+    x[1]
+  );
+  const eos = gen.eos_token_id !== undefined ? gen.eos_token_id : tokenizer.eos_token_id;
+  for (let s = 0; s < order.length; s += batch_size) {
+    const idx = order.slice(s, s + batch_size);
+    const r = await generate(model, idx.map((i) => [...prompts[i]]), {
+      ...gen,
+      eos_token_id: eos,
+      pad_token_id: gen.pad_token_id ?? tokenizer.pad_token_id ?? tokenizer.eos_token_id ?? 0,
+      tokenizer,
+    });
+    idx.forEach((i, k) => {
+      let text = r.text![k * (gen.num_return_sequences ?? 1)];
+      if (first_line) text = text.trimStart().split("\n")[0];
+      out[i] = text.trim();
+    });
+    onProgress?.(Math.min(s + batch_size, order.length), order.length);
+  }
+  return out;
+}

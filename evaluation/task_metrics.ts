@@ -1,0 +1,157 @@
+/**
+ * The recipes' metrics, on the 0-100 scale the Debian baselines use, and the baselines themselves
+ * (computed on the same split, never copied): summarization ROUGE-1/2/L/Lsum F1 (rouge_score,
+ * no stemming) against the lead baseline (the document's first sentence cut to 6 words);
+ * translation sacreBLEU (13a, with its signature), chrF and chrF++ against the identity baseline
+ * (the source as the translation); classification accuracy, macro-F1, per-class precision/recall
+ * and the confusion matrix against the majority class of the train split.
+ *
+ * @module
+ */
+import { bleu } from "./bleu.ts";
+import { chrf } from "./chrf.ts";
+import { accuracy, classReport, type ConfusionMatrix, confusionMatrix, macroF1 } from "./classification.ts";
+import { computeRougeScores } from "./rouge.ts";
+
+/** Summarization metrics (mean per-example F1 x 100). */
+export interface SummarizationMetrics {
+  rouge1: number;
+  rouge2: number;
+  rougeL: number;
+  rougeLsum: number;
+  n: number;
+}
+
+/** Translation metrics (corpus level, x 100 as sacreBLEU prints them). */
+export interface TranslationMetrics {
+  bleu: number;
+  chrf: number;
+  "chrf++": number;
+  /** e.g. `nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:2.6.0`. */
+  bleu_signature: string;
+  n: number;
+}
+
+/** Classification metrics (x 100), with the per-class report and the confusion matrix. */
+export interface ClassificationMetrics {
+  accuracy: number;
+  macro_f1: number;
+  per_class: Record<string, { precision: number; recall: number; f1: number; support: number }>;
+  confusion: ConfusionMatrix;
+  n: number;
+}
+
+const pct = (x: number) => +(100 * x).toFixed(4);
+
+/**
+ * ROUGE-1/2/L/Lsum F1 of predictions against references (rouge_score's tokenizer: lower-cased
+ * `[a-z0-9]+` runs, no stemming).
+ * @example
+ * ```ts
+ * import { summarizationMetrics } from "./task_metrics.ts";
+ * const m = summarizationMetrics(["a fast text editor"], ["fast text editor"]);
+ * if (m.rouge1 !== 85.7143 || m.n !== 1) throw new Error(JSON.stringify(m));
+ * ```
+ */
+export function summarizationMetrics(
+  predictions: readonly string[],
+  references: readonly string[],
+): SummarizationMetrics {
+  const { mean } = computeRougeScores(predictions, references);
+  return {
+    rouge1: pct(mean.rouge1!.fmeasure),
+    rouge2: pct(mean.rouge2!.fmeasure),
+    rougeL: pct(mean.rougeL!.fmeasure),
+    rougeLsum: pct(mean.rougeLsum!.fmeasure),
+    n: predictions.length,
+  };
+}
+
+/**
+ * Corpus BLEU (sacreBLEU defaults: 13a tokens, exp smoothing), chrF and chrF++ of hypotheses
+ * against one reference each.
+ * @example
+ * ```ts
+ * import { translationMetrics } from "./task_metrics.ts";
+ * const m = translationMetrics(["das ist ein kleiner Test"], ["das ist ein kleiner Test"]);
+ * if (m.bleu !== 100 || m.chrf !== 100) throw new Error(JSON.stringify(m));
+ * ```
+ */
+export function translationMetrics(
+  hypotheses: readonly string[],
+  references: readonly string[],
+): TranslationMetrics {
+  const b = bleu(hypotheses, references);
+  return {
+    bleu: +b.score.toFixed(4),
+    chrf: +chrf(hypotheses, references).score.toFixed(4),
+    "chrf++": +chrf(hypotheses, references, { word_order: 2 }).score.toFixed(4),
+    bleu_signature: b.signature,
+    n: hypotheses.length,
+  };
+}
+
+/**
+ * Accuracy, macro-F1, per-class precision/recall/F1 and the confusion matrix over `labels`.
+ * @example
+ * ```ts
+ * import { classificationMetrics } from "./task_metrics.ts";
+ * const m = classificationMetrics(["games", "other", "other"], ["games", "games", "other"], ["other", "games"]);
+ * if (Math.abs(m.accuracy - 66.6667) > 1e-4 || m.confusion.matrix[1][0] !== 1) throw new Error(JSON.stringify(m));
+ * ```
+ */
+export function classificationMetrics(
+  predictions: readonly string[],
+  references: readonly string[],
+  labels: readonly string[],
+): ClassificationMetrics {
+  const report = classReport(predictions, references, { labels });
+  const per_class: ClassificationMetrics["per_class"] = {};
+  labels.forEach((l, i) => {
+    per_class[l] = {
+      precision: pct(report.precision[i]),
+      recall: pct(report.recall[i]),
+      f1: pct(report.f1[i]),
+      support: report.support[i],
+    };
+  });
+  return {
+    accuracy: pct(accuracy(predictions, references)),
+    macro_f1: pct(macroF1(predictions, references, { labels })),
+    per_class,
+    confusion: confusionMatrix(predictions, references, { labels }),
+    n: predictions.length,
+  };
+}
+
+/**
+ * The lead baseline of the Debian summarization README: the document's first sentence (up to the
+ * first `.`, `!` or `?` followed by white space, or the first line) cut to `words` words.
+ * @example
+ * ```ts
+ * import { leadBaseline } from "./task_metrics.ts";
+ * if (leadBaseline("GNU Emacs is the extensible self-documenting text editor. It has more.", 6) !==
+ *   "GNU Emacs is the extensible self-documenting") throw new Error("lead");
+ * ```
+ */
+export function leadBaseline(document: string, words = 6): string {
+  const line = document.split("\n")[0];
+  const m = /^.*?[.!?](?=\s|$)/.exec(line);
+  return (m ? m[0] : line).split(/\s+/).filter(Boolean).slice(0, words).join(" ");
+}
+
+/**
+ * The most frequent label of the train split (ties: the first in `labels` order).
+ * @example
+ * ```ts
+ * import { majorityLabel } from "./task_metrics.ts";
+ * if (majorityLabel(["a", "b", "b"], ["a", "b"]) !== "b") throw new Error("majority");
+ * ```
+ */
+export function majorityLabel(trainLabels: readonly string[], labels: readonly string[]): string {
+  const counts = new Map(labels.map((l) => [l, 0]));
+  for (const l of trainLabels) counts.set(l, (counts.get(l) ?? 0) + 1);
+  let best = labels[0];
+  for (const l of labels) if (counts.get(l)! > counts.get(best)!) best = l;
+  return best;
+}

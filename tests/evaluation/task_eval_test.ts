@@ -1,0 +1,47 @@
+/**
+ * evaluation/task_eval.ts baselines, computed on the Debian validation splits, against the numbers
+ * in ../shared/datasets/debian/README.md (computed there by other code).
+ */
+import { loadTaskData } from "../../data/task_data.ts";
+import { taskBaselines } from "../../evaluation/task_eval.ts";
+import { assert, assertClose } from "../_assert.ts";
+
+Deno.test("the lead-6 baseline reproduces the README's ROUGE on the Debian summarization validation split", async () => {
+  const d = await loadTaskData("summarization");
+  const b = taskBaselines("summarization", d.validation)["lead-6"];
+  // The README prints two decimals, cut rather than rounded (23.3882 -> 23.38, 8.9874 -> 8.98).
+  const cut = (x: number) => Math.floor(x * 100) / 100;
+  assert.deepEqual([cut(b.rouge1), cut(b.rouge2), cut(b.rougeL)], [23.38, 8.98, 21.46]);
+});
+
+Deno.test("the majority baselines reproduce the README's accuracies (binary 51.10, sections 11.48)", async () => {
+  for (
+    const [task, name, acc] of [["classification-binary", "majority (other)", 51.1], [
+      "classification",
+      "majority (libs)",
+      11.48,
+    ]] as const
+  ) {
+    const d = await loadTaskData("classification", { debian_task: task });
+    const b = taskBaselines("classification", d.validation, {
+      train_targets: d.train.map((e) => e.target),
+      labels: d.labels,
+    });
+    assert.deepEqual(Object.keys(b), [name]);
+    assertClose(b[name].accuracy, acc, { atol: 0.005 });
+  }
+});
+
+Deno.test("the identity baseline scores the English source as the German translation (sacreBLEU 13a)", async () => {
+  const d = await loadTaskData("translation");
+  const b = taskBaselines("translation", d.validation).identity;
+  // The README's 11.91 splits every punctuation character (\w+|[^\w\s]); sacreBLEU's 13a keeps
+  // some joined (URLs, decimals), so the two differ a little on the same hypotheses.
+  assert.ok(b.bleu > 10 && b.bleu < 14, JSON.stringify(b));
+  assert.ok(b.chrf > 0 && b["chrf++"] > 0);
+  console.log(
+    `  identity baseline, sacreBLEU 13a: BLEU ${b.bleu.toFixed(2)}, chrF ${b.chrf.toFixed(2)}, chrF++ ${
+      b["chrf++"].toFixed(2)
+    }`,
+  );
+});
