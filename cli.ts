@@ -28,6 +28,8 @@ import { command as download } from "./cli/download.ts";
 import { command as merge } from "./cli/merge.ts";
 import { command as info } from "./cli/info.ts";
 import { command as demo } from "./cli/demo.ts";
+import { command as evaluate } from "./cli/eval.ts";
+import { command as recipe } from "./cli/recipe.ts";
 
 export type { CliIO, Command };
 
@@ -35,6 +37,8 @@ const COMMANDS: Readonly<Record<string, Command>> = Object.freeze({
   train,
   sft,
   dpo,
+  recipe,
+  eval: evaluate,
   generate,
   download,
   merge,

@@ -24,3 +24,4 @@ export * from "./packing.ts";
 export * from "./row_dataset.ts";
 export * from "./preference.ts";
 export * from "./task_data.ts";
+export * from "./prompts.ts";

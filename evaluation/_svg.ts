@@ -1,5 +1,6 @@
 /**
- * Small SVG helpers for `plot.ts`: escaping, axis ticks and their labels, scales, atomic writes.
+ * Small SVG helpers shared by `plot.ts` and `plot_eval.ts`: escaping, axis ticks and their labels,
+ * scales, axes, legends and the document frame.
  * Private: not re-exported.
  * @module
  */
@@ -143,4 +144,99 @@ export function scale(domain: [number, number], range: [number, number], log = f
   const d0 = f(domain[0]), d1 = f(domain[1]);
   const k = d1 === d0 ? 0 : (range[1] - range[0]) / (d1 - d0);
   return (v) => range[0] + (f(v) - d0) * k;
+}
+
+/** Axes, ticks, tick labels and axis labels of one plot area; returns the markup. */
+export function axes(
+  box: { x: number; y: number; w: number; h: number },
+  xt: { ticks: number[]; sx: (v: number) => number; label: string },
+  yt: { ticks: number[]; sy: (v: number) => number; label: string },
+): string {
+  const { x, y, w, h } = box;
+  const parts: string[] = [el("rect", { x, y, width: w, height: h, fill: "#ffffff", stroke: "#cccccc" })];
+  const xl = tickLabels(xt.ticks), yl = tickLabels(yt.ticks);
+  const xs = xt.ticks.map((t, i) => {
+    const px = xt.sx(t);
+    return el("line", { x1: px, y1: y, x2: px, y2: y + h, stroke: "#eeeeee" }) +
+      el("line", { x1: px, y1: y + h, x2: px, y2: y + h + 5, stroke: "#333333" }) +
+      text(px, y + h + 18, xl[i], { class: "tick-label x", "text-anchor": "middle" });
+  });
+  const ys = yt.ticks.map((t, i) => {
+    const py = yt.sy(t);
+    return el("line", { x1: x, y1: py, x2: x + w, y2: py, stroke: "#eeeeee" }) +
+      el("line", { x1: x - 5, y1: py, x2: x, y2: py, stroke: "#333333" }) +
+      text(x - 8, py + 4, yl[i], { class: "tick-label y", "text-anchor": "end" });
+  });
+  parts.push(
+    el(
+      "g",
+      { class: "axis x" },
+      el("line", { x1: x, y1: y + h, x2: x + w, y2: y + h, stroke: "#333333" }) + xs.join(""),
+    ),
+  );
+  parts.push(
+    el(
+      "g",
+      { class: "axis y" },
+      el("line", { x1: x, y1: y, x2: x, y2: y + h, stroke: "#333333" }) + ys.join(""),
+    ),
+  );
+  parts.push(text(x + w / 2, y + h + 38, xt.label, { class: "axis-label x", "text-anchor": "middle" }));
+  parts.push(text(x - 56, y + h / 2, yt.label, {
+    class: "axis-label y",
+    "text-anchor": "middle",
+    transform: `rotate(-90 ${x - 56} ${y + h / 2})`,
+  }));
+  return parts.join("");
+}
+
+/**
+ * A legend box whose top-right corner is at (`x`, `y`): a line (curves) or a filled square (bars)
+ * per entry, then its label.
+ */
+export function legend(
+  x: number,
+  y: number,
+  entries: { label: string; color: string }[],
+  swatch: "line" | "rect" = "line",
+): string {
+  const width = 24 + 7 * Math.max(...entries.map((e) => e.label.length));
+  const rows = entries.map((e, i) =>
+    (swatch === "line"
+      ? el("line", {
+        x1: x - width + 6,
+        y1: y + 12 + 16 * i,
+        x2: x - width + 20,
+        y2: y + 12 + 16 * i,
+        stroke: e.color,
+        "stroke-width": 2,
+      })
+      : el("rect", { x: x - width + 7, y: y + 6 + 16 * i, width: 12, height: 12, fill: e.color })) +
+    text(x - width + 24, y + 16 + 16 * i, e.label, { class: "legend-label" })
+  );
+  const box = el("rect", {
+    x: x - width,
+    y,
+    width,
+    height: 8 + 16 * entries.length,
+    fill: "#ffffff",
+    "fill-opacity": 0.85,
+    stroke: "#999999",
+  });
+  return el("g", { class: "legend" }, box + rows.join(""));
+}
+
+/** A whole SVG 1.1 document: white page, `<title>`, a bold centred title, then `body`. */
+export function svgDoc(width: number, height: number, title: string, body: string): string {
+  return `<?xml version="1.0" encoding="UTF-8"?>\n` +
+    `<svg xmlns="http://www.w3.org/2000/svg" version="1.1" width="${width}" height="${height}" ` +
+    `viewBox="0 0 ${width} ${height}" font-family="${esc(FONT)}" font-size="12">\n` +
+    el("title", {}, esc(title)) + el("rect", { width, height, fill: "#ffffff" }) +
+    text(width / 2, 26, title, {
+      class: "title",
+      "text-anchor": "middle",
+      "font-size": 16,
+      "font-weight": "bold",
+    }) +
+    body + "\n</svg>\n";
 }

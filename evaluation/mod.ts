@@ -1,6 +1,6 @@
 /**
  * Evaluation: ROUGE, BLEU, chrF (exactly as rouge_score and sacreBLEU compute them), classification
- * metrics, perplexity and plots.
+ * metrics, perplexity, plots and the recipes' run report.
  *
  * @module
  */
@@ -11,3 +11,9 @@ export * from "./chrf.ts";
 export * from "./classification.ts";
 export * from "./perplexity.ts";
 export * from "./plot.ts";
+export * from "./plot_eval.ts";
+export * from "./run_report.ts";
+export * from "./task_metrics.ts";
+export * from "./label_likelihood.ts";
+export * from "./generation_eval.ts";
+export * from "./task_eval.ts";

@@ -2,71 +2,8 @@ import { Buffer } from "node:buffer";
 import { inflateSync } from "node:zlib";
 import { assert } from "../_assert.ts";
 import { type LogRecord, plotMetricsBar, plotTrainingCurves, svgToPng } from "../../evaluation/plot.ts";
-
-// ---- a tiny XML well-formedness check and tree ------------------------------------------------
-
-interface Node {
-  name: string;
-  attrs: Record<string, string>;
-  children: Node[];
-  text: string; // decoded text directly inside
-}
-
-const ENTITIES: Record<string, string> = { amp: "&", lt: "<", gt: ">", quot: '"', apos: "'" };
-
-function decode(s: string, where: string): string {
-  if (/<|&(?!(amp|lt|gt|quot|apos|#\d+|#x[0-9a-f]+);)/i.test(s)) {
-    throw new SyntaxError(`bad character data in ${where}: ${s}`);
-  }
-  return s.replace(
-    /&(#x[0-9a-f]+|#\d+|\w+);/gi,
-    (_, e: string) =>
-      e[0] === "#"
-        ? String.fromCodePoint(e[1].toLowerCase() === "x" ? parseInt(e.slice(2), 16) : Number(e.slice(1)))
-        : ENTITIES[e],
-  );
-}
-
-/** Parse XML (elements, attributes, text, the XML declaration, comments); throw when malformed. */
-function parseXml(xml: string): Node {
-  const root: Node = { name: "#document", attrs: {}, children: [], text: "" };
-  const stack = [root];
-  const re =
-    /<\?[^?]*\?>|<!--[\s\S]*?-->|<\/([A-Za-z][\w:.-]*)\s*>|<([A-Za-z][\w:.-]*)((?:\s+[\w:.-]+\s*=\s*(?:"[^"]*"|'[^']*'))*)\s*(\/?)>|([^<]+)|(<)/g;
-  let m: RegExpExecArray | null;
-  while ((m = re.exec(xml))) {
-    const top = stack[stack.length - 1];
-    if (m[6]) {
-      throw new SyntaxError(`malformed tag at offset ${m.index}: ${xml.slice(m.index, m.index + 40)}`);
-    }
-    if (m[5] !== undefined) {
-      if (top === root && m[5].trim()) throw new SyntaxError(`text outside the root: ${m[5]}`);
-      top.text += decode(m[5], `<${top.name}>`);
-    } else if (m[1]) {
-      if (top.name !== m[1]) throw new SyntaxError(`</${m[1]}> closes <${top.name}>`);
-      stack.pop();
-    } else if (m[2]) {
-      const attrs: Record<string, string> = {};
-      for (const a of m[3].matchAll(/([\w:.-]+)\s*=\s*(?:"([^"]*)"|'([^']*)')/g)) {
-        if (a[1] in attrs) throw new SyntaxError(`duplicate attribute ${a[1]} on <${m[2]}>`);
-        attrs[a[1]] = decode(a[2] ?? a[3], `${m[2]}@${a[1]}`);
-      }
-      const node: Node = { name: m[2], attrs, children: [], text: "" };
-      if (top === root && root.children.length) throw new SyntaxError("two root elements");
-      top.children.push(node);
-      if (!m[4]) stack.push(node);
-    }
-  }
-  if (stack.length !== 1) throw new SyntaxError(`unclosed <${stack[stack.length - 1].name}>`);
-  assert.equal(root.children.length, 1, "one root element");
-  return root.children[0];
-}
-
-function all(node: Node, pred: (n: Node) => boolean): Node[] {
-  return [...(pred(node) ? [node] : []), ...node.children.flatMap((c) => all(c, pred))];
-}
-const hasClass = (cls: string) => (n: Node) => (n.attrs.class ?? "").split(" ").includes(cls);
-const titleOf = (n: Node) => n.children.find((c) => c.name === "title")?.text;
+import { plotConfusionMatrix, plotMetricsComparison } from "../../evaluation/plot_eval.ts";
+import { all, checkPlainSvg, hasClass, parseXml, titleOf } from "./_xml.ts";
 
 /** A history shaped like a Trainer's metrics.jsonl: train logs, eval logs, a final summary. */
 function history(): LogRecord[] {
@@ -92,17 +29,6 @@ function history(): LogRecord[] {
     train_loss: 1.1,
   });
   return h;
-}
-
-function checkPlainSvg(svg: string): Node {
-  const doc = parseXml(svg);
-  assert.equal(doc.name, "svg");
-  assert.equal(doc.attrs.xmlns, "http://www.w3.org/2000/svg");
-  assert.equal(doc.attrs.version, "1.1");
-  const names = new Set(all(doc, () => true).map((n) => n.name));
-  assert.ok(!names.has("script") && !names.has("foreignObject") && !names.has("image"), [...names].join());
-  assert.ok(!/\son\w+=|href=/.test(svg), "no event handlers, no external references");
-  return doc;
 }
 
 Deno.test("plotTrainingCurves() draws one series per metric with axes, ticks, labels and legends", () => {
@@ -243,6 +169,121 @@ Deno.test("plotMetricsBar() draws one labelled bar per finite metric, negatives 
   assert.ok(Math.abs(neg[1] - zeroX) < 0.02 && neg[0] < zeroX, "negative bar ends at 0");
   assert.throws(() => plotMetricsBar({}), RangeError);
   assert.throws(() => plotMetricsBar({ a: "1" as unknown as number }), TypeError);
+});
+
+// ---- evaluation charts ---------------------------------------------------------------------------
+
+Deno.test("plotConfusionMatrix() draws one cell per (true, predicted) pair with counts and row-normalized colour", () => {
+  const labels = ["games", "libs", "a<b>&c", "empty"];
+  const matrix = [[8, 2, 0, 0], [1, 89, 3, 7], [0, 5, 5, 0], [0, 0, 0, 0]];
+  const svg = plotConfusionMatrix({ labels, matrix }, undefined, { title: "sections" });
+  const doc = checkPlainSvg(svg);
+  assert.equal(all(doc, hasClass("title"))[0].text, "sections");
+  const cells = all(doc, hasClass("cell"));
+  assert.equal(cells.length, 16, "n x n cells");
+  assert.deepEqual(
+    all(doc, hasClass("cell-value")).map((n) => Number(n.text)),
+    matrix.flat(),
+    "row-major counts",
+  );
+  assert.deepEqual(all(doc, hasClass("row-label")).map((n) => n.text), labels, "rows are the true labels");
+  assert.deepEqual(all(doc, hasClass("col-label")).map((n) => n.text), labels, "columns the predicted ones");
+  assert.deepEqual(all(doc, hasClass("row-total")).map((n) => Number(n.text)), [10, 100, 10, 0]);
+  assert.deepEqual(all(doc, hasClass("axis-label")).map((n) => n.text).sort(), ["predicted", "true"]);
+  assert.equal(titleOf(cells[4]), "true libs, predicted games: 1 (1% of the row)");
+  // Rows go down, columns go right.
+  const xy = (k: number) => [Number(cells[k].attrs.x), Number(cells[k].attrs.y)];
+  assert.ok(xy(1)[0] > xy(0)[0] && xy(1)[1] === xy(0)[1] && xy(4)[1] > xy(0)[1] && xy(4)[0] === xy(0)[0]);
+  // Colour is the share of the row: 8 of 10 is darker than 89 of 100, 5 of 10 equals 5 of 10.
+  const blue = (k: number) => 255 - parseInt(cells[k].attrs.fill.slice(1, 3), 16); // 0 = white
+  assert.ok(blue(0) < blue(5) && blue(0) > blue(1), `${blue(0)} ${blue(5)} ${blue(1)}`);
+  assert.equal(cells[9].attrs.fill, cells[10].attrs.fill, "equal shares, equal colours");
+  assert.equal(cells[0].attrs.fill, "#4c92c3", "8 of 10 = 80% of the way from white to #1f77b4");
+  for (const k of [12, 13, 14, 15]) assert.equal(cells[k].attrs.fill, "#ffffff", "an empty row stays white");
+  assert.equal(cells[5].attrs.fill, "#3886bc", "89 of 100");
+});
+
+Deno.test("plotConfusionMatrix() validates its input and writes atomically", () => {
+  assert.throws(() => plotConfusionMatrix({ labels: [], matrix: [] }), RangeError);
+  assert.throws(() => plotConfusionMatrix({ labels: ["a", "b"], matrix: [[1, 2]] }), TypeError);
+  assert.throws(() => plotConfusionMatrix({ labels: ["a"], matrix: [[1, 2]] }), TypeError);
+  assert.throws(() => plotConfusionMatrix({ labels: ["a"], matrix: [[-1]] }), /matrix\[0\]\[0\]/);
+  assert.throws(() => plotConfusionMatrix({ labels: ["a"] } as never), TypeError);
+  const many = Array.from({ length: 30 }, (_, i) => `class-number-${i}`);
+  const big = plotConfusionMatrix({ labels: many, matrix: many.map((_, i) => many.map((_, j) => i * j)) });
+  assert.equal(all(parseXml(big), hasClass("cell")).length, 900);
+  assert.match(all(parseXml(big), hasClass("col-label"))[0].attrs.transform, /rotate\(-45/);
+  const dir = Deno.makeTempDirSync();
+  try {
+    const svg = plotConfusionMatrix({ labels: [0, 1], matrix: [[3, 1], [0, 4]] }, `${dir}/run/confusion.svg`);
+    assert.equal(Deno.readTextFileSync(`${dir}/run/confusion.svg`), svg);
+    assert.deepEqual([...Deno.readDirSync(`${dir}/run`)].map((e) => e.name), ["confusion.svg"]);
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+Deno.test("plotMetricsComparison() draws one bar per (metric, series) on a 0-100 axis with values and legend", () => {
+  const series = {
+    model: { rouge1: 41.23, rouge2: 19.5, rougeL: 38.2, rougeLsum: 100 },
+    "lead-6 baseline": { rouge1: 30.1, rouge2: 11.8, rougeL: 28, rougeLsum: 50 },
+    "x<&>": { rouge1: 0, rouge2: 1, rougeL: 2, rougeLsum: 3 },
+  };
+  const doc = checkPlainSvg(plotMetricsComparison(series, undefined, { title: "ROUGE" }));
+  const bars = all(doc, hasClass("bar"));
+  assert.equal(bars.length, 12);
+  assert.deepEqual(
+    bars.map(titleOf),
+    ["rouge1", "rouge2", "rougeL", "rougeLsum"].flatMap((m) =>
+      Object.keys(series).map((s) =>
+        `${s}, ${m}: ${(series as Record<string, Record<string, number>>)[s][m]}`
+      )
+    ),
+    "grouped by metric, one bar per series in series order",
+  );
+  assert.deepEqual(all(doc, hasClass("group-label")).map((n) => n.text), [
+    "rouge1",
+    "rouge2",
+    "rougeL",
+    "rougeLsum",
+  ]);
+  assert.deepEqual(all(doc, hasClass("legend-label")).map((n) => n.text), Object.keys(series));
+  assert.deepEqual(
+    all(doc, hasClass("value-label")).map((n) => n.text).slice(0, 6),
+    ["41.23", "30.1", "0", "19.5", "11.8", "1"],
+  );
+  // One colour per series, the same in every group, matching its legend swatch.
+  const swatches = all(doc, hasClass("legend")).flatMap((g) => all(g, (n) => n.name === "rect").slice(1));
+  bars.forEach((b, k) => assert.equal(b.attrs.fill, swatches[k % 3].attrs.fill));
+  assert.equal(new Set(swatches.map((r) => r.attrs.fill)).size, 3);
+  const yTicks = all(doc, (n) => hasClass("tick-label")(n) && hasClass("y")(n)).map((n) => n.text);
+  assert.deepEqual(yTicks, ["0", "20", "40", "60", "80", "100"]);
+  assert.equal(all(doc, hasClass("axis-label")).find((n) => hasClass("y")(n))!.text, "score (0-100)");
+  // Heights are proportional: 100 is twice 50 and the full axis.
+  const h = (k: number) => Number(bars[k].attrs.height);
+  assert.ok(Math.abs(h(9) - 2 * h(10)) < 0.02, `${h(9)} vs ${h(10)}`);
+  const frame = all(doc, hasClass("panel"))[0].children.find((c) => c.name === "rect")!;
+  assert.ok(Math.abs(h(9) - Number(frame.attrs.height)) < 0.02);
+});
+
+Deno.test("plotMetricsComparison() spans other scales, notes missing values and validates", () => {
+  const doc = parseXml(
+    plotMetricsComparison({ a: { loss: 2.5, ppl: 140 }, b: { loss: -0.5, ppl: NaN } }, undefined, {
+      value_label: "raw",
+    }),
+  );
+  assert.equal(all(doc, hasClass("bar")).length, 3);
+  const yTicks = all(doc, (n) => hasClass("tick-label")(n) && hasClass("y")(n)).map((n) => Number(n.text));
+  assert.ok(yTicks[0] < 0 && yTicks[yTicks.length - 1] >= 140, yTicks.join());
+  assert.equal(all(doc, hasClass("axis-label")).find((n) => hasClass("y")(n))!.text, "raw");
+  assert.match(all(doc, hasClass("note"))[0].text, /b\/ppl/);
+  const missing = parseXml(plotMetricsComparison({ a: { bleu: 20, chrf: 50 }, b: { bleu: 3 } }));
+  assert.equal(all(missing, hasClass("bar")).length, 3);
+  assert.match(all(missing, hasClass("note"))[0].text, /b\/chrf/);
+  assert.throws(() => plotMetricsComparison({}), RangeError);
+  assert.throws(() => plotMetricsComparison({ a: {} }), RangeError);
+  assert.throws(() => plotMetricsComparison({ a: { bleu: "1" as unknown as number } }), /series "a".*bleu/);
+  assert.throws(() => plotMetricsComparison([] as never), TypeError);
 });
 
 // ---- PNG through resvg-wasm --------------------------------------------------------------------

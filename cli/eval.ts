@@ -1,0 +1,163 @@
+/**
+ * `deno task cli eval`: evaluate a model folder or a recipe's run on a task's examples and print
+ * the metrics (`--json`: one JSON object on stdout, numbers on the 0-100 scale, plus `n`). What
+ * the recipes' `eval:*` tasks call. A run folder brings its prompt format and generation settings
+ * (`recipe.yaml`), its `model/`, or its base model and `adapter/`.
+ *
+ * @module
+ */
+import { join } from "node:path";
+import { parse as parseYaml } from "npm:yaml@^2.9";
+import { loadTaskData, type TaskKind } from "../data/task_data.ts";
+import { evaluateTask } from "../evaluation/task_eval.ts";
+import { loadAdapter } from "../training/peft.ts";
+import { parseFlags } from "../util/flags.ts";
+import {
+  evalOptions,
+  loadRecipeModel,
+  RECIPE_DEFAULTS,
+  recipeData,
+  type RecipeSettings,
+} from "../tasks/_recipe.ts";
+import type { CliIO, Command } from "./command.ts";
+
+const USAGE = `usage: deno task cli eval --task summarization|translation|classification --model DIR
+         [--adapter DIR] [--data FILE.jsonl] [--max_samples N] [--num_beams K] [--json]
+       deno task cli eval --recipe NAME [--run DIR] [...]
+
+Evaluates a model on a task's examples: summarization (ROUGE-1/2/L/Lsum), translation (BLEU, chrF,
+chrF++) by generation; classification (accuracy, macro-F1) by label likelihood. Prints the metrics
+(0-100) and the number of examples.
+
+options:
+  --task T                   summarization, translation or classification (default: the run's)
+  --model DIR                a model folder, or a recipe's run folder (its model/, or its base
+                             model and adapter/, with the prompt and generation settings it used)
+  --recipe NAME              the newest finished run of this recipe (runs/NAME, runs/NAME-N)
+  --adapter DIR              a PEFT adapter folder to apply to --model
+  --data FILE                examples in the Debian datasets' format (.jsonl, .csv, .parquet);
+                             default: the run's validation split
+  --source_column C / --target_column C / --label_names a,b   column mapping for --data
+  --max_samples N            evaluate the first N examples
+  --num_beams K              beam search (summarization, translation)
+  --max_new_tokens N
+  --backend webgpu|cpu|auto  default auto
+  --json                     print the metrics as one JSON object
+  -h, --help                 this text`;
+
+const FLAGS = {
+  task: { type: "string", choices: ["summarization", "translation", "classification"] },
+  model: { type: "string" },
+  recipe: { type: "string" },
+  adapter: { type: "string" },
+  data: { type: "string" },
+  source_column: { type: "string" },
+  target_column: { type: "string" },
+  label_names: { type: "string" },
+  max_samples: { type: "int", min: 1 },
+  num_beams: { type: "int", min: 1 },
+  max_new_tokens: { type: "int", min: 1 },
+  backend: { type: "string", choices: ["webgpu", "cpu", "auto"], default: "auto" },
+  json: { type: "boolean" },
+} as const;
+
+const exists = (p: string) => Deno.stat(p).then(() => true, () => false);
+
+/** The newest finished run (has recipe.yaml) of a recipe under runs/. */
+async function newestRun(name: string): Promise<string> {
+  let best: [number, string] | null = null;
+  try {
+    for await (const e of Deno.readDir("runs")) {
+      if (!e.isDirectory || !(e.name === name || new RegExp(`^${name}-\\d+$`).test(e.name))) continue;
+      const dir = join("runs", e.name);
+      const st = await Deno.stat(join(dir, "recipe.yaml")).catch(() => null);
+      if (st?.mtime && (!best || st.mtime.getTime() > best[0])) best = [st.mtime.getTime(), dir];
+    }
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  }
+  if (!best) {
+    throw new Deno.errors.NotFound(
+      `eval: no finished run of recipe "${name}" under runs/; run it first (deno task cli recipe ${name})`,
+    );
+  }
+  return best[1];
+}
+
+async function evalRun(args: string[], io: CliIO): Promise<void> {
+  const v = parseFlags("eval", args, FLAGS);
+  if (v.help) return io.stdout(USAGE + "\n");
+  if (!v.model && !v.recipe) {
+    throw new TypeError("eval: give --model DIR (a model or run folder) or --recipe NAME");
+  }
+  const dir = v.model ?? await newestRun(v.recipe!);
+  // A run folder: its settings, its model/ or its base model + adapter/.
+  let settings: RecipeSettings | null = null;
+  if (await exists(join(dir, "recipe.yaml"))) {
+    settings = {
+      ...RECIPE_DEFAULTS,
+      ...parseYaml(await Deno.readTextFile(join(dir, "recipe.yaml"))),
+    } as RecipeSettings;
+  }
+  const task = (v.task ?? settings?.task) as TaskKind | undefined;
+  if (!task) throw new TypeError(`eval: ${dir} is not a recipe's run folder; give --task`);
+  if (settings && v.task && v.task !== settings.task) {
+    throw new TypeError(
+      `eval: --task ${v.task} differs from the run's task ${settings.task} (${join(dir, "recipe.yaml")})`,
+    );
+  }
+  let modelDir = dir, adapter = v.adapter ?? null;
+  if (settings && await exists(join(dir, "model", "config.json"))) modelDir = join(dir, "model");
+  else if (settings && await exists(join(dir, "adapter"))) {
+    modelDir = (settings as RecipeSettings & { model_dir?: string }).model_dir ?? "";
+    adapter ??= join(dir, "adapter");
+    if (!modelDir) {
+      throw new TypeError(
+        `eval: ${join(dir, "recipe.yaml")} does not say which base model the adapter belongs to (model_dir)`,
+      );
+    }
+  }
+  const s: RecipeSettings = {
+    ...(settings ?? { ...RECIPE_DEFAULTS, task, name: "eval" }),
+    ...(v.num_beams ? { num_beams: v.num_beams } : {}),
+    ...(v.max_new_tokens ? { max_new_tokens: v.max_new_tokens } : {}),
+  } as RecipeSettings;
+  // ---- data ----
+  let examples, labels;
+  if (v.data) {
+    const d = await loadTaskData(task, {
+      dataset: v.data,
+      ...(v.source_column ? { source_column: v.source_column } : {}),
+      ...(v.target_column ? { target_column: v.target_column } : {}),
+      ...(v.label_names
+        ? { label_names: v.label_names.split(",") }
+        : settings?.label_names
+        ? { label_names: settings.label_names }
+        : {}),
+    });
+    examples = d.train;
+    labels = d.labels;
+  } else if (settings) {
+    const d = await recipeData(settings, 42);
+    examples = settings.max_eval_samples ? d.validation.slice(0, settings.max_eval_samples) : d.validation;
+    labels = d.labels;
+  } else throw new TypeError("eval: give --data FILE (or a recipe's run folder as --model)");
+  if (v.max_samples) examples = examples.slice(0, v.max_samples);
+  // ---- model, evaluate ----
+  const { model, tokenizer } = await loadRecipeModel(modelDir, v.backend);
+  try {
+    if (adapter) await loadAdapter(model, adapter);
+    const r = await evaluateTask(model, tokenizer, task, examples, evalOptions(s, labels));
+    if (v.json) return io.stdout(JSON.stringify(r.metrics) + "\n");
+    for (const [k, val] of Object.entries(r.metrics)) io.stdout(`${k.padEnd(16)} ${val}\n`);
+  } finally {
+    model.dispose();
+  }
+}
+
+/** The `eval` command. */
+export const command: Command = {
+  summary: "evaluate a model or a recipe's run on a task (ROUGE, BLEU/chrF, accuracy/macro-F1)",
+  usage: USAGE,
+  run: evalRun,
+};

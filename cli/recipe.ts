@@ -1,0 +1,98 @@
+/**
+ * `deno task cli recipe <name>`: run a task recipe (what `deno task train:cnn`, `train:wmt`,
+ * `train:sst2` and `train:debian-sections` call): its `tasks/configs/<name>.yaml`, an optional
+ * `--config` file over it, then `--<field> value` overrides (recipe fields and TrainingConfig
+ * fields by their Hugging Face names).
+ *
+ * @module
+ */
+import { parse as parseYaml } from "npm:yaml@^2.9";
+import { type FlagSpec, parseFlags } from "../util/flags.ts";
+import { recipeFlagNames } from "../tasks/_recipe.ts";
+import { runClassification } from "../tasks/classification.ts";
+import { runSummarization } from "../tasks/summarization.ts";
+import { runTranslation } from "../tasks/translation.ts";
+import type { RecipeResult, RunRecipeOptions } from "../tasks/recipe.ts";
+import type { CliIO, Command } from "./command.ts";
+
+const RECIPES: Record<string, (o: Record<string, unknown>, opts: RunRecipeOptions) => Promise<RecipeResult>> =
+  {
+    summarization: runSummarization,
+    translation: runTranslation,
+    sst2: (o, opts) => runClassification("sst2", o, opts),
+    "debian-sections": (o, opts) => runClassification("debian-sections", o, opts),
+  };
+
+const USAGE = `usage: deno task cli recipe <name> [--config FILE] [--<field> value ...]
+
+Runs a task recipe end to end: data -> model (+ adapters) -> fine-tune -> evaluate -> report, into
+runs/<name> (or the first free runs/<name>-N). Offline, with no --dataset / --model, it uses the
+Debian data in ../shared/datasets/debian and the Debian base model (pre-trained once, cached).
+
+recipes:
+  summarization              deno task train:cnn        document -> one-line summary, ROUGE
+  translation                deno task train:wmt        English -> German, BLEU / chrF / chrF++
+  sst2                       deno task train:sst2       binary classification, accuracy / macro-F1
+  debian-sections            deno task train:debian-sections   8 Debian sections
+
+options:
+  -c, --config FILE          YAML fields over the recipe's tasks/configs/<name>.yaml
+  --<field> VALUE            any recipe field (dataset, model, max_eval_samples, num_beams, ...) or
+                             TrainingConfig field (learning_rate, max_steps, lora, ...); the value
+                             is read as JSON when it parses, else as text
+  -h, --help                 this text
+
+examples:
+  deno task train:cnn --max_steps 100 --max_eval_samples 200
+  deno task train:sst2 --model Qwen/Qwen2.5-0.5B --dataset sst2 --lora '{"r": 16}'
+  deno task train:wmt --dataset ./pairs.jsonl --source_column english --target_column german
+
+Flags may also be spelled with hyphens (--max-steps).`;
+
+const FLAGS: Record<string, FlagSpec> = { config: { type: "string", short: "c" } };
+for (const k of recipeFlagNames()) FLAGS[k] = { type: "string" };
+
+function parseValue(s: string): unknown {
+  try {
+    return JSON.parse(s);
+  } catch {
+    return s;
+  }
+}
+
+/** The `recipe` command. */
+export const command: Command = {
+  summary: "run a task recipe (summarization, translation, sst2, debian-sections) from data to report",
+  usage: USAGE,
+  run: async (args: string[], io: CliIO) => {
+    const [name, ...rest] = args;
+    if (name === undefined || name === "-h" || name === "--help") return io.stdout(USAGE + "\n");
+    if (name.startsWith("-")) {
+      parseFlags("recipe", args, FLAGS); // names an unknown flag first
+      throw new TypeError(
+        `recipe: give the recipe first: deno task cli recipe <${Object.keys(RECIPES).join("|")}> ...`,
+      );
+    }
+    const run = RECIPES[name];
+    if (!run) {
+      throw new TypeError(
+        `recipe: unknown recipe "${name}"; the recipes are ${Object.keys(RECIPES).join(", ")}`,
+      );
+    }
+    const v = parseFlags("recipe", rest, FLAGS) as Record<string, string | boolean | undefined>;
+    if (v.help) return io.stdout(USAGE + "\n");
+    const overrides: Record<string, unknown> = {};
+    if (typeof v.config === "string") {
+      const obj = parseYaml(await Deno.readTextFile(v.config));
+      if (!obj || typeof obj !== "object" || Array.isArray(obj)) {
+        throw new SyntaxError(`recipe: ${v.config} must hold a mapping of fields`);
+      }
+      Object.assign(overrides, obj);
+    }
+    for (const [k, val] of Object.entries(v)) {
+      if (k !== "config" && k !== "help" && typeof val === "string") overrides[k] = parseValue(val);
+    }
+    const r = await run(overrides, { handle_signals: true });
+    io.stdout(`${r.output_dir}\n`);
+  },
+};

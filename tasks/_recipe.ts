@@ -1,0 +1,320 @@
+/**
+ * Private: what the three recipes share. A recipe config is one flat object: the recipe's own
+ * fields ({@linkcode RecipeSettings}: data, model, prompt, generation) beside any `TrainingConfig`
+ * field (learning_rate, max_steps, lora, ...), read from `tasks/configs/<name>.yaml` and overridden
+ * by `--<field> value` flags. The steps (data, model, SFT rows, train, evaluate, report) are
+ * functions here so each recipe file reads top to bottom.
+ * @module
+ */
+import { join } from "node:path";
+import { parse as parseYaml } from "npm:yaml@^2.9";
+import { createBackend } from "../kernels/backend.ts";
+import { languageName, type PromptOptions, taskRow } from "../data/prompts.ts";
+import { packExamples, padExamples } from "../data/packing.ts";
+import { RowDataset } from "../data/row_dataset.ts";
+import { buildSftExamples } from "../data/sft.ts";
+import { loadTaskData, type TaskData, type TaskExample, type TaskKind } from "../data/task_data.ts";
+import { snapshotDownload } from "../models/hub/hub.ts";
+import { loadModel } from "../models/pretrained.ts";
+import { loadTokenizer, type Tokenizer } from "../models/tokenizer/tokenizer.ts";
+import type { Transformer } from "../models/transformer.ts";
+import type { TaskEvalOptions } from "../evaluation/task_eval.ts";
+import { getTrainingArgs, TRAINING_CONFIG_KEYS, type TrainingConfig } from "../training/config.ts";
+import { type BaseModelConfig, ensureBaseModel } from "./base_model.ts";
+
+/** The recipe's own fields (everything else in a recipe config is a `TrainingConfig` field). */
+export interface RecipeSettings {
+  task: TaskKind;
+  /** Names the run folder (`runs/<name>`, then `runs/<name>-2`, ...) and `eval --recipe`. */
+  name: string;
+  /** `debian` (offline default), a hub dataset id, or a local file / folder. */
+  dataset: string;
+  dataset_config: string | null;
+  debian_task: "summarization" | "translation" | "classification" | "classification-binary" | null;
+  level: "short" | "long" | null;
+  translation_direction: string | null;
+  source_column: string | null;
+  target_column: string | null;
+  label_names: string[] | null;
+  eval_file: string | null;
+  max_train_samples: number | null;
+  /** Validation examples evaluated at the end (null: all). */
+  max_eval_samples: number | null;
+  /** A Hugging Face folder or hub id; null: the Debian base model (pre-trained once, cached). */
+  model: string | null;
+  /** Overrides of the base model's config (`tasks/base_model.ts`). */
+  base_model: Partial<BaseModelConfig>;
+  prompt_style: "plain" | "chat";
+  /** Source tokens kept in a prompt (its head). */
+  max_source_tokens: number;
+  // generation (summarization, translation), Hugging Face names
+  max_new_tokens: number;
+  num_beams: number;
+  length_penalty: number;
+  early_stopping: boolean | "never";
+  no_repeat_ngram_size: number;
+  repetition_penalty: number;
+  /** Rows per generate / scoring call. */
+  eval_batch_size: number;
+  /** Validation examples scored at each evaluation during training (metric_for_best_model rougeL, ...). */
+  metric_samples: number;
+  /** Also write PNG copies of the report's pictures. */
+  png: boolean;
+}
+
+/** Defaults of the recipe fields (a config file sets what differs). */
+export const RECIPE_DEFAULTS: Readonly<Omit<RecipeSettings, "task" | "name">> = Object.freeze({
+  dataset: "debian",
+  dataset_config: null,
+  debian_task: null,
+  level: null,
+  translation_direction: null,
+  source_column: null,
+  target_column: null,
+  label_names: null,
+  eval_file: null,
+  max_train_samples: null,
+  max_eval_samples: null,
+  model: null,
+  base_model: {},
+  prompt_style: "plain",
+  max_source_tokens: 160,
+  max_new_tokens: 32,
+  num_beams: 1,
+  length_penalty: 1,
+  early_stopping: false,
+  no_repeat_ngram_size: 0,
+  repetition_penalty: 1,
+  eval_batch_size: 32,
+  metric_samples: 100,
+  png: false,
+});
+
+/** Every recipe field name. */
+export const RECIPE_KEYS: readonly string[] = ["task", "name", ...Object.keys(RECIPE_DEFAULTS)];
+
+/** A resolved recipe: its fields and the validated training config. */
+export interface Recipe {
+  settings: RecipeSettings;
+  training: TrainingConfig;
+  /** The merged flat object (what `recipe.yaml` of the run holds). */
+  flat: Record<string, unknown>;
+}
+
+/** Read `tasks/configs/<name>.yaml` (beside this module, also when imported by URL). */
+export async function readRecipeYaml(name: string): Promise<Record<string, unknown>> {
+  const url = new URL(`./configs/${name}.yaml`, import.meta.url);
+  const res = await fetch(url);
+  if (!res.ok) {
+    throw new Deno.errors.NotFound(`Cannot read recipe config ${url}: ${res.status} ${res.statusText}`);
+  }
+  const obj = parseYaml(await res.text());
+  if (!obj || typeof obj !== "object" || Array.isArray(obj)) {
+    throw new SyntaxError(`Cannot read recipe config ${url}: expected a mapping of fields`);
+  }
+  return obj as Record<string, unknown>;
+}
+
+/**
+ * Split a flat recipe config into the recipe's fields and a validated `TrainingConfig`; unknown
+ * keys are named with the nearest known ones (by the training config's validation).
+ * @throws {RangeError} / {TypeError} for bad values, listing every problem
+ */
+export function resolveRecipe(flat: Record<string, unknown>, file = "recipe config"): Recipe {
+  const settings: Record<string, unknown> = { ...RECIPE_DEFAULTS };
+  const training: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(flat)) {
+    if (v === undefined) continue;
+    if (RECIPE_KEYS.includes(k)) settings[k] = v;
+    else training[k] = v;
+  }
+  const s = settings as unknown as RecipeSettings;
+  const problems: string[] = [];
+  if (!["summarization", "translation", "classification"].includes(s.task)) {
+    problems.push(`task ${JSON.stringify(s.task)} is not summarization, translation or classification`);
+  }
+  if (typeof s.name !== "string" || !/^[\w.-]+$/.test(s.name)) {
+    problems.push(`name ${JSON.stringify(s.name)} must be a folder name`);
+  }
+  if (!["plain", "chat"].includes(s.prompt_style)) problems.push(`prompt_style must be plain or chat`);
+  for (
+    const k of [
+      "max_source_tokens",
+      "max_new_tokens",
+      "num_beams",
+      "eval_batch_size",
+      "metric_samples",
+    ] as const
+  ) {
+    if (!Number.isInteger(s[k]) || (s[k] as number) < 1) {
+      problems.push(`${k} must be a positive integer, got ${JSON.stringify(s[k])}`);
+    }
+  }
+  for (const k of ["max_train_samples", "max_eval_samples"] as const) {
+    const v = s[k];
+    if (v !== null && (!Number.isInteger(v) || v < 1)) {
+      problems.push(`${k} must be a positive integer or null`);
+    }
+  }
+  if (problems.length) throw new RangeError(`Cannot run recipe (${file}): ${problems.join("; ")}`);
+  const config = getTrainingArgs({
+    output_dir: join("runs", s.name),
+    ...training,
+    // the recipe reads its own data and model: the training config's fields say what it used
+    model: s.model ?? "debian-base",
+    dataset: s.dataset,
+  } as Partial<TrainingConfig>);
+  return { settings: s, training: config, flat: { ...flat, ...settings } };
+}
+
+/** `runs/<name>`, or the first `runs/<name>-N` that does not exist or is empty. */
+export async function freeRunDir(base: string): Promise<string> {
+  for (let n = 1;; n++) {
+    const dir = n === 1 ? base : `${base}-${n}`;
+    try {
+      const it = Deno.readDir(dir)[Symbol.asyncIterator]();
+      if ((await it.next()).done) return dir;
+    } catch (e) {
+      if (e instanceof Deno.errors.NotFound) return dir;
+      throw e;
+    }
+  }
+}
+
+/** The recipe's data (`data/task_data.ts`) from its settings. */
+export async function recipeData(s: RecipeSettings, seed: number): Promise<TaskData> {
+  const debian = s.dataset === "debian";
+  // The configs name the hub dataset's config (cnn_dailymail 3.0.0, ...): for hub ids only.
+  const local = await Deno.stat(s.dataset).then(() => true, () => false);
+  return await loadTaskData(s.task, {
+    dataset: s.dataset,
+    ...(s.dataset_config && !debian && !local ? { dataset_config: s.dataset_config } : {}),
+    ...(debian && s.debian_task ? { debian_task: s.debian_task } : {}),
+    ...(debian && s.level ? { level: s.level } : {}),
+    ...(s.translation_direction ? { translation_direction: s.translation_direction } : {}),
+    ...(s.source_column ? { source_column: s.source_column } : {}),
+    ...(s.target_column ? { target_column: s.target_column } : {}),
+    ...(s.label_names ? { label_names: s.label_names } : {}),
+    ...(s.eval_file ? { eval_file: s.eval_file } : {}),
+    ...(s.max_train_samples ? { max_train_samples: s.max_train_samples, seed } : {}),
+  });
+}
+
+/** The model folder: the given folder / hub id, or the cached Debian base model. */
+export async function recipeModelDir(s: RecipeSettings, backend: TrainingConfig["backend"]): Promise<string> {
+  if (s.model === null) return (await ensureBaseModel({ config: s.base_model, backend })).dir;
+  const dir = await snapshotDownload(s.model, {
+    allow_patterns: [
+      "config.json",
+      "*.safetensors",
+      "*.safetensors.index.json",
+      "tokenizer*",
+      "special_tokens_map.json",
+      "generation_config.json",
+    ],
+  });
+  try {
+    await Deno.stat(join(dir, "tokenizer.json"));
+  } catch {
+    throw new Deno.errors.NotFound(
+      `Cannot run the ${s.name} recipe: --model ${s.model} has no tokenizer (${
+        join(dir, "tokenizer.json")
+      } is missing); give a folder with its tokenizer files`,
+    );
+  }
+  return dir;
+}
+
+/** Load model and tokenizer from a folder. */
+export async function loadRecipeModel(
+  dir: string,
+  backend: TrainingConfig["backend"],
+): Promise<{ model: Transformer; tokenizer: Tokenizer }> {
+  const be = await createBackend(backend);
+  return { model: await loadModel(dir, { backend: be }), tokenizer: await loadTokenizer(dir) };
+}
+
+/** Prompt options from the settings (language names from the translation direction). */
+export function promptOptions(s: RecipeSettings): PromptOptions {
+  const [src, tgt] = (s.translation_direction ?? "en-de").split("-");
+  return {
+    style: s.prompt_style,
+    max_source_tokens: s.max_source_tokens,
+    source_lang: languageName(src),
+    target_lang: languageName(tgt),
+  };
+}
+
+/** Evaluation options from the settings. */
+export function evalOptions(s: RecipeSettings, labels: readonly string[] | null): TaskEvalOptions {
+  return {
+    labels,
+    prompt: promptOptions(s),
+    batch_size: s.eval_batch_size,
+    generation: {
+      max_new_tokens: s.max_new_tokens,
+      num_beams: s.num_beams,
+      length_penalty: s.length_penalty,
+      early_stopping: s.early_stopping,
+      no_repeat_ngram_size: s.no_repeat_ngram_size,
+      repetition_penalty: s.repetition_penalty,
+      do_sample: false,
+    },
+  };
+}
+
+/**
+ * SFT rows (TRL prompt-completion, completion-only loss) of examples, padded one per row or
+ * packed as the training config says.
+ */
+export function sftDataset(
+  examples: readonly TaskExample[],
+  s: RecipeSettings,
+  c: TrainingConfig,
+  tokenizer: Tokenizer,
+  source: string,
+): { dataset: RowDataset; truncated: number; tokens: number } {
+  const rows = examples.map((e) => taskRow(s.task, e, tokenizer, promptOptions(s)));
+  const built = buildSftExamples(rows, tokenizer, {
+    max_length: c.max_seq_length,
+    completion_only_loss: true,
+    source,
+  });
+  const pad = tokenizer.pad_token_id ?? tokenizer.eos_token_id ?? 0;
+  const packed = c.packing
+    ? packExamples(built.examples, {
+      max_length: c.max_seq_length,
+      pad_token_id: pad,
+      strategy: c.packing_strategy,
+    })
+    : padExamples(built.examples, { max_length: c.max_seq_length, pad_token_id: pad });
+  const tokens = built.examples.reduce((a, e) => a + e.input_ids.length, 0);
+  return { dataset: new RowDataset(packed.rows, { source }), truncated: built.truncated, tokens };
+}
+
+/** The adapter of the machine the numbers come from, in words. */
+export function machineName(model: Transformer): string {
+  const cores = navigator.hardwareConcurrency;
+  return `${model.backend.name}${
+    model.backend.adapter ? ` on ${model.backend.adapter}` : ""
+  }, ${cores} CPU cores`;
+}
+
+/** The first value of metric `name` the task reports, for summary lines. */
+export const HEADLINE: Record<TaskKind, string> = {
+  summarization: "rougeL",
+  translation: "bleu",
+  classification: "accuracy",
+};
+
+/** Names of task metrics the Trainer can track (metric_for_best_model). */
+export const TASK_METRICS: Record<TaskKind, string[]> = {
+  summarization: ["rouge1", "rouge2", "rougeL", "rougeLsum"],
+  translation: ["bleu", "chrf", "chrf++"],
+  classification: ["accuracy", "macro_f1"],
+};
+
+/** Flags of a recipe: every recipe and training field, read as JSON when it parses. */
+export function recipeFlagNames(): string[] {
+  return [...RECIPE_KEYS, ...TRAINING_CONFIG_KEYS].filter((k, i, a) => a.indexOf(k) === i);
+}

@@ -1,0 +1,319 @@
+/**
+ * The recipes' offline base model: a small decoder pre-trained on the Debian text (the English and
+ * German text of the four Debian tasks' train splits, never validation or test), trained the first
+ * time a recipe needs it, then cached, keyed by its config and the data, and reused by every recipe.
+ *
+ * Reads top to bottom: config -> cache lookup -> data (documents) -> tokenizer -> model -> train ->
+ * save (atomically, under a lock so two recipes started together train it once).
+ *
+ * The documents are Debian's own shapes: a package's synopsis line followed by its long description
+ * (the `Description` field of a control file), the German DDTP descriptions alone, and the
+ * classification texts; exact repeats dropped.
+ *
+ * @module
+ */
+import { join } from "node:path";
+import { createBackend } from "../kernels/backend.ts";
+import { type DebianRecord, debianRoot, loadDebian } from "../data/debian.ts";
+import { buildTextDatasets } from "../data/text_dataset.ts";
+import { type ModelConfig, presetConfig } from "../models/config.ts";
+import { loadModel } from "../models/pretrained.ts";
+import { saveModel } from "../models/save.ts";
+import { trainBpeTokenizer } from "../models/tokenizer/bpe.ts";
+import { loadTokenizer, type Tokenizer } from "../models/tokenizer/tokenizer.ts";
+import { Transformer } from "../models/transformer.ts";
+import { getTrainingArgs } from "../training/config.ts";
+import { createTrainer } from "../training/trainer.ts";
+import { writeDirAtomic, writeFileAtomic } from "../util/atomic.ts";
+import { acquireLock } from "../util/lock.ts";
+
+/** What the base model is: its shape, tokenizer and pre-training budget. */
+export interface BaseModelConfig {
+  vocab_size: number;
+  hidden_size: number;
+  num_hidden_layers: number;
+  num_attention_heads: number;
+  intermediate_size: number;
+  /** Context length (the recipes' prompt + answer must fit). */
+  max_position_embeddings: number;
+  /** Tokens per pre-training row. */
+  block_size: number;
+  per_device_train_batch_size: number;
+  max_steps: number;
+  learning_rate: number;
+  /** Characters of text the tokenizer is trained on (a sample of the documents). */
+  tokenizer_chars: number;
+  seed: number;
+}
+
+/**
+ * The default base model: ~1.4M parameters, a 4096-id BPE vocabulary, 400 steps of 16 x 128
+ * tokens (about 0.8M tokens); chosen so that pre-training takes under 10 minutes on a 2-core CPU
+ * WebGPU adapter (llvmpipe), leaving a recipe's fine-tuning and evaluation the rest of its 20.
+ */
+export const BASE_MODEL_DEFAULTS: Readonly<BaseModelConfig> = Object.freeze({
+  vocab_size: 4096,
+  hidden_size: 128,
+  num_hidden_layers: 4,
+  num_attention_heads: 4,
+  intermediate_size: 384,
+  max_position_embeddings: 512,
+  block_size: 128,
+  per_device_train_batch_size: 16,
+  max_steps: 400,
+  learning_rate: 3e-3,
+  tokenizer_chars: 3_000_000,
+  seed: 1,
+});
+
+/** Options of {@linkcode ensureBaseModel}. */
+export interface BaseModelOptions {
+  /** Overrides of {@linkcode BASE_MODEL_DEFAULTS}. */
+  config?: Partial<BaseModelConfig>;
+  /** The Debian datasets folder (default {@linkcode debianRoot}). */
+  root?: string;
+  /**
+   * Where base models are kept (default `$FLEDGE_CACHE_DIR/base-models`, else
+   * `$XDG_CACHE_HOME/fledge/base-models`, else `~/.cache/fledge/base-models`).
+   */
+  cache_dir?: string;
+  backend?: "webgpu" | "cpu" | "auto";
+  /** One-line status messages (default: stderr). */
+  log?: (line: string) => void;
+  /** Show the Trainer's progress line while pre-training (default true). */
+  progress?: boolean;
+}
+
+/** What {@linkcode ensureBaseModel} returns. */
+export interface BaseModelInfo {
+  /** The Hugging Face folder (config.json, model.safetensors, tokenizer files). */
+  dir: string;
+  /** True when this call pre-trained it, false when it came from the cache. */
+  trained: boolean;
+  config: BaseModelConfig;
+  /** Final pre-training loss and wall time (as recorded when it was trained). */
+  final_loss: number;
+  training_seconds: number;
+  tokens: number;
+}
+
+/** The default cache folder of base models. */
+export function baseModelCacheDir(): string {
+  const own = Deno.env.get("FLEDGE_CACHE_DIR");
+  if (own) return join(own, "base-models");
+  const xdg = Deno.env.get("XDG_CACHE_HOME"), home = Deno.env.get("HOME");
+  if (xdg) return join(xdg, "fledge", "base-models");
+  if (home) return join(home, ".cache", "fledge", "base-models");
+  throw new RangeError(
+    "Cannot locate the base-model cache: neither XDG_CACHE_HOME nor HOME is set; pass cache_dir",
+  );
+}
+
+const TRAIN_FILES = [
+  "summarization/train.jsonl",
+  "translation/train.jsonl",
+  "classification/train.jsonl",
+  "classification-binary/train.jsonl",
+];
+
+/** The cache key: the config and the size of every train file it reads (v1 of the recipe). */
+async function cacheKey(config: BaseModelConfig, root: string): Promise<string> {
+  const sizes = await Promise.all(TRAIN_FILES.map(async (f) => (await Deno.stat(join(root, f))).size));
+  const text = JSON.stringify({ v: 1, config, files: TRAIN_FILES, sizes });
+  const hash = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text)));
+  return [...hash.slice(0, 6)].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/**
+ * The pre-training documents: synopsis + long description per package (summarization), the German
+ * long descriptions and synopses (translation), the classification texts; exact repeats dropped;
+ * in a fixed shuffled order.
+ */
+export async function baseModelDocuments(root: string = debianRoot()): Promise<string[]> {
+  const seen = new Set<string>(), docs: string[] = [];
+  const add = (s: string) => {
+    const t = s.trim();
+    if (t && !seen.has(t)) {
+      seen.add(t);
+      docs.push(t);
+    }
+  };
+  const rows = (task: Parameters<typeof loadDebian>[0]) => loadDebian(task, "train", { root });
+  for (const r of await rows("summarization") as { document: string; summary: string }[]) {
+    add(`${r.summary}\n${r.document}`);
+  }
+  const english = new Set(docs.map((d) => d.slice(d.indexOf("\n") + 1)));
+  for (const r of await rows("translation") as { en: string; de: string; level: string }[]) {
+    if (r.level === "long" && !english.has(r.en)) add(r.en);
+    add(r.de);
+  }
+  for (const task of ["classification", "classification-binary"] as const) {
+    for (const r of await rows(task) as DebianRecord[]) {
+      const text = (r as { text: string }).text;
+      if (!english.has(text)) add(text);
+    }
+  }
+  // Deterministic interleaving (Fisher-Yates on a fixed LCG): German and English mixed in every block.
+  let s = 12345;
+  for (let i = docs.length - 1; i > 0; i--) {
+    s = (Math.imul(s, 1103515245) + 12345) >>> 0;
+    const j = s % (i + 1);
+    [docs[i], docs[j]] = [docs[j], docs[i]];
+  }
+  return docs;
+}
+
+/**
+ * The base model's folder: from the cache, or pre-trained now (and cached) when there is none for
+ * this config and data. Says which in one line.
+ *
+ * @param opts config overrides, data root, cache folder, backend, log
+ * @returns where it is and how it was trained
+ * @throws {RangeError} for a config that does not validate
+ * @example
+ * ```ts ignore
+ * import { ensureBaseModel } from "./base_model.ts";
+ * const base = await ensureBaseModel(); // minutes the first time, then instant
+ * console.log(base.dir);
+ * ```
+ */
+export async function ensureBaseModel(opts: BaseModelOptions = {}): Promise<BaseModelInfo> {
+  const config: BaseModelConfig = { ...BASE_MODEL_DEFAULTS, ...opts.config };
+  const root = opts.root ?? debianRoot();
+  const log = opts.log ?? ((line: string) => console.error(line));
+  const cache = opts.cache_dir ?? baseModelCacheDir();
+  const dir = join(cache, await cacheKey(config, root));
+  const cached = await readInfo(dir);
+  if (cached) {
+    log(
+      `fledge: base model: reusing ${dir} (pre-trained on the Debian train text, loss ${
+        cached.final_loss.toFixed(3)
+      })`,
+    );
+    return { ...cached, dir, trained: false };
+  }
+  await Deno.mkdir(cache, { recursive: true });
+  const lock = await acquireLock(cache, { command: "base-model" });
+  try {
+    const again = await readInfo(dir); // trained by another process while we waited
+    if (again) return { ...again, dir, trained: false };
+    log(
+      `fledge: base model: none cached for this config; pre-training on the Debian train text (once, ~${
+        Math.ceil(config.max_steps / 80)
+      } min on a 2-core CPU adapter) -> ${dir}`,
+    );
+    const info = await pretrain(config, root, dir, opts);
+    return { ...info, dir, trained: true };
+  } finally {
+    await lock.release();
+  }
+}
+
+/** The `base.json` of a cached base model, or null when there is none (or it is incomplete). */
+async function readInfo(dir: string): Promise<Omit<BaseModelInfo, "dir" | "trained"> | null> {
+  try {
+    const j = JSON.parse(await Deno.readTextFile(join(dir, "base.json")));
+    return j && typeof j.final_loss === "number" ? j : null;
+  } catch {
+    return null;
+  }
+}
+
+/** The model config of a base model. */
+export function baseModelConfig(c: BaseModelConfig): ModelConfig {
+  return presetConfig("tiny", {
+    vocab_size: c.vocab_size,
+    hidden_size: c.hidden_size,
+    num_hidden_layers: c.num_hidden_layers,
+    num_attention_heads: c.num_attention_heads,
+    num_key_value_heads: c.num_attention_heads,
+    head_dim: c.hidden_size / c.num_attention_heads,
+    intermediate_size: c.intermediate_size,
+    max_position_embeddings: c.max_position_embeddings,
+  });
+}
+
+async function pretrain(
+  config: BaseModelConfig,
+  root: string,
+  dir: string,
+  opts: BaseModelOptions,
+): Promise<Omit<BaseModelInfo, "dir" | "trained">> {
+  const t0 = performance.now();
+  // ---- data ----
+  const docs = await baseModelDocuments(root);
+  const sample: string[] = [];
+  for (let i = 0, n = 0; i < docs.length && n < config.tokenizer_chars; i++) {
+    sample.push(docs[i]);
+    n += docs[i].length;
+  }
+  // ---- tokenizer ----
+  const tokenizer = await trainBpeTokenizer(sample, {
+    vocab_size: config.vocab_size,
+    special_tokens: ["<|endoftext|>", "<|pad|>"],
+    pad_token: "<|pad|>",
+    model_max_length: config.max_position_embeddings,
+  });
+  const { train } = buildTextDatasets(docs, {
+    tokenizer,
+    block_size: config.block_size,
+    source: "Debian train text",
+  });
+  // ---- model, train ----
+  const be = await createBackend(opts.backend ?? "auto");
+  const model = Transformer.init(baseModelConfig(config), be, { seed: config.seed });
+  const work = await Deno.makeTempDir({ prefix: "fledge-base-" });
+  let finalLoss = NaN;
+  try {
+    const trainer = createTrainer({
+      model,
+      config: getTrainingArgs({
+        output_dir: work,
+        max_steps: config.max_steps,
+        per_device_train_batch_size: config.per_device_train_batch_size,
+        max_seq_length: config.block_size,
+        learning_rate: config.learning_rate,
+        lr_scheduler_type: "cosine",
+        warmup_steps: Math.min(50, Math.ceil(config.max_steps / 10)),
+        weight_decay: 0.1,
+        adam_beta2: 0.95,
+        max_grad_norm: 1,
+        logging_steps: Math.max(1, Math.min(50, config.max_steps)),
+        save_strategy: "no",
+        report_to: [],
+        seed: config.seed,
+      }),
+      train_dataset: train,
+      progress: opts.progress ?? true,
+      log: () => {},
+    });
+    const result = await trainer.train();
+    finalLoss = result.final_loss;
+    trainer.dispose();
+    // ---- save (atomically: a half-written folder is never found as a cached model) ----
+    const info = {
+      config,
+      final_loss: finalLoss,
+      training_seconds: (performance.now() - t0) / 1000,
+      tokens: config.max_steps * config.per_device_train_batch_size * config.block_size,
+    };
+    await writeDirAtomic(dir, async (tmp) => {
+      await saveModel(model, tmp);
+      await tokenizer.save(tmp);
+      await writeFileAtomic(join(tmp, "base.json"), JSON.stringify(info, null, 2) + "\n");
+    });
+    return info;
+  } finally {
+    model.dispose();
+    await Deno.remove(work, { recursive: true }).catch(() => {});
+  }
+}
+
+/** Load a base model folder (model + tokenizer) on a backend. */
+export async function loadBaseModel(
+  dir: string,
+  opts: { backend?: "webgpu" | "cpu" | "auto" } = {},
+): Promise<{ model: Transformer; tokenizer: Tokenizer }> {
+  const be = await createBackend(opts.backend ?? "auto");
+  return { model: await loadModel(dir, { backend: be }), tokenizer: await loadTokenizer(dir) };
+}

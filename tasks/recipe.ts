@@ -1,0 +1,212 @@
+/**
+ * One recipe run, top to bottom: config -> data -> model (+ adapters) -> train -> evaluate ->
+ * report. `tasks/summarization.ts`, `translation.ts` and `classification.ts` name their config
+ * (`tasks/configs/*.yaml`) and call {@linkcode runRecipe}; `cli eval` reuses the evaluation.
+ *
+ * A run folder holds what the Trainer writes (`config.yaml`, `metrics.jsonl`, `checkpoints/`,
+ * `model/` and/or `adapter/`, `curves.svg`) plus `recipe.yaml` (the recipe's settings: `cli eval`
+ * reads its prompt format and generation settings), `predictions.jsonl`, `metrics.json` and
+ * `report.md` with the metrics beside the baselines computed on the same examples.
+ *
+ * @module
+ */
+import { join } from "node:path";
+import { stringify as toYaml } from "npm:yaml@^2.9";
+import { evaluateTask, taskBaselines } from "../evaluation/task_eval.ts";
+import { writeRecipeReport } from "../evaluation/run_report.ts";
+import { createTrainer } from "../training/trainer.ts";
+import { acquireLock } from "../util/lock.ts";
+import { writeFileAtomic } from "../util/atomic.ts";
+import {
+  evalOptions,
+  freeRunDir,
+  HEADLINE,
+  loadRecipeModel,
+  machineName,
+  type Recipe,
+  recipeData,
+  recipeModelDir,
+  resolveRecipe,
+  sftDataset,
+  TASK_METRICS,
+} from "./_recipe.ts";
+
+/** Options of {@linkcode runRecipe}. */
+export interface RunRecipeOptions {
+  /** Checkpoint and stop on SIGINT / SIGTERM (the command line sets it). */
+  handle_signals?: boolean;
+  /** Progress lines (default true). */
+  progress?: boolean;
+  /** Status lines (default stderr). */
+  log?: (line: string) => void;
+  /** The README's reference numbers to compare with (name -> metric and value). */
+  targets?: Record<string, { metric: string; value: number; source: string }>;
+  /** The report's title. */
+  title?: string;
+}
+
+/** What {@linkcode runRecipe} returns. */
+export interface RecipeResult {
+  output_dir: string;
+  metrics: Record<string, number | string>;
+  baselines: Record<string, Record<string, number>>;
+  final_loss: number;
+  seconds: number;
+  interrupted: "SIGINT" | "SIGTERM" | null;
+}
+
+/**
+ * Run a recipe from its flat config (recipe fields + `TrainingConfig` fields).
+ * @throws {RangeError} / {TypeError} / {SyntaxError} for bad config or data, before training
+ */
+export async function runRecipe(
+  flat: Record<string, unknown>,
+  opts: RunRecipeOptions = {},
+): Promise<RecipeResult> {
+  const t0 = performance.now();
+  const log = opts.log ?? ((line: string) => console.error(line));
+  // ---- config ----
+  const given = flat.output_dir !== undefined;
+  const recipe: Recipe = resolveRecipe(flat);
+  const { settings: s } = recipe;
+  const c = given
+    ? recipe.training
+    : { ...recipe.training, output_dir: await freeRunDir(recipe.training.output_dir) };
+
+  // ---- data ----
+  const data = await recipeData(s, c.seed);
+  const evalExamples = s.max_eval_samples ? data.validation.slice(0, s.max_eval_samples) : data.validation;
+  if (!evalExamples.length) {
+    throw new RangeError(`Cannot run the ${s.name} recipe: ${data.description} has no validation examples`);
+  }
+  log(`fledge: ${s.name}: ${data.description}`);
+
+  // ---- model (+ adapters: the Trainer attaches the config's lora / quantization sections) ----
+  const modelDir = await recipeModelDir(s, c.backend);
+  const { model, tokenizer } = await loadRecipeModel(modelDir, c.backend);
+  try {
+    // ---- train (SFT: prompt -> answer, loss on the answer only) ----
+    const train = sftDataset(data.train, s, c, tokenizer, `${s.name} train`);
+    const valid = sftDataset(
+      evalExamples.slice(0, Math.max(1, c.max_eval_samples ?? 200)),
+      s,
+      c,
+      tokenizer,
+      `${s.name} validation`,
+    );
+    const tracked = c.metric_for_best_model?.replace(/^eval_/, "") ?? "";
+    const metricRows = data.validation.slice(0, s.metric_samples);
+    const trainer = createTrainer({
+      model,
+      config: c,
+      train_dataset: train.dataset,
+      eval_dataset: c.eval_strategy === "no" ? null : valid.dataset,
+      tokenizer,
+      progress: opts.progress,
+      handle_signals: opts.handle_signals,
+      ...(TASK_METRICS[s.task].includes(tracked)
+        ? {
+          compute_metrics: async (m) => {
+            const r = await evaluateTask(m, tokenizer, s.task, metricRows, evalOptions(s, data.labels));
+            return Object.fromEntries(
+              Object.entries(r.metrics).filter(([, v]) => typeof v === "number"),
+            ) as Record<
+              string,
+              number
+            >;
+          },
+        }
+        : {}),
+    });
+    const result = await trainer.train();
+    const logHistory = trainer.state.log_history;
+    trainer.dispose();
+    if (result.interrupted) {
+      log(
+        `fledge: ${s.name}: stopped by ${result.interrupted}; resume with --resume_from_checkpoint true --output_dir ${c.output_dir}`,
+      );
+      return {
+        output_dir: c.output_dir,
+        metrics: {},
+        baselines: {},
+        final_loss: result.final_loss,
+        seconds: 0,
+        interrupted: result.interrupted,
+      };
+    }
+
+    // ---- evaluate ----
+    const lock = await acquireLock(c.output_dir, { command: `recipe ${s.name}` });
+    try {
+      log(`fledge: ${s.name}: evaluating on ${evalExamples.length} validation examples`);
+      const ev = await evaluateTask(model, tokenizer, s.task, evalExamples, evalOptions(s, data.labels));
+      const baselines = taskBaselines(s.task, evalExamples, {
+        train_targets: data.train.map((e) => e.target),
+        labels: data.labels,
+      });
+      const seconds = (performance.now() - t0) / 1000;
+
+      // ---- report ----
+      const out = c.output_dir;
+      await writeFileAtomic(join(out, "recipe.yaml"), toYaml({ ...s, output_dir: out, model_dir: modelDir }));
+      await writeFileAtomic(
+        join(out, "predictions.jsonl"),
+        ev.predictions.map((p) => JSON.stringify(p)).join("\n") + "\n",
+      );
+      await writeFileAtomic(
+        join(out, "metrics.json"),
+        JSON.stringify(
+          { ...ev.metrics, baselines, wall_seconds: +seconds.toFixed(1), base_model: modelDir },
+          null,
+          2,
+        ) + "\n",
+      );
+      const numeric = Object.fromEntries(
+        Object.entries(ev.metrics).filter(([k, v]) => typeof v === "number" && k !== "n"),
+      ) as Record<string, number>;
+      await writeRecipeReport(out, {
+        title: opts.title ?? `${s.name}: ${s.task}`,
+        task: s.task,
+        config: recipe.flat,
+        data: {
+          description: data.description,
+          train: data.train.length,
+          validation: data.validation.length,
+          evaluated: evalExamples.length,
+          stats: {
+            "train tokens (SFT rows)": train.tokens,
+            "train examples cut to max_seq_length": train.truncated,
+          },
+        },
+        metrics: numeric,
+        baselines,
+        ...(opts.targets ? { targets: opts.targets } : {}),
+        examples: ev.predictions.slice(0, 5),
+        ...(ev.confusion ? { confusion: ev.confusion, per_class: ev.per_class } : {}),
+        log_history: logHistory,
+        wall_seconds: seconds,
+        machine: machineName(model),
+        ...(typeof ev.metrics.bleu_signature === "string" ? { signature: ev.metrics.bleu_signature } : {}),
+      }, { png: s.png });
+      const head = HEADLINE[s.task], [bname, bm] = Object.entries(baselines)[0];
+      log(
+        `fledge: ${s.name}: ${head} ${(ev.metrics[head] as number).toFixed(2)} vs ${bname} ${
+          bm[head].toFixed(2)
+        } ` +
+          `(${evalExamples.length} validation examples, ${seconds.toFixed(0)} s) -> ${out}`,
+      );
+      return {
+        output_dir: out,
+        metrics: ev.metrics,
+        baselines,
+        final_loss: result.final_loss,
+        seconds,
+        interrupted: null,
+      };
+    } finally {
+      await lock.release();
+    }
+  } finally {
+    model.dispose();
+  }
+}

@@ -1,0 +1,132 @@
+/**
+ * The recipes end to end on a tiny budget (a tiny Debian base model in a temporary cache, a few
+ * steps, a few validation examples): each writes its run folder with metrics next to the
+ * baselines; `cli eval` on the saved run reproduces the metrics; one-line errors before training.
+ */
+import { join } from "node:path";
+import { assert } from "../_assert.ts";
+import { cliProcess } from "../cli/_cli.ts";
+
+/** A base model that pre-trains in seconds (the cache is per test run). */
+const TINY_BASE = JSON.stringify({
+  vocab_size: 320,
+  hidden_size: 32,
+  num_hidden_layers: 1,
+  num_attention_heads: 2,
+  intermediate_size: 64,
+  max_position_embeddings: 256,
+  block_size: 64,
+  per_device_train_batch_size: 4,
+  max_steps: 3,
+  tokenizer_chars: 50_000,
+});
+
+const cache = await Deno.makeTempDir({ prefix: "fledge-recipe-cache-" });
+
+/** `cli.ts recipe <name>` on a tiny budget into `out` (a subprocess, as `deno task train:*` runs). */
+async function recipe(name: string, out: string, extra: string[] = []) {
+  return await cliProcess([
+    "recipe",
+    name,
+    "--base_model",
+    TINY_BASE,
+    "--max_train_samples",
+    "24",
+    "--max_eval_samples",
+    "6",
+    "--max_steps",
+    "2",
+    "--per_device_train_batch_size",
+    "4",
+    "--max_seq_length",
+    "128",
+    "--max_source_tokens",
+    "40",
+    "--max_new_tokens",
+    "6",
+    "--output_dir",
+    out,
+    ...extra,
+  ], { FLEDGE_CACHE_DIR: cache });
+}
+
+for (
+  const [name, head, baseline] of [
+    ["summarization", "rougeL", "lead-6"],
+    ["translation", "bleu", "identity"],
+    ["sst2", "accuracy", null],
+    ["debian-sections", "accuracy", null],
+  ] as const
+) {
+  Deno.test(`recipe ${name} writes its run folder and cli eval reproduces its metrics`, async () => {
+    const root = await Deno.makeTempDir({ prefix: `fledge-recipe-${name}-` });
+    const out = join(root, "run");
+    try {
+      const r = await recipe(name, out);
+      assert.equal(r.code, 0, r.err);
+      assert.equal(r.out.trim(), out, "the recipe ends by printing its run folder");
+      assert.match(r.err, /fledge: base model: /);
+      for (
+        const f of [
+          "recipe.yaml",
+          "predictions.jsonl",
+          "metrics.json",
+          "report.md",
+          "metrics.svg",
+          "model/config.json",
+        ]
+      ) {
+        await Deno.stat(join(out, f));
+      }
+      const metrics = JSON.parse(await Deno.readTextFile(join(out, "metrics.json")));
+      assert.equal(metrics.n, 6);
+      assert.ok(typeof metrics[head] === "number", JSON.stringify(metrics));
+      const bname = baseline ?? Object.keys(metrics.baselines)[0];
+      assert.ok(typeof metrics.baselines[bname][head] === "number", JSON.stringify(metrics.baselines));
+      if (name === "sst2") assert.match(Object.keys(metrics.baselines)[0], /^majority \((other|games)\)$/);
+      const preds = (await Deno.readTextFile(join(out, "predictions.jsonl"))).trim().split("\n").map((l) =>
+        JSON.parse(l)
+      );
+      assert.equal(preds.length, 6);
+      const report = await Deno.readTextFile(join(out, "report.md"));
+      assert.match(report, new RegExp(head));
+      // the saved run, evaluated again, gives the same numbers
+      const e = await cliProcess(["eval", "--model", out, "--json"], { FLEDGE_CACHE_DIR: cache });
+      assert.equal(e.code, 0, e.err);
+      const again = JSON.parse(e.out);
+      const { baselines: _b, wall_seconds: _w, base_model: _m, ...reported } = metrics;
+      assert.deepEqual(again, reported);
+    } finally {
+      await Deno.remove(root, { recursive: true });
+    }
+  });
+}
+
+Deno.test("recipes refuse bad input in one line before training", async () => {
+  const root = await Deno.makeTempDir({ prefix: "fledge-recipe-bad-" });
+  try {
+    const file = join(root, "pairs.jsonl");
+    await Deno.writeTextFile(file, '{"english": "a", "de": "b"}\n');
+    let r = await recipe("translation", join(root, "a"), ["--dataset", file]);
+    assert.equal(r.code, 2, r.err);
+    assert.match(r.err, /^fledge: Cannot load translation data .*pairs\.jsonl.*column/m);
+    assert.equal(r.err.trim().split("\n").length, 1, r.err);
+    const noTok = join(root, "model");
+    await Deno.mkdir(noTok);
+    await Deno.writeTextFile(join(noTok, "config.json"), "{}");
+    r = await recipe("sst2", join(root, "b"), ["--model", noTok]);
+    assert.notEqual(r.code, 0);
+    assert.match(r.err, /has no tokenizer/);
+    r = await recipe("summarization", join(root, "c"), ["--num_beams", "0"]);
+    assert.equal(r.code, 2);
+    assert.match(r.err, /num_beams must be a positive integer/);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+globalThis.addEventListener("unload", () => {
+  try {
+    Deno.removeSync(cache, { recursive: true });
+  } catch { /* already gone */ }
+});
