@@ -8,6 +8,7 @@
  * hub) is a one-line error here, before any training.
  * @module
  */
+import { errorChain } from "../util/format.ts";
 import { join, relative } from "node:path";
 import { hubCacheDir, HubError } from "../models/hub/hub.ts";
 import { debianRoot } from "./debian.ts";
@@ -296,7 +297,7 @@ function hubFailure(e: HubError, o: Options, where: string): HubError {
   const cache = hubCacheDir({ cache_dir: typeof hub.cache_dir === "string" ? hub.cache_dir : undefined });
   const why = e.kind === "offline"
     ? `offline mode (HF_HUB_OFFLINE, or hub offline / local_files_only)`
-    : `the hub could not be reached (${e.cause instanceof Error ? e.cause.message : e.message})`;
+    : `the hub could not be reached (${errorChain(e.cause ?? e)})`;
   return new HubError(
     e.kind,
     oneLine(

@@ -69,9 +69,10 @@ export async function runRecipe(
   const given = flat.output_dir !== undefined;
   const recipe: Recipe = resolveRecipe(flat);
   const { settings: s } = recipe;
-  const c = given
-    ? recipe.training
-    : { ...recipe.training, output_dir: await freeRunDir(recipe.training.output_dir) };
+  const c = {
+    ...recipe.training,
+    output_dir: given ? recipe.training.output_dir : await freeRunDir(recipe.training.output_dir),
+  };
 
   // ---- data ----
   const data = await recipeData(s, c.seed);
@@ -83,6 +84,7 @@ export async function runRecipe(
 
   // ---- model (+ adapters: the Trainer attaches the config's lora / quantization sections) ----
   const modelDir = await recipeModelDir(s, c.backend);
+  c.model = s.model ?? modelDir; // what config.yaml and adapter_config.json name as the base
   const { model, tokenizer } = await loadRecipeModel(modelDir, c.backend);
   try {
     // ---- train (SFT: prompt -> answer, loss on the answer only) ----

@@ -9,6 +9,8 @@ import type { TrainDataset } from "./_trainer_batch.ts";
 import type { Transformer } from "../models/transformer.ts";
 import type { TrainingConfig } from "./config_types.ts";
 import { adapterParameters, applyLora, quantizeModel } from "./peft.ts";
+import { PRESETS } from "../models/config.ts";
+import { modelSource } from "../models/pretrained.ts";
 
 /** The parts of `CreateTrainerOptions` that are checked. */
 export interface TrainerInputs {
@@ -121,6 +123,14 @@ export function attachAdapters(model: Transformer, config: TrainingConfig): void
   const q = config.quantization;
   if (q?.load_in_4bit) quantizeModel(model, { kind: "nf4", doubleQuant: q.bnb_4bit_use_double_quant });
   if (config.lora) {
-    applyLora(model, config.lora, { seed: config.seed, source: "the training config's lora section" });
+    // adapter_config.json names its base as PEFT's get_peft_model does: the id the model was
+    // loaded by (a hub id or folder), else the folder loadModel read it from.
+    const base = config.model && !Object.hasOwn(PRESETS, config.model)
+      ? config.model
+      : modelSource(model) ?? null;
+    applyLora(model, { base_model_name_or_path: base, ...config.lora }, {
+      seed: config.seed,
+      source: "the training config's lora section",
+    });
   }
 }

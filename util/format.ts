@@ -62,3 +62,24 @@ export function formatMetric(v: unknown, digits = 4): string {
   if (Number.isInteger(v)) return String(v);
   return Math.abs(v) < 1e-3 && v !== 0 ? v.toExponential(3) : v.toFixed(digits);
 }
+
+/**
+ * The message of an error and of the causes below it that say more (Deno's fetch fails with
+ * "fetch failed" and keeps "tcp connect error: Connection refused" in `cause`).
+ *
+ * @example
+ * ```ts
+ * import { errorChain } from "./format.ts";
+ * const e = new TypeError("fetch failed", { cause: new Error("connection refused") });
+ * if (errorChain(e) !== "fetch failed: connection refused") throw new Error(errorChain(e));
+ * ```
+ */
+export function errorChain(e: unknown): string {
+  const parts: string[] = [];
+  for (let c: unknown = e, i = 0; c !== undefined && c !== null && i < 4; i++) {
+    const m = c instanceof Error ? c.message : String(c);
+    if (m && !parts.some((p) => p.includes(m))) parts.push(m);
+    c = c instanceof Error ? c.cause : undefined;
+  }
+  return parts.join(": ");
+}

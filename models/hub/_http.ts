@@ -5,6 +5,7 @@
  * `file_download.py` (`get_hf_file_metadata`, `http_get`) and `utils/_http.py` (`hf_raise_for_status`).
  * @module
  */
+import { errorChain } from "../../util/format.ts";
 import { createHash } from "node:crypto";
 import { HubError } from "./types.ts";
 import { createProgress } from "../../util/progress.ts";
@@ -40,7 +41,7 @@ export function describe(t: HubTarget): string {
 }
 
 function connectionError(t: HubTarget, url: string, cause: unknown): HubError {
-  const why = cause instanceof Error ? cause.message : String(cause);
+  const why = errorChain(cause);
   return new HubError(
     "connection",
     `Cannot reach the Hugging Face hub for ${describe(t)}: ${why} (${url}). Check the network or ` +
