@@ -299,7 +299,11 @@ Deno.test("recipe with the hub unreachable and empty caches fails in one line na
   const env = unreachable("no-hub-data");
   const out = join(root, "no-hub-data", "run");
   const r = await recipe("sst2", "sst2", out, env);
-  assertFails(r, 1, /nyu-mll\/glue.*the hub could not be reached \(fetch failed: .*Connection refused.*Debian data offline/);
+  assertFails(
+    r,
+    1,
+    /nyu-mll\/glue.*the hub could not be reached \(fetch failed: .*Connection refused.*Debian data offline/,
+  );
   assert.ok(r.err.includes(`HF_ENDPOINT (now ${env.HF_ENDPOINT})`), r.err);
   await assert.rejects(Deno.stat(join(out, "metrics.json")));
 });
