@@ -1,17 +1,23 @@
 /**
  * `deno task cli generate`: load a model folder or hub id, generate from a text prompt (with the
  * folder's tokenizer) or from token ids, and stream the continuation to stdout or print it as JSON.
+ * `--backend onnx` runs onnxruntime instead: a model folder is exported to a temporary `.onnx`
+ * file first; a `.onnx` file is run with the `config.json` (and tokenizer) of its folder.
  *
  * @module
  */
 import { existsSync } from "node:fs";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { parseFlags } from "../util/flags.ts";
 import { createBackend } from "../kernels/backend.ts";
-import { generate, type GenerateOptions } from "../models/generate.ts";
+import { generate, type GenerateOptions, type GenerateResult } from "../models/generate.ts";
 import { loadGenerationConfig } from "../models/generation_config.ts";
 import { downloadModel } from "../models/hub/hub.ts";
 import { loadModel } from "../models/pretrained.ts";
+import { fromHfConfig, type ModelConfig } from "../models/config.ts";
+import { exportOnnx } from "../models/formats/onnx.ts";
+import { generateOnnx, OnnxDecoder } from "../models/onnx_runtime.ts";
+import { readJsonFile } from "../util/json.ts";
 import { loadTokenizer, type Tokenizer } from "../models/tokenizer/tokenizer.ts";
 import type { CliIO, Command } from "./command.ts";
 
@@ -21,7 +27,8 @@ Generates a continuation with a model folder (config.json + model.safetensors) o
 streams it to stdout (text with a tokenizer in the folder, else token ids) or prints it as JSON.
 
 options:
-  --model DIR_OR_ID          a folder with config.json + model.safetensors, or a hub id (org/name)
+  --model DIR_OR_ID          a folder with config.json + model.safetensors, or a hub id (org/name);
+                             with --backend onnx also a .onnx file with config.json beside it
   --prompt TEXT              text prompt (needs tokenizer.json in the model folder)
   --input_ids 1,2,3          prompt token ids
   --max_new_tokens N         new tokens (default: generation_config.json, else HF's max_length 20)
@@ -36,7 +43,9 @@ options:
   --no_repeat_ngram_size N   never repeat an n-gram of this size (0 = off)
   --seed S                   sampler seed (same seed, same tokens)
   --stop TEXT                stop string (repeatable; needs the tokenizer)
-  --backend webgpu|cpu|auto  default auto
+  --backend webgpu|cpu|auto|onnx
+                             default auto; onnx runs onnxruntime (CPU) on an ONNX export of the
+                             model (made on the fly for a folder; no beam search)
   --json                     print {"tokens":[...]} (new tokens only; plus "text" with a tokenizer)
   -h, --help                 this text
 
@@ -59,7 +68,7 @@ const FLAGS = {
   no_repeat_ngram_size: { type: "int", min: 0 },
   seed: { type: "int", min: 0 },
   stop: { type: "list" },
-  backend: { type: "string", choices: ["webgpu", "cpu", "auto"], default: "auto" },
+  backend: { type: "string", choices: ["webgpu", "cpu", "auto", "onnx"], default: "auto" },
   json: { type: "boolean" },
 } as const;
 
@@ -95,7 +104,11 @@ async function generateRun(args: string[], io: CliIO): Promise<void> {
   gen.do_sample = v.greedy ? false : v.do_sample || sampling ? true : undefined;
   const inputIds = v.input_ids === undefined ? null : parseIds(v.input_ids);
 
-  const dir = await modelFolder(v.model);
+  const onnxFile = /\.onnx$/i.test(v.model) ? v.model : null;
+  if (onnxFile && v.backend !== "onnx") {
+    throw new TypeError(`generate: --model ${onnxFile} is an ONNX file; run it with --backend onnx`);
+  }
+  const dir = onnxFile ? onnxFolder(onnxFile) : await modelFolder(v.model);
   const hasTokenizer = existsSync(join(dir, "tokenizer.json"));
   if (v.prompt !== undefined && !hasTokenizer) {
     throw new TypeError(
@@ -107,34 +120,93 @@ async function generateRun(args: string[], io: CliIO): Promise<void> {
   }
   const tokenizer = hasTokenizer ? await loadTokenizer(dir) : undefined;
   const prompt = inputIds ?? tokenizer!.encode(v.prompt!);
-  const be = await createBackend(v.backend);
+  gen.generation_config = await loadGenerationConfig(dir);
+  gen.tokenizer = tokenizer;
+  // Beam search picks its best hypothesis at the end: nothing to stream (HF refuses it too).
+  const beams = (gen.num_beams ?? gen.generation_config.num_beams ?? 1) > 1;
+  if (beams && v.backend === "onnx") {
+    throw new RangeError(
+      "generate: beam search (num_beams > 1) needs --backend cpu, webgpu or auto, not onnx",
+    );
+  }
+  const stream = v.json || beams ? null : streamer(io.stdout, tokenizer, v.stop ?? []);
+  const report = async (device: string, fn: () => Promise<GenerateResult>) => {
+    const t0 = performance.now();
+    const r = await fn();
+    const secs = (performance.now() - t0) / 1000;
+    if (v.json) {
+      const json: { tokens: number[]; text?: string } = { tokens: r.tokens[0] };
+      if (r.text) json.text = r.text[0];
+      io.stdout(JSON.stringify(json) + "\n");
+    } else if (stream) stream.end(r.text?.[0]);
+    else io.stdout((r.text?.[0] ?? r.tokens[0].join(" ")) + "\n");
+    const n = r.tokens[0].length;
+    io.stderr(
+      `generate: ${n} tokens in ${secs.toFixed(2)} s (${(n / secs).toFixed(1)} tokens/s) on ${device}, ` +
+        `finish_reason ${r.finish_reason[0]}\n`,
+    );
+  };
+  if (v.backend === "onnx") {
+    const decoder = await onnxDecoder(dir, onnxFile);
+    try {
+      return await report(
+        "onnxruntime (cpu)",
+        () => generateOnnx(decoder, [prompt], { ...gen, onToken: stream?.onToken }),
+      );
+    } finally {
+      await decoder.release();
+    }
+  }
+  const be = await createBackend(v.backend as "webgpu" | "cpu" | "auto");
   try {
     const model = await loadModel(dir, { backend: be });
     try {
-      gen.generation_config = await loadGenerationConfig(dir);
-      gen.tokenizer = tokenizer;
-      // Beam search picks its best hypothesis at the end: nothing to stream (HF refuses it too).
-      const beams = (gen.num_beams ?? gen.generation_config.num_beams ?? 1) > 1;
-      const stream = v.json || beams ? null : streamer(io.stdout, tokenizer, v.stop ?? []);
-      const t0 = performance.now();
-      const r = await generate(model, [prompt], { ...gen, onToken: stream?.onToken });
-      const secs = (performance.now() - t0) / 1000;
-      if (v.json) {
-        const json: { tokens: number[]; text?: string } = { tokens: r.tokens[0] };
-        if (r.text) json.text = r.text[0];
-        io.stdout(JSON.stringify(json) + "\n");
-      } else if (stream) stream.end(r.text?.[0]);
-      else io.stdout((r.text?.[0] ?? r.tokens[0].join(" ")) + "\n");
-      const n = r.tokens[0].length;
-      io.stderr(
-        `generate: ${n} tokens in ${secs.toFixed(2)} s (${(n / secs).toFixed(1)} tokens/s) on ${be.name}, ` +
-          `finish_reason ${r.finish_reason[0]}\n`,
-      );
+      await report(be.name, () => generate(model, [prompt], { ...gen, onToken: stream?.onToken }));
     } finally {
       model.dispose();
     }
   } finally {
     be.destroy();
+  }
+}
+
+/** The folder of a `.onnx` file, which must hold the model's config.json (Optimum's export layout). */
+function onnxFolder(file: string): string {
+  if (!existsSync(file)) throw new Deno.errors.NotFound(`generate: --model ${file}: no such file`);
+  const dir = dirname(file);
+  if (!existsSync(join(dir, "config.json"))) {
+    throw new TypeError(
+      `generate: --model ${file}: its folder has no config.json; put the model's config.json beside the .onnx file ` +
+        `(as Optimum's export does) or pass the model folder`,
+    );
+  }
+  return dir;
+}
+
+/**
+ * The ONNX decoder for `--backend onnx`: the given `.onnx` file with its folder's config, or the
+ * model folder exported on the fly (weights read on the cpu backend) to a temporary file.
+ */
+async function onnxDecoder(dir: string, onnxFile: string | null): Promise<OnnxDecoder> {
+  if (onnxFile) {
+    const file = join(dir, "config.json");
+    return await OnnxDecoder.load(onnxFile, { config: fromHfConfig(await readJsonFile(file), { file }) });
+  }
+  const be = await createBackend("cpu");
+  const tmp = await Deno.makeTempDir({ prefix: "fledge-onnx-" });
+  try {
+    let config: ModelConfig;
+    const model = await loadModel(dir, { backend: be });
+    try {
+      config = model.config;
+      await exportOnnx(model, join(tmp, "model.onnx"));
+    } finally {
+      model.dispose();
+    }
+    return await OnnxDecoder.load(join(tmp, "model.onnx"), { config });
+  } finally {
+    be.destroy();
+    await Deno.remove(tmp, { recursive: true });
   }
 }
 

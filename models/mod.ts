@@ -1,13 +1,16 @@
 /**
- * Models: `ModelConfig` and Hugging Face config mappers, the decoder, safetensors, the hub file
- * layer and cache, `loadModel` / `saveModel`, and tokenizers (Hugging Face `tokenizer.json` and a
- * byte-level BPE trainer).
+ * Models: `ModelConfig` and Hugging Face config mappers, the decoder, safetensors, ONNX export
+ * (`exportOnnx`) and its onnxruntime runner (`OnnxDecoder`, `generateOnnx`), the hub file layer and
+ * cache, `loadModel` / `saveModel`, and tokenizers (Hugging Face `tokenizer.json` and a byte-level
+ * BPE trainer).
  *
  * @module
  */
 export * from "./config.ts";
 export * from "./transformer.ts";
 export * from "./formats/safetensors.ts";
+export * from "./formats/onnx.ts";
+export * from "./onnx_runtime.ts";
 export * from "./hub/hub.ts";
 export * from "./pretrained.ts";
 export * from "./save.ts";

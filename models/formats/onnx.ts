@@ -1,0 +1,225 @@
+/**
+ * ONNX export: the decoder with past key/values as one ONNX model that onnxruntime runs, in
+ * Optimum's layout (`input_ids`, `attention_mask`, `position_ids`, `past_key_values.{i}.key|value`
+ * -> `logits`, `present.{i}.key|value`), standard ops only (default domain, opset 17 or later; see
+ * `_onnx_graph.ts` for the graph), written from TypeScript by a small protobuf encoder
+ * (`_onnx_proto.ts`). Weights are float32, streamed from the device one tensor at a time.
+ *
+ * Models over 2 GB (protobuf's limit for one message), or any with `external_data: true`, keep
+ * their weights in a `<file>.data` file beside the model (`TensorProto.data_location = EXTERNAL`,
+ * 4096-byte aligned offsets, ONNX's external-data convention). Both files land atomically.
+ *
+ * @module
+ */
+import { basename, dirname } from "node:path";
+import { writeFileAtomic } from "../../util/atomic.ts";
+import type { Tokenizer } from "../tokenizer/tokenizer.ts";
+import type { Transformer } from "../transformer.ts";
+import { decoderGraph } from "./_onnx_graph.ts";
+import { encodeModel, type ModelSpec, type Part, type TensorSpec, writeParts } from "./_onnx_proto.ts";
+
+/** Options of {@linkcode exportOnnx}. */
+export interface ExportOnnxOptions {
+  /** Saved beside the model (`tokenizer.json` and its companions), as Optimum's export folder holds it. */
+  tokenizer?: Tokenizer;
+  /** The default-domain opset, 17 to 21. Default 17 (what Debian's python3-onnx 1.12 checks). */
+  opset?: number;
+  /** Replace an existing file. Default false: an existing file is an error. */
+  overwrite?: boolean;
+  /** Weights in `<file>.data` beside the model. Default: only when the model is over 2 GB. */
+  external_data?: boolean;
+}
+
+/** What {@linkcode exportOnnx} wrote. */
+export interface ExportOnnxResult {
+  /** The `.onnx` file. */
+  path: string;
+  /** The external data file, or null when the weights are inside the model file. */
+  data_path: string | null;
+  /** Bytes written, both files together. */
+  bytes: number;
+  /** The default-domain opset of the graph. */
+  opset: number;
+  /** Graph input names, in order. */
+  inputs: string[];
+  /** Graph output names, in order. */
+  outputs: string[];
+}
+
+/** The opsets the graph is written for, and the IR version each needs (onnx `VERSION_TABLE`). */
+const IR_VERSION: Record<number, number> = { 17: 8, 18: 8, 19: 9, 20: 9, 21: 10 };
+/** Protobuf refuses messages of 2 GiB and more; keep a margin for the graph itself. */
+const INLINE_LIMIT = 2 ** 31 - 2 ** 26;
+const ALIGN = 4096;
+
+/**
+ * Check that `model` can be exported and the options are sound; every problem in one line.
+ * @throws {RangeError} for an opset out of range, an attached adapter (merge it first), or a plain
+ *   MLP with `hidden_act` relu/silu (the decoder itself refuses those)
+ * @throws {TypeError} for options of the wrong type
+ */
+function checkExport(model: Transformer, opts: ExportOnnxOptions): number {
+  const opset = opts.opset ?? 17;
+  if (!Number.isInteger(opset) || !(opset in IR_VERSION)) {
+    throw new RangeError(
+      `Cannot export ONNX: opset ${opset} is not supported; use 17 to 21 (17 is the default)`,
+    );
+  }
+  for (const k of ["overwrite", "external_data"] as const) {
+    if (opts[k] !== undefined && typeof opts[k] !== "boolean") {
+      throw new TypeError(
+        `Cannot export ONNX: option ${k} must be a boolean, got ${JSON.stringify(opts[k])}`,
+      );
+    }
+  }
+  if (model.adapters.size) {
+    throw new RangeError(
+      `Cannot export ONNX: the model has ${model.adapters.size} adapter layers attached; merge them first ` +
+        `(mergeAdapter, or cli merge) and export the merged model`,
+    );
+  }
+  const c = model.config;
+  if (c.mlp === "gelu" && (c.hidden_act === "relu" || c.hidden_act === "silu")) {
+    throw new RangeError(
+      `Cannot export ONNX: config hidden_act "${c.hidden_act}" with mlp "gelu" is not supported by the decoder; ` +
+        `use a gelu hidden_act`,
+    );
+  }
+  return opset;
+}
+
+/** The error for an output folder that cannot be written, on one line. */
+function unwritable(path: string, e: unknown): Error {
+  const why = e instanceof Error ? e.message.split(":")[0] : String(e);
+  return new Deno.errors.PermissionDenied(
+    `Cannot export ONNX to ${path}: the folder ${dirname(path)} is not writable (${why}); ` +
+      `choose an output path in a writable folder`,
+  );
+}
+
+function isWriteDenied(e: unknown): boolean {
+  const code = (e as { code?: string }).code;
+  return e instanceof Deno.errors.PermissionDenied || e instanceof Deno.errors.NotADirectory ||
+    code === "EROFS" || code === "EACCES" || code === "EPERM" || code === "ENOTDIR";
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.lstat(path);
+    return true;
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound || e instanceof Deno.errors.NotADirectory) return false;
+    throw e;
+  }
+}
+
+/**
+ * Export a decoder to ONNX (see the module doc for the layout). The graph's logits match
+ * {@linkcode Transformer.forward} (causal + padding masks from `attention_mask`, positions from
+ * `position_ids`, the config's sliding window), including left-padded batches and decoding with
+ * the past key/values. 4-bit weights are dequantized and f16 weights widened to f32.
+ *
+ * @param model the decoder (any backend; no adapter attached)
+ * @param path the `.onnx` file to write (its folder is made if missing)
+ * @param opts {@linkcode ExportOnnxOptions}
+ * @returns what was written
+ * @throws {Deno.errors.AlreadyExists} when `path` (or its `.data` file) exists and `overwrite` is not set
+ * @throws {Deno.errors.PermissionDenied} when the output folder is not writable (one line)
+ * @throws {RangeError} for an unsupported opset or model (an adapter attached, an unsupported config)
+ *
+ * @example
+ * ```ts
+ * import { createBackend } from "../../kernels/backend.ts";
+ * import { presetConfig } from "../config.ts";
+ * import { Transformer } from "../transformer.ts";
+ * import { exportOnnx } from "./onnx.ts";
+ * const be = await createBackend("cpu");
+ * const model = Transformer.init(presetConfig("tiny", { num_hidden_layers: 1, vocab_size: 32 }), be);
+ * const dir = await Deno.makeTempDir();
+ * const r = await exportOnnx(model, `${dir}/model.onnx`);
+ * if (r.inputs[0] !== "input_ids" || r.outputs[1] !== "present.0.key") throw new Error(r.outputs.join());
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ */
+export async function exportOnnx(
+  model: Transformer,
+  path: string,
+  opts: ExportOnnxOptions = {},
+): Promise<ExportOnnxResult> {
+  const opset = checkExport(model, opts);
+  const dataPath = `${path}.data`;
+  for (const p of [path, dataPath]) {
+    if (!opts.overwrite && await exists(p)) {
+      throw new Deno.errors.AlreadyExists(
+        `Cannot export ONNX to ${path}: ${p} exists; pass overwrite (--overwrite) or choose another path`,
+      );
+    }
+  }
+  const graph = decoderGraph(model, opset);
+  const weightBytes = graph.weights.reduce((a, w) => a + w.bytes.size, 0);
+  const external = opts.external_data ?? weightBytes > INLINE_LIMIT;
+  let initializers: TensorSpec[];
+  let dataSize = 0;
+  const dataParts: Part[] = [];
+  if (external) {
+    const location = basename(dataPath);
+    initializers = graph.weights.map((w) => {
+      const pad = (ALIGN - dataSize % ALIGN) % ALIGN;
+      if (pad) dataParts.push(new Uint8Array(pad));
+      const offset = dataSize + pad;
+      dataParts.push(w.bytes);
+      dataSize = offset + w.bytes.size;
+      return {
+        name: w.name,
+        dims: w.dims,
+        data_type: 1,
+        data: { location, offset, length: w.bytes.size },
+      };
+    });
+  } else {initializers = graph.weights.map((w) => ({
+      name: w.name,
+      dims: w.dims,
+      data_type: 1,
+      data: w.bytes,
+    })
+    );}
+  const spec: ModelSpec = {
+    ir_version: IR_VERSION[opset],
+    opset,
+    producer_name: "fledge",
+    producer_version: "0.1.0",
+    doc_string: `${model.config.arch} decoder with past key/values (Optimum layout)`,
+    graph_name: `${model.config.arch}_decoder`,
+    nodes: graph.nodes,
+    initializers: [...graph.constants, ...initializers],
+    inputs: graph.inputs,
+    outputs: graph.outputs,
+    metadata: { model_type: model.config.arch },
+  };
+  const encoded = encodeModel(spec);
+  try {
+    await Deno.mkdir(dirname(path) || ".", { recursive: true });
+  } catch (e) {
+    // AlreadyExists from a recursive mkdir: a part of the folder's path is a file
+    if (isWriteDenied(e) || e instanceof Deno.errors.AlreadyExists) throw unwritable(path, e);
+    throw e;
+  }
+  try {
+    if (external) await writeFileAtomic(dataPath, (f) => writeParts(f, dataParts));
+    await writeFileAtomic(path, (f) => writeParts(f, encoded.parts));
+    // A model written inline must not sit beside a stale external file it does not use.
+    if (!external && opts.overwrite && await exists(dataPath)) await Deno.remove(dataPath);
+  } catch (e) {
+    if (isWriteDenied(e)) throw unwritable(path, e);
+    throw e;
+  }
+  if (opts.tokenizer) await opts.tokenizer.save(dirname(path) || ".");
+  return {
+    path,
+    data_path: external ? dataPath : null,
+    bytes: encoded.size + dataSize,
+    opset,
+    inputs: graph.inputs.map((v) => v.name),
+    outputs: graph.outputs.map((v) => v.name),
+  };
+}
