@@ -148,6 +148,16 @@ async function sampleAndReport(config: TrainingConfig, result: TrainResult): Pro
       ` in ${result.training_time.toFixed(0)} s -> ${config.output_dir}`,
   );
   console.error(`demo: sample: ${sample}`);
+  const dir = config.output_dir;
+  console.error(
+    [
+      "demo: next:",
+      `  deno task cli generate --model ${dir}/model --prompt "This package provides"   sample again`,
+      "  deno task train:cnn       fine-tune a summarizer on the Debian data, scored with ROUGE against a baseline",
+      "  deno task train:sst2      a classifier by label likelihood (train:wmt translates en -> de)",
+      `  deno task cli train --help    your own data and settings; open ${dir}/report.md for this run`,
+    ].join("\n"),
+  );
   return {
     output_dir: config.output_dir,
     final_loss: result.final_loss,

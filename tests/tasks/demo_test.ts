@@ -24,6 +24,7 @@ Deno.test("cli.ts demo trains, samples and writes the run folder", async () => {
     const err = new TextDecoder().decode(r.stderr);
     assert.equal(r.code, 0, err);
     assert.match(err, /demo: loss \d+\.\d+, eval loss \d+\.\d+/);
+    assert.match(err, /demo: next:\n {2}deno task cli generate --model .*\/model --prompt/);
     for (
       const f of [
         "config.yaml",
