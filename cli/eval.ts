@@ -10,7 +10,9 @@ import { join } from "node:path";
 import { parse as parseYaml } from "npm:yaml@^2.9";
 import { loadTaskData, type TaskKind } from "../data/task_data.ts";
 import { evaluateTask } from "../evaluation/task_eval.ts";
-import { loadAdapter } from "../training/peft.ts";
+import { exportOnnx } from "../models/formats/onnx.ts";
+import { OnnxDecoder } from "../models/onnx_runtime.ts";
+import { loadAdapter, mergeAdapter } from "../training/peft.ts";
 import { parseFlags } from "../util/flags.ts";
 import {
   evalOptions,
@@ -41,7 +43,8 @@ options:
   --max_samples N            evaluate the first N examples
   --num_beams K              beam search (summarization, translation)
   --max_new_tokens N
-  --backend webgpu|cpu|auto  default auto
+  --backend B                webgpu, cpu, auto (default), or onnx: the model (adapter merged)
+                             exported to ONNX and run in onnxruntime
   --json                     print the metrics as one JSON object
   -h, --help                 this text`;
 
@@ -57,7 +60,7 @@ const FLAGS = {
   max_samples: { type: "int", min: 1 },
   num_beams: { type: "int", min: 1 },
   max_new_tokens: { type: "int", min: 1 },
-  backend: { type: "string", choices: ["webgpu", "cpu", "auto"], default: "auto" },
+  backend: { type: "string", choices: ["webgpu", "cpu", "auto", "onnx"], default: "auto" },
   json: { type: "boolean" },
 } as const;
 
@@ -144,13 +147,24 @@ async function evalRun(args: string[], io: CliIO): Promise<void> {
   } else throw new TypeError("eval: give --data FILE (or a recipe's run folder as --model)");
   if (v.max_samples) examples = examples.slice(0, v.max_samples);
   // ---- model, evaluate ----
-  const { model, tokenizer } = await loadRecipeModel(modelDir, v.backend);
+  const onnx = v.backend === "onnx";
+  const { model, tokenizer } = await loadRecipeModel(modelDir, onnx ? "cpu" : v.backend);
+  let decoder: OnnxDecoder | null = null, tmp: string | null = null;
   try {
     if (adapter) await loadAdapter(model, adapter);
-    const r = await evaluateTask(model, tokenizer, task, examples, evalOptions(s, labels));
+    if (onnx) {
+      // onnxruntime runs the exported graph: the adapter merged into the weights first
+      if (adapter) mergeAdapter(model);
+      tmp = await Deno.makeTempDir({ prefix: "fledge-eval-onnx-" });
+      await exportOnnx(model, join(tmp, "model.onnx"));
+      decoder = await OnnxDecoder.load(join(tmp, "model.onnx"), { config: model.config });
+    }
+    const r = await evaluateTask(decoder ?? model, tokenizer, task, examples, evalOptions(s, labels));
     if (v.json) return io.stdout(JSON.stringify(r.metrics) + "\n");
     for (const [k, val] of Object.entries(r.metrics)) io.stdout(`${k.padEnd(16)} ${val}\n`);
   } finally {
+    await decoder?.release();
+    if (tmp) await Deno.remove(tmp, { recursive: true });
     model.dispose();
   }
 }

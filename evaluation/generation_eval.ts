@@ -2,11 +2,13 @@
  * The generation-based evaluation loop: prompts (token ids) in, one decoded answer per prompt out,
  * batched with the KV cache (`generate`: greedy, sampling or beam search with Hugging Face's
  * options). Prompts are sorted by length so that a batch pads little; answers come back in input
- * order. One-line answers (synopses, sentences) are cut at the first newline.
+ * order. One-line answers (synopses, sentences) are cut at the first newline. The model is ours or
+ * an exported ONNX decoder run by onnxruntime (`generateOnnx`, the same options).
  *
  * @module
  */
 import { generate, type GenerateOptions } from "../models/generate.ts";
+import { generateOnnx, OnnxDecoder } from "../models/onnx_runtime.ts";
 import type { Tokenizer } from "../models/tokenizer/tokenizer.ts";
 import type { Transformer } from "../models/transformer.ts";
 
@@ -24,7 +26,7 @@ export interface PredictOptions
 /**
  * Generate an answer for every prompt.
  *
- * @param model the decoder
+ * @param model the decoder, or an ONNX decoder loaded with its config
  * @param tokenizer decodes the answers (special tokens skipped); its EOS ends a row unless
  *   `eos_token_id` is given
  * @param prompts token ids per prompt
@@ -44,7 +46,7 @@ export interface PredictOptions
  * ```
  */
 export async function generatePredictions(
-  model: Transformer,
+  model: Transformer | OnnxDecoder,
   tokenizer: Tokenizer,
   prompts: readonly (readonly number[])[],
   opts: PredictOptions = {},
@@ -57,12 +59,16 @@ export async function generatePredictions(
   const eos = gen.eos_token_id !== undefined ? gen.eos_token_id : tokenizer.eos_token_id;
   for (let s = 0; s < order.length; s += batch_size) {
     const idx = order.slice(s, s + batch_size);
-    const r = await generate(model, idx.map((i) => [...prompts[i]]), {
+    const o = {
       ...gen,
       eos_token_id: eos,
       pad_token_id: gen.pad_token_id ?? tokenizer.pad_token_id ?? tokenizer.eos_token_id ?? 0,
       tokenizer,
-    });
+    };
+    const rows = idx.map((i) => [...prompts[i]]);
+    const r = model instanceof OnnxDecoder
+      ? await generateOnnx(model, rows, o)
+      : await generate(model, rows, o);
     idx.forEach((i, k) => {
       let text = r.text![k * (gen.num_return_sequences ?? 1)];
       if (first_line) text = text.trimStart().split("\n")[0];

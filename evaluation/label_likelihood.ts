@@ -8,7 +8,8 @@
  * When every verbalizer is one token, one forward per prompt scores all labels: the last prompt
  * position's logits are gathered on the device, the LM head runs on those rows only and `[B, V]`
  * log-probs are read back. Otherwise each (prompt, label) pair is one right-padded row and the
- * verbalizer tokens' log-probs (`kernels/logprob.ts`) are summed on the host.
+ * verbalizer tokens' log-probs (`kernels/logprob.ts`) are summed on the host. An exported ONNX
+ * decoder (onnxruntime) is scored the same way from its `[B, T, V]` logits, log-softmax on the host.
  *
  * @module
  */
@@ -16,6 +17,7 @@ import { noGrad } from "../kernels/autograd.ts";
 import { embedding } from "../kernels/embedding.ts";
 import { tokenLogProbs } from "../kernels/logprob.ts";
 import type { Tensor } from "../kernels/tensor.ts";
+import { OnnxDecoder } from "../models/onnx_runtime.ts";
 import type { Transformer } from "../models/transformer.ts";
 
 /** Options of {@linkcode scoreLabels}. */
@@ -58,12 +60,16 @@ export interface LabelScores {
  * ```
  */
 export async function scoreLabels(
-  model: Transformer,
+  model: Transformer | OnnxDecoder,
   prompts: readonly (readonly number[])[],
   verbalizers: readonly (readonly number[])[],
   opts: ScoreLabelsOptions = {},
 ): Promise<LabelScores> {
-  const V = model.config.vocab_size, maxLen = model.config.max_position_embeddings;
+  const config = model.config;
+  if (!config) {
+    throw new TypeError(`Cannot score labels with ${(model as OnnxDecoder).path}: load it with its config`);
+  }
+  const V = config.vocab_size, maxLen = config.max_position_embeddings;
   const longestVerb = Math.max(...verbalizers.map((v) => v.length));
   const check = (ids: readonly number[], what: string) => {
     if (ids.length === 0) throw new RangeError(`Cannot score labels: ${what} is empty`);
@@ -91,7 +97,12 @@ export async function scoreLabels(
   const single = verbalizers.every((v) => v.length === 1);
   for (let s = 0; s < order.length; s += B) {
     const idx = order.slice(s, s + B);
-    if (single) await scoreSingle(model, idx.map((i) => prompts[i]), verbalizers, idx, scores);
+    if (model instanceof OnnxDecoder) {
+      for (let l = 0; l < verbalizers.length; l++) {
+        const sums = await onnxLogProbs(model, idx.map((i) => prompts[i]), verbalizers[l]);
+        idx.forEach((i, r) => scores[i][l] = mean ? sums[r] / verbalizers[l].length : sums[r]);
+      }
+    } else if (single) await scoreSingle(model, idx.map((i) => prompts[i]), verbalizers, idx, scores);
     else {
       for (let l = 0; l < verbalizers.length; l++) {
         const sums = await verbalizerLogProbs(model, idx.map((i) => prompts[i]), verbalizers[l]);
@@ -173,5 +184,31 @@ async function verbalizerLogProbs(
     let s = 0;
     for (let t = 0; t < T; t++) s += lp[b * T + t];
     return s;
+  });
+}
+
+/** Σ log p(verbalizer tokens | prompt) per row from an ONNX decoder's logits (no past). */
+async function onnxLogProbs(
+  decoder: OnnxDecoder,
+  rows: readonly (readonly number[])[],
+  verb: readonly number[],
+): Promise<number[]> {
+  const seqs = rows.map((p) => [...p, ...verb]);
+  const T = Math.max(...seqs.map((s) => s.length)), V = decoder.vocab_size;
+  const { logits } = await decoder.step({
+    input_ids: seqs.map((s) => [...s, ...new Array(T - s.length).fill(0)]),
+    attention_mask: seqs.map((s) => Array.from({ length: T }, (_, t) => (t < s.length ? 1 : 0))),
+  });
+  return rows.map((p, b) => {
+    let sum = 0;
+    for (let j = 0; j < verb.length; j++) {
+      const off = (b * T + p.length - 1 + j) * V;
+      let max = -Infinity;
+      for (let v = 0; v < V; v++) max = Math.max(max, logits[off + v]);
+      let z = 0;
+      for (let v = 0; v < V; v++) z += Math.exp(logits[off + v] - max);
+      sum += logits[off + verb[j]] - max - Math.log(z);
+    }
+    return sum;
   });
 }

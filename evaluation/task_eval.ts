@@ -10,6 +10,7 @@
 import { labelVerbalizers, promptIds, type PromptOptions } from "../data/prompts.ts";
 import type { TaskExample, TaskKind } from "../data/task_data.ts";
 import type { Tokenizer } from "../models/tokenizer/tokenizer.ts";
+import type { OnnxDecoder } from "../models/onnx_runtime.ts";
 import type { Transformer } from "../models/transformer.ts";
 import { generatePredictions, type PredictOptions } from "./generation_eval.ts";
 import { scoreLabels } from "./label_likelihood.ts";
@@ -61,7 +62,7 @@ export interface TaskEvalResult {
  * @throws {RangeError} for classification without labels, or a reference outside them
  */
 export async function evaluateTask(
-  model: Transformer,
+  model: Transformer | OnnxDecoder,
   tokenizer: Tokenizer,
   task: TaskKind,
   examples: readonly TaskExample[],

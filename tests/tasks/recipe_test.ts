@@ -96,6 +96,12 @@ for (
       const again = JSON.parse(e.out);
       const { baselines: _b, wall_seconds: _w, base_model: _m, ...reported } = metrics;
       assert.deepEqual(again, reported);
+      // and exported to ONNX, run by onnxruntime, it gives them too
+      const o = await cliProcess(["eval", "--model", out, "--json", "--backend", "onnx"], {
+        FLEDGE_CACHE_DIR: cache,
+      });
+      assert.equal(o.code, 0, o.err);
+      assert.deepEqual(JSON.parse(o.out), reported, "eval --backend onnx");
     } finally {
       await Deno.remove(root, { recursive: true });
     }
