@@ -108,6 +108,69 @@ for (
   });
 }
 
+Deno.test("a recipe's Trainer evaluates ROUGE during training and tracks it as metric_for_best_model", async () => {
+  const root = await Deno.makeTempDir({ prefix: "fledge-recipe-metric-" });
+  try {
+    const out = join(root, "run");
+    const r = await recipe("summarization", out, [
+      "--eval_strategy",
+      "steps",
+      "--eval_steps",
+      "1",
+      "--metric_for_best_model",
+      "rougeL",
+      "--metric_samples",
+      "3",
+    ]);
+    assert.equal(r.code, 0, r.err);
+    const logs = (await Deno.readTextFile(join(out, "metrics.jsonl"))).trim().split("\n").map((l) =>
+      JSON.parse(l)
+    );
+    const evals = logs.filter((l) => "eval_rougeL" in l);
+    assert.equal(evals.length, 2, JSON.stringify(logs));
+    for (const e of evals) {
+      for (const k of ["eval_rouge1", "eval_rouge2", "eval_rougeLsum", "eval_loss"]) assert.ok(k in e, k);
+    }
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("cli eval scores a model folder on a data file with --task", async () => {
+  const root = await Deno.makeTempDir({ prefix: "fledge-recipe-eval-" });
+  try {
+    const out = join(root, "run");
+    assert.equal((await recipe("sst2", out)).code, 0);
+    const file = join(root, "rows.jsonl");
+    await Deno.writeTextFile(
+      file,
+      [
+        '{"text": "A puzzle game for kids.", "label": 1}',
+        '{"text": "A C library for parsing XML.", "label": 0}',
+      ].join("\n") +
+        "\n",
+    );
+    const e = await cliProcess([
+      "eval",
+      "--task",
+      "classification",
+      "--model",
+      join(out, "model"),
+      "--data",
+      file,
+      "--label_names",
+      "other,games",
+      "--json",
+    ]);
+    assert.equal(e.code, 0, e.err);
+    const m = JSON.parse(e.out);
+    assert.equal(m.n, 2);
+    assert.ok([0, 50, 100].includes(m.accuracy), e.out);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
 Deno.test("recipes refuse bad input in one line before training", async () => {
   const root = await Deno.makeTempDir({ prefix: "fledge-recipe-bad-" });
   try {
@@ -126,6 +189,53 @@ Deno.test("recipes refuse bad input in one line before training", async () => {
     r = await recipe("summarization", join(root, "c"), ["--num_beams", "0"]);
     assert.equal(r.code, 2);
     assert.match(r.err, /num_beams must be a positive integer/);
+    // a folder of split files: an empty validation split, a label outside the set, a corrupt parquet
+    const split = async (name: string, files: Record<string, string | Uint8Array>) => {
+      const dir = join(root, name);
+      await Deno.mkdir(dir);
+      for (const [f, data] of Object.entries(files)) {
+        if (typeof data === "string") await Deno.writeTextFile(join(dir, f), data);
+        else await Deno.writeFile(join(dir, f), data);
+      }
+      return dir;
+    };
+    const row = (text: string, label: string) => JSON.stringify({ text, label }) + "\n";
+    const cases: [string, Record<string, string | Uint8Array>, RegExp][] = [
+      [
+        "empty",
+        { "train.jsonl": row("a game", "games"), "validation.jsonl": "" },
+        /split "validation": the validation split has no records/,
+      ],
+      [
+        "labels",
+        {
+          "train.jsonl": row("a game", "games") + row("a lib", "other"),
+          "validation.jsonl": row("x", "fish"),
+        },
+        /fish.*(games|other)/,
+      ],
+      ["parquet", {
+        "train.parquet": new Uint8Array([80, 65, 82, 49, 0, 1, 2]),
+        "validation.parquet": new Uint8Array(3),
+      }, /parquet/],
+    ];
+    for (const [name, files, want] of cases) {
+      const dir = await split(name, files);
+      r = await recipe("sst2", join(root, `out-${name}`), [
+        "--dataset",
+        dir,
+        "--label_names",
+        '["other", "games"]',
+      ]);
+      assert.equal(r.code, 2, `${name}: ${r.err}`);
+      assert.match(r.err, want, name);
+      assert.equal(r.err.trim().split("\n").filter((l) => l.startsWith("fledge: Cannot")).length, 1, r.err);
+      await assert.rejects(
+        () => Deno.stat(join(root, `out-${name}`)),
+        Deno.errors.NotFound,
+        "nothing trained",
+      );
+    }
   } finally {
     await Deno.remove(root, { recursive: true });
   }
