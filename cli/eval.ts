@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { pathExists } from "../util/atomic.ts";
 import { join } from "node:path";
 import { parse as parseYaml } from "npm:yaml@^2.9";
 import { loadTaskData, type TaskKind } from "../data/task_data.ts";
@@ -64,8 +65,6 @@ const FLAGS = {
   json: { type: "boolean" },
 } as const;
 
-const exists = (p: string) => Deno.stat(p).then(() => true, () => false);
-
 /** The newest finished run (has recipe.yaml) of a recipe under runs/. */
 async function newestRun(name: string): Promise<string> {
   let best: [number, string] | null = null;
@@ -96,7 +95,7 @@ async function evalRun(args: string[], io: CliIO): Promise<void> {
   const dir = v.model ?? await newestRun(v.recipe!);
   // A run folder: its settings, its model/ or its base model + adapter/.
   let settings: RecipeSettings | null = null;
-  if (await exists(join(dir, "recipe.yaml"))) {
+  if (await pathExists(join(dir, "recipe.yaml"))) {
     settings = {
       ...RECIPE_DEFAULTS,
       ...parseYaml(await Deno.readTextFile(join(dir, "recipe.yaml"))),
@@ -110,8 +109,8 @@ async function evalRun(args: string[], io: CliIO): Promise<void> {
     );
   }
   let modelDir = dir, adapter = v.adapter ?? null;
-  if (settings && await exists(join(dir, "model", "config.json"))) modelDir = join(dir, "model");
-  else if (settings && await exists(join(dir, "adapter"))) {
+  if (settings && await pathExists(join(dir, "model", "config.json"))) modelDir = join(dir, "model");
+  else if (settings && await pathExists(join(dir, "adapter"))) {
     modelDir = (settings as RecipeSettings & { model_dir?: string }).model_dir ?? "";
     adapter ??= join(dir, "adapter");
     if (!modelDir) {

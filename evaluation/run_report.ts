@@ -7,7 +7,7 @@
  */
 import { join } from "node:path";
 import { stringify } from "npm:yaml@^2.9";
-import { writeFileAtomic } from "../util/atomic.ts";
+import { pathExists, writeFileAtomic } from "../util/atomic.ts";
 import { formatDuration } from "../util/format.ts";
 import { isObject, Problems, show } from "../util/problems.ts";
 import type { ConfusionMatrix } from "./classification.ts";
@@ -180,14 +180,6 @@ function fenced(s: string, lang: string): string {
   return `${f}${lang}\n${s.replace(/\n$/, "")}\n${f}`;
 }
 
-async function exists(path: string): Promise<boolean> {
-  try {
-    return (await Deno.stat(path)).isFile;
-  } catch {
-    return false;
-  }
-}
-
 /** The summary line: headline metric vs the best baseline, and each target met or missed. */
 function summary(r: RecipeReport): string {
   const key = r.headline ?? HEADLINE[r.task].find((k) => k in r.metrics) ??
@@ -294,7 +286,7 @@ export async function writeRecipeReport(
     ]);
   }
   for (const [name, svg] of svgs) await writeFileAtomic(join(dir, `${name}.svg`), svg);
-  let curves = await exists(join(dir, "curves.svg"));
+  let curves = await pathExists(join(dir, "curves.svg"));
   // The Trainer draws curves.svg; a run without one (e.g. written elsewhere) gets it from log_history.
   const logs = (r.log_history ?? []).filter((x) => !("train_runtime" in x));
   if (!curves && logs.some((x) => typeof x.step === "number" && typeof x.loss === "number")) {

@@ -14,7 +14,7 @@ import { packExamples, padExamples } from "../data/packing.ts";
 import { RowDataset } from "../data/row_dataset.ts";
 import { buildSftExamples } from "../data/sft.ts";
 import { loadTaskData, type TaskData, type TaskExample, type TaskKind } from "../data/task_data.ts";
-import { snapshotDownload } from "../models/hub/hub.ts";
+import { MODEL_FILE_PATTERNS, snapshotDownload } from "../models/hub/hub.ts";
 import { loadModel } from "../models/pretrained.ts";
 import { loadTokenizer, type Tokenizer } from "../models/tokenizer/tokenizer.ts";
 import type { Transformer } from "../models/transformer.ts";
@@ -203,16 +203,7 @@ export async function recipeData(s: RecipeSettings, seed: number): Promise<TaskD
 /** The model folder: the given folder / hub id, or the cached Debian base model. */
 export async function recipeModelDir(s: RecipeSettings, backend: TrainingConfig["backend"]): Promise<string> {
   if (s.model === null) return (await ensureBaseModel({ config: s.base_model, backend })).dir;
-  const dir = await snapshotDownload(s.model, {
-    allow_patterns: [
-      "config.json",
-      "*.safetensors",
-      "*.safetensors.index.json",
-      "tokenizer*",
-      "special_tokens_map.json",
-      "generation_config.json",
-    ],
-  });
+  const dir = await snapshotDownload(s.model, { allow_patterns: [...MODEL_FILE_PATTERNS] });
   try {
     await Deno.stat(join(dir, "tokenizer.json"));
   } catch {

@@ -19,6 +19,7 @@ import { runTraining } from "../training/run.ts";
 import type { TrainResult } from "../training/trainer.ts";
 import { acquireLock } from "../util/lock.ts";
 import { writeFileAtomic } from "../util/atomic.ts";
+import { freeRunDir } from "./_recipe.ts";
 
 /** Options of {@linkcode runDemo} (Hugging Face names). */
 export interface DemoOptions {
@@ -50,20 +51,6 @@ export interface DemoResult {
   sample: string;
   /** The signal that stopped training early (a checkpoint was saved, no sample drawn), else null. */
   interrupted: "SIGINT" | "SIGTERM" | null;
-}
-
-/** `runs/demo`, or the first `runs/demo-N` that does not exist or is empty. */
-async function freeRunDir(base: string): Promise<string> {
-  for (let n = 1;; n++) {
-    const dir = n === 1 ? base : `${base}-${n}`;
-    try {
-      const it = Deno.readDir(dir)[Symbol.asyncIterator]();
-      if ((await it.next()).done) return dir;
-    } catch (e) {
-      if (e instanceof Deno.errors.NotFound) return dir;
-      throw e;
-    }
-  }
 }
 
 /**

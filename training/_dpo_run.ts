@@ -8,7 +8,7 @@
 import { join } from "node:path";
 import { createBackend } from "../kernels/backend.ts";
 import { fromHfConfig, type ModelConfig, type PresetName, PRESETS } from "../models/config.ts";
-import { snapshotDownload } from "../models/hub/hub.ts";
+import { MODEL_FILE_PATTERNS, snapshotDownload } from "../models/hub/hub.ts";
 import { loadModel } from "../models/pretrained.ts";
 import { loadTokenizer, type Tokenizer } from "../models/tokenizer/tokenizer.ts";
 import { Transformer } from "../models/transformer.ts";
@@ -29,15 +29,7 @@ export interface DpoRunInputs {
 }
 
 async function modelDir(id: string): Promise<string> {
-  return await snapshotDownload(id, {
-    allow_patterns: [
-      "config.json",
-      "*.safetensors",
-      "*.safetensors.index.json",
-      "tokenizer*",
-      "special_tokens_map.json",
-    ],
-  });
+  return await snapshotDownload(id, { allow_patterns: [...MODEL_FILE_PATTERNS] });
 }
 
 async function isDir(path: string): Promise<boolean> {

@@ -11,7 +11,7 @@ import type { Transformer } from "../models/transformer.ts";
 import { removeStaleTemps, type TrainerState } from "./checkpoint.ts";
 import { mergeAdapter, saveAdapter } from "./peft.ts";
 import type { TrainingConfig } from "./config.ts";
-import { removeAtomic, writeDirAtomic, writeFileAtomic } from "../util/atomic.ts";
+import { pathExists, removeAtomic, writeDirAtomic, writeFileAtomic } from "../util/atomic.ts";
 import { formatMetric } from "../util/format.ts";
 
 /** Files and folders a run writes into `output_dir`. */
@@ -25,17 +25,6 @@ export const RUN_ARTIFACTS = [
   "config.yaml",
 ];
 
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.lstat(path);
-    return true;
-  } catch (e) {
-    // NotFound, or NotADirectory when a parent is a file: nothing there either way.
-    if (e instanceof Deno.errors.NotFound || e instanceof Deno.errors.NotADirectory) return false;
-    throw e;
-  }
-}
-
 /**
  * Make sure `out` can hold a run: create it, write and remove a probe file. A previous run there is
  * an error unless `overwrite_output_dir` or a resume is asked for. Nothing is deleted here (see
@@ -43,7 +32,7 @@ async function exists(path: string): Promise<boolean> {
  * @returns whether `out` was created by this call (so a failed start can remove it again)
  */
 export async function prepareOutputDir(out: string, config: TrainingConfig): Promise<boolean> {
-  const existed = await exists(out);
+  const existed = await pathExists(out);
   const fix = "choose a writable output_dir";
   try {
     await Deno.mkdir(out, { recursive: true });
@@ -67,7 +56,7 @@ export async function prepareOutputDir(out: string, config: TrainingConfig): Pro
  */
 export async function refuseExistingRun(config: TrainingConfig): Promise<void> {
   const out = config.output_dir, found: string[] = [];
-  for (const a of RUN_ARTIFACTS) if (await exists(join(out, a))) found.push(a);
+  for (const a of RUN_ARTIFACTS) if (await pathExists(join(out, a))) found.push(a);
   if (found.length && !config.resume_from_checkpoint && !config.overwrite_output_dir) {
     throw new RangeError(
       `Cannot train: output_dir ${out} already holds a run (${found.join(", ")}); ` +

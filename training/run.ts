@@ -4,11 +4,12 @@
  *
  * @module
  */
+import { pathExists } from "../util/atomic.ts";
 import { join } from "node:path";
 import { createBackend } from "../kernels/backend.ts";
 import { trainBpeTokenizer } from "../models/tokenizer/bpe.ts";
 import { fromHfConfig, type ModelConfig, type PresetName, PRESETS } from "../models/config.ts";
-import { snapshotDownload } from "../models/hub/hub.ts";
+import { MODEL_FILE_PATTERNS, snapshotDownload } from "../models/hub/hub.ts";
 import { loadModel } from "../models/pretrained.ts";
 import { loadTokenizer, type Tokenizer } from "../models/tokenizer/tokenizer.ts";
 import { Transformer } from "../models/transformer.ts";
@@ -24,15 +25,7 @@ function isPreset(name: string): name is PresetName {
 }
 
 async function modelDir(id: string): Promise<string> {
-  return await snapshotDownload(id, {
-    allow_patterns: [
-      "config.json",
-      "*.safetensors",
-      "*.safetensors.index.json",
-      "tokenizer*",
-      "special_tokens_map.json",
-    ],
-  });
+  return await snapshotDownload(id, { allow_patterns: [...MODEL_FILE_PATTERNS] });
 }
 
 /** Options of {@linkcode runTraining}. */
@@ -43,10 +36,6 @@ export interface RunTrainingOptions {
   log?: (line: string) => void;
   /** Checkpoint and return on SIGINT / SIGTERM (default false); see `CreateTrainerOptions.handle_signals`. */
   handle_signals?: boolean;
-}
-
-async function exists(path: string): Promise<boolean> {
-  return await Deno.stat(path).then(() => true, () => false);
 }
 
 /**
@@ -119,7 +108,7 @@ export async function runTraining(
   const resumeDir = config.resume_from_checkpoint === true
     ? await latestCheckpoint(join(config.output_dir, "checkpoints"))
     : config.resume_from_checkpoint || null;
-  const resumeTokenizer = resumeDir !== null && await exists(join(resumeDir, "tokenizer.json"));
+  const resumeTokenizer = resumeDir !== null && await pathExists(join(resumeDir, "tokenizer.json"));
   const wrapped = config.packing && config.packing_strategy === "wrapped";
   // Text documents: the wrapped layout cuts them into blocks; a preset model trains its tokenizer on them.
   const needsBpe = !resumeTokenizer && !config.tokenizer && !dir;

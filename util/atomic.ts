@@ -238,3 +238,23 @@ export async function findTempLeftovers(dir: string): Promise<string[]> {
   }
   return out.sort();
 }
+
+/**
+ * Whether something (file, folder, link) is at `path`: false when it or a parent is missing or a
+ * parent is a file; other errors (permissions) are thrown.
+ *
+ * @example
+ * ```ts
+ * import { pathExists } from "./atomic.ts";
+ * if (await pathExists("/no/such/path") || !(await pathExists("."))) throw new Error("pathExists");
+ * ```
+ */
+export async function pathExists(path: string): Promise<boolean> {
+  try {
+    await Deno.lstat(path);
+    return true;
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound || e instanceof Deno.errors.NotADirectory) return false;
+    throw e;
+  }
+}

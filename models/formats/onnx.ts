@@ -12,7 +12,7 @@
  * @module
  */
 import { basename, dirname } from "node:path";
-import { writeFileAtomic } from "../../util/atomic.ts";
+import { pathExists, writeFileAtomic } from "../../util/atomic.ts";
 import type { Tokenizer } from "../tokenizer/tokenizer.ts";
 import type { Transformer } from "../transformer.ts";
 import { decoderGraph } from "./_onnx_graph.ts";
@@ -103,16 +103,6 @@ function isWriteDenied(e: unknown): boolean {
     code === "EROFS" || code === "EACCES" || code === "EPERM" || code === "ENOTDIR";
 }
 
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.lstat(path);
-    return true;
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound || e instanceof Deno.errors.NotADirectory) return false;
-    throw e;
-  }
-}
-
 /**
  * Export a decoder to ONNX (see the module doc for the layout). The graph's logits match
  * {@linkcode Transformer.forward} (causal + padding masks from `attention_mask`, positions from
@@ -149,7 +139,7 @@ export async function exportOnnx(
   const opset = checkExport(model, opts);
   const dataPath = `${path}.data`;
   for (const p of [path, dataPath]) {
-    if (!opts.overwrite && await exists(p)) {
+    if (!opts.overwrite && await pathExists(p)) {
       throw new Deno.errors.AlreadyExists(
         `Cannot export ONNX to ${path}: ${p} exists; pass overwrite (--overwrite) or choose another path`,
       );
@@ -208,7 +198,7 @@ export async function exportOnnx(
     if (external) await writeFileAtomic(dataPath, (f) => writeParts(f, dataParts));
     await writeFileAtomic(path, (f) => writeParts(f, encoded.parts));
     // A model written inline must not sit beside a stale external file it does not use.
-    if (!external && opts.overwrite && await exists(dataPath)) await Deno.remove(dataPath);
+    if (!external && opts.overwrite && await pathExists(dataPath)) await Deno.remove(dataPath);
   } catch (e) {
     if (isWriteDenied(e)) throw unwritable(path, e);
     throw e;
