@@ -30,6 +30,7 @@ import { command as info } from "./cli/info.ts";
 import { command as demo } from "./cli/demo.ts";
 import { command as evaluate } from "./cli/eval.ts";
 import { command as recipe } from "./cli/recipe.ts";
+import { command as exportModel } from "./cli/export.ts";
 
 export type { CliIO, Command };
 
@@ -42,6 +43,7 @@ const COMMANDS: Readonly<Record<string, Command>> = Object.freeze({
   generate,
   download,
   merge,
+  export: exportModel,
   demo,
   info,
 });

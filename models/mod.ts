@@ -9,6 +9,7 @@
 export * from "./config.ts";
 export * from "./transformer.ts";
 export * from "./formats/safetensors.ts";
+export * from "./formats/gguf.ts";
 export * from "./formats/onnx.ts";
 export * from "./onnx_runtime.ts";
 export * from "./hub/hub.ts";

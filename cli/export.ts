@@ -1,0 +1,225 @@
+/**
+ * `deno task cli export`: write a model folder, hub id or fine-tuned run folder as a file another
+ * runtime serves: GGUF for llama.cpp / Ollama (the model, merged with its adapter or with the
+ * adapter as a second GGUF file), or ONNX for onnxruntime.
+ *
+ * @module
+ */
+import { existsSync } from "node:fs";
+import { basename, join } from "node:path";
+import { parseFlags } from "../util/flags.ts";
+import { formatBytes } from "../util/format.ts";
+import { createBackend } from "../kernels/backend.ts";
+import { exportGguf, exportGgufAdapter, type GgufOuttype } from "../models/formats/gguf.ts";
+import { exportOnnx } from "../models/formats/onnx.ts";
+import { loadModel, modelSource } from "../models/pretrained.ts";
+import { loadTokenizer, type Tokenizer } from "../models/tokenizer/tokenizer.ts";
+import type { Transformer } from "../models/transformer.ts";
+import { adapterConfig, adapterTensors, loadAdapter, mergeAdapter, removeAdapter } from "../training/peft.ts";
+import type { CliIO, Command } from "./command.ts";
+
+const USAGE = `usage: deno task cli export --model DIR_OR_ID --output FILE [options]
+
+Writes a model as one file another runtime serves: GGUF (llama.cpp, Ollama) or ONNX (onnxruntime).
+--model may be a model folder (config.json + model.safetensors), a hub id, or a training run
+folder: its model/ is exported, or, for an adapter run, the base model named in
+adapter/adapter_config.json with adapter/ on top.
+
+options:
+  --model DIR_OR_ID          a model folder, a hub id (org/name) or a run folder
+  --output FILE              the file to write (.gguf or .onnx)
+  --format gguf|onnx         default gguf
+  --outtype f32|f16|q8_0|q4_0
+                             GGUF weight type (default f16; norms and biases stay f32)
+  --adapter DIR              a PEFT LoRA adapter folder (default: the run folder's adapter/)
+  --merge                    fold the adapter into the weights and write one file; without it the
+                             base model goes to --output and the adapter to --adapter_output
+  --adapter_output FILE      the adapter's GGUF (default: --output with .gguf replaced by -lora.gguf)
+  --tokenizer DIR            a folder with tokenizer.json (default: the model's folder, else the
+                             adapter's, else the run folder)
+  --name NAME                GGUF general.name (default fledge-<family>)
+  --overwrite                replace existing output files
+  --backend webgpu|cpu|auto  where the model is loaded and merged (default cpu)
+  --json                     print {"path", "bytes", "tensors"} (and "adapter": {...} for a second file)
+  -h, --help                 this text
+
+Flags may also be spelled with hyphens (--adapter-output). A summary line goes to stderr.`;
+
+const FLAGS = {
+  model: { type: "string", required: true },
+  output: { type: "string", required: true },
+  format: { type: "string", choices: ["gguf", "onnx"], default: "gguf" },
+  outtype: { type: "string", choices: ["f32", "f16", "q8_0", "q4_0"], default: "f16" },
+  adapter: { type: "string" },
+  merge: { type: "boolean" },
+  adapter_output: { type: "string" },
+  tokenizer: { type: "string" },
+  name: { type: "string" },
+  overwrite: { type: "boolean" },
+  backend: { type: "string", choices: ["webgpu", "cpu", "auto"], default: "cpu" },
+  json: { type: "boolean" },
+} as const;
+
+/** The `export` command. */
+export const command: Command = {
+  summary: "export a model or fine-tuned run as GGUF (llama.cpp, Ollama) or ONNX (onnxruntime)",
+  usage: USAGE,
+  run: exportRun,
+};
+
+/** What a run folder or model folder resolves to: the model to load and the adapter on top, if any. */
+interface Source {
+  model: string;
+  adapter: string | null;
+  /** Folders that may hold the tokenizer, in order. */
+  tokenizerDirs: string[];
+}
+
+/** A model folder, a hub id, or a run folder (`model/`, or `adapter/` on its base model). */
+function resolveSource(dir: string, adapterFlag: string | undefined): Source {
+  const has = (...p: string[]) => existsSync(join(...p));
+  if (has(dir, "config.json") || !has(dir)) {
+    return {
+      model: dir,
+      adapter: adapterFlag ?? null,
+      tokenizerDirs: [dir, ...(adapterFlag ? [adapterFlag] : [])],
+    };
+  }
+  if (has(dir, "model", "config.json")) {
+    const m = join(dir, "model");
+    return {
+      model: m,
+      adapter: adapterFlag ?? null,
+      tokenizerDirs: [m, dir, ...(adapterFlag ? [adapterFlag] : [])],
+    };
+  }
+  const adapter = adapterFlag ?? (has(dir, "adapter", "adapter_config.json") ? join(dir, "adapter") : null);
+  if (!adapter) {
+    throw new TypeError(
+      `export: --model ${dir} has no config.json, model/ or adapter/; give a model folder, a hub id or a training run folder`,
+    );
+  }
+  const cfgPath = join(adapter, "adapter_config.json");
+  let base: unknown = null;
+  try {
+    base = JSON.parse(Deno.readTextFileSync(cfgPath)).base_model_name_or_path;
+  } catch (e) {
+    throw new TypeError(`export: cannot read ${cfgPath}: ${(e as Error).message}`);
+  }
+  if (typeof base !== "string" || !base) {
+    throw new TypeError(
+      `export: ${cfgPath} does not name its base model (base_model_name_or_path); pass --model BASE --adapter ${adapter}`,
+    );
+  }
+  return { model: base, adapter, tokenizerDirs: [adapter, dir] };
+}
+
+/** The first folder with a tokenizer.json, loaded; null when there is none. */
+async function findTokenizer(dirs: (string | undefined)[]): Promise<Tokenizer | null> {
+  for (const d of dirs) if (d && existsSync(join(d, "tokenizer.json"))) return await loadTokenizer(d);
+  return null;
+}
+
+interface Written {
+  path: string;
+  bytes: number;
+  tensors: number;
+}
+
+async function exportRun(args: string[], io: CliIO): Promise<void> {
+  const v = parseFlags("export", args, FLAGS);
+  if (v.help) return io.stdout(USAGE + "\n");
+  if (v.adapter_output && v.merge) {
+    throw new TypeError("export: --adapter_output and --merge exclude each other");
+  }
+  const src = resolveSource(v.model, v.adapter);
+  if (v.adapter_output && !src.adapter) {
+    throw new TypeError("export: --adapter_output needs an adapter (--adapter DIR)");
+  }
+  if (v.format === "onnx" && src.adapter && !v.merge) {
+    throw new TypeError(
+      `export: ONNX holds one graph, so the adapter ${src.adapter} must be merged into it: add --merge`,
+    );
+  }
+  const adapterOut = src.adapter && !v.merge
+    ? v.adapter_output ?? v.output.replace(/(\.gguf)?$/i, "-lora.gguf")
+    : null;
+  for (const p of [v.output, adapterOut]) {
+    if (p && !v.overwrite && existsSync(p)) {
+      throw new RangeError(
+        `export: ${p} already exists; pass --overwrite to replace it, or choose another path`,
+      );
+    }
+  }
+  const be = await createBackend(v.backend);
+  let model: Transformer | null = null;
+  try {
+    model = await loadModel(src.model, { backend: be });
+    const tokenizer = v.tokenizer
+      ? await loadTokenizer(v.tokenizer)
+      : await findTokenizer([modelSource(model), ...src.tokenizerDirs]);
+    if (v.format === "gguf" && !tokenizer) {
+      throw new TypeError(
+        `export: no tokenizer.json in ${
+          [...new Set([modelSource(model), ...src.tokenizerDirs])].join(", ")
+        }; ` +
+          `GGUF needs the vocabulary: pass --tokenizer DIR`,
+      );
+    }
+    let main: Written, extra: Written | null = null;
+    if (v.format === "onnx") {
+      if (src.adapter) {
+        await loadAdapter(model, src.adapter);
+        mergeAdapter(model);
+      }
+      const r = await exportOnnx(model, v.output, {
+        ...(tokenizer ? { tokenizer } : {}),
+        overwrite: v.overwrite,
+      });
+      main = { path: r.path, bytes: r.bytes, tensors: model.params.size };
+    } else {
+      const opts = { tokenizer: tokenizer!, outtype: v.outtype as GgufOuttype, overwrite: v.overwrite };
+      const named = <T extends object>(o: T, name?: string) => (name ? { ...o, name } : o);
+      // The adapter is merged, or written first as its own GGUF (which refuses what llama.cpp
+      // adapters cannot hold, e.g. trained biases, before anything is written) and detached.
+      if (src.adapter) await loadAdapter(model, src.adapter);
+      if (src.adapter && v.merge) mergeAdapter(model);
+      if (src.adapter && adapterOut) {
+        const adapter = { ...adapterConfig(model)!, tensors: await adapterTensors(model) };
+        extra = await exportGgufAdapter(
+          model,
+          adapterOut,
+          named({ adapter, overwrite: v.overwrite }, v.name && `${v.name}-lora`),
+        );
+        removeAdapter(model);
+      }
+      main = await exportGguf(model, v.output, named(opts, v.name));
+    }
+    const what = v.format === "onnx" ? "onnx" : `gguf ${v.outtype}`;
+    const adapterNote = src.adapter ? (v.merge ? `, adapter ${basename(src.adapter)} merged` : "") : "";
+    io.stderr(
+      `export: wrote ${main.path} (${what}, ${main.tensors} tensors, ${
+        formatBytes(main.bytes)
+      }${adapterNote})\n`,
+    );
+    if (extra) {
+      io.stderr(
+        `export: wrote ${extra.path} (gguf LoRA adapter, ${extra.tensors} tensors, ${
+          formatBytes(extra.bytes)
+        })\n`,
+      );
+    }
+    if (v.json) {
+      const json: Written & { adapter?: Written } = {
+        path: main.path,
+        bytes: main.bytes,
+        tensors: main.tensors,
+      };
+      if (extra) json.adapter = { path: extra.path, bytes: extra.bytes, tensors: extra.tensors };
+      io.stdout(JSON.stringify(json) + "\n");
+    }
+  } finally {
+    model?.dispose();
+    be.destroy();
+  }
+}

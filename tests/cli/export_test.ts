@@ -1,0 +1,240 @@
+/**
+ * `deno task cli export` through the real entry point: --help, bad flags (exit 2, one line), a model
+ * folder to GGUF with --json, and a fine-tuned run folder (base model + PEFT adapter/) exported in one
+ * command, merged or as base + adapter GGUF, each file read back by `@huggingface/gguf`.
+ */
+import { join } from "node:path";
+import { gguf } from "npm:@huggingface/gguf@~0.1.18";
+import { createBackend } from "../../kernels/backend.ts";
+import { generate } from "../../models/generate.ts";
+import { loadModel } from "../../models/pretrained.ts";
+import { trainBpeTokenizer } from "../../models/tokenizer/bpe.ts";
+import { loadAdapter, mergeAdapter } from "../../training/peft.ts";
+import { assert, SHARED } from "../_assert.ts";
+import { assertFails, cli, cliProcess } from "./_cli.ts";
+
+const REF = `${SHARED}/fixtures/hf-reference`;
+
+/** A temp folder with the llama fixture + a 256-token byte-level tokenizer (`model/`), and a run folder (`run/adapter/`). */
+async function withRun(fn: (model: string, run: string, tmp: string) => Promise<void>): Promise<void> {
+  const tmp = await Deno.makeTempDir({ prefix: "fledge-export-" });
+  try {
+    const model = join(tmp, "model"), adapter = join(tmp, "run", "adapter");
+    await Deno.mkdir(model);
+    await Deno.mkdir(adapter, { recursive: true });
+    for (const f of ["config.json", "generation_config.json", "model.safetensors"]) {
+      await Deno.symlink(join(REF, "llama", f), join(model, f));
+    }
+    const none = { bos_token: null, eos_token: null, pad_token: null, unk_token: null };
+    const tok = await trainBpeTokenizer(["abc"], { vocab_size: 256, special_tokens: [], ...none });
+    await tok.save(model);
+    await tok.save(adapter); // a training run saves the tokenizer with its adapter
+    const cfg = JSON.parse(await Deno.readTextFile(join(REF, "llama", "lora", "adapter_config.json")));
+    cfg.base_model_name_or_path = model;
+    await Deno.writeTextFile(join(adapter, "adapter_config.json"), JSON.stringify(cfg));
+    await Deno.symlink(
+      join(REF, "llama", "lora", "adapter_model.safetensors"),
+      join(adapter, "adapter_model.safetensors"),
+    );
+    await fn(model, join(tmp, "run"), tmp);
+  } finally {
+    await Deno.remove(tmp, { recursive: true });
+  }
+}
+
+const parse = (path: string) =>
+  gguf(path, { allowLocalFile: true }) as Promise<
+    { metadata: Record<string, unknown>; tensorInfos: { name: string }[] }
+  >;
+
+Deno.test("export --help through the real entry point (subprocess)", async () => {
+  const r = await cliProcess(["export", "--help"]);
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.out, /^usage: deno task cli export --model DIR_OR_ID --output FILE/);
+  assert.match(r.out, /--outtype f32\|f16\|q8_0\|q4_0/);
+  const list = await cli(["--help"]);
+  assert.match(list.out, /\n {2}export {4}/, "listed among the commands");
+});
+
+Deno.test("export refuses bad flags and inputs with exit 2 and one line", async () => {
+  await withRun(async (model, _run, tmp) => {
+    const out = join(tmp, "m.gguf");
+    assertFails(
+      await cli(["export", "--model", model, "--output", out, "--outype", "f16"]),
+      2,
+      /unknown flag --outype; did you mean --outtype\?/,
+    );
+    assertFails(
+      await cli(["export", "--model", model, "--output", out, "--outtype", "q5_k"]),
+      2,
+      /--outtype/,
+    );
+    assertFails(await cli(["export", "--model", model]), 2, /--output/);
+    assertFails(await cli(["export", "--model", model, "--output", out, "--format", "pt"]), 2, /--format/);
+    assertFails(
+      await cli(["export", "--model", await Deno.makeTempDir({ dir: tmp }), "--output", out]),
+      2,
+      /has no config.json, model\/ or adapter\//,
+    );
+    assertFails(
+      await cli(["export", "--model", join(REF, "llama"), "--output", out]),
+      2,
+      /no tokenizer\.json in .*pass --tokenizer DIR/,
+    );
+    assertFails(
+      await cli(["export", "--model", model, "--output", out, "--adapter_output", "x.gguf"]),
+      2,
+      /needs an adapter/,
+    );
+    assertFails(
+      await cli(["export", "--model", join(tmp, "run"), "--output", join(tmp, "m.onnx"), "--format", "onnx"]),
+      2,
+      /add --merge/,
+    );
+    await Deno.writeTextFile(out, "old");
+    assertFails(
+      await cli(["export", "--model", model, "--output", out]),
+      2,
+      /already exists; pass --overwrite/,
+    );
+    assert.equal(await Deno.readTextFile(out), "old", "left as it was");
+  });
+});
+
+Deno.test("export --json writes a model folder as GGUF, read back by @huggingface/gguf", async () => {
+  await withRun(async (model, _run, tmp) => {
+    const out = join(tmp, "llama-q8.gguf");
+    const r = await cli(["export", "--model", model, "--output", out, "--outtype", "q8_0", "--json"]);
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.err, /^export: wrote .*llama-q8\.gguf \(gguf q8_0, 21 tensors, /);
+    const json = JSON.parse(r.out);
+    const p = await parse(out);
+    assert.deepEqual(json, { path: out, bytes: (await Deno.stat(out)).size, tensors: p.tensorInfos.length });
+    assert.equal(p.metadata["general.file_type"], 7);
+    assert.equal(p.metadata["general.name"], "fledge-llama");
+    const again = await cli([
+      "export",
+      "--model",
+      model,
+      "--output",
+      out,
+      "--outtype",
+      "f32",
+      "--overwrite",
+      "--name",
+      "mine",
+    ]);
+    assert.equal(again.code, 0, again.err);
+    assert.equal((await parse(out)).metadata["general.name"], "mine");
+  });
+});
+
+Deno.test("export of a fine-tuned run folder: base + adapter GGUF, or merged with --merge, in one command", async () => {
+  await withRun(async (_model, run, tmp) => {
+    const out = join(tmp, "ft.gguf");
+    const r = await cli(["export", "--model", run, "--output", out, "--outtype", "f32", "--json"]);
+    assert.equal(r.code, 0, r.err);
+    const json = JSON.parse(r.out);
+    assert.equal(json.adapter.path, join(tmp, "ft-lora.gguf"));
+    const base = await parse(out), lora = await parse(json.adapter.path);
+    assert.equal(base.metadata["general.type"], "model");
+    assert.equal(lora.metadata["general.type"], "adapter");
+    assert.equal(lora.metadata["adapter.lora.alpha"], 8);
+    assert.ok(lora.tensorInfos.some((t) => t.name === "blk.0.attn_q.weight.lora_a"));
+    assert.equal(json.adapter.tensors, lora.tensorInfos.length);
+
+    const merged = join(tmp, "merged.gguf");
+    const m = await cli([
+      "export",
+      "--model",
+      run,
+      "--output",
+      merged,
+      "--merge",
+      "--outtype",
+      "f32",
+      "--json",
+    ]);
+    assert.equal(m.code, 0, m.err);
+    assert.match(m.err, /adapter adapter merged/);
+    assert.equal(JSON.parse(m.out).adapter, undefined, "one file");
+    const [a, b] = [await Deno.readFile(out), await Deno.readFile(merged)];
+    assert.equal(a.length, b.length, "same layout");
+    assert.notDeepEqual(a, b, "the merged weights differ from the base");
+  });
+});
+
+Deno.test("export --format onnx writes the merged run through exportOnnx", async () => {
+  await withRun(async (_model, run, tmp) => {
+    const out = join(tmp, "model.onnx");
+    const r = await cli(["export", "--model", run, "--output", out, "--format", "onnx", "--merge", "--json"]);
+    assert.equal(r.code, 0, r.err);
+    assert.equal(JSON.parse(r.out).path, out);
+    assert.ok((await Deno.stat(out)).size > 0);
+  });
+});
+
+/** node-llama-cpp's prebuilt CPU binary, or the reason it cannot run here (the test is then skipped, saying so). */
+const LLAMA = await (async () => {
+  try {
+    const lib = await import("npm:node-llama-cpp@3.21.1");
+    return await lib.getLlama({
+      gpu: false,
+      build: "never",
+      logLevel: lib.LlamaLogLevel.error,
+      progressLogs: false,
+    });
+  } catch (e) {
+    const reason = `node-llama-cpp@3.21.1 cannot run here: ${(e as Error).message?.split("\n")[0] ?? e}`;
+    console.warn(`SKIPPED llama.cpp test: ${reason}`);
+    return null;
+  }
+})();
+
+Deno.test({
+  name:
+    "export of a fine-tuned run: llama.cpp gives the merged model's greedy tokens, base + adapter or merged",
+  ignore: LLAMA === null,
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: () =>
+    withRun(async (model, run, tmp) => {
+      const prompt = [52, 188, 165, 120, 168, 103, 235, 201, 84, 174, 165, 161, 36, 211, 103, 208];
+      const greedy = async (file: string, lora?: string) => {
+        const m = await LLAMA!.loadModel({ modelPath: file });
+        const ctx = await m.createContext({ contextSize: 64, threads: 1, ...(lora ? { lora } : {}) });
+        const out: number[] = [];
+        for await (const t of ctx.getSequence().evaluate(prompt as never, { temperature: 0 })) {
+          if (out.push(t as number) >= 10) break;
+        }
+        await ctx.dispose();
+        await m.dispose();
+        return out;
+      };
+      const be = await createBackend("cpu");
+      const ours = await loadModel(model, { backend: be });
+      await loadAdapter(ours, join(run, "adapter"));
+      mergeAdapter(ours);
+      const want =
+        (await generate(ours, [prompt], { max_new_tokens: 10, do_sample: false, eos_token_id: null }))
+          .tokens[0];
+      ours.dispose();
+      for (const args of [[], ["--merge"]]) {
+        const out = join(tmp, `ft${args.length}.gguf`);
+        const r = await cli([
+          "export",
+          "--model",
+          run,
+          "--output",
+          out,
+          "--outtype",
+          "f32",
+          "--json",
+          ...args,
+        ]);
+        assert.equal(r.code, 0, r.err);
+        const lora = JSON.parse(r.out).adapter?.path;
+        assert.deepEqual(await greedy(out, lora), want, args.join() || "base + adapter");
+      }
+    }),
+});
