@@ -12,14 +12,14 @@ import { parseFlags } from "../util/flags.ts";
 import { createBackend } from "../kernels/backend.ts";
 import { generate, type GenerateOptions, type GenerateResult } from "../models/generate.ts";
 import { loadGenerationConfig } from "../models/generation_config.ts";
-import { downloadModel } from "../models/hub/hub.ts";
 import { loadModel } from "../models/pretrained.ts";
 import { fromHfConfig, type ModelConfig } from "../models/config.ts";
 import { exportOnnx } from "../models/formats/onnx.ts";
 import { generateOnnx, OnnxDecoder } from "../models/onnx_runtime.ts";
 import { readJsonFile } from "../util/json.ts";
-import { loadTokenizer, type Tokenizer } from "../models/tokenizer/tokenizer.ts";
+import { loadTokenizer } from "../models/tokenizer/tokenizer.ts";
 import type { CliIO, Command } from "./command.ts";
+import { createStreamer, modelFolder } from "./_model.ts";
 
 const USAGE = `usage: deno task cli generate --model DIR_OR_ID (--prompt TEXT | --input_ids 1,2,3) [options]
 
@@ -108,7 +108,7 @@ async function generateRun(args: string[], io: CliIO): Promise<void> {
   if (onnxFile && v.backend !== "onnx") {
     throw new TypeError(`generate: --model ${onnxFile} is an ONNX file; run it with --backend onnx`);
   }
-  const dir = onnxFile ? onnxFolder(onnxFile) : await modelFolder(v.model);
+  const dir = onnxFile ? onnxFolder(onnxFile) : await modelFolder(v.model, "generate");
   const hasTokenizer = existsSync(join(dir, "tokenizer.json"));
   if (v.prompt !== undefined && !hasTokenizer) {
     throw new TypeError(
@@ -129,7 +129,7 @@ async function generateRun(args: string[], io: CliIO): Promise<void> {
       "generate: beam search (num_beams > 1) needs --backend cpu, webgpu or auto, not onnx",
     );
   }
-  const stream = v.json || beams ? null : streamer(io.stdout, tokenizer, v.stop ?? []);
+  const stream = v.json || beams ? null : createStreamer(io.stdout, tokenizer, v.stop ?? []);
   const report = async (device: string, fn: () => Promise<GenerateResult>) => {
     const t0 = performance.now();
     const r = await fn();
@@ -219,53 +219,4 @@ function parseIds(s: string): number[] {
     );
   }
   return parts.map(Number);
-}
-
-/** A local folder as is; a hub id through the hub cache / download; a missing path is an error. */
-async function modelFolder(model: string): Promise<string> {
-  let isDir = false;
-  try {
-    isDir = Deno.statSync(model).isDirectory;
-  } catch { /* not a local path */ }
-  if (isDir) {
-    if (!existsSync(join(model, "config.json"))) {
-      throw new TypeError(
-        `generate: --model ${model} has no config.json; give a model folder (config.json and model.safetensors) or a hub id like org/name`,
-      );
-    }
-    return model;
-  }
-  const pathLike = /^[.~/\\]/.test(model) || model.split("/").length > 2 || /\\/.test(model);
-  if (pathLike || existsSync(model)) {
-    throw new TypeError(
-      `generate: --model ${model}: no such folder; give a folder with config.json and model.safetensors, or a hub id like org/name`,
-    );
-  }
-  return await downloadModel(model);
-}
-
-/** Streams the continuation: text deltas with a tokenizer (stop-string tails held back), else ids. */
-function streamer(out: (s: string) => void, tok: Tokenizer | undefined, stops: string[]) {
-  const ids: number[] = [];
-  let printed = 0;
-  const hold = Math.max(0, ...stops.map((s) => s.length - 1));
-  return {
-    onToken(t: (number | null)[]) {
-      if (t[0] === null) return;
-      ids.push(t[0]);
-      if (!tok) return out(`${ids.length > 1 ? " " : ""}${t[0]}`);
-      const text = tok.decode(ids, { skip_special_tokens: true });
-      let safe = text.length - hold;
-      const bad = text.indexOf("\uFFFD", printed); // an incomplete UTF-8 sequence may still grow
-      if (bad >= 0) safe = Math.min(safe, bad);
-      if (safe > printed) {
-        out(text.slice(printed, safe));
-        printed = safe;
-      }
-    },
-    end(final: string | undefined) {
-      if (final !== undefined && final.length > printed) out(final.slice(printed));
-      out("\n");
-    },
-  };
 }

@@ -7,9 +7,16 @@
 /** Languages told apart by stop words (Latin script). */
 export const STOPWORD_LANGUAGES = ["en", "de", "fr", "es"] as const;
 
-/** A language code this guesser can return. */
+/**
+ * A language code this guesser can return (ISO 639-1, `und` = undetermined). The first four are
+ * told apart by stop words ({@linkcode STOPWORD_LANGUAGES}, spelled out so the public type stands
+ * alone; `bestLang = lang` in `guessLanguage` fails to compile if the two drift apart).
+ */
 export type LanguageCode =
-  | (typeof STOPWORD_LANGUAGES)[number]
+  | "en"
+  | "de"
+  | "fr"
+  | "es"
   | "ru"
   | "el"
   | "ar"

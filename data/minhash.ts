@@ -292,6 +292,8 @@ export class LshIndex {
   #tables: Map<string, number[]>[];
 
   /**
+   * Creates an empty index with one bucket table per band.
+   *
    * @param params Bands and rows (e.g. from {@linkcode lshParams}).
    * @throws {RangeError} when bands or rows is not a positive integer.
    */

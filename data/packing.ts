@@ -22,6 +22,7 @@
 
 /** One packed row of `max_length` tokens. */
 export interface PackedRow {
+  /** Token ids, `max_length` long; `pad_token_id` on padding. */
   input_ids: Int32Array;
   /** `-100` where nothing is trained (padding, prompts, each example's first token). */
   labels: Int32Array;
@@ -42,7 +43,9 @@ export type PackingStrategy = "bfd" | "bfd_split" | "wrapped";
 
 /** What an example must have to be packed (an `SftExample` has it). */
 export interface PackableExample {
+  /** The example's token ids. */
   input_ids: Int32Array;
+  /** As long as `input_ids`: the id where trained, `-100` elsewhere (unshifted, HF convention). */
   labels: Int32Array;
 }
 
@@ -64,6 +67,7 @@ export interface PackOptions extends PadOptions {
 export interface PackingSummary {
   /** `bfd`, `bfd_split`, `wrapped` or `padding` (one example per row). */
   strategy: PackingStrategy | "padding";
+  /** Tokens per row, as requested. */
   max_length: number;
   /** Examples in. */
   examples: number;
@@ -81,7 +85,9 @@ export interface PackingSummary {
 
 /** Rows and their summary. */
 export interface PackedRows<R extends PackedRow = PackedRow> {
+  /** The rows, each `max_length` tokens. */
   rows: R[];
+  /** Counts of the packing (examples in, rows out, fill, truncation). */
   summary: PackingSummary;
 }
 

@@ -25,10 +25,15 @@ import { blockOrder } from "./text_dataset.ts";
 
 /** One tokenized pair: both sequences with their labels (`-100` = prompt), and the row (`file:line`). */
 export interface PreferenceExample {
+  /** Prompt + chosen completion, at most `max_length` tokens. */
   chosen_input_ids: Int32Array;
+  /** As long as `chosen_input_ids`: `-100` on the prompt, the token id on the completion (unshifted). */
   chosen_labels: Int32Array;
+  /** Prompt + rejected completion (the same prompt tokens), at most `max_length` tokens. */
   rejected_input_ids: Int32Array;
+  /** As long as `rejected_input_ids`: `-100` on the prompt, the token id on the completion (unshifted). */
   rejected_labels: Int32Array;
+  /** Where the row came from: `file:line`, or `source:n` / `row n` (n from 1). */
   source: string;
 }
 
@@ -53,6 +58,7 @@ export interface PreferenceDataOptions {
 
 /** What {@linkcode buildPreferenceExamples} returns. */
 export interface PreferenceExamples {
+  /** One example per kept row, in row order (pairs whose prompt fills `max_length` are dropped). */
   examples: PreferenceExample[];
   /** Pairs whose prompt was cut to `max_prompt_length`. */
   truncated_prompts: number;
@@ -383,6 +389,8 @@ export class PreferenceDataset {
   readonly #starts: Int32Array;
 
   /**
+   * Concatenates the pairs' sequences into one id array with offsets; the examples are not kept.
+   *
    * @param examples tokenized pairs
    * @param opts `pad_token_id`, and `source` (named in errors; default `<pairs>`)
    * @throws {RangeError} for no pairs

@@ -52,13 +52,15 @@ export const PROMPT_FORMATS: Readonly<Record<TaskKind, Readonly<PromptFormat>>> 
 
 /** Options of {@linkcode taskRow} and {@linkcode promptIds}. */
 export interface PromptOptions {
+  /** `plain` (text prompt + completion) or `chat` (user and assistant messages). Default `plain`. */
   style?: PromptStyle;
   /** Overrides of the task's {@linkcode PROMPT_FORMATS} entry. */
   format?: Partial<PromptFormat>;
   /** Keep at most this many tokens of the source (default: all). */
   max_source_tokens?: number | null;
-  /** Language names for translation (default English, German). */
+  /** Translation: the name filled in for `{source_lang}` (see {@linkcode languageName}). Default English. */
   source_lang?: string;
+  /** Translation: the name filled in for `{target_lang}`. Default German. */
   target_lang?: string;
 }
 

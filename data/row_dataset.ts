@@ -41,6 +41,9 @@ export class RowDataset {
   readonly packed: boolean;
 
   /**
+   * Flattens the rows' ids, labels, positions and segments (and masks, for padded rows) into
+   * `[num_blocks * block_size]` arrays.
+   *
    * @param rows rows of one length, all padded (with `attention_mask`) or all packed
    * @param opts `source`, named in errors
    * @throws {RangeError} for no rows or rows of different lengths

@@ -36,8 +36,11 @@ import { parseRow, readSourcedRows, RowError, rowTemplateKwargs, type SftRow } f
 
 /** One tokenized example: ids, labels (`-100` = not trained) and the row it came from (`file:line`). */
 export interface SftExample {
+  /** Token ids of the rendered example, EOS included, at most `max_length` long. */
   input_ids: Int32Array;
+  /** As long as `input_ids`: the id where the token is trained, `-100` elsewhere (unshifted; the model shifts). */
   labels: Int32Array;
+  /** Where the row came from: `file:line`, or `source:n` / `row n` (n from 1). */
   source: string;
 }
 
@@ -70,6 +73,7 @@ export interface SftDataOptions {
 
 /** What {@linkcode buildSftExamples} returns. */
 export interface SftExamples {
+  /** One example per input row, in row order. */
   examples: SftExample[];
   /** Examples cut to `max_length`. */
   truncated: number;
@@ -81,7 +85,11 @@ export interface SftExamples {
   formats: Partial<Record<SftFormat, number>>;
 }
 
-type SftTokenizer = Pick<
+/**
+ * The part of a {@linkcode Tokenizer} that SFT data preparation uses, so tests and adapters can pass
+ * a small stand-in; any full `Tokenizer` fits.
+ */
+export type SftTokenizer = Pick<
   Tokenizer,
   | "encode"
   | "decode"

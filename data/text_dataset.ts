@@ -21,7 +21,9 @@ import { mulberry32 } from "../util/random.ts";
 
 /** Where training stands in the data: `index` blocks of epoch `epoch` (0-based) are consumed. */
 export interface DataPosition {
+  /** The epoch in progress, from 0; it seeds that epoch's block order. */
   epoch: number;
+  /** Blocks of this epoch's order already consumed; the next batch starts at this index. */
   index: number;
 }
 
@@ -66,6 +68,8 @@ export class TextDataset {
   readonly source: string;
 
   /**
+   * Views `ids` as overlapping or adjacent blocks (no copy); `stride` defaults to `block_size`.
+   *
    * @param ids packed token ids
    * @param opts `block_size`, `stride`, `source`
    * @throws {RangeError} for a non-positive block size or stride, or fewer ids than one block (naming the source)
@@ -269,7 +273,9 @@ export interface BuildTextDatasetOptions extends ReadDocumentsOptions {
 
 /** Train and (when `train_split < 1`) validation datasets. */
 export interface TextDatasets {
+  /** Blocks of the documents hashed into train (all of them when `train_split` is 1). */
   train: TextDataset;
+  /** Blocks of the remaining documents; null when `train_split` is 1. */
   validation: TextDataset | null;
 }
 

@@ -24,9 +24,13 @@ export interface LabelOptions {
 
 /** Per-class precision, recall, F1 and support, index-aligned with `labels`. */
 export interface ClassReport {
+  /** The classes, in report order (the `labels` option, else sorted); the other arrays follow it. */
   labels: Label[];
+  /** Per class: `tp / (tp + fp)`, in [0, 1]; 0 when the class was never predicted. */
   precision: number[];
+  /** Per class: `tp / (tp + fn)`, in [0, 1]; 0 when the class never occurs in the references. */
   recall: number[];
+  /** Per class: `2 tp / (2 tp + fp + fn)`, in [0, 1]; 0 when the denominator is 0. */
   f1: number[];
   /** The number of references with each label. */
   support: number[];
@@ -34,7 +38,9 @@ export interface ClassReport {
 
 /** A confusion matrix: `matrix[i][j]` counts samples with true label `labels[i]` predicted as `labels[j]`. */
 export interface ConfusionMatrix {
+  /** Row and column order of `matrix` (the `labels` option, else sorted). */
   labels: Label[];
+  /** `labels.length × labels.length` counts: rows are true labels, columns predicted ones. */
   matrix: number[][];
 }
 

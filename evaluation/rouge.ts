@@ -16,8 +16,11 @@ export type RougeType = `rouge${1 | 2 | 3 | 4 | 5 | 6 | 7 | 8 | 9}` | "rougeL" |
 
 /** Precision (relative to the prediction), recall (relative to the reference) and their F1. */
 export interface RougeScore {
+  /** Matched units over the prediction's units (n-grams, or LCS tokens), in [0, 1]. */
   precision: number;
+  /** Matched units over the reference's units, in [0, 1]. */
   recall: number;
+  /** Harmonic mean of precision and recall (0 when both are 0), in [0, 1]. */
   fmeasure: number;
 }
 

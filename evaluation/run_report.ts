@@ -14,18 +14,35 @@ import type { ConfusionMatrix } from "./classification.ts";
 import { plotTrainingCurves, svgToPng } from "./plot.ts";
 import { plotConfusionMatrix, plotMetricsComparison } from "./plot_eval.ts";
 
+/** A published number a recipe's model is compared with (a row of the report's targets table). */
+export interface RecipeTarget {
+  /** Key of {@linkcode RecipeReport.metrics} to compare, e.g. `accuracy`, `rougeL`, `bleu`. */
+  metric: string;
+  /** The number to reach, on the metric's 0-100 scale; met when the model's score is at least this. */
+  value: number;
+  /** Where the number comes from: a path or URL, shown in the report. */
+  source: string;
+}
+
 /** What a recipe measured, for {@linkcode writeRecipeReport}. Scores are on the 0-100 scale. */
 export interface RecipeReport {
   /** e.g. "Summarization: Debian descriptions -> synopses". */
   title: string;
+  /** The task kind; it picks the default headline metric (rougeL, bleu or accuracy). */
   task: "summarization" | "translation" | "classification";
   /** The resolved recipe config, shown as YAML. */
   config: Record<string, unknown>;
+  /** The data section: a description and example counts, shown as a table. */
   data: {
+    /** Markdown text describing the data, printed as a paragraph above the data table. */
     description: string;
+    /** Training examples. */
     train: number;
+    /** Validation examples. */
     validation: number;
+    /** Examples the metrics were computed on. */
     evaluated: number;
+    /** Extra rows of the data table (e.g. truncation counts); non-integers are printed to 2 decimals. */
     stats?: Record<string, string | number>;
   };
   /** The model's metrics (rouge1.., bleu, chrf, chrf++, accuracy, macro_f1), plus `n`. */
@@ -33,7 +50,7 @@ export interface RecipeReport {
   /** Baseline name -> its metrics, same keys, e.g. `{"lead-6": {...}}`. */
   baselines: Record<string, Record<string, number>>;
   /** Name -> a published number to reach, e.g. `{"naive Bayes (README)": {metric: "accuracy", value: 97.25, source: "..."}}`. */
-  targets?: Record<string, { metric: string; value: number; source: string }>;
+  targets?: Record<string, RecipeTarget>;
   /** Example predictions; the first 5 are shown (sources cut to 300 characters). */
   examples: { source: string; reference: string; prediction: string }[];
   /** Classification: the confusion matrix (drawn as `confusion.svg`). */
@@ -42,11 +59,13 @@ export interface RecipeReport {
   per_class?: Record<string, { precision: number; recall: number; f1: number; support: number }>;
   /** The Trainer's log records: its `curves.svg` is linked when present in the folder, else drawn from these. */
   log_history?: Record<string, unknown>[];
+  /** Wall-clock time of the whole recipe (training and evaluation), in seconds (>= 0). */
   wall_seconds: number;
   /** e.g. "llvmpipe (LLVM 15.0.6, 256 bits), 2 CPU cores". */
   machine: string;
   /** e.g. the sacreBLEU signature. */
   signature?: string;
+  /** Free-text remarks, each one bullet of a `## Notes` section (newlines become spaces). */
   notes?: string[];
   /** The metric of the summary line (default: rougeL / bleu / accuracy by task, else the first). */
   headline?: string;

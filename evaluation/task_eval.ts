@@ -39,9 +39,13 @@ export interface TaskEvalOptions {
 
 /** One evaluated example. */
 export interface TaskPrediction {
+  /** The example's `id` (or `idx`) column, when the data has one. */
   id?: string;
+  /** The input text, as stored. */
   source: string;
+  /** The expected output: the reference text, or the label name for classification. */
   reference: string;
+  /** The model's output: generated text, or the highest-scoring label for classification. */
   prediction: string;
   /** Classification: the log-likelihood of each label's verbalizer. */
   scores?: number[];
@@ -51,9 +55,11 @@ export interface TaskPrediction {
 export interface TaskEvalResult {
   /** Metrics on the 0-100 scale, plus `n` (and `bleu_signature` for translation). */
   metrics: Record<string, number | string>;
+  /** One entry per evaluated example, in input order. */
   predictions: TaskPrediction[];
   /** Classification only. */
   confusion?: ConfusionMatrix;
+  /** Classification only: precision, recall and F1 per label (0-100), and support (reference count). */
   per_class?: Record<string, { precision: number; recall: number; f1: number; support: number }>;
 }
 

@@ -15,29 +15,43 @@ import { computeRougeScores } from "./rouge.ts";
 
 /** Summarization metrics (mean per-example F1 x 100). */
 export interface SummarizationMetrics {
+  /** ROUGE-1 F1 (unigram overlap), 0-100. */
   rouge1: number;
+  /** ROUGE-2 F1 (bigram overlap), 0-100. */
   rouge2: number;
+  /** ROUGE-L F1 (longest common subsequence over the whole text), 0-100. */
   rougeL: number;
+  /** ROUGE-Lsum F1 (union LCS over newline-split sentences), 0-100. */
   rougeLsum: number;
+  /** Number of prediction/reference pairs scored. */
   n: number;
 }
 
 /** Translation metrics (corpus level, x 100 as sacreBLEU prints them). */
 export interface TranslationMetrics {
+  /** Corpus BLEU, 0-100 (sacreBLEU defaults: 13a tokenizer, exp smoothing). */
   bleu: number;
+  /** Corpus chrF (character n-grams up to 6, beta 2), 0-100. */
   chrf: number;
+  /** Corpus chrF++: chrF plus word unigrams and bigrams, 0-100. */
   "chrf++": number;
   /** e.g. `nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:2.6.0`. */
   bleu_signature: string;
+  /** Number of hypothesis/reference pairs scored. */
   n: number;
 }
 
 /** Classification metrics (x 100), with the per-class report and the confusion matrix. */
 export interface ClassificationMetrics {
+  /** Share of exact label matches, 0-100. */
   accuracy: number;
+  /** Unweighted mean of the per-label F1 over `labels`, 0-100. */
   macro_f1: number;
+  /** Per label: precision, recall and F1 (0-100) and support (how many references have it). */
   per_class: Record<string, { precision: number; recall: number; f1: number; support: number }>;
+  /** Counts over `labels` (rows true, columns predicted), not scaled. */
   confusion: ConfusionMatrix;
+  /** Number of prediction/reference pairs scored. */
   n: number;
 }
 

@@ -24,8 +24,11 @@ export type AttentionKernelConfig =
 
 /** The configurations of the three training kernels. */
 export interface AttentionConfig {
+  /** The forward kernel (output and logsumexp). */
   forward: AttentionKernelConfig;
+  /** The backward kernel that computes dQ (one thread per query row). */
   dq: AttentionKernelConfig;
+  /** The backward kernel that computes dK and dV (one thread per key row). */
   dkv: AttentionKernelConfig;
 }
 
@@ -141,8 +144,11 @@ export function attentionCandidates(gpu: Gpu): Record<keyof AttentionConfig, Att
 
 /** One timing taken by {@linkcode tuneAttention}. */
 export interface AttentionTiming {
+  /** Which of the three kernels was timed. */
   kernel: keyof AttentionConfig;
+  /** The candidate as {@linkcode kernelConfigKey} text (`tile`, `tex:2x4:64`). */
   config: string;
+  /** Its time in milliseconds, as the `time` callback measured it (lower is better). */
   ms: number;
 }
 

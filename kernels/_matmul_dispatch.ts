@@ -20,11 +20,17 @@ import {
 
 /** Shapes of a matmul: batch dims, M, N, K and whether b has the batch. */
 export interface MatmulDims {
+  /** Leading (batch) dims of a, and of the output `[...batchShape, M, N]`; empty for a plain 2-D product. */
   batchShape: number[];
+  /** Product of `batchShape` (1 when empty). */
   batch: number;
+  /** Rows of the output. */
   M: number;
+  /** Columns of the output. */
   N: number;
+  /** The contracted dimension. */
   K: number;
+  /** b carries the same batch dims as a; false: one 2-D b is shared by every batch entry. */
   bBatched: boolean;
 }
 

@@ -14,7 +14,6 @@ import type { Gpu } from "./gpu.ts";
 import { configKey, type MatmulConfig, parseConfigKey } from "./_matmul_wgsl.ts";
 import { dispatchMatmul } from "./_matmul_dispatch.ts";
 
-/** Shape classes tuned separately. */
 /**
  * Shape classes: `gemm` (large), `thin` (large but with M or N at most 32: LoRA's rank-r products,
  * where a GEMM tile of 32+ rows or columns would mostly compute padding, and staging the wide
@@ -24,6 +23,7 @@ export type ShapeClass = "gemm" | "thin" | "gemv" | "small";
 
 /** What {@linkcode autotuneMatmul} found. */
 export interface AutotuneResult {
+  /** The adapter description (`gpu.info.description`) the result belongs to: the cache key. */
   adapter: string;
   /** Config per shape class (`small` is never timed: it keeps compile time low for tiny products). */
   configs: Record<ShapeClass, MatmulConfig>;
@@ -80,7 +80,7 @@ function defaults(gpu: Gpu): Record<ShapeClass, MatmulConfig> {
 }
 
 /** The classes {@linkcode autotuneMatmul} times (`small` keeps its default: cheap to compile). */
-type TunedClass = "gemm" | "thin" | "gemv";
+export type TunedClass = "gemm" | "thin" | "gemv";
 
 function candidates(gpu: Gpu): Record<TunedClass, MatmulConfig[]> {
   if (isCpuAdapter(gpu)) {

@@ -33,13 +33,10 @@ import {
   wgslHeader,
 } from "./_kernel.ts";
 import { needsGrad, record } from "./autograd.ts";
-import { expectDtype, expectSameBackend, shapeText, type Tensor } from "./tensor.ts";
+import { expectDtype, expectSameBackend, shapeText, type Tensor, type WritableArray } from "./tensor.ts";
 
 /** Elementwise activations with a hand-written derivative. */
 export type Activation = "gelu_erf" | "gelu_tanh" | "silu" | "relu";
-
-/** Writable numeric array (Float32Array, Float64Array, number[]). */
-type Out = { [i: number]: number; length: number };
 
 const WG = 256;
 const SQRT_2_OVER_PI = Math.sqrt(2 / Math.PI);
@@ -104,14 +101,14 @@ function actGrad(kind: Activation, x: number): number {
 }
 
 /** Reference: `out[i] = f(x[i])`. */
-export function activationReference(kind: Activation, out: Out, x: ArrayLike<number>): void {
+export function activationReference(kind: Activation, out: WritableArray, x: ArrayLike<number>): void {
   for (let i = 0; i < x.length; i++) out[i] = act(kind, x[i]);
 }
 
 /** Reference backward: `dx[i] = dy[i] f'(x[i])`. */
 export function activationBackwardReference(
   kind: Activation,
-  dx: Out,
+  dx: WritableArray,
   dy: ArrayLike<number>,
   x: ArrayLike<number>,
 ): void {
@@ -123,7 +120,7 @@ export function activationBackwardReference(
  * then up) and `up` is ignored.
  */
 export function swigluReference(
-  out: Out,
+  out: WritableArray,
   gate: ArrayLike<number>,
   up: ArrayLike<number> | null,
   inner: number,
@@ -136,8 +133,8 @@ export function swigluReference(
 
 /** Reference backward of {@linkcode swigluReference}: `dgate` (and `dup`, or the up half of the fused `dgate`). */
 export function swigluBackwardReference(
-  dgate: Out,
-  dup: Out | null,
+  dgate: WritableArray,
+  dup: WritableArray | null,
   dy: ArrayLike<number>,
   gate: ArrayLike<number>,
   up: ArrayLike<number> | null,

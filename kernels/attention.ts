@@ -96,7 +96,14 @@ import type { Backend } from "./backend.ts";
 import type { BufferRange } from "./gpu.ts";
 import { needsGrad, record } from "./autograd.ts";
 import { dropoutHash, dropoutThreshold } from "./elementwise.ts";
-import { expectDtype, expectSameBackend, expectShape, shapeText, type Tensor } from "./tensor.ts";
+import {
+  expectDtype,
+  expectSameBackend,
+  expectShape,
+  shapeText,
+  type Tensor,
+  type WritableArray,
+} from "./tensor.ts";
 
 /** Options of {@linkcode attention} and its launchers. */
 export interface AttentionOptions {
@@ -135,24 +142,35 @@ export interface AttentionOptions {
 
 /** Dropout on the attention probabilities: drop probability `p` in [0, 1), mask seed (u32). */
 export interface AttentionDropout {
+  /** Probability of dropping each attention weight, in [0, 1); 0 disables dropout. */
   p: number;
+  /** u32 seed of the counter-based mask hash; the backward reuses it to rebuild the same mask. */
   seed: number;
 }
 
 /** Dimensions of an attention problem. */
 export interface AttentionDims {
+  /** Batch size. */
   B: number;
+  /** Query length: q and out are `[B, Tq, H, D]`. */
   Tq: number;
+  /** Key/value rows allocated: k and v are `[B, Tk, Hkv, D]` (only the first kv_len are read). */
   Tk: number;
+  /** Query heads. */
   H: number;
+  /** Key/value heads (grouped-query attention); H must be a multiple of Hkv. */
   Hkv: number;
+  /** Head dimension. */
   D: number;
 }
 
 /** Options of the references: the mask as plain numbers. */
 export interface AttentionReferenceOptions {
+  /** Causal masking (as {@linkcode AttentionOptions.causal}). Default false. */
   causal?: boolean;
+  /** Absolute position of query 0. Default `kv_len - Tq`. */
   q_offset?: number;
+  /** Key padding mask, `[B, mask_stride]`: 0 hides the key, anything else keeps it. Default none. */
   attention_mask?: ArrayLike<number> | null;
   /** Row stride of attention_mask. Default Tk. */
   mask_stride?: number;
@@ -160,14 +178,16 @@ export interface AttentionReferenceOptions {
   segment_ids?: ArrayLike<number> | null;
   /** Row stride of segment_ids. Default Tk. */
   segment_stride?: number;
+  /** Sliding window W: a query at position p sees keys in (p - W, p]. null or 0: none. */
   sliding_window?: number | null;
+  /** Score scale. Default `1 / sqrt(D)`. */
   scale?: number;
+  /** Valid rows of k and v; keys at or past it are invisible. Default Tk. */
   kv_len?: number;
   /** Dropout on the probabilities (as {@linkcode AttentionOptions.dropout}). */
   dropout?: AttentionDropout | null;
 }
 
-type Writable = { [i: number]: number; length: number };
 const OP = "attention";
 
 /** The visibility predicate of the references (the same rules as WGSL's `visible`). */
@@ -208,8 +228,8 @@ function dropFactor(dims: AttentionDims, o: AttentionReferenceOptions) {
  * `dropout`, P is scaled by the mask factor after normalisation (lse unchanged).
  */
 export function attentionReference(
-  out: Writable,
-  lse: Writable,
+  out: WritableArray,
+  lse: WritableArray,
   q: ArrayLike<number>,
   k: ArrayLike<number>,
   v: ArrayLike<number>,
@@ -257,9 +277,9 @@ export function attentionReference(
  * returns the gradients of q, k, v for the output gradient `dout`. dk and dv rows past kv_len are 0.
  */
 export function attentionBackwardReference(
-  dq: Writable,
-  dk: Writable,
-  dv: Writable,
+  dq: WritableArray,
+  dk: WritableArray,
+  dv: WritableArray,
   dout: ArrayLike<number>,
   q: ArrayLike<number>,
   k: ArrayLike<number>,

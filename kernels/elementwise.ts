@@ -19,12 +19,10 @@
 import { gridFor, type KernelSpec, launch, LINEAR_INDEX, MAIN_ARGS, memo, wgslHeader } from "./_kernel.ts";
 import { needsGrad, record } from "./autograd.ts";
 import { sumTo } from "./reduce.ts";
-import { expectDtype, expectSameBackend, shapeText, type Tensor } from "./tensor.ts";
+import { expectDtype, expectSameBackend, shapeText, type Tensor, type WritableArray } from "./tensor.ts";
 
 /** Binary elementwise operators. */
 export type BinaryOp = "add" | "sub" | "mul" | "div";
-
-type Out = { [i: number]: number; length: number };
 
 const WG = 256;
 const MAX_RANK = 4;
@@ -61,7 +59,7 @@ function pad4(shape: readonly number[]): number[] {
 /** Reference: out = a op b with broadcasting (the spec for the WGSL kernel). */
 export function binaryReference(
   op: BinaryOp,
-  out: { [i: number]: number; length: number },
+  out: WritableArray,
   a: ArrayLike<number>,
   aShape: readonly number[],
   b: ArrayLike<number>,
@@ -249,7 +247,7 @@ const AFF_CODE = `const WG = ${WG}u;\n${wgslHeader(AFF_SPEC)}fn main(${MAIN_ARGS
 
 /** Reference: `out = alpha * x + beta`, or `out += alpha * x + beta` when `acc`. */
 export function affineReference(
-  out: { [i: number]: number; length: number },
+  out: WritableArray,
   x: ArrayLike<number>,
   alpha: number,
   beta: number,
@@ -325,7 +323,7 @@ const TR_CODE = `const WG = ${WG}u;\n${wgslHeader(TR_SPEC)}fn main(${MAIN_ARGS})
 
 /** Reference: batched transpose of the last two dims. */
 export function transposeReference(
-  out: { [i: number]: number; length: number },
+  out: WritableArray,
   x: ArrayLike<number>,
   rows: number,
   cols: number,
@@ -393,7 +391,7 @@ export function dropoutSeed(seed: number, parts: readonly number[]): number {
 }
 
 /** Reference: `out[i] = keep(i) ? x[i] / (1 - p) : 0` (see the module header for `keep`). */
-export function dropoutReference(out: Out, x: ArrayLike<number>, p: number, seed: number): void {
+export function dropoutReference(out: WritableArray, x: ArrayLike<number>, p: number, seed: number): void {
   const thr = dropoutThreshold(p), scale = Math.fround(1 / (1 - p));
   for (let i = 0; i < out.length; i++) out[i] = dropoutHash(seed, i) >= thr ? x[i] * scale : 0;
 }

@@ -39,10 +39,7 @@ import {
 } from "./_kernel.ts";
 import { record } from "./autograd.ts";
 import { type FaultMessage, WGSL_REPORT_FAULT } from "./gpu.ts";
-import { expectDtype, expectSameBackend, shapeText, type Tensor } from "./tensor.ts";
-
-/** Writable numeric array (Float32Array, Float64Array, number[]). */
-type Out = { [i: number]: number; length: number };
+import { expectDtype, expectSameBackend, shapeText, type Tensor, type WritableArray } from "./tensor.ts";
 
 const WG = 256;
 const COL_WG = 64;
@@ -72,7 +69,7 @@ export function checkIds(ids: ArrayLike<number>, V: number): void {
 
 /** Reference forward: `out[n, c] = weight[ids[n], c]`. @throws {RangeError} on an out-of-range id */
 export function embeddingReference(
-  out: Out,
+  out: WritableArray,
   ids: ArrayLike<number>,
   weight: ArrayLike<number>,
   C: number,
@@ -88,7 +85,7 @@ export function embeddingReference(
  * @throws {RangeError} on an out-of-range id
  */
 export function embeddingBackwardReference(
-  dweight: Out,
+  dweight: WritableArray,
   dy: ArrayLike<number>,
   ids: ArrayLike<number>,
   C: number,

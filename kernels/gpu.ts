@@ -24,7 +24,11 @@
 
 /** Thrown when no WebGPU adapter can be had; `createBackend("auto")` falls back to cpu on it. */
 export class NoAdapterError extends Error {
-  /** @param message what failed and the fix */
+  /**
+   * Creates the error, named `NoAdapterError` so callers can tell it from other failures.
+   *
+   * @param message what failed and the fix
+   */
   constructor(message: string) {
     super(message);
     this.name = "NoAdapterError";
@@ -41,8 +45,11 @@ export interface GpuOptions {
 
 /** A buffer binding: a whole buffer or a window of it. */
 export interface BufferRange {
+  /** The buffer bound. */
   buffer: GPUBuffer;
+  /** Start of the window, in bytes. */
   offset: number;
+  /** Length of the window, in bytes (a multiple of 4). */
   size: number;
 }
 
@@ -83,11 +90,17 @@ export const WGSL_REPORT_FAULT = `fn report_fault(code: u32, value: u32, index: 
 
 /** Printable facts about the adapter and the device limits we requested. */
 export interface GpuInfo {
+  /** Adapter description from the driver, else its vendor, else `"unknown adapter"`. */
   description: string;
+  /** Adapter vendor as the driver reports it (may be empty). */
   vendor: string;
+  /** Adapter architecture as the driver reports it (may be empty). */
   architecture: string;
+  /** True for a software (fallback) adapter, e.g. a CPU rasteriser: expect it to be slow. */
   isFallbackAdapter: boolean;
+  /** Optional features requested on the device: those of `shader-f16`, `subgroups`, `timestamp-query` the adapter has. */
   features: string[];
+  /** Limits of the device as granted (fledge asks for the adapter's maxima of the sizes it uses); bytes or counts. */
   limits: {
     maxStorageBufferBindingSize: number;
     maxBufferSize: number;

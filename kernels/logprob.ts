@@ -40,7 +40,7 @@ import {
 } from "./_kernel.ts";
 import { needsGrad, record } from "./autograd.ts";
 import { type FaultMessage, grid1d, WGSL_REPORT_FAULT } from "./gpu.ts";
-import { expectDtype, expectSameBackend, shapeText, type Tensor } from "./tensor.ts";
+import { expectDtype, expectSameBackend, shapeText, type Tensor, type WritableArray } from "./tensor.ts";
 
 /** Options of {@linkcode tokenLogProbs}. */
 export interface TokenLogProbsOptions {
@@ -49,9 +49,6 @@ export interface TokenLogProbsOptions {
   /** Also return each row's mean logit (0 for ignored rows); default false. */
   mean_logits?: boolean;
 }
-
-/** Writable numeric array (Float32Array, Float64Array, number[]). */
-type Out = { [i: number]: number; length: number };
 
 const WG = 256;
 const OP = "logprob.token_log_probs";
@@ -81,9 +78,9 @@ const LABEL_FAULT: FaultMessage = (f) => labelMessage(f.value | 0, f.index, f.bo
  * @throws {RangeError} on a label outside [0, V) that is not ignore_index
  */
 export function tokenLogProbsReference(
-  out: Out,
-  mean: Out | null,
-  dlogits: Out | null,
+  out: WritableArray,
+  mean: WritableArray | null,
+  dlogits: WritableArray | null,
   logits: ArrayLike<number>,
   labels: ArrayLike<number>,
   V: number,
@@ -118,7 +115,11 @@ export function tokenLogProbsReference(
 }
 
 /** Reference backward: `dlogits[n, :] *= grad[n]` in place. */
-export function tokenLogProbsBackwardReference(dlogits: Out, grad: ArrayLike<number>, V: number): void {
+export function tokenLogProbsBackwardReference(
+  dlogits: WritableArray,
+  grad: ArrayLike<number>,
+  V: number,
+): void {
   for (let i = 0; i < dlogits.length; i++) dlogits[i] *= grad[Math.floor(i / V)];
 }
 

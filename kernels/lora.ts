@@ -29,9 +29,14 @@ import { binaryForward } from "./elementwise.ts";
 import { matmulForward } from "./matmul.ts";
 import { matmulQ4, matmulQ4Backward, QuantizedTensor } from "./quant.ts";
 import { sumTo } from "./reduce.ts";
-import { expectDtype, expectSameBackend, expectShape, shapeText, type Tensor } from "./tensor.ts";
-
-type Out = { [i: number]: number; length: number };
+import {
+  expectDtype,
+  expectSameBackend,
+  expectShape,
+  shapeText,
+  type Tensor,
+  type WritableArray,
+} from "./tensor.ts";
 
 const WG_NORM = 64;
 
@@ -39,8 +44,11 @@ const WG_NORM = 64;
 
 /** Dimensions of {@linkcode doraNormReference}: W `(N, K)`, A `(R, K)`, B `(N, R)`. */
 export interface DoraNormDims {
+  /** Output features: rows of W and B, and the length of the norm vector. */
   N: number;
+  /** Input features: columns of W and A. */
   K: number;
+  /** LoRA rank: rows of A, columns of B. */
   R: number;
 }
 
@@ -48,7 +56,7 @@ export interface DoraNormDims {
  * Reference: `out[o] = ||W[o] + s (B A)[o]||₂` (or `1 / ...` with `inverse`), accumulated in f64.
  */
 export function doraNormReference(
-  out: Out,
+  out: WritableArray,
   w: ArrayLike<number>,
   a: ArrayLike<number>,
   b: ArrayLike<number>,
@@ -197,7 +205,7 @@ export interface LoraLinearOptions {
  * weight given as f32 `[N, K]` values.
  */
 export function loraLinearReference(
-  out: Out,
+  out: WritableArray,
   x: ArrayLike<number>,
   w: ArrayLike<number>,
   opts: {

@@ -48,7 +48,7 @@ import {
 } from "./_kernel.ts";
 import { needsGrad, record } from "./autograd.ts";
 import { type FaultMessage, grid1d, WGSL_REPORT_FAULT } from "./gpu.ts";
-import { expectDtype, expectSameBackend, shapeText, type Tensor } from "./tensor.ts";
+import { expectDtype, expectSameBackend, shapeText, type Tensor, type WritableArray } from "./tensor.ts";
 
 /** Options for {@linkcode crossEntropy} (names as in torch / Hugging Face). */
 export interface CrossEntropyOptions {
@@ -59,9 +59,6 @@ export interface CrossEntropyOptions {
   /** Label smoothing in [0, 1) (default 0). */
   label_smoothing?: number;
 }
-
-/** Writable numeric array (Float32Array, Float64Array, number[]). */
-type Out = { [i: number]: number; length: number };
 
 const WG = 256;
 
@@ -98,8 +95,8 @@ const LABEL_FAULT: FaultMessage = (f) => labelMessage(f.value | 0, f.index, f.bo
  * @throws {RangeError} on a label outside [0, V) that is not ignore_index
  */
 export function crossEntropyReference(
-  loss: Out,
-  dlogits: Out | null,
+  loss: WritableArray,
+  dlogits: WritableArray | null,
   logits: ArrayLike<number>,
   labels: ArrayLike<number>,
   V: number,
@@ -138,7 +135,12 @@ export function crossEntropyReference(
 }
 
 /** Reference: labels of position t are those of t + 1 within each row of T; the last is ignore_index. */
-export function shiftLabelsReference(out: Out, labels: ArrayLike<number>, T: number, ignore = -100): void {
+export function shiftLabelsReference(
+  out: WritableArray,
+  labels: ArrayLike<number>,
+  T: number,
+  ignore = -100,
+): void {
   for (let i = 0; i < labels.length; i++) out[i] = i % T === T - 1 ? ignore : labels[i + 1];
 }
 

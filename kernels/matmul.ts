@@ -48,17 +48,14 @@ import { activationBackward, activationBackwardReference, activationReference } 
 import { transpose } from "./elementwise.ts";
 import { needsGrad, record } from "./autograd.ts";
 import { sumTo } from "./reduce.ts";
-import { expectDtype, expectSameBackend, shapeText, type Tensor } from "./tensor.ts";
+import { expectDtype, expectSameBackend, shapeText, type Tensor, type WritableArray } from "./tensor.ts";
 import { configKey, type MatmulActivation, type MatmulConfig } from "./_matmul_wgsl.ts";
 import { dispatchMatmul, type MatmulDims } from "./_matmul_dispatch.ts";
 import { autotuneMatmul, describeMatmulConfig, matmulConfigFor } from "./_matmul_tune.ts";
 
 export { autotuneMatmul, describeMatmulConfig, matmulConfigFor };
-export type { AutotuneOptions, AutotuneResult } from "./_matmul_tune.ts";
+export type { AutotuneOptions, AutotuneResult, ShapeClass, TunedClass } from "./_matmul_tune.ts";
 export type { MatmulActivation, MatmulConfig, MatmulDims };
-
-/** Writable numeric array (Float32Array, Float64Array, number[]). */
-type Out = { [i: number]: number; length: number };
 
 /** Options of {@linkcode matmulForward} and {@linkcode matmul}. */
 export interface MatmulOptions {
@@ -84,20 +81,33 @@ export interface MatmulOptions {
 
 /** Dimensions and flags of the reference (plain arrays instead of tensors; b may be a Float16Array). */
 export interface MatmulReferenceOptions {
+  /** Number of independent products; a is `batch × (M, K)` and out `batch × (M, N)`, row-major. */
   batch: number;
+  /** Rows of A and of the output. */
   M: number;
+  /** Columns of B and of the output. */
   N: number;
+  /** The contracted dimension. */
   K: number;
+  /** A is stored `(K, M)` per batch. Default false. */
   transA?: boolean;
+  /** B is stored `(N, K)` (Linear weight layout). Default false. */
   transB?: boolean;
   /** B has a batch dimension (otherwise one `(K, N)` / `(N, K)` matrix is shared). */
   bBatched?: boolean;
+  /** `(N)` added to every row after alpha, before the activation. Default none. */
   bias?: ArrayLike<number> | null;
+  /** Activation applied to `alpha A B + bias`. Default `"none"`. */
   activation?: MatmulActivation;
+  /** Scale of the product. Default 1. */
   alpha?: number;
+  /** Forward only: `out += result` instead of `out = result`. Default false. */
   accumulate?: boolean;
-  /** Receives the pre-activation. */
-  pre?: Out | null;
+  /**
+   * The pre-activation `alpha A B + bias` (same layout as out): the forward writes it when given;
+   * the backward reads it, and needs it whenever `activation` is not `"none"`.
+   */
+  pre?: WritableArray | null;
 }
 
 /**
@@ -105,7 +115,7 @@ export interface MatmulReferenceOptions {
  * module header. Works on any numeric arrays (Float64Array for gradient checks).
  */
 export function matmulReference(
-  out: Out,
+  out: WritableArray,
   a: ArrayLike<number>,
   b: ArrayLike<number>,
   o: MatmulReferenceOptions,
@@ -142,9 +152,9 @@ export function matmulReference(
  * the gradients of sum(dOut * out) for `out = act(alpha A B + bias)`.
  */
 export function matmulBackwardReference(
-  dA: Out | null,
-  dB: Out | null,
-  dBias: Out | null,
+  dA: WritableArray | null,
+  dB: WritableArray | null,
+  dBias: WritableArray | null,
   dOut: ArrayLike<number>,
   a: ArrayLike<number>,
   b: ArrayLike<number>,

@@ -35,13 +35,10 @@ import {
 } from "./_kernel.ts";
 import { record } from "./autograd.ts";
 import { grid1d } from "./gpu.ts";
-import { expectDtype, expectSameBackend, shapeText, type Tensor } from "./tensor.ts";
+import { expectDtype, expectSameBackend, shapeText, type Tensor, type WritableArray } from "./tensor.ts";
 
 /** Norm kinds. */
 export type NormOpKind = "layer" | "rms";
-
-/** Writable numeric array (Float32Array, Float64Array, number[]). */
-type Out = { [i: number]: number; length: number };
 
 const COL_WG = 64;
 /** Rows summed by one invocation in pass 1 of dw/db. */
@@ -54,9 +51,9 @@ const ROWS_PER_CHUNK = 64;
  * `bias` may be null.
  */
 export function layerNormReference(
-  out: Out,
-  mean: Out,
-  rstd: Out,
+  out: WritableArray,
+  mean: WritableArray,
+  rstd: WritableArray,
   x: ArrayLike<number>,
   weight: ArrayLike<number>,
   bias: ArrayLike<number> | null,
@@ -79,8 +76,8 @@ export function layerNormReference(
 
 /** Reference RMSNorm forward over rows of `C`: writes `out` and per row `rstd`. */
 export function rmsNormReference(
-  out: Out,
-  rstd: Out,
+  out: WritableArray,
+  rstd: WritableArray,
   x: ArrayLike<number>,
   weight: ArrayLike<number>,
   C: number,
@@ -103,9 +100,9 @@ export function rmsNormReference(
  */
 export function normBackwardReference(
   kind: NormOpKind,
-  dx: Out,
-  dweight: Out,
-  dbias: Out | null,
+  dx: WritableArray,
+  dweight: WritableArray,
+  dbias: WritableArray | null,
   dy: ArrayLike<number>,
   x: ArrayLike<number>,
   weight: ArrayLike<number>,

@@ -31,7 +31,14 @@
  */
 import { gridFor, type KernelSpec, launch, LINEAR_INDEX, MAIN_ARGS, memo, wgslHeader } from "./_kernel.ts";
 import type { Backend } from "./backend.ts";
-import { expectDtype, expectSameBackend, expectShape, shapeText, type Tensor } from "./tensor.ts";
+import {
+  expectDtype,
+  expectSameBackend,
+  expectShape,
+  shapeText,
+  type Tensor,
+  type WritableArray,
+} from "./tensor.ts";
 
 const WG = 256;
 /** Most workgroups one gradient tensor gets in the partial-sum pass. */
@@ -40,8 +47,6 @@ const NORM_GROUPS_MAX = 64;
 const NORM_PER_INVOCATION = 16;
 /** torch.nn.utils.clip_grad_norm_ adds this to the norm before dividing. */
 export const CLIP_EPS = 1e-6;
-
-type Writable = { [i: number]: number; length: number };
 
 // ---- global gradient norm ----
 
@@ -246,11 +251,13 @@ export interface AdamWScalars {
   decay: number;
   /** `1 - beta1`. */
   oneMinusBeta1: number;
+  /** Decay rate of the second moment (`betas[1]`), as given. */
   beta2: number;
   /** `1 - beta2`. */
   oneMinusBeta2: number;
   /** `sqrt(1 - beta2^t)`. */
   bc2Sqrt: number;
+  /** Added to the denominator, `sqrt(v) / bc2Sqrt + eps`, as given (default 1e-8). */
   eps: number;
   /** `-lr / (1 - beta1^t)`. */
   negStepSize: number;
@@ -285,9 +292,9 @@ export function adamwScalars(opts: AdamWStepOptions): AdamWScalars {
  * are used as given (the cpu launcher rounds them to f32 first, as the kernel sees them).
  */
 export function adamwReference(
-  param: Writable,
-  m: Writable,
-  v: Writable,
+  param: WritableArray,
+  m: WritableArray,
+  v: WritableArray,
   grad: ArrayLike<number>,
   s: AdamWScalars,
   scale = 1,
@@ -430,6 +437,7 @@ export function adamwStep(
 
 /** Hyperparameters of one SGD step (torch.optim.SGD names; nesterov is not offered). */
 export interface SgdStepOptions {
+  /** Learning rate: the step is `-lr` times the (momentum-smoothed) gradient. */
   lr: number;
   /** Default 0 (no momentum buffers needed). */
   momentum?: number;
@@ -445,8 +453,8 @@ export interface SgdStepOptions {
 
 /** Reference: one SGD update of one tensor in place (torch.optim.SGD, nesterov off). */
 export function sgdReference(
-  param: Writable,
-  buf: Writable | null,
+  param: WritableArray,
+  buf: WritableArray | null,
   grad: ArrayLike<number>,
   opts: { lr: number; momentum: number; dampening: number; weight_decay: number; first: boolean },
   scale = 1,
@@ -578,16 +586,21 @@ export interface AdamWCallOptions {
 
 /** One parameter's optimizer state on the host (for checkpoints). */
 export interface AdamWStateEntry {
+  /** The parameter's `Tensor.name` when saved (may be empty); used only in error messages on load. */
   name: string;
+  /** The parameter's shape; {@linkcode AdamW.loadState} checks it against the target parameter. */
   shape: number[];
   /** Updates applied so far (torch's `state["step"]`). */
   step: number;
+  /** First moment (`exp_avg`), flat in the parameter's row-major order. */
   m: Float32Array;
+  /** Second moment (`exp_avg_sq`), flat in the parameter's row-major order. */
   v: Float32Array;
 }
 
 /** Host copy of an {@linkcode AdamW}'s state, parameters in the order they were first stepped. */
 export interface AdamWState {
+  /** One entry per stepped parameter; {@linkcode AdamW.loadState} pairs them with its `params` by index. */
   entries: AdamWStateEntry[];
 }
 
@@ -621,7 +634,11 @@ export class AdamW {
   #slots = new Map<Tensor, Slot>();
   #normSquared: Tensor | null = null;
 
-  /** @param opts defaults (torch's AdamW defaults when absent) */
+  /**
+   * Creates an optimizer with no state; moments are allocated on each parameter's first step.
+   *
+   * @param opts defaults (torch's AdamW defaults when absent)
+   */
   constructor(opts: AdamWOptions = {}) {
     this.defaults = Object.freeze({
       lr: opts.lr ?? 1e-3,

@@ -26,7 +26,7 @@
 import { type KernelSpec, launch, memo, wgslHeader, wgslWorkgroupReduce } from "./_kernel.ts";
 import { needsGrad, record } from "./autograd.ts";
 import { mul } from "./elementwise.ts";
-import { expectDtype, expectSameBackend, shapeText, type Tensor } from "./tensor.ts";
+import { expectDtype, expectSameBackend, shapeText, type Tensor, type WritableArray } from "./tensor.ts";
 
 /** TRL `loss_type` values fledge implements. */
 export type PreferenceLossType = "sigmoid" | "hinge" | "ipo";
@@ -55,8 +55,6 @@ export const PREFERENCE_STATS = [
 
 /** One of {@linkcode PREFERENCE_STATS}. */
 export type PreferenceStat = (typeof PREFERENCE_STATS)[number];
-
-type Out = { [i: number]: number; length: number };
 
 const WG = 64;
 const OP = "preference.loss";
@@ -98,9 +96,9 @@ function sigmoid(x: number): number {
  * @param lengths completion tokens per sequence (ipo), else null
  */
 export function preferenceLossReference(
-  loss: Out,
-  stats: Out,
-  dlogps: Out | null,
+  loss: WritableArray,
+  stats: WritableArray,
+  dlogps: WritableArray | null,
   logps: ArrayLike<number>,
   refLogps: ArrayLike<number>,
   lengths: ArrayLike<number> | null,

@@ -77,7 +77,14 @@ import { needsGrad, record } from "./autograd.ts";
 import type { Backend } from "./backend.ts";
 import { matmulForward } from "./matmul.ts";
 import { sumTo } from "./reduce.ts";
-import { expectDtype, expectSameBackend, expectShape, shapeText, Tensor } from "./tensor.ts";
+import {
+  expectDtype,
+  expectSameBackend,
+  expectShape,
+  shapeText,
+  Tensor,
+  type WritableArray,
+} from "./tensor.ts";
 
 /** 4-bit formats: `nf4` (QLoRA NormalFloat) or `q4` (symmetric int4 with an absmax/7 scale). */
 export type QuantKind = "nf4" | "q4";
@@ -153,6 +160,7 @@ export interface QuantLayout {
   N: number;
   /** Logical columns (input features). */
   K: number;
+  /** 4-bit code book: `nf4` (NormalFloat levels) or `q4` (symmetric int4). */
   kind: QuantKind;
   /** Elements per scale; a multiple of 8. */
   blockSize: number;
@@ -227,6 +235,7 @@ export interface QuantizedScales {
 export class QuantizedTensor {
   /** Logical shape `[N, K]`. */
   readonly shape: readonly [number, number];
+  /** 4-bit code book the codes index: `nf4` (NormalFloat levels) or `q4` (symmetric int4). */
   readonly kind: QuantKind;
   /** Elements per scale. */
   readonly blockSize: number;
@@ -342,8 +351,8 @@ export function codeValue(kind: QuantKind, code: number): number {
  * `scales` (`N * Kp / blockSize`). Divisions are rounded to f32 as the kernel computes them.
  */
 export function quantizeReference(
-  codes: { [i: number]: number; length: number },
-  scales: { [i: number]: number; length: number },
+  codes: WritableArray,
+  scales: WritableArray,
   w: ArrayLike<number>,
   l: QuantLayout,
 ): void {
@@ -377,7 +386,7 @@ function codeAt(codes: ArrayLike<number>, words: number, n: number, k: number): 
 
 /** Reference: `out` (`[N, K]`) = the f32 values of the quantized weight. */
 export function dequantizeReference(
-  out: { [i: number]: number; length: number },
+  out: WritableArray,
   codes: ArrayLike<number>,
   scales: ArrayLike<number>,
   l: QuantLayout,
@@ -409,7 +418,7 @@ function dequantizeRow(
  * f32 dequantized values, one row of W at a time (never the whole f32 matrix).
  */
 export function matmulQ4Reference(
-  out: { [i: number]: number; length: number },
+  out: WritableArray,
   x: ArrayLike<number>,
   codes: ArrayLike<number>,
   scales: ArrayLike<number>,
@@ -429,7 +438,7 @@ export function matmulQ4Reference(
 
 /** Reference: dX (`[M, K]`) = dOut (`[M, N]`) · dequant(W), f64 accumulation. */
 export function matmulQ4BackwardReference(
-  dx: { [i: number]: number; length: number },
+  dx: WritableArray,
   dOut: ArrayLike<number>,
   codes: ArrayLike<number>,
   scales: ArrayLike<number>,
@@ -485,8 +494,8 @@ export function encodeDynamicReference(y: number): number {
  * A block with a = 0 gets code 127 (bitsandbytes clamps a to 1e-38 first: the same codes).
  */
 export function quantizeScalesReference(
-  codes: { [i: number]: number; length: number },
-  absmax: { [i: number]: number; length: number },
+  codes: WritableArray,
+  absmax: WritableArray,
   scales: ArrayLike<number>,
   offset: number,
 ): void {
@@ -509,7 +518,7 @@ export function quantizeScalesReference(
 
 /** Reference: `out` (S values) = the scales that double-quantized `codes`, `absmax`, `offset` stand for. */
 export function dequantizeScalesReference(
-  out: { [i: number]: number; length: number },
+  out: WritableArray,
   codes: ArrayLike<number>,
   absmax: ArrayLike<number>,
   offset: number,

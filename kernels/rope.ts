@@ -27,7 +27,14 @@
 import { gridFor, type KernelSpec, launch, LINEAR_INDEX, MAIN_ARGS, memo, wgslHeader } from "./_kernel.ts";
 import { needsGrad, record } from "./autograd.ts";
 import type { Backend } from "./backend.ts";
-import { expectDtype, expectSameBackend, expectShape, shapeText, type Tensor } from "./tensor.ts";
+import {
+  expectDtype,
+  expectSameBackend,
+  expectShape,
+  shapeText,
+  type Tensor,
+  type WritableArray,
+} from "./tensor.ts";
 
 /** How dims pair up for rotation. */
 export type RopeStyle = "rotate_half" | "interleaved";
@@ -48,10 +55,15 @@ export interface RopeOptions {
 
 /** Positions given to {@linkcode ropeReference}: an offset or explicit per-(b, t) ids. */
 export interface RopeReferenceOptions {
+  /** Inverse frequencies `[R / 2]`; the first R = 2 × length dims of each head rotate, the rest pass through. */
   inv_freq: ArrayLike<number>;
+  /** Position of row t is `position_offset + t`. Default 0. */
   position_offset?: number;
+  /** Explicit positions `[B, T]`, flat; overrides `position_offset`. */
   position_ids?: ArrayLike<number> | null;
+  /** Pairing convention. Default `"rotate_half"`. */
   style?: RopeStyle;
+  /** Multiplier applied to cos and sin. Default 1. */
   attention_scaling?: number;
   /** Backward: rotate by -angle. */
   inverse?: boolean;
@@ -103,7 +115,7 @@ function cosSin(pos: number, invFreq: number, scaling: number): [number, number]
  * give f64 math, for finite-difference checks).
  */
 export function ropeReference(
-  out: { [i: number]: number; length: number },
+  out: WritableArray,
   x: ArrayLike<number>,
   shape: readonly [number, number, number, number],
   opts: RopeReferenceOptions,

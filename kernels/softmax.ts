@@ -30,13 +30,10 @@ import {
 } from "./_kernel.ts";
 import { record } from "./autograd.ts";
 import { grid1d } from "./gpu.ts";
-import { expectDtype, expectSameBackend, shapeText, type Tensor } from "./tensor.ts";
+import { expectDtype, expectSameBackend, shapeText, type Tensor, type WritableArray } from "./tensor.ts";
 
 /** `"softmax"` or `"log_softmax"`. */
 export type SoftmaxKind = "softmax" | "log_softmax";
-
-/** Writable numeric array (Float32Array, Float64Array, number[]). */
-type Out = { [i: number]: number; length: number };
 
 /** Rows up to this length run one invocation per row. */
 export const SHORT_ROW = 32;
@@ -46,7 +43,12 @@ const F32_LOWEST = "-3.4028234663852886e38";
 // ---- references (f64) ----
 
 /** Reference forward over rows of `C`. */
-export function softmaxReference(kind: SoftmaxKind, out: Out, x: ArrayLike<number>, C: number): void {
+export function softmaxReference(
+  kind: SoftmaxKind,
+  out: WritableArray,
+  x: ArrayLike<number>,
+  C: number,
+): void {
   for (let o = 0; o < x.length; o += C) {
     let m = -Infinity;
     for (let c = 0; c < C; c++) m = Math.max(m, x[o + c]);
@@ -62,7 +64,7 @@ export function softmaxReference(kind: SoftmaxKind, out: Out, x: ArrayLike<numbe
 /** Reference backward over rows of `C`, from the saved output `y`. */
 export function softmaxBackwardReference(
   kind: SoftmaxKind,
-  dx: Out,
+  dx: WritableArray,
   dy: ArrayLike<number>,
   y: ArrayLike<number>,
   C: number,

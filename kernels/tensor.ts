@@ -16,6 +16,13 @@ export type DType = "f32" | "f16" | "i32" | "u32";
 /** Host array type for each dtype. */
 export type HostArray = Float32Array | Float16Array | Int32Array | Uint32Array;
 
+/**
+ * A writable, indexable run of numbers: what the `*Reference` functions (the `cpu` backend's
+ * TypeScript kernels) write their results into. `Float32Array`, `Float64Array` and `number[]` all
+ * fit, so tests can run a reference in f64 against the f32 kernels.
+ */
+export type WritableArray = { [i: number]: number; length: number };
+
 /** Bytes per element. */
 export function dtypeBytes(dtype: DType): number {
   return dtype === "f16" ? 2 : 4;
@@ -48,6 +55,7 @@ export interface Storage {
   data?: HostArray;
   /** webgpu: the buffer (its size may exceed the tensor's bytes: pool size classes). */
   buffer?: GPUBuffer;
+  /** Live views sharing this storage; `dispose()` decrements it and releases the storage at 0. */
   refs: number;
 }
 

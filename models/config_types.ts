@@ -23,16 +23,23 @@ export type MlpLayout = "separate" | "fused_gate_up";
 
 /** Llama 3 rope scaling (HF `_compute_llama3_parameters`): long wavelengths divided by `factor`, smooth between. */
 export interface Llama3RopeScaling {
+  /** Discriminant: HF `rope_scaling.rope_type` (or legacy `type`). */
   rope_type: "llama3";
+  /** Divisor of the inverse frequencies whose wavelength exceeds `original_max_position_embeddings / low_freq_factor` (8 for Llama 3.1). */
   factor: number;
+  /** Wavelengths above `original_max_position_embeddings / low_freq_factor` are fully scaled (1 for Llama 3.1). */
   low_freq_factor: number;
+  /** Wavelengths below `original_max_position_embeddings / high_freq_factor` are kept; must exceed low_freq_factor (4 for Llama 3.1). */
   high_freq_factor: number;
+  /** Context length the model was pretrained at, in tokens (8192 for Llama 3.1). */
   original_max_position_embeddings: number;
 }
 
 /** Linear rope scaling (position interpolation): every inverse frequency divided by `factor`. */
 export interface LinearRopeScaling {
+  /** Discriminant: HF `rope_scaling.rope_type` (or legacy `type`). */
   rope_type: "linear";
+  /** Divisor of every inverse frequency: positions are compressed by this much (> 0). */
   factor: number;
 }
 
@@ -43,9 +50,13 @@ export type RopeScaling = Llama3RopeScaling | LinearRopeScaling;
 export interface ModelConfig {
   /** Checkpoint family (HF class and parameter names). */
   arch: ModelArch;
+  /** Rows of the token embedding and logits per position; every token id must be below it. */
   vocab_size: number;
+  /** Width of the residual stream (GPT-2's `n_embd`). */
   hidden_size: number;
+  /** Number of decoder blocks (GPT-2's `n_layer`). */
   num_hidden_layers: number;
+  /** Query heads per attention layer (GPT-2's `n_head`). */
   num_attention_heads: number;
   /** Key/value heads (GQA); equal to `num_attention_heads` for plain multi-head attention. */
   num_key_value_heads: number;
@@ -55,11 +66,15 @@ export interface ModelConfig {
   intermediate_size: number;
   /** Longest sequence (GPT-2's `n_positions`). */
   max_position_embeddings: number;
+  /** LayerNorm or RMSNorm, for every block norm and the final norm. */
   norm: NormKind;
   /** `rms_norm_eps` / `layer_norm_epsilon`. */
   norm_eps: number;
+  /** Learned absolute position table (GPT-2) or rotary embeddings (the others). */
   position: PositionKind;
+  /** Rope base θ of the inverse frequencies `θ^(-2i/dim)`; ignored without rope (10000 default, 500000 for Llama 3). */
   rope_theta: number;
+  /** Context-extension scaling of the rope frequencies; null = none. */
   rope_scaling: RopeScaling | null;
   /** Fraction of `head_dim` that is rotated (the rest passes through). */
   partial_rotary_factor: number;
@@ -67,7 +82,9 @@ export interface ModelConfig {
   rope_interleaved: boolean;
   /** phi3's `original_max_position_embeddings` (kept for the round trip); null for other families. */
   original_max_position_embeddings: number | null;
+  /** MLP shape: plain (up, act, down) or gated SwiGLU; `swiglu` requires `hidden_act: "silu"`. */
   mlp: MlpKind;
+  /** The MLP activation (the gate's for `swiglu`). */
   hidden_act: HiddenAct;
   /** Bias on the q, k, v projections. */
   qkv_bias: boolean;
@@ -75,6 +92,7 @@ export interface ModelConfig {
   o_bias: boolean;
   /** Biases on the MLP projections. */
   mlp_bias: boolean;
+  /** Bias `[vocab_size]` on the LM head; no supported family has one, so validation requires false. */
   lm_head_bias: boolean;
   /** The LM head reuses the token embedding matrix. */
   tie_word_embeddings: boolean;
@@ -88,11 +106,15 @@ export interface ModelConfig {
   embd_pdrop: number;
   /** Std of the normal init of weight matrices. */
   initializer_range: number;
+  /** Beginning-of-sequence token id (saved to `config.json`, default of generation configs); null = none. */
   bos_token_id: number | null;
   /** One id or several (Llama 3 instruct lists three). */
   eos_token_id: number | number[] | null;
+  /** Padding token id (generation pads finished and left-padded rows with it); null = none. */
   pad_token_id: number | null;
+  /** How the checkpoint stores q, k and v (fused for phi3 and GPT-2); only the key map reads it. */
   qkv_layout: QkvLayout;
+  /** How the checkpoint stores the gated MLP's gate and up (fused for phi3); only the key map reads it. */
   mlp_layout: MlpLayout;
 }
 

@@ -43,12 +43,15 @@ export type ParamMap = Map<string, Tensor>;
 
 /** Per-layer key/value cache for decoding: `[B, max_len, Hkv, D]` per layer, `length` valid rows. */
 export interface KVCache {
+  /** Cached keys, one `[batch, max_len, Hkv, D]` f32 tensor per layer, post-rope. */
   k: Tensor[];
+  /** Cached values, one `[batch, max_len, Hkv, D]` f32 tensor per layer. */
   v: Tensor[];
   /** Rows filled so far (the position of the next token). */
   length: number;
   /** Capacity in positions. */
   max_len: number;
+  /** Sequences decoded together: the leading dim of every k and v tensor. */
   batch: number;
 }
 
@@ -133,6 +136,11 @@ function siteSeed(seed: number, site: number, layer: number): number {
  */
 export interface LinearAdapter {
   /**
+   * The adapted output for input `x` given the base output `base`, e.g. `base + s·(x Aᵀ) Bᵀ` for
+   * LoRA; called when {@linkcode linear} is absent or returns null.
+   *
+   * @param x the layer's input `[M, in]`
+   * @param base the base output `x·Wᵀ + bias`, `[M, out]`
    * @param weight the base weight `[out, in]`, f32 or 4-bit (QLoRA)
    * @param bias the base bias `[out]`, if the layer has one
    * @param ctx the forward's mode: the dropout seed of this linear (training) or null
@@ -166,6 +174,7 @@ export interface LinearAdapter {
  * resumed run draw the same adapter masks.
  */
 export interface LinearAdapterContext {
+  /** This linear's u32 adapter-dropout mask seed in training mode; null in eval (no dropout). */
   dropout_seed: number | null;
 }
 
@@ -257,6 +266,7 @@ export function initParameters(c: ModelConfig, backend: Backend, opts: { seed?: 
  * ```
  */
 export class Transformer {
+  /** Rotary inverse frequencies `[rotary_dim / 2]` from {@linkcode modelRopeInvFreq}; null without rope. */
   readonly invFreq: Float32Array | null;
   /** Adapters by canonical linear name (`layers.0.attn.q`), applied in every forward. */
   readonly adapters: Map<string, LinearAdapter> = new Map();
@@ -266,7 +276,14 @@ export class Transformer {
    */
   readonly quantized: Map<string, QuantizedTensor> = new Map();
 
-  /** @param params canonical parameters (see {@linkcode parameterShapes}) */
+  /**
+   * Wraps existing parameters (use {@linkcode Transformer.init} for fresh ones).
+   *
+   * @param config the architecture the parameters follow
+   * @param params canonical parameters (see {@linkcode parameterShapes})
+   * @param backend where the parameters live and the forward runs
+   * @throws {TypeError} when a parameter is missing or has the wrong shape
+   */
   constructor(readonly config: ModelConfig, readonly params: ParamMap, readonly backend: Backend) {
     for (const [name, shape] of parameterShapes(config)) {
       const t = params.get(name);

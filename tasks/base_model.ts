@@ -29,20 +29,29 @@ import { acquireLock } from "../util/lock.ts";
 
 /** What the base model is: its shape, tokenizer and pre-training budget. */
 export interface BaseModelConfig {
+  /** Size of the BPE vocabulary trained for the model, special tokens included (default 4096). */
   vocab_size: number;
+  /** Model width (default 128); `head_dim` is `hidden_size / num_attention_heads`. */
   hidden_size: number;
+  /** Decoder blocks (default 4). */
   num_hidden_layers: number;
+  /** Attention heads, with as many key/value heads (no GQA; default 4). */
   num_attention_heads: number;
+  /** MLP inner width of the SwiGLU blocks (default 384). */
   intermediate_size: number;
   /** Context length (the recipes' prompt + answer must fit). */
   max_position_embeddings: number;
   /** Tokens per pre-training row. */
   block_size: number;
+  /** Rows per pre-training step (default 16). */
   per_device_train_batch_size: number;
+  /** Pre-training optimizer steps (default 400). */
   max_steps: number;
+  /** Peak learning rate of the cosine schedule with warmup (default 3e-3). */
   learning_rate: number;
   /** Characters of text the tokenizer is trained on (a sample of the documents). */
   tokenizer_chars: number;
+  /** Seed of the weight init and of the Trainer's data order (default 1). */
   seed: number;
 }
 
@@ -77,6 +86,7 @@ export interface BaseModelOptions {
    * `$XDG_CACHE_HOME/fledge/base-models`, else `~/.cache/fledge/base-models`).
    */
   cache_dir?: string;
+  /** Backend to pre-train on when the model is not cached (default `"auto"`: WebGPU, else cpu). */
   backend?: "webgpu" | "cpu" | "auto";
   /** One-line status messages (default: stderr). */
   log?: (line: string) => void;
@@ -90,10 +100,13 @@ export interface BaseModelInfo {
   dir: string;
   /** True when this call pre-trained it, false when it came from the cache. */
   trained: boolean;
+  /** The complete config the model was built and trained with (defaults merged with overrides). */
   config: BaseModelConfig;
-  /** Final pre-training loss and wall time (as recorded when it was trained). */
+  /** Final pre-training loss (as recorded when it was trained). */
   final_loss: number;
+  /** Wall time of pre-training in seconds, tokenizer training and data preparation included. */
   training_seconds: number;
+  /** Tokens seen in pre-training: `max_steps × per_device_train_batch_size × block_size`. */
   tokens: number;
 }
 

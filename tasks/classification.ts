@@ -10,28 +10,30 @@
  * @module
  */
 import { readRecipeYaml } from "./_recipe.ts";
+import type { RecipeTarget } from "../evaluation/run_report.ts";
 import { type RecipeResult, runRecipe, type RunRecipeOptions } from "./recipe.ts";
 
 /** The README's naive Bayes accuracy on each Debian validation split. */
-export const CLASSIFICATION_TARGETS = Object.freeze({
-  sst2: {
-    "naive Bayes (README)": {
-      metric: "accuracy",
-      value: 97.25,
-      source: "../shared/datasets/debian/README.md",
+export const CLASSIFICATION_TARGETS: Readonly<Record<ClassificationRecipe, Record<string, RecipeTarget>>> =
+  Object.freeze({
+    sst2: {
+      "naive Bayes (README)": {
+        metric: "accuracy",
+        value: 97.25,
+        source: "../shared/datasets/debian/README.md",
+      },
     },
-  },
-  "debian-sections": {
-    "naive Bayes (README)": {
-      metric: "accuracy",
-      value: 75.24,
-      source: "../shared/datasets/debian/README.md",
+    "debian-sections": {
+      "naive Bayes (README)": {
+        metric: "accuracy",
+        value: 75.24,
+        source: "../shared/datasets/debian/README.md",
+      },
     },
-  },
-});
+  });
 
-/** The two classification configs. */
-export type ClassificationRecipe = keyof typeof CLASSIFICATION_TARGETS;
+/** The two classification configs: `configs/sst2.yaml` and `configs/debian-sections.yaml`. */
+export type ClassificationRecipe = "sst2" | "debian-sections";
 
 /**
  * Run a classification recipe: `configs/<recipe>.yaml` with `overrides` on top.

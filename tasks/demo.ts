@@ -33,19 +33,29 @@ export interface DemoOptions {
   overwrite_output_dir?: boolean;
   /** Checkpoint and return on SIGINT / SIGTERM (default false; the command line sets it). */
   handle_signals?: boolean;
+  /** Optimizer steps; the run evaluates and checkpoints once, at the last one (default 200). */
   max_steps?: number;
+  /** Blocks per optimizer step (default 8). */
   per_device_train_batch_size?: number;
+  /** Tokens per packed training block (`max_seq_length`; default 64). */
   block_size?: number;
+  /** Peak learning rate of the cosine schedule, after 10 warmup steps (default 3e-3). */
   learning_rate?: number;
+  /** Where to train: `"auto"` (WebGPU when an adapter answers, else cpu; the default), `"webgpu"` or `"cpu"`. */
   backend?: "webgpu" | "cpu" | "auto";
+  /** Seed of the weight init, data order and sampling (default 1337). */
   seed?: number;
 }
 
 /** What {@linkcode runDemo} returns. */
 export interface DemoResult {
+  /** The run folder that was written (the resolved default when none was given). */
   output_dir: string;
+  /** The last logged training loss. */
   final_loss: number;
+  /** Loss on (up to 200 examples of) the validation split at the end; null when no evaluation ran. */
   final_eval_loss: number | null;
+  /** The last checkpoint saved (`<output_dir>/checkpoints/step-N`), or null when none was. */
   checkpoint_path: string | null;
   /** The continuation of the prompt (empty when interrupted). */
   sample: string;

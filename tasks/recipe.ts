@@ -13,7 +13,10 @@
 import { join } from "node:path";
 import { stringify as toYaml } from "npm:yaml@^2.9";
 import { evaluateTask, taskBaselines } from "../evaluation/task_eval.ts";
-import { writeRecipeReport } from "../evaluation/run_report.ts";
+import { type RecipeTarget, writeRecipeReport } from "../evaluation/run_report.ts";
+
+// Re-exported so the `./tasks` entry point documents the targets it takes on its own.
+export type { RecipeTarget };
 import { createTrainer } from "../training/trainer.ts";
 import { acquireLock } from "../util/lock.ts";
 import { writeFileAtomic } from "../util/atomic.ts";
@@ -40,18 +43,24 @@ export interface RunRecipeOptions {
   /** Status lines (default stderr). */
   log?: (line: string) => void;
   /** The README's reference numbers to compare with (name -> metric and value). */
-  targets?: Record<string, { metric: string; value: number; source: string }>;
+  targets?: Record<string, RecipeTarget>;
   /** The report's title. */
   title?: string;
 }
 
 /** What {@linkcode runRecipe} returns. */
 export interface RecipeResult {
+  /** The run folder (the resolved default when the config named none). */
   output_dir: string;
+  /** The fine-tuned model's metrics on the validation examples (0-100, plus `n`); empty when interrupted. */
   metrics: Record<string, number | string>;
+  /** Baseline name (`lead-6`, `identity`, `majority (<label>)`) -> its metrics, same keys; empty when interrupted. */
   baselines: Record<string, Record<string, number>>;
+  /** The last logged training loss. */
   final_loss: number;
+  /** Wall time of the whole recipe in seconds (data, training, evaluation); 0 when interrupted. */
   seconds: number;
+  /** The signal that stopped training early (a checkpoint was saved; resume to go on), else null. */
   interrupted: "SIGINT" | "SIGTERM" | null;
 }
 

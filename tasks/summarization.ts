@@ -7,10 +7,11 @@
  * @module
  */
 import { readRecipeYaml } from "./_recipe.ts";
+import type { RecipeTarget } from "../evaluation/run_report.ts";
 import { type RecipeResult, runRecipe, type RunRecipeOptions } from "./recipe.ts";
 
 /** The README's reference number for the Debian validation split. */
-export const SUMMARIZATION_TARGETS = Object.freeze({
+export const SUMMARIZATION_TARGETS: Readonly<Record<string, RecipeTarget>> = Object.freeze({
   "lead baseline (README)": {
     metric: "rougeL",
     value: 21.46,

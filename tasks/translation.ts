@@ -7,10 +7,11 @@
  * @module
  */
 import { readRecipeYaml } from "./_recipe.ts";
+import type { RecipeTarget } from "../evaluation/run_report.ts";
 import { type RecipeResult, runRecipe, type RunRecipeOptions } from "./recipe.ts";
 
 /** The README's reference number for the Debian validation split (both levels). */
-export const TRANSLATION_TARGETS = Object.freeze({
+export const TRANSLATION_TARGETS: Readonly<Record<string, RecipeTarget>> = Object.freeze({
   "identity baseline (README)": {
     metric: "bleu",
     value: 11.91,

@@ -11,6 +11,8 @@ export class NonFiniteError extends Error {
   /** The step at which it was found. */
   readonly step: number;
   /**
+   * Creates the error, named `NonFiniteError`.
+   *
    * @param step where it was found
    * @param message what, where and the fix
    */

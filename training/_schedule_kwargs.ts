@@ -24,8 +24,14 @@ export const SCHEDULER_TYPES = [
 /** One of {@linkcode SCHEDULER_TYPES}. */
 export type SchedulerType = typeof SCHEDULER_TYPES[number];
 
-/** Warmup and decay shapes of `warmup_stable_decay`. */
-export const WSD_SHAPES = ["linear", "cosine", "1-sqrt"] as const;
+/**
+ * A warmup or decay curve of `warmup_stable_decay`, over the phase's progress q in [0, 1]:
+ * `linear` (q, or 1 - q), `cosine` (half a cosine), `1-sqrt` (`1 - sqrt(1 - q)`, or `1 - sqrt(q)`).
+ */
+export type WsdShape = "linear" | "cosine" | "1-sqrt";
+
+/** Every {@linkcode WsdShape}. */
+export const WSD_SHAPES: readonly WsdShape[] = ["linear", "cosine", "1-sqrt"];
 
 /** The specs of every scheduler keyword argument fledge knows. */
 export const KWARG_SPECS: Readonly<Record<string, Spec>> = {

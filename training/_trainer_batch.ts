@@ -21,11 +21,17 @@ import type { TextDataset } from "../data/text_dataset.ts";
  * Trainer only orders, counts and fingerprints them (`ids`: every token, for the vocabulary check).
  */
 export interface CustomRows {
+  /** Every token id of every row; the Trainer checks them against the model's vocabulary. */
   readonly ids: Int32Array;
+  /** The longest row, in tokens; `createTrainer` refuses it above the model's `max_position_embeddings`. */
   readonly block_size: number;
+  /** Number of rows: an epoch visits indices `0 .. num_blocks - 1`. */
   readonly num_blocks: number;
+  /** Where the rows came from, named in errors and logs. */
   readonly source: string;
+  /** The row order of `epoch`: a permutation of `0 .. num_blocks - 1`, a pure function of (epoch, seed). */
   order(epoch: number, seed: number): Uint32Array;
+  /** A short hash of the rows, recorded in checkpoints so a resume notices changed data. */
   fingerprint(): string;
 }
 

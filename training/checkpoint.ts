@@ -49,8 +49,9 @@ export interface TrainerState {
   best_metric: number | null;
   /** Checkpoint folder of the best metric, or null. */
   best_model_checkpoint: string | null;
-  /** Step and epoch of the best metric, or null. */
+  /** Global step of the evaluation that set `best_metric`, or null. */
   best_step: number | null;
+  /** Fractional epoch (as `epoch`) of the evaluation that set `best_metric`, or null. */
   best_epoch: number | null;
   /** Evaluations in a row without improvement (HF `EarlyStoppingCallback`). */
   early_stopping_patience_counter: number;
@@ -70,7 +71,9 @@ export interface TrainerState {
 export interface Checkpoint {
   /** The folder. */
   path: string;
+  /** The run's position and history, from `trainer_state.json`. */
   state: TrainerState;
+  /** The run's resolved config, from `config.yaml`. */
   config: TrainingConfig;
   /** The optimizer state on the host (entries in save order, named by parameter). */
   optimizer: AdamWState;
@@ -78,10 +81,13 @@ export interface Checkpoint {
 
 /** What {@linkcode saveCheckpoint} writes. */
 export interface SaveCheckpointOptions {
+  /** The model: its full weights are saved, or only its adapters when it has any (PEFT files). */
   model: Transformer;
   /** The optimizer (null for optimizers without state, e.g. plain SGD). */
   optimizer: Pick<AdamW, "state"> | null;
+  /** Written as `trainer_state.json`. */
   state: TrainerState;
+  /** The resolved run config, written as `config.yaml` (what a resume validates against). */
   config: TrainingConfig;
   /** The tokenizer, saved beside the weights (null: none). */
   tokenizer?: Tokenizer | null;

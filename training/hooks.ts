@@ -11,7 +11,9 @@ import type { TrainerState } from "./checkpoint.ts";
 
 /** What every hook receives: the live state (read it, do not change it) and the config. */
 export interface HookContext {
+  /** The Trainer's live state at this point (global step, epoch, log history, best metric). */
   state: Readonly<TrainerState>;
+  /** The run's validated config. */
   config: Readonly<TrainingConfig>;
 }
 

@@ -155,7 +155,9 @@ export function trainableParameters(model: Transformer): Tensor[] {
 
 /** A host tensor in PEFT's layout. */
 export interface AdapterTensor {
+  /** PEFT's shape: `[r, in]` for `lora_A.weight`, `[out, r]` for `lora_B.weight`, `[out]` for the magnitude. */
   shape: number[];
+  /** The elements, row-major, `shape`'s product long. */
   data: Float32Array;
 }
 

@@ -24,8 +24,10 @@ import {
   checkSchedulerKwargs,
   SCHEDULER_TYPES,
   type SchedulerType,
-  type WSD_SHAPES,
+  type WsdShape,
 } from "./_schedule_kwargs.ts";
+
+export type { WsdShape };
 
 /** A scheduler name, spelled as transformers `SchedulerType` (`reduce_lr_on_plateau` is not offered). */
 export type LrSchedulerType = SchedulerType;
@@ -42,34 +44,57 @@ export const LR_SCHEDULER_TYPES: readonly LrSchedulerType[] = SCHEDULER_TYPES;
  * min_lr_ratio (0), num_cycles (0.5). The others take none.
  */
 export interface LrSchedulerKwargs {
+  /**
+   * Cosine schedules: cosine cycles over the decay phase (> 0). Default 0.5 (one half-wave, down to
+   * the floor), 1 (an integer) for `cosine_with_restarts`.
+   */
   num_cycles?: number;
+  /** `polynomial`: the learning rate reached at the last step (absolute, >= 0). Default 1e-7. */
   lr_end?: number;
+  /** `polynomial`: exponent of the decay (> 0); 1 is linear. Default 1. */
   power?: number;
+  /** Cosine with min lr: the floor as an absolute learning rate (give this or `min_lr_rate`). */
   min_lr?: number;
+  /** Cosine with min lr: the floor as a fraction of `learning_rate`, in [0, 1] (give this or `min_lr`). */
   min_lr_rate?: number;
+  /**
+   * `cosine_warmup_with_min_lr`: warmup starts at this fraction of `learning_rate`, in [0, 1], rising
+   * linearly to 1 at the last warmup step. Default: HF's `(s + 1) / warmup` ramp.
+   */
   warmup_lr_rate?: number;
+  /** `warmup_stable_decay`: steps of the decay phase (integer >= 0; required). */
   num_decay_steps?: number;
+  /** `warmup_stable_decay`: steps at the full learning rate. Default: what warmup and decay leave of the run. */
   num_stable_steps?: number;
-  warmup_type?: typeof WSD_SHAPES[number];
-  decay_type?: typeof WSD_SHAPES[number];
+  /** `warmup_stable_decay`: the warmup curve, from `min_lr_ratio` up to 1. Default `linear`. */
+  warmup_type?: WsdShape;
+  /** `warmup_stable_decay`: the decay curve, from 1 down to `min_lr_ratio`. Default `cosine`. */
+  decay_type?: WsdShape;
+  /** `warmup_stable_decay`: the floor as a fraction of `learning_rate`, in [0, 1]; held after the decay. Default 0. */
   min_lr_ratio?: number;
 }
 
 /** The config fields a schedule reads; a `TrainingConfig` has all of them. */
 export interface LrScheduleConfig {
+  /** Which schedule shapes the learning rate over the run. */
   lr_scheduler_type: LrSchedulerType;
+  /** The peak (initial) learning rate the schedule's factor multiplies. */
   learning_rate: number;
   /** Warmup steps (integer), or a ratio of the training steps when in (0, 1) (HF >= 4.57). */
   warmup_steps?: number;
   /** Ratio of the training steps used for warmup when `warmup_steps` is 0 (HF `warmup_ratio`). */
   warmup_ratio?: number;
+  /** The schedule's extra arguments (only those of `lr_scheduler_type`); absent or null: its defaults. */
   lr_scheduler_kwargs?: LrSchedulerKwargs | null;
 }
 
 /** A resolved schedule: {@linkcode LrSchedule.lrAt} gives the learning rate of each update. */
 export interface LrSchedule {
+  /** The schedule's shape, as configured. */
   readonly lr_scheduler_type: LrSchedulerType;
+  /** The peak learning rate, as configured: `lrAt(s) = learning_rate × factorAt(s)`. */
   readonly learning_rate: number;
+  /** Optimizer updates the schedule spans (N in the module doc); decays end here. */
   readonly num_training_steps: number;
   /** Warmup steps after HF's rule ({@linkcode getWarmupSteps}). */
   readonly num_warmup_steps: number;

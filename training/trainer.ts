@@ -27,6 +27,8 @@ import type { Tokenizer } from "../models/tokenizer/tokenizer.ts";
 import { type ForwardOptions, Transformer } from "../models/transformer.ts";
 import type { DataPosition } from "../data/text_dataset.ts";
 import { deviceBatch, type TrainDataset, weightOf } from "./_trainer_batch.ts";
+
+export type { CustomRows, TrainDataset } from "./_trainer_batch.ts";
 import type { RowDataset } from "../data/row_dataset.ts";
 import { addMetrics, rowsDataset } from "./_trainer_rows.ts";
 import { formatMemoryReport, memoryReport } from "./memory.ts";
@@ -228,9 +230,13 @@ export class Trainer {
   readonly model: Transformer;
   /** The validated config. */
   readonly config: TrainingConfig;
+  /** The data of the training updates, visited in a seeded order per epoch. */
   readonly train_dataset: TrainDataset;
+  /** The data of evaluations; null when none was given (then `eval_strategy` must be `no`). */
   readonly eval_dataset: TrainDataset | null;
+  /** Saved into checkpoints and the final model folder; null: none. */
   readonly tokenizer: Tokenizer | null;
+  /** The callbacks given to {@linkcode createTrainer} (none: `{}`). */
   readonly hooks: TrainerHooks;
   /** The live state (what `trainer_state.json` holds). */
   state: TrainerState;

@@ -473,7 +473,11 @@ export async function readSafetensors(
   }
 }
 
-type Tensors = Record<string, TensorInput> | Map<string, TensorInput>;
+/**
+ * Tensors to write, by name: a plain record or a `Map`. Its order does not matter: the writers
+ * sort entries into the reference writer's order.
+ */
+export type TensorInputMap = Record<string, TensorInput> | Map<string, TensorInput>;
 
 /**
  * The reference writer's order (`safetensors` `serialize`): dtype descending in its `Dtype` enum
@@ -494,7 +498,7 @@ const DTYPE_RANK: Record<SafetensorsDtype, number> = {
 };
 
 /** Entries in the writer's order (see {@linkcode DTYPE_RANK}). */
-function ordered(t: Tensors): [string, TensorInput][] {
+function ordered(t: TensorInputMap): [string, TensorInput][] {
   const list = t instanceof Map ? [...t.entries()] : Object.entries(t);
   const rank = (x: TensorInput) => DTYPE_RANK[x.dtype] ?? -1;
   return list.sort(([a, x], [b, y]) => rank(y) - rank(x) || (a < b ? -1 : a > b ? 1 : 0));
@@ -516,7 +520,7 @@ function ordered(t: Tensors): [string, TensorInput][] {
  */
 export async function writeSafetensors(
   path: string,
-  tensors: Tensors,
+  tensors: TensorInputMap,
   opts: { metadata?: Record<string, string> | null } = {},
 ): Promise<void> {
   const metadata = opts.metadata === undefined ? { format: "pt" } : opts.metadata;
@@ -567,7 +571,7 @@ export async function writeSafetensors(
  */
 export async function writeSafetensorsSharded(
   dir: string,
-  tensors: Tensors,
+  tensors: TensorInputMap,
   opts: { max_shard_size?: number; metadata?: Record<string, string> | null } = {},
 ): Promise<string[]> {
   const max = opts.max_shard_size ?? 5_000_000_000;

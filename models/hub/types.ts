@@ -42,6 +42,8 @@ export class HubError extends Error {
   readonly status?: number;
 
   /**
+   * Creates the error, named `HubError`, keeping `cause` for the underlying failure.
+   *
    * @param kind why it failed
    * @param message what, where and the fix
    * @param opts `status`: the HTTP status; `cause`: the underlying error

@@ -90,6 +90,8 @@ export class BpeTokenizer implements Tokenizer {
   readonly #renderer = new ChatTemplateRenderer();
 
   /**
+   * Builds the lookup tables (ids, byte ids, merge ranks) from a spec; the spec is kept as given.
+   *
    * @param spec vocabulary, merges and special tokens.
    * @throws {RangeError} when ids collide, a byte is missing, or a merge names an unknown token.
    */

@@ -24,8 +24,11 @@ export interface DecodeOptions {
 
 /** One chat message; `role` is usually `system`, `user` or `assistant`. */
 export interface ChatMessage {
+  /** Speaker: usually `system`, `user` or `assistant`; the template decides which it accepts. */
   role: string;
+  /** The message text. */
   content: string;
+  /** Other fields (e.g. `tool_calls`, `name`) are passed to the chat template as they are. */
   [key: string]: unknown;
 }
 
@@ -41,7 +44,9 @@ export interface ChatTemplateOptions {
 
 /** The rendered prompt and its ids (encoded without adding special tokens, as in HF). */
 export interface ChatTemplateResult {
+  /** The rendered template text. */
   text: string;
+  /** `text` encoded without adding special tokens (any the template wrote are in the text). */
   ids: number[];
 }
 
@@ -81,14 +86,20 @@ export interface BpeTokenizerSpec {
   merges: [string, string][];
   /** Special (added) tokens and their ids, e.g. `[{id: 0, content: "<|endoftext|>"}]`. */
   special_tokens: { id: number; content: string }[];
+  /** Beginning-of-sequence token (one of `special_tokens`); sets `bos_token_id`. Absent or null: none. */
   bos_token?: string | null;
+  /** End-of-sequence token (one of `special_tokens`); sets `eos_token_id`. Absent or null: none. */
   eos_token?: string | null;
+  /** Padding token (one of `special_tokens`); sets `pad_token_id`. Absent or null: none. */
   pad_token?: string | null;
+  /** Unknown token, saved and given to chat templates; byte-level BPE never emits it. Absent or null: none. */
   unk_token?: string | null;
   /** Prepend `bos_token` when encoding with `add_special_tokens` (a TemplateProcessing post-processor). */
   add_bos_token?: boolean;
   /** Append `eos_token` when encoding with `add_special_tokens`. */
   add_eos_token?: boolean;
+  /** Jinja chat template for {@linkcode Tokenizer.applyChatTemplate}; absent or null: none (it throws). */
   chat_template?: string | null;
+  /** The model's context length in tokens, saved as `model_max_length` in `tokenizer_config.json`. */
   model_max_length?: number;
 }

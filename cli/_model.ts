@@ -1,0 +1,84 @@
+/**
+ * What `generate` and `chat` share: the model folder of a `--model` flag (a local folder as is, a
+ * hub id through the hub cache / download) and the streamer that prints a continuation as it grows.
+ *
+ * @module
+ */
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { downloadModel } from "../models/hub/hub.ts";
+import type { Tokenizer } from "../models/tokenizer/tokenizer.ts";
+
+/**
+ * A local folder as is; a hub id through the hub cache / download; a missing path is an error.
+ * @param model the `--model` value
+ * @param cmd the command, named in errors
+ * @returns a local folder with config.json
+ * @throws {TypeError} a folder without config.json, a path that does not exist
+ */
+export async function modelFolder(model: string, cmd: string): Promise<string> {
+  let isDir = false;
+  try {
+    isDir = Deno.statSync(model).isDirectory;
+  } catch { /* not a local path */ }
+  if (isDir) {
+    if (!existsSync(join(model, "config.json"))) {
+      throw new TypeError(
+        `${cmd}: --model ${model} has no config.json; give a model folder (config.json and model.safetensors) or a hub id like org/name`,
+      );
+    }
+    return model;
+  }
+  const pathLike = /^[.~/\\]/.test(model) || model.split("/").length > 2 || /\\/.test(model);
+  if (pathLike || existsSync(model)) {
+    throw new TypeError(
+      `${cmd}: --model ${model}: no such folder; give a folder with config.json and model.safetensors, or a hub id like org/name`,
+    );
+  }
+  return await downloadModel(model);
+}
+
+/** What {@linkcode createStreamer} returns: `onToken` for generate(), `end` once it returned. */
+export interface TextStreamer {
+  /** generate()'s `onToken`: prints the new text of row 0 (or its ids without a tokenizer). */
+  onToken(t: (number | null)[]): void;
+  /** Prints what is left of the final text (stop-string tails held back until now) and a newline. */
+  end(final: string | undefined): void;
+}
+
+/**
+ * Streams the continuation of row 0: text deltas with a tokenizer (stop-string tails and incomplete
+ * UTF-8 held back), else ids separated by spaces.
+ * @param out where text goes
+ * @param tok the tokenizer, if any
+ * @param stops stop strings (their length - 1 characters are held back)
+ * @returns the streamer
+ */
+export function createStreamer(
+  out: (s: string) => void,
+  tok: Tokenizer | undefined,
+  stops: string[],
+): TextStreamer {
+  const ids: number[] = [];
+  let printed = 0;
+  const hold = Math.max(0, ...stops.map((s) => s.length - 1));
+  return {
+    onToken(t: (number | null)[]) {
+      if (t[0] === null) return;
+      ids.push(t[0]);
+      if (!tok) return out(`${ids.length > 1 ? " " : ""}${t[0]}`);
+      const text = tok.decode(ids, { skip_special_tokens: true });
+      let safe = text.length - hold;
+      const bad = text.indexOf("\uFFFD", printed); // an incomplete UTF-8 sequence may still grow
+      if (bad >= 0) safe = Math.min(safe, bad);
+      if (safe > printed) {
+        out(text.slice(printed, safe));
+        printed = safe;
+      }
+    },
+    end(final: string | undefined) {
+      if (final !== undefined && final.length > printed) out(final.slice(printed));
+      out("\n");
+    },
+  };
+}

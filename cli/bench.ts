@@ -1,0 +1,50 @@
+/**
+ * `deno task cli bench`: the benchmarks of `deno task bench` through the same runner
+ * (`bench/run.ts`): JSON lines on stdout as they are measured and a table on stderr, or one JSON
+ * object with `--json`. Timings are printed, never asserted.
+ *
+ * @module
+ */
+import { parseFlags } from "../util/flags.ts";
+import { BENCHMARKS, benchTable, DEFAULT_BENCHMARKS, runBenchmarks } from "../bench/run.ts";
+import type { CliIO, Command } from "./command.ts";
+
+const USAGE = `usage: deno task cli bench [--only NAME ...] [--quick] [--json]
+
+Runs the benchmarks of \`deno task bench\` on the current adapter (WebGPU when one answers, else the
+cpu backend) and prints one JSON line per measurement (op, shape, ms, GFLOP/s or tokens/s, backend,
+adapter), then a table on stderr.
+
+options:
+  --only NAME                a benchmark to run (repeatable, or comma-separated): ${BENCHMARKS.join(", ")};
+                             default ${DEFAULT_BENCHMARKS.join(", ")} (the others take minutes)
+  --quick                    smaller sizes (seconds instead of minutes)
+  --json                     one JSON object {"adapter", "records": [...]} instead of JSON lines + table
+  -h, --help                 this text`;
+
+const FLAGS = {
+  only: { type: "list" },
+  quick: { type: "boolean" },
+  json: { type: "boolean" },
+} as const;
+
+/** The `bench` command. */
+export const command: Command = {
+  summary: "run the benchmarks (matmul, attention, block, ...) as JSON lines",
+  usage: USAGE,
+  run: benchRun,
+};
+
+async function benchRun(args: string[], io: CliIO): Promise<void> {
+  const v = parseFlags("bench", args, FLAGS);
+  if (v.help) return io.stdout(USAGE + "\n");
+  const result = await runBenchmarks({
+    only: v.only,
+    quick: v.quick,
+    onRecord: v.json ? undefined : (r) => io.stdout(JSON.stringify(r) + "\n"),
+  });
+  if (v.json) {
+    return io.stdout(JSON.stringify({ adapter: result.adapter, records: result.records }) + "\n");
+  }
+  io.stderr(`\n${benchTable(result)}\n`);
+}

@@ -1,0 +1,46 @@
+/**
+ * `deno task cli bench` as a subprocess: `--help`, bad flags and benchmark names (exit 2, one line),
+ * and the quick block benchmark as JSON lines and as `--json`, parsed. Timings are never asserted.
+ */
+import { assert } from "../_assert.ts";
+import { assertFails, cliProcess } from "./_cli.ts";
+
+/** The fields every benchmark record has (STYLE.md: op, shape, time, backend, adapter). */
+function assertRecord(r: Record<string, unknown>): void {
+  assert.equal(typeof r.op, "string", JSON.stringify(r));
+  assert.equal(typeof r.shape, "string", JSON.stringify(r));
+  assert.ok(typeof r.ms === "number" && r.ms >= 0, JSON.stringify(r));
+  assert.equal(typeof r.backend, "string", JSON.stringify(r));
+  assert.equal(typeof r.adapter, "string", JSON.stringify(r));
+}
+
+Deno.test("bench --help exits 0; bad flags and unknown benchmarks exit 2 with one line", async () => {
+  const help = await cliProcess(["bench", "--help"]);
+  assert.equal(help.code, 0, help.err);
+  assert.ok(help.out.startsWith("usage: deno task cli bench"), help.out);
+  assert.match(help.out, /matmul, attention, block, train_tfjs, load_model, finetune, packing/);
+  assertFails(await cliProcess(["bench", "--qick"]), 2, /bench: unknown flag --qick; did you mean --quick\?/);
+  assertFails(await cliProcess(["bench", "--only"]), 2, /bench: --only needs a value/);
+  assertFails(
+    await cliProcess(["bench", "--only", "block,matmull"]),
+    2,
+    /bench: unknown benchmark "matmull"; did you mean matmul\? \(benchmarks: matmul, attention/,
+  );
+});
+
+Deno.test("bench --only block --quick prints JSON lines and a table; --json one object", async () => {
+  const lines = await cliProcess(["bench", "--only", "block", "--quick"]);
+  assert.equal(lines.code, 0, lines.err);
+  const records = lines.out.trimEnd().split("\n").map((l) => JSON.parse(l));
+  assert.ok(records.length >= 1, lines.out);
+  records.forEach(assertRecord);
+  assert.match(lines.err, /\nop +shape +backend +ms +rate\n/);
+  assert.match(lines.err, /\nadapter: .+\n$/);
+  const json = await cliProcess(["bench", "--only=block", "--quick", "--json"]);
+  assert.equal(json.code, 0, json.err);
+  const obj = JSON.parse(json.out);
+  assert.equal(typeof obj.adapter, "string");
+  assert.deepEqual(obj.records.map((r: { op: string }) => r.op), records.map((r) => r.op));
+  obj.records.forEach(assertRecord);
+  assert.equal(json.err, "");
+});
