@@ -101,14 +101,29 @@ export interface Recipe {
   flat: Record<string, unknown>;
 }
 
-/** Read `tasks/configs/<name>.yaml` (beside this module, also when imported by URL). */
+/**
+ * Read `tasks/configs/<name>.yaml` beside this module: from the file system for a `file:` module
+ * (a checkout, or a `deno compile` binary, whose embedded files only the file system APIs see),
+ * over HTTP when this module was imported by URL.
+ */
 export async function readRecipeYaml(name: string): Promise<Record<string, unknown>> {
   const url = new URL(`./configs/${name}.yaml`, import.meta.url);
-  const res = await fetch(url);
-  if (!res.ok) {
-    throw new Deno.errors.NotFound(`Cannot read recipe config ${url}: ${res.status} ${res.statusText}`);
+  let text: string;
+  if (url.protocol === "file:") {
+    try {
+      text = await Deno.readTextFile(url);
+    } catch (e) {
+      if (!(e instanceof Deno.errors.NotFound)) throw e;
+      throw new Deno.errors.NotFound(`Cannot read recipe config ${url}: no such file`);
+    }
+  } else {
+    const res = await fetch(url);
+    if (!res.ok) {
+      throw new Deno.errors.NotFound(`Cannot read recipe config ${url}: ${res.status} ${res.statusText}`);
+    }
+    text = await res.text();
   }
-  const obj = parseYaml(await res.text());
+  const obj = parseYaml(text);
   if (!obj || typeof obj !== "object" || Array.isArray(obj)) {
     throw new SyntaxError(`Cannot read recipe config ${url}: expected a mapping of fields`);
   }

@@ -14,6 +14,7 @@ const INTERVAL = ["no", "steps", "epoch"] as const;
 /** Top-level fields in save order: run, duration and batch, optimizer, schedule, logging/eval/save, precision, adapters. */
 export const TOP_SPECS = {
   model: { kind: "string", nullable: true },
+  model_config: { kind: "custom" },
   tokenizer: { kind: "string", nullable: true },
   dataset: { kind: "string", nullable: true },
   dataset_text_field: { kind: "string" },

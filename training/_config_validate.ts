@@ -20,6 +20,7 @@ import {
   TOP_SPECS,
 } from "./_config_schema.ts";
 import { checkSchedulerKwargs, SCHEDULER_TYPES, type SchedulerType } from "./_schedule_kwargs.ts";
+import { MODEL_CONFIG_KEYS, presetConfig, type PresetName, PRESETS } from "../models/config.ts";
 
 /** What the validator needs besides the object. */
 export interface ValidateContext {
@@ -96,6 +97,7 @@ function checkCustom(p: Problems, c: Record<string, unknown>, bad: Set<string>, 
     );
     bad.add("resume_from_checkpoint");
   }
+  c.model_config = checkModelConfig(p, c, bad);
   checkOptim(p, c, bad, ctx);
   checkScheduler(p, c, bad);
   const ws = c.warmup_steps;
@@ -113,6 +115,62 @@ function checkCustom(p: Problems, c: Record<string, unknown>, bad: Set<string>, 
   }
   c.lora = checkLora(p, c.lora, bad, ctx);
   c.quantization = checkQuant(p, c.quantization, bad, ctx);
+}
+
+/**
+ * `model_config`: ModelConfig overrides of a preset, checked by building the preset with them
+ * (every problem reported under `model_config.<field>`); refused with a checkpoint model.
+ */
+function checkModelConfig(p: Problems, c: Record<string, unknown>, bad: Set<string>): unknown {
+  const v = c.model_config, m = c.model;
+  if (v === null) return null;
+  if (!isObject(v)) {
+    p.type(
+      "model_config",
+      `expected a mapping of ModelConfig fields reshaping the preset (e.g. {num_hidden_layers: 4, hidden_size: 128}) or null, got ${
+        show(v)
+      }`,
+    );
+    bad.add("model_config");
+    return v;
+  }
+  const presets = Object.keys(PRESETS);
+  if (typeof m === "string" && !presets.includes(m)) {
+    p.range(
+      "model_config",
+      `reshapes a preset built from scratch, but model "${m}" is a checkpoint (folder or hub id) whose shape is its config.json; ` +
+        `remove model_config or set model to a preset (${presets.join(", ")})`,
+    );
+    bad.add("model_config");
+    return v;
+  }
+  const before = p.list.length;
+  if (typeof m !== "string") {
+    for (const k of Object.keys(v)) {
+      if (!(MODEL_CONFIG_KEYS as readonly string[]).includes(k)) {
+        const hint = closest(k, MODEL_CONFIG_KEYS);
+        p.type(`model_config.${k}`, `unknown ModelConfig field${hint ? `; did you mean ${hint}?` : ""}`);
+      }
+    }
+  } else {
+    try {
+      presetConfig(m as PresetName, v);
+    } catch (e) {
+      if (!(e instanceof TypeError || e instanceof RangeError)) throw e;
+      // presetConfig lists its problems as "  - key: message" lines under one summary line.
+      for (const line of e.message.split("\n").slice(1)) {
+        const hit = /^\s*- ([^:]+): (.*)$/.exec(line);
+        if (!hit) continue;
+        (e instanceof TypeError ? p.type : p.range).call(
+          p,
+          `model_config.${hit[1]}`,
+          `${hit[2]} (preset ${m})`,
+        );
+      }
+    }
+  }
+  if (p.list.length > before) bad.add("model_config");
+  return structuredClone(v);
 }
 
 function checkOptim(p: Problems, c: Record<string, unknown>, bad: Set<string>, ctx: ValidateContext): void {

@@ -6,6 +6,7 @@
 import { parseJson } from "../util/json.ts";
 import { isMap, isScalar, LineCounter, parseDocument, stringify } from "npm:yaml@^2.9";
 import { LORA_SPECS, QUANT_SPECS, TOP_SPECS } from "./_config_schema.ts";
+import { MODEL_CONFIG_KEYS } from "../models/config.ts";
 import { KWARG_SPECS } from "./_schedule_kwargs.ts";
 
 /** Parsed file: the value and the 1-based line of each key path (`lora.r`) when known. */
@@ -49,6 +50,26 @@ export function parseConfigText(text: string, file: string): Parsed {
   return { value: doc.toJS(), line: (key) => where.get(key) ?? where.get(key.split(".")[0]) };
 }
 
+/**
+ * Read a config file: YAML (`.yaml`, `.yml`) or JSON (`.json`), chosen by extension.
+ * @throws {SyntaxError} for another extension or bad text; {Deno.errors.NotFound} when missing.
+ */
+export async function readConfigFile(path: string): Promise<Parsed> {
+  if (!/\.(ya?ml|json)$/i.test(path)) {
+    throw new SyntaxError(`Cannot load training config ${path}: unknown extension; use .yaml, .yml or .json`);
+  }
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) {
+      throw new Deno.errors.NotFound(`Cannot load training config: no file at ${path}`);
+    }
+    throw e;
+  }
+  return parseConfigText(text, path);
+}
+
 /** Copy `obj` with keys in `order` first (those present), then the rest in their own order. */
 function ordered(obj: Record<string, unknown>, order: readonly string[]): Record<string, unknown> {
   const out: Record<string, unknown> = {};
@@ -57,18 +78,23 @@ function ordered(obj: Record<string, unknown>, order: readonly string[]): Record
   return out;
 }
 
-/** YAML text of a validated config: top-level, `lora`, `quantization` and kwargs in schema order. */
-export function configToYaml(config: Record<string, unknown>): string {
+/**
+ * YAML text of a validated config (or some of its fields): top-level, `model_config`, `lora`,
+ * `quantization` and kwargs in schema order, after `header` (a comment line).
+ */
+export function configToYaml(
+  config: Record<string, unknown>,
+  header = "# fledge TrainingConfig (resolved: every field, defaults included). Fields: training/config.ts",
+): string {
   const top = ordered(config, Object.keys(TOP_SPECS));
-  if (top.lora) top.lora = ordered(top.lora as Record<string, unknown>, Object.keys(LORA_SPECS));
-  if (top.quantization) {
-    top.quantization = ordered(top.quantization as Record<string, unknown>, Object.keys(QUANT_SPECS));
+  const sections: [string, readonly string[]][] = [
+    ["model_config", MODEL_CONFIG_KEYS],
+    ["lora", Object.keys(LORA_SPECS)],
+    ["quantization", Object.keys(QUANT_SPECS)],
+    ["lr_scheduler_kwargs", Object.keys(KWARG_SPECS)],
+  ];
+  for (const [k, order] of sections) {
+    if (top[k] && typeof top[k] === "object") top[k] = ordered(top[k] as Record<string, unknown>, order);
   }
-  top.lr_scheduler_kwargs = ordered(
-    top.lr_scheduler_kwargs as Record<string, unknown>,
-    Object.keys(KWARG_SPECS),
-  );
-  const header =
-    "# fledge TrainingConfig (resolved: every field, defaults included). Fields: training/config.ts\n";
-  return header + stringify(top, { lineWidth: 0 });
+  return header + "\n" + stringify(top, { lineWidth: 0 });
 }

@@ -7,7 +7,7 @@
  */
 import { join } from "node:path";
 import { createBackend } from "../kernels/backend.ts";
-import { fromHfConfig, type ModelConfig, type PresetName, PRESETS } from "../models/config.ts";
+import { fromHfConfig, type ModelConfig, presetConfig, type PresetName, PRESETS } from "../models/config.ts";
 import { MODEL_FILE_PATTERNS, snapshotDownload } from "../models/hub/hub.ts";
 import { loadModel } from "../models/pretrained.ts";
 import { loadTokenizer, type Tokenizer } from "../models/tokenizer/tokenizer.ts";
@@ -95,7 +95,7 @@ export async function dpoRunInputs(
     );
   }
   let mc: ModelConfig, dir: string | null = null;
-  if (preset) mc = { ...PRESETS[name as PresetName] };
+  if (preset) mc = presetConfig(name as PresetName, config.model_config ?? {});
   else {
     dir = await modelDir(name);
     mc = fromHfConfig(await readJsonFile(join(dir, "config.json")), { file: join(dir, "config.json") });

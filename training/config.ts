@@ -17,6 +17,24 @@
  * gradient_accumulation_steps: 4
  * lora: {r: 16, lora_alpha: 32, target_modules: all-linear}
  * ```
+ *
+ * One schema, in groups (the fields stay flat, with the Hugging Face names; only `model_config`,
+ * `lora`, `quantization` and `lr_scheduler_kwargs` are sections):
+ * - model: `model` (a preset from `models/config.ts`: tiny, small, gpt2-124m, llama-1b-shape; a
+ *   folder; a hub id), `model_config` (ModelConfig fields reshaping a preset), `tokenizer`;
+ * - data: `dataset`, `dataset_text_field`, `max_train_samples`, `max_eval_samples`,
+ *   `max_seq_length`, `packing`, `packing_strategy`, `completion_only_loss`, `assistant_only_loss`;
+ * - training: every other `TrainingArguments` / TRL field (duration, batch, optimizer, schedule,
+ *   logging, evaluation, checkpoints, precision `fp16`);
+ * - lora: the `lora` section (PEFT `LoraConfig`); quantization: the `quantization` section
+ *   (`BitsAndBytesConfig`, 4-bit);
+ * - generation: not a training field: `deno task cli generate` flags and the model folder's
+ *   `generation_config.json` (`models/generation_config.ts`);
+ * - backend: `backend` (`auto`, `webgpu`, `cpu`).
+ *
+ * Presets: {@linkcode TRAINING_PRESETS} (`deno task cli config show-defaults --preset NAME`).
+ * Configs of other tools (nanoGPT, LLMBuilder, the engine and backend seeds) load as they are, with
+ * the mapping printed: see `training/legacy_config.ts`.
  * @module
  */
 import { closest } from "../util/problems.ts";
@@ -31,7 +49,8 @@ import {
   TASKS,
 } from "./_config_recipes.ts";
 import { validateConfig } from "./_config_validate.ts";
-import { configToYaml, parseConfigText } from "./_config_yaml.ts";
+import { configToYaml, readConfigFile } from "./_config_yaml.ts";
+import { isLegacyConfig, migrateLegacy } from "./_config_legacy.ts";
 import type { LrSchedulerKwargs, LrSchedulerType } from "./schedule.ts";
 import type { LoraConfig, QuantizationConfig, TrainingConfig } from "./config_types.ts";
 import { writeFileAtomic } from "../util/atomic.ts";
@@ -51,6 +70,7 @@ export type {
 export const TRAINING_CONFIG_KEYS: readonly (keyof TrainingConfig)[] = Object.freeze(
   [
     "model",
+    "model_config",
     "tokenizer",
     "dataset",
     "dataset_text_field",
@@ -147,6 +167,7 @@ export const DEFAULT_QUANTIZATION_CONFIG: Readonly<QuantizationConfig> = deepFre
 /** The defaults: transformers `TrainingArguments` / TRL `SFTConfig` values where they have one. */
 export const DEFAULT_TRAINING_CONFIG: Readonly<TrainingConfig> = deepFreeze({
   model: null,
+  model_config: null,
   tokenizer: null,
   dataset: null,
   dataset_text_field: "text",
@@ -275,7 +296,9 @@ export function validateTrainingConfig(obj: unknown, opts: ValidateOptions = {})
 
 /**
  * Read and validate a config file: YAML (`.yaml`, `.yml`) or JSON (`.json`), chosen by extension.
- * Validation messages carry `file:line` for YAML keys.
+ * Validation messages carry `file:line` for YAML keys. Another tool's config (nanoGPT, LLMBuilder,
+ * the engine and backend seeds: see `training/legacy_config.ts`) is read as it is, with one line
+ * per key of the mapping sent to `warn`; an unknown key of it is an error naming it.
  * @param path the file
  * @param opts `warn`: sink for deprecation lines (default stderr)
  * @returns the validated config
@@ -296,20 +319,19 @@ export async function loadTrainingConfig(
   path: string,
   opts: { warn?: (line: string) => void; defaults?: Partial<TrainingConfig> } = {},
 ): Promise<TrainingConfig> {
-  if (!/\.(ya?ml|json)$/i.test(path)) {
-    throw new SyntaxError(`Cannot load training config ${path}: unknown extension; use .yaml, .yml or .json`);
+  const parsed = await readConfigFile(path);
+  let value = parsed.value;
+  if (isLegacyConfig(value)) {
+    const m = migrateLegacy(value as Record<string, unknown>, { file: path, line: parsed.line });
+    const warn = opts.warn ?? ((l: string) => console.warn(l));
+    warn(
+      `Note: ${path} is a ${m.formats.join(" + ")} config, read as a TrainingConfig ` +
+        `(write it in fledge's names with \`deno task cli config migrate ${path}\`):`,
+    );
+    for (const l of m.mapping) warn(`  ${l}`);
+    value = m.config;
   }
-  let text: string;
-  try {
-    text = await Deno.readTextFile(path);
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) {
-      throw new Deno.errors.NotFound(`Cannot load training config: no file at ${path}`);
-    }
-    throw e;
-  }
-  const parsed = parseConfigText(text, path);
-  return resolve(parsed.value, path, opts.warn, parsed.line, opts.defaults);
+  return resolve(value, path, opts.warn, parsed.line, opts.defaults);
 }
 
 /**

@@ -5,6 +5,7 @@
  * @module
  */
 import type { BackendName } from "../kernels/backend.ts";
+import type { ModelConfig } from "../models/config_types.ts";
 import type { LrSchedulerKwargs, LrSchedulerType } from "./schedule.ts";
 
 /** HF `IntervalStrategy`: when to log or evaluate. */
@@ -65,6 +66,14 @@ export interface QuantizationConfig {
 export interface TrainingConfig {
   /** fledge: model preset name (`tiny`, `gpt2-124m`, ...), local folder or hub id; null until set. */
   model: string | null;
+  /**
+   * fledge: `ModelConfig` fields that reshape the preset named by `model` before it is built from
+   * scratch (`{num_hidden_layers: 4, hidden_size: 128}`; `head_dim` and `num_key_value_heads`
+   * follow as in `presetConfig`); null (default) builds the preset as it is. Refused with a
+   * checkpoint (folder or hub id), whose shape is its `config.json`. Legacy configs' model shapes
+   * (nanoGPT `n_layer`, LLMBuilder `model.num_layers`, ...) land here.
+   */
+  model_config: Partial<ModelConfig> | null;
   /** fledge: tokenizer folder or hub id; null uses the model's. */
   tokenizer: string | null;
   /** fledge: dataset file, folder or hub id; null until set. */

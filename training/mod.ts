@@ -13,3 +13,4 @@ export * from "./checkpoint.ts";
 export * from "./hooks.ts";
 export * from "./run.ts";
 export * from "./dpo.ts";
+export * from "./legacy_config.ts";

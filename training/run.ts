@@ -8,7 +8,7 @@ import { pathExists } from "../util/atomic.ts";
 import { join } from "node:path";
 import { createBackend } from "../kernels/backend.ts";
 import { trainBpeTokenizer } from "../models/tokenizer/bpe.ts";
-import { fromHfConfig, type ModelConfig, type PresetName, PRESETS } from "../models/config.ts";
+import { fromHfConfig, type ModelConfig, presetConfig, type PresetName, PRESETS } from "../models/config.ts";
 import { MODEL_FILE_PATTERNS, snapshotDownload } from "../models/hub/hub.ts";
 import { loadModel } from "../models/pretrained.ts";
 import { loadTokenizer, type Tokenizer } from "../models/tokenizer/tokenizer.ts";
@@ -19,6 +19,7 @@ import { refuseExistingRun } from "./_trainer_io.ts";
 import { buildRunDatasets, readDocuments } from "./_run_data.ts";
 import type { TrainingConfig } from "./config.ts";
 import { createTrainer, type TrainResult } from "./trainer.ts";
+import type { TrainerHooks } from "./hooks.ts";
 
 function isPreset(name: string): name is PresetName {
   return Object.hasOwn(PRESETS, name);
@@ -36,12 +37,15 @@ export interface RunTrainingOptions {
   log?: (line: string) => void;
   /** Checkpoint and return on SIGINT / SIGTERM (default false); see `CreateTrainerOptions.handle_signals`. */
   handle_signals?: boolean;
+  /** Trainer hooks (e.g. a search's pruner in `on_evaluate`); see `CreateTrainerOptions.hooks`. */
+  hooks?: TrainerHooks;
 }
 
 /**
  * Build everything a config names and train: the backend, the model (a preset such as `tiny`
- * starts from scratch, seeded by `seed`; a folder or hub id loads the checkpoint), the tokenizer
- * (`tokenizer`, else the model folder's, else a byte-level BPE trained on the training documents)
+ * starts from scratch, reshaped by `model_config` and seeded by `seed`; a folder or hub id loads
+ * the checkpoint), the tokenizer (`tokenizer`, else the model folder's, else a byte-level BPE
+ * trained on the training documents)
  * and the datasets (a file or folder read by {@linkcode readTextDocuments}; with evaluation on, a
  * folder's `validation` split or else 10% of the documents by hash), then run the Trainer, which
  * writes `output_dir`. This is what `deno task cli train` and the recipes call.
@@ -92,7 +96,7 @@ export async function runTraining(
   await refuseExistingRun(config); // before any data or weights are read
   // The model's shape first: a too-long block is an error before any data or weights are read.
   let mc: ModelConfig, dir: string | null = null;
-  if (isPreset(name)) mc = { ...PRESETS[name] };
+  if (isPreset(name)) mc = presetConfig(name, config.model_config ?? {}); // reshaped by model_config
   else {
     dir = await modelDir(name);
     mc = fromHfConfig(await readJsonFile(join(dir, "config.json")), { file: join(dir, "config.json") });
@@ -156,6 +160,7 @@ export async function runTraining(
     progress: opts.progress,
     log: opts.log,
     handle_signals: opts.handle_signals,
+    hooks: opts.hooks,
   });
   try {
     return await trainer.train();
