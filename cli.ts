@@ -35,6 +35,7 @@ import { command as data } from "./cli/data.ts";
 import { command as chat } from "./cli/chat.ts";
 import { command as bench } from "./cli/bench.ts";
 import { command as config } from "./cli/config.ts";
+import { command as search } from "./cli/search.ts";
 
 export type { CliIO, Command };
 
@@ -42,6 +43,7 @@ const COMMANDS: Readonly<Record<string, Command>> = Object.freeze({
   train,
   sft,
   dpo,
+  search,
   recipe,
   eval: evaluate,
   generate,

@@ -13,4 +13,5 @@ export * from "./checkpoint.ts";
 export * from "./hooks.ts";
 export * from "./run.ts";
 export * from "./dpo.ts";
+export * from "./search.ts";
 export * from "./legacy_config.ts";

@@ -1,0 +1,79 @@
+/**
+ * `deno task cli search`: a hyperparameter search from a search YAML through
+ * {@linkcode runSearch}: one training run per trial under the study folder, resumable after a kill.
+ *
+ * @module
+ */
+import { parseFlags } from "../util/flags.ts";
+import { loadSearchConfig, runSearch, type SearchResult } from "../training/search.ts";
+import type { CliIO, Command } from "./command.ts";
+
+const USAGE = `usage: deno task cli search --config search.yaml [--json]
+
+Searches hyperparameters of a training config (Optuna's samplers and pruner): each trial trains
+the base config with sampled fields into <study_dir>/trials/trial-NNNN/. The study is kept in
+<study_dir>/study.json: run the same command again after a kill to resume (finished trials are
+kept; the interrupted one resumes from its checkpoint, or reruns when it saved none). Writes
+results.md, results.json, best_config.yaml and history.svg to the study folder.
+
+options:
+  -c, --config FILE    the search config (YAML or JSON), e.g.
+                         base_config: run.yaml          # or base: {model: tiny, dataset: ..., ...}
+                         space:
+                           learning_rate: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}
+                           warmup_steps: {type: int, low: 0, high: 100, step: 10}
+                           lr_scheduler_type: {type: categorical, choices: [linear, cosine]}
+                         metric: eval_loss               # an evaluation metric (default eval_loss)
+                         direction: minimize             # or maximize
+                         sampler: tpe                    # tpe | random | grid
+                         pruner: median                  # median | none
+                         n_trials: 20                    # and/or timeout: SECONDS
+                         seed: 0
+                         study_dir: runs/lr-search
+                       optional: tpe: {n_startup_trials: 10, n_ei_candidates: 24},
+                       median: {n_startup_trials: 5, n_warmup_steps: 0, interval_steps: 1}
+  --json               print results.json instead of the table
+  --workers N          run trials on N queue workers: needs the queue's trial jobs to report
+                       evaluations back to the study; not wired yet, refused
+  --progress           show each trial's training progress line
+  -h, --help           this text`;
+
+const FLAGS = {
+  config: { type: "string", short: "c" },
+  json: { type: "boolean" },
+  workers: { type: "int", min: 1 },
+  progress: { type: "boolean" },
+} as const;
+
+/** The `search` command. */
+export const command: Command = {
+  summary: "search hyperparameters (TPE / random / grid, median pruning), resumable",
+  usage: USAGE,
+  run: searchRun,
+};
+
+async function searchRun(args: string[], io: CliIO): Promise<void> {
+  const v = parseFlags("search", args, FLAGS);
+  if (v.help) return io.stdout(USAGE + "\n");
+  if (v.workers !== undefined) {
+    throw new RangeError(
+      "search: --workers needs the queue to run search trials that report their evaluations back to " +
+        "the study (for pruning and results); that is not wired yet: run without --workers " +
+        "(trials run one after another in this process)",
+    );
+  }
+  if (!v.config) throw new TypeError("search: give --config search.yaml (see `deno task cli search --help`)");
+  const config = await loadSearchConfig(v.config, { warn: (l) => io.stderr(`fledge: ${l}\n`) });
+  const r = await runSearch(config, { log: (l) => io.stderr(`${l}\n`), progress: v.progress });
+  if (v.json) return io.stdout(JSON.stringify(r, (_k, x) => Number.isNaN(x) ? null : x) + "\n");
+  io.stdout(summary(r) + "\n");
+  io.stdout(await Deno.readTextFile(r.files.results_md));
+}
+
+function summary(r: SearchResult): string {
+  const best = r.best_trial === null
+    ? "no trial completed"
+    : `best trial ${r.best_trial}: ${r.metric} ${r.best_value} with ${JSON.stringify(r.best_params)}`;
+  return `searched ${r.n_trials} trials (${r.n_complete} complete, ${r.n_pruned} pruned, ${r.n_failed} failed; ` +
+    `${r.steps_run} steps; stopped by ${r.stopped_by}): ${best} -> ${r.study_dir}`;
+}

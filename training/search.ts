@@ -1,0 +1,471 @@
+/**
+ * Hyperparameter search over any {@linkcode TrainingConfig} field, with Optuna's semantics: a
+ * space (`float` with `log` or `step`, `int` with `step`, `categorical`), samplers `tpe` (Optuna's
+ * `TPESampler` defaults), `random` and `grid`, pruners `median` (Optuna's `MedianPruner`) and
+ * `none`. {@linkcode runSearch} runs each trial as a training run in its own folder under the
+ * study folder, keeps the study in `study.json` (resumable after a kill) and writes the results
+ * table, the best config and the optimization history there; {@linkcode optimize},
+ * {@linkcode suggestParams} and {@linkcode medianPrune} are the same machinery for plain functions.
+ *
+ * Seeded: a trial's draws come from mulberry32 seeded by the study seed and the trial number, so a
+ * study is reproducible, and a resumed one draws what an uninterrupted one would have.
+ *
+ * @module
+ */
+import { dirname, resolve } from "node:path";
+import { mulberry32 } from "../util/random.ts";
+import { Problems } from "../util/problems.ts";
+import { loadTrainingConfig, type TrainingConfig } from "./config.ts";
+import { parseConfigText } from "./_config_yaml.ts";
+import { checkSearchConfig } from "./_search_config.ts";
+import { buildGrid, checkParam, gridPoint, randomParam } from "./_search_space.ts";
+import { defaultGamma, splitTrials, TPE_DEFAULTS, tpeSampleParam, type TpeSettings } from "./_search_tpe.ts";
+import { medianDecision } from "./_search_prune.ts";
+import { searchStudy } from "./_search_run.ts";
+
+/** A sampled value: a number for `float` / `int`, one of the choices for `categorical`. */
+export type ParamValue = string | number | boolean | null;
+/** A float range: uniform, log-uniform (`log`), or on the grid `low + k * step`. */
+export interface FloatParam {
+  type: "float";
+  low: number;
+  high: number;
+  log: boolean;
+  step: number | null;
+  /** Points of the grid sampler for a float without `step` (evenly spaced, in log space with `log`). */
+  grid_points: number | null;
+}
+/** An integer range on the grid `low + k * step` (`log`: log-uniform, step 1). */
+export interface IntParam {
+  type: "int";
+  low: number;
+  high: number;
+  log: boolean;
+  step: number;
+}
+/** A choice among values. */
+export interface CategoricalParam {
+  type: "categorical";
+  choices: ParamValue[];
+}
+/** One dimension of a search space. */
+export type SearchParam = FloatParam | IntParam | CategoricalParam;
+/** A search space: field name (`learning_rate`, `lora.r`) -> its range. */
+export type SearchSpace = Record<string, SearchParam>;
+/** Whether lower or higher values of the metric are better. */
+export type TrialDirection = "minimize" | "maximize";
+/** How parameters are drawn. */
+export type SamplerName = "tpe" | "random" | "grid";
+/** The state of a trial (Optuna's, lower case). */
+export type TrialState = "running" | "complete" | "pruned" | "failed";
+
+/** One trial of a study. */
+export interface Trial {
+  /** 0, 1, 2, ... in the order trials started. */
+  number: number;
+  state: TrialState;
+  params: Record<string, ParamValue>;
+  /** The metric: of the last evaluation (complete), of the last report (pruned), else null. */
+  value: number | null;
+  /** Reported values by step (NaN allowed). */
+  intermediate_values: Record<number, number>;
+  /** The grid point (grid sampler). */
+  grid_id?: number;
+  /** Optimizer steps run (training trials). */
+  steps?: number;
+  /** The run folder, relative to the study folder (training trials). */
+  run_dir?: string;
+  /** Why it was pruned or failed, or how it was resumed. */
+  note?: string;
+  started?: string;
+  finished?: string;
+}
+
+/** Settings of the median pruner; defaults are Optuna's (5, 0, 1). */
+export interface MedianPrunerOptions {
+  /** No pruning until this many trials completed. */
+  n_startup_trials: number;
+  /** No pruning before this step. */
+  n_warmup_steps: number;
+  /** Check at the first report of every interval of this many steps after the warmup. */
+  interval_steps: number;
+}
+
+/** A pruning decision and why, in words. */
+export interface PruneDecision {
+  prune: boolean;
+  reason: string;
+}
+
+/** A validated search config (see {@linkcode validateSearchConfig}). */
+export interface SearchConfig {
+  /** The training config every trial starts from. */
+  base: TrainingConfig;
+  space: SearchSpace;
+  /** An evaluation metric (`eval_loss`, `eval_perplexity`, ...). */
+  metric: string;
+  direction: TrialDirection;
+  sampler: SamplerName;
+  pruner: "none" | "median";
+  /** Trials in the study in all (a resumed study counts those it has); null: until the timeout. */
+  n_trials: number | null;
+  /** No new trial starts after this many seconds of this run (the running one finishes). */
+  timeout: number | null;
+  seed: number;
+  /** The study folder: study.json, trials/trial-NNNN/, results, best config, plot. */
+  study_dir: string;
+  tpe: TpeSettings;
+  median: MedianPrunerOptions;
+}
+
+/** What {@linkcode runSearch} returns (also `results.json`). */
+export interface SearchResult {
+  study_dir: string;
+  metric: string;
+  direction: TrialDirection;
+  best_trial: number | null;
+  best_value: number | null;
+  best_params: Record<string, ParamValue> | null;
+  n_trials: number;
+  n_complete: number;
+  n_pruned: number;
+  n_failed: number;
+  /** Optimizer steps run over all trials. */
+  steps_run: number;
+  stopped_by: "n_trials" | "timeout" | "grid";
+  trials: Trial[];
+  files: { results_md: string; results_json: string; best_config: string | null; history_svg: string | null };
+}
+
+/**
+ * Check a search space (the `space` map of a search config) and fill in defaults.
+ * @param space field -> `{type: float, low, high, log?, step?}` | `{type: int, low, high, step?, log?}` |
+ *   `{type: categorical, choices}`
+ * @param opts `warn`: hears of a `high` lowered onto the step grid (default stderr)
+ * @returns the space with every key set
+ * @throws {TypeError} / {RangeError} listing every problem (empty or inverted ranges included)
+ * @example
+ * ```ts
+ * import { validateSearchSpace } from "./search.ts";
+ * const s = validateSearchSpace({ x: { type: "float", low: 1e-4, high: 1e-2, log: true } });
+ * if (s.x.type !== "float" || !s.x.log) throw new Error("space");
+ * try {
+ *   validateSearchSpace({ x: { type: "int", low: 5, high: 1 } });
+ *   throw new Error("unreachable");
+ * } catch (e) {
+ *   if (!(e instanceof RangeError) || !e.message.includes("inverted range")) throw e;
+ * }
+ * ```
+ */
+export function validateSearchSpace(
+  space: Record<string, unknown>,
+  opts: { warn?: (line: string) => void } = {},
+): SearchSpace {
+  const p = new Problems(), out: SearchSpace = {};
+  if (!Object.keys(space).length) p.type("space", "empty: give at least one field");
+  for (const [k, raw] of Object.entries(space)) {
+    const param = checkParam(k, raw, p, opts.warn ?? ((l) => console.warn(l)));
+    if (param) out[k] = param;
+  }
+  p.throwIfAny("Cannot use the search space", "space");
+  return out;
+}
+
+/** A trial's own generator: seeded by the study seed and the trial number (murmur3's finalizer). */
+function trialRng(seed: number, number: number): () => number {
+  let h = Math.imul(seed ^ 0x9e3779b9, 0x85ebca6b) ^ Math.imul(number + 1, 0xc2b2ae35);
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x7feb352d);
+  h ^= h >>> 15;
+  return mulberry32(h >>> 0);
+}
+
+/** Options of {@linkcode suggestParams}. */
+export interface SuggestOptions {
+  sampler: SamplerName;
+  /** The study seed. */
+  seed: number;
+  /** The number of the trial being sampled. */
+  number: number;
+  direction: TrialDirection;
+  /** TPE settings over Optuna's defaults. */
+  tpe?: Partial<TpeSettings>;
+}
+
+/**
+ * Draw the parameters of trial `opts.number` from the study's trials so far: `random` uniformly
+ * (in log space with `log`, on the step grid), `grid` an unvisited grid point at random (as
+ * Optuna's GridSampler), `tpe` randomly for the first `n_startup_trials` finished trials, then
+ * by TPE exactly as Optuna's `TPESampler` with its defaults (see the module notes of the TPE).
+ * @param space a validated space
+ * @param trials the study's trials (running and failed ones are ignored by TPE; grid counts them as visited)
+ * @param opts sampler, seed, trial number, direction
+ * @returns the parameters (and the grid point), or null when the grid is exhausted
+ * @example
+ * ```ts
+ * import { suggestParams, validateSearchSpace } from "./search.ts";
+ * const space = validateSearchSpace({ lr: { type: "float", low: 1e-4, high: 1e-1, log: true } });
+ * const a = suggestParams(space, [], { sampler: "tpe", seed: 1, number: 0, direction: "minimize" });
+ * const b = suggestParams(space, [], { sampler: "tpe", seed: 1, number: 0, direction: "minimize" });
+ * if (a!.params.lr !== b!.params.lr) throw new Error("seeded");
+ * ```
+ */
+export function suggestParams(
+  space: SearchSpace,
+  trials: readonly Trial[],
+  opts: SuggestOptions,
+): { params: Record<string, ParamValue>; grid_id?: number } | null {
+  const rng = trialRng(opts.seed, opts.number);
+  const params: Record<string, ParamValue> = {};
+  if (opts.sampler === "grid") {
+    const grid = buildGrid(space);
+    const visited = new Set(trials.map((t) => t.grid_id));
+    const free = Array.from({ length: grid.size }, (_, i) => i).filter((i) => !visited.has(i));
+    if (!free.length) return null;
+    const grid_id = free[Math.floor(rng() * free.length)];
+    return { params: gridPoint(grid, grid_id), grid_id };
+  }
+  const s = { ...TPE_DEFAULTS, ...opts.tpe };
+  const finished = trials.filter((t) =>
+    (t.state === "complete" && t.value !== null && !Number.isNaN(t.value)) || t.state === "pruned"
+  );
+  if (opts.sampler === "random" || finished.length < s.n_startup_trials || !finished.length) {
+    for (const [k, param] of Object.entries(space)) params[k] = randomParam(param, rng);
+    return { params };
+  }
+  const { below, above } = splitTrials(finished, defaultGamma(finished.length), opts.direction);
+  for (const [k, param] of Object.entries(space)) {
+    const values = (ts: Trial[]) => ts.filter((t) => Object.hasOwn(t.params, k)).map((t) => t.params[k]);
+    params[k] = tpeSampleParam(param, values(below), values(above), rng, s);
+  }
+  return { params };
+}
+
+/**
+ * Optuna's `MedianPruner` decision for a running trial: prune when its best value so far is
+ * worse than the median of the completed trials' values at its last step (after
+ * `n_startup_trials` completed trials, from `n_warmup_steps`, at the first report of each
+ * interval of `interval_steps`; NaN ignored, a trial of only NaN pruned, steps without completed
+ * values never prune).
+ * @param intermediate the running trial's values by step
+ * @param trials the study's trials (only complete ones count)
+ * @param opts direction and pruner settings (defaults 5, 0, 1)
+ * @returns the decision and its reason
+ * @example
+ * ```ts
+ * import { medianPrune, type Trial } from "./search.ts";
+ * const done = [3, 4, 5, 6, 7].map((v, number): Trial =>
+ *   ({ number, state: "complete", params: {}, value: v, intermediate_values: { 1: v } })
+ * );
+ * if (!medianPrune({ 1: 5.5 }, done, { direction: "minimize" }).prune) throw new Error("5.5 > median 5");
+ * if (medianPrune({ 1: 5 }, done, { direction: "minimize" }).prune) throw new Error("5 is not worse");
+ * ```
+ */
+export function medianPrune(
+  intermediate: Readonly<Record<number, number>>,
+  trials: readonly Trial[],
+  opts: { direction: TrialDirection } & Partial<MedianPrunerOptions>,
+): PruneDecision {
+  const o = { n_startup_trials: 5, n_warmup_steps: 0, interval_steps: 1, ...opts };
+  return medianDecision(intermediate, trials, opts.direction, o);
+}
+
+/** Options of {@linkcode optimize}. */
+export interface OptimizeOptions {
+  space: Record<string, unknown>;
+  n_trials: number;
+  direction?: TrialDirection;
+  sampler?: SamplerName;
+  seed?: number;
+  tpe?: Partial<TpeSettings>;
+}
+
+/**
+ * Minimize (or maximize) a plain function of the parameters: a study in memory, no pruning.
+ * @param objective the parameters -> the value
+ * @param opts space, n_trials, direction (minimize), sampler (tpe), seed (0), tpe settings
+ * @returns the trials, in order (a grid study ends early when its grid is exhausted)
+ * @example
+ * ```ts
+ * import { optimize } from "./search.ts";
+ * const trials = await optimize(({ x }) => ((x as number) - 2) ** 2, {
+ *   space: { x: { type: "float", low: -10, high: 10 } },
+ *   n_trials: 40,
+ *   seed: 3,
+ * });
+ * const best = Math.min(...trials.map((t) => t.value!));
+ * if (trials.length !== 40 || !(best < 0.1)) throw new Error(`best ${best}`);
+ * ```
+ */
+export async function optimize(
+  objective: (params: Record<string, ParamValue>) => number | Promise<number>,
+  opts: OptimizeOptions,
+): Promise<Trial[]> {
+  const space = validateSearchSpace(opts.space);
+  const trials: Trial[] = [];
+  const direction = opts.direction ?? "minimize";
+  for (let number = 0; number < opts.n_trials; number++) {
+    const s = suggestParams(space, trials, {
+      sampler: opts.sampler ?? "tpe",
+      seed: opts.seed ?? 0,
+      number,
+      direction,
+      tpe: opts.tpe,
+    });
+    if (!s) break;
+    const value = await objective(s.params);
+    trials.push({
+      number,
+      state: "complete",
+      params: s.params,
+      value,
+      intermediate_values: {},
+      grid_id: s.grid_id,
+    });
+  }
+  return trials;
+}
+
+/**
+ * Check a parsed search config: `base` (TrainingConfig fields; see {@linkcode loadSearchConfig} for
+ * `base_config`), `space` (TrainingConfig fields only, `lora.r` style for sections; each range's
+ * ends and each choice must make a valid config), `metric` (eval_loss), `direction` (minimize),
+ * `sampler` (tpe), `pruner` (median, as Optuna's default), `n_trials` and/or `timeout` (seconds),
+ * `seed` (the base's), `study_dir`, and optional `tpe: {...}` / `median: {...}` settings.
+ * @param obj the parsed YAML / JSON
+ * @param opts `file`: named in messages; `warn`: deprecation and grid notes (default stderr)
+ * @returns the config
+ * @throws {TypeError} / {RangeError} listing every problem with its key path
+ * @example
+ * ```ts
+ * import { validateSearchConfig } from "./search.ts";
+ * const base = { model: "tiny", dataset: "d.jsonl", eval_strategy: "steps", eval_steps: 10 };
+ * const c = validateSearchConfig({ base, space: { warmup_steps: { type: "int", low: 0, high: 20, step: 5 } },
+ *   n_trials: 8, study_dir: "runs/s" });
+ * if (c.sampler !== "tpe" || c.pruner !== "median" || c.metric !== "eval_loss") throw new Error("defaults");
+ * try {
+ *   validateSearchConfig({ base, space: { learning_rat: { type: "float", low: 1, high: 2 } }, n_trials: 1, study_dir: "s" });
+ *   throw new Error("unreachable");
+ * } catch (e) {
+ *   if (!(e instanceof TypeError) || !e.message.includes("did you mean learning_rate?")) throw e;
+ * }
+ * ```
+ */
+export function validateSearchConfig(
+  obj: unknown,
+  opts: { file?: string; warn?: (line: string) => void } = {},
+): SearchConfig {
+  return checkSearchConfig(obj, opts.file ?? "<search config>", {
+    warn: opts.warn ?? ((l) => console.warn(l)),
+  });
+}
+
+/**
+ * Read a search config file (YAML or JSON). `base_config: path` (relative to the file's folder)
+ * is loaded as the base TrainingConfig; then as {@linkcode validateSearchConfig}, with `file:line`
+ * in messages.
+ * @param path the search YAML
+ * @param opts `warn` (default stderr)
+ * @returns the config
+ * @throws {Deno.errors.NotFound} for a missing file; {SyntaxError} for bad YAML; as {@linkcode validateSearchConfig}
+ * @example
+ * ```ts
+ * import { loadSearchConfig } from "./search.ts";
+ * const dir = await Deno.makeTempDir();
+ * await Deno.writeTextFile(`${dir}/run.yaml`, "model: tiny\ndataset: d.jsonl\neval_strategy: steps\neval_steps: 5\n");
+ * await Deno.writeTextFile(
+ *   `${dir}/search.yaml`,
+ *   "base_config: run.yaml\nspace:\n  learning_rate: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}\n" +
+ *     "n_trials: 10\nstudy_dir: runs/lr\n",
+ * );
+ * const c = await loadSearchConfig(`${dir}/search.yaml`);
+ * if (c.base.eval_steps !== 5 || c.space.learning_rate.type !== "float") throw new Error("loaded");
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ */
+export async function loadSearchConfig(
+  path: string,
+  opts: { warn?: (line: string) => void } = {},
+): Promise<SearchConfig> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) {
+      throw new Deno.errors.NotFound(`Cannot load search config: no file at ${path}`);
+    }
+    throw e;
+  }
+  let parsed;
+  try {
+    parsed = parseConfigText(text, path);
+  } catch (e) {
+    throw new SyntaxError((e as Error).message.replace("training config", "search config"));
+  }
+  const obj = parsed.value as Record<string, unknown>;
+  const warn = opts.warn ?? ((l: string) => console.warn(l));
+  if (obj && typeof obj === "object" && typeof obj.base_config === "string") {
+    if (obj.base !== undefined) {
+      throw new TypeError(`Cannot load search config ${path}: give base or base_config, not both`);
+    }
+    const basePath = resolve(dirname(path), obj.base_config);
+    const { base_config: _, ...rest } = obj;
+    return checkSearchConfig({ ...rest, base: await loadTrainingConfig(basePath, { warn }) }, path, {
+      warn,
+      line: parsed.line,
+    });
+  }
+  return checkSearchConfig(obj, path, { warn, line: parsed.line });
+}
+
+/** Options of {@linkcode runSearch}. */
+export interface RunSearchOptions {
+  /** One line per trial and per resume note (default stderr). */
+  log?: (line: string) => void;
+  /** Each trial's training progress line on stderr (default false). */
+  progress?: boolean;
+}
+
+/**
+ * Run (or resume) a study: trials until `n_trials` are in the study, the `timeout` has passed, or
+ * the grid is exhausted. Each trial trains `base` with its parameters into
+ * `study_dir/trials/trial-NNNN/`; with `pruner: median` each evaluation may stop it (Optuna's
+ * rule). `study.json` is rewritten after every report, so after a kill the same call resumes:
+ * finished trials are kept and never rerun; a trial that was running resumes from its latest
+ * checkpoint (the Trainer's exact resume) when it saved one, else reruns from step 0. A trial whose
+ * loss diverges (non-finite) counts as pruned; any other training error fails the trial and ends
+ * the search (rerun to continue).
+ * @param config a validated config
+ * @param opts `log`, `progress`
+ * @returns the results (also in `results.md`, `results.json`, `best_config.yaml`, `history.svg`)
+ * @throws {RangeError} when `study_dir` holds a study with another definition (naming the field)
+ * @throws {Deno.errors.Busy} when another process runs this study
+ * @example
+ * ```ts
+ * import { runSearch, validateSearchConfig } from "./search.ts";
+ * const dir = await Deno.makeTempDir();
+ * const docs = Array.from({ length: 20 }, (_, i) => JSON.stringify({ text: `package ${i} does a small thing` }));
+ * await Deno.writeTextFile(`${dir}/train.jsonl`, docs.join("\n") + "\n");
+ * const config = validateSearchConfig({
+ *   base: {
+ *     model: "tiny", dataset: `${dir}/train.jsonl`, backend: "cpu", max_steps: 2, max_seq_length: 16,
+ *     per_device_train_batch_size: 2, save_strategy: "no", eval_strategy: "steps", eval_steps: 2,
+ *   },
+ *   space: { learning_rate: { type: "float", low: 1e-4, high: 1e-2, log: true } },
+ *   sampler: "random",
+ *   n_trials: 2,
+ *   study_dir: `${dir}/study`,
+ * });
+ * const r = await runSearch(config, { log: () => {} });
+ * if (r.n_complete !== 2 || r.best_trial === null || r.steps_run !== 4) throw new Error("searched");
+ * await Deno.stat(`${dir}/study/best_config.yaml`);
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ */
+export async function runSearch(config: SearchConfig, opts: RunSearchOptions = {}): Promise<SearchResult> {
+  return await searchStudy(config, {
+    log: opts.log ?? ((l: string) => console.error(l)),
+    progress: opts.progress ?? false,
+    suggest: suggestParams,
+  });
+}
