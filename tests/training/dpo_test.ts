@@ -8,7 +8,7 @@ import { trainBpeTokenizer } from "../../models/tokenizer/bpe.ts";
 import { buildPreferenceExamples, PreferenceDataset, type PreferenceExample } from "../../data/preference.ts";
 import { readJsonl } from "../../data/jsonl.ts";
 import { buildSftExamples } from "../../data/sft.ts";
-import { padExamples } from "../../data/packing.ts";
+import { packExamples, padExamples } from "../../data/packing.ts";
 import { RowDataset } from "../../data/row_dataset.ts";
 import type { DataRecord } from "../../data/readers.ts";
 import { createTrainer } from "../../training/trainer.ts";
@@ -361,25 +361,32 @@ function debianRows(records: DataRecord[], chars: number): DataRecord[] {
 }
 
 interface DebianOptions {
+  /** Training rows: the DPO pairs. */
   train: number;
+  /** The first this many of them give the pre-training examples. */
+  pretrain_rows: number;
   validation: number;
   /** Characters of each document in the prompt. */
   chars: number;
   vocab_size: number;
+  /** Tokens per pair sequence; with `max_prompt_length`, large enough that no prompt is cut. */
   max_length: number;
   max_prompt_length: number;
   pretrain_steps: number;
+  /** Pre-train on rows of 128 packed tokens, 16 a step (else one example a row, 32 a step). */
+  pack: boolean;
   dpo_steps: number;
   dpo_batch: number;
 }
 
 /**
- * Pre-train a tiny model briefly, then DPO it (LoRA) on Debian pairs; returns the validation
- * preference accuracy (TRL `rewards/accuracies`) before and after, and the training pairs' after.
+ * Pre-train a tiny model, then DPO it (LoRA) on Debian pairs; returns the validation preference
+ * accuracy (TRL `rewards/accuracies`) before and after.
  *
  * The pre-training teaches what a pretrained LM brings to DPO, copying from its prompt, in a
  * budget a test can afford: lead extractive summaries (the document's first 4-10 words after the
- * prompt). From random weights that skill takes thousands of steps on abstractive summaries.
+ * prompt). From random weights that skill takes thousands of steps
+ * on abstractive summaries. Only train rows are read before the evaluation.
  */
 async function trainOnDebian(o: DebianOptions) {
   const t0 = performance.now();
@@ -403,7 +410,7 @@ async function trainOnDebian(o: DebianOptions) {
     be,
     { seed: 1 },
   );
-  const lead = trainRows.map((r, i) => ({
+  const lead = trainRows.slice(0, o.pretrain_rows).map((r, i) => ({
     prompt: r.prompt,
     completion: (r.prompt as string).slice(11).split(/\s+/).filter(Boolean).slice(0, 4 + (i % 7)).join(" "),
   }));
@@ -415,14 +422,18 @@ async function trainOnDebian(o: DebianOptions) {
     config: getTrainingArgs({
       output_dir: join(work, "pre"),
       max_steps: o.pretrain_steps,
-      per_device_train_batch_size: 32,
+      per_device_train_batch_size: o.pack ? 16 : 32,
       learning_rate: 3e-3,
       lr_scheduler_type: "constant_with_warmup",
       warmup_steps: 20,
       logging_steps: o.pretrain_steps,
       save_strategy: "no",
     }),
-    train_dataset: new RowDataset(padExamples(leadEx, { max_length: o.max_length, pad_token_id: 0 }).rows),
+    train_dataset: new RowDataset(
+      o.pack
+        ? packExamples(leadEx, { max_length: 128, pad_token_id: 0 }).rows
+        : padExamples(leadEx, { max_length: o.max_length, pad_token_id: 0 }).rows,
+    ),
     progress: false,
     log: () => {},
   });
@@ -466,15 +477,23 @@ async function trainOnDebian(o: DebianOptions) {
   return { before, after, result, backend: be.name, seconds: (performance.now() - t0) / 1000 };
 }
 
+// DPO sharpens the copying the pre-training gave it (the reference model alone prefers a summary
+// under its own document to the same summary under another's for about 0.77 of validation pairs
+// after these 300 lead steps). Here prompts are cut to their last 40 tokens, which often drops the
+// document's start, where the package name is: 0.635 (108 s idle; 169 s on a busy machine), 0.595
+// with uncut prompts and the packed pre-training of the SLOW test (300 steps is before copying
+// appears there), webgpu on llvmpipe, 2 cores.
 Deno.test("DPO on Debian summarization pairs lifts validation preference accuracy above chance (fast)", async () => {
   const r = await trainOnDebian({
     train: 3000,
+    pretrain_rows: 3000,
     validation: 200,
     chars: 100,
     vocab_size: 1024,
     max_length: 56,
     max_prompt_length: 40,
     pretrain_steps: 300,
+    pack: false,
     dpo_steps: 60,
     dpo_batch: 32,
   });
@@ -487,25 +506,31 @@ Deno.test("DPO on Debian summarization pairs lifts validation preference accurac
   assert.ok(r.after >= 0.55, `validation preference accuracy ${r.after}`);
 });
 
-// 0.9 is out of reach for this tiny model in a test's budget: DPO sharpens the copying the
-// pre-training gave it (the reference model alone prefers a summary under its own document to the
-// same summary under another's for about 0.77 of validation pairs after 300 lead steps, 0.87 after
-// 800), and 60-100 DPO steps turn that into validation rewards/accuracies of 0.635 (fast test, 108 s)
-// and 0.713 (this one, 7 min), webgpu on llvmpipe, 2 cores.
+// The lever is the copy skill and fresh pairs: lead pre-training on all 14000 train rows, packed
+// (loss 4.5 at step 250, 0.32 at 1000; the reference then prefers a summary under its own document
+// for 0.835 of validation pairs), prompts never cut, and DPO on 14000 pairs, each step on unseen
+// ones (with 3000 the policy memorizes them: training-batch accuracy 0.83, validation 0.685).
+// Validation rewards/accuracies 0.735 after 100 DPO steps, 0.800 after 200, 0.780 after 300 (1278 s
+// on llvmpipe, 2 cores shared with other jobs, load 4-8; measured with this function's steps in a
+// script). 0.9 is not reached: validation flattens near 0.8 while the training-batch accuracy (on
+// unseen pairs) still climbs, 0.844 at step 240; longer prompts (the word-overlap ceiling is 0.92 of
+// pairs at 120 characters, 0.97 at 250) and more DPO steps are the next things to try.
 Deno.test({
   name: "SLOW: DPO on Debian summarization pairs after a longer pre-training: validation preference accuracy",
   ignore: !SLOW,
   async fn() {
     const r = await trainOnDebian({
-      train: 6000,
-      validation: 400,
+      train: 14000,
+      pretrain_rows: 14000,
+      validation: 200,
       chars: 120,
-      vocab_size: 2048,
-      max_length: 72,
-      max_prompt_length: 48,
-      pretrain_steps: 800,
-      dpo_steps: 100,
-      dpo_batch: 64,
+      vocab_size: 1024,
+      max_length: 100,
+      max_prompt_length: 80,
+      pretrain_steps: 1000,
+      pack: true,
+      dpo_steps: 300,
+      dpo_batch: 32,
     });
     console.log(
       `  ${r.backend}: validation rewards/accuracies ${r.before} -> ${r.after.toFixed(3)} in ${
@@ -513,6 +538,6 @@ Deno.test({
       }s`,
     );
     assert.equal(r.before, 0, "no reward before training: the policy is the reference");
-    assert.ok(r.after >= 0.65, `validation preference accuracy ${r.after}`);
+    assert.ok(r.after >= 0.7, `validation preference accuracy ${r.after}`);
   },
 });
