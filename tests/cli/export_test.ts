@@ -238,3 +238,72 @@ Deno.test({
       }
     }),
 });
+
+Deno.test({
+  name: "a recipe's fine-tuned model exported to GGUF: llama.cpp's greedy tokens equal ours (F32)",
+  ignore: LLAMA === null,
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const tmp = await Deno.makeTempDir({ prefix: "fledge-export-recipe-" });
+    try {
+      // the sst2 recipe on a tiny budget: a tiny Debian base model, fine-tuned a few steps
+      const base = {
+        vocab_size: 320,
+        hidden_size: 32,
+        num_hidden_layers: 1,
+        num_attention_heads: 2,
+        intermediate_size: 64,
+        max_position_embeddings: 256,
+        block_size: 64,
+        per_device_train_batch_size: 4,
+        max_steps: 3,
+        tokenizer_chars: 50_000,
+      };
+      const run = join(tmp, "run");
+      const r = await cliProcess([
+        "recipe",
+        "summarization",
+        "--base_model",
+        JSON.stringify(base),
+        "--max_train_samples",
+        "16",
+        "--max_eval_samples",
+        "2",
+        "--max_steps",
+        "3",
+        "--per_device_train_batch_size",
+        "4",
+        "--max_seq_length",
+        "128",
+        "--max_source_tokens",
+        "40",
+        "--max_new_tokens",
+        "4",
+        "--output_dir",
+        run,
+      ], { FLEDGE_CACHE_DIR: join(tmp, "cache") });
+      assert.equal(r.code, 0, r.err);
+      const out = join(tmp, "ft.gguf");
+      const e = await cli(["export", "--model", run, "--output", out, "--outtype", "f32", "--json"]);
+      assert.equal(e.code, 0, e.err);
+      const ours = await loadModel(join(run, "model"), { backend: await createBackend("cpu") });
+      const prompt = [5, 40, 77, 120, 33, 260, 18, 91, 150, 7];
+      const want =
+        (await generate(ours, [prompt], { max_new_tokens: 12, do_sample: false, eos_token_id: null }))
+          .tokens[0];
+      ours.dispose();
+      const m = await LLAMA!.loadModel({ modelPath: out });
+      const ctx = await m.createContext({ contextSize: 64, threads: 1 });
+      const got: number[] = [];
+      for await (const t of ctx.getSequence().evaluate(prompt as never, { temperature: 0 })) {
+        if (got.push(t as number) >= 12) break;
+      }
+      await ctx.dispose();
+      await m.dispose();
+      assert.deepEqual(got, want);
+    } finally {
+      await Deno.remove(tmp, { recursive: true });
+    }
+  },
+});
