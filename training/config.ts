@@ -395,7 +395,14 @@ export function getTrainingArgs(
 }
 
 /** Names of {@linkcode TRAINING_PRESETS}. */
-export type TrainingPresetName = typeof PRESET_NAMES[number];
+export type TrainingPresetName = "debug" | "sft-full" | "sft-lora" | "qlora" | "pretrain";
+// The unions below are spelled out for the docs; this keeps each equal to the list the code walks.
+type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : never) : never;
+const _unionsMatch: [
+  Same<TrainingPresetName, typeof PRESET_NAMES[number]>,
+  Same<RecommendedTask, typeof TASKS[number]>,
+  Same<ModelSize, keyof typeof MODEL_SIZES>,
+] = [true, true, true];
 
 /**
  * Ready configs: `debug` (tiny model, 20 steps), `sft-full` (TRL-style full fine-tuning),
@@ -447,9 +454,9 @@ export function getTrainingPreset(
 }
 
 /** Tasks of {@linkcode getRecommendedConfig}. */
-export type RecommendedTask = typeof TASKS[number];
+export type RecommendedTask = "summarization" | "translation" | "classification" | "pretraining";
 /** Size classes: `tiny` (~0.5M parameters), `small` (~14M), `medium` (~124M), `large` (~1.2B). */
-export type ModelSize = keyof typeof MODEL_SIZES;
+export type ModelSize = "tiny" | "small" | "medium" | "large";
 
 /**
  * A config recommended for a task and model size: SFT-style fine-tuning for summarization (1024
