@@ -31,6 +31,7 @@ import { command as demo } from "./cli/demo.ts";
 import { command as evaluate } from "./cli/eval.ts";
 import { command as recipe } from "./cli/recipe.ts";
 import { command as exportModel } from "./cli/export.ts";
+import { command as queue } from "./cli/queue.ts";
 import { command as data } from "./cli/data.ts";
 import { command as chat } from "./cli/chat.ts";
 import { command as bench } from "./cli/bench.ts";
@@ -50,6 +51,7 @@ const COMMANDS: Readonly<Record<string, Command>> = Object.freeze({
   download,
   merge,
   export: exportModel,
+  queue,
   config,
   data,
   chat,

@@ -13,5 +13,6 @@ export * from "./checkpoint.ts";
 export * from "./hooks.ts";
 export * from "./run.ts";
 export * from "./dpo.ts";
+export * from "./queue.ts";
 export * from "./search.ts";
 export * from "./legacy_config.ts";

@@ -1,0 +1,202 @@
+/**
+ * training/queue.ts in-process: job files, queue addresses, the lease rules of the Deno KV backend
+ * (exclusive, expiring, renewed), retries and failures decided by the worker, and a training job's
+ * retry on another host. The workers sharing a queue across processes (and Redis) are tested end to
+ * end in tests/cli/queue_test.ts.
+ */
+import { join } from "node:path";
+import {
+  type JobQueue,
+  openQueue,
+  parseJobSpec,
+  parseQueueUrl,
+  runWorker,
+  trainJob,
+} from "../../training/queue.ts";
+import { assert } from "../_assert.ts";
+
+async function withQueue(fn: (q: JobQueue, dir: string) => Promise<void>): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "fledge-queue-" });
+  const q = await openQueue(`kv:${join(dir, "sub", "q.sqlite")}`);
+  try {
+    await fn(q, dir);
+  } finally {
+    await q.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const quiet = () => {};
+
+Deno.test("parseJobSpec() reads a job or a bare TrainingConfig and names every problem's key", () => {
+  const bare = parseJobSpec({ model: "tiny", max_steps: 3 }, "run.yaml");
+  assert.deepEqual(bare, {
+    kind: "train",
+    config: { model: "tiny", max_steps: 3 },
+    name: null,
+    max_attempts: 3,
+  });
+  const trial = parseJobSpec(
+    { kind: "trial", name: "t1", max_attempts: 1, config: { learning_rate: 1e-3 } },
+    "j",
+  );
+  assert.equal(trial.kind, "trial");
+  assert.equal(trial.max_attempts, 1);
+  assert.throws(
+    () => parseJobSpec({ kind: "sweep", config: {} }, "j.yaml"),
+    /j\.yaml: kind "sweep"; use train, eval, trial/,
+  );
+  assert.throws(
+    () => parseJobSpec({ kind: "eval", config: {}, retries: 2 }, "j.yaml"),
+    /unknown key retries/,
+  );
+  assert.throws(() => parseJobSpec({ config: [] }, "j.yaml"), /config must be a mapping, got a list/);
+  assert.throws(() => parseJobSpec({ config: {}, max_attempts: 0 }, "j.yaml"), RangeError);
+  assert.throws(() => parseJobSpec({ config: { lerning_rate: 1 } }, "j.yaml"), /lerning_rate/);
+  assert.throws(() => parseJobSpec("model: tiny", "j.yaml"), /expected a mapping, got string/);
+});
+
+Deno.test("parseQueueUrl() reads kv:PATH and redis://host:port[/db], refusing anything else", () => {
+  assert.deepEqual(parseQueueUrl("kv:.fledge/queue.sqlite"), { backend: "kv", path: ".fledge/queue.sqlite" });
+  assert.deepEqual(parseQueueUrl("redis://localhost"), {
+    backend: "redis",
+    host: "localhost",
+    port: 6379,
+    db: 0,
+  });
+  assert.deepEqual(parseQueueUrl("redis://[::1]:7000/2"), {
+    backend: "redis",
+    host: "::1",
+    port: 7000,
+    db: 2,
+  });
+  for (const bad of ["kv:", "queue.sqlite", "redis://h:1/x", "rediss://h:1", "http://h"]) {
+    assert.throws(() => parseQueueUrl(bad), TypeError, bad);
+  }
+});
+
+Deno.test("kv queue: a lease is exclusive, renewed by heartbeats, and taken over once it expires", async () => {
+  await withQueue(async (q) => {
+    const id = await q.submit({ kind: "train", config: {}, name: "x" });
+    const a = (await q.lease("A", { lease_ms: 1500, wait_ms: 0 }))!;
+    assert.equal(a.job.id, id);
+    assert.equal(a.job.attempts, 1);
+    assert.equal(await q.lease("B", { lease_ms: 1500, wait_ms: 0 }), null, "held by A");
+    await sleep(1000);
+    assert.ok(await a.heartbeat());
+    await sleep(1000);
+    assert.equal(await q.lease("B", { lease_ms: 1500, wait_ms: 0 }), null, "the heartbeat renewed it");
+    const t0 = Date.now();
+    const b = (await q.lease("B", { lease_ms: 5000, wait_ms: 5000 }))!;
+    assert.ok(Date.now() - t0 < 2000, "taken over soon after the lease expired");
+    assert.equal(b.job.attempts, 2);
+    assert.equal(await a.heartbeat(), false, "A lost it");
+    assert.equal(await a.complete({ x: 1 }, []), false, "A's result is dropped");
+    assert.ok(await b.complete({ x: 2 }, ["note"]));
+    const [job] = await q.jobs();
+    assert.equal(job.state, "completed");
+    assert.deepEqual(job.result, { x: 2 });
+    assert.equal(job.worker, "B");
+    assert.match(job.log.join("\n"), /the lease of A expired; attempt 2 on B[\s\S]*note/);
+  });
+});
+
+Deno.test("kv queue: a job whose worker is lost on its last attempt fails, naming the worker", async () => {
+  await withQueue(async (q) => {
+    await q.submit({ kind: "train", config: {}, max_attempts: 1 });
+    assert.ok(await q.lease("A", { lease_ms: 50, wait_ms: 0 }));
+    await sleep(100);
+    assert.equal(await q.lease("B", { lease_ms: 50, wait_ms: 0 }), null);
+    const [job] = await q.jobs();
+    assert.equal(job.state, "failed");
+    assert.match(job.error!, /its worker A stopped renewing the lease on attempt 1 of 1/);
+  });
+});
+
+Deno.test("runWorker(): bad input fails a job once; another error is retried up to max_attempts", async () => {
+  await withQueue(async (q) => {
+    const bad = await q.submit({ kind: "eval", config: { why: "bad" } });
+    const flaky = await q.submit({ kind: "eval", config: { why: "flaky" }, max_attempts: 2 });
+    const broken = await q.submit({ kind: "eval", config: { why: "broken" }, max_attempts: 2 });
+    let calls = 0;
+    const s = await runWorker(q, {
+      handlers: {
+        eval: (job) => {
+          if (job.config.why === "bad") throw new RangeError("max_samples: must be >= 1");
+          if (job.config.why === "flaky" && job.attempts === 1) throw new Error("device lost");
+          if (job.config.why === "broken") throw new Error("out of memory");
+          calls++;
+          return Promise.resolve({ result: { attempt: job.attempts } });
+        },
+      },
+      idle_exit: 0.3,
+      log: quiet,
+    });
+    const jobs = new Map((await q.jobs()).map((j) => [j.id, j]));
+    assert.deepEqual(
+      [jobs.get(bad)!.state, jobs.get(bad)!.attempts, jobs.get(bad)!.error],
+      ["failed", 1, "max_samples: must be >= 1"],
+    );
+    assert.deepEqual([jobs.get(flaky)!.state, jobs.get(flaky)!.result], ["completed", { attempt: 2 }]);
+    assert.deepEqual([jobs.get(broken)!.state, jobs.get(broken)!.attempts], ["failed", 2]);
+    assert.equal(jobs.get(broken)!.error, "out of memory");
+    assert.equal(calls, 1);
+    assert.deepEqual([s.processed, s.completed, s.failed, s.retried], [5, 1, 2, 2]);
+    // A worker without an eval handler fails an eval job, saying so.
+    const none = await q.submit({ kind: "eval", config: {} });
+    await runWorker(q, { max_jobs: 1, log: quiet });
+    const j = (await q.jobs()).find((j) => j.id === none)!;
+    assert.equal(j.state, "failed");
+    assert.match(j.error!, /Cannot run eval job 4: this worker has no eval handler/);
+  });
+});
+
+Deno.test("kv queue: cancel removes a waiting job only; release puts an active one back", async () => {
+  await withQueue(async (q) => {
+    const one = await q.submit({ kind: "train", config: {} });
+    const two = await q.submit({ kind: "train", config: {} });
+    const l = (await q.lease("A", { lease_ms: 10_000, wait_ms: 0 }))!;
+    assert.equal(l.job.id, one);
+    await assert.rejects(q.cancel(one), /Cannot cancel job 1: it is active on A/);
+    await assert.rejects(q.cancel("9"), RangeError);
+    assert.equal((await q.cancel(two)).id, two);
+    await l.release(["stopped by SIGTERM"]);
+    const jobs = await q.jobs();
+    assert.deepEqual(jobs.map((j) => [j.id, j.state, j.attempts]), [[one, "waiting", 1]]);
+  });
+});
+
+Deno.test("trainJob() on a retry removes the run lock another host's lost worker left", async () => {
+  await withQueue(async (q, dir) => {
+    const docs = Array.from(
+      { length: 20 },
+      (_, i) => JSON.stringify({ text: `package ${i} does a small thing` }),
+    );
+    await Deno.writeTextFile(join(dir, "train.jsonl"), docs.join("\n") + "\n");
+    const out = join(dir, "run");
+    await Deno.mkdir(out);
+    const lock = { pid: 4242, host: "elsewhere", started: new Date().toISOString(), command: "queue work" };
+    await Deno.writeTextFile(join(out, ".fledge.lock"), JSON.stringify(lock));
+    const config = {
+      model: "tiny",
+      dataset: join(dir, "train.jsonl"),
+      output_dir: out,
+      backend: "cpu",
+      max_steps: 1,
+      max_seq_length: 16,
+      per_device_train_batch_size: 2,
+      save_strategy: "no",
+    };
+    await q.submit({ kind: "train", config });
+    const job = (await q.jobs())[0];
+    const notes: string[] = [];
+    const r = await trainJob(
+      { ...job, attempts: 2 },
+      { attempt: 2, runs_dir: dir, worker: "B", log: (l) => notes.push(l), handle_signals: false },
+    );
+    assert.equal(r.result.global_step, 1);
+    assert.equal(r.result.resumed_from, null);
+    assert.match(notes.join("\n"), /removed the run lock of elsewhere pid 4242[\s\S]*attempt 2 starts over/);
+  });
+});

@@ -1,0 +1,100 @@
+/**
+ * One job on a worker (private to `queue.ts`): run the handler of its kind while renewing the lease,
+ * then record how it ended.
+ * @module
+ */
+import type { JobHandler, JobKind, JobLease, JobOutcome, WorkerSummary } from "./queue.ts";
+
+/** Bad input, as the command line's exit code 2: retrying cannot help. */
+function isBadInput(e: unknown): boolean {
+  return e instanceof TypeError || e instanceof RangeError || e instanceof SyntaxError ||
+    e instanceof Deno.errors.NotFound || e instanceof Deno.errors.PermissionDenied;
+}
+
+/** Run one leased job and record its outcome in the queue and in `w.s`. */
+export async function runOne(
+  lease: JobLease,
+  handlers: Partial<Record<JobKind, JobHandler>>,
+  w: {
+    say: (line: string) => void;
+    s: WorkerSummary;
+    lease_ms: number;
+    runs_dir: string;
+    worker: string;
+    handle_signals: boolean;
+  },
+): Promise<void> {
+  const { job } = lease, t0 = Date.now(), notes: string[] = [];
+  const stamp = (line: string) => `${new Date().toISOString()}: ${line}`;
+  const tag = `job ${job.id}${job.name ? ` (${job.name})` : ""}`;
+  const log = (line: string) => {
+    notes.push(stamp(line));
+    w.say(`${w.worker}: ${tag}: ${line}`);
+  };
+  w.say(`${w.worker}: ${tag}: ${job.kind}, attempt ${job.attempts} of ${job.max_attempts}`);
+  let lost = false;
+  const gone = new AbortController();
+  const beat = setInterval(() => {
+    lease.heartbeat().then((ok) => {
+      if (ok || lost) return;
+      lost = true;
+      gone.abort();
+      log("lost the lease: stopping");
+    }, (e) => log(`lease renewal failed: ${oneLine(e)}`));
+  }, Math.max(100, Math.floor(w.lease_ms / 3)));
+  let outcome: JobOutcome | null = null, error: unknown = null;
+  try {
+    const handler = handlers[job.kind];
+    if (!handler) {
+      throw new TypeError(`Cannot run ${job.kind} job ${job.id}: this worker has no ${job.kind} handler`);
+    }
+    outcome = await handler(job, {
+      attempt: job.attempts,
+      runs_dir: w.runs_dir,
+      worker: w.worker,
+      log,
+      handle_signals: w.handle_signals,
+      signal: gone.signal,
+    });
+  } catch (e) {
+    error = e;
+  } finally {
+    clearInterval(beat);
+  }
+  const secs = ((Date.now() - t0) / 1000).toFixed(1);
+  if (lost) {
+    w.s.retried++;
+    return w.say(`${w.worker}: ${tag}: lost its lease (another worker took it over); result dropped`);
+  }
+  if (outcome?.interrupted) {
+    w.s.retried++;
+    await lease.release([...notes, stamp(`stopped by ${outcome.interrupted} after ${secs}s; waits again`)]);
+    return w.say(`${w.worker}: ${tag}: stopped by ${outcome.interrupted}; it waits again`);
+  }
+  if (outcome) {
+    const ok = await lease.complete(outcome.result, [
+      ...notes,
+      stamp(`completed in ${secs}s on ${w.worker}`),
+    ]);
+    if (ok) w.s.completed++;
+    else w.s.retried++;
+    return w.say(`${w.worker}: ${tag}: ${ok ? `completed in ${secs}s` : "lost its lease; result dropped"}`);
+  }
+  const reason = oneLine(error), retry = !isBadInput(error);
+  const state = await lease.fail(reason, {
+    retry,
+    log: [...notes, stamp(`failed after ${secs}s: ${reason}`)],
+  });
+  if (state === "failed") w.s.failed++;
+  else w.s.retried++;
+  w.say(
+    `${w.worker}: ${tag}: ${
+      state === "failed" ? "failed" : state ? "failed; it waits again" : "lost"
+    }: ${reason}`,
+  );
+}
+
+function oneLine(e: unknown): string {
+  const text = e instanceof Error ? e.message || e.name : String(e);
+  return text.split("\n").map((x) => x.trim()).filter(Boolean).join(" ");
+}
