@@ -21,20 +21,18 @@
  *   log l(x) - log g(x) wins (the first on ties).
  * @module
  */
-import type { CategoricalParam, ParamValue, SearchParam, Trial, TrialDirection } from "./search.ts";
+import type {
+  CategoricalParam,
+  ParamValue,
+  SearchParam,
+  TpeSettings,
+  Trial,
+  TrialDirection,
+} from "./search.ts";
 import { cellOf, fromInternal, internalBounds, toInternal } from "./_search_space.ts";
 import { logGaussMass, logSumExp, truncnormPpf } from "./_search_truncnorm.ts";
 
 const LOG_SQRT_2PI = 0.5 * Math.log(2 * Math.PI);
-
-/** TPE settings, with Optuna's defaults in {@linkcode TPE_DEFAULTS}. */
-export interface TpeSettings {
-  n_startup_trials: number;
-  n_ei_candidates: number;
-  prior_weight: number;
-  consider_magic_clip: boolean;
-  consider_endpoints: boolean;
-}
 
 /** Optuna's `TPESampler()` defaults. */
 export const TPE_DEFAULTS: Readonly<TpeSettings> = Object.freeze({

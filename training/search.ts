@@ -19,7 +19,7 @@ import { loadTrainingConfig, type TrainingConfig } from "./config.ts";
 import { parseConfigText } from "./_config_yaml.ts";
 import { checkSearchConfig } from "./_search_config.ts";
 import { buildGrid, checkParam, gridPoint, randomParam } from "./_search_space.ts";
-import { defaultGamma, splitTrials, TPE_DEFAULTS, tpeSampleParam, type TpeSettings } from "./_search_tpe.ts";
+import { defaultGamma, splitTrials, TPE_DEFAULTS, tpeSampleParam } from "./_search_tpe.ts";
 import { medianDecision } from "./_search_prune.ts";
 import { searchStudy } from "./_search_run.ts";
 
@@ -27,25 +27,43 @@ import { searchStudy } from "./_search_run.ts";
 export type ParamValue = string | number | boolean | null;
 /** A float range: uniform, log-uniform (`log`), or on the grid `low + k * step`. */
 export interface FloatParam {
+  /** Discriminant: a real-valued field (`learning_rate`, `weight_decay`, ...). */
   type: "float";
+  /** The lower bound, included; > 0 with `log`. */
   low: number;
+  /**
+   * The upper bound, included; > `low`. With `step`, lowered onto the grid `low + k * step` when
+   * it is off it (with a warning, as Optuna).
+   */
   high: number;
+  /** Sample uniformly in log space (Optuna's `log=True`); needs `low` > 0, excludes `step`. Default false. */
   log: boolean;
+  /** The grid spacing, > 0, in the field's own units; null (default): continuous. */
   step: number | null;
-  /** Points of the grid sampler for a float without `step` (evenly spaced, in log space with `log`). */
+  /**
+   * Points of the grid sampler for a float without `step` (evenly spaced, in log space with `log`),
+   * an integer >= 2; null (default): such a float cannot be grid-searched. Other samplers ignore it.
+   */
   grid_points: number | null;
 }
 /** An integer range on the grid `low + k * step` (`log`: log-uniform, step 1). */
 export interface IntParam {
+  /** Discriminant: an integer field (`lora.r`, `warmup_steps`, ...). */
   type: "int";
+  /** The lower bound, an integer, included; > 0 with `log`. */
   low: number;
+  /** The upper bound, an integer > `low`, included; lowered onto `low + k * step` when off it (with a warning). */
   high: number;
+  /** Sample uniformly in log space, then round to an integer (Optuna's `log=True`); needs `low` > 0 and step 1. Default false. */
   log: boolean;
+  /** The grid spacing, a positive integer; default 1 (must be 1 with `log`). */
   step: number;
 }
 /** A choice among values. */
 export interface CategoricalParam {
+  /** Discriminant: a field taking one of a fixed list of values. */
   type: "categorical";
+  /** The values (strings, numbers, booleans or null), at least one, no duplicates. */
   choices: ParamValue[];
 }
 /** One dimension of a search space. */
@@ -63,7 +81,12 @@ export type TrialState = "running" | "complete" | "pruned" | "failed";
 export interface Trial {
   /** 0, 1, 2, ... in the order trials started. */
   number: number;
+  /**
+   * `running` until it ends: `complete` (ran to the end), `pruned` (stopped by the pruner, or its
+   * loss diverged) or `failed` (an error, an invalid config, or no evaluation ran).
+   */
   state: TrialState;
+  /** The sampled values, by space field name. */
   params: Record<string, ParamValue>;
   /** The metric: of the last evaluation (complete), of the last report (pruned), else null. */
   value: number | null;
@@ -77,7 +100,9 @@ export interface Trial {
   run_dir?: string;
   /** Why it was pruned or failed, or how it was resumed. */
   note?: string;
+  /** When it (first) started, ISO 8601 UTC (training trials; kept when it is resumed). */
   started?: string;
+  /** When it became complete, pruned or failed, ISO 8601 UTC (training trials). */
   finished?: string;
 }
 
@@ -91,9 +116,49 @@ export interface MedianPrunerOptions {
   interval_steps: number;
 }
 
+/**
+ * Settings of the `tpe` sampler (the `tpe:` map of a search config); every default is that of
+ * Optuna's `TPESampler()` (10, 24, 1.0, true, false). The split into l(x) and g(x) always uses
+ * Optuna's `default_gamma` (the best `min(ceil(0.1 n), 25)` of n finished trials).
+ */
+export interface TpeSettings {
+  /**
+   * Parameters are drawn at random (as the `random` sampler) until this many trials have finished
+   * (complete with a non-NaN value, or pruned); TPE from then on. An integer >= 0; default 10.
+   */
+  n_startup_trials: number;
+  /**
+   * Candidates drawn from l(x) per parameter per trial; the one with the largest
+   * log l(x) - log g(x) is chosen. An integer >= 1; default 24.
+   */
+  n_ei_candidates: number;
+  /**
+   * Weight of the prior kernel (mid-range, sigma = the whole range; uniform over the choices of a
+   * categorical) in each mixture, against 1 per observation (less for those older than the 25 most
+   * recent); also added to every choice of each categorical kernel as `prior_weight / (n + 1)` for n
+   * observations. A number > 0; default 1.0.
+   */
+  prior_weight: number;
+  /**
+   * Clip each numeric kernel's sigma from below to range / min(100, 1 + kernels), the prior kernel
+   * counted (Optuna's guard against over-narrow kernels); false: a floor of 1e-12 only. Sigmas are
+   * capped at the range either way; ranges are in internal coordinates (log space with `log`).
+   * Default true.
+   */
+  consider_magic_clip: boolean;
+  /**
+   * Each numeric kernel's sigma is the larger gap to its neighbours among the sorted observations
+   * and the prior's mean; true: the lowest and highest also count their gap to the range bound;
+   * false (default): they take only the gap to their inner neighbour.
+   */
+  consider_endpoints: boolean;
+}
+
 /** A pruning decision and why, in words. */
 export interface PruneDecision {
+  /** True: stop the trial now (it becomes `pruned`). */
   prune: boolean;
+  /** The rule that decided, with the numbers compared (e.g. `best so far 5.5 > median 5 of 5 completed trials at step 1`). */
   reason: string;
 }
 
@@ -101,39 +166,63 @@ export interface PruneDecision {
 export interface SearchConfig {
   /** The training config every trial starts from. */
   base: TrainingConfig;
+  /** The fields each trial samples (`lora.r` style for a section's field) and their ranges. */
   space: SearchSpace;
   /** An evaluation metric (`eval_loss`, `eval_perplexity`, ...). */
   metric: string;
+  /** Whether a lower or a higher `metric` is better; default `minimize`. */
   direction: TrialDirection;
+  /** How each trial's parameters are drawn; default `tpe`. */
   sampler: SamplerName;
+  /** `median`: Optuna's `MedianPruner` at each evaluation (default, as Optuna's); `none`: every trial runs to the end. */
   pruner: "none" | "median";
   /** Trials in the study in all (a resumed study counts those it has); null: until the timeout. */
   n_trials: number | null;
   /** No new trial starts after this many seconds of this run (the running one finishes). */
   timeout: number | null;
+  /** The study seed: with the trial number it seeds each trial's draws; default the base config's `seed` (itself 42 by default). */
   seed: number;
   /** The study folder: study.json, trials/trial-NNNN/, results, best config, plot. */
   study_dir: string;
+  /** Settings of the `tpe` sampler, Optuna's defaults filled in (ignored by `random` and `grid`). */
   tpe: TpeSettings;
+  /** Settings of the `median` pruner, Optuna's defaults (5, 0, 1) filled in. */
   median: MedianPrunerOptions;
 }
 
 /** What {@linkcode runSearch} returns (also `results.json`). */
 export interface SearchResult {
+  /** The study folder, as in the config. */
   study_dir: string;
+  /** The metric optimized, as in the config. */
   metric: string;
+  /** The direction of the metric, as in the config. */
   direction: TrialDirection;
+  /** The number of the best complete trial (earliest on ties; NaN values never count); null: none completed. */
   best_trial: number | null;
+  /** The best trial's metric value; null when no trial completed. */
   best_value: number | null;
+  /** The best trial's parameters (also in `best_config.yaml`); null when no trial completed. */
   best_params: Record<string, ParamValue> | null;
+  /** Trials in the study, of every state (those of earlier runs of a resumed study included). */
   n_trials: number;
+  /** Trials that ran to the end. */
   n_complete: number;
+  /** Trials stopped by the pruner or by a diverged loss. */
   n_pruned: number;
+  /** Trials that failed: an invalid config, a training error, or no evaluation ran. */
   n_failed: number;
   /** Optimizer steps run over all trials. */
   steps_run: number;
+  /** Why no further trial started: `n_trials` reached, `timeout` passed, or `grid` exhausted. */
   stopped_by: "n_trials" | "timeout" | "grid";
+  /** Every trial of the study, in trial-number order. */
   trials: Trial[];
+  /**
+   * Paths of the files written into the study folder: the results table (`results.md`), this
+   * result (`results.json`), the best trial's training config (`best_config.yaml`) and the
+   * optimization history plot (`history.svg`); the last two are null when no trial completed.
+   */
   files: { results_md: string; results_json: string; best_config: string | null; history_svg: string | null };
 }
 
@@ -182,11 +271,13 @@ function trialRng(seed: number, number: number): () => number {
 
 /** Options of {@linkcode suggestParams}. */
 export interface SuggestOptions {
+  /** How the parameters are drawn. */
   sampler: SamplerName;
   /** The study seed. */
   seed: number;
   /** The number of the trial being sampled. */
   number: number;
+  /** Whether lower or higher trial values are better (TPE ranks the finished trials by it). */
   direction: TrialDirection;
   /** TPE settings over Optuna's defaults. */
   tpe?: Partial<TpeSettings>;
@@ -272,11 +363,17 @@ export function medianPrune(
 
 /** Options of {@linkcode optimize}. */
 export interface OptimizeOptions {
+  /** The search space, unvalidated (checked as by {@linkcode validateSearchSpace}). */
   space: Record<string, unknown>;
+  /** How many trials to run (fewer when a grid is exhausted first). */
   n_trials: number;
+  /** Whether lower or higher objective values are better; default `minimize`. */
   direction?: TrialDirection;
+  /** How parameters are drawn; default `tpe`. */
   sampler?: SamplerName;
+  /** The study seed; default 0. */
   seed?: number;
+  /** TPE settings over Optuna's defaults ({@linkcode TpeSettings}). */
   tpe?: Partial<TpeSettings>;
 }
 
