@@ -66,6 +66,8 @@ export const command: Command = {
 async function configRun(args: string[], io: CliIO): Promise<number | void> {
   const [sub, ...rest] = args;
   if (sub === undefined || sub === "--help" || sub === "-h") return io.stdout(USAGE + "\n");
+  // A flag before any subcommand is reported as every command reports an unknown flag.
+  if (sub.startsWith("-")) parseFlags("config", [sub], {});
   if (!Object.hasOwn(HELP, sub)) {
     const hint = closest(sub, Object.keys(HELP));
     throw new TypeError(

@@ -181,14 +181,8 @@ async function withQueue<T>(url: string, fn: (q: JobQueue) => Promise<T>): Promi
 async function queueRun(args: string[], io: CliIO): Promise<number | void> {
   const [sub, ...rest] = args;
   if (sub === undefined || sub === "--help" || sub === "-h" || sub === "help") return io.stdout(USAGE + "\n");
-  if (sub.startsWith("-")) {
-    throw new TypeError(
-      `queue: unknown flag ${sub} before the command; give it first: queue <${
-        Object.keys(FLAGS).join("|")
-      }> ... ` +
-        "(see `deno task cli queue --help`)",
-    );
-  }
+  // A flag before any command is reported as every command reports an unknown flag.
+  if (sub.startsWith("-")) parseFlags("queue", [sub], {});
   if (!Object.hasOwn(FLAGS, sub)) {
     throw new TypeError(
       `queue: unknown command ${JSON.stringify(sub)}; use ${Object.keys(FLAGS).join(", ")} ` +
