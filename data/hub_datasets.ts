@@ -180,6 +180,24 @@ export async function loadHubDataset(
  * @param opts `split` (train/validation/test), `max_samples`, `config` (default `"3.0.0"`), hub options
  * @returns the records
  * @throws {RangeError} an unknown split; {@linkcode HubError} download failures
+ * @example
+ * ```ts
+ * import { parquetWriteBuffer } from "npm:hyparquet-writer@^0.17";
+ * import { loadCnnDailymail } from "./hub_datasets.ts";
+ * // A local copy of the repo layout; without `path` the files come from the hub cache.
+ * const dir = await Deno.makeTempDir();
+ * await Deno.mkdir(`${dir}/3.0.0`);
+ * await Deno.writeFile(`${dir}/3.0.0/validation-00000-of-00001.parquet`, new Uint8Array(parquetWriteBuffer({
+ *   columnData: [
+ *     { name: "article", data: ["The council voted on Tuesday to build a new bridge over the river."] },
+ *     { name: "highlights", data: ["Council approves new bridge ."] },
+ *     { name: "id", data: ["a1"] },
+ *   ],
+ * })));
+ * const rows = await loadCnnDailymail({ path: dir, split: "validation" });
+ * if (rows.length !== 1 || rows[0].highlights !== "Council approves new bridge .") throw new Error(JSON.stringify(rows));
+ * await Deno.remove(dir, { recursive: true });
+ * ```
  */
 export async function loadCnnDailymail(
   opts: HubDatasetOptions & { config?: "1.0.0" | "2.0.0" | "3.0.0" } = {},
@@ -201,6 +219,20 @@ export type Wmt14Pair = "cs-en" | "de-en" | "fr-en" | "hi-en" | "ru-en";
  * @param opts `language_pair` (default `"de-en"`), `split`, `max_samples`, hub options
  * @returns the records
  * @throws {TypeError} an unknown language pair; {@linkcode HubError} download failures
+ * @example
+ * ```ts
+ * import { parquetWriteBuffer } from "npm:hyparquet-writer@^0.17";
+ * import { loadWmt14 } from "./hub_datasets.ts";
+ * // A local copy of the repo layout; without `path` the files come from the hub cache.
+ * const dir = await Deno.makeTempDir();
+ * await Deno.mkdir(`${dir}/de-en`);
+ * await Deno.writeFile(`${dir}/de-en/validation-00000-of-00001.parquet`, new Uint8Array(parquetWriteBuffer({
+ *   columnData: [{ name: "translation", data: [{ de: "Guten Morgen.", en: "Good morning." }], type: "JSON" }],
+ * })));
+ * const rows = await loadWmt14({ path: dir, split: "validation" });
+ * if (rows[0].de !== "Guten Morgen." || rows[0].en !== "Good morning.") throw new Error(JSON.stringify(rows));
+ * await Deno.remove(dir, { recursive: true });
+ * ```
  */
 export async function loadWmt14(
   opts: HubDatasetOptions & { language_pair?: Wmt14Pair } = {},
