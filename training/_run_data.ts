@@ -109,9 +109,11 @@ export async function buildRunDatasets(
   let evalEx: SftExample[] | null = null;
   if (valid) evalEx = cap(await examplesOf(valid, tokenizer, config), config.max_eval_samples);
   else if (wantsEval) {
-    // A stable 10% of the examples by a hash of where they came from.
-    evalEx = train.filter((e) => hashFraction(e.source) >= 0.9);
-    train = train.filter((e) => hashFraction(e.source) < 0.9);
+    // A stable 10% of the examples by a hash of their row (`file:line` without the folder, so the
+    // same file splits the same wherever it lies).
+    const key = (e: SftExample) => e.source.slice(e.source.lastIndexOf("/") + 1);
+    evalEx = train.filter((e) => hashFraction(key(e)) >= 0.9);
+    train = train.filter((e) => hashFraction(key(e)) < 0.9);
   }
   if (!train.length) throw new RangeError(`Cannot train: dataset ${data} has no training examples; add rows`);
   const pad_token_id = tokenizer.pad_token_id ?? tokenizer.eos_token_id ?? 0;
