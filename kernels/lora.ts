@@ -190,8 +190,13 @@ export function doraScale(magnitude: Tensor, weight: Tensor, a: Tensor, b: Tenso
 
 /** Options of {@linkcode loraLinear}. */
 export interface LoraLinearOptions {
-  /** `drop(x)·Aᵀ`, `[M, R]`. */
-  xa: Tensor;
+  /** `drop(x)·Aᵀ`, `[M, R]`, computed by the caller (with LoRA dropout); or give `lora_A`. */
+  xa?: Tensor;
+  /**
+   * `lora_A` `[R, K]` instead of `xa` (no dropout): the op computes `x·Aᵀ` itself and its backward
+   * gives dA and adds `dxa·A` into dX in place, with no separate node or gradient sum for x.
+   */
+  lora_A?: Tensor;
   /** `lora_B`, `[N, R]`. */
   lora_B: Tensor;
   /** LoRA's `s` (`lora_alpha / r`, or `/ sqrt(r)` with rsLoRA). */
@@ -246,13 +251,17 @@ export function loraLinearReference(
  */
 export function loraLinear(x: Tensor, weight: Tensor | QuantizedTensor, opts: LoraLinearOptions): Tensor {
   const op = "lora.linear";
-  const { xa, lora_B, scaling } = opts, bias = opts.bias ?? null;
+  const { lora_B, scaling } = opts, A = opts.lora_A ?? null, bias = opts.bias ?? null;
   const [N, K] = weight.shape, R = lora_B.shape[1];
   if (x.rank !== 2 || x.shape[1] !== K) {
     throw new TypeError(`Cannot run ${op}: x has shape ${shapeText(x.shape)}, expected [M, ${K}]`);
   }
+  if ((opts.xa === undefined) === (A === null)) {
+    throw new TypeError(`Cannot run ${op}: give exactly one of xa and lora_A`);
+  }
   const M = x.shape[0];
-  expectShape(op, "xa", xa, [M, R]);
+  if (A) expectShape(op, "lora_A", A, [R, K]);
+  else expectShape(op, "xa", opts.xa!, [M, R]);
   expectShape(op, "lora_B", lora_B, [N, R]);
   if (bias) expectShape(op, "bias", bias, [N]);
   if (!(weight instanceof QuantizedTensor) && (weight.requiresGrad || weight.node)) {
@@ -261,34 +270,61 @@ export function loraLinear(x: Tensor, weight: Tensor | QuantizedTensor, opts: Lo
     );
   }
   const y = x.backend.empty([M, N]);
+  let xa = opts.xa ?? null;
   try {
+    if (A) {
+      xa = x.backend.empty([M, R]);
+      matmulForward(xa, x, A, { transB: true });
+    }
     if (weight instanceof QuantizedTensor) matmulQ4(y, x, weight, { bias });
     else matmulForward(y, x, weight, { transB: true, bias });
-    matmulForward(y, xa, lora_B, { transB: true, alpha: scaling, accumulate: true });
+    matmulForward(y, xa!, lora_B, { transB: true, alpha: scaling, accumulate: true });
   } catch (e) {
     y.dispose();
+    if (A) xa?.dispose();
     throw e;
   }
-  if (!needsGrad(x, bias, xa, lora_B)) return y;
+  const xaIn = A ? null : xa!;
+  if (!needsGrad(x, bias, A ?? xaIn, lora_B)) {
+    if (A) xa!.dispose();
+    return y;
+  }
   const wants = (t: Tensor | null) => !!t && (t.requiresGrad || t.node !== null);
-  return record(y, "lora_linear", [x, bias, xa, lora_B], (g) => {
+  // dA reads x in the backward: an x off the graph is freed by the model once the layer is done,
+  // so a view saved here keeps its storage until then.
+  const saved: Tensor[] = A ? [xa!] : [];
+  const xv = A && wants(A) && !wants(x) ? x.reshape(x.shape) : x;
+  if (xv !== x) saved.push(xv);
+  const inputs = A ? [x, bias, A, lora_B] : [x, bias, xaIn, lora_B];
+  return record(y, "lora_linear", inputs, (g) => {
     const be = g.backend;
-    let dx: Tensor | null = null, dxa: Tensor | null = null, dB: Tensor | null = null;
+    let dx: Tensor | null = null,
+      dxa: Tensor | null = null,
+      dB: Tensor | null = null,
+      dA: Tensor | null = null;
     if (wants(x)) {
       dx = be.empty([M, K]);
       if (weight instanceof QuantizedTensor) matmulQ4Backward(dx, g, weight);
       else matmulForward(dx, g, weight);
     }
-    if (wants(xa)) {
+    const needXa = A ? wants(A) || wants(x) : wants(xaIn);
+    if (needXa) {
       dxa = be.empty([M, R]);
       matmulForward(dxa, g, lora_B, { alpha: scaling });
     }
     if (wants(lora_B)) {
       dB = be.empty([N, R]);
-      matmulForward(dB, g, xa, { transA: true, alpha: scaling });
+      matmulForward(dB, g, xa!, { transA: true, alpha: scaling });
     }
-    return [dx, wants(bias) ? sumTo(g, [N]) : null, dxa, dB];
-  });
+    if (!A) return [dx, wants(bias) ? sumTo(g, [N]) : null, dxa, dB];
+    if (wants(A)) {
+      dA = be.empty([R, K]);
+      matmulForward(dA, dxa!, xv, { transA: true });
+    }
+    if (dx) matmulForward(dx, dxa!, A, { accumulate: true }); // dX += dxa·A
+    dxa?.dispose();
+    return [dx, wants(bias) ? sumTo(g, [N]) : null, dA, dB];
+  }, saved);
 }
 
 // ---- dropout: the generic op lives in elementwise.ts (also used by the model's dropout sites) ----

@@ -190,7 +190,11 @@ function fusedPart(
   if (!(weight instanceof QuantizedTensor) && (weight.requiresGrad || weight.node)) return null;
   if (part === 0) m.dropSeed = dropSeed;
   const rate = m.config.lora_dropout;
-  const xd = rate > 0 && m.dropSeed !== null ? dropout(x, rate, m.dropSeed) : x;
+  if (!(rate > 0 && m.dropSeed !== null)) {
+    // No dropout: x·Aᵀ inside the op (dA and dX's adapter part in its backward).
+    return loraLinear(x, weight, { lora_A: m.lora_A, lora_B: p.lora_B, scaling: m.scaling, bias });
+  }
+  const xd = dropout(x, rate, m.dropSeed);
   const xin = held(xd, m.lora_A);
   const xa = matmul(xin, m.lora_A, { transB: true }); // [M, r]
   handOver(xd, xin, xa);

@@ -50,6 +50,55 @@ function loraCase(be: Backend, [M, K, N, R]: readonly number[], fused: boolean, 
   return [yv, x.grad!, bias.grad!, xa.grad!, lora_B.grad!];
 }
 
+/**
+ * loraLinear with `lora_A` (x·Aᵀ inside the op) against the composition: y and the gradients of
+ * x (when it is on the graph), bias, A and B.
+ */
+function loraCaseA(be: Backend, [M, K, N, R]: readonly number[], fused: boolean, xGrad: boolean): Tensor[] {
+  const x = be.fromArray(randomArray(M * K, 21), [M, K]);
+  const w = be.fromArray(randomArray(N * K, 22), [N, K]);
+  const A = be.fromArray(randomArray(R * K, 23), [R, K]),
+    lora_B = be.fromArray(randomArray(N * R, 24), [N, R]);
+  const bias = be.fromArray(randomArray(N, 25), [N]);
+  for (const t of [A, lora_B, bias]) t.requiresGrad = true;
+  x.requiresGrad = xGrad;
+  const y = fused ? loraLinear(x, w, { lora_A: A, lora_B, scaling: 0.75, bias }) : add(
+    matmul(x, w, { transB: true, bias }),
+    matmul(matmul(x, A, { transB: true }), lora_B, { transB: true, alpha: 0.75 }),
+  );
+  const yv = y.reshape(y.shape);
+  backward(sum(sum(mul(y, be.fromArray(randomArray(M * N, 26), [M, N])), 1), 0));
+  return [yv, ...(xGrad ? [x.grad!] : []), bias.grad!, A.grad!, lora_B.grad!];
+}
+
+Deno.test("loraLinear() with lora_A computes x·Aᵀ itself and gives dA and dX as the composition, on both backends", async () => {
+  for (const shape of LINEAR_SHAPES) {
+    const [, K, N] = shape;
+    for (const xGrad of [true, false]) {
+      const tol = { atol: 2e-5 * Math.sqrt(K + N), rtol: 1e-4 };
+      const c = await cpu();
+      const [f, u] = [loraCaseA(c, shape, true, xGrad), loraCaseA(c, shape, false, xGrad)];
+      for (let i = 0; i < f.length; i++) {
+        assertAllClose(await f[i].toArray(), await u[i].toArray(), {
+          ...tol,
+          msg: `cpu ${shape} x grad ${xGrad} ${i}`,
+        });
+      }
+      await compareBackends(
+        `loraLinear lora_A ${shape} x grad ${xGrad}`,
+        (be) => loraCaseA(be, shape, true, xGrad),
+        tol,
+      );
+    }
+  }
+  const c = await cpu();
+  const x = c.fromArray(randomArray(8, 2), [2, 4]), w = c.fromArray(randomArray(12, 1), [3, 4]);
+  assert.throws(
+    () => loraLinear(x, w, { lora_B: c.fromArray([1, 2, 3], [3, 1]), scaling: 1 }),
+    /give exactly one of xa and lora_A/,
+  );
+});
+
 Deno.test("loraLinear() equals base + s·xa·Bᵀ and its gradients, f32 and 4-bit base, on both backends", async () => {
   for (const shape of LINEAR_SHAPES) {
     const [M, K, N, R] = shape;
