@@ -82,3 +82,50 @@ export function createStreamer(
     },
   };
 }
+
+/** The sampler flags `generate` and `chat` share (Hugging Face `GenerationConfig` names). */
+export const SAMPLER_FLAGS = {
+  greedy: { type: "boolean" },
+  do_sample: { type: "boolean" },
+  temperature: { type: "number" },
+  top_k: { type: "int", min: 0 },
+  top_p: { type: "number" },
+  repetition_penalty: { type: "number" },
+  seed: { type: "int", min: 0 },
+} as const;
+
+/** The values of {@linkcode SAMPLER_FLAGS}. */
+export interface SamplerFlagValues {
+  greedy: boolean;
+  do_sample: boolean;
+  temperature?: number;
+  top_k?: number;
+  top_p?: number;
+  repetition_penalty?: number;
+  seed?: number;
+}
+
+/**
+ * The generation options of the sampler flags: `--greedy` turns sampling off, `--do_sample` or any
+ * of `--temperature`, `--top_k`, `--top_p` turns it on, neither leaves generation_config.json's.
+ * @throws {RangeError} for `--greedy` with `--do_sample`
+ */
+export function samplerOptions(cmd: string, v: SamplerFlagValues): {
+  temperature?: number;
+  top_k?: number;
+  top_p?: number;
+  repetition_penalty?: number;
+  seed?: number;
+  do_sample?: boolean;
+} {
+  if (v.greedy && v.do_sample) throw new RangeError(`${cmd}: --greedy and --do_sample exclude each other`);
+  const sampling = v.temperature !== undefined || v.top_k !== undefined || v.top_p !== undefined;
+  return {
+    temperature: v.temperature,
+    top_k: v.top_k,
+    top_p: v.top_p,
+    repetition_penalty: v.repetition_penalty,
+    seed: v.seed,
+    do_sample: v.greedy ? false : v.do_sample || sampling ? true : undefined,
+  };
+}

@@ -20,7 +20,7 @@ import { loadModel } from "../models/pretrained.ts";
 import type { Transformer } from "../models/transformer.ts";
 import { type ChatMessage, loadTokenizer, type Tokenizer } from "../models/tokenizer/tokenizer.ts";
 import type { CliIO, Command } from "./command.ts";
-import { createStreamer, modelFolder } from "./_model.ts";
+import { createStreamer, modelFolder, SAMPLER_FLAGS, samplerOptions } from "./_model.ts";
 
 const USAGE = `usage: deno task cli chat --model DIR_OR_ID [--system TEXT] [--prompt TEXT] [options]
 
@@ -61,13 +61,7 @@ const FLAGS = {
   prompt: { type: "string" },
   chat_template: { type: "string" },
   max_new_tokens: { type: "int", min: 1 },
-  greedy: { type: "boolean" },
-  do_sample: { type: "boolean" },
-  temperature: { type: "number" },
-  top_k: { type: "int", min: 0 },
-  top_p: { type: "number" },
-  repetition_penalty: { type: "number" },
-  seed: { type: "int", min: 0 },
+  ...SAMPLER_FLAGS,
   backend: { type: "string", choices: ["webgpu", "cpu", "auto"], default: "auto" },
   json: { type: "boolean" },
 } as const;
@@ -93,7 +87,7 @@ interface Reply {
 async function chatRun(args: string[], io: CliIO): Promise<void> {
   const v = parseFlags("chat", args, FLAGS);
   if (v.help) return io.stdout(USAGE + "\n");
-  if (v.greedy && v.do_sample) throw new RangeError("chat: --greedy and --do_sample exclude each other");
+  const sampler = samplerOptions("chat", v);
   if (v.prompt !== undefined && !v.prompt.trim()) {
     throw new RangeError("chat: --prompt is empty; give a message");
   }
@@ -119,14 +113,8 @@ async function chatRun(args: string[], io: CliIO): Promise<void> {
     chat_template: template,
   });
 
-  const sampling = v.temperature !== undefined || v.top_k !== undefined || v.top_p !== undefined;
   const gen: GenerateOptions = {
-    temperature: v.temperature,
-    top_k: v.top_k,
-    top_p: v.top_p,
-    repetition_penalty: v.repetition_penalty,
-    seed: v.seed,
-    do_sample: v.greedy ? false : v.do_sample || sampling ? true : undefined,
+    ...sampler,
     generation_config: gc,
     tokenizer: tok,
   };

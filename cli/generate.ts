@@ -19,7 +19,7 @@ import { generateOnnx, OnnxDecoder } from "../models/onnx_runtime.ts";
 import { readJsonFile } from "../util/json.ts";
 import { loadTokenizer } from "../models/tokenizer/tokenizer.ts";
 import type { CliIO, Command } from "./command.ts";
-import { createStreamer, modelFolder } from "./_model.ts";
+import { createStreamer, modelFolder, SAMPLER_FLAGS, samplerOptions } from "./_model.ts";
 
 const USAGE = `usage: deno task cli generate --model DIR_OR_ID (--prompt TEXT | --input_ids 1,2,3) [options]
 
@@ -57,16 +57,10 @@ const FLAGS = {
   prompt: { type: "string" },
   input_ids: { type: "string" },
   max_new_tokens: { type: "int", min: 1 },
-  greedy: { type: "boolean" },
-  do_sample: { type: "boolean" },
-  temperature: { type: "number" },
-  top_k: { type: "int", min: 0 },
-  top_p: { type: "number" },
-  repetition_penalty: { type: "number" },
+  ...SAMPLER_FLAGS,
   num_beams: { type: "int", min: 1 },
   length_penalty: { type: "number" },
   no_repeat_ngram_size: { type: "int", min: 0 },
-  seed: { type: "int", min: 0 },
   stop: { type: "list" },
   backend: { type: "string", choices: ["webgpu", "cpu", "auto", "onnx"], default: "auto" },
   json: { type: "boolean" },
@@ -85,23 +79,14 @@ async function generateRun(args: string[], io: CliIO): Promise<void> {
   if ((v.prompt === undefined) === (v.input_ids === undefined)) {
     throw new TypeError("generate: give exactly one of --prompt TEXT or --input_ids 1,2,3");
   }
-  if (v.greedy && v.do_sample) {
-    throw new RangeError("generate: --greedy and --do_sample exclude each other");
-  }
   const gen: GenerateOptions = {
     max_new_tokens: v.max_new_tokens,
-    temperature: v.temperature,
-    top_k: v.top_k,
-    top_p: v.top_p,
-    repetition_penalty: v.repetition_penalty,
+    ...samplerOptions("generate", v),
     num_beams: v.num_beams,
     length_penalty: v.length_penalty,
     no_repeat_ngram_size: v.no_repeat_ngram_size,
-    seed: v.seed,
     stop_strings: v.stop,
   };
-  const sampling = gen.temperature !== undefined || gen.top_k !== undefined || gen.top_p !== undefined;
-  gen.do_sample = v.greedy ? false : v.do_sample || sampling ? true : undefined;
   const inputIds = v.input_ids === undefined ? null : parseIds(v.input_ids);
 
   const onnxFile = /\.onnx$/i.test(v.model) ? v.model : null;
