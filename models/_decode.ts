@@ -1,12 +1,17 @@
 /**
- * What the decode loops of `generate.ts` (greedy, sampling) and `beam_search.ts` share: prompt
- * validation, HF's left padding, the last-position logits and decoding to text.
+ * What the decode loops of `generate.ts` (greedy, sampling), `onnx_runtime.ts` and `beam_search.ts`
+ * share: prompt validation, HF's left padding, the last-position logits, decoding to text, and the
+ * per-row token choice and stop rules of greedy / sampling decoding.
  *
  * @module
  */
 import { embedding } from "../kernels/embedding.ts";
 import type { Tensor } from "../kernels/tensor.ts";
 import { Problems, show } from "../util/problems.ts";
+import { mulberry32 } from "../util/random.ts";
+import type { FinishReason, GenerateResult } from "./generate.ts";
+import type { ResolvedGeneration } from "./generation_config.ts";
+import { nextToken } from "./logits_process.ts";
 import type { Tokenizer } from "./tokenizer/tokenizer.ts";
 import type { ForwardOptions, Transformer } from "./transformer.ts";
 
@@ -87,4 +92,78 @@ export function checkPrompts(input: unknown, V: number): void {
     }
   });
   p.throwIfAny("Cannot generate", "the prompts");
+}
+
+/**
+ * The per-row state of a greedy or sampling decode loop, shared by `generate` (the Transformer's KV
+ * cache) and `generateOnnx` (onnxruntime's past key/values): HF's token choice per live row, then
+ * EOS, stop strings and the length limit; the result with the decoded text.
+ */
+export class RowDecoder {
+  readonly #seen: number[][];
+  readonly #out: number[][];
+  readonly #reason: (FinishReason | null)[];
+  readonly #cut: (string | null)[];
+  readonly #rng: () => number;
+
+  /**
+   * @param input the prompts (their tokens count for the repetition penalty)
+   * @param s the resolved generation settings
+   * @param tokenizer decodes for stop strings and the result's text
+   */
+  constructor(input: number[][], readonly s: ResolvedGeneration, readonly tokenizer?: Tokenizer) {
+    this.#seen = input.map((r) => [...r]);
+    this.#out = input.map(() => []);
+    this.#reason = input.map(() => null);
+    this.#cut = input.map(() => null);
+    this.#rng = mulberry32(s.seed);
+  }
+
+  /** Each live row's next token from its logits `logitsOf(b)` (`[V]`); null for a finished row. */
+  pick(logitsOf: (b: number) => Float32Array): (number | null)[] {
+    const s = this.s, emitted: (number | null)[] = [];
+    for (let b = 0; b < this.#out.length; b++) {
+      if (this.#reason[b]) {
+        emitted.push(null);
+        continue;
+      }
+      const tok = nextToken(logitsOf(b), this.#seen[b], s, this.#rng);
+      emitted.push(tok);
+      this.#seen[b].push(tok);
+      this.#out[b].push(tok);
+      if (s.eos_token_id.includes(tok)) this.#reason[b] = "eos_token";
+      else if (s.stop_strings.length) {
+        const text = decodeText(this.tokenizer!, this.#out[b]);
+        const at = firstStop(text, s.stop_strings);
+        if (at >= 0) {
+          this.#reason[b] = "stop_sequence";
+          this.#cut[b] = text.slice(0, at);
+        }
+      }
+      if (!this.#reason[b] && this.#out[b].length === s.max_new_tokens) this.#reason[b] = "length";
+    }
+    return emitted;
+  }
+
+  /** True once every row has stopped. */
+  get done(): boolean {
+    return this.#reason.every((r) => r !== null);
+  }
+
+  /** The new tokens, why each row stopped and (with a tokenizer) the text cut before a stop string. */
+  result(): GenerateResult {
+    const r: GenerateResult = { tokens: this.#out, finish_reason: this.#reason as FinishReason[] };
+    if (this.tokenizer) r.text = this.#out.map((o, b) => this.#cut[b] ?? decodeText(this.tokenizer!, o));
+    return r;
+  }
+}
+
+/** Index of the earliest occurrence of any stop string in `text`, or -1. */
+function firstStop(text: string, stops: string[]): number {
+  let at = -1;
+  for (const st of stops) {
+    const i = text.indexOf(st);
+    if (i >= 0 && (at < 0 || i < at)) at = i;
+  }
+  return at;
 }

@@ -15,11 +15,9 @@
  */
 import { noGrad } from "../kernels/autograd.ts";
 import type { Tensor } from "../kernels/tensor.ts";
-import { checkPrompts, decodeText as decode, lastLogits, leftPad } from "./_decode.ts";
+import { checkPrompts, lastLogits, leftPad, RowDecoder } from "./_decode.ts";
 import { beamSearch } from "./beam_search.ts";
 import { type GenerationConfig, resolveGeneration } from "./generation_config.ts";
-import { nextToken } from "./logits_process.ts";
-import { mulberry32 } from "../util/random.ts";
 import type { Tokenizer } from "./tokenizer/tokenizer.ts";
 import type { ForwardOptions, Transformer } from "./transformer.ts";
 
@@ -111,11 +109,7 @@ export async function generate(
   if (s.num_beams > 1) return beamSearch(model, input, opts);
   const { ids, pos, mask } = leftPad(input, P, L, pad);
   const nextPos = input.map((r) => r.length);
-  const seen = input.map((r) => [...r]);
-  const out: number[][] = input.map(() => []);
-  const reason: (FinishReason | null)[] = input.map(() => null);
-  const cut: (string | null)[] = input.map(() => null);
-  const rng = mulberry32(s.seed);
+  const rows = new RowDecoder(input, s, opts.tokenizer);
 
   const cache = model.createCache(B, L);
   const maskT = be.fromArray(mask, [B, L], "i32");
@@ -130,30 +124,10 @@ export async function generate(
       idsT = posT = null;
       const logits = await logitsT.toArray() as Float32Array; // [B, V]
       logitsT.dispose();
-      const emitted: (number | null)[] = [];
-      for (let b = 0; b < B; b++) {
-        if (reason[b]) {
-          emitted.push(null);
-          continue;
-        }
-        const tok = nextToken(logits.subarray(b * V, (b + 1) * V), seen[b], s, rng);
-        emitted.push(tok);
-        seen[b].push(tok);
-        out[b].push(tok);
-        if (s.eos_token_id.includes(tok)) reason[b] = "eos_token";
-        else if (s.stop_strings.length) {
-          const text = decode(opts.tokenizer!, out[b]);
-          const at = firstStop(text, s.stop_strings);
-          if (at >= 0) {
-            reason[b] = "stop_sequence";
-            cut[b] = text.slice(0, at);
-          }
-        }
-        if (!reason[b] && out[b].length === s.max_new_tokens) reason[b] = "length";
-      }
+      const emitted = rows.pick((b) => logits.subarray(b * V, (b + 1) * V));
       await opts.onToken?.(emitted, step);
       opts.streamer?.put(emitted);
-      if (reason.every((r) => r !== null)) break;
+      if (rows.done) break;
       idsT = be.fromArray(emitted.map((t) => t ?? pad), [B, 1], "i32");
       posT = be.fromArray(nextPos.map((p) => p), [B, 1], "i32");
       for (let b = 0; b < B; b++) nextPos[b]++;
@@ -165,17 +139,5 @@ export async function generate(
     for (const t of [...cache.k, ...cache.v]) t.dispose();
   }
   opts.streamer?.end();
-  const result: GenerateResult = { tokens: out, finish_reason: reason as FinishReason[] };
-  if (opts.tokenizer) result.text = out.map((r, b) => cut[b] ?? decode(opts.tokenizer!, r));
-  return result;
-}
-
-/** Index of the earliest occurrence of any stop string in `text`, or -1. */
-function firstStop(text: string, stops: string[]): number {
-  let at = -1;
-  for (const st of stops) {
-    const i = text.indexOf(st);
-    if (i >= 0 && (at < 0 || i < at)) at = i;
-  }
-  return at;
+  return rows.result();
 }

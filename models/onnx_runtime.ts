@@ -21,11 +21,9 @@ async function loadOrt(): Promise<typeof Ort> {
   return ortModule ??= await import("npm:onnxruntime-node@^1.30.0");
 }
 import type { ModelConfig } from "./config.ts";
-import { checkPrompts, decodeText as decode, leftPad } from "./_decode.ts";
-import type { FinishReason, GenerateOptions, GenerateResult } from "./generate.ts";
+import { checkPrompts, leftPad, RowDecoder } from "./_decode.ts";
+import type { GenerateOptions, GenerateResult } from "./generate.ts";
 import { resolveGeneration } from "./generation_config.ts";
-import { nextToken } from "./logits_process.ts";
-import { mulberry32 } from "../util/random.ts";
 
 /** One f32 tensor of an {@linkcode OnnxPast}: row-major data and its dims. */
 export interface OnnxCacheTensor {
@@ -298,11 +296,7 @@ export async function generateOnnx(
   const rows = (a: Int32Array, w: number, n: number) =>
     Array.from({ length: B }, (_, b) => Array.from(a.subarray(b * w, b * w + n)));
   const nextPos = input.map((r) => r.length);
-  const seen = input.map((r) => [...r]);
-  const out: number[][] = input.map(() => []);
-  const reason: (FinishReason | null)[] = input.map(() => null);
-  const cut: (string | null)[] = input.map(() => null);
-  const rng = mulberry32(s.seed);
+  const picker = new RowDecoder(input, s, opts.tokenizer);
 
   let feed: OnnxStepInput = {
     input_ids: rows(ids, P, P),
@@ -312,31 +306,10 @@ export async function generateOnnx(
   for (let step = 0; step < s.max_new_tokens; step++) {
     const r = await decoder.step(feed);
     const T = feed.input_ids[0].length;
-    const emitted: (number | null)[] = [];
-    for (let b = 0; b < B; b++) {
-      if (reason[b]) {
-        emitted.push(null);
-        continue;
-      }
-      const at = (b * T + T - 1) * V;
-      const tok = nextToken(r.logits.subarray(at, at + V), seen[b], s, rng);
-      emitted.push(tok);
-      seen[b].push(tok);
-      out[b].push(tok);
-      if (s.eos_token_id.includes(tok)) reason[b] = "eos_token";
-      else if (s.stop_strings.length) {
-        const text = decode(opts.tokenizer!, out[b]);
-        const i = firstStop(text, s.stop_strings);
-        if (i >= 0) {
-          reason[b] = "stop_sequence";
-          cut[b] = text.slice(0, i);
-        }
-      }
-      if (!reason[b] && out[b].length === s.max_new_tokens) reason[b] = "length";
-    }
+    const emitted = picker.pick((b) => r.logits.subarray((b * T + T - 1) * V, (b * T + T) * V));
     await opts.onToken?.(emitted, step);
     opts.streamer?.put(emitted);
-    if (reason.every((x) => x !== null)) break;
+    if (picker.done) break;
     feed = {
       input_ids: emitted.map((t) => [t ?? pad]),
       attention_mask: rows(mask, L, r.past.length + 1),
@@ -346,17 +319,5 @@ export async function generateOnnx(
     for (let b = 0; b < B; b++) nextPos[b]++;
   }
   opts.streamer?.end();
-  const result: GenerateResult = { tokens: out, finish_reason: reason as FinishReason[] };
-  if (opts.tokenizer) result.text = out.map((r, b) => cut[b] ?? decode(opts.tokenizer!, r));
-  return result;
-}
-
-/** Index of the earliest occurrence of any stop string in `text`, or -1. */
-function firstStop(text: string, stops: string[]): number {
-  let at = -1;
-  for (const st of stops) {
-    const i = text.indexOf(st);
-    if (i >= 0 && (at < 0 || i < at)) at = i;
-  }
-  return at;
+  return picker.result();
 }
