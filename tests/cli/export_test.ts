@@ -12,6 +12,7 @@ import { trainBpeTokenizer } from "../../models/tokenizer/bpe.ts";
 import { loadAdapter, mergeAdapter } from "../../training/peft.ts";
 import { assert, SHARED } from "../_assert.ts";
 import { assertFails, cli, cliProcess } from "./_cli.ts";
+import { tinyRecipe } from "../tasks/_recipe.ts";
 
 const REF = `${SHARED}/fixtures/hf-reference`;
 
@@ -247,42 +248,9 @@ Deno.test({
   async fn() {
     const tmp = await Deno.makeTempDir({ prefix: "fledge-export-recipe-" });
     try {
-      // the sst2 recipe on a tiny budget: a tiny Debian base model, fine-tuned a few steps
-      const base = {
-        vocab_size: 320,
-        hidden_size: 32,
-        num_hidden_layers: 1,
-        num_attention_heads: 2,
-        intermediate_size: 64,
-        max_position_embeddings: 256,
-        block_size: 64,
-        per_device_train_batch_size: 4,
-        max_steps: 3,
-        tokenizer_chars: 50_000,
-      };
+      // the summarization recipe on a tiny budget: a tiny Debian base model, fine-tuned a few steps
       const run = join(tmp, "run");
-      const r = await cliProcess([
-        "recipe",
-        "summarization",
-        "--base_model",
-        JSON.stringify(base),
-        "--max_train_samples",
-        "16",
-        "--max_eval_samples",
-        "2",
-        "--max_steps",
-        "3",
-        "--per_device_train_batch_size",
-        "4",
-        "--max_seq_length",
-        "128",
-        "--max_source_tokens",
-        "40",
-        "--max_new_tokens",
-        "4",
-        "--output_dir",
-        run,
-      ], { FLEDGE_CACHE_DIR: join(tmp, "cache") });
+      const r = await tinyRecipe("summarization", run, join(tmp, "cache"));
       assert.equal(r.code, 0, r.err);
       const out = join(tmp, "ft.gguf");
       const e = await cli(["export", "--model", run, "--output", out, "--outtype", "f32", "--json"]);

@@ -6,49 +6,12 @@
 import { join } from "node:path";
 import { assert } from "../_assert.ts";
 import { cliProcess } from "../cli/_cli.ts";
-
-/** A base model that pre-trains in seconds (the cache is per test run). */
-const TINY_BASE = JSON.stringify({
-  vocab_size: 320,
-  hidden_size: 32,
-  num_hidden_layers: 1,
-  num_attention_heads: 2,
-  intermediate_size: 64,
-  max_position_embeddings: 256,
-  block_size: 64,
-  per_device_train_batch_size: 4,
-  max_steps: 3,
-  tokenizer_chars: 50_000,
-});
+import { tinyRecipe } from "./_recipe.ts";
 
 const cache = await Deno.makeTempDir({ prefix: "fledge-recipe-cache-" });
 
-/** `cli.ts recipe <name>` on a tiny budget into `out` (a subprocess, as `deno task train:*` runs). */
-async function recipe(name: string, out: string, extra: string[] = []) {
-  return await cliProcess([
-    "recipe",
-    name,
-    "--base_model",
-    TINY_BASE,
-    "--max_train_samples",
-    "24",
-    "--max_eval_samples",
-    "6",
-    "--max_steps",
-    "2",
-    "--per_device_train_batch_size",
-    "4",
-    "--max_seq_length",
-    "128",
-    "--max_source_tokens",
-    "40",
-    "--max_new_tokens",
-    "6",
-    "--output_dir",
-    out,
-    ...extra,
-  ], { FLEDGE_CACHE_DIR: cache });
-}
+/** A recipe on a tiny budget into `out`, base models cached for this file. */
+const recipe = (name: string, out: string, extra: string[] = []) => tinyRecipe(name, out, cache, extra);
 
 for (
   const [name, head, baseline] of [
