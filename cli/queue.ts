@@ -44,9 +44,9 @@ A job file:
   kind: train                train (default), eval or trial
   name: lr-3e-4              a label (optional)
   max_attempts: 3            starts before it fails for good (default 3)
-  config:                    train / trial: a TrainingConfig (or the name of its file); eval: the
-    model: tiny              flags of \`deno task cli eval\` ({model: runs/x, task: classification})
-    dataset: data.jsonl
+  config:                    train: a TrainingConfig (or the name of its file); eval: the flags
+    model: tiny              of \`deno task cli eval\` ({model: runs/x, task: classification});
+    dataset: data.jsonl      trial: {study_dir: DIR, trial: N} (what \`search --workers\` submits)
 A file without kind or config is the config of a train job. Paths are read from the worker's
 directory; a run without output_dir goes to <runs_dir>/job-<id>.`;
 
@@ -54,7 +54,7 @@ const SUB_USAGE: Record<string, string> = {
   submit: `usage: deno task cli queue submit --config job.yaml [--queue ADDRESS]
 
 Adds the job in job.yaml (see \`deno task cli queue --help\` for its keys) and prints its id. A
-train or trial config is validated now; what only running finds (a missing file) fails the job.
+train config is validated now; what only running finds (a missing file) fails the job.
 
 options:
   -c, --config FILE          the job (YAML or JSON)

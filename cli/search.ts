@@ -8,7 +8,7 @@ import { parseFlags } from "../util/flags.ts";
 import { loadSearchConfig, runSearch, type SearchResult } from "../training/search.ts";
 import type { CliIO, Command } from "./command.ts";
 
-const USAGE = `usage: deno task cli search --config search.yaml [--json]
+const USAGE = `usage: deno task cli search --config search.yaml [--json] [--workers N [--queue ADDRESS]]
 
 Searches hyperparameters of a training config (Optuna's samplers and pruner): each trial trains
 the base config with sampled fields into <study_dir>/trials/trial-NNNN/. The study is kept in
@@ -33,8 +33,14 @@ options:
                        optional: tpe: {n_startup_trials: 10, n_ei_candidates: 24},
                        median: {n_startup_trials: 5, n_warmup_steps: 0, interval_steps: 1}
   --json               print results.json instead of the table
-  --workers N          run trials on N queue workers: needs the queue's trial jobs to report
-                       evaluations back to the study; not wired yet, refused
+  --workers N          run N trials at once, each a job of a queue on a worker process (this
+                       command starts N workers on this machine; a worker that dies leaves its
+                       trial to another, which resumes it from its checkpoint)
+  --queue ADDRESS      the trials' queue: kv:PATH (default kv:<study_dir>/queue.sqlite) or
+                       redis://host:port, where workers on other machines may take trials too
+                       (\`deno task cli queue work --queue redis://host:port\`; they must reach
+                       study_dir at the same path, e.g. a shared filesystem)
+  --local_workers M    workers started here (default N; 0: only workers started elsewhere)
   --progress           show each trial's training progress line
   -h, --help           this text`;
 
@@ -42,6 +48,8 @@ const FLAGS = {
   config: { type: "string", short: "c" },
   json: { type: "boolean" },
   workers: { type: "int", min: 1 },
+  queue: { type: "string" },
+  local_workers: { type: "int", min: 0 },
   progress: { type: "boolean" },
 } as const;
 
@@ -55,16 +63,18 @@ export const command: Command = {
 async function searchRun(args: string[], io: CliIO): Promise<void> {
   const v = parseFlags("search", args, FLAGS);
   if (v.help) return io.stdout(USAGE + "\n");
-  if (v.workers !== undefined) {
-    throw new RangeError(
-      "search: --workers needs the queue to run search trials that report their evaluations back to " +
-        "the study (for pruning and results); that is not wired yet: run without --workers " +
-        "(trials run one after another in this process)",
-    );
+  if (v.workers === undefined && (v.queue !== undefined || v.local_workers !== undefined)) {
+    throw new TypeError("search: --queue and --local_workers go with --workers N");
   }
   if (!v.config) throw new TypeError("search: give --config search.yaml (see `deno task cli search --help`)");
   const config = await loadSearchConfig(v.config, { warn: (l) => io.stderr(`fledge: ${l}\n`) });
-  const r = await runSearch(config, { log: (l) => io.stderr(`${l}\n`), progress: v.progress });
+  const r = await runSearch(config, {
+    log: (l) => io.stderr(`${l}\n`),
+    progress: v.progress,
+    workers: v.workers,
+    queue: v.queue,
+    local_workers: v.local_workers,
+  });
   if (v.json) return io.stdout(JSON.stringify(r, (_k, x) => Number.isNaN(x) ? null : x) + "\n");
   io.stdout(summary(r) + "\n");
   io.stdout(await Deno.readTextFile(r.files.results_md));

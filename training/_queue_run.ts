@@ -3,7 +3,37 @@
  * then record how it ended.
  * @module
  */
-import type { JobHandler, JobKind, JobLease, JobOutcome, WorkerSummary } from "./queue.ts";
+import { join } from "node:path";
+import { LOCK_FILE, readLock } from "../util/lock.ts";
+import { latestCheckpoint } from "./checkpoint.ts";
+import type { JobContext, JobHandler, JobKind, JobLease, JobOutcome, WorkerSummary } from "./queue.ts";
+
+/**
+ * Where a training job's attempt starts in its run folder `out`: on a retry (or on any attempt with
+ * `any_attempt`) the newest checkpoint there, after removing a run lock another host's lost worker
+ * left (the queue's lease says that worker is gone; a lock of this host is taken over as stale).
+ * @returns the checkpoint to resume from, or null to start over
+ */
+export async function retryCheckpoint(
+  out: string,
+  ctx: JobContext,
+  job_id: string,
+  opts: { any_attempt?: boolean } = {},
+): Promise<string | null> {
+  if (ctx.attempt > 1) {
+    const lock = await readLock(out).catch(() => null);
+    if (lock && lock.host !== Deno.hostname()) {
+      await Deno.remove(join(out, LOCK_FILE)).catch(() => {});
+      ctx.log(`removed the run lock of ${lock.host} pid ${lock.pid}: its lease on job ${job_id} expired`);
+    }
+  }
+  if (ctx.attempt === 1 && !opts.any_attempt) return null;
+  const ck = await latestCheckpoint(join(out, "checkpoints")).catch(() => null);
+  if (ctx.attempt > 1 || ck) {
+    ctx.log(ck ? `attempt ${ctx.attempt} resumes from ${ck}` : `attempt ${ctx.attempt} starts over`);
+  }
+  return ck;
+}
 
 /** Bad input, as the command line's exit code 2: retrying cannot help. */
 function isBadInput(e: unknown): boolean {

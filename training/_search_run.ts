@@ -1,27 +1,13 @@
 /**
- * Private to `search.ts`: the study loop of `runSearch` and one trial as a training run, its
- * evaluations reported to the median pruner through the Trainer's `on_evaluate` hook.
+ * Private to `search.ts`: the study loop of `runSearch`, each trial trained in this process one
+ * after another (`_search_parallel.ts` runs them on queue workers instead).
  * @module
  */
 import { join } from "node:path";
-import { acquireLock } from "../util/lock.ts";
 import { latestCheckpoint } from "./checkpoint.ts";
-import { type TrainingConfig, validateTrainingConfig } from "./config.ts";
-import type { HookContext } from "./hooks.ts";
-import { runTraining } from "./run.ts";
-import { NonFiniteError } from "./trainer.ts";
-import { applyParams } from "./_search_config.ts";
-import { medianDecision } from "./_search_prune.ts";
-import {
-  bestTrial,
-  definitionChange,
-  definitionOf,
-  readStudy,
-  type StudyFile,
-  writeReports,
-  writeStudy,
-} from "./_search_study.ts";
-import type { ParamValue, SearchConfig, SearchResult, SuggestOptions, Trial, TrialState } from "./search.ts";
+import { trainTrial } from "./_search_trial.ts";
+import { openStudy, type StudyFile, trialDir, trialLine, writeReports, writeStudy } from "./_search_study.ts";
+import type { ParamValue, SearchConfig, SearchResult, SuggestOptions, Trial } from "./search.ts";
 
 /** What the loop needs from `search.ts`. */
 export interface LoopOptions {
@@ -34,63 +20,48 @@ export interface LoopOptions {
   ) => { params: Record<string, ParamValue>; grid_id?: number } | null;
 }
 
+/**
+ * The next trial to start, pushed onto the study as `running`, or why none starts: `n_trials`
+ * reached, `timeout` passed (seconds since `t0`), or the grid exhausted.
+ */
+export function nextTrial(
+  config: SearchConfig,
+  study: StudyFile,
+  o: LoopOptions,
+  t0: number,
+): Trial | SearchResult["stopped_by"] {
+  if (config.n_trials !== null && study.trials.length >= config.n_trials) return "n_trials";
+  if (config.timeout !== null && (performance.now() - t0) / 1000 >= config.timeout) return "timeout";
+  const number = study.trials.length;
+  const s = o.suggest(config.space, study.trials, { ...config, number, tpe: config.tpe });
+  if (!s) return "grid";
+  const t: Trial = { number, state: "running", params: s.params, value: null, intermediate_values: {} };
+  if (s.grid_id !== undefined) t.grid_id = s.grid_id;
+  study.trials.push(t);
+  return t;
+}
+
 /** Run or resume the study of `config` (see `runSearch`). */
 export async function searchStudy(config: SearchConfig, o: LoopOptions): Promise<SearchResult> {
-  const { log } = o;
-  const dir = config.study_dir;
-  await Deno.mkdir(dir, { recursive: true });
-  const lock = await acquireLock(dir, { command: "search" });
+  const { study, lock } = await openStudy(config, o.log);
   try {
-    const definition = definitionOf(config);
-    const found = await readStudy(dir);
-    if (found) {
-      const changed = definitionChange(found.definition, definition);
-      if (changed) {
-        throw new RangeError(
-          `Cannot resume the study in ${dir}: its ${changed} differs from this config's; ` +
-            `restore it or choose another study_dir`,
-        );
-      }
-      const done = found.trials.filter((t) => t.state !== "running").length;
-      log(`search: resuming ${dir}: ${done} finished trials kept, ${found.trials.length - done} to resume`);
-    }
-    const study: StudyFile = found ?? { format: "fledge-study", version: 1, definition, trials: [] };
-    await writeStudy(dir, study);
     const t0 = performance.now();
     for (const t of study.trials.filter((t) => t.state === "running")) {
-      await runTrial(config, study, t, { resume: true, log, progress: o.progress });
+      await runTrial(config, study, t, { resume: true, log: o.log, progress: o.progress });
     }
     let stopped_by: SearchResult["stopped_by"];
     while (true) {
-      if (config.n_trials !== null && study.trials.length >= config.n_trials) {
-        stopped_by = "n_trials";
+      const t = nextTrial(config, study, o, t0);
+      if (typeof t === "string") {
+        stopped_by = t;
         break;
       }
-      if (config.timeout !== null && (performance.now() - t0) / 1000 >= config.timeout) {
-        stopped_by = "timeout";
-        break;
-      }
-      const number = study.trials.length;
-      const s = o.suggest(config.space, study.trials, { ...config, number, tpe: config.tpe });
-      if (!s) {
-        stopped_by = "grid";
-        break;
-      }
-      const t: Trial = { number, state: "running", params: s.params, value: null, intermediate_values: {} };
-      if (s.grid_id !== undefined) t.grid_id = s.grid_id;
-      study.trials.push(t);
-      await runTrial(config, study, t, { resume: false, log, progress: o.progress });
+      await runTrial(config, study, t, { resume: false, log: o.log, progress: o.progress });
     }
     return await writeReports(config, study.trials, stopped_by);
   } finally {
     await lock.release();
   }
-}
-
-function paramText(params: Record<string, ParamValue>): string {
-  return Object.entries(params).map(([k, v]) => `${k}=${typeof v === "number" ? +v.toPrecision(4) : v}`).join(
-    " ",
-  );
 }
 
 /** Train one trial into its folder, reporting to the pruner; updates `t` and study.json. */
@@ -100,7 +71,7 @@ async function runTrial(
   t: Trial,
   o: { resume: boolean; log: (line: string) => void; progress: boolean },
 ): Promise<void> {
-  const rel = join("trials", `trial-${String(t.number).padStart(4, "0")}`);
+  const rel = trialDir(t.number);
   const runDir = join(c.study_dir, rel);
   const save = () => writeStudy(c.study_dir, study);
   let resume = false;
@@ -114,78 +85,36 @@ async function runTrial(
   t.run_dir = rel;
   t.started ??= new Date().toISOString();
   await save();
-  const finish = async (state: TrialState, note?: string) => {
-    t.state = state;
-    if (note !== undefined) t.note = note;
+  const finish = async (out: { state: Trial["state"]; note?: string | null }) => {
+    t.state = out.state;
+    if (out.note) t.note = out.note;
     t.finished = new Date().toISOString();
     await save();
   };
-  let config: TrainingConfig;
+  let out;
   try {
-    config = validateTrainingConfig(
-      {
-        ...applyParams(c.base, t.params),
-        output_dir: runDir,
-        resume_from_checkpoint: resume,
-        overwrite_output_dir: !resume,
+    out = await trainTrial(c, {
+      run_dir: runDir,
+      number: t.number,
+      params: t.params,
+      resume,
+      intermediate_values: t.intermediate_values,
+      trials: () => Promise.resolve(study.trials),
+      report: async (values, note) => {
+        t.intermediate_values = values;
+        if (note) t.note = note;
+        await save();
       },
-      { file: `trial ${t.number}`, warn: () => {} },
-    );
+      log: o.log,
+      progress: o.progress,
+    });
   } catch (e) {
-    await finish("failed", `invalid config: ${(e as Error).message.split("\n").slice(1).join(" ").trim()}`);
-    o.log(`search: trial ${t.number} failed: ${t.note}`);
-    return;
-  }
-  let prunedAt: number | null = null;
-  const hooks = {
-    on_evaluate: async (ctx: HookContext, rec: Record<string, number>) => {
-      const v = rec[c.metric], step = ctx.state.global_step;
-      if (typeof v !== "number") {
-        const have = Object.keys(rec).filter((k) => k.startsWith("eval_"));
-        throw new TypeError(
-          `Cannot search on ${c.metric}: evaluations report ${have.join(", ")}; set metric to one of them`,
-        );
-      }
-      t.intermediate_values[step] = v;
-      if (c.pruner === "median") {
-        const d = medianDecision(t.intermediate_values, study.trials, c.direction, c.median);
-        if (d.prune) {
-          prunedAt = step;
-          t.note = `pruned at step ${step}: ${d.reason}`;
-        }
-      }
-      await save();
-      return prunedAt !== null ? { should_training_stop: true } : undefined;
-    },
-  };
-  try {
-    const r = await runTraining(config, { progress: o.progress, log: o.log, hooks });
-    t.steps = r.metrics_summary.global_step as number;
-  } catch (e) {
-    if (e instanceof NonFiniteError) {
-      t.steps = e.step;
-      const last = Object.keys(t.intermediate_values).map(Number).sort((a, b) => b - a)[0];
-      t.value = last === undefined ? null : t.intermediate_values[last];
-      await finish("pruned", `diverged at step ${e.step} (non-finite)`);
-      o.log(`search: trial ${t.number} pruned: ${t.note}`);
-      return;
-    }
-    await finish("failed", (e as Error).message.replace(/\s*\n\s*/g, " "));
+    await finish({ state: "failed", note: (e as Error).message.replace(/\s*\n\s*/g, " ") });
     throw e;
   }
-  const steps = Object.keys(t.intermediate_values).map(Number).sort((a, b) => a - b);
-  if (!steps.length) {
-    await finish("failed", "no evaluation ran");
-    throw new RangeError(
-      `Cannot search: trial ${t.number} ran ${t.steps} steps without an evaluation; set base.eval_steps <= max_steps`,
-    );
-  }
-  t.value = t.intermediate_values[steps[steps.length - 1]];
-  await finish(prunedAt !== null ? "pruned" : "complete");
-  const best = bestTrial(study.trials, c.direction);
-  o.log(
-    `search: trial ${t.number} ${t.state} ${c.metric} ${t.value.toFixed(4)} after ${t.steps} steps (${
-      paramText(t.params)
-    })${best ? `; best trial ${best.number} ${best.value!.toFixed(4)}` : ""}`,
-  );
+  t.intermediate_values = out.intermediate_values;
+  t.value = out.value;
+  if (out.steps !== null) t.steps = out.steps;
+  await finish(out);
+  o.log(trialLine(c, study.trials, t));
 }

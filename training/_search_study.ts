@@ -7,6 +7,7 @@
  */
 import { join } from "node:path";
 import { writeFileAtomic } from "../util/atomic.ts";
+import { acquireLock, type RunLock } from "../util/lock.ts";
 import { parseJson } from "../util/json.ts";
 import { formatMetric } from "../util/format.ts";
 import { plotTrainingCurves } from "../evaluation/plot.ts";
@@ -23,6 +24,11 @@ export interface StudyFile {
   trials: Trial[];
 }
 
+/** A trial's run folder, relative to the study folder: `trials/trial-NNNN`. */
+export function trialDir(number: number): string {
+  return join("trials", `trial-${String(number).padStart(4, "0")}`);
+}
+
 /** The parts of a config that define a study (n_trials and timeout may change on resume). */
 export function definitionOf(c: SearchConfig): Record<string, unknown> {
   const { output_dir: _, ...base } = c.base;
@@ -37,6 +43,56 @@ export function definitionOf(c: SearchConfig): Record<string, unknown> {
     median: c.median,
     base,
   }));
+}
+
+/**
+ * Lock the study folder and read its study (checking that `c` defines the same one), or start a
+ * new one; `study.json` is written either way.
+ * @throws {RangeError} when the folder holds a study with another definition
+ * @throws {Deno.errors.Busy} when another process runs this study
+ */
+export async function openStudy(
+  c: SearchConfig,
+  log: (line: string) => void,
+): Promise<{ study: StudyFile; lock: RunLock }> {
+  const dir = c.study_dir;
+  await Deno.mkdir(dir, { recursive: true });
+  const lock = await acquireLock(dir, { command: "search" });
+  try {
+    const definition = definitionOf(c);
+    const found = await readStudy(dir);
+    if (found) {
+      const changed = definitionChange(found.definition, definition);
+      if (changed) {
+        throw new RangeError(
+          `Cannot resume the study in ${dir}: its ${changed} differs from this config's; ` +
+            `restore it or choose another study_dir`,
+        );
+      }
+      const done = found.trials.filter((t) => t.state !== "running").length;
+      log(`search: resuming ${dir}: ${done} finished trials kept, ${found.trials.length - done} to resume`);
+    }
+    const study: StudyFile = found ?? { format: "fledge-study", version: 1, definition, trials: [] };
+    await writeStudy(dir, study);
+    return { study, lock };
+  } catch (e) {
+    await lock.release();
+    throw e;
+  }
+}
+
+/** The one line logged when a trial ends. */
+export function trialLine(c: SearchConfig, trials: readonly Trial[], t: Trial): string {
+  const params = Object.entries(t.params).map(([k, v]) =>
+    `${k}=${typeof v === "number" ? +v.toPrecision(4) : v}`
+  )
+    .join(" ");
+  if (t.state === "failed") return `search: trial ${t.number} failed: ${t.note}`;
+  const best = bestTrial(trials, c.direction);
+  const value = t.value === null ? "none" : t.value.toFixed(4);
+  return `search: trial ${t.number} ${t.state} ${c.metric} ${value} after ${t.steps} steps (${params})${
+    t.state === "pruned" && t.note ? `: ${t.note}` : ""
+  }${best ? `; best trial ${best.number} ${best.value!.toFixed(4)}` : ""}`;
 }
 
 /** JSON with NaN / Infinity as null (JSON has neither). */

@@ -19,12 +19,11 @@
 import { basename, dirname, join, resolve } from "node:path";
 import { parse as parseYaml } from "npm:yaml@^2.9";
 import { pathExists } from "../util/atomic.ts";
-import { LOCK_FILE, readLock } from "../util/lock.ts";
-import { latestCheckpoint } from "./checkpoint.ts";
 import { validateTrainingConfig } from "./config.ts";
 import type { TrainerHooks } from "./hooks.ts";
 import { runTraining } from "./run.ts";
-import { runOne } from "./_queue_run.ts";
+import { retryCheckpoint, runOne } from "./_queue_run.ts";
+import { trialJob } from "./_search_trial.ts";
 
 /** What a job runs: `train` a training run, `eval` an evaluation, `trial` a search trial. */
 export type JobKind = "train" | "eval" | "trial";
@@ -42,10 +41,12 @@ export interface JobSpec {
   /** What it runs. */
   kind: JobKind;
   /**
-   * `train`, `trial`: a TrainingConfig (as written: unset fields take the defaults where the job
-   * runs; without `output_dir` the run folder is `<runs_dir>/job-<id>`). `eval`: the flags of
+   * `train`: a TrainingConfig (as written: unset fields take the defaults where the job runs;
+   * without `output_dir` the run folder is `<runs_dir>/job-<id>`). `eval`: the flags of
    * `deno task cli eval` by name (`{model: "runs/x", task: "classification", max_samples: 8}`).
-   * Relative paths are read from the worker's working directory.
+   * `trial`: `{study_dir, trial}`, trial number `trial` of the study in `study_dir` (what
+   * `runSearch` with `workers` submits; the study folder must be reachable at that path from
+   * every worker). Relative paths are read from the worker's working directory.
    */
   config: Record<string, unknown>;
   /** A label for status tables (default none). */
@@ -211,9 +212,9 @@ const SPEC_KEYS = ["kind", "config", "name", "max_attempts"];
 /**
  * Check a job as written (YAML or JSON) and return it as a {@linkcode JobSpec}. An object with
  * `kind` or `config` is a job (`{kind, config, name?, max_attempts?}`); any other object is the
- * TrainingConfig of a `train` job. A `train` or `trial` config is validated here (unknown fields,
- * ranges), so a typo is an error at submit time; what only running can find (missing files, a
- * model too short for the block size) fails the job where it runs.
+ * TrainingConfig of a `train` job. A `train` config is validated here (unknown fields, ranges), so a
+ * typo is an error at submit time; what only running can find (missing files, a model too short
+ * for the block size) fails the job where it runs. A `trial` config is `{study_dir, trial}`.
  * @param raw the parsed file
  * @param where what to name in errors (the file)
  * @returns the job
@@ -248,7 +249,22 @@ export function parseJobSpec(raw: unknown, where: string): JobSpec {
       `Cannot read job ${where}: max_attempts must be an integer >= 1, got ${String(max)}`,
     );
   }
-  if (kind !== "eval") validateTrainingConfig(o.config, { file: `${where} config`, warn: () => {} });
+  if (kind === "train") validateTrainingConfig(o.config, { file: `${where} config`, warn: () => {} });
+  if (kind === "trial") {
+    const c = o.config, keys = Object.keys(c).filter((k) => k !== "study_dir" && k !== "trial");
+    if (typeof c.study_dir !== "string" || !c.study_dir || keys.length) {
+      throw bad(
+        `a trial's config is {study_dir, trial} (a study folder and a trial number)${
+          keys.length ? `; unknown key ${keys.join(", ")}` : ""
+        }`,
+      );
+    }
+    if (typeof c.trial !== "number" || !Number.isInteger(c.trial) || c.trial < 0) {
+      throw new RangeError(
+        `Cannot read job ${where}: config.trial must be an integer >= 0, got ${show(c.trial)}`,
+      );
+    }
+  }
   return {
     kind: kind as JobKind,
     config: o.config,
@@ -318,7 +334,7 @@ export interface JobOutcome {
 export type JobHandler = (job: JobInfo, ctx: JobContext) => Promise<JobOutcome>;
 
 /**
- * The `train` (and default `trial`) handler: {@linkcode runTraining} on the job's config into its run
+ * The `train` handler: {@linkcode runTraining} on the job's config into its run
  * folder (`output_dir`, else `<runs_dir>/job-<id>`). A retry resumes from the newest checkpoint there
  * (`resume_from_checkpoint: true`), so it ends with the metrics an uninterrupted run has; a retry
  * before the first checkpoint starts over. A run-folder lock left by a lost worker on another host
@@ -336,21 +352,10 @@ export async function trainJob(job: JobInfo, ctx: JobContext): Promise<JobOutcom
   }
   let config = validateTrainingConfig(raw, { file: `job ${job.id} config`, warn: ctx.log });
   const out = config.output_dir;
-  let resumed: string | null = null;
-  if (ctx.attempt > 1) {
-    const lock = await readLock(out).catch(() => null);
-    if (lock && lock.host !== Deno.hostname()) {
-      await Deno.remove(join(out, LOCK_FILE)).catch(() => {});
-      ctx.log(`removed the run lock of ${lock.host} pid ${lock.pid}: its lease on job ${job.id} expired`);
-    }
-    resumed = await latestCheckpoint(join(out, "checkpoints"));
-    if (resumed) config = { ...config, resume_from_checkpoint: true, overwrite_output_dir: false };
-    else if (await pathExists(out)) {
-      config = { ...config, resume_from_checkpoint: null, overwrite_output_dir: true };
-    }
-    ctx.log(
-      resumed ? `attempt ${ctx.attempt} resumes from ${resumed}` : `attempt ${ctx.attempt} starts over`,
-    );
+  const resumed = await retryCheckpoint(out, ctx, job.id);
+  if (resumed) config = { ...config, resume_from_checkpoint: true, overwrite_output_dir: false };
+  else if (ctx.attempt > 1 && await pathExists(out)) {
+    config = { ...config, resume_from_checkpoint: null, overwrite_output_dir: true };
   }
   const hooks: TrainerHooks = {
     // A macrotask turn per step lets the lease be renewed while a CPU-backend run computes; a lost
@@ -383,7 +388,10 @@ export async function trainJob(job: JobInfo, ctx: JobContext): Promise<JobOutcom
 
 /** Options of {@linkcode runWorker}. */
 export interface RunWorkerOptions {
-  /** Handlers by kind, over the defaults (`train` and `trial`: {@linkcode trainJob}; no `eval`). */
+  /**
+   * Handlers by kind, over the defaults (`train`: {@linkcode trainJob}; `trial`: a search trial that
+   * reports to its study, as `runSearch` with `workers` submits; no `eval`).
+   */
   handlers?: Partial<Record<JobKind, JobHandler>>;
   /** Stop after this many jobs (default: no limit). */
   max_jobs?: number;
@@ -449,7 +457,7 @@ export interface WorkerSummary {
 export async function runWorker(queue: JobQueue, opts: RunWorkerOptions = {}): Promise<WorkerSummary> {
   const handlers: Partial<Record<JobKind, JobHandler>> = {
     train: trainJob,
-    trial: trainJob,
+    trial: trialJob,
     ...opts.handlers,
   };
   const worker = opts.worker ?? `${Deno.hostname()}:${Deno.pid}`;
@@ -496,4 +504,5 @@ export async function runWorker(queue: JobQueue, opts: RunWorkerOptions = {}): P
 
 const isObject = (x: unknown): x is Record<string, unknown> =>
   typeof x === "object" && x !== null && !Array.isArray(x);
+const show = (x: unknown): string => typeof x === "string" ? JSON.stringify(x) : String(x);
 const typeOf = (x: unknown): string => x === null ? "null" : Array.isArray(x) ? "a list" : typeof x;

@@ -12,7 +12,7 @@
  *
  * @module
  */
-import { dirname, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { mulberry32 } from "../util/random.ts";
 import { Problems } from "../util/problems.ts";
 import { loadTrainingConfig, type TrainingConfig } from "./config.ts";
@@ -22,6 +22,7 @@ import { buildGrid, checkParam, gridPoint, randomParam } from "./_search_space.t
 import { defaultGamma, splitTrials, TPE_DEFAULTS, tpeSampleParam } from "./_search_tpe.ts";
 import { medianDecision } from "./_search_prune.ts";
 import { searchStudy } from "./_search_run.ts";
+import { searchStudyQueued } from "./_search_parallel.ts";
 
 /** A sampled value: a number for `float` / `int`, one of the choices for `categorical`. */
 export type ParamValue = string | number | boolean | null;
@@ -104,6 +105,8 @@ export interface Trial {
   started?: string;
   /** When it became complete, pruned or failed, ISO 8601 UTC (training trials). */
   finished?: string;
+  /** Its job in the queue (a search with `workers`). */
+  job_id?: string;
 }
 
 /** Settings of the median pruner; defaults are Optuna's (5, 0, 1). */
@@ -519,8 +522,30 @@ export async function loadSearchConfig(
 export interface RunSearchOptions {
   /** One line per trial and per resume note (default stderr). */
   log?: (line: string) => void;
-  /** Each trial's training progress line on stderr (default false). */
+  /** Each trial's training progress line on stderr (default false; in-process trials only). */
   progress?: boolean;
+  /**
+   * Run this many trials at once as `trial` jobs of a queue, each on a worker process (default:
+   * none, trials run one after another in this process). Each trial is sampled when a slot frees,
+   * from the trials finished by then (as Optuna's `optimize(n_jobs=...)`), so a TPE study with
+   * workers is not the same study as without.
+   */
+  workers?: number;
+  /**
+   * The queue of the trials (with `workers`): `kv:PATH` or `redis://host:port` (default
+   * `kv:<study_dir>/queue.sqlite`). Workers on other machines (`deno task cli queue work --queue
+   * redis://...`) must reach `study_dir` at the same absolute path (a shared filesystem).
+   */
+  queue?: string;
+  /**
+   * Worker processes this process starts on this machine (default `workers`), and starts again
+   * when one exits while trials wait; 0: only workers started elsewhere take the trials.
+   */
+  local_workers?: number;
+  /** The command of a local worker, before `queue work ...` (default: this Deno running fledge's `cli.ts`). */
+  worker_command?: string[];
+  /** The workers' lease in seconds: a worker silent this long loses its trial to another (default 30). */
+  lease?: number;
 }
 
 /**
@@ -532,8 +557,13 @@ export interface RunSearchOptions {
  * checkpoint (the Trainer's exact resume) when it saved one, else reruns from step 0. A trial whose
  * loss diverges (non-finite) counts as pruned; any other training error fails the trial and ends
  * the search (rerun to continue).
+ *
+ * With `workers`, up to that many trials run at once as jobs of a queue (see
+ * {@linkcode RunSearchOptions.workers}): a worker that dies leaves its trial to another worker once its
+ * lease expires, and the trial resumes from its newest checkpoint, ending as an uninterrupted
+ * trial; after a kill of this process the same call finds the trials' jobs again.
  * @param config a validated config
- * @param opts `log`, `progress`
+ * @param opts `log`, `progress`, `workers`, `queue`, `local_workers`, `worker_command`, `lease`
  * @returns the results (also in `results.md`, `results.json`, `best_config.yaml`, `history.svg`)
  * @throws {RangeError} when `study_dir` holds a study with another definition (naming the field)
  * @throws {Deno.errors.Busy} when another process runs this study
@@ -560,9 +590,28 @@ export interface RunSearchOptions {
  * ```
  */
 export async function runSearch(config: SearchConfig, opts: RunSearchOptions = {}): Promise<SearchResult> {
-  return await searchStudy(config, {
+  const loop = {
     log: opts.log ?? ((l: string) => console.error(l)),
     progress: opts.progress ?? false,
     suggest: suggestParams,
+  };
+  if (opts.workers === undefined) return await searchStudy(config, loop);
+  const whole = (x: number | undefined, name: string, min: number) => {
+    if (x !== undefined && !(Number.isInteger(x) && x >= min)) {
+      throw new RangeError(`Cannot search: ${name} must be an integer >= ${min}, got ${x}`);
+    }
+  };
+  whole(opts.workers, "workers", 1);
+  whole(opts.local_workers, "local_workers", 0);
+  if (opts.lease !== undefined && !(opts.lease > 0)) {
+    throw new RangeError(`Cannot search: lease must be > 0 seconds, got ${opts.lease}`);
+  }
+  return await searchStudyQueued(config, {
+    ...loop,
+    workers: opts.workers,
+    queue: opts.queue ?? `kv:${join(resolve(config.study_dir), "queue.sqlite")}`,
+    local_workers: opts.local_workers ?? opts.workers,
+    worker_command: opts.worker_command ?? null,
+    lease: opts.lease ?? 30,
   });
 }

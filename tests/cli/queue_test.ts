@@ -8,6 +8,7 @@ import { openQueue } from "../../training/queue.ts";
 import type { JobInfo } from "../../training/queue.ts";
 import { assert, ROOT } from "../_assert.ts";
 import { assertFails, cli, type CliRun } from "./_cli.ts";
+import { HAS_REDIS, startRedis } from "./_redis.ts";
 
 const dec = new TextDecoder();
 
@@ -65,43 +66,6 @@ function trainJob(dir: string, name: string, lr: number): string {
   ].join("\n");
 }
 
-/** Start a redis-server of our own on a free port in `dir`; null when none is installed. */
-async function startRedis(dir: string): Promise<{ url: string; stop: () => Promise<void> } | null> {
-  try {
-    await new Deno.Command("redis-server", { args: ["--version"], stdout: "null" }).output();
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return null;
-    throw e;
-  }
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  const p = new Deno.Command("redis-server", {
-    args: ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir],
-    stdout: "null",
-    stderr: "null",
-  }).spawn();
-  const t0 = Date.now();
-  for (;;) {
-    try {
-      (await Deno.connect({ hostname: "127.0.0.1", port })).close();
-      break;
-    } catch (e) {
-      if (Date.now() - t0 > 10_000) throw new Error(`redis-server did not start on port ${port}: ${e}`);
-      await sleep(50);
-    }
-  }
-  return {
-    url: `redis://127.0.0.1:${port}`,
-    stop: async () => {
-      p.kill("SIGTERM");
-      await p.status;
-    },
-  };
-}
-
-const HAS_REDIS = await new Deno.Command("redis-server", { args: ["--version"], stdout: "null" }).output()
-  .then(() => true, () => false);
 if (!HAS_REDIS) console.warn("queue_test: redis-server is not installed; the redis:// tests are skipped");
 
 /**

@@ -1,7 +1,6 @@
 /**
- * `deno task cli search`: help, one-line refusals of bad input (exit 2), `--workers` refused until
- * the queue exists, and a study killed with SIGKILL mid-trial that resumes without repeating its
- * finished trials and ends where an uninterrupted study ends.
+ * `deno task cli search`: help, one-line refusals of bad input (exit 2), and a study killed with SIGKILL mid-trial that resumes without repeating its
+ * finished trials and ends where an uninterrupted study ends. `--workers`: search_workers_test.ts.
  */
 import { assert, ROOT, SHARED } from "../_assert.ts";
 import { assertFails, cli } from "./_cli.ts";
@@ -48,7 +47,6 @@ Deno.test("cli search --help prints the usage; bad input is one line and exit co
   assert.equal(help.code, 0);
   assert.match(help.out, /^usage: deno task cli search --config search.yaml/);
   assertFails(await cli(["search"]), 2, /give --config search.yaml/);
-  assertFails(await cli(["search", "--config", "x.yaml", "--workers", "2"]), 2, /--workers needs the queue/);
   assertFails(
     await cli(["search", "--config", "/nonexistent/search.yaml"]),
     2,

@@ -38,11 +38,19 @@ Deno.test("parseJobSpec() reads a job or a bare TrainingConfig and names every p
     max_attempts: 3,
   });
   const trial = parseJobSpec(
-    { kind: "trial", name: "t1", max_attempts: 1, config: { learning_rate: 1e-3 } },
+    { kind: "trial", name: "t1", max_attempts: 1, config: { study_dir: "runs/s", trial: 3 } },
     "j",
   );
   assert.equal(trial.kind, "trial");
   assert.equal(trial.max_attempts, 1);
+  assert.throws(
+    () => parseJobSpec({ kind: "trial", config: { learning_rate: 1e-3 } }, "j.yaml"),
+    /j\.yaml: a trial's config is \{study_dir, trial\}.*unknown key learning_rate/,
+  );
+  assert.throws(
+    () => parseJobSpec({ kind: "trial", config: { study_dir: "s", trial: -1 } }, "j.yaml"),
+    /config.trial must be an integer >= 0, got -1/,
+  );
   assert.throws(
     () => parseJobSpec({ kind: "sweep", config: {} }, "j.yaml"),
     /j\.yaml: kind "sweep"; use train, eval, trial/,

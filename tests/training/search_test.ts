@@ -494,3 +494,70 @@ async function loadBest(path: string): Promise<Record<string, unknown>> {
   const { loadTrainingConfig } = await import("../../training/config.ts");
   return await loadTrainingConfig(path) as unknown as Record<string, unknown>;
 }
+
+Deno.test("a trial job (search --workers) reads its study from study.json, reports beside its run and is pruned by the study's median", async () => {
+  const { trialJob } = await import("../../training/_search_trial.ts");
+  const dir = await Deno.makeTempDir();
+  try {
+    await tinySearch(dir, { steps: 8, trials: 1, seed: 2, pruner: "median" });
+    const study = `${dir}/study-median`, path = `${study}/study.json`;
+    const file = JSON.parse(await Deno.readTextFile(path));
+    // Three more completed trials far better at every step (median n_startup_trials 3), then a running one.
+    const good = [1, 2, 3].map((number) => ({
+      ...file.trials[0],
+      number,
+      value: 0.01,
+      intermediate_values: { 4: 0.01, 8: 0.01 },
+    }));
+    const running = {
+      number: 4,
+      state: "running",
+      params: file.trials[0].params,
+      value: null,
+      intermediate_values: {},
+    };
+    file.trials = [file.trials[0], ...good, running];
+    await Deno.writeTextFile(path, JSON.stringify(file));
+    const job = (trial: number) => ({
+      id: "9",
+      kind: "trial" as const,
+      name: null,
+      config: { study_dir: study, trial },
+      state: "active" as const,
+      attempts: 1,
+      max_attempts: 3,
+      worker: "w",
+      result: null,
+      error: null,
+      created_at: "",
+      finished_at: null,
+      log: [],
+    });
+    const ctx = { attempt: 1, runs_dir: dir, worker: "w", log: () => {}, handle_signals: false };
+    const r = await trialJob(job(4), ctx);
+    const out = r.result as Record<string, unknown>;
+    assert.equal(out.state, "pruned");
+    assert.equal(out.steps, 4);
+    assert.match(
+      out.note as string,
+      /^pruned at step 4: best so far [\d.]+ > median 0.01 of 4 completed trials at step 4/,
+    );
+    assert.equal(out.run_dir, "trials/trial-0004");
+    const report = JSON.parse(await Deno.readTextFile(`${study}/trials/trial-0004.json`));
+    assert.deepEqual(Object.keys(report.intermediate_values), ["4"]);
+    assert.equal(report.intermediate_values["4"], out.value);
+    assert.equal(
+      JSON.parse(await Deno.readTextFile(path)).trials[4].state,
+      "running",
+      "workers never write study.json",
+    );
+    await assert.rejects(() => trialJob(job(7), ctx), RangeError, "has no trial 7");
+    await assert.rejects(
+      () => trialJob({ ...job(0), config: { study_dir: `${dir}/none`, trial: 0 } }, ctx),
+      Deno.errors.NotFound,
+      "no study.json",
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

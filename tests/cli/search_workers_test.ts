@@ -1,0 +1,229 @@
+/**
+ * `deno task cli search --workers N`: trials as jobs of a queue on worker processes. The search
+ * starts its own workers; or workers started apart from it (as on other machines) take the trials,
+ * one of them SIGKILLed mid-trial, and the search process itself SIGKILLed and rerun. With the
+ * random sampler and no pruning each trial's parameters depend only on its number, so every trial
+ * must end with the very value of the same study run in one process (exact resume included).
+ */
+import { join } from "node:path";
+import { type JobInfo, openQueue } from "../../training/queue.ts";
+import { assert, ROOT, SHARED } from "../_assert.ts";
+import { assertFails, cli } from "./_cli.ts";
+import { HAS_REDIS, startRedis } from "./_redis.ts";
+
+async function dataset(dir: string): Promise<string> {
+  const lines = (await Deno.readTextFile(`${SHARED}/datasets/debian/summarization/validation.jsonl`))
+    .split("\n").filter(Boolean);
+  const docs = lines.slice(0, 200).map((l) => JSON.stringify({ text: JSON.parse(l).document.slice(0, 400) }));
+  await Deno.writeTextFile(join(dir, "train.jsonl"), docs.join("\n") + "\n");
+  return join(dir, "train.jsonl");
+}
+
+/** A tiny study: 4 trials of 16 steps, evaluated and checkpointed every 4. */
+function searchYaml(data: string, study: string, extra = ""): string {
+  return `base:
+  model: tiny
+  model_config: {hidden_size: 32, num_hidden_layers: 1, num_attention_heads: 2, num_key_value_heads: 2,
+    head_dim: 16, intermediate_size: 64, vocab_size: 320, max_position_embeddings: 32}
+  dataset: ${data}
+  max_steps: 16
+  max_seq_length: 32
+  per_device_train_batch_size: 4
+  eval_strategy: steps
+  eval_steps: 4
+  save_strategy: steps
+  save_steps: 4
+  logging_steps: 100
+space:
+  learning_rate: {type: float, low: 1.0e-4, high: 3.0e-2, log: true}
+  warmup_steps: {type: int, low: 0, high: 10, step: 2}
+sampler: random
+pruner: none
+n_trials: 4
+seed: 5
+study_dir: ${study}
+${extra}`;
+}
+
+interface StudyTrial {
+  number: number;
+  state: string;
+  params: Record<string, unknown>;
+  value: number | null;
+  job_id?: string;
+}
+
+const dec = new TextDecoder();
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const exists = (p: string) => Deno.stat(p).then(() => true, () => false);
+
+function spawn(args: string[]): Deno.ChildProcess {
+  return new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "--unstable-kv", `${ROOT}/cli.ts`, ...args],
+    cwd: ROOT,
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+}
+
+async function waitFor<T>(
+  get: () => Promise<T | null | undefined | false>,
+  ms: number,
+  what: string,
+): Promise<T> {
+  const until = Date.now() + ms;
+  while (Date.now() < until) {
+    const v = await get();
+    if (v) return v;
+    await sleep(10);
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+async function jobs(url: string): Promise<JobInfo[]> {
+  const q = await openQueue(url);
+  try {
+    return await q.jobs();
+  } finally {
+    await q.close();
+  }
+}
+
+/** The same study in one process, once for the file. */
+let sequential: Promise<StudyTrial[]> | null = null;
+function sequentialTrials(dir: string, data: string): Promise<StudyTrial[]> {
+  sequential ??= (async () => {
+    await Deno.writeTextFile(join(dir, "seq.yaml"), searchYaml(data, join(dir, "seq")));
+    const r = await cli(["search", "--config", join(dir, "seq.yaml"), "--json"]);
+    assert.equal(r.code, 0, r.err);
+    return JSON.parse(r.out).trials;
+  })();
+  return sequential;
+}
+
+const values = (ts: StudyTrial[]) => ts.map((t) => [t.number, t.state, t.params, t.value]);
+
+Deno.test("cli search --workers: --queue without --workers and a bad count are one-line errors", async () => {
+  assertFails(await cli(["search", "-c", "s.yaml", "--queue", "kv:q.sqlite"]), 2, /go with --workers N/);
+  assertFails(await cli(["search", "-c", "s.yaml", "--workers", "0"]), 2, /--workers/);
+});
+
+Deno.test("cli search --workers 2 starts two workers; every trial ends as in the one-process study", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "fledge-search-workers-" });
+  try {
+    const data = await dataset(dir);
+    const study = join(dir, "par");
+    await Deno.writeTextFile(join(dir, "par.yaml"), searchYaml(data, study));
+    const r = await cli(["search", "--config", join(dir, "par.yaml"), "--workers", "2", "--json"]);
+    assert.equal(r.code, 0, r.err);
+    const par = JSON.parse(r.out);
+    assert.deepEqual(values(par.trials), values(await sequentialTrials(dir, data)));
+    const done = await jobs(`kv:${study}/queue.sqlite`);
+    assert.deepEqual(
+      done.map((j) => [j.kind, j.state, j.attempts]),
+      Array(4).fill(["trial", "completed", 1]),
+    );
+    assert.deepEqual(par.trials.map((t: StudyTrial) => t.job_id), done.map((j) => j.id));
+    assert.equal(new Set(done.map((j) => j.worker)).size, 2, "both workers took trials");
+    assert.ok(await exists(join(study, "best_config.yaml")));
+    assert.match(r.err, /search-1: job \d+ \(par trial \d\): completed/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("cli search --workers 2 with workers of its own: one SIGKILLed mid-trial, then the search process; nothing is lost or repeated", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "fledge-search-workers-" });
+  const procs: Deno.ChildProcess[] = [];
+  try {
+    const data = await dataset(dir);
+    const study = join(dir, "par");
+    const url = `kv:${study}/queue.sqlite`;
+    await Deno.writeTextFile(join(dir, "par.yaml"), searchYaml(data, study));
+    const search = [
+      "search",
+      "--config",
+      join(dir, "par.yaml"),
+      "--workers",
+      "2",
+      "--local_workers",
+      "0",
+      "--json",
+    ];
+    const worker = (name: string) =>
+      spawn(["queue", "work", "--queue", url, "--worker", name, "--lease", "2"]);
+    const first = spawn(search);
+    const a = worker("A"), b = worker("B");
+    procs.push(first, a, b);
+    // Kill worker A once a trial of its has its first checkpoint and is not done.
+    const killed = await waitFor(
+      async () => {
+        if (!await exists(`${study}/queue.sqlite`)) return null;
+        const j = (await jobs(url)).find((j) => j.worker === "A" && j.state === "active");
+        const run = j && `${study}/trials/trial-000${j.config.trial}/checkpoints`;
+        return j && await exists(`${run}/step-4`) && !await exists(`${run}/step-16`) ? j : null;
+      },
+      120_000,
+      "worker A mid-trial",
+    );
+    a.kill("SIGKILL");
+    await a.status;
+    // Then the search process, once trial 3 is submitted.
+    await waitFor(async () => (await jobs(url)).length === 4, 120_000, "4 trial jobs");
+    first.kill("SIGKILL");
+    await first.status;
+    const r = await spawn(search).output();
+    const err = dec.decode(r.stderr);
+    assert.equal(r.code, 0, err);
+    assert.match(err, /search: resuming .*: \d finished trials kept, \d to resume/);
+    assert.match(err, /search: trial \d is job \d+ \((waiting|active)\)/);
+    const par = JSON.parse(dec.decode(r.stdout));
+    assert.equal(par.n_complete, 4);
+    assert.deepEqual(values(par.trials), values(await sequentialTrials(dir, data)));
+    const all = await jobs(url);
+    assert.equal(all.length, 4, "no trial submitted twice");
+    const retried = all.find((j) => j.id === killed.id)!;
+    assert.deepEqual([retried.state, retried.attempts, retried.worker], ["completed", 2, "B"]);
+    assert.match(retried.log.join("\n"), /attempt 2 resumes from .*checkpoints\/step-\d+/);
+    assert.ok(all.every((j) => j.state === "completed" && (j.id === killed.id || j.attempts === 1)));
+  } finally {
+    for (const p of procs) {
+      try {
+        p.kill("SIGKILL");
+      } catch { /* exited */ }
+      await p.output().catch(() => {});
+    }
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test({
+  name:
+    "cli search --workers 2 --queue redis://: the trials go through BullMQ and end as in the one-process study",
+  ignore: !HAS_REDIS,
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "fledge-search-workers-" });
+    const redis = (await startRedis(dir))!;
+    try {
+      const data = await dataset(dir);
+      await Deno.writeTextFile(join(dir, "par.yaml"), searchYaml(data, join(dir, "par")));
+      const r = await cli([
+        "search",
+        "-c",
+        join(dir, "par.yaml"),
+        "--workers",
+        "2",
+        "--queue",
+        redis.url,
+        "--json",
+      ]);
+      assert.equal(r.code, 0, r.err);
+      assert.deepEqual(values(JSON.parse(r.out).trials), values(await sequentialTrials(dir, data)));
+      const done = await jobs(redis.url);
+      assert.deepEqual(done.map((j) => [j.kind, j.state]), Array(4).fill(["trial", "completed"]));
+    } finally {
+      await redis.stop();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
