@@ -12,8 +12,8 @@
 import { basename, resolve } from "node:path";
 import { type JobInfo, type JobQueue, openQueue } from "./queue.ts";
 import { type LoopOptions, nextTrial } from "./_search_run.ts";
-import { numbers, readReport, type TrialOutcome } from "./_search_trial.ts";
-import { openStudy, trialDir, trialLine, writeReports, writeStudy } from "./_search_study.ts";
+import { readReport, type TrialOutcome } from "./_search_trial.ts";
+import { numbers, openStudy, trialDir, trialLine, writeReports, writeStudy } from "./_search_study.ts";
 import type { SearchConfig, SearchResult, Trial } from "./search.ts";
 
 /** How trials reach workers. */

@@ -96,13 +96,12 @@ export function trialLine(c: SearchConfig, trials: readonly Trial[], t: Trial): 
 }
 
 /** JSON with NaN / Infinity as null (JSON has neither). */
-function toJson(v: unknown): string {
+export function toJson(v: unknown): string {
   return JSON.stringify(v, (_k, x) => typeof x === "number" && !Number.isFinite(x) ? null : x, 2) + "\n";
 }
 
-/** Read `<dir>/study.json`, or null when there is none. */
-export async function readStudy(dir: string): Promise<StudyFile | null> {
-  const path = join(dir, "study.json");
+/** A JSON file's value, or null when there is no file. */
+export async function readJsonOrNull(path: string): Promise<unknown> {
   let text: string;
   try {
     text = await Deno.readTextFile(path);
@@ -110,17 +109,27 @@ export async function readStudy(dir: string): Promise<StudyFile | null> {
     if (e instanceof Deno.errors.NotFound) return null;
     throw e;
   }
-  const s = parseJson(text, path) as StudyFile;
+  return parseJson(text, path);
+}
+
+/** Values by step from JSON, where NaN was written as null. */
+export function numbers(o: Record<string, number | null> | undefined): Record<number, number> {
+  const out: Record<number, number> = {};
+  for (const [k, v] of Object.entries(o ?? {})) out[+k] = v === null ? NaN : v;
+  return out;
+}
+
+/** Read `<dir>/study.json`, or null when there is none. */
+export async function readStudy(dir: string): Promise<StudyFile | null> {
+  const path = join(dir, "study.json");
+  const s = await readJsonOrNull(path) as StudyFile | null;
+  if (s === null) return null;
   if (s?.format !== "fledge-study" || !Array.isArray(s.trials)) {
     throw new SyntaxError(
       `Cannot resume the study: ${path} is not a fledge study file; use another study_dir`,
     );
   }
-  for (const t of s.trials) {
-    for (const [k, v] of Object.entries(t.intermediate_values)) {
-      if (v === null) t.intermediate_values[+k] = NaN;
-    }
-  }
+  for (const t of s.trials) t.intermediate_values = numbers(t.intermediate_values as never);
   return s;
 }
 

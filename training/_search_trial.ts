@@ -9,14 +9,13 @@
  */
 import { join, resolve } from "node:path";
 import { writeFileAtomic } from "../util/atomic.ts";
-import { parseJson } from "../util/json.ts";
 import { type TrainingConfig, validateTrainingConfig } from "./config.ts";
 import type { HookContext, TrainerHooks } from "./hooks.ts";
 import { runTraining } from "./run.ts";
 import { NonFiniteError } from "./trainer.ts";
 import { applyParams } from "./_search_config.ts";
 import { medianDecision } from "./_search_prune.ts";
-import { readStudy, trialDir } from "./_search_study.ts";
+import { numbers, readJsonOrNull, readStudy, toJson, trialDir } from "./_search_study.ts";
 import { retryCheckpoint } from "./_queue_run.ts";
 import type { JobContext, JobInfo, JobOutcome } from "./queue.ts";
 import type { MedianPrunerOptions, ParamValue, SearchConfig, Trial, TrialDirection } from "./search.ts";
@@ -171,30 +170,11 @@ export async function readReport(
   study_dir: string,
   number: number,
 ): Promise<{ intermediate_values: Record<number, number>; note: string | null } | null> {
-  const path = reportPath(study_dir, number);
-  let text: string;
-  try {
-    text = await Deno.readTextFile(path);
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return null;
-    throw e;
-  }
-  const r = parseJson(text, path) as {
-    intermediate_values: Record<string, number | null>;
-    note: string | null;
-  };
-  return { intermediate_values: numbers(r.intermediate_values), note: r.note };
+  const r = await readJsonOrNull(reportPath(study_dir, number)) as
+    | { intermediate_values: Record<string, number | null>; note: string | null }
+    | null;
+  return r && { intermediate_values: numbers(r.intermediate_values), note: r.note };
 }
-
-/** Values by step from JSON, where NaN was written as null. */
-export function numbers(o: Record<string, number | null> | undefined): Record<number, number> {
-  const out: Record<number, number> = {};
-  for (const [k, v] of Object.entries(o ?? {})) out[+k] = v === null ? NaN : v;
-  return out;
-}
-
-const toJson = (v: unknown) =>
-  JSON.stringify(v, (_k, x) => typeof x === "number" && !Number.isFinite(x) ? null : x) + "\n";
 
 /**
  * The queue's `trial` handler: trial `config.trial` of the study in `config.study_dir` (a folder

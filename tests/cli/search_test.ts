@@ -2,45 +2,9 @@
  * `deno task cli search`: help, one-line refusals of bad input (exit 2), and a study killed with SIGKILL mid-trial that resumes without repeating its
  * finished trials and ends where an uninterrupted study ends. `--workers`: search_workers_test.ts.
  */
-import { assert, ROOT, SHARED } from "../_assert.ts";
+import { assert, ROOT } from "../_assert.ts";
 import { assertFails, cli } from "./_cli.ts";
-
-async function debianText(dir: string, n: number): Promise<string> {
-  const lines = (await Deno.readTextFile(`${SHARED}/datasets/debian/summarization/validation.jsonl`)).split(
-    "\n",
-  );
-  const docs = lines.filter(Boolean).slice(0, n).map((l) =>
-    JSON.stringify({ text: JSON.parse(l).document.slice(0, 400) })
-  );
-  await Deno.writeTextFile(`${dir}/train.jsonl`, docs.join("\n") + "\n");
-  return `${dir}/train.jsonl`;
-}
-
-/** A search YAML over a tiny model: random sampler, no pruning, checkpoints every 4 steps. */
-function searchYaml(dataset: string, studyDir: string, extra = ""): string {
-  return `base:
-  model: tiny
-  model_config: {hidden_size: 32, num_hidden_layers: 1, num_attention_heads: 2, num_key_value_heads: 2,
-    head_dim: 16, intermediate_size: 64, vocab_size: 320, max_position_embeddings: 32}
-  dataset: ${dataset}
-  max_steps: 12
-  max_seq_length: 32
-  per_device_train_batch_size: 4
-  eval_strategy: steps
-  eval_steps: 4
-  save_strategy: steps
-  save_steps: 4
-  logging_steps: 100
-space:
-  learning_rate: {type: float, low: 1.0e-4, high: 3.0e-2, log: true}
-  warmup_steps: {type: int, low: 0, high: 10, step: 2}
-sampler: random
-pruner: none
-n_trials: 4
-seed: 5
-study_dir: ${studyDir}
-${extra}`;
-}
+import { debianText, searchYaml } from "../_search.ts";
 
 Deno.test("cli search --help prints the usage; bad input is one line and exit code 2", async () => {
   const help = await cli(["search", "--help"]);

@@ -7,43 +7,14 @@
  */
 import { join } from "node:path";
 import { type JobInfo, openQueue } from "../../training/queue.ts";
-import { assert, ROOT, SHARED } from "../_assert.ts";
+import { assert, ROOT } from "../_assert.ts";
 import { assertFails, cli } from "./_cli.ts";
 import { HAS_REDIS, startRedis } from "./_redis.ts";
-
-async function dataset(dir: string): Promise<string> {
-  const lines = (await Deno.readTextFile(`${SHARED}/datasets/debian/summarization/validation.jsonl`))
-    .split("\n").filter(Boolean);
-  const docs = lines.slice(0, 200).map((l) => JSON.stringify({ text: JSON.parse(l).document.slice(0, 400) }));
-  await Deno.writeTextFile(join(dir, "train.jsonl"), docs.join("\n") + "\n");
-  return join(dir, "train.jsonl");
-}
+import { debianText, searchYaml } from "../_search.ts";
 
 /** A tiny study: 4 trials of 16 steps, evaluated and checkpointed every 4. */
-function searchYaml(data: string, study: string, extra = ""): string {
-  return `base:
-  model: tiny
-  model_config: {hidden_size: 32, num_hidden_layers: 1, num_attention_heads: 2, num_key_value_heads: 2,
-    head_dim: 16, intermediate_size: 64, vocab_size: 320, max_position_embeddings: 32}
-  dataset: ${data}
-  max_steps: 16
-  max_seq_length: 32
-  per_device_train_batch_size: 4
-  eval_strategy: steps
-  eval_steps: 4
-  save_strategy: steps
-  save_steps: 4
-  logging_steps: 100
-space:
-  learning_rate: {type: float, low: 1.0e-4, high: 3.0e-2, log: true}
-  warmup_steps: {type: int, low: 0, high: 10, step: 2}
-sampler: random
-pruner: none
-n_trials: 4
-seed: 5
-study_dir: ${study}
-${extra}`;
-}
+const studyYaml = (data: string, study: string) => searchYaml(data, study, { steps: 16 });
+const dataset = (dir: string) => debianText(dir, 200);
 
 interface StudyTrial {
   number: number;
@@ -93,7 +64,7 @@ async function jobs(url: string): Promise<JobInfo[]> {
 let sequential: Promise<StudyTrial[]> | null = null;
 function sequentialTrials(dir: string, data: string): Promise<StudyTrial[]> {
   sequential ??= (async () => {
-    await Deno.writeTextFile(join(dir, "seq.yaml"), searchYaml(data, join(dir, "seq")));
+    await Deno.writeTextFile(join(dir, "seq.yaml"), studyYaml(data, join(dir, "seq")));
     const r = await cli(["search", "--config", join(dir, "seq.yaml"), "--json"]);
     assert.equal(r.code, 0, r.err);
     return JSON.parse(r.out).trials;
@@ -113,7 +84,7 @@ Deno.test("cli search --workers 2 starts two workers; every trial ends as in the
   try {
     const data = await dataset(dir);
     const study = join(dir, "par");
-    await Deno.writeTextFile(join(dir, "par.yaml"), searchYaml(data, study));
+    await Deno.writeTextFile(join(dir, "par.yaml"), studyYaml(data, study));
     const r = await cli(["search", "--config", join(dir, "par.yaml"), "--workers", "2", "--json"]);
     assert.equal(r.code, 0, r.err);
     const par = JSON.parse(r.out);
@@ -139,7 +110,7 @@ Deno.test("cli search --workers 2 with workers of its own: one SIGKILLed mid-tri
     const data = await dataset(dir);
     const study = join(dir, "par");
     const url = `kv:${study}/queue.sqlite`;
-    await Deno.writeTextFile(join(dir, "par.yaml"), searchYaml(data, study));
+    await Deno.writeTextFile(join(dir, "par.yaml"), studyYaml(data, study));
     const search = [
       "search",
       "--config",
@@ -206,7 +177,7 @@ Deno.test({
     const redis = (await startRedis(dir))!;
     try {
       const data = await dataset(dir);
-      await Deno.writeTextFile(join(dir, "par.yaml"), searchYaml(data, join(dir, "par")));
+      await Deno.writeTextFile(join(dir, "par.yaml"), studyYaml(data, join(dir, "par")));
       const r = await cli([
         "search",
         "-c",

@@ -4,7 +4,8 @@
  * follow Optuna's rules step by step; a real tiny search saves steps by pruning at an equal best;
  * bad search configs are refused with every problem named.
  */
-import { assert, SHARED, SLOW } from "../_assert.ts";
+import { debianText } from "../_search.ts";
+import { assert, SLOW } from "../_assert.ts";
 import {
   loadSearchConfig,
   medianPrune,
@@ -372,16 +373,6 @@ Deno.test("loadSearchConfig() reads base_config beside the YAML and names file:l
 // ---- a real tiny search: pruning saves steps at an equal best ----
 
 /** Debian package descriptions as a text dataset (the first `n` documents, cut to 400 characters). */
-async function debianText(dir: string, n: number): Promise<string> {
-  const lines = (await Deno.readTextFile(`${SHARED}/datasets/debian/summarization/validation.jsonl`)).split(
-    "\n",
-  );
-  const docs = lines.filter(Boolean).slice(0, n).map((l) =>
-    JSON.stringify({ text: JSON.parse(l).document.slice(0, 400) })
-  );
-  await Deno.writeTextFile(`${dir}/train.jsonl`, docs.join("\n") + "\n");
-  return `${dir}/train.jsonl`;
-}
 
 /** A tiny model, a log-uniform learning rate and warmup, random sampling (the same trials with or without pruning). */
 async function tinySearch(
