@@ -112,6 +112,8 @@ export async function evaluateTask(
   }
   const preds = await generatePredictions(model, tokenizer, prompts, {
     ...opts.generation,
+    // a translated description keeps its paragraphs (one per line); a summary is one line
+    first_line: task === "summarization",
     batch_size: opts.batch_size ?? opts.generation?.batch_size,
     onProgress: opts.onProgress,
   });

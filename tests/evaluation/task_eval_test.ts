@@ -3,8 +3,12 @@
  * in ../shared/datasets/debian/README.md (computed there by other code).
  */
 import { loadTaskData } from "../../data/task_data.ts";
-import { taskBaselines } from "../../evaluation/task_eval.ts";
+import { evaluateTask, taskBaselines } from "../../evaluation/task_eval.ts";
+import { presetConfig } from "../../models/config.ts";
+import { trainBpeTokenizer } from "../../models/tokenizer/bpe.ts";
+import { Transformer } from "../../models/transformer.ts";
 import { assert, assertClose } from "../_assert.ts";
+import { cpu } from "../_check.ts";
 
 Deno.test("the lead-6 baseline reproduces the README's ROUGE on the Debian summarization validation split", async () => {
   const d = await loadTaskData("summarization");
@@ -44,4 +48,22 @@ Deno.test("the identity baseline scores the English source as the German transla
       b["chrf++"].toFixed(2)
     }`,
   );
+});
+
+Deno.test("evaluateTask() keeps every line of a translation (long descriptions are one paragraph per line) and one line of a summary", async () => {
+  const text = "Dieses Paket enthält die Bibliothek.\nEs ist ein Werkzeug.\nThis package provides a tool.\n";
+  const tok = await trainBpeTokenizer([text.repeat(20)], { vocab_size: 300 });
+  const model = Transformer.init(presetConfig("tiny", { vocab_size: 300 }), await cpu(), { seed: 3 });
+  const examples = Array.from(
+    { length: 16 },
+    (_, i) => ({ source: `This package provides tool ${i}.`, target: "x" }),
+  );
+  const generation = { do_sample: true, seed: 1, max_new_tokens: 60 };
+  const run = (task: "translation" | "summarization") =>
+    evaluateTask(model, tok, task, examples, { generation, batch_size: 16 });
+  const translated = (await run("translation")).predictions.map((p) => p.prediction);
+  const summarized = (await run("summarization")).predictions.map((p) => p.prediction);
+  assert.ok(translated.some((p) => p.includes("\n")), "the sampled texts hold line breaks");
+  assert.ok(summarized.every((p) => !p.includes("\n")));
+  model.dispose();
 });
