@@ -6,7 +6,22 @@
 import { join } from "node:path";
 import { LOCK_FILE, readLock } from "../util/lock.ts";
 import { latestCheckpoint } from "./checkpoint.ts";
+import type { TrainerHooks } from "./hooks.ts";
 import type { JobContext, JobHandler, JobKind, JobLease, JobOutcome, WorkerSummary } from "./queue.ts";
+
+/**
+ * The hooks of a training job's run: a macrotask turn per step lets the lease be renewed while a
+ * CPU-backend run computes, and a lost lease (`ctx.signal`) stops the run after the step (the
+ * worker that took the job over resumes from the checkpoints).
+ */
+export function leaseHooks(ctx: JobContext): TrainerHooks {
+  return {
+    on_step_end: async () => {
+      await new Promise((r) => setTimeout(r, 0));
+      return ctx.signal?.aborted ? { should_training_stop: true } : undefined;
+    },
+  };
+}
 
 /**
  * Where a training job's attempt starts in its run folder `out`: on a retry (or on any attempt with

@@ -12,8 +12,8 @@
 import { basename, resolve } from "node:path";
 import { type JobInfo, type JobQueue, openQueue } from "./queue.ts";
 import { type LoopOptions, nextTrial } from "./_search_run.ts";
-import { readReport, type TrialOutcome } from "./_search_trial.ts";
-import { numbers, openStudy, trialDir, trialLine, writeReports, writeStudy } from "./_search_study.ts";
+import { endTrial, readReport, type TrialOutcome } from "./_search_trial.ts";
+import { openStudy, trialDir, trialLine, writeReports, writeStudy } from "./_search_study.ts";
 import type { SearchConfig, SearchResult, Trial } from "./search.ts";
 
 /** How trials reach workers. */
@@ -86,14 +86,15 @@ export async function searchStudyQueued(
       for (const [number, id] of inflight) {
         const t = study.trials[number], job = jobs.get(id);
         if (job?.state === "completed") {
-          finish(t, job.result as unknown as TrialOutcome);
+          endTrial(t, job.result as unknown as TrialOutcome);
           inflight.delete(number);
           changed = true;
           o.log(trialLine(c, study.trials, t));
         } else if (!job || job.state === "failed") {
-          t.state = "failed";
-          t.note = job ? job.error ?? "failed" : `its job ${id} was removed from the queue`;
-          t.finished = new Date().toISOString();
+          endTrial(t, {
+            state: "failed",
+            note: job ? job.error ?? "failed" : `its job ${id} was removed from the queue`,
+          });
           await save();
           throw new Error(
             `Cannot go on with the search: trial ${t.number} (job ${id}) failed: ${t.note}; ` +
@@ -128,16 +129,6 @@ export async function searchStudyQueued(
     await queue?.close();
     await lock.release();
   }
-}
-
-/** Fold a trial job's result into its trial. */
-function finish(t: Trial, r: TrialOutcome): void {
-  t.state = r.state;
-  t.value = r.value;
-  t.intermediate_values = numbers(r.intermediate_values as never);
-  if (r.steps !== null) t.steps = r.steps;
-  if (r.note) t.note = r.note;
-  t.finished = new Date().toISOString();
 }
 
 /** The worker command without arguments: `deno run -A cli.ts`, or a compiled fledge itself. */

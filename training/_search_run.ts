@@ -5,7 +5,7 @@
  */
 import { join } from "node:path";
 import { latestCheckpoint } from "./checkpoint.ts";
-import { trainTrial } from "./_search_trial.ts";
+import { endTrial, trainTrial } from "./_search_trial.ts";
 import { openStudy, type StudyFile, trialDir, trialLine, writeReports, writeStudy } from "./_search_study.ts";
 import type { ParamValue, SearchConfig, SearchResult, SuggestOptions, Trial } from "./search.ts";
 
@@ -85,12 +85,6 @@ async function runTrial(
   t.run_dir = rel;
   t.started ??= new Date().toISOString();
   await save();
-  const finish = async (out: { state: Trial["state"]; note?: string | null }) => {
-    t.state = out.state;
-    if (out.note) t.note = out.note;
-    t.finished = new Date().toISOString();
-    await save();
-  };
   let out;
   try {
     out = await trainTrial(c, {
@@ -109,12 +103,11 @@ async function runTrial(
       progress: o.progress,
     });
   } catch (e) {
-    await finish({ state: "failed", note: (e as Error).message.replace(/\s*\n\s*/g, " ") });
+    endTrial(t, { state: "failed", note: (e as Error).message.replace(/\s*\n\s*/g, " ") });
+    await save();
     throw e;
   }
-  t.intermediate_values = out.intermediate_values;
-  t.value = out.value;
-  if (out.steps !== null) t.steps = out.steps;
-  await finish(out);
+  endTrial(t, out);
+  await save();
   o.log(trialLine(c, study.trials, t));
 }

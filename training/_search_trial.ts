@@ -16,7 +16,7 @@ import { NonFiniteError } from "./trainer.ts";
 import { applyParams } from "./_search_config.ts";
 import { medianDecision } from "./_search_prune.ts";
 import { numbers, readJsonOrNull, readStudy, toJson, trialDir } from "./_search_study.ts";
-import { retryCheckpoint } from "./_queue_run.ts";
+import { leaseHooks, retryCheckpoint } from "./_queue_run.ts";
 import type { JobContext, JobInfo, JobOutcome } from "./queue.ts";
 import type { MedianPrunerOptions, ParamValue, SearchConfig, Trial, TrialDirection } from "./search.ts";
 
@@ -160,6 +160,22 @@ export async function trainTrial(
   };
 }
 
+/**
+ * Record how trial `t` ended: its state, note (when given) and end time, and what a training
+ * outcome adds: the reported values, the value and the steps run.
+ */
+export function endTrial(
+  t: Trial,
+  out: { state: Trial["state"]; note?: string | null } & Partial<Omit<TrialOutcome, "state" | "note">>,
+): void {
+  t.state = out.state;
+  if (out.intermediate_values) t.intermediate_values = numbers(out.intermediate_values as never);
+  if (out.value !== undefined) t.value = out.value;
+  if (out.steps != null) t.steps = out.steps;
+  if (out.note) t.note = out.note;
+  t.finished = new Date().toISOString();
+}
+
 /** Where a trial job writes its reports: `trials/trial-NNNN.json` beside its run folder. */
 export function reportPath(study_dir: string, number: number): string {
   return join(study_dir, `${trialDir(number)}.json`);
@@ -209,12 +225,7 @@ export async function trialJob(job: JobInfo, ctx: JobContext): Promise<JobOutcom
     trials: async () => (await readStudy(study_dir))?.trials ?? [],
     report: (intermediate_values, note) =>
       writeFileAtomic(reportPath(study_dir, number), toJson({ intermediate_values, note })),
-    hooks: {
-      on_step_end: async () => {
-        await new Promise((r) => setTimeout(r, 0));
-        return ctx.signal?.aborted ? { should_training_stop: true } : undefined;
-      },
-    },
+    hooks: leaseHooks(ctx),
     handle_signals: ctx.handle_signals,
     log: ctx.log,
     progress: false,

@@ -20,9 +20,8 @@ import { basename, dirname, join, resolve } from "node:path";
 import { parse as parseYaml } from "npm:yaml@^2.9";
 import { pathExists } from "../util/atomic.ts";
 import { validateTrainingConfig } from "./config.ts";
-import type { TrainerHooks } from "./hooks.ts";
 import { runTraining } from "./run.ts";
-import { retryCheckpoint, runOne } from "./_queue_run.ts";
+import { leaseHooks, retryCheckpoint, runOne } from "./_queue_run.ts";
 import { trialJob } from "./_search_trial.ts";
 
 /** What a job runs: `train` a training run, `eval` an evaluation, `trial` a search trial. */
@@ -357,19 +356,11 @@ export async function trainJob(job: JobInfo, ctx: JobContext): Promise<JobOutcom
   else if (ctx.attempt > 1 && await pathExists(out)) {
     config = { ...config, resume_from_checkpoint: null, overwrite_output_dir: true };
   }
-  const hooks: TrainerHooks = {
-    // A macrotask turn per step lets the lease be renewed while a CPU-backend run computes; a lost
-    // lease stops the run (the worker that took the job over resumes from the checkpoints).
-    on_step_end: async () => {
-      await new Promise((r) => setTimeout(r, 0));
-      return ctx.signal?.aborted ? { should_training_stop: true } : undefined;
-    },
-  };
   const r = await runTraining(config, {
     progress: false,
     log: ctx.log,
     handle_signals: ctx.handle_signals,
-    hooks,
+    hooks: leaseHooks(ctx),
   });
   return {
     interrupted: r.interrupted,
