@@ -9,7 +9,15 @@
  * @module
  */
 import { dirname } from "node:path";
-import type { JobInfo, JobLease, JobQueue, JobSpec, JobState, LeaseOptions } from "./queue.ts";
+import {
+  DEFAULT_MAX_ATTEMPTS,
+  type JobInfo,
+  type JobLease,
+  type JobQueue,
+  type JobSpec,
+  type JobState,
+  type LeaseOptions,
+} from "./queue.ts";
 
 const ROOT = "fledge_queue";
 /** How often a waiting worker looks for a job. */
@@ -101,7 +109,7 @@ class KvQueue implements JobQueue {
         config: spec.config,
         state: "waiting",
         attempts: 0,
-        max_attempts: spec.max_attempts ?? 3,
+        max_attempts: spec.max_attempts ?? DEFAULT_MAX_ATTEMPTS,
         worker: null,
         result: null,
         error: null,

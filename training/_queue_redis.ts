@@ -13,7 +13,16 @@
  */
 import { type Job, Queue, UnrecoverableError, Worker } from "npm:bullmq@6.7.0";
 import { Redis, type RedisOptions } from "npm:ioredis@^5.11";
-import type { JobInfo, JobKind, JobLease, JobQueue, JobSpec, JobState, LeaseOptions } from "./queue.ts";
+import {
+  DEFAULT_MAX_ATTEMPTS,
+  type JobInfo,
+  type JobKind,
+  type JobLease,
+  type JobQueue,
+  type JobSpec,
+  type JobState,
+  type LeaseOptions,
+} from "./queue.ts";
 
 /** The BullMQ queue name. */
 const NAME = "fledge";
@@ -101,7 +110,7 @@ class RedisQueue implements JobQueue {
       kind: spec.kind,
       name: spec.name ?? null,
       config: spec.config,
-      max_attempts: spec.max_attempts ?? 3,
+      max_attempts: spec.max_attempts ?? DEFAULT_MAX_ATTEMPTS,
     };
     const job = await this.#queue.add(spec.kind, data, {
       attempts: 1,
