@@ -469,7 +469,10 @@ Deno.test("a second SIGINT exits at once, without waiting for the step or the ch
     );
     let err = "";
     const reader = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
-    await waitFor(join(dir, "run/metrics.jsonl"));
+    // a logged step: the signal handler is in place (metrics.jsonl itself is created before it)
+    const metrics = join(dir, "run/metrics.jsonl");
+    await waitFor(metrics, 60_000);
+    while (!(await Deno.readTextFile(metrics)).trim()) await new Promise((r) => setTimeout(r, 20));
     child.kill("SIGINT");
     let sent = false;
     for (;;) {
