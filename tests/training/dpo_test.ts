@@ -373,6 +373,8 @@ interface DebianOptions {
   max_length: number;
   max_prompt_length: number;
   pretrain_steps: number;
+  /** Pre-training schedule after 20 warmup steps: constant (default) or cosine decay to 0. */
+  pretrain_cosine?: boolean;
   /** Pre-train on rows of 128 packed tokens, 16 a step (else one example a row, 32 a step). */
   pack: boolean;
   /** Also pre-train on a span of 3-8 words from inside each document (copying from anywhere). */
@@ -441,7 +443,7 @@ async function trainOnDebian(o: DebianOptions) {
       max_steps: o.pretrain_steps,
       per_device_train_batch_size: o.pack ? 16 : 32,
       learning_rate: 3e-3,
-      lr_scheduler_type: "constant_with_warmup",
+      lr_scheduler_type: o.pretrain_cosine ? "cosine" : "constant_with_warmup",
       warmup_steps: 20,
       logging_steps: o.pretrain_steps,
       save_strategy: "no",
