@@ -373,8 +373,6 @@ interface DebianOptions {
   max_length: number;
   max_prompt_length: number;
   pretrain_steps: number;
-  /** Pre-training schedule after 20 warmup steps: constant (default) or cosine decay to 0. */
-  pretrain_cosine?: boolean;
   /** Pre-train on packed rows of `context` tokens, `pack_rows` a step (else one example a row, 32 a step). */
   pack: boolean;
   /** The model's context, and the packed row length (default 128). */
@@ -447,7 +445,7 @@ async function trainOnDebian(o: DebianOptions) {
       max_steps: o.pretrain_steps,
       per_device_train_batch_size: o.pack ? o.pack_rows ?? 16 : 32,
       learning_rate: 3e-3,
-      lr_scheduler_type: o.pretrain_cosine ? "cosine" : "constant_with_warmup",
+      lr_scheduler_type: "constant_with_warmup",
       warmup_steps: 20,
       logging_steps: o.pretrain_steps,
       save_strategy: "no",
