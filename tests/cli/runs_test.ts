@@ -81,9 +81,10 @@ async function exists(path: string): Promise<boolean> {
   return await Deno.stat(path).then(() => true, () => false);
 }
 
-async function waitFor(path: string, ms = 20_000): Promise<void> {
+/** Wait until `path` exists (and, with `non_empty`, holds more than whitespace), else throw after `ms`. */
+async function waitFor(path: string, ms = 20_000, o: { non_empty?: boolean } = {}): Promise<void> {
   const t0 = Date.now();
-  while (!(await exists(path))) {
+  while (!(await exists(path)) || (o.non_empty && !(await Deno.readTextFile(path)).trim())) {
     if (Date.now() - t0 > ms) throw new Error(`timed out waiting for ${path}`);
     await new Promise((r) => setTimeout(r, 50));
   }
@@ -470,9 +471,7 @@ Deno.test("a second SIGINT exits at once, without waiting for the step or the ch
     let err = "";
     const reader = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
     // a logged step: the signal handler is in place (metrics.jsonl itself is created before it)
-    const metrics = join(dir, "run/metrics.jsonl");
-    await waitFor(metrics, 60_000);
-    while (!(await Deno.readTextFile(metrics)).trim()) await new Promise((r) => setTimeout(r, 20));
+    await waitFor(join(dir, "run/metrics.jsonl"), 60_000, { non_empty: true });
     child.kill("SIGINT");
     let sent = false;
     for (;;) {
