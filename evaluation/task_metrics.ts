@@ -155,6 +155,33 @@ export function leadBaseline(document: string, words = 6): string {
 }
 
 /**
+ * The extractive oracle restricted to the lead: the document's first k words (1 <= k <=
+ * `max_words`, white-space words of the whole text) with the highest ROUGE-L F1 against the
+ * reference summary, the shortest on ties. Training targets for an extractive summarizer are made
+ * so (SummaRuNNer, BertSumExt label sentences greedily by ROUGE against the reference); a model
+ * too small to write abstractive summaries learns from them to copy a lead of the right length.
+ * @example
+ * ```ts
+ * import { leadOracle } from "./task_metrics.ts";
+ * const doc = "GNU Emacs is the extensible self-documenting text editor. It has more.";
+ * if (leadOracle(doc, "extensible text editor") !== "GNU Emacs is the extensible self-documenting text editor.") {
+ *   throw new Error("oracle");
+ * }
+ * ```
+ */
+export function leadOracle(document: string, reference: string, max_words = 15): string {
+  const words = document.split(/\s+/).filter(Boolean).slice(0, max_words);
+  const leads = words.map((_, k) => words.slice(0, k + 1).join(" "));
+  if (!leads.length) return "";
+  const { scores } = computeRougeScores(leads, leads.map(() => reference), { rouge_types: ["rougeL"] });
+  let best = 0;
+  for (let k = 1; k < leads.length; k++) {
+    if (scores[k].rougeL!.fmeasure > scores[best].rougeL!.fmeasure) best = k;
+  }
+  return leads[best];
+}
+
+/**
  * The most frequent label of the train split (ties: the first in `labels` order).
  * @example
  * ```ts

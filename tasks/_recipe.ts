@@ -38,6 +38,14 @@ export interface RecipeSettings {
   label_names: string[] | null;
   eval_file: string | null;
   max_train_samples: number | null;
+  /**
+   * What the model is trained to write: `reference` (the dataset's summaries, translations or
+   * labels) or, for summarization, `lead_oracle` (the document's first k words closest to the
+   * reference by ROUGE-L: an extractive target, `leadOracle` in `evaluation/task_metrics.ts`);
+   * `auto`: `lead_oracle` for summarization from the Debian base model (no `model`), else
+   * `reference`.
+   */
+  train_targets: "reference" | "lead_oracle" | "auto";
   /** Validation examples evaluated at the end (null: all). */
   max_eval_samples: number | null;
   /** A Hugging Face folder or hub id; null: the Debian base model (pre-trained once, cached). */
@@ -74,6 +82,7 @@ export const RECIPE_DEFAULTS: Readonly<Omit<RecipeSettings, "task" | "name">> = 
   label_names: null,
   eval_file: null,
   max_train_samples: null,
+  train_targets: "reference",
   max_eval_samples: null,
   model: null,
   base_model: {},
@@ -152,6 +161,13 @@ export function resolveRecipe(flat: Record<string, unknown>, file = "recipe conf
     problems.push(`name ${JSON.stringify(s.name)} must be a folder name`);
   }
   if (!["plain", "chat"].includes(s.prompt_style)) problems.push(`prompt_style must be plain or chat`);
+  if (!["reference", "lead_oracle", "auto"].includes(s.train_targets)) {
+    problems.push(
+      `train_targets must be reference, lead_oracle or auto, got ${JSON.stringify(s.train_targets)}`,
+    );
+  } else if (s.train_targets === "lead_oracle" && s.task !== "summarization") {
+    problems.push(`train_targets lead_oracle is for summarization only; use reference for ${s.task}`);
+  }
   for (
     const k of [
       "max_source_tokens",
@@ -172,6 +188,9 @@ export function resolveRecipe(flat: Record<string, unknown>, file = "recipe conf
     }
   }
   if (problems.length) throw new RangeError(`Cannot run recipe (${file}): ${problems.join("; ")}`);
+  if (s.train_targets === "auto") {
+    s.train_targets = s.task === "summarization" && s.model === null ? "lead_oracle" : "reference";
+  }
   const config = getTrainingArgs({
     output_dir: join("runs", s.name),
     ...training,

@@ -14,6 +14,7 @@ import { join } from "node:path";
 import { stringify as toYaml } from "npm:yaml@^2.9";
 import { evaluateTask, taskBaselines } from "../evaluation/task_eval.ts";
 import { type RecipeTarget, writeRecipeReport } from "../evaluation/run_report.ts";
+import { leadOracle } from "../evaluation/task_metrics.ts";
 
 // Re-exported so the `./tasks` entry point documents the targets it takes on its own.
 export type { RecipeTarget };
@@ -90,6 +91,16 @@ export async function runRecipe(
     throw new RangeError(`Cannot run the ${s.name} recipe: ${data.description} has no validation examples`);
   }
   log(`fledge: ${s.name}: ${data.description}`);
+  // Extractive targets when asked: each train summary replaced by the lead closest to it.
+  const trainExamples = s.train_targets === "lead_oracle"
+    ? data.train.map((e) => ({ ...e, target: leadOracle(e.source, e.target) }))
+    : data.train;
+  if (s.train_targets === "lead_oracle") {
+    const k = trainExamples.map((e) => e.target.split(" ").length).sort((a, b) => a - b);
+    log(
+      `fledge: ${s.name}: training on lead-oracle targets (the first k words, median k ${k[k.length >> 1]})`,
+    );
+  }
 
   // ---- model (+ adapters: the Trainer attaches the config's lora / quantization sections) ----
   const modelDir = await recipeModelDir(s, c.backend);
@@ -97,7 +108,7 @@ export async function runRecipe(
   const { model, tokenizer } = await loadRecipeModel(modelDir, c.backend);
   try {
     // ---- train (SFT: prompt -> answer, loss on the answer only) ----
-    const train = sftDataset(data.train, s, c, tokenizer, `${s.name} train`);
+    const train = sftDataset(trainExamples, s, c, tokenizer, `${s.name} train`);
     const valid = sftDataset(
       evalExamples.slice(0, Math.max(1, c.max_eval_samples ?? 200)),
       s,

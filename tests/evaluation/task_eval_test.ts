@@ -4,6 +4,7 @@
  */
 import { loadTaskData } from "../../data/task_data.ts";
 import { evaluateTask, taskBaselines } from "../../evaluation/task_eval.ts";
+import { leadOracle, summarizationMetrics } from "../../evaluation/task_metrics.ts";
 import { presetConfig } from "../../models/config.ts";
 import { trainBpeTokenizer } from "../../models/tokenizer/bpe.ts";
 import { Transformer } from "../../models/transformer.ts";
@@ -16,6 +17,24 @@ Deno.test("the lead-6 baseline reproduces the README's ROUGE on the Debian summa
   // The README prints two decimals, cut rather than rounded (23.3882 -> 23.38, 8.9874 -> 8.98).
   const cut = (x: number) => Math.floor(x * 100) / 100;
   assert.deepEqual([cut(b.rouge1), cut(b.rouge2), cut(b.rougeL)], [23.38, 8.98, 21.46]);
+});
+
+Deno.test("leadOracle() picks the document's lead closest to the reference by ROUGE-L, the shortest on ties", async () => {
+  const doc = "tool for correcting bit errors in an AES key schedule and more words after it";
+  assert.equal(leadOracle(doc, "tool for correcting bit errors"), "tool for correcting bit errors");
+  assert.equal(leadOracle(doc, "correcting errors in AES keys"), "tool for correcting bit errors in an AES");
+  // nothing shared: every lead scores 0, so the one-word lead
+  assert.equal(leadOracle(doc, "unrelated"), "tool");
+  assert.equal(leadOracle(doc, "schedule", 4), "tool");
+  assert.equal(leadOracle("", "x"), "");
+  // On the Debian validation split it is an upper bound of every lead-k (k <= 15): each example's best.
+  const d = await loadTaskData("summarization");
+  const v = d.validation.slice(0, 300), refs = v.map((e) => e.target);
+  const oracle = summarizationMetrics(v.map((e) => leadOracle(e.source, e.target)), refs).rougeL;
+  for (const k of [4, 8, 12, 15]) {
+    const lead = v.map((e) => e.source.split(/\s+/).filter(Boolean).slice(0, k).join(" "));
+    assert(oracle > summarizationMetrics(lead, refs).rougeL + 5, `lead-${k}`);
+  }
 });
 
 Deno.test("the majority baselines reproduce the README's accuracies (binary 51.10, sections 11.48)", async () => {

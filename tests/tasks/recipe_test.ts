@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { assert } from "../_assert.ts";
 import { cliProcess } from "../cli/_cli.ts";
 import { tinyRecipe } from "./_recipe.ts";
+import { resolveRecipe } from "../../tasks/_recipe.ts";
 
 const cache = await Deno.makeTempDir({ prefix: "fledge-recipe-cache-" });
 
@@ -47,6 +48,11 @@ for (
       const bname = baseline ?? Object.keys(metrics.baselines)[0];
       assert.ok(typeof metrics.baselines[bname][head] === "number", JSON.stringify(metrics.baselines));
       if (name === "sst2") assert.match(Object.keys(metrics.baselines)[0], /^majority \((other|games)\)$/);
+      if (name === "summarization") {
+        // offline (no --model): trained on extractive lead-oracle targets, as recipe.yaml records
+        assert.match(r.err, /training on lead-oracle targets \(the first k words, median k \d+\)/);
+        assert.match(await Deno.readTextFile(join(out, "recipe.yaml")), /^train_targets: lead_oracle$/m);
+      }
       const preds = (await Deno.readTextFile(join(out, "predictions.jsonl"))).trim().split("\n").map((l) =>
         JSON.parse(l)
       );
@@ -70,6 +76,19 @@ for (
     }
   });
 }
+
+Deno.test("train_targets auto: lead-oracle targets for offline summarization, the references otherwise", () => {
+  const t = (flat: Record<string, unknown>) =>
+    resolveRecipe({ name: "x", train_targets: "auto", ...flat }).settings.train_targets;
+  assert.equal(t({ task: "summarization" }), "lead_oracle");
+  assert.equal(t({ task: "summarization", model: "Qwen/Qwen2.5-0.5B" }), "reference");
+  assert.equal(t({ task: "translation" }), "reference");
+  assert.equal(t({ task: "summarization", train_targets: "reference" }), "reference");
+  assert.throws(
+    () => t({ task: "summarization", train_targets: "oracle" }),
+    /train_targets must be reference, lead_oracle or auto/,
+  );
+});
 
 Deno.test("a recipe's Trainer evaluates ROUGE during training and tracks it as metric_for_best_model", async () => {
   const root = await Deno.makeTempDir({ prefix: "fledge-recipe-metric-" });
@@ -152,6 +171,9 @@ Deno.test("recipes refuse bad input in one line before training", async () => {
     r = await recipe("summarization", join(root, "c"), ["--num_beams", "0"]);
     assert.equal(r.code, 2);
     assert.match(r.err, /num_beams must be a positive integer/);
+    r = await recipe("translation", join(root, "d"), ["--train_targets", "lead_oracle"]);
+    assert.equal(r.code, 2);
+    assert.match(r.err, /train_targets lead_oracle is for summarization only/);
     // a folder of split files: an empty validation split, a label outside the set, a corrupt parquet
     const split = async (name: string, files: Record<string, string | Uint8Array>) => {
       const dir = join(root, name);
