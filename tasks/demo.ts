@@ -1,6 +1,6 @@
 /**
- * The demo recipe: pre-train the `tiny` model on the bundled Debian package descriptions with the
- * real Trainer, then sample from it. Reads top to bottom: config, data + model + train (the
+ * The demo recipe: pre-train the `tiny` model (with a 2048-id vocabulary) on the bundled Debian
+ * package descriptions with the real Trainer, then sample from it. Reads top to bottom: config, data + model + train (the
  * Trainer builds them from the config), evaluate (sample), report.
  *
  * Writes one run folder: `config.yaml`, `metrics.jsonl`, `checkpoints/step-N/`, `model/` (Hugging
@@ -74,6 +74,11 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
     output_dir: opts.output_dir ?? await freeRunDir("runs/demo"),
     overwrite_output_dir: opts.overwrite_output_dir ?? false,
     model: "tiny",
+    // A 2048-id vocabulary rather than the preset's 512: in the same two minutes the samples come
+    // out as words in Debian's phrasing ("This package contains the ... library") rather than
+    // byte-level fragments (measured: eval loss 5.90 per 2048-id token vs 4.76 per 512-id token,
+    // about 25% more time).
+    model_config: { vocab_size: 2048 },
     dataset: join(debianRoot(), "summarization"), // train.jsonl + validation.jsonl
     dataset_text_field: "document",
     max_eval_samples: 200, // the whole validation split costs more than the training
