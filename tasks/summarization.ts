@@ -2,7 +2,8 @@
  * The summarization recipe (`deno task train:cnn`): a document to a one-line summary, fine-tuned
  * as prompt -> completion ("Summarize: <document>\nSummary: <summary>") and scored with ROUGE
  * against the lead baseline on the same validation examples. Config: `configs/summarization.yaml`;
- * offline it trains on the Debian descriptions -> synopses from the Debian base model.
+ * offline it trains on the Debian descriptions from the Debian base model, with each synopsis
+ * replaced by the description's lead closest to it (`train_targets: lead_oracle`, extractive).
  *
  * @module
  */
