@@ -92,10 +92,9 @@ export async function runRecipe(
   }
   log(`fledge: ${s.name}: ${data.description}`);
   // Extractive targets when asked: each train summary replaced by the lead closest to it.
-  const trainExamples = s.train_targets === "lead_oracle"
-    ? data.train.map((e) => ({ ...e, target: leadOracle(e.source, e.target) }))
-    : data.train;
+  let trainExamples = data.train;
   if (s.train_targets === "lead_oracle") {
+    trainExamples = data.train.map((e) => ({ ...e, target: leadOracle(e.source, e.target) }));
     const k = trainExamples.map((e) => e.target.split(" ").length).sort((a, b) => a - b);
     log(
       `fledge: ${s.name}: training on lead-oracle targets (the first k words, median k ${k[k.length >> 1]})`,

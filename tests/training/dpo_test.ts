@@ -440,6 +440,9 @@ async function trainOnDebian(o: DebianOptions) {
   const leadEx = buildSftExamples([...lead, ...spans], tokenizer, { max_length: null }).examples
     .filter((e) => e.input_ids.length <= o.max_length);
   const work = await Deno.makeTempDir();
+  const preRows = o.pack
+    ? packExamples(leadEx, { max_length: o.context ?? 128, pad_token_id: 0 }).rows
+    : padExamples(leadEx, { max_length: o.max_length, pad_token_id: 0 }).rows;
   // Each round is a fresh Trainer: a new optimizer and warmup over the same data order (a warm restart).
   for (let round = 0; round < (o.pretrain_rounds ?? 1); round++) {
     const pre = createTrainer({
@@ -454,11 +457,7 @@ async function trainOnDebian(o: DebianOptions) {
         logging_steps: o.pretrain_steps,
         save_strategy: "no",
       }),
-      train_dataset: new RowDataset(
-        o.pack
-          ? packExamples(leadEx, { max_length: o.context ?? 128, pad_token_id: 0 }).rows
-          : padExamples(leadEx, { max_length: o.max_length, pad_token_id: 0 }).rows,
-      ),
+      train_dataset: new RowDataset(preRows),
       progress: false,
       log: () => {},
     });
