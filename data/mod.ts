@@ -4,7 +4,7 @@
  * near-dedup, language), and supervised fine-tuning data: SFT examples with label masks (TRL
  * formats) and their packing into rows (TRL `packing_strategy`); the recipes' task data
  * (`loadTaskData`: summarization, translation and classification examples from Debian, the hub or
- * local files).
+ * local files) and the word-for-word dictionary that teaches the offline translation recipe.
  *
  * @module
  */
@@ -25,3 +25,4 @@ export * from "./row_dataset.ts";
 export * from "./preference.ts";
 export * from "./task_data.ts";
 export * from "./prompts.ts";
+export * from "./word_dictionary.ts";

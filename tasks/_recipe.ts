@@ -42,10 +42,12 @@ export interface RecipeSettings {
    * What the model is trained to write: `reference` (the dataset's summaries, translations or
    * labels) or, for summarization, `lead_oracle` (the document's first k words closest to the
    * reference by ROUGE-L: an extractive target, `leadOracle` in `evaluation/task_metrics.ts`);
-   * `auto`: `lead_oracle` for summarization from the Debian base model (no `model`), else
-   * `reference`.
+   * for translation, `word_dictionary` (the source translated word for word by a dictionary
+   * learned from the train pairs: sequence-level distillation, `data/word_dictionary.ts`);
+   * `auto`: `lead_oracle` for summarization and `word_dictionary` for translation from the Debian
+   * base model (no `model`), else `reference`.
    */
-  train_targets: "reference" | "lead_oracle" | "auto";
+  train_targets: "reference" | "lead_oracle" | "word_dictionary" | "auto";
   /** Validation examples evaluated at the end (null: all). */
   max_eval_samples: number | null;
   /** A Hugging Face folder or hub id; null: the Debian base model (pre-trained once, cached). */
@@ -161,12 +163,16 @@ export function resolveRecipe(flat: Record<string, unknown>, file = "recipe conf
     problems.push(`name ${JSON.stringify(s.name)} must be a folder name`);
   }
   if (!["plain", "chat"].includes(s.prompt_style)) problems.push(`prompt_style must be plain or chat`);
-  if (!["reference", "lead_oracle", "auto"].includes(s.train_targets)) {
+  if (!["reference", "lead_oracle", "word_dictionary", "auto"].includes(s.train_targets)) {
     problems.push(
-      `train_targets must be reference, lead_oracle or auto, got ${JSON.stringify(s.train_targets)}`,
+      `train_targets must be reference, lead_oracle, word_dictionary or auto, got ${
+        JSON.stringify(s.train_targets)
+      }`,
     );
   } else if (s.train_targets === "lead_oracle" && s.task !== "summarization") {
     problems.push(`train_targets lead_oracle is for summarization only; use reference for ${s.task}`);
+  } else if (s.train_targets === "word_dictionary" && s.task !== "translation") {
+    problems.push(`train_targets word_dictionary is for translation only; use reference for ${s.task}`);
   }
   for (
     const k of [
@@ -189,7 +195,13 @@ export function resolveRecipe(flat: Record<string, unknown>, file = "recipe conf
   }
   if (problems.length) throw new RangeError(`Cannot run recipe (${file}): ${problems.join("; ")}`);
   if (s.train_targets === "auto") {
-    s.train_targets = s.task === "summarization" && s.model === null ? "lead_oracle" : "reference";
+    s.train_targets = s.model !== null
+      ? "reference"
+      : s.task === "summarization"
+      ? "lead_oracle"
+      : s.task === "translation"
+      ? "word_dictionary"
+      : "reference";
   }
   const config = getTrainingArgs({
     output_dir: join("runs", s.name),

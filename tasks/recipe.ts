@@ -15,6 +15,7 @@ import { stringify as toYaml } from "npm:yaml@^2.9";
 import { evaluateTask, taskBaselines } from "../evaluation/task_eval.ts";
 import { type RecipeTarget, writeRecipeReport } from "../evaluation/run_report.ts";
 import { leadOracle } from "../evaluation/task_metrics.ts";
+import { dictionaryTranslate, learnWordDictionary } from "../data/word_dictionary.ts";
 
 // Re-exported so the `./tasks` entry point documents the targets it takes on its own.
 export type { RecipeTarget };
@@ -91,13 +92,20 @@ export async function runRecipe(
     throw new RangeError(`Cannot run the ${s.name} recipe: ${data.description} has no validation examples`);
   }
   log(`fledge: ${s.name}: ${data.description}`);
-  // Extractive targets when asked: each train summary replaced by the lead closest to it.
+  // Teacher targets when asked: each train summary replaced by the lead closest to it, or each
+  // train translation by the source translated word for word (sequence-level distillation).
   let trainExamples = data.train;
   if (s.train_targets === "lead_oracle") {
     trainExamples = data.train.map((e) => ({ ...e, target: leadOracle(e.source, e.target) }));
     const k = trainExamples.map((e) => e.target.split(" ").length).sort((a, b) => a - b);
     log(
       `fledge: ${s.name}: training on lead-oracle targets (the first k words, median k ${k[k.length >> 1]})`,
+    );
+  } else if (s.train_targets === "word_dictionary") {
+    const dict = learnWordDictionary(data.train);
+    trainExamples = data.train.map((e) => ({ ...e, target: dictionaryTranslate(e.source, dict) }));
+    log(
+      `fledge: ${s.name}: training on word-for-word targets (a ${dict.size}-word dictionary learned from the train pairs)`,
     );
   }
 

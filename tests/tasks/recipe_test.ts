@@ -77,16 +77,22 @@ for (
   });
 }
 
-Deno.test("train_targets auto: lead-oracle targets for offline summarization, the references otherwise", () => {
+Deno.test("train_targets auto: teacher targets for offline summarization and translation, the references otherwise", () => {
   const t = (flat: Record<string, unknown>) =>
     resolveRecipe({ name: "x", train_targets: "auto", ...flat }).settings.train_targets;
   assert.equal(t({ task: "summarization" }), "lead_oracle");
   assert.equal(t({ task: "summarization", model: "Qwen/Qwen2.5-0.5B" }), "reference");
-  assert.equal(t({ task: "translation" }), "reference");
+  assert.equal(t({ task: "translation" }), "word_dictionary");
+  assert.equal(t({ task: "translation", model: "Qwen/Qwen2.5-0.5B" }), "reference");
+  assert.equal(t({ task: "classification" }), "reference");
   assert.equal(t({ task: "summarization", train_targets: "reference" }), "reference");
   assert.throws(
     () => t({ task: "summarization", train_targets: "oracle" }),
-    /train_targets must be reference, lead_oracle or auto/,
+    /train_targets must be reference, lead_oracle, word_dictionary or auto/,
+  );
+  assert.throws(
+    () => t({ task: "summarization", train_targets: "word_dictionary" }),
+    /train_targets word_dictionary is for translation only; use reference for summarization/,
   );
 });
 
