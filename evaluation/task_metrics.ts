@@ -35,6 +35,11 @@ export interface TranslationMetrics {
   chrf: number;
   /** Corpus chrF++: chrF plus word unigrams and bigrams, 0-100. */
   "chrf++": number;
+  /**
+   * Corpus BLEU as `../shared/datasets/debian/README.md` defines its baselines, 0-100: tokens
+   * `\w+|[^\w\s]` (Python's Unicode `\w`), no smoothing; its identity baseline is 11.91.
+   */
+  bleu_debian: number;
   /** e.g. `nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:2.6.0`. */
   bleu_signature: string;
   /** Number of hypothesis/reference pairs scored. */
@@ -81,9 +86,15 @@ export function summarizationMetrics(
   };
 }
 
+// Python's `\w+|[^\w\s]` (Unicode `\w`: letters, digits, underscore), which the Debian
+// datasets' README uses for BLEU; JavaScript's `\w` is ASCII only.
+const DEBIAN_BLEU_TOKENS = /[\p{L}\p{N}_]+|[^\p{L}\p{N}_\s]/gu;
+const debianTokens = (s: string) => (s.match(DEBIAN_BLEU_TOKENS) ?? []).join(" ");
+
 /**
  * Corpus BLEU (sacreBLEU defaults: 13a tokens, exp smoothing), chrF and chrF++ of hypotheses
- * against one reference each.
+ * against one reference each, and `bleu_debian` (the Debian README's BLEU: its own tokens, no
+ * smoothing).
  * @example
  * ```ts
  * import { translationMetrics } from "./task_metrics.ts";
@@ -100,6 +111,10 @@ export function translationMetrics(
     bleu: +b.score.toFixed(4),
     chrf: +chrf(hypotheses, references).score.toFixed(4),
     "chrf++": +chrf(hypotheses, references, { word_order: 2 }).score.toFixed(4),
+    bleu_debian: +bleu(hypotheses.map(debianTokens), references.map(debianTokens), {
+      tokenize: "none",
+      smooth_method: "none",
+    }).score.toFixed(4),
     bleu_signature: b.signature,
     n: hypotheses.length,
   };

@@ -347,7 +347,7 @@ export const HEADLINE: Record<TaskKind, string> = {
 /** Names of task metrics the Trainer can track (metric_for_best_model). */
 export const TASK_METRICS: Record<TaskKind, string[]> = {
   summarization: ["rouge1", "rouge2", "rougeL", "rougeLsum"],
-  translation: ["bleu", "chrf", "chrf++"],
+  translation: ["bleu", "chrf", "chrf++", "bleu_debian"],
   classification: ["accuracy", "macro_f1"],
 };
 

@@ -4,7 +4,7 @@
  */
 import { loadTaskData } from "../../data/task_data.ts";
 import { evaluateTask, taskBaselines } from "../../evaluation/task_eval.ts";
-import { leadOracle, summarizationMetrics } from "../../evaluation/task_metrics.ts";
+import { leadOracle, summarizationMetrics, translationMetrics } from "../../evaluation/task_metrics.ts";
 import { presetConfig } from "../../models/config.ts";
 import { trainBpeTokenizer } from "../../models/tokenizer/bpe.ts";
 import { Transformer } from "../../models/transformer.ts";
@@ -55,12 +55,13 @@ Deno.test("the majority baselines reproduce the README's accuracies (binary 51.1
   }
 });
 
-Deno.test("the identity baseline scores the English source as the German translation (sacreBLEU 13a)", async () => {
+Deno.test("the identity baseline scores the English source as the German translation (sacreBLEU 13a; the README's BLEU 11.91)", async () => {
   const d = await loadTaskData("translation");
   const b = taskBaselines("translation", d.validation).identity;
   // The README's 11.91 splits every punctuation character (\w+|[^\w\s]); sacreBLEU's 13a keeps
   // some joined (URLs, decimals), so the two differ a little on the same hypotheses.
   assert.ok(b.bleu > 10 && b.bleu < 14, JSON.stringify(b));
+  assert.equal(b.bleu_debian.toFixed(2), "11.91", "the README's identity BLEU, its tokens and no smoothing");
   assert.ok(b.chrf > 0 && b["chrf++"] > 0);
   console.log(
     `  identity baseline, sacreBLEU 13a: BLEU ${b.bleu.toFixed(2)}, chrF ${b.chrf.toFixed(2)}, chrF++ ${
@@ -85,4 +86,17 @@ Deno.test("evaluateTask() keeps every line of a translation (long descriptions a
   assert.ok(translated.some((p) => p.includes("\n")), "the sampled texts hold line breaks");
   assert.ok(summarized.every((p) => !p.includes("\n")));
   model.dispose();
+});
+
+Deno.test("bleu_debian tokenizes as Python's \\w+|[^\\w\\s] (Unicode letters) without smoothing", () => {
+  // "für" is one token (JavaScript's ASCII \w would make f, ü, r): 4/5 unigrams, 3/4 bigrams,
+  // 2/3 trigrams and 1/2 4-grams match, the geometric mean (0.2)^(1/4)
+  const m = translationMetrics(["für das Paket ist gut"], ["fär das Paket ist gut"]);
+  assertClose(m.bleu_debian, 100 * 0.2 ** 0.25, { atol: 1e-3 });
+  // "-" and "." are tokens of their own
+  assert.equal(translationMetrics(["die GUI-Bibliothek."], ["die GUI - Bibliothek ."]).bleu_debian, 100);
+  // no smoothing: no 4-gram match gives 0 (sacreBLEU's exp smoothing gives more than 0)
+  const z = translationMetrics(["a b c d"], ["a b c e"]);
+  assert.equal(z.bleu_debian, 0);
+  assert.ok(z.bleu > 0);
 });
