@@ -28,6 +28,8 @@ export interface WordDictionaryOptions {
   max_words?: number;
   /** The lowest Dice coefficient kept (default 0.3). */
   min_dice?: number;
+  /** Link each target word to one source word at most (competitive linking); default false. */
+  one_to_one?: boolean;
 }
 
 const WORD = /\p{L}+/gu;
@@ -86,6 +88,22 @@ export function learnWordDictionary(
     return best;
   };
   const dict = new Map<string, string>();
+  if (opts.one_to_one) {
+    // Competitive linking (Melamed, 2000): the pairs by Dice, best first; each word links once.
+    const links: [string, string, number][] = [];
+    for (const w of top) {
+      for (const [v, n] of co.get(w)!) links.push([w, v, 2 * n / (srcCount.get(w)! + tgtCount.get(v)!)]);
+    }
+    links.sort((a, b) => b[2] - a[2]);
+    const linked = new Set<string>(), used = new Set<string>();
+    for (const [w, v, dice] of links) {
+      if (dice < minDice) break;
+      if (linked.has(w) || used.has(v)) continue;
+      linked.add(w), used.add(v);
+      if (v !== w) dict.set(w, written(v));
+    }
+    return dict;
+  }
   for (const w of top) {
     let best = "", bestDice = -1;
     for (const [v, n] of co.get(w)!) {

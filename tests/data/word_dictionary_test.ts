@@ -25,6 +25,21 @@ Deno.test("learnWordDictionary() pairs frequent source words with their best Dic
   assert.throws(() => learnWordDictionary(PAIRS, { min_dice: 2 }), /min_dice must be in \[0, 1\]/);
 });
 
+Deno.test("learnWordDictionary({ one_to_one }) links each target word once, the best Dice pairs first", () => {
+  // "is" and "a" both co-occur with "ist" in every pair; "is" is linked to it (Dice 1), so "a"
+  // takes its next best target word instead of "ist" a second time
+  const pairs = [
+    { source: "x is a tool", target: "x ist ein Werkzeug" },
+    { source: "y is a game", target: "y ist ein Spiel" },
+    { source: "z is a shell", target: "z ist eine Shell" },
+    { source: "it is", target: "es ist" },
+  ];
+  assert.equal(learnWordDictionary(pairs).get("a"), "ist");
+  const one = learnWordDictionary(pairs, { one_to_one: true });
+  assert.equal(one.get("is"), "ist");
+  assert.equal(one.get("a"), "ein");
+});
+
 Deno.test("dictionaryTranslate() replaces known words, keeps case, punctuation and unknown words", () => {
   const dict = new Map([["the", "die"], ["library", "Bibliothek"]]);
   assert.equal(
