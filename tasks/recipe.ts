@@ -16,6 +16,9 @@ import { evaluateTask, taskBaselines } from "../evaluation/task_eval.ts";
 import { type RecipeTarget, writeRecipeReport } from "../evaluation/run_report.ts";
 import { leadOracle } from "../evaluation/task_metrics.ts";
 import { dictionaryTranslate, learnWordDictionary } from "../data/word_dictionary.ts";
+import { promptIds } from "../data/prompts.ts";
+import type { TaskExample } from "../data/task_data.ts";
+import type { Tokenizer } from "../models/tokenizer/tokenizer.ts";
 
 // Re-exported so the `./tasks` entry point documents the targets it takes on its own.
 export type { RecipeTarget };
@@ -31,6 +34,7 @@ import {
   type Recipe,
   recipeData,
   recipeModelDir,
+  type RecipeSettings,
   resolveRecipe,
   sftDataset,
   TASK_METRICS,
@@ -64,6 +68,31 @@ export interface RecipeResult {
   seconds: number;
   /** The signal that stopped training early (a checkpoint was saved; resume to go on), else null. */
   interrupted: "SIGINT" | "SIGTERM" | null;
+}
+
+/**
+ * Refuse, before training, a generation that would run past the model's positions at evaluation:
+ * the longest validation prompt (source cut to `max_source_tokens`, in the prompt format) plus
+ * `max_new_tokens` must fit `max_position_embeddings`.
+ */
+function checkGenerationRoom(
+  s: RecipeSettings,
+  examples: readonly TaskExample[],
+  positions: number,
+  tokenizer: Tokenizer,
+  labels: readonly string[] | null,
+): void {
+  if (s.task === "classification") return;
+  const prompt = evalOptions(s, labels).prompt;
+  const longest = Math.max(...examples.map((e) => promptIds(s.task, e.source, tokenizer, prompt).length));
+  if (longest + s.max_new_tokens > positions) {
+    throw new RangeError(
+      `Cannot run the ${s.name} recipe: its longest validation prompt has ${longest} tokens ` +
+        `(max_source_tokens ${s.max_source_tokens} and the prompt format), so max_new_tokens ` +
+        `${s.max_new_tokens} would run past the model's max_position_embeddings ${positions}; ` +
+        `set --max_new_tokens ${Math.max(0, positions - longest)} or a smaller --max_source_tokens`,
+    );
+  }
 }
 
 /**
@@ -114,6 +143,7 @@ export async function runRecipe(
   c.model = s.model ?? modelDir; // what config.yaml and adapter_config.json name as the base
   const { model, tokenizer } = await loadRecipeModel(modelDir, c.backend);
   try {
+    checkGenerationRoom(s, evalExamples, model.config.max_position_embeddings, tokenizer, data.labels);
     // ---- train (SFT: prompt -> answer, loss on the answer only) ----
     const train = sftDataset(trainExamples, s, c, tokenizer, `${s.name} train`);
     const valid = sftDataset(
