@@ -2,7 +2,8 @@
  * The translation recipe (`deno task train:wmt`): English to German, fine-tuned as prompt ->
  * completion ("Translate English to German: <en>\nGerman: <de>") and scored with sacreBLEU, chrF
  * and chrF++ against the identity baseline on the same validation examples. Config:
- * `configs/translation.yaml`; offline it trains on the Debian DDTP pairs from the Debian base model.
+ * `configs/translation.yaml`; offline it trains on the Debian DDTP pairs from the Debian base model,
+ * distilled from a word-for-word teacher (`train_targets: word_dictionary`, `data/word_dictionary.ts`).
  *
  * @module
  */

@@ -53,6 +53,14 @@ for (
         assert.match(r.err, /training on lead-oracle targets \(the first k words, median k \d+\)/);
         assert.match(await Deno.readTextFile(join(out, "recipe.yaml")), /^train_targets: lead_oracle$/m);
       }
+      if (name === "translation") {
+        // offline: distilled from the word-for-word dictionary translation of each train source
+        assert.match(
+          r.err,
+          /training on word-for-word targets \(a \d+-word dictionary learned from the train pairs\)/,
+        );
+        assert.match(await Deno.readTextFile(join(out, "recipe.yaml")), /^train_targets: word_dictionary$/m);
+      }
       const preds = (await Deno.readTextFile(join(out, "predictions.jsonl"))).trim().split("\n").map((l) =>
         JSON.parse(l)
       );
@@ -180,6 +188,15 @@ Deno.test("recipes refuse bad input in one line before training", async () => {
     r = await recipe("translation", join(root, "d"), ["--train_targets", "lead_oracle"]);
     assert.equal(r.code, 2);
     assert.match(r.err, /train_targets lead_oracle is for summarization only/);
+    // generation past the model's positions is refused before training, not after it
+    r = await recipe("translation", join(root, "e"), ["--max_new_tokens", "250"]);
+    assert.notEqual(r.code, 0);
+    assert.match(
+      r.err,
+      /Cannot run the translation recipe: its longest validation prompt has \d+ tokens \(max_source_tokens \d+ and the prompt format\), so max_new_tokens 250 would run past the model's max_position_embeddings 256; set --max_new_tokens \d+ or a smaller --max_source_tokens/,
+    );
+    assert.doesNotMatch(r.err, /train: /, "nothing was trained");
+    assert.equal(r.err.trim().split("\n").filter((l) => /Cannot run/.test(l)).length, 1);
     // a folder of split files: an empty validation split, a label outside the set, a corrupt parquet
     const split = async (name: string, files: Record<string, string | Uint8Array>) => {
       const dir = join(root, name);
