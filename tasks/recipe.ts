@@ -84,7 +84,10 @@ function checkGenerationRoom(
 ): void {
   if (s.task === "classification") return;
   const prompt = evalOptions(s, labels).prompt;
-  const longest = Math.max(...examples.map((e) => promptIds(s.task, e.source, tokenizer, prompt).length));
+  const longest = examples.reduce(
+    (m, e) => Math.max(m, promptIds(s.task, e.source, tokenizer, prompt).length),
+    0,
+  );
   if (longest + s.max_new_tokens > positions) {
     throw new RangeError(
       `Cannot run the ${s.name} recipe: its longest validation prompt has ${longest} tokens ` +
