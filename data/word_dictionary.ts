@@ -87,12 +87,13 @@ export function learnWordDictionary(
     for (const [form, c] of surface.get(key)!) if (c > n) [best, n] = [form, c];
     return best;
   };
+  const diceOf = (w: string, v: string, n: number) => 2 * n / (srcCount.get(w)! + tgtCount.get(v)!);
   const dict = new Map<string, string>();
   if (opts.one_to_one) {
     // Competitive linking (Melamed, 2000): the pairs by Dice, best first; each word links once.
     const links: [string, string, number][] = [];
     for (const w of top) {
-      for (const [v, n] of co.get(w)!) links.push([w, v, 2 * n / (srcCount.get(w)! + tgtCount.get(v)!)]);
+      for (const [v, n] of co.get(w)!) links.push([w, v, diceOf(w, v, n)]);
     }
     links.sort((a, b) => b[2] - a[2]);
     const linked = new Set<string>(), used = new Set<string>();
@@ -107,7 +108,7 @@ export function learnWordDictionary(
   for (const w of top) {
     let best = "", bestDice = -1;
     for (const [v, n] of co.get(w)!) {
-      const dice = 2 * n / (srcCount.get(w)! + tgtCount.get(v)!);
+      const dice = diceOf(w, v, n);
       if (dice > bestDice || (dice === bestDice && v === w)) [best, bestDice] = [v, dice];
     }
     if (bestDice >= minDice && best !== w) dict.set(w, written(best));
