@@ -44,6 +44,8 @@ options:
   --max_samples N            evaluate the first N examples
   --num_beams K              beam search (summarization, translation)
   --max_new_tokens N
+  --split_lines              translation: translate each line (paragraph) of a source on its own
+                             (default: the run's setting, else off)
   --backend B                webgpu, cpu, auto (default), or onnx: the model (adapter merged)
                              exported to ONNX and run in onnxruntime
   --json                     print the metrics as one JSON object
@@ -61,6 +63,7 @@ const FLAGS = {
   max_samples: { type: "int", min: 1 },
   num_beams: { type: "int", min: 1 },
   max_new_tokens: { type: "int", min: 1 },
+  split_lines: { type: "boolean" },
   backend: { type: "string", choices: ["webgpu", "cpu", "auto", "onnx"], default: "auto" },
   json: { type: "boolean" },
 } as const;
@@ -108,6 +111,9 @@ async function evalRun(args: string[], io: CliIO): Promise<void> {
       `eval: --task ${v.task} differs from the run's task ${settings.task} (${join(dir, "recipe.yaml")})`,
     );
   }
+  if (v.split_lines && task !== "translation") {
+    throw new TypeError(`eval: --split_lines is for translation only, not ${task}`);
+  }
   let modelDir = dir, adapter = v.adapter ?? null;
   if (settings && await pathExists(join(dir, "model", "config.json"))) modelDir = join(dir, "model");
   else if (settings && await pathExists(join(dir, "adapter"))) {
@@ -123,6 +129,7 @@ async function evalRun(args: string[], io: CliIO): Promise<void> {
     ...(settings ?? { ...RECIPE_DEFAULTS, task, name: "eval" }),
     ...(v.num_beams ? { num_beams: v.num_beams } : {}),
     ...(v.max_new_tokens ? { max_new_tokens: v.max_new_tokens } : {}),
+    ...(v.split_lines ? { split_lines: true } : {}),
   } as RecipeSettings;
   // ---- data ----
   let examples, labels;

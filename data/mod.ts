@@ -4,7 +4,8 @@
  * near-dedup, language), and supervised fine-tuning data: SFT examples with label masks (TRL
  * formats) and their packing into rows (TRL `packing_strategy`); the recipes' task data
  * (`loadTaskData`: summarization, translation and classification examples from Debian, the hub or
- * local files) and the word-for-word dictionary that teaches the offline translation recipe.
+ * local files), the word-for-word dictionary that teaches the offline translation recipe, and the
+ * line-by-line split of translation pairs.
  *
  * @module
  */
@@ -26,3 +27,4 @@ export * from "./preference.ts";
 export * from "./task_data.ts";
 export * from "./prompts.ts";
 export * from "./word_dictionary.ts";
+export * from "./line_pairs.ts";

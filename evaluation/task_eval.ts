@@ -1,12 +1,14 @@
 /**
  * Evaluate a model on a task's examples, as the recipes and `cli eval` do: summarization and
  * translation by generating an answer per prompt (greedy or beam search, `generation_eval.ts`)
- * and scoring it (ROUGE / BLEU, chrF, chrF++); classification by the log-likelihood of each label's
- * verbalizer (`label_likelihood.ts`), no sampling. Baselines on the same examples: lead-6
- * (summarization), identity (translation), majority class of the train labels (classification).
+ * and scoring it (ROUGE / BLEU, chrF, chrF++; a translation line by line with `split_lines`);
+ * classification by the log-likelihood of each label's verbalizer (`label_likelihood.ts`), no
+ * sampling. Baselines on the same examples: lead-6 (summarization), identity (translation),
+ * majority class of the train labels (classification).
  *
  * @module
  */
+import { joinLines, splitLines } from "../data/line_pairs.ts";
 import { labelVerbalizers, promptIds, type PromptOptions } from "../data/prompts.ts";
 import type { TaskExample, TaskKind } from "../data/task_data.ts";
 import type { Tokenizer } from "../models/tokenizer/tokenizer.ts";
@@ -33,6 +35,11 @@ export interface TaskEvalOptions {
   generation?: PredictOptions;
   /** Rows per forward / generate call (default 32). */
   batch_size?: number;
+  /**
+   * Translation: translate each non-empty line of a source on its own and put the translations
+   * back one per line (`data/line_pairs.ts`); default false (the whole source in one prompt).
+   */
+  split_lines?: boolean;
   /** Called after each batch with (done, total). */
   onProgress?: (done: number, total: number) => void;
 }
@@ -75,7 +82,13 @@ export async function evaluateTask(
   opts: TaskEvalOptions = {},
 ): Promise<TaskEvalResult> {
   if (!examples.length) throw new RangeError(`Cannot evaluate ${task}: there are no examples`);
-  const prompts = examples.map((e) => promptIds(task, e.source, tokenizer, opts.prompt));
+  if (opts.split_lines && task !== "translation") {
+    throw new RangeError(`Cannot evaluate ${task} with split_lines: it is for translation only`);
+  }
+  const lines = opts.split_lines ? splitLines(examples.map((e) => e.source)) : null;
+  const prompts = (lines?.segments ?? examples.map((e) => e.source)).map((s) =>
+    promptIds(task, s, tokenizer, opts.prompt)
+  );
   const refs = examples.map((e) => e.target);
   if (task === "classification") {
     const labels = opts.labels;
@@ -110,13 +123,15 @@ export async function evaluateTask(
       per_class: m.per_class,
     };
   }
-  const preds = await generatePredictions(model, tokenizer, prompts, {
+  const answers = await generatePredictions(model, tokenizer, prompts, {
     ...opts.generation,
-    // a translated description keeps its paragraphs (one per line); a summary is one line
-    first_line: task === "summarization",
+    // a translated description keeps its paragraphs (one per line); a summary, or the translation
+    // of one line, is one line
+    first_line: task === "summarization" || lines !== null,
     batch_size: opts.batch_size ?? opts.generation?.batch_size,
     onProgress: opts.onProgress,
   });
+  const preds = lines ? joinLines(lines, answers) : answers;
   const predictions = examples.map((e, i) => ({
     ...(e.id !== undefined ? { id: e.id } : {}),
     source: e.source,

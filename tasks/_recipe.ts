@@ -14,6 +14,7 @@ import { packExamples, padExamples } from "../data/packing.ts";
 import { RowDataset } from "../data/row_dataset.ts";
 import { buildSftExamples } from "../data/sft.ts";
 import { loadTaskData, type TaskData, type TaskExample, type TaskKind } from "../data/task_data.ts";
+import type { WordDictionaryOptions } from "../data/word_dictionary.ts";
 import { MODEL_FILE_PATTERNS, snapshotDownload } from "../models/hub/hub.ts";
 import { loadModel } from "../models/pretrained.ts";
 import { loadTokenizer, type Tokenizer } from "../models/tokenizer/tokenizer.ts";
@@ -48,6 +49,13 @@ export interface RecipeSettings {
    * base model (no `model`), else `reference`.
    */
   train_targets: "reference" | "lead_oracle" | "word_dictionary" | "auto";
+  /** Options of the `word_dictionary` teacher (`learnWordDictionary`: max_words, min_dice, one_to_one). */
+  word_dictionary: WordDictionaryOptions;
+  /**
+   * Translation: train on one pair per line (pairs whose source and target have as many lines) and
+   * translate each line of a source on its own at evaluation (`data/line_pairs.ts`).
+   */
+  split_lines: boolean;
   /** Validation examples evaluated at the end (null: all). */
   max_eval_samples: number | null;
   /** A Hugging Face folder or hub id; null: the Debian base model (pre-trained once, cached). */
@@ -85,6 +93,8 @@ export const RECIPE_DEFAULTS: Readonly<Omit<RecipeSettings, "task" | "name">> = 
   eval_file: null,
   max_train_samples: null,
   train_targets: "reference",
+  word_dictionary: {},
+  split_lines: false,
   max_eval_samples: null,
   model: null,
   base_model: {},
@@ -173,6 +183,38 @@ export function resolveRecipe(flat: Record<string, unknown>, file = "recipe conf
     problems.push(`train_targets lead_oracle is for summarization only; use reference for ${s.task}`);
   } else if (s.train_targets === "word_dictionary" && s.task !== "translation") {
     problems.push(`train_targets word_dictionary is for translation only; use reference for ${s.task}`);
+  }
+  if (typeof s.split_lines !== "boolean") {
+    problems.push(`split_lines must be true or false, got ${JSON.stringify(s.split_lines)}`);
+  } else if (s.split_lines && s.task !== "translation") {
+    problems.push(`split_lines is for translation only; set it to false for ${s.task}`);
+  }
+  const wd = s.word_dictionary as unknown as Record<string, unknown>;
+  if (typeof wd !== "object" || wd === null || Array.isArray(wd)) {
+    problems.push(`word_dictionary must be an object ({max_words, min_dice, one_to_one})`);
+  } else {
+    for (const [k, v] of Object.entries(wd)) {
+      const ok = k === "max_words"
+        ? Number.isInteger(v) && (v as number) >= 1
+        : k === "min_dice"
+        ? typeof v === "number" && v >= 0 && v <= 1
+        : k === "one_to_one"
+        ? typeof v === "boolean"
+        : null;
+      if (ok === null) {
+        problems.push(`word_dictionary has no field ${k}; use max_words, min_dice or one_to_one`);
+      } else if (!ok) {
+        problems.push(
+          `word_dictionary.${k} must be ${
+            k === "max_words"
+              ? "a positive integer"
+              : k === "min_dice"
+              ? "a number in [0, 1]"
+              : "true or false"
+          }, got ${JSON.stringify(v)}`,
+        );
+      }
+    }
   }
   for (
     const k of [
@@ -288,6 +330,7 @@ export function evalOptions(s: RecipeSettings, labels: readonly string[] | null)
     labels,
     prompt: promptOptions(s),
     batch_size: s.eval_batch_size,
+    split_lines: s.split_lines,
     generation: {
       max_new_tokens: s.max_new_tokens,
       num_beams: s.num_beams,

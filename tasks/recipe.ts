@@ -16,6 +16,7 @@ import { evaluateTask, taskBaselines } from "../evaluation/task_eval.ts";
 import { type RecipeTarget, writeRecipeReport } from "../evaluation/run_report.ts";
 import { leadOracle } from "../evaluation/task_metrics.ts";
 import { dictionaryTranslate, learnWordDictionary } from "../data/word_dictionary.ts";
+import { splitLinePairs, splitLines } from "../data/line_pairs.ts";
 import { promptIds } from "../data/prompts.ts";
 import type { TaskExample } from "../data/task_data.ts";
 import type { Tokenizer } from "../models/tokenizer/tokenizer.ts";
@@ -72,8 +73,8 @@ export interface RecipeResult {
 
 /**
  * Refuse, before training, a generation that would run past the model's positions at evaluation:
- * the longest validation prompt (source cut to `max_source_tokens`, in the prompt format) plus
- * `max_new_tokens` must fit `max_position_embeddings`.
+ * the longest validation prompt (source, or with `split_lines` each line of it, cut to
+ * `max_source_tokens`, in the prompt format) plus `max_new_tokens` must fit `max_position_embeddings`.
  */
 function checkGenerationRoom(
   s: RecipeSettings,
@@ -83,11 +84,11 @@ function checkGenerationRoom(
   labels: readonly string[] | null,
 ): void {
   if (s.task === "classification") return;
-  const prompt = evalOptions(s, labels).prompt;
-  const longest = examples.reduce(
-    (m, e) => Math.max(m, promptIds(s.task, e.source, tokenizer, prompt).length),
-    0,
-  );
+  const { prompt, split_lines } = evalOptions(s, labels);
+  const sources = split_lines
+    ? splitLines(examples.map((e) => e.source)).segments
+    : examples.map((e) => e.source);
+  const longest = sources.reduce((m, x) => Math.max(m, promptIds(s.task, x, tokenizer, prompt).length), 0);
   if (longest + s.max_new_tokens > positions) {
     throw new RangeError(
       `Cannot run the ${s.name} recipe: its longest validation prompt has ${longest} tokens ` +
@@ -127,15 +128,22 @@ export async function runRecipe(
   // Teacher targets when asked: each train summary replaced by the lead closest to it, or each
   // train translation by the source translated word for word (sequence-level distillation).
   let trainExamples = data.train;
+  if (s.split_lines) {
+    trainExamples = splitLinePairs(data.train);
+    log(
+      `fledge: ${s.name}: training on ${trainExamples.length} line pairs from ${data.train.length} pairs ` +
+        `(split_lines: each line translated on its own)`,
+    );
+  }
   if (s.train_targets === "lead_oracle") {
-    trainExamples = data.train.map((e) => ({ ...e, target: leadOracle(e.source, e.target) }));
+    trainExamples = trainExamples.map((e) => ({ ...e, target: leadOracle(e.source, e.target) }));
     const k = trainExamples.map((e) => e.target.split(" ").length).sort((a, b) => a - b);
     log(
       `fledge: ${s.name}: training on lead-oracle targets (the first k words, median k ${k[k.length >> 1]})`,
     );
   } else if (s.train_targets === "word_dictionary") {
-    const dict = learnWordDictionary(data.train);
-    trainExamples = data.train.map((e) => ({ ...e, target: dictionaryTranslate(e.source, dict) }));
+    const dict = learnWordDictionary(data.train, s.word_dictionary);
+    trainExamples = trainExamples.map((e) => ({ ...e, target: dictionaryTranslate(e.source, dict) }));
     log(
       `fledge: ${s.name}: training on word-for-word targets (a ${dict.size}-word dictionary learned from the train pairs)`,
     );

@@ -3,7 +3,8 @@
  * completion ("Translate English to German: <en>\nGerman: <de>") and scored with sacreBLEU, chrF
  * and chrF++ against the identity baseline on the same validation examples. Config:
  * `configs/translation.yaml`; offline it trains on the Debian DDTP pairs from the Debian base model,
- * distilled from a word-for-word teacher (`train_targets: word_dictionary`, `data/word_dictionary.ts`).
+ * distilled from a word-for-word teacher (`train_targets: word_dictionary`, `data/word_dictionary.ts`),
+ * one paragraph (line) at a time in training and at evaluation (`split_lines`, `data/line_pairs.ts`).
  *
  * @module
  */

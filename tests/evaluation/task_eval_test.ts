@@ -88,6 +88,43 @@ Deno.test("evaluateTask() keeps every line of a translation (long descriptions a
   model.dispose();
 });
 
+Deno.test("evaluateTask({ split_lines }) translates each line on its own and joins the translations line by line", async () => {
+  const text = "Dieses Paket enthält die Bibliothek.\nEs ist ein Werkzeug.\nThis package provides a tool.\n";
+  const tok = await trainBpeTokenizer([text.repeat(20)], { vocab_size: 300 });
+  const model = Transformer.init(presetConfig("tiny", { vocab_size: 300 }), await cpu(), { seed: 3 });
+  const docs = [
+    { source: "This package provides a tool.\nIt is a library.", target: "Dieses Paket.\nEs ist." },
+    { source: "A tool.", target: "Ein Werkzeug." },
+    { source: "The library.\n\nThe tool.", target: "Die Bibliothek.\n\nDas Werkzeug." },
+  ];
+  const generation = { max_new_tokens: 8 };
+  const split = await evaluateTask(model, tok, "translation", docs, {
+    generation,
+    split_lines: true,
+    batch_size: 2,
+  });
+  // the same as each line evaluated as an example of its own (one line each), joined
+  const lines = ["This package provides a tool.", "It is a library.", "A tool.", "The library.", "The tool."];
+  const one =
+    (await evaluateTask(model, tok, "summarization", lines.map((l) => ({ source: l, target: "x" })), {
+      generation,
+      // the summarization format would differ: give the translation prompt explicitly
+      prompt: { format: { template: "Translate English to German: {source}\nGerman:" } },
+    })).predictions.map((p) => p.prediction);
+  assert.ok(one.every((p) => p.length > 0), JSON.stringify(one));
+  assert.deepEqual(split.predictions.map((p) => p.prediction), [
+    `${one[0]}\n${one[1]}`,
+    one[2],
+    `${one[3]}\n\n${one[4]}`,
+  ]);
+  assert.equal(split.metrics.n, 3);
+  await assert.rejects(
+    () => evaluateTask(model, tok, "summarization", docs, { generation, split_lines: true }),
+    /Cannot evaluate summarization with split_lines: it is for translation only/,
+  );
+  model.dispose();
+});
+
 Deno.test("bleu_debian tokenizes as Python's \\w+|[^\\w\\s] (Unicode letters) without smoothing", () => {
   // "für" is one token (JavaScript's ASCII \w would make f, ü, r): 4/5 unigrams, 3/4 bigrams,
   // 2/3 trigrams and 1/2 4-grams match, the geometric mean (0.2)^(1/4)

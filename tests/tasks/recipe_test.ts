@@ -4,7 +4,7 @@
  * baselines; `cli eval` on the saved run reproduces the metrics; one-line errors before training.
  */
 import { join } from "node:path";
-import { assert } from "../_assert.ts";
+import { assert, SHARED } from "../_assert.ts";
 import { cliProcess } from "../cli/_cli.ts";
 import { tinyRecipe } from "./_recipe.ts";
 import { resolveRecipe } from "../../tasks/_recipe.ts";
@@ -60,6 +60,19 @@ for (
           /training on word-for-word targets \(a \d+-word dictionary learned from the train pairs\)/,
         );
         assert.match(await Deno.readTextFile(join(out, "recipe.yaml")), /^train_targets: word_dictionary$/m);
+        // one pair per paragraph (line), and each line translated on its own at evaluation, which
+        // recipe.yaml records for cli eval
+        assert.match(r.err, /training on \d+ line pairs from 24 pairs \(split_lines/);
+        assert.match(await Deno.readTextFile(join(out, "recipe.yaml")), /^split_lines: true$/m);
+        // cli eval --split_lines on a model folder and a data file; refused for another task
+        const data = join(SHARED, "datasets/debian/translation/validation.jsonl");
+        const args = ["eval", "--model", join(out, "model"), "--data", data, "--max_samples", "3", "--json"];
+        const lines = await cliProcess([...args, "--task", "translation", "--split_lines"], {});
+        assert.equal(lines.code, 0, lines.err);
+        assert.equal(JSON.parse(lines.out).n, 3);
+        const bad = await cliProcess([...args, "--task", "summarization", "--split_lines"], {});
+        assert.notEqual(bad.code, 0);
+        assert.match(bad.err, /eval: --split_lines is for translation only, not summarization/);
       }
       const preds = (await Deno.readTextFile(join(out, "predictions.jsonl"))).trim().split("\n").map((l) =>
         JSON.parse(l)
@@ -102,6 +115,30 @@ Deno.test("train_targets auto: teacher targets for offline summarization and tra
     () => t({ task: "summarization", train_targets: "word_dictionary" }),
     /train_targets word_dictionary is for translation only; use reference for summarization/,
   );
+});
+
+Deno.test("split_lines and word_dictionary are checked: translation only, known fields, valid values", () => {
+  const r = (flat: Record<string, unknown>) =>
+    resolveRecipe({ name: "x", task: "translation", ...flat }).settings;
+  assert.equal(r({ split_lines: true }).split_lines, true);
+  assert.deepEqual(r({ word_dictionary: { one_to_one: true, max_words: 50 } }).word_dictionary, {
+    one_to_one: true,
+    max_words: 50,
+  });
+  assert.throws(
+    () => r({ task: "summarization", split_lines: true }),
+    /split_lines is for translation only; set it to false for summarization/,
+  );
+  assert.throws(() => r({ split_lines: "yes" }), /split_lines must be true or false, got "yes"/);
+  assert.throws(
+    () => r({ word_dictionary: { one_to_1: true } }),
+    /word_dictionary has no field one_to_1; use max_words, min_dice or one_to_one/,
+  );
+  assert.throws(
+    () => r({ word_dictionary: { min_dice: 3 } }),
+    /word_dictionary.min_dice must be a number in \[0, 1\], got 3/,
+  );
+  assert.throws(() => r({ word_dictionary: [] }), /word_dictionary must be an object/);
 });
 
 Deno.test("a recipe's Trainer evaluates ROUGE during training and tracks it as metric_for_best_model", async () => {
