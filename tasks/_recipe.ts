@@ -14,7 +14,7 @@ import { packExamples, padExamples } from "../data/packing.ts";
 import { RowDataset } from "../data/row_dataset.ts";
 import { buildSftExamples } from "../data/sft.ts";
 import { loadTaskData, type TaskData, type TaskExample, type TaskKind } from "../data/task_data.ts";
-import type { WordDictionaryOptions } from "../data/word_dictionary.ts";
+import { learnWordDictionary, type WordDictionaryOptions } from "../data/word_dictionary.ts";
 import { MODEL_FILE_PATTERNS, snapshotDownload } from "../models/hub/hub.ts";
 import { loadModel } from "../models/pretrained.ts";
 import { loadTokenizer, type Tokenizer } from "../models/tokenizer/tokenizer.ts";
@@ -193,26 +193,18 @@ export function resolveRecipe(flat: Record<string, unknown>, file = "recipe conf
   if (typeof wd !== "object" || wd === null || Array.isArray(wd)) {
     problems.push(`word_dictionary must be an object ({max_words, min_dice, one_to_one})`);
   } else {
-    for (const [k, v] of Object.entries(wd)) {
-      const ok = k === "max_words"
-        ? Number.isInteger(v) && (v as number) >= 1
-        : k === "min_dice"
-        ? typeof v === "number" && v >= 0 && v <= 1
-        : k === "one_to_one"
-        ? typeof v === "boolean"
-        : null;
-      if (ok === null) {
-        problems.push(`word_dictionary has no field ${k}; use max_words, min_dice or one_to_one`);
-      } else if (!ok) {
-        problems.push(
-          `word_dictionary.${k} must be ${
-            k === "max_words"
-              ? "a positive integer"
-              : k === "min_dice"
-              ? "a number in [0, 1]"
-              : "true or false"
-          }, got ${JSON.stringify(v)}`,
-        );
+    const unknown = Object.keys(wd).filter((k) => !["max_words", "min_dice", "one_to_one"].includes(k));
+    if (unknown.length) {
+      problems.push(
+        `word_dictionary has no field ${unknown.join(", ")}; use max_words, min_dice or one_to_one`,
+      );
+    } else if (wd.one_to_one !== undefined && typeof wd.one_to_one !== "boolean") {
+      problems.push(`word_dictionary.one_to_one must be true or false, got ${JSON.stringify(wd.one_to_one)}`);
+    } else {
+      try {
+        learnWordDictionary([], wd); // its own checks of max_words and min_dice
+      } catch (e) {
+        problems.push(`word_dictionary.${(e as Error).message}`);
       }
     }
   }

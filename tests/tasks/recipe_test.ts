@@ -136,9 +136,17 @@ Deno.test("split_lines and word_dictionary are checked: translation only, known 
   );
   assert.throws(
     () => r({ word_dictionary: { min_dice: 3 } }),
-    /word_dictionary.min_dice must be a number in \[0, 1\], got 3/,
+    /word_dictionary.min_dice must be in \[0, 1\], got 3/,
   );
   assert.throws(() => r({ word_dictionary: [] }), /word_dictionary must be an object/);
+  assert.throws(
+    () => r({ word_dictionary: { one_to_one: "yes" } }),
+    /word_dictionary.one_to_one must be true or false, got "yes"/,
+  );
+  assert.throws(
+    () => r({ word_dictionary: { max_words: 2.5 } }),
+    /word_dictionary.max_words must be a whole number/,
+  );
 });
 
 Deno.test("a recipe's Trainer evaluates ROUGE during training and tracks it as metric_for_best_model", async () => {
