@@ -8,7 +8,7 @@
  *
  * @module
  */
-import { joinLines, splitLines } from "../data/line_pairs.ts";
+import { joinLines, type SplitLines, splitLines } from "../data/line_pairs.ts";
 import { labelVerbalizers, promptIds, type PromptOptions } from "../data/prompts.ts";
 import type { TaskExample, TaskKind } from "../data/task_data.ts";
 import type { Tokenizer } from "../models/tokenizer/tokenizer.ts";
@@ -71,6 +71,27 @@ export interface TaskEvalResult {
 }
 
 /**
+ * The prompts {@linkcode evaluateTask} generates or scores from: one per example, or with
+ * `split_lines` one per non-empty line of each source (`lines` says where each belongs).
+ * @throws {RangeError} for `split_lines` with a task other than translation
+ */
+export function taskPrompts(
+  task: TaskKind,
+  examples: readonly TaskExample[],
+  tokenizer: Tokenizer,
+  opts: Pick<TaskEvalOptions, "prompt" | "split_lines"> = {},
+): { prompts: number[][]; lines: SplitLines | null } {
+  if (opts.split_lines && task !== "translation") {
+    throw new RangeError(`Cannot evaluate ${task} with split_lines: it is for translation only`);
+  }
+  const lines = opts.split_lines ? splitLines(examples.map((e) => e.source)) : null;
+  const prompts = (lines?.segments ?? examples.map((e) => e.source)).map((s) =>
+    promptIds(task, s, tokenizer, opts.prompt)
+  );
+  return { prompts, lines };
+}
+
+/**
  * Predict and score every example.
  * @throws {RangeError} for classification without labels, or a reference outside them
  */
@@ -82,13 +103,7 @@ export async function evaluateTask(
   opts: TaskEvalOptions = {},
 ): Promise<TaskEvalResult> {
   if (!examples.length) throw new RangeError(`Cannot evaluate ${task}: there are no examples`);
-  if (opts.split_lines && task !== "translation") {
-    throw new RangeError(`Cannot evaluate ${task} with split_lines: it is for translation only`);
-  }
-  const lines = opts.split_lines ? splitLines(examples.map((e) => e.source)) : null;
-  const prompts = (lines?.segments ?? examples.map((e) => e.source)).map((s) =>
-    promptIds(task, s, tokenizer, opts.prompt)
-  );
+  const { prompts, lines } = taskPrompts(task, examples, tokenizer, opts);
   const refs = examples.map((e) => e.target);
   if (task === "classification") {
     const labels = opts.labels;

@@ -12,12 +12,11 @@
  */
 import { join } from "node:path";
 import { stringify as toYaml } from "npm:yaml@^2.9";
-import { evaluateTask, taskBaselines } from "../evaluation/task_eval.ts";
+import { evaluateTask, taskBaselines, taskPrompts } from "../evaluation/task_eval.ts";
 import { type RecipeTarget, writeRecipeReport } from "../evaluation/run_report.ts";
 import { leadOracle } from "../evaluation/task_metrics.ts";
 import { dictionaryTranslate, learnWordDictionary } from "../data/word_dictionary.ts";
-import { splitLinePairs, splitLines } from "../data/line_pairs.ts";
-import { promptIds } from "../data/prompts.ts";
+import { splitLinePairs } from "../data/line_pairs.ts";
 import type { TaskExample } from "../data/task_data.ts";
 import type { Tokenizer } from "../models/tokenizer/tokenizer.ts";
 
@@ -84,11 +83,8 @@ function checkGenerationRoom(
   labels: readonly string[] | null,
 ): void {
   if (s.task === "classification") return;
-  const { prompt, split_lines } = evalOptions(s, labels);
-  const sources = split_lines
-    ? splitLines(examples.map((e) => e.source)).segments
-    : examples.map((e) => e.source);
-  const longest = sources.reduce((m, x) => Math.max(m, promptIds(s.task, x, tokenizer, prompt).length), 0);
+  const { prompts } = taskPrompts(s.task, examples, tokenizer, evalOptions(s, labels));
+  const longest = prompts.reduce((m, p) => Math.max(m, p.length), 0);
   if (longest + s.max_new_tokens > positions) {
     throw new RangeError(
       `Cannot run the ${s.name} recipe: its longest validation prompt has ${longest} tokens ` +
