@@ -126,6 +126,10 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
   }
 }
 
+// Cool sampling without repeated trigrams: the tiny model's most likely phrasing, which is Debian's
+// ("This package contains the C++ library."), rather than its rare-token noise. `cli generate` flags.
+const SAMPLING = { temperature: 0.5, top_k: 20, no_repeat_ngram_size: 3 } as const;
+
 async function sampleAndReport(config: TrainingConfig, result: TrainResult): Promise<DemoResult> {
   const modelDir = join(config.output_dir, "model");
   const be = await createBackend(config.backend);
@@ -135,11 +139,7 @@ async function sampleAndReport(config: TrainingConfig, result: TrainResult): Pro
   const gen = await generate(model, [tokenizer.encode(prompt)], {
     max_new_tokens: 40,
     do_sample: true,
-    // cool sampling without repeated trigrams: the tiny model's most likely phrasing, which is
-    // Debian's ("This package contains the C++ library."), rather than its rare-token noise
-    temperature: 0.5,
-    top_k: 20,
-    no_repeat_ngram_size: 3,
+    ...SAMPLING,
     seed: config.seed,
     tokenizer,
   });
@@ -160,7 +160,7 @@ async function sampleAndReport(config: TrainingConfig, result: TrainResult): Pro
     [
       "demo: next:",
       `  deno task cli generate --model ${dir}/model --prompt "This package provides" ` +
-      "--temperature 0.5 --top_k 20 --no_repeat_ngram_size 3   sample again",
+      `${Object.entries(SAMPLING).map(([k, v]) => `--${k} ${v}`).join(" ")}   sample again`,
       "  deno task train:cnn       fine-tune a summarizer on the Debian data, scored with ROUGE against a baseline",
       "  deno task train:sst2      a classifier by label likelihood (train:wmt translates en -> de)",
       `  deno task cli train --help    your own data and settings; open ${dir}/report.md for this run`,
