@@ -5,18 +5,20 @@
  * `multiple_choice` `acc`; `normalize: "mean"` divides by the token count, its `acc_norm`-like
  * variant for verbalizers of different lengths).
  *
- * When every verbalizer is one token, one forward per prompt scores all labels: the last prompt
- * position's logits are gathered on the device, the LM head runs on those rows only and `[B, V]`
- * log-probs are read back. Otherwise each (prompt, label) pair is one right-padded row and the
- * verbalizer tokens' log-probs (`kernels/logprob.ts`) are summed on the host. An exported ONNX
- * decoder (onnxruntime) is scored the same way from its `[B, T, V]` logits, log-softmax on the host.
+ * The prompt is run once for all labels: a batch of prompts is left padded (HF `generate()`'s
+ * convention) and prefilled into a KV cache; the last position's logits (gathered on the device,
+ * the LM head on those rows only) give every label's first token. A verbalizer of more tokens is
+ * then fed after the cached prompt (the cache rewound to the prompt for each label) and its later
+ * tokens' log-probs (`kernels/logprob.ts`) are summed on the host. So 8 labels of two tokens cost
+ * one prompt forward and 8 one-token steps, not 8 prompt forwards. An exported ONNX decoder
+ * (onnxruntime) is scored per (prompt, label) row from its `[B, T, V]` logits, log-softmax on the
+ * host.
  *
  * @module
  */
 import { noGrad } from "../kernels/autograd.ts";
-import { embedding } from "../kernels/embedding.ts";
 import { tokenLogProbs } from "../kernels/logprob.ts";
-import type { Tensor } from "../kernels/tensor.ts";
+import { lastLogits, leftPad } from "../models/_decode.ts";
 import { OnnxDecoder } from "../models/onnx_runtime.ts";
 import type { Transformer } from "../models/transformer.ts";
 
@@ -94,20 +96,19 @@ export async function scoreLabels(
   const order = prompts.map((p, i) => [p.length, i]).sort((a, b) => a[0] - b[0] || a[1] - b[1]).map((x) =>
     x[1]
   );
-  const single = verbalizers.every((v) => v.length === 1);
   for (let s = 0; s < order.length; s += B) {
     const idx = order.slice(s, s + B);
+    const rows = idx.map((i) => prompts[i]);
     if (model instanceof OnnxDecoder) {
       for (let l = 0; l < verbalizers.length; l++) {
-        const sums = await onnxLogProbs(model, idx.map((i) => prompts[i]), verbalizers[l]);
+        const sums = await onnxLogProbs(model, rows, verbalizers[l]);
         idx.forEach((i, r) => scores[i][l] = mean ? sums[r] / verbalizers[l].length : sums[r]);
       }
-    } else if (single) await scoreSingle(model, idx.map((i) => prompts[i]), verbalizers, idx, scores);
-    else {
-      for (let l = 0; l < verbalizers.length; l++) {
-        const sums = await verbalizerLogProbs(model, idx.map((i) => prompts[i]), verbalizers[l]);
-        idx.forEach((i, r) => scores[i][l] = mean ? sums[r] / verbalizers[l].length : sums[r]);
-      }
+    } else {
+      const sums = await sharedPromptLogProbs(model, rows, verbalizers);
+      idx.forEach((i, r) =>
+        verbalizers.forEach((v, l) => scores[i][l] = mean ? sums[r][l] / v.length : sums[r][l])
+      );
     }
     opts.onProgress?.(Math.min(s + B, order.length), order.length);
   }
@@ -115,76 +116,77 @@ export async function scoreLabels(
   return { scores, predictions };
 }
 
-/** Right-pad rows to one `[B, T]` i32 tensor (pad id 0: causal attention never looks ahead). */
-function padRows(model: Transformer, rows: readonly (readonly number[])[]): { ids: Tensor; T: number } {
-  const T = Math.max(...rows.map((r) => r.length));
-  const flat = new Int32Array(rows.length * T);
-  rows.forEach((r, b) => flat.set(r, b * T));
-  return { ids: model.backend.fromArray(flat, [rows.length, T], "i32"), T };
-}
-
-/** One forward: the log-softmax at each prompt's last position, read at every label's token. */
-async function scoreSingle(
+/**
+ * Σ log p(verbalizer tokens | prompt) per row and label `[B][labels]`: the prompts prefilled once
+ * into a KV cache (left padded), each longer verbalizer then fed after them.
+ */
+async function sharedPromptLogProbs(
   model: Transformer,
   rows: readonly (readonly number[])[],
   verbalizers: readonly (readonly number[])[],
-  idx: number[],
-  scores: number[][],
-): Promise<void> {
-  const V = model.config.vocab_size;
-  const logits = noGrad(() => {
-    const { ids, T } = padRows(model, rows);
-    const h = model.hidden(ids); // [B*T, C]
-    ids.dispose();
-    const at = model.backend.fromArray(rows.map((r, b) => b * T + r.length - 1), [rows.length], "i32");
-    const last = embedding(at, h); // [B, C]: the last real position of each row
-    at.dispose();
-    h.dispose();
-    return model.head(last); // [B, V]
-  });
-  const data = await logits.toArray();
-  logits.dispose();
-  for (let r = 0; r < rows.length; r++) {
-    let max = -Infinity;
-    for (let v = 0; v < V; v++) max = Math.max(max, data[r * V + v]);
-    let z = 0;
-    for (let v = 0; v < V; v++) z += Math.exp(data[r * V + v] - max);
-    const lse = max + Math.log(z);
-    verbalizers.forEach((verb, l) => scores[idx[r]][l] = data[r * V + verb[0]] - lse);
-  }
-}
-
-/** Σ log p(verbalizer tokens | prompt) per row: one right-padded forward of prompt + verbalizer. */
-async function verbalizerLogProbs(
-  model: Transformer,
-  rows: readonly (readonly number[])[],
-  verb: readonly number[],
-): Promise<number[]> {
-  const seqs = rows.map((p) => [...p, ...verb]);
-  const { ids, T } = padRows(model, seqs);
-  // labels[b, t] = the token at t + 1 when it is a verbalizer token (logits at t predict t + 1)
-  const labels = new Int32Array(seqs.length * T).fill(-100);
-  rows.forEach((p, b) => {
-    for (let j = 0; j < verb.length; j++) labels[b * T + p.length - 1 + j] = verb[j];
-  });
-  const logps = noGrad(() => {
-    const logits = model.forward(ids); // [B, T, V]
-    const lab = model.backend.fromArray(labels, [seqs.length * T], "i32");
-    const flat = logits.reshape([seqs.length * T, model.config.vocab_size]);
-    const r = tokenLogProbs(flat, lab).logps;
-    flat.dispose();
+): Promise<number[][]> {
+  const be = model.backend, V = model.config.vocab_size, n = rows.length;
+  const P = Math.max(...rows.map((r) => r.length));
+  const extra = Math.max(...verbalizers.map((v) => v.length)) - 1; // tokens fed after the prompt
+  const L = P + extra;
+  const { ids, pos, mask } = leftPad(rows as number[][], P, L, 0);
+  const sums = rows.map(() => verbalizers.map(() => 0));
+  const cache = extra > 0 ? model.createCache(n, L) : null;
+  const maskT = be.fromArray(mask, [n, L], "i32");
+  try {
+    // the prompt: every label's first token from the last position's log-softmax
+    const logits = noGrad(() => {
+      const idsT = be.fromArray(ids, [n, P], "i32"), posT = be.fromArray(pos, [n, P], "i32");
+      try {
+        // the mask is [n, L]: [n, P] when every verbalizer is one token (no cache)
+        return lastLogits(model, idsT, { attention_mask: maskT, position_ids: posT, cache }); // [n, V]
+      } finally {
+        idsT.dispose();
+        posT.dispose();
+      }
+    });
+    const data = await logits.toArray();
     logits.dispose();
-    lab.dispose();
-    return r;
-  });
-  ids.dispose();
-  const lp = await logps.toArray();
-  logps.dispose();
-  return rows.map((_, b) => {
-    let s = 0;
-    for (let t = 0; t < T; t++) s += lp[b * T + t];
-    return s;
-  });
+    for (let r = 0; r < n; r++) {
+      const row = data.subarray(r * V, (r + 1) * V);
+      let max = -Infinity;
+      for (let v = 0; v < V; v++) max = Math.max(max, row[v]);
+      let z = 0;
+      for (let v = 0; v < V; v++) z += Math.exp(row[v] - max);
+      const lse = max + Math.log(z);
+      verbalizers.forEach((verb, l) => sums[r][l] = row[verb[0]] - lse);
+    }
+    // each longer verbalizer after the cached prompt: tokens 0..m-2 in, tokens 1..m-1 scored
+    for (let l = 0; l < verbalizers.length; l++) {
+      const verb = verbalizers[l], m = verb.length - 1;
+      if (m === 0) continue;
+      cache!.length = P;
+      const logps = noGrad(() => {
+        const feed = new Int32Array(n * m), at = new Int32Array(n * m), want = new Int32Array(n * m);
+        rows.forEach((p, r) => {
+          for (let j = 0; j < m; j++) {
+            feed[r * m + j] = verb[j];
+            at[r * m + j] = p.length + j;
+            want[r * m + j] = verb[j + 1];
+          }
+        });
+        const idsT = be.fromArray(feed, [n, m], "i32"), posT = be.fromArray(at, [n, m], "i32");
+        const lab = be.fromArray(want, [n * m], "i32");
+        const out = model.forward(idsT, { attention_mask: maskT, position_ids: posT, cache }); // [n, m, V]
+        const flat = out.reshape([n * m, V]);
+        const lp = tokenLogProbs(flat, lab).logps;
+        for (const t of [idsT, posT, lab, flat, out]) t.dispose();
+        return lp;
+      });
+      const lp = await logps.toArray();
+      logps.dispose();
+      for (let r = 0; r < n; r++) for (let j = 0; j < m; j++) sums[r][l] += lp[r * m + j];
+    }
+  } finally {
+    maskT.dispose();
+    if (cache) { for (const t of [...cache.k, ...cache.v]) t.dispose(); }
+  }
+  return sums;
 }
 
 /** Σ log p(verbalizer tokens | prompt) per row from an ONNX decoder's logits (no past). */
