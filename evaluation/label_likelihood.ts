@@ -5,21 +5,16 @@
  * `multiple_choice` `acc`; `normalize: "mean"` divides by the token count, its `acc_norm`-like
  * variant for verbalizers of different lengths).
  *
- * The prompt is run once for all labels: a batch of prompts is left padded (HF `generate()`'s
- * convention) and prefilled into a KV cache; the last position's logits (gathered on the device,
- * the LM head on those rows only) give every label's first token. A verbalizer of more tokens is
- * then fed after the cached prompt (the cache rewound to the prompt for each label) and its later
- * tokens' log-probs (`kernels/logprob.ts`) are summed on the host. So 8 labels of two tokens cost
- * one prompt forward and 8 one-token steps, not 8 prompt forwards. An exported ONNX decoder
+ * The prompt is run once for all labels (`continuationLogProbs` in `models/score.ts`: the prompts
+ * prefilled into a KV cache, each verbalizer fed after them), so 8 labels of two tokens cost one
+ * prompt forward and 8 one-token steps, not 8 prompt forwards. An exported ONNX decoder
  * (onnxruntime) is scored per (prompt, label) row from its `[B, T, V]` logits, log-softmax on the
  * host.
  *
  * @module
  */
-import { noGrad } from "../kernels/autograd.ts";
-import { tokenLogProbs } from "../kernels/logprob.ts";
-import { lastLogits, leftPad } from "../models/_decode.ts";
 import { OnnxDecoder } from "../models/onnx_runtime.ts";
+import { continuationLogProbs } from "../models/score.ts";
 import type { Transformer } from "../models/transformer.ts";
 
 /** Options of {@linkcode scoreLabels}. */
@@ -105,7 +100,7 @@ export async function scoreLabels(
         idx.forEach((i, r) => scores[i][l] = mean ? sums[r] / verbalizers[l].length : sums[r]);
       }
     } else {
-      const sums = await sharedPromptLogProbs(model, rows, verbalizers);
+      const sums = await continuationLogProbs(model, rows, verbalizers);
       idx.forEach((i, r) =>
         verbalizers.forEach((v, l) => scores[i][l] = mean ? sums[r][l] / v.length : sums[r][l])
       );
@@ -114,79 +109,6 @@ export async function scoreLabels(
   }
   const predictions = scores.map((row) => row.reduce((best, v, l) => (v > row[best] ? l : best), 0));
   return { scores, predictions };
-}
-
-/**
- * Σ log p(verbalizer tokens | prompt) per row and label `[B][labels]`: the prompts prefilled once
- * into a KV cache (left padded), each longer verbalizer then fed after them.
- */
-async function sharedPromptLogProbs(
-  model: Transformer,
-  rows: readonly (readonly number[])[],
-  verbalizers: readonly (readonly number[])[],
-): Promise<number[][]> {
-  const be = model.backend, V = model.config.vocab_size, n = rows.length;
-  const P = Math.max(...rows.map((r) => r.length));
-  const extra = Math.max(...verbalizers.map((v) => v.length)) - 1; // tokens fed after the prompt
-  const L = P + extra;
-  const { ids, pos, mask } = leftPad(rows as number[][], P, L, 0);
-  const sums = rows.map(() => verbalizers.map(() => 0));
-  const cache = extra > 0 ? model.createCache(n, L) : null;
-  const maskT = be.fromArray(mask, [n, L], "i32");
-  try {
-    // the prompt: every label's first token from the last position's log-softmax
-    const logits = noGrad(() => {
-      const idsT = be.fromArray(ids, [n, P], "i32"), posT = be.fromArray(pos, [n, P], "i32");
-      try {
-        // the mask is [n, L]: [n, P] when every verbalizer is one token (no cache)
-        return lastLogits(model, idsT, { attention_mask: maskT, position_ids: posT, cache }); // [n, V]
-      } finally {
-        idsT.dispose();
-        posT.dispose();
-      }
-    });
-    const data = await logits.toArray();
-    logits.dispose();
-    for (let r = 0; r < n; r++) {
-      const row = data.subarray(r * V, (r + 1) * V);
-      let max = -Infinity;
-      for (let v = 0; v < V; v++) max = Math.max(max, row[v]);
-      let z = 0;
-      for (let v = 0; v < V; v++) z += Math.exp(row[v] - max);
-      const lse = max + Math.log(z);
-      verbalizers.forEach((verb, l) => sums[r][l] = row[verb[0]] - lse);
-    }
-    // each longer verbalizer after the cached prompt: tokens 0..m-2 in, tokens 1..m-1 scored
-    for (let l = 0; l < verbalizers.length; l++) {
-      const verb = verbalizers[l], m = verb.length - 1;
-      if (m === 0) continue;
-      cache!.length = P;
-      const logps = noGrad(() => {
-        const feed = new Int32Array(n * m), at = new Int32Array(n * m), want = new Int32Array(n * m);
-        rows.forEach((p, r) => {
-          for (let j = 0; j < m; j++) {
-            feed[r * m + j] = verb[j];
-            at[r * m + j] = p.length + j;
-            want[r * m + j] = verb[j + 1];
-          }
-        });
-        const idsT = be.fromArray(feed, [n, m], "i32"), posT = be.fromArray(at, [n, m], "i32");
-        const lab = be.fromArray(want, [n * m], "i32");
-        const out = model.forward(idsT, { attention_mask: maskT, position_ids: posT, cache }); // [n, m, V]
-        const flat = out.reshape([n * m, V]);
-        const lp = tokenLogProbs(flat, lab).logps;
-        for (const t of [idsT, posT, lab, flat, out]) t.dispose();
-        return lp;
-      });
-      const lp = await logps.toArray();
-      logps.dispose();
-      for (let r = 0; r < n; r++) for (let j = 0; j < m; j++) sums[r][l] += lp[r * m + j];
-    }
-  } finally {
-    maskT.dispose();
-    if (cache) { for (const t of [...cache.k, ...cache.v]) t.dispose(); }
-  }
-  return sums;
 }
 
 /** Σ log p(verbalizer tokens | prompt) per row from an ONNX decoder's logits (no past). */

@@ -17,6 +17,7 @@ export * from "./pretrained.ts";
 export * from "./save.ts";
 export { generate } from "./generate.ts";
 export { beamSearch, reorderCache } from "./beam_search.ts";
+export { continuationLogProbs } from "./score.ts";
 export type { FinishReason, GenerateOptions, GenerateResult, GenerationStreamer } from "./generate.ts";
 export { type GenerationConfig, HF_GENERATION_DEFAULTS, loadGenerationConfig } from "./generation_config.ts";
 export {
