@@ -44,6 +44,7 @@ options:
   --max_samples N            evaluate the first N examples
   --num_beams K              beam search (summarization, translation)
   --max_new_tokens N
+  --max_len_a A --max_len_b B   stop a row after A * its prompt tokens + B new tokens (fairseq's)
   --split_lines              translation: translate each line (paragraph) of a source on its own
                              (default: the run's setting, else off)
   --backend B                webgpu, cpu, auto (default), or onnx: the model (adapter merged)
@@ -63,6 +64,8 @@ const FLAGS = {
   max_samples: { type: "int", min: 1 },
   num_beams: { type: "int", min: 1 },
   max_new_tokens: { type: "int", min: 1 },
+  max_len_a: { type: "number", min: 0 },
+  max_len_b: { type: "int", min: 0 },
   split_lines: { type: "boolean" },
   backend: { type: "string", choices: ["webgpu", "cpu", "auto", "onnx"], default: "auto" },
   json: { type: "boolean" },
@@ -129,6 +132,8 @@ async function evalRun(args: string[], io: CliIO): Promise<void> {
     ...(settings ?? { ...RECIPE_DEFAULTS, task, name: "eval" }),
     ...(v.num_beams ? { num_beams: v.num_beams } : {}),
     ...(v.max_new_tokens ? { max_new_tokens: v.max_new_tokens } : {}),
+    ...(v.max_len_a !== undefined ? { max_len_a: v.max_len_a } : {}),
+    ...(v.max_len_b !== undefined ? { max_len_b: v.max_len_b } : {}),
     ...(v.split_lines ? { split_lines: true } : {}),
   } as RecipeSettings;
   // ---- data ----

@@ -17,6 +17,14 @@ export interface PredictOptions
   extends Omit<GenerateOptions, "tokenizer" | "onToken" | "streamer" | "stop_strings"> {
   /** Prompts per `generate` call (default 32; beam search runs `batch_size * num_beams` rows). */
   batch_size?: number;
+  /**
+   * fairseq's `max_len_a`: with it, a row stops after `floor(max_len_a * x + max_len_b)` new tokens
+   * (and at most `max_new_tokens`), x its prompt's length in tokens; so a model that never ends a
+   * short line cannot hold its batch for `max_new_tokens` steps. Default null: off.
+   */
+  max_len_a?: number | null;
+  /** fairseq's `max_len_b`, with `max_len_a` (default 0). */
+  max_len_b?: number;
   /** Keep only the first line of each answer (default true). */
   first_line?: boolean;
   /** Called after each batch with (prompts done, total). */
@@ -51,7 +59,22 @@ export async function generatePredictions(
   prompts: readonly (readonly number[])[],
   opts: PredictOptions = {},
 ): Promise<string[]> {
-  const { batch_size = 32, first_line = true, onProgress, ...gen } = opts;
+  const { batch_size = 32, first_line = true, onProgress, max_len_a = null, max_len_b = 0, ...gen } = opts;
+  if (max_len_a !== null && !(Number.isFinite(max_len_a) && max_len_a >= 0)) {
+    throw new RangeError(`Cannot generate: max_len_a must be a number >= 0 or null, got ${max_len_a}`);
+  }
+  if (!(Number.isInteger(max_len_b) && max_len_b >= 0)) {
+    throw new RangeError(`Cannot generate: max_len_b must be an integer >= 0, got ${max_len_b}`);
+  }
+  if (max_len_a === null && max_len_b !== 0) {
+    throw new RangeError(`Cannot generate: max_len_b ${max_len_b} needs max_len_a (the limit is a * x + b)`);
+  }
+  // each row's own limit; a batch runs to its longest row's, then every row is cut to its own
+  const capOf = (p: readonly number[]) =>
+    max_len_a === null ? Infinity : Math.min(
+      gen.max_new_tokens ?? Infinity,
+      Math.max(1, Math.floor(max_len_a * p.length + max_len_b)),
+    );
   const out = new Array<string>(prompts.length).fill("");
   const order = prompts.map((p, i) => [p.length, i]).sort((a, b) => a[0] - b[0] || a[1] - b[1]).map((x) =>
     x[1]
@@ -59,8 +82,10 @@ export async function generatePredictions(
   const eos = gen.eos_token_id !== undefined ? gen.eos_token_id : tokenizer.eos_token_id;
   for (let s = 0; s < order.length; s += batch_size) {
     const idx = order.slice(s, s + batch_size);
+    const caps = idx.map((i) => capOf(prompts[i]));
     const o = {
       ...gen,
+      ...(max_len_a !== null ? { max_new_tokens: Math.max(...caps) } : {}),
       eos_token_id: eos,
       pad_token_id: gen.pad_token_id ?? tokenizer.pad_token_id ?? tokenizer.eos_token_id ?? 0,
       tokenizer,
@@ -70,7 +95,10 @@ export async function generatePredictions(
       ? await generateOnnx(model, rows, o)
       : await generate(model, rows, o);
     idx.forEach((i, k) => {
-      let text = r.text![k * (gen.num_return_sequences ?? 1)];
+      const row = k * (gen.num_return_sequences ?? 1);
+      let text = r.tokens[row].length > caps[k]
+        ? tokenizer.decode(r.tokens[row].slice(0, caps[k]), { skip_special_tokens: true })
+        : r.text![row];
       if (first_line) text = text.trimStart().split("\n")[0];
       out[i] = text.trim();
     });

@@ -72,6 +72,13 @@ export interface RecipeSettings {
   early_stopping: boolean | "never";
   no_repeat_ngram_size: number;
   repetition_penalty: number;
+  /**
+   * fairseq's `max_len_a`: each row stops after `floor(max_len_a * x + max_len_b)` new tokens (and
+   * `max_new_tokens`), x its prompt's length in tokens; null: off.
+   */
+  max_len_a: number | null;
+  /** fairseq's `max_len_b` (with `max_len_a`). */
+  max_len_b: number;
   /** Rows per generate / scoring call. */
   eval_batch_size: number;
   /** Validation examples scored at each evaluation during training (metric_for_best_model rougeL, ...). */
@@ -106,6 +113,8 @@ export const RECIPE_DEFAULTS: Readonly<Omit<RecipeSettings, "task" | "name">> = 
   early_stopping: false,
   no_repeat_ngram_size: 0,
   repetition_penalty: 1,
+  max_len_a: null,
+  max_len_b: 0,
   eval_batch_size: 32,
   metric_samples: 100,
   png: false,
@@ -221,6 +230,18 @@ export function resolveRecipe(flat: Record<string, unknown>, file = "recipe conf
       problems.push(`${k} must be a positive integer, got ${JSON.stringify(s[k])}`);
     }
   }
+  if (
+    s.max_len_a !== null && !(typeof s.max_len_a === "number" && s.max_len_a >= 0 && isFinite(s.max_len_a))
+  ) {
+    problems.push(`max_len_a must be a number >= 0 or null, got ${JSON.stringify(s.max_len_a)}`);
+  }
+  if (!Number.isInteger(s.max_len_b) || s.max_len_b < 0) {
+    problems.push(`max_len_b must be an integer >= 0, got ${JSON.stringify(s.max_len_b)}`);
+  } else if (s.max_len_b !== 0 && s.max_len_a === null) {
+    problems.push(
+      `max_len_b ${s.max_len_b} needs max_len_a (the limit is max_len_a * prompt_tokens + max_len_b)`,
+    );
+  }
   for (const k of ["max_train_samples", "max_eval_samples"] as const) {
     const v = s[k];
     if (v !== null && (!Number.isInteger(v) || v < 1)) {
@@ -330,6 +351,8 @@ export function evalOptions(s: RecipeSettings, labels: readonly string[] | null)
       early_stopping: s.early_stopping,
       no_repeat_ngram_size: s.no_repeat_ngram_size,
       repetition_penalty: s.repetition_penalty,
+      max_len_a: s.max_len_a,
+      max_len_b: s.max_len_b,
       do_sample: false,
     },
   };

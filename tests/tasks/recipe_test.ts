@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { assert, SHARED } from "../_assert.ts";
 import { cliProcess } from "../cli/_cli.ts";
 import { tinyRecipe } from "./_recipe.ts";
-import { resolveRecipe } from "../../tasks/_recipe.ts";
+import { evalOptions, resolveRecipe } from "../../tasks/_recipe.ts";
 
 const cache = await Deno.makeTempDir({ prefix: "fledge-recipe-cache-" });
 
@@ -73,6 +73,11 @@ for (
         const bad = await cliProcess([...args, "--task", "summarization", "--split_lines"], {});
         assert.notEqual(bad.code, 0);
         assert.match(bad.err, /eval: --split_lines is for translation only, not summarization/);
+        // fairseq's length limit is saved for cli eval, whose flags reach the generation loop
+        assert.match(await Deno.readTextFile(join(out, "recipe.yaml")), /^max_len_a: 1.5\nmax_len_b: 20$/m);
+        const noA = await cliProcess([...args, "--task", "translation", "--max_len_b", "2"], {});
+        assert.notEqual(noA.code, 0);
+        assert.match(noA.err, /max_len_b 2 needs max_len_a/);
       }
       const preds = (await Deno.readTextFile(join(out, "predictions.jsonl"))).trim().split("\n").map((l) =>
         JSON.parse(l)
@@ -147,6 +152,18 @@ Deno.test("split_lines and word_dictionary are checked: translation only, known 
     () => r({ word_dictionary: { max_words: 2.5 } }),
     /word_dictionary.max_words must be a whole number/,
   );
+});
+
+Deno.test("max_len_a and max_len_b (fairseq's length limit) are checked and reach the evaluation's generation", () => {
+  const r = (flat: Record<string, unknown>) =>
+    resolveRecipe({ name: "x", task: "translation", ...flat }).settings;
+  const gen = evalOptions(r({ max_len_a: 1.5, max_len_b: 20 }), null).generation!;
+  assert.equal(gen.max_len_a, 1.5);
+  assert.equal(gen.max_len_b, 20);
+  assert.equal(evalOptions(r({}), null).generation!.max_len_a, null);
+  assert.throws(() => r({ max_len_a: -1 }), /max_len_a must be a number >= 0 or null, got -1/);
+  assert.throws(() => r({ max_len_a: 1, max_len_b: 2.5 }), /max_len_b must be an integer >= 0, got 2.5/);
+  assert.throws(() => r({ max_len_b: 20 }), /max_len_b 20 needs max_len_a/);
 });
 
 Deno.test("a recipe's Trainer evaluates ROUGE during training and tracks it as metric_for_best_model", async () => {
