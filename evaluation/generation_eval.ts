@@ -60,21 +60,13 @@ export async function generatePredictions(
   opts: PredictOptions = {},
 ): Promise<string[]> {
   const { batch_size = 32, first_line = true, onProgress, max_len_a = null, max_len_b = 0, ...gen } = opts;
-  if (max_len_a !== null && !(Number.isFinite(max_len_a) && max_len_a >= 0)) {
-    throw new RangeError(`Cannot generate: max_len_a must be a number >= 0 or null, got ${max_len_a}`);
-  }
-  if (!(Number.isInteger(max_len_b) && max_len_b >= 0)) {
-    throw new RangeError(`Cannot generate: max_len_b must be an integer >= 0, got ${max_len_b}`);
-  }
-  if (max_len_a === null && max_len_b !== 0) {
-    throw new RangeError(`Cannot generate: max_len_b ${max_len_b} needs max_len_a (the limit is a * x + b)`);
+  let capOf: (prompt: readonly number[]) => number;
+  try {
+    capOf = lengthLimit(max_len_a, max_len_b, gen.max_new_tokens);
+  } catch (e) {
+    throw new RangeError(`Cannot generate: ${(e as Error).message}`);
   }
   // each row's own limit; a batch runs to its longest row's, then every row is cut to its own
-  const capOf = (p: readonly number[]) =>
-    max_len_a === null ? Infinity : Math.min(
-      gen.max_new_tokens ?? Infinity,
-      Math.max(1, Math.floor(max_len_a * p.length + max_len_b)),
-    );
   const out = new Array<string>(prompts.length).fill("");
   const order = prompts.map((p, i) => [p.length, i]).sort((a, b) => a[0] - b[0] || a[1] - b[1]).map((x) =>
     x[1]
@@ -105,4 +97,33 @@ export async function generatePredictions(
     onProgress?.(Math.min(s + batch_size, order.length), order.length);
   }
   return out;
+}
+
+/**
+ * fairseq's length limit: the new tokens a row with this prompt may generate,
+ * `min(max_new_tokens, floor(max_len_a * prompt tokens + max_len_b))` (at least 1), or no limit
+ * (Infinity) when `max_len_a` is null.
+ * @throws {RangeError} for `max_len_a` not a number >= 0 or null, `max_len_b` not an integer >= 0,
+ *   or `max_len_b` without `max_len_a`
+ */
+export function lengthLimit(
+  max_len_a: number | null,
+  max_len_b: number,
+  max_new_tokens = Infinity,
+): (prompt: readonly number[]) => number {
+  if (
+    max_len_a !== null && !(typeof max_len_a === "number" && Number.isFinite(max_len_a) && max_len_a >= 0)
+  ) {
+    throw new RangeError(`max_len_a must be a number >= 0 or null, got ${JSON.stringify(max_len_a)}`);
+  }
+  if (!(Number.isInteger(max_len_b) && max_len_b >= 0)) {
+    throw new RangeError(`max_len_b must be an integer >= 0, got ${JSON.stringify(max_len_b)}`);
+  }
+  if (max_len_a === null && max_len_b !== 0) {
+    throw new RangeError(
+      `max_len_b ${max_len_b} needs max_len_a (the limit is max_len_a * prompt tokens + max_len_b)`,
+    );
+  }
+  if (max_len_a === null) return () => Infinity;
+  return (p) => Math.min(max_new_tokens, Math.max(1, Math.floor(max_len_a * p.length + max_len_b)));
 }

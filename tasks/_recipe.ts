@@ -19,6 +19,7 @@ import { MODEL_FILE_PATTERNS, snapshotDownload } from "../models/hub/hub.ts";
 import { loadModel } from "../models/pretrained.ts";
 import { loadTokenizer, type Tokenizer } from "../models/tokenizer/tokenizer.ts";
 import type { Transformer } from "../models/transformer.ts";
+import { lengthLimit } from "../evaluation/generation_eval.ts";
 import type { TaskEvalOptions } from "../evaluation/task_eval.ts";
 import { getTrainingArgs, TRAINING_CONFIG_KEYS, type TrainingConfig } from "../training/config.ts";
 import { type BaseModelConfig, ensureBaseModel } from "./base_model.ts";
@@ -230,17 +231,10 @@ export function resolveRecipe(flat: Record<string, unknown>, file = "recipe conf
       problems.push(`${k} must be a positive integer, got ${JSON.stringify(s[k])}`);
     }
   }
-  if (
-    s.max_len_a !== null && !(typeof s.max_len_a === "number" && s.max_len_a >= 0 && isFinite(s.max_len_a))
-  ) {
-    problems.push(`max_len_a must be a number >= 0 or null, got ${JSON.stringify(s.max_len_a)}`);
-  }
-  if (!Number.isInteger(s.max_len_b) || s.max_len_b < 0) {
-    problems.push(`max_len_b must be an integer >= 0, got ${JSON.stringify(s.max_len_b)}`);
-  } else if (s.max_len_b !== 0 && s.max_len_a === null) {
-    problems.push(
-      `max_len_b ${s.max_len_b} needs max_len_a (the limit is max_len_a * prompt_tokens + max_len_b)`,
-    );
+  try {
+    lengthLimit(s.max_len_a, s.max_len_b); // its own checks of max_len_a and max_len_b
+  } catch (e) {
+    problems.push((e as Error).message);
   }
   for (const k of ["max_train_samples", "max_eval_samples"] as const) {
     const v = s[k];
