@@ -20,7 +20,9 @@ export interface PredictOptions
   /**
    * fairseq's `max_len_a`: with it, a row stops after `floor(max_len_a * x + max_len_b)` new tokens
    * (and at most `max_new_tokens`), x its prompt's length in tokens; so a model that never ends a
-   * short line cannot hold its batch for `max_new_tokens` steps. Default null: off.
+   * short line cannot hold its batch for `max_new_tokens` steps. A batch generates up to its
+   * longest row's limit and each row is cut to its own (beam search too: its beams are searched to
+   * the batch's limit, the returned sequences then cut). Default null: off.
    */
   max_len_a?: number | null;
   /** fairseq's `max_len_b`, with `max_len_a` (default 0). */
