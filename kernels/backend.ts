@@ -145,6 +145,14 @@ export class Backend {
   }
 
   /**
+   * End a training step: start its kernels and wait for the previous step's (no-op on cpu), so one
+   * step runs while the next is recorded.
+   */
+  async pace(): Promise<void> {
+    await this.gpu?.pace();
+  }
+
+  /**
    * Wait for every recorded kernel to finish (no-op on cpu).
    * @throws {RangeError} on webgpu, as {@linkcode Backend.read} does, for a bad input met on the device
    */

@@ -722,9 +722,13 @@ export class Trainer {
           });
           stop = (await callHook(this.hooks, "on_save", [ctx(), path])) || stop;
         } else if (improved) st.best_model_checkpoint = null;
+        // One submit per step; the previous step has finished before the next is recorded, so the
+        // host never runs ahead of the device (a signal is seen within a step, not at the next log).
+        await be.pace();
         // Let a pending signal in: the loop above may never leave the microtask queue.
         if (signals) await new Promise((r) => setTimeout(r, 0));
       }
+      if (interrupted) progress.update(st.global_step); // the line otherwise shows the last logged step
       progress.done();
       if (interrupted && this.#lastCheckpoint !== join(ckRoot, `step-${st.global_step}`)) {
         await save(st.global_step);

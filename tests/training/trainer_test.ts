@@ -108,6 +108,20 @@ for (const be of await backends()) {
   });
 }
 
+for (const be of (await backends()).filter((b) => b.gpu)) {
+  Deno.test(`each step is submitted before the next is recorded, not at the next log (${be.name})`, async () => {
+    const dir = await Deno.makeTempDir();
+    const gpu = be.gpu!, start = gpu.stats.submits, submitted: number[] = [];
+    // one log (one readback) at the end: without pacing, the host would record all 6 steps first
+    const { model } = await run(be, { output_dir: dir, max_steps: 6, logging_steps: 6 }, {
+      hooks: { on_step_end: () => void submitted.push(gpu.stats.submits - start) },
+    });
+    submitted.forEach((n, k) => assert.ok(n >= k, `at the end of step ${k + 1}: ${n} submits, want >= ${k}`));
+    model.dispose();
+    await Deno.remove(dir, { recursive: true });
+  });
+}
+
 Deno.test("gradient accumulation 2 x batch 2 equals batch 4 up to f32 noise (cpu)", async () => {
   const be = await cpuBackend();
   const dirs = [await Deno.makeTempDir(), await Deno.makeTempDir()];
