@@ -160,8 +160,8 @@ export class Gpu {
 
   #free = new Map<number, GPUBuffer[]>(); // size class -> buffers free since before the last submit
   #pendingFree: GPUBuffer[] = []; // released in the open batch
-  #inFlight: Promise<void>[] = []; // completion of the steps submitted by pace()
   #pendingFreeByClass = new Map<number, GPUBuffer[]>();
+  #inFlight: Promise<void>[] = []; // completion of the steps submitted by pace()
   #pipelines = new Map<string, GPUComputePipeline>();
   #bindGroups = new Map<string, GPUBindGroup>();
   #encoder: GPUCommandEncoder | null = null;
@@ -450,7 +450,7 @@ export class Gpu {
   /**
    * End a step: submit the open batch, then wait until the GPU has finished the step before it, so
    * the host records step N + 1 while the GPU runs step N and never runs ahead by more than that (a
-   * signal or a stop is seen within a step; buffers freed by a finished step return to the pool).
+   * signal or a stop is seen within a step, not after every step recorded up to the next readback).
    */
   async pace(): Promise<void> {
     this.flush();
