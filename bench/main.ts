@@ -4,10 +4,11 @@
  * shared with `deno task cli bench`.
  *
  * Flags: `--quick` (smaller sizes),
- * `--only matmul,attention,block,train_tfjs,load_model,finetune,packing` (train_tfjs, fledge vs
- * tfjs-webgpu training tokens/s; load_model, a 1 GB checkpoint's peak RSS; finetune, full / LoRA /
- * DoRA / QLoRA step time and peak memory of the `small` preset through the Trainer; and packing,
- * training tokens/s of packed vs padded rows of the same Debian documents, run only when named).
+ * `--only matmul,attention,block,train_tfjs,load_model,finetune,packing,generate` (train_tfjs, fledge
+ * vs tfjs-webgpu training tokens/s; load_model, a 1 GB checkpoint's peak RSS; finetune, full / LoRA /
+ * DoRA / QLoRA step time and peak memory of the `small` preset through the Trainer; packing,
+ * training tokens/s of packed vs padded rows of the same Debian documents; and generate, greedy
+ * decoding and label-scoring throughput of the recipes' base model shape; run only when named).
  * @module
  */
 import { parseFlags } from "../util/flags.ts";

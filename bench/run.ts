@@ -31,6 +31,7 @@ export const BENCHMARKS: readonly string[] = Object.freeze([
   "load_model",
   "finetune",
   "packing",
+  "generate",
 ]);
 
 /** The benchmarks run when none is named. */
@@ -130,6 +131,10 @@ export async function runBenchmarks(opts: RunBenchmarksOptions = {}): Promise<Be
   if (only.has("packing")) {
     const { benchPacking } = await import("./packing.ts");
     emit(await benchPacking({ backend: be, examples: quick ? 16 : 48 }));
+  }
+  if (only.has("generate")) {
+    const { benchGenerate } = await import("./generate.ts");
+    emit(await benchGenerate({ backend: be, quick, ...(quick ? { B: 16, P: 32, new_tokens: 16 } : {}) }));
   }
   return { records, adapter: be.adapter, notes };
 }

@@ -44,3 +44,13 @@ Deno.test("bench --only block --quick prints JSON lines and a table; --json one 
   obj.records.forEach(assertRecord);
   assert.equal(json.err, "");
 });
+
+Deno.test("bench --only generate --quick measures greedy decoding and label scoring (JSON lines)", async () => {
+  const r = await cliProcess(["bench", "--only", "generate", "--quick"]);
+  assert.equal(r.code, 0, r.err);
+  const records = r.out.trimEnd().split("\n").map((l) => JSON.parse(l));
+  records.forEach(assertRecord);
+  assert.deepEqual(records.map((x) => x.op), ["generate", "score_labels"]);
+  for (const x of records) assert.ok(x.tokens_per_s > 0, JSON.stringify(x));
+  assert.match(records[0].shape, /^debian-base B=16 P=32 \+16 greedy$/);
+});
