@@ -91,9 +91,10 @@ Deno.test({
   name: "acquireLock() takes over the lock of a zombie process (exited, not yet reaped)",
   ignore: Deno.build.os !== "linux",
   fn: async () => {
-    // `sleep 0` exits at once, and its parent (exec'd into `sleep 5`) never reaps it.
+    // The child exits after its parent has exec'd into `sleep 5`, which never reaps it. (With
+    // `sleep 0` the child could exit while `sh` still ran, and `sh` could reap it: a flaky test.)
     const parent = new Deno.Command("sh", {
-      args: ["-c", "sleep 0 & echo $!; exec sleep 5"],
+      args: ["-c", "sleep 0.3 & echo $!; exec sleep 5"],
       stdout: "piped",
     })
       .spawn();
