@@ -39,7 +39,7 @@ import { Problems } from "../util/problems.ts";
 import { checkPrompts, decodeText, lastLogits, leftPad } from "./_decode.ts";
 import type { FinishReason, GenerateOptions, GenerateResult } from "./generate.ts";
 import { type ResolvedGeneration, resolveGeneration } from "./generation_config.ts";
-import { applyNoRepeatNgram, applyRepetitionPenalty } from "./logits_process.ts";
+import { applyNoRepeatNgram, applyRepetitionPenalty, logSumExpRow } from "./logits_process.ts";
 import type { KVCache, Transformer } from "./transformer.ts";
 
 /** A finished hypothesis (an entry of HF's `BeamHypotheses.beams`): the new tokens only. */
@@ -111,10 +111,7 @@ function topCandidates(rows: Float32Array[], sums: ArrayLike<number>, n: number)
 
 /** Log-softmax of a row in float64, stored as float32 (HF: `log_softmax` of the float32 logits). */
 function logSoftmax(logits: Float32Array): Float32Array {
-  let m = -Infinity, sum = 0;
-  for (const x of logits) if (x > m) m = x;
-  for (const x of logits) sum += Math.exp(x - m);
-  const lse = m + Math.log(sum);
+  const lse = logSumExpRow(logits);
   return logits.map((x) => x - lse);
 }
 

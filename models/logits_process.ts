@@ -165,6 +165,22 @@ export function softmaxRow(logits: Float32Array): Float64Array {
 }
 
 /**
+ * `log Σ exp(logits)` of a row, in float64 from its largest entry: a token's log-probability is
+ * `logits[i] - logSumExpRow(logits)` (the log-softmax of the row).
+ * @example
+ * ```ts
+ * import { logSumExpRow } from "./logits_process.ts";
+ * if (Math.abs(logSumExpRow(Float32Array.of(0, 0)) - Math.LN2) > 1e-12) throw new Error();
+ * ```
+ */
+export function logSumExpRow(logits: ArrayLike<number>): number {
+  let m = -Infinity, sum = 0;
+  for (let i = 0; i < logits.length; i++) if (logits[i] > m) m = logits[i];
+  for (let i = 0; i < logits.length; i++) sum += Math.exp(logits[i] - m);
+  return m + Math.log(sum);
+}
+
+/**
  * The index of the largest logit (the first one on ties, as `torch.argmax`).
  * @example
  * ```ts

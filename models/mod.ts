@@ -26,6 +26,7 @@ export {
   applyTemperature,
   argmax,
   bannedNgramTokens,
+  logSumExpRow,
   sample,
   softmaxRow,
   topKFilter,

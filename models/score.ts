@@ -12,6 +12,7 @@
 import { noGrad } from "../kernels/autograd.ts";
 import { tokenLogProbs } from "../kernels/logprob.ts";
 import { lastLogits, leftPad } from "./_decode.ts";
+import { logSumExpRow } from "./logits_process.ts";
 import type { Transformer } from "./transformer.ts";
 
 /**
@@ -61,12 +62,7 @@ export async function continuationLogProbs(
     const data = await logits.toArray();
     logits.dispose();
     for (let r = 0; r < n; r++) {
-      const row = data.subarray(r * V, (r + 1) * V);
-      let max = -Infinity;
-      for (let v = 0; v < V; v++) max = Math.max(max, row[v]);
-      let z = 0;
-      for (let v = 0; v < V; v++) z += Math.exp(row[v] - max);
-      const lse = max + Math.log(z);
+      const row = data.subarray(r * V, (r + 1) * V), lse = logSumExpRow(row);
       continuations.forEach((cont, l) => sums[r][l] = row[cont[0]] - lse);
     }
     // each longer continuation after the cached prompt: tokens 0..m-2 in, tokens 1..m-1 scored
