@@ -15,7 +15,7 @@ import { type ModelConfig, presetConfig } from "../models/config.ts";
 import { generate } from "../models/generate.ts";
 import { Transformer } from "../models/transformer.ts";
 import { scoreLabels } from "../evaluation/label_likelihood.ts";
-import { BASE_MODEL_DEFAULTS } from "../tasks/base_model.ts";
+import { BASE_MODEL_DEFAULTS, baseModelConfig } from "../tasks/base_model.ts";
 import { mulberry32 } from "../util/random.ts";
 
 /** One benchmark result line. */
@@ -44,21 +44,6 @@ export interface GenerateBenchOptions {
   quick?: boolean;
 }
 
-/** The recipes' base model shape as a ModelConfig. */
-function baseShape(): ModelConfig {
-  const b = BASE_MODEL_DEFAULTS;
-  return presetConfig("tiny", {
-    vocab_size: b.vocab_size,
-    hidden_size: b.hidden_size,
-    num_hidden_layers: b.num_hidden_layers,
-    num_attention_heads: b.num_attention_heads,
-    num_key_value_heads: b.num_attention_heads,
-    head_dim: b.hidden_size / b.num_attention_heads,
-    intermediate_size: b.intermediate_size,
-    max_position_embeddings: b.max_position_embeddings,
-  });
-}
-
 /**
  * Measure greedy generation and label scoring on each model.
  * @example
@@ -70,7 +55,7 @@ function baseShape(): ModelConfig {
 export async function benchGenerate(opts: GenerateBenchOptions = {}): Promise<GenerateBenchRecord[]> {
   const be = opts.backend ?? await createBackend("auto");
   const B = opts.B ?? 64, P = opts.P ?? 64, N = opts.new_tokens ?? 64;
-  const models: [string, ModelConfig][] = [["debian-base", baseShape()]];
+  const models: [string, ModelConfig][] = [["debian-base", baseModelConfig(BASE_MODEL_DEFAULTS)]];
   if (!opts.quick) models.push(["small", presetConfig("small")]);
   const out: GenerateBenchRecord[] = [];
   for (const [name, config] of models) {
