@@ -161,7 +161,7 @@ export class Gpu {
   #free = new Map<number, GPUBuffer[]>(); // size class -> buffers free since before the last submit
   #pendingFree: GPUBuffer[] = []; // released in the open batch
   #pendingFreeByClass = new Map<number, GPUBuffer[]>();
-  #inFlight: Promise<void>[] = []; // completion of the steps submitted by pace()
+  #lastStep: Promise<void> | null = null; // completion of the step pace() submitted last
   #pipelines = new Map<string, GPUComputePipeline>();
   #bindGroups = new Map<string, GPUBindGroup>();
   #encoder: GPUCommandEncoder | null = null;
@@ -454,8 +454,9 @@ export class Gpu {
    */
   async pace(): Promise<void> {
     this.flush();
-    this.#inFlight.push(this.device.queue.onSubmittedWorkDone());
-    while (this.#inFlight.length > 1) await this.#inFlight.shift();
+    const previous = this.#lastStep;
+    this.#lastStep = this.device.queue.onSubmittedWorkDone();
+    await previous;
   }
 
   /**
