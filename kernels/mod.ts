@@ -10,6 +10,7 @@ export * from "./backend.ts";
 export * from "./autograd.ts";
 export * from "./elementwise.ts";
 export * from "./reduce.ts";
+export * from "./argmax.ts";
 export * from "./matmul.ts";
 export * from "./norm.ts";
 export * from "./activation.ts";

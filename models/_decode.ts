@@ -121,13 +121,21 @@ export class RowDecoder {
 
   /** Each live row's next token from its logits `logitsOf(b)` (`[V]`); null for a finished row. */
   pick(logitsOf: (b: number) => Float32Array): (number | null)[] {
+    return this.take((b) => nextToken(logitsOf(b), this.#seen[b], this.s, this.#rng));
+  }
+
+  /**
+   * Each live row's next token as given (`tokenOf(b)`, e.g. chosen on the device), with the same
+   * stop rules as {@linkcode RowDecoder.pick}; null for a finished row.
+   */
+  take(tokenOf: (b: number) => number): (number | null)[] {
     const s = this.s, emitted: (number | null)[] = [];
     for (let b = 0; b < this.#out.length; b++) {
       if (this.#reason[b]) {
         emitted.push(null);
         continue;
       }
-      const tok = nextToken(logitsOf(b), this.#seen[b], s, this.#rng);
+      const tok = tokenOf(b);
       emitted.push(tok);
       this.#seen[b].push(tok);
       this.#out[b].push(tok);

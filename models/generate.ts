@@ -8,16 +8,20 @@
  * first EOS id, else 0) on the left, `attention_mask` 0 there, and `position_ids = cumsum(mask) - 1`
  * with pads set to 1. The prompt is prefilled once; every later step feeds one token per row at
  * the row's next position, so a step costs the same whatever the prompt length apart from the
- * attention reads over the cache. Only the last position's logits `[B, V]` are computed and read
- * back (the last rows of the hidden states are gathered on the device before the LM head).
+ * attention reads over the cache. Only the last position's logits `[B, V]` are computed (the last
+ * rows of the hidden states are gathered on the device before the LM head). Plain greedy decoding
+ * takes their argmax on the device and feeds it straight to the next step, reading back only the
+ * `[B]` new ids, one step behind, so the device never waits on the host; sampling and the logits
+ * processors read the `[B, V]` logits back and choose on the host.
  *
  * @module
  */
+import { argmaxRows } from "../kernels/argmax.ts";
 import { noGrad } from "../kernels/autograd.ts";
-import type { Tensor } from "../kernels/tensor.ts";
+import type { HostArray, Tensor } from "../kernels/tensor.ts";
 import { checkPrompts, lastLogits, leftPad, RowDecoder } from "./_decode.ts";
 import { beamSearch } from "./beam_search.ts";
-import { type GenerationConfig, resolveGeneration } from "./generation_config.ts";
+import { type GenerationConfig, type ResolvedGeneration, resolveGeneration } from "./generation_config.ts";
 import type { Tokenizer } from "./tokenizer/tokenizer.ts";
 import type { ForwardOptions, Transformer } from "./transformer.ts";
 
@@ -116,21 +120,54 @@ export async function generate(
   let idsT: Tensor | null = be.fromArray(ids, [B, P], "i32");
   let posT: Tensor | null = be.fromArray(pos, [B, P], "i32");
   try {
-    for (let step = 0; step < s.max_new_tokens; step++) {
-      const fwd: ForwardOptions = { attention_mask: maskT, position_ids: posT, cache };
-      const logitsT = noGrad(() => lastLogits(model, idsT!, fwd));
-      idsT!.dispose();
-      posT!.dispose();
-      idsT = posT = null;
-      const logits = await logitsT.toArray() as Float32Array; // [B, V]
-      logitsT.dispose();
-      const emitted = rows.pick((b) => logits.subarray(b * V, (b + 1) * V));
-      await opts.onToken?.(emitted, step);
-      opts.streamer?.put(emitted);
-      if (rows.done) break;
-      idsT = be.fromArray(emitted.map((t) => t ?? pad), [B, 1], "i32");
-      posT = be.fromArray(nextPos.map((p) => p), [B, 1], "i32");
-      for (let b = 0; b < B; b++) nextPos[b]++;
+    if (onDevice(s)) {
+      // Greedy on the device: each step's argmax feeds the next step as a device tensor, and its
+      // readback is awaited only after the next step is submitted, so the GPU never waits for the
+      // host. The host applies the stop rules one step behind; a row that stopped is fed its argmax
+      // (its own cache rows only: the other rows' results are unchanged) and once every row has
+      // stopped the one step in flight is dropped.
+      let pending: Promise<HostArray> | null = null;
+      for (let step = 0; step < s.max_new_tokens; step++) {
+        const fwd: ForwardOptions = { attention_mask: maskT, position_ids: posT, cache };
+        const next = noGrad(() => {
+          const logitsT = lastLogits(model, idsT!, fwd);
+          const t = argmaxRows(logitsT); // [B] i32
+          logitsT.dispose();
+          return t;
+        });
+        idsT!.dispose();
+        posT!.dispose();
+        const read = next.toArray(); // the copy is recorded and submitted now
+        read.catch(() => {}); // awaited below; never an unhandled rejection when an earlier await throws
+        idsT = next.reshape([B, 1]);
+        next.dispose();
+        posT = be.fromArray(nextPos.map((p) => p), [B, 1], "i32");
+        for (let b = 0; b < B; b++) nextPos[b]++;
+        if (pending && await emit(await pending, step - 1)) {
+          await read; // drain the step in flight
+          pending = null;
+          break;
+        }
+        pending = read;
+      }
+      if (pending) await emit(await pending, s.max_new_tokens - 1);
+    } else {
+      for (let step = 0; step < s.max_new_tokens; step++) {
+        const fwd: ForwardOptions = { attention_mask: maskT, position_ids: posT, cache };
+        const logitsT = noGrad(() => lastLogits(model, idsT!, fwd));
+        idsT!.dispose();
+        posT!.dispose();
+        idsT = posT = null;
+        const logits = await logitsT.toArray() as Float32Array; // [B, V]
+        logitsT.dispose();
+        const emitted = rows.pick((b) => logits.subarray(b * V, (b + 1) * V));
+        await opts.onToken?.(emitted, step);
+        opts.streamer?.put(emitted);
+        if (rows.done) break;
+        idsT = be.fromArray(emitted.map((t) => t ?? pad), [B, 1], "i32");
+        posT = be.fromArray(nextPos.map((p) => p), [B, 1], "i32");
+        for (let b = 0; b < B; b++) nextPos[b]++;
+      }
     }
   } finally {
     idsT?.dispose();
@@ -140,4 +177,17 @@ export async function generate(
   }
   opts.streamer?.end();
   return rows.result();
+
+  /** One step's device tokens through the stop rules and the callbacks; true once every row stopped. */
+  async function emit(tokens: HostArray, step: number): Promise<boolean> {
+    const emitted = rows.take((b) => tokens[b]);
+    await opts.onToken?.(emitted, step);
+    opts.streamer?.put(emitted);
+    return rows.done;
+  }
+}
+
+/** Plain greedy (no penalty, no banned n-grams) picks the argmax, which the device can take. */
+function onDevice(s: ResolvedGeneration): boolean {
+  return !s.do_sample && s.repetition_penalty === 1 && !s.no_repeat_ngram_size;
 }

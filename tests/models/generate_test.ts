@@ -119,7 +119,7 @@ for (const arch of FIXTURE_ARCHES) {
   });
 }
 
-Deno.test("generate() reads only the last position's logits [B, V] back from the device", async () => {
+Deno.test("generate() reads back each step's tokens when greedy, the last position's logits [B, V] when sampling", async () => {
   const { row0, row1 } = await cases("llama");
   for (const be of await backends()) {
     const model = await loadModel(dir("llama"), { backend: be });
@@ -128,11 +128,31 @@ Deno.test("generate() reads only the last position's logits [B, V] back from the
     const read = spy.read.bind(be);
     spy.read = (t) => (sizes.push(t.size), read(t));
     try {
+      // greedy: the argmax on the device, [B] ids read back per step
       await generate(model, [row0, row1], { max_new_tokens: 3 });
+      assert.deepEqual(sizes.splice(0), [2, 2, 2], be.name);
+      // a logits processor needs the host: [B, V] per step, never [B, T, V]
+      await generate(model, [row0, row1], { max_new_tokens: 3, repetition_penalty: 1.5 });
+      assert.deepEqual(sizes.splice(0), [2 * 256, 2 * 256, 2 * 256], be.name);
     } finally {
       spy.read = read;
     }
-    assert.deepEqual(sizes, [2 * 256, 2 * 256, 2 * 256], be.name);
+    model.dispose();
+  }
+});
+
+Deno.test("generate() greedy on the device picks the tokens the host argmax picks, ties to the first", async () => {
+  const { row0, row1 } = await cases("llama");
+  for (const be of await backends()) {
+    const model = await loadModel(dir("llama"), { backend: be });
+    // repetition_penalty 1 + 1e-9 changes no logit's argmax here but sends the choice to the host
+    const device = await generate(model, [row0, row1], { max_new_tokens: 6, eos_token_id: null });
+    const host = await generate(model, [row0, row1], {
+      max_new_tokens: 6,
+      eos_token_id: null,
+      repetition_penalty: 1 + 1e-9,
+    });
+    assert.deepEqual(device.tokens, host.tokens, be.name);
     model.dispose();
   }
 });
