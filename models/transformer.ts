@@ -384,6 +384,23 @@ export class Transformer {
     return loss;
   }
 
+  /**
+   * The loss of {@linkcode Transformer.loss} computed only where a label counts: `rows` (i32 `[M]`)
+   * are the flat positions `b * T + t` whose shifted label `labels[b, t + 1]` is not -100, and
+   * `targets` (i32 `[M]`) those labels. Those hidden rows are gathered on the device before the LM
+   * head, so the head and the cross-entropy see `[M, V]` logits, not `[B*T, V]`: the same mean, with
+   * less work and memory when most positions are prompt (SFT with the loss on the answer only).
+   */
+  lossAt(ids: Tensor, rows: Tensor, targets: Tensor, opts: ForwardOptions = {}): Tensor {
+    const h = this.hidden(ids, opts); // [B*T, C]
+    const picked = embedding(rows, h); // [M, C]; its backward scatters into h's gradient
+    release(h);
+    const logits = this.head(picked);
+    const loss = crossEntropy(logits, targets);
+    release(logits);
+    return loss;
+  }
+
   /** Final hidden states `[B*T, C]` (after the final norm). */
   hidden(ids: Tensor, opts: ForwardOptions = {}): Tensor {
     const c = this.config;

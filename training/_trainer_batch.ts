@@ -51,26 +51,69 @@ export function weightOf(ds: TrainDataset, idx: ArrayLike<number>): number {
 }
 
 /**
- * Rows `idx` as device tensors: ids, labels and the forward options; `dispose()` frees them (any
- * time after the forward: the graph holds what its backward reads).
+ * Where a batch's loss counts, when that is worth a gather: the flat positions `b * T + t` whose
+ * shifted label `labels[b, t + 1]` is not -100 and those labels, or null when they are nearly all
+ * positions (over 90%), none, or a label is outside `[0, V)` (the full loss then reports it).
+ */
+export function lossRows(
+  labels: ArrayLike<number>,
+  T: number,
+  V: number,
+): { rows: Int32Array; targets: Int32Array } | null {
+  const rows: number[] = [], targets: number[] = [];
+  for (let i = 0; i < labels.length; i++) {
+    if (i % T === T - 1) continue;
+    const y = labels[i + 1];
+    if (y === -100) continue;
+    if (!(y >= 0 && y < V)) return null;
+    rows.push(i);
+    targets.push(y);
+  }
+  if (rows.length === 0 || rows.length > 0.9 * labels.length) return null;
+  return { rows: Int32Array.from(rows), targets: Int32Array.from(targets) };
+}
+
+/**
+ * Rows `idx` as device tensors: ids, labels and the forward options, and for rows with labels,
+ * where the loss counts ({@linkcode lossRows}, given the vocabulary size `V`); `dispose()` frees
+ * them (any time after the forward: the graph holds what its backward reads).
  */
 export function deviceBatch(
   ds: TextDataset | RowDataset,
   idx: ArrayLike<number>,
   be: Backend,
-): { ids: Tensor; labels: Tensor; opts: ForwardOptions; dispose(): void } {
+  V?: number,
+): {
+  ids: Tensor;
+  labels: Tensor;
+  opts: ForwardOptions;
+  loss_at?: { rows: Tensor; targets: Tensor };
+  dispose(): void;
+} {
   const shape = [idx.length, ds.block_size];
   const ids = be.fromArray(ds.batch(idx), shape, "i32");
   if (!(ds instanceof RowDataset)) return { ids, labels: ids, opts: {}, dispose: () => ids.dispose() };
-  const labels = be.fromArray(ds.labels(idx), shape, "i32");
+  const host = ds.labels(idx);
+  const labels = be.fromArray(host, shape, "i32");
   const mask = ds.attention_mask(idx);
   const attention_mask = mask ? be.fromArray(mask, shape, "i32") : null;
   const position_ids = ds.packed ? be.fromArray(ds.position_ids(idx), shape, "i32") : null;
   const segment_ids = ds.packed ? be.fromArray(ds.segment_ids(idx), shape, "i32") : null;
+  const at = V === undefined ? null : lossRows(host, ds.block_size, V);
+  const loss_at = at
+    ? {
+      rows: be.fromArray(at.rows, [at.rows.length], "i32"),
+      targets: be.fromArray(at.targets, [at.targets.length], "i32"),
+    }
+    : undefined;
   return {
     ids,
     labels,
     opts: { attention_mask, position_ids, segment_ids },
-    dispose: () => [ids, labels, attention_mask, position_ids, segment_ids].forEach((t) => t?.dispose()),
+    loss_at,
+    dispose: () =>
+      [ids, labels, attention_mask, position_ids, segment_ids, loss_at?.rows, loss_at?.targets].forEach((t) =>
+        t?.dispose()
+      ),
   };
 }

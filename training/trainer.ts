@@ -389,10 +389,19 @@ export class Trainer {
       return { ...r, release: () => {} };
     }
     // The inputs live until release(): a checkpointed block recomputes from them in the backward.
-    const b = deviceBatch(ds as TextDataset | RowDataset, idx, this.model.backend);
+    const b = deviceBatch(
+      ds as TextDataset | RowDataset,
+      idx,
+      this.model.backend,
+      this.model.config.vocab_size,
+    );
     try {
+      const opts = { ...b.opts, ...forward };
       return {
-        loss: this.model.loss(b.ids, b.labels, { ...b.opts, ...forward }),
+        // the LM head only where the loss counts when most positions are prompt (-100)
+        loss: b.loss_at
+          ? this.model.lossAt(b.ids, b.loss_at.rows, b.loss_at.targets, opts)
+          : this.model.loss(b.ids, b.labels, opts),
         release: () => b.dispose(),
       };
     } catch (e) {

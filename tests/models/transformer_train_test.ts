@@ -124,3 +124,44 @@ Deno.test("a tiny GPT-2-style transformer trains with dropout and gradient check
   console.log(`webgpu vs cpu with dropout: max relative loss difference ${worst.toExponential(2)}`);
   assert.ok(worst <= 1e-4, `loss curves diverge: max relative difference ${worst}`);
 });
+
+Deno.test("lossAt() on the positions whose shifted label counts equals loss() with -100 labels, loss and gradients", async () => {
+  const { lossRows } = await import("../../training/_trainer_batch.ts");
+  const [data] = await batches(1);
+  // a prompt of 10 tokens (-100) then an answer of 6, per row
+  const labels = Int32Array.from(data, (y, i) => (i % T < 10 ? -100 : y));
+  const at = lossRows(labels, T, TINY.vocab_size!)!;
+  assert.equal(at.rows.length, B * 6, "positions 9..14 predict labels 10..15 of each row");
+  assert.deepEqual([...at.rows.slice(0, 6)], [9, 10, 11, 12, 13, 14]);
+  assert.equal(lossRows(data, T, 64), null, "nearly every position counts: no gather");
+  assert.equal(
+    lossRows(Int32Array.from(labels, (y, i) => (i === 12 ? 99 : y)), T, 64),
+    null,
+    "label outside V",
+  );
+  for (const be of await backends()) {
+    const grads = async (lossOf: (m: Transformer, ids: ReturnType<Backend["fromArray"]>) => unknown) => {
+      const model = Transformer.init(presetConfig("tiny", TINY), be, { seed: 5 });
+      model.setTrainable(true);
+      const ids = be.fromArray(data, [B, T], "i32");
+      const loss = lossOf(model, ids) as ReturnType<Backend["fromArray"]>;
+      const value = (await loss.toArray())[0];
+      backward(loss);
+      const g = await model.parameters()[0].grad!.toArray();
+      const gl = await model.parameters().at(-1)!.grad!.toArray();
+      model.dispose();
+      return { value, g: [...g, ...gl] };
+    };
+    const full = await grads((m, ids) => m.loss(ids, be.fromArray(labels, [B, T], "i32")));
+    const picked = await grads((m, ids) =>
+      m.lossAt(
+        ids,
+        be.fromArray(at.rows, [at.rows.length], "i32"),
+        be.fromArray(at.targets, [at.targets.length], "i32"),
+      )
+    );
+    assert.ok(Math.abs(full.value - picked.value) < 1e-5, `${be.name}: ${full.value} vs ${picked.value}`);
+    const worst = full.g.reduce((w, x, i) => Math.max(w, Math.abs(x - picked.g[i])), 0);
+    assert.ok(worst < 1e-5, `${be.name}: gradients differ by ${worst}`);
+  }
+});
