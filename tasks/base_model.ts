@@ -22,6 +22,7 @@ import { saveModel } from "../models/save.ts";
 import { trainBpeTokenizer } from "../models/tokenizer/bpe.ts";
 import { loadTokenizer, type Tokenizer } from "../models/tokenizer/tokenizer.ts";
 import { Transformer } from "../models/transformer.ts";
+import { Problems, show } from "../util/problems.ts";
 import { getTrainingArgs } from "../training/config.ts";
 import { createTrainer } from "../training/trainer.ts";
 import { writeDirAtomic, writeFileAtomic } from "../util/atomic.ts";
@@ -51,6 +52,13 @@ export interface BaseModelConfig {
   learning_rate: number;
   /** Characters of text the tokenizer is trained on (a sample of the documents). */
   tokenizer_chars: number;
+  /**
+   * Every n-th pre-training document repeats its first paragraph right after it ("P\nP\n..."; 0 =
+   * none). Copying a span seen a moment ago is what translation (the source into its word-for-word
+   * target) and summarization lean on; natural text repeats too little for a small model to learn
+   * it in a short pre-training.
+   */
+  repeat_paragraph_every: number;
   /** Seed of the weight init and of the Trainer's data order (default 1). */
   seed: number;
 }
@@ -72,6 +80,7 @@ export const BASE_MODEL_DEFAULTS: Readonly<BaseModelConfig> = Object.freeze({
   max_steps: 400,
   learning_rate: 3e-3,
   tokenizer_chars: 3_000_000,
+  repeat_paragraph_every: 3,
   seed: 1,
 });
 
@@ -177,6 +186,23 @@ export async function baseModelDocuments(root: string = debianRoot()): Promise<s
 }
 
 /**
+ * Every `every`-th document with its first paragraph of 8 to 60 words repeated right after that
+ * paragraph (0: the documents as they are). The repeat stays within one pre-training block.
+ */
+export function withRepeatedParagraph(docs: readonly string[], every: number): string[] {
+  if (!every) return [...docs];
+  return docs.map((d, i) => {
+    if (i % every) return d;
+    const lines = d.split("\n");
+    const at = lines.findIndex((l) => {
+      const n = l.split(" ").length;
+      return n >= 8 && n <= 60;
+    });
+    return at < 0 ? d : [...lines.slice(0, at + 1), ...lines.slice(at)].join("\n");
+  });
+}
+
+/**
  * The base model's folder: from the cache, or pre-trained now (and cached) when there is none for
  * this config and data. Says which in one line.
  *
@@ -192,6 +218,7 @@ export async function baseModelDocuments(root: string = debianRoot()): Promise<s
  */
 export async function ensureBaseModel(opts: BaseModelOptions = {}): Promise<BaseModelInfo> {
   const config: BaseModelConfig = { ...BASE_MODEL_DEFAULTS, ...opts.config };
+  checkBaseModelConfig(config);
   const root = opts.root ?? debianRoot();
   const log = opts.log ?? ((line: string) => console.error(line));
   const cache = opts.cache_dir ?? baseModelCacheDir();
@@ -221,6 +248,28 @@ export async function ensureBaseModel(opts: BaseModelOptions = {}): Promise<Base
   } finally {
     await lock.release();
   }
+}
+
+/** Every field known and a number in range, each problem in one line (`base_model.<field>`). */
+function checkBaseModelConfig(c: BaseModelConfig): void {
+  const p = new Problems();
+  for (const [k, v] of Object.entries(c)) {
+    const field = `base_model.${k}`;
+    if (!(k in BASE_MODEL_DEFAULTS)) {
+      p.range(field, `is not a base-model field; known: ${Object.keys(BASE_MODEL_DEFAULTS).join(", ")}`);
+    } else if (typeof v !== "number" || !Number.isFinite(v)) p.type(field, `${show(v)} is not a number`);
+    else if (
+      k === "learning_rate" ? v <= 0 : !Number.isInteger(v) || v < (k === "repeat_paragraph_every" ? 0 : 1)
+    ) {
+      p.range(
+        field,
+        k === "learning_rate"
+          ? `${v} must be > 0`
+          : `${v} must be a whole number >= ${k === "repeat_paragraph_every" ? 0 : 1}`,
+      );
+    }
+  }
+  p.throwIfAny("Cannot build the base model", "--base_model");
 }
 
 /** The `base.json` of a cached base model, or null when there is none (or it is incomplete). */
@@ -268,7 +317,7 @@ async function pretrain(
     pad_token: "<|pad|>",
     model_max_length: config.max_position_embeddings,
   });
-  const { train } = buildTextDatasets(docs, {
+  const { train } = buildTextDatasets(withRepeatedParagraph(docs, config.repeat_paragraph_every), {
     tokenizer,
     block_size: config.block_size,
     source: "Debian train text",
