@@ -192,7 +192,8 @@ export async function baseModelDocuments(root: string = debianRoot()): Promise<s
 
 /**
  * Every `every`-th document with its first paragraph of 8 to 60 words repeated right after that
- * paragraph (0: the documents as they are). The repeat stays within one pre-training block.
+ * paragraph (0: the documents as they are): the copy follows within about 80 tokens, mostly in the
+ * same pre-training block.
  */
 export function withRepeatedParagraph(docs: readonly string[], every: number): string[] {
   if (!every) return [...docs];
