@@ -5,7 +5,6 @@
  *
  * @module
  */
-import { embedding } from "../kernels/embedding.ts";
 import type { Tensor } from "../kernels/tensor.ts";
 import { Problems, show } from "../util/problems.ts";
 import { mulberry32 } from "../util/random.ts";
@@ -52,15 +51,13 @@ export function leftPad(input: number[][], P: number, L: number, pad: number, re
  */
 export function lastLogits(model: Transformer, ids: Tensor, opts: ForwardOptions): Tensor {
   const [B, T] = ids.shape;
-  let h = model.hidden(ids, opts); // [B*T, C]
-  if (T > 1) {
-    const rows = model.backend.fromArray(Array.from({ length: B }, (_, b) => b * T + T - 1), [B], "i32");
-    const last = embedding(rows, h); // [B, C]: only the last position of each row goes through the head
+  if (T === 1) return model.head(model.hidden(ids, opts));
+  const rows = model.backend.fromArray(Array.from({ length: B }, (_, b) => b * T + T - 1), [B], "i32");
+  try {
+    return model.logitsAt(ids, rows, opts); // only the last position of each row goes through the head
+  } finally {
     rows.dispose();
-    h.dispose();
-    h = last;
   }
-  return model.head(h);
 }
 
 /** The continuation as text, special tokens skipped. */

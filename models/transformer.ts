@@ -392,13 +392,22 @@ export class Transformer {
    * less work and memory when most positions are prompt (SFT with the loss on the answer only).
    */
   lossAt(ids: Tensor, rows: Tensor, targets: Tensor, opts: ForwardOptions = {}): Tensor {
-    const h = this.hidden(ids, opts); // [B*T, C]
-    const picked = embedding(rows, h); // [M, C]; its backward scatters into h's gradient
-    release(h);
-    const logits = this.head(picked);
+    const logits = this.logitsAt(ids, rows, opts);
     const loss = crossEntropy(logits, targets);
     release(logits);
     return loss;
+  }
+
+  /**
+   * Logits `[M, V]` at the flat positions `rows` (i32 `[M]`, `b * T + t`) of `ids [B, T]`: those
+   * hidden rows are gathered on the device before the LM head, which never sees `[B*T, V]`
+   * (differentiable: the gather's backward scatters into the hidden states' gradient).
+   */
+  logitsAt(ids: Tensor, rows: Tensor, opts: ForwardOptions = {}): Tensor {
+    const h = this.hidden(ids, opts); // [B*T, C]
+    const picked = embedding(rows, h); // [M, C]
+    release(h);
+    return this.head(picked);
   }
 
   /** Final hidden states `[B*T, C]` (after the final norm). */
