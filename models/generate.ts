@@ -143,14 +143,14 @@ export async function generate(
         next.dispose();
         posT = be.fromArray(nextPos.map((p) => p), [B, 1], "i32");
         for (let b = 0; b < B; b++) nextPos[b]++;
-        if (pending && await emit(await pending, step - 1)) {
+        if (pending && await report(take(await pending), step - 1)) {
           await read; // drain the step in flight
           pending = null;
           break;
         }
         pending = read;
       }
-      if (pending) await emit(await pending, s.max_new_tokens - 1);
+      if (pending) await report(take(await pending), s.max_new_tokens - 1);
     } else {
       for (let step = 0; step < s.max_new_tokens; step++) {
         const fwd: ForwardOptions = { attention_mask: maskT, position_ids: posT, cache };
@@ -161,9 +161,7 @@ export async function generate(
         const logits = await logitsT.toArray() as Float32Array; // [B, V]
         logitsT.dispose();
         const emitted = rows.pick((b) => logits.subarray(b * V, (b + 1) * V));
-        await opts.onToken?.(emitted, step);
-        opts.streamer?.put(emitted);
-        if (rows.done) break;
+        if (await report(emitted, step)) break;
         idsT = be.fromArray(emitted.map((t) => t ?? pad), [B, 1], "i32");
         posT = be.fromArray(nextPos.map((p) => p), [B, 1], "i32");
         for (let b = 0; b < B; b++) nextPos[b]++;
@@ -178,9 +176,13 @@ export async function generate(
   opts.streamer?.end();
   return rows.result();
 
-  /** One step's device tokens through the stop rules and the callbacks; true once every row stopped. */
-  async function emit(tokens: HostArray, step: number): Promise<boolean> {
-    const emitted = rows.take((b) => tokens[b]);
+  /** One step's device-chosen tokens through the stop rules. */
+  function take(tokens: HostArray): (number | null)[] {
+    return rows.take((b) => tokens[b]);
+  }
+
+  /** One step's new tokens to the callbacks; true once every row has stopped. */
+  async function report(emitted: (number | null)[], step: number): Promise<boolean> {
     await opts.onToken?.(emitted, step);
     opts.streamer?.put(emitted);
     return rows.done;
