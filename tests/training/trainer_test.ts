@@ -750,7 +750,7 @@ Deno.test("padded example rows train with their masks; gradient checkpointing ke
   assertAllClose(losses[1], losses[0], { rtol: 1e-6, atol: 0 });
 });
 
-Deno.test("createTrainer(model, tokenizer, args, rows) takes SFT rows as the seed's notebooks pass them", async () => {
+Deno.test("createTrainer(model, tokenizer, args, rows) takes SFT rows as the seed's notebooks pass them, through lossAt", async () => {
   const be = await cpuBackend();
   const docs = Array.from({ length: 30 }, (_, i) => `package ${i} does ${i % 2 ? "games" : "tools"} well`);
   const tokenizer = await trainBpeTokenizer(docs, { vocab_size: 300, special_tokens: ["<|endoftext|>"] });
@@ -758,6 +758,10 @@ Deno.test("createTrainer(model, tokenizer, args, rows) takes SFT rows as the see
     presetConfig("tiny", { ...mc, vocab_size: 300, max_position_embeddings: 32 }),
     be,
   );
+  // the LM head runs on the answer positions only (the prompts, -100, are most positions)
+  const seen: number[] = [];
+  const lossAt = model.lossAt.bind(model);
+  model.lossAt = (ids, at, targets, opts) => (seen.push(at.size), lossAt(ids, at, targets, opts));
   const dir = await Deno.makeTempDir();
   try {
     const rows = docs.map((d, i) => ({ prompt: `${d}. A game? `, completion: i % 2 ? "yes" : "no" }));
@@ -774,39 +778,8 @@ Deno.test("createTrainer(model, tokenizer, args, rows) takes SFT rows as the see
     assert.equal(r.loss_history.length, 2);
     assert.ok(r.loss_history.every(Number.isFinite));
     assert.ok((await Deno.stat(join(dir, "model/tokenizer.json"))).isFile);
-  } finally {
-    model.dispose();
-    await Deno.remove(dir, { recursive: true });
-  }
-});
-
-Deno.test("SFT rows train through lossAt: the LM head runs on the answer positions only", async () => {
-  const be = await cpuBackend();
-  const docs = Array.from({ length: 30 }, (_, i) => `package ${i} does ${i % 2 ? "games" : "tools"} well`);
-  const tokenizer = await trainBpeTokenizer(docs, { vocab_size: 300, special_tokens: ["<|endoftext|>"] });
-  const rows = docs.map((d, i) => ({ prompt: `${d}. A game? `, completion: i % 2 ? "yes" : "no" }));
-  const model = Transformer.init(
-    presetConfig("tiny", { ...mc, vocab_size: 300, max_position_embeddings: 32 }),
-    be,
-  );
-  const seen: number[] = [];
-  const lossAt = model.lossAt.bind(model);
-  model.lossAt = (ids, at, targets, opts) => (seen.push(at.size), lossAt(ids, at, targets, opts));
-  const dir = await Deno.makeTempDir();
-  try {
-    const t = createTrainer(model, tokenizer, {
-      output_dir: dir,
-      max_steps: 2,
-      per_device_train_batch_size: 4,
-      max_seq_length: 32,
-      save_strategy: "no",
-      logging_steps: 1,
-    }, rows);
-    const r = await t.train();
-    t.dispose();
-    assert.equal(seen.length, 2, "one lossAt per step: the prompts (-100) are most positions");
+    assert.equal(seen.length, 2, "one lossAt per step");
     assert.ok(seen.every((n) => n > 0 && n < 4 * 32 / 2), `answer positions per batch: ${seen}`);
-    assert.ok(r.loss_history.every(Number.isFinite));
   } finally {
     model.dispose();
     await Deno.remove(dir, { recursive: true });
