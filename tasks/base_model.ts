@@ -264,15 +264,11 @@ function checkBaseModelConfig(c: BaseModelConfig): void {
     if (!(k in BASE_MODEL_DEFAULTS)) {
       p.range(field, `is not a base-model field; known: ${Object.keys(BASE_MODEL_DEFAULTS).join(", ")}`);
     } else if (typeof v !== "number" || !Number.isFinite(v)) p.type(field, `${show(v)} is not a number`);
-    else if (
-      k === "learning_rate" ? v <= 0 : !Number.isInteger(v) || v < (k === "repeat_paragraph_every" ? 0 : 1)
-    ) {
-      p.range(
-        field,
-        k === "learning_rate"
-          ? `${v} must be > 0`
-          : `${v} must be a whole number >= ${k === "repeat_paragraph_every" ? 0 : 1}`,
-      );
+    else if (k === "learning_rate") {
+      if (v <= 0) p.range(field, `${v} must be > 0`);
+    } else {
+      const min = k === "repeat_paragraph_every" ? 0 : 1;
+      if (!Number.isInteger(v) || v < min) p.range(field, `${v} must be a whole number >= ${min}`);
     }
   }
   p.throwIfAny("Cannot build the base model", "--base_model");
