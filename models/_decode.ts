@@ -150,6 +150,11 @@ export class RowDecoder {
     return emitted;
   }
 
+  /** True once row `b` has stopped. */
+  stopped(b: number): boolean {
+    return this.#reason[b] !== null;
+  }
+
   /** True once every row has stopped. */
   get done(): boolean {
     return this.#reason.every((r) => r !== null);

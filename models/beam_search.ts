@@ -118,11 +118,13 @@ function logSoftmax(logits: Float32Array): Float32Array {
 /**
  * Gather the KV cache rows by beam: row `j` of every layer's keys and values becomes the old row
  * `beamIdx[j]` (HF `Cache.reorder_cache`). Runs on the device (the embedding gather over rows of
- * `[max_len * Hkv * D]`); nothing is read back. The cache's tensors are replaced.
+ * `[max_len * Hkv * D]`); nothing is read back. The cache's tensors are replaced, and the cache
+ * then holds `beamIdx.length` rows: fewer rows than before drop the others (greedy decoding drops
+ * the rows that have stopped).
  *
  * @param cache the cache of `cache.batch` rows
- * @param beamIdx one source row per row, each in `[0, cache.batch)`
- * @throws {RangeError} when `beamIdx` has the wrong length or a row outside the cache
+ * @param beamIdx one source row per new row (at least one), each in `[0, cache.batch)`
+ * @throws {RangeError} when `beamIdx` is empty or names a row outside the cache
  * @example
  * ```ts
  * import { createBackend } from "../kernels/backend.ts";
@@ -140,27 +142,31 @@ function logSoftmax(logits: Float32Array): Float32Array {
  * ```
  */
 export function reorderCache(cache: KVCache, beamIdx: ArrayLike<number>): void {
-  const n = cache.batch;
+  const n = cache.batch, m = beamIdx.length;
   const bad = Array.from(beamIdx).findIndex((j) => !Number.isInteger(j) || j < 0 || j >= n);
-  if (beamIdx.length !== n || bad >= 0) {
+  if (m === 0 || bad >= 0) {
     throw new RangeError(
-      `Cannot reorder the KV cache: beamIdx must hold ${n} rows in [0, ${n}), got ${beamIdx.length} ` +
+      `Cannot reorder the KV cache: beamIdx must hold at least one row, each in [0, ${n}), got ${m} ` +
         `with ${bad >= 0 ? `beamIdx[${bad}] = ${beamIdx[bad]}` : "all in range"}`,
     );
   }
-  if (cache.k.length === 0) return;
+  if (cache.k.length === 0) {
+    cache.batch = m;
+    return;
+  }
   const be = cache.k[0].backend;
-  const idx = be.fromArray(Array.from(beamIdx), [n], "i32");
+  const idx = be.fromArray(Array.from(beamIdx), [m], "i32");
   const gather = (t: Tensor) => {
     const flat = t.reshape([n, t.size / n]); // [B, max_len * Hkv * D]: one row per sequence
     const g = noGrad(() => embedding(idx, flat));
-    const out = g.reshape(t.shape);
+    const out = g.reshape([m, ...t.shape.slice(1)]);
     for (const x of [flat, g, t]) x.dispose();
     return out;
   };
   try {
     cache.k = cache.k.map(gather);
     cache.v = cache.v.map(gather);
+    cache.batch = m;
   } finally {
     idx.dispose();
   }

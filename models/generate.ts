@@ -20,7 +20,7 @@ import { argmaxRows } from "../kernels/argmax.ts";
 import { noGrad } from "../kernels/autograd.ts";
 import type { HostArray, Tensor } from "../kernels/tensor.ts";
 import { checkPrompts, lastLogits, leftPad, RowDecoder } from "./_decode.ts";
-import { beamSearch } from "./beam_search.ts";
+import { beamSearch, reorderCache } from "./beam_search.ts";
 import { type GenerationConfig, type ResolvedGeneration, resolveGeneration } from "./generation_config.ts";
 import type { Tokenizer } from "./tokenizer/tokenizer.ts";
 import type { ForwardOptions, Transformer } from "./transformer.ts";
@@ -116,7 +116,7 @@ export async function generate(
   const rows = new RowDecoder(input, s, opts.tokenizer);
 
   const cache = model.createCache(B, L);
-  const maskT = be.fromArray(mask, [B, L], "i32");
+  let maskT = be.fromArray(mask, [B, L], "i32");
   let idsT: Tensor | null = be.fromArray(ids, [B, P], "i32");
   let posT: Tensor | null = be.fromArray(pos, [B, P], "i32");
   try {
@@ -125,32 +125,54 @@ export async function generate(
       // readback is awaited only after the next step is submitted, so the GPU never waits for the
       // host. The host applies the stop rules one step behind; a row that stopped is fed its argmax
       // (its own cache rows only: the other rows' results are unchanged) and once every row has
-      // stopped the one step in flight is dropped.
-      let pending: Promise<HostArray> | null = null;
+      // stopped the one step in flight is dropped. Once at most half the batch is still going
+      // (and it has 8 rows or more), the stopped rows are dropped: the step in flight is settled,
+      // the live rows' cache rows gathered (`reorderCache`) and their mask rows and next ids
+      // uploaded, so a few long rows no longer pay for a whole batch of finished ones.
+      let live = input.map((_, b) => b); // batch row -> input row
+      let pending: { read: Promise<HostArray>; live: number[] } | null = null;
       for (let step = 0; step < s.max_new_tokens; step++) {
+        if (step > 0) {
+          posT = be.fromArray(live.map((b) => input[b].length + step - 1), [live.length, 1], "i32");
+        }
         const fwd: ForwardOptions = { attention_mask: maskT, position_ids: posT, cache };
         const next = noGrad(() => {
           const logitsT = lastLogits(model, idsT!, fwd);
-          const t = argmaxRows(logitsT); // [B] i32
+          const t = argmaxRows(logitsT); // [rows] i32
           logitsT.dispose();
           return t;
         });
         idsT!.dispose();
         posT!.dispose();
+        posT = null;
         const read = next.toArray(); // the copy is recorded and submitted now
         read.catch(() => {}); // awaited below; never an unhandled rejection when an earlier await throws
-        idsT = next.reshape([B, 1]);
+        idsT = next.reshape([live.length, 1]);
         next.dispose();
-        posT = be.fromArray(nextPos.map((p) => p), [B, 1], "i32");
-        for (let b = 0; b < B; b++) nextPos[b]++;
-        if (pending && await report(take(await pending), step - 1)) {
+        if (pending && await report(take(await pending.read, pending.live), step - 1)) {
           await read; // drain the step in flight
           pending = null;
           break;
         }
-        pending = read;
+        pending = { read, live };
+        const going = live.filter((b) => !rows.stopped(b)).length;
+        if (live.length < 8 || going * 2 > live.length || step + 1 === s.max_new_tokens) continue;
+        const tokens = await read;
+        pending = null;
+        if (await report(take(tokens, live), step)) break;
+        const keep = live.flatMap((b, slot) => rows.stopped(b) ? [] : [slot]);
+        reorderCache(cache, keep);
+        const kept = keep.map((slot) => live[slot]);
+        idsT.dispose();
+        idsT = be.fromArray(keep.map((slot) => tokens[slot]), [keep.length, 1], "i32");
+        maskT.dispose();
+        maskT = be.fromArray(kept.flatMap((b) => Array.from(mask.subarray(b * L, (b + 1) * L))), [
+          keep.length,
+          L,
+        ], "i32");
+        live = kept;
       }
-      if (pending) await report(take(await pending), s.max_new_tokens - 1);
+      if (pending) await report(take(await pending.read, pending.live), s.max_new_tokens - 1);
     } else {
       for (let step = 0; step < s.max_new_tokens; step++) {
         const fwd: ForwardOptions = { attention_mask: maskT, position_ids: posT, cache };
@@ -176,9 +198,11 @@ export async function generate(
   opts.streamer?.end();
   return rows.result();
 
-  /** One step's device-chosen tokens through the stop rules. */
-  function take(tokens: HostArray): (number | null)[] {
-    return rows.take((b) => tokens[b]);
+  /** One step's device-chosen tokens (one per batch row; `live[i]` is row i's input row) through the stop rules. */
+  function take(tokens: HostArray, live: number[]): (number | null)[] {
+    const slot = new Int32Array(B);
+    live.forEach((b, i) => slot[b] = i);
+    return rows.take((b) => tokens[slot[b]]);
   }
 
   /** One step's new tokens to the callbacks; true once every row has stopped. */

@@ -329,7 +329,7 @@ Deno.test("no_repeat_ngram_size bans the n-gram greedy and beam search would oth
   tm.dispose();
 });
 
-Deno.test("reorderCache() gathers cache rows on the device like a host gather", async () => {
+Deno.test("reorderCache() gathers cache rows on the device like a host gather, and drops rows", async () => {
   for (const be of await backends()) {
     const model = tiny(be);
     const cache = model.createCache(3, 5);
@@ -343,6 +343,20 @@ Deno.test("reorderCache() gathers cache rows on the device like a host gather", 
       assert.deepEqual(Array.from(after[i]), want, `${be.name} tensor ${i}`);
     });
     assert.throws(() => reorderCache(cache, [0, 3, 1]), RangeError);
+    assert.throws(() => reorderCache(cache, []), /at least one row/);
+    // fewer rows: the others are dropped (greedy decoding drops the rows that stopped)
+    reorderCache(cache, [1]);
+    assert.equal(cache.batch, 1);
+    const kept = await Promise.all([...cache.k, ...cache.v].map((t) => t.toArray()));
+    kept.forEach((k, i) => {
+      const row = after[i].length / 3;
+      assert.deepEqual(
+        Array.from(k),
+        Array.from(after[i].slice(row, 2 * row)),
+        `${be.name} tensor ${i} kept`,
+      );
+      assert.deepEqual(cache.k[0].shape, [1, 5, model.config.num_key_value_heads, model.config.head_dim]);
+    });
     for (const t of [...cache.k, ...cache.v]) t.dispose();
     model.dispose();
   }

@@ -181,6 +181,55 @@ Deno.test("generate() stops a row at an EOS id, pads it and keeps the other row 
   }
 });
 
+Deno.test("generate() greedy drops stopped rows from the batch once half have stopped, same tokens as each prompt alone", async () => {
+  // ten prompts; with these EOS ids five rows stop by step 1, row 0 at step 4, four run to the end
+  const prompts = [
+    [183, 12],
+    [117, 21, 193],
+    [123, 124, 43, 68],
+    [141, 51, 23, 181, 122],
+    [201, 222],
+    [
+      83,
+      175,
+      74,
+    ],
+    [171, 134, 210, 137],
+    [5, 222, 80, 237, 195],
+    [108, 181],
+    [41, 94, 183],
+  ];
+  const eos = [13, 16, 140, 162, 9];
+  for (const be of await backends()) {
+    const model = await loadModel(dir("llama"), { backend: be });
+    const want: number[][] = [];
+    for (const p of prompts) {
+      const [row] = (await generate(model, [p], { max_new_tokens: 12, eos_token_id: null })).tokens;
+      const at = row.findIndex((t) => eos.includes(t));
+      want.push(at < 0 ? row : row.slice(0, at + 1));
+    }
+    assert.deepEqual(
+      want.map((r) => r.length),
+      [5, 12, 1, 1, 2, 2, 2, 12, 12, 12],
+      `${be.name}: the fixture's stops`,
+    );
+    const sizes: number[] = [];
+    const spy = be as Backend & { read: Backend["read"] };
+    const read = spy.read.bind(be);
+    spy.read = (t) => (sizes.push(t.size), read(t));
+    try {
+      const r = await generate(model, prompts, { max_new_tokens: 12, eos_token_id: eos });
+      assert.deepEqual(r.tokens, want, be.name);
+      assert.deepEqual(r.finish_reason.map((f) => f === "eos_token"), want.map((w) => w.length < 12));
+    } finally {
+      spy.read = read;
+    }
+    // ten rows read per step until rows 2-6 are known to have stopped (after step 1), then five
+    assert.deepEqual(sizes, [10, 10, 10, ...Array(9).fill(5)], be.name);
+    model.dispose();
+  }
+});
+
 Deno.test("generate() stop_strings end a row and are trimmed from the text", async () => {
   const { prompt } = await cases("llama");
   const be = (await backends())[0];
