@@ -83,6 +83,10 @@ Deno.test("embedding() backward adds every duplicate id, deterministically", asy
       return await dw.toArray();
     };
     assert.deepEqual(await one(), await one(), `${be.name}: deterministic`);
+    // and each element sums its tokens in token order, in f32: bit for bit the reference's sums
+    const ref = new Float32Array(8 * 16);
+    embeddingBackwardReference(ref, g, big, 16);
+    assert.deepEqual([...await one()], [...ref], `${be.name}: the reference's order`);
   }
 });
 
