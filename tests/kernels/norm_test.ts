@@ -5,6 +5,7 @@ import {
   normBackwardReference,
   rmsNorm,
   rmsNormReference,
+  setNormRowLayout,
 } from "../../kernels/norm.ts";
 import { backward } from "../../kernels/autograd.ts";
 import type { Backend } from "../../kernels/backend.ts";
@@ -35,7 +36,18 @@ function run(
   return [y, x.grad!, w.grad!, ...(b ? [b.grad!] : [])];
 }
 
-Deno.test("layerNorm() and rmsNorm() match the reference forward and backward on awkward shapes", async () => {
+for (const layout of ["workgroup", "invocation"] as const) {
+  Deno.test(`layerNorm() and rmsNorm() match the reference forward and backward on awkward shapes (a row per ${layout})`, async () => {
+    const prev = setNormRowLayout(layout);
+    try {
+      await awkwardShapes();
+    } finally {
+      setNormRowLayout(prev);
+    }
+  });
+}
+
+async function awkwardShapes() {
   const worst = { fwd: 0, dx: 0, dw: 0 };
   for (const kind of ["layer", "layer_nobias", "rms", "gemma"] as const) {
     for (const shape of SHAPES) {
@@ -59,7 +71,7 @@ Deno.test("layerNorm() and rmsNorm() match the reference forward and backward on
       worst.dw.toExponential(2)
     }`,
   );
-});
+}
 
 Deno.test("rmsNorm() computes x * rsqrt(mean(x^2) + eps) * w as LlamaRMSNorm, and (1 + w) with offset 1", async () => {
   const x = [1, -2, 3, 0.5], w = [0.5, 1, 2, -1], eps = 1e-6;
