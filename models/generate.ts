@@ -165,11 +165,10 @@ export async function generate(
         const kept = keep.map((slot) => live[slot]);
         idsT.dispose();
         idsT = be.fromArray(keep.map((slot) => tokens[slot]), [keep.length, 1], "i32");
+        const keptMask = new Int32Array(kept.length * L);
+        kept.forEach((b, i) => keptMask.set(mask.subarray(b * L, (b + 1) * L), i * L));
         maskT.dispose();
-        maskT = be.fromArray(kept.flatMap((b) => Array.from(mask.subarray(b * L, (b + 1) * L))), [
-          keep.length,
-          L,
-        ], "i32");
+        maskT = be.fromArray(keptMask, [kept.length, L], "i32");
         live = kept;
       }
       if (pending) await report(take(await pending.read, pending.live), s.max_new_tokens - 1);
