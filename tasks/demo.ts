@@ -130,6 +130,22 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
 // ("This package contains the C++ library."), rather than its rare-token noise. `cli generate` flags.
 const SAMPLING = { temperature: 0.5, top_k: 20, no_repeat_ngram_size: 3 } as const;
 
+/**
+ * The sample up to its last whole sentence (a `.`, `!` or `?` followed by a space or the end), so it
+ * does not stop mid-word at `max_new_tokens`; unchanged when no sentence ends after `from`.
+ * @example
+ * ```ts
+ * import { wholeSentences } from "./demo.ts";
+ * if (wholeSentences("A tool. It is a li", 0) !== "A tool.") throw new Error("cut");
+ * if (wholeSentences("A tool for", 0) !== "A tool for") throw new Error("kept");
+ * ```
+ */
+export function wholeSentences(text: string, from = 0): string {
+  let end = -1;
+  for (const m of text.slice(from).matchAll(/[.!?](?=\s|$)/g)) end = from + m.index! + 1;
+  return end > 0 ? text.slice(0, end) : text;
+}
+
 async function sampleAndReport(config: TrainingConfig, result: TrainResult): Promise<DemoResult> {
   const modelDir = join(config.output_dir, "model");
   const be = await createBackend(config.backend);
@@ -137,13 +153,13 @@ async function sampleAndReport(config: TrainingConfig, result: TrainResult): Pro
   const tokenizer = await loadTokenizer(modelDir);
   const prompt = "This package provides";
   const gen = await generate(model, [tokenizer.encode(prompt)], {
-    max_new_tokens: 40,
+    max_new_tokens: 60, // then cut after its last whole sentence
     do_sample: true,
     ...SAMPLING,
     seed: config.seed,
     tokenizer,
   });
-  const sample = prompt + (gen.text?.[0] ?? tokenizer.decode(gen.tokens[0]));
+  const sample = wholeSentences(prompt + (gen.text?.[0] ?? tokenizer.decode(gen.tokens[0])), prompt.length);
   model.dispose();
 
   // ---- report ----

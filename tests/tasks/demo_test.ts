@@ -3,6 +3,7 @@
  * budget writes the whole run folder; bad flags through `main()`.
  */
 import { main } from "../../cli.ts";
+import { wholeSentences } from "../../tasks/demo.ts";
 import { assert, ROOT } from "../_assert.ts";
 
 /** `main(["demo", ...args])` in-process, capturing stdout and stderr. */
@@ -49,6 +50,16 @@ Deno.test("cli.ts demo trains, samples and writes the run folder", async () => {
   } finally {
     await Deno.remove(out, { recursive: true });
   }
+});
+
+Deno.test("the demo's sample ends after its last whole sentence", () => {
+  const p = "This package provides";
+  assert.equal(wholeSentences(`${p} a library. It is a tool for the li`, p.length), `${p} a library.`);
+  assert.equal(wholeSentences(`${p} a tool. Is it? Yes! and v1.2 of`, p.length), `${p} a tool. Is it? Yes!`);
+  assert.equal(wholeSentences(`${p} a tool.`, p.length), `${p} a tool.`);
+  // no sentence ends after the prompt: the text as it is
+  assert.equal(wholeSentences(`${p} version 1.2 of the`, p.length), `${p} version 1.2 of the`);
+  assert.equal(wholeSentences("It. Then", 3), "It. Then");
 });
 
 Deno.test("demo rejects bad flags with exit code 2 and one line", async () => {
