@@ -105,6 +105,59 @@ ${seg ? segTest : ""}  return true;
 `;
 }
 
+/**
+ * With segment ids (packed rows), the parts of a key or query range that cross no segment of the
+ * other side are skipped, where every score would be masked anyway (see {@linkcode segKeysStart}
+ * and {@linkcode segQueriesEnd}): for an example packed third into a row, the keys of the two
+ * before it. Only work whose every term is masked is dropped, so the results are bit for bit those
+ * of the full ranges. `seg_at(b, pos)`: the segment id at a position, clamped to the row.
+ */
+export const SEG_AT = `
+fn seg_at(b: u32, pos: i32) -> i32 {
+  return seg[b * p.seg_stride + min(u32(max(pos, 0i)), p.seg_stride - 1u)];
+}
+`;
+
+/**
+ * WGSL statements raising `kr.x` (a `var` key range) past the keys whose segment is none of the
+ * segments of the query positions `qpos` (expressions), padding keys included, in whole steps of
+ * `step` keys from the old start: the key blocks that remain are the blocks of the full range, so
+ * the online softmax rounds as before.
+ */
+export function segKeysStart(qpos: string[], step: number): string {
+  const qs = qpos.map((q, r) => `    let qs${r} = seg_at(b, ${q});\n`).join("");
+  const hit = qpos.map((_, r) => `sk == qs${r}`).join(" || ");
+  return `  {
+${qs}    var j = kr.x;
+    loop {
+      if (j >= kr.y) { break; }
+      let sk = seg[b * p.seg_stride + j];
+      if (sk != 0i && (${hit})) { break; }
+      j++;
+    }
+    kr.x = min(kr.x + ((j - kr.x) / ${step}u) * ${step}u, kr.y);
+  }
+`;
+}
+
+/**
+ * WGSL statements lowering `ihi` (a `var`; queries [ilo, ihi), position q_offset + i) past the
+ * queries that see none of the keys `keys` (index expressions; padding keys see nothing).
+ */
+export function segQueriesEnd(keys: string[]): string {
+  const ks = keys.map((k, r) => `    let ks${r} = seg[b * p.seg_stride + ${k}];\n`).join("");
+  const hit = keys.map((_, r) => `(sq == ks${r} && ks${r} != 0i)`).join(" || ");
+  return `  {
+${ks}    loop {
+      if (ihi <= ilo) { break; }
+      let sq = seg_at(b, p.q_offset + ihi - 1i);
+      if (${hit}) { break; }
+      ihi--;
+    }
+  }
+`;
+}
+
 /** Key range [lo, hi) any query of positions [qlo, qhi] may see (causal and window bounds). */
 export const KEY_RANGE = `
 fn key_range(qlo: i32, qhi: i32) -> vec2<u32> {

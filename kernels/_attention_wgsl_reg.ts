@@ -23,6 +23,9 @@ import {
   prelude,
   ro,
   rw,
+  SEG_AT,
+  segKeysStart,
+  segQueriesEnd,
   visibleFn,
 } from "./_attention_wgsl.ts";
 
@@ -48,6 +51,17 @@ export interface RegVariant {
   tex: boolean;
   drop: boolean;
   seg: boolean;
+}
+
+/**
+ * WGSL declaring `kr`, the key range of query rows i0..ilast (R of them): causal and window bounds,
+ * then with segment ids past the keys none of the rows' segments can see (`segKeysStart`).
+ */
+function keyRange(seg: boolean, R: number, bk: number): string {
+  const kr = "  var kr = key_range(p.q_offset + i32(i0), p.q_offset + i32(ilast));\n";
+  if (!seg) return kr;
+  return kr +
+    segKeysStart(Array.from({ length: R }, (_, r) => `p.q_offset + i32(min(i0 + ${r}u, ilast))`), bk);
 }
 
 /** Header with the params struct, storage and texture bindings, and the workgroup size. */
@@ -167,9 +181,9 @@ export const regForward = memo((key: string): Built => {
     ],
     workgroupSize: [wg, 1, 1],
   };
-  let s = `${prelude(D)}const WGR = ${wg}u;\n${regHeader(spec)}${
-    visibleFn(v.mask, v.seg)
-  }${KEY_RANGE}${HSUM}`;
+  let s = `${prelude(D)}const WGR = ${wg}u;\n${regHeader(spec)}${visibleFn(v.mask, v.seg)}${KEY_RANGE}${
+    v.seg ? SEG_AT : ""
+  }${HSUM}`;
   if (v.drop) s += DROP_FN;
   s += rowLoad("q", vec ? "vec" : "f32", "p.Tq", "p.H", D);
   s += rowLoad("k", kvSrc, "p.Tk", "p.Hkv", D) + rowLoad("v", kvSrc, "p.Tk", "p.Hkv", D);
@@ -183,8 +197,7 @@ export const regForward = memo((key: string): Built => {
   let hk = h / p.G;
   let i0 = rb * ${R}u;
   let ilast = min(i0 + ${R - 1}u, p.Tq - 1u);
-  let kr = key_range(p.q_offset + i32(i0), p.q_offset + i32(ilast));
-  let klast = max(kr.y, 1u) - 1u;
+${keyRange(v.seg, R, BK)}  let klast = max(kr.y, 1u) - 1u;
 `;
   for (let r = 0; r < R; r++) {
     s +=
@@ -304,9 +317,9 @@ export const regBackwardQ = memo((key: string): Built => {
     ],
     workgroupSize: [wg, 1, 1],
   };
-  let s = `${prelude(D)}const WGR = ${wg}u;\n${regHeader(spec)}${
-    visibleFn(v.mask, v.seg)
-  }${KEY_RANGE}${HSUM}`;
+  let s = `${prelude(D)}const WGR = ${wg}u;\n${regHeader(spec)}${visibleFn(v.mask, v.seg)}${KEY_RANGE}${
+    v.seg ? SEG_AT : ""
+  }${HSUM}`;
   if (v.drop) s += DROP_FN;
   for (const x of ["q", "dout", "o"]) s += rowLoad(x, rowSrc, "p.Tq", "p.H", D);
   s += rowLoad("k", kvSrc, "p.Tk", "p.Hkv", D) + rowLoad("v", kvSrc, "p.Tk", "p.Hkv", D);
@@ -320,8 +333,7 @@ export const regBackwardQ = memo((key: string): Built => {
   let hk = h / p.G;
   let i0 = rb * ${R}u;
   let ilast = min(i0 + ${R - 1}u, p.Tq - 1u);
-  let kr = key_range(p.q_offset + i32(i0), p.q_offset + i32(ilast));
-  let klast = max(kr.y, 1u) - 1u;
+${keyRange(v.seg, R, BK)}  let klast = max(kr.y, 1u) - 1u;
 `;
   for (let r = 0; r < R; r++) {
     s += `  let qpos${r} = p.q_offset + i32(i0 + ${r}u);
@@ -395,7 +407,9 @@ export const regBackwardKV = memo((key: string): Built => {
     ],
     workgroupSize: [wg, 1, 1],
   };
-  let s = `${prelude(D)}const WGR = ${wg}u;\n${regHeader(spec)}${visibleFn(v.mask, v.seg)}${HSUM}`;
+  let s = `${prelude(D)}const WGR = ${wg}u;\n${regHeader(spec)}${visibleFn(v.mask, v.seg)}${
+    v.seg ? SEG_AT : ""
+  }${HSUM}`;
   if (v.drop) s += DROP_FN;
   s += rowLoad("k", rowSrc, "p.Tk", "p.Hkv", D) + rowLoad("v", rowSrc, "p.Tk", "p.Hkv", D);
   s += rowLoad("q", qSrc, "p.Tq", "p.H", D) + rowLoad("dout", qSrc, "p.Tq", "p.H", D);
@@ -416,7 +430,7 @@ export const regBackwardKV = memo((key: string): Built => {
   var ihi = i32(p.Tq);
   if (p.window > 0u) { ihi = min(ihi, i32(jb) + ${R - 1} + i32(p.window) - p.q_offset); }
   if (jb >= jvalid) { ihi = ilo; }
-`;
+${v.seg ? segQueriesEnd(Array.from({ length: R }, (_, r) => `min(jb + ${r}u, jl)`)) : ""}`;
   for (let r = 0; r < R; r++) {
     s += `  let j${r} = jb + ${r}u;\n  let kh${r} = k_row(b, min(j${r}, jl), hk);\n`;
     for (let c = 0; c < D4; c++) {
