@@ -52,8 +52,12 @@
  *   lse, pacc, pml.
  * Segments (`opts.segment_ids`, packed rows): one more clause of the shared predicate, compiled in
  * a `seg` variant of every kernel (forward, both backwards, split-K), so kernels without segments
- * are the same code as before. The key ranges are not narrowed by segments: a packed row costs the
- * attention of one row of its length.
+ * are the same code as before. The register kernels (`reg`, `tex`: the CPU adapters' choice) also
+ * narrow their ranges by segment: the forward and dQ skip the leading keys no query row of the
+ * invocation shares a segment with (in whole key blocks, so the online softmax rounds as before),
+ * dK/dV the trailing queries that share none with its keys; only all-masked work is skipped, so
+ * results are bit for bit those of the full ranges. The `tile` kernels and split-K still cover the
+ * whole causal range: there a packed row costs the attention of one row of its length.
  * Limits: D <= 256 on webgpu; each tensor within the device's storage binding size.
  *
  * @module
