@@ -10,8 +10,7 @@
  */
 import { writeFileAtomicSync } from "../util/atomic.ts";
 import { parseJson } from "../util/json.ts";
-import type { Gpu } from "./gpu.ts";
-import { isCpuAdapter } from "./_matmul_tune.ts";
+import { type Gpu, isCpuAdapter } from "./gpu.ts";
 
 /**
  * One kernel's configuration: `tile` (workgroup-memory tiles, one row per thread) or a

@@ -10,7 +10,7 @@
  */
 import { writeFileAtomicSync } from "../util/atomic.ts";
 import { parseJson } from "../util/json.ts";
-import type { Gpu } from "./gpu.ts";
+import { type Gpu, isCpuAdapter } from "./gpu.ts";
 import { configKey, type MatmulConfig, parseConfigKey } from "./_matmul_wgsl.ts";
 import { dispatchMatmul } from "./_matmul_dispatch.ts";
 
@@ -59,13 +59,6 @@ const tile = (tm: number, tn: number, wx: number, wy: number, bk: number): Matmu
   wy,
   bk,
 });
-
-/** True for CPU rasterizers (llvmpipe, lavapipe, SwiftShader, WARP) and fallback adapters. */
-export function isCpuAdapter(gpu: Gpu): boolean {
-  const i = gpu.info;
-  return i.isFallbackAdapter ||
-    /llvmpipe|lavapipe|swiftshader|software|warp|cpu/i.test(`${i.description} ${i.vendor} ${i.architecture}`);
-}
 
 function defaults(gpu: Gpu): Record<ShapeClass, MatmulConfig> {
   // CPU rasterizers: texture fetches are vectorized gathers while storage-buffer loads run as a

@@ -606,6 +606,13 @@ function idOfPipeline(p: GPUComputePipeline): number {
   return id;
 }
 
+/** True for CPU rasterizers (llvmpipe, lavapipe, SwiftShader, WARP) and fallback adapters. */
+export function isCpuAdapter(gpu: Gpu): boolean {
+  const i = gpu.info;
+  return i.isFallbackAdapter ||
+    /llvmpipe|lavapipe|swiftshader|software|warp|cpu/i.test(`${i.description} ${i.vendor} ${i.architecture}`);
+}
+
 /**
  * Spread `n` workgroups over a 2-D grid that respects the per-dimension limit. Shaders recover the
  * linear index as `wid.x + wid.y * nwg.x` and must bounds-check against their element count.

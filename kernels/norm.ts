@@ -37,8 +37,7 @@ import {
   wgslWorkgroupReduce,
 } from "./_kernel.ts";
 import { record } from "./autograd.ts";
-import { type Gpu, grid1d } from "./gpu.ts";
-import { isCpuAdapter } from "./_matmul_tune.ts";
+import { type Gpu, grid1d, isCpuAdapter } from "./gpu.ts";
 import { expectDtype, expectSameBackend, shapeText, type Tensor, type WritableArray } from "./tensor.ts";
 
 /** Norm kinds. */
@@ -161,7 +160,7 @@ function fwdSpec(kind: NormOpKind, bias: boolean, wg: number): KernelSpec {
       f32r("w"),
       ...(bias ? [f32r("b")] : []),
     ],
-    workgroupSize: [wg > 1 ? wg : ROWS_WG, 1, 1],
+    workgroupSize: [rowGroupSize(wg), 1, 1],
   };
 }
 
@@ -230,7 +229,7 @@ function dxSpec(kind: NormOpKind, wg: number): KernelSpec {
       ...(kind === "layer" ? [f32r("mean")] : []),
       f32r("rstd"),
     ],
-    workgroupSize: [wg > 1 ? wg : ROWS_WG, 1, 1],
+    workgroupSize: [rowGroupSize(wg), 1, 1],
   };
 }
 
@@ -350,6 +349,11 @@ export function setNormRowLayout(layout: NormRowLayout): NormRowLayout {
   const prev = rowLayout;
   rowLayout = layout;
   return prev;
+}
+
+/** The workgroup size of the row kernels for `wg` invocations per row. */
+function rowGroupSize(wg: number): number {
+  return wg > 1 ? wg : ROWS_WG;
 }
 
 /** The grid of the row kernels for `wg` invocations per row. */
