@@ -50,14 +50,9 @@
  *   `combine` (a thread per output element) merges the splits. Cost per token: O(kv_len) reads
  *   spread over many workgroups. Bindings: params, pacc, pml, q, k, v[, mask][, seg]; params, out,
  *   lse, pacc, pml.
- * Segments (`opts.segment_ids`, packed rows): one more clause of the shared predicate, compiled in
- * a `seg` variant of every kernel (forward, both backwards, split-K), so kernels without segments
- * are the same code as before. The register kernels (`reg`, `tex`: the CPU adapters' choice) also
- * narrow their ranges by segment: the forward and dQ skip the leading keys no query row of the
- * invocation shares a segment with (in whole key blocks, so the online softmax rounds as before),
- * dK/dV the trailing queries that share none with its keys; only all-masked work is skipped, so
- * results are bit for bit those of the full ranges. The `tile` kernels and split-K still cover the
- * whole causal range: there a packed row costs the attention of one row of its length.
+ * Segments (`opts.segment_ids`, packed rows): one more clause of the shared predicate, in a `seg`
+ * variant of every kernel. The `reg` / `tex` kernels also skip the keys (forward, dQ) or queries
+ * (dK/dV) of other segments, in whole key blocks (bit for bit the full range's results).
  * Limits: D <= 256 on webgpu; each tensor within the device's storage binding size.
  *
  * @module
