@@ -74,6 +74,28 @@ export function setAttentionConfig(gpu: Gpu, c: Partial<AttentionConfig>): Atten
   return next;
 }
 
+/** How the split-K decode kernel spreads its work: see {@linkcode setDecodeLayout}. */
+export type DecodeLayout = "auto" | "workgroup" | "invocation";
+
+let decodeLayout: DecodeLayout = "auto";
+
+/**
+ * Force the split-K decode kernel's layout on every adapter (tests and benchmarks run both):
+ * `workgroup` (a workgroup per key split, a thread per key, barriers between the phases),
+ * `invocation` (an invocation per query row and key split, no barriers; the same partials bit for
+ * bit) or `auto` (the default: `invocation` on CPU adapters). Returns the previous setting.
+ */
+export function setDecodeLayout(layout: DecodeLayout): DecodeLayout {
+  const prev = decodeLayout;
+  decodeLayout = layout;
+  return prev;
+}
+
+/** Whether the split-K decode on `gpu` runs an invocation per query row and split. */
+export function decodeByInvocation(gpu: Gpu): boolean {
+  return decodeLayout === "invocation" || (decodeLayout === "auto" && isCpuAdapter(gpu));
+}
+
 /** Text key of a kernel config (`tile`, `tex:4x4:8`). */
 export function kernelConfigKey(c: AttentionKernelConfig): string {
   return c.family === "tile" ? "tile" : `${c.family}:${c.rows}x${c.bk}:${c.wg}`;

@@ -395,6 +395,85 @@ ${visibleFn(m, seg)}`;
   );
 });
 
+/**
+ * The split-K decode with one invocation per (query row, key split) instead of a workgroup: the
+ * same scores, max, sum and P·V as {@linkcode splitForward}, summed in the same order (so the
+ * partials are bit for bit its partials, for `combine`), without workgroup memory or barriers,
+ * which CPU rasterizers pay for. Invocation ((b * Hkv + hk) * nsplit + split) * R + r; K and V are
+ * read a vec4 at a time when D % 4 == 0.
+ */
+export const splitForwardRows = memo((key: `${number}|${MaskKind}|${number}|${0 | 1}`): Built => {
+  const [d, m, r, sg] = key.split("|") as [string, MaskKind, string, string];
+  const D = Number(d), R = Number(r), seg = sg === "1", v4 = D % 4 === 0;
+  const spec: KernelSpec = {
+    label: "attention.decode_rows",
+    params: ATTN_PARAMS,
+    bindings: [
+      rw("pacc"),
+      rw("pml"),
+      ro("q"),
+      ro("k", v4 ? "vec4<f32>" : "f32"),
+      ro("v", v4 ? "vec4<f32>" : "f32"),
+      ...maskBindings(m, seg),
+    ],
+    workgroupSize: [WG, 1, 1],
+  };
+  // s += q . (key row at src), e * (value row at src) added to acc: element by element, in order of d
+  const each = (body: (x: string, d: string) => string, name: string) =>
+    v4
+      ? `for (var c = 0u; c < ${D / 4}u; c++) {
+        let x4 = ${name}[src / 4u + c];
+        ${[0, 1, 2, 3].map((i) => body(`x4[${i}]`, `4u * c + ${i}u`)).join(" ")}
+      }`
+      : `for (var d = 0u; d < D; d++) { ${body(`${name}[src + d]`, "d")} }`;
+  return build(
+    spec,
+    `${prelude(D)}const R = ${R}u;
+${visibleFn(m, seg)}`,
+    `fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let g = wid.x * WG + lid.x + wid.y * nwg.x * WG;
+  if (g >= p.B * p.Hkv * p.nsplit * R) { return; }
+  let r = g % R;
+  let split = (g / R) % p.nsplit;
+  let hk = (g / (R * p.nsplit)) % p.Hkv;
+  let b = g / (R * p.nsplit * p.Hkv);
+  let qpos = p.q_offset + i32(r % p.Tq);
+  let qrow = ((b * p.Tq + r % p.Tq) * p.H + hk * p.G + r / p.Tq) * D;
+  var qv: array<f32, D>;
+  for (var d = 0u; d < D; d++) { qv[d] = q[qrow + d] * p.scale; }
+  var sc: array<f32, WG>;
+  var mx = NEG;
+  for (var jj = 0u; jj < WG; jj++) {
+    let j = split * WG + jj;
+    var s = NEG;
+    if (visible(b, qpos, j)) {
+      s = 0.0;
+      let src = ((b * p.Tk + j) * p.Hkv + hk) * D;
+      ${each((x, d) => `s += qv[${d}] * ${x};`, "k")}
+    }
+    sc[jj] = s;
+    mx = max(mx, s);
+  }
+  var l = 0.0;
+  for (var jj = 0u; jj < WG; jj++) {
+    if (sc[jj] > NEG) { l += exp(sc[jj] - mx); }
+  }
+  let base = ((b * p.Hkv + hk) * p.nsplit + split) * R + r;
+  pml[base * 2u] = mx;
+  pml[base * 2u + 1u] = l;
+  var acc: array<f32, D>;
+  let nk = min(WG, p.kv_len - min(p.kv_len, split * WG));
+  for (var jj = 0u; jj < nk; jj++) {
+    let e = select(0.0, exp(sc[jj] - mx), sc[jj] > NEG);
+    let src = ((b * p.Tk + split * WG + jj) * p.Hkv + hk) * D;
+    ${each((x, d) => `acc[${d}] += e * ${x};`, "v")}
+  }
+  for (var d = 0u; d < D; d++) { pacc[base * D + d] = acc[d]; }
+}
+`,
+  );
+});
+
 /** Merge the split-K partials: one thread per output element (b, i, h, d); d = 0 writes lse. */
 export const combine = memo((key: `${number}|${number}`): Built => {
   const [d, r] = key.split("|");

@@ -37,23 +37,19 @@
  *   reads buffers (`reg`). Forward: BK keys per step, scores R x BK, one online-softmax rescale per
  *   row and step (only when the step raises the row max), then P·V. dQ: also writes D_i = dO_i · O_i
  *   for dK/dV (no separate pass). dK/dV: R keys per invocation loop over the group's heads and the
- *   queries that may see them. Rows per invocation shrink above D = 64 (`regRows`).
- *   Measured on llvmpipe (2 cores, B=1, H=8, D=64, causal): see `bench/attention.ts`.
+ *   queries that may see them. Rows per invocation shrink above D = 64 (`regRows`). Timings:
+ *   `bench/attention.ts`.
  * - `tile` (workgroup memory, WG = 64, the GPU path): forward grid (ceil(Tq/64), H, B); a thread per
- *   query row keeps q and the output accumulator in registers and streams K/V tiles of
- *   BK = min(32, 2048/D) keys through workgroup memory with an online softmax. Backward: `di` (a
- *   thread per row), `dq` (grid as forward), `dkv` (grid (ceil(Tk/64), Hkv, B), a thread per key row
- *   loops over the group's heads and Q/dout tiles of min(32, 16384/(8D+8)) rows).
- * Both are deterministic (no atomics) with O(T) memory (no T x T scores).
- * - decode (split-K, when G * Tq <= min(16, 2048/D), e.g. Tq = 1): grid (ceil(kv_len/64), Hkv, B);
- *   a thread per key computes the group's scores, the workgroup its split's max, sum and P·V;
- *   `combine` (a thread per output element) merges the splits. Cost per token: O(kv_len) reads
- *   spread over many workgroups. Bindings: params, pacc, pml, q, k, v[, mask][, seg]; params, out,
- *   lse, pacc, pml.
- * Segments (`opts.segment_ids`, packed rows): one more clause of the shared predicate, in a `seg`
- * variant of every kernel. The `reg` / `tex` kernels also skip the keys (forward, dQ) or queries
- * (dK/dV) of other segments, in whole key blocks (bit for bit the full range's results).
- * Limits: D <= 256 on webgpu; each tensor within the device's storage binding size.
+ *   query row streams K/V tiles of min(32, 2048/D) keys through workgroup memory with an online
+ *   softmax. Backward: `di` (a thread per row), `dq` (grid as forward), `dkv` (a thread per key row
+ *   loops over the group's heads and Q/dout tiles). Deterministic (no atomics), O(T) memory.
+ * - decode (split-K, when G * Tq <= min(16, 2048/D), e.g. Tq = 1), splits of 64 keys: a workgroup
+ *   per (split, kv head, batch), a thread per key, barriers between scores, max/sum and P·V; or, on
+ *   CPU adapters (`setDecodeLayout`), an invocation per (query row, split) with no barriers and the
+ *   same partials bit for bit. `combine` (a thread per output element) merges the splits.
+ * Segments (`opts.segment_ids`, packed rows): a clause of the shared predicate, in a `seg` variant
+ * of every kernel; `reg` / `tex` skip the keys (forward, dQ) or queries (dK/dV) of other segments
+ * in whole key blocks (bit for bit). Limits: D <= 256 on webgpu; tensors within a storage binding.
  *
  * @module
  */
@@ -69,6 +65,7 @@ import {
   NEG,
   rowDot,
   splitForward,
+  splitForwardRows,
   splitRows,
   type TileKey,
   WG,
@@ -87,8 +84,11 @@ import {
   attentionConfigFor,
   type AttentionKernelConfig,
   type AttentionTiming,
+  decodeByInvocation,
+  type DecodeLayout,
   kernelConfigKey,
   setAttentionConfig,
+  setDecodeLayout,
   tuneAttention,
 } from "./_attention_tune.ts";
 import type { Backend } from "./backend.ts";
@@ -486,15 +486,15 @@ const maskKind = (r: Resolved): MaskKind => (r.mask ? r.mask.dtype as MaskKind :
 /** Memo key of a tile kernel (`_attention_wgsl.ts`): head dim, mask kind, dropout, segments. */
 const tileKey = (r: Resolved): TileKey => `${r.dims.D}|${maskKind(r)}|${r.drop ? 1 : 0}|${r.seg ? 1 : 0}`;
 
-/** The trailing bindings of every kernel variant: the key mask, then the segment ids (when given). */
+/** The trailing bindings of a kernel variant: the key mask, then the segment ids (when given). */
 const maskTensors = (r: Resolved): Tensor[] => [...(r.mask ? [r.mask] : []), ...(r.seg ? [r.seg] : [])];
 
 function dispatch(k: Built, tensors: Tensor[], r: Resolved, p: Record<string, number>, grid: number[]) {
   launch(k.spec, k.code, [...tensors, ...maskTensors(r)], p, grid as [number, number, number]);
 }
 
-export { attentionConfigFor, kernelConfigKey, setAttentionConfig };
-export type { AttentionConfig, AttentionKernelConfig, AttentionTiming };
+export { attentionConfigFor, kernelConfigKey, setAttentionConfig, setDecodeLayout };
+export type { AttentionConfig, AttentionKernelConfig, AttentionTiming, DecodeLayout };
 
 /** The configuration of one kernel: the options' override (checked by `resolve`), else the adapter's. */
 function kernelConfig(q: Tensor, o: AttentionOptions, which: keyof AttentionConfig): AttentionKernelConfig {
@@ -684,15 +684,15 @@ export function attentionForward(
     const kern = flashForward(tileKey(r));
     return dispatch(kern, [out, lse, q, k, v], r, params(r, opts), [Math.ceil(Tq / WG), H, B]);
   }
-  const nsplit = Math.max(1, Math.ceil(r.kvLen / WG));
-  const be = q.backend;
+  const be = q.backend, nsplit = Math.max(1, Math.ceil(r.kvLen / WG));
   const pacc = be.empty([B, Hkv, nsplit, R, D]), pml = be.empty([B, Hkv, nsplit, R, 2]);
   const p = params(r, opts, nsplit);
-  dispatch(splitForward(`${D}|${m}|${R}|${r.seg ? 1 : 0}`), [pacc, pml, q, k, v], r, p, [nsplit, Hkv, B]);
+  const key = `${D}|${m}|${R}|${r.seg ? 1 : 0}` as const, rows = decodeByInvocation(be.device);
+  const grid = rows ? gridFor(B * Hkv * nsplit * R, WG) : [nsplit, Hkv, B];
+  dispatch((rows ? splitForwardRows : splitForward)(key), [pacc, pml, q, k, v], r, p, grid);
   const c = combine(`${D}|${R}`);
   launch(c.spec, c.code, [out, lse, pacc, pml], p, gridFor(B * Tq * H * D, WG));
-  pacc.dispose();
-  pml.dispose();
+  for (const t of [pacc, pml]) t.dispose();
 }
 
 /**

@@ -9,6 +9,7 @@ import {
   type AttentionReferenceOptions,
   kernelConfigKey,
   regRows,
+  setDecodeLayout,
 } from "../../kernels/attention.ts";
 import { parseKernelConfig } from "../../kernels/_attention_tune.ts";
 import { backward } from "../../kernels/autograd.ts";
@@ -627,6 +628,44 @@ Deno.test("attention() segment ids on the split-K decode path match the referenc
   for (const [i, c] of list.entries()) {
     await checkForward(c, 1100 + i, "split_k");
     await checkForward(c, 1100 + i, "flash");
+  }
+});
+
+Deno.test("attention() split-K decode: the invocation and workgroup layouts give the same bits and match the reference", async () => {
+  const gpu = await webgpu();
+  const list: Case[] = [
+    { B: 3, Tq: 1, Tk: 150, H: 4, Hkv: 4, D: 32, opts: { causal: true }, pad: [-5, 0, 7] },
+    { B: 2, Tq: 2, Tk: 70, H: 8, Hkv: 2, D: 24, opts: { causal: true, sliding_window: 20, kv_len: 61 } },
+    {
+      B: 2,
+      Tq: 1,
+      Tk: 40,
+      H: 2,
+      Hkv: 1,
+      D: 10,
+      opts: { causal: true },
+      seg: "packed",
+      maskDtype: "i32",
+      pad: [3],
+    },
+    { B: 1, Tq: 3, Tk: 9, H: 2, Hkv: 2, D: 64 },
+  ];
+  const prev = setDecodeLayout("auto");
+  try {
+    for (const [i, c] of list.entries()) {
+      const x = inputs(c, 1200 + i);
+      const bits: number[][] = [];
+      for (const layout of ["workgroup", "invocation"] as const) {
+        setDecodeLayout(layout);
+        await checkForward(c, 1200 + i, "split_k");
+        if (!gpu) continue;
+        const got = await Promise.all(forward(gpu, c, x, "split_k").map((t) => t.toArray()));
+        bits.push(got.flatMap((a) => [...new Uint32Array((a as Float32Array).slice().buffer)]));
+      }
+      if (gpu) assert.deepEqual(bits[1], bits[0], `case ${i}: the layouts differ`);
+    }
+  } finally {
+    setDecodeLayout(prev);
   }
 });
 
