@@ -175,18 +175,23 @@ function lookup(gpu: Gpu): AutotuneResult {
   return result;
 }
 
-/** Shape class of a product: tiny products use the `small` config (cheap to compile). */
-export function shapeClass(M: number, N: number, K: number): ShapeClass {
+/**
+ * Shape class of a product: tiny products use the `small` config (cheap to compile). On CPU
+ * adapters (`cpu`) up to 64 rows of A are `thin` too: the rows of a decode step, where staging both
+ * operands as textures costs more than the texel fetches save (llvmpipe, 2 cores: 64 x 128 x 384
+ * 0.60 ms `tex` vs 0.34 ms `reg`, the LM head 64 x 128 x 4096 4.3 vs 3.1 ms; at 128 rows the two are about even).
+ */
+export function shapeClass(M: number, N: number, K: number, cpu = false): ShapeClass {
   if (M <= 4) return N * K >= 1 << 16 ? "gemv" : "small";
   if (M * N * K < 1 << 21) return "small";
-  return Math.min(M, N) <= 32 ? "thin" : "gemm";
+  return Math.min(M, N) <= 32 || (cpu && M <= 64) ? "thin" : "gemm";
 }
 
 /**
  * The tile configuration a matmul of `M x K x N` uses on `gpu` (tuned, cached or default).
  */
 export function matmulConfigFor(gpu: Gpu, M: number, N: number, K: number): MatmulConfig {
-  return lookup(gpu).configs[shapeClass(M, N, K)];
+  return lookup(gpu).configs[shapeClass(M, N, K, isCpuAdapter(gpu))];
 }
 
 /**

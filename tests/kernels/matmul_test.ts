@@ -10,6 +10,7 @@ import {
   type MatmulOptions,
   matmulReference,
 } from "../../kernels/matmul.ts";
+import { shapeClass } from "../../kernels/_matmul_tune.ts";
 import { backward } from "../../kernels/autograd.ts";
 import type { Backend } from "../../kernels/backend.ts";
 import { mul } from "../../kernels/elementwise.ts";
@@ -591,5 +592,21 @@ Deno.test("matmul() with an f16 b names the missing shader-f16 feature", async (
     assert.equal(be.device.stats.dispatches, before);
   } finally {
     if (had) features.add("shader-f16");
+  }
+});
+
+Deno.test("shapeClass(): decode-sized products are thin on CPU adapters only; tiny and M <= 4 keep their classes", () => {
+  // [M, K, N, cpu] -> class
+  const want: [number, number, number, boolean, string][] = [
+    [64, 128, 384, true, "thin"], // a decode step's MLP with 64 rows
+    [64, 128, 384, false, "gemm"], // GPUs keep the tiles
+    [64, 128, 4096, true, "thin"], // the LM head of a decode step
+    [128, 128, 384, true, "gemm"],
+    [4096, 128, 16, false, "thin"], // LoRA's rank-16 product, every adapter
+    [64, 128, 128, true, "small"], // under 2^21 multiply-adds
+    [1, 2048, 2048, true, "gemv"],
+  ];
+  for (const [M, K, N, isCpu, cls] of want) {
+    assert.equal(shapeClass(M, N, K, isCpu), cls, `${M}x${K}x${N} cpu=${isCpu}`);
   }
 });
