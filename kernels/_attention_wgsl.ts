@@ -23,7 +23,7 @@
  * @module
  */
 import type { BindingSpec, KernelSpec } from "./_kernel.ts";
-import { memo, wgslHeader } from "./_kernel.ts";
+import { LINEAR_INDEX, MAIN_ARGS, memo, wgslHeader } from "./_kernel.ts";
 import { DROPOUT_HASH_WGSL } from "./elementwise.ts";
 
 /** Uniform params shared by every attention kernel. */
@@ -430,13 +430,13 @@ export const splitForwardRows = memo((key: `${number}|${MaskKind}|${number}|${0 
     spec,
     `${prelude(D)}const R = ${R}u;
 ${visibleFn(m, seg)}`,
-    `fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let g = wid.x * WG + lid.x + wid.y * nwg.x * WG;
-  if (g >= p.B * p.Hkv * p.nsplit * R) { return; }
-  let r = g % R;
-  let split = (g / R) % p.nsplit;
-  let hk = (g / (R * p.nsplit)) % p.Hkv;
-  let b = g / (R * p.nsplit * p.Hkv);
+    `fn main(${MAIN_ARGS}) {
+  ${LINEAR_INDEX}
+  if (gid >= p.B * p.Hkv * p.nsplit * R) { return; }
+  let r = gid % R;
+  let split = (gid / R) % p.nsplit;
+  let hk = (gid / (R * p.nsplit)) % p.Hkv;
+  let b = gid / (R * p.nsplit * p.Hkv);
   let qpos = p.q_offset + i32(r % p.Tq);
   let qrow = ((b * p.Tq + r % p.Tq) * p.H + hk * p.G + r / p.Tq) * D;
   var qv: array<f32, D>;
@@ -487,8 +487,8 @@ export const combine = memo((key: `${number}|${number}`): Built => {
   return build(
     spec,
     `${prelude(D)}const R = ${R}u;\n`,
-    `fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let gid = wid.x * WG + lid.x + wid.y * nwg.x * WG;
+    `fn main(${MAIN_ARGS}) {
+  ${LINEAR_INDEX}
   if (gid >= p.B * p.Tq * p.H * D) { return; }
   let dd = gid % D;
   let h = (gid / D) % p.H;
