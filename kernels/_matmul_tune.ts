@@ -177,14 +177,17 @@ function lookup(gpu: Gpu): AutotuneResult {
 
 /**
  * Shape class of a product: tiny products use the `small` config (cheap to compile). On CPU
- * adapters (`cpu`) up to 64 rows of A are `thin` too: the rows of a decode step, where staging both
- * operands as textures costs more than the texel fetches save (llvmpipe, 2 cores: 64 x 128 x 384
- * 0.60 ms `tex` vs 0.34 ms `reg`, the LM head 64 x 128 x 4096 4.3 vs 3.1 ms; at 128 rows the two are about even).
+ * adapters (`cpu`) products with at most 64 rows of A, or an output of at most 128 x 128, are
+ * `thin` too (the same sums bit for bit): staging both operands as textures costs more there than
+ * the texel fetches save. On llvmpipe, 2 cores: a decode step's 64 x 128 x 384 0.60 ms `tex` vs
+ * 0.34 ms `reg`, its LM head 64 x 128 x 4096 4.3 vs 3.1 ms; a training step's attention-projection
+ * weight gradient 128 x 4096 x 128 10.8 vs 6.9 ms; at 128 x 128 x 384 or 384 x 4096 x 128 `tex` wins.
  */
 export function shapeClass(M: number, N: number, K: number, cpu = false): ShapeClass {
   if (M <= 4) return N * K >= 1 << 16 ? "gemv" : "small";
   if (M * N * K < 1 << 21) return "small";
-  return Math.min(M, N) <= 32 || (cpu && M <= 64) ? "thin" : "gemm";
+  if (Math.min(M, N) <= 32 || (cpu && (M <= 64 || (M <= 128 && N <= 128)))) return "thin";
+  return "gemm";
 }
 
 /**

@@ -11,6 +11,7 @@ import {
   matmulReference,
 } from "../../kernels/matmul.ts";
 import { shapeClass } from "../../kernels/_matmul_tune.ts";
+import { parseConfigKey } from "../../kernels/_matmul_wgsl.ts";
 import { backward } from "../../kernels/autograd.ts";
 import type { Backend } from "../../kernels/backend.ts";
 import { mul } from "../../kernels/elementwise.ts";
@@ -595,18 +596,47 @@ Deno.test("matmul() with an f16 b names the missing shader-f16 feature", async (
   }
 });
 
-Deno.test("shapeClass(): decode-sized products are thin on CPU adapters only; tiny and M <= 4 keep their classes", () => {
+Deno.test("shapeClass(): decode-sized products and 128 x 128 outputs are thin on CPU adapters only; tiny and M <= 4 keep their classes", () => {
   // [M, K, N, cpu] -> class
   const want: [number, number, number, boolean, string][] = [
     [64, 128, 384, true, "thin"], // a decode step's MLP with 64 rows
     [64, 128, 384, false, "gemm"], // GPUs keep the tiles
     [64, 128, 4096, true, "thin"], // the LM head of a decode step
+    [128, 4096, 128, true, "thin"], // a q/k/v/o weight gradient over 4096 tokens
+    [128, 4096, 128, false, "gemm"],
     [128, 128, 384, true, "gemm"],
+    [384, 4096, 128, true, "gemm"],
     [4096, 128, 16, false, "thin"], // LoRA's rank-16 product, every adapter
     [64, 128, 128, true, "small"], // under 2^21 multiply-adds
     [1, 2048, 2048, true, "gemv"],
   ];
   for (const [M, K, N, isCpu, cls] of want) {
     assert.equal(shapeClass(M, N, K, isCpu), cls, `${M}x${K}x${N} cpu=${isCpu}`);
+  }
+});
+
+Deno.test("matmul() tex and reg families give the same bits (so shapeClass may move products between them)", async () => {
+  const gpu = await webgpu();
+  if (!gpu) return;
+  const tex = parseConfigKey("tex:12x16:32")!, reg = parseConfigKey("reg:8x16:16")!;
+  // [M, K, N, transA, transB]: a weight gradient over tokens, a decode step's MLP, an odd K
+  for (
+    const [M, K, N, transA, transB] of [[128, 300, 128, true, false], [64, 128, 384, false, true], [
+      40,
+      37,
+      24,
+      false,
+      false,
+    ]] as const
+  ) {
+    const a = gpu.fromArray(randomArray(M * K, M + K), transA ? [K, M] : [M, K]);
+    const b = gpu.fromArray(randomArray(K * N, K + N), transB ? [N, K] : [K, N]);
+    const bits: number[][] = [];
+    for (const config of [tex, reg]) {
+      const out = gpu.empty([M, N]);
+      matmulForward(out, a, b, { transA, transB, config });
+      bits.push([...new Uint32Array((await out.toArray() as Float32Array).slice().buffer)]);
+    }
+    assert.deepEqual(bits[1], bits[0], `${M}x${K}x${N}`);
   }
 });
