@@ -9,102 +9,23 @@ import {
   type AttentionReferenceOptions,
   kernelConfigKey,
   regRows,
-  setDecodeLayout,
 } from "../../kernels/attention.ts";
 import { parseKernelConfig } from "../../kernels/_attention_tune.ts";
 import { backward } from "../../kernels/autograd.ts";
 import type { Backend } from "../../kernels/backend.ts";
-import { assert, assertAllClose, randomArray, rng } from "../_assert.ts";
+import { assert, assertAllClose } from "../_assert.ts";
 import { backends, compareBackends, dot, gradcheck, rand64, webgpu } from "../_check.ts";
-
-interface Case {
-  B: number;
-  Tq: number;
-  Tk: number;
-  H: number;
-  Hkv: number;
-  D: number;
-  opts?: Omit<AttentionOptions, "attention_mask" | "segment_ids">;
-  /** Per-batch count of padded key positions (negative: left padding). */
-  pad?: number[];
-  maskDtype?: "f32" | "i32" | "u32";
-  /**
-   * Segment ids `[B, Tk]`: `packed` (runs of 1..7 tokens numbered 1, 2, ..., odd rows ending in 3
-   * padding positions) or `scattered` (ids 0..3 in any order: padding and segments interleaved).
-   */
-  seg?: "packed" | "scattered";
-}
-
-const TOL = { atol: 1e-5, rtol: 1e-4 };
-const worst = { fwd: 0, bwd: 0 };
-
-function maskData(c: Case): number[] | null {
-  if (!c.pad) return null;
-  const m: number[] = [];
-  for (let b = 0; b < c.B; b++) {
-    const p = c.pad[b % c.pad.length];
-    for (let j = 0; j < c.Tk; j++) m.push(p >= 0 ? (j < c.Tk - p ? 1 : 0) : (j < -p ? 0 : 1));
-  }
-  return m;
-}
-
-function segData(c: Case, seed = 1): number[] | null {
-  if (!c.seg) return null;
-  const r = rng(seed), out: number[] = [];
-  for (let b = 0; b < c.B; b++) {
-    if (c.seg === "scattered") {
-      for (let j = 0; j < c.Tk; j++) out.push(Math.floor(r() * 4));
-      continue;
-    }
-    const real = b % 2 ? Math.max(0, c.Tk - 3) : c.Tk;
-    let id = 0, left = 0;
-    for (let j = 0; j < c.Tk; j++) {
-      if (j >= real) {
-        out.push(0);
-        continue;
-      }
-      if (left === 0) [id, left] = [id + 1, 1 + Math.floor(r() * 7)];
-      out.push(id);
-      left--;
-    }
-  }
-  return out;
-}
-
-function inputs(c: Case, seed: number) {
-  const nq = c.B * c.Tq * c.H * c.D, nk = c.B * c.Tk * c.Hkv * c.D;
-  return {
-    q: randomArray(nq, seed, 2),
-    k: randomArray(nk, seed + 1, 2),
-    v: randomArray(nk, seed + 2),
-    dout: randomArray(nq, seed + 3),
-    mask: maskData(c),
-    seg: segData(c, seed),
-  };
-}
-
-function upload(be: Backend, c: Case, x: ReturnType<typeof inputs>) {
-  const q = be.fromArray(x.q, [c.B, c.Tq, c.H, c.D]);
-  const k = be.fromArray(x.k, [c.B, c.Tk, c.Hkv, c.D]);
-  const v = be.fromArray(x.v, [c.B, c.Tk, c.Hkv, c.D]);
-  const mask = x.mask ? be.fromArray(x.mask, [c.B, c.Tk], c.maskDtype ?? "f32") : null;
-  const seg = x.seg ? be.fromArray(x.seg, [c.B, c.Tk], "i32") : null;
-  return { q, k, v, mask, opts: { ...c.opts, attention_mask: mask, segment_ids: seg } as AttentionOptions };
-}
-
-function forward(be: Backend, c: Case, x: ReturnType<typeof inputs>, path?: AttentionOptions["path"]) {
-  const t = upload(be, c, x);
-  const out = be.empty(t.q.shape), lse = be.empty([c.B, c.H, c.Tq]);
-  attentionForward(out, lse, t.q, t.k, t.v, { ...t.opts, path });
-  return [out, lse];
-}
-
-async function checkForward(c: Case, seed: number, path?: AttentionOptions["path"]) {
-  const x = inputs(c, seed);
-  const label = `forward ${JSON.stringify({ ...c, path })}`;
-  const cmp = await compareBackends(label, (be) => forward(be, c, x, path), TOL);
-  for (const r of cmp) worst.fwd = Math.max(worst.fwd, r.maxAbs);
-}
+import {
+  type Case,
+  checkForward,
+  forward,
+  inputs,
+  maskData,
+  segData,
+  TOL,
+  upload,
+  worst,
+} from "./_attention_cases.ts";
 
 function cases(): Case[] {
   const heads = [[2, 2], [4, 2], [8, 1]] as const;
@@ -185,42 +106,6 @@ Deno.test("attention() sliding window follows HF: keys in (pos - W, pos]", async
       row.push(out[i] > 0 ? "1" : "0");
     }
     assert.equal(row.join(""), want[i], `row ${i}`);
-  }
-});
-
-Deno.test("attention() decode against a KV cache with kv_len < Tmax equals the last row of full causal attention", async () => {
-  const B = 2, H = 8, Hkv = 2, D = 64, Tmax = 96;
-  for (const be of await backends()) {
-    for (const L of [1, 33, 70]) {
-      const full = inputs({ B, Tq: L, Tk: L, H, Hkv, D }, 500 + L);
-      const q = be.fromArray(full.q, [B, L, H, D]);
-      const k = be.fromArray(full.k, [B, L, Hkv, D]), v = be.fromArray(full.v, [B, L, Hkv, D]);
-      const ref = await attention(q, k, v, { causal: true }).toArray();
-      // cache: rows [0, L) valid, the rest garbage (NaN) that must never be read
-      const kc = new Float32Array(B * Tmax * Hkv * D).fill(NaN), vc = kc.slice();
-      for (let b = 0; b < B; b++) {
-        kc.set(full.k.subarray(b * L * Hkv * D, (b + 1) * L * Hkv * D), b * Tmax * Hkv * D);
-        vc.set(full.v.subarray(b * L * Hkv * D, (b + 1) * L * Hkv * D), b * Tmax * Hkv * D);
-      }
-      const qLast = new Float32Array(B * H * D);
-      for (let b = 0; b < B; b++) {
-        qLast.set(full.q.subarray(((b * L + L - 1) * H) * D, ((b * L + L) * H) * D), b * H * D);
-      }
-      const want = new Float32Array(B * H * D);
-      for (let b = 0; b < B; b++) {
-        want.set(ref.subarray(((b * L + L - 1) * H) * D, ((b * L + L) * H) * D) as Float32Array, b * H * D);
-      }
-      for (const path of ["split_k", "flash"] as const) {
-        const got = await attention(
-          be.fromArray(qLast, [B, 1, H, D]),
-          be.fromArray(kc, [B, Tmax, Hkv, D]),
-          be.fromArray(vc, [B, Tmax, Hkv, D]),
-          { causal: true, kv_len: L, path },
-        ).toArray();
-        const cmp = assertAllClose(got, want, { ...TOL, msg: `${be.name} decode L=${L} ${path}` });
-        worst.fwd = Math.max(worst.fwd, cmp.maxAbs);
-      }
-    }
   }
 });
 
@@ -616,56 +501,6 @@ Deno.test("attention() segment ids: every kernel family matches the reference, f
       );
       for (const r of cmp) worst.bwd = Math.max(worst.bwd, r.maxAbs);
     }
-  }
-});
-
-Deno.test("attention() segment ids on the split-K decode path match the reference", async () => {
-  const list: Case[] = [
-    { B: 2, Tq: 1, Tk: 70, H: 4, Hkv: 2, D: 16, opts: { causal: true }, seg: "packed" },
-    { B: 3, Tq: 3, Tk: 9, H: 2, Hkv: 1, D: 10, opts: { causal: true }, seg: "scattered" },
-    { B: 1, Tq: 2, Tk: 40, H: 8, Hkv: 2, D: 24, opts: { causal: true, kv_len: 33 }, seg: "packed", pad: [4] },
-  ];
-  for (const [i, c] of list.entries()) {
-    await checkForward(c, 1100 + i, "split_k");
-    await checkForward(c, 1100 + i, "flash");
-  }
-});
-
-Deno.test("attention() split-K decode: the invocation and workgroup layouts give the same bits and match the reference", async () => {
-  const gpu = await webgpu();
-  const list: Case[] = [
-    { B: 3, Tq: 1, Tk: 150, H: 4, Hkv: 4, D: 32, opts: { causal: true }, pad: [-5, 0, 7] },
-    { B: 2, Tq: 2, Tk: 70, H: 8, Hkv: 2, D: 24, opts: { causal: true, sliding_window: 20, kv_len: 61 } },
-    {
-      B: 2,
-      Tq: 1,
-      Tk: 40,
-      H: 2,
-      Hkv: 1,
-      D: 10,
-      opts: { causal: true },
-      seg: "packed",
-      maskDtype: "i32",
-      pad: [3],
-    },
-    { B: 1, Tq: 3, Tk: 9, H: 2, Hkv: 2, D: 64 },
-  ];
-  const prev = setDecodeLayout("auto");
-  try {
-    for (const [i, c] of list.entries()) {
-      const x = inputs(c, 1200 + i);
-      const bits: number[][] = [];
-      for (const layout of ["workgroup", "invocation"] as const) {
-        setDecodeLayout(layout);
-        await checkForward(c, 1200 + i, "split_k");
-        if (!gpu) continue;
-        const got = await Promise.all(forward(gpu, c, x, "split_k").map((t) => t.toArray()));
-        bits.push(got.flatMap((a) => [...new Uint32Array((a as Float32Array).slice().buffer)]));
-      }
-      if (gpu) assert.deepEqual(bits[1], bits[0], `case ${i}: the layouts differ`);
-    }
-  } finally {
-    setDecodeLayout(prev);
   }
 });
 
