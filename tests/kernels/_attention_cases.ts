@@ -4,18 +4,13 @@
  * webgpu - cpu differences for the summary line.
  * @module
  */
-import { attentionForward, type AttentionOptions } from "../../kernels/attention.ts";
+import { type AttentionDims, attentionForward, type AttentionOptions } from "../../kernels/attention.ts";
 import type { Backend } from "../../kernels/backend.ts";
 import { randomArray, rng } from "../_assert.ts";
 import { compareBackends } from "../_check.ts";
 
-export interface Case {
-  B: number;
-  Tq: number;
-  Tk: number;
-  H: number;
-  Hkv: number;
-  D: number;
+/** A test problem: its dimensions, options, key padding and segment ids. */
+export interface Case extends AttentionDims {
   opts?: Omit<AttentionOptions, "attention_mask" | "segment_ids">;
   /** Per-batch count of padded key positions (negative: left padding). */
   pad?: number[];
