@@ -237,6 +237,36 @@ export const PRESETS: Readonly<Record<PresetName, Readonly<ModelConfig>>> = Obje
 );
 
 /**
+ * A config with a tokenizer's special token ids: its `bos_token_id`, `eos_token_id` and
+ * `pad_token_id` where the tokenizer has them, the config's own where it has none. A preset's ids
+ * (`tiny`: bos 1, eos 2, pad 0) name nothing in a tokenizer trained for it; a model built for that
+ * tokenizer takes these, so that generation stops at the end-of-text token its documents were
+ * separated by, and the saved `config.json` and `generation_config.json` say so.
+ *
+ * @example
+ * ```ts
+ * import { presetConfig, withTokenIds } from "./config.ts";
+ * const c = withTokenIds(presetConfig("tiny"), { bos_token_id: 0, eos_token_id: 0, pad_token_id: null });
+ * if (c.eos_token_id !== 0 || c.bos_token_id !== 0 || c.pad_token_id !== 0) throw new Error("ids");
+ * ```
+ */
+export function withTokenIds(
+  config: ModelConfig,
+  tokenizer: {
+    readonly bos_token_id: number | null;
+    readonly eos_token_id: number | null;
+    readonly pad_token_id: number | null;
+  },
+): ModelConfig {
+  return {
+    ...config,
+    bos_token_id: tokenizer.bos_token_id ?? config.bos_token_id,
+    eos_token_id: tokenizer.eos_token_id ?? config.eos_token_id,
+    pad_token_id: tokenizer.pad_token_id ?? config.pad_token_id,
+  };
+}
+
+/**
  * A preset with overrides, validated. When the overrides change `hidden_size` or
  * `num_attention_heads` without giving `head_dim` (or `num_key_value_heads`), those follow
  * (`head_dim` = hidden_size / heads; kv heads = heads when the preset had no GQA).

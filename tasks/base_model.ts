@@ -16,7 +16,7 @@ import { join } from "node:path";
 import { createBackend } from "../kernels/backend.ts";
 import { type DebianRecord, debianRoot, loadDebian } from "../data/debian.ts";
 import { buildTextDatasets } from "../data/text_dataset.ts";
-import { type ModelConfig, presetConfig } from "../models/config.ts";
+import { type ModelConfig, presetConfig, withTokenIds } from "../models/config.ts";
 import { loadModel } from "../models/pretrained.ts";
 import { saveModel } from "../models/save.ts";
 import { trainBpeTokenizer } from "../models/tokenizer/bpe.ts";
@@ -140,13 +140,14 @@ const TRAIN_FILES = [
   "classification-binary/train.jsonl",
 ];
 
-/** The cache key: the config and the size of every train file it reads (v1 of the recipe). */
+/** The cache key: the config and the size of every train file it reads (v2 of the recipe). */
 async function cacheKey(config: BaseModelConfig, root: string): Promise<string> {
   const sizes = await Promise.all(TRAIN_FILES.map(async (f) => (await Deno.stat(join(root, f))).size));
   // without repeats, the key of the versions before repeat_paragraph_every: their caches stay valid
   const { repeat_paragraph_every, ...rest } = config;
   const keyed = repeat_paragraph_every ? config : rest;
-  const text = JSON.stringify({ v: 1, config: keyed, files: TRAIN_FILES, sizes });
+  // v2: config.json carries the tokenizer's special ids (v1 had the tiny preset's bos 1, eos 2, pad 0)
+  const text = JSON.stringify({ v: 2, config: keyed, files: TRAIN_FILES, sizes });
   const hash = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text)));
   return [...hash.slice(0, 6)].map((b) => b.toString(16).padStart(2, "0")).join("");
 }
@@ -326,7 +327,7 @@ async function pretrain(
   });
   // ---- model, train ----
   const be = await createBackend(opts.backend ?? "auto");
-  const model = Transformer.init(baseModelConfig(config), be, { seed: config.seed });
+  const model = Transformer.init(withTokenIds(baseModelConfig(config), tokenizer), be, { seed: config.seed });
   const work = await Deno.makeTempDir({ prefix: "fledge-base-" });
   let finalLoss = NaN;
   try {

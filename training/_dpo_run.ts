@@ -7,7 +7,14 @@
  */
 import { join } from "node:path";
 import { createBackend } from "../kernels/backend.ts";
-import { fromHfConfig, type ModelConfig, presetConfig, type PresetName, PRESETS } from "../models/config.ts";
+import {
+  fromHfConfig,
+  type ModelConfig,
+  presetConfig,
+  type PresetName,
+  PRESETS,
+  withTokenIds,
+} from "../models/config.ts";
 import { MODEL_FILE_PATTERNS, snapshotDownload } from "../models/hub/hub.ts";
 import { loadModel } from "../models/pretrained.ts";
 import { loadTokenizer, type Tokenizer } from "../models/tokenizer/tokenizer.ts";
@@ -153,6 +160,6 @@ export async function dpoRunInputs(
   const backend = await createBackend(config.backend);
   const model = dir
     ? await loadModel(dir, { backend })
-    : Transformer.init(mc, backend, { seed: config.seed });
+    : Transformer.init(withTokenIds(mc, tokenizer), backend, { seed: config.seed }); // a preset: its tokenizer's ids
   return { model, tokenizer, train: trainSet, eval: evalSet };
 }

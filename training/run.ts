@@ -8,7 +8,14 @@ import { pathExists } from "../util/atomic.ts";
 import { join } from "node:path";
 import { createBackend } from "../kernels/backend.ts";
 import { trainBpeTokenizer } from "../models/tokenizer/bpe.ts";
-import { fromHfConfig, type ModelConfig, presetConfig, type PresetName, PRESETS } from "../models/config.ts";
+import {
+  fromHfConfig,
+  type ModelConfig,
+  presetConfig,
+  type PresetName,
+  PRESETS,
+  withTokenIds,
+} from "../models/config.ts";
 import { MODEL_FILE_PATTERNS, snapshotDownload } from "../models/hub/hub.ts";
 import { loadModel } from "../models/pretrained.ts";
 import { loadTokenizer, type Tokenizer } from "../models/tokenizer/tokenizer.ts";
@@ -148,9 +155,10 @@ export async function runTraining(
   const { train, eval: evalSet } = await buildRunDatasets(config, tokenizer, wrapped ? docs : null);
 
   const backend = await createBackend(config.backend);
+  // a preset takes its tokenizer's special ids (a folder's config.json keeps its own, as in HF)
   const model = dir
     ? await loadModel(dir, { backend })
-    : Transformer.init(mc, backend, { seed: config.seed });
+    : Transformer.init(withTokenIds(mc, tokenizer), backend, { seed: config.seed });
   const trainer = createTrainer({
     model,
     config,

@@ -5,6 +5,7 @@ import { presetConfig } from "../../models/config.ts";
 import { Transformer } from "../../models/transformer.ts";
 import { saveModel } from "../../models/save.ts";
 import { trainBpeTokenizer } from "../../models/tokenizer/bpe.ts";
+import { loadTokenizer } from "../../models/tokenizer/tokenizer.ts";
 import { assert, ROOT } from "../_assert.ts";
 import { assertFails, cli } from "./_cli.ts";
 
@@ -144,4 +145,18 @@ Deno.test("dpo: SIGINT saves a checkpoint, prints the resume command and exits 1
 
 Deno.test("dpo: cleanup", async () => {
   await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("dpo: a preset trained with a tokenizer saves that tokenizer's special ids, not the preset's", async () => {
+  const out = join(dir, "run-preset");
+  const shape = '{"vocab_size": 280, "hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2, ' +
+    '"intermediate_size": 32, "max_position_embeddings": 64}';
+  const cfg = base(out).replace(`model: ${modelDir}`, `model: tiny\ntokenizer: ${modelDir}`)
+    .replace("lora: {r: 4}", `lora: null\nprecompute_ref_log_probs: true\nmodel_config: ${shape}`);
+  const r = await cli(["dpo", "--config", await yaml("preset.yaml", cfg)]);
+  assert.equal(r.code, 0, r.err);
+  const tok = await loadTokenizer(modelDir);
+  assert.notEqual(tok.eos_token_id, presetConfig("tiny").eos_token_id, "the case the test is about");
+  const saved = JSON.parse(await Deno.readTextFile(join(out, "model", "config.json")));
+  assert.equal(saved.eos_token_id, tok.eos_token_id);
 });

@@ -11,6 +11,7 @@ import {
   PRESETS,
   toHfConfig,
   validateModelConfig,
+  withTokenIds,
 } from "../../models/config.ts";
 import { SafetensorsFile } from "../../models/formats/safetensors.ts";
 
@@ -464,4 +465,15 @@ Deno.test("presetConfig() validates overrides and refuses unknown names", () => 
   assert.ok(Object.isFrozen(PRESETS.tiny) && Object.isFrozen(DEFAULT_MODEL_CONFIG));
   const tiny = presetConfig("tiny");
   assert.ok(tiny.vocab_size <= 1024 && tiny.hidden_size <= 128 && tiny.max_position_embeddings === 128);
+});
+
+Deno.test("withTokenIds: a tokenizer's bos / eos / pad ids replace a preset's, the preset's kept where it has none", () => {
+  const tiny = presetConfig("tiny");
+  assert.deepEqual([tiny.bos_token_id, tiny.eos_token_id, tiny.pad_token_id], [1, 2, 0]);
+  const c = withTokenIds(tiny, { bos_token_id: 0, eos_token_id: 0, pad_token_id: 1 });
+  assert.deepEqual([c.bos_token_id, c.eos_token_id, c.pad_token_id], [0, 0, 1]);
+  const kept = withTokenIds(tiny, { bos_token_id: null, eos_token_id: 5, pad_token_id: null });
+  assert.deepEqual([kept.bos_token_id, kept.eos_token_id, kept.pad_token_id], [1, 5, 0]);
+  assert.deepEqual({ ...c, bos_token_id: 1, eos_token_id: 2, pad_token_id: 0 }, tiny, "nothing else changes");
+  assert.equal(tiny.eos_token_id, 2, "the preset itself is not touched");
 });

@@ -8,6 +8,7 @@ import { assert, SHARED } from "../_assert.ts";
 import { cliProcess } from "../cli/_cli.ts";
 import { tinyRecipe } from "./_recipe.ts";
 import { evalOptions, resolveRecipe } from "../../tasks/_recipe.ts";
+import { loadTokenizer } from "../../models/tokenizer/tokenizer.ts";
 
 const cache = await Deno.makeTempDir({ prefix: "fledge-recipe-cache-" });
 
@@ -41,6 +42,16 @@ for (
         ]
       ) {
         await Deno.stat(join(out, f));
+      }
+      // the saved model names its tokenizer's special ids (not the tiny preset's), for generate and exports
+      const tok = await loadTokenizer(join(out, "model"));
+      for (const f of ["config.json", "generation_config.json"]) {
+        const c = JSON.parse(await Deno.readTextFile(join(out, "model", f)));
+        assert.deepEqual([c.bos_token_id, c.eos_token_id, c.pad_token_id], [
+          tok.bos_token_id,
+          tok.eos_token_id,
+          tok.pad_token_id,
+        ], f);
       }
       const metrics = JSON.parse(await Deno.readTextFile(join(out, "metrics.json")));
       assert.equal(metrics.n, 6);
