@@ -57,8 +57,10 @@ export interface DemoResult {
   final_eval_loss: number | null;
   /** The last checkpoint saved (`<output_dir>/checkpoints/step-N`), or null when none was. */
   checkpoint_path: string | null;
-  /** The continuation of the prompt (empty when interrupted). */
+  /** The first of {@linkcode DemoResult.samples} (empty when interrupted). */
   sample: string;
+  /** One sample per prompt of {@linkcode DEMO_PROMPTS}, each the prompt and its continuation (none when interrupted). */
+  samples: string[];
   /** The signal that stopped training early (a checkpoint was saved, no sample drawn), else null. */
   interrupted: "SIGINT" | "SIGTERM" | null;
 }
@@ -113,6 +115,7 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
       final_eval_loss: result.metrics_summary.eval_loss ?? null,
       checkpoint_path: result.checkpoint_path,
       sample: "",
+      samples: [],
       interrupted: result.interrupted,
     };
   }
@@ -129,6 +132,13 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
 // Cool sampling without repeated trigrams: the tiny model's most likely phrasing, which is Debian's
 // ("This package contains the C++ library."), rather than its rare-token noise. `cli generate` flags.
 const SAMPLING = { temperature: 0.5, top_k: 20, no_repeat_ngram_size: 3 } as const;
+
+/** How the demo's samples start: three of the commonest openings of a Debian long description. */
+export const DEMO_PROMPTS: readonly string[] = Object.freeze([
+  "This package provides",
+  "This package contains",
+  "This is a",
+]);
 
 /**
  * The sample up to its last whole sentence (a `.`, `!` or `?` followed by a space or the end), so it
@@ -151,31 +161,33 @@ async function sampleAndReport(config: TrainingConfig, result: TrainResult): Pro
   const be = await createBackend(config.backend);
   const model = await loadModel(modelDir, { backend: be });
   const tokenizer = await loadTokenizer(modelDir);
-  const prompt = "This package provides";
-  const gen = await generate(model, [tokenizer.encode(prompt)], {
+  const gen = await generate(model, DEMO_PROMPTS.map((p) => tokenizer.encode(p)), {
     max_new_tokens: 60, // then cut after its last whole sentence
     do_sample: true,
     ...SAMPLING,
     seed: config.seed,
     tokenizer,
   });
-  const sample = wholeSentences(prompt + (gen.text?.[0] ?? tokenizer.decode(gen.tokens[0])), prompt.length);
+  // each sample is one paragraph: the prompt's line, up to its last whole sentence
+  const samples = DEMO_PROMPTS.map((p, i) =>
+    wholeSentences((p + (gen.text?.[i] ?? tokenizer.decode(gen.tokens[i]))).split("\n")[0], p.length)
+  );
   model.dispose();
 
   // ---- report ----
-  await writeFileAtomic(join(config.output_dir, "samples.txt"), sample + "\n");
+  await writeFileAtomic(join(config.output_dir, "samples.txt"), samples.join("\n") + "\n");
   const evalLoss = result.metrics_summary.eval_loss ?? null;
   console.error(
     `demo: loss ${result.final_loss.toFixed(4)}` +
       (evalLoss === null ? "" : `, eval loss ${evalLoss.toFixed(4)}`) +
       ` in ${result.training_time.toFixed(0)} s -> ${config.output_dir}`,
   );
-  console.error(`demo: sample: ${sample}`);
+  console.error(["demo: samples:", ...samples.map((x) => `  ${x}`)].join("\n"));
   const dir = config.output_dir;
   console.error(
     [
       "demo: next:",
-      `  deno task cli generate --model ${dir}/model --prompt "This package provides" ` +
+      `  deno task cli generate --model ${dir}/model --prompt "${DEMO_PROMPTS[0]}" ` +
       `${Object.entries(SAMPLING).map(([k, v]) => `--${k} ${v}`).join(" ")}   sample again`,
       "  deno task train:cnn       fine-tune a summarizer on the Debian data, scored with ROUGE against a baseline",
       "  deno task train:sst2      a classifier by label likelihood (train:wmt translates en -> de)",
@@ -187,7 +199,8 @@ async function sampleAndReport(config: TrainingConfig, result: TrainResult): Pro
     final_loss: result.final_loss,
     final_eval_loss: evalLoss,
     checkpoint_path: result.checkpoint_path,
-    sample,
+    sample: samples[0],
+    samples,
     interrupted: null,
   };
 }

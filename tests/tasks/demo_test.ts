@@ -3,7 +3,8 @@
  * budget writes the whole run folder; bad flags through `main()`.
  */
 import { main } from "../../cli.ts";
-import { wholeSentences } from "../../tasks/demo.ts";
+import { DEMO_PROMPTS, wholeSentences } from "../../tasks/demo.ts";
+import { loadTokenizer } from "../../models/tokenizer/tokenizer.ts";
 import { assert, ROOT } from "../_assert.ts";
 
 /** `main(["demo", ...args])` in-process, capturing stdout and stderr. */
@@ -39,10 +40,19 @@ Deno.test("cli.ts demo trains, samples and writes the run folder", async () => {
       await Deno.stat(`${out}/${f}`); // throws NotFound when missing
     }
     await Deno.stat(`${out}/checkpoints/step-3/model.safetensors`);
-    const sample = await Deno.readTextFile(`${out}/samples.txt`);
-    assert.ok(
-      sample.startsWith("This package provides") && sample.length > "This package provides".length + 5,
+    // the tiny preset takes its trained tokenizer's end-of-text id: generation stops where documents end
+    const tok = await loadTokenizer(`${out}/model`);
+    for (const f of ["config.json", "generation_config.json"]) {
+      const c = JSON.parse(await Deno.readTextFile(`${out}/model/${f}`));
+      assert.deepEqual([c.bos_token_id, c.eos_token_id, c.pad_token_id], [0, 0, 0], f);
+      assert.equal(tok.decode([c.eos_token_id], { skip_special_tokens: false }), "<|endoftext|>");
+    }
+    const samples = (await Deno.readTextFile(`${out}/samples.txt`)).trimEnd().split("\n");
+    assert.equal(samples.length, DEMO_PROMPTS.length, "one sample per prompt, one per line");
+    DEMO_PROMPTS.forEach((p, i) =>
+      assert.ok(samples[i].startsWith(p) && samples[i].length > p.length + 5, samples[i])
     );
+    assert.match(err, /demo: samples:\n {2}This package provides/);
     const lines = (await Deno.readTextFile(`${out}/metrics.jsonl`)).trim().split("\n").map((l) =>
       JSON.parse(l)
     );
