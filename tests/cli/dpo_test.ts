@@ -143,10 +143,6 @@ Deno.test("dpo: SIGINT saves a checkpoint, prints the resume command and exits 1
   );
 });
 
-Deno.test("dpo: cleanup", async () => {
-  await Deno.remove(dir, { recursive: true });
-});
-
 Deno.test("dpo: a preset trained with a tokenizer saves that tokenizer's special ids, not the preset's", async () => {
   const out = join(dir, "run-preset");
   const shape = '{"vocab_size": 280, "hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2, ' +
@@ -159,4 +155,8 @@ Deno.test("dpo: a preset trained with a tokenizer saves that tokenizer's special
   assert.notEqual(tok.eos_token_id, presetConfig("tiny").eos_token_id, "the case the test is about");
   const saved = JSON.parse(await Deno.readTextFile(join(out, "model", "config.json")));
   assert.equal(saved.eos_token_id, tok.eos_token_id);
+});
+
+Deno.test("dpo: cleanup", async () => {
+  await Deno.remove(dir, { recursive: true });
 });
