@@ -170,7 +170,8 @@ Deno.test("item 2: a live run's output_dir is locked against a second run and a 
   const dir = await workdir();
   const child = spawn(dir, trainArgs("run", ["--max_steps", "100000", "--save_steps", "50"]));
   try {
-    await waitFor(join(dir, "run", LOCK_FILE));
+    // non-empty: the lock is created, then written (a reader may see it empty for a moment)
+    await waitFor(join(dir, "run", LOCK_FILE), 20_000, { non_empty: true });
     const info = JSON.parse(await Deno.readTextFile(join(dir, "run", LOCK_FILE)));
     assert.equal(info.pid, child.pid);
     assertRunFails(
