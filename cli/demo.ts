@@ -17,7 +17,7 @@ report.md, samples.txt. \`deno task demo\` is short for \`deno task cli demo\`.
 options:
   --output_dir DIR                  default runs/demo (or runs/demo-N when taken: never overwritten)
   --overwrite_output_dir            replace the run in a given --output_dir
-  --max_steps N                     default 600
+  --max_steps N                     default 1200
   --per_device_train_batch_size N   default 8
   --block_size N                    tokens per sequence (max_seq_length), default 64
   --learning_rate LR                default 3e-3
