@@ -224,8 +224,7 @@ export function withRepeatedParagraph(docs: readonly string[], every: number): s
  * ```
  */
 export async function ensureBaseModel(opts: BaseModelOptions = {}): Promise<BaseModelInfo> {
-  const config: BaseModelConfig = { ...BASE_MODEL_DEFAULTS, ...opts.config };
-  checkBaseModelConfig(config);
+  const config = resolveBaseModelConfig(opts.config);
   const root = opts.root ?? debianRoot();
   const log = opts.log ?? ((line: string) => console.error(line));
   const cache = opts.cache_dir ?? baseModelCacheDir();
@@ -244,10 +243,12 @@ export async function ensureBaseModel(opts: BaseModelOptions = {}): Promise<Base
   try {
     const again = await readInfo(dir); // trained by another process while we waited
     if (again) return { ...again, dir, trained: false };
-    // ~45 steps a minute: the default 400 steps trained in 7 min 49 s (llvmpipe, 2 idle CPU cores)
+    // ~45 steps a minute at width 128, about twice that at 64 (llvmpipe, 2 idle CPU cores: the
+    // default 400 steps in 7 min 49 s, translation's 800 steps of width 64 in 8 min 37 s)
+    const perMinute = 45 * 128 / config.hidden_size;
     log(
       `fledge: base model: none cached for this config; pre-training on the Debian train text (once, ~${
-        Math.ceil(config.max_steps / 45)
+        Math.ceil(config.max_steps / perMinute)
       } min on a 2-core CPU adapter) -> ${dir}`,
     );
     const info = await pretrain(config, root, dir, opts);
@@ -255,6 +256,22 @@ export async function ensureBaseModel(opts: BaseModelOptions = {}): Promise<Base
   } finally {
     await lock.release();
   }
+}
+
+/**
+ * The complete base-model config for `overrides` (a recipe's `base_model`): the defaults merged
+ * with them, every field known and a number in range, each problem in one line.
+ * @throws {RangeError} or {@linkcode TypeError} naming `base_model.<field>` and the fix
+ * @example
+ * ```ts
+ * import { resolveBaseModelConfig } from "./base_model.ts";
+ * if (resolveBaseModelConfig({ hidden_size: 64 }).num_hidden_layers !== 4) throw new Error("merged");
+ * ```
+ */
+export function resolveBaseModelConfig(overrides: Partial<BaseModelConfig> = {}): BaseModelConfig {
+  const config: BaseModelConfig = { ...BASE_MODEL_DEFAULTS, ...overrides };
+  checkBaseModelConfig(config);
+  return config;
 }
 
 /** Every field known and a number in range, each problem in one line (`base_model.<field>`). */
@@ -271,6 +288,13 @@ function checkBaseModelConfig(c: BaseModelConfig): void {
       const min = k === "repeat_paragraph_every" ? 0 : 1;
       if (!Number.isInteger(v) || v < min) p.range(field, `${v} must be a whole number >= ${min}`);
     }
+  }
+  const { hidden_size: h, num_attention_heads: n } = c;
+  if (Number.isInteger(h) && Number.isInteger(n) && n >= 1 && h % n !== 0) {
+    p.range(
+      "base_model.hidden_size",
+      `${h} is not a multiple of num_attention_heads ${n} (head_dim = hidden_size / heads)`,
+    );
   }
   p.throwIfAny("Cannot build the base model", "--base_model");
 }

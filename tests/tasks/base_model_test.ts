@@ -1,5 +1,11 @@
 import assert from "node:assert/strict";
-import { ensureBaseModel, withRepeatedParagraph } from "../../tasks/base_model.ts";
+import {
+  BASE_MODEL_DEFAULTS,
+  ensureBaseModel,
+  resolveBaseModelConfig,
+  withRepeatedParagraph,
+} from "../../tasks/base_model.ts";
+import { readRecipeYaml, resolveRecipe } from "../../tasks/_recipe.ts";
 
 const LONG = "one two three four five six seven eight nine";
 
@@ -36,4 +42,25 @@ Deno.test("ensureBaseModel refuses an unknown or out-of-range base_model field b
   } finally {
     await Deno.remove(cache, { recursive: true });
   }
+});
+
+Deno.test("every shipped recipe config names a valid base model; translation's is the narrower one", async () => {
+  const names = [...Deno.readDirSync(new URL("../../tasks/configs/", import.meta.url))]
+    .map((e) => e.name.replace(/\.yaml$/, "")).sort();
+  assert.deepEqual(names, ["debian-sections", "sst2", "summarization", "translation"]);
+  for (const name of names) {
+    const yaml = await readRecipeYaml(name);
+    const base = resolveBaseModelConfig(resolveRecipe(yaml, name).settings.base_model);
+    if (name === "translation") {
+      assert.equal(base.hidden_size, 64);
+      assert.equal(base.hidden_size / base.num_attention_heads, 32, "its heads as wide as the default's");
+      // --base_model replaces the mapping whole: '{}' is the default base model
+      const plain = resolveRecipe({ ...yaml, base_model: {} }, name).settings.base_model;
+      assert.deepEqual(resolveBaseModelConfig(plain), BASE_MODEL_DEFAULTS);
+    } else assert.deepEqual(base, BASE_MODEL_DEFAULTS, name);
+  }
+  assert.throws(
+    () => resolveBaseModelConfig({ hidden_size: 64, num_attention_heads: 3 }),
+    /base_model\.hidden_size: 64 is not a multiple of num_attention_heads 3/,
+  );
 });
