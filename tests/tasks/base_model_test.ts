@@ -47,14 +47,14 @@ Deno.test("ensureBaseModel refuses an unknown or out-of-range base_model field b
 Deno.test("every shipped recipe config names a valid base model; translation's is the narrower one", async () => {
   const names = [...Deno.readDirSync(new URL("../../tasks/configs/", import.meta.url))]
     .map((e) => e.name.replace(/\.yaml$/, "")).sort();
-  assert.deepEqual(names, ["debian-sections", "sst2", "summarization", "translation"]);
+  assert.ok(names.includes("translation") && names.includes("sst2"), names.join());
   for (const name of names) {
     const yaml = await readRecipeYaml(name);
     const base = resolveBaseModelConfig(resolveRecipe(yaml, name).settings.base_model);
     if (name === "translation") {
       assert.equal(base.hidden_size, 64);
       assert.equal(base.hidden_size / base.num_attention_heads, 32, "its heads as wide as the default's");
-      // --base_model replaces the mapping whole: '{}' is the default base model
+      // what `--base_model '{}'` gives (a flag replaces the mapping whole): the default base model
       const plain = resolveRecipe({ ...yaml, base_model: {} }, name).settings.base_model;
       assert.deepEqual(resolveBaseModelConfig(plain), BASE_MODEL_DEFAULTS);
     } else assert.deepEqual(base, BASE_MODEL_DEFAULTS, name);
