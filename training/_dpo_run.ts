@@ -7,25 +7,15 @@
  */
 import { join } from "node:path";
 import { createBackend } from "../kernels/backend.ts";
-import {
-  fromHfConfig,
-  type ModelConfig,
-  presetConfig,
-  type PresetName,
-  PRESETS,
-  withTokenIds,
-} from "../models/config.ts";
-import { MODEL_FILE_PATTERNS, snapshotDownload } from "../models/hub/hub.ts";
-import { loadModel } from "../models/pretrained.ts";
 import { loadTokenizer, type Tokenizer } from "../models/tokenizer/tokenizer.ts";
-import { Transformer } from "../models/transformer.ts";
+import type { Transformer } from "../models/transformer.ts";
 import { loadPreferenceExamples, PreferenceDataset, type PreferenceExample } from "../data/preference.ts";
 import { findSplitFiles } from "../data/readers.ts";
 import { hashFraction } from "../data/split.ts";
-import { readJsonFile } from "../util/json.ts";
 import { latestCheckpoint } from "./checkpoint.ts";
 import type { TrainingConfig } from "./config.ts";
 import { refuseExistingRun } from "./_trainer_io.ts";
+import { initRunModel, isPreset, modelDir, resolveRunModel } from "./_run_model.ts";
 
 /** What a DPO run trains: the model, its tokenizer and the pairs. */
 export interface DpoRunInputs {
@@ -33,10 +23,6 @@ export interface DpoRunInputs {
   tokenizer: Tokenizer;
   train: PreferenceDataset;
   eval: PreferenceDataset | null;
-}
-
-async function modelDir(id: string): Promise<string> {
-  return await snapshotDownload(id, { allow_patterns: [...MODEL_FILE_PATTERNS] });
 }
 
 async function isDir(path: string): Promise<boolean> {
@@ -94,19 +80,14 @@ export async function dpoRunInputs(
   }
   const name = config.model!, data = config.dataset!;
   await refuseExistingRun(config);
-  const preset = Object.hasOwn(PRESETS, name);
-  if (preset && !config.tokenizer) {
+  if (isPreset(name) && !config.tokenizer) {
     throw new RangeError(
       `Cannot train ${name} with DPO: a preset starts from random weights and has no tokenizer, and DPO ` +
         `fine-tunes a trained model; set model to a model folder or hub id (or set tokenizer)`,
     );
   }
-  let mc: ModelConfig, dir: string | null = null;
-  if (preset) mc = presetConfig(name as PresetName, config.model_config ?? {});
-  else {
-    dir = await modelDir(name);
-    mc = fromHfConfig(await readJsonFile(join(dir, "config.json")), { file: join(dir, "config.json") });
-  }
+  const spec = await resolveRunModel(name, config.model_config);
+  const { config: mc, dir } = spec;
   if (config.max_seq_length > mc.max_position_embeddings) {
     throw new RangeError(
       `Cannot train ${name}: max_length (max_seq_length) ${config.max_seq_length} exceeds the model's ` +
@@ -158,8 +139,6 @@ export async function dpoRunInputs(
     : null;
 
   const backend = await createBackend(config.backend);
-  const model = dir
-    ? await loadModel(dir, { backend })
-    : Transformer.init(withTokenIds(mc, tokenizer), backend, { seed: config.seed }); // a preset: its tokenizer's ids
+  const model = await initRunModel(spec, tokenizer, backend, config.seed);
   return { model, tokenizer, train: trainSet, eval: evalSet };
 }

@@ -8,33 +8,14 @@ import { pathExists } from "../util/atomic.ts";
 import { join } from "node:path";
 import { createBackend } from "../kernels/backend.ts";
 import { trainBpeTokenizer } from "../models/tokenizer/bpe.ts";
-import {
-  fromHfConfig,
-  type ModelConfig,
-  presetConfig,
-  type PresetName,
-  PRESETS,
-  withTokenIds,
-} from "../models/config.ts";
-import { MODEL_FILE_PATTERNS, snapshotDownload } from "../models/hub/hub.ts";
-import { loadModel } from "../models/pretrained.ts";
 import { loadTokenizer, type Tokenizer } from "../models/tokenizer/tokenizer.ts";
-import { Transformer } from "../models/transformer.ts";
-import { readJsonFile } from "../util/json.ts";
 import { latestCheckpoint } from "./checkpoint.ts";
 import { refuseExistingRun } from "./_trainer_io.ts";
 import { buildRunDatasets, readDocuments } from "./_run_data.ts";
+import { initRunModel, modelDir, resolveRunModel } from "./_run_model.ts";
 import type { TrainingConfig } from "./config.ts";
 import { createTrainer, type TrainResult } from "./trainer.ts";
 import type { TrainerHooks } from "./hooks.ts";
-
-function isPreset(name: string): name is PresetName {
-  return Object.hasOwn(PRESETS, name);
-}
-
-async function modelDir(id: string): Promise<string> {
-  return await snapshotDownload(id, { allow_patterns: [...MODEL_FILE_PATTERNS] });
-}
 
 /** Options of {@linkcode runTraining}. */
 export interface RunTrainingOptions {
@@ -102,12 +83,8 @@ export async function runTraining(
   const name = config.model!, data = config.dataset!;
   await refuseExistingRun(config); // before any data or weights are read
   // The model's shape first: a too-long block is an error before any data or weights are read.
-  let mc: ModelConfig, dir: string | null = null;
-  if (isPreset(name)) mc = presetConfig(name, config.model_config ?? {}); // reshaped by model_config
-  else {
-    dir = await modelDir(name);
-    mc = fromHfConfig(await readJsonFile(join(dir, "config.json")), { file: join(dir, "config.json") });
-  }
+  const spec = await resolveRunModel(name, config.model_config);
+  const { config: mc, dir } = spec;
   const T = config.max_seq_length;
   if (T > mc.max_position_embeddings) {
     throw new RangeError(
@@ -155,10 +132,7 @@ export async function runTraining(
   const { train, eval: evalSet } = await buildRunDatasets(config, tokenizer, wrapped ? docs : null);
 
   const backend = await createBackend(config.backend);
-  // a preset takes its tokenizer's special ids (a folder's config.json keeps its own, as in HF)
-  const model = dir
-    ? await loadModel(dir, { backend })
-    : Transformer.init(withTokenIds(mc, tokenizer), backend, { seed: config.seed });
+  const model = await initRunModel(spec, tokenizer, backend, config.seed);
   const trainer = createTrainer({
     model,
     config,
