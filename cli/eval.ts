@@ -114,6 +114,16 @@ async function evalRun(args: string[], io: CliIO): Promise<void> {
       `eval: --task ${v.task} differs from the run's task ${settings.task} (${join(dir, "recipe.yaml")})`,
     );
   }
+  const generation = (["num_beams", "max_new_tokens", "max_len_a", "max_len_b"] as const).filter((k) =>
+    v[k] !== undefined
+  );
+  if (generation.length && task === "classification") {
+    throw new TypeError(
+      `eval: ${generation.map((k) => `--${k}`).join(", ")} ${
+        generation.length > 1 ? "are" : "is"
+      } for generation (summarization, translation); classification scores each label's likelihood`,
+    );
+  }
   if (v.split_lines && task !== "translation") {
     throw new TypeError(`eval: --split_lines is for translation only, not ${task}`);
   }

@@ -21,7 +21,12 @@ import { loadTokenizer, type Tokenizer } from "../models/tokenizer/tokenizer.ts"
 import type { Transformer } from "../models/transformer.ts";
 import { lengthLimit } from "../evaluation/generation_eval.ts";
 import type { TaskEvalOptions } from "../evaluation/task_eval.ts";
-import { getTrainingArgs, TRAINING_CONFIG_KEYS, type TrainingConfig } from "../training/config.ts";
+import {
+  getTrainingArgs,
+  refuseUnreadFields,
+  TRAINING_CONFIG_KEYS,
+  type TrainingConfig,
+} from "../training/config.ts";
 import { type BaseModelConfig, ensureBaseModel } from "./base_model.ts";
 
 /** The recipe's own fields (everything else in a recipe config is a `TrainingConfig` field). */
@@ -120,6 +125,18 @@ export const RECIPE_DEFAULTS: Readonly<Omit<RecipeSettings, "task" | "name">> = 
   metric_samples: 100,
   png: false,
 });
+
+/** The generation fields (summarization and translation; classification generates nothing). */
+const GENERATION_KEYS = [
+  "max_new_tokens",
+  "num_beams",
+  "length_penalty",
+  "early_stopping",
+  "no_repeat_ngram_size",
+  "repetition_penalty",
+  "max_len_a",
+  "max_len_b",
+] as const;
 
 /** Every recipe field name. */
 export const RECIPE_KEYS: readonly string[] = ["task", "name", ...Object.keys(RECIPE_DEFAULTS)];
@@ -236,6 +253,16 @@ export function resolveRecipe(flat: Record<string, unknown>, file = "recipe conf
   } catch (e) {
     problems.push((e as Error).message);
   }
+  const generation = GENERATION_KEYS.filter((k) =>
+    JSON.stringify(s[k]) !== JSON.stringify(RECIPE_DEFAULTS[k])
+  );
+  if (s.task === "classification" && generation.length) {
+    const many = generation.length > 1;
+    problems.push(
+      `${generation.join(", ")} ${many ? "are" : "is"} for generation (summarization, translation), and ` +
+        `classification scores each label's likelihood; remove ${many ? "them" : "it"}`,
+    );
+  }
   for (const k of ["max_train_samples", "max_eval_samples"] as const) {
     const v = s[k];
     if (v !== null && (!Number.isInteger(v) || v < 1)) {
@@ -259,6 +286,7 @@ export function resolveRecipe(flat: Record<string, unknown>, file = "recipe conf
     model: s.model ?? "debian-base",
     dataset: s.dataset,
   } as Partial<TrainingConfig>);
+  refuseUnreadFields(config, "recipe", `Cannot run recipe (${file})`);
   return { settings: s, training: config, flat: { ...flat, ...settings } };
 }
 
@@ -366,7 +394,8 @@ export function sftDataset(
   const rows = examples.map((e) => taskRow(s.task, e, tokenizer, promptOptions(s)));
   const built = buildSftExamples(rows, tokenizer, {
     max_length: c.max_seq_length,
-    completion_only_loss: true,
+    completion_only_loss: c.completion_only_loss ?? true,
+    assistant_only_loss: c.assistant_only_loss,
     source,
   });
   const pad = tokenizer.pad_token_id ?? tokenizer.eos_token_id ?? 0;

@@ -13,7 +13,7 @@ import { loadPreferenceExamples, PreferenceDataset, type PreferenceExample } fro
 import { findSplitFiles } from "../data/readers.ts";
 import { hashFraction } from "../data/split.ts";
 import { latestCheckpoint } from "./checkpoint.ts";
-import type { TrainingConfig } from "./config.ts";
+import { refuseUnreadFields, type TrainingConfig } from "./config.ts";
 import { refuseExistingRun } from "./_trainer_io.ts";
 import { initRunModel, isPreset, modelDir, resolveRunModel } from "./_run_model.ts";
 
@@ -78,6 +78,7 @@ export async function dpoRunInputs(
         `model) and dataset (a file or folder of prompt/chosen/rejected rows) in the config or as --model / --dataset`,
     );
   }
+  refuseUnreadFields(config, "dpo", "Cannot train with DPO");
   const name = config.model!, data = config.dataset!;
   await refuseExistingRun(config);
   if (isPreset(name) && !config.tokenizer) {

@@ -49,13 +49,14 @@ import {
   TASKS,
 } from "./_config_recipes.ts";
 import { validateConfig } from "./_config_validate.ts";
+import { type RunKind, unreadFieldProblems } from "./_config_scope.ts";
 import { configToYaml, readConfigFile } from "./_config_yaml.ts";
 import { isLegacyConfig, migrateLegacy } from "./_config_legacy.ts";
 import type { LrSchedulerKwargs, LrSchedulerType } from "./schedule.ts";
 import type { LoraConfig, QuantizationConfig, TrainingConfig } from "./config_types.ts";
 import { writeFileAtomic } from "../util/atomic.ts";
 
-export type { LrSchedulerKwargs, LrSchedulerType };
+export type { LrSchedulerKwargs, LrSchedulerType, RunKind };
 export type {
   IntervalStrategy,
   LoraConfig,
@@ -392,6 +393,33 @@ export function getTrainingArgs(
   opts: ValidateOptions = {},
 ): TrainingConfig {
   return resolve({ ...overrides }, opts.file ?? "getTrainingArgs(overrides)", opts.warn);
+}
+
+/**
+ * Refuse the fields a kind of run would ignore: DPO settings (`beta`, `loss_type`, ...) in SFT
+ * (`cli train`) or a recipe, SFT settings (`packing`, `completion_only_loss`, ...) in DPO, and
+ * `tokenizer` / `dataset_text_field` in a recipe, which reads its model's tokenizer and its own
+ * columns. One config type holds both trainers' fields (TRL's `SFTConfig` and `DPOConfig` each
+ * refuse the other's as unknown arguments); a field at its default changes nothing and passes.
+ * The run entry points call this before reading any data or weights.
+ * @param subject the start of the message, e.g. `Cannot train with DPO`
+ * @throws {RangeError} one line naming each such field, its value and the fix
+ * @example
+ * ```ts
+ * import { getTrainingArgs, refuseUnreadFields } from "./config.ts";
+ * refuseUnreadFields(getTrainingArgs({ beta: 0.5 }), "dpo", "Cannot train"); // DPO reads beta
+ * let msg = "";
+ * try {
+ *   refuseUnreadFields(getTrainingArgs({ beta: 0.5 }), "sft", "Cannot train");
+ * } catch (e) {
+ *   msg = (e as Error).message;
+ * }
+ * if (msg !== "Cannot train: beta 0.5 is a DPO setting; remove it, or train with deno task cli dpo") throw new Error(msg);
+ * ```
+ */
+export function refuseUnreadFields(config: TrainingConfig, kind: RunKind, subject: string): void {
+  const problems = unreadFieldProblems(config, kind, DEFAULT_TRAINING_CONFIG);
+  if (problems.length) throw new RangeError(`${subject}: ${problems.join("; ")}`);
 }
 
 /** Names of {@linkcode TRAINING_PRESETS}. */

@@ -13,7 +13,7 @@ import { latestCheckpoint } from "./checkpoint.ts";
 import { refuseExistingRun } from "./_trainer_io.ts";
 import { buildRunDatasets, readDocuments } from "./_run_data.ts";
 import { initRunModel, modelDir, resolveRunModel } from "./_run_model.ts";
-import type { TrainingConfig } from "./config.ts";
+import { refuseUnreadFields, type TrainingConfig } from "./config.ts";
 import { createTrainer, type TrainResult } from "./trainer.ts";
 import type { TrainerHooks } from "./hooks.ts";
 
@@ -80,6 +80,7 @@ export async function runTraining(
         `and dataset (a file or folder) in the config or as --model / --dataset`,
     );
   }
+  refuseUnreadFields(config, "sft", "Cannot train");
   const name = config.model!, data = config.dataset!;
   await refuseExistingRun(config); // before any data or weights are read
   // The model's shape first: a too-long block is an error before any data or weights are read.

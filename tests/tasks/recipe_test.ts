@@ -7,8 +7,8 @@ import { join } from "node:path";
 import { assert, SHARED } from "../_assert.ts";
 import { cliProcess } from "../cli/_cli.ts";
 import { tinyRecipe } from "./_recipe.ts";
-import { evalOptions, resolveRecipe } from "../../tasks/_recipe.ts";
-import { loadTokenizer } from "../../models/tokenizer/tokenizer.ts";
+import { evalOptions, resolveRecipe, sftDataset } from "../../tasks/_recipe.ts";
+import { loadTokenizer, type Tokenizer } from "../../models/tokenizer/tokenizer.ts";
 
 const cache = await Deno.makeTempDir({ prefix: "fledge-recipe-cache-" });
 
@@ -58,7 +58,15 @@ for (
       assert.ok(typeof metrics[head] === "number", JSON.stringify(metrics));
       const bname = baseline ?? Object.keys(metrics.baselines)[0];
       assert.ok(typeof metrics.baselines[bname][head] === "number", JSON.stringify(metrics.baselines));
-      if (name === "sst2") assert.match(Object.keys(metrics.baselines)[0], /^majority \((other|games)\)$/);
+      if (name === "sst2") {
+        assert.match(Object.keys(metrics.baselines)[0], /^majority \((other|games)\)$/);
+        // generation flags would be ignored by label scoring: refused
+        const g = await cliProcess(["eval", "--model", out, "--num_beams", "4", "--json"], {
+          FLEDGE_CACHE_DIR: cache,
+        });
+        assert.equal(g.code, 2, g.err);
+        assert.match(g.err, /^fledge: eval: --num_beams is for generation \(summarization, translation\);/m);
+      }
       if (name === "summarization") {
         // offline (no --model): trained on extractive lead-oracle targets, as recipe.yaml records
         assert.match(r.err, /training on lead-oracle targets \(the first k words, median k \d+\)/);
@@ -175,6 +183,48 @@ Deno.test("max_len_a and max_len_b (fairseq's length limit) are checked and reac
   assert.throws(() => r({ max_len_a: -1 }), /max_len_a must be a number >= 0 or null, got -1/);
   assert.throws(() => r({ max_len_a: 1, max_len_b: 2.5 }), /max_len_b must be an integer >= 0, got 2.5/);
   assert.throws(() => r({ max_len_b: 20 }), /max_len_b 20 needs max_len_a/);
+});
+
+Deno.test("a recipe refuses the training fields it would ignore, and reads the SFT loss fields", () => {
+  const r = (flat: Record<string, unknown>) => resolveRecipe({ name: "x", task: "classification", ...flat });
+  assert.throws(
+    () => r({ beta: 0.5, loss_type: "ipo" }),
+    /^RangeError: Cannot run recipe \(recipe config\): beta 0\.5, loss_type "ipo" are DPO settings; remove them \(a recipe fine-tunes with SFT\)$/,
+  );
+  assert.throws(
+    () => r({ tokenizer: "gpt2" }),
+    /tokenizer "gpt2" is not read by a recipe; remove it \(a recipe uses its model's tokenizer/,
+  );
+  assert.throws(
+    () => r({ num_beams: 4, max_new_tokens: 8 }),
+    /max_new_tokens, num_beams are for generation \(summarization, translation\), and classification scores each label's likelihood; remove them/,
+  );
+  r({ beta: 0.1, dataset_text_field: "text", num_beams: 1 }); // the defaults change nothing and pass
+  resolveRecipe({ name: "x", task: "translation", num_beams: 4 });
+  // completion_only_loss and assistant_only_loss reach the SFT rows
+  const tok = {
+    encode: (s: string) => [...s].map((c) => c.charCodeAt(0)),
+    decode: (ids: ArrayLike<number>) => String.fromCharCode(...Array.from(ids)),
+    applyChatTemplate: () => ({ text: "", ids: [] }),
+    chat_template: null,
+    special_token_ids: [36],
+    eos_token_id: 36,
+    pad_token_id: 36,
+    idToToken: (id: number) => String.fromCharCode(id),
+    tokenToId: (t: string) => t.charCodeAt(0),
+  } as unknown as Tokenizer;
+  const trained = (flat: Record<string, unknown>) => {
+    const { settings, training } = r({ packing: false, max_seq_length: 32, ...flat });
+    const ds = sftDataset([{ source: "ab", target: "c" }], settings, training, tok, "t").dataset;
+    return [...ds.labels([0])].filter((l) => l !== -100).length;
+  };
+  // "ab\nLabel: c$": 11 tokens, of which the answer " c" and the EOS are 3
+  assert.equal(trained({}), 3, "completion only by default (TRL)");
+  assert.equal(trained({ completion_only_loss: false }), 11, "prompt and completion");
+  assert.throws(
+    () => trained({ assistant_only_loss: true }),
+    /assistant_only_loss needs conversational rows/,
+  );
 });
 
 Deno.test("a recipe's Trainer evaluates ROUGE during training and tracks it as metric_for_best_model", async () => {

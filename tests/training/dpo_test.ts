@@ -13,6 +13,7 @@ import { RowDataset } from "../../data/row_dataset.ts";
 import type { DataRecord } from "../../data/readers.ts";
 import { createTrainer } from "../../training/trainer.ts";
 import { getTrainingArgs } from "../../training/config.ts";
+import { runTraining } from "../../training/run.ts";
 import { createDpoTrainer, dpoLoss, precomputeRefLogProbs, runDpo } from "../../training/dpo.ts";
 import type { TrainDataset } from "../../training/_trainer_batch.ts";
 import { assert, assertClose, SHARED, SLOW } from "../_assert.ts";
@@ -261,6 +262,34 @@ Deno.test("DPO resumes from a checkpoint bit-identically (LoRA, accumulation 2)"
   const resumed = await run(b, { resume_from_checkpoint: true });
   assert.deepEqual(resumed.loss_history, straight.loss_history.slice(2));
   for (const d of [a, b]) await Deno.remove(d, { recursive: true });
+});
+
+Deno.test("runDpo() refuses SFT settings and runTraining() DPO settings, in one line before reading anything", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const config = (over: Record<string, unknown>) =>
+      getTrainingArgs({
+        model: "tiny",
+        dataset: join(dir, "none.jsonl"),
+        output_dir: join(dir, "run"),
+        ...over,
+      });
+    await assert.rejects(
+      runDpo(config({ packing: true, completion_only_loss: false }), { progress: false }),
+      (e: Error) =>
+        e.message ===
+          "Cannot train with DPO: packing true, completion_only_loss false are SFT settings; remove them (DPO scores each chosen and rejected completion whole)",
+    );
+    await assert.rejects(
+      runTraining(config({ loss_type: "hinge" }), { progress: false }),
+      (e: Error) =>
+        e.message ===
+          'Cannot train: loss_type "hinge" is a DPO setting; remove it, or train with deno task cli dpo',
+    );
+    await assert.rejects(Deno.stat(join(dir, "run")), Deno.errors.NotFound, "nothing written");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
 
 Deno.test("runDpo() trains a saved model on a dataset folder and names a bad row's file, line and field", async () => {

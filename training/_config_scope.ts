@@ -1,0 +1,83 @@
+/**
+ * Private to `config.ts` (the body of `refuseUnreadFields`): which `TrainingConfig`
+ * fields each kind of run never reads. One config type holds SFT and DPO settings (as TRL's
+ * `SFTConfig` and `DPOConfig` both extend `TrainingArguments`), so a DPO field given to an SFT run,
+ * or an SFT field given to DPO, would be accepted and then ignored; TRL refuses it as an unknown
+ * argument of that config, and so does fledge, in one line, before any data or weights are read.
+ * A field left at its default changes nothing and passes.
+ * @module
+ */
+import type { TrainingConfig } from "./config_types.ts";
+
+/** A kind of run: `cli train` (SFT and pre-training), `cli dpo`, or a task recipe. */
+export type RunKind = "sft" | "dpo" | "recipe";
+
+/** Read only by DPO (TRL `DPOConfig`). */
+const DPO_ONLY = [
+  "max_prompt_length",
+  "beta",
+  "loss_type",
+  "label_smoothing",
+  "precompute_ref_log_probs",
+  "disable_dropout",
+] as const;
+
+/** Read only by SFT (TRL `SFTConfig`); DPO reads prompt/chosen/rejected rows whole. */
+const SFT_ONLY = [
+  "dataset_text_field",
+  "packing",
+  "packing_strategy",
+  "completion_only_loss",
+  "assistant_only_loss",
+] as const;
+
+/** What each kind of run does not read: the fields, what they are (one, several), the fix. */
+const UNREAD: Record<
+  RunKind,
+  { fields: readonly (keyof TrainingConfig)[]; what: [string, string]; fix: string }[]
+> = {
+  sft: [{
+    fields: DPO_ONLY,
+    what: ["a DPO setting", "DPO settings"],
+    fix: "remove {it}, or train with deno task cli dpo",
+  }],
+  dpo: [{
+    fields: SFT_ONLY,
+    what: ["an SFT setting", "SFT settings"],
+    fix: "remove {it} (DPO scores each chosen and rejected completion whole)",
+  }],
+  recipe: [
+    {
+      fields: DPO_ONLY,
+      what: ["a DPO setting", "DPO settings"],
+      fix: "remove {it} (a recipe fine-tunes with SFT)",
+    },
+    {
+      fields: ["tokenizer", "dataset_text_field"],
+      what: ["not read by a recipe", "not read by a recipe"],
+      fix: "remove {it} (a recipe uses its model's tokenizer and maps columns with --source_column)",
+    },
+  ],
+};
+
+function show(v: unknown): string {
+  return typeof v === "string" ? JSON.stringify(v) : String(v);
+}
+
+/** The problems of fields `kind` would ignore, set away from `defaults`: one clause per group. */
+export function unreadFieldProblems(
+  config: TrainingConfig,
+  kind: RunKind,
+  defaults: Readonly<TrainingConfig>,
+): string[] {
+  const problems: string[] = [];
+  for (const { fields, what, fix } of UNREAD[kind]) {
+    const set = fields.filter((k) => JSON.stringify(config[k]) !== JSON.stringify(defaults[k]));
+    if (!set.length) continue;
+    const many = set.length > 1, named = set.map((k) => `${k} ${show(config[k])}`).join(", ");
+    problems.push(
+      `${named} ${many ? `are ${what[1]}` : `is ${what[0]}`}; ${fix.replace("{it}", many ? "them" : "it")}`,
+    );
+  }
+  return problems;
+}
