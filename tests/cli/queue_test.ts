@@ -101,8 +101,8 @@ async function scenario(dir: string, url: string): Promise<string> {
       url,
       "--worker",
       name,
-      "--lease",
-      "2",
+      "--lease", // seconds: long enough that a live worker on busy cores keeps its job
+      "5",
       "--runs_dir",
       runs,
       "--idle_exit",
