@@ -8,6 +8,7 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { downloadModel } from "../models/hub/hub.ts";
 import type { Tokenizer } from "../models/tokenizer/tokenizer.ts";
+import type { GenerationConfig } from "../models/generation_config.ts";
 
 /**
  * A local folder as is; a hub id through the hub cache / download; a missing path is an error.
@@ -94,6 +95,26 @@ export const SAMPLER_FLAGS = {
   seed: { type: "int", min: 0 },
 } as const;
 
+/**
+ * Refuse `--seed` when generation does not sample after all (the folder's generation_config.json
+ * says `do_sample: false` and no flag turned sampling on): the seed would change nothing.
+ * @throws {RangeError} naming the file and the fix
+ */
+export function checkSeedSamples(
+  cmd: string,
+  seed: number | undefined,
+  doSample: boolean | undefined,
+  gc: GenerationConfig,
+  dir: string,
+): void {
+  if (seed === undefined || (doSample ?? gc.do_sample ?? false)) return;
+  throw new RangeError(
+    `${cmd}: --seed is for sampling, and sampling is off (do_sample false or unset in ${
+      join(dir, "generation_config.json")
+    }, HF's default); add --do_sample or drop --seed`,
+  );
+}
+
 /** The values of {@linkcode SAMPLER_FLAGS}. */
 export interface SamplerFlagValues {
   greedy: boolean;
@@ -108,7 +129,8 @@ export interface SamplerFlagValues {
 /**
  * The generation options of the sampler flags: `--greedy` turns sampling off, `--do_sample` or any
  * of `--temperature`, `--top_k`, `--top_p` turns it on, neither leaves generation_config.json's.
- * @throws {RangeError} for `--greedy` with `--do_sample`
+ * @throws {RangeError} for `--greedy` with `--do_sample`, or with a flag only sampling reads
+ *   (`--temperature`, `--top_k`, `--top_p`, `--seed`; HF warns that these are unused)
  */
 export function samplerOptions(cmd: string, v: SamplerFlagValues): {
   temperature?: number;
@@ -120,6 +142,14 @@ export function samplerOptions(cmd: string, v: SamplerFlagValues): {
 } {
   if (v.greedy && v.do_sample) throw new RangeError(`${cmd}: --greedy and --do_sample exclude each other`);
   const sampling = v.temperature !== undefined || v.top_k !== undefined || v.top_p !== undefined;
+  const samplerOnly = (["temperature", "top_k", "top_p", "seed"] as const).filter((k) => v[k] !== undefined);
+  if (v.greedy && samplerOnly.length) {
+    throw new RangeError(
+      `${cmd}: ${samplerOnly.map((k) => `--${k}`).join(", ")} ${
+        samplerOnly.length > 1 ? "are" : "is"
+      } for sampling, and --greedy turns it off; drop one or the other`,
+    );
+  }
   return {
     temperature: v.temperature,
     top_k: v.top_k,

@@ -20,7 +20,7 @@ import { loadModel } from "../models/pretrained.ts";
 import type { Transformer } from "../models/transformer.ts";
 import { type ChatMessage, loadTokenizer, type Tokenizer } from "../models/tokenizer/tokenizer.ts";
 import type { CliIO, Command } from "./command.ts";
-import { createStreamer, modelFolder, SAMPLER_FLAGS, samplerOptions } from "./_model.ts";
+import { checkSeedSamples, createStreamer, modelFolder, SAMPLER_FLAGS, samplerOptions } from "./_model.ts";
 
 const USAGE = `usage: deno task cli chat --model DIR_OR_ID [--system TEXT] [--prompt TEXT] [options]
 
@@ -38,8 +38,8 @@ options:
   --system TEXT              a system message first
   --prompt TEXT              one-shot: this message, print the reply, exit
   --chat_template FILE       a Jinja chat template to use instead of the tokenizer's
-  --max_new_tokens N         new tokens per reply (default: generation_config.json, else 256,
-                             at most what the context leaves)
+  --max_new_tokens N         new tokens per reply (default: generation_config.json's max_new_tokens,
+                             else what its max_length leaves, else 256; at most what the context leaves)
   --greedy                   argmax decoding (do_sample false)
   --do_sample                sample (implied by --temperature, --top_k, --top_p without --greedy)
   --temperature T            > 0
@@ -106,6 +106,7 @@ async function chatRun(args: string[], io: CliIO): Promise<void> {
     );
   }
   const gc = await loadGenerationConfig(dir);
+  checkSeedSamples("chat", v.seed, sampler.do_sample, gc, dir);
   const system: ChatMessage[] = v.system === undefined ? [] : [{ role: "system", content: v.system }];
   // Render once up front: a template that cannot render the conversation fails before the model loads.
   tok.applyChatTemplate([...system, { role: "user", content: "hi" }], {
@@ -184,8 +185,15 @@ async function reply(s: Session, messages: ChatMessage[]): Promise<Reply> {
  * @throws {RangeError} when even the last message alone does not fit
  */
 function fitPrompt(s: Session, messages: ChatMessage[]): { ids: number[]; maxNew: number } {
-  const limit = s.model.config.max_position_embeddings;
-  const want = s.maxNew ?? s.gc.max_new_tokens ?? DEFAULT_MAX_NEW_TOKENS;
+  // generation_config.json's max_length (HF: prompt + new tokens, read when max_new_tokens is
+  // unset) bounds the conversation as the model's positions do, and the reply takes what it leaves.
+  const byLength = s.maxNew === undefined && s.gc.max_new_tokens === undefined &&
+    s.gc.max_length !== undefined;
+  const limit = Math.min(s.model.config.max_position_embeddings, byLength ? s.gc.max_length! : Infinity);
+  const want = s.maxNew ?? s.gc.max_new_tokens ?? (byLength ? limit : DEFAULT_MAX_NEW_TOKENS);
+  const context = limit < s.model.config.max_position_embeddings
+    ? `the ${limit} tokens of generation_config.json's max_length`
+    : `the model's context of ${limit} tokens`;
   const render = () =>
     s.tok.applyChatTemplate(messages, { add_generation_prompt: true, chat_template: s.template }).ids;
   let ids = render();
@@ -200,12 +208,12 @@ function fitPrompt(s: Session, messages: ChatMessage[]): { ids: number[]; maxNew
     ids = render();
   }
   if (dropped) {
-    s.io.stderr(`chat: dropped the ${dropped} oldest turns to fit the model's context of ${limit} tokens\n`);
+    s.io.stderr(`chat: dropped the ${dropped} oldest turns to fit ${context}\n`);
   }
   const room = limit - ids.length;
   if (room < 1 || (s.maxNew !== undefined && s.maxNew > room)) {
     throw new RangeError(
-      `chat: the ${ids.length}-token prompt leaves ${Math.max(0, room)} of the model's ${limit} positions` +
+      `chat: the ${ids.length}-token prompt leaves ${Math.max(0, room)} of ${context}` +
         `${s.maxNew !== undefined ? ` for --max_new_tokens ${s.maxNew}` : ""}; send a shorter message` +
         `${s.maxNew !== undefined ? " or lower --max_new_tokens" : ""}`,
     );

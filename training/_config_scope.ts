@@ -2,8 +2,9 @@
  * Private to `config.ts` (the body of `refuseUnreadFields`): which `TrainingConfig`
  * fields each kind of run never reads. One config type holds SFT and DPO settings (as TRL's
  * `SFTConfig` and `DPOConfig` both extend `TrainingArguments`), so a DPO field given to an SFT run,
- * or an SFT field given to DPO, would be accepted and then ignored; TRL refuses it as an unknown
- * argument of that config, and so does fledge, in one line, before any data or weights are read.
+ * or an SFT field given to DPO, would be accepted and then ignored. TRL's two config classes refuse
+ * most such fields as unknown arguments (`SFTConfig(beta=0.5)`); fledge refuses all of them, in one
+ * line, before any data or weights are read.
  * A field left at its default changes nothing and passes.
  * @module
  */

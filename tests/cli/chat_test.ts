@@ -223,7 +223,7 @@ Deno.test("chat drops the oldest turns when the conversation outgrows the contex
   assert.equal(skip.code, 0, skip.err);
   const two = skip.out.trimEnd().split("\n").map((l) => JSON.parse(l));
   assert.equal(two.length, 2);
-  assert.match(skip.err, /^fledge: chat: the \d+-token prompt leaves 0 of the model's 96 positions/m);
+  assert.match(skip.err, /^fledge: chat: the \d+-token prompt leaves 0 of the model's context of 96 tokens/m);
   assert.deepEqual(
     two[1].tokens,
     await generateIds([
@@ -236,7 +236,41 @@ Deno.test("chat drops the oldest turns when the conversation outgrows the contex
   assertFails(
     await cliProcess(["chat", "--model", chatDir, "--prompt", line.repeat(10), ...BASE]),
     2,
-    /chat: the \d+-token prompt leaves 0 of the model's 96 positions; send a shorter message/,
+    /chat: the \d+-token prompt leaves 0 of the model's context of 96 tokens; send a shorter message/,
+  );
+});
+
+Deno.test("chat reads max_length from generation_config.json; sampler flags with --greedy are refused", async () => {
+  const capped = join(tmp, "capped");
+  await Deno.mkdir(capped);
+  for (const e of Deno.readDirSync(chatDir)) await Deno.copyFile(join(chatDir, e.name), join(capped, e.name));
+  await Deno.writeTextFile(join(capped, "generation_config.json"), JSON.stringify({ max_length: 30 }));
+  const r = await cliProcess(["chat", "--model", capped, "--prompt", "hello there", "--json", ...BASE]);
+  assert.equal(r.code, 0, r.err);
+  const json = JSON.parse(r.out);
+  // HF: max_length counts the prompt and the reply
+  if (json.finish_reason === "length") assert.equal(json.prompt_tokens + json.tokens.length, 30, r.out);
+  else assert.ok(json.prompt_tokens + json.tokens.length <= 30, r.out);
+  assertFails(
+    await cliProcess([
+      "chat",
+      "--model",
+      chatDir,
+      "--prompt",
+      "hi",
+      "--temperature",
+      "0.5",
+      "--seed",
+      "3",
+      ...BASE,
+    ]),
+    2,
+    /chat: --temperature, --seed are for sampling, and --greedy turns it off; drop one or the other/,
+  );
+  assertFails(
+    await cliProcess(["chat", "--model", chatDir, "--prompt", "hi", "--seed", "3", "--backend", "cpu"]),
+    2,
+    /chat: --seed is for sampling, and sampling is off \(do_sample false or unset in .*generation_config\.json, HF's default\); add --do_sample or drop --seed/,
   );
 });
 

@@ -146,6 +146,16 @@ Deno.test("generate rejects bad flags, a missing folder and a prompt without a t
     [...m, "--input_ids", "1", "--temperature", "-1", "--backend", "cpu"],
     /temperature: must be >= 0/,
   );
+  // flags the chosen decoding would not read (HF warns that they are unused)
+  await fails(
+    [...m, "--input_ids", "1", "--greedy", "--top_p", "0.5"],
+    /--top_p is for sampling, and --greedy/,
+  );
+  await fails([...m, "--input_ids", "1", "--seed", "5"], /--seed is for sampling, and sampling is off/);
+  await fails(
+    [...m, "--input_ids", "1", "--length_penalty", "2"],
+    /--length_penalty scores beam hypotheses, and this is not beam search; add --num_beams K/,
+  );
   const help = await cli(["generate", "--help"]);
   assert.match(help.out, /^usage: deno task cli generate --model DIR_OR_ID/);
 });
