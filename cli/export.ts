@@ -35,6 +35,8 @@ options:
   --merge                    fold the adapter into the weights and write one file; without it the
                              base model goes to --output and the adapter to --adapter_output
   --adapter_output FILE      the adapter's GGUF (default: --output with .gguf replaced by -lora.gguf)
+  --adapter_outtype f32|f16|q8_0
+                             the adapter GGUF's weight type (default f32; --outtype is the base's)
   --tokenizer DIR            a folder with tokenizer.json (default: the model's folder, else the
                              adapter's, else the run folder)
   --name NAME                GGUF general.name (default fledge-<family>)
@@ -49,7 +51,8 @@ const FLAGS = {
   model: { type: "string", required: true },
   output: { type: "string", required: true },
   format: { type: "string", choices: ["gguf", "onnx"], default: "gguf" },
-  outtype: { type: "string", choices: ["f32", "f16", "q8_0", "q4_0"], default: "f16" },
+  outtype: { type: "string", choices: ["f32", "f16", "q8_0", "q4_0"] },
+  adapter_outtype: { type: "string", choices: ["f32", "f16", "q8_0"] },
   adapter: { type: "string" },
   merge: { type: "boolean" },
   adapter_output: { type: "string" },
@@ -133,8 +136,21 @@ async function exportRun(args: string[], io: CliIO): Promise<void> {
     throw new TypeError("export: --adapter_output and --merge exclude each other");
   }
   const src = resolveSource(v.model, v.adapter);
-  if (v.adapter_output && !src.adapter) {
-    throw new TypeError("export: --adapter_output needs an adapter (--adapter DIR)");
+  // Flags this export would not read are refused, not ignored.
+  const unread = [
+    ...(src.adapter ? [] : [["adapter_output", "needs an adapter (--adapter DIR)"], [
+      "merge",
+      `needs an adapter to merge (--adapter DIR; ${v.model} has none)`,
+    ]]),
+    ...(src.adapter && !v.merge
+      ? []
+      : [["adapter_outtype", "is for an adapter written as its own GGUF (no --merge)"]]),
+    ...(v.format === "onnx"
+      ? [["outtype", "is for GGUF (ONNX keeps f32)"], ["name", "is GGUF's general.name"]]
+      : []),
+  ].filter(([k]) => v[k as keyof typeof v] !== undefined && v[k as keyof typeof v] !== false);
+  if (unread.length) {
+    throw new TypeError(`export: ${unread.map(([k, why]) => `--${k} ${why}`).join("; ")}`);
   }
   if (v.format === "onnx" && src.adapter && !v.merge) {
     throw new TypeError(
@@ -178,7 +194,11 @@ async function exportRun(args: string[], io: CliIO): Promise<void> {
       });
       main = { path: r.path, bytes: r.bytes, tensors: model.params.size };
     } else {
-      const opts = { tokenizer: tokenizer!, outtype: v.outtype as GgufOuttype, overwrite: v.overwrite };
+      const opts = {
+        tokenizer: tokenizer!,
+        outtype: (v.outtype ?? "f16") as GgufOuttype,
+        overwrite: v.overwrite,
+      };
       const named = <T extends object>(o: T, name?: string) => (name ? { ...o, name } : o);
       // The adapter is merged, or written first as its own GGUF (which refuses what llama.cpp
       // adapters cannot hold, e.g. trained biases, before anything is written) and detached.
@@ -189,13 +209,20 @@ async function exportRun(args: string[], io: CliIO): Promise<void> {
         extra = await exportGgufAdapter(
           model,
           adapterOut,
-          named({ adapter, overwrite: v.overwrite }, v.name && `${v.name}-lora`),
+          named(
+            {
+              adapter,
+              outtype: (v.adapter_outtype ?? "f32") as "f32" | "f16" | "q8_0",
+              overwrite: v.overwrite,
+            },
+            v.name && `${v.name}-lora`,
+          ),
         );
         removeAdapter(model);
       }
       main = await exportGguf(model, v.output, named(opts, v.name));
     }
-    const what = v.format === "onnx" ? "onnx" : `gguf ${v.outtype}`;
+    const what = v.format === "onnx" ? "onnx" : `gguf ${v.outtype ?? "f16"}`;
     const adapterNote = src.adapter ? (v.merge ? `, adapter ${basename(src.adapter)} merged` : "") : "";
     io.stderr(
       `export: wrote ${main.path} (${what}, ${main.tensors} tensors, ${

@@ -45,7 +45,7 @@ async function withRun(fn: (model: string, run: string, tmp: string) => Promise<
 
 const parse = (path: string) =>
   gguf(path, { allowLocalFile: true }) as Promise<
-    { metadata: Record<string, unknown>; tensorInfos: { name: string }[] }
+    { metadata: Record<string, unknown>; tensorInfos: { name: string; dtype: number }[] }
   >;
 
 Deno.test("export --help through the real entry point (subprocess)", async () => {
@@ -91,6 +91,43 @@ Deno.test("export refuses bad flags and inputs with exit 2 and one line", async 
       await cli(["export", "--model", join(tmp, "run"), "--output", join(tmp, "m.onnx"), "--format", "onnx"]),
       2,
       /add --merge/,
+    );
+    // flags this export would not read
+    assertFails(
+      await cli(["export", "--model", model, "--output", out, "--merge"]),
+      2,
+      /--merge needs an adapter/,
+    );
+    assertFails(
+      await cli([
+        "export",
+        "--model",
+        model,
+        "--output",
+        join(tmp, "m.onnx"),
+        "--format",
+        "onnx",
+        "--outtype",
+        "q8_0",
+        "--name",
+        "x",
+      ]),
+      2,
+      /--outtype is for GGUF \(ONNX keeps f32\); --name is GGUF's general\.name/,
+    );
+    assertFails(
+      await cli([
+        "export",
+        "--model",
+        join(tmp, "run"),
+        "--output",
+        out,
+        "--merge",
+        "--adapter_outtype",
+        "f16",
+      ]),
+      2,
+      /--adapter_outtype is for an adapter written as its own GGUF \(no --merge\)/,
     );
     await Deno.writeTextFile(out, "old");
     assertFails(
@@ -143,6 +180,24 @@ Deno.test("export of a fine-tuned run folder: base + adapter GGUF, or merged wit
     assert.equal(lora.metadata["adapter.lora.alpha"], 8);
     assert.ok(lora.tensorInfos.some((t) => t.name === "blk.0.attn_q.weight.lora_a"));
     assert.equal(json.adapter.tensors, lora.tensorInfos.length);
+    assert.ok(lora.tensorInfos.every((t) => t.dtype === 0), "the adapter is f32 (GGML type 0) by default");
+    // --adapter_outtype sets the adapter's type (--outtype is the base model's)
+    const q = await cli([
+      "export",
+      "--model",
+      run,
+      "--output",
+      join(tmp, "ftq.gguf"),
+      "--outtype",
+      "f32",
+      "--adapter_outtype",
+      "q8_0",
+      "--json",
+    ]);
+    assert.equal(q.code, 0, q.err);
+    const loraQ = await parse(JSON.parse(q.out).adapter.path);
+    assert.ok(loraQ.tensorInfos.some((t) => t.dtype === 8), "q8_0 tensors (GGML type 8)");
+    assert.equal((await parse(join(tmp, "ftq.gguf"))).metadata["general.file_type"], 0);
 
     const merged = join(tmp, "merged.gguf");
     const m = await cli([

@@ -683,6 +683,11 @@ llamaTest(
         const merged = await oursGreedy(model, ps, N);
         assert.notDeepEqual(base, merged, "the adapter changes the tokens");
         assert.deepEqual(await llamaGreedy(`${dir}/base.gguf`, ps, N, `${dir}/lora.gguf`), merged, arch);
+        // a q8_0 adapter (convert_lora_to_gguf.py --outtype q8_0) loads and applies too
+        await exportGgufAdapter(model, `${dir}/lora-q8.gguf`, { adapter, outtype: "q8_0" });
+        const q8 = (await llamaGreedy(`${dir}/base.gguf`, ps, N, `${dir}/lora-q8.gguf`)).flat();
+        const agree = q8.filter((t, i) => t === merged.flat()[i]).length;
+        assert.ok(agree / q8.length >= 0.9, `${arch} q8_0 adapter: ${agree}/${q8.length} tokens as merged`);
       });
       model.dispose();
     }
