@@ -26,7 +26,7 @@ import type { CliIO, Command } from "./command.ts";
 
 const USAGE = `usage: deno task cli eval --task summarization|translation|classification --model DIR
          [--adapter DIR] [--data FILE.jsonl] [--max_samples N] [--num_beams K] [--json]
-       deno task cli eval --recipe NAME [--run DIR] [...]
+       deno task cli eval --recipe NAME [...]
 
 Evaluates a model on a task's examples: summarization (ROUGE-1/2/L/Lsum), translation (BLEU, chrF,
 chrF++) by generation; classification (accuracy, macro-F1) by label likelihood. Prints the metrics
@@ -47,6 +47,7 @@ options:
   --max_len_a A --max_len_b B   stop a row after A * its prompt tokens + B new tokens (fairseq's)
   --split_lines              translation: translate each line (paragraph) of a source on its own
                              (default: the run's setting, else off)
+  --no_split_lines           translation: translate each source whole, even where the run split lines
   --backend B                webgpu, cpu, auto (default), or onnx: the model (adapter merged)
                              exported to ONNX and run in onnxruntime
   --json                     print the metrics as one JSON object
@@ -67,6 +68,7 @@ const FLAGS = {
   max_len_a: { type: "number", min: 0 },
   max_len_b: { type: "int", min: 0 },
   split_lines: { type: "boolean" },
+  no_split_lines: { type: "boolean" },
   backend: { type: "string", choices: ["webgpu", "cpu", "auto", "onnx"], default: "auto" },
   json: { type: "boolean" },
 } as const;
@@ -95,8 +97,21 @@ async function newestRun(name: string): Promise<string> {
 async function evalRun(args: string[], io: CliIO): Promise<void> {
   const v = parseFlags("eval", args, FLAGS);
   if (v.help) return io.stdout(USAGE + "\n");
-  if (!v.model && !v.recipe) {
-    throw new TypeError("eval: give --model DIR (a model or run folder) or --recipe NAME");
+  if (!v.model === !v.recipe) {
+    throw new TypeError("eval: give one of --model DIR (a model or run folder) or --recipe NAME");
+  }
+  const mapping = (["source_column", "target_column", "label_names"] as const).filter((k) =>
+    v[k] !== undefined
+  );
+  if (mapping.length && !v.data) {
+    throw new TypeError(
+      `eval: ${mapping.map((k) => `--${k}`).join(", ")} map${
+        mapping.length > 1 ? "" : "s"
+      } the columns of --data; add --data FILE`,
+    );
+  }
+  if (v.split_lines && v.no_split_lines) {
+    throw new TypeError("eval: --split_lines and --no_split_lines exclude each other");
   }
   const dir = v.model ?? await newestRun(v.recipe!);
   // A run folder: its settings, its model/ or its base model + adapter/.
@@ -124,8 +139,10 @@ async function evalRun(args: string[], io: CliIO): Promise<void> {
       } for generation (summarization, translation); classification scores each label's likelihood`,
     );
   }
-  if (v.split_lines && task !== "translation") {
-    throw new TypeError(`eval: --split_lines is for translation only, not ${task}`);
+  if ((v.split_lines || v.no_split_lines) && task !== "translation") {
+    throw new TypeError(
+      `eval: --${v.split_lines ? "" : "no_"}split_lines is for translation only, not ${task}`,
+    );
   }
   let modelDir = dir, adapter = v.adapter ?? null;
   if (settings && await pathExists(join(dir, "model", "config.json"))) modelDir = join(dir, "model");
@@ -144,7 +161,7 @@ async function evalRun(args: string[], io: CliIO): Promise<void> {
     ...(v.max_new_tokens ? { max_new_tokens: v.max_new_tokens } : {}),
     ...(v.max_len_a !== undefined ? { max_len_a: v.max_len_a } : {}),
     ...(v.max_len_b !== undefined ? { max_len_b: v.max_len_b } : {}),
-    ...(v.split_lines ? { split_lines: true } : {}),
+    ...(v.split_lines ? { split_lines: true } : v.no_split_lines ? { split_lines: false } : {}),
   } as RecipeSettings;
   // ---- data ----
   let examples, labels;

@@ -128,6 +128,8 @@ type Sub = keyof typeof FLAGS;
 async function evalJob(job: JobInfo, ctx: JobContext): Promise<JobOutcome> {
   const args: string[] = [];
   for (const [k, v] of Object.entries(job.config)) {
+    // false is a switch's default (null an option's), except where the run saved it on: split_lines
+    if (v === false && k === "split_lines") args.push("--no_split_lines");
     if (v === false || v === null || v === undefined || k === "json") continue;
     args.push(`--${k}`);
     if (v !== true) args.push(Array.isArray(v) ? v.join(",") : String(v));

@@ -5,7 +5,7 @@
  */
 import { join } from "node:path";
 import { assert, SHARED } from "../_assert.ts";
-import { cliProcess } from "../cli/_cli.ts";
+import { assertFails, cliProcess } from "../cli/_cli.ts";
 import { tinyRecipe } from "./_recipe.ts";
 import { evalOptions, resolveRecipe, sftDataset } from "../../tasks/_recipe.ts";
 import { loadTokenizer, type Tokenizer } from "../../models/tokenizer/tokenizer.ts";
@@ -92,6 +92,44 @@ for (
         const bad = await cliProcess([...args, "--task", "summarization", "--split_lines"], {});
         assert.notEqual(bad.code, 0);
         assert.match(bad.err, /eval: --split_lines is for translation only, not summarization/);
+        // --no_split_lines turns the run's split_lines off, and an eval job's split_lines: false too
+        const run = ["eval", "--model", out, "--max_samples", "3", "--json"];
+        const [split, whole] = await Promise.all([
+          cliProcess(run, { FLEDGE_CACHE_DIR: cache }),
+          cliProcess([...run, "--no_split_lines"], { FLEDGE_CACHE_DIR: cache }),
+        ]);
+        assert.equal(whole.code, 0, whole.err);
+        assert.notDeepEqual(
+          JSON.parse(whole.out),
+          JSON.parse(split.out),
+          "whole sources translate otherwise",
+        );
+        const url = `kv:${join(root, "queue.sqlite")}`;
+        await Deno.writeTextFile(
+          join(root, "eval.yaml"),
+          `kind: eval\nconfig:\n  model: ${out}\n  max_samples: 3\n  split_lines: false\n`,
+        );
+        const sub = await cliProcess(["queue", "submit", "--queue", url, "-c", join(root, "eval.yaml")]);
+        assert.equal(sub.code, 0, sub.err);
+        const w = await cliProcess(["queue", "work", "--queue", url, "--once"], { FLEDGE_CACHE_DIR: cache });
+        assert.equal(w.code, 0, w.err);
+        const jobs = JSON.parse((await cliProcess(["queue", "results", "--queue", url, "--json"])).out);
+        assert.deepEqual(
+          jobs[0].result,
+          JSON.parse(whole.out),
+          "the queue's eval job with split_lines: false",
+        );
+        // the column mapping needs --data; --model and --recipe exclude each other
+        assertFails(
+          await cliProcess(["eval", "--model", out, "--source_column", "x"]),
+          2,
+          /eval: --source_column maps the columns of --data; add --data FILE/,
+        );
+        assertFails(
+          await cliProcess(["eval", "--model", out, "--recipe", "translation"]),
+          2,
+          /eval: give one of --model DIR .* or --recipe NAME/,
+        );
         // fairseq's length limit is saved for cli eval, whose flags reach the generation loop
         assert.match(await Deno.readTextFile(join(out, "recipe.yaml")), /^max_len_a: 1.5\nmax_len_b: 20$/m);
         const noA = await cliProcess([...args, "--task", "translation", "--max_len_b", "2"], {});
