@@ -436,6 +436,23 @@ export interface DownloadModelOptions extends HubOptions {
  */
 export async function downloadModel(id: string, opts: DownloadModelOptions = {}): Promise<string> {
   const patterns = opts.allow_patterns ?? [...MODEL_FILE_PATTERNS];
+  const hubOnly = (["revision", "cache_dir", "verify"] as const).filter((k) =>
+    opts[k] !== undefined && opts[k] !== false
+  );
+  if (hubOnly.length && isDirSync(id)) {
+    throw new RangeError(
+      `Cannot download ${id}: it is a local folder, taken as it is, and ${hubOnly.join(", ")} ${
+        hubOnly.length > 1 ? "are" : "is"
+      } for hub repos (a local folder has no revisions, cache or hashes to check); drop ${
+        hubOnly.length > 1 ? "them" : "it"
+      }`,
+    );
+  }
+  if (opts.overwrite_output_dir && opts.output === undefined) {
+    throw new RangeError(
+      `Cannot download ${id}: overwrite_output_dir is for output, which is not set; drop it`,
+    );
+  }
   if (opts.output !== undefined && !opts.overwrite_output_dir) {
     const there = await Array.fromAsync(Deno.readDir(opts.output)).catch((e) => {
       if (e instanceof Deno.errors.NotFound) return [];

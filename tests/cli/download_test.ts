@@ -190,6 +190,15 @@ Deno.test("download rejects bad flags in one line and prints usage with --help",
       [["--output", "x"], /download: missing --model/],
       [["--model", "a/b", "--allow-patterns", "x,,y"], /empty pattern/],
       [["--model", "not a valid id"], /neither an existing local folder nor a hub id/],
+      // settings a local folder would ignore
+      [
+        ["--model", ".", "--verify", "--revision", "v2"],
+        /Cannot download \.: it is a local folder, taken as it is, and revision, verify are for hub repos .*; drop them/,
+      ],
+      [
+        ["--model", "a/b", "--overwrite_output_dir"],
+        /overwrite_output_dir is for output, which is not set; drop it/,
+      ],
     ] as const
   ) {
     assertFails(await cli(["download", ...args]), 2, re);
