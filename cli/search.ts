@@ -41,7 +41,7 @@ options:
                        (\`deno task cli queue work --queue redis://host:port\`; they must reach
                        study_dir at the same path, e.g. a shared filesystem)
   --local_workers M    workers started here (default N; 0: only workers started elsewhere)
-  --progress           show each trial's training progress line
+  --progress           show each trial's training progress line (in-process trials: not with --workers)
   -h, --help           this text`;
 
 const FLAGS = {
@@ -65,6 +65,11 @@ async function searchRun(args: string[], io: CliIO): Promise<void> {
   if (v.help) return io.stdout(USAGE + "\n");
   if (v.workers === undefined && (v.queue !== undefined || v.local_workers !== undefined)) {
     throw new TypeError("search: --queue and --local_workers go with --workers N");
+  }
+  if (v.workers !== undefined && v.progress) {
+    throw new TypeError(
+      "search: --progress shows in-process trials, and --workers runs them in worker processes; drop one",
+    );
   }
   if (!v.config) throw new TypeError("search: give --config search.yaml (see `deno task cli search --help`)");
   const config = await loadSearchConfig(v.config, { warn: (l) => io.stderr(`fledge: ${l}\n`) });

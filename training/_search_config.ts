@@ -199,6 +199,16 @@ export function checkSearchConfig(
     const min = k === "interval_steps" ? 1 : 0;
     return isInt(min)(v) ? null : `expected an integer >= ${min}, got ${show(v)}`;
   });
+  // Settings of a sampler or pruner not in use would be ignored (Optuna cannot pass them either).
+  if (obj.tpe !== undefined && sampler !== "tpe") {
+    p.range("tpe", `its settings are for sampler tpe, and this search uses ${show(sampler)}; remove tpe`);
+  }
+  if (obj.median !== undefined && pruner !== "median") {
+    p.range(
+      "median",
+      `its settings are for pruner median, and this search uses ${show(pruner)}; remove median`,
+    );
+  }
   // The space: real fields, valid ranges, and every end and choice a valid config.
   const space: SearchSpace = {};
   if (!isObject(obj.space) || !Object.keys(obj.space).length) {
@@ -213,6 +223,12 @@ export function checkSearchConfig(
       const param = checkParam(key, raw, p, opts.warn);
       if (!param) continue;
       space[key] = param;
+      if (param.type === "float" && param.grid_points !== null && sampler !== "grid") {
+        p.range(
+          `space.${key}.grid_points`,
+          `is for sampler grid, and this search uses ${show(sampler)}; remove it`,
+        );
+      }
       if (!base) continue;
       const ends = param.type === "categorical" ? param.choices : [param.low, param.high];
       for (const v of ends) {

@@ -74,9 +74,14 @@ function sequentialTrials(dir: string, data: string): Promise<StudyTrial[]> {
 
 const values = (ts: StudyTrial[]) => ts.map((t) => [t.number, t.state, t.params, t.value]);
 
-Deno.test("cli search --workers: --queue without --workers and a bad count are one-line errors", async () => {
+Deno.test("cli search --workers: --queue without --workers, a bad count and --progress are one-line errors", async () => {
   assertFails(await cli(["search", "-c", "s.yaml", "--queue", "kv:q.sqlite"]), 2, /go with --workers N/);
   assertFails(await cli(["search", "-c", "s.yaml", "--workers", "0"]), 2, /--workers/);
+  assertFails(
+    await cli(["search", "-c", "s.yaml", "--workers", "2", "--progress"]),
+    2,
+    /--progress shows in-process trials, and --workers runs them in worker processes; drop one/,
+  );
 });
 
 Deno.test("cli search --workers 2 starts two workers; every trial ends as in the one-process study", async () => {

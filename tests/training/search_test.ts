@@ -327,6 +327,23 @@ Deno.test("validateSearchConfig() refuses empty and inverted ranges, unknown fie
     refusal({ space: { seed: { type: "int", low: 1, high: 2 } }, tpe: { n_ei_candidate: 3 } }).message,
     /tpe\.n_ei_candidate: unknown setting/,
   );
+  // settings of a sampler or pruner the search does not use
+  e = refusal({
+    space: { learning_rate: { type: "float", low: 1e-4, high: 1e-2, grid_points: 3 } },
+    sampler: "random",
+    pruner: "none",
+    tpe: { n_startup_trials: 0 },
+    median: { n_warmup_steps: 9 },
+  });
+  for (
+    const re of [
+      /tpe: its settings are for sampler tpe, and this search uses "random"; remove tpe/,
+      /median: its settings are for pruner median, and this search uses "none"; remove median/,
+      /space\.learning_rate\.grid_points: is for sampler grid, and this search uses "random"; remove it/,
+    ]
+  ) {
+    assert.match(e.message, re);
+  }
   // high off the step grid is lowered as Optuna does, with a note.
   const notes: string[] = [];
   const c = validateSearchConfig(
