@@ -152,6 +152,9 @@ function tokenizeRow(
 ): { ids: number[]; trained: (t: number) => boolean } {
   const all = () => true;
   if (row.format === "language_modeling") {
+    if (o.assistantOnly) {
+      throw new RowError(`assistant_only_loss needs conversational rows ("messages"), not plain text`);
+    }
     const text = o.eos !== null && !row.text.endsWith(o.eos) ? row.text + o.eos : row.text;
     return { ids: tok.encode(text), trained: all };
   }

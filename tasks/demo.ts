@@ -77,6 +77,12 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
   // long (116 s) and reached 5.32 (2.38 bits per byte): this little training is worth more steps of
   // a smaller model than fewer of a larger one.
   const steps = opts.max_steps ?? 1200;
+  if (opts.overwrite_output_dir && opts.output_dir === undefined) {
+    throw new RangeError(
+      "Cannot run the demo: overwrite_output_dir replaces a given output_dir, and none is given (the demo " +
+        "never overwrites runs/demo: it takes runs/demo-N); add --output_dir DIR or drop --overwrite_output_dir",
+    );
+  }
   const config = getTrainingArgs({
     output_dir: opts.output_dir ?? await freeRunDir("runs/demo"),
     overwrite_output_dir: opts.overwrite_output_dir ?? false,

@@ -54,7 +54,7 @@ export function validateConfig(obj: unknown, ctx: ValidateContext): TrainingConf
     if (spec.kind !== "custom" && !checkValue(p, k, c[k], spec)) bad.add(k);
   }
   checkCustom(p, c, bad, ctx);
-  checkRules(p, c as unknown as TrainingConfig, bad);
+  checkRules(p, c as unknown as TrainingConfig, bad, ctx.defaults);
   p.throwIfAny(what, ctx.file, { locate: true, line: ctx.line });
   const out = c as unknown as TrainingConfig;
   const wantsMetric = out.load_best_model_at_end || out.early_stopping_patience !== null ||
@@ -329,8 +329,33 @@ function checkQuant(p: Problems, v: unknown, bad: Set<string>, ctx: ValidateCont
 }
 
 /** Cross-field rules; each runs only when the fields it reads are well typed. */
-function checkRules(p: Problems, c: TrainingConfig, bad: Set<string>): void {
+function checkRules(p: Problems, c: TrainingConfig, bad: Set<string>, d: Readonly<TrainingConfig>): void {
   const ok = (...ks: string[]) => ks.every((k) => !bad.has(k));
+  // A setting the rest of the config switches off would be ignored (HF ignores it silently).
+  const off = (k: keyof TrainingConfig, when: keyof TrainingConfig, why: string) => {
+    if (ok(k, when) && JSON.stringify(c[k]) !== JSON.stringify(d[k])) p.range(k, `${why}; remove ${k}`);
+  };
+  if (c.early_stopping_patience === null) {
+    off(
+      "early_stopping_threshold",
+      "early_stopping_patience",
+      "is read by early stopping, which early_stopping_patience turns on",
+    );
+  }
+  if (c.save_strategy === "no") {
+    off("save_total_limit", "save_strategy", `limits saved checkpoints, and save_strategy is "no"`);
+  }
+  if (!c.packing) off("packing_strategy", "packing", "says how to pack, and packing is false");
+  if (c.optim === "sgd") {
+    for (const k of ["adam_beta1", "adam_beta2", "adam_epsilon"] as const) {
+      off(k, "optim", `is AdamW's, and optim is "sgd"`);
+    }
+  }
+  if (c.eval_strategy === "no") {
+    for (const k of ["eval_steps", "max_eval_samples"] as const) {
+      off(k, "eval_strategy", `is for evaluations, and eval_strategy is "no"`);
+    }
+  }
   if (ok("bf16") && c.bf16) {
     p.range(
       "bf16",

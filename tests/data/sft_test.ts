@@ -370,9 +370,24 @@ Deno.test("buildSftExamples() cuts to max_length and counts it; nothing left to 
 
 Deno.test("buildSftExamples() rejects bad rows in one line naming the row and the field", async () => {
   const tok = await familyTokenizer("qwen2");
-  const rejects = (row: Record<string, unknown>, pattern: RegExp, opts = {}) =>
+  // the first row is fine (a conversation where assistant_only_loss is on), the second is not
+  const rejects = (
+    row: Record<string, unknown>,
+    pattern: RegExp,
+    opts: { assistant_only_loss?: boolean } = {},
+  ) =>
     assert.throws(
-      () => buildSftExamples([{ text: "ok" }, row], tok, { source: "d.jsonl", ...opts }),
+      () =>
+        buildSftExamples(
+          [
+            opts.assistant_only_loss
+              ? { messages: [{ role: "user", content: "a" }, { role: "assistant", content: "b" }] }
+              : { text: "ok" },
+            row,
+          ],
+          tok,
+          { source: "d.jsonl", ...opts },
+        ),
       (e: Error) => {
         assert.ok(e instanceof TypeError, e.message);
         assert.ok(!e.message.includes("\n"), e.message);
@@ -400,6 +415,10 @@ Deno.test("buildSftExamples() rejects bad rows in one line naming the row and th
   rejects({ prompt: "a", completion: "b" }, /assistant_only_loss needs conversational rows/, {
     assistant_only_loss: true,
   });
+  assert.throws(
+    () => buildSftExamples([{ text: "plain" }], tok, { source: "d.jsonl", assistant_only_loss: true }),
+    /^TypeError: Cannot build an SFT example from d\.jsonl:1: assistant_only_loss needs conversational rows \("messages"\), not plain text/,
+  );
   // The template's own exception (Mistral's role alternation) names the row too.
   const mistral = await familyTokenizer("mistral");
   assert.throws(

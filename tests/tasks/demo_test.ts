@@ -81,6 +81,7 @@ Deno.test("demo rejects bad flags with exit code 2 and one line", async () => {
     [["--backend", "tpu"], /demo: --backend tpu is not one of webgpu, cpu, auto/],
     [["--bogus", "1"], /demo: unknown flag --bogus/],
     [["--output_dir"], /demo: --output_dir needs a value/],
+    [["--overwrite_output_dir"], /overwrite_output_dir replaces a given output_dir, and none is given/],
   ];
   for (const [flags, want] of cases) {
     const r = await demo(flags);

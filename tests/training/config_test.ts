@@ -626,8 +626,49 @@ Deno.test("getMemoryOptimizedConfig() replaces settings the Trainer refuses, and
   }
 });
 
+Deno.test("validateTrainingConfig() refuses settings the rest of the config switches off (HF ignores them)", () => {
+  const problems = (o: Record<string, unknown>) => {
+    try {
+      validateTrainingConfig(o, { file: "run.yaml" });
+    } catch (e) {
+      return (e as Error).message;
+    }
+    return "";
+  };
+  const cases: [Record<string, unknown>, RegExp][] = [
+    [
+      { early_stopping_threshold: 0.01 },
+      /early_stopping_threshold: is read by early stopping, which early_stopping_patience turns on; remove early_stopping_threshold/,
+    ],
+    [
+      { save_strategy: "no", save_total_limit: 2 },
+      /save_total_limit: limits saved checkpoints, and save_strategy is "no"/,
+    ],
+    [{ packing_strategy: "wrapped" }, /packing_strategy: says how to pack, and packing is false/],
+    [{ optim: "sgd", adam_beta2: 0.95 }, /adam_beta2: is AdamW's, and optim is "sgd"/],
+    [{ eval_steps: 10 }, /eval_steps: is for evaluations, and eval_strategy is "no"/],
+    [{ max_eval_samples: 5 }, /max_eval_samples: is for evaluations, and eval_strategy is "no"/],
+  ];
+  for (const [o, re] of cases) assert.match(problems(o), re, JSON.stringify(o));
+  // switched on, each is read
+  for (
+    const o of [
+      { early_stopping_threshold: 0.01, early_stopping_patience: 2, eval_strategy: "steps", eval_steps: 5 },
+      { save_total_limit: 2 },
+      { packing: true, packing_strategy: "wrapped" },
+      { optim: "adamw", adam_beta2: 0.95 },
+      { eval_strategy: "steps", eval_steps: 10, max_eval_samples: 5 },
+    ]
+  ) {
+    assert.equal(problems(o), "", JSON.stringify(o));
+  }
+});
+
 Deno.test("validateTrainingConfig() accepts max_train_samples / max_eval_samples and rejects non-positive ones", () => {
-  const c = validateTrainingConfig({ max_train_samples: 100, max_eval_samples: 20 }, { file: "run.yaml" });
+  const c = validateTrainingConfig(
+    { max_train_samples: 100, max_eval_samples: 20, eval_strategy: "steps", eval_steps: 10 },
+    { file: "run.yaml" },
+  );
   assert.equal(c.max_train_samples, 100);
   assert.equal(c.max_eval_samples, 20);
   assert.throws(

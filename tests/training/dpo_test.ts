@@ -264,7 +264,7 @@ Deno.test("DPO resumes from a checkpoint bit-identically (LoRA, accumulation 2)"
   for (const d of [a, b]) await Deno.remove(d, { recursive: true });
 });
 
-Deno.test("runDpo() refuses SFT settings and runTraining() DPO settings, in one line before reading anything", async () => {
+Deno.test("runDpo() refuses SFT settings and runTraining() DPO settings (and assistant_only_loss on wrapped text), in one line before reading anything", async () => {
   const dir = await Deno.makeTempDir();
   try {
     const config = (over: Record<string, unknown>) =>
@@ -285,6 +285,12 @@ Deno.test("runDpo() refuses SFT settings and runTraining() DPO settings, in one 
       (e: Error) =>
         e.message ===
           'Cannot train: loss_type "hinge" is a DPO setting; remove it, or train with deno task cli dpo',
+    );
+    await assert.rejects(
+      runTraining(config({ packing: true, packing_strategy: "wrapped", assistant_only_loss: true }), {
+        progress: false,
+      }),
+      /Cannot train: assistant_only_loss trains the assistant turns of conversations, and packing_strategy wrapped cuts plain text into blocks/,
     );
     await assert.rejects(Deno.stat(join(dir, "run")), Deno.errors.NotFound, "nothing written");
   } finally {

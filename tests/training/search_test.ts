@@ -319,7 +319,10 @@ Deno.test("validateSearchConfig() refuses empty and inverted ranges, unknown fie
     /set n_trials and\/or timeout/,
   );
   assert.match(
-    refusal({ base: { ...BASE, eval_strategy: "no" }, space: { seed: { type: "int", low: 1, high: 2 } } })
+    refusal({
+      base: { ...BASE, eval_strategy: "no", eval_steps: null },
+      space: { seed: { type: "int", low: 1, high: 2 } },
+    })
       .message,
     /base\.eval_strategy: the metric "eval_loss" comes from evaluations/,
   );
@@ -433,7 +436,7 @@ async function tinySearch(
     pruner: o.pruner,
     n_trials: o.trials,
     seed: o.seed,
-    median: { n_startup_trials: 3 },
+    ...(o.pruner === "median" ? { median: { n_startup_trials: 3 } } : {}),
     ...(o.tpe ? { tpe: o.tpe } : {}),
     study_dir: `${dir}/study-${o.pruner}-${o.sampler ?? "random"}${o.sampler ? `-${o.seed}` : ""}`,
   });
