@@ -92,6 +92,13 @@ export const command: Command = {
     for (const [k, val] of Object.entries(v)) {
       if (k !== "config" && k !== "help" && typeof val === "string") overrides[k] = parseValue(val);
     }
+    // The Debian base model is built only without --model: a base_model given with it would be ignored
+    // (a shipped config's own base_model, e.g. translation's, just gives way to --model).
+    if (overrides.base_model !== undefined && overrides.model !== undefined && overrides.model !== null) {
+      throw new TypeError(
+        `recipe: --base_model shapes the Debian base model, which --model ${overrides.model} replaces; drop one`,
+      );
+    }
     const r = await run(overrides, { handle_signals: true });
     io.stdout(`${r.output_dir}\n`);
   },

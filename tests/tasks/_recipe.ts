@@ -32,8 +32,7 @@ export async function tinyRecipe(
   return await cliProcess([
     "recipe",
     name,
-    "--base_model",
-    TINY_BASE,
+    ...(extra.includes("--model") ? [] : ["--base_model", TINY_BASE]), // (--model replaces the base model)
     "--max_train_samples",
     "24",
     "--max_eval_samples",

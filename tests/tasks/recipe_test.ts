@@ -343,6 +343,9 @@ Deno.test("recipes refuse bad input in one line before training", async () => {
     r = await recipe("sst2", join(root, "b"), ["--model", noTok]);
     assert.notEqual(r.code, 0);
     assert.match(r.err, /has no tokenizer/);
+    r = await recipe("sst2", join(root, "b2"), ["--model", noTok, "--base_model", "{}"]);
+    assert.equal(r.code, 2, r.err);
+    assert.match(r.err, /--base_model shapes the Debian base model, which --model .* replaces; drop one/);
     r = await recipe("summarization", join(root, "c"), ["--num_beams", "0"]);
     assert.equal(r.code, 2);
     assert.match(r.err, /num_beams must be a positive integer/);
