@@ -263,6 +263,13 @@ export function resolveRecipe(flat: Record<string, unknown>, file = "recipe conf
         `classification scores each label's likelihood; remove ${many ? "them" : "it"}`,
     );
   }
+  const beamOnly = (["length_penalty", "early_stopping"] as const).filter((k) => generation.includes(k));
+  if (s.task !== "classification" && s.num_beams === 1 && beamOnly.length) {
+    problems.push(
+      `${beamOnly.join(", ")} ${beamOnly.length > 1 ? "are" : "is"} for beam search, and num_beams is 1; ` +
+        `set num_beams > 1 or remove ${beamOnly.length > 1 ? "them" : "it"}`,
+    );
+  }
   for (const k of ["max_train_samples", "max_eval_samples"] as const) {
     const v = s[k];
     if (v !== null && (!Number.isInteger(v) || v < 1)) {

@@ -238,7 +238,11 @@ Deno.test("a recipe refuses the training fields it would ignore, and reads the S
     /max_new_tokens, num_beams are for generation \(summarization, translation\), and classification scores each label's likelihood; remove them/,
   );
   r({ beta: 0.1, dataset_text_field: "text", num_beams: 1 }); // the defaults change nothing and pass
-  resolveRecipe({ name: "x", task: "translation", num_beams: 4 });
+  resolveRecipe({ name: "x", task: "translation", num_beams: 4, length_penalty: 0.6 });
+  assert.throws(
+    () => resolveRecipe({ name: "x", task: "summarization", length_penalty: 0.6 }),
+    /length_penalty is for beam search, and num_beams is 1; set num_beams > 1 or remove it/,
+  );
   // completion_only_loss and assistant_only_loss reach the SFT rows
   const tok = {
     encode: (s: string) => [...s].map((c) => c.charCodeAt(0)),
