@@ -64,7 +64,7 @@ export async function generatePredictions(
   const { batch_size = 32, first_line = true, onProgress, max_len_a = null, max_len_b = 0, ...gen } = opts;
   let capOf: (prompt: readonly number[]) => number;
   try {
-    capOf = lengthLimit(max_len_a, max_len_b, gen.max_new_tokens);
+    capOf = lengthLimit(max_len_a, max_len_b, gen.max_new_tokens ?? gen.generation_config?.max_new_tokens);
   } catch (e) {
     throw new RangeError(`Cannot generate: ${(e as Error).message}`);
   }
@@ -73,7 +73,14 @@ export async function generatePredictions(
   const order = prompts.map((p, i) => [p.length, i]).sort((a, b) => a[0] - b[0] || a[1] - b[1]).map((x) =>
     x[1]
   );
-  const eos = gen.eos_token_id !== undefined ? gen.eos_token_id : tokenizer.eos_token_id;
+  // the stop ids: the caller's, else generation_config's (as HF generate), else the tokenizer's
+  const eos = gen.eos_token_id !== undefined
+    ? gen.eos_token_id
+    : gen.generation_config?.eos_token_id !== undefined
+    ? gen.generation_config.eos_token_id
+    : tokenizer.eos_token_id;
+  const pad = gen.pad_token_id ?? gen.generation_config?.pad_token_id ?? tokenizer.pad_token_id ??
+    tokenizer.eos_token_id ?? 0;
   for (let s = 0; s < order.length; s += batch_size) {
     const idx = order.slice(s, s + batch_size);
     const caps = idx.map((i) => capOf(prompts[i]));
@@ -81,7 +88,7 @@ export async function generatePredictions(
       ...gen,
       ...(max_len_a !== null ? { max_new_tokens: Math.max(...caps) } : {}),
       eos_token_id: eos,
-      pad_token_id: gen.pad_token_id ?? tokenizer.pad_token_id ?? tokenizer.eos_token_id ?? 0,
+      pad_token_id: pad,
       tokenizer,
     };
     const rows = idx.map((i) => [...prompts[i]]);

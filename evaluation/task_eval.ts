@@ -31,7 +31,10 @@ export interface TaskEvalOptions {
   labels?: readonly string[] | null;
   /** How prompts are built (style, format, source cut). */
   prompt?: PromptOptions;
-  /** Generation settings (summarization, translation). */
+  /**
+   * Generation settings (summarization, translation). `first_line` defaults to the task's: true for
+   * summarization and for translation by line (`split_lines`), false for whole translations.
+   */
   generation?: PredictOptions;
   /** Rows per forward / generate call (default 32). */
   batch_size?: number;
@@ -142,9 +145,9 @@ export async function evaluateTask(
     ...opts.generation,
     // a translated description keeps its paragraphs (one per line); a summary, or the translation
     // of one line, is one line
-    first_line: task === "summarization" || lines !== null,
+    first_line: opts.generation?.first_line ?? (task === "summarization" || lines !== null),
     batch_size: opts.batch_size ?? opts.generation?.batch_size,
-    onProgress: opts.onProgress,
+    onProgress: opts.onProgress ?? opts.generation?.onProgress,
   });
   const preds = lines ? joinLines(lines, answers) : answers;
   const predictions = examples.map((e, i) => ({

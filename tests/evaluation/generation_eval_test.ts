@@ -59,3 +59,28 @@ Deno.test("generatePredictions({ max_len_a, max_len_b }) cuts each row at a * it
   );
   model.dispose();
 });
+
+Deno.test("generatePredictions() reads generation_config's eos_token_id and max_new_tokens (the cap under max_len_a)", async () => {
+  const tok = await trainBpeTokenizer([TEXT.repeat(20)], { vocab_size: 300 });
+  const model = Transformer.init(presetConfig("tiny", { vocab_size: 300 }), await cpu(), { seed: 5 });
+  const prompt = [5, 6, 7];
+  const free = await generate(model, [prompt], { eos_token_id: null, max_new_tokens: 8 });
+  const stop = free.tokens[0][0]; // the first new token, made the stop id
+  const text = (ids: number[]) => tok.decode(ids, { skip_special_tokens: true }).trim();
+  const predict = (generation_config: Record<string, number>) =>
+    generatePredictions(model, tok, [prompt], { max_new_tokens: 8, first_line: false, generation_config });
+  assert.equal(
+    (await predict({ eos_token_id: stop }))[0],
+    text([stop]),
+    "stopped at generation_config's eos_token_id",
+  );
+  assert.equal((await predict({}))[0], text(free.tokens[0]), "the tokenizer's end of text never comes");
+  const [capped] = await generatePredictions(model, tok, [prompt], {
+    max_len_a: 3,
+    first_line: false,
+    eos_token_id: null,
+    generation_config: { max_new_tokens: 2 },
+  });
+  assert.equal(capped, text(free.tokens[0].slice(0, 2)), "max_len_a's limit stays under max_new_tokens 2");
+  model.dispose();
+});

@@ -85,6 +85,18 @@ Deno.test("evaluateTask() keeps every line of a translation (long descriptions a
   const summarized = (await run("summarization")).predictions.map((p) => p.prediction);
   assert.ok(translated.some((p) => p.includes("\n")), "the sampled texts hold line breaks");
   assert.ok(summarized.every((p) => !p.includes("\n")));
+  // the caller's first_line and onProgress win over the task's
+  let calls = 0;
+  const first = await evaluateTask(model, tok, "translation", examples, {
+    generation: { ...generation, first_line: true, onProgress: () => calls++ },
+    batch_size: 16,
+  });
+  assert.deepEqual(
+    first.predictions.map((p) => p.prediction),
+    translated.map((p) => p.split("\n")[0].trim()),
+    "first_line: true keeps each translation's first line",
+  );
+  assert.equal(calls, 1, "generation.onProgress, once a batch");
   model.dispose();
 });
 
