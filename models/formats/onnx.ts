@@ -11,7 +11,7 @@
  *
  * @module
  */
-import { basename, dirname } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { pathExists, writeFileAtomic } from "../../util/atomic.ts";
 import type { Tokenizer } from "../tokenizer/tokenizer.ts";
 import type { Transformer } from "../transformer.ts";
@@ -113,7 +113,8 @@ function isWriteDenied(e: unknown): boolean {
  * @param path the `.onnx` file to write (its folder is made if missing)
  * @param opts {@linkcode ExportOnnxOptions}
  * @returns what was written
- * @throws {Deno.errors.AlreadyExists} when `path` (or its `.data` file) exists and `overwrite` is not set
+ * @throws {Deno.errors.AlreadyExists} when `path` (or its `.data` file, or with `tokenizer` a tokenizer
+ *   file beside it) exists and `overwrite` is not set
  * @throws {Deno.errors.PermissionDenied} when the output folder is not writable (one line)
  * @throws {RangeError} for an unsupported opset or model (an adapter attached, an unsupported config)
  *
@@ -138,7 +139,12 @@ export async function exportOnnx(
 ): Promise<ExportOnnxResult> {
   const opset = checkExport(model, opts);
   const dataPath = `${path}.data`;
-  for (const p of [path, dataPath]) {
+  // the tokenizer's files are written beside the model (Optimum's layout): never over old ones unasked
+  const dir = dirname(path) || ".";
+  const tokenizerFiles = opts.tokenizer
+    ? ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"].map((f) => join(dir, f))
+    : [];
+  for (const p of [path, dataPath, ...tokenizerFiles]) {
     if (!opts.overwrite && await pathExists(p)) {
       throw new Deno.errors.AlreadyExists(
         `Cannot export ONNX to ${path}: ${p} exists; pass overwrite (--overwrite) or choose another path`,
@@ -203,7 +209,7 @@ export async function exportOnnx(
     if (isWriteDenied(e)) throw unwritable(path, e);
     throw e;
   }
-  if (opts.tokenizer) await opts.tokenizer.save(dirname(path) || ".");
+  if (opts.tokenizer) await opts.tokenizer.save(dir);
   return {
     path,
     data_path: external ? dataPath : null,

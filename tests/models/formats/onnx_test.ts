@@ -14,6 +14,7 @@ import { exportOnnx, type ExportOnnxOptions } from "../../../models/formats/onnx
 import { OnnxDecoder, type OnnxPast } from "../../../models/onnx_runtime.ts";
 import { loadModel } from "../../../models/pretrained.ts";
 import { Transformer } from "../../../models/transformer.ts";
+import { trainBpeTokenizer } from "../../../models/tokenizer/bpe.ts";
 import { assert, assertAllClose, FIXTURE_ARCHES, SHARED } from "../../_assert.ts";
 
 const TOL = { atol: 1e-4, rtol: 0 };
@@ -328,6 +329,21 @@ Deno.test("exportOnnx() refuses bad input in one line each", async () => {
       await exportOnnx(model, path);
       await rejects({}, path, Deno.errors.AlreadyExists, /model\.onnx exists; pass overwrite/);
       await exportOnnx(model, path, { overwrite: true });
+      // the tokenizer's files beside it are not overwritten unasked either
+      const tokenizer = await trainBpeTokenizer(["a tiny text for a tiny vocabulary"], { vocab_size: 270 });
+      const beside = join(dir, "t", "model.onnx");
+      await Deno.mkdir(join(dir, "t"));
+      await Deno.writeTextFile(join(dir, "t", "tokenizer.json"), "OLD");
+      await rejects(
+        { tokenizer },
+        beside,
+        Deno.errors.AlreadyExists,
+        /tokenizer\.json exists; pass overwrite/,
+      );
+      assert.equal(await Deno.readTextFile(join(dir, "t", "tokenizer.json")), "OLD");
+      await assert.rejects(Deno.stat(beside), Deno.errors.NotFound, "nothing written");
+      await exportOnnx(model, beside, { tokenizer, overwrite: true });
+      assert.notEqual(await Deno.readTextFile(join(dir, "t", "tokenizer.json")), "OLD");
       await rejects(
         { opset: 16 },
         join(dir, "a.onnx"),
