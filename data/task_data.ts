@@ -201,6 +201,14 @@ function checkOptions(task: TaskKind, o: LoadTaskDataOptions): void {
   if (p.length) throw new TypeError(`Cannot load ${task} data: ${p.join("; ")}; fix the options`);
 }
 
+function isFolder(path: string): boolean {
+  try {
+    return Deno.statSync(path).isDirectory;
+  } catch {
+    return false;
+  }
+}
+
 function exists(path: string): boolean {
   try {
     Deno.statSync(path);
@@ -564,6 +572,13 @@ export async function loadTaskData(task: TaskKind, opts: LoadTaskDataOptions = {
     kind !== "debian" && o.level !== undefined && "level is for Debian translation only",
     kind !== "hub" && o.dataset_config !== undefined && "dataset_config is for hub datasets only",
     kind !== "local" && o.eval_file !== undefined && "eval_file is for local files only",
+    kind !== "hub" && o.hub !== undefined && "hub is for hub datasets only",
+    ...(["train_split", "eval_split"] as const).map((k) =>
+      o[k] !== undefined && (kind === "debian" || (kind === "local" && !isFolder(name))) &&
+      `${k} names a split of a hub dataset or a local folder, and ${
+        kind === "debian" ? "the Debian data has its own train and validation files" : `${name} is one file`
+      }`
+    ),
   ].filter((x) => x);
   if (misplaced.length) {
     throw bad(o, name, `${misplaced.join("; ")}; drop ${misplaced.length > 1 ? "them" : "it"}`);

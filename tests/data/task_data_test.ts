@@ -414,5 +414,17 @@ Deno.test("loadTaskData() refuses unknown dataset names, extensions and options"
       "TypeError",
       /debian_task "classification" is not a translation dataset/,
     );
+    // options the source would not read
+    await rejectsOneLine(
+      loadTaskData("summarization", { train_split: "validation", hub: { offline: true } }),
+      "TypeError",
+      /hub is for hub datasets only; train_split names a split of a hub dataset or a local folder, and the Debian data has its own train and validation files; drop them/,
+    );
+    await Deno.writeTextFile(`${dir}/one.jsonl`, JSON.stringify({ document: "a b c", summary: "a" }) + "\n");
+    await rejectsOneLine(
+      loadTaskData("summarization", { dataset: `${dir}/one.jsonl`, eval_split: "test" }),
+      "TypeError",
+      /eval_split names a split of a hub dataset or a local folder, and .*one\.jsonl is one file; drop it/,
+    );
   });
 });
