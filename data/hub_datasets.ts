@@ -93,9 +93,21 @@ function noSplit(
   return new RangeError(`Cannot find split "${split}" of ${what}: ${hint}; use one of these`);
 }
 
+/** Download options that a local `path` makes meaningless. */
+const HUB_ONLY = ["revision", "force_download", "token", "endpoint", "cache_dir"] as const;
+
 async function splitFiles(repo_id: string, opts: LoadHubDatasetOptions, split: string): Promise<string[]> {
   const { config } = opts;
   if (opts.path !== undefined) {
+    // a local copy in the hub's layout: the download options have nothing to do
+    const hubOnly = HUB_ONLY.filter((k) => opts[k] !== undefined && opts[k] !== false);
+    if (hubOnly.length) {
+      throw new RangeError(
+        `Cannot load dataset ${repo_id} from path ${opts.path}: ${hubOnly.join(", ")} ${
+          hubOnly.length > 1 ? "are" : "is"
+        } for downloads, and path is a local copy; drop ${hubOnly.length > 1 ? "them" : "it"}`,
+      );
+    }
     const files = listConfigFiles(opts.path, config);
     const { shards } = shardsOf(files, config, split);
     if (!shards.length) {
@@ -105,12 +117,14 @@ async function splitFiles(repo_id: string, opts: LoadHubDatasetOptions, split: s
     return shards.map((f) => join(opts.path!, f));
   }
   const hub = { ...opts, repo_type: "dataset" as const };
-  // A complete split in the cache needs no request at all.
+  // A complete split in the cache needs no request at all, unless force_download asks for one.
   let cached: string | undefined;
-  try {
-    cached = await snapshotDownload(repo_id, { ...hub, offline: true });
-  } catch (e) {
-    if (!(e instanceof HubError && e.kind === "offline")) throw e;
+  if (!opts.force_download) {
+    try {
+      cached = await snapshotDownload(repo_id, { ...hub, offline: true });
+    } catch (e) {
+      if (!(e instanceof HubError && e.kind === "offline")) throw e;
+    }
   }
   if (cached) {
     const { shards, complete } = shardsOf(listConfigFiles(cached, config), config, split);

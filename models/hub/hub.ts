@@ -436,9 +436,9 @@ export interface DownloadModelOptions extends HubOptions {
  */
 export async function downloadModel(id: string, opts: DownloadModelOptions = {}): Promise<string> {
   const patterns = opts.allow_patterns ?? [...MODEL_FILE_PATTERNS];
-  const hubOnly = (["revision", "cache_dir", "verify"] as const).filter((k) =>
-    opts[k] !== undefined && opts[k] !== false
-  );
+  const hubOnly =
+    (["revision", "cache_dir", "verify", "force_download", "token", "endpoint", "max_retries"] as const)
+      .filter((k) => opts[k] !== undefined && opts[k] !== false);
   if (hubOnly.length && isDirSync(id)) {
     throw new RangeError(
       `Cannot download ${id}: it is a local folder, taken as it is, and ${hubOnly.join(", ")} ${

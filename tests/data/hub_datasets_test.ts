@@ -93,6 +93,9 @@ Deno.test("loadCnnDailymail() downloads cold, then reads a warm cache with no re
     const again = await loadCnnDailymail({ ...o, split: "train", max_samples: 35 });
     assert.equal(hub.requests.length, n, "a cached split must not cause a request");
     assert.deepEqual(again, train.slice(0, 35));
+    const forced = await loadCnnDailymail({ ...o, split: "train", force_download: true });
+    assert.ok(hub.requests.length > n, "force_download asks the hub even for a cached split");
+    assert.deepEqual(forced, train);
     const shuffled = await loadCnnDailymail({
       ...o,
       split: "train",
@@ -180,6 +183,10 @@ Deno.test("hub datasets read the same layout from a local path", async () => {
     });
     assert.deepEqual(rows.map((r) => r.key), ["id100", "id101", "id102", "id103", "id104"]);
     assert.equal((await loadCnnDailymail({ path: dir, config: "1.0.0" })).length, 3);
+    await assert.rejects(loadCnnDailymail({ path: dir, revision: "v2", force_download: true }), {
+      name: "RangeError",
+      message: /revision, force_download are for downloads, and path is a local copy; drop them/,
+    });
     await assert.rejects(loadCnnDailymail({ path: dir, split: "test" }), {
       name: "RangeError",
       message: /the splits of config "3\.0\.0" are train, validation/,
