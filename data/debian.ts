@@ -82,6 +82,11 @@ export async function loadDebian(
   if (!Object.hasOwn(FIELDS, task)) {
     throw new TypeError(`Cannot load Debian task "${task}": the tasks are ${Object.keys(FIELDS).join(", ")}`);
   }
+  if (opts.seed !== undefined && !opts.shuffle) {
+    throw new TypeError(
+      `Cannot load Debian task "${task}": seed orders the shuffle, and shuffle is off; add shuffle: true or drop seed`,
+    );
+  }
   const root = opts.root ?? debianRoot();
   const dir = join(root, task);
   let splits: string[];

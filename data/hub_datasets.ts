@@ -166,6 +166,11 @@ export async function loadHubDataset(
   opts: LoadHubDatasetOptions,
 ): Promise<Record<string, unknown>[]> {
   checkSelectOptions(opts, repo_id);
+  if (opts.seed !== undefined && !opts.shuffle) {
+    throw new TypeError(
+      `Cannot load dataset ${repo_id}: seed orders the shuffle, and shuffle is off; add shuffle: true or drop seed`,
+    );
+  }
   const split = opts.split ?? "train";
   const files = await splitFiles(repo_id, opts, split);
   const select = selector(opts);

@@ -111,9 +111,53 @@ export function findSplitFiles(dir: string): Record<string, string[]> {
   return {};
 }
 
+/**
+ * Refuse the split options a read would not use: `train_split` / `split_key` cut a split from one
+ * file (a folder's split is a file), and `seed` orders a shuffle or a fraction split.
+ */
+function checkSplitOptions(path: string, opts: ReadOptions): void {
+  const dir = isDir(path), cut = !dir && opts.split !== undefined;
+  const unused = [
+    opts.train_split !== undefined && !cut && "train_split",
+    opts.split_key !== undefined && !cut && "split_key",
+    opts.seed !== undefined && !opts.shuffle && !(cut && opts.split_key === undefined) && "seed",
+  ].filter((x): x is string => !!x);
+  if (unused.length) {
+    const reasons = [
+      unused.some((k) => k !== "seed") &&
+      (dir
+        ? "a folder's split is its split file"
+        : "train_split and split_key cut the split named by split, and none is given"),
+      unused.includes("seed") && "seed orders shuffle: true or a split cut by fraction",
+    ].filter(Boolean);
+    throw new TypeError(
+      `Cannot read ${path}: ${unused.join(", ")} would do nothing (${reasons.join("; ")}); drop ${
+        unused.length > 1 ? "them" : "it"
+      }`,
+    );
+  }
+}
+
+/** Options that only one format reads (HF's builders refuse the others' as unknown config keys). */
+const FORMAT_OPTIONS = {
+  delimiter: ["csv", "tsv"],
+  sample_by: ["text"],
+  field: ["json"],
+} as const satisfies Record<string, readonly DataFormat[]>;
+
 function streamFile(path: string, opts: ReadOptions, max?: number): AsyncIterable<DataRecord> {
   const o = { columns: opts.columns, rename: opts.rename, max_samples: max === Infinity ? undefined : max };
-  switch (opts.format ?? detectFormat(path)) {
+  const format = opts.format ?? detectFormat(path);
+  for (const [k, formats] of Object.entries(FORMAT_OPTIONS)) {
+    if (
+      opts[k as keyof typeof FORMAT_OPTIONS] !== undefined && !(formats as readonly string[]).includes(format)
+    ) {
+      throw new TypeError(
+        `Cannot read ${path}: ${k} is for ${formats.join("/")} files, and this is ${format}; drop it`,
+      );
+    }
+  }
+  switch (format) {
     case "jsonl":
       return streamJsonl(path, o);
     case "json":
@@ -146,6 +190,7 @@ function streamFile(path: string, opts: ReadOptions, max?: number): AsyncIterabl
  */
 export async function* streamDataset(path: string, opts: ReadOptions = {}): AsyncGenerator<DataRecord> {
   checkSelectOptions(opts, path);
+  checkSplitOptions(path, opts);
   const max = opts.max_samples ?? Infinity;
   let n = 0;
   if (isDir(path)) {
@@ -213,6 +258,7 @@ export async function* streamDataset(path: string, opts: ReadOptions = {}): Asyn
  * ```
  */
 export async function readDataset(path: string, opts: ReadOptions = {}): Promise<DataRecord[]> {
+  checkSplitOptions(path, opts);
   const direct = !opts.shuffle && (opts.split === undefined || isDir(path) || opts.split_key !== undefined);
   let records: DataRecord[] = [];
   if (direct) {
@@ -225,6 +271,10 @@ export async function readDataset(path: string, opts: ReadOptions = {}): Promise
       split: isDir(path) ? opts.split : undefined,
       max_samples: undefined,
       shuffle: false,
+      // the split and the shuffle are made below, from every record
+      train_split: undefined,
+      split_key: undefined,
+      seed: undefined,
     })
   ) {
     records.push(r);

@@ -58,6 +58,10 @@ Deno.test("loadDebian() shuffles with a seed and limits", async () => {
     a,
   );
   assert.notDeepEqual(a, await loadDebian("classification-binary", "validation", { max_samples: 20 }));
+  await assert.rejects(loadDebian("classification-binary", "validation", { seed: 1 }), {
+    name: "TypeError",
+    message: /seed orders the shuffle, and shuffle is off; add shuffle: true or drop seed/,
+  });
 });
 
 Deno.test("loadDebian() explains bad tasks, splits, levels and roots", async () => {

@@ -183,6 +183,10 @@ Deno.test("hub datasets read the same layout from a local path", async () => {
     });
     assert.deepEqual(rows.map((r) => r.key), ["id100", "id101", "id102", "id103", "id104"]);
     assert.equal((await loadCnnDailymail({ path: dir, config: "1.0.0" })).length, 3);
+    await assert.rejects(loadCnnDailymail({ path: dir, seed: 3 }), {
+      name: "TypeError",
+      message: /seed orders the shuffle, and shuffle is off/,
+    });
     await assert.rejects(loadCnnDailymail({ path: dir, revision: "v2", force_download: true }), {
       name: "RangeError",
       message: /revision, force_download are for downloads, and path is a local copy; drop them/,

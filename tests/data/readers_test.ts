@@ -34,6 +34,27 @@ Deno.test("readDataset() reads every format by extension with the same options",
   assert.deepEqual(await readDataset(`${dir}/a.txt`), [{ text: "x" }, { text: "y" }]);
   assert.throws(() => detectFormat("data.xlsx"), { name: "TypeError", message: /\.xlsx" is not one of/ });
   assert.deepEqual((await readDataset(`${dir}/a.csv`, { format: "csv", max_samples: 1 })).length, 1);
+  // an option of another format is refused, not ignored
+  for (
+    const [ext, o, re] of [
+      ["jsonl", { delimiter: ";" }, /a\.jsonl: delimiter is for csv\/tsv files, and this is jsonl; drop it/],
+      ["csv", { field: "rows" }, /field is for json files, and this is csv/],
+      ["parquet", { sample_by: "paragraph" }, /sample_by is for text files, and this is parquet/],
+    ] as const
+  ) {
+    await assert.rejects(readDataset(`${dir}/a.${ext}`, o), { name: "TypeError", message: re });
+  }
+  assert.equal((await readDataset(`${dir}/a.tsv`, { delimiter: "\t" })).length, 50);
+  // so are split options the read does not use
+  await assert.rejects(readDataset(`${dir}/a.jsonl`, { train_split: 0.5, seed: 3 }), {
+    name: "TypeError",
+    message:
+      /a\.jsonl: train_split, seed would do nothing \(train_split and split_key cut the split named by split, and none is given; seed orders shuffle: true or a split cut by fraction\); drop them/,
+  });
+  assert.equal(
+    (await readDataset(`${dir}/a.jsonl`, { split: "train", train_split: 0.5, seed: 3 })).length,
+    25,
+  );
 });
 
 Deno.test("readDataset() cuts train/validation from one file, deterministically", async () => {
