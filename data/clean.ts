@@ -201,6 +201,12 @@ export function lengthFilter<R extends object>(
   const { min_words = 0, max_words = Infinity } = options;
   const pMin = options.min_paragraph_words ?? 0, pMax = options.max_paragraph_words ?? Infinity;
   const byParagraph = pMin > 0 || pMax < Infinity;
+  if (options.paragraph_split !== undefined && !byParagraph) {
+    throw new TypeError(
+      `Cannot run lengthFilter: paragraph_split says how min_paragraph_words / max_paragraph_words cut paragraphs, ` +
+        `and neither is set; set one or drop paragraph_split`,
+    );
+  }
   const [splitter, joiner] = options.paragraph_split === "line" ? [/\n/, "\n"] : [/\n[ \t]*\n\s*/, "\n\n"];
   return filterRecords(records, options, (text, record) => {
     let out = text;

@@ -227,12 +227,19 @@ export async function readTextDocuments(path: string, opts: ReadDocumentsOptions
     throw e;
   }
   const out: string[] = [];
+  const splits = stat.isDirectory ? findSplitFiles(path) : {};
+  const name = opts.split ?? "train";
+  if (!splits.train && name !== "train") {
+    throw new RangeError(
+      `Cannot read split "${name}" of ${path}: it is ${
+        stat.isDirectory ? "a folder without split files (train.*, validation.*)" : "one file"
+      }, all of it the train split; drop split or give a folder of split files`,
+    );
+  }
   if (!stat.isDirectory) {
     await readFileDocuments(path, field, max, out);
     return out;
   }
-  const splits = findSplitFiles(path);
-  const name = opts.split ?? "train";
   let files: string[];
   if (splits.train) {
     if (!splits[name]) {

@@ -72,6 +72,9 @@ Deno.test("filters reject records without a text field and bad options, naming t
   const bad = throwsMessage(() => lengthFilter([], { min_words: 5, max_words: 2 }));
   assert.ok(bad.error instanceof RangeError, bad.message);
   assert.match(bad.message, /min_words 5 > max_words 2/);
+  const split = throwsMessage(() => lengthFilter([{ text: "a" }], { paragraph_split: "line" }));
+  assert.ok(split.error instanceof TypeError, split.message);
+  assert.match(split.message, /paragraph_split says how min_paragraph_words .* and neither is set/);
   const unknown = throwsMessage(() => nearDedup([], { thresh: 0.5 } as never));
   assert.ok(unknown.error instanceof SyntaxError);
   assert.match(unknown.message, /unknown key "thresh"; allowed: threshold, num_perm/);

@@ -117,6 +117,16 @@ Deno.test("readTextDocuments() reads a folder of text files (one document each) 
   assert.deepEqual(await readTextDocuments(split), ["t1"]);
   assert.deepEqual(await readTextDocuments(split, { split: "validation" }), ["v1"]);
   await assert.rejects(() => readTextDocuments(split, { split: "test" }), /has train, validation/);
+  // a folder without split files, or one file, is all train: another split is refused, not ignored
+  await assert.rejects(
+    () => readTextDocuments(plain, { split: "validation" }),
+    /split "validation" of .*: it is a folder without split files \(train\.\*, validation\.\*\), all of it the train split/,
+  );
+  await assert.rejects(
+    () => readTextDocuments(`${plain}/a.md`, { split: "test" }),
+    /split "test" of .*a\.md: it is one file, all of it the train split; drop split/,
+  );
+  assert.deepEqual(await readTextDocuments(`${plain}/a.md`, { split: "train" }), ["first"]);
   await Deno.remove(plain, { recursive: true });
   await Deno.remove(split, { recursive: true });
 });
