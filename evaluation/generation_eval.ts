@@ -62,6 +62,12 @@ export async function generatePredictions(
   opts: PredictOptions = {},
 ): Promise<string[]> {
   const { batch_size = 32, first_line = true, onProgress, max_len_a = null, max_len_b = 0, ...gen } = opts;
+  if ((gen.num_return_sequences ?? 1) > 1) {
+    throw new RangeError(
+      `Cannot generate predictions: num_return_sequences ${gen.num_return_sequences} asks for more than the ` +
+        `one prediction a prompt gets (the best beam); drop it`,
+    );
+  }
   let capOf: (prompt: readonly number[]) => number;
   try {
     capOf = lengthLimit(max_len_a, max_len_b, gen.max_new_tokens ?? gen.generation_config?.max_new_tokens);
@@ -96,10 +102,9 @@ export async function generatePredictions(
       ? await generateOnnx(model, rows, o)
       : await generate(model, rows, o);
     idx.forEach((i, k) => {
-      const row = k * (gen.num_return_sequences ?? 1);
-      let text = r.tokens[row].length > caps[k]
-        ? tokenizer.decode(r.tokens[row].slice(0, caps[k]), { skip_special_tokens: true })
-        : r.text![row];
+      let text = r.tokens[k].length > caps[k]
+        ? tokenizer.decode(r.tokens[k].slice(0, caps[k]), { skip_special_tokens: true })
+        : r.text![k];
       if (first_line) text = text.trimStart().split("\n")[0];
       out[i] = text.trim();
     });

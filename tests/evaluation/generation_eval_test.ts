@@ -54,6 +54,10 @@ Deno.test("generatePredictions({ max_len_a, max_len_b }) cuts each row at a * it
     /Cannot generate: max_len_b 4 needs max_len_a/,
   );
   await assert.rejects(
+    () => generatePredictions(model, tok, prompts, { num_beams: 2, num_return_sequences: 2 }),
+    /num_return_sequences 2 asks for more than the one prediction a prompt gets/,
+  );
+  await assert.rejects(
     () => generatePredictions(model, tok, prompts, { max_len_a: -1 }),
     /Cannot generate: max_len_a must be a number >= 0 or null, got -1/,
   );
