@@ -21,7 +21,7 @@ import type { HostArray, Tensor } from "../kernels/tensor.ts";
 import { parseJson } from "../util/json.ts";
 import { isObject, Problems, show } from "../util/problems.ts";
 import { checkpointKeyMap, fromHfConfig, type KeyMapEntry, type ModelConfig } from "./config.ts";
-import { type HubOptions, snapshotDownload } from "./hub/hub.ts";
+import { type HubOptions, refuseDownloadOptions, snapshotDownload } from "./hub/hub.ts";
 import { openSafetensors, type SafetensorsReader } from "./formats/safetensors.ts";
 import { transposeInPlace } from "./_key_map.ts";
 import { type ParamMap, Transformer } from "./transformer.ts";
@@ -152,6 +152,7 @@ async function evictWeights(snapshot: string): Promise<void> {
 export async function loadModel(idOrPath: string, opts: LoadModelOptions): Promise<Transformer> {
   checkLoadOptions(opts);
   const { backend: _b, dtype: _d, ...hub } = opts;
+  refuseDownloadOptions(idOrPath, hub, `Cannot load ${idOrPath}`);
   const dir = await snapshotDownload(idOrPath, {
     ...hub,
     allow_patterns: [

@@ -303,6 +303,41 @@ export interface SnapshotOptions extends HubOptions {
   ignore_patterns?: string[];
 }
 
+/** The options that fetch from the hub: a local folder, taken as it is, reads none of them. */
+const DOWNLOAD_KEYS = [
+  "revision",
+  "cache_dir",
+  "force_download",
+  "token",
+  "endpoint",
+  "max_retries",
+] as const;
+
+/**
+ * Refuse download options (and `extra` ones) given with a local folder, which is read as it is: it
+ * has no revisions, no cache, nothing to fetch or verify (transformers ignores `revision` there
+ * silently; fledge says so).
+ * @param subject the start of the message, e.g. `Cannot load ./model`
+ * @throws {RangeError} naming the options, when `id` is a local folder and any is set
+ */
+export function refuseDownloadOptions(
+  id: string,
+  opts: object,
+  subject: string,
+  extra: readonly string[] = [],
+): void {
+  const o = opts as Record<string, unknown>;
+  const set = [...DOWNLOAD_KEYS, ...extra].filter((k) => o[k] !== undefined && o[k] !== false);
+  if (!set.length || !isDirSync(id)) return;
+  throw new RangeError(
+    `${subject}: it is a local folder, read as it is, and ${set.join(", ")} ${
+      set.length > 1 ? "are" : "is"
+    } for the hub (a local folder has no revisions, cache or hashes to check); drop ${
+      set.length > 1 ? "them" : "it"
+    }`,
+  );
+}
+
 /**
  * Download the files of a repo (those matching `allow_patterns` and not `ignore_patterns`) into
  * the cache and return the snapshot folder. One API request lists the files; cached files are not
@@ -436,18 +471,7 @@ export interface DownloadModelOptions extends HubOptions {
  */
 export async function downloadModel(id: string, opts: DownloadModelOptions = {}): Promise<string> {
   const patterns = opts.allow_patterns ?? [...MODEL_FILE_PATTERNS];
-  const hubOnly =
-    (["revision", "cache_dir", "verify", "force_download", "token", "endpoint", "max_retries"] as const)
-      .filter((k) => opts[k] !== undefined && opts[k] !== false);
-  if (hubOnly.length && isDirSync(id)) {
-    throw new RangeError(
-      `Cannot download ${id}: it is a local folder, taken as it is, and ${hubOnly.join(", ")} ${
-        hubOnly.length > 1 ? "are" : "is"
-      } for hub repos (a local folder has no revisions, cache or hashes to check); drop ${
-        hubOnly.length > 1 ? "them" : "it"
-      }`,
-    );
-  }
+  refuseDownloadOptions(id, opts, `Cannot download ${id}`, ["verify"]);
   if (opts.overwrite_output_dir && opts.output === undefined) {
     throw new RangeError(
       `Cannot download ${id}: overwrite_output_dir is for output, which is not set; drop it`,

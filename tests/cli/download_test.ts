@@ -193,7 +193,7 @@ Deno.test("download rejects bad flags in one line and prints usage with --help",
       // settings a local folder would ignore
       [
         ["--model", ".", "--verify", "--revision", "v2"],
-        /Cannot download \.: it is a local folder, taken as it is, and revision, verify are for hub repos .*; drop them/,
+        /Cannot download \.: it is a local folder, read as it is, and revision, verify are for the hub .*; drop them/,
       ],
       [
         ["--model", "a/b", "--overwrite_output_dir"],

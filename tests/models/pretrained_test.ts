@@ -215,6 +215,23 @@ Deno.test("loadModel() names the missing config.json", async () => {
   }
 });
 
+Deno.test("loadModel() refuses download options with a local folder (it is read as it is)", async () => {
+  const dir = await copyFixture("llama");
+  try {
+    const e = await rejects(
+      loadModel(dir, { backend: await cpu(), revision: "v2", force_download: true }),
+      (e) => e instanceof RangeError,
+    );
+    assert.match(
+      e.message,
+      /it is a local folder, read as it is, and revision, force_download are for the hub/,
+    );
+    (await loadModel(dir, { backend: await cpu(), local_files_only: true })).dispose();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("loadModel() names the missing weights file and suggests converting .bin weights", async () => {
   const dir = await copyFixture("llama");
   try {
