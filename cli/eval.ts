@@ -73,6 +73,9 @@ const FLAGS = {
   json: { type: "boolean" },
 } as const;
 
+/** The flag names of `eval` (what an eval job of the queue may set). */
+export const EVAL_FLAG_NAMES: readonly string[] = Object.freeze(Object.keys(FLAGS));
+
 /** The newest finished run (has recipe.yaml) of a recipe under runs/. */
 async function newestRun(name: string): Promise<string> {
   let best: [number, string] | null = null;

@@ -17,7 +17,7 @@ import {
   openQueue,
   runWorker,
 } from "../training/queue.ts";
-import { command as evalCommand } from "./eval.ts";
+import { command as evalCommand, EVAL_FLAG_NAMES } from "./eval.ts";
 import type { CliIO, Command } from "./command.ts";
 
 const QUEUE_OPT = `  --queue ADDRESS            kv:PATH (this machine; default ${DEFAULT_QUEUE}) or
@@ -202,6 +202,18 @@ async function queueRun(args: string[], io: CliIO): Promise<number | void> {
     case "submit": {
       const v = parseFlags(cmd, rest, FLAGS.submit);
       const spec = await loadJobSpec(v.config);
+      if (spec.kind === "eval") {
+        // checked here, not when a worker runs it: an unknown option would fail the job, or be ignored
+        const unknown = Object.keys(spec.config).filter((k) => !EVAL_FLAG_NAMES.includes(k) || k === "json");
+        if (unknown.length) {
+          throw new TypeError(
+            `${cmd}: ${v.config}: an eval job's config has no field ${
+              unknown.join(", ")
+            }; its fields are the ` +
+              `flags of deno task cli eval: ${EVAL_FLAG_NAMES.filter((k) => k !== "json").join(", ")}`,
+          );
+        }
+      }
       const jobId = await withQueue(v.queue, (q) => q.submit(spec));
       io.stdout(jobId + "\n");
       return;

@@ -274,6 +274,12 @@ Deno.test("queue: submit refuses a bad job file; cancel removes a waiting job; e
       2,
       /kind "sweep"; use train, eval, trial/,
     );
+    await Deno.writeTextFile(join(dir, "ev.yaml"), "kind: eval\nconfig:\n  model: runs/x\n  max_sample: 3\n");
+    assertFails(
+      await cli(["queue", "submit", "--queue", url, "-c", join(dir, "ev.yaml")]),
+      2,
+      /an eval job's config has no field max_sample; its fields are the flags of deno task cli eval: .*max_samples/,
+    );
     assertFails(await cli(["queue", "submit", "--queue", url]), 2, /missing --config/);
     assertFails(await cli(["queue", "stats"]), 2, /unknown command "stats"/);
     assertFails(
