@@ -30,8 +30,9 @@ options:
                          n_trials: 20                    # and/or timeout: SECONDS
                          seed: 0
                          study_dir: runs/lr-search
-                       optional: tpe: {n_startup_trials: 10, n_ei_candidates: 24},
-                       median: {n_startup_trials: 5, n_warmup_steps: 0, interval_steps: 1}
+                       optional: tpe: {n_startup_trials: 10, n_ei_candidates: 24} (sampler tpe only),
+                       median: {n_startup_trials: 5, n_warmup_steps: 0, interval_steps: 1} (pruner
+                       median only); a float's grid_points: N (sampler grid only)
   --json               print results.json instead of the table
   --workers N          run N trials at once, each a job of a queue on a worker process (this
                        command starts N workers on this machine; a worker that dies leaves its
