@@ -10,13 +10,7 @@
  *
  * @module
  */
-import { type FlagSpec, parseFlags } from "../util/flags.ts";
-import {
-  loadTrainingConfig,
-  TRAINING_CONFIG_KEYS,
-  type TrainingConfig,
-  validateTrainingConfig,
-} from "../training/config.ts";
+import { configFromArgs, shellQuote } from "./_config_args.ts";
 import { DPO_CONFIG_DEFAULTS, runDpo } from "../training/dpo.ts";
 import type { Command } from "./command.ts";
 
@@ -48,50 +42,6 @@ examples:
 
 Flags may also be spelled with hyphens (--max-prompt-length).`;
 
-const ALIASES: Record<string, keyof TrainingConfig> = {
-  block_size: "max_seq_length",
-  max_length: "max_seq_length",
-};
-
-const FLAGS: Record<string, FlagSpec> = { config: { type: "string", short: "c" } };
-for (const k of [...TRAINING_CONFIG_KEYS, ...Object.keys(ALIASES)]) FLAGS[k] = { type: "string" };
-
-function parseValue(s: string): unknown {
-  try {
-    return JSON.parse(s);
-  } catch {
-    return s;
-  }
-}
-
-/** The config of a `dpo` invocation: the file with the flag overrides, over DPO's defaults; null for --help. */
-async function configFromArgs(args: string[]): Promise<TrainingConfig | null> {
-  const v = parseFlags("dpo", args, FLAGS);
-  if (v.help) return null;
-  const overrides: Record<string, unknown> = {};
-  for (const [k, s] of Object.entries(v)) {
-    if (k !== "config" && k !== "help" && typeof s === "string") overrides[ALIASES[k] ?? k] = parseValue(s);
-  }
-  const file = v.config as string | undefined;
-  if (!file && !Object.keys(overrides).length) {
-    throw new TypeError(
-      "dpo: give --config dpo.yaml and/or --<field> value flags (see `deno task cli dpo --help`)",
-    );
-  }
-  const defaults = DPO_CONFIG_DEFAULTS;
-  const base = file ? await loadTrainingConfig(file, { defaults }) : {};
-  if (!Object.keys(overrides).length) return base as TrainingConfig;
-  return validateTrainingConfig({ ...base, ...overrides }, {
-    file: file ? `${file} + command-line flags` : "command-line flags",
-    defaults,
-  });
-}
-
-/** `arg` quoted for a POSIX shell when it needs it. */
-function shellQuote(arg: string): string {
-  return /^[\w@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replaceAll("'", `'\\''`)}'`;
-}
-
 const fixed = (x: number | null | undefined, d = 4) => (typeof x === "number" ? x.toFixed(d) : "n/a");
 
 /** The `dpo` command. */
@@ -99,7 +49,7 @@ export const command: Command = {
   summary: "preference-tune a model with DPO (TRL names: beta, loss_type, ...) from a YAML/JSON config",
   usage: USAGE,
   async run(args, io) {
-    const config = await configFromArgs(args);
+    const config = await configFromArgs("dpo", args, { defaults: DPO_CONFIG_DEFAULTS, example: "dpo.yaml" });
     if (!config) return io.stdout(USAGE + "\n");
     const r = await runDpo(config, { handle_signals: true });
     if (r.interrupted) {

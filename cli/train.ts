@@ -7,13 +7,8 @@
  *
  * @module
  */
-import { type FlagSpec, parseFlags } from "../util/flags.ts";
-import {
-  loadTrainingConfig,
-  TRAINING_CONFIG_KEYS,
-  type TrainingConfig,
-  validateTrainingConfig,
-} from "../training/config.ts";
+import type { TrainingConfig } from "../training/config.ts";
+import { configFromArgs, shellQuote } from "./_config_args.ts";
 import { runTraining } from "../training/run.ts";
 import type { Command } from "./command.ts";
 
@@ -37,56 +32,6 @@ examples:
 
 Flags may also be spelled with hyphens (--learning-rate).`;
 
-const ALIASES: Record<string, keyof TrainingConfig> = {
-  block_size: "max_seq_length",
-  max_length: "max_seq_length",
-};
-
-const FLAGS: Record<string, FlagSpec> = { config: { type: "string", short: "c" } };
-for (const k of [...TRAINING_CONFIG_KEYS, ...Object.keys(ALIASES)]) FLAGS[k] = { type: "string" };
-
-function parseValue(s: string): unknown {
-  try {
-    return JSON.parse(s);
-  } catch {
-    return s;
-  }
-}
-
-/**
- * The config of a `train` (or `sft`) invocation: the file (when given) with the flag overrides
- * applied over `defaults`, validated; null for `--help`.
- */
-async function configFromArgs(
-  cmd: string,
-  args: string[],
-  defaults?: Partial<TrainingConfig>,
-): Promise<TrainingConfig | null> {
-  const v = parseFlags(cmd, args, FLAGS);
-  if (v.help) return null;
-  const overrides: Record<string, unknown> = {};
-  for (const [k, s] of Object.entries(v)) {
-    if (k !== "config" && k !== "help" && typeof s === "string") overrides[ALIASES[k] ?? k] = parseValue(s);
-  }
-  const file = v.config as string | undefined;
-  if (!file && !Object.keys(overrides).length) {
-    throw new TypeError(
-      `${cmd}: give --config run.yaml and/or --<field> value flags (see \`deno task cli ${cmd} --help\`)`,
-    );
-  }
-  const base = file ? await loadTrainingConfig(file, { defaults }) : {};
-  if (!Object.keys(overrides).length) return base as TrainingConfig;
-  return validateTrainingConfig({ ...base, ...overrides }, {
-    file: file ? `${file} + command-line flags` : "command-line flags",
-    defaults,
-  });
-}
-
-/** `arg` quoted for a POSIX shell when it needs it. */
-function shellQuote(arg: string): string {
-  return /^[\w@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replaceAll("'", `'\\''`)}'`;
-}
-
 /**
  * A training command (`train`, `sft`): parse the config and flags, run {@linkcode runTraining} with
  * signal handling, print the summary, or on SIGINT / SIGTERM the command that resumes.
@@ -101,7 +46,7 @@ export function trainingCommand(
     summary: spec.summary,
     usage,
     async run(args, io) {
-      const config = await configFromArgs(name, args, spec.defaults);
+      const config = await configFromArgs(name, args, { defaults: spec.defaults, example: "run.yaml" });
       if (!config) return io.stdout(usage + "\n");
       const r = await runTraining(config, { handle_signals: true });
       if (r.interrupted) {

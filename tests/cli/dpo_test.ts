@@ -69,6 +69,10 @@ Deno.test("dpo: bad flags, values, rows and full fine-tuning without precomputed
   const rejects = async (args: string[], re: RegExp) => assertFails(await cli(["dpo", ...args]), 2, re);
   await rejects([], /dpo: give --config dpo\.yaml and\/or --<field> value flags/);
   await rejects(["--bta", "0.1"], /unknown flag --bta; did you mean --beta\?/);
+  await rejects(
+    ["--block_size", "0", "--max_length", "64"],
+    /dpo: --block_size and --max_length both set max_seq_length/,
+  );
   const cfg = await yaml("dpo.yaml", base(join(dir, "run-errors")));
   await rejects(["--config", cfg, "--loss_type", "kto"], /loss_type: .*"kto"/);
   await rejects(["--config", cfg, "--beta", "0"], /beta: must be > 0, got 0/);

@@ -58,6 +58,10 @@ Deno.test("train: bad YAML, unknown fields and flags, negative learning rate are
     /ok\.yaml \+ command-line flags.*learning_rate: must be >= 0, got -2/,
   );
   await rejects(["--config"], /train: --config needs a value/);
+  await rejects(
+    ["--max_seq_length", "0", "--max_length", "64"],
+    /train: --max_seq_length and --max_length both set max_seq_length; give one/,
+  );
 });
 
 Deno.test("train: block_size over max_position_embeddings, empty dataset, unwritable output_dir", async () => {

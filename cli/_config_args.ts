@@ -1,0 +1,74 @@
+/**
+ * Private to `cli/`: the config of a training command (`train`, `sft`, `dpo`) from `--config FILE`
+ * and `--<field> value` flags (TrainingConfig names, plus `--max_length` / `--block_size` for
+ * `max_seq_length`), and the shell quoting of the resume hint those commands print.
+ * @module
+ */
+import { type FlagSpec, parseFlags } from "../util/flags.ts";
+import {
+  loadTrainingConfig,
+  TRAINING_CONFIG_KEYS,
+  type TrainingConfig,
+  validateTrainingConfig,
+} from "../training/config.ts";
+
+const ALIASES: Record<string, keyof TrainingConfig> = {
+  block_size: "max_seq_length",
+  max_length: "max_seq_length",
+};
+
+const FLAGS: Record<string, FlagSpec> = { config: { type: "string", short: "c" } };
+for (const k of [...TRAINING_CONFIG_KEYS, ...Object.keys(ALIASES)]) FLAGS[k] = { type: "string" };
+
+function parseValue(s: string): unknown {
+  try {
+    return JSON.parse(s);
+  } catch {
+    return s;
+  }
+}
+
+/**
+ * The config of a training command: the file (when given) with the flag overrides applied over
+ * `defaults`, validated; null for `--help`.
+ * @param example the config file the "give --config" hint names (e.g. `run.yaml`)
+ * @throws {TypeError} for no config and no flags, or one field given under two names
+ *   (`--max_length 64 --max_seq_length 128`: one would be dropped)
+ */
+export async function configFromArgs(
+  cmd: string,
+  args: string[],
+  opts: { defaults?: Partial<TrainingConfig>; example: string },
+): Promise<TrainingConfig | null> {
+  const v = parseFlags(cmd, args, FLAGS);
+  if (v.help) return null;
+  const overrides: Record<string, unknown> = {};
+  const named: Record<string, string> = {};
+  for (const [k, s] of Object.entries(v)) {
+    if (k === "config" || k === "help" || typeof s !== "string") continue;
+    const field = ALIASES[k] ?? k;
+    if (named[field] !== undefined) {
+      throw new TypeError(`${cmd}: --${named[field]} and --${k} both set ${field}; give one`);
+    }
+    named[field] = k;
+    overrides[field] = parseValue(s);
+  }
+  const file = v.config as string | undefined;
+  if (!file && !Object.keys(overrides).length) {
+    throw new TypeError(
+      `${cmd}: give --config ${opts.example} and/or --<field> value flags (see \`deno task cli ${cmd} --help\`)`,
+    );
+  }
+  const { defaults } = opts;
+  const base = file ? await loadTrainingConfig(file, { defaults }) : {};
+  if (!Object.keys(overrides).length) return base as TrainingConfig;
+  return validateTrainingConfig({ ...base, ...overrides }, {
+    file: file ? `${file} + command-line flags` : "command-line flags",
+    defaults,
+  });
+}
+
+/** `arg` quoted for a POSIX shell when it needs it. */
+export function shellQuote(arg: string): string {
+  return /^[\w@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replaceAll("'", `'\\''`)}'`;
+}
