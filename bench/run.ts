@@ -61,10 +61,17 @@ export interface BenchResult {
  * Check benchmark names against {@linkcode BENCHMARKS}.
  * @param names the names asked for (comma-separated lists are split)
  * @returns the names, split and deduplicated
- * @throws {RangeError} an unknown name (with a did-you-mean hint and the list)
+ * @throws {RangeError} an unknown name (with a did-you-mean hint and the list), or names that are all empty
  */
 export function benchmarkNames(names: readonly string[]): string[] {
   const out = [...new Set(names.flatMap((n) => n.split(",")).map((n) => n.trim()).filter(Boolean))];
+  if (names.length && !out.length) {
+    throw new RangeError(
+      `bench: --only ${JSON.stringify(names.join(","))} names no benchmark (benchmarks: ${
+        BENCHMARKS.join(", ")
+      })`,
+    );
+  }
   for (const n of out) {
     if (!BENCHMARKS.includes(n)) {
       const hint = closest(n, BENCHMARKS);

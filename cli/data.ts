@@ -48,14 +48,14 @@ tokenizer.json (a model folder works). Results go to stdout (one JSON object wit
 
 options:
   --input FILE               the input (instead of the positional FILE)
-  --text_field F             the record field holding the text
+  --text_field F             inspect, clean: the record field holding the text
   --tokenizer DIR            inspect: count tokens with this tokenizer
   --rows N                   inspect: rows shown per split (default 3; 0 = none)
   --config FILE              clean: the pipeline YAML (a list of steps)
   --output FILE              clean: where the kept records go
   --output_dir DIR           split: where train.jsonl and validation.jsonl go
   --train_split F            split: fraction for train, in (0, 1) (default 0.9)
-  --seed S                   split: shuffle seed (default 42)
+  --seed S                   split: shuffle seed (default 42; not with --split_key)
   --split_key COL            split: by the hash of this column instead of a shuffle
   --overwrite                replace existing outputs
   --json                     one JSON object on stdout
@@ -362,10 +362,11 @@ async function clean(positional: string | undefined, args: string[], io: CliIO):
 // ---- split ------------------------------------------------------------------------------------
 
 const SPLIT_FLAGS = {
-  ...FLAGS,
+  input: FLAGS.input,
+  json: FLAGS.json,
   output_dir: { type: "string", required: true },
   train_split: { type: "number", default: 0.9 },
-  seed: { type: "int", min: 0, default: 42 },
+  seed: { type: "int", min: 0 },
   split_key: { type: "string" },
   overwrite: { type: "boolean" },
 } as const;
@@ -380,13 +381,19 @@ async function split(positional: string | undefined, args: string[], io: CliIO):
   if ((await pathExists(input)) && (await Deno.stat(input)).isDirectory) {
     throw new TypeError(`data split: ${input} is a folder (already split?); give one data file`);
   }
+  if (v.seed !== undefined && v.split_key !== undefined) {
+    throw new TypeError(
+      `data split: --seed orders the shuffle, and --split_key splits by a hash of the column instead; drop --seed`,
+    );
+  }
+  const seed = v.seed ?? 42;
   const outputs = {
     train: join(v.output_dir, "train.jsonl"),
     validation: join(v.output_dir, "validation.jsonl"),
   };
   for (const f of Object.values(outputs)) await refuseOverwrite("data split", f, v.overwrite);
   const records = await readDataset(input);
-  const parts = splitRecords(records, { train_split: v.train_split, seed: v.seed, split_key: v.split_key });
+  const parts = splitRecords(records, { train_split: v.train_split, seed, split_key: v.split_key });
   for (const [name, f] of Object.entries(outputs)) await writeRecords(f, parts[name as keyof typeof parts]);
   const result = {
     input,
@@ -394,7 +401,7 @@ async function split(positional: string | undefined, args: string[], io: CliIO):
     train: { file: outputs.train, records: parts.train.length },
     validation: { file: outputs.validation, records: parts.validation.length },
     ...(v.split_key === undefined
-      ? { train_split: v.train_split, seed: v.seed }
+      ? { train_split: v.train_split, seed }
       : { split_key: v.split_key, train_split: v.train_split }),
   };
   if (v.json) return io.stdout(JSON.stringify(result) + "\n");

@@ -26,6 +26,7 @@ Deno.test("bench --help exits 0; bad flags and unknown benchmarks exit 2 with on
     2,
     /bench: unknown benchmark "matmull"; did you mean matmul\? \(benchmarks: matmul, attention/,
   );
+  assertFails(await cliProcess(["bench", "--only", ","]), 2, /bench: --only "," names no benchmark/);
 });
 
 Deno.test("bench --only block --quick prints JSON lines and a table; --json one object", async () => {

@@ -244,6 +244,13 @@ Deno.test("data split writes the same files for the same seed, as splitRecords d
     2,
     /is a folder \(already split\?\)/,
   );
+  // flags a split would not read
+  assertFails(
+    await run("f", "--split_key", "id", "--seed", "7"),
+    2,
+    /--seed orders the shuffle, and --split_key splits by a hash of the column instead; drop --seed/,
+  );
+  assertFails(await run("g", "--text_field", "text"), 2, /data split: unknown flag --text_field/);
 });
 
 globalThis.addEventListener("unload", () => Deno.removeSync(tmp, { recursive: true }));
