@@ -34,6 +34,18 @@ export function checkSelectOptions(opts: SelectOptions, source: string): void {
   if (problems.length) throw new TypeError(`Cannot read ${source}: ${problems.join("; ")}; fix the options`);
 }
 
+/**
+ * Refuse a `seed` without `shuffle` (the loaders that shuffle only on request: Debian, hub
+ * datasets): it would order nothing.
+ */
+export function checkShuffleSeed(opts: { shuffle?: boolean; seed?: number }, source: string): void {
+  if (opts.seed !== undefined && !opts.shuffle) {
+    throw new TypeError(
+      `Cannot load ${source}: seed orders the shuffle, and shuffle is off; add shuffle: true or drop seed`,
+    );
+  }
+}
+
 /** `file.jsonl:12` or `file.parquet row 12`. */
 export type Where = string;
 

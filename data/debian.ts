@@ -12,6 +12,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { streamJsonl } from "./jsonl.ts";
 import { shuffleRecords } from "./split.ts";
+import { checkShuffleSeed } from "./_select.ts";
 
 /** The four Debian tasks. */
 export type DebianTask = "summarization" | "translation" | "classification" | "classification-binary";
@@ -82,11 +83,7 @@ export async function loadDebian(
   if (!Object.hasOwn(FIELDS, task)) {
     throw new TypeError(`Cannot load Debian task "${task}": the tasks are ${Object.keys(FIELDS).join(", ")}`);
   }
-  if (opts.seed !== undefined && !opts.shuffle) {
-    throw new TypeError(
-      `Cannot load Debian task "${task}": seed orders the shuffle, and shuffle is off; add shuffle: true or drop seed`,
-    );
-  }
+  checkShuffleSeed(opts, `Debian task "${task}"`);
   const root = opts.root ?? debianRoot();
   const dir = join(root, task);
   let splits: string[];

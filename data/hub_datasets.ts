@@ -13,11 +13,12 @@ import {
   type HubOptions,
   isOfflineMode,
   listRepoFiles,
+  refuseDownloadOptions,
   snapshotDownload,
 } from "../models/hub/hub.ts";
 import { streamParquet } from "./parquet.ts";
 import { shuffleRecords } from "./split.ts";
-import { checkSelectOptions, type SelectOptions, selector } from "./_select.ts";
+import { checkSelectOptions, checkShuffleSeed, type SelectOptions, selector } from "./_select.ts";
 
 /** Options of the hub dataset loaders: the hub options (cache, token, offline...) and the record options. */
 export interface HubDatasetOptions extends Omit<HubOptions, "repo_type">, SelectOptions {
@@ -93,21 +94,11 @@ function noSplit(
   return new RangeError(`Cannot find split "${split}" of ${what}: ${hint}; use one of these`);
 }
 
-/** Download options that a local `path` makes meaningless. */
-const HUB_ONLY = ["revision", "force_download", "token", "endpoint", "cache_dir"] as const;
-
 async function splitFiles(repo_id: string, opts: LoadHubDatasetOptions, split: string): Promise<string[]> {
   const { config } = opts;
   if (opts.path !== undefined) {
     // a local copy in the hub's layout: the download options have nothing to do
-    const hubOnly = HUB_ONLY.filter((k) => opts[k] !== undefined && opts[k] !== false);
-    if (hubOnly.length) {
-      throw new RangeError(
-        `Cannot load dataset ${repo_id} from path ${opts.path}: ${hubOnly.join(", ")} ${
-          hubOnly.length > 1 ? "are" : "is"
-        } for downloads, and path is a local copy; drop ${hubOnly.length > 1 ? "them" : "it"}`,
-      );
-    }
+    refuseDownloadOptions(opts.path, opts, `Cannot load dataset ${repo_id} from path ${opts.path}`);
     const files = listConfigFiles(opts.path, config);
     const { shards } = shardsOf(files, config, split);
     if (!shards.length) {
@@ -166,11 +157,7 @@ export async function loadHubDataset(
   opts: LoadHubDatasetOptions,
 ): Promise<Record<string, unknown>[]> {
   checkSelectOptions(opts, repo_id);
-  if (opts.seed !== undefined && !opts.shuffle) {
-    throw new TypeError(
-      `Cannot load dataset ${repo_id}: seed orders the shuffle, and shuffle is off; add shuffle: true or drop seed`,
-    );
-  }
+  checkShuffleSeed(opts, `dataset ${repo_id}`);
   const split = opts.split ?? "train";
   const files = await splitFiles(repo_id, opts, split);
   const select = selector(opts);

@@ -189,7 +189,8 @@ Deno.test("hub datasets read the same layout from a local path", async () => {
     });
     await assert.rejects(loadCnnDailymail({ path: dir, revision: "v2", force_download: true }), {
       name: "RangeError",
-      message: /revision, force_download are for downloads, and path is a local copy; drop them/,
+      message:
+        /from path .*: it is a local folder, read as it is, and revision, force_download are for the hub .*; drop them/,
     });
     await assert.rejects(loadCnnDailymail({ path: dir, split: "test" }), {
       name: "RangeError",
