@@ -399,8 +399,8 @@ export function getTrainingArgs(
  * Refuse the fields a kind of run would ignore: DPO settings (`beta`, `loss_type`, ...) in SFT
  * (`cli train`) or a recipe, SFT settings (`packing`, `completion_only_loss`, ...) in DPO, and
  * `tokenizer` / `dataset_text_field` in a recipe, which reads its model's tokenizer and its own
- * columns. One config type holds both trainers' fields (TRL's `SFTConfig` and `DPOConfig` each
- * refuse the other's as unknown arguments); a field at its default changes nothing and passes.
+ * columns. One config type holds both trainers' fields (TRL's `SFTConfig` and `DPOConfig` refuse
+ * most of the other's as unknown arguments); a field at its default changes nothing and passes.
  * The run entry points call this before reading any data or weights.
  * @param subject the start of the message, e.g. `Cannot train with DPO`
  * @throws {RangeError} one line naming each such field, its value and the fix

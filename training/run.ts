@@ -81,13 +81,6 @@ export async function runTraining(
     );
   }
   refuseUnreadFields(config, "sft", "Cannot train");
-  const wrapped = config.packing && config.packing_strategy === "wrapped";
-  if (wrapped && config.assistant_only_loss) {
-    throw new RangeError(
-      `Cannot train: assistant_only_loss trains the assistant turns of conversations, and packing_strategy ` +
-        `wrapped cuts plain text into blocks; use packing_strategy bfd or drop assistant_only_loss`,
-    );
-  }
   const name = config.model!, data = config.dataset!;
   await refuseExistingRun(config); // before any data or weights are read
   // The model's shape first: a too-long block is an error before any data or weights are read.
@@ -105,6 +98,7 @@ export async function runTraining(
     ? await latestCheckpoint(join(config.output_dir, "checkpoints"))
     : config.resume_from_checkpoint || null;
   const resumeTokenizer = resumeDir !== null && await pathExists(join(resumeDir, "tokenizer.json"));
+  const wrapped = config.packing && config.packing_strategy === "wrapped";
   // Text documents: the wrapped layout cuts them into blocks; a preset model trains its tokenizer on them.
   const needsBpe = !resumeTokenizer && !config.tokenizer && !dir;
   let docs: string[] | null = null;
