@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { downloadModel } from "../models/hub/hub.ts";
 import type { Tokenizer } from "../models/tokenizer/tokenizer.ts";
 import type { GenerationConfig } from "../models/generation_config.ts";
+import { agree } from "../util/problems.ts";
 
 /**
  * A local folder as is; a hub id through the hub cache / download; a missing path is an error.
@@ -146,7 +147,7 @@ export function samplerOptions(cmd: string, v: SamplerFlagValues): {
   if (v.greedy && samplerOnly.length) {
     throw new RangeError(
       `${cmd}: ${samplerOnly.map((k) => `--${k}`).join(", ")} ${
-        samplerOnly.length > 1 ? "are" : "is"
+        agree(samplerOnly).is
       } for sampling, and --greedy turns it off; drop one or the other`,
     );
   }

@@ -15,6 +15,7 @@ import { exportOnnx } from "../models/formats/onnx.ts";
 import { OnnxDecoder } from "../models/onnx_runtime.ts";
 import { loadAdapter, mergeAdapter } from "../training/peft.ts";
 import { parseFlags } from "../util/flags.ts";
+import { agree } from "../util/problems.ts";
 import {
   evalOptions,
   loadRecipeModel,
@@ -109,7 +110,7 @@ async function evalRun(args: string[], io: CliIO): Promise<void> {
   if (mapping.length && !v.data) {
     throw new TypeError(
       `eval: ${mapping.map((k) => `--${k}`).join(", ")} map${
-        mapping.length > 1 ? "" : "s"
+        agree(mapping).s
       } the columns of --data; add --data FILE`,
     );
   }
@@ -138,7 +139,7 @@ async function evalRun(args: string[], io: CliIO): Promise<void> {
   if (generation.length && task === "classification") {
     throw new TypeError(
       `eval: ${generation.map((k) => `--${k}`).join(", ")} ${
-        generation.length > 1 ? "are" : "is"
+        agree(generation).is
       } for generation (summarization, translation); classification scores each label's likelihood`,
     );
   }

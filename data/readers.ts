@@ -12,6 +12,7 @@ import { streamParquet } from "./parquet.ts";
 import { hashFraction, pickSplit, shuffleRecords, type SplitOptions, splitRecords } from "./split.ts";
 import { streamText } from "./text.ts";
 import { checkSelectOptions, type SelectOptions } from "./_select.ts";
+import { agree } from "../util/problems.ts";
 
 /** One record: column name to value. */
 export type DataRecord = Record<string, unknown>;
@@ -132,7 +133,7 @@ function checkSplitOptions(path: string, opts: ReadOptions): void {
     ].filter(Boolean);
     throw new TypeError(
       `Cannot read ${path}: ${unused.join(", ")} would do nothing (${reasons.join("; ")}); drop ${
-        unused.length > 1 ? "them" : "it"
+        agree(unused).it
       }`,
     );
   }

@@ -9,6 +9,7 @@
  * @module
  */
 import { errorChain } from "../util/format.ts";
+import { agree } from "../util/problems.ts";
 import { join, relative } from "node:path";
 import { hubCacheDir, HubError } from "../models/hub/hub.ts";
 import { debianRoot } from "./debian.ts";
@@ -581,7 +582,7 @@ export async function loadTaskData(task: TaskKind, opts: LoadTaskDataOptions = {
     ),
   ].filter((x) => x);
   if (misplaced.length) {
-    throw bad(o, name, `${misplaced.join("; ")}; drop ${misplaced.length > 1 ? "them" : "it"}`);
+    throw bad(o, name, `${misplaced.join("; ")}; drop ${agree(misplaced).it}`);
   }
   let raw: RawData;
   try {

@@ -20,6 +20,7 @@ import { loadModel } from "../models/pretrained.ts";
 import { loadTokenizer, type Tokenizer } from "../models/tokenizer/tokenizer.ts";
 import type { Transformer } from "../models/transformer.ts";
 import { lengthLimit } from "../evaluation/generation_eval.ts";
+import { agree } from "../util/problems.ts";
 import type { TaskEvalOptions } from "../evaluation/task_eval.ts";
 import {
   getTrainingArgs,
@@ -257,17 +258,17 @@ export function resolveRecipe(flat: Record<string, unknown>, file = "recipe conf
     JSON.stringify(s[k]) !== JSON.stringify(RECIPE_DEFAULTS[k])
   );
   if (s.task === "classification" && generation.length) {
-    const many = generation.length > 1;
+    const a = agree(generation);
     problems.push(
-      `${generation.join(", ")} ${many ? "are" : "is"} for generation (summarization, translation), and ` +
-        `classification scores each label's likelihood; remove ${many ? "them" : "it"}`,
+      `${generation.join(", ")} ${a.is} for generation (summarization, translation), and ` +
+        `classification scores each label's likelihood; remove ${a.it}`,
     );
   }
   const beamOnly = (["length_penalty", "early_stopping"] as const).filter((k) => generation.includes(k));
   if (s.task !== "classification" && s.num_beams === 1 && beamOnly.length) {
     problems.push(
-      `${beamOnly.join(", ")} ${beamOnly.length > 1 ? "are" : "is"} for beam search, and num_beams is 1; ` +
-        `set num_beams > 1 or remove ${beamOnly.length > 1 ? "them" : "it"}`,
+      `${beamOnly.join(", ")} ${agree(beamOnly).is} for beam search, and num_beams is 1; ` +
+        `set num_beams > 1 or remove ${agree(beamOnly).it}`,
     );
   }
   for (const k of ["max_train_samples", "max_eval_samples"] as const) {

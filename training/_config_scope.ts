@@ -9,6 +9,7 @@
  * @module
  */
 import type { TrainingConfig } from "./config_types.ts";
+import { agree } from "../util/problems.ts";
 
 /** A kind of run: `cli train` (SFT and pre-training), `cli dpo`, or a task recipe. */
 export type RunKind = "sft" | "dpo" | "recipe";
@@ -75,10 +76,8 @@ export function unreadFieldProblems(
   for (const { fields, what, fix } of UNREAD[kind]) {
     const set = fields.filter((k) => JSON.stringify(config[k]) !== JSON.stringify(defaults[k]));
     if (!set.length) continue;
-    const many = set.length > 1, named = set.map((k) => `${k} ${show(config[k])}`).join(", ");
-    problems.push(
-      `${named} ${many ? `are ${what[1]}` : `is ${what[0]}`}; ${fix.replace("{it}", many ? "them" : "it")}`,
-    );
+    const a = agree(set), named = set.map((k) => `${k} ${show(config[k])}`).join(", ");
+    problems.push(`${named} ${a.is} ${what[set.length > 1 ? 1 : 0]}; ${fix.replace("{it}", a.it)}`);
   }
   return problems;
 }

@@ -80,6 +80,23 @@ export function show(v: unknown): string {
   }
 }
 
+/**
+ * The words that agree with how many things a message names: `is`/`are`, `it`/`them` and the
+ * verb ending `s` (`maps`/`map`), so that a one-line error reads right for one field or several.
+ * @example
+ * ```ts
+ * import { agree } from "./problems.ts";
+ * const set = ["--top_k", "--top_p"], a = agree(set);
+ * if (`${set.join(", ")} ${a.is} for sampling; drop ${a.it}` !== "--top_k, --top_p are for sampling; drop them") {
+ *   throw new Error("plural");
+ * }
+ * if (agree(["--seed"]).it !== "it") throw new Error("singular");
+ * ```
+ */
+export function agree(items: readonly unknown[]): { is: "is" | "are"; it: "it" | "them"; s: "s" | "" } {
+  return items.length > 1 ? { is: "are", it: "them", s: "" } : { is: "is", it: "it", s: "s" };
+}
+
 /** True for a plain (non-array, non-null) object. */
 export function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === "object" && v !== null && !Array.isArray(v);

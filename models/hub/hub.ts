@@ -29,6 +29,7 @@ import {
 import { describe, fileMeta, hubFetch, type HubTarget, statusError, transfer } from "./_http.ts";
 import { verifySnapshot } from "./_verify.ts";
 import { copyFileAtomic, moveFileAtomic, writeDirAtomic } from "../../util/atomic.ts";
+import { agree } from "../../util/problems.ts";
 
 export { HubError, type HubErrorKind } from "./types.ts";
 export type { RepoType } from "./_cache.ts";
@@ -331,10 +332,8 @@ export function refuseDownloadOptions(
   if (!set.length || !isDirSync(id)) return;
   throw new RangeError(
     `${subject}: it is a local folder, read as it is, and ${set.join(", ")} ${
-      set.length > 1 ? "are" : "is"
-    } for the hub (a local folder has no revisions, cache or hashes to check); drop ${
-      set.length > 1 ? "them" : "it"
-    }`,
+      agree(set).is
+    } for the hub (a local folder has no revisions, cache or hashes to check); drop ${agree(set).it}`,
   );
 }
 
