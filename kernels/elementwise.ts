@@ -1,7 +1,7 @@
 /**
  * Elementwise ops with NumPy broadcasting: `add`, `sub`, `mul`, `div` of two tensors, `affine`
  * (`alpha * x + beta`), in-place `accumulate` (`dst += alpha * src`), `transpose` of the last
- * two dims, and inverted `dropout` with a counter-based mask.
+ * two dims, inverted `dropout` with a counter-based mask, and `uniformNoise` (NEFTune) from the same hash.
  *
  * Math: out[i] = a[bcast_a(i)] op b[bcast_b(i)], shapes right-aligned, rank <= 4.
  * Bindings: params, out (rw), a, b. Grid: one invocation per output element, WG = 256, folded 2-D.
@@ -13,6 +13,11 @@
  *   a recompute under gradient checkpointing) regenerates it instead of storing it. The same hash
  *   (`DROPOUT_HASH_WGSL`) drives the attention-probability dropout inside the attention kernels.
  *   Bindings: params, out (rw), x. Grid: one invocation per element, WG = 256, folded 2-D.
+ *
+ * uniformNoise (NEFTune's noise on the embeddings): out[i] = x[i] + mag · (2u(i) - 1), where
+ *   u(i) = (pcg_hash(i, seed) >> 8) / 2²⁴ is uniform on [0, 1) in steps of 2⁻²⁴ (exact in f32), so
+ *   the noise is uniform on [-mag, mag), a pure function of (seed, i), and its gradient is the
+ *   identity. Bindings: params, out (rw), x. Grid: as dropout.
  *
  * @module
  */
@@ -464,4 +469,73 @@ export function dropout(x: Tensor, p: number, seed: number): Tensor {
     dropoutForward(gx, g, p, seed);
     return [gx];
   });
+}
+
+// ---- uniform noise: out[i] = x[i] + mag · (2u(i) - 1) ----
+
+/** Reference: `out[i] = x[i] + mag · (2u(i) - 1)`, `u(i) = (dropoutHash(seed, i) >>> 8) / 2²⁴`. */
+export function uniformNoiseReference(
+  out: WritableArray,
+  x: ArrayLike<number>,
+  mag: number,
+  seed: number,
+): void {
+  const m = Math.fround(mag);
+  for (let i = 0; i < out.length; i++) {
+    const v = (dropoutHash(seed, i) >>> 8) / 8388608 - 1; // 2u - 1, exact
+    out[i] = x[i] + Math.fround(m * v);
+  }
+}
+
+const NOISE_SPEC: KernelSpec = {
+  label: "elementwise.uniform_noise",
+  params: { n: "u32", seed: "u32", mag: "f32" },
+  bindings: [
+    { name: "out", type: "f32", access: "read_write" },
+    { name: "x", type: "f32", access: "read" },
+  ],
+  workgroupSize: [WG, 1, 1],
+};
+const NOISE_CODE = `const WG = ${WG}u;\n${DROPOUT_HASH_WGSL}${wgslHeader(NOISE_SPEC)}fn main(${MAIN_ARGS}) {
+  ${LINEAR_INDEX}
+  if (gid >= p.n) { return; }
+  let v = f32(dropout_hash(p.seed, gid) >> 8u) * (1.0 / 8388608.0) - 1.0;
+  out[gid] = x[gid] + p.mag * v;
+}
+`;
+
+/**
+ * `x` plus uniform noise on `[-mag, mag)` drawn from `seed` (differentiable: the gradient passes
+ * through unchanged). NEFTune (`neftune_noise_alpha`, Jain et al. 2023) adds it to the token
+ * embeddings in training with `mag = alpha / sqrt(T · C)`, as HF's `neftune_post_forward_hook`.
+ *
+ * @param x any f32 tensor
+ * @param mag the noise's half-width, >= 0 (0 returns a view of `x`)
+ * @param seed the noise's seed (u32); element i gets `mag · (2u(i) - 1)`, see the module header
+ * @throws {RangeError} when `mag` is negative or not finite
+ *
+ * @example
+ * ```ts
+ * import { createBackend } from "./backend.ts";
+ * import { uniformNoise } from "./elementwise.ts";
+ * const cpu = await createBackend("cpu");
+ * const y = Array.from(await uniformNoise(cpu.full([1000], 1), 0.5, 3).toArray());
+ * const mean = y.reduce((a, v) => a + v, 0) / y.length;
+ * if (y.some((v) => v < 0.5 || v >= 1.5) || Math.abs(mean - 1) > 0.05) throw new Error("uniformNoise");
+ * ```
+ */
+export function uniformNoise(x: Tensor, mag: number, seed: number): Tensor {
+  if (!(mag >= 0 && Number.isFinite(mag))) {
+    throw new RangeError(`Cannot add uniform noise: mag must be a finite number >= 0, got ${mag}`);
+  }
+  if (mag === 0) return x.reshape(x.shape);
+  const op = "elementwise.uniform_noise";
+  expectDtype(op, "x", x, "f32");
+  const out = x.backend.empty(x.shape);
+  if (x.backend.name === "cpu") uniformNoiseReference(out.data, x.data, mag, seed >>> 0);
+  else if (x.size) {
+    launch(NOISE_SPEC, NOISE_CODE, [out, x], { n: x.size, seed: seed >>> 0, mag }, gridFor(x.size, WG));
+  }
+  if (!needsGrad(x)) return out;
+  return record(out, "uniform_noise", [x], (g) => [g.reshape(g.shape)]);
 }

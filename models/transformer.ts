@@ -26,7 +26,7 @@
 import { attention, type AttentionDropout } from "../kernels/attention.ts";
 import { checkpoint, isGradEnabled, release } from "../kernels/autograd.ts";
 import type { Backend } from "../kernels/backend.ts";
-import { add, dropout, dropoutSeed } from "../kernels/elementwise.ts";
+import { add, dropout, dropoutSeed, uniformNoise } from "../kernels/elementwise.ts";
 import { embedding } from "../kernels/embedding.ts";
 import { crossEntropy, shiftLabels } from "../kernels/loss.ts";
 import { matmul } from "../kernels/matmul.ts";
@@ -90,6 +90,15 @@ export interface ForwardOptions {
    */
   dropout?: { seed: number } | null;
   /**
+   * NEFTune (HF `neftune_noise_alpha`, Jain et al. 2023), for training only: uniform noise on
+   * `[-m, m)`, `m = alpha / sqrt(T · C)`, added to the token embeddings before the position
+   * embeddings, as HF's `neftune_post_forward_hook` on the input embeddings (T the row length,
+   * padding included). The noise is a pure function of (`seed`, element) through
+   * {@linkcode DROPOUT_SITES}`.neftune`, like the dropout masks; give it the micro-batch's seed.
+   * Absent, null or alpha 0: no noise.
+   */
+  neftune?: { alpha: number; seed: number } | null;
+  /**
    * Gradient checkpointing (HF `gradient_checkpointing_enable()`): keep only each decoder block's
    * input while recording and recompute the block's activations in the backward, trading a second
    * forward per block for activation memory. Gradients are the same (the recompute runs the same
@@ -122,6 +131,8 @@ export const DROPOUT_SITES = {
   mlp_resid: 3,
   /** a {@linkcode LinearAdapter}'s own dropout (LoRA `lora_dropout`), see {@linkcode LinearAdapterContext} */
   adapter: 4,
+  /** NEFTune's noise on the token embeddings (`ForwardOptions.neftune`; a noise, not a mask) */
+  neftune: 5,
 } as const;
 
 /** The mask seed of one dropout site of one layer (see {@linkcode DROPOUT_SITES}). */
@@ -434,6 +445,13 @@ export class Transformer {
     const flatIds = ids.reshape([B * T]);
     let h = embedding(flatIds, this.p("embed.weight"));
     flatIds.dispose();
+    if (opts.neftune?.alpha) {
+      const { alpha, seed } = opts.neftune;
+      const mag = alpha / Math.sqrt(T * c.hidden_size);
+      const noisy = uniformNoise(h, mag, siteSeed(seed, DROPOUT_SITES.neftune, 0));
+      release(h);
+      h = noisy;
+    }
     if (c.position === "learned") {
       const pos = opts.position_ids
         ? opts.position_ids.reshape([B * T])

@@ -70,6 +70,7 @@ export const TOP_SPECS = {
   early_stopping_patience: { kind: "int", min: 1, nullable: true },
   early_stopping_threshold: { kind: "number", min: 0 },
   gradient_checkpointing: { kind: "bool" },
+  neftune_noise_alpha: { kind: "number", min: 0, nullable: true },
   bf16: { kind: "bool" },
   fp16: { kind: "bool" },
   lora: { kind: "custom" },

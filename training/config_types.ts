@@ -212,6 +212,12 @@ export interface TrainingConfig {
   early_stopping_threshold: number;
   /** Recompute activations in backward instead of keeping them (default false). */
   gradient_checkpointing: boolean;
+  /**
+   * NEFTune (HF `TrainingArguments.neftune_noise_alpha`, TRL SFT): while training, add uniform noise
+   * on `[-m, m)`, `m = alpha / sqrt(T · C)`, to the token embeddings (T the row length, C the hidden
+   * size); evaluation and generation see none. The paper and TRL suggest 5. Default null (off).
+   */
+  neftune_noise_alpha: number | null;
   /** Rejected when true: WebGPU has no bfloat16 (default false). */
   bf16: boolean;
   /** float16 compute where the adapter has shader-f16 (default false). */

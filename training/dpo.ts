@@ -16,7 +16,8 @@
  *   `logps/chosen`, `logps/rejected`, `logits/chosen`, `logits/rejected` (`eval_` + name in
  *   evaluations).
  * - Dropout off in the policy unless `disable_dropout: false` (TRL's default, which also switches
- *   off `lora_dropout`); the reference never drops.
+ *   off `lora_dropout`); the reference never drops. NEFTune (`neftune_noise_alpha`) noises the
+ *   policy's embeddings only, whatever `disable_dropout` says; the reference sees no noise.
  *
  * @module
  */
@@ -153,6 +154,7 @@ export function dpoLoss(config: DpoLossConfig, opts: DpoLossOptions = {}): Compu
       ? {
         gradient_checkpointing: ctx.forward.gradient_checkpointing,
         dropout: config.disable_dropout ? null : ctx.forward.dropout,
+        neftune: ctx.forward.neftune, // the policy's embeddings only; the reference sees none
       }
       : {};
     const policy = sequenceLogProbs(model, ids, targets, fwd, true);

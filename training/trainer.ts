@@ -579,9 +579,11 @@ export class Trainer {
         batches.forEach((idx, i) => {
           tokensRun += idx.length * T;
           if (!weights[i]) return; // nothing trained in these rows
-          // Dropout masks are a pure function of (seed, step, micro-batch): a resume redraws them.
+          // Dropout masks and NEFTune's noise are a pure function of (seed, step, micro-batch): a resume redraws them.
+          const seed = dropoutSeed(c.seed, [st.global_step, i]), alpha = c.neftune_noise_alpha;
           const { loss, metrics: ms, release } = this.#loss(idx, this.train_dataset, {
-            dropout: { seed: dropoutSeed(c.seed, [st.global_step, i]) },
+            dropout: { seed },
+            neftune: alpha ? { alpha, seed } : null,
             gradient_checkpointing: c.gradient_checkpointing,
           });
           backward(loss, scaleOf(weights[i] / total));

@@ -1,4 +1,4 @@
-import { binaryReference, transpose } from "../../kernels/elementwise.ts";
+import { binaryReference, transpose, uniformNoise } from "../../kernels/elementwise.ts";
 import { add, affine, div, mul, sub } from "../../kernels/elementwise.ts";
 import { backward } from "../../kernels/autograd.ts";
 import { sum } from "../../kernels/reduce.ts";
@@ -111,4 +111,40 @@ Deno.test("transpose() of the last two dims matches the reference and is its own
   const c = await cpu();
   const t = transpose(c.fromArray([1, 2, 3, 4, 5, 6], [2, 3]));
   assert.deepEqual([...await t.toArray()], [1, 4, 2, 5, 3, 6]);
+});
+
+Deno.test("uniformNoise() (NEFTune) matches the reference on both backends, stays in [x - m, x + m) and passes the gradient through", async () => {
+  for (const n of [1, 7, 1000, 70001]) {
+    const x = randomArray(n, 5);
+    await compareBackends(`uniformNoise ${n}`, (be) => [uniformNoise(be.fromArray(x, [n]), 0.3, 12345)], {
+      atol: 1e-7,
+      rtol: 1e-7,
+    });
+  }
+  const c = await cpu();
+  const ones = c.full([20000], 1);
+  const y = Array.from(await uniformNoise(ones, 0.25, 9).toArray());
+  const noise = y.map((v) => v - 1), mean = noise.reduce((a, v) => a + v, 0) / y.length;
+  assert.ok(noise.every((v) => v >= -0.25 && v < 0.25), "noise outside [-m, m)");
+  assert.ok(Math.max(...noise) > 0.249 && Math.min(...noise) < -0.249, "noise does not span [-m, m)");
+  assert.ok(Math.abs(mean) < 0.005, `noise mean ${mean}`);
+  assert.deepEqual(
+    [...await uniformNoise(ones, 0.25, 9).toArray()],
+    [...y],
+    "the same seed draws other noise",
+  );
+  assert.notDeepEqual(
+    [...await uniformNoise(ones, 0.25, 10).toArray()],
+    [...y],
+    "another seed draws the same noise",
+  );
+  assert.equal(uniformNoise(ones, 0, 9).data, ones.data, "mag 0 is a view of x");
+  assert.throws(() => uniformNoise(ones, -1, 9), /mag must be a finite number >= 0, got -1/);
+  for (const be of await backends()) {
+    const w = be.fromArray(randomArray(6, 3), [2, 3]);
+    w.requiresGrad = true;
+    const coef = randomArray(6, 4);
+    backward(sum(sum(mul(uniformNoise(w, 0.5, 1), be.fromArray(coef, [2, 3])), 1), 0));
+    assertAllClose(await w.grad!.toArray(), coef, { atol: 0, rtol: 0, msg: `${be.name} gradient` });
+  }
 });

@@ -1,11 +1,12 @@
 /**
  * models/transformer.ts dropout (HF train mode): the config's embd_pdrop, attention_dropout and
  * resid_pdrop apply only with `ForwardOptions.dropout`, masks are a pure function of the seed, and
- * the backends agree.
+ * the backends agree; NEFTune's embedding noise (`ForwardOptions.neftune`) likewise.
  */
 import { backward } from "../../kernels/autograd.ts";
 import type { Backend } from "../../kernels/backend.ts";
-import { dropout, dropoutSeed } from "../../kernels/elementwise.ts";
+import type { Tensor } from "../../kernels/tensor.ts";
+import { dropout, dropoutSeed, uniformNoise } from "../../kernels/elementwise.ts";
 import type { ModelConfig } from "../../models/config.ts";
 import { presetConfig } from "../../models/config.ts";
 import { DROPOUT_SITES, type ForwardOptions, Transformer } from "../../models/transformer.ts";
@@ -177,4 +178,55 @@ Deno.test("dropout: the kept fraction over a large tensor is within 1% of 1 - p;
     for (let layer = 0; layer < 48; layer++) seeds.add(dropoutSeed(123, [site, layer]));
   }
   assert.equal(seeds.size, Object.keys(DROPOUT_SITES).length * 48, "distinct seeds per (site, layer)");
+});
+
+Deno.test("NEFTune: ForwardOptions.neftune adds uniform noise of alpha / sqrt(T·C) to the token embeddings only, seeded; off it is bit-identical", async () => {
+  const C = 16, alpha = 5, m = alpha / Math.sqrt(T * C);
+  const want: Float32Array[][] = [];
+  for (const be of await backends()) {
+    for (const [arch, c] of configs()) {
+      const model = Transformer.init(c, be, { seed: 3 });
+      model.setTrainable(true);
+      const label = `${be.name} ${arch}`;
+      const embedded = async (neftune: ForwardOptions["neftune"]) => {
+        const states: Tensor[] = [];
+        const ids = be.fromArray(IDS, [B, T], "i32");
+        model.forward(ids, { neftune, output_hidden_states: states }).dispose();
+        const h0 = await states[0].toArray() as Float32Array;
+        for (const s of states) s.dispose();
+        ids.dispose();
+        return h0;
+      };
+      const clean = await embedded(null), noisy = await embedded({ alpha, seed: 4 });
+      const noise = noisy.map((v, i) => v - clean[i]);
+      const expected = await uniformNoise(
+        be.zeros([B * T * C]),
+        m,
+        dropoutSeed(4, [DROPOUT_SITES.neftune, 0]),
+      )
+        .toArray();
+      assertAllClose(noise, expected, { atol: 1e-6, rtol: 0, msg: `${label}: the noise` });
+      assert.ok(Math.max(...noise.map(Math.abs)) > 0.95 * m, `${label}: noise of ${m} expected`);
+      const off = await step(model, {});
+      (await step(model, { neftune: { alpha: 0, seed: 4 } })).forEach((x, k) =>
+        assert.deepEqual(x, off[k], `${label}: alpha 0 #${k}`)
+      );
+      const on = await step(model, { neftune: { alpha, seed: 4 } });
+      assert.notEqual(on[0][0], off[0][0], `${label}: the noise changes the loss`);
+      (await step(model, { neftune: { alpha, seed: 4 } })).forEach((x, k) =>
+        assert.deepEqual(x, on[k], `${label}: the same seed repeats #${k}`)
+      );
+      assert.notEqual((await step(model, { neftune: { alpha, seed: 5 } }))[0][0], on[0][0], `${label}: seed`);
+      want.push(on);
+      model.dispose();
+    }
+  }
+  if (want.length === 4) {
+    want[0].forEach((x, k) =>
+      assertAllClose(want[2][k], x, { atol: 1e-5, rtol: 1e-4, msg: `llama cpu/webgpu #${k}` })
+    );
+    want[1].forEach((x, k) =>
+      assertAllClose(want[3][k], x, { atol: 1e-5, rtol: 1e-4, msg: `gpt2 cpu/webgpu #${k}` })
+    );
+  }
 });

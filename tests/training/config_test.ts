@@ -79,6 +79,7 @@ Deno.test("DEFAULT_TRAINING_CONFIG has transformers' TrainingArguments defaults 
     save_total_limit: null,
     load_best_model_at_end: false,
     gradient_checkpointing: false,
+    neftune_noise_alpha: null,
     bf16: false,
     fp16: false,
     max_seq_length: 1024, // TRL SFTConfig max_length
@@ -171,11 +172,13 @@ Deno.test("validateTrainingConfig() throws RangeError when every value is well t
       lr_scheduler_type: "cosine",
       lr_scheduler_kwargs: { power: 2 },
       adam_beta2: 1,
+      neftune_noise_alpha: -5,
     }, { file: "x.yaml" })
   );
   assert.ok(e instanceof RangeError, String(e));
   includesAll(e.message, [
-    "5 problems",
+    "6 problems",
+    "neftune_noise_alpha: must be >= 0, got -5",
     "x.yaml: save_steps: load_best_model_at_end needs save_steps to be a multiple of eval_steps 300, got 500; set save_steps: 600",
     "warmup_ratio: both warmup_steps (10) and warmup_ratio (0.1) are set",
     "quantization: 4-bit base weights are frozen, so training needs adapters (QLoRA); add a lora section",

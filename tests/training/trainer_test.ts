@@ -647,70 +647,78 @@ for (const be of await backends()) {
   });
 }
 
+/** The two training-only noises: the model config's dropout rates, and NEFTune's TrainingConfig field. */
+const NOISES: [string, { config?: typeof mc; args?: Partial<TrainingConfig> }][] = [
+  ["dropout", { config: { ...mc, embd_pdrop: 0.1, attention_dropout: 0.1, resid_pdrop: 0.1 } }],
+  ["NEFTune (neftune_noise_alpha)", { args: { neftune_noise_alpha: 5 } }],
+];
+
 for (const be of await backends()) {
-  Deno.test(`dropout in the Trainer: the loss changes, eval does not, resume and gradient checkpointing repeat it (${be.name})`, async () => {
-    const dropMc = { ...mc, embd_pdrop: 0.1, attention_dropout: 0.1, resid_pdrop: 0.1 };
-    const base = {
-      max_steps: 6,
-      save_strategy: "steps" as const,
-      save_steps: 3,
-      eval_strategy: "steps" as const,
-      eval_steps: 6,
-    };
-    const dirs = await Promise.all([0, 1, 2, 3].map(() => Deno.makeTempDir()));
-    try {
-      const plain = await run(be, { ...base, output_dir: dirs[0] }, { eval: true });
-      const drop = await run(be, { ...base, output_dir: dirs[1] }, { eval: true, config: dropMc });
-      assert.notDeepEqual(
-        drop.result.loss_history,
-        plain.result.loss_history,
-        "dropout changes the training loss",
-      );
-      // evaluation runs without dropout: the same weights evaluate the same with or without the rates
-      const t = createTrainer({
-        model: drop.model,
-        config: getTrainingArgs({
-          output_dir: dirs[3],
-          eval_strategy: "steps",
-          eval_steps: 1,
-          save_strategy: "no",
-        }),
-        train_dataset: train,
-        eval_dataset: evalSet,
-        progress: false,
-      });
-      const e1 = await t.evaluate(), e2 = await t.evaluate();
-      assert.equal(e1.eval_loss, e2.eval_loss);
-      t.dispose();
-      // stopped at the checkpoint and resumed: the same losses bit for bit
-      const first = await run(be, { ...base, output_dir: dirs[2] }, {
-        eval: true,
-        config: dropMc,
-        hooks: {
-          on_step_end: ({ state }) => state.global_step === 3 ? { should_training_stop: true } : undefined,
-        },
-      });
-      const second = await run(be, { ...base, output_dir: dirs[2], resume_from_checkpoint: true }, {
-        eval: true,
-        config: dropMc,
-        seed: 99,
-      });
-      assert.deepEqual(
-        f32([...first.result.loss_history, ...second.result.loss_history]),
-        f32(drop.result.loss_history),
-      );
-      // gradient checkpointing recomputes the blocks with the same masks: the same curve
-      await Deno.remove(dirs[0], { recursive: true });
-      const ck = await run(be, { ...base, output_dir: dirs[0], gradient_checkpointing: true }, {
-        eval: true,
-        config: dropMc,
-      });
-      assertAllClose(ck.result.loss_history, drop.result.loss_history, { rtol: 1e-5, atol: 0 });
-      for (const r of [plain, drop, first, second, ck]) r.model.dispose();
-    } finally {
-      for (const d of dirs) await Deno.remove(d, { recursive: true }).catch(() => {});
-    }
-  });
+  for (const [kind, noise] of NOISES) {
+    Deno.test(`${kind} in the Trainer: the loss changes, eval does not, resume and gradient checkpointing repeat it (${be.name})`, async () => {
+      const steps = { max_steps: 6, save_steps: 3, eval_steps: 6 };
+      const base = { ...steps, save_strategy: "steps", eval_strategy: "steps", ...noise.args } as const;
+      const dirs = await Promise.all([0, 1, 2, 3].map(() => Deno.makeTempDir()));
+      try {
+        const plain = await run(be, { ...base, neftune_noise_alpha: null, output_dir: dirs[0] }, {
+          eval: true,
+        });
+        const drop = await run(be, { ...base, output_dir: dirs[1] }, { eval: true, config: noise.config });
+        assert.notDeepEqual(
+          drop.result.loss_history,
+          plain.result.loss_history,
+          `${kind} changes the training loss`,
+        );
+        // evaluation runs without the noise: the same weights evaluate the same with or without it
+        const evalLoss = async (args: Partial<TrainingConfig>) => {
+          const t = createTrainer({
+            model: drop.model,
+            config: getTrainingArgs({
+              output_dir: dirs[3],
+              eval_strategy: "steps",
+              eval_steps: 1,
+              save_strategy: "no",
+              ...args,
+            }),
+            train_dataset: train,
+            eval_dataset: evalSet,
+            progress: false,
+          });
+          const e = await t.evaluate();
+          t.dispose();
+          return e.eval_loss;
+        };
+        assert.equal(await evalLoss(noise.args ?? {}), await evalLoss({}));
+        // stopped at the checkpoint and resumed: the same losses bit for bit
+        const first = await run(be, { ...base, output_dir: dirs[2] }, {
+          eval: true,
+          config: noise.config,
+          hooks: {
+            on_step_end: ({ state }) => state.global_step === 3 ? { should_training_stop: true } : undefined,
+          },
+        });
+        const second = await run(be, { ...base, output_dir: dirs[2], resume_from_checkpoint: true }, {
+          eval: true,
+          config: noise.config,
+          seed: 99,
+        });
+        assert.deepEqual(
+          f32([...first.result.loss_history, ...second.result.loss_history]),
+          f32(drop.result.loss_history),
+        );
+        // gradient checkpointing recomputes the blocks with the same masks and noise: the same curve
+        await Deno.remove(dirs[0], { recursive: true });
+        const ck = await run(be, { ...base, output_dir: dirs[0], gradient_checkpointing: true }, {
+          eval: true,
+          config: noise.config,
+        });
+        assertAllClose(ck.result.loss_history, drop.result.loss_history, { rtol: 1e-5, atol: 0 });
+        for (const r of [plain, drop, first, second, ck]) r.model.dispose();
+      } finally {
+        for (const d of dirs) await Deno.remove(d, { recursive: true }).catch(() => {});
+      }
+    });
+  }
 }
 
 Deno.test("padded example rows train with their masks; gradient checkpointing keeps the batch's inputs for the recompute", async () => {
