@@ -103,6 +103,17 @@ for (const be of await backends()) {
   });
 }
 
+Deno.test("DPO with NEFTune (neftune_noise_alpha) noises the policy only: a zero-initialised LoRA no longer starts at ln 2", async () => {
+  const be = await cpu(), lora = { r: 4, lora_alpha: 8 };
+  const plain = await dpoRun(be, { lora, max_steps: 1 });
+  const noisy = await dpoRun(be, { lora, max_steps: 1, neftune_noise_alpha: 5 });
+  assertClose(plain.logs[0].loss, Math.LN2, { atol: 1e-6, msg: "without noise, policy = reference" });
+  // with disable_dropout (the default) too: the noise is not a dropout, and the reference sees none
+  assert.ok(Math.abs(noisy.logs[0].loss - Math.LN2) > 1e-4, `noisy first loss ${noisy.logs[0].loss}`);
+  assert.notEqual(noisy.logs[0]["rewards/chosen"], 0);
+  for (const r of [plain, noisy]) r.model.dispose();
+});
+
 Deno.test("DPO's first loss is the value of each loss type at zero log-ratios (hinge 1, ipo 1/(4 beta^2))", async () => {
   const be = await cpu();
   for (const [type, want] of [["hinge", 1], ["ipo", 1 / (4 * 0.5 ** 2)], ["sigmoid", Math.LN2]] as const) {
