@@ -115,8 +115,10 @@ export function findSplitFiles(dir: string): Record<string, string[]> {
 /**
  * Refuse the split options a read would not use: `train_split` / `split_key` cut a split from one
  * file (a folder's split is a file), and `seed` orders a shuffle or a fraction split.
+ *
+ * @returns whether `path` is a folder
  */
-function checkSplitOptions(path: string, opts: ReadOptions): void {
+function checkSplitOptions(path: string, opts: ReadOptions): boolean {
   const dir = isDir(path), cut = !dir && opts.split !== undefined;
   const unused = [
     opts.train_split !== undefined && !cut && "train_split",
@@ -137,6 +139,7 @@ function checkSplitOptions(path: string, opts: ReadOptions): void {
       }`,
     );
   }
+  return dir;
 }
 
 /** Options that only one format reads (HF's builders refuse the others' as unknown config keys). */
@@ -191,10 +194,14 @@ function streamFile(path: string, opts: ReadOptions, max?: number): AsyncIterabl
  */
 export async function* streamDataset(path: string, opts: ReadOptions = {}): AsyncGenerator<DataRecord> {
   checkSelectOptions(opts, path);
-  checkSplitOptions(path, opts);
+  yield* streamChecked(path, opts, checkSplitOptions(path, opts));
+}
+
+/** {@linkcode streamDataset} once its options are checked (`dir`: whether `path` is a folder). */
+async function* streamChecked(path: string, opts: ReadOptions, dir: boolean): AsyncGenerator<DataRecord> {
   const max = opts.max_samples ?? Infinity;
   let n = 0;
-  if (isDir(path)) {
+  if (dir) {
     const files = pickSplit(findSplitFiles(path), opts.split ?? "train", path);
     for (const f of files) {
       for await (const r of streamFile(f, opts, max - n)) {
@@ -259,28 +266,29 @@ export async function* streamDataset(path: string, opts: ReadOptions = {}): Asyn
  * ```
  */
 export async function readDataset(path: string, opts: ReadOptions = {}): Promise<DataRecord[]> {
-  checkSplitOptions(path, opts);
-  const direct = !opts.shuffle && (opts.split === undefined || isDir(path) || opts.split_key !== undefined);
+  checkSelectOptions(opts, path);
+  const dir = checkSplitOptions(path, opts);
+  const direct = !opts.shuffle && (opts.split === undefined || dir || opts.split_key !== undefined);
   let records: DataRecord[] = [];
   if (direct) {
-    for await (const r of streamDataset(path, opts)) records.push(r);
+    for await (const r of streamChecked(path, opts, dir)) records.push(r);
     return records;
   }
   for await (
-    const r of streamDataset(path, {
+    const r of streamChecked(path, {
       ...opts,
-      split: isDir(path) ? opts.split : undefined,
+      split: dir ? opts.split : undefined,
       max_samples: undefined,
       shuffle: false,
       // the split and the shuffle are made below, from every record
       train_split: undefined,
       split_key: undefined,
       seed: undefined,
-    })
+    }, dir)
   ) {
     records.push(r);
   }
-  if (opts.split !== undefined && !isDir(path)) {
+  if (opts.split !== undefined && !dir) {
     records = pickSplit(splitRecords(records, opts), opts.split, path);
   }
   if (opts.shuffle) records = shuffleRecords(records, { seed: opts.seed });

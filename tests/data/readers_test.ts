@@ -89,6 +89,15 @@ Deno.test("readDataset() shuffles with a seed before max_samples", async () => {
   assert.deepEqual(await readDataset(path, { shuffle: true, seed: 1, max_samples: 10 }), a);
   assert.notDeepEqual(a, rows.slice(0, 10));
   assert.equal(a.length, 10);
+  // a bad max_samples is refused on the shuffled and the fraction-split paths too (it once cut one record)
+  for (
+    const o of [{ shuffle: true, max_samples: -1 }, { split: "train", train_split: 0.5, max_samples: 1.5 }]
+  ) {
+    await assert.rejects(() => readDataset(path, o), {
+      name: "TypeError",
+      message: /max_samples .* is not an integer >= 0/,
+    });
+  }
 });
 
 Deno.test("readDataset() reads one split of a folder of split files and lists the splits on a miss", async () => {
