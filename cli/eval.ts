@@ -175,7 +175,7 @@ async function evalRun(args: string[], io: CliIO): Promise<void> {
       ...(v.source_column ? { source_column: v.source_column } : {}),
       ...(v.target_column ? { target_column: v.target_column } : {}),
       ...(v.label_names
-        ? { label_names: v.label_names.split(",") }
+        ? { label_names: v.label_names.split(",").map((x) => x.trim()) }
         : settings?.label_names
         ? { label_names: settings.label_names }
         : {}),

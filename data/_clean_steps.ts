@@ -97,6 +97,12 @@ function kindProblem(where: string, v: unknown, k: Kind): Problem | undefined {
       if (!Array.isArray(v) || v.some((s) => typeof s !== "string")) {
         return { cls: TypeError, msg: `${where}: ${JSON.stringify(v)} is not a list of strings` };
       }
+      if (!v.length) {
+        return {
+          cls: RangeError,
+          msg: `${where}: [] keeps nothing; list at least one of ${k.values.join(", ")}`,
+        };
+      }
       for (const s of v) {
         if (!k.values.includes(s)) {
           return {

@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { streamJsonl } from "./jsonl.ts";
 import { shuffleRecords } from "./split.ts";
-import { checkShuffleSeed } from "./_select.ts";
+import { checkSelectOptions, checkShuffleSeed } from "./_select.ts";
 
 /** The four Debian tasks. */
 export type DebianTask = "summarization" | "translation" | "classification" | "classification-binary";
@@ -84,6 +84,7 @@ export async function loadDebian(
     throw new TypeError(`Cannot load Debian task "${task}": the tasks are ${Object.keys(FIELDS).join(", ")}`);
   }
   checkShuffleSeed(opts, `Debian task "${task}"`);
+  checkSelectOptions({ max_samples: opts.max_samples }, `Debian task "${task}"`);
   const root = opts.root ?? debianRoot();
   const dir = join(root, task);
   let splits: string[];

@@ -77,15 +77,31 @@ export function languageName(code: string): string {
   return LANGS[code] ?? code;
 }
 
+function styleOf(o: PromptOptions): "plain" | "chat" {
+  const style = o.style ?? "plain";
+  if (style !== "plain" && style !== "chat") {
+    throw new RangeError(`Cannot build the prompt: style ${JSON.stringify(style)} is not "plain" or "chat"`);
+  }
+  return style;
+}
+
 function fill(template: string, source: string, o: PromptOptions): string {
   return template.replaceAll("{source_lang}", o.source_lang ?? "English")
     .replaceAll("{target_lang}", o.target_lang ?? "German")
     .replaceAll("{source}", source);
 }
 
-/** The source cut to `max_source_tokens` tokens (decoded back to text), else as it is. */
+/**
+ * The source cut to `max_source_tokens` tokens (decoded back to text), else as it is.
+ * @throws {RangeError} when `max` is not null and not an integer >= 1
+ */
 export function truncateSource(tokenizer: Tokenizer, source: string, max: number | null | undefined): string {
   if (max === null || max === undefined) return source;
+  if (!(Number.isInteger(max) && max >= 1)) {
+    throw new RangeError(
+      `Cannot build the prompt: max_source_tokens ${max} is not an integer >= 1 (or null)`,
+    );
+  }
   const ids = tokenizer.encode(source);
   return ids.length <= max ? source : tokenizer.decode(ids.slice(0, max)).replace(/\uFFFD+$/, "");
 }
@@ -109,7 +125,7 @@ export function taskRow(
 ): DataRecord {
   const f = { ...PROMPT_FORMATS[task], ...opts.format };
   const source = truncateSource(tokenizer, ex.source, opts.max_source_tokens);
-  if ((opts.style ?? "plain") === "chat") {
+  if (styleOf(opts) === "chat") {
     return {
       prompt: [{ role: "user", content: fill(f.chat_template, source, opts) }],
       completion: [{ role: "assistant", content: ex.target }],
@@ -144,7 +160,7 @@ export function labelVerbalizers(
   tokenizer: Tokenizer,
   opts: PromptOptions = {},
 ): number[][] {
-  const prefix = (opts.style ?? "plain") === "chat" ? "" : (opts.format?.answer_prefix ?? " ");
+  const prefix = styleOf(opts) === "chat" ? "" : (opts.format?.answer_prefix ?? " ");
   const ids = labels.map((l) => tokenizer.encode(prefix + l));
   const seen = new Map<string, string>();
   labels.forEach((l, i) => {

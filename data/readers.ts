@@ -9,7 +9,14 @@ import { basename, join } from "node:path";
 import { streamCsv } from "./csv.ts";
 import { readJson, streamJsonl } from "./jsonl.ts";
 import { streamParquet } from "./parquet.ts";
-import { hashFraction, pickSplit, shuffleRecords, type SplitOptions, splitRecords } from "./split.ts";
+import {
+  checkSeed,
+  hashFraction,
+  pickSplit,
+  shuffleRecords,
+  type SplitOptions,
+  splitRecords,
+} from "./split.ts";
 import { streamText } from "./text.ts";
 import { checkSelectOptions, type SelectOptions } from "./_select.ts";
 import { agree } from "../util/problems.ts";
@@ -113,12 +120,28 @@ export function findSplitFiles(dir: string): Record<string, string[]> {
 }
 
 /**
- * Refuse the split options a read would not use: `train_split` / `split_key` cut a split from one
- * file (a folder's split is a file), and `seed` orders a shuffle or a fraction split.
+ * Check a read's options once, before anything is read: the select options, `format` and
+ * `shuffle`, and refuse the split options the read would not use (`train_split` / `split_key` cut
+ * a split from one file, a folder's split is a file; `seed` orders a shuffle or a fraction split).
  *
  * @returns whether `path` is a folder
  */
-function checkSplitOptions(path: string, opts: ReadOptions): boolean {
+function checkReadOptions(path: string, opts: ReadOptions): boolean {
+  checkSelectOptions(opts, path);
+  const formats = [...new Set(Object.values(EXTENSIONS))];
+  if (opts.format !== undefined && !formats.includes(opts.format)) {
+    throw new TypeError(
+      `Cannot read ${path}: format ${JSON.stringify(opts.format)} is not one of ${
+        formats.join(", ")
+      }; fix it`,
+    );
+  }
+  if (opts.seed !== undefined) checkSeed(opts.seed, `Cannot read ${path}`);
+  if (opts.shuffle !== undefined && typeof opts.shuffle !== "boolean") {
+    throw new TypeError(
+      `Cannot read ${path}: shuffle must be true or false, got ${JSON.stringify(opts.shuffle)}`,
+    );
+  }
   const dir = isDir(path), cut = !dir && opts.split !== undefined;
   const unused = [
     opts.train_split !== undefined && !cut && "train_split",
@@ -193,8 +216,7 @@ function streamFile(path: string, opts: ReadOptions, max?: number): AsyncIterabl
  * @throws {TypeError} `shuffle`, or a fraction split of one file, which cannot stream
  */
 export async function* streamDataset(path: string, opts: ReadOptions = {}): AsyncGenerator<DataRecord> {
-  checkSelectOptions(opts, path);
-  yield* streamChecked(path, opts, checkSplitOptions(path, opts));
+  yield* streamChecked(path, opts, checkReadOptions(path, opts));
 }
 
 /** {@linkcode streamDataset} once its options are checked (`dir`: whether `path` is a folder). */
@@ -229,6 +251,7 @@ async function* streamChecked(path: string, opts: ReadOptions, dir: boolean): As
     throw new RangeError(`Cannot split ${path}: train_split ${frac} is not in (0, 1); use e.g. 0.9`);
   }
   const key = opts.split_key!;
+  if (max === 0) return;
   for await (const r of streamFile(path, opts)) {
     if (!Object.hasOwn(r, key)) {
       throw new TypeError(
@@ -266,8 +289,7 @@ async function* streamChecked(path: string, opts: ReadOptions, dir: boolean): As
  * ```
  */
 export async function readDataset(path: string, opts: ReadOptions = {}): Promise<DataRecord[]> {
-  checkSelectOptions(opts, path);
-  const dir = checkSplitOptions(path, opts);
+  const dir = checkReadOptions(path, opts);
   const direct = !opts.shuffle && (opts.split === undefined || dir || opts.split_key !== undefined);
   let records: DataRecord[] = [];
   if (direct) {

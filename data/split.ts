@@ -10,10 +10,23 @@ import { mulberry32 } from "../util/random.ts";
 const prng = mulberry32;
 
 /**
+ * Refuse a shuffle seed outside [0, 2³² - 1] or not whole (it would alias a valid one), as Hugging
+ * Face datasets' `shuffle` does; `what` starts the message.
+ */
+export function checkSeed(seed: unknown, what: string): void {
+  if (!(Number.isInteger(seed) && (seed as number) >= 0 && (seed as number) <= 0xffffffff)) {
+    throw new RangeError(
+      `${what}: seed ${JSON.stringify(seed)} is not an integer in [0, 2^32 - 1]; use e.g. 42`,
+    );
+  }
+}
+
+/**
  * A shuffled copy of `items` (Fisher-Yates); the same seed always gives the same order.
  *
  * @param items the records
- * @param opts `seed` (default 42)
+ * @param opts `seed` (default 42), an integer in [0, 2³² - 1] as in Hugging Face datasets' `shuffle`
+ * @throws {RangeError} another seed (a negative or fractional one would alias a valid one)
  * @returns a new array
  * @example
  * ```ts
@@ -24,8 +37,10 @@ const prng = mulberry32;
  * ```
  */
 export function shuffleRecords<T>(items: readonly T[], opts: { seed?: number } = {}): T[] {
+  const seed = opts.seed ?? 42;
+  checkSeed(seed, "Cannot shuffle");
   const out = items.slice();
-  const rand = prng(opts.seed ?? 42);
+  const rand = prng(seed);
   for (let i = out.length - 1; i > 0; i--) {
     const j = Math.floor(rand() * (i + 1));
     [out[i], out[j]] = [out[j], out[i]];

@@ -187,6 +187,12 @@ function checkOptions(task: TaskKind, o: LoadTaskDataOptions): void {
     p.push(`label_names is not a non-empty list of names`);
   } else if (l !== undefined && new Set(l).size !== l.length) {
     p.push(`label_names ${l.join(", ")} has a name twice`);
+  } else if (l !== undefined && l.some((x) => x === "" || x.trim() !== x)) {
+    const bad = l.find((x) => x === "" || x.trim() !== x)!;
+    p.push(
+      `label_names ${JSON.stringify(bad)} is empty or has spaces around it (its verbalizer would score ` +
+        `other tokens); write the names as the data's labels, e.g. ${JSON.stringify(bad.trim() || "games")}`,
+    );
   }
   const dir = o.translation_direction;
   if (dir !== undefined && task !== "translation") p.push(`translation_direction is for translation only`);

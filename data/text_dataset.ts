@@ -213,10 +213,13 @@ async function readFileDocuments(
  * @returns the non-empty documents in order
  * @throws {Deno.errors.NotFound} when `path` does not exist
  * @throws {TypeError} when records lack the text field (naming the file and the columns it has)
- * @throws {RangeError} for a split a split folder does not have
+ * @throws {RangeError} for a split a split folder does not have, or a bad `max_documents`
  */
 export async function readTextDocuments(path: string, opts: ReadDocumentsOptions = {}): Promise<string[]> {
   const field = opts.dataset_text_field ?? "text", max = opts.max_documents ?? Infinity;
+  if (max !== Infinity && !(Number.isInteger(max) && max >= 0)) {
+    throw new RangeError(`Cannot read documents from ${path}: max_documents ${max} is not an integer >= 0`);
+  }
   let stat: Deno.FileInfo;
   try {
     stat = await Deno.stat(path);

@@ -75,6 +75,9 @@ Deno.test("filters reject records without a text field and bad options, naming t
   const split = throwsMessage(() => lengthFilter([{ text: "a" }], { paragraph_split: "line" }));
   assert.ok(split.error instanceof TypeError, split.message);
   assert.match(split.message, /paragraph_split says how min_paragraph_words .* and neither is set/);
+  const none = throwsMessage(() => languageFilter([{ text: "a" }], { languages: [] }));
+  assert.ok(none.error instanceof RangeError, none.message);
+  assert.match(none.message, /languages: \[\] keeps nothing; list at least one of en, de/);
   const unknown = throwsMessage(() => nearDedup([], { thresh: 0.5 } as never));
   assert.ok(unknown.error instanceof SyntaxError);
   assert.match(unknown.message, /unknown key "thresh"; allowed: threshold, num_perm/);

@@ -77,6 +77,12 @@ Deno.test("loadDebian() explains bad tasks, splits, levels and roots", async () 
     name: "TypeError",
     message: /translation only/,
   });
+  for (const max_samples of [-1, NaN, 2.5]) { // -1 once read 181 of 182 records shuffled, 0 unshuffled
+    await assert.rejects(loadDebian("classification-binary", "validation", { shuffle: true, max_samples }), {
+      name: "TypeError",
+      message: /Debian task "classification-binary": max_samples .* is not an integer >= 0/,
+    });
+  }
   await assert.rejects(loadDebian("summarization", "train", { root: "/nonexistent/debian" }), {
     name: "NotFound",
     message: /\/nonexistent\/debian\/summarization does not exist; pass root/,

@@ -68,3 +68,18 @@ Deno.test("labelVerbalizers() encodes ' <label>' and refuses two labels with the
     /"games" and "games": they encode to the same tokens/,
   );
 });
+
+Deno.test("prompts refuse a max_source_tokens or style they would misread (-2 once cut the last 2 tokens)", () => {
+  for (const max of [-2, 0, 1.5, NaN]) {
+    const message = /max_source_tokens .* is not an integer >= 1 \(or null\)/;
+    assert.throws(() => truncateSource(tok, "a b c d e", max), { name: "RangeError", message });
+    assert.throws(() => promptIds("summarization", "a b", tok, { max_source_tokens: max }), { message });
+  }
+  const chat = { style: "Chat" as "chat" };
+  const message = /style "Chat" is not "plain" or "chat"/;
+  assert.throws(() => taskRow("summarization", { source: "a", target: "b" }, tok, chat), {
+    name: "RangeError",
+    message,
+  });
+  assert.throws(() => labelVerbalizers(["games"], tok, chat), { name: "RangeError", message });
+});

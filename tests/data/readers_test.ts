@@ -80,6 +80,21 @@ Deno.test("readDataset() cuts train/validation from one file, deterministically"
   await assert.rejects(async () => {
     for await (const _ of streamDataset(path, { shuffle: true }));
   }, { name: "TypeError", message: /use readDataset/ });
+  // max_samples 0 reads nothing on the hash split too (it once yielded one record)
+  assert.deepEqual(
+    await readDataset(path, { split: "train", split_key: "id", train_split: 0.99, max_samples: 0 }),
+    [],
+  );
+  // a bad format, shuffle or seed is one line naming the file (they once crashed, shuffled or aliased)
+  for (
+    const [o, re] of [
+      [{ format: "xml" }, /s\.jsonl: format "xml" is not one of jsonl, json, csv, tsv, text, parquet/],
+      [{ shuffle: "no" }, /s\.jsonl: shuffle must be true or false, got "no"/],
+      [{ shuffle: true, seed: -1 }, /s\.jsonl: seed -1 is not an integer in \[0, 2\^32 - 1\]/],
+    ] as const
+  ) {
+    await assert.rejects(() => readDataset(path, o as never), { message: re });
+  }
 });
 
 Deno.test("readDataset() shuffles with a seed before max_samples", async () => {

@@ -12,6 +12,13 @@ Deno.test("shuffleRecords() is a seeded permutation", () => {
     [...a].sort((x, y) => x.id.localeCompare(y.id)),
     [...rows].sort((x, y) => x.id.localeCompare(y.id)),
   );
+  // seeds outside [0, 2^32 - 1] or not whole would alias valid ones (-1 as 4294967295, 1.5 as 1)
+  for (const seed of [-1, 1.5, NaN, 2 ** 32, "7"]) {
+    assert.throws(() => shuffleRecords(rows, { seed: seed as number }), {
+      name: "RangeError",
+      message: /Cannot shuffle: seed .* is not an integer in \[0, 2\^32 - 1\]; use e\.g\. 42/,
+    });
+  }
 });
 
 Deno.test("splitRecords() by fraction is deterministic and disjoint", () => {

@@ -354,6 +354,14 @@ Deno.test("loadTaskData() names a label outside the label set, with the row and 
       "RangeError",
       /i\.jsonl record 2: label 2 is outside 0\.\.1/,
     );
+    // a name with spaces around it (or none) would score other verbalizer tokens: refused
+    for (const [names, bad] of [[["neg", " pos"], '" pos"'], [["neg", ""], '""']] as const) {
+      await rejectsOneLine(
+        loadTaskData("classification", { dataset: `${dir}/i.jsonl`, label_names: [...names] }),
+        "TypeError",
+        new RegExp(`label_names ${bad} is empty or has spaces around it`),
+      );
+    }
     await writeJsonl(`${dir}/v.jsonl`, [{ text: "c", label: "pos" }, { text: "d", label: "other" }]);
     await rejectsOneLine(
       loadTaskData("classification", { dataset: `${dir}/t.jsonl`, eval_file: `${dir}/v.jsonl` }),

@@ -107,6 +107,16 @@ Deno.test("loadTextDataset() reads the dataset_text_field of jsonl and names the
     () => loadTextDataset(join(dir, "nope.jsonl"), { tokenizer: chars, block_size: 4 }),
     Deno.errors.NotFound,
   );
+  // NaN once read every document, -1 blamed a max_samples nobody passed
+  for (const max_documents of [-1, NaN, 2.5]) {
+    await assert.rejects(
+      () => readTextDocuments(join(dir, "short.jsonl"), { dataset_text_field: "document", max_documents }),
+      {
+        name: "RangeError",
+        message: new RegExp(`short\\.jsonl: max_documents ${max_documents} is not an integer >= 0`),
+      },
+    );
+  }
   await Deno.remove(dir, { recursive: true });
 });
 

@@ -320,7 +320,7 @@ Deno.test("cli eval scores a model folder on a data file with --task", async () 
       "--data",
       file,
       "--label_names",
-      "other,games",
+      "other, games", // trimmed: " games" would score a space token first
       "--json",
     ]);
     assert.equal(e.code, 0, e.err);
