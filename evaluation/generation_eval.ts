@@ -62,6 +62,9 @@ export async function generatePredictions(
   opts: PredictOptions = {},
 ): Promise<string[]> {
   const { batch_size = 32, first_line = true, onProgress, max_len_a = null, max_len_b = 0, ...gen } = opts;
+  if (!(Number.isInteger(batch_size) && batch_size >= 1)) {
+    throw new RangeError(`Cannot generate predictions: batch_size ${batch_size} is not an integer >= 1`);
+  }
   if ((gen.num_return_sequences ?? 1) > 1) {
     throw new RangeError(
       `Cannot generate predictions: num_return_sequences ${gen.num_return_sequences} asks for more than the ` +

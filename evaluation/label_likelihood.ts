@@ -14,7 +14,7 @@
  * @module
  */
 import { OnnxDecoder } from "../models/onnx_runtime.ts";
-import { continuationLogProbs } from "../models/score.ts";
+import { checkScoreInputs, continuationLogProbs } from "../models/score.ts";
 import type { Transformer } from "../models/transformer.ts";
 
 /** Options of {@linkcode scoreLabels}. */
@@ -43,8 +43,9 @@ export interface LabelScores {
  * @param verbalizers token ids per label (non-empty), e.g. the ids of `" games"`, `" other"`
  * @param opts batch size, normalization, progress
  * @returns scores and predictions
- * @throws {RangeError} for an empty prompt or verbalizer, an id outside the vocabulary, or a
- *   prompt + verbalizer longer than `max_position_embeddings`
+ * @throws {RangeError} for no verbalizers, an empty prompt or verbalizer, an id outside the
+ *   vocabulary, a prompt + verbalizer longer than `max_position_embeddings`, a `batch_size` that is
+ *   not a whole number >= 1 or a `normalize` other than `sum` / `mean`
  * @example
  * ```ts
  * import { createBackend } from "../kernels/backend.ts";
@@ -67,17 +68,18 @@ export async function scoreLabels(
     throw new TypeError(`Cannot score labels with ${(model as OnnxDecoder).path}: load it with its config`);
   }
   const V = config.vocab_size, maxLen = config.max_position_embeddings;
+  checkScoreInputs(prompts, verbalizers, V, "Cannot score labels", ["prompt", "verbalizer"]);
+  const B = opts.batch_size ?? 32, mean = opts.normalize === "mean";
+  if (!(Number.isInteger(B) && B >= 1)) {
+    throw new RangeError(`Cannot score labels: batch_size ${B} is not an integer >= 1`);
+  }
+  if (opts.normalize !== undefined && opts.normalize !== "sum" && !mean) {
+    throw new RangeError(
+      `Cannot score labels: normalize ${JSON.stringify(opts.normalize)} is not "sum" or "mean"`,
+    );
+  }
   const longestVerb = Math.max(...verbalizers.map((v) => v.length));
-  const check = (ids: readonly number[], what: string) => {
-    if (ids.length === 0) throw new RangeError(`Cannot score labels: ${what} is empty`);
-    const bad = ids.find((t) => !Number.isInteger(t) || t < 0 || t >= V);
-    if (bad !== undefined) {
-      throw new RangeError(`Cannot score labels: ${what} holds id ${bad}, outside the vocabulary [0, ${V})`);
-    }
-  };
-  verbalizers.forEach((v, i) => check(v, `verbalizer ${i}`));
   prompts.forEach((p, i) => {
-    check(p, `prompt ${i}`);
     if (p.length + longestVerb > maxLen) {
       throw new RangeError(
         `Cannot score labels: prompt ${i} (${p.length} tokens) + verbalizer (${longestVerb}) exceeds ` +
@@ -85,7 +87,6 @@ export async function scoreLabels(
       );
     }
   });
-  const B = opts.batch_size ?? 32, mean = opts.normalize === "mean";
   const scores: number[][] = prompts.map(() => new Array(verbalizers.length).fill(0));
   // Batches of similar lengths pad little: sort by length, keep the original index.
   const order = prompts.map((p, i) => [p.length, i]).sort((a, b) => a[0] - b[0] || a[1] - b[1]).map((x) =>

@@ -8,6 +8,11 @@
  * @module
  */
 
+/** HF's warpers refuse a bad setting when built; these functions refuse it when called. */
+function check(ok: boolean, name: string, rule: string, v: number): void {
+  if (!ok) throw new RangeError(`Cannot process logits: ${name} must be ${rule}, got ${v}`);
+}
+
 /**
  * Hugging Face repetition penalty (CTRL, Keskar et al. 2019): for every token id present in
  * `seen`, a positive logit is divided by `penalty` and a negative one multiplied by it.
@@ -28,6 +33,7 @@ export function applyRepetitionPenalty(
   seen: ArrayLike<number>,
   penalty: number,
 ): Float32Array {
+  check(penalty > 0 && penalty < Infinity, "repetition_penalty", "a number > 0", penalty);
   const out = logits.slice();
   if (penalty === 1) return out;
   const done = new Set<number>();
@@ -58,8 +64,9 @@ export function applyRepetitionPenalty(
  * ```
  */
 export function bannedNgramTokens(seq: ArrayLike<number>, n: number): number[] {
+  check(Number.isInteger(n) && n >= 0, "no_repeat_ngram_size", "an integer >= 0", n);
   const L = seq.length;
-  if (n <= 0 || L + 1 < n) return [];
+  if (n === 0 || L + 1 < n) return [];
   const out: number[] = [];
   for (let i = 0; i + n <= L; i++) {
     let same = true; // does seq[i, i + n - 1) equal the last n - 1 ids?
@@ -94,6 +101,7 @@ export function applyNoRepeatNgram(logits: Float32Array, seq: ArrayLike<number>,
  * ```
  */
 export function applyTemperature(logits: Float32Array, temperature: number): Float32Array {
+  check(temperature > 0 && temperature < Infinity, "temperature", "a number > 0", temperature);
   const out = logits.slice();
   if (temperature === 1) return out;
   for (let i = 0; i < out.length; i++) out[i] = logits[i] / temperature;
@@ -111,8 +119,9 @@ export function applyTemperature(logits: Float32Array, temperature: number): Flo
  * ```
  */
 export function topKFilter(logits: Float32Array, k: number): Float32Array {
+  check(Number.isInteger(k) && k >= 0, "top_k", "an integer >= 0", k);
   const out = logits.slice();
-  if (k <= 0 || k >= logits.length) return out;
+  if (k === 0 || k >= logits.length) return out;
   const kth = logits.slice().sort((a, b) => b - a)[k - 1];
   for (let i = 0; i < out.length; i++) if (out[i] < kth) out[i] = -Infinity;
   return out;
@@ -122,7 +131,7 @@ export function topKFilter(logits: Float32Array, k: number): Float32Array {
  * Nucleus filter (Holtzman et al. 2019, HF's `TopPLogitsWarper`): keep the smallest set of the
  * most likely tokens whose cumulative probability reaches `top_p`, always at least one; the rest
  * become `-Infinity`. A token is kept when the probability of the tokens ranked above it is
- * below `top_p`. `top_p >= 1` keeps everything.
+ * below `top_p`. `top_p` 1 keeps everything; outside [0, 1] is refused (as HF).
  * @example
  * ```ts
  * import { topPFilter } from "./logits_process.ts";
@@ -132,8 +141,9 @@ export function topKFilter(logits: Float32Array, k: number): Float32Array {
  * ```
  */
 export function topPFilter(logits: Float32Array, top_p: number): Float32Array {
+  check(top_p >= 0 && top_p <= 1, "top_p", "in [0, 1]", top_p);
   const out = logits.slice();
-  if (top_p >= 1) return out;
+  if (top_p === 1) return out;
   const probs = softmaxRow(logits);
   const order = Array.from(logits.keys()).sort((a, b) => logits[b] - logits[a]);
   let above = 0;

@@ -16,6 +16,32 @@ import { logSumExpRow } from "./logits_process.ts";
 import type { Transformer } from "./transformer.ts";
 
 /**
+ * Refuse what {@linkcode continuationLogProbs} cannot score, in one line that starts with `what`:
+ * no continuations, an empty prompt or continuation, an id that is not an integer in [0, V).
+ *
+ * @param names what the caller calls a prompt and a continuation (e.g. `verbalizer`)
+ * @throws {RangeError} the first such problem, naming the row
+ */
+export function checkScoreInputs(
+  prompts: readonly (readonly number[])[],
+  continuations: readonly (readonly number[])[],
+  V: number,
+  what = "Cannot score continuations",
+  names: readonly [string, string] = ["prompt", "continuation"],
+): void {
+  if (!continuations.length) throw new RangeError(`${what}: there are no ${names[1]}s; give at least one`);
+  for (const [name, rows] of [[names[1], continuations], [names[0], prompts]] as const) {
+    rows.forEach((ids, i) => {
+      if (ids.length === 0) throw new RangeError(`${what}: ${name} ${i} is empty`);
+      const bad = ids.find((t) => !Number.isInteger(t) || t < 0 || t >= V);
+      if (bad !== undefined) {
+        throw new RangeError(`${what}: ${name} ${i} holds id ${bad}, outside the vocabulary [0, ${V})`);
+      }
+    });
+  }
+}
+
+/**
  * `Σ log p(continuation | prompt)` for every prompt and every continuation, `[prompts][continuations]`,
  * with each prompt run once (see the module doc). Call it with a batch that fits the device; the
  * caller checks that a prompt plus its longest continuation fits `max_position_embeddings`.
@@ -23,6 +49,7 @@ import type { Transformer } from "./transformer.ts";
  * @param model the decoder (any backend), run under `noGrad`
  * @param prompts token ids per prompt (non-empty)
  * @param continuations token ids per continuation (non-empty)
+ * @throws {RangeError} no prompts, or what {@linkcode checkScoreInputs} refuses
  * @example
  * ```ts
  * import { createBackend } from "../kernels/backend.ts";
@@ -40,6 +67,8 @@ export async function continuationLogProbs(
   continuations: readonly (readonly number[])[],
 ): Promise<number[][]> {
   const be = model.backend, V = model.config.vocab_size, n = prompts.length;
+  if (n === 0) throw new RangeError("Cannot score continuations: there are no prompts; give at least one");
+  checkScoreInputs(prompts, continuations, V);
   const P = Math.max(...prompts.map((r) => r.length));
   const extra = Math.max(...continuations.map((v) => v.length)) - 1; // tokens fed after the prompt
   const L = P + extra;

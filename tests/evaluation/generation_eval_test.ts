@@ -61,6 +61,12 @@ Deno.test("generatePredictions({ max_len_a, max_len_b }) cuts each row at a * it
     () => generatePredictions(model, tok, prompts, { max_len_a: -1 }),
     /Cannot generate: max_len_a must be a number >= 0 or null, got -1/,
   );
+  for (const batch_size of [0, -1, NaN]) { // 0 once said "a non-empty list of prompts", -1 ran n - 1 first
+    await assert.rejects(
+      () => generatePredictions(model, tok, prompts, { batch_size }),
+      /Cannot generate predictions: batch_size .* is not an integer >= 1/,
+    );
+  }
   model.dispose();
 });
 

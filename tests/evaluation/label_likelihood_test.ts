@@ -5,6 +5,7 @@
 import { presetConfig } from "../../models/config.ts";
 import { Transformer } from "../../models/transformer.ts";
 import { scoreLabels } from "../../evaluation/label_likelihood.ts";
+import { continuationLogProbs } from "../../models/score.ts";
 import { assert, assertClose } from "../_assert.ts";
 import { backends } from "../_check.ts";
 
@@ -67,5 +68,32 @@ Deno.test("scoreLabels() refuses empty or out-of-vocabulary ids and prompts that
     () => scoreLabels(model, [new Array(24).fill(1)], [[2]]),
     /prompt 0 \(24 tokens\) \+ verbalizer \(1\) exceeds max_position_embeddings 24; truncate the prompt/,
   );
+  // settings that once ran anyway: an unknown normalize scored by sum, batch_size 0 a cryptic error
+  await assert.rejects(() => scoreLabels(model, [[1]], []), /there are no verbalizers; give at least one/);
+  await assert.rejects(
+    () => scoreLabels(model, [[1]], [[2]], { normalize: "avg" as "mean" }),
+    /normalize "avg" is not "sum" or "mean"/,
+  );
+  for (const batch_size of [0, -1, NaN, 1.5]) {
+    await assert.rejects(
+      () => scoreLabels(model, [[1]], [[2]], { batch_size }),
+      /batch_size .* is not an integer >= 1/,
+    );
+  }
+  // continuationLogProbs (models/score.ts) refuses ids it once scored as NaN
+  for (
+    const [prompts, conts, re] of [
+      [[[1, 2]], [[99]], /continuation 0 holds id 99, outside the vocabulary \[0, 40\)/],
+      [[[1, 2]], [[1.5]], /continuation 0 holds id 1.5/],
+      [[[1, 2]], [[]], /continuation 0 is empty/],
+      [[[]], [[3]], /prompt 0 is empty/],
+      [[], [[3]], /there are no prompts/],
+    ] as const
+  ) {
+    await assert.rejects(() => continuationLogProbs(model, prompts, conts), {
+      name: "RangeError",
+      message: re,
+    });
+  }
   model.dispose();
 });

@@ -11,6 +11,7 @@ import {
   applyRepetitionPenalty,
   applyTemperature,
   argmax,
+  bannedNgramTokens,
   sample,
   softmaxRow,
   topKFilter,
@@ -398,6 +399,20 @@ Deno.test("logits processors match hand-computed values (HF semantics)", () => {
   assert.deepEqual(kept(0.8), [true, true, true, false]);
   assert.deepEqual(kept(0.01), [true, false, false, false]); // at least one
   assert.deepEqual(kept(1), [true, true, true, true]);
+  // what HF's warpers refuse when built, these refuse when called (they once inverted or ignored it)
+  const row = Float32Array.of(1, 2, 3);
+  for (
+    const [f, re] of [
+      [() => applyTemperature(row, 0), /temperature must be a number > 0, got 0/],
+      [() => applyTemperature(row, -1), /temperature must be a number > 0, got -1/],
+      [() => topKFilter(row, 1.5), /top_k must be an integer >= 0, got 1.5/],
+      [() => topKFilter(row, -1), /top_k must be an integer >= 0, got -1/],
+      [() => topPFilter(row, -1), /top_p must be in \[0, 1\], got -1/],
+      [() => topPFilter(row, NaN), /top_p must be in \[0, 1\], got NaN/],
+      [() => applyRepetitionPenalty(row, [0], -2), /repetition_penalty must be a number > 0, got -2/],
+      [() => bannedNgramTokens([1, 2, 1], 1.5), /no_repeat_ngram_size must be an integer >= 0, got 1.5/],
+    ] as const
+  ) assert.throws(f, { name: "RangeError", message: re });
   assertAllClose(softmaxRow(Float32Array.of(0, Math.log(3), -Infinity)), [0.25, 0.75, 0], { atol: 1e-7 });
   assert.equal(argmax(Float32Array.of(-1, 2, 2)), 1);
   // sample: first index whose cumulative probability exceeds u; zeros never drawn
