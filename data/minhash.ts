@@ -131,6 +131,9 @@ export function normalizedWords(text: string): string[] {
  */
 export function shingleSet(text: string, options: { shingle_size?: number } = {}): Float64Array {
   const k = options.shingle_size ?? 5;
+  if (!(Number.isInteger(k) && k >= 1)) {
+    throw new RangeError(`Cannot make shingles: shingle_size ${k} is not an integer >= 1`);
+  }
   const words = normalizedWords(text);
   if (words.length === 0) return new Float64Array(0);
   const n = Math.max(1, words.length - k + 1);

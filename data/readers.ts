@@ -19,7 +19,7 @@ import {
 } from "./split.ts";
 import { streamText } from "./text.ts";
 import { checkSelectOptions, type SelectOptions } from "./_select.ts";
-import { agree } from "../util/problems.ts";
+import { agree, checkBooleans } from "../util/problems.ts";
 
 /** One record: column name to value. */
 export type DataRecord = Record<string, unknown>;
@@ -137,11 +137,7 @@ function checkReadOptions(path: string, opts: ReadOptions): boolean {
     );
   }
   if (opts.seed !== undefined) checkSeed(opts.seed, `Cannot read ${path}`);
-  if (opts.shuffle !== undefined && typeof opts.shuffle !== "boolean") {
-    throw new TypeError(
-      `Cannot read ${path}: shuffle must be true or false, got ${JSON.stringify(opts.shuffle)}`,
-    );
-  }
+  checkBooleans(opts, ["shuffle"], `Cannot read ${path}`);
   const dir = isDir(path), cut = !dir && opts.split !== undefined;
   const unused = [
     opts.train_split !== undefined && !cut && "train_split",

@@ -9,6 +9,7 @@
 import { BLEU_TOKENIZERS, type BleuTokenizerName, tokenizeLine } from "./_bleu_tokenize.ts";
 import { pyFixed, pyRstrip, pySplit } from "./_python_text.ts";
 import { formatSignature, referencesPerSegment } from "./_sacrebleu.ts";
+import { checkBooleans } from "../util/problems.ts";
 import { checkInteger, checkString, checkStringArray, describe } from "./_validate.ts";
 
 export type { BleuTokenizerName };
@@ -75,6 +76,7 @@ interface Resolved {
 }
 
 function resolve(fn: string, options: BleuOptions, effectiveDefault: boolean): Resolved {
+  checkBooleans(options, ["lowercase", "effective_order"], `Cannot compute ${fn}`);
   const r: Resolved = {
     tokenize: options.tokenize ?? "13a",
     lowercase: options.lowercase ?? false,

@@ -10,6 +10,7 @@
 import { pyFixed, pySplit } from "./_python_text.ts";
 import { formatSignature, referencesPerSegment } from "./_sacrebleu.ts";
 import { checkInteger, checkString, checkStringArray } from "./_validate.ts";
+import { checkBooleans } from "../util/problems.ts";
 
 /** Options of {@linkcode chrf} and {@linkcode sentenceChrf}; names and defaults follow sacreBLEU's `CHRF()`. */
 export interface ChrfOptions {
@@ -53,6 +54,7 @@ interface Resolved {
 }
 
 function resolve(fn: string, options: ChrfOptions): Resolved {
+  checkBooleans(options, ["lowercase", "whitespace", "eps_smoothing"], `Cannot compute ${fn}`);
   const r: Resolved = {
     char_order: options.char_order ?? 6,
     word_order: options.word_order ?? 0,

@@ -19,6 +19,7 @@ import {
   text,
 } from "./_svg.ts";
 import { writeFileAtomicSync } from "../util/atomic.ts";
+import { agree } from "../util/problems.ts";
 
 /** One log record: `step` plus any numeric metrics (`loss`, `eval_loss`, `learning_rate`, ...). */
 export type LogRecord = Record<string, unknown>;
@@ -99,8 +100,11 @@ export function plotTrainingCurves(
     );
   }
   const xKey = options.x ?? "step";
+  if (options.columns !== undefined && !(Number.isInteger(options.columns) && options.columns >= 1)) {
+    throw new RangeError(`Cannot plot training curves: columns ${options.columns} is not an integer >= 1`);
+  }
   const rows = log_history.filter((r) => typeof r[xKey] === "number" && Number.isFinite(r[xKey]));
-  const keys = options.metrics ?? [
+  const logged = [
     ...new Set(
       rows.flatMap((r) =>
         Object.keys(r).filter((k) =>
@@ -109,6 +113,16 @@ export function plotTrainingCurves(
       ),
     ),
   ];
+  const absent = options.metrics?.filter((k) => !rows.some((r) => k in r));
+  if (absent?.length && rows.length) {
+    throw new RangeError(
+      `Cannot plot training curves: ${absent.map((k) => JSON.stringify(k)).join(", ")} ${
+        agree(absent).is
+      } in ` +
+        `no record with a numeric "${xKey}"; the records have ${logged.join(", ") || "no metrics"}`,
+    );
+  }
+  const keys = options.metrics ?? logged;
   if (keys.length === 0 || rows.length === 0) {
     throw new RangeError(
       `Cannot plot training curves: ${rows.length} of ${log_history.length} records have a numeric "${xKey}" and ` +

@@ -10,6 +10,7 @@
 
 import { porterStem } from "./porter.ts";
 import { checkSameLength, checkString, checkStringArray } from "./_validate.ts";
+import { checkBooleans } from "../util/problems.ts";
 
 /** A ROUGE variant: `rouge1`..`rouge9` (n-gram overlap), `rougeL` (LCS), `rougeLsum` (summary-level LCS). */
 export type RougeType = `rouge${1 | 2 | 3 | 4 | 5 | 6 | 7 | 8 | 9}` | "rougeL" | "rougeLsum";
@@ -262,6 +263,7 @@ export function rougeScore(prediction: string, reference: string, options: Rouge
   checkString("ROUGE", "prediction", prediction);
   checkString("ROUGE", "reference", reference);
   const types = resolveTypes("ROUGE", options.rouge_types);
+  checkBooleans(options, ["use_stemmer"], "Cannot compute ROUGE");
   return scorePair(prediction, reference, types, options.use_stemmer ?? false);
 }
 
@@ -296,6 +298,7 @@ export function computeRougeScores(
     throw new RangeError("Cannot compute ROUGE means: predictions and references are empty");
   }
   const types = resolveTypes("ROUGE", options.rouge_types);
+  checkBooleans(options, ["use_stemmer"], "Cannot compute ROUGE");
   const useStemmer = options.use_stemmer ?? false;
   const scores = predictions.map((p, i) => scorePair(p, references[i], types, useStemmer));
   const mean: RougeScores = {};

@@ -164,9 +164,17 @@ export function classificationMetrics(
  * ```
  */
 export function leadBaseline(document: string, words = 6): string {
+  checkWordCount(words, "leadBaseline", "words");
   const line = document.split("\n")[0];
   const m = /^.*?[.!?](?=\s|$)/.exec(line);
   return (m ? m[0] : line).split(/\s+/).filter(Boolean).slice(0, words).join(" ");
+}
+
+/** A word count must be a whole number >= 1 (`slice(0, -1)` would keep all words but one). */
+function checkWordCount(n: number, fn: string, name: string): void {
+  if (!(Number.isInteger(n) && n >= 1)) {
+    throw new RangeError(`Cannot run ${fn}: ${name} ${n} is not an integer >= 1`);
+  }
 }
 
 /**
@@ -185,6 +193,7 @@ export function leadBaseline(document: string, words = 6): string {
  * ```
  */
 export function leadOracle(document: string, reference: string, max_words = 15): string {
+  checkWordCount(max_words, "leadOracle", "max_words");
   const words = document.split(/\s+/).filter(Boolean).slice(0, max_words);
   const leads = words.map((_, k) => words.slice(0, k + 1).join(" "));
   if (!leads.length) return "";

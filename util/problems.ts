@@ -97,6 +97,31 @@ export function agree(items: readonly unknown[]): { is: "is" | "are"; it: "it" |
   return items.length > 1 ? { is: "are", it: "them", s: "" } : { is: "is", it: "it", s: "s" };
 }
 
+/**
+ * Refuse an option that must be a boolean and is not (a YAML or CLI `"false"` is truthy, so it
+ * would switch the option on): a TypeError `<what>: <key> must be true or false, got <value>`.
+ * Unset keys pass.
+ * @example
+ * ```ts
+ * import { checkBooleans } from "./problems.ts";
+ * checkBooleans({ lowercase: true }, ["lowercase", "whitespace"], "Cannot compute chrF");
+ * try {
+ *   checkBooleans({ lowercase: "false" }, ["lowercase"], "Cannot compute chrF");
+ *   throw new Error("unreachable");
+ * } catch (e) {
+ *   if (!(e instanceof TypeError) || !e.message.endsWith(`lowercase must be true or false, got "false"`)) throw e;
+ * }
+ * ```
+ */
+export function checkBooleans(o: object, keys: readonly string[], what: string): void {
+  for (const k of keys) {
+    const v = (o as Record<string, unknown>)[k];
+    if (v !== undefined && typeof v !== "boolean") {
+      throw new TypeError(`${what}: ${k} must be true or false, got ${show(v)}`);
+    }
+  }
+}
+
 /** True for a plain (non-array, non-null) object. */
 export function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === "object" && v !== null && !Array.isArray(v);

@@ -175,6 +175,11 @@ Deno.test("nearDedup() drops near copies, keeps the first of each cluster and em
   const jab = jaccard(shingleSet(a), shingleSet(b)), jbc = jaccard(shingleSet(b), shingleSet(c));
   const jac = jaccard(shingleSet(a), shingleSet(c));
   assert.ok(jab >= 0.55 && jbc >= 0.55 && jac < 0.55, `J(a,b) ${jab}, J(b,c) ${jbc}, J(a,c) ${jac}`);
+  // shingle_size 0 once made every text one shingle (J = 1 for unrelated texts)
+  assert.throws(() => shingleSet(a, { shingle_size: 0 }), {
+    name: "RangeError",
+    message: /shingle_size 0 is not an integer >= 1/,
+  });
   const other = "completely different words in here";
   const r = nearDedup([{ text: a }, { text: "" }, { text: b }, { text: other }, { text: c }], {
     threshold: 0.55,

@@ -183,6 +183,10 @@ Deno.test("bleu() rejects mismatched lengths, non-strings, empty input and bad o
   );
   assert.throws(() => bleu(["a"], ["a"], { smooth_method: "lin" as "exp" }), RangeError);
   assert.throws(() => bleu(["a"], ["a"], { max_ngram_order: 0 }), /max_ngram_order must be an integer >= 1/);
+  assert.throws(
+    () => bleu(["a"], ["A"], { lowercase: "false" as never }),
+    /lowercase must be true or false, got "false"/,
+  );
   assert.throws(() => sentenceBleu(3 as unknown as string, "a"), TypeError);
   assert.throws(() => sentenceBleu("a", []), RangeError);
 });

@@ -132,5 +132,9 @@ Deno.test("chrf() rejects mismatched lengths, non-strings, empty input and bad o
   assert.throws(() => chrf([], []), RangeError);
   assert.throws(() => chrf(["a"], ["a"], { char_order: 0, word_order: 0 }), RangeError);
   assert.throws(() => chrf(["a"], ["a"], { char_order: 1.5 }), /char_order must be an integer/);
+  assert.throws(() => chrf(["a"], ["A"], { lowercase: "false" as never }), { // once lowercased: 100
+    name: "TypeError",
+    message: /chrF.*: lowercase must be true or false, got "false"/,
+  });
   assert.throws(() => sentenceChrf("a", 5 as unknown as string), TypeError);
 });

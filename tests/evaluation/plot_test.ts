@@ -131,6 +131,18 @@ Deno.test("plotTrainingCurves() escapes text and validates its input", () => {
     (e: Error) => e instanceof RangeError && /numeric "step"/.test(e.message),
   );
   assert.throws(() => plotTrainingCurves([{ step: 1 }]), RangeError);
+  // a misspelt metric once drew an empty "(no data)" panel, columns NaN an SVG of NaN coordinates
+  const logs = [{ step: 1, loss: 2, eval_loss: 2.5 }];
+  assert.throws(() => plotTrainingCurves(logs, undefined, { metrics: ["loss", "eval_los"] }), {
+    name: "RangeError",
+    message: /"eval_los" is in no record with a numeric "step"; the records have loss, eval_loss$/,
+  });
+  for (const columns of [NaN, 0, 1.5]) {
+    assert.throws(() => plotTrainingCurves(logs, undefined, { columns }), {
+      name: "RangeError",
+      message: /columns .* is not an integer >= 1/,
+    });
+  }
 });
 
 Deno.test("plotTrainingCurves() and plotMetricsBar() write the file atomically when given a path", () => {

@@ -91,6 +91,15 @@ Deno.test("computeRougeScores() rejects mismatched lengths, non-strings and unkn
   );
   assert.throws(() => computeRougeScores("a" as unknown as string[], ["a"]), TypeError);
   assert.throws(() => computeRougeScores([], []), RangeError);
+  // a YAML or CLI "false" is truthy: it once stemmed
+  for (
+    const f of [
+      () => rougeScore("a", "a", { use_stemmer: "false" as never }),
+      () => computeRougeScores(["a"], ["a"], { use_stemmer: "false" as never }),
+    ]
+  ) {
+    assert.throws(f, { name: "TypeError", message: /use_stemmer must be true or false, got "false"/ });
+  }
   assert.throws(
     () => rougeScore("a", "a", { rouge_types: ["rouge0" as RougeType] }),
     /unknown rouge type "rouge0"/,

@@ -4,7 +4,12 @@
  */
 import { loadTaskData } from "../../data/task_data.ts";
 import { evaluateTask, taskBaselines } from "../../evaluation/task_eval.ts";
-import { leadOracle, summarizationMetrics, translationMetrics } from "../../evaluation/task_metrics.ts";
+import {
+  leadBaseline,
+  leadOracle,
+  summarizationMetrics,
+  translationMetrics,
+} from "../../evaluation/task_metrics.ts";
 import { presetConfig } from "../../models/config.ts";
 import { trainBpeTokenizer } from "../../models/tokenizer/bpe.ts";
 import { Transformer } from "../../models/transformer.ts";
@@ -27,6 +32,14 @@ Deno.test("leadOracle() picks the document's lead closest to the reference by RO
   assert.equal(leadOracle(doc, "unrelated"), "tool");
   assert.equal(leadOracle(doc, "schedule", 4), "tool");
   assert.equal(leadOracle("", "x"), "");
+  // a count that slice() would misread (-1 kept all words but one) is refused
+  for (const n of [0, -1, 2.5]) {
+    assert.throws(() => leadOracle(doc, "x", n), {
+      name: "RangeError",
+      message: /leadOracle: max_words .* >= 1/,
+    });
+    assert.throws(() => leadBaseline(doc, n), { name: "RangeError", message: /leadBaseline: words .* >= 1/ });
+  }
   // On the Debian validation split it is an upper bound of every lead-k (k <= 15): each example's best.
   const d = await loadTaskData("summarization");
   const v = d.validation.slice(0, 300), refs = v.map((e) => e.target);
