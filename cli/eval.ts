@@ -22,6 +22,7 @@ import {
   RECIPE_DEFAULTS,
   recipeData,
   type RecipeSettings,
+  resolveRecipe,
 } from "../tasks/_recipe.ts";
 import type { CliIO, Command } from "./command.ts";
 
@@ -120,11 +121,11 @@ async function evalRun(args: string[], io: CliIO): Promise<void> {
   const dir = v.model ?? await newestRun(v.recipe!);
   // A run folder: its settings, its model/ or its base model + adapter/.
   let settings: RecipeSettings | null = null;
-  if (await pathExists(join(dir, "recipe.yaml"))) {
-    settings = {
-      ...RECIPE_DEFAULTS,
-      ...parseYaml(await Deno.readTextFile(join(dir, "recipe.yaml"))),
-    } as RecipeSettings;
+  const saved = join(dir, "recipe.yaml");
+  if (await pathExists(saved)) {
+    // checked as a recipe's config is: a hand-edited value fails here, not deep in the evaluation
+    const { model_dir, ...flat } = parseYaml(await Deno.readTextFile(saved)) ?? {};
+    settings = { ...resolveRecipe(flat, saved).settings, model_dir } as RecipeSettings;
   }
   const task = (v.task ?? settings?.task) as TaskKind | undefined;
   if (!task) throw new TypeError(`eval: ${dir} is not a recipe's run folder; give --task`);

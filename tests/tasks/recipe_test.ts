@@ -327,6 +327,17 @@ Deno.test("cli eval scores a model folder on a data file with --task", async () 
     const m = JSON.parse(e.out);
     assert.equal(m.n, 2);
     assert.ok([0, 50, 100].includes(m.accuracy), e.out);
+    // a run's recipe.yaml is checked as a recipe config is: a hand-edited value is one line naming it
+    const saved = await Deno.readTextFile(join(out, "recipe.yaml"));
+    await Deno.writeTextFile(
+      join(out, "recipe.yaml"),
+      saved.replace(/^max_eval_samples: .*$/m, "max_eval_samples: -1"),
+    );
+    assertFails(
+      await cliProcess(["eval", "--model", out, "--json"]),
+      2,
+      /run\/recipe\.yaml\): max_eval_samples must be a positive integer or null/,
+    );
   } finally {
     await Deno.remove(root, { recursive: true });
   }
