@@ -14,6 +14,7 @@
  */
 import { writeFileAtomic } from "../../util/atomic.ts";
 import { encodeTensor, GGML_TYPE, ggmlBytes, type GgmlType } from "./_gguf_quant.ts";
+import { checkBooleans } from "../../util/problems.ts";
 
 /** The alignment of tensor data (gguf-py's default, written as `general.alignment`). */
 export const GGUF_ALIGNMENT = 32;
@@ -131,6 +132,7 @@ export async function writeGguf(
   tensors: GgufTensorSpec[],
   opts: { overwrite?: boolean },
 ): Promise<GgufWriteResult> {
+  checkBooleans(opts, ["overwrite"], `Cannot write ${path}`); // a "false" would overwrite
   if (!opts.overwrite && await Deno.lstat(path).then(() => true, () => false)) {
     throw new RangeError(
       `Cannot write ${path}: the file already exists; pass overwrite (--overwrite) or choose another path`,

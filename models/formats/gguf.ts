@@ -45,6 +45,7 @@ import {
   writeGguf,
 } from "./_gguf_file.ts";
 import { tokenizerMetadata } from "./_gguf_vocab.ts";
+import { checkBooleans } from "../../util/problems.ts";
 
 export { quantizeQ4_0, quantizeQ8_0 } from "./_gguf_quant.ts";
 export type { GgufWriteResult } from "./_gguf_file.ts";
@@ -94,8 +95,18 @@ export interface ExportGgufAdapterOptions {
 }
 
 /** `general.name`: the given one (checked against llama.cpp's Phi-3 rule) or a default. */
+/** general.name must be non-empty text (llama.cpp shows it as the model's name). */
+function checkName(name: unknown): void {
+  if (typeof name !== "string" || !name.trim()) {
+    throw new TypeError(
+      `Cannot export to GGUF: name must be non-empty text, got ${JSON.stringify(name)} (--name)`,
+    );
+  }
+}
+
 function modelName(opts: ExportGgufOptions, arch: string): string {
   const name = opts.name ?? `fledge-${arch === "phi3" ? "phi" : arch}`;
+  checkName(name);
   if (/phi-?3/i.test(name) && opts.tokenizer.tokenToId("<|end|>") === null) {
     throw new RangeError(
       `Cannot export to GGUF with name ${JSON.stringify(name)}: llama.cpp treats a general.name containing ` +
@@ -247,11 +258,21 @@ export async function exportGgufAdapter(
   const c = model.config, a = opts.adapter;
   const outtype = checkExportable(c, opts.outtype ?? "f32", ["f32", "f16", "q8_0"]);
   const where = `Cannot export the adapter to ${path}`;
+  checkBooleans(a, ["use_rslora", "use_dora"], `${where}: adapter`);
+  if (!(Number.isInteger(a.r) && a.r >= 1)) {
+    throw new RangeError(`${where}: adapter r ${a.r} is not an integer >= 1`);
+  }
+  if (!(a.lora_alpha > 0 && Number.isFinite(a.lora_alpha))) {
+    throw new RangeError(
+      `${where}: adapter lora_alpha ${a.lora_alpha} is not a number > 0 (PEFT's scaling is alpha / r)`,
+    );
+  }
   if (a.use_dora) {
     throw new RangeError(
       `${where}: llama.cpp adapters cannot hold DoRA; merge it into the model (--merge) instead`,
     );
   }
+  if (!a.tensors?.size) throw new RangeError(`${where}: the adapter has no lora_A / lora_B tensors`);
   const names = LORA_NAMES[GGUF_ARCH[c.arch] === "llama" ? "llama" : c.arch];
   const permQ = ropePermutation(c, c.num_attention_heads), permK = ropePermutation(c, c.num_key_value_heads);
   const pairs = new Map<
@@ -292,12 +313,10 @@ export async function exportGgufAdapter(
     }
   }
   const alpha = a.use_rslora ? a.lora_alpha * Math.sqrt(a.r) : a.lora_alpha;
+  const name = opts.name ?? `fledge-${c.arch === "phi3" ? "phi" : c.arch}-lora`;
+  checkName(name);
   const metadata: [string, GgufValue][] = [
-    ...generalMetadata(
-      GGUF_ARCH[c.arch],
-      "adapter",
-      opts.name ?? `fledge-${c.arch === "phi3" ? "phi" : c.arch}-lora`,
-    ),
+    ...generalMetadata(GGUF_ARCH[c.arch], "adapter", name),
     ["adapter.type", { type: "string", value: "lora" }],
     ["adapter.lora.alpha", { type: "f32", value: alpha }],
   ];

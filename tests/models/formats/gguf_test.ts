@@ -426,6 +426,19 @@ Deno.test("exportGguf() refuses bad input with one-line errors naming the fix", 
     );
     await exportGguf(model, path, { tokenizer: tok, outtype: "f32" });
     await rejects(exportGguf(model, path, { tokenizer: tok }), RangeError, /already exists; pass overwrite/);
+    // a "false" once overwrote the file; an empty name was written as general.name
+    const before = await Deno.readFile(path);
+    await rejects(
+      exportGguf(model, path, { tokenizer: tok, overwrite: "false" as never }),
+      TypeError,
+      /overwrite must be true or false, got "false"/,
+    );
+    assert.deepEqual(await Deno.readFile(path), before, "the file is untouched");
+    await rejects(
+      exportGguf(model, `${dir}/n.gguf`, { tokenizer: tok, name: "" }),
+      TypeError,
+      /name must be non-empty text/,
+    );
     await exportGguf(model, path, { tokenizer: tok, overwrite: true });
     assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name), ["m.gguf"], "no temp files left");
     await loadAdapter(model, `${REF}/llama/lora`);
@@ -451,6 +464,23 @@ Deno.test("exportGguf() refuses bad input with one-line errors naming the fix", 
       RangeError,
       /use one of f32, f16, q8_0/,
     );
+    // values that once wrote a wrong alpha (use_rslora "false" doubled it) or an empty adapter
+    const lora = { lora_alpha: 8, r: 4, tensors: bias };
+    for (
+      const [adapter, cls, re] of [
+        [
+          { ...lora, use_rslora: "false" },
+          TypeError,
+          /adapter: use_rslora must be true or false, got "false"/,
+        ],
+        [{ ...lora, lora_alpha: NaN }, RangeError, /adapter lora_alpha NaN is not a number > 0/],
+        [{ ...lora, lora_alpha: -8 }, RangeError, /adapter lora_alpha -8 is not a number > 0/],
+        [{ ...lora, r: 0 }, RangeError, /adapter r 0 is not an integer >= 1/],
+        [{ ...lora, tensors: new Map() }, RangeError, /the adapter has no lora_A \/ lora_B tensors/],
+      ] as const
+    ) {
+      await rejects(exportGgufAdapter(model, `${dir}/x.gguf`, { adapter: adapter as never }), cls, re);
+    }
   });
   model.dispose();
 });
