@@ -29,6 +29,7 @@ import type {
   EncodeOptions,
   Tokenizer,
 } from "./types.ts";
+import { checkBooleans } from "../../util/problems.ts";
 
 export type { BpeTokenizerSpec } from "./types.ts";
 
@@ -176,6 +177,7 @@ export class BpeTokenizer implements Tokenizer {
    * ```
    */
   encode(text: string, options: EncodeOptions = {}): number[] {
+    checkBooleans(options, ["add_special_tokens"], "Cannot encode");
     const out: number[] = [];
     const addSpecial = options.add_special_tokens ?? true;
     if (addSpecial && this.spec.add_bos_token && this.bos_token_id !== null) out.push(this.bos_token_id);
@@ -195,6 +197,7 @@ export class BpeTokenizer implements Tokenizer {
 
   /** Ids -> text: byte runs are decoded as UTF-8 (invalid bytes become U+FFFD), specials verbatim. */
   decode(ids: ArrayLike<number>, options: DecodeOptions = {}): string {
+    checkBooleans(options, ["skip_special_tokens", "clean_up_tokenization_spaces"], "Cannot decode");
     checkIds(ids, this.vocab_size);
     let text = "";
     let buf = new Uint8Array(256), n = 0;
@@ -232,6 +235,7 @@ export class BpeTokenizer implements Tokenizer {
 
   /** Render `messages` with the chat template (Jinja), then encode without adding special tokens. */
   applyChatTemplate(messages: ChatMessage[], options: ChatTemplateOptions = {}): ChatTemplateResult {
+    checkBooleans(options, ["add_generation_prompt"], "Cannot apply chat template");
     const template = options.chat_template ?? this.chat_template;
     if (template === null) {
       throw new TypeError(
@@ -303,6 +307,18 @@ function validateTrainOptions(options: BpeTrainOptions): Required<Pick<BpeTrainO
     if (value != null && !specials.includes(value)) {
       problems.push(`${key} "${value}" must be one of special_tokens ${JSON.stringify(specials)} (or null)`);
     }
+  }
+  for (const key of ["add_bos_token", "add_eos_token"] as const) {
+    if (options[key] !== undefined && typeof options[key] !== "boolean") {
+      problems.push(`${key} must be true or false, got ${JSON.stringify(options[key])}`);
+    }
+  }
+  const maxLength = options.model_max_length;
+  if (maxLength !== undefined && maxLength !== null && !(Number.isInteger(maxLength) && maxLength >= 1)) {
+    problems.push(`model_max_length must be an integer >= 1, got ${maxLength}`);
+  }
+  if (options.chat_template != null && typeof options.chat_template !== "string") {
+    problems.push(`chat_template must be a Jinja template string, got ${typeof options.chat_template}`);
   }
   if (options.add_bos_token && (options.bos_token === null || specials.length === 0)) {
     problems.push("add_bos_token needs a bos_token");

@@ -26,6 +26,7 @@ export type {
   EncodeOptions,
   Tokenizer,
 } from "./types.ts";
+import { checkBooleans } from "../../util/problems.ts";
 
 /** A tokenizer loaded from Hugging Face files, backed by transformers.js `PreTrainedTokenizer`. */
 class HfTokenizer implements Tokenizer {
@@ -71,10 +72,12 @@ class HfTokenizer implements Tokenizer {
   }
 
   encode(text: string, options: EncodeOptions = {}): number[] {
+    checkBooleans(options, ["add_special_tokens"], "Cannot encode");
     return this.#hf.encode(text, { add_special_tokens: options.add_special_tokens ?? true });
   }
 
   decode(ids: ArrayLike<number>, options: DecodeOptions = {}): string {
+    checkBooleans(options, ["skip_special_tokens", "clean_up_tokenization_spaces"], "Cannot decode");
     if (ids.length === 0) return "";
     checkIds(ids, this.vocab_size);
     return this.#hf.decode(Array.from(ids), {
@@ -92,6 +95,7 @@ class HfTokenizer implements Tokenizer {
   }
 
   applyChatTemplate(messages: ChatMessage[], options: ChatTemplateOptions = {}): ChatTemplateResult {
+    checkBooleans(options, ["add_generation_prompt"], "Cannot apply chat template");
     let template: unknown = this.#config.chat_template;
     if (options.chat_template !== undefined) {
       const named = Array.isArray(template)

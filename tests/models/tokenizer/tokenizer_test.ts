@@ -141,6 +141,20 @@ Deno.test("trainBpeTokenizer() lists every invalid option at once", async () => 
     () => trainBpeTokenizer([42 as unknown as string], { vocab_size: 300 }),
     (e: Error) => e instanceof TypeError && /text 0 is number/.test(e.message),
   );
+  // values once accepted: a "false" that added BOS, a context length of -5, a template that is a number
+  await assert.rejects(
+    () =>
+      trainBpeTokenizer(["x"], {
+        vocab_size: 300,
+        add_bos_token: "false" as never,
+        model_max_length: -5,
+        chat_template: 5 as never,
+      }),
+    (e: Error) =>
+      e instanceof RangeError && /add_bos_token must be true or false, got "false"/.test(e.message) &&
+      /model_max_length must be an integer >= 1, got -5/.test(e.message) &&
+      /chat_template must be a Jinja template string, got number/.test(e.message),
+  );
 });
 
 Deno.test("BpeTokenizer round-trips every Debian text and hard strings exactly", async () => {
@@ -320,6 +334,19 @@ Deno.test("applyChatTemplate() renders a ChatML template to the expected text an
     assert.equal(hf.chat_template, CHATML);
     const hfOut = hf.applyChatTemplate(messages, { add_generation_prompt: true });
     assert.deepEqual(hfOut, out);
+    const no = "false" as never; // the loaded tokenizer refuses a boolean given as text too
+    assert.throws(
+      () => hf.encode("hi", { add_special_tokens: no }),
+      /add_special_tokens must be true or false/,
+    );
+    assert.throws(
+      () => hf.decode([1], { skip_special_tokens: no }),
+      /skip_special_tokens must be true or false/,
+    );
+    assert.throws(
+      () => hf.applyChatTemplate(messages, { add_generation_prompt: no }),
+      /add_generation_prompt must/,
+    );
 
     // chat_template.jinja overrides the config's template (as in transformers).
     await Deno.writeTextFile(
@@ -395,6 +422,24 @@ Deno.test("decode() rejects ids outside the vocabulary and accepts typed arrays"
     (e: Error) => e instanceof RangeError && /ids\[1\] = 4096/.test(e.message),
   );
   assert.throws(() => tok.decode([1.5]), RangeError);
+  // a "false" is truthy: it once added BOS, dropped specials, added the generation prompt
+  const no = "false" as never;
+  assert.throws(
+    () => tok.encode("hi", { add_special_tokens: no }),
+    /Cannot encode: add_special_tokens must be/,
+  );
+  assert.throws(
+    () => tok.decode([5], { skip_special_tokens: no }),
+    /Cannot decode: skip_special_tokens must be/,
+  );
+  assert.throws(
+    () => tok.decode([5], { clean_up_tokenization_spaces: no }),
+    /clean_up_tokenization_spaces must/,
+  );
+  assert.throws(
+    () => tok.applyChatTemplate([], { add_generation_prompt: no }),
+    /Cannot apply chat template: add_generation_prompt must be true or false, got "false"/,
+  );
   assert.equal(tok.decode([]), "");
   assert.equal(tok.decode(Int32Array.from(tok.encode("hello there"))), "hello there");
 });
