@@ -130,6 +130,12 @@ function resolve(tok: SftTokenizer, opts: SftDataOptions, rows: number): Resolve
   if (opts.sources !== undefined && opts.sources.length !== rows) {
     problems.push(`sources has ${opts.sources.length} entries for ${rows} rows`);
   }
+  for (const k of ["completion_only_loss", "assistant_only_loss"] as const) {
+    const v = opts[k]; // completion_only_loss: null is TRL's "the default"
+    if (v !== undefined && v !== null && typeof v !== "boolean") {
+      problems.push(`${k} must be true or false, got ${JSON.stringify(v)}`);
+    }
+  }
   if (problems.length) throw new RangeError(`Cannot build SFT examples: ${problems.join("; ")}`);
   const template = tok.chat_template;
   return {

@@ -18,6 +18,7 @@ import type { Tokenizer } from "../models/tokenizer/tokenizer.ts";
 import { detectFormat, findSplitFiles, streamDataset } from "./readers.ts";
 import { hashFraction } from "./split.ts";
 import { mulberry32 } from "../util/random.ts";
+import { agree } from "../util/problems.ts";
 
 /** Where training stands in the data: `index` blocks of epoch `epoch` (0-based) are consumed. */
 export interface DataPosition {
@@ -265,8 +266,8 @@ export async function readTextDocuments(path: string, opts: ReadDocumentsOptions
   return out;
 }
 
-/** Options of {@linkcode buildTextDatasets} and {@linkcode loadTextDataset}. */
-export interface BuildTextDatasetOptions extends ReadDocumentsOptions {
+/** Options of {@linkcode buildTextDatasets} (and, with the reading options, {@linkcode loadTextDataset}). */
+export interface BuildTextDatasetOptions {
   /** Encodes documents; its `eos_token_id` separates them unless `eos_token_id` is given. */
   tokenizer: Pick<Tokenizer, "encode" | "eos_token_id">;
   /** Tokens per block. */
@@ -280,6 +281,9 @@ export interface BuildTextDatasetOptions extends ReadDocumentsOptions {
   /** Named in errors (default `<texts>`). */
   source?: string;
 }
+
+/** Options of {@linkcode loadTextDataset}: how to read the documents, then how to pack them. */
+export interface LoadTextDatasetOptions extends BuildTextDatasetOptions, ReadDocumentsOptions {}
 
 /** Train and (when `train_split < 1`) validation datasets. */
 export interface TextDatasets {
@@ -313,7 +317,9 @@ function pack(docs: string[], tok: Pick<Tokenizer, "encode">, eos: number | null
  * @param texts the documents
  * @param opts tokenizer, `block_size`, `stride`, `train_split`, `eos_token_id`, `source`
  * @returns the datasets
- * @throws {RangeError} for a `train_split` outside (0, 1], or a side with fewer tokens than one block (naming the source)
+ * @throws {RangeError} for a `train_split` outside (0, 1], an `eos_token_id` that is not an id, or a
+ *   side with fewer tokens than one block (naming the source)
+ * @throws {TypeError} for the reading options of {@linkcode loadTextDataset} (the texts are given)
  * @example
  * ```ts
  * import { buildTextDatasets } from "./text_dataset.ts";
@@ -328,7 +334,21 @@ export function buildTextDatasets(texts: readonly string[], opts: BuildTextDatas
   if (!(frac > 0 && frac <= 1)) {
     throw new RangeError(`Cannot split ${src}: train_split ${frac} is not in (0, 1]; use e.g. 0.9`);
   }
+  const reading = (["dataset_text_field", "split", "max_documents"] as const).filter((k) =>
+    (opts as LoadTextDatasetOptions)[k] !== undefined
+  );
+  if (reading.length) {
+    throw new TypeError(
+      `Cannot build datasets from ${src}: ${reading.join(", ")} ${agree(reading).is} for reading files ` +
+        `(loadTextDataset), and these texts are given; drop ${agree(reading).it}`,
+    );
+  }
   const eos = opts.eos_token_id !== undefined ? opts.eos_token_id : opts.tokenizer.eos_token_id;
+  if (eos !== null && !(Number.isInteger(eos) && eos >= 0 && eos < 2 ** 31)) {
+    throw new RangeError(
+      `Cannot build datasets from ${src}: eos_token_id ${eos} is not a token id (or null)`,
+    );
+  }
   const train: string[] = [], valid: string[] = [];
   for (const t of texts) (frac === 1 || hashFraction(t) < frac ? train : valid).push(t);
   const ds = (docs: string[], what: string) =>
@@ -361,7 +381,8 @@ export function buildTextDatasets(texts: readonly string[], opts: BuildTextDatas
  * await Deno.remove(path);
  * ```
  */
-export async function loadTextDataset(path: string, opts: BuildTextDatasetOptions): Promise<TextDatasets> {
-  const docs = await readTextDocuments(path, opts);
-  return buildTextDatasets(docs, { ...opts, source: opts.source ?? path });
+export async function loadTextDataset(path: string, opts: LoadTextDatasetOptions): Promise<TextDatasets> {
+  const { dataset_text_field, split, max_documents, ...build } = opts;
+  const docs = await readTextDocuments(path, { dataset_text_field, split, max_documents });
+  return buildTextDatasets(docs, { ...build, source: opts.source ?? path });
 }

@@ -366,6 +366,19 @@ Deno.test("buildSftExamples() cuts to max_length and counts it; nothing left to 
         "Cannot build an SFT example from qa.jsonl:2: no token is trained once cut to max_length 8",
       ),
   );
+  // a "false" is truthy: completion_only_loss once stayed on, assistant_only_loss failed on plain rows
+  assert.throws(
+    () =>
+      buildSftExamples([{ prompt: "a", completion: "b" }], tok, {
+        completion_only_loss: "false" as never,
+        assistant_only_loss: "false" as never,
+      }),
+    {
+      name: "RangeError",
+      message:
+        /completion_only_loss must be true or false, got "false"; assistant_only_loss must be true or false, got "false"/,
+    },
+  );
 });
 
 Deno.test("buildSftExamples() rejects bad rows in one line naming the row and the field", async () => {

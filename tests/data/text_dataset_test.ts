@@ -29,6 +29,19 @@ Deno.test("buildTextDatasets() packs documents with EOS between them and drops t
   // eos_token_id: null packs without separators
   const bare = buildTextDatasets(["ab", "cd"], { tokenizer: chars, block_size: 2, eos_token_id: null });
   assert.deepEqual([...bare.train.ids], [97, 98, 99, 100]);
+  // a separator that is no id (1.5 was packed as 1), and reading options that read nothing here
+  for (const eos_token_id of [1.5, -1, NaN]) {
+    assert.throws(() => buildTextDatasets(["ab"], { tokenizer: chars, block_size: 2, eos_token_id }), {
+      name: "RangeError",
+      message: /<texts>: eos_token_id .* is not a token id \(or null\)/,
+    });
+  }
+  const reading = { tokenizer: chars, block_size: 2, max_documents: 1, split: "validation" } as never;
+  assert.throws(() => buildTextDatasets(["ab", "cd"], reading), {
+    name: "TypeError",
+    message:
+      /split, max_documents are for reading files \(loadTextDataset\), and these texts are given; drop them/,
+  });
 });
 
 Deno.test("TextDataset stride gives overlapping blocks; bad sizes are RangeErrors", () => {
