@@ -9,17 +9,11 @@ import { basename, join } from "node:path";
 import { streamCsv } from "./csv.ts";
 import { readJson, streamJsonl } from "./jsonl.ts";
 import { streamParquet } from "./parquet.ts";
-import {
-  checkSeed,
-  hashFraction,
-  pickSplit,
-  shuffleRecords,
-  type SplitOptions,
-  splitRecords,
-} from "./split.ts";
+import { hashFraction, pickSplit, shuffleRecords, type SplitOptions, splitRecords } from "./split.ts";
 import { streamText } from "./text.ts";
 import { checkSelectOptions, type SelectOptions } from "./_select.ts";
 import { agree, checkBooleans } from "../util/problems.ts";
+import { checkSeed } from "../util/random.ts";
 
 /** One record: column name to value. */
 export type DataRecord = Record<string, unknown>;

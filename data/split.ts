@@ -5,21 +5,9 @@
  * @module
  */
 import { createHash } from "node:crypto";
-import { mulberry32 } from "../util/random.ts";
+import { checkSeed, mulberry32 } from "../util/random.ts";
 
 const prng = mulberry32;
-
-/**
- * Refuse a shuffle seed outside [0, 2³² - 1] or not whole (it would alias a valid one), as Hugging
- * Face datasets' `shuffle` does; `what` starts the message.
- */
-export function checkSeed(seed: unknown, what: string): void {
-  if (!(Number.isInteger(seed) && (seed as number) >= 0 && (seed as number) <= 0xffffffff)) {
-    throw new RangeError(
-      `${what}: seed ${JSON.stringify(seed)} is not an integer in [0, 2^32 - 1]; use e.g. 42`,
-    );
-  }
-}
 
 /**
  * A shuffled copy of `items` (Fisher-Yates); the same seed always gives the same order.

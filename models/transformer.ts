@@ -36,7 +36,7 @@ import { rope } from "../kernels/rope.ts";
 import { gelu, swiglu } from "../kernels/activation.ts";
 import type { Tensor } from "../kernels/tensor.ts";
 import { type ModelConfig, modelRopeInvFreq } from "./config.ts";
-import { mulberry32 } from "../util/random.ts";
+import { checkSeed, mulberry32 } from "../util/random.ts";
 
 /** Canonical parameter name -> tensor. */
 export type ParamMap = Map<string, Tensor>;
@@ -242,6 +242,7 @@ export function normalRng(seed: number): () => number {
  * (`attn.o`, `mlp.down`) scaled by 1/sqrt(2 * layers), biases 0, norm weights 1 (nanoGPT).
  */
 export function initParameters(c: ModelConfig, backend: Backend, opts: { seed?: number } = {}): ParamMap {
+  checkSeed(opts.seed ?? 1337, "Cannot initialise the model");
   const rnd = normalRng(opts.seed ?? 1337);
   const params: ParamMap = new Map();
   const std = c.initializer_range;

@@ -39,6 +39,7 @@ import { adapterConfigJson, type PeftConfig, validatePeftConfig } from "./_peft_
 import { buildModule, initialWeights, isPeftAdapter, type LoraModule, peftAdapter } from "./_peft_layer.ts";
 import { linearModules, selectTargets, type TargetModule } from "./_peft_targets.ts";
 import { type ExtraTensor, extraTensors, fromHf, toHf } from "./_peft_extras.ts";
+import { checkSeed } from "../util/random.ts";
 
 export type { PeftConfig };
 
@@ -110,6 +111,7 @@ export function applyLora(
   const { c, targets } = resolve(model, config, opts.source ?? null);
   model.setTrainable(false);
   const seed = opts.seed ?? 0;
+  checkSeed(seed, "Cannot apply LoRA");
   const extras = extraTensors(model.config, c, targets); // before anything is attached: errors leave no trace
   targets.forEach((t, j) => {
     const s = (seed + Math.imul(j + 1, 0x9e3779b1)) >>> 0;

@@ -25,3 +25,28 @@ export function mulberry32(seed: number): () => number {
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
 }
+
+/**
+ * Refuse a seed outside [0, 2³² - 1] or not whole: {@linkcode mulberry32} reads it as a u32, so it
+ * would alias a valid one (-1 as 4294967295, 1.5 as 1, NaN as 0). Hugging Face datasets' `shuffle`
+ * refuses them too. `what` starts the message.
+ *
+ * @example
+ * ```ts
+ * import { checkSeed } from "./random.ts";
+ * checkSeed(42, "Cannot shuffle");
+ * try {
+ *   checkSeed(-1, "Cannot shuffle");
+ *   throw new Error("unreachable");
+ * } catch (e) {
+ *   if (!(e instanceof RangeError)) throw e;
+ * }
+ * ```
+ */
+export function checkSeed(seed: unknown, what: string): void {
+  if (!(Number.isInteger(seed) && (seed as number) >= 0 && (seed as number) <= 0xffffffff)) {
+    throw new RangeError(
+      `${what}: seed ${JSON.stringify(seed)} is not an integer in [0, 2^32 - 1]; use e.g. 42`,
+    );
+  }
+}

@@ -13,7 +13,7 @@ import { openSafetensors, readSafetensors, type SafeTensor } from "../../models/
 import { TextDataset } from "../../data/text_dataset.ts";
 import { getTrainingArgs } from "../../training/config.ts";
 import { createTrainer } from "../../training/trainer.ts";
-import type { Transformer } from "../../models/transformer.ts";
+import { Transformer } from "../../models/transformer.ts";
 import {
   adapterConfig,
   adapterParameters,
@@ -321,6 +321,14 @@ Deno.test("applyLora and loadAdapter list every bad field and unknown target wit
       /lora_dropout/.test(e.message) && /bias/.test(e.message),
   );
   assert.throws(() => applyLora(model, { target_modules: ["c_atn"] }), /"c_atn" \(did you mean "c_attn"\?\)/);
+  for (const seed of [NaN, -1, 1.5]) { // NaN once drew seed 0's lora_A
+    assert.throws(
+      () => applyLora(model, {}, { seed }),
+      /Cannot apply LoRA: seed .* is not an integer in \[0, 2\^32 - 1\]/,
+    );
+    assert.throws(() => Transformer.init(model.config, be, { seed }), /Cannot initialise the model: seed/);
+  }
+  assert.equal(model.adapters.size, 0, "a refused seed attaches nothing");
   assert.throws(
     () => applyLora(model, { lora_alpa: 8 } as never),
     /lora_alpa: unknown LoraConfig key; did you mean lora_alpha/,
