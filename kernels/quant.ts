@@ -90,6 +90,7 @@ import {
   Tensor,
   type WritableArray,
 } from "./tensor.ts";
+import { checkBooleans } from "../util/problems.ts";
 
 /** 4-bit formats: `nf4` (QLoRA NormalFloat) or `q4` (symmetric int4 with an absmax/7 scale). */
 export type QuantKind = "nf4" | "q4";
@@ -209,8 +210,10 @@ function checkLayout(op: string, l: QuantLayout): void {
   if (l.kind !== "nf4" && l.kind !== "q4") {
     throw new TypeError(`Cannot run ${op}: kind must be "nf4" or "q4": ${l.kind}`);
   }
-  if (!Number.isInteger(l.blockSize) || l.blockSize < 8 || l.blockSize % 8 !== 0) {
-    throw new RangeError(`Cannot run ${op}: blockSize must be a positive multiple of 8: ${l.blockSize}`);
+  if (!Number.isInteger(l.blockSize) || l.blockSize < 8 || l.blockSize % 8 !== 0 || l.blockSize > 4096) {
+    throw new RangeError(
+      `Cannot run ${op}: blockSize must be a multiple of 8 up to 4096 (bitsandbytes: 64 to 4096): ${l.blockSize}`,
+    );
   }
   if (!(l.N >= 1 && l.K >= 1)) throw new RangeError(`Cannot run ${op}: empty weight [${l.N}, ${l.K}]`);
 }
@@ -510,6 +513,7 @@ export interface QuantizeOptions {
  */
 export function quantize(weight: Tensor, opts: QuantizeOptions = {}): QuantizedTensor {
   const op = "quant.quantize";
+  checkBooleans(opts, ["doubleQuant"], `Cannot run ${op}`); // a "false" would double-quantize
   expectDtype(op, "weight", weight, "f32");
   if (weight.rank !== 2) {
     throw new TypeError(`Cannot run ${op}: weight must be [N, K]: ${shapeText(weight.shape)}`);

@@ -312,9 +312,17 @@ Deno.test("quant ops reject bad inputs before dispatch", async () => {
     );
     assert.throws(() => matmulQ4Backward(be.empty([2, 70]), be.empty([2, 3]), q), /dx has shape \[2, 70\]/);
     assert.throws(() => linearQ4(be.empty([4, 5]), q), /x has shape \[4, 5\], expected \[\.\.\., 72\]/);
-    assert.throws(
-      () => quantize(be.empty([4, 8]), { blockSize: 12 }),
-      /blockSize must be a positive multiple of 8: 12/,
+    for (const blockSize of [12, 1e9]) { // 1e9 once failed as "Array buffer allocation failed"
+      assert.throws(
+        () => quantize(be.empty([4, 8]), { blockSize }),
+        new RegExp(
+          `blockSize must be a multiple of 8 up to 4096 \\(bitsandbytes: 64 to 4096\\): ${blockSize}`,
+        ),
+      );
+    }
+    assert.throws( // a "false" once double-quantized
+      () => quantize(be.empty([4, 8]), { doubleQuant: "false" as never }),
+      /doubleQuant must be true or false, got "false"/,
     );
     assert.throws(() => quantize(be.empty([4, 8], "i32")), /weight has dtype i32, expected f32/);
     assert.throws(() => quantize(be.empty([32])), /weight must be \[N, K\]/);
