@@ -253,9 +253,24 @@ export async function loadGenerationConfig(dir: string): Promise<GenerationConfi
     if (e instanceof Deno.errors.NotFound) return {};
     throw e;
   }
-  const json = parseJson(text, file);
+  return checkGenerationConfig(parseJson(text, file), file);
+}
+
+/**
+ * The checks of {@linkcode loadGenerationConfig} on a parsed `generation_config.json` object (`file`
+ * names it in the messages): the keys `generate()` honours, validated; metadata dropped; anything
+ * else refused. `saveModel` runs them before it writes one.
+ *
+ * @throws {SyntaxError} when `json` is not an object; {@linkcode TypeError} / {@linkcode RangeError}
+ *   listing every bad key (with `file` and the fix)
+ */
+export function checkGenerationConfig(
+  json: unknown,
+  file: string,
+  what = "Cannot load the generation config",
+): GenerationConfig {
   if (!isObject(json)) {
-    throw new SyntaxError(`Cannot read ${file}: expected a JSON object, got ${show(json)}`);
+    throw new SyntaxError(`${what}: ${file} is not a JSON object, got ${show(json)}`);
   }
   const p = new Problems();
   const out: Record<string, unknown> = {};
@@ -277,7 +292,7 @@ export async function loadGenerationConfig(dir: string): Promise<GenerationConfi
     }
   }
   checkValues(out, p, null);
-  p.throwIfAny("Cannot load the generation config", file);
+  p.throwIfAny(what, file);
   return out as GenerationConfig;
 }
 

@@ -14,6 +14,7 @@ import { type TensorInput, writeSafetensors } from "./formats/safetensors.ts";
 import { transposeInPlace } from "./_key_map.ts";
 import { TOKENIZER_FILES } from "./hub/hub.ts";
 import { modelSource } from "./pretrained.ts";
+import { checkGenerationConfig } from "./generation_config.ts";
 import type { Transformer } from "./transformer.ts";
 
 /** Options of {@linkcode saveModel}. */
@@ -87,6 +88,19 @@ function generationConfigOf(c: ModelConfig): Record<string, unknown> | null {
 export async function saveModel(model: Transformer, dir: string, opts: SaveModelOptions = {}): Promise<void> {
   const c = model.config;
   const hfConfig = toHfConfig(c); // before any write: throws for configs HF cannot load
+  if (opts.generation_config) {
+    checkGenerationConfig(
+      opts.generation_config,
+      "opts.generation_config",
+      `Cannot save the model to ${dir}`,
+    );
+  }
+  if (opts.source !== undefined && !(await Deno.stat(opts.source).then((s) => s.isDirectory, () => false))) {
+    throw new RangeError(
+      `Cannot save the model to ${dir}: source ${opts.source} is not a folder (the tokenizer and generation ` +
+        `config are copied from it); fix the path or leave source out`,
+    );
+  }
   await Deno.mkdir(dir, { recursive: true });
   const map = checkpointKeyMap(c);
   const tensors: Record<string, TensorInput> = {};

@@ -156,6 +156,18 @@ Deno.test("saveModel() copies the tokenizer files of the source folder and write
       max_new_tokens: 7,
     });
     assert.ok(![...Deno.readDirSync(out2)].some((e) => e.name.startsWith("tokenizer")));
+    // a source that is no folder once saved without the tokenizer, a bad generation config was written
+    // for loadGenerationConfig to refuse later: both refused before anything is written
+    const out3 = join(out2, "more");
+    await assert.rejects(
+      () => saveModel(model, out3, { source: join(src, "nope") }),
+      /Cannot save the model to .*more: source .*nope is not a folder/,
+    );
+    await assert.rejects(
+      () => saveModel(model, out3, { generation_config: { temperature: -1, top_k: "x" } }),
+      /Cannot save the model to .*more in opts\.generation_config: 2 problems/,
+    );
+    assert.ok(!(await Deno.stat(out3).then(() => true, () => false)), "nothing written");
     // Saving over the folder the model came from keeps its files intact.
     await saveModel(model, src);
     assert.equal(await Deno.readTextFile(join(src, "tokenizer.json")), tok["tokenizer.json"]);
