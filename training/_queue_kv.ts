@@ -17,6 +17,7 @@ import {
   type JobSpec,
   type JobState,
   type LeaseOptions,
+  parseJobSpec,
 } from "./queue.ts";
 
 const ROOT = "fledge_queue";
@@ -97,7 +98,8 @@ class KvQueue implements JobQueue {
     return unlocked(() => Array.fromAsync(this.#kv.list<KvJob>({ prefix: [ROOT, "job"] })));
   }
 
-  async submit(spec: JobSpec): Promise<string> {
+  async submit(raw: JobSpec): Promise<string> {
+    const spec = parseJobSpec(raw, "submitted to the queue"); // what the CLI's job files get
     for (;;) {
       const seq = await this.#kv.get<Deno.KvU64>([ROOT, "seq"]);
       const n = (seq.value?.value ?? 0n) + 1n;

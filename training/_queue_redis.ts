@@ -22,6 +22,7 @@ import {
   type JobSpec,
   type JobState,
   type LeaseOptions,
+  parseJobSpec,
 } from "./queue.ts";
 
 /** The BullMQ queue name. */
@@ -105,7 +106,8 @@ class RedisQueue implements JobQueue {
     this.#queue = new Queue(NAME, { connection: this.#conn });
   }
 
-  async submit(spec: JobSpec): Promise<string> {
+  async submit(raw: JobSpec): Promise<string> {
+    const spec = parseJobSpec(raw, "submitted to the queue"); // what the CLI's job files get
     const data: JobData = {
       kind: spec.kind,
       name: spec.name ?? null,

@@ -124,6 +124,19 @@ Deno.test("kv queue: a job whose worker is lost on its last attempt fails, namin
 
 Deno.test("runWorker(): bad input fails a job once; another error is retried up to max_attempts", async () => {
   await withQueue(async (q) => {
+    // what the CLI's flags and job files refuse, the API refuses too (a lease of 0 once ran a job twice)
+    for (
+      const [o, re] of [[{ lease: 0 }, /lease 0 is not/], [{ max_jobs: 0 }, /max_jobs 0 is not/], [{
+        idle_exit: -1,
+      }, /idle_exit -1/]] as const
+    ) {
+      await assert.rejects(() => runWorker(q, { ...o, log: quiet }), { name: "RangeError", message: re });
+    }
+    await assert.rejects(
+      () => q.submit({ kind: "eval", config: {}, max_attempts: 0 }),
+      /max_attempts must be an integer >= 1, got 0/,
+    );
+    assert.deepEqual(await q.jobs(), [], "nothing submitted");
     const bad = await q.submit({ kind: "eval", config: { why: "bad" } });
     const flaky = await q.submit({ kind: "eval", config: { why: "flaky" }, max_attempts: 2 });
     const broken = await q.submit({ kind: "eval", config: { why: "broken" }, max_attempts: 2 });
