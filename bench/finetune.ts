@@ -21,6 +21,7 @@ import { type MemoryReport, memoryReport } from "../training/memory.ts";
 import { createTrainer } from "../training/trainer.ts";
 import { formatBytes } from "../util/format.ts";
 import { mulberry32 } from "../util/random.ts";
+import { parseFlags } from "../util/flags.ts";
 
 /** The fine-tuning methods compared. */
 export type FinetuneMethod = "full" | "lora" | "dora" | "qlora";
@@ -211,7 +212,7 @@ export function finetuneTable(records: readonly FinetuneBenchRecord[]): string {
 }
 
 if (import.meta.main) {
-  const quick = Deno.args.includes("--quick");
+  const { quick } = parseFlags("bench", Deno.args, { quick: { type: "boolean" } });
   const rs = await benchFinetune(quick ? { B: 2, T: 64, steps: 2 } : {});
   for (const r of rs) console.log(JSON.stringify(r));
   console.error(`\n${finetuneTable(rs)}\nadapter: ${rs[0]?.adapter}`);

@@ -17,6 +17,7 @@ import { Transformer } from "../models/transformer.ts";
 import { scoreLabels } from "../evaluation/label_likelihood.ts";
 import { BASE_MODEL_DEFAULTS, baseModelConfig } from "../tasks/base_model.ts";
 import { mulberry32 } from "../util/random.ts";
+import { parseFlags } from "../util/flags.ts";
 
 /** One benchmark result line. */
 export interface GenerateBenchRecord {
@@ -96,6 +97,6 @@ export async function benchGenerate(opts: GenerateBenchOptions = {}): Promise<Ge
 }
 
 if (import.meta.main) {
-  const quick = Deno.args.includes("--quick");
+  const { quick } = parseFlags("bench", Deno.args, { quick: { type: "boolean" } });
   for (const r of await benchGenerate({ quick })) console.log(JSON.stringify(r));
 }

@@ -11,6 +11,7 @@
  */
 import { createBackend } from "../kernels/backend.ts";
 import { autotuneMatmul, describeMatmulConfig, matmulConfigText, matmulForward } from "../kernels/matmul.ts";
+import { parseFlags } from "../util/flags.ts";
 
 /** One benchmark result (one JSON line). */
 export interface MatmulBenchRecord {
@@ -208,15 +209,22 @@ export function matmulTable(records: MatmulBenchRecord[]): string {
 }
 
 if (import.meta.main) {
-  const args = Deno.args;
-  const shapesArg = args.find((a) => a.startsWith("--shapes="));
-  const shapes = shapesArg
-    ? shapesArg.slice(9).split(",").map((s) => s.split("x").map(Number) as [number, number, number])
-    : undefined;
-  const recs = await benchMatmul({
-    shapes,
-    tfjs: !args.includes("--no-tfjs"),
-    autotune: args.includes("--autotune"),
+  const values = parseFlags("bench", Deno.args, {
+    shapes: { type: "string" },
+    no_tfjs: { type: "boolean" },
+    autotune: { type: "boolean" },
   });
+  const shapes = values.shapes?.split(",").map((s) => {
+    const dims = s.split("x").map(Number);
+    if (dims.length !== 3 || !dims.every((d) => Number.isInteger(d) && d >= 1)) {
+      throw new RangeError(
+        `Cannot run the benchmark: --shapes ${
+          JSON.stringify(s)
+        } is not MxKxN in positive integers (e.g. 64x128x32)`,
+      );
+    }
+    return dims as [number, number, number];
+  });
+  const recs = await benchMatmul({ shapes, tfjs: !values.no_tfjs, autotune: values.autotune });
   console.error("\n" + matmulTable(recs));
 }
