@@ -14,7 +14,12 @@ import type { TrainingConfig } from "./config.ts";
 import { pathExists, removeAtomic, writeDirAtomic, writeFileAtomic } from "../util/atomic.ts";
 import { formatMetric } from "../util/format.ts";
 
-/** Files and folders a run writes into `output_dir`. */
+/**
+ * Files and folders a run writes into `output_dir`: the Trainer's, then a recipe's (`tasks/recipe.ts`,
+ * `evaluation/run_report.ts`) and the demo's. All of them are refused without `overwrite_output_dir`
+ * and removed with it, so a user's file of the same name is never replaced unasked and a new run never
+ * sits beside the last one's results.
+ */
 export const RUN_ARTIFACTS = [
   "checkpoints",
   "model",
@@ -23,6 +28,15 @@ export const RUN_ARTIFACTS = [
   "report.md",
   "curves.svg",
   "config.yaml",
+  "recipe.yaml",
+  "predictions.jsonl",
+  "metrics.json",
+  "metrics.svg",
+  "confusion.svg",
+  "curves.png",
+  "metrics.png",
+  "confusion.png",
+  "samples.txt",
 ];
 
 /**
@@ -110,7 +124,8 @@ export class MetricsFile {
   }
   async reset(history: readonly Record<string, number>[]): Promise<void> {
     if (!this.#on) return;
-    await Deno.writeTextFile(this.path, history.map((r) => JSON.stringify(r) + "\n").join(""));
+    // atomic: a resumed run rewrites its whole history here, and a kill must not cut it
+    await writeFileAtomic(this.path, history.map((r) => JSON.stringify(r) + "\n").join(""));
   }
   async append(record: Record<string, number>): Promise<void> {
     if (this.#on) await Deno.writeTextFile(this.path, JSON.stringify(record) + "\n", { append: true });

@@ -361,6 +361,14 @@ Deno.test("recipes refuse bad input in one line before training", async () => {
     r = await recipe("sst2", join(root, "b2"), ["--model", noTok, "--base_model", "{}"]);
     assert.equal(r.code, 2, r.err);
     assert.match(r.err, /--base_model shapes the Debian base model, which --model .* replaces; drop one/);
+    // a folder holding a file a recipe writes (a user's metrics.json) is refused, and the file kept
+    const mine = join(root, "mine");
+    await Deno.mkdir(mine);
+    await Deno.writeTextFile(join(mine, "metrics.json"), '{"mine": 1}');
+    r = await recipe("sst2", mine);
+    assert.equal(r.code, 2, r.err);
+    assert.match(r.err, /mine already holds a run \(metrics\.json\); set overwrite_output_dir/);
+    assert.equal(await Deno.readTextFile(join(mine, "metrics.json")), '{"mine": 1}');
     r = await recipe("summarization", join(root, "c"), ["--num_beams", "0"]);
     assert.equal(r.code, 2);
     assert.match(r.err, /num_beams must be a positive integer/);
