@@ -437,7 +437,8 @@ export class Trainer {
           ),
       });
     } catch (e) {
-      if (created) await Deno.remove(out, { recursive: true }).catch(() => {});
+      // not recursive: a run that won the lock may be filling the folder this call created
+      if (created) await Deno.remove(out).catch(() => {});
       throw e;
     }
     try {

@@ -11,6 +11,8 @@ import {
   type TrainerState,
 } from "../../training/checkpoint.ts";
 import { getTrainingArgs } from "../../training/config.ts";
+import { createTrainer } from "../../training/trainer.ts";
+import { TextDataset } from "../../data/text_dataset.ts";
 import { assert } from "../_assert.ts";
 
 const be = await createBackend("cpu");
@@ -139,4 +141,48 @@ Deno.test("rotateCheckpoints() keeps the newest save_total_limit folders, and al
   await rotateCheckpoints(root, { save_total_limit: 1 });
   assert.deepEqual(await names(), ["step-10"]);
   await Deno.remove(root, { recursive: true });
+});
+
+Deno.test("a trainer that loses the lock of a new output_dir leaves the folder to the run that holds it", async () => {
+  const be = await createBackend("cpu");
+  const root = await Deno.makeTempDir(), out = join(root, "run");
+  const mk = () =>
+    createTrainer({
+      model: Transformer.init(
+        presetConfig("tiny", {
+          vocab_size: 16,
+          hidden_size: 16,
+          num_hidden_layers: 1,
+          num_attention_heads: 2,
+          intermediate_size: 32,
+          max_position_embeddings: 8,
+        }),
+        be,
+      ),
+      config: getTrainingArgs({
+        output_dir: out,
+        max_steps: 20,
+        per_device_train_batch_size: 2,
+        save_steps: 10,
+      }),
+      train_dataset: new TextDataset(Int32Array.from({ length: 64 }, (_, i) => (i * 7) % 16), {
+        block_size: 8,
+      }),
+      progress: false,
+      handle_signals: false,
+    });
+  const a = mk(), b = mk();
+  try {
+    const [ra, rb] = await Promise.allSettled([a.train(), b.train()]);
+    // one of them wins the lock; the other's failed start once removed the folder under the winner
+    const won = [ra, rb].filter((r) => r.status === "fulfilled");
+    const lost = [ra, rb].filter((r) => r.status === "rejected") as PromiseRejectedResult[];
+    assert.equal(won.length, 1, String(lost.map((r) => r.reason)));
+    assert.match(String(lost[0].reason), /Busy|in use/);
+    assert.ok((await Deno.stat(join(out, "model", "model.safetensors"))).isFile);
+  } finally {
+    a.dispose();
+    b.dispose();
+    await Deno.remove(root, { recursive: true });
+  }
 });
