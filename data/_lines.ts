@@ -3,6 +3,7 @@
  * bounded memory (one chunk plus the current partial line), and write text with back-pressure.
  * @module
  */
+import { writeFileAtomic } from "../util/atomic.ts";
 
 /** One line of a file: its text (without `\n` / `\r\n`) and its 1-based line number. */
 export interface NumberedLine {
@@ -40,14 +41,21 @@ export async function* readLines(path: string): AsyncGenerator<NumberedLine> {
 }
 
 /**
- * Write text pieces to `path` (created or truncated) through a buffered stream, so large outputs
- * never sit in memory at once.
+ * Write text pieces to `path` through a buffered stream, so large outputs never sit in memory at
+ * once. Atomic (a temp file renamed into place): an error while the pieces are made, or a kill,
+ * leaves an existing `path` as it was.
  */
 export async function writeTextPieces(
   path: string,
   pieces: Iterable<string> | AsyncIterable<string>,
 ): Promise<void> {
-  using file = await Deno.open(path, { write: true, create: true, truncate: true });
+  await writeFileAtomic(path, (file) => writeStream(file, pieces));
+}
+
+async function writeStream(
+  file: Deno.FsFile,
+  pieces: Iterable<string> | AsyncIterable<string>,
+): Promise<void> {
   const encoder = new TextEncoder();
   let buf: string[] = [];
   let size = 0;

@@ -1,5 +1,6 @@
 import { assert } from "../_assert.ts";
 import { readCsv, streamCsv, writeCsv } from "../../data/csv.ts";
+import { writeJsonl } from "../../data/jsonl.ts";
 import { CsvParser } from "../../data/_csv_parser.ts";
 
 const dir = await Deno.makeTempDir({ prefix: "fledge-csv-" });
@@ -74,6 +75,16 @@ Deno.test("writeCsv() and readCsv() round-trip awkward values", async () => {
   }
   await writeCsv(`${dir}/o.csv`, [{ a: { x: 1 }, b: null }], { columns: ["b", "a"] });
   assert.equal(await Deno.readTextFile(`${dir}/o.csv`), 'b,a\n,"{""x"":1}"\n');
+  // a write that fails leaves the file as it was (it was once emptied first), and no temp file
+  await assert.rejects(() => writeCsv(`${dir}/o.csv`, []), /no records and no columns/);
+  async function* broken() {
+    yield { a: 1 };
+    throw new Error("source failed");
+  }
+  await assert.rejects(() => writeCsv(`${dir}/o.csv`, broken()), /source failed/);
+  await assert.rejects(() => writeJsonl(`${dir}/o.csv`, broken()), /source failed/);
+  assert.equal(await Deno.readTextFile(`${dir}/o.csv`), 'b,a\n,"{""x"":1}"\n');
+  assert.ok(![...Deno.readDirSync(dir)].some((e) => e.name.includes(".tmp-")), "no temp file left");
 });
 
 Deno.test("streamCsv() stops at max_samples", async () => {
