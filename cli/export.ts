@@ -9,6 +9,7 @@ import { existsSync } from "node:fs";
 import { basename, join } from "node:path";
 import { parseFlags } from "../util/flags.ts";
 import { formatBytes } from "../util/format.ts";
+import { tempPath } from "../util/atomic.ts";
 import { createBackend } from "../kernels/backend.ts";
 import { exportGguf, exportGgufAdapter, type GgufOuttype } from "../models/formats/gguf.ts";
 import { exportOnnx } from "../models/formats/onnx.ts";
@@ -201,26 +202,33 @@ async function exportRun(args: string[], io: CliIO): Promise<void> {
       };
       const named = <T extends object>(o: T, name?: string) => (name ? { ...o, name } : o);
       // The adapter is merged, or written first as its own GGUF (which refuses what llama.cpp
-      // adapters cannot hold, e.g. trained biases, before anything is written) and detached.
+      // adapters cannot hold, e.g. trained biases, before anything is written) and detached. It is
+      // written under a temp name and put in place only once the model's GGUF is written too, so a
+      // failed export leaves neither file (a left adapter would block the rerun).
       if (src.adapter) await loadAdapter(model, src.adapter);
       if (src.adapter && v.merge) mergeAdapter(model);
-      if (src.adapter && adapterOut) {
-        const adapter = { ...adapterConfig(model)!, tensors: await adapterTensors(model) };
-        extra = await exportGgufAdapter(
-          model,
-          adapterOut,
-          named(
-            {
-              adapter,
-              outtype: (v.adapter_outtype ?? "f32") as "f32" | "f16" | "q8_0",
-              overwrite: v.overwrite,
-            },
-            v.name && `${v.name}-lora`,
-          ),
-        );
-        removeAdapter(model);
+      const pending = adapterOut ? tempPath(adapterOut) : null;
+      try {
+        if (src.adapter && adapterOut && pending) {
+          const adapter = { ...adapterConfig(model)!, tensors: await adapterTensors(model) };
+          extra = await exportGgufAdapter(
+            model,
+            pending,
+            named(
+              { adapter, outtype: (v.adapter_outtype ?? "f32") as "f32" | "f16" | "q8_0" },
+              v.name && `${v.name}-lora`,
+            ),
+          );
+          removeAdapter(model);
+        }
+        main = await exportGguf(model, v.output, named(opts, v.name));
+        if (extra && adapterOut && pending) {
+          await Deno.rename(pending, adapterOut);
+          extra = { ...extra, path: adapterOut };
+        }
+      } finally {
+        if (pending) await Deno.remove(pending).catch(() => {});
       }
-      main = await exportGguf(model, v.output, named(opts, v.name));
     }
     const what = v.format === "onnx" ? "onnx" : `gguf ${v.outtype ?? "f16"}`;
     const adapterNote = src.adapter ? (v.merge ? `, adapter ${basename(src.adapter)} merged` : "") : "";

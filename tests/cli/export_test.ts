@@ -199,6 +199,21 @@ Deno.test("export of a fine-tuned run folder: base + adapter GGUF, or merged wit
     assert.ok(loraQ.tensorInfos.some((t) => t.dtype === 8), "q8_0 tensors (GGML type 8)");
     assert.equal((await parse(join(tmp, "ftq.gguf"))).metadata["general.file_type"], 0);
 
+    // the model's GGUF fails after the adapter's was made: neither is left (the adapter once blocked the rerun)
+    const bad = await cli([
+      "export",
+      "--model",
+      run,
+      "--output",
+      join(tmp, "bad.gguf"),
+      "--name",
+      "my phi-3",
+    ]);
+    assert.equal(bad.code, 2, bad.err);
+    assert.match(bad.err, /choose another name/);
+    assert.deepEqual([...Deno.readDirSync(tmp)].filter((e) => e.name.startsWith("bad")), [], "nothing left");
+    assert.equal((await cli(["export", "--model", run, "--output", join(tmp, "bad.gguf")])).code, 0);
+
     const merged = join(tmp, "merged.gguf");
     const m = await cli([
       "export",
