@@ -6,7 +6,8 @@
  * @module
  */
 import { join } from "node:path";
-import { writeFileAtomic } from "../util/atomic.ts";
+import { pathExists, writeFileAtomic } from "../util/atomic.ts";
+import { agree } from "../util/problems.ts";
 import { acquireLock, type RunLock } from "../util/lock.ts";
 import { parseJson } from "../util/json.ts";
 import { formatMetric } from "../util/format.ts";
@@ -45,10 +46,14 @@ export function definitionOf(c: SearchConfig): Record<string, unknown> {
   }));
 }
 
+/** What a study writes into its folder besides `study.json`. */
+const STUDY_OUTPUTS = ["trials", "results.md", "results.json", "best_config.yaml", "history.svg"];
+
 /**
  * Lock the study folder and read its study (checking that `c` defines the same one), or start a
  * new one; `study.json` is written either way.
- * @throws {RangeError} when the folder holds a study with another definition
+ * @throws {RangeError} when the folder holds a study with another definition, or, with no study,
+ *   files a new study would replace
  * @throws {Deno.errors.Busy} when another process runs this study
  */
 export async function openStudy(
@@ -71,6 +76,16 @@ export async function openStudy(
       }
       const done = found.trials.filter((t) => t.state !== "running").length;
       log(`search: resuming ${dir}: ${done} finished trials kept, ${found.trials.length - done} to resume`);
+    } else {
+      // a new study writes these: a folder that already has them holds someone's files, not a study
+      const taken: string[] = [];
+      for (const name of STUDY_OUTPUTS) if (await pathExists(join(dir, name))) taken.push(name);
+      if (taken.length) {
+        throw new RangeError(
+          `Cannot start a study in ${dir}: it already holds ${taken.join(", ")} and no study.json, and ` +
+            `the study would replace ${agree(taken).it}; choose another study_dir`,
+        );
+      }
     }
     const study: StudyFile = found ?? { format: "fledge-study", version: 1, definition, trials: [] };
     await writeStudy(dir, study);

@@ -472,6 +472,16 @@ Deno.test("runSearch() prunes >= 30% of a small search's steps at an equal best,
   const dir = await Deno.makeTempDir();
   try {
     const o = { steps: 12, trials: 8, seed: 2 };
+    // a folder with a study's file names but no study.json holds someone's files: refused, kept
+    const notes = `${dir}/study-none-random/results.md`;
+    await Deno.mkdir(`${dir}/study-none-random`);
+    await Deno.writeTextFile(notes, "my notes");
+    await assert.rejects(
+      () => tinySearch(dir, { ...o, pruner: "none" }),
+      /already holds results\.md and no study\.json/,
+    );
+    assert.equal(await Deno.readTextFile(notes), "my notes");
+    await Deno.remove(notes);
     const full = await tinySearch(dir, { ...o, pruner: "none" });
     const r = await tinySearch(dir, { ...o, pruner: "median" });
     const saved = 1 - r.steps_run / full.steps_run;
