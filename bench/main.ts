@@ -13,6 +13,8 @@
  */
 import { parseFlags } from "../util/flags.ts";
 import { benchTable, runBenchmarks } from "./run.ts";
+import { fileURLToPath } from "node:url";
+import { writeFileAtomic } from "../util/atomic.ts";
 
 const values = parseFlags("bench", Deno.args, { quick: { type: "boolean" }, only: { type: "string" } });
 const result = await runBenchmarks({
@@ -20,9 +22,9 @@ const result = await runBenchmarks({
   quick: values.quick,
   onRecord: (r) => console.log(JSON.stringify(r)),
 });
-await Deno.mkdir(new URL("./out/", import.meta.url), { recursive: true });
-await Deno.writeTextFile(
-  new URL("./out/results.jsonl", import.meta.url),
+// the newest run's records (each run replaces the last one's, atomically)
+await writeFileAtomic(
+  fileURLToPath(new URL("./out/results.jsonl", import.meta.url)),
   result.records.map((r) => JSON.stringify(r)).join("\n") + "\n",
 );
 console.error(`\n${benchTable(result)}`);
