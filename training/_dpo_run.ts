@@ -15,6 +15,7 @@ import { hashFraction } from "../data/split.ts";
 import { latestCheckpoint } from "./checkpoint.ts";
 import { refuseUnreadFields, type TrainingConfig } from "./config.ts";
 import { refuseExistingRun } from "./_trainer_io.ts";
+import { refuseMissingDataset } from "./_run_data.ts";
 import { initRunModel, isPreset, modelDir, resolveRunModel } from "./_run_model.ts";
 
 /** What a DPO run trains: the model, its tokenizer and the pairs. */
@@ -81,6 +82,7 @@ export async function dpoRunInputs(
   refuseUnreadFields(config, "dpo", "Cannot train with DPO");
   const name = config.model!, data = config.dataset!;
   await refuseExistingRun(config);
+  await refuseMissingDataset(data, "Cannot train with DPO");
   if (isPreset(name) && !config.tokenizer) {
     throw new RangeError(
       `Cannot train ${name} with DPO: a preset starts from random weights and has no tokenizer, and DPO ` +

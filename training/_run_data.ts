@@ -19,6 +19,7 @@ import { buildTextDatasets, readTextDocuments } from "../data/text_dataset.ts";
 import type { Tokenizer } from "../models/tokenizer/tokenizer.ts";
 import type { TrainDataset } from "./_trainer_batch.ts";
 import type { TrainingConfig } from "./config.ts";
+import { pathExists } from "../util/atomic.ts";
 
 /** Text documents of a dataset (for the wrapped layout and for training a preset's tokenizer). */
 export async function readDocuments(config: TrainingConfig, split = "train"): Promise<string[]> {
@@ -53,6 +54,18 @@ async function examplesOf(file: string, tokenizer: Tokenizer, config: TrainingCo
       .examples;
   }
   return (await loadSftExamples(file, tokenizer, opts)).examples;
+}
+
+/**
+ * Refuse a `dataset` path that does not exist, in one line naming the field (reading it would
+ * fail with the file system's bare "No such file or directory").
+ * @throws {Deno.errors.NotFound}
+ */
+export async function refuseMissingDataset(data: string, what: string): Promise<void> {
+  if (await pathExists(data)) return;
+  throw new Deno.errors.NotFound(
+    `${what}: dataset ${data} does not exist (the config's dataset field, or --dataset); fix the path`,
+  );
 }
 
 /** The train file of a dataset: the file itself, or a folder's train split. */

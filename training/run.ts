@@ -11,7 +11,7 @@ import { trainBpeTokenizer } from "../models/tokenizer/bpe.ts";
 import { loadTokenizer, type Tokenizer } from "../models/tokenizer/tokenizer.ts";
 import { latestCheckpoint } from "./checkpoint.ts";
 import { refuseExistingRun } from "./_trainer_io.ts";
-import { buildRunDatasets, readDocuments } from "./_run_data.ts";
+import { buildRunDatasets, readDocuments, refuseMissingDataset } from "./_run_data.ts";
 import { initRunModel, modelDir, resolveRunModel } from "./_run_model.ts";
 import { refuseUnreadFields, type TrainingConfig } from "./config.ts";
 import { createTrainer, type TrainResult } from "./trainer.ts";
@@ -83,6 +83,7 @@ export async function runTraining(
   refuseUnreadFields(config, "sft", "Cannot train");
   const name = config.model!, data = config.dataset!;
   await refuseExistingRun(config); // before any data or weights are read
+  await refuseMissingDataset(data, "Cannot train");
   // The model's shape first: a too-long block is an error before any data or weights are read.
   const spec = await resolveRunModel(name, config.model_config);
   const { config: mc, dir } = spec;

@@ -72,6 +72,10 @@ Deno.test("train: block_size over max_position_embeddings, empty dataset, unwrit
     /block_size \(max_seq_length\) 256 exceeds the model's max_position_embeddings 128/,
   );
   await rejects(["--config", cfg, "--dataset", join(dir, "empty.jsonl")], /dataset .*empty\.jsonl is empty/);
+  await rejects( // once the file system's bare "No such file or directory"
+    ["--config", cfg, "--dataset", join(dir, "nope.jsonl")],
+    /Cannot train: dataset .*nope\.jsonl does not exist \(the config's dataset field, or --dataset\); fix the path/,
+  );
   await Deno.writeTextFile(join(dir, "a-file"), "");
   await rejects(
     ["--config", cfg, "--output_dir", join(dir, "a-file", "run")],
