@@ -76,10 +76,15 @@ function listing(): string {
   ].join("\n");
 }
 
-/** Bad usage or input: exit code 2; anything else is a failure: exit code 1. */
+/**
+ * Bad usage or input: exit code 2 (a path of the wrong kind, a file where a folder belongs, counts
+ * too); anything else is a failure: exit code 1.
+ */
 function exitCode(e: unknown): 1 | 2 {
   const usage = e instanceof TypeError || e instanceof RangeError || e instanceof SyntaxError ||
-    e instanceof Deno.errors.NotFound || e instanceof Deno.errors.PermissionDenied;
+    e instanceof Deno.errors.NotFound || e instanceof Deno.errors.PermissionDenied ||
+    e instanceof Deno.errors.IsADirectory || e instanceof Deno.errors.NotADirectory ||
+    e instanceof Deno.errors.AlreadyExists;
   return usage ? 2 : 1;
 }
 

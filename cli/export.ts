@@ -29,7 +29,7 @@ adapter/adapter_config.json with adapter/ on top.
 options:
   --model DIR_OR_ID          a model folder, a hub id (org/name) or a run folder
   --output FILE              the file to write (.gguf or .onnx)
-  --format gguf|onnx         default gguf
+  --format gguf|onnx         default: the --output extension (.onnx), else gguf
   --outtype f32|f16|q8_0|q4_0
                              GGUF weight type (default f16; norms and biases stay f32)
   --adapter DIR              a PEFT LoRA adapter folder (default: the run folder's adapter/)
@@ -51,7 +51,7 @@ Flags may also be spelled with hyphens (--adapter-output). A summary line goes t
 const FLAGS = {
   model: { type: "string", required: true },
   output: { type: "string", required: true },
-  format: { type: "string", choices: ["gguf", "onnx"], default: "gguf" },
+  format: { type: "string", choices: ["gguf", "onnx"] },
   outtype: { type: "string", choices: ["f32", "f16", "q8_0", "q4_0"] },
   adapter_outtype: { type: "string", choices: ["f32", "f16", "q8_0"] },
   adapter: { type: "string" },
@@ -136,6 +136,14 @@ async function exportRun(args: string[], io: CliIO): Promise<void> {
   if (v.adapter_output && v.merge) {
     throw new TypeError("export: --adapter_output and --merge exclude each other");
   }
+  // The format follows --output's extension unless --format says it; the two must agree.
+  const ext = /\.(gguf|onnx)$/i.exec(v.output)?.[1].toLowerCase();
+  if (v.format && ext && ext !== v.format) {
+    throw new TypeError(
+      `export: --output ${v.output} ends in .${ext} but --format is ${v.format}; make them agree`,
+    );
+  }
+  const format = v.format ?? ext ?? "gguf";
   const src = resolveSource(v.model, v.adapter);
   // Flags this export would not read are refused, not ignored.
   const unread = [
@@ -146,14 +154,14 @@ async function exportRun(args: string[], io: CliIO): Promise<void> {
     ...(src.adapter && !v.merge
       ? []
       : [["adapter_outtype", "is for an adapter written as its own GGUF (no --merge)"]]),
-    ...(v.format === "onnx"
+    ...(format === "onnx"
       ? [["outtype", "is for GGUF (ONNX keeps f32)"], ["name", "is GGUF's general.name"]]
       : []),
   ].filter(([k]) => v[k as keyof typeof v] !== undefined && v[k as keyof typeof v] !== false);
   if (unread.length) {
     throw new TypeError(`export: ${unread.map(([k, why]) => `--${k} ${why}`).join("; ")}`);
   }
-  if (v.format === "onnx" && src.adapter && !v.merge) {
+  if (format === "onnx" && src.adapter && !v.merge) {
     throw new TypeError(
       `export: ONNX holds one graph, so the adapter ${src.adapter} must be merged into it: add --merge`,
     );
@@ -175,7 +183,7 @@ async function exportRun(args: string[], io: CliIO): Promise<void> {
     const tokenizer = v.tokenizer
       ? await loadTokenizer(v.tokenizer)
       : await findTokenizer([modelSource(model), ...src.tokenizerDirs]);
-    if (v.format === "gguf" && !tokenizer) {
+    if (format === "gguf" && !tokenizer) {
       throw new TypeError(
         `export: no tokenizer.json in ${
           [...new Set([modelSource(model), ...src.tokenizerDirs])].join(", ")
@@ -184,7 +192,7 @@ async function exportRun(args: string[], io: CliIO): Promise<void> {
       );
     }
     let main: Written, extra: Written | null = null;
-    if (v.format === "onnx") {
+    if (format === "onnx") {
       if (src.adapter) {
         await loadAdapter(model, src.adapter);
         mergeAdapter(model);
@@ -230,7 +238,7 @@ async function exportRun(args: string[], io: CliIO): Promise<void> {
         if (pending) await Deno.remove(pending).catch(() => {});
       }
     }
-    const what = v.format === "onnx" ? "onnx" : `gguf ${v.outtype ?? "f16"}`;
+    const what = format === "onnx" ? "onnx" : `gguf ${v.outtype ?? "f16"}`;
     const adapterNote = src.adapter ? (v.merge ? `, adapter ${basename(src.adapter)} merged` : "") : "";
     io.stderr(
       `export: wrote ${main.path} (${what}, ${main.tensors} tensors, ${

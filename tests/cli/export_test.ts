@@ -72,6 +72,18 @@ Deno.test("export refuses bad flags and inputs with exit 2 and one line", async 
     );
     assertFails(await cli(["export", "--model", model]), 2, /--output/);
     assertFails(await cli(["export", "--model", model, "--output", out, "--format", "pt"]), 2, /--format/);
+    assertFails( // --output x.onnx once got GGUF bytes; an explicit --format must agree with the extension
+      await cli(["export", "--model", model, "--output", join(tmp, "x.onnx"), "--format", "gguf"]),
+      2,
+      /--output .*x\.onnx ends in \.onnx but --format is gguf; make them agree/,
+    );
+    const file = join(tmp, "a-file"); // a path under a file is bad input (exit 2), not a failure (it was 1)
+    await Deno.writeTextFile(file, "");
+    assertFails(
+      await cli(["export", "--model", model, "--output", join(file, "m.gguf")]),
+      2,
+      /File exists|a-file/,
+    );
     assertFails(
       await cli(["export", "--model", await Deno.makeTempDir({ dir: tmp }), "--output", out]),
       2,
@@ -235,13 +247,14 @@ Deno.test("export of a fine-tuned run folder: base + adapter GGUF, or merged wit
   });
 });
 
-Deno.test("export --format onnx writes the merged run through exportOnnx", async () => {
+Deno.test("export --format onnx writes the merged run through exportOnnx (the format an .onnx --output implies)", async () => {
   await withRun(async (_model, run, tmp) => {
     const out = join(tmp, "model.onnx");
-    const r = await cli(["export", "--model", run, "--output", out, "--format", "onnx", "--merge", "--json"]);
+    const r = await cli(["export", "--model", run, "--output", out, "--merge", "--json"]);
     assert.equal(r.code, 0, r.err);
     assert.equal(JSON.parse(r.out).path, out);
-    assert.ok((await Deno.stat(out)).size > 0);
+    assert.match(r.err, /\(onnx, /);
+    assert.notEqual(new TextDecoder().decode((await Deno.readFile(out)).subarray(0, 4)), "GGUF");
   });
 });
 
