@@ -242,12 +242,19 @@ export async function loadAdapter(
   try {
     json = await readJsonFile(cfgPath);
   } catch (e) {
-    if (!(e instanceof Deno.errors.NotFound)) throw e;
+    if (!(e instanceof Deno.errors.NotFound || e instanceof Deno.errors.NotADirectory)) throw e;
     throw new TypeError(
       `Cannot load the adapter in ${dir}: ${cfgPath} is missing (a PEFT adapter folder has adapter_config.json)`,
     );
   }
   const { c, targets } = resolve(model, json, cfgPath);
+  if (!(await Deno.stat(file).then((s) => s.isFile, () => false))) {
+    const bin = await Deno.stat(join(dir, "adapter_model.bin")).then(() => true, () => false);
+    throw new TypeError(
+      `Cannot load the adapter in ${dir}: adapter_model.safetensors is missing` +
+        (bin ? "; adapter_model.bin (pickle) is not read: save it with safe_serialization=True" : ""),
+    );
+  }
   const reader = await openSafetensors(file);
   const built: LoraModule[] = [];
   const extras: [ExtraTensor, Float32Array[]][] = [];

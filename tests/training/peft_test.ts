@@ -349,6 +349,12 @@ Deno.test("applyLora and loadAdapter list every bad field and unknown target wit
       /adapter_config.json: 1 problem[\s\S]*layers_to_transform/,
     );
     await Deno.writeTextFile(`${tmp}/adapter_config.json`, JSON.stringify({ ...ref, r: 8 }));
+    await Deno.writeTextFile(`${tmp}/adapter_model.bin`, "pickle"); // an older PEFT save, no safetensors
+    await assert.rejects(() => loadAdapter(model, tmp), {
+      name: "TypeError",
+      message:
+        /adapter_model\.safetensors is missing; adapter_model\.bin \(pickle\) is not read: save it with/,
+    });
     await Deno.copyFile(`${dir("gpt2")}/lora/adapter_model.safetensors`, `${tmp}/adapter_model.safetensors`);
     await assert.rejects(
       () => loadAdapter(model, tmp),
