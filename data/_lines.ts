@@ -11,16 +11,65 @@ export interface NumberedLine {
   line: number;
 }
 
-/** Decode `path` as UTF-8 (a leading BOM dropped) in chunks of about 64 KiB. */
+/**
+ * Decode `path` as UTF-8 (a leading BOM dropped) in chunks of about 64 KiB.
+ * @throws {TypeError} at bytes that are not UTF-8, naming the file and line (they are never
+ *   replaced by U+FFFD behind the user's back)
+ */
 export async function* readTextChunks(path: string): AsyncGenerator<string> {
   using file = await Deno.open(path);
-  const decoder = new TextDecoder("utf-8", { ignoreBOM: false });
+  const decoder = new TextDecoder("utf-8", { ignoreBOM: false, fatal: true });
+  let line = 1;
   for await (const bytes of file.readable) {
-    const text = decoder.decode(bytes, { stream: true });
+    let text: string;
+    try {
+      text = decoder.decode(bytes, { stream: true });
+    } catch {
+      const bad = firstInvalid(bytes);
+      throw notUtf8(path, line + countNewlines(bytes.subarray(0, bad)), bytes[bad]);
+    }
+    line += countNewlines(bytes);
     if (text) yield text;
   }
-  const tail = decoder.decode();
+  let tail: string;
+  try {
+    tail = decoder.decode();
+  } catch {
+    throw notUtf8(path, line, undefined);
+  }
   if (tail) yield tail;
+}
+
+function notUtf8(path: string, line: number, byte: number | undefined): TypeError {
+  const what = byte === undefined
+    ? "it ends inside a character"
+    : `byte 0x${byte.toString(16).padStart(2, "0")}`;
+  return new TypeError(`Cannot read ${path}:${line}: not valid UTF-8 (${what}); re-encode the file as UTF-8`);
+}
+
+function countNewlines(bytes: Uint8Array): number {
+  let n = 0;
+  for (let i = bytes.indexOf(10); i >= 0; i = bytes.indexOf(10, i + 1)) n++;
+  return n;
+}
+
+/** The offset of the first byte a UTF-8 decoder refuses in `bytes` (by bisection on prefixes). */
+function firstInvalid(bytes: Uint8Array): number {
+  const ok = (k: number) => {
+    try {
+      new TextDecoder("utf-8", { fatal: true }).decode(bytes.subarray(0, k), { stream: true });
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  let lo = 0, hi = bytes.length; // ok(lo), and the whole chunk is not
+  while (hi - lo > 1) {
+    const mid = (lo + hi) >> 1;
+    if (ok(mid)) lo = mid;
+    else hi = mid;
+  }
+  return Math.min(lo, bytes.length - 1);
 }
 
 /** The lines of `path`, numbered from 1; the empty piece after a final `\n` is not a line. */

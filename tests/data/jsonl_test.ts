@@ -40,6 +40,15 @@ Deno.test("readJsonl() names file and line of invalid JSON", async () => {
     name: "SyntaxError",
     message: /bad\.jsonl:2: expected a JSON object, found an array/,
   });
+  // bytes that are not UTF-8 were once read as U+FFFD and trained on
+  await Deno.writeFile(
+    path,
+    new Uint8Array([...new TextEncoder().encode('{"a":"x"}\n{"a":"'), 0xff, 0x22, 0x7d, 10]),
+  );
+  await assert.rejects(readJsonl(path), {
+    name: "TypeError",
+    message: /bad\.jsonl:2: not valid UTF-8 \(byte 0xff\); re-encode the file as UTF-8/,
+  });
 });
 
 Deno.test("readJsonl() names a missing column and lists the available ones", async () => {
