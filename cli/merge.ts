@@ -39,7 +39,12 @@ async function contents(dir: string): Promise<string[]> {
     return (await Array.fromAsync(Deno.readDir(dir))).map((e) => e.name).sort();
   } catch (e) {
     if (e instanceof Deno.errors.NotFound) return [];
-    if (e instanceof Deno.errors.NotADirectory) return [dir];
+    if (e instanceof Deno.errors.NotADirectory) {
+      if ((await Deno.stat(dir).then((s) => s.isFile, () => false))) return [dir]; // a file in its place
+      throw new TypeError(
+        `merge: --output ${dir}: a folder above it is a file, not a folder; choose another path`,
+      );
+    }
     throw e;
   }
 }

@@ -82,7 +82,16 @@ export async function openKvQueue(path: string, url: string): Promise<JobQueue> 
     );
   }
   await Deno.mkdir(dirname(path), { recursive: true });
-  return new KvQueue(await unlocked(() => Deno.openKv(path)), url);
+  let kv: Deno.Kv;
+  try {
+    kv = await unlocked(() => Deno.openKv(path));
+  } catch (e) {
+    if (!/not a database/i.test(String((e as Error)?.message))) throw e;
+    throw new TypeError(
+      `Cannot open queue ${url}: ${path} is not a queue database; give a new or existing kv: file`,
+    );
+  }
+  return new KvQueue(kv, url);
 }
 
 class KvQueue implements JobQueue {

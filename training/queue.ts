@@ -245,7 +245,8 @@ export function parseJobSpec(raw: unknown, where: string): JobSpec {
   const max = o.max_attempts ?? DEFAULT_MAX_ATTEMPTS;
   if (typeof max !== "number" || !Number.isInteger(max) || max < 1) {
     throw new RangeError(
-      `Cannot read job ${where}: max_attempts must be an integer >= 1, got ${String(max)}`,
+      `Cannot read job ${where}: max_attempts must be an integer >= 1, got ${JSON.stringify(max)}` +
+        (typeof max === "string" ? " (write the number without quotes)" : ""),
     );
   }
   if (kind === "train") validateTrainingConfig(o.config, { file: `${where} config`, warn: () => {} });

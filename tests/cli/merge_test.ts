@@ -56,4 +56,11 @@ Deno.test("merge names every missing flag in one line, exit code 2", async () =>
     2,
     /--backend gpu is not one of webgpu, cpu, auto/,
   );
+  const file = await Deno.makeTempFile(); // --output under a file: once "already exists", it does not
+  assertFails(
+    await cli(["merge", "--model", "x", "--adapter", "y", "--output", `${file}/sub`]),
+    2,
+    /a folder above it is a file, not a folder/,
+  );
+  await Deno.remove(file);
 });

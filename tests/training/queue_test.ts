@@ -61,6 +61,10 @@ Deno.test("parseJobSpec() reads a job or a bare TrainingConfig and names every p
   );
   assert.throws(() => parseJobSpec({ config: [] }, "j.yaml"), /config must be a mapping, got a list/);
   assert.throws(() => parseJobSpec({ config: {}, max_attempts: 0 }, "j.yaml"), RangeError);
+  assert.throws( // a quoted number once read back as "got 3"
+    () => parseJobSpec({ kind: "eval", config: {}, max_attempts: "3" }, "j.yaml"),
+    /max_attempts must be an integer >= 1, got "3" \(write the number without quotes\)/,
+  );
   assert.throws(() => parseJobSpec({ config: { lerning_rate: 1 } }, "j.yaml"), /lerning_rate/);
   assert.throws(() => parseJobSpec("model: tiny", "j.yaml"), /expected a mapping, got string/);
 });
@@ -82,6 +86,16 @@ Deno.test("parseQueueUrl() reads kv:PATH and redis://host:port[/db], refusing an
   for (const bad of ["kv:", "queue.sqlite", "redis://h:1/x", "rediss://h:1", "http://h"]) {
     assert.throws(() => parseQueueUrl(bad), TypeError, bad);
   }
+});
+
+Deno.test("openQueue() names a kv: file that is not a queue database (once a bare 'file is not a database')", async () => {
+  const file = await Deno.makeTempFile();
+  await Deno.writeTextFile(file, "notes, not a database\n".repeat(200));
+  await assert.rejects(() => openQueue(`kv:${file}`), {
+    name: "TypeError",
+    message: /Cannot open queue kv:.*: .* is not a queue database; give a new or existing kv: file/,
+  });
+  await Deno.remove(file);
 });
 
 Deno.test("kv queue: a lease is exclusive, renewed by heartbeats, and taken over once it expires", async () => {
