@@ -335,6 +335,15 @@ async function clean(positional: string | undefined, args: string[], io: CliIO):
   }
   const steps = cleanPipelineFromYaml(yaml, { file: v.config });
   const records = await readDataset(input);
+  const field = v.text_field ?? "text", bad = records.findIndex((r) => typeof r[field] !== "string");
+  if (bad >= 0) { // the pipeline's own message names its function, not the file
+    const got = records[bad][field];
+    throw new TypeError(
+      `data clean: ${input} record ${bad + 1}: field "${field}" is ${
+        got === undefined ? "missing" : got === null ? "null" : `a ${typeof got}`
+      }, not text; fix the record or pass --text_field`,
+    );
+  }
   const r = runCleanPipeline(records, steps, { field: v.text_field });
   await writeRecords(v.output, r.kept, Object.keys(records[0] ?? {}));
   const result = {

@@ -200,7 +200,14 @@ Deno.test("data clean: bad pipelines, fields and outputs are one-line errors wit
   assertFails(
     await cliProcess(["data", "clean", "--config", pipeline, file, "--output", out, "--text_field", "body"]),
     2,
-    /field "body" is missing/,
+    /record 1: field "body" is missing, not text; fix the record or pass --text_field/,
+  );
+  const nums = join(tmp, "nums.jsonl"); // once named the internal exactDedup, not the file
+  await Deno.writeTextFile(nums, '{"text": "a"}\n{"text": 5}\n');
+  assertFails(
+    await cliProcess(["data", "clean", "--config", pipeline, nums, "--output", out]),
+    2,
+    /data clean: .*nums\.jsonl record 2: field "text" is a number, not text/,
   );
   assert.ok(!(await Deno.stat(join(tmp, "bad")).catch(() => null)), "nothing written");
 });
