@@ -18,6 +18,20 @@ export const SPECIAL_TOKEN_KEYS = [
   "mask_token",
 ] as const;
 
+/** The first Jinja block (`for`, `if`, `macro`, ...) of `template` left open, or null. */
+function unclosedBlock(template: string): string | null {
+  const stack: string[] = [];
+  for (const m of template.matchAll(/\{%-?\s*(\w+)/g)) {
+    const tag = m[1];
+    if (["for", "if", "macro", "call", "filter", "set", "raw", "generation"].includes(tag)) {
+      // `{% set x = ... %}` is a statement; only `{% set x %}...{% endset %}` opens a block
+      if (tag === "set" && /^\{%-?\s*set\s+[\w.,\s]+=/.test(template.slice(m.index!))) continue;
+      stack.push(tag);
+    } else if (tag.startsWith("end") && stack.at(-1) === tag.slice(3)) stack.pop();
+  }
+  return stack[0] ?? null;
+}
+
 /** Compiles templates once per tokenizer (held by the tokenizer, no module-level cache). */
 export class ChatTemplateRenderer {
   readonly #compiled = new Map<string, Template>();
@@ -32,10 +46,15 @@ export class ChatTemplateRenderer {
       try {
         compiled = new Template(template);
       } catch (e) {
-        throw new SyntaxError(
-          `Cannot parse chat template from ${where}: ${(e as Error).message}; fix the Jinja syntax`,
-          { cause: e },
-        );
+        // the parser's own message for a block left open is a JS error ("Cannot read properties of
+        // undefined"): name the block instead
+        const open = e instanceof TypeError ? unclosedBlock(template) : null;
+        const why = open
+          ? `a {% ${open} %} block is never closed (add {% end${open} %})`
+          : (e as Error).message;
+        throw new SyntaxError(`Cannot parse chat template from ${where}: ${why}; fix the Jinja syntax`, {
+          cause: e,
+        });
       }
       this.#compiled.set(template, compiled);
     }

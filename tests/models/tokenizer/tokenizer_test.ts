@@ -370,6 +370,13 @@ Deno.test("applyChatTemplate() without a template and with bad Jinja throws with
     () => tok.applyChatTemplate([{ role: "user", content: "hi" }], { chat_template: "{% for %}" }),
     (e: Error) => e instanceof SyntaxError && /Cannot parse chat template/.test(e.message),
   );
+  assert.throws( // a block left open once read "Cannot read properties of undefined (reading 'type')"
+    () =>
+      tok.applyChatTemplate([{ role: "user", content: "hi" }], {
+        chat_template: "{% for m in messages %}{% set x = 1 %}{{ m.content }}",
+      }),
+    { name: "SyntaxError", message: /a \{% for %\} block is never closed \(add \{% endfor %\}\)/ },
+  );
   const dir = await Deno.makeTempDir();
   try {
     await tok.save(dir);
