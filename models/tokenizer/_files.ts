@@ -39,6 +39,42 @@ function parseObject(text: string, path: string): Record<string, unknown> {
 }
 
 /**
+ * The shapes transformers.js reads without checking (a wrong one failed deep inside it with a JS
+ * error): `model.vocab`, `model.merges` and `added_tokens`, each named by its key path.
+ */
+function checkTokenizerJson(t: Record<string, unknown>, model: Record<string, unknown>, path: string): void {
+  const bad = (key: string, want: string, got: unknown) =>
+    new SyntaxError(
+      `Cannot load tokenizer from ${path}: ${key} must be ${want}, got ${JSON.stringify(got)?.slice(0, 60)}`,
+    );
+  const vocab = model.vocab;
+  if (vocab !== undefined) {
+    const list = model.type === "Unigram";
+    if (list ? !Array.isArray(vocab) : (!vocab || typeof vocab !== "object" || Array.isArray(vocab))) {
+      throw bad("model.vocab", list ? "a list of [piece, score]" : "an object of token -> id", vocab);
+    }
+  }
+  const merges = model.merges;
+  if (merges !== undefined) {
+    const i = !Array.isArray(merges) ? -1 : merges.findIndex((m) =>
+      !(typeof m === "string" ||
+        (Array.isArray(m) && m.length === 2 && m.every((x) => typeof x === "string")))
+    );
+    if (!Array.isArray(merges)) throw bad("model.merges", "a list", merges);
+    if (i >= 0) throw bad(`model.merges[${i}]`, `"a b" or ["a", "b"]`, merges[i]);
+  }
+  const added = t.added_tokens;
+  if (added !== undefined && added !== null) {
+    if (!Array.isArray(added)) throw bad("added_tokens", "a list", added);
+    const i = added.findIndex((a) =>
+      !a || typeof a !== "object" || !Number.isInteger((a as { id?: unknown }).id) ||
+      typeof (a as { content?: unknown }).content !== "string"
+    );
+    if (i >= 0) throw bad(`added_tokens[${i}]`, "{id: integer, content: string, ...}", added[i]);
+  }
+}
+
+/**
  * Read a tokenizer folder. `tokenizer.json` is required; the other files are optional. As in
  * transformers (Python), `chat_template.jinja` overrides a `chat_template` in the config, and
  * `special_tokens_map.json` fills special tokens the config lacks.
@@ -63,9 +99,20 @@ export async function readTokenizerFiles(dir: string): Promise<TokenizerFiles> {
         `(BPE, WordPiece, Unigram, WordLevel); got ${JSON.stringify(model)?.slice(0, 80)}`,
     );
   }
+  checkTokenizerJson(tokenizer, model, tokenizerPath);
   const configPath = join(dir, "tokenizer_config.json");
   const configText = await readOptional(configPath);
   const config = configText === null ? {} : parseObject(configText, configPath);
+  for (const key of SPECIAL_TOKEN_KEYS) {
+    const v = config[key];
+    if (v != null && tokenContent(v) === null) {
+      throw new SyntaxError(
+        `Cannot read ${configPath}: ${key} must be a token string or {"content": string}, got ${
+          JSON.stringify(v)?.slice(0, 80)
+        }`,
+      );
+    }
+  }
 
   const mapPath = join(dir, "special_tokens_map.json");
   const mapText = await readOptional(mapPath);

@@ -417,6 +417,31 @@ Deno.test("loadTokenizer() names the missing or broken file", async () => {
       (e: Error) =>
         e instanceof SyntaxError && e.message.includes("tokenizer_config.json: the top level is not"),
     );
+    // shapes transformers.js once failed on with a JS error ("x.split is not a function"), or blamed
+    // on tokenizer.json when tokenizer_config.json held them
+    type Tok = { model: Record<string, unknown>; added_tokens: unknown };
+    const good: Tok = JSON.parse(await Deno.readTextFile(`${dir}/tokenizer.json`));
+    await Deno.writeTextFile(`${dir}/tokenizer_config.json`, JSON.stringify({ eos_token: { content: 5 } }));
+    await assert.rejects(() => loadTokenizer(dir), {
+      name: "SyntaxError",
+      message: /tokenizer_config\.json: eos_token must be a token string or \{"content": string\}/,
+    });
+    await Deno.remove(`${dir}/tokenizer_config.json`);
+    for (
+      const [edit, re] of [
+        [(t: Tok) => (t.model.merges = [1, 2]), /model\.merges\[0\] must be "a b" or \["a", "b"\], got 1/],
+        [(t: Tok) => (t.model.vocab = [1, 2]), /model\.vocab must be an object of token -> id/],
+        [
+          (t: Tok) => (t.added_tokens = [{ id: "x" }]),
+          /added_tokens\[0\] must be \{id: integer, content: string/,
+        ],
+      ] as const
+    ) {
+      const t = structuredClone(good);
+      edit(t);
+      await Deno.writeTextFile(`${dir}/tokenizer.json`, JSON.stringify(t));
+      await assert.rejects(() => loadTokenizer(dir), { name: "SyntaxError", message: re });
+    }
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
