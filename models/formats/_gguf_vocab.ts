@@ -14,6 +14,7 @@
 import { join } from "node:path";
 import type { ModelConfig } from "../config_types.ts";
 import type { Tokenizer } from "../tokenizer/types.ts";
+import { ChatTemplateRenderer } from "../tokenizer/_chat.ts";
 import type { GgufValue } from "./_gguf_file.ts";
 
 /** gguf-py `TokenType`. */
@@ -127,6 +128,8 @@ export async function tokenizerMetadata(tok: Tokenizer, config: ModelConfig): Pr
   meta.push(["tokenizer.ggml.add_bos_token", { type: "bool", value: addBos }]);
   meta.push(["tokenizer.ggml.add_eos_token", { type: "bool", value: addEos }]);
   if (tok.chat_template !== null) {
+    // parsed before it is written: llama.cpp would only fail on it at chat time, far from here
+    new ChatTemplateRenderer().compile(tok.chat_template, "the tokenizer's chat_template");
     meta.push(["tokenizer.chat_template", { type: "string", value: tok.chat_template }]);
   }
   return meta;

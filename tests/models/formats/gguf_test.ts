@@ -439,6 +439,18 @@ Deno.test("exportGguf() refuses bad input with one-line errors naming the fix", 
       TypeError,
       /name must be non-empty text/,
     );
+    const none = { bos_token: null, eos_token: null, pad_token: null, unk_token: null }; // a template left open
+    const broken = await trainBpeTokenizer(["abc"], {
+      vocab_size: 256,
+      special_tokens: [],
+      ...none,
+      chat_template: "{% for m in messages %}{{ m.content }}",
+    });
+    await rejects(
+      exportGguf(model, `${dir}/t.gguf`, { tokenizer: broken }),
+      SyntaxError,
+      /the tokenizer's chat_template: a \{% for %\} block is never closed/,
+    );
     await exportGguf(model, path, { tokenizer: tok, overwrite: true });
     assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name), ["m.gguf"], "no temp files left");
     await loadAdapter(model, `${REF}/llama/lora`);
