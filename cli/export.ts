@@ -9,7 +9,7 @@ import { existsSync } from "node:fs";
 import { basename, join } from "node:path";
 import { parseFlags } from "../util/flags.ts";
 import { formatBytes } from "../util/format.ts";
-import { tempPath } from "../util/atomic.ts";
+import { moveFileAtomic, tempPath } from "../util/atomic.ts";
 import { createBackend } from "../kernels/backend.ts";
 import { exportGguf, exportGgufAdapter, type GgufOuttype } from "../models/formats/gguf.ts";
 import { exportOnnx } from "../models/formats/onnx.ts";
@@ -217,7 +217,7 @@ async function exportRun(args: string[], io: CliIO): Promise<void> {
       if (src.adapter && v.merge) mergeAdapter(model);
       const pending = adapterOut ? tempPath(adapterOut) : null;
       try {
-        if (src.adapter && adapterOut && pending) {
+        if (adapterOut && pending) { // adapterOut: an adapter not merged
           const adapter = { ...adapterConfig(model)!, tensors: await adapterTensors(model) };
           extra = await exportGgufAdapter(
             model,
@@ -231,7 +231,7 @@ async function exportRun(args: string[], io: CliIO): Promise<void> {
         }
         main = await exportGguf(model, v.output, named(opts, v.name));
         if (extra && adapterOut && pending) {
-          await Deno.rename(pending, adapterOut);
+          await moveFileAtomic(pending, adapterOut);
           extra = { ...extra, path: adapterOut };
         }
       } finally {
