@@ -25,7 +25,7 @@
  * @module
  */
 import { join } from "node:path";
-import { writeFileAtomic } from "../util/atomic.ts";
+import { pathExists, writeFileAtomic } from "../util/atomic.ts";
 import { readJsonFile } from "../util/json.ts";
 import { noGrad } from "../kernels/autograd.ts";
 import { add, mul } from "../kernels/elementwise.ts";
@@ -108,10 +108,10 @@ export function applyLora(
   config: LoraOptions = {},
   opts: ApplyLoraOptions = {},
 ): PeftConfig {
+  const seed = opts.seed ?? 0;
+  checkSeed(seed, "Cannot apply LoRA"); // before anything about the model changes
   const { c, targets } = resolve(model, config, opts.source ?? null);
   model.setTrainable(false);
-  const seed = opts.seed ?? 0;
-  checkSeed(seed, "Cannot apply LoRA");
   const extras = extraTensors(model.config, c, targets); // before anything is attached: errors leave no trace
   targets.forEach((t, j) => {
     const s = (seed + Math.imul(j + 1, 0x9e3779b1)) >>> 0;
@@ -249,7 +249,7 @@ export async function loadAdapter(
   }
   const { c, targets } = resolve(model, json, cfgPath);
   if (!(await Deno.stat(file).then((s) => s.isFile, () => false))) {
-    const bin = await Deno.stat(join(dir, "adapter_model.bin")).then(() => true, () => false);
+    const bin = await pathExists(join(dir, "adapter_model.bin"));
     throw new TypeError(
       `Cannot load the adapter in ${dir}: adapter_model.safetensors is missing` +
         (bin ? "; adapter_model.bin (pickle) is not read: save it with safe_serialization=True" : ""),
