@@ -10,6 +10,7 @@
  */
 import { errorChain } from "../util/format.ts";
 import { agree } from "../util/problems.ts";
+import { isDirSync } from "../util/atomic.ts";
 import { join, relative } from "node:path";
 import { hubCacheDir, HubError } from "../models/hub/hub.ts";
 import { debianRoot } from "./debian.ts";
@@ -206,14 +207,6 @@ function checkOptions(task: TaskKind, o: LoadTaskDataOptions): void {
     p.push(`hub is not an object of hub options`);
   }
   if (p.length) throw new TypeError(`Cannot load ${task} data: ${p.join("; ")}; fix the options`);
-}
-
-function isFolder(path: string): boolean {
-  try {
-    return Deno.statSync(path).isDirectory;
-  } catch {
-    return false;
-  }
 }
 
 function exists(path: string): boolean {
@@ -581,7 +574,7 @@ export async function loadTaskData(task: TaskKind, opts: LoadTaskDataOptions = {
     kind !== "local" && o.eval_file !== undefined && "eval_file is for local files only",
     kind !== "hub" && o.hub !== undefined && "hub is for hub datasets only",
     ...(["train_split", "eval_split"] as const).map((k) =>
-      o[k] !== undefined && (kind === "debian" || (kind === "local" && !isFolder(name))) &&
+      o[k] !== undefined && (kind === "debian" || (kind === "local" && !isDirSync(name))) &&
       `${k} names a split of a hub dataset or a local folder, and ${
         kind === "debian" ? "the Debian data has its own train and validation files" : `${name} is one file`
       }`

@@ -8,7 +8,7 @@
  */
 import { join } from "node:path";
 import { dequantize } from "../kernels/quant.ts";
-import { writeFileAtomic } from "../util/atomic.ts";
+import { isDirSync, writeFileAtomic } from "../util/atomic.ts";
 import { checkpointKeyMap, type ModelConfig, toHfConfig } from "./config.ts";
 import { type TensorInput, writeSafetensors } from "./formats/safetensors.ts";
 import { transposeInPlace } from "./_key_map.ts";
@@ -95,7 +95,7 @@ export async function saveModel(model: Transformer, dir: string, opts: SaveModel
       `Cannot save the model to ${dir}`,
     );
   }
-  if (opts.source !== undefined && !(await Deno.stat(opts.source).then((s) => s.isDirectory, () => false))) {
+  if (opts.source !== undefined && !isDirSync(opts.source)) {
     throw new RangeError(
       `Cannot save the model to ${dir}: source ${opts.source} is not a folder (the tokenizer and generation ` +
         `config are copied from it); fix the path or leave source out`,

@@ -16,6 +16,7 @@ import { latestCheckpoint } from "./checkpoint.ts";
 import { refuseUnreadFields, type TrainingConfig } from "./config.ts";
 import { refuseExistingRun } from "./_trainer_io.ts";
 import { refuseMissingDataset } from "./_run_data.ts";
+import { isDirSync } from "../util/atomic.ts";
 import { initRunModel, isPreset, modelDir, resolveRunModel } from "./_run_model.ts";
 
 /** What a DPO run trains: the model, its tokenizer and the pairs. */
@@ -26,13 +27,9 @@ export interface DpoRunInputs {
   eval: PreferenceDataset | null;
 }
 
-async function isDir(path: string): Promise<boolean> {
-  return await Deno.stat(path).then((s) => s.isDirectory, () => false);
-}
-
 /** The train and validation files of a dataset path (a file is its own train split). */
-async function splitFiles(data: string): Promise<{ train: string; validation: string | null }> {
-  if (!(await isDir(data))) return { train: data, validation: null };
+function splitFiles(data: string): { train: string; validation: string | null } {
+  if (!isDirSync(data)) return { train: data, validation: null };
   const splits = findSplitFiles(data);
   const train = splits.train?.[0];
   if (!train) {
@@ -106,7 +103,7 @@ export async function dpoRunInputs(
     ? await loadTokenizer(resumeDir!)
     : await loadTokenizer(config.tokenizer ? await modelDir(config.tokenizer) : dir!);
 
-  const files = await splitFiles(data), wantsEval = config.eval_strategy !== "no";
+  const files = splitFiles(data), wantsEval = config.eval_strategy !== "no";
   if (wantsEval && !files.validation && config.max_eval_samples !== null) {
     throw new RangeError(
       `Cannot train: max_eval_samples needs a dataset folder with a validation split file; ${data} has none ` +

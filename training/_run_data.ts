@@ -19,7 +19,7 @@ import { buildTextDatasets, readTextDocuments } from "../data/text_dataset.ts";
 import type { Tokenizer } from "../models/tokenizer/tokenizer.ts";
 import type { TrainDataset } from "./_trainer_batch.ts";
 import type { TrainingConfig } from "./config.ts";
-import { pathExists } from "../util/atomic.ts";
+import { isDirSync, pathExists } from "../util/atomic.ts";
 
 /** Text documents of a dataset (for the wrapped layout and for training a preset's tokenizer). */
 export async function readDocuments(config: TrainingConfig, split = "train"): Promise<string[]> {
@@ -70,11 +70,7 @@ export async function refuseMissingDataset(data: string, what: string): Promise<
 
 /** The train file of a dataset: the file itself, or a folder's train split. */
 function trainFile(data: string): string {
-  let isDir = false;
-  try {
-    isDir = Deno.statSync(data).isDirectory;
-  } catch { /* a file path; reading it names what is missing */ }
-  if (!isDir) return data;
+  if (!isDirSync(data)) return data;
   const f = findSplitFiles(data).train?.[0];
   if (!f) {
     throw new RangeError(`Cannot train: dataset folder ${data} has no train split file (train.jsonl, ...)`);

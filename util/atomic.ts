@@ -258,3 +258,19 @@ export async function pathExists(path: string): Promise<boolean> {
     throw e;
   }
 }
+
+/**
+ * True when `path` is an existing folder (synchronous: for the checks that decide how to read it).
+ * @example
+ * ```ts
+ * import { isDirSync } from "./atomic.ts";
+ * if (!isDirSync(".") || isDirSync("/no/such/path")) throw new Error("isDirSync");
+ * ```
+ */
+export function isDirSync(path: string): boolean {
+  try {
+    return Deno.statSync(path).isDirectory;
+  } catch {
+    return false;
+  }
+}

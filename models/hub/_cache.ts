@@ -123,15 +123,6 @@ export async function exists(path: string): Promise<boolean> {
   }
 }
 
-/** True when `path` is an existing folder. */
-export function isDirSync(path: string): boolean {
-  try {
-    return Deno.statSync(path).isDirectory;
-  } catch {
-    return false;
-  }
-}
-
 /** The commit hash stored in `refs/<revision>`, or undefined when that ref was never cached. */
 export async function readRef(storage: string, revision: string): Promise<string | undefined> {
   if (isCommitHash(revision)) return revision;

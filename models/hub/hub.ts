@@ -18,7 +18,6 @@ import {
   exists,
   globMatcher,
   isCommitHash,
-  isDirSync,
   linkBlob,
   listFiles,
   readRef,
@@ -28,7 +27,7 @@ import {
 } from "./_cache.ts";
 import { describe, fileMeta, hubFetch, type HubTarget, statusError, transfer } from "./_http.ts";
 import { verifySnapshot } from "./_verify.ts";
-import { copyFileAtomic, moveFileAtomic, writeDirAtomic } from "../../util/atomic.ts";
+import { copyFileAtomic, isDirSync, moveFileAtomic, writeDirAtomic } from "../../util/atomic.ts";
 import { agree } from "../../util/problems.ts";
 
 export { HubError, type HubErrorKind } from "./types.ts";
