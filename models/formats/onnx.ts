@@ -13,7 +13,7 @@
  */
 import { basename, dirname, join } from "node:path";
 import { pathExists, writeFileAtomic } from "../../util/atomic.ts";
-import type { Tokenizer } from "../tokenizer/tokenizer.ts";
+import { SAVED_TOKENIZER_FILES, type Tokenizer } from "../tokenizer/tokenizer.ts";
 import type { Transformer } from "../transformer.ts";
 import { decoderGraph } from "./_onnx_graph.ts";
 import { encodeModel, type ModelSpec, type Part, type TensorSpec, writeParts } from "./_onnx_proto.ts";
@@ -141,9 +141,7 @@ export async function exportOnnx(
   const dataPath = `${path}.data`;
   // the tokenizer's files are written beside the model (Optimum's layout): never over old ones unasked
   const dir = dirname(path) || ".";
-  const tokenizerFiles = opts.tokenizer
-    ? ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"].map((f) => join(dir, f))
-    : [];
+  const tokenizerFiles = opts.tokenizer ? SAVED_TOKENIZER_FILES.map((f) => join(dir, f)) : [];
   for (const p of [path, dataPath, ...tokenizerFiles]) {
     if (!opts.overwrite && await pathExists(p)) {
       throw new Deno.errors.AlreadyExists(

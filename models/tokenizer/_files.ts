@@ -56,11 +56,11 @@ function checkTokenizerJson(t: Record<string, unknown>, model: Record<string, un
   }
   const merges = model.merges;
   if (merges !== undefined) {
-    const i = !Array.isArray(merges) ? -1 : merges.findIndex((m) =>
+    if (!Array.isArray(merges)) throw bad("model.merges", "a list", merges);
+    const i = merges.findIndex((m) =>
       !(typeof m === "string" ||
         (Array.isArray(m) && m.length === 2 && m.every((x) => typeof x === "string")))
     );
-    if (!Array.isArray(merges)) throw bad("model.merges", "a list", merges);
     if (i >= 0) throw bad(`model.merges[${i}]`, `"a b" or ["a", "b"]`, merges[i]);
   }
   const added = t.added_tokens;
@@ -164,6 +164,13 @@ export function specialTokensMap(config: Record<string, unknown>): Record<string
   return out;
 }
 
+/** The files a tokenizer's `save` writes (an export beside them checks them first). */
+export const SAVED_TOKENIZER_FILES = [
+  "tokenizer.json",
+  "tokenizer_config.json",
+  "special_tokens_map.json",
+] as const;
+
 /**
  * Write `tokenizer.json` (text as given), `tokenizer_config.json` and `special_tokens_map.json` into
  * `dir` (created when missing). Each file is written to a temporary name and renamed into place.
@@ -174,14 +181,12 @@ export async function writeTokenizerFiles(
   config: Record<string, unknown>,
 ): Promise<void> {
   await Deno.mkdir(dir, { recursive: true });
-  const files: [string, string][] = [
-    ["tokenizer.json", tokenizerText],
-    ["tokenizer_config.json", JSON.stringify(config, null, 2) + "\n"],
-    ["special_tokens_map.json", JSON.stringify(specialTokensMap(config), null, 2) + "\n"],
-  ];
-  for (const [name, text] of files) {
-    await writeFileAtomic(join(dir, name), text);
-  }
+  const text: Record<(typeof SAVED_TOKENIZER_FILES)[number], string> = {
+    "tokenizer.json": tokenizerText,
+    "tokenizer_config.json": JSON.stringify(config, null, 2) + "\n",
+    "special_tokens_map.json": JSON.stringify(specialTokensMap(config), null, 2) + "\n",
+  };
+  for (const name of SAVED_TOKENIZER_FILES) await writeFileAtomic(join(dir, name), text[name]);
 }
 
 /** Throw a RangeError unless every id is an integer in `[0, vocabSize)`. */

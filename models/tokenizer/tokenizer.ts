@@ -9,6 +9,7 @@
 import type { PreTrainedTokenizer } from "npm:@huggingface/transformers@^4";
 import { ChatTemplateRenderer, renderGuarded, tokenContent } from "./_chat.ts";
 import { checkIds, readTokenizerFiles, writeTokenizerFiles } from "./_files.ts";
+import { checkBooleans } from "../../util/problems.ts";
 import type {
   ChatMessage,
   ChatTemplateOptions,
@@ -26,7 +27,7 @@ export type {
   EncodeOptions,
   Tokenizer,
 } from "./types.ts";
-import { checkBooleans } from "../../util/problems.ts";
+export { SAVED_TOKENIZER_FILES } from "./_files.ts";
 
 /** A tokenizer loaded from Hugging Face files, backed by transformers.js `PreTrainedTokenizer`. */
 class HfTokenizer implements Tokenizer {
