@@ -131,7 +131,7 @@ async function evalRun(args: string[], io: CliIO): Promise<void> {
   if (!task) throw new TypeError(`eval: ${dir} is not a recipe's run folder; give --task`);
   if (settings && v.task && v.task !== settings.task) {
     throw new TypeError(
-      `eval: --task ${v.task} differs from the run's task ${settings.task} (${join(dir, "recipe.yaml")})`,
+      `eval: --task ${v.task} differs from the run's task ${settings.task} (${saved})`,
     );
   }
   const generation = (["num_beams", "max_new_tokens", "max_len_a", "max_len_b"] as const).filter((k) =>
@@ -156,7 +156,7 @@ async function evalRun(args: string[], io: CliIO): Promise<void> {
     adapter ??= join(dir, "adapter");
     if (!modelDir) {
       throw new TypeError(
-        `eval: ${join(dir, "recipe.yaml")} does not say which base model the adapter belongs to (model_dir)`,
+        `eval: ${saved} does not say which base model the adapter belongs to (model_dir)`,
       );
     }
   }

@@ -157,15 +157,17 @@ function tokenizeRow(
   o: Resolved,
 ): { ids: number[]; trained: (t: number) => boolean } {
   const all = () => true;
+  if (o.assistantOnly && (row.format === "language_modeling" || row.format === "prompt_completion")) {
+    throw new RowError(
+      `assistant_only_loss needs conversational rows ("messages")` +
+        (row.format === "language_modeling" ? ", not plain text" : ""),
+    );
+  }
   if (row.format === "language_modeling") {
-    if (o.assistantOnly) {
-      throw new RowError(`assistant_only_loss needs conversational rows ("messages"), not plain text`);
-    }
     const text = o.eos !== null && !row.text.endsWith(o.eos) ? row.text + o.eos : row.text;
     return { ids: tok.encode(text), trained: all };
   }
   if (row.format === "prompt_completion") {
-    if (o.assistantOnly) throw new RowError(`assistant_only_loss needs conversational rows ("messages")`);
     const completion = o.eos !== null && !row.completion.endsWith(o.eos)
       ? row.completion + o.eos
       : row.completion;

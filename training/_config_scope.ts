@@ -14,8 +14,8 @@ import { agree } from "../util/problems.ts";
 /** A kind of run: `cli train` (SFT and pre-training), `cli dpo`, or a task recipe. */
 export type RunKind = "sft" | "dpo" | "recipe";
 
-/** Read only by DPO (TRL `DPOConfig`). */
-const DPO_ONLY = [
+/** Read only by DPO (TRL `DPOConfig`), in `TRAINING_CONFIG_KEYS`' order (config.ts spreads it there). */
+export const DPO_ONLY_FIELDS = [
   "max_prompt_length",
   "beta",
   "loss_type",
@@ -39,7 +39,7 @@ const UNREAD: Record<
   { fields: readonly (keyof TrainingConfig)[]; what: [string, string]; fix: string }[]
 > = {
   sft: [{
-    fields: DPO_ONLY,
+    fields: DPO_ONLY_FIELDS,
     what: ["a DPO setting", "DPO settings"],
     fix: "remove {it}, or train with deno task cli dpo",
   }],
@@ -50,7 +50,7 @@ const UNREAD: Record<
   }],
   recipe: [
     {
-      fields: DPO_ONLY,
+      fields: DPO_ONLY_FIELDS,
       what: ["a DPO setting", "DPO settings"],
       fix: "remove {it} (a recipe fine-tunes with SFT)",
     },

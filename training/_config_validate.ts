@@ -351,14 +351,15 @@ function checkRules(p: Problems, c: TrainingConfig, bad: Set<string>, d: Readonl
       off(k, "optim", `is AdamW's, and optim is "sgd"`);
     }
   }
-  if (ok("assistant_only_loss", "packing", "packing_strategy") && c.assistant_only_loss && c.packing) {
-    if (c.packing_strategy === "wrapped") {
-      p.range(
-        "assistant_only_loss",
-        `trains the assistant turns of conversations, and packing_strategy wrapped cuts plain text into ` +
-          `blocks; use packing_strategy bfd or drop assistant_only_loss`,
-      );
-    }
+  if (
+    ok("assistant_only_loss", "packing", "packing_strategy") && c.assistant_only_loss && c.packing &&
+    c.packing_strategy === "wrapped"
+  ) {
+    p.range(
+      "assistant_only_loss",
+      `trains the assistant turns of conversations, and packing_strategy wrapped cuts plain text into ` +
+        `blocks; use packing_strategy bfd or drop assistant_only_loss`,
+    );
   }
   if (c.eval_strategy === "no") {
     for (const k of ["eval_steps", "max_eval_samples"] as const) {

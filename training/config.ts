@@ -49,7 +49,7 @@ import {
   TASKS,
 } from "./_config_recipes.ts";
 import { validateConfig } from "./_config_validate.ts";
-import { type RunKind, unreadFieldProblems } from "./_config_scope.ts";
+import { DPO_ONLY_FIELDS, type RunKind, unreadFieldProblems } from "./_config_scope.ts";
 import { configToYaml, readConfigFile } from "./_config_yaml.ts";
 import { isLegacyConfig, migrateLegacy } from "./_config_legacy.ts";
 import type { LrSchedulerKwargs, LrSchedulerType } from "./schedule.ts";
@@ -94,12 +94,7 @@ export const TRAINING_CONFIG_KEYS: readonly (keyof TrainingConfig)[] = Object.fr
     "packing_strategy",
     "completion_only_loss",
     "assistant_only_loss",
-    "max_prompt_length",
-    "beta",
-    "loss_type",
-    "label_smoothing",
-    "precompute_ref_log_probs",
-    "disable_dropout",
+    ...DPO_ONLY_FIELDS, // max_prompt_length ... disable_dropout
     "optim",
     "learning_rate",
     "weight_decay",

@@ -94,7 +94,6 @@ export interface ExportGgufAdapterOptions {
   name?: string;
 }
 
-/** `general.name`: the given one (checked against llama.cpp's Phi-3 rule) or a default. */
 /** general.name must be non-empty text (llama.cpp shows it as the model's name). */
 function checkName(name: unknown): void {
   if (typeof name !== "string" || !name.trim()) {
@@ -104,6 +103,7 @@ function checkName(name: unknown): void {
   }
 }
 
+/** `general.name`: the given one (checked against llama.cpp's Phi-3 rule) or a default. */
 function modelName(opts: ExportGgufOptions, arch: string): string {
   const name = opts.name ?? `fledge-${arch === "phi3" ? "phi" : arch}`;
   checkName(name);
