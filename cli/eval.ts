@@ -171,15 +171,18 @@ async function evalRun(args: string[], io: CliIO): Promise<void> {
   // ---- data ----
   let examples, labels;
   if (v.data) {
+    // a run's classifier scores the label names it was trained on: the run's, which recipe.yaml
+    // holds (a run saved before it did: its data's, read again)
+    const names = v.label_names
+      ? v.label_names.split(",").map((x) => x.trim())
+      : settings && task === "classification"
+      ? settings.label_names ?? (await recipeData(settings, 42)).labels
+      : null;
     const d = await loadTaskData(task, {
       dataset: v.data,
       ...(v.source_column ? { source_column: v.source_column } : {}),
       ...(v.target_column ? { target_column: v.target_column } : {}),
-      ...(v.label_names
-        ? { label_names: v.label_names.split(",").map((x) => x.trim()) }
-        : settings?.label_names
-        ? { label_names: settings.label_names }
-        : {}),
+      ...(names ? { label_names: names } : {}),
     });
     examples = d.train;
     labels = d.labels;

@@ -214,7 +214,15 @@ export async function runRecipe(
 
       // ---- report ----
       const out = c.output_dir;
-      await writeFileAtomic(join(out, "recipe.yaml"), toYaml({ ...s, output_dir: out, model_dir: modelDir }));
+      // the label set the verbalizers were trained on, so `cli eval --data` of an integer-labelled
+      // file maps 0, 1, ... to these names rather than scoring "0", "1"
+      const saved = {
+        ...s,
+        ...(data.labels ? { label_names: data.labels } : {}),
+        output_dir: out,
+        model_dir: modelDir,
+      };
+      await writeFileAtomic(join(out, "recipe.yaml"), toYaml(saved));
       await writeFileAtomic(
         join(out, "predictions.jsonl"),
         ev.predictions.map((p) => JSON.stringify(p)).join("\n") + "\n",

@@ -66,6 +66,34 @@ for (
         });
         assert.equal(g.code, 2, g.err);
         assert.match(g.err, /^fledge: eval: --num_beams is for generation \(summarization, translation\);/m);
+        // a file in the Debian format (labels 0 / 1) is scored with the run's label names, which
+        // recipe.yaml saves; a run saved without them reads them from its data again
+        const data = join(root, "six.jsonl");
+        const ids = new Set(
+          (await Deno.readTextFile(join(out, "predictions.jsonl"))).trim().split("\n").map((l) =>
+            JSON.parse(l).id
+          ),
+        );
+        const rows =
+          (await Deno.readTextFile(join(SHARED, "datasets/debian/classification-binary/validation.jsonl")))
+            .split("\n").filter((l) => l && ids.has(JSON.parse(l).id));
+        assert.equal(rows.length, 6);
+        await Deno.writeTextFile(data, rows.join("\n") + "\n");
+        const saved = join(out, "recipe.yaml");
+        assert.match(await Deno.readTextFile(saved), /^label_names:\n {2}- other\n {2}- games$/m);
+        const { baselines: _b, wall_seconds: _w, base_model: _m, ...reported } = metrics;
+        const onFile = await cliProcess(["eval", "--model", out, "--data", data, "--json"], {});
+        assert.equal(onFile.code, 0, onFile.err);
+        assert.deepEqual(JSON.parse(onFile.out), reported, "the validation records as --data");
+        await Deno.writeTextFile(
+          saved,
+          (await Deno.readTextFile(saved)).replace(/^label_names:\n( {2}- .*\n)+/m, "label_names: null\n"),
+        );
+        const older = await cliProcess(["eval", "--model", out, "--data", data, "--json"], {
+          FLEDGE_CACHE_DIR: cache,
+        });
+        assert.equal(older.code, 0, older.err);
+        assert.deepEqual(JSON.parse(older.out), reported, "a run saved without label_names");
       }
       if (name === "summarization") {
         // offline (no --model): trained on extractive lead-oracle targets, as recipe.yaml records
