@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { pathExists } from "../util/atomic.ts";
+import { pathExists, writeFileAtomic } from "../util/atomic.ts";
 import { join } from "node:path";
 import { parse as parseYaml } from "npm:yaml@^2.9";
 import { loadTaskData, type TaskKind } from "../data/task_data.ts";
@@ -40,8 +40,8 @@ options:
                              model and adapter/, with the prompt and generation settings it used)
   --recipe NAME              the newest finished run of this recipe (runs/NAME, runs/NAME-N)
   --adapter DIR              a PEFT adapter folder to apply to --model
-  --data FILE                examples in the Debian datasets' format (.jsonl, .csv, .parquet);
-                             default: the run's validation split
+  --data FILE                examples in the Debian datasets' format (.jsonl, .csv, .parquet),
+                             or a folder's validation split; default: the run's validation split
   --source_column C / --target_column C / --label_names a,b   column mapping for --data
   --max_samples N            evaluate the first N examples
   --num_beams K              beam search (summarization, translation)
@@ -52,6 +52,8 @@ options:
   --no_split_lines           translation: translate each source whole, even where the run split lines
   --backend B                webgpu, cpu, auto (default), or onnx: the model (adapter merged)
                              exported to ONNX and run in onnxruntime
+  --predictions FILE         also write each example's prediction there (JSON lines: id, source,
+                             reference, prediction, and the label scores); refused if FILE exists
   --json                     print the metrics as one JSON object
   -h, --help                 this text`;
 
@@ -72,6 +74,7 @@ const FLAGS = {
   split_lines: { type: "boolean" },
   no_split_lines: { type: "boolean" },
   backend: { type: "string", choices: ["webgpu", "cpu", "auto", "onnx"], default: "auto" },
+  predictions: { type: "string" },
   json: { type: "boolean" },
 } as const;
 
@@ -121,11 +124,14 @@ async function evalRun(args: string[], io: CliIO): Promise<void> {
   const dir = v.model ?? await newestRun(v.recipe!);
   // A run folder: its settings, its model/ or its base model + adapter/.
   let settings: RecipeSettings | null = null;
+  let seed = 42; // the run's (its train subsample, when it cut one); a run saved without it: the default
   const saved = join(dir, "recipe.yaml");
   if (await pathExists(saved)) {
     // checked as a recipe's config is: a hand-edited value fails here, not deep in the evaluation
     const { model_dir, ...flat } = parseYaml(await Deno.readTextFile(saved)) ?? {};
-    settings = { ...resolveRecipe(flat, saved).settings, model_dir } as RecipeSettings;
+    const recipe = resolveRecipe(flat, saved);
+    settings = { ...recipe.settings, model_dir } as RecipeSettings;
+    seed = recipe.training.seed;
   }
   const task = (v.task ?? settings?.task) as TaskKind | undefined;
   if (!task) throw new TypeError(`eval: ${dir} is not a recipe's run folder; give --task`);
@@ -171,27 +177,44 @@ async function evalRun(args: string[], io: CliIO): Promise<void> {
   // ---- data ----
   let examples, labels;
   if (v.data) {
-    // a run's classifier scores the label names it was trained on: the run's, which recipe.yaml
-    // holds (a run saved before it did: its data's, read again)
+    // a file (all its records) or a folder (its validation split); not a dataset name
+    const st = await Deno.stat(v.data).catch(() => null);
+    if (!st) {
+      throw new Deno.errors.NotFound(
+        `eval: --data ${v.data} does not exist; give a .jsonl, .csv or .parquet file, or a folder with ` +
+          `a validation split (a run's own validation split needs no --data)`,
+      );
+    }
+    // A run's model reads the file as it read its own data: its translation direction, the columns
+    // it named, the label names its classifier was trained on (recipe.yaml holds them; a run saved
+    // before it did: its data's, read again). Flags come first.
+    const run = settings;
     const names = v.label_names
       ? v.label_names.split(",").map((x) => x.trim())
-      : settings && task === "classification"
-      ? settings.label_names ?? (await recipeData(settings, 42)).labels
+      : run && task === "classification"
+      ? run.label_names ?? (await recipeData(run, seed)).labels
       : null;
+    const source = v.source_column ?? run?.source_column, target = v.target_column ?? run?.target_column;
     const d = await loadTaskData(task, {
       dataset: v.data,
-      ...(v.source_column ? { source_column: v.source_column } : {}),
-      ...(v.target_column ? { target_column: v.target_column } : {}),
+      ...(run?.translation_direction ? { translation_direction: run.translation_direction } : {}),
+      ...(source ? { source_column: source } : {}),
+      ...(target ? { target_column: target } : {}),
       ...(names ? { label_names: names } : {}),
     });
-    examples = d.train;
+    examples = st.isDirectory ? d.validation : d.train;
     labels = d.labels;
   } else if (settings) {
-    const d = await recipeData(settings, 42);
+    const d = await recipeData(settings, seed);
     examples = settings.max_eval_samples ? d.validation.slice(0, settings.max_eval_samples) : d.validation;
     labels = d.labels;
   } else throw new TypeError("eval: give --data FILE (or a recipe's run folder as --model)");
   if (v.max_samples) examples = examples.slice(0, v.max_samples);
+  if (v.predictions && await pathExists(v.predictions)) {
+    throw new Deno.errors.AlreadyExists(
+      `eval: --predictions ${v.predictions} exists; give a new file (it is never overwritten)`,
+    );
+  }
   // ---- model, evaluate ----
   const onnx = v.backend === "onnx";
   const { model, tokenizer } = await loadRecipeModel(modelDir, onnx ? "cpu" : v.backend);
@@ -206,6 +229,9 @@ async function evalRun(args: string[], io: CliIO): Promise<void> {
       decoder = await OnnxDecoder.load(join(tmp, "model.onnx"), { config: model.config });
     }
     const r = await evaluateTask(decoder ?? model, tokenizer, task, examples, evalOptions(s, labels));
+    if (v.predictions) {
+      await writeFileAtomic(v.predictions, r.predictions.map((p) => JSON.stringify(p) + "\n").join(""));
+    }
     if (v.json) return io.stdout(JSON.stringify(r.metrics) + "\n");
     for (const [k, val] of Object.entries(r.metrics)) io.stdout(`${k.padEnd(16)} ${val}\n`);
   } finally {

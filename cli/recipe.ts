@@ -39,7 +39,8 @@ options:
   -c, --config FILE          YAML fields over the recipe's tasks/configs/<name>.yaml
   --<field> VALUE            any recipe field (dataset, model, max_eval_samples, num_beams, ...) or
                              TrainingConfig field (learning_rate, max_steps, lora, ...); the value
-                             is read as JSON when it parses, else as text
+                             is read as JSON when it parses, else as text (--label_names
+                             also as a comma list: --label_names other,games)
   -h, --help                 this text
 
 examples:
@@ -91,6 +92,10 @@ export const command: Command = {
     }
     for (const [k, val] of Object.entries(v)) {
       if (k !== "config" && k !== "help" && typeof val === "string") overrides[k] = parseValue(val);
+    }
+    // --label_names a,b as cli eval takes it (a JSON list works too)
+    if (typeof v.label_names === "string" && typeof overrides.label_names === "string") {
+      overrides.label_names = overrides.label_names.split(",").map((x) => x.trim());
     }
     // The Debian base model is built only without --model: a base_model given with it would be ignored
     // (a shipped config's own base_model, e.g. translation's, just gives way to --model).

@@ -91,6 +91,8 @@ function isDir(path: string): boolean {
  *
  * @param dir the folder
  * @returns split name to sorted file paths
+ * @throws {TypeError} when a split has files in two formats (a `validation.jsonl` and a converted
+ *   `validation.csv` would be read as one split, each record twice)
  */
 export function findSplitFiles(dir: string): Record<string, string[]> {
   for (const sub of [dir, join(dir, "data")]) {
@@ -105,6 +107,16 @@ export function findSplitFiles(dir: string): Record<string, string[]> {
       const m = e.name.match(/^([A-Za-z0-9]+)(?:[-_.].*)?\.([a-z]+)$/i);
       if (!e.isFile || !m || !EXTENSIONS[m[2].toLowerCase()]) continue;
       (splits[m[1]] ??= []).push(join(sub, e.name));
+    }
+    for (const [split, files] of Object.entries(splits)) {
+      const formats = new Set(files.map((f) => EXTENSIONS[f.slice(f.lastIndexOf(".") + 1).toLowerCase()]));
+      if (formats.size > 1) {
+        throw new TypeError(
+          `Cannot read ${sub}: split "${split}" has files in ${formats.size} formats (${
+            files.map((f) => basename(f)).sort().join(", ")
+          }); keep one format per split`,
+        );
+      }
     }
     if (Object.keys(splits).length) {
       return Object.fromEntries(Object.keys(splits).sort().map((k) => [k, splits[k].sort()]));

@@ -77,7 +77,10 @@ export interface LoadTaskDataOptions {
   max_train_samples?: number;
   /** Keep at most this many evaluation examples (>= 0). */
   max_eval_samples?: number;
-  /** Shuffle with this seed before `max_*_samples` (default: none, file order). */
+  /**
+   * Shuffle a split with this seed before cutting it to its `max_*_samples`, so the cut is a random
+   * sample (default: none, file order). A split that is not cut keeps its file order.
+   */
   seed?: number;
   /** hub options passed through to data/hub_datasets.ts (endpoint, cache_dir, offline, token, ...) */
   hub?: Record<string, unknown>;
@@ -245,13 +248,14 @@ async function readLocal(
       );
     }
   }
-  // Without a shuffle or a filter the reader may stop early.
-  const early = o.seed === undefined && !keep && max !== 0 ? max : undefined;
+  // Only a split that is cut is shuffled; without a shuffle or a filter the reader may stop early.
+  const shuffle = o.seed !== undefined && max !== undefined;
+  const early = !shuffle && !keep && max !== 0 ? max : undefined;
   const rows = await readDataset(path, { split: dir ? split : undefined, max_samples: early });
   let index = rows.map((_, i) => i);
   if (keep) index = index.filter((i) => keep(rows[i]));
   const total = index.length;
-  if (o.seed !== undefined) index = shuffleRecords(index, { seed: o.seed });
+  if (shuffle) index = shuffleRecords(index, { seed: o.seed });
   if (max !== undefined) index = index.slice(0, max);
   const where = dir ? `${path} split "${split}"` : path;
   return { rows: index.map((i) => rows[i]), index, where, name: (i) => `${where} record ${i + 1}`, total };
@@ -360,8 +364,7 @@ async function fromHub(o: Options, name: string, spec: HubSpec): Promise<RawData
       ...(o.hub as HubDatasetOptions),
       split,
       max_samples: max,
-      shuffle: o.seed !== undefined,
-      seed: o.seed,
+      ...(o.seed !== undefined && max !== undefined ? { shuffle: true, seed: o.seed } : {}),
     };
     let rows: DataRecord[];
     try {
@@ -378,7 +381,7 @@ async function fromHub(o: Options, name: string, spec: HubSpec): Promise<RawData
       }
       throw e;
     }
-    const row = o.seed !== undefined ? "sampled row" : "row";
+    const row = o.seed !== undefined && max !== undefined ? "sampled row" : "row";
     return {
       rows,
       index: rows.map((_, i) => i),
@@ -408,7 +411,10 @@ async function fromLocal(o: Options, path: string): Promise<RawData> {
   } else if (dir) validation = await readLocal(o, path, evalSplit, o.max_eval_samples);
   const columns: Record<TaskKind, [string, string][]> = {
     summarization: [["document", "summary"]],
-    translation: o.translation_direction ? [directionOf(o, "en-de")] : [["en", "de"], ["source", "target"]],
+    // flat language columns, or Hugging Face's wmt14 layout: a translation struct of them
+    translation: o.translation_direction
+      ? [directionOf(o, "en-de"), directionOf(o, "en-de").map((l) => `translation.${l}`) as [string, string]]
+      : [["en", "de"], ["source", "target"], ["translation.en", "translation.de"]],
     classification: [["text", "label"]],
   };
   return {
@@ -422,7 +428,16 @@ async function fromLocal(o: Options, path: string): Promise<RawData> {
 
 /** A raw label as a name: integers (also as digit strings) through `names`, which also bound strings. */
 function labelOf(v: unknown, names: string[] | undefined, fail: (msg: string) => Error): string {
-  if (typeof v === "string" && (!names || names.includes(v))) return v;
+  if (typeof v === "string" && v !== v.trim() || v === "") {
+    throw fail(
+      `label ${JSON.stringify(v)} is ${v === "" ? "empty" : "padded with spaces"}; ` +
+        `fix the record (a label is a name or an integer)`,
+    );
+  }
+  // a label that is one of the names is that name, an integer (1 or "1") too: a label set of
+  // integers (1, 2 with no label_names) keeps them as they are
+  const text = Number.isInteger(v) ? String(v) : v;
+  if (typeof text === "string" && (!names || names.includes(text))) return text;
   const n = typeof v === "number" ? v : typeof v === "string" && /^-?\d+$/.test(v) ? Number(v) : NaN;
   const fix = `fix the record, or pass --label_names with every label`;
   const set = `the label set (the labels are ${names?.join(", ")})`;
@@ -451,9 +466,10 @@ function toExamples(
 ): TaskExample[] {
   return raw.rows.map((r, k) => {
     const where = raw.name(raw.index[k]);
-    for (const [c, flag] of [[src, "source_column"], [tgt, "target_column"]]) {
-      if (!Object.hasOwn(r, c)) {
-        const have = Object.keys(r).join(", ") || "(none)";
+    const [sv, tv] = [cell(r, src), cell(r, tgt)];
+    for (const [c, v, flag] of [[src, sv, "source_column"], [tgt, tv, "target_column"]] as const) {
+      if (v === undefined) {
+        const have = columnsOf(r).join(", ") || "(none)";
         throw bad(
           o,
           where,
@@ -461,39 +477,62 @@ function toExamples(
         );
       }
     }
-    if (typeof r[src] !== "string") {
+    if (typeof sv !== "string") {
       throw bad(
         o,
         where,
-        `column "${src}" is ${
-          JSON.stringify(r[src])
-        }, expected a string; fix the record or pass --source_column`,
+        `column "${src}" is ${JSON.stringify(sv)}, expected a string; fix the record or pass --source_column`,
       );
     }
     let target: string;
     if (o.task === "classification") {
-      target = labelOf(r[tgt], names, (m) => outside(o, where, m));
+      target = labelOf(tv, names, (m) => outside(o, where, `column "${tgt}": ${m}`));
       if (allowed && !allowed.includes(target)) {
         throw outside(
           o,
           where,
-          `label ${JSON.stringify(r[tgt])} is not in the label set of the train split (${
+          `label ${JSON.stringify(tv)} is not in the label set of the train split (${
             allowed.join(", ")
-          }); fix the record, or pass --label_names with every label`,
+          }); fix the record, or pass --label_names with every label${
+            o.max_train_samples !== undefined
+              ? `, or raise max_train_samples (${o.max_train_samples} train records gave that set)`
+              : ""
+          }`,
         );
       }
-    } else if (typeof r[tgt] === "string") target = r[tgt];
+    } else if (typeof tv === "string") target = tv;
     else {throw bad(
         o,
         where,
-        `column "${tgt}" is ${
-          JSON.stringify(r[tgt])
-        }, expected a string; fix the record or pass --target_column`,
+        `column "${tgt}" is ${JSON.stringify(tv)}, expected a string; fix the record or pass --target_column`,
       );}
     const id = r.id ?? r.idx;
-    const ex: TaskExample = { source: r[src], target };
+    const ex: TaskExample = { source: sv as string, target };
     return typeof id === "string" || typeof id === "number" ? { id: String(id), ...ex } : ex;
   });
+}
+
+/** A record's columns, nested fields by their paths (a wmt14 translation struct: translation.de, ...). */
+function columnsOf(r: DataRecord): string[] {
+  return Object.entries(r).flatMap(([name, v]) =>
+    typeof v === "object" && v !== null && !Array.isArray(v)
+      ? Object.keys(v).map((f) => `${name}.${f}`)
+      : [name]
+  );
+}
+
+/**
+ * A column's value: a field of the record, or a path into a nested one (`translation.en`, the
+ * Hugging Face wmt14 layout); undefined when there is none.
+ */
+function cell(r: DataRecord, column: string): unknown {
+  if (Object.hasOwn(r, column)) return r[column];
+  let v: unknown = r;
+  for (const part of column.split(".")) {
+    if (typeof v !== "object" || v === null || Array.isArray(v) || !Object.hasOwn(v, part)) return undefined;
+    v = (v as Record<string, unknown>)[part];
+  }
+  return v;
 }
 
 /** Distinct labels: numerically when all are integers, else by code unit (locale-free). */
@@ -605,7 +644,7 @@ export async function loadTaskData(task: TaskKind, opts: LoadTaskDataOptions = {
     }
   }
   const first = raw.train.rows[0] ?? {};
-  let columns = raw.columns.find(([s, t]) => Object.hasOwn(first, s) && Object.hasOwn(first, t)) ??
+  let columns = raw.columns.find(([s, t]) => cell(first, s) !== undefined && cell(first, t) !== undefined) ??
     raw.columns[0];
   columns = [o.source_column ?? columns[0], o.target_column ?? columns[1]];
   const given = o.label_names ?? raw.labelNames;
@@ -625,6 +664,10 @@ export async function loadTaskData(task: TaskKind, opts: LoadTaskDataOptions = {
   let description = `${raw.what}${notes.length ? ` (${notes.join("; ")})` : ""}, ` +
     `${train.length} train / ${validation.length} validation`;
   if (labels) description += `, ${labels.length} labels`;
-  if (o.seed !== undefined) description += `, shuffled with seed ${o.seed}`;
+  const sampled = [["train", o.max_train_samples], ["validation", o.max_eval_samples]]
+    .filter(([, max]) => max !== undefined).map(([split]) => split);
+  if (o.seed !== undefined && sampled.length) {
+    description += `, ${sampled.join(" and ")} sampled with seed ${o.seed}`;
+  }
   return { train, validation, labels, description };
 }

@@ -10,7 +10,8 @@
  *
  * @module
  */
-import { join } from "node:path";
+import { existsSync } from "node:fs";
+import { join, resolve } from "node:path";
 import { stringify as toYaml } from "npm:yaml@^2.9";
 import { evaluateTask, taskBaselines, taskPrompts } from "../evaluation/task_eval.ts";
 import { type RecipeTarget, writeRecipeReport } from "../evaluation/run_report.ts";
@@ -214,13 +215,19 @@ export async function runRecipe(
 
       // ---- report ----
       const out = c.output_dir;
-      // the label set the verbalizers were trained on, so `cli eval --data` of an integer-labelled
-      // file maps 0, 1, ... to these names rather than scoring "0", "1"
+      // What `cli eval` needs to score the run again from any folder: local paths made absolute,
+      // the seed (of its train sample), and the label set its verbalizers were trained on (so a
+      // file's integer labels map to these names rather than being scored as "0", "1").
+      const local = (p: string | null) => p !== null && p !== "debian" && existsSync(p) ? resolve(p) : p;
       const saved = {
         ...s,
+        dataset: local(s.dataset),
+        eval_file: local(s.eval_file),
+        model: local(s.model),
         ...(data.labels ? { label_names: data.labels } : {}),
-        output_dir: out,
-        model_dir: modelDir,
+        output_dir: resolve(out),
+        model_dir: local(modelDir),
+        seed: c.seed,
       };
       await writeFileAtomic(join(out, "recipe.yaml"), toYaml(saved));
       await writeFileAtomic(

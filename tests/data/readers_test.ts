@@ -130,4 +130,11 @@ Deno.test("readDataset() reads one split of a folder of split files and lists th
     message: /split "test" in .*folder: the splits are train, validation/,
   });
   await assert.rejects(readDataset(`${dir}/nope`), { name: "NotFound", message: /nope does not exist/ });
+  // a split in two formats (a converted copy beside the original) would read every record twice
+  await writeJsonl(`${folder}/data/validation.jsonl`, rows.slice(40));
+  await assert.rejects(readDataset(folder, { split: "validation" }), {
+    name: "TypeError",
+    message:
+      /folder\/data: split "validation" has files in 2 formats \(validation\.csv, validation\.jsonl\); keep one/,
+  });
 });

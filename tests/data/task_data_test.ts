@@ -84,7 +84,12 @@ Deno.test("loadTaskData() shuffles with seed before max_*_samples, and file orde
   assert.deepEqual(a, b);
   assert.notDeepEqual(a.train, plain.train);
   assert.equal(a.train.length, 20);
-  assert.match(a.description, /seed 3/);
+  assert.match(a.description, /, train and validation sampled with seed 3/);
+  // a split that is not cut keeps its file order: a recipe's validation does not depend on its seed
+  const trainOnly = await loadTaskData("classification", { ...opts, max_eval_samples: undefined, seed: 3 });
+  assert.deepEqual(trainOnly.train, a.train);
+  assert.deepEqual(trainOnly.validation, full.validation);
+  assert.match(trainOnly.description, /, train sampled with seed 3/);
 });
 
 // ---------------------------------------------------------------- the hub, against a mock
@@ -201,7 +206,7 @@ Deno.test("loadTaskData() loads cnn_dailymail, wmt14 and sst2 from the hub, then
     await rejectsOneLine(
       loadTaskData("classification", { dataset: "sst2", eval_split: "test", hub }),
       "RangeError",
-      /split "test" row 0: label -1 is outside 0\.\.1 of the label set \(the labels are negative, positive\)/,
+      /split "test" row 0: column "label": label -1 is outside 0\.\.1 of the label set \(the labels are negative, positive\)/,
     );
     await rejectsOneLine(
       loadTaskData("summarization", { dataset: "cnn_dailymail", source_column: "text", hub }),
@@ -294,6 +299,27 @@ Deno.test("loadTaskData() reads a local folder of split files, with default colu
     await writeJsonl(`${dir}/validation.jsonl`, [{ source: "no", target: "nein" }]);
     const t = await loadTaskData("translation", { dataset: dir });
     assert.deepEqual(t.validation, [{ source: "no", target: "nein" }]);
+    // Hugging Face's wmt14 layout: a translation struct, found by default, in either direction,
+    // and named by its path
+    const wmt = [{ translation: { de: "Hallo", en: "Hello" } }, { translation: { de: "Ja", en: "Yes" } }];
+    await writeJsonl(`${dir}/wmt.jsonl`, wmt);
+    const w = await loadTaskData("translation", { dataset: `${dir}/wmt.jsonl` });
+    assert.deepEqual(w.train[0], { source: "Hello", target: "Hallo" });
+    const de = await loadTaskData("translation", {
+      dataset: `${dir}/wmt.jsonl`,
+      translation_direction: "de-en",
+    });
+    assert.deepEqual(de.train[1], { source: "Ja", target: "Yes" });
+    const paths = { source_column: "translation.de", target_column: "translation.en" };
+    assert.deepEqual(
+      (await loadTaskData("translation", { dataset: `${dir}/wmt.jsonl`, ...paths })).train,
+      de.train,
+    );
+    await rejectsOneLine(
+      loadTaskData("translation", { dataset: `${dir}/wmt.jsonl`, source_column: "translation.fr" }),
+      "TypeError",
+      /wmt\.jsonl record 1: column "translation\.fr" is missing \(the record has columns translation\.de, translation\.en\)/,
+    );
     await writeJsonl(`${dir}/train.jsonl`, [{ text: "x", label: "b" }, { text: "y", label: "a" }]);
     await writeJsonl(`${dir}/validation.jsonl`, [{ text: "z", label: "a" }]);
     const c = await loadTaskData("classification", { dataset: dir });
@@ -346,13 +372,13 @@ Deno.test("loadTaskData() names a label outside the label set, with the row and 
     await rejectsOneLine(
       loadTaskData("classification", { dataset: `${dir}/t.jsonl`, label_names: ["neg", "pos"] }),
       "RangeError",
-      /t\.jsonl record 2: label "neu" is not in the label set \(the labels are neg, pos\)/,
+      /t\.jsonl record 2: column "label": label "neu" is not in the label set \(the labels are neg, pos\)/,
     );
     await writeJsonl(`${dir}/i.jsonl`, [{ text: "a", label: 0 }, { text: "b", label: 2 }]);
     await rejectsOneLine(
       loadTaskData("classification", { dataset: `${dir}/i.jsonl`, label_names: ["neg", "pos"] }),
       "RangeError",
-      /i\.jsonl record 2: label 2 is outside 0\.\.1/,
+      /i\.jsonl record 2: column "label": label 2 is outside 0\.\.1/,
     );
     // a name with spaces around it (or none) would score other verbalizer tokens: refused
     for (const [names, bad] of [[["neg", " pos"], '" pos"'], [["neg", ""], '""']] as const) {
@@ -362,11 +388,43 @@ Deno.test("loadTaskData() names a label outside the label set, with the row and 
         new RegExp(`label_names ${bad} is empty or has spaces around it`),
       );
     }
+    // a blank label, or one with spaces around it, would become a class of its own: refused
+    for (const [label, what] of [["", "empty"], ["pos ", "padded with spaces"]]) {
+      await Deno.writeTextFile(`${dir}/b.csv`, `text,label\na,pos\nb,${label}\n`);
+      await rejectsOneLine(
+        loadTaskData("classification", { dataset: `${dir}/b.csv` }),
+        "RangeError",
+        new RegExp(`b\\.csv record 2: column "label": label "${label}" is ${what}; fix the record`),
+      );
+    }
+    // integer labels of a label set are themselves, as their digit strings are: the label set
+    // ["1", "2"] (a run's, say) maps 1 to "1", not to its second name
+    await writeJsonl(`${dir}/12.jsonl`, [{ text: "a", label: 1 }, { text: "b", label: "2" }, {
+      text: "c",
+      label: 2,
+    }]);
+    const d = await loadTaskData("classification", { dataset: `${dir}/12.jsonl` });
+    assert.deepEqual(d.labels, ["1", "2"]);
+    const named = await loadTaskData("classification", {
+      dataset: `${dir}/12.jsonl`,
+      label_names: d.labels!,
+    });
+    assert.deepEqual(named.train.map((e) => e.target), ["1", "2", "2"]);
     await writeJsonl(`${dir}/v.jsonl`, [{ text: "c", label: "pos" }, { text: "d", label: "other" }]);
     await rejectsOneLine(
       loadTaskData("classification", { dataset: `${dir}/t.jsonl`, eval_file: `${dir}/v.jsonl` }),
       "RangeError",
       /v\.jsonl record 2: label "other" is not in the label set of the train split \(neu, pos\)/,
+    );
+    // a label set that a train sample gave: the sample named as the cause
+    await rejectsOneLine(
+      loadTaskData("classification", {
+        dataset: `${dir}/t.jsonl`,
+        eval_file: `${dir}/v.jsonl`,
+        max_train_samples: 2,
+      }),
+      "RangeError",
+      /or raise max_train_samples \(2 train records gave that set\)$/,
     );
   });
 });

@@ -3,8 +3,8 @@
  * steps, a few validation examples): each writes its run folder with metrics next to the
  * baselines; `cli eval` on the saved run reproduces the metrics; one-line errors before training.
  */
-import { join } from "node:path";
-import { assert, SHARED } from "../_assert.ts";
+import { join, relative } from "node:path";
+import { assert, ROOT, SHARED } from "../_assert.ts";
 import { assertFails, cliProcess } from "../cli/_cli.ts";
 import { tinyRecipe } from "./_recipe.ts";
 import { evalOptions, resolveRecipe, sftDataset } from "../../tasks/_recipe.ts";
@@ -122,20 +122,28 @@ for (
         assert.match(bad.err, /eval: --split_lines is for translation only, not summarization/);
         // --no_split_lines turns the run's split_lines off, and an eval job's split_lines: false too
         const run = ["eval", "--model", out, "--max_samples", "3", "--json"];
+        const file = (name: string) => join(root, `${name}.jsonl`);
+        const predicted = async (name: string) =>
+          (await Deno.readTextFile(file(name))).trim().split("\n").map((l) => JSON.parse(l).prediction);
         const [split, whole] = await Promise.all([
-          cliProcess(run, { FLEDGE_CACHE_DIR: cache }),
-          cliProcess([...run, "--no_split_lines"], { FLEDGE_CACHE_DIR: cache }),
+          cliProcess([...run, "--predictions", file("split")], { FLEDGE_CACHE_DIR: cache }),
+          cliProcess([...run, "--no_split_lines", "--predictions", file("whole")], {
+            FLEDGE_CACHE_DIR: cache,
+          }),
         ]);
+        assert.equal(split.code, 0, split.err);
         assert.equal(whole.code, 0, whole.err);
         assert.notDeepEqual(
-          JSON.parse(whole.out),
-          JSON.parse(split.out),
+          await predicted("whole"),
+          await predicted("split"),
           "whole sources translate otherwise",
         );
         const url = `kv:${join(root, "queue.sqlite")}`;
         await Deno.writeTextFile(
           join(root, "eval.yaml"),
-          `kind: eval\nconfig:\n  model: ${out}\n  max_samples: 3\n  split_lines: false\n`,
+          `kind: eval\nconfig:\n  model: ${out}\n  max_samples: 3\n  split_lines: false\n  predictions: ${
+            file("queue")
+          }\n`,
         );
         const sub = await cliProcess(["queue", "submit", "--queue", url, "-c", join(root, "eval.yaml")]);
         assert.equal(sub.code, 0, sub.err);
@@ -146,6 +154,13 @@ for (
           jobs[0].result,
           JSON.parse(whole.out),
           "the queue's eval job with split_lines: false",
+        );
+        assert.deepEqual(await predicted("queue"), await predicted("whole"));
+        // --predictions never overwrites a file
+        assertFails(
+          await cliProcess([...run, "--predictions", file("whole")]),
+          2,
+          /eval: --predictions .*whole\.jsonl exists; give a new file \(it is never overwritten\)/,
         );
         // the column mapping needs --data; --model and --recipe exclude each other
         assertFails(
@@ -329,7 +344,13 @@ Deno.test("cli eval scores a model folder on a data file with --task", async () 
   const root = await Deno.makeTempDir({ prefix: "fledge-recipe-eval-" });
   try {
     const out = join(root, "run");
-    assert.equal((await recipe("sst2", out)).code, 0);
+    // --label_names as a comma list, as cli eval takes it
+    const r = await recipe("sst2", out, ["--label_names", "other, games"]);
+    assert.equal(r.code, 0, r.err);
+    assert.match(
+      await Deno.readTextFile(join(out, "recipe.yaml")),
+      /^label_names:\n {2}- other\n {2}- games$/m,
+    );
     const file = join(root, "rows.jsonl");
     await Deno.writeTextFile(
       file,
@@ -365,6 +386,49 @@ Deno.test("cli eval scores a model folder on a data file with --task", async () 
       await cliProcess(["eval", "--model", out, "--json"]),
       2,
       /run\/recipe\.yaml\): max_eval_samples must be a positive integer or null/,
+    );
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("cli eval reads --data as its run read its data: direction, a folder's validation split, absolute paths", async () => {
+  const root = await Deno.makeTempDir({ prefix: "fledge-recipe-data-" });
+  try {
+    // a local folder of pairs, given relative to the working folder, read German -> English
+    const pairs = join(root, "pairs");
+    await Deno.mkdir(pairs);
+    for (const [split, n] of [["train", 24], ["validation", 6]] as const) {
+      const rows = (await Deno.readTextFile(join(SHARED, `datasets/debian/translation/${split}.jsonl`)))
+        .split("\n");
+      await Deno.writeTextFile(join(pairs, `${split}.jsonl`), rows.slice(0, n).join("\n") + "\n");
+    }
+    const out = join(root, "run");
+    const r = await recipe("translation", out, [
+      "--dataset",
+      relative(ROOT, pairs),
+      "--translation_direction",
+      "de-en",
+      "--seed",
+      "7",
+    ]);
+    assert.equal(r.code, 0, r.err);
+    const saved = await Deno.readTextFile(join(out, "recipe.yaml"));
+    assert.match(saved, new RegExp(`^dataset: ${pairs}$`, "m"), "the path made absolute");
+    assert.match(saved, /^seed: 7$/m);
+    const { baselines: _b, wall_seconds: _w, base_model: _m, ...reported } = JSON.parse(
+      await Deno.readTextFile(join(out, "metrics.json")),
+    );
+    for (const data of [[], ["--data", pairs], ["--data", join(pairs, "validation.jsonl")]]) {
+      const e = await cliProcess(["eval", "--model", out, ...data, "--json"], { FLEDGE_CACHE_DIR: cache });
+      assert.equal(e.code, 0, e.err);
+      assert.deepEqual(JSON.parse(e.out), reported, data.join(" ") || "the run's data");
+    }
+    // a dataset name is not a file
+    assertFails(
+      await cliProcess(["eval", "--model", out, "--data", "debian"]),
+      2,
+      /eval: --data debian does not exist; give a \.jsonl, \.csv or \.parquet file, or a folder/,
     );
   } finally {
     await Deno.remove(root, { recursive: true });
