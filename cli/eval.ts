@@ -9,8 +9,9 @@
 import { pathExists, writeFileAtomic } from "../util/atomic.ts";
 import { join } from "node:path";
 import { parse as parseYaml } from "npm:yaml@^2.9";
-import { loadTaskData, type TaskKind } from "../data/task_data.ts";
-import { evaluateTask } from "../evaluation/task_eval.ts";
+import { loadTaskData, type TaskExample, type TaskKind } from "../data/task_data.ts";
+import { evaluateTask, taskPrompts } from "../evaluation/task_eval.ts";
+import type { Tokenizer } from "../models/tokenizer/tokenizer.ts";
 import { exportOnnx } from "../models/formats/onnx.ts";
 import { OnnxDecoder } from "../models/onnx_runtime.ts";
 import { loadAdapter, mergeAdapter } from "../training/peft.ts";
@@ -43,9 +44,12 @@ options:
   --data FILE                examples in the Debian datasets' format (.jsonl, .csv, .parquet),
                              or a folder's validation split; default: the run's validation split
   --source_column C / --target_column C / --label_names a,b   column mapping for --data
-  --max_samples N            evaluate the first N examples
+  --max_samples N            evaluate the first N examples (of a run's validation split: also
+                             more than the run's max_eval_samples)
   --num_beams K              beam search (summarization, translation)
   --max_new_tokens N
+  --max_source_tokens N      cut each source to N tokens (default: the run's; for a model folder
+                             160, less where the model's positions need it)
   --max_len_a A --max_len_b B   stop a row after A * its prompt tokens + B new tokens (fairseq's)
   --split_lines              translation: translate each line (paragraph) of a source on its own
                              (default: the run's setting, else off)
@@ -69,6 +73,7 @@ const FLAGS = {
   max_samples: { type: "int", min: 1 },
   num_beams: { type: "int", min: 1 },
   max_new_tokens: { type: "int", min: 1 },
+  max_source_tokens: { type: "int", min: 1 },
   max_len_a: { type: "number", min: 0 },
   max_len_b: { type: "int", min: 0 },
   split_lines: { type: "boolean" },
@@ -170,6 +175,7 @@ async function evalRun(args: string[], io: CliIO): Promise<void> {
     ...(settings ?? { ...RECIPE_DEFAULTS, task, name: "eval" }),
     ...(v.num_beams ? { num_beams: v.num_beams } : {}),
     ...(v.max_new_tokens ? { max_new_tokens: v.max_new_tokens } : {}),
+    ...(v.max_source_tokens ? { max_source_tokens: v.max_source_tokens } : {}),
     ...(v.max_len_a !== undefined ? { max_len_a: v.max_len_a } : {}),
     ...(v.max_len_b !== undefined ? { max_len_b: v.max_len_b } : {}),
     ...(v.split_lines ? { split_lines: true } : v.no_split_lines ? { split_lines: false } : {}),
@@ -206,7 +212,9 @@ async function evalRun(args: string[], io: CliIO): Promise<void> {
     labels = d.labels;
   } else if (settings) {
     const d = await recipeData(settings, seed);
-    examples = settings.max_eval_samples ? d.validation.slice(0, settings.max_eval_samples) : d.validation;
+    // --max_samples over the run's max_eval_samples: a run that scored 200 can score them all
+    const n = v.max_samples ?? settings.max_eval_samples;
+    examples = n ? d.validation.slice(0, n) : d.validation;
     labels = d.labels;
   } else throw new TypeError("eval: give --data FILE (or a recipe's run folder as --model)");
   if (v.max_samples) examples = examples.slice(0, v.max_samples);
@@ -221,6 +229,9 @@ async function evalRun(args: string[], io: CliIO): Promise<void> {
   let decoder: OnnxDecoder | null = null, tmp: string | null = null;
   try {
     if (adapter) await loadAdapter(model, adapter);
+    if (!settings && !v.max_source_tokens) {
+      fitSourceTokens(s, examples, tokenizer, labels, model.config.max_position_embeddings);
+    }
     if (onnx) {
       // onnxruntime runs the exported graph: the adapter merged into the weights first
       if (adapter) mergeAdapter(model);
@@ -238,6 +249,32 @@ async function evalRun(args: string[], io: CliIO): Promise<void> {
     await decoder?.release();
     if (tmp) await Deno.remove(tmp, { recursive: true });
     model.dispose();
+  }
+}
+
+/**
+ * A model folder's default `max_source_tokens` (the recipes' 160) cut, where needed, so that the
+ * longest prompt and its answer (`max_new_tokens`, or the longest label) fit the model's positions:
+ * a small model scores its own data without a flag.
+ */
+function fitSourceTokens(
+  s: RecipeSettings,
+  examples: readonly TaskExample[],
+  tokenizer: Tokenizer,
+  labels: readonly string[] | null,
+  positions: number,
+): void {
+  const room = s.task === "classification"
+    ? Math.max(
+      ...(labels ?? []).map((l) => tokenizer.encode(` ${l}`, { add_special_tokens: false }).length + 1),
+      1,
+    )
+    : s.max_new_tokens;
+  for (let i = 0; i < 3; i++) {
+    const { prompts } = taskPrompts(s.task, examples, tokenizer, evalOptions(s, labels));
+    const over = prompts.reduce((m, p) => Math.max(m, p.length), 0) + room - positions;
+    if (over <= 0 || s.max_source_tokens <= 1) return;
+    s.max_source_tokens = Math.max(1, s.max_source_tokens - over);
   }
 }
 

@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { parse as parseYaml } from "npm:yaml@^2.9";
+import { parse as parseYaml, YAMLParseError } from "npm:yaml@^2.9";
 import { type FlagSpec, parseFlags } from "../util/flags.ts";
 import { recipeFlagNames } from "../tasks/_recipe.ts";
 import { runClassification } from "../tasks/classification.ts";
@@ -46,12 +46,36 @@ options:
 examples:
   deno task train:cnn --max_steps 100 --max_eval_samples 200
   deno task train:sst2 --model Qwen/Qwen2.5-0.5B --dataset sst2 --lora '{"r": 16}'
-  deno task train:wmt --dataset ./pairs.jsonl --source_column english --target_column german
+  deno task train:wmt --dataset ./pairs.jsonl --eval_file ./dev.jsonl --source_column english --target_column german
 
 Flags may also be spelled with hyphens (--max-steps).`;
 
 const FLAGS: Record<string, FlagSpec> = { config: { type: "string", short: "c" } };
 for (const k of recipeFlagNames()) FLAGS[k] = { type: "string" };
+
+/** A `--config` file's fields: a syntax error is one line with the file, line and column. */
+async function readConfigYaml(path: string): Promise<unknown> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) {
+      throw new Deno.errors.NotFound(`recipe: --config ${path} does not exist; check the path`);
+    }
+    throw e;
+  }
+  try {
+    return parseYaml(text);
+  } catch (e) {
+    if (!(e instanceof YAMLParseError)) throw e;
+    const at = e.linePos?.[0];
+    throw new SyntaxError(
+      `recipe: cannot parse --config ${path}${at ? `:${at.line}:${at.col}` : ""}: ${
+        e.message.split("\n")[0].replace(/ at line \d+, column \d+:?$/, "")
+      }; fix the YAML`,
+    );
+  }
+}
 
 function parseValue(s: string): unknown {
   try {
@@ -84,7 +108,7 @@ export const command: Command = {
     if (v.help) return io.stdout(USAGE + "\n");
     const overrides: Record<string, unknown> = {};
     if (typeof v.config === "string") {
-      const obj = parseYaml(await Deno.readTextFile(v.config));
+      const obj = await readConfigYaml(v.config);
       if (!obj || typeof obj !== "object" || Array.isArray(obj)) {
         throw new SyntaxError(`recipe: ${v.config} must hold a mapping of fields`);
       }

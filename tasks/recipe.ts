@@ -119,7 +119,12 @@ export async function runRecipe(
   const data = await recipeData(s, c.seed);
   const evalExamples = s.max_eval_samples ? data.validation.slice(0, s.max_eval_samples) : data.validation;
   if (!evalExamples.length) {
-    throw new RangeError(`Cannot run the ${s.name} recipe: ${data.description} has no validation examples`);
+    throw new RangeError(
+      `Cannot run the ${s.name} recipe: ${data.description} has no validation examples; ` +
+        (data.validation.length
+          ? `raise max_eval_samples`
+          : `add --eval_file FILE, or give --dataset a folder with train.* and validation.* files`),
+    );
   }
   log(`fledge: ${s.name}: ${data.description}`);
   // Teacher targets when asked: each train summary replaced by the lead closest to it, or each

@@ -94,6 +94,12 @@ for (
         });
         assert.equal(older.code, 0, older.err);
         assert.deepEqual(JSON.parse(older.out), reported, "a run saved without label_names");
+        // --max_samples reaches past the run's max_eval_samples (6)
+        const more = await cliProcess(["eval", "--model", out, "--max_samples", "8", "--json"], {
+          FLEDGE_CACHE_DIR: cache,
+        });
+        assert.equal(more.code, 0, more.err);
+        assert.equal(JSON.parse(more.out).n, 8);
       }
       if (name === "summarization") {
         // offline (no --model): trained on extractive lead-oracle targets, as recipe.yaml records
@@ -376,6 +382,27 @@ Deno.test("cli eval scores a model folder on a data file with --task", async () 
     const m = JSON.parse(e.out);
     assert.equal(m.n, 2);
     assert.ok([0, 50, 100].includes(m.accuracy), e.out);
+    // a model of 128 positions scores a 300-word text: a model folder's 160 source tokens are cut to
+    // fit it, unless --max_source_tokens says otherwise
+    const small = join(root, "small");
+    await Deno.mkdir(small);
+    for await (const f of Deno.readDir(join(out, "model"))) {
+      await Deno.copyFile(join(out, "model", f.name), join(small, f.name));
+    }
+    const cfg = JSON.parse(await Deno.readTextFile(join(small, "config.json")));
+    await Deno.writeTextFile(
+      join(small, "config.json"),
+      JSON.stringify({ ...cfg, max_position_embeddings: 128 }),
+    );
+    const long = join(root, "long.jsonl");
+    await Deno.writeTextFile(long, JSON.stringify({ text: "a game of cards ".repeat(75), label: 1 }) + "\n");
+    const flags = ["--task", "classification", "--label_names", "other,games", "--data", long, "--json"];
+    const fit = await cliProcess(["eval", "--model", small, ...flags]);
+    assert.equal(fit.code, 0, fit.err);
+    assert.equal(JSON.parse(fit.out).n, 1);
+    const given = await cliProcess(["eval", "--model", small, ...flags, "--max_source_tokens", "160"]);
+    assert.equal(given.code, 2, given.err);
+    assert.match(given.err, /exceeds max_position_embeddings 128/);
     // a run's recipe.yaml is checked as a recipe config is: a hand-edited value is one line naming it
     const saved = await Deno.readTextFile(join(out, "recipe.yaml"));
     await Deno.writeTextFile(
@@ -444,6 +471,20 @@ Deno.test("recipes refuse bad input in one line before training", async () => {
     assert.equal(r.code, 2, r.err);
     assert.match(r.err, /^fledge: Cannot load translation data .*pairs\.jsonl.*column/m);
     assert.equal(r.err.trim().split("\n").length, 1, r.err);
+    // a single file has no validation split: the way out named
+    await Deno.writeTextFile(file, '{"en": "a", "de": "b"}\n');
+    assertFails(
+      await recipe("translation", join(root, "a1"), ["--dataset", file]),
+      2,
+      /has no validation examples; add --eval_file FILE, or give --dataset a folder with train\.\* and validation\.\* files$/,
+    );
+    // a --config file that is not YAML: one line with its file, line and column
+    await Deno.writeTextFile(join(root, "bad.yaml"), "max_steps: 3\n[a, b\n");
+    assertFails(
+      await recipe("sst2", join(root, "a2"), ["--config", join(root, "bad.yaml")]),
+      2,
+      /recipe: cannot parse --config .*bad\.yaml:2:1: .*; fix the YAML$/,
+    );
     const noTok = join(root, "model");
     await Deno.mkdir(noTok);
     await Deno.writeTextFile(join(noTok, "config.json"), "{}");
