@@ -57,6 +57,25 @@ function generationConfigOf(c: ModelConfig): Record<string, unknown> | null {
 }
 
 /**
+ * The text of `config.json` and `generation_config.json` as {@linkcode saveModel} writes them
+ * beside the weights: the generation config copied from the model's source folder, else built
+ * from the config's token ids (absent when neither gives one). An ONNX export writes them too.
+ * @throws {RangeError} from {@linkcode toHfConfig} for configs HF cannot express
+ */
+export async function configFiles(model: Transformer): Promise<Record<string, string>> {
+  const c = model.config;
+  const out: Record<string, string> = { "config.json": jsonText(toHfConfig(c)) };
+  const source = modelSource(model);
+  const copied = source
+    ? await Deno.readTextFile(join(source, "generation_config.json")).catch(() => null)
+    : null;
+  const built = generationConfigOf(c);
+  if (copied !== null) out["generation_config.json"] = copied;
+  else if (built) out["generation_config.json"] = jsonText(built);
+  return out;
+}
+
+/**
  * Write the model in the Hugging Face layout of its family, each file atomically
  * ({@linkcode writeFileAtomic}: temp file, then rename; a failed save never leaves a partial file
  * and keeps an earlier complete one):

@@ -15,12 +15,16 @@ import { basename, dirname, join } from "node:path";
 import { pathExists, writeFileAtomic } from "../../util/atomic.ts";
 import { SAVED_TOKENIZER_FILES, type Tokenizer } from "../tokenizer/tokenizer.ts";
 import type { Transformer } from "../transformer.ts";
+import { configFiles } from "../save.ts";
 import { decoderGraph } from "./_onnx_graph.ts";
 import { encodeModel, type ModelSpec, type Part, type TensorSpec, writeParts } from "./_onnx_proto.ts";
 
 /** Options of {@linkcode exportOnnx}. */
 export interface ExportOnnxOptions {
-  /** Saved beside the model (`tokenizer.json` and its companions), as Optimum's export folder holds it. */
+  /**
+   * Saved beside the model (`tokenizer.json` and its companions) with `config.json` and
+   * `generation_config.json`, as Optimum's export folder holds them: the folder runs as it is.
+   */
   tokenizer?: Tokenizer;
   /** The default-domain opset, 17 to 21. Default 17 (what Debian's python3-onnx 1.12 checks). */
   opset?: number;
@@ -97,6 +101,28 @@ function unwritable(path: string, e: unknown): Error {
   );
 }
 
+/** The files an export with a tokenizer writes beside the model, by name: the configs, the tokenizer's. */
+async function besideFiles(model: Transformer, tokenizer: Tokenizer): Promise<Map<string, Uint8Array>> {
+  const out = new Map<string, Uint8Array>();
+  const enc = new TextEncoder();
+  for (const [name, text] of Object.entries(await configFiles(model))) out.set(name, enc.encode(text));
+  const tmp = await Deno.makeTempDir({ prefix: "fledge-onnx-tokenizer-" });
+  try {
+    await tokenizer.save(tmp);
+    for (const name of SAVED_TOKENIZER_FILES) {
+      const bytes = await Deno.readFile(join(tmp, name)).catch(() => null);
+      if (bytes) out.set(name, bytes);
+    }
+  } finally {
+    await Deno.remove(tmp, { recursive: true });
+  }
+  return out;
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
+}
+
 function isWriteDenied(e: unknown): boolean {
   const code = (e as { code?: string }).code;
   return e instanceof Deno.errors.PermissionDenied || e instanceof Deno.errors.NotADirectory ||
@@ -113,8 +139,8 @@ function isWriteDenied(e: unknown): boolean {
  * @param path the `.onnx` file to write (its folder is made if missing)
  * @param opts {@linkcode ExportOnnxOptions}
  * @returns what was written
- * @throws {Deno.errors.AlreadyExists} when `path` (or its `.data` file, or with `tokenizer` a tokenizer
- *   file beside it) exists and `overwrite` is not set
+ * @throws {Deno.errors.AlreadyExists} when `path` (or its `.data` file, or with `tokenizer` a config or
+ *   tokenizer file beside it that holds other bytes) exists and `overwrite` is not set
  * @throws {Deno.errors.PermissionDenied} when the output folder is not writable (one line)
  * @throws {RangeError} for an unsupported opset or model (an adapter attached, an unsupported config)
  *
@@ -139,13 +165,29 @@ export async function exportOnnx(
 ): Promise<ExportOnnxResult> {
   const opset = checkExport(model, opts);
   const dataPath = `${path}.data`;
-  // the tokenizer's files are written beside the model (Optimum's layout): never over old ones unasked
+  // With a tokenizer the folder runs as it is (Optimum's layout): config.json, generation_config.json
+  // and the tokenizer's files beside the model. Never over other files unasked; the same bytes (a
+  // second export of the model into the folder) are no change.
   const dir = dirname(path) || ".";
-  const tokenizerFiles = opts.tokenizer ? SAVED_TOKENIZER_FILES.map((f) => join(dir, f)) : [];
-  for (const p of [path, dataPath, ...tokenizerFiles]) {
+  const beside = opts.tokenizer ? await besideFiles(model, opts.tokenizer) : new Map<string, Uint8Array>();
+  const differs = async (name: string) => {
+    const old = await Deno.readFile(join(dir, name)).catch(() => null);
+    return old !== null && !sameBytes(old, beside.get(name)!);
+  };
+  for (const p of [path, dataPath]) {
     if (!opts.overwrite && await pathExists(p)) {
       throw new Deno.errors.AlreadyExists(
         `Cannot export ONNX to ${path}: ${p} exists; pass overwrite (--overwrite) or choose another path`,
+      );
+    }
+  }
+  for (const name of beside.keys()) {
+    if (!opts.overwrite && await differs(name)) {
+      throw new Deno.errors.AlreadyExists(
+        `Cannot export ONNX to ${path}: ${
+          join(dir, name)
+        } exists and differs; pass overwrite (--overwrite) ` +
+          `or choose another folder`,
       );
     }
   }
@@ -207,7 +249,7 @@ export async function exportOnnx(
     if (isWriteDenied(e)) throw unwritable(path, e);
     throw e;
   }
-  if (opts.tokenizer) await opts.tokenizer.save(dir);
+  for (const [name, bytes] of beside) await writeFileAtomic(join(dir, name), bytes);
   return {
     path,
     data_path: external ? dataPath : null,

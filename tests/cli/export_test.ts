@@ -255,6 +255,33 @@ Deno.test("export --format onnx writes the merged run through exportOnnx (the fo
     assert.equal(JSON.parse(r.out).path, out);
     assert.match(r.err, /\(onnx, /);
     assert.notEqual(new TextDecoder().decode((await Deno.readFile(out)).subarray(0, 4)), "GGUF");
+    // the folder runs as it is (Optimum's layout: config.json and the tokenizer beside the model)
+    for (const f of ["config.json", "generation_config.json", "tokenizer.json"]) {
+      await Deno.stat(join(tmp, f));
+    }
+    const g = await cli([
+      "generate",
+      "--model",
+      out,
+      "--backend",
+      "onnx",
+      "--prompt",
+      "a",
+      "--max_new_tokens",
+      "2",
+    ]);
+    assert.equal(g.code, 0, g.err);
+    // a second export of the run into the folder: the same files beside it are no overwrite
+    const again = await cli(["export", "--model", run, "--output", join(tmp, "again.onnx"), "--merge"]);
+    assert.equal(again.code, 0, again.err);
+    // other bytes are
+    await Deno.writeTextFile(join(tmp, "config.json"), "{}");
+    assertFails(
+      await cli(["export", "--model", run, "--output", join(tmp, "third.onnx"), "--merge"]),
+      2,
+      /config\.json exists and differs; pass overwrite \(--overwrite\) or choose another folder/,
+    );
+    assert.equal(await Deno.readTextFile(join(tmp, "config.json")), "{}");
   });
 });
 

@@ -338,7 +338,7 @@ Deno.test("exportOnnx() refuses bad input in one line each", async () => {
         { tokenizer },
         beside,
         Deno.errors.AlreadyExists,
-        /tokenizer\.json exists; pass overwrite/,
+        /tokenizer\.json exists and differs; pass overwrite/,
       );
       assert.equal(await Deno.readTextFile(join(dir, "t", "tokenizer.json")), "OLD");
       await assert.rejects(Deno.stat(beside), Deno.errors.NotFound, "nothing written");
