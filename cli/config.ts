@@ -12,6 +12,7 @@ import {
   TRAINING_PRESETS,
   type TrainingConfig,
   trainingConfigToYaml,
+  unsupportedSettings,
 } from "../training/config.ts";
 import { type ConfigMigration, migrateConfigFile, migrationToYaml } from "../training/legacy_config.ts";
 import type { CliIO, Command } from "./command.ts";
@@ -112,6 +113,23 @@ async function validate(file: string, json: boolean, io: CliIO): Promise<number 
     io.stdout(JSON.stringify({ ok: false, file, formats: [], mapping: [], problems }) + "\n");
     io.stderr(`fledge: ${file}: ${problems.length} problem${problems.length === 1 ? "" : "s"}\n`);
     return 2;
+  }
+  // a valid config the Trainer would still refuse (fp16: it computes in float32) is not "ok"
+  const refused = unsupportedSettings(m.config);
+  if (refused.length) {
+    const n = refused.length;
+    if (json) {
+      io.stdout(
+        JSON.stringify({ ok: false, file, formats: m.formats, mapping: m.mapping, problems: refused }) + "\n",
+      );
+      io.stderr(`fledge: ${file}: ${n} problem${n === 1 ? "" : "s"}\n`);
+      return 2;
+    }
+    throw new RangeError(
+      `${file}: ${n} setting${n === 1 ? "" : "s"} the Trainer cannot honour:\n${
+        refused.map((r) => `  - ${r}`).join("\n")
+      }`,
+    );
   }
   if (json) {
     return io.stdout(

@@ -88,22 +88,25 @@ const device: Rule = (s, k, v) => {
   s.refuse(k, `unknown device ${show(v)}; use cpu, cuda, mps, gpu or auto (read as fledge's backend)`);
 };
 
-/** A dtype or mixed-precision name as fledge's `fp16`. */
+/**
+ * A dtype or mixed-precision name as fledge's `fp16`: float32 is what the Trainer computes in;
+ * float16 and bfloat16 it cannot train with (no mixed precision), so they are refused here rather
+ * than migrated to a config the Trainer then refuses.
+ */
 const precision: Rule = (s, k, v) => {
   if (v === null) return s.noop(k, v, "null keeps the default, float32 compute");
-  if (v === true || (typeof v === "string" && /^(float16|fp16|half)$/.test(v))) {
-    return s.to(k, v, [["fp16", true]], "float16 compute where the adapter has shader-f16");
-  }
   if (v === false || (typeof v === "string" && /^(float32|fp32|no|none|full)$/.test(v))) {
     return s.to(k, v, [["fp16", false]], "float32 compute");
   }
-  if (typeof v === "string" && /^(bfloat16|bf16)$/.test(v)) {
+  if (v === true || (typeof v === "string" && /^(float16|fp16|half|bfloat16|bf16)$/.test(v))) {
     return s.refuse(
       k,
-      `WebGPU has no bfloat16; set ${k} to float32 (or float16 where the adapter has shader-f16)`,
+      `the Trainer computes in float32 (no mixed precision${
+        /^b/.test(String(v)) ? "; WebGPU has no bfloat16" : ""
+      }); set ${k} to float32`,
     );
   }
-  s.refuse(k, `unknown precision ${show(v)}; use float32 or float16`);
+  s.refuse(k, `unknown precision ${show(v)}; use float32`);
 };
 
 const wandb: Rule = (s, k, v) => {

@@ -369,7 +369,7 @@ function checkRules(p: Problems, c: TrainingConfig, bad: Set<string>, d: Readonl
   if (ok("bf16") && c.bf16) {
     p.range(
       "bf16",
-      `WebGPU has no bfloat16; set bf16: false (fp16: true computes in float16 where the adapter has shader-f16)`,
+      `WebGPU has no bfloat16, and the Trainer computes in float32; set bf16: false`,
     );
   } else if (ok("fp16", "backend") && c.fp16 && c.backend === "cpu") {
     p.range("fp16", `the cpu backend computes in float32; set fp16: false or backend: webgpu`);
@@ -447,4 +447,26 @@ function checkRules(p: Problems, c: TrainingConfig, bad: Set<string>, d: Readonl
       );
     }
   }
+}
+
+const UNSUPPORTED: [string, (c: TrainingConfig) => boolean, string][] = [
+  ["fp16", (c) => c.fp16, "the Trainer computes in float32; set fp16: false"],
+  [
+    "quantization.bnb_4bit_quant_type",
+    (c) => c.quantization?.bnb_4bit_quant_type === "fp4",
+    "fledge's 4-bit kernels have NF4 codes, not bitsandbytes' FP4; set nf4",
+  ],
+  [
+    "quantization.bnb_4bit_compute_dtype",
+    (c) => c.quantization?.bnb_4bit_compute_dtype === "float16",
+    "the Trainer computes in float32; set float32",
+  ],
+];
+
+/**
+ * The settings of a valid config the Trainer cannot honour, one phrase each: it refuses them before
+ * anything runs, `config validate` names them, `getMemoryOptimizedConfig` replaces them.
+ */
+export function unsupportedSettings(config: TrainingConfig): string[] {
+  return UNSUPPORTED.filter(([, bad]) => bad(config)).map(([k, , fix]) => `${k}: ${fix}`);
 }

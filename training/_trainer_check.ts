@@ -8,6 +8,7 @@
 import type { TrainDataset } from "./_trainer_batch.ts";
 import type { Transformer } from "../models/transformer.ts";
 import type { TrainingConfig } from "./config_types.ts";
+import { unsupportedSettings } from "./_config_validate.ts";
 import { adapterParameters, applyLora, quantizeModel } from "./peft.ts";
 import { PRESETS } from "../models/config.ts";
 import { modelSource } from "../models/pretrained.ts";
@@ -22,23 +23,9 @@ export interface TrainerInputs {
   compute_loss?: unknown;
 }
 
-const UNSUPPORTED: [string, (c: TrainingConfig) => boolean, string][] = [
-  ["fp16", (c) => c.fp16, "the Trainer computes in float32; set fp16: false"],
-  [
-    "quantization.bnb_4bit_quant_type",
-    (c) => c.quantization?.bnb_4bit_quant_type === "fp4",
-    "fledge's 4-bit kernels have NF4 codes, not bitsandbytes' FP4; set nf4",
-  ],
-  [
-    "quantization.bnb_4bit_compute_dtype",
-    (c) => c.quantization?.bnb_4bit_compute_dtype === "float16",
-    "the Trainer computes in float32; set float32",
-  ],
-];
-
 /** Every problem of a trainer's inputs, one phrase each (empty when all is well). */
 export function trainerProblems(opts: TrainerInputs, config: TrainingConfig): string[] {
-  const problems: string[] = UNSUPPORTED.filter(([, bad]) => bad(config)).map(([k, , fix]) => `${k}: ${fix}`);
+  const problems: string[] = unsupportedSettings(config);
   const mc = opts.model.config, ds = opts.train_dataset;
   // Weights the optimizer cannot update must not be skipped silently: full fine-tuning would
   // quietly train only embeddings, norms and the head. Frozen f16 / 4-bit bases train through adapters.

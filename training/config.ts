@@ -48,7 +48,7 @@ import {
   sizeShape,
   TASKS,
 } from "./_config_recipes.ts";
-import { validateConfig } from "./_config_validate.ts";
+import { unsupportedSettings, validateConfig } from "./_config_validate.ts";
 import { DPO_ONLY_FIELDS, type RunKind, unreadFieldProblems } from "./_config_scope.ts";
 import { configToYaml, readConfigFile } from "./_config_yaml.ts";
 import { isLegacyConfig, migrateLegacy } from "./_config_legacy.ts";
@@ -57,6 +57,7 @@ import type { LoraConfig, QuantizationConfig, TrainingConfig } from "./config_ty
 import { writeFileAtomic } from "../util/atomic.ts";
 
 export type { LrSchedulerKwargs, LrSchedulerType, RunKind };
+export { unsupportedSettings };
 export type {
   IntervalStrategy,
   LoraConfig,

@@ -161,8 +161,24 @@ Deno.test("config validate: ok, every problem, an unknown legacy key in one line
   // A key fledge cannot honour: refused with the reason, not dropped.
   const bf16 = await file("bf16.json", JSON.stringify({ n_layer: 2, dtype: "bfloat16", bias: false }));
   const e = await config("migrate", bf16);
-  assertFails(e, 2, /dtype: WebGPU has no bfloat16/);
+  assertFails(e, 2, /dtype: the Trainer computes in float32 \(no mixed precision; WebGPU has no bfloat16\)/);
   assert.match(e.err, /bias: false has no equivalent/);
+  // float16 is refused as bfloat16 is: the Trainer computes in float32 (it was migrated to fp16: true,
+  // which validate passed and train refused)
+  const f16 = await file("f16.json", JSON.stringify({ n_layer: 2, dtype: "float16" }));
+  assertFails(
+    await config("validate", f16),
+    2,
+    /dtype: the Trainer computes in float32 \(no mixed precision\); set dtype to float32/,
+  );
+  // a valid config with a setting the Trainer refuses is not "ok" either
+  const fp16 = await file("fp16.yaml", "fp16: true\n");
+  const v = await config("validate", fp16);
+  assert.equal(v.code, 2, v.err);
+  assert.match(v.err, /fp16: the Trainer computes in float32; set fp16: false/);
+  const vj = await config("validate", fp16, "--json");
+  assert.equal(vj.code, 2);
+  assert.deepEqual(JSON.parse(vj.out).problems, ["fp16: the Trainer computes in float32; set fp16: false"]);
 });
 
 // nanoGPT's train.py config dict (as saved in its checkpoints), scaled down; bias true as GPT-2's.

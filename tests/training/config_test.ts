@@ -149,7 +149,7 @@ Deno.test("validateTrainingConfig() lists every kind of problem at once, each wi
     `did you mean "cosine"?`,
     "lora.rank: unknown key; did you mean r?",
     "lora.lora_dropout: must be >= 0 and < 1, got 1",
-    "bf16: WebGPU has no bfloat16; set bf16: false",
+    "bf16: WebGPU has no bfloat16, and the Trainer computes in float32; set bf16: false",
     `report_to: fledge has no "wandb" integration`,
     `optim: fledge implements "adamw" and "sgd", got "adafactor"`,
   ]);

@@ -51,7 +51,7 @@ Deno.test("migrateConfig() refuses what fledge cannot honour and lists every unk
   for (
     const re of [
       /bias: false has no equivalent/,
-      /dtype: WebGPU has no bfloat16/,
+      /dtype: the Trainer computes in float32 \(no mixed precision; WebGPU has no bfloat16\); set dtype to float32/,
       /wandb_log: fledge has no Weights & Biases integration/,
       /flash: unknown key in a legacy config/,
       /model\.num_layerz: unknown key in a LLMBuilder model section: .*did you mean num_layers\?/,
