@@ -8,8 +8,10 @@
 import { parseFlags } from "../util/flags.ts";
 import { BENCHMARKS, benchTable, DEFAULT_BENCHMARKS, runBenchmarks } from "../bench/run.ts";
 import type { CliIO, Command } from "./command.ts";
+import { writeFileAtomic } from "../util/atomic.ts";
 
-const USAGE = `usage: deno task cli bench [--only NAME ...] [--quick] [--json]
+const USAGE = `usage: deno task cli bench [--only NAME ...] [--quick] [--json] [--output FILE]
+       deno task bench [...]     the same, with --output bench/out/results.jsonl
 
 Runs the benchmarks of \`deno task bench\` on the current adapter (WebGPU when one answers, else the
 cpu backend) and prints one JSON line per measurement (op, shape, ms, GFLOP/s or tokens/s, backend,
@@ -20,12 +22,15 @@ options:
                              default ${DEFAULT_BENCHMARKS.join(", ")} (the others take minutes)
   --quick                    smaller sizes (seconds instead of minutes)
   --json                     one JSON object {"adapter", "records": [...]} instead of JSON lines + table
+  --output FILE              also write the records there as JSON lines (atomically; it replaces
+                             the file: the newest run's results)
   -h, --help                 this text`;
 
 const FLAGS = {
   only: { type: "list" },
   quick: { type: "boolean" },
   json: { type: "boolean" },
+  output: { type: "string" },
 } as const;
 
 /** The `bench` command. */
@@ -43,6 +48,9 @@ async function benchRun(args: string[], io: CliIO): Promise<void> {
     quick: v.quick,
     onRecord: v.json ? undefined : (r) => io.stdout(JSON.stringify(r) + "\n"),
   });
+  if (v.output) {
+    await writeFileAtomic(v.output, result.records.map((r) => JSON.stringify(r) + "\n").join(""));
+  }
   if (v.json) {
     return io.stdout(JSON.stringify({ adapter: result.adapter, records: result.records }) + "\n");
   }

@@ -2,7 +2,8 @@
  * `deno task cli bench` as a subprocess: `--help`, bad flags and benchmark names (exit 2, one line),
  * and the quick block benchmark as JSON lines and as `--json`, parsed. Timings are never asserted.
  */
-import { assert } from "../_assert.ts";
+import { join } from "node:path";
+import { assert, ROOT } from "../_assert.ts";
 import { assertFails, cliProcess } from "./_cli.ts";
 
 /** The fields every benchmark record has (STYLE.md: op, shape, time, backend, adapter). */
@@ -27,6 +28,20 @@ Deno.test("bench --help exits 0; bad flags and unknown benchmarks exit 2 with on
     /bench: unknown benchmark "matmull"; did you mean matmul\? \(benchmarks: matmul, attention/,
   );
   assertFails(await cliProcess(["bench", "--only", ","]), 2, /bench: --only "," names no benchmark/);
+  // deno task bench is the same command (it once ran the benchmarks on --help, and threw stack traces)
+  const task = async (...args: string[]) => {
+    const r = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", join(ROOT, "bench/main.ts"), ...args],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const dec = new TextDecoder();
+    return { code: r.code, out: dec.decode(r.stdout), err: dec.decode(r.stderr) };
+  };
+  const taskHelp = await task("--help");
+  assert.equal(taskHelp.code, 0, taskHelp.err);
+  assert.match(taskHelp.out, /^usage: deno task cli bench .*\n {7}deno task bench /);
+  assertFails(await task("--only", "nope"), 2, /bench: unknown benchmark "nope"/);
 });
 
 Deno.test("bench --only block --quick prints JSON lines and a table; --json one object", async () => {
@@ -37,9 +52,15 @@ Deno.test("bench --only block --quick prints JSON lines and a table; --json one 
   records.forEach(assertRecord);
   assert.match(lines.err, /\nop +shape +backend +ms +rate\n/);
   assert.match(lines.err, /\nadapter: .+\n$/);
-  const json = await cliProcess(["bench", "--only=block", "--quick", "--json"]);
+  const dir = await Deno.makeTempDir({ prefix: "fledge-bench-" });
+  const saved = join(dir, "results.jsonl");
+  const json = await cliProcess(["bench", "--only=block", "--quick", "--json", "--output", saved]);
   assert.equal(json.code, 0, json.err);
   const obj = JSON.parse(json.out);
+  // --output: the same records as JSON lines
+  const file = (await Deno.readTextFile(saved)).trimEnd().split("\n").map((l) => JSON.parse(l));
+  assert.deepEqual(file, obj.records);
+  await Deno.remove(dir, { recursive: true });
   assert.equal(typeof obj.adapter, "string");
   assert.deepEqual(obj.records.map((r: { op: string }) => r.op), records.map((r) => r.op));
   obj.records.forEach(assertRecord);
