@@ -46,7 +46,7 @@ function connectionError(t: HubTarget, url: string, cause: unknown): HubError {
     "connection",
     `Cannot reach the Hugging Face hub for ${describe(t)}: ${why} (${url}). Check the network or ` +
       `HF_ENDPOINT (now ${t.endpoint}); to use only files already in the cache set HF_HUB_OFFLINE=1 ` +
-      `or pass local_files_only: true`,
+      `(local_files_only: true in code)`,
     { cause },
   );
 }

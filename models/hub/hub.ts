@@ -350,6 +350,23 @@ export function refuseDownloadOptions(
 export async function snapshotDownload(repo_id: string, opts: SnapshotOptions = {}): Promise<string> {
   if (isDirSync(repo_id)) return repo_id;
   const r = resolve(repo_id, opts);
+  try {
+    return await snapshotFromHub(r, opts);
+  } catch (e) {
+    // `runs/nope` is a hub id and a mistyped path alike: when its owner is a local folder, say so
+    const owner = repo_id.split("/")[0];
+    if (e instanceof HubError && repo_id.includes("/") && isDirSync(owner)) {
+      throw new HubError(
+        e.kind,
+        `${e.message} (${repo_id} is not a local folder either, though ${owner}/ is: check the path)`,
+        { status: e.status, cause: e.cause },
+      );
+    }
+    throw e;
+  }
+}
+
+async function snapshotFromHub(r: Resolved, opts: SnapshotOptions): Promise<string> {
   return await redacting(r.target.token, async () => {
     const t = r.target;
     const cachedCommit = await readRef(r.storage, t.revision);

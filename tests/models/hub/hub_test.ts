@@ -280,6 +280,13 @@ Deno.test("hubDownload() reports an unreachable hub and mentions offline mode", 
       isHub("connection"),
     );
     assert.match(e.message, /HF_HUB_OFFLINE=1/);
+    // a mistyped local path reads as a hub id: the message says the path is not a folder either
+    const opts = { endpoint: `http://127.0.0.1:${port}`, cache_dir: cache, offline: false, max_retries: 0 };
+    const typo = await rejects(snapshotDownload("tests/nope", opts), isHub("connection"));
+    assert.match(
+      typo.message,
+      /\(tests\/nope is not a local folder either, though tests\/ is: check the path\)$/,
+    );
   } finally {
     await Deno.remove(cache, { recursive: true });
   }
