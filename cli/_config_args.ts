@@ -7,6 +7,7 @@
 import { type FlagSpec, parseFlags } from "../util/flags.ts";
 import {
   loadTrainingConfig,
+  overrideConfig,
   TRAINING_CONFIG_KEYS,
   type TrainingConfig,
   validateTrainingConfig,
@@ -62,7 +63,7 @@ export async function configFromArgs(
   const { defaults } = opts;
   const base = file ? await loadTrainingConfig(file, { defaults }) : {};
   if (!Object.keys(overrides).length) return base as TrainingConfig;
-  return validateTrainingConfig({ ...base, ...overrides }, {
+  return validateTrainingConfig(overrideConfig(base, overrides), {
     file: file ? `${file} + command-line flags` : "command-line flags",
     defaults,
   });

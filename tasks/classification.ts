@@ -9,6 +9,7 @@
  *
  * @module
  */
+import { overrideConfig } from "../training/config.ts";
 import { readRecipeYaml } from "./_recipe.ts";
 import type { RecipeTarget } from "../evaluation/run_report.ts";
 import { type RecipeResult, runRecipe, type RunRecipeOptions } from "./recipe.ts";
@@ -49,7 +50,7 @@ export async function runClassification(
   overrides: Record<string, unknown> = {},
   opts: RunRecipeOptions = {},
 ): Promise<RecipeResult> {
-  const config = { ...await readRecipeYaml(recipe), ...overrides };
+  const config = overrideConfig(await readRecipeYaml(recipe), overrides);
   const debian = (config.dataset ?? "debian") === "debian";
   return await runRecipe(config, {
     title: recipe === "sst2" ? "Binary classification (SST-2 recipe)" : "Debian sections (8 labels)",

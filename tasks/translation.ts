@@ -8,6 +8,7 @@
  *
  * @module
  */
+import { overrideConfig } from "../training/config.ts";
 import { readRecipeYaml } from "./_recipe.ts";
 import type { RecipeTarget } from "../evaluation/run_report.ts";
 import { type RecipeResult, runRecipe, type RunRecipeOptions } from "./recipe.ts";
@@ -34,7 +35,7 @@ export async function runTranslation(
   overrides: Record<string, unknown> = {},
   opts: RunRecipeOptions = {},
 ): Promise<RecipeResult> {
-  const config = { ...await readRecipeYaml("translation"), ...overrides };
+  const config = overrideConfig(await readRecipeYaml("translation"), overrides);
   const debian = (config.dataset ?? "debian") === "debian" && !config.level;
   return await runRecipe(config, {
     title: "Translation: English -> German",

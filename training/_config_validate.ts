@@ -365,6 +365,39 @@ function checkRules(p: Problems, c: TrainingConfig, bad: Set<string>, d: Readonl
     for (const k of ["eval_steps", "max_eval_samples"] as const) {
       off(k, "eval_strategy", `is for evaluations, and eval_strategy is "no"`);
     }
+  } else if (c.eval_strategy === "epoch") {
+    off("eval_steps", "eval_strategy", `counts steps between evaluations, and eval_strategy is "epoch"`);
+  }
+  if (ok("max_steps") && c.max_steps > 0) {
+    off(
+      "num_train_epochs",
+      "max_steps",
+      `counts epochs, and max_steps ${c.max_steps} sets the length of training`,
+    );
+  }
+  if (c.save_strategy !== "steps") {
+    off(
+      "save_steps",
+      "save_strategy",
+      `counts steps between checkpoints, and save_strategy is "${c.save_strategy}"`,
+    );
+  }
+  if (c.logging_strategy !== "steps") {
+    off(
+      "logging_steps",
+      "logging_strategy",
+      `counts steps between logs, and logging_strategy is "${c.logging_strategy}"`,
+    );
+  }
+  if (c.logging_strategy === "no") {
+    off("logging_first_step", "logging_strategy", `logs the first step, and logging_strategy is "no"`);
+  }
+  if (c.metric_for_best_model === null) {
+    off(
+      "greater_is_better",
+      "metric_for_best_model",
+      "says which way metric_for_best_model improves, and none is set",
+    );
   }
   if (ok("bf16") && c.bf16) {
     p.range(

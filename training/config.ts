@@ -421,6 +421,26 @@ export function refuseUnreadFields(config: TrainingConfig, kind: RunKind, subjec
 }
 
 /** Names of {@linkcode TRAINING_PRESETS}. */
+/**
+ * `overrides` over `base`, as a command line's flags go over a config file: an override that sets
+ * the length of training one way (`max_steps` > 0, or `num_train_epochs`) and not the other drops
+ * the base's other one, so the override is what runs (not refused as a conflict, nor losing to
+ * the file's `max_steps` as in HF, where `max_steps` wins over `num_train_epochs`).
+ * @example
+ * ```ts
+ * import { overrideConfig } from "./config.ts";
+ * const c = overrideConfig({ max_steps: 120, learning_rate: 1e-3 }, { num_train_epochs: 1 });
+ * if ("max_steps" in c || c.num_train_epochs !== 1) throw new Error(JSON.stringify(c));
+ * ```
+ */
+export function overrideConfig<T extends object>(base: T, overrides: Record<string, unknown>): T {
+  const out = { ...base } as Record<string, unknown>;
+  const steps = typeof overrides.max_steps === "number" && overrides.max_steps > 0;
+  if (steps && overrides.num_train_epochs === undefined) delete out.num_train_epochs;
+  if (overrides.num_train_epochs !== undefined && overrides.max_steps === undefined) delete out.max_steps;
+  return { ...out, ...overrides } as T;
+}
+
 export type TrainingPresetName = "debug" | "sft-full" | "sft-lora" | "qlora" | "pretrain";
 // The unions below are spelled out for the docs; this keeps each equal to the list the code walks.
 type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : never) : never;

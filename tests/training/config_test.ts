@@ -13,6 +13,7 @@ import {
   getTrainingPreset,
   loadTrainingConfig,
   type ModelSize,
+  overrideConfig,
   type RecommendedTask,
   saveTrainingConfig,
   TRAINING_CONFIG_KEYS,
@@ -555,7 +556,7 @@ async function trainsOneStep(config: TrainingConfig, what: string): Promise<void
   try {
     const trainer = createTrainer({
       model,
-      config: { ...config, max_steps: 1, output_dir, overwrite_output_dir: true },
+      config: overrideConfig(config, { max_steps: 1, output_dir, overwrite_output_dir: true }),
       train_dataset: new TextDataset(ids.subarray(0, 32), { block_size: 8, source: "train" }),
       eval_dataset: new TextDataset(ids.subarray(32), { block_size: 8, source: "eval" }),
       progress: false,
@@ -651,6 +652,30 @@ Deno.test("validateTrainingConfig() refuses settings the rest of the config swit
     [{ optim: "sgd", adam_beta2: 0.95 }, /adam_beta2: is AdamW's, and optim is "sgd"/],
     [{ eval_steps: 10 }, /eval_steps: is for evaluations, and eval_strategy is "no"/],
     [{ max_eval_samples: 5 }, /max_eval_samples: is for evaluations, and eval_strategy is "no"/],
+    [
+      { eval_strategy: "epoch", eval_steps: 5 },
+      /eval_steps: counts steps between evaluations, and eval_strategy is "epoch"/,
+    ],
+    [
+      { max_steps: 2, num_train_epochs: 1 },
+      /num_train_epochs: counts epochs, and max_steps 2 sets the length/,
+    ],
+    [
+      { save_strategy: "no", save_steps: 5 },
+      /save_steps: counts steps between checkpoints, and save_strategy is "no"/,
+    ],
+    [
+      { logging_strategy: "epoch", logging_steps: 5 },
+      /logging_steps: counts steps between logs, and logging_strategy is "epoch"/,
+    ],
+    [
+      { logging_strategy: "no", logging_first_step: true },
+      /logging_first_step: logs the first step, and logging_strategy is "no"/,
+    ],
+    [
+      { greater_is_better: true },
+      /greater_is_better: says which way metric_for_best_model improves, and none is set/,
+    ],
   ];
   for (const [o, re] of cases) assert.match(problems(o), re, JSON.stringify(o));
   // switched on, each is read
@@ -661,10 +686,23 @@ Deno.test("validateTrainingConfig() refuses settings the rest of the config swit
       { packing: true, packing_strategy: "wrapped" },
       { optim: "adamw", adam_beta2: 0.95 },
       { eval_strategy: "steps", eval_steps: 10, max_eval_samples: 5 },
+      { max_steps: 2 },
+      { save_steps: 5 },
+      { logging_steps: 5, logging_first_step: true },
+      { metric_for_best_model: "loss", greater_is_better: false, eval_strategy: "steps", eval_steps: 5 },
     ]
   ) {
     assert.equal(problems(o), "", JSON.stringify(o));
   }
+  // across layers (flags over a file, a recipe's overrides over its config) the later length wins:
+  // the earlier one's other setting is dropped, not refused and not silently beaten by max_steps
+  const flags = (base: Record<string, unknown>, o: Record<string, unknown>) =>
+    validateTrainingConfig(overrideConfig(base, o), { file: "run.yaml + flags" });
+  const epochs = flags({ max_steps: 120 }, { num_train_epochs: 1 });
+  assert.deepEqual([epochs.max_steps, epochs.num_train_epochs], [-1, 1]);
+  const steps = flags({ num_train_epochs: 5 }, { max_steps: 2 });
+  assert.deepEqual([steps.max_steps, steps.num_train_epochs], [2, DEFAULT_TRAINING_CONFIG.num_train_epochs]);
+  assert.equal(flags({ num_train_epochs: 5 }, { max_steps: -1 }).num_train_epochs, 5);
 });
 
 Deno.test("validateTrainingConfig() accepts max_train_samples / max_eval_samples and rejects non-positive ones", () => {
