@@ -61,8 +61,8 @@ export function validateConfig(obj: unknown, ctx: ValidateContext): TrainingConf
     out.save_strategy === "best";
   if (out.metric_for_best_model === null && wantsMetric) out.metric_for_best_model = "loss";
   if (out.greater_is_better === null && out.metric_for_best_model !== null) {
-    // HF: higher is better unless the metric's name ends with "loss".
-    out.greater_is_better = !out.metric_for_best_model.endsWith("loss");
+    // HF: higher is better unless the metric's name ends with "loss"; a perplexity is a loss too
+    out.greater_is_better = !/(loss|perplexity)$/.test(out.metric_for_best_model);
   }
   return out;
 }
@@ -362,7 +362,13 @@ function checkRules(p: Problems, c: TrainingConfig, bad: Set<string>, d: Readonl
     );
   }
   if (c.eval_strategy === "no") {
-    for (const k of ["eval_steps", "max_eval_samples"] as const) {
+    for (
+      const k of [
+        "eval_steps",
+        "max_eval_samples",
+        "metric_for_best_model",
+      ] as const
+    ) {
       off(k, "eval_strategy", `is for evaluations, and eval_strategy is "no"`);
     }
   } else if (c.eval_strategy === "epoch") {
@@ -459,12 +465,20 @@ function checkRules(p: Problems, c: TrainingConfig, bad: Set<string>, d: Readonl
     p.range("early_stopping_patience", `needs evaluations; set eval_strategy to "steps" or "epoch"`);
   }
   if (
-    ok("resume_from_checkpoint", "overwrite_output_dir") && c.resume_from_checkpoint === true &&
-    c.overwrite_output_dir
+    ok("resume_from_checkpoint", "overwrite_output_dir") && c.overwrite_output_dir &&
+    (c.resume_from_checkpoint === true || typeof c.resume_from_checkpoint === "string")
   ) {
     p.range(
       "overwrite_output_dir",
-      `is true while resume_from_checkpoint: true resumes from output_dir's checkpoints; set one of them to false`,
+      c.resume_from_checkpoint === true
+        ? `is true while resume_from_checkpoint: true resumes from output_dir's checkpoints; set one of them to false`
+        : `is true while resume_from_checkpoint resumes a run, which keeps output_dir's files; drop one of them`,
+    );
+  }
+  if (ok("label_smoothing", "loss_type") && c.label_smoothing > 0 && c.loss_type !== "sigmoid") {
+    p.range(
+      "label_smoothing",
+      `is cDPO's, for loss_type sigmoid, not ${c.loss_type}; set label_smoothing: 0 or loss_type: sigmoid`,
     );
   }
   if (ok("quantization", "lora") && c.quantization !== null) {

@@ -118,9 +118,12 @@ export async function guardWrite<T>(path: string, last: string | null, write: ()
 export class MetricsFile {
   readonly path: string;
   readonly #on: boolean;
-  constructor(out: string, on: boolean) {
+  readonly #stdout: boolean;
+  /** `on`: write `metrics.jsonl` (report_to jsonl); `stdout`: print each record as a JSON line too (report_to stdout). */
+  constructor(out: string, on: boolean, stdout = false) {
     this.path = join(out, "metrics.jsonl");
     this.#on = on;
+    this.#stdout = stdout;
   }
   async reset(history: readonly Record<string, number>[]): Promise<void> {
     if (!this.#on) return;
@@ -128,6 +131,7 @@ export class MetricsFile {
     await writeFileAtomic(this.path, history.map((r) => JSON.stringify(r) + "\n").join(""));
   }
   async append(record: Record<string, number>): Promise<void> {
+    if (this.#stdout) console.log(JSON.stringify(record));
     if (this.#on) await Deno.writeTextFile(this.path, JSON.stringify(record) + "\n", { append: true });
   }
 }

@@ -425,7 +425,9 @@ export function refuseUnreadFields(config: TrainingConfig, kind: RunKind, subjec
  * `overrides` over `base`, as a command line's flags go over a config file: an override that sets
  * the length of training one way (`max_steps` > 0, or `num_train_epochs`) and not the other drops
  * the base's other one, so the override is what runs (not refused as a conflict, nor losing to
- * the file's `max_steps` as in HF, where `max_steps` wins over `num_train_epochs`).
+ * the file's `max_steps` as in HF, where `max_steps` wins over `num_train_epochs`); another
+ * `metric_for_best_model` drops the base's `greater_is_better` (derived again); a section given in
+ * part (`lora`, `quantization`, `lr_scheduler_kwargs`, `model_config`) changes only its fields.
  * @example
  * ```ts
  * import { overrideConfig } from "./config.ts";
@@ -435,11 +437,22 @@ export function refuseUnreadFields(config: TrainingConfig, kind: RunKind, subjec
  */
 export function overrideConfig<T extends object>(base: T, overrides: Record<string, unknown>): T {
   const out = { ...base } as Record<string, unknown>;
+  const given = (k: string) => overrides[k] !== undefined;
   const steps = typeof overrides.max_steps === "number" && overrides.max_steps > 0;
-  if (steps && overrides.num_train_epochs === undefined) delete out.num_train_epochs;
-  if (overrides.num_train_epochs !== undefined && overrides.max_steps === undefined) delete out.max_steps;
-  return { ...out, ...overrides } as T;
+  if (steps && !given("num_train_epochs")) delete out.num_train_epochs;
+  if (given("num_train_epochs") && !given("max_steps")) delete out.max_steps;
+  // another metric: its direction is derived again (the base's was the old metric's)
+  if (given("metric_for_best_model") && !given("greater_is_better")) delete out.greater_is_better;
+  const merged = { ...out, ...overrides };
+  // a section given in part (`--lora '{"r": 2}'`) changes those fields of the base's section
+  for (const k of ["lora", "quantization", "lr_scheduler_kwargs", "model_config"]) {
+    if (isPlain(out[k]) && isPlain(overrides[k])) merged[k] = { ...out[k], ...overrides[k] };
+  }
+  return merged as T;
 }
+
+const isPlain = (v: unknown): v is Record<string, unknown> =>
+  typeof v === "object" && v !== null && !Array.isArray(v);
 
 export type TrainingPresetName = "debug" | "sft-full" | "sft-lora" | "qlora" | "pretrain";
 // The unions below are spelled out for the docs; this keeps each equal to the list the code walks.

@@ -452,7 +452,7 @@ export class Trainer {
     const c = this.config, out = c.output_dir, model = this.model, be = model.backend;
     const t0 = performance.now();
     const ckRoot = join(out, "checkpoints");
-    const metrics = new MetricsFile(out, c.report_to.includes("jsonl"));
+    const metrics = new MetricsFile(out, c.report_to.includes("jsonl"), c.report_to.includes("stdout"));
     // Full fine-tuning trains every parameter unless some were chosen; an adapter run, the adapter.
     if (!model.adapters.size && !model.parameters().some((p) => p.requiresGrad)) model.setTrainable(true);
     const live = () => trainableParameters(model);

@@ -2,7 +2,7 @@
 import { join } from "node:path";
 import { loadTrainingConfig } from "../../training/config.ts";
 import { assert } from "../_assert.ts";
-import { assertFails, cli } from "./_cli.ts";
+import { assertFails, cli, cliProcess } from "./_cli.ts";
 
 const dir = await Deno.makeTempDir({ prefix: "fledge-train-cli-" });
 const docs = Array.from(
@@ -121,6 +121,28 @@ Deno.test("train: a tiny preset trains from YAML + flag overrides (HF names, hyp
   assert.equal(saved.seed, 7);
   assert.equal(saved.per_device_train_batch_size, 2, "from the file");
   assert.throws(() => Deno.statSync(join(dir, "overridden")), Deno.errors.NotFound);
+});
+
+Deno.test("train --report_to stdout prints each log record as a JSON line on stdout", async () => {
+  const out = join(dir, "run-stdout");
+  const r = await cliProcess([
+    "train",
+    "-c",
+    await yaml("stdout.yaml", base(out)),
+    "--max_steps",
+    "2",
+    "--logging_steps",
+    "1",
+    "--report_to",
+    "stdout",
+  ]);
+  assert.equal(r.code, 0, r.err);
+  const lines = r.out.trimEnd().split("\n");
+  const records = lines.slice(0, -1).map((l) => JSON.parse(l));
+  assert.deepEqual(records.filter((x) => "loss" in x).map((x) => x.step), [1, 2]);
+  assert.match(lines.at(-1)!, /^trained 2 steps in /);
+  // stdout only: no metrics.jsonl
+  assert.throws(() => Deno.statSync(join(out, "metrics.jsonl")), Deno.errors.NotFound);
 });
 
 Deno.test({

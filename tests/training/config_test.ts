@@ -676,6 +676,18 @@ Deno.test("validateTrainingConfig() refuses settings the rest of the config swit
       { greater_is_better: true },
       /greater_is_better: says which way metric_for_best_model improves, and none is set/,
     ],
+    [
+      { metric_for_best_model: "loss" },
+      /metric_for_best_model: is for evaluations, and eval_strategy is "no"/,
+    ],
+    [
+      { loss_type: "hinge", label_smoothing: 0.2 },
+      /label_smoothing: is cDPO's, for loss_type sigmoid, not hinge/,
+    ],
+    [
+      { resume_from_checkpoint: "runs/a/checkpoints/step-2", overwrite_output_dir: true },
+      /overwrite_output_dir: is true while resume_from_checkpoint resumes a run, which keeps output_dir's files/,
+    ],
   ];
   for (const [o, re] of cases) assert.match(problems(o), re, JSON.stringify(o));
   // switched on, each is read
@@ -696,13 +708,33 @@ Deno.test("validateTrainingConfig() refuses settings the rest of the config swit
   }
   // across layers (flags over a file, a recipe's overrides over its config) the later length wins:
   // the earlier one's other setting is dropped, not refused and not silently beaten by max_steps
-  const flags = (base: Record<string, unknown>, o: Record<string, unknown>) =>
+  const flags = (base: object, o: Record<string, unknown>) =>
     validateTrainingConfig(overrideConfig(base, o), { file: "run.yaml + flags" });
   const epochs = flags({ max_steps: 120 }, { num_train_epochs: 1 });
   assert.deepEqual([epochs.max_steps, epochs.num_train_epochs], [-1, 1]);
   const steps = flags({ num_train_epochs: 5 }, { max_steps: 2 });
   assert.deepEqual([steps.max_steps, steps.num_train_epochs], [2, DEFAULT_TRAINING_CONFIG.num_train_epochs]);
   assert.equal(flags({ num_train_epochs: 5 }, { max_steps: -1 }).num_train_epochs, 5);
+  // another metric over a file's: its direction derived again (the file's accuracy said higher)
+  const file = validateTrainingConfig(
+    {
+      metric_for_best_model: "accuracy",
+      load_best_model_at_end: true,
+      eval_strategy: "steps",
+      eval_steps: 1,
+    },
+    { file: "run.yaml" },
+  );
+  assert.equal(file.greater_is_better, true);
+  assert.equal(flags(file, { metric_for_best_model: "eval_loss" }).greater_is_better, false);
+  // a perplexity is lower-better, as a loss (it was derived higher-better: the best model was the worst)
+  assert.equal(flags(file, { metric_for_best_model: "perplexity" }).greater_is_better, false);
+  assert.equal(flags(file, { metric_for_best_model: "eval_perplexity" }).greater_is_better, false);
+  // a section given in part changes only its fields (--lora '{"r": 2}' had reset lora_alpha)
+  const lora = validateTrainingConfig({ lora: { r: 4, lora_alpha: 32 } }, { file: "run.yaml" });
+  const r2 = flags(lora, { lora: { r: 2 } });
+  assert.deepEqual([r2.lora?.r, r2.lora?.lora_alpha], [2, 32]);
+  assert.equal(flags(lora, { lora: null }).lora, null);
 });
 
 Deno.test("validateTrainingConfig() accepts max_train_samples / max_eval_samples and rejects non-positive ones", () => {
