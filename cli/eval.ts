@@ -20,6 +20,7 @@ import { agree } from "../util/problems.ts";
 import {
   evalOptions,
   loadRecipeModel,
+  mergeRecipeConfig,
   RECIPE_DEFAULTS,
   recipeData,
   type RecipeSettings,
@@ -134,7 +135,8 @@ async function evalRun(args: string[], io: CliIO): Promise<void> {
   if (await pathExists(saved)) {
     // checked as a recipe's config is: a hand-edited value fails here, not deep in the evaluation
     const { model_dir, ...flat } = parseYaml(await Deno.readTextFile(saved)) ?? {};
-    const recipe = resolveRecipe(flat, saved);
+    // (a run saved before the data fields of another source gave way still holds them: they do here)
+    const recipe = resolveRecipe(mergeRecipeConfig(flat, {}), saved);
     settings = { ...recipe.settings, model_dir } as RecipeSettings;
     seed = recipe.training.seed;
   }
@@ -171,15 +173,34 @@ async function evalRun(args: string[], io: CliIO): Promise<void> {
       );
     }
   }
-  const s: RecipeSettings = {
-    ...(settings ?? { ...RECIPE_DEFAULTS, task, name: "eval" }),
+  const flags: Partial<RecipeSettings> = {
     ...(v.num_beams ? { num_beams: v.num_beams } : {}),
     ...(v.max_new_tokens ? { max_new_tokens: v.max_new_tokens } : {}),
     ...(v.max_source_tokens ? { max_source_tokens: v.max_source_tokens } : {}),
     ...(v.max_len_a !== undefined ? { max_len_a: v.max_len_a } : {}),
     ...(v.max_len_b !== undefined ? { max_len_b: v.max_len_b } : {}),
     ...(v.split_lines ? { split_lines: true } : v.no_split_lines ? { split_lines: false } : {}),
-  } as RecipeSettings;
+  };
+  // --num_beams 1 decodes greedily: the run's beam-only settings cannot apply (said, not dropped silently)
+  const beamOnly = (["length_penalty", "early_stopping"] as const).filter((k) =>
+    settings && JSON.stringify(settings[k]) !== JSON.stringify(RECIPE_DEFAULTS[k])
+  );
+  if (v.num_beams === 1 && beamOnly.length) {
+    for (const k of beamOnly) Object.assign(flags, { [k]: RECIPE_DEFAULTS[k] });
+    io.stderr(
+      `eval: --num_beams 1 decodes greedily, without the run's ${
+        beamOnly.map((k) => `${k} ${settings![k]}`).join(", ")
+      }\n`,
+    );
+  }
+  // the run's settings with the flags, checked as a recipe's are (the same combinations refused)
+  const { model_dir: _dir, ...run } = (settings ?? { ...RECIPE_DEFAULTS, task, name: "eval" }) as
+    & RecipeSettings
+    & {
+      model_dir?: string;
+    };
+  const s =
+    resolveRecipe({ ...run, ...flags }, `${settings ? saved : "eval"} with the command's flags`).settings;
   // ---- data ----
   let examples, labels;
   if (v.data) {

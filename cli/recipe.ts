@@ -9,6 +9,7 @@
 import { parse as parseYaml, YAMLParseError } from "npm:yaml@^2.9";
 import { type FlagSpec, parseFlags } from "../util/flags.ts";
 import { recipeFlagNames } from "../tasks/_recipe.ts";
+import { overrideConfig } from "../training/config.ts";
 import { runClassification } from "../tasks/classification.ts";
 import { runSummarization } from "../tasks/summarization.ts";
 import { runTranslation } from "../tasks/translation.ts";
@@ -106,21 +107,24 @@ export const command: Command = {
     }
     const v = parseFlags("recipe", rest, FLAGS) as Record<string, string | boolean | undefined>;
     if (v.help) return io.stdout(USAGE + "\n");
-    const overrides: Record<string, unknown> = {};
+    let file: Record<string, unknown> = {};
     if (typeof v.config === "string") {
       const obj = await readConfigYaml(v.config);
       if (!obj || typeof obj !== "object" || Array.isArray(obj)) {
         throw new SyntaxError(`recipe: ${v.config} must hold a mapping of fields`);
       }
-      Object.assign(overrides, obj);
+      file = obj as Record<string, unknown>;
     }
+    const flags: Record<string, unknown> = {};
     for (const [k, val] of Object.entries(v)) {
-      if (k !== "config" && k !== "help" && typeof val === "string") overrides[k] = parseValue(val);
+      if (k !== "config" && k !== "help" && typeof val === "string") flags[k] = parseValue(val);
     }
     // --label_names a,b as cli eval takes it (a JSON list works too)
-    if (typeof v.label_names === "string" && typeof overrides.label_names === "string") {
-      overrides.label_names = overrides.label_names.split(",").map((x) => x.trim());
+    if (typeof flags.label_names === "string") {
+      flags.label_names = flags.label_names.split(",").map((x) => x.trim());
     }
+    // the flags over the --config file, as both go over the recipe's config
+    const overrides = overrideConfig(file, flags);
     // The Debian base model is built only without --model: a base_model given with it would be ignored
     // (a shipped config's own base_model, e.g. translation's, just gives way to --model).
     if (overrides.base_model !== undefined && overrides.model !== undefined && overrides.model !== null) {

@@ -6,6 +6,7 @@
  * functions here so each recipe file reads top to bottom.
  * @module
  */
+import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { parse as parseYaml } from "npm:yaml@^2.9";
 import { createBackend } from "../kernels/backend.ts";
@@ -20,10 +21,12 @@ import { loadModel } from "../models/pretrained.ts";
 import { loadTokenizer, type Tokenizer } from "../models/tokenizer/tokenizer.ts";
 import type { Transformer } from "../models/transformer.ts";
 import { lengthLimit } from "../evaluation/generation_eval.ts";
+import { checkGenerationConfig } from "../models/generation_config.ts";
 import { agree } from "../util/problems.ts";
 import type { TaskEvalOptions } from "../evaluation/task_eval.ts";
 import {
   getTrainingArgs,
+  overrideConfig,
   refuseUnreadFields,
   TRAINING_CONFIG_KEYS,
   type TrainingConfig,
@@ -148,6 +151,44 @@ export interface Recipe {
   training: TrainingConfig;
   /** The merged flat object (what `recipe.yaml` of the run holds). */
   flat: Record<string, unknown>;
+}
+
+/** What `train_targets` trains on: `auto` resolved (teacher targets offline, the references with `--model`). */
+function trainTargets(
+  s: Pick<RecipeSettings, "train_targets" | "model" | "task">,
+): RecipeSettings["train_targets"] {
+  if (s.train_targets !== "auto") return s.train_targets;
+  return s.model !== null && s.model !== undefined
+    ? "reference"
+    : s.task === "summarization"
+    ? "lead_oracle"
+    : s.task === "translation"
+    ? "word_dictionary"
+    : "reference";
+}
+
+/**
+ * A recipe's flat config: `overrides` over its shipped config (`overrideConfig`: a flag that sets
+ * the length of training one way drops the config's other one). The shipped config's data fields
+ * for one source give way when the overrides pick another: its `debian_task` for a `--dataset`
+ * that is not the Debian data, its `dataset_config` (the hub dataset's) for the Debian data or a
+ * local path, its `word_dictionary` when the teacher does not run. Given in `overrides`, they stay,
+ * and a misplaced one is refused (by the data loader, by `resolveRecipe`).
+ */
+export function mergeRecipeConfig(
+  shipped: Record<string, unknown>,
+  overrides: Record<string, unknown>,
+): Record<string, unknown> {
+  const c = overrideConfig(shipped, overrides);
+  const dataset = String(c.dataset ?? "debian");
+  if (overrides.debian_task === undefined && dataset !== "debian") c.debian_task = null;
+  if (overrides.dataset_config === undefined && (dataset === "debian" || existsSync(dataset))) {
+    c.dataset_config = null;
+  }
+  // so does its word_dictionary when the teacher it shapes does not run (--model, reference targets)
+  const targets = trainTargets({ train_targets: "reference", model: null, ...c } as RecipeSettings);
+  if (overrides.word_dictionary === undefined && targets !== "word_dictionary") delete c.word_dictionary;
+  return c;
 }
 
 /**
@@ -277,16 +318,40 @@ export function resolveRecipe(flat: Record<string, unknown>, file = "recipe conf
       problems.push(`${k} must be a positive integer or null`);
     }
   }
-  if (problems.length) throw new RangeError(`Cannot run recipe (${file}): ${problems.join("; ")}`);
-  if (s.train_targets === "auto") {
-    s.train_targets = s.model !== null
-      ? "reference"
-      : s.task === "summarization"
-      ? "lead_oracle"
-      : s.task === "translation"
-      ? "word_dictionary"
-      : "reference";
+  if (typeof s.png !== "boolean") problems.push(`png must be true or false, got ${JSON.stringify(s.png)}`);
+  // the generation values as generate() checks them, before training rather than after it
+  if (s.task !== "classification") {
+    try {
+      checkGenerationConfig(
+        Object.fromEntries(GENERATION_KEYS.filter((k) => !k.startsWith("max_len")).map((k) => [k, s[k]])),
+        file,
+        "generation",
+      );
+    } catch (e) {
+      problems.push((e as Error).message.replace(/\s*\n\s*-?\s*/g, " "));
+    }
   }
+  s.train_targets = trainTargets(s);
+  // settings nothing would read, refused as the training config's are
+  if (JSON.stringify(s.word_dictionary) !== "{}" && s.train_targets !== "word_dictionary") {
+    problems.push(
+      `word_dictionary shapes the word-for-word teacher, and train_targets is ${s.train_targets}; ` +
+        `remove word_dictionary or set train_targets word_dictionary`,
+    );
+  }
+  const metric = String(training.metric_for_best_model ?? "").replace(/^eval_/, "");
+  const evaluates = (training.eval_strategy ?? "no") !== "no";
+  if (
+    s.metric_samples !== RECIPE_DEFAULTS.metric_samples &&
+    !(evaluates && TASK_METRICS[s.task].includes(metric))
+  ) {
+    problems.push(
+      `metric_samples is how many validation rows score ${TASK_METRICS[s.task].join(" / ")} during ` +
+        `training, and nothing tracks one (set metric_for_best_model to one of them with an eval_strategy, ` +
+        `or remove metric_samples)`,
+    );
+  }
+  if (problems.length) throw new RangeError(`Cannot run recipe (${file}): ${problems.join("; ")}`);
   const config = getTrainingArgs({
     output_dir: join("runs", s.name),
     ...training,
@@ -314,14 +379,12 @@ export async function freeRunDir(base: string): Promise<string> {
 
 /** The recipe's data (`data/task_data.ts`) from its settings. */
 export async function recipeData(s: RecipeSettings, seed: number): Promise<TaskData> {
-  const debian = s.dataset === "debian";
-  // The configs name the hub dataset's config (cnn_dailymail 3.0.0, ...): for hub ids only.
-  const local = await Deno.stat(s.dataset).then(() => true, () => false);
   return await loadTaskData(s.task, {
     dataset: s.dataset,
-    ...(s.dataset_config && !debian && !local ? { dataset_config: s.dataset_config } : {}),
-    ...(debian && s.debian_task ? { debian_task: s.debian_task } : {}),
-    ...(debian && s.level ? { level: s.level } : {}),
+    // each as given: the data loader refuses one meant for another source
+    ...(s.dataset_config ? { dataset_config: s.dataset_config } : {}),
+    ...(s.debian_task ? { debian_task: s.debian_task } : {}),
+    ...(s.level ? { level: s.level } : {}),
     ...(s.translation_direction ? { translation_direction: s.translation_direction } : {}),
     ...(s.source_column ? { source_column: s.source_column } : {}),
     ...(s.target_column ? { target_column: s.target_column } : {}),

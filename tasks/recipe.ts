@@ -107,13 +107,12 @@ export async function runRecipe(
   const t0 = performance.now();
   const log = opts.log ?? ((line: string) => console.error(line));
   // ---- config ----
-  const given = flat.output_dir !== undefined;
   const recipe: Recipe = resolveRecipe(flat);
   const { settings: s } = recipe;
-  const c = {
-    ...recipe.training,
-    output_dir: given ? recipe.training.output_dir : await freeRunDir(recipe.training.output_dir),
-  };
+  // runs/<name>, or the first free runs/<name>-N; overwriting or resuming means runs/<name> itself
+  const t = recipe.training;
+  const fixed = flat.output_dir !== undefined || t.overwrite_output_dir || !!t.resume_from_checkpoint;
+  const c = { ...t, output_dir: fixed ? t.output_dir : await freeRunDir(t.output_dir) };
 
   // ---- data ----
   const data = await recipeData(s, c.seed);
@@ -156,7 +155,13 @@ export async function runRecipe(
   c.model = s.model ?? modelDir; // what config.yaml and adapter_config.json name as the base
   const { model, tokenizer } = await loadRecipeModel(modelDir, c.backend);
   try {
-    checkGenerationRoom(s, evalExamples, model.config.max_position_embeddings, tokenizer, data.labels);
+    // the rows scored during training (a tracked task metric) must fit too
+    const tracked = c.metric_for_best_model?.replace(/^eval_/, "") ?? "";
+    const metricRows = TASK_METRICS[s.task].includes(tracked)
+      ? data.validation.slice(0, s.metric_samples)
+      : [];
+    const scored = [...evalExamples, ...metricRows];
+    checkGenerationRoom(s, scored, model.config.max_position_embeddings, tokenizer, data.labels);
     // ---- train (SFT: prompt -> answer, loss on the answer only) ----
     const train = sftDataset(trainExamples, s, c, tokenizer, `${s.name} train`);
     const valid = sftDataset(
@@ -166,8 +171,6 @@ export async function runRecipe(
       tokenizer,
       `${s.name} validation`,
     );
-    const tracked = c.metric_for_best_model?.replace(/^eval_/, "") ?? "";
-    const metricRows = data.validation.slice(0, s.metric_samples);
     const trainer = createTrainer({
       model,
       config: c,

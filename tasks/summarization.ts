@@ -7,8 +7,7 @@
  *
  * @module
  */
-import { overrideConfig } from "../training/config.ts";
-import { readRecipeYaml } from "./_recipe.ts";
+import { mergeRecipeConfig, readRecipeYaml } from "./_recipe.ts";
 import type { RecipeTarget } from "../evaluation/run_report.ts";
 import { type RecipeResult, runRecipe, type RunRecipeOptions } from "./recipe.ts";
 
@@ -34,7 +33,7 @@ export async function runSummarization(
   overrides: Record<string, unknown> = {},
   opts: RunRecipeOptions = {},
 ): Promise<RecipeResult> {
-  const config = overrideConfig(await readRecipeYaml("summarization"), overrides);
+  const config = mergeRecipeConfig(await readRecipeYaml("summarization"), overrides);
   const debian = (config.dataset ?? "debian") === "debian";
   return await runRecipe(config, {
     title: "Summarization: document -> one-line summary",

@@ -8,8 +8,8 @@
  *
  * @module
  */
-import { overrideConfig } from "../training/config.ts";
-import { readRecipeYaml } from "./_recipe.ts";
+import { mergeRecipeConfig, readRecipeYaml } from "./_recipe.ts";
+import { languageName } from "../data/prompts.ts";
 import type { RecipeTarget } from "../evaluation/run_report.ts";
 import { type RecipeResult, runRecipe, type RunRecipeOptions } from "./recipe.ts";
 
@@ -35,10 +35,12 @@ export async function runTranslation(
   overrides: Record<string, unknown> = {},
   opts: RunRecipeOptions = {},
 ): Promise<RecipeResult> {
-  const config = overrideConfig(await readRecipeYaml("translation"), overrides);
-  const debian = (config.dataset ?? "debian") === "debian" && !config.level;
+  const config = mergeRecipeConfig(await readRecipeYaml("translation"), overrides);
+  // the README's identity baseline is for the whole Debian en -> de validation split
+  const [src, tgt] = String(config.translation_direction ?? "en-de").split("-");
+  const debian = (config.dataset ?? "debian") === "debian" && !config.level && src === "en" && tgt === "de";
   return await runRecipe(config, {
-    title: "Translation: English -> German",
+    title: `Translation: ${languageName(src)} -> ${languageName(tgt)}`,
     ...(debian ? { targets: TRANSLATION_TARGETS } : {}),
     ...opts,
   });

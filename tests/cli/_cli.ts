@@ -20,10 +20,11 @@ export async function cli(args: string[]): Promise<CliRun> {
   return { code, out, err };
 }
 
-/** `deno run -A cli.ts ...args` as a subprocess; `env` is added to (or, for undefined, removed from) this process's. */
+/** `deno run -A cli.ts ...args` as a subprocess in `cwd`; `env` is added to (or, for undefined, removed from) this process's. */
 export async function cliProcess(
   args: string[],
   env: Record<string, string | undefined> = {},
+  cwd: string = ROOT,
 ): Promise<CliRun> {
   const vars: Record<string, string> = { ...Deno.env.toObject() };
   for (const [k, v] of Object.entries(env)) {
@@ -32,7 +33,7 @@ export async function cliProcess(
   }
   const r = await new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", `${ROOT}/cli.ts`, ...args],
-    cwd: ROOT,
+    cwd,
     stdout: "piped",
     stderr: "piped",
     clearEnv: true,

@@ -21,34 +21,38 @@ export const TINY_BASE: string = JSON.stringify({
 
 /**
  * `cli.ts recipe <name>` on a tiny budget into `out` (a subprocess, as `deno task train:*` runs),
- * with its base models cached in `cache`.
+ * with its base models cached in `cache`; `out` null: no `--output_dir`, run in the folder `cwd`.
  */
 export async function tinyRecipe(
   name: string,
-  out: string,
+  out: string | null,
   cache: string,
   extra: string[] = [],
+  cwd?: string,
 ): Promise<CliRun> {
-  return await cliProcess([
-    "recipe",
-    name,
-    ...(extra.includes("--model") ? [] : ["--base_model", TINY_BASE]), // (--model replaces the base model)
-    "--max_train_samples",
-    "24",
-    "--max_eval_samples",
-    "6",
-    "--max_steps",
-    "2",
-    "--per_device_train_batch_size",
-    "4",
-    "--max_seq_length",
-    "128",
-    "--max_source_tokens",
-    "40",
-    // the generating recipes' output length (classification scores labels, generating nothing)
-    ...(["sst2", "debian-sections"].includes(name) ? [] : ["--max_new_tokens", "6"]),
-    "--output_dir",
-    out,
-    ...extra,
-  ], { FLEDGE_CACHE_DIR: cache });
+  return await cliProcess(
+    [
+      "recipe",
+      name,
+      ...(extra.includes("--model") ? [] : ["--base_model", TINY_BASE]), // (--model replaces the base model)
+      "--max_train_samples",
+      "24",
+      "--max_eval_samples",
+      "6",
+      "--max_steps",
+      "2",
+      "--per_device_train_batch_size",
+      "4",
+      "--max_seq_length",
+      "128",
+      "--max_source_tokens",
+      "40",
+      // the generating recipes' output length (classification scores labels, generating nothing)
+      ...(["sst2", "debian-sections"].includes(name) ? [] : ["--max_new_tokens", "6"]),
+      ...(out === null ? [] : ["--output_dir", out]),
+      ...extra,
+    ],
+    { FLEDGE_CACHE_DIR: cache },
+    cwd,
+  );
 }

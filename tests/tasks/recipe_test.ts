@@ -230,7 +230,7 @@ Deno.test("train_targets auto: teacher targets for offline summarization and tra
 
 Deno.test("split_lines and word_dictionary are checked: translation only, known fields, valid values", () => {
   const r = (flat: Record<string, unknown>) =>
-    resolveRecipe({ name: "x", task: "translation", ...flat }).settings;
+    resolveRecipe({ name: "x", task: "translation", train_targets: "word_dictionary", ...flat }).settings;
   assert.equal(r({ split_lines: true }).split_lines, true);
   assert.deepEqual(r({ word_dictionary: { one_to_one: true, max_words: 50 } }).word_dictionary, {
     one_to_one: true,
@@ -262,7 +262,7 @@ Deno.test("split_lines and word_dictionary are checked: translation only, known 
 
 Deno.test("max_len_a and max_len_b (fairseq's length limit) are checked and reach the evaluation's generation", () => {
   const r = (flat: Record<string, unknown>) =>
-    resolveRecipe({ name: "x", task: "translation", ...flat }).settings;
+    resolveRecipe({ name: "x", task: "translation", train_targets: "word_dictionary", ...flat }).settings;
   const gen = evalOptions(r({ max_len_a: 1.5, max_len_b: 20 }), null).generation!;
   assert.equal(gen.max_len_a, 1.5);
   assert.equal(gen.max_len_b, 20);
@@ -443,6 +443,10 @@ Deno.test("cli eval reads --data as its run read its data: direction, a folder's
     const saved = await Deno.readTextFile(join(out, "recipe.yaml"));
     assert.match(saved, new RegExp(`^dataset: ${pairs}$`, "m"), "the path made absolute");
     assert.match(saved, /^seed: 7$/m);
+    // the report is titled by its direction, and compares with no README target (that one is en -> de)
+    const report = await Deno.readTextFile(join(out, "report.md"));
+    assert.match(report, /^# Translation: German -> English/m);
+    assert.doesNotMatch(report, /README/);
     const { baselines: _b, wall_seconds: _w, base_model: _m, ...reported } = JSON.parse(
       await Deno.readTextFile(join(out, "metrics.json")),
     );
@@ -462,6 +466,37 @@ Deno.test("cli eval reads --data as its run read its data: direction, a folder's
   }
 });
 
+Deno.test("cli eval --num_beams 1 on a beam-search run decodes greedily, and says the run's beam settings do not apply", async () => {
+  const root = await Deno.makeTempDir({ prefix: "fledge-recipe-beams-" });
+  try {
+    const out = join(root, "run");
+    const r = await recipe("summarization", out, ["--num_beams", "2", "--length_penalty", "2"]);
+    assert.equal(r.code, 0, r.err);
+    const e = await cliProcess(["eval", "--model", out, "--num_beams", "1", "--json"], {
+      FLEDGE_CACHE_DIR: cache,
+    });
+    assert.equal(e.code, 0, e.err);
+    assert.match(e.err, /eval: --num_beams 1 decodes greedily, without the run's length_penalty 2/);
+    assert.equal(JSON.parse(e.out).n, 6);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("a recipe asked to overwrite or resume uses runs/<name> itself, not the next free runs/<name>-N", async () => {
+  const cwd = await Deno.makeTempDir({ prefix: "fledge-recipe-cwd-" });
+  try {
+    const run = (extra: string[] = []) => tinyRecipe("sst2", null, cache, extra, cwd);
+    assert.equal((await run()).out.trim(), "runs/sst2");
+    assert.equal((await run()).out.trim(), "runs/sst2-2", "a second run never overwrites the first");
+    const over = await run(["--overwrite_output_dir", "true"]);
+    assert.equal(over.code, 0, over.err);
+    assert.equal(over.out.trim(), "runs/sst2", "overwrite_output_dir: runs/sst2 itself");
+  } finally {
+    await Deno.remove(cwd, { recursive: true });
+  }
+});
+
 Deno.test("recipes refuse bad input in one line before training", async () => {
   const root = await Deno.makeTempDir({ prefix: "fledge-recipe-bad-" });
   try {
@@ -478,6 +513,35 @@ Deno.test("recipes refuse bad input in one line before training", async () => {
       2,
       /has no validation examples; add --eval_file FILE, or give --dataset a folder with train\.\* and validation\.\* files$/,
     );
+    // fields that would be ignored are refused before training: a Debian field on a local folder, a
+    // hub config on the Debian data, the word dictionary without its teacher, metric rows nothing
+    // scores; so are values generate() would refuse only after training
+    for (
+      const [name, extra, re] of [
+        ["translation", ["--dataset", root, "--level", "short"], /level is for Debian translation only/],
+        ["summarization", ["--dataset_config", "bogus"], /dataset_config is for hub datasets only/],
+        [
+          "summarization",
+          ["--word_dictionary", '{"max_words": 5}'],
+          /word_dictionary shapes the word-for-word teacher, and train_targets is lead_oracle/,
+        ],
+        [
+          "summarization",
+          ["--metric_samples", "5"],
+          /metric_samples is how many validation rows score rouge1/,
+        ],
+        ["summarization", ["--png", "maybe"], /png must be true or false, got "maybe"/],
+        ["summarization", ["--repetition_penalty", "0"], /repetition_penalty: must be > 0/],
+      ] as const
+    ) {
+      const bad = await recipe(name, join(root, "f"), [...extra]);
+      assertFails(bad, 2, re);
+      await assert.rejects(
+        Deno.stat(join(root, "f")),
+        Deno.errors.NotFound,
+        `${extra.join(" ")}: nothing written`,
+      );
+    }
     // a --config file that is not YAML: one line with its file, line and column
     await Deno.writeTextFile(join(root, "bad.yaml"), "max_steps: 3\n[a, b\n");
     assertFails(
