@@ -464,7 +464,7 @@ export function sftDataset(
 ): { dataset: RowDataset; truncated: number; tokens: number } {
   const rows = examples.map((e) => taskRow(s.task, e, tokenizer, promptOptions(s)));
   const built = buildSftExamples(rows, tokenizer, {
-    max_length: c.max_seq_length,
+    max_length: c.packing ? null : c.max_seq_length, // packing cuts by its strategy (TRL)
     completion_only_loss: c.completion_only_loss ?? true,
     assistant_only_loss: c.assistant_only_loss,
     source,
@@ -478,7 +478,11 @@ export function sftDataset(
     })
     : padExamples(built.examples, { max_length: c.max_seq_length, pad_token_id: pad });
   const tokens = built.examples.reduce((a, e) => a + e.input_ids.length, 0);
-  return { dataset: new RowDataset(packed.rows, { source }), truncated: built.truncated, tokens };
+  return {
+    dataset: new RowDataset(packed.rows, { source }),
+    truncated: c.packing ? packed.summary.truncated : built.truncated,
+    tokens,
+  };
 }
 
 /** The adapter of the machine the numbers come from, in words. */

@@ -15,7 +15,7 @@ import { hashFraction } from "../data/split.ts";
 import { latestCheckpoint } from "./checkpoint.ts";
 import { refuseUnreadFields, type TrainingConfig } from "./config.ts";
 import { refuseExistingRun } from "./_trainer_io.ts";
-import { refuseMissingDataset } from "./_run_data.ts";
+import { refuseMissingDataset, refuseResumeTokenizer } from "./_run_data.ts";
 import { isDirSync } from "../util/atomic.ts";
 import { initRunModel, isPreset, modelDir, resolveRunModel } from "./_run_model.ts";
 
@@ -99,6 +99,7 @@ export async function dpoRunInputs(
     : config.resume_from_checkpoint || null;
   const resumeTok = resumeDir !== null &&
     await Deno.stat(join(resumeDir, "tokenizer.json")).then(() => true, () => false);
+  if (resumeTok) await refuseResumeTokenizer(config, resumeDir!);
   const tokenizer = resumeTok
     ? await loadTokenizer(resumeDir!)
     : await loadTokenizer(config.tokenizer ? await modelDir(config.tokenizer) : dir!);

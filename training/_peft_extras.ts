@@ -47,7 +47,8 @@ function hfParameters(config: ModelConfig): (ExtraTensor & { module: string; hf:
 
 /**
  * The extra tensors of an adapter config, in module order.
- * @throws {RangeError} when a `modules_to_save` entry matches no module (listing the model's modules)
+ * @throws {RangeError} when a `modules_to_save` entry matches no module (listing the model's modules),
+ *   or `bias` trains biases the model does not have
  */
 export function extraTensors(
   config: ModelConfig,
@@ -71,12 +72,21 @@ export function extraTensors(
         `its modules are: ${modules.join(", ")}`,
     );
   }
-  return all.filter((p) => {
+  const picked = all.filter((p) => {
     const isBias = p.hf.endsWith(".bias");
     if (save.some((n) => hit(p.module, n))) return true;
     if (isBias && c.bias === "all") return true;
     return isBias && c.bias === "lora_only" && adapted.has(p.module);
-  }).map(({ key, hf_shape, ours, split_rows, transpose }) => ({
+  });
+  // bias "all" / "lora_only" on a model with no such bias would train nothing more: refused
+  if (c.bias !== "none" && !picked.some((p) => p.hf.endsWith(".bias"))) {
+    throw new RangeError(
+      `Cannot apply LoRA: bias "${c.bias}" trains the ${
+        c.bias === "all" ? "model's" : "adapted layers'"
+      } biases, and this ${config.arch} model has none there; set bias: "none"`,
+    );
+  }
+  return picked.map(({ key, hf_shape, ours, split_rows, transpose }) => ({
     key,
     hf_shape,
     ours,

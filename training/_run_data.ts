@@ -10,6 +10,7 @@
  * Evaluation uses the folder's validation split, else a 10% hash split of the training examples.
  * @module
  */
+import { join } from "node:path";
 import { detectFormat, findSplitFiles } from "../data/readers.ts";
 import { packExamples, padExamples } from "../data/packing.ts";
 import { RowDataset } from "../data/row_dataset.ts";
@@ -18,7 +19,7 @@ import { hashFraction } from "../data/split.ts";
 import { buildTextDatasets, readTextDocuments } from "../data/text_dataset.ts";
 import type { Tokenizer } from "../models/tokenizer/tokenizer.ts";
 import type { TrainDataset } from "./_trainer_batch.ts";
-import type { TrainingConfig } from "./config.ts";
+import { loadTrainingConfig, type TrainingConfig } from "./config.ts";
 import { isDirSync, pathExists } from "../util/atomic.ts";
 
 /** Text documents of a dataset (for the wrapped layout and for training a preset's tokenizer). */
@@ -40,7 +41,9 @@ async function validationFile(data: string): Promise<string | null> {
 async function examplesOf(file: string, tokenizer: Tokenizer, config: TrainingConfig): Promise<SftExample[]> {
   const opts = {
     dataset_text_field: config.dataset_text_field,
-    max_length: config.max_seq_length,
+    // packing cuts long examples itself, as its strategy says (bfd truncates, bfd_split splits,
+    // wrapped wraps): cut here first, they all truncated (TRL truncates only without packing)
+    max_length: config.packing ? null : config.max_seq_length,
     completion_only_loss: config.completion_only_loss ?? true,
     assistant_only_loss: config.assistant_only_loss,
   };
@@ -65,6 +68,24 @@ export async function refuseMissingDataset(data: string, what: string): Promise<
   if (await pathExists(data)) return;
   throw new Deno.errors.NotFound(
     `${what}: dataset ${data} does not exist (the config's dataset field, or --dataset); fix the path`,
+  );
+}
+
+/**
+ * Refuse a `tokenizer` that a resume would not use: a resumed run keeps the tokenizer saved in its
+ * checkpoint, so one other than the run's own (its checkpoint's config.yaml) is refused, not ignored.
+ * @throws {RangeError}
+ */
+export async function refuseResumeTokenizer(config: TrainingConfig, checkpoint: string): Promise<void> {
+  if (config.tokenizer === null) return;
+  const saved = await loadTrainingConfig(join(checkpoint, "config.yaml"), { warn: () => {} }).catch(() =>
+    null
+  );
+  if (saved && saved.tokenizer === config.tokenizer) return;
+  throw new RangeError(
+    `Cannot resume from ${checkpoint}: tokenizer ${config.tokenizer} is not the run's (${
+      saved?.tokenizer ?? "its model's"
+    }), and a resumed run keeps the tokenizer saved in its checkpoint; drop tokenizer (--tokenizer)`,
   );
 }
 

@@ -26,9 +26,13 @@ const DATA_ORDER_KEYS = [
   "per_device_train_batch_size",
   "gradient_accumulation_steps",
   "max_seq_length",
-  "seed",
-  "data_seed",
 ] as const;
+
+/**
+ * Seeds a resume cannot change: the run's data order and random state go on from its checkpoint,
+ * so a new seed would be accepted and not used (even with `allow_changed_data`).
+ */
+const SEED_KEYS = ["seed", "data_seed"] as const;
 
 /**
  * A hash of a tokenizer's vocabulary (every id's token) and special tokens: equal for tokenizers
@@ -101,6 +105,14 @@ async function differences(
   }
   for (const k of DATA_ORDER_KEYS) {
     if (saved[k] !== r.config[k]) changed.push(`${k} ${saved[k]} -> ${r.config[k]}`);
+  }
+  for (const k of SEED_KEYS) {
+    if (saved[k] !== r.config[k]) {
+      fatal.push(
+        `${k} ${saved[k]} -> ${r.config[k]}: a resumed run goes on with its checkpoint's data order and ` +
+          `random state (resume with ${k} ${saved[k]}, or start a new run for another seed)`,
+      );
+    }
   }
   return { fatal, changed };
 }

@@ -279,6 +279,12 @@ export async function createDpoTrainer(opts: CreateDpoTrainerOptions): Promise<T
         `no modules_to_save) or set precompute_ref_log_probs: true`,
     );
   }
+  if (config.disable_dropout && lora !== null && lora.lora_dropout > 0) {
+    throw new RangeError(
+      `Cannot train DPO: lora.lora_dropout ${lora.lora_dropout} would not be used, as disable_dropout ` +
+        `(true by default, as in TRL) turns every dropout off; set lora_dropout: 0 or disable_dropout: false`,
+    );
+  }
   const refs = new Map<TrainDataset, Float32Array>();
   const trainer = createTrainer({
     model,

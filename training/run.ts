@@ -11,7 +11,7 @@ import { trainBpeTokenizer } from "../models/tokenizer/bpe.ts";
 import { loadTokenizer, type Tokenizer } from "../models/tokenizer/tokenizer.ts";
 import { latestCheckpoint } from "./checkpoint.ts";
 import { refuseExistingRun } from "./_trainer_io.ts";
-import { buildRunDatasets, readDocuments, refuseMissingDataset } from "./_run_data.ts";
+import { buildRunDatasets, readDocuments, refuseMissingDataset, refuseResumeTokenizer } from "./_run_data.ts";
 import { initRunModel, modelDir, resolveRunModel } from "./_run_model.ts";
 import { refuseUnreadFields, type TrainingConfig } from "./config.ts";
 import { createTrainer, type TrainResult } from "./trainer.ts";
@@ -121,8 +121,10 @@ export async function runTraining(
     }
   }
   let tokenizer: Tokenizer;
-  if (resumeTokenizer) tokenizer = await loadTokenizer(resumeDir!);
-  else if (config.tokenizer) tokenizer = await loadTokenizer(await modelDir(config.tokenizer));
+  if (resumeTokenizer) {
+    await refuseResumeTokenizer(config, resumeDir!);
+    tokenizer = await loadTokenizer(resumeDir!);
+  } else if (config.tokenizer) tokenizer = await loadTokenizer(await modelDir(config.tokenizer));
   else if (dir) tokenizer = await loadTokenizer(dir);
   else {
     tokenizer = await trainBpeTokenizer(docs!, {

@@ -312,6 +312,16 @@ Deno.test("a recipe refuses the training fields it would ignore, and reads the S
   // "ab\nLabel: c$": 11 tokens, of which the answer " c" and the EOS are 3
   assert.equal(trained({}), 3, "completion only by default (TRL)");
   assert.equal(trained({ completion_only_loss: false }), 11, "prompt and completion");
+  // packing cuts a long example by its strategy: bfd truncates it, bfd_split splits it into rows,
+  // wrapped wraps it (each had truncated it first, so all three gave the same rows)
+  const rows = (packing_strategy: string) => {
+    const { settings, training } = r({ packing: true, packing_strategy, max_seq_length: 8 });
+    const built = sftDataset([{ source: "abcdefgh", target: "c" }], settings, training, tok, "t");
+    return [built.dataset.num_blocks, built.truncated];
+  };
+  assert.deepEqual(rows("bfd"), [1, 1]);
+  assert.deepEqual(rows("bfd_split"), [3, 1], "18 tokens in rows of 8");
+  assert.deepEqual(rows("wrapped")[0], 3);
   assert.throws(
     () => trained({ assistant_only_loss: true }),
     /assistant_only_loss needs conversational rows/,

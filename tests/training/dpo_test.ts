@@ -87,7 +87,7 @@ const LOGGED = [...REWARDS, "logps/chosen", "logps/rejected", "logits/chosen", "
 
 for (const be of await backends()) {
   Deno.test(`DPO with a zero-initialised LoRA starts at loss ln 2 with every reward 0, then learns (${be.name})`, async () => {
-    const { logs } = await dpoRun(be, { lora: { r: 4, lora_alpha: 8, lora_dropout: 0.1 }, max_steps: 3 }, {
+    const { logs } = await dpoRun(be, { lora: { r: 4, lora_alpha: 8 }, max_steps: 3 }, {
       eval: true,
     });
     const first = logs[0];
@@ -225,6 +225,11 @@ Deno.test("precompute_ref_log_probs gives the per-batch reference's numbers, and
   await assert.rejects(
     () => dpoRun(be, { lora: { r: 4, bias: "all" } }, { model: withBias }),
     /adapter trains model weights \(lora bias or modules_to_save\)/,
+  );
+  // LoRA dropout that disable_dropout (TRL's default) turns off: refused, not ignored
+  await assert.rejects(
+    () => dpoRun(be, { lora: { r: 4, lora_dropout: 0.1 } }),
+    /lora\.lora_dropout 0\.1 would not be used, as disable_dropout .* turns every dropout off/,
   );
   const full = await dpoRun(be, { precompute_ref_log_probs: true, learning_rate: 1e-3, max_steps: 3 });
   assertClose(full.logs[0].loss, Math.LN2, { atol: 1e-6, msg: "full fine-tuning starts at the reference" });

@@ -321,6 +321,18 @@ Deno.test("applyLora and loadAdapter list every bad field and unknown target wit
       /lora_dropout/.test(e.message) && /bias/.test(e.message),
   );
   assert.throws(() => applyLora(model, { target_modules: ["c_atn"] }), /"c_atn" \(did you mean "c_attn"\?\)/);
+  // bias on a model with no biases would train nothing more (it trained the same as "none")
+  const llama = await loadModel(dir("llama"), { backend: be });
+  for (const bias of ["all", "lora_only"] as const) {
+    assert.throws(
+      () => applyLora(llama, { r: 4, bias }),
+      new RegExp(
+        `bias "${bias}" trains the .* biases, and this llama model has none there; set bias: "none"`,
+      ),
+    );
+  }
+  assert.equal(llama.adapters.size, 0, "nothing attached");
+  llama.dispose();
   for (const seed of [NaN, -1, 1.5]) { // NaN once drew seed 0's lora_A
     assert.throws(
       () => applyLora(model, {}, { seed }),
