@@ -185,6 +185,12 @@ async function readFileDocuments(
   out: string[],
 ): Promise<void> {
   const text = detectFormat(file) === "text";
+  if (text && field !== "text") {
+    throw new TypeError(
+      `Cannot read documents from ${file}: dataset_text_field "${field}" names a column of record files, ` +
+        `and ${file} is plain text (each file one document); drop dataset_text_field`,
+    );
+  }
   for await (
     const r of streamDataset(file, {
       sample_by: text ? "document" : undefined,

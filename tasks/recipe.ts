@@ -155,6 +155,12 @@ export async function runRecipe(
   c.model = s.model ?? modelDir; // what config.yaml and adapter_config.json name as the base
   const { model, tokenizer } = await loadRecipeModel(modelDir, c.backend);
   try {
+    if (s.prompt_style === "chat" && !tokenizer.chat_template) {
+      throw new RangeError(
+        `Cannot run the ${s.name} recipe: prompt_style chat needs a chat template, and the tokenizer of ` +
+          `${modelDir} has none (no chat_template in tokenizer_config.json); use prompt_style plain or a chat model`,
+      );
+    }
     // the rows scored during training (a tracked task metric) must fit too
     const tracked = c.metric_for_best_model?.replace(/^eval_/, "") ?? "";
     const metricRows = TASK_METRICS[s.task].includes(tracked)

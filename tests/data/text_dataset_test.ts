@@ -150,6 +150,11 @@ Deno.test("readTextDocuments() reads a folder of text files (one document each) 
     /split "test" of .*a\.md: it is one file, all of it the train split; drop split/,
   );
   assert.deepEqual(await readTextDocuments(`${plain}/a.md`, { split: "train" }), ["first"]);
+  // a text file has no columns: a dataset_text_field for it would be ignored, so it is refused
+  await assert.rejects(
+    () => readTextDocuments(`${plain}/a.md`, { dataset_text_field: "content" }),
+    /dataset_text_field "content" names a column of record files, and .*a\.md is plain text/,
+  );
   await Deno.remove(plain, { recursive: true });
   await Deno.remove(split, { recursive: true });
 });

@@ -542,10 +542,17 @@ Deno.test("recipes refuse bad input in one line before training", async () => {
         ],
         ["summarization", ["--png", "maybe"], /png must be true or false, got "maybe"/],
         ["summarization", ["--repetition_penalty", "0"], /repetition_penalty: must be > 0/],
+        [
+          "sst2",
+          ["--prompt_style", "chat"],
+          /prompt_style chat needs a chat template, and the tokenizer of .* has none/,
+        ],
       ] as const
     ) {
       const bad = await recipe(name, join(root, "f"), [...extra]);
-      assertFails(bad, 2, re);
+      assert.equal(bad.code, 2, bad.err);
+      assert.match(bad.err.trimEnd().split("\n").at(-1)!, new RegExp(`^fledge: .*${re.source}`));
+      assert.doesNotMatch(bad.err, /^\s+at /m, "no stack trace");
       await assert.rejects(
         Deno.stat(join(root, "f")),
         Deno.errors.NotFound,
