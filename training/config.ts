@@ -431,7 +431,7 @@ export function refuseUnreadFields(config: TrainingConfig, kind: RunKind, subjec
  * @example
  * ```ts
  * import { overrideConfig } from "./config.ts";
- * const c = overrideConfig({ max_steps: 120, learning_rate: 1e-3 }, { num_train_epochs: 1 });
+ * const c: Record<string, unknown> = overrideConfig({ max_steps: 120, learning_rate: 1e-3 }, { num_train_epochs: 1 });
  * if ("max_steps" in c || c.num_train_epochs !== 1) throw new Error(JSON.stringify(c));
  * ```
  */
