@@ -123,35 +123,27 @@ Deno.test("item 1: a resume refuses changed data or batch size; --allow_changed_
       ]),
     );
     assertRunFails(batch, 2, /per_device_train_batch_size 2 -> 4/);
-    // a new seed, even with allow_changed_data: the resumed run would go on with the old order
-    const seeded = await run(
-      dir,
-      trainArgs("run", [
-        "--max_steps",
-        "8",
-        "--resume_from_checkpoint",
-        "true",
-        "--allow_changed_data",
-        "true",
-        "--data_seed",
-        "7",
-      ]),
-    );
-    assertRunFails(seeded, 2, /data_seed null -> 7: a resumed run goes on with its checkpoint's data order/);
-    // a tokenizer other than the run's: a resume keeps the checkpoint's
-    const tok = await run(
-      dir,
-      trainArgs("run", ["--max_steps", "8", "--resume_from_checkpoint", "true", "--tokenizer", "run/model"]),
-    );
-    assertRunFails(tok, 2, /tokenizer run\/model is not the run's .*; drop tokenizer \(--tokenizer\)/);
-    const other = trainArgs("run", [
+    const resumeAllowed = [
       "--max_steps",
       "8",
       "--resume_from_checkpoint",
       "true",
       "--allow_changed_data",
       "true",
-    ]);
+    ];
+    // a new seed, even with allow_changed_data: the resumed run would go on with the old order
+    assertRunFails(
+      await run(dir, trainArgs("run", [...resumeAllowed, "--data_seed", "7"])),
+      2,
+      /data_seed null -> 7: a resumed run goes on with its checkpoint's data order/,
+    );
+    // a tokenizer other than the run's: a resume keeps the checkpoint's
+    const tok = await run(
+      dir,
+      trainArgs("run", ["--max_steps", "8", "--resume_from_checkpoint", "true", "--tokenizer", "run/model"]),
+    );
+    assertRunFails(tok, 2, /tokenizer run\/model is not the run's .*; drop tokenizer \(--tokenizer\)/);
+    const other = trainArgs("run", resumeAllowed);
     other[other.indexOf("tiny")] = "small";
     assertRunFails(
       await run(dir, other),
@@ -160,17 +152,7 @@ Deno.test("item 1: a resume refuses changed data or batch size; --allow_changed_
     );
     assert.ok(!(await exists(join(dir, "run/checkpoints/step-6"))), "nothing trained");
 
-    const allowed = await run(
-      dir,
-      trainArgs("run", [
-        "--max_steps",
-        "8",
-        "--resume_from_checkpoint",
-        "true",
-        "--allow_changed_data",
-        "true",
-      ], "half.jsonl"),
-    );
+    const allowed = await run(dir, trainArgs("run", resumeAllowed, "half.jsonl"));
     assert.equal(allowed.code, 0, allowed.err);
     assert.match(
       notes(allowed),
