@@ -10,7 +10,7 @@
  */
 import { basename, dirname, extname, join } from "node:path";
 import { type FlagSpecs, parseFlags } from "../util/flags.ts";
-import { moveFileAtomic, pathExists, tempPath } from "../util/atomic.ts";
+import { isDirSync, moveFileAtomic, pathExists, tempPath } from "../util/atomic.ts";
 import { closest } from "../util/problems.ts";
 import {
   type DataRecord,
@@ -334,6 +334,11 @@ async function clean(positional: string | undefined, args: string[], io: CliIO):
     throw new Deno.errors.NotFound(`data clean: --config ${v.config} does not exist; give the pipeline YAML`);
   }
   const steps = cleanPipelineFromYaml(yaml, { file: v.config });
+  if (isDirSync(input)) { // a folder's splits would be read as its train split alone
+    throw new TypeError(
+      `data clean: ${input} is a folder; clean one file at a time (e.g. ${input}/train.jsonl)`,
+    );
+  }
   const records = await readDataset(input);
   const field = v.text_field ?? "text", bad = records.findIndex((r) => typeof r[field] !== "string");
   if (bad >= 0) { // the pipeline's own message names its function, not the file
@@ -345,7 +350,7 @@ async function clean(positional: string | undefined, args: string[], io: CliIO):
     );
   }
   const r = runCleanPipeline(records, steps, { field: v.text_field });
-  await writeRecords(v.output, r.kept, Object.keys(records[0] ?? {}));
+  await writeRecords(v.output, r.kept, [...new Set(records.flatMap((x) => Object.keys(x)))]);
   const result = {
     input,
     output: v.output,
@@ -444,7 +449,8 @@ async function writeRecords(path: string, records: DataRecord[], columns?: strin
   try {
     if (format === "jsonl") await writeJsonl(tmp, records);
     else {
-      const cols = columns?.length ? columns : Object.keys(records[0] ?? {});
+      // every record's fields, in the order they first appear (the first record's alone dropped the rest)
+      const cols = columns?.length ? columns : [...new Set(records.flatMap((r) => Object.keys(r)))];
       await writeCsv(tmp, records, {
         columns: cols.length ? cols : undefined,
         delimiter: format === "tsv" ? "\t" : ",",

@@ -6,7 +6,7 @@
  * @module
  */
 import { existsSync } from "node:fs";
-import { basename, join } from "node:path";
+import { basename, join, resolve } from "node:path";
 import { parseFlags } from "../util/flags.ts";
 import { formatBytes } from "../util/format.ts";
 import { moveFileAtomic, tempPath } from "../util/atomic.ts";
@@ -169,6 +169,11 @@ async function exportRun(args: string[], io: CliIO): Promise<void> {
   const adapterOut = src.adapter && !v.merge
     ? v.adapter_output ?? v.output.replace(/(\.gguf)?$/i, "-lora.gguf")
     : null;
+  if (adapterOut && resolve(adapterOut) === resolve(v.output)) {
+    throw new TypeError(
+      `export: --adapter_output ${adapterOut} is --output too (the adapter would replace the model); give another path`,
+    );
+  }
   for (const p of [v.output, adapterOut]) {
     if (p && !v.overwrite && existsSync(p)) {
       throw new RangeError(

@@ -18,7 +18,7 @@
  */
 import { basename, dirname, join, resolve } from "node:path";
 import { parse as parseYaml } from "npm:yaml@^2.9";
-import { pathExists } from "../util/atomic.ts";
+import { writeFileAtomic } from "../util/atomic.ts";
 import { validateTrainingConfig } from "./config.ts";
 import { runTraining } from "./run.ts";
 import { leaseHooks, retryCheckpoint, runOne } from "./_queue_run.ts";
@@ -333,11 +333,25 @@ export interface JobOutcome {
 /** Runs one kind of job. Throw bad input (TypeError, RangeError, SyntaxError, NotFound) to fail it for good. */
 export type JobHandler = (job: JobInfo, ctx: JobContext) => Promise<JobOutcome>;
 
+/** The file a train job's first attempt leaves in the run folder it made: the job's id. */
+export const JOB_MARK = ".fledge-job";
+
+async function isEmptyOrMissing(dir: string): Promise<boolean> {
+  try {
+    for await (const _ of Deno.readDir(dir)) return false;
+    return true;
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return true;
+    throw e;
+  }
+}
+
 /**
  * The `train` handler: {@linkcode runTraining} on the job's config into its run
  * folder (`output_dir`, else `<runs_dir>/job-<id>`). A retry resumes from the newest checkpoint there
  * (`resume_from_checkpoint: true`), so it ends with the metrics an uninterrupted run has; a retry
- * before the first checkpoint starts over. A run-folder lock left by a lost worker on another host
+ * before the first checkpoint starts over. Only in the job's own folder: one that held something
+ * before the first attempt (another run) is refused on every attempt, never resumed or replaced. A run-folder lock left by a lost worker on another host
  * is removed (the queue's lease says that worker is gone; one on this host is taken over as stale).
  * When `ctx.signal` aborts (the lease was lost), the run stops after the current step.
  * @param job the job
@@ -352,11 +366,14 @@ export async function trainJob(job: JobInfo, ctx: JobContext): Promise<JobOutcom
   }
   let config = validateTrainingConfig(raw, { file: `job ${job.id} config`, warn: ctx.log });
   const out = config.output_dir;
-  const resumed = await retryCheckpoint(out, ctx, job.id);
+  // The first attempt marks a run folder it makes as the job's; a retry resumes or starts over only
+  // in the job's own folder (another run's is refused as the first attempt refuses it).
+  const mark = join(out, JOB_MARK);
+  if (ctx.attempt === 1 && await isEmptyOrMissing(out)) await writeFileAtomic(mark, `${job.id}\n`);
+  const mine = ctx.attempt > 1 && (await Deno.readTextFile(mark).catch(() => "")).trim() === job.id;
+  const resumed = mine ? await retryCheckpoint(out, ctx, job.id) : null;
   if (resumed) config = { ...config, resume_from_checkpoint: true, overwrite_output_dir: false };
-  else if (ctx.attempt > 1 && await pathExists(out)) {
-    config = { ...config, resume_from_checkpoint: null, overwrite_output_dir: true };
-  }
+  else if (mine) config = { ...config, resume_from_checkpoint: null, overwrite_output_dir: true };
   const r = await runTraining(config, {
     progress: false,
     log: ctx.log,

@@ -167,6 +167,30 @@ Deno.test("data clean runs the YAML pipeline, writes atomically and refuses to o
   const csv = join(tmp, "clean", "kept.csv");
   assert.equal((await cliProcess(["data", "clean", "--config", pipeline, file, "--output", csv])).code, 0);
   assert.equal((await Deno.readTextFile(csv)).split("\n")[0], "id,text,label");
+  // a field that the first record lacks is a column too (it was dropped from CSV output)
+  const mixed = join(tmp, "clean", "mixed.jsonl"), mixedCsv = join(tmp, "clean", "mixed.csv");
+  await Deno.writeTextFile(mixed, '{"text": "a b c"}\n{"text": "d e f", "source": "web"}\n');
+  const m = await cliProcess(["data", "clean", "--config", pipeline, mixed, "--output", mixedCsv]);
+  assert.equal(m.code, 0, m.err);
+  assert.deepEqual((await Deno.readTextFile(mixedCsv)).trim().split("\n"), [
+    "text,source",
+    "a b c,",
+    "d e f,web",
+  ]);
+  // a folder: its splits are not one input
+  assertFails(
+    await cliProcess([
+      "data",
+      "clean",
+      "--config",
+      pipeline,
+      join(tmp, "clean"),
+      "--output",
+      join(tmp, "f.jsonl"),
+    ]),
+    2,
+    /data clean: .*clean is a folder; clean one file at a time/,
+  );
 });
 
 Deno.test("data clean: bad pipelines, fields and outputs are one-line errors with exit 2", async () => {

@@ -104,6 +104,13 @@ Deno.test("export refuses bad flags and inputs with exit 2 and one line", async 
       2,
       /add --merge/,
     );
+    // the adapter written over the model it belongs to
+    const same = join(tmp, "same.gguf");
+    assertFails(
+      await cli(["export", "--model", join(tmp, "run"), "--output", same, "--adapter_output", same]),
+      2,
+      /--adapter_output .*same\.gguf is --output too \(the adapter would replace the model\)/,
+    );
     // flags this export would not read
     assertFails(
       await cli(["export", "--model", model, "--output", out, "--merge"]),

@@ -6,6 +6,7 @@
  */
 import { join } from "node:path";
 import {
+  JOB_MARK,
   type JobQueue,
   openQueue,
   parseJobSpec,
@@ -225,6 +226,7 @@ Deno.test("trainJob() on a retry removes the run lock another host's lost worker
     };
     await q.submit({ kind: "train", config });
     const job = (await q.jobs())[0];
+    await Deno.writeTextFile(join(out, JOB_MARK), `${job.id}\n`); // the first attempt's mark
     const notes: string[] = [];
     const r = await trainJob(
       { ...job, attempts: 2 },
@@ -233,5 +235,30 @@ Deno.test("trainJob() on a retry removes the run lock another host's lost worker
     assert.equal(r.result.global_step, 1);
     assert.equal(r.result.resumed_from, null);
     assert.match(notes.join("\n"), /removed the run lock of elsewhere pid 4242[\s\S]*attempt 2 starts over/);
+  });
+});
+
+Deno.test("trainJob() on a retry never resumes or replaces a run folder the job did not make", async () => {
+  await withQueue(async (q, dir) => {
+    await Deno.writeTextFile(join(dir, "train.jsonl"), '{"text": "package 1 does a small thing"}\n');
+    const out = join(dir, "prev");
+    await Deno.mkdir(out);
+    await Deno.writeTextFile(join(out, "config.yaml"), "someone: else\n"); // another run's folder
+    const config = {
+      model: "tiny",
+      dataset: join(dir, "train.jsonl"),
+      output_dir: out,
+      backend: "cpu",
+      max_steps: 1,
+    };
+    await q.submit({ kind: "train", config });
+    const job = (await q.jobs())[0];
+    const ctx = { runs_dir: dir, worker: "B", log: () => {}, handle_signals: false };
+    for (const attempt of [1, 2]) { // a retry once took it over (resumed its checkpoints, or replaced it)
+      await assert.rejects(() => trainJob({ ...job, attempts: attempt }, { ...ctx, attempt }), {
+        message: /already holds a run/,
+      });
+    }
+    assert.equal(await Deno.readTextFile(join(out, "config.yaml")), "someone: else\n");
   });
 });
