@@ -143,7 +143,9 @@ async function evalJob(job: JobInfo, ctx: JobContext): Promise<JobOutcome> {
 }
 
 function num(v: unknown, digits = 4): string {
-  return typeof v === "number" ? Number(v.toFixed(digits)).toString() : String(v);
+  if (typeof v === "number") return Number(v.toFixed(digits)).toString();
+  // a trial's intermediate values and the like: JSON, not "[object Object]"
+  return typeof v === "object" && v !== null ? JSON.stringify(v) : String(v);
 }
 
 /** One line about a job's result or error. */

@@ -398,6 +398,13 @@ function checkRules(p: Problems, c: TrainingConfig, bad: Set<string>, d: Readonl
   if (c.logging_strategy === "no") {
     off("logging_first_step", "logging_strategy", `logs the first step, and logging_strategy is "no"`);
   }
+  if (c.resume_from_checkpoint === null || c.resume_from_checkpoint === false) {
+    off(
+      "allow_changed_data",
+      "resume_from_checkpoint",
+      "lets a resume go on with changed data, and nothing resumes",
+    );
+  }
   if (c.metric_for_best_model === null) {
     off(
       "greater_is_better",

@@ -6,7 +6,12 @@
  */
 import { closest, isObject, Problems, show } from "../util/problems.ts";
 import { LORA_SPECS, QUANT_SPECS } from "./_config_schema.ts";
-import { TRAINING_CONFIG_KEYS, type TrainingConfig, validateTrainingConfig } from "./config.ts";
+import {
+  DEFAULT_TRAINING_CONFIG,
+  TRAINING_CONFIG_KEYS,
+  type TrainingConfig,
+  validateTrainingConfig,
+} from "./config.ts";
 import { checkParam } from "./_search_space.ts";
 import { TPE_DEFAULTS } from "./_search_tpe.ts";
 import type { MedianPrunerOptions, ParamValue, SearchConfig, SearchSpace } from "./search.ts";
@@ -147,6 +152,15 @@ export function checkSearchConfig(
   } else if (!isObject(obj.base)) {
     p.type("base", `expected a map of TrainingConfig fields (or base_config: path), got ${show(obj.base)}`);
   } else {
+    // the fields the search sets for each trial would be overridden (and then leak into best_config.yaml)
+    const given = (k: string) => {
+      const v = (obj.base as Record<string, unknown>)[k];
+      return v !== undefined &&
+        JSON.stringify(v) !== JSON.stringify(DEFAULT_TRAINING_CONFIG[k as "output_dir"]);
+    };
+    for (const k of RESERVED.filter(given)) {
+      p.range(`base.${k}`, "is set by the search for each trial; remove it from base");
+    }
     try {
       base = validateTrainingConfig(obj.base, { file: `${file} base`, warn: opts.warn });
     } catch (e) {

@@ -78,6 +78,9 @@ export function checkParam(
   const gp = raw.grid_points ?? null;
   if (gp !== null && (!Number.isInteger(gp) || (gp as number) < 2)) {
     p.range(`${at}.grid_points`, `expected an integer >= 2, got ${show(gp)}`);
+  } else if (gp !== null && raw.step !== undefined && raw.step !== null) {
+    // a stepped range is its own grid: grid_points would be ignored
+    p.range(`${at}.grid_points`, `cannot be combined with step (the steps are the grid); keep one of them`);
   }
   if (p.list.length > n0) return null;
   const lo = low as number, hiRaw = high as number;

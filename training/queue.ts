@@ -496,13 +496,16 @@ export async function runWorker(queue: JobQueue, opts: RunWorkerOptions = {}): P
     let idleSince = Date.now();
     while (!stop.signal.aborted && (opts.max_jobs === undefined || s.processed < opts.max_jobs)) {
       const left = opts.idle_exit === undefined ? Infinity : idleSince + opts.idle_exit * 1000 - Date.now();
-      if (left <= 0) break;
+      // idle_exit 0: take what is waiting now, then stop once nothing is (it once took nothing)
       const lease = await queue.lease(worker, {
         lease_ms,
-        wait_ms: Math.min(1000, left),
+        wait_ms: Math.max(0, Math.min(1000, left)),
         signal: stop.signal,
       });
-      if (!lease) continue;
+      if (!lease) {
+        if (left <= 0) break;
+        continue;
+      }
       s.processed++;
       await runOne(lease, handlers, {
         say,

@@ -685,6 +685,10 @@ Deno.test("validateTrainingConfig() refuses settings the rest of the config swit
       /label_smoothing: is cDPO's, for loss_type sigmoid, not hinge/,
     ],
     [
+      { allow_changed_data: true },
+      /allow_changed_data: lets a resume go on with changed data, and nothing resumes/,
+    ],
+    [
       { resume_from_checkpoint: "runs/a/checkpoints/step-2", overwrite_output_dir: true },
       /overwrite_output_dir: is true while resume_from_checkpoint resumes a run, which keeps output_dir's files/,
     ],

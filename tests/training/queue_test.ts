@@ -179,12 +179,21 @@ Deno.test("runWorker(): bad input fails a job once; another error is retried up 
     assert.equal(jobs.get(broken)!.error, "out of memory");
     assert.equal(calls, 1);
     assert.deepEqual([s.processed, s.completed, s.failed, s.retried], [5, 1, 2, 2]);
+    // idle_exit 0 takes the jobs waiting now, then stops (it once took none)
+    await q.submit({ kind: "eval", config: { why: "ok" } });
+    await q.submit({ kind: "eval", config: { why: "ok" } });
+    const now = await runWorker(q, {
+      handlers: { eval: () => Promise.resolve({ result: { ok: 1 } }) },
+      idle_exit: 0,
+      log: quiet,
+    });
+    assert.deepEqual([now.processed, now.completed], [2, 2]);
     // A worker without an eval handler fails an eval job, saying so.
     const none = await q.submit({ kind: "eval", config: {} });
     await runWorker(q, { max_jobs: 1, log: quiet });
     const j = (await q.jobs()).find((j) => j.id === none)!;
     assert.equal(j.state, "failed");
-    assert.match(j.error!, /Cannot run eval job 4: this worker has no eval handler/);
+    assert.match(j.error!, new RegExp(`Cannot run eval job ${none}: this worker has no eval handler`));
   });
 });
 

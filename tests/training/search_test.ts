@@ -347,6 +347,18 @@ Deno.test("validateSearchConfig() refuses empty and inverted ranges, unknown fie
   ) {
     assert.match(e.message, re);
   }
+  // grid_points beside step (the steps are the grid), and the per-trial fields in base: refused
+  assert.match(
+    refusal({
+      space: { learning_rate: { type: "float", low: 1e-3, high: 4e-3, step: 1e-3, grid_points: 2 } },
+      sampler: "grid",
+    }).message,
+    /space\.learning_rate\.grid_points: cannot be combined with step \(the steps are the grid\)/,
+  );
+  assert.match(
+    refusal({ base: { ...BASE, resume_from_checkpoint: true } }).message,
+    /base\.resume_from_checkpoint: is set by the search for each trial; remove it from base/,
+  );
   // high off the step grid is lowered as Optuna does, with a note.
   const notes: string[] = [];
   const c = validateSearchConfig(
