@@ -87,6 +87,11 @@ const FLAGS = {
 /** The flag names of `eval` (what an eval job of the queue may set). */
 export const EVAL_FLAG_NAMES: readonly string[] = Object.freeze(Object.keys(FLAGS));
 
+/** The switches among them (an eval job's `false` for one is its default; for another flag, no value). */
+export const EVAL_SWITCHES: readonly string[] = Object.freeze(
+  Object.entries(FLAGS).filter(([, f]) => f.type === "boolean").map(([k]) => k),
+);
+
 /** The newest finished run (has recipe.yaml) of a recipe under runs/. */
 async function newestRun(name: string): Promise<string> {
   let best: [number, string] | null = null;

@@ -7,6 +7,7 @@
  * @module
  */
 import { type FlagSpecs, parseFlags } from "../util/flags.ts";
+import { agree } from "../util/problems.ts";
 import {
   DEFAULT_QUEUE,
   type JobContext,
@@ -17,7 +18,7 @@ import {
   openQueue,
   runWorker,
 } from "../training/queue.ts";
-import { command as evalCommand, EVAL_FLAG_NAMES } from "./eval.ts";
+import { command as evalCommand, EVAL_FLAG_NAMES, EVAL_SWITCHES } from "./eval.ts";
 import type { CliIO, Command } from "./command.ts";
 
 const QUEUE_OPT = `  --queue ADDRESS            kv:PATH (this machine; default ${DEFAULT_QUEUE}) or
@@ -207,6 +208,18 @@ async function queueRun(args: string[], io: CliIO): Promise<number | void> {
       if (spec.kind === "eval") {
         // checked here, not when a worker runs it: an unknown option would fail the job, or be ignored
         const unknown = Object.keys(spec.config).filter((k) => !EVAL_FLAG_NAMES.includes(k) || k === "json");
+        const off = Object.keys(spec.config).filter((k) =>
+          spec.config[k] === false && !EVAL_SWITCHES.includes(k) && !unknown.includes(k)
+        );
+        if (off.length) { // it was dropped, so max_samples: false evaluated every example
+          throw new TypeError(
+            `${cmd}: ${v.config}: ${off.map((k) => `${k}: false`).join(", ")} ${agree(off).is} no value ` +
+              `(${
+                agree(off).it === "it" ? "it is not a switch" : "they are not switches"
+              }); give a value, or drop ` +
+              `${agree(off).it} for the default`,
+          );
+        }
         if (unknown.length) {
           throw new TypeError(
             `${cmd}: ${v.config}: an eval job's config has no field ${

@@ -169,6 +169,12 @@ export async function exportOnnx(
   // and the tokenizer's files beside the model. Never over other files unasked; the same bytes (a
   // second export of the model into the folder) are no change.
   const dir = dirname(path) || ".";
+  if (opts.tokenizer && opts.tokenizer.vocab_size > model.config.vocab_size) {
+    throw new RangeError(
+      `Cannot export ONNX to ${path}: the tokenizer has ${opts.tokenizer.vocab_size} ids but the model's ` +
+        `vocab_size is ${model.config.vocab_size}; use the model's own tokenizer`,
+    );
+  }
   const beside = opts.tokenizer ? await besideFiles(model, opts.tokenizer) : new Map<string, Uint8Array>();
   const differs = async (name: string) => {
     const old = await Deno.readFile(join(dir, name)).catch(() => null);

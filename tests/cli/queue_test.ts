@@ -280,6 +280,16 @@ Deno.test("queue: submit refuses a bad job file; cancel removes a waiting job; e
       2,
       /an eval job's config has no field max_sample; its fields are the flags of deno task cli eval: .*max_samples/,
     );
+    // false for an option that is not a switch: refused (it was dropped, and every example evaluated)
+    await Deno.writeTextFile(
+      join(dir, "ev2.yaml"),
+      "kind: eval\nconfig:\n  model: runs/x\n  max_samples: false\n",
+    );
+    assertFails(
+      await cli(["queue", "submit", "--queue", url, "-c", join(dir, "ev2.yaml")]),
+      2,
+      /max_samples: false is no value \(it is not a switch\); give a value, or drop it for the default/,
+    );
     assertFails(await cli(["queue", "submit", "--queue", url]), 2, /missing --config/);
     assertFails(await cli(["queue", "stats"]), 2, /unknown command "stats"/);
     assertFails(

@@ -331,6 +331,7 @@ Deno.test("exportOnnx() refuses bad input in one line each", async () => {
       await exportOnnx(model, path, { overwrite: true });
       // the tokenizer's files beside it are not overwritten unasked either
       const tokenizer = await trainBpeTokenizer(["a tiny text for a tiny vocabulary"], { vocab_size: 270 });
+      const wide = synthetic(be, { arch: "llama", vocab_size: 272 }); // room for the tokenizer's ids
       const beside = join(dir, "t", "model.onnx");
       await Deno.mkdir(join(dir, "t"));
       await Deno.writeTextFile(join(dir, "t", "tokenizer.json"), "OLD");
@@ -339,11 +340,20 @@ Deno.test("exportOnnx() refuses bad input in one line each", async () => {
         beside,
         Deno.errors.AlreadyExists,
         /tokenizer\.json exists and differs; pass overwrite/,
+        wide,
       );
       assert.equal(await Deno.readTextFile(join(dir, "t", "tokenizer.json")), "OLD");
       await assert.rejects(Deno.stat(beside), Deno.errors.NotFound, "nothing written");
-      await exportOnnx(model, beside, { tokenizer, overwrite: true });
+      await exportOnnx(wide, beside, { tokenizer, overwrite: true });
       assert.notEqual(await Deno.readTextFile(join(dir, "t", "tokenizer.json")), "OLD");
+      wide.dispose();
+      // a tokenizer with more ids than the model: its folder could not run (as GGUF refuses it)
+      await rejects(
+        { tokenizer },
+        join(dir, "big", "model.onnx"),
+        RangeError,
+        /the tokenizer has 2\d\d ids but the model's vocab_size is 96; use the model's own tokenizer/,
+      );
       await rejects(
         { opset: 16 },
         join(dir, "a.onnx"),
