@@ -73,6 +73,12 @@ export function createStreamer(
       let safe = text.length - hold;
       const bad = text.indexOf("\uFFFD", printed); // an incomplete UTF-8 sequence may still grow
       if (bad >= 0) safe = Math.min(safe, bad);
+      // a stop completed by this token: print nothing of it (holding back its length - 1 only
+      // covers a stop not yet complete; one ending here had its first character printed)
+      for (const s of stops) {
+        const at = text.indexOf(s, printed);
+        if (at >= 0) safe = Math.min(safe, at);
+      }
       if (safe > printed) {
         out(text.slice(printed, safe));
         printed = safe;

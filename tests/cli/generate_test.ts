@@ -8,6 +8,8 @@ import { readSafetensors } from "../../models/formats/safetensors.ts";
 import { assert, FIXTURE_ARCHES, SHARED } from "../_assert.ts";
 import { backends } from "../_check.ts";
 import { assertFails, cli } from "./_cli.ts";
+import { createStreamer } from "../../cli/_model.ts";
+import type { Tokenizer } from "../../models/tokenizer/tokenizer.ts";
 
 const dir = (arch: string) => `${SHARED}/fixtures/hf-reference/${arch}`;
 
@@ -118,6 +120,15 @@ Deno.test("generate --prompt uses the folder's tokenizer; --stop trims the text"
     assert.equal(text.tokens.length, 8);
     assert.equal(typeof text.text, "string");
   });
+});
+
+Deno.test("the streamer prints nothing of a stop string that a token completes, as --json cuts it", () => {
+  const tok = { decode: (ids: number[]) => String.fromCharCode(...ids) } as unknown as Tokenizer;
+  let out = "";
+  const s = createStreamer((x) => out += x, tok, ["kagepac"]);
+  for (const c of "packagepac") s.onToken([c.charCodeAt(0)]);
+  s.end("pac"); // generate()'s text, cut before the stop
+  assert.equal(out, "pac\n", "the stop's first character was printed");
 });
 
 Deno.test("generate rejects bad flags, a missing folder and a prompt without a tokenizer in one line, code 2", async () => {
