@@ -12,6 +12,8 @@ import { unsupportedSettings } from "./_config_validate.ts";
 import { adapterParameters, applyLora, quantizeModel } from "./peft.ts";
 import { PRESETS } from "../models/config.ts";
 import { modelSource } from "../models/pretrained.ts";
+import { isDirSync } from "../util/atomic.ts";
+import { resolve } from "node:path";
 
 /** The parts of `CreateTrainerOptions` that are checked. */
 export interface TrainerInputs {
@@ -112,9 +114,12 @@ export function attachAdapters(model: Transformer, config: TrainingConfig): void
   if (config.lora) {
     // adapter_config.json names its base as PEFT's get_peft_model does: the id the model was
     // loaded by (a hub id or folder), else the folder loadModel read it from.
-    const base = config.model && !Object.hasOwn(PRESETS, config.model)
+    // A local folder is named by its absolute path, so the adapter finds its base from any folder
+    // (a relative one failed `export` elsewhere); a hub id stays as it is.
+    const named = config.model && !Object.hasOwn(PRESETS, config.model)
       ? config.model
       : modelSource(model) ?? null;
+    const base = named !== null && isDirSync(named) ? resolve(named) : named;
     applyLora(model, { base_model_name_or_path: base, ...config.lora }, {
       seed: config.seed,
       source: "the training config's lora section",

@@ -3,7 +3,7 @@
  * gradient, right and left padding) on cpu and webgpu; the PEFT file format round trip; merge;
  * training moves only the adapters; NF4 base weights.
  */
-import { join } from "node:path";
+import { join, relative, resolve } from "node:path";
 import { backward, noGrad } from "../../kernels/autograd.ts";
 import type { Backend } from "../../kernels/backend.ts";
 import { AdamW } from "../../kernels/optim.ts";
@@ -445,6 +445,7 @@ Deno.test("bias: lora_only and modules_to_save train through the Trainer, save w
     const trainer = createTrainer({
       model,
       config: getTrainingArgs({
+        model: relative(Deno.cwd(), dir("qwen2")), // named relative to the working folder
         output_dir: out,
         max_steps: 3,
         per_device_train_batch_size: 2,
@@ -468,6 +469,8 @@ Deno.test("bias: lora_only and modules_to_save train through the Trainer, save w
     const cfg = JSON.parse(await Deno.readTextFile(join(out, "adapter/adapter_config.json")));
     assert.equal(cfg.bias, "lora_only");
     assert.deepEqual(cfg.modules_to_save, ["lm_head"]);
+    // the base by its absolute path: the adapter finds it from any folder (export from elsewhere failed)
+    assert.equal(cfg.base_model_name_or_path, resolve(dir("qwen2")));
     const r = await openSafetensors(join(out, "adapter/adapter_model.safetensors"));
     const names = r.names();
     r.close();
