@@ -71,7 +71,7 @@ ${QUEUE_OPT}
   --once                     take one job, then exit
   --max_jobs N               take N jobs, then exit
   --idle_exit SECONDS        exit after this long with no job to take (default: wait for ever)
-  --lease SECONDS            a worker silent this long loses its job to another (default 30)
+  --lease SECONDS            a worker silent this long loses its job to another (default 30, at least 1)
   --runs_dir DIR             run folders of jobs without output_dir (default runs/queue)
   --worker NAME              this worker's name in status (default host:pid)
   -h, --help                 this text`,
@@ -111,7 +111,7 @@ const FLAGS = {
     once: { type: "boolean" },
     max_jobs: { type: "int", min: 1 },
     idle_exit: { type: "number", min: 0 },
-    lease: { type: "number", min: 0.1 },
+    lease: { type: "number", min: 1 },
     runs_dir: { type: "string", default: "runs/queue" },
     worker: { type: "string" },
   },

@@ -474,8 +474,9 @@ export async function runWorker(queue: JobQueue, opts: RunWorkerOptions = {}): P
     `max_jobs ${opts.max_jobs} is not an integer >= 1`,
     opts.idle_exit !== undefined && !(opts.idle_exit >= 0 && opts.idle_exit < Infinity) &&
     `idle_exit ${opts.idle_exit} is not a number of seconds >= 0`,
-    opts.lease !== undefined && !(opts.lease >= 0.1 && opts.lease < Infinity) &&
-    `lease ${opts.lease} is not a number of seconds >= 0.1 (a lease of 0 hands a running job to the next worker)`,
+    opts.lease !== undefined && !(opts.lease >= 1 && opts.lease < Infinity) &&
+    `lease ${opts.lease} is not a number of seconds >= 1 (a heartbeat renews it every third of it; a ` +
+      `shorter one expires while a job loads its model and hands the job to the next worker)`,
   ].filter(Boolean);
   if (bad.length) throw new RangeError(`Cannot run the worker: ${bad.join("; ")}`);
   const worker = opts.worker ?? `${Deno.hostname()}:${Deno.pid}`;

@@ -141,9 +141,14 @@ Deno.test("runWorker(): bad input fails a job once; another error is retried up 
   await withQueue(async (q) => {
     // what the CLI's flags and job files refuse, the API refuses too (a lease of 0 once ran a job twice)
     for (
-      const [o, re] of [[{ lease: 0 }, /lease 0 is not/], [{ max_jobs: 0 }, /max_jobs 0 is not/], [{
-        idle_exit: -1,
-      }, /idle_exit -1/]] as const
+      const [o, re] of [
+        [{ lease: 0 }, /lease 0 is not/],
+        [{ lease: 0.1 }, /lease 0\.1 is not a number of seconds >= 1/],
+        [{ max_jobs: 0 }, /max_jobs 0 is not/],
+        [{
+          idle_exit: -1,
+        }, /idle_exit -1/],
+      ] as const
     ) {
       await assert.rejects(() => runWorker(q, { ...o, log: quiet }), { name: "RangeError", message: re });
     }
