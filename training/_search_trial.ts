@@ -212,6 +212,13 @@ export async function trialJob(job: JobInfo, ctx: JobContext): Promise<JobOutcom
   if (!t || t.number !== number) {
     throw new RangeError(`Cannot run trial job ${job.id}: the study in ${study_dir} has no trial ${number}`);
   }
+  // a trial that ended is the study's record: running it again would replace its run folder
+  if (t.state !== "running") {
+    throw new RangeError(
+      `Cannot run trial job ${job.id}: trial ${number} of the study in ${study_dir} is ${t.state}, not running; ` +
+        `a search submits the trials it wants run`,
+    );
+  }
   const setup = study.definition as unknown as TrialSetup;
   const run_dir = join(study_dir, trialDir(number));
   const ck = await retryCheckpoint(run_dir, ctx, job.id, { any_attempt: true });

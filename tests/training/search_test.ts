@@ -593,6 +593,11 @@ Deno.test("a trial job (search --workers) reads its study from study.json, repor
       "workers never write study.json",
     );
     await assert.rejects(() => trialJob(job(7), ctx), { name: "RangeError", message: /has no trial 7/ });
+    // a trial that ended is not run again (a trial job for it retrained it and replaced its folder)
+    await assert.rejects(() => trialJob(job(1), ctx), {
+      name: "RangeError",
+      message: /trial 1 of the study in .* is complete, not running/,
+    });
     await assert.rejects(
       () => trialJob({ ...job(0), config: { study_dir: `${dir}/none`, trial: 0 } }, ctx),
       Deno.errors.NotFound,
