@@ -20,6 +20,7 @@ import { basename, dirname, join, resolve } from "node:path";
 import { parse as parseYaml } from "npm:yaml@^2.9";
 import { writeFileAtomic } from "../util/atomic.ts";
 import { validateTrainingConfig } from "./config.ts";
+import { migrateConfig } from "./legacy_config.ts";
 import { runTraining } from "./run.ts";
 import { leaseHooks, retryCheckpoint, runOne } from "./_queue_run.ts";
 import { trialJob } from "./_search_trial.ts";
@@ -249,7 +250,13 @@ export function parseJobSpec(raw: unknown, where: string): JobSpec {
         (typeof max === "string" ? " (write the number without quotes)" : ""),
     );
   }
-  if (kind === "train") validateTrainingConfig(o.config, { file: `${where} config`, warn: () => {} });
+  let config = o.config;
+  if (kind === "train") {
+    // another tool's config (nanoGPT, LLMBuilder) as train --config reads it: in fledge's names
+    const m = migrateConfig(config, { file: `${where} config` });
+    if (m.formats.length) config = m.fields as Record<string, unknown>;
+    validateTrainingConfig(config, { file: `${where} config`, warn: () => {} });
+  }
   if (kind === "trial") {
     const c = o.config, keys = Object.keys(c).filter((k) => k !== "study_dir" && k !== "trial");
     if (typeof c.study_dir !== "string" || !c.study_dir || keys.length) {
@@ -267,7 +274,7 @@ export function parseJobSpec(raw: unknown, where: string): JobSpec {
   }
   return {
     kind: kind as JobKind,
-    config: o.config,
+    config,
     name: (o.name as string | null) ?? null,
     max_attempts: max,
   };

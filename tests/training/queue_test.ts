@@ -38,6 +38,10 @@ Deno.test("parseJobSpec() reads a job or a bare TrainingConfig and names every p
     name: null,
     max_attempts: 3,
   });
+  // another tool's config, as train --config reads it: in fledge's names (it was refused)
+  const nano = parseJobSpec({ kind: "train", config: { batch_size: 2, max_iters: 4, n_layer: 1 } }, "j");
+  assert.equal(nano.config.per_device_train_batch_size, 2);
+  assert.equal(nano.config.max_steps, 4);
   const trial = parseJobSpec(
     { kind: "trial", name: "t1", max_attempts: 1, config: { study_dir: "runs/s", trial: 3 } },
     "j",
