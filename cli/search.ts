@@ -67,6 +67,13 @@ async function searchRun(args: string[], io: CliIO): Promise<void> {
   if (v.workers === undefined && (v.queue !== undefined || v.local_workers !== undefined)) {
     throw new TypeError("search: --queue and --local_workers go with --workers N");
   }
+  if (v.workers !== undefined && v.local_workers !== undefined && v.local_workers > v.workers) {
+    // at most N trials run at once, so workers past N would take nothing
+    throw new RangeError(
+      `search: --local_workers ${v.local_workers} is more than --workers ${v.workers} (the trials run at ` +
+        `once); give at most ${v.workers}`,
+    );
+  }
   if (v.workers !== undefined && v.progress) {
     throw new TypeError(
       "search: --progress shows in-process trials, and --workers runs them in worker processes; drop one",

@@ -76,6 +76,11 @@ const values = (ts: StudyTrial[]) => ts.map((t) => [t.number, t.state, t.params,
 
 Deno.test("cli search --workers: --queue without --workers, a bad count and --progress are one-line errors", async () => {
   assertFails(await cli(["search", "-c", "s.yaml", "--queue", "kv:q.sqlite"]), 2, /go with --workers N/);
+  assertFails(
+    await cli(["search", "-c", "s.yaml", "--workers", "1", "--local_workers", "2"]),
+    2,
+    /--local_workers 2 is more than --workers 1 .*; give at most 1/,
+  );
   assertFails(await cli(["search", "-c", "s.yaml", "--workers", "0"]), 2, /--workers/);
   assertFails(
     await cli(["search", "-c", "s.yaml", "--workers", "2", "--progress"]),
