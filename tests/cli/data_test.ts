@@ -282,6 +282,15 @@ Deno.test("data split writes the same files for the same seed, as splitRecords d
     /--seed orders the shuffle, and --split_key splits by a hash of the column instead; drop --seed/,
   );
   assertFails(await run("g", "--text_field", "text"), 2, /data split: unknown flag --text_field/);
+  // an empty input: refused, nothing written (it wrote two empty files)
+  const empty = join(tmp, "empty.jsonl");
+  await Deno.writeTextFile(empty, "");
+  assertFails(
+    await cliProcess(["data", "split", empty, "--output_dir", join(tmp, "h")]),
+    2,
+    /data split: .*empty\.jsonl has no records; there is nothing to split/,
+  );
+  assert.equal(await Deno.stat(join(tmp, "h")).then(() => true, () => false), false);
 });
 
 globalThis.addEventListener("unload", () => Deno.removeSync(tmp, { recursive: true }));
