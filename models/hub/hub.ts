@@ -487,6 +487,13 @@ export interface DownloadModelOptions extends HubOptions {
 export async function downloadModel(id: string, opts: DownloadModelOptions = {}): Promise<string> {
   const patterns = opts.allow_patterns ?? [...MODEL_FILE_PATTERNS];
   refuseDownloadOptions(id, opts, `Cannot download ${id}`, ["verify"]);
+  // a local folder without output is only listed: its patterns would pick nothing to copy
+  if (opts.allow_patterns !== undefined && opts.output === undefined && isDirSync(id)) {
+    throw new RangeError(
+      `Cannot download ${id}: it is a local folder, read as it is, and allow_patterns pick what is ` +
+        `copied into output, which is not set; add output (--output DIR) or drop allow_patterns`,
+    );
+  }
   if (opts.overwrite_output_dir && opts.output === undefined) {
     throw new RangeError(
       `Cannot download ${id}: overwrite_output_dir is for output, which is not set; drop it`,

@@ -196,6 +196,10 @@ Deno.test("download rejects bad flags in one line and prints usage with --help",
         /Cannot download \.: it is a local folder, read as it is, and revision, verify are for the hub .*; drop them/,
       ],
       [
+        ["--model", ".", "--allow_patterns", "*.json"],
+        /it is a local folder, read as it is, and allow_patterns pick what is copied into output, which is not set/,
+      ],
+      [
         ["--model", "a/b", "--overwrite_output_dir"],
         /overwrite_output_dir is for output, which is not set; drop it/,
       ],
