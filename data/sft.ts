@@ -103,8 +103,12 @@ export type SftTokenizer = Pick<
 
 interface Resolved {
   field: string;
+  /** A dataset_text_field other than "text" was given: only plain-text rows read it. */
+  fieldGiven: boolean;
   maxLength: number | null;
   completionOnly: boolean;
+  /** completion_only_loss was given (true or false): only prompt/completion rows read it. */
+  completionGiven: boolean;
   assistantOnly: boolean;
   eos: string | null;
   /** The chat template and its generation-marked form (null without markers). */
@@ -140,7 +144,9 @@ function resolve(tok: SftTokenizer, opts: SftDataOptions, rows: number): Resolve
   const template = tok.chat_template;
   return {
     field,
+    fieldGiven: field !== "text",
     maxLength,
+    completionGiven: opts.completion_only_loss !== undefined && opts.completion_only_loss !== null,
     template,
     marked: template !== null && hasGenerationMarkers(template) ? markedTemplate(template) : null,
     completionOnly: opts.completion_only_loss ?? true,
@@ -157,6 +163,24 @@ function tokenizeRow(
   o: Resolved,
 ): { ids: number[]; trained: (t: number) => boolean } {
   const all = () => true;
+  // settings this row's format does not read: refused, not ignored (TRL ignores them)
+  if (o.completionGiven && (row.format === "language_modeling" || row.format === "conversational")) {
+    throw new RowError(
+      `completion_only_loss is for prompt/completion rows, and this one is ${
+        row.format === "language_modeling"
+          ? "plain text"
+          : "a conversation (assistant_only_loss is its setting)"
+      }; drop completion_only_loss`,
+    );
+  }
+  if (o.fieldGiven && row.format !== "language_modeling") {
+    throw new RowError(
+      `dataset_text_field "${o.field}" names the text column of plain-text rows, and this one is ` +
+        `${
+          row.format === "conversational" ? "a conversation" : "a prompt/completion row"
+        }; drop dataset_text_field`,
+    );
+  }
   if (o.assistantOnly && (row.format === "language_modeling" || row.format === "prompt_completion")) {
     throw new RowError(
       `assistant_only_loss needs conversational rows ("messages")` +

@@ -465,7 +465,7 @@ export function sftDataset(
   const rows = examples.map((e) => taskRow(s.task, e, tokenizer, promptOptions(s)));
   const built = buildSftExamples(rows, tokenizer, {
     max_length: c.packing ? null : c.max_seq_length, // packing cuts by its strategy (TRL)
-    completion_only_loss: c.completion_only_loss ?? true,
+    completion_only_loss: c.completion_only_loss ?? undefined,
     assistant_only_loss: c.assistant_only_loss,
     source,
   });

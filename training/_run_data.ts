@@ -44,7 +44,7 @@ async function examplesOf(file: string, tokenizer: Tokenizer, config: TrainingCo
     // packing cuts long examples itself, as its strategy says (bfd truncates, bfd_split splits,
     // wrapped wraps): cut here first, they all truncated (TRL truncates only without packing)
     max_length: config.packing ? null : config.max_seq_length,
-    completion_only_loss: config.completion_only_loss ?? true,
+    completion_only_loss: config.completion_only_loss ?? undefined, // null: the default
     assistant_only_loss: config.assistant_only_loss,
   };
   if (detectFormat(file) === "text") {

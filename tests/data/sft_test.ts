@@ -428,6 +428,19 @@ Deno.test("buildSftExamples() rejects bad rows in one line naming the row and th
   rejects({ prompt: "a", completion: "b" }, /assistant_only_loss needs conversational rows/, {
     assistant_only_loss: true,
   });
+  // settings a row's format does not read (they were accepted and did nothing)
+  assert.throws(
+    () => buildSftExamples([{ text: "plain" }], tok, { source: "d.jsonl", completion_only_loss: false }),
+    /d\.jsonl:1: completion_only_loss is for prompt\/completion rows, and this one is plain text/,
+  );
+  assert.throws(
+    () =>
+      buildSftExamples([{ prompt: "a", completion: "b" }], tok, {
+        source: "d.jsonl",
+        dataset_text_field: "body",
+      }),
+    /d\.jsonl:1: dataset_text_field "body" names the text column of plain-text rows, and this one is a prompt\/completion row/,
+  );
   assert.throws(
     () => buildSftExamples([{ text: "plain" }], tok, { source: "d.jsonl", assistant_only_loss: true }),
     /^TypeError: Cannot build an SFT example from d\.jsonl:1: assistant_only_loss needs conversational rows \("messages"\), not plain text/,
