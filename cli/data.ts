@@ -350,7 +350,7 @@ async function clean(positional: string | undefined, args: string[], io: CliIO):
     );
   }
   const r = runCleanPipeline(records, steps, { field: v.text_field });
-  await writeRecords(v.output, r.kept, [...new Set(records.flatMap((x) => Object.keys(x)))]);
+  await writeRecords(v.output, r.kept, fieldsOf(records));
   const result = {
     input,
     output: v.output,
@@ -442,6 +442,11 @@ async function refuseOverwrite(cmd: string, path: string, overwrite: boolean): P
   }
 }
 
+/** Every record's fields, in the order they first appear (the first record's alone dropped the rest). */
+function fieldsOf(records: readonly DataRecord[]): string[] {
+  return [...new Set(records.flatMap((r) => Object.keys(r)))];
+}
+
 /** Write records atomically (a temp file beside `path`, then a rename) as JSONL, CSV or TSV. */
 async function writeRecords(path: string, records: DataRecord[], columns?: string[]): Promise<void> {
   const format = outputFormat("data", path);
@@ -450,8 +455,7 @@ async function writeRecords(path: string, records: DataRecord[], columns?: strin
   try {
     if (format === "jsonl") await writeJsonl(tmp, records);
     else {
-      // every record's fields, in the order they first appear (the first record's alone dropped the rest)
-      const cols = columns?.length ? columns : [...new Set(records.flatMap((r) => Object.keys(r)))];
+      const cols = columns?.length ? columns : fieldsOf(records);
       await writeCsv(tmp, records, {
         columns: cols.length ? cols : undefined,
         delimiter: format === "tsv" ? "\t" : ",",

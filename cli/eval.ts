@@ -18,6 +18,7 @@ import { loadAdapter, mergeAdapter } from "../training/peft.ts";
 import { parseFlags } from "../util/flags.ts";
 import { agree } from "../util/problems.ts";
 import {
+  BEAM_ONLY_KEYS,
   evalOptions,
   loadRecipeModel,
   mergeRecipeConfig,
@@ -187,7 +188,7 @@ async function evalRun(args: string[], io: CliIO): Promise<void> {
     ...(v.split_lines ? { split_lines: true } : v.no_split_lines ? { split_lines: false } : {}),
   };
   // --num_beams 1 decodes greedily: the run's beam-only settings cannot apply (said, not dropped silently)
-  const beamOnly = (["length_penalty", "early_stopping"] as const).filter((k) =>
+  const beamOnly = BEAM_ONLY_KEYS.filter((k) =>
     settings && JSON.stringify(settings[k]) !== JSON.stringify(RECIPE_DEFAULTS[k])
   );
   if (v.num_beams === 1 && beamOnly.length) {
@@ -220,16 +221,16 @@ async function evalRun(args: string[], io: CliIO): Promise<void> {
     // A run's model reads the file as it read its own data: its translation direction, the columns
     // it named, the label names its classifier was trained on (recipe.yaml holds them; a run saved
     // before it did: its data's, read again). Flags come first.
-    const run = settings;
     const names = v.label_names
       ? v.label_names.split(",").map((x) => x.trim())
-      : run && task === "classification"
-      ? run.label_names ?? (await recipeData(run, seed)).labels
+      : settings && task === "classification"
+      ? settings.label_names ?? (await recipeData(settings, seed)).labels
       : null;
-    const source = v.source_column ?? run?.source_column, target = v.target_column ?? run?.target_column;
+    const source = v.source_column ?? settings?.source_column;
+    const target = v.target_column ?? settings?.target_column;
     const d = await loadTaskData(task, {
       dataset: v.data,
-      ...(run?.translation_direction ? { translation_direction: run.translation_direction } : {}),
+      ...(settings?.translation_direction ? { translation_direction: settings.translation_direction } : {}),
       ...(source ? { source_column: source } : {}),
       ...(target ? { target_column: target } : {}),
       ...(names ? { label_names: names } : {}),

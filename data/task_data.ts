@@ -9,7 +9,7 @@
  * @module
  */
 import { errorChain } from "../util/format.ts";
-import { agree } from "../util/problems.ts";
+import { agree, isObject } from "../util/problems.ts";
 import { isDirSync } from "../util/atomic.ts";
 import { join, relative } from "node:path";
 import { hubCacheDir, HubError } from "../models/hub/hub.ts";
@@ -515,9 +515,7 @@ function toExamples(
 /** A record's columns, nested fields by their paths (a wmt14 translation struct: translation.de, ...). */
 function columnsOf(r: DataRecord): string[] {
   return Object.entries(r).flatMap(([name, v]) =>
-    typeof v === "object" && v !== null && !Array.isArray(v)
-      ? Object.keys(v).map((f) => `${name}.${f}`)
-      : [name]
+    isObject(v) ? Object.keys(v).map((f) => `${name}.${f}`) : [name]
   );
 }
 
@@ -529,8 +527,8 @@ function cell(r: DataRecord, column: string): unknown {
   if (Object.hasOwn(r, column)) return r[column];
   let v: unknown = r;
   for (const part of column.split(".")) {
-    if (typeof v !== "object" || v === null || Array.isArray(v) || !Object.hasOwn(v, part)) return undefined;
-    v = (v as Record<string, unknown>)[part];
+    if (!isObject(v) || !Object.hasOwn(v, part)) return undefined;
+    v = v[part];
   }
   return v;
 }

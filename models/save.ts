@@ -58,14 +58,17 @@ function generationConfigOf(c: ModelConfig): Record<string, unknown> | null {
 
 /**
  * The text of `config.json` and `generation_config.json` as {@linkcode saveModel} writes them
- * beside the weights: the generation config copied from the model's source folder, else built
- * from the config's token ids (absent when neither gives one). An ONNX export writes them too.
+ * beside the weights: the generation config copied from `source` (default: the folder the model
+ * was loaded from), else built from the config's token ids (absent when neither gives one). An
+ * ONNX export writes them too.
  * @throws {RangeError} from {@linkcode toHfConfig} for configs HF cannot express
  */
-export async function configFiles(model: Transformer): Promise<Record<string, string>> {
+export async function configFiles(
+  model: Transformer,
+  source: string | undefined = modelSource(model),
+): Promise<Record<string, string>> {
   const c = model.config;
   const out: Record<string, string> = { "config.json": jsonText(toHfConfig(c)) };
-  const source = modelSource(model);
   const copied = source
     ? await Deno.readTextFile(join(source, "generation_config.json")).catch(() => null)
     : null;
@@ -106,7 +109,6 @@ export async function configFiles(model: Transformer): Promise<Record<string, st
  */
 export async function saveModel(model: Transformer, dir: string, opts: SaveModelOptions = {}): Promise<void> {
   const c = model.config;
-  const hfConfig = toHfConfig(c); // before any write: throws for configs HF cannot load
   if (opts.generation_config) {
     checkGenerationConfig(
       opts.generation_config,
@@ -120,6 +122,10 @@ export async function saveModel(model: Transformer, dir: string, opts: SaveModel
         `config are copied from it); fix the path or leave source out`,
     );
   }
+  // before any write: toHfConfig throws for configs HF cannot load
+  const source = opts.source ?? modelSource(model);
+  const files = await configFiles(model, source);
+  if (opts.generation_config) files["generation_config.json"] = jsonText(opts.generation_config);
   await Deno.mkdir(dir, { recursive: true });
   const map = checkpointKeyMap(c);
   const tensors: Record<string, TensorInput> = {};
@@ -151,26 +157,17 @@ export async function saveModel(model: Transformer, dir: string, opts: SaveModel
     }
   }
   await writeSafetensors(join(dir, "model.safetensors"), tensors);
-  await writeFileAtomic(join(dir, "config.json"), jsonText(hfConfig));
+  for (const [name, text] of Object.entries(files)) await writeFileAtomic(join(dir, name), text);
 
-  const source = opts.source ?? modelSource(model);
   const same = async (a: string, b: string) => {
     const [ra, rb] = await Promise.all([Deno.realPath(a), Deno.realPath(b).catch(() => null)]);
     return ra === rb;
   };
   const copy = async (name: string) => {
-    if (!source) return false;
+    if (!source) return;
     const from = join(source, name), to = join(dir, name);
     const ok = await Deno.stat(from).then((s) => s.isFile, () => false);
-    if (!ok) return false;
-    if (!(await same(from, to))) await writeFileAtomic(to, await Deno.readFile(from));
-    return true;
+    if (ok && !(await same(from, to))) await writeFileAtomic(to, await Deno.readFile(from));
   };
-  if (opts.generation_config) {
-    await writeFileAtomic(join(dir, "generation_config.json"), jsonText(opts.generation_config));
-  } else if (!(await copy("generation_config.json"))) {
-    const g = generationConfigOf(c);
-    if (g) await writeFileAtomic(join(dir, "generation_config.json"), jsonText(g));
-  }
   for (const f of TOKENIZER_FILES) await copy(f);
 }

@@ -142,6 +142,9 @@ const GENERATION_KEYS = [
   "max_len_b",
 ] as const;
 
+/** The generation fields only beam search reads (refused with `num_beams` 1). */
+export const BEAM_ONLY_KEYS = ["length_penalty", "early_stopping"] as const;
+
 /** Every recipe field name. */
 export const RECIPE_KEYS: readonly string[] = ["task", "name", ...Object.keys(RECIPE_DEFAULTS)];
 
@@ -305,7 +308,7 @@ export function resolveRecipe(flat: Record<string, unknown>, file = "recipe conf
         `classification scores each label's likelihood; remove ${a.it}`,
     );
   }
-  const beamOnly = (["length_penalty", "early_stopping"] as const).filter((k) => generation.includes(k));
+  const beamOnly = BEAM_ONLY_KEYS.filter((k) => generation.includes(k));
   if (s.task !== "classification" && s.num_beams === 1 && beamOnly.length) {
     problems.push(
       `${beamOnly.join(", ")} ${agree(beamOnly).is} for beam search, and num_beams is 1; ` +

@@ -37,7 +37,7 @@
  * the mapping printed: see `training/legacy_config.ts`.
  * @module
  */
-import { closest } from "../util/problems.ts";
+import { closest, isObject } from "../util/problems.ts";
 import { type Estimate, estimate, guessShape, plan, type PlanOptions } from "./_config_memory.ts";
 import {
   MODEL_SIZES,
@@ -420,7 +420,6 @@ export function refuseUnreadFields(config: TrainingConfig, kind: RunKind, subjec
   if (problems.length) throw new RangeError(`${subject}: ${problems.join("; ")}`);
 }
 
-/** Names of {@linkcode TRAINING_PRESETS}. */
 /**
  * `overrides` over `base`, as a command line's flags go over a config file: an override that sets
  * the length of training one way (`max_steps` > 0, or `num_train_epochs`) and not the other drops
@@ -446,14 +445,12 @@ export function overrideConfig<T extends object>(base: T, overrides: Record<stri
   const merged = { ...out, ...overrides };
   // a section given in part (`--lora '{"r": 2}'`) changes those fields of the base's section
   for (const k of ["lora", "quantization", "lr_scheduler_kwargs", "model_config"]) {
-    if (isPlain(out[k]) && isPlain(overrides[k])) merged[k] = { ...out[k], ...overrides[k] };
+    if (isObject(out[k]) && isObject(overrides[k])) merged[k] = { ...out[k], ...overrides[k] };
   }
   return merged as T;
 }
 
-const isPlain = (v: unknown): v is Record<string, unknown> =>
-  typeof v === "object" && v !== null && !Array.isArray(v);
-
+/** Names of {@linkcode TRAINING_PRESETS}. */
 export type TrainingPresetName = "debug" | "sft-full" | "sft-lora" | "qlora" | "pretrain";
 // The unions below are spelled out for the docs; this keeps each equal to the list the code walks.
 type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : never) : never;

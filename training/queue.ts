@@ -19,6 +19,7 @@
 import { basename, dirname, join, resolve } from "node:path";
 import { parse as parseYaml } from "npm:yaml@^2.9";
 import { writeFileAtomic } from "../util/atomic.ts";
+import { isObject } from "../util/problems.ts";
 import { validateTrainingConfig } from "./config.ts";
 import { migrateConfig } from "./legacy_config.ts";
 import { runTraining } from "./run.ts";
@@ -531,7 +532,5 @@ export async function runWorker(queue: JobQueue, opts: RunWorkerOptions = {}): P
   return s;
 }
 
-const isObject = (x: unknown): x is Record<string, unknown> =>
-  typeof x === "object" && x !== null && !Array.isArray(x);
 const show = (x: unknown): string => typeof x === "string" ? JSON.stringify(x) : String(x);
 const typeOf = (x: unknown): string => x === null ? "null" : Array.isArray(x) ? "a list" : typeof x;
