@@ -112,6 +112,7 @@ async function chatRun(args: string[], io: CliIO): Promise<void> {
   tok.applyChatTemplate([...system, { role: "user", content: "hi" }], {
     add_generation_prompt: true,
     chat_template: template,
+    chat_template_source: v.chat_template,
   });
 
   const gen: GenerateOptions = {
@@ -124,7 +125,17 @@ async function chatRun(args: string[], io: CliIO): Promise<void> {
     const model = await loadModel(dir, { backend: be });
     try {
       gen.eos_token_id = eosIds(gc, model, tok);
-      const session = { model, tok, template, gen, gc, maxNew: v.max_new_tokens, json: v.json, io };
+      const session = {
+        model,
+        tok,
+        template,
+        templateFile: v.chat_template,
+        gen,
+        gc,
+        maxNew: v.max_new_tokens,
+        json: v.json,
+        io,
+      };
       if (v.prompt !== undefined) {
         const r = await reply(session, [...system, { role: "user", content: v.prompt }]);
         if (v.json) io.stdout(JSON.stringify(r) + "\n");
@@ -143,6 +154,8 @@ interface Session {
   model: Transformer;
   tok: Tokenizer;
   template: string | undefined;
+  /** The --chat_template file `template` was read from, named in its errors. */
+  templateFile: string | undefined;
   gen: GenerateOptions;
   gc: GenerationConfig;
   maxNew: number | undefined;
@@ -195,7 +208,11 @@ function fitPrompt(s: Session, messages: ChatMessage[]): { ids: number[]; maxNew
     ? `the ${limit} tokens of generation_config.json's max_length`
     : `the model's context of ${limit} tokens`;
   const render = () =>
-    s.tok.applyChatTemplate(messages, { add_generation_prompt: true, chat_template: s.template }).ids;
+    s.tok.applyChatTemplate(messages, {
+      add_generation_prompt: true,
+      chat_template: s.template,
+      chat_template_source: s.templateFile,
+    }).ids;
   let ids = render();
   let dropped = 0;
   const first = messages[0]?.role === "system" ? 1 : 0;

@@ -36,6 +36,8 @@ export async function modelDir(id: string): Promise<string> {
 export interface RunModelSpec {
   config: ModelConfig;
   dir: string | null;
+  /** The `vocab_size` `model_config` gives a preset, else null (the preset's is then a placeholder). */
+  vocab_size: number | null;
 }
 
 /** A preset's config (reshaped by `model_config`), or a folder's / hub id's `config.json` and folder. */
@@ -43,23 +45,51 @@ export async function resolveRunModel(
   name: string,
   model_config: Partial<ModelConfig> | null | undefined,
 ): Promise<RunModelSpec> {
-  if (isPreset(name)) return { config: presetConfig(name, model_config ?? {}), dir: null };
+  if (isPreset(name)) {
+    return {
+      config: presetConfig(name, model_config ?? {}),
+      dir: null,
+      vocab_size: model_config?.vocab_size ?? null,
+    };
+  }
   const dir = await modelDir(name);
   const file = join(dir, "config.json");
-  return { config: fromHfConfig(await readJsonFile(file), { file }), dir };
+  return { config: fromHfConfig(await readJsonFile(file), { file }), dir, vocab_size: null };
 }
 
 /**
- * The folder's trained weights, or a preset initialized with `seed`, taking `tokenizer`'s special
- * ids (a folder's config.json keeps its own, as in HF).
+ * The folder's trained weights, or a preset initialized with `seed` for `tokenizer` (a folder's
+ * config.json keeps its own ids and size, as in HF): {@linkcode presetForTokenizer}.
  */
 export async function initRunModel(
   spec: RunModelSpec,
   tokenizer: Tokenizer,
   backend: Backend,
   seed: number,
+  trained: boolean,
 ): Promise<Transformer> {
   return spec.dir
     ? await loadModel(spec.dir, { backend })
-    : Transformer.init(withTokenIds(spec.config, tokenizer), backend, { seed });
+    : Transformer.init(presetForTokenizer(spec, tokenizer, trained), backend, { seed });
+}
+
+/**
+ * A preset's config built for its tokenizer, as HF users size a new model
+ * (`vocab_size=len(tokenizer)`): the tokenizer's special ids, and one embedding row per id. A
+ * tokenizer `trained` for the model reached at most the `vocab_size` it was asked for, and the
+ * model takes the size it reached: rows past it would be ids no text has, which sampling could
+ * still pick and no decode could read. A given tokenizer takes `model_config`'s `vocab_size` when
+ * one is set (padding, as llm.c pads to a multiple of 64), which must hold every id.
+ * @throws {RangeError} when `model_config`'s `vocab_size` is smaller than a given tokenizer's
+ */
+export function presetForTokenizer(spec: RunModelSpec, tokenizer: Tokenizer, trained: boolean): ModelConfig {
+  const ids = tokenizer.vocab_size;
+  if (!trained && spec.vocab_size !== null && spec.vocab_size < ids) {
+    throw new RangeError(
+      `Cannot build the model: model_config.vocab_size ${spec.vocab_size} is smaller than the tokenizer's ` +
+        `${ids} ids; remove vocab_size from model_config (the model then takes ${ids}) or set it >= ${ids}`,
+    );
+  }
+  const vocab_size = trained || spec.vocab_size === null ? ids : spec.vocab_size;
+  return withTokenIds({ ...spec.config, vocab_size }, tokenizer);
 }

@@ -136,7 +136,7 @@ export async function runTraining(
   const { train, eval: evalSet } = await buildRunDatasets(config, tokenizer, wrapped ? docs : null);
 
   const backend = await createBackend(config.backend);
-  const model = await initRunModel(spec, tokenizer, backend, config.seed);
+  const model = await initRunModel(spec, tokenizer, backend, config.seed, !config.tokenizer);
   const trainer = createTrainer({
     model,
     config,

@@ -98,11 +98,13 @@ class HfTokenizer implements Tokenizer {
   applyChatTemplate(messages: ChatMessage[], options: ChatTemplateOptions = {}): ChatTemplateResult {
     checkBooleans(options, ["add_generation_prompt"], "Cannot apply chat template");
     let template: unknown = this.#config.chat_template;
+    let where = this.#where;
     if (options.chat_template !== undefined) {
       const named = Array.isArray(template)
         ? template.find((t) => t?.name === options.chat_template)?.template
         : undefined;
       template = named ?? options.chat_template;
+      if (named === undefined) where = options.chat_template_source ?? where;
     } else if (Array.isArray(template)) {
       template = this.chat_template;
     }
@@ -113,9 +115,9 @@ class HfTokenizer implements Tokenizer {
       );
     }
     // Parse errors are ours (SyntaxError naming the file); rendering is transformers.js's own.
-    this.#renderer.compile(template, this.#where);
+    this.#renderer.compile(template, where);
     const chatTemplate = template;
-    const text = renderGuarded(this.#where, () =>
+    const text = renderGuarded(where, () =>
       this.#hf.apply_chat_template(messages, {
         ...options.template_kwargs,
         chat_template: chatTemplate,

@@ -38,6 +38,11 @@ export interface ChatTemplateOptions {
   add_generation_prompt?: boolean;
   /** A Jinja template to use instead of the tokenizer's, or the name of one of its templates. */
   chat_template?: string;
+  /**
+   * Where a given `chat_template` was read from (a file), named in its parse and render errors
+   * instead of the tokenizer's folder. A fledge addition; HF has no such option.
+   */
+  chat_template_source?: string;
   /** Extra template variables (e.g. `tools`, `documents`, `enable_thinking`). */
   template_kwargs?: Record<string, unknown>;
 }

@@ -125,6 +125,29 @@ Deno.test("chat on a model without a chat template: exit 2 naming --chat_templat
     2,
     /--chat_template .*none\.jinja does not exist/,
   );
+  // a template file that does not parse, or refuses to render, is named, not the model's folder
+  for (
+    const [name, text, re] of [
+      [
+        "unclosed.jinja",
+        "{% for m in messages %}{{ m.content }{% endfor %}",
+        /Cannot parse chat template from /,
+      ],
+      ["raises.jinja", '{{ raise_exception("no system role") }}', /Cannot apply chat template from /],
+    ] as const
+  ) {
+    await Deno.writeTextFile(join(tmp, name), text);
+    const r = await cliProcess([
+      "chat",
+      "--model",
+      plainDir,
+      "--chat_template",
+      join(tmp, name),
+      "--prompt",
+      "hi",
+    ]);
+    assertFails(r, 2, new RegExp(re.source + ".*" + name.replace(".", "\\.") + ": "));
+  }
   // with --chat_template the same model chats
   await Deno.writeTextFile(join(tmp, "chatml.jinja"), CHATML);
   const args = ["--prompt", "hello there", "--max_new_tokens", "4", "--json", ...BASE];

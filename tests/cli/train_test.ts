@@ -1,5 +1,7 @@
 /** `deno task cli train` through `main()`: one-line errors with exit code 2, flag overrides, a tiny run. */
 import { join } from "node:path";
+import { presetConfig } from "../../models/config.ts";
+import { loadTokenizer } from "../../models/tokenizer/tokenizer.ts";
 import { loadTrainingConfig } from "../../training/config.ts";
 import { assert } from "../_assert.ts";
 import { assertFails, cli, cliProcess } from "./_cli.ts";
@@ -121,6 +123,55 @@ Deno.test("train: a tiny preset trains from YAML + flag overrides (HF names, hyp
   assert.equal(saved.seed, 7);
   assert.equal(saved.per_device_train_batch_size, 2, "from the file");
   assert.throws(() => Deno.statSync(join(dir, "overridden")), Deno.errors.NotFound);
+});
+
+Deno.test("train: a preset takes its tokenizer's size, so sampling from it never draws an id the tokenizer lacks", async () => {
+  const out = join(dir, "run-vocab");
+  let r = await cli(["train", "-c", await yaml("vocab.yaml", base(out)), "--block_size", "16"]);
+  assert.equal(r.code, 0, r.err);
+  const ids = (await loadTokenizer(join(out, "model"))).vocab_size;
+  const vocab = async (run: string) =>
+    JSON.parse(await Deno.readTextFile(join(run, "model", "config.json"))).vocab_size;
+  // 60 short documents train fewer merges than the 512 ids the tiny preset asks for
+  assert.ok(ids < presetConfig("tiny").vocab_size, `${ids} ids`);
+  assert.equal(await vocab(out), ids);
+  for (const seed of ["1", "2", "3"]) {
+    r = await cli([
+      "generate",
+      "--model",
+      join(out, "model"),
+      "--prompt",
+      "package",
+      "--do_sample",
+      "--seed",
+      seed,
+    ]);
+    assert.equal(r.code, 0, r.err);
+  }
+  // a given tokenizer: model_config's vocab_size pads it, and must hold every id
+  const file = await yaml("given.yaml", base(join(dir, "unused")));
+  const given = (name: string, extra: string[]) =>
+    cli(["train", "-c", file, "--output_dir", join(dir, name), "--tokenizer", join(out, "model"), ...extra]);
+  r = await given("run-pad", [
+    "--block_size",
+    "16",
+    "--model_config",
+    JSON.stringify({ vocab_size: ids + 64 }),
+  ]);
+  assert.equal(r.code, 0, r.err);
+  assert.equal(await vocab(join(dir, "run-pad")), ids + 64);
+  assertFails(
+    await given("run-small", [
+      "--block_size",
+      "16",
+      "--model_config",
+      JSON.stringify({ vocab_size: ids - 1 }),
+    ]),
+    2,
+    new RegExp(
+      `model_config\\.vocab_size ${ids - 1} is smaller than the tokenizer's ${ids} ids; remove vocab_size`,
+    ),
+  );
 });
 
 Deno.test("train --report_to stdout prints each log record as a JSON line on stdout", async () => {
