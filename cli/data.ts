@@ -40,9 +40,10 @@ const USAGE = `usage: deno task cli data <inspect|clean|split> [FILE] [options]
 
 Input files: .jsonl, .json, .csv, .tsv, .txt, .parquet; inspect also takes a folder of split files
 (train.jsonl, validation.csv, data/train-00000-of-00001.parquet, ...). FILE may stand anywhere
-among the flags or be given as --input FILE. The text of a record is its --text_field (a string,
-or a list of chat messages whose contents are joined); by default "text" when the record has it,
-else all of its string fields joined. Outputs are .jsonl (or .csv / .tsv), written atomically; an
+among the flags or be given as --input FILE. inspect reads a record's text from --text_field (a
+string, or a list of chat messages whose contents are joined), by default "text" when the record
+has it, else all of its string fields joined; clean reads and rewrites one string field, --text_field
+(default "text"). Outputs are .jsonl (or .csv / .tsv), written atomically; an
 existing output is an error unless --overwrite. --tokenizer takes a local folder with
 tokenizer.json (a model folder works). Results go to stdout (one JSON object with --json).
 
@@ -340,13 +341,25 @@ async function clean(positional: string | undefined, args: string[], io: CliIO):
     );
   }
   const records = await readDataset(input);
+  if (!records.length) throw new RangeError(`data clean: ${input} has no records; there is nothing to clean`);
   const field = v.text_field ?? "text", bad = records.findIndex((r) => typeof r[field] !== "string");
   if (bad >= 0) { // the pipeline's own message names its function, not the file
     const got = records[bad][field];
     throw new TypeError(
       `data clean: ${input} record ${bad + 1}: field "${field}" is ${
-        got === undefined ? "missing" : got === null ? "null" : `a ${typeof got}`
-      }, not text; fix the record or pass --text_field`,
+        got === undefined
+          ? "missing"
+          : got === null
+          ? "null"
+          : Array.isArray(got)
+          ? "a list"
+          : typeof got === "object"
+          ? "an object"
+          : `a ${typeof got}`
+      }, not text; clean reads one string field: fix the record or pass --text_field naming one (${
+        Object.keys(records[bad]).filter((k) => typeof records[bad][k] === "string").join(", ") ||
+        "the record has none"
+      })`,
     );
   }
   const r = runCleanPipeline(records, steps, { field: v.text_field });

@@ -9,7 +9,7 @@ import { existsSync } from "node:fs";
 import { basename, join, resolve } from "node:path";
 import { parseFlags } from "../util/flags.ts";
 import { formatBytes } from "../util/format.ts";
-import { moveFileAtomic, tempPath } from "../util/atomic.ts";
+import { moveFileAtomic, refuseFolder, tempPath } from "../util/atomic.ts";
 import { createBackend } from "../kernels/backend.ts";
 import { exportGguf, exportGgufAdapter, type GgufOuttype } from "../models/formats/gguf.ts";
 import { exportOnnx } from "../models/formats/onnx.ts";
@@ -175,6 +175,7 @@ async function exportRun(args: string[], io: CliIO): Promise<void> {
     );
   }
   for (const p of [v.output, adapterOut]) {
+    if (p) await refuseFolder(p); // before the model loads
     if (p && !v.overwrite && existsSync(p)) {
       throw new RangeError(
         `export: ${p} already exists; pass --overwrite to replace it, or choose another path`,
@@ -231,7 +232,10 @@ async function exportRun(args: string[], io: CliIO): Promise<void> {
               { adapter, outtype: (v.adapter_outtype ?? "f32") as "f32" | "f16" | "q8_0" },
               v.name && `${v.name}-lora`,
             ),
-          );
+          ).catch((e) => { // its refusals name the file the user asked for, not the temp name
+            if (e instanceof Error) e.message = e.message.replaceAll(pending, adapterOut);
+            throw e;
+          });
           removeAdapter(model);
         }
         main = await exportGguf(model, v.output, named(opts, v.name));

@@ -62,7 +62,8 @@ export interface SplitOptions {
  * @param items the records
  * @param opts `train_split`, `seed`, or `split_key` for a hash split
  * @returns `{ train, validation }`
- * @throws {RangeError} `train_split` outside (0, 1)
+ * @throws {RangeError} `train_split` outside (0, 1); a shuffled split that leaves train empty (as
+ *   HF's `train_test_split` refuses it)
  * @throws {TypeError} a record without the `split_key` column
  * @example
  * ```ts
@@ -84,8 +85,16 @@ export function splitRecords<T extends Record<string, unknown>>(
   }
   const key = opts.split_key;
   if (key === undefined) {
+    // HF `train_test_split(train_size=frac)`: floor(frac * n) train records, the rest validation,
+    // and an empty train split is an error
+    const n = items.length, cut = Math.floor(n * frac);
+    if (cut === 0) { // floor(n * frac) < n for frac < 1: validation always holds one
+      throw new RangeError(
+        `Cannot split ${n} record${n === 1 ? "" : "s"} with train_split ${frac}: the train split would be ` +
+          `empty; add records or raise train_split`,
+      );
+    }
     const shuffled = shuffleRecords(items, { seed: opts.seed });
-    const cut = Math.round(shuffled.length * frac);
     return { train: shuffled.slice(0, cut), validation: shuffled.slice(cut) };
   }
   const train: T[] = [];

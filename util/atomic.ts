@@ -40,6 +40,33 @@ export function isTempName(name: string): boolean {
   return /\.tmp-[0-9a-f-]{8,}$/.test(basename(name));
 }
 
+/**
+ * Refuse a destination that is a folder: renaming a file over it fails with a raw OS error naming
+ * the temp file ("Is a directory (os error 21): rename '<path>.tmp-...'"), after the whole write.
+ * @param path a destination file path
+ * @throws {Deno.errors.IsADirectory} when `path` is an existing folder
+ * @example
+ * ```ts
+ * import { refuseFolder } from "./atomic.ts";
+ * const dir = await Deno.makeTempDir();
+ * await refuseFolder(`${dir}/model.gguf`); // free: fine
+ * let refused = false;
+ * await refuseFolder(dir).catch(() => refused = true);
+ * if (!refused) throw new Error("a folder");
+ * await Deno.remove(dir);
+ * ```
+ */
+export async function refuseFolder(path: string): Promise<void> {
+  const st = await Deno.stat(path).catch(() => null);
+  if (st?.isDirectory) throw folderError(path);
+}
+
+function folderError(path: string): Error {
+  return new Deno.errors.IsADirectory(
+    `Cannot write ${path}: it is a folder; give a file path (inside it, or another name)`,
+  );
+}
+
 async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
   let off = 0;
   while (off < bytes.length) off += await file.write(bytes.subarray(off));
@@ -50,7 +77,8 @@ async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
  * Parent folders are made. On any error the temp file is removed and `path` is left as it was.
  * @param path destination
  * @param data text, bytes, or `async (file) => {...}` writing into the open temp file
- * @throws the file system's error (e.g. {@linkcode Deno.errors.PermissionDenied}), unchanged
+ * @throws {Deno.errors.IsADirectory} when `path` is a folder (before anything is written); the file
+ *   system's other errors (e.g. {@linkcode Deno.errors.PermissionDenied}), unchanged
  * @example
  * ```ts
  * import { writeFileAtomic } from "./atomic.ts";
@@ -61,6 +89,7 @@ async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
  * ```
  */
 export async function writeFileAtomic(path: string, data: AtomicData): Promise<void> {
+  await refuseFolder(path);
   await Deno.mkdir(dirname(path), { recursive: true });
   const tmp = tempPath(path);
   try {
@@ -83,9 +112,14 @@ export async function writeFileAtomic(path: string, data: AtomicData): Promise<v
  * {@linkcode writeFileAtomic} for synchronous callers (small files: caches, plots).
  * @param path destination
  * @param data text or bytes
- * @throws the file system's error, unchanged
+ * @throws {Deno.errors.IsADirectory} when `path` is a folder; the file system's other errors, unchanged
  */
 export function writeFileAtomicSync(path: string, data: string | Uint8Array): void {
+  let folder = false;
+  try {
+    folder = Deno.statSync(path).isDirectory;
+  } catch { /* free */ }
+  if (folder) throw folderError(path);
   Deno.mkdirSync(dirname(path), { recursive: true });
   const tmp = tempPath(path);
   try {
@@ -113,6 +147,7 @@ export function writeFileAtomicSync(path: string, data: string | Uint8Array): vo
  * @param dest destination
  */
 export async function moveFileAtomic(src: string, dest: string): Promise<void> {
+  await refuseFolder(dest);
   const f = await Deno.open(src, { read: true, write: true });
   try {
     await f.sync();
@@ -128,6 +163,7 @@ export async function moveFileAtomic(src: string, dest: string): Promise<void> {
  * @param dest destination
  */
 export async function copyFileAtomic(src: string, dest: string): Promise<void> {
+  await refuseFolder(dest);
   await Deno.mkdir(dirname(dest), { recursive: true });
   const tmp = tempPath(dest);
   try {

@@ -12,7 +12,7 @@
  * @module
  */
 import { basename, dirname, join } from "node:path";
-import { pathExists, writeFileAtomic } from "../../util/atomic.ts";
+import { pathExists, refuseFolder, writeFileAtomic } from "../../util/atomic.ts";
 import { SAVED_TOKENIZER_FILES, type Tokenizer } from "../tokenizer/tokenizer.ts";
 import type { Transformer } from "../transformer.ts";
 import { configFiles } from "../save.ts";
@@ -181,6 +181,7 @@ export async function exportOnnx(
     return old !== null && !sameBytes(old, beside.get(name)!);
   };
   for (const p of [path, dataPath]) {
+    await refuseFolder(p); // before the files beside it are written
     if (!opts.overwrite && await pathExists(p)) {
       throw new Deno.errors.AlreadyExists(
         `Cannot export ONNX to ${path}: ${p} exists; pass overwrite (--overwrite) or choose another path`,

@@ -224,7 +224,36 @@ Deno.test("data clean: bad pipelines, fields and outputs are one-line errors wit
   assertFails(
     await cliProcess(["data", "clean", "--config", pipeline, file, "--output", out, "--text_field", "body"]),
     2,
-    /record 1: field "body" is missing, not text; fix the record or pass --text_field/,
+    /record 1: field "body" is missing, not text; clean reads one string field: fix the record or pass --text_field naming one \(id, text\)/,
+  );
+  const none = join(tmp, "none.jsonl"); // once "Cannot write <temp name>: no records and no columns" for a .csv
+  await Deno.writeTextFile(none, "");
+  for (const o of [out, join(tmp, "none.csv")]) {
+    assertFails(
+      await cliProcess(["data", "clean", "--config", pipeline, none, "--output", o]),
+      2,
+      /data clean: .*none\.jsonl has no records; there is nothing to clean/,
+    );
+  }
+  const chat = join(tmp, "chat.jsonl"); // inspect joins chat messages; clean rewrites one string field
+  await Deno.writeTextFile(
+    chat,
+    JSON.stringify({ id: "a", messages: [{ role: "user", content: "hi" }] }) + "\n",
+  );
+  assertFails(
+    await cliProcess([
+      "data",
+      "clean",
+      "--config",
+      pipeline,
+      chat,
+      "--output",
+      out,
+      "--text_field",
+      "messages",
+    ]),
+    2,
+    /record 1: field "messages" is a list, not text; .*--text_field naming one \(id\)/,
   );
   const nums = join(tmp, "nums.jsonl"); // once named the internal exactDedup, not the file
   await Deno.writeTextFile(nums, '{"text": "a"}\n{"text": 5}\n');
@@ -291,6 +320,22 @@ Deno.test("data split writes the same files for the same seed, as splitRecords d
     /data split: .*empty\.jsonl has no records; there is nothing to split/,
   );
   assert.equal(await Deno.stat(join(tmp, "h")).then(() => true, () => false), false);
+  // HF's train_test_split(train_size): floor(n * train_split) train records, a split left empty refused
+  const rows = (n: number) => Array.from({ length: n }, (_, i) => ({ id: `r${i}` }));
+  const sizes = (n: number, f: number) => {
+    const p = splitRecords(rows(n), { train_split: f, seed: 1 });
+    return [p.train.length, p.validation.length];
+  };
+  assert.deepEqual(sizes(2, 0.9), [1, 1], "it rounded to 2 + 0");
+  assert.deepEqual(sizes(15, 0.9), [13, 2]);
+  assert.deepEqual(sizes(100, 0.29), [28, 72], "floor(28.999...)");
+  const one = join(tmp, "one.jsonl");
+  await Deno.writeTextFile(one, '{"id": "a"}\n');
+  assertFails(
+    await cliProcess(["data", "split", one, "--output_dir", join(tmp, "i")]),
+    2,
+    /Cannot split 1 record with train_split 0\.9: the train split would be empty; add records or raise train_split/,
+  );
 });
 
 globalThis.addEventListener("unload", () => Deno.removeSync(tmp, { recursive: true }));

@@ -155,6 +155,38 @@ Deno.test("export refuses bad flags and inputs with exit 2 and one line", async 
       /already exists; pass --overwrite/,
     );
     assert.equal(await Deno.readTextFile(out), "old", "left as it was");
+    // --overwrite replaces files, never a folder: refused before the model loads, nothing written beside
+    for (const name of ["folder.gguf", "folder.onnx"]) {
+      const folder = join(tmp, "into", name);
+      await Deno.mkdir(folder, { recursive: true });
+      assertFails(
+        await cli(["export", "--model", model, "--output", folder, "--overwrite"]),
+        2,
+        new RegExp(`Cannot write .*${name.replace(".", "\\.")}: it is a folder; give a file path`),
+      );
+      assert.deepEqual(
+        [...Deno.readDirSync(join(tmp, "into"))].map((e) => e.name).sort(),
+        ["folder.gguf"].concat(
+          name === "folder.onnx" ? ["folder.onnx"] : [],
+        ),
+      );
+    }
+    // a DoRA adapter llama.cpp cannot hold: the refusal names the adapter file asked for, not a temp name
+    const dora = join(tmp, "dora");
+    assertFails(
+      await cli([
+        "export",
+        "--model",
+        model,
+        "--adapter",
+        join(REF, "llama", "dora"),
+        "--output",
+        `${dora}.gguf`,
+      ]),
+      2,
+      new RegExp(`Cannot export the adapter to ${dora}-lora\\.gguf: llama\\.cpp adapters cannot hold DoRA`),
+    );
+    assert.ok(!Deno.readDirSync(tmp).some((e) => e.name.startsWith("dora")), "nothing written");
   });
 });
 

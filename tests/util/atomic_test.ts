@@ -102,3 +102,24 @@ Deno.test("writeFileAtomic() passes a file system error through unchanged and le
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("the atomic writers refuse a destination that is a folder, naming it, before writing anything", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const folder = `${dir}/out.gguf`;
+    await Deno.mkdir(folder);
+    await Deno.writeTextFile(`${dir}/src`, "x");
+    const refused = {
+      name: "IsADirectory",
+      message: /^Cannot write .*out\.gguf: it is a folder; give a file path/,
+    };
+    await assert.rejects(() => writeFileAtomic(folder, "a"), refused);
+    assert.throws(() => writeFileAtomicSync(folder, "a"), refused);
+    await assert.rejects(() => copyFileAtomic(`${dir}/src`, folder), refused);
+    await assert.rejects(() => moveFileAtomic(`${dir}/src`, folder), refused);
+    assert.deepEqual(names(dir), ["out.gguf", "src"], "no temp file left");
+    assert.deepEqual(names(folder), [], "the folder is untouched");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -346,6 +346,13 @@ Deno.test("exportOnnx() refuses bad input in one line each", async () => {
       await assert.rejects(Deno.stat(beside), Deno.errors.NotFound, "nothing written");
       await exportOnnx(wide, beside, { tokenizer, overwrite: true });
       assert.notEqual(await Deno.readTextFile(join(dir, "t", "tokenizer.json")), "OLD");
+      // overwrite replaces files, never a folder: refused before the tokenizer's files are written beside it
+      await Deno.mkdir(join(dir, "f", "model.onnx"), { recursive: true });
+      await assert.rejects(
+        () => exportOnnx(wide, join(dir, "f", "model.onnx"), { tokenizer, overwrite: true }),
+        (e: Error) => e instanceof Deno.errors.IsADirectory && oneLine(/model\.onnx: it is a folder/)(e),
+      );
+      assert.deepEqual([...Deno.readDirSync(join(dir, "f"))].map((e) => e.name), ["model.onnx"]);
       wide.dispose();
       // a tokenizer with more ids than the model: its folder could not run (as GGUF refuses it)
       await rejects(
