@@ -1,6 +1,7 @@
 /**
  * What `generate` and `chat` share: the model folder of a `--model` flag (a local folder as is, a
- * hub id through the hub cache / download) and the streamer that prints a continuation as it grows.
+ * hub id through the hub cache / download) and the streamer that prints a continuation as it grows;
+ * and what `merge`, `export` and `eval` share: the note on an adapter applied to another base.
  *
  * @module
  */
@@ -8,6 +9,9 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { downloadModel } from "../models/hub/hub.ts";
 import type { Tokenizer } from "../models/tokenizer/tokenizer.ts";
+import type { Transformer } from "../models/transformer.ts";
+import { otherAdapterBase, type PeftConfig } from "../training/peft.ts";
+import type { CliIO } from "./command.ts";
 import type { GenerationConfig } from "../models/generation_config.ts";
 import { agree } from "../util/problems.ts";
 
@@ -165,4 +169,30 @@ export function samplerOptions(cmd: string, v: SamplerFlagValues): {
     seed: v.seed,
     do_sample: v.greedy ? false : v.do_sample || sampling ? true : undefined,
   };
+}
+
+/**
+ * Say on stderr, in one line, when an adapter names another base model than the one it was applied
+ * to ({@linkcode otherAdapterBase}): it loads when the shapes agree and then gives other outputs.
+ * @param io where the note goes
+ * @param cmd the command, named in the note
+ * @param adapter the adapter folder
+ * @param c its config, as `loadAdapter` returned it
+ * @param model the model it was loaded onto
+ * @param name the model as named (`--model`)
+ */
+export async function noteAdapterBase(
+  io: Pick<CliIO, "stderr">,
+  cmd: string,
+  adapter: string,
+  c: PeftConfig,
+  model: Transformer,
+  name: string,
+): Promise<void> {
+  const other = await otherAdapterBase(c, model, name);
+  if (other === null) return;
+  io.stderr(
+    `${cmd}: note: the adapter ${adapter} was trained on ${other} (its base_model_name_or_path), and is applied ` +
+      `to ${name}; give --model ${other} unless the two hold the same weights\n`,
+  );
 }

@@ -28,6 +28,7 @@ import {
   resolveRecipe,
 } from "../tasks/_recipe.ts";
 import type { CliIO, Command } from "./command.ts";
+import { noteAdapterBase } from "./_model.ts";
 
 const USAGE = `usage: deno task cli eval --task summarization|translation|classification --model DIR
          [--adapter DIR] [--data FILE.jsonl] [--max_samples N] [--num_beams K] [--json]
@@ -255,7 +256,9 @@ async function evalRun(args: string[], io: CliIO): Promise<void> {
   const { model, tokenizer } = await loadRecipeModel(modelDir, onnx ? "cpu" : v.backend);
   let decoder: OnnxDecoder | null = null, tmp: string | null = null;
   try {
-    if (adapter) await loadAdapter(model, adapter);
+    if (adapter) {
+      await noteAdapterBase(io, "eval", adapter, await loadAdapter(model, adapter), model, modelDir);
+    }
     if (!settings && !v.max_source_tokens) {
       fitSourceTokens(s, examples, tokenizer, labels, model.config.max_position_embeddings);
     }

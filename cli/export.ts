@@ -18,6 +18,7 @@ import { loadTokenizer, type Tokenizer } from "../models/tokenizer/tokenizer.ts"
 import type { Transformer } from "../models/transformer.ts";
 import { adapterConfig, adapterTensors, loadAdapter, mergeAdapter, removeAdapter } from "../training/peft.ts";
 import type { CliIO, Command } from "./command.ts";
+import { noteAdapterBase } from "./_model.ts";
 
 const USAGE = `usage: deno task cli export --model DIR_OR_ID --output FILE [options]
 
@@ -200,7 +201,14 @@ async function exportRun(args: string[], io: CliIO): Promise<void> {
     let main: Written, extra: Written | null = null;
     if (format === "onnx") {
       if (src.adapter) {
-        await loadAdapter(model, src.adapter);
+        await noteAdapterBase(
+          io,
+          "export",
+          src.adapter,
+          await loadAdapter(model, src.adapter),
+          model,
+          src.model,
+        );
         mergeAdapter(model);
       }
       const r = await exportOnnx(model, v.output, {
@@ -219,7 +227,16 @@ async function exportRun(args: string[], io: CliIO): Promise<void> {
       // adapters cannot hold, e.g. trained biases, before anything is written) and detached. It is
       // written under a temp name and put in place only once the model's GGUF is written too, so a
       // failed export leaves neither file (a left adapter would block the rerun).
-      if (src.adapter) await loadAdapter(model, src.adapter);
+      if (src.adapter) {
+        await noteAdapterBase(
+          io,
+          "export",
+          src.adapter,
+          await loadAdapter(model, src.adapter),
+          model,
+          src.model,
+        );
+      }
       if (src.adapter && v.merge) mergeAdapter(model);
       const pending = adapterOut ? tempPath(adapterOut) : null;
       try {

@@ -11,6 +11,7 @@ import { saveModel } from "../models/save.ts";
 import { writeDirAtomic } from "../util/atomic.ts";
 import { loadAdapter, mergeAdapter } from "../training/peft.ts";
 import type { CliIO, Command } from "./command.ts";
+import { noteAdapterBase } from "./_model.ts";
 
 const USAGE = `usage: deno task cli merge --model DIR_OR_ID --adapter DIR --output DIR [options]
 
@@ -73,6 +74,7 @@ async function mergeRun(args: string[], io: CliIO): Promise<void> {
     const model = await loadModel(v.model, { backend: be });
     try {
       const c = await loadAdapter(model, v.adapter);
+      await noteAdapterBase(io, "merge", v.adapter, c, model, v.model);
       mergeAdapter(model);
       // The whole folder at once: an old tokenizer.json can never sit beside new weights.
       await writeDirAtomic(v.output, (tmp) => saveModel(model, tmp));

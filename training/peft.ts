@@ -34,6 +34,7 @@ import { matmul } from "../kernels/matmul.ts";
 import { dequantize, quantize, type QuantizedTensor, type QuantKind } from "../kernels/quant.ts";
 import type { Tensor } from "../kernels/tensor.ts";
 import { openSafetensors, writeSafetensors } from "../models/formats/safetensors.ts";
+import { modelSource } from "../models/pretrained.ts";
 import type { Transformer } from "../models/transformer.ts";
 import { adapterConfigJson, type PeftConfig, validatePeftConfig } from "./_peft_config.ts";
 import { buildModule, initialWeights, isPeftAdapter, type LoraModule, peftAdapter } from "./_peft_layer.ts";
@@ -216,6 +217,33 @@ export async function saveAdapter(model: Transformer, dir: string): Promise<void
   for (const [k, t] of await adapterTensors(model)) tensors.set(k, { dtype: "F32", ...t });
   await writeSafetensors(join(dir, "adapter_model.safetensors"), tensors);
   await writeFileAtomic(join(dir, "adapter_config.json"), adapterConfigJson(c));
+}
+
+/**
+ * The base model an adapter names (`base_model_name_or_path`) when it is not the model it is applied
+ * to, else null. Shapes are checked by {@linkcode loadAdapter}; this catches a base of the same shape
+ * (another fine-tune, another checkpoint), whose adapter loads and then gives other outputs. Same:
+ * one folder on disk, the same hub id, or the hub cache's snapshot of that id. PEFT does not check.
+ *
+ * @param c the adapter's config (what {@linkcode loadAdapter} returns)
+ * @param model the model it was loaded onto
+ * @param name how the model was named (`--model`: a folder or a hub id)
+ * @returns the named base, or null when it is this model or the adapter names none
+ */
+export async function otherAdapterBase(
+  c: PeftConfig,
+  model: Transformer,
+  name: string,
+): Promise<string | null> {
+  const base = c.base_model_name_or_path;
+  if (!base || base === name) return null;
+  const src = modelSource(model);
+  const real = (p: string | undefined) => p === undefined ? null : Deno.realPath(p).catch(() => null);
+  const [a, b, n] = await Promise.all([real(base), real(src), real(name)]);
+  if (a !== null && (a === b || a === n)) return null;
+  // a hub id, loaded from the cache's models--org--name/snapshots/<rev>
+  if (src?.split(/[\\/]/).includes(`models--${base.replaceAll("/", "--")}`)) return null;
+  return base;
 }
 
 /** Options of {@linkcode loadAdapter}. */

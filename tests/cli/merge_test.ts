@@ -64,3 +64,43 @@ Deno.test("merge names every missing flag in one line, exit code 2", async () =>
   );
   await Deno.remove(file);
 });
+
+Deno.test("merge notes an adapter applied to another base than the one it names; same folder, link or hub id: no note", async () => {
+  const tmp = await Deno.makeTempDir({ prefix: "fledge-merge-base-" });
+  try {
+    const adapter = `${tmp}/adapter`, cache = `${tmp}/hub/models--org--tiny/snapshots/abc`;
+    await Deno.mkdir(adapter);
+    await Deno.mkdir(cache, { recursive: true });
+    await Deno.copyFile(`${GPT2}/dora/adapter_model.safetensors`, `${adapter}/adapter_model.safetensors`);
+    for (const f of ["config.json", "model.safetensors"]) await Deno.symlink(`${GPT2}/${f}`, `${cache}/${f}`);
+    await Deno.symlink(GPT2, `${tmp}/link`);
+    const config = JSON.parse(await Deno.readTextFile(`${GPT2}/dora/adapter_config.json`));
+    const merge = async (base: string | null, model: string, out: string) => {
+      await Deno.writeTextFile(
+        `${adapter}/adapter_config.json`,
+        JSON.stringify({ ...config, base_model_name_or_path: base }),
+      );
+      const r = await cli(["merge", "--model", model, "--adapter", adapter, "--output", `${tmp}/${out}`]);
+      assert.equal(r.code, 0, r.err);
+      return r.err.split("\n").filter((l) => l.includes("note:"));
+    };
+    for (
+      const [base, model, out] of [
+        [null, GPT2, "none"],
+        [`${GPT2}/`, GPT2, "slash"],
+        [`${tmp}/link`, GPT2, "via-link"],
+        ["org/tiny", cache, "from-hub"],
+      ] as const
+    ) {
+      assert.deepEqual(await merge(base, model, out), [], `${out}: no note`);
+    }
+    const notes = await merge("org/other", GPT2, "other");
+    assert.equal(notes.length, 1);
+    assert.match(
+      notes[0],
+      /^merge: note: the adapter .*adapter was trained on org\/other \(its base_model_name_or_path\), and is applied to .*gpt2; give --model org\/other unless the two hold the same weights$/,
+    );
+  } finally {
+    await Deno.remove(tmp, { recursive: true });
+  }
+});
