@@ -12,7 +12,7 @@ import { streamParquet } from "./parquet.ts";
 import { hashFraction, pickSplit, shuffleRecords, type SplitOptions, splitRecords } from "./split.ts";
 import { streamText } from "./text.ts";
 import { checkSelectOptions, type SelectOptions } from "./_select.ts";
-import { agree, checkBooleans } from "../util/problems.ts";
+import { agree, checkBooleans, checkPathArg, refuseUnknownOptions } from "../util/problems.ts";
 import { checkSeed } from "../util/random.ts";
 
 /** One record: column name to value. */
@@ -132,7 +132,24 @@ export function findSplitFiles(dir: string): Record<string, string[]> {
  *
  * @returns whether `path` is a folder
  */
-function checkReadOptions(path: string, opts: ReadOptions): boolean {
+const READ_OPTIONS: readonly (keyof ReadOptions)[] = [
+  "format",
+  "split",
+  "shuffle",
+  "delimiter",
+  "sample_by",
+  "field",
+  "columns",
+  "rename",
+  "max_samples",
+  "train_split",
+  "seed",
+  "split_key",
+];
+
+function checkReadOptions(path: string, opts: ReadOptions, fn: string): boolean {
+  checkPathArg(path, fn);
+  refuseUnknownOptions(opts, READ_OPTIONS, fn);
   checkSelectOptions(opts, path);
   const formats = [...new Set(Object.values(EXTENSIONS))];
   if (opts.format !== undefined && !formats.includes(opts.format)) {
@@ -218,7 +235,7 @@ function streamFile(path: string, opts: ReadOptions, max?: number): AsyncIterabl
  * @throws {TypeError} `shuffle`, or a fraction split of one file, which cannot stream
  */
 export async function* streamDataset(path: string, opts: ReadOptions = {}): AsyncGenerator<DataRecord> {
-  yield* streamChecked(path, opts, checkReadOptions(path, opts));
+  yield* streamChecked(path, opts, checkReadOptions(path, opts, "streamDataset"));
 }
 
 /** {@linkcode streamDataset} once its options are checked (`dir`: whether `path` is a folder). */
@@ -291,7 +308,7 @@ async function* streamChecked(path: string, opts: ReadOptions, dir: boolean): As
  * ```
  */
 export async function readDataset(path: string, opts: ReadOptions = {}): Promise<DataRecord[]> {
-  const dir = checkReadOptions(path, opts);
+  const dir = checkReadOptions(path, opts, "readDataset");
   const direct = !opts.shuffle && (opts.split === undefined || dir || opts.split_key !== undefined);
   let records: DataRecord[] = [];
   if (direct) {

@@ -9,7 +9,7 @@
 import { BLEU_TOKENIZERS, type BleuTokenizerName, tokenizeLine } from "./_bleu_tokenize.ts";
 import { pyFixed, pyRstrip, pySplit } from "./_python_text.ts";
 import { formatSignature, referencesPerSegment } from "./_sacrebleu.ts";
-import { checkBooleans } from "../util/problems.ts";
+import { checkBooleans, refuseUnknownOptions } from "../util/problems.ts";
 import { checkInteger, checkString, checkStringArray, describe } from "./_validate.ts";
 
 export type { BleuTokenizerName };
@@ -85,6 +85,7 @@ function resolve(fn: string, options: BleuOptions, effectiveDefault: boolean): R
     effective_order: options.effective_order ?? effectiveDefault,
     max_ngram_order: options.max_ngram_order ?? 4,
   };
+  refuseUnknownOptions(options, Object.keys(r), fn);
   if (!BLEU_TOKENIZERS.includes(r.tokenize)) {
     throw new RangeError(
       `Cannot compute ${fn}: unknown tokenize ${JSON.stringify(r.tokenize)}; use one of ${

@@ -10,7 +10,7 @@
 import { pyFixed, pySplit } from "./_python_text.ts";
 import { formatSignature, referencesPerSegment } from "./_sacrebleu.ts";
 import { checkInteger, checkString, checkStringArray } from "./_validate.ts";
-import { checkBooleans } from "../util/problems.ts";
+import { checkBooleans, refuseUnknownOptions } from "../util/problems.ts";
 
 /** Options of {@linkcode chrf} and {@linkcode sentenceChrf}; names and defaults follow sacreBLEU's `CHRF()`. */
 export interface ChrfOptions {
@@ -63,6 +63,7 @@ function resolve(fn: string, options: ChrfOptions): Resolved {
     whitespace: options.whitespace ?? false,
     eps_smoothing: options.eps_smoothing ?? false,
   };
+  refuseUnknownOptions(options, Object.keys(r), fn);
   checkInteger(fn, "char_order", r.char_order, 0);
   checkInteger(fn, "word_order", r.word_order, 0);
   if (r.char_order + r.word_order === 0) {

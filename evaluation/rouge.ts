@@ -10,7 +10,7 @@
 
 import { porterStem } from "./porter.ts";
 import { checkSameLength, checkString, checkStringArray } from "./_validate.ts";
-import { checkBooleans } from "../util/problems.ts";
+import { checkBooleans, refuseUnknownOptions } from "../util/problems.ts";
 
 /** A ROUGE variant: `rouge1`..`rouge9` (n-gram overlap), `rougeL` (LCS), `rougeLsum` (summary-level LCS). */
 export type RougeType = `rouge${1 | 2 | 3 | 4 | 5 | 6 | 7 | 8 | 9}` | "rougeL" | "rougeLsum";
@@ -35,6 +35,8 @@ export interface RougeOptions {
   /** Which scores to compute (default `["rouge1", "rouge2", "rougeL", "rougeLsum"]`). */
   rouge_types?: readonly RougeType[];
 }
+
+const ROUGE_OPTIONS: readonly (keyof RougeOptions)[] = ["use_stemmer", "rouge_types"];
 
 /** Per-example scores and their arithmetic mean, as returned by {@linkcode computeRougeScores}. */
 export interface RougeResult {
@@ -75,6 +77,8 @@ const VALID_TOKEN = /^[a-z0-9]+$/;
  */
 export function rougeTokenize(text: string, options: { use_stemmer?: boolean } = {}): string[] {
   checkString("ROUGE tokens", "text", text);
+  refuseUnknownOptions(options, ["use_stemmer"], "rougeTokenize");
+  checkBooleans(options, ["use_stemmer"], "Cannot tokenize for ROUGE");
   return tokenize(text, options.use_stemmer ?? false);
 }
 
@@ -264,6 +268,7 @@ export function rougeScore(prediction: string, reference: string, options: Rouge
   checkString("ROUGE", "reference", reference);
   const types = resolveTypes("ROUGE", options.rouge_types);
   checkBooleans(options, ["use_stemmer"], "Cannot compute ROUGE");
+  refuseUnknownOptions(options, ROUGE_OPTIONS, "rougeScore");
   return scorePair(prediction, reference, types, options.use_stemmer ?? false);
 }
 
@@ -299,6 +304,7 @@ export function computeRougeScores(
   }
   const types = resolveTypes("ROUGE", options.rouge_types);
   checkBooleans(options, ["use_stemmer"], "Cannot compute ROUGE");
+  refuseUnknownOptions(options, ROUGE_OPTIONS, "computeRougeScores");
   const useStemmer = options.use_stemmer ?? false;
   const scores = predictions.map((p, i) => scorePair(p, references[i], types, useStemmer));
   const mean: RougeScores = {};

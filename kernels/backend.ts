@@ -34,6 +34,7 @@ export class Backend {
   readonly name: "cpu" | "webgpu";
   /** The WebGPU device owner (webgpu only). */
   readonly gpu: Gpu | null;
+  #destroyed = false;
   #live = 0;
   #peak = 0;
 
@@ -173,10 +174,21 @@ export class Backend {
    * `sync()` has reported yet is dropped with it; `await sync()` first to surface it.
    */
   destroy(): void {
+    this.#destroyed = true;
     this.gpu?.destroy();
   }
 
+  /** True once {@linkcode Backend.destroy} ran: every later tensor is refused. */
+  get destroyed(): boolean {
+    return this.#destroyed;
+  }
+
   #track(s: Storage): Storage {
+    if (this.#destroyed) {
+      throw new TypeError(
+        `Cannot make a tensor: the ${this.name} backend was destroyed; create another with createBackend()`,
+      );
+    }
     this.#live += storageBytes(s);
     if (this.#live > this.#peak) this.#peak = this.#live;
     return s;

@@ -120,17 +120,17 @@ export class Tensor {
 
   /** cpu backend: the elements (live, not a copy). */
   get data(): HostArray {
+    this.#check();
     if (!this.storage.data) {
       throw new TypeError(`Cannot access .data of a ${this.backend.name} tensor: use toArray()`);
     }
-    this.#check();
     return this.storage.data;
   }
 
   /** webgpu backend: the buffer. */
   get buffer(): GPUBuffer {
-    if (!this.storage.buffer) throw new TypeError(`Cannot access .buffer of a ${this.backend.name} tensor`);
     this.#check();
+    if (!this.storage.buffer) throw new TypeError(`Cannot access .buffer of a ${this.backend.name} tensor`);
     return this.storage.buffer;
   }
 

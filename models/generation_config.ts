@@ -118,6 +118,9 @@ const SUPPORTED = new Set([
   "num_return_sequences",
 ]);
 
+/** The options of `generate()` that are not generation config keys. */
+const GENERATE_ONLY = new Set(["generation_config", "seed", "tokenizer", "onToken", "streamer"]);
+
 /** Keys without effect on decoding (metadata, outputs, caches, assistant models). */
 const NO_EFFECT = new Set([
   "transformers_version",
@@ -306,6 +309,13 @@ export function resolveGeneration(
   model: ModelConfig,
   ctx: { promptLen: number; hasTokenizer: boolean },
 ): ResolvedGeneration {
+  // Every key is read or refused, as in a generation_config.json: a misspelt option (maxNewTokens) or
+  // an HF feature fledge lacks (min_new_tokens: 5) would otherwise be dropped without a word.
+  const rest = Object.fromEntries(Object.entries(opts).filter(([k]) => !GENERATE_ONLY.has(k)));
+  checkGenerationConfig(rest, "generate() options", "Cannot generate");
+  if (opts.generation_config !== undefined) {
+    checkGenerationConfig(opts.generation_config, "the generation_config option", "Cannot generate");
+  }
   const defined = (o: object) => Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined));
   const fromModel = {
     eos_token_id: model.eos_token_id,

@@ -96,6 +96,7 @@ const REQUIRED = ["input_ids", "attention_mask"];
  */
 export class OnnxDecoder {
   readonly #session: Ort.InferenceSession;
+  #released = false;
   readonly #ort: typeof Ort;
 
   private constructor(
@@ -193,6 +194,11 @@ export class OnnxDecoder {
    * @throws {RangeError} when the rows or the mask have the wrong lengths
    */
   async step(input: OnnxStepInput): Promise<OnnxStepOutput> {
+    if (this.#released) {
+      throw new TypeError(
+        `Cannot run the ONNX decoder ${this.path}: it was released; load it again (OnnxDecoder.load)`,
+      );
+    }
     const B = input.input_ids.length, S = input.input_ids[0]?.length ?? 0;
     const P = input.past?.length ?? 0;
     const rect = (rows: number[][], n: number) => rows.length === B && rows.every((r) => r.length === n);
@@ -238,6 +244,8 @@ export class OnnxDecoder {
 
   /** Release the native session. */
   async release(): Promise<void> {
+    if (this.#released) return;
+    this.#released = true;
     await this.#session.release();
   }
 }

@@ -8,7 +8,8 @@
  */
 import { join } from "node:path";
 import { dequantize } from "../kernels/quant.ts";
-import { isDirSync, writeFileAtomic } from "../util/atomic.ts";
+import { isDirSync, isFileSync, writeFileAtomic } from "../util/atomic.ts";
+import { checkPathArg, refuseUnknownOptions } from "../util/problems.ts";
 import { checkpointKeyMap, type ModelConfig, toHfConfig } from "./config.ts";
 import { type TensorInput, writeSafetensors } from "./formats/safetensors.ts";
 import { transposeInPlace } from "./_key_map.ts";
@@ -108,6 +109,13 @@ export async function configFiles(
  * ```
  */
 export async function saveModel(model: Transformer, dir: string, opts: SaveModelOptions = {}): Promise<void> {
+  checkPathArg(dir, "saveModel", "dir");
+  refuseUnknownOptions(opts, ["source", "generation_config"], "saveModel");
+  if (isFileSync(dir)) {
+    throw new TypeError(
+      `Cannot save the model to ${dir}: it is a file; give a folder (saveModel writes several files)`,
+    );
+  }
   const c = model.config;
   if (opts.generation_config) {
     checkGenerationConfig(

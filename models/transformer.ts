@@ -25,7 +25,8 @@
  */
 import { attention, type AttentionDropout } from "../kernels/attention.ts";
 import { checkpoint, isGradEnabled, release } from "../kernels/autograd.ts";
-import type { Backend } from "../kernels/backend.ts";
+import { Backend } from "../kernels/backend.ts";
+import { isObject, show } from "../util/problems.ts";
 import { add, dropout, dropoutSeed, uniformNoise } from "../kernels/elementwise.ts";
 import { embedding } from "../kernels/embedding.ts";
 import { crossEntropy, shiftLabels } from "../kernels/loss.ts";
@@ -311,6 +312,18 @@ export class Transformer {
 
   /** A freshly initialised model (GPT-2 init). */
   static init(config: ModelConfig, backend: Backend, opts: { seed?: number } = {}): Transformer {
+    if (!isObject(config) || typeof config.hidden_size !== "number") {
+      throw new TypeError(
+        `Transformer.init: config must be a ModelConfig (presetConfig("tiny"), fromHfConfig(json)), got ${
+          show(config)
+        }`,
+      );
+    }
+    if (!(backend instanceof Backend)) {
+      throw new TypeError(
+        `Transformer.init: backend must be a Backend from createBackend(), got ${show(backend)}`,
+      );
+    }
     return new Transformer(config, initParameters(config, backend, opts), backend);
   }
 

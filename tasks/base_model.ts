@@ -351,9 +351,7 @@ async function pretrain(
   });
   // ---- model, train ----
   const be = await createBackend(opts.backend ?? "auto");
-  // the size the tokenizer reached (at most the vocab_size asked for): no row for an id no text has
-  const shape = { ...baseModelConfig(config), vocab_size: tokenizer.vocab_size };
-  const model = Transformer.init(withTokenIds(shape, tokenizer), be, { seed: config.seed });
+  const model = Transformer.init(withTokenIds(baseModelConfig(config), tokenizer), be, { seed: config.seed });
   const work = await Deno.makeTempDir({ prefix: "fledge-base-" });
   let finalLoss = NaN;
   try {

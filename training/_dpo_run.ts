@@ -140,6 +140,6 @@ export async function dpoRunInputs(
     : null;
 
   const backend = await createBackend(config.backend);
-  const model = await initRunModel(spec, tokenizer, backend, config.seed, false);
+  const model = await initRunModel(spec, tokenizer, backend, config.seed);
   return { model, tokenizer, train: trainSet, eval: evalSet };
 }

@@ -66,30 +66,28 @@ export async function initRunModel(
   tokenizer: Tokenizer,
   backend: Backend,
   seed: number,
-  trained: boolean,
 ): Promise<Transformer> {
   return spec.dir
     ? await loadModel(spec.dir, { backend })
-    : Transformer.init(presetForTokenizer(spec, tokenizer, trained), backend, { seed });
+    : Transformer.init(presetForTokenizer(spec, tokenizer), backend, { seed });
 }
 
 /**
  * A preset's config built for its tokenizer, as HF users size a new model
- * (`vocab_size=len(tokenizer)`): the tokenizer's special ids, and one embedding row per id. A
- * tokenizer `trained` for the model reached at most the `vocab_size` it was asked for, and the
- * model takes the size it reached: rows past it would be ids no text has, which sampling could
- * still pick and no decode could read. A given tokenizer takes `model_config`'s `vocab_size` when
- * one is set (padding, as llm.c pads to a multiple of 64), which must hold every id.
- * @throws {RangeError} when `model_config`'s `vocab_size` is smaller than a given tokenizer's
+ * (`vocab_size=len(tokenizer)`): the tokenizer's special ids, and one embedding row per id, unless
+ * `model_config` sets `vocab_size` (padding, as nanoGPT's 50304 for GPT-2's 50257 ids), which must
+ * hold every id. A preset's own size is a placeholder: a tokenizer trained for it on a small corpus
+ * reaches fewer ids, and rows past them are ids no text has, which sampling could still draw and no
+ * decode could read.
+ * @throws {RangeError} when `model_config`'s `vocab_size` is smaller than the tokenizer's
  */
-export function presetForTokenizer(spec: RunModelSpec, tokenizer: Tokenizer, trained: boolean): ModelConfig {
+export function presetForTokenizer(spec: RunModelSpec, tokenizer: Tokenizer): ModelConfig {
   const ids = tokenizer.vocab_size;
-  if (!trained && spec.vocab_size !== null && spec.vocab_size < ids) {
+  if (spec.vocab_size !== null && spec.vocab_size < ids) {
     throw new RangeError(
       `Cannot build the model: model_config.vocab_size ${spec.vocab_size} is smaller than the tokenizer's ` +
         `${ids} ids; remove vocab_size from model_config (the model then takes ${ids}) or set it >= ${ids}`,
     );
   }
-  const vocab_size = trained || spec.vocab_size === null ? ids : spec.vocab_size;
-  return withTokenIds({ ...spec.config, vocab_size }, tokenizer);
+  return withTokenIds({ ...spec.config, vocab_size: spec.vocab_size ?? ids }, tokenizer);
 }

@@ -27,6 +27,7 @@
 import { join } from "node:path";
 import { pathExists, writeFileAtomic } from "../util/atomic.ts";
 import { readJsonFile } from "../util/json.ts";
+import { checkBooleans, checkPathArg, refuseUnknownOptions } from "../util/problems.ts";
 import { noGrad } from "../kernels/autograd.ts";
 import { add, mul } from "../kernels/elementwise.ts";
 import { doraNormForward } from "../kernels/lora.ts";
@@ -265,6 +266,9 @@ export async function loadAdapter(
   dir: string,
   opts: LoadAdapterOptions = {},
 ): Promise<PeftConfig> {
+  checkPathArg(dir, "loadAdapter", "dir");
+  refuseUnknownOptions(opts, ["is_trainable"], "loadAdapter");
+  checkBooleans(opts, ["is_trainable"], "Cannot load the adapter");
   const cfgPath = join(dir, "adapter_config.json"), file = join(dir, "adapter_model.safetensors");
   let json: unknown;
   try {

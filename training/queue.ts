@@ -192,6 +192,7 @@ export function parseQueueUrl(url: string): QueueAddress {
  *   Deno KV is not enabled (`--unstable-kv`)
  * @example
  * ```ts
+ * // Deno KV: run with --unstable-kv (deno.json's "unstable": ["kv"] sets it for deno task)
  * import { openQueue } from "./queue.ts";
  * const dir = await Deno.makeTempDir();
  * const q = await openQueue(`kv:${dir}/q.sqlite`);
@@ -456,6 +457,7 @@ export interface WorkerSummary {
  * @returns what the worker did
  * @example
  * ```ts
+ * // Deno KV: run with --unstable-kv (deno.json's "unstable": ["kv"] sets it for deno task)
  * import { openQueue, runWorker } from "./queue.ts";
  * const dir = await Deno.makeTempDir();
  * const q = await openQueue(`kv:${dir}/q.sqlite`);

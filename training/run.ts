@@ -13,7 +13,8 @@ import { latestCheckpoint } from "./checkpoint.ts";
 import { refuseExistingRun } from "./_trainer_io.ts";
 import { buildRunDatasets, readDocuments, refuseMissingDataset, refuseResumeTokenizer } from "./_run_data.ts";
 import { initRunModel, modelDir, resolveRunModel } from "./_run_model.ts";
-import { refuseUnreadFields, type TrainingConfig } from "./config.ts";
+import { refuseUnreadFields, TRAINING_CONFIG_KEYS, type TrainingConfig } from "./config.ts";
+import { isObject, refuseUnknownOptions, show } from "../util/problems.ts";
 import { createTrainer, type TrainResult } from "./trainer.ts";
 import type { TrainerHooks } from "./hooks.ts";
 
@@ -71,6 +72,17 @@ export async function runTraining(
   config: TrainingConfig,
   opts: RunTrainingOptions = {},
 ): Promise<TrainResult> {
+  refuseUnknownOptions(opts, ["progress", "log", "handle_signals", "hooks"], "runTraining");
+  const unset = isObject(config) ? TRAINING_CONFIG_KEYS.filter((k) => !(k in config)) : [];
+  if (!isObject(config) || unset.length) { // a plain object: its unset fields read as undefined, not defaults
+    throw new TypeError(
+      `runTraining: config must be a whole TrainingConfig (${
+        isObject(config)
+          ? `${unset.slice(0, 3).join(", ")}${unset.length > 3 ? ", ..." : ""} unset`
+          : show(config)
+      }); build it with getTrainingArgs({ ... }) or loadTrainingConfig(file)`,
+    );
+  }
   const missing = (["model", "dataset"] as const).filter((k) => !config[k]);
   if (missing.length) {
     throw new RangeError(
@@ -136,7 +148,7 @@ export async function runTraining(
   const { train, eval: evalSet } = await buildRunDatasets(config, tokenizer, wrapped ? docs : null);
 
   const backend = await createBackend(config.backend);
-  const model = await initRunModel(spec, tokenizer, backend, config.seed, !config.tokenizer);
+  const model = await initRunModel(spec, tokenizer, backend, config.seed);
   const trainer = createTrainer({
     model,
     config,

@@ -56,6 +56,7 @@ import { attachAdapters } from "./_trainer_check.ts";
 import { trainableParameters } from "./peft.ts";
 import { acquireLock } from "../util/lock.ts";
 import { createProgress } from "../util/progress.ts";
+import { isObject, refuseUnknownOptions, show } from "../util/problems.ts";
 
 /** Options of {@linkcode createTrainer}. */
 export interface CreateTrainerOptions {
@@ -142,6 +143,20 @@ export function isNoDecay(name: string): boolean {
   return name.endsWith(".bias") || /norm\.weight$/.test(name);
 }
 
+const CREATE_TRAINER_OPTIONS: readonly (keyof CreateTrainerOptions)[] = [
+  "model",
+  "config",
+  "train_dataset",
+  "eval_dataset",
+  "tokenizer",
+  "hooks",
+  "progress",
+  "log",
+  "handle_signals",
+  "compute_loss",
+  "compute_metrics",
+];
+
 /**
  * Build a {@linkcode Trainer}: validates the config and checks it against the model and data.
  * @param opts model, config, datasets, tokenizer, hooks
@@ -205,6 +220,15 @@ export function createTrainer(
     return createTrainer({ model: first, tokenizer, config, train_dataset });
   }
   const opts = first;
+  if (!isObject(opts) || !(opts.model instanceof Transformer)) {
+    throw new TypeError(
+      "Cannot create a trainer: pass createTrainer({ model, config, train_dataset }) (config from getTrainingArgs), " +
+        `or createTrainer(model, tokenizer, args, rows); got ${
+          isObject(opts) ? "options without a model" : show(opts)
+        }`,
+    );
+  }
+  refuseUnknownOptions(opts, CREATE_TRAINER_OPTIONS, "createTrainer");
   const config = validateTrainingConfig(opts.config, { file: "createTrainer(config)", warn: () => {} });
   const problems = trainerProblems(opts, config);
   for (

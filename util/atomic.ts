@@ -310,3 +310,15 @@ export function isDirSync(path: string): boolean {
     return false;
   }
 }
+
+/**
+ * True when `path` is an existing file (not a folder); false for anything else or on any error.
+ * @param path a path
+ */
+export function isFileSync(path: string): boolean {
+  try {
+    return Deno.statSync(path).isFile;
+  } catch {
+    return false;
+  }
+}

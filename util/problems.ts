@@ -127,6 +127,91 @@ export function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === "object" && v !== null && !Array.isArray(v);
 }
 
+/**
+ * Refuse a path argument that is not a non-empty string (a `URL`, `undefined`, a model passed where
+ * the folder goes), before `node:path` throws its own message from deep inside.
+ * @param path the argument
+ * @param fn the function, named in the message
+ * @param name the argument's name (default `path`)
+ * @throws {TypeError} `<fn>: <name> must be a path string, got <value>`, with a fix for a URL
+ * @example
+ * ```ts
+ * import { checkPathArg } from "./problems.ts";
+ * checkPathArg("runs/x", "loadModel");
+ * let msg = "";
+ * try {
+ *   checkPathArg(new URL("file:///tmp/x"), "loadModel", "dir");
+ * } catch (e) {
+ *   msg = (e as Error).message;
+ * }
+ * if (!msg.startsWith("loadModel: dir must be a path string, got a URL")) throw new Error(msg);
+ * ```
+ */
+export function checkPathArg(path: unknown, fn: string, name = "path"): asserts path is string {
+  if (typeof path === "string" && path !== "") return;
+  const got = path instanceof URL
+    ? `a URL (${path.href}); pass its path, fileURLToPath(url) from node:url`
+    : typeof path === "object" && path !== null
+    ? `a ${path.constructor?.name ?? "object"} (are the arguments in the right order?)`
+    : show(path);
+  throw new TypeError(`${fn}: ${name} must be a path string, got ${got}`);
+}
+
+/**
+ * Refuse an output path whose extension names the other export format (`model.onnx` for GGUF bytes,
+ * `model.gguf` for an ONNX graph): the runtime that opens it by its name would fail on the bytes.
+ * @param path the output file
+ * @param format what is written, e.g. `"GGUF"`
+ * @param other the other format's extension, e.g. `".onnx"`
+ * @throws {TypeError} when `path` ends in `other` (any case)
+ */
+export function refuseOtherFormat(path: string, format: string, other: string): void {
+  if (!path.toLowerCase().endsWith(other)) return;
+  throw new TypeError(
+    `Cannot export ${format} to ${path}: the name ends in ${other}, another format; name it .${format.toLowerCase()}`,
+  );
+}
+
+/**
+ * Refuse the keys of an options object that a function does not read: a misspelt option
+ * (`maxNewTokens`, `use_stemer`) would otherwise be dropped without a word and the call would run
+ * on its defaults. Undefined values count too (`{ max_sample: undefined }` is still a typo).
+ * @param opts the options given (anything that is not a plain object is left to the caller's checks)
+ * @param known the option names the function reads
+ * @param fn the function, named in the message (e.g. `"rougeScore"`)
+ * @throws {TypeError} one line naming each unknown key, a "did you mean" and the options there are
+ * @example
+ * ```ts
+ * import { refuseUnknownOptions } from "./problems.ts";
+ * refuseUnknownOptions({ max_samples: 2 }, ["max_samples", "split"], "readDataset");
+ * let msg = "";
+ * try {
+ *   refuseUnknownOptions({ maxSamples: 2 }, ["max_samples", "split"], "readDataset");
+ * } catch (e) {
+ *   msg = (e as Error).message;
+ * }
+ * if (!msg.includes("did you mean max_samples?")) throw new Error(msg);
+ * ```
+ */
+export function refuseUnknownOptions(opts: unknown, known: Iterable<string>, fn: string): void {
+  if (!isObject(opts)) return;
+  const names = [...known], set = new Set(names);
+  const bad = Object.keys(opts).filter((k) => !set.has(k));
+  if (!bad.length) return;
+  const snake = (k: string) => k.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+  const hint = (k: string) => {
+    const part = k.length >= 4 ? names.find((n) => n.includes(k) || k.includes(n)) : undefined;
+    const near = set.has(snake(k)) ? snake(k) : closest(k, names) ?? part;
+    return near ? ` (did you mean ${near}?)` : "";
+  };
+  const { is } = agree(bad);
+  throw new TypeError(
+    `${fn}: ${bad.map((k) => `${JSON.stringify(k)}${hint(k)}`).join(", ")} ${is} not ${
+      bad.length === 1 ? "an option" : "options"
+    } of ${fn}; its options are ${names.join(", ")}`,
+  );
+}
+
 /** Closest candidate by edit distance (for "did you mean" hints), or undefined when none is close. */
 export function closest(word: string, candidates: Iterable<string>): string | undefined {
   let best: string | undefined, bestD = Infinity;

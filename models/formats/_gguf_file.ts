@@ -12,7 +12,7 @@
  * time into a temp file that is renamed into place ({@linkcode writeFileAtomic}).
  * @module
  */
-import { writeFileAtomic } from "../../util/atomic.ts";
+import { refuseFolder, writeFileAtomic } from "../../util/atomic.ts";
 import { encodeTensor, GGML_TYPE, ggmlBytes, type GgmlType } from "./_gguf_quant.ts";
 import { checkBooleans } from "../../util/problems.ts";
 
@@ -133,6 +133,7 @@ export async function writeGguf(
   opts: { overwrite?: boolean },
 ): Promise<GgufWriteResult> {
   checkBooleans(opts, ["overwrite"], `Cannot write ${path}`); // a "false" would overwrite
+  await refuseFolder(path); // before "already exists; pass overwrite", which would not help
   if (!opts.overwrite && await Deno.lstat(path).then(() => true, () => false)) {
     throw new RangeError(
       `Cannot write ${path}: the file already exists; pass overwrite (--overwrite) or choose another path`,

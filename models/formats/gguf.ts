@@ -45,7 +45,7 @@ import {
   writeGguf,
 } from "./_gguf_file.ts";
 import { tokenizerMetadata } from "./_gguf_vocab.ts";
-import { checkBooleans } from "../../util/problems.ts";
+import { checkBooleans, checkPathArg, refuseOtherFormat, refuseUnknownOptions } from "../../util/problems.ts";
 
 export { quantizeQ4_0, quantizeQ8_0 } from "./_gguf_quant.ts";
 export type { GgufWriteResult } from "./_gguf_file.ts";
@@ -164,6 +164,9 @@ export async function exportGguf(
   path: string,
   opts: ExportGgufOptions,
 ): Promise<GgufWriteResult> {
+  checkPathArg(path, "exportGguf");
+  refuseUnknownOptions(opts, ["tokenizer", "outtype", "overwrite", "name"], "exportGguf");
+  refuseOtherFormat(path, "GGUF", ".onnx");
   const c = model.config;
   const outtype = checkExportable(c, opts?.outtype ?? "f16", Object.keys(OUTTYPES));
   if (!opts?.tokenizer) {
@@ -255,6 +258,9 @@ export async function exportGgufAdapter(
   path: string,
   opts: ExportGgufAdapterOptions,
 ): Promise<GgufWriteResult> {
+  checkPathArg(path, "exportGgufAdapter");
+  refuseUnknownOptions(opts, ["adapter", "outtype", "overwrite", "name"], "exportGgufAdapter");
+  refuseOtherFormat(path, "GGUF", ".onnx");
   const c = model.config, a = opts.adapter;
   const outtype = checkExportable(c, opts.outtype ?? "f32", ["f32", "f16", "q8_0"]);
   const where = `Cannot export the adapter to ${path}`;

@@ -13,6 +13,7 @@
  */
 import { basename, dirname, join } from "node:path";
 import { pathExists, refuseFolder, writeFileAtomic } from "../../util/atomic.ts";
+import { checkPathArg, refuseOtherFormat, refuseUnknownOptions } from "../../util/problems.ts";
 import { SAVED_TOKENIZER_FILES, type Tokenizer } from "../tokenizer/tokenizer.ts";
 import type { Transformer } from "../transformer.ts";
 import { configFiles } from "../save.ts";
@@ -163,6 +164,9 @@ export async function exportOnnx(
   path: string,
   opts: ExportOnnxOptions = {},
 ): Promise<ExportOnnxResult> {
+  checkPathArg(path, "exportOnnx");
+  refuseUnknownOptions(opts, ["tokenizer", "opset", "overwrite", "external_data"], "exportOnnx");
+  refuseOtherFormat(path, "ONNX", ".gguf");
   const opset = checkExport(model, opts);
   const dataPath = `${path}.data`;
   // With a tokenizer the folder runs as it is (Optimum's layout): config.json, generation_config.json

@@ -27,8 +27,8 @@ import {
 } from "./_cache.ts";
 import { describe, fileMeta, hubFetch, type HubTarget, statusError, transfer } from "./_http.ts";
 import { verifySnapshot } from "./_verify.ts";
-import { copyFileAtomic, isDirSync, moveFileAtomic, writeDirAtomic } from "../../util/atomic.ts";
-import { agree } from "../../util/problems.ts";
+import { copyFileAtomic, isDirSync, isFileSync, moveFileAtomic, writeDirAtomic } from "../../util/atomic.ts";
+import { agree, checkPathArg } from "../../util/problems.ts";
 
 export { HubError, type HubErrorKind } from "./types.ts";
 export type { RepoType } from "./_cache.ts";
@@ -348,7 +348,13 @@ export function refuseDownloadOptions(
  * @throws {HubError} as {@linkcode hubDownload}
  */
 export async function snapshotDownload(repo_id: string, opts: SnapshotOptions = {}): Promise<string> {
+  checkPathArg(repo_id, "snapshotDownload", "repo_id");
   if (isDirSync(repo_id)) return repo_id;
+  if (isFileSync(repo_id)) { // a file of a model folder (config.json, model.safetensors)
+    throw new TypeError(
+      `Cannot use ${repo_id}: it is a file; pass the folder that holds it (${dirname(repo_id) || "."})`,
+    );
+  }
   const r = resolve(repo_id, opts);
   try {
     return await snapshotFromHub(r, opts);

@@ -4,10 +4,11 @@
  * what is wrong and how to fix it.
  * @module
  */
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { SPECIAL_TOKEN_KEYS, tokenContent } from "./_chat.ts";
-import { writeFileAtomic } from "../../util/atomic.ts";
+import { isFileSync, writeFileAtomic } from "../../util/atomic.ts";
 import { parseJson } from "../../util/json.ts";
+import { checkPathArg } from "../../util/problems.ts";
 
 /** The parsed files of one tokenizer folder. */
 export interface TokenizerFiles {
@@ -82,6 +83,14 @@ function checkTokenizerJson(t: Record<string, unknown>, model: Record<string, un
  * @throws {SyntaxError} when a file is not valid JSON or `tokenizer.json` has no usable `model`.
  */
 export async function readTokenizerFiles(dir: string): Promise<TokenizerFiles> {
+  checkPathArg(dir, "loadTokenizer", "dir");
+  if (isFileSync(dir)) {
+    throw new TypeError(
+      `Cannot load tokenizer: ${dir} is a file; pass the folder that holds tokenizer.json (${
+        dirname(dir) || "."
+      })`,
+    );
+  }
   const tokenizerPath = join(dir, "tokenizer.json");
   const tokenizerText = await readOptional(tokenizerPath);
   if (tokenizerText === null) {

@@ -29,7 +29,7 @@ import type {
   EncodeOptions,
   Tokenizer,
 } from "./types.ts";
-import { checkBooleans } from "../../util/problems.ts";
+import { checkBooleans, show } from "../../util/problems.ts";
 
 export type { BpeTokenizerSpec } from "./types.ts";
 
@@ -177,6 +177,9 @@ export class BpeTokenizer implements Tokenizer {
    * ```
    */
   encode(text: string, options: EncodeOptions = {}): number[] {
+    if (typeof text !== "string") {
+      throw new TypeError(`Cannot encode: text must be a string, got ${show(text)}`);
+    }
     checkBooleans(options, ["add_special_tokens"], "Cannot encode");
     const out: number[] = [];
     const addSpecial = options.add_special_tokens ?? true;
@@ -365,6 +368,11 @@ export async function trainBpeTokenizer(
   texts: Iterable<string> | AsyncIterable<string>,
   options: BpeTrainOptions,
 ): Promise<BpeTokenizer> {
+  if (typeof texts === "string") { // a string is iterable too: one character per document, no merges
+    throw new TypeError(
+      "Cannot train a BPE tokenizer: texts is one string; pass a list of documents (wrap one text as [text])",
+    );
+  }
   const { special_tokens: specials } = validateTrainOptions(options);
   const t0 = performance.now();
   const log = options.progress

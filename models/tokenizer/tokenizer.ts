@@ -9,7 +9,7 @@
 import type { PreTrainedTokenizer } from "npm:@huggingface/transformers@^4";
 import { ChatTemplateRenderer, renderGuarded, tokenContent } from "./_chat.ts";
 import { checkIds, readTokenizerFiles, writeTokenizerFiles } from "./_files.ts";
-import { checkBooleans } from "../../util/problems.ts";
+import { checkBooleans, show } from "../../util/problems.ts";
 import type {
   ChatMessage,
   ChatTemplateOptions,
@@ -73,6 +73,9 @@ class HfTokenizer implements Tokenizer {
   }
 
   encode(text: string, options: EncodeOptions = {}): number[] {
+    if (typeof text !== "string") {
+      throw new TypeError(`Cannot encode: text must be a string, got ${show(text)}`);
+    }
     checkBooleans(options, ["add_special_tokens"], "Cannot encode");
     return this.#hf.encode(text, { add_special_tokens: options.add_special_tokens ?? true });
   }
