@@ -56,6 +56,12 @@ async function pairsOf(
     r.truncated && `${r.truncated} pairs cut to max_length ${config.max_seq_length}`,
     r.dropped && `${r.dropped} pairs dropped (the prompt fills max_length ${config.max_seq_length})`,
   ].filter(Boolean);
+  if (!r.examples.length && r.dropped) { // "no pairs; add rows" would be the wrong fix
+    throw new RangeError(
+      `Cannot train: all ${r.dropped} pairs of ${file} were dropped, the prompt filling max_length ` +
+        `${config.max_seq_length}; raise max_length or lower max_prompt_length (now ${config.max_prompt_length})`,
+    );
+  }
   if (notes.length) log(`${file}: ${r.examples.length} preference pairs; ${notes.join(", ")}`);
   return r.examples;
 }

@@ -146,14 +146,29 @@ export async function buildRunDatasets(
     train = train.filter((e) => hashFraction(key(e)) < 0.9);
   }
   if (!train.length) throw new RangeError(`Cannot train: dataset ${data} has no training examples; add rows`);
-  const pad_token_id = tokenizer.pad_token_id ?? tokenizer.eos_token_id ?? 0;
-  const rows = (ex: SftExample[], source: string) =>
-    new RowDataset(
-      config.packing
-        ? packExamples(ex, { max_length: T, strategy: config.packing_strategy, pad_token_id }).rows
-        : padExamples(ex, { max_length: T, pad_token_id }).rows,
-      { source },
+  if (evalEx && !evalEx.length && !valid) {
+    throw new RangeError(
+      `Cannot evaluate: the 10% hash split of the ${train.length} examples of ${data} holds none; add a ` +
+        `validation split file (a dataset folder with validation.jsonl) or more rows, or set eval_strategy: no`,
     );
+  }
+  const pad_token_id = tokenizer.pad_token_id ?? tokenizer.eos_token_id ?? 0;
+  const rows = (ex: SftExample[], source: string) => {
+    if (!config.packing) {
+      return new RowDataset(padExamples(ex, { max_length: T, pad_token_id }).rows, { source });
+    }
+    const packed = packExamples(ex, { max_length: T, strategy: config.packing_strategy, pad_token_id });
+    // unpacked, an example cut to nothing trained is refused by its row; packed, all of them would
+    // train on no token at all, with a loss of 0 that reads as perfect
+    if (!packed.summary.trained_tokens) {
+      throw new RangeError(
+        `Cannot train: no token of ${source} is trained once its examples are cut to max_length ${T} ` +
+          `(${packed.summary.truncated} of ${ex.length} are longer; packing_strategy ${config.packing_strategy}); ` +
+          `raise max_length, or shorten the prompts`,
+      );
+    }
+    return new RowDataset(packed.rows, { source });
+  };
   return {
     train: rows(train, data),
     eval: evalEx && evalEx.length ? rows(evalEx, valid ?? `${data} (10% held out)`) : null,

@@ -6,7 +6,8 @@
  * @module
  */
 import type { TrainDataset } from "./_trainer_batch.ts";
-import type { Transformer } from "../models/transformer.ts";
+import { Transformer } from "../models/transformer.ts";
+import { isObject, refuseUnknownOptions, show } from "../util/problems.ts";
 import type { TrainingConfig } from "./config_types.ts";
 import { unsupportedSettings } from "./_config_validate.ts";
 import { adapterParameters, applyLora, quantizeModel } from "./peft.ts";
@@ -125,4 +126,34 @@ export function attachAdapters(model: Transformer, config: TrainingConfig): void
       source: "the training config's lora section",
     });
   }
+}
+
+const CREATE_TRAINER_OPTIONS = [
+  "model",
+  "config",
+  "train_dataset",
+  "eval_dataset",
+  "tokenizer",
+  "hooks",
+  "progress",
+  "log",
+  "handle_signals",
+  "compute_loss",
+  "compute_metrics",
+] as const;
+
+/**
+ * `createTrainer`'s options object is an object with a model, and names no option it does not read.
+ * @throws {TypeError} one line with the two ways to call it, or the unknown option
+ */
+export function checkTrainerArgs(opts: unknown): void {
+  if (!isObject(opts) || !(opts.model instanceof Transformer)) {
+    throw new TypeError(
+      "Cannot create a trainer: pass createTrainer({ model, config, train_dataset }) (config from getTrainingArgs), " +
+        `or createTrainer(model, tokenizer, args, rows); got ${
+          isObject(opts) ? "options without a model" : show(opts)
+        }`,
+    );
+  }
+  refuseUnknownOptions(opts, CREATE_TRAINER_OPTIONS, "createTrainer");
 }

@@ -280,6 +280,23 @@ export async function writeRunEnd(out: string, r: {
   await writeFileAtomic(join(out, "report.md"), reportMarkdown(r.config, st, r.summary, extra));
 }
 
+/**
+ * The sum of the logged training losses, each weighted by the steps it covers, and those steps:
+ * what a resumed run carries on from, so that its `train_loss` is the whole run's mean.
+ * @param log the trainer state's `log_history`
+ * @returns `[sum of loss x steps, steps]`
+ */
+export function loggedLoss(log: readonly Record<string, number>[]): [number, number] {
+  let total = 0, steps = 0, prev = 0;
+  for (const r of log) {
+    if (typeof r.loss !== "number" || typeof r.step !== "number") continue;
+    total += r.loss * (r.step - prev);
+    steps += r.step - prev;
+    prev = r.step;
+  }
+  return [total, steps];
+}
+
 /** The numbers of a result, from this session's logs or, when it trained nothing, from the state's history. */
 export function summaryOf(st: TrainerState, s: {
   lossHistory: number[];

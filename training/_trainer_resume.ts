@@ -35,6 +35,12 @@ const DATA_ORDER_KEYS = [
 const SEED_KEYS = ["seed", "data_seed"] as const;
 
 /**
+ * Sections that shape the trained weights themselves: a checkpoint holds the adapter (and the
+ * 4-bit base) its own sections made, and another section would train on top of it without a word.
+ */
+const WEIGHT_KEYS = ["lora", "quantization"] as const;
+
+/**
  * A hash of a tokenizer's vocabulary (every id's token) and special tokens: equal for tokenizers
  * that map text to the same ids.
  */
@@ -105,6 +111,34 @@ async function differences(
   }
   for (const k of DATA_ORDER_KEYS) {
     if (saved[k] !== r.config[k]) changed.push(`${k} ${saved[k]} -> ${r.config[k]}`);
+  }
+  for (const k of WEIGHT_KEYS) {
+    const was = saved[k] as Record<string, unknown> | null,
+      now = r.config[k] as Record<string, unknown> | null;
+    if (!was !== !now) {
+      fatal.push(
+        `${k} ${was ? "set" : "unset"} in the checkpoint, ${
+          now ? "set" : "unset"
+        } now: the checkpoint holds ` +
+          `${
+            was
+              ? `the ${k === "lora" ? "adapter" : "4-bit weights"} its ${k} section made`
+              : "no such weights"
+          }; ` +
+          `resume with its ${k} section (${was ? JSON.stringify(was) : "none"}), or start a new run`,
+      );
+    } else if (was && now) {
+      const fields = [...new Set([...Object.keys(was), ...Object.keys(now)])]
+        .filter((f) => JSON.stringify(was[f]) !== JSON.stringify(now[f]));
+      if (fields.length) {
+        fatal.push(
+          `${
+            fields.map((f) => `${k}.${f} ${JSON.stringify(was[f])} -> ${JSON.stringify(now[f])}`).join(", ")
+          }: ` +
+            `the checkpoint holds what its own ${k} section made; resume with it, or start a new run`,
+        );
+      }
+    }
   }
   for (const k of SEED_KEYS) {
     if (saved[k] !== r.config[k]) {

@@ -35,7 +35,7 @@ import { formatMemoryReport, memoryReport } from "./memory.ts";
 import type { TextDataset } from "../data/text_dataset.ts";
 import { loadCheckpoint, rotateCheckpoints, saveCheckpoint, type TrainerState } from "./checkpoint.ts";
 import { saveTrainingConfig, type TrainingConfig, validateTrainingConfig } from "./config.ts";
-import { trainerProblems } from "./_trainer_check.ts";
+import { checkTrainerArgs, trainerProblems } from "./_trainer_check.ts";
 import { callHook, type HookContext, type TrainerHooks } from "./hooks.ts";
 import { nonFinite, NonFiniteError } from "./_nonfinite.ts";
 
@@ -45,6 +45,7 @@ import {
   clearOutputDir,
   guardWrite,
   listenForSignals,
+  loggedLoss,
   MetricsFile,
   prepareOutputDir,
   summaryOf,
@@ -56,7 +57,6 @@ import { attachAdapters } from "./_trainer_check.ts";
 import { trainableParameters } from "./peft.ts";
 import { acquireLock } from "../util/lock.ts";
 import { createProgress } from "../util/progress.ts";
-import { isObject, refuseUnknownOptions, show } from "../util/problems.ts";
 
 /** Options of {@linkcode createTrainer}. */
 export interface CreateTrainerOptions {
@@ -143,20 +143,6 @@ export function isNoDecay(name: string): boolean {
   return name.endsWith(".bias") || /norm\.weight$/.test(name);
 }
 
-const CREATE_TRAINER_OPTIONS: readonly (keyof CreateTrainerOptions)[] = [
-  "model",
-  "config",
-  "train_dataset",
-  "eval_dataset",
-  "tokenizer",
-  "hooks",
-  "progress",
-  "log",
-  "handle_signals",
-  "compute_loss",
-  "compute_metrics",
-];
-
 /**
  * Build a {@linkcode Trainer}: validates the config and checks it against the model and data.
  * @param opts model, config, datasets, tokenizer, hooks
@@ -220,15 +206,7 @@ export function createTrainer(
     return createTrainer({ model: first, tokenizer, config, train_dataset });
   }
   const opts = first;
-  if (!isObject(opts) || !(opts.model instanceof Transformer)) {
-    throw new TypeError(
-      "Cannot create a trainer: pass createTrainer({ model, config, train_dataset }) (config from getTrainingArgs), " +
-        `or createTrainer(model, tokenizer, args, rows); got ${
-          isObject(opts) ? "options without a model" : show(opts)
-        }`,
-    );
-  }
-  refuseUnknownOptions(opts, CREATE_TRAINER_OPTIONS, "createTrainer");
+  checkTrainerArgs(opts);
   const config = validateTrainingConfig(opts.config, { file: "createTrainer(config)", warn: () => {} });
   const problems = trainerProblems(opts, config);
   for (
@@ -551,7 +529,8 @@ export class Trainer {
     let logSum = be.zeros([1]), sinceLog = 0, normSq: Tensor | null = null;
     const logMetrics = new Map<string, Tensor>(); // a custom loss's scalars, summed like the loss
     const lossHistory: number[] = [], normHistory: number[] = [];
-    let lastEval: number | null = null, trainLossTotal = 0, trainSteps = 0, lastLogStep = st.global_step;
+    let lastEval: number | null = null, lastLogStep = st.global_step;
+    let [trainLossTotal, trainSteps] = loggedLoss(st.log_history); // a resume's: the whole run's mean
     let tokensRun = 0;
     const T = this.train_dataset.block_size, startStep = st.global_step;
     // One update per log and per evaluation (already spaced by logging_steps / eval_steps).

@@ -89,6 +89,11 @@ Deno.test("dpo: bad flags, values, rows and full fine-tuning without precomputed
     ["--config", cfg, "--max_length", "256"],
     /max_length \(max_seq_length\) 256 exceeds the model's max_position_embeddings 64/,
   );
+  // every prompt fills max_length: one line with the fix, not "no preference pairs; add rows"
+  await rejects(
+    ["--config", cfg, "--max_length", "4"],
+    /^fledge: Cannot train: all 8 pairs of .*pairs\.jsonl were dropped, the prompt filling max_length 4; raise max_length or lower max_prompt_length/,
+  );
 });
 
 Deno.test("dpo: a tiny LoRA run from YAML + flags writes the run folder and prints the rewards accuracy", async () => {

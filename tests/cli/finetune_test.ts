@@ -134,10 +134,36 @@ for (const [kind, extra] of Object.entries(KINDS)) {
       await losses(join(dir, `${kind}-b/metrics.jsonl`)),
       await losses(join(out, "metrics.jsonl")),
     );
+    // and the run's train_loss is the whole run's, not the mean of the steps after the resume
+    const trainLoss = async (run: string) =>
+      (await Deno.readTextFile(join(dir, run, "metrics.jsonl"))).trim().split("\n").map((l) => JSON.parse(l))
+        .findLast((r) => "train_loss" in r).train_loss;
+    assert.equal(await trainLoss(`${kind}-b`), await trainLoss(`${kind}-a`));
     assert.deepEqual(
       await Deno.readFile(join(dir, `${kind}-b/adapter/adapter_model.safetensors`)),
       await Deno.readFile(join(out, "adapter/adapter_model.safetensors")),
     );
+    if (kind !== "lora") return;
+    // another lora or quantization section would train on top of the checkpoint's adapter without a word
+    const from = { resume_from_checkpoint: `${kind}-a/checkpoints/step-4` };
+    for (
+      const [name, changed, re] of [
+        [
+          "r8",
+          { ...from, lora: { r: 8, lora_alpha: 16 } },
+          /lora\.r 4 -> 8, lora\.lora_alpha 8 -> 16: the checkpoint/,
+        ],
+        [
+          "full",
+          from,
+          /lora set in the checkpoint, unset now: the checkpoint holds the adapter its lora section made/,
+        ],
+        ["4bit", { ...from, ...KINDS.qlora }, /quantization unset in the checkpoint, set now/],
+      ] as const
+    ) {
+      await Deno.writeTextFile(join(dir, `${name}.yaml`), config(`${kind}-${name}`, changed));
+      assertFails(await run(dir, ["train", "--config", `${name}.yaml`]), 2, re);
+    }
   });
 }
 
@@ -210,6 +236,47 @@ Deno.test("sft trains the completion of prompt/completion rows with TRL's SFT de
   assert.match(saved, /logging_steps: 1\n/, "a flag still wins");
   assert.equal((await losses(join(dir, "sft/metrics.jsonl"))).length, 3);
   assert.ok((await Deno.stat(join(dir, "sft/adapter/adapter_model.safetensors"))).isFile);
+});
+
+Deno.test("sft refuses packed examples cut to no trained token, and an evaluation whose held-out split is empty", async () => {
+  // packed into 6 tokens, every completion is cut off: it trained on nothing with a loss of 0
+  assertFails(
+    await run(dir, [
+      "sft",
+      "--config",
+      "sft.yaml",
+      "--output_dir",
+      "cut",
+      "--packing",
+      "true",
+      "--max_length",
+      "6",
+    ]),
+    2,
+    /no token of pc\.jsonl is trained once its examples are cut to max_length 6 \(40 of 40 are longer; packing_strategy bfd\); raise max_length/,
+  );
+  // the 10% hash split of 3 rows holds none: it named eval_dataset, which no flag sets
+  await Deno.writeTextFile(
+    join(dir, "pc3.jsonl"),
+    (await Deno.readTextFile(join(dir, "pc.jsonl"))).split("\n").slice(0, 3).join("\n"),
+  );
+  assertFails(
+    await run(dir, [
+      "sft",
+      "--config",
+      "sft.yaml",
+      "--output_dir",
+      "e3",
+      "--dataset",
+      "pc3.jsonl",
+      "--eval_strategy",
+      "steps",
+      "--eval_steps",
+      "1",
+    ]),
+    2,
+    /Cannot evaluate: the 10% hash split of the \d+ examples of pc3\.jsonl holds none; add a validation split file/,
+  );
 });
 
 Deno.test({
