@@ -24,7 +24,7 @@
  * @module
  */
 import { attention, type AttentionDropout } from "../kernels/attention.ts";
-import { checkpoint, isGradEnabled, release } from "../kernels/autograd.ts";
+import { checkpoint, isGradEnabled, needsGrad, release } from "../kernels/autograd.ts";
 import { Backend } from "../kernels/backend.ts";
 import { isObject, show } from "../util/problems.ts";
 import { add, dropout, dropoutSeed, uniformNoise } from "../kernels/elementwise.ts";
@@ -527,11 +527,14 @@ export class Transformer {
   #linear(prefix: string, x: Tensor, opts: ForwardOptions, activation?: "gelu_tanh" | "gelu_erf"): Tensor {
     const q = this.quantized.get(prefix), adapter = this.adapters.get(prefix);
     if (!q && !adapter) {
-      return matmul(x, this.p(`${prefix}.weight`), {
-        transB: true,
-        bias: this.#opt(`${prefix}.bias`),
-        activation,
-      });
+      // A fully trained weight (modules_to_save) reads x in its backward, and an x off the graph
+      // (everything before it frozen) is freed by the block once read: the product's node keeps a
+      // view of it, as a LoRA product does.
+      const w = this.p(`${prefix}.weight`);
+      const xv = needsGrad(w) && !x.node && !x.requiresGrad ? x.reshape(x.shape) : x;
+      const y = matmul(xv, w, { transB: true, bias: this.#opt(`${prefix}.bias`), activation });
+      if (xv !== x) y.node ? y.node.saved.push(xv) : xv.dispose();
+      return y;
     }
     const bias = this.#opt(`${prefix}.bias`), w = q ?? this.p(`${prefix}.weight`);
     const ctx = {

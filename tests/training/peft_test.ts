@@ -491,6 +491,39 @@ Deno.test("bias: lora_only and modules_to_save train through the Trainer, save w
   }
 });
 
+Deno.test("modules_to_save on q/k/v and gate behind frozen layers gets the gradients full fine-tuning gives them", async () => {
+  // their input is off the graph (everything before them frozen) and was freed before their backward
+  const names = [
+    "layers.0.attn.q.weight",
+    "layers.0.attn.k.weight",
+    "layers.0.attn.v.weight",
+    "layers.0.mlp.gate.weight",
+  ];
+  const c = await cases(`${dir("llama")}/lora`);
+  for (const be of await backends()) {
+    const full = await loadModel(dir("llama"), { backend: be });
+    for (const p of full.parameters()) p.requiresGrad = true;
+    await lossOf(full, be, c, { backward: true });
+    const want = await Promise.all(names.map((n) => full.p(n).grad!.toArray()));
+    full.dispose();
+    const model = await loadModel(dir("llama"), { backend: be });
+    applyLora(model, {
+      r: 4,
+      target_modules: ["down_proj"],
+      modules_to_save: ["q_proj", "k_proj", "v_proj", "gate_proj"],
+    });
+    await lossOf(model, be, c, { backward: true });
+    for (const [i, n] of names.entries()) {
+      assertAllClose(
+        await model.p(n).grad!.toArray(),
+        want[i],
+        { atol: 1e-6, rtol: 1e-4, msg: `${be.name} ${n}` },
+      );
+    }
+    model.dispose();
+  }
+});
+
 Deno.test("modules_to_save naming nothing (GPT-2's tied LM head) is one line listing the modules", async () => {
   const model = await loadModel(dir("gpt2"), { backend: await cpu() });
   assert.throws(
