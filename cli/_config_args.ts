@@ -4,10 +4,14 @@
  * `max_seq_length`), and the shell quoting of the resume hint those commands print.
  * @module
  */
+import { parse as parseYaml } from "npm:yaml@^2.9";
 import { type FlagSpec, parseFlags } from "../util/flags.ts";
+import { isObject } from "../util/problems.ts";
 import {
   loadTrainingConfig,
   overrideConfig,
+  refuseUnreadFields,
+  type RunKind,
   TRAINING_CONFIG_KEYS,
   type TrainingConfig,
   validateTrainingConfig,
@@ -39,7 +43,7 @@ function parseValue(s: string): unknown {
 export async function configFromArgs(
   cmd: string,
   args: string[],
-  opts: { defaults?: Partial<TrainingConfig>; example: string },
+  opts: { defaults?: Partial<TrainingConfig>; example: string; kind: RunKind },
 ): Promise<TrainingConfig | null> {
   const v = parseFlags(cmd, args, FLAGS);
   if (v.help) return null;
@@ -62,11 +66,15 @@ export async function configFromArgs(
   }
   const { defaults } = opts;
   const base = file ? await loadTrainingConfig(file, { defaults }) : {};
-  if (!Object.keys(overrides).length) return base as TrainingConfig;
-  return validateTrainingConfig(overrideConfig(base, overrides), {
-    file: file ? `${file} + command-line flags` : "command-line flags",
-    defaults,
-  });
+  const config = !Object.keys(overrides).length ? base as TrainingConfig : validateTrainingConfig(
+    overrideConfig(base, overrides),
+    { file: file ? `${file} + command-line flags` : "command-line flags", defaults },
+  );
+  // the fields spelt out, even at their defaults: `--disable_dropout true` to sft reads as an order
+  const written = file ? parseYaml(await Deno.readTextFile(file)) : null;
+  const given = [...Object.keys(overrides), ...(isObject(written) ? Object.keys(written) : [])];
+  refuseUnreadFields(config, opts.kind, file ? `${cmd}: ${file}` : cmd, given);
+  return config;
 }
 
 /** `arg` quoted for a POSIX shell when it needs it. */

@@ -49,7 +49,11 @@ export const command: Command = {
   summary: "preference-tune a model with DPO (TRL names: beta, loss_type, ...) from a YAML/JSON config",
   usage: USAGE,
   async run(args, io) {
-    const config = await configFromArgs("dpo", args, { defaults: DPO_CONFIG_DEFAULTS, example: "dpo.yaml" });
+    const config = await configFromArgs("dpo", args, {
+      defaults: DPO_CONFIG_DEFAULTS,
+      example: "dpo.yaml",
+      kind: "dpo",
+    });
     if (!config) return io.stdout(USAGE + "\n");
     const r = await runDpo(config, { handle_signals: true });
     if (r.interrupted) {

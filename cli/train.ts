@@ -46,7 +46,11 @@ export function trainingCommand(
     summary: spec.summary,
     usage,
     async run(args, io) {
-      const config = await configFromArgs(name, args, { defaults: spec.defaults, example: "run.yaml" });
+      const config = await configFromArgs(name, args, {
+        defaults: spec.defaults,
+        example: "run.yaml",
+        kind: "sft",
+      });
       if (!config) return io.stdout(usage + "\n");
       const r = await runTraining(config, { handle_signals: true });
       if (r.interrupted) {

@@ -66,15 +66,20 @@ function show(v: unknown): string {
   return typeof v === "string" ? JSON.stringify(v) : String(v);
 }
 
-/** The problems of fields `kind` would ignore, set away from `defaults`: one clause per group. */
+/**
+ * The problems of fields `kind` would ignore, set away from `defaults` or named in `given` (the
+ * fields a file or the flags spelt out: `--disable_dropout true` reads as an order even at its
+ * default): one clause per group.
+ */
 export function unreadFieldProblems(
   config: TrainingConfig,
   kind: RunKind,
   defaults: Readonly<TrainingConfig>,
+  given: ReadonlySet<string> = new Set(),
 ): string[] {
   const problems: string[] = [];
   for (const { fields, what, fix } of UNREAD[kind]) {
-    const set = fields.filter((k) => JSON.stringify(config[k]) !== JSON.stringify(defaults[k]));
+    const set = fields.filter((k) => given.has(k) || JSON.stringify(config[k]) !== JSON.stringify(defaults[k]));
     if (!set.length) continue;
     const a = agree(set), named = set.map((k) => `${k} ${show(config[k])}`).join(", ");
     problems.push(`${named} ${a.is} ${what[set.length > 1 ? 1 : 0]}; ${fix.replace("{it}", a.it)}`);

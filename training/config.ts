@@ -398,9 +398,11 @@ export function getTrainingArgs(
  * (`cli train`) or a recipe, SFT settings (`packing`, `completion_only_loss`, ...) in DPO, and
  * `tokenizer` / `dataset_text_field` in a recipe, which reads its model's tokenizer and its own
  * columns. One config type holds both trainers' fields (TRL's `SFTConfig` and `DPOConfig` refuse
- * most of the other's as unknown arguments); a field at its default changes nothing and passes.
- * The run entry points call this before reading any data or weights.
+ * most of the other's as unknown arguments); a field at its default changes nothing and passes,
+ * unless `given` names it (a file or a flag spelt it out, as TRL's refusal would). The run entry
+ * points call this before reading any data or weights, and the commands with the fields given.
  * @param subject the start of the message, e.g. `Cannot train with DPO`
+ * @param given the fields the user wrote (a config file's keys, the flags)
  * @throws {RangeError} one line naming each such field, its value and the fix
  * @example
  * ```ts
@@ -415,8 +417,13 @@ export function getTrainingArgs(
  * if (msg !== "Cannot train: beta 0.5 is a DPO setting; remove it, or train with deno task cli dpo") throw new Error(msg);
  * ```
  */
-export function refuseUnreadFields(config: TrainingConfig, kind: RunKind, subject: string): void {
-  const problems = unreadFieldProblems(config, kind, DEFAULT_TRAINING_CONFIG);
+export function refuseUnreadFields(
+  config: TrainingConfig,
+  kind: RunKind,
+  subject: string,
+  given: Iterable<string> = [],
+): void {
+  const problems = unreadFieldProblems(config, kind, DEFAULT_TRAINING_CONFIG, new Set(given));
   if (problems.length) throw new RangeError(`${subject}: ${problems.join("; ")}`);
 }
 

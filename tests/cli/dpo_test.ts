@@ -89,6 +89,22 @@ Deno.test("dpo: bad flags, values, rows and full fine-tuning without precomputed
     ["--config", cfg, "--max_length", "256"],
     /max_length \(max_seq_length\) 256 exceeds the model's max_position_embeddings 64/,
   );
+  // a setting of the other trainer spelt out is refused even at its default (it reads as an order)
+  await rejects(
+    ["--config", cfg, "--packing", "false"],
+    /^fledge: dpo: .*dpo\.yaml: packing false is an SFT setting/,
+  );
+  assertFails(
+    await cli(["sft", "--config", cfg, "--disable_dropout", "true"]),
+    2,
+    /^fledge: sft: .*dpo\.yaml: disable_dropout true is a DPO setting; remove it, or train with deno task cli dpo/,
+  );
+  await Deno.writeTextFile(join(dir, "sft-beta.yaml"), base(join(dir, "run-sft-beta")) + "beta: 0.1\n");
+  assertFails(
+    await cli(["sft", "--config", join(dir, "sft-beta.yaml")]),
+    2,
+    /^fledge: sft: .*sft-beta\.yaml: beta 0\.1 is a DPO setting/,
+  );
   // every prompt fills max_length: one line with the fix, not "no preference pairs; add rows"
   await rejects(
     ["--config", cfg, "--max_length", "4"],
