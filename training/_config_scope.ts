@@ -79,7 +79,9 @@ export function unreadFieldProblems(
 ): string[] {
   const problems: string[] = [];
   for (const { fields, what, fix } of UNREAD[kind]) {
-    const set = fields.filter((k) => given.has(k) || JSON.stringify(config[k]) !== JSON.stringify(defaults[k]));
+    const set = fields.filter((k) =>
+      given.has(k) || JSON.stringify(config[k]) !== JSON.stringify(defaults[k])
+    );
     if (!set.length) continue;
     const a = agree(set), named = set.map((k) => `${k} ${show(config[k])}`).join(", ");
     problems.push(`${named} ${a.is} ${what[set.length > 1 ? 1 : 0]}; ${fix.replace("{it}", a.it)}`);
