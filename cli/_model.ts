@@ -6,7 +6,7 @@
  * @module
  */
 import { existsSync } from "node:fs";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { downloadModel } from "../models/hub/hub.ts";
 import type { Tokenizer } from "../models/tokenizer/tokenizer.ts";
 import type { Transformer } from "../models/transformer.ts";
@@ -35,8 +35,13 @@ export async function modelFolder(model: string, cmd: string): Promise<string> {
     }
     return model;
   }
+  if (existsSync(model)) { // a file of a model folder (config.json, model.safetensors)
+    throw new TypeError(
+      `${cmd}: --model ${model} is a file; give the folder that holds it (${dirname(model) || "."})`,
+    );
+  }
   const pathLike = /^[.~/\\]/.test(model) || model.split("/").length > 2 || /\\/.test(model);
-  if (pathLike || existsSync(model)) {
+  if (pathLike) {
     throw new TypeError(
       `${cmd}: --model ${model}: no such folder; give a folder with config.json and model.safetensors, or a hub id like org/name`,
     );
@@ -103,7 +108,7 @@ export const SAMPLER_FLAGS = {
   top_k: { type: "int", min: 0 },
   top_p: { type: "number" },
   repetition_penalty: { type: "number" },
-  seed: { type: "int", min: 0 },
+  seed: { type: "int", min: 0, max: 0xffffffff },
 } as const;
 
 /**

@@ -393,7 +393,7 @@ const SPLIT_FLAGS = {
   json: FLAGS.json,
   output_dir: { type: "string", required: true },
   train_split: { type: "number", default: 0.9 },
-  seed: { type: "int", min: 0 },
+  seed: { type: "int", min: 0, max: 0xffffffff },
   split_key: { type: "string" },
   overwrite: { type: "boolean" },
 } as const;

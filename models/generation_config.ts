@@ -201,7 +201,11 @@ function checkValues(cfg: Record<string, unknown>, p: Problems, vocab: number | 
     p.type("early_stopping", `must be true, false or "never", got ${show(es)}`);
   }
   num("temperature", (x) => x >= 0 && Number.isFinite(x), "must be >= 0 (and > 0 when sampling)");
-  num("top_p", (x) => x > 0 && x <= 1, "must be in (0, 1]");
+  num(
+    "top_p",
+    (x) => x >= 0 && x <= 1,
+    "must be in [0, 1] (HF's TopPLogitsWarper; 0 keeps the likeliest token)",
+  );
   num("repetition_penalty", (x) => x > 0 && Number.isFinite(x), "must be > 0 (1 = off)");
   if (cfg.do_sample !== undefined && typeof cfg.do_sample !== "boolean") {
     p.type("do_sample", `must be true or false, got ${show(cfg.do_sample)}`);
@@ -332,8 +336,11 @@ export function resolveGeneration(
   };
   const p = new Problems();
   checkValues(cfg, p, model.vocab_size);
-  if (opts.seed !== undefined && (!Number.isInteger(opts.seed) || (opts.seed as number) < 0)) {
-    p.range("seed", `must be a non-negative integer, got ${show(opts.seed)}`);
+  // the sampler's generator takes 32 bits: seeds 2^32 apart would draw the same tokens
+  if (
+    opts.seed !== undefined && !(Number.isInteger(opts.seed) && opts.seed >= 0 && opts.seed <= 0xffffffff)
+  ) {
+    p.range("seed", `must be an integer in [0, 2^32 - 1], got ${show(opts.seed)}`);
   }
   if (cfg.do_sample === true && cfg.temperature === 0) {
     p.range("temperature", "must be > 0 when do_sample is true; for greedy decoding set do_sample false");

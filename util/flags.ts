@@ -106,6 +106,7 @@ export function parseFlags<const S extends FlagSpecs>(cmd: string, args: string[
   // Normalize names to the underscore spelling, find unknown flags (with the spelling typed), and
   // join `--flag -2` into `--flag=-2` (parseArgs would read -2 as an option).
   const norm: string[] = [];
+  const seen = new Set<string>();
   for (let i = 0; i < args.length; i++) {
     const a = args[i];
     if (a === "--") {
@@ -124,6 +125,11 @@ export function parseFlags<const S extends FlagSpecs>(cmd: string, args: string[
       norm.push(a); // a positional or a short-flag cluster: parseArgs reports it
       continue;
     }
+    // a value flag given twice: parseArgs keeps the last, and the first (a prompt, a length) is lost
+    if (takesValue(all[name]) && all[name].type !== "list" && seen.has(name)) {
+      throw new TypeError(`${cmd}: --${name} is given twice; give it once${see}`);
+    }
+    seen.add(name);
     const next = args[i + 1];
     if (!rest && takesValue(all[name]) && next !== undefined) {
       if (NEGATIVE.test(next) && Number.isFinite(Number(next))) {

@@ -152,6 +152,14 @@ Deno.test("generate rejects bad flags, a missing folder and a prompt without a t
     ["--model", "./no/such/model", "--input_ids", "1"],
     /--model \.\/no\/such\/model: no such folder; give a folder with config\.json/,
   );
+  await fails( // a file of a model folder: it said "no such folder", although the path exists
+    ["--model", `${m[1]}/config.json`, "--input_ids", "1"],
+    /--model .*config\.json is a file; give the folder that holds it/,
+  );
+  await fails(
+    ["--model", m[1], "--input_ids", "1", "--max_new_tokens", "2", "--max_new_tokens", "3"],
+    /--max_new_tokens is given twice/,
+  );
   await fails([...m, "--prompt", "hi"], /--prompt needs a tokenizer, but .*llama has no tokenizer\.json/);
   await fails(
     [...m, "--input_ids", "1", "--temperature", "-1", "--backend", "cpu"],

@@ -310,12 +310,22 @@ Deno.test("generate() rejects bad input with errors that list every problem", as
     RangeError,
     /prompt 3 \+ max_new_tokens 126 exceeds the model's max_position_embeddings 128; use at most 125/,
   );
+  // HF takes top_p 0 (its TopPLogitsWarper keeps the likeliest token) and seeds up to 2^32 - 1 here
+  assert.deepEqual(
+    (await generate(model, p, { do_sample: true, top_p: 0, max_new_tokens: 3, seed: 1 })).tokens,
+    (await generate(model, p, { max_new_tokens: 3 })).tokens,
+  );
+  await fails(
+    () => generate(model, p, { do_sample: true, max_new_tokens: 2, seed: 2 ** 32 + 1 }),
+    RangeError,
+    /seed: must be an integer in \[0, 2\^32 - 1\], got 4294967297/,
+  );
   await fails(
     () => generate(model, p, { do_sample: true, temperature: -1, top_p: 1.5, max_new_tokens: 0 }),
     (e: Error) =>
       e instanceof RangeError && /3 problems/.test(e.message) &&
       /temperature: must be >= 0/.test(e.message) &&
-      /top_p: must be in \(0, 1\]/.test(e.message) && /max_new_tokens: must be >= 1/.test(e.message),
+      /top_p: must be in \[0, 1\]/.test(e.message) && /max_new_tokens: must be >= 1/.test(e.message),
   );
   await fails(
     () => generate(model, p, { do_sample: true, temperature: 0 }),
@@ -330,7 +340,7 @@ Deno.test("generate() rejects bad input with errors that list every problem", as
   await fails(
     () => generate(model, p, { seed: -1 }),
     RangeError,
-    /seed: must be a non-negative integer/,
+    /seed: must be an integer in \[0, 2\^32 - 1\]/,
   );
   await fails(() => generate(model, p, { eos_token_id: [2, 999] }), RangeError, /eos_token_id\[1\]/);
   model.dispose();
@@ -369,7 +379,7 @@ Deno.test("loadGenerationConfig() maps HF keys explicitly and rejects what it ca
           m,
         ) &&
         /top_kk: unknown generation key \(did you mean top_k\?\)/.test(m) &&
-        /top_p: must be in \(0, 1\]/.test(m);
+        /top_p: must be in \[0, 1\]/.test(m);
     });
     await Deno.writeTextFile(`${tmp}/generation_config.json`, "{ nope");
     await fails(() => loadGenerationConfig(tmp), SyntaxError, /generation_config\.json/);

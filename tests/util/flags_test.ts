@@ -80,6 +80,13 @@ Deno.test("parseFlags() collects a repeated list flag in order", () => {
   assert.deepEqual(parse(["--stop", "x"]).stop, ["x"]);
 });
 
+Deno.test("parseFlags() refuses a value flag given twice (the first was dropped), in any spelling", () => {
+  fails(["--model", "a", "--model", "b"], TypeError, /--model is given twice; give it once/);
+  fails(["--max-new-tokens", "5", "--max_new_tokens=2"], TypeError, /--max_new_tokens is given twice/);
+  fails(["-c", "a.yaml", "--config", "b.yaml"], TypeError, /--config is given twice/);
+  assert.equal(parse(["--greedy", "--greedy"]).greedy, true, "a switch twice is still on");
+});
+
 Deno.test("parseFlags() checks types: TypeError for the wrong kind, RangeError out of range", () => {
   fails(["--max_new_tokens", "x"], TypeError, /--max_new_tokens x is not an integer/);
   fails(["--max_new_tokens", "2.5"], TypeError, /--max_new_tokens 2\.5 is not an integer/);
