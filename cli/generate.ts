@@ -36,17 +36,19 @@ options:
   --do_sample                sample (implied by --temperature, --top_k, --top_p without --greedy)
   --temperature T            > 0
   --top_k K                  keep the K most likely tokens (0 = off)
-  --top_p P                  nucleus sampling, in (0, 1]
+  --top_p P                  nucleus sampling, in [0, 1]
   --repetition_penalty R     > 0 (1 = off)
   --num_beams K              beam search with K beams (HF's algorithm; printed when done, not streamed)
   --length_penalty L         beam score = sum of log-probs / length ** L (default 1)
+  --num_return_sequences N   the N best beams, best first, one per line (needs --num_beams >= N)
   --no_repeat_ngram_size N   never repeat an n-gram of this size (0 = off)
   --seed S                   sampler seed (same seed, same tokens)
   --stop TEXT                stop string (repeatable; needs the tokenizer)
   --backend webgpu|cpu|auto|onnx
                              default auto; onnx runs onnxruntime (CPU) on an ONNX export of the
                              model (made on the fly for a folder; no beam search)
-  --json                     print {"tokens":[...]} (new tokens only; plus "text" with a tokenizer)
+  --json                     print {"tokens":[...]} (new tokens only; plus "text" with a tokenizer;
+                             a line per sequence, with its "sequence_score", for several)
   -h, --help                 this text
 
 Flags may also be spelled with hyphens (--max-new-tokens). A summary line (tokens, time, finish
@@ -60,6 +62,7 @@ const FLAGS = {
   ...SAMPLER_FLAGS,
   num_beams: { type: "int", min: 1 },
   length_penalty: { type: "number" },
+  num_return_sequences: { type: "int", min: 1 },
   no_repeat_ngram_size: { type: "int", min: 0 },
   stop: { type: "list" },
   backend: { type: "string", choices: ["webgpu", "cpu", "auto", "onnx"], default: "auto" },
@@ -84,6 +87,7 @@ async function generateRun(args: string[], io: CliIO): Promise<void> {
     ...samplerOptions("generate", v),
     num_beams: v.num_beams,
     length_penalty: v.length_penalty,
+    num_return_sequences: v.num_return_sequences,
     no_repeat_ngram_size: v.no_repeat_ngram_size,
     stop_strings: v.stop,
   };
@@ -125,12 +129,16 @@ async function generateRun(args: string[], io: CliIO): Promise<void> {
     const t0 = performance.now();
     const r = await fn();
     const secs = (performance.now() - t0) / 1000;
-    if (v.json) {
-      const json: { tokens: number[]; text?: string } = { tokens: r.tokens[0] };
-      if (r.text) json.text = r.text[0];
-      io.stdout(JSON.stringify(json) + "\n");
-    } else if (stream) stream.end(r.text?.[0]);
-    else io.stdout((r.text?.[0] ?? r.tokens[0].join(" ")) + "\n");
+    // one line per returned sequence (num_return_sequences beams, best first), the JSON with its score
+    r.tokens.forEach((tokens, i) => {
+      if (v.json) {
+        const json: { tokens: number[]; text?: string; sequence_score?: number } = { tokens };
+        if (r.text) json.text = r.text[i];
+        if (r.tokens.length > 1 && r.sequences_scores) json.sequence_score = r.sequences_scores[i];
+        io.stdout(JSON.stringify(json) + "\n");
+      } else if (stream) stream.end(r.text?.[0]);
+      else io.stdout((r.text?.[i] ?? tokens.join(" ")) + "\n");
+    });
     const n = r.tokens[0].length;
     io.stderr(
       `generate: ${n} tokens in ${secs.toFixed(2)} s (${(n / secs).toFixed(1)} tokens/s) on ${device}, ` +

@@ -6,7 +6,9 @@ import { join } from "node:path";
 import { trainBpeTokenizer } from "../../models/tokenizer/bpe.ts";
 import { readSafetensors } from "../../models/formats/safetensors.ts";
 import { assert, FIXTURE_ARCHES, SHARED } from "../_assert.ts";
-import { backends } from "../_check.ts";
+import { backends, cpu } from "../_check.ts";
+import { beamSearch } from "../../models/beam_search.ts";
+import { loadModel } from "../../models/pretrained.ts";
 import { assertFails, cli } from "./_cli.ts";
 import { createStreamer } from "../../cli/_model.ts";
 import type { Tokenizer } from "../../models/tokenizer/tokenizer.ts";
@@ -92,6 +94,21 @@ Deno.test("generate --num_beams prints the best beam, the same as beamSearch(), 
     const pair = `${json.tokens[i - 1]},${json.tokens[i]}`;
     for (let j = 1; j < i - 1; j++) assert.notEqual(`${json.tokens[j - 1]},${json.tokens[j]}`, pair);
   }
+  // --num_return_sequences: the beams beamSearch() returns, best first, a line each (only the first was printed)
+  const lines = (await run([...args, "--num_beams", "3", "--num_return_sequences", "3", "--json"])).trim()
+    .split("\n");
+  const be = await cpu();
+  const model = await loadModel(dir("llama"), { backend: be });
+  const want = await beamSearch(model, [prompt], {
+    num_beams: 3,
+    num_return_sequences: 3,
+    max_new_tokens: 6,
+  });
+  model.dispose();
+  assert.deepEqual(lines.map((l) => JSON.parse(l).tokens), want.tokens);
+  assert.deepEqual(lines.map((l) => JSON.parse(l).sequence_score), want.sequences_scores);
+  const text = await run([...args, "--num_beams", "3", "--num_return_sequences", "2"]);
+  assert.equal(text, want.tokens.slice(0, 2).map((t) => t.join(" ") + "\n").join(""));
 });
 
 Deno.test("generate streams ids without a tokenizer", async () => {
