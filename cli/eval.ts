@@ -253,14 +253,24 @@ async function evalRun(args: string[], io: CliIO): Promise<void> {
   }
   // ---- model, evaluate ----
   const onnx = v.backend === "onnx";
-  const { model, tokenizer } = await loadRecipeModel(modelDir, onnx ? "cpu" : v.backend);
+  const { model, tokenizer, generation_config } = await loadRecipeModel(modelDir, onnx ? "cpu" : v.backend);
   let decoder: OnnxDecoder | null = null, tmp: string | null = null;
   try {
     if (adapter) {
       await noteAdapterBase(io, "eval", adapter, await loadAdapter(model, adapter), model, modelDir);
     }
     if (!settings && !v.max_source_tokens) {
+      const was = s.max_source_tokens;
       fitSourceTokens(s, examples, tokenizer, labels, model.config.max_position_embeddings);
+      if (s.max_source_tokens < was) { // said, not done silently: a large --max_new_tokens cuts the prompts
+        io.stderr(
+          `eval: sources cut to ${s.max_source_tokens} tokens (not ${was}) so that the prompts and ` +
+            `${
+              task === "classification" ? "the labels" : `--max_new_tokens ${s.max_new_tokens}`
+            } fit the model's ` +
+            `${model.config.max_position_embeddings} positions; set --max_source_tokens to choose\n`,
+        );
+      }
     }
     if (onnx) {
       // onnxruntime runs the exported graph: the adapter merged into the weights first
@@ -269,7 +279,13 @@ async function evalRun(args: string[], io: CliIO): Promise<void> {
       await exportOnnx(model, join(tmp, "model.onnx"));
       decoder = await OnnxDecoder.load(join(tmp, "model.onnx"), { config: model.config });
     }
-    const r = await evaluateTask(decoder ?? model, tokenizer, task, examples, evalOptions(s, labels));
+    const r = await evaluateTask(
+      decoder ?? model,
+      tokenizer,
+      task,
+      examples,
+      evalOptions(s, labels, generation_config),
+    );
     if (v.predictions) {
       await writeFileAtomic(v.predictions, r.predictions.map((p) => JSON.stringify(p) + "\n").join(""));
     }

@@ -21,7 +21,11 @@ import { loadModel } from "../models/pretrained.ts";
 import { loadTokenizer, type Tokenizer } from "../models/tokenizer/tokenizer.ts";
 import type { Transformer } from "../models/transformer.ts";
 import { lengthLimit } from "../evaluation/generation_eval.ts";
-import { checkGenerationConfig } from "../models/generation_config.ts";
+import {
+  checkGenerationConfig,
+  type GenerationConfig,
+  loadGenerationConfig,
+} from "../models/generation_config.ts";
 import { agree } from "../util/problems.ts";
 import type { TaskEvalOptions } from "../evaluation/task_eval.ts";
 import {
@@ -417,9 +421,14 @@ export async function recipeModelDir(s: RecipeSettings, backend: TrainingConfig[
 export async function loadRecipeModel(
   dir: string,
   backend: TrainingConfig["backend"],
-): Promise<{ model: Transformer; tokenizer: Tokenizer }> {
+): Promise<{ model: Transformer; tokenizer: Tokenizer; generation_config: GenerationConfig }> {
+  const generation_config = await loadGenerationConfig(dir); // checked before the weights load
   const be = await createBackend(backend);
-  return { model: await loadModel(dir, { backend: be }), tokenizer: await loadTokenizer(dir) };
+  return {
+    model: await loadModel(dir, { backend: be }),
+    tokenizer: await loadTokenizer(dir),
+    generation_config,
+  };
 }
 
 /** Prompt options from the settings (language names from the translation direction). */
@@ -434,13 +443,20 @@ export function promptOptions(s: RecipeSettings): PromptOptions {
 }
 
 /** Evaluation options from the settings. */
-export function evalOptions(s: RecipeSettings, labels: readonly string[] | null): TaskEvalOptions {
+export function evalOptions(
+  s: RecipeSettings,
+  labels: readonly string[] | null,
+  generation_config?: GenerationConfig,
+): TaskEvalOptions {
   return {
     labels,
     prompt: promptOptions(s),
     batch_size: s.eval_batch_size,
     split_lines: s.split_lines,
     generation: {
+      // the model folder's generation_config.json under the settings, as HF's generate reads it
+      // (its eos_token_id list: Llama 3's turn end stops an answer)
+      ...(generation_config ? { generation_config } : {}),
       max_new_tokens: s.max_new_tokens,
       num_beams: s.num_beams,
       length_penalty: s.length_penalty,

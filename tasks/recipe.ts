@@ -153,7 +153,7 @@ export async function runRecipe(
   // ---- model (+ adapters: the Trainer attaches the config's lora / quantization sections) ----
   const modelDir = await recipeModelDir(s, c.backend);
   c.model = s.model ?? modelDir; // what config.yaml and adapter_config.json name as the base
-  const { model, tokenizer } = await loadRecipeModel(modelDir, c.backend);
+  const { model, tokenizer, generation_config: gc } = await loadRecipeModel(modelDir, c.backend);
   try {
     if (s.prompt_style === "chat" && !tokenizer.chat_template) {
       throw new RangeError(
@@ -188,7 +188,7 @@ export async function runRecipe(
       ...(TASK_METRICS[s.task].includes(tracked)
         ? {
           compute_metrics: async (m) => {
-            const r = await evaluateTask(m, tokenizer, s.task, metricRows, evalOptions(s, data.labels));
+            const r = await evaluateTask(m, tokenizer, s.task, metricRows, evalOptions(s, data.labels, gc));
             return Object.fromEntries(
               Object.entries(r.metrics).filter(([, v]) => typeof v === "number"),
             ) as Record<
@@ -220,7 +220,7 @@ export async function runRecipe(
     const lock = await acquireLock(c.output_dir, { command: `recipe ${s.name}` });
     try {
       log(`fledge: ${s.name}: evaluating on ${evalExamples.length} validation examples`);
-      const ev = await evaluateTask(model, tokenizer, s.task, evalExamples, evalOptions(s, data.labels));
+      const ev = await evaluateTask(model, tokenizer, s.task, evalExamples, evalOptions(s, data.labels, gc));
       const baselines = taskBaselines(s.task, evalExamples, {
         train_targets: data.train.map((e) => e.target),
         labels: data.labels,

@@ -65,6 +65,8 @@ const NEGATIVE = /^-\.?\d/;
  * @param cmd the command name, named in every error (`train`)
  * @param args the arguments after the command name
  * @param specs the flags the command takes
+ * @param opts `warn`: where the note on a value flag given more than once goes (default stderr;
+ *   the last value is used, as argparse does)
  * @returns each flag's typed value (or its default, or undefined), and `help`; with `--help` only
  *   `help` (true) is set and no value is checked
  * @throws {TypeError} for an unknown flag, a positional argument, a missing value or required
@@ -88,7 +90,12 @@ const NEGATIVE = /^-\.?\d/;
  * }
  * ```
  */
-export function parseFlags<const S extends FlagSpecs>(cmd: string, args: string[], specs: S): Flags<S> {
+export function parseFlags<const S extends FlagSpecs>(
+  cmd: string,
+  args: string[],
+  specs: S,
+  opts: { warn?: (line: string) => void } = {},
+): Flags<S> {
   const see = ` (see \`deno task cli ${cmd} --help\`)`;
   const all: FlagSpecs = { ...specs, help: { type: "boolean", short: "h" } };
   const byShort = new Map<string, string>();
@@ -106,7 +113,7 @@ export function parseFlags<const S extends FlagSpecs>(cmd: string, args: string[
   // Normalize names to the underscore spelling, find unknown flags (with the spelling typed), and
   // join `--flag -2` into `--flag=-2` (parseArgs would read -2 as an option).
   const norm: string[] = [];
-  const seen = new Set<string>();
+  const seen = new Set<string>(), repeated = new Set<string>();
   for (let i = 0; i < args.length; i++) {
     const a = args[i];
     if (a === "--") {
@@ -125,10 +132,9 @@ export function parseFlags<const S extends FlagSpecs>(cmd: string, args: string[
       norm.push(a); // a positional or a short-flag cluster: parseArgs reports it
       continue;
     }
-    // a value flag given twice: parseArgs keeps the last, and the first (a prompt, a length) is lost
-    if (takesValue(all[name]) && all[name].type !== "list" && seen.has(name)) {
-      throw new TypeError(`${cmd}: --${name} is given twice; give it once${see}`);
-    }
+    // a value flag given twice: the last wins, as in argparse (a command line and an override put
+    // after it), and the first is said to be dropped, not lost without a word
+    if (takesValue(all[name]) && all[name].type !== "list" && seen.has(name)) repeated.add(name);
     seen.add(name);
     const next = args[i + 1];
     if (!rest && takesValue(all[name]) && next !== undefined) {
@@ -173,6 +179,11 @@ export function parseFlags<const S extends FlagSpecs>(cmd: string, args: string[
   const missing = Object.entries(specs).filter(([name, f]) => f.required && raw[name] === undefined);
   if (missing.length) {
     throw new TypeError(`${cmd}: missing ${missing.map(([n]) => `--${n}`).join(", ")}${see}`);
+  }
+  for (const name of repeated) {
+    (opts.warn ?? ((l: string) => console.error(l)))(
+      `${cmd}: --${name} is given more than once; the last value, ${raw[name]}, is used`,
+    );
   }
   for (const [name, f] of Object.entries(specs)) {
     const v = raw[name];

@@ -291,7 +291,11 @@ Deno.test("data split writes the same files for the same seed, as splitRecords d
   // bad input
   assertFails(await run("a", "--seed", "3"), 2, /train\.jsonl exists; pass --overwrite/);
   assert.equal((await run("a", "--seed", "3", "--overwrite")).code, 0);
-  assertFails(await run("e", "--train_split", "1.5"), 2, /--train_split 1\.5 is not in \(0, 1\)/);
+  assertFails(
+    await cliProcess(["data", "split", file, "--output_dir", join(tmp, "e"), "--train_split", "1.5"]),
+    2,
+    /--train_split 1\.5 is not in \(0, 1\)/,
+  );
   assertFails(await run("e", "--seed", "x"), 2, /--seed x is not an integer/);
   assertFails(
     await run("e", "--split_key", "nope"),

@@ -30,25 +30,23 @@ export async function tinyRecipe(
   extra: string[] = [],
   cwd?: string,
 ): Promise<CliRun> {
+  // the tiny settings, each unless `extra` gives its own (a flag given twice is refused)
+  const tiny: [string, string][] = [
+    ["--max_train_samples", "24"],
+    ["--max_eval_samples", "6"],
+    ["--max_steps", "2"],
+    ["--per_device_train_batch_size", "4"],
+    ["--max_seq_length", "128"],
+    ["--max_source_tokens", "40"],
+    // the generating recipes' output length (classification scores labels, generating nothing)
+    ...(["sst2", "debian-sections"].includes(name) ? [] : [["--max_new_tokens", "6"] as [string, string]]),
+  ];
   return await cliProcess(
     [
       "recipe",
       name,
       ...(extra.includes("--model") ? [] : ["--base_model", TINY_BASE]), // (--model replaces the base model)
-      "--max_train_samples",
-      "24",
-      "--max_eval_samples",
-      "6",
-      "--max_steps",
-      "2",
-      "--per_device_train_batch_size",
-      "4",
-      "--max_seq_length",
-      "128",
-      "--max_source_tokens",
-      "40",
-      // the generating recipes' output length (classification scores labels, generating nothing)
-      ...(["sst2", "debian-sections"].includes(name) ? [] : ["--max_new_tokens", "6"]),
+      ...tiny.filter(([flag]) => !extra.includes(flag)).flat(),
       ...(out === null ? [] : ["--output_dir", out]),
       ...extra,
     ],

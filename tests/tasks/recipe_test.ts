@@ -410,9 +410,54 @@ Deno.test("cli eval scores a model folder on a data file with --task", async () 
     const fit = await cliProcess(["eval", "--model", small, ...flags]);
     assert.equal(fit.code, 0, fit.err);
     assert.equal(JSON.parse(fit.out).n, 1);
+    assert.match(
+      fit.err,
+      /eval: sources cut to \d+ tokens \(not 160\) so that the prompts and the labels fit the model's 128 positions/,
+    );
     const given = await cliProcess(["eval", "--model", small, ...flags, "--max_source_tokens", "160"]);
     assert.equal(given.code, 2, given.err);
     assert.match(given.err, /exceeds max_position_embeddings 128/);
+    // the model folder's generation_config.json is read as generate reads it: every id an eos stops
+    // each answer after one token, as --max_new_tokens 1 does; a key generate refuses is refused
+    const docs = join(root, "docs.jsonl");
+    await Deno.writeTextFile(
+      docs,
+      JSON.stringify({ document: "A tool to count words in files.", summary: "word counter" }) + "\n",
+    );
+    const gen = ["--task", "summarization", "--data", docs, "--json", "--predictions"];
+    const before = await cliProcess(["eval", "--model", small, ...gen, join(root, "p0.jsonl")]);
+    assert.equal(before.code, 0, before.err);
+    const once = await cliProcess([
+      "eval",
+      "--model",
+      small,
+      ...gen,
+      join(root, "p1.jsonl"),
+      "--max_new_tokens",
+      "1",
+    ]);
+    assert.equal(once.code, 0, once.err);
+    const gcFile = join(small, "generation_config.json");
+    const gc = JSON.parse(await Deno.readTextFile(gcFile));
+    await Deno.writeTextFile(
+      gcFile,
+      JSON.stringify({ ...gc, eos_token_id: Array.from({ length: cfg.vocab_size }, (_, i) => i) }),
+    );
+    const stops = await cliProcess(["eval", "--model", small, ...gen, join(root, "p2.jsonl")]);
+    assert.equal(stops.code, 0, stops.err);
+    const preds = async (f: string) =>
+      (await Deno.readTextFile(join(root, f))).trim().split("\n").map((l) => JSON.parse(l).prediction);
+    assert.deepEqual(await preds("p2.jsonl"), await preds("p1.jsonl"));
+    assert.notDeepEqual(
+      await preds("p0.jsonl"),
+      await preds("p1.jsonl"),
+      "a longer answer without the eos list",
+    );
+    await Deno.writeTextFile(gcFile, JSON.stringify({ ...gc, num_beam_groups: 4 }));
+    const refused = await cliProcess(["eval", "--model", small, ...gen, join(root, "p3.jsonl")]);
+    assert.equal(refused.code, 2, refused.err);
+    assert.match(refused.err, /generation_config\.json: 1 problem:.*num_beam_groups: 4 is not supported/s);
+    await Deno.writeTextFile(gcFile, JSON.stringify(gc));
     // a run's recipe.yaml is checked as a recipe config is: a hand-edited value is one line naming it
     const saved = await Deno.readTextFile(join(out, "recipe.yaml"));
     await Deno.writeTextFile(

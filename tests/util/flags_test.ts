@@ -80,11 +80,27 @@ Deno.test("parseFlags() collects a repeated list flag in order", () => {
   assert.deepEqual(parse(["--stop", "x"]).stop, ["x"]);
 });
 
-Deno.test("parseFlags() refuses a value flag given twice (the first was dropped), in any spelling", () => {
-  fails(["--model", "a", "--model", "b"], TypeError, /--model is given twice; give it once/);
-  fails(["--max-new-tokens", "5", "--max_new_tokens=2"], TypeError, /--max_new_tokens is given twice/);
-  fails(["-c", "a.yaml", "--config", "b.yaml"], TypeError, /--config is given twice/);
-  assert.equal(parse(["--greedy", "--greedy"]).greedy, true, "a switch twice is still on");
+Deno.test("parseFlags() takes the last of a value flag given twice, as argparse does, and says so", () => {
+  const notes: string[] = [];
+  const v = parseFlags(
+    "generate",
+    ["--model", "a", "--max-new-tokens", "5", "--model=b", "--max_new_tokens", "2"],
+    SPECS,
+    {
+      warn: (l) => notes.push(l),
+    },
+  );
+  assert.equal(v.model, "b");
+  assert.equal(v.max_new_tokens, 2);
+  assert.deepEqual(notes, [
+    "generate: --model is given more than once; the last value, b, is used",
+    "generate: --max_new_tokens is given more than once; the last value, 2, is used",
+  ]);
+  notes.length = 0;
+  parseFlags("generate", ["--greedy", "--greedy", "--stop", "a", "--stop", "b"], SPECS, {
+    warn: (l) => notes.push(l),
+  });
+  assert.deepEqual(notes, [], "a switch or a list flag twice is no news");
 });
 
 Deno.test("parseFlags() checks types: TypeError for the wrong kind, RangeError out of range", () => {
