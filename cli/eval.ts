@@ -10,6 +10,7 @@ import { pathExists, writeFileAtomic } from "../util/atomic.ts";
 import { join } from "node:path";
 import { parse as parseYaml } from "npm:yaml@^2.9";
 import { loadTaskData, type TaskExample, type TaskKind } from "../data/task_data.ts";
+import { findSplitFiles } from "../data/readers.ts";
 import { evaluateTask, taskPrompts } from "../evaluation/task_eval.ts";
 import type { Tokenizer } from "../models/tokenizer/tokenizer.ts";
 import { exportOnnx } from "../models/formats/onnx.ts";
@@ -218,6 +219,16 @@ async function evalRun(args: string[], io: CliIO): Promise<void> {
         `eval: --data ${v.data} does not exist; give a .jsonl, .csv or .parquet file, or a folder with ` +
           `a validation split (a run's own validation split needs no --data)`,
       );
+    }
+    // eval reads a folder's validation split, or every record of a file: said so when there is none
+    if (st.isDirectory && !findSplitFiles(v.data).validation) {
+      throw new Deno.errors.NotFound(
+        `eval: --data ${v.data} holds no validation split file (validation.jsonl, data/validation-*.parquet, ...); ` +
+          `give a folder with one, or a data file`,
+      );
+    }
+    if (st.isFile && st.size === 0) {
+      throw new RangeError(`eval: --data ${v.data} is empty; give a file with records to score`);
     }
     // A run's model reads the file as it read its own data: its translation direction, the columns
     // it named, the label names its classifier was trained on (recipe.yaml holds them; a run saved

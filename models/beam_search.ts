@@ -38,7 +38,7 @@ import type { Tensor } from "../kernels/tensor.ts";
 import { Problems } from "../util/problems.ts";
 import { checkPrompts, decodeText, lastLogits, leftPad } from "./_decode.ts";
 import type { FinishReason, GenerateOptions, GenerateResult } from "./generate.ts";
-import { type ResolvedGeneration, resolveGeneration } from "./generation_config.ts";
+import { checkGenerateOptions, type ResolvedGeneration, resolveGeneration } from "./generation_config.ts";
 import { applyNoRepeatNgram, applyRepetitionPenalty, logSumExpRow } from "./logits_process.ts";
 import type { KVCache, Transformer } from "./transformer.ts";
 
@@ -210,6 +210,7 @@ export async function beamSearch(
   input: number[][],
   opts: GenerateOptions = {},
 ): Promise<GenerateResult> {
+  checkGenerateOptions(opts, "beamSearch");
   const V = model.config.vocab_size, be = model.backend;
   checkPrompts(input, V);
   const P = Math.max(...input.map((r) => r.length));

@@ -21,7 +21,12 @@ import { noGrad } from "../kernels/autograd.ts";
 import type { HostArray, Tensor } from "../kernels/tensor.ts";
 import { checkPrompts, lastLogits, leftPad, RowDecoder } from "./_decode.ts";
 import { beamSearch, reorderCache } from "./beam_search.ts";
-import { type GenerationConfig, type ResolvedGeneration, resolveGeneration } from "./generation_config.ts";
+import {
+  checkGenerateOptions,
+  type GenerationConfig,
+  type ResolvedGeneration,
+  resolveGeneration,
+} from "./generation_config.ts";
 import type { Tokenizer } from "./tokenizer/tokenizer.ts";
 import type { ForwardOptions, Transformer } from "./transformer.ts";
 
@@ -103,6 +108,7 @@ export async function generate(
   input: number[][],
   opts: GenerateOptions = {},
 ): Promise<GenerateResult> {
+  checkGenerateOptions(opts, "generate");
   checkPrompts(input, model.config.vocab_size);
   const P = Math.max(...input.map((r) => r.length));
   const s = resolveGeneration(opts, model.config, { promptLen: P, hasTokenizer: !!opts.tokenizer });

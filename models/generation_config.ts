@@ -304,6 +304,29 @@ export function checkGenerationConfig(
 }
 
 /**
+ * The options object of `generate()`, `beamSearch()` and `generateOnnx()` and the objects in it:
+ * checked before anything reads them, so a wrong kind is one line naming the option, not a
+ * `... is not a function` from deep inside decoding.
+ * @throws {TypeError} naming the option and what it must be
+ */
+export function checkGenerateOptions(opts: unknown, fn: string): void {
+  if (!isObject(opts)) {
+    throw new TypeError(`${fn}: options must be an object (or left out), got ${show(opts)}`);
+  }
+  const bad = (k: string, what: string) => {
+    throw new TypeError(`${fn}: ${k} must be ${what}, got ${show(opts[k])}`);
+  };
+  const has = (v: unknown, ...fns: string[]) => isObject(v) && fns.every((f) => typeof v[f] === "function");
+  if (opts.tokenizer !== undefined && !has(opts.tokenizer, "decode")) { // decoding is all generate asks of it
+    bad("tokenizer", "a Tokenizer (loadTokenizer(dir))");
+  }
+  if (opts.streamer !== undefined && !has(opts.streamer, "put", "end")) {
+    bad("streamer", "an object with put() and end(), as HF's streamers (a function goes in onToken)");
+  }
+  if (opts.onToken !== undefined && typeof opts.onToken !== "function") bad("onToken", "a function");
+}
+
+/**
  * Merge options over the generation config over the model config over HF's defaults, and
  * validate the result for a batch whose longest prompt has `promptLen` tokens.
  * @throws {TypeError} / {@linkcode RangeError} listing every problem

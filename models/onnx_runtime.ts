@@ -23,7 +23,7 @@ async function loadOrt(): Promise<typeof Ort> {
 import type { ModelConfig } from "./config.ts";
 import { checkPrompts, leftPad, RowDecoder } from "./_decode.ts";
 import type { GenerateOptions, GenerateResult } from "./generate.ts";
-import { resolveGeneration } from "./generation_config.ts";
+import { checkGenerateOptions, resolveGeneration } from "./generation_config.ts";
 
 /** One f32 tensor of an {@linkcode OnnxPast}: row-major data and its dims. */
 export interface OnnxCacheTensor {
@@ -285,6 +285,7 @@ export async function generateOnnx(
   input: number[][],
   opts: GenerateOptions = {},
 ): Promise<GenerateResult> {
+  checkGenerateOptions(opts, "generateOnnx");
   const config = decoder.config;
   if (!config) {
     throw new TypeError(

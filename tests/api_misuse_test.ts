@@ -214,6 +214,34 @@ Deno.test("wrong kinds of values: one string of text, a number to encode, a pres
   );
 });
 
+Deno.test("a tokenizer, streamer or options object of the wrong kind is named, not failed on deep inside", async () => {
+  await refuses(
+    () => generate(model, [[1, 2]], null as never),
+    TypeError,
+    /^generate: options must be an object \(or left out\), got null$/,
+  );
+  await refuses(
+    () => generate(model, [[1, 2]], { tokenizer: "tok" } as never),
+    TypeError,
+    /^generate: tokenizer must be a Tokenizer \(loadTokenizer\(dir\)\), got "tok"$/,
+  );
+  await refuses(
+    () => generate(model, [[1, 2]], { streamer: () => {} } as never),
+    TypeError,
+    /^generate: streamer must be an object with put\(\) and end\(\).*a function goes in onToken/,
+  );
+  await refuses(
+    () => exportGguf(model, join(tmp, "t.gguf"), { tokenizer: "/some/folder" } as never),
+    TypeError,
+    /^exportGguf: tokenizer must be a Tokenizer/,
+  );
+  await refuses(
+    () => exportOnnx(model, join(tmp, "t.onnx"), { tokenizer: 3 } as never),
+    TypeError,
+    /^exportOnnx: tokenizer must be/,
+  );
+});
+
 Deno.test("a disposed model, a destroyed backend and a released ONNX decoder say so", async () => {
   const own = await createBackend("cpu");
   const m = Transformer.init(presetConfig("tiny", { num_hidden_layers: 1, vocab_size: 260 }), own, {

@@ -158,6 +158,22 @@ export function checkPathArg(path: unknown, fn: string, name = "path"): asserts 
 }
 
 /**
+ * Refuse a `tokenizer` option that is not a tokenizer (a folder path, a tokenizer.json's text): it
+ * failed deep inside with `tok.save is not a function`.
+ * @throws {TypeError} `<fn>: tokenizer must be a Tokenizer (loadTokenizer(dir)), got ...`
+ */
+export function checkTokenizerArg(tokenizer: unknown, fn: string): void {
+  if (tokenizer === undefined || tokenizer === null) return;
+  const ok = isObject(tokenizer) &&
+    ["encode", "decode", "save"].every((f) =>
+      typeof (tokenizer as Record<string, unknown>)[f] === "function"
+    );
+  if (!ok) {
+    throw new TypeError(`${fn}: tokenizer must be a Tokenizer (loadTokenizer(dir)), got ${show(tokenizer)}`);
+  }
+}
+
+/**
  * Refuse an output path whose extension names the other export format (`model.onnx` for GGUF bytes,
  * `model.gguf` for an ONNX graph): the runtime that opens it by its name would fail on the bytes.
  * @param path the output file

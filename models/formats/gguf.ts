@@ -45,7 +45,13 @@ import {
   writeGguf,
 } from "./_gguf_file.ts";
 import { tokenizerMetadata } from "./_gguf_vocab.ts";
-import { checkBooleans, checkPathArg, refuseOtherFormat, refuseUnknownOptions } from "../../util/problems.ts";
+import {
+  checkBooleans,
+  checkPathArg,
+  checkTokenizerArg,
+  refuseOtherFormat,
+  refuseUnknownOptions,
+} from "../../util/problems.ts";
 
 export { quantizeQ4_0, quantizeQ8_0 } from "./_gguf_quant.ts";
 export type { GgufWriteResult } from "./_gguf_file.ts";
@@ -166,6 +172,7 @@ export async function exportGguf(
 ): Promise<GgufWriteResult> {
   checkPathArg(path, "exportGguf");
   refuseUnknownOptions(opts, ["tokenizer", "outtype", "overwrite", "name"], "exportGguf");
+  checkTokenizerArg(opts?.tokenizer, "exportGguf");
   refuseOtherFormat(path, "GGUF", ".onnx");
   const c = model.config;
   const outtype = checkExportable(c, opts?.outtype ?? "f16", Object.keys(OUTTYPES));

@@ -13,7 +13,12 @@
  */
 import { basename, dirname, join } from "node:path";
 import { pathExists, refuseFolder, writeFileAtomic } from "../../util/atomic.ts";
-import { checkPathArg, refuseOtherFormat, refuseUnknownOptions } from "../../util/problems.ts";
+import {
+  checkPathArg,
+  checkTokenizerArg,
+  refuseOtherFormat,
+  refuseUnknownOptions,
+} from "../../util/problems.ts";
 import { SAVED_TOKENIZER_FILES, type Tokenizer } from "../tokenizer/tokenizer.ts";
 import type { Transformer } from "../transformer.ts";
 import { configFiles } from "../save.ts";
@@ -166,6 +171,7 @@ export async function exportOnnx(
 ): Promise<ExportOnnxResult> {
   checkPathArg(path, "exportOnnx");
   refuseUnknownOptions(opts, ["tokenizer", "opset", "overwrite", "external_data"], "exportOnnx");
+  checkTokenizerArg(opts.tokenizer, "exportOnnx");
   refuseOtherFormat(path, "ONNX", ".gguf");
   const opset = checkExport(model, opts);
   const dataPath = `${path}.data`;

@@ -394,7 +394,7 @@ Deno.test("beam options are validated with one clear error each", async () => {
   await fails({ length_penalty: Infinity }, RangeError, /length_penalty: must be a finite number/);
   await fails({ no_repeat_ngram_size: -1 }, RangeError, /no_repeat_ngram_size: must be >= 0, got -1/);
   await fails(
-    { num_beams: 2, stop_strings: "x", tokenizer: {} as never },
+    { num_beams: 2, stop_strings: "x", tokenizer: { decode: () => "" } as never },
     RangeError,
     /stop_strings: are not supported with num_beams 2/,
   );

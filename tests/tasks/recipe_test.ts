@@ -458,6 +458,19 @@ Deno.test("cli eval scores a model folder on a data file with --task", async () 
     assert.equal(refused.code, 2, refused.err);
     assert.match(refused.err, /generation_config\.json: 1 problem:.*num_beam_groups: 4 is not supported/s);
     await Deno.writeTextFile(gcFile, JSON.stringify(gc));
+    // a folder without a validation split, an empty file: said as eval reads them (it spoke of a "train" split)
+    await Deno.mkdir(join(root, "nosplit"));
+    await Deno.writeTextFile(join(root, "empty.jsonl"), "");
+    for (
+      const [data, re] of [
+        [join(root, "nosplit"), /eval: --data .*nosplit holds no validation split file/],
+        [join(root, "empty.jsonl"), /eval: --data .*empty\.jsonl is empty; give a file with records/],
+      ] as const
+    ) {
+      const r = await cliProcess(["eval", "--model", small, "--task", "summarization", "--data", data]);
+      assert.equal(r.code, 2, r.err);
+      assert.match(r.err, re);
+    }
     // a run's recipe.yaml is checked as a recipe config is: a hand-edited value is one line naming it
     const saved = await Deno.readTextFile(join(out, "recipe.yaml"));
     await Deno.writeTextFile(
