@@ -21,6 +21,7 @@ import { loadModel } from "../models/pretrained.ts";
 import type { Tokenizer } from "../models/tokenizer/tokenizer.ts";
 import { Transformer } from "../models/transformer.ts";
 import { readJsonFile } from "../util/json.ts";
+import { closest } from "../util/problems.ts";
 
 /** True when `name` is one of the {@linkcode PRESETS}. */
 export function isPreset(name: string): name is PresetName {
@@ -52,7 +53,13 @@ export async function resolveRunModel(
       vocab_size: model_config?.vocab_size ?? null,
     };
   }
-  const dir = await modelDir(name);
+  const near = name.includes("/") ? undefined : closest(name, Object.keys(PRESETS));
+  const dir = await modelDir(name).catch((e) => { // "tiniest" went to the hub and came back unreachable
+    if (near && e instanceof Error) {
+      e.message += ` (is it the preset ${near}? the presets are ${Object.keys(PRESETS).join(", ")})`;
+    }
+    throw e;
+  });
   const file = join(dir, "config.json");
   return { config: fromHfConfig(await readJsonFile(file), { file }), dir, vocab_size: null };
 }

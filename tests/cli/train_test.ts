@@ -83,6 +83,13 @@ Deno.test("train: block_size over max_position_embeddings, empty dataset, unwrit
     ["--config", cfg, "--output_dir", join(dir, "a-file", "run")],
     /output_dir .* is not writable/,
   );
+  // a preset name mistyped goes to the hub as an id: the answer names the preset it is close to
+  const typo = await cliProcess(["train", "--config", cfg, "--model", "tinny"], {
+    HF_HUB_OFFLINE: "1",
+    HF_HUB_CACHE: dir,
+  });
+  assert.notEqual(typo.code, 0);
+  assert.match(typo.err, /Cannot get model tinny .* \(is it the preset tiny\? the presets are tiny, small/);
   assert.throws(() => Deno.statSync(out), Deno.errors.NotFound);
 });
 
