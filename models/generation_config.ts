@@ -389,7 +389,9 @@ export function resolveGeneration(
     p.range(
       "max_new_tokens",
       `prompt ${ctx.promptLen} + max_new_tokens ${max_new} exceeds the model's max_position_embeddings ${limit}; ` +
-        `use at most ${Math.max(0, limit - ctx.promptLen)} new tokens or a shorter prompt`,
+        (ctx.promptLen < limit
+          ? `use at most ${limit - ctx.promptLen} new tokens or a shorter prompt`
+          : `the prompt alone fills them: shorten it to under ${limit} tokens`),
     );
   }
   p.throwIfAny("Cannot generate", "generate() options");

@@ -305,6 +305,11 @@ Deno.test("generate() rejects bad input with errors that list every problem", as
     RangeError,
     /id 300 is outside the vocabulary \[0, 256\)/,
   );
+  await fails( // "use at most 0 new tokens", which max_new_tokens >= 1 refuses
+    () => generate(model, [Array.from({ length: 128 }, (_, i) => i % 200)], { max_new_tokens: 1 }),
+    RangeError,
+    /prompt 128 \+ max_new_tokens 1 exceeds the model's max_position_embeddings 128; the prompt alone fills them: shorten it to under 128 tokens/,
+  );
   await fails(
     () => generate(model, p, { max_new_tokens: 126 }),
     RangeError,
