@@ -84,10 +84,37 @@ function isDir(path: string): boolean {
   }
 }
 
+/** HF `datasets`' split keywords: a file whose name holds one, at a boundary, belongs to that split. */
+const SPLIT_KEYWORDS: readonly [string, readonly string[]][] = [
+  ["train", ["train", "training"]],
+  ["validation", ["validation", "valid", "dev", "val"]],
+  ["test", ["test", "testing", "eval", "evaluation"]],
+];
+
+/** Files of a dataset folder that are not data: its card and `datasets`' own metadata. */
+const METADATA = /^(readme\.md|dataset_infos?\.json|dataset_dict\.json|state\.json)$/i;
+
+/** The split a data file's name gives: an HF keyword at a boundary, else the name up to `.-_`. */
+function splitOf(name: string): string | null {
+  const m = name.match(/^([A-Za-z0-9]+)(?:[-_.].*)?\.([a-z]+)$/i);
+  if (!m || !EXTENSIONS[m[2].toLowerCase()] || m[2].toLowerCase() === "md" || METADATA.test(name)) {
+    return null;
+  }
+  const stem = name.slice(0, name.lastIndexOf(".")).toLowerCase();
+  for (const [split, words] of SPLIT_KEYWORDS) {
+    if (words.some((w) => new RegExp(`(^|[-._ 0-9])${w}([-._ 0-9]|$)`).test(stem))) return split;
+  }
+  return m[1];
+}
+
 /**
- * The split files of a folder, by split name: `train.jsonl`, `validation.csv`,
- * `test-00000-of-00002.parquet`... (the name up to the first `.`, `-` or `_`). Looks in `data/`
- * when the folder itself has none, like the Hugging Face datasets layout.
+ * The split files of a folder, by split name, as HF `datasets` finds them: a name holding a split
+ * keyword at a boundary (`train.jsonl`, `sst2_train.jsonl`, `dev.csv` and `valid-0.jsonl` are
+ * validation, `eval.tsv` test), else the name up to the first `.`, `-` or `_` (`unsupervised.jsonl`);
+ * files in a subfolder named for a split (`train/part-0.parquet`). Looks in `data/` when the folder
+ * itself has none, like the Hugging Face datasets layout. The card (README.md), `datasets`' metadata
+ * (`dataset_infos.json`, ...) and any `.md` are not data; links (a hub cache snapshot's files) are
+ * followed.
  *
  * @param dir the folder
  * @returns split name to sorted file paths
@@ -95,6 +122,14 @@ function isDir(path: string): boolean {
  *   `validation.csv` would be read as one split, each record twice)
  */
 export function findSplitFiles(dir: string): Record<string, string[]> {
+  const kind = (path: string) => {
+    try {
+      const st = Deno.statSync(path); // follows a link
+      return st.isFile ? "file" : st.isDirectory ? "dir" : null;
+    } catch {
+      return null;
+    }
+  };
   for (const sub of [dir, join(dir, "data")]) {
     const splits: Record<string, string[]> = {};
     let entries: Deno.DirEntry[];
@@ -104,9 +139,19 @@ export function findSplitFiles(dir: string): Record<string, string[]> {
       continue;
     }
     for (const e of entries) {
-      const m = e.name.match(/^([A-Za-z0-9]+)(?:[-_.].*)?\.([a-z]+)$/i);
-      if (!e.isFile || !m || !EXTENSIONS[m[2].toLowerCase()]) continue;
-      (splits[m[1]] ??= []).push(join(sub, e.name));
+      const path = join(sub, e.name), k = kind(path);
+      if (k === "file") {
+        const split = splitOf(e.name);
+        if (split) (splits[split] ??= []).push(path);
+      } else if (k === "dir" && e.name !== "data") { // train/part-0.parquet
+        const split = SPLIT_KEYWORDS.find(([, words]) => words.includes(e.name.toLowerCase()))?.[0];
+        if (!split) continue;
+        for (const f of Deno.readDirSync(path)) {
+          if (kind(join(path, f.name)) === "file" && splitOf(f.name)) {
+            (splits[split] ??= []).push(join(path, f.name));
+          }
+        }
+      }
     }
     for (const [split, files] of Object.entries(splits)) {
       const formats = new Set(files.map((f) => EXTENSIONS[f.slice(f.lastIndexOf(".") + 1).toLowerCase()]));

@@ -1,3 +1,4 @@
+import { join, relative } from "node:path";
 import { assert } from "../_assert.ts";
 // deno-lint-ignore no-import-prefix
 import { parquetWriteBuffer } from "npm:hyparquet-writer@^0.17";
@@ -113,6 +114,54 @@ Deno.test("readDataset() shuffles with a seed before max_samples", async () => {
       message: /max_samples .* is not an integer >= 0/,
     });
   }
+});
+
+Deno.test("findSplitFiles() finds splits as HF datasets does: keywords, split folders, links; a card is not data", async () => {
+  const d = await Deno.makeTempDir({ dir });
+  const put = async (p: string) => {
+    await Deno.mkdir(join(d, p, ".."), { recursive: true });
+    await Deno.writeTextFile(join(d, p), '{"text": "x"}\n');
+  };
+  const found = (sub: string) =>
+    Object.fromEntries(
+      Object.entries(findSplitFiles(join(d, sub))).map(([k, v]) => [k, v.map((f) => relative(d, f))]),
+    );
+  // a hub download: the card and metadata at the top, the data in data/ (the card was read as a split)
+  for (
+    const f of [
+      "README.md",
+      "dataset_infos.json",
+      "data/train-00000-of-00001.jsonl",
+      "data/validation-00000-of-00001.jsonl",
+    ]
+  ) {
+    await put(`hub/${f}`);
+  }
+  assert.deepEqual(found("hub"), {
+    train: ["hub/data/train-00000-of-00001.jsonl"],
+    validation: ["hub/data/validation-00000-of-00001.jsonl"],
+  });
+  // keywords at a boundary: dev is validation, sst2_train is train (both were split "sst2"); others keep their name
+  for (
+    const f of ["sst2_train.jsonl", "sst2_validation.jsonl", "dev.jsonl", "eval.jsonl", "unsupervised.jsonl"]
+  ) {
+    await put(`kw/${f}`);
+  }
+  assert.deepEqual(found("kw"), {
+    test: ["kw/eval.jsonl"],
+    train: ["kw/sst2_train.jsonl"],
+    unsupervised: ["kw/unsupervised.jsonl"],
+    validation: ["kw/dev.jsonl", "kw/sst2_validation.jsonl"],
+  });
+  for (const f of ["train/part-0.jsonl", "train/part-1.jsonl", "valid.jsonl"]) await put(`sub/${f}`);
+  assert.deepEqual(found("sub"), {
+    train: ["sub/train/part-0.jsonl", "sub/train/part-1.jsonl"],
+    validation: ["sub/valid.jsonl"],
+  });
+  // a hub cache snapshot's files are links (they were skipped: "no split files")
+  await Deno.mkdir(join(d, "links"));
+  await Deno.symlink(join(d, "kw", "dev.jsonl"), join(d, "links", "train.jsonl"));
+  assert.deepEqual(found("links"), { train: ["links/train.jsonl"] });
 });
 
 Deno.test("readDataset() reads one split of a folder of split files and lists the splits on a miss", async () => {
