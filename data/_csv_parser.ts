@@ -1,7 +1,8 @@
 /**
  * Private helper of `csv.ts`: an incremental RFC 4180 parser. Text arrives in chunks of any size
  * (a quoted field may span chunks and lines); complete rows come out with the line number where
- * they start. Rules: fields split by the delimiter, rows by `\n` or `\r\n`; a field that starts with
+ * they start. Rules: fields split by the delimiter, rows by `\n`, `\r\n` or a lone `\r` (old Mac and
+ * Excel "CSV (Macintosh)" files, which pandas reads so); a field that starts with
  * `"` is quoted, may hold delimiters and newlines, and writes `"` as `""`; blank lines are skipped.
  * @module
  */
@@ -24,6 +25,7 @@ export class CsvParser {
   #line = 1;
   #rowLine = 1;
   #quoteLine = 1;
+  #cr = false; // the last character ended a row with \r: a \n right after it belongs to it
 
   /** @param delimiter one character; @param source the file name, for messages */
   constructor(delimiter: string, source: string) {
@@ -53,6 +55,10 @@ export class CsvParser {
     const d = this.#delimiter;
     for (let i = 0; i < chunk.length; i++) {
       const c = chunk[i];
+      if (this.#cr) {
+        this.#cr = false;
+        if (c === "\n") continue; // \r\n: the row ended at the \r
+      }
       if (this.#quoted) {
         if (c === '"') {
           this.#quoted = false;
@@ -71,8 +77,10 @@ export class CsvParser {
           this.#quoted = true;
           this.#afterQuote = false;
         } else if (c === d) this.#endField();
-        else if (c === "\n") this.#endRow(out);
-        else if (c !== "\r") {
+        else if (c === "\n" || c === "\r") {
+          this.#endRow(out);
+          this.#cr = c === "\r";
+        } else {
           throw new SyntaxError(
             `Cannot parse ${this.#source}:${this.#line}: character ${
               JSON.stringify(c)
@@ -85,8 +93,10 @@ export class CsvParser {
         this.#wasQuoted = true;
         this.#quoteLine = this.#line;
       } else if (c === d) this.#endField();
-      else if (c === "\n") this.#endRow(out);
-      else if (c !== "\r") {
+      else if (c === "\n" || c === "\r") {
+        this.#endRow(out);
+        this.#cr = c === "\r";
+      } else {
         let j = i + 1;
         while (j < chunk.length && chunk[j] !== d && chunk[j] !== "\n" && chunk[j] !== "\r") j++;
         this.#field += chunk.slice(i, j);

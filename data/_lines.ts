@@ -72,21 +72,27 @@ function firstInvalid(bytes: Uint8Array): number {
   return Math.min(lo, bytes.length - 1);
 }
 
-/** The lines of `path`, numbered from 1; the empty piece after a final `\n` is not a line. */
-export async function* readLines(path: string): AsyncGenerator<NumberedLine> {
+/**
+ * The lines of `path`, numbered from 1; the empty piece after a final `\n` is not a line. Lines end
+ * at `\n` or `\r\n`; with `cr` also at a lone `\r` (text read as Python's `splitlines` reads it,
+ * as HF's text builder does: an old Mac file is lines, not one line with `\r` in it).
+ */
+export async function* readLines(path: string, opts: { cr?: boolean } = {}): AsyncGenerator<NumberedLine> {
+  const eol = opts.cr ? /\r\n|\r|\n/g : /\r?\n/g;
   let rest = "";
   let line = 0;
   for await (const chunk of readTextChunks(path)) {
-    const text = rest + chunk;
+    // a \r at the end of a chunk may be the first half of \r\n: keep it for the next one
+    const text = rest + chunk, upTo = opts.cr && text.endsWith("\r") ? text.length - 1 : text.length;
     let start = 0;
-    for (let nl = text.indexOf("\n"); nl >= 0; nl = text.indexOf("\n", start)) {
-      const end = nl > start && text.charCodeAt(nl - 1) === 13 ? nl - 1 : nl;
-      yield { text: text.slice(start, end), line: ++line };
-      start = nl + 1;
+    eol.lastIndex = 0;
+    for (let m = eol.exec(text); m && m.index < upTo; m = eol.exec(text)) {
+      yield { text: text.slice(start, m.index), line: ++line };
+      start = m.index + m[0].length;
     }
     rest = text.slice(start);
   }
-  if (rest) yield { text: rest.endsWith("\r") ? rest.slice(0, -1) : rest, line: ++line };
+  if (rest) yield { text: rest.replace(/\r$/, ""), line: ++line };
 }
 
 /**

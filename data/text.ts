@@ -53,7 +53,7 @@ export async function* streamText(
     block = [];
     return select({ text }, `${path}:${blockLine}`);
   };
-  for await (const { text, line } of readLines(path)) {
+  for await (const { text, line } of readLines(path, { cr: true })) {
     if (by === "line") {
       if (!text.trim()) continue;
       yield select({ text }, `${path}:${line}`);

@@ -17,6 +17,23 @@ Deno.test("readCsv() follows RFC 4180 quoting, CRLF and a BOM", async () => {
   ]);
 });
 
+Deno.test("readCsv() ends rows at a lone CR as pandas does (an Excel 'CSV (Macintosh)' file was 0 records)", async () => {
+  const path = `${dir}/mac.csv`;
+  await Deno.writeTextFile(path, 'text,label\rgood film,1\r"two\rlines",0\r');
+  assert.deepEqual(await readCsv(path), [{ text: "good film", label: "1" }, {
+    text: "two\rlines",
+    label: "0",
+  }]);
+  // a CR split from its LF by a chunk boundary is one line end, and the line numbers count it once
+  const p = new CsvParser(",", "x.csv");
+  const rows = [...p.push("a,b\r"), ...p.push("\n1,2\r"), ...p.push("3,4\n"), ...p.end()];
+  assert.deepEqual(rows, [
+    { fields: ["a", "b"], line: 1 },
+    { fields: ["1", "2"], line: 2 },
+    { fields: ["3", "4"], line: 3 },
+  ]);
+});
+
 Deno.test("readCsv() reads TSV by extension and selects columns", async () => {
   const path = `${dir}/t.tsv`;
   await Deno.writeTextFile(path, "sentence\tlabel\tidx\nit is good, really\t1\t0\nbad\t0\t1\n");

@@ -4,6 +4,15 @@ import { readText } from "../../data/text.ts";
 const dir = await Deno.makeTempDir({ prefix: "fledge-text-" });
 addEventListener("unload", () => Deno.removeSync(dir, { recursive: true }));
 
+Deno.test("readText() splits lines at a lone CR too, as Python's splitlines (HF's text builder)", async () => {
+  const path = `${dir}/mac.txt`;
+  await Deno.writeTextFile(path, "l1\rl2\r\nl3\r\rl4\r");
+  assert.deepEqual(await readText(path), [{ text: "l1" }, { text: "l2" }, { text: "l3" }, { text: "l4" }]);
+  assert.deepEqual(await readText(path, { sample_by: "paragraph" }), [{ text: "l1\nl2\nl3" }, {
+    text: "l4",
+  }]);
+});
+
 Deno.test("readText() gives one record per line, paragraph or document", async () => {
   const path = `${dir}/t.txt`;
   await Deno.writeTextFile(path, "first line\nsecond line\r\n\n  \nthird\n\n\nfourth\n\n");
