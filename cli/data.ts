@@ -12,6 +12,7 @@ import { basename, dirname, extname, join } from "node:path";
 import { type FlagSpecs, parseFlags } from "../util/flags.ts";
 import { isDirSync, moveFileAtomic, pathExists, tempPath } from "../util/atomic.ts";
 import { closest } from "../util/problems.ts";
+import { stringifyJson } from "../util/json.ts";
 import {
   type DataRecord,
   detectFormat,
@@ -238,7 +239,7 @@ async function inspect(positional: string | undefined, args: string[], io: CliIO
       tokenizer: v.tokenizer ?? null,
       splits: summaries,
     };
-    return io.stdout(JSON.stringify(json) + "\n");
+    return io.stdout(stringifyJson(json) + "\n");
   }
   io.stdout(inspectReport(path, v.text_field ?? "text, else all string fields", summaries, v.tokenizer));
 }
@@ -297,7 +298,7 @@ function inspectReport(path: string, field: string, splits: SplitSummary[], toke
     lines.push(`  chars   ${stats(s.chars)}`);
     if (s.tokens !== undefined) lines.push(`  tokens  ${stats(s.tokens)}`);
     if (s.missing_text) lines.push(`  ${s.missing_text} records have no text in the field`);
-    s.rows.forEach((r, i) => lines.push(`  [${i}] ${clip(JSON.stringify(r))}`));
+    s.rows.forEach((r, i) => lines.push(`  [${i}] ${clip(stringifyJson(r))}`));
   }
   return lines.join("\n") + "\n";
 }

@@ -3,7 +3,7 @@
  * holding an array of objects or `{ "data": [...] }` (Hugging Face `datasets`' `field`).
  * @module
  */
-import { readJsonFile } from "../util/json.ts";
+import { parseJson, parseJsonExact, stringifyJson } from "../util/json.ts";
 import { readLines, writeTextPieces } from "./_lines.ts";
 import { checkSelectOptions, collect, type SelectOptions, selector } from "./_select.ts";
 
@@ -52,7 +52,7 @@ export async function* streamJsonl(
     if (!text.trim()) continue;
     let value: unknown;
     try {
-      value = JSON.parse(text);
+      value = parseJsonExact(text);
     } catch (e) {
       throw new SyntaxError(
         `Cannot parse ${path}:${line}: invalid JSON (${(e as Error).message}); fix or remove that line`,
@@ -83,13 +83,14 @@ export interface JsonOptions extends SelectOptions {
 }
 
 /**
- * Read a JSON file holding an array of record objects, or an object whose `field` (default
- * `"data"`) is that array.
+ * Read a JSON file as HF `datasets`' json builder does: an array of record objects, an object whose
+ * `field` (default `"data"`) is that array, an object of equal-length columns
+ * (`{"text": [...], "label": [...]}`), or JSON Lines under a `.json` name.
  *
  * @param path the `.json` file
  * @param opts `field`, `columns`, `rename`, `max_samples`
  * @returns the records
- * @throws {SyntaxError} invalid JSON, no record array, or a non-object record (naming the file and index)
+ * @throws {SyntaxError} invalid JSON, no records, or a non-object record (naming the file and index)
  * @throws {TypeError} a missing column
  * @example
  * ```ts
@@ -98,18 +99,35 @@ export interface JsonOptions extends SelectOptions {
  * await Deno.writeTextFile(path, JSON.stringify({ data: [{ text: "hi", label: 1 }] }));
  * const rows = await readJson(path, { rename: { text: "sentence" } });
  * if (rows[0].sentence !== "hi") throw new Error("rename failed");
+ * await Deno.writeTextFile(path, JSON.stringify({ text: ["a", "b"], label: [0, 1] }));
+ * if ((await readJson(path))[1].text !== "b") throw new Error("columns");
  * await Deno.remove(path);
  * ```
  */
 export async function readJson(path: string, opts: JsonOptions = {}): Promise<Record<string, unknown>[]> {
   checkSelectOptions(opts, path);
-  const value = await readJsonFile(path);
+  let text = await readTextFile(path);
+  if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
+  let value: unknown;
+  try {
+    value = parseJsonExact(text);
+  } catch (e) {
+    // JSON Lines named .json (HF reads them): a second value after the first line's
+    const lines = text.split("\n").filter((l) => l.trim());
+    if (lines.length > 1 && isJsonObject(lines[0])) return await collect(streamJsonl(path, opts));
+    parseJson(text, path); // the error with its line and column
+    throw e;
+  }
   const field = opts.field ?? "data";
-  const list = Array.isArray(value) ? value : (value as Record<string, unknown> | null)?.[field];
+  const obj = value !== null && typeof value === "object" && !Array.isArray(value)
+    ? value as Record<string, unknown>
+    : null;
+  let list = Array.isArray(value) ? value : obj?.[field];
+  if (!Array.isArray(list) && obj && opts.field === undefined) list = columnsToRecords(obj);
   if (!Array.isArray(list)) {
     throw new SyntaxError(
-      `Cannot read records from ${path}: expected an array of objects or {"${field}": [...]}` +
-        (value && typeof value === "object" ? `, found keys ${Object.keys(value).join(", ")}` : "") +
+      `Cannot read records from ${path}: expected an array of objects, {"${field}": [...]} or columns of equal ` +
+        `length ({"text": [...], ...})` + (obj ? `, found keys ${Object.keys(obj).join(", ")}` : "") +
         `; pass field to name the key holding the records`,
     );
   }
@@ -123,6 +141,39 @@ export async function readJson(path: string, opts: JsonOptions = {}): Promise<Re
   return out;
 }
 
+/** `{"a": [1, 2], "b": [3, 4]}` as records, or null when the values are not equal-length lists. */
+function columnsToRecords(obj: Record<string, unknown>): Record<string, unknown>[] | null {
+  const cols = Object.entries(obj);
+  if (
+    !cols.length || !cols.every(([, v]) => Array.isArray(v) && v.length === (cols[0][1] as unknown[]).length)
+  ) {
+    return null;
+  }
+  const n = (cols[0][1] as unknown[]).length;
+  return Array.from(
+    { length: n },
+    (_, i) => Object.fromEntries(cols.map(([k, v]) => [k, (v as unknown[])[i]])),
+  );
+}
+
+function isJsonObject(line: string): boolean {
+  try {
+    const v = JSON.parse(line);
+    return v !== null && typeof v === "object" && !Array.isArray(v);
+  } catch {
+    return false;
+  }
+}
+
+async function readTextFile(path: string): Promise<string> {
+  try {
+    return await Deno.readTextFile(path);
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+    throw new Deno.errors.NotFound(`Cannot read ${path}: no such file`);
+  }
+}
+
 /**
  * Write records as JSON Lines (UTF-8, one object per line, `\n` endings), streaming.
  *
@@ -134,7 +185,7 @@ export async function writeJsonl(
   records: Iterable<Record<string, unknown>> | AsyncIterable<Record<string, unknown>>,
 ): Promise<void> {
   async function* lines() {
-    for await (const r of records) yield JSON.stringify(r) + "\n";
+    for await (const r of records) yield stringifyJson(r) + "\n";
   }
   await writeTextPieces(path, lines());
 }

@@ -88,3 +88,33 @@ Deno.test("readJson() reads an array or {data: [...]}, and says what it found ot
   await Deno.writeTextFile(path, "{oops");
   await assert.rejects(readJson(path), { name: "SyntaxError", message: /a\.json: .* at line 1, column 2;/ });
 });
+
+Deno.test("readJson() also reads columns and JSON Lines under a .json name, as HF's json builder does", async () => {
+  const path = `${dir}/hf.json`;
+  await Deno.writeTextFile(path, JSON.stringify({ text: ["a", "b"], label: [1, 0] }));
+  assert.deepEqual(await readJson(path), [{ text: "a", label: 1 }, { text: "b", label: 0 }]);
+  await Deno.writeTextFile(path, '{"a": 1}\n{"a": 2}\n'); // "unexpected non-whitespace character after JSON"
+  assert.deepEqual(await readJson(path), [{ a: 1 }, { a: 2 }]);
+  await Deno.writeTextFile(path, JSON.stringify({ text: ["a"], label: [1, 0] })); // columns of two lengths
+  await assert.rejects(readJson(path), { name: "SyntaxError", message: /columns of equal length/ });
+});
+
+Deno.test("integers past 2^53 (int64 ids) come back and go out exact, not rounded to another id", async () => {
+  const path = `${dir}/big.jsonl`;
+  await Deno.writeTextFile(
+    path,
+    '{"text": "a", "id": 9007199254740993}\n{"text": "b", "id": -1234567890123456789}\n',
+  );
+  const rows = await readJsonl(path);
+  assert.deepEqual(rows.map((r) => r.id), [9007199254740993n, -1234567890123456789n]);
+  await writeJsonl(`${dir}/big2.jsonl`, rows);
+  assert.equal(
+    await Deno.readTextFile(`${dir}/big2.jsonl`),
+    await Deno.readTextFile(path).then((t) => t.replaceAll(": ", ":").replaceAll(", ", ",")),
+  );
+  assert.deepEqual(
+    await readJsonl(`${dir}/ok.jsonl`).catch(() => null),
+    null,
+    "(no such file: a plain error)",
+  );
+});
