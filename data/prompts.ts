@@ -161,7 +161,9 @@ export function labelVerbalizers(
   opts: PromptOptions = {},
 ): number[][] {
   const prefix = styleOf(opts) === "chat" ? "" : (opts.format?.answer_prefix ?? " ");
-  const ids = labels.map((l) => tokenizer.encode(prefix + l));
+  // the tokens that follow the prompt: no BOS (Llama's tokenizer adds one to every encode) or EOS
+  // around them, which training never put there (lm-eval-harness encodes continuations so too)
+  const ids = labels.map((l) => tokenizer.encode(prefix + l, { add_special_tokens: false }));
   const seen = new Map<string, string>();
   labels.forEach((l, i) => {
     const k = ids[i].join();

@@ -69,6 +69,20 @@ Deno.test("labelVerbalizers() encodes ' <label>' and refuses two labels with the
   );
 });
 
+Deno.test("labelVerbalizers() scores the label's own tokens without the BOS a Llama tokenizer adds to every encode", async () => {
+  const bos = await trainBpeTokenizer(["a game of other things"], {
+    vocab_size: 270,
+    special_tokens: ["<s>"],
+    bos_token: "<s>",
+    add_bos_token: true,
+  });
+  const bosId = bos.bos_token_id!;
+  assert.equal(bos.encode(" games")[0], bosId, "encode adds it");
+  const ids = labelVerbalizers(["games", "other"], bos);
+  assert.ok(ids.every((l) => !l.includes(bosId)), JSON.stringify(ids));
+  assert.deepEqual(ids[0], bos.encode(" games", { add_special_tokens: false }));
+});
+
 Deno.test("prompts refuse a max_source_tokens or style they would misread (-2 once cut the last 2 tokens)", () => {
   for (const max of [-2, 0, 1.5, NaN]) {
     const message = /max_source_tokens .* is not an integer >= 1 \(or null\)/;
