@@ -15,7 +15,8 @@ import { evaluateTask, taskPrompts } from "../evaluation/task_eval.ts";
 import type { Tokenizer } from "../models/tokenizer/tokenizer.ts";
 import { exportOnnx } from "../models/formats/onnx.ts";
 import { OnnxDecoder } from "../models/onnx_runtime.ts";
-import { loadAdapter, mergeAdapter } from "../training/peft.ts";
+import { loadAdapter, mergeAdapter, quantizeModel } from "../training/peft.ts";
+import { loadTrainingConfig, type TrainingConfig } from "../training/config.ts";
 import { parseFlags } from "../util/flags.ts";
 import { agree } from "../util/problems.ts";
 import {
@@ -171,10 +172,15 @@ async function evalRun(args: string[], io: CliIO): Promise<void> {
     );
   }
   let modelDir = dir, adapter = v.adapter ?? null;
+  let quantization: TrainingConfig["quantization"] = null; // a QLoRA run's adapter sits on 4-bit weights
   if (settings && await pathExists(join(dir, "model", "config.json"))) modelDir = join(dir, "model");
   else if (settings && await pathExists(join(dir, "adapter"))) {
     modelDir = (settings as RecipeSettings & { model_dir?: string }).model_dir ?? "";
     adapter ??= join(dir, "adapter");
+    const trained = join(dir, "config.yaml");
+    if (await pathExists(trained)) {
+      quantization = (await loadTrainingConfig(trained, { warn: () => {} })).quantization;
+    }
     if (!modelDir) {
       throw new TypeError(
         `eval: ${saved} does not say which base model the adapter belongs to (model_dir)`,
@@ -267,6 +273,10 @@ async function evalRun(args: string[], io: CliIO): Promise<void> {
   const { model, tokenizer, generation_config } = await loadRecipeModel(modelDir, onnx ? "cpu" : v.backend);
   let decoder: OnnxDecoder | null = null, tmp: string | null = null;
   try {
+    // the base as the run trained on it: quantized first for a QLoRA run (it scored on f32 weights)
+    if (quantization?.load_in_4bit) {
+      quantizeModel(model, { kind: "nf4", doubleQuant: quantization.bnb_4bit_use_double_quant });
+    }
     if (adapter) {
       await noteAdapterBase(io, "eval", adapter, await loadAdapter(model, adapter), model, modelDir);
     }

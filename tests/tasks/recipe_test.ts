@@ -534,6 +534,23 @@ Deno.test("cli eval reads --data as its run read its data: direction, a folder's
   }
 });
 
+Deno.test("cli eval of a QLoRA run scores on the 4-bit base the run trained, as the run scored", async () => {
+  const root = await Deno.makeTempDir({ prefix: "fledge-recipe-qlora-" });
+  try {
+    const out = join(root, "run");
+    const r = await recipe("sst2", out, ["--quantization", '{"load_in_4bit": true}', "--lora", '{"r": 4}']);
+    assert.equal(r.code, 0, r.err);
+    const e = await cliProcess(["eval", "--model", out, "--predictions", join(root, "again.jsonl")]);
+    assert.equal(e.code, 0, e.err);
+    const scores = async (f: string) =>
+      (await Deno.readTextFile(f)).trim().split("\n").map((l) => JSON.parse(l).scores);
+    // it loaded the base in f32 under the adapter: other scores, without a word
+    assert.deepEqual(await scores(join(root, "again.jsonl")), await scores(join(out, "predictions.jsonl")));
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
 Deno.test("cli eval --num_beams 1 on a beam-search run decodes greedily, and says the run's beam settings do not apply", async () => {
   const root = await Deno.makeTempDir({ prefix: "fledge-recipe-beams-" });
   try {
