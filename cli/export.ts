@@ -6,7 +6,7 @@
  * @module
  */
 import { existsSync } from "node:fs";
-import { basename, join, resolve } from "node:path";
+import { basename, dirname, join, resolve } from "node:path";
 import { parseFlags } from "../util/flags.ts";
 import { formatBytes } from "../util/format.ts";
 import { moveFileAtomic, refuseFolder, tempPath } from "../util/atomic.ts";
@@ -119,6 +119,26 @@ function resolveSource(dir: string, adapterFlag: string | undefined): Source {
   return { model: base, adapter, tokenizerDirs: [adapter, dir] };
 }
 
+/**
+ * Refuse an output that is one of the export's own input files (`--output MODEL/model.safetensors
+ * --overwrite` replaced the weights it read with GGUF bytes).
+ */
+const READ_FILES =
+  /(\.safetensors|\.safetensors\.index\.json|^config\.json|^generation_config\.json|^tokenizer.*|^special_tokens_map\.json|^chat_template\..*)$/;
+
+async function refuseInputFile(out: string, inputs: (string | null)[]): Promise<void> {
+  const real = await Deno.realPath(out).catch(() => null);
+  if (!real) return;
+  for (const dir of inputs) {
+    const inDir = dir && await Deno.realPath(dir).catch(() => null);
+    if (inDir && dirname(real) === inDir && READ_FILES.test(basename(real))) {
+      throw new TypeError(
+        `export: --output ${out} is a file of ${dir}, which this export reads; write the export elsewhere`,
+      );
+    }
+  }
+}
+
 /** The first folder with a tokenizer.json, loaded; null when there is none. */
 async function findTokenizer(dirs: (string | undefined)[]): Promise<Tokenizer | null> {
   for (const d of dirs) if (d && existsSync(join(d, "tokenizer.json"))) return await loadTokenizer(d);
@@ -177,6 +197,7 @@ async function exportRun(args: string[], io: CliIO): Promise<void> {
   }
   for (const p of [v.output, adapterOut]) {
     if (p) await refuseFolder(p); // before the model loads
+    if (p) await refuseInputFile(p, [src.model, src.adapter]);
     if (p && !v.overwrite && existsSync(p)) {
       throw new RangeError(
         `export: ${p} already exists; pass --overwrite to replace it, or choose another path`,
@@ -222,7 +243,7 @@ async function exportRun(args: string[], io: CliIO): Promise<void> {
         outtype: (v.outtype ?? "f16") as GgufOuttype,
         overwrite: v.overwrite,
       };
-      const named = <T extends object>(o: T, name?: string) => (name ? { ...o, name } : o);
+      const named = <T extends object>(o: T, name?: string) => (name !== undefined ? { ...o, name } : o);
       // The adapter is merged, or written first as its own GGUF (which refuses what llama.cpp
       // adapters cannot hold, e.g. trained biases, before anything is written) and detached. It is
       // written under a temp name and put in place only once the model's GGUF is written too, so a

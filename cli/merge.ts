@@ -41,7 +41,10 @@ async function contents(dir: string): Promise<string[]> {
   } catch (e) {
     if (e instanceof Deno.errors.NotFound) return [];
     if (e instanceof Deno.errors.NotADirectory) {
-      if ((await Deno.stat(dir).then((s) => s.isFile, () => false))) return [dir]; // a file in its place
+      if ((await Deno.stat(dir).then((s) => s.isFile, () => false))) {
+        // a file (a model.safetensors) is never replaced by a folder, asked or not: HF's save_pretrained refuses it too
+        throw new TypeError(`merge: --output ${dir} is a file; give a folder (merge writes a model folder)`);
+      }
       throw new TypeError(
         `merge: --output ${dir}: a folder above it is a file, not a folder; choose another path`,
       );

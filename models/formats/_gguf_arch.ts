@@ -153,6 +153,30 @@ export function checkF16Range(name: string, x: Float32Array): Float32Array {
   return x;
 }
 
+/** The largest |value| a block type's f16 scale holds: amax / 127 (Q8_0), max / -8 (Q4_0). */
+const BLOCK_LIMIT: Partial<Record<GgmlType, number>> = { Q8_0: 127 * 65504, Q4_0: 8 * 65504 };
+
+/**
+ * The values of a tensor written as `type`, refused where the file would hold infinities: an F16
+ * value, or a block scale (Q8_0, Q4_0: llama.cpp then computes NaN logits from it).
+ * @throws {RangeError} naming the tensor, the value and an outtype that holds it
+ */
+export function checkRange(name: string, x: Float32Array, type: GgmlType): Float32Array {
+  if (type === "F16") return checkF16Range(name, x);
+  const max = BLOCK_LIMIT[type];
+  if (max === undefined) return x;
+  for (const v of x) {
+    if (!(Math.abs(v) <= max)) {
+      throw new RangeError(
+        `Cannot export ${name} as ${type}: value ${v} ${
+          Number.isFinite(v) ? `needs a block scale past the f16 range (|value| <= ${max})` : "is not finite"
+        }; use outtype f32`,
+      );
+    }
+  }
+  return x;
+}
+
 /** The model's tensors in llama.cpp's names, order and layout. */
 export function modelTensors(model: Transformer, type: GgmlType): GgufTensorSpec[] {
   const c = model.config, arch = GGUF_ARCH[c.arch];
@@ -163,7 +187,7 @@ export function modelTensors(model: Transformer, type: GgmlType): GgufTensorSpec
       name,
       shape,
       type: t,
-      data: t === "F16" ? async () => checkF16Range(name, await data()) : data,
+      data: t === "F32" ? data : async () => checkRange(name, await data(), t),
     });
   };
   /** Concatenated rows of canonical tensors, each optionally permuted. */

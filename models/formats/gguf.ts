@@ -29,7 +29,7 @@ import type { Transformer } from "../transformer.ts";
 import {
   archMetadata,
   checkExportable,
-  checkF16Range,
+  checkRange,
   GGUF_ARCH,
   type GgufOuttype,
   modelTensors,
@@ -321,7 +321,7 @@ export async function exportGgufAdapter(
         name,
         shape: [...shape],
         type: t,
-        data: () => Promise.resolve(t === "F16" ? checkF16Range(name, data) : data),
+        data: () => Promise.resolve(checkRange(name, data, t)),
       });
     }
   }

@@ -418,6 +418,8 @@ export const TOKENIZER_FILES: readonly string[] = Object.freeze([
   "tokenizer.model",
   "vocab.json",
   "merges.txt",
+  "chat_template.jinja", // transformers >= 4.43 saves the template here, not in tokenizer_config.json
+  "chat_template.json",
 ]);
 
 /** The files a model needs: config, generation config, tokenizer files and safetensors weights. */

@@ -171,6 +171,17 @@ Deno.test("export refuses bad flags and inputs with exit 2 and one line", async 
         ),
       );
     }
+    // the export's own input files are never its output, --overwrite or not (the weights became GGUF bytes)
+    assertFails(
+      await cli(["export", "--model", model, "--output", join(model, "tokenizer.json"), "--overwrite"]),
+      2,
+      /--output .*tokenizer\.json is a file of .*model, which this export reads; write the export elsewhere/,
+    );
+    assertFails( // an empty --name was dropped for the default name
+      await cli(["export", "--model", model, "--output", join(tmp, "named.gguf"), "--name", ""]),
+      2,
+      /name must be non-empty text, got "" \(--name\)/,
+    );
     // a DoRA adapter llama.cpp cannot hold: the refusal names the adapter file asked for, not a temp name
     const dora = join(tmp, "dora");
     assertFails(

@@ -56,6 +56,23 @@ Deno.test("merge names every missing flag in one line, exit code 2", async () =>
     2,
     /--backend gpu is not one of webgpu, cpu, auto/,
   );
+  const given = await Deno.makeTempFile(); // a file as --output: it was replaced by a folder when asked to
+  assertFails(
+    await cli([
+      "merge",
+      "--model",
+      GPT2,
+      "--adapter",
+      `${GPT2}/dora`,
+      "--output",
+      given,
+      "--overwrite_output_dir",
+    ]),
+    2,
+    /merge: --output .* is a file; give a folder/,
+  );
+  assert.ok((await Deno.stat(given)).isFile);
+  await Deno.remove(given);
   const file = await Deno.makeTempFile(); // --output under a file: once "already exists", it does not
   assertFails(
     await cli(["merge", "--model", "x", "--adapter", "y", "--output", `${file}/sub`]),
@@ -100,6 +117,22 @@ Deno.test("merge notes an adapter applied to another base than the one it names;
       notes[0],
       /^merge: note: the adapter .*adapter was trained on org\/other \(its base_model_name_or_path\), and is applied to .*gpt2; give --model org\/other unless the two hold the same weights$/,
     );
+  } finally {
+    await Deno.remove(tmp, { recursive: true });
+  }
+});
+
+Deno.test("merge keeps a chat template saved as chat_template.jinja beside the tokenizer (it was dropped)", async () => {
+  const tmp = await Deno.makeTempDir({ prefix: "fledge-merge-jinja-" });
+  try {
+    const base = `${tmp}/base`;
+    await Deno.mkdir(base);
+    for (const f of ["config.json", "model.safetensors"]) await Deno.symlink(`${GPT2}/${f}`, `${base}/${f}`);
+    const template = "{% for m in messages %}<{{ m.role }}>{{ m.content }}\n{% endfor %}";
+    await Deno.writeTextFile(`${base}/chat_template.jinja`, template);
+    const r = await cli(["merge", "--model", base, "--adapter", `${GPT2}/dora`, "--output", `${tmp}/out`]);
+    assert.equal(r.code, 0, r.err);
+    assert.equal(await Deno.readTextFile(`${tmp}/out/chat_template.jinja`), template);
   } finally {
     await Deno.remove(tmp, { recursive: true });
   }

@@ -401,6 +401,28 @@ Deno.test("exportGguf() refuses bad input with one-line errors naming the fix", 
       /outtype "q5_k" is not supported; use one of f32, f16, q8_0, q4_0/,
     );
     await rejects(exportGguf(model, path, {} as never), TypeError, /no tokenizer.*pass opts\.tokenizer/);
+    // a weight past what a block's f16 scale holds: Q8_0 / Q4_0 wrote an infinite scale (NaN logits in llama.cpp)
+    const w = model.p("layers.0.mlp.down.weight"), saved = await w.toArray() as Float32Array;
+    const huge = saved.slice();
+    huge[0] = 1e6;
+    w.dispose();
+    model.params.set("layers.0.mlp.down.weight", be.fromArray(huge, w.shape));
+    await rejects(
+      exportGguf(model, path, { tokenizer: tok, outtype: "q4_0" }),
+      RangeError,
+      /Cannot export blk\.0\.ffn_down\.weight as Q4_0: value 1000000 needs a block scale past the f16 range \(\|value\| <= 524032\); use outtype f32/,
+    );
+    huge[0] = 1e8;
+    model.params.get("layers.0.mlp.down.weight")!.dispose();
+    model.params.set("layers.0.mlp.down.weight", be.fromArray(huge, w.shape));
+    await rejects(
+      exportGguf(model, path, { tokenizer: tok, outtype: "q8_0" }),
+      RangeError,
+      /as Q8_0: value 100000000 needs/,
+    );
+    await assert.rejects(Deno.stat(path), Deno.errors.NotFound, "nothing written");
+    model.params.get("layers.0.mlp.down.weight")!.dispose();
+    model.params.set("layers.0.mlp.down.weight", be.fromArray(saved, w.shape));
     const odd = { config: { ...model.config, arch: "falcon" } } as unknown as Transformer;
     await rejects(
       exportGguf(odd, path, { tokenizer: tok }),
