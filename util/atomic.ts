@@ -9,7 +9,7 @@
  *
  * @module
  */
-import { basename, dirname, join } from "node:path";
+import { basename, dirname, join, resolve } from "node:path";
 
 /** What {@linkcode writeFileAtomic} writes: text, bytes, or a function that writes into the open file. */
 export type AtomicData = string | Uint8Array | ((file: Deno.FsFile) => Promise<void>);
@@ -67,6 +67,44 @@ function folderError(path: string): Error {
   );
 }
 
+/**
+ * Where an atomic write of `path` goes: `path`, or the file a link at `path` points to (the rename
+ * would replace the link itself, and leave its target as it was); a folder, a device or a pipe is
+ * refused (a rename would put a regular file in the place of /dev/full).
+ * @throws {Deno.errors.IsADirectory} for a folder; {@linkcode TypeError} for another non-file
+ */
+async function destination(path: string): Promise<string> {
+  const st = await Deno.lstat(path).catch(() => null);
+  if (!st) return path;
+  let target = path;
+  if (st.isSymlink) {
+    target = await Deno.realPath(path).catch(async () => resolve(dirname(path), await Deno.readLink(path)));
+  }
+  const real = target === path ? st : await Deno.stat(target).catch(() => null);
+  if (real?.isDirectory) throw folderError(path);
+  if (real && !real.isFile) {
+    throw new TypeError(
+      `Cannot write ${path}: it is not a regular file (a device, pipe or socket); give a file path`,
+    );
+  }
+  return target;
+}
+
+/**
+ * The file system's error of a write to `path`, saying `path` (not the temp file beside it, which
+ * the user never named) with the fix: `Permission denied (os error 13): open '<path>.tmp-...'`.
+ */
+function writeError(path: string, e: unknown): unknown {
+  if (!(e instanceof Error) || !/\(os error \d+\)/.test(e.message)) return e;
+  const onPath = (e instanceof Deno.errors.AlreadyExists && /: mkdir '/.test(e.message)) ||
+    e instanceof Deno.errors.NotADirectory;
+  const why = onPath ? "a folder on its path is a file" : e.message.replace(/: [a-z]+ '.*$/, "");
+  const err = new (e.constructor as ErrorConstructor)(
+    `Cannot write ${path}: ${why}; choose a path in a folder you can write to`,
+  );
+  return Object.assign(err, { cause: e });
+}
+
 async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
   let off = 0;
   while (off < bytes.length) off += await file.write(bytes.subarray(off));
@@ -89,11 +127,15 @@ async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
  * ```
  */
 export async function writeFileAtomic(path: string, data: AtomicData): Promise<void> {
-  await refuseFolder(path);
-  await Deno.mkdir(dirname(path), { recursive: true });
-  const tmp = tempPath(path);
+  const dest = await destination(path);
+  await Deno.mkdir(dirname(dest), { recursive: true }).catch((e) => {
+    throw writeError(path, e);
+  });
+  const tmp = tempPath(dest);
+  const file = await Deno.open(tmp, { write: true, createNew: true }).catch((e) => {
+    throw writeError(path, e);
+  });
   try {
-    const file = await Deno.open(tmp, { write: true, createNew: true });
     try {
       if (typeof data === "function") await data(file);
       else await writeAll(file, typeof data === "string" ? enc.encode(data) : data);
@@ -101,7 +143,9 @@ export async function writeFileAtomic(path: string, data: AtomicData): Promise<v
     } finally {
       file.close();
     }
-    await Deno.rename(tmp, path);
+    await Deno.rename(tmp, dest).catch((e) => {
+      throw writeError(path, e);
+    });
   } catch (e) {
     await Deno.remove(tmp).catch(() => {});
     throw e;
@@ -194,12 +238,15 @@ export async function copyFileAtomic(src: string, dest: string): Promise<void> {
  * ```
  */
 export async function writeDirAtomic(dir: string, fill: (tmp: string) => Promise<unknown>): Promise<string> {
-  await Deno.mkdir(dirname(dir), { recursive: true });
   const tmp = tempPath(dir);
+  await Deno.mkdir(dirname(dir), { recursive: true }).then(() => Deno.mkdir(tmp)).catch((e) => {
+    throw writeError(dir, e);
+  });
   try {
-    await Deno.mkdir(tmp);
     await fill(tmp);
-    await replaceDir(tmp, dir);
+    await replaceDir(tmp, dir).catch((e) => {
+      throw writeError(dir, e);
+    });
   } catch (e) {
     await Deno.remove(tmp, { recursive: true }).catch(() => {});
     throw e;

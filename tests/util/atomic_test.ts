@@ -123,3 +123,34 @@ Deno.test("the atomic writers refuse a destination that is a folder, naming it, 
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("writeFileAtomic() writes through a link, refuses a pipe, and names the path, not its temp file, in an error", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeTextFile(`${dir}/real.txt`, "old");
+    await Deno.symlink("real.txt", `${dir}/link.txt`);
+    await writeFileAtomic(`${dir}/link.txt`, "new"); // the rename replaced the link with a file
+    assert.ok((await Deno.lstat(`${dir}/link.txt`)).isSymlink, "the link stays");
+    assert.equal(await Deno.readTextFile(`${dir}/real.txt`), "new");
+    const fifo = new Deno.Command("mkfifo", { args: [`${dir}/pipe`] }).outputSync();
+    if (fifo.success) {
+      await assert.rejects(() => writeFileAtomic(`${dir}/pipe`, "x"), {
+        name: "TypeError",
+        message: /pipe: it is not a regular file/,
+      });
+      assert.ok((await Deno.lstat(`${dir}/pipe`)).isFifo, "the pipe stays");
+    }
+    await Deno.writeTextFile(`${dir}/file`, "");
+    await assert.rejects(() => writeFileAtomic(`${dir}/file/x.txt`, "a"), (e: Error) => {
+      assert.match(e.message, /^Cannot write .*file\/x\.txt: a folder on its path is a file; choose a path/);
+      assert.doesNotMatch(e.message, /\.tmp-/);
+      return true;
+    });
+    assert.deepEqual(
+      names(dir),
+      ["file", "link.txt", "pipe", "real.txt"].filter((n) => n !== "pipe" || fifo.success),
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
