@@ -186,6 +186,13 @@ export function mergeRecipeConfig(
   shipped: Record<string, unknown>,
   overrides: Record<string, unknown>,
 ): Record<string, unknown> {
+  // a recipe is its task: another one ran under this recipe's title, report and README targets
+  if (overrides.task !== undefined && shipped.task !== undefined && overrides.task !== shipped.task) {
+    throw new TypeError(
+      `Cannot run the ${shipped.name ?? shipped.task} recipe as ${JSON.stringify(overrides.task)}: it is a ` +
+        `${shipped.task} recipe; drop task, or run the ${overrides.task} recipe`,
+    );
+  }
   const c = overrideConfig(shipped, overrides);
   const dataset = String(c.dataset ?? "debian");
   if (overrides.debian_task === undefined && dataset !== "debian") c.debian_task = null;

@@ -275,8 +275,9 @@ export async function runRecipe(
         },
         metrics: numeric,
         baselines,
-        ...(opts.targets ? { targets: opts.targets } : {}),
-        examples: ev.predictions.slice(0, 5),
+        // the README's targets are on the whole validation split: a subset is not compared with them
+        ...(opts.targets && evalExamples.length === data.validation.length ? { targets: opts.targets } : {}),
+        examples: ev.predictions, // the report shows the first five "of" all of them
         ...(ev.confusion ? { confusion: ev.confusion, per_class: ev.per_class } : {}),
         log_history: logHistory,
         wall_seconds: seconds,

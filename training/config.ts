@@ -432,7 +432,8 @@ export function refuseUnreadFields(
  * the length of training one way (`max_steps` > 0, or `num_train_epochs`) and not the other drops
  * the base's other one, so the override is what runs (not refused as a conflict, nor losing to
  * the file's `max_steps` as in HF, where `max_steps` wins over `num_train_epochs`); another
- * `metric_for_best_model` drops the base's `greater_is_better` (derived again); a section given in
+ * `metric_for_best_model` drops the base's `greater_is_better` (derived again), another
+ * `lr_scheduler_type` the base's `lr_scheduler_kwargs` (the old schedule's); a section given in
  * part (`lora`, `quantization`, `lr_scheduler_kwargs`, `model_config`) changes only its fields.
  * @example
  * ```ts
@@ -449,10 +450,19 @@ export function overrideConfig<T extends object>(base: T, overrides: Record<stri
   if (given("num_train_epochs") && !given("max_steps")) delete out.max_steps;
   // another metric: its direction is derived again (the base's was the old metric's)
   if (given("metric_for_best_model") && !given("greater_is_better")) delete out.greater_is_better;
+  // another schedule: the base's kwargs were the old one's (num_decay_steps of warmup_stable_decay)
+  if (
+    given("lr_scheduler_type") && overrides.lr_scheduler_type !== out.lr_scheduler_type &&
+    !given("lr_scheduler_kwargs")
+  ) {
+    delete out.lr_scheduler_kwargs;
+  }
   const merged = { ...out, ...overrides };
   // a section given in part (`--lora '{"r": 2}'`) changes those fields of the base's section
   for (const k of ["lora", "quantization", "lr_scheduler_kwargs", "model_config"]) {
-    if (isObject(out[k]) && isObject(overrides[k])) merged[k] = { ...out[k], ...overrides[k] };
+    // ({} for the kwargs clears them: a schedule's kwargs, unlike lora's fields, have no defaults to keep)
+    const clear = k === "lr_scheduler_kwargs" && isObject(overrides[k]) && !Object.keys(overrides[k]).length;
+    if (isObject(out[k]) && isObject(overrides[k]) && !clear) merged[k] = { ...out[k], ...overrides[k] };
   }
   return merged as T;
 }

@@ -191,6 +191,10 @@ for (
       assert.equal(preds.length, 6);
       const report = await Deno.readTextFile(join(out, "report.md"));
       assert.match(report, new RegExp(head));
+      // five examples shown of the six scored (it said "5 of 5"), and no README target: that one is on
+      // the whole validation split, not on six of its examples
+      assert.match(report, /^## Examples \(5 of 6\)$/m);
+      assert.doesNotMatch(report, /README/);
       // the saved run, evaluated again, gives the same numbers
       const e = await cliProcess(["eval", "--model", out, "--json"], { FLEDGE_CACHE_DIR: cache });
       assert.equal(e.code, 0, e.err);
@@ -658,6 +662,10 @@ Deno.test("recipes refuse bad input in one line before training", async () => {
     assert.equal(r.code, 2, r.err);
     assert.match(r.err, /mine already holds a run \(metrics\.json\); set overwrite_output_dir/);
     assert.equal(await Deno.readTextFile(join(mine, "metrics.json")), '{"mine": 1}');
+    // a recipe is its task: sst2 ran summarization under a classification title
+    r = await recipe("sst2", join(root, "t"), ["--task", "summarization"]);
+    assert.equal(r.code, 2, r.err);
+    assert.match(r.err, /Cannot run the sst2 recipe as "summarization": it is a classification recipe/);
     r = await recipe("summarization", join(root, "c"), ["--num_beams", "0"]);
     assert.equal(r.code, 2);
     assert.match(r.err, /num_beams must be a positive integer/);

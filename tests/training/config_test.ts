@@ -738,6 +738,20 @@ Deno.test("validateTrainingConfig() refuses settings the rest of the config swit
   const lora = validateTrainingConfig({ lora: { r: 4, lora_alpha: 32 } }, { file: "run.yaml" });
   const r2 = flags(lora, { lora: { r: 2 } });
   assert.deepEqual([r2.lora?.r, r2.lora?.lora_alpha], [2, 32]);
+  // another schedule drops the old one's kwargs, and {} clears them (both were refused: train:cnn's
+  // warmup_stable_decay num_decay_steps stuck to --lr_scheduler_type linear)
+  const wsd = validateTrainingConfig(
+    { lr_scheduler_type: "warmup_stable_decay", lr_scheduler_kwargs: { num_decay_steps: 10 }, max_steps: 20 },
+    { file: "run.yaml" },
+  );
+  assert.deepEqual(flags(wsd, { lr_scheduler_type: "linear" }).lr_scheduler_kwargs, {});
+  assert.deepEqual(
+    flags(wsd, { lr_scheduler_kwargs: {}, lr_scheduler_type: "constant" }).lr_scheduler_kwargs,
+    {},
+  );
+  assert.deepEqual(flags(wsd, { lr_scheduler_kwargs: { num_decay_steps: 5 } }).lr_scheduler_kwargs, {
+    num_decay_steps: 5,
+  });
   assert.equal(flags(lora, { lora: null }).lora, null);
 });
 
