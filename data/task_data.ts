@@ -652,6 +652,17 @@ export async function loadTaskData(task: TaskKind, opts: LoadTaskDataOptions = {
     : given
     ? [...given]
     : sortLabels(train.map((e) => e.target));
+  if (labels && labels.length < 2) { // label likelihood compares labels: one is no classifier
+    throw new RangeError(
+      `Cannot load classification data: ${
+        given ? "label_names gives" : `column "${columns[1]}" of ${raw.what} holds`
+      } ` +
+        `${labels.length} label${
+          labels.length === 1 ? ` (${labels[0]})` : "s"
+        }; a classifier needs at least two ` +
+        `(give rows of another label, or label_names with all of them)`,
+    );
+  }
   const validation = raw.validation
     ? toExamples(o, raw.validation, columns, given, given ? undefined : labels ?? undefined)
     : [];

@@ -366,6 +366,34 @@ Deno.test("loadTaskData() refuses an empty split", async () => {
   });
 });
 
+Deno.test("loadTaskData() refuses a classification with one label before training (it failed after it)", async () => {
+  await withTempDir(async (dir) => {
+    await writeJsonl(`${dir}/one.jsonl`, [{ review: "x", sentiment: "pos" }, {
+      review: "y",
+      sentiment: "pos",
+    }]);
+    await rejectsOneLine(
+      loadTaskData("classification", {
+        dataset: `${dir}/one.jsonl`,
+        source_column: "review",
+        target_column: "sentiment",
+      }),
+      "RangeError",
+      /column "sentiment" of .*one\.jsonl holds 1 label \(pos\); a classifier needs at least two/,
+    );
+    await rejectsOneLine(
+      loadTaskData("classification", {
+        dataset: `${dir}/one.jsonl`,
+        source_column: "review",
+        target_column: "sentiment",
+        label_names: ["pos"],
+      }),
+      "RangeError",
+      /label_names gives 1 label \(pos\)/,
+    );
+  });
+});
+
 Deno.test("loadTaskData() names a label outside the label set, with the row and the allowed labels", async () => {
   await withTempDir(async (dir) => {
     await writeJsonl(`${dir}/t.jsonl`, [{ text: "a", label: "pos" }, { text: "b", label: "neu" }]);
