@@ -57,6 +57,26 @@ export interface PadOptions {
   pad_token_id?: number;
 }
 
+/**
+ * The index of the first example that packing keeps no trained token of, or -1: `bfd` keeps only
+ * the first `max_length` tokens of a longer example, and an answer past them trains nothing
+ * (`bfd_split` and `wrapped` keep every token). Padding refuses such an example in
+ * `buildSftExamples`; packing refuses it here the same way.
+ * @param examples tokenized examples (`labels` -100 where not trained; the first token never is)
+ * @param maxLength tokens per row
+ * @param strategy the packing strategy (default `bfd`)
+ */
+export function cutToNothing(
+  examples: readonly PackableExample[],
+  maxLength: number,
+  strategy: PackOptions["strategy"] = "bfd",
+): number {
+  if (strategy !== "bfd") return -1;
+  return examples.findIndex((e) =>
+    e.input_ids.length > maxLength && !e.labels.subarray(1, maxLength).some((l) => l !== -100)
+  );
+}
+
 /** Options of {@linkcode packExamples}. */
 export interface PackOptions extends PadOptions {
   /** How to pack (default `bfd`, as TRL). */

@@ -22,6 +22,7 @@
 import type { ChatMessage, Tokenizer } from "../models/tokenizer/tokenizer.ts";
 import { createProgress } from "../util/progress.ts";
 import type { DataRecord } from "./readers.ts";
+import { cutToNothing, type PackingStrategy } from "./packing.ts";
 import {
   completionStart,
   diffSpans,
@@ -361,4 +362,30 @@ export async function loadSftExamples(
 ): Promise<SftExamples> {
   const { rows, sources } = await readSourcedRows(path);
   return buildSftExamples(rows, tokenizer, { ...opts, source: path, sources });
+}
+
+/**
+ * Refuse SFT examples that packing would keep no trained token of (an answer past `max_length`
+ * under `bfd`), as `buildSftExamples` refuses them for padding: they trained nothing, and a run of
+ * only such examples logged a loss of 0 that read as perfect.
+ * @param examples the examples, built with `max_length: null` (packing cuts them)
+ * @param maxLength tokens per packed row
+ * @param strategy the packing strategy
+ * @throws {RangeError} naming the example, its length and the fixes
+ */
+export function refuseCutToNothing(
+  examples: readonly SftExample[],
+  maxLength: number,
+  strategy: PackingStrategy,
+): void {
+  const i = cutToNothing(examples, maxLength, strategy);
+  if (i < 0) return;
+  throw new RangeError(
+    `Cannot build an SFT example from ${
+      examples[i].source
+    }: no token is trained once cut to max_length ${maxLength} ` +
+      `(of ${
+        examples[i].input_ids.length
+      }); raise max_length, shorten the prompt, or pack with packing_strategy bfd_split`,
+  );
 }

@@ -13,7 +13,7 @@ import { createBackend } from "../kernels/backend.ts";
 import { languageName, type PromptOptions, taskRow } from "../data/prompts.ts";
 import { packExamples, padExamples } from "../data/packing.ts";
 import { RowDataset } from "../data/row_dataset.ts";
-import { buildSftExamples } from "../data/sft.ts";
+import { buildSftExamples, refuseCutToNothing } from "../data/sft.ts";
 import { loadTaskData, type TaskData, type TaskExample, type TaskKind } from "../data/task_data.ts";
 import { learnWordDictionary, type WordDictionaryOptions } from "../data/word_dictionary.ts";
 import { MODEL_FILE_PATTERNS, snapshotDownload } from "../models/hub/hub.ts";
@@ -496,6 +496,7 @@ export function sftDataset(
     source,
   });
   const pad = tokenizer.pad_token_id ?? tokenizer.eos_token_id ?? 0;
+  if (c.packing) refuseCutToNothing(built.examples, c.max_seq_length, c.packing_strategy);
   const packed = c.packing
     ? packExamples(built.examples, {
       max_length: c.max_seq_length,

@@ -14,7 +14,7 @@ import { join } from "node:path";
 import { detectFormat, findSplitFiles } from "../data/readers.ts";
 import { packExamples, padExamples } from "../data/packing.ts";
 import { RowDataset } from "../data/row_dataset.ts";
-import { buildSftExamples, loadSftExamples, type SftExample } from "../data/sft.ts";
+import { buildSftExamples, loadSftExamples, refuseCutToNothing, type SftExample } from "../data/sft.ts";
 import { hashFraction } from "../data/split.ts";
 import { buildTextDatasets, readTextDocuments } from "../data/text_dataset.ts";
 import type { Tokenizer } from "../models/tokenizer/tokenizer.ts";
@@ -157,16 +157,8 @@ export async function buildRunDatasets(
     if (!config.packing) {
       return new RowDataset(padExamples(ex, { max_length: T, pad_token_id }).rows, { source });
     }
+    refuseCutToNothing(ex, T, config.packing_strategy);
     const packed = packExamples(ex, { max_length: T, strategy: config.packing_strategy, pad_token_id });
-    // unpacked, an example cut to nothing trained is refused by its row; packed, all of them would
-    // train on no token at all, with a loss of 0 that reads as perfect
-    if (!packed.summary.trained_tokens) {
-      throw new RangeError(
-        `Cannot train: no token of ${source} is trained once its examples are cut to max_length ${T} ` +
-          `(${packed.summary.truncated} of ${ex.length} are longer; packing_strategy ${config.packing_strategy}); ` +
-          `raise max_length, or shorten the prompts`,
-      );
-    }
     return new RowDataset(packed.rows, { source });
   };
   return {

@@ -253,7 +253,7 @@ Deno.test("sft refuses packed examples cut to no trained token, and an evaluatio
       "6",
     ]),
     2,
-    /no token of pc\.jsonl is trained once its examples are cut to max_length 6 \(40 of 40 are longer; packing_strategy bfd\); raise max_length/,
+    /Cannot build an SFT example from pc\.jsonl:1: no token is trained once cut to max_length 6 \(of 51\); raise max_length, .*packing_strategy bfd_split/,
   );
   // the 10% hash split of 3 rows holds none: it named eval_dataset, which no flag sets
   await Deno.writeTextFile(

@@ -662,6 +662,13 @@ Deno.test("recipes refuse bad input in one line before training", async () => {
     assert.equal(r.code, 2, r.err);
     assert.match(r.err, /mine already holds a run \(metrics\.json\); set overwrite_output_dir/);
     assert.equal(await Deno.readTextFile(join(mine, "metrics.json")), '{"mine": 1}');
+    // packed rows whose label was cut off trained nothing (padded ones were refused): refused the same way
+    r = await recipe("sst2", join(root, "pk"), ["--max_seq_length", "24", "--packing", "true"]);
+    assert.equal(r.code, 2, r.err);
+    assert.match(
+      r.err,
+      /Cannot build an SFT example from sst2 train:\d+: no token is trained once cut to max_length 24/,
+    );
     // a recipe is its task: sst2 ran summarization under a classification title
     r = await recipe("sst2", join(root, "t"), ["--task", "summarization"]);
     assert.equal(r.code, 2, r.err);
