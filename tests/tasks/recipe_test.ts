@@ -318,12 +318,14 @@ Deno.test("a recipe refuses the training fields it would ignore, and reads the S
   assert.equal(trained({ completion_only_loss: false }), 11, "prompt and completion");
   // packing cuts a long example by its strategy: bfd truncates it, bfd_split splits it into rows,
   // wrapped wraps it (each had truncated it first, so all three gave the same rows)
-  const rows = (packing_strategy: string) => {
-    const { settings, training } = r({ packing: true, packing_strategy, max_seq_length: 8 });
+  const rows = (packing_strategy: string, extra: Record<string, unknown> = {}) => {
+    const { settings, training } = r({ packing: true, packing_strategy, max_seq_length: 8, ...extra });
     const built = sftDataset([{ source: "abcdefgh", target: "c" }], settings, training, tok, "t");
     return [built.dataset.num_blocks, built.truncated];
   };
-  assert.deepEqual(rows("bfd"), [1, 1]);
+  // bfd keeps the first 8 tokens: the answer past them trains nothing, and is refused as padding refuses it
+  assert.throws(() => rows("bfd"), /t:1: no token is trained once cut to max_length 8 \(of 18\)/);
+  assert.deepEqual(rows("bfd", { completion_only_loss: false }), [1, 1], "the prompt's tokens train");
   assert.deepEqual(rows("bfd_split"), [3, 1], "18 tokens in rows of 8");
   assert.deepEqual(rows("wrapped")[0], 3);
   assert.throws(
