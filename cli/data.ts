@@ -422,7 +422,7 @@ async function split(positional: string | undefined, args: string[], io: CliIO):
   for (const f of Object.values(outputs)) await refuseOverwrite("data split", f, v.overwrite);
   const records = await readDataset(input);
   if (!records.length) throw new RangeError(`data split: ${input} has no records; there is nothing to split`);
-  const parts = splitRecords(records, { train_split: v.train_split, seed, split_key: v.split_key });
+  const parts = splitRecords(records, { train_split: v.train_split, seed, split_key: v.split_key }, input);
   for (const [name, f] of Object.entries(outputs)) await writeRecords(f, parts[name as keyof typeof parts]);
   const result = {
     input,

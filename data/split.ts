@@ -61,6 +61,7 @@ export interface SplitOptions {
  *
  * @param items the records
  * @param opts `train_split`, `seed`, or `split_key` for a hash split
+ * @param source what the records are (a file), named in errors
  * @returns `{ train, validation }`
  * @throws {RangeError} `train_split` outside (0, 1); a shuffled split that leaves train empty (as
  *   HF's `train_test_split` refuses it)
@@ -78,6 +79,7 @@ export interface SplitOptions {
 export function splitRecords<T extends Record<string, unknown>>(
   items: readonly T[],
   opts: SplitOptions = {},
+  source = "the records",
 ): { train: T[]; validation: T[] } {
   const frac = opts.train_split ?? 0.9;
   if (!(frac > 0 && frac < 1)) {
@@ -102,13 +104,25 @@ export function splitRecords<T extends Record<string, unknown>>(
   items.forEach((r, i) => {
     if (!Object.hasOwn(r, key)) {
       throw new TypeError(
-        `Cannot split records by split_key "${key}": record ${i} has columns ${Object.keys(r).join(", ")}; ` +
+        `Cannot split ${source} by split_key "${key}": record ${i + 1} has columns ${
+          Object.keys(r).join(", ")
+        }; ` +
           `name one of them`,
       );
     }
     const v = r[key];
-    (hashFraction(typeof v === "string" ? v : JSON.stringify(v)) < frac ? train : validation).push(r);
+    const text = typeof v === "string" ? v : typeof v === "bigint" ? v.toString() : JSON.stringify(v);
+    (hashFraction(text) < frac ? train : validation).push(r);
   });
+  // as a fraction split refuses it: a split file with no records is no split
+  const empty = !train.length ? "train" : !validation.length ? "validation" : null;
+  if (empty && items.length) {
+    throw new RangeError(
+      `Cannot split ${source} by split_key "${key}": the ${empty} split would be empty (the hash of every one of ` +
+        `its ${items.length} values falls ${empty === "train" ? "above" : "below"} train_split ${frac}); ` +
+        `change train_split or split_key`,
+    );
+  }
   return { train, validation };
 }
 

@@ -116,6 +116,13 @@ function resolve(repo_id: string, opts: HubOptions, filename?: string): Resolved
   const cacheDir = hubCacheDir(opts);
   const token = opts.token === false ? undefined : (opts.token ?? envGet("HF_TOKEN"));
   const endpoint = (opts.endpoint ?? envGet("HF_ENDPOINT") ?? "https://huggingface.co").replace(/\/+$/, "");
+  if (!/^https?:\/\/[^/]/.test(endpoint) || !URL.canParse(endpoint)) {
+    throw new TypeError(
+      `Cannot use the hub endpoint ${JSON.stringify(endpoint)} (${
+        opts.endpoint !== undefined ? "the endpoint option" : "HF_ENDPOINT"
+      }): it is not an http(s) URL; set it like https://huggingface.co, or unset it`,
+    );
+  }
   return {
     cacheDir,
     storage: join(cacheDir, repoFolderName(repo_id, repo_type)),

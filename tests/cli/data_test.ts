@@ -300,7 +300,7 @@ Deno.test("data split writes the same files for the same seed, as splitRecords d
   assertFails(
     await run("e", "--split_key", "nope"),
     2,
-    /split_key "nope": record 0 has columns id, text, label/,
+    /Cannot split .*\.jsonl by split_key "nope": record 1 has columns id, text, label/,
   );
   assertFails(await cliProcess(["data", "split", file]), 2, /data split: missing --output_dir/);
   assertFails(

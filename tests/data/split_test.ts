@@ -43,8 +43,21 @@ Deno.test("splitRecords() by hash keeps a key on one side and is stable under re
   assert.equal(hashFraction("abc"), hashFraction("abc"));
   assert.throws(() => splitRecords(rows, { split_key: "nope" }), {
     name: "TypeError",
-    message: /split_key "nope": record 0 has columns id, group/,
+    message: /split_key "nope": record 1 has columns id, group/,
   });
+  // a hash split that leaves one side empty is refused, as a fraction split is
+  assert.throws(
+    () => splitRecords([{ id: "a" }, { id: "b" }], { train_split: 0.001, split_key: "id" }, "two.jsonl"),
+    /Cannot split two\.jsonl by split_key "id": the train split would be empty/,
+  );
+  // an int64 id (a bigint, as read from JSON Lines or parquet) hashes as its digits (it threw)
+  const big = Array.from({ length: 20 }, (_, i) => ({ id: 9007199254740993n + BigInt(i) }));
+  const byDigits = splitRecords(big.map((r) => ({ id: r.id.toString() })), {
+    split_key: "id",
+    train_split: 0.5,
+  });
+  const byBigint = splitRecords(big, { split_key: "id", train_split: 0.5 });
+  assert.deepEqual(byBigint.train.map((r) => r.id.toString()), byDigits.train.map((r) => r.id));
 });
 
 Deno.test("pickSplit() lists the splits that exist", () => {

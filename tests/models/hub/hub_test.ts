@@ -262,6 +262,20 @@ Deno.test("hubDownload() refuses file names that leave the repo folder", async (
   });
 });
 
+Deno.test("a hub endpoint that is not an http(s) URL is named with its source (it was a bare 'Invalid URL')", async () => {
+  for (const endpoint of ["notaurl", "huggingface.co", "ftp://x"]) {
+    await assert.rejects(
+      () => hubDownload({ repo_id: ID, filename: "config.json", endpoint, cache_dir: "/nonexistent" }),
+      {
+        name: "TypeError",
+        message: new RegExp(
+          `the hub endpoint "${endpoint}" \\(the endpoint option\\): it is not an http\\(s\\) URL`,
+        ),
+      },
+    );
+  }
+});
+
 Deno.test("hubDownload() reports an unreachable hub and mentions offline mode", async () => {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = (listener.addr as Deno.NetAddr).port;
