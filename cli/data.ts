@@ -373,7 +373,7 @@ async function clean(positional: string | undefined, args: string[], io: CliIO):
     dropped: r.dropped,
     steps: r.steps,
   };
-  if (v.json) return io.stdout(JSON.stringify(result) + "\n");
+  if (v.json) return io.stdout(stringifyJson(result) + "\n");
   const lines = [`data clean: ${input}: ${records.length} records`];
   let before = records.length;
   r.steps.forEach((s, i) => {
@@ -433,7 +433,7 @@ async function split(positional: string | undefined, args: string[], io: CliIO):
       ? { train_split: v.train_split, seed }
       : { split_key: v.split_key, train_split: v.train_split }),
   };
-  if (v.json) return io.stdout(JSON.stringify(result) + "\n");
+  if (v.json) return io.stdout(stringifyJson(result) + "\n");
   io.stdout(
     `data split: ${input}: ${records.length} records -> ${outputs.train} (${parts.train.length}), ` +
       `${outputs.validation} (${parts.validation.length})\n`,

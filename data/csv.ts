@@ -4,6 +4,7 @@
  * where needed.
  * @module
  */
+import { stringifyJson } from "../util/json.ts";
 import { readTextChunks, writeTextPieces } from "./_lines.ts";
 import { CsvParser } from "./_csv_parser.ts";
 import { checkSelectOptions, collect, type SelectOptions, selector } from "./_select.ts";
@@ -108,7 +109,7 @@ function quote(value: unknown, d: string): string {
   const s = value === null || value === undefined
     ? ""
     : typeof value === "object"
-    ? JSON.stringify(value)
+    ? stringifyJson(value)
     : String(value);
   return s.includes(d) || s.includes('"') || s.includes("\n") || s.includes("\r")
     ? `"${s.replaceAll('"', '""')}"`

@@ -323,7 +323,11 @@ async function* streamChecked(path: string, opts: ReadOptions, dir: boolean): As
       );
     }
     const v = r[key];
-    const side = hashFraction(typeof v === "string" ? v : JSON.stringify(v)) < frac ? "train" : "validation";
+    const side =
+      hashFraction(typeof v === "string" ? v : typeof v === "bigint" ? v.toString() : JSON.stringify(v)) <
+          frac
+        ? "train"
+        : "validation";
     if (side !== name) continue;
     yield r;
     if (++n >= max) return;
