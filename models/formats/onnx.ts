@@ -28,8 +28,9 @@ import { encodeModel, type ModelSpec, type Part, type TensorSpec, writeParts } f
 /** Options of {@linkcode exportOnnx}. */
 export interface ExportOnnxOptions {
   /**
-   * Saved beside the model (`tokenizer.json` and its companions) with `config.json` and
-   * `generation_config.json`, as Optimum's export folder holds them: the folder runs as it is.
+   * Saved beside the model (`tokenizer.json` and its companions), as Optimum's export folder holds
+   * it: the folder runs as it is. `config.json` and `generation_config.json` are written beside the
+   * model with or without it (an ONNX folder without its config cannot be run).
    */
   tokenizer?: Tokenizer;
   /** The default-domain opset, 17 to 21. Default 17 (what Debian's python3-onnx 1.12 checks). */
@@ -107,11 +108,18 @@ function unwritable(path: string, e: unknown): Error {
   );
 }
 
-/** The files an export with a tokenizer writes beside the model, by name: the configs, the tokenizer's. */
-async function besideFiles(model: Transformer, tokenizer: Tokenizer): Promise<Map<string, Uint8Array>> {
+/** The files an export writes beside the model, by name: the configs, and a tokenizer's when given. */
+async function besideFiles(model: Transformer, tokenizer?: Tokenizer): Promise<Map<string, Uint8Array>> {
   const out = new Map<string, Uint8Array>();
   const enc = new TextEncoder();
-  for (const [name, text] of Object.entries(await configFiles(model))) out.set(name, enc.encode(text));
+  // config.json: Optimum's ORTModelForCausalLM (and generate --backend onnx) need it, tokenizer or not;
+  // a config HF cannot write (a test's interleaved rotary) leaves only the graph when no tokenizer asks for it
+  const configs = await configFiles(model).catch((e) => {
+    if (tokenizer || !(e instanceof RangeError)) throw e;
+    return {};
+  });
+  for (const [name, text] of Object.entries(configs)) out.set(name, enc.encode(text));
+  if (!tokenizer) return out;
   const tmp = await Deno.makeTempDir({ prefix: "fledge-onnx-tokenizer-" });
   try {
     await tokenizer.save(tmp);
@@ -145,8 +153,8 @@ function isWriteDenied(e: unknown): boolean {
  * @param path the `.onnx` file to write (its folder is made if missing)
  * @param opts {@linkcode ExportOnnxOptions}
  * @returns what was written
- * @throws {Deno.errors.AlreadyExists} when `path` (or its `.data` file, or with `tokenizer` a config or
- *   tokenizer file beside it that holds other bytes) exists and `overwrite` is not set
+ * @throws {Deno.errors.AlreadyExists} when `path` (or its `.data` file, or a config or tokenizer file
+ *   beside it that holds other bytes) exists and `overwrite` is not set
  * @throws {Deno.errors.PermissionDenied} when the output folder is not writable (one line)
  * @throws {RangeError} for an unsupported opset or model (an adapter attached, an unsupported config)
  *
@@ -185,7 +193,7 @@ export async function exportOnnx(
         `vocab_size is ${model.config.vocab_size}; use the model's own tokenizer`,
     );
   }
-  const beside = opts.tokenizer ? await besideFiles(model, opts.tokenizer) : new Map<string, Uint8Array>();
+  const beside = await besideFiles(model, opts.tokenizer);
   const differs = async (name: string) => {
     const old = await Deno.readFile(join(dir, name)).catch(() => null);
     return old !== null && !sameBytes(old, beside.get(name)!);
