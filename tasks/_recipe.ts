@@ -7,7 +7,7 @@
  * @module
  */
 import { existsSync } from "node:fs";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { parse as parseYaml } from "npm:yaml@^2.9";
 import { createBackend } from "../kernels/backend.ts";
 import { languageName, type PromptOptions, taskRow } from "../data/prompts.ts";
@@ -377,18 +377,27 @@ export function resolveRecipe(flat: Record<string, unknown>, file = "recipe conf
   return { settings: s, training: config, flat: { ...flat, ...settings } };
 }
 
-/** `runs/<name>`, or the first `runs/<name>-N` that does not exist or is empty. */
+/**
+ * `runs/<name>`, or the first `runs/<name>-N` that does not exist, made (empty) so that no other
+ * run takes it; a run that fails before writing into it removes it again ({@linkcode dropIfEmpty}).
+ */
 export async function freeRunDir(base: string): Promise<string> {
+  await Deno.mkdir(dirname(base) || ".", { recursive: true });
   for (let n = 1;; n++) {
     const dir = n === 1 ? base : `${base}-${n}`;
     try {
-      const it = Deno.readDir(dir)[Symbol.asyncIterator]();
-      if ((await it.next()).done) return dir;
+      // made here, atomically: a run started at the same moment (a seed sweep) finds it taken
+      await Deno.mkdir(dir);
+      return dir;
     } catch (e) {
-      if (e instanceof Deno.errors.NotFound) return dir;
-      throw e;
+      if (!(e instanceof Deno.errors.AlreadyExists)) throw e;
     }
   }
+}
+
+/** Remove `dir` when it is (still) empty: the folder {@linkcode freeRunDir} made for a run that failed. */
+export async function dropIfEmpty(dir: string): Promise<void> {
+  await Deno.remove(dir).catch(() => {}); // not empty, or gone: left as it is
 }
 
 /** The recipe's data (`data/task_data.ts`) from its settings. */

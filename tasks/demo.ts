@@ -20,7 +20,7 @@ import { runTraining } from "../training/run.ts";
 import type { TrainResult } from "../training/trainer.ts";
 import { acquireLock } from "../util/lock.ts";
 import { writeFileAtomic } from "../util/atomic.ts";
-import { freeRunDir } from "./_recipe.ts";
+import { dropIfEmpty, freeRunDir } from "./_recipe.ts";
 
 /** Options of {@linkcode runDemo} (Hugging Face names). */
 export interface DemoOptions {
@@ -126,7 +126,10 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
   });
 
   // ---- data, model, train ----
-  const result = await runTraining(config, { handle_signals: opts.handle_signals });
+  const result = await runTraining(config, { handle_signals: opts.handle_signals }).catch(async (e) => {
+    if (opts.output_dir === undefined) await dropIfEmpty(config.output_dir); // the folder freeRunDir made
+    throw e;
+  });
   if (result.interrupted) {
     return {
       output_dir: config.output_dir,

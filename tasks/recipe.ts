@@ -24,9 +24,11 @@ import type { Tokenizer } from "../models/tokenizer/tokenizer.ts";
 // Re-exported so the `./tasks` entry point documents the targets it takes on its own.
 export type { RecipeTarget };
 import { createTrainer } from "../training/trainer.ts";
+import type { TrainingConfig } from "../training/config.ts";
 import { acquireLock } from "../util/lock.ts";
 import { writeFileAtomic } from "../util/atomic.ts";
 import {
+  dropIfEmpty,
   evalOptions,
   freeRunDir,
   HEADLINE,
@@ -108,11 +110,27 @@ export async function runRecipe(
   const log = opts.log ?? ((line: string) => console.error(line));
   // ---- config ----
   const recipe: Recipe = resolveRecipe(flat);
-  const { settings: s } = recipe;
   // runs/<name>, or the first free runs/<name>-N; overwriting or resuming means runs/<name> itself
   const t = recipe.training;
   const fixed = flat.output_dir !== undefined || t.overwrite_output_dir || !!t.resume_from_checkpoint;
   const c = { ...t, output_dir: fixed ? t.output_dir : await freeRunDir(t.output_dir) };
+  try {
+    return await recipeRun(recipe, c, t0, log, opts);
+  } catch (e) {
+    if (!fixed) await dropIfEmpty(c.output_dir); // the folder freeRunDir made, never written to
+    throw e;
+  }
+}
+
+/** The body of {@linkcode runRecipe}: data, model, training, evaluation and report into `c.output_dir`. */
+async function recipeRun(
+  recipe: Recipe,
+  c: TrainingConfig,
+  t0: number,
+  log: (line: string) => void,
+  opts: RunRecipeOptions,
+): Promise<RecipeResult> {
+  const { settings: s } = recipe;
 
   // ---- data ----
   const data = await recipeData(s, c.seed);

@@ -7,7 +7,7 @@ import { join, relative } from "node:path";
 import { assert, ROOT, SHARED } from "../_assert.ts";
 import { assertFails, cliProcess } from "../cli/_cli.ts";
 import { tinyRecipe } from "./_recipe.ts";
-import { evalOptions, resolveRecipe, sftDataset } from "../../tasks/_recipe.ts";
+import { evalOptions, freeRunDir, resolveRecipe, sftDataset } from "../../tasks/_recipe.ts";
 import { loadTokenizer, type Tokenizer } from "../../models/tokenizer/tokenizer.ts";
 
 const cache = await Deno.makeTempDir({ prefix: "fledge-recipe-cache-" });
@@ -583,6 +583,13 @@ Deno.test("a recipe asked to overwrite or resume uses runs/<name> itself, not th
     const over = await run(["--overwrite_output_dir", "true"]);
     assert.equal(over.code, 0, over.err);
     assert.equal(over.out.trim(), "runs/sst2", "overwrite_output_dir: runs/sst2 itself");
+    // a run that fails on its data leaves no empty runs/sst2-3 behind for the next to skip
+    const bad = await run(["--dataset", join(cwd, "nope.jsonl")]);
+    assert.equal(bad.code, 2, bad.err);
+    assert.equal(await Deno.stat(join(cwd, "runs", "sst2-3")).then(() => true, () => false), false);
+    // two runs started together take two folders (both took runs/<name>, and one failed on its lock)
+    const both = await Promise.all([freeRunDir(join(cwd, "runs", "x")), freeRunDir(join(cwd, "runs", "x"))]);
+    assert.deepEqual(both.map((d) => relative(cwd, d)).sort(), ["runs/x", "runs/x-2"]);
   } finally {
     await Deno.remove(cwd, { recursive: true });
   }
