@@ -76,6 +76,39 @@ export async function parquetInfo(path: string): Promise<{ columns: string[]; nu
   }
 }
 
+/**
+ * The label names HF `datasets` stores for its `ClassLabel` columns in a parquet file's
+ * `huggingface` metadata (`{"info": {"features": {"label": {"_type": "ClassLabel", "names": [...]}}}}`),
+ * by column; empty when the file has none (reads only the footer).
+ * @param path the `.parquet` file
+ * @returns column name to its label names, in id order
+ * @throws {SyntaxError} not a parquet file (naming it)
+ */
+export async function parquetClassLabels(path: string): Promise<Record<string, string[]>> {
+  const f = await openRanges(path);
+  try {
+    const md = await metadata(path, f);
+    const hf = md.key_value_metadata?.find((kv) => kv.key === "huggingface")?.value;
+    let features: unknown;
+    try {
+      features = hf ? JSON.parse(hf)?.info?.features : undefined;
+    } catch {
+      return {}; // metadata datasets cannot read either: no names
+    }
+    const out: Record<string, string[]> = {};
+    if (!features || typeof features !== "object") return out;
+    for (
+      const [col, feat] of Object.entries(features as Record<string, { _type?: string; names?: unknown }>)
+    ) {
+      const names = feat?._type === "ClassLabel" ? feat.names : undefined;
+      if (Array.isArray(names) && names.length && names.every((n) => typeof n === "string")) out[col] = names;
+    }
+    return out;
+  } finally {
+    f.close();
+  }
+}
+
 async function metadata(path: string, f: ParquetFile): Promise<FileMetaData> {
   try {
     return await parquetMetadataAsync(f.buffer);

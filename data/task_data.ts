@@ -21,7 +21,8 @@ import {
   loadSst2,
   loadWmt14,
 } from "./hub_datasets.ts";
-import { type DataRecord, detectFormat, readDataset } from "./readers.ts";
+import { type DataRecord, detectFormat, findSplitFiles, readDataset } from "./readers.ts";
+import { parquetClassLabels } from "./parquet.ts";
 import { shuffleRecords } from "./split.ts";
 
 /** The three recipes. */
@@ -148,6 +149,8 @@ interface RawData {
   /** Candidate [source, target] column pairs; the first that the first train row has wins. */
   columns: [string, string][];
   labelNames?: string[];
+  /** A parquet file's ClassLabel names, by column (HF `datasets`' metadata). */
+  classLabels?: Record<string, string[]>;
   /** The source for the description, e.g. `Debian translation`, and notes for its parentheses. */
   what: string;
   notes: string[];
@@ -417,12 +420,18 @@ async function fromLocal(o: Options, path: string): Promise<RawData> {
       : [["en", "de"], ["source", "target"], ["translation.en", "translation.de"]],
     classification: [["text", "label"]],
   };
+  // a datasets-made parquet file names its ClassLabel ids (glue/sst2 saved locally: negative, positive)
+  const file = dir ? findSplitFiles(path)[o.train_split ?? "train"]?.[0] : path;
+  const classLabels = o.task === "classification" && file && /\.parquet$/i.test(file)
+    ? await parquetClassLabels(file)
+    : {};
   return {
     train,
     validation,
     columns: columns[o.task],
     what: path,
     notes: validation ? [] : ["no eval_file"],
+    classLabels,
   };
 }
 
@@ -645,7 +654,7 @@ export async function loadTaskData(task: TaskKind, opts: LoadTaskDataOptions = {
   let columns = raw.columns.find(([s, t]) => cell(first, s) !== undefined && cell(first, t) !== undefined) ??
     raw.columns[0];
   columns = [o.source_column ?? columns[0], o.target_column ?? columns[1]];
-  const given = o.label_names ?? raw.labelNames;
+  const given = o.label_names ?? raw.labelNames ?? raw.classLabels?.[columns[1]];
   const train = toExamples(o, raw.train, columns, given);
   const labels = task !== "classification"
     ? null

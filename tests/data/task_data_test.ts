@@ -366,6 +366,37 @@ Deno.test("loadTaskData() refuses an empty split", async () => {
   });
 });
 
+Deno.test("loadTaskData() names a datasets-made parquet's ClassLabel ids as the hub loader does (they were '0'/'1')", async () => {
+  await withTempDir(async (dir) => {
+    const features = {
+      sentence: { _type: "Value" },
+      label: { names: ["negative", "positive"], _type: "ClassLabel" },
+    };
+    for (const split of ["train", "validation"]) {
+      await Deno.writeFile(
+        `${dir}/${split}-00000-of-00001.parquet`,
+        new Uint8Array(parquetWriteBuffer({
+          columnData: [{ name: "sentence", data: ["great", "awful", "fine"] }, {
+            name: "label",
+            data: [1, 0, 1],
+          }],
+          kvMetadata: [{ key: "huggingface", value: JSON.stringify({ info: { features } }) }],
+        })),
+      );
+    }
+    const d = await loadTaskData("classification", { dataset: dir, source_column: "sentence" });
+    assert.deepEqual(d.labels, ["negative", "positive"]);
+    assert.deepEqual(d.train.map((e) => e.target), ["positive", "negative", "positive"]);
+    // label_names still wins
+    const named = await loadTaskData("classification", {
+      dataset: dir,
+      source_column: "sentence",
+      label_names: ["bad", "good"],
+    });
+    assert.deepEqual(named.train.map((e) => e.target), ["good", "bad", "good"]);
+  });
+});
+
 Deno.test("loadTaskData() refuses a classification with one label before training (it failed after it)", async () => {
   await withTempDir(async (dir) => {
     await writeJsonl(`${dir}/one.jsonl`, [{ review: "x", sentiment: "pos" }, {
