@@ -67,9 +67,16 @@ export function trainingCommand(
         );
         return r.interrupted === "SIGINT" ? 130 : 143;
       }
-      const ev = r.metrics_summary.eval_loss;
+      const ev = r.metrics_summary.eval_loss, to = r.metrics_summary.global_step ?? 0;
+      // a resumed run trained the steps after its checkpoint (it said all of them)
+      const ran = Math.round((r.metrics_summary.train_steps_per_second ?? 0) * r.training_time);
       io.stdout(
-        `trained ${r.metrics_summary.global_step} steps in ${r.training_time.toFixed(1)}s: ` +
+        `trained ${
+          config.resume_from_checkpoint && ran < to
+            ? `${ran} step${ran === 1 ? "" : "s"} (${to - ran + 1}-${to})`
+            : `${to} steps`
+        } ` +
+          `in ${r.training_time.toFixed(1)}s: ` +
           `loss ${r.final_loss.toFixed(4)}` + (ev === null ? "" : `, eval_loss ${ev.toFixed(4)}`) +
           `, perplexity ${r.final_perplexity.toFixed(2)} -> ${config.output_dir}\n`,
       );

@@ -41,3 +41,19 @@ export function nonFinite(
       `or set skip_nonfinite_steps: true to skip such updates`,
   );
 }
+
+/**
+ * Refuse a logged window whose mean loss or gradient norm is not finite (a norm of 0 is not
+ * checked: the steps skipped as non-finite give none).
+ * @throws {NonFiniteError} naming the steps and the last checkpoint
+ */
+export function refuseNonFiniteLog(
+  loss: number,
+  gn: number,
+  step: number,
+  since: number,
+  last: string | null,
+): void {
+  if (!Number.isFinite(loss)) throw nonFinite(step, since, "loss", loss, last);
+  if (!Number.isFinite(gn)) throw nonFinite(step, since, "gradient norm", gn, last);
+}

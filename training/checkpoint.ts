@@ -348,6 +348,18 @@ export async function listCheckpoints(root: string): Promise<string[]> {
 }
 
 /**
+ * The end of a run with `save_total_limit: 1` and a best checkpoint: every other checkpoint removed,
+ * as HF's `Trainer.train` ends (the newest was kept beside the best only so that a run could resume).
+ * @param root `output_dir/checkpoints`
+ * @param best the best checkpoint's folder
+ */
+export async function keepOnlyBest(root: string, best: string): Promise<void> {
+  for (const p of await listCheckpoints(root)) {
+    if (basename(p) !== basename(best)) await Deno.remove(p, { recursive: true });
+  }
+}
+
+/**
  * Delete the oldest checkpoints beyond `save_total_limit`, never the one named `keep` (the best).
  * @param root the checkpoints folder
  * @param opts `save_total_limit` (null keeps all), `keep`

@@ -33,11 +33,17 @@ import type { RowDataset } from "../data/row_dataset.ts";
 import { addMetrics, rowsDataset } from "./_trainer_rows.ts";
 import { formatMemoryReport, memoryReport } from "./memory.ts";
 import type { TextDataset } from "../data/text_dataset.ts";
-import { loadCheckpoint, rotateCheckpoints, saveCheckpoint, type TrainerState } from "./checkpoint.ts";
+import {
+  keepOnlyBest,
+  loadCheckpoint,
+  rotateCheckpoints,
+  saveCheckpoint,
+  type TrainerState,
+} from "./checkpoint.ts";
 import { saveTrainingConfig, type TrainingConfig, validateTrainingConfig } from "./config.ts";
 import { checkTrainerArgs, trainerProblems } from "./_trainer_check.ts";
 import { callHook, type HookContext, type TrainerHooks } from "./hooks.ts";
-import { nonFinite, NonFiniteError } from "./_nonfinite.ts";
+import { nonFinite, NonFiniteError, refuseNonFiniteLog } from "./_nonfinite.ts";
 
 export { NonFiniteError };
 import { createLrSchedule, type LrSchedule } from "./schedule.ts";
@@ -661,15 +667,7 @@ export class Trainer {
         if ((logNow || stop) && sinceLog > 0) {
           const loss = (await logSum.toArray())[0] / sinceLog;
           const gn = Math.sqrt((await normSq.toArray())[0]);
-          if (!Number.isFinite(loss) || (!skipBad && !Number.isFinite(gn))) {
-            throw nonFinite(
-              step,
-              lastLogStep,
-              Number.isFinite(loss) ? "gradient norm" : "loss",
-              Number.isFinite(loss) ? gn : loss,
-              this.#lastCheckpoint,
-            );
-          }
+          refuseNonFiniteLog(loss, skipBad ? 0 : gn, step, lastLogStep, this.#lastCheckpoint);
           trainLossTotal += loss * sinceLog;
           trainSteps += sinceLog;
           logSum.dispose();
@@ -707,7 +705,7 @@ export class Trainer {
         // ---- evaluate, best metric, early stopping ----
         let improved = false;
         const evalNow = (c.eval_strategy === "steps" && step % c.eval_steps! === 0) ||
-          (c.eval_strategy === "epoch" && epochEnd);
+          (c.eval_strategy === "epoch" && (epochEnd || last)); // a cut-short last epoch ends too (HF)
         if (evalNow) {
           const t1 = performance.now();
           const m = await this.evaluate();
@@ -726,14 +724,14 @@ export class Trainer {
         }
 
         // ---- save ----
-        const saveNow = (c.save_strategy === "steps" && step % c.save_steps === 0) ||
-          (c.save_strategy === "epoch" && epochEnd) || (c.save_strategy === "best" && improved);
+        const saveNow = (c.save_strategy === "steps" && (step % c.save_steps === 0 || last)) || // (HF: the end)
+          (c.save_strategy === "epoch" && (epochEnd || last)) || (c.save_strategy === "best" && improved);
         if (saveNow) {
           if (improved) st.best_model_checkpoint = join(ckRoot, `step-${step}`);
           const path = await save(step);
           await rotateCheckpoints(ckRoot, {
             save_total_limit: c.save_total_limit,
-            keep: c.load_best_model_at_end ? st.best_model_checkpoint : null,
+            keep: c.load_best_model_at_end || c.metric_for_best_model ? st.best_model_checkpoint : null,
           });
           stop = (await callHook(this.hooks, "on_save", [ctx(), path])) || stop;
         } else if (improved) st.best_model_checkpoint = null;
@@ -776,6 +774,7 @@ export class Trainer {
     if (c.load_best_model_at_end && st.best_model_checkpoint) {
       await loadCheckpoint(st.best_model_checkpoint, { model });
       checkpoint_path = st.best_model_checkpoint;
+      if (c.save_total_limit === 1) await keepOnlyBest(ckRoot, st.best_model_checkpoint); // as HF ends
     }
     await checkWeights(st.global_step);
     await guardWrite(join(out, "model"), this.#lastCheckpoint, () =>

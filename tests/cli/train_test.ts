@@ -181,6 +181,28 @@ Deno.test("train: a preset takes its tokenizer's size, so sampling from it never
   );
 });
 
+Deno.test("train: a resumed run says the steps it trained, not the run's total", async () => {
+  const out = join(dir, "run-resumed");
+  const file = await yaml("resumed.yaml", base(out).replace('save_strategy: "no"', "save_steps: 1"));
+  let r = await cli(["train", "-c", file, "--max_steps", "3", "--block_size", "16"]);
+  assert.equal(r.code, 0, r.err);
+  await Deno.remove(join(out, "checkpoints", "step-3"), { recursive: true });
+  await Deno.remove(join(out, "model"), { recursive: true });
+  r = await cli([
+    "train",
+    "-c",
+    file,
+    "--max_steps",
+    "3",
+    "--block_size",
+    "16",
+    "--resume_from_checkpoint",
+    "true",
+  ]);
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.out, /^trained 1 step \(3-3\) in /);
+});
+
 Deno.test("train --report_to stdout prints each log record as a JSON line on stdout", async () => {
   const out = join(dir, "run-stdout");
   const r = await cliProcess([
