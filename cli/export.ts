@@ -220,18 +220,18 @@ async function exportRun(args: string[], io: CliIO): Promise<void> {
       );
     }
     let main: Written, extra: Written | null = null;
+    if (src.adapter) {
+      await noteAdapterBase(
+        io,
+        "export",
+        src.adapter,
+        await loadAdapter(model, src.adapter),
+        model,
+        src.model,
+      );
+    }
     if (format === "onnx") {
-      if (src.adapter) {
-        await noteAdapterBase(
-          io,
-          "export",
-          src.adapter,
-          await loadAdapter(model, src.adapter),
-          model,
-          src.model,
-        );
-        mergeAdapter(model);
-      }
+      if (src.adapter) mergeAdapter(model);
       const r = await exportOnnx(model, v.output, {
         ...(tokenizer ? { tokenizer } : {}),
         overwrite: v.overwrite,
@@ -248,16 +248,6 @@ async function exportRun(args: string[], io: CliIO): Promise<void> {
       // adapters cannot hold, e.g. trained biases, before anything is written) and detached. It is
       // written under a temp name and put in place only once the model's GGUF is written too, so a
       // failed export leaves neither file (a left adapter would block the rerun).
-      if (src.adapter) {
-        await noteAdapterBase(
-          io,
-          "export",
-          src.adapter,
-          await loadAdapter(model, src.adapter),
-          model,
-          src.model,
-        );
-      }
       if (src.adapter && v.merge) mergeAdapter(model);
       const pending = adapterOut ? tempPath(adapterOut) : null;
       try {
