@@ -45,13 +45,8 @@ import {
   writeGguf,
 } from "./_gguf_file.ts";
 import { tokenizerMetadata } from "./_gguf_vocab.ts";
-import {
-  checkBooleans,
-  checkPathArg,
-  checkTokenizerArg,
-  refuseOtherFormat,
-  refuseUnknownOptions,
-} from "../../util/problems.ts";
+import { checkBooleans, checkPathArg, refuseUnknownOptions } from "../../util/problems.ts";
+import { checkTokenizerArg, refuseOtherFormat } from "./_export_args.ts";
 
 export { quantizeQ4_0, quantizeQ8_0 } from "./_gguf_quant.ts";
 export type { GgufWriteResult } from "./_gguf_file.ts";

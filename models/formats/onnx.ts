@@ -13,12 +13,8 @@
  */
 import { basename, dirname, join } from "node:path";
 import { pathExists, refuseFolder, writeFileAtomic } from "../../util/atomic.ts";
-import {
-  checkPathArg,
-  checkTokenizerArg,
-  refuseOtherFormat,
-  refuseUnknownOptions,
-} from "../../util/problems.ts";
+import { checkPathArg, refuseUnknownOptions } from "../../util/problems.ts";
+import { checkTokenizerArg, refuseOtherFormat } from "./_export_args.ts";
 import { SAVED_TOKENIZER_FILES, type Tokenizer } from "../tokenizer/tokenizer.ts";
 import type { Transformer } from "../transformer.ts";
 import { configFiles } from "../save.ts";
