@@ -8,63 +8,16 @@ import { buildTextDatasets, TextDataset } from "../../data/text_dataset.ts";
 import { padExamples } from "../../data/packing.ts";
 import { RowDataset } from "../../data/row_dataset.ts";
 import { getTrainingArgs, type TrainingConfig } from "../../training/config.ts";
-import { createTrainer, NonFiniteError, type TrainResult } from "../../training/trainer.ts";
+import { createTrainer, NonFiniteError } from "../../training/trainer.ts";
 import { mul } from "../../kernels/elementwise.ts";
 import { noGrad } from "../../kernels/autograd.ts";
 import { loadAdapter } from "../../training/peft.ts";
-import type { TrainerHooks } from "../../training/hooks.ts";
 import { assert, assertAllClose, SHARED, SLOW } from "../_assert.ts";
 import { backends, cpu as cpuBackend } from "../_check.ts";
 
-const mc = presetConfig("tiny", {
-  vocab_size: 32,
-  hidden_size: 16,
-  num_hidden_layers: 1,
-  num_attention_heads: 2,
-  intermediate_size: 32,
-  max_position_embeddings: 16,
-});
+import { trainerFixture } from "./_trainer.ts";
 
-/** Byte-level ids (& 31) of real Debian text. */
-const text = (await Deno.readTextFile(`${SHARED}/datasets/debian/summarization/validation.jsonl`)).slice(
-  0,
-  6000,
-);
-const bytes = Int32Array.from(new TextEncoder().encode(text), (b) => b & 31);
-const train = new TextDataset(bytes.subarray(0, 4000), { block_size: 8, source: "train" });
-const evalSet = new TextDataset(bytes.subarray(4000, 4128), { block_size: 8, source: "eval" });
-
-async function run(
-  be: Backend,
-  overrides: Partial<TrainingConfig>,
-  opts: { hooks?: TrainerHooks; seed?: number; eval?: boolean; config?: typeof mc } = {},
-): Promise<{ result: TrainResult; model: Transformer }> {
-  const config = getTrainingArgs({
-    max_steps: 8,
-    per_device_train_batch_size: 2,
-    gradient_accumulation_steps: 2,
-    learning_rate: 1e-2,
-    lr_scheduler_type: "cosine",
-    warmup_steps: 2,
-    weight_decay: 0.1,
-    logging_steps: 1,
-    save_strategy: "no",
-    seed: 3,
-    ...overrides,
-  });
-  const model = Transformer.init(opts.config ?? mc, be, { seed: opts.seed ?? 3 });
-  const trainer = createTrainer({
-    model,
-    config,
-    train_dataset: train,
-    eval_dataset: opts.eval ? evalSet : null,
-    hooks: opts.hooks,
-    progress: false,
-  });
-  const result = await trainer.train();
-  trainer.dispose();
-  return { result, model };
-}
+const { mc, bytes, train, evalSet, run } = trainerFixture;
 
 const f32 = (xs: number[]) => Array.from(Float32Array.from(xs));
 
@@ -395,82 +348,6 @@ Deno.test("an output_dir holding a run is refused unless overwrite_output_dir or
     () => run(be, { output_dir: dir, max_steps: 3, resume_from_checkpoint: true }),
     /Cannot resume: no complete checkpoint in .*checkpoints/,
   );
-  await Deno.remove(dir, { recursive: true });
-});
-
-Deno.test("checkpoints as HF's Trainer leaves them: the last step, a cut-short last epoch, the best one kept", async () => {
-  const be = await cpuBackend();
-  const names = (dir: string) => [...Deno.readDirSync(join(dir, "checkpoints"))].map((e) => e.name).sort();
-  const evals = async (dir: string) =>
-    (await Deno.readTextFile(join(dir, "metrics.jsonl"))).trim().split("\n").map((l) => JSON.parse(l))
-      .filter((r) => "eval_loss" in r).map((r) => r.step);
-  const runIn = async (o: Partial<TrainingConfig>, evalSet = false) => {
-    const dir = await Deno.makeTempDir();
-    const { model } = await run(be, { output_dir: dir, gradient_accumulation_steps: 1, ...o }, {
-      eval: evalSet,
-    });
-    model.dispose();
-    return dir;
-  };
-  // save_strategy steps saves at max_steps too (the state after steps 11-12 was only in model/)
-  let dir = await runIn({ max_steps: 12, save_strategy: "steps", save_steps: 5 });
-  assert.deepEqual(names(dir), ["step-10", "step-12", "step-5"]);
-  // a last epoch cut short by max_steps still ends: evaluated and saved there (the summary kept the last full epoch's eval_loss)
-  const perEpoch = Math.ceil(train.num_blocks / 2);
-  dir = await runIn({ max_steps: perEpoch + 3, eval_strategy: "epoch", save_strategy: "epoch" }, true);
-  assert.deepEqual(await evals(dir), [perEpoch, perEpoch + 3]);
-  assert.deepEqual(names(dir), [`step-${perEpoch + 3}`, `step-${perEpoch}`].sort());
-  // metric_for_best_model without load_best_model_at_end: save_total_limit keeps the best (it was deleted
-  // while trainer_state.json and report.md still named it); with it and a limit of 1, the end keeps the best alone
-  const best = {
-    eval_strategy: "steps",
-    eval_steps: 2,
-    save_strategy: "steps",
-    save_steps: 2,
-    save_total_limit: 1,
-  } as const;
-  dir = await runIn({ max_steps: 8, ...best, metric_for_best_model: "loss", greater_is_better: true }, true);
-  assert.deepEqual(names(dir), ["step-2", "step-8"]);
-  dir = await runIn({
-    max_steps: 8,
-    ...best,
-    metric_for_best_model: "loss",
-    greater_is_better: true,
-    load_best_model_at_end: true,
-  }, true);
-  assert.deepEqual(names(dir), ["step-2"]);
-});
-
-Deno.test("load_best_model_at_end restores the best checkpoint, which save_total_limit never deletes", async () => {
-  const be = await cpuBackend();
-  const dir = await Deno.makeTempDir();
-  const { result, model } = await run(be, {
-    output_dir: dir,
-    max_steps: 6,
-    learning_rate: 0.3, // large enough that the eval loss gets worse after improving
-    eval_strategy: "steps",
-    eval_steps: 1,
-    save_strategy: "steps",
-    save_steps: 1,
-    save_total_limit: 1,
-    load_best_model_at_end: true,
-  }, { eval: true });
-  const recs = (await Deno.readTextFile(join(dir, "metrics.jsonl"))).trim().split("\n").map((l) =>
-    JSON.parse(l)
-  )
-    .filter((r) => "eval_loss" in r);
-  const best = recs.reduce((a, b) => (b.eval_loss < a.eval_loss ? b : a));
-  assert.equal(result.checkpoint_path, join(dir, "checkpoints", `step-${best.step}`));
-  const kept = [...Deno.readDirSync(join(dir, "checkpoints"))].map((e) => e.name).sort();
-  assert.ok(kept.includes(`step-${best.step}`) && kept.includes("step-6") && kept.length <= 2, `${kept}`);
-  // the model now holds the best weights: evaluating it gives the best eval loss again
-  const t = createTrainer({
-    model,
-    config: getTrainingArgs({ output_dir: dir }),
-    train_dataset: train,
-    eval_dataset: evalSet,
-  });
-  assert.equal(Math.fround((await t.evaluate()).eval_loss), Math.fround(best.eval_loss));
   await Deno.remove(dir, { recursive: true });
 });
 
