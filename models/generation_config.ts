@@ -366,7 +366,10 @@ export function resolveGeneration(
     p.range("seed", `must be an integer in [0, 2^32 - 1], got ${show(opts.seed)}`);
   }
   if (cfg.do_sample === true && cfg.temperature === 0) {
-    p.range("temperature", "must be > 0 when do_sample is true; for greedy decoding set do_sample false");
+    p.range(
+      "temperature",
+      "must be > 0 when do_sample is true; for greedy decoding set do_sample false (--greedy on the command line)",
+    );
   }
   checkBeams(cfg, p);
   const stops = cfg.stop_strings === null || cfg.stop_strings === undefined
@@ -437,7 +440,7 @@ function checkBeams(cfg: Record<string, unknown>, p: Problems): void {
     p.range(
       "num_beams",
       `${K} with do_sample true (beam sampling) is not implemented; set do_sample false for beam search ` +
-        "or num_beams 1 for sampling",
+        "(--greedy on the command line, over a generation_config.json that samples) or num_beams 1 for sampling",
     );
   }
   const ss = cfg.stop_strings;
