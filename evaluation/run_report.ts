@@ -230,8 +230,9 @@ function summary(r: RecipeReport): string {
 function targetResult(r: RecipeReport, t: { metric: string; value: number }): string {
   const v = r.metrics[t.metric];
   if (typeof v !== "number" || !Number.isFinite(v)) return "not measured";
-  const d = v - t.value;
-  return d >= 0 ? `met (+${d.toFixed(2)})` : `missed by ${(-d).toFixed(2)}`;
+  // the README's targets are to beat: a tie at the shown precision is not above one
+  const d = (Math.round(v * 100) - Math.round(t.value * 100)) / 100;
+  return d > 0 ? `met (+${d.toFixed(2)})` : d === 0 ? "equal, not above" : `missed by ${(-d).toFixed(2)}`;
 }
 
 function table(head: string[], rows: string[][], align: ("l" | "r")[]): string[] {

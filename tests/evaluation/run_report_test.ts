@@ -258,6 +258,25 @@ Deno.test("writeRecipeReport() draws the confusion matrix, per-class table, PNGs
   });
 });
 
+Deno.test("writeRecipeReport() calls a tie with a README target 'equal, not above' (it said 'met (+0.00)')", async () => {
+  await withDir(async (dir) => {
+    const r = classification();
+    for (
+      const [accuracy, says] of [[75.0027, "equal, not above"], [75.01, "met (+0.01)"], [
+        74.99,
+        "missed by 0.01",
+      ]] as const
+    ) {
+      await writeRecipeReport(dir, { ...r, metrics: { ...r.metrics, accuracy } });
+      const md = await Deno.readTextFile(`${dir}/report.md`);
+      assert.ok(
+        md.split("\n")[3].endsWith(`Target naive Bayes (README) (accuracy 75.00): ${says}.`),
+        md.split("\n")[3],
+      );
+    }
+  });
+});
+
 Deno.test("writeRecipeReport() run twice keeps the Trainer's report once", async () => {
   await withDir(async (dir) => {
     await Deno.writeTextFile(`${dir}/report.md`, TRAINER_MD);
