@@ -14,6 +14,7 @@ import { streamText } from "./text.ts";
 import { checkSelectOptions, type SelectOptions } from "./_select.ts";
 import { agree, checkBooleans, checkPathArg, refuseUnknownOptions } from "../util/problems.ts";
 import { checkSeed } from "../util/random.ts";
+import { isDirSync, isFileSync } from "../util/atomic.ts";
 
 /** One record: column name to value. */
 export type DataRecord = Record<string, unknown>;
@@ -122,14 +123,6 @@ function splitOf(name: string): string | null {
  *   `validation.csv` would be read as one split, each record twice)
  */
 export function findSplitFiles(dir: string): Record<string, string[]> {
-  const kind = (path: string) => {
-    try {
-      const st = Deno.statSync(path); // follows a link
-      return st.isFile ? "file" : st.isDirectory ? "dir" : null;
-    } catch {
-      return null;
-    }
-  };
   for (const sub of [dir, join(dir, "data")]) {
     const splits: Record<string, string[]> = {};
     let entries: Deno.DirEntry[];
@@ -139,15 +132,15 @@ export function findSplitFiles(dir: string): Record<string, string[]> {
       continue;
     }
     for (const e of entries) {
-      const path = join(sub, e.name), k = kind(path);
-      if (k === "file") {
+      const path = join(sub, e.name); // (stat follows a link: a hub snapshot's files are links)
+      if (isFileSync(path)) {
         const split = splitOf(e.name);
         if (split) (splits[split] ??= []).push(path);
-      } else if (k === "dir" && e.name !== "data") { // train/part-0.parquet
+      } else if (e.name !== "data" && isDirSync(path)) { // train/part-0.parquet
         const split = SPLIT_KEYWORDS.find(([, words]) => words.includes(e.name.toLowerCase()))?.[0];
         if (!split) continue;
         for (const f of Deno.readDirSync(path)) {
-          if (kind(join(path, f.name)) === "file" && splitOf(f.name)) {
+          if (isFileSync(join(path, f.name)) && splitOf(f.name)) {
             (splits[split] ??= []).push(join(path, f.name));
           }
         }

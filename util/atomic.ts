@@ -115,8 +115,9 @@ async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
  * Parent folders are made. On any error the temp file is removed and `path` is left as it was.
  * @param path destination
  * @param data text, bytes, or `async (file) => {...}` writing into the open temp file
- * @throws {Deno.errors.IsADirectory} when `path` is a folder (before anything is written); the file
- *   system's other errors (e.g. {@linkcode Deno.errors.PermissionDenied}), unchanged
+ * @throws {Deno.errors.IsADirectory} when `path` is a folder, {@linkcode TypeError} when it is a device
+ *   or pipe (both before anything is written); the file system's other errors (e.g.
+ *   {@linkcode Deno.errors.PermissionDenied}) in their own class, naming `path` rather than the temp file
  * @example
  * ```ts
  * import { writeFileAtomic } from "./atomic.ts";
@@ -159,11 +160,7 @@ export async function writeFileAtomic(path: string, data: AtomicData): Promise<v
  * @throws {Deno.errors.IsADirectory} when `path` is a folder; the file system's other errors, unchanged
  */
 export function writeFileAtomicSync(path: string, data: string | Uint8Array): void {
-  let folder = false;
-  try {
-    folder = Deno.statSync(path).isDirectory;
-  } catch { /* free */ }
-  if (folder) throw folderError(path);
+  if (isDirSync(path)) throw folderError(path);
   Deno.mkdirSync(dirname(path), { recursive: true });
   const tmp = tempPath(path);
   try {
