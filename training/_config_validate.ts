@@ -100,11 +100,8 @@ function checkCustom(p: Problems, c: Record<string, unknown>, bad: Set<string>, 
   c.model_config = checkModelConfig(p, c, bad);
   checkOptim(p, c, bad, ctx);
   checkScheduler(p, c, bad);
-  const ws = c.warmup_steps;
-  if (!checkValue(p, "warmup_steps", ws, { kind: "number", min: 0 })) bad.add("warmup_steps");
-  else if ((ws as number) > 1 && !Number.isInteger(ws)) {
-    p.range("warmup_steps", `must be a whole number of steps or a ratio in (0, 1), got ${ws}`);
-  }
+  checkStepsOrRatio(p, c, "warmup_steps", 0, bad);
+  for (const k of ["logging_steps", "eval_steps", "save_steps"] as const) checkStepsOrRatio(p, c, k, 1, bad);
   c.report_to = checkReportTo(p, c.report_to, bad);
   if (!(c.greater_is_better === null || typeof c.greater_is_better === "boolean")) {
     p.type(
@@ -453,13 +450,9 @@ function checkRules(p: Problems, c: TrainingConfig, bad: Set<string>, d: Readonl
         "save_strategy",
         `load_best_model_at_end needs save_strategy to match eval_strategy "${c.eval_strategy}" (or be "best"), got "${c.save_strategy}"`,
       );
-    } else if (c.save_strategy === "steps" && c.eval_steps !== null && c.save_steps % c.eval_steps !== 0) {
-      const up = Math.ceil(c.save_steps / c.eval_steps) * c.eval_steps;
-      p.range(
-        "save_steps",
-        `load_best_model_at_end needs save_steps to be a multiple of eval_steps ${c.eval_steps}, got ${c.save_steps}; ` +
-          `set save_steps: ${up}`,
-      );
+    } else if (c.save_strategy === "steps" && c.eval_steps !== null) {
+      const problem = saveEvalMismatch(c.save_steps, c.eval_steps);
+      if (problem) p.range("save_steps", `load_best_model_at_end needs ${problem}`);
     }
   }
   if (ok("save_strategy", "eval_strategy") && c.save_strategy === "best" && c.eval_strategy === "no") {
@@ -523,4 +516,42 @@ const UNSUPPORTED: [string, (c: TrainingConfig) => boolean, string][] = [
  */
 export function unsupportedSettings(config: TrainingConfig): string[] {
   return UNSUPPORTED.filter(([, bad]) => bad(config)).map(([k, , fix]) => `${k}: ${fix}`);
+}
+
+/**
+ * A step count that may also be a ratio of the run's steps (HF: `warmup_steps`, `logging_steps`,
+ * `eval_steps`, `save_steps` below 1 are "a ratio of total training steps", rounded up): a whole
+ * number >= `min`, or a ratio in (0, 1). `eval_steps` may also be null.
+ */
+function checkStepsOrRatio(
+  p: Problems,
+  c: Record<string, unknown>,
+  key: "warmup_steps" | "logging_steps" | "eval_steps" | "save_steps",
+  min: number,
+  bad: Set<string>,
+): void {
+  const v = c[key];
+  if (v === null && key === "eval_steps") return;
+  const spec = { kind: "number", min: 0, minExclusive: min > 0 } as const;
+  if (!checkValue(p, key, v, spec)) bad.add(key);
+  else if ((v as number) > 1 && !Number.isInteger(v)) {
+    p.range(key, `must be a whole number of steps or a ratio in (0, 1) of the run's steps, got ${v}`);
+  }
+}
+
+/**
+ * Why checkpoints every `save` steps miss evaluations every `evaluation` steps (HF's rule: a
+ * multiple, both whole numbers or both ratios of the run's steps), or null when they line up.
+ */
+function saveEvalMismatch(save: number, evaluation: number): string | null {
+  if ((save < 1) !== (evaluation < 1)) {
+    return `save_steps ${save} and eval_steps ${evaluation} both as whole numbers of steps or both as ratios of the run's steps`;
+  }
+  // Ratios compared in millionths, as HF does, so that 0.2 is a multiple of 0.1.
+  const [s, e] = save < 1 ? [Math.round(save * 1e6), Math.round(evaluation * 1e6)] : [save, evaluation];
+  if (s % e === 0) return null;
+  const up = Math.ceil(s / e) * e;
+  return `save_steps to be a multiple of eval_steps ${evaluation}, got ${save}; set save_steps: ${
+    save < 1 ? up / 1e6 : up
+  }`;
 }

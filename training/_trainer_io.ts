@@ -8,6 +8,7 @@ import { saveModel } from "../models/save.ts";
 import { plotTrainingCurves } from "../evaluation/plot.ts";
 import type { Tokenizer } from "../models/tokenizer/tokenizer.ts";
 import type { Transformer } from "../models/transformer.ts";
+import type { Tensor } from "../kernels/tensor.ts";
 import { removeStaleTemps, type TrainerState } from "./checkpoint.ts";
 import { mergeAdapter, saveAdapter } from "./peft.ts";
 import type { TrainingConfig } from "./config.ts";
@@ -295,6 +296,27 @@ export function loggedLoss(log: readonly Record<string, number>[]): [number, num
     prev = r.step;
   }
   return [total, steps];
+}
+
+/**
+ * A training log record: `base` (loss, grad_norm, learning_rate, epoch, step), the count of skipped
+ * non-finite steps when there were any, and each metric's mean over the `steps` since the last log
+ * (read back, and `metrics` emptied).
+ */
+export async function logRecord(
+  base: { loss: number; grad_norm: number; learning_rate: number; epoch: number; step: number },
+  nonfiniteSteps: number | undefined,
+  metrics: Map<string, Tensor>,
+  steps: number,
+): Promise<Record<string, number> & typeof base> {
+  const rec: Record<string, number> & typeof base = { ...base };
+  if (nonfiniteSteps) rec.nonfinite_steps = nonfiniteSteps;
+  for (const [k, t] of metrics) {
+    rec[k] = (await t.toArray())[0] / (steps || 1);
+    t.dispose();
+  }
+  metrics.clear();
+  return rec;
 }
 
 /** The numbers of a result, from this session's logs or, when it trained nothing, from the state's history. */

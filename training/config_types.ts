@@ -181,7 +181,7 @@ export interface TrainingConfig {
   warmup_ratio: number;
   /** `steps` (default), `epoch` or `no`. */
   logging_strategy: IntervalStrategy;
-  /** Steps between logs (default 500). */
+  /** Steps between logs (default 500); below 1, a ratio of the run's steps, rounded up (HF). */
   logging_steps: number;
   /** Also log after the first step (default false). */
   logging_first_step: boolean;
@@ -192,11 +192,11 @@ export interface TrainingConfig {
   report_to: ReportTarget[];
   /** `no` (default), `steps` or `epoch`. (`evaluation_strategy` is read as this, with a warning.) */
   eval_strategy: IntervalStrategy;
-  /** Steps between evaluations; required with `eval_strategy: steps` (default null). */
+  /** Steps between evaluations, required with `eval_strategy: steps` (default null); below 1, a ratio. */
   eval_steps: number | null;
   /** `steps` (default), `epoch`, `best` or `no`. */
   save_strategy: SaveStrategy;
-  /** Steps between checkpoints (default 500). */
+  /** Steps between checkpoints (default 500); below 1, a ratio of the run's steps, rounded up. */
   save_steps: number;
   /** Checkpoints kept (the best one is always kept); null keeps all (default). */
   save_total_limit: number | null;

@@ -142,6 +142,35 @@ export function getWarmupSteps(
   return Math.ceil(numTrainingSteps * (steps > 0 ? steps : ratio));
 }
 
+/** The steps between logs, evaluations and checkpoints of a run (see {@linkcode getIntervalSteps}). */
+export interface IntervalSteps {
+  logging: number;
+  eval: number | null;
+  save: number;
+}
+
+/**
+ * `logging_steps`, `eval_steps` and `save_steps` as the HF Trainer reads them: a value below 1 is
+ * a ratio of the run's `max_steps`, rounded up (`ceil(N * ratio)`), a value of 1 or more a number
+ * of steps.
+ * @param config the three fields (a whole `TrainingConfig` will do)
+ * @param numTrainingSteps the run's optimizer steps `N`
+ * @example
+ * ```ts
+ * import { getIntervalSteps } from "./schedule.ts";
+ * const e = getIntervalSteps({ logging_steps: 0.1, eval_steps: null, save_steps: 50 }, 95);
+ * if (e.logging !== 10 || e.eval !== null || e.save !== 50) throw new Error();
+ * ```
+ */
+export function getIntervalSteps(
+  config: { logging_steps: number; eval_steps: number | null; save_steps: number },
+  numTrainingSteps: number,
+): IntervalSteps {
+  const of = (v: number) => v < 1 ? Math.max(1, Math.ceil(numTrainingSteps * v)) : v;
+  const e = config.eval_steps;
+  return { logging: of(config.logging_steps), eval: e === null ? null : of(e), save: of(config.save_steps) };
+}
+
 /**
  * Build the schedule HF's `get_scheduler(name, optimizer, num_warmup_steps, num_training_steps,
  * scheduler_specific_kwargs)` would, for a config's scheduler fields.

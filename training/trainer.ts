@@ -41,17 +41,18 @@ import {
   type TrainerState,
 } from "./checkpoint.ts";
 import { saveTrainingConfig, type TrainingConfig, validateTrainingConfig } from "./config.ts";
-import { checkTrainerArgs, trainerProblems } from "./_trainer_check.ts";
+import { attachAdapters, checkTrainerArgs, trainerProblems } from "./_trainer_check.ts";
 import { callHook, type HookContext, type TrainerHooks } from "./hooks.ts";
 import { nonFinite, NonFiniteError, refuseNonFiniteLog } from "./_nonfinite.ts";
 
 export { NonFiniteError };
-import { createLrSchedule, type LrSchedule } from "./schedule.ts";
+import { createLrSchedule, getIntervalSteps, type LrSchedule } from "./schedule.ts";
 import {
   clearOutputDir,
   guardWrite,
   listenForSignals,
   loggedLoss,
+  logRecord,
   MetricsFile,
   prepareOutputDir,
   summaryOf,
@@ -59,7 +60,6 @@ import {
   writeRunEnd,
 } from "./_trainer_io.ts";
 import { resumeFrom, tokenizerFingerprint } from "./_trainer_resume.ts";
-import { attachAdapters } from "./_trainer_check.ts";
 import { trainableParameters } from "./peft.ts";
 import { acquireLock } from "../util/lock.ts";
 import { createProgress } from "../util/progress.ts";
@@ -506,7 +506,7 @@ export class Trainer {
     );
     await guardWrite(metrics.path, this.#lastCheckpoint, () => metrics.reset(st.log_history));
 
-    const schedule: LrSchedule = createLrSchedule(c, maxSteps);
+    const schedule: LrSchedule = createLrSchedule(c, maxSteps), every = getIntervalSteps(c, maxSteps);
     const ctx = (): HookContext => ({ state: this.state, config: c });
     let stop = await callHook(this.hooks, "on_train_begin", [ctx()]);
     let interrupted: "SIGINT" | "SIGTERM" | null = null;
@@ -662,7 +662,7 @@ export class Trainer {
         const step = st.global_step, last = step >= maxSteps;
 
         // ---- log ----
-        const logNow = last || (c.logging_strategy === "steps" && step % c.logging_steps === 0) ||
+        const logNow = last || (c.logging_strategy === "steps" && step % every.logging === 0) ||
           (c.logging_strategy === "epoch" && epochEnd) || (c.logging_first_step && step === 1);
         if ((logNow || stop) && sinceLog > 0) {
           const loss = (await logSum.toArray())[0] / sinceLog;
@@ -675,36 +675,27 @@ export class Trainer {
           const sinceLogMetrics = sinceLog;
           sinceLog = 0;
           lastLogStep = step;
-          const rec: Record<string, number> = {
-            loss,
-            grad_norm: gn,
-            learning_rate: schedule.lrAt(step),
-            epoch: st.epoch,
-            step,
-          };
-          if (st.nonfinite_steps) rec.nonfinite_steps = st.nonfinite_steps;
-          for (const [k, t] of logMetrics) {
-            rec[k] = (await t.toArray())[0] / (sinceLogMetrics || 1);
-            t.dispose();
-          }
-          logMetrics.clear();
+          const rec = await logRecord(
+            { loss, grad_norm: gn, learning_rate: schedule.lrAt(step), epoch: st.epoch, step },
+            st.nonfinite_steps,
+            logMetrics,
+            sinceLogMetrics,
+          );
           lossHistory.push(loss);
           normHistory.push(gn);
-          st.log_history.push(rec);
-          await guardWrite(metrics.path, this.#lastCheckpoint, () => metrics.append(rec));
-          const secs = (performance.now() - t0) / 1000;
-          progress.update(
-            step,
-            `loss ${loss.toFixed(4)} lr ${rec.learning_rate.toExponential(2)} ${
-              (tokensRun / secs).toFixed(0)
-            } tok/s`,
-          );
-          stop = (await callHook(this.hooks, "on_log", [ctx(), rec])) || stop;
+          // logging_strategy "no": the last step's loss feeds the summary's train_loss only (HF logs nothing)
+          if (c.logging_strategy !== "no") {
+            st.log_history.push(rec);
+            await guardWrite(metrics.path, this.#lastCheckpoint, () => metrics.append(rec));
+            const rate = `${(tokensRun / ((performance.now() - t0) / 1000)).toFixed(0)} tok/s`;
+            progress.update(step, `loss ${loss.toFixed(4)} lr ${rec.learning_rate.toExponential(2)} ${rate}`);
+            stop = (await callHook(this.hooks, "on_log", [ctx(), rec])) || stop;
+          }
         }
 
         // ---- evaluate, best metric, early stopping ----
         let improved = false;
-        const evalNow = (c.eval_strategy === "steps" && step % c.eval_steps! === 0) ||
+        const evalNow = (c.eval_strategy === "steps" && step % every.eval! === 0) ||
           (c.eval_strategy === "epoch" && (epochEnd || last)); // a cut-short last epoch ends too (HF)
         if (evalNow) {
           const t1 = performance.now();
@@ -724,7 +715,7 @@ export class Trainer {
         }
 
         // ---- save ----
-        const saveNow = (c.save_strategy === "steps" && (step % c.save_steps === 0 || last)) || // (HF: the end)
+        const saveNow = (c.save_strategy === "steps" && (step % every.save === 0 || last)) || // (HF: the end)
           (c.save_strategy === "epoch" && (epochEnd || last)) || (c.save_strategy === "best" && improved);
         if (saveNow) {
           if (improved) st.best_model_checkpoint = join(ckRoot, `step-${step}`);

@@ -54,6 +54,30 @@ Deno.test("checkpoints as HF's Trainer leaves them: the last step, a cut-short l
   assert.deepEqual(names(dir), ["step-2"]);
 });
 
+Deno.test("logging_steps, eval_steps and save_steps below 1 are ratios of max_steps, rounded up (HF)", async () => {
+  const be = await cpuBackend();
+  const dir = await Deno.makeTempDir();
+  const { model } = await run(be, {
+    output_dir: dir,
+    max_steps: 9,
+    gradient_accumulation_steps: 1,
+    logging_steps: 0.25, // ceil(2.25) = 3
+    eval_strategy: "steps",
+    eval_steps: 0.2, // ceil(1.8) = 2
+    save_strategy: "steps",
+    save_steps: 0.4, // ceil(3.6) = 4, plus the end
+    load_best_model_at_end: true,
+  }, { eval: true });
+  model.dispose();
+  const recs = (await Deno.readTextFile(join(dir, "metrics.jsonl"))).trim().split("\n").map((l) =>
+    JSON.parse(l)
+  );
+  assert.deepEqual(recs.filter((r) => "loss" in r && !("eval_loss" in r)).map((r) => r.step), [3, 6, 9]);
+  assert.deepEqual(recs.filter((r) => "eval_loss" in r).map((r) => r.step), [2, 4, 6, 8]);
+  const saved = [...Deno.readDirSync(join(dir, "checkpoints"))].map((e) => e.name).sort();
+  assert.ok(saved.includes("step-4") && saved.includes("step-8") && saved.includes("step-9"), saved.join());
+});
+
 Deno.test("load_best_model_at_end restores the best checkpoint, which save_total_limit never deletes", async () => {
   const be = await cpuBackend();
   const dir = await Deno.makeTempDir();

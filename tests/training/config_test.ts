@@ -218,12 +218,35 @@ Deno.test("validateTrainingConfig() checks the cross-field rules of TrainingArgu
     ],
     [{ report_to: ["none", "jsonl"] }, `"none" cannot be combined`],
     [{ warmup_steps: 2.5 }, "warmup_steps: must be a whole number of steps or a ratio in (0, 1)"],
+    [{ logging_steps: 2.5 }, "logging_steps: must be a whole number of steps or a ratio in (0, 1)"],
+    [{ logging_steps: 0 }, "logging_steps: must be > 0, got 0"],
+    [{ save_steps: -0.5 }, "save_steps: must be > 0"],
+    [{ eval_strategy: "steps", eval_steps: "0.1" }, "eval_steps: expected a number"],
+    [
+      { eval_strategy: "steps", eval_steps: 0.1, save_steps: 20, load_best_model_at_end: true },
+      "needs save_steps 20 and eval_steps 0.1 both as whole numbers of steps or both as ratios",
+    ],
+    [
+      { eval_strategy: "steps", eval_steps: 0.2, save_steps: 0.3, load_best_model_at_end: true },
+      "needs save_steps to be a multiple of eval_steps 0.2, got 0.3; set save_steps: 0.4",
+    ],
   ];
   for (const [obj, want] of cases) {
     const e = caught(() => validateTrainingConfig(obj, { file: "t.yaml" }));
     assert.ok(e instanceof RangeError || e instanceof TypeError);
     assert.ok(e.message.includes(want), `${JSON.stringify(obj)}: "${want}" missing in:\n${e.message}`);
   }
+});
+
+Deno.test("validateTrainingConfig() takes logging_steps, eval_steps and save_steps as ratios below 1 (HF)", () => {
+  const c = validateTrainingConfig({
+    logging_steps: 0.1,
+    eval_strategy: "steps",
+    eval_steps: 0.1,
+    save_steps: 0.3,
+    load_best_model_at_end: true,
+  });
+  assert.deepEqual([c.logging_steps, c.eval_steps, c.save_steps], [0.1, 0.1, 0.3]);
 });
 
 Deno.test("validateTrainingConfig() suggests HF names for other tools' keys but never takes them", () => {

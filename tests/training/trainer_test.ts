@@ -248,6 +248,29 @@ Deno.test("a run writes config.yaml, metrics.jsonl (HF log_history keys), model/
   await Deno.remove(dir, { recursive: true });
 });
 
+Deno.test("logging_strategy no writes no loss records, and the summary's train_loss is the run's mean", async () => {
+  const be = await cpuBackend();
+  const [quiet, loud] = [await Deno.makeTempDir(), await Deno.makeTempDir()];
+  const o = { max_steps: 4, eval_strategy: "steps", eval_steps: 2 } as const;
+  const a = await run(be, { ...o, output_dir: quiet, logging_strategy: "no", logging_steps: 500 }, {
+    eval: true,
+  });
+  const b = await run(be, { ...o, output_dir: loud, logging_steps: 4 }, { eval: true });
+  const recs = async (dir: string) =>
+    (await Deno.readTextFile(join(dir, "metrics.jsonl"))).trim().split("\n").map((l) => JSON.parse(l));
+  const q = await recs(quiet), l = await recs(loud);
+  // HF writes the evaluations and the summary only (it had also written the last step's loss)
+  assert.deepEqual(q.map((r) => Object.keys(r).sort().join()), [
+    "epoch,eval_loss,eval_perplexity,eval_runtime,step",
+    "epoch,eval_loss,eval_perplexity,eval_runtime,step",
+    "epoch,step,train_loss,train_runtime,train_steps_per_second",
+  ]);
+  assert.equal(q[2].train_loss, l.at(-1).train_loss);
+  assert.equal(a.result.final_loss, b.result.final_loss);
+  assert.match(await Deno.readTextFile(join(quiet, "report.md")), /eval_loss/);
+  for (const r of [a, b]) r.model.dispose();
+});
+
 Deno.test("num_train_epochs sets the steps: ceil(epochs * updates per epoch), updates never cross an epoch", async () => {
   const be = await cpuBackend();
   const dir = await Deno.makeTempDir();
