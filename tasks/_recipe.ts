@@ -372,6 +372,7 @@ export function resolveRecipe(flat: Record<string, unknown>, file = "recipe conf
     // the recipe reads its own data and model: the training config's fields say what it used
     model: s.model ?? "debian-base",
     dataset: s.dataset,
+    max_train_samples: s.max_train_samples, // (config.yaml had said null beside recipe.yaml's cap)
   } as Partial<TrainingConfig>);
   refuseUnreadFields(config, "recipe", `Cannot run recipe (${file})`);
   return { settings: s, training: config, flat: { ...flat, ...settings } };

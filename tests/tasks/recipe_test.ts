@@ -101,6 +101,8 @@ for (
         assert.equal(more.code, 0, more.err);
         assert.equal(JSON.parse(more.out).n, 8);
       }
+      // config.yaml names the cap the run trained under, as recipe.yaml does (it had said null)
+      assert.match(await Deno.readTextFile(join(out, "config.yaml")), /^max_train_samples: 24$/m);
       if (name === "summarization") {
         // offline (no --model): trained on extractive lead-oracle targets, as recipe.yaml records
         assert.match(r.err, /training on lead-oracle targets \(the first k words, median k \d+\)/);
