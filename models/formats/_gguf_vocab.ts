@@ -127,10 +127,29 @@ export async function tokenizerMetadata(tok: Tokenizer, config: ModelConfig): Pr
   if (pad !== null) meta.push(["tokenizer.ggml.padding_token_id", { type: "u32", value: pad }]);
   meta.push(["tokenizer.ggml.add_bos_token", { type: "bool", value: addBos }]);
   meta.push(["tokenizer.ggml.add_eos_token", { type: "bool", value: addEos }]);
+  // Templates are parsed before they are written: llama.cpp would only fail on one at chat time.
+  const renderer = new ChatTemplateRenderer();
   if (tok.chat_template !== null) {
-    // parsed before it is written: llama.cpp would only fail on it at chat time, far from here
-    new ChatTemplateRenderer().compile(tok.chat_template, "the tokenizer's chat_template");
+    renderer.compile(tok.chat_template, "the tokenizer's chat_template");
     meta.push(["tokenizer.chat_template", { type: "string", value: tok.chat_template }]);
   }
+  // Named templates (a list in tokenizer_config.json) as gguf-py writes them: each under
+  // tokenizer.chat_template.<name>, its name's characters outside [A-Za-z0-9] as "_", and the
+  // names in tokenizer.chat_templates.
+  const names: string[] = [];
+  for (const [name, template] of Object.entries(tok.chat_templates ?? {})) {
+    const key = name.replace(/[^A-Za-z0-9]/g, "_");
+    if (!key || typeof template !== "string") continue;
+    if (names.includes(key)) {
+      throw new RangeError(
+        `Cannot export GGUF: the tokenizer's chat templates "${name}" and another both become ` +
+          `tokenizer.chat_template.${key}; rename one in tokenizer_config.json`,
+      );
+    }
+    renderer.compile(template, `the tokenizer's chat_template "${name}"`);
+    meta.push([`tokenizer.chat_template.${key}`, { type: "string", value: template }]);
+    names.push(key);
+  }
+  if (names.length) meta.push(["tokenizer.chat_templates", { type: "array", item: "string", value: names }]);
   return meta;
 }

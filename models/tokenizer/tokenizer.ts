@@ -37,6 +37,7 @@ class HfTokenizer implements Tokenizer {
   readonly pad_token_id: number | null;
   readonly special_token_ids: readonly number[];
   readonly chat_template: string | null;
+  readonly chat_templates: Readonly<Record<string, string>>;
   readonly #hf: PreTrainedTokenizer;
   readonly #tokenizerText: string;
   readonly #config: Record<string, unknown>;
@@ -70,6 +71,8 @@ class HfTokenizer implements Tokenizer {
       : Array.isArray(template)
       ? (template.find((t) => t?.name === "default")?.template ?? null)
       : null;
+    const named = Array.isArray(template) ? template.filter((t) => t?.name !== "default") : [];
+    this.chat_templates = Object.freeze(Object.fromEntries(named.map((t) => [t.name, t.template])));
   }
 
   encode(text: string, options: EncodeOptions = {}): number[] {

@@ -69,6 +69,11 @@ export interface Tokenizer {
   readonly special_token_ids: readonly number[];
   /** The Jinja chat template, or null when there is none (then `applyChatTemplate` throws). */
   readonly chat_template: string | null;
+  /**
+   * The named templates besides the default, when `tokenizer_config.json` lists several
+   * (`[{name, template}]`, e.g. `tool_use`, `rag`): name -> template. Absent or empty otherwise.
+   */
+  readonly chat_templates?: Readonly<Record<string, string>>;
   /** Text -> ids. */
   encode(text: string, options?: EncodeOptions): number[];
   /** Ids -> text. An empty list gives "". */

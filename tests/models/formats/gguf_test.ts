@@ -19,6 +19,7 @@ import {
 } from "../../../models/formats/gguf.ts";
 import { generate } from "../../../models/generate.ts";
 import { loadModel } from "../../../models/pretrained.ts";
+import { loadTokenizer } from "../../../models/tokenizer/tokenizer.ts";
 import { trainBpeTokenizer } from "../../../models/tokenizer/bpe.ts";
 import type { Tokenizer } from "../../../models/tokenizer/types.ts";
 import { Transformer } from "../../../models/transformer.ts";
@@ -328,6 +329,41 @@ for (const outtype of ["f32", "f16", "q8_0", "q4_0"] as const) {
     }
   });
 }
+
+Deno.test("exportGguf() writes named chat templates as gguf-py does: tokenizer.chat_template.<name> and the list", async () => {
+  const model = await loadModel(`${REF}/llama`, { backend: await backend() });
+  await withTmp(async (dir) => {
+    await (await tokenizer()).save(`${dir}/tok`);
+    const cfgPath = `${dir}/tok/tokenizer_config.json`;
+    const cfg = JSON.parse(await Deno.readTextFile(cfgPath));
+    cfg.chat_template = [
+      { name: "default", template: "{% for m in messages %}{{ m.content }}{% endfor %}" },
+      { name: "tool_use", template: "{{ tools }}" },
+      { name: "rag-v2", template: "{{ documents }}" },
+    ];
+    await Deno.writeTextFile(cfgPath, JSON.stringify(cfg));
+    const tok = await loadTokenizer(`${dir}/tok`);
+    await exportGguf(model, `${dir}/m.gguf`, { tokenizer: tok, outtype: "f32" });
+    const m = (await parse(`${dir}/m.gguf`)).metadata;
+    assert.equal(m["tokenizer.chat_template"], cfg.chat_template[0].template);
+    assert.equal(m["tokenizer.chat_template.tool_use"], "{{ tools }}");
+    assert.equal(
+      m["tokenizer.chat_template.rag_v2"],
+      "{{ documents }}",
+      "name characters outside [A-Za-z0-9] as _",
+    );
+    assert.deepEqual(m["tokenizer.chat_templates"], ["tool_use", "rag_v2"]);
+    // a broken named template is refused at export, naming it
+    cfg.chat_template[1].template = "{% if tools %}";
+    await Deno.writeTextFile(cfgPath, JSON.stringify(cfg));
+    await rejects(
+      exportGguf(model, `${dir}/b.gguf`, { tokenizer: await loadTokenizer(`${dir}/tok`) }),
+      SyntaxError,
+      /chat_template "tool_use": .*never closed/,
+    );
+  });
+  model.dispose();
+});
 
 Deno.test("exportGgufAdapter() writes every fixture's LoRA as convert_lora_to_gguf.py does", async () => {
   for (const arch of FIXTURE_ARCHES) {
