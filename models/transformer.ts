@@ -29,7 +29,7 @@ import { Backend } from "../kernels/backend.ts";
 import { isObject, show } from "../util/problems.ts";
 import { add, dropout, dropoutSeed, uniformNoise } from "../kernels/elementwise.ts";
 import { embedding } from "../kernels/embedding.ts";
-import { crossEntropy, shiftLabels } from "../kernels/loss.ts";
+import { crossEntropy, type CrossEntropyOptions, shiftLabels } from "../kernels/loss.ts";
 import { matmul } from "../kernels/matmul.ts";
 import { linearQ4, type QuantizedTensor } from "../kernels/quant.ts";
 import { layerNorm, rmsNorm } from "../kernels/norm.ts";
@@ -394,16 +394,16 @@ export class Transformer {
 
   /**
    * Mean causal-LM cross-entropy (Hugging Face convention: logits at t predict labels at t + 1;
-   * label -100 is ignored), as a `[1]` tensor on the device.
+   * label -100 is ignored), as a `[1]` tensor on the device. `ce`: `label_smoothing` (torch's).
    */
-  loss(ids: Tensor, labels: Tensor, opts: ForwardOptions = {}): Tensor {
+  loss(ids: Tensor, labels: Tensor, opts: ForwardOptions = {}, ce: CrossEntropyOptions = {}): Tensor {
     const logits = this.forward(ids, opts);
     const [B, T] = ids.shape;
     const flat = view(logits, [B * T, this.config.vocab_size]);
     const shifted = shiftLabels(labels);
     const flatLabels = shifted.reshape([B * T]);
     shifted.dispose();
-    const loss = crossEntropy(flat, flatLabels);
+    const loss = crossEntropy(flat, flatLabels, ce);
     flatLabels.dispose();
     release(flat);
     return loss;
@@ -416,9 +416,15 @@ export class Transformer {
    * head, so the head and the cross-entropy see `[M, V]` logits, not `[B*T, V]`: the same mean, with
    * less work and memory when most positions are prompt (SFT with the loss on the answer only).
    */
-  lossAt(ids: Tensor, rows: Tensor, targets: Tensor, opts: ForwardOptions = {}): Tensor {
+  lossAt(
+    ids: Tensor,
+    rows: Tensor,
+    targets: Tensor,
+    opts: ForwardOptions = {},
+    ce: CrossEntropyOptions = {},
+  ): Tensor {
     const logits = this.logitsAt(ids, rows, opts);
-    const loss = crossEntropy(logits, targets);
+    const loss = crossEntropy(logits, targets, ce);
     release(logits);
     return loss;
   }

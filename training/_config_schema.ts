@@ -71,6 +71,7 @@ export const TOP_SPECS = {
   early_stopping_threshold: { kind: "number", min: 0 },
   gradient_checkpointing: { kind: "bool" },
   neftune_noise_alpha: { kind: "number", min: 0, nullable: true },
+  label_smoothing_factor: { kind: "number", min: 0, max: 1, maxExclusive: true },
   bf16: { kind: "bool" },
   fp16: { kind: "bool" },
   lora: { kind: "custom" },

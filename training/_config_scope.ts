@@ -31,6 +31,7 @@ const SFT_ONLY = [
   "packing_strategy",
   "completion_only_loss",
   "assistant_only_loss",
+  "label_smoothing_factor",
 ] as const;
 
 /** What each kind of run does not read: the fields, what they are (one, several), the fix. */

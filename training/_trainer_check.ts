@@ -101,6 +101,12 @@ export function trainerProblems(opts: TrainerInputs, config: TrainingConfig): st
         `pass compute_metrics that returns it`,
     );
   }
+  if (opts.compute_loss && config.label_smoothing_factor > 0) {
+    problems.push(
+      `label_smoothing_factor: compute_loss computes the loss itself, so the Trainer would not smooth it ` +
+        `(HF ignores it under compute_loss_func); smooth inside compute_loss or set label_smoothing_factor: 0`,
+    );
+  }
   return problems;
 }
 

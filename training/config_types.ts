@@ -218,6 +218,12 @@ export interface TrainingConfig {
    * size); evaluation and generation see none. The paper and TRL suggest 5. Default null (off).
    */
   neftune_noise_alpha: number | null;
+  /**
+   * Label smoothing of the training and evaluation loss (HF `label_smoothing_factor`, its
+   * `LabelSmoother`): `(1 - e) · nll + e · mean over the vocabulary of -log p`, torch's
+   * `label_smoothing`. Default 0 (off). SFT's; DPO smooths its own loss with `label_smoothing`.
+   */
+  label_smoothing_factor: number;
   /** Rejected when true: WebGPU has no bfloat16 (default false). */
   bf16: boolean;
   /** float16 compute where the adapter has shader-f16 (default false). */

@@ -404,12 +404,12 @@ export class Trainer {
       this.model.config.vocab_size,
     );
     try {
-      const opts = { ...b.opts, ...forward };
+      const opts = { ...b.opts, ...forward }, ce = { label_smoothing: this.config.label_smoothing_factor };
       return {
         // the LM head only where the loss counts when most positions are prompt (-100)
         loss: b.loss_at
-          ? this.model.lossAt(b.ids, b.loss_at.rows, b.loss_at.targets, opts)
-          : this.model.loss(b.ids, b.labels, opts),
+          ? this.model.lossAt(b.ids, b.loss_at.rows, b.loss_at.targets, opts, ce)
+          : this.model.loss(b.ids, b.labels, opts, ce),
         release: () => b.dispose(),
       };
     } catch (e) {

@@ -94,6 +94,10 @@ Deno.test("dpo: bad flags, values, rows and full fine-tuning without precomputed
     ["--config", cfg, "--packing", "false"],
     /^fledge: dpo: .*dpo\.yaml: packing false is an SFT setting/,
   );
+  await rejects(
+    ["--config", cfg, "--label_smoothing_factor", "0.1"],
+    /label_smoothing_factor 0\.1 is an SFT setting; remove it/,
+  );
   assertFails(
     await cli(["sft", "--config", cfg, "--disable_dropout", "true"]),
     2,

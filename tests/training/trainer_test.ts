@@ -271,6 +271,72 @@ Deno.test("logging_strategy no writes no loss records, and the summary's train_l
   for (const r of [a, b]) r.model.dispose();
 });
 
+Deno.test("label_smoothing_factor smooths the training and evaluation loss as HF's LabelSmoother", async () => {
+  const be = await cpuBackend();
+  const e = 0.1, V = mc.vocab_size, T = evalSet.block_size;
+  const trainer = (label_smoothing_factor: number, o: Record<string, unknown> = {}) =>
+    createTrainer({
+      model: Transformer.init(mc, be, { seed: 3 }),
+      config: getTrainingArgs({
+        output_dir: Deno.makeTempDirSync(),
+        max_steps: 1,
+        save_strategy: "no",
+        label_smoothing_factor,
+        per_device_train_batch_size: 2,
+        ...o,
+      }),
+      train_dataset: train,
+      eval_dataset: evalSet,
+      progress: false,
+    });
+  // eval_loss against the formula on the model's own logits: (1 - e) nll + e mean_v(-log p_v)
+  const t = trainer(e);
+  const got = (await t.evaluate()).eval_loss;
+  let sum = 0, plain = 0, n = 0;
+  for (let b = 0; b < evalSet.num_blocks; b++) {
+    const ids = evalSet.block(b);
+    const logits = t.model.forward(be.fromArray(Int32Array.from(ids), [1, T], "i32"));
+    const x = await logits.toArray();
+    logits.dispose();
+    for (let i = 0; i + 1 < T; i++) {
+      const row = Array.from(x.subarray(i * V, (i + 1) * V));
+      const m = Math.max(...row), lse = m + Math.log(row.reduce((a, v) => a + Math.exp(v - m), 0));
+      const mean = row.reduce((a, v) => a + lse - v, 0) / V;
+      sum += (1 - e) * (lse - row[ids[i + 1]]) + e * mean;
+      plain += lse - row[ids[i + 1]];
+      n++;
+    }
+  }
+  assert.ok(Math.abs(got - sum / n) < 1e-5, `${got} vs ${sum / n}`);
+  assert.ok(Math.abs(got - plain / n) > 1e-3, `the unsmoothed loss ${plain / n} is told apart`);
+  // and training: one step with and without it gives other weights
+  const [a, b] = [trainer(0), trainer(e)];
+  await a.train();
+  await b.train();
+  const wa = await a.model.p("embed.weight").toArray(), wb = await b.model.p("embed.weight").toArray();
+  assert.ok(wa.some((v, i) => v !== wb[i]), "smoothing changed the update");
+  for (const x of [t, a, b]) {
+    x.model.dispose();
+    x.dispose();
+  }
+  // a compute_loss of one's own would never be smoothed: refused rather than ignored
+  assert.throws(
+    () =>
+      createTrainer({
+        model: Transformer.init(mc, be, { seed: 3 }),
+        config: getTrainingArgs({
+          output_dir: Deno.makeTempDirSync(),
+          max_steps: 1,
+          label_smoothing_factor: e,
+        }),
+        train_dataset: train,
+        compute_loss: () => ({ loss: be.zeros([1]) }),
+        progress: false,
+      }),
+    /label_smoothing_factor: compute_loss computes the loss itself/,
+  );
+});
+
 Deno.test("num_train_epochs sets the steps: ceil(epochs * updates per epoch), updates never cross an epoch", async () => {
   const be = await cpuBackend();
   const dir = await Deno.makeTempDir();
