@@ -64,6 +64,33 @@ function checkTokenizerJson(t: Record<string, unknown>, model: Record<string, un
     );
     if (i >= 0) throw bad(`model.merges[${i}]`, `"a b" or ["a", "b"]`, merges[i]);
   }
+  if (vocab && typeof vocab === "object" && !Array.isArray(vocab)) {
+    const ids = vocab as Record<string, unknown>;
+    for (const [token, id] of Object.entries(ids)) {
+      if (!Number.isSafeInteger(id) || (id as number) < 0) {
+        throw bad(`model.vocab["${token}"]`, "an id >= 0", id);
+      }
+    }
+    // As tokenizers' BPE builder: each merge's parts, and what they make, are vocabulary tokens
+    // (an unknown one had loaded and silently never merged).
+    if (model.type === "BPE" && Array.isArray(merges)) {
+      const prefix = typeof model.continuing_subword_prefix === "string"
+        ? model.continuing_subword_prefix
+        : "";
+      for (const [i, m] of merges.entries()) {
+        const [a, b] = typeof m === "string" ? splitMerge(m) : m as string[];
+        const made = a + (prefix && b?.startsWith(prefix) ? b.slice(prefix.length) : b);
+        const missing = [a, b, made].find((x) => x === undefined || !Object.hasOwn(ids, x));
+        if (missing !== undefined) {
+          throw new SyntaxError(
+            `Cannot load tokenizer from ${path}: model.merges[${i}] ${JSON.stringify(m)} names ` +
+              `${missing === undefined ? "one part only" : `"${missing}", which is not in model.vocab`}; ` +
+              `fix or remove that merge`,
+          );
+        }
+      }
+    }
+  }
   const added = t.added_tokens;
   if (added !== undefined && added !== null) {
     if (!Array.isArray(added)) throw bad("added_tokens", "a list", added);
@@ -73,6 +100,12 @@ function checkTokenizerJson(t: Record<string, unknown>, model: Record<string, un
     );
     if (i >= 0) throw bad(`added_tokens[${i}]`, "{id: integer, content: string, ...}", added[i]);
   }
+}
+
+/** A merge written `"a b"`: its two parts (one part when there is no space). */
+function splitMerge(m: string): string[] {
+  const at = m.indexOf(" ");
+  return at < 0 ? [m] : [m.slice(0, at), m.slice(at + 1)];
 }
 
 /**

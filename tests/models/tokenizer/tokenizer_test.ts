@@ -435,6 +435,16 @@ Deno.test("loadTokenizer() names the missing or broken file", async () => {
           (t: Tok) => (t.added_tokens = [{ id: "x" }]),
           /added_tokens\[0\] must be \{id: integer, content: string/,
         ],
+        // loaded before, as Rust tokenizers refuses them: a string id (encode then gave strings) and
+        // a merge of unknown tokens (it never merged)
+        [
+          (t: Tok) => ((t.model.vocab as Record<string, unknown>)["!"] = "2"),
+          /model\.vocab\["!"\] must be an id >= 0, got "2"/,
+        ],
+        [
+          (t: Tok) => (t.model.merges as unknown[]).unshift("zzq yyq"),
+          /model\.merges\[0\] "zzq yyq" names "zzq", which is not in model\.vocab; fix or remove that merge/,
+        ],
       ] as const
     ) {
       const t = structuredClone(good);
