@@ -8,9 +8,11 @@ import { parse as parseYaml } from "npm:yaml@^2.9";
 import { type FlagSpec, parseFlags } from "../util/flags.ts";
 import { isObject } from "../util/problems.ts";
 import {
+  getTrainingArgs,
   loadTrainingConfig,
   overrideConfig,
   refuseUnreadFields,
+  RESOLVED_CONFIG_HEADER,
   type RunKind,
   TRAINING_CONFIG_KEYS,
   type TrainingConfig,
@@ -70,9 +72,20 @@ export async function configFromArgs(
     overrideConfig(base, overrides),
     { file: file ? `${file} + command-line flags` : "command-line flags", defaults },
   );
-  // the fields spelt out, even at their defaults: `--disable_dropout true` to sft reads as an order
-  const written = file ? parseYaml(await Deno.readTextFile(file)) : null;
-  const given = [...Object.keys(overrides), ...(isObject(written) ? Object.keys(written) : [])];
+  // the fields spelt out, even at their defaults: `--disable_dropout true` to sft reads as an order;
+  // but a config fledge wrote resolved (a run's config.yaml, best_config.yaml) restates every default
+  const text = file ? await Deno.readTextFile(file) : "";
+  const written = file ? parseYaml(text) : null;
+  const resolved = text.startsWith(RESOLVED_CONFIG_HEADER);
+  const plain = getTrainingArgs({}) as unknown as Record<string, unknown>;
+  const fromCommand = (defaults ?? {}) as Record<string, unknown>;
+  const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
+  const fromFile = isObject(written)
+    ? Object.keys(written).filter((k) =>
+      !resolved || !(same(written[k], plain[k]) || (k in fromCommand && same(written[k], fromCommand[k])))
+    )
+    : [];
+  const given = [...Object.keys(overrides), ...fromFile];
   refuseUnreadFields(config, opts.kind, file ? `${cmd}: ${file}` : cmd, given);
   return config;
 }

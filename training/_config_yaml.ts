@@ -79,13 +79,17 @@ function ordered(obj: Record<string, unknown>, order: readonly string[]): Record
 }
 
 /**
+ * The first line of a config fledge wrote resolved (a run's config.yaml, a search's
+ * best_config.yaml): its fields at their defaults restate them rather than ask for them.
+ */
+export const RESOLVED_CONFIG_HEADER =
+  "# fledge TrainingConfig (resolved: every field, defaults included). Fields: training/config.ts";
+
+/**
  * YAML text of a validated config (or some of its fields): top-level, `model_config`, `lora`,
  * `quantization` and kwargs in schema order, after `header` (a comment line).
  */
-export function configToYaml(
-  config: Record<string, unknown>,
-  header = "# fledge TrainingConfig (resolved: every field, defaults included). Fields: training/config.ts",
-): string {
+export function configToYaml(config: Record<string, unknown>, header = RESOLVED_CONFIG_HEADER): string {
   const top = ordered(config, Object.keys(TOP_SPECS));
   const sections: [string, readonly string[]][] = [
     ["model_config", MODEL_CONFIG_KEYS],

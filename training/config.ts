@@ -50,7 +50,8 @@ import {
 } from "./_config_recipes.ts";
 import { unsupportedSettings, validateConfig } from "./_config_validate.ts";
 import { DPO_ONLY_FIELDS, type RunKind, unreadFieldProblems } from "./_config_scope.ts";
-import { configToYaml, readConfigFile } from "./_config_yaml.ts";
+import { configToYaml, readConfigFile, RESOLVED_CONFIG_HEADER } from "./_config_yaml.ts";
+export { RESOLVED_CONFIG_HEADER };
 import { isLegacyConfig, migrateLegacy } from "./_config_legacy.ts";
 import type { LrSchedulerKwargs, LrSchedulerType } from "./schedule.ts";
 import type { LoraConfig, QuantizationConfig, TrainingConfig } from "./config_types.ts";

@@ -130,6 +130,12 @@ Deno.test("train: a tiny preset trains from YAML + flag overrides (HF names, hyp
   assert.equal(saved.seed, 7);
   assert.equal(saved.per_device_train_batch_size, 2, "from the file");
   assert.throws(() => Deno.statSync(join(dir, "overridden")), Deno.errors.NotFound);
+  // the run's config.yaml trains again as written (its DPO fields restate their defaults; they had
+  // been refused as "DPO settings"); a DPO field changed in it is still refused
+  const again = await cli(["train", "-c", join(out, "config.yaml"), "--output_dir", join(dir, "run-again")]);
+  assert.equal(again.code, 0, again.err);
+  const edited = (await Deno.readTextFile(join(out, "config.yaml"))).replace(/^beta: .*$/m, "beta: 0.5");
+  await rejects(["-c", await yaml("edited.yaml", edited)], /beta 0\.5 is a DPO setting/);
 });
 
 Deno.test("train: a preset takes its tokenizer's size, so sampling from it never draws an id the tokenizer lacks", async () => {
