@@ -101,7 +101,9 @@ export async function searchStudyQueued(
               `fix the cause and rerun to continue (finished trials are kept)`,
           );
         } else {
-          if (job.state === "waiting") waiting++;
+          // a trial held by no worker of ours that lives (ours died, or this is a rerun) needs one
+          // too: a live worker's lease() takes it back once its lease expires (BullMQ's stalled jobs)
+          if (job.state === "waiting" || !pool.runs(job.worker)) waiting++;
           const r = await readReport(c.study_dir, number);
           if (r && JSON.stringify(r.intermediate_values) !== JSON.stringify(t.intermediate_values)) {
             t.intermediate_values = r.intermediate_values;
@@ -143,11 +145,17 @@ function defaultWorkerCommand(): string[] {
 /** The worker processes this search starts: started while trials wait, stopped at the end. */
 class LocalWorkers {
   #alive = new Set<Deno.ChildProcess>();
+  #names = new Set<string>();
   #started = 0;
   #stopping = false;
   #o: ParallelOptions & LoopOptions;
   constructor(o: ParallelOptions & LoopOptions) {
     this.#o = o;
+  }
+
+  /** Whether `worker` names a worker of this process that is still running. */
+  runs(worker: string | null): boolean {
+    return worker !== null && this.#names.has(worker);
   }
 
   /** Start workers up to `local_workers` while trials wait (a worker that exited is replaced). */
@@ -183,6 +191,7 @@ class LocalWorkers {
       throw new Error(`Cannot start a search worker (${cmd}): ${(e as Error).message}`);
     }
     this.#alive.add(p);
+    this.#names.add(name);
     const log = this.#o.log;
     (async () => {
       let rest = "";
@@ -195,6 +204,7 @@ class LocalWorkers {
     })().catch(() => {});
     p.status.then((s) => {
       this.#alive.delete(p);
+      this.#names.delete(name);
       if (!s.success && !this.#stopping) log(`search: worker ${name} exited with code ${s.code}`);
     });
   }

@@ -11,6 +11,7 @@ import { assert, ROOT } from "../_assert.ts";
 import { assertFails, cli } from "./_cli.ts";
 import { HAS_REDIS, startRedis } from "./_redis.ts";
 import { debianText, searchYaml } from "../_search.ts";
+import { loadSearchConfig, runSearch } from "../../training/search.ts";
 
 /** A tiny study: 4 trials of 16 steps, evaluated and checkpointed every 4. */
 const studyYaml = (data: string, study: string) => searchYaml(data, study, { steps: 16 });
@@ -174,6 +175,45 @@ Deno.test("cli search --workers 2 with workers of its own: one SIGKILLed mid-tri
       } catch { /* exited */ }
       await p.output().catch(() => {});
     }
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("runSearch with a local worker that dies mid-trial starts another, which takes the trial back once its lease expires", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "fledge-search-workers-" });
+  try {
+    const data = await dataset(dir);
+    const study = join(dir, "one");
+    await Deno.writeTextFile(join(dir, "one.yaml"), searchYaml(data, study, { steps: 16, extra: "" }));
+    const config = await loadSearchConfig(join(dir, "one.yaml"));
+    config.n_trials = 1;
+    // The first worker is SIGKILLed once its trial has a checkpoint; the search had then waited for ever
+    // (the trial stayed active, and only waiting trials started workers).
+    const real = `"${Deno.execPath()}" run -A --unstable-kv "${ROOT}/cli.ts"`;
+    const script = `if [ ! -e "${dir}/died" ]; then touch "${dir}/died"; ${real} "$@" & pid=$!; ` +
+      `until [ -e "${study}/trials/trial-0000/checkpoints/step-4" ]; do sleep 0.05; done; ` +
+      `kill -9 $pid; exit 137; else exec ${real} "$@"; fi`;
+    const lines: string[] = [];
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const r = await Promise.race([
+      runSearch(config, {
+        workers: 1,
+        local_workers: 1,
+        lease: 2,
+        worker_command: ["bash", "-c", script, "worker"],
+        log: (l) => lines.push(l),
+        progress: false,
+      }),
+      new Promise<never>((_, no) => {
+        timer = setTimeout(() => no(new Error(`the search hung:\n${lines.join("\n")}`)), 240_000);
+      }),
+    ]).finally(() => clearTimeout(timer));
+    assert.equal(r.n_complete, 1, lines.join("\n"));
+    assert.match(lines.join("\n"), /worker .*search-1 exited with code 137/);
+    const [job] = await jobs(`kv:${study}/queue.sqlite`);
+    assert.deepEqual([job.state, job.attempts], ["completed", 2]);
+    assert.match(job.log.join("\n"), /attempt 2 resumes from .*checkpoints\/step-\d+/);
+  } finally {
     await Deno.remove(dir, { recursive: true });
   }
 });
