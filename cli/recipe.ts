@@ -15,6 +15,7 @@ import { runSummarization } from "../tasks/summarization.ts";
 import { runTranslation } from "../tasks/translation.ts";
 import type { RecipeResult, RunRecipeOptions } from "../tasks/recipe.ts";
 import type { CliIO, Command } from "./command.ts";
+import { shellQuote } from "./_config_args.ts";
 
 const RECIPES: Record<string, (o: Record<string, unknown>, opts: RunRecipeOptions) => Promise<RecipeResult>> =
   {
@@ -86,6 +87,12 @@ function parseValue(s: string): unknown {
   }
 }
 
+/** Whether `arg` is `--resume_from_checkpoint` / `--output_dir` (`flagOnly`: without its value, not `--x=v`). */
+function isResumeOrOut(arg: string, flagOnly = false): boolean {
+  const re = /^--(resume[-_]from[-_]checkpoint|output[-_]dir)/;
+  return flagOnly ? re.test(arg) && !arg.includes("=") : re.test(arg);
+}
+
 /** The `recipe` command. */
 export const command: Command = {
   summary: "run a task recipe (summarization, translation, sst2, debian-sections) from data to report",
@@ -133,6 +140,14 @@ export const command: Command = {
       );
     }
     const r = await run(overrides, { handle_signals: true });
+    if (r.interrupted) {
+      // the same command, resuming in the run folder (the run's settings are the flags': recipe.yaml
+      // records them, but a resume reads the flags); as train does, no folder on stdout and 130 / 143
+      const again = rest.filter((a, i) => !isResumeOrOut(a) && !isResumeOrOut(rest[i - 1] ?? "", true));
+      again.push("--resume_from_checkpoint", "true", "--output_dir", r.output_dir);
+      io.stderr(`fledge: resume with: deno task cli recipe ${name} ${again.map(shellQuote).join(" ")}\n`);
+      return r.interrupted === "SIGINT" ? 130 : 143;
+    }
     io.stdout(`${r.output_dir}\n`);
   },
 };

@@ -222,7 +222,8 @@ async function recipeRun(
     trainer.dispose();
     if (result.interrupted) {
       log(
-        `fledge: ${s.name}: stopped by ${result.interrupted}; resume with --resume_from_checkpoint true --output_dir ${c.output_dir}`,
+        `fledge: ${s.name}: stopped by ${result.interrupted}; resume with the same settings and ` +
+          `resume_from_checkpoint: true, output_dir: ${c.output_dir}`,
       );
       return {
         output_dir: c.output_dir,

@@ -174,7 +174,7 @@ export async function resumeFrom(r: ResumeInputs): Promise<{ dir: string; state:
   }
   if (changed.length) {
     r.log(`resume: continuing from ${dir} although ${changed.join("; ")} (allow_changed_data)`);
-  }
+  } else r.log(`resume: continuing from ${dir} at step ${savedState.global_step}`);
   await loadCheckpoint(dir, { model: r.model, optimizer: r.optimizer ?? undefined });
   const state: TrainerState = { ...savedState, data_fingerprint: data };
   if (tokenizer) state.tokenizer_fingerprint = tokenizer;
