@@ -7,6 +7,7 @@
  */
 import { closest } from "../util/problems.ts";
 import { parseFlags } from "../util/flags.ts";
+import { parse as parseYaml } from "npm:yaml@^2.9";
 import {
   DEFAULT_TRAINING_CONFIG,
   TRAINING_PRESETS,
@@ -97,6 +98,18 @@ function problemsOf(e: Error): string[] {
   return items.length ? items : [lines.join(" ")];
 }
 
+/** A recipe's config (tasks/configs/*.yaml) is checked by the recipe, not as a training config. */
+async function refuseRecipeConfig(file: string): Promise<void> {
+  const obj = await Deno.readTextFile(file).then((t) => parseYaml(t)).catch(() => null); // its own errors come later
+  const task = obj && typeof obj === "object" ? (obj as Record<string, unknown>).task : undefined;
+  if (typeof task === "string" && ["summarization", "translation", "classification"].includes(task)) {
+    throw new TypeError(
+      `config validate: ${file} is a recipe's config (task: ${task}), not a training config; the recipe ` +
+        `checks it before anything runs: deno task cli recipe <name> --config ${file}`,
+    );
+  }
+}
+
 /** An error of the user's file (exit 2), as opposed to a failure of fledge. */
 function isInputError(e: unknown): e is Error {
   return e instanceof TypeError || e instanceof RangeError || e instanceof SyntaxError ||
@@ -106,6 +119,7 @@ function isInputError(e: unknown): e is Error {
 async function validate(file: string, json: boolean, io: CliIO): Promise<number | void> {
   let m: ConfigMigration;
   try {
+    await refuseRecipeConfig(file);
     m = await migrateConfigFile(file);
   } catch (e) {
     if (!json || !isInputError(e)) throw e;

@@ -16,6 +16,7 @@ import { runTranslation } from "../tasks/translation.ts";
 import type { RecipeResult, RunRecipeOptions } from "../tasks/recipe.ts";
 import type { CliIO, Command } from "./command.ts";
 import { shellQuote } from "./_config_args.ts";
+import { closest } from "../util/problems.ts";
 
 const RECIPES: Record<string, (o: Record<string, unknown>, opts: RunRecipeOptions) => Promise<RecipeResult>> =
   {
@@ -79,6 +80,22 @@ async function readConfigYaml(path: string): Promise<unknown> {
   }
 }
 
+/** A `--config` field no recipe reads is one line naming the file and the field (as a flag would be). */
+function refuseUnknownFields(file: Record<string, unknown>, path: string): void {
+  const known = recipeFlagNames();
+  const unknown = Object.keys(file).filter((k) => !known.includes(k));
+  if (!unknown.length) return;
+  const k = unknown[0];
+  const hint = k === "model_dir"
+    ? `it records where a run's base model was (a run's recipe.yaml); remove it, or pass --model ${file[k]}`
+    : `${closest(k, known) ? `did you mean ${closest(k, known)}? ` : ""}see \`deno task cli recipe --help\``;
+  throw new TypeError(
+    `recipe: ${path}: unknown field ${k}${
+      unknown.length > 1 ? ` (and ${unknown.length - 1} more)` : ""
+    }; ${hint}`,
+  );
+}
+
 function parseValue(s: string): unknown {
   try {
     return JSON.parse(s);
@@ -121,6 +138,7 @@ export const command: Command = {
         throw new SyntaxError(`recipe: ${v.config} must hold a mapping of fields`);
       }
       file = obj as Record<string, unknown>;
+      refuseUnknownFields(file, v.config);
     }
     const flags: Record<string, unknown> = {};
     for (const [k, val] of Object.entries(v)) {

@@ -126,6 +126,7 @@ export function migrateLegacy(
     (typeof model === "string" && !Object.hasOwn(PRESETS, model));
   const m = new Mapper(obj, !checkpoint);
   const top = m.sink(obj);
+  const unknownTop: string[] = [];
   for (const [k, v] of Object.entries(obj)) {
     const section = Object.hasOwn(SECTIONS, k) ? SECTIONS[k] : undefined;
     if (section && isObject(v)) {
@@ -147,14 +148,28 @@ export function migrateLegacy(
       top.to(k, v, Object.entries(v).map(([f, x]) => [`model_config.${f}`, x]));
     } else if (Object.hasOwn(TOP_SPECS, k)) {
       top.to(k, v, [[k, v]]);
-    } else {
-      unknown(m.p, k, [...Object.keys(FLAT), ...FLEDGE_KEYS], "legacy config");
+    } else unknownTop.push(k);
+  }
+  // A file of fledge's own names with a typo is a training config, not another tool's (the message
+  // had called every such file "a legacy config")
+  const legacy = m.formats.size > 0;
+  for (const k of unknownTop) {
+    if (legacy) unknown(m.p, k, [...Object.keys(FLAT), ...FLEDGE_KEYS], "legacy config");
+    else {
+      const hint = closest(k, Object.keys(TOP_SPECS));
+      m.p.type(
+        k,
+        `unknown key${hint ? `; did you mean ${hint}?` : ""} (see TrainingConfig in training/config.ts)`,
+      );
     }
   }
   m.applySoft();
   finishModel(m);
   if (Object.keys(m.model).length > 0) m.fields.model_config = m.model;
-  m.p.throwIfAny("Cannot migrate the legacy config", opts.file, { locate: true, line: opts.line });
+  m.p.throwIfAny(legacy ? "Cannot migrate the legacy config" : "Invalid training config", opts.file, {
+    locate: true,
+    line: opts.line,
+  });
   return { formats: [...m.formats], config: m.fields, mapping: m.lines };
 }
 

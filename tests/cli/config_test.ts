@@ -7,7 +7,7 @@
 import { join } from "node:path";
 import { parse as parseYaml } from "npm:yaml@^2.9";
 import { DEFAULT_TRAINING_CONFIG, TRAINING_PRESETS } from "../../training/config.ts";
-import { assert } from "../_assert.ts";
+import { assert, ROOT } from "../_assert.ts";
 import { assertFails, cliProcess, type CliRun } from "./_cli.ts";
 
 const dir = await Deno.makeTempDir({ prefix: "fledge-config-cli-" });
@@ -158,6 +158,19 @@ Deno.test("config validate: ok, every problem, an unknown legacy key in one line
   const r = await config("validate", legacy, "--json");
   assert.equal(r.code, 2);
   assert.match(JSON.parse(r.out).problems[0], /flash_attn: unknown key/);
+  // a typo in a file of fledge's own names is a training config's, not "a legacy config" (it had said so)
+  const typo = await file("typo.yaml", "model: tiny\nlerning_rate: 1.0e-3\n");
+  assertFails(
+    await config("validate", typo),
+    2,
+    /Invalid training config in .*typo\.yaml: .*typo\.yaml:2: lerning_rate: unknown key; did you mean learning_rate\?/,
+  );
+  // a recipe's config is the recipe's to check (it had listed its fields as 6 unknown legacy keys)
+  assertFails(
+    await config("validate", `${ROOT}/tasks/configs/sst2.yaml`),
+    2,
+    /sst2\.yaml is a recipe's config \(task: classification\), not a training config; .*deno task cli recipe <name> --config/,
+  );
   // A key fledge cannot honour: refused with the reason, not dropped.
   const bf16 = await file("bf16.json", JSON.stringify({ n_layer: 2, dtype: "bfloat16", bias: false }));
   const e = await config("migrate", bf16);

@@ -656,6 +656,13 @@ Deno.test("recipes refuse bad input in one line before training", async () => {
       2,
       /recipe: cannot parse --config .*bad\.yaml:2:1: .*; fix the YAML$/,
     );
+    // a misspelt field in it: the file and a did-you-mean, as the flag gets (it had named getTrainingArgs)
+    await Deno.writeTextFile(join(root, "typo.yaml"), "num_beam: 2\n");
+    assertFails(
+      await recipe("sst2", join(root, "a3"), ["--config", join(root, "typo.yaml")]),
+      2,
+      /recipe: .*typo\.yaml: unknown field num_beam; did you mean num_beams\?/,
+    );
     const noTok = join(root, "model");
     await Deno.mkdir(noTok);
     await Deno.writeTextFile(join(noTok, "config.json"), "{}");
