@@ -47,8 +47,13 @@ const FIELDS: Record<DebianTask, string[]> = {
   "classification-binary": ["text", "label"],
 };
 
-/** The default folder, beside the checkout: `<repo>/../shared/datasets/debian`. */
+/**
+ * The Debian datasets folder: `FLEDGE_DEBIAN_DATA` when set, else beside the checkout,
+ * `<repo>/../shared/datasets/debian`.
+ */
 export function debianRoot(): string {
+  const own = Deno.env.get("FLEDGE_DEBIAN_DATA");
+  if (own) return own;
   const url = new URL("../../shared/datasets/debian", import.meta.url);
   if (url.protocol !== "file:") {
     throw new TypeError(
@@ -56,6 +61,30 @@ export function debianRoot(): string {
     );
   }
   return fileURLToPath(url);
+}
+
+/**
+ * Check that the Debian `files` (paths under `root`, e.g. `summarization/train.jsonl`) exist before
+ * `what` starts, in one line saying where they were looked for and how to point elsewhere.
+ * @throws {Deno.errors.NotFound} naming the first missing file
+ */
+export function requireDebianFiles(
+  what: string,
+  files: readonly string[],
+  root: string = debianRoot(),
+): void {
+  for (const f of files) {
+    const path = join(root, f);
+    try {
+      Deno.statSync(path);
+    } catch (e) {
+      if (!(e instanceof Deno.errors.NotFound)) throw e;
+      throw new Deno.errors.NotFound(
+        `Cannot ${what}: it reads the Debian datasets, and ${path} does not exist; put the datasets ` +
+          `(datasets/debian of the shared folder) at ${root}, or set FLEDGE_DEBIAN_DATA to their folder`,
+      );
+    }
+  }
 }
 
 /**

@@ -276,7 +276,8 @@ async function fromDebian(o: Options): Promise<RawData> {
   const dir = join(root, t);
   if (!exists(dir)) {
     throw new Deno.errors.NotFound(
-      `Cannot load ${o.task} data from Debian ${t}: ${dir} does not exist; put the Debian datasets at ${root}, or pass --dataset`,
+      `Cannot load ${o.task} data from Debian ${t}: ${dir} does not exist; put the Debian datasets at ${root} ` +
+        `(or set FLEDGE_DEBIAN_DATA to their folder), or pass --dataset`,
     );
   }
   const keep = o.level === undefined ? undefined : (r: DataRecord) => r.level === o.level;

@@ -14,7 +14,7 @@
  */
 import { join } from "node:path";
 import { createBackend } from "../kernels/backend.ts";
-import { type DebianRecord, debianRoot, loadDebian } from "../data/debian.ts";
+import { type DebianRecord, debianRoot, loadDebian, requireDebianFiles } from "../data/debian.ts";
 import { buildTextDatasets } from "../data/text_dataset.ts";
 import { type ModelConfig, presetConfig, withTokenIds } from "../models/config.ts";
 import { loadModel } from "../models/pretrained.ts";
@@ -226,6 +226,7 @@ export function withRepeatedParagraph(docs: readonly string[], every: number): s
 export async function ensureBaseModel(opts: BaseModelOptions = {}): Promise<BaseModelInfo> {
   const config = resolveBaseModelConfig(opts.config);
   const root = opts.root ?? debianRoot();
+  requireDebianFiles("pre-train the Debian base model", TRAIN_FILES, root);
   const log = opts.log ?? ((line: string) => console.error(line));
   const cache = opts.cache_dir ?? baseModelCacheDir();
   const dir = join(cache, await cacheKey(config, root));

@@ -11,7 +11,7 @@
  */
 import { join } from "node:path";
 import { createBackend } from "../kernels/backend.ts";
-import { debianRoot } from "../data/debian.ts";
+import { debianRoot, requireDebianFiles } from "../data/debian.ts";
 import { generate } from "../models/generate.ts";
 import { loadModel } from "../models/pretrained.ts";
 import { loadTokenizer } from "../models/tokenizer/tokenizer.ts";
@@ -77,6 +77,7 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
   // long (116 s) and reached 5.32 (2.38 bits per byte): this little training is worth more steps of
   // a smaller model than fewer of a larger one.
   const steps = opts.max_steps ?? 1200;
+  requireDebianFiles("run the demo", ["summarization/train.jsonl", "summarization/validation.jsonl"]);
   if (opts.overwrite_output_dir && opts.output_dir === undefined) {
     throw new RangeError(
       "Cannot run the demo: overwrite_output_dir replaces a given output_dir, and none is given (the demo " +

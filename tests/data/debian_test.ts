@@ -1,5 +1,5 @@
 import { assert, SHARED } from "../_assert.ts";
-import { debianRoot, loadDebian } from "../../data/debian.ts";
+import { debianRoot, loadDebian, requireDebianFiles } from "../../data/debian.ts";
 
 const root = `${SHARED}/datasets/debian`;
 
@@ -87,4 +87,25 @@ Deno.test("loadDebian() explains bad tasks, splits, levels and roots", async () 
     name: "NotFound",
     message: /\/nonexistent\/debian\/summarization does not exist; pass root/,
   });
+});
+
+Deno.test("FLEDGE_DEBIAN_DATA moves the Debian folder; requireDebianFiles names a missing file and both fixes", async () => {
+  const empty = await Deno.makeTempDir();
+  const before = Deno.env.get("FLEDGE_DEBIAN_DATA");
+  try {
+    Deno.env.set("FLEDGE_DEBIAN_DATA", `${SHARED}/datasets/debian`);
+    assert.equal(debianRoot(), `${SHARED}/datasets/debian`);
+    requireDebianFiles("run the demo", ["summarization/train.jsonl"]);
+    Deno.env.set("FLEDGE_DEBIAN_DATA", empty);
+    assert.throws(
+      () => requireDebianFiles("run the demo", ["summarization/train.jsonl"]),
+      Deno.errors.NotFound,
+      `Cannot run the demo: it reads the Debian datasets, and ${empty}/summarization/train.jsonl does not exist; ` +
+        `put the datasets (datasets/debian of the shared folder) at ${empty}, or set FLEDGE_DEBIAN_DATA to their folder`,
+    );
+  } finally {
+    if (before === undefined) Deno.env.delete("FLEDGE_DEBIAN_DATA");
+    else Deno.env.set("FLEDGE_DEBIAN_DATA", before);
+    await Deno.remove(empty);
+  }
 });
