@@ -31,6 +31,7 @@ import {
 } from "../tasks/_recipe.ts";
 import type { CliIO, Command } from "./command.ts";
 import { noteAdapterBase } from "./_model.ts";
+import { RECIPE_NAMES, unknownRecipe } from "./recipe.ts";
 
 const USAGE = `usage: deno task cli eval --task summarization|translation|classification --model DIR
          [--adapter DIR] [--data FILE.jsonl] [--max_samples N] [--num_beams K] [--json]
@@ -98,6 +99,7 @@ export const EVAL_SWITCHES: readonly string[] = Object.freeze(
 
 /** The newest finished run (has recipe.yaml) of a recipe under runs/. */
 async function newestRun(name: string): Promise<string> {
+  if (!RECIPE_NAMES.includes(name)) throw new TypeError(`eval: --recipe: ${unknownRecipe(name)}`);
   let best: [number, string] | null = null;
   try {
     for await (const e of Deno.readDir("runs")) {
@@ -135,6 +137,11 @@ async function evalRun(args: string[], io: CliIO): Promise<void> {
   }
   if (v.split_lines && v.no_split_lines) {
     throw new TypeError("eval: --split_lines and --no_split_lines exclude each other");
+  }
+  if (v.model && !(await pathExists(v.model))) {
+    throw new Deno.errors.NotFound(
+      `eval: --model ${v.model} does not exist; give a model folder or a recipe's run folder`,
+    );
   }
   const dir = v.model ?? await newestRun(v.recipe!);
   // A run folder: its settings, its model/ or its base model + adapter/.

@@ -104,6 +104,20 @@ function parseValue(s: string): unknown {
   }
 }
 
+/** The recipes' names, as `deno task cli recipe <name>` takes them. */
+export const RECIPE_NAMES: readonly string[] = Object.keys(RECIPES);
+
+/** The deno task names of the recipes that differ from theirs (`train:cnn` runs summarization). */
+const TASK_NAMES: Record<string, string> = { cnn: "summarization", wmt: "translation" };
+
+/** Why `name` is no recipe: the recipes, and the one a task name (cnn, wmt) runs. */
+export function unknownRecipe(name: string): string {
+  const as = TASK_NAMES[name];
+  return `unknown recipe "${name}"; ` +
+    (as ? `deno task train:${name} runs recipe ${as} (its runs are runs/${as}...); ` : "") +
+    `the recipes are ${Object.keys(RECIPES).join(", ")}`;
+}
+
 /** Whether `arg` is `--resume_from_checkpoint` / `--output_dir` (`flagOnly`: without its value, not `--x=v`). */
 function isResumeOrOut(arg: string, flagOnly = false): boolean {
   const re = /^--(resume[-_]from[-_]checkpoint|output[-_]dir)/;
@@ -124,11 +138,7 @@ export const command: Command = {
       );
     }
     const run = RECIPES[name];
-    if (!run) {
-      throw new TypeError(
-        `recipe: unknown recipe "${name}"; the recipes are ${Object.keys(RECIPES).join(", ")}`,
-      );
-    }
+    if (!run) throw new TypeError(`recipe: ${unknownRecipe(name)}`);
     const v = parseFlags("recipe", rest, FLAGS) as Record<string, string | boolean | undefined>;
     if (v.help) return io.stdout(USAGE + "\n");
     let file: Record<string, unknown> = {};

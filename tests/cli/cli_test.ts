@@ -55,6 +55,17 @@ Deno.test("main() rejects an unknown command in one line with a hint and code 2"
     2,
     /unknown command "frobnicate" \(commands: train, sft, .*generate/,
   );
+  // a recipe by its deno task's name (train:cnn), and an eval of a folder that does not exist (it had
+  // said "not a recipe's run folder; give --task")
+  const cnn =
+    /unknown recipe "cnn"; deno task train:cnn runs recipe summarization \(its runs are runs\/summarization/;
+  assertFails(await cli(["recipe", "cnn"]), 2, cnn);
+  assertFails(await cli(["eval", "--recipe", "cnn"]), 2, cnn);
+  assertFails(
+    await cli(["eval", "--model", "runs/no-such-run"]),
+    2,
+    /eval: --model runs\/no-such-run does not exist/,
+  );
 });
 
 Deno.test("main() joins a multi-line error into one line", async () => {
