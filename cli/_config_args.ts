@@ -14,6 +14,7 @@ import {
   refuseUnreadFields,
   RESOLVED_CONFIG_HEADER,
   type RunKind,
+  TEXT_FIELDS,
   TRAINING_CONFIG_KEYS,
   type TrainingConfig,
   validateTrainingConfig,
@@ -27,9 +28,11 @@ const ALIASES: Record<string, keyof TrainingConfig> = {
 const FLAGS: Record<string, FlagSpec> = { config: { type: "string", short: "c" } };
 for (const k of [...TRAINING_CONFIG_KEYS, ...Object.keys(ALIASES)]) FLAGS[k] = { type: "string" };
 
-function parseValue(s: string): unknown {
+/** A flag's value: JSON when it parses, else text; a number-like value of a `text` field stays text. */
+export function parseFlagValue(s: string, text: boolean): unknown {
   try {
-    return JSON.parse(s);
+    const v = JSON.parse(s);
+    return typeof v === "number" && text ? s : v;
   } catch {
     return s;
   }
@@ -58,7 +61,7 @@ export async function configFromArgs(
       throw new TypeError(`${cmd}: --${named[field]} and --${k} both set ${field}; give one`);
     }
     named[field] = k;
-    overrides[field] = parseValue(s);
+    overrides[field] = parseFlagValue(s, TEXT_FIELDS.has(field));
   }
   const file = v.config as string | undefined;
   if (!file && !Object.keys(overrides).length) {

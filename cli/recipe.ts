@@ -9,13 +9,13 @@
 import { parse as parseYaml, YAMLParseError } from "npm:yaml@^2.9";
 import { type FlagSpec, parseFlags } from "../util/flags.ts";
 import { recipeFlagNames } from "../tasks/_recipe.ts";
-import { overrideConfig } from "../training/config.ts";
+import { overrideConfig, TEXT_FIELDS } from "../training/config.ts";
 import { runClassification } from "../tasks/classification.ts";
 import { runSummarization } from "../tasks/summarization.ts";
 import { runTranslation } from "../tasks/translation.ts";
 import type { RecipeResult, RunRecipeOptions } from "../tasks/recipe.ts";
 import type { CliIO, Command } from "./command.ts";
-import { shellQuote } from "./_config_args.ts";
+import { parseFlagValue, shellQuote } from "./_config_args.ts";
 import { closest } from "../util/problems.ts";
 
 const RECIPES: Record<string, (o: Record<string, unknown>, opts: RunRecipeOptions) => Promise<RecipeResult>> =
@@ -96,13 +96,22 @@ function refuseUnknownFields(file: Record<string, unknown>, path: string): void 
   );
 }
 
-function parseValue(s: string): unknown {
-  try {
-    return JSON.parse(s);
-  } catch {
-    return s;
-  }
-}
+/** The recipe fields that hold text: a number-like value of them (`--name 2024`) stays text. */
+const RECIPE_TEXT = new Set([
+  "task",
+  "name",
+  "dataset",
+  "dataset_config",
+  "debian_task",
+  "level",
+  "translation_direction",
+  "source_column",
+  "target_column",
+  "eval_file",
+  "train_targets",
+  "model",
+  "prompt_style",
+]);
 
 /** The recipes' names, as `deno task cli recipe <name>` takes them. */
 export const RECIPE_NAMES: readonly string[] = Object.keys(RECIPES);
@@ -152,7 +161,9 @@ export const command: Command = {
     }
     const flags: Record<string, unknown> = {};
     for (const [k, val] of Object.entries(v)) {
-      if (k !== "config" && k !== "help" && typeof val === "string") flags[k] = parseValue(val);
+      if (k !== "config" && k !== "help" && typeof val === "string") {
+        flags[k] = parseFlagValue(val, RECIPE_TEXT.has(k) || TEXT_FIELDS.has(k));
+      }
     }
     // --label_names a,b as cli eval takes it (a JSON list works too)
     if (typeof flags.label_names === "string") {

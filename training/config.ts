@@ -51,7 +51,16 @@ import {
 import { unsupportedSettings, validateConfig } from "./_config_validate.ts";
 import { DPO_ONLY_FIELDS, type RunKind, unreadFieldProblems } from "./_config_scope.ts";
 import { configToYaml, readConfigFile, RESOLVED_CONFIG_HEADER } from "./_config_yaml.ts";
+import { TOP_SPECS } from "./_config_schema.ts";
 export { RESOLVED_CONFIG_HEADER };
+
+/**
+ * The fields that hold text (paths, names, columns): a command-line value of them that looks like a
+ * number (`--output_dir 2024`) stays text, as argparse reads a flag by its field's type.
+ */
+export const TEXT_FIELDS: ReadonlySet<string> = new Set(
+  Object.entries(TOP_SPECS).filter(([, s]) => s.kind === "string").map(([k]) => k),
+);
 import { isLegacyConfig, migrateLegacy } from "./_config_legacy.ts";
 import type { LrSchedulerKwargs, LrSchedulerType } from "./schedule.ts";
 import type { LoraConfig, QuantizationConfig, TrainingConfig } from "./config_types.ts";

@@ -134,6 +134,14 @@ Deno.test("train: a tiny preset trains from YAML + flag overrides (HF names, hyp
   // been refused as "DPO settings"); a DPO field changed in it is still refused
   const again = await cli(["train", "-c", join(out, "config.yaml"), "--output_dir", join(dir, "run-again")]);
   assert.equal(again.code, 0, again.err);
+  // a number-like value of a text field stays text, as argparse reads it (it had been refused as a number)
+  const numbered = await cliProcess(
+    ["train", "-c", join(out, "config.yaml"), "--output_dir", "2024"],
+    {},
+    dir,
+  );
+  assert.equal(numbered.code, 0, numbered.err);
+  assert.ok(Deno.statSync(join(dir, "2024", "config.yaml")).isFile);
   const edited = (await Deno.readTextFile(join(out, "config.yaml"))).replace(/^beta: .*$/m, "beta: 0.5");
   await rejects(["-c", await yaml("edited.yaml", edited)], /beta 0\.5 is a DPO setting/);
 });
