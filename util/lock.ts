@@ -51,7 +51,18 @@ export interface AcquireLockOptions {
    * For an unreadable lock file, `stale.pid` is 0 and `stale.started` the file's modification time.
    */
   onTakeover?: (stale: LockInfo, path: string) => void;
+  /** The lock file's name inside `dir` (default {@linkcode LOCK_FILE}), e.g. one lock per cached blob. */
+  name?: string;
+  /**
+   * How long to wait, in ms, for a live holder to release the lock before throwing `Busy`
+   * (default 0: throw at once; `Infinity`: wait as long as the holder lives, as huggingface_hub's
+   * blob locks do). A holder that dies meanwhile is taken over as a stale lock.
+   */
+  wait_ms?: number;
 }
+
+/** Pause between two looks at a lock held by a live process. */
+const POLL_MS = 50;
 
 /** An unreadable lock younger than this may be one being written: wait instead of taking it over. */
 const WRITE_GRACE_MS = 2000;
@@ -63,10 +74,12 @@ const STUCK_MS = 10_000;
 /**
  * Take the exclusive lock of the run folder `dir` (which must exist), taking over a stale lock.
  * @param dir the run folder
- * @param opts `command` to record, `onTakeover` to hear of a stale lock taken over
+ * @param opts `command` to record, `onTakeover` to hear of a stale lock taken over, `name` of the
+ *   lock file, `wait_ms` to wait for a live holder
  * @returns the held lock; call `release()` when the run ends
  * @throws {Deno.errors.Busy} one line naming the folder, the holder's pid, host and start time, and the
  *   fix, when a live process (this one included) or a process on another host holds the lock
+ *   (still, after `wait_ms`)
  * @throws {Deno.errors.NotFound} when `dir` does not exist
  * @example
  * ```ts
@@ -86,7 +99,9 @@ const STUCK_MS = 10_000;
  * ```
  */
 export async function acquireLock(dir: string, opts: AcquireLockOptions = {}): Promise<RunLock> {
-  const path = join(dir, LOCK_FILE);
+  const name = opts.name ?? LOCK_FILE;
+  const path = join(dir, name);
+  const waitUntil = Date.now() + (opts.wait_ms ?? 0);
   const info: LockInfo = {
     pid: Deno.pid,
     host: Deno.hostname(),
@@ -94,19 +109,25 @@ export async function acquireLock(dir: string, opts: AcquireLockOptions = {}): P
     command: opts.command ?? defaultCommand(),
   };
   const text = JSON.stringify(info) + "\n";
-  const until = Date.now() + TRY_MS;
+  let until = Date.now() + TRY_MS;
   while (Date.now() < until) {
     if (await createExclusive(path, text)) {
       // Taken over while being written (only after a stall of WRITE_GRACE_MS): the other one won.
       const now = asLockInfo(await readText(path));
       if (now?.pid === info.pid && now.started === info.started) return held(path, info);
-      if (now) throw busy(dir, now);
+      if (now) throw busy(dir, name, now);
       continue;
     }
     const seen = await readText(path);
     if (seen === null) continue; // released in between: try again
     const other = asLockInfo(seen);
-    if (other && !(await isStale(other))) throw busy(dir, other);
+    if (other && !(await isStale(other))) {
+      if (Date.now() >= waitUntil) throw busy(dir, name, other);
+      // A live holder is not churn: wait for it without counting against TRY_MS.
+      await new Promise((r) => setTimeout(r, Math.min(POLL_MS, Math.max(1, waitUntil - Date.now()))));
+      until = Date.now() + TRY_MS;
+      continue;
+    }
     const modified = other ? null : await mtime(path);
     if (other || !modified || Date.now() - modified.getTime() >= WRITE_GRACE_MS) {
       if (await takeOver(path, seen, text)) {
@@ -118,7 +139,7 @@ export async function acquireLock(dir: string, opts: AcquireLockOptions = {}): P
     await new Promise((r) => setTimeout(r, 20 + Math.random() * 30));
   }
   throw new Deno.errors.Busy(
-    `Cannot use ${dir}: its ${LOCK_FILE} stayed unreadable or kept changing for ${TRY_MS / 1000} s; ` +
+    `Cannot use ${dir}: its ${name} stayed unreadable or kept changing for ${TRY_MS / 1000} s; ` +
       `remove ${path} if no run uses ${dir}`,
   );
 }
@@ -163,12 +184,12 @@ function asLockInfo(v: unknown): LockInfo | null {
   return ok ? { pid: o.pid!, host: o.host!, started: o.started!, command: o.command! } : null;
 }
 
-function busy(dir: string, h: LockInfo): Deno.errors.Busy {
+function busy(dir: string, name: string, h: LockInfo): Deno.errors.Busy {
   const cmd = h.command ? ` (${h.command.replace(/\s+/g, " ")})` : "";
   const remote = h.host !== Deno.hostname() ? " (fledge cannot check a process on another host)" : "";
   return new Deno.errors.Busy(
     `Cannot use ${dir}: it is in use by pid ${h.pid}${cmd} on host ${h.host} since ${h.started} ` +
-      `(${LOCK_FILE})${remote}; wait for that run to end, or remove ${join(dir, LOCK_FILE)} if it is gone`,
+      `(${name})${remote}; wait for that run to end, or remove ${join(dir, name)} if it is gone`,
   );
 }
 
@@ -238,7 +259,7 @@ async function takeOver(path: string, seen: string, text: string): Promise<boole
     if (since && Date.now() - since.getTime() > STUCK_MS) {
       // Removing it here could let two processes in (each removing the other's fresh one): ask.
       throw new Deno.errors.Busy(
-        `Cannot use ${dirname(path)}: a takeover of its stale ${LOCK_FILE} was interrupted at ` +
+        `Cannot use ${dirname(path)}: a takeover of its stale ${basename(path)} was interrupted at ` +
           `${since.toISOString()}; remove ${guard} if no other run is starting there`,
       );
     }

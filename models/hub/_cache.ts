@@ -7,6 +7,7 @@
  *   refs/<revision>                     text file holding the commit hash of that branch or tag
  *   blobs/<etag>                        the file contents, named by the ETag (sha256 for LFS files)
  *   blobs/<etag>.incomplete             a download in progress (resumed with a Range request)
+ * <cache>/.locks/models--org--name/<etag>.lock   held while that blob downloads (one writer per blob)
  *   snapshots/<commit>/<path>           relative symlink to ../../blobs/<etag> (a copy if links fail)
  * ```
  * @module
@@ -147,15 +148,20 @@ export async function writeRef(storage: string, revision: string, commit: string
  */
 export async function linkBlob(blob: string, snapshot: string): Promise<void> {
   await Deno.mkdir(dirname(snapshot), { recursive: true });
+  // A link made aside and renamed over the old one: two callers linking the same file at once
+  // never see it missing, nor fail on the other's link.
+  const tmp = `${snapshot}.${Deno.pid}-${crypto.randomUUID().slice(0, 8)}.link`;
   try {
-    await Deno.remove(snapshot);
-  } catch (e) {
-    if (!(e instanceof Deno.errors.NotFound)) throw e;
-  }
-  try {
-    await Deno.symlink(relative(dirname(snapshot), blob), snapshot);
+    await Deno.symlink(relative(dirname(snapshot), blob), tmp);
   } catch {
     await copyFileAtomic(blob, snapshot);
+    return;
+  }
+  try {
+    await Deno.rename(tmp, snapshot);
+  } catch (e) {
+    await Deno.remove(tmp).catch(() => {});
+    throw e;
   }
 }
 

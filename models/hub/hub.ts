@@ -6,7 +6,7 @@
  * `HF_TOKEN` and `HF_HUB_DISABLE_PROGRESS_BARS`; options override each of them.
  * @module
  */
-import { dirname, join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { HubError } from "./types.ts";
 import {
   checkRelativePath,
@@ -28,6 +28,7 @@ import {
 import { describe, fileMeta, hubFetch, type HubTarget, statusError, transfer } from "./_http.ts";
 import { verifySnapshot } from "./_verify.ts";
 import { copyFileAtomic, isDirSync, isFileSync, moveFileAtomic, writeDirAtomic } from "../../util/atomic.ts";
+import { acquireLock } from "../../util/lock.ts";
 import { agree, checkPathArg } from "../../util/problems.ts";
 
 export { HubError, type HubErrorKind } from "./types.ts";
@@ -233,15 +234,26 @@ async function downloadResolved(r: Resolved, filename: string, force: boolean): 
   const blob = join(r.storage, "blobs", meta.etag);
   const snapshot = join(r.storage, "snapshots", commit, filename);
   if (force || !(await exists(blob))) {
-    await Deno.mkdir(dirname(blob), { recursive: true });
-    const partial = `${blob}.incomplete`;
-    await transfer(meta.location, partial, t, {
-      size: meta.size,
-      etag: meta.etag,
-      max_retries: r.maxRetries,
-      progress: r.progress,
+    // One writer per blob, across calls and processes (huggingface_hub's `.locks/<repo>/<etag>.lock`):
+    // the others wait, then find the finished blob.
+    const locks = join(r.cacheDir, ".locks", basename(r.storage));
+    await Deno.mkdir(locks, { recursive: true });
+    await using _lock = await acquireLock(locks, {
+      name: `${meta.etag}.lock`,
+      command: `download ${t.repo_id}/${filename}`,
+      wait_ms: Infinity,
     });
-    await moveFileAtomic(partial, blob);
+    if (force || !(await exists(blob))) {
+      await Deno.mkdir(dirname(blob), { recursive: true });
+      const partial = `${blob}.incomplete`;
+      await transfer(meta.location, partial, t, {
+        size: meta.size,
+        etag: meta.etag,
+        max_retries: r.maxRetries,
+        progress: r.progress,
+      });
+      await moveFileAtomic(partial, blob);
+    }
   }
   await linkBlob(blob, snapshot);
   await writeRef(r.storage, t.revision, commit);

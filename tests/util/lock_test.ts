@@ -70,6 +70,22 @@ Deno.test("acquireLock() refuses a folder this process already holds, naming pid
   });
 });
 
+Deno.test("acquireLock() with wait_ms waits for a live holder of a named lock file, then takes it", async () => {
+  await withDir(async (dir) => {
+    const first = await acquireLock(dir, { name: "x.lock" });
+    assert.ok((await Deno.stat(join(dir, "x.lock"))).isFile);
+    const t0 = Date.now();
+    setTimeout(() => first.release(), 200);
+    const second = await acquireLock(dir, { name: "x.lock", wait_ms: 5000 });
+    assert.ok(Date.now() - t0 >= 150, `took ${Date.now() - t0} ms`);
+    // a short wait still ends in the one-line Busy naming the lock file
+    const e = await acquireLock(dir, { name: "x.lock", wait_ms: 100 }).catch((e) => e);
+    assert.ok(e instanceof Deno.errors.Busy && e.message.includes("(x.lock)"), String(e));
+    await second.release();
+    await assert.rejects(Deno.stat(join(dir, LOCK_FILE)), Deno.errors.NotFound);
+  });
+});
+
 Deno.test("acquireLock() takes over the lock of a dead process and says so", async () => {
   await withDir(async (dir) => {
     const pid = await deadPid();

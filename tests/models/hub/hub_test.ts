@@ -98,6 +98,49 @@ Deno.test("hubDownload() resumes a cut download with a Range request", async () 
   });
 });
 
+Deno.test("two downloads of one blob at once into one cache both succeed, and the file is fetched once", async () => {
+  await withHub({ models: { [ID]: files } }, async (hub, cache) => {
+    const opts = { ...base(hub, cache), filename: "model.safetensors" };
+    const [a, b, folder] = await Promise.all([
+      hubDownload(opts),
+      hubDownload(opts),
+      snapshotDownload(ID, { ...base(hub, cache), allow_patterns: ["model.safetensors"] }),
+    ]);
+    for (const p of [a, b, `${folder}/model.safetensors`]) {
+      assert.deepEqual(await Deno.readFile(p), files["model.safetensors"]);
+    }
+    const gets = hub.requests.filter((r) => r.server === "cdn" && r.method === "GET");
+    assert.equal(gets.length, 1, JSON.stringify(gets));
+    const storage = `${cache}/models--fledge-test--tiny-gpt2`;
+    assert.deepEqual(
+      [...Deno.readDirSync(`${storage}/blobs`)].map((e) => e.name).filter((n) => !/^[0-9a-f]+$/.test(n)),
+      [],
+    );
+    // the lock (huggingface_hub's .locks/<repo>/<etag>.lock) is gone once the download ends
+    assert.deepEqual([...Deno.readDirSync(`${cache}/.locks/models--fledge-test--tiny-gpt2`)], []);
+  });
+});
+
+Deno.test("two processes downloading one blob into one cache both succeed, and the file is fetched once", async () => {
+  const hubUrl = new URL("../../../models/hub/hub.ts", import.meta.url).href;
+  await withHub({ models: { [ID]: files } }, async (hub, cache) => {
+    const code = `import { hubDownload } from "${hubUrl}";
+      console.log(await hubDownload(${
+      JSON.stringify({ ...base(hub, cache), filename: "model.safetensors" })
+    }));`;
+    const run = () => new Deno.Command(Deno.execPath(), { args: ["eval", code], stdout: "piped" }).output();
+    const outs = await Promise.all([run(), run()]);
+    for (const o of outs) {
+      assert.ok(o.success);
+      assert.deepEqual(
+        await Deno.readFile(new TextDecoder().decode(o.stdout).trim()),
+        files["model.safetensors"],
+      );
+    }
+    assert.equal(hub.requests.filter((r) => r.server === "cdn" && r.method === "GET").length, 1);
+  });
+});
+
 Deno.test("hubDownload() keeps the partial file when retries run out, and the next call resumes it", async () => {
   const cut = { file: "model.safetensors", after: 4096, times: 1 };
   await withHub({ models: { [ID]: files }, cut }, async (hub, cache) => {
