@@ -8,7 +8,7 @@
  *   every answer carries `X-Repo-Commit`; 404s carry `X-Error-Code` like the hub;
  * - `Range: bytes=N-` (206 / 416) on the bytes.
  * Faults for tests: a required token (401 without, 403 with another), a connection cut after N
- * bytes, an announced size larger than the file, corrupted bytes. Every request is logged.
+ * bytes, a body that stalls after N bytes, an announced size larger than the file, corrupted bytes. Every request is logged.
  * @module
  */
 import { createHash } from "node:crypto";
@@ -26,6 +26,8 @@ export interface HubServerOptions {
   token?: string;
   /** Close the connection after `after` bytes of the body of `file`, for the first `times` GETs. */
   cut?: { file: string; after: number; times: number };
+  /** Send `after` bytes of the body of `file`, then nothing (the connection stays open), for the first `times` GETs. */
+  stall?: { file: string; after: number; times: number };
   /** Announce these sizes (bytes) for these files instead of the real ones (a truncated server). */
   announce?: Record<string, number>;
   /** Serve these files with one byte flipped (the ETag stays the one of the true bytes). */
@@ -80,6 +82,7 @@ export function startHubServer(opts: HubServerOptions): HubServer {
   const requests: LoggedRequest[] = [];
   const commitOf = (id: string) => hex("sha1", id);
   const cuts = { ...(opts.cut ?? { file: "", after: 0, times: 0 }) };
+  const stalls = { ...(opts.stall ?? { file: "", after: 0, times: 0 }) };
   const blobs = new Map<string, { file: string; data: Uint8Array }>();
   for (const repos of [opts.models ?? {}, opts.datasets ?? {}]) {
     for (const files of Object.values(repos)) {
@@ -126,6 +129,31 @@ export function startHubServer(opts: HubServerOptions): HubServer {
           }
           await new Promise((r) => setTimeout(r, 10));
           c.close();
+        },
+      });
+      return new Response(stream, { status, headers });
+    }
+    if (stalls.file === file && stalls.times > 0) {
+      stalls.times--;
+      const part = slice.subarray(0, stalls.after);
+      let sent = false;
+      let wake = () => {};
+      // Enqueue a prefix, then hang until the client gives up (cancel) or 30 s pass.
+      const stream = new ReadableStream<Uint8Array>({
+        async pull(c) {
+          if (!sent) {
+            sent = true;
+            c.enqueue(part);
+            return;
+          }
+          await new Promise<void>((r) => {
+            const timer = setTimeout(r, 30_000);
+            wake = () => (clearTimeout(timer), r());
+          });
+          c.close();
+        },
+        cancel() {
+          wake();
         },
       });
       return new Response(stream, { status, headers });

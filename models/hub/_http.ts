@@ -9,7 +9,7 @@ import { errorChain } from "../../util/format.ts";
 import { createHash } from "node:crypto";
 import { HubError } from "./types.ts";
 import { createProgress } from "../../util/progress.ts";
-import { isSha256, type RepoType } from "./_cache.ts";
+import { envGet, isSha256, type RepoType } from "./_cache.ts";
 
 /** Who is asking for what: used in requests and in every error message (never holds the token's value in text). */
 export interface HubTarget {
@@ -31,6 +31,24 @@ export interface FileMeta {
 }
 
 const TIMEOUT_MS = 10_000;
+
+/**
+ * The longest wait, in ms, for the answer to a download request and then between two chunks of
+ * its body: `HF_HUB_DOWNLOAD_TIMEOUT` seconds as in huggingface_hub, default 10. A body that stalls
+ * longer is a dropped connection (retried with a Range request).
+ */
+export function downloadTimeoutMs(): number {
+  const text = envGet("HF_HUB_DOWNLOAD_TIMEOUT");
+  if (text === undefined) return TIMEOUT_MS;
+  const secs = Number(text);
+  if (!(secs > 0) || !Number.isFinite(secs)) {
+    throw new RangeError(
+      `Cannot use HF_HUB_DOWNLOAD_TIMEOUT=${JSON.stringify(text)}: it is not a positive number of seconds; ` +
+        `set it like 10, or unset it`,
+    );
+  }
+  return secs * 1000;
+}
 const MAX_REDIRECTS = 10;
 const USER_AGENT = `fledge/0.1; deno/${Deno.version.deno}`;
 
@@ -92,10 +110,10 @@ export async function statusError(res: Response, t: HubTarget, url: string): Pro
   );
 }
 
-async function fetchOnce(url: string, init: RequestInit, t: HubTarget): Promise<Response> {
+async function fetchOnce(url: string, init: RequestInit, t: HubTarget, ms: number): Promise<Response> {
   // A timer we clear ourselves (rather than AbortSignal.timeout) so no timer outlives the call.
   const ctl = new AbortController();
-  const timer = setTimeout(() => ctl.abort(new Error(`no answer within ${TIMEOUT_MS / 1000} s`)), TIMEOUT_MS);
+  const timer = setTimeout(() => ctl.abort(new Error(`no answer within ${ms / 1000} s`)), ms);
   try {
     return await fetch(url, { ...init, redirect: "manual", signal: ctl.signal });
   } catch (e) {
@@ -113,7 +131,13 @@ async function fetchOnce(url: string, init: RequestInit, t: HubTarget): Promise<
 export async function hubFetch(
   url: string,
   t: HubTarget,
-  opts: { method: "GET" | "HEAD"; follow: "relative" | "all"; headers?: Record<string, string> },
+  opts: {
+    method: "GET" | "HEAD";
+    follow: "relative" | "all";
+    headers?: Record<string, string>;
+    /** How long to wait for the answer's headers (default 10 s). */
+    timeout_ms?: number;
+  },
 ): Promise<{ res: Response; url: string }> {
   const origin = new URL(t.endpoint).origin;
   for (let hop = 0; hop <= MAX_REDIRECTS; hop++) {
@@ -123,7 +147,7 @@ export async function hubFetch(
       ...opts.headers,
     };
     if (t.token && new URL(url).origin === origin) headers.authorization = `Bearer ${t.token}`;
-    const res = await fetchOnce(url, { method: opts.method, headers }, t);
+    const res = await fetchOnce(url, { method: opts.method, headers }, t, opts.timeout_ms ?? TIMEOUT_MS);
     const loc = res.headers.get("location");
     if (res.status < 300 || res.status >= 400 || !loc) return { res, url };
     const relative = !/^[a-z][a-z0-9+.-]*:|^\/\//i.test(loc);
@@ -185,6 +209,25 @@ export async function gitBlobSha1(path: string): Promise<string> {
   return hash.digest("hex");
 }
 
+/** The next chunk of `reader`, or an error when none comes within `ms`. */
+async function readWithin(
+  reader: ReadableStreamDefaultReader<Uint8Array>,
+  ms: number,
+): Promise<ReadableStreamReadResult<Uint8Array>> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const stalled = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new Error(`no data for ${ms / 1000} s (HF_HUB_DOWNLOAD_TIMEOUT)`)),
+      ms,
+    );
+  });
+  try {
+    return await Promise.race([reader.read(), stalled]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 async function writeAll(file: Deno.FsFile, chunk: Uint8Array): Promise<void> {
   let off = 0;
   while (off < chunk.length) off += await file.write(chunk.subarray(off));
@@ -204,6 +247,7 @@ export async function transfer(
 ): Promise<void> {
   let expected = opts.size;
   let retries = 0;
+  const timeout = downloadTimeoutMs();
   let restarted = false;
   const label = `Downloading ${t.repo_id}/${t.filename}`;
   while (true) {
@@ -216,7 +260,7 @@ export async function transfer(
     const headers: Record<string, string> = have > 0 ? { range: `bytes=${have}-` } : {};
     let got: { res: Response; url: string };
     try {
-      got = await hubFetch(url, t, { method: "GET", follow: "all", headers });
+      got = await hubFetch(url, t, { method: "GET", follow: "all", headers, timeout_ms: timeout });
     } catch (e) {
       if (e instanceof HubError && e.kind === "connection" && retries++ < opts.max_retries) continue;
       throw e;
@@ -247,13 +291,17 @@ export async function transfer(
     let failure: unknown;
     {
       using file = await Deno.open(partial, { write: true, create: true, append, truncate: !append });
+      const reader = res.body.getReader();
       try {
-        for await (const chunk of res.body) {
-          await writeAll(file, chunk);
-          progress.add(chunk.length);
+        while (true) {
+          const { done, value } = await readWithin(reader, timeout);
+          if (done) break;
+          await writeAll(file, value);
+          progress.add(value.length);
         }
       } catch (e) {
         failure = e;
+        await reader.cancel().catch(() => {});
       }
     }
     const size = await sizeOf(partial);

@@ -3,7 +3,8 @@
  * plus a revision and a file name become a local path. Order: a local folder; then the cache in
  * the huggingface_hub layout (so Python and fledge share one cache); then a download with resume,
  * size and sha256 checks. Honours `HF_HUB_CACHE`, `HF_HOME`, `HF_ENDPOINT`, `HF_HUB_OFFLINE`,
- * `HF_TOKEN` and `HF_HUB_DISABLE_PROGRESS_BARS`; options override each of them.
+ * `HF_TOKEN`, `HF_HUB_DOWNLOAD_TIMEOUT` and `HF_HUB_DISABLE_PROGRESS_BARS`; options override each of them
+ * (but the timeout).
  * @module
  */
 import { basename, dirname, join } from "node:path";
@@ -52,7 +53,7 @@ export interface HubOptions {
   offline?: boolean;
   /** Download again even when the file is cached. */
   force_download?: boolean;
-  /** Retries (with resume) after a dropped connection; default 3. */
+  /** Retries (with resume) after a dropped connection or a body stalled past `HF_HUB_DOWNLOAD_TIMEOUT`; default 3. */
   max_retries?: number;
   /** Progress on stderr; default true unless `HF_HUB_DISABLE_PROGRESS_BARS` is set. */
   progress?: boolean;

@@ -98,6 +98,48 @@ Deno.test("hubDownload() resumes a cut download with a Range request", async () 
   });
 });
 
+/** Run `fn` with the environment variables `env` set, restoring them after. */
+async function withEnv(env: Record<string, string>, fn: () => Promise<void>): Promise<void> {
+  const old = Object.fromEntries(Object.keys(env).map((k) => [k, Deno.env.get(k)]));
+  for (const [k, v] of Object.entries(env)) Deno.env.set(k, v);
+  try {
+    await fn();
+  } finally {
+    for (const [k, v] of Object.entries(old)) v === undefined ? Deno.env.delete(k) : Deno.env.set(k, v);
+  }
+}
+
+Deno.test("hubDownload() gives up on a stalled body after HF_HUB_DOWNLOAD_TIMEOUT and resumes it", async () => {
+  const stall = { file: "model.safetensors", after: 5000, times: 1 };
+  await withEnv({ HF_HUB_DOWNLOAD_TIMEOUT: "0.3" }, async () => {
+    await withHub({ models: { [ID]: files }, stall }, async (hub, cache) => {
+      const t0 = Date.now();
+      const path = await hubDownload({ ...base(hub, cache), filename: "model.safetensors" });
+      assert.ok(Date.now() - t0 < 5000, `took ${Date.now() - t0} ms`);
+      assert.deepEqual(await Deno.readFile(path), files["model.safetensors"]);
+      const gets = hub.requests.filter((r) => r.server === "cdn" && r.method === "GET");
+      assert.deepEqual(gets.map((r) => r.range), [null, "bytes=5000-"]);
+    });
+  });
+});
+
+Deno.test("hubDownload() stops after max_retries stalls with one line that keeps the partial file", async () => {
+  const stall = { file: "model.safetensors", after: 4096, times: 9 };
+  await withEnv({ HF_HUB_DOWNLOAD_TIMEOUT: "0.2" }, async () => {
+    await withHub({ models: { [ID]: files }, stall }, async (hub, cache) => {
+      const opts = { ...base(hub, cache), filename: "model.safetensors", max_retries: 1 };
+      const e = await rejects(hubDownload(opts), isHub("connection"));
+      assert.ok(!e.message.includes("\n"), e.message);
+      assert.match(e.message, /after 8192 of \d+ bytes \(no data for 0\.2 s \(HF_HUB_DOWNLOAD_TIMEOUT\)\)/);
+      assert.match(e.message, /resumes/);
+      assert.deepEqual(
+        hub.requests.filter((r) => r.server === "cdn" && r.method === "GET").map((r) => r.range),
+        [null, "bytes=4096-"],
+      );
+    });
+  });
+});
+
 Deno.test("two downloads of one blob at once into one cache both succeed, and the file is fetched once", async () => {
   await withHub({ models: { [ID]: files } }, async (hub, cache) => {
     const opts = { ...base(hub, cache), filename: "model.safetensors" };
