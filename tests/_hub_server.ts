@@ -8,7 +8,7 @@
  *   every answer carries `X-Repo-Commit`; 404s carry `X-Error-Code` like the hub;
  * - `Range: bytes=N-` (206 / 416) on the bytes.
  * Faults for tests: a required token (401 without, 403 with another), a connection cut after N
- * bytes, a body that stalls after N bytes, an announced size larger than the file, corrupted bytes. Every request is logged.
+ * bytes, a body that stalls after N bytes, 429/5xx answers, an announced size larger than the file, corrupted bytes. Every request is logged.
  * @module
  */
 import { createHash } from "node:crypto";
@@ -28,6 +28,11 @@ export interface HubServerOptions {
   cut?: { file: string; after: number; times: number };
   /** Send `after` bytes of the body of `file`, then nothing (the connection stays open), for the first `times` GETs. */
   stall?: { file: string; after: number; times: number };
+  /**
+   * Answer `status` (with `Retry-After: retry_after` when given) to the first `times` hub requests
+   * (those of `on`: the API or the resolve URLs; default both), like a hub under load or down.
+   */
+  fail?: { status: number; times: number; retry_after?: string; on?: "api" | "resolve" };
   /** Announce these sizes (bytes) for these files instead of the real ones (a truncated server). */
   announce?: Record<string, number>;
   /** Serve these files with one byte flipped (the ETag stays the one of the true bytes). */
@@ -83,6 +88,7 @@ export function startHubServer(opts: HubServerOptions): HubServer {
   const commitOf = (id: string) => hex("sha1", id);
   const cuts = { ...(opts.cut ?? { file: "", after: 0, times: 0 }) };
   const stalls = { ...(opts.stall ?? { file: "", after: 0, times: 0 }) };
+  const fails = { ...(opts.fail ?? { status: 500, times: 0 }) };
   const blobs = new Map<string, { file: string; data: Uint8Array }>();
   for (const repos of [opts.models ?? {}, opts.datasets ?? {}]) {
     for (const files of Object.values(repos)) {
@@ -191,6 +197,13 @@ export function startHubServer(opts: HubServerOptions): HubServer {
     if (opts.token !== undefined) {
       if (!auth) return err(401, "RepoNotFound");
       if (auth !== `Bearer ${opts.token}`) return err(403, "GatedRepo");
+    }
+    if (fails.times > 0 && (fails.on === undefined || (fails.on === "api") === path.startsWith("/api/"))) {
+      fails.times--;
+      const headers: Record<string, string> = fails.retry_after === undefined
+        ? {}
+        : { "retry-after": fails.retry_after };
+      return new Response("busy", { status: fails.status, headers });
     }
     const api = path.match(/^\/api\/(models|datasets)\/(.+)\/revision\/([^/]+)$/);
     const res = path.match(/^\/(datasets\/)?(.+?)\/resolve\/([^/]+)\/(.+)$/);

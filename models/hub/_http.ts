@@ -123,6 +123,24 @@ async function fetchOnce(url: string, init: RequestInit, t: HubTarget, ms: numbe
   }
 }
 
+/** The answers huggingface_hub's `http_backoff` retries: a timeout, rate limiting, a server error. */
+const RETRY_STATUS = new Set([408, 429, 500, 502, 503, 504]);
+/** The longest wait before a retry, whatever `Retry-After` asks (a rate limit window can be minutes). */
+const MAX_RETRY_WAIT_MS = 60_000;
+
+/**
+ * How long to wait before retry number `n` (0-based) of the answer `res`: its `Retry-After`
+ * (seconds or an HTTP date), else 1, 2, 4, 8, 8... s as huggingface_hub's `http_backoff`; at most
+ * 60 s.
+ */
+export function retryWaitMs(res: Response, n: number): number {
+  const after = res.headers.get("retry-after")?.trim();
+  let ms = Math.min(1000 * 2 ** n, 8000);
+  if (after && /^\d+(\.\d+)?$/.test(after)) ms = Number(after) * 1000;
+  else if (after && !Number.isNaN(Date.parse(after))) ms = Math.max(0, Date.parse(after) - Date.now());
+  return Math.min(ms, MAX_RETRY_WAIT_MS);
+}
+
 /**
  * Send one request with redirects handled by hand: `follow: "relative"` follows only relative
  * `Location`s (renamed repos), like huggingface_hub's HEAD; `follow: "all"` follows every one and
@@ -137,9 +155,12 @@ export async function hubFetch(
     headers?: Record<string, string>;
     /** How long to wait for the answer's headers (default 10 s). */
     timeout_ms?: number;
+    /** Retries of a 408, 429 or 5xx answer (after {@linkcode retryWaitMs}); default 0. */
+    max_retries?: number;
   },
 ): Promise<{ res: Response; url: string }> {
   const origin = new URL(t.endpoint).origin;
+  let retries = 0;
   for (let hop = 0; hop <= MAX_REDIRECTS; hop++) {
     const headers: Record<string, string> = {
       "accept-encoding": "identity",
@@ -148,6 +169,19 @@ export async function hubFetch(
     };
     if (t.token && new URL(url).origin === origin) headers.authorization = `Bearer ${t.token}`;
     const res = await fetchOnce(url, { method: opts.method, headers }, t, opts.timeout_ms ?? TIMEOUT_MS);
+    if (RETRY_STATUS.has(res.status) && retries < (opts.max_retries ?? 0)) {
+      await res.body?.cancel();
+      const ms = retryWaitMs(res, retries++);
+      console.error(
+        `The hub answered ${res.status} for ${
+          describe(t)
+        } (${url}); retry ${retries} of ${opts.max_retries} ` +
+          `in ${(ms / 1000).toFixed(1)} s`,
+      );
+      await new Promise((r) => setTimeout(r, ms));
+      hop--; // the same request again, not a redirect
+      continue;
+    }
     const loc = res.headers.get("location");
     if (res.status < 300 || res.status >= 400 || !loc) return { res, url };
     const relative = !/^[a-z][a-z0-9+.-]*:|^\/\//i.test(loc);
@@ -159,8 +193,8 @@ export async function hubFetch(
 }
 
 /** HEAD the resolve URL and read `X-Repo-Commit`, `X-Linked-Etag`/`ETag`, `X-Linked-Size`/`Content-Length`. */
-export async function fileMeta(url: string, t: HubTarget): Promise<FileMeta> {
-  const { res, url: last } = await hubFetch(url, t, { method: "HEAD", follow: "relative" });
+export async function fileMeta(url: string, t: HubTarget, max_retries = 0): Promise<FileMeta> {
+  const { res, url: last } = await hubFetch(url, t, { method: "HEAD", follow: "relative", max_retries });
   if (res.status >= 400) throw await statusError(res, t, last);
   await res.body?.cancel();
   const h = res.headers;
@@ -260,7 +294,13 @@ export async function transfer(
     const headers: Record<string, string> = have > 0 ? { range: `bytes=${have}-` } : {};
     let got: { res: Response; url: string };
     try {
-      got = await hubFetch(url, t, { method: "GET", follow: "all", headers, timeout_ms: timeout });
+      got = await hubFetch(url, t, {
+        method: "GET",
+        follow: "all",
+        headers,
+        timeout_ms: timeout,
+        max_retries: opts.max_retries,
+      });
     } catch (e) {
       if (e instanceof HubError && e.kind === "connection" && retries++ < opts.max_retries) continue;
       throw e;

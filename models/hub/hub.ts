@@ -53,7 +53,10 @@ export interface HubOptions {
   offline?: boolean;
   /** Download again even when the file is cached. */
   force_download?: boolean;
-  /** Retries (with resume) after a dropped connection or a body stalled past `HF_HUB_DOWNLOAD_TIMEOUT`; default 3. */
+  /**
+   * Retries (with resume) after a dropped connection or a body stalled past `HF_HUB_DOWNLOAD_TIMEOUT`,
+   * and of a 408, 429 or 5xx answer (honouring `Retry-After`, at most 60 s); default 3.
+   */
   max_retries?: number;
   /** Progress on stderr; default true unless `HF_HUB_DISABLE_PROGRESS_BARS` is set. */
   progress?: boolean;
@@ -214,7 +217,7 @@ async function downloadResolved(r: Resolved, filename: string, force: boolean): 
     if (await exists(path)) return path;
   }
   if (r.cacheOnly) throw offlineError(r, `this file`);
-  const meta = await fileMeta(resolveUrl(t, filename), t);
+  const meta = await fileMeta(resolveUrl(t, filename), t, r.maxRetries);
   const commit = meta.commit ?? (isCommitHash(t.revision) ? t.revision : undefined);
   if (!commit || !meta.etag) {
     throw new HubError(
@@ -288,7 +291,11 @@ async function listResolved(r: Resolved): Promise<RepoFiles> {
   const t = r.target;
   if (r.cacheOnly) throw offlineError(r, "the file list (the hub API)");
   const url = `${t.endpoint}/api/${t.repo_type}s/${t.repo_id}/revision/${encodeURIComponent(t.revision)}`;
-  const { res, url: last } = await hubFetch(url, t, { method: "GET", follow: "relative" });
+  const { res, url: last } = await hubFetch(url, t, {
+    method: "GET",
+    follow: "relative",
+    max_retries: r.maxRetries,
+  });
   if (!res.ok) throw await statusError(res, t, last);
   let info: { sha?: unknown; siblings?: { rfilename?: unknown }[] };
   try {
@@ -359,8 +366,8 @@ export function refuseDownloadOptions(
 /**
  * Download the files of a repo (those matching `allow_patterns` and not `ignore_patterns`) into
  * the cache and return the snapshot folder. One API request lists the files; cached files are not
- * fetched again. When the hub cannot be reached, a previously cached snapshot of the revision is
- * used (with a note on stderr). A local folder as `repo_id` is returned as is.
+ * fetched again. When the hub cannot be reached or fails (5xx, 429; not 401/403/404), a previously
+ * cached snapshot of the revision is used (with a one-line note on stderr). A local folder as `repo_id` is returned as is.
  *
  * @param repo_id `org/name` or a local folder
  * @param opts patterns and {@linkcode HubOptions}
@@ -405,8 +412,11 @@ async function snapshotFromHub(r: Resolved, opts: SnapshotOptions): Promise<stri
     try {
       listing = await listResolved(r);
     } catch (e) {
-      if (e instanceof HubError && e.kind === "connection" && cached && await exists(cached)) {
-        console.error(`${e.message}\nUsing the cached snapshot ${cached} instead.`);
+      // As huggingface_hub's snapshot_download: an unreachable or failing hub (5xx, 429 after the
+      // retries) falls back to the cached snapshot; a 401/403/404 answer does not.
+      const outage = e instanceof HubError && (e.kind === "connection" || e.kind === "http");
+      if (outage && cached && await exists(cached)) {
+        console.error(`Using the cached snapshot ${cached}: ${e.message.replace(/\s*\n\s*/g, " ")}`);
         return cached;
       }
       throw e;

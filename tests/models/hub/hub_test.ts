@@ -140,6 +140,61 @@ Deno.test("hubDownload() stops after max_retries stalls with one line that keeps
   });
 });
 
+Deno.test("hub calls retry 429 and 5xx answers, waiting as Retry-After says", async () => {
+  await withHub(
+    { models: { [ID]: files }, fail: { status: 503, times: 2, retry_after: "0" } },
+    async (hub, cache) => {
+      const path = await hubDownload({ ...base(hub, cache), filename: "config.json" });
+      assert.deepEqual(await Deno.readFile(path), files["config.json"]);
+      assert.equal(hub.requests.filter((r) => r.method === "HEAD").length, 3);
+    },
+  );
+  await withHub(
+    { models: { [ID]: files }, fail: { status: 429, times: 1, retry_after: "1" } },
+    async (hub, cache) => {
+      const t0 = Date.now();
+      const listing = await listRepoFiles(ID, base(hub, cache));
+      assert.ok(listing.files.includes("config.json"));
+      assert.ok(Date.now() - t0 >= 900, `Retry-After: 1 was not honoured (${Date.now() - t0} ms)`);
+    },
+  );
+  // after max_retries the one-line http error names the status; 404 is never retried
+  await withHub(
+    { models: { [ID]: files }, fail: { status: 500, times: 9, retry_after: "0" } },
+    async (hub, cache) => {
+      const e = await rejects(
+        hubDownload({ ...base(hub, cache), filename: "config.json", max_retries: 2 }),
+        isHub("http"),
+      );
+      assert.match(e.message, /answered 500/);
+      assert.equal(hub.requests.length, 3);
+    },
+  );
+  await withHub({ models: { [ID]: files } }, async (hub, cache) => {
+    await rejects(hubDownload({ ...base(hub, cache), filename: "nope.json" }), isHub("not_found"));
+    assert.equal(hub.requests.length, 1);
+  });
+});
+
+Deno.test("snapshotDownload() uses the cached snapshot when the hub answers 5xx, not when it answers 401", async () => {
+  await withHub({ models: { [ID]: files } }, async (hub, cache) => {
+    const opts = { ...base(hub, cache), allow_patterns: ["config.json"] };
+    const first = await snapshotDownload(ID, opts);
+    await withHub({ models: { [ID]: files }, fail: { status: 500, times: 99, on: "api" } }, async (down) => {
+      assert.equal(await snapshotDownload(ID, { ...opts, endpoint: down.url, max_retries: 0 }), first);
+    });
+    await withHub(
+      { models: { [ID]: files }, fail: { status: 429, times: 99, retry_after: "0" } },
+      async (down) => {
+        assert.equal(await snapshotDownload(ID, { ...opts, endpoint: down.url, max_retries: 1 }), first);
+      },
+    );
+    await withHub({ models: { [ID]: files }, token: TOKEN }, async (locked) => {
+      await rejects(snapshotDownload(ID, { ...opts, endpoint: locked.url }), isHub("unauthorized"));
+    });
+  });
+});
+
 Deno.test("two downloads of one blob at once into one cache both succeed, and the file is fetched once", async () => {
   await withHub({ models: { [ID]: files } }, async (hub, cache) => {
     const opts = { ...base(hub, cache), filename: "model.safetensors" };
