@@ -8,7 +8,7 @@
  */
 import { join } from "node:path";
 import {
-  hubDownload,
+  downloadListedFiles,
   HubError,
   type HubOptions,
   isOfflineMode,
@@ -136,9 +136,10 @@ async function splitFiles(repo_id: string, opts: LoadHubDatasetOptions, split: s
     ];
     throw noSplit(`dataset ${repo_id}`, config, split, listing.files, configs.sort());
   }
-  const out: string[] = [];
-  for (const filename of shards) out.push(await hubDownload({ ...hub, repo_id, filename }));
-  return out;
+  // Every shard at the commit the listing resolved: by the branch name, a shard cached under an
+  // older commit of the branch would be mixed with new ones.
+  const folder = await downloadListedFiles(repo_id, { commit: listing.commit, files: shards }, hub);
+  return shards.map((f) => join(folder, f));
 }
 
 /**

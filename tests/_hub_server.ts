@@ -54,8 +54,13 @@ export interface HubServer {
   url: string;
   /** Every request received so far, in order. */
   requests: LoggedRequest[];
-  /** The commit hash every revision of `id` resolves to. */
+  /** The commit hash `main` of `id` resolves to. */
   commitOf(id: string): string;
+  /**
+   * Push a new commit with these files to `main` of repo `id` (a dataset when `repo_type` says
+   * so); the old commit stays reachable by its hash. Returns the new commit.
+   */
+  update(id: string, files: MockFiles, repo_type?: "model" | "dataset"): string;
   /** Stop both servers. */
   close(): Promise<void>;
 }
@@ -85,7 +90,13 @@ export async function readFolder(dir: string): Promise<MockFiles> {
 /** Start the mock hub (and its CDN). Close it with `close()` at the end of the test. */
 export function startHubServer(opts: HubServerOptions): HubServer {
   const requests: LoggedRequest[] = [];
-  const commitOf = (id: string) => hex("sha1", id);
+  // Every repo's main starts at sha1(id); update() moves it. Old commits stay reachable.
+  const heads = new Map<string, string>();
+  const commits = new Map<string, MockFiles>(); // `${kind}/${id}@${commit}` -> files
+  const commitOf = (id: string) => heads.get(id) ?? hex("sha1", id);
+  for (const [kind, repos] of [["models", opts.models ?? {}], ["datasets", opts.datasets ?? {}]] as const) {
+    for (const [id, files] of Object.entries(repos)) commits.set(`${kind}/${id}@${commitOf(id)}`, files);
+  }
   const cuts = { ...(opts.cut ?? { file: "", after: 0, times: 0 }) };
   const stalls = { ...(opts.stall ?? { file: "", after: 0, times: 0 }) };
   const fails = { ...(opts.fail ?? { status: 500, times: 0 }) };
@@ -214,10 +225,10 @@ export function startHubServer(opts: HubServerOptions): HubServer {
       : undefined;
     if (!m) return err(404, "NotFound");
     const [kind, id, rev, file] = m.map(decodeURIComponent);
-    const repo = (kind === "datasets" ? opts.datasets : opts.models)?.[id];
-    if (!repo) return err(404, "RepoNotFound");
-    const commit = commitOf(id);
-    if (rev !== "main" && rev !== commit) return err(404, "RevisionNotFound");
+    if (!(kind === "datasets" ? opts.datasets : opts.models)?.[id]) return err(404, "RepoNotFound");
+    const commit = rev === "main" ? commitOf(id) : rev;
+    const repo = commits.get(`${kind}/${id}@${commit}`);
+    if (!repo) return err(404, "RevisionNotFound");
     if (api) {
       const siblings = Object.keys(repo).sort().map((rfilename) => ({ rfilename }));
       return Response.json({ id, sha: commit, siblings });
@@ -248,6 +259,13 @@ export function startHubServer(opts: HubServerOptions): HubServer {
     url: `http://127.0.0.1:${hub.addr.port}`,
     requests,
     commitOf,
+    update(id, files, repo_type = "model") {
+      const commit = hex("sha1", `${commitOf(id)}+`);
+      heads.set(id, commit);
+      commits.set(`${repo_type}s/${id}@${commit}`, files);
+      for (const [file, data] of Object.entries(files)) blobs.set(hex("sha256", data), { file, data });
+      return commit;
+    },
     async close() {
       await Promise.all([hub.shutdown(), cdn.shutdown()]);
     },

@@ -424,19 +424,54 @@ async function snapshotFromHub(r: Resolved, opts: SnapshotOptions): Promise<stri
     const allow = opts.allow_patterns ? globMatcher(opts.allow_patterns) : () => true;
     const ignore = opts.ignore_patterns ? globMatcher(opts.ignore_patterns) : () => false;
     const wanted = listing.files.filter((f) => allow(f) && !ignore(f));
-    const pinned: Resolved = { ...r, target: { ...t, revision: listing.commit } };
-    for (const f of wanted) {
-      await downloadResolved(
-        { ...pinned, target: { ...pinned.target, filename: f } },
-        f,
-        opts.force_download === true,
-      );
-    }
-    const folder = join(r.storage, "snapshots", listing.commit);
-    await Deno.mkdir(folder, { recursive: true });
-    await writeRef(r.storage, t.revision, listing.commit);
-    return folder;
+    return await fetchListed(r, { commit: listing.commit, files: wanted }, opts.force_download === true);
   });
+}
+
+/** Download `files` at `commit` (never by the branch name), then point the revision's ref at it. */
+async function fetchListed(r: Resolved, listing: RepoFiles, force: boolean): Promise<string> {
+  const pinned = { ...r.target, revision: listing.commit };
+  for (const f of listing.files) {
+    await downloadResolved({ ...r, target: { ...pinned, filename: f } }, f, force);
+  }
+  const folder = join(r.storage, "snapshots", listing.commit);
+  await Deno.mkdir(folder, { recursive: true });
+  await writeRef(r.storage, r.target.revision, listing.commit);
+  return folder;
+}
+
+/**
+ * Download some files of a listing from {@linkcode listRepoFiles} at the commit it resolved, so
+ * that a branch moved meanwhile never mixes two versions (a file cached under an older commit of
+ * the branch is not used), then record that the revision points at that commit.
+ *
+ * @param repo_id `org/name`
+ * @param listing the commit and the files to fetch (a subset of a listing's files)
+ * @param opts {@linkcode HubOptions}: `revision` is the branch or tag that was listed
+ * @returns the snapshot folder of the commit, `<cache>/<type>s--org--name/snapshots/<commit>`
+ * @throws {HubError} as {@linkcode hubDownload}
+ * @throws {RangeError} a listed file name that would leave the repo folder, or a commit that is not 40 hex
+ */
+export async function downloadListedFiles(
+  repo_id: string,
+  listing: RepoFiles,
+  opts: HubOptions = {},
+): Promise<string> {
+  if (!isCommitHash(listing.commit)) {
+    throw new RangeError(
+      `Cannot download files of ${repo_id}: listing.commit ${JSON.stringify(listing.commit)} is not a ` +
+        `40-hex commit hash; pass the listing listRepoFiles returned`,
+    );
+  }
+  for (const f of listing.files) checkRelativePath(f, "a file name of listing.files");
+  const r = resolve(repo_id, opts);
+  if (r.cacheOnly) {
+    // offline: only files already cached at that commit
+    const folder = join(r.storage, "snapshots", listing.commit);
+    for (const f of listing.files) if (!(await exists(join(folder, f)))) throw offlineError(r, `file "${f}"`);
+    return folder;
+  }
+  return await redacting(r.target.token, () => fetchListed(r, listing, opts.force_download === true));
 }
 
 /** The files of a model folder that belong to its tokenizer (`saveModel` copies them along). */

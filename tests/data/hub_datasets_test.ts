@@ -3,7 +3,7 @@ import { assert } from "../_assert.ts";
 import { parquetWriteBuffer } from "npm:hyparquet-writer@^0.17";
 import { type MockFiles, startHubServer } from "../_hub_server.ts";
 import { loadCnnDailymail, loadHubDataset, loadSst2, loadWmt14 } from "../../data/hub_datasets.ts";
-import { HubError } from "../../models/hub/hub.ts";
+import { hubDownload, HubError } from "../../models/hub/hub.ts";
 
 const text = (name: string, data: string[]) => ({ name, data, type: "STRING" as const });
 const bytes = (b: ArrayBuffer) => new Uint8Array(b);
@@ -83,11 +83,12 @@ Deno.test("loadCnnDailymail() downloads cold, then reads a warm cache with no re
     assert.deepEqual(Object.keys(train[0]), ["article", "highlights", "id"]);
     assert.equal(train[49].highlights, "Summary 49.");
     assert.ok(hub.requests.some((r) => r.path === "/api/datasets/abisee/cnn_dailymail/revision/main"));
-    // Only the requested config and split were fetched.
+    // Only the requested config and split were fetched, at the commit the listing resolved.
     const fetched = hub.requests.filter((r) => r.method === "HEAD").map((r) => r.path);
+    const commit = hub.commitOf("abisee/cnn_dailymail");
     assert.deepEqual(fetched, [
-      "/datasets/abisee/cnn_dailymail/resolve/main/3.0.0/train-00000-of-00002.parquet",
-      "/datasets/abisee/cnn_dailymail/resolve/main/3.0.0/train-00001-of-00002.parquet",
+      `/datasets/abisee/cnn_dailymail/resolve/${commit}/3.0.0/train-00000-of-00002.parquet`,
+      `/datasets/abisee/cnn_dailymail/resolve/${commit}/3.0.0/train-00001-of-00002.parquet`,
     ]);
     const n = hub.requests.length;
     const again = await loadCnnDailymail({ ...o, split: "train", max_samples: 35 });
@@ -105,6 +106,32 @@ Deno.test("loadCnnDailymail() downloads cold, then reads a warm cache with no re
     });
     assert.equal(shuffled.length, 10);
     assert.notDeepEqual(shuffled, train.slice(0, 10));
+  });
+});
+
+Deno.test("loadHubDataset() takes every shard from the commit it listed when the branch moved since a partial download", async () => {
+  await withHub({}, async (hub, o) => {
+    const id = "abisee/cnn_dailymail";
+    // an interrupted run cached only shard 0 of main's first commit
+    await hubDownload({
+      ...o,
+      repo_id: id,
+      repo_type: "dataset",
+      filename: "3.0.0/train-00000-of-00002.parquet",
+    });
+    const next = hub.update(id, {
+      ...datasets[id],
+      "3.0.0/train-00000-of-00002.parquet": cnnShard(1000, 3),
+      "3.0.0/train-00001-of-00002.parquet": cnnShard(1003, 2),
+    }, "dataset");
+    const rows = await loadCnnDailymail({ ...o, split: "train" });
+    assert.deepEqual(rows.map((r) => r.id), ["id1000", "id1001", "id1002", "id1003", "id1004"]);
+    const storage = `${o.cache_dir}/datasets--abisee--cnn_dailymail`;
+    assert.equal((await Deno.readTextFile(`${storage}/refs/main`)).trim(), next);
+    // the next load is served by the cache at the new commit, with no request
+    const n = hub.requests.length;
+    assert.equal((await loadCnnDailymail({ ...o, split: "train" })).length, 5);
+    assert.equal(hub.requests.length, n);
   });
 });
 
