@@ -27,8 +27,9 @@ options:
   --overwrite_output_dir     replace an existing --output folder (whole: never old and new mixed)
   --revision REV             branch, tag or commit (default main)
   --verify                   re-hash every file against the hub's sha256 / git sha1
-  --allow_patterns GLOB      files to fetch (repeatable or comma-separated; default the model files:
-                             ${MODEL_FILE_PATTERNS.join(", ")})
+  --allow_patterns GLOB      files to fetch (repeatable or comma-separated; default the model files
+                             at the top of the repo: ${MODEL_FILE_PATTERNS.join(", ")}, and the
+                             shards the index's weight_map names)
   --cache_dir DIR            hub cache (default HF_HUB_CACHE, HF_HOME/hub, ~/.cache/huggingface/hub)
   --quiet                    no progress and no summary on stderr
   -h, --help                 this text

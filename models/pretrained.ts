@@ -21,7 +21,7 @@ import type { HostArray, Tensor } from "../kernels/tensor.ts";
 import { parseJson } from "../util/json.ts";
 import { isObject, Problems, show } from "../util/problems.ts";
 import { checkpointKeyMap, fromHfConfig, type KeyMapEntry, type ModelConfig } from "./config.ts";
-import { type HubOptions, refuseDownloadOptions, snapshotDownload } from "./hub/hub.ts";
+import { downloadModel, type HubOptions, refuseDownloadOptions } from "./hub/hub.ts";
 import { openSafetensors, type SafetensorsReader } from "./formats/safetensors.ts";
 import { transposeInPlace } from "./_key_map.ts";
 import { type ParamMap, Transformer } from "./transformer.ts";
@@ -153,20 +153,8 @@ export async function loadModel(idOrPath: string, opts: LoadModelOptions): Promi
   checkLoadOptions(opts);
   const { backend: _b, dtype: _d, ...hub } = opts;
   refuseDownloadOptions(idOrPath, hub, `Cannot load ${idOrPath}`);
-  const dir = await snapshotDownload(idOrPath, {
-    ...hub,
-    allow_patterns: [
-      "config.json",
-      "generation_config.json",
-      "*.safetensors",
-      "*.safetensors.index.json",
-      "tokenizer*",
-      "special_tokens_map.json",
-      "added_tokens.json",
-      "vocab.json",
-      "merges.txt",
-    ],
-  });
+  // config, tokenizer and the weights transformers would load (the shards an index names), top level only
+  const dir = await downloadModel(idOrPath, hub);
   const configPath = join(dir, "config.json");
   let text: string;
   try {

@@ -16,7 +16,7 @@ import { RowDataset } from "../data/row_dataset.ts";
 import { buildSftExamples, refuseCutToNothing } from "../data/sft.ts";
 import { loadTaskData, type TaskData, type TaskExample, type TaskKind } from "../data/task_data.ts";
 import { learnWordDictionary, type WordDictionaryOptions } from "../data/word_dictionary.ts";
-import { MODEL_FILE_PATTERNS, snapshotDownload } from "../models/hub/hub.ts";
+import { downloadModel } from "../models/hub/hub.ts";
 import { loadModel } from "../models/pretrained.ts";
 import { loadTokenizer, type Tokenizer } from "../models/tokenizer/tokenizer.ts";
 import type { Transformer } from "../models/transformer.ts";
@@ -421,7 +421,7 @@ export async function recipeData(s: RecipeSettings, seed: number): Promise<TaskD
 /** The model folder: the given folder / hub id, or the cached Debian base model. */
 export async function recipeModelDir(s: RecipeSettings, backend: TrainingConfig["backend"]): Promise<string> {
   if (s.model === null) return (await ensureBaseModel({ config: s.base_model, backend })).dir;
-  const dir = await snapshotDownload(s.model, { allow_patterns: [...MODEL_FILE_PATTERNS] });
+  const dir = await downloadModel(s.model);
   try {
     await Deno.stat(join(dir, "tokenizer.json"));
   } catch {

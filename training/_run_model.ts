@@ -16,7 +16,7 @@ import {
   PRESETS,
   withTokenIds,
 } from "../models/config.ts";
-import { MODEL_FILE_PATTERNS, snapshotDownload } from "../models/hub/hub.ts";
+import { downloadModel } from "../models/hub/hub.ts";
 import { loadModel } from "../models/pretrained.ts";
 import type { Tokenizer } from "../models/tokenizer/tokenizer.ts";
 import { Transformer } from "../models/transformer.ts";
@@ -30,7 +30,7 @@ export function isPreset(name: string): name is PresetName {
 
 /** The local folder of a model folder path or hub id (downloaded to the hub cache when needed). */
 export async function modelDir(id: string): Promise<string> {
-  return await snapshotDownload(id, { allow_patterns: [...MODEL_FILE_PATTERNS] });
+  return await downloadModel(id);
 }
 
 /** The shape of the model `name` names, and its folder (null for a preset). */

@@ -30,6 +30,7 @@ import { describe, fileMeta, hubFetch, type HubTarget, statusError, transfer } f
 import { verifySnapshot } from "./_verify.ts";
 import { copyFileAtomic, isDirSync, isFileSync, moveFileAtomic, writeDirAtomic } from "../../util/atomic.ts";
 import { acquireLock } from "../../util/lock.ts";
+import { parseJson } from "../../util/json.ts";
 import { agree, checkPathArg } from "../../util/problems.ts";
 
 export { HubError, type HubErrorKind } from "./types.ts";
@@ -375,6 +376,19 @@ export function refuseDownloadOptions(
  * @throws {HubError} as {@linkcode hubDownload}
  */
 export async function snapshotDownload(repo_id: string, opts: SnapshotOptions = {}): Promise<string> {
+  const allow = opts.allow_patterns ? globMatcher(opts.allow_patterns) : () => true;
+  const ignore = opts.ignore_patterns ? globMatcher(opts.ignore_patterns) : () => false;
+  const pick: Pick = { files: (all) => all.filter((f) => allow(f) && !ignore(f)) };
+  return await snapshotPicked(repo_id, opts, pick);
+}
+
+/** Which files of a listing a snapshot fetches: `files` of the listing, then `then` (the shards an index names). */
+interface Pick {
+  files(listed: string[]): string[];
+  then?: (folder: string, fetched: string[]) => Promise<string[]>;
+}
+
+async function snapshotPicked(repo_id: string, opts: HubOptions, pick: Pick): Promise<string> {
   checkPathArg(repo_id, "snapshotDownload", "repo_id");
   if (isDirSync(repo_id)) return repo_id;
   if (isFileSync(repo_id)) { // a file of a model folder (config.json, model.safetensors)
@@ -384,7 +398,7 @@ export async function snapshotDownload(repo_id: string, opts: SnapshotOptions = 
   }
   const r = resolve(repo_id, opts);
   try {
-    return await snapshotFromHub(r, opts);
+    return await snapshotFromHub(r, opts, pick);
   } catch (e) {
     // `runs/nope` is a hub id and a mistyped path alike: when its owner is a local folder, say so
     const owner = repo_id.split("/")[0];
@@ -399,7 +413,7 @@ export async function snapshotDownload(repo_id: string, opts: SnapshotOptions = 
   }
 }
 
-async function snapshotFromHub(r: Resolved, opts: SnapshotOptions): Promise<string> {
+async function snapshotFromHub(r: Resolved, opts: HubOptions, pick: Pick): Promise<string> {
   return await redacting(r.target.token, async () => {
     const t = r.target;
     const cachedCommit = await readRef(r.storage, t.revision);
@@ -421,20 +435,33 @@ async function snapshotFromHub(r: Resolved, opts: SnapshotOptions): Promise<stri
       }
       throw e;
     }
-    const allow = opts.allow_patterns ? globMatcher(opts.allow_patterns) : () => true;
-    const ignore = opts.ignore_patterns ? globMatcher(opts.ignore_patterns) : () => false;
-    const wanted = listing.files.filter((f) => allow(f) && !ignore(f));
-    return await fetchListed(r, { commit: listing.commit, files: wanted }, opts.force_download === true);
+    const wanted = pick.files(listing.files);
+    return await fetchListed(
+      r,
+      { commit: listing.commit, files: wanted },
+      opts.force_download === true,
+      pick.then,
+    );
   });
 }
 
-/** Download `files` at `commit` (never by the branch name), then point the revision's ref at it. */
-async function fetchListed(r: Resolved, listing: RepoFiles, force: boolean): Promise<string> {
+/**
+ * Download `files` at `commit` (never by the branch name), and then the files `then` names, before
+ * pointing the revision's ref at the commit.
+ */
+async function fetchListed(
+  r: Resolved,
+  listing: RepoFiles,
+  force: boolean,
+  then?: Pick["then"],
+): Promise<string> {
   const pinned = { ...r.target, revision: listing.commit };
-  for (const f of listing.files) {
-    await downloadResolved({ ...r, target: { ...pinned, filename: f } }, f, force);
-  }
   const folder = join(r.storage, "snapshots", listing.commit);
+  const get = async (files: string[]) => {
+    for (const f of files) await downloadResolved({ ...r, target: { ...pinned, filename: f } }, f, force);
+  };
+  await get(listing.files);
+  if (then) await get(await then(folder, listing.files));
   await Deno.mkdir(folder, { recursive: true });
   await writeRef(r.storage, r.target.revision, listing.commit);
   return folder;
@@ -487,20 +514,57 @@ export const TOKENIZER_FILES: readonly string[] = Object.freeze([
   "chat_template.json",
 ]);
 
-/** The files a model needs: config, generation config, tokenizer files and safetensors weights. */
+const INDEX = "model.safetensors.index.json";
+
+/**
+ * The files a model needs, at the top of the repo only: config, generation config, tokenizer files
+ * and the weights, `model.safetensors` or, as transformers loads them, `model.safetensors.index.json`
+ * and only the shards its `weight_map` names (never `consolidated.safetensors` or `original/`).
+ * {@linkcode downloadModel} applies the index rule; as plain `allow_patterns` these names fetch no shard.
+ */
 export const MODEL_FILE_PATTERNS: readonly string[] = Object.freeze([
   "config.json",
   "generation_config.json",
   ...TOKENIZER_FILES,
-  "*.safetensors",
-  "model.safetensors.index.json",
+  "model.safetensors",
+  INDEX,
 ]);
+
+/** The model files among `files`: {@linkcode MODEL_FILE_PATTERNS}, less `model.safetensors` beside an index. */
+function modelFilesOf(files: readonly string[]): string[] {
+  const set = new Set(files);
+  return MODEL_FILE_PATTERNS.filter((f) => set.has(f) && !(f === "model.safetensors" && set.has(INDEX)));
+}
+
+/** The shards the `weight_map` of `<folder>/model.safetensors.index.json` names, sorted; none without an index. */
+async function indexShards(folder: string, files: readonly string[]): Promise<string[]> {
+  if (!files.includes(INDEX)) return [];
+  const path = join(folder, INDEX);
+  const map = (parseJson(await Deno.readTextFile(path), path) as { weight_map?: unknown } | null)?.weight_map;
+  const shards = map && typeof map === "object" && !Array.isArray(map)
+    ? [...new Set(Object.values(map))]
+    : [];
+  if (!shards.length || shards.some((f) => typeof f !== "string")) {
+    throw new SyntaxError(
+      `Cannot read ${path}: "weight_map" is not an object of tensor names to shard files; ` +
+        `download the model again (force_download)`,
+    );
+  }
+  for (const f of shards) checkRelativePath(f as string, `a shard named in ${path}`);
+  return (shards as string[]).sort();
+}
+
+/** The model files of a local folder or snapshot, by the rule of {@linkcode MODEL_FILE_PATTERNS}. */
+async function listModelFiles(folder: string): Promise<string[]> {
+  const files = modelFilesOf(await listFiles(folder));
+  return [...files, ...(await indexShards(folder, files))].sort();
+}
 
 /**
  * The files under `folder` (a snapshot, a local model folder) that match fnmatch-style `patterns`
  * as `allow_patterns` does: `/`-separated paths relative to `folder`, sorted.
  * @param folder the folder to list
- * @param patterns default {@linkcode MODEL_FILE_PATTERNS}
+ * @param patterns default: the model files ({@linkcode MODEL_FILE_PATTERNS}, with the shards of an index)
  * @returns the matching relative paths
  * @example
  * ```ts
@@ -512,11 +576,14 @@ export const MODEL_FILE_PATTERNS: readonly string[] = Object.freeze([
  * await Deno.remove(dir, { recursive: true });
  * ```
  */
-export async function listSnapshotFiles(
-  folder: string,
-  patterns: readonly string[] = MODEL_FILE_PATTERNS,
-): Promise<string[]> {
+export async function listSnapshotFiles(folder: string, patterns?: readonly string[]): Promise<string[]> {
+  if (!patterns) return await listModelFiles(folder);
   return (await listFiles(folder)).filter(globMatcher(patterns));
+}
+
+/** The snapshot of a model's files (see {@linkcode MODEL_FILE_PATTERNS}); a local folder as is. */
+async function modelSnapshot(id: string, opts: HubOptions): Promise<string> {
+  return await snapshotPicked(id, opts, { files: modelFilesOf, then: indexShards });
 }
 
 /** Options of {@linkcode downloadModel}. */
@@ -530,7 +597,7 @@ export interface DownloadModelOptions extends HubOptions {
   overwrite_output_dir?: boolean;
   /** Re-hash every file against its blob name (sha256 for LFS files, git sha1 otherwise). */
   verify?: boolean;
-  /** Which files; default {@linkcode MODEL_FILE_PATTERNS}. */
+  /** Which files; default the model files ({@linkcode MODEL_FILE_PATTERNS}, the shards of an index). */
   allow_patterns?: string[];
 }
 
@@ -558,7 +625,7 @@ export interface DownloadModelOptions extends HubOptions {
  * ```
  */
 export async function downloadModel(id: string, opts: DownloadModelOptions = {}): Promise<string> {
-  const patterns = opts.allow_patterns ?? [...MODEL_FILE_PATTERNS];
+  const patterns = opts.allow_patterns;
   refuseDownloadOptions(id, opts, `Cannot download ${id}`, ["verify"]);
   // a local folder without output is only listed: its patterns would pick nothing to copy
   if (opts.allow_patterns !== undefined && opts.output === undefined && isDirSync(id)) {
@@ -587,9 +654,10 @@ export async function downloadModel(id: string, opts: DownloadModelOptions = {})
       );
     }
   }
-  const folder = await snapshotDownload(id, { ...opts, allow_patterns: patterns });
-  const match = globMatcher(patterns);
-  const files = (await listFiles(folder)).filter(match);
+  const folder = patterns
+    ? await snapshotDownload(id, { ...opts, allow_patterns: patterns })
+    : await modelSnapshot(id, opts);
+  const files = await listSnapshotFiles(folder, patterns);
   if (opts.verify) await verifySnapshot(folder, files);
   if (opts.output === undefined) return folder;
   // The whole folder at once: never old and new files mixed.

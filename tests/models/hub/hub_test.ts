@@ -477,6 +477,48 @@ Deno.test("snapshotDownload() lists through the API and fetches matching files o
   });
 });
 
+Deno.test("downloadModel() fetches the shards an index names, top level only, never consolidated or original/ weights", async () => {
+  const enc = (t: string) => new TextEncoder().encode(t);
+  const weights = (n: number) => new Uint8Array(1000 + n).fill(n);
+  const mistral = {
+    "config.json": enc("{}"),
+    "tokenizer.json": enc("{}"),
+    "README.md": enc("# m"),
+    "consolidated.safetensors": weights(1),
+    "original/consolidated.safetensors": weights(2),
+    "model-00001-of-00002.safetensors": weights(3),
+    "model-00002-of-00002.safetensors": weights(4),
+    "model.safetensors.index.json": enc(JSON.stringify({
+      weight_map: {
+        a: "model-00001-of-00002.safetensors",
+        b: "model-00002-of-00002.safetensors",
+        c: "model-00001-of-00002.safetensors",
+      },
+    })),
+    "sub/config.json": enc("{}"),
+  };
+  await withHub({ models: { "org/mistral": mistral, [ID]: files } }, async (hub, cache) => {
+    const o = { endpoint: hub.url, cache_dir: cache, token: false as const, offline: false, progress: false };
+    const out = `${cache}/out`;
+    await downloadModel("org/mistral", { ...o, output: out });
+    const want = [
+      "config.json",
+      "model-00001-of-00002.safetensors",
+      "model-00002-of-00002.safetensors",
+      "model.safetensors.index.json",
+      "tokenizer.json",
+    ];
+    assert.deepEqual([...Deno.readDirSync(out)].map((e) => e.name).sort(), want);
+    const cdn = hub.requests.filter((r) => r.server === "cdn" && r.method === "GET");
+    assert.equal(cdn.length, 2, JSON.stringify(cdn));
+    // without an index: model.safetensors alone (not the fixture's other cases.safetensors)
+    const gpt2 = await downloadModel(ID, o);
+    assert.ok(await exists(`${gpt2}/model.safetensors`));
+    assert.ok(!(await exists(`${gpt2}/cases.safetensors`)));
+    assert.ok(!(await exists(`${gpt2}/lora`)));
+  });
+});
+
 Deno.test("downloadModel() copies the model files to output and verify catches a corrupt blob", async () => {
   await withHub({ models: { [ID]: files } }, async (hub, cache) => {
     const out = await Deno.makeTempDir();
@@ -484,12 +526,8 @@ Deno.test("downloadModel() copies the model files to output and verify catches a
       const dir = await downloadModel(ID, { ...base(hub, cache), output: out, verify: true });
       assert.equal(dir, out);
       const names = [...Deno.readDirSync(out)].map((e) => e.name).sort();
-      // Top-level model files only: lora/ adapters and cases.* test data match no pattern except *.safetensors.
-      assert.deepEqual(
-        names,
-        ["cases.safetensors", "config.json", "generation_config.json", "lora", "dora", "model.safetensors"]
-          .sort(),
-      );
+      // Top-level model files only: not lora/ or dora/ adapters, nor the cases.safetensors test data.
+      assert.deepEqual(names, ["config.json", "generation_config.json", "model.safetensors"]);
       assert.ok(!(await Deno.lstat(`${out}/model.safetensors`)).isSymlink);
       const snap = await downloadModel(ID, base(hub, cache));
       const blob = await Deno.realPath(`${snap}/config.json`);
