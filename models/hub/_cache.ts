@@ -34,25 +34,50 @@ export function envFlag(name: string): boolean {
   return v !== undefined && ["1", "true", "yes", "on"].includes(v.toLowerCase());
 }
 
+/** `HF_HOME`, else `$XDG_CACHE_HOME/huggingface`, else `~/.cache/huggingface`; undefined without a home. */
+function hfHome(): string | undefined {
+  const home = envGet("HF_HOME");
+  if (home) return home;
+  const xdg = envGet("XDG_CACHE_HOME");
+  if (xdg) return join(xdg, "huggingface");
+  const user = envGet("HOME") ?? envGet("USERPROFILE");
+  return user ? join(user, ".cache", "huggingface") : undefined;
+}
+
 /**
- * The hub cache folder from the standard variables: `HF_HUB_CACHE`, else `HF_HOME/hub`, else
- * `$XDG_CACHE_HOME/huggingface/hub`, else `~/.cache/huggingface/hub`.
+ * The hub cache folder from the standard variables: `HF_HUB_CACHE`, else its legacy name
+ * `HUGGINGFACE_HUB_CACHE`, else `HF_HOME/hub`, else `$XDG_CACHE_HOME/huggingface/hub`, else
+ * `~/.cache/huggingface/hub`.
  */
 export function defaultCacheDir(): string {
-  const hub = envGet("HF_HUB_CACHE");
+  const hub = envGet("HF_HUB_CACHE") ?? envGet("HUGGINGFACE_HUB_CACHE");
   if (hub) return hub;
-  const home = envGet("HF_HOME");
-  if (home) return join(home, "hub");
-  const xdg = envGet("XDG_CACHE_HOME");
-  if (xdg) return join(xdg, "huggingface", "hub");
-  const user = envGet("HOME") ?? envGet("USERPROFILE");
-  if (!user) {
+  const home = hfHome();
+  if (!home) {
     throw new TypeError(
       "Cannot locate the Hugging Face cache: HOME, HF_HOME and HF_HUB_CACHE are all unset; " +
         "set HF_HUB_CACHE or pass cache_dir",
     );
   }
-  return join(user, ".cache", "huggingface", "hub");
+  return join(home, "hub");
+}
+
+/**
+ * The token huggingface_hub's `get_token()` finds: `HF_TOKEN` (or its legacy name
+ * `HUGGING_FACE_HUB_TOKEN`), else the file `hf auth login` saves, `HF_TOKEN_PATH` or
+ * `HF_HOME/token`; undefined when none (or the file cannot be read).
+ */
+export function defaultToken(): string | undefined {
+  const env = (envGet("HF_TOKEN") ?? envGet("HUGGING_FACE_HUB_TOKEN"))?.trim();
+  if (env) return env;
+  const home = hfHome();
+  const path = envGet("HF_TOKEN_PATH") ?? (home ? join(home, "token") : undefined);
+  if (!path) return undefined;
+  try {
+    return Deno.readTextFileSync(path).trim() || undefined;
+  } catch {
+    return undefined; // no file, or no read permission: no token, as huggingface_hub
+  }
 }
 
 const REPO_ID = /^(?:[\w.-]+\/)?[\w.-]+$/;

@@ -14,6 +14,7 @@ import {
   checkRepoId,
   checkRevision,
   defaultCacheDir,
+  defaultToken,
   envFlag,
   envGet,
   exists,
@@ -42,9 +43,12 @@ export interface HubOptions {
   revision?: string;
   /** `"model"` (default) or `"dataset"`. */
   repo_type?: RepoType;
-  /** Cache folder; default from `HF_HUB_CACHE`, `HF_HOME/hub` or `~/.cache/huggingface/hub`. */
+  /** Cache folder; default `HF_HUB_CACHE`, `HUGGINGFACE_HUB_CACHE`, `HF_HOME/hub` or `~/.cache/huggingface/hub`. */
   cache_dir?: string;
-  /** Access token; default `HF_TOKEN`. `false` sends none even when `HF_TOKEN` is set. */
+  /**
+   * Access token; default `HF_TOKEN`, else the token `hf auth login` saved (`HF_TOKEN_PATH`, else
+   * `HF_HOME/token`). `false` sends none even when one is set.
+   */
   token?: string | false;
   /** Hub URL; default `HF_ENDPOINT` or `https://huggingface.co`. */
   endpoint?: string;
@@ -84,7 +88,7 @@ interface Resolved {
  * The hub cache folder that calls without `cache_dir` use.
  *
  * @param opts `cache_dir` wins when given
- * @returns `HF_HUB_CACHE`, else `HF_HOME/hub`, else `~/.cache/huggingface/hub`
+ * @returns `HF_HUB_CACHE`, else `HUGGINGFACE_HUB_CACHE`, else `HF_HOME/hub`, else `~/.cache/huggingface/hub`
  * @example
  * ```ts
  * import { hubCacheDir } from "./hub.ts";
@@ -120,7 +124,7 @@ function resolve(repo_id: string, opts: HubOptions, filename?: string): Resolved
     throw new TypeError(`Cannot use repo_type: ${JSON.stringify(repo_type)}; use "model" or "dataset"`);
   }
   const cacheDir = hubCacheDir(opts);
-  const token = opts.token === false ? undefined : (opts.token ?? envGet("HF_TOKEN"));
+  const token = opts.token === false ? undefined : (opts.token ?? defaultToken());
   const endpoint = (opts.endpoint ?? envGet("HF_ENDPOINT") ?? "https://huggingface.co").replace(/\/+$/, "");
   if (!/^https?:\/\/[^/]/.test(endpoint) || !URL.canParse(endpoint)) {
     throw new TypeError(

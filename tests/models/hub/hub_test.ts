@@ -598,3 +598,53 @@ Deno.test("hub calls honour HF_HUB_CACHE, HF_HOME, HF_HUB_OFFLINE and HF_TOKEN f
     assert.ok(hub.requests.every((r) => r.authorization));
   });
 });
+
+Deno.test("hub calls send the token hf auth login saved (HF_HOME/token, HF_TOKEN_PATH), HF_TOKEN first, and honour HUGGINGFACE_HUB_CACHE", async () => {
+  const hubUrl = new URL("../../../models/hub/hub.ts", import.meta.url).href;
+  const code = `
+    import { hubCacheDir, hubDownload } from "${hubUrl}";
+    console.log(JSON.stringify({ cache: hubCacheDir() }));
+    try {
+      await hubDownload({ repo_id: "org/private", filename: "config.json" });
+      console.log("fetched");
+    } catch (e) {
+      console.log(e.kind, e.message);
+    }`;
+  const run = async (env: Record<string, string>) => {
+    const out = await new Deno.Command(Deno.execPath(), { args: ["eval", code], env, clearEnv: true })
+      .output();
+    return new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
+  };
+  const home = await Deno.makeTempDir({ prefix: "fledge-hf-home-" });
+  try {
+    await Deno.writeTextFile(`${home}/token`, `${TOKEN}\n`);
+    await Deno.writeTextFile(`${home}/other-token`, "hf_WrongToken\n");
+    await withHub({ models: { "org/private": files }, token: TOKEN }, async (hub, cache) => {
+      const env = { HF_ENDPOINT: hub.url, HF_HUB_DISABLE_PROGRESS_BARS: "1", HOME: "/nonexistent" };
+      // the saved token, from HF_HOME/token (the cache from the legacy HUGGINGFACE_HUB_CACHE)
+      const a = await run({ ...env, HF_HOME: home, HUGGINGFACE_HUB_CACHE: cache });
+      assert.match(a, new RegExp(`"cache":"${cache}"[\\s\\S]*^fetched$`, "m"));
+      assert.ok(hub.requests.length > 0 && hub.requests.every((r) => r.authorization));
+      // HF_TOKEN_PATH names another file: its (wrong) token is sent, and refused
+      const b = await run({
+        ...env,
+        HF_HOME: home,
+        HF_HUB_CACHE: `${cache}/b`,
+        HF_TOKEN_PATH: `${home}/other-token`,
+      });
+      assert.match(b, /^unauthorized .*the token lacks access/m);
+      // HF_TOKEN wins over the file; HF_HUB_CACHE over HUGGINGFACE_HUB_CACHE
+      const c = await run({
+        ...env,
+        HF_TOKEN: TOKEN,
+        HF_TOKEN_PATH: `${home}/other-token`,
+        HF_HUB_CACHE: `${cache}/c`,
+        HUGGINGFACE_HUB_CACHE: `${cache}/legacy`,
+      });
+      assert.match(c, new RegExp(`"cache":"${cache}/c"[\\s\\S]*^fetched$`, "m"));
+      assert.ok(!a.includes(TOKEN) && !b.includes("hf_WrongToken") && !c.includes(TOKEN));
+    });
+  } finally {
+    await Deno.remove(home, { recursive: true });
+  }
+});
