@@ -1,7 +1,7 @@
 /**
  * Private to `cli/`: the config of a training command (`train`, `sft`, `dpo`) from `--config FILE`
  * and `--<field> value` flags (TrainingConfig names, plus `--max_length` / `--block_size` for
- * `max_seq_length`), and the shell quoting of the resume hint those commands print.
+ * `max_seq_length` and TRL's `--model_name_or_path` / `--dataset_name`), and the shell quoting of the resume hint those commands print.
  * @module
  */
 import { parse as parseYaml } from "npm:yaml@^2.9";
@@ -23,6 +23,9 @@ import {
 const ALIASES: Record<string, keyof TrainingConfig> = {
   block_size: "max_seq_length",
   max_length: "max_seq_length",
+  // the TRL scripts' (trl sft / trl dpo) names of the model and the dataset
+  model_name_or_path: "model",
+  dataset_name: "dataset",
 };
 
 const FLAGS: Record<string, FlagSpec> = { config: { type: "string", short: "c" } };

@@ -44,7 +44,7 @@ options:
   --do_sample                sample (implied by --temperature, --top_k, --top_p without --greedy)
   --temperature T            > 0
   --top_k K                  keep the K most likely tokens (0 = off)
-  --top_p P                  nucleus sampling, in (0, 1]
+  --top_p P                  nucleus sampling, in [0, 1]
   --repetition_penalty R     > 0 (1 = off)
   --seed S                   sampler seed (same seed, same replies)
   --backend webgpu|cpu|auto  default auto

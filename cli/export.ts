@@ -276,7 +276,7 @@ async function exportRun(args: string[], io: CliIO): Promise<void> {
       }
     }
     const what = format === "onnx" ? "onnx" : `gguf ${v.outtype ?? "f16"}`;
-    const adapterNote = src.adapter ? (v.merge ? `, adapter ${basename(src.adapter)} merged` : "") : "";
+    const adapterNote = src.adapter ? (v.merge ? `, its adapter (${src.adapter}) merged` : "") : "";
     io.stderr(
       `export: wrote ${main.path} (${what}, ${main.tensors} tensors, ${
         formatBytes(main.bytes)

@@ -35,6 +35,7 @@ options:
   --<field> VALUE            any TrainingConfig field by its Hugging Face name (read as JSON when it
                              parses): --max_length 512 --completion_only_loss false
                              --assistant_only_loss true --packing true --lora '{"r": 16}'
+                             (TRL's --model_name_or_path and --dataset_name name model and dataset)
   -h, --help                 this text
 
 Flags may also be spelled with hyphens (--learning-rate).`;

@@ -100,14 +100,15 @@ function trainFile(data: string): string {
 }
 
 /**
- * The training and evaluation datasets of `config` (evaluation: null when `eval_strategy` is `no`).
+ * The training and evaluation datasets of `config` (evaluation: null when `eval_strategy` is `no`);
+ * `held_out`: the evaluation examples were taken out of the training data (no validation file).
  * @param docs the training documents when already read (the wrapped layout reuses them)
  */
 export async function buildRunDatasets(
   config: TrainingConfig,
   tokenizer: Tokenizer,
   docs: string[] | null,
-): Promise<{ train: TrainDataset; eval: TrainDataset | null }> {
+): Promise<{ train: TrainDataset; eval: TrainDataset | null; held_out: boolean }> {
   const data = config.dataset!, T = config.max_seq_length, wantsEval = config.eval_strategy !== "no";
   const valid = wantsEval ? await validationFile(data) : null;
   if (wantsEval && !valid && config.max_eval_samples !== null) {
@@ -129,10 +130,11 @@ export async function buildRunDatasets(
       return {
         train: build(trainDocs, 1, data).train,
         eval: build(await readDocuments(config, "validation"), 1, `${data} (validation)`).train,
+        held_out: false,
       };
     }
     const sets = build(trainDocs, wantsEval ? 0.9 : 1, data);
-    return { train: sets.train, eval: sets.validation };
+    return { train: sets.train, eval: sets.validation, held_out: wantsEval };
   }
   const cap = (ex: SftExample[], n: number | null) => (n === null ? ex : ex.slice(0, n));
   let train = cap(await examplesOf(trainFile(data), tokenizer, config), config.max_train_samples);
@@ -164,5 +166,6 @@ export async function buildRunDatasets(
   return {
     train: rows(train, data),
     eval: evalEx && evalEx.length ? rows(evalEx, valid ?? `${data} (10% held out)`) : null,
+    held_out: wantsEval && !valid,
   };
 }

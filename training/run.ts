@@ -145,7 +145,14 @@ export async function runTraining(
       model_max_length: mc.max_position_embeddings,
     });
   }
-  const { train, eval: evalSet } = await buildRunDatasets(config, tokenizer, wrapped ? docs : null);
+  const { train, eval: evalSet, held_out } = await buildRunDatasets(config, tokenizer, wrapped ? docs : null);
+  if (held_out) {
+    // evaluation without a validation split takes its examples out of the training data: said aloud
+    (opts.log ?? ((l: string) => console.error(`fledge: ${l}`)))(
+      `evaluation holds out a stable 10% of ${data}, which does not train (there is no validation split ` +
+        `file; a dataset folder with validation.jsonl keeps all of the training data)`,
+    );
+  }
 
   const backend = await createBackend(config.backend);
   const model = await initRunModel(spec, tokenizer, backend, config.seed);

@@ -277,6 +277,22 @@ Deno.test("sft refuses packed examples cut to no trained token, and an evaluatio
     2,
     /Cannot evaluate: the 10% hash split of the \d+ examples of pc3\.jsonl holds none; add a validation split file/,
   );
+  // with rows to hold out, it says so: the training set shrank when evaluation was turned on
+  const held = await run(dir, [
+    "sft",
+    "--config",
+    "sft.yaml",
+    "--output_dir",
+    "e10",
+    "--max_steps",
+    "1",
+    "--eval_strategy",
+    "steps",
+    "--eval_steps",
+    "1",
+  ]);
+  assert.equal(held.code, 0, held.err);
+  assert.match(held.err, /fledge: evaluation holds out a stable 10% of pc\.jsonl, which does not train/);
 });
 
 Deno.test({

@@ -64,6 +64,22 @@ Deno.test("train: bad YAML, unknown fields and flags, negative learning rate are
     ["--max_seq_length", "0", "--max_length", "64"],
     /train: --max_seq_length and --max_length both set max_seq_length; give one/,
   );
+  await rejects(
+    ["--model", "tiny", "--model_name_or_path", "tiny"],
+    /--model and --model_name_or_path both set model/,
+  );
+});
+
+Deno.test("train takes TRL's --model_name_or_path and --dataset_name for model and dataset", async () => {
+  const out = join(dir, "run-trl");
+  const r = await cli([
+    "train",
+    ...["--model_name_or_path", "tiny", "--dataset_name", join(dir, "train.jsonl"), "--output_dir", out],
+    ...["--backend", "cpu", "--max_seq_length", "32", "--max_steps", "1", "--save_strategy", "no"],
+  ]);
+  assert.equal(r.code, 0, r.err);
+  const saved = await loadTrainingConfig(join(out, "config.yaml"));
+  assert.deepEqual([saved.model, saved.dataset], ["tiny", join(dir, "train.jsonl")]);
 });
 
 Deno.test("train: block_size over max_position_embeddings, empty dataset, unwritable output_dir", async () => {
