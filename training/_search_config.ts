@@ -5,7 +5,7 @@
  * @module
  */
 import { closest, isObject, Problems, show } from "../util/problems.ts";
-import { LORA_SPECS, QUANT_SPECS } from "./_config_schema.ts";
+import { LORA_SPECS, QUANT_SPECS, TOP_SPECS } from "./_config_schema.ts";
 import {
   DEFAULT_TRAINING_CONFIG,
   TRAINING_CONFIG_KEYS,
@@ -243,7 +243,27 @@ export function checkSearchConfig(
           `is for sampler grid, and this search uses ${show(sampler)}; remove it`,
         );
       }
+      const [top, sub] = key.split(".");
+      const specs: Record<string, { kind: string }> = sub === undefined
+        ? TOP_SPECS
+        : top === "lora"
+        ? LORA_SPECS
+        : QUANT_SPECS;
+      if (param.type === "float" && specs[sub ?? top]?.kind === "int") {
+        // every trial would have failed on a fraction, and the study counted them
+        p.type(`space.${key}`, `${key} takes whole numbers; use type: int`);
+        continue;
+      }
       if (!base) continue;
+      if (sub !== undefined && !isObject((base as unknown as Record<string, unknown>)[top])) {
+        p.range(
+          `space.${key}`,
+          `samples a field of the ${top} section, and base has none: every trial would ${
+            top === "lora" ? "train LoRA adapters instead of the whole model" : "quantize the model"
+          }; add ${top}: {} to base to search it`,
+        );
+        continue;
+      }
       const ends = param.type === "categorical" ? param.choices : [param.low, param.high];
       for (const v of ends) {
         try {
@@ -261,6 +281,16 @@ export function checkSearchConfig(
       p.range(
         "base.eval_strategy",
         `the metric ${show(metric)} comes from evaluations: set eval_strategy: steps and eval_steps`,
+      );
+    } else if (
+      base.eval_strategy === "steps" && base.eval_steps !== null && base.eval_steps >= 1 &&
+      base.max_steps > 0 && base.eval_steps > base.max_steps && !("max_steps" in space)
+    ) {
+      // found only after a whole trial had trained, which then bound the study to it
+      p.range(
+        "base.eval_steps",
+        `${base.eval_steps} is above max_steps ${base.max_steps}, so no trial would evaluate and the metric ` +
+          `${show(metric)} comes from evaluations; set eval_steps <= ${base.max_steps}`,
       );
     }
   }

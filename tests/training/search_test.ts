@@ -295,6 +295,29 @@ Deno.test("validateSearchConfig() refuses empty and inverted ranges, unknown fie
   assert.match(e.message, /space\.learning_rate: -1 makes an invalid config: .*learning_rate/);
   e = refusal({ space: { learning_rate: { type: "float", low: 0, high: 1, log: true } } });
   assert.match(e.message, /must be > 0 with log: true/);
+  // found at load rather than after trials: a float range on an integer field (each trial failed on a
+  // fraction), a section's field over a base without that section (full training became LoRA), and an
+  // eval_steps no trial reaches (a whole trial trained first, and then bound the study to it)
+  e = refusal({ space: { per_device_train_batch_size: { type: "float", low: 1, high: 4 } } });
+  assert.match(
+    e.message,
+    /space\.per_device_train_batch_size: per_device_train_batch_size takes whole numbers; use type: int/,
+  );
+  e = refusal({ space: { "lora.r": { type: "categorical", choices: [2, 4] } } });
+  assert.match(
+    e.message,
+    /space\.lora\.r: samples a field of the lora section, and base has none: every trial would train LoRA adapters instead of the whole model; add lora: \{\} to base/,
+  );
+  assert.doesNotThrow(() =>
+    validateSearchConfig({
+      base: { ...BASE, lora: {} },
+      space: { "lora.r": { type: "categorical", choices: [2, 4] } },
+      n_trials: 2,
+      study_dir: "s",
+    }, { warn: () => {} })
+  );
+  e = refusal({ base: { ...BASE, eval_steps: 20 }, space: { seed: { type: "int", low: 1, high: 2 } } });
+  assert.match(e.message, /base\.eval_steps: 20 is above max_steps 10, so no trial would evaluate/);
   // Every problem at once.
   e = refusal({
     space: { x: { type: "float", low: 0, high: 1 }, warmup_steps: { type: "int", low: 0, high: 5, step: 0 } },
