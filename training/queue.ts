@@ -360,7 +360,9 @@ async function isEmptyOrMissing(dir: string): Promise<boolean> {
  * folder (`output_dir`, else `<runs_dir>/job-<id>`). A retry resumes from the newest checkpoint there
  * (`resume_from_checkpoint: true`), so it ends with the metrics an uninterrupted run has; a retry
  * before the first checkpoint starts over. Only in the job's own folder: one that held something
- * before the first attempt (another run) is refused on every attempt, never resumed or replaced. A run-folder lock left by a lost worker on another host
+ * before the first attempt (another run) is refused on every attempt, never resumed or replaced,
+ * unless the config has `overwrite_output_dir` (the first attempt then takes it over, and its
+ * retries resume there). A run-folder lock left by a lost worker on another host
  * is removed (the queue's lease says that worker is gone; one on this host is taken over as stale).
  * When `ctx.signal` aborts (the lease was lost), the run stops after the current step.
  * @param job the job
@@ -378,7 +380,12 @@ export async function trainJob(job: JobInfo, ctx: JobContext): Promise<JobOutcom
   // The first attempt marks a run folder it makes as the job's; a retry resumes or starts over only
   // in the job's own folder (another run's is refused as the first attempt refuses it).
   const mark = join(out, JOB_MARK);
-  if (ctx.attempt === 1 && await isEmptyOrMissing(out)) await writeFileAtomic(mark, `${job.id}\n`);
+  // overwrite_output_dir: the first attempt takes the folder over, so its retries resume there (they
+  // had overwritten the first attempt's checkpoints and started from step 0)
+  if (ctx.attempt === 1 && (config.overwrite_output_dir || await isEmptyOrMissing(out))) {
+    await Deno.mkdir(out, { recursive: true });
+    await writeFileAtomic(mark, `${job.id}\n`);
+  }
   const mine = ctx.attempt > 1 && (await Deno.readTextFile(mark).catch(() => "")).trim() === job.id;
   const resumed = mine ? await retryCheckpoint(out, ctx, job.id) : null;
   if (resumed) config = { ...config, resume_from_checkpoint: true, overwrite_output_dir: false };

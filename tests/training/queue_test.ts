@@ -280,3 +280,40 @@ Deno.test("trainJob() on a retry never resumes or replaces a run folder the job 
     assert.equal(await Deno.readTextFile(join(out, "config.yaml")), "someone: else\n");
   });
 });
+
+Deno.test("trainJob() with overwrite_output_dir: the first attempt takes the folder over and a retry resumes there", async () => {
+  await withQueue(async (q, dir) => {
+    const docs = Array.from(
+      { length: 40 },
+      (_, i) => JSON.stringify({ text: `package ${i} does a small thing` }),
+    );
+    await Deno.writeTextFile(join(dir, "train.jsonl"), docs.join("\n") + "\n");
+    const out = join(dir, "ow");
+    await Deno.mkdir(out);
+    await Deno.writeTextFile(join(out, "notes.txt"), "mine\n"); // a folder that held something
+    const config = {
+      model: "tiny",
+      dataset: join(dir, "train.jsonl"),
+      output_dir: out,
+      overwrite_output_dir: true,
+      backend: "cpu",
+      max_steps: 4,
+      max_seq_length: 16,
+      per_device_train_batch_size: 2,
+      save_strategy: "steps",
+      save_steps: 2,
+    };
+    await q.submit({ kind: "train", config });
+    const job = (await q.jobs())[0];
+    const ctx = { runs_dir: dir, worker: "A", log: () => {}, handle_signals: false };
+    await trainJob({ ...job, attempts: 1 }, { ...ctx, attempt: 1 });
+    // the worker died after its last checkpoint: the retry resumes (it had removed checkpoints/ and
+    // started over)
+    await Deno.remove(join(out, "checkpoints", "step-4"), { recursive: true });
+    const notes: string[] = [];
+    const r = await trainJob({ ...job, attempts: 2 }, { ...ctx, attempt: 2, log: (l) => notes.push(l) });
+    assert.equal(r.result.resumed_from, "step-2", notes.join("\n"));
+    assert.equal(r.result.global_step, 4);
+    assert.equal(await Deno.readTextFile(join(out, "notes.txt")), "mine\n");
+  });
+});
