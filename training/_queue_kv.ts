@@ -272,6 +272,7 @@ class KvLease implements JobLease {
   async release(log: string[]): Promise<void> {
     await this.#update((r) => ({
       ...r,
+      attempts: r.attempts - 1, // given back, not failed (it had shown "attempt 2 of 1" next)
       state: "waiting",
       token: null,
       lease_until: null,

@@ -40,6 +40,8 @@ interface JobData {
   last_error?: string | null;
   /** The attempt after which a worker put the job back (a signal or a retry), not lost it. */
   requeued_at?: number;
+  /** Starts given back at a signal (release): they do not count as attempts. */
+  released?: number;
 }
 
 type Address = { host: string; port: number; db: number };
@@ -131,7 +133,7 @@ class RedisQueue implements JobQueue {
       name: job.data.name ?? null,
       config: job.data.config,
       state,
-      attempts: job.attemptsStarted ?? 0,
+      attempts: attemptsOf(job),
       max_attempts: job.data.max_attempts,
       worker: job.processedBy ?? null,
       result: state === "completed" ? (job.returnvalue as Record<string, unknown>) ?? null : null,
@@ -199,10 +201,10 @@ class RedisQueue implements JobQueue {
       const token = crypto.randomUUID();
       const job = await w.getNextJob(token, { block: true }) as Job<JobData> | undefined;
       if (job) {
-        const n = job.attemptsStarted, max = job.data.max_attempts;
+        const n = attemptsOf(job), max = job.data.max_attempts;
         const t = new Date().toISOString();
         // Lost workers count against max_attempts; a job put back at a signal does not.
-        if (n > max && job.data.requeued_at !== n - 1) {
+        if (n > max && job.data.requeued_at !== job.attemptsStarted - 1) {
           const error = `its worker stopped renewing the lease on attempt ${n - 1} of ${max}`;
           await job.log(`${t}: failed: ${error}`);
           await job.moveToFailed(new UnrecoverableError(error), token, false);
@@ -222,6 +224,11 @@ class RedisQueue implements JobQueue {
   }
 }
 
+/** The starts that count: BullMQ's `attemptsStarted` less those given back at a signal. */
+function attemptsOf(job: Job<JobData>): number {
+  return (job.attemptsStarted ?? 0) - (job.data.released ?? 0);
+}
+
 class RedisLease implements JobLease {
   readonly job: JobInfo;
   #job: Job<JobData>;
@@ -238,7 +245,7 @@ class RedisLease implements JobLease {
       name: job.data.name ?? null,
       config: job.data.config,
       state: "active",
-      attempts: job.attemptsStarted,
+      attempts: attemptsOf(job),
       max_attempts: job.data.max_attempts,
       worker: job.processedBy ?? null,
       result: null,
@@ -274,7 +281,7 @@ class RedisLease implements JobLease {
   async fail(reason: string, opts: { retry: boolean; log: string[] }): Promise<JobState | null> {
     await this.#log(opts.log);
     try {
-      if (opts.retry && this.#job.attemptsStarted < this.#job.data.max_attempts) {
+      if (opts.retry && attemptsOf(this.#job) < this.#job.data.max_attempts) {
         await this.#job.updateData({
           ...this.#job.data,
           last_error: reason,
@@ -292,7 +299,12 @@ class RedisLease implements JobLease {
 
   async release(log: string[]): Promise<void> {
     await this.#log(log);
-    await this.#job.updateData({ ...this.#job.data, requeued_at: this.#job.attemptsStarted }).catch(() => {});
+    const data = this.#job.data;
+    await this.#job.updateData({
+      ...data,
+      requeued_at: this.#job.attemptsStarted,
+      released: (data.released ?? 0) + 1,
+    }).catch(() => {});
     await this.#job.moveToWait(this.#token).catch(() => {});
   }
 }

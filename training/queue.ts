@@ -102,7 +102,10 @@ export interface JobLease {
    * @returns the job's state afterwards, or null when the lease was lost
    */
   fail(reason: string, opts: { retry: boolean; log: string[] }): Promise<JobState | null>;
-  /** Put the job back to waiting (its worker is stopping); this attempt still counts. */
+  /**
+   * Put the job back to waiting (its worker is stopping at a signal): this attempt does not count
+   * against `max_attempts`, as BullMQ counts a job a closing worker gives back as stalled, not failed.
+   */
   release(log: string[]): Promise<void>;
 }
 

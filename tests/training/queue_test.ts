@@ -15,6 +15,7 @@ import {
   trainJob,
 } from "../../training/queue.ts";
 import { assert } from "../_assert.ts";
+import { HAS_REDIS, startRedis } from "../cli/_redis.ts";
 
 async function withQueue(fn: (q: JobQueue, dir: string) => Promise<void>): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "fledge-queue-" });
@@ -217,7 +218,11 @@ Deno.test("kv queue: cancel removes a waiting job only; release puts an active o
     assert.equal((await q.cancel(two)).id, two);
     await l.release(["stopped by SIGTERM"]);
     const jobs = await q.jobs();
-    assert.deepEqual(jobs.map((j) => [j.id, j.state, j.attempts]), [[one, "waiting", 1]]);
+    // given back at a signal, the attempt does not count (BullMQ: stalled, not failed); the next start
+    // is attempt 1 again (it had read "attempt 2 of 1" with max_attempts 1)
+    assert.deepEqual(jobs.map((j) => [j.id, j.state, j.attempts]), [[one, "waiting", 0]]);
+    const again = (await q.lease("B", { lease_ms: 10_000, wait_ms: 0 }))!;
+    assert.deepEqual([again.job.id, again.job.attempts], [one, 1]);
   });
 });
 
@@ -316,4 +321,29 @@ Deno.test("trainJob() with overwrite_output_dir: the first attempt takes the fol
     assert.equal(r.result.global_step, 4);
     assert.equal(await Deno.readTextFile(join(out, "notes.txt")), "mine\n");
   });
+});
+
+Deno.test({
+  name: "redis queue: a job given back at a signal does not count as an attempt, as in the kv queue",
+  ignore: !HAS_REDIS,
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "fledge-queue-redis-" });
+    const redis = (await startRedis(dir))!;
+    const q = await openQueue(redis.url);
+    try {
+      const id = await q.submit({ kind: "train", config: {}, max_attempts: 1 });
+      const a = (await q.lease("A", { lease_ms: 10_000, wait_ms: 1000 }))!;
+      assert.equal(a.job.attempts, 1);
+      await a.release(["stopped by SIGTERM"]);
+      assert.deepEqual((await q.jobs()).map((j) => [j.id, j.state, j.attempts]), [[id, "waiting", 0]]);
+      const b = (await q.lease("B", { lease_ms: 10_000, wait_ms: 1000 }))!;
+      assert.deepEqual([b.job.id, b.job.attempts, b.job.max_attempts], [id, 1, 1]);
+      assert.ok(await b.complete({ ok: true }, []));
+      assert.deepEqual((await q.jobs()).map((j) => [j.state, j.attempts]), [["completed", 1]]);
+    } finally {
+      await q.close();
+      await redis.stop();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
 });
