@@ -29,7 +29,9 @@ options:
                          pruner: median                  # median | none
                          n_trials: 20                    # and/or timeout: SECONDS
                          seed: 0
-                         study_dir: runs/lr-search
+                         study_dir: runs/lr-search     # from the working directory
+                       (base_config is read beside the search file; n_trials counts the whole
+                       study, finished trials of a resumed one included)
                        optional: tpe: {n_startup_trials: 10, n_ei_candidates: 24} (sampler tpe only),
                        median: {n_startup_trials: 5, n_warmup_steps: 0, interval_steps: 1} (pruner
                        median only); a float's grid_points: N (sampler grid only)

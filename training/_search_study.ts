@@ -61,7 +61,14 @@ export async function openStudy(
   log: (line: string) => void,
 ): Promise<{ study: StudyFile; lock: RunLock }> {
   const dir = c.study_dir;
-  await Deno.mkdir(dir, { recursive: true });
+  try {
+    await Deno.mkdir(dir, { recursive: true });
+  } catch (e) {
+    if (!(e instanceof Deno.errors.AlreadyExists || e instanceof Deno.errors.NotADirectory)) throw e;
+    throw new TypeError(
+      `Cannot search: study_dir ${dir} is a file, not a folder; give the study a folder of its own`,
+    );
+  }
   const lock = await acquireLock(dir, { command: "search" });
   try {
     const definition = definitionOf(c);

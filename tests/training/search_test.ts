@@ -681,3 +681,22 @@ Deno.test({
     }
   },
 });
+
+Deno.test("runSearch() names a study_dir that is a file (it had failed on a bare mkdir)", async () => {
+  const file = await Deno.makeTempFile();
+  try {
+    const c = validateSearchConfig({
+      base: BASE,
+      space: { seed: { type: "int", low: 1, high: 2 } },
+      n_trials: 1,
+      study_dir: file,
+    }, { warn: () => {} });
+    await assert.rejects(
+      runSearch(c, { log: () => {}, progress: false }),
+      TypeError,
+      `Cannot search: study_dir ${file} is a file, not a folder; give the study a folder of its own`,
+    );
+  } finally {
+    await Deno.remove(file);
+  }
+});
