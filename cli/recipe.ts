@@ -14,6 +14,7 @@ import { runClassification } from "../tasks/classification.ts";
 import { runSummarization } from "../tasks/summarization.ts";
 import { runTranslation } from "../tasks/translation.ts";
 import type { RecipeResult, RunRecipeOptions } from "../tasks/recipe.ts";
+import { PretrainInterrupted } from "../tasks/base_model.ts";
 import type { CliIO, Command } from "./command.ts";
 import { parseFlagValue, shellQuote } from "./_config_args.ts";
 import { closest } from "../util/problems.ts";
@@ -178,7 +179,12 @@ export const command: Command = {
         `recipe: --base_model shapes the Debian base model, which --model ${overrides.model} replaces; drop one`,
       );
     }
-    const r = await run(overrides, { handle_signals: true });
+    const r = await run(overrides, { handle_signals: true }).catch((e) => {
+      if (!(e instanceof PretrainInterrupted)) throw e;
+      io.stderr(`fledge: ${e.message}: run the same command again\n`);
+      return e.signal;
+    });
+    if (typeof r === "string") return r === "SIGINT" ? 130 : 143;
     if (r.interrupted) {
       // the same command, resuming in the run folder (the run's settings are the flags': recipe.yaml
       // records them, but a resume reads the flags); as train does, no folder on stdout and 130 / 143

@@ -419,8 +419,12 @@ export async function recipeData(s: RecipeSettings, seed: number): Promise<TaskD
 }
 
 /** The model folder: the given folder / hub id, or the cached Debian base model. */
-export async function recipeModelDir(s: RecipeSettings, backend: TrainingConfig["backend"]): Promise<string> {
-  if (s.model === null) return (await ensureBaseModel({ config: s.base_model, backend })).dir;
+export async function recipeModelDir(
+  s: RecipeSettings,
+  backend: TrainingConfig["backend"],
+  handle_signals = false,
+): Promise<string> {
+  if (s.model === null) return (await ensureBaseModel({ config: s.base_model, backend, handle_signals })).dir;
   const dir = await downloadModel(s.model);
   try {
     await Deno.stat(join(dir, "tokenizer.json"));

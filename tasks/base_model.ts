@@ -25,6 +25,7 @@ import { Transformer } from "../models/transformer.ts";
 import { Problems, show } from "../util/problems.ts";
 import { getTrainingArgs } from "../training/config.ts";
 import { createTrainer } from "../training/trainer.ts";
+import { latestCheckpoint } from "../training/checkpoint.ts";
 import { writeDirAtomic, writeFileAtomic } from "../util/atomic.ts";
 import { acquireLock } from "../util/lock.ts";
 
@@ -103,6 +104,22 @@ export interface BaseModelOptions {
   log?: (line: string) => void;
   /** Show the Trainer's progress line while pre-training (default true). */
   progress?: boolean;
+  /**
+   * Stop pre-training at SIGINT / SIGTERM with a checkpoint that the next call resumes from,
+   * throwing {@linkcode PretrainInterrupted} (default false: the process's own handling).
+   */
+  handle_signals?: boolean;
+}
+
+/** Pre-training stopped by a signal; its checkpoint (in `<cache>/<key>.partial`) is resumed next time. */
+export class PretrainInterrupted extends Error {
+  /** The signal. */
+  readonly signal: "SIGINT" | "SIGTERM";
+  constructor(signal: "SIGINT" | "SIGTERM", message: string) {
+    super(message);
+    this.name = "PretrainInterrupted";
+    this.signal = signal;
+  }
 }
 
 /** What {@linkcode ensureBaseModel} returns. */
@@ -353,8 +370,11 @@ async function pretrain(
   // ---- model, train ----
   const be = await createBackend(opts.backend ?? "auto");
   const model = Transformer.init(withTokenIds(baseModelConfig(config), tokenizer), be, { seed: config.seed });
-  const work = await Deno.makeTempDir({ prefix: "fledge-base-" });
-  let finalLoss = NaN;
+  // Checkpoints beside the cache entry: a run stopped by a signal (or a crash) resumes from there
+  // rather than from step 0 (it had trained in a temporary folder, lost at the first Ctrl-C).
+  const work = `${dir}.partial`;
+  const resume = await latestCheckpoint(join(work, "checkpoints")).then((d) => d !== null, () => false);
+  let finalLoss = NaN, done = false;
   try {
     const trainer = createTrainer({
       model,
@@ -370,17 +390,31 @@ async function pretrain(
         adam_beta2: 0.95,
         max_grad_norm: 1,
         logging_steps: Math.max(1, Math.min(50, config.max_steps)),
-        save_strategy: "no",
+        save_strategy: "steps",
+        save_steps: Math.max(25, Math.ceil(config.max_steps / 8)),
+        save_total_limit: 1,
+        resume_from_checkpoint: resume ? true : null,
+        overwrite_output_dir: !resume,
         report_to: [],
         seed: config.seed,
       }),
       train_dataset: train,
       progress: opts.progress ?? true,
-      log: () => {},
+      log: (line) => {
+        if (line.startsWith("resume: ")) (opts.log ?? console.error)(`fledge: base model: ${line}`);
+      },
+      handle_signals: opts.handle_signals ?? false,
     });
     const result = await trainer.train();
     finalLoss = result.final_loss;
     trainer.dispose();
+    if (result.interrupted) {
+      throw new PretrainInterrupted(
+        result.interrupted,
+        `stopped by ${result.interrupted} while pre-training the base model, at step ${result.metrics_summary.global_step} ` +
+          `of ${config.max_steps}; its checkpoint is in ${work}, and the next run resumes from there`,
+      );
+    }
     // ---- save (atomically: a half-written folder is never found as a cached model) ----
     const info = {
       config,
@@ -393,10 +427,11 @@ async function pretrain(
       await tokenizer.save(tmp);
       await writeFileAtomic(join(tmp, "base.json"), JSON.stringify(info, null, 2) + "\n");
     });
+    done = true;
     return info;
   } finally {
     model.dispose();
-    await Deno.remove(work, { recursive: true }).catch(() => {});
+    if (done) await Deno.remove(work, { recursive: true }).catch(() => {});
   }
 }
 

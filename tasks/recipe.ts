@@ -169,7 +169,7 @@ async function recipeRun(
   }
 
   // ---- model (+ adapters: the Trainer attaches the config's lora / quantization sections) ----
-  const modelDir = await recipeModelDir(s, c.backend);
+  const modelDir = await recipeModelDir(s, c.backend, opts.handle_signals);
   c.model = s.model ?? modelDir; // what config.yaml and adapter_config.json name as the base
   const { model, tokenizer, generation_config: gc } = await loadRecipeModel(modelDir, c.backend);
   try {

@@ -68,3 +68,77 @@ Deno.test("recipe: Ctrl-C saves a checkpoint, exits 130 and prints the command t
     await Deno.remove(root, { recursive: true });
   }
 });
+
+Deno.test("recipe: Ctrl-C while pre-training the base model keeps a checkpoint, and the next run resumes it to the same model", async () => {
+  const root = await Deno.makeTempDir({ prefix: "fledge-recipe-signal-" });
+  const base = JSON.stringify({ ...JSON.parse(TINY_BASE), max_steps: 300 });
+  const args = (out: string) => [
+    "recipe",
+    "sst2",
+    "--base_model",
+    base,
+    "--max_train_samples",
+    "8",
+    "--max_eval_samples",
+    "2",
+    "--max_steps",
+    "1",
+    "--max_source_tokens",
+    "40",
+    "--max_seq_length",
+    "128",
+    "--output_dir",
+    join(root, out),
+  ];
+  const models = (cache: string) => join(cache, "base-models");
+  try {
+    const cache = join(root, "cache");
+    const p = new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", `${ROOT}/cli.ts`, ...args("a")],
+      env: { FLEDGE_CACHE_DIR: cache },
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    // once pre-training has a checkpoint (it had trained in a temporary folder, lost at Ctrl-C)
+    const names = (dir: string) => {
+      try {
+        return [...Deno.readDirSync(dir)].map((e) => e.name);
+      } catch {
+        return [];
+      }
+    };
+    const partial = () =>
+      names(models(cache)).filter((n) => n.endsWith(".partial"))
+        .some((n) => names(join(models(cache), n, "checkpoints")).some((c) => /^step-\d+$/.test(c)));
+    for (let i = 0; i < 6000 && !partial(); i++) await new Promise((r) => setTimeout(r, 20));
+    p.kill("SIGINT");
+    const r = await p.output();
+    const err = new TextDecoder().decode(r.stderr);
+    assert.equal(r.code, 130, err);
+    assert.match(
+      err,
+      /stopped by SIGINT while pre-training the base model, at step \d+ of 300; its checkpoint is in .*\.partial/,
+    );
+    const again = await cliProcess(args("b"), { FLEDGE_CACHE_DIR: cache });
+    assert.equal(again.code, 0, again.err);
+    assert.match(
+      again.err,
+      /base model: resume: continuing from .*\.partial\/checkpoints\/step-\d+ at step \d+/,
+    );
+    // the same weights as a pre-training never stopped (exact resume), and no partial folder left
+    const other = join(root, "cache2");
+    const whole = await cliProcess(args("c"), { FLEDGE_CACHE_DIR: other });
+    assert.equal(whole.code, 0, whole.err);
+    const [key] = [...Deno.readDirSync(models(other))].map((e) => e.name);
+    assert.deepEqual(
+      [...Deno.readDirSync(models(cache))].map((e) => e.name).filter((n) => n !== ".fledge.lock"),
+      [key],
+    );
+    assert.deepEqual(
+      await Deno.readFile(join(models(cache), key, "model.safetensors")),
+      await Deno.readFile(join(models(other), key, "model.safetensors")),
+    );
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
