@@ -554,7 +554,14 @@ async function indexShards(folder: string, files: readonly string[]): Promise<st
         `download the model again (force_download)`,
     );
   }
-  for (const f of shards) checkRelativePath(f as string, `a shard named in ${path}`);
+  for (const f of shards) {
+    try {
+      checkRelativePath(f as string, `a shard named in ${path}`);
+    } catch (e) {
+      // the index file is malformed, as loadModel's own reading of it says
+      throw e instanceof RangeError ? new SyntaxError(e.message) : e;
+    }
+  }
   return (shards as string[]).sort();
 }
 
