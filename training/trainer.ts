@@ -362,6 +362,8 @@ export class Trainer {
         loss.dispose();
         addMetrics(metricSums, metrics, w);
       });
+      // timers between batches: a queue worker's lease heartbeat (the cpu backend never yields)
+      await new Promise((r) => setTimeout(r, 0));
     }
     const total = (await sum.toArray())[0];
     sum.dispose();
@@ -729,8 +731,9 @@ export class Trainer {
         // One submit per step; the previous step has finished before the next is recorded, so the
         // host never runs ahead of the device (a signal is seen within a step, not at the next log).
         await be.pace();
-        // Let a pending signal in: the loop above may never leave the microtask queue.
-        if (signals) await new Promise((r) => setTimeout(r, 0));
+        // Let a pending signal and timers (a queue worker's lease heartbeat, in its hooks) in: the
+        // loop above may never leave the microtask queue.
+        if (signals || Object.keys(this.hooks).length) await new Promise((r) => setTimeout(r, 0));
       }
       if (interrupted) progress.update(st.global_step); // the line otherwise shows the last logged step
       progress.done();

@@ -337,6 +337,33 @@ Deno.test("label_smoothing_factor smooths the training and evaluation loss as HF
   );
 });
 
+Deno.test("evaluate() lets timers run between batches (a queue worker's lease heartbeat had starved on cpu)", async () => {
+  const be = await cpuBackend();
+  const model = Transformer.init(mc, be, { seed: 3 });
+  const trainer = createTrainer({
+    model,
+    config: getTrainingArgs({
+      output_dir: Deno.makeTempDirSync(),
+      max_steps: 1,
+      save_strategy: "no",
+      per_device_eval_batch_size: 1,
+    }),
+    train_dataset: train,
+    eval_dataset: evalSet,
+    progress: false,
+  });
+  let beats = 0;
+  const beat = setInterval(() => beats++, 1);
+  const t0 = performance.now();
+  await trainer.evaluate();
+  const ms = performance.now() - t0;
+  clearInterval(beat);
+  assert.ok(evalSet.num_blocks >= 8, "several batches");
+  assert.ok(beats > 0 || ms < 2, `no timer ran during ${ms.toFixed(1)} ms of evaluation`);
+  trainer.dispose();
+  model.dispose();
+});
+
 Deno.test("num_train_epochs sets the steps: ceil(epochs * updates per epoch), updates never cross an epoch", async () => {
   const be = await cpuBackend();
   const dir = await Deno.makeTempDir();
