@@ -18,6 +18,7 @@ import { OnnxDecoder } from "../models/onnx_runtime.ts";
 import { loadAdapter, mergeAdapter, quantizeModel } from "../training/peft.ts";
 import { loadTrainingConfig, type TrainingConfig } from "../training/config.ts";
 import { parseFlags } from "../util/flags.ts";
+import { createProgress } from "../util/progress.ts";
 import { agree } from "../util/problems.ts";
 import {
   BEAM_ONLY_KEYS,
@@ -307,13 +308,13 @@ async function evalRun(args: string[], io: CliIO): Promise<void> {
       await exportOnnx(model, join(tmp, "model.onnx"));
       decoder = await OnnxDecoder.load(join(tmp, "model.onnx"), { config: model.config });
     }
-    const r = await evaluateTask(
-      decoder ?? model,
-      tokenizer,
-      task,
-      examples,
-      evalOptions(s, labels, generation_config),
-    );
+    // a progress line on stderr (a whole split takes minutes; it had run silent)
+    const progress = createProgress(`eval ${task}`, { total: examples.length, unit: "examples" });
+    const r = await evaluateTask(decoder ?? model, tokenizer, task, examples, {
+      ...evalOptions(s, labels, generation_config),
+      onProgress: (done) => progress.update(done),
+    });
+    progress.done();
     if (v.predictions) {
       await writeFileAtomic(v.predictions, r.predictions.map((p) => JSON.stringify(p) + "\n").join(""));
     }

@@ -200,6 +200,11 @@ for (
       // the saved run, evaluated again, gives the same numbers
       const e = await cliProcess(["eval", "--model", out, "--json"], { FLEDGE_CACHE_DIR: cache });
       assert.equal(e.code, 0, e.err);
+      assert.match(
+        e.err,
+        /^eval \w+: 6 \/ 6 examples \(100%\), .* in /m,
+        "a progress line (it had run silent)",
+      );
       const again = JSON.parse(e.out);
       const { baselines: _b, wall_seconds: _w, base_model: _m, ...reported } = metrics;
       assert.deepEqual(again, reported);
