@@ -357,5 +357,24 @@ function fitSourceTokens(
 export const command: Command = {
   summary: "evaluate a model or a recipe's run on a task (ROUGE, BLEU/chrF, accuracy/macro-F1)",
   usage: USAGE,
-  run: evalRun,
+  run: async (args: string[], io: CliIO) => {
+    // Ctrl-C: one line, as the training commands give (nothing is written before the end)
+    const stop = (signal: "SIGINT" | "SIGTERM") => () => {
+      io.stderr(`fledge: eval stopped by ${signal}; nothing was written\n`);
+      Deno.exit(signal === "SIGINT" ? 130 : 143);
+    };
+    const handlers: [Deno.Signal, () => void][] = [];
+    for (const s of ["SIGINT", "SIGTERM"] as const) {
+      const h = stop(s);
+      try {
+        Deno.addSignalListener(s, h);
+        handlers.push([s, h]);
+      } catch { /* not on this platform */ }
+    }
+    try {
+      return await evalRun(args, io);
+    } finally {
+      for (const [s, h] of handlers) Deno.removeSignalListener(s, h);
+    }
+  },
 };
