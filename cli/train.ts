@@ -73,7 +73,9 @@ export function trainingCommand(
       io.stdout(
         `trained ${
           config.resume_from_checkpoint && ran < to
-            ? `${ran} step${ran === 1 ? "" : "s"} (${to - ran + 1}-${to})`
+            ? ran === 0
+              ? `nothing more (the run had finished at step ${to})`
+              : `${ran} step${ran === 1 ? "" : "s"} (${to - ran + 1}-${to})`
             : `${to} steps`
         } ` +
           `in ${r.training_time.toFixed(1)}s: ` +

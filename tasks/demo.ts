@@ -129,7 +129,13 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
   // ---- data, model, train ----
   const result = await runTraining(config, { handle_signals: opts.handle_signals }).catch(async (e) => {
     if (opts.output_dir === undefined) await dropIfEmpty(config.output_dir); // the folder freeRunDir made
-    throw e;
+    // the demo's own fixes (the Trainer's named resume_from_checkpoint, which the demo does not take)
+    const held = e instanceof RangeError && e.message.match(/already holds a run \(([^)]*)\)/);
+    if (!held) throw e;
+    throw new RangeError(
+      `Cannot run the demo: --output_dir ${config.output_dir} already holds a run (${held[1]}); add ` +
+        `--overwrite_output_dir, give another --output_dir, or leave it out (the demo takes runs/demo-N)`,
+    );
   });
   if (result.interrupted) {
     return {

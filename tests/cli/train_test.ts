@@ -231,6 +231,20 @@ Deno.test("train: a resumed run says the steps it trained, not the run's total",
   ]);
   assert.equal(r.code, 0, r.err);
   assert.match(r.out, /^trained 1 step \(3-3\) in /);
+  // once more: nothing left to train, said so (it had read "trained 0 steps (4-3)")
+  r = await cli([
+    "train",
+    "-c",
+    file,
+    "--max_steps",
+    "3",
+    "--block_size",
+    "16",
+    "--resume_from_checkpoint",
+    "true",
+  ]);
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.out, /^trained nothing more \(the run had finished at step 3\) in /);
 });
 
 Deno.test("train --report_to stdout prints each log record as a JSON line on stdout", async () => {
