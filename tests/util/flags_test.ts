@@ -1,6 +1,7 @@
 /** parseFlags(): spellings, types, negatives, lists, defaults, required flags, choices, hints, help. */
 import { parseFlags } from "../../util/flags.ts";
 import { assert } from "../_assert.ts";
+import { closest } from "../../util/problems.ts";
 
 const SPECS = {
   model: { type: "string" },
@@ -157,4 +158,14 @@ Deno.test("parseFlags() lets a mistake in the specs through as it is", () => {
     () => parseFlags("x", [], { config: { type: "string", short: "cc" } }),
     (e: Error) => !e.message.startsWith("x:"),
   );
+});
+
+Deno.test("closest() prefers a name the word ends or starts (gpu: webgpu, not the nearer cpu)", () => {
+  assert.equal(closest("gpu", ["auto", "webgpu", "cpu"]), "webgpu");
+  assert.equal(
+    closest("batch_size", ["per_device_train_batch_size", "max_steps"]),
+    "per_device_train_batch_size",
+  );
+  assert.equal(closest("learnig_rate", ["learning_rate", "weight_decay"]), "learning_rate");
+  assert.equal(closest("xy", ["xyz", "abc"]), "xyz"); // two letters: by edit distance alone
 });
