@@ -68,7 +68,7 @@ stop it: a training job saves a checkpoint and waits for the next worker (exit 1
 
 options:
 ${QUEUE_OPT}
-  --once                     take one job, then exit
+  --once                     take one job, then exit (exit code 1 when it failed)
   --max_jobs N               take N jobs, then exit
   --idle_exit SECONDS        exit after this long with no job to take (default: wait for ever)
   --lease SECONDS            a worker silent this long loses its job to another (default 30, at least 1)
@@ -253,7 +253,11 @@ async function queueRun(args: string[], io: CliIO): Promise<number | void> {
         `worker ${s.worker}: ${s.processed} jobs taken: ${s.completed} completed, ${s.failed} failed, ` +
           `${s.retried} to retry` + (s.interrupted ? `; stopped by ${s.interrupted}` : "") + "\n",
       );
-      return s.interrupted === "SIGINT" ? 130 : s.interrupted === "SIGTERM" ? 143 : 0;
+      if (s.interrupted) return s.interrupted === "SIGINT" ? 130 : 143;
+      // a worker asked for a set number of jobs fails when one of them did (it had exited 0), so
+      // `queue work --once && ...` stops there; a standing worker's failures are in queue status
+      const counted = v.once || v.max_jobs !== undefined;
+      return counted && (s.failed || s.retried) ? 1 : 0;
     }
     case "status":
     case "results": {

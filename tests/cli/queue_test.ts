@@ -227,6 +227,16 @@ Deno.test("queue (kv): two workers, one SIGKILLed mid-job: 6 jobs finish once, t
     assert.equal(ev.kind, "eval");
     assert.equal(ev.result.n, 6);
     assert.ok(typeof ev.result.accuracy === "number", JSON.stringify(ev.result));
+    // a job that fails makes `work --once` fail too (it had exited 0)
+    await Deno.writeTextFile(
+      join(dir, "bad.yaml"),
+      `kind: eval\nconfig:\n  model: ${join(dir, "no-model")}\n  task: classification\n` +
+        `  data: ${join(dir, "cls.jsonl")}\n  backend: cpu\n`,
+    );
+    assert.equal((await run(dir, ["queue", "submit", "--queue", url, "-c", "bad.yaml"])).code, 0);
+    const f = await run(dir, ["queue", "work", "--queue", url, "--once"]);
+    assert.equal(f.code, 1, f.out + f.err);
+    assert.match(f.out, /1 jobs taken: 0 completed, 1 failed/);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
