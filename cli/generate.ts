@@ -31,7 +31,7 @@ options:
                              with --backend onnx also a .onnx file with config.json beside it
   --prompt TEXT              text prompt (needs tokenizer.json in the model folder)
   --input_ids 1,2,3          prompt token ids
-  --max_new_tokens N         new tokens (default: generation_config.json, else HF's max_length 20)
+  --max_new_tokens N         new tokens (default: generation_config.json, else 20 as HF's default)
   --greedy                   argmax decoding (do_sample false)
   --do_sample                sample (implied by --temperature, --top_k, --top_p without --greedy)
   --temperature T            > 0

@@ -126,11 +126,6 @@ const NO_EFFECT = new Set([
   "transformers_version",
   "_from_model_config",
   "use_cache",
-  "output_attentions",
-  "output_hidden_states",
-  "output_scores",
-  "output_logits",
-  "return_dict_in_generate",
   "num_assistant_tokens",
   "num_assistant_tokens_schedule",
   "assistant_confidence_threshold",
@@ -173,6 +168,12 @@ const OFF_AT_DEFAULT: Record<string, unknown[]> = {
   max_matching_ngram_size: [null],
   token_healing: [false],
   constraints: [null],
+  // generate() returns tokens (and why each row stopped), not HF's output objects
+  output_attentions: [false],
+  output_hidden_states: [false],
+  output_scores: [false],
+  output_logits: [false],
+  return_dict_in_generate: [false],
 };
 
 /** Check the honoured keys of a generation config (types and ranges), adding to `p`. */
@@ -207,7 +208,7 @@ function checkValues(cfg: Record<string, unknown>, p: Problems, vocab: number | 
     "must be in [0, 1] (HF's TopPLogitsWarper; 0 keeps the likeliest token)",
   );
   num("repetition_penalty", (x) => x > 0 && Number.isFinite(x), "must be > 0 (1 = off)");
-  if (cfg.do_sample !== undefined && typeof cfg.do_sample !== "boolean") {
+  if (cfg.do_sample !== undefined && cfg.do_sample !== null && typeof cfg.do_sample !== "boolean") {
     p.type("do_sample", `must be true or false, got ${show(cfg.do_sample)}`);
   }
   const id = (k: string, v: unknown) => {
@@ -285,7 +286,8 @@ export function checkGenerationConfig(
     if (SUPPORTED.has(k)) out[k] = v;
     else if (NO_EFFECT.has(k)) continue;
     else if (k in OFF_AT_DEFAULT) {
-      if (!OFF_AT_DEFAULT[k].some((d) => JSON.stringify(d) === JSON.stringify(v))) {
+      // null: unset, HF 5's default of every one of them
+      if (v !== null && !OFF_AT_DEFAULT[k].some((d) => JSON.stringify(d) === JSON.stringify(v))) {
         p.range(
           k,
           `${show(v)} is not supported by fledge's generate(); remove the key or set it to ${
@@ -343,7 +345,13 @@ export function resolveGeneration(
   if (opts.generation_config !== undefined) {
     checkGenerationConfig(opts.generation_config, "the generation_config option", "Cannot generate");
   }
-  const defined = (o: object) => Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined));
+  // undefined, and null for a value (HF's None: the default; transformers 5 writes such nulls), are
+  // unset; a null token id or stop_strings stays (none)
+  const TOKEN_KEYS = ["eos_token_id", "pad_token_id", "bos_token_id", "stop_strings"];
+  const defined = (o: object) =>
+    Object.fromEntries(
+      Object.entries(o).filter(([k, v]) => v !== undefined && (v !== null || TOKEN_KEYS.includes(k))),
+    );
   const fromModel = {
     eos_token_id: model.eos_token_id,
     pad_token_id: model.pad_token_id,
@@ -380,9 +388,15 @@ export function resolveGeneration(
   if (stops.length && !ctx.hasTokenizer) {
     p.type("stop_strings", "need a tokenizer to decode the continuation; pass the tokenizer option");
   }
-  const max_new = (cfg.max_new_tokens as number | undefined) ??
-    (cfg.max_length as number) - ctx.promptLen;
   const limit = model.max_position_embeddings;
+  // HF's default max_length (20, not asked for by the caller) means 20 new tokens, as many as the
+  // model's positions allow (_prepare_generated_length); an asked-for max_length counts the prompt
+  const askedLength = opts.max_length !== undefined && opts.max_length !== null;
+  const defaultLength = !askedLength && cfg.max_length === HF_GENERATION_DEFAULTS.max_length;
+  const max_new = (cfg.max_new_tokens as number | undefined) ??
+    (defaultLength
+      ? Math.min(HF_GENERATION_DEFAULTS.max_length, Math.max(1, limit - ctx.promptLen))
+      : (cfg.max_length as number) - ctx.promptLen);
   if (cfg.max_new_tokens === undefined && Number.isInteger(max_new) && max_new < 1) {
     p.range(
       "max_new_tokens",

@@ -284,8 +284,21 @@ Deno.test("generate() honours generation_config under the options and HF's max_l
   const model = await loadModel(dir("llama"), { backend: be });
   const gc = await loadGenerationConfig(dir("llama"));
   assert.deepEqual(gc, { bos_token_id: 1, eos_token_id: 2, pad_token_id: 0 });
-  // no max_new_tokens: HF's max_length 20 leaves 4 new tokens after the 16-token prompt
-  assert.deepEqual((await generate(model, [prompt], { generation_config: gc })).tokens, [greedy.slice(0, 4)]);
+  // no max_new_tokens, no max_length asked for: HF's default length is 20 new tokens
+  // (_prepare_generated_length; it had been 20 in all, 4 after the 16-token prompt)
+  const [twenty] = (await generate(model, [prompt], { generation_config: gc })).tokens;
+  assert.deepEqual([twenty.length, twenty.slice(0, greedy.length)], [20, greedy]);
+  // an asked-for max_length counts the prompt
+  assert.deepEqual((await generate(model, [prompt], { max_length: 20 })).tokens, [greedy.slice(0, 4)]);
+  // nulls are unset, as HF's None (transformers 5 writes them): top_p null had kept one token
+  const nulls = { do_sample: null, top_p: null, temperature: null, max_new_tokens: 4 } as never;
+  assert.deepEqual((await generate(model, [prompt], nulls)).tokens, [greedy.slice(0, 4)]);
+  // HF's output objects are not returned: asking for them is refused (it had been dropped)
+  await fails(
+    () => generate(model, [prompt], { output_scores: true, return_dict_in_generate: true } as never),
+    RangeError,
+    /output_scores: true is not supported by fledge's generate\(\)/,
+  );
   const stop = { eos_token_id: 234, max_new_tokens: 8 };
   assert.deepEqual((await generate(model, [prompt], { generation_config: stop })).tokens, [[89, 234]]);
   const over = await generate(model, [prompt], { generation_config: stop, eos_token_id: null });
