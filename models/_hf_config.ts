@@ -24,7 +24,7 @@ const TRANSFORMERS_VERSION = "4.47.0";
  */
 // deno-fmt-ignore
 const BOOKKEEPING = new Set([
-  "architectures", "model_type", "torch_dtype", "transformers_version", "use_cache", "_name_or_path",
+  "architectures", "model_type", "torch_dtype", "dtype", "transformers_version", "use_cache", "_name_or_path",
   "auto_map", "return_dict", "output_hidden_states", "output_attentions", "torchscript",
   "use_bfloat16", "tf_legacy_loss", "pruned_heads", "chunk_size_feed_forward", "is_encoder_decoder",
   "is_decoder", "cross_attention_hidden_size", "tie_encoder_decoder", "finetuning_task", "id2label",
@@ -149,10 +149,14 @@ function ropeScaling(r: Reader, arch: ModelArch): RopeScaling | null {
   }
   if (type === "default") return null;
   if (type !== "llama3" && type !== "linear") {
+    // dynamic (NTK) changes nothing within the trained positions; yarn and the others change every
+    // position's rotation (and yarn the attention scale), so removing them changes the logits
+    const fix = type === "dynamic"
+      ? `remove ${key} to run within the original max_position_embeddings, where HF's dynamic scaling changes nothing`
+      : `use a checkpoint without it (removing it would change every logit)`;
     r.p.range(
       `${key}.rope_type`,
-      `unsupported rope scaling ${show(type)}; fledge implements "llama3" and "linear" ` +
-        `(remove rope_scaling or convert the checkpoint)`,
+      `unsupported rope scaling ${show(type)}; fledge implements "llama3" and "linear"; ${fix}`,
     );
     return null;
   }
@@ -227,6 +231,54 @@ const LLAMA_LIKE_DEFAULTS: Record<Exclude<ModelArch, "gpt2">, Record<string, num
   },
 };
 
+/**
+ * `partial_rotary_factor`: Phi-3's rotary embedding rotates that share of each head; Llama's, Mistral's
+ * and Qwen2's rotate all of it in transformers 5 (the factor unread) and fail on it in 4.x, so a
+ * factor other than 1 there has no HF result to match.
+ */
+function partialRotary(r: Reader, arch: Exclude<ModelArch, "gpt2">): number {
+  const f = r.num("partial_rotary_factor", 1);
+  if (arch !== "phi3" && f !== 1) {
+    r.p.range(
+      "partial_rotary_factor",
+      `${f} is read by phi3 only: HF's ${arch} rotates every dimension of a head (transformers 5 ` +
+        `ignores the key, 4.x fails on it); remove it`,
+    );
+    return 1;
+  }
+  return f;
+}
+
+/**
+ * The attention of each layer from transformers 5's `layer_types` ("full_attention" /
+ * "sliding_attention"), which decides over `use_sliding_window` / `max_window_layers`: the window,
+ * null for none, or undefined when the key is absent. Mixed layers are refused.
+ */
+function layerTypes(r: Reader, layers: number): number | null | undefined {
+  if (!r.has("layer_types")) return undefined;
+  const v = r.json.layer_types;
+  r.used.add("layer_types");
+  const kinds = ["full_attention", "sliding_attention"];
+  if (!Array.isArray(v) || v.length !== layers || v.some((t) => !kinds.includes(t as string))) {
+    r.p.type(
+      "layer_types",
+      `expected ${layers} entries (num_hidden_layers) of "full_attention" or "sliding_attention", got ${
+        show(v)
+      }`,
+    );
+    return undefined;
+  }
+  if (new Set(v).size > 1) {
+    r.p.range(
+      "layer_types",
+      `mixes sliding and full attention layers, which fledge does not implement; use a checkpoint whose ` +
+        `layers all attend the same way`,
+    );
+    return undefined;
+  }
+  return v[0] === "sliding_attention" ? r.intOrNull("sliding_window", 4096) : null;
+}
+
 function llamaLike(r: Reader, arch: Exclude<ModelArch, "gpt2">): Partial<ModelConfig> {
   const d = LLAMA_LIKE_DEFAULTS[arch];
   const heads = r.int("num_attention_heads", d.num_attention_heads!);
@@ -246,8 +298,7 @@ function llamaLike(r: Reader, arch: Exclude<ModelArch, "gpt2">): Partial<ModelCo
     position: "rope",
     rope_theta: r.num("rope_theta", 10000),
     rope_scaling: ropeScaling(r, arch),
-    // Read by HF's rope init (`getattr(config, "partial_rotary_factor", 1.0)`) for every family.
-    partial_rotary_factor: r.num("partial_rotary_factor", 1),
+    partial_rotary_factor: partialRotary(r, arch),
     rope_interleaved: false,
     original_max_position_embeddings: null,
     mlp: "swiglu",
@@ -301,7 +352,40 @@ function llamaLike(r: Reader, arch: Exclude<ModelArch, "gpt2">): Partial<ModelCo
     c.resid_pdrop = r.num("resid_pdrop", 0);
     c.sliding_window = r.intOrNull("sliding_window", null);
   }
+  const byLayer = layerTypes(r, c.num_hidden_layers!);
+  if (byLayer !== undefined) c.sliding_window = byLayer;
   return c;
+}
+
+/**
+ * A transformers 5 config's `rope_parameters` ({rope_theta, rope_type, its scaling fields,
+ * partial_rotary_factor}) as the 4.x keys it replaces (`rope_theta`, `rope_scaling`,
+ * `partial_rotary_factor`), which the readers above take; a file with both forms is refused.
+ */
+function fromRopeParameters(obj: Record<string, unknown>, p: Problems): Record<string, unknown> {
+  const rp = obj.rope_parameters;
+  if (!("rope_parameters" in obj)) return obj;
+  const { rope_parameters: _, ...rest } = obj;
+  if (rp === null) return rest;
+  if (!isObject(rp)) {
+    p.type("rope_parameters", `expected an object of rope_theta, rope_type, ..., got ${show(rp)}`);
+    return rest;
+  }
+  const old = ["rope_theta", "rope_scaling", "partial_rotary_factor"].filter((k) => k in obj);
+  if (old.length) {
+    p.range(
+      "rope_parameters",
+      `is given with ${old.join(", ")}, which it replaces (transformers 5); keep one form`,
+    );
+    return rest;
+  }
+  const { rope_theta, partial_rotary_factor, ...scaling } = rp;
+  const out: Record<string, unknown> = { ...rest };
+  if (rope_theta !== undefined) out.rope_theta = rope_theta;
+  if (partial_rotary_factor !== undefined) out.partial_rotary_factor = partial_rotary_factor;
+  const type = scaling.rope_type ?? scaling.type;
+  out.rope_scaling = type === undefined || type === "default" ? null : scaling;
+  return out;
 }
 
 function gpt2(r: Reader): Partial<ModelConfig> {
@@ -362,7 +446,7 @@ export function hfToModelConfig(json: unknown, file: string): Partial<ModelConfi
     );
   }
   const arch = type as ModelArch;
-  const r = new Reader(obj, p);
+  const r = new Reader(fromRopeParameters(obj, p), p);
   if ("quantization_config" in obj) {
     p.range(
       "quantization_config",
@@ -372,11 +456,11 @@ export function hfToModelConfig(json: unknown, file: string): Partial<ModelConfi
   }
   const c = arch === "gpt2" ? gpt2(r) : llamaLike(r, arch);
   const known = new Set([...BOOKKEEPING, ...FAMILY_BOOKKEEPING[arch]]);
-  for (const k of Object.keys(obj)) {
+  for (const k of Object.keys(r.json)) {
     if (!r.used.has(k) && !known.has(k)) {
       p.type(
         k,
-        `unknown key for model_type "${arch}" (value ${show(obj[k])}); fledge does not ` +
+        `unknown key for model_type "${arch}" (value ${show(r.json[k])}); fledge does not ` +
           `implement it: remove it if it has no effect, or use a supported checkpoint`,
       );
     }
@@ -396,6 +480,13 @@ export function modelConfigToHf(c: ModelConfig, torchDtype: string): Record<stri
     throw new RangeError(
       `Cannot write a Hugging Face config for arch "${c.arch}": rope_interleaved is true, but HF ` +
         `rotates halves; permute the q/k rows to the rotate_half layout and set rope_interleaved false`,
+    );
+  }
+  if (c.partial_rotary_factor !== 1 && c.arch !== "phi3" && c.position === "rope") {
+    // the file would load in HF with every dimension rotated (transformers 5) or fail (4.x)
+    throw new RangeError(
+      `Cannot write a Hugging Face config for arch "${c.arch}": partial_rotary_factor ` +
+        `${c.partial_rotary_factor} is read by HF's phi3 only; its ${c.arch} rotates the whole head`,
     );
   }
   const common = {

@@ -253,7 +253,8 @@ Deno.test("toHfConfig() -> fromHfConfig() round-trips fixtures and presets", asy
   configs.push(presetConfig("tiny", { arch: "mistral", sliding_window: 64, num_key_value_heads: 2 }));
   configs.push(presetConfig("tiny", { arch: "qwen2", qkv_bias: true, sliding_window: 32 }));
   configs.push(
-    presetConfig("tiny", { rope_scaling: { rope_type: "linear", factor: 2 }, partial_rotary_factor: 0.5 }),
+    presetConfig("tiny", { rope_scaling: { rope_type: "linear", factor: 2 } }),
+    { ...(await load("phi3")), partial_rotary_factor: 0.5 }, // phi3's alone (HF's llama rotates all of a head)
   );
   configs.push(presetConfig("tiny", { qkv_bias: true, o_bias: true, mlp_bias: true, eos_token_id: [2, 3] }));
   configs.push(presetConfig("gpt2-124m", { tie_word_embeddings: false, pad_token_id: 0 }));
@@ -264,6 +265,12 @@ Deno.test("toHfConfig() -> fromHfConfig() round-trips fixtures and presets", asy
     // Dropouts the HF class lacks are not written (llama-style families have attention_dropout only).
     assert.deepEqual(back, c, c.arch);
   }
+  // a partial rotary llama has no HF config that computes it (it was written, and HF rotated every dim)
+  throwsWith(
+    () => toHfConfig(presetConfig("tiny", { partial_rotary_factor: 0.5 }), { torch_dtype: "float32" }),
+    RangeError,
+    /partial_rotary_factor 0\.5 is read by HF's phi3 only/,
+  );
 });
 
 Deno.test("modelRopeInvFreq() matches llama3 scaling computed in f64 then rounded", () => {
@@ -396,6 +403,73 @@ Deno.test("fromHfConfig() refuses unsupported options naming key and value", asy
     () => fromHfConfig({ ...llama, hidden_act: "gelu" }, { file: "a.json" }),
     RangeError,
     /hidden_act: mlp "swiglu" needs hidden_act "silu"/,
+  );
+  // a removed yarn would change every logit: the hint no longer says to remove it
+  throwsWith(
+    () => fromHfConfig({ ...qwen2, rope_scaling: { rope_type: "yarn", factor: 4 } }, { file: "y.json" }),
+    RangeError,
+    /use a checkpoint without it \(removing it would change every logit\)/,
+  );
+  // partial_rotary_factor is Phi-3's: HF's llama / qwen2 rotate every dimension (5.x) or fail (4.x)
+  throwsWith(
+    () => fromHfConfig({ ...llama, partial_rotary_factor: 0.5 }, { file: "p.json" }),
+    RangeError,
+    /partial_rotary_factor: 0\.5 is read by phi3 only/,
+  );
+});
+
+/** A 4.x config.json as transformers 5's save_pretrained writes it: dtype, rope_parameters, layer_types. */
+function asTransformers5(j: Record<string, unknown>): Record<string, unknown> {
+  const { torch_dtype, rope_theta, rope_scaling, partial_rotary_factor, ...rest } = j;
+  const out: Record<string, unknown> = { ...rest, dtype: torch_dtype };
+  if (rope_theta !== undefined) {
+    out.rope_parameters = {
+      rope_theta,
+      ...(rope_scaling ? rope_scaling as object : { rope_type: "default" }),
+      ...(partial_rotary_factor !== undefined ? { partial_rotary_factor } : {}),
+    };
+  }
+  if (j.model_type === "qwen2") {
+    const slides = j.use_sliding_window === true;
+    out.layer_types = Array.from(
+      { length: j.num_hidden_layers as number },
+      (_, i) => slides && i >= (j.max_window_layers as number) ? "sliding_attention" : "full_attention",
+    );
+  }
+  return out;
+}
+
+Deno.test("fromHfConfig() reads transformers 5 configs (dtype, rope_parameters, layer_types) as their 4.x form", async () => {
+  // (they had been refused as unknown keys, and the hint to remove rope_parameters dropped its rope_theta)
+  for (const arch of FIXTURE_ARCHES) {
+    const j = await hfJson(arch);
+    for (const v of [{}, { rope_theta: 1e6 }, { rope_scaling: { rope_type: "linear", factor: 2 } }]) {
+      if (arch === "gpt2" || (arch === "phi3" && "rope_scaling" in v)) continue;
+      const old = { ...j, ...v };
+      assert.deepEqual(
+        fromHfConfig(asTransformers5(old), { file: "v5.json" }),
+        fromHfConfig(old, { file: "v4.json" }),
+        arch,
+      );
+    }
+    const f = { file: "config.json" };
+    if (arch === "gpt2") assert.deepEqual(fromHfConfig(asTransformers5(j), f), fromHfConfig(j, f));
+  }
+  const qwen2 = await hfJson("qwen2");
+  const sliding = { ...qwen2, use_sliding_window: true, sliding_window: 64, max_window_layers: 0 };
+  assert.equal(fromHfConfig(asTransformers5(sliding), { file: "s.json" }).sliding_window, 64);
+  throwsWith(
+    () =>
+      fromHfConfig({ ...asTransformers5(qwen2), layer_types: ["full_attention", "sliding_attention"] }, {
+        file: "m.json",
+      }),
+    RangeError,
+    /layer_types: mixes sliding and full attention layers/,
+  );
+  throwsWith(
+    () => fromHfConfig({ ...asTransformers5(qwen2), rope_theta: 5 }, { file: "b.json" }),
+    RangeError,
+    /rope_parameters: is given with rope_theta, which it replaces/,
   );
 });
 
