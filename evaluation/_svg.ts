@@ -59,6 +59,17 @@ export function text(
   return el("text", { x, y, ...attrs }, esc(content));
 }
 
+/** The least and greatest of `values` (any number of them), or `empty` when there are none. */
+export function extent(values: readonly number[], empty: [number, number]): [number, number] {
+  if (!values.length) return empty;
+  let lo = Infinity, hi = -Infinity;
+  for (const v of values) {
+    if (v < lo) lo = v;
+    if (v > hi) hi = v;
+  }
+  return [lo, hi];
+}
+
 /** "Nice" linear ticks (1, 2, 5 x 10^k) covering [lo, hi], and the domain they span. */
 export function niceTicks(lo: number, hi: number, count = 5): { ticks: number[]; domain: [number, number] } {
   if (lo === hi) {

@@ -9,6 +9,7 @@ import {
   axes,
   el,
   esc,
+  extent,
   formatValue,
   legend,
   logTicks,
@@ -171,11 +172,11 @@ export function plotTrainingCurves(
         fill: "#b00000",
       });
     }
-    const xs = all.map((p) => p[0]), ys = all.map((p) => p[1]);
-    const xt = niceTicks(xs.length ? Math.min(...xs) : 0, xs.length ? Math.max(...xs) : 1);
-    const yt = log && ys.length
-      ? logTicks(Math.min(...ys), Math.max(...ys))
-      : niceTicks(ys.length ? Math.min(...ys) : 0, ys.length ? Math.max(...ys) : 1);
+    // extents by a loop: spreading 150k points into Math.min overflowed the stack, and the report went with it
+    const [xlo, xhi] = extent(all.map((p) => p[0]), [0, 1]),
+      [ylo, yhi] = extent(all.map((p) => p[1]), [0, 1]);
+    const xt = niceTicks(xlo, xhi);
+    const yt = log && all.length ? logTicks(ylo, yhi) : niceTicks(ylo, yhi);
     const sx = scale(xt.domain, [box.x, box.x + box.w]);
     const sy = scale(yt.domain, [box.y + box.h, box.y], log);
     body += axes(box, { ticks: xt.ticks, sx, label: xKey }, { ticks: yt.ticks, sy, label: name });

@@ -266,7 +266,8 @@ export function plotMetricsComparison(
         height: Math.max(0.5, Math.abs(sy(v) - zero)),
         fill: PALETTE[k % PALETTE.length],
       }, el("title", {}, esc(`${s}, ${metric}: ${v}`)));
-      body += text(x + barW / 2, v >= 0 ? sy(v) - 4 : sy(v) + 11, formatValue(v), {
+      // two decimals, as report.md and metrics.json give the 0-100 metrics (it had shown 8.987 and 35)
+      body += text(x + barW / 2, v >= 0 ? sy(v) - 4 : sy(v) + 11, v.toFixed(2), {
         class: "value-label",
         "text-anchor": "middle",
         "font-size": 9,

@@ -1,6 +1,6 @@
 /**
- * Private to `search.ts`: the Tree-structured Parzen Estimator as Optuna's `TPESampler` runs it
- * by default (independent sampling, one parameter at a time; `optuna/samplers/_tpe/sampler.py`,
+ * Private to `search.ts`: the Tree-structured Parzen Estimator as Optuna 4.x's `TPESampler` runs
+ * it by default (independent sampling, one parameter at a time; `optuna/samplers/_tpe/sampler.py`,
  * `parzen_estimator.py`; Bergstra et al. 2011, "Algorithms for Hyper-Parameter Optimization"):
  *
  * - the finished trials (complete and pruned; failed and running ones are left out) are ranked:

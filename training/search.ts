@@ -1,7 +1,8 @@
 /**
  * Hyperparameter search over any {@linkcode TrainingConfig} field, with Optuna's semantics: a
- * space (`float` with `log` or `step`, `int` with `step`, `categorical`), samplers `tpe` (Optuna's
- * `TPESampler` defaults), `random` and `grid`, pruners `median` (Optuna's `MedianPruner`) and
+ * space (`float` with `log` or `step`, `int` with `step`, `categorical`), samplers `tpe` (Optuna
+ * 4.x's `TPESampler` defaults; Optuna 5 turned on `multivariate` and `constant_liar` by default and
+ * sizes its kernels without the prior), `random` and `grid`, pruners `median` (Optuna's `MedianPruner`) and
  * `none`. {@linkcode runSearch} runs each trial as a training run in its own folder under the
  * study folder, keeps the study in `study.json` (resumable after a kill) and writes the results
  * table, the best config and the optimization history there; {@linkcode optimize},

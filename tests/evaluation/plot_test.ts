@@ -262,7 +262,7 @@ Deno.test("plotMetricsComparison() draws one bar per (metric, series) on a 0-100
   assert.deepEqual(all(doc, hasClass("legend-label")).map((n) => n.text), Object.keys(series));
   assert.deepEqual(
     all(doc, hasClass("value-label")).map((n) => n.text).slice(0, 6),
-    ["41.23", "30.1", "0", "19.5", "11.8", "1"],
+    ["41.23", "30.10", "0.00", "19.50", "11.80", "1.00"], // two decimals, as report.md
   );
   // One colour per series, the same in every group, matching its legend swatch.
   const swatches = all(doc, hasClass("legend")).flatMap((g) => all(g, (n) => n.name === "rect").slice(1));
@@ -345,4 +345,11 @@ Deno.test("svgToPng() rasterizes the curves: series colours and ink on a white p
   console.log(`PNG ${width}x${height}: ${ink} inked pixels, ${blue} loss-blue, ${orange} lr-orange`);
   assert.ok(ink > 0.01 * width * height && ink < 0.5 * width * height, `${ink} inked pixels`);
   assert.ok(blue > 100 && orange > 100, `series colours drawn: blue ${blue}, orange ${orange}`);
+});
+
+Deno.test("plotTrainingCurves() draws 200,000 log records (spreading them into Math.min overflowed the stack)", () => {
+  const log = Array.from({ length: 200_000 }, (_, i) => ({ step: i + 1, loss: 3 / Math.sqrt(i + 1) }));
+  const svg = plotTrainingCurves(log);
+  assert.match(svg, /<polyline/);
+  assert.doesNotMatch(svg, /NaN/);
 });
