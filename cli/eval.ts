@@ -309,12 +309,15 @@ async function evalRun(args: string[], io: CliIO): Promise<void> {
       decoder = await OnnxDecoder.load(join(tmp, "model.onnx"), { config: model.config });
     }
     // a progress line on stderr (a whole split takes minutes; it had run silent)
-    const progress = createProgress(`eval ${task}`, { total: examples.length, unit: "examples" });
+    // (made at the first report: split_lines counts lines, not examples)
+    let progress: ReturnType<typeof createProgress> | null = null;
+    const unit = s.split_lines ? "lines" : "examples";
     const r = await evaluateTask(decoder ?? model, tokenizer, task, examples, {
       ...evalOptions(s, labels, generation_config),
-      onProgress: (done) => progress.update(done),
+      onProgress: (done, total) =>
+        (progress ??= createProgress(`eval ${task}`, { total, unit })).update(done),
     });
-    progress.done();
+    (progress as ReturnType<typeof createProgress> | null)?.done();
     if (v.predictions) {
       await writeFileAtomic(v.predictions, r.predictions.map((p) => JSON.stringify(p) + "\n").join(""));
     }

@@ -202,7 +202,7 @@ for (
       assert.equal(e.code, 0, e.err);
       assert.match(
         e.err,
-        /^eval \w+: 6 \/ 6 examples \(100%\), .* in /m,
+        /^eval \w+: (\d+) \/ \1 (examples|lines) \(100%\), .* in /m,
         "a progress line (it had run silent)",
       );
       const again = JSON.parse(e.out);
