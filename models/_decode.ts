@@ -9,7 +9,8 @@ import type { Tensor } from "../kernels/tensor.ts";
 import { Problems, show } from "../util/problems.ts";
 import { mulberry32 } from "../util/random.ts";
 import type { FinishReason, GenerateResult } from "./generate.ts";
-import type { ResolvedGeneration } from "./generation_config.ts";
+import { type GenerationConfig, loadGenerationConfig, type ResolvedGeneration } from "./generation_config.ts";
+import { modelSource } from "./pretrained.ts";
 import { nextToken } from "./logits_process.ts";
 import type { Tokenizer } from "./tokenizer/tokenizer.ts";
 import type { ForwardOptions, Transformer } from "./transformer.ts";
@@ -176,4 +177,17 @@ function firstStop(text: string, stops: string[]): number {
     if (i >= 0 && (at < 0 || i < at)) at = i;
   }
   return at;
+}
+
+/**
+ * The generation defaults of `model` (HF's `model.generation_config`): the property when set, else
+ * the `generation_config.json` of the folder `loadModel` read it from (read at the first generation
+ * and kept on the model, so a broken file stops a generation, never a training run), else none.
+ */
+export async function modelGenerationConfig(model: Transformer): Promise<GenerationConfig | undefined> {
+  if (model.generation_config) return model.generation_config;
+  const dir = modelSource(model);
+  if (dir === undefined) return undefined;
+  model.generation_config = await loadGenerationConfig(dir);
+  return model.generation_config;
 }

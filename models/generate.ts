@@ -19,7 +19,7 @@
 import { argmaxRows } from "../kernels/argmax.ts";
 import { noGrad } from "../kernels/autograd.ts";
 import type { HostArray, Tensor } from "../kernels/tensor.ts";
-import { checkPrompts, lastLogits, leftPad, RowDecoder } from "./_decode.ts";
+import { checkPrompts, lastLogits, leftPad, modelGenerationConfig, RowDecoder } from "./_decode.ts";
 import { beamSearch, reorderCache } from "./beam_search.ts";
 import {
   checkGenerateOptions,
@@ -111,7 +111,12 @@ export async function generate(
   checkGenerateOptions(opts, "generate");
   checkPrompts(input, model.config.vocab_size);
   const P = Math.max(...input.map((r) => r.length));
-  const s = resolveGeneration(opts, model.config, { promptLen: P, hasTokenizer: !!opts.tokenizer });
+  // the model's own generation_config.json under the options, as HF's model.generation_config
+  const withModel = {
+    ...opts,
+    generation_config: opts.generation_config ?? await modelGenerationConfig(model),
+  };
+  const s = resolveGeneration(withModel, model.config, { promptLen: P, hasTokenizer: !!opts.tokenizer });
   const be = model.backend, V = model.config.vocab_size, B = input.length;
   const L = P + s.max_new_tokens;
   const pad = s.pad_token_id;

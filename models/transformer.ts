@@ -37,6 +37,7 @@ import { rope } from "../kernels/rope.ts";
 import { gelu, swiglu } from "../kernels/activation.ts";
 import type { Tensor } from "../kernels/tensor.ts";
 import { type ModelConfig, modelRopeInvFreq } from "./config.ts";
+import type { GenerationConfig } from "./generation_config.ts";
 import { checkSeed, mulberry32 } from "../util/random.ts";
 
 /** Canonical parameter name -> tensor. */
@@ -288,6 +289,12 @@ export class Transformer {
    * longer in `params`.
    */
   readonly quantized: Map<string, QuantizedTensor> = new Map();
+  /**
+   * The defaults `generate()` and `beamSearch()` decode with under their options (HF's
+   * `model.generation_config`): `loadModel` reads the folder's `generation_config.json` here; null
+   * (a model built in code) leaves HF's defaults and the config's token ids.
+   */
+  generation_config: GenerationConfig | null = null;
 
   /**
    * Wraps existing parameters (use {@linkcode Transformer.init} for fresh ones).

@@ -293,6 +293,21 @@ Deno.test("generate() honours generation_config under the options and HF's max_l
   // nulls are unset, as HF's None (transformers 5 writes them): top_p null had kept one token
   const nulls = { do_sample: null, top_p: null, temperature: null, max_new_tokens: 4 } as never;
   assert.deepEqual((await generate(model, [prompt], nulls)).tokens, [greedy.slice(0, 4)]);
+  // loadModel's folder brings its generation_config.json, as HF's model.generation_config (the library
+  // had ignored it; only the CLI read it): an eos list there stops the row
+  const copy = await Deno.makeTempDir();
+  for (const f of ["config.json", "model.safetensors"]) {
+    await Deno.copyFile(`${dir("llama")}/${f}`, `${copy}/${f}`);
+  }
+  await Deno.writeTextFile(
+    `${copy}/generation_config.json`,
+    JSON.stringify({ eos_token_id: [2, greedy[1]] }),
+  );
+  const own = await loadModel(copy, { backend: be });
+  assert.deepEqual((await generate(own, [prompt], { max_new_tokens: 8 })).tokens, [greedy.slice(0, 2)]);
+  assert.deepEqual(own.generation_config, { eos_token_id: [2, greedy[1]] });
+  own.dispose();
+  await Deno.remove(copy, { recursive: true });
   // HF's output objects are not returned: asking for them is refused (it had been dropped)
   await fails(
     () => generate(model, [prompt], { output_scores: true, return_dict_in_generate: true } as never),
