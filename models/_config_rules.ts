@@ -286,10 +286,18 @@ export function checkConsistency(p: Problems, c: ModelConfig): void {
     );
   }
   if (c.mlp === "swiglu" && c.hidden_act !== "silu") {
-    p.range("hidden_act", `mlp "swiglu" needs hidden_act "silu", got "${c.hidden_act}"`);
+    p.range(
+      "hidden_act",
+      `"${c.hidden_act}" in the gated MLP (mlp "swiglu": llama, mistral, qwen2, phi3) is not implemented: ` +
+        `fledge computes silu(gate) * up only; use hidden_act "silu"`,
+    );
   }
   if (c.mlp === "gelu" && c.hidden_act === "silu") {
-    p.range("hidden_act", `mlp "gelu" needs a gelu or relu hidden_act, got "silu"`);
+    p.range(
+      "hidden_act",
+      `"silu" in GPT-2's MLP (mlp "gelu") is not implemented: fledge offers gelu_new, gelu, ` +
+        `gelu_pytorch_tanh and relu there`,
+    );
   }
   for (const k of ["bos_token_id", "eos_token_id", "pad_token_id"] as const) {
     const ids = c[k] === null ? [] : ([] as number[]).concat(c[k] as number | number[]);

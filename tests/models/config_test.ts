@@ -402,7 +402,7 @@ Deno.test("fromHfConfig() refuses unsupported options naming key and value", asy
   throwsWith(
     () => fromHfConfig({ ...llama, hidden_act: "gelu" }, { file: "a.json" }),
     RangeError,
-    /hidden_act: mlp "swiglu" needs hidden_act "silu"/,
+    /hidden_act: "gelu" in the gated MLP \(mlp "swiglu": llama, mistral, qwen2, phi3\) is not implemented: fledge computes silu\(gate\) \* up only; use hidden_act "silu"/,
   );
   // a removed yarn would change every logit: the hint no longer says to remove it
   throwsWith(
