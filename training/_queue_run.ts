@@ -56,7 +56,12 @@ function isBadInput(e: unknown): boolean {
     e instanceof Deno.errors.NotFound || e instanceof Deno.errors.PermissionDenied;
 }
 
-/** Run one leased job and record its outcome in the queue and in `w.s`. */
+/**
+ * Run one leased job and record its outcome in the queue and in `w.s`. Returns true when the job's
+ * run folder was in use by a live process (a worker whose lease ran out but which still runs): the
+ * job went back uncounted, and the caller waits before taking another (retries there had used up
+ * every attempt within a second).
+ */
 export async function runOne(
   lease: JobLease,
   handlers: Partial<Record<JobKind, JobHandler>>,
@@ -68,7 +73,7 @@ export async function runOne(
     worker: string;
     handle_signals: boolean;
   },
-): Promise<void> {
+): Promise<boolean> {
   const { job } = lease, t0 = Date.now(), notes: string[] = [];
   const stamp = (line: string) => `${new Date().toISOString()}: ${line}`;
   const tag = `job ${job.id}${job.name ? ` (${job.name})` : ""}`;
@@ -109,12 +114,14 @@ export async function runOne(
   const secs = ((Date.now() - t0) / 1000).toFixed(1);
   if (lost) {
     w.s.retried++;
-    return w.say(`${w.worker}: ${tag}: lost its lease (another worker took it over); result dropped`);
+    w.say(`${w.worker}: ${tag}: lost its lease (another worker took it over); result dropped`);
+    return false;
   }
   if (outcome?.interrupted) {
     w.s.retried++;
     await lease.release([...notes, stamp(`stopped by ${outcome.interrupted} after ${secs}s; waits again`)]);
-    return w.say(`${w.worker}: ${tag}: stopped by ${outcome.interrupted}; it waits again`);
+    w.say(`${w.worker}: ${tag}: stopped by ${outcome.interrupted}; it waits again`);
+    return false;
   }
   if (outcome) {
     const ok = await lease.complete(outcome.result, [
@@ -123,9 +130,16 @@ export async function runOne(
     ]);
     if (ok) w.s.completed++;
     else w.s.retried++;
-    return w.say(`${w.worker}: ${tag}: ${ok ? `completed in ${secs}s` : "lost its lease; result dropped"}`);
+    w.say(`${w.worker}: ${tag}: ${ok ? `completed in ${secs}s` : "lost its lease; result dropped"}`);
+    return false;
   }
   const reason = oneLine(error), retry = !isBadInput(error);
+  if (error instanceof Deno.errors.Busy) {
+    w.s.retried++;
+    await lease.release([...notes, stamp(`its run folder is in use (${reason}); waits again, uncounted`)]);
+    w.say(`${w.worker}: ${tag}: its run folder is in use by a live process; it waits again`);
+    return true;
+  }
   const state = await lease.fail(reason, {
     retry,
     log: [...notes, stamp(`failed after ${secs}s: ${reason}`)],
@@ -137,6 +151,7 @@ export async function runOne(
       state === "failed" ? "failed" : state ? "failed; it waits again" : "lost"
     }: ${reason}`,
   );
+  return false;
 }
 
 function oneLine(e: unknown): string {

@@ -528,7 +528,7 @@ export async function runWorker(queue: JobQueue, opts: RunWorkerOptions = {}): P
         continue;
       }
       s.processed++;
-      await runOne(lease, handlers, {
+      const busy = await runOne(lease, handlers, {
         say,
         s,
         lease_ms,
@@ -536,6 +536,8 @@ export async function runWorker(queue: JobQueue, opts: RunWorkerOptions = {}): P
         worker,
         handle_signals: !!opts.handle_signals,
       });
+      // a run folder held by a live process: a lease's time for it to finish or die before the next try
+      if (busy) await new Promise((r) => setTimeout(r, lease_ms));
       idleSince = Date.now();
     }
   } finally {

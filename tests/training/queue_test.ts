@@ -207,6 +207,32 @@ Deno.test("runWorker(): bad input fails a job once; another error is retried up 
   });
 });
 
+Deno.test("runWorker(): a run folder in use by a live process gives the job back uncounted, and waits a lease", async () => {
+  await withQueue(async (q) => {
+    // (a worker whose lease ran out while it still trained held the folder: the retries had failed
+    // the job on its run lock, every attempt within a second)
+    const id = await q.submit({ kind: "eval", config: {}, max_attempts: 1 });
+    let calls = 0;
+    const t0 = Date.now();
+    const s = await runWorker(q, {
+      handlers: {
+        eval: () => {
+          if (++calls < 3) throw new Deno.errors.Busy("runs/x is in use by pid 4242 (train)");
+          return Promise.resolve({ result: { ok: 1 } });
+        },
+      },
+      lease: 1,
+      max_jobs: 3,
+      log: quiet,
+    });
+    const [job] = await q.jobs();
+    assert.deepEqual([job.id, job.state, job.attempts], [id, "completed", 1]);
+    assert.deepEqual([s.processed, s.completed, s.retried, s.failed], [3, 1, 2, 0]);
+    assert.ok(Date.now() - t0 >= 1900, "a lease's wait after each busy try");
+    assert.match(job.log.join("\n"), /its run folder is in use .*waits again, uncounted/);
+  });
+});
+
 Deno.test("kv queue: cancel removes a waiting job only; release puts an active one back", async () => {
   await withQueue(async (q) => {
     const one = await q.submit({ kind: "train", config: {} });
