@@ -218,7 +218,7 @@ Deno.test("train: a resumed run says the steps it trained, not the run's total",
   assert.equal(r.code, 0, r.err);
   await Deno.remove(join(out, "checkpoints", "step-3"), { recursive: true });
   await Deno.remove(join(out, "model"), { recursive: true });
-  r = await cli([
+  const resume = [
     "train",
     "-c",
     file,
@@ -228,21 +228,12 @@ Deno.test("train: a resumed run says the steps it trained, not the run's total",
     "16",
     "--resume_from_checkpoint",
     "true",
-  ]);
+  ];
+  r = await cli(resume);
   assert.equal(r.code, 0, r.err);
   assert.match(r.out, /^trained 1 step \(3-3\) in /);
   // once more: nothing left to train, said so (it had read "trained 0 steps (4-3)")
-  r = await cli([
-    "train",
-    "-c",
-    file,
-    "--max_steps",
-    "3",
-    "--block_size",
-    "16",
-    "--resume_from_checkpoint",
-    "true",
-  ]);
+  r = await cli(resume);
   assert.equal(r.code, 0, r.err);
   assert.match(r.out, /^trained nothing more \(the run had finished at step 3\) in /);
 });
