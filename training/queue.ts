@@ -385,12 +385,19 @@ export async function trainJob(job: JobInfo, ctx: JobContext): Promise<JobOutcom
   const mark = join(out, JOB_MARK);
   // overwrite_output_dir: the first attempt takes the folder over, so its retries resume there (they
   // had overwritten the first attempt's checkpoints and started from step 0)
-  if (ctx.attempt === 1 && (config.overwrite_output_dir || await isEmptyOrMissing(out))) {
+  const ownMark = async () => (await Deno.readTextFile(mark).catch(() => "")).trim() === job.id;
+  let fresh = false;
+  if (
+    ctx.attempt === 1 && !(await ownMark()) && (config.overwrite_output_dir || await isEmptyOrMissing(out))
+  ) {
     await Deno.mkdir(out, { recursive: true });
     await writeFileAtomic(mark, `${job.id}\n`);
+    fresh = true;
   }
-  const mine = ctx.attempt > 1 && (await Deno.readTextFile(mark).catch(() => "")).trim() === job.id;
-  const resumed = mine ? await retryCheckpoint(out, ctx, job.id) : null;
+  // the job's own folder, from an earlier start: a retry, or a start after a worker gave the job
+  // back at a signal, which is attempt 1 again (it had been refused as another run's folder)
+  const mine = !fresh && await ownMark();
+  const resumed = mine ? await retryCheckpoint(out, ctx, job.id, { any_attempt: true }) : null;
   if (resumed) config = { ...config, resume_from_checkpoint: true, overwrite_output_dir: false };
   else if (mine) config = { ...config, resume_from_checkpoint: null, overwrite_output_dir: true };
   const r = await runTraining(config, {

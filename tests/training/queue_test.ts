@@ -346,6 +346,11 @@ Deno.test("trainJob() with overwrite_output_dir: the first attempt takes the fol
     assert.equal(r.result.resumed_from, "step-2", notes.join("\n"));
     assert.equal(r.result.global_step, 4);
     assert.equal(await Deno.readTextFile(join(out, "notes.txt")), "mine\n");
+    // a job given back at a signal starts again as attempt 1 (not counted): it resumes in its own folder
+    // too (it had been refused as another run's folder, and failed for good)
+    await Deno.remove(join(out, "checkpoints", "step-4"), { recursive: true });
+    const again = await trainJob({ ...job, attempts: 1 }, { ...ctx, attempt: 1 });
+    assert.equal(again.result.resumed_from, "step-2");
   });
 });
 
