@@ -27,10 +27,18 @@ import {
   type RepoType,
   writeRef,
 } from "./_cache.ts";
-import { describe, fileMeta, hubFetch, type HubTarget, statusError, transfer } from "./_http.ts";
+import {
+  describe,
+  downloadTimeoutMs,
+  fileMeta,
+  hubFetch,
+  type HubTarget,
+  statusError,
+  transfer,
+} from "./_http.ts";
 import { verifySnapshot } from "./_verify.ts";
 import { copyFileAtomic, isDirSync, isFileSync, moveFileAtomic, writeDirAtomic } from "../../util/atomic.ts";
-import { acquireLock } from "../../util/lock.ts";
+import { acquireLock, type RunLock } from "../../util/lock.ts";
 import { indexShards, listModelFiles, modelFilesOf } from "./_model_files.ts";
 export { MODEL_FILE_PATTERNS, TOKENIZER_FILES } from "./_model_files.ts";
 import { agree, checkPathArg } from "../../util/problems.ts";
@@ -248,14 +256,10 @@ async function downloadResolved(r: Resolved, filename: string, force: boolean): 
     // the others wait, then find the finished blob.
     const locks = join(r.cacheDir, ".locks", basename(r.storage));
     await Deno.mkdir(locks, { recursive: true });
-    await using _lock = await acquireLock(locks, {
-      name: `${meta.etag}.lock`,
-      command: `download ${t.repo_id}/${filename}`,
-      wait_ms: Infinity,
-    });
+    const partial = `${blob}.incomplete`;
+    await using _lock = await blobLock(locks, meta.etag, `download ${t.repo_id}/${filename}`, partial);
     if (force || !(await exists(blob))) {
       await Deno.mkdir(dirname(blob), { recursive: true });
-      const partial = `${blob}.incomplete`;
       await transfer(meta.location, partial, t, {
         size: meta.size,
         etag: meta.etag,
@@ -268,6 +272,33 @@ async function downloadResolved(r: Resolved, filename: string, force: boolean): 
   await linkBlob(blob, snapshot);
   await writeRef(r.storage, t.revision, commit);
   return snapshot;
+}
+
+/**
+ * The lock of one blob (`.locks/<repo>/<etag>.lock`), waited for while its holder's download grows:
+ * a lock a dead process of another host, or of a restarted container with this pid, left behind
+ * would otherwise be waited for without end (huggingface_hub's OS file locks die with their process).
+ * @throws {Deno.errors.Busy} naming the lock file, when its download stopped growing for 12 download
+ *   timeouts (`HF_HUB_DOWNLOAD_TIMEOUT`: 2 minutes by default), longer than a holder's retries wait
+ */
+async function blobLock(locks: string, etag: string, command: string, partial: string): Promise<RunLock> {
+  const name = `${etag}.lock`, stallMs = 12 * downloadTimeoutMs();
+  let size = -1, since = Date.now();
+  for (;;) {
+    try {
+      return await acquireLock(locks, { name, command, wait_ms: Math.min(5000, stallMs / 4) });
+    } catch (e) {
+      if (!(e instanceof Deno.errors.Busy)) throw e;
+      const now = await Deno.stat(partial).then((s) => s.size, () => -1);
+      if (now !== size) [size, since] = [now, Date.now()];
+      else if (Date.now() - since >= stallMs) {
+        throw new Deno.errors.Busy(
+          `${e.message.replace(/\s*;[^;]*$/, "")}; its download (${partial}) has not grown for ` +
+            `${stallMs / 1000} s: if no other download of this file runs, remove ${join(locks, name)}`,
+        );
+      }
+    }
+  }
 }
 
 /** A repo's file list at one commit, as returned by {@linkcode listRepoFiles}. */

@@ -218,6 +218,31 @@ Deno.test("two downloads of one blob at once into one cache both succeed, and th
   });
 });
 
+Deno.test("a blob lock left by a dead download elsewhere is refused once its file stops growing, naming the lock", async () => {
+  // (a lock of another host, or of a restarted container's same pid, had been waited for without end)
+  await withEnv({ HF_HUB_DOWNLOAD_TIMEOUT: "0.1" }, async () => {
+    await withHub({ models: { [ID]: files } }, async (hub, cache) => {
+      const opts = { ...base(hub, cache), filename: "model.safetensors" };
+      const storage = `${cache}/models--fledge-test--tiny-gpt2`;
+      await hubDownload(opts);
+      const [etag] = [...Deno.readDirSync(`${storage}/blobs`)].map((e) => e.name)
+        .filter((n) => Deno.statSync(`${storage}/blobs/${n}`).size === files["model.safetensors"].length);
+      await Deno.remove(`${storage}/blobs/${etag}`);
+      const lock = `${cache}/.locks/models--fledge-test--tiny-gpt2/${etag}.lock`;
+      const left = { pid: 1, host: "elsewhere", started: "2026-12-01T00:00:00.000Z", command: "download" };
+      await Deno.writeTextFile(lock, JSON.stringify(left) + "\n");
+      const e = await rejects(hubDownload(opts), (e) => e instanceof Deno.errors.Busy);
+      assert.match(e.message, /in use by pid 1 \(download\) on host elsewhere/);
+      assert.ok(
+        e.message.endsWith(`has not grown for 1.2 s: if no other download of this file runs, remove ${lock}`),
+        e.message,
+      );
+      await Deno.remove(lock);
+      assert.deepEqual(await Deno.readFile(await hubDownload(opts)), files["model.safetensors"]);
+    });
+  });
+});
+
 Deno.test("two processes downloading one blob into one cache both succeed, and the file is fetched once", async () => {
   const hubUrl = new URL("../../../models/hub/hub.ts", import.meta.url).href;
   await withHub({ models: { [ID]: files } }, async (hub, cache) => {
