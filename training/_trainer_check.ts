@@ -14,6 +14,7 @@ import { adapterParameters, applyLora, quantizeModel } from "./peft.ts";
 import { PRESETS } from "../models/config.ts";
 import { modelSource } from "../models/pretrained.ts";
 import { isDirSync } from "../util/atomic.ts";
+import { getIntervalSteps } from "./schedule.ts";
 import { resolve } from "node:path";
 
 /** The parts of `CreateTrainerOptions` that are checked. */
@@ -24,6 +25,19 @@ export interface TrainerInputs {
   /** Metrics beyond the loss come from these: their names are known only once they run. */
   compute_metrics?: unknown;
   compute_loss?: unknown;
+}
+
+/** Optimizer updates in one epoch of `blocks` training rows. */
+export function updatesPerEpoch(c: TrainingConfig, blocks: number): number {
+  const batches = Math.ceil(blocks / c.per_device_train_batch_size);
+  return Math.ceil(batches / c.gradient_accumulation_steps);
+}
+
+/** Updates of the whole run: `max_steps`, or `ceil(num_train_epochs * updates per epoch)`. */
+export function runSteps(c: TrainingConfig, blocks: number): number {
+  return c.max_steps > 0
+    ? c.max_steps
+    : Math.max(1, Math.ceil(c.num_train_epochs * updatesPerEpoch(c, blocks)));
 }
 
 /** Every problem of a trainer's inputs, one phrase each (empty when all is well). */
@@ -99,6 +113,20 @@ export function trainerProblems(opts: TrainerInputs, config: TrainingConfig): st
     problems.push(
       `metric_for_best_model: the Trainer computes eval_loss and eval_perplexity, not ${metric}; ` +
         `pass compute_metrics that returns it`,
+    );
+  }
+  // ratios of the run's steps are rounded up each on its own: they must still line up
+  const every = getIntervalSteps(config, runSteps(config, ds.num_blocks));
+  if (
+    config.load_best_model_at_end && config.save_strategy === "steps" && config.eval_strategy === "steps" &&
+    every.eval !== null && every.save % every.eval !== 0
+  ) {
+    problems.push(
+      `save_steps: ${config.save_steps} (every ${every.save} steps of ${
+        runSteps(config, ds.num_blocks)
+      }) is not a ` +
+        `multiple of eval_steps ${config.eval_steps} (every ${every.eval}), so load_best_model_at_end would miss ` +
+        `the best evaluation; give both as whole numbers of steps, save_steps a multiple of eval_steps`,
     );
   }
   if (opts.compute_loss && config.label_smoothing_factor > 0) {

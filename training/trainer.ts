@@ -41,7 +41,13 @@ import {
   type TrainerState,
 } from "./checkpoint.ts";
 import { saveTrainingConfig, type TrainingConfig, validateTrainingConfig } from "./config.ts";
-import { attachAdapters, checkTrainerArgs, trainerProblems } from "./_trainer_check.ts";
+import {
+  attachAdapters,
+  checkTrainerArgs,
+  runSteps,
+  trainerProblems,
+  updatesPerEpoch,
+} from "./_trainer_check.ts";
 import { callHook, type HookContext, type TrainerHooks } from "./hooks.ts";
 import { nonFinite, NonFiniteError, refuseNonFiniteLog } from "./_nonfinite.ts";
 
@@ -298,16 +304,12 @@ export class Trainer {
 
   /** Optimizer updates in one epoch. */
   updatesPerEpoch(): number {
-    const batches = Math.ceil(this.train_dataset.num_blocks / this.config.per_device_train_batch_size);
-    return Math.ceil(batches / this.config.gradient_accumulation_steps);
+    return updatesPerEpoch(this.config, this.train_dataset.num_blocks);
   }
 
   /** Updates of the whole run: `max_steps`, or `ceil(num_train_epochs * updates per epoch)`. */
   maxSteps(): number {
-    const c = this.config;
-    return c.max_steps > 0
-      ? c.max_steps
-      : Math.max(1, Math.ceil(c.num_train_epochs * this.updatesPerEpoch()));
+    return runSteps(this.config, this.train_dataset.num_blocks);
   }
 
   #order(epoch: number): Uint32Array {

@@ -76,6 +76,21 @@ Deno.test("logging_steps, eval_steps and save_steps below 1 are ratios of max_st
   assert.deepEqual(recs.filter((r) => "eval_loss" in r).map((r) => r.step), [2, 4, 6, 8]);
   const saved = [...Deno.readDirSync(join(dir, "checkpoints"))].map((e) => e.name).sort();
   assert.ok(saved.includes("step-4") && saved.includes("step-8") && saved.includes("step-9"), saved.join());
+  // rounded up each on its own, 0.1 and 0.2 of 15 steps are 2 and 3: checkpoints would miss the best
+  // evaluation under load_best_model_at_end (it had ended on step 15's model, best_model_checkpoint null)
+  await assert.rejects(
+    run(be, {
+      output_dir: await Deno.makeTempDir(),
+      max_steps: 15,
+      eval_strategy: "steps",
+      eval_steps: 0.1,
+      save_strategy: "steps",
+      save_steps: 0.2,
+      load_best_model_at_end: true,
+    }, { eval: true }),
+    RangeError,
+    "save_steps: 0.2 (every 3 steps of 15) is not a multiple of eval_steps 0.1 (every 2)",
+  );
 });
 
 Deno.test("load_best_model_at_end restores the best checkpoint, which save_total_limit never deletes", async () => {
