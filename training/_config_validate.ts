@@ -20,7 +20,7 @@ import {
   TOP_SPECS,
 } from "./_config_schema.ts";
 import { checkSchedulerKwargs, SCHEDULER_TYPES, type SchedulerType } from "./_schedule_kwargs.ts";
-import { MODEL_CONFIG_KEYS, presetConfig, type PresetName, PRESETS } from "../models/config.ts";
+import { MODEL_CONFIG_KEYS, presetConfig, type PresetName, PRESETS, toHfConfig } from "../models/config.ts";
 
 /** What the validator needs besides the object. */
 export interface ValidateContext {
@@ -151,7 +151,20 @@ function checkModelConfig(p: Problems, c: Record<string, unknown>, bad: Set<stri
     }
   } else {
     try {
-      presetConfig(m as PresetName, v);
+      const shaped = presetConfig(m as PresetName, v);
+      // a run saves Hugging Face folders (checkpoints, model/): a shape no HF config.json holds would
+      // train and then fail at its first save
+      try {
+        toHfConfig(shaped, { torch_dtype: "float32" });
+      } catch (e) {
+        if (!(e instanceof RangeError)) throw e;
+        p.range(
+          "model_config",
+          `${
+            e.message.replace(/^Cannot write a Hugging Face config for /, "")
+          }, and a run saves Hugging Face folders`,
+        );
+      }
     } catch (e) {
       if (!(e instanceof TypeError || e instanceof RangeError)) throw e;
       // presetConfig lists its problems as "  - key: message" lines under one summary line.

@@ -38,6 +38,8 @@ const TOP = [
   "tpe",
   "median",
 ] as const;
+/** Step counts that below 1 are ratios of the run's steps: a float range must stay below 1. */
+const STEPS_OR_RATIO = ["warmup_steps", "logging_steps", "eval_steps", "save_steps"];
 /** Fields the search sets for each trial. */
 const RESERVED = ["output_dir", "resume_from_checkpoint", "overwrite_output_dir"];
 
@@ -252,6 +254,13 @@ export function checkSearchConfig(
       if (param.type === "float" && specs[sub ?? top]?.kind === "int") {
         // every trial would have failed on a fraction, and the study counted them
         p.type(`space.${key}`, `${key} takes whole numbers; use type: int`);
+        continue;
+      }
+      if (param.type === "float" && STEPS_OR_RATIO.includes(key) && param.high >= 1) {
+        p.type(
+          `space.${key}`,
+          `${key} takes whole numbers of steps or a ratio below 1; use type: int, or a float range below 1`,
+        );
         continue;
       }
       if (!base) continue;

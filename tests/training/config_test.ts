@@ -219,6 +219,11 @@ Deno.test("validateTrainingConfig() checks the cross-field rules of TrainingArgu
     [{ report_to: ["none", "jsonl"] }, `"none" cannot be combined`],
     [{ warmup_steps: 2.5 }, "warmup_steps: must be a whole number of steps or a ratio in (0, 1)"],
     [{ logging_steps: 2.5 }, "logging_steps: must be a whole number of steps or a ratio in (0, 1)"],
+    // a shape no Hugging Face config.json holds: it had trained, then failed at its first save
+    [
+      { model: "tiny", model_config: { partial_rotary_factor: 0.5 } },
+      `model_config: arch "llama": partial_rotary_factor 0.5 is read by HF's phi3 only`,
+    ],
     [{ logging_steps: 0 }, "logging_steps: must be > 0, got 0"],
     [{ save_steps: -0.5 }, "save_steps: must be > 0"],
     [{ eval_strategy: "steps", eval_steps: "0.1" }, "eval_steps: expected a number"],

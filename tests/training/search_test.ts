@@ -303,6 +303,19 @@ Deno.test("validateSearchConfig() refuses empty and inverted ranges, unknown fie
     e.message,
     /space\.per_device_train_batch_size: per_device_train_batch_size takes whole numbers; use type: int/,
   );
+  e = refusal({ space: { eval_steps: { type: "float", low: 2, high: 20 } } });
+  assert.match(e.message, /space\.eval_steps: eval_steps takes whole numbers of steps or a ratio below 1/);
+  assert.doesNotThrow(() =>
+    validateSearchConfig(
+      {
+        base: BASE,
+        space: { warmup_steps: { type: "float", low: 0, high: 0.2 } },
+        n_trials: 2,
+        study_dir: "s",
+      },
+      { warn: () => {} },
+    )
+  );
   e = refusal({ space: { "lora.r": { type: "categorical", choices: [2, 4] } } });
   assert.match(
     e.message,
