@@ -96,6 +96,21 @@ export async function configFromArgs(
   return config;
 }
 
+/**
+ * The command's `args` without the value flags `names` (snake_case; `--a-b`, `--a_b v` and
+ * `--a_b=v` forms alike), for the hint that resumes a stopped run.
+ */
+export function withoutFlags(args: readonly string[], names: readonly string[]): string[] {
+  const re = new RegExp(`^--(${names.map((n) => n.replace(/_/g, "[-_]")).join("|")})(=|$)`);
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const m = re.exec(args[i]);
+    if (!m) out.push(args[i]);
+    else if (m[2] !== "=") i++; // its value is the next argument
+  }
+  return out;
+}
+
 /** `arg` quoted for a POSIX shell when it needs it. */
 export function shellQuote(arg: string): string {
   return /^[\w@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replaceAll("'", `'\\''`)}'`;

@@ -16,7 +16,7 @@ import { runTranslation } from "../tasks/translation.ts";
 import type { RecipeResult, RunRecipeOptions } from "../tasks/recipe.ts";
 import { PretrainInterrupted } from "../tasks/base_model.ts";
 import type { CliIO, Command } from "./command.ts";
-import { parseFlagValue, shellQuote } from "./_config_args.ts";
+import { parseFlagValue, shellQuote, withoutFlags } from "./_config_args.ts";
 import { closest } from "../util/problems.ts";
 
 const RECIPES: Record<string, (o: Record<string, unknown>, opts: RunRecipeOptions) => Promise<RecipeResult>> =
@@ -128,12 +128,6 @@ export function unknownRecipe(name: string): string {
     `the recipes are ${Object.keys(RECIPES).join(", ")}`;
 }
 
-/** Whether `arg` is `--resume_from_checkpoint` / `--output_dir` (`flagOnly`: without its value, not `--x=v`). */
-function isResumeOrOut(arg: string, flagOnly = false): boolean {
-  const re = /^--(resume[-_]from[-_]checkpoint|output[-_]dir)/;
-  return flagOnly ? re.test(arg) && !arg.includes("=") : re.test(arg);
-}
-
 /** The `recipe` command. */
 export const command: Command = {
   summary: "run a task recipe (summarization, translation, sst2, debian-sections) from data to report",
@@ -188,8 +182,9 @@ export const command: Command = {
     if (r.interrupted) {
       // the same command, resuming in the run folder (the run's settings are the flags': recipe.yaml
       // records them, but a resume reads the flags); as train does, no folder on stdout and 130 / 143
-      const again = rest.filter((a, i) => !isResumeOrOut(a) && !isResumeOrOut(rest[i - 1] ?? "", true));
+      const again = withoutFlags(rest, ["resume_from_checkpoint", "output_dir", "overwrite_output_dir"]);
       again.push("--resume_from_checkpoint", "true", "--output_dir", r.output_dir);
+      if (overrides.overwrite_output_dir === true) again.push("--overwrite_output_dir", "false");
       io.stderr(`fledge: resume with: deno task cli recipe ${name} ${again.map(shellQuote).join(" ")}\n`);
       return r.interrupted === "SIGINT" ? 130 : 143;
     }

@@ -8,7 +8,7 @@
  * @module
  */
 import type { TrainingConfig } from "../training/config.ts";
-import { configFromArgs, shellQuote } from "./_config_args.ts";
+import { configFromArgs, shellQuote, withoutFlags } from "./_config_args.ts";
 import { runTraining } from "../training/run.ts";
 import type { Command } from "./command.ts";
 
@@ -55,12 +55,10 @@ export function trainingCommand(
       const r = await runTraining(config, { handle_signals: true });
       if (r.interrupted) {
         // The same command, resuming from the newest checkpoint (whatever it resumed from before).
-        const again: string[] = [];
-        for (let i = 0; i < args.length; i++) {
-          if (/^--resume[-_]from[-_]checkpoint$/.test(args[i])) i++;
-          else if (!/^--resume[-_]from[-_]checkpoint=/.test(args[i])) again.push(args[i]);
-        }
+        // (without overwrite_output_dir, which a resume refuses)
+        const again = withoutFlags(args, ["resume_from_checkpoint", "overwrite_output_dir"]);
         again.push("--resume_from_checkpoint", "true");
+        if (config.overwrite_output_dir) again.push("--overwrite_output_dir", "false");
         io.stderr(
           `fledge: ${r.interrupted} at step ${r.metrics_summary.global_step}: saved ${r.checkpoint_path}; ` +
             `resume with: deno task cli ${name} ${again.map(shellQuote).join(" ")}\n`,

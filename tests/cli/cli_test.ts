@@ -5,6 +5,7 @@
 import { join } from "node:path";
 import { assert } from "../_assert.ts";
 import { assertFails, cli, cliProcess } from "./_cli.ts";
+import { withoutFlags } from "../../cli/_config_args.ts";
 
 /** The command names `deno task cli --help` lists. */
 async function commands(): Promise<string[]> {
@@ -120,4 +121,16 @@ Deno.test("deno run cli.ts: a hub that does not answer exits 1 with one line", a
   } finally {
     await Deno.remove(cache, { recursive: true });
   }
+});
+
+Deno.test("withoutFlags() drops value flags in every spelling, and only those (the resume hints)", () => {
+  const args = ["--a_b", "1", "--resume-from-checkpoint=true", "--output_dir", "x", "--output_dirs", "y"];
+  assert.deepEqual(
+    withoutFlags([...args, "--overwrite_output_dir", "true", "z"], [
+      "resume_from_checkpoint",
+      "output_dir",
+      "overwrite_output_dir",
+    ]),
+    ["--a_b", "1", "--output_dirs", "y", "z"],
+  );
 });
