@@ -196,7 +196,7 @@ export function plotConfusionMatrix(
  *   model: { rouge1: 41.2, rouge2: 19.5 },
  *   "lead-6 baseline": { rouge1: 30.1, rouge2: 11.8 },
  * });
- * if ((svg.match(/class="bar"/g) ?? []).length !== 4 || !svg.includes(">41.2<")) throw new Error("bars");
+ * if ((svg.match(/class="bar"/g) ?? []).length !== 4 || !svg.includes(">41.20<")) throw new Error("bars");
  * ```
  */
 export function plotMetricsComparison(
