@@ -199,13 +199,11 @@ export function refuseUnknownOptions(opts: unknown, known: Iterable<string>, fn:
 
 /** Closest candidate by edit distance (for "did you mean" hints), or undefined when none is close. */
 export function closest(word: string, candidates: Iterable<string>): string | undefined {
-  // a name the word ends or starts (gpu: webgpu, not the nearer cpu), the shortest such first
+  // a name the word ends or starts (gpu: webgpu, not the nearer cpu), the first such in the
+  // candidates' order (batch_size: per_device_train_batch_size, before the eval one)
   const w = word.toLowerCase(), list = [...candidates];
   const edge = w.length >= 3
-    ? list.filter((c) =>
-      c.length > w.length && (c.toLowerCase().endsWith(w) || c.toLowerCase().startsWith(w))
-    )
-      .sort((a, b) => a.length - b.length)[0]
+    ? list.find((c) => c.length > w.length && (c.toLowerCase().endsWith(w) || c.toLowerCase().startsWith(w)))
     : undefined;
   if (edge !== undefined) return edge;
   let best: string | undefined, bestD = Infinity;

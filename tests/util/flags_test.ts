@@ -2,6 +2,7 @@
 import { parseFlags } from "../../util/flags.ts";
 import { assert } from "../_assert.ts";
 import { closest } from "../../util/problems.ts";
+import { TRAINING_CONFIG_KEYS } from "../../training/config.ts";
 
 const SPECS = {
   model: { type: "string" },
@@ -163,7 +164,7 @@ Deno.test("parseFlags() lets a mistake in the specs through as it is", () => {
 Deno.test("closest() prefers a name the word ends or starts (gpu: webgpu, not the nearer cpu)", () => {
   assert.equal(closest("gpu", ["auto", "webgpu", "cpu"]), "webgpu");
   assert.equal(
-    closest("batch_size", ["per_device_train_batch_size", "max_steps"]),
+    closest("batch_size", TRAINING_CONFIG_KEYS), // the first in their order: train before eval (the shortest had won)
     "per_device_train_batch_size",
   );
   assert.equal(closest("learnig_rate", ["learning_rate", "weight_decay"]), "learning_rate");
