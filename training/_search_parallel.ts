@@ -101,9 +101,10 @@ export async function searchStudyQueued(
               `fix the cause and rerun to continue (finished trials are kept)`,
           );
         } else {
-          // a trial held by no worker of ours that lives (ours died, or this is a rerun) needs one
-          // too: a live worker's lease() takes it back once its lease expires (BullMQ's stalled jobs)
-          if (job.state === "waiting" || !pool.runs(job.worker)) waiting++;
+          // a trial a search worker of this host held and that no longer runs (it died, or this is a
+          // rerun) needs a worker too: its lease() takes the trial back once the lease expires
+          // (BullMQ's stalled jobs); one on a worker elsewhere is that worker's
+          if (job.state === "waiting" || (pool.isOurs(job.worker) && !pool.runs(job.worker))) waiting++;
           const r = await readReport(c.study_dir, number);
           if (r && JSON.stringify(r.intermediate_values) !== JSON.stringify(t.intermediate_values)) {
             t.intermediate_values = r.intermediate_values;
@@ -151,6 +152,11 @@ class LocalWorkers {
   #o: ParallelOptions & LoopOptions;
   constructor(o: ParallelOptions & LoopOptions) {
     this.#o = o;
+  }
+
+  /** Whether `worker` is named as this host's search workers are (this process's or an earlier one's). */
+  isOurs(worker: string | null): boolean {
+    return worker !== null && worker.startsWith(`${Deno.hostname()}:search-`);
   }
 
   /** Whether `worker` names a worker of this process that is still running. */
