@@ -130,9 +130,11 @@ function act(r: Reader, key: string, dflt: string): HiddenAct {
 
 /** `rope_scaling` of the llama-style families: null, `default`, `linear` or `llama3`. */
 function ropeScaling(r: Reader, arch: ModelArch): RopeScaling | null {
-  const key = "rope_scaling";
-  const v = r.has(key) ? r.json[key] : null;
-  r.used.add(key);
+  // messages name what the file holds: rope_parameters in a transformers 5 config
+  const v5 = r.has("__rope_parameters"), key = v5 ? "rope_parameters" : "rope_scaling";
+  r.used.add("__rope_parameters");
+  const v = r.has("rope_scaling") ? r.json.rope_scaling : null;
+  r.used.add("rope_scaling");
   if (v === null) return null;
   if (!isObject(v)) {
     r.p.type(key, `expected null or an object, got ${show(v)}`);
@@ -151,8 +153,11 @@ function ropeScaling(r: Reader, arch: ModelArch): RopeScaling | null {
   if (type !== "llama3" && type !== "linear") {
     // dynamic (NTK) changes nothing within the trained positions; yarn and the others change every
     // position's rotation (and yarn the attention scale), so removing them changes the logits
+    const drop = v5
+      ? 'set rope_parameters\' rope_type to "default" and drop its scaling fields (keep rope_theta)'
+      : `remove ${key}`;
     const fix = type === "dynamic"
-      ? `remove ${key} to run within the original max_position_embeddings, where HF's dynamic scaling changes nothing`
+      ? `${drop} to run within the original max_position_embeddings, where HF's dynamic scaling changes nothing`
       : `use a checkpoint without it (removing it would change every logit)`;
     r.p.range(
       `${key}.rope_type`,
@@ -254,7 +259,7 @@ function partialRotary(r: Reader, arch: Exclude<ModelArch, "gpt2">): number {
  * "sliding_attention"), which decides over `use_sliding_window` / `max_window_layers`: the window,
  * null for none, or undefined when the key is absent. Mixed layers are refused.
  */
-function layerTypes(r: Reader, layers: number): number | null | undefined {
+function layerTypes(r: Reader, layers: number, arch: ModelArch): number | null | undefined {
   if (!r.has("layer_types")) return undefined;
   const v = r.json.layer_types;
   r.used.add("layer_types");
@@ -273,6 +278,13 @@ function layerTypes(r: Reader, layers: number): number | null | undefined {
       "layer_types",
       `mixes sliding and full attention layers, which fledge does not implement; use a checkpoint whose ` +
         `layers all attend the same way`,
+    );
+    return undefined;
+  }
+  if (v[0] === "sliding_attention" && arch === "llama") {
+    r.p.range(
+      "layer_types",
+      `"sliding_attention" is not read by HF's llama, which always attends in full; use "full_attention"`,
     );
     return undefined;
   }
@@ -352,7 +364,7 @@ function llamaLike(r: Reader, arch: Exclude<ModelArch, "gpt2">): Partial<ModelCo
     c.resid_pdrop = r.num("resid_pdrop", 0);
     c.sliding_window = r.intOrNull("sliding_window", null);
   }
-  const byLayer = layerTypes(r, c.num_hidden_layers!);
+  const byLayer = layerTypes(r, c.num_hidden_layers!, arch);
   if (byLayer !== undefined) c.sliding_window = byLayer;
   return c;
 }
@@ -385,6 +397,7 @@ function fromRopeParameters(obj: Record<string, unknown>, p: Problems): Record<s
   if (partial_rotary_factor !== undefined) out.partial_rotary_factor = partial_rotary_factor;
   const type = scaling.rope_type ?? scaling.type;
   out.rope_scaling = type === undefined || type === "default" ? null : scaling;
+  out.__rope_parameters = true; // (for messages: the file says rope_parameters)
   return out;
 }
 

@@ -466,6 +466,18 @@ Deno.test("fromHfConfig() reads transformers 5 configs (dtype, rope_parameters, 
     RangeError,
     /layer_types: mixes sliding and full attention layers/,
   );
+  // messages name rope_parameters, which the file holds (they had said rope_scaling)
+  throwsWith(
+    () =>
+      fromHfConfig({
+        ...asTransformers5(qwen2),
+        rope_parameters: { rope_type: "dynamic", factor: 2, rope_theta: 1e6 },
+      }, {
+        file: "d.json",
+      }),
+    RangeError,
+    /rope_parameters\.rope_type: unsupported rope scaling "dynamic".*keep rope_theta/,
+  );
   throwsWith(
     () => fromHfConfig({ ...asTransformers5(qwen2), rope_theta: 5 }, { file: "b.json" }),
     RangeError,
