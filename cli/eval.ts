@@ -305,6 +305,7 @@ async function evalRun(args: string[], io: CliIO): Promise<void> {
       // onnxruntime runs the exported graph: the adapter merged into the weights first
       if (adapter) mergeAdapter(model);
       tmp = await Deno.makeTempDir({ prefix: "fledge-eval-onnx-" });
+      SCRATCH.add(tmp);
       await exportOnnx(model, join(tmp, "model.onnx"));
       decoder = await OnnxDecoder.load(join(tmp, "model.onnx"), { config: model.config });
     }
@@ -325,7 +326,10 @@ async function evalRun(args: string[], io: CliIO): Promise<void> {
     for (const [k, val] of Object.entries(r.metrics)) io.stdout(`${k.padEnd(16)} ${val}\n`);
   } finally {
     await decoder?.release();
-    if (tmp) await Deno.remove(tmp, { recursive: true });
+    if (tmp) {
+      await Deno.remove(tmp, { recursive: true });
+      SCRATCH.delete(tmp);
+    }
     model.dispose();
   }
 }
@@ -356,6 +360,9 @@ function fitSourceTokens(
   }
 }
 
+/** Scratch folders of a running evaluation (the ONNX export), removed even at a signal. */
+const SCRATCH = new Set<string>();
+
 /** The `eval` command. */
 export const command: Command = {
   summary: "evaluate a model or a recipe's run on a task (ROUGE, BLEU/chrF, accuracy/macro-F1)",
@@ -363,7 +370,9 @@ export const command: Command = {
   run: async (args: string[], io: CliIO) => {
     // Ctrl-C: one line, as the training commands give (nothing is written before the end)
     const stop = (signal: "SIGINT" | "SIGTERM") => () => {
-      io.stderr(`fledge: eval stopped by ${signal}; nothing was written\n`);
+      // Deno.exit runs no finally: the scratch ONNX export goes here
+      for (const d of SCRATCH) Deno.removeSync(d, { recursive: true });
+      io.stderr(`fledge: eval stopped by ${signal}\n`);
       Deno.exit(signal === "SIGINT" ? 130 : 143);
     };
     const handlers: [Deno.Signal, () => void][] = [];
