@@ -65,9 +65,11 @@ export async function openStudy(
     await Deno.mkdir(dir, { recursive: true });
   } catch (e) {
     if (!(e instanceof Deno.errors.AlreadyExists || e instanceof Deno.errors.NotADirectory)) throw e;
-    throw new TypeError(
-      `Cannot search: study_dir ${dir} is a file, not a folder; give the study a folder of its own`,
-    );
+    // (NotADirectory: a folder above it is the file)
+    const what = e instanceof Deno.errors.AlreadyExists
+      ? `${dir} is a file`
+      : `a folder above ${dir} is a file`;
+    throw new TypeError(`Cannot search: study_dir ${what}, not a folder; give the study a folder of its own`);
   }
   const lock = await acquireLock(dir, { command: "search" });
   try {
