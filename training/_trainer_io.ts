@@ -3,7 +3,7 @@
  * refused or replaced), `metrics.jsonl`, the progress line and `report.md`.
  * @module
  */
-import { join } from "node:path";
+import { isAbsolute, join, relative, resolve } from "node:path";
 import { saveModel } from "../models/save.ts";
 import { plotTrainingCurves } from "../evaluation/plot.ts";
 import type { Tokenizer } from "../models/tokenizer/tokenizer.ts";
@@ -73,10 +73,30 @@ export async function refuseExistingRun(config: TrainingConfig): Promise<void> {
   const out = config.output_dir, found: string[] = [];
   for (const a of RUN_ARTIFACTS) if (await pathExists(join(out, a))) found.push(a);
   if (found.length && !config.resume_from_checkpoint && !config.overwrite_output_dir) {
+    // a run killed before its first checkpoint has nothing to resume: say so (the two messages had
+    // sent the user from one to the other)
+    const saved = found.some((a) => a === "checkpoints" || a === "model" || a === "adapter");
     throw new RangeError(
       `Cannot train: output_dir ${out} already holds a run (${found.join(", ")}); ` +
-        `set overwrite_output_dir: true, resume_from_checkpoint: true, or choose another output_dir`,
+        (saved
+          ? `set overwrite_output_dir: true, resume_from_checkpoint: true, or choose another output_dir`
+          : `it saved no checkpoint to resume from: set overwrite_output_dir: true to start it again, or choose another output_dir`),
     );
+  }
+  // overwrite_output_dir removes the previous run's model/, checkpoints/ and adapter/ at the start:
+  // never the model or tokenizer this run reads (a kill had left neither the old model nor a new one)
+  if (config.overwrite_output_dir && !config.resume_from_checkpoint) {
+    for (const [field, v] of [["model", config.model], ["tokenizer", config.tokenizer]] as const) {
+      if (typeof v !== "string" || !(await pathExists(v))) continue;
+      const rel = relative(resolve(out), resolve(v));
+      const top = rel.split(/[\\/]/)[0];
+      if (rel !== "" && !rel.startsWith("..") && !isAbsolute(rel) && RUN_ARTIFACTS.includes(top)) {
+        throw new RangeError(
+          `Cannot train: ${field} ${v} lies in output_dir ${out}, whose ${top} overwrite_output_dir would ` +
+            `delete before training; copy it elsewhere first, or choose another output_dir`,
+        );
+      }
+    }
   }
 }
 

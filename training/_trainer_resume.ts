@@ -83,7 +83,8 @@ async function pickCheckpoint(r: ResumeInputs): Promise<string> {
   });
   if (dir === null) {
     throw new RangeError(
-      `Cannot resume: no complete checkpoint in ${r.root}; train without resume_from_checkpoint first`,
+      `Cannot resume: no complete checkpoint in ${r.root}; start the run again without ` +
+        `resume_from_checkpoint (with overwrite_output_dir: true where the folder holds its config and logs)`,
     );
   }
   return dir;

@@ -158,6 +158,20 @@ Deno.test("train: a tiny preset trains from YAML + flag overrides (HF names, hyp
   );
   assert.equal(numbered.code, 0, numbered.err);
   assert.ok(Deno.statSync(join(dir, "2024", "config.yaml")).isFile);
+  // overwrite_output_dir never deletes the model the run reads (a kill had left neither model)
+  await rejects(
+    ["-c", join(out, "config.yaml"), "--model", join(out, "model"), "--overwrite_output_dir", "true"],
+    /model .*run-ok\/model lies in output_dir .*run-ok, whose model overwrite_output_dir would delete before training/,
+  );
+  assert.ok(Deno.statSync(join(out, "model", "model.safetensors")).isFile);
+  // a run killed before its first checkpoint: the message says there is nothing to resume
+  const bare = join(dir, "run-bare");
+  await Deno.mkdir(bare);
+  await Deno.writeTextFile(join(bare, "config.yaml"), "model: tiny\n");
+  await rejects(
+    ["-c", join(out, "config.yaml"), "--output_dir", bare],
+    /already holds a run \(config\.yaml\); it saved no checkpoint to resume from: set overwrite_output_dir: true to start it again/,
+  );
   const edited = (await Deno.readTextFile(join(out, "config.yaml"))).replace(/^beta: .*$/m, "beta: 0.5");
   await rejects(["-c", await yaml("edited.yaml", edited)], /beta 0\.5 is a DPO setting/);
 });
