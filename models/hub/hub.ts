@@ -616,6 +616,12 @@ export async function downloadModel(id: string, opts: DownloadModelOptions = {})
       `Cannot download ${id}: overwrite_output_dir is for output, which is not set; drop it`,
     );
   }
+  if (opts.output !== undefined && isFileSync(opts.output)) {
+    // a file is never replaced by a folder, asked or not (overwrite_output_dir had done it)
+    throw new TypeError(
+      `Cannot download ${id} into ${opts.output}: it is a file, and output is a folder; choose a folder`,
+    );
+  }
   if (opts.output !== undefined && !opts.overwrite_output_dir) {
     const there = await Array.fromAsync(Deno.readDir(opts.output)).catch((e) => {
       if (e instanceof Deno.errors.NotFound) return [];

@@ -562,6 +562,17 @@ Deno.test("downloadModel() copies the model files to output and verify catches a
       // The bad blob is gone, so the next download fetches it again.
       await downloadModel(ID, { ...base(hub, cache), verify: true });
       assert.deepEqual(await Deno.readFile(`${snap}/config.json`), files["config.json"]);
+      // a file as output is refused, even with overwrite_output_dir (it had become a model folder)
+      const notes = `${out}/notes.txt`;
+      await Deno.writeTextFile(notes, "mine\n");
+      for (const overwrite_output_dir of [false, true]) {
+        const e = await rejects(
+          downloadModel(ID, { ...base(hub, cache), output: notes, overwrite_output_dir }),
+          (e) => e instanceof TypeError,
+        );
+        assert.match(e.message, /notes\.txt: it is a file, and output is a folder; choose a folder/);
+      }
+      assert.equal(await Deno.readTextFile(notes), "mine\n");
     } finally {
       await Deno.remove(out, { recursive: true });
     }
