@@ -423,7 +423,7 @@ async function split(positional: string | undefined, args: string[], io: CliIO):
   const records = await readDataset(input);
   if (!records.length) throw new RangeError(`data split: ${input} has no records; there is nothing to split`);
   const parts = splitRecords(records, { train_split: v.train_split, seed, split_key: v.split_key }, input);
-  for (const [name, f] of Object.entries(outputs)) await writeRecords(f, parts[name as keyof typeof parts]);
+  await writeRecordSet([[outputs.train, parts.train], [outputs.validation, parts.validation]]);
   const result = {
     input,
     output_dir: v.output_dir,
@@ -463,21 +463,35 @@ function fieldsOf(records: readonly DataRecord[]): string[] {
 
 /** Write records atomically (a temp file beside `path`, then a rename) as JSONL, CSV or TSV. */
 async function writeRecords(path: string, records: DataRecord[], columns?: string[]): Promise<void> {
-  const format = outputFormat("data", path);
-  await Deno.mkdir(dirname(path) || ".", { recursive: true });
-  const tmp = tempPath(path);
+  await writeRecordSet([[path, records, columns]]);
+}
+
+/**
+ * Write several record files as a set: every temp file first (the long part), then the old files
+ * removed, then each moved into place. A kill leaves files missing, never a new file beside an old
+ * one of the set (a new train.jsonl beside the old validation.jsonl had shared records with it).
+ */
+async function writeRecordSet(files: [string, DataRecord[], string[]?][]): Promise<void> {
+  const temps: string[] = [];
   try {
-    if (format === "jsonl") await writeJsonl(tmp, records);
-    else {
-      const cols = columns?.length ? columns : fieldsOf(records);
-      await writeCsv(tmp, records, {
-        columns: cols.length ? cols : undefined,
-        delimiter: format === "tsv" ? "\t" : ",",
-      });
+    for (const [path, records, columns] of files) {
+      const format = outputFormat("data", path);
+      await Deno.mkdir(dirname(path) || ".", { recursive: true });
+      const tmp = tempPath(path);
+      temps.push(tmp);
+      if (format === "jsonl") await writeJsonl(tmp, records);
+      else {
+        const cols = columns?.length ? columns : fieldsOf(records);
+        await writeCsv(tmp, records, {
+          columns: cols.length ? cols : undefined,
+          delimiter: format === "tsv" ? "\t" : ",",
+        });
+      }
     }
-    await moveFileAtomic(tmp, path);
+    if (files.length > 1) { for (const [path] of files) await Deno.remove(path).catch(() => {}); }
+    for (const [i, [path]] of files.entries()) await moveFileAtomic(temps[i], path);
   } catch (e) {
-    await Deno.remove(tmp).catch(() => {});
+    for (const tmp of temps) await Deno.remove(tmp).catch(() => {});
     throw e;
   }
 }
