@@ -10,7 +10,7 @@
  */
 import { basename, dirname, extname, join } from "node:path";
 import { type FlagSpecs, parseFlags } from "../util/flags.ts";
-import { isDirSync, moveFileAtomic, pathExists, tempPath } from "../util/atomic.ts";
+import { destination, isDirSync, moveFileAtomic, pathExists, tempPath } from "../util/atomic.ts";
 import { closest } from "../util/problems.ts";
 import { stringifyJson } from "../util/json.ts";
 import {
@@ -472,12 +472,15 @@ async function writeRecords(path: string, records: DataRecord[], columns?: strin
  * one of the set (a new train.jsonl beside the old validation.jsonl had shared records with it).
  */
 async function writeRecordSet(files: [string, DataRecord[], string[]?][]): Promise<void> {
-  const temps: string[] = [];
+  const temps: string[] = [], targets: string[] = [];
   try {
     for (const [path, records, columns] of files) {
       const format = outputFormat("data", path);
       await Deno.mkdir(dirname(path) || ".", { recursive: true });
-      const tmp = tempPath(path);
+      // through a link to its file, as writeFileAtomic writes (the link had been replaced by a file)
+      const target = await destination(path);
+      targets.push(target);
+      const tmp = tempPath(target);
       temps.push(tmp);
       if (format === "jsonl") await writeJsonl(tmp, records);
       else {
@@ -488,8 +491,8 @@ async function writeRecordSet(files: [string, DataRecord[], string[]?][]): Promi
         });
       }
     }
-    if (files.length > 1) { for (const [path] of files) await Deno.remove(path).catch(() => {}); }
-    for (const [i, [path]] of files.entries()) await moveFileAtomic(temps[i], path);
+    if (files.length > 1) { for (const t of targets) await Deno.remove(t).catch(() => {}); }
+    for (const [i, t] of targets.entries()) await moveFileAtomic(temps[i], t);
   } catch (e) {
     for (const tmp of temps) await Deno.remove(tmp).catch(() => {});
     throw e;

@@ -73,7 +73,7 @@ function folderError(path: string): Error {
  * refused (a rename would put a regular file in the place of /dev/full).
  * @throws {Deno.errors.IsADirectory} for a folder; {@linkcode TypeError} for another non-file
  */
-async function destination(path: string): Promise<string> {
+export async function destination(path: string): Promise<string> {
   const st = await Deno.lstat(path).catch(() => null);
   if (!st) return path;
   let target = path;

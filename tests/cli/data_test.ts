@@ -163,6 +163,23 @@ Deno.test("data clean runs the YAML pipeline, writes atomically and refuses to o
   assert.equal(over.code, 0, over.err);
   assert.match(over.out, /1\. exact_dedup +kept 21, dropped 1 \(exact_duplicate 1\)/);
   assert.match(over.out, /2\. length +kept \d+, dropped \d+ \(too_few_words \d+\)/);
+  // --overwrite through a link writes its file (the link had been replaced by a regular file)
+  const real = join(tmp, "real-kept.jsonl"), link = join(tmp, "clean", "link.jsonl");
+  await Deno.writeTextFile(real, "old\n");
+  await Deno.symlink(real, link);
+  const viaLink = await cliProcess([
+    "data",
+    "clean",
+    "--config",
+    pipeline,
+    file,
+    "--output",
+    link,
+    "--overwrite",
+  ]);
+  assert.equal(viaLink.code, 0, viaLink.err);
+  assert.ok(Deno.lstatSync(link).isSymlink, "still a link");
+  assert.deepEqual(await readJsonl(real), expected.kept);
   // CSV output by extension
   const csv = join(tmp, "clean", "kept.csv");
   assert.equal((await cliProcess(["data", "clean", "--config", pipeline, file, "--output", csv])).code, 0);
