@@ -261,7 +261,10 @@ export async function exportOnnx(
     if (isWriteDenied(e) || e instanceof Deno.errors.AlreadyExists) throw unwritable(path, e);
     throw e;
   }
+  // The graph goes last: a kill before it leaves files a second export takes as they are (the same
+  // bytes), never a graph without its config.json (the rerun had been refused, the folder unrunnable)
   try {
+    for (const [name, bytes] of beside) await writeFileAtomic(join(dir, name), bytes);
     if (external) await writeFileAtomic(dataPath, (f) => writeParts(f, dataParts));
     await writeFileAtomic(path, (f) => writeParts(f, encoded.parts));
     // A model written inline must not sit beside a stale external file it does not use.
@@ -270,7 +273,6 @@ export async function exportOnnx(
     if (isWriteDenied(e)) throw unwritable(path, e);
     throw e;
   }
-  for (const [name, bytes] of beside) await writeFileAtomic(join(dir, name), bytes);
   return {
     path,
     data_path: external ? dataPath : null,
