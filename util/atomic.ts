@@ -199,6 +199,23 @@ export async function moveFileAtomic(src: string, dest: string): Promise<void> {
 }
 
 /**
+ * Make `path` a symlink to `target`, replacing what is there in one rename: a link made aside (a
+ * temp name {@linkcode isTempName} knows) and renamed over the old one, so two callers linking the
+ * same path at once never see it missing, nor fail on the other's link.
+ * @throws what `Deno.symlink` throws where links are not allowed (callers may copy instead)
+ */
+export async function symlinkAtomic(target: string, path: string): Promise<void> {
+  const tmp = tempPath(path);
+  await Deno.symlink(target, tmp);
+  try {
+    await Deno.rename(tmp, path);
+  } catch (e) {
+    await Deno.remove(tmp).catch(() => {});
+    throw e;
+  }
+}
+
+/**
  * Copy a file atomically: `dest` is the old file or the whole copy, never a partial one.
  * @param src source file
  * @param dest destination

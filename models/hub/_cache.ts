@@ -13,7 +13,7 @@
  * @module
  */
 import { dirname, join, relative } from "node:path";
-import { copyFileAtomic, writeFileAtomic } from "../../util/atomic.ts";
+import { copyFileAtomic, symlinkAtomic, writeFileAtomic } from "../../util/atomic.ts";
 
 /** Which kind of hub repository a name refers to (models and datasets live in separate spaces). */
 export type RepoType = "model" | "dataset";
@@ -173,20 +173,10 @@ export async function writeRef(storage: string, revision: string, commit: string
  */
 export async function linkBlob(blob: string, snapshot: string): Promise<void> {
   await Deno.mkdir(dirname(snapshot), { recursive: true });
-  // A link made aside and renamed over the old one: two callers linking the same file at once
-  // never see it missing, nor fail on the other's link.
-  const tmp = `${snapshot}.${Deno.pid}-${crypto.randomUUID().slice(0, 8)}.link`;
   try {
-    await Deno.symlink(relative(dirname(snapshot), blob), tmp);
+    await symlinkAtomic(relative(dirname(snapshot), blob), snapshot);
   } catch {
-    await copyFileAtomic(blob, snapshot);
-    return;
-  }
-  try {
-    await Deno.rename(tmp, snapshot);
-  } catch (e) {
-    await Deno.remove(tmp).catch(() => {});
-    throw e;
+    await copyFileAtomic(blob, snapshot); // where links are not allowed (some Windows setups, mounts)
   }
 }
 
