@@ -1,5 +1,5 @@
 /**
- * `deno task cli demo` (shortcut `deno task demo`): pre-train the tiny model on the bundled Debian
+ * `deno task cli demo` (shortcut `deno task demo`): pre-train the tiny model on the Debian
  * package descriptions, sample from it and write the run folder, through {@linkcode runDemo}.
  *
  * @module
@@ -10,7 +10,7 @@ import type { CliIO, Command } from "./command.ts";
 
 const USAGE = `usage: deno task cli demo [options]
 
-Pre-trains the tiny model on the bundled Debian package descriptions with the real Trainer, samples
+Pre-trains the tiny model on the Debian package descriptions with the real Trainer, samples
 from it and writes the run folder: config.yaml, metrics.jsonl, checkpoints/, model/, curves.svg,
 report.md, samples.txt. \`deno task demo\` is short for \`deno task cli demo\`.
 
@@ -38,7 +38,7 @@ const FLAGS = {
 
 /** The `demo` command. */
 export const command: Command = {
-  summary: "pre-train the tiny model on the bundled Debian text, sample from it, write the run folder",
+  summary: "pre-train the tiny model on the Debian text, sample from it, write the run folder",
   usage: USAGE,
   run: demoRun,
 };

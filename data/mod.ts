@@ -1,6 +1,6 @@
 /**
  * Data: readers (jsonl, json, csv/tsv, text, parquet) with streaming, splits, Hugging Face hub
- * datasets, the bundled Debian datasets, and cleaning (length, repetition, exact and MinHash
+ * datasets, the Debian datasets of the shared folder, and cleaning (length, repetition, exact and MinHash
  * near-dedup, language), and supervised fine-tuning data: SFT examples with label masks (TRL
  * formats) and their packing into rows (TRL `packing_strategy`); the recipes' task data
  * (`loadTaskData`: summarization, translation and classification examples from Debian, the hub or

@@ -1,7 +1,7 @@
 /**
  * The data side of the three recipes (summarization, translation, classification): one call turns
  * a data source into `{ train, validation, labels, description }` of `{ source, target }` examples.
- * Sources: the bundled Debian datasets (the default, offline), the hub datasets CNN/DailyMail, WMT14
+ * Sources: the Debian datasets of the shared folder (the default, offline), the hub datasets CNN/DailyMail, WMT14
  * and GLUE SST-2 (through the hub cache), or local files (`.jsonl`, `.json`, `.csv`, `.tsv`,
  * `.parquet`, or a folder of `train.*` / `validation.*` files). Every problem a run would hit later
  * (a missing column, an empty split, a label outside the label set, a corrupt file, an unreachable
@@ -321,7 +321,7 @@ function hubFailure(e: HubError, o: Options, where: string): HubError {
         `check the network and HF_ENDPOINT (now ${
           endpoint ?? "https://huggingface.co"
         }), run once online to fill ` +
-        `the cache (then HF_HUB_OFFLINE=1 works), or leave out --dataset to use the bundled Debian data offline`,
+        `the cache (then HF_HUB_OFFLINE=1 works), or leave out --dataset to use the Debian data offline`,
     ),
     { status: e.status, cause: e },
   );
@@ -566,7 +566,7 @@ function inContext(e: unknown, task: TaskKind): unknown {
 }
 
 /**
- * Load the train and validation examples of a recipe's task. With no options this is the bundled
+ * Load the train and validation examples of a recipe's task. With no options this is the shared folder's
  * Debian dataset of the task (offline). Hub datasets go through the hub cache (`hub` options:
  * `endpoint`, `cache_dir`, `offline`, `token`, ...); local files are read by extension. Column
  * defaults per source are listed on {@linkcode LoadTaskDataOptions}; `source_column` and

@@ -1,6 +1,6 @@
 /**
  * The demo recipe: pre-train the `tiny` model (narrowed to width 64, with a 2048-id vocabulary) on
- * the bundled Debian package descriptions with the real Trainer, then sample from it. Reads top to
+ * the Debian package descriptions with the real Trainer, then sample from it. Reads top to
  * bottom: config, data + model + train (the Trainer builds them from the config), evaluate
  * (sample), report.
  *

@@ -237,7 +237,7 @@ Deno.test("loadTaskData() says in one line that the hub is down and nothing is c
       /could not be reached/,
       new RegExp(`HF_ENDPOINT \\(now ${endpoint.replaceAll(".", "\\.")}\\)`),
       /HF_HUB_OFFLINE/,
-      /without --dataset .*Debian data offline|leave out --dataset to use the bundled Debian data offline/,
+      /without --dataset .*Debian data offline|leave out --dataset to use the Debian data offline/,
     );
   });
 });
