@@ -683,7 +683,7 @@ Deno.test("recipes refuse bad input in one line before training", async () => {
     await Deno.writeTextFile(join(mine, "metrics.json"), '{"mine": 1}');
     r = await recipe("sst2", mine);
     assert.equal(r.code, 2, r.err);
-    assert.match(r.err, /mine already holds a run \(metrics\.json\); set overwrite_output_dir/);
+    assert.match(r.err, /mine already holds a run \(metrics\.json\); .*set overwrite_output_dir: true/);
     assert.equal(await Deno.readTextFile(join(mine, "metrics.json")), '{"mine": 1}');
     // packed rows whose label was cut off trained nothing (padded ones were refused): refused the same way
     r = await recipe("sst2", join(root, "pk"), ["--max_seq_length", "24", "--packing", "true"]);
