@@ -364,7 +364,7 @@ async function clean(positional: string | undefined, args: string[], io: CliIO):
     );
   }
   const r = runCleanPipeline(records, steps, { field: v.text_field });
-  await writeRecords(v.output, r.kept, fieldsOf(records));
+  await writeRecords(v.output, r.kept, fieldsOf(records), !!v.overwrite);
   const result = {
     input,
     output: v.output,
@@ -423,7 +423,7 @@ async function split(positional: string | undefined, args: string[], io: CliIO):
   const records = await readDataset(input);
   if (!records.length) throw new RangeError(`data split: ${input} has no records; there is nothing to split`);
   const parts = splitRecords(records, { train_split: v.train_split, seed, split_key: v.split_key }, input);
-  await writeRecordSet([[outputs.train, parts.train], [outputs.validation, parts.validation]]);
+  await writeRecordSet([[outputs.train, parts.train], [outputs.validation, parts.validation]], !!v.overwrite);
   const result = {
     input,
     output_dir: v.output_dir,
@@ -462,8 +462,13 @@ function fieldsOf(records: readonly DataRecord[]): string[] {
 }
 
 /** Write records atomically (a temp file beside `path`, then a rename) as JSONL, CSV or TSV. */
-async function writeRecords(path: string, records: DataRecord[], columns?: string[]): Promise<void> {
-  await writeRecordSet([[path, records, columns]]);
+async function writeRecords(
+  path: string,
+  records: DataRecord[],
+  columns: string[] | undefined,
+  overwrite: boolean,
+): Promise<void> {
+  await writeRecordSet([[path, records, columns]], overwrite);
 }
 
 /**
@@ -471,7 +476,7 @@ async function writeRecords(path: string, records: DataRecord[], columns?: strin
  * removed, then each moved into place. A kill leaves files missing, never a new file beside an old
  * one of the set (a new train.jsonl beside the old validation.jsonl had shared records with it).
  */
-async function writeRecordSet(files: [string, DataRecord[], string[]?][]): Promise<void> {
+async function writeRecordSet(files: [string, DataRecord[], string[]?][], overwrite: boolean): Promise<void> {
   const temps: string[] = [], targets: string[] = [];
   try {
     for (const [path, records, columns] of files) {
@@ -492,7 +497,8 @@ async function writeRecordSet(files: [string, DataRecord[], string[]?][]): Promi
       }
     }
     if (files.length > 1) { for (const t of targets) await Deno.remove(t).catch(() => {}); }
-    for (const [i, t] of targets.entries()) await moveFileAtomic(temps[i], t);
+    // without --overwrite, never over a file that appeared while the output was being made
+    for (const [i, t] of targets.entries()) await moveFileAtomic(temps[i], t, { replace: overwrite });
   } catch (e) {
     for (const tmp of temps) await Deno.remove(tmp).catch(() => {});
     throw e;

@@ -320,7 +320,10 @@ async function evalRun(args: string[], io: CliIO): Promise<void> {
     });
     (progress as ReturnType<typeof createProgress> | null)?.done();
     if (v.predictions) {
-      await writeFileAtomic(v.predictions, r.predictions.map((p) => JSON.stringify(p) + "\n").join(""));
+      // never over a file, even one that appeared while the evaluation ran
+      await writeFileAtomic(v.predictions, r.predictions.map((p) => JSON.stringify(p) + "\n").join(""), {
+        replace: false,
+      });
     }
     if (v.json) return io.stdout(JSON.stringify(r.metrics) + "\n");
     for (const [k, val] of Object.entries(r.metrics)) io.stdout(`${k.padEnd(16)} ${val}\n`);

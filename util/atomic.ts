@@ -115,6 +115,8 @@ async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
  * Parent folders are made. On any error the temp file is removed and `path` is left as it was.
  * @param path destination
  * @param data text, bytes, or `async (file) => {...}` writing into the open temp file
+ * @param opts `replace` (default true); false: a file at `path` when the write ends is left as it
+ *   is and {@linkcode Deno.errors.AlreadyExists} thrown (a file that appeared meanwhile)
  * @throws {Deno.errors.IsADirectory} when `path` is a folder, {@linkcode TypeError} when it is a device
  *   or pipe (both before anything is written); the file system's other errors (e.g.
  *   {@linkcode Deno.errors.PermissionDenied}) in their own class, naming `path` rather than the temp file
@@ -127,7 +129,11 @@ async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
  * await Deno.remove(dir, { recursive: true });
  * ```
  */
-export async function writeFileAtomic(path: string, data: AtomicData): Promise<void> {
+export async function writeFileAtomic(
+  path: string,
+  data: AtomicData,
+  opts: { replace?: boolean } = {},
+): Promise<void> {
   const dest = await destination(path);
   await Deno.mkdir(dirname(dest), { recursive: true }).catch((e) => {
     throw writeError(path, e);
@@ -144,13 +150,38 @@ export async function writeFileAtomic(path: string, data: AtomicData): Promise<v
     } finally {
       file.close();
     }
-    await Deno.rename(tmp, dest).catch((e) => {
-      throw writeError(path, e);
-    });
+    await putInPlace(tmp, dest, path, opts.replace ?? true);
   } catch (e) {
     await Deno.remove(tmp).catch(() => {});
     throw e;
   }
+}
+
+/**
+ * Rename the finished `tmp` to `dest`; with `replace` false, only if `dest` does not exist at that
+ * moment (a hard link, which never replaces, then the temp name removed): a file that appeared
+ * while the output was being made is not replaced. Where hard links are not allowed, a check and a
+ * rename.
+ */
+async function putInPlace(tmp: string, dest: string, path: string, replace: boolean): Promise<void> {
+  if (!replace) {
+    try {
+      await Deno.link(tmp, dest);
+      await Deno.remove(tmp);
+      return;
+    } catch (e) {
+      if (e instanceof Deno.errors.AlreadyExists) {
+        throw new Deno.errors.AlreadyExists(
+          `Cannot write ${path}: it appeared while this output was being made, and it is not replaced; ` +
+            `move it away, or write elsewhere`,
+        );
+      }
+      if (await pathExists(dest)) throw e; // (a link that failed otherwise, over an existing file)
+    }
+  }
+  await Deno.rename(tmp, dest).catch((e) => {
+    throw writeError(path, e);
+  });
 }
 
 /**
@@ -183,11 +214,16 @@ export function writeFileAtomicSync(path: string, data: string | Uint8Array): vo
 }
 
 /**
- * Move a finished file into place (e.g. a completed download): fsync it, then rename over `dest`.
+ * Move a finished file into place (e.g. a completed download): fsync it, then rename over `dest`
+ * (with `replace` false: only when `dest` does not exist at that moment, as {@linkcode writeFileAtomic}).
  * @param src a complete file in the same file system as `dest`
  * @param dest destination
  */
-export async function moveFileAtomic(src: string, dest: string): Promise<void> {
+export async function moveFileAtomic(
+  src: string,
+  dest: string,
+  opts: { replace?: boolean } = {},
+): Promise<void> {
   await refuseFolder(dest);
   const f = await Deno.open(src, { read: true, write: true });
   try {
@@ -195,7 +231,7 @@ export async function moveFileAtomic(src: string, dest: string): Promise<void> {
   } finally {
     f.close();
   }
-  await Deno.rename(src, dest);
+  await putInPlace(src, dest, dest, opts.replace ?? true);
 }
 
 /**

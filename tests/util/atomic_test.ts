@@ -154,3 +154,31 @@ Deno.test("writeFileAtomic() writes through a link, refuses a pipe, and names th
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("writeFileAtomic / moveFileAtomic with replace false never replace a file that appeared meanwhile", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const p = `${dir}/out.jsonl`;
+    // the output did not exist when the command checked; another program wrote it before the end
+    await assert.rejects(
+      writeFileAtomic(p, async (f) => {
+        await Deno.writeTextFile(p, "theirs\n");
+        await f.write(new TextEncoder().encode("ours\n"));
+      }, { replace: false }),
+      Deno.errors.AlreadyExists,
+      "it appeared while this output was being made, and it is not replaced",
+    );
+    assert.equal(await Deno.readTextFile(p), "theirs\n");
+    assert.deepEqual(await findTempLeftovers(dir), []);
+    await Deno.writeTextFile(`${dir}/src`, "new\n");
+    await assert.rejects(moveFileAtomic(`${dir}/src`, p, { replace: false }), Deno.errors.AlreadyExists);
+    assert.equal(await Deno.readTextFile(p), "theirs\n");
+    // a free path is written; the default still replaces
+    await writeFileAtomic(`${dir}/free.txt`, "a\n", { replace: false });
+    assert.equal(await Deno.readTextFile(`${dir}/free.txt`), "a\n");
+    await writeFileAtomic(p, "ours\n");
+    assert.equal(await Deno.readTextFile(p), "ours\n");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
