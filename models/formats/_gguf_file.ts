@@ -176,6 +176,6 @@ export async function writeGguf(
         await writeAll(file, new Uint8Array(align(bytes.length) - bytes.length));
       }
     }
-  });
+  }, { replace: !!opts.overwrite }); // without overwrite, not over a file that appeared meanwhile
   return { path, bytes: header.length + offset, tensors: tensors.length };
 }

@@ -266,7 +266,7 @@ export async function exportOnnx(
   try {
     for (const [name, bytes] of beside) await writeFileAtomic(join(dir, name), bytes);
     if (external) await writeFileAtomic(dataPath, (f) => writeParts(f, dataParts));
-    await writeFileAtomic(path, (f) => writeParts(f, encoded.parts));
+    await writeFileAtomic(path, (f) => writeParts(f, encoded.parts), { replace: !!opts.overwrite });
     // A model written inline must not sit beside a stale external file it does not use.
     if (!external && opts.overwrite && await pathExists(dataPath)) await Deno.remove(dataPath);
   } catch (e) {
