@@ -9,7 +9,12 @@ import type { Tensor } from "../kernels/tensor.ts";
 import { Problems, show } from "../util/problems.ts";
 import { mulberry32 } from "../util/random.ts";
 import type { FinishReason, GenerateResult } from "./generate.ts";
-import { type GenerationConfig, loadGenerationConfig, type ResolvedGeneration } from "./generation_config.ts";
+import {
+  type GenerationConfig,
+  loadGenerationConfig,
+  type ResolvedGeneration,
+  resolveGeneration,
+} from "./generation_config.ts";
 import { modelSource } from "./pretrained.ts";
 import { nextToken } from "./logits_process.ts";
 import type { Tokenizer } from "./tokenizer/tokenizer.ts";
@@ -184,10 +189,26 @@ function firstStop(text: string, stops: string[]): number {
  * the `generation_config.json` of the folder `loadModel` read it from (read at the first generation
  * and kept on the model, so a broken file stops a generation, never a training run), else none.
  */
-export async function modelGenerationConfig(model: Transformer): Promise<GenerationConfig | undefined> {
+async function modelGenerationConfig(model: Transformer): Promise<GenerationConfig | undefined> {
   if (model.generation_config) return model.generation_config;
   const dir = modelSource(model);
   if (dir === undefined) return undefined;
   model.generation_config = await loadGenerationConfig(dir);
   return model.generation_config;
+}
+
+/**
+ * The settings `generate()` and `beamSearch()` decode `model` with: their options over the model's
+ * own generation config ({@linkcode modelGenerationConfig}), as {@linkcode resolveGeneration} merges them.
+ */
+export async function resolveForModel(
+  model: Transformer,
+  opts: GenerationConfig & { seed?: number; generation_config?: GenerationConfig; tokenizer?: Tokenizer },
+  promptLen: number,
+): Promise<ResolvedGeneration> {
+  const generation_config = opts.generation_config ?? await modelGenerationConfig(model);
+  return resolveGeneration({ ...opts, generation_config }, model.config, {
+    promptLen,
+    hasTokenizer: !!opts.tokenizer,
+  });
 }

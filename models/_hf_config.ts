@@ -56,7 +56,12 @@ const FAMILY_BOOKKEEPING: Record<ModelArch, string[]> = {
 /** Reads typed values from the JSON, remembering which keys were used and every problem. */
 class Reader {
   readonly used = new Set<string>();
-  constructor(readonly json: Record<string, unknown>, readonly p: Problems) {}
+  /** @param ropeKey what the file calls rope scaling, for messages (transformers 5: rope_parameters) */
+  constructor(
+    readonly json: Record<string, unknown>,
+    readonly p: Problems,
+    readonly ropeKey: "rope_scaling" | "rope_parameters" = "rope_scaling",
+  ) {}
 
   private raw(key: string, dflt: unknown): unknown {
     this.used.add(key);
@@ -131,8 +136,7 @@ function act(r: Reader, key: string, dflt: string): HiddenAct {
 /** `rope_scaling` of the llama-style families: null, `default`, `linear` or `llama3`. */
 function ropeScaling(r: Reader, arch: ModelArch): RopeScaling | null {
   // messages name what the file holds: rope_parameters in a transformers 5 config
-  const v5 = r.has("__rope_parameters"), key = v5 ? "rope_parameters" : "rope_scaling";
-  r.used.add("__rope_parameters");
+  const key = r.ropeKey, v5 = key === "rope_parameters";
   const v = r.has("rope_scaling") ? r.json.rope_scaling : null;
   r.used.add("rope_scaling");
   if (v === null) return null;
@@ -397,7 +401,6 @@ function fromRopeParameters(obj: Record<string, unknown>, p: Problems): Record<s
   if (partial_rotary_factor !== undefined) out.partial_rotary_factor = partial_rotary_factor;
   const type = scaling.rope_type ?? scaling.type;
   out.rope_scaling = type === undefined || type === "default" ? null : scaling;
-  out.__rope_parameters = true; // (for messages: the file says rope_parameters)
   return out;
 }
 
@@ -459,7 +462,11 @@ export function hfToModelConfig(json: unknown, file: string): Partial<ModelConfi
     );
   }
   const arch = type as ModelArch;
-  const r = new Reader(fromRopeParameters(obj, p), p);
+  const r = new Reader(
+    fromRopeParameters(obj, p),
+    p,
+    "rope_parameters" in obj ? "rope_parameters" : "rope_scaling",
+  );
   if ("quantization_config" in obj) {
     p.range(
       "quantization_config",

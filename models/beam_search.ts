@@ -36,9 +36,9 @@ import { noGrad } from "../kernels/autograd.ts";
 import { embedding } from "../kernels/embedding.ts";
 import type { Tensor } from "../kernels/tensor.ts";
 import { Problems } from "../util/problems.ts";
-import { checkPrompts, decodeText, lastLogits, leftPad, modelGenerationConfig } from "./_decode.ts";
+import { checkPrompts, decodeText, lastLogits, leftPad, resolveForModel } from "./_decode.ts";
 import type { FinishReason, GenerateOptions, GenerateResult } from "./generate.ts";
-import { checkGenerateOptions, type ResolvedGeneration, resolveGeneration } from "./generation_config.ts";
+import { checkGenerateOptions, type ResolvedGeneration } from "./generation_config.ts";
 import { applyNoRepeatNgram, applyRepetitionPenalty, logSumExpRow } from "./logits_process.ts";
 import type { KVCache, Transformer } from "./transformer.ts";
 
@@ -214,11 +214,8 @@ export async function beamSearch(
   const V = model.config.vocab_size, be = model.backend;
   checkPrompts(input, V);
   const P = Math.max(...input.map((r) => r.length));
-  const withModel = {
-    ...opts,
-    generation_config: opts.generation_config ?? await modelGenerationConfig(model),
-  };
-  const s = resolveGeneration(withModel, model.config, { promptLen: P, hasTokenizer: !!opts.tokenizer });
+  // the options over the model's own generation_config.json, as HF's model.generation_config
+  const s = await resolveForModel(model, opts, P);
   const K = s.num_beams, B = input.length, BK = B * K, eos = s.eos_token_id, pad = s.pad_token_id;
   const nKeep = Math.max(2, 1 + eos.length) * K;
   const p = new Problems();

@@ -19,14 +19,9 @@
 import { argmaxRows } from "../kernels/argmax.ts";
 import { noGrad } from "../kernels/autograd.ts";
 import type { HostArray, Tensor } from "../kernels/tensor.ts";
-import { checkPrompts, lastLogits, leftPad, modelGenerationConfig, RowDecoder } from "./_decode.ts";
+import { checkPrompts, lastLogits, leftPad, resolveForModel, RowDecoder } from "./_decode.ts";
 import { beamSearch, reorderCache } from "./beam_search.ts";
-import {
-  checkGenerateOptions,
-  type GenerationConfig,
-  type ResolvedGeneration,
-  resolveGeneration,
-} from "./generation_config.ts";
+import { checkGenerateOptions, type GenerationConfig, type ResolvedGeneration } from "./generation_config.ts";
 import type { Tokenizer } from "./tokenizer/tokenizer.ts";
 import type { ForwardOptions, Transformer } from "./transformer.ts";
 
@@ -111,12 +106,8 @@ export async function generate(
   checkGenerateOptions(opts, "generate");
   checkPrompts(input, model.config.vocab_size);
   const P = Math.max(...input.map((r) => r.length));
-  // the model's own generation_config.json under the options, as HF's model.generation_config
-  const withModel = {
-    ...opts,
-    generation_config: opts.generation_config ?? await modelGenerationConfig(model),
-  };
-  const s = resolveGeneration(withModel, model.config, { promptLen: P, hasTokenizer: !!opts.tokenizer });
+  // the options over the model's own generation_config.json, as HF's model.generation_config
+  const s = await resolveForModel(model, opts, P);
   const be = model.backend, V = model.config.vocab_size, B = input.length;
   const L = P + s.max_new_tokens;
   const pad = s.pad_token_id;

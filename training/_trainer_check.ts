@@ -116,15 +116,13 @@ export function trainerProblems(opts: TrainerInputs, config: TrainingConfig): st
     );
   }
   // ratios of the run's steps are rounded up each on its own: they must still line up
-  const every = getIntervalSteps(config, runSteps(config, ds.num_blocks));
+  const steps = runSteps(config, ds.num_blocks), every = getIntervalSteps(config, steps);
   if (
     config.load_best_model_at_end && config.save_strategy === "steps" && config.eval_strategy === "steps" &&
     every.eval !== null && every.save % every.eval !== 0
   ) {
     problems.push(
-      `save_steps: ${config.save_steps} (every ${every.save} steps of ${
-        runSteps(config, ds.num_blocks)
-      }) is not a ` +
+      `save_steps: ${config.save_steps} (every ${every.save} steps of ${steps}) is not a ` +
         `multiple of eval_steps ${config.eval_steps} (every ${every.eval}), so load_best_model_at_end would miss ` +
         `the best evaluation; give both as whole numbers of steps, save_steps a multiple of eval_steps`,
     );
