@@ -412,6 +412,8 @@ export function resolveGeneration(
     );
   }
   p.throwIfAny("Cannot generate", "generate() options");
+  const ignored = ignoredFlags(cfg, own);
+  if (ignored.length) warnOnce(`generate(): ${ignored.join("; ")}`);
   const eos = cfg.eos_token_id;
   const eosList = eos === null || eos === undefined
     ? []
@@ -435,6 +437,55 @@ export function resolveGeneration(
     no_repeat_ngram_size: (cfg.no_repeat_ngram_size as number | null) ?? 0,
     num_return_sequences: (cfg.num_return_sequences as number | null) ?? 1,
   };
+}
+
+/**
+ * Settings the decoding mode leaves unused, as transformers' `GenerationConfig.validate` names them:
+ * a sampling flag (temperature, top_k, top_p off their defaults) when `do_sample` is not true, a
+ * beam flag (length_penalty, early_stopping) with one beam. As there, one inherited from a
+ * generation config is not named when the caller chose the mode (`do_sample` / `num_beams` in
+ * `own`) without setting the flag.
+ */
+export function ignoredFlags(cfg: Record<string, unknown>, own: Record<string, unknown>): string[] {
+  const set = (k: string) => own[k] !== undefined && own[k] !== null;
+  const named = (outer: string, flags: string[]) =>
+    flags.filter((k) =>
+      cfg[k] !== undefined && cfg[k] !== null &&
+      cfg[k] !== HF_GENERATION_DEFAULTS[k as keyof typeof HF_GENERATION_DEFAULTS] &&
+      (set(k) || !set(outer))
+    );
+  const out: string[] = [];
+  if (cfg.do_sample !== true) {
+    const f = named("do_sample", ["temperature", "top_k", "top_p"]);
+    if (f.length) {
+      out.push(
+        `${f.map((k) => `${k} ${show(cfg[k])}`).join(", ")} ${
+          f.length === 1 ? "applies" : "apply"
+        } only when sampling, and do_sample is not true: ` +
+          `set do_sample true or unset ${f.length === 1 ? "it" : "them"}`,
+      );
+    }
+  }
+  if ((cfg.num_beams ?? 1) === 1) {
+    const f = named("num_beams", ["length_penalty", "early_stopping"]);
+    if (f.length) {
+      out.push(
+        `${f.map((k) => `${k} ${show(cfg[k])}`).join(", ")} ${
+          f.length === 1 ? "applies" : "apply"
+        } only to beam search, and num_beams is 1: ` +
+          `set num_beams > 1 or unset ${f.length === 1 ? "it" : "them"}`,
+      );
+    }
+  }
+  return out;
+}
+
+const warned = new Set<string>();
+/** `console.warn` a message once per process (transformers' `warning_once`). */
+function warnOnce(message: string): void {
+  if (warned.has(message)) return;
+  warned.add(message);
+  console.warn(message);
 }
 
 /** The combinations of beam options that `generate()` cannot run (values already type-checked). */

@@ -6,7 +6,7 @@
 import { noGrad } from "../../kernels/autograd.ts";
 import type { Backend } from "../../kernels/backend.ts";
 import { generate, type GenerateOptions } from "../../models/generate.ts";
-import { loadGenerationConfig } from "../../models/generation_config.ts";
+import { ignoredFlags, loadGenerationConfig } from "../../models/generation_config.ts";
 import {
   applyRepetitionPenalty,
   applyTemperature,
@@ -377,6 +377,39 @@ Deno.test("generate() rejects bad input with errors that list every problem", as
   );
   await fails(() => generate(model, p, { eos_token_id: [2, 999] }), RangeError, /eos_token_id\[1\]/);
   model.dispose();
+});
+
+Deno.test("generate() warns once, as transformers does, about sampling and beam flags its mode ignores", async () => {
+  const cfg = (o: Record<string, unknown>) => ({ do_sample: false, num_beams: 1, ...o });
+  assert.deepEqual(ignoredFlags(cfg({ temperature: 1, top_k: 50, top_p: 1 }), {}), []); // HF's defaults
+  assert.match(
+    ignoredFlags(cfg({ temperature: 0.7, top_k: 50 }), { temperature: 0.7 })[0],
+    /^temperature 0\.7 applies only when sampling.*unset it$/,
+  );
+  assert.deepEqual(ignoredFlags(cfg({ temperature: 0.7, do_sample: true }), { temperature: 0.7 }), []);
+  // a model's generation_config samples; the caller chose greedy and set no sampling flag: no warning
+  assert.deepEqual(ignoredFlags(cfg({ temperature: 0.7, top_p: 0.8 }), { do_sample: false }), []);
+  // ... but an inherited flag is named when the caller chose nothing, as HF's _should_warn
+  assert.equal(ignoredFlags(cfg({ temperature: 0.7, top_p: 0.8 }), {}).length, 1);
+  assert.match(
+    ignoredFlags(cfg({ length_penalty: 0.6, early_stopping: true }), {})[0],
+    /^length_penalty 0\.6, early_stopping true apply only to beam search.*unset them$/,
+  );
+  assert.deepEqual(ignoredFlags(cfg({ length_penalty: 0.6, num_beams: 2 }), {}), []);
+  const { prompt } = await cases("llama");
+  const model = await loadModel(dir("llama"), { backend: (await backends())[0] });
+  const warn = console.warn, seen: string[] = [];
+  console.warn = (m: string) => seen.push(m);
+  try {
+    for (let i = 0; i < 2; i++) await generate(model, [prompt], { max_new_tokens: 1, top_k: 3 });
+    await generate(model, [prompt], { max_new_tokens: 1, top_k: 3, do_sample: true, seed: 1 });
+  } finally {
+    console.warn = warn;
+    model.dispose();
+  }
+  assert.deepEqual(seen, [
+    "generate(): top_k 3 applies only when sampling, and do_sample is not true: set do_sample true or unset it",
+  ]);
 });
 
 Deno.test("loadGenerationConfig() maps HF keys explicitly and rejects what it cannot honour", async () => {
