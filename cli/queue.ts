@@ -22,7 +22,8 @@ import { command as evalCommand, EVAL_FLAG_NAMES, EVAL_SWITCHES } from "./eval.t
 import type { CliIO, Command } from "./command.ts";
 
 const QUEUE_OPT = `  --queue ADDRESS            kv:PATH (this machine; default ${DEFAULT_QUEUE}) or
-                             redis://host:port (many machines; BullMQ)`;
+                             redis://[user:password@]host:port[/db][?queue=NAME] (many
+                             machines; BullMQ queue NAME, default fledge)`;
 
 const USAGE = `usage: deno task cli queue submit|work|status|results|cancel [options]
 

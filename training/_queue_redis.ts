@@ -23,10 +23,9 @@ import {
   type JobState,
   type LeaseOptions,
   parseJobSpec,
+  type QueueAddress,
 } from "./queue.ts";
 
-/** The BullMQ queue name. */
-const NAME = "fledge";
 /** How long a connection attempt may take before Redis counts as unreachable. */
 const CONNECT_TIMEOUT_MS = 3000;
 
@@ -44,20 +43,26 @@ interface JobData {
   released?: number;
 }
 
-type Address = { host: string; port: number; db: number };
+type Address = Extract<QueueAddress, { backend: "redis" }>;
 
 /** Open the queue on the Redis at `a`, after checking that it answers. */
 export async function openRedisQueue(a: Address, url: string): Promise<JobQueue> {
   await probe(a);
-  return new RedisQueue(a, url);
+  return new RedisQueue(a, redact(url));
+}
+
+/** The address as messages show it: a password is `***`. */
+function redact(url: string): string {
+  const u = new URL(url);
+  if (!u.password) return url;
+  u.password = "***";
+  return u.href;
 }
 
 /** Connect once, with no retries, and PING: an unreachable server is one line naming host and port. */
 async function probe(a: Address): Promise<void> {
   const c = new Redis({
-    host: a.host,
-    port: a.port,
-    db: a.db,
+    ...connection(a),
     lazyConnect: true,
     connectTimeout: CONNECT_TIMEOUT_MS,
     maxRetriesPerRequest: 0,
@@ -75,16 +80,28 @@ async function probe(a: Address): Promise<void> {
     const err = (cause ?? e) as Error & { code?: string };
     const why = err.code ??
       (/Protocol error/.test(err.message) ? "what answers there is not Redis" : err.message.split("\n")[0]);
-    throw new Error(
-      `Cannot reach Redis at ${a.host}:${a.port}: ${why}; start redis-server there or fix --queue redis://host:port`,
-    );
+    const fix = /NOAUTH|WRONGPASS|invalid password/i.test(why)
+      ? "give the server's user and password: --queue redis://user:password@host:port (redis://:password@host:port for requirepass)"
+      : "start redis-server there or fix --queue redis://host:port";
+    throw new Error(`Cannot reach Redis at ${a.host}:${a.port}: ${why}; ${fix}`);
   } finally {
     c.disconnect();
   }
 }
 
+/** Where and as whom ioredis connects. */
+function connection(a: Address): RedisOptions {
+  return {
+    host: a.host,
+    port: a.port,
+    db: a.db,
+    ...(a.username !== undefined ? { username: a.username } : {}),
+    ...(a.password !== undefined ? { password: a.password } : {}),
+  };
+}
+
 function client(a: Address): Redis {
-  const opts: RedisOptions = { host: a.host, port: a.port, db: a.db, maxRetriesPerRequest: null };
+  const opts: RedisOptions = { ...connection(a), maxRetriesPerRequest: null };
   const c = new Redis(opts);
   c.on("error", () => {}); // ioredis reconnects by itself; bullmq reports failed commands
   return c;
@@ -105,7 +122,7 @@ class RedisQueue implements JobQueue {
     this.#a = a;
     this.url = url;
     this.#conn = client(a);
-    this.#queue = new Queue(NAME, { connection: this.#conn });
+    this.#queue = new Queue(a.queue, { connection: this.#conn });
   }
 
   async submit(raw: JobSpec): Promise<string> {
@@ -179,7 +196,7 @@ class RedisQueue implements JobQueue {
   #workerFor(name: string, lease_ms: number): Worker {
     if (this.#worker) return this.#worker;
     this.#workerConn = client(this.#a);
-    this.#worker = new Worker(NAME, null, {
+    this.#worker = new Worker(this.#a.queue, null, {
       connection: this.#workerConn,
       name,
       autorun: false,

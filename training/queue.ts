@@ -143,18 +143,32 @@ export interface JobQueue {
 /** Where a queue lives: see {@linkcode parseQueueUrl}. */
 export type QueueAddress =
   | { backend: "kv"; path: string }
-  | { backend: "redis"; host: string; port: number; db: number };
+  | {
+    backend: "redis";
+    host: string;
+    port: number;
+    db: number;
+    /** The BullMQ queue name (`?queue=NAME`; default `fledge`): queues of one name share their jobs. */
+    queue: string;
+    /** Redis ACL user and password (`redis://user:password@host`), when given. */
+    username?: string;
+    password?: string;
+  };
+
+/** The BullMQ queue name of a `redis://` address without `?queue=`. */
+export const DEFAULT_REDIS_QUEUE = "fledge";
 
 /**
- * Read a queue address: `kv:PATH` or `redis://host[:port][/db]` (port 6379 and db 0 by default).
+ * Read a queue address: `kv:PATH` or `redis://[user:password@]host[:port][/db][?queue=NAME]` (port
+ * 6379, db 0 and queue `fledge` by default; a password-only `redis://:password@host` is Redis' AUTH).
  * @param url the address
  * @returns the backend and where
  * @throws {TypeError} for anything else (naming the two forms)
  * @example
  * ```ts
  * import { parseQueueUrl } from "./queue.ts";
- * const r = parseQueueUrl("redis://10.0.0.5:6380");
- * if (r.backend !== "redis" || r.host !== "10.0.0.5" || r.port !== 6380 || r.db !== 0) throw new Error();
+ * const r = parseQueueUrl("redis://10.0.0.5:6380?queue=nightly");
+ * if (r.backend !== "redis" || r.host !== "10.0.0.5" || r.port !== 6380 || r.queue !== "nightly") throw new Error();
  * if (parseQueueUrl("kv:q.sqlite").backend !== "kv") throw new Error();
  * ```
  */
@@ -180,7 +194,25 @@ export function parseQueueUrl(url: string): QueueAddress {
     if (db && !/^\d+$/.test(db)) throw bad(`database ${JSON.stringify(db)} is not a number`);
     const host = u.hostname.replace(/^\[|\]$/g, "");
     if (!host) throw bad("no host");
-    return { backend: "redis", host, port: u.port ? Number(u.port) : 6379, db: db ? Number(db) : 0 };
+    const unknown = [...u.searchParams.keys()].filter((k) => k !== "queue");
+    if (unknown.length) throw bad(`unknown parameter ${JSON.stringify(unknown[0])} (only ?queue=NAME)`);
+    const queue = u.searchParams.get("queue") ?? DEFAULT_REDIS_QUEUE;
+    // BullMQ keys are bull:<name>:...; a colon in the name would read as another key's parts
+    if (!/^[A-Za-z0-9._-]+$/.test(queue)) {
+      throw bad(
+        `queue name ${JSON.stringify(queue)} is empty or has characters other than A-Z a-z 0-9 . _ -`,
+      );
+    }
+    if (u.hash) throw bad(`unexpected ${JSON.stringify(u.hash)}`);
+    return {
+      backend: "redis",
+      host,
+      port: u.port ? Number(u.port) : 6379,
+      db: db ? Number(db) : 0,
+      queue,
+      ...(u.username ? { username: decodeURIComponent(u.username) } : {}),
+      ...(u.password ? { password: decodeURIComponent(u.password) } : {}),
+    };
   }
   throw bad("unknown kind of address");
 }

@@ -6,8 +6,11 @@
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** Start a redis-server of our own on a free port in `dir`; null when none is installed. */
-export async function startRedis(dir: string): Promise<{ url: string; stop: () => Promise<void> } | null> {
+/** Start a redis-server of our own on a free port in `dir` (`args`: more of its flags); null when none is installed. */
+export async function startRedis(
+  dir: string,
+  args: string[] = [],
+): Promise<{ url: string; stop: () => Promise<void> } | null> {
   try {
     await new Deno.Command("redis-server", { args: ["--version"], stdout: "null" }).output();
   } catch (e) {
@@ -18,7 +21,19 @@ export async function startRedis(dir: string): Promise<{ url: string; stop: () =
   const port = (l.addr as Deno.NetAddr).port;
   l.close();
   const p = new Deno.Command("redis-server", {
-    args: ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir],
+    args: [
+      "--port",
+      String(port),
+      "--bind",
+      "127.0.0.1",
+      "--save",
+      "",
+      "--appendonly",
+      "no",
+      "--dir",
+      dir,
+      ...args,
+    ],
     stdout: "null",
     stderr: "null",
   }).spawn();

@@ -82,16 +82,36 @@ Deno.test("parseQueueUrl() reads kv:PATH and redis://host:port[/db], refusing an
     host: "localhost",
     port: 6379,
     db: 0,
+    queue: "fledge",
   });
-  assert.deepEqual(parseQueueUrl("redis://[::1]:7000/2"), {
+  assert.deepEqual(parseQueueUrl("redis://[::1]:7000/2?queue=nightly-2"), {
     backend: "redis",
     host: "::1",
     port: 7000,
     db: 2,
+    queue: "nightly-2",
   });
+  // credentials had been dropped without a word (and the server then said NOAUTH)
+  assert.deepEqual(parseQueueUrl("redis://ci:p%40ss@h:1"), {
+    backend: "redis",
+    host: "h",
+    port: 1,
+    db: 0,
+    queue: "fledge",
+    username: "ci",
+    password: "p@ss",
+  });
+  assert.equal((parseQueueUrl("redis://:secret@h") as { password?: string }).password, "secret");
   for (const bad of ["kv:", "queue.sqlite", "redis://h:1/x", "rediss://h:1", "http://h"]) {
     assert.throws(() => parseQueueUrl(bad), TypeError, bad);
   }
+  assert.throws(
+    () => parseQueueUrl("redis://h?name=a"),
+    TypeError,
+    `unknown parameter "name" (only ?queue=NAME)`,
+  );
+  assert.throws(() => parseQueueUrl("redis://h?queue=a:b"), TypeError, `queue name "a:b"`);
+  assert.throws(() => parseQueueUrl("redis://h?queue="), TypeError, `queue name ""`);
 });
 
 Deno.test("openQueue() names a kv: file that is not a queue database (once a bare 'file is not a database')", async () => {
@@ -352,6 +372,43 @@ Deno.test("trainJob() with overwrite_output_dir: the first attempt takes the fol
     const again = await trainJob({ ...job, attempts: 1 }, { ...ctx, attempt: 1 });
     assert.equal(again.result.resumed_from, "step-2");
   });
+});
+
+Deno.test({
+  name:
+    "redis queue: ?queue=NAME keeps queues on one server apart; a password server takes redis://:PASSWORD@",
+  ignore: !HAS_REDIS,
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "fledge-queue-redis-" });
+    const redis = (await startRedis(dir, ["--requirepass", "s3cret"]))!;
+    const port = new URL(redis.url).port;
+    try {
+      await assert.rejects(
+        () => openQueue(redis.url),
+        Error,
+        `Cannot reach Redis at 127.0.0.1:${port}: NOAUTH Authentication required.; give the server's user and password`,
+      );
+      await assert.rejects(() => openQueue(`redis://:wrong@127.0.0.1:${port}`), Error, "WRONGPASS");
+      const a = await openQueue(`redis://:s3cret@127.0.0.1:${port}?queue=a`);
+      const b = await openQueue(`redis://:s3cret@127.0.0.1:${port}?queue=b`);
+      const d = await openQueue(`redis://:s3cret@127.0.0.1:${port}`);
+      try {
+        assert.equal(a.url, `redis://:***@127.0.0.1:${port}?queue=a`); // messages never show the password
+        const ida = await a.submit({ kind: "train", config: {} });
+        assert.deepEqual((await a.jobs()).map((j) => j.id), [ida]);
+        assert.deepEqual([await b.jobs(), await d.jobs()], [[], []]);
+        assert.equal(await b.lease("W", { lease_ms: 10_000, wait_ms: 300 }), null);
+        const l = (await a.lease("W", { lease_ms: 10_000, wait_ms: 1000 }))!;
+        assert.equal(l.job.id, ida);
+        assert.ok(await l.complete({ ok: true }, []));
+      } finally {
+        for (const q of [a, b, d]) await q.close();
+      }
+    } finally {
+      await redis.stop();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
 });
 
 Deno.test({
