@@ -36,6 +36,7 @@ import {
   type TrainingConfig,
 } from "../training/config.ts";
 import { type BaseModelConfig, ensureBaseModel } from "./base_model.ts";
+import { type ExtraTrain, extraTrainProblems } from "./_extra_train.ts";
 
 /** The recipe's own fields (everything else in a recipe config is a `TrainingConfig` field). */
 export interface RecipeSettings {
@@ -53,6 +54,14 @@ export interface RecipeSettings {
   label_names: string[] | null;
   eval_file: string | null;
   max_train_samples: number | null;
+  /**
+   * Classification: more train examples, all of one label, from another dataset's train split
+   * (`tasks/_extra_train.ts`), e.g. `{debian_task: classification, label: other, max_samples: 700}`:
+   * the 8-way Debian task's texts, none of them games. Null: none.
+   */
+  extra_train: ExtraTrain | null;
+  /** Classification: repeat each smaller class's train examples up to the largest class's count. */
+  balance_classes: boolean;
   /**
    * What the model is trained to write: `reference` (the dataset's summaries, translations or
    * labels) or, for summarization, `lead_oracle` (the document's first k words closest to the
@@ -113,6 +122,8 @@ export const RECIPE_DEFAULTS: Readonly<Omit<RecipeSettings, "task" | "name">> = 
   label_names: null,
   eval_file: null,
   max_train_samples: null,
+  extra_train: null,
+  balance_classes: false,
   train_targets: "reference",
   word_dictionary: {},
   split_lines: false,
@@ -195,6 +206,11 @@ export function mergeRecipeConfig(
   }
   const c = overrideConfig(shipped, overrides);
   const dataset = String(c.dataset ?? "debian");
+  // extra examples labelled for the shipped data (Debian texts as `other`) give way to other data
+  if (
+    overrides.extra_train === undefined && shipped.extra_train !== undefined &&
+    (overrides.dataset !== undefined || overrides.debian_task !== undefined)
+  ) c.extra_train = null;
   if (overrides.debian_task === undefined && dataset !== "debian") c.debian_task = null;
   if (overrides.dataset_config === undefined && (dataset === "debian" || existsSync(dataset))) {
     c.dataset_config = null;
@@ -267,6 +283,7 @@ export function resolveRecipe(flat: Record<string, unknown>, file = "recipe conf
   } else if (s.train_targets === "word_dictionary" && s.task !== "translation") {
     problems.push(`train_targets word_dictionary is for translation only; use reference for ${s.task}`);
   }
+  problems.push(...extraTrainProblems(s.extra_train, s.balance_classes, s.task));
   if (typeof s.split_lines !== "boolean") {
     problems.push(`split_lines must be true or false, got ${JSON.stringify(s.split_lines)}`);
   } else if (s.split_lines && s.task !== "translation") {

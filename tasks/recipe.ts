@@ -19,6 +19,7 @@ import { leadOracle } from "../evaluation/task_metrics.ts";
 import { dictionaryTranslate, learnWordDictionary } from "../data/word_dictionary.ts";
 import { splitLinePairs } from "../data/line_pairs.ts";
 import type { TaskExample } from "../data/task_data.ts";
+import { balanceClasses, withExtraTrain } from "./_extra_train.ts";
 import type { Tokenizer } from "../models/tokenizer/tokenizer.ts";
 
 // Re-exported so the `./tasks` entry point documents the targets it takes on its own.
@@ -147,6 +148,19 @@ async function recipeRun(
   // Teacher targets when asked: each train summary replaced by the lead closest to it, or each
   // train translation by the source translated word for word (sequence-level distillation).
   let trainExamples = data.train;
+  if (s.extra_train) {
+    const extra = await withExtraTrain(data, s.extra_train);
+    trainExamples = extra.train;
+    log(`fledge: ${s.name}: training on ${trainExamples.length} examples: ${extra.description} added`);
+  }
+  if (s.balance_classes) {
+    const n = trainExamples.length;
+    trainExamples = balanceClasses(trainExamples, c.seed);
+    log(
+      `fledge: ${s.name}: balance_classes: ${trainExamples.length - n} copies of smaller classes' examples ` +
+        `(${countLabels(trainExamples)})`,
+    );
+  }
   if (s.split_lines) {
     trainExamples = splitLinePairs(data.train);
     log(
@@ -288,6 +302,9 @@ async function recipeRun(
           validation: data.validation.length,
           evaluated: evalExamples.length,
           stats: {
+            ...(trainExamples.length !== data.train.length
+              ? { "train examples trained on": trainExamples.length }
+              : {}),
             "train tokens (SFT rows)": train.tokens,
             "train examples cut to max_seq_length": train.truncated,
           },
@@ -324,4 +341,11 @@ async function recipeRun(
   } finally {
     model.dispose();
   }
+}
+
+/** `label n, label n` of examples, in order of first appearance. */
+function countLabels(examples: readonly TaskExample[]): string {
+  const n = new Map<string, number>();
+  for (const e of examples) n.set(e.target, (n.get(e.target) ?? 0) + 1);
+  return [...n].map(([k, v]) => `${k} ${v}`).join(", ");
 }

@@ -373,9 +373,32 @@ Deno.test("cli eval scores a model folder on a data file with --task", async () 
   const root = await Deno.makeTempDir({ prefix: "fledge-recipe-eval-" });
   try {
     const out = join(root, "run");
-    // --label_names as a comma list, as cli eval takes it
-    const r = await recipe("sst2", out, ["--label_names", "other, games"]);
+    // --label_names as a comma list, as cli eval takes it; 8-way Debian texts as more "other"
+    // examples, then the classes balanced (extra_train, balance_classes)
+    const r = await recipe("sst2", out, [
+      "--label_names",
+      "other, games",
+      "--extra_train",
+      '{"debian_task": "classification", "label": "other", "max_samples": 10}',
+      "--balance_classes",
+      "true",
+    ]);
     assert.equal(r.code, 0, r.err);
+    assert.match(
+      r.err,
+      /training on 34 examples: 10 other examples from Debian classification .* train added/,
+    );
+    const bal = r.err.match(
+      /balance_classes: (\d+) copies of smaller classes' examples \((\w+) (\d+), (\w+) (\d+)\)/,
+    )!;
+    assert.ok(bal, r.err);
+    assert.deepEqual([[bal[2], bal[4]].sort(), bal[3], 34 + Number(bal[1])], [
+      ["games", "other"],
+      bal[5],
+      2 * Number(bal[3]),
+    ]);
+    const report = await Deno.readTextFile(join(out, "report.md"));
+    assert.match(report, new RegExp(`train examples trained on \\| ${2 * Number(bal[3])}`));
     assert.match(
       await Deno.readTextFile(join(out, "recipe.yaml")),
       /^label_names:\n {2}- other\n {2}- games$/m,
