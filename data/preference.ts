@@ -412,7 +412,8 @@ export class PreferenceDataset {
     });
     this.ids = new Int32Array(this.#offsets[seqs.length]);
     seqs.forEach(([ids], s) => this.ids.set(ids, this.#offsets[s]));
-    this.block_size = Math.max(...seqs.map(([ids]) => ids.length));
+    // a loop: Math.max(...) of every sequence overflows the stack past about 100k pairs (HH-RLHF has 160k)
+    this.block_size = seqs.reduce((m, [ids]) => Math.max(m, ids.length), 0);
     this.num_blocks = examples.length;
     this.pad_token_id = opts.pad_token_id;
     this.sources = examples.map((e) => e.source);

@@ -50,6 +50,15 @@ const PAIRS = [
 ];
 const dataset = () => new PreferenceDataset(PAIRS, { pad_token_id: 0, source: "pairs" });
 
+Deno.test("PreferenceDataset holds 150,000 pairs (a spread Math.max of every sequence had overflowed the stack)", () => {
+  const one = pair([1, 2], [3], [4, 5]);
+  const d = new PreferenceDataset(Array.from({ length: 150_000 }, () => one), {
+    pad_token_id: 0,
+    source: "big",
+  });
+  assert.deepEqual([d.num_blocks, d.block_size], [150_000, 4]);
+});
+
 async function dpoRun(
   be: Backend,
   overrides: Record<string, unknown>,
