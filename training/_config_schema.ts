@@ -109,9 +109,12 @@ export const LEGACY_KEYS: Readonly<Record<string, { to: string; note: string }>>
   per_gpu_eval_batch_size: { to: "per_device_eval_batch_size", note: "renamed in transformers 3" },
 };
 
-/** Other spellings of the sequence length, read as `max_seq_length` with a one-line note. */
-export const ALIAS_KEYS: Readonly<Record<string, { to: string; note: string }>> = {
-  max_length: { to: "max_seq_length", note: "TRL >= 0.20 calls it max_length" },
+/**
+ * Other spellings of the sequence length, read as `max_seq_length`: with a one-line note, but for
+ * TRL's own current name (`quiet`), which a TRL config should keep.
+ */
+export const ALIAS_KEYS: Readonly<Record<string, { to: string; note: string; quiet?: boolean }>> = {
+  max_length: { to: "max_seq_length", note: "TRL >= 0.20's name", quiet: true },
   block_size: { to: "max_seq_length", note: "run_clm.py calls it block_size" },
 };
 

@@ -71,16 +71,26 @@ export function validateConfig(obj: unknown, ctx: ValidateContext): TrainingConf
 function migrate(p: Problems, o: Record<string, unknown>, ctx: ValidateContext): Record<string, unknown> {
   const out = { ...o };
   for (const [table, kind] of [[LEGACY_KEYS, "deprecated"], [ALIAS_KEYS, "an alias"]] as const) {
-    for (const [old, { to, note }] of Object.entries(table)) {
+    for (const [old, spec] of Object.entries(table)) {
+      const { to, note } = spec;
+      const quiet = "quiet" in spec && spec.quiet === true;
       if (!Object.hasOwn(o, old) || o[old] === undefined) continue;
       if (out[to] !== undefined) {
-        p.type(old, `both "${old}" and "${to}" are set; keep only "${to}"`);
+        p.type(old, `both "${old}" and "${to}" are set; keep only "${quiet ? old : to}"`);
+        delete out[old]; // one problem, not also an unknown key
         continue;
       }
-      const where = ctx.line?.(old) !== undefined ? `${ctx.file}:${ctx.line(old)}` : ctx.file;
-      ctx.warn(
-        `Warning: ${where}: "${old}" is ${kind} (${note}); read as "${to}". Rename it to ${to} in the config.`,
-      );
+      if (o[old] === null && to === "max_seq_length") { // TRL's None: no truncation
+        p.type(old, `null (no truncation) is not supported: give a length in tokens (default 1024)`);
+        delete out[old];
+        continue;
+      }
+      if (!quiet) {
+        const where = ctx.line?.(old) !== undefined ? `${ctx.file}:${ctx.line(old)}` : ctx.file;
+        ctx.warn(
+          `Warning: ${where}: "${old}" is ${kind} (${note}); read as "${to}". Rename it to ${to} in the config.`,
+        );
+      }
       out[to] = o[old];
       delete out[old];
     }

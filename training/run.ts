@@ -102,8 +102,8 @@ export async function runTraining(
   const T = config.max_seq_length;
   if (T > mc.max_position_embeddings) {
     throw new RangeError(
-      `Cannot train ${name}: block_size (max_seq_length) ${T} exceeds the model's max_position_embeddings ` +
-        `${mc.max_position_embeddings}; set block_size <= ${mc.max_position_embeddings}`,
+      `Cannot train ${name}: max_length (max_seq_length, block_size) ${T} exceeds the model's ` +
+        `max_position_embeddings ${mc.max_position_embeddings}; set max_length <= ${mc.max_position_embeddings}`,
     );
   }
   // A resume takes the tokenizer saved in its checkpoint: never one rebuilt from (changed) data.

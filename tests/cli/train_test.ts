@@ -87,7 +87,7 @@ Deno.test("train: block_size over max_position_embeddings, empty dataset, unwrit
   const cfg = await yaml("run.yaml", base(out));
   await rejects(
     ["--config", cfg, "--block_size", "256"],
-    /block_size \(max_seq_length\) 256 exceeds the model's max_position_embeddings 128/,
+    /max_length \(max_seq_length, block_size\) 256 exceeds the model's max_position_embeddings 128; set max_length <= 128/,
   );
   await rejects(["--config", cfg, "--dataset", join(dir, "empty.jsonl")], /dataset .*empty\.jsonl is empty/);
   await rejects( // once the file system's bare "No such file or directory"

@@ -297,17 +297,27 @@ Deno.test("validateTrainingConfig() migrates legacy names with one warning line 
     validateTrainingConfig({ block_size: 256 }, { warn: (l) => notes.push(l) }).max_seq_length,
     256,
   );
+  // TRL's own current name is read without a word (the note had told TRL users to rename it to the
+  // name TRL 0.20 removed)
   assert.equal(
     validateTrainingConfig({ max_length: 128 }, { warn: (l) => notes.push(l) }).max_seq_length,
     128,
   );
-  assert.equal(notes.length, 2);
+  assert.equal(notes.length, 1);
   // HF optimizer names of torch AdamW.
   assert.equal(
     validateTrainingConfig({ optim: "adamw_torch_fused" }, { warn: (l) => notes.push(l) }).optim,
     "adamw",
   );
-  assert.equal(notes.length, 3);
+  assert.equal(notes.length, 2);
+  // both names: one problem (not also an unknown key); TRL's None is refused naming the key as written
+  const both = caught(() => validateTrainingConfig({ max_length: 64, max_seq_length: 128 }, quiet)).message;
+  assert.match(both, /1 problem/);
+  assert.match(both, /max_length: both "max_length" and "max_seq_length" are set; keep only "max_length"/);
+  assert.match(
+    caught(() => validateTrainingConfig({ max_length: null }, quiet)).message,
+    /max_length: null \(no truncation\) is not supported: give a length in tokens \(default 1024\)/,
+  );
   // Old and new name together is ambiguous.
   const e = caught(() =>
     validateTrainingConfig({ evaluation_strategy: "no", eval_strategy: "epoch" }, quiet)
