@@ -110,11 +110,14 @@ export const LEGACY_KEYS: Readonly<Record<string, { to: string; note: string }>>
 };
 
 /**
- * Other spellings of the sequence length, read as `max_seq_length`: with a one-line note, but for
- * TRL's own current name (`quiet`), which a TRL config should keep.
+ * Other spellings, read as fledge's field: with a one-line note, but for TRL's own current names
+ * (`quiet`), which a TRL config should keep: `max_length`, and the `trl sft` / `trl dpo` script
+ * names of the model and the dataset.
  */
 export const ALIAS_KEYS: Readonly<Record<string, { to: string; note: string; quiet?: boolean }>> = {
   max_length: { to: "max_seq_length", note: "TRL >= 0.20's name", quiet: true },
+  model_name_or_path: { to: "model", note: "TRL scripts' ModelConfig name", quiet: true },
+  dataset_name: { to: "dataset", note: "TRL scripts' ScriptArguments name", quiet: true },
   block_size: { to: "max_seq_length", note: "run_clm.py calls it block_size" },
 };
 
@@ -171,6 +174,26 @@ export const TOP_HINTS: Readonly<Record<string, string>> = {
   eval_metric: "metric_for_best_model",
   seq_len: "max_seq_length",
   context_length: "max_seq_length",
+};
+
+/**
+ * TRL and transformers fields fledge does not have, each with what fledge does instead: named as
+ * such rather than as a typo of another field.
+ */
+export const UNSUPPORTED_KEYS: Readonly<Record<string, string>> = {
+  rpo_alpha: "RPO (TRL rpo_alpha: an NLL term on the chosen completions) is not implemented in fledge's DPO",
+  truncation_mode:
+    "fledge cuts each sequence to max_length keeping its start (TRL truncation_mode keep_start, which is accepted); keep_end is not implemented",
+  max_completion_length: "fledge's DPO bounds sequences by max_prompt_length and max_length only",
+  padding_free:
+    "fledge pads each micro-batch to its longest row (or packs with packing: true); padding-free batches are not implemented",
+  eos_token:
+    "fledge ends each completion with the tokenizer's own end-of-text token; another one is not supported",
+  dataset_num_proc: "fledge tokenizes in the training process; there are no worker processes",
+  precompute_ref_batch_size: "fledge precomputes the reference log-probs in its training micro-batches",
+  gradient_checkpointing_kwargs:
+    "fledge's gradient_checkpointing has no options (use_reentrant is PyTorch's); keep gradient_checkpointing",
+  loss_weights: "fledge's DPO trains one loss_type at a time",
 };
 
 /** The same for keys inside the `lora` section. */

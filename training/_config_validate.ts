@@ -18,6 +18,7 @@ import {
   QUANT_SPECS,
   TOP_HINTS,
   TOP_SPECS,
+  UNSUPPORTED_KEYS,
 } from "./_config_schema.ts";
 import { checkSchedulerKwargs, SCHEDULER_TYPES, type SchedulerType } from "./_schedule_kwargs.ts";
 import { MODEL_CONFIG_KEYS, presetConfig, type PresetName, PRESETS, toHfConfig } from "../models/config.ts";
@@ -46,6 +47,12 @@ export function validateConfig(obj: unknown, ctx: ValidateContext): TrainingConf
     p.throwIfAny(what, ctx.file, { locate: true });
   }
   const src = migrate(p, obj as Record<string, unknown>, ctx);
+  for (const k of Object.keys(src)) {
+    if (!Object.hasOwn(UNSUPPORTED_KEYS, k)) continue;
+    // at TRL's default (None, False) the field asks for nothing fledge lacks
+    if (src[k] !== null && src[k] !== false) p.type(k, `${UNSUPPORTED_KEYS[k]}; remove it`);
+    delete src[k];
+  }
   checkUnknownKeys(p, src, TOP_KEYS, { prefix: "", hints: TOP_HINTS, what: WHAT });
   const c: Record<string, unknown> = structuredClone(ctx.defaults);
   for (const k of TOP_KEYS) if (src[k] !== undefined) c[k] = src[k];
@@ -70,13 +77,16 @@ export function validateConfig(obj: unknown, ctx: ValidateContext): TrainingConf
 /** Rename legacy and alias keys (one warning line each); both names at once is a problem. */
 function migrate(p: Problems, o: Record<string, unknown>, ctx: ValidateContext): Record<string, unknown> {
   const out = { ...o };
+  // what fledge does anyway: TRL's truncation_mode keep_start, and a loss_type list of one (TRL >= 0.29)
+  if (out.truncation_mode === "keep_start") delete out.truncation_mode;
+  if (Array.isArray(out.loss_type) && out.loss_type.length === 1) out.loss_type = out.loss_type[0];
   for (const [table, kind] of [[LEGACY_KEYS, "deprecated"], [ALIAS_KEYS, "an alias"]] as const) {
     for (const [old, spec] of Object.entries(table)) {
       const { to, note } = spec;
       const quiet = "quiet" in spec && spec.quiet === true;
       if (!Object.hasOwn(o, old) || o[old] === undefined) continue;
       if (out[to] !== undefined) {
-        p.type(old, `both "${old}" and "${to}" are set; keep only "${quiet ? old : to}"`);
+        p.type(old, `both "${old}" and "${to}" are set; keep only ${quiet ? "one of them" : `"${to}"`}`);
         delete out[old]; // one problem, not also an unknown key
         continue;
       }
