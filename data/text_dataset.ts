@@ -199,12 +199,23 @@ async function readFileDocuments(
   ) {
     const v = text ? r.text : r[field];
     if (typeof v !== "string") {
+      // SFT records: dataset_text_field cannot help; what reads them whole is SFT's own packing
+      const kind = "messages" in r
+        ? "chat (messages)"
+        : "prompt" in r && "completion" in r
+        ? "prompt-completion"
+        : null;
       throw new TypeError(
         `Cannot read documents from ${file}: ${
           v === undefined
             ? `records have no "${field}" column (columns: ${Object.keys(r).join(", ")})`
             : `"${field}" is ${typeof v}, not text`
-        }; set dataset_text_field`,
+        }; ${
+          kind
+            ? `these are ${kind} records, and wrapped packing and a preset model's tokenizer read one text ` +
+              `column: use packing_strategy: bfd (or packing: false), and a model with its tokenizer (or the tokenizer field)`
+            : "set dataset_text_field"
+        }`,
       );
     }
     if (v.length) out.push(v);

@@ -120,6 +120,15 @@ Deno.test("loadTextDataset() reads the dataset_text_field of jsonl and names the
     () => loadTextDataset(join(dir, "nope.jsonl"), { tokenizer: chars, block_size: 4 }),
     Deno.errors.NotFound,
   );
+  // SFT records: dataset_text_field cannot help, and the message had said to set it
+  await Deno.writeTextFile(join(dir, "pc.jsonl"), '{"prompt": "a", "completion": "b"}\n');
+  await Deno.writeTextFile(join(dir, "chat.jsonl"), '{"messages": [{"role": "user", "content": "a"}]}\n');
+  for (const [f, kind] of [["pc", "prompt-completion"], ["chat", "chat \\(messages\\)"]]) {
+    await assert.rejects(() => readTextDocuments(join(dir, `${f}.jsonl`)), {
+      name: "TypeError",
+      message: new RegExp(`these are ${kind} records, .*use packing_strategy: bfd \\(or packing: false\\)`),
+    });
+  }
   // NaN once read every document, -1 blamed a max_samples nobody passed
   for (const max_documents of [-1, NaN, 2.5]) {
     await assert.rejects(
