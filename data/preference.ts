@@ -115,7 +115,9 @@ function parsePair(
   for (const f of ["chosen", "rejected"]) {
     if (!has(row, f)) {
       throw new TypeError(
-        `field "${f}" is missing (columns: ${cols}); preference rows need "prompt", "chosen" and "rejected"`,
+        Object.hasOwn(row, f) // a null in a column the file has (a parquet null, a JSON null)
+          ? `field "${f}" is null; give every row its ${f} text or messages, or drop the row`
+          : `field "${f}" is missing (columns: ${cols}); preference rows need "prompt", "chosen" and "rejected"`,
       );
     }
   }
@@ -135,6 +137,12 @@ function parsePair(
     );
   }
   if (implicit) [prompt, chosen, rejected] = extractPrompt(chosen as string, rejected as string);
+  if (implicit && format === "conversational" && !(prompt as unknown[]).length) {
+    throw new TypeError(
+      `the row has no "prompt", and "chosen" and "rejected" start with different messages, so no prompt can be ` +
+        `taken from them; add a "prompt" field with the conversation before the answers`,
+    );
+  }
   return {
     format,
     prompt: prompt as string | unknown[],

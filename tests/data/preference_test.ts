@@ -110,6 +110,19 @@ Deno.test("buildPreferenceExamples() names the row and the field in one line for
       /^Cannot build a preference pair from d\.jsonl:1: field "rejected" is missing \(columns: prompt, chosen\); preference rows need "prompt", "chosen" and "rejected"$/,
     ],
     [{ prompt: "p", rejected: "a" }, /d\.jsonl:1: field "chosen" is missing/],
+    // no prompt to take from them: it had said "prompt" must be a non-empty list, of a row without one
+    [
+      {
+        chosen: [{ role: "assistant", content: "a" }],
+        rejected: [{ role: "assistant", content: "b" }],
+      },
+      /d\.jsonl:1: the row has no "prompt", and "chosen" and "rejected" start with different messages, .*add a "prompt" field/,
+    ],
+    // a null had been "missing (columns: prompt, chosen, rejected)", listing the field it called missing
+    [
+      { prompt: "p", chosen: "a", rejected: null },
+      /d\.jsonl:1: field "rejected" is null; give every row its rejected text or messages, or drop the row$/,
+    ],
     [
       { prompt: "p", chosen: "a", rejected: [] },
       /fields "prompt", "chosen", "rejected" must all be text or all be message lists, got text, text, a list/,
