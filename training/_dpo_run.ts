@@ -83,6 +83,7 @@ export async function dpoRunInputs(
     );
   }
   refuseUnreadFields(config, "dpo", "Cannot train with DPO");
+  refuseDpoSettings(config); // before any data or weights are read
   const name = config.model!, data = config.dataset!;
   await refuseExistingRun(config);
   await refuseMissingDataset(data, "Cannot train with DPO");
@@ -148,4 +149,35 @@ export async function dpoRunInputs(
   const backend = await createBackend(config.backend);
   const model = await initRunModel(spec, tokenizer, backend, config.seed);
   return { model, tokenizer, train: trainSet, eval: evalSet };
+}
+
+/**
+ * The DPO settings a run cannot honour, refused before any data or weights are read (`runDpo`) or
+ * anything is attached (`createDpoTrainer`, with its `model`): weights of the model itself that
+ * train, which would move the reference without precomputed log-probs, and a LoRA dropout that
+ * `disable_dropout` switches off.
+ * @throws {RangeError} naming the setting and the fix
+ */
+export function refuseDpoSettings(config: TrainingConfig, model?: Transformer): void {
+  const lora = config.lora, attached = model?.adapters.size ?? 0;
+  const full = lora === null && attached === 0;
+  const extras = lora !== null
+    ? lora.bias !== "none" || (lora.modules_to_save?.length ?? 0) > 0
+    : attached > 0 && model!.parameters().some((p) => p.requiresGrad);
+  if (!config.precompute_ref_log_probs && (full || extras)) {
+    throw new RangeError(
+      `Cannot train DPO: ${
+        full
+          ? "without an adapter (no lora section) the policy is the whole model"
+          : "the adapter trains model weights (lora bias or modules_to_save)"
+      }, and the reference model would need a frozen copy of them; add a lora section (bias: none, ` +
+        `no modules_to_save) or set precompute_ref_log_probs: true`,
+    );
+  }
+  if (config.disable_dropout && lora !== null && lora.lora_dropout > 0) {
+    throw new RangeError(
+      `Cannot train DPO: lora.lora_dropout ${lora.lora_dropout} would not be used, as disable_dropout ` +
+        `(true by default, as in TRL) turns every dropout off; set lora_dropout: 0 or disable_dropout: false`,
+    );
+  }
 }

@@ -36,7 +36,7 @@ import type { TrainDataset } from "./_trainer_batch.ts";
 import { type TrainingConfig, validateTrainingConfig } from "./config.ts";
 import type { TrainerHooks } from "./hooks.ts";
 import { type ComputeLoss, createTrainer, type Trainer, type TrainResult } from "./trainer.ts";
-import { dpoRunInputs } from "./_dpo_run.ts";
+import { dpoRunInputs, refuseDpoSettings } from "./_dpo_run.ts";
 
 /**
  * TRL `DPOConfig` defaults that differ from `TrainingArguments` (what `cli dpo` starts from):
@@ -264,28 +264,9 @@ export interface CreateDpoTrainerOptions {
 export async function createDpoTrainer(opts: CreateDpoTrainerOptions): Promise<Trainer> {
   const config = validateTrainingConfig(opts.config, { file: "createDpoTrainer(config)", warn: () => {} });
   const model = opts.model, lora = config.lora;
-  // Weights of the model itself that train would change the reference: refused before anything is attached.
-  const full = lora === null && model.adapters.size === 0;
-  const extras = lora !== null
-    ? lora.bias !== "none" || (lora.modules_to_save?.length ?? 0) > 0
-    : model.adapters.size > 0 && model.parameters().some((p) => p.requiresGrad);
-  if (!config.precompute_ref_log_probs && (full || extras)) {
-    throw new RangeError(
-      `Cannot train DPO: ${
-        full
-          ? "without an adapter (no lora section) the policy is the whole model"
-          : "the adapter trains model weights (lora bias or modules_to_save)"
-      }, and the reference model would need a frozen copy of them; add a lora section (bias: none, ` +
-        `no modules_to_save) or set precompute_ref_log_probs: true`,
-    );
-  }
-  if (config.disable_dropout && lora !== null && lora.lora_dropout > 0) {
-    throw new RangeError(
-      `Cannot train DPO: lora.lora_dropout ${lora.lora_dropout} would not be used, as disable_dropout ` +
-        `(true by default, as in TRL) turns every dropout off; set lora_dropout: 0 or disable_dropout: false`,
-    );
-  }
+  refuseDpoSettings(config, model);
   const refs = new Map<TrainDataset, Float32Array>();
+
   const trainer = createTrainer({
     model,
     config,

@@ -85,6 +85,11 @@ Deno.test("dpo: bad flags, values, rows and full fine-tuning without precomputed
     ["--config", cfg, "--lora", "null"],
     /Cannot train DPO: without an adapter .* set precompute_ref_log_probs: true/,
   );
+  // a setting is refused before any row is read (a bad row had hidden it until the data was fixed)
+  await rejects(
+    ["--config", cfg, "--lora", "null", "--dataset", join(dir, "bad.jsonl")],
+    /Cannot train DPO: without an adapter .* set precompute_ref_log_probs: true/,
+  );
   await rejects(
     ["--config", cfg, "--max_length", "256"],
     /max_length \(max_seq_length\) 256 exceeds the model's max_position_embeddings 64/,
