@@ -193,7 +193,10 @@ async function scenario(dir: string, url: string): Promise<string> {
   const bad = byId.get(badId)!;
   assert.equal(bad.state, "failed");
   assert.equal(bad.attempts, 1);
-  assert.match(bad.error!, /max_length \(max_seq_length, block_size\) 4096 exceeds the model's max_position_embeddings 128/);
+  assert.match(
+    bad.error!,
+    /max_length \(max_seq_length, block_size\) 4096 exceeds the model's max_position_embeddings 128/,
+  );
 
   const results = await run(dir, ["queue", "results", "--queue", url]);
   assert.equal(results.code, 0, results.err);
