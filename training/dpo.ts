@@ -263,7 +263,7 @@ export interface CreateDpoTrainerOptions {
  */
 export async function createDpoTrainer(opts: CreateDpoTrainerOptions): Promise<Trainer> {
   const config = validateTrainingConfig(opts.config, { file: "createDpoTrainer(config)", warn: () => {} });
-  const model = opts.model, lora = config.lora;
+  const model = opts.model;
   refuseDpoSettings(config, model);
   const refs = new Map<TrainDataset, Float32Array>();
 
