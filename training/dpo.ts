@@ -33,7 +33,7 @@ import type { Tokenizer } from "../models/tokenizer/tokenizer.ts";
 import { PreferenceDataset } from "../data/preference.ts";
 import { createProgress } from "../util/progress.ts";
 import type { TrainDataset } from "./_trainer_batch.ts";
-import { type TrainingConfig, validateTrainingConfig } from "./config.ts";
+import { getTrainingArgs, type TrainingConfig, validateTrainingConfig } from "./config.ts";
 import type { TrainerHooks } from "./hooks.ts";
 import { type ComputeLoss, createTrainer, type Trainer, type TrainResult } from "./trainer.ts";
 import { dpoRunInputs, refuseDpoSettings } from "./_dpo_run.ts";
@@ -47,6 +47,23 @@ export const DPO_CONFIG_DEFAULTS: Readonly<Partial<TrainingConfig>> = Object.fre
   logging_steps: 10,
   gradient_checkpointing: true,
 });
+
+/**
+ * A DPO config as TRL's `DPOConfig(...)` makes one: {@linkcode DPO_CONFIG_DEFAULTS} under
+ * `overrides`, validated. `getTrainingArgs` starts from `TrainingArguments`' defaults instead
+ * (`learning_rate` 5e-5, 50 times DPO's).
+ * @example
+ * ```ts
+ * import { getDpoArgs } from "./dpo.ts";
+ * const c = getDpoArgs({ beta: 0.2 });
+ * if (c.learning_rate !== 1e-6 || c.beta !== 0.2 || !c.gradient_checkpointing) throw new Error();
+ * ```
+ */
+export function getDpoArgs(
+  overrides: Partial<TrainingConfig> | Record<string, unknown> = {},
+): TrainingConfig {
+  return getTrainingArgs({ ...DPO_CONFIG_DEFAULTS, ...overrides }, { file: "getDpoArgs(overrides)" });
+}
 
 /** The DPO fields of a {@linkcode TrainingConfig} the loss reads. */
 export type DpoLossConfig = Pick<
@@ -309,7 +326,8 @@ export interface RunDpoOptions {
  * file, or a folder's `train` split; evaluation on a folder's `validation` split, else 10% of the
  * rows by hash), then {@linkcode createDpoTrainer} and `train()` into `output_dir`.
  *
- * @param config a validated config with `model` and `dataset` set
+ * @param config a validated config with `model` and `dataset` set ({@linkcode getDpoArgs} gives
+ *   TRL `DPOConfig`'s defaults, as `cli dpo` starts from)
  * @param opts `progress`, `log`, `handle_signals`
  * @returns the train result; its `metrics_summary` also holds the last logged DPO statistics
  *   (`rewards/accuracies`, ..., and `eval_rewards/accuracies`, ... after an evaluation)
