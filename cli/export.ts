@@ -29,7 +29,9 @@ adapter/adapter_config.json with adapter/ on top.
 
 options:
   --model DIR_OR_ID          a model folder, a hub id (org/name) or a run folder
-  --output FILE              the file to write (.gguf or .onnx)
+  --output FILE              the file to write (.gguf or .onnx; ONNX also writes config.json,
+                             generation_config.json and the tokenizer files beside it, so give each
+                             ONNX export a folder of its own)
   --format gguf|onnx         default: the --output extension (.onnx), else gguf
   --outtype f32|f16|q8_0|q4_0
                              GGUF weight type (default f16; norms and biases stay f32)
@@ -39,8 +41,8 @@ options:
   --adapter_output FILE      the adapter's GGUF (default: --output with .gguf replaced by -lora.gguf)
   --adapter_outtype f32|f16|q8_0
                              the adapter GGUF's weight type (default f32; --outtype is the base's)
-  --tokenizer DIR            a folder with tokenizer.json (default: the model's folder, else the
-                             adapter's, else the run folder)
+  --tokenizer DIR            a folder with tokenizer.json (default: the adapter's, as TRL saves the
+                             tokenizer it trained with beside it, else the model's, else the run folder)
   --name NAME                GGUF general.name (default fledge-<family>)
   --overwrite                replace existing output files
   --backend webgpu|cpu|auto  where the model is loaded and merged (default cpu)
@@ -208,9 +210,11 @@ async function exportRun(args: string[], io: CliIO): Promise<void> {
   let model: Transformer | null = null;
   try {
     model = await loadModel(src.model, { backend: be });
+    // an adapter folder's own tokenizer first: TRL saves the one it trained with (chat template
+    // included) beside the adapter, and the base's would drop it without a word
     const tokenizer = v.tokenizer
       ? await loadTokenizer(v.tokenizer)
-      : await findTokenizer([modelSource(model), ...src.tokenizerDirs]);
+      : await findTokenizer([src.adapter ?? undefined, modelSource(model), ...src.tokenizerDirs]);
     if (format === "gguf" && !tokenizer) {
       throw new TypeError(
         `export: no tokenizer.json in ${

@@ -6,8 +6,11 @@
  */
 import { parseFlags } from "../util/flags.ts";
 import { createBackend } from "../kernels/backend.ts";
-import { loadModel } from "../models/pretrained.ts";
+import { loadModel, modelSource } from "../models/pretrained.ts";
 import { saveModel } from "../models/save.ts";
+import { openSafetensors } from "../models/formats/safetensors.ts";
+import { TOKENIZER_FILES } from "../models/hub/hub.ts";
+import { join } from "node:path";
 import { writeDirAtomic } from "../util/atomic.ts";
 import { loadAdapter, mergeAdapter } from "../training/peft.ts";
 import type { CliIO, Command } from "./command.ts";
@@ -22,7 +25,14 @@ options:
   --model DIR_OR_ID          the base model: a folder or a hub id (org/name)
   --adapter DIR              a PEFT adapter folder (adapter_config.json + adapter_model.safetensors)
   --output DIR               where the merged checkpoint goes (a new folder)
+  --dtype auto|float32|float16|bfloat16
+                             the merged weights' dtype (default auto: the base checkpoint's, as PEFT's
+                             merge_and_unload keeps the dtype the base was loaded in)
   --overwrite_output_dir     replace an existing --output folder (atomically: old or new, never a mix)
+
+The tokenizer files come from the adapter folder when it has a tokenizer.json (TRL saves the
+tokenizer it trained with, chat template included, beside the adapter), else from the base model.
+A bfloat16 or float16 checkpoint holds the merged weights rounded to that type.
   --backend webgpu|cpu|auto  default auto
   -h, --help                 this text`;
 
@@ -31,6 +41,7 @@ const FLAGS = {
   adapter: { type: "string", required: true },
   output: { type: "string", required: true },
   overwrite_output_dir: { type: "boolean" },
+  dtype: { type: "string", choices: ["auto", "float32", "float16", "bfloat16"], default: "auto" },
   backend: { type: "string", choices: ["webgpu", "cpu", "auto"], default: "auto" },
 } as const;
 
@@ -50,6 +61,45 @@ async function contents(dir: string): Promise<string[]> {
       );
     }
     throw e;
+  }
+}
+
+type SaveDtype = "float32" | "float16" | "bfloat16";
+
+const isFile = (p: string) => Deno.stat(p).then((s) => s.isFile, () => false);
+
+/**
+ * The floating dtype of a checkpoint folder's weights: bfloat16 or float16 when every floating
+ * tensor is one, else float32 (also for a folder without safetensors).
+ */
+async function checkpointDtype(dir: string | undefined): Promise<SaveDtype> {
+  if (!dir) return "float32";
+  let r;
+  try {
+    r = await openSafetensors(dir);
+  } catch {
+    return "float32";
+  }
+  try {
+    const kinds = new Set(
+      r.names().map((n) => r.info(n).dtype).filter((d) => ["F16", "BF16", "F32", "F64"].includes(d)),
+    );
+    return kinds.size === 1 && kinds.has("BF16")
+      ? "bfloat16"
+      : kinds.size === 1 && kinds.has("F16")
+      ? "float16"
+      : "float32";
+  } finally {
+    r.close();
+  }
+}
+
+/** Replace the tokenizer files saveModel copied from the base with the adapter folder's set. */
+async function useTokenizerOf(adapter: string, dir: string): Promise<void> {
+  for (const f of TOKENIZER_FILES) {
+    const from = join(adapter, f), to = join(dir, f);
+    if (await isFile(from)) await Deno.copyFile(from, to);
+    else await Deno.remove(to).catch(() => {}); // a base file beside the adapter's set would mix two tokenizers
   }
 }
 
@@ -79,12 +129,21 @@ async function mergeRun(args: string[], io: CliIO): Promise<void> {
       const c = await loadAdapter(model, v.adapter);
       await noteAdapterBase(io, "merge", v.adapter, c, model, v.model);
       mergeAdapter(model);
+      const torch_dtype = v.dtype === "auto"
+        ? await checkpointDtype(modelSource(model))
+        : v.dtype as SaveDtype;
+      const ownTokenizer = await isFile(join(v.adapter, "tokenizer.json"));
       // The whole folder at once: an old tokenizer.json can never sit beside new weights.
-      await writeDirAtomic(v.output, (tmp) => saveModel(model, tmp));
+      await writeDirAtomic(v.output, async (tmp) => {
+        await saveModel(model, tmp, { torch_dtype });
+        if (ownTokenizer) await useTokenizerOf(v.adapter, tmp);
+      });
       io.stderr(
         `merge: merged ${c.use_dora ? "DoRA" : "LoRA"} r=${c.r} (${
           [c.target_modules].flat().join(", ")
-        }) into ${v.output}\n`,
+        }) into ${v.output} (${torch_dtype}; the tokenizer of ${
+          ownTokenizer ? v.adapter : "the base model"
+        })\n`,
       );
     } finally {
       model.dispose();

@@ -27,7 +27,14 @@ export interface SaveModelOptions {
   source?: string;
   /** Written as `generation_config.json` (wins over the one in `source`). */
   generation_config?: Record<string, unknown>;
+  /**
+   * Every weight in this dtype, and `config.json`'s `torch_dtype` (as `save_pretrained` of a model
+   * loaded in it); default: F32, F16 for f16 weights (what the model holds, bit for bit).
+   */
+  torch_dtype?: "float32" | "float16" | "bfloat16";
 }
+
+const SAFETENSORS_DTYPE = { float32: "F32", float16: "F16", bfloat16: "BF16" } as const;
 
 /**
  * A parameter's values on the host: a Float32Array, a Float16Array for an f16 weight, and a 4-bit
@@ -67,9 +74,12 @@ function generationConfigOf(c: ModelConfig): Record<string, unknown> | null {
 export async function configFiles(
   model: Transformer,
   source: string | undefined = modelSource(model),
+  torch_dtype?: SaveModelOptions["torch_dtype"],
 ): Promise<Record<string, string>> {
   const c = model.config;
-  const out: Record<string, string> = { "config.json": jsonText(toHfConfig(c)) };
+  const out: Record<string, string> = {
+    "config.json": jsonText(toHfConfig(c, torch_dtype ? { torch_dtype } : {})),
+  };
   const copied = source
     ? await Deno.readTextFile(join(source, "generation_config.json")).catch(() => null)
     : null;
@@ -110,7 +120,7 @@ export async function configFiles(
  */
 export async function saveModel(model: Transformer, dir: string, opts: SaveModelOptions = {}): Promise<void> {
   checkPathArg(dir, "saveModel", "dir");
-  refuseUnknownOptions(opts, ["source", "generation_config"], "saveModel");
+  refuseUnknownOptions(opts, ["source", "generation_config", "torch_dtype"], "saveModel");
   if (isFileSync(dir)) {
     throw new TypeError(
       `Cannot save the model to ${dir}: it is a file; give a folder (saveModel writes several files)`,
@@ -132,7 +142,13 @@ export async function saveModel(model: Transformer, dir: string, opts: SaveModel
   }
   // before any write: toHfConfig throws for configs HF cannot load
   const source = opts.source ?? modelSource(model);
-  const files = await configFiles(model, source);
+  if (opts.torch_dtype !== undefined && !Object.hasOwn(SAFETENSORS_DTYPE, opts.torch_dtype)) {
+    throw new RangeError(
+      `Cannot save the model to ${dir}: torch_dtype ${JSON.stringify(opts.torch_dtype)} is not float32, ` +
+        `float16 or bfloat16`,
+    );
+  }
+  const files = await configFiles(model, source, opts.torch_dtype);
   if (opts.generation_config) files["generation_config.json"] = jsonText(opts.generation_config);
   await Deno.mkdir(dir, { recursive: true });
   const map = checkpointKeyMap(c);
@@ -155,6 +171,11 @@ export async function saveModel(model: Transformer, dir: string, opts: SaveModel
       }
       // Canonical [out, in] back to Conv1D's [in, out].
       if (e.transpose) transposeInPlace(data, e.hf_shape[1], e.hf_shape[0]);
+      const want = opts.torch_dtype && SAFETENSORS_DTYPE[opts.torch_dtype];
+      if (want && want !== (data instanceof Float16Array ? "F16" : "F32")) { // converted by the writer
+        tensors[e.hf.replaceAll("{i}", String(i))] = { dtype: want, shape: e.hf_shape, data };
+        continue;
+      }
       tensors[e.hf.replaceAll("{i}", String(i))] = data instanceof Float16Array
         ? {
           dtype: "F16",

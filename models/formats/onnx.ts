@@ -207,8 +207,9 @@ export async function exportOnnx(
       throw new Deno.errors.AlreadyExists(
         `Cannot export ONNX to ${path}: ${
           join(dir, name)
-        } exists and differs; pass overwrite (--overwrite) ` +
-          `or choose another folder`,
+        } exists and differs, likely another model's export in this folder (an ONNX export writes its ` +
+          `config and tokenizer beside the .onnx file); export into a folder of its own, or pass overwrite ` +
+          `(--overwrite) to replace them, which breaks that other export`,
       );
     }
   }

@@ -3,7 +3,7 @@
  * adapter reproduces PEFT's adapter logits; missing flags are one line, exit code 2.
  */
 import { noGrad } from "../../kernels/autograd.ts";
-import { readSafetensors } from "../../models/formats/safetensors.ts";
+import { readSafetensors, SafetensorsFile, writeSafetensors } from "../../models/formats/safetensors.ts";
 import { loadModel } from "../../models/pretrained.ts";
 import { assert, assertAllClose, SHARED } from "../_assert.ts";
 import { cpu } from "../_check.ts";
@@ -133,6 +133,77 @@ Deno.test("merge keeps a chat template saved as chat_template.jinja beside the t
     const r = await cli(["merge", "--model", base, "--adapter", `${GPT2}/dora`, "--output", `${tmp}/out`]);
     assert.equal(r.code, 0, r.err);
     assert.equal(await Deno.readTextFile(`${tmp}/out/chat_template.jinja`), template);
+  } finally {
+    await Deno.remove(tmp, { recursive: true });
+  }
+});
+
+Deno.test("merge keeps the base's dtype (bf16 stays bf16, as merge_and_unload) unless --dtype says otherwise", async () => {
+  const tmp = await Deno.makeTempDir({ prefix: "fledge-merge-dtype-" });
+  try {
+    const base = `${tmp}/base`;
+    await Deno.mkdir(base);
+    await Deno.symlink(`${GPT2}/config.json`, `${base}/config.json`);
+    const { tensors } = await readSafetensors(`${GPT2}/model.safetensors`, { as: "f32" });
+    await writeSafetensors(
+      `${base}/model.safetensors`,
+      Object.fromEntries(
+        [...tensors].map(([n, t]) => [n, { dtype: "BF16" as const, shape: t.shape, data: t.data }]),
+      ),
+    );
+    const merged = async (out: string, extra: string[] = []) => {
+      const r = await cli(["merge", "--model", base, "--adapter", `${GPT2}/lora`, "--output", out, ...extra]);
+      assert.equal(r.code, 0, r.err);
+      using f = await SafetensorsFile.open(`${out}/model.safetensors`);
+      const dtypes = new Set(f.names().map((n) => f.info(n).dtype));
+      return {
+        err: r.err,
+        dtypes: [...dtypes],
+        config: JSON.parse(await Deno.readTextFile(`${out}/config.json`)),
+      };
+    };
+    const auto = await merged(`${tmp}/auto`); // it had been all F32, twice the size, config float32
+    assert.deepEqual([auto.dtypes, auto.config.torch_dtype], [["BF16"], "bfloat16"]);
+    assert.match(auto.err, /into .*auto \(bfloat16; the tokenizer of the base model\)/);
+    const f32 = await merged(`${tmp}/f32`, ["--dtype", "float32"]);
+    assert.deepEqual([f32.dtypes, f32.config.torch_dtype], [["F32"], "float32"]);
+    assertFails(
+      await cli(["merge", "--model", base, "--adapter", "a", "--output", "o", "--dtype", "bf16"]),
+      2,
+      /--dtype bf16 is not one of auto, float32, float16, bfloat16/,
+    );
+  } finally {
+    await Deno.remove(tmp, { recursive: true });
+  }
+});
+
+Deno.test("merge takes the adapter folder's own tokenizer (TRL saves it beside the adapter), not the base's", async () => {
+  const tmp = await Deno.makeTempDir({ prefix: "fledge-merge-tok-" });
+  try {
+    const base = `${tmp}/base`, adapter = `${tmp}/adapter`;
+    await Deno.mkdir(base);
+    await Deno.mkdir(adapter);
+    for (const f of ["config.json", "model.safetensors"]) await Deno.symlink(`${GPT2}/${f}`, `${base}/${f}`);
+    for (const f of ["adapter_config.json", "adapter_model.safetensors"]) {
+      await Deno.symlink(`${GPT2}/lora/${f}`, `${adapter}/${f}`);
+    }
+    await Deno.writeTextFile(`${base}/tokenizer.json`, "base tokenizer");
+    await Deno.writeTextFile(`${base}/chat_template.jinja`, "base template");
+    const run = async (out: string) => {
+      const r = await cli(["merge", "--model", base, "--adapter", adapter, "--output", out]);
+      assert.equal(r.code, 0, r.err);
+      return r.err;
+    };
+    // no tokenizer beside the adapter: the base's
+    await run(`${tmp}/a`);
+    assert.equal(await Deno.readTextFile(`${tmp}/a/tokenizer.json`), "base tokenizer");
+    // the adapter's whole set (its chat template in tokenizer_config.json), and no base file mixed in
+    await Deno.writeTextFile(`${adapter}/tokenizer.json`, "sft tokenizer");
+    await Deno.writeTextFile(`${adapter}/tokenizer_config.json`, '{"chat_template": "sft"}');
+    assert.match(await run(`${tmp}/b`), new RegExp(`the tokenizer of ${adapter}\\)`));
+    assert.equal(await Deno.readTextFile(`${tmp}/b/tokenizer.json`), "sft tokenizer");
+    assert.equal(await Deno.readTextFile(`${tmp}/b/tokenizer_config.json`), '{"chat_template": "sft"}');
+    assert.equal(await Deno.stat(`${tmp}/b/chat_template.jinja`).then(() => true, () => false), false);
   } finally {
     await Deno.remove(tmp, { recursive: true });
   }
