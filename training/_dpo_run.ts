@@ -28,14 +28,25 @@ export interface DpoRunInputs {
 }
 
 /** The train and validation files of a dataset path (a file is its own train split). */
-function splitFiles(data: string): { train: string; validation: string | null } {
-  if (!isDirSync(data)) return { train: data, validation: null };
+/** A dataset's train and validation files: every shard of a folder's split, in order (HF reads them all). */
+function splitFiles(data: string): { train: string[]; validation: string[] | null } {
+  if (!isDirSync(data)) return { train: [data], validation: null };
   const splits = findSplitFiles(data);
-  const train = splits.train?.[0];
-  if (!train) {
+  const train = splits.train;
+  if (!train?.length) {
     throw new RangeError(`Cannot train: dataset folder ${data} has no train split file (train.jsonl, ...)`);
   }
-  return { train, validation: splits.validation?.[0] ?? null };
+  return { train, validation: splits.validation?.length ? splits.validation : null };
+}
+
+/** The pairs of every file of a split, in order. */
+async function pairsOfAll(
+  files: string[],
+  ...rest: [Tokenizer, TrainingConfig, (line: string) => void, boolean]
+): Promise<PreferenceExample[]> {
+  const out: PreferenceExample[] = [];
+  for (const f of files) for (const e of await pairsOf(f, ...rest)) out.push(e);
+  return out;
 }
 
 async function pairsOf(
@@ -120,13 +131,13 @@ export async function dpoRunInputs(
   }
   const cap = (ex: PreferenceExample[], n: number | null) => (n === null ? ex : ex.slice(0, n));
   let train = cap(
-    await pairsOf(files.train, tokenizer, config, opts.log, opts.progress),
+    await pairsOfAll(files.train, tokenizer, config, opts.log, opts.progress),
     config.max_train_samples,
   );
   let evalPairs: PreferenceExample[] | null = null;
   if (wantsEval && files.validation) {
     evalPairs = cap(
-      await pairsOf(files.validation, tokenizer, config, opts.log, opts.progress),
+      await pairsOfAll(files.validation, tokenizer, config, opts.log, opts.progress),
       config.max_eval_samples,
     );
   } else if (wantsEval) {
@@ -141,9 +152,12 @@ export async function dpoRunInputs(
   }
   if (!train.length) throw new RangeError(`Cannot train: dataset ${data} has no preference pairs; add rows`);
   const pad_token_id = tokenizer.pad_token_id ?? tokenizer.eos_token_id ?? 0;
-  const trainSet = new PreferenceDataset(train, { pad_token_id, source: files.train });
+  const trainSet = new PreferenceDataset(train, { pad_token_id, source: files.train.join(", ") });
   const evalSet = evalPairs?.length
-    ? new PreferenceDataset(evalPairs, { pad_token_id, source: files.validation ?? `${data} (10% held out)` })
+    ? new PreferenceDataset(evalPairs, {
+      pad_token_id,
+      source: files.validation?.join(", ") ?? `${data} (10% held out)`,
+    })
     : null;
 
   const backend = await createBackend(config.backend);

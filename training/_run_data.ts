@@ -32,10 +32,22 @@ export async function readDocuments(config: TrainingConfig, split = "train"): Pr
   return cap === null ? docs : docs.slice(0, cap);
 }
 
-/** The validation file of a dataset folder, or null. */
-async function validationFile(data: string): Promise<string | null> {
+/** The validation files of a dataset folder (every shard, in order), or null. */
+async function validationFiles(data: string): Promise<string[] | null> {
   const isDir = await Deno.stat(data).then((s) => s.isDirectory, () => false);
-  return isDir ? (findSplitFiles(data).validation?.[0] ?? null) : null;
+  const files = isDir ? findSplitFiles(data).validation : undefined;
+  return files?.length ? files : null;
+}
+
+/** The examples of every file, in order (the shards of a split: train-00000-of-00003.parquet, ...). */
+async function examplesOfAll(
+  files: string[],
+  tokenizer: Tokenizer,
+  config: TrainingConfig,
+): Promise<SftExample[]> {
+  const out: SftExample[] = [];
+  for (const f of files) for (const e of await examplesOf(f, tokenizer, config)) out.push(e);
+  return out;
 }
 
 async function examplesOf(file: string, tokenizer: Tokenizer, config: TrainingConfig): Promise<SftExample[]> {
@@ -89,14 +101,14 @@ export async function refuseResumeTokenizer(config: TrainingConfig, checkpoint: 
   );
 }
 
-/** The train file of a dataset: the file itself, or a folder's train split. */
-function trainFile(data: string): string {
-  if (!isDirSync(data)) return data;
-  const f = findSplitFiles(data).train?.[0];
-  if (!f) {
+/** The train files of a dataset: the file itself, or every shard of a folder's train split (HF reads them all). */
+function trainFiles(data: string): string[] {
+  if (!isDirSync(data)) return [data];
+  const files = findSplitFiles(data).train;
+  if (!files?.length) {
     throw new RangeError(`Cannot train: dataset folder ${data} has no train split file (train.jsonl, ...)`);
   }
-  return f;
+  return files;
 }
 
 /**
@@ -110,7 +122,7 @@ export async function buildRunDatasets(
   docs: string[] | null,
 ): Promise<{ train: TrainDataset; eval: TrainDataset | null; held_out: boolean }> {
   const data = config.dataset!, T = config.max_seq_length, wantsEval = config.eval_strategy !== "no";
-  const valid = wantsEval ? await validationFile(data) : null;
+  const valid = wantsEval ? await validationFiles(data) : null;
   if (wantsEval && !valid && config.max_eval_samples !== null) {
     throw new RangeError(
       `Cannot train: max_eval_samples needs a dataset folder with a validation split file; ${data} has none ` +
@@ -137,9 +149,9 @@ export async function buildRunDatasets(
     return { train: sets.train, eval: sets.validation, held_out: wantsEval };
   }
   const cap = (ex: SftExample[], n: number | null) => (n === null ? ex : ex.slice(0, n));
-  let train = cap(await examplesOf(trainFile(data), tokenizer, config), config.max_train_samples);
+  let train = cap(await examplesOfAll(trainFiles(data), tokenizer, config), config.max_train_samples);
   let evalEx: SftExample[] | null = null;
-  if (valid) evalEx = cap(await examplesOf(valid, tokenizer, config), config.max_eval_samples);
+  if (valid) evalEx = cap(await examplesOfAll(valid, tokenizer, config), config.max_eval_samples);
   else if (wantsEval) {
     // A stable 10% of the examples by a hash of their row (`file:line` without the folder, so the
     // same file splits the same wherever it lies).
@@ -165,7 +177,7 @@ export async function buildRunDatasets(
   };
   return {
     train: rows(train, data),
-    eval: evalEx && evalEx.length ? rows(evalEx, valid ?? `${data} (10% held out)`) : null,
+    eval: evalEx && evalEx.length ? rows(evalEx, valid?.join(", ") ?? `${data} (10% held out)`) : null,
     held_out: wantsEval && !valid,
   };
 }
