@@ -93,7 +93,8 @@ const SPLIT_KEYWORDS: readonly [string, readonly string[]][] = [
 ];
 
 /** Files of a dataset folder that are not data: its card and `datasets`' own metadata. */
-const METADATA = /^(readme\.md|dataset_infos?\.json|dataset_dict\.json|state\.json)$/i;
+/** Files of a dataset folder that are not data: the dataset card and HF's info files. */
+export const METADATA: RegExp = /^(readme\.md|dataset_infos?\.json|dataset_dict\.json|state\.json)$/i;
 
 /** The split a data file's name gives: an HF keyword at a boundary, else the name up to `.-_`. */
 function splitOf(name: string): string | null {

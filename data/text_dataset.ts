@@ -15,7 +15,7 @@
 import { createHash } from "node:crypto";
 import { join } from "node:path";
 import type { Tokenizer } from "../models/tokenizer/tokenizer.ts";
-import { detectFormat, findSplitFiles, streamDataset } from "./readers.ts";
+import { detectFormat, findSplitFiles, METADATA, streamDataset } from "./readers.ts";
 import { hashFraction } from "./split.ts";
 import { mulberry32 } from "../util/random.ts";
 import { agree } from "../util/problems.ts";
@@ -174,6 +174,11 @@ export interface ReadDocumentsOptions {
   split?: string;
   /** Read at most this many documents. */
   max_documents?: number;
+  /**
+   * How a plain text file is cut (HF's text builder): `document` (default here: the whole file, for
+   * language-model text), `line` (HF's default: a row per line) or `paragraph`.
+   */
+  sample_by?: "document" | "line" | "paragraph";
 }
 
 const DATA_EXT = /\.(jsonl|ndjson|json|csv|tsv|txt|text|md|parquet)$/i;
@@ -183,6 +188,7 @@ async function readFileDocuments(
   field: string,
   max: number,
   out: string[],
+  sample_by: "document" | "line" | "paragraph" = "document",
 ): Promise<void> {
   const text = detectFormat(file) === "text";
   if (text && field !== "text") {
@@ -193,7 +199,7 @@ async function readFileDocuments(
   }
   for await (
     const r of streamDataset(file, {
-      sample_by: text ? "document" : undefined,
+      sample_by: text ? sample_by : undefined,
       max_samples: Number.isFinite(max) ? max : undefined,
     })
   ) {
@@ -258,7 +264,7 @@ export async function readTextDocuments(path: string, opts: ReadDocumentsOptions
     );
   }
   if (!stat.isDirectory) {
-    await readFileDocuments(path, field, max, out);
+    await readFileDocuments(path, field, max, out, opts.sample_by);
     return out;
   }
   let files: string[];
@@ -272,13 +278,14 @@ export async function readTextDocuments(path: string, opts: ReadDocumentsOptions
   } else {
     files = [];
     for await (const e of Deno.readDir(path)) {
-      if (e.isFile && DATA_EXT.test(e.name)) files.push(join(path, e.name));
+      // a dataset card (README.md) or an HF info file is no training text, as HF skips them
+      if (e.isFile && DATA_EXT.test(e.name) && !METADATA.test(e.name)) files.push(join(path, e.name));
     }
     files.sort();
   }
   for (const f of files) {
     if (out.length >= max) break;
-    await readFileDocuments(f, field, max, out);
+    await readFileDocuments(f, field, max, out, opts.sample_by);
   }
   return out;
 }

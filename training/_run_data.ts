@@ -60,7 +60,11 @@ async function examplesOf(file: string, tokenizer: Tokenizer, config: TrainingCo
     assistant_only_loss: config.assistant_only_loss,
   };
   if (detectFormat(file) === "text") {
-    const docs = await readTextDocuments(file, { dataset_text_field: config.dataset_text_field });
+    // HF's text loader: a row per line (it had been the whole file as one example, cut to max_length)
+    const docs = await readTextDocuments(file, {
+      dataset_text_field: config.dataset_text_field,
+      sample_by: "line",
+    });
     return buildSftExamples(docs.map((text) => ({ text })), tokenizer, {
       ...opts,
       dataset_text_field: "text",
