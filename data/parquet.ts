@@ -8,6 +8,8 @@
 import { parquetMetadataAsync, parquetReadObjects, parquetSchema } from "npm:hyparquet@^1.31";
 // deno-lint-ignore no-import-prefix
 import type { AsyncBuffer, FileMetaData } from "npm:hyparquet@^1.31";
+// ZSTD (polars' default), GZIP, BROTLI and LZ4 pages; hyparquet alone reads snappy and uncompressed ones
+import { compressors } from "npm:hyparquet-compressors@^1.1";
 import { checkSelectOptions, collect, type SelectOptions, selector } from "./_select.ts";
 
 /** A parquet file opened for range reads; `close()` releases it. */
@@ -40,8 +42,15 @@ async function openRanges(path: string): Promise<ParquetFile> {
 }
 
 function corrupt(path: string, e: unknown): SyntaxError {
+  const why = e instanceof Error ? e.message : String(e);
+  if (/unsupported compression codec/i.test(why)) { // a valid file: not a download to repeat
+    return new SyntaxError(
+      `Cannot read ${path}: ${why}; re-export it with snappy, zstd, gzip, brotli or lz4 compression`,
+      { cause: e },
+    );
+  }
   return new SyntaxError(
-    `Cannot read ${path}: not a valid parquet file (${e instanceof Error ? e.message : e}); ` +
+    `Cannot read ${path}: not a valid parquet file (${why}); ` +
       `re-download it (a truncated download looks like this) or re-export it`,
     { cause: e },
   );
@@ -49,6 +58,7 @@ function corrupt(path: string, e: unknown): SyntaxError {
 
 /** Plain JS values: safe-size bigints to numbers, recursively through structs and lists. */
 function plain(v: unknown): unknown {
+  if (v === undefined) return null; // a null struct or list cell (hyparquet's undefined): the key stays, as pyarrow's None
   if (typeof v === "bigint") return Number.isSafeInteger(Number(v)) ? Number(v) : v;
   if (Array.isArray(v)) return v.map(plain);
   if (v && typeof v === "object" && Object.getPrototypeOf(v) === Object.prototype) {
@@ -171,6 +181,7 @@ export async function* streamParquet(
         rows = await parquetReadObjects({
           file: f.buffer,
           metadata: md,
+          compressors,
           columns: opts.columns,
           rowStart: row,
           rowEnd,
