@@ -128,7 +128,8 @@ export async function readJson(path: string, opts: JsonOptions = {}): Promise<Re
     throw new SyntaxError(
       `Cannot read records from ${path}: expected an array of objects, {"${field}": [...]} or columns of equal ` +
         `length ({"text": [...], ...})` + (obj ? `, found keys ${Object.keys(obj).join(", ")}` : "") +
-        `; pass field to name the key holding the records`,
+        `; convert it to JSON Lines (one record per line) or put the records under "data" ` +
+        `(from code, readJson / readDataset take field to name the key)`,
     );
   }
   const select = selector(opts);

@@ -65,10 +65,15 @@ const EXTENSIONS: Record<string, DataFormat> = {
 export function detectFormat(path: string): DataFormat {
   const ext = basename(path).split(".").pop()?.toLowerCase() ?? "";
   const f = EXTENSIONS[ext];
+  if (!f && ["gz", "bz2", "xz", "zst", "zip"].includes(ext)) {
+    throw new TypeError(
+      `Cannot read ${path}: compressed data files are not read; decompress it first (gunzip -k for .gz)`,
+    );
+  }
   if (!f) {
     throw new TypeError(
       `Cannot guess the format of ${path}: extension ".${ext}" is not one of ` +
-        `${Object.keys(EXTENSIONS).map((e) => "." + e).join(", ")}; rename the file or pass format`,
+        `${Object.keys(EXTENSIONS).map((e) => "." + e).join(", ")}; rename the file (from code: pass format)`,
     );
   }
   return f;

@@ -83,7 +83,8 @@ Deno.test("readJson() reads an array or {data: [...]}, and says what it found ot
   assert.deepEqual(await readJson(path, { field: "rows" }), [{ q: 3 }]);
   await assert.rejects(readJson(path), {
     name: "SyntaxError",
-    message: /found keys version, rows; pass field/,
+    // (it had said "pass field", which no command takes)
+    message: /found keys version, rows; convert it to JSON Lines .* or put the records under "data"/,
   });
   await Deno.writeTextFile(path, "{oops");
   await assert.rejects(readJson(path), { name: "SyntaxError", message: /a\.json: .* at line 1, column 2;/ });
