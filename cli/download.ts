@@ -27,6 +27,7 @@ options:
   --overwrite_output_dir     replace an existing --output folder (whole: never old and new mixed)
   --revision REV             branch, tag or commit (default main)
   --verify                   re-hash every file against the hub's sha256 / git sha1
+  --force_download           fetch every file again, even when cached (huggingface_hub's force_download)
   --allow_patterns GLOB      files to fetch (repeatable or comma-separated; default the model files
                              at the top of the repo: ${MODEL_FILE_PATTERNS.join(", ")}, and the
                              shards the index's weight_map names)
@@ -43,6 +44,7 @@ const FLAGS = {
   overwrite_output_dir: { type: "boolean" },
   revision: { type: "string" },
   verify: { type: "boolean" },
+  force_download: { type: "boolean" },
   allow_patterns: { type: "list" },
   cache_dir: { type: "string" },
   quiet: { type: "boolean" },
@@ -69,6 +71,7 @@ async function downloadRun(args: string[], io: CliIO): Promise<void> {
       ...(v.revision !== undefined ? { revision: v.revision } : {}),
       ...(v.cache_dir !== undefined ? { cache_dir: v.cache_dir } : {}),
       ...(v.quiet ? { progress: false } : {}),
+      ...(v.force_download ? { force_download: true } : {}),
       output: v.output,
       overwrite_output_dir: v.overwrite_output_dir,
       verify: v.verify,

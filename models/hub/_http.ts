@@ -97,7 +97,7 @@ export async function statusError(res: Response, t: HubTarget, url: string): Pro
       ? `${kind} repo ${t.repo_id} does not exist (or is private)`
       : `${kind} repo ${t.repo_id} or its file "${t.filename ?? ""}" was not found`;
     const fix = t.repo_type === "model"
-      ? `check the repo id, the file name and the revision (a dataset needs repo_type: "dataset")`
+      ? `check the repo id, the file name and the revision (a dataset is read by its own loaders, as --dataset)`
       : `check the repo id, the file name and the revision`;
     return new HubError("not_found", `${what}: ${which}${at}; ${fix}`, { status: 404 });
   }

@@ -54,7 +54,8 @@ export async function indexShards(folder: string, files: readonly string[]): Pro
   if (!shards.length || shards.some((f) => typeof f !== "string")) {
     throw new SyntaxError(
       `Cannot read ${path}: "weight_map" is not an object of tensor names to shard files; ` +
-        `download the model again (force_download)`,
+        `download the model again (--force_download; force_download from code), and if the hub's own file is ` +
+        `malformed, tell the repo's owner`,
     );
   }
   for (const f of shards) {

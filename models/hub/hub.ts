@@ -133,6 +133,20 @@ function resolve(repo_id: string, opts: HubOptions, filename?: string): Resolved
     throw new TypeError(`Cannot use repo_type: ${JSON.stringify(repo_type)}; use "model" or "dataset"`);
   }
   const cacheDir = hubCacheDir(opts);
+  try {
+    if (!Deno.statSync(cacheDir).isDirectory) {
+      throw new TypeError(
+        `Cannot use the hub cache ${cacheDir} (${
+          opts.cache_dir !== undefined ? "the cache_dir option, --cache_dir" : "HF_HUB_CACHE / HF_HOME"
+        }): it is a file, not a folder; give a folder`,
+      );
+    }
+  } catch (e) {
+    if (e instanceof Deno.errors.NotADirectory) {
+      throw new TypeError(`Cannot use the hub cache ${cacheDir}: a folder above it is a file; give a folder`);
+    }
+    if (!(e instanceof Deno.errors.NotFound)) throw e; // made on the first download
+  }
   const token = opts.token === false ? undefined : (opts.token ?? defaultToken());
   const endpoint = (opts.endpoint ?? envGet("HF_ENDPOINT") ?? "https://huggingface.co").replace(/\/+$/, "");
   if (!/^https?:\/\/[^/]/.test(endpoint) || !URL.canParse(endpoint)) {

@@ -162,6 +162,40 @@ Deno.test("download --verify catches a file tampered with in the cache", async (
   });
 });
 
+Deno.test("download --force_download fetches a cached file again (the index error's advice had named no flag)", async () => {
+  const files = await repoFiles();
+  await withHub({ models: { [ID]: files } }, async (run, _cache, hub) => {
+    const snapshot = (await ok(run, ["--model", ID, "--quiet"])).out.trim();
+    const blob = await Deno.realPath(join(snapshot, "model.safetensors"));
+    const bytes = await Deno.readFile(blob);
+    bytes[bytes.length - 1] ^= 0x55;
+    await Deno.writeFile(blob, bytes);
+    // the weights are an LFS file: their bytes come from the CDN
+    const gets = () => hub.requests.filter((r) => r.method === "GET" && r.server === "cdn").length;
+    const before = gets();
+    await ok(run, ["--model", ID, "--quiet"]); // cached: not fetched
+    assert.equal(gets(), before);
+    await ok(run, ["--model", ID, "--quiet", "--force-download"]);
+    assert.ok(gets() > before);
+    assert.deepEqual(await Deno.readFile(join(snapshot, "model.safetensors")), files["model.safetensors"]);
+  });
+});
+
+Deno.test("download --cache_dir naming a file is one line (it had been a raw 'Not a directory (os error 20)')", async () => {
+  const file = await Deno.makeTempFile();
+  try {
+    for (const dir of [file, join(file, "hub")]) {
+      assertFails(
+        await cli(["download", "--model", ID, "--cache_dir", dir]),
+        2,
+        /^fledge: .*Cannot use the hub cache .*(it is a file, not a folder|a folder above it is a file); give a folder/,
+      );
+    }
+  } finally {
+    await Deno.remove(file);
+  }
+});
+
 Deno.test("download turns a 404 into one line naming the repo, exit code 2", async () => {
   const files = await repoFiles();
   await withHub({ models: { [ID]: files } }, async (run) => {
