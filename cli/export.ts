@@ -43,7 +43,8 @@ options:
                              the adapter GGUF's weight type (default f32; --outtype is the base's)
   --tokenizer DIR            a folder with tokenizer.json (default: the adapter's, as TRL saves the
                              tokenizer it trained with beside it, else the model's, else the run folder)
-  --name NAME                GGUF general.name (default fledge-<family>)
+  --name NAME                GGUF general.name (default: the hub id's or folder's name, as
+                             convert_hf_to_gguf.py; a run folder's name for its model/)
   --overwrite                replace existing output files
   --backend webgpu|cpu|auto  where the model is loaded and merged (default cpu)
   --json                     print {"path", "bytes", "tensors"} (and "adapter": {...} for a second file)
@@ -147,6 +148,24 @@ async function findTokenizer(dirs: (string | undefined)[]): Promise<Tokenizer | 
   return null;
 }
 
+/**
+ * GGUF `general.name` when --name is not given, as convert_hf_to_gguf.py names a model by where it
+ * came from: a hub id's name, a folder's name (a run folder's, for its model/ or adapter/).
+ * Undefined (the exporter's fledge-<family>) for a name llama.cpp would read as Phi-3 without the
+ * tokenizer's <|end|>, or one that is not plain text.
+ */
+function defaultName(model: string, tokenizer: Tokenizer): string | undefined {
+  const trimmed = model.replace(/[\\/]+$/, "");
+  let name = basename(trimmed);
+  const run = dirname(trimmed); // a training run's model/ or adapter/ goes by the run's name
+  if (["model", "adapter"].includes(name) && existsSync(join(run, "config.yaml"))) {
+    name = basename(resolve(run));
+  }
+  if (!name || name === "." || name === "..") return undefined;
+  if (/phi-?3/i.test(name) && tokenizer.tokenToId("<|end|>") === null) return undefined;
+  return name;
+}
+
 interface Written {
   path: string;
   bytes: number;
@@ -248,6 +267,7 @@ async function exportRun(args: string[], io: CliIO): Promise<void> {
         overwrite: v.overwrite,
       };
       const named = <T extends object>(o: T, name?: string) => (name !== undefined ? { ...o, name } : o);
+      const name = v.name ?? defaultName(v.model, tokenizer!);
       // The adapter is merged, or written first as its own GGUF (which refuses what llama.cpp
       // adapters cannot hold, e.g. trained biases, before anything is written) and detached. It is
       // written under a temp name and put in place only once the model's GGUF is written too, so a
@@ -262,7 +282,7 @@ async function exportRun(args: string[], io: CliIO): Promise<void> {
             pending,
             named(
               { adapter, outtype: (v.adapter_outtype ?? "f32") as "f32" | "f16" | "q8_0" },
-              v.name && `${v.name}-lora`,
+              name && `${name}-lora`,
             ),
           ).catch((e) => { // its refusals name the file the user asked for, not the temp name
             if (e instanceof Error) e.message = e.message.replaceAll(pending, adapterOut);
@@ -270,7 +290,7 @@ async function exportRun(args: string[], io: CliIO): Promise<void> {
           });
           removeAdapter(model);
         }
-        main = await exportGguf(model, v.output, named(opts, v.name));
+        main = await exportGguf(model, v.output, named(opts, name));
         if (extra && adapterOut && pending) {
           await moveFileAtomic(pending, adapterOut);
           extra = { ...extra, path: adapterOut };

@@ -117,6 +117,29 @@ function modelName(opts: ExportGgufOptions, arch: string): string {
   return name;
 }
 
+/**
+ * A parameter count as gguf-py's `size_label` writes it (`model_weight_count_rounded_notation`):
+ * K, M, B or T with at least two significant digits, e.g. 494032768 -> "494M", 1.54e9 -> "1.5B".
+ * @example
+ * ```ts
+ * import { sizeLabel } from "./gguf.ts";
+ * if (sizeLabel(494_032_768) !== "494M" || sizeLabel(1_543_714_304) !== "1.5B") throw new Error();
+ * if (sizeLabel(230_208) !== "230K" || sizeLabel(7_615_616_512) !== "7.6B") throw new Error();
+ * ```
+ */
+export function sizeLabel(count: number): string {
+  const [scale, suffix] = count > 1e12
+    ? [1e-12, "T"]
+    : count > 1e9
+    ? [1e-9, "B"]
+    : count > 1e6
+    ? [1e-6, "M"]
+    : [1e-3, "K"];
+  const scaled = count * scale;
+  const digits = String(Math.round(scaled)).replace(/^0+/, "").length;
+  return `${scaled.toFixed(Math.max(2 - digits, 0))}${suffix}`;
+}
+
 /** `general.*` keys every file starts with. */
 function generalMetadata(arch: string, type: "model" | "adapter", name: string): [string, GgufValue][] {
   return [
@@ -187,8 +210,11 @@ export async function exportGguf(
     );
   }
   const { type, file_type } = OUTTYPES[outtype];
+  let weights = 0;
+  for (const p of model.params.values()) weights += p.size;
   const metadata = [
     ...generalMetadata(GGUF_ARCH[c.arch], "model", modelName(opts, c.arch)),
+    ["general.size_label", { type: "string", value: sizeLabel(weights) }] as [string, GgufValue],
     ...archMetadata(c, file_type),
     ...await tokenizerMetadata(opts.tokenizer, c),
   ];

@@ -211,7 +211,9 @@ Deno.test("export --json writes a model folder as GGUF, read back by @huggingfac
     const p = await parse(out);
     assert.deepEqual(json, { path: out, bytes: (await Deno.stat(out)).size, tensors: p.tensorInfos.length });
     assert.equal(p.metadata["general.file_type"], 7);
-    assert.equal(p.metadata["general.name"], "fledge-llama");
+    // named by its folder, as convert_hf_to_gguf.py (it had been fledge-llama), with gguf-py's size label
+    assert.equal(p.metadata["general.name"], "model");
+    assert.match(String(p.metadata["general.size_label"]), /^\d+(\.\d)?[KMB]$/);
     const again = await cli([
       "export",
       "--model",
