@@ -310,43 +310,6 @@ Deno.test("validateTrainingConfig() migrates legacy names with one warning line 
     "adamw",
   );
   assert.equal(notes.length, 2);
-  // both names: one problem (not also an unknown key); TRL's None is refused naming the key as written
-  const both = caught(() => validateTrainingConfig({ max_length: 64, max_seq_length: 128 }, quiet)).message;
-  assert.match(both, /1 problem/);
-  assert.match(both, /max_length: both "max_length" and "max_seq_length" are set; keep only one of them/);
-  // TRL's names for what fledge has: the trl sft / trl dpo scripts' model and dataset keys, a
-  // loss_type list of one (TRL >= 0.29), truncation_mode keep_start (fledge's cut); they had been
-  // unknown keys
-  const trl = validateTrainingConfig({
-    model_name_or_path: "tiny",
-    dataset_name: "d.jsonl",
-    loss_type: ["hinge"],
-    truncation_mode: "keep_start",
-    padding_free: false,
-    rpo_alpha: null,
-  }, quiet);
-  assert.deepEqual([trl.model, trl.dataset, trl.loss_type], ["tiny", "d.jsonl", "hinge"]);
-  // TRL fields fledge lacks are named as such, with what fledge does (they had read as typos:
-  // "gradient_checkpointing_kwargs: did you mean gradient_checkpointing?")
-  const lacks = caught(() =>
-    validateTrainingConfig({
-      rpo_alpha: 1,
-      truncation_mode: "keep_end",
-      gradient_checkpointing_kwargs: { use_reentrant: false },
-      loss_type: ["sigmoid", "sft"],
-    }, quiet)
-  ).message;
-  assert.match(lacks, /4 problems/);
-  assert.match(lacks, /rpo_alpha: RPO .* is not implemented in fledge's DPO; remove it/);
-  assert.match(
-    lacks,
-    /truncation_mode: fledge cuts each sequence to max_length keeping its start .*keep_end is not implemented; remove it/,
-  );
-  assert.match(
-    lacks,
-    /gradient_checkpointing_kwargs: fledge's gradient_checkpointing has no options .*; remove it/,
-  );
-  assert.match(lacks, /loss_type: expected one of/);
   assert.match(
     caught(() => validateTrainingConfig({ max_length: null }, quiet)).message,
     /max_length: null \(no truncation\) is not supported: give a length in tokens \(default 1024\)/,
@@ -824,17 +787,4 @@ Deno.test("validateTrainingConfig() refuses settings the rest of the config swit
     num_decay_steps: 5,
   });
   assert.equal(flags(lora, { lora: null }).lora, null);
-});
-
-Deno.test("validateTrainingConfig() accepts max_train_samples / max_eval_samples and rejects non-positive ones", () => {
-  const c = validateTrainingConfig(
-    { max_train_samples: 100, max_eval_samples: 20, eval_strategy: "steps", eval_steps: 10 },
-    { file: "run.yaml" },
-  );
-  assert.equal(c.max_train_samples, 100);
-  assert.equal(c.max_eval_samples, 20);
-  assert.throws(
-    () => validateTrainingConfig({ max_eval_samples: 0 }, { file: "run.yaml" }),
-    /run\.yaml.*max_eval_samples/s,
-  );
 });
