@@ -152,6 +152,30 @@ Deno.test("dpo: a tiny LoRA run from YAML + flags writes the run folder and prin
   await Deno.stat(join(out, "adapter", "adapter_model.safetensors"));
 });
 
+Deno.test("dpo reads every shard of a split folder (only the first had been read)", async () => {
+  const shards = join(dir, "shards");
+  await Deno.mkdir(shards);
+  for (const k of [0, 1]) {
+    await Deno.writeTextFile(
+      join(shards, `train-0000${k}-of-00002.jsonl`),
+      Array.from({ length: 4 }, (_, i) => row(4 * k + i)).join("\n") + "\n",
+    );
+  }
+  const r = await cli([
+    "dpo",
+    "--config",
+    await yaml("shards.yaml", base(join(dir, "run-shards"))),
+    "--dataset",
+    shards,
+    "--max_steps",
+    "-1",
+    "--num_train_epochs",
+    "1",
+  ]);
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.out, /^trained 4 DPO steps /); // 8 pairs in batches of 2
+});
+
 Deno.test("dpo: SIGINT saves a checkpoint, prints the resume command and exits 130", async () => {
   const out = join(dir, "run-sigint");
   const cfg = await yaml("long.yaml", base(out).replace("max_steps: 2", "max_steps: 100000"));
