@@ -53,6 +53,14 @@ export function validateConfig(obj: unknown, ctx: ValidateContext): TrainingConf
     if (src[k] !== null && src[k] !== false) p.type(k, `${UNSUPPORTED_KEYS[k]}; remove it`);
     delete src[k];
   }
+  if (src.loss_type === "nll" || src.loss_type === "dft") { // TRL SFTConfig's, not the DPO enum's
+    p.type(
+      "loss_type",
+      `${src.loss_type} is TRL SFTConfig's loss_type: fledge's SFT trains with nll, its only loss (remove ` +
+        `loss_type), and dft is not implemented; DPO's are sigmoid, hinge and ipo`,
+    );
+    delete src.loss_type;
+  }
   checkUnknownKeys(p, src, TOP_KEYS, { prefix: "", hints: TOP_HINTS, what: WHAT });
   const c: Record<string, unknown> = structuredClone(ctx.defaults);
   for (const k of TOP_KEYS) if (src[k] !== undefined) c[k] = src[k];

@@ -54,6 +54,11 @@ Deno.test("validateTrainingConfig() reads TRL's names and names the TRL fields f
     /gradient_checkpointing_kwargs: fledge's gradient_checkpointing has no options .*; remove it/,
   );
   assert.match(lacks, /loss_type: expected one of/);
+  // SFT's loss_type (TRL >= 0.22) had met DPO's enum: "expected one of sigmoid, hinge, ipo"
+  assert.match(
+    caught(() => validateTrainingConfig({ loss_type: "nll" }, quiet)).message,
+    /loss_type: nll is TRL SFTConfig's loss_type: fledge's SFT trains with nll, its only loss \(remove loss_type\)/,
+  );
 });
 
 Deno.test("validateTrainingConfig() accepts max_train_samples / max_eval_samples and rejects non-positive ones", () => {
