@@ -97,7 +97,6 @@ const SPLIT_KEYWORDS: readonly [string, readonly string[]][] = [
   ["test", ["test", "testing", "eval", "evaluation"]],
 ];
 
-/** Files of a dataset folder that are not data: its card and `datasets`' own metadata. */
 /** Files of a dataset folder that are not data: the dataset card and HF's info files. */
 export const METADATA: RegExp = /^(readme\.md|dataset_infos?\.json|dataset_dict\.json|state\.json)$/i;
 
