@@ -131,3 +131,13 @@ export function randomArray(n: number, seed: number, scale = 1): Float32Array {
   }
   return out;
 }
+
+/** The error `f` throws, to assert on its class and message; fails the test when it throws none. */
+export function caught(f: () => unknown): Error {
+  try {
+    f();
+  } catch (e) {
+    return e as Error;
+  }
+  throw new assert.AssertionError({ message: "expected an error" });
+}

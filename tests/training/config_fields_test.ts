@@ -2,19 +2,10 @@
  * TRL's and datasets' fields in a training config: TRL's current names read as fledge's fields,
  * its fields fledge lacks named as such (not as typos of other fields), and the sample caps.
  */
-import { assert } from "../_assert.ts";
+import { assert, caught } from "../_assert.ts";
 import { validateTrainingConfig } from "../../training/config.ts";
 
 const quiet = { warn: () => {} };
-
-function caught(f: () => unknown): Error {
-  try {
-    f();
-  } catch (e) {
-    return e as Error;
-  }
-  throw new Error("expected an error");
-}
 
 Deno.test("validateTrainingConfig() reads TRL's names and names the TRL fields fledge lacks", () => {
   // both names: one problem (not also an unknown key); TRL's None is refused naming the key as written

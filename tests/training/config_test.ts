@@ -3,7 +3,7 @@
  * suggestions, legacy migration, YAML/JSON load and save, presets, recommendations, memory plans
  * (which the Trainer runs as they are: one step each).
  */
-import { assert } from "../_assert.ts";
+import { assert, caught } from "../_assert.ts";
 import {
   DEFAULT_LORA_CONFIG,
   DEFAULT_TRAINING_CONFIG,
@@ -29,15 +29,6 @@ import { TextDataset } from "../../data/text_dataset.ts";
 import { createTrainer } from "../../training/trainer.ts";
 
 /** The error `f` throws (fails when it returns). */
-function caught(f: () => unknown): Error {
-  try {
-    f();
-  } catch (e) {
-    return e as Error;
-  }
-  throw new assert.AssertionError({ message: "expected an error" });
-}
-
 async function caughtAsync(f: () => Promise<unknown>): Promise<Error> {
   try {
     await f();

@@ -8,16 +8,7 @@ import {
   migrateConfigFile,
   migrationToYaml,
 } from "../../training/legacy_config.ts";
-import { assert } from "../_assert.ts";
-
-function caught(f: () => unknown): Error {
-  try {
-    f();
-  } catch (e) {
-    return e as Error;
-  }
-  throw new Error("expected an error");
-}
+import { assert, caught } from "../_assert.ts";
 
 Deno.test("migrateConfig() reads nanoGPT's schedule keys as a cosine to min_lr over max_steps", () => {
   const m = migrateConfig({

@@ -3,7 +3,7 @@
  * `src/transformers/optimization.py`, evaluated in Python for N = 23 training steps, 5 warmup
  * steps, learning rate 3e-4, at every step 0..N+2), the warmup ceil rule, and input checks.
  */
-import { assert, assertAllClose } from "../_assert.ts";
+import { assert, assertAllClose, caught } from "../_assert.ts";
 import {
   createLrSchedule,
   getWarmupSteps,
@@ -12,15 +12,6 @@ import {
 } from "../../training/schedule.ts";
 
 /** The error `f` throws (fails when it returns). */
-function caught(f: () => unknown): Error {
-  try {
-    f();
-  } catch (e) {
-    return e as Error;
-  }
-  throw new assert.AssertionError({ message: "expected an error" });
-}
-
 const N = 23;
 const LR = 3e-4;
 
