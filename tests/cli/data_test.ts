@@ -147,19 +147,13 @@ Deno.test("data clean runs the YAML pipeline, writes atomically and refuses to o
   assert.deepEqual(await findTempLeftovers(join(tmp, "clean")), []);
   // an existing output: refused (exit 2), left as it was; --overwrite replaces it
   const before = await Deno.readTextFile(out);
-  const again = await cliProcess(["data", "clean", "--config", pipeline, file, "--output", out]);
+  // the pipeline on `file` into `to`
+  const cleanTo = (to: string, ...flags: string[]) =>
+    cliProcess(["data", "clean", "--config", pipeline, file, "--output", to, ...flags]);
+  const again = await cleanTo(out);
   assertFails(again, 2, /data clean: .*kept\.jsonl exists; pass --overwrite/);
   assert.equal(await Deno.readTextFile(out), before);
-  const over = await cliProcess([
-    "data",
-    "clean",
-    "--config",
-    pipeline,
-    file,
-    "--output",
-    out,
-    "--overwrite",
-  ]);
+  const over = await cleanTo(out, "--overwrite");
   assert.equal(over.code, 0, over.err);
   assert.match(over.out, /1\. exact_dedup +kept 21, dropped 1 \(exact_duplicate 1\)/);
   assert.match(over.out, /2\. length +kept \d+, dropped \d+ \(too_few_words \d+\)/);
@@ -167,22 +161,13 @@ Deno.test("data clean runs the YAML pipeline, writes atomically and refuses to o
   const real = join(tmp, "real-kept.jsonl"), link = join(tmp, "clean", "link.jsonl");
   await Deno.writeTextFile(real, "old\n");
   await Deno.symlink(real, link);
-  const viaLink = await cliProcess([
-    "data",
-    "clean",
-    "--config",
-    pipeline,
-    file,
-    "--output",
-    link,
-    "--overwrite",
-  ]);
+  const viaLink = await cleanTo(link, "--overwrite");
   assert.equal(viaLink.code, 0, viaLink.err);
   assert.ok(Deno.lstatSync(link).isSymlink, "still a link");
   assert.deepEqual(await readJsonl(real), expected.kept);
   // CSV output by extension
   const csv = join(tmp, "clean", "kept.csv");
-  assert.equal((await cliProcess(["data", "clean", "--config", pipeline, file, "--output", csv])).code, 0);
+  assert.equal((await cleanTo(csv)).code, 0);
   assert.equal((await Deno.readTextFile(csv)).split("\n")[0], "id,text,label");
   // a field that the first record lacks is a column too (it was dropped from CSV output)
   const mixed = join(tmp, "clean", "mixed.jsonl"), mixedCsv = join(tmp, "clean", "mixed.csv");
