@@ -10,13 +10,11 @@ import { createBackend } from "../kernels/backend.ts";
 import { loadTokenizer, type Tokenizer } from "../models/tokenizer/tokenizer.ts";
 import type { Transformer } from "../models/transformer.ts";
 import { loadPreferenceExamples, PreferenceDataset, type PreferenceExample } from "../data/preference.ts";
-import { findSplitFiles } from "../data/readers.ts";
 import { hashFraction } from "../data/split.ts";
 import { latestCheckpoint } from "./checkpoint.ts";
 import { refuseUnreadFields, type TrainingConfig } from "./config.ts";
 import { refuseExistingRun } from "./_trainer_io.ts";
-import { refuseMissingDataset, refuseResumeTokenizer } from "./_run_data.ts";
-import { isDirSync } from "../util/atomic.ts";
+import { refuseMissingDataset, refuseResumeTokenizer, trainSplitFiles } from "./_run_data.ts";
 import { initRunModel, isPreset, modelDir, resolveRunModel } from "./_run_model.ts";
 
 /** What a DPO run trains: the model, its tokenizer and the pairs. */
@@ -28,16 +26,6 @@ export interface DpoRunInputs {
 }
 
 /** The train and validation files of a dataset path (a file is its own train split). */
-/** A dataset's train and validation files: every shard of a folder's split, in order (HF reads them all). */
-function splitFiles(data: string): { train: string[]; validation: string[] | null } {
-  if (!isDirSync(data)) return { train: [data], validation: null };
-  const splits = findSplitFiles(data);
-  const train = splits.train;
-  if (!train?.length) {
-    throw new RangeError(`Cannot train: dataset folder ${data} has no train split file (train.jsonl, ...)`);
-  }
-  return { train, validation: splits.validation?.length ? splits.validation : null };
-}
 
 /** The pairs of every file of a split, in order. */
 async function pairsOfAll(
@@ -122,7 +110,7 @@ export async function dpoRunInputs(
     ? await loadTokenizer(resumeDir!)
     : await loadTokenizer(config.tokenizer ? await modelDir(config.tokenizer) : dir!);
 
-  const files = splitFiles(data), wantsEval = config.eval_strategy !== "no";
+  const files = trainSplitFiles(data), wantsEval = config.eval_strategy !== "no";
   if (wantsEval && !files.validation && config.max_eval_samples !== null) {
     throw new RangeError(
       `Cannot train: max_eval_samples needs a dataset folder with a validation split file; ${data} has none ` +

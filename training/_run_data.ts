@@ -32,11 +32,15 @@ export async function readDocuments(config: TrainingConfig, split = "train"): Pr
   return cap === null ? docs : docs.slice(0, cap);
 }
 
-/** The validation files of a dataset folder (every shard, in order), or null. */
-async function validationFiles(data: string): Promise<string[] | null> {
-  const isDir = await Deno.stat(data).then((s) => s.isDirectory, () => false);
-  const files = isDir ? findSplitFiles(data).validation : undefined;
-  return files?.length ? files : null;
+/**
+ * A dataset's split files, every shard in order (HF reads them all): a file is its own train split
+ * with no validation; a folder's train split (null when it has none: a folder of documents) and
+ * validation split (null when it has none).
+ */
+export function splitFiles(data: string): { train: string[] | null; validation: string[] | null } {
+  if (!isDirSync(data)) return { train: [data], validation: null };
+  const s = findSplitFiles(data);
+  return { train: s.train?.length ? s.train : null, validation: s.validation?.length ? s.validation : null };
 }
 
 /** The examples of every file, in order (the shards of a split: train-00000-of-00003.parquet, ...). */
@@ -105,14 +109,13 @@ export async function refuseResumeTokenizer(config: TrainingConfig, checkpoint: 
   );
 }
 
-/** The train files of a dataset: the file itself, or every shard of a folder's train split (HF reads them all). */
-function trainFiles(data: string): string[] {
-  if (!isDirSync(data)) return [data];
-  const files = findSplitFiles(data).train;
-  if (!files?.length) {
+/** {@linkcode splitFiles} of a dataset to train on: a folder without a train split is refused. */
+export function trainSplitFiles(data: string): { train: string[]; validation: string[] | null } {
+  const { train, validation } = splitFiles(data);
+  if (!train) {
     throw new RangeError(`Cannot train: dataset folder ${data} has no train split file (train.jsonl, ...)`);
   }
-  return files;
+  return { train, validation };
 }
 
 /**
@@ -126,7 +129,7 @@ export async function buildRunDatasets(
   docs: string[] | null,
 ): Promise<{ train: TrainDataset; eval: TrainDataset | null; held_out: boolean }> {
   const data = config.dataset!, T = config.max_seq_length, wantsEval = config.eval_strategy !== "no";
-  const valid = wantsEval ? await validationFiles(data) : null;
+  const valid = wantsEval ? splitFiles(data).validation : null;
   if (wantsEval && !valid && config.max_eval_samples !== null) {
     throw new RangeError(
       `Cannot train: max_eval_samples needs a dataset folder with a validation split file; ${data} has none ` +
@@ -153,7 +156,10 @@ export async function buildRunDatasets(
     return { train: sets.train, eval: sets.validation, held_out: wantsEval };
   }
   const cap = (ex: SftExample[], n: number | null) => (n === null ? ex : ex.slice(0, n));
-  let train = cap(await examplesOfAll(trainFiles(data), tokenizer, config), config.max_train_samples);
+  let train = cap(
+    await examplesOfAll(trainSplitFiles(data).train, tokenizer, config),
+    config.max_train_samples,
+  );
   let evalEx: SftExample[] | null = null;
   if (valid) evalEx = cap(await examplesOfAll(valid, tokenizer, config), config.max_eval_samples);
   else if (wantsEval) {
