@@ -11,7 +11,7 @@ import { saveModel } from "../models/save.ts";
 import { openSafetensors } from "../models/formats/safetensors.ts";
 import { TOKENIZER_FILES } from "../models/hub/hub.ts";
 import { join } from "node:path";
-import { writeDirAtomic } from "../util/atomic.ts";
+import { isFileSync, writeDirAtomic } from "../util/atomic.ts";
 import { loadAdapter, mergeAdapter } from "../training/peft.ts";
 import type { CliIO, Command } from "./command.ts";
 import { noteAdapterBase } from "./_model.ts";
@@ -29,12 +29,12 @@ options:
                              the merged weights' dtype (default auto: the base checkpoint's, as PEFT's
                              merge_and_unload keeps the dtype the base was loaded in)
   --overwrite_output_dir     replace an existing --output folder (atomically: old or new, never a mix)
+  --backend webgpu|cpu|auto  default auto
+  -h, --help                 this text
 
 The tokenizer files come from the adapter folder when it has a tokenizer.json (TRL saves the
 tokenizer it trained with, chat template included, beside the adapter), else from the base model.
-A bfloat16 or float16 checkpoint holds the merged weights rounded to that type.
-  --backend webgpu|cpu|auto  default auto
-  -h, --help                 this text`;
+A bfloat16 or float16 checkpoint holds the merged weights rounded to that type.`;
 
 const FLAGS = {
   model: { type: "string", required: true },
@@ -66,8 +66,6 @@ async function contents(dir: string): Promise<string[]> {
 
 type SaveDtype = "float32" | "float16" | "bfloat16";
 
-const isFile = (p: string) => Deno.stat(p).then((s) => s.isFile, () => false);
-
 /**
  * The floating dtype of a checkpoint folder's weights: bfloat16 or float16 when every floating
  * tensor is one, else float32 (also for a folder without safetensors).
@@ -98,7 +96,7 @@ async function checkpointDtype(dir: string | undefined): Promise<SaveDtype> {
 async function useTokenizerOf(adapter: string, dir: string): Promise<void> {
   for (const f of TOKENIZER_FILES) {
     const from = join(adapter, f), to = join(dir, f);
-    if (await isFile(from)) await Deno.copyFile(from, to);
+    if (isFileSync(from)) await Deno.copyFile(from, to);
     else await Deno.remove(to).catch(() => {}); // a base file beside the adapter's set would mix two tokenizers
   }
 }
@@ -132,7 +130,7 @@ async function mergeRun(args: string[], io: CliIO): Promise<void> {
       const torch_dtype = v.dtype === "auto"
         ? await checkpointDtype(modelSource(model))
         : v.dtype as SaveDtype;
-      const ownTokenizer = await isFile(join(v.adapter, "tokenizer.json"));
+      const ownTokenizer = isFileSync(join(v.adapter, "tokenizer.json"));
       // The whole folder at once: an old tokenizer.json can never sit beside new weights.
       await writeDirAtomic(v.output, async (tmp) => {
         await saveModel(model, tmp, { torch_dtype });

@@ -291,8 +291,9 @@ export class Transformer {
   readonly quantized: Map<string, QuantizedTensor> = new Map();
   /**
    * The defaults `generate()` and `beamSearch()` decode with under their options (HF's
-   * `model.generation_config`): `loadModel` reads the folder's `generation_config.json` here; null
-   * (a model built in code) leaves HF's defaults and the config's token ids.
+   * `model.generation_config`): the `generation_config.json` of the folder `loadModel` read is put
+   * here at the first generation; null on a model built in code leaves HF's defaults and the
+   * config's token ids.
    */
   generation_config: GenerationConfig | null = null;
 

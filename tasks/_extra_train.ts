@@ -119,7 +119,11 @@ export async function withExtraTrain(
  */
 export function balanceClasses(examples: readonly TaskExample[], seed: number): TaskExample[] {
   const by = new Map<string, TaskExample[]>();
-  for (const e of examples) by.set(e.target, [...(by.get(e.target) ?? []), e]);
+  for (const e of examples) {
+    const group = by.get(e.target);
+    if (group) group.push(e);
+    else by.set(e.target, [e]);
+  }
   const most = Math.max(0, ...[...by.values()].map((v) => v.length));
   const rand = mulberry32(seed);
   const out = [...examples];
