@@ -496,7 +496,9 @@ async function writeRecordSet(files: [string, DataRecord[], string[]?][], overwr
         });
       }
     }
-    if (files.length > 1) { for (const t of targets) await Deno.remove(t).catch(() => {}); }
+    // the old set goes first when replacing it; without --overwrite there was none to remove (refused
+    // before), and one that appeared meanwhile is left for the move below to refuse
+    if (overwrite && files.length > 1) { for (const t of targets) await Deno.remove(t).catch(() => {}); }
     // without --overwrite, never over a file that appeared while the output was being made
     for (const [i, t] of targets.entries()) await moveFileAtomic(temps[i], t, { replace: overwrite });
   } catch (e) {
