@@ -3,6 +3,7 @@
  * bounded memory (one chunk plus the current partial line), and write text with back-pressure.
  * @module
  */
+import { Decompress } from "npm:fzstd@^0.1";
 import { writeFileAtomic } from "../util/atomic.ts";
 
 /** One line of a file: its text (without `\n` / `\r\n`) and its 1-based line number. */
@@ -11,25 +12,103 @@ export interface NumberedLine {
   line: number;
 }
 
+/** Compressed data files read as their contents: the codec by extension (HF `datasets` infers it alike). */
+export const COMPRESSIONS: Readonly<Record<string, "gzip" | "zstd">> = Object.freeze({
+  gz: "gzip",
+  zst: "zstd",
+});
+
+/** Compressions that are refused, with the command that undoes each. */
+const UNREAD: Readonly<Record<string, string>> = Object.freeze({
+  bz2: "bunzip2 -k",
+  xz: "unxz -k",
+  lz4: "unlz4",
+  zip: "unzip",
+});
+
 /**
- * Decode `path` as UTF-8 (a leading BOM dropped) in chunks of about 64 KiB.
+ * The codec of a compressed data file (`train.jsonl.gz`, `data.csv.zst`), or null for a plain one.
+ * @throws {TypeError} for bz2, xz, lz4 and zip, naming the command that decompresses them
+ */
+export function compressionOf(path: string): "gzip" | "zstd" | null {
+  const ext = path.slice(path.lastIndexOf(".") + 1).toLowerCase();
+  if (Object.hasOwn(UNREAD, ext)) {
+    throw new TypeError(
+      `Cannot read ${path}: .${ext} files are not read (.gz and .zst are); decompress it first (${
+        UNREAD[ext]
+      })`,
+    );
+  }
+  return Object.hasOwn(COMPRESSIONS, ext) ? COMPRESSIONS[ext] : null;
+}
+
+/** A zstd decoder as a stream (fzstd's streaming `Decompress`; hyparquet-compressors uses fzstd too). */
+function zstdStream(): TransformStream<Uint8Array, Uint8Array> {
+  let d: Decompress;
+  return new TransformStream({
+    start(out) {
+      d = new Decompress((chunk) => out.enqueue(chunk.slice()));
+    },
+    transform(chunk) {
+      d.push(chunk);
+    },
+    flush() {
+      d.push(new Uint8Array(0), true);
+    },
+  });
+}
+
+/** The bytes of `path`, decompressed by its extension (see {@linkcode compressionOf}). */
+async function openBytes(path: string): Promise<ReadableStream<Uint8Array>> {
+  const codec = compressionOf(path);
+  let file: Deno.FsFile;
+  try {
+    file = await Deno.open(path);
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+    throw new Deno.errors.NotFound(`Cannot read ${path}: no such file`);
+  }
+  if (codec === null) return file.readable;
+  return file.readable.pipeThrough(codec === "gzip" ? new DecompressionStream("gzip") : zstdStream());
+}
+
+/**
+ * Decode `path` as UTF-8 (a leading BOM dropped) in chunks of about 64 KiB; a `.gz` or `.zst` file
+ * is decompressed on the way (line numbers in messages count lines of its contents).
  * @throws {TypeError} at bytes that are not UTF-8, naming the file and line (they are never
- *   replaced by U+FFFD behind the user's back)
+ *   replaced by U+FFFD behind the user's back), and at a corrupt or truncated compressed file
  */
 export async function* readTextChunks(path: string): AsyncGenerator<string> {
-  using file = await Deno.open(path);
+  const reader = (await openBytes(path)).getReader();
   const decoder = new TextDecoder("utf-8", { ignoreBOM: false, fatal: true });
   let line = 1;
-  for await (const bytes of file.readable) {
-    let text: string;
-    try {
-      text = decoder.decode(bytes, { stream: true });
-    } catch {
-      const bad = firstInvalid(bytes);
-      throw notUtf8(path, line + countNewlines(bytes.subarray(0, bad)), bytes[bad]);
+  try {
+    while (true) {
+      let next: ReadableStreamReadResult<Uint8Array>;
+      try {
+        next = await reader.read();
+      } catch (e) {
+        const codec = compressionOf(path);
+        if (codec === null) throw e;
+        throw new TypeError(
+          `Cannot read ${path}: not a complete ${codec} file (${(e as Error).message || e}); ` +
+            `check it (${codec === "gzip" ? "gzip" : "zstd"} -t) and download or compress it again`,
+        );
+      }
+      if (next.done) break;
+      const bytes = next.value;
+      let text: string;
+      try {
+        text = decoder.decode(bytes, { stream: true });
+      } catch {
+        const bad = firstInvalid(bytes);
+        throw notUtf8(path, line + countNewlines(bytes.subarray(0, bad)), bytes[bad]);
+      }
+      line += countNewlines(bytes);
+      if (text) yield text;
     }
-    line += countNewlines(bytes);
-    if (text) yield text;
+  } finally {
+    await reader.cancel().catch(() => {});
   }
   let tail: string;
   try {
@@ -38,6 +117,13 @@ export async function* readTextChunks(path: string): AsyncGenerator<string> {
     throw notUtf8(path, line, undefined);
   }
   if (tail) yield tail;
+}
+
+/** The whole text of `path` (see {@linkcode readTextChunks}). */
+export async function readWholeText(path: string): Promise<string> {
+  const parts: string[] = [];
+  for await (const chunk of readTextChunks(path)) parts.push(chunk);
+  return parts.join("");
 }
 
 function notUtf8(path: string, line: number, byte: number | undefined): TypeError {

@@ -4,7 +4,7 @@
  * @module
  */
 import { parseJson, parseJsonExact, stringifyJson } from "../util/json.ts";
-import { readLines, writeTextPieces } from "./_lines.ts";
+import { readLines, readWholeText, writeTextPieces } from "./_lines.ts";
 import { checkSelectOptions, collect, type SelectOptions, selector } from "./_select.ts";
 
 export type { SelectOptions } from "./_select.ts";
@@ -106,8 +106,7 @@ export interface JsonOptions extends SelectOptions {
  */
 export async function readJson(path: string, opts: JsonOptions = {}): Promise<Record<string, unknown>[]> {
   checkSelectOptions(opts, path);
-  let text = await readTextFile(path);
-  if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
+  const text = await readWholeText(path); // (a BOM dropped, gzip and zstd decompressed)
   let value: unknown;
   try {
     value = parseJsonExact(text);
@@ -163,15 +162,6 @@ function isJsonObject(line: string): boolean {
     return v !== null && typeof v === "object" && !Array.isArray(v);
   } catch {
     return false;
-  }
-}
-
-async function readTextFile(path: string): Promise<string> {
-  try {
-    return await Deno.readTextFile(path);
-  } catch (e) {
-    if (!(e instanceof Deno.errors.NotFound)) throw e;
-    throw new Deno.errors.NotFound(`Cannot read ${path}: no such file`);
   }
 }
 

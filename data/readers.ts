@@ -1,6 +1,7 @@
 /**
  * One entry point over the record formats: `readDataset` / `streamDataset` pick the reader from
- * the file extension (jsonl, json, csv, tsv, txt, parquet), or read a folder of split files
+ * the file extension (jsonl, json, csv, tsv, txt, parquet; the text formats also as `.gz` / `.zst`,
+ * decompressed as they stream), or read a folder of split files
  * (`train.jsonl`, `validation.csv`, `train-00000-of-00002.parquet`, also under `data/`), then apply
  * the split, the seeded shuffle and `max_samples`.
  * @module
@@ -11,6 +12,7 @@ import { readJson, streamJsonl } from "./jsonl.ts";
 import { streamParquet } from "./parquet.ts";
 import { hashFraction, pickSplit, shuffleRecords, type SplitOptions, splitRecords } from "./split.ts";
 import { streamText } from "./text.ts";
+import { compressionOf } from "./_lines.ts";
 import { checkSelectOptions, type SelectOptions } from "./_select.ts";
 import { agree, checkBooleans, checkPathArg, refuseUnknownOptions } from "../util/problems.ts";
 import { checkSeed } from "../util/random.ts";
@@ -63,20 +65,47 @@ const EXTENSIONS: Record<string, DataFormat> = {
  * ```
  */
 export function detectFormat(path: string): DataFormat {
-  const ext = basename(path).split(".").pop()?.toLowerCase() ?? "";
-  const f = EXTENSIONS[ext];
-  if (!f && ["gz", "bz2", "xz", "zst", "zip"].includes(ext)) {
+  const name = basename(path);
+  const codec = compressionOf(name);
+  const inner = codec ? name.slice(0, name.lastIndexOf(".")) : name;
+  const ext = inner.includes(".") ? inner.split(".").pop()!.toLowerCase() : "";
+  const f = Object.hasOwn(EXTENSIONS, ext) ? EXTENSIONS[ext] : undefined;
+  if (f === "parquet" && codec) {
     throw new TypeError(
-      `Cannot read ${path}: compressed data files are not read; decompress it first (gunzip -k for .gz)`,
+      `Cannot read ${path}: parquet compresses its own pages, and a compressed .parquet file is not read; ` +
+        `decompress it first`,
     );
   }
   if (!f) {
     throw new TypeError(
-      `Cannot guess the format of ${path}: extension ".${ext}" is not one of ` +
-        `${Object.keys(EXTENSIONS).map((e) => "." + e).join(", ")}; rename the file (from code: pass format)`,
+      `Cannot guess the format of ${path}: ${
+        ext ? `extension ".${ext}" is not` : "it has no extension; use"
+      } ` +
+        `one of ${
+          Object.keys(EXTENSIONS).map((e) => "." + e).join(", ")
+        } (each also as .gz or .zst, but parquet); ` +
+        `rename the file (from code: pass format)`,
     );
   }
   return f;
+}
+
+/**
+ * A data file name's format with its compression (`jsonl`, `jsonl.gz`), or null when it is not a
+ * data file.
+ * @throws {TypeError} for a data file in a compression that is not read (`train.jsonl.bz2`,
+ *   `train.parquet.gz`): skipped, it would leave its split silently empty
+ */
+function formatKey(name: string): string | null {
+  const inner = name.slice(0, name.lastIndexOf("."));
+  const known = inner.includes(".") && Object.hasOwn(EXTENSIONS, inner.split(".").pop()!.toLowerCase());
+  try {
+    const codec = compressionOf(name);
+    return detectFormat(name) + (codec ? "." + codec : "");
+  } catch (e) {
+    if (known) throw e;
+    return null;
+  }
 }
 
 function isDir(path: string): boolean {
@@ -102,11 +131,10 @@ export const METADATA: RegExp = /^(readme\.md|dataset_infos?\.json|dataset_dict\
 
 /** The split a data file's name gives: an HF keyword at a boundary, else the name up to `.-_`. */
 function splitOf(name: string): string | null {
-  const m = name.match(/^([A-Za-z0-9]+)(?:[-_.].*)?\.([a-z]+)$/i);
-  if (!m || !EXTENSIONS[m[2].toLowerCase()] || m[2].toLowerCase() === "md" || METADATA.test(name)) {
-    return null;
-  }
-  const stem = name.slice(0, name.lastIndexOf(".")).toLowerCase();
+  const plain = formatKey(name) ? name.replace(/\.(gz|zst)$/i, "") : null; // train.jsonl.gz is train.jsonl
+  const m = plain?.match(/^([A-Za-z0-9]+)(?:[-_.].*)?\.([a-z]+)$/i);
+  if (!plain || !m || m[2].toLowerCase() === "md" || METADATA.test(name)) return null;
+  const stem = plain.slice(0, plain.lastIndexOf(".")).toLowerCase();
   for (const [split, words] of SPLIT_KEYWORDS) {
     if (words.some((w) => new RegExp(`(^|[-._ 0-9])${w}([-._ 0-9]|$)`).test(stem))) return split;
   }
@@ -152,7 +180,8 @@ export function findSplitFiles(dir: string): Record<string, string[]> {
       }
     }
     for (const [split, files] of Object.entries(splits)) {
-      const formats = new Set(files.map((f) => EXTENSIONS[f.slice(f.lastIndexOf(".") + 1).toLowerCase()]));
+      // a gzipped copy beside its file is another format too: both would be read, each record twice
+      const formats = new Set(files.map((f) => formatKey(basename(f))));
       if (formats.size > 1) {
         throw new TypeError(
           `Cannot read ${sub}: split "${split}" has files in ${formats.size} formats (${

@@ -1,0 +1,129 @@
+// Compressed data files (`.gz`, `.zst`) read as their contents, as HF `datasets` reads them.
+import { fileURLToPath } from "node:url";
+import { assert } from "../_assert.ts";
+import { detectFormat, findSplitFiles, readDataset, streamDataset } from "../../data/readers.ts";
+import { writeJsonl } from "../../data/jsonl.ts";
+import { writeCsv } from "../../data/csv.ts";
+
+const dir = await Deno.makeTempDir({ prefix: "fledge-compressed-" });
+addEventListener("unload", () => Deno.removeSync(dir, { recursive: true }));
+const fixture = fileURLToPath(new URL("./fixtures/rows.jsonl.zst", import.meta.url));
+
+async function gzip(from: string, to: string, keep = Infinity): Promise<void> {
+  const bytes = await new Response(
+    (await Deno.open(from)).readable.pipeThrough(new CompressionStream("gzip")),
+  ).bytes();
+  await Deno.writeFile(to, bytes.subarray(0, Math.min(keep, bytes.length)));
+}
+
+const rows = Array.from(
+  { length: 40 },
+  (_, i) => ({ id: `r${i}`, text: `text ${i} é`, label: String(i % 2) }),
+);
+
+Deno.test("every text format reads the same records gzipped", async () => {
+  await writeJsonl(`${dir}/a.jsonl`, rows);
+  await Deno.writeTextFile(`${dir}/a.json`, JSON.stringify(rows));
+  await writeCsv(`${dir}/a.csv`, rows);
+  await writeCsv(`${dir}/a.tsv`, rows);
+  await Deno.writeTextFile(`${dir}/a.txt`, rows.map((r) => r.text).join("\n") + "\n");
+  for (const ext of ["jsonl", "json", "csv", "tsv", "txt"]) {
+    await gzip(`${dir}/a.${ext}`, `${dir}/a.${ext}.gz`);
+    assert.equal(detectFormat(`a.${ext}.gz`), detectFormat(`a.${ext}`));
+    assert.deepEqual(await readDataset(`${dir}/a.${ext}.gz`), await readDataset(`${dir}/a.${ext}`), ext);
+  }
+  // the selection options apply as to a plain file; stopping early leaves no file open (the test's
+  // resource sanitizer checks)
+  const two = [];
+  for await (const r of streamDataset(`${dir}/a.jsonl.gz`, { columns: ["text"], max_samples: 2 })) {
+    two.push(r);
+  }
+  assert.deepEqual(two, [{ text: "text 0 é" }, { text: "text 1 é" }]);
+});
+
+Deno.test("a zstd file made by the zstd tool streams across its chunks", async () => {
+  // 3,000 rows of 120,768 bytes written by `zstd -19` (sha256 of the contents ca3e56a9...)
+  const got = await readDataset(fixture);
+  assert.equal(got.length, 3000);
+  assert.deepEqual(got[2999], { id: 2999, text: "row 2999: " + "ü".repeat(2999 % 7) });
+  assert.ok(got.every((r, i) => r.id === i && r.text === `row ${i}: ${"ü".repeat(i % 7)}`));
+  const text = new TextEncoder().encode(
+    got.map((r) => `{"id": ${r.id}, "text": ${JSON.stringify(r.text)}}\n`).join(""),
+  );
+  const hash = new Uint8Array(await crypto.subtle.digest("SHA-256", text));
+  assert.equal(
+    [...hash].map((b) => b.toString(16).padStart(2, "0")).join(""),
+    "ca3e56a9c56de36f491373706b06d2988386f45caca113319a0d6bfa7ce83d9d",
+  );
+});
+
+Deno.test("a folder's compressed split files are found, and a compressed copy beside its file is refused", async () => {
+  const d = `${dir}/folder`;
+  await Deno.mkdir(`${d}/data`, { recursive: true });
+  await writeJsonl(`${dir}/train.jsonl`, rows.slice(0, 30));
+  await gzip(`${dir}/train.jsonl`, `${d}/data/train-00000-of-00001.jsonl.gz`);
+  await Deno.copyFile(fixture, `${d}/data/validation.jsonl.zst`);
+  assert.deepEqual(Object.keys(findSplitFiles(d)), ["train", "validation"]);
+  assert.equal((await readDataset(d, { split: "train" })).length, 30);
+  assert.equal((await readDataset(d, { split: "validation", max_samples: 3 })).length, 3);
+  // `gzip -k` leaves both: each record would be read twice
+  await writeJsonl(`${d}/data/train-00000-of-00001.jsonl`, rows.slice(0, 30));
+  assert.throws(() => findSplitFiles(d), {
+    name: "TypeError",
+    message:
+      /split "train" has files in 2 formats \(train-00000-of-00001\.jsonl, train-00000-of-00001\.jsonl\.gz\)/,
+  });
+  await Deno.remove(`${d}/data/train-00000-of-00001.jsonl`);
+  // a data file in a compression that is not read is named, not skipped (its split would be empty)
+  await Deno.writeFile(`${d}/data/test.jsonl.bz2`, new Uint8Array([66, 90, 104]));
+  assert.throws(() => findSplitFiles(d), {
+    name: "TypeError",
+    message:
+      /^Cannot read test\.jsonl\.bz2: \.bz2 files are not read \(\.gz and \.zst are\); decompress it first \(bunzip2 -k\)$/,
+  });
+  await Deno.remove(`${d}/data/test.jsonl.bz2`);
+  await Deno.writeFile(`${d}/data/test.parquet.gz`, new Uint8Array([1]));
+  assert.throws(() => findSplitFiles(d), { message: /parquet compresses its own pages/ });
+  await Deno.remove(`${d}/data/test.parquet.gz`);
+  // an archive is not a data file
+  await Deno.writeFile(`${d}/data/backup.tar.gz`, new Uint8Array([1]));
+  assert.deepEqual(Object.keys(findSplitFiles(d)), ["train", "validation"]);
+});
+
+Deno.test("a corrupt, truncated or non-UTF-8 compressed file gets one line naming it", async () => {
+  await writeJsonl(
+    `${dir}/big.jsonl`,
+    Array.from({ length: 5000 }, (_, i) => ({ i, t: "x".repeat(i % 50) })),
+  );
+  await gzip(`${dir}/big.jsonl`, `${dir}/cut.jsonl.gz`, 2000);
+  await assert.rejects(readDataset(`${dir}/cut.jsonl.gz`), {
+    name: "TypeError",
+    message:
+      /^Cannot read \S+cut\.jsonl\.gz: not a complete gzip file \(.+\); check it \(gzip -t\) and download or compress it again$/,
+  });
+  await Deno.writeTextFile(`${dir}/plain.jsonl.gz`, '{"a": 1}\n');
+  await assert.rejects(readDataset(`${dir}/plain.jsonl.gz`), {
+    message: /plain\.jsonl\.gz: not a complete gzip file/,
+  });
+  const zst = await Deno.readFile(fixture);
+  await Deno.writeFile(`${dir}/cut.jsonl.zst`, zst.subarray(0, zst.length - 100));
+  await assert.rejects(readDataset(`${dir}/cut.jsonl.zst`), {
+    message: /cut\.jsonl\.zst: not a complete zstd file \(.+\); check it \(zstd -t\)/,
+  });
+  await Deno.writeFile(
+    `${dir}/latin1.csv`,
+    new Uint8Array([...new TextEncoder().encode("text\nok\n"), 0xff, 10]),
+  );
+  await gzip(`${dir}/latin1.csv`, `${dir}/latin1.csv.gz`);
+  await assert.rejects(readDataset(`${dir}/latin1.csv.gz`), {
+    message: /^Cannot read \S+latin1\.csv\.gz:3: not valid UTF-8 \(byte 0xff\); re-encode the file as UTF-8$/,
+  });
+  assert.throws(() => detectFormat("d/data.csv.xz"), { message: /\.xz files are not read .*\(unxz -k\)$/ });
+  assert.throws(() => detectFormat("d/data.gz"), {
+    message: /^Cannot guess the format of d\/data\.gz: it has no extension; use one of/,
+  });
+  await assert.rejects(readDataset(`${dir}/missing.jsonl.gz`), {
+    name: "NotFound",
+    message: /^Cannot read data: \S+missing\.jsonl\.gz does not exist; check the path$/,
+  });
+});
