@@ -39,6 +39,8 @@ options:
   --merge                    fold the adapter into the weights and write one file; without it the
                              base model goes to --output and the adapter to --adapter_output
   --adapter_output FILE      the adapter's GGUF (default: --output with .gguf replaced by -lora.gguf)
+  --adapter_only             write only the adapter's GGUF, to --output (llama.cpp's
+                             convert_lora_to_gguf.py), for a base model already exported
   --adapter_outtype f32|f16|q8_0
                              the adapter GGUF's weight type (default f32; --outtype is the base's)
   --tokenizer DIR            a folder with tokenizer.json (default: the adapter's, as TRL saves the
@@ -60,6 +62,7 @@ const FLAGS = {
   adapter_outtype: { type: "string", choices: ["f32", "f16", "q8_0"] },
   adapter: { type: "string" },
   merge: { type: "boolean" },
+  adapter_only: { type: "boolean" },
   adapter_output: { type: "string" },
   tokenizer: { type: "string" },
   name: { type: "string" },
@@ -154,7 +157,7 @@ async function findTokenizer(dirs: (string | undefined)[]): Promise<Tokenizer | 
  * Undefined (the exporter's fledge-<family>) for a name llama.cpp would read as Phi-3 without the
  * tokenizer's <|end|>, or one that is not plain text.
  */
-function defaultName(model: string, tokenizer: Tokenizer): string | undefined {
+function defaultName(model: string, tokenizer: Tokenizer | null): string | undefined {
   const trimmed = model.replace(/[\\/]+$/, "");
   let name = basename(trimmed);
   const run = dirname(trimmed); // a training run's model/ or adapter/ goes by the run's name
@@ -162,7 +165,7 @@ function defaultName(model: string, tokenizer: Tokenizer): string | undefined {
     name = basename(resolve(run));
   }
   if (!name || name === "." || name === "..") return undefined;
-  if (/phi-?3/i.test(name) && tokenizer.tokenToId("<|end|>") === null) return undefined;
+  if (/phi-?3/i.test(name) && tokenizer?.tokenToId("<|end|>") === null) return undefined;
   return name;
 }
 
@@ -192,7 +195,14 @@ async function exportRun(args: string[], io: CliIO): Promise<void> {
     ...(src.adapter ? [] : [["adapter_output", "needs an adapter (--adapter DIR)"], [
       "merge",
       `needs an adapter to merge (--adapter DIR; ${v.model} has none)`,
-    ]]),
+    ], ["adapter_only", `needs an adapter (--adapter DIR; ${v.model} has none)`]]),
+    ...(v.adapter_only && src.adapter
+      ? [
+        ["merge", "writes the model, and --adapter_only the adapter alone; choose one"],
+        ["adapter_output", "is the adapter's file beside the model's; with --adapter_only it is --output"],
+        ["outtype", "is the model's weight type; the adapter's is --adapter_outtype"],
+      ]
+      : []),
     ...(src.adapter && !v.merge
       ? []
       : [["adapter_outtype", "is for an adapter written as its own GGUF (no --merge)"]]),
@@ -203,20 +213,25 @@ async function exportRun(args: string[], io: CliIO): Promise<void> {
   if (unread.length) {
     throw new TypeError(`export: ${unread.map(([k, why]) => `--${k} ${why}`).join("; ")}`);
   }
+  if (format === "onnx" && v.adapter_only) {
+    throw new TypeError("export: --adapter_only writes a GGUF adapter (llama.cpp); ONNX has none: drop it");
+  }
   if (format === "onnx" && src.adapter && !v.merge) {
     throw new TypeError(
       `export: ONNX holds one graph, so the adapter ${src.adapter} must be merged into it: add --merge`,
     );
   }
-  const adapterOut = src.adapter && !v.merge
+  const adapterOut = v.adapter_only
+    ? v.output
+    : src.adapter && !v.merge
     ? v.adapter_output ?? v.output.replace(/(\.gguf)?$/i, "-lora.gguf")
     : null;
-  if (adapterOut && resolve(adapterOut) === resolve(v.output)) {
+  if (!v.adapter_only && adapterOut && resolve(adapterOut) === resolve(v.output)) {
     throw new TypeError(
       `export: --adapter_output ${adapterOut} is --output too (the adapter would replace the model); give another path`,
     );
   }
-  for (const p of [v.output, adapterOut]) {
+  for (const p of new Set([v.output, adapterOut])) {
     if (p) await refuseFolder(p); // before the model loads
     if (p) await refuseInputFile(p, [src.model, src.adapter]);
     if (p && !v.overwrite && existsSync(p)) {
@@ -234,7 +249,7 @@ async function exportRun(args: string[], io: CliIO): Promise<void> {
     const tokenizer = v.tokenizer
       ? await loadTokenizer(v.tokenizer)
       : await findTokenizer([src.adapter ?? undefined, modelSource(model), ...src.tokenizerDirs]);
-    if (format === "gguf" && !tokenizer) {
+    if (format === "gguf" && !tokenizer && !v.adapter_only) { // an adapter GGUF holds no vocabulary
       throw new TypeError(
         `export: no tokenizer.json in ${
           [...new Set([modelSource(model), ...src.tokenizerDirs])].join(", ")
@@ -262,35 +277,41 @@ async function exportRun(args: string[], io: CliIO): Promise<void> {
       main = { path: r.path, bytes: r.bytes, tensors: model.params.size };
     } else {
       const opts = {
-        tokenizer: tokenizer!,
+        tokenizer: tokenizer!, // (none only with --adapter_only, which writes no model)
         outtype: (v.outtype ?? "f16") as GgufOuttype,
         overwrite: v.overwrite,
       };
       const named = <T extends object>(o: T, name?: string) => (name !== undefined ? { ...o, name } : o);
-      const name = v.name ?? defaultName(v.model, tokenizer!);
+      const name = v.name ?? defaultName(v.model, tokenizer);
       // The adapter is merged, or written first as its own GGUF (which refuses what llama.cpp
       // adapters cannot hold, e.g. trained biases, before anything is written) and detached. It is
       // written under a temp name and put in place only once the model's GGUF is written too, so a
       // failed export leaves neither file (a left adapter would block the rerun).
       if (src.adapter && v.merge) mergeAdapter(model);
-      const pending = adapterOut ? tempPath(adapterOut) : null;
+      const pending = adapterOut && !v.adapter_only ? tempPath(adapterOut) : null;
+      let written: Written | null = null;
       try {
-        if (adapterOut && pending) { // adapterOut: an adapter not merged
+        if (adapterOut) { // an adapter not merged
           const adapter = { ...adapterConfig(model)!, tensors: await adapterTensors(model) };
-          extra = await exportGgufAdapter(
+          written = await exportGgufAdapter(
             model,
-            pending,
+            pending ?? adapterOut,
             named(
-              { adapter, outtype: (v.adapter_outtype ?? "f32") as "f32" | "f16" | "q8_0" },
-              name && `${name}-lora`,
+              {
+                adapter,
+                outtype: (v.adapter_outtype ?? "f32") as "f32" | "f16" | "q8_0",
+                ...(v.adapter_only ? { overwrite: v.overwrite } : {}),
+              },
+              v.adapter_only && v.name !== undefined ? v.name : name && `${name}-lora`,
             ),
           ).catch((e) => { // its refusals name the file the user asked for, not the temp name
-            if (e instanceof Error) e.message = e.message.replaceAll(pending, adapterOut);
+            if (e instanceof Error && pending) e.message = e.message.replaceAll(pending, adapterOut);
             throw e;
           });
+          if (!v.adapter_only) extra = written;
           removeAdapter(model);
         }
-        main = await exportGguf(model, v.output, named(opts, name));
+        main = v.adapter_only ? written! : await exportGguf(model, v.output, named(opts, name));
         if (extra && adapterOut && pending) {
           await moveFileAtomic(pending, adapterOut);
           extra = { ...extra, path: adapterOut };
@@ -299,8 +320,12 @@ async function exportRun(args: string[], io: CliIO): Promise<void> {
         if (pending) await Deno.remove(pending).catch(() => {});
       }
     }
-    const what = format === "onnx" ? "onnx" : `gguf ${v.outtype ?? "f16"}`;
-    const adapterNote = src.adapter ? (v.merge ? `, its adapter (${src.adapter}) merged` : "") : "";
+    const what = format === "onnx"
+      ? "onnx"
+      : v.adapter_only
+      ? `gguf LoRA adapter ${v.adapter_outtype ?? "f32"}`
+      : `gguf ${v.outtype ?? "f16"}`;
+    const adapterNote = src.adapter && v.merge ? `, its adapter (${src.adapter}) merged` : "";
     io.stderr(
       `export: wrote ${main.path} (${what}, ${main.tensors} tensors, ${
         formatBytes(main.bytes)

@@ -113,6 +113,45 @@ Deno.test("export refuses bad flags and inputs with exit 2 and one line", async 
     );
     // flags this export would not read
     assertFails(
+      await cli(["export", "--model", model, "--output", out, "--adapter_only"]),
+      2,
+      /--adapter_only needs an adapter \(--adapter DIR; .*model has none\)/,
+    );
+    assertFails(
+      await cli([
+        "export",
+        "--model",
+        join(tmp, "run"),
+        "--output",
+        out,
+        "--adapter_only",
+        "--merge",
+        "--outtype",
+        "q8_0",
+      ]),
+      2,
+      /--merge writes the model, and --adapter_only the adapter alone; choose one; --outtype is the model's weight type; the adapter's is --adapter_outtype/,
+    );
+    assertFails(
+      await cli([
+        "export",
+        "--model",
+        join(tmp, "run"),
+        "--output",
+        out,
+        "--adapter_only",
+        "--adapter_output",
+        "x.gguf",
+      ]),
+      2,
+      /--adapter_output is the adapter's file beside the model's; with --adapter_only it is --output/,
+    );
+    assertFails(
+      await cli(["export", "--model", join(tmp, "run"), "--output", join(tmp, "a.onnx"), "--adapter_only"]),
+      2,
+      /--adapter_only writes a GGUF adapter \(llama\.cpp\); ONNX has none: drop it/,
+    );
+    assertFails(
       await cli(["export", "--model", model, "--output", out, "--merge"]),
       2,
       /--merge needs an adapter/,
@@ -245,6 +284,29 @@ Deno.test("export of a fine-tuned run folder: base + adapter GGUF, or merged wit
     assert.ok(lora.tensorInfos.some((t) => t.name === "blk.0.attn_q.weight.lora_a"));
     assert.equal(json.adapter.tensors, lora.tensorInfos.length);
     assert.ok(lora.tensorInfos.every((t) => t.dtype === 0), "the adapter is f32 (GGML type 0) by default");
+    // --adapter_only: the same adapter GGUF alone (convert_lora_to_gguf.py), byte for byte, no tokenizer needed
+    await Deno.rename(join(run, "adapter", "tokenizer.json"), join(tmp, "tokenizer.json"));
+    const only = join(tmp, "only.gguf");
+    const o = await cli(["export", "--model", run, "--output", only, "--adapter_only", "--json"]);
+    assert.equal(o.code, 0, o.err);
+    assert.match(o.err, /^export: wrote .*only\.gguf \(gguf LoRA adapter f32, \d+ tensors, /);
+    assert.deepEqual(JSON.parse(o.out), {
+      path: only,
+      bytes: (await Deno.stat(only)).size,
+      tensors: json.adapter.tensors,
+    });
+    assert.deepEqual(await Deno.readFile(only), await Deno.readFile(json.adapter.path));
+    assert.deepEqual(
+      [...Deno.readDirSync(tmp)].map((e) => e.name).filter((n) => n.startsWith("only")),
+      ["only.gguf"],
+      "no model file",
+    );
+    assertFails(
+      await cli(["export", "--model", run, "--output", only, "--adapter_only"]),
+      2,
+      /only\.gguf already exists; pass --overwrite/,
+    );
+    await Deno.rename(join(tmp, "tokenizer.json"), join(run, "adapter", "tokenizer.json"));
     // --adapter_outtype sets the adapter's type (--outtype is the base model's)
     const q = await cli([
       "export",
