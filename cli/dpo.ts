@@ -19,8 +19,9 @@ const USAGE = `usage: deno task cli dpo --config dpo.yaml [--<field> value ...]
 Direct Preference Optimization (TRL's DPOTrainer) of the config's \`model\` (a folder or hub id of
 a trained model) on its \`dataset\`: rows {prompt, chosen, rejected} (text or message lists) in a
 .jsonl/.json/.csv/.parquet file or a folder with train (and validation) splits. With a lora section
-the reference model is the same model with the adapter switched off; without one, set
-precompute_ref_log_probs: true. Writes output_dir: config.yaml, metrics.jsonl (loss,
+the reference model is the same model with the adapter switched off; without one (full fine-tuning)
+a frozen copy of the weights (TRL's create_reference_model), or with precompute_ref_log_probs: true
+log-probs computed once before training. Writes output_dir: config.yaml, metrics.jsonl (loss,
 rewards/chosen, rewards/rejected, rewards/accuracies, rewards/margins, logps/*, logits/*),
 checkpoints/step-N/, adapter/ or model/, report.md, curves.svg.
 
@@ -37,7 +38,7 @@ options:
 examples:
   --config dpo.yaml --beta 0.05 --loss_type ipo --output_dir runs/dpo
   --lora '{"r": 16, "lora_alpha": 32}' --learning_rate 5e-6
-  --precompute_ref_log_probs true     full fine-tuning (no lora section)
+  --lora null --precompute_ref_log_probs true   full fine-tuning, no copy of the weights
   --resume_from_checkpoint true       resume from the latest checkpoint in output_dir
 
 Flags may also be spelled with hyphens (--max-prompt-length).`;

@@ -162,18 +162,15 @@ export async function dpoRunInputs(
  */
 export function refuseDpoSettings(config: TrainingConfig, model?: Transformer): void {
   const lora = config.lora, attached = model?.adapters.size ?? 0;
-  const full = lora === null && attached === 0;
+  // (without any adapter, the reference is a frozen copy of the weights: createReferenceModel)
   const extras = lora !== null
     ? lora.bias !== "none" || (lora.modules_to_save?.length ?? 0) > 0
     : attached > 0 && model!.parameters().some((p) => p.requiresGrad);
-  if (!config.precompute_ref_log_probs && (full || extras)) {
+  if (!config.precompute_ref_log_probs && extras) {
     throw new RangeError(
-      `Cannot train DPO: ${
-        full
-          ? "without an adapter (no lora section) the policy is the whole model"
-          : "the adapter trains model weights (lora bias or modules_to_save)"
-      }, and the reference model would need a frozen copy of them; add a lora section (bias: none, ` +
-        `no modules_to_save) or set precompute_ref_log_probs: true`,
+      `Cannot train DPO: the adapter trains model weights (lora bias or modules_to_save), which would move ` +
+        `the reference (the model with the adapter switched off); set bias: none and no modules_to_save, ` +
+        `or precompute_ref_log_probs: true`,
     );
   }
   if (config.disable_dropout && lora !== null && lora.lora_dropout > 0) {

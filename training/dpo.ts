@@ -3,11 +3,12 @@
  * a `compute_loss` that compares the policy's log-probabilities of chosen and rejected completions
  * with a reference model's.
  *
- * - Policy: the model with its trainable adapters. Reference: the same model with the adapters
- *   switched off (`model.adapters` emptied for one forward under `noGrad`: no second copy of the
- *   weights, PEFT's `disable_adapter()`), or log-probs computed once before training
- *   (`precompute_ref_log_probs: true`), which is also how DPO without an adapter runs: full
- *   fine-tuning has no frozen copy of the weights to ask.
+ * - Policy: the model with its trainable adapters, or the whole model. Reference: with adapters,
+ *   the same model with them switched off (`model.adapters` emptied for one forward under `noGrad`:
+ *   no second copy of the weights, PEFT's `disable_adapter()`); without, a frozen copy of the
+ *   weights taken before training ({@linkcode createReferenceModel}, TRL's `create_reference_model`,
+ *   or `ref_model`); or log-probs computed once before training (`precompute_ref_log_probs: true`),
+ *   which needs neither.
  * - One forward per micro-batch for the policy over chosen and rejected sequences concatenated (TRL
  *   `concatenated_forward`); log-probs summed over completion tokens (`kernels/logprob.ts`); the
  *   loss (`sigmoid` with cDPO `label_smoothing`, `hinge`, `ipo` on length-averaged log-ratios) and
@@ -23,15 +24,16 @@
  */
 import { noGrad, release } from "../kernels/autograd.ts";
 import type { Backend } from "../kernels/backend.ts";
-import { mul } from "../kernels/elementwise.ts";
+import { copy, mul } from "../kernels/elementwise.ts";
 import { tokenLogProbs } from "../kernels/logprob.ts";
 import { preferenceLoss } from "../kernels/preference.ts";
 import { sum } from "../kernels/reduce.ts";
 import type { Tensor } from "../kernels/tensor.ts";
-import type { ForwardOptions, Transformer } from "../models/transformer.ts";
+import { type ForwardOptions, Transformer } from "../models/transformer.ts";
 import type { Tokenizer } from "../models/tokenizer/tokenizer.ts";
 import { PreferenceDataset } from "../data/preference.ts";
 import { createProgress } from "../util/progress.ts";
+import { formatBytes } from "../util/format.ts";
 import type { TrainDataset } from "./_trainer_batch.ts";
 import { getTrainingArgs, type TrainingConfig, validateTrainingConfig } from "./config.ts";
 import type { TrainerHooks } from "./hooks.ts";
@@ -79,6 +81,31 @@ export interface DpoLossOptions {
    * forward per micro-batch.
    */
   ref_log_probs?: Map<TrainDataset, Float32Array>;
+  /**
+   * The reference model (TRL's `ref_model`): a frozen model asked for the log-probs the policy is
+   * compared with; without it, the policy with its adapters switched off.
+   */
+  ref_model?: Transformer | null;
+}
+
+/**
+ * A frozen copy of `model`'s weights on its backend, as TRL's `create_reference_model` deep-copies
+ * the policy for DPO without an adapter: the reference keeps the weights training started from.
+ * @param model a model without adapters or 4-bit weights
+ * @returns a new model (dispose it after training)
+ * @throws {TypeError} for a model with adapters (their reference is the model without them) or
+ *   4-bit weights
+ */
+export function createReferenceModel(model: Transformer): Transformer {
+  if (model.adapters.size || model.quantized.size) {
+    throw new TypeError(
+      `Cannot copy the model as a DPO reference: it has ${
+        model.adapters.size ? "adapters" : "4-bit weights"
+      }; the reference of an adapter is the model with its adapters switched off (no copy needed)`,
+    );
+  }
+  const params = new Map([...model.params].map(([k, t]) => [k, copy(t)]));
+  return new Transformer(model.config, params, model.backend);
 }
 
 /** Run `fn` with the model's adapters switched off (the reference model). */
@@ -154,6 +181,7 @@ function meanLogits(be: Backend, mean: Tensor, targets: Int32Array, half: number
  */
 export function dpoLoss(config: DpoLossConfig, opts: DpoLossOptions = {}): ComputeLoss {
   const refs = opts.ref_log_probs ?? new Map();
+  const refModel = opts.ref_model ?? null;
   return (model, idx, ctx) => {
     const ds = expectPairs(ctx.dataset), be = model.backend;
     const b = ds.collate(idx), R = 2 * idx.length, T = b.T;
@@ -166,7 +194,11 @@ export function dpoLoss(config: DpoLossConfig, opts: DpoLossOptions = {}): Compu
         Float32Array.from({ length: R }, (_, r) => pre[2 * idx[r % idx.length] + (r < idx.length ? 0 : 1)]),
         [R],
       )
-      : noGrad(() => withoutAdapters(model, () => sequenceLogProbs(model, ids, targets, {}).logps));
+      : noGrad(() =>
+        refModel
+          ? sequenceLogProbs(refModel, ids, targets, {}).logps
+          : withoutAdapters(model, () => sequenceLogProbs(model, ids, targets, {}).logps)
+      );
     const fwd: ForwardOptions = ctx.training
       ? {
         gradient_checkpointing: ctx.forward.gradient_checkpointing,
@@ -191,7 +223,7 @@ export function dpoLoss(config: DpoLossConfig, opts: DpoLossOptions = {}): Compu
 /**
  * Reference log-probs of every pair of `dataset`, computed once (TRL `precompute_ref_log_probs`):
  * the model with its adapters switched off, in batches, under `noGrad`.
- * @param model the model (its adapters, if any, are skipped)
+ * @param model the model (its adapters, if any, are skipped), or the reference model
  * @param dataset the pairs
  * @param opts `batch_size` (default 8), `progress` (stderr line; default false)
  * @returns for pair i, `[2i]` the chosen and `[2i + 1]` the rejected summed completion log-prob
@@ -245,6 +277,12 @@ export interface CreateDpoTrainerOptions {
   log?: (line: string) => void;
   /** Checkpoint and return on SIGINT / SIGTERM (default false). */
   handle_signals?: boolean;
+  /**
+   * TRL's `ref_model`, for a policy without adapters (the caller disposes it). Default: a frozen
+   * copy of the policy's weights made here ({@linkcode createReferenceModel}, disposed with the
+   * trainer), unless `precompute_ref_log_probs` needs none.
+   */
+  ref_model?: Transformer | null;
 }
 
 /**
@@ -253,9 +291,9 @@ export interface CreateDpoTrainerOptions {
  *
  * @param opts model, config, preference datasets, tokenizer, hooks
  * @returns the trainer (call `train()`)
- * @throws {RangeError} when the policy trains model weights (no adapter, or a `lora` section with
- *   `bias` or `modules_to_save`) without `precompute_ref_log_probs: true`: the reference would need a
- *   frozen copy; or as `createTrainer`
+ * @throws {RangeError} when an adapter trains model weights (a `lora` section with `bias` or
+ *   `modules_to_save`) without `precompute_ref_log_probs: true`, or `ref_model` is given with an
+ *   adapter (TRL refuses both); or as `createTrainer`
  * @example
  * ```ts
  * import { createBackend } from "../kernels/backend.ts";
@@ -283,24 +321,68 @@ export async function createDpoTrainer(opts: CreateDpoTrainerOptions): Promise<T
   const model = opts.model;
   refuseDpoSettings(config, model);
   const refs = new Map<TrainDataset, Float32Array>();
+  const full = config.lora === null && model.adapters.size === 0;
+  if (opts.ref_model && !full) {
+    throw new RangeError(
+      "Cannot train DPO: a ref_model was given with an adapter, whose reference is the model with the " +
+        "adapter switched off (as TRL, which refuses both); drop ref_model",
+    );
+  }
+  const ref = opts.ref_model;
+  if (ref && (ref.backend !== model.backend || ref.config.vocab_size !== model.config.vocab_size)) {
+    throw new RangeError(
+      `Cannot train DPO: ref_model must read the policy's token ids on its backend (vocab_size ${ref.config.vocab_size} ` +
+        `on ${ref.backend.name}, the policy's ${model.config.vocab_size} on ${model.backend.name}); load it like the policy`,
+    );
+  }
+  // full fine-tuning: the reference is the weights training starts from (TRL deep-copies them)
+  const owned = full && !opts.ref_model && !config.precompute_ref_log_probs
+    ? createReferenceModel(model)
+    : null;
+  const refModel = opts.ref_model ?? owned;
+  if (owned) {
+    const bytes = [...owned.params.values()].reduce((n, t) => n + t.bytes, 0);
+    (opts.log ?? ((line: string) => console.error(`fledge: ${line}`)))(
+      `DPO reference: a frozen copy of the weights (${
+        formatBytes(bytes)
+      }), as TRL's create_reference_model ` +
+        `(precompute_ref_log_probs: true needs none)`,
+    );
+  }
 
-  const trainer = createTrainer({
-    model,
-    config,
-    train_dataset: opts.train_dataset,
-    eval_dataset: opts.eval_dataset,
-    tokenizer: opts.tokenizer,
-    hooks: opts.hooks,
-    progress: opts.progress,
-    log: opts.log,
-    handle_signals: opts.handle_signals,
-    compute_loss: dpoLoss(config, { ref_log_probs: refs }),
-  });
+  let trainer: Trainer;
+  try {
+    trainer = createTrainer({
+      model,
+      config,
+      train_dataset: opts.train_dataset,
+      eval_dataset: opts.eval_dataset,
+      tokenizer: opts.tokenizer,
+      hooks: opts.hooks,
+      progress: opts.progress,
+      log: opts.log,
+      handle_signals: opts.handle_signals,
+      compute_loss: dpoLoss(config, { ref_log_probs: refs, ref_model: refModel }),
+    });
+  } catch (e) {
+    owned?.dispose();
+    throw e;
+  }
+  if (owned) {
+    const dispose = trainer.dispose.bind(trainer);
+    trainer.dispose = () => {
+      dispose();
+      owned.dispose();
+    };
+  }
   if (config.precompute_ref_log_probs) {
     const sets: [PreferenceDataset, number][] = [[opts.train_dataset, config.per_device_train_batch_size]];
     if (opts.eval_dataset) sets.push([opts.eval_dataset, config.per_device_eval_batch_size]);
     for (const [ds, batch_size] of sets) {
-      refs.set(ds, await precomputeRefLogProbs(model, ds, { batch_size, progress: opts.progress ?? true }));
+      refs.set(
+        ds,
+        await precomputeRefLogProbs(refModel ?? model, ds, { batch_size, progress: opts.progress ?? true }),
+      );
     }
   }
   return trainer;

@@ -1,4 +1,4 @@
-/** `deno task cli dpo` through `main()` and as a subprocess: usage, one-line errors (exit 2), a tiny run, SIGINT. */
+/** `deno task cli dpo` through `main()` and as a subprocess: usage, one-line errors (exit 2), tiny runs, SIGINT. */
 import { join } from "node:path";
 import { createBackend } from "../../kernels/backend.ts";
 import { presetConfig } from "../../models/config.ts";
@@ -65,7 +65,7 @@ Deno.test("dpo --help prints the usage, and the command list names dpo", async (
   assert.match((await cli(["--help"])).out, /^ {2}dpo {8}/m);
 });
 
-Deno.test("dpo: bad flags, values, rows and full fine-tuning without precomputed references are one-line errors (exit 2)", async () => {
+Deno.test("dpo: bad flags, values, rows and settings are one-line errors (exit 2)", async () => {
   const rejects = async (args: string[], re: RegExp) => assertFails(await cli(["dpo", ...args]), 2, re);
   await rejects([], /dpo: give --config dpo\.yaml and\/or --<field> value flags/);
   await rejects(["--bta", "0.1"], /unknown flag --bta; did you mean --beta\?/);
@@ -81,14 +81,10 @@ Deno.test("dpo: bad flags, values, rows and full fine-tuning without precomputed
     ["--config", cfg, "--dataset", join(dir, "bad.jsonl")],
     /Cannot build a preference pair from .*bad\.jsonl:3: field "rejected" is missing/,
   );
-  await rejects(
-    ["--config", cfg, "--lora", "null"],
-    /Cannot train DPO: without an adapter .* set precompute_ref_log_probs: true/,
-  );
   // a setting is refused before any row is read (a bad row had hidden it until the data was fixed)
   await rejects(
-    ["--config", cfg, "--lora", "null", "--dataset", join(dir, "bad.jsonl")],
-    /Cannot train DPO: without an adapter .* set precompute_ref_log_probs: true/,
+    ["--config", cfg, "--lora", '{"r": 4, "bias": "all"}', "--dataset", join(dir, "bad.jsonl")],
+    /Cannot train DPO: the adapter trains model weights \(lora bias or modules_to_save\).* or precompute_ref_log_probs: true/,
   );
   await rejects(
     ["--config", cfg, "--max_length", "256"],
@@ -150,6 +146,14 @@ Deno.test("dpo: a tiny LoRA run from YAML + flags writes the run folder and prin
   assert.match(saved, /^learning_rate: 0\.000001$/m, "TRL DPOConfig's default learning rate");
   assert.match(saved, /^gradient_checkpointing: true$/m, "TRL DPOConfig's default");
   await Deno.stat(join(out, "adapter", "adapter_model.safetensors"));
+});
+
+Deno.test("dpo without an adapter trains the whole model against a frozen copy of it (it had been refused)", async () => {
+  const out = join(dir, "run-full");
+  const r = await cli(["dpo", "--config", await yaml("full.yaml", base(out)), "--lora", "null"]);
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.out, /^trained 2 DPO steps in /);
+  await Deno.stat(join(out, "model", "model.safetensors"));
 });
 
 Deno.test("dpo reads every shard of a split folder (only the first had been read)", async () => {

@@ -206,7 +206,7 @@ Deno.test("dpoLoss() equals hand-computed sigmoid / hinge / ipo losses and stati
   }
 });
 
-Deno.test("precompute_ref_log_probs gives the per-batch reference's numbers, and full fine-tuning needs it", async () => {
+Deno.test("precompute_ref_log_probs gives the per-batch reference's numbers, for LoRA and for full fine-tuning (a frozen copy)", async () => {
   const be = await cpu();
   const lora = { lora: { r: 4 } };
   const live = await dpoRun(be, { ...lora, max_steps: 3 }, { eval: true });
@@ -218,16 +218,52 @@ Deno.test("precompute_ref_log_probs gives the per-batch reference's numbers, and
       }
     }
   }
-  // Full fine-tuning: refused without precomputed references, one line naming both fixes.
-  await assert.rejects(() => dpoRun(be, {}), (e: Error) => {
-    assert.ok(e instanceof RangeError);
-    assert.match(
-      e.message,
-      /^Cannot train DPO: without an adapter .* add a lora section .* or set precompute_ref_log_probs: true$/,
-    );
-    assert.ok(!e.message.includes("\n"));
-    return true;
+  // Full fine-tuning: the reference is a frozen copy of the starting weights (TRL's
+  // create_reference_model; it had been refused without precompute_ref_log_probs), asked per batch
+  const fullOpts = { learning_rate: 1e-3, max_steps: 3 };
+  const copied = await dpoRun(be, fullOpts, { eval: true });
+  const once = await dpoRun(be, { ...fullOpts, precompute_ref_log_probs: true }, { eval: true });
+  assertClose(copied.logs[0].loss, Math.LN2, { atol: 1e-6, msg: "full fine-tuning starts at the reference" });
+  assert.equal(copied.logs.length, once.logs.length);
+  for (let i = 0; i < copied.logs.length; i++) {
+    for (const k of ["loss", "eval_loss", "rewards/margins", "eval_rewards/margins", "logps/chosen"]) {
+      if (k in copied.logs[i]) {
+        assertClose(copied.logs[i][k], once.logs[i][k], { atol: 1e-5, rtol: 1e-4, msg: `full ${k} @${i}` });
+      }
+    }
+  }
+  assert.ok(
+    copied.logs.filter((r) => "loss" in r).at(-1)!["rewards/margins"] > 0,
+    "the policy moved, the copy not",
+  );
+  // TRL's ref_model: given with an adapter (refused, as TRL), or reading other ids
+  const other = Transformer.init({ ...mc, vocab_size: 40 }, be, { seed: 1 });
+  const refOpts = (lora: Record<string, unknown>, ref_model: Transformer) => ({
+    model: Transformer.init(mc, be, { seed: 5 }),
+    config: getTrainingArgs({ output_dir: "unused", max_steps: 1, save_strategy: "no", ...lora }),
+    train_dataset: dataset(),
+    ref_model,
+    progress: false,
   });
+  await assert.rejects(
+    () => createDpoTrainer(refOpts({ lora: { r: 4 } }, Transformer.init(mc, be))),
+    /Cannot train DPO: a ref_model was given with an adapter, .* drop ref_model$/,
+  );
+  await assert.rejects(
+    () => createDpoTrainer(refOpts({}, other)),
+    /ref_model must read the policy's token ids on its backend \(vocab_size 40 on cpu, the policy's 32 on cpu\)/,
+  );
+  other.dispose();
+  const notes: string[] = [];
+  const t = await createDpoTrainer({
+    ...refOpts({}, null!),
+    ref_model: undefined,
+    log: (l) => void notes.push(l),
+  });
+  t.dispose();
+  assert.deepEqual(notes, [
+    "DPO reference: a frozen copy of the weights (22.8 kB), as TRL's create_reference_model (precompute_ref_log_probs: true needs none)",
+  ]);
   const withBias = Transformer.init(presetConfig("tiny", { ...mc, qkv_bias: true, o_bias: true }), be, {
     seed: 5,
   });
@@ -252,10 +288,14 @@ Deno.test("precompute_ref_log_probs gives the per-batch reference's numbers, and
   });
 });
 
-Deno.test("DPO resumes from a checkpoint bit-identically (LoRA, accumulation 2)", async () => {
+Deno.test("DPO resumes from a checkpoint bit-identically (LoRA, and full with its frozen reference; accumulation 2)", async () => {
   const be = await cpu();
+  for (const lora of [{ r: 4 }, null]) await resumes(be, lora);
+});
+
+async function resumes(be: Backend, lora: { r: number } | null) {
   const base = {
-    lora: { r: 4 },
+    lora,
     max_steps: 4,
     per_device_train_batch_size: 1,
     gradient_accumulation_steps: 2,
@@ -285,9 +325,9 @@ Deno.test("DPO resumes from a checkpoint bit-identically (LoRA, accumulation 2)"
   const straight = await run(a, {});
   await run(b, {}, 2);
   const resumed = await run(b, { resume_from_checkpoint: true });
-  assert.deepEqual(resumed.loss_history, straight.loss_history.slice(2));
+  assert.deepEqual(resumed.loss_history, straight.loss_history.slice(2), `lora ${JSON.stringify(lora)}`);
   for (const d of [a, b]) await Deno.remove(d, { recursive: true });
-});
+}
 
 Deno.test("runDpo() refuses SFT settings and runTraining() DPO settings (and assistant_only_loss on wrapped text), in one line before reading anything", async () => {
   const dir = await Deno.makeTempDir();
