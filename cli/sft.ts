@@ -24,7 +24,8 @@ const USAGE = `usage: deno task cli sft --config sft.yaml [--<field> value ...]
 
 Supervised fine-tuning (as \`trl sft\`) of the config's \`model\` (a folder or hub id; a preset trains
 its tokenizer on text rows only) on its \`dataset\`: rows of {text}, {prompt, completion} or {messages}
-(.jsonl/.json/.csv/.parquet, or a folder with train/validation files). Writes output_dir like train:
+(.jsonl/.json/.csv/.parquet, also .gz/.zst, a folder with train/validation files, or a hub dataset id,
+org/name, with dataset_config for its config). Writes output_dir like train:
 config.yaml, metrics.jsonl, checkpoints/, adapter/ (with a lora section) and/or model/, report.md.
 
 TRL SFTConfig defaults apply to what the config leaves out: learning_rate 2e-5, logging_steps 10,
@@ -35,7 +36,8 @@ options:
   --<field> VALUE            any TrainingConfig field by its Hugging Face name (read as JSON when it
                              parses): --max_length 512 --completion_only_loss false
                              --assistant_only_loss true --packing true --lora '{"r": 16}'
-                             (TRL's --model_name_or_path and --dataset_name name model and dataset)
+                             (TRL's --model_name_or_path, --dataset_name and --dataset_config name
+                             the model, the dataset and its config)
   -h, --help                 this text
 
 Flags may also be spelled with hyphens (--learning-rate).`;

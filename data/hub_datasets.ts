@@ -13,9 +13,12 @@ import {
   type HubOptions,
   isOfflineMode,
   listRepoFiles,
+  listSnapshotFiles,
   refuseDownloadOptions,
   snapshotDownload,
 } from "../models/hub/hub.ts";
+import { pathExists } from "../util/atomic.ts";
+import { isDataFile } from "./readers.ts";
 import { streamParquet } from "./parquet.ts";
 import { shuffleRecords } from "./split.ts";
 import { checkSelectOptions, checkShuffleSeed, type SelectOptions, selector } from "./_select.ts";
@@ -300,4 +303,141 @@ export async function loadSst2(opts: HubDatasetOptions = {}): Promise<Record<str
     config: "sst2",
     parquet_columns: ["sentence", "label", "idx"],
   });
+}
+
+/** Options of {@linkcode resolveDataset}: the hub options and the dataset config. */
+export interface ResolveDatasetOptions extends Omit<HubOptions, "repo_type"> {
+  /** The dataset config of a hub dataset: its folder in the repo (HF `name`, TRL `dataset_config`). */
+  config?: string | null;
+  /** The start of messages, e.g. `Cannot train`. */
+  subject?: string;
+}
+
+/** A hub dataset id: `org/name` or a canonical `name` (no data file extension: that is a missing file). */
+const DATASET_ID = /^[A-Za-z0-9][\w.-]*(\/[A-Za-z0-9][\w.-]*)?$/;
+
+/**
+ * Whether `dataset` could be a hub dataset id (`org/name`, `name`), not a missing local file
+ * (`data/train.jsonl`): what {@linkcode resolveDataset} asks the hub for.
+ */
+export function isHubDatasetId(dataset: string): boolean {
+  const last = dataset.split("/").pop()!;
+  return DATASET_ID.test(dataset) && !(last.includes(".") && isDataFileName(last));
+}
+
+/**
+ * A dataset as a local path, as `datasets.load_dataset(path, name)` finds it: an existing file or
+ * folder as it is, else a hub dataset id whose data files (jsonl, json, csv, tsv, txt, parquet, the
+ * text formats also gzipped or zstd-compressed) are downloaded into the hub cache, at the commit
+ * one listing resolved, and whose snapshot folder is returned (the `config` folder when given).
+ * Without `config` the files at the repo's top, under `data/` or in split folders are taken; a
+ * repo whose data is only in config folders asks for one. Offline (`HF_HUB_OFFLINE`), or when the
+ * hub cannot be reached, a cached snapshot serves.
+ *
+ * @param dataset a file, a folder or a hub dataset id
+ * @param opts `config`, `subject`, hub options
+ * @returns the local path to read the splits from
+ * @throws {Deno.errors.NotFound} a path that does not exist and is not a hub dataset id
+ * @throws {RangeError} `config` with a local path; a config that does not exist (listing those that do);
+ *   a repo without data files
+ * @throws {HubError} the hub unreachable with nothing cached, an unknown or gated dataset
+ */
+export async function resolveDataset(dataset: string, opts: ResolveDatasetOptions = {}): Promise<string> {
+  const subject = opts.subject ?? `Cannot load dataset ${dataset}`;
+  const config = opts.config ?? null;
+  if (await pathExists(dataset)) {
+    if (config === null) return dataset;
+    throw new RangeError(
+      `${subject}: dataset_config "${config}" picks a folder of a hub dataset, and ${dataset} is a local path; ` +
+        `drop dataset_config (or give the config's folder as the dataset)`,
+    );
+  }
+  if (!isHubDatasetId(dataset)) {
+    throw new Deno.errors.NotFound(
+      `${subject}: dataset ${dataset} does not exist (the config's dataset field, or --dataset); fix the path`,
+    );
+  }
+  const hub = { ...opts, repo_type: "dataset" as const };
+  delete (hub as { config?: unknown }).config;
+  delete (hub as { subject?: unknown }).subject;
+  let listing: { commit: string; files: string[] } | null = null, unreachable: HubError | null = null;
+  if (!isOfflineMode(opts)) {
+    try {
+      listing = await listRepoFiles(dataset, hub);
+    } catch (e) {
+      // unreachable or failing: a cached snapshot serves, as snapshotDownload does
+      if (!(e instanceof HubError && (e.kind === "connection" || e.kind === "http"))) {
+        throw notADataset(e, dataset);
+      }
+      unreachable = e;
+    }
+  }
+  if (listing === null) {
+    const cached = await snapshotDownload(dataset, { ...hub, offline: true }).catch((e) => {
+      if (!unreachable) throw e; // offline mode: its message says so
+      throw new HubError(
+        unreachable.kind,
+        `${unreachable.message.replace(/[.;]?\s*$/, "")}; and no snapshot of dataset ${dataset} is cached`,
+        { status: unreachable.status, cause: unreachable },
+      );
+    });
+    const files = (await listSnapshotFiles(cached, ["*"])).filter((f) => isDataFileName(f.split("/").pop()!));
+    pickDataFiles(files, config, dataset, subject);
+    return config === null ? cached : join(cached, config);
+  }
+  const files = pickDataFiles(
+    listing.files.filter((f) => isDataFileName(f.split("/").pop()!)),
+    config,
+    dataset,
+    subject,
+  );
+  const folder = await downloadListedFiles(dataset, { commit: listing.commit, files }, hub);
+  return config === null ? folder : join(folder, config);
+}
+
+function isDataFileName(name: string): boolean {
+  try {
+    return isDataFile(name);
+  } catch {
+    return true; // a data file in a compression that is not read: the reader names it
+  }
+}
+
+/** A 404 says the id is neither a local path nor a hub dataset: both are named. */
+function notADataset(e: unknown, dataset: string): unknown {
+  if (!(e instanceof HubError && e.kind === "not_found")) return e;
+  return new HubError(
+    "not_found",
+    `Cannot find dataset ${dataset}: it is not a local path, and the hub has no dataset of that id ` +
+      `(${e.message}); fix the path or the id`,
+    { status: e.status, cause: e },
+  );
+}
+
+/** The data files a config (or the repo's default layout) reads, or a RangeError naming the choices. */
+function pickDataFiles(files: string[], config: string | null, dataset: string, subject: string): string[] {
+  const SPLIT_DIRS = /^(data|train|training|validation|valid|dev|val|test|testing|eval|evaluation)$/i;
+  const configs = [
+    ...new Set(
+      files.filter((f) => f.includes("/")).map((f) => f.split("/")[0]).filter((d) => !SPLIT_DIRS.test(d)),
+    ),
+  ].sort();
+  const picked = config === null
+    ? files.filter((f) => !f.includes("/") || SPLIT_DIRS.test(f.split("/")[0]))
+    : files.filter((f) => f.startsWith(config + "/"));
+  if (picked.length) return picked;
+  if (!files.length) {
+    throw new RangeError(
+      `${subject}: hub dataset ${dataset} has no data files fledge reads (jsonl, json, csv, tsv, txt, parquet, ` +
+        `also .gz/.zst); a dataset made by a loading script must be converted first`,
+    );
+  }
+  throw new RangeError(
+    config === null
+      ? `${subject}: hub dataset ${dataset} keeps its data in configs (${configs.join(", ")}); ` +
+        `choose one with dataset_config (--dataset_config ${configs[0]})`
+      : `${subject}: hub dataset ${dataset} has no config "${config}"; its configs are ${
+        configs.join(", ") || "none (drop dataset_config)"
+      }`,
+  );
 }

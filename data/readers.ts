@@ -129,6 +129,15 @@ const SPLIT_KEYWORDS: readonly [string, readonly string[]][] = [
 /** Files of a dataset folder that are not data: the dataset card and HF's info files. */
 export const METADATA: RegExp = /^(readme\.md|dataset_infos?\.json|dataset_dict\.json|state\.json)$/i;
 
+/**
+ * Whether a file name is a data file a folder's splits are made of (a readable format, plain or
+ * compressed; not the card, `datasets`' metadata or a `.md`).
+ * @throws {TypeError} for a data file in a compression that is not read (`train.jsonl.bz2`)
+ */
+export function isDataFile(name: string): boolean {
+  return formatKey(name) !== null && !METADATA.test(name) && !/\.md$/i.test(name);
+}
+
 /** The split a data file's name gives: an HF keyword at a boundary, else the name up to `.-_`. */
 function splitOf(name: string): string | null {
   const plain = formatKey(name) ? name.replace(/\.(gz|zst)$/i, "") : null; // train.jsonl.gz is train.jsonl

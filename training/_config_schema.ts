@@ -17,6 +17,7 @@ export const TOP_SPECS = {
   model_config: { kind: "custom" },
   tokenizer: { kind: "string", nullable: true },
   dataset: { kind: "string", nullable: true },
+  dataset_config: { kind: "string", nullable: true },
   dataset_text_field: { kind: "string" },
   max_train_samples: { kind: "int", min: 1, nullable: true },
   max_eval_samples: { kind: "int", min: 1, nullable: true },
@@ -118,6 +119,7 @@ export const ALIAS_KEYS: Readonly<Record<string, { to: string; note: string; qui
   max_length: { to: "max_seq_length", note: "TRL >= 0.20's name", quiet: true },
   model_name_or_path: { to: "model", note: "TRL scripts' ModelConfig name", quiet: true },
   dataset_name: { to: "dataset", note: "TRL scripts' ScriptArguments name", quiet: true },
+  dataset_config_name: { to: "dataset_config", note: "run_clm.py's name" },
   block_size: { to: "max_seq_length", note: "run_clm.py calls it block_size" },
 };
 

@@ -14,7 +14,12 @@ import { hashFraction } from "../data/split.ts";
 import { latestCheckpoint } from "./checkpoint.ts";
 import { refuseUnreadFields, type TrainingConfig } from "./config.ts";
 import { refuseExistingRun } from "./_trainer_io.ts";
-import { refuseMissingDataset, refuseResumeTokenizer, trainSplitFiles } from "./_run_data.ts";
+import {
+  refuseMissingDataset,
+  refuseResumeTokenizer,
+  trainSplitFiles,
+  withLocalDataset,
+} from "./_run_data.ts";
 import { initRunModel, isPreset, modelDir, resolveRunModel } from "./_run_model.ts";
 
 /** What a DPO run trains: the model, its tokenizer and the pairs. */
@@ -100,6 +105,7 @@ export async function dpoRunInputs(
         `max_position_embeddings ${mc.max_position_embeddings}; set max_length <= ${mc.max_position_embeddings}`,
     );
   }
+  const local = (await withLocalDataset(config, "Cannot train with DPO")).dataset!; // a hub id: downloaded
   const resumeDir = config.resume_from_checkpoint === true
     ? await latestCheckpoint(join(config.output_dir, "checkpoints"))
     : config.resume_from_checkpoint || null;
@@ -110,7 +116,7 @@ export async function dpoRunInputs(
     ? await loadTokenizer(resumeDir!)
     : await loadTokenizer(config.tokenizer ? await modelDir(config.tokenizer) : dir!);
 
-  const files = trainSplitFiles(data), wantsEval = config.eval_strategy !== "no";
+  const files = trainSplitFiles(local), wantsEval = config.eval_strategy !== "no";
   if (wantsEval && !files.validation && config.max_eval_samples !== null) {
     throw new RangeError(
       `Cannot train: max_eval_samples needs a dataset folder with a validation split file; ${data} has none ` +

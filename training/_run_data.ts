@@ -16,6 +16,7 @@ import { packExamples, padExamples } from "../data/packing.ts";
 import { RowDataset } from "../data/row_dataset.ts";
 import { buildSftExamples, loadSftExamples, refuseCutToNothing, type SftExample } from "../data/sft.ts";
 import { hashFraction } from "../data/split.ts";
+import { isHubDatasetId, resolveDataset } from "../data/hub_datasets.ts";
 import { buildTextDatasets, readTextDocuments } from "../data/text_dataset.ts";
 import type { Tokenizer } from "../models/tokenizer/tokenizer.ts";
 import type { TrainDataset } from "./_trainer_batch.ts";
@@ -80,12 +81,22 @@ async function examplesOf(file: string, tokenizer: Tokenizer, config: TrainingCo
 }
 
 /**
+ * `config` with its `dataset` as a local path: a hub dataset id (`org/name`, with `dataset_config`)
+ * downloaded into the hub cache ({@linkcode resolveDataset}), a file or folder as it is. The run's
+ * saved config keeps the id.
+ */
+export async function withLocalDataset(config: TrainingConfig, what: string): Promise<TrainingConfig> {
+  const local = await resolveDataset(config.dataset!, { config: config.dataset_config, subject: what });
+  return local === config.dataset ? config : { ...config, dataset: local };
+}
+
+/**
  * Refuse a `dataset` path that does not exist, in one line naming the field (reading it would
  * fail with the file system's bare "No such file or directory").
  * @throws {Deno.errors.NotFound}
  */
 export async function refuseMissingDataset(data: string, what: string): Promise<void> {
-  if (await pathExists(data)) return;
+  if (await pathExists(data) || isHubDatasetId(data)) return; // a hub id: resolveDataset fetches it
   throw new Deno.errors.NotFound(
     `${what}: dataset ${data} does not exist (the config's dataset field, or --dataset); fix the path`,
   );

@@ -78,6 +78,8 @@ export interface TrainingConfig {
   tokenizer: string | null;
   /** fledge: dataset file, folder or hub id; null until set. */
   dataset: string | null;
+  /** TRL `ScriptArguments`: the config (subset) of a hub dataset, its folder in the repo; null for none. */
+  dataset_config: string | null;
   /** TRL: the text column of the dataset (default `text`). */
   dataset_text_field: string;
   /** run_clm.py: use at most this many training documents (first ones); null = all. */

@@ -11,7 +11,13 @@ import { trainBpeTokenizer } from "../models/tokenizer/bpe.ts";
 import { loadTokenizer, type Tokenizer } from "../models/tokenizer/tokenizer.ts";
 import { latestCheckpoint } from "./checkpoint.ts";
 import { refuseExistingRun } from "./_trainer_io.ts";
-import { buildRunDatasets, readDocuments, refuseMissingDataset, refuseResumeTokenizer } from "./_run_data.ts";
+import {
+  buildRunDatasets,
+  readDocuments,
+  refuseMissingDataset,
+  refuseResumeTokenizer,
+  withLocalDataset,
+} from "./_run_data.ts";
 import { initRunModel, modelDir, resolveRunModel } from "./_run_model.ts";
 import { refuseUnreadFields, TRAINING_CONFIG_KEYS, type TrainingConfig } from "./config.ts";
 import { isObject, refuseUnknownOptions, show } from "../util/problems.ts";
@@ -106,6 +112,7 @@ export async function runTraining(
         `max_position_embeddings ${mc.max_position_embeddings}; set max_length <= ${mc.max_position_embeddings}`,
     );
   }
+  const local = await withLocalDataset(config, "Cannot train"); // a hub dataset id: its files, downloaded
   // A resume takes the tokenizer saved in its checkpoint: never one rebuilt from (changed) data.
   const resumeDir = config.resume_from_checkpoint === true
     ? await latestCheckpoint(join(config.output_dir, "checkpoints"))
@@ -117,7 +124,7 @@ export async function runTraining(
   let docs: string[] | null = null;
   if (wrapped || needsBpe) {
     try {
-      docs = await readDocuments(config);
+      docs = await readDocuments(local);
     } catch (e) {
       if (!needsBpe || !(e instanceof TypeError)) throw e;
       throw new TypeError(
@@ -145,7 +152,7 @@ export async function runTraining(
       model_max_length: mc.max_position_embeddings,
     });
   }
-  const { train, eval: evalSet, held_out } = await buildRunDatasets(config, tokenizer, wrapped ? docs : null);
+  const { train, eval: evalSet, held_out } = await buildRunDatasets(local, tokenizer, wrapped ? docs : null);
   if (held_out) {
     // evaluation without a validation split takes its examples out of the training data: said aloud
     (opts.log ?? ((l: string) => console.error(`fledge: ${l}`)))(
