@@ -10,7 +10,7 @@ import { pathExists, writeFileAtomic } from "../util/atomic.ts";
 import { join } from "node:path";
 import { parse as parseYaml } from "npm:yaml@^2.9";
 import { loadTaskData, type TaskExample, type TaskKind } from "../data/task_data.ts";
-import { findSplitFiles } from "../data/readers.ts";
+import { findSplitFiles, refuseCompressedOutput } from "../data/readers.ts";
 import { evaluateTask, taskPrompts } from "../evaluation/task_eval.ts";
 import type { Tokenizer } from "../models/tokenizer/tokenizer.ts";
 import { exportOnnx } from "../models/formats/onnx.ts";
@@ -271,6 +271,7 @@ async function evalRun(args: string[], io: CliIO): Promise<void> {
     labels = d.labels;
   } else throw new TypeError("eval: give --data FILE (or a recipe's run folder as --model)");
   if (v.max_samples) examples = examples.slice(0, v.max_samples);
+  if (v.predictions) refuseCompressedOutput(v.predictions, `eval: --predictions ${v.predictions}`);
   if (v.predictions && await pathExists(v.predictions)) {
     throw new Deno.errors.AlreadyExists(
       `eval: --predictions ${v.predictions} exists; give a new file (it is never overwritten)`,

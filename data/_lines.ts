@@ -3,6 +3,7 @@
  * bounded memory (one chunk plus the current partial line), and write text with back-pressure.
  * @module
  */
+import { createGunzip } from "node:zlib";
 import { Decompress } from "npm:fzstd@^0.1";
 import { writeFileAtomic } from "../util/atomic.ts";
 
@@ -42,20 +43,86 @@ export function compressionOf(path: string): "gzip" | "zstd" | null {
   return Object.hasOwn(COMPRESSIONS, ext) ? COMPRESSIONS[ext] : null;
 }
 
-/** A zstd decoder as a stream (fzstd's streaming `Decompress`; hyparquet-compressors uses fzstd too). */
-function zstdStream(): TransformStream<Uint8Array, Uint8Array> {
-  let d: Decompress;
-  return new TransformStream({
-    start(out) {
-      d = new Decompress((chunk) => out.enqueue(chunk.slice()));
+/** Compressed bytes handed to fzstd at a time: the output of one push stays small (see zstdStream). */
+const ZSTD_PIECE = 512;
+
+/**
+ * zstd-decoded bytes of `source`, pulled: fzstd (which hyparquet-compressors uses too; Node's zstd
+ * decoder ends a truncated frame without an error) gets a small piece of input only when the reader
+ * wants more, so a highly compressed file never sits decoded in memory, and a reader that stops
+ * early stops the decoding.
+ */
+function zstdStream(source: ReadableStream<Uint8Array>): ReadableStream<Uint8Array> {
+  const reader = source.getReader();
+  const out: Uint8Array[] = [];
+  const d = new Decompress((chunk) => void out.push(chunk.slice()));
+  let rest: Uint8Array = new Uint8Array(0), ended = false;
+  return new ReadableStream({
+    async pull(c) {
+      while (!out.length) {
+        if (ended) return c.close();
+        if (!rest.length) {
+          const r = await reader.read();
+          if (r.done) {
+            d.push(new Uint8Array(0), true); // throws on a truncated frame
+            ended = true;
+            continue;
+          }
+          rest = r.value;
+        }
+        d.push(rest.subarray(0, ZSTD_PIECE));
+        rest = rest.subarray(ZSTD_PIECE);
+      }
+      c.enqueue(out.shift()!);
     },
-    transform(chunk) {
-      d.push(chunk);
+    cancel: (why) => reader.cancel(why),
+  }, { highWaterMark: 0 });
+}
+
+/**
+ * gzip-decoded bytes of `source`, pulled, through Node's zlib (DecompressionStream stops after the
+ * first member of a multi-member file, `cat a.gz b.gz`, and refuses the zero padding gzip accepts).
+ */
+function gunzipStream(source: ReadableStream<Uint8Array>): ReadableStream<Uint8Array> {
+  const z = createGunzip(), reader = source.getReader();
+  let ended = false, failed: Error | null = null;
+  z.on("error", (e: Error) => void (failed = e));
+  z.on("end", () => void (ended = true));
+  const wait = (events: string[]) =>
+    new Promise<void>((resolve) => {
+      const done = () => {
+        for (const e of events) z.off(e, done);
+        resolve();
+      };
+      for (const e of events) z.on(e, done);
+    });
+  (async () => { // input, as fast as zlib takes it
+    try {
+      for (;;) {
+        const r = await reader.read();
+        if (r.done) return void z.end();
+        if (!z.write(r.value)) await wait(["drain", "error", "close"]);
+        if (failed || z.destroyed) return;
+      }
+    } catch (e) {
+      z.destroy(e as Error);
+    }
+  })();
+  return new ReadableStream({
+    async pull(c) {
+      for (;;) {
+        const b = z.read() as Uint8Array | null;
+        if (b) return c.enqueue(new Uint8Array(b.buffer, b.byteOffset, b.byteLength));
+        if (failed) throw failed;
+        if (ended) return c.close();
+        await wait(["readable", "end", "error"]);
+      }
     },
-    flush() {
-      d.push(new Uint8Array(0), true);
+    cancel: (why) => {
+      z.destroy();
+      return reader.cancel(why);
     },
-  });
+  }, { highWaterMark: 0 });
 }
 
 /** The bytes of `path`, decompressed by its extension (see {@linkcode compressionOf}). */
@@ -69,7 +136,7 @@ async function openBytes(path: string): Promise<ReadableStream<Uint8Array>> {
     throw new Deno.errors.NotFound(`Cannot read ${path}: no such file`);
   }
   if (codec === null) return file.readable;
-  return file.readable.pipeThrough(codec === "gzip" ? new DecompressionStream("gzip") : zstdStream());
+  return codec === "gzip" ? gunzipStream(file.readable) : zstdStream(file.readable);
 }
 
 /**
@@ -190,7 +257,23 @@ export async function writeTextPieces(
   path: string,
   pieces: Iterable<string> | AsyncIterable<string>,
 ): Promise<void> {
+  refuseCompressedOutput(path, `Cannot write ${path}`);
   await writeFileAtomic(path, (file) => writeStream(file, pieces));
+}
+
+/**
+ * Refuse an output named as compressed (`out.jsonl.gz`): the writers write plain text, which the
+ * readers would then refuse as a corrupt gzip file.
+ * @param subject the start of the message, e.g. `eval: --predictions p.jsonl.gz`
+ * @throws {TypeError} naming the fix
+ */
+export function refuseCompressedOutput(path: string, subject: string): void {
+  const ext = /\.(gz|zst|bz2|xz|lz4|zip)$/i.exec(path)?.[1];
+  if (!ext) return;
+  throw new TypeError(
+    `${subject}: outputs are written uncompressed, and a .${ext} name would hold plain text; drop .${ext} ` +
+      `(compress the file afterwards; the readers take .gz and .zst)`,
+  );
 }
 
 async function writeStream(

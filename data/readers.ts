@@ -13,6 +13,8 @@ import { streamParquet } from "./parquet.ts";
 import { hashFraction, pickSplit, shuffleRecords, type SplitOptions, splitRecords } from "./split.ts";
 import { streamText } from "./text.ts";
 import { compressionOf } from "./_lines.ts";
+
+export { refuseCompressedOutput } from "./_lines.ts";
 import { checkSelectOptions, type SelectOptions } from "./_select.ts";
 import { agree, checkBooleans, checkPathArg, refuseUnknownOptions } from "../util/problems.ts";
 import { checkSeed } from "../util/random.ts";

@@ -181,7 +181,7 @@ export interface ReadDocumentsOptions {
   sample_by?: "document" | "line" | "paragraph";
 }
 
-const DATA_EXT = /\.(jsonl|ndjson|json|csv|tsv|txt|text|md|parquet)$/i;
+const DATA_EXT = /\.((jsonl|ndjson|json|csv|tsv|txt|text|md)(\.gz|\.zst)?|parquet)$/i;
 
 async function readFileDocuments(
   file: string,

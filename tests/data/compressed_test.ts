@@ -4,6 +4,8 @@ import { assert } from "../_assert.ts";
 import { detectFormat, findSplitFiles, readDataset, streamDataset } from "../../data/readers.ts";
 import { writeJsonl } from "../../data/jsonl.ts";
 import { writeCsv } from "../../data/csv.ts";
+import { readTextDocuments } from "../../data/text_dataset.ts";
+import { assertFails, cli } from "../cli/_cli.ts";
 
 const dir = await Deno.makeTempDir({ prefix: "fledge-compressed-" });
 addEventListener("unload", () => Deno.removeSync(dir, { recursive: true }));
@@ -39,6 +41,19 @@ Deno.test("every text format reads the same records gzipped", async () => {
     two.push(r);
   }
   assert.deepEqual(two, [{ text: "text 0 é" }, { text: "text 1 é" }]);
+});
+
+Deno.test("a multi-member gzip (cat a.gz b.gz) is read whole, and gzip's zero padding after it is ignored", async () => {
+  await writeJsonl(`${dir}/m1.jsonl`, rows.slice(0, 3));
+  await writeJsonl(`${dir}/m2.jsonl`, rows.slice(3, 5));
+  await gzip(`${dir}/m1.jsonl`, `${dir}/m1.gz`);
+  await gzip(`${dir}/m2.jsonl`, `${dir}/m2.gz`);
+  const [a, b] = [await Deno.readFile(`${dir}/m1.gz`), await Deno.readFile(`${dir}/m2.gz`)];
+  await Deno.writeFile(`${dir}/multi.jsonl.gz`, new Uint8Array([...a, ...b]));
+  // (DecompressionStream had stopped after the first member and called the file incomplete)
+  assert.deepEqual(await readDataset(`${dir}/multi.jsonl.gz`), rows.slice(0, 5));
+  await Deno.writeFile(`${dir}/padded.jsonl.gz`, new Uint8Array([...a, ...new Uint8Array(64)]));
+  assert.deepEqual(await readDataset(`${dir}/padded.jsonl.gz`), rows.slice(0, 3));
 });
 
 Deno.test("a zstd file made by the zstd tool streams across its chunks", async () => {
@@ -126,4 +141,46 @@ Deno.test("a corrupt, truncated or non-UTF-8 compressed file gets one line namin
     name: "NotFound",
     message: /^Cannot read data: \S+missing\.jsonl\.gz does not exist; check the path$/,
   });
+});
+
+Deno.test("a document folder reads its compressed files; a writer refuses a compressed name (it wrote plain text)", async () => {
+  const d = `${dir}/corpus`;
+  await Deno.mkdir(d);
+  await Deno.writeTextFile(`${d}/a.txt`, "doc a");
+  await Deno.writeTextFile(`${d}/b.txt`, "doc b");
+  await gzip(`${d}/b.txt`, `${d}/b.txt.gz`);
+  await Deno.remove(`${d}/b.txt`);
+  await Deno.copyFile(fixture, `${d}/c.jsonl.zst`);
+  const docs = await readTextDocuments(d);
+  assert.deepEqual(docs.slice(0, 2), ["doc a", "doc b"]); // (the compressed ones had been skipped)
+  assert.equal(docs.length, 2 + 3000);
+  for (const name of ["w.jsonl.gz", "w.tsv.zst"]) {
+    const write = name.endsWith(".gz")
+      ? writeJsonl(`${dir}/${name}`, rows)
+      : writeCsv(`${dir}/${name}`, rows);
+    await assert.rejects(write, {
+      name: "TypeError",
+      message: new RegExp(`^Cannot write \\S+${name.replace(".", "\\.")}: outputs are written uncompressed`),
+    });
+  }
+  assert.ok(![...Deno.readDirSync(dir)].some((e) => e.name.startsWith("w.")), "nothing written");
+});
+
+Deno.test("eval --predictions with a compressed name is refused before the model loads", async () => {
+  await Deno.writeTextFile(
+    `${dir}/s.jsonl`,
+    '{"id": "a", "document": "some text here", "summary": "text"}\n',
+  );
+  const r = await cli([
+    "eval",
+    "--task",
+    "summarization",
+    "--model",
+    dir, // (a folder; the model is not read)
+    "--data",
+    `${dir}/s.jsonl`,
+    "--predictions",
+    `${dir}/p.jsonl.gz`,
+  ]);
+  assertFails(r, 2, /eval: --predictions \S+p\.jsonl\.gz: outputs are written uncompressed/);
 });
