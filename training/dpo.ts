@@ -335,6 +335,14 @@ export async function createDpoTrainer(opts: CreateDpoTrainerOptions): Promise<T
         `on ${ref.backend.name}, the policy's ${model.config.vocab_size} on ${model.backend.name}); load it like the policy`,
     );
   }
+  if (
+    ref && (ref === model || [...ref.params].some(([k, t]) => model.params.get(k)?.storage === t.storage))
+  ) {
+    throw new RangeError(
+      "Cannot train DPO: ref_model shares its weights with the policy, so it would move with it (as TRL, " +
+        "which refuses the same object); pass a second copy (createReferenceModel(model)) or leave ref_model out",
+    );
+  }
   // full fine-tuning: the reference is the weights training starts from (TRL deep-copies them)
   const owned = full && !opts.ref_model && !config.precompute_ref_log_probs
     ? createReferenceModel(model)

@@ -254,6 +254,12 @@ Deno.test("precompute_ref_log_probs gives the per-batch reference's numbers, for
     /ref_model must read the policy's token ids on its backend \(vocab_size 40 on cpu, the policy's 32 on cpu\)/,
   );
   other.dispose();
+  const policy = Transformer.init(mc, be, { seed: 5 });
+  await assert.rejects(
+    () => createDpoTrainer({ ...refOpts({}, policy), model: policy }),
+    /ref_model shares its weights with the policy, so it would move with it/,
+  );
+  policy.dispose();
   const notes: string[] = [];
   const t = await createDpoTrainer({
     ...refOpts({}, null!),
