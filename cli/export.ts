@@ -16,7 +16,17 @@ import { exportOnnx } from "../models/formats/onnx.ts";
 import { loadModel, modelSource } from "../models/pretrained.ts";
 import { loadTokenizer, type Tokenizer } from "../models/tokenizer/tokenizer.ts";
 import type { Transformer } from "../models/transformer.ts";
-import { adapterConfig, adapterTensors, loadAdapter, mergeAdapter, removeAdapter } from "../training/peft.ts";
+import {
+  adapterConfig,
+  adapterTensors,
+  loadAdapter,
+  mergeAdapter,
+  readAdapter,
+  removeAdapter,
+} from "../training/peft.ts";
+import { fromHfConfig } from "../models/config.ts";
+import { hubDownload } from "../models/hub/hub.ts";
+import { readJsonFile } from "../util/json.ts";
 import type { CliIO, Command } from "./command.ts";
 import { noteAdapterBase } from "./_model.ts";
 
@@ -46,7 +56,8 @@ options:
   --tokenizer DIR            a folder with tokenizer.json (default: the adapter's, as TRL saves the
                              tokenizer it trained with beside it, else the model's, else the run folder)
   --name NAME                GGUF general.name (default: the hub id's or folder's name, as
-                             convert_hf_to_gguf.py; a run folder's name for its model/)
+                             convert_hf_to_gguf.py; a run folder's name for its model/); the
+                             adapter's is NAME-lora, or NAME itself with --adapter_only
   --overwrite                replace existing output files
   --backend webgpu|cpu|auto  where the model is loaded and merged (default cpu)
   --json                     print {"path", "bytes", "tensors"} (and "adapter": {...} for a second file)
@@ -67,7 +78,7 @@ const FLAGS = {
   tokenizer: { type: "string" },
   name: { type: "string" },
   overwrite: { type: "boolean" },
-  backend: { type: "string", choices: ["webgpu", "cpu", "auto"], default: "cpu" },
+  backend: { type: "string", choices: ["webgpu", "cpu", "auto"] },
   json: { type: "boolean" },
 } as const;
 
@@ -175,6 +186,49 @@ interface Written {
   tensors: number;
 }
 
+/**
+ * `--adapter_only`: the adapter's GGUF from its own files and the base's config.json alone, as
+ * `convert_lora_to_gguf.py` needs no base weights (loading a 7B base in f32 took 28 GB to write an
+ * adapter of a few megabytes).
+ */
+async function exportAdapterOnly(
+  io: CliIO,
+  v: {
+    output: string;
+    name?: string;
+    adapter_outtype?: string;
+    overwrite?: boolean;
+    json?: boolean;
+    model: string;
+  },
+  base: string,
+  adapterDir: string,
+): Promise<void> {
+  const file = existsSync(base)
+    ? join(base, "config.json")
+    : await hubDownload({ repo_id: base, filename: "config.json" });
+  const config = fromHfConfig(await readJsonFile(file), { file });
+  const a = await readAdapter(adapterDir, config);
+  if (a.config.use_dora) {
+    throw new TypeError(
+      `export: the adapter ${adapterDir} is DoRA, which llama.cpp adapters cannot hold; export the model ` +
+        `with it merged instead (--merge, without --adapter_only)`,
+    );
+  }
+  const outtype = (v.adapter_outtype ?? "f32") as "f32" | "f16" | "q8_0";
+  const name = v.name ?? defaultName(v.model, null);
+  const r = await exportGgufAdapter({ config }, v.output, {
+    adapter: { ...a.config, tensors: a.tensors },
+    outtype,
+    overwrite: v.overwrite,
+    ...(v.name !== undefined ? { name: v.name } : name ? { name: `${name}-lora` } : {}),
+  });
+  io.stderr(
+    `export: wrote ${r.path} (gguf LoRA adapter ${outtype}, ${r.tensors} tensors, ${formatBytes(r.bytes)})\n`,
+  );
+  if (v.json) io.stdout(JSON.stringify({ path: r.path, bytes: r.bytes, tensors: r.tensors }) + "\n");
+}
+
 async function exportRun(args: string[], io: CliIO): Promise<void> {
   const v = parseFlags("export", args, FLAGS);
   if (v.help) return io.stdout(USAGE + "\n");
@@ -201,6 +255,8 @@ async function exportRun(args: string[], io: CliIO): Promise<void> {
         ["merge", "writes the model, and --adapter_only the adapter alone; choose one"],
         ["adapter_output", "is the adapter's file beside the model's; with --adapter_only it is --output"],
         ["outtype", "is the model's weight type; the adapter's is --adapter_outtype"],
+        ["tokenizer", "is the model's vocabulary, and an adapter GGUF holds none"],
+        ["backend", "has no model to load: an adapter GGUF is written from the adapter's files"],
       ]
       : []),
     ...(src.adapter && !v.merge
@@ -221,17 +277,15 @@ async function exportRun(args: string[], io: CliIO): Promise<void> {
       `export: ONNX holds one graph, so the adapter ${src.adapter} must be merged into it: add --merge`,
     );
   }
-  const adapterOut = v.adapter_only
-    ? v.output
-    : src.adapter && !v.merge
+  const adapterOut = src.adapter && !v.merge && !v.adapter_only
     ? v.adapter_output ?? v.output.replace(/(\.gguf)?$/i, "-lora.gguf")
     : null;
-  if (!v.adapter_only && adapterOut && resolve(adapterOut) === resolve(v.output)) {
+  if (adapterOut && resolve(adapterOut) === resolve(v.output)) {
     throw new TypeError(
       `export: --adapter_output ${adapterOut} is --output too (the adapter would replace the model); give another path`,
     );
   }
-  for (const p of new Set([v.output, adapterOut])) {
+  for (const p of [v.output, adapterOut]) {
     if (p) await refuseFolder(p); // before the model loads
     if (p) await refuseInputFile(p, [src.model, src.adapter]);
     if (p && !v.overwrite && existsSync(p)) {
@@ -240,7 +294,8 @@ async function exportRun(args: string[], io: CliIO): Promise<void> {
       );
     }
   }
-  const be = await createBackend(v.backend);
+  if (v.adapter_only) return await exportAdapterOnly(io, v, src.model, src.adapter!);
+  const be = await createBackend(v.backend ?? "cpu");
   let model: Transformer | null = null;
   try {
     model = await loadModel(src.model, { backend: be });
@@ -249,7 +304,7 @@ async function exportRun(args: string[], io: CliIO): Promise<void> {
     const tokenizer = v.tokenizer
       ? await loadTokenizer(v.tokenizer)
       : await findTokenizer([src.adapter ?? undefined, modelSource(model), ...src.tokenizerDirs]);
-    if (format === "gguf" && !tokenizer && !v.adapter_only) { // an adapter GGUF holds no vocabulary
+    if (format === "gguf" && !tokenizer) {
       throw new TypeError(
         `export: no tokenizer.json in ${
           [...new Set([modelSource(model), ...src.tokenizerDirs])].join(", ")
@@ -277,7 +332,7 @@ async function exportRun(args: string[], io: CliIO): Promise<void> {
       main = { path: r.path, bytes: r.bytes, tensors: model.params.size };
     } else {
       const opts = {
-        tokenizer: tokenizer!, // (none only with --adapter_only, which writes no model)
+        tokenizer: tokenizer!,
         outtype: (v.outtype ?? "f16") as GgufOuttype,
         overwrite: v.overwrite,
       };
@@ -288,30 +343,24 @@ async function exportRun(args: string[], io: CliIO): Promise<void> {
       // written under a temp name and put in place only once the model's GGUF is written too, so a
       // failed export leaves neither file (a left adapter would block the rerun).
       if (src.adapter && v.merge) mergeAdapter(model);
-      const pending = adapterOut && !v.adapter_only ? tempPath(adapterOut) : null;
-      let written: Written | null = null;
+      const pending = adapterOut ? tempPath(adapterOut) : null;
       try {
-        if (adapterOut) { // an adapter not merged
+        if (adapterOut && pending) { // adapterOut: an adapter not merged
           const adapter = { ...adapterConfig(model)!, tensors: await adapterTensors(model) };
-          written = await exportGgufAdapter(
+          extra = await exportGgufAdapter(
             model,
-            pending ?? adapterOut,
+            pending,
             named(
-              {
-                adapter,
-                outtype: (v.adapter_outtype ?? "f32") as "f32" | "f16" | "q8_0",
-                ...(v.adapter_only ? { overwrite: v.overwrite } : {}),
-              },
-              v.adapter_only && v.name !== undefined ? v.name : name && `${name}-lora`,
+              { adapter, outtype: (v.adapter_outtype ?? "f32") as "f32" | "f16" | "q8_0" },
+              name && `${name}-lora`,
             ),
           ).catch((e) => { // its refusals name the file the user asked for, not the temp name
-            if (e instanceof Error && pending) e.message = e.message.replaceAll(pending, adapterOut);
+            if (e instanceof Error) e.message = e.message.replaceAll(pending, adapterOut);
             throw e;
           });
-          if (!v.adapter_only) extra = written;
           removeAdapter(model);
         }
-        main = v.adapter_only ? written! : await exportGguf(model, v.output, named(opts, name));
+        main = await exportGguf(model, v.output, named(opts, name));
         if (extra && adapterOut && pending) {
           await moveFileAtomic(pending, adapterOut);
           extra = { ...extra, path: adapterOut };
@@ -320,11 +369,7 @@ async function exportRun(args: string[], io: CliIO): Promise<void> {
         if (pending) await Deno.remove(pending).catch(() => {});
       }
     }
-    const what = format === "onnx"
-      ? "onnx"
-      : v.adapter_only
-      ? `gguf LoRA adapter ${v.adapter_outtype ?? "f32"}`
-      : `gguf ${v.outtype ?? "f16"}`;
+    const what = format === "onnx" ? "onnx" : `gguf ${v.outtype ?? "f16"}`;
     const adapterNote = src.adapter && v.merge ? `, its adapter (${src.adapter}) merged` : "";
     io.stderr(
       `export: wrote ${main.path} (${what}, ${main.tensors} tensors, ${

@@ -243,11 +243,15 @@ async function readLocal(
       format = detectFormat(path);
     } catch { /* named below */ }
     if (!format || !FORMATS.includes(format)) {
-      const ext = path.split(".").pop()?.toLowerCase() ?? "";
+      // the format's extension, before a compression's (t.txt.gz is text, not ".gz")
+      const ext = format === "text" ? "text (.txt)" : `".${path.split(".").pop()?.toLowerCase() ?? ""}"`;
       throw bad(
         o,
         path,
-        `extension ".${ext}" is not one of .jsonl, .ndjson, .json, .csv, .tsv, .parquet; convert or rename the file`,
+        `${
+          format === "text" ? "plain " + ext : "extension " + ext
+        } is not one of .jsonl, .ndjson, .json, .csv, ` +
+          `.tsv, .parquet (each also .gz or .zst); convert or rename the file`,
       );
     }
   }

@@ -37,6 +37,7 @@ import type { Tensor } from "../kernels/tensor.ts";
 import { openSafetensors, writeSafetensors } from "../models/formats/safetensors.ts";
 import { modelSource } from "../models/pretrained.ts";
 import type { Transformer } from "../models/transformer.ts";
+import type { ModelConfig } from "../models/config_types.ts";
 import { adapterConfigJson, type PeftConfig, validatePeftConfig } from "./_peft_config.ts";
 import { buildModule, initialWeights, isPeftAdapter, type LoraModule, peftAdapter } from "./_peft_layer.ts";
 import { linearModules, selectTargets, type TargetModule } from "./_peft_targets.ts";
@@ -253,6 +254,97 @@ export interface LoadAdapterOptions {
   is_trainable?: boolean;
 }
 
+/** What {@linkcode readAdapter} reads from an adapter folder. */
+export interface AdapterFiles {
+  /** The adapter's config, resolved for the model (PEFT's defaults filled in). */
+  config: PeftConfig;
+  /** The adapted modules. */
+  targets: TargetModule[];
+  /**
+   * Every tensor of `adapter_model.safetensors` as f32 in PEFT's names and layout (`lora_A.weight`,
+   * `lora_B.weight`, `lora_magnitude_vector`, and the biases and `modules_to_save` it trains),
+   * checked against the model's shapes.
+   */
+  tensors: Map<string, AdapterTensor>;
+  /** The biases and `modules_to_save` among them. */
+  extras: ExtraTensor[];
+}
+
+/**
+ * Read a PEFT adapter folder (`adapter_config.json` + `adapter_model.safetensors`) for a model
+ * of `config`, without the model's weights (`export --adapter_only` reads a 7B base's adapter in
+ * its few megabytes).
+ * @throws {SyntaxError} for unreadable JSON; {@linkcode TypeError} / {@linkcode RangeError} for bad or
+ *   unsupported config fields, and missing, misshapen or unexpected tensors (named with the file)
+ */
+export async function readAdapter(dir: string, config: ModelConfig): Promise<AdapterFiles> {
+  const cfgPath = join(dir, "adapter_config.json"), file = join(dir, "adapter_model.safetensors");
+  let json: unknown;
+  try {
+    json = await readJsonFile(cfgPath);
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound || e instanceof Deno.errors.NotADirectory)) throw e;
+    throw new TypeError(
+      `Cannot load the adapter in ${dir}: ${cfgPath} is missing (a PEFT adapter folder has adapter_config.json)`,
+    );
+  }
+  const c = validatePeftConfig(json, config.arch, cfgPath);
+  const targets = selectTargets(config, c.target_modules, `${cfgPath}: `);
+  c.fan_in_fan_out = targets.some((t) => t.conv1d); // PEFT: set for Conv1D targets (GPT-2)
+  if (!(await Deno.stat(file).then((s) => s.isFile, () => false))) {
+    const bin = await pathExists(join(dir, "adapter_model.bin"));
+    throw new TypeError(
+      `Cannot load the adapter in ${dir}: adapter_model.safetensors is missing` +
+        (bin ? "; adapter_model.bin (pickle) is not read: save it with safe_serialization=True" : ""),
+    );
+  }
+  const reader = await openSafetensors(file);
+  const tensors = new Map<string, AdapterTensor>();
+  try {
+    const names = new Set(reader.names());
+    const take = async (key: string, shape: number[], alt?: string): Promise<void> => {
+      const k = names.has(key) ? key : alt && names.has(alt) ? alt : null;
+      if (!k) {
+        throw new TypeError(
+          `Cannot load ${file}: tensor ${key} is missing (target_modules in ${cfgPath} names it)`,
+        );
+      }
+      names.delete(k);
+      const t = await reader.read(k, { as: "f32" });
+      if (t.shape.join() !== shape.join()) {
+        throw new TypeError(
+          `Cannot load ${file}: tensor ${k} has shape [${t.shape}], expected [${shape}] (r = ${c.r})`,
+        );
+      }
+      tensors.set(key, { shape, data: t.data as Float32Array });
+    };
+    for (const t of targets) {
+      const prefix = `base_model.model.${t.hf}`;
+      await take(`${prefix}.lora_A.weight`, [c.r, t.in_features]);
+      await take(`${prefix}.lora_B.weight`, [t.out_features, c.r]);
+      if (c.use_dora) {
+        await take(
+          `${prefix}.lora_magnitude_vector`,
+          [t.out_features],
+          `${prefix}.lora_magnitude_vector.weight`,
+        );
+      }
+    }
+    const extras = extraTensors(config, c, targets);
+    for (const e of extras) await take(e.key, e.hf_shape);
+    if (names.size) {
+      throw new TypeError(
+        `Cannot load ${file}: unexpected tensors ${[...names].slice(0, 5).join(", ")}${
+          names.size > 5 ? ` and ${names.size - 5} more` : ""
+        } (the config's target_modules, bias and modules_to_save name no such tensors)`,
+      );
+    }
+    return { config: c, targets, tensors, extras };
+  } finally {
+    reader.close();
+  }
+}
+
 /**
  * Attach a PEFT adapter folder (`adapter_config.json` + `adapter_model.safetensors`) to `model`,
  * freezing the base weights. Fused HF modules are split onto the canonical linears.
@@ -269,85 +361,37 @@ export async function loadAdapter(
   checkPathArg(dir, "loadAdapter", "dir");
   refuseUnknownOptions(opts, ["is_trainable"], "loadAdapter");
   checkBooleans(opts, ["is_trainable"], "Cannot load the adapter");
-  const cfgPath = join(dir, "adapter_config.json"), file = join(dir, "adapter_model.safetensors");
-  let json: unknown;
-  try {
-    json = await readJsonFile(cfgPath);
-  } catch (e) {
-    if (!(e instanceof Deno.errors.NotFound || e instanceof Deno.errors.NotADirectory)) throw e;
+  if (model.adapters.size) {
     throw new TypeError(
-      `Cannot load the adapter in ${dir}: ${cfgPath} is missing (a PEFT adapter folder has adapter_config.json)`,
+      `Cannot attach an adapter: the model already has one on ${model.adapters.size} linears; call mergeAdapter() or removeAdapter() first`,
     );
   }
-  const { c, targets } = resolve(model, json, cfgPath);
-  if (!(await Deno.stat(file).then((s) => s.isFile, () => false))) {
-    const bin = await pathExists(join(dir, "adapter_model.bin"));
-    throw new TypeError(
-      `Cannot load the adapter in ${dir}: adapter_model.safetensors is missing` +
-        (bin ? "; adapter_model.bin (pickle) is not read: save it with safe_serialization=True" : ""),
-    );
-  }
-  const reader = await openSafetensors(file);
+  const { config: c, targets, tensors, extras } = await readAdapter(dir, model.config);
+  const data = (key: string) => tensors.get(key)!.data;
   const built: LoraModule[] = [];
-  const extras: [ExtraTensor, Float32Array[]][] = [];
+  const pieces: [ExtraTensor, Float32Array[]][] = [];
   try {
-    const names = new Set(reader.names());
-    const take = async (key: string, shape: number[], alt?: string): Promise<Float32Array> => {
-      const k = names.has(key) ? key : alt && names.has(alt) ? alt : null;
-      if (!k) {
-        throw new TypeError(
-          `Cannot load ${file}: tensor ${key} is missing (target_modules in ${cfgPath} names it)`,
-        );
-      }
-      names.delete(k);
-      const t = await reader.read(k, { as: "f32" });
-      if (t.shape.join() !== shape.join()) {
-        throw new TypeError(
-          `Cannot load ${file}: tensor ${k} has shape [${t.shape}], expected [${shape}] (r = ${c.r})`,
-        );
-      }
-      return t.data as Float32Array;
-    };
     for (const t of targets) {
       const prefix = `base_model.model.${t.hf}`;
-      const A = await take(`${prefix}.lora_A.weight`, [c.r, t.in_features]);
-      const B = await take(`${prefix}.lora_B.weight`, [t.out_features, c.r]);
-      const magnitude = c.use_dora
-        ? await take(
-          `${prefix}.lora_magnitude_vector`,
-          [t.out_features],
-          `${prefix}.lora_magnitude_vector.weight`,
-        )
-        : null;
-      built.push(buildModule(model.backend, t, c, { A, B, magnitude }, (l) => weightOf(model, l), 0));
+      const magnitude = c.use_dora ? data(`${prefix}.lora_magnitude_vector`) : null;
+      const weights = { A: data(`${prefix}.lora_A.weight`), B: data(`${prefix}.lora_B.weight`), magnitude };
+      built.push(buildModule(model.backend, t, c, weights, (l) => weightOf(model, l), 0));
     }
-    for (const e of extraTensors(model.config, c, targets)) {
-      const data = await take(e.key, e.hf_shape);
-      extras.push([e, fromHf(e, data, e.ours.map((n) => model.p(n).shape))]);
-    }
-    if (names.size) {
-      throw new TypeError(
-        `Cannot load ${file}: unexpected tensors ${[...names].slice(0, 5).join(", ")}${
-          names.size > 5 ? ` and ${names.size - 5} more` : ""
-        } (the config's target_modules, bias and modules_to_save name no such tensors)`,
-      );
-    }
+    for (const e of extras) pieces.push([e, fromHf(e, data(e.key), e.ours.map((n) => model.p(n).shape))]);
   } catch (e) {
     for (const m of built) {
       m.lora_A.dispose();
       for (const p of m.parts) [p.lora_B, p.magnitude].forEach((t) => t?.dispose());
     }
     throw e;
-  } finally {
-    reader.close();
   }
   model.setTrainable(false);
   for (const m of built) install(model, m, opts.is_trainable ?? false);
   // The adapter's biases and modules_to_save replace the base's (PEFT loads them over the model).
-  for (const [e, pieces] of extras) {
+  for (const [e, parts] of pieces) {
     e.ours.forEach((n, j) => {
       const old = model.p(n);
-      const t = model.backend.fromArray(pieces[j], old.shape, old.dtype);
+      const t = model.backend.fromArray(parts[j], old.shape, old.dtype);
       t.name = old.name;
       t.requiresGrad = opts.is_trainable ?? false;
       model.params.set(n, t);

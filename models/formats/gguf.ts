@@ -255,7 +255,8 @@ LORA_NAMES.qwen2 = LORA_NAMES.llama;
  * permuted like the base weights). llama.cpp scales by alpha / r; for rsLoRA (alpha / sqrt(r)) the
  * alpha written is `lora_alpha · sqrt(r)`, so the product is the same.
  *
- * @param model the base model the adapter belongs to (its config names and shapes the tensors)
+ * @param model the base model the adapter belongs to, or just its `{ config }` (which names and shapes
+ *   the tensors; no weight is read)
  * @param path the `.gguf` file to write
  * @param opts `adapter` (PEFT tensors + config), `outtype`, `overwrite`, `name`
  * @returns the path, its size in bytes and the number of tensors
@@ -282,7 +283,7 @@ LORA_NAMES.qwen2 = LORA_NAMES.llama;
  * ```
  */
 export async function exportGgufAdapter(
-  model: Transformer,
+  model: Pick<Transformer, "config">,
   path: string,
   opts: ExportGgufAdapterOptions,
 ): Promise<GgufWriteResult> {

@@ -307,6 +307,52 @@ Deno.test("export of a fine-tuned run folder: base + adapter GGUF, or merged wit
       /only\.gguf already exists; pass --overwrite/,
     );
     await Deno.rename(join(tmp, "tokenizer.json"), join(run, "adapter", "tokenizer.json"));
+    // ... from the base's config.json alone: its weights are never loaded (a 7B base had taken 28 GB)
+    const cfgOnly = join(tmp, "config-only");
+    await Deno.mkdir(cfgOnly);
+    await Deno.copyFile(join(REF, "llama", "config.json"), join(cfgOnly, "config.json"));
+    const c = await cli([
+      "export",
+      "--model",
+      cfgOnly,
+      "--adapter",
+      join(run, "adapter"),
+      "--output",
+      join(tmp, "c.gguf"),
+      "--adapter_only",
+      "--name",
+      "run",
+    ]);
+    assert.equal(c.code, 0, c.err);
+    assert.equal((await parse(join(tmp, "c.gguf"))).metadata["general.name"], "run");
+    assertFails( // flags it would not read, and DoRA with the fix that works with this command
+      await cli([
+        "export",
+        "--model",
+        run,
+        "--output",
+        join(tmp, "t.gguf"),
+        "--adapter_only",
+        "--tokenizer",
+        tmp,
+      ]),
+      2,
+      /--tokenizer is the model's vocabulary, and an adapter GGUF holds none/,
+    );
+    assertFails(
+      await cli([
+        "export",
+        "--model",
+        cfgOnly,
+        "--adapter",
+        join(REF, "llama", "dora"),
+        "--output",
+        join(tmp, "d.gguf"),
+        "--adapter_only",
+      ]),
+      2,
+      /is DoRA, which llama\.cpp adapters cannot hold; export the model with it merged instead \(--merge, without --adapter_only\)/,
+    );
     // --adapter_outtype sets the adapter's type (--outtype is the base model's)
     const q = await cli([
       "export",

@@ -524,6 +524,12 @@ Deno.test("loadTaskData() refuses unknown dataset names, extensions and options"
       "TypeError",
       /data\.xlsx: extension "\.xlsx" is not one of \.jsonl/,
     );
+    await Deno.writeTextFile(`${dir}/t.txt.gz`, "x"); // named by its format, not ".gz" (.jsonl.gz is read)
+    await rejectsOneLine(
+      loadTaskData("summarization", { dataset: `${dir}/t.txt.gz` }),
+      "TypeError",
+      /t\.txt\.gz: plain text \(\.txt\) is not one of \.jsonl, .*\(each also \.gz or \.zst\)/,
+    );
     await rejectsOneLine(
       loadTaskData("summarization", { dataset: "debian", level: "short", learning_rate: 1 } as never),
       "TypeError",
