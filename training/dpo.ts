@@ -182,7 +182,7 @@ function meanLogits(be: Backend, mean: Tensor, targets: Int32Array, half: number
 export function dpoLoss(config: DpoLossConfig, opts: DpoLossOptions = {}): ComputeLoss {
   const refs = opts.ref_log_probs ?? new Map();
   const refModel = opts.ref_model ?? null;
-  return (model, idx, ctx) => {
+  const compute: ComputeLoss = (model, idx, ctx) => {
     const ds = expectPairs(ctx.dataset), be = model.backend;
     const b = ds.collate(idx), R = 2 * idx.length, T = b.T;
     const ids = be.fromArray(b.input_ids, [R, T], "i32");
@@ -218,6 +218,8 @@ export function dpoLoss(config: DpoLossConfig, opts: DpoLossOptions = {}): Compu
     for (const t of [ids, targets, lengths, ref, policy.mean_logits]) t?.dispose();
     return { loss, metrics: { ...stats, "logits/chosen": chosen, "logits/rejected": rejected } };
   };
+  compute.reference = refModel; // counted in the Trainer's memory report
+  return compute;
 }
 
 /**

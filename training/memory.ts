@@ -31,6 +31,8 @@ export interface MemoryReportOptions {
    * Trainer has released them, so that `activations` does not count them).
    */
   gradients?: "held" | "step";
+  /** A frozen model the run also holds (DPO's reference copy of the weights): its weights count as static. */
+  reference?: Transformer | null;
 }
 
 /** What {@linkcode memoryReport} measured; every size in bytes. */
@@ -61,7 +63,9 @@ export interface MemoryReport {
   gradients: number;
   /** Optimizer state (AdamW: `exp_avg` and `exp_avg_sq`). */
   optimizer: number;
-  /** `base_total + adapter + gradients + optimizer`. */
+  /** The weights of {@linkcode MemoryReportOptions.reference} (0 without one). */
+  reference: number;
+  /** `base_total + adapter + gradients + optimizer + reference`. */
   static: number;
   /** The backend's {@linkcode Backend.liveBytes} now. */
   live: number;
@@ -150,7 +154,8 @@ export function memoryReport(model: Transformer, opts: MemoryReportOptions = {})
     : sumStorage([...params, ...adapterTensors].flatMap((t) => (t.grad ? [t.grad] : [])), seen);
   const optimizer = opts.optimizer ? trainable.reduce((a, t) => a + 2 * f32Bytes(be, t.size), 0) : 0;
   const base_total = base_f32 + base_f16 + base_4bit;
-  const statics = base_total + adapter + gradients + optimizer;
+  const reference = opts.reference ? sumStorage(opts.reference.params.values(), seen) : 0;
+  const statics = base_total + adapter + gradients + optimizer + reference;
   return {
     backend: be.name,
     adapter_name: be.adapter,
@@ -165,6 +170,7 @@ export function memoryReport(model: Transformer, opts: MemoryReportOptions = {})
     trainable_params,
     gradients,
     optimizer,
+    reference,
     static: statics,
     live: be.liveBytes,
     peak: be.peakBytes,
@@ -210,9 +216,22 @@ export function formatMemoryReport(r: MemoryReport): string {
     r.adapter ? `adapter ${b(r.adapter)} (${count(r.adapter_params)} parameters)` : "",
     `gradients ${b(r.gradients)}`,
     r.optimizer ? `optimizer state ${b(r.optimizer)}` : "",
+    r.reference ? `reference copy ${b(r.reference)}` : "",
   ].filter((s) => s);
   return `Device memory (${r.backend}): ${out.join(", ")}; ${count(r.trainable_params)} parameters train. ` +
     `Static ${b(r.static)}; measured peak ${b(r.peak)}, of which activations and scratch ${
       b(r.activations)
     }; ${b(r.live)} alive now.`;
+}
+
+/**
+ * The Trainer's memory paragraph: {@linkcode formatMemoryReport} of `model` with one step's
+ * gradients, the optimizer's moments and a loss's frozen `reference` model (DPO's copy).
+ */
+export function trainingMemory(
+  model: Transformer,
+  optimizer: AdamW | null | undefined,
+  reference: Transformer | null | undefined,
+): string {
+  return formatMemoryReport(memoryReport(model, { optimizer, gradients: "step", reference }));
 }

@@ -31,7 +31,7 @@ import { deviceBatch, type TrainDataset, weightOf } from "./_trainer_batch.ts";
 export type { CustomRows, TrainDataset } from "./_trainer_batch.ts";
 import type { RowDataset } from "../data/row_dataset.ts";
 import { addMetrics, rowsDataset } from "./_trainer_rows.ts";
-import { formatMemoryReport, memoryReport } from "./memory.ts";
+import { trainingMemory } from "./memory.ts";
 import type { TextDataset } from "../data/text_dataset.ts";
 import {
   keepOnlyBest,
@@ -121,12 +121,17 @@ export interface LossContext {
   forward: ForwardOptions;
 }
 
-/** A custom loss of one micro-batch; see `CreateTrainerOptions.compute_loss`. */
-export type ComputeLoss = (
-  model: Transformer,
-  idx: Uint32Array,
-  ctx: LossContext,
-) => { loss: Tensor; metrics?: Record<string, Tensor> };
+/**
+ * A custom loss of one micro-batch; see `CreateTrainerOptions.compute_loss`. `reference`: a frozen
+ * model it also asks (DPO's copy of the weights), counted in the memory report.
+ */
+export type ComputeLoss =
+  & ((
+    model: Transformer,
+    idx: Uint32Array,
+    ctx: LossContext,
+  ) => { loss: Tensor; metrics?: Record<string, Tensor> })
+  & { reference?: Transformer | null };
 
 /** What {@linkcode Trainer.train} returns (the names of the project's design). */
 export interface TrainResult {
@@ -552,7 +557,7 @@ export class Trainer {
       interval_ms: 0,
     });
     // What the run holds on the device before its first step (the peak is measured from here).
-    const before = formatMemoryReport(memoryReport(model, { optimizer: this.optimizer, gradients: "step" }));
+    const before = trainingMemory(model, this.optimizer, this.#computeLoss?.reference);
     this.#log(before.replace(/; measured peak .*$/, " before the first step."));
     be.resetPeak();
     const nb = this.train_dataset.num_blocks;
@@ -782,7 +787,7 @@ export class Trainer {
         model,
         tokenizer: this.tokenizer,
         dataset: this.train_dataset.source,
-        memory: formatMemoryReport(memoryReport(model, { optimizer: this.optimizer, gradients: "step" })),
+        memory: trainingMemory(model, this.optimizer, this.#computeLoss?.reference),
       }));
     await callHook(this.hooks, "on_train_end", [ctx()]);
     return { ...summary, training_time, checkpoint_path, interrupted: null };

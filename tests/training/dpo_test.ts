@@ -270,6 +270,24 @@ Deno.test("precompute_ref_log_probs gives the per-batch reference's numbers, for
   assert.deepEqual(notes, [
     "DPO reference: a frozen copy of the weights (22.8 kB), as TRL's create_reference_model (precompute_ref_log_probs: true needs none)",
   ]);
+  // the copy is static memory in the Trainer's report, not "activations"
+  const memo: string[] = [];
+  const out = await Deno.makeTempDir();
+  const t2 = await createDpoTrainer({
+    ...refOpts({}, null!),
+    config: getTrainingArgs({ output_dir: out, max_steps: 1, save_strategy: "no" }),
+    ref_model: undefined,
+    log: (l) => void memo.push(l),
+  });
+  await t2.train();
+  t2.dispose();
+  await Deno.remove(out, { recursive: true });
+  assert.ok(
+    memo.some((l) =>
+      /gradients 22\.8 kB, optimizer state 45\.7 kB, reference copy 22\.8 kB;.* Static 114\.2 kB/.test(l)
+    ),
+    memo.join("\n"),
+  );
   const withBias = Transformer.init(presetConfig("tiny", { ...mc, qkv_bias: true, o_bias: true }), be, {
     seed: 5,
   });
