@@ -117,32 +117,15 @@ Deno.test("export refuses bad flags and inputs with exit 2 and one line", async 
       2,
       /--adapter_only needs an adapter \(--adapter DIR; .*model has none\)/,
     );
+    const only = (...extra: string[]) =>
+      cli(["export", "--model", join(tmp, "run"), "--output", out, "--adapter_only", ...extra]);
     assertFails(
-      await cli([
-        "export",
-        "--model",
-        join(tmp, "run"),
-        "--output",
-        out,
-        "--adapter_only",
-        "--merge",
-        "--outtype",
-        "q8_0",
-      ]),
+      await only("--merge", "--outtype", "q8_0"),
       2,
       /--merge writes the model, and --adapter_only the adapter alone; choose one; --outtype is the model's weight type; the adapter's is --adapter_outtype/,
     );
     assertFails(
-      await cli([
-        "export",
-        "--model",
-        join(tmp, "run"),
-        "--output",
-        out,
-        "--adapter_only",
-        "--adapter_output",
-        "x.gguf",
-      ]),
+      await only("--adapter_output", "x.gguf"),
       2,
       /--adapter_output is the adapter's file beside the model's; with --adapter_only it is --output/,
     );

@@ -59,30 +59,22 @@ const o = { endpoint: hub.url, cache_dir: cache, token: false as const, offline:
 Deno.test("a hub dataset id downloads its data files (not the card), read offline from the cache next time", async () => {
   const dir = await Deno.makeTempDir({ prefix: "fledge-hubrun-" });
   try {
+    const flags = {
+      model: "tiny",
+      model_config:
+        '{"hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 32}',
+      dataset_name: "org/docs", // TRL's name
+      backend: "cpu",
+      max_seq_length: "16",
+      per_device_train_batch_size: "2",
+      max_steps: "1",
+      eval_strategy: "steps",
+      eval_steps: "1",
+      save_strategy: "no",
+    };
     const args = (out: string) => [
       "train",
-      "--model",
-      "tiny",
-      "--model_config",
-      '{"hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 32}',
-      "--dataset_name", // TRL's name
-      "org/docs",
-      "--output_dir",
-      join(dir, out),
-      "--backend",
-      "cpu",
-      "--max_seq_length",
-      "16",
-      "--per_device_train_batch_size",
-      "2",
-      "--max_steps",
-      "1",
-      "--eval_strategy",
-      "steps",
-      "--eval_steps",
-      "1",
-      "--save_strategy",
-      "no",
+      ...Object.entries({ ...flags, output_dir: join(dir, out) }).flatMap(([k, v]) => [`--${k}`, v]),
     ];
     const r = await cliProcess(args("run"), env);
     assert.equal(r.code, 0, r.err);
