@@ -26,6 +26,7 @@ const ALIASES: Record<string, keyof TrainingConfig> = {
   // the TRL scripts' (trl sft / trl dpo) names of the model and the dataset
   model_name_or_path: "model",
   dataset_name: "dataset",
+  dataset_config_name: "dataset_config", // run_clm.py's
 };
 
 const FLAGS: Record<string, FlagSpec> = { config: { type: "string", short: "c" } };

@@ -36,8 +36,9 @@ options:
   --<field> VALUE            any TrainingConfig field by its Hugging Face name (read as JSON when it
                              parses): --max_length 512 --completion_only_loss false
                              --assistant_only_loss true --packing true --lora '{"r": 16}'
-                             (TRL's --model_name_or_path, --dataset_name and --dataset_config name
-                             the model, the dataset and its config)
+                             (TRL's --model_name_or_path, --dataset_name, --dataset_config,
+                             --dataset_train_split and --dataset_test_split name the model, the
+                             dataset, its config and the splits to train and evaluate on)
   -h, --help                 this text
 
 Flags may also be spelled with hyphens (--learning-rate).`;

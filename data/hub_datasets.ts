@@ -6,7 +6,7 @@
  * the hub API and downloaded with resume. `path` reads the same layout from a local folder.
  * @module
  */
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import {
   downloadListedFiles,
   HubError,
@@ -18,7 +18,8 @@ import {
   snapshotDownload,
 } from "../models/hub/hub.ts";
 import { pathExists } from "../util/atomic.ts";
-import { isDataFile } from "./readers.ts";
+import { hasSplitKeyword, isDataFile } from "./readers.ts";
+import { type CardConfig, cardConfigs, folderCardConfigs, globRegExp, pickCardConfig } from "./_card.ts";
 import { streamParquet } from "./parquet.ts";
 import { shuffleRecords } from "./split.ts";
 import { checkSelectOptions, checkShuffleSeed, type SelectOptions, selector } from "./_select.ts";
@@ -325,31 +326,44 @@ export function isHubDatasetId(dataset: string): boolean {
   return DATASET_ID.test(dataset) && !(last.includes(".") && isDataFileName(last));
 }
 
+/** A dataset as {@linkcode resolveDataset} found it: the local path, and the card config to read there. */
+export interface ResolvedDataset {
+  /** A file, a folder of split files, or a hub snapshot folder (a config's folder for a repo without a card). */
+  path: string;
+  /** The card config (README.md `configs:`) that names the splits under `path`, or null. */
+  config: string | null;
+}
+
 /**
  * A dataset as a local path, as `datasets.load_dataset(path, name)` finds it: an existing file or
  * folder as it is, else a hub dataset id whose data files (jsonl, json, csv, tsv, txt, parquet, the
  * text formats also gzipped or zstd-compressed) are downloaded into the hub cache, at the commit
- * one listing resolved, and whose snapshot folder is returned (the `config` folder when given).
- * Without `config` the files at the repo's top, under `data/` or in split folders are taken; a
- * repo whose data is only in config folders asks for one. Offline (`HF_HUB_OFFLINE`), or when the
- * hub cannot be reached, a cached snapshot serves.
+ * one listing resolved, and whose snapshot folder is returned. The card's `configs:` (README.md)
+ * say which files each config's splits are, as HF reads them; without a card, `config` is a folder
+ * of the repo, and without `config` the files at the top (when they name a split), under `data/`
+ * or in split folders are taken, and a repo whose data is only in config folders asks for one.
+ * Offline (`HF_HUB_OFFLINE`), or when the hub cannot be reached, a cached snapshot serves if it
+ * holds every shard of the config.
  *
  * @param dataset a file, a folder or a hub dataset id
  * @param opts `config`, `subject`, hub options
- * @returns the local path to read the splits from
+ * @returns the local path and the card config to read its splits with
  * @throws {Deno.errors.NotFound} a path that does not exist and is not a hub dataset id
- * @throws {RangeError} `config` with a local path; a config that does not exist (listing those that do);
- *   a repo without data files
+ * @throws {RangeError} `config` with a local folder without a card; a config that does not exist
+ *   (listing those that do); a repo without data files; a cached config missing shards
  * @throws {HubError} the hub unreachable with nothing cached, an unknown or gated dataset
  */
-export async function resolveDataset(dataset: string, opts: ResolveDatasetOptions = {}): Promise<string> {
+export async function resolveDataset(
+  dataset: string,
+  opts: ResolveDatasetOptions = {},
+): Promise<ResolvedDataset> {
   const subject = opts.subject ?? `Cannot load dataset ${dataset}`;
   const config = opts.config ?? null;
   if (await pathExists(dataset)) {
-    if (config === null) return dataset;
+    if (config === null || folderCardConfigs(dataset)) return { path: dataset, config };
     throw new RangeError(
-      `${subject}: dataset_config "${config}" picks a folder of a hub dataset, and ${dataset} is a local path; ` +
-        `drop dataset_config (or give the config's folder as the dataset)`,
+      `${subject}: dataset_config "${config}" picks a config of a hub dataset, and ${dataset} is a local path ` +
+        `without a card (README.md configs:); drop dataset_config (or give the config's folder as the dataset)`,
     );
   }
   if (!isHubDatasetId(dataset)) {
@@ -377,22 +391,80 @@ export async function resolveDataset(dataset: string, opts: ResolveDatasetOption
       if (!unreachable) throw e; // offline mode: its message says so
       throw new HubError(
         unreachable.kind,
-        `${unreachable.message.replace(/[.;]?\s*$/, "")}; and no snapshot of dataset ${dataset} is cached`,
+        `Cannot find dataset ${dataset}: it is not a local path, and ${
+          (unreachable.message[0].toLowerCase() + unreachable.message.slice(1)).replace(/[.;]?\s*$/, "")
+        }; no snapshot of it is cached`,
         { status: unreachable.status, cause: unreachable },
       );
     });
-    const files = (await listSnapshotFiles(cached, ["*"])).filter((f) => isDataFileName(f.split("/").pop()!));
-    pickDataFiles(files, config, dataset, subject);
-    return config === null ? cached : join(cached, config);
+    const files = await listSnapshotFiles(cached, ["*"]);
+    const cacheNote = `${subject} (from the cache, the hub not asked)`;
+    const card = files.includes("README.md") ? folderCardConfigs(cached) : null;
+    const r = card
+      ? { files: cardFiles(files, pickCardConfig(card, config, `${cacheNote}: its card`)), folder: "" }
+      : pickDataFiles(files.filter((f) => isDataFileName(basename(f))), config, dataset, cacheNote);
+    refuseMissingShards(r.files, dataset, subject);
+    return card
+      ? { path: cached, config: pickCardConfig(card, config, subject).config_name }
+      : { path: join(cached, r.folder), config: null };
   }
-  const files = pickDataFiles(
-    listing.files.filter((f) => isDataFileName(f.split("/").pop()!)),
-    config,
-    dataset,
-    subject,
+  let card: CardConfig[] | null = null;
+  if (listing.files.includes("README.md")) {
+    const folder = await downloadListedFiles(dataset, { commit: listing.commit, files: ["README.md"] }, hub);
+    card = cardConfigs(await Deno.readTextFile(join(folder, "README.md")), `the card of dataset ${dataset}`);
+  }
+  if (card) {
+    const c = pickCardConfig(card, config, `${subject}: its card`);
+    const files = cardFiles(listing.files, c);
+    if (!files.length) throw noDataFiles(subject, dataset);
+    const folder = await downloadListedFiles(dataset, {
+      commit: listing.commit,
+      files: ["README.md", ...files],
+    }, hub);
+    return { path: folder, config: c.config_name };
+  }
+  const r = pickDataFiles(listing.files.filter((f) => isDataFileName(basename(f))), config, dataset, subject);
+  const folder = await downloadListedFiles(dataset, { commit: listing.commit, files: r.files }, hub);
+  return { path: join(folder, r.folder), config: null };
+}
+
+/** The data files of a card config: those its `data_files` patterns match, or those under its `data_dir`. */
+function cardFiles(files: string[], c: CardConfig): string[] {
+  const data = files.filter((f) => isDataFileName(basename(f)));
+  if (c.data_files) {
+    const res = Object.values(c.data_files).flat().map(globRegExp);
+    return data.filter((f) => res.some((re) => re.test(f)));
+  }
+  return c.data_dir ? data.filter((f) => f.startsWith(c.data_dir + "/")) : data;
+}
+
+/** A cached config missing a shard (`-00001-of-00002` without its sibling) is not read as whole. */
+function refuseMissingShards(files: string[], dataset: string, subject: string): void {
+  const groups = new Map<string, { n: number; have: number }>();
+  for (const f of files) {
+    const m = /^(.*)-(\d+)-of-(\d+)[^/]*$/.exec(f);
+    if (!m) continue;
+    const g = groups.get(m[1] + "|" + m[3]) ?? { n: Number(m[3]), have: 0 };
+    g.have++;
+    groups.set(m[1] + "|" + m[3], g);
+  }
+  const partial = [...groups.entries()].filter(([, g]) => g.have < g.n);
+  if (!partial.length) return;
+  const [name, g] = partial[0];
+  throw new RangeError(
+    `${subject}: the cache holds ${g.have} of the ${g.n} shards of ${
+      name.split("|")[0]
+    } of dataset ${dataset} ` +
+      `(a download cut short); run once with network access to complete it`,
   );
-  const folder = await downloadListedFiles(dataset, { commit: listing.commit, files }, hub);
-  return config === null ? folder : join(folder, config);
+}
+
+function noDataFiles(subject: string, dataset: string): RangeError {
+  return new RangeError(
+    `${subject}: hub dataset ${dataset} has no data files fledge reads (jsonl, json, csv, tsv, txt, parquet, ` +
+      `also .gz/.zst); a dataset made by a loading script, or saved with save_to_disk (.arrow), must be ` +
+      `converted first (to_json / to_parquet)`,
+  );
 }
 
 function isDataFileName(name: string): boolean {
@@ -405,39 +477,50 @@ function isDataFileName(name: string): boolean {
 
 /** A 404 says the id is neither a local path nor a hub dataset: both are named. */
 function notADataset(e: unknown, dataset: string): unknown {
-  if (!(e instanceof HubError && e.kind === "not_found")) return e;
+  if (!(e instanceof HubError && (e.kind === "not_found" || e.kind === "unauthorized"))) return e;
+  const why = e.kind === "not_found"
+    ? "the hub has no dataset of that id"
+    : "the hub refused it (a private or gated dataset needs a token, HF_TOKEN; the hub answers the same for an id that does not exist)";
   return new HubError(
-    "not_found",
-    `Cannot find dataset ${dataset}: it is not a local path, and the hub has no dataset of that id ` +
-      `(${e.message}); fix the path or the id`,
+    e.kind,
+    `Cannot find dataset ${dataset}: it is not a local path, and ${why} (${e.message}); fix the path or the id`,
     { status: e.status, cause: e },
   );
 }
 
 /** The data files a config (or the repo's default layout) reads, or a RangeError naming the choices. */
-function pickDataFiles(files: string[], config: string | null, dataset: string, subject: string): string[] {
+function pickDataFiles(
+  files: string[],
+  config: string | null,
+  dataset: string,
+  subject: string,
+): { files: string[]; folder: string } {
   const SPLIT_DIRS = /^(data|train|training|validation|valid|dev|val|test|testing|eval|evaluation)$/i;
   const configs = [
     ...new Set(
       files.filter((f) => f.includes("/")).map((f) => f.split("/")[0]).filter((d) => !SPLIT_DIRS.test(d)),
     ),
   ].sort();
-  const picked = config === null
-    ? files.filter((f) => !f.includes("/") || SPLIT_DIRS.test(f.split("/")[0]))
-    : files.filter((f) => f.startsWith(config + "/"));
-  if (picked.length) return picked;
-  if (!files.length) {
+  if (config !== null) {
+    const picked = files.filter((f) => f.startsWith(config + "/"));
+    if (picked.length) return { files: picked, folder: config };
+    if (!files.length) throw noDataFiles(subject, dataset);
     throw new RangeError(
-      `${subject}: hub dataset ${dataset} has no data files fledge reads (jsonl, json, csv, tsv, txt, parquet, ` +
-        `also .gz/.zst); a dataset made by a loading script must be converted first`,
-    );
-  }
-  throw new RangeError(
-    config === null
-      ? `${subject}: hub dataset ${dataset} keeps its data in configs (${configs.join(", ")}); ` +
-        `choose one with dataset_config (--dataset_config ${configs[0]})`
-      : `${subject}: hub dataset ${dataset} has no config "${config}"; its configs are ${
+      `${subject}: hub dataset ${dataset} has no config "${config}"; its configs are ${
         configs.join(", ") || "none (drop dataset_config)"
       }`,
+    );
+  }
+  // the top's files count when one names a split (a LICENSE.txt beside data/ is no data), or when
+  // there is nothing else (a repo of one data.json is its train split, as HF reads it)
+  const top = files.filter((f) => !f.includes("/")),
+    nested = files.filter((f) => SPLIT_DIRS.test(f.split("/")[0]));
+  const named = top.some((f) => hasSplitKeyword(f));
+  const picked = [...(named || (!nested.length && !configs.length) ? top : []), ...nested];
+  if (picked.length) return { files: picked, folder: "" };
+  if (!files.length) throw noDataFiles(subject, dataset);
+  throw new RangeError(
+    `${subject}: hub dataset ${dataset} keeps its data in configs (${configs.join(", ")}); ` +
+      `choose one with dataset_config (--dataset_config ${configs[0]})`,
   );
 }

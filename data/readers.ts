@@ -13,6 +13,7 @@ import { streamParquet } from "./parquet.ts";
 import { hashFraction, pickSplit, shuffleRecords, type SplitOptions, splitRecords } from "./split.ts";
 import { streamText } from "./text.ts";
 import { compressionOf } from "./_lines.ts";
+import { folderCardConfigs, globRegExp, pickCardConfig } from "./_card.ts";
 
 export { refuseCompressedOutput } from "./_lines.ts";
 import { checkSelectOptions, type SelectOptions } from "./_select.ts";
@@ -140,72 +141,149 @@ export function isDataFile(name: string): boolean {
   return formatKey(name) !== null && !METADATA.test(name) && !/\.md$/i.test(name);
 }
 
-/** The split a data file's name gives: an HF keyword at a boundary, else the name up to `.-_`. */
-function splitOf(name: string): string | null {
+/** The split a data file's name gives (`keyword`: by an HF split keyword), or null for a file that is not data. */
+function splitOf(name: string): { split: string; keyword: boolean } | null {
   const plain = formatKey(name) ? name.replace(/\.(gz|zst)$/i, "") : null; // train.jsonl.gz is train.jsonl
   const m = plain?.match(/^([A-Za-z0-9]+)(?:[-_.].*)?\.([a-z]+)$/i);
   if (!plain || !m || m[2].toLowerCase() === "md" || METADATA.test(name)) return null;
   const stem = plain.slice(0, plain.lastIndexOf(".")).toLowerCase();
   for (const [split, words] of SPLIT_KEYWORDS) {
-    if (words.some((w) => new RegExp(`(^|[-._ 0-9])${w}([-._ 0-9]|$)`).test(stem))) return split;
+    if (words.some((w) => new RegExp(`(^|[-._ 0-9])${w}([-._ 0-9]|$)`).test(stem))) {
+      return { split, keyword: true };
+    }
   }
-  return m[1];
+  return { split: m[1], keyword: false };
 }
 
-/**
- * The split files of a folder, by split name, as HF `datasets` finds them: a name holding a split
- * keyword at a boundary (`train.jsonl`, `sst2_train.jsonl`, `dev.csv` and `valid-0.jsonl` are
- * validation, `eval.tsv` test), else the name up to the first `.`, `-` or `_` (`unsupervised.jsonl`);
- * files in a subfolder named for a split (`train/part-0.parquet`). Looks in `data/` when the folder
- * itself has none, like the Hugging Face datasets layout. The card (README.md), `datasets`' metadata
- * (`dataset_infos.json`, ...) and any `.md` are not data; links (a hub cache snapshot's files) are
- * followed.
- *
- * @param dir the folder
- * @returns split name to sorted file paths
- * @throws {TypeError} when a split has files in two formats (a `validation.jsonl` and a converted
- *   `validation.csv` would be read as one split, each record twice)
- */
-export function findSplitFiles(dir: string): Record<string, string[]> {
-  for (const sub of [dir, join(dir, "data")]) {
-    const splits: Record<string, string[]> = {};
-    let entries: Deno.DirEntry[];
-    try {
-      entries = [...Deno.readDirSync(sub)];
-    } catch {
-      continue;
-    }
-    for (const e of entries) {
-      const path = join(sub, e.name); // (stat follows a link: a hub snapshot's files are links)
-      if (isFileSync(path)) {
-        const split = splitOf(e.name);
-        if (split) (splits[split] ??= []).push(path);
-      } else if (e.name !== "data" && isDirSync(path)) { // train/part-0.parquet
-        const split = SPLIT_KEYWORDS.find(([, words]) => words.includes(e.name.toLowerCase()))?.[0];
-        if (!split) continue;
-        for (const f of Deno.readDirSync(path)) {
-          if (isFileSync(join(path, f.name)) && splitOf(f.name)) {
-            (splits[split] ??= []).push(join(path, f.name));
-          }
+/** The data files of one folder level: by keyword split, by name, and all of them. */
+interface Level {
+  dir: string;
+  keyword: Record<string, string[]>;
+  named: Record<string, string[]>;
+  all: string[];
+}
+
+function scanLevel(sub: string): Level | null {
+  let entries: Deno.DirEntry[];
+  try {
+    entries = [...Deno.readDirSync(sub)];
+  } catch {
+    return null;
+  }
+  const level: Level = { dir: sub, keyword: {}, named: {}, all: [] };
+  for (const e of entries) {
+    const path = join(sub, e.name); // (stat follows a link: a hub snapshot's files are links)
+    if (isFileSync(path)) {
+      const s = splitOf(e.name);
+      if (!s) continue;
+      ((s.keyword ? level.keyword : level.named)[s.split] ??= []).push(path);
+      level.all.push(path);
+    } else if (e.name !== "data" && isDirSync(path)) { // train/part-0.parquet
+      const split = SPLIT_KEYWORDS.find(([, words]) => words.includes(e.name.toLowerCase()))?.[0];
+      if (!split) continue;
+      for (const f of Deno.readDirSync(path)) {
+        if (isFileSync(join(path, f.name)) && splitOf(f.name)) {
+          (level.keyword[split] ??= []).push(join(path, f.name));
+          level.all.push(join(path, f.name));
         }
       }
     }
-    for (const [split, files] of Object.entries(splits)) {
-      // a gzipped copy beside its file is another format too: both would be read, each record twice
-      const formats = new Set(files.map((f) => formatKey(basename(f))));
-      if (formats.size > 1) {
-        throw new TypeError(
-          `Cannot read ${sub}: split "${split}" has files in ${formats.size} formats (${
-            files.map((f) => basename(f)).sort().join(", ")
-          }); keep one format per split`,
-        );
-      }
-    }
-    if (Object.keys(splits).length) {
-      return Object.fromEntries(Object.keys(splits).sort().map((k) => [k, splits[k].sort()]));
+  }
+  return level;
+}
+
+/** Whether a data file's name holds an HF split keyword (`train`, `dev`, `sst2_validation`, ...). */
+export function hasSplitKeyword(name: string): boolean {
+  return splitOf(name)?.keyword ?? false;
+}
+
+/** Options of {@linkcode findSplitFiles}. */
+export interface FindSplitOptions {
+  /** The config of a card's `configs:` (README.md) to read; default the card's default one. */
+  config?: string | null;
+}
+
+/**
+ * The split files of a folder, by split name, as HF `datasets` finds them. A card (README.md) with
+ * `configs:` names them: the config's `data_files` patterns by split (`data/train_sft-*`), the
+ * config `opts.config` or the default one. Without one, by file name: a name holding a split
+ * keyword at a boundary (`train.jsonl`, `sst2_train.jsonl`, `dev.csv` and `valid-0.jsonl` are
+ * validation, `eval.tsv` test; beside them, another name is its own split up to the first `.`,
+ * `-` or `_`, `unsupervised.jsonl`), files in a subfolder named for a split
+ * (`train/part-0.parquet`). The folder's own files are read when they hold a keyword, else `data/`'s (a `LICENSE.txt` beside
+ * `data/` is no split). The card, `datasets`' metadata (`dataset_infos.json`, ...) and any `.md`
+ * are not data; links (a hub cache snapshot's files) are followed.
+ *
+ * @param dir the folder
+ * @param opts `config`
+ * @returns split name to sorted file paths
+ * @throws {TypeError} when a split has files in two formats (a `validation.jsonl` and a converted
+ *   `validation.csv` would be read as one split, each record twice)
+ * @throws {RangeError} a card config that does not exist, or `config` for a folder without a card
+ */
+export function findSplitFiles(dir: string, opts: FindSplitOptions = {}): Record<string, string[]> {
+  const card = folderCardConfigs(dir);
+  const config = opts.config ?? null;
+  if (!card && config !== null) {
+    throw new RangeError(
+      `Cannot read ${dir}: dataset_config "${config}" names a config of a dataset card (README.md configs:), ` +
+        `and ${dir} has none; drop dataset_config`,
+    );
+  }
+  let splits: Record<string, string[]>, where = dir;
+  const picked = card ? pickCardConfig(card, config, `Cannot read ${dir}: its card`) : null;
+  if (picked?.data_files) splits = cardSplits(dir, picked.data_files);
+  else {
+    const root = picked?.data_dir ? join(dir, picked.data_dir) : dir;
+    const levels = [scanLevel(root), scanLevel(join(root, "data"))];
+    const level = levels.find((l) => l && Object.keys(l.keyword).length) ?? levels.find((l) => l?.all.length);
+    if (!level) return {};
+    where = level.dir;
+    splits = { ...level.named, ...level.keyword };
+  }
+  for (const [split, files] of Object.entries(splits)) {
+    // a gzipped copy beside its file is another format too: both would be read, each record twice
+    const formats = new Set(files.map((f) => formatKey(basename(f))));
+    if (formats.size > 1) {
+      throw new TypeError(
+        `Cannot read ${where}: split "${split}" has files in ${formats.size} formats (${
+          files.map((f) => basename(f)).sort().join(", ")
+        }); keep one format per split`,
+      );
     }
   }
-  return {};
+  return Object.fromEntries(Object.keys(splits).sort().map((k) => [k, splits[k].sort()]));
+}
+
+/** Every file under `dir`, as `/`-separated relative paths (links followed; `.git` and hidden folders skipped). */
+function walk(dir: string, rel = ""): string[] {
+  const out: string[] = [];
+  for (const e of Deno.readDirSync(join(dir, rel))) {
+    const r = rel ? `${rel}/${e.name}` : e.name, p = join(dir, r);
+    if (isFileSync(p)) out.push(r);
+    else if (!e.name.startsWith(".") && isDirSync(p)) out.push(...walk(dir, r));
+  }
+  return out;
+}
+
+/** A card config's splits: the data files its patterns match. */
+function cardSplits(dir: string, files: Record<string, string[]>): Record<string, string[]> {
+  const all = walk(dir).filter((f) => isDataFile(basename(f)));
+  const out: Record<string, string[]> = {};
+  for (const [split, patterns] of Object.entries(files)) {
+    const res = patterns.map(globRegExp);
+    const hit = all.filter((f) => res.some((re) => re.test(f)));
+    if (!hit.length) {
+      throw new RangeError(
+        `Cannot read ${dir}: split "${split}" of its card (README.md configs: ${
+          patterns.join(", ")
+        }) matches no ` +
+          `data file; download the dataset's files again`,
+      );
+    }
+    out[split] = hit.map((f) => join(dir, f));
+  }
+  return out;
 }
 
 /**

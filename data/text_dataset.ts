@@ -179,6 +179,8 @@ export interface ReadDocumentsOptions {
    * language-model text), `line` (HF's default: a row per line) or `paragraph`.
    */
   sample_by?: "document" | "line" | "paragraph";
+  /** The config of the folder's card (README.md `configs:`) that names its splits; default its default one. */
+  dataset_config?: string | null;
 }
 
 const DATA_EXT = /\.((jsonl|ndjson|json|csv|tsv|txt|text|md)(\.gz|\.zst)?|parquet)$/i;
@@ -254,9 +256,12 @@ export async function readTextDocuments(path: string, opts: ReadDocumentsOptions
     throw e;
   }
   const out: string[] = [];
-  const splits = stat.isDirectory ? findSplitFiles(path) : {};
+  const splits = stat.isDirectory ? findSplitFiles(path, { config: opts.dataset_config }) : {};
   const name = opts.split ?? "train";
-  if (!splits.train && name !== "train") {
+  // a folder of split files (a card's splits may be named otherwise: train_sft), else of documents
+  const isSplits = Object.hasOwn(splits, name) ||
+    ["train", "validation", "test"].some((k) => Object.hasOwn(splits, k));
+  if (!isSplits && name !== "train") {
     throw new RangeError(
       `Cannot read split "${name}" of ${path}: it is ${
         stat.isDirectory ? "a folder without split files (train.*, validation.*)" : "one file"
@@ -268,7 +273,7 @@ export async function readTextDocuments(path: string, opts: ReadDocumentsOptions
     return out;
   }
   let files: string[];
-  if (splits.train) {
+  if (isSplits) {
     if (!splits[name]) {
       throw new RangeError(
         `Cannot read split "${name}" of ${path}: it has ${Object.keys(splits).join(", ")}`,

@@ -15,6 +15,7 @@ import { latestCheckpoint } from "./checkpoint.ts";
 import { refuseUnreadFields, type TrainingConfig } from "./config.ts";
 import { refuseExistingRun } from "./_trainer_io.ts";
 import {
+  noteEvalSplit,
   refuseMissingDataset,
   refuseResumeTokenizer,
   trainSplitFiles,
@@ -105,7 +106,7 @@ export async function dpoRunInputs(
         `max_position_embeddings ${mc.max_position_embeddings}; set max_length <= ${mc.max_position_embeddings}`,
     );
   }
-  const local = (await withLocalDataset(config, "Cannot train with DPO")).dataset!; // a hub id: downloaded
+  const local = await withLocalDataset(config, "Cannot train with DPO"); // a hub id: downloaded
   const resumeDir = config.resume_from_checkpoint === true
     ? await latestCheckpoint(join(config.output_dir, "checkpoints"))
     : config.resume_from_checkpoint || null;
@@ -135,8 +136,10 @@ export async function dpoRunInputs(
       config.max_eval_samples,
     );
   } else if (wantsEval) {
-    evalPairs = train.filter((e) => hashFraction(e.source) >= 0.9);
-    train = train.filter((e) => hashFraction(e.source) < 0.9);
+    // by `file:line` without the folder, as SFT (a hub snapshot's path holds the commit and the cache)
+    const key = (e: PreferenceExample) => e.source.slice(e.source.lastIndexOf("/") + 1);
+    evalPairs = train.filter((e) => hashFraction(key(e)) >= 0.9);
+    train = train.filter((e) => hashFraction(key(e)) < 0.9);
     if (!evalPairs.length) {
       throw new RangeError(
         `Cannot evaluate: the 10% hash split of the ${train.length} pairs of ${data} holds none; ` +
@@ -145,6 +148,7 @@ export async function dpoRunInputs(
     }
   }
   if (!train.length) throw new RangeError(`Cannot train: dataset ${data} has no preference pairs; add rows`);
+  noteEvalSplit(local, data, wantsEval && !files.validation, opts.log);
   const pad_token_id = tokenizer.pad_token_id ?? tokenizer.eos_token_id ?? 0;
   const trainSet = new PreferenceDataset(train, { pad_token_id, source: files.train.join(", ") });
   const evalSet = evalPairs?.length

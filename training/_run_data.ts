@@ -10,8 +10,8 @@
  * Evaluation uses the folder's validation split, else a 10% hash split of the training examples.
  * @module
  */
-import { join } from "node:path";
-import { detectFormat, findSplitFiles } from "../data/readers.ts";
+import { basename, join } from "node:path";
+import { detectFormat, findSplitFiles, hasSplitKeyword } from "../data/readers.ts";
 import { packExamples, padExamples } from "../data/packing.ts";
 import { RowDataset } from "../data/row_dataset.ts";
 import { buildSftExamples, loadSftExamples, refuseCutToNothing, type SftExample } from "../data/sft.ts";
@@ -23,25 +23,72 @@ import type { TrainDataset } from "./_trainer_batch.ts";
 import { loadTrainingConfig, type TrainingConfig } from "./config.ts";
 import { isDirSync, pathExists } from "../util/atomic.ts";
 
-/** Text documents of a dataset (for the wrapped layout and for training a preset's tokenizer). */
-export async function readDocuments(config: TrainingConfig, split = "train"): Promise<string[]> {
+/**
+ * Text documents of a dataset (for the wrapped layout and for training a preset's tokenizer): its
+ * training split, or with `"eval"` its evaluation split ({@linkcode splitFiles}).
+ */
+export async function readDocuments(
+  config: TrainingConfig,
+  which: "train" | "eval" = "train",
+): Promise<string[]> {
+  const split = which === "train"
+    ? config.dataset_train_split
+    : splitFiles(config).eval_split ?? "validation";
   const docs = await readTextDocuments(config.dataset!, {
     dataset_text_field: config.dataset_text_field,
     split,
+    dataset_config: config.dataset_config,
   });
-  const cap = split === "train" ? config.max_train_samples : config.max_eval_samples;
+  const cap = which === "train" ? config.max_train_samples : config.max_eval_samples;
   return cap === null ? docs : docs.slice(0, cap);
 }
 
+/** A run's splits: the files of each, and the evaluation split's name. */
+export interface RunSplits {
+  /** The training split's files; null for a folder without one (a folder of documents). */
+  train: string[] | null;
+  /** The evaluation split's files, or null. */
+  validation: string[] | null;
+  /** The evaluation split's name (`validation`, `test`, or `dataset_test_split`), or null. */
+  eval_split: string | null;
+}
+
 /**
- * A dataset's split files, every shard in order (HF reads them all): a file is its own train split
- * with no validation; a folder's train split (null when it has none: a folder of documents) and
- * validation split (null when it has none).
+ * A dataset's split files, every shard in order (HF reads them all), as TRL picks them: a file is
+ * its own train split with no evaluation split; a folder's `dataset_train_split` (default `train`;
+ * a folder whose files name no split keyword is all train, as HF reads a repo of one `data.json`),
+ * and `dataset_test_split`, else `validation`, else `test` (TRL's default), for evaluation. The
+ * card's config `dataset_config` names the splits when the folder has one.
+ * @throws {RangeError} a split asked for by name that the folder does not have, listing those it has
  */
-export function splitFiles(data: string): { train: string[] | null; validation: string[] | null } {
-  if (!isDirSync(data)) return { train: [data], validation: null };
-  const s = findSplitFiles(data);
-  return { train: s.train?.length ? s.train : null, validation: s.validation?.length ? s.validation : null };
+export function splitFiles(
+  config: Pick<TrainingConfig, "dataset" | "dataset_config" | "dataset_train_split" | "dataset_test_split">,
+): RunSplits {
+  const data = config.dataset!;
+  if (!isDirSync(data)) return { train: [data], validation: null, eval_split: null };
+  const s = findSplitFiles(data, { config: config.dataset_config });
+  const names = Object.keys(s);
+  for (
+    const [k, v] of [["dataset_train_split", config.dataset_train_split], [
+      "dataset_test_split",
+      config.dataset_test_split,
+    ]]
+  ) {
+    if (v !== null && v !== "train" && !s[v]) {
+      throw new RangeError(
+        `Cannot read dataset ${data}: ${k} "${v}" is not one of its splits (${
+          names.join(", ") || "none"
+        }); fix ${k}`,
+      );
+    }
+  }
+  const keyword = Object.values(s).flat().some((f) => hasSplitKeyword(basename(f)));
+  const train = s[config.dataset_train_split] ??
+    (config.dataset_train_split === "train" && !keyword && names.length
+      ? names.flatMap((n) => s[n]).sort()
+      : null);
+  const eval_split = config.dataset_test_split ?? (s.validation ? "validation" : s.test ? "test" : null);
+  return { train, validation: eval_split ? s[eval_split] : null, eval_split };
 }
 
 /** The examples of every file, in order (the shards of a split: train-00000-of-00003.parquet, ...). */
@@ -86,8 +133,10 @@ async function examplesOf(file: string, tokenizer: Tokenizer, config: TrainingCo
  * saved config keeps the id.
  */
 export async function withLocalDataset(config: TrainingConfig, what: string): Promise<TrainingConfig> {
-  const local = await resolveDataset(config.dataset!, { config: config.dataset_config, subject: what });
-  return local === config.dataset ? config : { ...config, dataset: local };
+  const r = await resolveDataset(config.dataset!, { config: config.dataset_config, subject: what });
+  return r.path === config.dataset && r.config === config.dataset_config
+    ? config
+    : { ...config, dataset: r.path, dataset_config: r.config };
 }
 
 /**
@@ -120,13 +169,37 @@ export async function refuseResumeTokenizer(config: TrainingConfig, checkpoint: 
   );
 }
 
-/** {@linkcode splitFiles} of a dataset to train on: a folder without a train split is refused. */
-export function trainSplitFiles(data: string): { train: string[]; validation: string[] | null } {
-  const { train, validation } = splitFiles(data);
-  if (!train) {
-    throw new RangeError(`Cannot train: dataset folder ${data} has no train split file (train.jsonl, ...)`);
+/**
+ * Say where evaluation comes from when it is not the validation split: a 10% of the training data
+ * held out (which then does not train), or the test split (TRL's `dataset_test_split`).
+ */
+export function noteEvalSplit(
+  config: TrainingConfig,
+  data: string,
+  held_out: boolean,
+  log: (line: string) => void,
+): void {
+  if (config.eval_strategy === "no") return;
+  if (held_out) {
+    log(
+      `evaluation holds out a stable 10% of ${data}, which does not train (there is no validation or test split ` +
+        `file; a dataset folder with validation.jsonl keeps all of the training data)`,
+    );
+  } else if (config.dataset_test_split === null && splitFiles(config).eval_split === "test") {
+    log(`evaluation uses the test split of ${data} (there is no validation split; TRL's dataset_test_split)`);
   }
-  return { train, validation };
+}
+
+/** {@linkcode splitFiles} of a dataset to train on: a folder without a train split is refused. */
+export function trainSplitFiles(config: Parameters<typeof splitFiles>[0]): RunSplits & { train: string[] } {
+  const s = splitFiles(config);
+  if (!s.train) {
+    throw new RangeError(
+      `Cannot train: dataset folder ${config.dataset} has no ${config.dataset_train_split} split file ` +
+        `(train.jsonl, ...); add one or set dataset_train_split`,
+    );
+  }
+  return s as RunSplits & { train: string[] };
 }
 
 /**
@@ -140,7 +213,7 @@ export async function buildRunDatasets(
   docs: string[] | null,
 ): Promise<{ train: TrainDataset; eval: TrainDataset | null; held_out: boolean }> {
   const data = config.dataset!, T = config.max_seq_length, wantsEval = config.eval_strategy !== "no";
-  const valid = wantsEval ? splitFiles(data).validation : null;
+  const valid = wantsEval ? splitFiles(config).validation : null;
   if (wantsEval && !valid && config.max_eval_samples !== null) {
     throw new RangeError(
       `Cannot train: max_eval_samples needs a dataset folder with a validation split file; ${data} has none ` +
@@ -159,7 +232,8 @@ export async function buildRunDatasets(
     if (valid) {
       return {
         train: build(trainDocs, 1, data).train,
-        eval: build(await readDocuments(config, "validation"), 1, `${data} (validation)`).train,
+        eval:
+          build(await readDocuments(config, "eval"), 1, `${data} (${splitFiles(config).eval_split})`).train,
         held_out: false,
       };
     }
@@ -168,7 +242,7 @@ export async function buildRunDatasets(
   }
   const cap = (ex: SftExample[], n: number | null) => (n === null ? ex : ex.slice(0, n));
   let train = cap(
-    await examplesOfAll(trainSplitFiles(data).train, tokenizer, config),
+    await examplesOfAll(trainSplitFiles(config).train, tokenizer, config),
     config.max_train_samples,
   );
   let evalEx: SftExample[] | null = null;

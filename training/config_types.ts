@@ -80,6 +80,13 @@ export interface TrainingConfig {
   dataset: string | null;
   /** TRL `ScriptArguments`: the config (subset) of a hub dataset, its folder in the repo; null for none. */
   dataset_config: string | null;
+  /** TRL `ScriptArguments`: the split to train on (default `train`). */
+  dataset_train_split: string;
+  /**
+   * TRL `ScriptArguments`: the split to evaluate on; null (default): `validation`, else `test`, else a
+   * stable 10% of the training rows held out.
+   */
+  dataset_test_split: string | null;
   /** TRL: the text column of the dataset (default `text`). */
   dataset_text_field: string;
   /** run_clm.py: use at most this many training documents (first ones); null = all. */

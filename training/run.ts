@@ -13,6 +13,7 @@ import { latestCheckpoint } from "./checkpoint.ts";
 import { refuseExistingRun } from "./_trainer_io.ts";
 import {
   buildRunDatasets,
+  noteEvalSplit,
   readDocuments,
   refuseMissingDataset,
   refuseResumeTokenizer,
@@ -153,13 +154,7 @@ export async function runTraining(
     });
   }
   const { train, eval: evalSet, held_out } = await buildRunDatasets(local, tokenizer, wrapped ? docs : null);
-  if (held_out) {
-    // evaluation without a validation split takes its examples out of the training data: said aloud
-    (opts.log ?? ((l: string) => console.error(`fledge: ${l}`)))(
-      `evaluation holds out a stable 10% of ${data}, which does not train (there is no validation split ` +
-        `file; a dataset folder with validation.jsonl keeps all of the training data)`,
-    );
-  }
+  noteEvalSplit(local, data, held_out, opts.log ?? ((l: string) => console.error(`fledge: ${l}`)));
 
   const backend = await createBackend(config.backend);
   const model = await initRunModel(spec, tokenizer, backend, config.seed);

@@ -7,6 +7,9 @@ import { join } from "node:path";
 import { assert } from "../_assert.ts";
 import { type MockFiles, startHubServer } from "../_hub_server.ts";
 import { isHubDatasetId, resolveDataset } from "../../data/hub_datasets.ts";
+import { findSplitFiles } from "../../data/readers.ts";
+import { getTrainingArgs } from "../../training/config.ts";
+import { splitFiles, trainSplitFiles } from "../../training/_run_data.ts";
 import { HubError } from "../../models/hub/hub.ts";
 import { cliProcess } from "../cli/_cli.ts";
 import { presetConfig } from "../../models/config.ts";
@@ -23,7 +26,7 @@ async function gz(bytes: Uint8Array<ArrayBuffer>): Promise<Uint8Array> {
 const docs = (tag: string, n: number) =>
   Array.from({ length: n }, (_, i) => ({ text: `${tag} package ${i} does a thing` }));
 const pairs = Array.from(
-  { length: 6 },
+  { length: 30 },
   (_, i) => ({ prompt: `Q${i} word`, chosen: " yes", rejected: " no" }),
 );
 
@@ -41,6 +44,27 @@ const datasets: Record<string, MockFiles> = {
   },
   "org/script": { "script.py": enc("import datasets"), "README.md": enc("# a loading script") },
   "org/pairs": { "train.jsonl.gz": await gz(lines(pairs)) },
+  // HuggingFaceH4/ultrachat_200k's layout: the card names the splits (by file name, train_sft and
+  // train_gen would both be "train")
+  "org/chat": {
+    "README.md": enc(
+      "---\nconfigs:\n- config_name: default\n  data_files:\n  - split: train_sft\n    path: data/train_sft-*\n" +
+        "  - split: test_sft\n    path: data/test_sft-*\n  - split: train_gen\n    path: data/train_gen-*\n" +
+        "- config_name: small\n  data_files: data/train_sft-00000-of-00002.jsonl\n---\n# chat",
+    ),
+    "data/train_sft-00000-of-00002.jsonl": lines(docs("sft0", 4)),
+    "data/train_sft-00001-of-00002.jsonl": lines(docs("sft1", 4)),
+    "data/test_sft-00000-of-00001.jsonl": lines(docs("tsft", 2)),
+    "data/train_gen-00000-of-00001.jsonl": lines(docs("gen", 9)),
+  },
+  // trl-lib/Capybara's: train and test, with a LICENSE beside data/
+  "org/capy": {
+    "LICENSE.txt": enc("Apache 2.0"),
+    "data/train-00000-of-00001.jsonl": lines(docs("capy", 10)),
+    "data/test-00000-of-00001.jsonl": lines(docs("capytest", 2)),
+  },
+  // yahma/alpaca-cleaned's: one file named for no split
+  "org/alpaca": { "alpaca_data_cleaned.json": enc(JSON.stringify(docs("alp", 3))) },
 };
 
 const hub = startHubServer({ datasets });
@@ -56,7 +80,7 @@ const env = {
 };
 const o = { endpoint: hub.url, cache_dir: cache, token: false as const, offline: false, progress: false };
 
-Deno.test("a hub dataset id downloads its data files (not the card), read offline from the cache next time", async () => {
+Deno.test("a hub dataset id downloads its card and data files, read offline from the cache next time", async () => {
   const dir = await Deno.makeTempDir({ prefix: "fledge-hubrun-" });
   try {
     const flags = {
@@ -78,10 +102,16 @@ Deno.test("a hub dataset id downloads its data files (not the card), read offlin
     ];
     const r = await cliProcess(args("run"), env);
     assert.equal(r.code, 0, r.err);
+    assert.doesNotMatch(
+      r.err,
+      /evaluation (holds out|uses the test split)/,
+      "org/docs has a validation split",
+    );
     const commit = hub.commitOf("org/docs");
     const fetched = hub.requests.filter((q) => q.method === "GET" && q.path.includes("/resolve/"))
       .map((q) => q.path.replace(`/datasets/org/docs/resolve/${commit}/`, "")).sort();
     assert.deepEqual(fetched, [
+      "README.md", // the card, which would name the splits
       "data/train-00000-of-00002.jsonl.gz",
       "data/train-00001-of-00002.jsonl.gz",
       "data/validation.jsonl",
@@ -90,7 +120,7 @@ Deno.test("a hub dataset id downloads its data files (not the card), read offlin
     assert.match(await Deno.readTextFile(join(dir, "run", "config.yaml")), /^dataset: org\/docs$/m);
     const n = hub.requests.length;
     const local = await resolveDataset("org/docs", { ...o, offline: true });
-    assert.equal(local, join(cache, "datasets--org--docs", "snapshots", commit));
+    assert.deepEqual(local, { path: join(cache, "datasets--org--docs", "snapshots", commit), config: null });
     const again = await cliProcess(args("again"), { ...env, HF_HUB_OFFLINE: "1" });
     assert.equal(again.code, 0, again.err);
     assert.equal(hub.requests.length, n, "offline: no request");
@@ -105,7 +135,7 @@ Deno.test("dataset_config picks a config folder; without it the configs are list
     message:
       "Cannot train: hub dataset org/multi keeps its data in configs (a, b); choose one with dataset_config (--dataset_config a)",
   });
-  const b = await resolveDataset("org/multi", { ...o, config: "b" });
+  const { path: b } = await resolveDataset("org/multi", { ...o, config: "b" });
   assert.deepEqual([...Deno.readDirSync(b)].map((e) => e.name), ["train.jsonl"]);
   assert.equal(
     (await Deno.readTextFile(join(b, "train.jsonl"))).split("\n")[0],
@@ -117,11 +147,11 @@ Deno.test("dataset_config picks a config folder; without it the configs are list
   });
   await assert.rejects(resolveDataset("org/script", o), {
     message:
-      /hub dataset org\/script has no data files fledge reads .*a dataset made by a loading script must be converted first$/,
+      /hub dataset org\/script has no data files fledge reads .*a dataset made by a loading script, or saved with save_to_disk \(\.arrow\), must be converted first/,
   });
   // a local path with dataset_config: refused, not ignored
   await assert.rejects(resolveDataset(cache, { ...o, config: "b" }), {
-    message: /dataset_config "b" picks a folder of a hub dataset/,
+    message: /dataset_config "b" picks a config of a hub dataset, and \S+ is a local path without a card/,
   });
   // neither a local path nor a hub dataset
   await assert.rejects(resolveDataset("org/nothing", o), (e: Error) => {
@@ -147,7 +177,10 @@ Deno.test("dataset_config picks a config folder; without it the configs are list
     resolveDataset("org/unseen", { ...o, endpoint: url, max_retries: 0 }),
     (e: Error) => {
       assert.ok(e instanceof HubError);
-      assert.match(e.message, /no snapshot of dataset org\/unseen is cached$/);
+      assert.match(
+        e.message,
+        /^Cannot find dataset org\/unseen: it is not a local path, and cannot reach .*; no snapshot of it is cached$/,
+      );
       assert.ok(!e.message.includes("\n"));
       return true;
     },
@@ -188,11 +221,95 @@ Deno.test("dpo reads its pairs from a hub dataset id too", async () => {
       "no",
       "--lora",
       '{"r": 2}',
+      "--eval_strategy",
+      "steps",
+      "--eval_steps",
+      "1",
     ], env);
     assert.equal(r.code, 0, r.err);
     assert.match(r.out, /^trained 1 DPO steps? in /);
+    // the held-out rows are said aloud, as SFT says them (DPO had held them out silently)
+    assert.match(r.err, /evaluation holds out a stable 10% of org\/pairs, which does not train/);
   } finally {
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a card's configs name the splits (ultrachat's train_sft), the test split evaluates, and stray files are no data", async () => {
+  const chat = await resolveDataset("org/chat", o);
+  assert.equal(chat.config, "default");
+  assert.deepEqual(Object.keys(findSplitFiles(chat.path, { config: chat.config })), [
+    "test_sft",
+    "train_gen",
+    "train_sft",
+  ]);
+  const base = getTrainingArgs({ dataset: chat.path, dataset_config: chat.config });
+  // TRL's dataset_train_split picks train_sft; the default "train" is not there (it had been train_sft + train_gen)
+  assert.throws(() => trainSplitFiles(base), /has no train split file .*set dataset_train_split/);
+  const sft = splitFiles({ ...base, dataset_train_split: "train_sft", dataset_test_split: "test_sft" });
+  assert.deepEqual(sft.train!.map((f) => f.split("/").pop()), [
+    "train_sft-00000-of-00002.jsonl",
+    "train_sft-00001-of-00002.jsonl",
+  ]);
+  assert.deepEqual([sft.eval_split, sft.validation!.length], ["test_sft", 1]);
+  assert.throws(
+    () => splitFiles({ ...base, dataset_test_split: "validation" }),
+    /dataset_test_split "validation" is not one of its splits \(test_sft, train_gen, train_sft\); fix dataset_test_split/,
+  );
+  // another config of the card: only its files are fetched
+  const n = hub.requests.length;
+  const small = await resolveDataset("org/chat", { ...o, config: "small" });
+  assert.equal(small.config, "small");
+  assert.deepEqual(Object.keys(findSplitFiles(small.path, { config: "small" })), ["train"]);
+  assert.ok(hub.requests.slice(n).every((q) => !q.path.includes("train_gen")));
+  // run_clm's --dataset_config_name is the flag's other name
+  const out = await Deno.makeTempDir({ prefix: "fledge-hubsmall-" });
+  const run = await cliProcess([
+    "train",
+    ...Object.entries({
+      model: "tiny",
+      model_config:
+        '{"hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 32}',
+      dataset: "org/chat",
+      dataset_config_name: "small",
+      output_dir: join(out, "run"),
+      max_seq_length: "16",
+      max_steps: "1",
+      save_strategy: "no",
+      backend: "cpu",
+    }).flatMap(([k, v]) => [`--${k}`, v]),
+  ], env);
+  await Deno.remove(out, { recursive: true });
+  assert.equal(run.code, 0, run.err);
+  await assert.rejects(resolveDataset("org/chat", { ...o, config: "large" }), {
+    message: /its card has no config "large"; its configs are default, small$/,
+  });
+  // trl-lib/Capybara: data/ is read past a LICENSE.txt (it had been the only "split"), and test evaluates (TRL's default)
+  const capy = await resolveDataset("org/capy", o);
+  const cs = splitFiles(getTrainingArgs({ dataset: capy.path }));
+  assert.deepEqual([cs.train!.length, cs.eval_split], [1, "test"]);
+  // a repo of one file named for no split is its train split (HF reads yahma/alpaca-cleaned so)
+  const alp = await resolveDataset("org/alpaca", o);
+  assert.equal(splitFiles(getTrainingArgs({ dataset: alp.path })).train!.length, 1);
+});
+
+Deno.test("a cached config missing a shard is refused offline (a download cut short), not read as whole", async () => {
+  const c2 = await Deno.makeTempDir({ prefix: "fledge-hubpart-" });
+  try {
+    const cut = startHubServer({
+      datasets: { "org/chat": datasets["org/chat"] },
+      cut: { file: "data/train_sft-00001-of-00002.jsonl", after: 10, times: 99 },
+    });
+    await assert.rejects(
+      resolveDataset("org/chat", { ...o, endpoint: cut.url, cache_dir: c2, max_retries: 0 }),
+    );
+    await cut.close();
+    await assert.rejects(resolveDataset("org/chat", { ...o, cache_dir: c2, offline: true }), {
+      message:
+        /the cache holds 1 of the 2 shards of data\/train_sft of dataset org\/chat .*run once with network access/,
+    });
+  } finally {
+    await Deno.remove(c2, { recursive: true });
   }
 });
 
