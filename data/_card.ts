@@ -20,7 +20,7 @@ export interface CardConfig {
 
 /** The card's text from a README.md's YAML front matter, or null. */
 function frontMatter(text: string): unknown {
-  const m = /^---\r?\n([\s\S]*?)\r?\n---\s*(\r?\n|$)/.exec(text);
+  const m = /^\s*---\r?\n([\s\S]*?)\r?\n---\s*(\r?\n|$)/.exec(text);
   if (!m) return null;
   try {
     return parseYaml(m[1]);
@@ -97,7 +97,20 @@ export function pickCardConfig(configs: CardConfig[], name: string | null, where
     if (!hit) throw new RangeError(`${where} has no config "${name}"; its configs are ${names}`);
     return hit;
   }
-  const pick = configs.find((c) => c.default) ?? configs.find((c) => c.config_name === "default") ??
+  const defaults = configs.filter((c) => c.default);
+  if (
+    defaults.length > 1 || (defaults.length && configs.some((c) => !c.default && c.config_name === "default"))
+  ) {
+    throw new RangeError(
+      `${where} marks several default configs (${
+        [...defaults, ...configs.filter((c) => !c.default && c.config_name === "default")].map((c) =>
+          c.config_name
+        )
+          .join(", ")
+      }), as HF refuses too; choose one with dataset_config`,
+    );
+  }
+  const pick = defaults[0] ?? configs.find((c) => c.config_name === "default") ??
     (configs.length === 1 ? configs[0] : null);
   if (!pick) {
     throw new RangeError(
@@ -119,7 +132,11 @@ export function globRegExp(pattern: string): RegExp {
       i += p[i + 2] === "/" ? 2 : 1;
     } else if (c === "*") src += "[^/]*";
     else if (c === "?") src += "[^/]";
-    else src += c.replace(/[.+^${}()|[\]\\]/g, "\\$&");
+    else if (c === "[" && p.indexOf("]", i + 2) > 0) { // [0-9], [!a]: a character class, as fnmatch
+      const end = p.indexOf("]", i + 2), body = p.slice(i + 1, end).replace(/\\/g, "\\\\");
+      src += body.startsWith("!") ? `[^/${body.slice(1)}]` : `[${body}]`;
+      i = end;
+    } else src += c.replace(/[.+^${}()|[\]\\]/g, "\\$&");
   }
   return new RegExp(`^${src}$`);
 }

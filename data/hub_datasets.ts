@@ -400,13 +400,13 @@ export async function resolveDataset(
     const files = await listSnapshotFiles(cached, ["*"]);
     const cacheNote = `${subject} (from the cache, the hub not asked)`;
     const card = files.includes("README.md") ? folderCardConfigs(cached) : null;
-    const r = card
-      ? { files: cardFiles(files, pickCardConfig(card, config, `${cacheNote}: its card`)), folder: "" }
+    const c = card ? pickCardConfig(card, config, `${cacheNote}: its card`) : null;
+    const r = c
+      ? { files: cardFiles(files, c, dataset, cacheNote), folder: "" }
       : pickDataFiles(files.filter((f) => isDataFileName(basename(f))), config, dataset, cacheNote);
-    refuseMissingShards(r.files, dataset, subject);
-    return card
-      ? { path: cached, config: pickCardConfig(card, config, subject).config_name }
-      : { path: join(cached, r.folder), config: null };
+    const res = c?.data_files ? cardPatterns(c).map(globRegExp) : null;
+    refuseMissingShards(r.files, dataset, subject, res ? (f) => res.some((re) => re.test(f)) : undefined);
+    return c ? { path: cached, config: c.config_name } : { path: join(cached, r.folder), config: null };
   }
   let card: CardConfig[] | null = null;
   if (listing.files.includes("README.md")) {
@@ -415,7 +415,7 @@ export async function resolveDataset(
   }
   if (card) {
     const c = pickCardConfig(card, config, `${subject}: its card`);
-    const files = cardFiles(listing.files, c);
+    const files = cardFiles(listing.files, c, dataset, subject);
     if (!files.length) throw noDataFiles(subject, dataset);
     const folder = await downloadListedFiles(dataset, {
       commit: listing.commit,
@@ -429,21 +429,40 @@ export async function resolveDataset(
 }
 
 /** The data files of a card config: those its `data_files` patterns match, or those under its `data_dir`. */
-function cardFiles(files: string[], c: CardConfig): string[] {
+function cardFiles(files: string[], c: CardConfig, dataset: string, subject: string): string[] {
   const data = files.filter((f) => isDataFileName(basename(f)));
   if (c.data_files) {
-    const res = Object.values(c.data_files).flat().map(globRegExp);
+    const res = cardPatterns(c).map(globRegExp);
     return data.filter((f) => res.some((re) => re.test(f)));
   }
-  return c.data_dir ? data.filter((f) => f.startsWith(c.data_dir + "/")) : data;
+  if (c.data_dir) return data.filter((f) => f.startsWith(c.data_dir + "/"));
+  return pickDataFiles(data, null, dataset, subject).files; // named by file: the default layout's
 }
 
-/** A cached config missing a shard (`-00001-of-00002` without its sibling) is not read as whole. */
-function refuseMissingShards(files: string[], dataset: string, subject: string): void {
+/** A card config's `data_files` patterns, relative to the repo (under its `data_dir`, as HF reads them). */
+function cardPatterns(c: CardConfig): string[] {
+  return Object.values(c.data_files ?? {}).flat().map((p) =>
+    c.data_dir ? `${c.data_dir}/${p.replace(/^\.\//, "")}` : p
+  );
+}
+
+/**
+ * A cached config missing a shard (`-00001-of-00002` without its sibling) is not read as whole;
+ * `wanted`: whether a shard's name is one the config reads (a card config may take only some).
+ */
+function refuseMissingShards(
+  files: string[],
+  dataset: string,
+  subject: string,
+  wanted: (name: string) => boolean = () => true,
+): void {
   const groups = new Map<string, { n: number; have: number }>();
   for (const f of files) {
-    const m = /^(.*)-(\d+)-of-(\d+)[^/]*$/.exec(f);
+    const m = /^(.*)-(\d+)-of-(\d+)([^/]*)$/.exec(f);
     if (!m) continue;
+    // the config reads every shard of the group only if its patterns take a sibling's name
+    const next = String((Number(m[2]) + 1) % Number(m[3])).padStart(m[2].length, "0");
+    if (Number(m[3]) > 1 && !wanted(`${m[1]}-${next}-of-${m[3]}${m[4]}`)) continue;
     const g = groups.get(m[1] + "|" + m[3]) ?? { n: Number(m[3]), have: 0 };
     g.have++;
     groups.set(m[1] + "|" + m[3], g);

@@ -41,6 +41,8 @@ export interface ReadOptions extends SelectOptions, SplitOptions {
   sample_by?: "line" | "paragraph" | "document";
   /** JSON files: the key holding the record array (default `"data"`). */
   field?: string;
+  /** A folder with a card (README.md `configs:`): the config whose splits to read (HF `name`). */
+  config?: string;
 }
 
 const EXTENSIONS: Record<string, DataFormat> = {
@@ -222,6 +224,23 @@ export interface FindSplitOptions {
  * @throws {RangeError} a card config that does not exist, or `config` for a folder without a card
  */
 export function findSplitFiles(dir: string, opts: FindSplitOptions = {}): Record<string, string[]> {
+  return findSplitLayout(dir, opts).splits;
+}
+
+/** A folder's splits and what names them. */
+export interface SplitLayout {
+  /** Split name to sorted file paths (see {@linkcode findSplitFiles}). */
+  splits: Record<string, string[]>;
+  /**
+   * `card`: the card's `configs:`; `keyword`: file names holding split keywords; `none`: no name
+   * says a split (each file is then a split of its own name here, and all of them are the train
+   * split to HF: {@linkcode trainFilesOf}).
+   */
+  by: "card" | "keyword" | "none";
+}
+
+/** {@linkcode findSplitFiles} with what named the splits. */
+export function findSplitLayout(dir: string, opts: FindSplitOptions = {}): SplitLayout {
   const card = folderCardConfigs(dir);
   const config = opts.config ?? null;
   if (!card && config !== null) {
@@ -230,29 +249,45 @@ export function findSplitFiles(dir: string, opts: FindSplitOptions = {}): Record
         `and ${dir} has none; drop dataset_config`,
     );
   }
-  let splits: Record<string, string[]>, where = dir;
+  let splits: Record<string, string[]>, where = dir, by: SplitLayout["by"] = "card";
   const picked = card ? pickCardConfig(card, config, `Cannot read ${dir}: its card`) : null;
-  if (picked?.data_files) splits = cardSplits(dir, picked.data_files);
+  if (picked?.data_files) splits = cardSplits(dir, picked.data_files, picked.data_dir);
   else {
     const root = picked?.data_dir ? join(dir, picked.data_dir) : dir;
     const levels = [scanLevel(root), scanLevel(join(root, "data"))];
-    const level = levels.find((l) => l && Object.keys(l.keyword).length) ?? levels.find((l) => l?.all.length);
-    if (!level) return {};
+    // a level whose names say splits; else data/'s files (a LICENSE.txt beside data/ is no data)
+    const level = levels.find((l) => l && Object.keys(l.keyword).length) ??
+      [levels[1], levels[0]].find((l) => l?.all.length);
+    if (!level) return { splits: {}, by: picked ? "card" : "none" };
     where = level.dir;
     splits = { ...level.named, ...level.keyword };
+    by = Object.keys(level.keyword).length ? "keyword" : "none"; // (a card config without data_files too)
   }
-  for (const [split, files] of Object.entries(splits)) {
-    // a gzipped copy beside its file is another format too: both would be read, each record twice
-    const formats = new Set(files.map((f) => formatKey(basename(f))));
-    if (formats.size > 1) {
-      throw new TypeError(
-        `Cannot read ${where}: split "${split}" has files in ${formats.size} formats (${
-          files.map((f) => basename(f)).sort().join(", ")
-        }); keep one format per split`,
-      );
+  if (by !== "none") {
+    for (const [split, files] of Object.entries(splits)) {
+      // a gzipped copy beside its file is another format too: both would be read, each record twice
+      const formats = new Set(files.map((f) => formatKey(basename(f))));
+      if (formats.size > 1) {
+        throw new TypeError(
+          `Cannot read ${where}: split "${split}" has files in ${formats.size} formats (${
+            files.map((f) => basename(f)).sort().join(", ")
+          }); keep one format per split`,
+        );
+      }
     }
   }
-  return Object.fromEntries(Object.keys(splits).sort().map((k) => [k, splits[k].sort()]));
+  return { splits: Object.fromEntries(Object.keys(splits).sort().map((k) => [k, splits[k].sort()])), by };
+}
+
+/**
+ * The files of split `name` of a layout, as HF reads a folder: a folder whose names say no split
+ * is all train (`alpaca_data_cleaned.json` alone), and has no other split.
+ * @returns the files, or null when the split is not there
+ */
+export function trainFilesOf(layout: SplitLayout, name: string): string[] | null {
+  if (layout.by !== "none") return layout.splits[name] ?? null;
+  const all = Object.values(layout.splits).flat().sort();
+  return name === "train" && all.length ? all : null;
 }
 
 /** Every file under `dir`, as `/`-separated relative paths (links followed; `.git` and hidden folders skipped). */
@@ -267,11 +302,15 @@ function walk(dir: string, rel = ""): string[] {
 }
 
 /** A card config's splits: the data files its patterns match. */
-function cardSplits(dir: string, files: Record<string, string[]>): Record<string, string[]> {
+function cardSplits(
+  dir: string,
+  files: Record<string, string[]>,
+  dataDir: string | null,
+): Record<string, string[]> {
   const all = walk(dir).filter((f) => isDataFile(basename(f)));
   const out: Record<string, string[]> = {};
   for (const [split, patterns] of Object.entries(files)) {
-    const res = patterns.map(globRegExp);
+    const res = patterns.map((p) => globRegExp(dataDir ? `${dataDir}/${p.replace(/^\.\//, "")}` : p));
     const hit = all.filter((f) => res.some((re) => re.test(f)));
     if (!hit.length) {
       throw new RangeError(
@@ -300,6 +339,7 @@ const READ_OPTIONS: readonly (keyof ReadOptions)[] = [
   "delimiter",
   "sample_by",
   "field",
+  "config",
   "columns",
   "rename",
   "max_samples",
@@ -323,6 +363,11 @@ function checkReadOptions(path: string, opts: ReadOptions, fn: string): boolean 
   if (opts.seed !== undefined) checkSeed(opts.seed, `Cannot read ${path}`);
   checkBooleans(opts, ["shuffle"], `Cannot read ${path}`);
   const dir = isDir(path), cut = !dir && opts.split !== undefined;
+  if (opts.config !== undefined && !dir) {
+    throw new TypeError(
+      `Cannot read ${path}: config picks a card config of a folder, and this is one file; drop it`,
+    );
+  }
   const unused = [
     opts.train_split !== undefined && !cut && "train_split",
     opts.split_key !== undefined && !cut && "split_key",
@@ -404,7 +449,9 @@ async function* streamChecked(path: string, opts: ReadOptions, dir: boolean): As
   const max = opts.max_samples ?? Infinity;
   let n = 0;
   if (dir) {
-    const files = pickSplit(findSplitFiles(path), opts.split ?? "train", path);
+    const layout = findSplitLayout(path, { config: opts.config });
+    const name = opts.split ?? "train";
+    const files = trainFilesOf(layout, name) ?? pickSplit(layout.splits, name, path);
     for (const f of files) {
       for await (const r of streamFile(f, opts, max - n)) {
         yield r;

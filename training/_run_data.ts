@@ -10,8 +10,8 @@
  * Evaluation uses the folder's validation split, else a 10% hash split of the training examples.
  * @module
  */
-import { basename, join } from "node:path";
-import { detectFormat, findSplitFiles, hasSplitKeyword } from "../data/readers.ts";
+import { join } from "node:path";
+import { detectFormat, findSplitLayout, trainFilesOf } from "../data/readers.ts";
 import { packExamples, padExamples } from "../data/packing.ts";
 import { RowDataset } from "../data/row_dataset.ts";
 import { buildSftExamples, loadSftExamples, refuseCutToNothing, type SftExample } from "../data/sft.ts";
@@ -31,14 +31,23 @@ export async function readDocuments(
   config: TrainingConfig,
   which: "train" | "eval" = "train",
 ): Promise<string[]> {
-  const split = which === "train"
-    ? config.dataset_train_split
-    : splitFiles(config).eval_split ?? "validation";
-  const docs = await readTextDocuments(config.dataset!, {
-    dataset_text_field: config.dataset_text_field,
-    split,
-    dataset_config: config.dataset_config,
-  });
+  const s = splitFiles(config);
+  const opts = { dataset_text_field: config.dataset_text_field };
+  let docs: string[];
+  if (s.by === "file" || (s.by === "none" && which === "train")) {
+    docs = await readTextDocuments(config.dataset!, opts); // one file; a folder of documents, each file one
+  } else {
+    const files = which === "train" ? s.train : s.validation;
+    if (!files) {
+      throw new RangeError(
+        `Cannot train: dataset folder ${config.dataset} has no ${
+          which === "train" ? config.dataset_train_split : "evaluation"
+        } split file; add one or set ${which === "train" ? "dataset_train_split" : "dataset_test_split"}`,
+      );
+    }
+    docs = [];
+    for (const f of files) docs.push(...await readTextDocuments(f, opts));
+  }
   const cap = which === "train" ? config.max_train_samples : config.max_eval_samples;
   return cap === null ? docs : docs.slice(0, cap);
 }
@@ -51,6 +60,8 @@ export interface RunSplits {
   validation: string[] | null;
   /** The evaluation split's name (`validation`, `test`, or `dataset_test_split`), or null. */
   eval_split: string | null;
+  /** What named the splits: one `file`, a folder's `card`, `keyword`s, or `none` (a folder of documents). */
+  by: "file" | "card" | "keyword" | "none";
 }
 
 /**
@@ -65,30 +76,51 @@ export function splitFiles(
   config: Pick<TrainingConfig, "dataset" | "dataset_config" | "dataset_train_split" | "dataset_test_split">,
 ): RunSplits {
   const data = config.dataset!;
-  if (!isDirSync(data)) return { train: [data], validation: null, eval_split: null };
-  const s = findSplitFiles(data, { config: config.dataset_config });
-  const names = Object.keys(s);
-  for (
-    const [k, v] of [["dataset_train_split", config.dataset_train_split], [
-      "dataset_test_split",
-      config.dataset_test_split,
-    ]]
-  ) {
-    if (v !== null && v !== "train" && !s[v]) {
-      throw new RangeError(
-        `Cannot read dataset ${data}: ${k} "${v}" is not one of its splits (${
-          names.join(", ") || "none"
-        }); fix ${k}`,
+  const refuse = (k: string, v: string, names: string[], why = "") =>
+    new RangeError(
+      `Cannot read dataset ${data}: ${k} "${v}" is not one of its splits (${
+        names.join(", ") || "none"
+      })${why}; ` +
+        `fix ${k}`,
+    );
+  if (!isDirSync(data)) { // one file is its train split, as HF loads it (TRL then has no other)
+    if (config.dataset_train_split !== "train") {
+      throw refuse(
+        "dataset_train_split",
+        config.dataset_train_split,
+        ["train"],
+        ": one file is the train split",
       );
     }
+    if (config.dataset_test_split !== null) {
+      throw refuse(
+        "dataset_test_split",
+        config.dataset_test_split,
+        ["train"],
+        ": one file is the train split",
+      );
+    }
+    return { train: [data], validation: null, eval_split: null, by: "file" };
   }
-  const keyword = Object.values(s).flat().some((f) => hasSplitKeyword(basename(f)));
-  const train = s[config.dataset_train_split] ??
-    (config.dataset_train_split === "train" && !keyword && names.length
-      ? names.flatMap((n) => s[n]).sort()
-      : null);
-  const eval_split = config.dataset_test_split ?? (s.validation ? "validation" : s.test ? "test" : null);
-  return { train, validation: eval_split ? s[eval_split] : null, eval_split };
+  const layout = findSplitLayout(data, { config: config.dataset_config });
+  // a folder whose names say no split is one train split (HF), with no other to ask for
+  const names = layout.by === "none"
+    ? (Object.keys(layout.splits).length ? ["train"] : [])
+    : Object.keys(layout.splits);
+  const get = (name: string) => trainFilesOf(layout, name);
+  const asked: [string, string | null][] = [
+    ["dataset_train_split", config.dataset_train_split],
+    ["dataset_test_split", config.dataset_test_split],
+  ];
+  for (const [k, v] of asked) if (v !== null && v !== "train" && !get(v)) throw refuse(k, v, names);
+  const eval_split = config.dataset_test_split ??
+    (get("validation") ? "validation" : get("test") ? "test" : null);
+  return {
+    train: get(config.dataset_train_split),
+    validation: eval_split ? get(eval_split) : null,
+    eval_split,
+    by: layout.by,
+  };
 }
 
 /** The examples of every file, in order (the shards of a split: train-00000-of-00003.parquet, ...). */

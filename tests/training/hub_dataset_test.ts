@@ -63,6 +63,13 @@ const datasets: Record<string, MockFiles> = {
     "data/train-00000-of-00001.jsonl": lines(docs("capy", 10)),
     "data/test-00000-of-00001.jsonl": lines(docs("capytest", 2)),
   },
+  // a card config naming no files: the default layout's (data/), not every data file of the repo
+  "org/bare": {
+    "README.md": enc("---\nconfigs:\n- config_name: default\n---\n"),
+    "LICENSE.txt": enc("MIT"),
+    "data/train.jsonl": lines(docs("bare", 3)),
+    "big/other-0.jsonl": lines(docs("other", 3)),
+  },
   // yahma/alpaca-cleaned's: one file named for no split
   "org/alpaca": { "alpaca_data_cleaned.json": enc(JSON.stringify(docs("alp", 3))) },
 };
@@ -281,6 +288,16 @@ Deno.test("a card's configs name the splits (ultrachat's train_sft), the test sp
   ], env);
   await Deno.remove(out, { recursive: true });
   assert.equal(run.code, 0, run.err);
+  // a config that takes one shard of two serves offline (the completeness check had refused it)
+  assert.deepEqual(await resolveDataset("org/chat", { ...o, config: "small", offline: true }), small);
+  const before = hub.requests.length;
+  const bare = await resolveDataset("org/bare", o);
+  assert.deepEqual(
+    hub.requests.slice(before).filter((q) => q.method === "GET" && q.path.includes("/resolve/"))
+      .map((q) => q.path.replace(/^.*\/resolve\/[0-9a-f]{40}\//, "")).sort(),
+    ["README.md", "data/train.jsonl"],
+  );
+  assert.deepEqual(Object.keys(findSplitFiles(bare.path, { config: bare.config })), ["train"]);
   await assert.rejects(resolveDataset("org/chat", { ...o, config: "large" }), {
     message: /its card has no config "large"; its configs are default, small$/,
   });
