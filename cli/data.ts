@@ -21,6 +21,7 @@ import {
   streamDataset,
 } from "../data/readers.ts";
 import { writeJsonl } from "../data/jsonl.ts";
+import { isHubDatasetId, resolveDataset } from "../data/hub_datasets.ts";
 import { writeCsv } from "../data/csv.ts";
 import { cleanPipelineFromYaml, runCleanPipeline } from "../data/clean.ts";
 import { splitRecords } from "../data/split.ts";
@@ -29,9 +30,11 @@ import type { CliIO, Command } from "./command.ts";
 
 const USAGE = `usage: deno task cli data <inspect|clean|split> [FILE] [options]
 
-  data inspect FILE_OR_FOLDER [--tokenizer DIR] [--text_field F] [--rows N] [--json]
+  data inspect FILE_OR_FOLDER_OR_HUB_ID [--dataset_config NAME] [--tokenizer DIR] [--text_field F]
+               [--rows N] [--json]
       record counts per split, fields, text lengths in characters and (with a tokenizer) tokens
-      (min / median / p95 / max, nearest rank), and the first N rows of each split (default 3)
+      (min / median / p95 / max, nearest rank), and the first N rows of each split (default 3);
+      a hub dataset id (org/name) is downloaded to the hub cache first, as train/sft/dpo read it
   data clean --config clean.yaml --input FILE --output FILE [--text_field F] [--overwrite] [--json]
       run the cleaning pipeline of a YAML file (steps length, repetition, exact_dedup, near_dedup,
       language; see data/clean.ts) and report how many records each step kept and dropped
@@ -40,9 +43,8 @@ const USAGE = `usage: deno task cli data <inspect|clean|split> [FILE] [options]
       (the same seed gives the same files), or by the SHA-256 of a column with --split_key
 
 Input files: .jsonl, .json, .csv, .tsv, .txt (each also .gz or .zst), .parquet; inspect also takes
-a folder of split files (train.jsonl, validation.csv, data/train-00000-of-00001.parquet, ...).
-FILE may stand anywhere
-among the flags or be given as --input FILE. inspect reads a record's text from --text_field (a
+a folder of split files (train.jsonl, validation.csv, data/train-00000-of-00001.parquet, ...; a
+card's configs: name them, --dataset_config picks one). FILE may stand anywhere among the flags or be given as --input FILE. inspect reads a record's text from --text_field (a
 string, or a list of chat messages whose contents are joined), by default "text" when the record
 has it, else all of its string fields joined; clean reads and rewrites one string field, --text_field
 (default "text"). Outputs are .jsonl (or .csv / .tsv), written atomically; an
@@ -52,6 +54,7 @@ tokenizer.json (a model folder works). Results go to stdout (one JSON object wit
 options:
   --input FILE               the input (instead of the positional FILE)
   --text_field F             inspect, clean: the record field holding the text
+  --dataset_config NAME      inspect: the config of a hub dataset or of a folder's card
   --tokenizer DIR            inspect: count tokens with this tokenizer
   --rows N                   inspect: rows shown per split (default 3; 0 = none)
   --config FILE              clean: the pipeline YAML (a list of steps)
@@ -190,13 +193,18 @@ const INSPECT_FLAGS = {
   ...FLAGS,
   tokenizer: { type: "string" },
   rows: { type: "int", min: 0, default: 3 },
+  dataset_config: { type: "string" },
 } as const;
 
 async function inspect(positional: string | undefined, args: string[], io: CliIO): Promise<void> {
   const v = parseFlags("data inspect", args, INSPECT_FLAGS);
   if (v.help) return io.stdout(USAGE + "\n");
-  const path = inputPath("data inspect", positional, v.input);
+  const given = inputPath("data inspect", positional, v.input);
   const tok = v.tokenizer === undefined ? undefined : await tokenizerAt(v.tokenizer);
+  // a hub dataset id: its files, as train / sft / dpo fetch them (a local path is read as it is)
+  const { path, config } = await pathExists(given) || isHubDatasetId(given)
+    ? await resolveDataset(given, { config: v.dataset_config ?? null, subject: "data inspect" })
+    : { path: given, config: null };
   let isDir: boolean;
   try {
     isDir = (await Deno.stat(path)).isDirectory;
@@ -208,7 +216,7 @@ async function inspect(positional: string | undefined, args: string[], io: CliIO
   }
   let splits: [string, string[]][];
   if (isDir) {
-    splits = Object.entries(findSplitFiles(path));
+    splits = Object.entries(findSplitFiles(path, { config }));
     if (!splits.length) {
       throw new TypeError(
         `data inspect: ${path} holds no split files; expected e.g. train.jsonl, validation.csv or data/train-00000-of-00001.parquet`,
@@ -220,7 +228,9 @@ async function inspect(positional: string | undefined, args: string[], io: CliIO
   }
   const summaries: SplitSummary[] = [];
   for (const [name, files] of splits) {
-    const records = isDir ? streamDataset(path, { split: name }) : streamDataset(path);
+    const records = isDir
+      ? streamDataset(path, { split: name, ...(config !== null ? { config } : {}) })
+      : streamDataset(path);
     summaries.push(await summarize(name, files, records, { field: v.text_field, tok, rows: v.rows }));
   }
   if (v.text_field !== undefined && summaries.every((s) => !(v.text_field! in s.fields))) {

@@ -288,6 +288,15 @@ Deno.test("a card's configs name the splits (ultrachat's train_sft), the test sp
   ], env);
   await Deno.remove(out, { recursive: true });
   assert.equal(run.code, 0, run.err);
+  // data inspect reads a hub id as the runs do
+  const seen = await cliProcess(["data", "inspect", "org/chat", "--dataset_config", "small", "--json"], env);
+  assert.equal(seen.code, 0, seen.err);
+  assert.deepEqual(
+    JSON.parse(seen.out).splits.map((x: { name: string; records: number }) => [x.name, x.records]),
+    [
+      ["train", 4],
+    ],
+  );
   // a config that takes one shard of two serves offline (the completeness check had refused it)
   assert.deepEqual(await resolveDataset("org/chat", { ...o, config: "small", offline: true }), small);
   const before = hub.requests.length;
