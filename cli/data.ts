@@ -16,8 +16,9 @@ import { stringifyJson } from "../util/json.ts";
 import {
   type DataRecord,
   detectFormat,
-  findSplitFiles,
+  findSplitLayout,
   readDataset,
+  splitFilesOf,
   streamDataset,
 } from "../data/readers.ts";
 import { writeJsonl } from "../data/jsonl.ts";
@@ -216,7 +217,11 @@ async function inspect(positional: string | undefined, args: string[], io: CliIO
   }
   let splits: [string, string[]][];
   if (isDir) {
-    splits = Object.entries(findSplitFiles(path, { config }));
+    // what training reads: a folder naming no split is one train split
+    const layout = findSplitLayout(path, { config });
+    splits = layout.by === "none" && Object.keys(layout.splits).length
+      ? [["train", splitFilesOf(layout, "train")!]]
+      : Object.entries(layout.splits);
     if (!splits.length) {
       throw new TypeError(
         `data inspect: ${path} holds no split files; expected e.g. train.jsonl, validation.csv or data/train-00000-of-00001.parquet`,

@@ -216,12 +216,13 @@ async function exportAdapterOnly(
     );
   }
   const outtype = (v.adapter_outtype ?? "f32") as "f32" | "f16" | "q8_0";
-  const name = v.name ?? defaultName(v.model, null);
+  const stem = defaultName(v.model, null); // --name as given; else the pair export's adapter name
+  const name = v.name ?? (stem && `${stem}-lora`);
   const r = await exportGgufAdapter({ config }, v.output, {
     adapter: { ...a.config, tensors: a.tensors },
     outtype,
     overwrite: v.overwrite,
-    ...(v.name !== undefined ? { name: v.name } : name ? { name: `${name}-lora` } : {}),
+    ...(name ? { name } : {}),
   });
   io.stderr(
     `export: wrote ${r.path} (gguf LoRA adapter ${outtype}, ${r.tensors} tensors, ${formatBytes(r.bytes)})\n`,

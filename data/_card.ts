@@ -121,6 +121,15 @@ export function pickCardConfig(configs: CardConfig[], name: string | null, where
   return pick;
 }
 
+/** A card config's `data_files` patterns by split, relative to the repo (under its `data_dir`, as HF reads them). */
+export function cardPatterns(c: CardConfig): Record<string, string[]> {
+  return Object.fromEntries(
+    Object.entries(c.data_files ?? {}).map((
+      [split, ps],
+    ) => [split, ps.map((p) => (c.data_dir ? `${c.data_dir}/${p.replace(/^\.\//, "")}` : p))]),
+  );
+}
+
 /** An HF (fsspec) glob as a RegExp over `/`-separated relative paths: `*` within a folder, `**` across. */
 export function globRegExp(pattern: string): RegExp {
   let src = "";

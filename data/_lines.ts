@@ -1,6 +1,8 @@
 /**
  * Private helpers of the data readers: read a UTF-8 file as text chunks or as numbered lines with
- * bounded memory (one chunk plus the current partial line), and write text with back-pressure.
+ * bounded memory (one chunk plus the current partial line), a `.gz` / `.zst` file decompressed on
+ * the way (pulled, so a reader that stops early stops the decoding), and write text with
+ * back-pressure, never under a compressed name.
  * @module
  */
 import { createGunzip } from "node:zlib";
@@ -14,7 +16,7 @@ export interface NumberedLine {
 }
 
 /** Compressed data files read as their contents: the codec by extension (HF `datasets` infers it alike). */
-export const COMPRESSIONS: Readonly<Record<string, "gzip" | "zstd">> = Object.freeze({
+const COMPRESSIONS: Readonly<Record<string, "gzip" | "zstd">> = Object.freeze({
   gz: "gzip",
   zst: "zstd",
 });
@@ -159,7 +161,7 @@ export async function* readTextChunks(path: string): AsyncGenerator<string> {
         if (codec === null) throw e;
         throw new TypeError(
           `Cannot read ${path}: not a complete ${codec} file (${(e as Error).message || e}); ` +
-            `check it (${codec === "gzip" ? "gzip" : "zstd"} -t) and download or compress it again`,
+            `check it (${codec} -t) and download or compress it again`,
         );
       }
       if (next.done) break;

@@ -1,9 +1,12 @@
 /**
- * Datasets from the Hugging Face hub in their parquet layout (`<config>/<split>-00000-of-00003.parquet`,
+ * Datasets from the Hugging Face hub. In their parquet layout (`<config>/<split>-00000-of-00003.parquet`,
  * also `<config>/<split>/*.parquet`): CNN/DailyMail, WMT14 and GLUE SST-2, plus the generic
- * {@linkcode loadHubDataset}. Files go through the hub cache of `models/hub.ts` (repo_type
- * `dataset`): a complete cached split is read without any request; a missing one is listed through
- * the hub API and downloaded with resume. `path` reads the same layout from a local folder.
+ * {@linkcode loadHubDataset}. Any dataset repo as a local folder of split files:
+ * {@linkcode resolveDataset} (what `train`, `sft`, `dpo` and `data inspect` do with an `org/name`),
+ * which reads the card's `configs:` as HF does. Files go through the hub cache of `models/hub.ts`
+ * (repo_type `dataset`): a complete cached split is read without any request; a missing one is
+ * listed through the hub API and downloaded with resume. `path` reads the same layout from a local
+ * folder.
  * @module
  */
 import { basename, join } from "node:path";
@@ -18,8 +21,15 @@ import {
   snapshotDownload,
 } from "../models/hub/hub.ts";
 import { pathExists } from "../util/atomic.ts";
-import { hasSplitKeyword, isDataFile } from "./readers.ts";
-import { type CardConfig, cardConfigs, folderCardConfigs, globRegExp, pickCardConfig } from "./_card.ts";
+import { hasSplitKeyword, isDataFile, SPLIT_KEYWORDS } from "./readers.ts";
+import {
+  type CardConfig,
+  cardConfigs,
+  cardPatterns,
+  folderCardConfigs,
+  globRegExp,
+  pickCardConfig,
+} from "./_card.ts";
 import { streamParquet } from "./parquet.ts";
 import { shuffleRecords } from "./split.ts";
 import { checkSelectOptions, checkShuffleSeed, type SelectOptions, selector } from "./_select.ts";
@@ -362,18 +372,17 @@ export async function resolveDataset(
   if (await pathExists(dataset)) {
     if (config === null || folderCardConfigs(dataset)) return { path: dataset, config };
     throw new RangeError(
-      `${subject}: dataset_config "${config}" picks a config of a hub dataset, and ${dataset} is a local path ` +
-        `without a card (README.md configs:); drop dataset_config (or give the config's folder as the dataset)`,
+      `${subject}: dataset config "${config}" names a config of a dataset card (README.md configs:), and ` +
+        `${dataset} is a local path without one; drop the config (or give the config's folder as the dataset)`,
     );
   }
   if (!isHubDatasetId(dataset)) {
     throw new Deno.errors.NotFound(
-      `${subject}: dataset ${dataset} does not exist (the config's dataset field, or --dataset); fix the path`,
+      `${subject}: dataset ${dataset} does not exist, and is not a hub dataset id (org/name); fix the path`,
     );
   }
-  const hub = { ...opts, repo_type: "dataset" as const };
-  delete (hub as { config?: unknown }).config;
-  delete (hub as { subject?: unknown }).subject;
+  const { config: _config, subject: _subject, ...hubOpts } = opts;
+  const hub = { ...hubOpts, repo_type: "dataset" as const };
   let listing: { commit: string; files: string[] } | null = null, unreachable: HubError | null = null;
   if (!isOfflineMode(opts)) {
     try {
@@ -404,8 +413,12 @@ export async function resolveDataset(
     const r = c
       ? { files: cardFiles(files, c, dataset, cacheNote), folder: "" }
       : pickDataFiles(files.filter((f) => isDataFileName(basename(f))), config, dataset, cacheNote);
-    const res = c?.data_files ? cardPatterns(c).map(globRegExp) : null;
-    refuseMissingShards(r.files, dataset, subject, res ? (f) => res.some((re) => re.test(f)) : undefined);
+    refuseMissingShards(
+      r.files,
+      dataset,
+      subject,
+      c?.data_files ? Object.values(cardPatterns(c)).flat() : null,
+    );
     return c ? { path: cached, config: c.config_name } : { path: join(cached, r.folder), config: null };
   }
   let card: CardConfig[] | null = null;
@@ -432,50 +445,53 @@ export async function resolveDataset(
 function cardFiles(files: string[], c: CardConfig, dataset: string, subject: string): string[] {
   const data = files.filter((f) => isDataFileName(basename(f)));
   if (c.data_files) {
-    const res = cardPatterns(c).map(globRegExp);
+    const res = Object.values(cardPatterns(c)).flat().map(globRegExp);
     return data.filter((f) => res.some((re) => re.test(f)));
   }
   if (c.data_dir) return data.filter((f) => f.startsWith(c.data_dir + "/"));
   return pickDataFiles(data, null, dataset, subject).files; // named by file: the default layout's
 }
 
-/** A card config's `data_files` patterns, relative to the repo (under its `data_dir`, as HF reads them). */
-function cardPatterns(c: CardConfig): string[] {
-  return Object.values(c.data_files ?? {}).flat().map((p) =>
-    c.data_dir ? `${c.data_dir}/${p.replace(/^\.\//, "")}` : p
-  );
-}
-
 /**
- * A cached config missing a shard (`-00001-of-00002` without its sibling) is not read as whole;
- * `wanted`: whether a shard's name is one the config reads (a card config may take only some).
+ * A cached config missing a file is not read as whole (a download cut short): a card's exact
+ * `data_files` paths must all be there; of a shard group (`train-00001-of-00004`), as many as the
+ * config's patterns take (all of them without a card).
  */
 function refuseMissingShards(
   files: string[],
   dataset: string,
   subject: string,
-  wanted: (name: string) => boolean = () => true,
+  patterns: string[] | null,
 ): void {
-  const groups = new Map<string, { n: number; have: number }>();
+  const fail = (what: string) =>
+    new RangeError(
+      `${subject}: the cache lacks ${what} of dataset ${dataset} (a download cut short); run once with ` +
+        `network access to complete it`,
+    );
+  const exact = (patterns ?? []).filter((p) => !/[*?[]/.test(p)).map((p) => p.replace(/^\.\//, ""));
+  const have = new Set(files);
+  const lacking = exact.filter((p) => !have.has(p));
+  if (lacking.length) throw fail(lacking[0]);
+  const res = (patterns ?? []).filter((p) => /[*?[]/.test(p)).map(globRegExp);
+  const groups = new Map<string, { n: number; have: number; want: number }>();
   for (const f of files) {
     const m = /^(.*)-(\d+)-of-(\d+)([^/]*)$/.exec(f);
     if (!m) continue;
-    // the config reads every shard of the group only if its patterns take a sibling's name
-    const next = String((Number(m[2]) + 1) % Number(m[3])).padStart(m[2].length, "0");
-    if (Number(m[3]) > 1 && !wanted(`${m[1]}-${next}-of-${m[3]}${m[4]}`)) continue;
-    const g = groups.get(m[1] + "|" + m[3]) ?? { n: Number(m[3]), have: 0 };
+    const key = m[1] + "|" + m[3], n = Number(m[3]);
+    let g = groups.get(key);
+    if (!g) {
+      // the shard numbers the patterns take, with this file's suffix (a hash may differ per shard)
+      const name = (j: number) => `${m[1]}-${String(j).padStart(m[2].length, "0")}-of-${m[3]}${m[4]}`;
+      const want = patterns === null ? n : Array.from({ length: n }, (_, j) => j)
+        .filter((j) => res.some((re) => re.test(name(j)))).length;
+      g = { n, have: 0, want };
+      groups.set(key, g);
+    }
     g.have++;
-    groups.set(m[1] + "|" + m[3], g);
   }
-  const partial = [...groups.entries()].filter(([, g]) => g.have < g.n);
-  if (!partial.length) return;
-  const [name, g] = partial[0];
-  throw new RangeError(
-    `${subject}: the cache holds ${g.have} of the ${g.n} shards of ${
-      name.split("|")[0]
-    } of dataset ${dataset} ` +
-      `(a download cut short); run once with network access to complete it`,
-  );
+  for (const [key, g] of groups) {
+    if (g.have < g.want) throw fail(`${g.want - g.have} of the ${g.n} shards of ${key.split("|")[0]}`);
+  }
 }
 
 function noDataFiles(subject: string, dataset: string): RangeError {
@@ -514,10 +530,10 @@ function pickDataFiles(
   dataset: string,
   subject: string,
 ): { files: string[]; folder: string } {
-  const SPLIT_DIRS = /^(data|train|training|validation|valid|dev|val|test|testing|eval|evaluation)$/i;
+  const splitDir = (d: string) => d === "data" || SPLIT_KEYWORDS.some(([, w]) => w.includes(d.toLowerCase()));
   const configs = [
     ...new Set(
-      files.filter((f) => f.includes("/")).map((f) => f.split("/")[0]).filter((d) => !SPLIT_DIRS.test(d)),
+      files.filter((f) => f.includes("/")).map((f) => f.split("/")[0]).filter((d) => !splitDir(d)),
     ),
   ].sort();
   if (config !== null) {
@@ -533,7 +549,7 @@ function pickDataFiles(
   // the top's files count when one names a split (a LICENSE.txt beside data/ is no data), or when
   // there is nothing else (a repo of one data.json is its train split, as HF reads it)
   const top = files.filter((f) => !f.includes("/")),
-    nested = files.filter((f) => SPLIT_DIRS.test(f.split("/")[0]));
+    nested = files.filter((f) => splitDir(f.split("/")[0]));
   const named = top.some((f) => hasSplitKeyword(f));
   const picked = [...(named || (!nested.length && !configs.length) ? top : []), ...nested];
   if (picked.length) return { files: picked, folder: "" };

@@ -13,13 +13,13 @@ import { streamParquet } from "./parquet.ts";
 import { hashFraction, pickSplit, shuffleRecords, type SplitOptions, splitRecords } from "./split.ts";
 import { streamText } from "./text.ts";
 import { compressionOf } from "./_lines.ts";
-import { folderCardConfigs, globRegExp, pickCardConfig } from "./_card.ts";
-
-export { refuseCompressedOutput } from "./_lines.ts";
+import { type CardConfig, cardPatterns, folderCardConfigs, globRegExp, pickCardConfig } from "./_card.ts";
 import { checkSelectOptions, type SelectOptions } from "./_select.ts";
 import { agree, checkBooleans, checkPathArg, refuseUnknownOptions } from "../util/problems.ts";
 import { checkSeed } from "../util/random.ts";
 import { isDirSync, isFileSync } from "../util/atomic.ts";
+
+export { refuseCompressedOutput } from "./_lines.ts";
 
 /** One record: column name to value. */
 export type DataRecord = Record<string, unknown>;
@@ -78,7 +78,7 @@ export function detectFormat(path: string): DataFormat {
   if (f === "parquet" && codec) {
     throw new TypeError(
       `Cannot read ${path}: parquet compresses its own pages, and a compressed .parquet file is not read; ` +
-        `decompress it first`,
+        `decompress it first (gunzip -k, unzstd)`,
     );
   }
   if (!f) {
@@ -125,7 +125,7 @@ function isDir(path: string): boolean {
 }
 
 /** HF `datasets`' split keywords: a file whose name holds one, at a boundary, belongs to that split. */
-const SPLIT_KEYWORDS: readonly [string, readonly string[]][] = [
+export const SPLIT_KEYWORDS: readonly [string, readonly string[]][] = [
   ["train", ["train", "training"]],
   ["validation", ["validation", "valid", "dev", "val"]],
   ["test", ["test", "testing", "eval", "evaluation"]],
@@ -157,12 +157,13 @@ function splitOf(name: string): { split: string; keyword: boolean } | null {
   return { split: m[1], keyword: false };
 }
 
-/** The data files of one folder level: by keyword split, by name, and all of them. */
+/** The data files of one folder level: by keyword split, by name, and `.md` documents. */
 interface Level {
   dir: string;
   keyword: Record<string, string[]>;
   named: Record<string, string[]>;
-  all: string[];
+  /** `.md` files (not the card): documents of a folder naming no split, as its text files are. */
+  md: string[];
 }
 
 function scanLevel(sub: string): Level | null {
@@ -172,21 +173,20 @@ function scanLevel(sub: string): Level | null {
   } catch {
     return null;
   }
-  const level: Level = { dir: sub, keyword: {}, named: {}, all: [] };
+  const level: Level = { dir: sub, keyword: {}, named: {}, md: [] };
   for (const e of entries) {
     const path = join(sub, e.name); // (stat follows a link: a hub snapshot's files are links)
     if (isFileSync(path)) {
       const s = splitOf(e.name);
+      if (!s && /\.md$/i.test(e.name) && !METADATA.test(e.name)) level.md.push(path);
       if (!s) continue;
       ((s.keyword ? level.keyword : level.named)[s.split] ??= []).push(path);
-      level.all.push(path);
     } else if (e.name !== "data" && isDirSync(path)) { // train/part-0.parquet
       const split = SPLIT_KEYWORDS.find(([, words]) => words.includes(e.name.toLowerCase()))?.[0];
       if (!split) continue;
       for (const f of Deno.readDirSync(path)) {
         if (isFileSync(join(path, f.name)) && splitOf(f.name)) {
           (level.keyword[split] ??= []).push(join(path, f.name));
-          level.all.push(join(path, f.name));
         }
       }
     }
@@ -234,7 +234,7 @@ export interface SplitLayout {
   /**
    * `card`: the card's `configs:`; `keyword`: file names holding split keywords; `none`: no name
    * says a split (each file is then a split of its own name here, and all of them are the train
-   * split to HF: {@linkcode trainFilesOf}).
+   * split to HF: {@linkcode splitFilesOf}).
    */
   by: "card" | "keyword" | "none";
 }
@@ -245,23 +245,27 @@ export function findSplitLayout(dir: string, opts: FindSplitOptions = {}): Split
   const config = opts.config ?? null;
   if (!card && config !== null) {
     throw new RangeError(
-      `Cannot read ${dir}: dataset_config "${config}" names a config of a dataset card (README.md configs:), ` +
-        `and ${dir} has none; drop dataset_config`,
+      `Cannot read ${dir}: dataset config "${config}" names a config of a dataset card (README.md configs:), ` +
+        `and ${dir} has none; drop the config (or give the config's folder as the dataset)`,
     );
   }
   let splits: Record<string, string[]>, where = dir, by: SplitLayout["by"] = "card";
   const picked = card ? pickCardConfig(card, config, `Cannot read ${dir}: its card`) : null;
-  if (picked?.data_files) splits = cardSplits(dir, picked.data_files, picked.data_dir);
+  if (picked?.data_files) splits = cardSplits(dir, picked);
   else {
     const root = picked?.data_dir ? join(dir, picked.data_dir) : dir;
     const levels = [scanLevel(root), scanLevel(join(root, "data"))];
     // a level whose names say splits; else data/'s files (a LICENSE.txt beside data/ is no data)
     const level = levels.find((l) => l && Object.keys(l.keyword).length) ??
-      [levels[1], levels[0]].find((l) => l?.all.length);
+      [levels[1], levels[0]].find((l) => l && (Object.keys(l.named).length || l.md.length));
     if (!level) return { splits: {}, by: picked ? "card" : "none" };
     where = level.dir;
     splits = { ...level.named, ...level.keyword };
     by = Object.keys(level.keyword).length ? "keyword" : "none"; // (a card config without data_files too)
+    if (by === "none") {
+      for (const f of level.md) (splits[basename(f).replace(/\.md$/i, "")] ??= []).push(f);
+      refuseCopies(where, Object.values(splits).flat());
+    }
   }
   if (by !== "none") {
     for (const [split, files] of Object.entries(splits)) {
@@ -279,12 +283,30 @@ export function findSplitLayout(dir: string, opts: FindSplitOptions = {}): Split
   return { splits: Object.fromEntries(Object.keys(splits).sort().map((k) => [k, splits[k].sort()])), by };
 }
 
+/** Two files that differ only in format or compression (`a.jsonl`, `a.jsonl.gz`) would be read twice. */
+function refuseCopies(where: string, files: string[]): void {
+  const seen = new Map<string, string>();
+  for (const f of files) {
+    const key = basename(f).replace(/\.(jsonl|ndjson|json|csv|tsv|txt|text|md|parquet)(\.(gz|zst))?$/i, "");
+    const other = seen.get(key.toLowerCase());
+    if (other) {
+      throw new TypeError(
+        `Cannot read ${where}: ${other} and ${
+          basename(f)
+        } look like one file in two formats, and both would ` +
+          `be read, each record twice; keep one`,
+      );
+    }
+    seen.set(key.toLowerCase(), basename(f));
+  }
+}
+
 /**
  * The files of split `name` of a layout, as HF reads a folder: a folder whose names say no split
  * is all train (`alpaca_data_cleaned.json` alone), and has no other split.
  * @returns the files, or null when the split is not there
  */
-export function trainFilesOf(layout: SplitLayout, name: string): string[] | null {
+export function splitFilesOf(layout: SplitLayout, name: string): string[] | null {
   if (layout.by !== "none") return layout.splits[name] ?? null;
   const all = Object.values(layout.splits).flat().sort();
   return name === "train" && all.length ? all : null;
@@ -302,22 +324,18 @@ function walk(dir: string, rel = ""): string[] {
 }
 
 /** A card config's splits: the data files its patterns match. */
-function cardSplits(
-  dir: string,
-  files: Record<string, string[]>,
-  dataDir: string | null,
-): Record<string, string[]> {
+function cardSplits(dir: string, c: CardConfig): Record<string, string[]> {
   const all = walk(dir).filter((f) => isDataFile(basename(f)));
   const out: Record<string, string[]> = {};
-  for (const [split, patterns] of Object.entries(files)) {
-    const res = patterns.map((p) => globRegExp(dataDir ? `${dataDir}/${p.replace(/^\.\//, "")}` : p));
+  for (const [split, patterns] of Object.entries(cardPatterns(c))) {
+    const res = patterns.map(globRegExp);
     const hit = all.filter((f) => res.some((re) => re.test(f)));
     if (!hit.length) {
       throw new RangeError(
         `Cannot read ${dir}: split "${split}" of its card (README.md configs: ${
           patterns.join(", ")
-        }) matches no ` +
-          `data file; download the dataset's files again`,
+        }) matches ` +
+          `no data file (jsonl, json, csv, tsv, txt, parquet); add the files, or fix the card's data_files`,
       );
     }
     out[split] = hit.map((f) => join(dir, f));
@@ -451,7 +469,13 @@ async function* streamChecked(path: string, opts: ReadOptions, dir: boolean): As
   if (dir) {
     const layout = findSplitLayout(path, { config: opts.config });
     const name = opts.split ?? "train";
-    const files = trainFilesOf(layout, name) ?? pickSplit(layout.splits, name, path);
+    if (layout.by === "none" && name !== "train") { // its other "splits" are all train (they had overlapped)
+      throw new RangeError(
+        `Cannot read split "${name}" of ${path}: its files name no split, so all of them are the train split; ` +
+          `name the files by split (train.*, validation.*) to read one`,
+      );
+    }
+    const files = splitFilesOf(layout, name) ?? pickSplit(layout.splits, name, path);
     for (const f of files) {
       for await (const r of streamFile(f, opts, max - n)) {
         yield r;

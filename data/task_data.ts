@@ -21,7 +21,7 @@ import {
   loadSst2,
   loadWmt14,
 } from "./hub_datasets.ts";
-import { type DataRecord, detectFormat, findSplitFiles, readDataset } from "./readers.ts";
+import { type DataRecord, detectFormat, findSplitLayout, readDataset, splitFilesOf } from "./readers.ts";
 import { parquetClassLabels } from "./parquet.ts";
 import { shuffleRecords } from "./split.ts";
 
@@ -426,7 +426,7 @@ async function fromLocal(o: Options, path: string): Promise<RawData> {
     classification: [["text", "label"]],
   };
   // a datasets-made parquet file names its ClassLabel ids (glue/sst2 saved locally: negative, positive)
-  const file = dir ? findSplitFiles(path)[o.train_split ?? "train"]?.[0] : path;
+  const file = dir ? splitFilesOf(findSplitLayout(path), o.train_split ?? "train")?.[0] : path;
   const classLabels = o.task === "classification" && file && /\.parquet$/i.test(file)
     ? await parquetClassLabels(file)
     : {};

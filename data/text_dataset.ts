@@ -13,9 +13,8 @@
  * @module
  */
 import { createHash } from "node:crypto";
-import { join } from "node:path";
 import type { Tokenizer } from "../models/tokenizer/tokenizer.ts";
-import { detectFormat, findSplitFiles, METADATA, streamDataset } from "./readers.ts";
+import { detectFormat, findSplitLayout, splitFilesOf, streamDataset } from "./readers.ts";
 import { hashFraction } from "./split.ts";
 import { mulberry32 } from "../util/random.ts";
 import { agree } from "../util/problems.ts";
@@ -180,10 +179,8 @@ export interface ReadDocumentsOptions {
    */
   sample_by?: "document" | "line" | "paragraph";
   /** The config of the folder's card (README.md `configs:`) that names its splits; default its default one. */
-  dataset_config?: string | null;
+  config?: string | null;
 }
-
-const DATA_EXT = /\.((jsonl|ndjson|json|csv|tsv|txt|text|md)(\.gz|\.zst)?|parquet)$/i;
 
 async function readFileDocuments(
   file: string,
@@ -256,37 +253,28 @@ export async function readTextDocuments(path: string, opts: ReadDocumentsOptions
     throw e;
   }
   const out: string[] = [];
-  const splits = stat.isDirectory ? findSplitFiles(path, { config: opts.dataset_config }) : {};
   const name = opts.split ?? "train";
-  // a folder of split files (a card's splits may be named otherwise: train_sft), else of documents
-  const isSplits = Object.hasOwn(splits, name) ||
-    ["train", "validation", "test"].some((k) => Object.hasOwn(splits, k));
-  if (!isSplits && name !== "train") {
-    throw new RangeError(
-      `Cannot read split "${name}" of ${path}: it is ${
-        stat.isDirectory ? "a folder without split files (train.*, validation.*)" : "one file"
-      }, all of it the train split; drop split or give a folder of split files`,
-    );
-  }
   if (!stat.isDirectory) {
+    if (name !== "train") {
+      throw new RangeError(
+        `Cannot read split "${name}" of ${path}: it is one file, all of it the train split; drop split or ` +
+          `give a folder of split files`,
+      );
+    }
     await readFileDocuments(path, field, max, out, opts.sample_by);
     return out;
   }
-  let files: string[];
-  if (isSplits) {
-    if (!splits[name]) {
-      throw new RangeError(
-        `Cannot read split "${name}" of ${path}: it has ${Object.keys(splits).join(", ")}`,
-      );
-    }
-    files = splits[name];
-  } else {
-    files = [];
-    for await (const e of Deno.readDir(path)) {
-      // a dataset card (README.md) or an HF info file is no training text, as HF skips them
-      if (e.isFile && DATA_EXT.test(e.name) && !METADATA.test(e.name)) files.push(join(path, e.name));
-    }
-    files.sort();
+  // the split files the training rows are read from too: a card's, by keyword, or, for a folder
+  // naming no split (of documents: a.txt, b.md, ...), all of it as train
+  const layout = findSplitLayout(path, { config: opts.config });
+  const files = splitFilesOf(layout, name);
+  if (!files) {
+    throw new RangeError(
+      layout.by === "none"
+        ? `Cannot read split "${name}" of ${path}: its files name no split, so all of them are the train split; ` +
+          `drop split or name the files by split (train.*, validation.*)`
+        : `Cannot read split "${name}" of ${path}: it has ${Object.keys(layout.splits).join(", ")}`,
+    );
   }
   for (const f of files) {
     if (out.length >= max) break;

@@ -1,8 +1,9 @@
 /**
  * Private to `dpo.ts`: what a DPO config names, built as `run.ts` builds a training run's inputs:
  * the model (folder or hub id; a preset needs `tokenizer`), the tokenizer (the resumed checkpoint's,
- * `tokenizer`, else the model's) and the preference pairs of the dataset (a file, or a folder's
- * `train` split; evaluation on its `validation` split, else a stable 10% of the rows by hash).
+ * `tokenizer`, else the model's) and the preference pairs of the dataset (a file, a folder or a hub
+ * dataset id; its splits as `run.ts` picks them: `dataset_train_split`, and for evaluation
+ * `dataset_test_split`, `validation`, `test`, else a stable 10% of the rows by hash).
  * @module
  */
 import { join } from "node:path";
@@ -10,11 +11,12 @@ import { createBackend } from "../kernels/backend.ts";
 import { loadTokenizer, type Tokenizer } from "../models/tokenizer/tokenizer.ts";
 import type { Transformer } from "../models/transformer.ts";
 import { loadPreferenceExamples, PreferenceDataset, type PreferenceExample } from "../data/preference.ts";
-import { hashFraction } from "../data/split.ts";
 import { latestCheckpoint } from "./checkpoint.ts";
 import { refuseUnreadFields, type TrainingConfig } from "./config.ts";
 import { refuseExistingRun } from "./_trainer_io.ts";
 import {
+  holdOut,
+  hubNamed,
   noteEvalSplit,
   refuseMissingDataset,
   refuseResumeTokenizer,
@@ -117,29 +119,31 @@ export async function dpoRunInputs(
     ? await loadTokenizer(resumeDir!)
     : await loadTokenizer(config.tokenizer ? await modelDir(config.tokenizer) : dir!);
 
-  const files = trainSplitFiles(local), wantsEval = config.eval_strategy !== "no";
+  // errors name the hub dataset id, not its snapshot in the cache
+  const named = <T>(p: () => T | Promise<T>) =>
+    Promise.resolve().then(p).catch((e) => {
+      throw hubNamed(e, local, data);
+    });
+  const files = await named(() => trainSplitFiles(local)), wantsEval = config.eval_strategy !== "no";
   if (wantsEval && !files.validation && config.max_eval_samples !== null) {
     throw new RangeError(
-      `Cannot train: max_eval_samples needs a dataset folder with a validation split file; ${data} has none ` +
+      `Cannot train: max_eval_samples needs a dataset folder with a validation or test split file; ${data} has none ` +
         `(evaluation then uses a 10% hash split of the training rows): remove max_eval_samples or add validation.jsonl`,
     );
   }
   const cap = (ex: PreferenceExample[], n: number | null) => (n === null ? ex : ex.slice(0, n));
   let train = cap(
-    await pairsOfAll(files.train, tokenizer, config, opts.log, opts.progress),
+    await named(() => pairsOfAll(files.train, tokenizer, config, opts.log, opts.progress)),
     config.max_train_samples,
   );
   let evalPairs: PreferenceExample[] | null = null;
   if (wantsEval && files.validation) {
     evalPairs = cap(
-      await pairsOfAll(files.validation, tokenizer, config, opts.log, opts.progress),
+      await named(() => pairsOfAll(files.validation!, tokenizer, config, opts.log, opts.progress)),
       config.max_eval_samples,
     );
   } else if (wantsEval) {
-    // by `file:line` without the folder, as SFT (a hub snapshot's path holds the commit and the cache)
-    const key = (e: PreferenceExample) => e.source.slice(e.source.lastIndexOf("/") + 1);
-    evalPairs = train.filter((e) => hashFraction(key(e)) >= 0.9);
-    train = train.filter((e) => hashFraction(key(e)) < 0.9);
+    [train, evalPairs] = holdOut(train); // as SFT's
     if (!evalPairs.length) {
       throw new RangeError(
         `Cannot evaluate: the 10% hash split of the ${train.length} pairs of ${data} holds none; ` +

@@ -7,11 +7,13 @@
  *   restarting per example, attention kept within each example by segment ids);
  * - `packing: true` with `packing_strategy: wrapped`: text concatenated and cut into blocks, the
  *   classic pre-training layout (`TextDataset`).
- * Evaluation uses the folder's validation split, else a 10% hash split of the training examples.
+ * The dataset is a file, a folder of split files or a hub dataset id ({@linkcode withLocalDataset});
+ * the splits are `dataset_train_split` and for evaluation `dataset_test_split`, else `validation`,
+ * else `test`, else a 10% hash split of the training examples ({@linkcode splitFiles}).
  * @module
  */
 import { join } from "node:path";
-import { detectFormat, findSplitLayout, trainFilesOf } from "../data/readers.ts";
+import { detectFormat, findSplitLayout, splitFilesOf } from "../data/readers.ts";
 import { packExamples, padExamples } from "../data/packing.ts";
 import { RowDataset } from "../data/row_dataset.ts";
 import { buildSftExamples, loadSftExamples, refuseCutToNothing, type SftExample } from "../data/sft.ts";
@@ -31,23 +33,17 @@ export async function readDocuments(
   config: TrainingConfig,
   which: "train" | "eval" = "train",
 ): Promise<string[]> {
-  const s = splitFiles(config);
-  const opts = { dataset_text_field: config.dataset_text_field };
-  let docs: string[];
-  if (s.by === "file" || (s.by === "none" && which === "train")) {
-    docs = await readTextDocuments(config.dataset!, opts); // one file; a folder of documents, each file one
-  } else {
-    const files = which === "train" ? s.train : s.validation;
-    if (!files) {
-      throw new RangeError(
-        `Cannot train: dataset folder ${config.dataset} has no ${
-          which === "train" ? config.dataset_train_split : "evaluation"
-        } split file; add one or set ${which === "train" ? "dataset_train_split" : "dataset_test_split"}`,
-      );
-    }
-    docs = [];
-    for (const f of files) docs.push(...await readTextDocuments(f, opts));
+  const s = splitFiles(config); // (its refusals: a split the folder does not have)
+  const split = which === "train" ? config.dataset_train_split : s.eval_split;
+  if (split === null) {
+    throw new RangeError(
+      `Cannot read documents: dataset ${config.dataset} has no evaluation split; set dataset_test_split`,
+    );
   }
+  const docs = await readTextDocuments(config.dataset!, {
+    dataset_text_field: config.dataset_text_field,
+    ...(s.by === "file" ? {} : { split, config: config.dataset_config }),
+  });
   const cap = which === "train" ? config.max_train_samples : config.max_eval_samples;
   return cap === null ? docs : docs.slice(0, cap);
 }
@@ -107,7 +103,7 @@ export function splitFiles(
   const names = layout.by === "none"
     ? (Object.keys(layout.splits).length ? ["train"] : [])
     : Object.keys(layout.splits);
-  const get = (name: string) => trainFilesOf(layout, name);
+  const get = (name: string) => splitFilesOf(layout, name);
   const asked: [string, string | null][] = [
     ["dataset_train_split", config.dataset_train_split],
     ["dataset_test_split", config.dataset_test_split],
@@ -172,6 +168,26 @@ export async function withLocalDataset(config: TrainingConfig, what: string): Pr
 }
 
 /**
+ * A stable 10% of `rows` held out for evaluation, by a hash of each row's `file:line` without the
+ * folder (the same file splits the same wherever it lies: a hub snapshot's path holds its commit).
+ * @returns the rows that train, and those held out
+ */
+export function holdOut<T extends { source: string }>(rows: T[]): [T[], T[]] {
+  const key = (r: T) => r.source.slice(r.source.lastIndexOf("/") + 1);
+  return [rows.filter((r) => hashFraction(key(r)) < 0.9), rows.filter((r) => hashFraction(key(r)) >= 0.9)];
+}
+
+/**
+ * `e` with the hub cache's snapshot folder of `local` named by the dataset id `id` in its message
+ * (`org/name/data/train.jsonl:3`, not `~/.cache/huggingface/hub/datasets--org--name/snapshots/<sha>/...`).
+ */
+export function hubNamed(e: unknown, local: TrainingConfig, id: string): unknown {
+  const root = /^(.*[\\/]snapshots[\\/][0-9a-f]{40})/.exec(local.dataset ?? "")?.[1];
+  if (root && local.dataset !== id && e instanceof Error) e.message = e.message.replaceAll(root, id);
+  return e;
+}
+
+/**
  * Refuse a `dataset` path that does not exist, in one line naming the field (reading it would
  * fail with the file system's bare "No such file or directory").
  * @throws {Deno.errors.NotFound}
@@ -218,7 +234,9 @@ export function noteEvalSplit(
         `file; a dataset folder with validation.jsonl keeps all of the training data)`,
     );
   } else if (config.dataset_test_split === null && splitFiles(config).eval_split === "test") {
-    log(`evaluation uses the test split of ${data} (there is no validation split; TRL's dataset_test_split)`);
+    log(
+      `evaluation uses the test split of ${data} (there is no validation split; set dataset_test_split to choose)`,
+    );
   }
 }
 
@@ -248,7 +266,7 @@ export async function buildRunDatasets(
   const valid = wantsEval ? splitFiles(config).validation : null;
   if (wantsEval && !valid && config.max_eval_samples !== null) {
     throw new RangeError(
-      `Cannot train: max_eval_samples needs a dataset folder with a validation split file; ${data} has none ` +
+      `Cannot train: max_eval_samples needs a dataset folder with a validation or test split file; ${data} has none ` +
         `(evaluation then uses a 10% hash split of the training documents): remove max_eval_samples or add validation.jsonl`,
     );
   }
@@ -280,11 +298,7 @@ export async function buildRunDatasets(
   let evalEx: SftExample[] | null = null;
   if (valid) evalEx = cap(await examplesOfAll(valid, tokenizer, config), config.max_eval_samples);
   else if (wantsEval) {
-    // A stable 10% of the examples by a hash of their row (`file:line` without the folder, so the
-    // same file splits the same wherever it lies).
-    const key = (e: SftExample) => e.source.slice(e.source.lastIndexOf("/") + 1);
-    evalEx = train.filter((e) => hashFraction(key(e)) >= 0.9);
-    train = train.filter((e) => hashFraction(key(e)) < 0.9);
+    [train, evalEx] = holdOut(train);
   }
   if (!train.length) throw new RangeError(`Cannot train: dataset ${data} has no training examples; add rows`);
   if (evalEx && !evalEx.length && !valid) {

@@ -83,8 +83,8 @@ export interface TrainingConfig {
   /** TRL `ScriptArguments`: the split to train on (default `train`). */
   dataset_train_split: string;
   /**
-   * TRL `ScriptArguments`: the split to evaluate on; null (default): `validation`, else `test`, else a
-   * stable 10% of the training rows held out.
+   * TRL `ScriptArguments`: the split to evaluate on. Null (fledge's default; TRL's is `test`):
+   * `validation`, else `test`, else a stable 10% of the training rows held out.
    */
   dataset_test_split: string | null;
   /** TRL: the text column of the dataset (default `text`). */

@@ -93,15 +93,17 @@ export interface DpoLossOptions {
  * the policy for DPO without an adapter: the reference keeps the weights training started from.
  * @param model a model without adapters or 4-bit weights
  * @returns a new model (dispose it after training)
- * @throws {TypeError} for a model with adapters (their reference is the model without them) or
+ * @throws {RangeError} for a model with adapters (their reference is the model without them) or
  *   4-bit weights
  */
 export function createReferenceModel(model: Transformer): Transformer {
   if (model.adapters.size || model.quantized.size) {
-    throw new TypeError(
-      `Cannot copy the model as a DPO reference: it has ${
-        model.adapters.size ? "adapters" : "4-bit weights"
-      }; the reference of an adapter is the model with its adapters switched off (no copy needed)`,
+    throw new RangeError(
+      model.adapters.size
+        ? "Cannot copy the model as a DPO reference: it has adapters, whose reference is the model with them " +
+          "switched off (no copy needed)"
+        : "Cannot copy the model as a DPO reference: it has 4-bit weights, which train only through an adapter " +
+          "(QLoRA); add a lora section",
     );
   }
   const params = new Map([...model.params].map(([k, t]) => [k, copy(t)]));
@@ -294,8 +296,9 @@ export interface CreateDpoTrainerOptions {
  * @param opts model, config, preference datasets, tokenizer, hooks
  * @returns the trainer (call `train()`)
  * @throws {RangeError} when an adapter trains model weights (a `lora` section with `bias` or
- *   `modules_to_save`) without `precompute_ref_log_probs: true`, or `ref_model` is given with an
- *   adapter (TRL refuses both); or as `createTrainer`
+ *   `modules_to_save`) without `precompute_ref_log_probs: true`; when `ref_model` is given with an
+ *   adapter (TRL refuses both), shares the policy's weights, or reads other token ids or another
+ *   backend; or as `createTrainer`
  * @example
  * ```ts
  * import { createBackend } from "../kernels/backend.ts";

@@ -278,6 +278,7 @@ export interface AdapterFiles {
  *   unsupported config fields, and missing, misshapen or unexpected tensors (named with the file)
  */
 export async function readAdapter(dir: string, config: ModelConfig): Promise<AdapterFiles> {
+  checkPathArg(dir, "readAdapter", "dir");
   const cfgPath = join(dir, "adapter_config.json"), file = join(dir, "adapter_model.safetensors");
   let json: unknown;
   try {

@@ -13,6 +13,7 @@ import { latestCheckpoint } from "./checkpoint.ts";
 import { refuseExistingRun } from "./_trainer_io.ts";
 import {
   buildRunDatasets,
+  hubNamed,
   noteEvalSplit,
   readDocuments,
   refuseMissingDataset,
@@ -96,7 +97,7 @@ export async function runTraining(
       `Cannot train: ${
         missing.join(" and ")
       } not set; set model (a preset such as tiny, a folder or a hub id) ` +
-        `and dataset (a file or folder) in the config or as --model / --dataset`,
+        `and dataset (a file, a folder or a hub dataset id) in the config or as --model / --dataset`,
     );
   }
   refuseUnreadFields(config, "sft", "Cannot train");
@@ -127,6 +128,7 @@ export async function runTraining(
     try {
       docs = await readDocuments(local);
     } catch (e) {
+      hubNamed(e, local, data);
       if (!needsBpe || !(e instanceof TypeError)) throw e;
       throw new TypeError(
         `Cannot train ${name} from scratch on ${data}: its tokenizer is trained on text, and ${
@@ -153,7 +155,10 @@ export async function runTraining(
       model_max_length: mc.max_position_embeddings,
     });
   }
-  const { train, eval: evalSet, held_out } = await buildRunDatasets(local, tokenizer, wrapped ? docs : null);
+  const { train, eval: evalSet, held_out } = await buildRunDatasets(local, tokenizer, wrapped ? docs : null)
+    .catch((e) => {
+      throw hubNamed(e, local, data);
+    });
   noteEvalSplit(local, data, held_out, opts.log ?? ((l: string) => console.error(`fledge: ${l}`)));
 
   const backend = await createBackend(config.backend);

@@ -11,7 +11,7 @@ import { findSplitFiles } from "../../data/readers.ts";
 import { getTrainingArgs } from "../../training/config.ts";
 import { splitFiles, trainSplitFiles } from "../../training/_run_data.ts";
 import { HubError } from "../../models/hub/hub.ts";
-import { cliProcess } from "../cli/_cli.ts";
+import { assertFails, cliProcess } from "../cli/_cli.ts";
 import { presetConfig } from "../../models/config.ts";
 import { Transformer } from "../../models/transformer.ts";
 import { saveModel } from "../../models/save.ts";
@@ -131,6 +131,16 @@ Deno.test("a hub dataset id downloads its card and data files, read offline from
     const again = await cliProcess(args("again"), { ...env, HF_HUB_OFFLINE: "1" });
     assert.equal(again.code, 0, again.err);
     assert.equal(hub.requests.length, n, "offline: no request");
+    // a message names the dataset by its id, not by its snapshot in the cache
+    const bad = await cliProcess([...args("bad"), "--dataset_train_split", "foo"], {
+      ...env,
+      HF_HUB_OFFLINE: "1",
+    });
+    assertFails(
+      bad,
+      2,
+      /Cannot read dataset org\/docs: dataset_train_split "foo" is not one of its splits \(train, validation\)/,
+    );
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
@@ -158,7 +168,8 @@ Deno.test("dataset_config picks a config folder; without it the configs are list
   });
   // a local path with dataset_config: refused, not ignored
   await assert.rejects(resolveDataset(cache, { ...o, config: "b" }), {
-    message: /dataset_config "b" picks a config of a hub dataset, and \S+ is a local path without a card/,
+    message:
+      /dataset config "b" names a config of a dataset card \(README\.md configs:\), and \S+ is a local path without one/,
   });
   // neither a local path nor a hub dataset
   await assert.rejects(resolveDataset("org/nothing", o), (e: Error) => {
@@ -332,7 +343,7 @@ Deno.test("a cached config missing a shard is refused offline (a download cut sh
     await cut.close();
     await assert.rejects(resolveDataset("org/chat", { ...o, cache_dir: c2, offline: true }), {
       message:
-        /the cache holds 1 of the 2 shards of data\/train_sft of dataset org\/chat .*run once with network access/,
+        /the cache lacks 1 of the 2 shards of data\/train_sft of dataset org\/chat .*run once with network access/,
     });
   } finally {
     await Deno.remove(c2, { recursive: true });
