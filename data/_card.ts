@@ -143,7 +143,8 @@ export function globRegExp(pattern: string): RegExp {
     else if (c === "?") src += "[^/]";
     else if (c === "[" && p.indexOf("]", i + 2) > 0) { // [0-9], [!a]: a character class, as fnmatch
       const end = p.indexOf("]", i + 2), body = p.slice(i + 1, end).replace(/\\/g, "\\\\");
-      src += body.startsWith("!") ? `[^/${body.slice(1)}]` : `[${body}]`;
+      // `!` negates (fnmatch); a leading `^` is itself, as fnmatch reads it
+      src += body.startsWith("!") ? `[^/${body.slice(1)}]` : `[${body.replace(/^\^/, "\\^")}]`;
       i = end;
     } else src += c.replace(/[.+^${}()|[\]\\]/g, "\\$&");
   }

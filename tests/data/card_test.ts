@@ -6,6 +6,7 @@
 import { join } from "node:path";
 import { assert } from "../_assert.ts";
 import { findSplitFiles, readDataset } from "../../data/readers.ts";
+import { globRegExp } from "../../data/_card.ts";
 import { getTrainingArgs } from "../../training/config.ts";
 import { readDocuments, splitFiles, trainSplitFiles } from "../../training/_run_data.ts";
 
@@ -97,4 +98,18 @@ Deno.test("card patterns: data_dir joins them, character classes, several defaul
     "a.jsonl": ["a"],
   });
   assert.throws(() => findSplitFiles(two), /marks several default configs \(b, default\), as HF refuses too/);
+});
+
+Deno.test("card globs read as fsspec's: * within a folder, ** across, [!x] negates, [^x] is literal", () => {
+  const cases: [string, string, boolean][] = [
+    ["data/*.jsonl", "data/a.jsonl", true],
+    ["data/*.jsonl", "data/sub/a.jsonl", false],
+    ["data/**.jsonl", "data/sub/a.jsonl", true],
+    ["**/train-*", "x/y/train-0.parquet", true],
+    ["./data/train-[0-9]*", "data/train-3.jsonl", true],
+    ["train-[!0-9]*", "train-1", false],
+    ["x[^a]", "x^", true],
+    ["x[^a]", "xb", false],
+  ];
+  for (const [p, f, want] of cases) assert.equal(globRegExp(p).test(f), want, `${p} ${f}`);
 });
