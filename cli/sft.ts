@@ -38,7 +38,8 @@ options:
                              --assistant_only_loss true --packing true --lora '{"r": 16}'
                              (TRL's --model_name_or_path, --dataset_name, --dataset_config,
                              --dataset_train_split and --dataset_test_split name the model, the
-                             dataset, its config and the splits to train and evaluate on)
+                             dataset, its config and the splits to train and evaluate on;
+                             --dataset_revision pins a hub dataset's commit)
   -h, --help                 this text
 
 Flags may also be spelled with hyphens (--learning-rate).`;

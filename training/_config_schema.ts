@@ -18,6 +18,7 @@ export const TOP_SPECS = {
   tokenizer: { kind: "string", nullable: true },
   dataset: { kind: "string", nullable: true },
   dataset_config: { kind: "string", nullable: true },
+  dataset_revision: { kind: "string", nullable: true },
   dataset_train_split: { kind: "string" },
   dataset_test_split: { kind: "string", nullable: true },
   dataset_text_field: { kind: "string" },

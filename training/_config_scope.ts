@@ -56,7 +56,13 @@ const UNREAD: Record<
       fix: "remove {it} (a recipe fine-tunes with SFT)",
     },
     {
-      fields: ["tokenizer", "dataset_text_field", "dataset_train_split", "dataset_test_split"],
+      fields: [
+        "tokenizer",
+        "dataset_text_field",
+        "dataset_train_split",
+        "dataset_test_split",
+        "dataset_revision",
+      ],
       what: ["not read by a recipe", "not read by a recipe"],
       fix: "remove {it} (a recipe uses its model's tokenizer and maps columns with --source_column)",
     },

@@ -108,7 +108,7 @@ export async function dpoRunInputs(
         `max_position_embeddings ${mc.max_position_embeddings}; set max_length <= ${mc.max_position_embeddings}`,
     );
   }
-  const local = await withLocalDataset(config, "Cannot train with DPO"); // a hub id: downloaded
+  const local = await withLocalDataset(config, "Cannot train with DPO", opts.log); // a hub id: downloaded
   const resumeDir = config.resume_from_checkpoint === true
     ? await latestCheckpoint(join(config.output_dir, "checkpoints"))
     : config.resume_from_checkpoint || null;

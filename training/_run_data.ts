@@ -156,15 +156,36 @@ async function examplesOf(file: string, tokenizer: Tokenizer, config: TrainingCo
 }
 
 /**
- * `config` with its `dataset` as a local path: a hub dataset id (`org/name`, with `dataset_config`)
- * downloaded into the hub cache ({@linkcode resolveDataset}), a file or folder as it is. The run's
- * saved config keeps the id.
+ * `config` with its `dataset` as a local path: a hub dataset id (`org/name`, with `dataset_config`
+ * and `dataset_revision`) downloaded into the hub cache ({@linkcode resolveDataset}), whose commit
+ * `log` is told (to pin it), or a file or folder as it is. The run's saved config keeps the id.
  */
-export async function withLocalDataset(config: TrainingConfig, what: string): Promise<TrainingConfig> {
-  const r = await resolveDataset(config.dataset!, { config: config.dataset_config, subject: what });
-  return r.path === config.dataset && r.config === config.dataset_config
-    ? config
-    : { ...config, dataset: r.path, dataset_config: r.config };
+export async function withLocalDataset(
+  config: TrainingConfig,
+  what: string,
+  log: (line: string) => void = () => {},
+): Promise<TrainingConfig> {
+  const r = await resolveDataset(config.dataset!, {
+    config: config.dataset_config,
+    subject: what,
+    ...(config.dataset_revision !== null ? { revision: config.dataset_revision } : {}),
+  });
+  if (r.path === config.dataset && r.config === config.dataset_config) {
+    if (config.dataset_revision !== null) {
+      throw new RangeError(
+        `${what}: dataset_revision ${config.dataset_revision} is for a hub dataset, and ${config.dataset} is a ` +
+          `local path; drop dataset_revision`,
+      );
+    }
+    return config;
+  }
+  const commit = /[\\/]snapshots[\\/]([0-9a-f]{40})/.exec(r.path)?.[1];
+  if (commit && config.dataset_revision !== commit) {
+    log(
+      `dataset ${config.dataset}: commit ${commit} of the hub (dataset_revision: ${commit} reads it again)`,
+    );
+  }
+  return { ...config, dataset: r.path, dataset_config: r.config };
 }
 
 /**

@@ -80,6 +80,11 @@ export interface TrainingConfig {
   dataset: string | null;
   /** TRL `ScriptArguments`: the config (subset) of a hub dataset, its folder in the repo; null for none. */
   dataset_config: string | null;
+  /**
+   * HF `load_dataset`'s `revision` for a hub dataset: a branch, tag or commit (null: `main`); a
+   * run logs the commit it read, which pins it here.
+   */
+  dataset_revision: string | null;
   /** TRL `ScriptArguments`: the split to train on (default `train`). */
   dataset_train_split: string;
   /**

@@ -114,7 +114,8 @@ export async function runTraining(
         `max_position_embeddings ${mc.max_position_embeddings}; set max_length <= ${mc.max_position_embeddings}`,
     );
   }
-  const local = await withLocalDataset(config, "Cannot train"); // a hub dataset id: its files, downloaded
+  const say = opts.log ?? ((l: string) => console.error(`fledge: ${l}`));
+  const local = await withLocalDataset(config, "Cannot train", say); // a hub dataset id: its files, downloaded
   // A resume takes the tokenizer saved in its checkpoint: never one rebuilt from (changed) data.
   const resumeDir = config.resume_from_checkpoint === true
     ? await latestCheckpoint(join(config.output_dir, "checkpoints"))
@@ -159,7 +160,7 @@ export async function runTraining(
     .catch((e) => {
       throw hubNamed(e, local, data);
     });
-  noteEvalSplit(local, data, held_out, opts.log ?? ((l: string) => console.error(`fledge: ${l}`)));
+  noteEvalSplit(local, data, held_out, say);
 
   const backend = await createBackend(config.backend);
   const model = await initRunModel(spec, tokenizer, backend, config.seed);

@@ -114,6 +114,8 @@ Deno.test("a hub dataset id downloads its card and data files, read offline from
       /evaluation (holds out|uses the test split)/,
       "org/docs has a validation split",
     );
+    // the commit read is said, to pin it (dataset_revision)
+    assert.match(r.err, new RegExp(`dataset org/docs: commit ${hub.commitOf("org/docs")} of the hub`));
     const commit = hub.commitOf("org/docs");
     const fetched = hub.requests.filter((q) => q.method === "GET" && q.path.includes("/resolve/"))
       .map((q) => q.path.replace(`/datasets/org/docs/resolve/${commit}/`, "")).sort();
@@ -132,7 +134,13 @@ Deno.test("a hub dataset id downloads its card and data files, read offline from
     assert.equal(again.code, 0, again.err);
     assert.equal(hub.requests.length, n, "offline: no request");
     // a message names the dataset by its id, not by its snapshot in the cache
-    const bad = await cliProcess([...args("bad"), "--dataset_train_split", "foo"], {
+    const bad = await cliProcess([
+      ...args("bad"),
+      "--dataset_train_split",
+      "foo",
+      "--dataset_revision",
+      commit,
+    ], {
       ...env,
       HF_HUB_OFFLINE: "1",
     });
@@ -347,6 +355,42 @@ Deno.test("a cached config missing a shard is refused offline (a download cut sh
     });
   } finally {
     await Deno.remove(c2, { recursive: true });
+  }
+});
+
+Deno.test("dataset_revision reads the commit a run began with after the branch moved; a local path refuses it", async () => {
+  const first = hub.commitOf("org/pairs");
+  const moved = hub.update("org/pairs", { "train.jsonl": lines(pairs.slice(0, 3)) }, "dataset");
+  const now = await resolveDataset("org/pairs", o);
+  assert.ok(now.path.endsWith(moved));
+  const pinned = await resolveDataset("org/pairs", { ...o, revision: first });
+  assert.ok(pinned.path.endsWith(first));
+  assert.deepEqual([...Deno.readDirSync(pinned.path)].map((e) => e.name), ["train.jsonl.gz"]);
+  const dir = await Deno.makeTempDir({ prefix: "fledge-hubrev-" });
+  try {
+    await Deno.writeTextFile(join(dir, "d.jsonl"), '{"text": "a b"}\n');
+    const r = await cliProcess([
+      "train",
+      "--model",
+      "tiny",
+      "--dataset",
+      join(dir, "d.jsonl"),
+      "--dataset_revision",
+      first,
+      "--output_dir",
+      join(dir, "run"),
+      "--max_steps",
+      "1",
+      "--max_seq_length",
+      "16",
+    ], env);
+    assertFails(
+      r,
+      2,
+      /dataset_revision [0-9a-f]{40} is for a hub dataset, and \S+d\.jsonl is a local path; drop dataset_revision/,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
   }
 });
 
