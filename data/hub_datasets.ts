@@ -322,6 +322,8 @@ export interface ResolveDatasetOptions extends Omit<HubOptions, "repo_type"> {
   config?: string | null;
   /** The start of messages, e.g. `Cannot train`. */
   subject?: string;
+  /** Told when the hub cannot be reached and a cached snapshot serves (default: nothing). */
+  log?: (line: string) => void;
 }
 
 /** A hub dataset id: `org/name` or a canonical `name` (no data file extension: that is a missing file). */
@@ -381,7 +383,7 @@ export async function resolveDataset(
       `${subject}: dataset ${dataset} does not exist, and is not a hub dataset id (org/name); fix the path`,
     );
   }
-  const { config: _config, subject: _subject, ...hubOpts } = opts;
+  const { config: _config, subject: _subject, log: _log, ...hubOpts } = opts;
   const hub = { ...hubOpts, repo_type: "dataset" as const };
   let listing: { commit: string; files: string[] } | null = null, unreachable: HubError | null = null;
   if (!isOfflineMode(opts)) {
@@ -407,12 +409,18 @@ export async function resolveDataset(
       );
     });
     const files = await listSnapshotFiles(cached, ["*"]);
+    if (unreachable) {
+      opts.log?.(
+        `the hub could not be reached (${unreachable.kind}); dataset ${dataset} is read from the cache, ` +
+          `commit ${basename(cached)}, which may be older than the hub's`,
+      );
+    }
     const cacheNote = `${subject} (from the cache, the hub not asked)`;
     const card = files.includes("README.md") ? folderCardConfigs(cached) : null;
     const c = card ? pickCardConfig(card, config, `${cacheNote}: its card`) : null;
     const r = c
       ? { files: cardFiles(files, c, dataset, cacheNote), folder: "" }
-      : pickDataFiles(files.filter((f) => isDataFileName(basename(f))), config, dataset, cacheNote);
+      : pickDataFiles(files.filter((f) => isDataFileName(basename(f))), config, dataset, cacheNote, true);
     refuseMissingShards(
       r.files,
       dataset,
@@ -529,6 +537,7 @@ function pickDataFiles(
   config: string | null,
   dataset: string,
   subject: string,
+  cached = false,
 ): { files: string[]; folder: string } {
   const splitDir = (d: string) => d === "data" || SPLIT_KEYWORDS.some(([, w]) => w.includes(d.toLowerCase()));
   const configs = [
@@ -541,9 +550,13 @@ function pickDataFiles(
     if (picked.length) return { files: picked, folder: config };
     if (!files.length) throw noDataFiles(subject, dataset);
     throw new RangeError(
-      `${subject}: hub dataset ${dataset} has no config "${config}"; its configs are ${
-        configs.join(", ") || "none (drop dataset_config)"
-      }`,
+      cached
+        ? `${subject}: config "${config}" of hub dataset ${dataset} is not in the cache (cached: ${
+          configs.join(", ") || "none"
+        }); run once with network access`
+        : `${subject}: hub dataset ${dataset} has no config "${config}"; its configs are ${
+          configs.join(", ") || "none (drop dataset_config)"
+        }`,
     );
   }
   // the top's files count when one names a split (a LICENSE.txt beside data/ is no data), or when

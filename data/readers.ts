@@ -258,11 +258,13 @@ export function findSplitLayout(dir: string, opts: FindSplitOptions = {}): Split
     // a level whose names say splits; else data/'s files (a LICENSE.txt beside data/ is no data)
     const level = levels.find((l) => l && Object.keys(l.keyword).length) ??
       [levels[1], levels[0]].find((l) => l && (Object.keys(l.named).length || l.md.length));
-    if (!level) return { splits: {}, by: picked ? "card" : "none" };
-    where = level.dir;
-    splits = { ...level.named, ...level.keyword };
-    by = Object.keys(level.keyword).length ? "keyword" : "none"; // (a card config without data_files too)
-    if (by === "none") {
+    const deep = level ? null : deepKeywordSplits(root);
+    if (!level && !deep) return { splits: {}, by: picked ? "card" : "none" };
+    where = level?.dir ?? root;
+    splits = level ? { ...level.named, ...level.keyword } : deep!;
+    // (a card config without data_files too)
+    by = !level || Object.keys(level.keyword).length ? "keyword" : "none";
+    if (level && by === "none") {
       for (const f of level.md) (splits[basename(f).replace(/\.md$/i, "")] ??= []).push(f);
       refuseCopies(where, Object.values(splits).flat());
     }
@@ -281,6 +283,25 @@ export function findSplitLayout(dir: string, opts: FindSplitOptions = {}): Split
     }
   }
   return { splits: Object.fromEntries(Object.keys(splits).sort().map((k) => [k, splits[k].sort()])), by };
+}
+
+/**
+ * Files deeper down named for a split (`data/en/train.jsonl`, `data/fr/train.jsonl`), as HF's
+ * `**\/train*` patterns find them when the folder and `data/` hold none; null when there are none.
+ */
+function deepKeywordSplits(root: string): Record<string, string[]> | null {
+  const out: Record<string, string[]> = {};
+  let files: string[];
+  try {
+    files = walk(root);
+  } catch {
+    return null;
+  }
+  for (const f of files) {
+    const s = splitOf(basename(f));
+    if (s?.keyword) (out[s.split] ??= []).push(join(root, f));
+  }
+  return Object.keys(out).length ? out : null;
 }
 
 /** Two files that differ only in format or compression (`a.jsonl`, `a.jsonl.gz`) would be read twice. */

@@ -58,6 +58,8 @@ export interface RunSplits {
   eval_split: string | null;
   /** What named the splits: one `file`, a folder's `card`, `keyword`s, or `none` (a folder of documents). */
   by: "file" | "card" | "keyword" | "none";
+  /** The splits there are. */
+  names: string[];
 }
 
 /**
@@ -96,7 +98,7 @@ export function splitFiles(
         ": one file is the train split",
       );
     }
-    return { train: [data], validation: null, eval_split: null, by: "file" };
+    return { train: [data], validation: null, eval_split: null, by: "file", names: ["train"] };
   }
   const layout = findSplitLayout(data, { config: config.dataset_config });
   // a folder whose names say no split is one train split (HF), with no other to ask for
@@ -116,6 +118,7 @@ export function splitFiles(
     validation: eval_split ? get(eval_split) : null,
     eval_split,
     by: layout.by,
+    names,
   };
 }
 
@@ -168,6 +171,7 @@ export async function withLocalDataset(
   const r = await resolveDataset(config.dataset!, {
     config: config.dataset_config,
     subject: what,
+    log,
     ...(config.dataset_revision !== null ? { revision: config.dataset_revision } : {}),
   });
   if (r.path === config.dataset && r.config === config.dataset_config) {
@@ -266,8 +270,10 @@ export function trainSplitFiles(config: Parameters<typeof splitFiles>[0]): RunSp
   const s = splitFiles(config);
   if (!s.train) {
     throw new RangeError(
-      `Cannot train: dataset folder ${config.dataset} has no ${config.dataset_train_split} split file ` +
-        `(train.jsonl, ...); add one or set dataset_train_split`,
+      s.names.length
+        ? `Cannot train: dataset ${config.dataset} has no ${config.dataset_train_split} split (its splits: ` +
+          `${s.names.join(", ")}); set dataset_train_split to one of them`
+        : `Cannot train: dataset ${config.dataset} holds no data files (train.jsonl, data/train-*.parquet, ...); add some`,
     );
   }
   return s as RunSplits & { train: string[] };

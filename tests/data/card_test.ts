@@ -38,7 +38,10 @@ Deno.test("a card's split names are kept apart: none is merged into train (the e
   });
   assert.deepEqual(Object.keys(findSplitFiles(dir)), ["heldout", "sft"]);
   const c = getTrainingArgs({ dataset: dir });
-  assert.throws(() => trainSplitFiles(c), /has no train split file .*set dataset_train_split/);
+  assert.throws(
+    () => trainSplitFiles(c),
+    /has no train split \(its splits: heldout, sft\); set dataset_train_split to one of them/,
+  );
   const s = splitFiles({ ...c, dataset_train_split: "sft", dataset_test_split: "heldout" });
   assert.deepEqual([names(s.train), names(s.validation), s.eval_split], [
     ["a.jsonl"],

@@ -70,6 +70,11 @@ const datasets: Record<string, MockFiles> = {
     "data/train.jsonl": lines(docs("bare", 3)),
     "big/other-0.jsonl": lines(docs("other", 3)),
   },
+  // files named for a split below data/ (HF's **/train* patterns find them)
+  "org/lang": {
+    "data/en/train.jsonl": lines(docs("en", 2)),
+    "data/fr/train.jsonl": lines(docs("fr", 3)),
+  },
   // yahma/alpaca-cleaned's: one file named for no split
   "org/alpaca": { "alpaca_data_cleaned.json": enc(JSON.stringify(docs("alp", 3))) },
 };
@@ -271,7 +276,10 @@ Deno.test("a card's configs name the splits (ultrachat's train_sft), the test sp
   ]);
   const base = getTrainingArgs({ dataset: chat.path, dataset_config: chat.config });
   // TRL's dataset_train_split picks train_sft; the default "train" is not there (it had been train_sft + train_gen)
-  assert.throws(() => trainSplitFiles(base), /has no train split file .*set dataset_train_split/);
+  assert.throws(
+    () => trainSplitFiles(base),
+    /has no train split \(its splits: test_sft, train_gen, train_sft\); set dataset_train_split to one of them/,
+  );
   const sft = splitFiles({ ...base, dataset_train_split: "train_sft", dataset_test_split: "test_sft" });
   assert.deepEqual(sft.train!.map((f) => f.split("/").pop()), [
     "train_sft-00000-of-00002.jsonl",
@@ -392,6 +400,36 @@ Deno.test("dataset_revision reads the commit a run began with after the branch m
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("offline and unreachable: a config not cached is named so, a stale cache is said aloud; data/en/train.jsonl is train", async () => {
+  await resolveDataset("org/multi", { ...o, config: "b" });
+  await assert.rejects(resolveDataset("org/multi", { ...o, config: "a", offline: true }), {
+    message:
+      /config "a" of hub dataset org\/multi is not in the cache \(cached: b\); run once with network access$/,
+  });
+  const closed = startHubServer({});
+  const url = closed.url;
+  await closed.close();
+  const notes: string[] = [];
+  const r = await resolveDataset("org/multi", {
+    ...o,
+    config: "b",
+    endpoint: url,
+    max_retries: 0,
+    log: (l) => void notes.push(l),
+  });
+  assert.ok(r.path.endsWith("/b"));
+  assert.match(
+    notes.join("\n"),
+    /^the hub could not be reached \(connection\); dataset org\/multi is read from the cache, commit [0-9a-f]{40}/,
+  );
+  const lang = await resolveDataset("org/lang", o);
+  const s = splitFiles(getTrainingArgs({ dataset: lang.path }));
+  assert.deepEqual(s.train!.map((f) => f.split("/").slice(-2).join("/")), [
+    "en/train.jsonl",
+    "fr/train.jsonl",
+  ]);
 });
 
 Deno.test("hub dataset: cleanup", async () => {
