@@ -24,6 +24,8 @@ export interface Shape {
   hidden_size: number;
   num_hidden_layers: number;
   vocab_size: number;
+  /** A DPO run: chosen and rejected sequences per pair, and without an adapter a frozen copy of the weights. */
+  dpo?: boolean;
 }
 
 /** The numbers behind a plan, in GiB. */
@@ -44,12 +46,18 @@ export interface Estimate {
  */
 export function guessShape(
   params: number,
-  given: { hidden_size?: number; num_hidden_layers?: number; vocab_size?: number },
+  given: { hidden_size?: number; num_hidden_layers?: number; vocab_size?: number; trainer?: "sft" | "dpo" },
 ): Shape {
   const vocab = given.vocab_size ?? 50257;
   const h = given.hidden_size ?? Math.max(64, Math.round(Math.cbrt(params * 64 / 12) / 64) * 64);
   const layers = given.num_hidden_layers ?? Math.max(1, Math.round((params - vocab * h) / (12 * h * h)));
-  return { params, hidden_size: h, num_hidden_layers: layers, vocab_size: vocab };
+  return {
+    params,
+    hidden_size: h,
+    num_hidden_layers: layers,
+    vocab_size: vocab,
+    dpo: given.trainer === "dpo",
+  };
 }
 
 /** LoRA parameters: r (d_in + d_out) per adapted linear, per layer (an MLP of width 4h). */
@@ -84,7 +92,10 @@ export function estimate(c: TrainingConfig, s: Shape, memoryGb: number, seq: num
   const opt = c.optim === "adamw" ? trainable * 8 : 0;
   const actBytes = c.fp16 ? 34 : 68;
   const perToken = c.gradient_checkpointing ? L * h * 4 + h * actBytes + V * 8 : L * h * actBytes + V * 8;
-  const acts = perToken * seq * c.per_device_train_batch_size;
+  // DPO: a row for the chosen and one for the rejected completion of each pair; full fine-tuning
+  // asks a frozen f32 copy of the weights for the reference (none with precomputed log-probs)
+  const acts = perToken * seq * c.per_device_train_batch_size * (s.dpo ? 2 : 1);
+  if (s.dpo && !c.lora && !c.precompute_ref_log_probs) weights += P * 4;
   const total = weights + grads + opt + acts;
   const budget = memoryGb * GIB * HEADROOM;
   return {

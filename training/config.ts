@@ -642,6 +642,8 @@ export interface MemoryPlanOptions {
   num_hidden_layers?: number;
   /** Vocabulary (default 50257). */
   vocab_size?: number;
+  /** `dpo`: two sequences per pair, and a frozen copy of the weights for full fine-tuning (default `sft`). */
+  trainer?: "sft" | "dpo";
 }
 
 /**
@@ -657,7 +659,8 @@ export interface MemoryPlanOptions {
  * To measure a run rather than estimate it, see `memoryReport` (`training/memory.ts`).
  * @param config the config to adjust (not modified)
  * @param opts `memory_gb`: device memory; `params`: model parameters; `seq_len`: tokens per
- *   sequence (default `max_seq_length`); `hidden_size`, `num_hidden_layers`, `vocab_size` (default 50257)
+ *   sequence (default `max_seq_length`); `hidden_size`, `num_hidden_layers`, `vocab_size` (default 50257);
+ *   `trainer`: `dpo` plans chosen and rejected rows, and full fine-tuning's frozen reference copy
  * @returns the adjusted config, the rationale and the estimate
  * @throws {RangeError} for a non-positive `memory_gb`, `params` or `seq_len`; the errors of {@linkcode validateTrainingConfig}
  * @example
@@ -687,6 +690,11 @@ function optimize(config: TrainingConfig, opts: MemoryPlanOptions, planOpts: Pla
     ["vocab_size", opts.vocab_size],
   ];
   const badOpts = positive.filter(([, v]) => v !== undefined && !(Number.isFinite(v) && v > 0));
+  if (opts.trainer !== undefined && opts.trainer !== "sft" && opts.trainer !== "dpo") {
+    throw new RangeError(
+      `Cannot plan memory: trainer must be "sft" or "dpo", got ${JSON.stringify(opts.trainer)}`,
+    );
+  }
   if (badOpts.length > 0) {
     throw new RangeError(
       `Cannot plan memory: ${badOpts.map(([k, v]) => `${k} must be a positive number, got ${v}`).join("; ")}`,

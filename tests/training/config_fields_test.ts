@@ -1,9 +1,11 @@
 /**
  * TRL's and datasets' fields in a training config: TRL's current names read as fledge's fields,
- * its fields fledge lacks named as such (not as typos of other fields), and the sample caps.
+ * its fields fledge lacks named as such (not as typos of other fields), the sample caps, and DPO's
+ * memory plan.
  */
-import { assert, caught } from "../_assert.ts";
-import { validateTrainingConfig } from "../../training/config.ts";
+import { assert, assertClose, caught } from "../_assert.ts";
+import { getMemoryOptimizedConfig, validateTrainingConfig } from "../../training/config.ts";
+import { getDpoArgs } from "../../training/dpo.ts";
 
 const quiet = { warn: () => {} };
 
@@ -62,5 +64,21 @@ Deno.test("validateTrainingConfig() accepts max_train_samples / max_eval_samples
   assert.throws(
     () => validateTrainingConfig({ max_eval_samples: 0 }, { file: "run.yaml" }),
     /run\.yaml.*max_eval_samples/s,
+  );
+});
+
+Deno.test("getMemoryOptimizedConfig() plans DPO: two sequences per pair, and full fine-tuning's reference copy", () => {
+  const opts = { memory_gb: 80, params: 1.5e9 };
+  const full = getDpoArgs({ lora: null, precompute_ref_log_probs: false });
+  const sft = getMemoryOptimizedConfig(full, opts).estimate;
+  const dpo = getMemoryOptimizedConfig(full, { ...opts, trainer: "dpo" }).estimate;
+  const pre =
+    getMemoryOptimizedConfig({ ...full, precompute_ref_log_probs: true }, { ...opts, trainer: "dpo" })
+      .estimate;
+  assertClose(dpo.weights_gb - pre.weights_gb, 1.5e9 * 4 / 2 ** 30, { atol: 1e-9, msg: "the copy, in f32" });
+  assertClose(dpo.activations_gb, 2 * sft.activations_gb, { rtol: 1e-12, msg: "chosen and rejected rows" });
+  assert.throws(
+    () => getMemoryOptimizedConfig(full, { ...opts, trainer: "ppo" as "dpo" }),
+    /trainer must be "sft" or "dpo", got "ppo"/,
   );
 });
