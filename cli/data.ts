@@ -250,14 +250,14 @@ async function inspect(positional: string | undefined, args: string[], io: CliIO
   }
   if (v.json) {
     const json = {
-      path,
+      path: given, // a hub id as given, not its snapshot in the cache
       text_field: v.text_field ?? null,
       tokenizer: v.tokenizer ?? null,
       splits: summaries,
     };
     return io.stdout(stringifyJson(json) + "\n");
   }
-  io.stdout(inspectReport(path, v.text_field ?? "text, else all string fields", summaries, v.tokenizer));
+  io.stdout(inspectReport(given, v.text_field ?? "text, else all string fields", summaries, v.tokenizer));
 }
 
 async function summarize(

@@ -41,7 +41,10 @@ export function cardConfigs(text: string, where: string): CardConfig[] | null {
   if (!meta || typeof meta !== "object" || !Array.isArray(meta.configs) || !meta.configs.length) return null;
   return meta.configs.map((raw, i): CardConfig => {
     const c = (raw ?? {}) as Record<string, unknown>;
-    const name = typeof c.config_name === "string" ? c.config_name : "default";
+    // (YAML reads `config_name: 2020` as a number)
+    const name = typeof c.config_name === "string" || typeof c.config_name === "number"
+      ? String(c.config_name)
+      : "default";
     const bad = () =>
       new TypeError(
         `Cannot read ${where}: configs[${i}] (${name}) has data_files HF would not read; expected a path, ` +

@@ -548,6 +548,8 @@ function pickDataFiles(
   if (config !== null) {
     const picked = files.filter((f) => f.startsWith(config + "/"));
     if (picked.length) return { files: picked, folder: config };
+    // HF names a repo without configs' one config "default"
+    if (config === "default" && !configs.length) return pickDataFiles(files, null, dataset, subject, cached);
     if (!files.length) throw noDataFiles(subject, dataset);
     throw new RangeError(
       cached

@@ -101,6 +101,14 @@ Deno.test("card patterns: data_dir joins them, character classes, several defaul
     "a.jsonl": ["a"],
   });
   assert.throws(() => findSplitFiles(two), /marks several default configs \(b, default\), as HF refuses too/);
+  const year = await folder("year", {
+    "README.md": card(
+      "configs:\n- config_name: 2020\n  data_files: a.jsonl\n- config_name: 2021\n  data_files: b.jsonl",
+    ),
+    "a.jsonl": ["a"],
+    "b.jsonl": ["b"],
+  });
+  assert.deepEqual(await readDataset(year, { config: "2021" }), [{ text: "b" }]); // (YAML reads 2021 as a number)
 });
 
 Deno.test("card globs read as fsspec's: * within a folder, ** across, [!x] negates, [^x] is literal", () => {

@@ -318,6 +318,7 @@ Deno.test("a card's configs name the splits (ultrachat's train_sft), the test sp
   // data inspect reads a hub id as the runs do
   const seen = await cliProcess(["data", "inspect", "org/chat", "--dataset_config", "small", "--json"], env);
   assert.equal(seen.code, 0, seen.err);
+  assert.equal(JSON.parse(seen.out).path, "org/chat", "the id, not its snapshot in the cache");
   assert.deepEqual(
     JSON.parse(seen.out).splits.map((x: { name: string; records: number }) => [x.name, x.records]),
     [
@@ -337,6 +338,11 @@ Deno.test("a card's configs name the splits (ultrachat's train_sft), the test sp
   await assert.rejects(resolveDataset("org/chat", { ...o, config: "large" }), {
     message: /its card has no config "large"; its configs are default, small$/,
   });
+  // HF calls a repo without configs' one config "default" (it had been refused as a config that is not there)
+  assert.equal(
+    (await resolveDataset("org/capy", { ...o, config: "default" })).path,
+    (await resolveDataset("org/capy", o)).path,
+  );
   // trl-lib/Capybara: data/ is read past a LICENSE.txt (it had been the only "split"), and test evaluates (TRL's default)
   const capy = await resolveDataset("org/capy", o);
   const cs = splitFiles(getTrainingArgs({ dataset: capy.path }));
