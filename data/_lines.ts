@@ -270,8 +270,8 @@ export async function writeTextPieces(
  * @throws {TypeError} naming the fix
  */
 export function refuseCompressedOutput(path: string, subject: string): void {
-  const ext = /\.(gz|zst|bz2|xz|lz4|zip)$/i.exec(path)?.[1];
-  if (!ext) return;
+  const ext = path.slice(path.lastIndexOf(".") + 1).toLowerCase();
+  if (!Object.hasOwn(COMPRESSIONS, ext) && !Object.hasOwn(UNREAD, ext)) return;
   throw new TypeError(
     `${subject}: outputs are written uncompressed, and a .${ext} name would hold plain text; drop .${ext} ` +
       `(compress the file afterwards; the readers take .gz and .zst)`,

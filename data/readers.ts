@@ -72,7 +72,7 @@ const EXTENSIONS: Record<string, DataFormat> = {
 export function detectFormat(path: string): DataFormat {
   const name = basename(path);
   const codec = compressionOf(name);
-  const inner = codec ? name.slice(0, name.lastIndexOf(".")) : name;
+  const inner = withoutCompression(name);
   const ext = inner.includes(".") ? inner.split(".").pop()!.toLowerCase() : "";
   const f = Object.hasOwn(EXTENSIONS, ext) ? EXTENSIONS[ext] : undefined;
   if (f === "parquet" && codec) {
@@ -93,6 +93,11 @@ export function detectFormat(path: string): DataFormat {
     );
   }
   return f;
+}
+
+/** A file name without its `.gz` / `.zst` (`train.jsonl.gz` is `train.jsonl`). */
+function withoutCompression(name: string): string {
+  return compressionOf(name) ? name.slice(0, name.lastIndexOf(".")) : name;
 }
 
 /**
@@ -145,7 +150,7 @@ export function isDataFile(name: string): boolean {
 
 /** The split a data file's name gives (`keyword`: by an HF split keyword), or null for a file that is not data. */
 function splitOf(name: string): { split: string; keyword: boolean } | null {
-  const plain = formatKey(name) ? name.replace(/\.(gz|zst)$/i, "") : null; // train.jsonl.gz is train.jsonl
+  const plain = formatKey(name) ? withoutCompression(name) : null;
   const m = plain?.match(/^([A-Za-z0-9]+)(?:[-_.].*)?\.([a-z]+)$/i);
   if (!plain || !m || m[2].toLowerCase() === "md" || METADATA.test(name)) return null;
   const stem = plain.slice(0, plain.lastIndexOf(".")).toLowerCase();
@@ -308,7 +313,7 @@ function deepKeywordSplits(root: string): Record<string, string[]> | null {
 function refuseCopies(where: string, files: string[]): void {
   const seen = new Map<string, string>();
   for (const f of files) {
-    const key = basename(f).replace(/\.(jsonl|ndjson|json|csv|tsv|txt|text|md|parquet)(\.(gz|zst))?$/i, "");
+    const plain = withoutCompression(basename(f)), key = plain.slice(0, plain.lastIndexOf("."));
     const other = seen.get(key.toLowerCase());
     if (other) {
       throw new TypeError(
@@ -331,6 +336,21 @@ export function splitFilesOf(layout: SplitLayout, name: string): string[] | null
   if (layout.by !== "none") return layout.splits[name] ?? null;
   const all = Object.values(layout.splits).flat().sort();
   return name === "train" && all.length ? all : null;
+}
+
+/**
+ * {@linkcode splitFilesOf} of the folder `path` (null when the split is not there), refusing any
+ * split but train of a folder naming no split: its other "splits" would overlap train.
+ * @throws {RangeError} naming the fix
+ */
+export function layoutSplit(layout: SplitLayout, name: string, path: string): string[] | null {
+  if (layout.by === "none" && name !== "train") {
+    throw new RangeError(
+      `Cannot read split "${name}" of ${path}: its files name no split, so all of them are the train split; ` +
+        `name the files by split (train.*, validation.*) to read one`,
+    );
+  }
+  return splitFilesOf(layout, name);
 }
 
 /** Every file under `dir`, as `/`-separated relative paths (links followed; `.git` and hidden folders skipped). */
@@ -488,15 +508,8 @@ async function* streamChecked(path: string, opts: ReadOptions, dir: boolean): As
   const max = opts.max_samples ?? Infinity;
   let n = 0;
   if (dir) {
-    const layout = findSplitLayout(path, { config: opts.config });
-    const name = opts.split ?? "train";
-    if (layout.by === "none" && name !== "train") { // its other "splits" are all train (they had overlapped)
-      throw new RangeError(
-        `Cannot read split "${name}" of ${path}: its files name no split, so all of them are the train split; ` +
-          `name the files by split (train.*, validation.*) to read one`,
-      );
-    }
-    const files = splitFilesOf(layout, name) ?? pickSplit(layout.splits, name, path);
+    const layout = findSplitLayout(path, { config: opts.config }), name = opts.split ?? "train";
+    const files = layoutSplit(layout, name, path) ?? pickSplit(layout.splits, name, path);
     for (const f of files) {
       for await (const r of streamFile(f, opts, max - n)) {
         yield r;

@@ -14,7 +14,7 @@
  */
 import { createHash } from "node:crypto";
 import type { Tokenizer } from "../models/tokenizer/tokenizer.ts";
-import { detectFormat, findSplitLayout, splitFilesOf, streamDataset } from "./readers.ts";
+import { detectFormat, findSplitLayout, layoutSplit, streamDataset } from "./readers.ts";
 import { hashFraction } from "./split.ts";
 import { mulberry32 } from "../util/random.ts";
 import { agree } from "../util/problems.ts";
@@ -267,13 +267,12 @@ export async function readTextDocuments(path: string, opts: ReadDocumentsOptions
   // the split files the training rows are read from too: a card's, by keyword, or, for a folder
   // naming no split (of documents: a.txt, b.md, ...), all of it as train
   const layout = findSplitLayout(path, { config: opts.config });
-  const files = splitFilesOf(layout, name);
+  const files = layoutSplit(layout, name, path);
   if (!files) {
     throw new RangeError(
-      layout.by === "none"
-        ? `Cannot read split "${name}" of ${path}: its files name no split, so all of them are the train split; ` +
-          `drop split or name the files by split (train.*, validation.*)`
-        : `Cannot read split "${name}" of ${path}: it has ${Object.keys(layout.splits).join(", ")}`,
+      `Cannot read split "${name}" of ${path}: it has ${
+        Object.keys(layout.splits).join(", ") || "no split files"
+      }`,
     );
   }
   for (const f of files) {
