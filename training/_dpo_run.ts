@@ -33,8 +33,6 @@ export interface DpoRunInputs {
   eval: PreferenceDataset | null;
 }
 
-/** The train and validation files of a dataset path (a file is its own train split). */
-
 /** The pairs of every file of a split, in order. */
 async function pairsOfAll(
   files: string[],
@@ -152,7 +150,7 @@ export async function dpoRunInputs(
     }
   }
   if (!train.length) throw new RangeError(`Cannot train: dataset ${data} has no preference pairs; add rows`);
-  noteEvalSplit(local, data, wantsEval && !files.validation, opts.log);
+  noteEvalSplit(local, data, wantsEval && !files.validation, files.eval_split, opts.log);
   const pad_token_id = tokenizer.pad_token_id ?? tokenizer.eos_token_id ?? 0;
   const trainSet = new PreferenceDataset(train, { pad_token_id, source: files.train.join(", ") });
   const evalSet = evalPairs?.length

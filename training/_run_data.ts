@@ -244,12 +244,14 @@ export async function refuseResumeTokenizer(config: TrainingConfig, checkpoint: 
 
 /**
  * Say where evaluation comes from when it is not the validation split: a 10% of the training data
- * held out (which then does not train), or the test split (TRL's `dataset_test_split`).
+ * held out (which then does not train), or the test split (`eval_split`, as {@linkcode splitFiles}
+ * chose it, when `dataset_test_split` did not).
  */
 export function noteEvalSplit(
   config: TrainingConfig,
   data: string,
   held_out: boolean,
+  eval_split: string | null,
   log: (line: string) => void,
 ): void {
   if (config.eval_strategy === "no") return;
@@ -258,7 +260,7 @@ export function noteEvalSplit(
       `evaluation holds out a stable 10% of ${data}, which does not train (there is no validation or test split ` +
         `file; a dataset folder with validation.jsonl keeps all of the training data)`,
     );
-  } else if (config.dataset_test_split === null && splitFiles(config).eval_split === "test") {
+  } else if (config.dataset_test_split === null && eval_split === "test") {
     log(
       `evaluation uses the test split of ${data} (there is no validation split; set dataset_test_split to choose)`,
     );
@@ -266,8 +268,10 @@ export function noteEvalSplit(
 }
 
 /** {@linkcode splitFiles} of a dataset to train on: a folder without a train split is refused. */
-export function trainSplitFiles(config: Parameters<typeof splitFiles>[0]): RunSplits & { train: string[] } {
-  const s = splitFiles(config);
+export function trainSplitFiles(
+  config: Parameters<typeof splitFiles>[0],
+  s: RunSplits = splitFiles(config),
+): RunSplits & { train: string[] } {
   if (!s.train) {
     throw new RangeError(
       s.names.length
@@ -281,16 +285,18 @@ export function trainSplitFiles(config: Parameters<typeof splitFiles>[0]): RunSp
 
 /**
  * The training and evaluation datasets of `config` (evaluation: null when `eval_strategy` is `no`);
- * `held_out`: the evaluation examples were taken out of the training data (no validation file).
+ * `held_out`: the evaluation examples were taken out of the training data (no evaluation split);
+ * `eval_split`: the evaluation split's name otherwise.
  * @param docs the training documents when already read (the wrapped layout reuses them)
  */
 export async function buildRunDatasets(
   config: TrainingConfig,
   tokenizer: Tokenizer,
   docs: string[] | null,
-): Promise<{ train: TrainDataset; eval: TrainDataset | null; held_out: boolean }> {
+): Promise<{ train: TrainDataset; eval: TrainDataset | null; held_out: boolean; eval_split: string | null }> {
   const data = config.dataset!, T = config.max_seq_length, wantsEval = config.eval_strategy !== "no";
-  const valid = wantsEval ? splitFiles(config).validation : null;
+  const splits = splitFiles(config); // (one scan of the folder for all that follows)
+  const valid = wantsEval ? splits.validation : null, eval_split = valid ? splits.eval_split : null;
   if (wantsEval && !valid && config.max_eval_samples !== null) {
     throw new RangeError(
       `Cannot train: max_eval_samples needs a dataset folder with a validation or test split file; ${data} has none ` +
@@ -309,17 +315,17 @@ export async function buildRunDatasets(
     if (valid) {
       return {
         train: build(trainDocs, 1, data).train,
-        eval:
-          build(await readDocuments(config, "eval"), 1, `${data} (${splitFiles(config).eval_split})`).train,
+        eval: build(await readDocuments(config, "eval"), 1, `${data} (${eval_split})`).train,
         held_out: false,
+        eval_split,
       };
     }
     const sets = build(trainDocs, wantsEval ? 0.9 : 1, data);
-    return { train: sets.train, eval: sets.validation, held_out: wantsEval };
+    return { train: sets.train, eval: sets.validation, held_out: wantsEval, eval_split };
   }
   const cap = (ex: SftExample[], n: number | null) => (n === null ? ex : ex.slice(0, n));
   let train = cap(
-    await examplesOfAll(trainSplitFiles(config).train, tokenizer, config),
+    await examplesOfAll(trainSplitFiles(config, splits).train, tokenizer, config),
     config.max_train_samples,
   );
   let evalEx: SftExample[] | null = null;
@@ -347,5 +353,6 @@ export async function buildRunDatasets(
     train: rows(train, data),
     eval: evalEx && evalEx.length ? rows(evalEx, valid?.join(", ") ?? `${data} (10% held out)`) : null,
     held_out: wantsEval && !valid,
+    eval_split,
   };
 }

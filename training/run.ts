@@ -156,11 +156,15 @@ export async function runTraining(
       model_max_length: mc.max_position_embeddings,
     });
   }
-  const { train, eval: evalSet, held_out } = await buildRunDatasets(local, tokenizer, wrapped ? docs : null)
+  const { train, eval: evalSet, held_out, eval_split } = await buildRunDatasets(
+    local,
+    tokenizer,
+    wrapped ? docs : null,
+  )
     .catch((e) => {
       throw hubNamed(e, local, data);
     });
-  noteEvalSplit(local, data, held_out, say);
+  noteEvalSplit(local, data, held_out, eval_split, say);
 
   const backend = await createBackend(config.backend);
   const model = await initRunModel(spec, tokenizer, backend, config.seed);
