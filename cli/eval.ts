@@ -10,7 +10,7 @@ import { pathExists, writeFileAtomic } from "../util/atomic.ts";
 import { join } from "node:path";
 import { parse as parseYaml } from "npm:yaml@^2.9";
 import { loadTaskData, type TaskExample, type TaskKind } from "../data/task_data.ts";
-import { findSplitFiles, refuseCompressedOutput } from "../data/readers.ts";
+import { findSplitLayout, refuseCompressedOutput, splitFilesOf } from "../data/readers.ts";
 import { evaluateTask, taskPrompts } from "../evaluation/task_eval.ts";
 import type { Tokenizer } from "../models/tokenizer/tokenizer.ts";
 import { exportOnnx } from "../models/formats/onnx.ts";
@@ -35,7 +35,7 @@ import { noteAdapterBase } from "./_model.ts";
 import { RECIPE_NAMES, unknownRecipe } from "./recipe.ts";
 
 const USAGE = `usage: deno task cli eval --task summarization|translation|classification --model DIR
-         [--adapter DIR] [--data FILE.jsonl] [--max_samples N] [--num_beams K] [--json]
+         [--adapter DIR] [--data FILE.jsonl] [--split NAME] [--max_samples N] [--num_beams K] [--json]
        deno task cli eval --recipe NAME [...]
 
 Evaluates a model on a task's examples: summarization (ROUGE-1/2/L/Lsum), translation (BLEU, chrF,
@@ -50,6 +50,7 @@ options:
   --adapter DIR              a PEFT adapter folder to apply to --model
   --data FILE                examples in the Debian datasets' format (.jsonl, .csv, .parquet),
                              or a folder's validation split; default: the run's validation split
+  --split NAME               the split of a --data folder to score (default: validation), e.g. test
   --source_column C / --target_column C / --label_names a,b   column mapping for --data
   --max_samples N            evaluate the first N examples (of a run's validation split: also
                              more than the run's max_eval_samples)
@@ -74,6 +75,7 @@ const FLAGS = {
   recipe: { type: "string" },
   adapter: { type: "string" },
   data: { type: "string" },
+  split: { type: "string" },
   source_column: { type: "string" },
   target_column: { type: "string" },
   label_names: { type: "string" },
@@ -135,6 +137,9 @@ async function evalRun(args: string[], io: CliIO): Promise<void> {
         agree(mapping).s
       } the columns of --data; add --data FILE`,
     );
+  }
+  if (v.split !== undefined && !v.data) {
+    throw new TypeError(`eval: --split ${v.split} names a split of a --data folder; add --data FOLDER`);
   }
   if (v.split_lines && v.no_split_lines) {
     throw new TypeError("eval: --split_lines and --no_split_lines exclude each other");
@@ -226,7 +231,7 @@ async function evalRun(args: string[], io: CliIO): Promise<void> {
   // ---- data ----
   let examples, labels;
   if (v.data) {
-    // a file (all its records) or a folder (its validation split); not a dataset name
+    // a file (all its records) or a folder (its validation split, or --split); not a dataset name
     const st = await Deno.stat(v.data).catch(() => null);
     if (!st) {
       throw new Deno.errors.NotFound(
@@ -234,11 +239,25 @@ async function evalRun(args: string[], io: CliIO): Promise<void> {
           `a validation split (a run's own validation split needs no --data)`,
       );
     }
-    // eval reads a folder's validation split, or every record of a file: said so when there is none
-    if (st.isDirectory && !findSplitFiles(v.data).validation) {
+    if (v.split !== undefined && !st.isDirectory) {
+      throw new TypeError(
+        `eval: --split ${v.split} names a split of a folder, and --data ${v.data} is one file (all its ` +
+          `records are scored); drop --split or give the folder`,
+      );
+    }
+    // eval reads a folder's split, or every record of a file: said so when there is none
+    const split = v.split ?? "validation";
+    const layout = st.isDirectory ? findSplitLayout(v.data) : null;
+    if (layout && !splitFilesOf(layout, split)) {
+      const found = layout.by !== "none"
+        ? Object.keys(layout.splits)
+        : splitFilesOf(layout, "train")
+        ? ["train"]
+        : [];
       throw new Deno.errors.NotFound(
-        `eval: --data ${v.data} holds no validation split file (validation.jsonl, data/validation-*.parquet, ...); ` +
-          `give a folder with one, or a data file`,
+        `eval: --data ${v.data} holds no ${split} split file (${split}.jsonl, data/${split}-*.parquet, ...)` +
+          `${found.length ? `; its splits: ${found.join(", ")}` : ""}; ` +
+          `give ${v.split === undefined ? "--split NAME, " : ""}a folder with one, or a data file`,
       );
     }
     if (st.isFile && st.size === 0) {
@@ -256,6 +275,7 @@ async function evalRun(args: string[], io: CliIO): Promise<void> {
     const target = v.target_column ?? settings?.target_column;
     const d = await loadTaskData(task, {
       dataset: v.data,
+      ...(st.isDirectory && v.split !== undefined ? { eval_split: v.split } : {}),
       ...(settings?.translation_direction ? { translation_direction: settings.translation_direction } : {}),
       ...(source ? { source_column: source } : {}),
       ...(target ? { target_column: target } : {}),

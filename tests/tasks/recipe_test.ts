@@ -523,7 +523,7 @@ Deno.test("cli eval scores a model folder on a data file with --task", async () 
   }
 });
 
-Deno.test("cli eval reads --data as its run read its data: direction, a folder's validation split, absolute paths", async () => {
+Deno.test("cli eval reads --data as its run read its data: direction, a folder's validation split or --split, absolute paths", async () => {
   const root = await Deno.makeTempDir({ prefix: "fledge-recipe-data-" });
   try {
     // a local folder of pairs, given relative to the working folder, read German -> English
@@ -559,6 +559,27 @@ Deno.test("cli eval reads --data as its run read its data: direction, a folder's
       assert.equal(e.code, 0, e.err);
       assert.deepEqual(JSON.parse(e.out), reported, data.join(" ") || "the run's data");
     }
+    // --split scores another split of the folder, as its file alone scores
+    const val = (await Deno.readTextFile(join(pairs, "validation.jsonl"))).trim().split("\n");
+    await Deno.writeTextFile(join(pairs, "test.jsonl"), val.slice(3).join("\n") + "\n");
+    const scored = [];
+    for (const data of [["--data", pairs, "--split", "test"], ["--data", join(pairs, "test.jsonl")]]) {
+      const e = await cliProcess(["eval", "--model", out, ...data, "--json"]);
+      assert.equal(e.code, 0, e.err);
+      scored.push(JSON.parse(e.out));
+    }
+    assert.equal(scored[0].n, 3);
+    assert.deepEqual(scored[0], scored[1]);
+    for (
+      const [args, re] of [
+        [["--data", pairs, "--split", "dev"], /holds no dev split file .*; its splits: [a-z, ]*test/],
+        [
+          ["--data", join(pairs, "test.jsonl"), "--split", "test"],
+          /--split test names a split of a folder, and --data .*test\.jsonl is one file/,
+        ],
+        [["--split", "test"], /--split test names a split of a --data folder; add --data FOLDER/],
+      ] as const
+    ) assertFails(await cliProcess(["eval", "--model", out, ...args]), 2, re);
     // a dataset name is not a file
     assertFails(
       await cliProcess(["eval", "--model", out, "--data", "debian"]),
