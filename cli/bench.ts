@@ -7,7 +7,7 @@
  */
 import { parseFlags } from "../util/flags.ts";
 import { BENCHMARKS, benchTable, DEFAULT_BENCHMARKS, runBenchmarks } from "../bench/run.ts";
-import type { CliIO, Command } from "./command.ts";
+import { type CliIO, type Command, helpList } from "./command.ts";
 import { writeFileAtomic } from "../util/atomic.ts";
 
 const USAGE = `usage: deno task cli bench [--only NAME ...] [--quick] [--json] [--output FILE]
@@ -18,7 +18,8 @@ cpu backend) and prints one JSON line per measurement (op, shape, ms, GFLOP/s or
 adapter), then a table on stderr.
 
 options:
-  --only NAME                a benchmark to run (repeatable, or comma-separated): ${BENCHMARKS.join(", ")};
+  --only NAME                a benchmark to run (repeatable, or comma-separated):
+${helpList(BENCHMARKS, 29)};
                              default ${DEFAULT_BENCHMARKS.join(", ")} (the others take minutes)
   --quick                    smaller sizes (seconds instead of minutes)
   --json                     one JSON object {"adapter", "records": [...]} instead of JSON lines + table

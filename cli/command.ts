@@ -31,3 +31,21 @@ export interface Command {
 
 /** The process's standard output and error. */
 export const STDIO: CliIO = Object.freeze({ stdout: writeOut, stderr: writeErr });
+
+/**
+ * `items` joined by ", " in lines of at most `width` characters, each indented by `indent` spaces:
+ * a long list in a `--help` text's option column.
+ */
+export function helpList(items: readonly string[], indent: number, width = 100): string {
+  const lines: string[] = [];
+  let line = "";
+  for (const [i, item] of items.entries()) {
+    const word = item + (i < items.length - 1 ? "," : "");
+    if (line && indent + line.length + 1 + word.length > width) {
+      lines.push(line);
+      line = word;
+    } else line = line ? `${line} ${word}` : word;
+  }
+  if (line) lines.push(line);
+  return lines.map((l) => " ".repeat(indent) + l).join("\n");
+}

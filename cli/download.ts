@@ -13,7 +13,7 @@
 import { join } from "node:path";
 import { parseFlags } from "../util/flags.ts";
 import { downloadModel, HubError, listSnapshotFiles, MODEL_FILE_PATTERNS } from "../models/hub/hub.ts";
-import type { CliIO, Command } from "./command.ts";
+import { type CliIO, type Command, helpList } from "./command.ts";
 
 const USAGE = `usage: deno task cli download --model ID [options]
 
@@ -29,8 +29,9 @@ options:
   --verify                   re-hash every file against the hub's sha256 / git sha1
   --force_download           fetch every file again, even when cached (huggingface_hub's force_download)
   --allow_patterns GLOB      files to fetch (repeatable or comma-separated; default the model files
-                             at the top of the repo: ${MODEL_FILE_PATTERNS.join(", ")}, and the
-                             shards the index's weight_map names)
+                             at the top of the repo:
+${helpList(MODEL_FILE_PATTERNS, 29)},
+                             and the shards the index's weight_map names)
   --cache_dir DIR            hub cache (default HF_HUB_CACHE, HF_HOME/hub, ~/.cache/huggingface/hub)
   --quiet                    no progress and no summary on stderr
   -h, --help                 this text

@@ -33,6 +33,9 @@ Deno.test("main() prints usage: deno task cli <command> for every command's --he
       assert.equal(r.code, 0, `${args.join(" ")}: ${r.err}`);
       assert.ok(r.out.startsWith(`usage: deno task cli ${name}`), `${args.join(" ")}: ${r.out}`);
       assert.equal(r.err, "");
+      // read in a terminal: a list joined into one line had run to 311 characters
+      const long = r.out.split("\n").filter((l) => l.length > 120);
+      assert.deepEqual(long, [], `${name} --help: lines over 120 characters`);
     }
   }
 });
