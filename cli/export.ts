@@ -363,7 +363,12 @@ async function exportRun(args: string[], io: CliIO): Promise<void> {
         }
         main = await exportGguf(model, v.output, named(opts, name));
         if (extra && adapterOut && pending) {
-          await moveFileAtomic(pending, adapterOut);
+          // not over a file that appeared meanwhile (without --overwrite); the pair is one output,
+          // so the model's GGUF this run just wrote goes too, and a rerun is not refused over it
+          await moveFileAtomic(pending, adapterOut, { replace: v.overwrite }).catch(async (e) => {
+            if (!v.overwrite) await Deno.remove(main.path).catch(() => {});
+            throw e;
+          });
           extra = { ...extra, path: adapterOut };
         }
       } finally {

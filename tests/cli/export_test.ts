@@ -267,6 +267,32 @@ Deno.test("export of a fine-tuned run folder: base + adapter GGUF, or merged wit
     assert.ok(lora.tensorInfos.some((t) => t.name === "blk.0.attn_q.weight.lora_a"));
     assert.equal(json.adapter.tensors, lora.tensorInfos.length);
     assert.ok(lora.tensorInfos.every((t) => t.dtype === 0), "the adapter is f32 (GGML type 0) by default");
+    // the adapter's file appearing while the pair is written is not replaced, and the model's GGUF
+    // written meanwhile goes too (it had been renamed over, leaving a model without its adapter)
+    const late = join(tmp, "late.gguf"), lateAdapter = join(tmp, "late-lora.gguf");
+    const watcher = Deno.watchFs(tmp);
+    const appear = (async () => {
+      for await (const ev of watcher) {
+        if (ev.paths.some((p) => p.startsWith(`${lateAdapter}.tmp-`))) {
+          await Deno.writeTextFile(lateAdapter, "someone else's", { createNew: true });
+          return;
+        }
+      }
+    })();
+    const raced = await cli(["export", "--model", run, "--output", late, "--outtype", "f32"]);
+    watcher.close();
+    await appear;
+    assertFails(
+      raced,
+      2,
+      /late-lora\.gguf: it appeared while this output was being made, and it is not replaced/,
+    );
+    assert.equal(await Deno.readTextFile(lateAdapter), "someone else's");
+    assert.deepEqual(
+      [...Deno.readDirSync(tmp)].map((e) => e.name).filter((n) => n.startsWith("late")),
+      ["late-lora.gguf"],
+      "neither the model's GGUF nor a temp file left",
+    );
     // --adapter_only: the same adapter GGUF alone (convert_lora_to_gguf.py), byte for byte, no tokenizer needed
     await Deno.rename(join(run, "adapter", "tokenizer.json"), join(tmp, "tokenizer.json"));
     const only = join(tmp, "only.gguf");
