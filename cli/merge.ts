@@ -135,7 +135,7 @@ async function mergeRun(args: string[], io: CliIO): Promise<void> {
       await writeDirAtomic(v.output, async (tmp) => {
         await saveModel(model, tmp, { torch_dtype });
         if (ownTokenizer) await useTokenizerOf(v.adapter, tmp);
-      });
+      }, { replace: v.overwrite_output_dir === true }); // not over a folder that filled meanwhile, unasked
       io.stderr(
         `merge: merged ${c.use_dora ? "DoRA" : "LoRA"} r=${c.r} (${
           [c.target_modules].flat().join(", ")

@@ -272,10 +272,13 @@ export async function copyFileAtomic(src: string, dest: string): Promise<void> {
 /**
  * Write a folder atomically: `fill` writes into a temp folder beside `dir`, which then replaces
  * `dir` (an existing one is set aside first and removed last, so `dir` is always whole: old or new).
- * On any error the temp folder is removed and `dir` is left as it was.
+ * On any error the temp folder is removed and `dir` is left as it was. With `replace` false, a
+ * `dir` holding files by then (one that appeared while `fill` ran) is never replaced.
  * @param dir destination folder
  * @param fill writes the folder's content into the temp folder it is given
+ * @param opts `replace` (default true): replace a `dir` that holds files
  * @returns `dir`
+ * @throws {Deno.errors.AlreadyExists} with `replace` false, when `dir` holds files at the end
  * @example
  * ```ts
  * import { writeDirAtomic } from "./atomic.ts";
@@ -287,21 +290,42 @@ export async function copyFileAtomic(src: string, dest: string): Promise<void> {
  * await Deno.remove(root, { recursive: true });
  * ```
  */
-export async function writeDirAtomic(dir: string, fill: (tmp: string) => Promise<unknown>): Promise<string> {
+export async function writeDirAtomic(
+  dir: string,
+  fill: (tmp: string) => Promise<unknown>,
+  opts: { replace?: boolean } = {},
+): Promise<string> {
   const tmp = tempPath(dir);
   await Deno.mkdir(dirname(dir), { recursive: true }).then(() => Deno.mkdir(tmp)).catch((e) => {
     throw writeError(dir, e);
   });
   try {
     await fill(tmp);
-    await replaceDir(tmp, dir).catch((e) => {
-      throw writeError(dir, e);
+    await (opts.replace ?? true ? replaceDir(tmp, dir) : placeDir(tmp, dir)).catch((e) => {
+      throw e instanceof Deno.errors.AlreadyExists ? e : writeError(dir, e);
     });
   } catch (e) {
     await Deno.remove(tmp, { recursive: true }).catch(() => {});
     throw e;
   }
   return dir;
+}
+
+/**
+ * Rename the finished folder `src` to `dir` where `dir` is missing or empty: a rename never
+ * replaces a folder that holds files, so one that appeared meanwhile stays.
+ */
+async function placeDir(src: string, dir: string): Promise<void> {
+  try {
+    await Deno.rename(src, dir);
+  } catch (e) {
+    const held = await Array.fromAsync(Deno.readDir(dir)).then((es) => es.length > 0, () => false);
+    if (!held) throw e;
+    throw new Deno.errors.AlreadyExists(
+      `Cannot write ${dir}: it appeared while this output was being made, and it is not replaced; ` +
+        `move it away, or write elsewhere`,
+    );
+  }
 }
 
 /** Rename the finished folder `src` to `dir`, setting an existing `dir` aside first. */

@@ -660,6 +660,6 @@ export async function downloadModel(id: string, opts: DownloadModelOptions = {})
   // The whole folder at once: never old and new files mixed.
   await writeDirAtomic(opts.output, async (tmp) => {
     for (const f of files) await copyFileAtomic(join(folder, f), join(tmp, f));
-  });
+  }, { replace: opts.overwrite_output_dir ?? false }); // not over a folder that filled meanwhile, unasked
   return opts.output;
 }

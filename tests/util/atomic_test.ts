@@ -52,7 +52,7 @@ Deno.test("writeFileAtomic() keeps the old file and removes its temp file when t
   }
 });
 
-Deno.test("writeDirAtomic() replaces a folder whole and keeps the old one when filling fails", async () => {
+Deno.test("writeDirAtomic() replaces a folder whole, keeps the old one when filling fails, and with replace: false one that filled meanwhile", async () => {
   const root = await Deno.makeTempDir();
   try {
     await writeDirAtomic(`${root}/m`, (t) => Deno.writeTextFile(`${t}/old.txt`, "1"));
@@ -68,6 +68,22 @@ Deno.test("writeDirAtomic() replaces a folder whole and keeps the old one when f
     await writeDirAtomic(`${root}/m`, (t) => Deno.writeTextFile(`${t}/new.txt`, "2"));
     assert.deepEqual(names(`${root}/m`), ["new.txt"]);
     assert.deepEqual(names(root), ["m"]);
+    // replace: false puts it where nothing or an empty folder is, and never over a folder that
+    // filled while it was written (merge, download --output without --overwrite_output_dir)
+    await Deno.mkdir(`${root}/empty`);
+    await writeDirAtomic(`${root}/empty`, (t) => Deno.writeTextFile(`${t}/a.txt`, "1"), { replace: false });
+    assert.deepEqual(names(`${root}/empty`), ["a.txt"]);
+    await assert.rejects(
+      writeDirAtomic(`${root}/late`, async (t) => {
+        await Deno.writeTextFile(`${t}/ours.txt`, "2");
+        await Deno.mkdir(`${root}/late`);
+        await Deno.writeTextFile(`${root}/late/theirs.txt`, "3");
+      }, { replace: false }),
+      Deno.errors.AlreadyExists,
+      "late: it appeared while this output was being made, and it is not replaced",
+    );
+    assert.deepEqual(names(`${root}/late`), ["theirs.txt"]);
+    assert.deepEqual(names(root), ["empty", "late", "m"], "no temp folder left");
   } finally {
     await Deno.remove(root, { recursive: true });
   }
