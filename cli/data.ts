@@ -44,15 +44,15 @@ const USAGE = `usage: deno task cli data <inspect|clean|split> [FILE] [options]
       cut one file into DIR/train.jsonl and DIR/validation.jsonl: a seeded shuffle and a cut
       (the same seed gives the same files), or by the SHA-256 of a column with --split_key
 
-Input files: .jsonl, .json, .csv, .tsv, .txt (each also .gz or .zst), .parquet; inspect also takes a
-folder of split files (train.jsonl, validation.csv, data/train-00000-of-00001.parquet, ...; a card's
-configs: name them, --dataset_config picks one). FILE may stand anywhere among the flags or be given
-as --input FILE. inspect reads a record's text from --text_field (a string, or a list of chat
-messages whose contents are joined), by default "text" when the record has it, else all of its
-string fields joined; clean reads and rewrites one string field, --text_field (default "text").
-Outputs are .jsonl (or .csv / .tsv), written atomically; an existing output is an error unless
---overwrite. --tokenizer takes a local folder with tokenizer.json (a model folder works). Results go
-to stdout (one JSON object with --json).
+Input files: .jsonl, .json, .csv, .tsv, .txt (each also .gz, .zst, .xz or .bz2), .parquet; inspect
+also takes a folder of split files (train.jsonl, validation.csv, data/train-00000-of-00001.parquet,
+...; a card's configs: name them, --dataset_config picks one). FILE may stand anywhere among the
+flags or be given as --input FILE. inspect reads a record's text from --text_field (a string, or a
+list of chat messages whose contents are joined), by default "text" when the record has it, else all
+of its string fields joined; clean reads and rewrites one string field, --text_field (default
+"text"). Outputs are .jsonl (or .csv / .tsv), written atomically; an existing output is an error
+unless --overwrite. --tokenizer takes a local folder with tokenizer.json (a model folder works).
+Results go to stdout (one JSON object with --json).
 
 options:
   --input FILE               the input (instead of the positional FILE)

@@ -16,10 +16,10 @@ import type { Command } from "./command.ts";
 
 const USAGE = `usage: deno task cli dpo --config dpo.yaml [--<field> value ...]
 
-Direct Preference Optimization (TRL's DPOTrainer) of the config's \`model\` (a folder or hub id of
-a trained model) on its \`dataset\`: rows {prompt, chosen, rejected} (text or message lists) in a
-.jsonl/.json/.csv/.parquet file (also .gz/.zst), a folder with train (and validation) splits, or a
-hub dataset id (org/name; dataset_config picks its config). With a lora section
+Direct Preference Optimization (TRL's DPOTrainer) of the config's \`model\` (a folder or hub id of a
+trained model) on its \`dataset\`: rows {prompt, chosen, rejected} (text or message lists) in a
+.jsonl/.json/.csv/.parquet file (also .gz/.zst/.xz/.bz2), a folder with train (and validation)
+splits, or a hub dataset id (org/name; dataset_config picks its config). With a lora section
 the reference model is the same model with the adapter switched off; without one (full fine-tuning)
 a frozen copy of the weights (TRL's create_reference_model), or with precompute_ref_log_probs: true
 log-probs computed once before training. Writes output_dir: config.yaml, metrics.jsonl (loss,

@@ -22,10 +22,11 @@ export const SFT_DEFAULTS: Readonly<Partial<TrainingConfig>> = Object.freeze({
 
 const USAGE = `usage: deno task cli sft --config sft.yaml [--<field> value ...]
 
-Supervised fine-tuning (as \`trl sft\`) of the config's \`model\` (a folder or hub id; a preset trains
-its tokenizer on text rows only) on its \`dataset\`: rows of {text}, {prompt, completion} or {messages}
-(.jsonl/.json/.csv/.parquet, also .gz/.zst, a folder with train/validation files, or a hub dataset id,
-org/name, with dataset_config for its config). Writes output_dir like train:
+Supervised fine-tuning (as \`trl sft\`) of the config's \`model\` (a folder or hub id; a preset
+trains its tokenizer on text rows only) on its \`dataset\`: rows of {text}, {prompt, completion} or
+{messages} (.jsonl/.json/.csv/.parquet, also .gz/.zst/.xz/.bz2, a folder with train/validation
+files, or a hub dataset id, org/name, with dataset_config for its config). Writes output_dir like
+train:
 config.yaml, metrics.jsonl, checkpoints/, adapter/ (with a lora section) and/or model/, report.md.
 
 TRL SFTConfig defaults apply to what the config leaves out: learning_rate 2e-5, logging_steps 10,

@@ -15,8 +15,8 @@ import type { Command } from "./command.ts";
 const USAGE = `usage: deno task cli train --config run.yaml [--<field> value ...]
 
 Trains the model named by the config's \`model\` (a preset such as tiny, a folder or a hub id) on
-its \`dataset\` (a .jsonl/.json/.csv/.txt/.parquet file, also .gz/.zst, a folder, or a hub dataset
-id with dataset_config for its config) and writes output_dir:
+its \`dataset\` (a .jsonl/.json/.csv/.txt/.parquet file, also .gz/.zst/.xz/.bz2, a folder, or a hub
+dataset id with dataset_config for its config) and writes output_dir:
 config.yaml, metrics.jsonl, checkpoints/step-N/, model/, report.md, curves.svg.
 
 options:

@@ -1,10 +1,11 @@
 /**
  * Private helpers of the data readers: read a UTF-8 file as text chunks or as numbered lines with
- * bounded memory (one chunk plus the current partial line), a `.gz` / `.zst` file decompressed on
- * the way (pulled, so a reader that stops early stops the decoding), and write text with
+ * bounded memory (one chunk plus the current partial line), a `.gz`, `.zst`, `.xz` or `.bz2` file
+ * decompressed on the way (pulled, so a reader that stops early stops the decoding), and write text with
  * back-pressure, never under a compressed name.
  * @module
  */
+import { PassThrough, type Readable, type Writable } from "node:stream";
 import { createGunzip } from "node:zlib";
 import { Decompress } from "npm:fzstd@^0.1";
 import { writeFileAtomic } from "../util/atomic.ts";
@@ -15,29 +16,36 @@ export interface NumberedLine {
   line: number;
 }
 
+/** A codec of compressed data files. */
+export type Compression = "gzip" | "zstd" | "xz" | "bzip2";
+
 /** Compressed data files read as their contents: the codec by extension (HF `datasets` infers it alike). */
-const COMPRESSIONS: Readonly<Record<string, "gzip" | "zstd">> = Object.freeze({
+const COMPRESSIONS: Readonly<Record<string, Compression>> = Object.freeze({
   gz: "gzip",
   zst: "zstd",
+  xz: "xz",
+  bz2: "bzip2",
 });
+
+/** The extensions of {@linkcode COMPRESSIONS} as messages list them: `.gz, .zst, .xz or .bz2`. */
+export const COMPRESSED_NAMES: string = Object.keys(COMPRESSIONS).map((e) => "." + e).join(", ")
+  .replace(/, ([^,]*)$/, " or $1");
 
 /** Compressions that are refused, with the command that undoes each. */
 const UNREAD: Readonly<Record<string, string>> = Object.freeze({
-  bz2: "bunzip2 -k",
-  xz: "unxz -k",
   lz4: "unlz4",
   zip: "unzip",
 });
 
 /**
  * The codec of a compressed data file (`train.jsonl.gz`, `data.csv.zst`), or null for a plain one.
- * @throws {TypeError} for bz2, xz, lz4 and zip, naming the command that decompresses them
+ * @throws {TypeError} for lz4 and zip, naming the command that decompresses them
  */
-export function compressionOf(path: string): "gzip" | "zstd" | null {
+export function compressionOf(path: string): Compression | null {
   const ext = path.slice(path.lastIndexOf(".") + 1).toLowerCase();
   if (Object.hasOwn(UNREAD, ext)) {
     throw new TypeError(
-      `Cannot read ${path}: .${ext} files are not read (.gz and .zst are); decompress it first (${
+      `Cannot read ${path}: .${ext} files are not read (${COMPRESSED_NAMES} are); decompress it first (${
         UNREAD[ext]
       })`,
     );
@@ -82,49 +90,85 @@ function zstdStream(source: ReadableStream<Uint8Array>): ReadableStream<Uint8Arr
 }
 
 /**
- * gzip-decoded bytes of `source`, pulled, through Node's zlib (DecompressionStream stops after the
- * first member of a multi-member file, `cat a.gz b.gz`, and refuses the zero padding gzip accepts).
+ * The bytes of `source` through a Node decoding stream, pulled: written into `input`, read from
+ * `output` (the same zlib stream for gzip: DecompressionStream stops after the first member of a
+ * multi-member file, `cat a.gz b.gz`, and refuses the zero padding gzip accepts).
  */
-function gunzipStream(source: ReadableStream<Uint8Array>): ReadableStream<Uint8Array> {
-  const z = createGunzip(), reader = source.getReader();
+function nodeDecoded(
+  source: ReadableStream<Uint8Array>,
+  input: Writable,
+  output: Readable,
+): ReadableStream<Uint8Array> {
+  const reader = source.getReader();
   let ended = false, failed: Error | null = null;
-  z.on("error", (e: Error) => void (failed = e));
-  z.on("end", () => void (ended = true));
-  const wait = (events: string[]) =>
+  for (const z of new Set<Writable | Readable>([input, output])) {
+    z.on("error", (e: Error) => void (failed = e));
+  }
+  output.on("end", () => void (ended = true));
+  const wait = (events: [Writable | Readable, string][]) =>
     new Promise<void>((resolve) => {
       const done = () => {
-        for (const e of events) z.off(e, done);
+        for (const [z, e] of events) z.off(e, done);
         resolve();
       };
-      for (const e of events) z.on(e, done);
+      for (const [z, e] of events) z.on(e, done);
     });
-  (async () => { // input, as fast as zlib takes it
+  (async () => { // input, as fast as the decoder takes it
     try {
       for (;;) {
         const r = await reader.read();
-        if (r.done) return void z.end();
-        if (!z.write(r.value)) await wait(["drain", "error", "close"]);
-        if (failed || z.destroyed) return;
+        if (r.done) return void input.end();
+        if (!input.write(r.value)) {
+          await wait([[input, "drain"], [input, "error"], [output, "error"], [output, "close"]]);
+        }
+        if (failed || output.destroyed) return;
       }
     } catch (e) {
-      z.destroy(e as Error);
+      input.destroy(e as Error);
     }
   })();
   return new ReadableStream({
     async pull(c) {
       for (;;) {
-        const b = z.read() as Uint8Array | null;
+        const b = output.read() as Uint8Array | null;
         if (b) return c.enqueue(new Uint8Array(b.buffer, b.byteOffset, b.byteLength));
         if (failed) throw failed;
         if (ended) return c.close();
-        await wait(["readable", "end", "error"]);
+        await wait([[output, "readable"], [output, "end"], [output, "error"], [input, "error"]]);
       }
     },
     cancel: (why) => {
-      z.destroy();
+      input.destroy();
+      output.destroy();
       return reader.cancel(why);
     },
   }, { highWaterMark: 0 });
+}
+
+/** `source` decoded as `codec` (the xz and bzip2 decoders are loaded when first needed). */
+async function decoded(
+  source: ReadableStream<Uint8Array>,
+  codec: Compression,
+): Promise<ReadableStream<Uint8Array>> {
+  switch (codec) {
+    case "gzip": {
+      const z = createGunzip();
+      return nodeDecoded(source, z, z);
+    }
+    case "zstd":
+      return zstdStream(source);
+    case "xz": { // xz-utils' decoder in WebAssembly, concatenated streams included
+      const m = await import("npm:xz-decompress@^0.2.3");
+      return new m.default.XzReadableStream(source) as ReadableStream<Uint8Array>;
+    }
+    case "bzip2": { // pure JavaScript, multi-stream (pbzip2's) included; a classic stream, read through a PassThrough
+      const m = await import("npm:unbzip2-stream@^1.4.3");
+      const bz = m.default() as unknown as Writable & { pipe(to: PassThrough): void };
+      const out = new PassThrough();
+      bz.pipe(out);
+      return nodeDecoded(source, bz, out);
+    }
+  }
 }
 
 /** The bytes of `path`, decompressed by its extension (see {@linkcode compressionOf}). */
@@ -137,8 +181,7 @@ async function openBytes(path: string): Promise<ReadableStream<Uint8Array>> {
     if (!(e instanceof Deno.errors.NotFound)) throw e;
     throw new Deno.errors.NotFound(`Cannot read ${path}: no such file`);
   }
-  if (codec === null) return file.readable;
-  return codec === "gzip" ? gunzipStream(file.readable) : zstdStream(file.readable);
+  return codec === null ? file.readable : await decoded(file.readable, codec);
 }
 
 /**
@@ -274,7 +317,7 @@ export function refuseCompressedOutput(path: string, subject: string): void {
   if (!Object.hasOwn(COMPRESSIONS, ext) && !Object.hasOwn(UNREAD, ext)) return;
   throw new TypeError(
     `${subject}: outputs are written uncompressed, and a .${ext} name would hold plain text; drop .${ext} ` +
-      `(compress the file afterwards; the readers take .gz and .zst)`,
+      `(compress the file afterwards; the readers take ${COMPRESSED_NAMES})`,
   );
 }
 

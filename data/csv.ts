@@ -16,7 +16,7 @@ export interface CsvOptions extends SelectOptions {
 }
 
 function delimiterFor(path: string, delimiter?: string): string {
-  const d = delimiter ?? (/\.tsv(\.gz|\.zst)?$/i.test(path) ? "\t" : ",");
+  const d = delimiter ?? (/\.tsv(\.gz|\.zst|\.xz|\.bz2)?$/i.test(path) ? "\t" : ",");
   if (d.length !== 1 || d === '"' || d === "\n" || d === "\r") {
     throw new TypeError(
       `Cannot read ${path}: delimiter ${

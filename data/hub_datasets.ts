@@ -21,7 +21,7 @@ import {
   snapshotDownload,
 } from "../models/hub/hub.ts";
 import { pathExists } from "../util/atomic.ts";
-import { hasSplitKeyword, isDataFile, SPLIT_KEYWORDS } from "./readers.ts";
+import { COMPRESSED_NAMES, hasSplitKeyword, isDataFile, SPLIT_KEYWORDS } from "./readers.ts";
 import {
   type CardConfig,
   cardConfigs,
@@ -349,7 +349,7 @@ export interface ResolvedDataset {
 /**
  * A dataset as a local path, as `datasets.load_dataset(path, name)` finds it: an existing file or
  * folder as it is, else a hub dataset id whose data files (jsonl, json, csv, tsv, txt, parquet, the
- * text formats also gzipped or zstd-compressed) are downloaded into the hub cache, at the commit
+ * text formats also gzip, zstd, xz or bzip2-compressed) are downloaded into the hub cache, at the commit
  * one listing resolved, and whose snapshot folder is returned. The card's `configs:` (README.md)
  * say which files each config's splits are, as HF reads them; without a card, `config` is a folder
  * of the repo, and without `config` the files at the top (when they name a split), under `data/`
@@ -505,7 +505,7 @@ function refuseMissingShards(
 function noDataFiles(subject: string, dataset: string): RangeError {
   return new RangeError(
     `${subject}: hub dataset ${dataset} has no data files fledge reads (jsonl, json, csv, tsv, txt, parquet, ` +
-      `also .gz/.zst); a dataset made by a loading script, or saved with save_to_disk (.arrow), must be ` +
+      `also ${COMPRESSED_NAMES}); a dataset made by a loading script, or saved with save_to_disk (.arrow), must be ` +
       `converted first (to_json / to_parquet)`,
   );
 }

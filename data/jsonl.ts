@@ -106,7 +106,7 @@ export interface JsonOptions extends SelectOptions {
  */
 export async function readJson(path: string, opts: JsonOptions = {}): Promise<Record<string, unknown>[]> {
   checkSelectOptions(opts, path);
-  const text = await readWholeText(path); // (a BOM dropped, gzip and zstd decompressed)
+  const text = await readWholeText(path); // (a BOM dropped, a compressed file decompressed)
   let value: unknown;
   try {
     value = parseJsonExact(text);

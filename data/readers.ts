@@ -1,6 +1,6 @@
 /**
  * One entry point over the record formats: `readDataset` / `streamDataset` pick the reader from
- * the file extension (jsonl, json, csv, tsv, txt, parquet; the text formats also as `.gz` / `.zst`,
+ * the file extension (jsonl, json, csv, tsv, txt, parquet; the text formats also as `.gz` / `.zst` / `.xz` / `.bz2`,
  * decompressed as they stream), or read a folder of split files
  * (`train.jsonl`, `validation.csv`, `train-00000-of-00002.parquet`, also under `data/`), then apply
  * the split, the seeded shuffle and `max_samples`.
@@ -12,14 +12,14 @@ import { readJson, streamJsonl } from "./jsonl.ts";
 import { streamParquet } from "./parquet.ts";
 import { hashFraction, pickSplit, shuffleRecords, type SplitOptions, splitRecords } from "./split.ts";
 import { streamText } from "./text.ts";
-import { compressionOf } from "./_lines.ts";
+import { COMPRESSED_NAMES, compressionOf } from "./_lines.ts";
 import { type CardConfig, cardPatterns, folderCardConfigs, globRegExp, pickCardConfig } from "./_card.ts";
 import { checkSelectOptions, type SelectOptions } from "./_select.ts";
 import { agree, checkBooleans, checkPathArg, refuseUnknownOptions } from "../util/problems.ts";
 import { checkSeed } from "../util/random.ts";
 import { isDirSync, isFileSync } from "../util/atomic.ts";
 
-export { refuseCompressedOutput } from "./_lines.ts";
+export { COMPRESSED_NAMES, refuseCompressedOutput } from "./_lines.ts";
 
 /** One record: column name to value. */
 export type DataRecord = Record<string, unknown>;
@@ -78,7 +78,7 @@ export function detectFormat(path: string): DataFormat {
   if (f === "parquet" && codec) {
     throw new TypeError(
       `Cannot read ${path}: parquet compresses its own pages, and a compressed .parquet file is not read; ` +
-        `decompress it first (gunzip -k, unzstd)`,
+        `decompress it first (gunzip -k, unzstd, unxz -k, bunzip2 -k)`,
     );
   }
   if (!f) {
@@ -88,14 +88,14 @@ export function detectFormat(path: string): DataFormat {
       } ` +
         `one of ${
           Object.keys(EXTENSIONS).map((e) => "." + e).join(", ")
-        } (each also as .gz or .zst, but parquet); ` +
+        } (each also as ${COMPRESSED_NAMES}, but parquet); ` +
         `rename the file (from code: pass format)`,
     );
   }
   return f;
 }
 
-/** A file name without its `.gz` / `.zst` (`train.jsonl.gz` is `train.jsonl`). */
+/** A file name without its compression's extension (`train.jsonl.gz` is `train.jsonl`). */
 function withoutCompression(name: string): string {
   return compressionOf(name) ? name.slice(0, name.lastIndexOf(".")) : name;
 }

@@ -21,7 +21,14 @@ import {
   loadSst2,
   loadWmt14,
 } from "./hub_datasets.ts";
-import { type DataRecord, detectFormat, findSplitLayout, readDataset, splitFilesOf } from "./readers.ts";
+import {
+  COMPRESSED_NAMES,
+  type DataRecord,
+  detectFormat,
+  findSplitLayout,
+  readDataset,
+  splitFilesOf,
+} from "./readers.ts";
 import { parquetClassLabels } from "./parquet.ts";
 import { shuffleRecords } from "./split.ts";
 
@@ -251,7 +258,7 @@ async function readLocal(
         `${
           format === "text" ? "plain " + ext : "extension " + ext
         } is not one of .jsonl, .ndjson, .json, .csv, ` +
-          `.tsv, .parquet (each also .gz or .zst); convert or rename the file`,
+          `.tsv, .parquet (each but parquet also ${COMPRESSED_NAMES}); convert or rename the file`,
       );
     }
   }

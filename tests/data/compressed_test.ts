@@ -1,4 +1,4 @@
-// Compressed data files (`.gz`, `.zst`) read as their contents, as HF `datasets` reads them.
+// Compressed data files (`.gz`, `.zst`, `.xz`, `.bz2`) read as their contents, as HF `datasets` reads them.
 import { fileURLToPath } from "node:url";
 import { assert } from "../_assert.ts";
 import { detectFormat, findSplitFiles, readDataset, streamDataset } from "../../data/readers.ts";
@@ -72,6 +72,39 @@ Deno.test("a zstd file made by the zstd tool streams across its chunks", async (
   );
 });
 
+Deno.test("xz and bzip2 files made by their tools, each two streams concatenated, read as the zstd one", async () => {
+  // the rows of the zstd fixture, in halves compressed by `xz -9` and `bzip2 -9` and concatenated
+  // (as pbzip2 and pixz write): a decoder stopping after the first stream would read 1,500 rows
+  const want = await readDataset(fixture);
+  for (const ext of ["xz", "bz2"]) {
+    const file = fixture.replace(/zst$/, ext);
+    assert.equal(detectFormat(file), "jsonl");
+    assert.deepEqual(await readDataset(file), want, ext);
+    const two = [];
+    for await (const r of streamDataset(file, { max_samples: 2 })) two.push(r); // stopped early: closed
+    assert.deepEqual(two, want.slice(0, 2));
+    const bytes = await Deno.readFile(file);
+    await Deno.writeFile(`${dir}/cut.jsonl.${ext}`, bytes.subarray(0, bytes.length - 100));
+    const codec = ext === "xz" ? "xz" : "bzip2";
+    await assert.rejects(readDataset(`${dir}/cut.jsonl.${ext}`), {
+      name: "TypeError",
+      message: new RegExp(
+        `cut\\.jsonl\\.${ext}: not a complete ${codec} file \\(.+\\); check it \\(${codec} -t\\)`,
+      ),
+    });
+  }
+  // a folder's .xz split
+  const d = `${dir}/xzfolder`;
+  await Deno.mkdir(d);
+  await Deno.copyFile(fixture.replace(/zst$/, "xz"), `${d}/train.jsonl.xz`);
+  assert.equal((await readDataset(d, { split: "train" })).length, 3000);
+  // (a tab-separated file of two rows, by `bzip2 -9`: its commas are not separators)
+  assert.deepEqual(await readDataset(fixture.replace("rows.jsonl.zst", "pairs.tsv.bz2")), [
+    { id: "r0", text: "a, b" },
+    { id: "r1", text: 'c; "d"' },
+  ]);
+});
+
 Deno.test("a folder's compressed split files are found, and a compressed copy beside its file is refused", async () => {
   const d = `${dir}/folder`;
   await Deno.mkdir(`${d}/data`, { recursive: true });
@@ -90,13 +123,13 @@ Deno.test("a folder's compressed split files are found, and a compressed copy be
   });
   await Deno.remove(`${d}/data/train-00000-of-00001.jsonl`);
   // a data file in a compression that is not read is named, not skipped (its split would be empty)
-  await Deno.writeFile(`${d}/data/test.jsonl.bz2`, new Uint8Array([66, 90, 104]));
+  await Deno.writeFile(`${d}/data/test.jsonl.lz4`, new Uint8Array([4, 34, 77, 24]));
   assert.throws(() => findSplitFiles(d), {
     name: "TypeError",
     message:
-      /^Cannot read test\.jsonl\.bz2: \.bz2 files are not read \(\.gz and \.zst are\); decompress it first \(bunzip2 -k\)$/,
+      /^Cannot read test\.jsonl\.lz4: \.lz4 files are not read \(\.gz, \.zst, \.xz or \.bz2 are\); decompress it first \(unlz4\)$/,
   });
-  await Deno.remove(`${d}/data/test.jsonl.bz2`);
+  await Deno.remove(`${d}/data/test.jsonl.lz4`);
   await Deno.writeFile(`${d}/data/test.parquet.gz`, new Uint8Array([1]));
   assert.throws(() => findSplitFiles(d), { message: /parquet compresses its own pages/ });
   await Deno.remove(`${d}/data/test.parquet.gz`);
@@ -133,7 +166,7 @@ Deno.test("a corrupt, truncated or non-UTF-8 compressed file gets one line namin
   await assert.rejects(readDataset(`${dir}/latin1.csv.gz`), {
     message: /^Cannot read \S+latin1\.csv\.gz:3: not valid UTF-8 \(byte 0xff\); re-encode the file as UTF-8$/,
   });
-  assert.throws(() => detectFormat("d/data.csv.xz"), { message: /\.xz files are not read .*\(unxz -k\)$/ });
+  assert.throws(() => detectFormat("d/data.csv.zip"), { message: /\.zip files are not read .*\(unzip\)$/ });
   assert.throws(() => detectFormat("d/data.gz"), {
     message: /^Cannot guess the format of d\/data\.gz: it has no extension; use one of/,
   });

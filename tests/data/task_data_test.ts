@@ -528,7 +528,7 @@ Deno.test("loadTaskData() refuses unknown dataset names, extensions and options"
     await rejectsOneLine(
       loadTaskData("summarization", { dataset: `${dir}/t.txt.gz` }),
       "TypeError",
-      /t\.txt\.gz: plain text \(\.txt\) is not one of \.jsonl, .*\(each also \.gz or \.zst\)/,
+      /t\.txt\.gz: plain text \(\.txt\) is not one of \.jsonl, .*\(each but parquet also \.gz, \.zst, \.xz or \.bz2\)/,
     );
     await rejectsOneLine(
       loadTaskData("summarization", { dataset: "debian", level: "short", learning_rate: 1 } as never),
