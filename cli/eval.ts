@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { pathExists, writeFileAtomic } from "../util/atomic.ts";
+import { isFileSync, pathExists, writeFileAtomic } from "../util/atomic.ts";
 import { join } from "node:path";
 import { parse as parseYaml } from "npm:yaml@^2.9";
 import { loadTaskData, type TaskExample, type TaskKind } from "../data/task_data.ts";
@@ -50,7 +50,8 @@ options:
   --adapter DIR              a PEFT adapter folder to apply to --model
   --data FILE                examples in the Debian datasets' format (.jsonl, .csv, .parquet),
                              or a folder's validation split; default: the run's validation split
-  --split NAME               the split of a --data folder to score (default: validation), e.g. test
+  --split NAME               the split to score of a --data folder or of the run's dataset (a hub
+                             dataset's, a folder's; default: validation), e.g. test
   --source_column C / --target_column C / --label_names a,b   column mapping for --data
   --max_samples N            evaluate the first N examples (of a run's validation split: also
                              more than the run's max_eval_samples)
@@ -137,9 +138,6 @@ async function evalRun(args: string[], io: CliIO): Promise<void> {
         agree(mapping).s
       } the columns of --data; add --data FILE`,
     );
-  }
-  if (v.split !== undefined && !v.data) {
-    throw new TypeError(`eval: --split ${v.split} names a split of a --data folder; add --data FOLDER`);
   }
   if (v.split_lines && v.no_split_lines) {
     throw new TypeError("eval: --split_lines and --no_split_lines exclude each other");
@@ -284,12 +282,33 @@ async function evalRun(args: string[], io: CliIO): Promise<void> {
     examples = st.isDirectory ? d.validation : d.train;
     labels = d.labels;
   } else if (settings) {
-    const d = await recipeData(settings, seed);
+    // --split: another split of the run's dataset (a hub dataset's or a folder's test split)
+    if (
+      v.split !== undefined &&
+      (settings.dataset === "debian" || settings.eval_file || isFileSync(settings.dataset))
+    ) {
+      throw new TypeError(
+        `eval: --split ${v.split} names a split of the run's dataset, and ${
+          settings.dataset === "debian"
+            ? "the Debian data has train and validation files only"
+            : `${settings.dataset} is one file${
+              settings.eval_file ? ` (scored on eval_file ${settings.eval_file})` : ""
+            }`
+        }; give the examples as --data FILE`,
+      );
+    }
+    const d = await recipeData(settings, seed, v.split);
     // --max_samples over the run's max_eval_samples: a run that scored 200 can score them all
     const n = v.max_samples ?? settings.max_eval_samples;
     examples = n ? d.validation.slice(0, n) : d.validation;
     labels = d.labels;
-  } else throw new TypeError("eval: give --data FILE (or a recipe's run folder as --model)");
+  } else {
+    throw new TypeError(
+      `eval: give --data FILE${
+        v.split !== undefined ? " (a folder, for --split)" : ""
+      } (or a recipe's run folder as --model)`,
+    );
+  }
   if (v.max_samples) examples = examples.slice(0, v.max_samples);
   if (v.predictions) refuseCompressedOutput(v.predictions, `eval: --predictions ${v.predictions}`);
   if (v.predictions && await pathExists(v.predictions)) {

@@ -419,9 +419,10 @@ export async function dropIfEmpty(dir: string): Promise<void> {
 }
 
 /** The recipe's data (`data/task_data.ts`) from its settings. */
-export async function recipeData(s: RecipeSettings, seed: number): Promise<TaskData> {
+export async function recipeData(s: RecipeSettings, seed: number, evalSplit?: string): Promise<TaskData> {
   return await loadTaskData(s.task, {
     dataset: s.dataset,
+    ...(evalSplit !== undefined ? { eval_split: evalSplit } : {}), // cli eval --split: another split scored
     // each as given: the data loader refuses one meant for another source
     ...(s.dataset_config ? { dataset_config: s.dataset_config } : {}),
     ...(s.debian_task ? { debian_task: s.debian_task } : {}),

@@ -403,6 +403,12 @@ Deno.test("cli eval scores a model folder on a data file with --task", async () 
       await Deno.readTextFile(join(out, "recipe.yaml")),
       /^label_names:\n {2}- other\n {2}- games$/m,
     );
+    // the Debian data has no split but train and validation: --split says so, and what to give
+    assertFails(
+      await cliProcess(["eval", "--model", out, "--split", "test"]),
+      2,
+      /eval: --split test names a split of the run's dataset, and the Debian data has train and validation files only; give the examples as --data FILE/,
+    );
     const file = join(root, "rows.jsonl");
     await Deno.writeTextFile(
       file,
@@ -563,13 +569,19 @@ Deno.test("cli eval reads --data as its run read its data: direction, a folder's
     const val = (await Deno.readTextFile(join(pairs, "validation.jsonl"))).trim().split("\n");
     await Deno.writeTextFile(join(pairs, "test.jsonl"), val.slice(3).join("\n") + "\n");
     const scored = [];
-    for (const data of [["--data", pairs, "--split", "test"], ["--data", join(pairs, "test.jsonl")]]) {
+    for (
+      const data of [["--data", pairs, "--split", "test"], ["--data", join(pairs, "test.jsonl")], [
+        "--split",
+        "test",
+      ]]
+    ) {
       const e = await cliProcess(["eval", "--model", out, ...data, "--json"]);
       assert.equal(e.code, 0, e.err);
       scored.push(JSON.parse(e.out));
     }
     assert.equal(scored[0].n, 3);
     assert.deepEqual(scored[0], scored[1]);
+    assert.deepEqual(scored[0], scored[2], "the run's own folder, its test split");
     for (
       const [args, re] of [
         [["--data", pairs, "--split", "dev"], /holds no dev split file .*; its splits: [a-z, ]*test/],
@@ -577,7 +589,10 @@ Deno.test("cli eval reads --data as its run read its data: direction, a folder's
           ["--data", join(pairs, "test.jsonl"), "--split", "test"],
           /--split test names a split of a folder, and --data .*test\.jsonl is one file/,
         ],
-        [["--split", "test"], /--split test names a split of a --data folder; add --data FOLDER/],
+        [
+          ["--split", "dev"],
+          /could not find split "dev" in \S+pairs: the splits are test, train, validation/,
+        ],
       ] as const
     ) assertFails(await cliProcess(["eval", "--model", out, ...args]), 2, re);
     // a dataset name is not a file
