@@ -249,6 +249,13 @@ Deno.test("recipe summarization trains a hub model on cnn_dailymail from the hub
     assert.equal(e.code, 0, e.err);
     const { baselines: _b, wall_seconds: _w, base_model: _m, ...reported } = metrics;
     assert.deepEqual(JSON.parse(e.out), reported);
+    // ... and on the dataset's test split (the 4 rows the mock serves there), as eval:cnn --split test
+    const t = await cliProcess(["eval", "--model", out, "--split", "test", "--json"], {
+      ...cacheEnv,
+      HF_ENDPOINT: url,
+    });
+    assert.equal(t.code, 0, t.err);
+    assert.equal(JSON.parse(t.out).n, 4);
   });
 });
 
