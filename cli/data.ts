@@ -12,7 +12,7 @@ import { basename, dirname, extname, join } from "node:path";
 import { type FlagSpecs, parseFlags } from "../util/flags.ts";
 import { destination, isDirSync, moveFileAtomic, pathExists, tempPath } from "../util/atomic.ts";
 import { closest } from "../util/problems.ts";
-import { stringifyJson } from "../util/json.ts";
+import { showValue, stringifyJson, valueKind } from "../util/json.ts";
 import {
   type DataRecord,
   detectFormat,
@@ -257,7 +257,7 @@ async function inspect(positional: string | undefined, args: string[], io: CliIO
       tokenizer: v.tokenizer ?? null,
       splits: summaries,
     };
-    return io.stdout(stringifyJson(json) + "\n");
+    return io.stdout(showValue(json) + "\n");
   }
   io.stdout(inspectReport(given, v.text_field ?? "text, else all string fields", summaries, v.tokenizer));
 }
@@ -277,7 +277,13 @@ async function summarize(
     for (const [k, val] of Object.entries(r)) {
       const f = fields[k] ??= { count: 0, types: [] };
       f.count++;
-      const t = val === null ? "null" : Array.isArray(val) ? "array" : typeof val;
+      const t = val === null
+        ? "null"
+        : Array.isArray(val)
+        ? "array"
+        : val instanceof Uint8Array
+        ? "bytes"
+        : typeof val;
       if (!f.types.includes(t)) f.types.push(t);
     }
     const text = recordText(r, opts.field);
@@ -316,7 +322,7 @@ function inspectReport(path: string, field: string, splits: SplitSummary[], toke
     lines.push(`  chars   ${stats(s.chars)}`);
     if (s.tokens !== undefined) lines.push(`  tokens  ${stats(s.tokens)}`);
     if (s.missing_text) lines.push(`  ${s.missing_text} records have no text in the field`);
-    s.rows.forEach((r, i) => lines.push(`  [${i}] ${clip(stringifyJson(r))}`));
+    s.rows.forEach((r, i) => lines.push(`  [${i}] ${clip(showValue(r))}`));
   }
   return lines.join("\n") + "\n";
 }
@@ -366,15 +372,7 @@ async function clean(positional: string | undefined, args: string[], io: CliIO):
     const got = records[bad][field];
     throw new TypeError(
       `data clean: ${input} record ${bad + 1}: field "${field}" is ${
-        got === undefined
-          ? "missing"
-          : got === null
-          ? "null"
-          : Array.isArray(got)
-          ? "a list"
-          : typeof got === "object"
-          ? "an object"
-          : `a ${typeof got}`
+        got === undefined ? "missing" : valueKind(got)
       }, not text; clean reads one string field: fix the record or pass --text_field naming one (${
         Object.keys(records[bad]).filter((k) => typeof records[bad][k] === "string").join(", ") ||
         "the record has none"
@@ -521,6 +519,8 @@ async function writeRecordSet(files: [string, DataRecord[], string[]?][], overwr
     for (const [i, t] of targets.entries()) await moveFileAtomic(temps[i], t, { replace: overwrite });
   } catch (e) {
     for (const tmp of temps) await Deno.remove(tmp).catch(() => {});
+    // a writer's refusal names the file the user asked for, not its temp name
+    if (e instanceof Error) temps.forEach((tmp, i) => e.message = e.message.replaceAll(tmp, files[i][0]));
     throw e;
   }
 }

@@ -6,6 +6,7 @@
 import type { ChatMessage } from "../models/tokenizer/tokenizer.ts";
 import { readLines } from "./_lines.ts";
 import { type DataRecord, detectFormat, streamDataset } from "./readers.ts";
+import { valueKind } from "../util/json.ts";
 
 /** Roles a chat message may have. */
 export const CHAT_ROLES: readonly string[] = ["system", "developer", "user", "assistant", "tool", "ipython"];
@@ -82,7 +83,7 @@ export function parseRow(row: DataRecord, textField: string): SftRow {
     text === undefined || text === null
       ? `field "${textField}" is missing (columns: ${Object.keys(row).join(", ") || "none"}); ` +
         `give "${textField}", "prompt" + "completion" or "messages", or set dataset_text_field`
-      : `field "${textField}" is ${Array.isArray(text) ? "a list" : typeof text}, not text`,
+      : `field "${textField}" is ${valueKind(text)}, not text`,
   );
 }
 

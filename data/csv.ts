@@ -133,6 +133,7 @@ export async function writeCsv(
   const d = delimiterFor(path, opts.delimiter);
   let columns = opts.columns;
   async function* lines() {
+    let i = 0;
     for await (const r of records) {
       if (!columns) {
         columns = Object.keys(r);
@@ -141,7 +142,16 @@ export async function writeCsv(
         }
         yield columns.map((c) => quote(c, d)).join(d) + "\n";
       }
+      const bytes = columns.find((c) => r[c] instanceof Uint8Array);
+      if (bytes !== undefined) {
+        throw new TypeError(
+          `Cannot write ${path}: record ${i} field "${bytes}" holds binary data (${
+            (r[bytes] as Uint8Array).length
+          } bytes), which a CSV cell cannot hold; drop that column from the input`,
+        );
+      }
       yield columns.map((c) => quote(r[c], d)).join(d) + "\n";
+      i++;
     }
     if (!columns) throw new TypeError(`Cannot write ${path}: no records and no columns; pass columns`);
   }

@@ -176,7 +176,18 @@ export async function writeJsonl(
   records: Iterable<Record<string, unknown>> | AsyncIterable<Record<string, unknown>>,
 ): Promise<void> {
   async function* lines() {
-    for await (const r of records) yield stringifyJson(r) + "\n";
+    let i = 0;
+    for await (const r of records) {
+      try {
+        yield stringifyJson(r) + "\n";
+      } catch (e) { // binary data: named with the record, before anything is put in place
+        if (!(e instanceof TypeError)) throw e;
+        throw new TypeError(
+          `Cannot write ${path}: record ${i} ${e.message}; drop that column from the input`,
+        );
+      }
+      i++;
+    }
   }
   await writeTextPieces(path, lines());
 }

@@ -182,6 +182,9 @@ export async function* streamParquet(
           file: f.buffer,
           metadata: md,
           compressors,
+          // a BYTE_ARRAY column without a string annotation is binary (pyarrow's binary, HF's bytes),
+          // kept as bytes: decoded as UTF-8 it had become text with U+FFFD in place of its bytes
+          utf8: false,
           columns: opts.columns,
           rowStart: row,
           rowEnd,

@@ -31,6 +31,7 @@ import {
 } from "./readers.ts";
 import { parquetClassLabels } from "./parquet.ts";
 import { shuffleRecords } from "./split.ts";
+import { showValue } from "../util/json.ts";
 
 /** The three recipes. */
 export type TaskKind = "summarization" | "translation" | "classification";
@@ -502,7 +503,7 @@ function toExamples(
       throw bad(
         o,
         where,
-        `column "${src}" is ${JSON.stringify(sv)}, expected a string; fix the record or pass --source_column`,
+        `column "${src}" is ${showValue(sv)}, expected a string; fix the record or pass --source_column`,
       );
     }
     let target: string;
@@ -525,7 +526,7 @@ function toExamples(
     else {throw bad(
         o,
         where,
-        `column "${tgt}" is ${JSON.stringify(tv)}, expected a string; fix the record or pass --target_column`,
+        `column "${tgt}" is ${showValue(tv)}, expected a string; fix the record or pass --target_column`,
       );}
     const id = r.id ?? r.idx;
     const ex: TaskExample = { source: sv as string, target };

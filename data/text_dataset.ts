@@ -18,6 +18,7 @@ import { detectFormat, findSplitLayout, layoutSplit, streamDataset } from "./rea
 import { hashFraction } from "./split.ts";
 import { mulberry32 } from "../util/random.ts";
 import { agree } from "../util/problems.ts";
+import { valueKind } from "../util/json.ts";
 
 /** Where training stands in the data: `index` blocks of epoch `epoch` (0-based) are consumed. */
 export interface DataPosition {
@@ -214,7 +215,7 @@ async function readFileDocuments(
         `Cannot read documents from ${file}: ${
           v === undefined
             ? `records have no "${field}" column (columns: ${Object.keys(r).join(", ")})`
-            : `"${field}" is ${typeof v}, not text`
+            : `"${field}" is ${valueKind(v)}, not text`
         }; ${
           kind
             ? `these are ${kind} records, and wrapped packing and a preset model's tokenizer read one text ` +

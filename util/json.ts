@@ -69,10 +69,37 @@ export function parseJsonExact(text: string): unknown {
  * @param value the value
  * @param space indentation, as `JSON.stringify`'s
  * @returns JSON text
+ * @throws {TypeError} for binary data (a `Uint8Array`: a parquet binary column's cell), which JSON
+ *   has no form for (it had become `{"0": 97, ...}`)
  */
 export function stringifyJson(value: unknown, space?: number): string {
+  return toJson(value, space, false);
+}
+
+function toJson(value: unknown, space: number | undefined, showBytes: boolean): string {
   const raw = (JSON as unknown as { rawJSON(text: string): unknown }).rawJSON;
-  return JSON.stringify(value, (_k, v) => typeof v === "bigint" ? raw(v.toString()) : v, space);
+  return JSON.stringify(value, (k, v) => {
+    if (v instanceof Uint8Array) {
+      if (showBytes) return `<${v.length} bytes>`;
+      throw new TypeError(
+        `${k ? `field "${k}" holds ` : ""}binary data (${v.length} bytes), which JSON cannot hold`,
+      );
+    }
+    return typeof v === "bigint" ? raw(v.toString()) : v;
+  }, space);
+}
+
+/**
+ * A value as messages and previews show it: its JSON, with binary data (a parquet binary column's
+ * bytes) as `<N bytes>`.
+ * @example
+ * ```ts
+ * import { showValue } from "./json.ts";
+ * if (showValue({ a: new Uint8Array(3) }) !== '{"a":"<3 bytes>"}') throw new Error("shown");
+ * ```
+ */
+export function showValue(value: unknown): string {
+  return value instanceof Uint8Array ? `<${value.length} bytes>` : toJson(value, undefined, true);
 }
 
 /**
@@ -222,4 +249,21 @@ function errorOffset(text: string): number {
       stack.pop();
     }
   }
+}
+
+/**
+ * What kind of value `v` is, as a message names it: `null`, `a list`, `binary data (3 bytes)` (a
+ * parquet binary column's cell), `an object`, `a number`, ...
+ * @example
+ * ```ts
+ * import { valueKind } from "./json.ts";
+ * if (valueKind(new Uint8Array(3)) !== "binary data (3 bytes)" || valueKind([1]) !== "a list") throw new Error();
+ * ```
+ */
+export function valueKind(v: unknown): string {
+  if (v === null) return "null";
+  if (Array.isArray(v)) return "a list";
+  if (v instanceof Uint8Array) return `binary data (${v.length} bytes)`;
+  const t = typeof v;
+  return t === "object" || t === "undefined" ? `an ${t}` : `a ${t}`;
 }

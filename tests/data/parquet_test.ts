@@ -2,6 +2,10 @@ import { assert } from "../_assert.ts";
 // deno-lint-ignore no-import-prefix
 import { parquetWriteBuffer } from "npm:hyparquet-writer@^0.17";
 import { parquetInfo, readParquet, streamParquet } from "../../data/parquet.ts";
+import { writeJsonl } from "../../data/jsonl.ts";
+import { writeCsv } from "../../data/csv.ts";
+import { loadTaskData } from "../../data/task_data.ts";
+import { cli } from "../cli/_cli.ts";
 
 const dir = await Deno.makeTempDir({ prefix: "fledge-parquet-" });
 addEventListener("unload", () => Deno.removeSync(dir, { recursive: true }));
@@ -90,4 +94,45 @@ Deno.test("streamParquet() reads ZSTD, GZIP, BROTLI and LZ4 pages (pyarrow's fil
       { text: "gamma", label: 0, group: { g: "b" } },
     ], c);
   }
+});
+
+Deno.test("a binary column (BYTE_ARRAY without a string annotation) is read as bytes, shown by size, and refused as text or JSON", async () => {
+  const file = `${dir}/binary.parquet`;
+  await Deno.writeFile(
+    file,
+    new Uint8Array(parquetWriteBuffer({
+      columnData: [
+        { name: "text", data: ["héllo", "world"], type: "STRING" },
+        {
+          name: "image",
+          data: [new Uint8Array([97, 98, 99]), new Uint8Array([0xff, 0xd8, 0xff])],
+          type: "BYTE_ARRAY",
+        },
+      ],
+    })),
+  );
+  // pyarrow's binary, HF's bytes (decoded as UTF-8 it had become "abc" and "\ufffd\ufffd\ufffd")
+  const rows = await readParquet(file);
+  assert.deepEqual(rows, [
+    { text: "héllo", image: new Uint8Array([97, 98, 99]) },
+    { text: "world", image: new Uint8Array([0xff, 0xd8, 0xff]) },
+  ]);
+  const inspect = await cli(["data", "inspect", file]);
+  assert.equal(inspect.code, 0, inspect.err);
+  assert.match(inspect.out, /fields {2}text \(string, 2\/2\), image \(bytes, 2\/2\)/);
+  assert.match(inspect.out, /\[1\] \{"text":"world","image":"<3 bytes>"\}/);
+  await assert.rejects(writeJsonl(`${dir}/out.jsonl`, rows), {
+    name: "TypeError",
+    message:
+      /^Cannot write \S+out\.jsonl: record 0 field "image" holds binary data \(3 bytes\), which JSON cannot hold; drop that column from the input$/,
+  });
+  await assert.rejects(writeCsv(`${dir}/out.csv`, rows), {
+    message:
+      /^Cannot write \S+out\.csv: record 0 field "image" holds binary data \(3 bytes\), which a CSV cell cannot hold/,
+  });
+  assert.deepEqual([...Deno.readDirSync(dir)].filter((e) => e.name.startsWith("out")), [], "nothing written");
+  await assert.rejects(
+    loadTaskData("summarization", { dataset: file, source_column: "image", target_column: "text" }),
+    { message: /column "image" is <3 bytes>, expected a string/ },
+  );
 });

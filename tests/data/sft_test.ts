@@ -424,7 +424,7 @@ Deno.test("buildSftExamples() rejects bad rows in one line naming the row and th
     /both be strings or both be message lists/,
   );
   rejects({ title: "hi" }, /field "text" is missing \(columns: title\).*dataset_text_field/);
-  rejects({ text: 3 }, /field "text" is number, not text/);
+  rejects({ text: 3 }, /field "text" is a number, not text/);
   rejects({ prompt: "a", completion: "b" }, /assistant_only_loss needs conversational rows/, {
     assistant_only_loss: true,
   });
