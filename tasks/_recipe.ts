@@ -391,7 +391,8 @@ export function resolveRecipe(flat: Record<string, unknown>, file = "recipe conf
     dataset: s.dataset,
     max_train_samples: s.max_train_samples, // (config.yaml had said null beside recipe.yaml's cap)
   } as Partial<TrainingConfig>);
-  refuseUnreadFields(config, "recipe", `Cannot run recipe (${file})`);
+  // the fields given (config file, flags) are refused even at their defaults, as train and sft refuse them
+  refuseUnreadFields(config, "recipe", `Cannot run recipe (${file})`, Object.keys(training));
   return { settings: s, training: config, flat: { ...flat, ...settings } };
 }
 

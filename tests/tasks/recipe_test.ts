@@ -297,7 +297,12 @@ Deno.test("a recipe refuses the training fields it would ignore, and reads the S
     () => r({ num_beams: 4, max_new_tokens: 8 }),
     /max_new_tokens, num_beams are for generation \(summarization, translation\), and classification scores each label's likelihood; remove them/,
   );
-  r({ beta: 0.1, dataset_text_field: "text", num_beams: 1 }); // the defaults change nothing and pass
+  // spelt out at their defaults they are refused too, as train and sft refuse them (they had passed)
+  assert.throws(
+    () => r({ beta: 0.1, dataset_text_field: "text" }),
+    /beta 0\.1 is a DPO setting; remove it .*dataset_text_field "text" is not read by a recipe/,
+  );
+  r({ num_beams: 1 }); // the recipe's own setting at its default passes
   resolveRecipe({ name: "x", task: "translation", num_beams: 4, length_penalty: 0.6 });
   assert.throws(
     () => resolveRecipe({ name: "x", task: "summarization", length_penalty: 0.6 }),
