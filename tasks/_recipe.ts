@@ -34,6 +34,7 @@ import {
   refuseUnreadFields,
   TRAINING_CONFIG_KEYS,
   type TrainingConfig,
+  unsupportedSettings,
 } from "../training/config.ts";
 import { type BaseModelConfig, ensureBaseModel } from "./base_model.ts";
 import { type ExtraTrain, extraTrainProblems } from "./_extra_train.ts";
@@ -390,9 +391,12 @@ export function resolveRecipe(flat: Record<string, unknown>, file = "recipe conf
     model: s.model ?? "debian-base",
     dataset: s.dataset,
     max_train_samples: s.max_train_samples, // (config.yaml had said null beside recipe.yaml's cap)
-  } as Partial<TrainingConfig>);
+  } as Partial<TrainingConfig>, { file });
   // the fields given (config file, flags) are refused even at their defaults, as train and sft refuse them
   refuseUnreadFields(config, "recipe", `Cannot run recipe (${file})`, Object.keys(training));
+  // what the Trainer would refuse (fp16, ...): here, before the data and the base model's pre-training
+  const unsupported = unsupportedSettings(config);
+  if (unsupported.length) throw new RangeError(`Cannot run recipe (${file}): ${unsupported.join("; ")}`);
   return { settings: s, training: config, flat: { ...flat, ...settings } };
 }
 

@@ -29,8 +29,9 @@ export const TOP_SPECS = {
   overwrite_output_dir: { kind: "bool" },
   resume_from_checkpoint: { kind: "custom" },
   allow_changed_data: { kind: "bool" },
-  seed: { kind: "int", min: 0 },
-  data_seed: { kind: "int", min: 0, nullable: true },
+  // fledge's PRNG takes 32 bits: a larger seed had aliased another (refused at model setup, later)
+  seed: { kind: "int", min: 0, max: 0xffffffff },
+  data_seed: { kind: "int", min: 0, max: 0xffffffff, nullable: true },
   num_train_epochs: { kind: "number", min: 0 },
   max_steps: { kind: "int", min: 1, also: [-1] },
   per_device_train_batch_size: { kind: "int", min: 1 },

@@ -303,6 +303,16 @@ Deno.test("a recipe refuses the training fields it would ignore, and reads the S
     /beta 0\.1 is a DPO setting; remove it .*dataset_text_field "text" is not read by a recipe/,
   );
   r({ num_beams: 1 }); // the recipe's own setting at its default passes
+  // what the Trainer refuses, and a seed the PRNG cannot take, are refused here: before the data and
+  // the base model's minutes of pre-training (they had been refused after them)
+  assert.throws(
+    () => r({ fp16: true }),
+    /^RangeError: Cannot run recipe \(recipe config\): fp16: the Trainer computes in float32/,
+  );
+  assert.throws(
+    () => r({ seed: 2 ** 32 }),
+    /recipe config: seed: must be >= 0 and <= 4294967295, got 4294967296/,
+  );
   resolveRecipe({ name: "x", task: "translation", num_beams: 4, length_penalty: 0.6 });
   assert.throws(
     () => resolveRecipe({ name: "x", task: "summarization", length_penalty: 0.6 }),

@@ -165,12 +165,14 @@ Deno.test("validateTrainingConfig() throws RangeError when every value is well t
       lr_scheduler_kwargs: { power: 2 },
       adam_beta2: 1,
       neftune_noise_alpha: -5,
+      seed: 2 ** 32, // fledge's PRNG takes 32 bits (it had been refused only at model setup)
     }, { file: "x.yaml" })
   );
   assert.ok(e instanceof RangeError, String(e));
   includesAll(e.message, [
-    "6 problems",
+    "7 problems",
     "neftune_noise_alpha: must be >= 0, got -5",
+    "seed: must be >= 0 and <= 4294967295, got 4294967296",
     "x.yaml: save_steps: load_best_model_at_end needs save_steps to be a multiple of eval_steps 300, got 500; set save_steps: 600",
     "warmup_ratio: both warmup_steps (10) and warmup_ratio (0.1) are set",
     "quantization: 4-bit base weights are frozen, so training needs adapters (QLoRA); add a lora section",
