@@ -21,6 +21,7 @@ import type { Transformer } from "../models/transformer.ts";
 import { type ChatMessage, loadTokenizer, type Tokenizer } from "../models/tokenizer/tokenizer.ts";
 import type { CliIO, Command } from "./command.ts";
 import { checkSeedSamples, createStreamer, modelFolder, SAMPLER_FLAGS, samplerOptions } from "./_model.ts";
+import { readNamedTextFile } from "../util/atomic.ts";
 
 const USAGE = `usage: deno task cli chat --model DIR_OR_ID [--system TEXT] [--prompt TEXT] [options]
 
@@ -164,14 +165,7 @@ interface Session {
 }
 
 async function readTemplate(file: string): Promise<string> {
-  try {
-    return await Deno.readTextFile(file);
-  } catch (e) {
-    if (!(e instanceof Deno.errors.NotFound)) throw e;
-    throw new Deno.errors.NotFound(
-      `chat: --chat_template ${file} does not exist; give a Jinja template file`,
-    );
-  }
+  return await readNamedTextFile(file, "chat: --chat_template", "give a Jinja template file");
 }
 
 /** The ids a reply ends at: the generation config's (else the model config's) plus the tokenizer's eos. */

@@ -67,7 +67,14 @@ export const command: Command = {
 
 async function configRun(args: string[], io: CliIO): Promise<number | void> {
   const [sub, ...rest] = args;
-  if (sub === undefined || sub === "--help" || sub === "-h") return io.stdout(USAGE + "\n");
+  if (sub === "--help" || sub === "-h") return io.stdout(USAGE + "\n");
+  if (sub === undefined) {
+    throw new TypeError(
+      `config: missing the subcommand; write \`deno task cli config ${
+        Object.keys(HELP).join("|")
+      } ...\` (see \`deno task cli config --help\`)`,
+    );
+  }
   // A flag before any subcommand is reported as every command reports an unknown flag.
   if (sub.startsWith("-")) parseFlags("config", [sub], {});
   if (!Object.hasOwn(HELP, sub)) {

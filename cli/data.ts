@@ -10,7 +10,14 @@
  */
 import { basename, dirname, extname, join } from "node:path";
 import { type FlagSpecs, parseFlags } from "../util/flags.ts";
-import { destination, isDirSync, moveFileAtomic, pathExists, tempPath } from "../util/atomic.ts";
+import {
+  destination,
+  isDirSync,
+  moveFileAtomic,
+  pathExists,
+  readNamedTextFile,
+  tempPath,
+} from "../util/atomic.ts";
 import { closest } from "../util/problems.ts";
 import { showValue, stringifyJson, valueKind } from "../util/json.ts";
 import {
@@ -352,13 +359,7 @@ async function clean(positional: string | undefined, args: string[], io: CliIO):
   const input = inputPath("data clean", positional, v.input);
   outputFormat("data clean", v.output);
   await refuseOverwrite("data clean", v.output, v.overwrite);
-  let yaml: string;
-  try {
-    yaml = await Deno.readTextFile(v.config);
-  } catch (e) {
-    if (!(e instanceof Deno.errors.NotFound)) throw e;
-    throw new Deno.errors.NotFound(`data clean: --config ${v.config} does not exist; give the pipeline YAML`);
-  }
+  const yaml = await readNamedTextFile(v.config, "data clean: --config", "give the pipeline YAML");
   const steps = cleanPipelineFromYaml(yaml, { file: v.config });
   if (isDirSync(input)) { // a folder's splits would be read as its train split alone
     throw new TypeError(

@@ -186,7 +186,13 @@ async function withQueue<T>(url: string, fn: (q: JobQueue) => Promise<T>): Promi
 
 async function queueRun(args: string[], io: CliIO): Promise<number | void> {
   const [sub, ...rest] = args;
-  if (sub === undefined || sub === "--help" || sub === "-h" || sub === "help") return io.stdout(USAGE + "\n");
+  if (sub === "--help" || sub === "-h" || sub === "help") return io.stdout(USAGE + "\n");
+  if (sub === undefined) {
+    throw new TypeError(
+      "queue: missing the subcommand; write `deno task cli queue submit|work|status|results|cancel ...` " +
+        "(see `deno task cli queue --help`)",
+    );
+  }
   // A flag before any command is reported as every command reports an unknown flag.
   if (sub.startsWith("-")) parseFlags("queue", [sub], {});
   if (!Object.hasOwn(FLAGS, sub)) {

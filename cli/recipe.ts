@@ -17,7 +17,8 @@ import type { RecipeResult, RunRecipeOptions } from "../tasks/recipe.ts";
 import { PretrainInterrupted } from "../tasks/base_model.ts";
 import type { CliIO, Command } from "./command.ts";
 import { parseFlagValue, shellQuote, withoutFlags } from "./_config_args.ts";
-import { closest } from "../util/problems.ts";
+import { closest, yamlProblem } from "../util/problems.ts";
+import { readNamedTextFile } from "../util/atomic.ts";
 
 const RECIPES: Record<string, (o: Record<string, unknown>, opts: RunRecipeOptions) => Promise<RecipeResult>> =
   {
@@ -59,15 +60,7 @@ for (const k of recipeFlagNames()) FLAGS[k] = { type: "string" };
 
 /** A `--config` file's fields: a syntax error is one line with the file, line and column. */
 async function readConfigYaml(path: string): Promise<unknown> {
-  let text: string;
-  try {
-    text = await Deno.readTextFile(path);
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) {
-      throw new Deno.errors.NotFound(`recipe: --config ${path} does not exist; check the path`);
-    }
-    throw e;
-  }
+  const text = await readNamedTextFile(path, "recipe: --config", "give a recipe's .yaml file");
   try {
     return parseYaml(text);
   } catch (e) {
@@ -75,7 +68,7 @@ async function readConfigYaml(path: string): Promise<unknown> {
     const at = e.linePos?.[0];
     throw new SyntaxError(
       `recipe: cannot parse --config ${path}${at ? `:${at.line}:${at.col}` : ""}: ${
-        e.message.split("\n")[0].replace(/ at line \d+, column \d+:?$/, "")
+        yamlProblem(e.message)
       }; fix the YAML`,
     );
   }
@@ -134,7 +127,14 @@ export const command: Command = {
   usage: USAGE,
   run: async (args: string[], io: CliIO) => {
     const [name, ...rest] = args;
-    if (name === undefined || name === "-h" || name === "--help") return io.stdout(USAGE + "\n");
+    if (name === "-h" || name === "--help") return io.stdout(USAGE + "\n");
+    if (name === undefined) { // as data does: an empty $NAME in a script must not pass as done
+      throw new TypeError(
+        `recipe: missing the recipe name; write \`deno task cli recipe ${
+          RECIPE_NAMES.join("|")
+        }\` (see \`deno task cli recipe --help\`)`,
+      );
+    }
     if (name.startsWith("-")) {
       parseFlags("recipe", args, FLAGS); // names an unknown flag first
       throw new TypeError(

@@ -69,9 +69,7 @@ export function parseRow(row: DataRecord, textField: string): SftRow {
     }
     throw new RowError(
       `fields "prompt" and "completion" must both be strings or both be message lists, got ` +
-        `${Array.isArray(prompt) ? "a list" : typeof prompt} and ${
-          Array.isArray(completion) ? "a list" : typeof completion
-        }`,
+        `${valueKind(prompt)} and ${valueKind(completion)}`,
     );
   }
   if (has(row, "messages")) {
@@ -80,7 +78,7 @@ export function parseRow(row: DataRecord, textField: string): SftRow {
   const text = row[textField];
   if (typeof text === "string") return { format: "language_modeling", text };
   throw new RowError(
-    text === undefined || text === null
+    text === undefined
       ? `field "${textField}" is missing (columns: ${Object.keys(row).join(", ") || "none"}); ` +
         `give "${textField}", "prompt" + "completion" or "messages", or set dataset_text_field`
       : `field "${textField}" is ${valueKind(text)}, not text`,

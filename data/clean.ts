@@ -18,6 +18,7 @@ import { jaccard, LshIndex, lshParams, minhashFamily, minhashSignature, shingleS
 import { GOPHER_REPETITION, repetitionReason } from "./_clean_repetition.ts";
 import { guessLanguage, type LanguageCode, type LanguageGuess } from "./_clean_language.ts";
 import { STEP_SCHEMA, stepProblems, throwProblems } from "./_clean_steps.ts";
+import { yamlProblem } from "../util/problems.ts";
 
 export type { LanguageCode, LanguageGuess };
 
@@ -434,9 +435,12 @@ export function cleanPipelineFromYaml(text: string, options: { file?: string } =
     // Only YAML errors are the file's fault; others (e.g. Deno's permission error: the yaml
     // package reads the env var LOG_TOKENS, so run with --allow-env) pass through unchanged.
     if (!(e instanceof Error && e.name.startsWith("YAML"))) throw e;
-    // The first line holds the message and "at line L, column C"; the rest is a code frame.
+    // The first line holds the message and "at line L, column C" (said as file:line:col); the rest is a code frame.
+    const at = (e as { linePos?: { line: number; col: number }[] }).linePos?.[0];
     throw new SyntaxError(
-      `Cannot parse cleaning pipeline ${where}: ${e.message.split("\n")[0].replace(/:$/, "")}`,
+      `Cannot parse cleaning pipeline ${where}${at ? `:${at.line}:${at.col}` : ""}: ${
+        yamlProblem(e.message)
+      }`,
     );
   }
   return validateCleanSteps(doc, { file: where });

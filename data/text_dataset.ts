@@ -197,12 +197,14 @@ async function readFileDocuments(
         `and ${file} is plain text (each file one document); drop dataset_text_field`,
     );
   }
+  let n = 0;
   for await (
     const r of streamDataset(file, {
       sample_by: text ? sample_by : undefined,
       max_samples: Number.isFinite(max) ? max : undefined,
     })
   ) {
+    n++;
     const v = text ? r.text : r[field];
     if (typeof v !== "string") {
       // SFT records: dataset_text_field cannot help; what reads them whole is SFT's own packing
@@ -215,7 +217,7 @@ async function readFileDocuments(
         `Cannot read documents from ${file}: ${
           v === undefined
             ? `records have no "${field}" column (columns: ${Object.keys(r).join(", ")})`
-            : `"${field}" is ${valueKind(v)}, not text`
+            : `record ${n}: "${field}" is ${valueKind(v)}, not text`
         }; ${
           kind
             ? `these are ${kind} records, and wrapped packing and a preset model's tokenizer read one text ` +

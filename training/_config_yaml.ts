@@ -8,6 +8,8 @@ import { isMap, isScalar, LineCounter, parseDocument, stringify } from "npm:yaml
 import { LORA_SPECS, QUANT_SPECS, TOP_SPECS } from "./_config_schema.ts";
 import { MODEL_CONFIG_KEYS } from "../models/config.ts";
 import { KWARG_SPECS } from "./_schedule_kwargs.ts";
+import { readNamedTextFile } from "../util/atomic.ts";
+import { yamlProblem } from "../util/problems.ts";
 
 /** Parsed file: the value and the 1-based line of each key path (`lora.r`) when known. */
 export interface Parsed {
@@ -28,7 +30,7 @@ export function parseConfigText(text: string, file: string): Parsed {
   if (doc.errors.length > 0) {
     const lines = doc.errors.map((err) => {
       const { line, col } = lineCounter.linePos(err.pos[0]);
-      return `  - ${file}:${line}:${col}: ${err.message.split("\n")[0]}`;
+      return `  - ${file}:${line}:${col}: ${yamlProblem(err.message)}`;
     });
     const n = doc.errors.length;
     throw new SyntaxError(
@@ -58,15 +60,7 @@ export async function readConfigFile(path: string): Promise<Parsed> {
   if (!/\.(ya?ml|json)$/i.test(path)) {
     throw new SyntaxError(`Cannot load training config ${path}: unknown extension; use .yaml, .yml or .json`);
   }
-  let text: string;
-  try {
-    text = await Deno.readTextFile(path);
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) {
-      throw new Deno.errors.NotFound(`Cannot load training config: no file at ${path}`);
-    }
-    throw e;
-  }
+  const text = await readNamedTextFile(path, "Cannot load training config:", "give a .yaml or .json file");
   return parseConfigText(text, path);
 }
 

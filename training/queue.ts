@@ -18,8 +18,8 @@
  */
 import { basename, dirname, join, resolve } from "node:path";
 import { parse as parseYaml } from "npm:yaml@^2.9";
-import { writeFileAtomic } from "../util/atomic.ts";
-import { isObject } from "../util/problems.ts";
+import { readNamedTextFile, writeFileAtomic } from "../util/atomic.ts";
+import { isObject, yamlProblem } from "../util/problems.ts";
 import { validateTrainingConfig } from "./config.ts";
 import { migrateConfig } from "./legacy_config.ts";
 import { runTraining } from "./run.ts";
@@ -328,19 +328,11 @@ export function parseJobSpec(raw: unknown, where: string): JobSpec {
  */
 export async function loadJobSpec(path: string): Promise<JobSpec> {
   const read = async (file: string) => {
-    let text: string;
-    try {
-      text = await Deno.readTextFile(file);
-    } catch (e) {
-      if (e instanceof Deno.errors.NotFound) {
-        throw new Deno.errors.NotFound(`Cannot read job: no file at ${file}`);
-      }
-      throw e;
-    }
+    const text = await readNamedTextFile(file, "Cannot read job:", "give a job .yaml file");
     try {
       return parseYaml(text) as unknown;
     } catch (e) {
-      throw new SyntaxError(`Cannot read job ${file}: ${(e as Error).message.split("\n")[0]}`);
+      throw new SyntaxError(`Cannot read job ${file}: ${yamlProblem((e as Error).message)}`);
     }
   };
   const raw = await read(path);

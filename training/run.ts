@@ -130,7 +130,9 @@ export async function runTraining(
       docs = await readDocuments(local);
     } catch (e) {
       hubNamed(e, local, data);
-      if (!needsBpe || !(e instanceof TypeError)) throw e;
+      // records without a text column (prompt/completion or chat rows) are what a trained tokenizer
+      // cannot read; any other problem of the data is said as it is
+      if (!needsBpe || !(e instanceof TypeError) || !/ records have no "/.test(e.message)) throw e;
       throw new TypeError(
         `Cannot train ${name} from scratch on ${data}: its tokenizer is trained on text, and ${
           (e as Error).message.replace(/^Cannot read documents from [^:]+: /, "")

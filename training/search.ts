@@ -24,6 +24,7 @@ import { defaultGamma, splitTrials, TPE_DEFAULTS, tpeSampleParam } from "./_sear
 import { medianDecision } from "./_search_prune.ts";
 import { searchStudy } from "./_search_run.ts";
 import { searchStudyQueued } from "./_search_parallel.ts";
+import { readNamedTextFile } from "../util/atomic.ts";
 
 /** A sampled value: a number for `float` / `int`, one of the choices for `categorical`. */
 export type ParamValue = string | number | boolean | null;
@@ -488,15 +489,7 @@ export async function loadSearchConfig(
   path: string,
   opts: { warn?: (line: string) => void } = {},
 ): Promise<SearchConfig> {
-  let text: string;
-  try {
-    text = await Deno.readTextFile(path);
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) {
-      throw new Deno.errors.NotFound(`Cannot load search config: no file at ${path}`);
-    }
-    throw e;
-  }
+  const text = await readNamedTextFile(path, "Cannot load search config:", "give a search .yaml file");
   let parsed;
   try {
     parsed = parseConfigText(text, path);

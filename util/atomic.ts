@@ -443,3 +443,27 @@ export function isFileSync(path: string): boolean {
     return false;
   }
 }
+
+/**
+ * Read a text file the user named (a config, a template), its two usual mistakes as one line each:
+ * `<subject> <path> does not exist; <fix>` and `<subject> <path> is a folder, not a file; <fix>`
+ * (reading a folder had printed "Is a directory (os error 21): readfile ...").
+ * @param path the file
+ * @param subject what names it, e.g. `train: --config`
+ * @param fix what to give instead, e.g. `give a .yaml file`
+ * @returns its text
+ * @throws {Deno.errors.NotFound} or {Deno.errors.IsADirectory} as above; other errors unchanged
+ */
+export async function readNamedTextFile(path: string, subject: string, fix: string): Promise<string> {
+  try {
+    return await Deno.readTextFile(path);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) {
+      throw new Deno.errors.NotFound(`${subject} ${path} does not exist; ${fix}`);
+    }
+    if (e instanceof Deno.errors.IsADirectory || isDirSync(path)) {
+      throw new Deno.errors.IsADirectory(`${subject} ${path} is a folder, not a file; ${fix}`);
+    }
+    throw e;
+  }
+}

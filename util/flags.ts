@@ -195,8 +195,31 @@ export function parseFlags<const S extends FlagSpecs>(
   return out as Flags<S>;
 }
 
+/**
+ * Flags that name a file, folder, model or queue: an empty value there is a mistake (an unset shell
+ * variable, `--config=`), which had been read as no flag at all or failed deep inside.
+ */
+const PATH_FLAGS: ReadonlySet<string> = new Set([
+  "adapter",
+  "config",
+  "data",
+  "dataset",
+  "input",
+  "model",
+  "model_name_or_path",
+  "output",
+  "output_dir",
+  "queue",
+  "tokenizer",
+]);
+
 function convert(cmd: string, name: string, f: FlagSpec, s: string, see: string): string | number {
   const at = `${cmd}: --${name} ${s === "" ? '""' : s}`;
+  if (s === "" && PATH_FLAGS.has(name)) {
+    throw new TypeError(
+      `${cmd}: --${name} is empty; give a path${name === "model" ? " or a hub id" : ""}${see}`,
+    );
+  }
   if (f.type === "string") {
     if (f.choices && !f.choices.includes(s)) {
       const hint = closest(s, f.choices);

@@ -225,3 +225,21 @@ function editDistance(a: string, b: string): number {
   }
   return prev[b.length];
 }
+
+/**
+ * npm:yaml's error message as one phrase: its first line, without the "at line L, column C" the
+ * caller says its own way, and in plain words where the library's advice is for programmers (a
+ * second document: "please use YAML.parseAllDocuments()").
+ * @example
+ * ```ts
+ * import { yamlProblem } from "./problems.ts";
+ * const p = yamlProblem("Source contains multiple documents; please use YAML.parseAllDocuments()");
+ * if (!p.startsWith("it holds more than one YAML document")) throw new Error(p);
+ * ```
+ */
+export function yamlProblem(message: string): string {
+  if (/multiple documents/i.test(message)) {
+    return "it holds more than one YAML document (a --- line starts another); keep one";
+  }
+  return message.split("\n")[0].replace(/ at line \d+, column \d+:?$/, "").replace(/:$/, "");
+}

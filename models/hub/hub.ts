@@ -655,6 +655,18 @@ export async function downloadModel(id: string, opts: DownloadModelOptions = {})
     ? await snapshotDownload(id, { ...opts, allow_patterns: patterns })
     : await modelSnapshot(id, opts);
   const files = await listSnapshotFiles(folder, patterns);
+  if (!files.length && opts.allow_patterns !== undefined) { // (it had copied nothing and said done)
+    const some = (await listFiles(folder).catch(() => [])).slice(0, 6);
+    throw new RangeError(
+      `Cannot download ${id}: no file matches allow_patterns ${opts.allow_patterns.join(", ")}` +
+        `${
+          some.length && isDirSync(id)
+            ? ` (the folder has ${some.join(", ")}${some.length === 6 ? ", ..." : ""})`
+            : ""
+        }; ` +
+        `fix the patterns`,
+    );
+  }
   if (opts.verify) await verifySnapshot(folder, files);
   if (opts.output === undefined) return folder;
   // The whole folder at once: never old and new files mixed.

@@ -52,6 +52,19 @@ Deno.test("main() answers a bad flag of every command with one stderr line namin
   }
 });
 
+Deno.test("recipe, queue and config without their name or subcommand exit 2 with one line (they had printed the usage and exited 0)", async () => {
+  for (
+    const [cmd, re] of [
+      ["recipe", /^fledge: recipe: missing the recipe name; write `deno task cli recipe summarization\|/],
+      ["queue", /^fledge: queue: missing the subcommand; write `deno task cli queue submit\|work/],
+      ["config", /^fledge: config: missing the subcommand; write `deno task cli config validate\|/],
+      ["data", /^fledge: data: missing the subcommand/],
+    ] as const
+  ) {
+    assertFails(await cli([cmd]), 2, re);
+  }
+});
+
 Deno.test("main() rejects an unknown command in one line with a hint and code 2", async () => {
   assertFails(await cli(["trian"]), 2, /unknown command "trian"; did you mean train\?/);
   assertFails(

@@ -122,6 +122,11 @@ Deno.test("download honours --allow-patterns (repeated and comma-separated), --r
       ]);
       assert.match(r.err, new RegExp(`^download: 3 files .* of ${ID}@${commit} in`));
       assert.deepEqual(names(output), ["config.json", "generation_config.json", "tokenizer.json"]);
+      // patterns that pick nothing are refused, nothing made (it had said "0 files" and exited 0)
+      const none = await run(["--model", ID, "--allow_patterns", "config.jsn", "--output", `${output}-none`]);
+      assert.equal(none.code, 2, none.err);
+      assert.match(none.err, /no file matches allow_patterns config\.jsn; fix the patterns/);
+      assert.equal(await Deno.stat(`${output}-none`).catch(() => null), null);
     } finally {
       await Deno.remove(output, { recursive: true });
     }

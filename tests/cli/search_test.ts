@@ -14,7 +14,7 @@ Deno.test("cli search --help prints the usage; bad input is one line and exit co
   assertFails(
     await cli(["search", "--config", "/nonexistent/search.yaml"]),
     2,
-    /no file at \/nonexistent\/search.yaml/,
+    /\/nonexistent\/search.yaml does not exist/,
   );
   const dir = await Deno.makeTempDir();
   try {

@@ -54,12 +54,59 @@ Deno.test("train: bad YAML, unknown fields and flags, negative learning rate are
     /^fledge: train: unknown flag --learnin_rate; did you mean --learning_rate\? \(see `deno task cli train --help`\)$/,
   );
   await rejects(["--learning-rat=1"], /unknown flag --learning-rat; did you mean --learning_rate\?/);
-  await rejects(["--config", join(dir, "missing.yaml")], /no file at .*missing\.yaml/);
+  await rejects(["--config", join(dir, "missing.yaml")], /missing\.yaml does not exist/);
   await rejects(
     ["--config", await yaml("ok.yaml", "learning_rate: 1.0e-4\n"), "--learning_rate", "-2"],
     /ok\.yaml \+ command-line flags.*learning_rate: must be >= 0, got -2/,
   );
   await rejects(["--config"], /train: --config needs a value/);
+  // a folder, an empty value, two files: each one line (an OS error; the flag ignored; the first
+  // file dropped with a notice)
+  await Deno.mkdir(join(dir, "folder.yaml"));
+  await rejects(
+    ["--config", join(dir, "folder.yaml")],
+    /^fledge: Cannot load training config: \S+folder\.yaml is a folder, not a file; give a \.yaml or \.json file$/,
+  );
+  await rejects(["--config=", "--model", "tiny"], /^fledge: train: --config is empty; give a config file$/);
+  await rejects( // (npm:yaml's advice had been "please use YAML.parseAllDocuments()")
+    ["--config", await yaml("multi.yaml", "learning_rate: 0.1\n---\nmax_steps: 2\n")],
+    /multi\.yaml:2:1: it holds more than one YAML document \(a --- line starts another\); keep one$/,
+  );
+  // a preset trains its tokenizer on the text column: rows without one are told to bring a tokenizer,
+  // any other problem of the data is said as it is, with its record (it had been wrapped in that fix)
+  const tiny = [
+    "--model",
+    "tiny",
+    "--max_seq_length",
+    "32",
+    "--max_steps",
+    "1",
+    "--output_dir",
+    join(dir, "t"),
+  ];
+  await Deno.writeTextFile(join(dir, "num.jsonl"), '{"text": "a b"}\n{"text": 5}\n');
+  await rejects(
+    [...tiny, "--dataset", join(dir, "num.jsonl")],
+    /^fledge: Cannot read documents from \S+num\.jsonl: record 2: "text" is a number, not text; set dataset_text_field$/,
+  );
+  await Deno.writeTextFile(join(dir, "pc.jsonl"), '{"prompt": "a", "completion": "b"}\n');
+  await rejects(
+    [...tiny, "--dataset", join(dir, "pc.jsonl")],
+    /^fledge: Cannot train tiny from scratch on \S+pc\.jsonl: its tokenizer is trained on text, and records have no "text" column .*give a pretrained model/,
+  );
+  await rejects(
+    ["--model", "", "--max_steps", "1"],
+    /^fledge: train: --model is empty; give a path or a hub id/,
+  );
+  await rejects(
+    [
+      "--config",
+      await yaml("a.yaml", "learning_rate: 0.5\n"),
+      "--config",
+      await yaml("b.yaml", "max_steps: 1\n"),
+    ],
+    /^fledge: train: --config is given 2 times \(\S+a\.yaml, \S+b\.yaml\); give one file \(flags override its fields\)$/,
+  );
   await rejects(
     ["--max_seq_length", "0", "--max_length", "64"],
     /train: --max_seq_length and --max_length both set max_seq_length; give one/,

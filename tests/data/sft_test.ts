@@ -421,10 +421,11 @@ Deno.test("buildSftExamples() rejects bad rows in one line naming the row and th
   rejects({ prompt: "hi" }, /field "completion" is missing/);
   rejects(
     { prompt: "hi", completion: [{ role: "assistant", content: "yo" }] },
-    /both be strings or both be message lists/,
+    /both be strings or both be message lists, got a string and a list/,
   );
   rejects({ title: "hi" }, /field "text" is missing \(columns: title\).*dataset_text_field/);
   rejects({ text: 3 }, /field "text" is a number, not text/);
+  rejects({ text: null }, /field "text" is null, not text/); // (it had said "missing (columns: text)")
   rejects({ prompt: "a", completion: "b" }, /assistant_only_loss needs conversational rows/, {
     assistant_only_loss: true,
   });
