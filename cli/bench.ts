@@ -8,7 +8,7 @@
 import { parseFlags } from "../util/flags.ts";
 import { BENCHMARKS, benchTable, DEFAULT_BENCHMARKS, runBenchmarks } from "../bench/run.ts";
 import { type CliIO, type Command, helpList } from "./command.ts";
-import { writeFileAtomic } from "../util/atomic.ts";
+import { pathExists, writeFileAtomic } from "../util/atomic.ts";
 
 const USAGE = `usage: deno task cli bench [--only NAME ...] [--quick] [--json] [--output FILE]
        deno task bench [...]     the same, with --output bench/out/results.jsonl
@@ -24,7 +24,8 @@ ${helpList(BENCHMARKS, 29)};
   --quick                    smaller sizes (seconds instead of minutes)
   --json                     one JSON object {"adapter", "records": [...]} instead of JSON lines + table
   --output FILE              also write the records there as JSON lines (atomically; it replaces
-                             the file: the newest run's results)
+                             an earlier run's results file; any other file only with --overwrite)
+  --overwrite                replace an --output file that is not a results file
   -h, --help                 this text`;
 
 const FLAGS = {
@@ -32,7 +33,19 @@ const FLAGS = {
   quick: { type: "boolean" },
   json: { type: "boolean" },
   output: { type: "string" },
+  overwrite: { type: "boolean" },
 } as const;
+
+/** Whether `path`'s first line is a benchmark record (an earlier run's --output). */
+async function isResultsFile(path: string): Promise<boolean> {
+  const text = await Deno.readTextFile(path).catch(() => "");
+  try {
+    const r = JSON.parse(text.slice(0, text.indexOf("\n") >>> 0));
+    return typeof r === "object" && r !== null && ["op", "ms", "backend"].every((k) => k in r);
+  } catch {
+    return false;
+  }
+}
 
 /** The `bench` command. */
 export const command: Command = {
@@ -44,6 +57,13 @@ export const command: Command = {
 async function benchRun(args: string[], io: CliIO): Promise<void> {
   const v = parseFlags("bench", args, FLAGS);
   if (v.help) return io.stdout(USAGE + "\n");
+  // before minutes of benchmarks: never over someone's file unasked (a data file had been replaced)
+  if (v.output && !v.overwrite && await pathExists(v.output) && !(await isResultsFile(v.output))) {
+    throw new Deno.errors.AlreadyExists(
+      `bench: --output ${v.output} exists and is not a benchmark results file; pass --overwrite to replace ` +
+        `it, or choose another file`,
+    );
+  }
   const result = await runBenchmarks({
     only: v.only,
     quick: v.quick,

@@ -60,6 +60,18 @@ Deno.test("bench --only block --quick prints JSON lines and a table; --json one 
   // --output: the same records as JSON lines
   const file = (await Deno.readTextFile(saved)).trimEnd().split("\n").map((l) => JSON.parse(l));
   assert.deepEqual(file, obj.records);
+  // an earlier run's results are replaced; another file only with --overwrite, refused before any
+  // benchmark runs (a data file given as --output had been replaced by results)
+  const again = await cliProcess(["bench", "--only=block", "--quick", "--json", "--output", saved]);
+  assert.equal(again.code, 0, again.err);
+  const data = join(dir, "data.jsonl");
+  await Deno.writeTextFile(data, '{"text": "mine"}\n');
+  assertFails(
+    await cliProcess(["bench", "--only=block", "--output", data]),
+    2,
+    /^fledge: bench: --output \S+data\.jsonl exists and is not a benchmark results file; pass --overwrite/,
+  );
+  assert.equal(await Deno.readTextFile(data), '{"text": "mine"}\n');
   await Deno.remove(dir, { recursive: true });
   assert.equal(typeof obj.adapter, "string");
   assert.deepEqual(obj.records.map((r: { op: string }) => r.op), records.map((r) => r.op));
