@@ -5,7 +5,7 @@
  * @module
  */
 import { createHash } from "node:crypto";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import type { AdamW } from "../kernels/optim.ts";
 import { fromHfConfig, toHfConfig } from "../models/config.ts";
 import type { Tokenizer } from "../models/tokenizer/tokenizer.ts";
@@ -20,6 +20,7 @@ import {
   verifyCheckpoint,
 } from "./checkpoint.ts";
 import { loadTrainingConfig, type TrainingConfig } from "./config.ts";
+import { pathExists } from "../util/atomic.ts";
 
 /** Settings that change which blocks an update sees or what a step computes. */
 const DATA_ORDER_KEYS = [
@@ -69,7 +70,7 @@ export interface ResumeInputs {
 async function pickCheckpoint(r: ResumeInputs): Promise<string> {
   const want = r.config.resume_from_checkpoint;
   if (typeof want === "string") {
-    const problem = await verifyCheckpoint(want);
+    const problem = (await pathExists(want)) ? await verifyCheckpoint(want) : "it does not exist";
     if (problem !== null) {
       throw new SyntaxError(
         `Cannot resume from checkpoint ${want}: ${problem}; pick another checkpoints/step-N folder ` +
@@ -78,12 +79,19 @@ async function pickCheckpoint(r: ResumeInputs): Promise<string> {
     }
     return want;
   }
+  const skipped: string[] = [];
   const dir = await latestCheckpoint(r.root, {
-    onSkip: (d, why) => r.log(`resume: skipping ${d}: ${why}`),
+    onSkip: (d, why) => {
+      r.log(`resume: skipping ${d}: ${why}`);
+      skipped.push(`${basename(d)}: ${why}`);
+    },
   });
-  if (dir === null) {
+  if (dir === null) { // a damaged one is named: it may be restored rather than the run thrown away
     throw new RangeError(
-      `Cannot resume: no complete checkpoint in ${r.root}; start the run again without ` +
+      `Cannot resume: no complete checkpoint in ${r.root}${
+        skipped.length ? ` (${skipped.join("; ")})` : ""
+      }; ` +
+        `${skipped.length ? "restore one, or " : ""}start the run again without ` +
         `resume_from_checkpoint (with overwrite_output_dir: true where the folder holds its config and logs)`,
     );
   }

@@ -348,6 +348,31 @@ Deno.test("an output_dir holding a run is refused unless overwrite_output_dir or
     () => run(be, { output_dir: dir, max_steps: 3, resume_from_checkpoint: true }),
     /Cannot resume: no complete checkpoint in .*checkpoints/,
   );
+  // a damaged checkpoint is named with what is wrong (the message had named no file)
+  await run(be, {
+    output_dir: dir,
+    max_steps: 1,
+    save_strategy: "steps",
+    save_steps: 1,
+    overwrite_output_dir: true,
+  });
+  const weights = join(dir, "checkpoints", "step-1", "model.safetensors");
+  await Deno.truncate(weights, 100);
+  await assert.rejects(
+    () =>
+      run(be, {
+        output_dir: dir,
+        max_steps: 2,
+        save_strategy: "steps",
+        save_steps: 1,
+        resume_from_checkpoint: true,
+      }),
+    /no complete checkpoint in \S+checkpoints \(step-1: .+\); restore one, or start the run again/,
+  );
+  await assert.rejects( // (it had said "trainer_state.json is missing")
+    () => run(be, { output_dir: dir, max_steps: 2, resume_from_checkpoint: join(dir, "nope") }),
+    /Cannot resume from checkpoint \S+nope: it does not exist; pick another/,
+  );
   await Deno.remove(dir, { recursive: true });
 });
 
