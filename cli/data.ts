@@ -13,6 +13,7 @@ import { type FlagSpecs, parseFlags } from "../util/flags.ts";
 import {
   destination,
   isDirSync,
+  isFileSync,
   moveFileAtomic,
   pathExists,
   readNamedTextFile,
@@ -335,10 +336,12 @@ function inspectReport(path: string, field: string, splits: SplitSummary[], toke
 }
 
 /** A local tokenizer folder (tokenizer.json), with a clear error otherwise. */
-async function tokenizerAt(dir: string): Promise<Tokenizer> {
+async function tokenizerAt(path: string): Promise<Tokenizer> {
+  // the tokenizer.json file itself names its folder (it had been told it has no tokenizer.json)
+  const dir = basename(path) === "tokenizer.json" && isFileSync(path) ? dirname(path) : path;
   if (!(await pathExists(join(dir, "tokenizer.json")))) {
     throw new Deno.errors.NotFound(
-      `data inspect: --tokenizer ${dir} has no tokenizer.json; give a local tokenizer or model folder`,
+      `data inspect: --tokenizer ${path} has no tokenizer.json; give a local tokenizer or model folder`,
     );
   }
   return await loadTokenizer(dir);
@@ -460,6 +463,9 @@ async function split(positional: string | undefined, args: string[], io: CliIO):
 // ---- output -----------------------------------------------------------------------------------
 
 function outputFormat(cmd: string, path: string): "jsonl" | "csv" | "tsv" {
+  if (isDirSync(path)) {
+    throw new TypeError(`${cmd}: --output ${path} is a folder; name a .jsonl, .csv or .tsv file`);
+  }
   const ext = extname(path).toLowerCase();
   if (ext === ".jsonl" || ext === ".csv" || ext === ".tsv") return ext.slice(1) as "jsonl" | "csv" | "tsv";
   throw new TypeError(

@@ -93,6 +93,15 @@ const FLAGS = {
   json: { type: "boolean" },
 } as const;
 
+/**
+ * Check `eval`'s flags as the command reads them (choices, numbers), without running it: an eval
+ * job's config at `queue submit`.
+ * @throws {TypeError} / {RangeError} one line naming the flag
+ */
+export function checkEvalFlags(args: string[]): void {
+  parseFlags("eval", args, FLAGS);
+}
+
 /** The flag names of `eval` (what an eval job of the queue may set). */
 export const EVAL_FLAG_NAMES: readonly string[] = Object.freeze(Object.keys(FLAGS));
 

@@ -18,7 +18,7 @@ import {
   openQueue,
   runWorker,
 } from "../training/queue.ts";
-import { command as evalCommand, EVAL_FLAG_NAMES, EVAL_SWITCHES } from "./eval.ts";
+import { checkEvalFlags, command as evalCommand, EVAL_FLAG_NAMES, EVAL_SWITCHES } from "./eval.ts";
 import type { CliIO, Command } from "./command.ts";
 
 const QUEUE_OPT = `  --queue ADDRESS            kv:PATH (this machine; default ${DEFAULT_QUEUE}) or
@@ -123,21 +123,26 @@ const FLAGS = {
 
 type Sub = keyof typeof FLAGS;
 
-/**
- * The `eval` job handler: `deno task cli eval` in this process, its flags from the job's config
- * (`{model: "runs/x", max_samples: 8}` -> `--model runs/x --max_samples 8`), its `--json` metrics the result.
- */
-async function evalJob(job: JobInfo, ctx: JobContext): Promise<JobOutcome> {
+/** An eval job's config as `deno task cli eval` flags (`{model: "runs/x", max_samples: 8}` -> `--model runs/x --max_samples 8`). */
+function evalArgs(config: Record<string, unknown>): string[] {
   const args: string[] = [];
-  for (const [k, v] of Object.entries(job.config)) {
+  for (const [k, v] of Object.entries(config)) {
     // false is a switch's default (null an option's), except where the run saved it on: split_lines
     if (v === false && k === "split_lines") args.push("--no_split_lines");
     if (v === false || v === null || v === undefined || k === "json") continue;
     args.push(`--${k}`);
     if (v !== true) args.push(Array.isArray(v) ? v.join(",") : String(v));
   }
+  return args;
+}
+
+/**
+ * The `eval` job handler: `deno task cli eval` in this process, its flags from the job's config
+ * (`{model: "runs/x", max_samples: 8}` -> `--model runs/x --max_samples 8`), its `--json` metrics the result.
+ */
+async function evalJob(job: JobInfo, ctx: JobContext): Promise<JobOutcome> {
   let out = "";
-  await evalCommand.run([...args, "--json"], {
+  await evalCommand.run([...evalArgs(job.config), "--json"], {
     stdout: (s) => out += s,
     stderr: (s) => ctx.log(s.trimEnd()),
   });
@@ -234,6 +239,14 @@ async function queueRun(args: string[], io: CliIO): Promise<number | void> {
             }; its fields are the ` +
               `flags of deno task cli eval: ${EVAL_FLAG_NAMES.filter((k) => k !== "json").join(", ")}`,
           );
+        }
+        try { // its values as eval reads them (task: clasification had failed only when a worker ran it)
+          checkEvalFlags(evalArgs(spec.config));
+        } catch (e) {
+          if (e instanceof Error) {
+            e.message = `${cmd}: ${v.config}: ${e.message.replace(/ \(see `[^`]*`\)$/, "")}`;
+          }
+          throw e;
         }
       }
       const jobId = await withQueue(v.queue, (q) => q.submit(spec));

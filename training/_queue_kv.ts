@@ -9,6 +9,7 @@
  * @module
  */
 import { dirname } from "node:path";
+import { isDirSync } from "../util/atomic.ts";
 import {
   DEFAULT_MAX_ATTEMPTS,
   type JobInfo,
@@ -79,6 +80,11 @@ export async function openKvQueue(path: string, url: string): Promise<JobQueue> 
     throw new Error(
       `Cannot open the queue ${url}: Deno KV is unstable in Deno ${Deno.version.deno}; run deno with ` +
         `--unstable-kv (deno task cli sets it through deno.json)`,
+    );
+  }
+  if (isDirSync(path)) { // (sqlite had said "unable to open database file", exit 1)
+    throw new TypeError(
+      `Cannot open queue ${url}: ${path} is a folder; give a file, e.g. kv:${path}/queue.db`,
     );
   }
   await Deno.mkdir(dirname(path), { recursive: true });

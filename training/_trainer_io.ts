@@ -12,7 +12,7 @@ import type { Tensor } from "../kernels/tensor.ts";
 import { removeStaleTemps, type TrainerState } from "./checkpoint.ts";
 import { mergeAdapter, saveAdapter } from "./peft.ts";
 import type { TrainingConfig } from "./config.ts";
-import { pathExists, removeAtomic, writeDirAtomic, writeFileAtomic } from "../util/atomic.ts";
+import { isFileSync, pathExists, removeAtomic, writeDirAtomic, writeFileAtomic } from "../util/atomic.ts";
 import { formatMetric } from "../util/format.ts";
 
 /**
@@ -48,6 +48,9 @@ export const RUN_ARTIFACTS = [
  */
 export async function prepareOutputDir(out: string, config: TrainingConfig): Promise<boolean> {
   const existed = await pathExists(out);
+  if (existed && isFileSync(out)) { // (it had said "not writable (File exists (os error 17): mkdir ...)")
+    throw new TypeError(`Cannot train: output_dir ${out} is a file, not a folder; choose a folder`);
+  }
   const fix = "choose a writable output_dir";
   try {
     await Deno.mkdir(out, { recursive: true });

@@ -24,7 +24,7 @@ import { defaultGamma, splitTrials, TPE_DEFAULTS, tpeSampleParam } from "./_sear
 import { medianDecision } from "./_search_prune.ts";
 import { searchStudy } from "./_search_run.ts";
 import { searchStudyQueued } from "./_search_parallel.ts";
-import { readNamedTextFile } from "../util/atomic.ts";
+import { pathExists, readNamedTextFile } from "../util/atomic.ts";
 
 /** A sampled value: a number for `float` / `int`, one of the choices for `categorical`. */
 export type ParamValue = string | number | boolean | null;
@@ -503,6 +503,12 @@ export async function loadSearchConfig(
       throw new TypeError(`Cannot load search config ${path}: give base or base_config, not both`);
     }
     const basePath = resolve(dirname(path), obj.base_config);
+    if (!(await pathExists(basePath))) { // named with the field that names it (it had named only the path)
+      throw new Deno.errors.NotFound(
+        `Cannot load search config ${path}: base_config ${obj.base_config} (${basePath}) does not exist; ` +
+          `fix the path (it is relative to the search file's folder)`,
+      );
+    }
     const { base_config: _, ...rest } = obj;
     return checkSearchConfig({ ...rest, base: await loadTrainingConfig(basePath, { warn }) }, path, {
       warn,

@@ -106,6 +106,17 @@ Deno.test("data inspect --json: counts per split, fields, chars and tokens match
   );
   assert.deepEqual(train.rows, records.slice(0, 2));
   assert.equal(json.splits[1].rows.length, 2);
+  // the tokenizer.json file itself counts the same tokens (it had been told it has no tokenizer.json)
+  const byFile = await cliProcess([
+    "data",
+    "inspect",
+    folder,
+    "--tokenizer",
+    join(tokDir, "tokenizer.json"),
+    "--json",
+  ]);
+  assert.equal(byFile.code, 0, byFile.err);
+  assert.deepEqual(JSON.parse(byFile.out).splits[0].tokens, train.tokens);
   // a single file, --text_field, and the text report with a few rows
   const one = await cliProcess(["data", "inspect", file, "--text_field", "id", "--json"]);
   const split = JSON.parse(one.out).splits[0];
@@ -192,6 +203,20 @@ Deno.test("data clean runs the YAML pipeline, writes atomically and refuses to o
     ]),
     2,
     /data clean: .*clean is a folder; clean one file at a time/,
+  );
+  // an output that is a folder (it had said 'cannot write "no extension" files')
+  assertFails(
+    await cliProcess([
+      "data",
+      "clean",
+      "--config",
+      pipeline,
+      join(tmp, "clean", "mixed.jsonl"),
+      "--output",
+      tmp,
+    ]),
+    2,
+    /^fledge: data clean: --output \S+ is a folder; name a \.jsonl, \.csv or \.tsv file$/,
   );
 });
 

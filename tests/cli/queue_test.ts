@@ -303,6 +303,22 @@ Deno.test("queue: submit refuses a bad job file; cancel removes a waiting job; e
       2,
       /max_samples: false is no value \(it is not a switch\); give a value, or drop it for the default/,
     );
+    // an eval job's values as eval reads them, at submit (a worker had failed it later)
+    await Deno.writeTextFile(
+      join(dir, "ev3.yaml"),
+      "kind: eval\nconfig:\n  model: runs/x\n  task: clasification\n",
+    );
+    assertFails(
+      await cli(["queue", "submit", "--queue", url, "-c", join(dir, "ev3.yaml")]),
+      2,
+      /queue submit: \S+ev3\.yaml: eval: --task clasification is not one of summarization, translation, classification; did you mean classification\?$/,
+    );
+    // a folder as the queue file (sqlite had said "unable to open database file", exit 1)
+    assertFails(
+      await cli(["queue", "status", "--queue", `kv:${dir}`]),
+      2,
+      /^fledge: Cannot open queue kv:\S+: \S+ is a folder; give a file, e.g\. kv:\S+\/queue\.db$/,
+    );
     assertFails(await cli(["queue", "submit", "--queue", url]), 2, /missing --config/);
     assertFails(await cli(["queue", "stats"]), 2, /unknown command "stats"/);
     assertFails(

@@ -433,6 +433,12 @@ Deno.test("loadSearchConfig() reads base_config beside the YAML and names file:l
       /bad\.yaml:3: space\.warmup_step: unknown config field; did you mean warmup_steps\?/,
     );
     await assert.rejects(() => loadSearchConfig(`${dir}/none.yaml`), Deno.errors.NotFound);
+    await Deno.writeTextFile(`${dir}/lost.yaml`, "base_config: gone.yaml\nspace: {}\n");
+    await assert.rejects(() => loadSearchConfig(`${dir}/lost.yaml`), {
+      name: "NotFound",
+      message:
+        /^Cannot load search config \S+lost\.yaml: base_config gone\.yaml \(\S+gone\.yaml\) does not exist; fix the path/,
+    });
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

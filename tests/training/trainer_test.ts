@@ -315,6 +315,16 @@ Deno.test("an unwritable output_dir fails before training and leaves nothing beh
   });
   await assert.rejects(() => trainer.train(), /Cannot train: output_dir .*file\/run is not writable/);
   assert.equal(steps, 0);
+  const onFile = createTrainer({ // (it had said "not writable (File exists (os error 17): mkdir ...)")
+    model: Transformer.init(mc, be),
+    config: getTrainingArgs({ output_dir: join(dir, "file"), max_steps: 2 }),
+    train_dataset: train,
+    progress: false,
+  });
+  await assert.rejects(
+    () => onFile.train(),
+    /^TypeError: Cannot train: output_dir \S+file is a file, not a folder; choose a folder$/,
+  );
   if (Deno.uid() !== 0) {
     await Deno.mkdir(join(dir, "locked"), { mode: 0o500 });
     const t2 = createTrainer({
