@@ -131,6 +131,26 @@ export function checkSeedSamples(
   );
 }
 
+/**
+ * Refuse sampling at temperature 0 when the folder's generation_config.json set it (HF refuses it
+ * too): named by the file, not as a `generate()` option the user never wrote.
+ * @throws {RangeError} naming the file and the fix
+ */
+export function checkFolderTemperature(
+  cmd: string,
+  doSample: boolean | undefined,
+  temperature: number | undefined,
+  gc: GenerationConfig,
+  dir: string,
+): void {
+  if (temperature !== undefined || gc.temperature !== 0 || !(doSample ?? gc.do_sample ?? false)) return;
+  throw new RangeError(
+    `${cmd}: ${join(dir, "generation_config.json")} sets temperature 0${
+      doSample === undefined ? " with do_sample true" : ""
+    }, and sampling needs a temperature > 0; pass --greedy, or --temperature T`,
+  );
+}
+
 /** The values of {@linkcode SAMPLER_FLAGS}. */
 export interface SamplerFlagValues {
   greedy: boolean;

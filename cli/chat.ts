@@ -20,7 +20,14 @@ import { loadModel } from "../models/pretrained.ts";
 import type { Transformer } from "../models/transformer.ts";
 import { type ChatMessage, loadTokenizer, type Tokenizer } from "../models/tokenizer/tokenizer.ts";
 import type { CliIO, Command } from "./command.ts";
-import { checkSeedSamples, createStreamer, modelFolder, SAMPLER_FLAGS, samplerOptions } from "./_model.ts";
+import {
+  checkFolderTemperature,
+  checkSeedSamples,
+  createStreamer,
+  modelFolder,
+  SAMPLER_FLAGS,
+  samplerOptions,
+} from "./_model.ts";
 import { readNamedTextFile } from "../util/atomic.ts";
 
 const USAGE = `usage: deno task cli chat --model DIR_OR_ID [--system TEXT] [--prompt TEXT] [options]
@@ -108,6 +115,7 @@ async function chatRun(args: string[], io: CliIO): Promise<void> {
   }
   const gc = await loadGenerationConfig(dir);
   checkSeedSamples("chat", v.seed, sampler.do_sample, gc, dir);
+  checkFolderTemperature("chat", sampler.do_sample, sampler.temperature, gc, dir);
   const system: ChatMessage[] = v.system === undefined ? [] : [{ role: "system", content: v.system }];
   // Render once up front: a template that cannot render the conversation fails before the model loads.
   tok.applyChatTemplate([...system, { role: "user", content: "hi" }], {

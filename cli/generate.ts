@@ -19,7 +19,14 @@ import { generateOnnx, OnnxDecoder } from "../models/onnx_runtime.ts";
 import { readJsonFile } from "../util/json.ts";
 import { loadTokenizer } from "../models/tokenizer/tokenizer.ts";
 import type { CliIO, Command } from "./command.ts";
-import { checkSeedSamples, createStreamer, modelFolder, SAMPLER_FLAGS, samplerOptions } from "./_model.ts";
+import {
+  checkFolderTemperature,
+  checkSeedSamples,
+  createStreamer,
+  modelFolder,
+  SAMPLER_FLAGS,
+  samplerOptions,
+} from "./_model.ts";
 
 const USAGE = `usage: deno task cli generate --model DIR_OR_ID (--prompt TEXT | --input_ids 1,2,3) [options]
 
@@ -112,6 +119,7 @@ async function generateRun(args: string[], io: CliIO): Promise<void> {
   gen.generation_config = await loadGenerationConfig(dir);
   gen.tokenizer = tokenizer;
   checkSeedSamples("generate", v.seed, gen.do_sample, gen.generation_config, dir);
+  checkFolderTemperature("generate", gen.do_sample, gen.temperature, gen.generation_config, dir);
   // Beam search picks its best hypothesis at the end: nothing to stream (HF refuses it too).
   const beams = (gen.num_beams ?? gen.generation_config.num_beams ?? 1) > 1;
   if (!beams && v.length_penalty !== undefined) {

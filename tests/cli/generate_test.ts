@@ -193,6 +193,17 @@ Deno.test("generate rejects bad flags, a missing folder and a prompt without a t
     /^generate: --max_new_tokens is given more than once; the last value, 3, is used$/m,
   );
   await fails([...m, "--prompt", "hi"], /--prompt needs a tokenizer, but .*llama has no tokenizer\.json/);
+  // a folder's generation_config.json sampling at temperature 0 is named (it had been called a
+  // generate() option); --greedy is the way out
+  await withTokenizer(async (d) => {
+    await Deno.remove(join(d, "generation_config.json"));
+    await Deno.writeTextFile(join(d, "generation_config.json"), '{"do_sample": true, "temperature": 0}');
+    await fails(
+      ["--model", d, "--input_ids", "1"],
+      /^fledge: generate: \S+generation_config\.json sets temperature 0 with do_sample true, and sampling needs a temperature > 0; pass --greedy, or --temperature T$/,
+    );
+    await run(["--model", d, "--input_ids", "1", "--greedy", "--max_new_tokens", "2", "--backend", "cpu"]);
+  });
   await fails(
     [...m, "--input_ids", "1", "--temperature", "-1", "--backend", "cpu"],
     /temperature: must be >= 0/,
