@@ -123,8 +123,10 @@ function nodeDecoded(
         }
         if (failed || output.destroyed) return;
       }
-    } catch (e) {
+    } catch (e) { // the source failed: said by pull (a classic stream's destroy drops the error)
+      failed = e as Error;
       input.destroy(e as Error);
+      output.destroy(e as Error);
     }
   })();
   return new ReadableStream({
@@ -134,7 +136,11 @@ function nodeDecoded(
         if (b) return c.enqueue(new Uint8Array(b.buffer, b.byteOffset, b.byteLength));
         if (failed) throw failed;
         if (ended) return c.close();
-        await wait([[output, "readable"], [output, "end"], [output, "error"], [input, "error"]]);
+        if (output.destroyed) throw new Error("the decoder stopped before the end of its input");
+        await wait([[output, "readable"], [output, "end"], [output, "error"], [output, "close"], [
+          input,
+          "error",
+        ]]);
       }
     },
     cancel: (why) => {
@@ -157,7 +163,10 @@ async function decoded(
     }
     case "zstd":
       return zstdStream(source);
-    case "xz": { // xz-utils' decoder in WebAssembly, concatenated streams included
+    case "xz": {
+      // xz-utils' decoder in WebAssembly, concatenated streams included. It has one decoder per
+      // process: a second .xz stream waits until the first ends or is cancelled, so every reader
+      // here closes its stream however it stops (and two .xz files are never read interleaved)
       const m = await import("npm:xz-decompress@^0.2.3");
       return new m.default.XzReadableStream(source) as ReadableStream<Uint8Array>;
     }
@@ -180,6 +189,13 @@ async function openBytes(path: string): Promise<ReadableStream<Uint8Array>> {
   } catch (e) {
     if (!(e instanceof Deno.errors.NotFound)) throw e;
     throw new Deno.errors.NotFound(`Cannot read ${path}: no such file`);
+  }
+  if (codec !== null && (await file.stat()).size === 0) { // (an empty .bz2 had read as no records)
+    file.close();
+    throw new TypeError(
+      `Cannot read ${path}: not a complete ${codec} file (it is empty); check it (${codec} -t) and download ` +
+        `or compress it again`,
+    );
   }
   return codec === null ? file.readable : await decoded(file.readable, codec);
 }

@@ -59,35 +59,38 @@ export async function* streamCsv(
   let n = 0;
   if (n >= max) return;
   const chunks = readTextChunks(path);
-  for (let done = false; !done;) {
-    const next = await chunks.next();
-    done = next.done === true;
-    const rows = done ? parser.end() : parser.push(next.value as string);
-    for (const { fields, line } of rows) {
-      if (!header) {
-        header = fields;
-        const dup = header.find((h, i) => header!.indexOf(h) !== i);
-        if (dup !== undefined) {
+  // closed however the loop ends: a bad row, max_samples, or a consumer that stops early (a
+  // decoder left open had held its file, and xz's one decoder every later .xz read of the process)
+  try {
+    for (let done = false; !done;) {
+      const next = await chunks.next();
+      done = next.done === true;
+      const rows = done ? parser.end() : parser.push(next.value as string);
+      for (const { fields, line } of rows) {
+        if (!header) {
+          header = fields;
+          const dup = header.find((h, i) => header!.indexOf(h) !== i);
+          if (dup !== undefined) {
+            throw new SyntaxError(
+              `Cannot read ${path}:${line}: the header names column "${dup}" twice; rename one`,
+            );
+          }
+          continue;
+        }
+        if (fields.length !== header.length) {
           throw new SyntaxError(
-            `Cannot read ${path}:${line}: the header names column "${dup}" twice; rename one`,
+            `Cannot read ${path}:${line}: the row has ${fields.length} fields but the header has ${header.length} ` +
+              `(${header.join(", ")}); quote fields that contain the delimiter, or fix the row`,
           );
         }
-        continue;
-      }
-      if (fields.length !== header.length) {
-        throw new SyntaxError(
-          `Cannot read ${path}:${line}: the row has ${fields.length} fields but the header has ${header.length} ` +
-            `(${header.join(", ")}); quote fields that contain the delimiter, or fix the row`,
-        );
-      }
-      const rec: Record<string, unknown> = {};
-      for (let i = 0; i < header.length; i++) rec[header[i]] = fields[i];
-      yield select(rec, `${path}:${line}`);
-      if (++n >= max) {
-        await chunks.return(undefined);
-        return;
+        const rec: Record<string, unknown> = {};
+        for (let i = 0; i < header.length; i++) rec[header[i]] = fields[i];
+        yield select(rec, `${path}:${line}`);
+        if (++n >= max) return;
       }
     }
+  } finally {
+    await chunks.return(undefined);
   }
   if (!header) throw new SyntaxError(`Cannot read ${path}: the file is empty; it needs a header row`);
 }

@@ -5,6 +5,7 @@ import { detectFormat, findSplitFiles, readDataset, streamDataset } from "../../
 import { writeJsonl } from "../../data/jsonl.ts";
 import { writeCsv } from "../../data/csv.ts";
 import { readTextDocuments } from "../../data/text_dataset.ts";
+import { readWholeText } from "../../data/_lines.ts";
 import { assertFails, cli } from "../cli/_cli.ts";
 
 const dir = await Deno.makeTempDir({ prefix: "fledge-compressed-" });
@@ -93,6 +94,31 @@ Deno.test("xz and bzip2 files made by their tools, each two streams concatenated
       ),
     });
   }
+  // a CSV read stopped early closes its decoder: xz-decompress has one per process, which every
+  // later .xz read waited on for ever
+  const csv = fixture.replace("rows.jsonl.zst", "rows.csv.xz");
+  for await (const r of streamDataset(csv)) { // a consumer that stops at the first record
+    assert.deepEqual(r, { id: "r0", text: "text 0" });
+    break;
+  }
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const later = await Promise.race([
+    readDataset(fixture.replace(/zst$/, "xz"), { max_samples: 1 }),
+    new Promise((_, reject) => timer = setTimeout(() => reject(new Error("the next .xz read hung")), 10_000)),
+  ]).finally(() => clearTimeout(timer));
+  assert.deepEqual(later, want.slice(0, 1));
+  // an empty compressed file, and a read error under bzip2 (a folder by that name): one line each
+  // (an empty .bz2 had read as no records, the folder had hung)
+  for (const ext of ["xz", "bz2", "gz"]) {
+    await Deno.writeFile(`${dir}/empty.jsonl.${ext}`, new Uint8Array());
+    await assert.rejects(readDataset(`${dir}/empty.jsonl.${ext}`), {
+      message: /empty\.jsonl\.\w+: not a complete \w+ file \(it is empty\)/,
+    });
+  }
+  await Deno.mkdir(`${dir}/folder.jsonl.bz2`);
+  await assert.rejects(readWholeText(`${dir}/folder.jsonl.bz2`), {
+    message: /folder\.jsonl\.bz2: not a complete bzip2 file/,
+  });
   // a folder's .xz split
   const d = `${dir}/xzfolder`;
   await Deno.mkdir(d);
