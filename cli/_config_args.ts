@@ -29,7 +29,7 @@ const ALIASES: Record<string, keyof TrainingConfig> = {
   dataset_config_name: "dataset_config", // run_clm.py's
 };
 
-const FLAGS: Record<string, FlagSpec> = { config: { type: "list", short: "c" } };
+const FLAGS: Record<string, FlagSpec> = { config: { type: "string", short: "c" } };
 for (const k of [...TRAINING_CONFIG_KEYS, ...Object.keys(ALIASES)]) FLAGS[k] = { type: "string" };
 
 /** A flag's value: JSON when it parses, else text; a number-like value of a `text` field stays text. */
@@ -67,16 +67,7 @@ export async function configFromArgs(
     named[field] = k;
     overrides[field] = parseFlagValue(s, TEXT_FIELDS.has(field));
   }
-  const files = (v.config ?? []) as string[];
-  if (files.length > 1) { // two files would have to merge; the last had replaced the first without a word
-    throw new TypeError(
-      `${cmd}: --config is given ${files.length} times (${
-        files.join(", ")
-      }); give one file (flags override its fields)`,
-    );
-  }
-  if (files[0] === "") throw new TypeError(`${cmd}: --config is empty; give a config file`);
-  const file = files[0] as string | undefined;
+  const file = v.config as string | undefined; // (given once, and not empty: parseFlags refuses both)
   if (!file && !Object.keys(overrides).length) {
     throw new TypeError(
       `${cmd}: give --config ${opts.example} and/or --<field> value flags (see \`deno task cli ${cmd} --help\`)`,

@@ -91,10 +91,19 @@ function brief(e: unknown): string {
   return (lines.length > 1 ? lines.slice(1) : lines).map((l) => l.replace(/^- /, "")).join("; ");
 }
 
-function int(p: Problems, key: string, v: unknown, min: number): number | null {
+function int(
+  p: Problems,
+  key: string,
+  v: unknown,
+  min: number,
+  max = Number.MAX_SAFE_INTEGER,
+): number | null {
   if (v === undefined || v === null) return null;
-  if (!Number.isInteger(v) || (v as number) < min) {
-    p.range(key, `expected an integer >= ${min}, got ${show(v)}`);
+  if (!Number.isInteger(v) || (v as number) < min || (v as number) > max) {
+    p.range(
+      key,
+      `expected an integer >= ${min}${max < Number.MAX_SAFE_INTEGER ? ` and <= ${max}` : ""}, got ${show(v)}`,
+    );
     return null;
   }
   return v as number;
@@ -198,7 +207,8 @@ export function checkSearchConfig(
   if (obj.n_trials == null && obj.timeout == null && sampler !== "grid") {
     p.range("n_trials", "set n_trials and/or timeout (seconds), or the search would never end");
   }
-  const seed = obj.seed === undefined ? (base?.seed ?? 42) : int(p, "seed", obj.seed, 0) ?? 0;
+  // the samplers' generator takes 32 bits: seeds 2^32 apart had drawn the same trials
+  const seed = obj.seed === undefined ? (base?.seed ?? 42) : int(p, "seed", obj.seed, 0, 0xffffffff) ?? 0;
   const study_dir = obj.study_dir;
   if (typeof study_dir !== "string" || !study_dir) {
     p.type("study_dir", `expected the folder of the study (e.g. runs/lr-search), got ${show(study_dir)}`);

@@ -134,7 +134,14 @@ export function parseFlags<const S extends FlagSpecs>(
     }
     // a value flag given twice: the last wins, as in argparse (a command line and an override put
     // after it), and the first is said to be dropped, not lost without a word
-    if (takesValue(all[name]) && all[name].type !== "list" && seen.has(name)) repeated.add(name);
+    if (takesValue(all[name]) && all[name].type !== "list" && seen.has(name)) {
+      if (ONCE.has(name)) {
+        throw new TypeError(
+          `${cmd}: --${name} is given more than once; give one file (flags override its fields)${see}`,
+        );
+      }
+      repeated.add(name);
+    }
     seen.add(name);
     const next = args[i + 1];
     if (!rest && takesValue(all[name]) && next !== undefined) {
@@ -196,29 +203,36 @@ export function parseFlags<const S extends FlagSpecs>(
 }
 
 /**
- * Flags that name a file, folder, model or queue: an empty value there is a mistake (an unset shell
- * variable, `--config=`), which had been read as no flag at all or failed deep inside.
+ * Flags that name a file, folder, model, queue or split, with what to give: an empty value there is a
+ * mistake (an unset shell variable, `--config=`), which had been read as no flag at all or failed
+ * deep inside.
  */
-const PATH_FLAGS: ReadonlySet<string> = new Set([
-  "adapter",
-  "config",
-  "data",
-  "dataset",
-  "input",
-  "model",
-  "model_name_or_path",
-  "output",
-  "output_dir",
-  "queue",
-  "tokenizer",
-]);
+const NON_EMPTY: Readonly<Record<string, string>> = Object.freeze({
+  adapter: "a path",
+  adapter_output: "a path",
+  cache_dir: "a path",
+  chat_template: "a path",
+  config: "a path",
+  data: "a path",
+  dataset: "a path or a hub id",
+  input: "a path",
+  model: "a path or a hub id",
+  model_name_or_path: "a path or a hub id",
+  output: "a path",
+  output_dir: "a path",
+  predictions: "a path",
+  queue: "a queue (kv:PATH or redis://host:port)",
+  split: "a split name",
+  tokenizer: "a path",
+});
+
+/** Flags that may be given once: two config files would have to merge, and the last had replaced the first. */
+const ONCE: ReadonlySet<string> = new Set(["config"]);
 
 function convert(cmd: string, name: string, f: FlagSpec, s: string, see: string): string | number {
   const at = `${cmd}: --${name} ${s === "" ? '""' : s}`;
-  if (s === "" && PATH_FLAGS.has(name)) {
-    throw new TypeError(
-      `${cmd}: --${name} is empty; give a path${name === "model" ? " or a hub id" : ""}${see}`,
-    );
+  if (s === "" && Object.hasOwn(NON_EMPTY, name)) {
+    throw new TypeError(`${cmd}: --${name} is empty; give ${NON_EMPTY[name]}${see}`);
   }
   if (f.type === "string") {
     if (f.choices && !f.choices.includes(s)) {

@@ -295,6 +295,9 @@ Deno.test("validateSearchConfig() refuses empty and inverted ranges, unknown fie
   assert.match(e.message, /space\.learning_rate: -1 makes an invalid config: .*learning_rate/);
   e = refusal({ space: { learning_rate: { type: "float", low: 0, high: 1, log: true } } });
   assert.match(e.message, /must be > 0 with log: true/);
+  // a seed the samplers' 32-bit generator would alias (2^32 + 1 drew seed 1's trials)
+  e = refusal({ seed: 2 ** 32 + 1 });
+  assert.match(e.message, /seed: expected an integer >= 0 and <= 4294967295, got 4294967297/);
   // found at load rather than after trials: a float range on an integer field (each trial failed on a
   // fraction), a section's field over a base without that section (full training became LoRA), and an
   // eval_steps no trial reaches (a whole trial trained first, and then bound the study to it)

@@ -103,6 +103,14 @@ Deno.test("parseFlags() takes the last of a value flag given twice, as argparse 
     warn: (l) => notes.push(l),
   });
   assert.deepEqual(notes, [], "a switch or a list flag twice is no news");
+  // but two config files would have to merge: refused (the first had been dropped with that note)
+  fails(["-c", "a.yaml", "--config", "b.yaml"], TypeError, /--config is given more than once; give one file/);
+});
+
+Deno.test("parseFlags() refuses an empty path, model or config (an unset shell variable had been no flag at all)", () => {
+  fails(["--model", ""], TypeError, /--model is empty; give a path or a hub id/);
+  fails(["--config="], TypeError, /--config is empty; give a path/);
+  assert.equal(parse(["--stop", ""]).stop?.[0], "", "other flags keep an empty value");
 });
 
 Deno.test("parseFlags() checks types: TypeError for the wrong kind, RangeError out of range", () => {
