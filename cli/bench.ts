@@ -38,7 +38,18 @@ const FLAGS = {
 
 /** Whether `path`'s first line is a benchmark record (an earlier run's --output). */
 async function isResultsFile(path: string): Promise<boolean> {
-  const text = await Deno.readTextFile(path).catch(() => "");
+  let text = "";
+  try { // its first line only (a large file is not read whole)
+    const f = await Deno.open(path);
+    try {
+      const buf = new Uint8Array(64 * 1024);
+      text = new TextDecoder().decode(buf.subarray(0, (await f.read(buf)) ?? 0));
+    } finally {
+      f.close();
+    }
+  } catch {
+    return false;
+  }
   try {
     const r = JSON.parse(text.slice(0, text.indexOf("\n") >>> 0));
     return typeof r === "object" && r !== null && ["op", "ms", "backend"].every((k) => k in r);
@@ -58,7 +69,8 @@ async function benchRun(args: string[], io: CliIO): Promise<void> {
   const v = parseFlags("bench", args, FLAGS);
   if (v.help) return io.stdout(USAGE + "\n");
   // before minutes of benchmarks: never over someone's file unasked (a data file had been replaced)
-  if (v.output && !v.overwrite && await pathExists(v.output) && !(await isResultsFile(v.output))) {
+  const existed = v.output ? await pathExists(v.output) : false;
+  if (v.output && !v.overwrite && existed && !(await isResultsFile(v.output))) {
     throw new Deno.errors.AlreadyExists(
       `bench: --output ${v.output} exists and is not a benchmark results file; pass --overwrite to replace ` +
         `it, or choose another file`,
@@ -70,7 +82,10 @@ async function benchRun(args: string[], io: CliIO): Promise<void> {
     onRecord: v.json ? undefined : (r) => io.stdout(JSON.stringify(r) + "\n"),
   });
   if (v.output) {
-    await writeFileAtomic(v.output, result.records.map((r) => JSON.stringify(r) + "\n").join(""));
+    // not over a file that appeared during the run (a results file there at the start is replaced)
+    await writeFileAtomic(v.output, result.records.map((r) => JSON.stringify(r) + "\n").join(""), {
+      replace: existed || v.overwrite,
+    });
   }
   if (v.json) {
     return io.stdout(JSON.stringify({ adapter: result.adapter, records: result.records }) + "\n");

@@ -283,6 +283,8 @@ async function evalRun(args: string[], io: CliIO): Promise<void> {
     const d = await loadTaskData(task, {
       dataset: v.data,
       ...(st.isDirectory && v.split !== undefined ? { eval_split: v.split } : {}),
+      // a folder of the scored split alone (a test split): its columns and labels are read from it
+      ...(layout && !splitFilesOf(layout, "train") ? { train_split: split } : {}),
       ...(settings?.translation_direction ? { translation_direction: settings.translation_direction } : {}),
       ...(source ? { source_column: source } : {}),
       ...(target ? { target_column: target } : {}),
@@ -291,22 +293,21 @@ async function evalRun(args: string[], io: CliIO): Promise<void> {
     examples = st.isDirectory ? d.validation : d.train;
     labels = d.labels;
   } else if (settings) {
-    // --split: another split of the run's dataset (a hub dataset's or a folder's test split)
-    if (
-      v.split !== undefined &&
-      (settings.dataset === "debian" || settings.eval_file || isFileSync(settings.dataset))
-    ) {
+    // --split: another split of the run's dataset (a hub dataset's or a folder's test split);
+    // validation is the one it scores anyway
+    const other = v.split !== undefined && v.split !== "validation" ? v.split : undefined;
+    if (other && (settings.dataset === "debian" || settings.eval_file || isFileSync(settings.dataset))) {
       throw new TypeError(
-        `eval: --split ${v.split} names a split of the run's dataset, and ${
+        `eval: --split ${other} names a split of the run's dataset, and ${
           settings.dataset === "debian"
             ? "the Debian data has train and validation files only"
-            : `${settings.dataset} is one file${
-              settings.eval_file ? ` (scored on eval_file ${settings.eval_file})` : ""
-            }`
+            : settings.eval_file
+            ? `the run scored its eval_file ${settings.eval_file}`
+            : `${settings.dataset} is one file`
         }; give the examples as --data FILE`,
       );
     }
-    const d = await recipeData(settings, seed, v.split);
+    const d = await recipeData(settings, seed, other);
     // --max_samples over the run's max_eval_samples: a run that scored 200 can score them all
     const n = v.max_samples ?? settings.max_eval_samples;
     examples = n ? d.validation.slice(0, n) : d.validation;

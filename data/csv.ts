@@ -4,7 +4,7 @@
  * where needed.
  * @module
  */
-import { stringifyJson } from "../util/json.ts";
+import { binaryField, binaryRefusal, stringifyJson } from "../util/json.ts";
 import { readTextChunks, writeTextPieces } from "./_lines.ts";
 import { CsvParser } from "./_csv_parser.ts";
 import { checkSelectOptions, collect, type SelectOptions, selector } from "./_select.ts";
@@ -145,14 +145,8 @@ export async function writeCsv(
         }
         yield columns.map((c) => quote(c, d)).join(d) + "\n";
       }
-      const bytes = columns.find((c) => r[c] instanceof Uint8Array);
-      if (bytes !== undefined) {
-        throw new TypeError(
-          `Cannot write ${path}: record ${i} field "${bytes}" holds binary data (${
-            (r[bytes] as Uint8Array).length
-          } bytes), which a CSV cell cannot hold; drop that column from the input`,
-        );
-      }
+      const bytes = binaryField(Object.fromEntries(columns.map((c) => [c, r[c]])));
+      if (bytes !== null) throw binaryRefusal(path, i, bytes, "a CSV cell");
       yield columns.map((c) => quote(r[c], d)).join(d) + "\n";
       i++;
     }

@@ -3,7 +3,7 @@
  * holding an array of objects or `{ "data": [...] }` (Hugging Face `datasets`' `field`).
  * @module
  */
-import { parseJson, parseJsonExact, stringifyJson } from "../util/json.ts";
+import { binaryField, binaryRefusal, parseJson, parseJsonExact, stringifyJson } from "../util/json.ts";
 import { readLines, readWholeText, writeTextPieces } from "./_lines.ts";
 import { checkSelectOptions, collect, type SelectOptions, selector } from "./_select.ts";
 
@@ -178,14 +178,9 @@ export async function writeJsonl(
   async function* lines() {
     let i = 0;
     for await (const r of records) {
-      try {
-        yield stringifyJson(r) + "\n";
-      } catch (e) { // binary data: named with the record, before anything is put in place
-        if (!(e instanceof TypeError)) throw e;
-        throw new TypeError(
-          `Cannot write ${path}: record ${i} ${e.message}; drop that column from the input`,
-        );
-      }
+      const bytes = binaryField(r); // named by its column, before anything is put in place
+      if (bytes !== null) throw binaryRefusal(path, i, bytes, "JSON");
+      yield stringifyJson(r) + "\n";
       i++;
     }
   }

@@ -132,6 +132,17 @@ function topColumns(md: FileMetaData): string[] {
 }
 
 /**
+ * Top-level ENUM columns (Avro's and Thrift's labels): text, though hyparquet decodes only STRING
+ * and UTF8 annotations as text once binary columns stay bytes.
+ */
+function enumColumns(md: FileMetaData): string[] {
+  return parquetSchema(md).children.filter((c) =>
+    c.element.type === "BYTE_ARRAY" &&
+    (c.element.converted_type === "ENUM" || c.element.logical_type?.type === "ENUM")
+  ).map((c) => c.element.name);
+}
+
+/**
  * Stream the records of a parquet file, one row group at a time.
  *
  * @param path the `.parquet` file
@@ -172,6 +183,7 @@ export async function* streamParquet(
         }; fix columns to name one of these`,
       );
     }
+    const enums = enumColumns(md), utf8 = new TextDecoder();
     let row = 0;
     for (const group of md.row_groups) {
       if (row >= max) return;
@@ -193,6 +205,7 @@ export async function* streamParquet(
         throw corrupt(path, e);
       }
       for (const r of rows) {
+        for (const c of enums) if (r[c] instanceof Uint8Array) r[c] = utf8.decode(r[c] as Uint8Array);
         yield select(plain(r) as Record<string, unknown>, `${path} row ${row}`);
         row++;
       }

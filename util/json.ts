@@ -267,3 +267,35 @@ export function valueKind(v: unknown): string {
   const t = typeof v;
   return t === "object" || t === "undefined" ? `an ${t}` : `a ${t}`;
 }
+
+/** Whether `v` holds binary data (a `Uint8Array`) at any depth. */
+function holdsBytes(v: unknown): boolean {
+  if (v instanceof Uint8Array) return true;
+  if (Array.isArray(v)) return v.some(holdsBytes);
+  return typeof v === "object" && v !== null && Object.values(v).some(holdsBytes);
+}
+
+/**
+ * The first top-level field of `record` that holds binary data at any depth (a parquet binary
+ * column; an HF `Image` column's `{bytes, path}`), or null: what a writer names when it refuses it.
+ * @example
+ * ```ts
+ * import { binaryField } from "./json.ts";
+ * if (binaryField({ text: "a", img: { bytes: new Uint8Array(2), path: null } }) !== "img") throw new Error();
+ * ```
+ */
+export function binaryField(record: Record<string, unknown>): string | null {
+  for (const [k, v] of Object.entries(record)) if (holdsBytes(v)) return k;
+  return null;
+}
+
+/**
+ * A writer's refusal of binary data: `Cannot write <path>: record <i> column "<c>" holds binary
+ * data, which <format> cannot hold; drop that column from the input`.
+ */
+export function binaryRefusal(path: string, record: number, column: string, format: string): TypeError {
+  return new TypeError(
+    `Cannot write ${path}: record ${record} column "${column}" holds binary data, which ${format} cannot ` +
+      `hold; drop that column from the input`,
+  );
+}

@@ -279,7 +279,8 @@ Deno.test("export of a fine-tuned run folder: base + adapter GGUF, or merged wit
         }
       }
     })();
-    const raced = await cli(["export", "--model", run, "--output", late, "--outtype", "f32"]);
+    // (a subprocess: the watcher here answers while the export runs, not between its awaits)
+    const raced = await cliProcess(["export", "--model", run, "--output", late, "--outtype", "f32"]);
     watcher.close();
     await appear;
     assertFails(

@@ -124,11 +124,35 @@ Deno.test("a binary column (BYTE_ARRAY without a string annotation) is read as b
   await assert.rejects(writeJsonl(`${dir}/out.jsonl`, rows), {
     name: "TypeError",
     message:
-      /^Cannot write \S+out\.jsonl: record 0 field "image" holds binary data \(3 bytes\), which JSON cannot hold; drop that column from the input$/,
+      /^Cannot write \S+out\.jsonl: record 0 column "image" holds binary data, which JSON cannot hold; drop that column from the input$/,
   });
   await assert.rejects(writeCsv(`${dir}/out.csv`, rows), {
     message:
-      /^Cannot write \S+out\.csv: record 0 field "image" holds binary data \(3 bytes\), which a CSV cell cannot hold/,
+      /^Cannot write \S+out\.csv: record 0 column "image" holds binary data, which a CSV cell cannot hold/,
+  });
+  // an ENUM column (Avro's labels) is text, as a STRING one
+  const enumFile = `${dir}/enum.parquet`;
+  await Deno.writeFile(
+    enumFile,
+    new Uint8Array(parquetWriteBuffer({
+      columnData: [{
+        name: "kind",
+        data: [new TextEncoder().encode("game"), new TextEncoder().encode("lib")],
+      }],
+      schema: [
+        { name: "root", num_children: 1 },
+        { name: "kind", type: "BYTE_ARRAY", converted_type: "ENUM", repetition_type: "REQUIRED" },
+      ],
+    })),
+  );
+  assert.deepEqual(await readParquet(enumFile), [{ kind: "game" }, { kind: "lib" }]);
+  // nested, as HF's Image column holds it ({bytes, path}): named by its column (it had said field "bytes")
+  const nested = [{ text: "a", img: { bytes: new Uint8Array(2), path: null } }];
+  await assert.rejects(writeJsonl(`${dir}/out.jsonl`, nested), {
+    message: /record 0 column "img" holds binary data/,
+  });
+  await assert.rejects(writeCsv(`${dir}/out.csv`, nested), {
+    message: /^Cannot write \S+out\.csv: record 0 column "img"/,
   });
   assert.deepEqual([...Deno.readDirSync(dir)].filter((e) => e.name.startsWith("out")), [], "nothing written");
   await assert.rejects(

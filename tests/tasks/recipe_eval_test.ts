@@ -53,6 +53,13 @@ Deno.test("cli eval scores a model folder on a data file with --task", async () 
       2,
       /eval: --split test names a split of the run's dataset, and the Debian data has train and validation files only; give the examples as --data FILE/,
     );
+    // its validation split is what it scores anyway (it had been refused too)
+    const val = await cliProcess(["eval", "--model", out, "--split", "validation", "--json"]);
+    assert.equal(val.code, 0, val.err);
+    assert.deepEqual(
+      JSON.parse(val.out),
+      JSON.parse((await cliProcess(["eval", "--model", out, "--json"])).out),
+    );
     const file = join(root, "rows.jsonl");
     await Deno.writeTextFile(
       file,
@@ -226,6 +233,13 @@ Deno.test("cli eval reads --data as its run read its data: direction, a folder's
     assert.equal(scored[0].n, 3);
     assert.deepEqual(scored[0], scored[1]);
     assert.deepEqual(scored[0], scored[2], "the run's own folder, its test split");
+    // a folder of the test split alone (its columns read from it: "could not find split train" had)
+    const only = join(root, "test-only");
+    await Deno.mkdir(only);
+    await Deno.copyFile(join(pairs, "test.jsonl"), join(only, "test.jsonl"));
+    const alone = await cliProcess(["eval", "--model", out, "--data", only, "--split", "test", "--json"]);
+    assert.equal(alone.code, 0, alone.err);
+    assert.deepEqual(JSON.parse(alone.out), scored[0]);
     for (
       const [args, re] of [
         [["--data", pairs, "--split", "dev"], /holds no dev split file .*; its splits: [a-z, ]*test/],
