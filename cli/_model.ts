@@ -147,7 +147,7 @@ export function checkFolderTemperature(
   throw new RangeError(
     `${cmd}: ${join(dir, "generation_config.json")} sets temperature 0${
       doSample === undefined ? " with do_sample true" : ""
-    }, and sampling needs a temperature > 0; pass --greedy, or --temperature T`,
+    }, and sampling needs a temperature > 0; pass --temperature T, or --greedy (without --seed)`,
   );
 }
 

@@ -8,7 +8,7 @@
 import { parseFlags } from "../util/flags.ts";
 import { BENCHMARKS, benchTable, DEFAULT_BENCHMARKS, runBenchmarks } from "../bench/run.ts";
 import { type CliIO, type Command, helpList } from "./command.ts";
-import { pathExists, writeFileAtomic } from "../util/atomic.ts";
+import { pathExists, refuseFolder, writeFileAtomic } from "../util/atomic.ts";
 
 const USAGE = `usage: deno task cli bench [--only NAME ...] [--quick] [--json] [--output FILE]
        deno task bench [...]     the same, with --output bench/out/results.jsonl
@@ -69,6 +69,7 @@ async function benchRun(args: string[], io: CliIO): Promise<void> {
   const v = parseFlags("bench", args, FLAGS);
   if (v.help) return io.stdout(USAGE + "\n");
   // before minutes of benchmarks: never over someone's file unasked (a data file had been replaced)
+  if (v.output) await refuseFolder(v.output); // before the benchmarks, not after them
   const existed = v.output ? await pathExists(v.output) : false;
   if (v.output && !v.overwrite && existed && !(await isResultsFile(v.output))) {
     throw new Deno.errors.AlreadyExists(

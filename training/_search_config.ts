@@ -96,13 +96,13 @@ function int(
   key: string,
   v: unknown,
   min: number,
-  max = Number.MAX_SAFE_INTEGER,
+  max = Infinity,
 ): number | null {
   if (v === undefined || v === null) return null;
   if (!Number.isInteger(v) || (v as number) < min || (v as number) > max) {
     p.range(
       key,
-      `expected an integer >= ${min}${max < Number.MAX_SAFE_INTEGER ? ` and <= ${max}` : ""}, got ${show(v)}`,
+      `expected an integer >= ${min}${max < Infinity ? ` and <= ${max}` : ""}, got ${show(v)}`,
     );
     return null;
   }

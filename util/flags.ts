@@ -113,7 +113,7 @@ export function parseFlags<const S extends FlagSpecs>(
   // Normalize names to the underscore spelling, find unknown flags (with the spelling typed), and
   // join `--flag -2` into `--flag=-2` (parseArgs would read -2 as an option).
   const norm: string[] = [];
-  const seen = new Set<string>(), repeated = new Set<string>();
+  const seen = new Set<string>(), repeated = new Set<string>(), twice = new Set<string>();
   for (let i = 0; i < args.length; i++) {
     const a = args[i];
     if (a === "--") {
@@ -135,12 +135,8 @@ export function parseFlags<const S extends FlagSpecs>(
     // a value flag given twice: the last wins, as in argparse (a command line and an override put
     // after it), and the first is said to be dropped, not lost without a word
     if (takesValue(all[name]) && all[name].type !== "list" && seen.has(name)) {
-      if (ONCE.has(name)) {
-        throw new TypeError(
-          `${cmd}: --${name} is given more than once; give one file (flags override its fields)${see}`,
-        );
-      }
-      repeated.add(name);
+      if (ONCE.has(name)) twice.add(name);
+      else repeated.add(name);
     }
     seen.add(name);
     const next = args[i + 1];
@@ -182,6 +178,9 @@ export function parseFlags<const S extends FlagSpecs>(
 
   // With --help nothing else is read: a command prints its usage and returns.
   if (raw.help === true) return { help: true } as Flags<S>;
+  for (const name of twice) {
+    throw new TypeError(`${cmd}: --${name} is given more than once; give one file${see}`);
+  }
   const out: Record<string, unknown> = { help: false };
   const missing = Object.entries(specs).filter(([name, f]) => f.required && raw[name] === undefined);
   if (missing.length) {
@@ -215,6 +214,7 @@ const NON_EMPTY: Readonly<Record<string, string>> = Object.freeze({
   config: "a path",
   data: "a path",
   dataset: "a path or a hub id",
+  dataset_name: "a path or a hub id",
   input: "a path",
   model: "a path or a hub id",
   model_name_or_path: "a path or a hub id",

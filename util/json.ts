@@ -268,11 +268,14 @@ export function valueKind(v: unknown): string {
   return t === "object" || t === "undefined" ? `an ${t}` : `a ${t}`;
 }
 
-/** Whether `v` holds binary data (a `Uint8Array`) at any depth. */
-function holdsBytes(v: unknown): boolean {
+/** Whether `v` would write binary data (a `Uint8Array`) at any depth, as `JSON.stringify` walks it. */
+function holdsBytes(v: unknown, seen = new Set<object>()): boolean {
   if (v instanceof Uint8Array) return true;
-  if (Array.isArray(v)) return v.some(holdsBytes);
-  return typeof v === "object" && v !== null && Object.values(v).some(holdsBytes);
+  if (typeof v !== "object" || v === null || seen.has(v)) return false; // (a cycle: JSON.stringify names it)
+  seen.add(v);
+  const toJSON = (v as { toJSON?: unknown }).toJSON;
+  if (typeof toJSON === "function") return holdsBytes(toJSON.call(v), seen);
+  return (Array.isArray(v) ? v : Object.values(v)).some((x) => holdsBytes(x, seen));
 }
 
 /**
@@ -285,6 +288,7 @@ function holdsBytes(v: unknown): boolean {
  * ```
  */
 export function binaryField(record: Record<string, unknown>): string | null {
+  if (typeof record !== "object" || record === null) return null;
   for (const [k, v] of Object.entries(record)) if (holdsBytes(v)) return k;
   return null;
 }

@@ -200,7 +200,7 @@ Deno.test("generate rejects bad flags, a missing folder and a prompt without a t
     await Deno.writeTextFile(join(d, "generation_config.json"), '{"do_sample": true, "temperature": 0}');
     await fails(
       ["--model", d, "--input_ids", "1"],
-      /^fledge: generate: \S+generation_config\.json sets temperature 0 with do_sample true, and sampling needs a temperature > 0; pass --greedy, or --temperature T$/,
+      /^fledge: generate: \S+generation_config\.json sets temperature 0 with do_sample true, and sampling needs a temperature > 0; pass --temperature T, or --greedy \(without --seed\)$/,
     );
     await run(["--model", d, "--input_ids", "1", "--greedy", "--max_new_tokens", "2", "--backend", "cpu"]);
   });

@@ -105,7 +105,7 @@ Deno.test("train: bad YAML, unknown fields and flags, negative learning rate are
       "--config",
       await yaml("b.yaml", "max_steps: 1\n"),
     ],
-    /^fledge: train: --config is given more than once; give one file \(flags override its fields\)/,
+    /^fledge: train: --config is given more than once; give one file/,
   );
   await rejects(
     ["--max_seq_length", "0", "--max_length", "64"],

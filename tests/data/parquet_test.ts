@@ -155,6 +155,16 @@ Deno.test("a binary column (BYTE_ARRAY without a string annotation) is read as b
     message: /^Cannot write \S+out\.csv: record 0 column "img"/,
   });
   assert.deepEqual([...Deno.readDirSync(dir)].filter((e) => e.name.startsWith("out")), [], "nothing written");
+  // what JSON.stringify writes decides: toJSON's value, and a cycle is its own error, not a stack overflow
+  const custom = { raw: new Uint8Array(1), toJSON: () => "ok" };
+  await writeJsonl(`${dir}/custom.jsonl`, [{ meta: custom }]);
+  assert.equal(await Deno.readTextFile(`${dir}/custom.jsonl`), '{"meta":"ok"}\n');
+  const cyclic: Record<string, unknown> = { a: 1 };
+  cyclic.self = cyclic;
+  await assert.rejects(writeJsonl(`${dir}/cyclic.jsonl`, [cyclic]), {
+    name: "TypeError",
+    message: /circular/,
+  });
   await assert.rejects(
     loadTaskData("summarization", { dataset: file, source_column: "image", target_column: "text" }),
     { message: /column "image" is <3 bytes>, expected a string/ },

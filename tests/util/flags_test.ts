@@ -105,6 +105,7 @@ Deno.test("parseFlags() takes the last of a value flag given twice, as argparse 
   assert.deepEqual(notes, [], "a switch or a list flag twice is no news");
   // but two config files would have to merge: refused (the first had been dropped with that note)
   fails(["-c", "a.yaml", "--config", "b.yaml"], TypeError, /--config is given more than once; give one file/);
+  assert.deepEqual(parse(["-c", "a.yaml", "-c", "b.yaml", "--help"]), { help: true }, "--help first");
 });
 
 Deno.test("parseFlags() refuses an empty path, model or config (an unset shell variable had been no flag at all)", () => {
