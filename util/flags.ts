@@ -133,7 +133,8 @@ export function parseFlags<const S extends FlagSpecs>(
       continue;
     }
     // a value flag given twice: the last wins, as in argparse (a command line and an override put
-    // after it), and the first is said to be dropped, not lost without a word
+    // after it), and the first is said to be dropped, not lost without a word; a config file twice
+    // is refused (ONCE): two files would have to merge
     if (takesValue(all[name]) && all[name].type !== "list" && seen.has(name)) {
       if (ONCE.has(name)) twice.add(name);
       else repeated.add(name);
