@@ -131,15 +131,35 @@ function topColumns(md: FileMetaData): string[] {
   return parquetSchema(md).children.map((c) => c.element.name);
 }
 
+type SchemaNode = ReturnType<typeof parquetSchema>;
+
+const isEnum = (n: SchemaNode) =>
+  n.element.type === "BYTE_ARRAY" &&
+  (n.element.converted_type === "ENUM" || n.element.logical_type?.type === "ENUM");
+
+/** Whether an ENUM column sits anywhere under `n`. */
+const hasEnum = (n: SchemaNode): boolean => isEnum(n) || n.children.some(hasEnum);
+
 /**
- * Top-level ENUM columns (Avro's and Thrift's labels): text, though hyparquet decodes only STRING
+ * `v` (a cell read by hyparquet under schema node `n`) with its ENUM values as text (Avro's and
+ * Thrift's labels, at any depth: a struct's field, a list's elements). hyparquet decodes only STRING
  * and UTF8 annotations as text once binary columns stay bytes.
  */
-function enumColumns(md: FileMetaData): string[] {
-  return parquetSchema(md).children.filter((c) =>
-    c.element.type === "BYTE_ARRAY" &&
-    (c.element.converted_type === "ENUM" || c.element.logical_type?.type === "ENUM")
-  ).map((c) => c.element.name);
+function enumsAsText(v: unknown, n: SchemaNode, utf8: TextDecoder): unknown {
+  if (isEnum(n)) return v instanceof Uint8Array ? utf8.decode(v) : v;
+  if (!n.children.length || v === null || typeof v !== "object" || !hasEnum(n)) return v;
+  const list = n.element.converted_type === "LIST" || n.element.logical_type?.type === "LIST";
+  if (list && Array.isArray(v)) { // LIST -> repeated group -> element (or a 2-level list's repeated leaf)
+    const rep = n.children[0];
+    const item = rep.children.length === 1 ? rep.children[0] : rep;
+    return v.map((x) => enumsAsText(x, item, utf8));
+  }
+  if (Array.isArray(v)) return v;
+  const out = v as Record<string, unknown>;
+  for (const c of n.children) {
+    if (Object.hasOwn(out, c.element.name)) out[c.element.name] = enumsAsText(out[c.element.name], c, utf8);
+  }
+  return out;
 }
 
 /**
@@ -183,7 +203,7 @@ export async function* streamParquet(
         }; fix columns to name one of these`,
       );
     }
-    const enums = enumColumns(md), utf8 = new TextDecoder();
+    const root = parquetSchema(md), utf8 = new TextDecoder(), enums = hasEnum(root);
     let row = 0;
     for (const group of md.row_groups) {
       if (row >= max) return;
@@ -205,7 +225,7 @@ export async function* streamParquet(
         throw corrupt(path, e);
       }
       for (const r of rows) {
-        for (const c of enums) if (r[c] instanceof Uint8Array) r[c] = utf8.decode(r[c] as Uint8Array);
+        if (enums) enumsAsText(r, root, utf8);
         yield select(plain(r) as Record<string, unknown>, `${path} row ${row}`);
         row++;
       }

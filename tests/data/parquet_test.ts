@@ -146,6 +146,30 @@ Deno.test("a binary column (BYTE_ARRAY without a string annotation) is read as b
     })),
   );
   assert.deepEqual(await readParquet(enumFile), [{ kind: "game" }, { kind: "lib" }]);
+  // ... at any depth: a struct's field and a list's elements
+  const enc = (t: string) => new TextEncoder().encode(t);
+  const nestedEnum = `${dir}/enum-nested.parquet`;
+  await Deno.writeFile(
+    nestedEnum,
+    new Uint8Array(parquetWriteBuffer({
+      columnData: [
+        { name: "meta", data: [{ kind: enc("game") }, { kind: enc("lib") }] },
+        { name: "tags", data: [[enc("a"), enc("b")], []] },
+      ],
+      schema: [
+        { name: "root", num_children: 2 },
+        { name: "meta", num_children: 1, repetition_type: "OPTIONAL" },
+        { name: "kind", type: "BYTE_ARRAY", converted_type: "ENUM", repetition_type: "OPTIONAL" },
+        { name: "tags", num_children: 1, converted_type: "LIST", repetition_type: "OPTIONAL" },
+        { name: "list", num_children: 1, repetition_type: "REPEATED" },
+        { name: "element", type: "BYTE_ARRAY", converted_type: "ENUM", repetition_type: "OPTIONAL" },
+      ],
+    })),
+  );
+  assert.deepEqual(await readParquet(nestedEnum), [
+    { meta: { kind: "game" }, tags: ["a", "b"] },
+    { meta: { kind: "lib" }, tags: [] },
+  ]);
   // nested, as HF's Image column holds it ({bytes, path}): named by its column (it had said field "bytes")
   const nested = [{ text: "a", img: { bytes: new Uint8Array(2), path: null } }];
   await assert.rejects(writeJsonl(`${dir}/out.jsonl`, nested), {
