@@ -253,6 +253,20 @@ Deno.test("cli eval reads --data as its run read its data: direction, a folder's
         ],
       ] as const
     ) assertFails(await cliProcess(["eval", "--model", out, ...args]), 2, re);
+    // a run on a file with an eval_file has no other split to score: said so
+    const fileRun = join(root, "file-run");
+    const fr = await recipe("translation", fileRun, [
+      "--dataset",
+      join(pairs, "train.jsonl"),
+      "--eval_file",
+      join(pairs, "validation.jsonl"),
+    ]);
+    assert.equal(fr.code, 0, fr.err);
+    assertFails(
+      await cliProcess(["eval", "--model", fileRun, "--split", "test"]),
+      2,
+      /--split test names a split of the run's dataset, and the run scored its eval_file \S+validation\.jsonl; give the examples as --data FILE/,
+    );
     // a dataset name is not a file
     assertFails(
       await cliProcess(["eval", "--model", out, "--data", "debian"]),
