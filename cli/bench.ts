@@ -68,8 +68,8 @@ export const command: Command = {
 async function benchRun(args: string[], io: CliIO): Promise<void> {
   const v = parseFlags("bench", args, FLAGS);
   if (v.help) return io.stdout(USAGE + "\n");
-  // before minutes of benchmarks: never over someone's file unasked (a data file had been replaced)
-  if (v.output) await refuseFolder(v.output); // before the benchmarks, not after them
+  // before minutes of benchmarks: never over a folder, nor someone's file unasked (a data file had been replaced)
+  if (v.output) await refuseFolder(v.output);
   const existed = v.output ? await pathExists(v.output) : false;
   if (v.output && !v.overwrite && existed && !(await isResultsFile(v.output))) {
     throw new Deno.errors.AlreadyExists(

@@ -27,6 +27,7 @@ import {
   findSplitLayout,
   readDataset,
   splitFilesOf,
+  splitNamesOf,
   streamDataset,
 } from "../data/readers.ts";
 import { writeJsonl } from "../data/jsonl.ts";
@@ -229,9 +230,7 @@ async function inspect(positional: string | undefined, args: string[], io: CliIO
   if (isDir) {
     // what training reads: a folder naming no split is one train split
     const layout = findSplitLayout(path, { config });
-    splits = layout.by === "none" && Object.keys(layout.splits).length
-      ? [["train", splitFilesOf(layout, "train")!]]
-      : Object.entries(layout.splits);
+    splits = splitNamesOf(layout).map((name) => [name, splitFilesOf(layout, name)!]);
     if (!splits.length) {
       throw new TypeError(
         `data inspect: ${path} holds no split files; expected e.g. train.jsonl, validation.csv or data/train-00000-of-00001.parquet`,

@@ -10,7 +10,7 @@ import { isFileSync, pathExists, writeFileAtomic } from "../util/atomic.ts";
 import { join } from "node:path";
 import { parse as parseYaml } from "npm:yaml@^2.9";
 import { loadTaskData, type TaskExample, type TaskKind } from "../data/task_data.ts";
-import { findSplitLayout, refuseCompressedOutput, splitFilesOf } from "../data/readers.ts";
+import { findSplitLayout, refuseCompressedOutput, splitFilesOf, splitNamesOf } from "../data/readers.ts";
 import { evaluateTask, taskPrompts } from "../evaluation/task_eval.ts";
 import type { Tokenizer } from "../models/tokenizer/tokenizer.ts";
 import { exportOnnx } from "../models/formats/onnx.ts";
@@ -256,11 +256,7 @@ async function evalRun(args: string[], io: CliIO): Promise<void> {
     const split = v.split ?? "validation";
     const layout = st.isDirectory ? findSplitLayout(v.data) : null;
     if (layout && !splitFilesOf(layout, split)) {
-      const found = layout.by !== "none"
-        ? Object.keys(layout.splits)
-        : splitFilesOf(layout, "train")
-        ? ["train"]
-        : [];
+      const found = splitNamesOf(layout);
       throw new Deno.errors.NotFound(
         `eval: --data ${v.data} holds no ${split} split file (${split}.jsonl, data/${split}-*.parquet, ...)` +
           `${found.length ? `; its splits: ${found.join(", ")}` : ""}; ` +

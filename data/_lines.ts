@@ -31,6 +31,12 @@ const COMPRESSIONS: Readonly<Record<string, Compression>> = Object.freeze({
 export const COMPRESSED_NAMES: string = Object.keys(COMPRESSIONS).map((e) => "." + e).join(", ")
   .replace(/, ([^,]*)$/, " or $1");
 
+/** `path` without its compression's extension (`train.tsv.gz` is `train.tsv`); any other name as it is. */
+export function withoutCompression(path: string): string {
+  const dot = path.lastIndexOf(".");
+  return Object.hasOwn(COMPRESSIONS, path.slice(dot + 1).toLowerCase()) ? path.slice(0, dot) : path;
+}
+
 /** Compressions that are refused, with the command that undoes each. */
 const UNREAD: Readonly<Record<string, string>> = Object.freeze({
   lz4: "unlz4",

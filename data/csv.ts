@@ -5,7 +5,7 @@
  * @module
  */
 import { binaryField, binaryRefusal, stringifyJson } from "../util/json.ts";
-import { readTextChunks, writeTextPieces } from "./_lines.ts";
+import { readTextChunks, withoutCompression, writeTextPieces } from "./_lines.ts";
 import { CsvParser } from "./_csv_parser.ts";
 import { checkSelectOptions, collect, type SelectOptions, selector } from "./_select.ts";
 
@@ -16,7 +16,7 @@ export interface CsvOptions extends SelectOptions {
 }
 
 function delimiterFor(path: string, delimiter?: string): string {
-  const d = delimiter ?? (/\.tsv(\.gz|\.zst|\.xz|\.bz2)?$/i.test(path) ? "\t" : ",");
+  const d = delimiter ?? (/\.tsv$/i.test(withoutCompression(path)) ? "\t" : ",");
   if (d.length !== 1 || d === '"' || d === "\n" || d === "\r") {
     throw new TypeError(
       `Cannot read ${path}: delimiter ${
@@ -145,7 +145,7 @@ export async function writeCsv(
         }
         yield columns.map((c) => quote(c, d)).join(d) + "\n";
       }
-      const bytes = binaryField(Object.fromEntries(columns.map((c) => [c, r[c]])));
+      const bytes = binaryField(r, columns);
       if (bytes !== null) throw binaryRefusal(path, i, bytes, "a CSV cell");
       yield columns.map((c) => quote(r[c], d)).join(d) + "\n";
       i++;

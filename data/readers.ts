@@ -12,7 +12,7 @@ import { readJson, streamJsonl } from "./jsonl.ts";
 import { streamParquet } from "./parquet.ts";
 import { hashFraction, pickSplit, shuffleRecords, type SplitOptions, splitRecords } from "./split.ts";
 import { streamText } from "./text.ts";
-import { COMPRESSED_NAMES, compressionOf } from "./_lines.ts";
+import { COMPRESSED_NAMES, compressionOf, withoutCompression } from "./_lines.ts";
 import { type CardConfig, cardPatterns, folderCardConfigs, globRegExp, pickCardConfig } from "./_card.ts";
 import { checkSelectOptions, type SelectOptions } from "./_select.ts";
 import { agree, checkBooleans, checkPathArg, refuseUnknownOptions } from "../util/problems.ts";
@@ -93,11 +93,6 @@ export function detectFormat(path: string): DataFormat {
     );
   }
   return f;
-}
-
-/** A file name without its compression's extension (`train.jsonl.gz` is `train.jsonl`). */
-function withoutCompression(name: string): string {
-  return compressionOf(name) ? name.slice(0, name.lastIndexOf(".")) : name;
 }
 
 /**
@@ -336,6 +331,12 @@ export function splitFilesOf(layout: SplitLayout, name: string): string[] | null
   if (layout.by !== "none") return layout.splits[name] ?? null;
   const all = Object.values(layout.splits).flat().sort();
   return name === "train" && all.length ? all : null;
+}
+
+/** The split names of a layout as HF reads the folder ({@linkcode splitFilesOf}): one naming no split has train alone. */
+export function splitNamesOf(layout: SplitLayout): string[] {
+  const names = Object.keys(layout.splits);
+  return layout.by !== "none" ? names : names.length ? ["train"] : [];
 }
 
 /**

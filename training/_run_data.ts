@@ -13,7 +13,7 @@
  * @module
  */
 import { join } from "node:path";
-import { detectFormat, findSplitLayout, splitFilesOf } from "../data/readers.ts";
+import { detectFormat, findSplitLayout, splitFilesOf, splitNamesOf } from "../data/readers.ts";
 import { packExamples, padExamples } from "../data/packing.ts";
 import { RowDataset } from "../data/row_dataset.ts";
 import { buildSftExamples, loadSftExamples, refuseCutToNothing, type SftExample } from "../data/sft.ts";
@@ -102,9 +102,7 @@ export function splitFiles(
   }
   const layout = findSplitLayout(data, { config: config.dataset_config });
   // a folder whose names say no split is one train split (HF), with no other to ask for
-  const names = layout.by === "none"
-    ? (Object.keys(layout.splits).length ? ["train"] : [])
-    : Object.keys(layout.splits);
+  const names = splitNamesOf(layout);
   const get = (name: string) => splitFilesOf(layout, name);
   const asked: [string, string | null][] = [
     ["dataset_train_split", config.dataset_train_split],

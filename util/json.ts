@@ -279,18 +279,18 @@ function holdsBytes(v: unknown, seen = new Set<object>()): boolean {
 }
 
 /**
- * The first top-level field of `record` that holds binary data at any depth (a parquet binary
- * column; an HF `Image` column's `{bytes, path}`), or null: what a writer names when it refuses it.
+ * The first top-level field of `record` (of `keys`, the ones written; default all) that holds binary
+ * data at any depth (a parquet binary column; an HF `Image` column's `{bytes, path}`), or null: what
+ * a writer names when it refuses it.
  * @example
  * ```ts
  * import { binaryField } from "./json.ts";
  * if (binaryField({ text: "a", img: { bytes: new Uint8Array(2), path: null } }) !== "img") throw new Error();
  * ```
  */
-export function binaryField(record: Record<string, unknown>): string | null {
+export function binaryField(record: Record<string, unknown>, keys?: readonly string[]): string | null {
   if (typeof record !== "object" || record === null) return null;
-  for (const [k, v] of Object.entries(record)) if (holdsBytes(v)) return k;
-  return null;
+  return (keys ?? Object.keys(record)).find((k) => holdsBytes(record[k])) ?? null;
 }
 
 /**
