@@ -25,6 +25,7 @@ import type { Tokenizer } from "../models/tokenizer/tokenizer.ts";
 // Re-exported so the `./tasks` entry point documents the targets it takes on its own.
 export type { RecipeTarget };
 import { createTrainer } from "../training/trainer.ts";
+import { refuseExistingRun } from "../training/run.ts";
 import type { TrainingConfig } from "../training/config.ts";
 import { acquireLock } from "../util/lock.ts";
 import { writeFileAtomic } from "../util/atomic.ts";
@@ -132,6 +133,8 @@ async function recipeRun(
   opts: RunRecipeOptions,
 ): Promise<RecipeResult> {
   const { settings: s } = recipe;
+  // an occupied output_dir is refused now, not after the data and a base model's pre-training
+  await refuseExistingRun(c);
 
   // ---- data ----
   const data = await recipeData(s, c.seed);

@@ -11,6 +11,8 @@ import { trainBpeTokenizer } from "../models/tokenizer/bpe.ts";
 import { loadTokenizer, type Tokenizer } from "../models/tokenizer/tokenizer.ts";
 import { latestCheckpoint } from "./checkpoint.ts";
 import { refuseExistingRun } from "./_trainer_io.ts";
+// for runners built on the Trainer (the recipes): check the run folder before any data or weights
+export { refuseExistingRun };
 import {
   buildRunDatasets,
   hubNamed,

@@ -484,10 +484,14 @@ Deno.test("recipes refuse bad input in one line before training", async () => {
     const mine = join(root, "mine");
     await Deno.mkdir(mine);
     await Deno.writeTextFile(join(mine, "metrics.json"), '{"mine": 1}');
-    r = await recipe("sst2", mine);
+    // before reading data or pre-training a base model (with an empty cache it had pre-trained first)
+    const empty = join(root, "empty-cache");
+    r = await tinyRecipe("sst2", mine, empty);
     assert.equal(r.code, 2, r.err);
     assert.match(r.err, /mine already holds a run \(metrics\.json\); .*set overwrite_output_dir: true/);
+    assert.doesNotMatch(r.err, /base model|pre-train/);
     assert.equal(await Deno.readTextFile(join(mine, "metrics.json")), '{"mine": 1}');
+    await assert.rejects(Deno.stat(join(empty, "base-models")), Deno.errors.NotFound);
     // packed rows whose label was cut off trained nothing (padded ones were refused): refused the same way
     r = await recipe("sst2", join(root, "pk"), ["--max_seq_length", "24", "--packing", "true"]);
     assert.equal(r.code, 2, r.err);
