@@ -10,8 +10,13 @@ export { assert };
 /** Repository root (absolute, no trailing slash), derived from this file's URL. */
 export const ROOT: string = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 
-/** The `../shared` folder beside the checkout (test fixtures and datasets). */
+/** The `../shared` folder beside the checkout (test fixtures and datasets); env `FLEDGE_SHARED`. */
 export const SHARED: string = Deno.env.get("FLEDGE_SHARED") ?? `${ROOT}/../shared`;
+// The library finds the Debian data by FLEDGE_DEBIAN_DATA, else beside the checkout: a shared folder
+// named by FLEDGE_SHARED holds it too (in-process and in the commands the tests start).
+if (Deno.env.get("FLEDGE_SHARED") && !Deno.env.get("FLEDGE_DEBIAN_DATA")) {
+  Deno.env.set("FLEDGE_DEBIAN_DATA", `${SHARED}/datasets/debian`);
+}
 
 /**
  * The architectures of `../shared/fixtures/hf-reference`: every folder there with a `config.json`,
