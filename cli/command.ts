@@ -4,7 +4,9 @@
  *
  * @module
  */
+import { tempLeftoversOf } from "../util/atomic.ts";
 import { writeErr, writeOut } from "../util/flags.ts";
+import { formatBytes } from "../util/format.ts";
 
 /** Where a command writes: its result on `stdout`, summaries and progress notes on `stderr`. */
 export interface CliIO {
@@ -48,4 +50,29 @@ export function helpList(items: readonly string[], indent: number, width = 100):
   }
   if (line) lines.push(line);
   return lines.map((l) => " ".repeat(indent) + l).join("\n");
+}
+
+/**
+ * Name the temp leftovers a killed earlier write of each path left beside it (a model-sized
+ * `out.gguf.tmp-...`), so their space can be taken back; they are not removed, since another
+ * command may be writing the same path now.
+ */
+export async function noteTempLeftovers(
+  io: CliIO,
+  cmd: string,
+  paths: readonly (string | null)[],
+): Promise<void> {
+  for (const path of paths) {
+    if (!path) continue;
+    for (const t of await tempLeftoversOf(path)) {
+      const size = await Deno.stat(t).then(
+        (s) => s.isFile ? `, ${formatBytes(s.size)}` : ", a folder",
+        () => "",
+      );
+      io.stderr(
+        `${cmd}: note: ${t}${size} is left over from an interrupted write of ${path}; ` +
+          `delete it unless another ${cmd} of ${path} is running\n`,
+      );
+    }
+  }
 }

@@ -27,7 +27,7 @@ import {
 import { fromHfConfig } from "../models/config.ts";
 import { hubDownload } from "../models/hub/hub.ts";
 import { readJsonFile } from "../util/json.ts";
-import type { CliIO, Command } from "./command.ts";
+import { type CliIO, type Command, noteTempLeftovers } from "./command.ts";
 import { noteAdapterBase } from "./_model.ts";
 
 const USAGE = `usage: deno task cli export --model DIR_OR_ID --output FILE [options]
@@ -295,6 +295,11 @@ async function exportRun(args: string[], io: CliIO): Promise<void> {
       );
     }
   }
+  await noteTempLeftovers(io, "export", [
+    v.output,
+    adapterOut,
+    format === "onnx" ? `${v.output}.data` : null,
+  ]);
   if (v.adapter_only) return await exportAdapterOnly(io, v, src.model, src.adapter!);
   const be = await createBackend(v.backend ?? "cpu");
   let model: Transformer | null = null;

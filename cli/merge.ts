@@ -13,7 +13,7 @@ import { TOKENIZER_FILES } from "../models/hub/hub.ts";
 import { join } from "node:path";
 import { isFileSync, writeDirAtomic } from "../util/atomic.ts";
 import { loadAdapter, mergeAdapter } from "../training/peft.ts";
-import type { CliIO, Command } from "./command.ts";
+import { type CliIO, type Command, noteTempLeftovers } from "./command.ts";
 import { noteAdapterBase } from "./_model.ts";
 
 const USAGE = `usage: deno task cli merge --model DIR_OR_ID --adapter DIR --output DIR [options]
@@ -120,6 +120,7 @@ async function mergeRun(args: string[], io: CliIO): Promise<void> {
         `pass --overwrite_output_dir to replace it, or choose a new folder`,
     );
   }
+  await noteTempLeftovers(io, "merge", [v.output]);
   const be = await createBackend(v.backend);
   try {
     const model = await loadModel(v.model, { backend: be });

@@ -397,6 +397,23 @@ export async function findTempLeftovers(dir: string): Promise<string[]> {
 }
 
 /**
+ * The temp leftovers of interrupted atomic writes of `path` itself (`<path>.tmp-<random>` beside
+ * it, file or folder): what a killed writer of that path left. Not removed here, since another
+ * writer of the same path may be running; a caller names them. Best effort: none when the folder
+ * cannot be read.
+ * @param path a file or folder that is (to be) written atomically
+ * @returns their paths, sorted
+ */
+export async function tempLeftoversOf(path: string): Promise<string[]> {
+  const prefix = `${basename(path)}.tmp-`;
+  try {
+    return (await findTempLeftovers(dirname(path))).filter((p) => basename(p).startsWith(prefix));
+  } catch {
+    return [];
+  }
+}
+
+/**
  * Whether something (file, folder, link) is at `path`: false when it or a parent is missing or a
  * parent is a file; other errors (permissions) are thrown.
  *

@@ -250,6 +250,18 @@ Deno.test("export --json writes a model folder as GGUF, read back by @huggingfac
     ]);
     assert.equal(again.code, 0, again.err);
     assert.equal((await parse(out)).metadata["general.name"], "mine");
+    // what a killed export of the same file left is named with its size, and kept (another export
+    // of it may be running); another file's temp is not this export's business
+    const left = `${out}.tmp-0123abcd-4567`, other = join(tmp, "other.gguf.tmp-89abcdef-0123");
+    for (const f of [left, other]) await Deno.writeFile(f, new Uint8Array(2048));
+    const noted = await cli(["export", "--model", model, "--output", out, "--outtype", "f32", "--overwrite"]);
+    assert.equal(noted.code, 0, noted.err);
+    assert.match(
+      noted.err,
+      /^export: note: .*llama-q8\.gguf\.tmp-0123abcd-4567, 2\.0 kB is left over from an interrupted write of .*llama-q8\.gguf; delete it unless another export of .*llama-q8\.gguf is running$/m,
+    );
+    assert.doesNotMatch(noted.err, /other\.gguf/);
+    for (const f of [left, other]) await Deno.stat(f);
   });
 });
 

@@ -13,6 +13,8 @@ const GPT2 = `${SHARED}/fixtures/hf-reference/gpt2`;
 
 Deno.test("merge writes a checkpoint that reproduces the DoRA adapter's logits", async () => {
   const out = await Deno.makeTempDir({ prefix: "fledge-merge-" });
+  const left = `${out}.tmp-0123abcd-4567`; // a killed merge's folder: named, not removed
+  await Deno.mkdir(left);
   try {
     const r = await cli([
       "merge",
@@ -26,7 +28,12 @@ Deno.test("merge writes a checkpoint that reproduces the DoRA adapter's logits",
       "cpu",
     ]);
     assert.equal(r.code, 0, r.err);
-    assert.match(r.err, /^merge: merged DoRA r=\d+ \(.*\) into /);
+    assert.match(r.err, /^merge: merged DoRA r=\d+ \(.*\) into /m);
+    assert.match(
+      r.err,
+      /^merge: note: .*\.tmp-0123abcd-4567, a folder is left over from an interrupted write of /m,
+    );
+    assert.ok((await Deno.stat(left)).isDirectory);
     const be = await cpu();
     const model = await loadModel(out, { backend: be });
     const { tensors } = await readSafetensors(`${GPT2}/dora/cases.safetensors`);
@@ -45,6 +52,7 @@ Deno.test("merge writes a checkpoint that reproduces the DoRA adapter's logits",
     assertAllClose(rows(got), rows(want), { atol: 1e-4, rtol: 0 });
   } finally {
     await Deno.remove(out, { recursive: true });
+    await Deno.remove(left);
   }
 });
 
