@@ -13,10 +13,9 @@ import { createBackend } from "../kernels/backend.ts";
 import { generate, type GenerateOptions, type GenerateResult } from "../models/generate.ts";
 import { loadGenerationConfig } from "../models/generation_config.ts";
 import { loadModel } from "../models/pretrained.ts";
-import { fromHfConfig, type ModelConfig } from "../models/config.ts";
+import type { ModelConfig } from "../models/config.ts";
 import { exportOnnx } from "../models/formats/onnx.ts";
 import { generateOnnx, OnnxDecoder } from "../models/onnx_runtime.ts";
-import { readJsonFile } from "../util/json.ts";
 import { loadTokenizer } from "../models/tokenizer/tokenizer.ts";
 import type { CliIO, Command } from "./command.ts";
 import {
@@ -196,8 +195,7 @@ function onnxFolder(file: string): string {
  */
 async function onnxDecoder(dir: string, onnxFile: string | null): Promise<OnnxDecoder> {
   if (onnxFile) {
-    const file = join(dir, "config.json");
-    return await OnnxDecoder.load(onnxFile, { config: fromHfConfig(await readJsonFile(file), { file }) });
+    return await OnnxDecoder.load(onnxFile); // with the config.json of its folder (onnxFolder checked it)
   }
   const be = await createBackend("cpu");
   const tmp = await Deno.makeTempDir({ prefix: "fledge-onnx-" });

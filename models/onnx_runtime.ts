@@ -20,7 +20,10 @@ let ortModule: typeof Ort | null = null;
 async function loadOrt(): Promise<typeof Ort> {
   return ortModule ??= await import("npm:onnxruntime-node@^1.30.0");
 }
-import type { ModelConfig } from "./config.ts";
+import { existsSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { readJsonFile } from "../util/json.ts";
+import { fromHfConfig, type ModelConfig } from "./config.ts";
 import { checkPrompts, leftPad, RowDecoder } from "./_decode.ts";
 import type { GenerateOptions, GenerateResult } from "./generate.ts";
 import { checkGenerateOptions, resolveGeneration } from "./generation_config.ts";
@@ -63,8 +66,11 @@ export interface OnnxStepOutput {
 
 /** Options of {@linkcode OnnxDecoder.load}. */
 export interface OnnxDecoderOptions {
-  /** The model's config (`config.json` beside an Optimum export): needed by {@linkcode generateOnnx}. */
-  config?: ModelConfig;
+  /**
+   * The model's config, needed by {@linkcode generateOnnx}. Default: the `config.json` beside the
+   * `.onnx` file (as `exportOnnx` and Optimum write it), when there is one; `null`: none.
+   */
+  config?: ModelConfig | null;
   /** onnxruntime intra-op threads; default onnxruntime's (the cores). */
   threads?: number;
 }
@@ -97,6 +103,7 @@ const REQUIRED = ["input_ids", "attention_mask"];
 export class OnnxDecoder {
   readonly #session: Ort.InferenceSession;
   #released = false;
+  #configProblem: string | null = null; // why the config.json beside the file was not read
   readonly #ort: typeof Ort;
 
   private constructor(
@@ -104,7 +111,7 @@ export class OnnxDecoder {
     ort: typeof Ort,
     /** The file the session was loaded from. */
     readonly path: string,
-    /** The model's config, when given to {@linkcode OnnxDecoder.load}. */
+    /** The model's config: given to {@linkcode OnnxDecoder.load}, or the `config.json` beside the file. */
     readonly config: ModelConfig | null,
     /** Layers (pairs of past key/value inputs). */
     readonly num_hidden_layers: number,
@@ -165,7 +172,18 @@ export class OnnxDecoder {
         "no past_key_values.0.key [batch, heads, past, head_dim] input with fixed heads and head_dim",
       );
     }
-    const c = opts.config;
+    // the config.json beside it, unless given: one that cannot be read only matters to generateOnnx
+    // (step() needs none), which then names the problem
+    const beside = join(dirname(path), "config.json");
+    const own = opts.config === undefined && existsSync(beside);
+    let c = opts.config, problem: string | null = null;
+    if (own) {
+      try {
+        c = fromHfConfig(await readJsonFile(beside), { file: beside });
+      } catch (e) {
+        problem = e instanceof Error ? e.message : String(e);
+      }
+    }
     if (c) {
       const got = {
         num_hidden_layers: pastKeys.length,
@@ -179,12 +197,21 @@ export class OnnxDecoder {
             `Cannot load the ONNX model ${path}: config ${k} is ${
               c[k as keyof typeof got]
             } but the graph has ${x}; ` +
-              `give the config of the model that was exported`,
+              (own
+                ? `${beside} is another model's: put the exported model's config.json there, or pass { config }`
+                : `give the config of the model that was exported`),
           );
         }
       }
     }
-    return new OnnxDecoder(session, ort, path, c ?? null, pastKeys.length, hkv, d, v);
+    const dec = new OnnxDecoder(session, ort, path, c ?? null, pastKeys.length, hkv, d, v);
+    dec.#configProblem = problem;
+    return dec;
+  }
+
+  /** Why the `config.json` beside the file could not be read, when it could not (else null). */
+  get configProblem(): string | null {
+    return this.#configProblem;
   }
 
   /**
@@ -289,7 +316,9 @@ export async function generateOnnx(
   const config = decoder.config;
   if (!config) {
     throw new TypeError(
-      `Cannot generate with ${decoder.path}: the decoder was loaded without its config; pass { config } to OnnxDecoder.load`,
+      `Cannot generate with ${decoder.path}: the decoder was loaded without its config (${
+        decoder.configProblem ?? "no config.json beside it"
+      }); put the model's config.json there, or pass { config } (fromHfConfig of it) to OnnxDecoder.load`,
     );
   }
   checkPrompts(input, config.vocab_size);

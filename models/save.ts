@@ -102,7 +102,8 @@ export async function configFiles(
  * @param model the model
  * @param dir destination folder (created if missing)
  * @param opts `source` folder and `generation_config`
- * @throws {RangeError} from {@linkcode toHfConfig} for configs HF cannot express
+ * @throws {RangeError} from {@linkcode toHfConfig} for configs HF cannot express, and for a model
+ *   with an adapter attached (merge it, or save the adapter with `saveAdapter`)
  *
  * @example
  * ```ts
@@ -124,6 +125,13 @@ export async function saveModel(model: Transformer, dir: string, opts: SaveModel
   if (isFileSync(dir)) {
     throw new TypeError(
       `Cannot save the model to ${dir}: it is a file; give a folder (saveModel writes several files)`,
+    );
+  }
+  if (model.adapters.size) { // it writes the base weights alone: the fine-tune would be lost unsaid
+    throw new RangeError(
+      `Cannot save the model to ${dir}: it has an adapter attached (${[...model.adapters.keys()][0]}, ...), ` +
+        `and saveModel writes the base weights only; merge it first (mergeAdapter, PEFT merge_and_unload) ` +
+        `or save the adapter (saveAdapter, PEFT save_pretrained)`,
     );
   }
   const c = model.config;

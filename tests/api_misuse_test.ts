@@ -21,7 +21,7 @@ import { bleu } from "../evaluation/bleu.ts";
 import { chrf } from "../evaluation/chrf.ts";
 import { computeRougeScores, rougeScore } from "../evaluation/rouge.ts";
 import { getTrainingArgs, type TrainingConfig } from "../training/config.ts";
-import { loadAdapter } from "../training/peft.ts";
+import { applyLora, loadAdapter, mergeAdapter } from "../training/peft.ts";
 import { runTraining } from "../training/run.ts";
 import { createTrainer } from "../training/trainer.ts";
 import { assert, SHARED } from "./_assert.ts";
@@ -265,6 +265,25 @@ Deno.test("a disposed model, a destroyed backend and a released ONNX decoder say
     /model\.onnx: it was released; load it again/,
   );
   await dec.release(); // twice is fine
+});
+
+Deno.test("saveModel() of a model with an adapter attached is refused, not saved without it", async () => {
+  const own = await createBackend("cpu");
+  const m = Transformer.init(presetConfig("tiny", { num_hidden_layers: 1, vocab_size: 260 }), own, {
+    seed: 1,
+  });
+  applyLora(m, { r: 2 });
+  const dir = join(tmp, "with-adapter");
+  await refuses(
+    () => saveModel(m, dir),
+    RangeError,
+    /it has an adapter attached \(.*\), and saveModel writes the base weights only; merge it first \(mergeAdapter/,
+  );
+  await assert.rejects(Deno.stat(dir), Deno.errors.NotFound);
+  mergeAdapter(m);
+  await saveModel(m, dir); // merged: the fine-tune is in the weights
+  m.dispose();
+  own.destroy();
 });
 
 Deno.test({

@@ -9,9 +9,10 @@ import { join } from "node:path";
 import { createBackend } from "../../../kernels/backend.ts";
 import type { Backend } from "../../../kernels/backend.ts";
 import { noGrad } from "../../../kernels/autograd.ts";
-import { type ModelConfig, validateModelConfig } from "../../../models/config.ts";
+import { type ModelConfig, toHfConfig, validateModelConfig } from "../../../models/config.ts";
 import { exportOnnx, type ExportOnnxOptions } from "../../../models/formats/onnx.ts";
-import { OnnxDecoder, type OnnxPast } from "../../../models/onnx_runtime.ts";
+import { generateOnnx, OnnxDecoder, type OnnxPast } from "../../../models/onnx_runtime.ts";
+import { generate } from "../../../models/generate.ts";
 import { loadModel } from "../../../models/pretrained.ts";
 import { Transformer } from "../../../models/transformer.ts";
 import { trainBpeTokenizer } from "../../../models/tokenizer/bpe.ts";
@@ -387,7 +388,7 @@ Deno.test("exportOnnx() refuses bad input in one line each", async () => {
   }
 });
 
-Deno.test("OnnxDecoder.load() refuses a missing file, a non-ONNX file and a config of another model", async () => {
+Deno.test("OnnxDecoder.load() reads the config.json beside the file, and refuses a missing file, a non-ONNX file and a config of another model", async () => {
   const be = await createBackend("cpu");
   const model = synthetic(be, { arch: "llama" });
   try {
@@ -405,6 +406,33 @@ Deno.test("OnnxDecoder.load() refuses a missing file, a non-ONNX file and a conf
         () => OnnxDecoder.load(path, { config: other }),
         { name: "RangeError", message: /config vocab_size is 97 but the graph has 96/ },
       );
+      // the config.json exportOnnx writes beside it is read by default, so the folder generates as it
+      // is (it had needed { config } from the caller); null reads none
+      const own = await OnnxDecoder.load(path);
+      assert.equal(own.config?.vocab_size, 96);
+      const want = await generate(model, [[1, 2, 3]], { max_new_tokens: 4, eos_token_id: null });
+      assert.deepEqual(
+        (await generateOnnx(own, [[1, 2, 3]], { max_new_tokens: 4, eos_token_id: null })).tokens,
+        want.tokens,
+      );
+      await own.release();
+      const bare = await OnnxDecoder.load(path, { config: null });
+      await assert.rejects(() => generateOnnx(bare, [[1]]), {
+        name: "TypeError",
+        message: /loaded without its config \(no config\.json/,
+      });
+      await bare.release();
+      // an unreadable one is named when it matters (generateOnnx), not at load: step() needs no config
+      await Deno.writeTextFile(join(dir, "config.json"), "{ not json");
+      const broken = await OnnxDecoder.load(path);
+      assert.equal(broken.config, null);
+      await assert.rejects(() => generateOnnx(broken, [[1]]), { name: "TypeError", message: /config\.json/ });
+      await broken.release();
+      await Deno.writeTextFile(join(dir, "config.json"), JSON.stringify(toHfConfig(other)));
+      await assert.rejects(() => OnnxDecoder.load(path), {
+        name: "RangeError",
+        message: /config\.json is another model's/,
+      });
     });
   } finally {
     model.dispose();
