@@ -53,8 +53,14 @@ export function referencesPerSegment(
     }
     if (stream.length !== nSegments) {
       const where = streams.length === 1 && streams[0] === refs ? "references" : `references[${k}]`;
+      // HF evaluate's layout (one list of references per hypothesis) lands here when the counts differ
+      const hf = where !== "references" && streams.length === nSegments;
       throw new RangeError(
-        `Cannot compute ${fn}: hypotheses has ${nSegments} entries but ${where} has ${stream.length}`,
+        `Cannot compute ${fn}: hypotheses has ${nSegments} entries but ${where} has ${stream.length}` +
+          (hf
+            ? `; references[k] is the k-th reference stream (sacreBLEU's layout): for one list of references ` +
+              `per hypothesis (HF evaluate's), transpose it`
+            : ""),
       );
     }
   }

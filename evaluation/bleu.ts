@@ -240,6 +240,7 @@ function computeBleu(stats: readonly number[], o: Resolved, nrefs: number | "var
  * @param references Either one reference per segment (`string[]`), or several reference
  *   streams in sacreBLEU's layout (`string[][]`, `references[k][i]` is the k-th reference of
  *   segment i; `null` marks a missing one). Empty strings are valid references.
+ *   Not HF `evaluate`'s layout (`references[i]` the list for segment i): transpose that first.
  * @param options Tokenizer, case, smoothing, effective order, max order.
  * @returns Score, sufficient statistics and signature strings.
  * @throws {TypeError} When hypotheses or references hold non-strings.

@@ -203,6 +203,7 @@ function result(stats: [number, number, number][], o: Resolved, nrefs: number | 
  * @param hypotheses System outputs, one per segment.
  * @param references One reference per segment (`string[]`) or several reference streams
  *   (`string[][]`, `references[k][i]`; `null` marks a missing one).
+ *   Not HF `evaluate`'s layout (`references[i]` the list for segment i): transpose that first.
  * @param options Orders, beta, case, white space, smoothing.
  * @returns Score, name, summed statistics and signature strings.
  * @throws {TypeError} When hypotheses or references hold non-strings.

@@ -3,7 +3,9 @@
  * recall / F1 / support, macro F1 and the confusion matrix (rows are the true label, columns
  * the predicted one). A class with no predictions (or no true samples) gets precision (recall)
  * 0, like `zero_division=0`. Labels are strings or numbers; unless given, the label set is the
- * sorted union of the labels seen in references and predictions.
+ * sorted union of the labels seen in references and predictions. Every function takes
+ * `(predictions, references)`, HF `evaluate`'s order: the reverse of scikit-learn's
+ * `(y_true, y_pred)`, so a positional port must swap them (else precision and recall swap).
  * @module
  */
 
@@ -104,7 +106,7 @@ function resolveLabels(
 /**
  * The fraction of predictions equal to their reference (`sklearn.metrics.accuracy_score`).
  *
- * @param predictions Predicted labels.
+ * @param predictions Predicted labels (first, unlike sklearn's `y_true`).
  * @param references True labels, one per prediction.
  * @returns Accuracy in [0, 1].
  * @throws {TypeError} When an entry is not a string or finite number.
@@ -127,7 +129,7 @@ export function accuracy(predictions: readonly Label[], references: readonly Lab
  * Per-class precision, recall, F1 and support (`sklearn.metrics.precision_recall_fscore_support`
  * with `average=None, zero_division=0`); F1 is `2 tp / (2 tp + fp + fn)`.
  *
- * @param predictions Predicted labels.
+ * @param predictions Predicted labels (first, unlike sklearn's `y_true`).
  * @param references True labels, one per prediction.
  * @param options The label order (see {@linkcode LabelOptions}).
  * @returns Arrays aligned with `labels`.
@@ -174,7 +176,7 @@ export function classReport(
  * Macro-averaged F1: the unweighted mean of the per-class F1 scores
  * (`sklearn.metrics.f1_score(average="macro", zero_division=0)`).
  *
- * @param predictions Predicted labels.
+ * @param predictions Predicted labels (first, unlike sklearn's `y_true`).
  * @param references True labels, one per prediction.
  * @param options The label set (see {@linkcode LabelOptions}).
  * @returns Macro F1 in [0, 1].
@@ -202,7 +204,7 @@ export function macroF1(
  * The confusion matrix (`sklearn.metrics.confusion_matrix`): rows are true labels, columns
  * predicted labels, in `labels` order.
  *
- * @param predictions Predicted labels.
+ * @param predictions Predicted labels (first, unlike sklearn's `y_true`).
  * @param references True labels, one per prediction.
  * @param options The label order (see {@linkcode LabelOptions}).
  * @returns The labels and the counts.

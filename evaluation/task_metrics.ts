@@ -4,7 +4,9 @@
  * no stemming) against the lead baseline (the document's first sentence cut to 6 words);
  * translation sacreBLEU (13a, with its signature), chrF and chrF++ against the identity baseline
  * (the source as the translation); classification accuracy, macro-F1, per-class precision/recall
- * and the confusion matrix against the majority class of the train split.
+ * and the confusion matrix against the majority class of the train split. Scores are rounded to 4
+ * decimals (what `metrics.json` and the reports print); the functions they come from
+ * (`rougeScore`, `bleu`, `chrf`, `accuracy`, ...) give unrounded values, on their own scales.
  *
  * @module
  */
@@ -13,7 +15,7 @@ import { chrf } from "./chrf.ts";
 import { accuracy, classReport, type ConfusionMatrix, confusionMatrix, macroF1 } from "./classification.ts";
 import { computeRougeScores } from "./rouge.ts";
 
-/** Summarization metrics (mean per-example F1 x 100). */
+/** Summarization metrics (mean per-example F1 x 100, rounded to 4 decimals). */
 export interface SummarizationMetrics {
   /** ROUGE-1 F1 (unigram overlap), 0-100. */
   rouge1: number;
@@ -27,7 +29,7 @@ export interface SummarizationMetrics {
   n: number;
 }
 
-/** Translation metrics (corpus level, x 100 as sacreBLEU prints them). */
+/** Translation metrics (corpus level, x 100 as sacreBLEU prints them, rounded to 4 decimals). */
 export interface TranslationMetrics {
   /** Corpus BLEU, 0-100 (sacreBLEU defaults: 13a tokenizer, exp smoothing). */
   bleu: number;
@@ -46,7 +48,7 @@ export interface TranslationMetrics {
   n: number;
 }
 
-/** Classification metrics (x 100), with the per-class report and the confusion matrix. */
+/** Classification metrics (x 100, rounded to 4 decimals), with the per-class report and the confusion matrix. */
 export interface ClassificationMetrics {
   /** Share of exact label matches, 0-100. */
   accuracy: number;
@@ -121,7 +123,8 @@ export function translationMetrics(
 }
 
 /**
- * Accuracy, macro-F1, per-class precision/recall/F1 and the confusion matrix over `labels`.
+ * Accuracy, macro-F1, per-class precision/recall/F1 and the confusion matrix over `labels`
+ * (default: the labels seen in `references` and `predictions`, sorted, as `classReport`'s).
  * @example
  * ```ts
  * import { classificationMetrics } from "./task_metrics.ts";
@@ -132,11 +135,12 @@ export function translationMetrics(
 export function classificationMetrics(
   predictions: readonly string[],
   references: readonly string[],
-  labels: readonly string[],
+  labels?: readonly string[],
 ): ClassificationMetrics {
-  const report = classReport(predictions, references, { labels });
+  const report = classReport(predictions, references, labels ? { labels } : {});
+  const names = report.labels as string[];
   const per_class: ClassificationMetrics["per_class"] = {};
-  labels.forEach((l, i) => {
+  names.forEach((l, i) => {
     per_class[l] = {
       precision: pct(report.precision[i]),
       recall: pct(report.recall[i]),
@@ -146,9 +150,9 @@ export function classificationMetrics(
   });
   return {
     accuracy: pct(accuracy(predictions, references)),
-    macro_f1: pct(macroF1(predictions, references, { labels })),
+    macro_f1: pct(macroF1(predictions, references, { labels: names })),
     per_class,
-    confusion: confusionMatrix(predictions, references, { labels }),
+    confusion: confusionMatrix(predictions, references, { labels: names }),
     n: predictions.length,
   };
 }

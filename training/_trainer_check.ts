@@ -7,6 +7,7 @@
  */
 import type { TrainDataset } from "./_trainer_batch.ts";
 import { Transformer } from "../models/transformer.ts";
+import type { Tokenizer } from "../models/tokenizer/tokenizer.ts";
 import { isObject, refuseUnknownOptions, show } from "../util/problems.ts";
 import type { TrainingConfig } from "./config_types.ts";
 import { unsupportedSettings } from "./_config_validate.ts";
@@ -188,4 +189,27 @@ export function checkTrainerArgs(opts: unknown): void {
     );
   }
   refuseUnknownOptions(opts, CREATE_TRAINER_OPTIONS, "createTrainer");
+}
+
+/**
+ * Notes on a tokenizer whose end-of-text id the model does not stop on: SFT rows end with the
+ * tokenizer's `eos_token_id`, while `generate()` stops on the model's (config and
+ * generation_config), so the trained model would run on past its answers. A preset built for a
+ * trained tokenizer gets its ids with `withTokenIds`.
+ */
+export function tokenIdNotes(model: Transformer, tokenizer: Tokenizer | null): string[] {
+  const eos = tokenizer?.eos_token_id;
+  const ids = [model.config.eos_token_id, model.generation_config?.eos_token_id ?? null].flat()
+    .filter((x): x is number => typeof x === "number");
+  if (eos === null || eos === undefined || !ids.length || ids.includes(eos)) return [];
+  return [
+    `note: the tokenizer's end-of-text id ${eos} is not the model's eos_token_id (${ids.join(", ")}): ` +
+    `rows end with ${eos}, but generate() stops on ${ids.join(" or ")}; build a new model's config with ` +
+    `withTokenIds(config, tokenizer), or set eos_token_id`,
+  ];
+}
+
+/** Parameter names HF leaves out of weight decay: biases and norm weights. */
+export function isNoDecay(name: string): boolean {
+  return name.endsWith(".bias") || /norm\.weight$/.test(name);
 }

@@ -44,14 +44,16 @@ import { saveTrainingConfig, type TrainingConfig, validateTrainingConfig } from 
 import {
   attachAdapters,
   checkTrainerArgs,
+  isNoDecay,
   runSteps,
+  tokenIdNotes,
   trainerProblems,
   updatesPerEpoch,
 } from "./_trainer_check.ts";
 import { callHook, type HookContext, type TrainerHooks } from "./hooks.ts";
 import { nonFinite, NonFiniteError, refuseNonFiniteLog } from "./_nonfinite.ts";
 
-export { NonFiniteError };
+export { isNoDecay, NonFiniteError };
 import { createLrSchedule, getIntervalSteps, type LrSchedule } from "./schedule.ts";
 import {
   clearOutputDir,
@@ -155,11 +157,6 @@ export interface TrainResult {
   interrupted: "SIGINT" | "SIGTERM" | null;
 }
 
-/** Parameter names HF leaves out of weight decay: biases and norm weights. */
-export function isNoDecay(name: string): boolean {
-  return name.endsWith(".bias") || /norm\.weight$/.test(name);
-}
-
 /**
  * Build a {@linkcode Trainer}: validates the config and checks it against the model and data.
  * @param opts model, config, datasets, tokenizer, hooks
@@ -191,10 +188,9 @@ export function isNoDecay(name: string): boolean {
  */
 export function createTrainer(opts: CreateTrainerOptions): Trainer;
 /**
- * The positional form the seed's notebooks use, as TRL's `SFTTrainer(model, args, train_dataset,
- * processing_class)`: `train_dataset` may be a dataset or rows in any SFT format (`{text}`,
- * `{prompt, completion}`, `{messages}`), tokenized with `tokenizer`, then padded or packed as
- * `args.packing` says.
+ * The positional form the seed's notebooks use (tokenizer second: TRL's `SFTTrainer` takes `(model,
+ * args, train_dataset, processing_class)`): rows in any SFT format (`{text}`, `{prompt, completion}`,
+ * `{messages}`) are tokenized with `tokenizer`, then padded or packed as `args.packing` says.
  * @param model the model
  * @param tokenizer encodes the rows and is saved with the model
  * @param args the config (validated)
@@ -213,12 +209,12 @@ export function createTrainer(
   rows?: TrainDataset | readonly Record<string, unknown>[],
 ): Trainer {
   if (first instanceof Transformer) {
-    const config = validateTrainingConfig(args ?? {}, { file: "createTrainer(args)", warn: () => {} });
-    if (!tokenizer || !rows) {
+    if (!tokenizer || !rows || Array.isArray(args)) { // (TRL's order, args second, ends here)
       throw new TypeError(
         "Cannot create a trainer: call createTrainer(model, tokenizer, args, train_dataset)",
       );
     }
+    const config = validateTrainingConfig(args ?? {}, { file: "createTrainer(args)", warn: () => {} });
     const train_dataset = Array.isArray(rows) ? rowsDataset(rows, tokenizer, config) : rows as TrainDataset;
     return createTrainer({ model: first, tokenizer, config, train_dataset });
   }
@@ -559,6 +555,7 @@ export class Trainer {
     // What the run holds on the device before its first step (the peak is measured from here).
     const before = trainingMemory(model, this.optimizer, this.#computeLoss?.reference);
     this.#log(before.replace(/; measured peak .*$/, " before the first step."));
+    tokenIdNotes(model, this.tokenizer).forEach((n) => this.#log(n)); // an eos the model never stops on
     be.resetPeak();
     const nb = this.train_dataset.num_blocks;
     const epochOf = (p: DataPosition) => p.epoch + p.index / nb;

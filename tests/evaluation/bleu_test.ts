@@ -173,6 +173,11 @@ Deno.test("bleu() counts include k for orders above 1 under add-k, as sacreBLEU 
 Deno.test("bleu() rejects mismatched lengths, non-strings, empty input and bad options", () => {
   assert.throws(() => bleu(["a", "b"], ["a"]), /hypotheses has 2 entries but references has 1/);
   assert.throws(() => bleu(["a"], [["a"], ["b", "c"]]), /hypotheses has 1 entries but references\[1\] has 2/);
+  // HF evaluate's layout (a list of references per hypothesis): the way out is named
+  assert.throws(
+    () => bleu(["a b", "c d"], [["a b", "a c", "b c"], ["c d", "d c", "c"]]),
+    /references\[0\] has 3; references\[k\] is the k-th reference stream \(sacreBLEU's layout\): .*transpose it/,
+  );
   assert.throws(() => bleu(["a", 1 as unknown as string], ["a", "b"]), /hypotheses\[1\] must be a string/);
   assert.throws(() => bleu(["a", "b"], ["a", 2 as unknown as string]), /references\[1\] must be a string/);
   assert.throws(() => bleu(["a"], [[null]]), /segment 0 has no reference/);

@@ -1,4 +1,5 @@
 import { assert, assertClose } from "../_assert.ts";
+import { classificationMetrics } from "../../evaluation/task_metrics.ts";
 import {
   accuracy,
   classReport,
@@ -68,4 +69,12 @@ Deno.test("classification metrics reject bad input with clear errors", () => {
   assert.throws(() => classReport([1], [1], { labels: [1, 1] }), /labels has duplicates/);
   assert.throws(() => classReport([1], [1], { labels: [] }), RangeError);
   assert.throws(() => accuracy("ab" as unknown as Label[], ["a", "b"]), TypeError);
+});
+
+Deno.test("classificationMetrics() without labels scores the labels it sees, as classReport does", () => {
+  const p = ["games", "other", "other"], r = ["games", "games", "other"];
+  const given = classificationMetrics(p, r, ["games", "other"]), seen = classificationMetrics(p, r);
+  assert.deepEqual(seen, given); // (it had failed on labels.forEach deep inside)
+  assert.equal(seen.accuracy, 66.6667);
+  assert.deepEqual(seen.confusion.labels, ["games", "other"]);
 });

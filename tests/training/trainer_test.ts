@@ -1,7 +1,7 @@
 import { join } from "node:path";
 import { type Backend, createBackend } from "../../kernels/backend.ts";
 import { trainBpeTokenizer } from "../../models/tokenizer/bpe.ts";
-import { presetConfig } from "../../models/config.ts";
+import { presetConfig, withTokenIds } from "../../models/config.ts";
 import { Transformer } from "../../models/transformer.ts";
 import { readJsonl } from "../../data/jsonl.ts";
 import { buildTextDatasets, TextDataset } from "../../data/text_dataset.ts";
@@ -9,6 +9,7 @@ import { padExamples } from "../../data/packing.ts";
 import { RowDataset } from "../../data/row_dataset.ts";
 import { getTrainingArgs, type TrainingConfig } from "../../training/config.ts";
 import { createTrainer, NonFiniteError } from "../../training/trainer.ts";
+import { tokenIdNotes } from "../../training/_trainer_check.ts";
 import { mul } from "../../kernels/elementwise.ts";
 import { noGrad } from "../../kernels/autograd.ts";
 import { loadAdapter } from "../../training/peft.ts";
@@ -736,8 +737,29 @@ Deno.test("createTrainer(model, tokenizer, args, rows) takes SFT rows as the see
       save_strategy: "no",
       logging_steps: 1,
     }, rows);
-    const r = await t.train();
+    const err = console.error, logged: string[] = [];
+    console.error = (line: string) => void logged.push(line);
+    const r = await t.train().finally(() => console.error = err);
     t.dispose();
+    // the preset's eos (2, a byte token here) is not the tokenizer's <|endoftext|> (0), which ends
+    // every row: generate() would never stop, so the run says so (withTokenIds builds a matching one)
+    assert.ok(
+      logged.some((l) =>
+        /note: the tokenizer's end-of-text id 0 is not the model's eos_token_id \(2\): .*withTokenIds/.test(l)
+      ),
+      logged.join("\n"),
+    );
+    const matching = Transformer.init(
+      withTokenIds(presetConfig("tiny", { ...mc, vocab_size: 300 }), tokenizer),
+      be,
+    );
+    assert.deepEqual(tokenIdNotes(matching, tokenizer), []);
+    matching.dispose();
+    // TRL's order (args second, the tokenizer last) is named, not failed on as a config of rows
+    assert.throws(
+      () => createTrainer(model, { output_dir: dir } as never, rows as never, tokenizer as never),
+      /call createTrainer\(model, tokenizer, args, train_dataset\)/,
+    );
     assert.equal(r.loss_history.length, 2);
     assert.ok(r.loss_history.every(Number.isFinite));
     assert.ok((await Deno.stat(join(dir, "model/tokenizer.json"))).isFile);
