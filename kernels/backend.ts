@@ -214,6 +214,9 @@ function storageBytes(s: Storage): number {
  * Create a backend. `"auto"` takes WebGPU when an adapter answers and falls back to `cpu`
  * (saying so on stderr); `"webgpu"` throws {@linkcode NoAdapterError} when there is none.
  *
+ * @param name `"auto"` (the default), `"webgpu"` or `"cpu"` (the TypeScript references)
+ * @param opts {@linkcode BackendOptions} (default none: the first adapter, `FLEDGE_ADAPTER` picks one)
+ *
  * @example
  * ```ts
  * import { createBackend } from "./backend.ts";

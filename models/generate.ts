@@ -79,7 +79,8 @@ export interface GenerateResult {
  *
  * @param model the decoder (any backend)
  * @param input one prompt of token ids per row (lengths may differ), e.g. `[[1, 5, 9]]`
- * @param opts {@linkcode GenerateOptions}
+ * @param opts {@linkcode GenerateOptions} (optional: the model's generation_config, else HF's defaults:
+ *   greedy, 20 new tokens)
  * @throws {TypeError} for malformed prompts or option types; {@linkcode RangeError} for values out
  *   of range (empty prompt, ids outside the vocabulary, `temperature` < 0, `top_p` outside (0, 1],
  *   prompt + `max_new_tokens` over `max_position_embeddings`); every problem is listed

@@ -18,13 +18,13 @@ export interface GenerationConfig {
   max_length?: number;
   /** Sample (true) or take the argmax (false, HF default). */
   do_sample?: boolean;
-  /** > 0; divides the logits when sampling. HF default 1. */
+  /** Must be > 0; divides the logits when sampling. HF default 1. */
   temperature?: number;
   /** Keep the k most likely tokens when sampling; 0 = off. HF default 50. */
   top_k?: number;
   /** Nucleus sampling in (0, 1]; 1 = off (HF default). */
   top_p?: number;
-  /** > 0; 1 = off (HF default). HF's CTRL penalty on every id already in the sequence. */
+  /** Must be > 0; 1 = off (HF default). HF's CTRL penalty on every id already in the sequence. */
   repetition_penalty?: number;
   /** Stop a row when it emits one of these ids. */
   eos_token_id?: number | number[] | null;

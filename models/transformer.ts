@@ -369,7 +369,9 @@ export class Transformer {
 
   /**
    * Logits `[B, T, vocab]` for token ids `[B, T]` (i32). With a cache, the new keys and values are
-   * appended at `cache.length` and attention covers the cached prefix.
+   * appended at `cache.length` and attention covers the cached prefix. The caller owns the logits
+   * (and its `ids`): `dispose()` them when done, and run inference under `noGrad(() => ...)`, or
+   * the graph recorded for a backward keeps every activation on the device.
    * @throws {RangeError} when the sequence is longer than the model's positions or the cache
    *
    * @example Hidden states (HF `output_hidden_states`): the embeddings, then each block's output,

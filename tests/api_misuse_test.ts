@@ -272,6 +272,11 @@ Deno.test("saveModel() of a model with an adapter attached is refused, not saved
   const m = Transformer.init(presetConfig("tiny", { num_hidden_layers: 1, vocab_size: 260 }), own, {
     seed: 1,
   });
+  // another tool's name for a LoraConfig field is pointed at PEFT's, and the call is named
+  assert.throws(
+    () => applyLora(m, { rank: 4 } as never),
+    /Cannot read the LoRA config in applyLora\(config\): 1 problem:\n {2}- rank: unknown LoraConfig key; did you mean r\?$/,
+  );
   applyLora(m, { r: 2 });
   const dir = join(tmp, "with-adapter");
   await refuses(

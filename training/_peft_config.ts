@@ -6,6 +6,7 @@
 import { closest, isObject, Problems, show } from "../util/problems.ts";
 import type { ModelArch } from "../models/config.ts";
 import type { LoraConfig } from "./config.ts";
+import { LORA_HINTS } from "./_config_schema.ts";
 
 /** A validated LoRA adapter config: PEFT `LoraConfig` fields fledge implements. */
 export interface PeftConfig extends Omit<LoraConfig, "target_modules"> {
@@ -96,7 +97,7 @@ export function validatePeftConfig(obj: unknown, arch: ModelArch, where: string)
       }
       continue;
     }
-    const c = closest(k, FIELDS);
+    const c = LORA_HINTS[k] ?? closest(k, FIELDS); // other tools' names first (rank -> r)
     p.type(k, `unknown LoraConfig key${c ? `; did you mean ${c}?` : ""}`);
   }
   const num = (k: string, def: number, ok: (x: number) => boolean, rule: string): number => {

@@ -90,7 +90,7 @@ function resolve(
       `Cannot attach an adapter: the model already has one on ${model.adapters.size} linears; call mergeAdapter() or removeAdapter() first`,
     );
   }
-  const c = validatePeftConfig(config, model.config.arch, file ?? "the LoRA config");
+  const c = validatePeftConfig(config, model.config.arch, file ?? "applyLora(config)");
   const targets = selectTargets(model.config, c.target_modules, file ? `${file}: ` : "");
   // PEFT sets fan_in_fan_out for Conv1D targets (GPT-2) and clears it for nn.Linear ones.
   c.fan_in_fan_out = targets.some((t) => t.conv1d);
@@ -99,7 +99,7 @@ function resolve(
 
 /**
  * Attach fresh LoRA (or DoRA with `use_dora`) adapters to the targeted linears and freeze every
- * base weight; only the adapters' tensors then require gradients ({@linkcode adapterParameters}).
+ * base weight (PEFT `get_peft_model(model, LoraConfig(...))`, in place); only the adapters' tensors then require gradients ({@linkcode adapterParameters}).
  * Initialisation as PEFT: `lora_A` Kaiming-uniform, `lora_B` zeros, DoRA magnitude = row norms of W.
  *
  * @param config PEFT `LoraConfig` fields; missing ones take PEFT's defaults (targets per architecture)
@@ -348,7 +348,7 @@ export async function readAdapter(dir: string, config: ModelConfig): Promise<Ada
 
 /**
  * Attach a PEFT adapter folder (`adapter_config.json` + `adapter_model.safetensors`) to `model`,
- * freezing the base weights. Fused HF modules are split onto the canonical linears.
+ * freezing the base weights (PEFT `PeftModel.from_pretrained(model, dir)`, in place). Fused HF modules are split onto the canonical linears.
  *
  * @returns the adapter's config
  * @throws {SyntaxError} for unreadable JSON; {@linkcode TypeError} / {@linkcode RangeError} for bad or
