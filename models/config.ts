@@ -269,7 +269,9 @@ export function withTokenIds(
 /**
  * A preset with overrides, validated. When the overrides change `hidden_size` or
  * `num_attention_heads` without giving `head_dim` (or `num_key_value_heads`), those follow
- * (`head_dim` = hidden_size / heads; kv heads = heads when the preset had no GQA).
+ * (`head_dim` = hidden_size / heads; kv heads = heads when the preset had no GQA). Its special
+ * token ids are the preset's: for a model of your own tokenizer, take the tokenizer's with
+ * {@linkcode withTokenIds}.
  *
  * @param name one of {@linkcode PresetName}
  * @param overrides fields to replace (unknown keys are errors)

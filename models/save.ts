@@ -129,7 +129,9 @@ export async function saveModel(model: Transformer, dir: string, opts: SaveModel
   }
   if (model.adapters.size) { // it writes the base weights alone: the fine-tune would be lost unsaid
     throw new RangeError(
-      `Cannot save the model to ${dir}: it has an adapter attached (${[...model.adapters.keys()][0]}, ...), ` +
+      `Cannot save the model to ${dir}: it has an adapter attached (${
+        [...model.adapters.keys()][0]
+      }, ...), ` +
         `and saveModel writes the base weights only; merge it first (mergeAdapter, PEFT merge_and_unload) ` +
         `or save the adapter (saveAdapter, PEFT save_pretrained)`,
     );

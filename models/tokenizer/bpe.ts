@@ -346,7 +346,9 @@ function validateTrainOptions(options: BpeTrainOptions): Required<Pick<BpeTrainO
  * @param texts the training text: strings, sync or async (e.g. one document per item).
  * @param options `vocab_size` (total ids), `min_frequency`, `special_tokens`, and which specials are
  *   BOS/EOS/pad/unk.
- * @returns the tokenizer; `save(dir)` writes the Hugging Face files.
+ * @returns the tokenizer; `save(dir)` writes the Hugging Face files. A model built for it takes
+ *   its special ids with `withTokenIds(presetConfig(...), tokenizer)` (a preset's own ids are
+ *   byte tokens here, so a model trained on its rows would never stop).
  * @throws {RangeError} when the options are invalid (all problems listed).
  * @throws {TypeError} when an item of `texts` is not a string.
  * @example
