@@ -7,6 +7,7 @@
  * @module
  */
 import type { PreTrainedTokenizer } from "npm:@huggingface/transformers@^4";
+import { useRustAddedTokenRules } from "./_added.ts";
 import { ChatTemplateRenderer, renderGuarded, tokenContent } from "./_chat.ts";
 import { checkIds, readTokenizerFiles, writeTokenizerFiles } from "./_files.ts";
 import { checkBooleans, show } from "../../util/problems.ts";
@@ -178,5 +179,6 @@ export async function loadTokenizer(dir: string): Promise<Tokenizer> {
       { cause: e },
     );
   }
+  useRustAddedTokenRules(hf); // single_word added tokens match whole words only, as in Rust tokenizers
   return new HfTokenizer(hf, files.tokenizerText, files.config, files.chatTemplateSource ?? `${dir}`);
 }

@@ -635,3 +635,37 @@ Deno.test("trainBpeTokenizer() handles tokens named like Object.prototype member
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("a single_word added token matches whole words only, as Rust tokenizers does (transformers.js matched it inside words)", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const base = await trainBpeTokenizer(["the cat sat on the mat, concatenate cats ".repeat(30)], {
+      vocab_size: 300,
+    });
+    await base.save(dir);
+    const json = JSON.parse(await Deno.readTextFile(`${dir}/tokenizer.json`));
+    const id = base.vocab_size;
+    json.added_tokens.push({
+      id,
+      content: "cat",
+      single_word: true,
+      lstrip: false,
+      rstrip: false,
+      normalized: false,
+      special: false,
+    });
+    await Deno.writeTextFile(`${dir}/tokenizer.json`, JSON.stringify(json));
+    const tok = await loadTokenizer(dir);
+    const enc = (s: string) => tok.encode(s, { add_special_tokens: false });
+    // no word character (Rust's Unicode \w, "_" included) on either side: the token
+    for (const [text, before, after] of [["cat", "", ""], ["a cat sat", "a ", " sat"], ["(cat)", "(", ")"]]) {
+      assert.deepEqual(enc(text), [...base.encode(before), id, ...base.encode(after)], text);
+    }
+    // inside a word: text, encoded as the tokenizer without the added token encodes it
+    for (const text of ["concatenate", "cats", "_cat", "écat", "cat9"]) {
+      assert.deepEqual(enc(text), base.encode(text), text);
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
