@@ -157,10 +157,14 @@ function nodeDecoded(
   }, { highWaterMark: 0 });
 }
 
-/** `source` decoded as `codec` (the xz and bzip2 decoders are loaded when first needed). */
+/** The `.xz` file whose stream holds the process's one xz decoder, while one does. */
+let xzReading: string | null = null;
+
+/** `source` (of `path`) decoded as `codec` (the xz and bzip2 decoders are loaded when first needed). */
 async function decoded(
   source: ReadableStream<Uint8Array>,
   codec: Compression,
+  path: string,
 ): Promise<ReadableStream<Uint8Array>> {
   switch (codec) {
     case "gzip": {
@@ -171,10 +175,38 @@ async function decoded(
       return zstdStream(source);
     case "xz": {
       // xz-utils' decoder in WebAssembly, concatenated streams included. It has one decoder per
-      // process: a second .xz stream waits until the first ends or is cancelled, so every reader
-      // here closes its stream however it stops (and two .xz files are never read interleaved)
+      // process: a second .xz stream would wait for ever until the first ends or is cancelled, so
+      // every reader here closes its stream however it stops, and a second one opened while the
+      // first is open is refused (a caller reading two interleaved had hung)
+      if (xzReading !== null) {
+        await source.cancel();
+        throw new TypeError(
+          `Cannot read ${path}: ${xzReading} is being read as xz in this process, and the xz decoder ` +
+            `reads one file at a time; read them one after the other, or decompress one first (xz -dk)`,
+        );
+      }
       const m = await import("npm:xz-decompress@^0.2.3");
-      return new m.default.XzReadableStream(source) as ReadableStream<Uint8Array>;
+      const inner = (new m.default.XzReadableStream(source) as ReadableStream<Uint8Array>).getReader();
+      const holder = xzReading = path;
+      const release = () => void (xzReading === holder && (xzReading = null));
+      return new ReadableStream<Uint8Array>({
+        async pull(c) {
+          try {
+            const r = await inner.read();
+            if (r.done) {
+              release();
+              c.close();
+            } else c.enqueue(r.value);
+          } catch (e) {
+            release();
+            throw e;
+          }
+        },
+        cancel(why) {
+          release();
+          return inner.cancel(why);
+        },
+      }, { highWaterMark: 0 });
     }
     case "bzip2": { // pure JavaScript, multi-stream (pbzip2's) included; a classic stream, read through a PassThrough
       const m = await import("npm:unbzip2-stream@^1.4.3");
@@ -203,7 +235,7 @@ async function openBytes(path: string): Promise<ReadableStream<Uint8Array>> {
         `or compress it again`,
     );
   }
-  return codec === null ? file.readable : await decoded(file.readable, codec);
+  return codec === null ? file.readable : await decoded(file.readable, codec, path);
 }
 
 /**

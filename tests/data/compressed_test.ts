@@ -107,6 +107,17 @@ Deno.test("xz and bzip2 files made by their tools, each two streams concatenated
     new Promise((_, reject) => timer = setTimeout(() => reject(new Error("the next .xz read hung")), 10_000)),
   ]).finally(() => clearTimeout(timer));
   assert.deepEqual(later, want.slice(0, 1));
+  // two .xz files read interleaved: the second is refused while the first is open (it had waited
+  // for ever on the one decoder), and reads once the first is closed
+  const xz = fixture.replace(/zst$/, "xz");
+  const first = streamDataset(xz);
+  assert.deepEqual((await first.next()).value, want[0]);
+  await assert.rejects(readDataset(csv), {
+    name: "TypeError",
+    message: /rows\.csv\.xz: .*rows\.jsonl\.xz is being read as xz in this process, .*one after the other/,
+  });
+  await first.return(undefined);
+  assert.equal((await readDataset(csv)).length, 20000);
   // an empty compressed file, and a read error under bzip2 (a folder by that name): one line each
   // (an empty .bz2 had read as no records, the folder had hung)
   for (const ext of ["xz", "bz2", "gz"]) {
