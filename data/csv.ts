@@ -1,6 +1,7 @@
 /**
  * CSV and TSV records (RFC 4180): a header row names the columns, every row must have as many
- * fields as the header, values stay strings. Streamed with bounded memory; written with quoting
+ * fields as the header, values stay strings; an empty field (quoted or not) is null, as HF
+ * `datasets` reads it through pandas. Streamed with bounded memory; written with quoting
  * where needed.
  * @module
  */
@@ -84,7 +85,9 @@ export async function* streamCsv(
           );
         }
         const rec: Record<string, unknown> = {};
-        for (let i = 0; i < header.length; i++) rec[header[i]] = fields[i];
+        // an empty field is null, as HF datasets reads it (pandas' default NaN, then None), so a
+        // missing value is named downstream rather than trained on as ""
+        for (let i = 0; i < header.length; i++) rec[header[i]] = fields[i] === "" ? null : fields[i];
         yield select(rec, `${path}:${line}`);
         if (++n >= max) return;
       }

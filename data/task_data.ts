@@ -450,10 +450,11 @@ async function fromLocal(o: Options, path: string): Promise<RawData> {
 
 /** A raw label as a name: integers (also as digit strings) through `names`, which also bound strings. */
 function labelOf(v: unknown, names: string[] | undefined, fail: (msg: string) => Error): string {
-  if (typeof v === "string" && v !== v.trim() || v === "") {
+  if (typeof v === "string" && v !== v.trim() || v === "" || v === null) {
     throw fail(
-      `label ${JSON.stringify(v)} is ${v === "" ? "empty" : "padded with spaces"}; ` +
-        `fix the record (a label is a name or an integer)`,
+      `label ${JSON.stringify(v)} is ${
+        v === null ? "null (in a CSV, an empty field)" : v === "" ? "empty" : "padded with spaces"
+      }; fix the record (a label is a name or an integer)`,
     );
   }
   // a label that is one of the names is that name, an integer (1 or "1") too: a label set of

@@ -447,13 +447,19 @@ Deno.test("loadTaskData() names a label outside the label set, with the row and 
         new RegExp(`label_names ${bad} is empty or has spaces around it`),
       );
     }
-    // a blank label, or one with spaces around it, would become a class of its own: refused
-    for (const [label, what] of [["", "empty"], ["pos ", "padded with spaces"]]) {
+    // a blank label (null from an empty CSV field, as HF reads it), or one with spaces around it,
+    // would become a class of its own: refused
+    for (
+      const [label, shown, what] of [
+        ["", "null", "null \\(in a CSV, an empty field\\)"],
+        ["pos ", '"pos "', "padded with spaces"],
+      ]
+    ) {
       await Deno.writeTextFile(`${dir}/b.csv`, `text,label\na,pos\nb,${label}\n`);
       await rejectsOneLine(
         loadTaskData("classification", { dataset: `${dir}/b.csv` }),
         "RangeError",
-        new RegExp(`b\\.csv record 2: column "label": label "${label}" is ${what}; fix the record`),
+        new RegExp(`b\\.csv record 2: column "label": label ${shown} is ${what}; fix the record`),
       );
     }
     // integer labels of a label set are themselves, as their digit strings are: the label set
