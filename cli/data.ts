@@ -185,7 +185,8 @@ function recordText(r: DataRecord, field: string | undefined): string | null {
     return null;
   };
   if (field !== undefined) return asText(r[field]);
-  if (typeof r.text === "string") return r.text;
+  if (Object.hasOwn(r, "text")) return asText(r.text); // a null text is missing, not its other fields
+
   const parts = Object.values(r).map(asText).filter((s): s is string => s !== null);
   return parts.length ? parts.join("\n") : null;
 }

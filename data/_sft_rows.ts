@@ -54,8 +54,14 @@ function has(row: DataRecord, key: string): boolean {
  */
 export function parseRow(row: DataRecord, textField: string): SftRow {
   if (has(row, "prompt") || has(row, "completion")) {
-    if (!has(row, "prompt")) throw new RowError(`field "prompt" is missing (the row has "completion")`);
-    if (!has(row, "completion")) throw new RowError(`field "completion" is missing (the row has "prompt")`);
+    for (const [f, other] of [["prompt", "completion"], ["completion", "prompt"]]) {
+      if (has(row, f)) continue;
+      throw new RowError(
+        row[f] === null // its column is there (a CSV's empty field, a JSON null)
+          ? `field "${f}" is null (in a CSV, an empty field); fill it in or drop the row`
+          : `field "${f}" is missing (the row has "${other}")`,
+      );
+    }
     const { prompt, completion } = row;
     if (typeof prompt === "string" && typeof completion === "string") {
       return { format: "prompt_completion", prompt, completion };
@@ -81,6 +87,8 @@ export function parseRow(row: DataRecord, textField: string): SftRow {
     text === undefined
       ? `field "${textField}" is missing (columns: ${Object.keys(row).join(", ") || "none"}); ` +
         `give "${textField}", "prompt" + "completion" or "messages", or set dataset_text_field`
+      : text === null
+      ? `field "${textField}" is null (in a CSV, an empty field); fill it in or drop the row`
       : `field "${textField}" is ${valueKind(text)}, not text`,
   );
 }

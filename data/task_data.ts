@@ -452,8 +452,10 @@ async function fromLocal(o: Options, path: string): Promise<RawData> {
 function labelOf(v: unknown, names: string[] | undefined, fail: (msg: string) => Error): string {
   if (typeof v === "string" && v !== v.trim() || v === "" || v === null) {
     throw fail(
-      `label ${JSON.stringify(v)} is ${
-        v === null ? "null (in a CSV, an empty field)" : v === "" ? "empty" : "padded with spaces"
+      `${
+        v === null
+          ? "label is null (in a CSV, an empty field)"
+          : `label ${JSON.stringify(v)} is ${v === "" ? "empty" : "padded with spaces"}`
       }; fix the record (a label is a name or an integer)`,
     );
   }

@@ -213,6 +213,12 @@ async function readFileDocuments(
         : "prompt" in r && "completion" in r
         ? "prompt-completion"
         : null;
+      if (v === null && !kind) { // the column is there, this record's value is not
+        throw new TypeError(
+          `Cannot read documents from ${file}: record ${n}: "${field}" is null (in a CSV, an empty field); ` +
+            `fill it in or drop the record`,
+        );
+      }
       throw new TypeError(
         `Cannot read documents from ${file}: ${
           v === undefined

@@ -132,6 +132,12 @@ Deno.test("data inspect --json: counts per split, fields, chars and tokens match
   assert.match(text.out, /chars {3}min 2 {2}median \d+ {2}p95 \d+ {2}max \d+/);
   assert.ok(text.out.includes(`[0] ${JSON.stringify(records[0])}`), text.out);
   assert.ok(!text.out.includes("[1] "), text.out);
+  // an empty CSV text field (null) is a missing text, not its record's other fields joined
+  const csv = join(tmp, "nulls.csv");
+  await Deno.writeTextFile(csv, "text,label,extra\nhello,0,x\n,1,y\n");
+  const nulls = JSON.parse((await cliProcess(["data", "inspect", csv, "--json"])).out).splits[0];
+  assert.equal(nulls.missing_text, 1);
+  assert.equal(nulls.chars.max, 5);
 });
 
 Deno.test("data clean runs the YAML pipeline, writes atomically and refuses to overwrite", async () => {

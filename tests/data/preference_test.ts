@@ -121,7 +121,12 @@ Deno.test("buildPreferenceExamples() names the row and the field in one line for
     // a null had been "missing (columns: prompt, chosen, rejected)", listing the field it called missing
     [
       { prompt: "p", chosen: "a", rejected: null },
-      /d\.jsonl:1: field "rejected" is null; give every row its rejected text or messages, or drop the row$/,
+      /d\.jsonl:1: field "rejected" is null \(in a CSV, an empty field\); give every row its rejected text or messages, or drop the row$/,
+    ],
+    // a null prompt (an empty CSV field) had switched the row to the answers' common start as its prompt
+    [
+      { prompt: null, chosen: "The answer is yes", rejected: "The answer is no" },
+      /d\.jsonl:1: field "prompt" is null \(in a CSV, an empty field\); give every row its prompt, or drop the row$/,
     ],
     [
       { prompt: "p", chosen: "a", rejected: [] },

@@ -425,7 +425,10 @@ Deno.test("buildSftExamples() rejects bad rows in one line naming the row and th
   );
   rejects({ title: "hi" }, /field "text" is missing \(columns: title\).*dataset_text_field/);
   rejects({ text: 3 }, /field "text" is a number, not text/);
-  rejects({ text: null }, /field "text" is null, not text/); // (it had said "missing (columns: text)")
+  rejects({ text: null }, /field "text" is null \(in a CSV, an empty field\); fill it in or drop the row/); // (it had said "missing (columns: text)")
+  // a null prompt or completion beside the other (an empty CSV field) is named so, not "missing"
+  rejects({ prompt: null, completion: "a" }, /field "prompt" is null \(in a CSV, an empty field\)/);
+  rejects({ prompt: "p", completion: null }, /field "completion" is null \(in a CSV, an empty field\)/);
   rejects({ prompt: "a", completion: "b" }, /assistant_only_loss needs conversational rows/, {
     assistant_only_loss: true,
   });

@@ -129,6 +129,13 @@ Deno.test("loadTextDataset() reads the dataset_text_field of jsonl and names the
       message: new RegExp(`these are ${kind} records, .*use packing_strategy: bfd \\(or packing: false\\)`),
     });
   }
+  // an empty CSV text field (null): fill it in, not "set dataset_text_field", which is set
+  await Deno.writeTextFile(join(dir, "gap.csv"), "text,label\nfirst doc,0\n,1\n");
+  await assert.rejects(() => readTextDocuments(join(dir, "gap.csv")), {
+    name: "TypeError",
+    message:
+      /gap\.csv: record 2: "text" is null \(in a CSV, an empty field\); fill it in or drop the record$/,
+  });
   // NaN once read every document, -1 blamed a max_samples nobody passed
   for (const max_documents of [-1, NaN, 2.5]) {
     await assert.rejects(
