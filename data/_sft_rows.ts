@@ -83,6 +83,12 @@ export function parseRow(row: DataRecord, textField: string): SftRow {
   }
   const text = row[textField];
   if (typeof text === "string") return { format: "language_modeling", text };
+  if (text === undefined && Object.hasOwn(row, "prompt") && Object.hasOwn(row, "completion")) {
+    // prompt and completion columns whose fields are both null (two empty CSV fields)
+    throw new RowError(
+      `fields "prompt" and "completion" are null (in a CSV, empty fields); fill them in or drop the row`,
+    );
+  }
   throw new RowError(
     text === undefined
       ? `field "${textField}" is missing (columns: ${Object.keys(row).join(", ") || "none"}); ` +

@@ -429,6 +429,10 @@ Deno.test("buildSftExamples() rejects bad rows in one line naming the row and th
   // a null prompt or completion beside the other (an empty CSV field) is named so, not "missing"
   rejects({ prompt: null, completion: "a" }, /field "prompt" is null \(in a CSV, an empty field\)/);
   rejects({ prompt: "p", completion: null }, /field "completion" is null \(in a CSV, an empty field\)/);
+  rejects(
+    { prompt: null, completion: null },
+    /fields "prompt" and "completion" are null \(in a CSV, empty fields\)/,
+  );
   rejects({ prompt: "a", completion: "b" }, /assistant_only_loss needs conversational rows/, {
     assistant_only_loss: true,
   });
