@@ -2,8 +2,8 @@
  * CSV and TSV records (RFC 4180): a header row names the columns, every row must have as many
  * fields as the header, values stay strings; an empty field (quoted or not) is null, as HF
  * `datasets` reads it through pandas. pandas' other missing-value words (`NA`, `NaN`, `null`,
- * `None`, `N/A`, ...) stay text here: a text column may well hold them. Streamed with bounded memory; written with quoting
- * where needed.
+ * `None`, `N/A`, ...) stay text here: a text column may well hold them. Streamed with bounded
+ * memory; written with quoting where needed.
  * @module
  */
 import { binaryField, binaryRefusal, stringifyJson } from "../util/json.ts";

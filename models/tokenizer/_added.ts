@@ -24,7 +24,8 @@ export class AddedTokenSplitter {
   constructor(contents: readonly string[], single: ReadonlySet<string>) {
     for (const word of contents) {
       let node = this.#trie;
-      for (let k = 0; k < word.length; k++) node = node[word[k]] ??= Object.create(null); // UTF-16 units, as split walks
+      // by UTF-16 unit, as split() walks the text
+      for (let k = 0; k < word.length; k++) node = node[word[k]] ??= Object.create(null);
       node.end = word;
     }
     this.#single = single;
