@@ -10,7 +10,7 @@ import { basename, join } from "node:path";
 import { streamCsv } from "./csv.ts";
 import { readJson, streamJsonl } from "./jsonl.ts";
 import { streamParquet } from "./parquet.ts";
-import { hashFraction, pickSplit, shuffleRecords, type SplitOptions, splitRecords } from "./split.ts";
+import { pickSplit, shuffleRecords, splitKeySide, type SplitOptions, splitRecords } from "./split.ts";
 import { streamText } from "./text.ts";
 import { COMPRESSED_NAMES, compressionOf, withoutCompression } from "./_lines.ts";
 import { type CardConfig, cardPatterns, folderCardConfigs, globRegExp, pickCardConfig } from "./_card.ts";
@@ -538,18 +538,15 @@ async function* streamChecked(path: string, opts: ReadOptions, dir: boolean): As
   }
   const key = opts.split_key!;
   if (max === 0) return;
+  let read = 0;
   for await (const r of streamFile(path, opts)) {
+    read++;
     if (!Object.hasOwn(r, key)) {
       throw new TypeError(
         `Cannot split ${path} by split_key "${key}": a record has columns ${Object.keys(r).join(", ")}`,
       );
     }
-    const v = r[key];
-    const side =
-      hashFraction(typeof v === "string" ? v : typeof v === "bigint" ? v.toString() : JSON.stringify(v)) <
-          frac
-        ? "train"
-        : "validation";
+    const side = splitKeySide(r[key], frac, `Cannot split ${path} by split_key "${key}": record ${read}`);
     if (side !== name) continue;
     yield r;
     if (++n >= max) return;

@@ -46,6 +46,23 @@ export function hashFraction(key: string): number {
   return createHash("sha256").update(key).digest().readUInt32BE(0) / 4294967296;
 }
 
+/**
+ * The side of a hash split a record's `split_key` value puts it on: a string as it is, other values
+ * as JSON (a bigint as its digits). `where` names the record in the error.
+ * @throws {TypeError} for a null or missing value (an empty CSV field), which would put every such
+ *   record on one side as if they shared a key
+ */
+export function splitKeySide(v: unknown, frac: number, where: string): "train" | "validation" {
+  if (v === null || v === undefined) {
+    throw new TypeError(
+      `${where} is null (in a CSV, an empty field); every record needs a key (records sharing one stay ` +
+        `together): fill it in or drop the record`,
+    );
+  }
+  const text = typeof v === "string" ? v : typeof v === "bigint" ? v.toString() : JSON.stringify(v);
+  return hashFraction(text) < frac ? "train" : "validation";
+}
+
 /** Options of {@linkcode splitRecords}. */
 export interface SplitOptions {
   /** Fraction of the records that go to `train` (0 < train_split < 1); default 0.9. */
@@ -110,9 +127,8 @@ export function splitRecords<T extends Record<string, unknown>>(
           `name one of them`,
       );
     }
-    const v = r[key];
-    const text = typeof v === "string" ? v : typeof v === "bigint" ? v.toString() : JSON.stringify(v);
-    (hashFraction(text) < frac ? train : validation).push(r);
+    const side = splitKeySide(r[key], frac, `Cannot split ${source} by split_key "${key}": record ${i + 1}`);
+    (side === "train" ? train : validation).push(r);
   });
   // as a fraction split refuses it: a split file with no records is no split
   const empty = !train.length ? "train" : !validation.length ? "validation" : null;

@@ -76,6 +76,15 @@ Deno.test("readDataset() cuts train/validation from one file, deterministically"
   }
   assert.deepEqual(h1, h2);
   assert.ok(h1.length > 0 && h1.length < 50);
+  // streamed, a null key names its record too (the 3rd read, whichever split keeps it)
+  const gap = join(dir, "gap.csv");
+  await Deno.writeTextFile(gap, "id,text\na,x\nb,y\n,z\n");
+  for (const split of ["train", "validation"]) {
+    await assert.rejects(readDataset(gap, { split, split_key: "id", train_split: 0.5 }), {
+      name: "TypeError",
+      message: /gap\.csv by split_key "id": record 3 is null \(in a CSV, an empty field\)/,
+    });
+  }
   await assert.rejects(readDataset(path, { split: "test" }), {
     name: "RangeError",
     message: /split "test" .* the splits are train, validation/,

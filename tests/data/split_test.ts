@@ -45,6 +45,14 @@ Deno.test("splitRecords() by hash keeps a key on one side and is stable under re
     name: "TypeError",
     message: /split_key "nope": record 1 has columns id, group/,
   });
+  // a null key (an empty CSV field) had hashed as "null", putting every such record on one side
+  assert.throws(
+    () => splitRecords([{ id: "a", group: "g" }, { id: "b", group: null }], { split_key: "group" }),
+    {
+      name: "TypeError",
+      message: /split_key "group": record 2 is null \(in a CSV, an empty field\); every record needs a key/,
+    },
+  );
   // a hash split that leaves one side empty is refused, as a fraction split is
   assert.throws(
     () => splitRecords([{ id: "a" }, { id: "b" }], { train_split: 0.001, split_key: "id" }, "two.jsonl"),
