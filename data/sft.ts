@@ -96,6 +96,7 @@ export type SftTokenizer = Pick<
   | "decode"
   | "applyChatTemplate"
   | "chat_template"
+  | "chat_templates"
   | "special_token_ids"
   | "eos_token_id"
   | "idToToken"
@@ -200,10 +201,20 @@ function tokenizeRow(
     const k = completionStart(tok, tok.encode(row.prompt), ids);
     return { ids, trained: o.completionOnly ? (t) => t >= k : all };
   }
-  if (o.template === null) {
+  // a row with tools renders with the tokenizer's "tool_use" template when it has one, as HF picks it
+  const toolUse = kwargs.tools !== undefined && kwargs.tools !== null
+    ? tok.chat_templates?.tool_use
+    : undefined;
+  const template = toolUse ?? o.template;
+  if (template === null) {
     throw new RowError(`the row is a conversation but the tokenizer has no chat_template; add one`);
   }
-  const ctx: RenderContext = { template: o.template, marked: o.marked, kwargs };
+  const marked = toolUse === undefined
+    ? o.marked
+    : hasGenerationMarkers(toolUse)
+    ? markedTemplate(toolUse)
+    : null;
+  const ctx: RenderContext = { template, marked, kwargs };
   const messages: ChatMessage[] = row.format === "conversational"
     ? row.messages
     : [...row.prompt, ...row.completion];

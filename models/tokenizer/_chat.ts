@@ -6,6 +6,8 @@
  * @module
  */
 import { Template } from "npm:@huggingface/jinja@^0.5";
+import { checkBooleans } from "../../util/problems.ts";
+import type { ChatMessage, ChatTemplateOptions } from "./types.ts";
 
 /** The special token strings a template may use, as in transformers' `SPECIAL_TOKEN_ATTRIBUTES`. */
 export const SPECIAL_TOKEN_KEYS = [
@@ -92,4 +94,48 @@ export function tokenContent(value: unknown): string | null {
     return (value as { content: string }).content;
   }
   return null;
+}
+
+/** The boolean options of `applyChatTemplate`, checked; the two that end the text differently refused together. */
+export function checkTemplateFlags(options: ChatTemplateOptions): void {
+  checkBooleans(options, ["add_generation_prompt", "continue_final_message"], "Cannot apply chat template");
+  if (options.add_generation_prompt && options.continue_final_message) {
+    throw new TypeError(
+      "Cannot apply chat template: continue_final_message and add_generation_prompt do not go together " +
+        "(one continues the last message, the other opens a new assistant turn); drop one",
+    );
+  }
+}
+
+/**
+ * HF's `continue_final_message`: the rendered chat cut right after the last message's text, so a
+ * model continues it (the template's end-of-turn text dropped). Trailing spaces of the message are
+ * kept when the template kept them.
+ * @throws {TypeError} when the template does not write the last message's text
+ */
+export function continueFinalMessage(
+  rendered: string,
+  messages: readonly ChatMessage[],
+  where: string,
+): string {
+  const last = messages.at(-1)?.content as unknown;
+  const text = typeof last === "string"
+    ? last
+    : Array.isArray(last)
+    ? [...last].reverse().find((b) => typeof b?.text === "string")?.text as string | undefined
+    : undefined;
+  if (text === undefined) {
+    throw new TypeError(
+      "Cannot apply chat template: continue_final_message is set but the last message has no text",
+    );
+  }
+  const at = rendered.lastIndexOf(text.trim());
+  if (at < 0) {
+    throw new TypeError(
+      `Cannot apply chat template: continue_final_message is set but the template from ${where} does not ` +
+        `write the last message's text; check that the template and the last message go together`,
+    );
+  }
+  const kept = rendered.slice(at, at + text.trimStart().length) === text;
+  return rendered.slice(0, at + (kept ? text.trimStart() : text.trim()).length);
 }

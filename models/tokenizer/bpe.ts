@@ -15,7 +15,7 @@
 import { formatDuration } from "../../util/format.ts";
 import { createProgress } from "../../util/progress.ts";
 import { BYTE_TO_CHAR, preTokenize, SpecialSplitter, tokenToBytes } from "./_bytes.ts";
-import { ChatTemplateRenderer } from "./_chat.ts";
+import { ChatTemplateRenderer, checkTemplateFlags, continueFinalMessage } from "./_chat.ts";
 import { checkIds, writeTokenizerFiles } from "./_files.ts";
 import { tokenizerConfig, tokenizerJson } from "./_json.ts";
 import { learnMerges } from "./_merge.ts";
@@ -238,7 +238,7 @@ export class BpeTokenizer implements Tokenizer {
 
   /** Render `messages` with the chat template (Jinja), then encode without adding special tokens. */
   applyChatTemplate(messages: ChatMessage[], options: ChatTemplateOptions = {}): ChatTemplateResult {
-    checkBooleans(options, ["add_generation_prompt"], "Cannot apply chat template");
+    checkTemplateFlags(options);
     const template = options.chat_template ?? this.chat_template;
     if (template === null) {
       throw new TypeError(
@@ -259,7 +259,10 @@ export class BpeTokenizer implements Tokenizer {
       ...specials,
       ...options.template_kwargs,
     });
-    return { text, ids: this.encode(text, { add_special_tokens: false }) };
+    const cut = options.continue_final_message
+      ? continueFinalMessage(text, messages, "the BPE tokenizer's chat_template")
+      : text;
+    return { text: cut, ids: this.encode(cut, { add_special_tokens: false }) };
   }
 
   /** The `tokenizer.json` text (HF `tokenizers` format, vocab ordered by id). */

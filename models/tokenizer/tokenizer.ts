@@ -8,7 +8,13 @@
  */
 import type { PreTrainedTokenizer } from "npm:@huggingface/transformers@^4";
 import { useRustAddedTokenRules } from "./_added.ts";
-import { ChatTemplateRenderer, renderGuarded, tokenContent } from "./_chat.ts";
+import {
+  ChatTemplateRenderer,
+  checkTemplateFlags,
+  continueFinalMessage,
+  renderGuarded,
+  tokenContent,
+} from "./_chat.ts";
 import { checkIds, readTokenizerFiles, writeTokenizerFiles } from "./_files.ts";
 import { checkBooleans, show } from "../../util/problems.ts";
 import type {
@@ -103,7 +109,7 @@ class HfTokenizer implements Tokenizer {
   }
 
   applyChatTemplate(messages: ChatMessage[], options: ChatTemplateOptions = {}): ChatTemplateResult {
-    checkBooleans(options, ["add_generation_prompt"], "Cannot apply chat template");
+    checkTemplateFlags(options);
     let template: unknown = this.#config.chat_template;
     let where = this.#where;
     if (options.chat_template !== undefined) {
@@ -113,7 +119,17 @@ class HfTokenizer implements Tokenizer {
       template = named ?? options.chat_template;
       if (named === undefined) where = options.chat_template_source ?? where;
     } else if (Array.isArray(template)) {
-      template = this.chat_template;
+      // HF's get_chat_template: "tool_use" when tools are given and it exists, else "default"
+      const tools = options.template_kwargs?.tools;
+      const names = template.map((t) => t?.name);
+      template = (tools !== undefined && tools !== null ? this.chat_templates.tool_use : undefined) ??
+        this.chat_template;
+      if (template === null) {
+        throw new TypeError(
+          `Cannot apply chat template: ${this.#where} has named chat templates and none is "default" ` +
+            `(${names.join(", ")}); pass options.chat_template with one of their names`,
+        );
+      }
     }
     if (typeof template !== "string") {
       throw new TypeError(
@@ -131,7 +147,8 @@ class HfTokenizer implements Tokenizer {
         add_generation_prompt: options.add_generation_prompt ?? false,
         tokenize: false,
       }) as unknown as string);
-    return { text, ids: this.encode(text, { add_special_tokens: false }) };
+    const cut = options.continue_final_message ? continueFinalMessage(text, messages, where) : text;
+    return { text: cut, ids: this.encode(cut, { add_special_tokens: false }) };
   }
 
   async save(dir: string): Promise<void> {

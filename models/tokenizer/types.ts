@@ -36,6 +36,11 @@ export interface ChatMessage {
 export interface ChatTemplateOptions {
   /** End with the text that opens an assistant turn (the template decides what); default false. */
   add_generation_prompt?: boolean;
+  /**
+   * End right after the last message's text (no end-of-turn), so a model continues it, as HF's
+   * option of that name (a prefilled assistant answer); not with `add_generation_prompt`.
+   */
+  continue_final_message?: boolean;
   /** A Jinja template to use instead of the tokenizer's, or the name of one of its templates. */
   chat_template?: string;
   /**

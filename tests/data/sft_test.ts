@@ -529,3 +529,31 @@ async function assertRejects(fn: () => Promise<unknown>, pattern: RegExp): Promi
   }
   assert.fail("expected a rejection");
 }
+
+Deno.test("buildSftExamples() renders a row with tools through the tokenizer's tool_use template, as HF picks it", async () => {
+  const name = Object.keys(FAMILIES)[0];
+  const dir = await Deno.makeTempDir();
+  try {
+    await (await familyTokenizer(name)).save(dir);
+    const config = JSON.parse(await Deno.readTextFile(join(dir, "tokenizer_config.json")));
+    const plain = config.chat_template as string;
+    config.chat_template = [
+      { name: "default", template: plain },
+      { name: "tool_use", template: "{{ 'TOOLS ' + (tools | length | string) + ' ' }}" + plain },
+    ];
+    await Deno.writeTextFile(join(dir, "tokenizer_config.json"), JSON.stringify(config));
+    const tok = await loadTokenizer(dir);
+    const tools = [{ type: "function", function: { name: "add" } }];
+    const [withTools, without] =
+      buildSftExamples([{ messages: CHAT, tools }, { messages: CHAT }], tok).examples;
+    // (it had rendered every row with the default template)
+    assert.deepEqual(
+      [...withTools.input_ids],
+      tok.applyChatTemplate(CHAT, { template_kwargs: { tools } }).ids,
+    );
+    assert.ok(tok.decode(withTools.input_ids).startsWith("TOOLS 1 "));
+    assert.deepEqual([...without.input_ids], tok.applyChatTemplate(CHAT).ids);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

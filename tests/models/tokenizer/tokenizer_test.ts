@@ -669,3 +669,54 @@ Deno.test("a single_word added token matches whole words only, as Rust tokenizer
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("applyChatTemplate(): continue_final_message, and tools picking the tool_use template, as HF", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const tok = await trainBpeTokenizer(["hello there, the answer is yes ".repeat(20)], {
+      vocab_size: 300,
+      special_tokens: ["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+      chat_template: CHATML,
+    });
+    const messages = [{ role: "user", content: "hi" }, { role: "assistant", content: "The answer is " }];
+    // cut after the last message's text, its trailing space kept as the template kept it (HF's rule)
+    const want = "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\nThe answer is ";
+    await tok.save(dir);
+    const hf = await loadTokenizer(dir);
+    for (const t of [tok, hf]) {
+      const out = t.applyChatTemplate(messages, { continue_final_message: true });
+      assert.equal(out.text, want);
+      assert.deepEqual(out.ids, t.encode(want, { add_special_tokens: false }));
+      assert.throws(
+        () => t.applyChatTemplate(messages, { continue_final_message: true, add_generation_prompt: true }),
+        /continue_final_message and add_generation_prompt do not go together/,
+      );
+    }
+    // a template that drops the last message's text cannot be continued
+    assert.throws(
+      () => hf.applyChatTemplate(messages, { continue_final_message: true, chat_template: "{{ 'x' }}" }),
+      /continue_final_message is set but the template from .* does not write the last message's text/,
+    );
+    // named templates: tools pick "tool_use" when there is one, else "default"; with no default, the names
+    const config = JSON.parse(await Deno.readTextFile(`${dir}/tokenizer_config.json`));
+    config.chat_template = [
+      { name: "default", template: "plain:{{ messages[0].content }}" },
+      { name: "tool_use", template: "tools:{{ tools | length }}:{{ messages[0].content }}" },
+    ];
+    await Deno.writeTextFile(`${dir}/tokenizer_config.json`, JSON.stringify(config));
+    const named = await loadTokenizer(dir);
+    const tools = [{ type: "function", function: { name: "f" } }];
+    assert.equal(named.applyChatTemplate(messages).text, "plain:hi");
+    assert.equal(named.applyChatTemplate(messages, { template_kwargs: { tools } }).text, "tools:1:hi");
+    config.chat_template = config.chat_template.slice(1);
+    await Deno.writeTextFile(`${dir}/tokenizer_config.json`, JSON.stringify(config));
+    const noDefault = await loadTokenizer(dir);
+    assert.equal(noDefault.applyChatTemplate(messages, { template_kwargs: { tools } }).text, "tools:1:hi");
+    assert.throws(
+      () => noDefault.applyChatTemplate(messages),
+      /has named chat templates and none is "default" \(tool_use\); pass options\.chat_template/,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
