@@ -13,6 +13,7 @@ import {
   checkTemplateFlags,
   continueFinalMessage,
   renderGuarded,
+  SPECIAL_TOKEN_KEYS,
   tokenContent,
 } from "./_chat.ts";
 import { checkIds, readTokenizerFiles, writeTokenizerFiles } from "./_files.ts";
@@ -142,6 +143,14 @@ class HfTokenizer implements Tokenizer {
     const chatTemplate = template;
     const text = renderGuarded(where, () =>
       this.#hf.apply_chat_template(messages, {
+        // HF passes its special_tokens_map, additional_special_tokens included (transformers.js does not)
+        ...(Array.isArray(this.#config.additional_special_tokens)
+          ? {
+            additional_special_tokens: this.#config.additional_special_tokens.map((t) =>
+              tokenContent(t) ?? t
+            ),
+          }
+          : {}),
         ...options.template_kwargs,
         chat_template: chatTemplate,
         add_generation_prompt: options.add_generation_prompt ?? false,
@@ -188,7 +197,14 @@ export async function loadTokenizer(dir: string): Promise<Tokenizer> {
   const { PreTrainedTokenizer } = await import("npm:@huggingface/transformers@^4");
   let hf: PreTrainedTokenizer;
   try {
-    hf = new PreTrainedTokenizer(tokenizer, files.config);
+    // a special token given as {content, ...} without "__type" (special_tokens_map.json's usual
+    // form, which Python reads) is its content for transformers.js, which refuses it otherwise
+    const config = { ...files.config };
+    for (const key of [...SPECIAL_TOKEN_KEYS, "additional_special_tokens"]) {
+      const v = config[key];
+      config[key] = Array.isArray(v) ? v.map((t) => tokenContent(t) ?? t) : tokenContent(v) ?? v;
+    }
+    hf = new PreTrainedTokenizer(tokenizer, config);
   } catch (e) {
     throw new SyntaxError(
       `Cannot load tokenizer from ${dir}/tokenizer.json: ${(e as Error).message}; ` +

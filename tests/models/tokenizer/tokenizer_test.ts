@@ -720,3 +720,42 @@ Deno.test("applyChatTemplate(): continue_final_message, and tools picking the to
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("loadTokenizer() reads special tokens written as {content, ...} in special_tokens_map.json, and templates see additional_special_tokens", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const base = await trainBpeTokenizer(["hello world ".repeat(20)], {
+      vocab_size: 270,
+      special_tokens: ["<|endoftext|>", "<s>", "<tool>"],
+      bos_token: "<s>",
+      eos_token: "<|endoftext|>",
+    });
+    await base.save(dir);
+    const config = JSON.parse(await Deno.readTextFile(`${dir}/tokenizer_config.json`));
+    for (const k of ["bos_token", "eos_token", "pad_token"]) delete config[k];
+    config.chat_template = "{{ additional_special_tokens | join(',') }}";
+    await Deno.writeTextFile(`${dir}/tokenizer_config.json`, JSON.stringify(config));
+    // the dict form Python writes there, without transformers.js's "__type" (it had failed to load:
+    // "Unknown token: [object Object]", blamed on tokenizer.json)
+    const token = (content: string) => ({
+      content,
+      lstrip: false,
+      normalized: false,
+      rstrip: false,
+      single_word: false,
+    });
+    await Deno.writeTextFile(
+      `${dir}/special_tokens_map.json`,
+      JSON.stringify({
+        bos_token: token("<s>"),
+        eos_token: token("<|endoftext|>"),
+        additional_special_tokens: [token("<tool>")],
+      }),
+    );
+    const tok = await loadTokenizer(dir);
+    assert.deepEqual([tok.bos_token_id, tok.eos_token_id], [base.bos_token_id, base.eos_token_id]);
+    assert.equal(tok.applyChatTemplate([{ role: "user", content: "hi" }]).text, "<tool>");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
