@@ -96,7 +96,10 @@ export function tokenContent(value: unknown): string | null {
   return null;
 }
 
-/** The boolean options of `applyChatTemplate`, checked; the two that end the text differently refused together. */
+/**
+ * The boolean options of `applyChatTemplate`, checked; the two that end the text differently are
+ * refused together, as HF refuses them.
+ */
 export function checkTemplateFlags(options: ChatTemplateOptions): void {
   checkBooleans(options, ["add_generation_prompt", "continue_final_message"], "Cannot apply chat template");
   if (options.add_generation_prompt && options.continue_final_message) {
