@@ -102,6 +102,17 @@ export function tokenContent(value: unknown): string | null {
  */
 export function checkTemplateFlags(options: ChatTemplateOptions): void {
   checkBooleans(options, ["add_generation_prompt", "continue_final_message"], "Cannot apply chat template");
+  const kw = options.template_kwargs ?? {};
+  const taken = ["messages", "add_generation_prompt", "continue_final_message"].find((k) =>
+    Object.hasOwn(kw, k)
+  );
+  if (taken !== undefined) { // (messages there had replaced the conversation; Python refuses the repeat)
+    throw new TypeError(
+      `Cannot apply chat template: template_kwargs.${taken} would replace ${
+        taken === "messages" ? "the messages argument" : `the ${taken} option`
+      }; pass it there instead`,
+    );
+  }
   if (options.add_generation_prompt && options.continue_final_message) {
     throw new TypeError(
       "Cannot apply chat template: continue_final_message and add_generation_prompt do not go together " +

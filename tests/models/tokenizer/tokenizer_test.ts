@@ -692,6 +692,11 @@ Deno.test("applyChatTemplate(): continue_final_message, and tools picking the to
         /continue_final_message and add_generation_prompt do not go together/,
       );
     }
+    // a template variable that would replace an argument is refused, as Python refuses the repeat
+    assert.throws(
+      () => hf.applyChatTemplate(messages, { template_kwargs: { messages: [] } }),
+      /template_kwargs\.messages would replace the messages argument; pass it there instead/,
+    );
     // a template that drops the last message's text cannot be continued
     assert.throws(
       () => hf.applyChatTemplate(messages, { continue_final_message: true, chat_template: "{{ 'x' }}" }),
