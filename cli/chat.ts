@@ -108,9 +108,13 @@ async function chatRun(args: string[], io: CliIO): Promise<void> {
   }
   const tok = await loadTokenizer(dir);
   if (template === undefined && tok.chat_template === null) {
+    const named = Object.keys(tok.chat_templates ?? {});
     throw new TypeError(
-      `chat: ${dir} has no chat_template (tokenizer_config.json or chat_template.jinja); ` +
-        `pass --chat_template FILE, or use \`deno task cli generate --prompt\` for a plain continuation`,
+      `chat: ${dir} has ${
+        named.length
+          ? `named chat templates and none is "default" (${named.join(", ")})`
+          : "no chat_template (tokenizer_config.json or chat_template.jinja)"
+      }; pass --chat_template FILE, or use \`deno task cli generate --prompt\` for a plain continuation`,
     );
   }
   const gc = await loadGenerationConfig(dir);

@@ -112,6 +112,20 @@ Deno.test("chat --help exits 0; bad flags and values exit 2 with one line", asyn
 Deno.test("chat on a model without a chat template: exit 2 naming --chat_template and generate", async () => {
   const r = await cliProcess(["chat", "--model", plainDir, "--prompt", "hi", ...BASE]);
   assertFails(r, 2, /chat: .*plain has no chat_template .*--chat_template FILE.*generate --prompt/);
+  // a list of named templates without a "default" one: its names (it had said there was none)
+  const namedDir = join(tmp, "named");
+  await Deno.mkdir(namedDir);
+  for (const e of Deno.readDirSync(chatDir)) {
+    await Deno.copyFile(join(chatDir, e.name), join(namedDir, e.name));
+  }
+  const config = JSON.parse(await Deno.readTextFile(join(namedDir, "tokenizer_config.json")));
+  config.chat_template = [{ name: "tool_use", template: CHATML }];
+  await Deno.writeTextFile(join(namedDir, "tokenizer_config.json"), JSON.stringify(config));
+  assertFails(
+    await cliProcess(["chat", "--model", namedDir, "--prompt", "hi", ...BASE]),
+    2,
+    /chat: .*named has named chat templates and none is "default" \(tool_use\); pass --chat_template FILE/,
+  );
   assertFails(
     await cliProcess([
       "chat",
