@@ -36,7 +36,7 @@ import { writeCsv } from "../data/csv.ts";
 import { cleanPipelineFromYaml, runCleanPipeline } from "../data/clean.ts";
 import { splitRecords } from "../data/split.ts";
 import { loadTokenizer, type Tokenizer } from "../models/tokenizer/tokenizer.ts";
-import type { CliIO, Command } from "./command.ts";
+import { type CliIO, type Command, noteTempLeftovers } from "./command.ts";
 
 const USAGE = `usage: deno task cli data <inspect|clean|split> [FILE] [options]
 
@@ -362,6 +362,7 @@ async function clean(positional: string | undefined, args: string[], io: CliIO):
   const input = inputPath("data clean", positional, v.input);
   outputFormat("data clean", v.output);
   await refuseOverwrite("data clean", v.output, v.overwrite);
+  await noteTempLeftovers(io, "data clean", [v.output]);
   const yaml = await readNamedTextFile(v.config, "data clean: --config", "give the pipeline YAML");
   const steps = cleanPipelineFromYaml(yaml, { file: v.config });
   if (isDirSync(input)) { // a folder's splits would be read as its train split alone
@@ -440,6 +441,7 @@ async function split(positional: string | undefined, args: string[], io: CliIO):
     validation: join(v.output_dir, "validation.jsonl"),
   };
   for (const f of Object.values(outputs)) await refuseOverwrite("data split", f, v.overwrite);
+  await noteTempLeftovers(io, "data split", Object.values(outputs));
   const records = await readDataset(input);
   if (!records.length) throw new RangeError(`data split: ${input} has no records; there is nothing to split`);
   const parts = splitRecords(records, { train_split: v.train_split, seed, split_key: v.split_key }, input);

@@ -30,7 +30,7 @@ import {
   type RecipeSettings,
   resolveRecipe,
 } from "../tasks/_recipe.ts";
-import type { CliIO, Command } from "./command.ts";
+import { type CliIO, type Command, noteTempLeftovers } from "./command.ts";
 import { noteAdapterBase } from "./_model.ts";
 import { RECIPE_NAMES, unknownRecipe } from "./recipe.ts";
 
@@ -322,6 +322,7 @@ async function evalRun(args: string[], io: CliIO): Promise<void> {
       `eval: --predictions ${v.predictions} exists; give a new file (it is never overwritten)`,
     );
   }
+  if (v.predictions) await noteTempLeftovers(io, "eval", [v.predictions]);
   // ---- model, evaluate ----
   const onnx = v.backend === "onnx";
   const { model, tokenizer, generation_config } = await loadRecipeModel(modelDir, onnx ? "cpu" : v.backend);

@@ -170,8 +170,16 @@ Deno.test("data clean runs the YAML pipeline, writes atomically and refuses to o
   const again = await cleanTo(out);
   assertFails(again, 2, /data clean: .*kept\.jsonl exists; pass --overwrite/);
   assert.equal(await Deno.readTextFile(out), before);
+  // what a killed earlier run left beside the output is named (and kept: another may be writing it)
+  const left = `${out}.tmp-0123abcd-4567`;
+  await Deno.writeTextFile(left, "partial");
   const over = await cleanTo(out, "--overwrite");
   assert.equal(over.code, 0, over.err);
+  assert.match(
+    over.err,
+    /data clean: note: .*kept\.jsonl\.tmp-0123abcd-4567, 7 B is left over from an interrupted write/,
+  );
+  await Deno.remove(left);
   assert.match(over.out, /1\. exact_dedup +kept 21, dropped 1 \(exact_duplicate 1\)/);
   assert.match(over.out, /2\. length +kept \d+, dropped \d+ \(too_few_words \d+\)/);
   // --overwrite through a link writes its file (the link had been replaced by a regular file)
