@@ -116,7 +116,12 @@ interface Resolved {
   /** The chat template and its generation-marked form (null without markers). */
   template: string | null;
   marked: string | null;
+  /** The tokenizer's "tool_use" template (rows with tools render with it) and its marked form. */
+  toolUse: { template: string; marked: string | null } | null;
 }
+
+/** A template with its {@linkcode markedTemplate} form, or null for it when it has no markers. */
+const marks = (template: string) => hasGenerationMarkers(template) ? markedTemplate(template) : null;
 
 function resolve(tok: SftTokenizer, opts: SftDataOptions, rows: number): Resolved {
   const problems: string[] = [];
@@ -143,14 +148,15 @@ function resolve(tok: SftTokenizer, opts: SftDataOptions, rows: number): Resolve
     }
   }
   if (problems.length) throw new RangeError(`Cannot build SFT examples: ${problems.join("; ")}`);
-  const template = tok.chat_template;
+  const template = tok.chat_template, toolUse = tok.chat_templates?.tool_use;
   return {
     field,
     fieldGiven: field !== "text",
     maxLength,
     completionGiven: opts.completion_only_loss !== undefined && opts.completion_only_loss !== null,
     template,
-    marked: template !== null && hasGenerationMarkers(template) ? markedTemplate(template) : null,
+    marked: template !== null ? marks(template) : null,
+    toolUse: toolUse !== undefined ? { template: toolUse, marked: marks(toolUse) } : null,
     completionOnly: opts.completion_only_loss ?? true,
     assistantOnly: opts.assistant_only_loss ?? false,
     eos,
@@ -202,18 +208,11 @@ function tokenizeRow(
     return { ids, trained: o.completionOnly ? (t) => t >= k : all };
   }
   // a row with tools renders with the tokenizer's "tool_use" template when it has one, as HF picks it
-  const toolUse = kwargs.tools !== undefined && kwargs.tools !== null
-    ? tok.chat_templates?.tool_use
-    : undefined;
-  const template = toolUse ?? o.template;
+  const own = kwargs.tools !== undefined && kwargs.tools !== null ? o.toolUse : null;
+  const { template, marked } = own ?? o;
   if (template === null) {
     throw new RowError(`the row is a conversation but the tokenizer has no chat_template; add one`);
   }
-  const marked = toolUse === undefined
-    ? o.marked
-    : hasGenerationMarkers(toolUse)
-    ? markedTemplate(toolUse)
-    : null;
   const ctx: RenderContext = { template, marked, kwargs };
   const messages: ChatMessage[] = row.format === "conversational"
     ? row.messages
