@@ -97,6 +97,14 @@ export function tokenContent(value: unknown): string | null {
 }
 
 /**
+ * A special-token entry (or a list of them, as `additional_special_tokens`) as content strings;
+ * other values as they are.
+ */
+export function tokenContents(value: unknown): unknown {
+  return Array.isArray(value) ? value.map((t) => tokenContent(t) ?? t) : tokenContent(value) ?? value;
+}
+
+/**
  * The boolean options of `applyChatTemplate`, checked; the two that end the text differently are
  * refused together, as HF refuses them.
  */

@@ -15,6 +15,7 @@ import {
   renderGuarded,
   SPECIAL_TOKEN_KEYS,
   tokenContent,
+  tokenContents,
 } from "./_chat.ts";
 import { checkIds, readTokenizerFiles, writeTokenizerFiles } from "./_files.ts";
 import { checkBooleans, show } from "../../util/problems.ts";
@@ -49,6 +50,7 @@ class HfTokenizer implements Tokenizer {
   readonly #hf: PreTrainedTokenizer;
   readonly #tokenizerText: string;
   readonly #config: Record<string, unknown>;
+  readonly #templateSpecials: Record<string, unknown>;
   readonly #where: string;
   readonly #renderer = new ChatTemplateRenderer();
   readonly #idToToken: (string | undefined)[] = [];
@@ -63,6 +65,10 @@ class HfTokenizer implements Tokenizer {
     this.#tokenizerText = tokenizerText;
     this.#config = config;
     this.#where = where;
+    // HF passes its special_tokens_map to templates, additional_special_tokens included
+    // (transformers.js does not)
+    const extra = config.additional_special_tokens;
+    this.#templateSpecials = Array.isArray(extra) ? { additional_special_tokens: tokenContents(extra) } : {};
     for (const [token, id] of hf.get_vocab() as Map<string, number>) this.#idToToken[id] = token;
     this.vocab_size = this.#idToToken.length;
     const idOf = (key: string) => {
@@ -143,14 +149,7 @@ class HfTokenizer implements Tokenizer {
     const chatTemplate = template;
     const text = renderGuarded(where, () =>
       this.#hf.apply_chat_template(messages, {
-        // HF passes its special_tokens_map, additional_special_tokens included (transformers.js does not)
-        ...(Array.isArray(this.#config.additional_special_tokens)
-          ? {
-            additional_special_tokens: this.#config.additional_special_tokens.map((t) =>
-              tokenContent(t) ?? t
-            ),
-          }
-          : {}),
+        ...this.#templateSpecials,
         ...options.template_kwargs,
         chat_template: chatTemplate,
         add_generation_prompt: options.add_generation_prompt ?? false,
@@ -201,8 +200,7 @@ export async function loadTokenizer(dir: string): Promise<Tokenizer> {
     // form, which Python reads) is its content for transformers.js, which refuses it otherwise
     const config = { ...files.config };
     for (const key of [...SPECIAL_TOKEN_KEYS, "additional_special_tokens"]) {
-      const v = config[key];
-      config[key] = Array.isArray(v) ? v.map((t) => tokenContent(t) ?? t) : tokenContent(v) ?? v;
+      config[key] = tokenContents(config[key]);
     }
     hf = new PreTrainedTokenizer(tokenizer, config);
   } catch (e) {
