@@ -3,6 +3,7 @@
  * rows of a file with where each came from.
  * @module
  */
+import { IS_NULL } from "./csv.ts";
 import type { ChatMessage } from "../models/tokenizer/tokenizer.ts";
 import { readLines } from "./_lines.ts";
 import { type DataRecord, detectFormat, streamDataset } from "./readers.ts";
@@ -58,7 +59,7 @@ export function parseRow(row: DataRecord, textField: string): SftRow {
       if (has(row, f)) continue;
       throw new RowError(
         row[f] === null // its column is there (a CSV's empty field, a JSON null)
-          ? `field "${f}" is null (in a CSV, an empty field); fill it in or drop the row`
+          ? `field "${f}" ${IS_NULL}; fill it in or drop the row`
           : `field "${f}" is missing (the row has "${other}")`,
       );
     }
@@ -94,7 +95,7 @@ export function parseRow(row: DataRecord, textField: string): SftRow {
       ? `field "${textField}" is missing (columns: ${Object.keys(row).join(", ") || "none"}); ` +
         `give "${textField}", "prompt" + "completion" or "messages", or set dataset_text_field`
       : text === null
-      ? `field "${textField}" is null (in a CSV, an empty field); fill it in or drop the row`
+      ? `field "${textField}" ${IS_NULL}; fill it in or drop the row`
       : `field "${textField}" is ${valueKind(text)}, not text`,
   );
 }

@@ -11,6 +11,9 @@ import { readTextChunks, withoutCompression, writeTextPieces } from "./_lines.ts
 import { CsvParser } from "./_csv_parser.ts";
 import { checkSelectOptions, collect, type SelectOptions, selector } from "./_select.ts";
 
+/** How messages name a null value: what an empty CSV/TSV field reads as (HF's None). */
+export const IS_NULL = "is null (in a CSV, an empty field)";
+
 /** Options of the CSV readers. */
 export interface CsvOptions extends SelectOptions {
   /** Field separator; default `"\t"` for `.tsv` files, else `","`. */

@@ -15,6 +15,7 @@
  * drops it.
  * @module
  */
+import { IS_NULL } from "./csv.ts";
 import { createHash } from "node:crypto";
 import type { Tokenizer } from "../models/tokenizer/tokenizer.ts";
 import { createProgress } from "../util/progress.ts";
@@ -116,14 +117,14 @@ function parsePair(
     if (!has(row, f)) {
       throw new TypeError(
         Object.hasOwn(row, f) // a null in a column the file has (a parquet null, a JSON null)
-          ? `field "${f}" is null (in a CSV, an empty field); give every row its ${f} text or messages, or drop the row`
+          ? `field "${f}" ${IS_NULL}; give every row its ${f} text or messages, or drop the row`
           : `field "${f}" is missing (columns: ${cols}); preference rows need "prompt", "chosen" and "rejected"`,
       );
     }
   }
   if (Object.hasOwn(row, "prompt") && row.prompt === null) { // (it had taken the common start of the answers)
     throw new TypeError(
-      `field "prompt" is null (in a CSV, an empty field); give every row its prompt, or drop the row`,
+      `field "prompt" ${IS_NULL}; give every row its prompt, or drop the row`,
     );
   }
   const implicit = !has(row, "prompt");

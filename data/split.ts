@@ -4,6 +4,7 @@
  * or reordered, and keeping records that share a key on one side).
  * @module
  */
+import { IS_NULL } from "./csv.ts";
 import { createHash } from "node:crypto";
 import { checkSeed, mulberry32 } from "../util/random.ts";
 
@@ -55,7 +56,7 @@ export function hashFraction(key: string): number {
 export function splitKeySide(v: unknown, frac: number, where: string): "train" | "validation" {
   if (v === null || v === undefined) {
     throw new TypeError(
-      `${where} is null (in a CSV, an empty field); every record needs a key (records sharing one stay ` +
+      `${where} ${IS_NULL}; every record needs a key (records sharing one stay ` +
         `together): fill it in or drop the record`,
     );
   }

@@ -8,6 +8,7 @@
  * hub) is a one-line error here, before any training.
  * @module
  */
+import { IS_NULL } from "./csv.ts";
 import { errorChain } from "../util/format.ts";
 import { agree, isObject } from "../util/problems.ts";
 import { isDirSync } from "../util/atomic.ts";
@@ -454,7 +455,7 @@ function labelOf(v: unknown, names: string[] | undefined, fail: (msg: string) =>
     throw fail(
       `${
         v === null
-          ? "label is null (in a CSV, an empty field)"
+          ? `label ${IS_NULL}`
           : `label ${JSON.stringify(v)} is ${v === "" ? "empty" : "padded with spaces"}`
       }; fix the record (a label is a name or an integer)`,
     );

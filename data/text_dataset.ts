@@ -12,6 +12,7 @@
  *
  * @module
  */
+import { IS_NULL } from "./csv.ts";
 import { createHash } from "node:crypto";
 import type { Tokenizer } from "../models/tokenizer/tokenizer.ts";
 import { detectFormat, findSplitLayout, layoutSplit, streamDataset } from "./readers.ts";
@@ -215,7 +216,7 @@ async function readFileDocuments(
         : null;
       if (v === null && !kind) { // the column is there, this record's value is not
         throw new TypeError(
-          `Cannot read documents from ${file}: record ${n}: "${field}" is null (in a CSV, an empty field); ` +
+          `Cannot read documents from ${file}: record ${n}: "${field}" ${IS_NULL}; ` +
             `fill it in or drop the record`,
         );
       }
