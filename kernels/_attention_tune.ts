@@ -3,13 +3,14 @@
  * (llvmpipe, lavapipe, SwiftShader, WARP) get the register-blocked kernels that read K/V (or Q/dO)
  * from staged textures; real GPUs keep the workgroup-memory `tile` kernels. {@linkcode tuneAttention}
  * times candidates with a caller-given timer and keeps the fastest per kernel, cached in memory and
- * on disk (`$XDG_CACHE_HOME/fledge/attention.json`, else `~/.cache/fledge/attention.json`) keyed by
- * the adapter description; a failing read or write of that file is ignored.
+ * on disk (`attention.json` in the cache folder of `util/cache.ts`: `$FLEDGE_CACHE_DIR`, else
+ * `$XDG_CACHE_HOME/fledge`, else `~/.cache/fledge`) keyed by the adapter description; a failing read or write of that file is ignored.
  *
  * @module
  */
 import { writeFileAtomicSync } from "../util/atomic.ts";
 import { parseJson } from "../util/json.ts";
+import { fledgeCacheDir } from "../util/cache.ts";
 import { type Gpu, isCpuAdapter } from "./gpu.ts";
 
 /**
@@ -112,13 +113,8 @@ export function parseKernelConfig(s: string): AttentionKernelConfig | null {
 const KERNELS = ["forward", "dq", "dkv"] as const;
 
 function cachePath(): string | null {
-  try {
-    const xdg = Deno.env.get("XDG_CACHE_HOME"), home = Deno.env.get("HOME");
-    const dir = xdg ? `${xdg}/fledge` : home ? `${home}/.cache/fledge` : null;
-    return dir ? `${dir}/attention.json` : null;
-  } catch {
-    return null; // no env permission
-  }
+  const dir = fledgeCacheDir();
+  return dir ? `${dir}/attention.json` : null;
 }
 
 type Disk = Record<string, Record<string, string>>;

@@ -28,6 +28,7 @@ import { createTrainer } from "../training/trainer.ts";
 import { latestCheckpoint } from "../training/checkpoint.ts";
 import { writeDirAtomic, writeFileAtomic } from "../util/atomic.ts";
 import { acquireLock } from "../util/lock.ts";
+import { fledgeCacheDir } from "../util/cache.ts";
 
 /** What the base model is: its shape, tokenizer and pre-training budget. */
 export interface BaseModelConfig {
@@ -140,11 +141,8 @@ export interface BaseModelInfo {
 
 /** The default cache folder of base models. */
 export function baseModelCacheDir(): string {
-  const own = Deno.env.get("FLEDGE_CACHE_DIR");
-  if (own) return join(own, "base-models");
-  const xdg = Deno.env.get("XDG_CACHE_HOME"), home = Deno.env.get("HOME");
-  if (xdg) return join(xdg, "fledge", "base-models");
-  if (home) return join(home, ".cache", "fledge", "base-models");
+  const dir = fledgeCacheDir();
+  if (dir) return join(dir, "base-models");
   throw new RangeError(
     "Cannot locate the base-model cache: neither XDG_CACHE_HOME nor HOME is set; pass cache_dir",
   );

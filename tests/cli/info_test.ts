@@ -1,5 +1,6 @@
 /** `deno task cli info` through `main()`: the table, `--json`, a bad backend. */
 import { assert } from "../_assert.ts";
+import { webgpu } from "../_check.ts";
 import { assertFails, cli } from "./_cli.ts";
 
 Deno.test("info prints the cpu backend as a table and as JSON", async () => {
@@ -9,6 +10,18 @@ Deno.test("info prints the cpu backend as a table and as JSON", async () => {
   const json = await cli(["info", "--json", "--backend=cpu"]);
   assert.equal(json.code, 0, json.err);
   assert.equal(JSON.parse(json.out).backend, "cpu");
+});
+
+Deno.test("info on webgpu names the matmul kernels per product shape and where the choice came from", async () => {
+  if (!await webgpu()) return;
+  const table = await cli(["info", "--backend", "webgpu"]);
+  assert.equal(table.code, 0, table.err);
+  assert.match(
+    table.out,
+    /^matmul {3}gemm \S+, thin \S+, gemv \S+, small \S+ \((default|disk|memory|measured)\)$/m,
+  );
+  const json = await cli(["info", "--json", "--backend=webgpu"]);
+  assert.match(JSON.parse(json.out).matmul, /^gemm (reg|tex|tile):/);
 });
 
 Deno.test("info rejects a bad backend with a hint, exit code 2", async () => {

@@ -9,11 +9,12 @@ import {
   matmulForward,
   type MatmulOptions,
   matmulReference,
+  tuneMatmulOnce,
 } from "../../kernels/matmul.ts";
 import { shapeClass } from "../../kernels/_matmul_tune.ts";
 import { parseConfigKey } from "../../kernels/_matmul_wgsl.ts";
 import { backward } from "../../kernels/autograd.ts";
-import type { Backend } from "../../kernels/backend.ts";
+import { type Backend, createBackend } from "../../kernels/backend.ts";
 import { mul } from "../../kernels/elementwise.ts";
 import { sum } from "../../kernels/reduce.ts";
 import type { Tensor } from "../../kernels/tensor.ts";
@@ -363,8 +364,8 @@ Deno.test("autotuneMatmul() measures, caches on disk and describes the chosen co
   if (!g) return;
   const gpu = g.device;
   const dir = await Deno.makeTempDir();
-  const prev = Deno.env.get("XDG_CACHE_HOME");
-  Deno.env.set("XDG_CACHE_HOME", dir);
+  const prev = Deno.env.get("FLEDGE_CACHE_DIR");
+  Deno.env.set("FLEDGE_CACHE_DIR", dir);
   try {
     const r = await autotuneMatmul(gpu, {
       force: true,
@@ -379,7 +380,7 @@ Deno.test("autotuneMatmul() measures, caches on disk and describes the chosen co
     assert.equal(r.source, "measured");
     assert.equal(r.timings.length, 3);
     assert.equal(r.configs.gemm.family, "reg");
-    const disk = JSON.parse(await Deno.readTextFile(`${dir}/fledge/matmul.json`));
+    const disk = JSON.parse(await Deno.readTextFile(`${dir}/matmul.json`));
     assert.equal(disk.adapters[gpu.info.description].gemm, "reg:4x8:16");
     assert.equal(disk.adapters[gpu.info.description].thin, "reg:8x4:16");
     assert.match(describeMatmulConfig(gpu), /gemm reg:4x8:16, thin reg:8x4:16/);
@@ -388,8 +389,8 @@ Deno.test("autotuneMatmul() measures, caches on disk and describes the chosen co
     // products still match the reference with the tuned config
     await check("after autotune", { M: 70, K: 64, N: 40, opts: { transB: true } });
   } finally {
-    if (prev === undefined) Deno.env.delete("XDG_CACHE_HOME");
-    else Deno.env.set("XDG_CACHE_HOME", prev);
+    if (prev === undefined) Deno.env.delete("FLEDGE_CACHE_DIR");
+    else Deno.env.set("FLEDGE_CACHE_DIR", prev);
     await Deno.remove(dir, { recursive: true });
   }
   void cpu;
@@ -612,6 +613,68 @@ Deno.test("shapeClass(): decode-sized products and 128 x 128 outputs are thin on
   ];
   for (const [M, K, N, isCpu, cls] of want) {
     assert.equal(shapeClass(M, N, K, isCpu), cls, `${M}x${K}x${N} cpu=${isCpu}`);
+  }
+});
+
+Deno.test("tuneMatmulOnce() times an adapter once, in one line, then reads the cache; FLEDGE_AUTOTUNE=0 skips it", async () => {
+  if (!await webgpu()) return;
+  const dir = await Deno.makeTempDir();
+  const saved = ["FLEDGE_CACHE_DIR", "FLEDGE_AUTOTUNE"].map((k) => [k, Deno.env.get(k)] as const);
+  const fresh: Backend[] = [];
+  // A device of its own each time: the in-memory result is kept per device.
+  const device =
+    async () => (fresh.push(await createBackend("webgpu", { autotune: false })), fresh.at(-1)!.gpu!);
+  const tiny = {
+    reps: 1,
+    candidates: {
+      gemm: [{ family: "reg", tm: 4, tn: 8, wg: 16 }, { family: "tex", tm: 12, tn: 16, wg: 32 }],
+      thin: [{ family: "reg", tm: 8, tn: 4, wg: 16 }],
+      gemv: [{ family: "reg", tm: 1, tn: 8, wg: 16 }],
+    },
+    shapes: { gemm: [64, 64, 64], thin: [64, 64, 8], gemv: [1, 64, 64] },
+  } as Parameters<typeof tuneMatmulOnce>[2];
+  try {
+    Deno.env.set("FLEDGE_CACHE_DIR", dir);
+    Deno.env.set("FLEDGE_AUTOTUNE", "0");
+    let lines = [] as string[];
+    const log = (l: string) => lines.push(l);
+    const a = await device();
+    assert.equal((await tuneMatmulOnce(a, log, tiny)).source, "default");
+    assert.equal(lines.length, 0, lines.join("\n"));
+    Deno.env.delete("FLEDGE_AUTOTUNE");
+    const r = await tuneMatmulOnce(a, log, tiny);
+    assert.equal(r.source, "measured");
+    assert.equal(r.timings.length, 4);
+    assert.equal(lines.length, 1);
+    assert.match(
+      lines[0],
+      /^fledge: timing the matmul kernels on .+, once \(.*cached in .+matmul\.json; FLEDGE_AUTOTUNE=0 skips this\)$/,
+    );
+    assert.ok(lines[0].includes(dir), lines[0]);
+    const disk = JSON.parse(await Deno.readTextFile(`${dir}/matmul.json`)).adapters[a.info.description];
+    assert.equal(disk.thin, "reg:8x4:16");
+    lines = [];
+    assert.equal((await tuneMatmulOnce(a, log, tiny)).source, "measured"); // memory: not timed again
+    assert.equal((await tuneMatmulOnce(await device(), log, tiny)).source, "disk");
+    assert.equal(lines.length, 0, lines.join("\n"));
+    // createBackend reads it too, without a word
+    const be = await createBackend("webgpu");
+    fresh.push(be);
+    assert.match(describeMatmulConfig(be.gpu!), /\(disk\): gemm \S+, thin reg:8x4:16/);
+    // A cache that cannot be written is named, and the result is still used.
+    await Deno.writeTextFile(`${dir}/file`, "");
+    Deno.env.set("FLEDGE_CACHE_DIR", `${dir}/file`);
+    const u = await tuneMatmulOnce(await device(), log, tiny);
+    assert.equal(u.source, "measured");
+    assert.equal(lines.length, 2, lines.join("\n"));
+    assert.match(
+      lines[1],
+      /^fledge: could not cache the matmul tuning \(.+file\/matmul\.json: .+\); the next run times again$/,
+    );
+  } finally {
+    for (const [k, v] of saved) v === undefined ? Deno.env.delete(k) : Deno.env.set(k, v);
+    for (const be of fresh) be.destroy();
+    await Deno.remove(dir, { recursive: true });
   }
 });
 
