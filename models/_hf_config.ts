@@ -20,7 +20,8 @@ const TRANSFORMERS_VERSION = "4.47.0";
 
 /**
  * `PretrainedConfig` attributes that steer generation, heads for other tasks or bookkeeping, never
- * the decoder's weights or math: accepted and dropped.
+ * the decoder's weights or math: accepted and dropped here (the generation ones are read by
+ * `loadGenerationConfig` when the folder has no generation_config.json, as HF's from_model_config).
  */
 // deno-fmt-ignore
 const BOOKKEEPING = new Set([

@@ -234,10 +234,58 @@ function checkValues(cfg: Record<string, unknown>, p: Problems, vocab: number | 
 }
 
 /**
+ * The generation parameters `PretrainedConfig` still reads from `config.json` (transformers v4.47
+ * `_get_global_generation_defaults`; releases before 4.26 saved them there, and hub checkpoints of
+ * that time carry them). `GenerationConfig.from_model_config` takes them when a folder has no
+ * `generation_config.json`.
+ */
+const MODEL_CONFIG_KEYS: readonly string[] = [
+  "max_length",
+  "min_length",
+  "do_sample",
+  "early_stopping",
+  "num_beams",
+  "num_beam_groups",
+  "diversity_penalty",
+  "temperature",
+  "top_k",
+  "top_p",
+  "typical_p",
+  "repetition_penalty",
+  "length_penalty",
+  "no_repeat_ngram_size",
+  "encoder_no_repeat_ngram_size",
+  "bad_words_ids",
+  "num_return_sequences",
+  "output_scores",
+  "return_dict_in_generate",
+  "forced_bos_token_id",
+  "forced_eos_token_id",
+  "remove_invalid_values",
+  "exponential_decay_length_penalty",
+  "suppress_tokens",
+  "begin_suppress_tokens",
+];
+
+/**
+ * The generation parameters of a parsed `config.json` ({@linkcode MODEL_CONFIG_KEYS}, nulls dropped
+ * as `from_model_config` drops them), unchecked: what HF's generation config takes from the model
+ * config when there is no `generation_config.json`.
+ */
+export function modelConfigGeneration(json: unknown): Record<string, unknown> {
+  if (!isObject(json)) return {};
+  return Object.fromEntries(
+    MODEL_CONFIG_KEYS.flatMap((k) => json[k] === undefined || json[k] === null ? [] : [[k, json[k]]]),
+  );
+}
+
+/**
  * Read `generation_config.json` from a model folder into a {@linkcode GenerationConfig} (the keys
  * `generate()` honours). Metadata and keys without effect on sampling one sequence are skipped; a
  * feature we do not implement (e.g. `num_beam_groups: 2`) or an unknown key is an error, never silently
- * dropped. A folder without the file gives `{}` (HF then derives the config from `config.json`).
+ * dropped. A folder without the file gives the generation parameters of its `config.json`, checked
+ * the same way (HF's `GenerationConfig.from_model_config`: a checkpoint saved before transformers 4.26
+ * keeps `repetition_penalty`, `max_length`, ... there), else `{}`.
  *
  * @param dir the model folder
  * @throws {SyntaxError} when the file is not JSON; {@linkcode TypeError} / {@linkcode RangeError}
@@ -246,6 +294,8 @@ function checkValues(cfg: Record<string, unknown>, p: Problems, vocab: number | 
  * ```ts
  * import { loadGenerationConfig } from "./generation_config.ts";
  * const dir = await Deno.makeTempDir();
+ * await Deno.writeTextFile(`${dir}/config.json`, '{"model_type": "gpt2", "no_repeat_ngram_size": 3}');
+ * if (JSON.stringify(await loadGenerationConfig(dir)) !== '{"no_repeat_ngram_size":3}') throw new Error("config.json");
  * await Deno.writeTextFile(`${dir}/generation_config.json`, '{"eos_token_id": [2, 7], "top_p": 0.9, "transformers_version": "4.47.0"}');
  * const gc = await loadGenerationConfig(dir);
  * if (JSON.stringify(gc) !== '{"eos_token_id":[2,7],"top_p":0.9}') throw new Error(JSON.stringify(gc));
@@ -253,15 +303,19 @@ function checkValues(cfg: Record<string, unknown>, p: Problems, vocab: number | 
  * ```
  */
 export async function loadGenerationConfig(dir: string): Promise<GenerationConfig> {
-  const file = join(dir, "generation_config.json");
-  let text: string;
-  try {
-    text = await Deno.readTextFile(file);
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return {};
-    throw e;
+  for (const name of ["generation_config.json", "config.json"]) {
+    const file = join(dir, name);
+    let text: string;
+    try {
+      text = await Deno.readTextFile(file);
+    } catch (e) {
+      if (e instanceof Deno.errors.NotFound) continue;
+      throw e;
+    }
+    const json = parseJson(text, file);
+    return checkGenerationConfig(name === "config.json" ? modelConfigGeneration(json) : json, file);
   }
-  return checkGenerationConfig(parseJson(text, file), file);
+  return {};
 }
 
 /**

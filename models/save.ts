@@ -15,7 +15,7 @@ import { type TensorInput, writeSafetensors } from "./formats/safetensors.ts";
 import { transposeInPlace } from "./_key_map.ts";
 import { TOKENIZER_FILES } from "./hub/hub.ts";
 import { modelSource } from "./pretrained.ts";
-import { checkGenerationConfig } from "./generation_config.ts";
+import { checkGenerationConfig, modelConfigGeneration } from "./generation_config.ts";
 import type { Transformer } from "./transformer.ts";
 
 /** Options of {@linkcode saveModel}. */
@@ -67,8 +67,9 @@ function generationConfigOf(c: ModelConfig): Record<string, unknown> | null {
 /**
  * The text of `config.json` and `generation_config.json` as {@linkcode saveModel} writes them
  * beside the weights: the generation config copied from `source` (default: the folder the model
- * was loaded from), else built from the config's token ids (absent when neither gives one). An
- * ONNX export writes them too.
+ * was loaded from), else built from the config's token ids and the generation settings of the
+ * source's `config.json` (an old checkpoint's; absent when neither gives one). An ONNX export
+ * writes them too.
  * @throws {RangeError} from {@linkcode toHfConfig} for configs HF cannot express
  */
 export async function configFiles(
@@ -83,9 +84,18 @@ export async function configFiles(
   const copied = source
     ? await Deno.readTextFile(join(source, "generation_config.json")).catch(() => null)
     : null;
+  // without the file, the generation settings an old config.json of `source` holds (HF's
+  // from_model_config; the config.json written here has none) go into the one written
+  const legacy = source && copied === null
+    ? modelConfigGeneration(
+      await Deno.readTextFile(join(source, "config.json")).then(JSON.parse).catch(() => null),
+    )
+    : {};
   const built = generationConfigOf(c);
   if (copied !== null) out["generation_config.json"] = copied;
-  else if (built) out["generation_config.json"] = jsonText(built);
+  else if (built || Object.keys(legacy).length) {
+    out["generation_config.json"] = jsonText({ ...built ?? { _from_model_config: true }, ...legacy });
+  }
   return out;
 }
 

@@ -19,6 +19,7 @@ import {
 } from "../../models/logits_process.ts";
 import { mulberry32 } from "../../util/random.ts";
 import { loadModel } from "../../models/pretrained.ts";
+import { saveModel } from "../../models/save.ts";
 import { readSafetensors } from "../../models/formats/safetensors.ts";
 import type { Tokenizer } from "../../models/tokenizer/tokenizer.ts";
 import type { Transformer } from "../../models/transformer.ts";
@@ -319,6 +320,48 @@ Deno.test("generate() honours generation_config under the options and HF's max_l
   const over = await generate(model, [prompt], { generation_config: stop, eos_token_id: null });
   assert.deepEqual(over.tokens, [greedy]);
   model.dispose();
+});
+
+Deno.test("generate() takes an old config.json's generation settings when there is no generation_config.json", async () => {
+  // HF's GenerationConfig.from_model_config: a checkpoint saved before transformers 4.26 keeps them in
+  // config.json (they had been dropped without a word: 20 new tokens, no penalty)
+  const { prompt } = await cases("llama");
+  const be = (await backends())[0];
+  const copy = await Deno.makeTempDir(), out = await Deno.makeTempDir();
+  try {
+    await Deno.copyFile(`${dir("llama")}/model.safetensors`, `${copy}/model.safetensors`);
+    const config = JSON.parse(await Deno.readTextFile(`${dir("llama")}/config.json`));
+    const legacy = { max_length: 24, repetition_penalty: 1.5, top_k: 50, bad_words_ids: null };
+    await Deno.writeTextFile(`${copy}/config.json`, JSON.stringify({ ...config, ...legacy }));
+    assert.deepEqual(await loadGenerationConfig(copy), {
+      max_length: 24,
+      repetition_penalty: 1.5,
+      top_k: 50,
+    });
+    const model = await loadModel(copy, { backend: be });
+    const want = await generate(model, [prompt], {
+      generation_config: {},
+      max_new_tokens: 8,
+      repetition_penalty: 1.5,
+    });
+    assert.deepEqual((await generate(model, [prompt])).tokens, want.tokens); // 24 - 16 new tokens
+    await saveModel(model, out); // the saved generation_config.json carries them
+    assert.equal(
+      JSON.parse(await Deno.readTextFile(`${out}/generation_config.json`)).repetition_penalty,
+      1.5,
+    );
+    model.dispose();
+    // one fledge cannot honour is refused, as in a generation_config.json
+    await Deno.writeTextFile(`${copy}/config.json`, JSON.stringify({ ...config, num_beam_groups: 2 }));
+    await fails(
+      () => loadGenerationConfig(copy),
+      RangeError,
+      /config\.json: 1 problem[^]*num_beam_groups: 2/,
+    );
+  } finally {
+    await Deno.remove(copy, { recursive: true });
+    await Deno.remove(out, { recursive: true });
+  }
 });
 
 Deno.test("generate() rejects bad input with errors that list every problem", async () => {
