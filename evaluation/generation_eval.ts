@@ -8,6 +8,7 @@
  * @module
  */
 import { generate, type GenerateOptions } from "../models/generate.ts";
+import { modelGenerationConfig } from "../models/_decode.ts";
 import { generateOnnx, OnnxDecoder } from "../models/onnx_runtime.ts";
 import type { Tokenizer } from "../models/tokenizer/tokenizer.ts";
 import type { Transformer } from "../models/transformer.ts";
@@ -38,7 +39,8 @@ export interface PredictOptions
  *
  * @param model the decoder, or an ONNX decoder loaded with its config
  * @param tokenizer decodes the answers (special tokens skipped); its EOS ends a row unless
- *   `eos_token_id` is given
+ *   `eos_token_id` is given, in the options, their `generation_config` or else the model's own
+ *   (`model.generation_config`, the generation_config.json of the folder it was loaded from)
  * @param prompts token ids per prompt
  * @param opts generation and batching options
  * @returns the answers, trimmed, in input order
@@ -71,9 +73,13 @@ export async function generatePredictions(
         `one prediction a prompt gets (the best beam); drop it`,
     );
   }
+  // the caller's generation config, else the model's own (HF's model.generation_config, as generate()
+  // reads it): its eos_token_id list and max_new_tokens had given way to the tokenizer's EOS and no cap
+  const gc = gen.generation_config ??
+    (model instanceof OnnxDecoder ? undefined : await modelGenerationConfig(model));
   let capOf: (prompt: readonly number[]) => number;
   try {
-    capOf = lengthLimit(max_len_a, max_len_b, gen.max_new_tokens ?? gen.generation_config?.max_new_tokens);
+    capOf = lengthLimit(max_len_a, max_len_b, gen.max_new_tokens ?? gc?.max_new_tokens);
   } catch (e) {
     throw new RangeError(`Cannot generate: ${(e as Error).message}`);
   }
@@ -85,11 +91,10 @@ export async function generatePredictions(
   // the stop ids: the caller's, else generation_config's (as HF generate), else the tokenizer's
   const eos = gen.eos_token_id !== undefined
     ? gen.eos_token_id
-    : gen.generation_config?.eos_token_id !== undefined
-    ? gen.generation_config.eos_token_id
+    : gc?.eos_token_id !== undefined
+    ? gc.eos_token_id
     : tokenizer.eos_token_id;
-  const pad = gen.pad_token_id ?? gen.generation_config?.pad_token_id ?? tokenizer.pad_token_id ??
-    tokenizer.eos_token_id ?? 0;
+  const pad = gen.pad_token_id ?? gc?.pad_token_id ?? tokenizer.pad_token_id ?? tokenizer.eos_token_id ?? 0;
   for (let s = 0; s < order.length; s += batch_size) {
     const idx = order.slice(s, s + batch_size);
     const caps = idx.map((i) => capOf(prompts[i]));

@@ -188,8 +188,9 @@ function firstStop(text: string, stops: string[]): number {
  * The generation defaults of `model` (HF's `model.generation_config`): the property when set, else
  * the `generation_config.json` of the folder `loadModel` read it from (read at the first generation
  * and kept on the model, so a broken file stops a generation, never a training run), else none.
+ * `generatePredictions` reads it too, for the stop ids it passes.
  */
-async function modelGenerationConfig(model: Transformer): Promise<GenerationConfig | undefined> {
+export async function modelGenerationConfig(model: Transformer): Promise<GenerationConfig | undefined> {
   if (model.generation_config) return model.generation_config;
   const dir = modelSource(model);
   if (dir === undefined) return undefined;

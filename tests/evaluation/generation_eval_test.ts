@@ -92,5 +92,18 @@ Deno.test("generatePredictions() reads generation_config's eos_token_id and max_
     generation_config: { max_new_tokens: 2 },
   });
   assert.equal(capped, text(free.tokens[0].slice(0, 2)), "max_len_a's limit stays under max_new_tokens 2");
+  // without the option, the model's own generation config (its folder's generation_config.json), as
+  // generate() reads it: its eos_token_id had given way to the tokenizer's EOS, its max_new_tokens to none
+  model.generation_config = { eos_token_id: stop };
+  const own = await generatePredictions(model, tok, [prompt], { max_new_tokens: 8, first_line: false });
+  assert.notEqual(text([stop]), text(free.tokens[0]));
+  assert.deepEqual(own, [text([stop])], "stopped at the model's own eos_token_id");
+  model.generation_config = { max_new_tokens: 2, eos_token_id: null };
+  const [short] = await generatePredictions(model, tok, [prompt], { max_len_a: 3, first_line: false });
+  assert.equal(
+    short,
+    text(free.tokens[0].slice(0, 2)),
+    "the model's own max_new_tokens caps max_len_a's limit",
+  );
   model.dispose();
 });
