@@ -108,6 +108,8 @@ export class RowDecoder {
   readonly #reason: (FinishReason | null)[];
   readonly #cut: (string | null)[];
   readonly #rng: () => number;
+  /** The prompt's last ids that a stop string may start in (HF's StopStringCriteria reads the whole sequence). */
+  readonly #head: number[][];
 
   /**
    * @param input the prompts (their tokens count for the repetition penalty)
@@ -120,6 +122,8 @@ export class RowDecoder {
     this.#reason = input.map(() => null);
     this.#cut = input.map(() => null);
     this.#rng = mulberry32(s.seed);
+    const longest = Math.max(0, ...s.stop_strings.map((x) => x.length));
+    this.#head = input.map((r) => longest > 1 ? r.slice(-(longest - 1)) : []);
   }
 
   /** Each live row's next token from its logits `logitsOf(b)` (`[V]`); null for a finished row. */
@@ -144,11 +148,16 @@ export class RowDecoder {
       this.#out[b].push(tok);
       if (s.eos_token_id.includes(tok)) this.#reason[b] = "eos_token";
       else if (s.stop_strings.length) {
-        const text = decodeText(this.tokenizer!, this.#out[b]);
-        const at = firstStop(text, s.stop_strings);
+        // HF's StopStringCriteria matches the sequence, prompt included: a stop string may begin in the
+        // prompt's last characters and end in a new token; it must end after the prompt
+        const head = decodeText(this.tokenizer!, this.#head[b]);
+        let text = decodeText(this.tokenizer!, [...this.#head[b], ...this.#out[b]]);
+        let from = head.length;
+        if (!text.startsWith(head)) [text, from] = [decodeText(this.tokenizer!, this.#out[b]), 0];
+        const at = firstStop(text, s.stop_strings, from);
         if (at >= 0) {
           this.#reason[b] = "stop_sequence";
-          this.#cut[b] = text.slice(0, at);
+          this.#cut[b] = text.slice(from, Math.max(from, at));
         }
       }
       if (!this.#reason[b] && this.#out[b].length === s.max_new_tokens) this.#reason[b] = "length";
@@ -174,11 +183,11 @@ export class RowDecoder {
   }
 }
 
-/** Index of the earliest occurrence of any stop string in `text`, or -1. */
-function firstStop(text: string, stops: string[]): number {
+/** Index of the earliest occurrence of any stop string in `text` that ends after index `from`, or -1. */
+function firstStop(text: string, stops: string[], from: number): number {
   let at = -1;
   for (const st of stops) {
-    const i = text.indexOf(st);
+    const i = text.indexOf(st, Math.max(0, from - st.length + 1));
     if (i >= 0 && (at < 0 || i < at)) at = i;
   }
   return at;

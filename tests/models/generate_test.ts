@@ -248,6 +248,23 @@ Deno.test("generate() stop_strings end a row and are trimmed from the text", asy
   const full = await generate(model, [prompt], { max_new_tokens: 8, tokenizer: letters, stop_strings: "Z" });
   assert.deepEqual(full.text, ["LAAAIQMM"]);
   assert.deepEqual(full.finish_reason, ["length"]);
+  // a stop string begun by the prompt and ended by a new token stops the row, as HF's StopStringCriteria
+  // (which reads the whole sequence) does; it had run on: "XL" is the prompt's last letter and 89's
+  const last = letters.decode([prompt.at(-1)!]);
+  const across = await generate(model, [prompt], {
+    max_new_tokens: 8,
+    tokenizer: letters,
+    stop_strings: `${last}L`,
+  });
+  assert.deepEqual([across.tokens, across.text, across.finish_reason], [[[89]], [""], ["stop_sequence"]]);
+  // ... but the prompt alone holding it does not
+  const inPrompt = letters.decode(prompt.slice(-2));
+  const r2 = await generate(model, [prompt], {
+    max_new_tokens: 3,
+    tokenizer: letters,
+    stop_strings: inPrompt,
+  });
+  assert.deepEqual(r2.finish_reason, ["length"]);
   model.dispose();
 });
 
