@@ -7,8 +7,7 @@
  *
  * @module
  */
-import { generate, type GenerateOptions } from "../models/generate.ts";
-import { modelGenerationConfig } from "../models/_decode.ts";
+import { generate, type GenerateOptions, modelGenerationConfig } from "../models/generate.ts";
 import { generateOnnx, OnnxDecoder } from "../models/onnx_runtime.ts";
 import type { Tokenizer } from "../models/tokenizer/tokenizer.ts";
 import type { Transformer } from "../models/transformer.ts";

@@ -19,11 +19,21 @@
 import { argmaxRows } from "../kernels/argmax.ts";
 import { noGrad } from "../kernels/autograd.ts";
 import type { HostArray, Tensor } from "../kernels/tensor.ts";
-import { checkPrompts, lastLogits, leftPad, resolveForModel, RowDecoder } from "./_decode.ts";
+import {
+  checkPrompts,
+  lastLogits,
+  leftPad,
+  modelGenerationConfig,
+  resolveForModel,
+  RowDecoder,
+} from "./_decode.ts";
 import { beamSearch, reorderCache } from "./beam_search.ts";
 import { checkGenerateOptions, type GenerationConfig, type ResolvedGeneration } from "./generation_config.ts";
 import type { Tokenizer } from "./tokenizer/tokenizer.ts";
 import type { ForwardOptions, Transformer } from "./transformer.ts";
+
+/** A model's generation defaults (HF's `model.generation_config`), as {@linkcode generate} reads them. */
+export { modelGenerationConfig };
 
 /** Why a row stopped (the names of Hugging Face text-generation-inference). */
 export type FinishReason = "length" | "eos_token" | "stop_sequence";
