@@ -12,7 +12,7 @@ import {
   type TrainingConfig,
   validateTrainingConfig,
 } from "./config.ts";
-import { checkParam } from "./_search_space.ts";
+import { buildGrid, checkParam, gridValues } from "./_search_space.ts";
 import { TPE_DEFAULTS } from "./_search_tpe.ts";
 import type { MedianPrunerOptions, ParamValue, SearchConfig, SearchSpace } from "./search.ts";
 
@@ -292,6 +292,25 @@ export function checkSearchConfig(
           break;
         }
       }
+    }
+  }
+  if (sampler === "grid" && Object.keys(space).length) {
+    // found only at the first trial, after study.json was written with this space, so the fixed
+    // config was then refused as another study ("its space differs")
+    const cut = (e: unknown) => (e as Error).message.replace(/^Cannot build the grid: (space\.\S+ )?/, "");
+    let each = true;
+    for (const [key, param] of Object.entries(space)) {
+      try {
+        gridValues(key, param);
+      } catch (e) {
+        p.range(`space.${key}`, cut(e));
+        each = false;
+      }
+    }
+    try {
+      if (each) buildGrid(space);
+    } catch (e) {
+      p.range("space", `the grid has ${cut(e)}`);
     }
   }
   if (base) {

@@ -275,6 +275,32 @@ function refusal(obj: Record<string, unknown>): Error {
   throw new Error(`accepted ${JSON.stringify(obj)}`);
 }
 
+Deno.test("validateSearchConfig() with sampler grid refuses a space that has no grid (it failed at trial 0, after study.json bound the study to it)", () => {
+  let e = refusal({
+    space: { learning_rate: { type: "float", low: 1e-4, high: 1e-2, log: true } },
+    sampler: "grid",
+  });
+  assert.ok(e instanceof RangeError);
+  assert.match(
+    e.message,
+    /search\.yaml: space\.learning_rate: is a continuous float; give it step or grid_points \(e\.g\. grid_points: 5\)/,
+  );
+  e = refusal({ space: { warmup_steps: { type: "int", low: 0, high: 200_000 } }, sampler: "grid" });
+  assert.match(e.message, /space\.warmup_steps: has 200001 points; raise step or use sampler: random/);
+  e = refusal({
+    space: { warmup_steps: { type: "int", low: 0, high: 999 }, seed: { type: "int", low: 0, high: 999 } },
+    sampler: "grid",
+  });
+  assert.match(e.message, /space: the grid has 1000000 points \(over 100000\); use sampler: random or tpe/);
+  const ok = validateSearchConfig({
+    base: BASE,
+    study_dir: "s",
+    sampler: "grid",
+    space: { learning_rate: { type: "float", low: 1e-4, high: 1e-2, log: true, grid_points: 3 } },
+  });
+  assert.equal(ok.space.learning_rate.type === "float" && ok.space.learning_rate.grid_points, 3);
+});
+
 Deno.test("validateSearchConfig() refuses empty and inverted ranges, unknown fields and bad settings", () => {
   let e = refusal({ space: { learning_rate: { type: "float", low: 1e-3, high: 1e-3 } } });
   assert.ok(e instanceof RangeError);
