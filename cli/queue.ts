@@ -180,8 +180,12 @@ function table(jobs: JobInfo[]): string {
   return [line(head), ...rows.map(line)].join("\n") + "\n";
 }
 
-async function withQueue<T>(url: string, fn: (q: JobQueue) => Promise<T>): Promise<T> {
-  const q = await openQueue(url);
+async function withQueue<T>(
+  url: string,
+  fn: (q: JobQueue) => Promise<T>,
+  opts: { create?: boolean } = {},
+): Promise<T> {
+  const q = await openQueue(url, opts);
   try {
     return await fn(q);
   } finally {
@@ -282,7 +286,7 @@ async function queueRun(args: string[], io: CliIO): Promise<number | void> {
     case "status":
     case "results": {
       const v = parseFlags(cmd, rest, FLAGS[name]);
-      let jobs = await withQueue(v.queue, (q) => q.jobs());
+      let jobs = await withQueue(v.queue, (q) => q.jobs(), { create: false });
       if (name === "results") {
         jobs = jobs.filter((j) => j.state === "completed");
         if (v.json) {
@@ -298,7 +302,7 @@ async function queueRun(args: string[], io: CliIO): Promise<number | void> {
       if (id === undefined) {
         throw new TypeError(`${cmd}: give the job's id (see \`deno task cli queue status\`)`);
       }
-      const j = await withQueue(v.queue, (q) => q.cancel(id));
+      const j = await withQueue(v.queue, (q) => q.cancel(id), { create: false });
       io.stdout(`cancelled job ${j.id}${j.name ? ` (${j.name})` : ""}\n`);
       return;
     }

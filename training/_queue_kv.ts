@@ -74,8 +74,8 @@ async function unlocked<T>(fn: () => Promise<T>): Promise<T> {
   }
 }
 
-/** Open (creating) the queue in the KV file `path`. */
-export async function openKvQueue(path: string, url: string): Promise<JobQueue> {
+/** Open the queue in the KV file `path`, creating it (and its folder) unless `create` is false. */
+export async function openKvQueue(path: string, url: string, opts: { create: boolean }): Promise<JobQueue> {
   if (typeof Deno.openKv !== "function") {
     throw new Error(
       `Cannot open the queue ${url}: Deno KV is unstable in Deno ${Deno.version.deno}; run deno with ` +
@@ -85,6 +85,12 @@ export async function openKvQueue(path: string, url: string): Promise<JobQueue> 
   if (isDirSync(path)) { // (sqlite had said "unable to open database file", exit 1)
     throw new TypeError(
       `Cannot open queue ${url}: ${path} is a folder; give a file, e.g. kv:${path}/queue.db`,
+    );
+  }
+  if (!opts.create && !(await exists(path))) {
+    // `queue status --queue kv:typo.sqlite` had made the file and its folder, and said "no jobs"
+    throw new Deno.errors.NotFound(
+      `Cannot open queue ${url}: ${path} does not exist; check --queue (queue submit and queue work create it)`,
     );
   }
   await Deno.mkdir(dirname(path), { recursive: true });
@@ -98,6 +104,16 @@ export async function openKvQueue(path: string, url: string): Promise<JobQueue> 
     );
   }
   return new KvQueue(kv, url);
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.stat(path);
+    return true;
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return false;
+    throw e;
+  }
 }
 
 class KvQueue implements JobQueue {

@@ -221,8 +221,11 @@ export function parseQueueUrl(url: string): QueueAddress {
  * Open a queue: Deno KV on a local file (`kv:PATH`, created with its folder when missing) or BullMQ
  * on Redis (`redis://host:port`).
  * @param url the address (default {@linkcode DEFAULT_QUEUE})
+ * @param opts `create`: make a missing `kv:` file (default true); false for a command that only
+ *   reads or removes jobs, where a missing file is a mistyped address
  * @returns the queue (close it when done)
  * @throws {TypeError} for a bad address
+ * @throws {Deno.errors.NotFound} with `create: false`, for a `kv:` file that does not exist
  * @throws {Error} when Redis cannot be reached (one line naming host and port, within seconds), or
  *   Deno KV is not enabled (`--unstable-kv`)
  * @example
@@ -238,9 +241,14 @@ export function parseQueueUrl(url: string): QueueAddress {
  * await Deno.remove(dir, { recursive: true });
  * ```
  */
-export async function openQueue(url: string = DEFAULT_QUEUE): Promise<JobQueue> {
+export async function openQueue(
+  url: string = DEFAULT_QUEUE,
+  opts: { create?: boolean } = {},
+): Promise<JobQueue> {
   const a = parseQueueUrl(url);
-  if (a.backend === "kv") return await (await import("./_queue_kv.ts")).openKvQueue(a.path, url);
+  if (a.backend === "kv") {
+    return await (await import("./_queue_kv.ts")).openKvQueue(a.path, url, { create: opts.create ?? true });
+  }
   return await (await import("./_queue_redis.ts")).openRedisQueue(a, url);
 }
 

@@ -319,6 +319,15 @@ Deno.test("queue: submit refuses a bad job file; cancel removes a waiting job; e
       2,
       /^fledge: Cannot open queue kv:\S+: \S+ is a folder; give a file, e.g\. kv:\S+\/queue\.db$/,
     );
+    // a mistyped queue file: named, and not made (status had made it and its folder, and said "no jobs")
+    for (const sub of [["status"], ["results"], ["cancel", "1"]]) {
+      assertFails(
+        await cli(["queue", ...sub, "--queue", `kv:${join(dir, "typo", "q.sqlite")}`]),
+        2,
+        /^fledge: Cannot open queue kv:\S+: \S+typo\/q\.sqlite does not exist; check --queue \(queue submit and queue work create it\)$/,
+      );
+    }
+    assert.equal(await exists(join(dir, "typo")), false);
     assertFails(await cli(["queue", "submit", "--queue", url]), 2, /missing --config/);
     assertFails(await cli(["queue", "stats"]), 2, /unknown command "stats"/);
     assertFails(
