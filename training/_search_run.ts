@@ -33,7 +33,8 @@ export function nextTrial(
   if (config.n_trials !== null && study.trials.length >= config.n_trials) return "n_trials";
   if (config.timeout !== null && (performance.now() - t0) / 1000 >= config.timeout) return "timeout";
   const number = study.trials.length;
-  const s = o.suggest(config.space, study.trials, { ...config, number, tpe: config.tpe });
+  const { sampler, seed, direction, tpe } = config;
+  const s = o.suggest(config.space, study.trials, { sampler, seed, number, direction, tpe });
   if (!s) return "grid";
   const t: Trial = { number, state: "running", params: s.params, value: null, intermediate_values: {} };
   if (s.grid_id !== undefined) t.grid_id = s.grid_id;

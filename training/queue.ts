@@ -19,7 +19,7 @@
 import { basename, dirname, join, resolve } from "node:path";
 import { parse as parseYaml } from "npm:yaml@^2.9";
 import { readNamedTextFile, writeFileAtomic } from "../util/atomic.ts";
-import { isObject, yamlProblem } from "../util/problems.ts";
+import { isObject, refuseUnknownOptions, yamlProblem } from "../util/problems.ts";
 import { validateTrainingConfig } from "./config.ts";
 import { migrateConfig } from "./legacy_config.ts";
 import { runTraining } from "./run.ts";
@@ -245,6 +245,7 @@ export async function openQueue(
   url: string = DEFAULT_QUEUE,
   opts: { create?: boolean } = {},
 ): Promise<JobQueue> {
+  refuseUnknownOptions(opts, ["create"], "openQueue");
   const a = parseQueueUrl(url);
   if (a.backend === "kv") {
     return await (await import("./_queue_kv.ts")).openKvQueue(a.path, url, { create: opts.create ?? true });
@@ -523,6 +524,12 @@ export interface WorkerSummary {
  * ```
  */
 export async function runWorker(queue: JobQueue, opts: RunWorkerOptions = {}): Promise<WorkerSummary> {
+  // a misspelt option had run on its default (`{ max_job: 1 }` took jobs for ever)
+  refuseUnknownOptions(
+    opts,
+    ["handlers", "max_jobs", "idle_exit", "lease", "runs_dir", "worker", "log", "handle_signals"],
+    "runWorker",
+  );
   const handlers: Partial<Record<JobKind, JobHandler>> = {
     train: trainJob,
     trial: trialJob,

@@ -15,7 +15,7 @@
  */
 import { dirname, join, resolve } from "node:path";
 import { mulberry32 } from "../util/random.ts";
-import { Problems } from "../util/problems.ts";
+import { Problems, refuseUnknownOptions } from "../util/problems.ts";
 import { loadTrainingConfig, type TrainingConfig } from "./config.ts";
 import { parseConfigText } from "./_config_yaml.ts";
 import { checkSearchConfig } from "./_search_config.ts";
@@ -255,6 +255,7 @@ export function validateSearchSpace(
   space: Record<string, unknown>,
   opts: { warn?: (line: string) => void } = {},
 ): SearchSpace {
+  refuseUnknownOptions(opts, ["warn"], "validateSearchSpace");
   const p = new Problems(), out: SearchSpace = {};
   if (!Object.keys(space).length) p.type("space", "empty: give at least one field");
   for (const [k, raw] of Object.entries(space)) {
@@ -311,6 +312,7 @@ export function suggestParams(
   trials: readonly Trial[],
   opts: SuggestOptions,
 ): { params: Record<string, ParamValue>; grid_id?: number } | null {
+  refuseUnknownOptions(opts, ["sampler", "seed", "number", "direction", "tpe"], "suggestParams");
   const rng = trialRng(opts.seed, opts.number);
   const params: Record<string, ParamValue> = {};
   if (opts.sampler === "grid") {
@@ -362,6 +364,11 @@ export function medianPrune(
   trials: readonly Trial[],
   opts: { direction: TrialDirection } & Partial<MedianPrunerOptions>,
 ): PruneDecision {
+  refuseUnknownOptions(
+    opts,
+    ["direction", "n_startup_trials", "n_warmup_steps", "interval_steps"],
+    "medianPrune",
+  );
   const o = { n_startup_trials: 5, n_warmup_steps: 0, interval_steps: 1, ...opts };
   return medianDecision(intermediate, trials, opts.direction, o);
 }
@@ -403,6 +410,8 @@ export async function optimize(
   objective: (params: Record<string, ParamValue>) => number | Promise<number>,
   opts: OptimizeOptions,
 ): Promise<Trial[]> {
+  // a misspelt option had run on its default (`directon: "maximize"` minimized)
+  refuseUnknownOptions(opts, ["space", "n_trials", "direction", "sampler", "seed", "tpe"], "optimize");
   const space = validateSearchSpace(opts.space);
   const trials: Trial[] = [];
   const direction = opts.direction ?? "minimize";
@@ -457,6 +466,7 @@ export function validateSearchConfig(
   obj: unknown,
   opts: { file?: string; warn?: (line: string) => void } = {},
 ): SearchConfig {
+  refuseUnknownOptions(opts, ["file", "warn"], "validateSearchConfig");
   return checkSearchConfig(obj, opts.file ?? "<search config>", {
     warn: opts.warn ?? ((l) => console.warn(l)),
   });
@@ -489,6 +499,7 @@ export async function loadSearchConfig(
   path: string,
   opts: { warn?: (line: string) => void } = {},
 ): Promise<SearchConfig> {
+  refuseUnknownOptions(opts, ["warn"], "loadSearchConfig");
   const text = await readNamedTextFile(path, "Cannot load search config:", "give a search .yaml file");
   let parsed;
   try {
@@ -590,6 +601,12 @@ export interface RunSearchOptions {
  * ```
  */
 export async function runSearch(config: SearchConfig, opts: RunSearchOptions = {}): Promise<SearchResult> {
+  // a misspelt option had run on its default (`{ worker: 4 }` ran every trial in this process)
+  refuseUnknownOptions(
+    opts,
+    ["log", "progress", "workers", "queue", "local_workers", "worker_command", "lease"],
+    "runSearch",
+  );
   const loop = {
     log: opts.log ?? ((l: string) => console.error(l)),
     progress: opts.progress ?? false,

@@ -162,6 +162,27 @@ Deno.test("kv queue: a job whose worker is lost on its last attempt fails, namin
   });
 });
 
+Deno.test("runWorker() and openQueue() refuse an option name they do not read (max_job had taken jobs for ever)", async () => {
+  const dir = await Deno.makeTempDir();
+  const q = await openQueue(`kv:${dir}/q.sqlite`);
+  try {
+    await assert.rejects(
+      () => runWorker(q, { max_job: 1, idle_exit: 0 } as never),
+      {
+        name: "TypeError",
+        message: /^runWorker: "max_job" \(did you mean max_jobs\?\) is not an option of runWorker/,
+      },
+    );
+    await assert.rejects(() => openQueue(`kv:${dir}/q.sqlite`, { creat: false } as never), {
+      name: "TypeError",
+      message: /did you mean create\?/,
+    });
+  } finally {
+    await q.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("runWorker(): bad input fails a job once; another error is retried up to max_attempts", async () => {
   await withQueue(async (q) => {
     // what the CLI's flags and job files refuse, the API refuses too (a lease of 0 once ran a job twice)

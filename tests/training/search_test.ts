@@ -174,6 +174,41 @@ Deno.test("suggestParams() with the grid sampler visits every point once, then r
   );
 });
 
+Deno.test("the search functions refuse an option name they do not read (a typo had run on the default)", async () => {
+  const space = { x: { type: "float", low: 0, high: 10 } };
+  await assert.rejects(
+    () => optimize((p) => p.x as number, { space, n_trials: 3, directon: "maximize" } as never),
+    {
+      name: "TypeError",
+      message: /^optimize: "directon" \(did you mean direction\?\) is not an option of optimize/,
+    },
+  );
+  const c = validateSearchConfig({
+    base: BASE,
+    n_trials: 1,
+    study_dir: "s",
+    space: { learning_rate: { type: "float", low: 1e-4, high: 1e-2 } },
+  });
+  await assert.rejects(() => runSearch(c, { worker: 2 } as never), {
+    name: "TypeError",
+    message: /did you mean workers\?/,
+  });
+  const s = validateSearchSpace(space);
+  const o = { sampler: "tpe", seed: 0, number: 0, direction: "minimize", n_startup_trials: 0 } as const;
+  assert.throws(() => suggestParams(s, [], o as never), {
+    name: "TypeError",
+    message: /"n_startup_trials" is not an option/,
+  });
+  assert.throws(
+    () => medianPrune({ 1: 2 }, [], { direction: "minimize", warmup_steps: 5 } as never),
+    { name: "TypeError", message: /^medianPrune: "warmup_steps"/ },
+  );
+  assert.throws(() => validateSearchSpace(space, { warm: () => {} } as never), {
+    name: "TypeError",
+    message: /did you mean warn\?/,
+  });
+});
+
 // ---- median pruning on recorded curves ----
 
 function done(number: number, curve: Record<number, number>, state: Trial["state"] = "complete"): Trial {
