@@ -509,6 +509,19 @@ export async function loadSearchConfig(
   }
   const obj = parsed.value as Record<string, unknown>;
   const warn = opts.warn ?? ((l: string) => console.warn(l));
+  if (
+    obj && typeof obj === "object" && obj.base_config !== undefined &&
+    !(typeof obj.base_config === "string" && obj.base_config)
+  ) {
+    // it had said base_config "is read by loadSearchConfig; pass base here", about this very file
+    const at = parsed.line("base_config");
+    throw new TypeError(
+      `Cannot load search config ${path}${
+        at ? `:${at}` : ""
+      }: base_config: expected the path of a training ` +
+        `config (relative to the search file's folder), got ${JSON.stringify(obj.base_config)}`,
+    );
+  }
   if (obj && typeof obj === "object" && typeof obj.base_config === "string") {
     if (obj.base !== undefined) {
       throw new TypeError(`Cannot load search config ${path}: give base or base_config, not both`);

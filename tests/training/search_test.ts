@@ -498,6 +498,13 @@ Deno.test("loadSearchConfig() reads base_config beside the YAML and names file:l
     );
     await assert.rejects(() => loadSearchConfig(`${dir}/none.yaml`), Deno.errors.NotFound);
     await Deno.writeTextFile(`${dir}/lost.yaml`, "base_config: gone.yaml\nspace: {}\n");
+    // an empty base_config: named as a path to give (it had said "pass base here", a library hint)
+    await Deno.writeTextFile(`${dir}/empty.yaml`, "space: {}\nbase_config:\n");
+    await assert.rejects(() => loadSearchConfig(`${dir}/empty.yaml`), {
+      name: "TypeError",
+      message:
+        /^Cannot load search config \S+empty\.yaml:2: base_config: expected the path of a training config \(relative to the search file's folder\), got null$/,
+    });
     await assert.rejects(() => loadSearchConfig(`${dir}/lost.yaml`), {
       name: "NotFound",
       message:
