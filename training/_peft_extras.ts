@@ -2,8 +2,10 @@
  * Private: the base tensors a PEFT adapter trains and saves besides `lora_A` / `lora_B` — biases
  * (`bias: "all"`: every bias; `"lora_only"`: those of the adapted modules) and whole modules
  * (`modules_to_save`, e.g. `lm_head`, `embed_tokens`). PEFT saves them under
- * `base_model.model.<Hugging Face name>` in `adapter_model.safetensors`; here each is assembled from
- * the canonical parameters the checkpoint key map names (fused rows stacked, Conv1D transposed).
+ * `base_model.model.<Hugging Face name>` in `adapter_model.safetensors`, but for the bias of an
+ * adapted module, which PEFT's `lora.Linear` holds in its wrapped `base_layer`:
+ * `base_model.model.<module>.base_layer.bias`. Here each is assembled from the canonical parameters
+ * the checkpoint key map names (fused rows stacked, Conv1D transposed).
  * @module
  */
 import { checkpointKeyMap, type ModelConfig } from "../models/config.ts";
@@ -12,8 +14,10 @@ import type { TargetModule } from "./_peft_targets.ts";
 
 /** One extra tensor in PEFT's key and layout, and the canonical parameters it holds. */
 export interface ExtraTensor {
-  /** `base_model.model.<HF parameter name>`. */
+  /** `base_model.model.<HF parameter name>` (`<module>.base_layer.bias` for an adapted module's bias). */
   key: string;
+  /** The key fledge wrote before it followed PEFT's `base_layer` name, read too; else null. */
+  old_key: string | null;
   /** Its shape in the HF layout. */
   hf_shape: number[];
   /** Canonical parameter names, stacked by rows. */
@@ -24,10 +28,12 @@ export interface ExtraTensor {
   transpose: boolean;
 }
 
+type HfParameter = Omit<ExtraTensor, "old_key"> & { module: string; hf: string };
+
 /** Every HF parameter of the model with its module path, layer-expanded. */
-function hfParameters(config: ModelConfig): (ExtraTensor & { module: string; hf: string })[] {
+function hfParameters(config: ModelConfig): HfParameter[] {
   const map = checkpointKeyMap(config);
-  const out: (ExtraTensor & { module: string; hf: string })[] = [];
+  const out: HfParameter[] = [];
   for (const e of map.entries) {
     for (let i = 0; i < (e.per_layer ? config.num_hidden_layers : 1); i++) {
       const hf = e.hf.replaceAll("{i}", String(i));
@@ -86,13 +92,19 @@ export function extraTensors(
       } biases, and this ${config.arch} model has none there; set bias: "none"`,
     );
   }
-  return picked.map(({ key, hf_shape, ours, split_rows, transpose }) => ({
-    key,
-    hf_shape,
-    ours,
-    split_rows,
-    transpose,
-  }));
+  return picked.map(({ key, module, hf, hf_shape, ours, split_rows, transpose }) => {
+    // PEFT wraps an adapted nn.Linear: its bias is `<module>.base_layer.bias` in the state dict
+    // (a `<module>.bias` key loads into nothing there: load_state_dict(strict=False) skips it).
+    const wrapped = hf.endsWith(".bias") && adapted.has(module);
+    return {
+      key: wrapped ? `base_model.model.${module}.base_layer.bias` : key,
+      old_key: wrapped ? key : null,
+      hf_shape,
+      ours,
+      split_rows,
+      transpose,
+    };
+  });
 }
 
 /** The HF-layout data of `e` from its canonical pieces (host arrays in `ours` order). */

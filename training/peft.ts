@@ -332,7 +332,7 @@ export async function readAdapter(dir: string, config: ModelConfig): Promise<Ada
       }
     }
     const extras = extraTensors(config, c, targets);
-    for (const e of extras) await take(e.key, e.hf_shape);
+    for (const e of extras) await take(e.key, e.hf_shape, e.old_key ?? undefined);
     if (names.size) {
       throw new TypeError(
         `Cannot load ${file}: unexpected tensors ${[...names].slice(0, 5).join(", ")}${

@@ -9,7 +9,12 @@ import type { Backend } from "../../kernels/backend.ts";
 import { AdamW } from "../../kernels/optim.ts";
 import { dequantize } from "../../kernels/quant.ts";
 import { loadModel } from "../../models/pretrained.ts";
-import { openSafetensors, readSafetensors, type SafeTensor } from "../../models/formats/safetensors.ts";
+import {
+  openSafetensors,
+  readSafetensors,
+  type SafeTensor,
+  writeSafetensors,
+} from "../../models/formats/safetensors.ts";
 import { TextDataset } from "../../data/text_dataset.ts";
 import { getTrainingArgs } from "../../training/config.ts";
 import { createTrainer } from "../../training/trainer.ts";
@@ -475,8 +480,15 @@ Deno.test("bias: lora_only and modules_to_save train through the Trainer, save w
     const names = r.names();
     r.close();
     assert.ok(names.includes("base_model.model.lm_head.weight"), names.join());
-    assert.ok(names.includes("base_model.model.model.layers.0.self_attn.q_proj.bias"), names.join());
-    assert.ok(names.includes("base_model.model.model.layers.1.self_attn.v_proj.bias"), names.join());
+    // an adapted module's bias is its PEFT wrapper's base_layer.bias
+    assert.ok(
+      names.includes("base_model.model.model.layers.0.self_attn.q_proj.base_layer.bias"),
+      names.join(),
+    );
+    assert.ok(
+      names.includes("base_model.model.model.layers.1.self_attn.v_proj.base_layer.bias"),
+      names.join(),
+    );
     assert.ok(!names.some((n) => n.includes("k_proj")), names.join());
     const x = be.fromArray(ids.subarray(0, 32), [2, 16], "i32");
     const want = await noGrad(() => model.forward(x)).toArray();
@@ -532,4 +544,38 @@ Deno.test("modules_to_save naming nothing (GPT-2's tied LM head) is one line lis
   );
   assert.equal(model.adapters.size, 0, "nothing attached");
   model.dispose();
+});
+
+Deno.test("bias: all saves an adapted module's bias as PEFT's base_layer.bias, the others by their name; the old key still loads", async () => {
+  const be = await cpu();
+  const model = await loadModel(dir("qwen2"), { backend: be });
+  applyLora(model, { r: 4, target_modules: ["q_proj"], bias: "all" });
+  const t = await adapterTensors(model);
+  const layer0 = [...t.keys()].filter((k) => k.includes("layers.0.self_attn")).sort();
+  assert.deepEqual(layer0, [
+    "base_model.model.model.layers.0.self_attn.k_proj.bias",
+    "base_model.model.model.layers.0.self_attn.q_proj.base_layer.bias",
+    "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight",
+    "base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight",
+    "base_model.model.model.layers.0.self_attn.v_proj.bias",
+  ]);
+  const out = await Deno.makeTempDir({ prefix: "fledge_peft_" });
+  try {
+    const bias = model.p("layers.0.attn.q.bias");
+    model.params.set("layers.0.attn.q.bias", be.fromArray(new Float32Array(bias.size).fill(0.5), bias.shape));
+    bias.dispose();
+    await saveAdapter(model, out);
+    // an adapter fledge saved with the plain key (`q_proj.bias`) before
+    const { tensors } = await readSafetensors(`${out}/adapter_model.safetensors`);
+    const renamed = new Map([...tensors].map(([k, v]) => [k.replace(".base_layer.bias", ".bias"), v]));
+    await writeSafetensors(`${out}/adapter_model.safetensors`, renamed);
+    for (const k of renamed.keys()) assert.ok(!k.includes("base_layer"), k);
+    const again = await loadModel(dir("qwen2"), { backend: be });
+    await loadAdapter(again, out);
+    assert.deepEqual(await again.p("layers.0.attn.q.bias").toArray(), new Float32Array(64).fill(0.5));
+    again.dispose();
+  } finally {
+    await Deno.remove(out, { recursive: true });
+    model.dispose();
+  }
 });
