@@ -303,12 +303,10 @@ export async function readAdapter(dir: string, config: ModelConfig): Promise<Ada
   const tensors = new Map<string, AdapterTensor>();
   try {
     const names = new Set(reader.names());
-    const take = async (key: string, shape: number[], alt?: string): Promise<void> => {
+    const take = async (key: string, shape: number[], alt?: string, by = "target_modules"): Promise<void> => {
       const k = names.has(key) ? key : alt && names.has(alt) ? alt : null;
       if (!k) {
-        throw new TypeError(
-          `Cannot load ${file}: tensor ${key} is missing (target_modules in ${cfgPath} names it)`,
-        );
+        throw new TypeError(`Cannot load ${file}: tensor ${key} is missing (${by} in ${cfgPath} names it)`);
       }
       names.delete(k);
       const t = await reader.read(k, { as: "f32" });
@@ -331,8 +329,14 @@ export async function readAdapter(dir: string, config: ModelConfig): Promise<Ada
         );
       }
     }
-    const extras = extraTensors(config, c, targets);
-    for (const e of extras) await take(e.key, e.hf_shape, e.old_key ?? undefined);
+    let extras = extraTensors(config, c, targets);
+    // PEFT 0.14 saves no bias under bias: "lora_only" (it looks for <module>.bias, not the wrapped
+    // base_layer.bias: huggingface/peft#3306), and its adapter reloads onto the base's biases.
+    const own = extras.filter((e) => c.bias === "lora_only" && e.old_key !== null);
+    if (own.length && own.every((e) => !names.has(e.key) && !names.has(e.old_key!))) {
+      extras = extras.filter((e) => !own.includes(e));
+    }
+    for (const e of extras) await take(e.key, e.hf_shape, e.old_key ?? undefined, "bias or modules_to_save");
     if (names.size) {
       throw new TypeError(
         `Cannot load ${file}: unexpected tensors ${[...names].slice(0, 5).join(", ")}${

@@ -579,3 +579,30 @@ Deno.test("bias: all saves an adapted module's bias as PEFT's base_layer.bias, t
     model.dispose();
   }
 });
+
+Deno.test("bias: lora_only from PEFT 0.14, which saves no bias, loads onto the base's biases; some of them missing is refused", async () => {
+  const be = await cpu();
+  const model = await loadModel(dir("qwen2"), { backend: be });
+  applyLora(model, { r: 4, target_modules: ["q_proj"], bias: "lora_only", init_lora_weights: false });
+  const out = await Deno.makeTempDir({ prefix: "fledge_peft_" });
+  try {
+    await saveAdapter(model, out);
+    const file = `${out}/adapter_model.safetensors`;
+    const { tensors } = await readSafetensors(file);
+    const bias0 = "base_model.model.model.layers.0.self_attn.q_proj.base_layer.bias";
+    assert.ok(tensors.delete(bias0));
+    await writeSafetensors(file, tensors);
+    const again = await loadModel(dir("qwen2"), { backend: be });
+    await assert.rejects(() => loadAdapter(again, out), new RegExp(`tensor ${bias0} is missing`));
+    tensors.delete("base_model.model.model.layers.1.self_attn.q_proj.base_layer.bias");
+    await writeSafetensors(file, tensors);
+    const base = await again.p("layers.1.attn.q.bias").toArray();
+    await loadAdapter(again, out);
+    assert.deepEqual(await again.p("layers.1.attn.q.bias").toArray(), base, "the base's bias");
+    assert.equal(again.adapters.size, 2);
+    again.dispose();
+  } finally {
+    await Deno.remove(out, { recursive: true });
+    model.dispose();
+  }
+});
