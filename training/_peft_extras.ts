@@ -64,7 +64,9 @@ export function extraTensors(
   const all = hfParameters(config);
   const adapted = new Set(targets.map((t) => t.hf));
   const save = c.modules_to_save ?? [];
-  const hit = (module: string, name: string) => module === name || module.endsWith("." + name);
+  // PEFT 0.14 `_set_trainable`: `key.endswith(target_key)`, a plain suffix with no "." before it,
+  // so "norm" also wraps every `input_layernorm` and `post_attention_layernorm`, and "head" `lm_head`.
+  const hit = (module: string, name: string) => module.endsWith(name);
   const missing = save.filter((n) => !all.some((p) => hit(p.module, n)));
   if (missing.length) {
     const modules = [...new Set(all.map((p) => p.module.replace(/\.\d+\./, ".N.")))];

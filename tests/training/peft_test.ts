@@ -606,3 +606,18 @@ Deno.test("bias: lora_only from PEFT 0.14, which saves no bias, loads onto the b
     model.dispose();
   }
 });
+
+Deno.test("modules_to_save matches as PEFT's _set_trainable does, by plain suffix: norm is every *norm module", async () => {
+  const model = await loadModel(dir("llama"), { backend: await cpu() });
+  applyLora(model, { r: 4, modules_to_save: ["norm"] });
+  const saved = [...(await adapterTensors(model)).keys()].filter((k) => !k.includes("lora_")).sort();
+  assert.deepEqual(saved, [
+    "base_model.model.model.layers.0.input_layernorm.weight",
+    "base_model.model.model.layers.0.post_attention_layernorm.weight",
+    "base_model.model.model.layers.1.input_layernorm.weight",
+    "base_model.model.model.layers.1.post_attention_layernorm.weight",
+    "base_model.model.model.norm.weight",
+  ]);
+  assert.equal(model.parameters().filter((p) => p.requiresGrad).length, 5, "the five norms train");
+  model.dispose();
+});
