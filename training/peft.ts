@@ -311,8 +311,16 @@ export async function readAdapter(dir: string, config: ModelConfig): Promise<Ada
       names.delete(k);
       const t = await reader.read(k, { as: "f32" });
       if (t.shape.join() !== shape.join()) {
+        // the rank axis of lora_A [r, in] / lora_B [out, r] against the config's r; any other axis is the base's
+        const rAxis = key.endsWith(".lora_A.weight") ? 0 : key.endsWith(".lora_B.weight") ? 1 : -1;
+        const base = c.base_model_name_or_path;
+        const why = rAxis >= 0 && t.shape.length === 2 && t.shape[rAxis] !== c.r
+          ? `r is ${c.r} in ${cfgPath}`
+          : `the adapter was made for a base model of other shapes${
+            base ? ` (${base})` : ""
+          }, not this ${config.arch} model (hidden_size ${config.hidden_size}); load it onto its base model`;
         throw new TypeError(
-          `Cannot load ${file}: tensor ${k} has shape [${t.shape}], expected [${shape}] (r = ${c.r})`,
+          `Cannot load ${file}: tensor ${k} has shape [${t.shape}], expected [${shape}]: ${why}`,
         );
       }
       tensors.set(key, { shape, data: t.data as Float32Array });

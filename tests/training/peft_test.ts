@@ -375,7 +375,7 @@ Deno.test("applyLora and loadAdapter list every bad field and unknown target wit
     await Deno.copyFile(`${dir("gpt2")}/lora/adapter_model.safetensors`, `${tmp}/adapter_model.safetensors`);
     await assert.rejects(
       () => loadAdapter(model, tmp),
-      /lora_A.weight has shape \[4,64\], expected \[8,64\]/,
+      /lora_A.weight has shape \[4,64\], expected \[8,64\]: r is 8 in .*adapter_config.json$/,
     );
     assert.equal(model.adapters.size, 0);
   } finally {
@@ -620,4 +620,20 @@ Deno.test("modules_to_save matches as PEFT's _set_trainable does, by plain suffi
   ]);
   assert.equal(model.parameters().filter((p) => p.requiresGrad).length, 5, "the five norms train");
   model.dispose();
+});
+
+Deno.test("an adapter for a base model of other shapes says so and names the fix", async () => {
+  const be = await cpu();
+  const llama = await loadModel(dir("llama"), { backend: be });
+  const small = Transformer.init(
+    { ...llama.config, hidden_size: 32, intermediate_size: 64, head_dim: 8 },
+    be,
+  );
+  llama.dispose();
+  await assert.rejects(
+    () => loadAdapter(small, `${dir("llama")}/lora`),
+    /q_proj\.lora_A\.weight has shape \[4,64\], expected \[4,32\]: the adapter was made for a base model of other shapes, not this llama model \(hidden_size 32\); load it onto its base model$/,
+  );
+  assert.equal(small.adapters.size, 0);
+  small.dispose();
 });
