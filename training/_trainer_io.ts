@@ -283,13 +283,14 @@ export async function writeRunEnd(out: string, r: {
   await r.metrics.append(endRec);
   if (r.model.adapters.size) {
     // An adapter run: adapter/ in PEFT's layout (with the tokenizer), and with merge_adapter the
-    // merged model/ too (PEFT merge_and_unload: the adapter is folded into the model in memory).
+    // merged model/ too (PEFT merge_and_unload: the adapter is folded into the model in memory;
+    // a QLoRA base is merged in f32, as the f32 model/ is written, not rounded to 4 bits again).
     await writeDirAtomic(join(out, "adapter"), async (tmp) => {
       await saveAdapter(r.model, tmp);
       if (r.tokenizer) await r.tokenizer.save(tmp);
     });
     if (r.config.merge_adapter) {
-      mergeAdapter(r.model);
+      mergeAdapter(r.model, { dequantize: true });
       await saveFinalModel(r.model, r.tokenizer, join(out, "model"));
     }
   } else await saveFinalModel(r.model, r.tokenizer, join(out, "model"));

@@ -423,10 +423,14 @@ export function removeAdapter(model: Transformer): void {
 /**
  * Fold the adapter into the base weights and detach it (PEFT `merge_and_unload()`):
  * `W ← W + s B A`, and for DoRA `W ← (m / ||W + s B A||) ⊙ (W + s B A)` per row. A 4-bit base
- * weight is dequantized, merged and quantized again (as PEFT does for bitsandbytes layers).
+ * weight is dequantized, merged and quantized again (as PEFT does for bitsandbytes layers), or
+ * with `dequantize` kept in f32 (Unsloth's `merged_16bit`): what a model saved in f32 wants, since
+ * quantizing again rounds part of the adapter away.
+ * @param opts `dequantize`: leave merged 4-bit weights in f32 (default false)
  * @throws {TypeError} when the model has no adapter
  */
-export function mergeAdapter(model: Transformer): void {
+export function mergeAdapter(model: Transformer, opts: { dequantize?: boolean } = {}): void {
+  refuseUnknownOptions(opts, ["dequantize"], "mergeAdapter");
   const ms = modules(model);
   if (!ms.length) throw new TypeError("Cannot merge an adapter: the model has none");
   noGrad(() => {
@@ -447,7 +451,7 @@ export function mergeAdapter(model: Transformer): void {
           for (const t of [scale, col, merged]) t.dispose();
           merged = scaled;
         }
-        if (q) {
+        if (q && !opts.dequantize) {
           const q2 = quantize(merged, { kind: q.kind, blockSize: q.blockSize, doubleQuant: q.doubleQuant });
           q2.name = q.name;
           merged.dispose();
@@ -455,10 +459,14 @@ export function mergeAdapter(model: Transformer): void {
           q.dispose();
           model.quantized.set(p.linear, q2);
         } else {
-          merged.name = w.name;
-          merged.requiresGrad = w.requiresGrad;
+          merged.name = q ? q.name : w.name;
+          merged.requiresGrad = !q && w.requiresGrad;
           model.params.set(`${p.linear}.weight`, merged);
           w.dispose();
+          if (q) {
+            model.quantized.delete(p.linear);
+            q.dispose();
+          }
         }
       }
     }

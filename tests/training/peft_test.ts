@@ -284,6 +284,40 @@ Deno.test("QLoRA: NF4 base + the PEFT LoRA equals LoRA on the dequantized base, 
   }
 });
 
+Deno.test("mergeAdapter on a QLoRA model: quantized again as PEFT, or with dequantize kept in f32 and equal to the unmerged logits", async () => {
+  const be = await cpu();
+  const c = await cases(`${dir("llama")}/lora`);
+  const mask = c.geti("attention_mask");
+  const V = 0 +
+    (await loadModel(dir("llama"), { backend: be }).then((m) => (m.dispose(), m.config.vocab_size)));
+  const diffs: number[] = [];
+  for (const dequantize of [false, true]) {
+    const model = await loadModel(dir("llama"), { backend: be });
+    const V = model.config.vocab_size;
+    quantizeModel(model, { kind: "nf4" });
+    await loadAdapter(model, `${dir("llama")}/lora`);
+    const unmerged = masked(await logitsOf(model, be, c), mask, V);
+    const adapted = [...model.adapters.keys()];
+    mergeAdapter(model, { dequantize });
+    assert.equal(adapted.filter((k) => model.quantized.has(k)).length, dequantize ? 0 : adapted.length);
+    assert.equal(model.quantized.size, 2 * 7 - (dequantize ? adapted.length : 0));
+    const merged = masked(await logitsOf(model, be, c), mask, V);
+    let d = 0;
+    for (let i = 0; i < merged.length; i++) d = Math.max(d, Math.abs(merged[i] - unmerged[i]));
+    diffs.push(d);
+    model.dispose();
+  }
+  // quantizing the merged weight again rounds part of the adapter away; merging in f32 keeps it
+  assert.ok(diffs[1] < 1e-4, `dequantize: merged vs unmerged max |diff| ${diffs[1]}`);
+  assert.ok(diffs[0] > 100 * diffs[1], `quantized again: max |diff| ${diffs[0]} (f32 ${diffs[1]})`);
+  const model = await loadModel(dir("llama"), { backend: be });
+  assert.throws(
+    () => mergeAdapter(model, { dequantise: true } as never),
+    /mergeAdapter.*dequantise.*dequantize/,
+  );
+  model.dispose();
+});
+
 Deno.test("applyLora initialises as PEFT: A Kaiming-uniform, B zero, DoRA magnitude = row norms of W", async () => {
   const be = await cpu();
   const model = await loadModel(dir("phi3"), { backend: be });
