@@ -288,8 +288,6 @@ Deno.test("mergeAdapter on a QLoRA model: quantized again as PEFT, or with dequa
   const be = await cpu();
   const c = await cases(`${dir("llama")}/lora`);
   const mask = c.geti("attention_mask");
-  const V = 0 +
-    (await loadModel(dir("llama"), { backend: be }).then((m) => (m.dispose(), m.config.vocab_size)));
   const diffs: number[] = [];
   for (const dequantize of [false, true]) {
     const model = await loadModel(dir("llama"), { backend: be });
