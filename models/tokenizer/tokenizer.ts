@@ -17,6 +17,7 @@ import {
   tokenContent,
   tokenContents,
 } from "./_chat.ts";
+import { resolveConfig } from "./_config.ts";
 import { checkIds, readTokenizerFiles, writeTokenizerFiles } from "./_files.ts";
 import { checkBooleans, show } from "../../util/problems.ts";
 import type {
@@ -189,7 +190,9 @@ class HfTokenizer implements Tokenizer {
  */
 export async function loadTokenizer(dir: string): Promise<Tokenizer> {
   const files = await readTokenizerFiles(dir);
-  const tokenizer = { ...files.tokenizer };
+  // the config settings transformers (Python) applies on load, which transformers.js does not read
+  const resolved = resolveConfig(files.tokenizer, files.config, `${dir}/tokenizer_config.json`);
+  const tokenizer = resolved.tokenizer;
   // tokenizers.js requires these keys; older tokenizer.json files may omit the null ones.
   for (const key of ["normalizer", "pre_tokenizer", "post_processor", "decoder"]) tokenizer[key] ??= null;
   tokenizer.added_tokens ??= [];
@@ -198,7 +201,7 @@ export async function loadTokenizer(dir: string): Promise<Tokenizer> {
   try {
     // a special token given as {content, ...} without "__type" (special_tokens_map.json's usual
     // form, which Python reads) is its content for transformers.js, which refuses it otherwise
-    const config = { ...files.config };
+    const config = { ...resolved.config };
     for (const key of [...SPECIAL_TOKEN_KEYS, "additional_special_tokens"]) {
       config[key] = tokenContents(config[key]);
     }

@@ -1,0 +1,116 @@
+import { assert } from "../../_assert.ts";
+import { loadTokenizer } from "../../../models/tokenizer/tokenizer.ts";
+
+/**
+ * A Llama-2 style tokenizer.json, as tokenizers converts a SentencePiece BPE model: Prepend/Replace
+ * normalizer, no pre-tokenizer, byte fallback, and a post-processor that prepends `<s>`.
+ */
+function llamaJson(): Record<string, unknown> {
+  const vocab: Record<string, number> = { "<unk>": 0, "<s>": 1, "</s>": 2 };
+  for (let b = 0; b < 256; b++) vocab[`<0x${b.toString(16).toUpperCase().padStart(2, "0")}>`] = 3 + b;
+  let id = 259;
+  for (const t of ["▁", "h", "e", "l", "o", "▁h", "▁he", "▁hel", "▁hell", "▁hello", ".", "!"]) {
+    vocab[t] = id++;
+  }
+  const special = (id: number, content: string) => ({
+    id,
+    content,
+    single_word: false,
+    lstrip: false,
+    rstrip: false,
+    normalized: false,
+    special: true,
+  });
+  return {
+    version: "1.0",
+    truncation: null,
+    padding: null,
+    added_tokens: [special(0, "<unk>"), special(1, "<s>"), special(2, "</s>")],
+    normalizer: {
+      type: "Sequence",
+      normalizers: [{ type: "Prepend", prepend: "▁" }, {
+        type: "Replace",
+        pattern: { String: " " },
+        content: "▁",
+      }],
+    },
+    pre_tokenizer: null,
+    post_processor: {
+      type: "TemplateProcessing",
+      single: [{ SpecialToken: { id: "<s>", type_id: 0 } }, { Sequence: { id: "A", type_id: 0 } }],
+      pair: [
+        { SpecialToken: { id: "<s>", type_id: 0 } },
+        { Sequence: { id: "A", type_id: 0 } },
+        { SpecialToken: { id: "<s>", type_id: 1 } },
+        { Sequence: { id: "B", type_id: 1 } },
+      ],
+      special_tokens: { "<s>": { id: "<s>", ids: [1], tokens: ["<s>"] } },
+    },
+    decoder: {
+      type: "Sequence",
+      decoders: [
+        { type: "Replace", pattern: { String: "▁" }, content: " " },
+        { type: "ByteFallback" },
+        { type: "Fuse" },
+        { type: "Strip", content: " ", start: 1, stop: 0 },
+      ],
+    },
+    model: {
+      type: "BPE",
+      dropout: null,
+      unk_token: "<unk>",
+      continuing_subword_prefix: null,
+      end_of_word_suffix: null,
+      fuse_unk: true,
+      byte_fallback: true,
+      ignore_merges: false,
+      vocab,
+      merges: ["▁ h", "▁h e", "▁he l", "▁hel l", "▁hell o"],
+    },
+  };
+}
+
+/** Write `tokenizer.json` and `tokenizer_config.json` into a new temporary folder. */
+async function writeTokenizer(tokenizer: unknown, config: Record<string, unknown>): Promise<string> {
+  const dir = await Deno.makeTempDir();
+  await Deno.writeTextFile(`${dir}/tokenizer.json`, JSON.stringify(tokenizer));
+  await Deno.writeTextFile(`${dir}/tokenizer_config.json`, JSON.stringify(config));
+  return dir;
+}
+
+const LLAMA_CONFIG = {
+  tokenizer_class: "LlamaTokenizer",
+  bos_token: "<s>",
+  eos_token: "</s>",
+  unk_token: "<unk>",
+};
+
+Deno.test("decode() without clean_up_tokenization_spaces in the config keeps spaces before punctuation, as HF v4.45+ (BERT classes clean up)", async () => {
+  const dir = await writeTokenizer(llamaJson(), LLAMA_CONFIG);
+  try {
+    const tok = await loadTokenizer(dir);
+    const ids = tok.encode("hello . hello !", { add_special_tokens: false });
+    // HF: PreTrainedTokenizerBase defaults clean_up_tokenization_spaces to False since v4.45
+    assert.equal(tok.decode(ids), "hello . hello !");
+    assert.equal(tok.decode(ids, { clean_up_tokenization_spaces: true }), "hello. hello!");
+    for (
+      const [config, want] of [[{ tokenizer_class: "BertTokenizer" }, "hello. hello!"], [
+        {},
+        "hello . hello !",
+      ]] as const
+    ) {
+      await Deno.writeTextFile(`${dir}/tokenizer_config.json`, JSON.stringify(config));
+      assert.equal((await loadTokenizer(dir)).decode(ids), want, JSON.stringify(config));
+    }
+    await Deno.writeTextFile(
+      `${dir}/tokenizer_config.json`,
+      JSON.stringify({ clean_up_tokenization_spaces: "no" }),
+    );
+    await assert.rejects(() => loadTokenizer(dir), {
+      name: "TypeError",
+      message: /tokenizer_config\.json clean_up_tokenization_spaces must be true or false, got "no"/,
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
