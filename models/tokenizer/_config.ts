@@ -5,6 +5,7 @@
  * they were silently ignored). Settings fledge cannot follow are refused, naming the file and key.
  * @module
  */
+import { tokenContent } from "./_chat.ts";
 
 /** The Python class a `tokenizer_class` names, without the `Fast` suffix AutoTokenizer adds. */
 function className(config: Record<string, unknown>): string {
@@ -49,6 +50,90 @@ function cleanUp(config: Record<string, unknown>, where: string): boolean {
   return value;
 }
 
+/** A boolean setting of the config, or its default; anything else is refused. */
+function flag(config: Record<string, unknown>, key: string, fallback: boolean, where: string): boolean {
+  const value = config[key];
+  if (value === undefined || value === null) return fallback;
+  if (typeof value !== "boolean") {
+    throw new TypeError(
+      `Cannot load tokenizer: ${where} ${key} must be true or false, got ${JSON.stringify(value)}`,
+    );
+  }
+  return value;
+}
+
+/**
+ * Classes whose fast tokenizer rebuilds its post-processor from `add_bos_token` (default true) and
+ * `add_eos_token` (default false) in `__init__` (`update_post_processor`), replacing the one in
+ * `tokenizer.json`; with the special tokens each class uses when the config names none.
+ */
+const BOS_EOS_CLASSES: Record<string, { bos_token: string; eos_token: string }> = {
+  LlamaTokenizer: { bos_token: "<s>", eos_token: "</s>" },
+  CodeLlamaTokenizer: { bos_token: "<s>", eos_token: "</s>" },
+  GemmaTokenizer: { bos_token: "<bos>", eos_token: "<eos>" },
+};
+
+/** The id of a token in a parsed `tokenizer.json` (added tokens first, then the model's vocab). */
+function tokenId(tokenizer: Record<string, unknown>, token: string): number | undefined {
+  const added = Array.isArray(tokenizer.added_tokens) ? tokenizer.added_tokens : [];
+  const hit = added.find((a) => a?.content === token);
+  if (hit) return hit.id;
+  const vocab = (tokenizer.model as { vocab?: unknown }).vocab;
+  if (Array.isArray(vocab)) {
+    const i = vocab.findIndex((v) => Array.isArray(v) && v[0] === token);
+    return i < 0 ? undefined : i;
+  }
+  const id = vocab && typeof vocab === "object" ? (vocab as Record<string, unknown>)[token] : undefined;
+  return Object.hasOwn(vocab ?? {}, token) && typeof id === "number" ? id : undefined;
+}
+
+/**
+ * The TemplateProcessing post-processor Llama/Gemma's `update_post_processor` builds:
+ * single `[bos:0] $A:0 [eos:0]`, pair `<single> [bos:1] $B:1 [eos:1]`.
+ */
+function bosEosPostProcessor(
+  tokenizer: Record<string, unknown>,
+  config: Record<string, unknown>,
+  defaults: { bos_token: string; eos_token: string },
+  where: string,
+): unknown {
+  const specials: [string, string][] = [];
+  for (
+    const [flagKey, tokenKey] of [["add_bos_token", "bos_token"], ["add_eos_token", "eos_token"]] as const
+  ) {
+    if (!flag(config, flagKey, flagKey === "add_bos_token", where)) continue;
+    const token = config[tokenKey] === undefined ? defaults[tokenKey] : tokenContent(config[tokenKey]);
+    if (token === null) {
+      throw new TypeError(
+        `Cannot load tokenizer: ${where} sets ${flagKey} true but ${tokenKey} is null; name a ${tokenKey}`,
+      );
+    }
+    if (tokenId(tokenizer, token) === undefined) {
+      throw new TypeError(
+        `Cannot load tokenizer: ${where} sets ${flagKey} true but its ${tokenKey} "${token}" is not in tokenizer.json`,
+      );
+    }
+    specials.push([flagKey, token]);
+  }
+  const bos = specials.find(([k]) => k === "add_bos_token")?.[1];
+  const eos = specials.find(([k]) => k === "add_eos_token")?.[1];
+  const part = (seq: "A" | "B", type_id: number) => [
+    ...(bos === undefined ? [] : [{ SpecialToken: { id: bos, type_id } }]),
+    { Sequence: { id: seq, type_id } },
+    ...(eos === undefined ? [] : [{ SpecialToken: { id: eos, type_id } }]),
+  ];
+  const special_tokens: Record<string, unknown> = {};
+  for (const [, token] of specials) {
+    special_tokens[token] = { id: token, ids: [tokenId(tokenizer, token)], tokens: [token] };
+  }
+  return {
+    type: "TemplateProcessing",
+    single: part("A", 0),
+    pair: [...part("A", 0), ...part("B", 1)],
+    special_tokens,
+  };
+}
+
 /**
  * Resolve the config settings transformers applies when it loads a fast tokenizer. Returns copies;
  * the inputs are not changed.
@@ -64,5 +149,8 @@ export function resolveConfig(
   where: string,
 ): { tokenizer: Record<string, unknown>; config: Record<string, unknown> } {
   const outConfig = { ...config, clean_up_tokenization_spaces: cleanUp(config, where) };
-  return { tokenizer: { ...tokenizer }, config: outConfig };
+  const outTokenizer = { ...tokenizer };
+  const bosEos = BOS_EOS_CLASSES[className(config)];
+  if (bosEos) outTokenizer.post_processor = bosEosPostProcessor(tokenizer, config, bosEos, where);
+  return { tokenizer: outTokenizer, config: outConfig };
 }

@@ -114,3 +114,36 @@ Deno.test("decode() without clean_up_tokenization_spaces in the config keeps spa
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("add_bos_token / add_eos_token of a Llama or Gemma tokenizer_class rebuild the post-processor, as HF's update_post_processor", async () => {
+  const dir = await writeTokenizer(llamaJson(), LLAMA_CONFIG);
+  try {
+    const cases: [Record<string, unknown>, number[]][] = [
+      [{}, [1, 268]], // defaults: BOS, no EOS (tokenizer.json's own processor agrees)
+      [{ add_eos_token: true }, [1, 268, 2]],
+      [{ add_bos_token: false }, [268]],
+      [{ add_bos_token: false, add_eos_token: true }, [268, 2]],
+      [{ tokenizer_class: "LlamaTokenizerFast", add_eos_token: true }, [1, 268, 2]],
+      // other classes (PreTrainedTokenizerFast, Qwen2, GPT-2) keep tokenizer.json's post-processor in v4.47
+      [{ tokenizer_class: "PreTrainedTokenizerFast", add_bos_token: false }, [1, 268]],
+    ];
+    for (const [extra, want] of cases) {
+      await Deno.writeTextFile(`${dir}/tokenizer_config.json`, JSON.stringify({ ...LLAMA_CONFIG, ...extra }));
+      const tok = await loadTokenizer(dir);
+      assert.deepEqual(tok.encode("hello"), want, JSON.stringify(extra));
+      assert.deepEqual(tok.encode("hello", { add_special_tokens: false }), [268], JSON.stringify(extra));
+    }
+    for (
+      const [extra, re] of [
+        [{ add_eos_token: "yes" }, /tokenizer_config\.json add_eos_token must be true or false, got "yes"/],
+        [{ add_eos_token: true, eos_token: null }, /sets add_eos_token true but eos_token is null/],
+        [{ add_eos_token: true, eos_token: "<end>" }, /its eos_token "<end>" is not in tokenizer\.json/],
+      ] as const
+    ) {
+      await Deno.writeTextFile(`${dir}/tokenizer_config.json`, JSON.stringify({ ...LLAMA_CONFIG, ...extra }));
+      await assert.rejects(() => loadTokenizer(dir), { name: "TypeError", message: re });
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
