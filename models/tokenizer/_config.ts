@@ -148,6 +148,14 @@ export function resolveConfig(
   config: Record<string, unknown>,
   where: string,
 ): { tokenizer: Record<string, unknown>; config: Record<string, unknown> } {
+  if (flag(config, "split_special_tokens", false, where)) {
+    // HF then encodes "</s>" in text as plain text (tokenizers' encode_special_tokens); transformers.js
+    // has no such mode and always matched it as the special token
+    throw new TypeError(
+      `Cannot load tokenizer: ${where} sets split_special_tokens true, which fledge does not support; ` +
+        `remove it (special tokens in text are then matched as tokens)`,
+    );
+  }
   const outConfig = { ...config, clean_up_tokenization_spaces: cleanUp(config, where) };
   const outTokenizer = { ...tokenizer };
   const bosEos = BOS_EOS_CLASSES[className(config)];

@@ -147,3 +147,21 @@ Deno.test("add_bos_token / add_eos_token of a Llama or Gemma tokenizer_class reb
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("split_special_tokens true is refused (HF encodes special tokens in text as text; transformers.js cannot)", async () => {
+  const dir = await writeTokenizer(llamaJson(), { ...LLAMA_CONFIG, split_special_tokens: false });
+  try {
+    assert.deepEqual((await loadTokenizer(dir)).encode("hello</s>"), [1, 268, 2]);
+    await Deno.writeTextFile(
+      `${dir}/tokenizer_config.json`,
+      JSON.stringify({ ...LLAMA_CONFIG, split_special_tokens: true }),
+    );
+    await assert.rejects(() => loadTokenizer(dir), {
+      name: "TypeError",
+      message:
+        /tokenizer_config\.json sets split_special_tokens true, which fledge does not support; remove it/,
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
