@@ -158,6 +158,19 @@ export function resolveConfig(
   }
   const outConfig = { ...config, clean_up_tokenization_spaces: cleanUp(config, where) };
   const outTokenizer = { ...tokenizer };
+  const pre = tokenizer.pre_tokenizer as Record<string, unknown> | null | undefined;
+  if (className(config) === "LlamaTokenizer") {
+    if (config.add_prefix_space != null) {
+      // LlamaTokenizerFast then converts tokenizer.model (sentencepiece) again instead of reading tokenizer.json
+      throw new TypeError(
+        `Cannot load tokenizer: ${where} sets add_prefix_space for a LlamaTokenizer, which HF applies by ` +
+          `converting tokenizer.model again; fledge reads tokenizer.json only: remove add_prefix_space`,
+      );
+    }
+  } else if (pre?.type === "ByteLevel") {
+    // PreTrainedTokenizerFast.__init__: a pre-tokenizer with add_prefix_space takes the config's (default false)
+    outTokenizer.pre_tokenizer = { ...pre, add_prefix_space: flag(config, "add_prefix_space", false, where) };
+  }
   const bosEos = BOS_EOS_CLASSES[className(config)];
   if (bosEos) outTokenizer.post_processor = bosEosPostProcessor(tokenizer, config, bosEos, where);
   return { tokenizer: outTokenizer, config: outConfig };

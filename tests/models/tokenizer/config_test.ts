@@ -1,4 +1,5 @@
 import { assert } from "../../_assert.ts";
+import { trainBpeTokenizer } from "../../../models/tokenizer/bpe.ts";
 import { loadTokenizer } from "../../../models/tokenizer/tokenizer.ts";
 
 /**
@@ -160,6 +161,39 @@ Deno.test("split_special_tokens true is refused (HF encodes special tokens in te
       name: "TypeError",
       message:
         /tokenizer_config\.json sets split_special_tokens true, which fledge does not support; remove it/,
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("add_prefix_space in tokenizer_config.json sets a ByteLevel pre-tokenizer's (default false), as PreTrainedTokenizerFast", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const trained = await trainBpeTokenizer(["hello world ".repeat(20)], { vocab_size: 270 });
+    await trained.save(dir);
+    const config = JSON.parse(await Deno.readTextFile(`${dir}/tokenizer_config.json`));
+    const json = JSON.parse(await Deno.readTextFile(`${dir}/tokenizer.json`));
+    const plain = trained.encode("hello"), spaced = trained.encode(" hello");
+    assert.notDeepEqual(plain, spaced);
+    await Deno.writeTextFile(
+      `${dir}/tokenizer_config.json`,
+      JSON.stringify({ ...config, add_prefix_space: true }),
+    );
+    assert.deepEqual((await loadTokenizer(dir)).encode("hello"), spaced);
+    // tokenizer.json says true, the config says nothing: HF uses false
+    json.pre_tokenizer.add_prefix_space = true;
+    await Deno.writeTextFile(`${dir}/tokenizer.json`, JSON.stringify(json));
+    delete config.add_prefix_space;
+    await Deno.writeTextFile(`${dir}/tokenizer_config.json`, JSON.stringify(config));
+    assert.deepEqual((await loadTokenizer(dir)).encode("hello"), plain);
+    await Deno.writeTextFile(
+      `${dir}/tokenizer_config.json`,
+      JSON.stringify({ ...LLAMA_CONFIG, add_prefix_space: true }),
+    );
+    await assert.rejects(() => loadTokenizer(dir), {
+      name: "TypeError",
+      message: /sets add_prefix_space for a LlamaTokenizer.*remove add_prefix_space/,
     });
   } finally {
     await Deno.remove(dir, { recursive: true });
