@@ -14,10 +14,11 @@ function className(config: Record<string, unknown>): string {
 }
 
 /**
- * Classes whose `__init__` defaults `clean_up_tokenization_spaces` to true (BERT and its copies);
- * every other class, and `PreTrainedTokenizerFast`, defaults it to false since transformers v4.45.
+ * BERT and the classes copied from it: their `__init__` defaults `clean_up_tokenization_spaces` to
+ * true (every other class, and `PreTrainedTokenizerFast`, to false since transformers v4.45), and the
+ * fast one sets its BertNormalizer from `do_lower_case`, `strip_accents` and `tokenize_chinese_chars`.
  */
-const CLEAN_UP_BY_DEFAULT = new Set([
+const BERT_CLASSES = new Set([
   "BertTokenizer",
   "ConvBertTokenizer",
   "DistilBertTokenizer",
@@ -39,7 +40,7 @@ const CLEAN_UP_BY_DEFAULT = new Set([
  */
 function cleanUp(config: Record<string, unknown>, where: string): boolean {
   const value = config.clean_up_tokenization_spaces;
-  if (value === undefined || value === null) return CLEAN_UP_BY_DEFAULT.has(className(config));
+  if (value === undefined || value === null) return BERT_CLASSES.has(className(config));
   if (typeof value !== "boolean") {
     throw new TypeError(
       `Cannot load tokenizer: ${where} clean_up_tokenization_spaces must be true or false, got ${
@@ -170,6 +171,24 @@ export function resolveConfig(
   } else if (pre?.type === "ByteLevel") {
     // PreTrainedTokenizerFast.__init__: a pre-tokenizer with add_prefix_space takes the config's (default false)
     outTokenizer.pre_tokenizer = { ...pre, add_prefix_space: flag(config, "add_prefix_space", false, where) };
+  }
+  const norm = tokenizer.normalizer as Record<string, unknown> | null | undefined;
+  if (BERT_CLASSES.has(className(config)) && norm?.type === "BertNormalizer") {
+    // BertTokenizerFast.__init__ rebuilds the normalizer when any of the three differs from the config
+    const accents = config.strip_accents ?? null;
+    if (accents !== null && typeof accents !== "boolean") {
+      throw new TypeError(
+        `Cannot load tokenizer: ${where} strip_accents must be true, false or null, got ${
+          JSON.stringify(accents)
+        }`,
+      );
+    }
+    outTokenizer.normalizer = {
+      ...norm,
+      lowercase: flag(config, "do_lower_case", true, where),
+      strip_accents: accents,
+      handle_chinese_chars: flag(config, "tokenize_chinese_chars", true, where),
+    };
   }
   const bosEos = BOS_EOS_CLASSES[className(config)];
   if (bosEos) outTokenizer.post_processor = bosEosPostProcessor(tokenizer, config, bosEos, where);

@@ -199,3 +199,51 @@ Deno.test("add_prefix_space in tokenizer_config.json sets a ByteLevel pre-tokeni
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("do_lower_case / strip_accents of a BertTokenizer config set its BertNormalizer, as BertTokenizerFast", async () => {
+  const vocab = { "[UNK]": 0, "hello": 1, "Hello": 2, "café": 3, "cafe": 4 };
+  const tokenizer = {
+    version: "1.0",
+    added_tokens: [{
+      id: 0,
+      content: "[UNK]",
+      single_word: false,
+      lstrip: false,
+      rstrip: false,
+      normalized: false,
+      special: true,
+    }],
+    normalizer: {
+      type: "BertNormalizer",
+      clean_text: true,
+      handle_chinese_chars: true,
+      strip_accents: null,
+      lowercase: true,
+    },
+    pre_tokenizer: { type: "BertPreTokenizer" },
+    post_processor: null,
+    decoder: { type: "WordPiece", prefix: "##", cleanup: true },
+    model: {
+      type: "WordPiece",
+      unk_token: "[UNK]",
+      continuing_subword_prefix: "##",
+      max_input_chars_per_word: 100,
+      vocab,
+    },
+  };
+  const dir = await writeTokenizer(tokenizer, { tokenizer_class: "BertTokenizer", do_lower_case: false });
+  try {
+    assert.deepEqual((await loadTokenizer(dir)).encode("Hello café"), [2, 3]);
+    const cases: [Record<string, unknown>, number[]][] = [
+      [{ tokenizer_class: "BertTokenizer" }, [1, 4]], // defaults: lowercase, and strip_accents null follows it
+      [{ tokenizer_class: "BertTokenizer", strip_accents: false }, [1, 3]],
+      [{ tokenizer_class: "PreTrainedTokenizerFast", do_lower_case: false }, [1, 4]], // not a BERT class: tokenizer.json's
+    ];
+    for (const [config, want] of cases) {
+      await Deno.writeTextFile(`${dir}/tokenizer_config.json`, JSON.stringify(config));
+      assert.deepEqual((await loadTokenizer(dir)).encode("Hello café"), want, JSON.stringify(config));
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
