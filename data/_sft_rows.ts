@@ -44,7 +44,8 @@ function checkMessages(value: unknown, field: string): ChatMessage[] {
   });
 }
 
-function has(row: DataRecord, key: string): boolean {
+/** `row[key]` is present and neither null nor undefined (an empty CSV field reads as null). */
+export function hasValue(row: DataRecord, key: string): boolean {
   return Object.hasOwn(row, key) && row[key] !== null && row[key] !== undefined;
 }
 
@@ -54,9 +55,9 @@ function has(row: DataRecord, key: string): boolean {
  * @throws {RowError} a missing or mistyped field, or a message with an unknown role
  */
 export function parseRow(row: DataRecord, textField: string): SftRow {
-  if (has(row, "prompt") || has(row, "completion")) {
+  if (hasValue(row, "prompt") || hasValue(row, "completion")) {
     for (const [f, other] of [["prompt", "completion"], ["completion", "prompt"]]) {
-      if (has(row, f)) continue;
+      if (hasValue(row, f)) continue;
       throw new RowError(
         row[f] === null // its column is there (a CSV's empty field, a JSON null)
           ? `field "${f}" ${IS_NULL}; fill it in or drop the row`
@@ -79,7 +80,7 @@ export function parseRow(row: DataRecord, textField: string): SftRow {
         `${valueKind(prompt)} and ${valueKind(completion)}`,
     );
   }
-  if (has(row, "messages")) {
+  if (hasValue(row, "messages")) {
     return { format: "conversational", messages: checkMessages(row.messages, "messages") };
   }
   const text = row[textField];
@@ -103,7 +104,7 @@ export function parseRow(row: DataRecord, textField: string): SftRow {
 /** The extra template variables of a row: `tools` (a list or its JSON) and `chat_template_kwargs`. */
 export function rowTemplateKwargs(row: DataRecord): Record<string, unknown> {
   const kwargs: Record<string, unknown> = {};
-  if (has(row, "tools")) {
+  if (hasValue(row, "tools")) {
     let tools = row.tools;
     if (typeof tools === "string") {
       try {
@@ -114,7 +115,7 @@ export function rowTemplateKwargs(row: DataRecord): Record<string, unknown> {
     }
     kwargs.tools = tools;
   }
-  if (has(row, "chat_template_kwargs")) {
+  if (hasValue(row, "chat_template_kwargs")) {
     const extra = row.chat_template_kwargs;
     if (typeof extra !== "object" || Array.isArray(extra)) {
       throw new RowError(`field "chat_template_kwargs" must be an object`);

@@ -21,7 +21,7 @@ import type { Tokenizer } from "../models/tokenizer/tokenizer.ts";
 import { createProgress } from "../util/progress.ts";
 import type { DataRecord } from "./readers.ts";
 import { buildSftExamples } from "./sft.ts";
-import { parseRow, readSourcedRows } from "./_sft_rows.ts";
+import { hasValue, parseRow, readSourcedRows } from "./_sft_rows.ts";
 import { blockOrder } from "./text_dataset.ts";
 
 /** One tokenized pair: both sequences with their labels (`-100` = prompt), and the row (`file:line`). */
@@ -82,10 +82,6 @@ export type PreferenceTokenizer =
 
 const FIELDS = ["prompt", "chosen", "rejected"] as const;
 
-function has(row: DataRecord, key: string): boolean {
-  return Object.hasOwn(row, key) && row[key] !== null && row[key] !== undefined;
-}
-
 const kindOf = (v: unknown) => (Array.isArray(v) ? "a list" : typeof v === "string" ? "text" : typeof v);
 
 /** TRL `extract_prompt`: the common start of chosen and rejected becomes the prompt. */
@@ -114,7 +110,7 @@ function parsePair(
 } {
   const cols = Object.keys(row).join(", ") || "none";
   for (const f of ["chosen", "rejected"]) {
-    if (!has(row, f)) {
+    if (!hasValue(row, f)) {
       throw new TypeError(
         Object.hasOwn(row, f) // a null in a column the file has (a parquet null, a JSON null)
           ? `field "${f}" ${IS_NULL}; give every row its ${f} text or messages, or drop the row`
@@ -127,7 +123,7 @@ function parsePair(
       `field "prompt" ${IS_NULL}; give every row its prompt, or drop the row`,
     );
   }
-  const implicit = !has(row, "prompt");
+  const implicit = !hasValue(row, "prompt");
   let { prompt, chosen, rejected } = row as Record<string, unknown>;
   const present = implicit ? ["chosen", "rejected"] : [...FIELDS];
   const values = present.map((f) => row[f]);
@@ -287,7 +283,7 @@ export function buildPreferenceExamples(
       throw atRow(e, where);
     }
     const extra: DataRecord = {};
-    for (const k of ["tools", "chat_template_kwargs"]) if (has(record, k)) extra[k] = record[k];
+    for (const k of ["tools", "chat_template_kwargs"]) if (hasValue(record, k)) extra[k] = record[k];
     const sides = ["chosen", "rejected"] as const;
     // Both fields are checked before either is rendered: a bad field is named before a template problem.
     for (const field of sides) {
