@@ -26,9 +26,10 @@ import { dispatchMatmul } from "./_matmul_dispatch.ts";
 /**
  * Shape classes: `gemm` (large), `thin` (large but with M or N at most 32: LoRA's rank-r products,
  * where a GEMM tile of 32+ rows or columns would mostly compute padding, and staging the wide
- * operand costs more than the product), `gemv` (M <= 4) and `small`.
+ * operand costs more than the product), `narrow` (CPU adapters only: at most 64 rows of A, or an
+ * output of at most 128 x 128, see {@linkcode shapeClass}), `gemv` (M <= 4) and `small`.
  */
-export type ShapeClass = "gemm" | "thin" | "gemv" | "small";
+export type ShapeClass = "gemm" | "thin" | "narrow" | "gemv" | "small";
 
 /** What {@linkcode autotuneMatmul} found. */
 export interface AutotuneResult {
@@ -52,7 +53,10 @@ export interface AutotuneOptions {
   reps?: number;
   /** Candidates to time (default: per adapter kind). */
   candidates?: Partial<Record<TunedClass, MatmulConfig[]>>;
-  /** Shapes `[M, K, N]` to time (default gemm 512x512x512, thin 512x1024x16, gemv 1x2048x2048). */
+  /**
+   * Shapes `[M, K, N]` to time (default gemm 512x512x512, thin 512x1024x16, narrow 128x2048x128,
+   * gemv 1x2048x2048).
+   */
   shapes?: Partial<Record<TunedClass, [number, number, number]>>;
   /** Write the result to the disk cache (default true). */
   save?: boolean;
@@ -79,18 +83,31 @@ function defaults(gpu: Gpu): Record<ShapeClass, MatmulConfig> {
   // dXAᵀ·x with r = 16 on 512x384..1152 operands, llvmpipe 2 cores) run 2-2.8x faster on an
   // 8x16 register tile than staged: 0.6-1.2 ms against 1.4-3.2 ms.
   return isCpuAdapter(gpu)
-    ? { gemm: tex(12, 16, 32), thin: reg(8, 16, 16), gemv: reg(1, 32, 8), small: reg(4, 8, 16) }
-    : { gemm: tile(4, 4, 16, 16, 16), thin: reg(4, 4, 64), gemv: reg(1, 4, 64), small: tile(2, 4, 8, 8, 16) };
+    ? {
+      gemm: tex(12, 16, 32),
+      thin: reg(8, 16, 16),
+      narrow: reg(8, 16, 16),
+      gemv: reg(1, 32, 8),
+      small: reg(4, 8, 16),
+    }
+    : {
+      gemm: tile(4, 4, 16, 16, 16),
+      thin: reg(4, 4, 64),
+      narrow: reg(4, 4, 64), // never chosen: the class is CPU-only
+      gemv: reg(1, 4, 64),
+      small: tile(2, 4, 8, 8, 16),
+    };
 }
 
 /** The classes {@linkcode autotuneMatmul} times (`small` keeps its default: cheap to compile). */
-export type TunedClass = "gemm" | "thin" | "gemv";
+export type TunedClass = "gemm" | "thin" | "narrow" | "gemv";
 
 function candidates(gpu: Gpu): Record<TunedClass, MatmulConfig[]> {
   if (isCpuAdapter(gpu)) {
     return {
       gemm: [tex(12, 16, 32), tex(8, 16, 32), tex(16, 16, 64), tex(32, 32, 8), reg(16, 32, 16)],
       thin: [reg(8, 16, 16), reg(16, 8, 16), reg(8, 8, 16), tex(12, 16, 32)],
+      narrow: [reg(8, 16, 16), reg(16, 8, 16), tex(12, 16, 32), tex(8, 16, 32)],
       gemv: [reg(1, 32, 8), reg(1, 16, 64), reg(2, 32, 8), tex(1, 32, 8)],
     };
   }
@@ -105,6 +122,7 @@ function candidates(gpu: Gpu): Record<TunedClass, MatmulConfig[]> {
       reg(4, 4, 64),
     ],
     thin: [reg(4, 4, 64), reg(8, 4, 64), reg(4, 8, 32), tile(4, 4, 16, 16, 16)],
+    narrow: [reg(4, 4, 64)], // never chosen: the class is CPU-only
     gemv: [reg(1, 4, 64), reg(1, 4, 256), reg(1, 8, 64), reg(2, 4, 128)],
   };
 }
@@ -149,6 +167,7 @@ function writeDisk(adapter: string, configs: Record<ShapeClass, MatmulConfig>): 
     cache.adapters[adapter] = {
       gemm: configKey(configs.gemm),
       thin: configKey(configs.thin),
+      narrow: configKey(configs.narrow),
       gemv: configKey(configs.gemv),
       small: configKey(configs.small),
     };
@@ -170,12 +189,13 @@ function lookup(gpu: Gpu): AutotuneResult {
   let result: AutotuneResult = { adapter, configs: base, timings: [], source: "default" };
   if (disk) {
     const configs = { ...base };
+    // A cache written before a tuned class existed is timed again (by tuneMatmulOnce), as is one
+    // with an entry this device cannot run.
     let ok = true;
-    // A cache written before a class existed keeps that class's default.
-    for (const k of ["gemm", "thin", "gemv", "small"] as const) {
+    for (const k of ["gemm", "thin", "narrow", "gemv", "small"] as const) {
       const c = disk[k] ? parseConfigKey(disk[k]) : null;
       if (c && feasible(gpu, c)) configs[k] = c;
-      else if (disk[k]) ok = false;
+      else if (disk[k] || k !== "small") ok = false;
     }
     if (ok) result = { adapter, configs, timings: [], source: "disk" };
   }
@@ -186,15 +206,18 @@ function lookup(gpu: Gpu): AutotuneResult {
 /**
  * Shape class of a product: tiny products use the `small` config (cheap to compile). On CPU
  * adapters (`cpu`) products with at most 64 rows of A, or an output of at most 128 x 128, are
- * `thin` too (the same sums bit for bit): staging both operands as textures costs more there than
- * the texel fetches save. On llvmpipe, 2 cores: a decode step's 64 x 128 x 384 0.60 ms `tex` vs
- * 0.34 ms `reg`, its LM head 64 x 128 x 4096 4.3 vs 3.1 ms; a training step's attention-projection
- * weight gradient 128 x 4096 x 128 10.8 vs 6.9 ms; at 128 x 128 x 384 or 384 x 4096 x 128 `tex` wins.
+ * `narrow`, timed on their own (the same sums bit for bit in every family): which family wins them
+ * differs between machines. On one 2-core llvmpipe machine `reg` did (a decode step's 64 x 128 x
+ * 384 0.34 ms against `tex`'s 0.60, its LM head 64 x 128 x 4096 3.1 against 4.3, a training step's
+ * attention-projection weight gradient 128 x 4096 x 128 6.9 against 10.8); on an AMD EPYC with the
+ * same llvmpipe `tex` did (1.4 against 3.1 ms, 12 against 33, 21 against 53), by more than it won
+ * LoRA's thin products there, so the two classes are timed apart.
  */
 export function shapeClass(M: number, N: number, K: number, cpu = false): ShapeClass {
   if (M <= 4) return N * K >= 1 << 16 ? "gemv" : "small";
   if (M * N * K < 1 << 21) return "small";
-  if (Math.min(M, N) <= 32 || (cpu && (M <= 64 || (M <= 128 && N <= 128)))) return "thin";
+  if (Math.min(M, N) <= 32) return "thin";
+  if (cpu && (M <= 64 || (M <= 128 && N <= 128))) return "narrow";
   return "gemm";
 }
 
@@ -217,7 +240,9 @@ export function describeMatmulConfig(gpu: Gpu): string {
   const r = lookup(gpu);
   return `matmul on ${r.adapter} (${r.source}): gemm ${configKey(r.configs.gemm)}, thin ${
     configKey(r.configs.thin)
-  }, gemv ${configKey(r.configs.gemv)}, small ${configKey(r.configs.small)}`;
+  }, narrow ${configKey(r.configs.narrow)}, gemv ${configKey(r.configs.gemv)}, small ${
+    configKey(r.configs.small)
+  }`;
 }
 
 /** The wall time of a `sync()` with nothing recorded (min of 5): what each timed batch pays besides its work. */
@@ -313,11 +338,15 @@ export async function autotuneMatmul(gpu: Gpu, opts: AutotuneOptions = {}): Prom
   const shapes = {
     gemm: [512, 512, 512] as [number, number, number],
     thin: [512, 1024, 16] as [number, number, number],
+    narrow: [128, 2048, 128] as [number, number, number],
     gemv: [1, 2048, 2048] as [number, number, number],
   };
   const configs = { ...defaults(gpu) };
   const timings: AutotuneResult["timings"] = [];
-  for (const cls of ["gemm", "thin", "gemv"] as const) {
+  const tuned: TunedClass[] = isCpuAdapter(gpu)
+    ? ["gemm", "thin", "narrow", "gemv"]
+    : ["gemm", "thin", "gemv"];
+  for (const cls of tuned) {
     const shape = opts.shapes?.[cls] ?? shapes[cls];
     const flop = 2 * shape[0] * shape[1] * shape[2];
     let best = Infinity;

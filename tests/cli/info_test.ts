@@ -18,7 +18,7 @@ Deno.test("info on webgpu names the matmul kernels per product shape and where t
   assert.equal(table.code, 0, table.err);
   assert.match(
     table.out,
-    /^matmul {3}gemm \S+, thin \S+, gemv \S+, small \S+ \((default|disk|memory|measured)\)$/m,
+    /^matmul {3}gemm \S+, thin \S+, narrow \S+, gemv \S+, small \S+ \((default|disk|memory|measured)\)$/m,
   );
   const json = await cli(["info", "--json", "--backend=webgpu"]);
   assert.match(JSON.parse(json.out).matmul, /^gemm (reg|tex|tile):/);

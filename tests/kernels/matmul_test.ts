@@ -12,6 +12,7 @@ import {
   tuneMatmulOnce,
 } from "../../kernels/matmul.ts";
 import { shapeClass } from "../../kernels/_matmul_tune.ts";
+import { isCpuAdapter } from "../../kernels/gpu.ts";
 import { parseConfigKey } from "../../kernels/_matmul_wgsl.ts";
 import { backward } from "../../kernels/autograd.ts";
 import { type Backend, createBackend } from "../../kernels/backend.ts";
@@ -373,12 +374,17 @@ Deno.test("autotuneMatmul() measures, caches on disk and describes the chosen co
       candidates: {
         gemm: [{ family: "reg", tm: 4, tn: 8, wg: 16 }],
         thin: [{ family: "reg", tm: 8, tn: 4, wg: 16 }],
+        narrow: [{ family: "reg", tm: 8, tn: 16, wg: 16 }],
         gemv: [{ family: "reg", tm: 1, tn: 8, wg: 16 }],
       },
-      shapes: { gemm: [64, 64, 64], thin: [64, 64, 8], gemv: [1, 64, 64] },
+      shapes: { gemm: [64, 64, 64], thin: [64, 64, 8], narrow: [32, 64, 32], gemv: [1, 64, 64] },
     });
     assert.equal(r.source, "measured");
-    assert.equal(r.timings.length, 3);
+    // narrow (at most 64 rows, or a 128 x 128 output) is a class of CPU adapters only
+    assert.deepEqual(
+      r.timings.map((t) => t.class),
+      isCpuAdapter(gpu) ? ["gemm", "thin", "narrow", "gemv"] : ["gemm", "thin", "gemv"],
+    );
     assert.equal(r.configs.gemm.family, "reg");
     const disk = JSON.parse(await Deno.readTextFile(`${dir}/matmul.json`));
     assert.equal(disk.adapters[gpu.info.description].gemm, "reg:4x8:16");
@@ -600,14 +606,15 @@ Deno.test("matmul() with an f16 b names the missing shader-f16 feature", async (
 Deno.test("shapeClass(): decode-sized products and 128 x 128 outputs are thin on CPU adapters only; tiny and M <= 4 keep their classes", () => {
   // [M, K, N, cpu] -> class
   const want: [number, number, number, boolean, string][] = [
-    [64, 128, 384, true, "thin"], // a decode step's MLP with 64 rows
+    [64, 128, 384, true, "narrow"], // a decode step's MLP with 64 rows
     [64, 128, 384, false, "gemm"], // GPUs keep the tiles
-    [64, 128, 4096, true, "thin"], // the LM head of a decode step
-    [128, 4096, 128, true, "thin"], // a q/k/v/o weight gradient over 4096 tokens
+    [64, 128, 4096, true, "narrow"], // the LM head of a decode step
+    [128, 4096, 128, true, "narrow"], // a q/k/v/o weight gradient over 4096 tokens
     [128, 4096, 128, false, "gemm"],
     [128, 128, 384, true, "gemm"],
     [384, 4096, 128, true, "gemm"],
     [4096, 128, 16, false, "thin"], // LoRA's rank-16 product, every adapter
+    [4096, 128, 16, true, "thin"],
     [64, 128, 128, true, "small"], // under 2^21 multiply-adds
     [1, 2048, 2048, true, "gemv"],
   ];
@@ -629,9 +636,10 @@ Deno.test("tuneMatmulOnce() times an adapter once, in one line, then reads the c
     candidates: {
       gemm: [{ family: "reg", tm: 4, tn: 8, wg: 16 }, { family: "tex", tm: 12, tn: 16, wg: 32 }],
       thin: [{ family: "reg", tm: 8, tn: 4, wg: 16 }],
+      narrow: [{ family: "reg", tm: 8, tn: 16, wg: 16 }],
       gemv: [{ family: "reg", tm: 1, tn: 8, wg: 16 }],
     },
-    shapes: { gemm: [64, 64, 64], thin: [64, 64, 8], gemv: [1, 64, 64] },
+    shapes: { gemm: [64, 64, 64], thin: [64, 64, 8], narrow: [32, 64, 32], gemv: [1, 64, 64] },
   } as Parameters<typeof tuneMatmulOnce>[2];
   try {
     Deno.env.set("FLEDGE_CACHE_DIR", dir);
@@ -644,7 +652,7 @@ Deno.test("tuneMatmulOnce() times an adapter once, in one line, then reads the c
     Deno.env.delete("FLEDGE_AUTOTUNE");
     const r = await tuneMatmulOnce(a, log, tiny);
     assert.equal(r.source, "measured");
-    assert.equal(r.timings.length, 4);
+    assert.equal(r.timings.length, isCpuAdapter(a) ? 5 : 4);
     assert.equal(lines.length, 1);
     assert.match(
       lines[0],
@@ -661,6 +669,13 @@ Deno.test("tuneMatmulOnce() times an adapter once, in one line, then reads the c
     const be = await createBackend("webgpu");
     fresh.push(be);
     assert.match(describeMatmulConfig(be.gpu!), /\(disk\): gemm \S+, thin reg:8x4:16/);
+    // A cache written before a tuned class existed is timed again.
+    const file = JSON.parse(await Deno.readTextFile(`${dir}/matmul.json`));
+    delete file.adapters[a.info.description].narrow;
+    await Deno.writeTextFile(`${dir}/matmul.json`, JSON.stringify(file));
+    assert.equal((await tuneMatmulOnce(await device(), log, tiny)).source, "measured");
+    assert.equal(lines.length, 1, lines.join("\n"));
+    lines = [];
     // A cache that cannot be written is named, and the result is still used.
     await Deno.writeTextFile(`${dir}/file`, "");
     Deno.env.set("FLEDGE_CACHE_DIR", `${dir}/file`);
