@@ -9,7 +9,7 @@
  * @module
  */
 import { dirname } from "node:path";
-import { isDirSync } from "../util/atomic.ts";
+import { isDirSync, pathExists } from "../util/atomic.ts";
 import {
   DEFAULT_MAX_ATTEMPTS,
   type JobInfo,
@@ -87,7 +87,7 @@ export async function openKvQueue(path: string, url: string, opts: { create: boo
       `Cannot open queue ${url}: ${path} is a folder; give a file, e.g. kv:${path}/queue.db`,
     );
   }
-  if (!opts.create && !(await exists(path))) {
+  if (!opts.create && !(await pathExists(path))) {
     // `queue status --queue kv:typo.sqlite` had made the file and its folder, and said "no jobs"
     throw new Deno.errors.NotFound(
       `Cannot open queue ${url}: ${path} does not exist; check --queue (queue submit and queue work create it)`,
@@ -104,16 +104,6 @@ export async function openKvQueue(path: string, url: string, opts: { create: boo
     );
   }
   return new KvQueue(kv, url);
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return false;
-    throw e;
-  }
 }
 
 class KvQueue implements JobQueue {
