@@ -378,7 +378,7 @@ export async function autotuneMatmul(gpu: Gpu, opts: AutotuneOptions = {}): Prom
 /**
  * Tune this adapter's matmul configs unless a tuned result is cached (memory or disk) or
  * `FLEDGE_AUTOTUNE=0` is set: what `createBackend` calls, so the first WebGPU run on a machine
- * times the kernels once (about 15 s on a 2-core llvmpipe, a second or two on a GPU) and every
+ * times the kernels once (about 10 s on a 2-core llvmpipe; not yet timed on a GPU) and every
  * later run reads the cache. Says so in one line before timing, and in one more when the result
  * could not be cached.
  * @param opts what to time (default: {@linkcode autotuneMatmul}'s candidates and shapes)
@@ -393,7 +393,7 @@ export async function tuneMatmulOnce(
   if (have.source !== "default" || autotuneOff()) return have;
   log(
     `fledge: timing the matmul kernels on ${gpu.info.description}, once (${
-      isCpuAdapter(gpu) ? "about 15 s on a CPU adapter" : "a few seconds"
+      isCpuAdapter(gpu) ? "about 10 s on a 2-core CPU adapter" : "seconds"
     }; cached in ${cachePath() ?? "memory only"}; FLEDGE_AUTOTUNE=0 skips this)`,
   );
   const r = await autotuneMatmul(gpu, opts);
