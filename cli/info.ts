@@ -13,8 +13,8 @@ const USAGE = `usage: deno task cli info [--json] [--backend webgpu|cpu|auto]
 
 Shows the backend fledge picks, its adapter (vendor, architecture), the optional features it found
 (shader-f16, subgroups, timestamp-query), the device limits it requested and the matmul kernels it
-uses per product shape (timed once per adapter on first use and cached; FLEDGE_AUTOTUNE=0 skips
-the timing).
+uses per product shape (the adapter kind's defaults, or what "deno run -A bench/matmul.ts
+--autotune" timed and cached).
 
 options:
   --json                     one JSON object instead of the table

@@ -8,11 +8,13 @@
  * tuned result the adapter kind picks a default. Every family sums k in the same order, so the
  * choice changes speed, never the bits of a product.
  *
- * `createBackend` runs the tune once per adapter ({@linkcode tuneMatmulOnce}): which family wins
- * depends on the machine, not only on the adapter's name. The same llvmpipe build on two 2-core
- * machines: on one the register kernels ran thin products 2-2.8x faster than the texture-staged
- * ones; on an AMD EPYC at 2.4 GHz the staged ones were 1.3-3x faster for every product class but
- * GEMV (a training step's 128 x 2048 x 128 weight gradients 10 ms against 31 ms).
+ * Not run on its own: `deno run -A bench/matmul.ts --autotune` (or {@linkcode autotuneMatmul})
+ * times and caches. On CPU adapters a product timed alone is not a training step: on machine B (an
+ * AMD EPYC, llvmpipe, 2 cores) the tune picked the texture-staged kernels for thin and narrow
+ * products (a 128 x 2048 x 128 weight gradient 10 ms against the register kernels' 31), and the
+ * base model's forward + backward timed alone ran 16% faster with them, but the Trainer's
+ * pipelined pre-training step ran slower (4.1-4.7 s against 3.7; with `tex` for narrow alone
+ * 3.6, for gemm's 32 x 32 tile alone 3.4), so the defaults stay until a tune measures steps.
  *
  * @module
  */
@@ -189,8 +191,8 @@ function lookup(gpu: Gpu): AutotuneResult {
   let result: AutotuneResult = { adapter, configs: base, timings: [], source: "default" };
   if (disk) {
     const configs = { ...base };
-    // A cache written before a tuned class existed is timed again (by tuneMatmulOnce), as is one
-    // with an entry this device cannot run.
+    // A cache written before a tuned class existed, or with an entry this device cannot run, is
+    // ignored (the defaults are used until the next tune).
     let ok = true;
     for (const k of ["gemm", "thin", "narrow", "gemv", "small"] as const) {
       const c = disk[k] ? parseConfigKey(disk[k]) : null;
@@ -373,38 +375,4 @@ export async function autotuneMatmul(gpu: Gpu, opts: AutotuneOptions = {}): Prom
   memory.set(gpu, result);
   const unsaved = opts.save ?? true ? writeDisk(result.adapter, configs) : null;
   return unsaved ? { ...result, unsaved } : result;
-}
-
-/**
- * Tune this adapter's matmul configs unless a tuned result is cached (memory or disk) or
- * `FLEDGE_AUTOTUNE=0` is set: what `createBackend` calls, so the first WebGPU run on a machine
- * times the kernels once (about 10 s on a 2-core llvmpipe; not yet timed on a GPU) and every
- * later run reads the cache. Says so in one line before timing, and in one more when the result
- * could not be cached.
- * @param opts what to time (default: {@linkcode autotuneMatmul}'s candidates and shapes)
- * @returns the result in use (`source` tells whether it was measured now)
- */
-export async function tuneMatmulOnce(
-  gpu: Gpu,
-  log: (line: string) => void,
-  opts: Pick<AutotuneOptions, "candidates" | "shapes" | "reps"> = {},
-): Promise<AutotuneResult> {
-  const have = lookup(gpu);
-  if (have.source !== "default" || autotuneOff()) return have;
-  log(
-    `fledge: timing the matmul kernels on ${gpu.info.description}, once (${
-      isCpuAdapter(gpu) ? "about 10 s on a 2-core CPU adapter" : "seconds"
-    }; cached in ${cachePath() ?? "memory only"}; FLEDGE_AUTOTUNE=0 skips this)`,
-  );
-  const r = await autotuneMatmul(gpu, opts);
-  if (r.unsaved) log(`fledge: could not cache the matmul tuning (${r.unsaved}); the next run times again`);
-  return r;
-}
-
-function autotuneOff(): boolean {
-  try {
-    return Deno.env.get("FLEDGE_AUTOTUNE") === "0";
-  } catch {
-    return false; // no env permission
-  }
 }

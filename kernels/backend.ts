@@ -6,7 +6,6 @@
  * @module
  */
 import { Gpu, type GpuInfo, type GpuOptions, NoAdapterError } from "./gpu.ts";
-import { tuneMatmulOnce } from "./_matmul_tune.ts";
 import {
   type DType,
   dtypeBytes,
@@ -25,12 +24,6 @@ export type BackendName = "webgpu" | "cpu" | "auto";
 export interface BackendOptions extends GpuOptions {
   /** Print the chosen adapter to stderr. */
   verbose?: boolean;
-  /**
-   * Time the matmul kernels on this adapter the first time (once per machine and adapter, cached
-   * on disk; the family that wins differs between machines, the bits never do). Default true
-   * unless `FLEDGE_AUTOTUNE=0`; false keeps the cached or default choice.
-   */
-  autotune?: boolean;
 }
 
 /**
@@ -240,7 +233,6 @@ export async function createBackend(name: BackendName = "auto", opts: BackendOpt
   try {
     const gpu = await Gpu.create(opts);
     if (opts.verbose) console.error(`fledge: webgpu on ${gpu.info.description}`);
-    if (opts.autotune ?? true) await tuneMatmulOnce(gpu, (line) => console.error(line));
     return new Backend("webgpu", gpu);
   } catch (e) {
     if (name === "auto" && e instanceof NoAdapterError) {

@@ -51,9 +51,9 @@ import { sumTo } from "./reduce.ts";
 import { expectDtype, expectSameBackend, shapeText, type Tensor, type WritableArray } from "./tensor.ts";
 import { configKey, type MatmulActivation, type MatmulConfig } from "./_matmul_wgsl.ts";
 import { dispatchMatmul, type MatmulDims } from "./_matmul_dispatch.ts";
-import { autotuneMatmul, describeMatmulConfig, matmulConfigFor, tuneMatmulOnce } from "./_matmul_tune.ts";
+import { autotuneMatmul, describeMatmulConfig, matmulConfigFor } from "./_matmul_tune.ts";
 
-export { autotuneMatmul, describeMatmulConfig, matmulConfigFor, tuneMatmulOnce };
+export { autotuneMatmul, describeMatmulConfig, matmulConfigFor };
 export type { AutotuneOptions, AutotuneResult, ShapeClass, TunedClass } from "./_matmul_tune.ts";
 export type { MatmulActivation, MatmulConfig, MatmulDims };
 
