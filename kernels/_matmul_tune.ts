@@ -374,5 +374,8 @@ export async function autotuneMatmul(gpu: Gpu, opts: AutotuneOptions = {}): Prom
   const result: AutotuneResult = { adapter: gpu.info.description, configs, timings, source: "measured" };
   memory.set(gpu, result);
   const unsaved = opts.save ?? true ? writeDisk(result.adapter, configs) : null;
+  if (unsaved) {
+    opts.log?.(`matmul autotune: could not cache the result (${unsaved}); it holds for this process`);
+  }
   return unsaved ? { ...result, unsaved } : result;
 }

@@ -89,7 +89,10 @@ export function validatePeftConfig(obj: unknown, arch: ModelArch, where: string)
   for (const [k, v] of Object.entries(o)) {
     if ((FIELDS as readonly string[]).includes(k) || INFORMATIONAL.has(k)) continue;
     if (k in PEFT_DEFAULTS) {
-      if (!sameJson(v, PEFT_DEFAULTS[k]) && v !== null && !(isObject(v) && !Object.keys(v).length)) {
+      // an empty exclude_modules excludes nothing in PEFT (`if config.exclude_modules:`); an empty
+      // layers_to_transform would select no layer there, so it stays refused
+      const empty = isObject(v) && !Object.keys(v).length || k === "exclude_modules" && sameJson(v, []);
+      if (!sameJson(v, PEFT_DEFAULTS[k]) && v !== null && !empty) {
         p.range(
           k,
           `PEFT's ${k} is not supported by fledge: ${show(v)}; remove it (default ${show(PEFT_DEFAULTS[k])})`,
@@ -116,7 +119,8 @@ export function validatePeftConfig(obj: unknown, arch: ModelArch, where: string)
   const lora_dropout = num("lora_dropout", 0, (x) => x >= 0 && x < 1, "must be in [0, 1)");
   let target_modules: string[] | string = [...(DEFAULT_TARGETS[arch] ?? [])];
   const tm = o.target_modules;
-  if (typeof tm === "string") target_modules = tm;
+  // PEFT compares the shorthand lower-cased ("ALL-LINEAR" is all-linear); other strings are regexes
+  if (typeof tm === "string") target_modules = tm.toLowerCase() === "all-linear" ? "all-linear" : tm;
   else if (Array.isArray(tm) && tm.every((t) => typeof t === "string" && t.length > 0)) {
     if (!tm.length) p.range("target_modules", `must name at least one module, e.g. ["q_proj", "v_proj"]`);
     target_modules = [...tm];

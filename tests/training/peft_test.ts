@@ -382,6 +382,15 @@ Deno.test("applyLora and loadAdapter list every bad field and unknown target wit
     () => applyLora(model, { lora_alpa: 8 } as never),
     /lora_alpa: unknown LoraConfig key; did you mean lora_alpha/,
   );
+  // PEFT lower-cases the all-linear shorthand and reads an empty exclude_modules as none
+  const every = applyLora(model, { target_modules: "ALL-LINEAR", exclude_modules: [] } as never);
+  assert.equal(every.target_modules, "all-linear");
+  const n = model.adapters.size;
+  removeAdapter(model);
+  applyLora(model, { target_modules: "all-linear" });
+  assert.equal(n, model.adapters.size);
+  removeAdapter(model);
+  assert.throws(() => applyLora(model, { layers_to_transform: [] } as never), /layers_to_transform/);
   const c = applyLora(model, { target_modules: "transformer\\.h\\.1\\.mlp\\..*" });
   assert.deepEqual([...model.adapters.keys()], ["layers.1.mlp.up", "layers.1.mlp.down"]);
   assert.equal(c.fan_in_fan_out, true);
