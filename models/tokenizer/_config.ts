@@ -157,7 +157,10 @@ export function resolveConfig(
         `remove it (special tokens in text are then matched as tokens)`,
     );
   }
-  const outConfig = { ...config, clean_up_tokenization_spaces: cleanUp(config, where) };
+  const outConfig: Record<string, unknown> = {
+    ...config,
+    clean_up_tokenization_spaces: cleanUp(config, where),
+  };
   const outTokenizer = { ...tokenizer };
   const pre = tokenizer.pre_tokenizer as Record<string, unknown> | null | undefined;
   if (className(config) === "LlamaTokenizer") {
@@ -191,6 +194,15 @@ export function resolveConfig(
     };
   }
   const bosEos = BOS_EOS_CLASSES[className(config)];
-  if (bosEos) outTokenizer.post_processor = bosEosPostProcessor(tokenizer, config, bosEos, where);
+  if (bosEos) {
+    outTokenizer.post_processor = bosEosPostProcessor(tokenizer, config, bosEos, where);
+    // the class's own tokens when the config names none (LlamaTokenizerFast.__init__'s defaults), so
+    // bos_token_id / eos_token_id are the ids HF reports (a token missing from the vocabulary stays unset)
+    for (const key of ["bos_token", "eos_token"] as const) {
+      if (config[key] === undefined && tokenId(tokenizer, bosEos[key]) !== undefined) {
+        outConfig[key] = bosEos[key];
+      }
+    }
+  }
   return { tokenizer: outTokenizer, config: outConfig };
 }

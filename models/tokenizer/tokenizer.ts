@@ -214,5 +214,5 @@ export async function loadTokenizer(dir: string): Promise<Tokenizer> {
     );
   }
   useRustAddedTokenRules(hf); // single_word added tokens match whole words only, as in Rust tokenizers
-  return new HfTokenizer(hf, files.tokenizerText, files.config, files.chatTemplateSource ?? `${dir}`);
+  return new HfTokenizer(hf, files.tokenizerText, resolved.config, files.chatTemplateSource ?? `${dir}`);
 }

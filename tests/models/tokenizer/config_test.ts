@@ -144,6 +144,14 @@ Deno.test("add_bos_token / add_eos_token of a Llama or Gemma tokenizer_class reb
       await Deno.writeTextFile(`${dir}/tokenizer_config.json`, JSON.stringify({ ...LLAMA_CONFIG, ...extra }));
       await assert.rejects(() => loadTokenizer(dir), { name: "TypeError", message: re });
     }
+    // a Llama config that names no special tokens has the class's, as LlamaTokenizerFast; other classes none
+    for (
+      const [cls, bos, eos] of [["LlamaTokenizer", 1, 2], ["PreTrainedTokenizerFast", null, null]] as const
+    ) {
+      await Deno.writeTextFile(`${dir}/tokenizer_config.json`, JSON.stringify({ tokenizer_class: cls }));
+      const tok = await loadTokenizer(dir);
+      assert.deepEqual([tok.bos_token_id, tok.eos_token_id], [bos, eos], cls);
+    }
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
