@@ -110,6 +110,8 @@ export class RowDecoder {
   readonly #rng: () => number;
   /** The prompt's last ids that a stop string may start in (HF's StopStringCriteria reads the whole sequence). */
   readonly #head: number[][];
+  /** Their text, decoded once (a stop string must end after it). */
+  readonly #headText: string[];
 
   /**
    * @param input the prompts (their tokens count for the repetition penalty)
@@ -124,6 +126,7 @@ export class RowDecoder {
     this.#rng = mulberry32(s.seed);
     const longest = Math.max(0, ...s.stop_strings.map((x) => x.length));
     this.#head = input.map((r) => longest > 1 ? r.slice(-(longest - 1)) : []);
+    this.#headText = this.#head.map((h) => h.length ? decodeText(tokenizer!, h) : "");
   }
 
   /** Each live row's next token from its logits `logitsOf(b)` (`[V]`); null for a finished row. */
@@ -150,7 +153,7 @@ export class RowDecoder {
       else if (s.stop_strings.length) {
         // HF's StopStringCriteria matches the sequence, prompt included: a stop string may begin in the
         // prompt's last characters and end in a new token; it must end after the prompt
-        const head = decodeText(this.tokenizer!, this.#head[b]);
+        const head = this.#headText[b];
         let text = decodeText(this.tokenizer!, [...this.#head[b], ...this.#out[b]]);
         let from = head.length;
         if (!text.startsWith(head)) [text, from] = [decodeText(this.tokenizer!, this.#out[b]), 0];
